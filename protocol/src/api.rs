@@ -1,0 +1,92 @@
+//! JSON payloads of the agent and integration APIs, shared by both ends.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of the information notice the candidate accepted; bump it when the text changes.
+pub const NOTICE_VERSION: &str = "2026-11-v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsentRequest {
+    pub notice_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenStreamRequest {
+    pub agent_version: String,
+    pub os: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OpenStreamResponse {
+    pub attempt_id: Uuid,
+    pub stream_id: Uuid,
+    /// Stream key ‖ nonce prefix, base64; only ever sent over TLS or loopback.
+    pub stream_key: String,
+    /// Fragment length the server asks for, in milliseconds.
+    pub fragment_ms: u32,
+    /// Largest chunk the server accepts, in bytes.
+    pub max_chunk_bytes: u64,
+}
+
+impl std::fmt::Debug for OpenStreamResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenStreamResponse")
+            .field("attempt_id", &self.attempt_id)
+            .field("stream_id", &self.stream_id)
+            .field("stream_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkAck {
+    pub stream_id: Uuid,
+    pub index: u32,
+    pub digest: String,
+    /// false when the same bytes were already stored (idempotent replay).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndStreamRequest {
+    pub final_index: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSittingRequest {
+    #[serde(rename = "ref")]
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSittingResponse {
+    pub sitting_id: Uuid,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddCandidateRequest {
+    #[serde(rename = "ref")]
+    pub reference: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddCandidateResponse {
+    pub attempt_id: Uuid,
+    pub launch_token: String,
+    /// RFC 3339.
+    pub token_expires_at: String,
+}
+
+impl std::fmt::Debug for AddCandidateResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddCandidateResponse").field("attempt_id", &self.attempt_id).finish_non_exhaustive()
+    }
+}
+
+/// Every 4xx/5xx body: a stable machine code and a human sentence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}

@@ -1,0 +1,18 @@
+//! The chunk wire format and its sealing, shared by the capture agent and the server.
+//!
+//! Everything here is pure: bytes in, bytes or a typed error out. No I/O, no async,
+//! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
+
+mod error;
+mod header;
+mod keys;
+pub mod api;
+mod seal;
+
+pub use error::Error;
+pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
+pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
+pub use seal::{chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer, TAG_LEN};
+
+/// Ids travel as UUIDs; a bare alias keeps signatures readable.
+pub type Id = uuid::Uuid;
