@@ -1,0 +1,181 @@
+//! The command line: `serve` and the admin commands, all on the same data directory.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::configuration;
+use crate::service::Proctor;
+use crate::startup::Application;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "proctor-server", version, about = "CLOE Connect proctoring server")]
+pub struct Cli {
+    /// Configuration file layered over the embedded defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (database, blobs, key store); overrides the configuration.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the public and staff listeners.
+    Serve {
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        staff_listen: Option<std::net::SocketAddr>,
+    },
+    /// Sittings (exam sessions).
+    Sitting {
+        #[command(subcommand)]
+        command: SittingCommand,
+    },
+    /// Candidates of a sitting.
+    Candidate {
+        #[command(subcommand)]
+        command: CandidateCommand,
+    },
+    /// Staff accounts.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+    /// Attempts (one candidate in one sitting).
+    Attempt {
+        #[command(subcommand)]
+        command: AttemptCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SittingCommand {
+    Create {
+        #[arg(long = "ref")]
+        reference: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CandidateCommand {
+    Add {
+        #[arg(long)]
+        sitting: Uuid,
+        #[arg(long = "ref")]
+        reference: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Password from PROCTOR_PASSWORD, or asked on the terminal.
+    Add {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        login: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttemptCommand {
+    Show { id: Uuid },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the whole trail.
+    Verify,
+    /// Print the trail as JSON lines.
+    List,
+}
+
+fn print(v: impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut settings = configuration::load(cli.config.as_deref())?;
+    if let Some(d) = cli.data_dir {
+        settings.server.data_dir = d;
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    if let Command::Serve { listen, staff_listen } = cli.command {
+        if let Some(a) = listen {
+            settings.server.listen = a;
+        }
+        if let Some(a) = staff_listen {
+            settings.server.staff_listen = a;
+        }
+        let app = Application::build(settings, clock).await?;
+        let scheme = app.scheme();
+        print(serde_json::json!({
+            "event": "listening",
+            "public": format!("{scheme}://{}", app.public_addr()),
+            "staff": format!("{scheme}://{}", app.staff_addr()),
+        }))?;
+        tracing::info!("serving");
+        return app.run_until_stopped().await;
+    }
+    let app = Proctor::open(settings, clock)?;
+    let result: anyhow::Result<()> = async {
+        match cli.command {
+            Command::Serve { .. } => unreachable!("handled above"),
+            Command::Sitting { command: SittingCommand::Create { reference } } => print(app.create_sitting(&reference, "admin-cli").await?)?,
+            Command::Candidate { command: CandidateCommand::Add { sitting, reference } } => {
+                let r = app.add_candidate(sitting, &reference, "admin-cli").await?;
+                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
+            }
+            Command::Staff { command: StaffCommand::Add { role, login } } => {
+                let password = match std::env::var("PROCTOR_PASSWORD") {
+                    Ok(p) => p,
+                    Err(_) => rpassword_prompt()?,
+                };
+                let id = app.add_staff(&login, &role, &password).await?;
+                print(serde_json::json!({ "staff_id": id, "login": login, "role": role }))?
+            }
+            Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
+            Command::Audit { command } => {
+                let trail = app.db.audit_trail().await?;
+                match command {
+                    AuditCommand::Verify => match crate::db::verify_audit_chain(&trail) {
+                        Ok(()) => print(serde_json::json!({ "entries": trail.len(), "chain": "intact" }))?,
+                        Err(seq) => anyhow::bail!("audit chain broken at entry {seq}"),
+                    },
+                    AuditCommand::List => {
+                        for e in trail {
+                            println!(
+                                "{}",
+                                serde_json::json!({ "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action,
+                                    "attempt_id": e.attempt_id, "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default() })
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    result
+}
+
+fn rpassword_prompt() -> anyhow::Result<String> {
+    use std::io::{BufRead, Write};
+    eprint!("Password: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

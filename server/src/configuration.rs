@@ -1,0 +1,84 @@
+//! Layered settings: embedded defaults ← optional file ← PROCTOR_* environment ← CLI flags.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const EMBEDDED_DEFAULTS: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub limits: LimitSettings,
+    pub capture: CaptureSettings,
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    #[serde(default)]
+    pub integration: IntegrationSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub staff_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub allow_insecure_public: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub max_chunk_bytes: u64,
+    #[serde(with = "humantime_serde_compat")]
+    pub launch_token_ttl: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub staff_session_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CaptureSettings {
+    pub fragment_ms: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Clone, Default, Deserialize)]
+pub struct IntegrationSettings {
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for IntegrationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntegrationSettings").field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+    }
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `file`: an explicit --config file (must exist); otherwise `config/default.toml` in the
+/// working directory if present; the embedded defaults always lie underneath.
+pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS));
+    match file {
+        Some(path) => {
+            anyhow::ensure!(path.exists(), "configuration file {} not found", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        None => fig = fig.merge(Toml::file("config/default.toml")),
+    }
+    let fig = fig.merge(Env::prefixed("PROCTOR_").split("__").ignore(&["password"]));
+    Ok(fig.extract()?)
+}

@@ -1,0 +1,169 @@
+//! The one storage interface of the server. Only this module knows SQL; each backend has
+//! its own migrations under `migrations/<backend>/`.
+
+mod sqlite;
+pub use sqlite::SqliteDatabase;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    Conflict,
+    #[error("database: {0}")]
+    Backend(String),
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub id: Uuid,
+    pub sitting_id: Uuid,
+    pub reference: String,
+    pub token_hash: [u8; 32],
+    pub token_expires_at_ms: i64,
+    pub kek_epoch: String,
+    pub wrapped_dek: Vec<u8>,
+    pub dek_fingerprint: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: Uuid,
+    pub sitting_id: Uuid,
+    pub reference: String,
+    pub token_expires_at_ms: i64,
+    pub kek_epoch: String,
+    pub wrapped_dek: Vec<u8>,
+    pub consent_notice: Option<String>,
+    pub consent_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub id: Uuid,
+    pub attempt_id: Uuid,
+    pub salt: [u8; 32],
+    pub opened_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub final_index: Option<u32>,
+}
+
+/// Connection data kept with the attempt (personal data under the recording's retention).
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub client_ip: String,
+    pub agent_version: String,
+    pub os: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRow {
+    pub stream_id: Uuid,
+    pub index: u32,
+    pub digest: [u8; 32],
+    pub prev_digest: [u8; 32],
+    pub size: u64,
+    pub media_start_us: u64,
+    pub media_end_us: u64,
+    pub last: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaffAccount {
+    pub id: Uuid,
+    pub login: String,
+    pub role: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub attempt_id: Option<Uuid>,
+    pub detail: String,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// What an append to the audit trail says; the database chains it.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub attempt_id: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+/// Outcome of recording a chunk row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkInsert {
+    Created,
+    /// The same bytes were already recorded: idempotent replay.
+    Duplicate,
+    /// Another chunk already holds this index.
+    Conflict,
+}
+
+#[async_trait]
+pub trait Database: Send + Sync + 'static {
+    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()>;
+    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool>;
+    async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
+    async fn attempt(&self, id: Uuid) -> DbResult<Attempt>;
+    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<Attempt>;
+    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()>;
+    async fn stream(&self, id: Uuid) -> DbResult<Stream>;
+    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
+    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
+    async fn insert_chunk(&self, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert>;
+    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
+    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
+    async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;
+    async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount>;
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()>;
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount>;
+    async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
+    async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
+}
+
+/// Hash of an audit entry: SHA-256 over the previous hash and the entry's fields, so that
+/// removing or editing any entry breaks every later hash.
+pub fn audit_hash(prev: &[u8; 32], seq: i64, at_ms: i64, actor: &str, action: &str, attempt: Option<Uuid>, detail: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(seq.to_be_bytes());
+    h.update(at_ms.to_be_bytes());
+    for field in [actor, action, &attempt.map(|a| a.to_string()).unwrap_or_default(), detail] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Verifies the chain; returns the seq of the first entry that does not chain.
+pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), i64> {
+    let mut prev = [0u8; 32];
+    let mut expected_seq = 1;
+    for e in entries {
+        let h = audit_hash(&prev, e.seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &e.detail);
+        if e.seq != expected_seq || e.prev_hash != prev || e.hash != h {
+            return Err(e.seq);
+        }
+        prev = e.hash;
+        expected_seq += 1;
+    }
+    Ok(())
+}

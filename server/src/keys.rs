@@ -1,0 +1,146 @@
+//! Key store: per-epoch key-encryption keys (KEKs) on disk under the data directory, and
+//! the wrapping of per-attempt data keys (DEKs). A DEK is in clear only in memory.
+//! Epoch = calendar month of the attempt's creation (DESIGN invariant 3): destroying an
+//! epoch's KEK shreds every wrapped DEK of that month, backups included.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use protocol::AttemptKey;
+use rand::RngCore;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key-encryption key of epoch {0} is destroyed or missing")]
+    KekGone(String),
+    #[error("wrapped data key failed to unwrap (tampered or wrong attempt)")]
+    UnwrapFailed,
+    #[error("key store I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct KeyStore {
+    dir: PathBuf,
+}
+
+pub struct WrappedKey {
+    pub epoch: String,
+    pub blob: Vec<u8>,
+}
+
+pub fn epoch_of(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", t.year(), u8::from(t.month()))
+}
+
+fn aad(attempt: &Uuid) -> Vec<u8> {
+    [b"cloe-connect/dek/v1".as_slice(), attempt.as_bytes()].concat()
+}
+
+impl KeyStore {
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        restrict(dir, 0o700)?;
+        Ok(Self { dir: dir.to_owned() })
+    }
+
+    fn kek_path(&self, epoch: &str) -> PathBuf {
+        self.dir.join(format!("kek-{epoch}.key"))
+    }
+
+    fn load_kek(&self, epoch: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let bytes = Zeroizing::new(std::fs::read(self.kek_path(epoch)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => KeyError::KekGone(epoch.to_owned()),
+            _ => KeyError::Io(e),
+        })?);
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::KekGone(epoch.to_owned()))?;
+        Ok(Zeroizing::new(arr))
+    }
+
+    /// Loads the epoch's KEK, creating it if this is the epoch's first use. Creation is
+    /// atomic and never replaces (hard link of a fsynced temp file), so a CLI and a running
+    /// server racing on the same data directory end up with the same KEK.
+    fn kek_for(&self, epoch: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        match self.load_kek(epoch) {
+            Err(KeyError::KekGone(_)) => {}
+            other => return other,
+        }
+        let mut fresh = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+        let tmp = self.dir.join(format!(".kek-{epoch}.{}.tmp", Uuid::new_v4()));
+        {
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            restrict(&tmp, 0o600)?;
+            f.write_all(fresh.as_ref())?;
+            f.sync_all()?;
+        }
+        let linked = std::fs::hard_link(&tmp, self.kek_path(epoch));
+        std::fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => sync_dir(&self.dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.load_kek(epoch)
+    }
+
+    pub fn wrap(&self, dek: &AttemptKey, attempt: &Uuid, now: OffsetDateTime) -> Result<WrappedKey, KeyError> {
+        let epoch = epoch_of(now);
+        let kek = self.kek_for(&epoch)?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = Aes256Gcm::new(kek.as_ref().into())
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: dek.expose(), aad: &aad(attempt) })
+            .map_err(|_| KeyError::UnwrapFailed)?;
+        Ok(WrappedKey { epoch, blob: [nonce.as_slice(), &ct].concat() })
+    }
+
+    pub fn unwrap(&self, wrapped: &WrappedKey, attempt: &Uuid) -> Result<AttemptKey, KeyError> {
+        let kek = self.load_kek(&wrapped.epoch)?;
+        if wrapped.blob.len() != 12 + 32 + 16 {
+            return Err(KeyError::UnwrapFailed);
+        }
+        let (nonce, ct) = wrapped.blob.split_at(12);
+        let pt = Zeroizing::new(
+            Aes256Gcm::new(kek.as_ref().into())
+                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad(attempt) })
+                .map_err(|_| KeyError::UnwrapFailed)?,
+        );
+        let arr: [u8; 32] = pt.as_slice().try_into().map_err(|_| KeyError::UnwrapFailed)?;
+        Ok(AttemptKey::from_bytes(arr))
+    }
+}
+
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap_roundtrip_and_binding() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::open(dir.path()).unwrap();
+        let dek = AttemptKey::generate();
+        let a = Uuid::new_v4();
+        let now = OffsetDateTime::now_utc();
+        let w = ks.wrap(&dek, &a, now).unwrap();
+        assert_eq!(ks.unwrap(&w, &a).unwrap().expose(), dek.expose());
+        assert!(matches!(ks.unwrap(&w, &Uuid::new_v4()), Err(KeyError::UnwrapFailed)));
+        // A second store on the same directory sees the same KEK.
+        let ks2 = KeyStore::open(dir.path()).unwrap();
+        assert_eq!(ks2.unwrap(&w, &a).unwrap().expose(), dek.expose());
+        std::fs::remove_file(dir.path().join(format!("kek-{}.key", epoch_of(now)))).unwrap();
+        assert!(matches!(ks.unwrap(&w, &a), Err(KeyError::KekGone(_))));
+    }
+}

@@ -1,0 +1,78 @@
+//! Agent API: a candidate's launch token writes to its own attempt only, never reads.
+
+use super::{bearer, parse_id, read_body, read_json, AppState};
+use crate::error::AppError;
+use crate::service::AgentIdentity;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::{request::Parts, StatusCode};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use protocol::api::*;
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/agent/v1/consent", post(consent))
+        .route("/api/agent/v1/streams", post(open_stream))
+        .route("/api/agent/v1/streams/{stream_id}/chunks/{index}", put(put_chunk))
+        .route("/api/agent/v1/streams/{stream_id}/end", post(end_stream))
+}
+
+impl FromRequestParts<AppState> for AgentIdentity {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        state.authenticate_agent(bearer(parts)?).await
+    }
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/consent", tag = "agent",
+    responses((status = 204, description = "consent recorded"), (status = 400), (status = 401)))]
+pub async fn consent(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<StatusCode, AppError> {
+    app.record_consent(&who, read_json(body).await?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/streams", tag = "agent",
+    responses((status = 201, description = "stream opened; body carries the stream key"), (status = 401), (status = 403, description = "consent required")))]
+pub async fn open_stream(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<(StatusCode, Json<OpenStreamResponse>), AppError> {
+    let resp = app.open_stream(&who, read_json(body).await?, peer.ip().to_string()).await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+#[utoipa::path(put, path = "/api/agent/v1/streams/{stream_id}/chunks/{index}", tag = "agent",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "sealed chunk, wire format v1"),
+    responses((status = 201, description = "stored durably"), (status = 200, description = "same chunk already stored"),
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "another chunk holds this index"),
+        (status = 413), (status = 422, description = "authentication tag invalid")))]
+pub async fn put_chunk(
+    State(app): State<AppState>,
+    Path((stream_id, index)): Path<(String, String)>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<(StatusCode, Json<ChunkAck>), AppError> {
+    let stream_id = parse_id(&stream_id, "stream id")?;
+    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
+    let limit = app.settings.limits.max_chunk_bytes as usize;
+    let chunk = read_body(body, limit).await?;
+    let ack = app.ingest_chunk(&who, stream_id, index, chunk).await?;
+    Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/streams/{stream_id}/end", tag = "agent",
+    responses((status = 204, description = "stream ended"), (status = 404), (status = 409)))]
+pub async fn end_stream(
+    State(app): State<AppState>,
+    Path(stream_id): Path<String>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<StatusCode, AppError> {
+    let stream_id = parse_id(&stream_id, "stream id")?;
+    app.end_stream(&who, stream_id, read_json(body).await?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,70 @@
+//! HTTP routes by feature. Handlers parse, call `service::Proctor`, and shape the answer;
+//! every error is a JSON `ErrorBody` with a precise 4xx.
+
+mod agent;
+mod integration;
+pub mod openapi;
+mod staff;
+
+use crate::error::AppError;
+use crate::service::Proctor;
+use axum::body::{Body, Bytes};
+use axum::http::{header, request::Parts};
+use axum::Router;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub type AppState = Arc<Proctor>;
+
+/// JSON request bodies are small; anything bigger is refused before parsing.
+const JSON_LIMIT: usize = 64 * 1024;
+
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .merge(agent::router())
+        .merge(integration::router())
+        .merge(common())
+        .with_state(state)
+}
+
+pub fn staff_router(state: AppState) -> Router {
+    Router::new().merge(staff::router()).merge(common()).with_state(state)
+}
+
+fn common() -> Router<AppState> {
+    Router::new()
+        .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/api/openapi.json", axum::routing::get(openapi::serve))
+        .fallback(|| async { AppError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { AppError::BadRequest("method not allowed on this route".into()) })
+}
+
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) || e.to_string().contains("length limit") {
+            AppError::TooLarge(limit as u64)
+        } else {
+            AppError::BadRequest("could not read the request body".into())
+        }
+    })
+}
+
+pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppError> {
+    let bytes = read_body(body, JSON_LIMIT).await?;
+    serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+pub fn parse_id(s: &str, what: &'static str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(s).map_err(|_| AppError::BadRequest(format!("{what} is not a valid id")))
+}
+
+pub fn bearer(parts: &Parts) -> Result<&str, AppError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or(AppError::Unauthorized)
+}

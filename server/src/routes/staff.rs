@@ -1,0 +1,73 @@
+//! Staff API (staff listener only): login, attempt report, decrypted media.
+
+use super::{bearer, parse_id, read_json, AppState};
+use crate::error::AppError;
+use crate::recording::AttemptReport;
+use crate::service::StaffIdentity;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/staff/v1/login", post(login))
+        .route("/api/staff/v1/attempts/{attempt_id}", get(attempt))
+        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media", get(media))
+}
+
+impl FromRequestParts<AppState> for StaffIdentity {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        state.authenticate_staff(bearer(parts)?).await
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    login: String,
+    password: String,
+}
+
+#[utoipa::path(post, path = "/api/staff/v1/login", tag = "staff",
+    responses((status = 200, description = "session token"), (status = 401)))]
+pub async fn login(State(app): State<AppState>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+    let req: LoginRequest = read_json(body).await?;
+    let token = app.staff_login(&req.login, &req.password).await?;
+    Ok(Json(serde_json::json!({ "token": token })))
+}
+
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}", tag = "staff",
+    responses((status = 200, description = "attempt report"), (status = 401), (status = 404)))]
+pub async fn attempt(State(app): State<AppState>, staff: StaffIdentity, Path(id): Path<String>) -> Result<Json<AttemptReport>, AppError> {
+    let id = parse_id(&id, "attempt id")?;
+    let report = app.attempt_report(id).await?;
+    app.audit(&staff.login, "attempt_report_viewed", Some(id), serde_json::json!({})).await?;
+    Ok(Json(report))
+}
+
+#[derive(Deserialize)]
+pub struct Range {
+    pub from: Option<u32>,
+    pub to: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media", tag = "staff",
+    params(("from" = Option<u32>, Query, description = "first fragment index (≥ 1)"), ("to" = Option<u32>, Query, description = "last fragment index")),
+    responses((status = 200, description = "fragmented MP4: init segment then the fragments", content_type = "video/mp4"),
+        (status = 401), (status = 403), (status = 404), (status = 410, description = "recording destroyed")))]
+pub async fn media(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path((attempt_id, stream_id)): Path<(String, String)>,
+    range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(range) = range.map_err(|_| AppError::BadRequest("from and to must be non-negative integers".into()))?;
+    let attempt_id = parse_id(&attempt_id, "attempt id")?;
+    let stream_id = parse_id(&stream_id, "stream id")?;
+    let body = app.clone().read_media(&staff, attempt_id, stream_id, range.from.unwrap_or(1), range.to).await?;
+    Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from_stream(body)).into_response())
+}
