@@ -1,0 +1,154 @@
+use base64::Engine;
+use protocol::api::*;
+use protocol::{Fragment, StreamKey, StreamSealer};
+use server::clock::{Clock, ManualClock};
+use server::db::{Database, SqliteDatabase};
+use server::startup::Application;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub const PLATFORM_TOKEN: &str = "platform-secret-for-tests";
+
+pub struct TestApp {
+    pub public: String,
+    pub staff: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub data: tempfile::TempDir,
+}
+
+pub struct Candidate {
+    pub attempt_id: Uuid,
+    pub token: String,
+}
+
+pub struct OpenStream {
+    pub stream_id: Uuid,
+    pub attempt_id: Uuid,
+    pub key: StreamKey,
+}
+
+pub async fn spawn_app() -> TestApp {
+    server::telemetry::init();
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = server::configuration::load(None).unwrap();
+    settings.server.data_dir = data.path().to_owned();
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
+    settings.limits.max_chunk_bytes = 64 * 1024;
+    settings.integration.token = Some(PLATFORM_TOKEN.into());
+    let clock = Arc::new(ManualClock::at(time::OffsetDateTime::now_utc()));
+    let app = Application::build(settings, clock.clone() as Arc<dyn Clock>).await.unwrap();
+    let public = format!("http://{}", app.public_addr());
+    let staff = format!("http://{}", app.staff_addr());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { public, staff, http: reqwest::Client::new(), clock, data }
+}
+
+impl TestApp {
+    pub fn db(&self) -> SqliteDatabase {
+        SqliteDatabase::open(&self.data.path().join("proctor.sqlite")).unwrap()
+    }
+
+    pub async fn create_sitting(&self, reference: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/integration/v1/sittings", self.public))
+            .bearer_auth(PLATFORM_TOKEN)
+            .json(&serde_json::json!({ "ref": reference }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn add_candidate(&self, sitting: Uuid, reference: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/integration/v1/sittings/{sitting}/candidates", self.public))
+            .bearer_auth(PLATFORM_TOKEN)
+            .json(&serde_json::json!({ "ref": reference }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn candidate(&self) -> Candidate {
+        let sitting: CreateSittingResponse = self.create_sitting(&format!("S-{}", Uuid::new_v4())).await.json().await.unwrap();
+        let c: AddCandidateResponse = self.add_candidate(sitting.sitting_id, "C-1").await.json().await.unwrap();
+        Candidate { attempt_id: c.attempt_id, token: c.launch_token }
+    }
+
+    pub async fn consent(&self, token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/agent/v1/consent", self.public))
+            .bearer_auth(token)
+            .json(&ConsentRequest { notice_version: NOTICE_VERSION.into() })
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn open_stream_raw(&self, token: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/agent/v1/streams", self.public))
+            .bearer_auth(token)
+            .json(&OpenStreamRequest { agent_version: "test".into(), os: "linux".into() })
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn open_stream(&self, token: &str) -> OpenStream {
+        let r: OpenStreamResponse = self.open_stream_raw(token).await.json().await.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(r.stream_key).unwrap();
+        OpenStream { stream_id: r.stream_id, attempt_id: r.attempt_id, key: StreamKey::from_bytes(&bytes).unwrap() }
+    }
+
+    pub async fn put_chunk(&self, token: &str, stream: Uuid, index: u32, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .put(format!("{}/api/agent/v1/streams/{stream}/chunks/{index}", self.public))
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn end_stream(&self, token: &str, stream: Uuid, final_index: u32) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/agent/v1/streams/{stream}/end", self.public))
+            .bearer_auth(token)
+            .json(&EndStreamRequest { final_index })
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Blob files stored under the data directory.
+    pub fn blob_count(&self) -> usize {
+        fn walk(p: &std::path::Path) -> usize {
+            std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
+        }
+        walk(&self.data.path().join("blobs"))
+    }
+
+    pub async fn chunk_rows(&self, stream: Uuid) -> usize {
+        self.db().chunks_of(stream).await.unwrap().len()
+    }
+}
+
+/// A recorded stream of `n` fragments (plus init), the last one final.
+pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
+    let mut sealer = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
+    (0..=n)
+        .map(|i| {
+            let data = format!("fragment {i} of stream {}", s.stream_id).into_bytes();
+            let frag = Fragment { data: &data, media_start_us: i.saturating_sub(1) as u64 * 2_000_000, media_end_us: i as u64 * 2_000_000, last: i == n };
+            sealer.seal(frag).unwrap().1
+        })
+        .collect()
+}
+
+pub async fn error_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: ErrorBody = r.json().await.expect("error responses carry a JSON body");
+    (status, body.error)
+}

@@ -1,0 +1,77 @@
+use crate::helpers::*;
+use server::db::Database;
+use uuid::Uuid;
+
+async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
+    let s = server::service::Proctor::open(
+        {
+            let mut st = server::configuration::load(None).unwrap();
+            st.server.data_dir = app.data.path().to_owned();
+            st
+        },
+        std::sync::Arc::new(server::clock::SystemClock),
+    )
+    .unwrap();
+    s.add_staff(login, role, "Relecture-2026").await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/staff/v1/login", app.staff))
+        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    app.consent(&c.token).await;
+    let s = app.open_stream(&c.token).await;
+    for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
+        assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+    }
+    app.end_stream(&c.token, s.stream_id, 3).await;
+    let token = add_staff(&app, "relectrice", "reviewer").await;
+
+    let url = format!("{}/api/staff/v1/attempts/{}/streams/{}/media?from=2&to=3", app.staff, c.attempt_id, s.stream_id);
+    let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    let body = r.bytes().await.unwrap();
+    let expected = format!("fragment 0 of stream {0}fragment 2 of stream {0}fragment 3 of stream {0}", s.stream_id);
+    assert_eq!(body.as_ref(), expected.as_bytes());
+
+    let trail = app.db().audit_trail().await.unwrap();
+    let read = trail.iter().find(|e| e.action == "recording_viewed").expect("the read is audited");
+    assert_eq!(read.actor, "relectrice");
+    assert_eq!(read.attempt_id, Some(c.attempt_id));
+    assert!(read.detail.contains("\"from_index\":2") && read.detail.contains("\"to_index\":3"));
+    server::db::verify_audit_chain(&trail).expect("audit chain intact");
+
+    let report: serde_json::Value =
+        app.http.get(format!("{}/api/staff/v1/attempts/{}", app.staff, c.attempt_id)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["integrity"], "ok");
+    assert_eq!(report["fragments_stored"], 4);
+    assert_eq!(report["state"], "recorded");
+}
+
+#[tokio::test]
+async fn staff_access_is_checked() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    let url = format!("{}/api/staff/v1/attempts/{}/streams/{}/media", app.staff, c.attempt_id, Uuid::new_v4());
+    assert_eq!(error_code(app.http.get(&url).send().await.unwrap()).await, (401, "unauthorized".into()));
+    // The candidate's own token reads nothing.
+    assert_eq!(error_code(app.http.get(&url).bearer_auth(&c.token).send().await.unwrap()).await, (401, "unauthorized".into()));
+    let r = app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({"login":"x","password":"y"})).send().await.unwrap();
+    assert_eq!(error_code(r).await, (401, "unauthorized".into()));
+    // A jury member does not watch recordings.
+    let jury = add_staff(&app, "jure", "jury").await;
+    assert_eq!(error_code(app.http.get(&url).bearer_auth(&jury).send().await.unwrap()).await, (403, "forbidden".into()));
+    // Staff routes are not on the public listener.
+    let public = format!("{}/api/staff/v1/login", app.public);
+    assert_eq!(app.http.post(public).json(&serde_json::json!({})).send().await.unwrap().status(), 404);
+}
