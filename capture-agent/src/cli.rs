@@ -1,0 +1,62 @@
+//! Command line of the capture agent.
+
+use crate::capture::Source;
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "capture-agent", version, about = "CLOE Connect: enregistrement chiffré de l'épreuve (webcam + micro)")]
+pub struct Cli {
+    /// Server URL (https; plain http only for a loopback server).
+    #[arg(long)]
+    pub server: String,
+    /// Launch token given by the exam platform.
+    #[arg(long, env = "CLOE_LAUNCH_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// device (camera + microphone), test (synthetic live source) or file:PATH.
+    #[arg(long, default_value = "device", value_parser = parse_source)]
+    pub source: Source,
+    /// Stop after this long (e.g. 20s, 45min); default: until Ctrl-C.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Scripted explicit consent to the information notice (which is still shown).
+    #[arg(long)]
+    pub consent: bool,
+    /// Spool directory for sealed chunks awaiting upload.
+    #[arg(long)]
+    pub spool: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for the server, besides the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    match s {
+        "device" => Ok(Source::Device),
+        "test" => Ok(Source::Test),
+        _ => match s.strip_prefix("file:") {
+            Some(p) if !p.is_empty() => Ok(Source::File(PathBuf::from(p))),
+            _ => Err("expected device, test or file:PATH".into()),
+        },
+    }
+}
+
+pub fn default_spool_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("cloe-capture-agent/spool")
+}
+
+pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
+    Ok(crate::run::RunOptions {
+        server: crate::client::check_server_url(&cli.server)?,
+        token: cli.token,
+        source: cli.source,
+        duration: cli.duration,
+        consent: cli.consent,
+        spool_dir: cli.spool.unwrap_or_else(default_spool_dir),
+        ca_file: cli.ca_file,
+    })
+}

@@ -1,0 +1,54 @@
+//! Every sentence the candidate reads, in one place. French by default; an English table
+//! can be added beside `FR` and chosen from the locale.
+
+pub struct Messages {
+    pub notice_title: &'static str,
+    pub notice_body: &'static str,
+    pub consent_prompt: &'static str,
+    pub consent_refused: &'static str,
+    pub consent_needs_terminal: &'static str,
+    pub recording_started: &'static str,
+    pub recording_stopping: &'static str,
+    pub uploading_leftovers: &'static str,
+    pub draining: &'static str,
+    pub all_sent: &'static str,
+    pub server_unreachable: &'static str,
+    pub upload_refused: &'static str,
+}
+
+pub const FR: Messages = Messages {
+    notice_title: "Information sur l'enregistrement de votre épreuve CLOE Connect",
+    notice_body: "\
+Pendant toute la durée de l'épreuve, votre webcam (image) et votre microphone (son) sont
+enregistrés. Personne ne vous regarde en direct.
+
+Pourquoi : uniquement pour vérifier, après l'épreuve, qu'aucune irrégularité n'a eu lieu.
+Aucune reconnaissance faciale ni biométrique, aucune note de suspicion automatique.
+
+Qui peut voir l'enregistrement : seuls les personnels habilités de CCI France (correcteurs
+et jury de la session). Chaque consultation est tracée.
+
+Durée de conservation : l'enregistrement est supprimé dès la validation sans réserve du
+procès-verbal de la session ; en cas de contestation ou de refus, il est conservé 2 mois
+puis supprimé. Il ne dépasse jamais 2 mois après la fin de l'épreuve.
+
+Sécurité : l'enregistrement est chiffré sur votre ordinateur avant tout envoi ; rien n'est
+écrit en clair sur votre disque.
+
+Vos droits : accès, rectification, effacement, limitation et opposition auprès du délégué
+à la protection des données de CCI France ; réclamation possible auprès de la CNIL.",
+    consent_prompt: "Tapez OUI pour accepter l'enregistrement et commencer, ou toute autre réponse pour refuser : ",
+    consent_refused: "Consentement refusé : aucun enregistrement n'a été effectué.",
+    consent_needs_terminal: "Le consentement doit être donné de façon explicite (option --consent pour un lancement scripté).",
+    recording_started: "Enregistrement en cours. Appuyez sur Ctrl+C pour terminer.",
+    recording_stopping: "Fin de l'enregistrement, finalisation du dernier fragment…",
+    uploading_leftovers: "Envoi des fragments restant d'une session précédente…",
+    draining: "Envoi des derniers fragments",
+    all_sent: "Tous les fragments ont été reçus par le serveur. Vous pouvez fermer cette fenêtre.",
+    server_unreachable: "Serveur injoignable : les fragments restent chiffrés sur ce poste et seront envoyés dès le retour de la connexion.",
+    upload_refused: "Le serveur a refusé un fragment",
+};
+
+pub fn current() -> &'static Messages {
+    &FR
+}

@@ -1,0 +1,180 @@
+//! Runs the real binaries: `proctor-server` on a temp data directory and `capture-agent`.
+#![allow(dead_code)]
+
+pub mod media;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PLATFORM_TOKEN: &str = "e2e-platform-token";
+
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let p = target.join("debug").join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace --bins` first (scripts/test does)", p.display());
+    p
+}
+
+pub struct Server {
+    pub child: Child,
+    pub data: PathBuf,
+    pub public: String,
+    pub staff: String,
+}
+
+impl Server {
+    /// Starts `serve` on `data`; `port` 0 picks a free one (a restart passes the old port).
+    pub fn start(data: &Path, public_port: u16) -> Server {
+        let mut child = Command::new(bin("proctor-server"))
+            .args(["--data-dir", data.to_str().unwrap(), "serve"])
+            .args(["--listen", &format!("127.0.0.1:{public_port}"), "--staff-listen", "127.0.0.1:0"])
+            .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM_TOKEN)
+            .env("PROCTOR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start proctor-server");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !text.trim_end().ends_with('}') {
+            assert!(Instant::now() < deadline, "server did not announce its addresses");
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                panic!("server exited early: {text}");
+            }
+            text.push_str(&line);
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Server { child, data: data.to_owned(), public: v["public"].as_str().unwrap().into(), staff: v["staff"].as_str().unwrap().into() }
+    }
+
+    pub fn public_port(&self) -> u16 {
+        self.public.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> serde_json::Value {
+        cli(&self.data, args, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new(bin("proctor-server")).arg("--data-dir").arg(data).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "proctor-server {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out.stdout).into()))
+}
+
+/// A sitting and one candidate through the integration API; returns (attempt id, launch token).
+pub async fn enrol(server: &Server) -> (String, String) {
+    let http = reqwest::Client::new();
+    let s: serde_json::Value = http
+        .post(format!("{}/api/integration/v1/sittings", server.public))
+        .bearer_auth(PLATFORM_TOKEN)
+        .json(&serde_json::json!({ "ref": format!("E2E-{}", uuid::Uuid::new_v4()) }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let c: serde_json::Value = http
+        .post(format!("{}/api/integration/v1/sittings/{}/candidates", server.public, s["sitting_id"].as_str().unwrap()))
+        .bearer_auth(PLATFORM_TOKEN)
+        .json(&serde_json::json!({ "ref": "candidat-1" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (c["attempt_id"].as_str().unwrap().into(), c["launch_token"].as_str().unwrap().into())
+}
+
+pub fn agent(server_url: &str, token: &str, duration: &str, spool: &Path) -> Command {
+    let mut c = Command::new(bin("capture-agent"));
+    c.args(["--server", server_url, "--token", token, "--source", "test", "--duration", duration, "--consent", "--spool"])
+        .arg(spool)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Logs a staff member in and fetches the decrypted media of one stream.
+pub async fn staff_media(server: &Server, attempt: &str, stream: &str) -> Vec<u8> {
+    let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..8]);
+    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &[("PROCTOR_PASSWORD", "Relecture-2026!")]);
+    let http = reqwest::Client::new();
+    let t: serde_json::Value = http
+        .post(format!("{}/api/staff/v1/login", server.staff))
+        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026!" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media", server.staff))
+        .bearer_auth(t["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Every regular file below `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that no 32-byte window of `plaintext` (sampled every 1 KiB) and no MP4 file
+/// signature appears in any file under `dirs`. Signatures are 7 bytes long so that random
+/// ciphertext cannot match them by chance.
+pub fn assert_no_plaintext(plaintext: &[u8], dirs: &[&Path]) {
+    use std::collections::HashMap;
+    let mut needles: HashMap<u64, Vec<&[u8]>> = HashMap::new();
+    for o in (0..plaintext.len().saturating_sub(32)).step_by(1024) {
+        let n = &plaintext[o..o + 32];
+        needles.entry(u64::from_le_bytes(n[..8].try_into().unwrap())).or_default().push(n);
+    }
+    assert!(needles.len() > 10, "too little plaintext to search for");
+    for dir in dirs {
+        for f in files_under(dir) {
+            let bytes = std::fs::read(&f).unwrap();
+            for sig in [b"ftypiso".as_slice(), b"ftypmp4".as_slice()] {
+                assert!(!bytes.windows(sig.len()).any(|w| w == sig), "MP4 signature {:?} in {}", String::from_utf8_lossy(sig), f.display());
+            }
+            for w in bytes.windows(32) {
+                if let Some(cands) = needles.get(&u64::from_le_bytes(w[..8].try_into().unwrap())) {
+                    assert!(!cands.iter().any(|n| *n == w), "plaintext media found in {}", f.display());
+                }
+            }
+        }
+    }
+}
