@@ -5,18 +5,16 @@
 //! holding the final index once the stream's final chunk is sealed. The launch id is a
 //! digest of the launch token, so a restarted agent finds its leftovers and nobody else's.
 
-use sha2_lite::launch_id;
+use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-mod sha2_lite {
-    /// Hex of the first 16 bytes of SHA-256("cloe-spool" ‖ token), via the protocol's digest.
-    pub fn launch_id(token: &str) -> String {
-        let d = protocol::chunk_digest(&[b"cloe-spool/v1/".as_slice(), token.as_bytes()].concat());
-        hex::encode(&d[..16])
-    }
+/// Hex of the first 16 bytes of SHA-256 of the token: names the spool without revealing it.
+fn launch_id(token: &str) -> String {
+    let d = Sha256::new().chain_update(b"cloe-spool/v1/").chain_update(token.as_bytes()).finalize();
+    hex::encode(&d[..16])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

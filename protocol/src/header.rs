@@ -10,7 +10,7 @@
 //!  40   4 index, u32 big-endian (0 = initialisation segment)
 //!  44   8 media start, µs since stream start, u64 big-endian
 //!  52   8 media end, µs since stream start, u64 big-endian
-//!  60  32 SHA-256 of the whole previous chunk (zeros for index 0)
+//!  60  32 digest of the previous chunk, SHA-256(header ‖ tag) (zeros for index 0)
 //!  92   4 body length (ciphertext + 16-byte tag), u32 big-endian
 //!  96   … body
 //! ```
