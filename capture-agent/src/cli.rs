@@ -28,6 +28,9 @@ pub struct Cli {
     /// Extra CA certificate (PEM) to trust for the server, besides the system roots.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// Print the capture pipeline in gst-launch-1.0 syntax and exit (benchmarks).
+    #[arg(long, hide = true)]
+    pub print_pipeline: bool,
 }
 
 fn parse_source(s: &str) -> Result<Source, String> {

@@ -152,7 +152,11 @@ impl Remuxer {
     ) -> Result<Vec<MediaFragment>> {
         let offset = self.pending_offset + self.pending.len() as u64;
         if let Some(pts_ns) = pts_ns {
-            self.stamps.push_back(Stamp { offset, pts_ns, duration_ns });
+            self.stamps.push_back(Stamp {
+                offset,
+                pts_ns,
+                duration_ns,
+            });
         }
         self.pending.extend_from_slice(data);
 
@@ -171,7 +175,10 @@ impl Remuxer {
             self.send_init(&mut out)?;
         }
         if !self.pending.is_empty() {
-            tracing::warn!(bytes = self.pending.len(), "incomplete box at end of stream dropped");
+            tracing::warn!(
+                bytes = self.pending.len(),
+                "incomplete box at end of stream dropped"
+            );
             self.pending.clear();
         }
         self.emit_ready(true, &mut out);
@@ -193,7 +200,12 @@ impl Remuxer {
         Ok(Some((offset, bytes)))
     }
 
-    fn handle_box(&mut self, offset: u64, bytes: Vec<u8>, out: &mut Vec<MediaFragment>) -> Result<()> {
+    fn handle_box(
+        &mut self,
+        offset: u64,
+        bytes: Vec<u8>,
+        out: &mut Vec<MediaFragment>,
+    ) -> Result<()> {
         let kind = &bytes[4..8];
         if !self.init_sent {
             if kind != b"moof" {
@@ -210,12 +222,15 @@ impl Remuxer {
                 self.moof = Some((offset, parse_moof(&bytes)?));
             }
             b"mdat" => {
-                let (moof_offset, trafs) = self.moof.take().context("mdat without preceding moof")?;
+                let (moof_offset, trafs) =
+                    self.moof.take().context("mdat without preceding moof")?;
                 self.add_samples(moof_offset, trafs, offset, &bytes)?;
             }
             // The trailing mfra indexes mp4mux's byte offsets, which no longer exist
             // once the samples are regrouped.
-            other => tracing::debug!(kind = %String::from_utf8_lossy(other), "top-level box skipped"),
+            other => {
+                tracing::debug!(kind = %String::from_utf8_lossy(other), "top-level box skipped")
+            }
         }
         Ok(())
     }
@@ -224,11 +239,18 @@ impl Remuxer {
         let moov = find_child(&self.init_bytes, b"moov").context("init segment has no moov")?;
         let infos = parse_moov(moov)?;
         ensure!(!infos.is_empty(), "init segment declares no tracks");
-        self.reference = infos.iter().position(|t| t.handler == Handler::Video).unwrap_or(0);
+        self.reference = infos
+            .iter()
+            .position(|t| t.handler == Handler::Video)
+            .unwrap_or(0);
         tracing::debug!(tracks = ?infos, "init segment parsed");
         self.tracks = infos
             .into_iter()
-            .map(|info| Track { info, queue: VecDeque::new(), last_end_ns: None })
+            .map(|info| Track {
+                info,
+                queue: VecDeque::new(),
+                last_end_ns: None,
+            })
             .collect();
         out.push(MediaFragment {
             data: std::mem::take(&mut self.init_bytes),
@@ -240,8 +262,18 @@ impl Remuxer {
         Ok(())
     }
 
-    fn add_samples(&mut self, moof_offset: u64, trafs: Vec<TrafLayout>, mdat_offset: u64, mdat: &[u8]) -> Result<()> {
-        let header = if u32::from_be_bytes([mdat[0], mdat[1], mdat[2], mdat[3]]) == 1 { 16 } else { 8 };
+    fn add_samples(
+        &mut self,
+        moof_offset: u64,
+        trafs: Vec<TrafLayout>,
+        mdat_offset: u64,
+        mdat: &[u8],
+    ) -> Result<()> {
+        let header = if u32::from_be_bytes([mdat[0], mdat[1], mdat[2], mdat[3]]) == 1 {
+            16
+        } else {
+            8
+        };
         let payload_start = mdat_offset + header;
         let mdat_end = mdat_offset + mdat.len() as u64;
         // Per ISO/IEC 14496-12, without explicit offsets the data follows the previous run.
@@ -260,17 +292,29 @@ impl Remuxer {
             let mut decode_time = traf.base_decode_time;
             for run in traf.runs {
                 if let Some(off) = run.data_offset {
-                    cursor = base.checked_add_signed(i64::from(off)).context("negative data offset")?;
+                    cursor = base
+                        .checked_add_signed(i64::from(off))
+                        .context("negative data offset")?;
                 }
                 for s in run.samples {
                     let info = &self.tracks[track_index].info;
-                    let size = s.size.or(info.default_size).context("sample size missing")?;
-                    let duration = s.duration.or(info.default_duration).context("sample duration missing")?;
+                    let size = s
+                        .size
+                        .or(info.default_size)
+                        .context("sample size missing")?;
+                    let duration = s
+                        .duration
+                        .or(info.default_duration)
+                        .context("sample duration missing")?;
                     let flags = s.flags.or(info.default_flags).unwrap_or(0);
                     let start = cursor;
                     let end = start + u64::from(size);
-                    ensure!(start >= payload_start && end <= mdat_end, "sample data outside its mdat");
-                    let data = mdat[(start - mdat_offset) as usize..(end - mdat_offset) as usize].to_vec();
+                    ensure!(
+                        start >= payload_start && end <= mdat_end,
+                        "sample data outside its mdat"
+                    );
+                    let data =
+                        mdat[(start - mdat_offset) as usize..(end - mdat_offset) as usize].to_vec();
                     let stamp = self.stamp_at(start);
                     let track = &mut self.tracks[track_index];
                     let scaled_ns = scale_to_ns(u64::from(duration), track.info.timescale);
@@ -302,7 +346,10 @@ impl Remuxer {
         while self.stamps.front().is_some_and(|st| st.offset < offset) {
             self.stamps.pop_front();
         }
-        self.stamps.front().filter(|st| st.offset == offset).copied()
+        self.stamps
+            .front()
+            .filter(|st| st.offset == offset)
+            .copied()
     }
 
     fn emit_ready(&mut self, eos: bool, out: &mut Vec<MediaFragment>) {
@@ -319,10 +366,11 @@ impl Remuxer {
             };
             // Half a sample of slack so that a key frame landing a hair early
             // (timestamp rounding) still closes the fragment on schedule.
-            let due = first.pts_ns + self.fragment_ns.saturating_sub(scale_to_ns(
-                u64::from(first.duration) / 2,
-                self.tracks[self.reference].info.timescale,
-            ));
+            let due = first.pts_ns
+                + self.fragment_ns.saturating_sub(scale_to_ns(
+                    u64::from(first.duration) / 2,
+                    self.tracks[self.reference].info.timescale,
+                ));
             let boundary = reference
                 .iter()
                 .skip(1)
@@ -368,8 +416,14 @@ impl Remuxer {
         let reference_id = self.tracks[self.reference].info.id;
         per_track.sort_by_key(|(id, _)| *id != reference_id);
 
-        let start = per_track.iter().flat_map(|(_, s)| s.iter().map(|s| s.pts_ns)).min();
-        let end = per_track.iter().flat_map(|(_, s)| s.iter().map(|s| s.end_ns)).max();
+        let start = per_track
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(|s| s.pts_ns))
+            .min();
+        let end = per_track
+            .iter()
+            .flat_map(|(_, s)| s.iter().map(|s| s.end_ns))
+            .max();
         let (Some(start), Some(end)) = (start, end) else {
             return;
         };
@@ -444,7 +498,10 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let slice = self.data.get(self.pos..self.pos + N).context("truncated box")?;
+        let slice = self
+            .data
+            .get(self.pos..self.pos + N)
+            .context("truncated box")?;
         self.pos += N;
         Ok(slice.try_into().expect("slice has length N"))
     }
@@ -539,20 +596,43 @@ fn parse_moof(moof: &[u8]) -> Result<Vec<TrafLayout>> {
         let mut r = Reader::new(tfhd);
         let (_, flags) = r.full_header()?;
         let track_id = r.u32()?;
-        let base_data_offset = if flags & TFHD_BASE_DATA_OFFSET != 0 { Some(r.u64()?) } else { None };
+        let base_data_offset = if flags & TFHD_BASE_DATA_OFFSET != 0 {
+            Some(r.u64()?)
+        } else {
+            None
+        };
         if flags & TFHD_SAMPLE_DESCRIPTION_INDEX != 0 {
             let index = r.u32()?;
-            ensure!(index <= 1, "multiple sample descriptions per track are not supported");
+            ensure!(
+                index <= 1,
+                "multiple sample descriptions per track are not supported"
+            );
         }
-        let default_duration = if flags & TFHD_DEFAULT_DURATION != 0 { Some(r.u32()?) } else { None };
-        let default_size = if flags & TFHD_DEFAULT_SIZE != 0 { Some(r.u32()?) } else { None };
-        let default_flags = if flags & TFHD_DEFAULT_FLAGS != 0 { Some(r.u32()?) } else { None };
+        let default_duration = if flags & TFHD_DEFAULT_DURATION != 0 {
+            Some(r.u32()?)
+        } else {
+            None
+        };
+        let default_size = if flags & TFHD_DEFAULT_SIZE != 0 {
+            Some(r.u32()?)
+        } else {
+            None
+        };
+        let default_flags = if flags & TFHD_DEFAULT_FLAGS != 0 {
+            Some(r.u32()?)
+        } else {
+            None
+        };
 
         let base_decode_time = match find_child(traf, b"tfdt") {
             Some(tfdt) => {
                 let mut r = Reader::new(tfdt);
                 let (version, _) = r.full_header()?;
-                if version == 1 { r.u64()? } else { u64::from(r.u32()?) }
+                if version == 1 {
+                    r.u64()?
+                } else {
+                    u64::from(r.u32()?)
+                }
             }
             None => bail!("traf without tfdt"),
         };
@@ -565,12 +645,28 @@ fn parse_moof(moof: &[u8]) -> Result<Vec<TrafLayout>> {
             let mut r = Reader::new(trun);
             let (version, flags) = r.full_header()?;
             let count = r.u32()?;
-            let data_offset = if flags & TRUN_DATA_OFFSET != 0 { Some(r.u32()? as i32) } else { None };
-            let first_flags = if flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(r.u32()?) } else { None };
+            let data_offset = if flags & TRUN_DATA_OFFSET != 0 {
+                Some(r.u32()? as i32)
+            } else {
+                None
+            };
+            let first_flags = if flags & TRUN_FIRST_SAMPLE_FLAGS != 0 {
+                Some(r.u32()?)
+            } else {
+                None
+            };
             let mut samples = Vec::with_capacity(count.min(4096) as usize);
             for i in 0..count {
-                let duration = if flags & TRUN_DURATION != 0 { Some(r.u32()?) } else { default_duration };
-                let size = if flags & TRUN_SIZE != 0 { Some(r.u32()?) } else { default_size };
+                let duration = if flags & TRUN_DURATION != 0 {
+                    Some(r.u32()?)
+                } else {
+                    default_duration
+                };
+                let size = if flags & TRUN_SIZE != 0 {
+                    Some(r.u32()?)
+                } else {
+                    default_size
+                };
                 let sample_flags = if flags & TRUN_FLAGS != 0 {
                     Some(r.u32()?)
                 } else if i == 0 && first_flags.is_some() {
@@ -580,13 +676,25 @@ fn parse_moof(moof: &[u8]) -> Result<Vec<TrafLayout>> {
                 };
                 let cto = if flags & TRUN_CTO != 0 {
                     let raw = r.u32()?;
-                    Some(if version == 0 { i32::try_from(raw).unwrap_or(i32::MAX) } else { raw as i32 })
+                    Some(if version == 0 {
+                        i32::try_from(raw).unwrap_or(i32::MAX)
+                    } else {
+                        raw as i32
+                    })
                 } else {
                     None
                 };
-                samples.push(SampleLayout { duration, size, flags: sample_flags, cto });
+                samples.push(SampleLayout {
+                    duration,
+                    size,
+                    flags: sample_flags,
+                    cto,
+                });
             }
-            runs.push(RunLayout { data_offset, samples });
+            runs.push(RunLayout {
+                data_offset,
+                samples,
+            });
         }
         trafs.push(TrafLayout {
             track_id,
@@ -676,7 +784,10 @@ fn build_fragment(sequence: u32, tracks: &[(u32, Vec<Sample>)]) -> Vec<u8> {
 /// Test helper: `(track_id, first sample is sync)` for each traf of a fragment's moof.
 #[cfg(test)]
 pub(super) fn first_sample_sync(fragment: &[u8]) -> Result<Vec<(u32, bool)>> {
-    ensure!(fragment.len() >= 8 && &fragment[4..8] == b"moof", "fragment does not start with moof");
+    ensure!(
+        fragment.len() >= 8 && &fragment[4..8] == b"moof",
+        "fragment does not start with moof"
+    );
     let size = box_size(fragment)?.context("truncated moof")? as usize;
     let trafs = parse_moof(&fragment[..size])?;
     Ok(trafs
