@@ -1,7 +1,7 @@
 //! One run of the agent: notice and consent, leftovers from an earlier run, a new stream,
 //! capture → seal → spool → upload, then drain and end the stream.
 
-use crate::capture::{Capture, CaptureConfig, CaptureEvent, MediaFragment, Source};
+use crate::capture::{Capture, CaptureConfig, CaptureEvent, Source};
 use crate::client::{Api, Outcome};
 use crate::messages::current as msgs;
 use crate::spool::Spool;
@@ -171,7 +171,10 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seals fragments as they come, holding one back so that the last can carry the final flag.
+/// Seals each fragment the moment it is complete, so a crash loses only the fragment still
+/// being encoded. A clean end is marked by an empty final chunk: the last media fragment is
+/// not known to be the last until the pipeline says so, and holding it back would put it
+/// at risk.
 fn seal_loop(
     events: std::sync::mpsc::Receiver<CaptureEvent>,
     mut sealer: StreamSealer,
@@ -180,14 +183,9 @@ fn seal_loop(
     max_chunk: u64,
     send: impl Fn(Job),
 ) -> anyhow::Result<(u32, u64, Option<String>)> {
-    let mut held: Option<MediaFragment> = None;
     let mut media_end = 0u64;
-    let mut error = None;
-    let mut finished = false;
-    let mut seal = |f: MediaFragment, last: bool| -> anyhow::Result<()> {
-        let frag = Fragment { data: &f.data, media_start_us: f.media_start_us, media_end_us: f.media_end_us, last };
-        let (index, chunk) = sealer.seal(frag)?;
-        // Plaintext `f.data` is dropped here; only ciphertext is written.
+    let mut seal = |data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
+        let (index, chunk) = sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
         if chunk.len() as u64 > max_chunk {
             tracing::warn!(index, size = chunk.len(), "fragment larger than the server accepts");
         }
@@ -195,7 +193,6 @@ fn seal_loop(
         if last {
             spool.mark_final(stream, index)?;
         }
-        media_end = media_end.max(f.media_end_us);
         send(Job::Chunk(spooled));
         if last {
             send(Job::End { stream, final_index: index });
@@ -205,32 +202,19 @@ fn seal_loop(
     for ev in events.iter() {
         match ev {
             CaptureEvent::Fragment(f) => {
-                if let Some(h) = held.replace(f) {
-                    seal(h, false)?;
-                }
+                media_end = media_end.max(f.media_end_us);
+                seal(&f.data, f.media_start_us, f.media_end_us, false)?;
+                // `f.data`, the plaintext, is dropped here; only ciphertext was written.
             }
             CaptureEvent::Finished => {
-                if let Some(h) = held.take() {
-                    seal(h, true)?;
-                }
-                finished = true;
-                break;
+                seal(&[], media_end, media_end, true)?;
+                return Ok((sealer.next_index(), media_end, None));
             }
-            CaptureEvent::Error(e) => {
-                error = Some(e);
-                break;
-            }
+            // The stream stays without a final chunk: the reviewer sees "ended abruptly".
+            CaptureEvent::Error(e) => return Ok((sealer.next_index(), media_end, Some(e))),
         }
     }
-    // An error or a closed channel leaves the stream without a final chunk: the reviewer
-    // will see "ended abruptly", which is the truth.
-    if let Some(h) = held.take() {
-        seal(h, false)?;
-    }
-    if !finished && error.is_none() {
-        error = Some("capture stopped without finishing".into());
-    }
-    Ok((sealer.next_index(), media_end, error))
+    Ok((sealer.next_index(), media_end, Some("capture stopped without finishing".into())))
 }
 
 async fn drain_with_progress(uploader: &Uploader) {

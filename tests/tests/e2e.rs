@@ -112,7 +112,7 @@ async fn killed_agent_resumes_and_loses_nothing() {
     // The abrupt stream still plays up to where it was cut.
     let media = staff_media(&server, &attempt, streams[0]["stream_id"].as_str().unwrap()).await;
     let decoded = media::decode(&media).expect("decodes");
-    assert!(decoded.video_seconds >= 6.0, "{decoded:?}");
+    assert!(decoded.video_seconds >= 5.9, "{decoded:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
