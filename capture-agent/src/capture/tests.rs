@@ -197,34 +197,3 @@ fn launch_description_swaps_the_sink() {
     let file = launch_description(&Source::File("/tmp/a \"b\".mp4".into()), &cfg, "x264enc");
     assert!(file.contains(r#"location="/tmp/a \"b\".mp4""#), "{file}");
 }
-
-/// Manual measurement aid: `cargo test -p capture-agent --lib capture -- --ignored --nocapture`
-/// under `/usr/bin/time -v` gives the agent's CPU cost for 20 s of test source.
-#[test]
-#[ignore = "takes 20 s of wall-clock time"]
-fn twenty_seconds_of_test_source() {
-    let cfg = CaptureConfig::default();
-    let (capture, events) = Capture::start(Source::Test, &cfg).expect("start capture");
-    eprintln!("encoder: {}", capture.encoder_name());
-    eprintln!(
-        "gst-launch-1.0 -e {}",
-        launch_description(&Source::Test, &cfg, capture.encoder_name())
-    );
-    std::thread::sleep(Duration::from_secs(20));
-    capture.stop();
-    let (mut fragments, mut bytes) = (0, 0);
-    loop {
-        match events
-            .recv_timeout(Duration::from_secs(30))
-            .expect("capture finished in time")
-        {
-            CaptureEvent::Fragment(f) => {
-                fragments += 1;
-                bytes += f.data.len();
-            }
-            CaptureEvent::Finished => break,
-            CaptureEvent::Error(e) => panic!("capture error: {e}"),
-        }
-    }
-    eprintln!("{fragments} fragments, {bytes} bytes");
-}
