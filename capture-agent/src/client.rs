@@ -64,6 +64,10 @@ impl Api {
     async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder, empty: Option<T>) -> Outcome<T> {
         let resp = match req.bearer_auth(&self.token).send().await {
             Ok(r) => r,
+            // An untrusted certificate will not fix itself: retrying would hide it.
+            Err(e) if is_certificate_error(&e) => {
+                return Outcome::Refused { status: 0, error: format!("the server's TLS certificate is not trusted ({})", root_cause(&e)) }
+            }
             Err(e) => return Outcome::Retry(without_url(e)),
         };
         let status = resp.status();
@@ -112,7 +116,44 @@ impl Api {
     }
 }
 
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    // rustls errors arrive wrapped in (sometimes nested) io::Errors, whose `source()` skips
+    // the wrapped error itself: look through both.
+    fn walk(e: &(dyn std::error::Error + 'static)) -> bool {
+        if e.downcast_ref::<rustls::Error>().is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_))) {
+            return true;
+        }
+        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        wrapped.is_some_and(|w| walk(w)) || e.source().is_some_and(walk)
+    }
+    walk(e)
+}
+
 /// reqwest errors print the URL; ours carry no secret, but keep messages short and stable.
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_server_url;
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        assert!(check_server_url("https://proctor.example.fr").is_ok());
+        assert!(check_server_url("http://127.0.0.1:8443").is_ok());
+        assert!(check_server_url("http://[::1]:8443").is_ok());
+        assert!(check_server_url("http://localhost:8443").is_ok());
+        assert!(check_server_url("http://proctor.example.fr").is_err());
+        assert!(check_server_url("http://192.0.2.7:8443").is_err());
+        assert!(check_server_url("ftp://127.0.0.1").is_err());
+    }
 }

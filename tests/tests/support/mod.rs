@@ -29,7 +29,13 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on `data`; `port` 0 picks a free one (a restart passes the old port).
     pub fn start(data: &Path, public_port: u16) -> Server {
+        Self::start_with(data, public_port, &[])
+    }
+
+    /// `global_args` go before `serve`, e.g. `["--config", "tls.toml"]`.
+    pub fn start_with(data: &Path, public_port: u16, global_args: &[&str]) -> Server {
         let mut child = Command::new(bin("proctor-server"))
+            .args(global_args)
             .args(["--data-dir", data.to_str().unwrap(), "serve"])
             .args(["--listen", &format!("127.0.0.1:{public_port}"), "--staff-listen", "127.0.0.1:0"])
             .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM_TOKEN)
