@@ -84,29 +84,25 @@ pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Valu
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out.stdout).into()))
 }
 
+async fn post_platform(url: String, body: serde_json::Value) -> serde_json::Value {
+    let r = reqwest::Client::new().post(url).bearer_auth(PLATFORM_TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
 /// A sitting and one candidate through the integration API; returns (attempt id, launch token).
 pub async fn enrol(server: &Server) -> (String, String) {
-    let http = reqwest::Client::new();
-    let s: serde_json::Value = http
-        .post(format!("{}/api/integration/v1/sittings", server.public))
-        .bearer_auth(PLATFORM_TOKEN)
-        .json(&serde_json::json!({ "ref": format!("E2E-{}", uuid::Uuid::new_v4()) }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let c: serde_json::Value = http
-        .post(format!("{}/api/integration/v1/sittings/{}/candidates", server.public, s["sitting_id"].as_str().unwrap()))
-        .bearer_auth(PLATFORM_TOKEN)
-        .json(&serde_json::json!({ "ref": "candidat-1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s = post_platform(
+        format!("{}/api/integration/v1/sittings", server.public),
+        serde_json::json!({ "ref": format!("E2E-{}", uuid::Uuid::new_v4()) }),
+    )
+    .await;
+    let sitting = s["sitting_id"].as_str().unwrap();
+    let c = post_platform(
+        format!("{}/api/integration/v1/sittings/{sitting}/candidates", server.public),
+        serde_json::json!({ "ref": "candidat-1" }),
+    )
+    .await;
     (c["attempt_id"].as_str().unwrap().into(), c["launch_token"].as_str().unwrap().into())
 }
 
