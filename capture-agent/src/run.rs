@@ -117,19 +117,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
 
     let sealer = StreamSealer::new(key, opened.attempt_id, opened.stream_id);
     let max_chunk = opened.max_chunk_bytes;
-    let (spool2, tx) = (spool.clone(), uploader.tx.clone());
-    let progress = uploader.progress.clone();
-    let sealing = tokio::task::spawn_blocking(move || seal_loop(events, sealer, &spool2, opened.stream_id, max_chunk, |job| {
-        if let Job::Chunk(_) = job {
-            progress.queued.fetch_add(1, Ordering::SeqCst);
-        }
-        let _ = tx.send(job);
-    }));
+    let (spool2, queue) = (spool.clone(), uploader.queue.clone());
+    let sealing = tokio::task::spawn_blocking(move || seal_loop(events, sealer, &spool2, opened.stream_id, max_chunk, |job| queue.send(job)));
     let (sealed, media_us, capture_error) = sealing.await.context("sealing thread")??;
     drop(capture);
 
     drain_with_progress(&uploader).await;
-    let progress = uploader.progress.clone();
+    let progress = uploader.queue.progress.clone();
     uploader.finish().await;
     if let Some(e) = &capture_error {
         eprintln!("capture: {e}");
@@ -160,12 +154,12 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     }
     let streams = spool.streams()?;
     for chunk in pending {
-        uploader.send(Job::Chunk(chunk));
+        uploader.queue.send(Job::Chunk(chunk));
     }
     for s in streams {
         match spool.final_index(s) {
-            Some(f) => uploader.send(Job::End { stream: s, final_index: f }),
-            None => uploader.send(Job::Forget(s)),
+            Some(f) => uploader.queue.send(Job::End { stream: s, final_index: f }),
+            None => uploader.queue.send(Job::Forget(s)),
         }
     }
     Ok(())
@@ -218,7 +212,7 @@ fn seal_loop(
 }
 
 async fn drain_with_progress(uploader: &Uploader) {
-    let p = uploader.progress.clone();
+    let p = uploader.queue.progress.clone();
     let bar = indicatif::ProgressBar::new(p.queued.load(Ordering::SeqCst));
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -25,10 +25,26 @@ pub struct Progress {
     pub refused: AtomicU64,
 }
 
-pub struct Uploader {
-    pub tx: mpsc::UnboundedSender<Job>,
+/// A cloneable handle that queues jobs and counts them; the sealing thread holds one.
+#[derive(Clone)]
+pub struct Queue {
+    tx: mpsc::UnboundedSender<Job>,
     pub progress: Arc<Progress>,
-    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Queue {
+    pub fn send(&self, job: Job) {
+        if let Job::Chunk(_) = job {
+            self.progress.queued.fetch_add(1, Ordering::SeqCst);
+        }
+        // The task lives as long as a sender: a send can only fail after a panic there.
+        let _ = self.tx.send(job);
+    }
+}
+
+pub struct Uploader {
+    pub queue: Queue,
+    task: tokio::task::JoinHandle<()>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -43,20 +59,12 @@ impl Uploader {
                 run_job(&api, &spool, &p, job).await;
             }
         });
-        Self { tx, progress, task }
+        Self { queue: Queue { tx, progress }, task }
     }
 
-    pub fn send(&self, job: Job) {
-        if let Job::Chunk(_) = job {
-            self.progress.queued.fetch_add(1, Ordering::SeqCst);
-        }
-        // The task lives as long as the sender: a send can only fail after a panic there.
-        let _ = self.tx.send(job);
-    }
-
-    /// Closes the queue and waits for every job to be done.
+    /// Closes the queue (every clone must be dropped too) and waits for every job to be done.
     pub async fn finish(self) {
-        drop(self.tx);
+        drop(self.queue);
         let _ = self.task.await;
     }
 }

@@ -58,10 +58,7 @@ fn media_span_us(chunks: &[ChunkRow]) -> u64 {
 
 impl Proctor {
     pub async fn attempt_report(&self, attempt_id: Uuid) -> Result<AttemptReport, AppError> {
-        let attempt = match self.db.attempt(attempt_id).await {
-            Err(crate::db::DbError::NotFound) => return Err(AppError::NotFound("attempt")),
-            other => other?,
-        };
+        let attempt = self.attempt_or_404(attempt_id).await?;
         let streams = self.db.streams_of(attempt_id).await?;
         let mut issues = Vec::new();
         let mut broken = false;
@@ -123,10 +120,7 @@ impl Proctor {
         if !staff.role.may_view_recordings() {
             return Err(AppError::Forbidden("this role may not view recordings".into()));
         }
-        let attempt = match self.db.attempt(attempt_id).await {
-            Err(crate::db::DbError::NotFound) => return Err(AppError::NotFound("attempt")),
-            other => other?,
-        };
+        let attempt = self.attempt_or_404(attempt_id).await?;
         let stream = match self.db.stream(stream_id).await {
             Ok(s) if s.attempt_id == attempt_id => s,
             Ok(_) | Err(crate::db::DbError::NotFound) => return Err(AppError::NotFound("stream")),
@@ -140,10 +134,7 @@ impl Proctor {
             return Err(AppError::NotFound("initialisation segment"));
         }
         let selected: Vec<ChunkRow> = rows.into_iter().filter(|r| r.index == 0 || (from..=to).contains(&r.index)).collect();
-        let key = {
-            let wrapped = crate::keys::WrappedKey { epoch: attempt.kek_epoch.clone(), blob: attempt.wrapped_dek.clone() };
-            self.keys.unwrap(&wrapped, &attempt_id)?.derive_stream_key(&protocol::StreamSalt(stream.salt), &attempt_id, &stream_id)
-        };
+        let key = self.stream_key(&attempt, &stream)?;
         self.audit(
             &staff.login,
             "recording_viewed",

@@ -122,12 +122,19 @@ impl Proctor {
         self.audit("candidate", "consent_recorded", Some(who.attempt.id), serde_json::json!({ "notice_version": req.notice_version })).await
     }
 
+    pub(crate) async fn attempt_or_404(&self, id: Uuid) -> Result<Attempt, AppError> {
+        match self.db.attempt(id).await {
+            Err(DbError::NotFound) => Err(AppError::NotFound("attempt")),
+            other => Ok(other?),
+        }
+    }
+
     fn attempt_key(&self, attempt: &Attempt) -> Result<AttemptKey, AppError> {
         let wrapped = WrappedKey { epoch: attempt.kek_epoch.clone(), blob: attempt.wrapped_dek.clone() };
         Ok(self.keys.unwrap(&wrapped, &attempt.id)?)
     }
 
-    fn stream_key(&self, attempt: &Attempt, stream: &Stream) -> Result<StreamKey, AppError> {
+    pub(crate) fn stream_key(&self, attempt: &Attempt, stream: &Stream) -> Result<StreamKey, AppError> {
         Ok(self.attempt_key(attempt)?.derive_stream_key(&StreamSalt(stream.salt), &attempt.id, &stream.id))
     }
 
