@@ -46,6 +46,20 @@ impl AttemptKey {
         h.update(self.0);
         KeyFingerprint(h.finalize().into())
     }
+    /// The launch token's secret for one issue (`generation`) of this attempt's token:
+    /// HKDF-SHA256(attempt key, info = tag ‖ attempt id ‖ generation). Deriving it lets the
+    /// server answer a retried enrolment with the same token while storing only its hash;
+    /// destroying the attempt key makes it underivable, like everything else of the attempt.
+    pub fn launch_secret(&self, attempt: &uuid::Uuid, generation: u32) -> zeroize::Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let mut info = Vec::with_capacity(64);
+        info.extend_from_slice(b"cloe-connect/launch-token/v1");
+        info.extend_from_slice(attempt.as_bytes());
+        info.extend_from_slice(&generation.to_be_bytes());
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+        out
+    }
     /// Stream key = HKDF-SHA256(attempt key, salt, product tag ‖ attempt id ‖ stream id).
     pub fn derive_stream_key(&self, salt: &StreamSalt, attempt: &uuid::Uuid, stream: &uuid::Uuid) -> StreamKey {
         let hk = Hkdf::<Sha256>::new(Some(&salt.0), &self.0);

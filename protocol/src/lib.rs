@@ -8,10 +8,12 @@ mod header;
 mod keys;
 pub mod api;
 mod seal;
+mod verify;
 
 pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
 pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
+pub use verify::{verify_chunk, VerifiedChunk};
 pub use seal::{chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer, TAG_LEN};
 
 /// Ids travel as UUIDs; a bare alias keeps signatures readable.

@@ -44,7 +44,7 @@ pub fn chunk_digest(chunk: &[u8]) -> Digest {
     h.finalize().into()
 }
 
-fn nonce(key: &StreamKey, index: u32, last: bool) -> [u8; 12] {
+pub(crate) fn nonce(key: &StreamKey, index: u32, last: bool) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[..7].copy_from_slice(&key.nonce_prefix);
     n[7..11].copy_from_slice(&index.to_be_bytes());
