@@ -84,6 +84,18 @@ impl std::fmt::Debug for AddCandidateResponse {
     }
 }
 
+/// Where an attempt stands in its lifecycle, for the exam platform.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptStatus {
+    pub attempt_id: Uuid,
+    /// enrolled, consented, recording, ended, in_review, reviewed, decided, destroyed, withdrawn.
+    pub state: String,
+    /// RFC 3339, once ended.
+    pub ended_at: Option<String>,
+    /// RFC 3339: until then the launch token may still open a stream to upload a backlog.
+    pub new_streams_until: Option<String>,
+}
+
 /// Every 4xx/5xx body: a stable machine code and a human sentence.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -89,7 +89,14 @@ enum StaffCommand {
 
 #[derive(Subcommand)]
 enum AttemptCommand {
+    /// State, streams, fragments, gaps, missing ranges and the integrity verdict.
     Show { id: Uuid },
+    /// End the attempt, as the exam platform's API does.
+    End { id: Uuid },
+    /// Revoke every launch token of the attempt (no new consent or stream).
+    RevokeToken { id: Uuid },
+    /// Issue a new launch token, revoking the earlier ones.
+    ReissueToken { id: Uuid },
 }
 
 #[derive(Subcommand)]
@@ -132,9 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = async {
         match cli.command {
             Command::Serve { .. } => unreachable!("handled above"),
-            Command::Sitting { command: SittingCommand::Create { reference } } => print(app.create_sitting(&reference, "admin-cli").await?)?,
+            Command::Sitting { command: SittingCommand::Create { reference } } => print(app.create_sitting(&reference, "admin-cli").await?.value)?,
             Command::Candidate { command: CandidateCommand::Add { sitting, reference } } => {
-                let r = app.add_candidate(sitting, &reference, "admin-cli").await?;
+                let r = app.add_candidate(sitting, &reference, "admin-cli").await?.value;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
             }
             Command::Staff { command: StaffCommand::Add { role, login } } => {
@@ -146,6 +153,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "staff_id": id, "login": login, "role": role }))?
             }
             Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
+            Command::Attempt { command: AttemptCommand::End { id } } => print(app.end_attempt(id, "admin-cli").await?)?,
+            Command::Attempt { command: AttemptCommand::RevokeToken { id } } => {
+                print(serde_json::json!({ "attempt_id": id, "revoked": app.revoke_launch_tokens(id, "admin-cli").await? }))?
+            }
+            Command::Attempt { command: AttemptCommand::ReissueToken { id } } => {
+                let r = app.reissue_launch_token(id, "admin-cli").await?;
+                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
+            }
             Command::Audit { command } => {
                 let trail = app.db.audit_trail().await?;
                 match command {

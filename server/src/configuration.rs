@@ -28,6 +28,8 @@ pub struct ServerSettings {
     pub allow_insecure_public: bool,
 }
 
+/// Every limit the listeners enforce; the defaults and their reasons are in
+/// `config/default.toml`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LimitSettings {
     pub max_chunk_bytes: u64,
@@ -35,11 +37,34 @@ pub struct LimitSettings {
     pub launch_token_ttl: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub staff_session_ttl: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub upload_grace: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub body_read_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_concurrent_ingests: usize,
+    pub ingest_buffer_bytes: u64,
+    pub max_ingests_per_attempt: usize,
+    pub max_streams_per_attempt: u64,
+    pub max_chunks_per_stream: u32,
+    pub quota_bitrate_multiple: u64,
+    #[serde(with = "humantime_serde_compat")]
+    pub index_window_margin: Duration,
+    pub login_max_failures: u32,
+    pub login_max_failures_per_address: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub login_failure_window: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub login_lockout: Duration,
+    pub argon2_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CaptureSettings {
     pub fragment_ms: u32,
+    pub bitrate_kbps: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,9 @@
-//! Every failure the service reports, with its HTTP status and stable code. Messages never
-//! carry a key, a token or an address.
+//! Every failure the service reports, with its HTTP status, stable code and, where waiting
+//! helps, a `Retry-After`. The whole HTTP contract of errors is readable here. Messages
+//! never carry a key, a token or an address.
 
-use axum::http::StatusCode;
+use crate::lifecycle::InvalidTransition;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::api::ErrorBody;
@@ -16,6 +18,8 @@ pub enum AppError {
     Unauthorized,
     #[error("launch token expired")]
     TokenExpired,
+    #[error("launch token revoked")]
+    TokenRevoked,
     #[error("{0}")]
     Forbidden(String),
     #[error("consent to the information notice has not been recorded")]
@@ -24,8 +28,36 @@ pub enum AppError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("another chunk is already stored at index {0}")]
+    ConflictingChunk(u32),
+    #[error("stream ended at index {0}")]
+    StreamEnded(u32),
+    #[error("{0}")]
+    InvalidTransition(#[from] InvalidTransition),
+    #[error("the attempt has ended: no new stream can be opened")]
+    AttemptEnded,
     #[error("body larger than the {0}-byte limit")]
     TooLarge(u64),
+    #[error("a Content-Length header is required")]
+    LengthRequired,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("chunk index {index} is ahead of what the stream can have recorded (at most {max} now)")]
+    IndexOutOfWindow { index: u32, max: u64 },
+    #[error("media time runs ahead of what the stream can have recorded")]
+    MediaTimeOutOfWindow,
+    #[error("this attempt may open no more streams ({0})")]
+    StreamQuota(u64),
+    #[error("this stream may hold no more chunks ({0})")]
+    ChunkQuota(u32),
+    #[error("this attempt has stored more bytes than its recording time allows; retry later")]
+    ByteQuota,
+    #[error("too many uploads at once for this attempt")]
+    TooManyUploads,
+    #[error("too many failed logins; try again later")]
+    LoginLocked { retry_after_s: u64 },
+    #[error("the server is busy; retry later")]
+    Overloaded,
     #[error("chunk failed authentication: {0}")]
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
@@ -42,14 +74,41 @@ impl AppError {
             MalformedChunk(_) => (StatusCode::BAD_REQUEST, "malformed_chunk"),
             Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            TokenRevoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ConsentRequired => (StatusCode::FORBIDDEN, "consent_required"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ConflictingChunk(_) => (StatusCode::CONFLICT, "conflicting_chunk"),
+            StreamEnded(_) => (StatusCode::CONFLICT, "stream_ended"),
+            InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            AttemptEnded => (StatusCode::CONFLICT, "attempt_ended"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
+            BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            IndexOutOfWindow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "index_out_of_window"),
+            MediaTimeOutOfWindow => (StatusCode::UNPROCESSABLE_ENTITY, "media_time_out_of_window"),
+            StreamQuota(_) => (StatusCode::TOO_MANY_REQUESTS, "stream_quota_exceeded"),
+            ChunkQuota(_) => (StatusCode::TOO_MANY_REQUESTS, "chunk_quota_exceeded"),
+            ByteQuota => (StatusCode::TOO_MANY_REQUESTS, "byte_quota_exceeded"),
+            TooManyUploads => (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads"),
+            LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "login_locked"),
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// Seconds after which the same request may succeed, when waiting is the remedy.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            AppError::Overloaded => Some(2),
+            AppError::TooManyUploads => Some(1),
+            AppError::ByteQuota => Some(600),
+            AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
+            AppError::LoginLocked { retry_after_s } => Some(*retry_after_s),
+            _ => None,
         }
     }
 }
@@ -58,9 +117,14 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if let AppError::Internal(e) = &self {
-            tracing::error!(error = %e, "internal error");
+            tracing::error!(error = format!("{e:#}"), "internal error");
         }
-        (status, Json(ErrorBody { error: code.to_owned(), message: self.to_string() })).into_response()
+        let retry_after = self.retry_after_s();
+        let mut resp = (status, Json(ErrorBody { error: code.to_owned(), message: self.to_string() })).into_response();
+        if let Some(s) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
     }
 }
 

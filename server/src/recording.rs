@@ -5,6 +5,7 @@ use crate::blobs::chunk_path;
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::db::{ChunkRow, Stream};
 use crate::error::AppError;
+use crate::lifecycle::AttemptState;
 use crate::service::{Proctor, StaffIdentity};
 use bytes::Bytes;
 use futures::{Stream as FutStream, StreamExt};
@@ -17,7 +18,8 @@ pub struct AttemptReport {
     pub attempt_id: Uuid,
     pub sitting_id: Uuid,
     pub reference: String,
-    pub state: &'static str,
+    pub state: AttemptState,
+    pub ended_at: Option<String>,
     pub consent_at: Option<String>,
     pub streams: Vec<StreamReport>,
     pub fragments_stored: usize,
@@ -27,17 +29,44 @@ pub struct AttemptReport {
     /// "broken" (a chunk that does not chain to its predecessor).
     pub integrity: &'static str,
     pub integrity_issues: Vec<String>,
+    /// Every stream's missing fragments, as inclusive index ranges.
+    pub missing: Vec<StreamRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamStatus {
+    /// Its final fragment is stored and nothing before it is missing.
+    Complete,
+    /// The newest stream, not ended: it may still be recording.
+    Open,
+    /// No final fragment (agent killed, computer stopped) or fragments missing.
+    EndedAbruptly,
 }
 
 #[derive(Debug, Serialize)]
 pub struct StreamReport {
     pub stream_id: Uuid,
     pub started_at: String,
-    /// "complete", "open" (may still be recording) or "ended_abruptly".
-    pub status: &'static str,
+    pub status: StreamStatus,
     pub fragments_stored: usize,
     pub recorded_seconds: f64,
-    pub missing_indices: Vec<u32>,
+    /// Missing fragments as inclusive index ranges: a stream's report stays small
+    /// whatever indices it was sent.
+    pub missing: Vec<IndexRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IndexRange {
+    pub from: u32,
+    pub to: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamRange {
+    pub stream_id: Uuid,
+    pub from: u32,
+    pub to: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,12 +108,7 @@ impl Proctor {
                 (seconds > 1.0).then(|| Gap { from: rfc3339(from_unix_ms(end_ms)), to: rfc3339(from_unix_ms(w[1].0)), seconds })
             })
             .collect();
-        let state = match (attempt.consent_at_ms, reports.last()) {
-            (None, _) => "awaiting_consent",
-            (Some(_), None) => "consented",
-            (Some(_), Some(r)) if r.status == "open" => "recording",
-            _ => "recorded",
-        };
+        let missing = reports.iter().flat_map(|r| r.missing.iter().map(|m| StreamRange { stream_id: r.stream_id, from: m.from, to: m.to })).collect();
         let integrity = if broken {
             "broken"
         } else if issues.is_empty() {
@@ -96,7 +120,9 @@ impl Proctor {
             attempt_id,
             sitting_id: attempt.sitting_id,
             reference: attempt.reference,
-            state,
+            state: attempt.state,
+            ended_at: attempt.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
+            missing,
             consent_at: attempt.consent_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             fragments_stored: reports.iter().map(|r| r.fragments_stored).sum(),
             recorded_seconds: reports.iter().map(|r| r.recorded_seconds).sum(),
@@ -121,6 +147,9 @@ impl Proctor {
             return Err(AppError::Forbidden("this role may not view recordings".into()));
         }
         let attempt = self.attempt_or_404(attempt_id).await?;
+        if attempt.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
         let stream = match self.db.stream(stream_id).await {
             Ok(s) if s.attempt_id == attempt_id => s,
             Ok(_) | Err(crate::db::DbError::NotFound) => return Err(AppError::NotFound("stream")),
@@ -147,7 +176,7 @@ impl Proctor {
             let me = me.clone();
             let key = key.clone();
             async move {
-                let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index)).await.map_err(std::io::Error::other)?;
+                let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index, &row.digest)).await.map_err(std::io::Error::other)?;
                 let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob).map_err(std::io::Error::other)?;
                 if opened.digest != row.digest {
                     return Err(std::io::Error::other(format!("chunk {} differs from the one acknowledged", row.index)));
@@ -158,13 +187,23 @@ impl Proctor {
     }
 }
 
+/// The holes in a sorted list of stored indices, from 0 to the highest: linear in the
+/// number of rows, whatever the indices.
+pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<IndexRange> {
+    let mut out = Vec::new();
+    let mut next = 0u32;
+    for i in sorted_indices {
+        if i > next {
+            out.push(IndexRange { from: next, to: i - 1 });
+        }
+        next = i.saturating_add(1);
+    }
+    out
+}
+
 /// Returns the stream's report and whether its digest chain holds.
 fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec<String>) -> (StreamReport, bool) {
-    let max_index = chunks.last().map(|c| c.index);
-    let missing: Vec<u32> = match max_index {
-        Some(m) => (0..=m).filter(|i| !chunks.iter().any(|c| c.index == *i)).collect(),
-        None => vec![],
-    };
+    let missing = missing_ranges(chunks.iter().map(|c| c.index));
     let mut chain_ok = true;
     for w in chunks.windows(2) {
         if w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest {
@@ -174,17 +213,18 @@ fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec
     }
     let has_final = chunks.last().is_some_and(|c| c.last);
     let status = if has_final && missing.is_empty() {
-        "complete"
+        StreamStatus::Complete
     } else if newest && s.ended_at_ms.is_none() {
-        "open"
+        StreamStatus::Open
     } else {
-        "ended_abruptly"
+        StreamStatus::EndedAbruptly
     };
     if !missing.is_empty() {
-        issues.push(format!("stream {}: missing fragments {:?}", s.id, missing));
+        let ranges: Vec<String> = missing.iter().map(|r| if r.from == r.to { r.from.to_string() } else { format!("{}-{}", r.from, r.to) }).collect();
+        issues.push(format!("stream {}: missing fragments {}", s.id, ranges.join(", ")));
     }
-    if status != "complete" {
-        issues.push(format!("stream {}: no final fragment ({status})", s.id));
+    if !has_final {
+        issues.push(format!("stream {}: no final fragment ({})", s.id, if status == StreamStatus::Open { "open" } else { "ended abruptly" }));
     }
     (
         StreamReport {
@@ -193,8 +233,23 @@ fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec
             status,
             fragments_stored: chunks.len(),
             recorded_seconds: media_span_us(chunks) as f64 / 1e6,
-            missing_indices: missing,
+            missing,
         },
         chain_ok,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_fragments_are_ranges() {
+        assert_eq!(missing_ranges([]), vec![]);
+        assert_eq!(missing_ranges([0, 1, 2]), vec![]);
+        assert_eq!(missing_ranges([1, 2, 5, 7]), vec![IndexRange { from: 0, to: 0 }, IndexRange { from: 3, to: 4 }, IndexRange { from: 6, to: 6 }]);
+        // The index bomb: one range, not four billion entries.
+        assert_eq!(missing_ranges([0, u32::MAX - 1]), vec![IndexRange { from: 1, to: u32::MAX - 2 }]);
+        assert_eq!(missing_ranges([0, u32::MAX]), vec![IndexRange { from: 1, to: u32::MAX - 1 }]);
+    }
 }

@@ -8,6 +8,9 @@ use anyhow::Context;
 use axum::Router;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 
 pub struct Application {
     proctor: Arc<Proctor>,
@@ -36,11 +39,13 @@ impl Application {
         let tls = match &settings.tls {
             Some(t) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                Some(
-                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path)
-                        .await
-                        .with_context(|| format!("loading TLS certificate {}", t.cert_path.display()))?,
-                )
+                let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path)
+                    .await
+                    .with_context(|| format!("loading TLS certificate {}", t.cert_path.display()))?;
+                // The listeners speak HTTP/1.1 only (see `serve`): do not offer h2.
+                let mut cfg = (*loaded.get_inner()).clone();
+                cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Some(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)))
             }
             None => None,
         };
@@ -69,8 +74,9 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone());
-        let staff = serve(self.staff, staff_router(self.proctor.clone()), self.tls);
+        let header_timeout = self.proctor.settings.limits.header_read_timeout;
+        let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone(), header_timeout);
+        let staff = serve(self.staff, staff_router(self.proctor.clone()), self.tls, header_timeout);
         tokio::select! {
             r = public => r,
             r = staff => r,
@@ -82,11 +88,28 @@ impl Application {
     }
 }
 
-async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>) -> anyhow::Result<()> {
+/// HTTP/1.1 only: the agent uploads one chunk at a time and needs no multiplexing, and
+/// the protocol sniffing of a dual-stack server reads the first bytes with no deadline
+/// (a slow-loris door). Headers must arrive within `header_timeout`; a TLS handshake
+/// within axum-server's 10 s.
+async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>, header_timeout: Duration) -> anyhow::Result<()> {
+    fn configure<A>(server: &mut axum_server::Server<A>, header_timeout: Duration) {
+        let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
+        *server.http_builder() = builder.http1_only();
+        server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+    }
     let svc = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
-        Some(cfg) => axum_server::from_tcp_rustls(listener, cfg).serve(svc).await?,
-        None => axum::serve(tokio::net::TcpListener::from_std(listener)?, svc).await?,
+        Some(cfg) => {
+            let mut server = axum_server::from_tcp_rustls(listener, cfg);
+            configure(&mut server, header_timeout);
+            server.serve(svc).await?
+        }
+        None => {
+            let mut server = axum_server::from_tcp(listener);
+            configure(&mut server, header_timeout);
+            server.serve(svc).await?
+        }
     }
     Ok(())
 }

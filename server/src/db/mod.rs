@@ -4,6 +4,7 @@
 mod sqlite;
 pub use sqlite::SqliteDatabase;
 
+use crate::lifecycle::AttemptState;
 use async_trait::async_trait;
 use uuid::Uuid;
 
@@ -37,12 +38,24 @@ pub struct Attempt {
     pub id: Uuid,
     pub sitting_id: Uuid,
     pub reference: String,
-    pub token_expires_at_ms: i64,
     pub kek_epoch: String,
     pub wrapped_dek: Vec<u8>,
     pub consent_notice: Option<String>,
     pub consent_at_ms: Option<i64>,
     pub created_at_ms: i64,
+    pub state: AttemptState,
+    pub ended_at_ms: Option<i64>,
+    pub token_generation: u32,
+    pub bytes_stored: u64,
+}
+
+/// One issue of an attempt's launch token (only its hash is stored).
+#[derive(Debug, Clone)]
+pub struct LaunchToken {
+    pub attempt_id: Uuid,
+    pub generation: u32,
+    pub expires_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,13 +134,25 @@ pub trait Database: Send + Sync + 'static {
     async fn sitting_exists(&self, id: Uuid) -> DbResult<bool>;
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
     async fn attempt(&self, id: Uuid) -> DbResult<Attempt>;
-    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<Attempt>;
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid>;
+    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt>;
+    /// The attempt a token was issued for, and that issue, whether expired or revoked.
+    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)>;
+    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken>;
+    /// Revokes every earlier issue and records this one as the current token.
+    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()>;
+    /// Returns how many issues were still unrevoked.
+    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
+    /// Compare-and-set of the attempt's state; `false` when it was no longer `from`.
+    async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool>;
+    async fn count_streams(&self, attempt: Uuid) -> DbResult<u64>;
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
     async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
-    async fn insert_chunk(&self, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert>;
+    /// Records a chunk and adds its size to its attempt's `bytes_stored`, in one transaction.
+    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert>;
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;

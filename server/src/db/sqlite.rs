@@ -7,7 +7,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../../migrations/sqlite/0002_lifecycle_and_tokens.sql"),
+];
 
 #[derive(Clone)]
 pub struct SqliteDatabase {
@@ -64,21 +67,31 @@ fn migrate(conn: &mut Connection) -> DbResult<()> {
     tx.commit().map_err(backend)
 }
 
-const ATTEMPT_COLS: &str =
-    "id, sitting_id, ref, token_expires_at, kek_epoch, wrapped_dek, consent_notice, consent_at, created_at";
+const ATTEMPT_COLS: &str = "a.id, a.sitting_id, a.ref, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, \
+     a.state, a.ended_at, a.token_generation, a.bytes_stored";
 
 fn attempt_row(r: &Row) -> rusqlite::Result<Attempt> {
+    let state: String = r.get(8)?;
     Ok(Attempt {
         id: uuid_col(r, 0)?,
         sitting_id: uuid_col(r, 1)?,
         reference: r.get(2)?,
-        token_expires_at_ms: r.get(3)?,
-        kek_epoch: r.get(4)?,
-        wrapped_dek: r.get(5)?,
-        consent_notice: r.get(6)?,
-        consent_at_ms: r.get(7)?,
-        created_at_ms: r.get(8)?,
+        kek_epoch: r.get(3)?,
+        wrapped_dek: r.get(4)?,
+        consent_notice: r.get(5)?,
+        consent_at_ms: r.get(6)?,
+        created_at_ms: r.get(7)?,
+        state: state.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Text, e.into()))?,
+        ended_at_ms: r.get(9)?,
+        token_generation: r.get(10)?,
+        bytes_stored: r.get::<_, i64>(11)? as u64,
     })
+}
+
+const TOKEN_COLS: &str = "t.attempt_id, t.generation, t.expires_at, t.revoked_at";
+
+fn token_row(r: &Row, at: usize) -> rusqlite::Result<LaunchToken> {
+    Ok(LaunchToken { attempt_id: uuid_col(r, at)?, generation: r.get(at + 1)?, expires_at_ms: r.get(at + 2)?, revoked_at_ms: r.get(at + 3)? })
 }
 
 const STREAM_COLS: &str = "id, attempt_id, salt, opened_at, ended_at, final_index";
@@ -144,7 +157,8 @@ impl Database for SqliteDatabase {
 
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
         self.call(move |c| {
-            c.execute(
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
                 "INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
@@ -158,21 +172,101 @@ impl Database for SqliteDatabase {
                     a.dek_fingerprint,
                     a.created_at_ms
                 ],
-            )
+            )?;
+            tx.execute(
+                "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, 0, ?3, ?4)",
+                params![a.token_hash.as_slice(), a.id.to_string(), a.created_at_ms, a.token_expires_at_ms],
+            )?;
+            tx.commit()
         })
         .await
-        .map(|_| ())
     }
 
     async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
-        self.call(move |c| c.query_row(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"), [id.to_string()], attempt_row)).await
+        self.call(move |c| c.query_row(&format!("SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.id = ?1"), [id.to_string()], attempt_row)).await
     }
 
-    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<Attempt> {
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
+        let reference = reference.to_owned();
+        self.call(move |c| c.query_row("SELECT id FROM sittings WHERE ref = ?1", [reference], |r| uuid_col(r, 0))).await
+    }
+
+    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
+        let reference = reference.to_owned();
         self.call(move |c| {
-            c.query_row(&format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE token_hash = ?1"), [token_hash.as_slice()], attempt_row)
+            c.query_row(
+                &format!("SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"),
+                params![sitting.to_string(), reference],
+                attempt_row,
+            )
         })
         .await
+    }
+
+    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {ATTEMPT_COLS}, {TOKEN_COLS} FROM launch_tokens t JOIN attempts a ON a.id = t.attempt_id WHERE t.token_hash = ?1"),
+                [token_hash.as_slice()],
+                |r| Ok((attempt_row(r)?, token_row(r, 12)?)),
+            )
+        })
+        .await
+    }
+
+    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
+        self.call(move |c| {
+            c.query_row(
+                &format!("SELECT {TOKEN_COLS} FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"),
+                params![attempt.to_string(), generation],
+                |r| token_row(r, 0),
+            )
+        })
+        .await
+    }
+
+    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL",
+                params![attempt.to_string(), issued_at_ms],
+            )?;
+            tx.execute(
+                "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token_hash.as_slice(), attempt.to_string(), generation, issued_at_ms, expires_at_ms],
+            )?;
+            tx.execute("UPDATE attempts SET token_generation = ?2 WHERE id = ?1", params![attempt.to_string(), generation])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
+        self.call(move |c| {
+            c.execute("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", params![attempt.to_string(), at_ms])
+        })
+        .await
+        .map(|n| n as u64)
+    }
+
+    async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE attempts SET state = ?3, state_changed_at = ?4,
+                     ended_at = CASE WHEN ?3 = 'ended' THEN ?4 ELSE ended_at END
+                 WHERE id = ?1 AND state = ?2",
+                params![attempt.to_string(), from.as_str(), to.as_str(), at_ms],
+            )
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn count_streams(&self, attempt: Uuid) -> DbResult<u64> {
+        self.call(move |c| c.query_row("SELECT COUNT(*) FROM streams WHERE attempt_id = ?1", [attempt.to_string()], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
     }
 
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
@@ -219,7 +313,7 @@ impl Database for SqliteDatabase {
         .map(|_| ())
     }
 
-    async fn insert_chunk(&self, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
+    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let existing: Option<Vec<u8>> = tx
@@ -243,6 +337,7 @@ impl Database for SqliteDatabase {
                             at_ms
                         ],
                     )?;
+                    tx.execute("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1", params![attempt.to_string(), row.size as i64])?;
                     ChunkInsert::Created
                 }
             };

@@ -5,7 +5,7 @@ use crate::error::AppError;
 use crate::service::AgentIdentity;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
-use axum::http::{request::Parts, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use protocol::api::*;
@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/agent/v1/consent", post(consent))
+        .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
         .route("/api/agent/v1/streams/{stream_id}/chunks/{index}", put(put_chunk))
         .route("/api/agent/v1/streams/{stream_id}/end", post(end_stream))
@@ -33,8 +34,17 @@ pub async fn consent(State(app): State<AppState>, who: AgentIdentity, body: Body
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/agent/v1/withdraw", tag = "agent",
+    responses((status = 200, description = "consent withdrawn; no stream opens any more"), (status = 401), (status = 409, description = "not consented, or already ended")))]
+pub async fn withdraw(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<serde_json::Value>, AppError> {
+    let state = app.withdraw_consent(&who).await?;
+    Ok(Json(serde_json::json!({ "attempt_id": who.attempt.id, "state": state })))
+}
+
 #[utoipa::path(post, path = "/api/agent/v1/streams", tag = "agent",
-    responses((status = 201, description = "stream opened; body carries the stream key"), (status = 401), (status = 403, description = "consent required")))]
+    responses((status = 201, description = "stream opened; body carries the stream key"), (status = 401, description = "unknown, expired or revoked token"),
+        (status = 403, description = "consent required"), (status = 409, description = "attempt ended (past the upload grace) or withdrawn"),
+        (status = 410, description = "recording destroyed"), (status = 429, description = "stream quota of the attempt reached")))]
 pub async fn open_stream(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -48,18 +58,31 @@ pub async fn open_stream(
 #[utoipa::path(put, path = "/api/agent/v1/streams/{stream_id}/chunks/{index}", tag = "agent",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "sealed chunk, wire format v1"),
     responses((status = 201, description = "stored durably"), (status = 200, description = "same chunk already stored"),
-        (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "another chunk holds this index"),
-        (status = 413), (status = 422, description = "authentication tag invalid")))]
+        (status = 400), (status = 401), (status = 403), (status = 404), (status = 408, description = "body too slow"),
+        (status = 409, description = "another chunk holds this index, or the stream ended before it"), (status = 410, description = "recording destroyed"),
+        (status = 411), (status = 413), (status = 422, description = "authentication tag invalid, or index / media time ahead of the stream's age"),
+        (status = 429, description = "per-attempt quota or concurrency; see Retry-After"), (status = 503, description = "server busy; see Retry-After")))]
 pub async fn put_chunk(
     State(app): State<AppState>,
     Path((stream_id, index)): Path<(String, String)>,
     who: AgentIdentity,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ChunkAck>), AppError> {
     let stream_id = parse_id(&stream_id, "stream id")?;
     let index: u32 = index.parse().map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
-    let limit = app.settings.limits.max_chunk_bytes as usize;
-    let chunk = read_body(body, limit).await?;
+    let limit = app.settings.limits.max_chunk_bytes;
+    // The length is known before a byte of body is read: refuse or reserve memory for it.
+    let length: u64 = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or(AppError::LengthRequired)?;
+    if length > limit {
+        return Err(AppError::TooLarge(limit));
+    }
+    let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
+    let chunk = read_body(body, limit as usize, app.settings.limits.body_read_timeout).await?;
     let ack = app.ingest_chunk(&who, stream_id, index, chunk).await?;
     Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
 }

@@ -1,11 +1,15 @@
-//! Integration API for the exam platform, behind its service token.
+//! Integration API for the exam platform, behind its service token. Creation is
+//! idempotent: the platform's reference is the key, so a retried call (after a lost
+//! answer) gets the same status and body, marked `Idempotent-Replayed: true`.
 
 use super::{bearer, parse_id, read_json, AppState};
+use crate::enrolment::Created;
 use crate::error::AppError;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::{request::Parts, StatusCode};
-use axum::routing::post;
+use axum::http::{request::Parts, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::api::*;
 use sha2::{Digest, Sha256};
@@ -14,6 +18,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/integration/v1/sittings", post(create_sitting))
         .route("/api/integration/v1/sittings/{sitting_id}/candidates", post(add_candidate))
+        .route("/api/integration/v1/attempts/{attempt_id}", get(attempt_status))
+        .route("/api/integration/v1/attempts/{attempt_id}/end", post(end_attempt))
+        .route("/api/integration/v1/attempts/{attempt_id}/token", post(reissue_token))
+        .route("/api/integration/v1/attempts/{attempt_id}/token/revoke", post(revoke_token))
 }
 
 pub struct Platform;
@@ -32,22 +40,52 @@ impl FromRequestParts<AppState> for Platform {
     }
 }
 
+fn created<T: serde::Serialize>(c: Created<T>) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(c.value)).into_response();
+    if c.replayed {
+        resp.headers_mut().insert(HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
+    }
+    resp
+}
+
 #[utoipa::path(post, path = "/api/integration/v1/sittings", tag = "integration",
-    responses((status = 201, description = "sitting created"), (status = 400), (status = 401), (status = 409)))]
-pub async fn create_sitting(State(app): State<AppState>, _: Platform, body: Body) -> Result<(StatusCode, Json<CreateSittingResponse>), AppError> {
+    responses((status = 201, description = "sitting created, or the same one for a reference already used (Idempotent-Replayed: true)"), (status = 400), (status = 401)))]
+pub async fn create_sitting(State(app): State<AppState>, _: Platform, body: Body) -> Result<Response, AppError> {
     let req: CreateSittingRequest = read_json(body).await?;
-    Ok((StatusCode::CREATED, Json(app.create_sitting(&req.reference, "platform").await?)))
+    Ok(created(app.create_sitting(&req.reference, "platform").await?))
 }
 
 #[utoipa::path(post, path = "/api/integration/v1/sittings/{sitting_id}/candidates", tag = "integration",
-    responses((status = 201, description = "attempt created; body carries the launch token"), (status = 400), (status = 401), (status = 404), (status = 409)))]
-pub async fn add_candidate(
-    State(app): State<AppState>,
-    _: Platform,
-    Path(sitting): Path<String>,
-    body: Body,
-) -> Result<(StatusCode, Json<AddCandidateResponse>), AppError> {
+    responses((status = 201, description = "attempt created; body carries the launch token. The same answer again for a reference already used (Idempotent-Replayed: true)"),
+        (status = 400), (status = 401), (status = 404), (status = 409, description = "the candidate's token was revoked"), (status = 410)))]
+pub async fn add_candidate(State(app): State<AppState>, _: Platform, Path(sitting): Path<String>, body: Body) -> Result<Response, AppError> {
     let sitting = parse_id(&sitting, "sitting id")?;
     let req: AddCandidateRequest = read_json(body).await?;
-    Ok((StatusCode::CREATED, Json(app.add_candidate(sitting, &req.reference, "platform").await?)))
+    Ok(created(app.add_candidate(sitting, &req.reference, "platform").await?))
+}
+
+#[utoipa::path(get, path = "/api/integration/v1/attempts/{attempt_id}", tag = "integration",
+    responses((status = 200, description = "the attempt's lifecycle state"), (status = 401), (status = 404)))]
+pub async fn attempt_status(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<AttemptStatus>, AppError> {
+    Ok(Json(app.attempt_status(parse_id(&id, "attempt id")?).await?))
+}
+
+#[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/end", tag = "integration",
+    responses((status = 200, description = "attempt ended (or already ended); its token opens streams until new_streams_until"),
+        (status = 401), (status = 404), (status = 409, description = "the attempt is past ending (withdrawn, reviewed, destroyed…)")))]
+pub async fn end_attempt(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<AttemptStatus>, AppError> {
+    Ok(Json(app.end_attempt(parse_id(&id, "attempt id")?, "platform").await?))
+}
+
+#[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/token", tag = "integration",
+    responses((status = 201, description = "a new launch token; the earlier ones are revoked"), (status = 401), (status = 404), (status = 409)))]
+pub async fn reissue_token(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<(StatusCode, Json<AddCandidateResponse>), AppError> {
+    Ok((StatusCode::CREATED, Json(app.reissue_launch_token(parse_id(&id, "attempt id")?, "platform").await?)))
+}
+
+#[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/token/revoke", tag = "integration",
+    responses((status = 200, description = "every launch token of the attempt revoked"), (status = 401), (status = 404)))]
+pub async fn revoke_token(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
+    let n = app.revoke_launch_tokens(parse_id(&id, "attempt id")?, "platform").await?;
+    Ok(Json(serde_json::json!({ "revoked": n })))
 }

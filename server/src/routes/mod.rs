@@ -3,6 +3,7 @@
 
 mod agent;
 mod integration;
+mod overload;
 pub mod openapi;
 mod staff;
 
@@ -20,15 +21,18 @@ pub type AppState = Arc<Proctor>;
 const JSON_LIMIT: usize = 64 * 1024;
 
 pub fn public_router(state: AppState) -> Router {
+    let limit = state.settings.limits.max_concurrent_requests;
     Router::new()
         .merge(agent::router())
         .merge(integration::router())
         .merge(common())
         .with_state(state)
+        .layer(overload::layer(limit))
 }
 
 pub fn staff_router(state: AppState) -> Router {
-    Router::new().merge(staff::router()).merge(common()).with_state(state)
+    let limit = state.settings.limits.max_concurrent_requests;
+    Router::new().merge(staff::router()).merge(common()).with_state(state).layer(overload::layer(limit))
 }
 
 fn common() -> Router<AppState> {
@@ -39,8 +43,9 @@ fn common() -> Router<AppState> {
         .method_not_allowed_fallback(|| async { AppError::BadRequest("method not allowed on this route".into()) })
 }
 
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+pub async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, AppError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| AppError::BodyTimeout)?;
+    read.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) || e.to_string().contains("length limit") {
             AppError::TooLarge(limit as u64)
         } else {
@@ -49,8 +54,11 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, AppError> {
     })
 }
 
+/// JSON bodies are small: a client that cannot send 64 KiB in this time is not a client.
+const JSON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppError> {
-    let bytes = read_body(body, JSON_LIMIT).await?;
+    let bytes = read_body(body, JSON_LIMIT, JSON_TIMEOUT).await?;
     serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 

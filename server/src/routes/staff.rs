@@ -5,7 +5,7 @@ use crate::error::AppError;
 use crate::recording::AttemptReport;
 use crate::service::StaffIdentity;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,10 +33,11 @@ struct LoginRequest {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/login", tag = "staff",
-    responses((status = 200, description = "session token"), (status = 401)))]
-pub async fn login(State(app): State<AppState>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+    responses((status = 200, description = "session token"), (status = 401), (status = 429, description = "locked out after failed logins; see Retry-After"),
+        (status = 503, description = "too many logins being checked; see Retry-After")))]
+pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
-    let token = app.staff_login(&req.login, &req.password).await?;
+    let token = app.staff_login(&req.login, &req.password, &peer.ip().to_string()).await?;
     Ok(Json(serde_json::json!({ "token": token })))
 }
 

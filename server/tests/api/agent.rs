@@ -93,7 +93,7 @@ async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     // A different chunk at an index already stored: conflict.
     let mut again = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
     let (_, other0) = again.seal(Fragment { data: b"other init", media_start_us: 0, media_end_us: 0, last: false }).unwrap();
-    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 0, other0).await).await, (409, "conflict".into()));
+    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 0, other0).await).await, (409, "conflicting_chunk".into()));
     // Ending a stream whose final chunk is not stored: conflict.
     assert_eq!(error_code(app.end_stream(&c.token, s.stream_id, 2).await).await, (409, "conflict".into()));
 

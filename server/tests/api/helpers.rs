@@ -29,6 +29,11 @@ pub struct OpenStream {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server on port 0 with the embedded defaults, `adjust`ed.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Settings)) -> TestApp {
     server::telemetry::init();
     let data = tempfile::tempdir().unwrap();
     let mut settings = server::configuration::load(None).unwrap();
@@ -37,6 +42,7 @@ pub async fn spawn_app() -> TestApp {
     settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
     settings.limits.max_chunk_bytes = 64 * 1024;
     settings.integration.token = Some(PLATFORM_TOKEN.into());
+    adjust(&mut settings);
     let clock = Arc::new(ManualClock::at(time::OffsetDateTime::now_utc()));
     let app = Application::build(settings, clock.clone() as Arc<dyn Clock>).await.unwrap();
     let public = format!("http://{}", app.public_addr());
@@ -147,8 +153,37 @@ pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
         .collect()
 }
 
+impl TestApp {
+    pub async fn platform_post(&self, path: &str) -> reqwest::Response {
+        self.http.post(format!("{}/api/integration/v1/{path}", self.public)).bearer_auth(PLATFORM_TOKEN).send().await.unwrap()
+    }
+}
+
 pub async fn error_code(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
     let body: ErrorBody = r.json().await.expect("error responses carry a JSON body");
     (status, body.error)
+}
+
+/// A staff account made through the domain (as the CLI does), logged in; returns its token.
+pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
+    app.proctor().add_staff(login, role, "Relecture-2026").await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/staff/v1/login", app.staff))
+        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+impl TestApp {
+    /// The domain on the same data directory, as the CLI opens it.
+    pub fn proctor(&self) -> server::service::Proctor {
+        let mut st = server::configuration::load(None).unwrap();
+        st.server.data_dir = self.data.path().to_owned();
+        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).unwrap()
+    }
 }

@@ -10,11 +10,42 @@ async fn platform_creates_sittings_and_candidates() {
     let s: CreateSittingResponse = r.json().await.unwrap();
     let r = app.add_candidate(s.sitting_id, "cand-42").await;
     assert_eq!(r.status(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
     let c: AddCandidateResponse = r.json().await.unwrap();
     assert!(c.launch_token.starts_with("clt_") && c.launch_token.len() > 40);
-    // Same references again: conflicts, nothing new stored.
-    assert_eq!(error_code(app.create_sitting("CLOE-2026-11-23").await).await, (409, "conflict".into()));
-    assert_eq!(error_code(app.add_candidate(s.sitting_id, "cand-42").await).await, (409, "conflict".into()));
+}
+
+/// Defect: a platform that retried `candidate add` after a lost answer got 409 and could
+/// never get the launch token again.
+#[tokio::test]
+async fn a_retried_enrolment_gets_the_same_answer() {
+    let app = spawn_app().await;
+    let first: CreateSittingResponse = app.create_sitting("CLOE-2026-12-01").await.json().await.unwrap();
+    let r = app.create_sitting("CLOE-2026-12-01").await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    assert_eq!(r.json::<CreateSittingResponse>().await.unwrap().sitting_id, first.sitting_id);
+
+    let c1: AddCandidateResponse = app.add_candidate(first.sitting_id, "cand-7").await.json().await.unwrap();
+    let r = app.add_candidate(first.sitting_id, "cand-7").await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    let c2: AddCandidateResponse = r.json().await.unwrap();
+    assert_eq!((c2.attempt_id, &c2.launch_token, &c2.token_expires_at), (c1.attempt_id, &c1.launch_token, &c1.token_expires_at));
+    // The replayed token works: it is the same token, not a new one.
+    assert_eq!(app.consent(&c2.launch_token).await.status(), 204);
+    // Concurrent retries all get the one attempt.
+    let answers = futures::future::join_all((0..8).map(|_| app.add_candidate(first.sitting_id, "cand-8"))).await;
+    let mut ids = std::collections::HashSet::new();
+    for r in answers {
+        assert_eq!(r.status(), 201);
+        ids.insert(r.json::<AddCandidateResponse>().await.unwrap().attempt_id);
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // Nothing stored twice.
+    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    assert_eq!(trail.iter().filter(|e| e.action == "candidate_added").count(), 2);
+    assert_eq!(trail.iter().filter(|e| e.action == "sitting_created").count(), 1);
 }
 
 #[tokio::test]

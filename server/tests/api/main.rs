@@ -1,4 +1,6 @@
 mod agent;
+mod hardening;
 mod helpers;
 mod integration;
+mod lifecycle;
 mod staff;

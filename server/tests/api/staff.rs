@@ -2,27 +2,6 @@ use crate::helpers::*;
 use server::db::Database;
 use uuid::Uuid;
 
-async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
-    let s = server::service::Proctor::open(
-        {
-            let mut st = server::configuration::load(None).unwrap();
-            st.server.data_dir = app.data.path().to_owned();
-            st
-        },
-        std::sync::Arc::new(server::clock::SystemClock),
-    )
-    .unwrap();
-    s.add_staff(login, role, "Relecture-2026").await.unwrap();
-    let r = app
-        .http
-        .post(format!("{}/api/staff/v1/login", app.staff))
-        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-}
 
 #[tokio::test]
 async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
@@ -55,7 +34,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         app.http.get(format!("{}/api/staff/v1/attempts/{}", app.staff, c.attempt_id)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["integrity"], "ok");
     assert_eq!(report["fragments_stored"], 4);
-    assert_eq!(report["state"], "recorded");
+    assert_eq!(report["state"], "recording");
 }
 
 #[tokio::test]

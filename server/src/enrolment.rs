@@ -1,0 +1,158 @@
+//! Enrolment and the attempt's lifecycle: sittings and candidates for the exam platform
+//! (idempotent: the platform's reference is the key, so a retried call gets the same
+//! answer), launch tokens (derived, revocable, reissuable), and `transition`, the one
+//! audited way an attempt changes state.
+
+use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::db::*;
+use crate::domain::{hash_token, Reference};
+use crate::error::AppError;
+use crate::lifecycle::{AttemptState, Transition};
+use crate::service::Proctor;
+use base64::Engine;
+use protocol::api::*;
+use protocol::AttemptKey;
+use uuid::Uuid;
+
+/// A created resource, or the same one again for a retried request.
+pub struct Created<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+/// The launch token of one generation: derived from the attempt key, never stored.
+fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> String {
+    format!("clt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(dek.launch_secret(attempt, generation).as_ref()))
+}
+
+impl Proctor {
+    pub async fn create_sitting(&self, reference: &str, actor: &str) -> Result<Created<CreateSittingResponse>, AppError> {
+        let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
+        let id = Uuid::new_v4();
+        match self.db.create_sitting(id, reference.as_str(), self.now_ms()).await {
+            Ok(()) => {}
+            Err(DbError::Conflict) => {
+                let existing = self.db.sitting_by_ref(reference.as_str()).await?;
+                return Ok(Created { value: CreateSittingResponse { sitting_id: existing }, replayed: true });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(actor, "sitting_created", None, serde_json::json!({ "sitting_id": id })).await?;
+        Ok(Created { value: CreateSittingResponse { sitting_id: id }, replayed: false })
+    }
+
+    pub async fn add_candidate(&self, sitting: Uuid, reference: &str, actor: &str) -> Result<Created<AddCandidateResponse>, AppError> {
+        let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
+        if !self.db.sitting_exists(sitting).await? {
+            return Err(AppError::NotFound("sitting"));
+        }
+        if let Ok(existing) = self.db.attempt_by_ref(sitting, reference.as_str()).await {
+            return Ok(Created { value: self.current_launch(&existing).await?, replayed: true });
+        }
+        let now = self.clock.now();
+        let id = Uuid::new_v4();
+        let dek = AttemptKey::generate();
+        let wrapped = self.keys.wrap(&dek, &id, now)?;
+        let token = launch_token(&dek, &id, 0);
+        let expires = now + self.settings.limits.launch_token_ttl;
+        let row = NewAttempt {
+            id,
+            sitting_id: sitting,
+            reference: reference.as_str().to_owned(),
+            token_hash: hash_token(&token),
+            token_expires_at_ms: unix_ms(expires),
+            kek_epoch: wrapped.epoch,
+            wrapped_dek: wrapped.blob,
+            dek_fingerprint: dek.fingerprint().to_string(),
+            created_at_ms: unix_ms(now),
+        };
+        match self.db.create_attempt(row).await {
+            Ok(()) => {}
+            // A concurrent retry won the race: answer what it answered.
+            Err(DbError::Conflict) => {
+                let existing = self.db.attempt_by_ref(sitting, reference.as_str()).await?;
+                return Ok(Created { value: self.current_launch(&existing).await?, replayed: true });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(actor, "candidate_added", Some(id), serde_json::json!({ "sitting_id": sitting })).await?;
+        Ok(Created { value: AddCandidateResponse { attempt_id: id, launch_token: token, token_expires_at: rfc3339(expires) }, replayed: false })
+    }
+
+    /// The answer `add_candidate` gave (or would give now) for an existing attempt.
+    async fn current_launch(&self, a: &Attempt) -> Result<AddCandidateResponse, AppError> {
+        if a.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        let issued = self.db.token_of(a.id, a.token_generation).await?;
+        if issued.revoked_at_ms.is_some() {
+            return Err(AppError::Conflict("this candidate's launch token was revoked; issue a new one".into()));
+        }
+        let dek = self.attempt_key(a)?;
+        Ok(AddCandidateResponse {
+            attempt_id: a.id,
+            launch_token: launch_token(&dek, &a.id, a.token_generation),
+            token_expires_at: rfc3339(from_unix_ms(issued.expires_at_ms)),
+        })
+    }
+
+    /// Revokes every launch token of the attempt: it can no longer consent or open a
+    /// stream. Chunks of streams already open still land (they are the recording).
+    pub async fn revoke_launch_tokens(&self, attempt_id: Uuid, actor: &str) -> Result<u64, AppError> {
+        let a = self.attempt_or_404(attempt_id).await?;
+        let n = self.db.revoke_tokens(a.id, self.now_ms()).await?;
+        self.audit(actor, "launch_token_revoked", Some(a.id), serde_json::json!({ "revoked": n })).await?;
+        Ok(n)
+    }
+
+    /// Issues the next generation of launch token, revoking the earlier ones.
+    pub async fn reissue_launch_token(&self, attempt_id: Uuid, actor: &str) -> Result<AddCandidateResponse, AppError> {
+        let a = self.attempt_or_404(attempt_id).await?;
+        if !matches!(a.state, AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording) {
+            return Err(AppError::Conflict(format!("an attempt that is {} gets no new launch token", a.state)));
+        }
+        let generation = a.token_generation.checked_add(1).ok_or_else(|| AppError::Conflict("no more launch tokens".into()))?;
+        let dek = self.attempt_key(&a)?;
+        let token = launch_token(&dek, &a.id, generation);
+        let now = self.clock.now();
+        let expires = now + self.settings.limits.launch_token_ttl;
+        self.db.issue_token(a.id, generation, hash_token(&token), unix_ms(now), unix_ms(expires)).await?;
+        self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
+        Ok(AddCandidateResponse { attempt_id: a.id, launch_token: token, token_expires_at: rfc3339(expires) })
+    }
+
+    /// Ends the attempt (the exam platform's call). Ending an ended attempt again answers
+    /// the same, so a retried call is harmless.
+    pub async fn end_attempt(&self, attempt_id: Uuid, actor: &str) -> Result<AttemptStatus, AppError> {
+        let a = self.attempt_or_404(attempt_id).await?;
+        if a.state != AttemptState::Ended {
+            self.transition(attempt_id, Transition::End, actor).await?;
+        }
+        self.attempt_status(attempt_id).await
+    }
+
+    pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
+        let a = self.attempt_or_404(attempt_id).await?;
+        let grace = self.settings.limits.upload_grace;
+        Ok(AttemptStatus {
+            attempt_id: a.id,
+            state: a.state.as_str().to_owned(),
+            ended_at: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
+            new_streams_until: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t) + grace)),
+        })
+    }
+
+    /// The one way an attempt changes state: checked against the lifecycle table,
+    /// compare-and-set in the database (a concurrent change is re-read, never
+    /// overwritten), and audited.
+    pub async fn transition(&self, attempt_id: Uuid, t: Transition, actor: &str) -> Result<AttemptState, AppError> {
+        loop {
+            let a = self.attempt_or_404(attempt_id).await?;
+            let next = a.state.apply(t)?;
+            if self.db.set_state(attempt_id, a.state, next, self.now_ms()).await? {
+                self.audit(actor, t.audit_action(), Some(attempt_id), serde_json::json!({ "from": a.state, "to": next })).await?;
+                return Ok(next);
+            }
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The candidate's side: consent, streams and the one ingest path. A chunk is checked
+//! (token, attempt state, header, binding, index and media-time window, quotas, GCM tag
+//! without decrypting), written once under its digest, recorded by a row that is the
+//! only arbiter of what an index holds, and acknowledged only when both are durable.
+
+pub mod gate;
+pub mod window;
+
+use crate::blobs::{chunk_path, Put};
+use crate::db::*;
+use crate::domain::hash_token;
+use crate::error::AppError;
+use crate::lifecycle::{AttemptState, Transition};
+use crate::service::{AgentIdentity, Proctor};
+use bytes::Bytes;
+use protocol::api::*;
+use protocol::{ChunkHeader, StreamSalt};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use uuid::Uuid;
+
+/// When each (attempt, incident kind) was last written to the audit trail: a hostile agent
+/// repeating the same refused request must not flood the trail.
+#[derive(Default)]
+pub struct Incidents(Mutex<HashMap<(Uuid, &'static str), i64>>);
+
+const INCIDENT_EVERY_MS: i64 = 10 * 60 * 1000;
+
+impl AgentIdentity {
+    /// The token may start something new (consent, a stream): neither revoked nor expired.
+    pub fn require_live(&self, now_ms: i64) -> Result<(), AppError> {
+        if self.token.revoked_at_ms.is_some() {
+            return Err(AppError::TokenRevoked);
+        }
+        if self.token.expires_at_ms <= now_ms {
+            return Err(AppError::TokenExpired);
+        }
+        Ok(())
+    }
+}
+
+impl Proctor {
+    /// Any token ever issued for the attempt identifies it; what it may do depends on the
+    /// call (see `require_live`).
+    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, AppError> {
+        match self.db.attempt_by_token(hash_token(token)).await {
+            Ok((attempt, token)) => Ok(AgentIdentity { attempt, token }),
+            Err(DbError::NotFound) => Err(AppError::Unauthorized),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn record_consent(&self, who: &AgentIdentity, req: ConsentRequest) -> Result<(), AppError> {
+        who.require_live(self.now_ms())?;
+        if req.notice_version != NOTICE_VERSION {
+            return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
+        }
+        match who.attempt.state {
+            AttemptState::Enrolled => {}
+            // Consent given again (agent restarted): already recorded, nothing changes.
+            AttemptState::Consented | AttemptState::Recording => return Ok(()),
+            AttemptState::Destroyed => return Err(AppError::Gone),
+            from => return Err(crate::lifecycle::InvalidTransition { from, transition: Transition::Consent }.into()),
+        }
+        self.db.record_consent(who.attempt.id, &req.notice_version, self.now_ms()).await?;
+        self.audit("candidate", "consent_recorded", Some(who.attempt.id), serde_json::json!({ "notice_version": req.notice_version })).await?;
+        match self.transition(who.attempt.id, Transition::Consent, "candidate").await {
+            // A concurrent consent moved it first.
+            Ok(_) | Err(AppError::InvalidTransition(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The candidate withdraws consent: no stream opens any more; what was recorded stays
+    /// under the attempt's retention.
+    pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, AppError> {
+        who.require_live(self.now_ms())?;
+        self.transition(who.attempt.id, Transition::Withdraw, "candidate").await
+    }
+
+    pub async fn open_stream(&self, who: &AgentIdentity, req: OpenStreamRequest, client_ip: String) -> Result<OpenStreamResponse, AppError> {
+        let now = self.now_ms();
+        who.require_live(now)?;
+        let a = &who.attempt;
+        match a.state {
+            AttemptState::Enrolled => return Err(AppError::ConsentRequired),
+            AttemptState::Consented | AttemptState::Recording => {}
+            AttemptState::Ended if a.ended_at_ms.is_some_and(|t| now < t + self.settings.limits.upload_grace.as_millis() as i64) => {}
+            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
+            _ => return Err(AppError::AttemptEnded),
+        }
+        let max_streams = self.settings.limits.max_streams_per_attempt;
+        if self.db.count_streams(a.id).await? >= max_streams {
+            self.incident(a.id, "stream_quota_exceeded").await;
+            return Err(AppError::StreamQuota(max_streams));
+        }
+        let field = |s: &str, name: &str| -> Result<String, AppError> {
+            let t = s.trim();
+            if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                return Err(AppError::BadRequest(format!("{name} must be 1 to 200 printable characters")));
+            }
+            Ok(t.to_owned())
+        };
+        let conn = ConnectionInfo { client_ip, agent_version: field(&req.agent_version, "agent_version")?, os: field(&req.os, "os")? };
+        let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: StreamSalt::generate().0, opened_at_ms: now, ended_at_ms: None, final_index: None };
+        let key = self.stream_key(a, &stream)?;
+        self.db.open_stream(stream.clone(), conn).await?;
+        if a.state == AttemptState::Consented {
+            // Another stream may have moved it first; only a real refusal matters.
+            match self.transition(a.id, Transition::StartRecording, "candidate").await {
+                Ok(_) | Err(AppError::InvalidTransition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(attempt = %a.id, stream = %stream.id, "stream opened");
+        use base64::Engine;
+        Ok(OpenStreamResponse {
+            attempt_id: a.id,
+            stream_id: stream.id,
+            stream_key: base64::engine::general_purpose::STANDARD.encode(key.to_bytes().as_slice()),
+            fragment_ms: self.settings.capture.fragment_ms,
+            max_chunk_bytes: self.settings.limits.max_chunk_bytes,
+        })
+    }
+
+    async fn own_stream(&self, who: &AgentIdentity, stream_id: Uuid) -> Result<Stream, AppError> {
+        match self.db.stream(stream_id).await {
+            Ok(s) if s.attempt_id == who.attempt.id => Ok(s),
+            // Another attempt's stream looks exactly like an unknown one: no probing.
+            Ok(_) | Err(DbError::NotFound) => Err(AppError::NotFound("stream")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes an incident to the attempt's audit trail, at most once per kind per 10 min.
+    pub(crate) async fn incident(&self, attempt: Uuid, kind: &'static str) {
+        let now = self.now_ms();
+        {
+            let mut seen = self.incidents.0.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.get(&(attempt, kind)).is_some_and(|t| now - t < INCIDENT_EVERY_MS) {
+                return;
+            }
+            if seen.len() > 100_000 {
+                seen.retain(|_, t| now - *t < INCIDENT_EVERY_MS);
+            }
+            seen.insert((attempt, kind), now);
+        }
+        tracing::warn!(attempt = %attempt, kind, "agent incident");
+        if let Err(e) = self.audit("candidate", "agent_incident", Some(attempt), serde_json::json!({ "kind": kind })).await {
+            tracing::error!(error = %e, "could not audit an incident");
+        }
+    }
+
+    /// Checks that cost no key and no I/O beyond the rows already read.
+    async fn check_window(&self, who: &AgentIdentity, stream: &Stream, header: &ChunkHeader, size: u64) -> Result<(), AppError> {
+        let l = &self.settings.limits;
+        let now = self.now_ms();
+        let margin = l.index_window_margin.as_millis() as u64;
+        let a = who.attempt.id;
+        let max = window::max_index(stream.opened_at_ms, now, self.settings.capture.fragment_ms, margin);
+        if u64::from(header.index) > max {
+            self.incident(a, "index_out_of_window").await;
+            return Err(AppError::IndexOutOfWindow { index: header.index, max });
+        }
+        if header.media_end_us > window::max_media_us(stream.opened_at_ms, now, margin) {
+            self.incident(a, "media_time_out_of_window").await;
+            return Err(AppError::MediaTimeOutOfWindow);
+        }
+        if header.index >= l.max_chunks_per_stream {
+            self.incident(a, "chunk_quota_exceeded").await;
+            return Err(AppError::ChunkQuota(l.max_chunks_per_stream));
+        }
+        let budget = |since: i64| window::byte_budget(since, now, self.settings.capture.bitrate_kbps, l.quota_bitrate_multiple);
+        let total = who.attempt.bytes_stored + size;
+        // Only past one hour's budget is it worth looking up when recording began.
+        if total > budget(now) {
+            let first = self.db.streams_of(a).await?.first().map_or(now, |s| s.opened_at_ms);
+            if total > budget(first) {
+                self.incident(a, "byte_quota_exceeded").await;
+                return Err(AppError::ByteQuota);
+            }
+        }
+        Ok(())
+    }
+
+    /// The one ingest path, whatever the transport: verify, store durably, then acknowledge.
+    /// A chunk of a stream opened while the token was valid lands even if the token has
+    /// expired or was revoked since: it is the recording.
+    pub async fn ingest_chunk(&self, who: &AgentIdentity, stream_id: Uuid, index: u32, chunk: Bytes) -> Result<ChunkAck, AppError> {
+        if who.attempt.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        let stream = self.own_stream(who, stream_id).await?;
+        let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
+        if header.attempt != who.attempt.id {
+            return Err(AppError::Forbidden("chunk is sealed for another attempt".into()));
+        }
+        if header.stream != stream_id || header.index != index {
+            return Err(AppError::BadRequest("chunk header does not match the stream and index of the URL".into()));
+        }
+        if let Some(f) = stream.final_index.filter(|f| index > *f) {
+            return Err(AppError::StreamEnded(f));
+        }
+        self.check_window(who, &stream, &header, chunk.len() as u64).await?;
+        let key = self.stream_key(&who.attempt, &stream)?;
+        let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
+        let verified = tokio::task::spawn_blocking(move || protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(AppError::Unauthentic)?;
+        let row = ChunkRow {
+            stream_id,
+            index,
+            digest: verified.digest,
+            prev_digest: header.prev_digest,
+            size: chunk.len() as u64,
+            media_start_us: header.media_start_us,
+            media_end_us: header.media_end_us,
+            last: header.last,
+        };
+        // A replay or a conflict needs no blob write.
+        if let Ok(existing) = self.db.chunk(stream_id, index).await {
+            return self.replay_or_conflict(who, existing, row).await;
+        }
+        let path = chunk_path(who.attempt.id, stream_id, index, &row.digest);
+        let put = self.blobs.put_durable(&path, chunk).await?;
+        match self.db.insert_chunk(who.attempt.id, row.clone(), self.now_ms()).await? {
+            ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),
+            ChunkInsert::Duplicate => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: false }),
+            ChunkInsert::Conflict => {
+                // The row of a concurrent upload won; this object is referenced by nothing.
+                if put == Put::Created {
+                    self.blobs.delete(&path).await?;
+                }
+                let existing = self.db.chunk(stream_id, index).await?;
+                self.replay_or_conflict(who, existing, row).await
+            }
+        }
+    }
+
+    async fn replay_or_conflict(&self, who: &AgentIdentity, existing: ChunkRow, new: ChunkRow) -> Result<ChunkAck, AppError> {
+        if existing.digest == new.digest {
+            return Ok(ChunkAck { stream_id: new.stream_id, index: new.index, digest: hex::encode(new.digest), created: false });
+        }
+        tracing::warn!(attempt = %who.attempt.id, stream = %new.stream_id, index = new.index, "conflicting chunk refused");
+        self.audit(
+            "candidate",
+            "chunk_conflict",
+            Some(who.attempt.id),
+            serde_json::json!({ "stream_id": new.stream_id, "index": new.index, "stored_digest": hex::encode(existing.digest), "refused_digest": hex::encode(new.digest) }),
+        )
+        .await?;
+        Err(AppError::ConflictingChunk(new.index))
+    }
+
+    pub async fn end_stream(&self, who: &AgentIdentity, stream_id: Uuid, req: EndStreamRequest) -> Result<(), AppError> {
+        if who.attempt.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        let stream = self.own_stream(who, stream_id).await?;
+        if let Some(f) = stream.final_index {
+            if f != req.final_index {
+                return Err(AppError::StreamEnded(f));
+            }
+        }
+        let last = match self.db.chunk(stream_id, req.final_index).await {
+            Ok(c) => c,
+            Err(DbError::NotFound) => return Err(AppError::Conflict("the final chunk has not been stored yet".into())),
+            Err(e) => return Err(e.into()),
+        };
+        if !last.last {
+            return Err(AppError::Conflict("the chunk at final_index is not sealed as final".into()));
+        }
+        self.db.end_stream(stream_id, req.final_index, self.now_ms()).await?;
+        tracing::info!(attempt = %who.attempt.id, stream = %stream_id, "stream ended");
+        Ok(())
+    }
+}

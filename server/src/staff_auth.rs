@@ -1,0 +1,80 @@
+//! Staff accounts and sessions: creation under the CNIL password rule, login (throttled,
+//! Argon2 bounded by a semaphore, every outcome audited), session lookup.
+
+use crate::clock::unix_ms;
+use crate::db::*;
+use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secret};
+use crate::error::AppError;
+use crate::service::{Proctor, StaffIdentity};
+use crate::throttle::sanitise_login;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How long a login waits for an Argon2 slot before the server says it is busy.
+const ARGON2_WAIT: Duration = Duration::from_secs(5);
+
+impl Proctor {
+    pub async fn add_staff(&self, login: &str, role: &str, password: &str) -> Result<Uuid, AppError> {
+        let role = Role::parse(role).map_err(AppError::BadRequest)?;
+        let login = Reference::parse(login).map_err(AppError::BadRequest)?;
+        let password = Password::parse(password).map_err(AppError::BadRequest)?;
+        let id = Uuid::new_v4();
+        let account = StaffAccount { id, login: login.as_str().into(), role: role.as_str().into(), password_hash: password.hash() };
+        match self.db.create_staff(account, self.now_ms()).await {
+            Err(DbError::Conflict) => return Err(AppError::Conflict("this login already exists".into())),
+            other => other?,
+        }
+        self.audit("admin-cli", "staff_added", None, serde_json::json!({ "login": login.as_str(), "role": role.as_str() })).await?;
+        Ok(id)
+    }
+
+    pub async fn staff_login(&self, login: &str, password: &str, client_addr: &str) -> Result<String, AppError> {
+        let now = self.now_ms();
+        if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
+            return Err(AppError::LoginLocked { retry_after_s: locked.0 });
+        }
+        if login.len() > 256 || password.len() > 1024 {
+            return Err(AppError::BadRequest("login or password too long".into()));
+        }
+        let account = self.db.staff_by_login(login).await.ok();
+        let hash = account.as_ref().map(|a| a.password_hash.clone());
+        let pw = zeroize::Zeroizing::new(password.to_owned());
+        let _slot = tokio::time::timeout(ARGON2_WAIT, self.argon2_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| AppError::Overloaded)?
+            .map_err(|e| AppError::Internal(e.into()))?;
+        // Verify even for an unknown login so that timing does not tell which logins exist.
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => verify_password(&pw, &h),
+            None => {
+                verify_password(&pw, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$W9Rz9j0xD8s2s0+RpX3b3kQ3m9jwW1rWcYy4Q4y5o2I");
+                false
+            }
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+        let account = match (ok, account) {
+            (true, Some(a)) => a,
+            _ => {
+                let locked = self.login_throttle.failed(login, client_addr, now);
+                let shown = sanitise_login(login);
+                self.audit(&shown, "staff_login_failed", None, serde_json::json!({ "locked_out": locked })).await?;
+                return Err(AppError::Unauthorized);
+            }
+        };
+        self.login_throttle.succeeded(login);
+        let token = Secret::generate("cls");
+        let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
+        self.db.create_staff_session(token.hash(), account.id, unix_ms(expires)).await?;
+        self.audit(&account.login, "staff_login", None, serde_json::json!({})).await?;
+        Ok(token.reveal())
+    }
+
+    pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
+        match self.db.staff_by_session(hash_token(token), self.now_ms()).await {
+            Ok(a) => Ok(StaffIdentity { id: a.id, role: Role::parse(&a.role).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?, login: a.login }),
+            Err(DbError::NotFound) => Err(AppError::Unauthorized),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
