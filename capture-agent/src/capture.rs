@@ -33,7 +33,8 @@ pub enum Source {
 /// One piece of the fragmented MP4 stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaFragment {
-    pub data: Vec<u8>,
+    /// Plaintext media: wiped from memory when dropped, once sealed.
+    pub data: zeroize::Zeroizing<Vec<u8>>,
     /// Microseconds since the first timestamp of the capture (0 for the init segment).
     pub media_start_us: u64,
     pub media_end_us: u64,

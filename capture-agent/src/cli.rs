@@ -44,12 +44,12 @@ fn parse_source(s: &str) -> Result<Source, String> {
     }
 }
 
-pub fn default_spool_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("cloe-capture-agent/spool")
+/// The user's own data directory (`~/.local/share/cloeconnect/spool` on Linux, the
+/// platform's equivalent elsewhere); never a shared temporary directory.
+pub fn default_spool_dir() -> anyhow::Result<PathBuf> {
+    directories::ProjectDirs::from("fr", "CCI France", "CLOE Connect")
+        .map(|d| d.data_local_dir().join("spool"))
+        .ok_or_else(|| anyhow::anyhow!("no home directory to keep the recording in; pass --spool DIR"))
 }
 
 pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
@@ -59,7 +59,10 @@ pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
         source: cli.source,
         duration: cli.duration,
         consent: cli.consent,
-        spool_dir: cli.spool.unwrap_or_else(default_spool_dir),
+        spool_dir: match cli.spool {
+            Some(d) => d,
+            None => default_spool_dir()?,
+        },
         ca_file: cli.ca_file,
     })
 }

@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use protocol::api::*;
-use reqwest::{StatusCode, Url};
+use reqwest::Url;
 use std::path::Path;
 use std::time::Duration;
 use uuid::Uuid;
@@ -16,15 +16,33 @@ pub struct Api {
     token: String,
 }
 
-/// How the server answered an upload or a control call.
-#[derive(Debug)]
-pub enum Outcome<T> {
-    Done(T),
-    /// The server refused for good (4xx): retrying the same request cannot succeed.
-    Refused { status: u16, error: String },
-    /// Network trouble or a 5xx/429: retry later.
-    Retry(String),
+/// Why a call did not succeed: the server's answer (status, stable code, message and
+/// `Retry-After`), or no answer at all (status 0). What to do about it is
+/// `refusal::decide`'s business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub retry_after: Option<Duration>,
 }
+
+impl Failure {
+    fn network(why: String) -> Self {
+        Self { status: 0, code: "network".into(), message: why, retry_after: None }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            0 => write!(f, "{}: {}", self.code, self.message),
+            s => write!(f, "HTTP {s} {}: {}", self.code, self.message),
+        }
+    }
+}
+
+pub type Outcome<T> = Result<T, Failure>;
 
 pub fn check_server_url(url: &str) -> anyhow::Result<Url> {
     let u = Url::parse(url).with_context(|| format!("invalid server URL {url:?}"))?;
@@ -49,7 +67,9 @@ impl Api {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("cloe-capture-agent/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("cloe-capture-agent/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead a loopback-only plain-HTTP session anywhere: never follow.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = ca_file {
             let pem = std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
             b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA file is not a PEM certificate")?);
@@ -66,26 +86,33 @@ impl Api {
             Ok(r) => r,
             // An untrusted certificate will not fix itself: retrying would hide it.
             Err(e) if is_certificate_error(&e) => {
-                return Outcome::Refused { status: 0, error: format!("the server's TLS certificate is not trusted ({})", root_cause(&e)) }
+                return Err(Failure {
+                    status: 0,
+                    code: "untrusted_certificate".into(),
+                    message: format!("the server's TLS certificate is not trusted ({})", root_cause(&e)),
+                    retry_after: None,
+                })
             }
-            Err(e) => return Outcome::Retry(without_url(e)),
+            Err(e) => return Err(Failure::network(without_url(e))),
         };
         let status = resp.status();
         if status.is_success() {
             if let Some(v) = empty {
-                return Outcome::Done(v);
+                return Ok(v);
             }
-            return match resp.json::<T>().await {
-                Ok(v) => Outcome::Done(v),
-                Err(e) => Outcome::Retry(without_url(e)),
-            };
+            return resp.json::<T>().await.map_err(|e| Failure::network(without_url(e)));
         }
-        let body = resp.json::<ErrorBody>().await.map(|b| format!("{}: {}", b.error, b.message)).unwrap_or_default();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
-            Outcome::Retry(format!("HTTP {status} {body}"))
-        } else {
-            Outcome::Refused { status: status.as_u16(), error: body }
-        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(3600)));
+        let (code, message) = match resp.json::<ErrorBody>().await {
+            Ok(b) => (b.error, b.message),
+            Err(_) => (format!("http_{}", status.as_u16()), status.canonical_reason().unwrap_or_default().to_owned()),
+        };
+        Err(Failure { status: status.as_u16(), code, message, retry_after })
     }
 
     pub async fn consent(&self) -> Outcome<()> {
@@ -144,7 +171,30 @@ fn without_url(e: reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check_server_url;
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Defect: the client followed redirects, which walks around the loopback-only rule.
+    #[tokio::test]
+    async fn redirects_are_never_followed() {
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        target.set_nonblocking(true).unwrap();
+        let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let location = format!("http://{}/api/agent/v1/consent", target.local_addr().unwrap());
+        let base = format!("http://{}/", redirector.local_addr().unwrap());
+        let serve = std::thread::spawn(move || {
+            let (mut c, _) = redirector.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = write!(c, "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        });
+        let api = Api::new(Url::parse(&base).unwrap(), "clt_x".into(), None).unwrap();
+        let failure = api.consent().await.unwrap_err();
+        serve.join().unwrap();
+        assert_eq!(failure.status, 307);
+        assert_eq!(crate::refusal::decide(&failure), crate::refusal::Decision::Stop(crate::refusal::StopReason::Redirected));
+        assert!(target.accept().is_err(), "the redirect target was contacted");
+    }
 
     #[test]
     fn plain_http_only_for_loopback() {

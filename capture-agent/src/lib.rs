@@ -4,6 +4,7 @@ pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod messages;
+pub mod refusal;
 pub mod run;
 pub mod spool;
 pub mod uploader;

@@ -13,7 +13,30 @@ pub struct Messages {
     pub draining: &'static str,
     pub all_sent: &'static str,
     pub server_unreachable: &'static str,
-    pub upload_refused: &'static str,
+    pub chunk_dropped: &'static str,
+    pub stream_reopened: &'static str,
+    pub stop_token_refused: &'static str,
+    pub stop_consent_missing: &'static str,
+    pub stop_attempt_closed: &'static str,
+    pub stop_recording_destroyed: &'static str,
+    pub stop_redirected: &'static str,
+    pub stop_untrusted_certificate: &'static str,
+    pub stop_too_many_streams: &'static str,
+}
+
+impl Messages {
+    pub fn stop_message(&self, reason: crate::refusal::StopReason) -> &'static str {
+        use crate::refusal::StopReason::*;
+        match reason {
+            TokenRefused => self.stop_token_refused,
+            ConsentMissing => self.stop_consent_missing,
+            AttemptClosed => self.stop_attempt_closed,
+            RecordingDestroyed => self.stop_recording_destroyed,
+            Redirected => self.stop_redirected,
+            UntrustedCertificate => self.stop_untrusted_certificate,
+            TooManyStreams => self.stop_too_many_streams,
+        }
+    }
 }
 
 pub const FR: Messages = Messages {
@@ -46,7 +69,15 @@ Vos droits : accès, rectification, effacement, limitation et opposition auprès
     draining: "Envoi des derniers fragments",
     all_sent: "Tous les fragments ont été reçus par le serveur. Vous pouvez fermer cette fenêtre.",
     server_unreachable: "Serveur injoignable : les fragments restent chiffrés sur ce poste et seront envoyés dès le retour de la connexion.",
-    upload_refused: "Le serveur a refusé un fragment",
+    chunk_dropped: "Le serveur ne pourra jamais accepter ce fragment ; il est retiré de la file d'envoi (motif noté dans dropped.log) :",
+    stream_reopened: "Le serveur ne reconnaît plus la session d'enregistrement en cours : l'enregistrement continue dans une nouvelle session.",
+    stop_token_refused: "Le serveur refuse votre lien de lancement (inconnu, expiré ou révoqué). L'enregistrement est arrêté ; ce qui a été enregistré reste chiffré sur ce poste. Contactez le centre d'examen pour obtenir un nouveau lien.",
+    stop_consent_missing: "Votre consentement n'a pas été enregistré par le serveur. L'enregistrement est arrêté ; relancez l'application pour donner votre consentement.",
+    stop_attempt_closed: "Votre épreuve est terminée ou votre consentement a été retiré : aucun nouvel enregistrement n'est possible. Vous pouvez fermer cette fenêtre.",
+    stop_recording_destroyed: "L'enregistrement de cette épreuve a déjà été supprimé par le serveur : rien de plus ne sera envoyé.",
+    stop_redirected: "Le serveur a répondu par une redirection, que l'application refuse de suivre par sécurité. Vérifiez l'adresse du serveur ou contactez le centre d'examen.",
+    stop_untrusted_certificate: "Le certificat du serveur n'est pas reconnu : la connexion n'est pas sûre et rien n'est envoyé. Contactez le centre d'examen.",
+    stop_too_many_streams: "Trop de sessions d'enregistrement ont été ouvertes pour cette épreuve. L'enregistrement est arrêté ; contactez le centre d'examen.",
 };
 
 pub fn current() -> &'static Messages {

@@ -1,19 +1,25 @@
 //! One run of the agent: notice and consent, leftovers from an earlier run, a new stream,
-//! capture → seal → spool → upload, then drain and end the stream.
+//! capture → seal → spool → upload, then drain and end the stream. If the server forgets
+//! the live stream, recording goes on in a new one; if it refuses for good, recording
+//! stops and the candidate is told why.
 
 use crate::capture::{Capture, CaptureConfig, CaptureEvent, Source};
-use crate::client::{Api, Outcome};
+use crate::client::Api;
 use crate::messages::current as msgs;
+use crate::refusal::{retrying, Decision, DropReason, StopReason};
 use crate::spool::Spool;
-use crate::uploader::{Job, Uploader};
+use crate::uploader::{Job, Notice, Uploader};
 use anyhow::Context;
 use base64::Engine;
+use protocol::api::OpenStreamResponse;
 use protocol::{Fragment, StreamKey, StreamSealer};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 pub struct RunOptions {
     pub server: url::Url,
@@ -26,42 +32,60 @@ pub struct RunOptions {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Summary {
-    pub attempt_id: uuid::Uuid,
-    pub stream_id: uuid::Uuid,
+    pub attempt_id: Uuid,
+    pub stream_id: Uuid,
+    pub streams_opened: u32,
     pub encoder: String,
     pub fragments_sealed: u32,
     pub chunks_acknowledged: u64,
     pub bytes_acknowledged: u64,
-    pub chunks_refused: u64,
+    pub chunks_dropped: u64,
+    pub drop_reasons: HashMap<DropReason, u64>,
+    /// Chunks kept in the spool, unsent, because the run was stopped.
+    pub chunks_unsent: u64,
+    pub stopped: Option<StopReason>,
+    /// From sealing a fragment to the server's durable acknowledgement.
+    pub ack_latency: Option<Latency>,
     pub media_seconds: f64,
     pub capture_error: Option<String>,
 }
 
 impl Summary {
     pub fn complete(&self) -> bool {
-        self.chunks_refused == 0 && self.capture_error.is_none()
+        self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none()
     }
 }
 
-/// Retries a control call while the network is down; a refusal is final.
-async fn must<T, F, Fut>(what: &str, mut f: F) -> anyhow::Result<T>
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn latency(mut v: Vec<u64>) -> Option<Latency> {
+    v.sort_unstable();
+    (!v.is_empty()).then(|| Latency { p50_ms: percentile(&v, 0.50), p99_ms: percentile(&v, 0.99), max_ms: *v.last().unwrap_or(&0) })
+}
+
+/// A control call, retried while it may succeed later; a final refusal ends the run with
+/// the candidate's message.
+async fn must<T, F, Fut>(what: &str, f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Outcome<T>>,
+    Fut: std::future::Future<Output = crate::client::Outcome<T>>,
 {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match f().await {
-            Outcome::Done(v) => return Ok(v),
-            Outcome::Refused { status, error } => anyhow::bail!("{what}: the server refused (HTTP {status}: {error})"),
-            Outcome::Retry(why) => {
-                tracing::warn!(what, why, "server unreachable, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(8));
-            }
-        }
-    }
+    retrying(f, |failure, _| tracing::warn!(what, %failure, "retrying"))
+        .await
+        .map_err(|(failure, decision)| match decision {
+            Decision::Stop(reason) => anyhow::anyhow!("{} ({what}: {failure})", msgs().stop_message(reason)),
+            _ => anyhow::anyhow!("{what}: the server refused ({failure})"),
+        })
 }
 
 fn ask_consent(scripted: bool) -> anyhow::Result<()> {
@@ -80,18 +104,29 @@ fn ask_consent(scripted: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A stream the server opened, ready to seal into.
+struct LiveStream {
+    sealer: StreamSealer,
+    id: Uuid,
+}
+
+fn live(opened: &OpenStreamResponse) -> anyhow::Result<LiveStream> {
+    let key_bytes = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(&opened.stream_key).context("stream key")?);
+    let key = StreamKey::from_bytes(&key_bytes).context("the server sent a malformed stream key")?;
+    Ok(LiveStream { sealer: StreamSealer::new(key, opened.attempt_id, opened.stream_id), id: opened.stream_id })
+}
+
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     ask_consent(opts.consent)?;
     let api = Api::new(opts.server.clone(), opts.token.clone(), opts.ca_file.as_deref())?;
     must("consent", || api.consent()).await?;
 
     let spool = Spool::open(&opts.spool_dir, &opts.token).context("opening the spool directory")?;
-    let uploader = Uploader::start(api.clone(), spool.clone());
+    let (uploader, mut notices) = Uploader::start(api.clone(), spool.clone());
     queue_leftovers(&spool, &uploader)?;
 
     let opened = must("open stream", || api.open_stream()).await?;
-    let key_bytes = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(&opened.stream_key).context("stream key")?);
-    let key = StreamKey::from_bytes(&key_bytes).context("the server sent a malformed stream key")?;
+    let first = live(&opened)?;
     let cfg = CaptureConfig { fragment_ms: opened.fragment_ms, ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
     let capture = Arc::new(capture);
@@ -115,29 +150,68 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         }
     });
 
-    let sealer = StreamSealer::new(key, opened.attempt_id, opened.stream_id);
+    // What the uploader cannot settle alone: a lost live stream (record on in a new one),
+    // or a final refusal (stop recording and say why).
+    let current = Arc::new(Mutex::new(first.id));
+    let (switch_tx, switch_rx) = std::sync::mpsc::channel::<LiveStream>();
+    let stopped = Arc::new(Mutex::new(None::<StopReason>));
+    let watcher = {
+        let (api, capture, current, stopped) = (api.clone(), capture.clone(), current.clone(), stopped.clone());
+        tokio::spawn(async move {
+            while let Some(n) = notices.recv().await {
+                match n {
+                    Notice::StreamLost(s) if s == *current.lock().unwrap_or_else(|e| e.into_inner()) => {
+                        eprintln!("{}", msgs().stream_reopened);
+                        match must("reopen stream", || api.open_stream()).await.and_then(|o| live(&o)) {
+                            Ok(next) => {
+                                *current.lock().unwrap_or_else(|e| e.into_inner()) = next.id;
+                                let _ = switch_tx.send(next);
+                            }
+                            Err(e) => {
+                                eprintln!("{e:#}");
+                                capture.stop();
+                            }
+                        }
+                    }
+                    Notice::StreamLost(_) => {}
+                    Notice::Stop(reason) => {
+                        eprintln!("{}", msgs().stop_message(reason));
+                        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                        capture.stop();
+                    }
+                }
+            }
+        })
+    };
+
     let max_chunk = opened.max_chunk_bytes;
     let (spool2, queue) = (spool.clone(), uploader.queue.clone());
-    let sealing = tokio::task::spawn_blocking(move || seal_loop(events, sealer, &spool2, opened.stream_id, max_chunk, |job| queue.send(job)));
-    let (sealed, media_us, capture_error) = sealing.await.context("sealing thread")??;
+    let sealing = tokio::task::spawn_blocking(move || seal_loop(events, first, switch_rx, &spool2, max_chunk, |job| queue.send(job)));
+    let sealed = sealing.await.context("sealing thread")??;
     drop(capture);
 
     drain_with_progress(&uploader).await;
     let progress = uploader.queue.progress.clone();
     uploader.finish().await;
-    if let Some(e) = &capture_error {
+    watcher.abort();
+    if let Some(e) = &sealed.capture_error {
         eprintln!("capture: {e}");
     }
     let summary = Summary {
         attempt_id: opened.attempt_id,
         stream_id: opened.stream_id,
+        streams_opened: sealed.streams,
         encoder,
-        fragments_sealed: sealed,
+        fragments_sealed: sealed.fragments,
         chunks_acknowledged: progress.acked.load(Ordering::SeqCst),
         bytes_acknowledged: progress.bytes_acked.load(Ordering::SeqCst),
-        chunks_refused: progress.refused.load(Ordering::SeqCst),
-        media_seconds: media_us as f64 / 1e6,
-        capture_error,
+        chunks_dropped: progress.dropped.load(Ordering::SeqCst),
+        drop_reasons: progress.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        chunks_unsent: progress.unsent.load(Ordering::SeqCst),
+        stopped: *stopped.lock().unwrap_or_else(|e| e.into_inner()),
+        ack_latency: latency(std::mem::take(&mut *progress.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()))),
+        media_seconds: sealed.media_us as f64 / 1e6,
+        capture_error: sealed.capture_error,
     };
     if summary.complete() {
         eprintln!("{}", msgs().all_sent);
@@ -154,7 +228,7 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     }
     let streams = spool.streams()?;
     for chunk in pending {
-        uploader.queue.send(Job::Chunk(chunk));
+        uploader.queue.send(Job::Chunk(chunk, Instant::now()));
     }
     for s in streams {
         match spool.final_index(s) {
@@ -165,50 +239,72 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     Ok(())
 }
 
+struct Sealed {
+    fragments: u32,
+    streams: u32,
+    media_us: u64,
+    capture_error: Option<String>,
+}
+
 /// Seals each fragment the moment it is complete, so a crash loses only the fragment still
 /// being encoded. A clean end is marked by an empty final chunk: the last media fragment is
 /// not known to be the last until the pipeline says so, and holding it back would put it
-/// at risk.
+/// at risk. When the run loop hands over a new stream, the initialisation segment (kept in
+/// memory, never on disk) opens it, and the fragments that follow go there.
 fn seal_loop(
     events: std::sync::mpsc::Receiver<CaptureEvent>,
-    mut sealer: StreamSealer,
+    mut stream: LiveStream,
+    switches: std::sync::mpsc::Receiver<LiveStream>,
     spool: &Spool,
-    stream: uuid::Uuid,
     max_chunk: u64,
     send: impl Fn(Job),
-) -> anyhow::Result<(u32, u64, Option<String>)> {
+) -> anyhow::Result<Sealed> {
     let mut media_end = 0u64;
-    let mut seal = |data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
-        let (index, chunk) = sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
+    let mut fragments = 0u32;
+    let mut streams = 1u32;
+    let mut init: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    let mut seal = |s: &mut LiveStream, data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
+        let (index, chunk) = s.sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
         if chunk.len() as u64 > max_chunk {
             tracing::warn!(index, size = chunk.len(), "fragment larger than the server accepts");
         }
-        let spooled = spool.put(stream, index, &chunk)?;
+        let spooled = spool.put(s.id, index, &chunk)?;
         if last {
-            spool.mark_final(stream, index)?;
+            spool.mark_final(s.id, index)?;
         }
-        send(Job::Chunk(spooled));
+        send(Job::Chunk(spooled, Instant::now()));
         if last {
-            send(Job::End { stream, final_index: index });
+            send(Job::End { stream: s.id, final_index: index });
         }
+        fragments += 1;
         Ok(())
     };
     for ev in events.iter() {
+        if let Ok(next) = switches.try_recv() {
+            stream = next;
+            streams += 1;
+            if let Some(i) = &init {
+                seal(&mut stream, i, 0, 0, false)?;
+            }
+        }
         match ev {
             CaptureEvent::Fragment(f) => {
                 media_end = media_end.max(f.media_end_us);
-                seal(&f.data, f.media_start_us, f.media_end_us, false)?;
-                // `f.data`, the plaintext, is dropped here; only ciphertext was written.
+                seal(&mut stream, &f.data, f.media_start_us, f.media_end_us, false)?;
+                if f.is_init {
+                    init = Some(f.data);
+                }
+                // Otherwise `f.data`, the plaintext, is wiped here; only ciphertext was written.
             }
             CaptureEvent::Finished => {
-                seal(&[], media_end, media_end, true)?;
-                return Ok((sealer.next_index(), media_end, None));
+                seal(&mut stream, &[], media_end, media_end, true)?;
+                return Ok(Sealed { fragments, streams, media_us: media_end, capture_error: None });
             }
             // The stream stays without a final chunk: the reviewer sees "ended abruptly".
-            CaptureEvent::Error(e) => return Ok((sealer.next_index(), media_end, Some(e))),
+            CaptureEvent::Error(e) => return Ok(Sealed { fragments, streams, media_us: media_end, capture_error: Some(e) }),
         }
     }
-    Ok((sealer.next_index(), media_end, Some("capture stopped without finishing".into())))
+    Ok(Sealed { fragments, streams, media_us: media_end, capture_error: Some("capture stopped without finishing".into()) })
 }
 
 async fn drain_with_progress(uploader: &Uploader) {
@@ -219,7 +315,7 @@ async fn drain_with_progress(uploader: &Uploader) {
     );
     bar.set_message(msgs().draining);
     loop {
-        let (done, queued) = (p.acked.load(Ordering::SeqCst) + p.refused.load(Ordering::SeqCst), p.queued.load(Ordering::SeqCst));
+        let (done, queued) = (p.settled(), p.queued.load(Ordering::SeqCst));
         bar.set_length(queued);
         bar.set_position(done);
         if done >= queued {
@@ -228,4 +324,17 @@ async fn drain_with_progress(uploader: &Uploader) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles() {
+        let l = latency((1..=100).collect()).unwrap();
+        assert_eq!((l.p50_ms, l.p99_ms, l.max_ms), (50, 99, 100));
+        assert!(latency(vec![]).is_none());
+        assert_eq!(latency(vec![7]).unwrap().p99_ms, 7);
+    }
 }

@@ -1,5 +1,8 @@
 //! The local spool: sealed chunks only (ciphertext), one file per chunk, fsynced before
-//! the uploader is told about it, deleted only after the server's durable acknowledgement.
+//! the uploader is told about it, deleted only after the server's durable acknowledgement
+//! (or dropped, with the reason logged in `dropped.log`, when the server can never take
+//! it). Directories are 0700 and files 0600 whatever the umask: ciphertext still says
+//! when and how much a candidate recorded.
 //!
 //! Layout: `<root>/<launch id>/<stream id>/<index:010>.chunk`, plus `<stream id>/final`
 //! holding the final index once the stream's final chunk is sealed. The launch id is a
@@ -8,6 +11,7 @@
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -29,10 +33,28 @@ pub struct Spool {
     dir: PathBuf,
 }
 
+/// Creates `dir` (and missing parents) as 0700, and makes an existing one 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+fn private_file(path: &Path, append: bool) -> std::io::Result<fs::File> {
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create(true).mode(0o600);
+    if append {
+        o.append(true);
+    } else {
+        o.truncate(true);
+    }
+    o.open(path)
+}
+
 impl Spool {
     pub fn open(root: &Path, token: &str) -> std::io::Result<Self> {
+        private_dir(root)?;
         let dir = root.join(launch_id(token));
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         Ok(Self { dir })
     }
 
@@ -47,10 +69,10 @@ impl Spool {
     /// Writes a sealed chunk durably (temp file, fsync, rename, fsync dir).
     pub fn put(&self, stream: Uuid, index: u32, sealed: &[u8]) -> std::io::Result<SpooledChunk> {
         let dir = self.stream_dir(stream);
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         let path = dir.join(format!("{index:010}.chunk"));
         let tmp = dir.join(format!(".{index:010}.tmp"));
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = private_file(&tmp, false)?;
         f.write_all(sealed)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)?;
@@ -60,7 +82,7 @@ impl Spool {
 
     pub fn mark_final(&self, stream: Uuid, index: u32) -> std::io::Result<()> {
         let path = self.stream_dir(stream).join("final");
-        let mut f = fs::File::create(&path)?;
+        let mut f = private_file(&path, false)?;
         f.write_all(index.to_string().as_bytes())?;
         f.sync_all()
     }
@@ -74,6 +96,15 @@ impl Spool {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Removes a chunk the server can never accept, and says why in `dropped.log`.
+    pub fn drop_chunk(&self, chunk: &SpooledChunk, why: &str) -> std::io::Result<()> {
+        let mut log = private_file(&self.dir.join("dropped.log"), true)?;
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        writeln!(log, "{at} stream={} index={} {why}", chunk.stream, chunk.index)?;
+        log.sync_all()?;
+        self.remove(chunk)
     }
 
     /// Forgets a stream whose chunks are all acknowledged.
@@ -128,5 +159,32 @@ mod tests {
         assert_eq!(spool.final_index(s), Some(2));
         // Another token's spool is another directory.
         assert!(Spool::open(root.path(), "clt_other").unwrap().pending().unwrap().is_empty());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Defect: the spool was created with the process umask (0755 / 0644 under the usual 022).
+    #[test]
+    fn the_spool_is_private_whatever_the_umask() {
+        let root = tempfile::tempdir().unwrap();
+        let spool_root = root.path().join("a/b/spool");
+        let spool = Spool::open(&spool_root, "clt_token").unwrap();
+        let s = Uuid::new_v4();
+        let c = spool.put(s, 0, b"sealed").unwrap();
+        spool.mark_final(s, 0).unwrap();
+        spool.drop_chunk(&c, "conflicting_chunk").unwrap();
+        for dir in [spool_root.clone(), spool.dir().to_owned(), spool.dir().join(s.to_string())] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        for file in [spool.dir().join(s.to_string()).join("final"), spool.dir().join("dropped.log")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        assert!(fs::read_to_string(spool.dir().join("dropped.log")).unwrap().contains("index=0 conflicting_chunk"));
+        // An existing, too open directory is tightened.
+        fs::set_permissions(&spool_root, fs::Permissions::from_mode(0o755)).unwrap();
+        Spool::open(&spool_root, "clt_token").unwrap();
+        assert_eq!(mode(&spool_root), 0o700);
     }
 }

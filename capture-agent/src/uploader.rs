@@ -1,20 +1,34 @@
-//! Uploads spooled chunks in order, retrying with capped exponential backoff for as long
-//! as it takes; a chunk leaves the spool only once the server has acknowledged it durably.
+//! Uploads spooled chunks in order. Each outcome has a decision (`refusal`): retried with
+//! backoff and jitter for as long as it takes, dropped with its reason logged, the stream
+//! reopened, or the run stopped with a message for the candidate. A chunk leaves the spool
+//! only once the server has acknowledged it durably, or once it is known that it never can.
 
-use crate::client::{Api, Outcome};
-use crate::spool::{SpooledChunk, Spool};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::client::{Api, Failure};
+use crate::refusal::{retrying, Decision, DropReason, StopReason};
+use crate::spool::{Spool, SpooledChunk};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub enum Job {
-    Chunk(SpooledChunk),
+    /// A sealed chunk; `sealed_at` starts its acknowledgement latency.
+    Chunk(SpooledChunk, Instant),
     /// Tell the server the stream ended at this final index, then forget it locally.
     End { stream: Uuid, final_index: u32 },
     /// Forget a stream with no final chunk (an earlier run that was killed).
     Forget(Uuid),
+}
+
+/// What the run loop must hear from the uploader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The server no longer knows this stream: record on in a new one.
+    StreamLost(Uuid),
+    /// Nothing more can be sent; stop recording.
+    Stop(StopReason),
 }
 
 #[derive(Default)]
@@ -22,7 +36,19 @@ pub struct Progress {
     pub queued: AtomicU64,
     pub acked: AtomicU64,
     pub bytes_acked: AtomicU64,
-    pub refused: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Chunks left in the spool because the run was stopped.
+    pub unsent: AtomicU64,
+    pub stopped: AtomicBool,
+    pub drop_reasons: Mutex<HashMap<DropReason, u64>>,
+    /// Sealing to acknowledgement, in milliseconds, one per acknowledged chunk.
+    pub ack_latencies_ms: Mutex<Vec<u64>>,
+}
+
+impl Progress {
+    pub fn settled(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst) + self.dropped.load(Ordering::SeqCst) + self.unsent.load(Ordering::SeqCst)
+    }
 }
 
 /// A cloneable handle that queues jobs and counts them; the sealing thread holds one.
@@ -34,7 +60,7 @@ pub struct Queue {
 
 impl Queue {
     pub fn send(&self, job: Job) {
-        if let Job::Chunk(_) = job {
+        if let Job::Chunk(..) = job {
             self.progress.queued.fetch_add(1, Ordering::SeqCst);
         }
         // The task lives as long as a sender: a send can only fail after a panic there.
@@ -47,19 +73,20 @@ pub struct Uploader {
     task: tokio::task::JoinHandle<()>,
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
 impl Uploader {
-    pub fn start(api: Api, spool: Spool) -> Self {
+    /// The uploader, and where it tells the run loop what it cannot handle alone.
+    pub fn start(api: Api, spool: Spool) -> (Self, mpsc::UnboundedReceiver<Notice>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+        let (notify, notices) = mpsc::unbounded_channel();
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         let task = tokio::spawn(async move {
+            let mut lost = std::collections::HashSet::new();
             while let Some(job) = rx.recv().await {
-                run_job(&api, &spool, &p, job).await;
+                run_job(&api, &spool, &p, &notify, &mut lost, job).await;
             }
         });
-        Self { queue: Queue { tx, progress }, task }
+        (Self { queue: Queue { tx, progress }, task }, notices)
     }
 
     /// Closes the queue (every clone must be dropped too) and waits for every job to be done.
@@ -69,65 +96,92 @@ impl Uploader {
     }
 }
 
-async fn retrying<T, F, Fut>(what: &str, mut f: F) -> Result<T, (u16, String)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Outcome<T>>,
-{
-    let mut backoff = Duration::from_millis(200);
-    let mut warned = false;
-    loop {
-        match f().await {
-            Outcome::Done(v) => return Ok(v),
-            Outcome::Refused { status, error } => return Err((status, error)),
-            Outcome::Retry(why) => {
-                if !warned {
-                    eprintln!("{}", crate::messages::current().server_unreachable);
-                    warned = true;
-                }
-                tracing::debug!(what, why, "retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+fn warn_unreachable(warned: &mut bool) -> impl FnMut(&Failure, Duration) + '_ {
+    move |f, d| {
+        if f.status == 0 && !*warned {
+            eprintln!("{}", crate::messages::current().server_unreachable);
+            *warned = true;
         }
+        tracing::debug!(failure = %f, wait_ms = d.as_millis() as u64, "retrying");
     }
 }
 
-async fn run_job(api: &Api, spool: &Spool, p: &Progress, job: Job) {
-    let msgs = crate::messages::current();
+fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropReason, f: &Failure) {
+    eprintln!("{} {} ({f})", crate::messages::current().chunk_dropped, chunk.index);
+    tracing::warn!(stream = %chunk.stream, index = chunk.index, ?reason, failure = %f, "chunk dropped");
+    if let Err(e) = spool.drop_chunk(chunk, &format!("{reason:?} {f}")) {
+        tracing::warn!(error = %e, "could not remove a dropped chunk from the spool");
+    }
+    p.dropped.fetch_add(1, Ordering::SeqCst);
+    *p.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+}
+
+async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::UnboundedSender<Notice>, lost: &mut std::collections::HashSet<Uuid>, job: Job) {
+    if p.stopped.load(Ordering::SeqCst) {
+        if let Job::Chunk(..) = job {
+            p.unsent.fetch_add(1, Ordering::SeqCst);
+        }
+        return;
+    }
+    let mut warned = false;
+    let stop = |reason: StopReason| {
+        p.stopped.store(true, Ordering::SeqCst);
+        let _ = notify.send(Notice::Stop(reason));
+    };
     match job {
-        Job::Chunk(chunk) => {
+        Job::Chunk(chunk, sealed_at) => {
+            if lost.contains(&chunk.stream) {
+                let f = Failure { status: 404, code: "not_found".into(), message: "stream unknown to the server".into(), retry_after: None };
+                return drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
+            }
             let bytes = match tokio::fs::read(&chunk.path).await {
                 Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(index = chunk.index, error = %e, "spooled chunk unreadable");
-                    p.refused.fetch_add(1, Ordering::SeqCst);
-                    return;
+                    let f = Failure { status: 0, code: "spool".into(), message: e.to_string(), retry_after: None };
+                    return drop_chunk(spool, p, &chunk, DropReason::Corrupt, &f);
                 }
             };
             let len = bytes.len() as u64;
-            match retrying("chunk", || api.put_chunk(chunk.stream, chunk.index, bytes.clone())).await {
+            match retrying(|| api.put_chunk(chunk.stream, chunk.index, bytes.clone()), warn_unreachable(&mut warned)).await {
                 Ok(_) => {
                     if let Err(e) = spool.remove(&chunk) {
                         tracing::warn!(error = %e, "could not remove an acknowledged chunk from the spool");
                     }
                     p.acked.fetch_add(1, Ordering::SeqCst);
                     p.bytes_acked.fetch_add(len, Ordering::SeqCst);
+                    p.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(sealed_at.elapsed().as_millis() as u64);
                 }
-                Err((status, error)) => {
-                    // Kept in the spool: it is evidence, and support can look at it.
-                    eprintln!("{} {} (HTTP {status}: {error})", msgs.upload_refused, chunk.index);
-                    p.refused.fetch_add(1, Ordering::SeqCst);
+                Err((f, Decision::Drop(reason))) => drop_chunk(spool, p, &chunk, reason, &f),
+                Err((f, Decision::Reopen)) => {
+                    lost.insert(chunk.stream);
+                    let _ = notify.send(Notice::StreamLost(chunk.stream));
+                    drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
+                }
+                Err((f, Decision::Stop(reason))) => {
+                    tracing::error!(failure = %f, ?reason, "upload stopped");
+                    p.unsent.fetch_add(1, Ordering::SeqCst);
+                    stop(reason);
+                }
+                Err((_, Decision::Retry)) => unreachable!("retrying only returns on a final decision"),
+            }
+        }
+        Job::End { stream, final_index } => {
+            if lost.contains(&stream) {
+                return forget(spool, stream);
+            }
+            match retrying(|| api.end_stream(stream, final_index), warn_unreachable(&mut warned)).await {
+                Ok(()) => forget(spool, stream),
+                Err((f, Decision::Stop(reason))) => {
+                    tracing::error!(failure = %f, ?reason, "ending the stream stopped");
+                    stop(reason);
+                }
+                // The server will show the stream as ended abruptly: a fact, not a loss.
+                Err((f, _)) => {
+                    tracing::warn!(failure = %f, "the server did not take the stream's end");
+                    forget(spool, stream);
                 }
             }
         }
-        Job::End { stream, final_index } => match retrying("end", || api.end_stream(stream, final_index)).await {
-            Ok(()) => forget(spool, stream),
-            Err((status, error)) => {
-                eprintln!("fin de flux refusée (HTTP {status}: {error})");
-                p.refused.fetch_add(1, Ordering::SeqCst);
-            }
-        },
         Job::Forget(stream) => forget(spool, stream),
     }
 }

@@ -50,7 +50,9 @@ async fn records_seals_uploads_stores_and_reads_back() {
     assert_eq!(report["fragments_stored"].as_u64().unwrap(), sealed, "every fragment stored once: {report:#}");
     assert!(report["recorded_seconds"].as_f64().unwrap() >= 19.0, "{report:#}");
     assert_eq!(report["integrity"], "ok", "{report:#}");
-    assert_eq!(report["state"], "recorded");
+    assert_eq!(report["state"], "recording");
+    assert_eq!(report["missing"].as_array().unwrap().len(), 0);
+    assert!(s["ack_latency"]["p99_ms"].as_u64().is_some(), "the agent reports its acknowledgement latency: {s:#}");
     assert_eq!(report["gaps"].as_array().unwrap().len(), 0);
     let stream = report["streams"][0]["stream_id"].as_str().unwrap().to_owned();
     assert_eq!(report["streams"][0]["status"], "complete");
@@ -102,7 +104,7 @@ async fn killed_agent_resumes_and_loses_nothing() {
     let streams = report["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 2, "{report:#}");
     assert_eq!(streams[0]["status"], "ended_abruptly");
-    assert!(streams[0]["missing_indices"].as_array().unwrap().is_empty(), "nothing recorded was lost: {report:#}");
+    assert!(streams[0]["missing"].as_array().unwrap().is_empty(), "nothing recorded was lost: {report:#}");
     assert!(streams[0]["fragments_stored"].as_u64().unwrap() as usize >= left + 2, "{report:#}");
     assert!(streams[0]["recorded_seconds"].as_f64().unwrap() >= 6.0, "{report:#}");
     assert_eq!(streams[1]["status"], "complete");

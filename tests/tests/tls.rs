@@ -28,7 +28,7 @@ async fn agent_uploads_over_tls_and_refuses_an_unknown_certificate() {
     let out = tokio::task::spawn_blocking(move || untrusted_output(untrusted)).await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("certificat"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(server.cli(&["attempt", "show", attempt])["state"], "awaiting_consent");
+    assert_eq!(server.cli(&["attempt", "show", attempt])["state"], "enrolled");
 
     // With the CA: a normal recording.
     let mut trusted = agent(&server.public, token, "4s", &tmp.path().join("spool-b"));

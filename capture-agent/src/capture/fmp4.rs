@@ -253,7 +253,7 @@ impl Remuxer {
             })
             .collect();
         out.push(MediaFragment {
-            data: std::mem::take(&mut self.init_bytes),
+            data: std::mem::take(&mut self.init_bytes).into(),
             media_start_us: 0,
             media_end_us: 0,
             is_init: true,
@@ -430,7 +430,7 @@ impl Remuxer {
         let origin = *self.origin_ns.get_or_insert(start);
         self.sequence += 1;
         out.push(MediaFragment {
-            data: build_fragment(self.sequence, &per_track),
+            data: build_fragment(self.sequence, &per_track).into(),
             media_start_us: start.saturating_sub(origin) / 1000,
             media_end_us: end.saturating_sub(origin) / 1000,
             is_init: false,

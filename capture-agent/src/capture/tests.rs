@@ -178,7 +178,7 @@ fn each_fragment_starts_on_a_key_frame() {
             "fragment {k} does not open on a sync sample: {trafs:?}"
         );
 
-        let mut alone = init.data.clone();
+        let mut alone = init.data.to_vec();
         alone.extend_from_slice(&fragment.data);
         let decoded = decode(alone).unwrap_or_else(|e| panic!("fragment {k} alone: {e:#}"));
         assert!(decoded.video_frames >= 1, "fragment {k} decoded no video");
