@@ -1,0 +1,101 @@
+//! What the real agent does with each kind of refusal: nothing stays stranded in the spool
+//! unsaid. The live stream lost by the server → recording goes on in a new stream; a
+//! closed attempt → the agent stops and says so; an unsendable leftover → dropped with its
+//! reason logged.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn spool_dir_of(spool: &Path, token: &str) -> std::path::PathBuf {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::new().chain_update(b"cloe-spool/v1/").chain_update(token.as_bytes()).finalize();
+    spool.join(hex::encode(&d[..16]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_stream_forgotten_by_the_server_goes_on_in_a_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
+    let server = Server::start(&data, 0);
+    let (attempt, token) = enrol(&server).await;
+    let child = agent(&server.public, &token, "16s", &spool).spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The server loses the stream (a restore from an older backup, say).
+    let db = rusqlite::Connection::open(data.join("proctor.sqlite")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(&format!(
+        "DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = '{attempt}');
+         DELETE FROM streams WHERE attempt_id = '{attempt}';"
+    ))
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("summary: {stderr}"));
+    assert_eq!(s["streams_opened"], 2, "{s:#}\n{stderr}");
+    assert!(stderr.contains("nouvelle session"), "the candidate is told: {stderr}");
+    assert!(!out.status.success(), "chunks the server lost make an incomplete run");
+
+    let report = server.cli(&["attempt", "show", &attempt]);
+    let streams = report["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{report:#}");
+    assert_eq!(streams[0]["status"], "complete", "{report:#}");
+    assert_eq!(report["integrity"], "ok", "{report:#}");
+    // The new stream opens with the initialisation segment and plays on its own.
+    let media = staff_media(&server, &attempt, streams[0]["stream_id"].as_str().unwrap()).await;
+    let decoded = media::decode(&media).expect("the reopened stream decodes");
+    assert!(decoded.video_seconds >= 6.0, "{decoded:?}");
+    assert_eq!(s["chunks_acknowledged"].as_u64().unwrap() + s["chunks_dropped"].as_u64().unwrap(), s["fragments_sealed"].as_u64().unwrap(), "{s:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_attempt_stops_the_agent_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("no-grace.toml");
+    std::fs::write(&config, "[limits]\nupload_grace = \"0s\"\n").unwrap();
+    let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
+    let server = Server::start_with(&data, 0, &["--config", config.to_str().unwrap()]);
+    let (attempt, token) = enrol(&server).await;
+    // The contract command: end the attempt as the platform's API does.
+    let ended = cli(&data, &["--config", config.to_str().unwrap(), "attempt", "end", &attempt], &[]);
+    assert_eq!(ended["state"], "ended");
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let cmd = agent(&server.public, &token, "5s", &spool);
+        move || { cmd }.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("Votre épreuve est terminée"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it stopped at once, not after retrying");
+    assert_eq!(server.cli(&["attempt", "show", &attempt])["streams"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
+    let server = Server::start(&data, 0);
+    let (attempt, token) = enrol(&server).await;
+    // A leftover for a stream the server never knew.
+    let stale = spool_dir_of(&spool, &token).join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("0000000003.chunk"), b"not a chunk the server can take").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let cmd = agent(&server.public, &token, "4s", &spool);
+        move || { cmd }.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["chunks_dropped"], 1, "{s:#}");
+    assert_eq!(s["chunks_acknowledged"], s["fragments_sealed"], "the new recording is whole: {s:#}");
+    let log = std::fs::read_to_string(spool_dir_of(&spool, &token).join("dropped.log")).unwrap();
+    assert!(log.contains("index=3") && log.contains("404"), "{log}");
+    assert!(files_under(&spool).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "nothing stranded");
+    assert_eq!(server.cli(&["attempt", "show", &attempt])["integrity"], "ok");
+}
