@@ -25,7 +25,13 @@ pub struct Proctor {
     pub settings: Settings,
     pub(crate) ingest_gate: Arc<IngestGate>,
     pub(crate) login_throttle: LoginThrottle,
+    /// At most this many password checks in flight, on…
     pub(crate) argon2_slots: Arc<tokio::sync::Semaphore>,
+    /// …a pool of as many long-lived threads: each Argon2 check allocates 19 MiB, and
+    /// glibc keeps such blocks in the arena of the thread that freed them, so checks
+    /// spread over tokio's blocking threads grew the server past 600 MiB under a login
+    /// flood (attack suite, `wrong_logins_1000`).
+    pub(crate) argon2_pool: rayon::ThreadPool,
     pub(crate) incidents: crate::ingest::Incidents,
 }
 
@@ -58,6 +64,7 @@ impl Proctor {
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
+            argon2_pool: rayon::ThreadPoolBuilder::new().num_threads(l.argon2_concurrency.max(1)).thread_name(|i| format!("argon2-{i}")).build()?,
             incidents: Default::default(),
             clock,
             settings,

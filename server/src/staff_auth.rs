@@ -44,15 +44,18 @@ impl Proctor {
             .map_err(|_| AppError::Overloaded)?
             .map_err(|e| AppError::Internal(e.into()))?;
         // Verify even for an unknown login so that timing does not tell which logins exist.
-        let ok = tokio::task::spawn_blocking(move || match hash {
-            Some(h) => verify_password(&pw, &h),
-            None => {
-                verify_password(&pw, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$W9Rz9j0xD8s2s0+RpX3b3kQ3m9jwW1rWcYy4Q4y5o2I");
-                false
-            }
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.argon2_pool.spawn(move || {
+            let ok = match hash {
+                Some(h) => verify_password(&pw, &h),
+                None => {
+                    verify_password(&pw, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$W9Rz9j0xD8s2s0+RpX3b3kQ3m9jwW1rWcYy4Q4y5o2I");
+                    false
+                }
+            };
+            let _ = tx.send(ok);
+        });
+        let ok = rx.await.map_err(|e| AppError::Internal(e.into()))?;
         let account = match (ok, account) {
             (true, Some(a)) => a,
             _ => {

@@ -1,6 +1,7 @@
 //! Runs the real binaries: `proctor-server` on a temp data directory and `capture-agent`.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod media;
 
 use std::io::{BufRead, BufReader};
@@ -92,14 +93,19 @@ async fn post_platform(url: String, body: serde_json::Value) -> serde_json::Valu
 
 /// A sitting and one candidate through the integration API; returns (attempt id, launch token).
 pub async fn enrol(server: &Server) -> (String, String) {
+    enrol_at(&server.public).await
+}
+
+/// `enrol` against a public listener's base URL.
+pub async fn enrol_at(public: &str) -> (String, String) {
     let s = post_platform(
-        format!("{}/api/integration/v1/sittings", server.public),
+        format!("{public}/api/integration/v1/sittings"),
         serde_json::json!({ "ref": format!("E2E-{}", uuid::Uuid::new_v4()) }),
     )
     .await;
     let sitting = s["sitting_id"].as_str().unwrap();
     let c = post_platform(
-        format!("{}/api/integration/v1/sittings/{sitting}/candidates", server.public),
+        format!("{public}/api/integration/v1/sittings/{sitting}/candidates"),
         serde_json::json!({ "ref": "candidat-1" }),
     )
     .await;
