@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod lifecycle;
+pub mod memory;
 pub mod recording;
 pub mod routes;
 pub mod service;

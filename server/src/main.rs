@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    server::memory::return_large_blocks_to_the_system();
     server::telemetry::init();
     match server::cli::run(server::cli::Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,10 +27,9 @@ pub struct Proctor {
     pub(crate) login_throttle: LoginThrottle,
     /// At most this many password checks in flight, on…
     pub(crate) argon2_slots: Arc<tokio::sync::Semaphore>,
-    /// …a pool of as many long-lived threads: each Argon2 check allocates 19 MiB, and
-    /// glibc keeps such blocks in the arena of the thread that freed them, so checks
-    /// spread over tokio's blocking threads grew the server past 600 MiB under a login
-    /// flood (attack suite, `wrong_logins_1000`).
+    /// …a pool of as many threads of their own, so that a login flood (19 MiB and ~50 ms
+    /// of CPU per check) never occupies the blocking threads that file and database
+    /// work need.
     pub(crate) argon2_pool: rayon::ThreadPool,
     pub(crate) incidents: crate::ingest::Incidents,
 }
