@@ -181,7 +181,8 @@ impl Proctor {
                 if opened.digest != row.digest {
                     return Err(std::io::Error::other(format!("chunk {} differs from the one acknowledged", row.index)));
                 }
-                Ok(Bytes::from(opened.plaintext))
+                // The plaintext is wiped when the response has sent it.
+                Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
             }
         }))
     }

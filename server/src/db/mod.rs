@@ -92,7 +92,7 @@ pub struct ChunkRow {
 pub struct StaffAccount {
     pub id: Uuid,
     pub login: String,
-    pub role: String,
+    pub role: crate::domain::Role,
     pub password_hash: String,
 }
 

@@ -123,7 +123,9 @@ fn chunk_row(r: &Row) -> rusqlite::Result<ChunkRow> {
 }
 
 fn staff_row(r: &Row) -> rusqlite::Result<StaffAccount> {
-    Ok(StaffAccount { id: uuid_col(r, 0)?, login: r.get(1)?, role: r.get(2)?, password_hash: r.get(3)? })
+    let role: String = r.get(2)?;
+    let role = crate::domain::Role::parse(&role).map_err(|e| rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into()))?;
+    Ok(StaffAccount { id: uuid_col(r, 0)?, login: r.get(1)?, role, password_hash: r.get(3)? })
 }
 
 fn audit_row(r: &Row) -> rusqlite::Result<AuditEntry> {
@@ -371,7 +373,7 @@ impl Database for SqliteDatabase {
         self.call(move |c| {
             c.execute(
                 "INSERT INTO staff (id, login, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![s.id.to_string(), s.login, s.role, s.password_hash, at_ms],
+                params![s.id.to_string(), s.login, s.role.as_str(), s.password_hash, at_ms],
             )
         })
         .await
