@@ -76,9 +76,8 @@ pub fn seal_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, index: u32, prev
     out
 }
 
-/// Opens one chunk on its own: checks the header, its binding to the expected attempt
-/// and stream, and the tag. Ordering and chaining are the `StreamOpener`'s job.
-pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<OpenedChunk, Error> {
+/// Parses a chunk sealed for this attempt and stream: (header, ciphertext, tag).
+pub(crate) fn parse_bound(chunk: &[u8], attempt: Uuid, stream: Uuid) -> Result<(ChunkHeader, &[u8], &[u8]), Error> {
     let (header, body) = ChunkHeader::parse(chunk)?;
     if header.attempt != attempt {
         return Err(Error::WrongAttempt);
@@ -87,6 +86,13 @@ pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) ->
         return Err(Error::WrongStream);
     }
     let (ct, tag) = body.split_at(body.len() - TAG_LEN);
+    Ok((header, ct, tag))
+}
+
+/// Opens one chunk on its own: checks the header, its binding to the expected attempt
+/// and stream, and the tag. Ordering and chaining are the `StreamOpener`'s job.
+pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<OpenedChunk, Error> {
+    let (header, ct, tag) = parse_bound(chunk, attempt, stream)?;
     let mut plaintext = ct.to_vec();
     let cipher = Aes256Gcm::new((&key.key).into());
     cipher

@@ -9,7 +9,7 @@
 //! plaintext media in the server's memory at ingest at all. `tests/verify.rs` checks it
 //! against `aes-gcm` on every length from 0 to 1 KiB and on tampered chunks.
 
-use crate::seal::{nonce, TAG_LEN};
+use crate::seal::{nonce, parse_bound};
 use crate::{chunk_digest, ChunkHeader, Digest, Error, StreamKey, HEADER_LEN};
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes256;
@@ -28,14 +28,7 @@ pub struct VerifiedChunk {
 /// Checks what `open_chunk` checks (header, attempt and stream binding, tag) without
 /// decrypting.
 pub fn verify_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<VerifiedChunk, Error> {
-    let (header, body) = ChunkHeader::parse(chunk)?;
-    if header.attempt != attempt {
-        return Err(Error::WrongAttempt);
-    }
-    if header.stream != stream {
-        return Err(Error::WrongStream);
-    }
-    let (ct, tag) = body.split_at(body.len() - TAG_LEN);
+    let (header, ct, tag) = parse_bound(chunk, attempt, stream)?;
     let aad = &chunk[..HEADER_LEN];
     let cipher = Aes256::new((&key.key).into());
     let mut h = ghash::Block::default();

@@ -1,6 +1,6 @@
 //! Agent API: a candidate's launch token writes to its own attempt only, never reads.
 
-use super::{bearer, parse_id, read_body, read_json, AppState};
+use super::{bearer, parse_id, read_body_exact, read_json, AppState};
 use crate::error::AppError;
 use crate::service::AgentIdentity;
 use axum::body::Body;
@@ -82,7 +82,7 @@ pub async fn put_chunk(
         return Err(AppError::TooLarge(limit));
     }
     let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
-    let chunk = read_body(body, limit as usize, app.settings.limits.body_read_timeout).await?;
+    let chunk = read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
     let ack = app.ingest_chunk(&who, stream_id, index, chunk).await?;
     Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
 }

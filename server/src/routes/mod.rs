@@ -54,6 +54,28 @@ pub async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -
     })
 }
 
+/// Reads a body whose length is known and already reserved (`ingest::gate`) into one
+/// buffer of exactly that size: collecting frames and then joining them would hold the
+/// body twice, which is what the reservation must bound.
+pub async fn read_body_exact(body: Body, length: usize, timeout: std::time::Duration) -> Result<Bytes, AppError> {
+    use http_body_util::BodyExt;
+    let read = async move {
+        let mut body = body;
+        let mut buf = bytes::BytesMut::with_capacity(length);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| AppError::BadRequest("could not read the request body".into()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > length {
+                    return Err(AppError::BadRequest("body longer than its Content-Length".into()));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| AppError::BodyTimeout)?
+}
+
 /// JSON bodies are small: a client that cannot send 64 KiB in this time is not a client.
 const JSON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
