@@ -18,6 +18,9 @@ pub struct Cli {
     /// Data directory (database, blobs, key store); overrides the configuration.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Database: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data directory).
+    #[arg(long, global = true, env = "PROCTOR_DATABASE__URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,6 +120,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(d) = cli.data_dir {
         settings.server.data_dir = d;
     }
+    if let Some(u) = cli.database_url {
+        settings.database.url = Some(u);
+    }
     let clock: SharedClock = Arc::new(SystemClock);
     if let Command::Serve { listen, staff_listen } = cli.command {
         if let Some(a) = listen {
@@ -135,7 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("serving");
         return app.run_until_stopped().await;
     }
-    let app = Proctor::open(settings, clock)?;
+    let app = Proctor::open(settings, clock).await?;
     let result: anyhow::Result<()> = async {
         match cli.command {
             Command::Serve { .. } => unreachable!("handled above"),

@@ -18,6 +18,48 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     #[serde(default)]
     pub integration: IntegrationSettings,
+    pub database: DatabaseSettings,
+}
+
+/// `url` unset: SQLite in `data_dir/proctor.sqlite`. Otherwise `sqlite://PATH` or
+/// `postgres://USER:PASSWORD@HOST/DB` (the password never shows in `Debug`).
+#[derive(Clone, Deserialize)]
+pub struct DatabaseSettings {
+    #[serde(default)]
+    pub url: Option<String>,
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde_compat")]
+    pub acquire_timeout: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub statement_timeout: Duration,
+    pub connect_retries: u32,
+}
+
+impl DatabaseSettings {
+    pub fn pool(&self) -> crate::db::PoolSettings {
+        crate::db::PoolSettings {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            statement_timeout: self.statement_timeout,
+            connect_retries: self.connect_retries,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|u| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &u[..s], &u[at..]),
+            _ => u.to_owned(),
+        });
+        f.debug_struct("DatabaseSettings")
+            .field("url", &url)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_retries", &self.connect_retries)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

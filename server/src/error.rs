@@ -58,6 +58,8 @@ pub enum AppError {
     LoginLocked { retry_after_s: u64 },
     #[error("the server is busy; retry later")]
     Overloaded,
+    #[error("storage is unavailable; retry later")]
+    StorageUnavailable,
     #[error("chunk failed authentication: {0}")]
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
@@ -94,6 +96,7 @@ impl AppError {
             TooManyUploads => (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads"),
             LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "login_locked"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -104,6 +107,7 @@ impl AppError {
     pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             AppError::Overloaded => Some(2),
+            AppError::StorageUnavailable => Some(5),
             AppError::TooManyUploads => Some(1),
             AppError::ByteQuota => Some(600),
             AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
@@ -130,7 +134,13 @@ impl IntoResponse for AppError {
 
 impl From<crate::db::DbError> for AppError {
     fn from(e: crate::db::DbError) -> Self {
-        AppError::Internal(anyhow::anyhow!("database: {e}"))
+        match e {
+            crate::db::DbError::Unavailable(why) => {
+                tracing::error!(why, "database unavailable");
+                AppError::StorageUnavailable
+            }
+            other => AppError::Internal(anyhow::anyhow!("database: {other}")),
+        }
     }
 }
 

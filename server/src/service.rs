@@ -51,13 +51,17 @@ pub struct StaffIdentity {
 }
 
 impl Proctor {
-    pub fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+    pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let dir = &settings.server.data_dir;
         std::fs::create_dir_all(dir)?;
-        let db = SqliteDatabase::open(&dir.join("proctor.sqlite"))?;
+        let pool = settings.database.pool();
+        let db: Arc<dyn Database> = match &settings.database.url {
+            Some(url) => crate::db::connect(url, &pool).await?,
+            None => Arc::new(SqliteDatabase::open(&dir.join("proctor.sqlite"), &pool).await?),
+        };
         let l = &settings.limits;
         Ok(Self {
-            db: Arc::new(db),
+            db,
             blobs: BlobStore::open_local(&dir.join("blobs"))?,
             keys: KeyStore::open(&dir.join("keys"))?,
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),

@@ -1,11 +1,17 @@
-//! The one storage interface of the server. Only this module knows SQL; each backend has
-//! its own migrations under `migrations/<backend>/`.
+//! The one storage interface of the server. Only this module knows SQL; each backend
+//! (`sqlite`, `postgres`, both on `sqlx`) has its own migrations under
+//! `migrations/<backend>/`, run at connection, and passes the same conformance suite
+//! (`server/tests/conformance`).
 
+mod postgres;
 mod sqlite;
+pub use postgres::PostgresDatabase;
 pub use sqlite::SqliteDatabase;
 
 use crate::lifecycle::AttemptState;
 use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,8 +20,49 @@ pub enum DbError {
     NotFound,
     #[error("already exists")]
     Conflict,
+    /// The database cannot be reached or has no connection free: worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database: {0}")]
     Backend(String),
+}
+
+/// Pool sizes, timeouts and start-up retries (`[database]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub connect_retries: u32,
+}
+
+pub(crate) fn backend(e: sqlx::Error) -> DbError {
+    match e {
+        sqlx::Error::RowNotFound => DbError::NotFound,
+        sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
+        other => DbError::Backend(other.to_string()),
+    }
+}
+
+/// Opens the database a URL names: `sqlite://PATH` (or `sqlite:PATH`) or `postgres://…`.
+/// An unreachable database is retried `connect_retries` times with backoff.
+pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Arc<dyn Database>> {
+    use backon::{ExponentialBuilder, Retryable};
+    let open = || async {
+        let db: Arc<dyn Database> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(PostgresDatabase::connect(url, pool).await?)
+        } else if url.starts_with("sqlite:") {
+            Arc::new(SqliteDatabase::connect(url, pool).await?)
+        } else {
+            return Err(DbError::Backend("the database URL must start with sqlite: or postgres://".into()));
+        };
+        Ok(db)
+    };
+    open.retry(ExponentialBuilder::default().with_max_times(pool.connect_retries as usize).with_max_delay(Duration::from_secs(10)))
+        .when(|e| matches!(e, DbError::Unavailable(_)))
+        .notify(|e, d| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "database unreachable, retrying"))
+        .await
 }
 
 pub type DbResult<T> = Result<T, DbError>;

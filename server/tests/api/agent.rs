@@ -103,6 +103,6 @@ async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone()).await.status(), 201);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 2, chunks[2].clone()).await.status(), 201);
     assert_eq!(app.end_stream(&c.token, s.stream_id, 2).await.status(), 204);
-    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     assert!(trail.iter().any(|e| e.action == "chunk_conflict"), "conflicts are logged in the audit trail");
 }

@@ -35,7 +35,7 @@ async fn a_chunk_bomb_index_is_refused_and_missing_fragments_are_ranges() {
     assert_eq!(report["streams"][0]["missing"], serde_json::json!([{ "from": 2, "to": 4 }, { "from": 6, "to": 11 }]));
     assert_eq!(report["missing"].as_array().unwrap().len(), 2);
     // The incident is in the attempt's audit, once per kind.
-    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     let incidents: Vec<_> = trail.iter().filter(|e| e.action == "agent_incident").map(|e| e.detail.clone()).collect();
     assert_eq!(incidents.len(), 2, "{incidents:?}");
 }
@@ -71,7 +71,7 @@ async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_bit_for_bit() {
         assert_eq!(winners.len(), 1, "round {round}: exactly one acknowledgement, got {statuses:?}");
         assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
         // What is stored is, bit for bit, the chunk that was acknowledged.
-        let row = server::db::Database::chunk(&app.db(), s.stream_id, round).await.unwrap();
+        let row = app.db().await.chunk(s.stream_id, round).await.unwrap();
         let path = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &row.digest);
         let store = server::blobs::BlobStore::open_local(&app.data.path().join("blobs")).unwrap();
         assert_eq!(store.get(&path).await.unwrap().as_ref(), candidates[winners[0]].as_slice(), "round {round}");
@@ -201,7 +201,7 @@ async fn failed_logins_lock_out_and_the_audit_keeps_a_bounded_login() {
     // A hostile login string is stored bounded and without control characters.
     let nasty = format!("evil\n{}", "x".repeat(200));
     assert_eq!(login(nasty, "whatever").await.unwrap().status(), 401);
-    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     let last = trail.iter().rev().find(|e| e.action == "staff_login_failed").unwrap();
     assert_eq!(last.actor.chars().count(), 64);
     assert!(last.actor.starts_with("evil?"));
@@ -216,7 +216,7 @@ async fn a_destroyed_attempt_answers_gone() {
     let chunks = seal_stream(&s, 1);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
     // Destruction itself comes with the deletion issue; its state already closes every door.
-    app.proctor().transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test").await.unwrap();
+    app.proctor().await.transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test").await.unwrap();
     assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone()).await).await, (410, "gone".into()));
     let (_, staff) = report_of(&app, c.attempt_id).await;
     let r = app.http.get(format!("{}/api/staff/v1/attempts/{}/streams/{}/media", app.staff, c.attempt_id, s.stream_id)).bearer_auth(staff).send().await.unwrap();

@@ -2,7 +2,7 @@ use base64::Engine;
 use protocol::api::*;
 use protocol::{Fragment, StreamKey, StreamSealer};
 use server::clock::{Clock, ManualClock};
-use server::db::{Database, SqliteDatabase};
+use server::db::Database;
 use server::startup::Application;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -52,8 +52,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
 }
 
 impl TestApp {
-    pub fn db(&self) -> SqliteDatabase {
-        SqliteDatabase::open(&self.data.path().join("proctor.sqlite")).unwrap()
+    /// The server's database, opened beside it as the CLI does.
+    pub async fn db(&self) -> std::sync::Arc<dyn Database> {
+        self.proctor().await.db
     }
 
     pub async fn create_sitting(&self, reference: &str) -> reqwest::Response {
@@ -137,7 +138,7 @@ impl TestApp {
     }
 
     pub async fn chunk_rows(&self, stream: Uuid) -> usize {
-        self.db().chunks_of(stream).await.unwrap().len()
+        self.db().await.chunks_of(stream).await.unwrap().len()
     }
 }
 
@@ -167,7 +168,7 @@ pub async fn error_code(r: reqwest::Response) -> (u16, String) {
 
 /// A staff account made through the domain (as the CLI does), logged in; returns its token.
 pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
-    app.proctor().add_staff(login, role, "Relecture-2026").await.unwrap();
+    app.proctor().await.add_staff(login, role, "Relecture-2026").await.unwrap();
     let r = app
         .http
         .post(format!("{}/api/staff/v1/login", app.staff))
@@ -181,9 +182,9 @@ pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
 
 impl TestApp {
     /// The domain on the same data directory, as the CLI opens it.
-    pub fn proctor(&self) -> server::service::Proctor {
+    pub async fn proctor(&self) -> server::service::Proctor {
         let mut st = server::configuration::load(None).unwrap();
         st.server.data_dir = self.data.path().to_owned();
-        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).unwrap()
+        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).await.unwrap()
     }
 }

@@ -43,7 +43,7 @@ async fn a_retried_enrolment_gets_the_same_answer() {
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
     // Nothing stored twice.
-    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     assert_eq!(trail.iter().filter(|e| e.action == "candidate_added").count(), 2);
     assert_eq!(trail.iter().filter(|e| e.action == "sitting_created").count(), 1);
 }

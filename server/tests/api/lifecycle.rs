@@ -44,7 +44,7 @@ async fn an_attempt_walks_enrolled_consented_recording_ended() {
     assert_eq!(app.end_stream(&c.token, s.stream_id, 2).await.status(), 204);
 
     // Every transition is in the audit trail, chained.
-    let trail = server::db::Database::audit_trail(&app.db()).await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     for action in ["attempt_consented", "attempt_recording", "attempt_ended"] {
         assert_eq!(trail.iter().filter(|e| e.action == action && e.attempt_id == Some(c.attempt_id)).count(), 1, "{action}");
     }

@@ -1,5 +1,4 @@
 use crate::helpers::*;
-use server::db::Database;
 use uuid::Uuid;
 
 
@@ -23,7 +22,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
     let expected = format!("fragment 0 of stream {0}fragment 2 of stream {0}fragment 3 of stream {0}", s.stream_id);
     assert_eq!(body.as_ref(), expected.as_bytes());
 
-    let trail = app.db().audit_trail().await.unwrap();
+    let trail = app.db().await.audit_trail().await.unwrap();
     let read = trail.iter().find(|e| e.action == "recording_viewed").expect("the read is audited");
     assert_eq!(read.actor, "relectrice");
     assert_eq!(read.attempt_id, Some(c.attempt_id));

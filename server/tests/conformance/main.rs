@@ -1,0 +1,255 @@
+//! The `Database` conformance suite: every trait method, the audit chain, the lifecycle's
+//! compare-and-set and concurrent writers, run alike against SQLite and PostgreSQL (a
+//! throwaway cluster per test, see `pg.rs`).
+
+mod pg;
+
+use server::db::*;
+use server::lifecycle::AttemptState;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// One backend under test, with what keeps it alive and a way to run raw SQL on it.
+struct Backend {
+    name: &'static str,
+    db: Arc<dyn Database>,
+    url: String,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<pg::Cluster>,
+}
+
+fn pool() -> PoolSettings {
+    PoolSettings {
+        max_connections: 8,
+        acquire_timeout: std::time::Duration::from_secs(5),
+        statement_timeout: std::time::Duration::from_secs(10),
+        connect_retries: 0,
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("conformance.sqlite").display());
+    let sqlite = Backend { name: "sqlite", db: connect(&sqlite_url, &pool()).await.unwrap(), url: sqlite_url, _sqlite_dir: Some(dir), _pg: None };
+    let cluster = pg::Cluster::start().await;
+    let pg_url = cluster.url.clone();
+    let postgres = Backend { name: "postgres", db: connect(&pg_url, &pool()).await.unwrap(), url: pg_url, _sqlite_dir: None, _pg: Some(cluster) };
+    vec![sqlite, postgres]
+}
+
+impl Backend {
+    /// Runs one statement behind the trait's back (to play the intruder).
+    async fn raw(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        if self.name == "sqlite" {
+            let pool = sqlx::SqlitePool::connect(&self.url).await?;
+            Ok(sqlx::query(sql).execute(&pool).await?.rows_affected())
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await?;
+            Ok(sqlx::query(sql).execute(&pool).await?.rows_affected())
+        }
+    }
+}
+
+async fn sitting(db: &dyn Database) -> Uuid {
+    let id = Uuid::new_v4();
+    db.create_sitting(id, &format!("S-{id}"), 1_000).await.unwrap();
+    id
+}
+
+fn new_attempt(sitting: Uuid, reference: &str) -> NewAttempt {
+    let id = Uuid::new_v4();
+    NewAttempt {
+        id,
+        sitting_id: sitting,
+        reference: reference.into(),
+        token_hash: *Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().unwrap(),
+        token_expires_at_ms: 9_000,
+        kek_epoch: "2026-11".into(),
+        wrapped_dek: vec![7; 60],
+        dek_fingerprint: "fp".into(),
+        created_at_ms: 1_000,
+    }
+}
+
+fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
+    ChunkRow { stream_id: stream, index, digest: [tag; 32], prev_digest: [0; 32], size: 1000 + tag as u64, media_start_us: 0, media_end_us: 2_000_000, last: false }
+}
+
+async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
+    let s = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [3; 32], opened_at_ms, ended_at_ms: None, final_index: None };
+    let conn = ConnectionInfo { client_ip: "192.0.2.1".into(), agent_version: "1".into(), os: "linux".into() };
+    db.open_stream(s.clone(), conn).await.unwrap();
+    s.id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sittings_attempts_and_tokens() {
+    for b in backends().await {
+        let db = &*b.db;
+        let s = sitting(db).await;
+        assert!(db.sitting_exists(s).await.unwrap(), "{}", b.name);
+        assert!(!db.sitting_exists(Uuid::new_v4()).await.unwrap());
+        assert_eq!(db.sitting_by_ref(&format!("S-{s}")).await.unwrap(), s);
+        assert!(matches!(db.create_sitting(Uuid::new_v4(), &format!("S-{s}"), 1).await, Err(DbError::Conflict)), "{}", b.name);
+
+        let a = new_attempt(s, "c-1");
+        db.create_attempt(a.clone()).await.unwrap();
+        let mut dup = new_attempt(s, "c-1");
+        dup.token_hash = [9; 32];
+        assert!(matches!(db.create_attempt(dup).await, Err(DbError::Conflict)), "{}", b.name);
+        let got = db.attempt(a.id).await.unwrap();
+        assert_eq!((got.sitting_id, got.reference.as_str(), got.state, got.token_generation, got.bytes_stored), (s, "c-1", AttemptState::Enrolled, 0, 0));
+        assert_eq!(got.wrapped_dek, a.wrapped_dek);
+        assert_eq!(db.attempt_by_ref(s, "c-1").await.unwrap().id, a.id);
+        assert!(matches!(db.attempt(Uuid::new_v4()).await, Err(DbError::NotFound)));
+
+        let (by_token, t) = db.attempt_by_token(a.token_hash).await.unwrap();
+        assert_eq!((by_token.id, t.generation, t.expires_at_ms, t.revoked_at_ms), (a.id, 0, 9_000, None));
+        db.record_consent(a.id, "v1", 2_000).await.unwrap();
+        assert_eq!(db.attempt(a.id).await.unwrap().consent_at_ms, Some(2_000));
+
+        db.issue_token(a.id, 1, [5; 32], 3_000, 10_000).await.unwrap();
+        assert_eq!(db.token_of(a.id, 0).await.unwrap().revoked_at_ms, Some(3_000), "{}", b.name);
+        assert_eq!(db.attempt(a.id).await.unwrap().token_generation, 1);
+        assert_eq!(db.attempt_by_token([5; 32]).await.unwrap().1.generation, 1);
+        assert_eq!(db.revoke_tokens(a.id, 4_000).await.unwrap(), 1);
+        assert_eq!(db.revoke_tokens(a.id, 5_000).await.unwrap(), 0);
+        assert_eq!(db.token_of(a.id, 1).await.unwrap().revoked_at_ms, Some(4_000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_changes_are_compare_and_set() {
+    for b in backends().await {
+        let db = b.db.clone();
+        let s = sitting(&*db).await;
+        let a = new_attempt(s, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        assert!(!db.set_state(a.id, AttemptState::Consented, AttemptState::Recording, 1).await.unwrap(), "{}: wrong `from`", b.name);
+        assert!(db.set_state(a.id, AttemptState::Enrolled, AttemptState::Consented, 2).await.unwrap());
+        // Two writers race from the same state: exactly one wins.
+        let (d1, d2) = (db.clone(), db.clone());
+        let (r1, r2) = tokio::join!(
+            tokio::spawn(async move { d1.set_state(a.id, AttemptState::Consented, AttemptState::Recording, 3).await.unwrap() }),
+            tokio::spawn(async move { d2.set_state(a.id, AttemptState::Consented, AttemptState::Withdrawn, 3).await.unwrap() })
+        );
+        assert!(r1.unwrap() ^ r2.unwrap(), "{}: one winner", b.name);
+        let b2 = new_attempt(s, "d");
+        db.create_attempt(b2.clone()).await.unwrap();
+        assert!(db.set_state(b2.id, AttemptState::Enrolled, AttemptState::Ended, 77).await.unwrap());
+        let ended = db.attempt(b2.id).await.unwrap();
+        assert_eq!((ended.state, ended.ended_at_ms), (AttemptState::Ended, Some(77)), "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_and_chunks() {
+    for b in backends().await {
+        let db = &*b.db;
+        let a = new_attempt(sitting(db).await, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        let late = stream_of(db, a.id, 5_000).await;
+        let early = stream_of(db, a.id, 1_000).await;
+        assert_eq!(db.count_streams(a.id).await.unwrap(), 2);
+        let ids: Vec<Uuid> = db.streams_of(a.id).await.unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![early, late], "{}: by opening time", b.name);
+        assert_eq!(db.stream(early).await.unwrap().salt, [3; 32]);
+
+        assert_eq!(db.insert_chunk(a.id, chunk(early, 1, 1), 10).await.unwrap(), ChunkInsert::Created);
+        assert_eq!(db.insert_chunk(a.id, chunk(early, 0, 2), 10).await.unwrap(), ChunkInsert::Created);
+        assert_eq!(db.insert_chunk(a.id, chunk(early, 1, 1), 11).await.unwrap(), ChunkInsert::Duplicate);
+        assert_eq!(db.insert_chunk(a.id, chunk(early, 1, 9), 11).await.unwrap(), ChunkInsert::Conflict);
+        assert_eq!(db.attempt(a.id).await.unwrap().bytes_stored, 1001 + 1002, "{}: counted once each", b.name);
+        assert_eq!(db.chunk(early, 1).await.unwrap(), chunk(early, 1, 1));
+        assert!(matches!(db.chunk(early, 7).await, Err(DbError::NotFound)));
+        let idx: Vec<u32> = db.chunks_of(early).await.unwrap().iter().map(|c| c.index).collect();
+        assert_eq!(idx, vec![0, 1]);
+        let mut high = chunk(early, u32::MAX - 1, 4);
+        high.last = true;
+        db.insert_chunk(a.id, high.clone(), 12).await.unwrap();
+        assert_eq!(db.chunk(early, u32::MAX - 1).await.unwrap(), high, "{}: the whole u32 range round-trips", b.name);
+
+        db.end_stream(early, 1, 20).await.unwrap();
+        db.end_stream(early, 1, 30).await.unwrap();
+        let s = db.stream(early).await.unwrap();
+        assert_eq!((s.final_index, s.ended_at_ms), (Some(1), Some(20)), "{}: the first end time stays", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_chunk_inserts_have_one_winner() {
+    for b in backends().await {
+        let db = b.db.clone();
+        let a = new_attempt(sitting(&*db).await, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        let s = stream_of(&*db, a.id, 0).await;
+        let outcomes = futures::future::join_all((1..=16u8).map(|tag| {
+            let db = db.clone();
+            tokio::spawn(async move { db.insert_chunk(a.id, chunk(s, 3, tag), 1).await.unwrap() })
+        }))
+        .await;
+        let created = outcomes.iter().filter(|o| *o.as_ref().unwrap() == ChunkInsert::Created).count();
+        assert_eq!(created, 1, "{}: {outcomes:?}", b.name);
+        assert!(outcomes.iter().all(|o| matches!(o.as_ref().unwrap(), ChunkInsert::Created | ChunkInsert::Conflict)));
+        let stored = db.chunk(s, 3).await.unwrap();
+        assert_eq!(db.attempt(a.id).await.unwrap().bytes_stored, stored.size, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_and_sessions() {
+    for b in backends().await {
+        let db = &*b.db;
+        let id = Uuid::new_v4();
+        let account = StaffAccount { id, login: "relectrice".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        db.create_staff(account.clone(), 1).await.unwrap();
+        assert!(matches!(db.create_staff(StaffAccount { id: Uuid::new_v4(), ..account }, 1).await, Err(DbError::Conflict)), "{}", b.name);
+        let got = db.staff_by_login("relectrice").await.unwrap();
+        assert_eq!((got.id, got.role), (id, server::domain::Role::Reviewer));
+        db.create_staff_session([1; 32], id, 100).await.unwrap();
+        assert_eq!(db.staff_by_session([1; 32], 99).await.unwrap().id, id);
+        assert!(matches!(db.staff_by_session([1; 32], 100).await, Err(DbError::NotFound)), "{}: expired", b.name);
+        assert!(matches!(db.staff_by_login("nobody").await, Err(DbError::NotFound)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_chain_holds_under_concurrent_appends_and_refuses_edits() {
+    for b in backends().await {
+        let db = b.db.clone();
+        let attempt = Some(Uuid::new_v4());
+        futures::future::join_all((0..40).map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.append_audit(AuditEvent { at_ms: i, actor: format!("a{i}"), action: "test".into(), attempt_id: attempt, detail: serde_json::json!({ "i": i }) })
+                    .await
+                    .unwrap()
+            })
+        }))
+        .await;
+        let trail = db.audit_trail().await.unwrap();
+        assert_eq!(trail.len(), 40, "{}", b.name);
+        assert_eq!(trail.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<i64>>());
+        assert_eq!(trail[0].attempt_id, attempt);
+        verify_audit_chain(&trail).unwrap_or_else(|seq| panic!("{}: chain broken at {seq}", b.name));
+        assert!(b.raw("UPDATE audit SET actor = 'x' WHERE seq = 3").await.is_err(), "{}: no edit", b.name);
+        assert!(b.raw("DELETE FROM audit WHERE seq = 40").await.is_err(), "{}: no delete", b.name);
+        assert_eq!(db.audit_trail().await.unwrap().len(), 40);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_are_idempotent_and_the_schema_survives_a_reconnect() {
+    for b in backends().await {
+        let s = sitting(&*b.db).await;
+        let again = connect(&b.url, &pool()).await.unwrap();
+        assert!(again.sitting_exists(s).await.unwrap(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_not_a_crash() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = connect(&format!("postgres://postgres@127.0.0.1:{port}/x"), &pool()).await.err().expect("nothing listens there");
+    assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
+}
