@@ -1,10 +1,10 @@
 //! Sealed chunk blobs in an object store, write-once.
 //!
-//! Each object is named by its chunk's digest as well as its place, so two different
+//! Each object is named by the SHA-256 of its bytes as well as its place, so two different
 //! chunks offered for one index never share a name: whichever row the database commits
 //! decides which chunk the index holds, and the other object is deleted. A name is written
 //! with a conditional create and never replaced, so an acknowledged chunk cannot be
-//! overwritten by a later or concurrent upload, even one forged with the same digest.
+//! overwritten by a later or concurrent upload, even one forged with the same chain digest.
 //!
 //! The local backend is `object_store`'s `LocalFileSystem`, which renames into place but
 //! does not fsync; the durability rule (acknowledge only what survives a power cut) needs
@@ -35,8 +35,10 @@ pub struct BlobStore {
     root: PathBuf,
 }
 
-pub fn chunk_path(attempt: Uuid, stream: Uuid, index: u32, digest: &[u8; 32]) -> ObjectPath {
-    ObjectPath::from(format!("attempts/{attempt}/{stream}/{index:010}-{}.chunk", hex::encode(&digest[..16])))
+/// A chunk's object: its place, and the SHA-256 of its whole bytes, so that different bytes
+/// never share a name, even where the store cannot refuse an overwrite.
+pub fn chunk_path(attempt: Uuid, stream: Uuid, index: u32, content_sha256: &[u8; 32]) -> ObjectPath {
+    ObjectPath::from(format!("attempts/{attempt}/{stream}/{index:010}-{}.chunk", hex::encode(content_sha256)))
 }
 
 /// Whether a put wrote the object or found it already there.

@@ -176,7 +176,7 @@ impl Proctor {
             let me = me.clone();
             let key = key.clone();
             async move {
-                let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index, &row.digest)).await.map_err(std::io::Error::other)?;
+                let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index, &row.content_sha256)).await.map_err(std::io::Error::other)?;
                 let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob).map_err(std::io::Error::other)?;
                 if opened.digest != row.digest {
                     return Err(std::io::Error::other(format!("chunk {} differs from the one acknowledged", row.index)));

@@ -127,7 +127,10 @@ pub struct ConnectionInfo {
 pub struct ChunkRow {
     pub stream_id: Uuid,
     pub index: u32,
+    /// The chain digest, SHA-256(header ‖ tag).
     pub digest: [u8; 32],
+    /// SHA-256 of the chunk's whole bytes: names its object in the blob store.
+    pub content_sha256: [u8; 32],
     pub prev_digest: [u8; 32],
     pub size: u64,
     pub media_start_us: u64,

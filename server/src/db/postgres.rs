@@ -87,13 +87,14 @@ fn stream_row(r: &PgRow) -> Result<Stream, sqlx::Error> {
     })
 }
 
-const CHUNK_COLS: &str = "stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last";
+const CHUNK_COLS: &str = "stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256";
 
 fn chunk_row(r: &PgRow) -> Result<ChunkRow, sqlx::Error> {
     Ok(ChunkRow {
         stream_id: r.try_get("stream_id")?,
         index: r.try_get::<i64, _>("idx")? as u32,
         digest: arr32(r, "digest")?,
+        content_sha256: arr32(r, "content_sha256")?,
         prev_digest: arr32(r, "prev_digest")?,
         size: r.try_get::<i64, _>("size")? as u64,
         media_start_us: r.try_get::<i64, _>("media_start_us")? as u64,
@@ -308,7 +309,7 @@ impl Database for PostgresDatabase {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The primary key arbitrates between concurrent uploads, on any instance.
         let inserted = sqlx::query(&format!(
-            "INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (stream_id, idx) DO NOTHING"
+            "INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING"
         ))
         .bind(row.stream_id)
         .bind(row.index as i64)
@@ -318,6 +319,7 @@ impl Database for PostgresDatabase {
         .bind(row.media_start_us as i64)
         .bind(row.media_end_us as i64)
         .bind(row.last)
+        .bind(row.content_sha256.as_slice())
         .bind(at_ms)
         .execute(&mut *tx)
         .await

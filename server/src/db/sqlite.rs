@@ -117,13 +117,14 @@ fn stream_row(r: &SqliteRow) -> Result<Stream, sqlx::Error> {
     })
 }
 
-const CHUNK_COLS: &str = "stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last";
+const CHUNK_COLS: &str = "stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256";
 
 fn chunk_row(r: &SqliteRow) -> Result<ChunkRow, sqlx::Error> {
     Ok(ChunkRow {
         stream_id: uuid_at(r, "stream_id")?,
         index: r.try_get::<i64, _>("idx")? as u32,
         digest: arr32(r, "digest")?,
+        content_sha256: arr32(r, "content_sha256")?,
         prev_digest: arr32(r, "prev_digest")?,
         size: r.try_get::<i64, _>("size")? as u64,
         media_start_us: r.try_get::<i64, _>("media_start_us")? as u64,
@@ -357,7 +358,7 @@ impl Database for SqliteDatabase {
             Some(d) if d == row.digest => ChunkInsert::Duplicate,
             Some(_) => ChunkInsert::Conflict,
             None => {
-                sqlx::query(&format!("INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"))
+                sqlx::query(&format!("INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
                     .bind(row.stream_id.to_string())
                     .bind(row.index as i64)
                     .bind(row.digest.as_slice())
@@ -366,6 +367,7 @@ impl Database for SqliteDatabase {
                     .bind(row.media_start_us as i64)
                     .bind(row.media_end_us as i64)
                     .bind(row.last)
+                    .bind(row.content_sha256.as_slice())
                     .bind(at_ms)
                     .execute(&mut *tx)
                     .await

@@ -205,14 +205,18 @@ impl Proctor {
         self.check_window(who, &stream, &header, chunk.len() as u64).await?;
         let key = self.stream_key(&who.attempt, &stream)?;
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
-        let verified = tokio::task::spawn_blocking(move || protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
-            .map_err(AppError::Unauthentic)?;
+        let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
+            use sha2::Digest as _;
+            protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input).map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(AppError::Unauthentic)?;
         let row = ChunkRow {
             stream_id,
             index,
             digest: verified.digest,
+            content_sha256,
             prev_digest: header.prev_digest,
             size: chunk.len() as u64,
             media_start_us: header.media_start_us,
@@ -223,7 +227,7 @@ impl Proctor {
         if let Ok(existing) = self.db.chunk(stream_id, index).await {
             return self.replay_or_conflict(who, existing, row).await;
         }
-        let path = chunk_path(who.attempt.id, stream_id, index, &row.digest);
+        let path = chunk_path(who.attempt.id, stream_id, index, &row.content_sha256);
         let put = self.blobs.put_durable(&path, chunk).await?;
         match self.db.insert_chunk(who.attempt.id, row.clone(), self.now_ms()).await? {
             ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),

@@ -72,7 +72,7 @@ async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_bit_for_bit() {
         assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
         // What is stored is, bit for bit, the chunk that was acknowledged.
         let row = app.db().await.chunk(s.stream_id, round).await.unwrap();
-        let path = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &row.digest);
+        let path = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &row.content_sha256);
         let store = server::blobs::BlobStore::open_local(&app.data.path().join("blobs")).unwrap();
         assert_eq!(store.get(&path).await.unwrap().as_ref(), candidates[winners[0]].as_slice(), "round {round}");
     }

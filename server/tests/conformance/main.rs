@@ -72,7 +72,7 @@ fn new_attempt(sitting: Uuid, reference: &str) -> NewAttempt {
 }
 
 fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
-    ChunkRow { stream_id: stream, index, digest: [tag; 32], prev_digest: [0; 32], size: 1000 + tag as u64, media_start_us: 0, media_end_us: 2_000_000, last: false }
+    ChunkRow { stream_id: stream, index, digest: [tag; 32], content_sha256: [tag ^ 0x55; 32], prev_digest: [0; 32], size: 1000 + tag as u64, media_start_us: 0, media_end_us: 2_000_000, last: false }
 }
 
 async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
