@@ -6,17 +6,53 @@
 //! with a conditional create and never replaced, so an acknowledged chunk cannot be
 //! overwritten by a later or concurrent upload, even one forged with the same chain digest.
 //!
-//! The local backend is `object_store`'s `LocalFileSystem`, which renames into place but
-//! does not fsync; the durability rule (acknowledge only what survives a power cut) needs
-//! the fsyncs added here, of the file and of each directory from it up to the root.
+//! Any `object_store` backend serves. The local one (`LocalFileSystem`) renames into place
+//! but does not fsync; the durability rule (acknowledge only what survives a power cut)
+//! needs the fsyncs added here, of the file and of each directory up to the root. An S3
+//! store answers a PUT only once the object is durable; some S3 servers (Garage 2.5)
+//! ignore `If-None-Match`, so there the name alone keeps an object from being replaced by
+//! different bytes, and a HEAD spares rewriting the same ones.
 
 use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Where the blobs go: `[object_store]` in the configuration.
+#[derive(Clone, Default, serde::Deserialize)]
+pub struct ObjectStoreSettings {
+    /// Unset: a local directory, `data_dir/blobs`. Otherwise `s3://BUCKET`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The S3 endpoint, e.g. `https://s3.fr-par.example` or `http://127.0.0.1:3900`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for ObjectStoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStoreSettings")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -26,11 +62,20 @@ pub enum BlobError {
     Store(#[from] object_store::Error),
     #[error("blob I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("object store configuration: {0}")]
+    Config(&'static str),
 }
 
 #[derive(Clone)]
 pub struct BlobStore {
-    local: Arc<LocalFileSystem>,
+    store: Arc<dyn ObjectStore>,
+    local: Option<Local>,
+}
+
+/// The local backend, kept apart for its fsyncs.
+#[derive(Clone)]
+struct Local {
+    fs: Arc<LocalFileSystem>,
     /// Absolute and canonical, so that walking up from a blob meets it.
     root: PathBuf,
 }
@@ -49,25 +94,60 @@ pub enum Put {
 }
 
 impl BlobStore {
+    /// The store the settings name: S3 for an `s3://` URL, else `data_dir/blobs`.
+    pub fn open(settings: &ObjectStoreSettings, data_dir: &Path) -> Result<Self, BlobError> {
+        match settings.url.as_deref() {
+            None | Some("") => Self::open_local(&data_dir.join("blobs")),
+            Some(url) => Self::open_s3(url, settings),
+        }
+    }
+
     pub fn open_local(root: &Path) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root)?;
         let root = std::fs::canonicalize(root)?;
-        Ok(Self { local: Arc::new(LocalFileSystem::new_with_prefix(&root)?), root })
+        let fs = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        Ok(Self { store: fs.clone(), local: Some(Local { fs, root }) })
+    }
+
+    fn open_s3(url: &str, s: &ObjectStoreSettings) -> Result<Self, BlobError> {
+        let bucket = url.strip_prefix("s3://").filter(|b| !b.is_empty() && !b.contains('/')).ok_or(BlobError::Config("object store URL must be s3://BUCKET"))?;
+        let mut b = AmazonS3Builder::new().with_bucket_name(bucket).with_allow_http(s.allow_http).with_virtual_hosted_style_request(false);
+        if let Some(e) = &s.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(r) = &s.region {
+            b = b.with_region(r);
+        }
+        if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
+            b = b.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        Ok(Self { store: Arc::new(b.build()?), local: None })
     }
 
     /// Durable, write-once put: an existing object is never replaced.
     pub async fn put_durable(&self, path: &ObjectPath, data: Bytes) -> Result<Put, BlobError> {
-        let outcome = match self.local.put_opts(path, PutPayload::from(data), PutOptions { mode: PutMode::Create, ..Default::default() }).await {
+        let Some(local) = &self.local else {
+            // S3: conditional writes are not to be trusted; the name carries the content hash.
+            return match self.store.head(path).await {
+                Ok(_) => Ok(Put::AlreadyThere),
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.store.put(path, PutPayload::from(data)).await?;
+                    Ok(Put::Created)
+                }
+                Err(e) => Err(e.into()),
+            };
+        };
+        let outcome = match local.fs.put_opts(path, PutPayload::from(data), PutOptions { mode: PutMode::Create, ..Default::default() }).await {
             Ok(_) => Put::Created,
             Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyThere,
             Err(e) => return Err(e.into()),
         };
-        self.fsync(path).await?;
+        local.fsync(path).await?;
         Ok(outcome)
     }
 
     pub async fn get(&self, path: &ObjectPath) -> Result<Bytes, BlobError> {
-        match self.local.get(path).await {
+        match self.store.get(path).await {
             Ok(r) => Ok(r.bytes().await?),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
             Err(e) => Err(e.into()),
@@ -76,14 +156,17 @@ impl BlobStore {
 
     /// Deletes an object that no row references (a refused duplicate).
     pub async fn delete(&self, path: &ObjectPath) -> Result<(), BlobError> {
-        match self.local.delete(path).await {
+        match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
+}
+
+impl Local {
     async fn fsync(&self, path: &ObjectPath) -> Result<(), BlobError> {
-        let file = self.local.path_to_filesystem(path)?;
+        let file = self.fs.path_to_filesystem(path)?;
         let dirs = dirs_to_sync(&file, &self.root);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::File::open(&file)?.sync_all()?;
@@ -111,11 +194,12 @@ mod tests {
         let rel = PathBuf::from(format!("target/blobs-test-{}", Uuid::new_v4()));
         let store = BlobStore::open_local(&rel.join("blobs")).unwrap();
         let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 3, &[7; 32]);
-        let file = store.local.path_to_filesystem(&p).unwrap();
-        let dirs = dirs_to_sync(&file, &store.root);
+        let local = store.local.unwrap();
+        let file = local.fs.path_to_filesystem(&p).unwrap();
+        let dirs = dirs_to_sync(&file, &local.root);
         assert_eq!(dirs.len(), 4, "stream dir, attempt dir, attempts/, root: {dirs:?}");
-        assert!(dirs.iter().all(|d| d.starts_with(&store.root)), "{dirs:?}");
-        assert_eq!(dirs.last().unwrap(), &store.root);
+        assert!(dirs.iter().all(|d| d.starts_with(&local.root)), "{dirs:?}");
+        assert_eq!(dirs.last().unwrap(), &local.root);
         std::fs::remove_dir_all(&rel).unwrap();
     }
 

@@ -21,6 +21,10 @@ pub struct Cli {
     /// Database: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data directory).
     #[arg(long, global = true, env = "PROCTOR_DATABASE__URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Blob store: s3://BUCKET (endpoint and credentials from [object_store] or
+    /// PROCTOR_OBJECT_STORE__*); default: a directory in the data directory.
+    #[arg(long, global = true)]
+    object_store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +126,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(u) = cli.database_url {
         settings.database.url = Some(u);
+    }
+    if let Some(u) = cli.object_store {
+        settings.object_store.url = Some(u);
     }
     let clock: SharedClock = Arc::new(SystemClock);
     if let Command::Serve { listen, staff_listen } = cli.command {

@@ -19,6 +19,8 @@ pub struct Settings {
     #[serde(default)]
     pub integration: IntegrationSettings,
     pub database: DatabaseSettings,
+    #[serde(default)]
+    pub object_store: crate::blobs::ObjectStoreSettings,
 }
 
 /// `url` unset: SQLite in `data_dir/proctor.sqlite`. Otherwise `sqlite://PATH` or

@@ -62,7 +62,7 @@ impl Proctor {
         let l = &settings.limits;
         Ok(Self {
             db,
-            blobs: BlobStore::open_local(&dir.join("blobs"))?,
+            blobs: BlobStore::open(&settings.object_store, dir)?,
             keys: KeyStore::open(&dir.join("keys"))?,
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),
