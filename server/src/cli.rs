@@ -25,6 +25,9 @@ pub struct Cli {
     /// PROCTOR_OBJECT_STORE__*); default: a directory in the data directory.
     #[arg(long, global = true)]
     object_store: Option<String>,
+    /// Key-encryption keys directory (default: keys/ in the data directory).
+    #[arg(long, global = true)]
+    key_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +132,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(u) = cli.object_store {
         settings.object_store.url = Some(u);
+    }
+    if let Some(k) = cli.key_dir {
+        settings.server.key_dir = Some(k);
     }
     let clock: SharedClock = Arc::new(SystemClock);
     if let Command::Serve { listen, staff_listen } = cli.command {

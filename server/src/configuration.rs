@@ -69,6 +69,13 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub staff_listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Key-encryption keys: unset, `data_dir/keys` (embedded use). In production a volume
+    /// of its own, outside every database and bucket backup.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+    /// Production: refuse set-ups that are fine for a demo but not for candidates' data.
+    #[serde(default)]
+    pub production: bool,
     pub allow_insecure_public: bool,
 }
 
@@ -135,6 +142,47 @@ mod humantime_serde_compat {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
+}
+
+impl ServerSettings {
+    pub fn key_dir(&self) -> PathBuf {
+        self.key_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+    }
+
+    /// What production refuses: key-encryption keys inside the data directory, where a
+    /// backup of the data would carry the keys that shred it.
+    pub fn check_production(&self) -> anyhow::Result<()> {
+        if !self.production {
+            return Ok(());
+        }
+        let (keys, data) = (resolved(&self.key_dir())?, resolved(&self.data_dir)?);
+        anyhow::ensure!(
+            !keys.starts_with(&data),
+            "production: the key directory {} is inside the data directory {}; put the KEKs on a volume of their own (server.key_dir / --key-dir) that no data backup includes",
+            keys.display(),
+            data.display()
+        );
+        Ok(())
+    }
+}
+
+/// The path with symbolic links resolved where it exists, and `.`/`..` folded lexically
+/// where it does not yet.
+fn resolved(p: &std::path::Path) -> std::io::Result<PathBuf> {
+    if let Ok(c) = std::fs::canonicalize(p) {
+        return Ok(c);
+    }
+    let mut out = PathBuf::new();
+    for c in std::path::absolute(p)?.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
 }
 
 /// `file`: an explicit --config file (must exist); otherwise `config/default.toml` in the

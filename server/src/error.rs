@@ -134,6 +134,9 @@ impl IntoResponse for AppError {
 
 impl From<crate::db::DbError> for AppError {
     fn from(e: crate::db::DbError) -> Self {
+        if matches!(e, crate::db::DbError::Unavailable(_) | crate::db::DbError::Backend(_)) {
+            crate::metrics::storage_error("database");
+        }
         match e {
             crate::db::DbError::Unavailable(why) => {
                 tracing::error!(why, "database unavailable");
@@ -146,6 +149,7 @@ impl From<crate::db::DbError> for AppError {
 
 impl From<crate::blobs::BlobError> for AppError {
     fn from(e: crate::blobs::BlobError) -> Self {
+        crate::metrics::storage_error("object_store");
         AppError::Internal(anyhow::anyhow!("blob store: {e}"))
     }
 }

@@ -1,4 +1,5 @@
-//! Key store: per-epoch key-encryption keys (KEKs) on disk under the data directory, and
+//! Key store: per-epoch key-encryption keys (KEKs) on disk in the key directory (the data
+//! directory's `keys/` by default; a volume of its own in production), and
 //! the wrapping of per-attempt data keys (DEKs). A DEK is in clear only in memory.
 //! Epoch = calendar month of the attempt's creation (DESIGN invariant 3): destroying an
 //! epoch's KEK shreds every wrapped DEK of that month, backups included.

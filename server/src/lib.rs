@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod keys;
 pub mod lifecycle;
 pub mod memory;
+pub mod metrics;
 pub mod recording;
 pub mod routes;
 pub mod service;

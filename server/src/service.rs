@@ -52,6 +52,7 @@ pub struct StaffIdentity {
 
 impl Proctor {
     pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
+        settings.server.check_production()?;
         let dir = &settings.server.data_dir;
         std::fs::create_dir_all(dir)?;
         let pool = settings.database.pool();
@@ -63,7 +64,7 @@ impl Proctor {
         Ok(Self {
             db,
             blobs: BlobStore::open(&settings.object_store, dir)?,
-            keys: KeyStore::open(&dir.join("keys"))?,
+            keys: KeyStore::open(&settings.server.key_dir())?,
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),

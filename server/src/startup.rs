@@ -53,6 +53,7 @@ impl Application {
         let staff = TcpListener::bind(settings.server.staff_listen).with_context(|| format!("binding {}", settings.server.staff_listen))?;
         public.set_nonblocking(true)?;
         staff.set_nonblocking(true)?;
+        crate::metrics::handle();
         let proctor = Arc::new(Proctor::open(settings, clock).await?);
         Ok(Self { proctor, public, staff, tls })
     }

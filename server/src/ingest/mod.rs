@@ -114,6 +114,7 @@ impl Proctor {
             }
         }
         tracing::info!(attempt = %a.id, stream = %stream.id, "stream opened");
+        crate::metrics::stream_opened();
         use base64::Engine;
         Ok(OpenStreamResponse {
             attempt_id: a.id,
@@ -277,6 +278,7 @@ impl Proctor {
             return Err(AppError::Conflict("the chunk at final_index is not sealed as final".into()));
         }
         self.db.end_stream(stream_id, req.final_index, self.now_ms()).await?;
+        crate::metrics::stream_ended();
         tracing::info!(attempt = %who.attempt.id, stream = %stream_id, "stream ended");
         Ok(())
     }

@@ -69,7 +69,19 @@ pub async fn put_chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ChunkAck>), AppError> {
-    let stream_id = parse_id(&stream_id, "stream id")?;
+    let started = std::time::Instant::now();
+    let result = receive_chunk(&app, &stream_id, &index, &who, &headers, body).await;
+    match &result {
+        Ok(ack) => crate::metrics::chunk_stored(ack.1, started.elapsed(), ack.0.created),
+        Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
+    }
+    let (ack, _) = result?;
+    Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
+}
+
+/// The chunk upload: (acknowledgement, bytes received).
+async fn receive_chunk(app: &AppState, stream_id: &str, index: &str, who: &AgentIdentity, headers: &HeaderMap, body: Body) -> Result<(ChunkAck, usize), AppError> {
+    let stream_id = parse_id(stream_id, "stream id")?;
     let index: u32 = index.parse().map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
     let limit = app.settings.limits.max_chunk_bytes;
     // The length is known before a byte of body is read: refuse or reserve memory for it.
@@ -83,8 +95,8 @@ pub async fn put_chunk(
     }
     let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
     let chunk = read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
-    let ack = app.ingest_chunk(&who, stream_id, index, chunk).await?;
-    Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
+    let size = chunk.len();
+    Ok((app.ingest_chunk(who, stream_id, index, chunk).await?, size))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/streams/{stream_id}/end", tag = "agent",

@@ -15,6 +15,7 @@ use serde::Deserialize;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/staff/v1/login", post(login))
+        .route("/metrics", get(metrics))
         .route("/api/staff/v1/attempts/{attempt_id}", get(attempt))
         .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media", get(media))
 }
@@ -71,4 +72,9 @@ pub async fn media(
     let stream_id = parse_id(&stream_id, "stream id")?;
     let body = app.clone().read_media(&staff, attempt_id, stream_id, range.from.unwrap_or(1), range.to).await?;
     Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from_stream(body)).into_response())
+}
+
+/// Prometheus text format; counts and latencies only, no personal data.
+pub async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render()).into_response()
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 pub const PLATFORM_TOKEN: &str = "platform-secret-for-tests";
 
 pub struct TestApp {
+    pub settings: server::configuration::Settings,
     pub public: String,
     pub staff: String,
     pub http: reqwest::Client,
@@ -44,11 +45,11 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
     settings.integration.token = Some(PLATFORM_TOKEN.into());
     adjust(&mut settings);
     let clock = Arc::new(ManualClock::at(time::OffsetDateTime::now_utc()));
-    let app = Application::build(settings, clock.clone() as Arc<dyn Clock>).await.unwrap();
+    let app = Application::build(settings.clone(), clock.clone() as Arc<dyn Clock>).await.unwrap();
     let public = format!("http://{}", app.public_addr());
     let staff = format!("http://{}", app.staff_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { public, staff, http: reqwest::Client::new(), clock, data }
+    TestApp { settings, public, staff, http: reqwest::Client::new(), clock, data }
 }
 
 impl TestApp {
@@ -181,9 +182,9 @@ pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
 }
 
 impl TestApp {
-    /// The domain on the same data directory, as the CLI opens it.
+    /// The domain on the same data directory and stores, as the CLI opens it.
     pub async fn proctor(&self) -> server::service::Proctor {
-        let mut st = server::configuration::load(None).unwrap();
+        let mut st = self.settings.clone();
         st.server.data_dir = self.data.path().to_owned();
         server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).await.unwrap()
     }

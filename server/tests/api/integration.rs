@@ -89,3 +89,21 @@ async fn refuses_plain_http_on_a_public_address() {
     let err = server::startup::Application::build(settings, clock).await.err().expect("must refuse");
     assert!(err.to_string().contains("without TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn production_refuses_keys_inside_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = server::configuration::load(None).unwrap();
+    settings.server.data_dir = dir.path().join("data");
+    settings.server.listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
+    settings.server.production = true;
+    let clock: std::sync::Arc<dyn server::clock::Clock> = std::sync::Arc::new(server::clock::SystemClock);
+    let err = server::startup::Application::build(settings.clone(), clock.clone()).await.err().expect("must refuse");
+    assert!(err.to_string().contains("key directory"), "{err}");
+    settings.server.key_dir = Some(dir.path().join("data/../data/kek"));
+    assert!(server::startup::Application::build(settings.clone(), clock.clone()).await.is_err(), "a path that walks back in is still inside");
+    settings.server.key_dir = Some(dir.path().join("data/../keys"));
+    server::startup::Application::build(settings, clock).await.expect("keys on their own directory");
+    assert!(dir.path().join("keys").is_dir() && !dir.path().join("data/keys").exists());
+}

@@ -1,3 +1,5 @@
+#[path = "../support/garage.rs"]
+mod garage;
 mod agent;
 mod hardening;
 mod helpers;

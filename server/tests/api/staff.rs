@@ -53,3 +53,27 @@ async fn staff_access_is_checked() {
     let public = format!("{}/api/staff/v1/login", app.public);
     assert_eq!(app.http.post(public).json(&serde_json::json!({})).send().await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn metrics_count_ingest_on_the_staff_listener_only_and_name_no_one() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    app.consent(&c.token).await;
+    let s = app.open_stream(&c.token).await;
+    let chunks = seal_stream(&s, 1);
+    assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
+    assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, b"garbage".to_vec()).await.status(), 400);
+    let text = app.http.get(format!("{}/metrics", app.staff)).send().await.unwrap().text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+    };
+    assert!(value("proctor_chunks_ingested_total{outcome=\"created\"}") >= 1.0);
+    assert!(value("proctor_chunks_refused_total{reason=\"malformed_chunk\"}") >= 1.0);
+    assert!(value("proctor_ack_seconds_count") >= 1.0);
+    assert!(value("proctor_streams_opened_total") >= 1.0);
+    for id in [c.attempt_id, s.stream_id] {
+        assert!(!text.contains(&id.to_string()), "no identifier in metrics");
+    }
+    assert!(!text.contains("127.0.0.1"), "no address in metrics");
+    assert_eq!(app.http.get(format!("{}/metrics", app.public)).send().await.unwrap().status(), 404);
+}

@@ -2,6 +2,7 @@
 //! compare-and-set and concurrent writers, run alike against SQLite and PostgreSQL (a
 //! throwaway cluster per test, see `pg.rs`).
 
+mod blobs;
 mod pg;
 
 use server::db::*;

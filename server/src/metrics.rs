@@ -1,0 +1,44 @@
+//! Prometheus metrics, served at `/metrics` on the staff listener. Labels name kinds of
+//! things (a refusal's code, a store), never a person, an attempt or an address.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide recorder, installed on first use (several test servers in one process
+/// share it).
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full("proctor_ack_seconds".into()), &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .expect("static buckets are valid")
+            .install_recorder()
+            .expect("one recorder per process")
+    })
+}
+
+pub fn chunk_stored(bytes: usize, took: Duration, created: bool) {
+    metrics::counter!("proctor_chunks_ingested_total", "outcome" => if created { "created" } else { "replayed" }).increment(1);
+    if created {
+        metrics::counter!("proctor_bytes_ingested_total").increment(bytes as u64);
+    }
+    metrics::histogram!("proctor_ack_seconds").record(took.as_secs_f64());
+}
+
+pub fn chunk_refused(code: &'static str) {
+    metrics::counter!("proctor_chunks_refused_total", "reason" => code).increment(1);
+}
+
+pub fn stream_opened() {
+    metrics::counter!("proctor_streams_opened_total").increment(1);
+}
+
+pub fn stream_ended() {
+    metrics::counter!("proctor_streams_ended_total").increment(1);
+}
+
+pub fn storage_error(store: &'static str) {
+    metrics::counter!("proctor_storage_errors_total", "store" => store).increment(1);
+}

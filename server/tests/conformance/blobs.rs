@@ -1,0 +1,33 @@
+//! The blob store's promises on each backend: a local directory and a real S3 server.
+
+#[path = "../support/garage.rs"]
+mod garage;
+
+use bytes::Bytes;
+use server::blobs::{chunk_path, BlobError, BlobStore, Put};
+use uuid::Uuid;
+
+async fn check_write_once_get_delete(store: &BlobStore, name: &str) {
+    let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 4, &[9; 32]);
+    assert!(matches!(store.get(&p).await, Err(BlobError::NotFound)), "{name}");
+    assert_eq!(store.put_durable(&p, Bytes::from_static(b"sealed chunk")).await.unwrap(), Put::Created, "{name}");
+    // The same name again (a replay, or bytes forged to collide): never replaced.
+    assert_eq!(store.put_durable(&p, Bytes::from_static(b"other bytes")).await.unwrap(), Put::AlreadyThere, "{name}");
+    assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"sealed chunk"), "{name}");
+    let big = Bytes::from(vec![0xa5u8; 3 * 1024 * 1024]);
+    let q = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 5, &[8; 32]);
+    store.put_durable(&q, big.clone()).await.unwrap();
+    assert_eq!(store.get(&q).await.unwrap(), big, "{name}: 3 MiB round-trips");
+    store.delete(&p).await.unwrap();
+    store.delete(&p).await.unwrap();
+    assert!(matches!(store.get(&p).await, Err(BlobError::NotFound)), "{name}: deleted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_stores_are_write_once_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    check_write_once_get_delete(&BlobStore::open_local(dir.path()).unwrap(), "local").await;
+    let g = garage::Garage::start();
+    let s3 = BlobStore::open(&g.settings, dir.path()).unwrap();
+    check_write_once_get_delete(&s3, "garage").await;
+}
