@@ -54,21 +54,17 @@ async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_bit_for_bit() {
     conflicting_puts(None).await;
 }
 
-/// The same on a real S3 server that ignores conditional writes (Garage 2.5).
+/// The same on PostgreSQL and a real S3 server that ignores conditional writes (Garage 2.5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_on_s3_too() {
-    let garage = crate::garage::Garage::start();
-    conflicting_puts(Some(garage.settings.clone())).await;
+async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_on_postgres_and_s3_too() {
+    conflicting_puts(Some(spawn_app_on_postgres_and_s3(|s| s.limits.max_ingests_per_attempt = 64).await)).await;
 }
 
-async fn conflicting_puts(store: Option<server::blobs::ObjectStoreSettings>) {
-    let app = spawn_app_with(|s| {
-        s.limits.max_ingests_per_attempt = 64;
-        if let Some(store) = store {
-            s.object_store = store;
-        }
-    })
-    .await;
+async fn conflicting_puts(app: Option<TestApp>) {
+    let app = match app {
+        Some(a) => a,
+        None => spawn_app_with(|s| s.limits.max_ingests_per_attempt = 64).await,
+    };
     let blobs = app.proctor().await.blobs;
     let c = app.candidate().await;
     app.consent(&c.token).await;

@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub const PLATFORM_TOKEN: &str = "platform-secret-for-tests";
 
 pub struct TestApp {
+    /// Servers the app runs on (a PostgreSQL cluster, a Garage node), alive as long as it.
+    pub guards: Vec<Box<dyn std::any::Any + Send>>,
     pub settings: server::configuration::Settings,
     pub public: String,
     pub staff: String,
@@ -33,6 +35,22 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The production storage: a throwaway PostgreSQL cluster and Garage node.
+pub async fn spawn_app_on_postgres_and_s3(adjust: impl FnOnce(&mut server::configuration::Settings)) -> TestApp {
+    let pg = crate::pg::Cluster::start().await;
+    let garage = crate::garage::Garage::start();
+    let (url, store) = (pg.url.clone(), garage.settings.clone());
+    let mut app = spawn_app_with(|s| {
+        s.database.url = Some(url);
+        s.object_store = store;
+        adjust(s);
+    })
+    .await;
+    app.guards.push(Box::new(pg));
+    app.guards.push(Box::new(garage));
+    app
+}
+
 /// A server on port 0 with the embedded defaults, `adjust`ed.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Settings)) -> TestApp {
     server::telemetry::init();
@@ -49,7 +67,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
     let public = format!("http://{}", app.public_addr());
     let staff = format!("http://{}", app.staff_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { settings, public, staff, http: reqwest::Client::new(), clock, data }
+    TestApp { guards: Vec::new(), settings, public, staff, http: reqwest::Client::new(), clock, data }
 }
 
 impl TestApp {

@@ -1,5 +1,8 @@
 #[path = "../support/garage.rs"]
 mod garage;
+#[path = "../support/pg.rs"]
+mod pg;
+mod production_storage;
 mod agent;
 mod hardening;
 mod helpers;

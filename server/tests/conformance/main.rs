@@ -3,6 +3,7 @@
 //! throwaway cluster per test, see `pg.rs`).
 
 mod blobs;
+#[path = "../support/pg.rs"]
 mod pg;
 
 use server::db::*;
