@@ -7,9 +7,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn a_stream_uploads_idempotently_and_ends() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    assert_eq!(app.consent(&c.token).await.status(), 204);
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     assert_eq!(s.attempt_id, c.attempt_id);
     let chunks = seal_stream(&s, 3);
     for (i, chunk) in chunks.iter().enumerate() {
@@ -59,9 +57,7 @@ async fn bad_tokens_are_refused() {
 #[tokio::test]
 async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 2);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
 

@@ -14,9 +14,7 @@ fn sealed_at(s: &OpenStream, index: u32, data: &[u8], media_end_us: u64) -> Vec<
 #[tokio::test]
 async fn a_chunk_bomb_index_is_refused_and_missing_fragments_are_ranges() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let bomb = sealed_at(&s, u32::MAX - 1, b"boom", 2_000_000);
     let r = app.put_chunk(&c.token, s.stream_id, u32::MAX - 1, bomb).await;
     assert_eq!(r.headers()["retry-after"], "30");
@@ -66,9 +64,7 @@ async fn conflicting_puts(app: Option<TestApp>) {
         None => spawn_app_with(|s| s.limits.max_ingests_per_attempt = 64).await,
     };
     let blobs = app.proctor().await.blobs;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let init = seal_stream(&s, 0).remove(0);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, init).await.status(), 201);
     for round in 1..=10u32 {
@@ -105,9 +101,7 @@ async fn quotas_per_attempt_answer_429_and_spare_the_others() {
         s.capture.bitrate_kbps = 0; // no byte budget at all
     })
     .await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     app.open_stream(&c.token).await;
     app.open_stream(&c.token).await;
     let flood = futures::future::join_all((0..20).map(|_| app.open_stream_raw(&c.token))).await;
@@ -148,9 +142,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         s.limits.body_read_timeout = Duration::from_secs(1);
     })
     .await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     // Headers one byte every 300 ms: the connection is closed after about a second.
     let addr = app.public.clone();
     let started = Instant::now();
@@ -174,9 +166,7 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_need_a_length_and_a_flood_gets_503_with_retry_after() {
     let app = spawn_app_with(|s| s.limits.max_concurrent_requests = 1).await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     // A streamed body has no Content-Length: 411, before any byte is read.
     let addr = app.public.clone();
     let head = format!(
@@ -227,9 +217,7 @@ async fn failed_logins_lock_out_and_the_audit_keeps_a_bounded_login() {
 #[tokio::test]
 async fn a_destroyed_attempt_answers_gone() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 1);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
     // Destruction itself comes with the deletion issue; its state already closes every door.

@@ -102,6 +102,14 @@ impl TestApp {
         Candidate { attempt_id: c.attempt_id, token: c.launch_token }
     }
 
+    /// A candidate who consented and opened a stream.
+    pub async fn recording_candidate(&self) -> (Candidate, OpenStream) {
+        let c = self.candidate().await;
+        assert_eq!(self.consent(&c.token).await.status(), 204);
+        let s = self.open_stream(&c.token).await;
+        (c, s)
+    }
+
     pub async fn consent(&self, token: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/api/agent/v1/consent", self.public))

@@ -74,9 +74,7 @@ async fn forbidden_transitions_get_a_precise_409() {
 #[tokio::test]
 async fn a_chunk_recorded_while_the_token_was_valid_lands_after_it_expires() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 1);
     app.clock.advance(Duration::from_secs(8 * 24 * 3600));
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);

@@ -5,9 +5,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
         assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
     }
@@ -57,9 +55,7 @@ async fn staff_access_is_checked() {
 #[tokio::test]
 async fn metrics_count_ingest_on_the_staff_listener_only_and_name_no_one() {
     let app = spawn_app().await;
-    let c = app.candidate().await;
-    app.consent(&c.token).await;
-    let s = app.open_stream(&c.token).await;
+    let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 1);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
     assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, b"garbage".to_vec()).await.status(), 400);
