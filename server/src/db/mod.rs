@@ -196,6 +196,10 @@ pub trait Database: Send + Sync + 'static {
     /// Compare-and-set of the attempt's state; `false` when it was no longer `from`.
     async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool>;
     async fn count_streams(&self, attempt: Uuid) -> DbResult<u64>;
+    /// Claims up to `limit` attempts, not destroyed, that ended before `ended_before_ms`
+    /// and are not claimed by another worker now; each stays claimed until
+    /// `now_ms + lease_ms`. Concurrent claimers, on any instance, get disjoint sets.
+    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>>;
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
     async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;

@@ -254,6 +254,27 @@ impl Database for PostgresDatabase {
         Ok(n as u64)
     }
 
+    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+        // Rows another transaction is claiming are skipped, not waited for: claimers on
+        // every instance run at once and share the work.
+        sqlx::query_scalar(
+            "UPDATE attempts SET claimed_until = $3 + $4 WHERE id IN (
+                 SELECT id FROM attempts
+                 WHERE state <> 'destroyed' AND ended_at < $1 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 ORDER BY ended_at LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+        )
+        .bind(ended_before_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(lease_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         sqlx::query("UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1")
             .bind(attempt)

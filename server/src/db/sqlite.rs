@@ -295,6 +295,27 @@ impl Database for SqliteDatabase {
         Ok(n as u64)
     }
 
+    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+        // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
+        // other on the same file take turns, so no row is claimed twice.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM attempts WHERE state <> 'destroyed' AND ended_at < ?1 AND (claimed_until IS NULL OR claimed_until <= ?2)
+             ORDER BY ended_at LIMIT ?3",
+        )
+        .bind(ended_before_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for id in &ids {
+            sqlx::query("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1").bind(id).bind(now_ms + lease_ms).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        ids.iter().map(|i| Uuid::parse_str(i).map_err(|e| DbError::Backend(e.to_string()))).collect()
+    }
+
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         sqlx::query("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1")
             .bind(attempt.to_string())

@@ -255,3 +255,45 @@ async fn an_unreachable_database_is_unavailable_not_a_crash() {
     let err = connect(&format!("postgres://postgres@127.0.0.1:{port}/x"), &pool()).await.err().expect("nothing listens there");
     assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
 }
+
+/// Background work on several instances: claimers running at once never get the same
+/// attempt, together they get every due one, and a lapsed claim is claimable again.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claims_share_the_work_without_overlap() {
+    for b in backends().await {
+        let s = sitting(&*b.db).await;
+        let mut due = std::collections::HashSet::new();
+        for i in 0..60 {
+            let a = new_attempt(s, &format!("c{i}"));
+            b.db.create_attempt(a.clone()).await.unwrap();
+            // 50 ended long ago, 10 not ended at all.
+            if i < 50 {
+                assert!(b.db.set_state(a.id, AttemptState::Enrolled, AttemptState::Ended, 1_000 + i).await.unwrap());
+                due.insert(a.id);
+            }
+        }
+        // Two "instances", each with its own pool, claiming in small batches at once.
+        let second = connect(&b.url, &pool()).await.unwrap();
+        let claimers = [b.db.clone(), second, b.db.clone(), connect(&b.url, &pool()).await.unwrap()];
+        let rounds = futures::future::join_all(claimers.into_iter().map(|db| {
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = db.claim_ended_attempts(10_000, 5_000, 60_000, 3).await.unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got);
+                }
+            })
+        }))
+        .await;
+        let all: Vec<uuid::Uuid> = rounds.into_iter().flat_map(|r| r.unwrap()).collect();
+        let unique: std::collections::HashSet<_> = all.iter().copied().collect();
+        assert_eq!(all.len(), unique.len(), "{}: an attempt was claimed twice", b.name);
+        assert_eq!(unique, due, "{}: every due attempt, and only those", b.name);
+        // While the lease runs nothing is claimable; once it lapses, all of it again.
+        assert!(b.db.claim_ended_attempts(10_000, 64_000, 60_000, 100).await.unwrap().is_empty());
+        assert_eq!(b.db.claim_ended_attempts(10_000, 65_000, 60_000, 100).await.unwrap().len(), 50, "{}", b.name);
+    }
+}
