@@ -35,8 +35,14 @@ impl Server {
 
     /// `global_args` go before `serve`, e.g. `["--config", "tls.toml"]`.
     pub fn start_with(data: &Path, public_port: u16, global_args: &[&str]) -> Server {
+        Self::start_with_env(data, public_port, global_args, &[])
+    }
+
+    /// `env` adds settings such as `PROCTOR_DATABASE__URL`.
+    pub fn start_with_env(data: &Path, public_port: u16, global_args: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(bin("proctor-server"))
             .args(global_args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--data-dir", data.to_str().unwrap(), "serve"])
             .args(["--listen", &format!("127.0.0.1:{public_port}"), "--staff-listen", "127.0.0.1:0"])
             .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM_TOKEN)
@@ -123,8 +129,15 @@ pub fn agent(server_url: &str, token: &str, duration: &str, spool: &Path) -> Com
 
 /// Logs a staff member in and fetches the decrypted media of one stream.
 pub async fn staff_media(server: &Server, attempt: &str, stream: &str) -> Vec<u8> {
+    staff_media_env(server, attempt, stream, &[]).await
+}
+
+/// `staff_media` with settings for the CLI (e.g. the database URL).
+pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..8]);
-    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &[("PROCTOR_PASSWORD", "Relecture-2026!")]);
+    let mut env = env.to_vec();
+    env.push(("PROCTOR_PASSWORD", "Relecture-2026!"));
+    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &env);
     let http = reqwest::Client::new();
     let t: serde_json::Value = http
         .post(format!("{}/api/staff/v1/login", server.staff))
