@@ -153,7 +153,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     // What the uploader cannot settle alone: a lost live stream (record on in a new one),
     // or a final refusal (stop recording and say why).
     let current = Arc::new(Mutex::new(first.id));
-    let (switch_tx, switch_rx) = std::sync::mpsc::channel::<LiveStream>();
+    let (switch_tx, switch_rx) = std::sync::mpsc::channel::<Switch>();
     let stopped = Arc::new(Mutex::new(None::<StopReason>));
     let watcher = {
         let (api, capture, current, stopped) = (api.clone(), capture.clone(), current.clone(), stopped.clone());
@@ -162,13 +162,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
                 match n {
                     Notice::StreamLost(s) if s == *current.lock().unwrap_or_else(|e| e.into_inner()) => {
                         eprintln!("{}", msgs().stream_reopened);
+                        // From now on the seal loop holds fragments (in memory) for the new stream.
+                        let _ = switch_tx.send(Switch::Lost);
                         match must("reopen stream", || api.open_stream()).await.and_then(|o| live(&o)) {
                             Ok(next) => {
                                 *current.lock().unwrap_or_else(|e| e.into_inner()) = next.id;
-                                let _ = switch_tx.send(next);
+                                let _ = switch_tx.send(Switch::To(next));
                             }
                             Err(e) => {
                                 eprintln!("{e:#}");
+                                let _ = switch_tx.send(Switch::Gone);
                                 capture.stop();
                             }
                         }
@@ -239,6 +242,15 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the watcher tells the seal loop about the live stream.
+enum Switch {
+    /// The server forgot it: hold new fragments until the next one opens.
+    Lost,
+    To(LiveStream),
+    /// No new stream could be opened: the run is ending.
+    Gone,
+}
+
 struct Sealed {
     fragments: u32,
     streams: u32,
@@ -249,12 +261,14 @@ struct Sealed {
 /// Seals each fragment the moment it is complete, so a crash loses only the fragment still
 /// being encoded. A clean end is marked by an empty final chunk: the last media fragment is
 /// not known to be the last until the pipeline says so, and holding it back would put it
-/// at risk. When the run loop hands over a new stream, the initialisation segment (kept in
-/// memory, never on disk) opens it, and the fragments that follow go there.
+/// at risk. When the server forgets the live stream, fragments wait in memory (never on
+/// disk) until the run loop hands over a new one; the initialisation segment opens it and
+/// media times restart at its first fragment, as a stream's header times count from its own
+/// start.
 fn seal_loop(
     events: std::sync::mpsc::Receiver<CaptureEvent>,
     mut stream: LiveStream,
-    switches: std::sync::mpsc::Receiver<LiveStream>,
+    switches: std::sync::mpsc::Receiver<Switch>,
     spool: &Spool,
     max_chunk: u64,
     send: impl Fn(Job),
@@ -263,6 +277,8 @@ fn seal_loop(
     let mut fragments = 0u32;
     let mut streams = 1u32;
     let mut init: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    // Media time of the current stream's first fragment: header times count from there.
+    let mut origin_us: Option<u64> = Some(0);
     let mut seal = |s: &mut LiveStream, data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
         let (index, chunk) = s.sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
         if chunk.len() as u64 > max_chunk {
@@ -279,25 +295,45 @@ fn seal_loop(
         fragments += 1;
         Ok(())
     };
+    let mut lost = false;
     for ev in events.iter() {
-        if let Ok(next) = switches.try_recv() {
-            stream = next;
-            streams += 1;
-            if let Some(i) = &init {
-                seal(&mut stream, i, 0, 0, false)?;
+        let mut next = switches.try_recv().ok();
+        loop {
+            match next.take() {
+                Some(Switch::Lost) => lost = true,
+                Some(Switch::To(s)) => {
+                    stream = s;
+                    streams += 1;
+                    lost = false;
+                    origin_us = None;
+                    if let Some(i) = &init {
+                        seal(&mut stream, i, 0, 0, false)?;
+                    }
+                }
+                Some(Switch::Gone) => lost = false,
+                None => {}
             }
+            if !lost {
+                break;
+            }
+            // Wait for the new stream; capture events queue up meanwhile, in memory.
+            next = Some(switches.recv().unwrap_or(Switch::Gone));
         }
         match ev {
             CaptureEvent::Fragment(f) => {
                 media_end = media_end.max(f.media_end_us);
-                seal(&mut stream, &f.data, f.media_start_us, f.media_end_us, false)?;
                 if f.is_init {
+                    seal(&mut stream, &f.data, 0, 0, false)?;
                     init = Some(f.data);
+                    continue;
                 }
-                // Otherwise `f.data`, the plaintext, is wiped here; only ciphertext was written.
+                let origin = *origin_us.get_or_insert(f.media_start_us);
+                seal(&mut stream, &f.data, f.media_start_us.saturating_sub(origin), f.media_end_us.saturating_sub(origin), false)?;
+                // `f.data`, the plaintext, is wiped here; only ciphertext was written.
             }
             CaptureEvent::Finished => {
-                seal(&mut stream, &[], media_end, media_end, true)?;
+                let end = media_end.saturating_sub(origin_us.unwrap_or(0));
+                seal(&mut stream, &[], end, end, true)?;
                 return Ok(Sealed { fragments, streams, media_us: media_end, capture_error: None });
             }
             // The stream stays without a final chunk: the reviewer sees "ended abruptly".
@@ -329,6 +365,65 @@ async fn drain_with_progress(uploader: &Uploader) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::MediaFragment;
+
+    fn fragment(start_s: u64, is_init: bool) -> CaptureEvent {
+        let (media_start_us, media_end_us) = if is_init { (0, 0) } else { (start_s * 1_000_000, (start_s + 2) * 1_000_000) };
+        CaptureEvent::Fragment(MediaFragment { data: vec![start_s as u8; 64].into(), media_start_us, media_end_us, is_init })
+    }
+
+    fn live_stream() -> LiveStream {
+        let key = protocol::AttemptKey::generate();
+        let (a, s) = (Uuid::new_v4(), Uuid::new_v4());
+        LiveStream { sealer: StreamSealer::new(key.derive_stream_key(&protocol::StreamSalt::generate(), &a, &s), a, s), id: s }
+    }
+
+    /// Defect found in review: after a reopen an hour into the exam, fragments kept their
+    /// capture-relative media times, which the new stream's age window refused for good.
+    #[test]
+    fn a_reopened_stream_starts_with_the_init_segment_and_its_own_media_time() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), "clt_t").unwrap();
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let (switch_tx, switches) = std::sync::mpsc::channel();
+        let (first, second) = (live_stream(), live_stream());
+        let (first_id, second_id) = (first.id, second.id);
+        events_tx.send(fragment(0, true)).unwrap();
+        events_tx.send(fragment(3600, false)).unwrap();
+        let looping = {
+            let spool = spool.clone();
+            std::thread::spawn(move || seal_loop(events, first, switches, &spool, u64::MAX, |_| {}))
+        };
+        // An hour into the exam the server loses the stream; a new one opens.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while spool.pending().unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "the first two fragments were not sealed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        switch_tx.send(Switch::Lost).unwrap();
+        switch_tx.send(Switch::To(second)).unwrap();
+        events_tx.send(fragment(3602, false)).unwrap();
+        events_tx.send(fragment(3604, false)).unwrap();
+        events_tx.send(CaptureEvent::Finished).unwrap();
+        let sealed = looping.join().unwrap().unwrap();
+        assert_eq!(sealed.streams, 2);
+        let headers: Vec<(Uuid, protocol::ChunkHeader)> = spool
+            .pending()
+            .unwrap()
+            .iter()
+            .map(|c| (c.stream, protocol::ChunkHeader::parse(&std::fs::read(&c.path).unwrap()).unwrap().0))
+            .collect();
+        let second_headers: Vec<_> = headers.iter().filter(|(s, _)| *s == second_id).map(|(_, h)| h).collect();
+        // Index 0 is the init segment again; media time restarts at the stream's first fragment.
+        assert_eq!(
+            second_headers.iter().map(|h| (h.index, h.media_start_us, h.media_end_us)).collect::<Vec<_>>(),
+            vec![(0, 0, 0), (1, 0, 2_000_000), (2, 2_000_000, 4_000_000), (3, 4_000_000, 4_000_000)]
+        );
+        assert!(second_headers.last().unwrap().last);
+        // The first stream kept what it had: init, and the fragment at an hour (its own time 0).
+        let first_headers: Vec<_> = headers.iter().filter(|(s, _)| *s == first_id).map(|(_, h)| (h.index, h.media_start_us)).collect();
+        assert_eq!(first_headers, vec![(0, 0), (1, 3_600_000_000)]);
+    }
 
     #[test]
     fn latency_percentiles() {

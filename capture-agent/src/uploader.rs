@@ -136,9 +136,12 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
             }
             let bytes = match tokio::fs::read(&chunk.path).await {
                 Ok(b) => b,
+                // A read error may pass (too many open files, a flaky disk): keep the chunk
+                // in the spool for the next run rather than deleting it.
                 Err(e) => {
-                    let f = Failure { status: 0, code: "spool".into(), message: e.to_string(), retry_after: None };
-                    return drop_chunk(spool, p, &chunk, DropReason::Corrupt, &f);
+                    tracing::error!(stream = %chunk.stream, index = chunk.index, error = %e, "spooled chunk unreadable; kept for the next run");
+                    p.unsent.fetch_add(1, Ordering::SeqCst);
+                    return;
                 }
             };
             let len = bytes.len() as u64;

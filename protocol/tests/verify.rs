@@ -1,4 +1,5 @@
 //! `verify_chunk` accepts exactly what `open_chunk` accepts, without decrypting.
+#[allow(dead_code)]
 mod common;
 use common::*;
 use proptest::prelude::*;

@@ -124,12 +124,19 @@ impl BlobStore {
         Ok(Self { store: Arc::new(b.build()?), local: None })
     }
 
-    /// Durable, write-once put: an existing object is never replaced.
+    /// Durable, write-once put. Callers name objects by their content (`chunk_path`), so an
+    /// existing object under the name holds these very bytes and is left alone; other bytes
+    /// there can only be damage, and are rewritten.
     pub async fn put_durable(&self, path: &ObjectPath, data: Bytes) -> Result<Put, BlobError> {
         let Some(local) = &self.local else {
             // S3: conditional writes are not to be trusted; the name carries the content hash.
             return match self.store.head(path).await {
-                Ok(_) => Ok(Put::AlreadyThere),
+                Ok(meta) if meta.size == data.len() => Ok(Put::AlreadyThere),
+                // A name is the content's hash: a different size is damage, not a chunk.
+                Ok(_) => {
+                    self.store.put(path, PutPayload::from(data)).await?;
+                    Ok(Put::Created)
+                }
                 Err(object_store::Error::NotFound { .. }) => {
                     self.store.put(path, PutPayload::from(data)).await?;
                     Ok(Put::Created)
@@ -137,8 +144,15 @@ impl BlobStore {
                 Err(e) => Err(e.into()),
             };
         };
-        let outcome = match local.fs.put_opts(path, PutPayload::from(data), PutOptions { mode: PutMode::Create, ..Default::default() }).await {
+        let outcome = match local.fs.put_opts(path, PutPayload::from(data.clone()), PutOptions { mode: PutMode::Create, ..Default::default() }).await {
             Ok(_) => Put::Created,
+            // object_store links the file into place before we fsync it: after a power cut
+            // the name can hold a short or empty file. The name is the content's hash, so
+            // other bytes there are damage, repaired here rather than acknowledged.
+            Err(object_store::Error::AlreadyExists { .. }) if self.get(path).await? != data => {
+                local.fs.put(path, PutPayload::from(data)).await?;
+                Put::Created
+            }
             Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyThere,
             Err(e) => return Err(e.into()),
         };
@@ -204,12 +218,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_existing_object_is_never_replaced() {
+    async fn a_damaged_object_is_repaired_not_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open_local(dir.path()).unwrap();
         let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 1, &[1; 32]);
-        assert_eq!(store.put_durable(&p, Bytes::from_static(b"first")).await.unwrap(), Put::Created);
-        assert_eq!(store.put_durable(&p, Bytes::from_static(b"second")).await.unwrap(), Put::AlreadyThere);
-        assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"first"));
+        // What a power cut between the link and the fsync can leave: the name, no bytes.
+        let file = store.local.as_ref().unwrap().fs.path_to_filesystem(&p).unwrap();
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(store.put_durable(&p, Bytes::from_static(b"the chunk")).await.unwrap(), Put::Created);
+        assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"the chunk"));
+    }
+
+    #[tokio::test]
+    async fn the_same_bytes_again_are_already_there() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open_local(dir.path()).unwrap();
+        let bytes = Bytes::from_static(b"first");
+        let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 1, &sha2::Sha256::digest(&bytes).into());
+        assert_eq!(store.put_durable(&p, bytes.clone()).await.unwrap(), Put::Created);
+        assert_eq!(store.put_durable(&p, bytes.clone()).await.unwrap(), Put::AlreadyThere);
+        assert_eq!(store.get(&p).await.unwrap(), bytes);
     }
 }

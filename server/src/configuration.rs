@@ -197,5 +197,13 @@ pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         None => fig = fig.merge(Toml::file("config/default.toml")),
     }
     let fig = fig.merge(Env::prefixed("PROCTOR_").split("__").ignore(&["password"]));
-    Ok(fig.extract()?)
+    let settings: Settings = fig.extract()?;
+    // A chunk the memory budget can never admit would be refused with 503 forever.
+    anyhow::ensure!(
+        settings.limits.ingest_buffer_bytes >= settings.limits.max_chunk_bytes,
+        "limits.ingest_buffer_bytes ({}) must be at least limits.max_chunk_bytes ({})",
+        settings.limits.ingest_buffer_bytes,
+        settings.limits.max_chunk_bytes
+    );
+    Ok(settings)
 }

@@ -42,6 +42,10 @@ pub enum AppError {
     LengthRequired,
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    #[error("the request body was cut off")]
+    BodyIncomplete,
+    #[error("the attempt is under review or decided: its recording is closed")]
+    RecordingClosed,
     #[error("chunk index {index} is ahead of what the stream can have recorded (at most {max} now)")]
     IndexOutOfWindow { index: u32, max: u64 },
     #[error("media time runs ahead of what the stream can have recorded")]
@@ -88,6 +92,8 @@ impl AppError {
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
             BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            BodyIncomplete => (StatusCode::REQUEST_TIMEOUT, "body_incomplete"),
+            RecordingClosed => (StatusCode::CONFLICT, "recording_closed"),
             IndexOutOfWindow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "index_out_of_window"),
             MediaTimeOutOfWindow => (StatusCode::UNPROCESSABLE_ENTITY, "media_time_out_of_window"),
             StreamQuota(_) => (StatusCode::TOO_MANY_REQUESTS, "stream_quota_exceeded"),

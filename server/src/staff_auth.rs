@@ -65,6 +65,11 @@ impl Proctor {
                 return Err(AppError::Unauthorized);
             }
         };
+        // Guesses checked in parallel all passed the first look; one that succeeds after the
+        // lock-out began is refused like the others.
+        if let Err(locked) = self.login_throttle.check(login, client_addr, self.now_ms()) {
+            return Err(AppError::LoginLocked { retry_after_s: locked.0 });
+        }
         self.login_throttle.succeeded(login);
         let token = Secret::generate("cls");
         let expires = self.clock.now() + self.settings.limits.staff_session_ttl;

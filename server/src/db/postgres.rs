@@ -316,7 +316,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
-        sqlx::query("UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1")
+        sqlx::query("UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)")
             .bind(id)
             .bind(final_index as i64)
             .bind(at_ms)

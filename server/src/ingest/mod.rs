@@ -189,8 +189,11 @@ impl Proctor {
     /// A chunk of a stream opened while the token was valid lands even if the token has
     /// expired or was revoked since: it is the recording.
     pub async fn ingest_chunk(&self, who: &AgentIdentity, stream_id: Uuid, index: u32, chunk: Bytes) -> Result<ChunkAck, AppError> {
-        if who.attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
+        match who.attempt.state {
+            AttemptState::Destroyed => return Err(AppError::Gone),
+            // Once a reviewer has opened it, the recording under review no longer changes.
+            AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided => return Err(AppError::RecordingClosed),
+            _ => {}
         }
         let stream = self.own_stream(who, stream_id).await?;
         let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
@@ -232,7 +235,13 @@ impl Proctor {
         let put = self.blobs.put_durable(&path, chunk).await?;
         match self.db.insert_chunk(who.attempt.id, row.clone(), self.now_ms()).await? {
             ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),
-            ChunkInsert::Duplicate => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: false }),
+            ChunkInsert::Duplicate => {
+                // Same chain digest, other bytes (forged to collide): the row keeps the first.
+                if put == Put::Created && self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256 {
+                    self.blobs.delete(&path).await?;
+                }
+                Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: false })
+            }
             ChunkInsert::Conflict => {
                 // The row of a concurrent upload won; this object is referenced by nothing.
                 if put == Put::Created {

@@ -49,7 +49,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) || e.to_string().contains("length limit") {
             AppError::TooLarge(limit as u64)
         } else {
-            AppError::BadRequest("could not read the request body".into())
+            AppError::BodyIncomplete
         }
     })
 }
@@ -63,7 +63,7 @@ pub async fn read_body_exact(body: Body, length: usize, timeout: std::time::Dura
         let mut body = body;
         let mut buf = bytes::BytesMut::with_capacity(length);
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| AppError::BadRequest("could not read the request body".into()))?;
+            let frame = frame.map_err(|_| AppError::BodyIncomplete)?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > length {
                     return Err(AppError::BadRequest("body longer than its Content-Length".into()));

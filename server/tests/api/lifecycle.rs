@@ -111,3 +111,18 @@ async fn a_revoked_token_opens_nothing_and_a_reissued_one_works() {
     let again: AddCandidateResponse = app.add_candidate(sitting.sitting_id, "c1").await.json().await.unwrap();
     assert_eq!(again.launch_token, fresh.launch_token);
 }
+
+#[tokio::test]
+async fn once_under_review_the_recording_takes_no_more_chunks() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let chunks = seal_stream(&s, 2);
+    assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
+    assert_eq!(app.platform_post(&format!("attempts/{}/end", c.attempt_id)).await.status(), 200);
+    // Ended: the backlog still lands.
+    assert_eq!(app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone()).await.status(), 201);
+    app.proctor().await.transition(c.attempt_id, server::lifecycle::Transition::StartReview, "relectrice").await.unwrap();
+    // In review: what the reviewer watches no longer changes.
+    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 2, chunks[2].clone()).await).await, (409, "recording_closed".into()));
+    assert_eq!(app.chunk_rows(s.stream_id).await, 2);
+}

@@ -7,15 +7,21 @@ use bytes::Bytes;
 use server::blobs::{chunk_path, BlobError, BlobStore, Put};
 use uuid::Uuid;
 
+fn named(bytes: &Bytes, index: u32) -> object_store::path::Path {
+    use sha2::Digest as _;
+    chunk_path(Uuid::new_v4(), Uuid::new_v4(), index, &sha2::Sha256::digest(bytes).into())
+}
+
 async fn check_write_once_get_delete(store: &BlobStore, name: &str) {
-    let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 4, &[9; 32]);
+    let chunk = Bytes::from_static(b"sealed chunk");
+    let p = named(&chunk, 4);
     assert!(matches!(store.get(&p).await, Err(BlobError::NotFound)), "{name}");
-    assert_eq!(store.put_durable(&p, Bytes::from_static(b"sealed chunk")).await.unwrap(), Put::Created, "{name}");
-    // The same name again (a replay, or bytes forged to collide): never replaced.
-    assert_eq!(store.put_durable(&p, Bytes::from_static(b"other bytes")).await.unwrap(), Put::AlreadyThere, "{name}");
-    assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"sealed chunk"), "{name}");
+    assert_eq!(store.put_durable(&p, chunk.clone()).await.unwrap(), Put::Created, "{name}");
+    // The same bytes again (a replay): already there, not rewritten.
+    assert_eq!(store.put_durable(&p, chunk.clone()).await.unwrap(), Put::AlreadyThere, "{name}");
+    assert_eq!(store.get(&p).await.unwrap(), chunk, "{name}");
     let big = Bytes::from(vec![0xa5u8; 3 * 1024 * 1024]);
-    let q = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 5, &[8; 32]);
+    let q = named(&big, 5);
     store.put_durable(&q, big.clone()).await.unwrap();
     assert_eq!(store.get(&q).await.unwrap(), big, "{name}: 3 MiB round-trips");
     store.delete(&p).await.unwrap();
