@@ -77,7 +77,7 @@ async fn ours(settings: server::configuration::Settings, chunk_size: usize, per_
     tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder().pool_max_idle_per_host(UPLOADERS).build().unwrap();
     let sitting: CreateSittingResponse =
-        http.post(format!("{public}/api/integration/v1/sittings")).bearer_auth(TOKEN).json(&serde_json::json!({ "ref": "bench" })).send().await.unwrap().json().await.unwrap();
+        http.post(format!("{public}/api/integration/v1/sittings")).bearer_auth(TOKEN).json(&serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) })).send().await.unwrap().json().await.unwrap();
     // Enrol and seal everything before the clock starts.
     let mut jobs = Vec::new();
     for n in 0..UPLOADERS {

@@ -204,7 +204,9 @@ pub trait Database: Send + Sync + 'static {
     /// `now_ms + lease_ms`. Concurrent claimers, on any instance, get disjoint sets.
     async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>>;
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()>;
+    /// Records a new stream unless its attempt already has `max_streams`; `false` then.
+    /// Counting and inserting are one step, whatever the concurrency.
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;

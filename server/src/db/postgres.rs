@@ -286,7 +286,14 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()> {
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The attempt's row lock makes concurrent opens of one attempt take turns.
+        sqlx::query("SELECT 1 FROM attempts WHERE id = $1 FOR UPDATE").bind(s.attempt_id).execute(&mut *tx).await.map_err(backend)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE attempt_id = $1").bind(s.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?;
+        if n as u64 >= max_streams {
+            return Ok(false);
+        }
         sqlx::query("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(s.id)
             .bind(s.attempt_id)
@@ -295,10 +302,11 @@ impl Database for PostgresDatabase {
             .bind(conn.client_ip)
             .bind(conn.agent_version)
             .bind(conn.os)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {

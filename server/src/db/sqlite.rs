@@ -327,19 +327,24 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo) -> DbResult<()> {
-        sqlx::query("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-            .bind(s.id.to_string())
-            .bind(s.attempt_id.to_string())
-            .bind(s.salt.as_slice())
-            .bind(s.opened_at_ms)
-            .bind(conn.client_ip)
-            .bind(conn.agent_version)
-            .bind(conn.os)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+        // One statement on the single writer: the count and the insert cannot interleave.
+        let done = sqlx::query(
+            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?8",
+        )
+        .bind(s.id.to_string())
+        .bind(s.attempt_id.to_string())
+        .bind(s.salt.as_slice())
+        .bind(s.opened_at_ms)
+        .bind(conn.client_ip)
+        .bind(conn.agent_version)
+        .bind(conn.os)
+        .bind(max_streams as i64)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {

@@ -91,10 +91,6 @@ impl Proctor {
             _ => return Err(AppError::AttemptEnded),
         }
         let max_streams = self.settings.limits.max_streams_per_attempt;
-        if self.db.count_streams(a.id).await? >= max_streams {
-            self.incident(a.id, "stream_quota_exceeded").await;
-            return Err(AppError::StreamQuota(max_streams));
-        }
         let field = |s: &str, name: &str| -> Result<String, AppError> {
             let t = s.trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
@@ -105,7 +101,10 @@ impl Proctor {
         let conn = ConnectionInfo { client_ip, agent_version: field(&req.agent_version, "agent_version")?, os: field(&req.os, "os")? };
         let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: StreamSalt::generate().0, opened_at_ms: now, ended_at_ms: None, final_index: None };
         let key = self.stream_key(a, &stream)?;
-        self.db.open_stream(stream.clone(), conn).await?;
+        if !self.db.open_stream(stream.clone(), conn, max_streams).await? {
+            self.incident(a.id, "stream_quota_exceeded").await;
+            return Err(AppError::StreamQuota(max_streams));
+        }
         if a.state == AttemptState::Consented {
             // Another stream may have moved it first; only a real refusal matters.
             match self.transition(a.id, Transition::StartRecording, "candidate").await {

@@ -80,7 +80,7 @@ fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
 async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
     let s = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [3; 32], opened_at_ms, ended_at_ms: None, final_index: None };
     let conn = ConnectionInfo { client_ip: "192.0.2.1".into(), agent_version: "1".into(), os: "linux".into() };
-    db.open_stream(s.clone(), conn).await.unwrap();
+    assert!(db.open_stream(s.clone(), conn, 1_000).await.unwrap());
     s.id
 }
 
@@ -295,5 +295,24 @@ async fn concurrent_claims_share_the_work_without_overlap() {
         // While the lease runs nothing is claimable; once it lapses, all of it again.
         assert!(b.db.claim_ended_attempts(10_000, 64_000, 60_000, 100).await.unwrap().is_empty());
         assert_eq!(b.db.claim_ended_attempts(10_000, 65_000, 60_000, 100).await.unwrap().len(), 50, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_quota_holds_under_a_concurrent_flood() {
+    for b in backends().await {
+        let a = new_attempt(sitting(&*b.db).await, "c");
+        b.db.create_attempt(a.clone()).await.unwrap();
+        let opened = futures::future::join_all((0..20).map(|i| {
+            let db = b.db.clone();
+            tokio::spawn(async move {
+                let s = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: [1; 32], opened_at_ms: i, ended_at_ms: None, final_index: None };
+                let conn = ConnectionInfo { client_ip: "192.0.2.1".into(), agent_version: "1".into(), os: "linux".into() };
+                db.open_stream(s, conn, 5).await.unwrap()
+            })
+        }))
+        .await;
+        assert_eq!(opened.iter().filter(|o| *o.as_ref().unwrap()).count(), 5, "{}", b.name);
+        assert_eq!(b.db.count_streams(a.id).await.unwrap(), 5, "{}", b.name);
     }
 }
