@@ -144,13 +144,14 @@ impl Proctor {
 
     /// The one way an attempt changes state: checked against the lifecycle table,
     /// compare-and-set in the database (a concurrent change is re-read, never
-    /// overwritten), and audited.
+    /// overwritten), and audited in the same transaction.
     pub async fn transition(&self, attempt_id: Uuid, t: Transition, actor: &str) -> Result<AttemptState, AppError> {
         loop {
             let a = self.attempt_or_404(attempt_id).await?;
             let next = a.state.apply(t)?;
-            if self.db.set_state(attempt_id, a.state, next, self.now_ms()).await? {
-                self.audit(actor, t.audit_action(), Some(attempt_id), serde_json::json!({ "from": a.state, "to": next })).await?;
+            let now = self.now_ms();
+            let event = AuditEvent { at_ms: now, actor: actor.into(), action: t.audit_action().into(), attempt_id: Some(attempt_id), detail: serde_json::json!({ "from": a.state, "to": next }) };
+            if self.db.set_state_audited(attempt_id, a.state, next, now, event).await? {
                 return Ok(next);
             }
         }

@@ -198,6 +198,9 @@ pub trait Database: Send + Sync + 'static {
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
     /// Compare-and-set of the attempt's state; `false` when it was no longer `from`.
     async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool>;
+    /// `set_state` and the audit entry that records it, in one transaction: a state never
+    /// changes unaudited, and a refused change leaves no entry.
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool>;
     async fn count_streams(&self, attempt: Uuid) -> DbResult<u64>;
     /// Claims up to `limit` attempts, not destroyed, that ended before `ended_before_ms`
     /// and are not claimed by another worker now; each stays claimed until

@@ -434,33 +434,60 @@ impl Database for PostgresDatabase {
 
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Every instance appends to one chain: one appender at a time, until commit.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await.map_err(backend)?;
-        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx).await.map_err(backend)?;
-        let (seq, prev_hash) = match last {
-            Some(r) => (r.try_get::<i64, _>("seq").map_err(backend)? + 1, arr32(&r, "hash").map_err(backend)?),
-            None => (1, [0u8; 32]),
-        };
-        let detail = e.detail.to_string();
-        let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
-        sqlx::query("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(seq)
-            .bind(e.at_ms)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(e.attempt_id)
-            .bind(&detail)
-            .bind(prev_hash.as_slice())
-            .bind(hash.as_slice())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let entry = append_audit_in(&mut tx, e).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
+        Ok(entry)
+    }
+
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE attempts SET state = $3::text, state_changed_at = $4,
+                 ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
+             WHERE id = $1 AND state = $2",
+        )
+        .bind(attempt)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
         let rows = sqlx::query("SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(backend)
     }
+}
+
+async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: AuditEvent) -> DbResult<AuditEntry> {
+    // Every instance appends to one chain: one appender at a time, until commit.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut **tx).await.map_err(backend)?;
+    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(backend)?;
+    let (seq, prev_hash) = match last {
+        Some(r) => (r.try_get::<i64, _>("seq").map_err(backend)? + 1, arr32(&r, "hash").map_err(backend)?),
+        None => (1, [0u8; 32]),
+    };
+    let detail = e.detail.to_string();
+    let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
+    sqlx::query("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(seq)
+        .bind(e.at_ms)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(e.attempt_id)
+        .bind(&detail)
+        .bind(prev_hash.as_slice())
+        .bind(hash.as_slice())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
 }

@@ -316,3 +316,18 @@ async fn the_stream_quota_holds_under_a_concurrent_flood() {
         assert_eq!(b.db.count_streams(a.id).await.unwrap(), 5, "{}", b.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_change_and_its_audit_entry_commit_together() {
+    for b in backends().await {
+        let a = new_attempt(sitting(&*b.db).await, "c");
+        b.db.create_attempt(a.clone()).await.unwrap();
+        let event = |action: &str| AuditEvent { at_ms: 5, actor: "platform".into(), action: action.into(), attempt_id: Some(a.id), detail: serde_json::json!({}) };
+        assert!(!b.db.set_state_audited(a.id, AttemptState::Recording, AttemptState::Ended, 5, event("refused")).await.unwrap());
+        assert!(b.db.set_state_audited(a.id, AttemptState::Enrolled, AttemptState::Ended, 5, event("attempt_ended")).await.unwrap());
+        let trail = b.db.audit_trail().await.unwrap();
+        assert_eq!(trail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["attempt_ended"], "{}: a refused change leaves no entry", b.name);
+        assert_eq!(b.db.attempt(a.id).await.unwrap().ended_at_ms, Some(5));
+        verify_audit_chain(&trail).unwrap();
+    }
+}
