@@ -121,11 +121,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let api = Api::new(opts.server.clone(), opts.token.clone(), opts.ca_file.as_deref())?;
     must("consent", || api.consent()).await?;
 
-    let spool = Spool::open(&opts.spool_dir, &opts.token).context("opening the spool directory")?;
+    let opened = must("open stream", || api.open_stream()).await?;
+    let spool = Spool::open(&opts.spool_dir, opened.attempt_id, &opts.token).context("opening the spool directory")?;
     let (uploader, mut notices) = Uploader::start(api.clone(), spool.clone());
     queue_leftovers(&spool, &uploader)?;
 
-    let opened = must("open stream", || api.open_stream()).await?;
     let first = live(&opened)?;
     let cfg = CaptureConfig { fragment_ms: opened.fragment_ms, ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
@@ -383,7 +383,7 @@ mod tests {
     #[test]
     fn a_reopened_stream_starts_with_the_init_segment_and_its_own_media_time() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "clt_t").unwrap();
+        let spool = Spool::open(root.path(), Uuid::new_v4(), "clt_t").unwrap();
         let (events_tx, events) = std::sync::mpsc::channel();
         let (switch_tx, switches) = std::sync::mpsc::channel();
         let (first, second) = (live_stream(), live_stream());

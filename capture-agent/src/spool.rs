@@ -4,9 +4,10 @@
 //! it). Directories are 0700 and files 0600 whatever the umask: ciphertext still says
 //! when and how much a candidate recorded.
 //!
-//! Layout: `<root>/<launch id>/<stream id>/<index:010>.chunk`, plus `<stream id>/final`
-//! holding the final index once the stream's final chunk is sealed. The launch id is a
-//! digest of the launch token, so a restarted agent finds its leftovers and nobody else's.
+//! Layout: `<root>/<attempt id>/<stream id>/<index:010>.chunk`, plus `<stream id>/final`
+//! holding the final index once the stream's final chunk is sealed. Keyed by the attempt,
+//! not the launch token: an agent restarted with a reissued token finds the leftovers the
+//! earlier token recorded (the server takes them under any token of the attempt).
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -15,8 +16,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// Hex of the first 16 bytes of SHA-256 of the token: names the spool without revealing it.
-fn launch_id(token: &str) -> String {
+/// Where versions before the attempt-keyed layout kept a token's spool: hex of the first
+/// 16 bytes of SHA-256 of the token.
+fn legacy_launch_id(token: &str) -> String {
     let d = Sha256::new().chain_update(b"cloe-spool/v1/").chain_update(token.as_bytes()).finalize();
     hex::encode(&d[..16])
 }
@@ -51,10 +53,22 @@ fn private_file(path: &Path, append: bool) -> std::io::Result<fs::File> {
 }
 
 impl Spool {
-    pub fn open(root: &Path, token: &str) -> std::io::Result<Self> {
+    pub fn open(root: &Path, attempt: Uuid, token: &str) -> std::io::Result<Self> {
         private_dir(root)?;
-        let dir = root.join(launch_id(token));
+        let dir = root.join(attempt.to_string());
         private_dir(&dir)?;
+        // Adopt what an earlier version left under the token's name.
+        let legacy = root.join(legacy_launch_id(token));
+        if legacy.is_dir() {
+            for entry in fs::read_dir(&legacy)?.flatten() {
+                let target = dir.join(entry.file_name());
+                if !target.exists() {
+                    fs::rename(entry.path(), target)?;
+                }
+            }
+            let _ = fs::remove_dir(&legacy);
+            fs::File::open(&dir)?.sync_all()?;
+        }
         Ok(Self { dir })
     }
 
@@ -147,7 +161,8 @@ mod tests {
     #[test]
     fn put_list_remove() {
         let root = tempfile::tempdir().unwrap();
-        let spool = Spool::open(root.path(), "clt_token").unwrap();
+        let attempt = Uuid::new_v4();
+        let spool = Spool::open(root.path(), attempt, "clt_token").unwrap();
         let s = Uuid::new_v4();
         spool.put(s, 2, b"two").unwrap();
         let c0 = spool.put(s, 0, b"zero").unwrap();
@@ -157,8 +172,21 @@ mod tests {
         assert_eq!(spool.pending().unwrap().len(), 1);
         spool.mark_final(s, 2).unwrap();
         assert_eq!(spool.final_index(s), Some(2));
-        // Another token's spool is another directory.
-        assert!(Spool::open(root.path(), "clt_other").unwrap().pending().unwrap().is_empty());
+        // A reissued token of the same attempt finds the leftovers; another attempt does not.
+        assert_eq!(Spool::open(root.path(), attempt, "clt_reissued").unwrap().pending().unwrap().len(), 1);
+        assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other").unwrap().pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn leftovers_in_the_token_keyed_layout_are_adopted() {
+        let root = tempfile::tempdir().unwrap();
+        let (s, attempt) = (Uuid::new_v4(), Uuid::new_v4());
+        let legacy = root.path().join(legacy_launch_id("clt_old")).join(s.to_string());
+        fs::create_dir_all(&legacy).unwrap();
+        fs::write(legacy.join("0000000004.chunk"), b"sealed").unwrap();
+        let spool = Spool::open(root.path(), attempt, "clt_old").unwrap();
+        assert_eq!(spool.pending().unwrap().iter().map(|c| (c.stream, c.index)).collect::<Vec<_>>(), vec![(s, 4)]);
+        assert!(!root.path().join(legacy_launch_id("clt_old")).exists());
     }
 
     fn mode(p: &Path) -> u32 {
@@ -170,7 +198,7 @@ mod tests {
     fn the_spool_is_private_whatever_the_umask() {
         let root = tempfile::tempdir().unwrap();
         let spool_root = root.path().join("a/b/spool");
-        let spool = Spool::open(&spool_root, "clt_token").unwrap();
+        let spool = Spool::open(&spool_root, Uuid::new_v4(), "clt_token").unwrap();
         let s = Uuid::new_v4();
         let c = spool.put(s, 0, b"sealed").unwrap();
         spool.mark_final(s, 0).unwrap();
@@ -184,7 +212,7 @@ mod tests {
         assert!(fs::read_to_string(spool.dir().join("dropped.log")).unwrap().contains("index=0 conflicting_chunk"));
         // An existing, too open directory is tightened.
         fs::set_permissions(&spool_root, fs::Permissions::from_mode(0o755)).unwrap();
-        Spool::open(&spool_root, "clt_token").unwrap();
+        Spool::open(&spool_root, Uuid::new_v4(), "clt_token").unwrap();
         assert_eq!(mode(&spool_root), 0o700);
     }
 }

@@ -63,16 +63,14 @@ impl Garage {
                 Err(format!("garage {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
             }
         };
+        // `node id` answers from the key file before the server listens; `status` asks the
+        // server itself, so it is the readiness check.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let node = loop {
-            match cli(&["node", "id", "-q"]) {
-                Ok(id) => break id.trim().split('@').next().unwrap().to_owned(),
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "garage did not start: {e}");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        };
+        while let Err(e) = cli(&["status"]) {
+            assert!(Instant::now() < deadline, "garage did not start: {e}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let node = cli(&["node", "id", "-q"]).unwrap().trim().split('@').next().unwrap().to_owned();
         cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]).unwrap();
         cli(&["layout", "apply", "--version", "1"]).unwrap();
         cli(&["bucket", "create", "proctor"]).unwrap();
