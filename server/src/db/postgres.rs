@@ -234,19 +234,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool> {
-        let done = sqlx::query(
-            "UPDATE attempts SET state = $3::text, state_changed_at = $4,
-                 ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
-             WHERE id = $1 AND state = $2",
-        )
-        .bind(attempt)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(at_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        compare_and_set_state(&self.pool, attempt, from, to, at_ms).await
     }
 
     async fn count_streams(&self, attempt: Uuid) -> DbResult<u64> {
@@ -441,19 +429,7 @@ impl Database for PostgresDatabase {
 
     async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let done = sqlx::query(
-            "UPDATE attempts SET state = $3::text, state_changed_at = $4,
-                 ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
-             WHERE id = $1 AND state = $2",
-        )
-        .bind(attempt)
-        .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() != 1 {
+        if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
             return Ok(false);
         }
         append_audit_in(&mut tx, event).await?;
@@ -490,4 +466,28 @@ async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: Audi
         .await
         .map_err(backend)?;
     Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
+}
+
+/// The attempt's state moves from `from` to `to` only if it still is `from`; `ended_at`
+/// is stamped when it becomes `ended`.
+async fn compare_and_set_state<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(
+    db: E,
+    attempt: Uuid,
+    from: AttemptState,
+    to: AttemptState,
+    at_ms: i64,
+) -> DbResult<bool> {
+    let done = sqlx::query(
+        "UPDATE attempts SET state = $3::text, state_changed_at = $4,
+                 ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
+             WHERE id = $1 AND state = $2",
+    )
+    .bind(attempt)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(at_ms)
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
 }
