@@ -9,10 +9,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn spool_dir_of(spool: &Path, attempt: &str) -> std::path::PathBuf {
-    spool.join(attempt)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_stream_forgotten_by_the_server_goes_on_in_a_new_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -80,7 +76,7 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     let server = Server::start(&data, 0);
     let (attempt, token) = enrol(&server).await;
     // A leftover for a stream the server never knew.
-    let stale = spool_dir_of(&spool, &attempt).join(uuid::Uuid::new_v4().to_string());
+    let stale = spool.join(&attempt).join(uuid::Uuid::new_v4().to_string());
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("0000000003.chunk"), b"not a chunk the server can take").unwrap();
     let out = tokio::task::spawn_blocking({
@@ -92,7 +88,7 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["chunks_dropped"], 1, "{s:#}");
     assert_eq!(s["chunks_acknowledged"], s["fragments_sealed"], "the new recording is whole: {s:#}");
-    let log = std::fs::read_to_string(spool_dir_of(&spool, &attempt).join("dropped.log")).unwrap();
+    let log = std::fs::read_to_string(spool.join(&attempt).join("dropped.log")).unwrap();
     assert!(log.contains("index=3") && log.contains("404"), "{log}");
     assert!(files_under(&spool).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "nothing stranded");
     assert_eq!(server.cli(&["attempt", "show", &attempt])["integrity"], "ok");

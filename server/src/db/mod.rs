@@ -196,12 +196,10 @@ pub trait Database: Send + Sync + 'static {
     async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()>;
     /// Returns how many issues were still unrevoked.
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
-    /// Compare-and-set of the attempt's state; `false` when it was no longer `from`.
-    async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool>;
-    /// `set_state` and the audit entry that records it, in one transaction: a state never
-    /// changes unaudited, and a refused change leaves no entry.
+    /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
+    /// audit entry that records it, in one transaction: a state never changes unaudited, and
+    /// a refused change leaves no entry. The only way a state changes.
     async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool>;
-    async fn count_streams(&self, attempt: Uuid) -> DbResult<u64>;
     /// Claims up to `limit` attempts, not destroyed, that ended before `ended_before_ms`
     /// and are not claimed by another worker now; each stays claimed until
     /// `now_ms + lease_ms`. Concurrent claimers, on any instance, get disjoint sets.

@@ -233,15 +233,6 @@ impl Database for PostgresDatabase {
         Ok(done.rows_affected())
     }
 
-    async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool> {
-        compare_and_set_state(&self.pool, attempt, from, to, at_ms).await
-    }
-
-    async fn count_streams(&self, attempt: Uuid) -> DbResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE attempt_id = $1").bind(attempt).fetch_one(&self.pool).await.map_err(backend)?;
-        Ok(n as u64)
-    }
-
     async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
         // Rows another transaction is claiming are skipped, not waited for: claimers on
         // every instance run at once and share the work.

@@ -274,15 +274,6 @@ impl Database for SqliteDatabase {
         Ok(done.rows_affected())
     }
 
-    async fn set_state(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> DbResult<bool> {
-        compare_and_set_state(&self.writer, attempt, from, to, at_ms).await
-    }
-
-    async fn count_streams(&self, attempt: Uuid) -> DbResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE attempt_id = ?1").bind(attempt.to_string()).fetch_one(&self.readers).await.map_err(backend)?;
-        Ok(n as u64)
-    }
-
     async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
         // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
         // other on the same file take turns, so no row is claimed twice.

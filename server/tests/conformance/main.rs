@@ -52,6 +52,12 @@ impl Backend {
     }
 }
 
+/// A state change as `Proctor::transition` makes it (with its audit entry).
+async fn set_state(db: &dyn Database, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> bool {
+    let event = AuditEvent { at_ms, actor: "test".into(), action: "state".into(), attempt_id: Some(attempt), detail: serde_json::json!({}) };
+    db.set_state_audited(attempt, from, to, at_ms, event).await.unwrap()
+}
+
 async fn sitting(db: &dyn Database) -> Uuid {
     let id = Uuid::new_v4();
     db.create_sitting(id, &format!("S-{id}"), 1_000).await.unwrap();
@@ -127,18 +133,18 @@ async fn state_changes_are_compare_and_set() {
         let s = sitting(&*db).await;
         let a = new_attempt(s, "c");
         db.create_attempt(a.clone()).await.unwrap();
-        assert!(!db.set_state(a.id, AttemptState::Consented, AttemptState::Recording, 1).await.unwrap(), "{}: wrong `from`", b.name);
-        assert!(db.set_state(a.id, AttemptState::Enrolled, AttemptState::Consented, 2).await.unwrap());
+        assert!(!set_state(&*db, a.id, AttemptState::Consented, AttemptState::Recording, 1).await, "{}: wrong `from`", b.name);
+        assert!(set_state(&*db, a.id, AttemptState::Enrolled, AttemptState::Consented, 2).await);
         // Two writers race from the same state: exactly one wins.
         let (d1, d2) = (db.clone(), db.clone());
         let (r1, r2) = tokio::join!(
-            tokio::spawn(async move { d1.set_state(a.id, AttemptState::Consented, AttemptState::Recording, 3).await.unwrap() }),
-            tokio::spawn(async move { d2.set_state(a.id, AttemptState::Consented, AttemptState::Withdrawn, 3).await.unwrap() })
+            tokio::spawn(async move { set_state(&*d1, a.id, AttemptState::Consented, AttemptState::Recording, 3).await }),
+            tokio::spawn(async move { set_state(&*d2, a.id, AttemptState::Consented, AttemptState::Withdrawn, 3).await })
         );
         assert!(r1.unwrap() ^ r2.unwrap(), "{}: one winner", b.name);
         let b2 = new_attempt(s, "d");
         db.create_attempt(b2.clone()).await.unwrap();
-        assert!(db.set_state(b2.id, AttemptState::Enrolled, AttemptState::Ended, 77).await.unwrap());
+        assert!(set_state(&*db, b2.id, AttemptState::Enrolled, AttemptState::Ended, 77).await);
         let ended = db.attempt(b2.id).await.unwrap();
         assert_eq!((ended.state, ended.ended_at_ms), (AttemptState::Ended, Some(77)), "{}", b.name);
     }
@@ -152,7 +158,7 @@ async fn streams_and_chunks() {
         db.create_attempt(a.clone()).await.unwrap();
         let late = stream_of(db, a.id, 5_000).await;
         let early = stream_of(db, a.id, 1_000).await;
-        assert_eq!(db.count_streams(a.id).await.unwrap(), 2);
+        assert_eq!(db.streams_of(a.id).await.unwrap().len(), 2);
         let ids: Vec<Uuid> = db.streams_of(a.id).await.unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![early, late], "{}: by opening time", b.name);
         assert_eq!(db.stream(early).await.unwrap().salt, [3; 32]);
@@ -268,7 +274,7 @@ async fn concurrent_claims_share_the_work_without_overlap() {
             b.db.create_attempt(a.clone()).await.unwrap();
             // 50 ended long ago, 10 not ended at all.
             if i < 50 {
-                assert!(b.db.set_state(a.id, AttemptState::Enrolled, AttemptState::Ended, 1_000 + i).await.unwrap());
+                assert!(set_state(&*b.db, a.id, AttemptState::Enrolled, AttemptState::Ended, 1_000 + i).await);
                 due.insert(a.id);
             }
         }
@@ -313,7 +319,7 @@ async fn the_stream_quota_holds_under_a_concurrent_flood() {
         }))
         .await;
         assert_eq!(opened.iter().filter(|o| *o.as_ref().unwrap()).count(), 5, "{}", b.name);
-        assert_eq!(b.db.count_streams(a.id).await.unwrap(), 5, "{}", b.name);
+        assert_eq!(b.db.streams_of(a.id).await.unwrap().len(), 5, "{}", b.name);
     }
 }
 
