@@ -155,6 +155,12 @@ impl From<crate::db::DbError> for AppError {
 
 impl From<crate::blobs::BlobError> for AppError {
     fn from(e: crate::blobs::BlobError) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl From<&crate::blobs::BlobError> for AppError {
+    fn from(e: &crate::blobs::BlobError) -> Self {
         crate::metrics::storage_error("object_store");
         AppError::Internal(anyhow::anyhow!("blob store: {e}"))
     }

@@ -42,3 +42,15 @@ pub fn stream_ended() {
 pub fn storage_error(store: &'static str) {
     metrics::counter!("proctor_storage_errors_total", "store" => store).increment(1);
 }
+
+/// Time one chunk spent in a stage of ingest (`lookup`, `verify`, `blob_put`, `durable`):
+/// summed per stage, it says where an acknowledgement's time goes.
+pub fn ingest_stage(stage: &'static str, took: Duration) {
+    metrics::histogram!("proctor_ingest_stage_seconds", "stage" => stage).record(took.as_secs_f64());
+}
+
+/// One batch of the group commit: how many chunks, and how long its stage took.
+pub fn group_stage(stage: &'static str, chunks: usize, took: Duration) {
+    metrics::histogram!("proctor_group_commit_seconds", "stage" => stage).record(took.as_secs_f64());
+    metrics::histogram!("proctor_group_commit_chunks", "stage" => stage).record(chunks as f64);
+}

@@ -32,6 +32,7 @@ pub struct Proctor {
     /// work need.
     pub(crate) argon2_pool: rayon::ThreadPool,
     pub(crate) incidents: crate::ingest::Incidents,
+    pub(crate) group_commit: crate::ingest::commit::GroupCommit,
 }
 
 /// A candidate identified by their launch token: can only write to this attempt. The
@@ -61,9 +62,11 @@ impl Proctor {
             None => Arc::new(SqliteDatabase::open(&dir.join("proctor.sqlite"), &pool).await?),
         };
         let l = &settings.limits;
+        let blobs = BlobStore::open(&settings.object_store, dir)?;
         Ok(Self {
+            group_commit: crate::ingest::commit::GroupCommit::start(db.clone(), blobs.clone(), clock.clone()),
             db,
-            blobs: BlobStore::open(&settings.object_store, dir)?,
+            blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),

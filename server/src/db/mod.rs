@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     #[error("not found")]
     NotFound,
@@ -171,6 +171,13 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// A chunk row to record, with the attempt whose byte count it adds to.
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub attempt: Uuid,
+    pub row: ChunkRow,
+}
+
 /// Outcome of recording a chunk row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkInsert {
@@ -211,8 +218,14 @@ pub trait Database: Send + Sync + 'static {
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
-    /// Records a chunk and adds its size to its attempt's `bytes_stored`, in one transaction.
-    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert>;
+    /// Records chunks and adds their sizes to their attempts' `bytes_stored`, all in one
+    /// transaction (group commit: one durable commit covers many uploaders). Outcomes come
+    /// back in the order of `batch`; a later chunk of the batch sees the earlier ones.
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>>;
+    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
+        let mut out = self.insert_chunks(&[NewChunk { attempt, row }], at_ms).await?;
+        out.pop().ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
+    }
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;

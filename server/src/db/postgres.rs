@@ -31,12 +31,7 @@ impl PostgresDatabase {
     pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Self> {
         let timeout_ms = pool.statement_timeout.as_millis().to_string();
         let opts = PgConnectOptions::from_str(url).map_err(backend)?.options([("statement_timeout", timeout_ms.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(pool.max_connections.max(1))
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(opts)
-            .await
-            .map_err(backend)?;
+        let pool = PgPoolOptions::new().max_connections(pool.max_connections.max(1)).acquire_timeout(pool.acquire_timeout).connect_with(opts).await.map_err(backend)?;
         MIGRATOR.run(&pool).await.map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
         Ok(Self { pool })
     }
@@ -313,45 +308,64 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        // Rows are locked in one order on every instance (chunks by attempt, stream and
+        // index, then attempts by id), so that two instances' batches wait for each other
+        // instead of deadlocking.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| (batch[i].attempt, batch[i].row.stream_id, batch[i].row.index));
+        let mut outcomes = vec![ChunkInsert::Conflict; batch.len()];
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The primary key arbitrates between concurrent uploads, on any instance.
-        let inserted = sqlx::query(&format!(
-            "INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING"
-        ))
-        .bind(row.stream_id)
-        .bind(row.index as i64)
-        .bind(row.digest.as_slice())
-        .bind(row.prev_digest.as_slice())
-        .bind(row.size as i64)
-        .bind(row.media_start_us as i64)
-        .bind(row.media_end_us as i64)
-        .bind(row.last)
-        .bind(row.content_sha256.as_slice())
-        .bind(at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected()
-            == 1;
-        let outcome = if inserted {
-            sqlx::query("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1").bind(attempt).bind(row.size as i64).execute(&mut *tx).await.map_err(backend)?;
-            ChunkInsert::Created
-        } else {
-            let stored: Vec<u8> = sqlx::query_scalar("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2")
-                .bind(row.stream_id)
-                .bind(row.index as i64)
-                .fetch_one(&mut *tx)
+        for i in order {
+            let NewChunk { attempt, row } = &batch[i];
+            // The primary key arbitrates between concurrent uploads, on any instance.
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING"
+            ))
+            .bind(row.stream_id)
+            .bind(row.index as i64)
+            .bind(row.digest.as_slice())
+            .bind(row.prev_digest.as_slice())
+            .bind(row.size as i64)
+            .bind(row.media_start_us as i64)
+            .bind(row.media_end_us as i64)
+            .bind(row.last)
+            .bind(row.content_sha256.as_slice())
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+                == 1;
+            outcomes[i] = if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let stored: Vec<u8> = sqlx::query_scalar("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2")
+                    .bind(row.stream_id)
+                    .bind(row.index as i64)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            };
+        }
+        // Attempts last, in order too: one update each, however many of its chunks came.
+        for (attempt, bytes) in added {
+            sqlx::query("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1")
+                .bind(attempt)
+                .bind(bytes as i64)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            if stored == row.digest {
-                ChunkInsert::Duplicate
-            } else {
-                ChunkInsert::Conflict
-            }
-        };
+        }
         tx.commit().await.map_err(backend)?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
@@ -365,7 +379,8 @@ impl Database for PostgresDatabase {
     }
 
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
-        let rows = sqlx::query(&format!("SELECT {CHUNK_COLS} FROM chunks WHERE stream_id = $1 ORDER BY idx")).bind(stream).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows =
+            sqlx::query(&format!("SELECT {CHUNK_COLS} FROM chunks WHERE stream_id = $1 ORDER BY idx")).bind(stream).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(chunk_row).collect::<Result<_, _>>().map_err(backend)
     }
 
@@ -429,7 +444,8 @@ impl Database for PostgresDatabase {
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(backend)
     }
 }

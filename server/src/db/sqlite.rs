@@ -260,7 +260,12 @@ impl Database for SqliteDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("UPDATE attempts SET token_generation = ?2 WHERE id = ?1").bind(attempt.to_string()).bind(generation as i64).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("UPDATE attempts SET token_generation = ?2 WHERE id = ?1")
+            .bind(attempt.to_string())
+            .bind(generation as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -351,43 +356,56 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let existing: Option<Vec<u8>> = sqlx::query_scalar("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2")
-            .bind(row.stream_id.to_string())
-            .bind(row.index as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let outcome = match existing {
-            Some(d) if d == row.digest => ChunkInsert::Duplicate,
-            Some(_) => ChunkInsert::Conflict,
-            None => {
-                sqlx::query(&format!("INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // One statement per new chunk and one per attempt: statements, not the commit, are
+        // what a batch costs here.
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        for NewChunk { attempt, row } in batch {
+            let inserted = sqlx::query(&format!("INSERT INTO chunks ({CHUNK_COLS}, stored_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING"))
+                .bind(row.stream_id.to_string())
+                .bind(row.index as i64)
+                .bind(row.digest.as_slice())
+                .bind(row.prev_digest.as_slice())
+                .bind(row.size as i64)
+                .bind(row.media_start_us as i64)
+                .bind(row.media_end_us as i64)
+                .bind(row.last)
+                .bind(row.content_sha256.as_slice())
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                == 1;
+            outcomes.push(if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let stored: Vec<u8> = sqlx::query_scalar("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2")
                     .bind(row.stream_id.to_string())
                     .bind(row.index as i64)
-                    .bind(row.digest.as_slice())
-                    .bind(row.prev_digest.as_slice())
-                    .bind(row.size as i64)
-                    .bind(row.media_start_us as i64)
-                    .bind(row.media_end_us as i64)
-                    .bind(row.last)
-                    .bind(row.content_sha256.as_slice())
-                    .bind(at_ms)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(backend)?;
-                sqlx::query("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1")
-                    .bind(attempt.to_string())
-                    .bind(row.size as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                ChunkInsert::Created
-            }
-        };
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            });
+        }
+        for (attempt, bytes) in added {
+            sqlx::query("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1")
+                .bind(attempt.to_string())
+                .bind(bytes as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
@@ -471,7 +489,8 @@ impl Database for SqliteDatabase {
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.readers).await.map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.readers).await.map_err(backend)?;
         rows.iter().map(audit_row).collect::<Result<_, _>>().map_err(backend)
     }
 }

@@ -3,6 +3,7 @@
 //! without decrypting), written once under its digest, recorded by a row that is the
 //! only arbiter of what an index holds, and acknowledged only when both are durable.
 
+pub mod commit;
 pub mod gate;
 pub mod window;
 
@@ -17,6 +18,7 @@ use protocol::api::*;
 use protocol::{ChunkHeader, StreamSalt};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 use uuid::Uuid;
 
 /// When each (attempt, incident kind) was last written to the audit trail: a hostile agent
@@ -194,6 +196,7 @@ impl Proctor {
             AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided => return Err(AppError::RecordingClosed),
             _ => {}
         }
+        let started = Instant::now();
         let stream = self.own_stream(who, stream_id).await?;
         let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
         if header.attempt != who.attempt.id {
@@ -206,6 +209,8 @@ impl Proctor {
             return Err(AppError::StreamEnded(f));
         }
         self.check_window(who, &stream, &header, chunk.len() as u64).await?;
+        crate::metrics::ingest_stage("lookup", started.elapsed());
+        let started = Instant::now();
         let key = self.stream_key(&who.attempt, &stream)?;
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
         let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
@@ -215,6 +220,7 @@ impl Proctor {
         .await
         .map_err(|e| AppError::Internal(e.into()))?
         .map_err(AppError::Unauthentic)?;
+        crate::metrics::ingest_stage("verify", started.elapsed());
         let row = ChunkRow {
             stream_id,
             index,
@@ -231,8 +237,13 @@ impl Proctor {
             return self.replay_or_conflict(who, existing, row).await;
         }
         let path = chunk_path(who.attempt.id, stream_id, index, &row.content_sha256);
-        let put = self.blobs.put_durable(&path, chunk).await?;
-        match self.db.insert_chunk(who.attempt.id, row.clone(), self.now_ms()).await? {
+        let started = Instant::now();
+        let put = self.blobs.put(&path, chunk).await?;
+        crate::metrics::ingest_stage("blob_put", started.elapsed());
+        let started = Instant::now();
+        let inserted = self.group_commit.commit(NewChunk { attempt: who.attempt.id, row: row.clone() }, path.clone()).await?;
+        crate::metrics::ingest_stage("durable", started.elapsed());
+        match inserted {
             ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),
             ChunkInsert::Duplicate => {
                 // Same chain digest, other bytes (forged to collide): the row keeps the first.

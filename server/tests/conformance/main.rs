@@ -21,12 +21,7 @@ struct Backend {
 }
 
 fn pool() -> PoolSettings {
-    PoolSettings {
-        max_connections: 8,
-        acquire_timeout: std::time::Duration::from_secs(5),
-        statement_timeout: std::time::Duration::from_secs(10),
-        connect_retries: 0,
-    }
+    PoolSettings { max_connections: 8, acquire_timeout: std::time::Duration::from_secs(5), statement_timeout: std::time::Duration::from_secs(10), connect_retries: 0 }
 }
 
 async fn backends() -> Vec<Backend> {
@@ -80,7 +75,17 @@ fn new_attempt(sitting: Uuid, reference: &str) -> NewAttempt {
 }
 
 fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
-    ChunkRow { stream_id: stream, index, digest: [tag; 32], content_sha256: [tag ^ 0x55; 32], prev_digest: [0; 32], size: 1000 + tag as u64, media_start_us: 0, media_end_us: 2_000_000, last: false }
+    ChunkRow {
+        stream_id: stream,
+        index,
+        digest: [tag; 32],
+        content_sha256: [tag ^ 0x55; 32],
+        prev_digest: [0; 32],
+        size: 1000 + tag as u64,
+        media_start_us: 0,
+        media_end_us: 2_000_000,
+        last: false,
+    }
 }
 
 async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
@@ -138,8 +143,8 @@ async fn state_changes_are_compare_and_set() {
         // Two writers race from the same state: exactly one wins.
         let (d1, d2) = (db.clone(), db.clone());
         let (r1, r2) = tokio::join!(
-            tokio::spawn(async move { set_state(&*d1, a.id, AttemptState::Consented, AttemptState::Recording, 3).await }),
-            tokio::spawn(async move { set_state(&*d2, a.id, AttemptState::Consented, AttemptState::Withdrawn, 3).await })
+            tokio::spawn(async move { set_state(&*d1, a.id, AttemptState::Consented, AttemptState::Recording, 3,).await }),
+            tokio::spawn(async move { set_state(&*d2, a.id, AttemptState::Consented, AttemptState::Withdrawn, 3,).await })
         );
         assert!(r1.unwrap() ^ r2.unwrap(), "{}: one winner", b.name);
         let b2 = new_attempt(s, "d");
@@ -201,6 +206,49 @@ async fn concurrent_chunk_inserts_have_one_winner() {
         assert!(outcomes.iter().all(|o| matches!(o.as_ref().unwrap(), ChunkInsert::Created | ChunkInsert::Conflict)));
         let stored = db.chunk(s, 3).await.unwrap();
         assert_eq!(db.attempt(a.id).await.unwrap().bytes_stored, stored.size, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_commits_together_and_answers_in_order() {
+    for b in backends().await {
+        let db = b.db.clone();
+        let (x, y) = (new_attempt(sitting(&*db).await, "x"), new_attempt(sitting(&*db).await, "y"));
+        db.create_attempt(x.clone()).await.unwrap();
+        db.create_attempt(y.clone()).await.unwrap();
+        let (sx, sy) = (stream_of(&*db, x.id, 0).await, stream_of(&*db, y.id, 0).await);
+        db.insert_chunk(x.id, chunk(sx, 0, 1), 1).await.unwrap();
+        let batch = [
+            NewChunk { attempt: y.id, row: chunk(sy, 5, 1) },
+            NewChunk { attempt: x.id, row: chunk(sx, 0, 1) },
+            NewChunk { attempt: x.id, row: chunk(sx, 0, 2) },
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 3) },
+            // Later in the batch, the same index again: it sees the row just above.
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 3) },
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 4) },
+            NewChunk { attempt: y.id, row: chunk(sy, 2, 1) },
+        ];
+        use ChunkInsert::*;
+        let got = db.insert_chunks(&batch, 2).await.unwrap();
+        assert_eq!(got, vec![Created, Duplicate, Conflict, Created, Duplicate, Conflict, Created], "{}", b.name);
+        assert_eq!(db.attempt(x.id).await.unwrap().bytes_stored, 1001 + 1003, "{}", b.name);
+        assert_eq!(db.attempt(y.id).await.unwrap().bytes_stored, 1001 + 1001, "{}", b.name);
+        assert_eq!(db.chunk(sx, 1).await.unwrap(), chunk(sx, 1, 3), "{}", b.name);
+
+        // Two writers' batches over the same rows in opposite orders: both finish (rows are
+        // locked in one order), and each index has exactly one winner.
+        let forward: Vec<NewChunk> =
+            (10..1010).flat_map(|i| [NewChunk { attempt: x.id, row: chunk(sx, i, 5) }, NewChunk { attempt: y.id, row: chunk(sy, i, 5) }]).collect();
+        let backward: Vec<NewChunk> = forward.iter().rev().map(|c| NewChunk { attempt: c.attempt, row: chunk(c.row.stream_id, c.row.index, 6) }).collect();
+        let (d1, d2) = (db.clone(), db.clone());
+        let both = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            tokio::join!(tokio::spawn(async move { d1.insert_chunks(&forward, 3).await }), tokio::spawn(async move { d2.insert_chunks(&backward, 3).await }))
+        })
+        .await
+        .expect("no deadlock");
+        let (f, r) = (both.0.unwrap().unwrap(), both.1.unwrap().unwrap());
+        let wins = f.iter().chain(&r).filter(|o| **o == Created).count();
+        assert_eq!(wins, 2000, "{}: one winner per index", b.name);
     }
 }
 

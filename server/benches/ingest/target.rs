@@ -1,0 +1,104 @@
+//! A real server to load: built from settings on loopback, with a sitting to enrol into.
+
+use base64::Engine;
+use protocol::api::*;
+use protocol::{Fragment, StreamKey, StreamSealer};
+use server::clock::{Clock, SystemClock};
+use server::startup::Application;
+use std::sync::Arc;
+
+pub const TOKEN: &str = "bench-platform";
+
+pub struct Target {
+    pub public: String,
+    pub http: reqwest::Client,
+    sitting: uuid::Uuid,
+}
+
+/// One candidate with an open stream, sealing as its agent would.
+pub struct Agent {
+    pub token: String,
+    pub url: String,
+    sealer: StreamSealer,
+    pub next: u32,
+}
+
+impl Agent {
+    /// Seals the next fragment of `payload`; returns its index and the chunk.
+    pub fn seal(&mut self, payload: &[u8], last: bool) -> (u32, Vec<u8>) {
+        let i = self.next;
+        self.next += 1;
+        let us = u64::from(i) * 2_000_000;
+        (i, self.sealer.seal(Fragment { data: payload, media_start_us: us, media_end_us: us + 2_000_000, last }).expect("seal").1)
+    }
+}
+
+/// Writes out what earlier phases left dirty in the page cache (nginx never syncs), so that
+/// its write-back is not charged to the next timed phase. Untimed.
+pub fn settle() {
+    unsafe { libc::sync() };
+}
+
+pub fn settings(dir: &std::path::Path) -> server::configuration::Settings {
+    let mut s = server::configuration::load(None).unwrap();
+    s.server.data_dir = dir.to_owned();
+    s.server.listen = "127.0.0.1:0".parse().unwrap();
+    s.server.staff_listen = "127.0.0.1:0".parse().unwrap();
+    s.integration.token = Some(TOKEN.into());
+    s.limits.max_concurrent_ingests = 1024;
+    s
+}
+
+impl Target {
+    pub async fn start(settings: server::configuration::Settings) -> Self {
+        let app = Application::build(settings, Arc::new(SystemClock) as Arc<dyn Clock>).await.unwrap();
+        let public = format!("http://{}", app.public_addr());
+        tokio::spawn(app.run_until_stopped());
+        let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
+        let sitting: CreateSittingResponse = http
+            .post(format!("{public}/api/integration/v1/sittings"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self { public, http, sitting: sitting.sitting_id }
+    }
+
+    async fn enrol_one(&self, n: usize) -> Agent {
+        let (http, public) = (&self.http, &self.public);
+        let c: AddCandidateResponse = http
+            .post(format!("{public}/api/integration/v1/sittings/{}/candidates", self.sitting))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "ref": format!("c{n}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = c.launch_token;
+        http.post(format!("{public}/api/agent/v1/consent")).bearer_auth(&token).json(&ConsentRequest { notice_version: NOTICE_VERSION.into() }).send().await.unwrap();
+        let s: OpenStreamResponse = http
+            .post(format!("{public}/api/agent/v1/streams"))
+            .bearer_auth(&token)
+            .json(&OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() })
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
+        Agent { token, url: format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id), sealer: StreamSealer::new(key, s.attempt_id, s.stream_id), next: 0 }
+    }
+
+    /// Candidates `from..to`, enrolled 16 at a time (untimed set-up).
+    pub async fn enrol(&self, from: usize, to: usize) -> Vec<Agent> {
+        use futures::StreamExt;
+        futures::stream::iter(from..to).map(|n| self.enrol_one(n)).buffered(16).collect().await
+    }
+}
