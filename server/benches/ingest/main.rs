@@ -33,7 +33,7 @@ struct Plan {
     fragments: u32,
 }
 
-const FULL: Plan = Plan { rounds: 5, per_round: 20, steps: &[250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000], fragments: 5 };
+const FULL: Plan = Plan { rounds: 5, per_round: 40, steps: &[250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000], fragments: 5 };
 const SMOKE: Plan = Plan { rounds: 1, per_round: 1, steps: &[4], fragments: 1 };
 
 async fn setup_rows(setup: &str, settings: impl Fn() -> (Settings, tempfile::TempDir), plan: &Plan, ng: &nginx::Nginx) -> Vec<agents::Step> {

@@ -55,43 +55,16 @@ impl Target {
         let public = format!("http://{}", app.public_addr());
         tokio::spawn(app.run_until_stopped());
         let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
-        let sitting: CreateSittingResponse = http
-            .post(format!("{public}/api/integration/v1/sittings"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let sitting: CreateSittingResponse = post(&http, format!("{public}/api/integration/v1/sittings"), TOKEN, &serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) })).await.json().await.unwrap();
         Self { public, http, sitting: sitting.sitting_id }
     }
 
     async fn enrol_one(&self, n: usize) -> Agent {
         let (http, public) = (&self.http, &self.public);
-        let c: AddCandidateResponse = http
-            .post(format!("{public}/api/integration/v1/sittings/{}/candidates", self.sitting))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({ "ref": format!("c{n}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c: AddCandidateResponse = post(http, format!("{public}/api/integration/v1/sittings/{}/candidates", self.sitting), TOKEN, &serde_json::json!({ "ref": format!("c{n}") })).await.json().await.unwrap();
         let token = c.launch_token;
-        http.post(format!("{public}/api/agent/v1/consent")).bearer_auth(&token).json(&ConsentRequest { notice_version: NOTICE_VERSION.into() }).send().await.unwrap();
-        let s: OpenStreamResponse = http
-            .post(format!("{public}/api/agent/v1/streams"))
-            .bearer_auth(&token)
-            .json(&OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() })
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        post(http, format!("{public}/api/agent/v1/consent"), &token, &ConsentRequest { notice_version: NOTICE_VERSION.into() }).await;
+        let s: OpenStreamResponse = post(http, format!("{public}/api/agent/v1/streams"), &token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
         let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
         Agent { token, url: format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id), sealer: StreamSealer::new(key, s.attempt_id, s.stream_id), next: 0 }
     }
@@ -101,4 +74,10 @@ impl Target {
         use futures::StreamExt;
         futures::stream::iter(from..to).map(|n| self.enrol_one(n)).buffered(16).collect().await
     }
+}
+
+async fn post(http: &reqwest::Client, url: String, bearer: &str, body: &impl serde::Serialize) -> reqwest::Response {
+    let r = http.post(&url).bearer_auth(bearer).json(body).send().await.unwrap();
+    assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    r
 }
