@@ -46,6 +46,9 @@ pub fn settings(dir: &std::path::Path) -> server::configuration::Settings {
     s.server.staff_listen = "127.0.0.1:0".parse().unwrap();
     s.integration.token = Some(TOKEN.into());
     s.limits.max_concurrent_ingests = 1024;
+    // Saturation sends a stream's chunks far faster than a camera makes them; the window
+    // that bounds indices by the stream's age would refuse them.
+    s.limits.index_window_margin = std::time::Duration::from_secs(24 * 3600);
     s
 }
 
