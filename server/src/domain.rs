@@ -46,34 +46,7 @@ impl Reference {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Reviewer,
-    Jury,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "reviewer" => Ok(Role::Reviewer),
-            "jury" => Ok(Role::Jury),
-            "admin" => Ok(Role::Admin),
-            _ => Err(format!("unknown role {s:?} (reviewer, jury or admin)")),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Reviewer => "reviewer",
-            Role::Jury => "jury",
-            Role::Admin => "admin",
-        }
-    }
-    /// Who may watch recordings.
-    pub fn may_view_recordings(self) -> bool {
-        matches!(self, Role::Reviewer | Role::Admin)
-    }
-}
+pub use proctor_db::Role;
 
 /// A password that passes the CNIL rule: at least 8 characters from 3 of the 4 classes.
 pub struct Password(String);

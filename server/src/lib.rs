@@ -10,7 +10,7 @@ pub mod enrolment;
 pub mod error;
 pub mod ingest;
 pub mod keys;
-pub mod lifecycle;
+pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;
 pub mod recording;

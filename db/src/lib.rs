@@ -3,14 +3,12 @@
 //! `migrations/<backend>/`, run at connection, and passes the same conformance suite
 //! (`server/tests/conformance`).
 
-mod postgres;
-mod sqlite;
-pub use postgres::PostgresDatabase;
-pub use sqlite::SqliteDatabase;
+pub mod lifecycle;
+mod role;
+pub use role::Role;
 
 use crate::lifecycle::AttemptState;
 use async_trait::async_trait;
-use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -36,7 +34,7 @@ pub struct PoolSettings {
     pub connect_retries: u32,
 }
 
-pub(crate) fn backend(e: sqlx::Error) -> DbError {
+pub fn backend(e: sqlx::Error) -> DbError {
     match e {
         sqlx::Error::RowNotFound => DbError::NotFound,
         sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict,
@@ -46,26 +44,6 @@ pub(crate) fn backend(e: sqlx::Error) -> DbError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
         other => DbError::Backend(other.to_string()),
     }
-}
-
-/// Opens the database a URL names: `sqlite://PATH` (or `sqlite:PATH`) or `postgres://…`.
-/// An unreachable database is retried `connect_retries` times with backoff.
-pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Arc<dyn Database>> {
-    use backon::{ExponentialBuilder, Retryable};
-    let open = || async {
-        let db: Arc<dyn Database> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(PostgresDatabase::connect(url, pool).await?)
-        } else if url.starts_with("sqlite:") {
-            Arc::new(SqliteDatabase::connect(url, pool).await?)
-        } else {
-            return Err(DbError::Backend("the database URL must start with sqlite: or postgres://".into()));
-        };
-        Ok(db)
-    };
-    open.retry(ExponentialBuilder::default().with_max_times(pool.connect_retries as usize).with_max_delay(Duration::from_secs(10)))
-        .when(|e| matches!(e, DbError::Unavailable(_)))
-        .notify(|e, d| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "database unreachable, retrying"))
-        .await
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -145,7 +123,7 @@ pub struct ChunkRow {
 pub struct StaffAccount {
     pub id: Uuid,
     pub login: String,
-    pub role: crate::domain::Role,
+    pub role: Role,
     pub password_hash: String,
 }
 

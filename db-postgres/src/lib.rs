@@ -1,0 +1,486 @@
+//! PostgreSQL backend on `sqlx`, for several server instances on one database. A commit is
+//! durable before we acknowledge (the server's default `synchronous_commit = on`); audit
+//! appenders are serialised across instances by a transaction-scoped advisory lock;
+//! every statement has a timeout.
+
+use proctor_db::lifecycle::AttemptState;
+use proctor_db::*;
+use async_trait::async_trait;
+use uuid::Uuid;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The advisory lock key that serialises audit appends ("CLOEAUDT").
+const AUDIT_LOCK: i64 = 0x434c_4f45_4155_4454;
+
+#[derive(Clone)]
+pub struct PostgresDatabase {
+    pool: PgPool,
+}
+
+fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
+    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
+}
+
+fn decode_err(col: &str, e: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
+}
+
+impl PostgresDatabase {
+    pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Self> {
+        let timeout_ms = pool.statement_timeout.as_millis().to_string();
+        let opts = PgConnectOptions::from_str(url).map_err(backend)?.options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new().max_connections(pool.max_connections.max(1)).acquire_timeout(pool.acquire_timeout).connect_with(opts).await.map_err(backend)?;
+        MIGRATOR.run(&pool).await.map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+// Rows as the compile-time checked queries give them (`query_as!`), then parsed into the
+// domain's types.
+
+struct AttemptRec {
+    id: Uuid,
+    sitting_id: Uuid,
+    reference: String,
+    kek_epoch: String,
+    wrapped_dek: Vec<u8>,
+    consent_notice: Option<String>,
+    consent_at: Option<i64>,
+    created_at: i64,
+    state: String,
+    ended_at: Option<i64>,
+    token_generation: i32,
+    bytes_stored: i64,
+}
+
+impl TryFrom<AttemptRec> for Attempt {
+    type Error = sqlx::Error;
+    fn try_from(r: AttemptRec) -> Result<Self, sqlx::Error> {
+        Ok(Attempt {
+            id: r.id,
+            sitting_id: r.sitting_id,
+            reference: r.reference,
+            kek_epoch: r.kek_epoch,
+            wrapped_dek: r.wrapped_dek,
+            consent_notice: r.consent_notice,
+            consent_at_ms: r.consent_at,
+            created_at_ms: r.created_at,
+            state: r.state.parse().map_err(|e| decode_err("state", e))?,
+            ended_at_ms: r.ended_at,
+            token_generation: r.token_generation as u32,
+            bytes_stored: r.bytes_stored as u64,
+        })
+    }
+}
+
+struct TokenRec {
+    attempt_id: Uuid,
+    generation: i32,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRec> for LaunchToken {
+    type Error = sqlx::Error;
+    fn try_from(r: TokenRec) -> Result<Self, sqlx::Error> {
+        Ok(LaunchToken { attempt_id: r.attempt_id, generation: r.generation as u32, expires_at_ms: r.expires_at, revoked_at_ms: r.revoked_at })
+    }
+}
+
+struct StreamRec {
+    id: Uuid,
+    attempt_id: Uuid,
+    salt: Vec<u8>,
+    opened_at: i64,
+    ended_at: Option<i64>,
+    final_index: Option<i64>,
+}
+
+impl TryFrom<StreamRec> for Stream {
+    type Error = sqlx::Error;
+    fn try_from(r: StreamRec) -> Result<Self, sqlx::Error> {
+        Ok(Stream {
+            id: r.id,
+            attempt_id: r.attempt_id,
+            salt: arr32("salt", r.salt)?,
+            opened_at_ms: r.opened_at,
+            ended_at_ms: r.ended_at,
+            final_index: r.final_index.map(|i| i as u32),
+        })
+    }
+}
+
+struct ChunkRec {
+    stream_id: Uuid,
+    idx: i64,
+    digest: Vec<u8>,
+    prev_digest: Vec<u8>,
+    size: i64,
+    media_start_us: i64,
+    media_end_us: i64,
+    last: bool,
+    content_sha256: Vec<u8>,
+}
+
+impl TryFrom<ChunkRec> for ChunkRow {
+    type Error = sqlx::Error;
+    fn try_from(r: ChunkRec) -> Result<Self, sqlx::Error> {
+        Ok(ChunkRow {
+            stream_id: r.stream_id,
+            index: r.idx as u32,
+            digest: arr32("digest", r.digest)?,
+            content_sha256: arr32("content_sha256", r.content_sha256)?,
+            prev_digest: arr32("prev_digest", r.prev_digest)?,
+            size: r.size as u64,
+            media_start_us: r.media_start_us as u64,
+            media_end_us: r.media_end_us as u64,
+            last: r.last,
+        })
+    }
+}
+
+struct StaffRec {
+    id: Uuid,
+    login: String,
+    role: String,
+    password_hash: String,
+}
+
+impl TryFrom<StaffRec> for StaffAccount {
+    type Error = sqlx::Error;
+    fn try_from(r: StaffRec) -> Result<Self, sqlx::Error> {
+        Ok(StaffAccount { id: r.id, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
+    }
+}
+
+struct AuditRec {
+    seq: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    attempt_id: Option<Uuid>,
+    detail: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<AuditRec> for AuditEntry {
+    type Error = sqlx::Error;
+    fn try_from(r: AuditRec) -> Result<Self, sqlx::Error> {
+        Ok(AuditEntry {
+            seq: r.seq,
+            at_ms: r.at,
+            actor: r.actor,
+            action: r.action,
+            attempt_id: r.attempt_id,
+            detail: r.detail,
+            prev_hash: arr32("prev_hash", r.prev_hash)?,
+            hash: arr32("hash", r.hash)?,
+        })
+    }
+}
+
+fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
+    T::try_from(r).map_err(backend)
+}
+
+fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
+    rows.into_iter().map(parse).collect()
+}
+
+#[async_trait]
+impl Database for PostgresDatabase {
+    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
+        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES ($1, $2, $3)", id, reference, at_ms).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
+        Ok(sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sittings WHERE id = $1"#, id).fetch_optional(&self.pool).await.map_err(backend)?.is_some())
+    }
+
+    async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let (q1, q2, q3, q4, q5, q6, q7) = (a.id, a.sitting_id, &a.reference, &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint, a.created_at_ms);
+        sqlx::query!("INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)", q1, q2, q3, q4, q5, q6, q7)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let (q1, q2, q3, q4) = (a.token_hash.as_slice(), a.id, a.created_at_ms, a.token_expires_at_ms);
+        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, 0, $3, $4)", q1, q2, q3, q4)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
+        parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
+        sqlx::query_scalar!("SELECT id FROM sittings WHERE ref = $1", reference).fetch_one(&self.pool).await.map_err(backend)
+    }
+
+    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
+        parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
+        let hash = token_hash.as_slice();
+        // Two reads in one transaction (repeatable read): one snapshot, as the join they replace.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(backend)?;
+        let token: LaunchToken = parse(sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.token_hash = $1", hash).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        let attempt = parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", token.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        Ok((attempt, token))
+    }
+
+    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
+        let generation = generation as i32;
+        parse(sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.attempt_id = $1 AND t.generation = $2", attempt, generation).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query!("UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL", attempt, issued_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let (q1, q2) = (token_hash.as_slice(), generation as i32);
+        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)", q1, attempt, q2, issued_at_ms, expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let q1 = generation as i32;
+        sqlx::query!("UPDATE attempts SET token_generation = $2 WHERE id = $1", attempt, q1).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
+        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL", attempt, at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+        // Rows another transaction is claiming are skipped, not waited for: claimers on
+        // every instance run at once and share the work.
+        let q1 = limit as i64;
+        sqlx::query_scalar!("UPDATE attempts SET claimed_until = $3::BIGINT + $4::BIGINT WHERE id IN (
+                 SELECT id FROM attempts
+                 WHERE state <> 'destroyed' AND ended_at < $1 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 ORDER BY ended_at LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id", ended_before_ms, now_ms, now_ms, lease_ms, q1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
+        sqlx::query!("UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1", attempt, notice_version, at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The attempt's row lock makes concurrent opens of one attempt take turns.
+        let q1 = s.attempt_id;
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#, q1).fetch_optional(&mut *tx).await.map_err(backend)?;
+        let q1 = s.attempt_id;
+        let n: i64 = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#, q1).fetch_one(&mut *tx).await.map_err(backend)?;
+        if n as u64 >= max_streams {
+            return Ok(false);
+        }
+        let (q1, q2, q3, q4, q5, q6, q7) = (s.id, s.attempt_id, s.salt.as_slice(), s.opened_at_ms, conn.client_ip, conn.agent_version, conn.os);
+        sqlx::query!("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ($1, $2, $3, $4, $5, $6, $7)", q1, q2, q3, q4, q5, q6, q7)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+        parse(sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+        parse_all(sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id", attempt).fetch_all(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+        let q1 = final_index as i64;
+        sqlx::query!("UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)", id, q1, at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        // Rows are locked in one order on every instance (chunks by attempt, stream and
+        // index, then attempts by id), so that two instances' batches wait for each other
+        // instead of deadlocking.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| (batch[i].attempt, batch[i].row.stream_id, batch[i].row.index));
+        let mut outcomes = vec![ChunkInsert::Conflict; batch.len()];
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for i in order {
+            let NewChunk { attempt, row } = &batch[i];
+            // The primary key arbitrates between concurrent uploads, on any instance.
+            let (index, size, start, end) = (row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
+            let (digest, prev, sha) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice());
+            let inserted = sqlx::query!(
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING",
+                row.stream_id, index, digest, prev, size, start, end, row.last, sha, at_ms
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+                == 1;
+            outcomes[i] = if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let (q1, q2) = (row.stream_id, row.index as i64);
+                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2", q1, q2)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            };
+        }
+        // Attempts last, in order too: one update each, however many of its chunks came.
+        for (attempt, bytes) in added {
+            let q1 = bytes as i64;
+            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1", attempt, q1)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+        let index = index as i64;
+        parse(sqlx::query_as!(ChunkRec, "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 AND idx = $2", stream, index).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+        parse_all(sqlx::query_as!(ChunkRec, "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 ORDER BY idx", stream).fetch_all(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
+        let (q1, q2, q3, q4) = (s.id, &s.login, s.role.as_str(), &s.password_hash);
+        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)", q1, q2, q3, q4, at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
+        parse(sqlx::query_as!(StaffRec, "SELECT id, login, role, password_hash FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
+        let q1 = token_hash.as_slice();
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)", q1, staff, expires_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount> {
+        let hash = token_hash.as_slice();
+        parse(
+            sqlx::query_as!(
+                StaffRec,
+                "SELECT s.id, s.login, s.role, s.password_hash FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = $1 AND x.expires_at > $2",
+                hash,
+                now_ms
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let entry = append_audit_in(&mut tx, e).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(entry)
+    }
+
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
+        parse_all(sqlx::query_as!(AuditRec, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?)
+    }
+}
+
+async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: AuditEvent) -> DbResult<AuditEntry> {
+    // Every instance appends to one chain: one appender at a time, until commit.
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK).execute(&mut **tx).await.map_err(backend)?;
+    let last = sqlx::query!("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(backend)?;
+    let (seq, prev_hash) = match last {
+        Some(r) => (r.seq + 1, arr32("hash", r.hash).map_err(backend)?),
+        None => (1, [0u8; 32]),
+    };
+    let detail = e.detail.to_string();
+    let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
+    let (q1, q2, q3, q4, q5, q6, q7) = (e.at_ms, &e.actor, &e.action, e.attempt_id, &detail, prev_hash.as_slice(), hash.as_slice());
+    sqlx::query!("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", seq, q1, q2, q3, q4, q5, q6, q7)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
+}
+
+/// The attempt's state moves from `from` to `to` only if it still is `from`; `ended_at`
+/// is stamped when it becomes `ended`.
+async fn compare_and_set_state<'e, E: sqlx::Executor<'e, Database = sqlx::Postgres>>(
+    db: E,
+    attempt: Uuid,
+    from: AttemptState,
+    to: AttemptState,
+    at_ms: i64,
+) -> DbResult<bool> {
+    let (q1, q2) = (from.as_str(), to.as_str());
+    let done = sqlx::query!("UPDATE attempts SET state = $3::text, state_changed_at = $4,
+                 ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
+             WHERE id = $1 AND state = $2", attempt, q1, q2, at_ms)
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}

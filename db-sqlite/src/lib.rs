@@ -1,0 +1,542 @@
+//! SQLite backend on `sqlx`: WAL, `synchronous=FULL` (a commit is on disk before we
+//! acknowledge), `secure_delete` (freed pages are zeroed), foreign keys, a busy timeout so
+//! that the CLI and a running server share the file. One writer connection (SQLite has one
+//! writer anyway; serialising here avoids busy retries) and a pool of readers.
+
+use proctor_db::lifecycle::AttemptState;
+use proctor_db::*;
+use async_trait::async_trait;
+use uuid::Uuid;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::path::Path;
+use std::str::FromStr;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteDatabase {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+fn uuid(col: &str, s: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(s).map_err(|e| sqlx::Error::ColumnDecode { index: col.into(), source: Box::new(e) })
+}
+
+fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
+    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
+}
+
+fn decode_err(col: &str, e: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
+}
+
+impl SqliteDatabase {
+    pub async fn open(path: &Path, pool: &PoolSettings) -> DbResult<Self> {
+        Self::with_options(SqliteConnectOptions::new().filename(path), pool).await
+    }
+
+    pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Self> {
+        Self::with_options(SqliteConnectOptions::from_str(url).map_err(backend)?, pool).await
+    }
+
+    async fn with_options(opts: SqliteConnectOptions, pool: &PoolSettings) -> DbResult<Self> {
+        let opts = opts
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .pragma("secure_delete", "ON")
+            .foreign_keys(true)
+            .busy_timeout(pool.statement_timeout);
+        let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(pool.acquire_timeout).connect_with(opts.clone()).await.map_err(backend)?;
+        refuse_pre_sqlx_file(&writer).await?;
+        MIGRATOR.run(&writer).await.map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(pool.max_connections.max(1))
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(Self { writer, readers })
+    }
+}
+
+/// A data directory made before the move to sqlx numbered its schema with `user_version`;
+/// running the migrations over it would fail half-way. Say so plainly instead.
+async fn refuse_pre_sqlx_file(pool: &SqlitePool) -> DbResult<()> {
+    // A pragma, not the schema: the one query the macros cannot describe.
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await.map_err(backend)?;
+    let tracked: i64 = sqlx::query_scalar!("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'").fetch_one(pool).await.map_err(backend)?;
+    if version > 0 && tracked == 0 {
+        return Err(DbError::Backend("this database was created by an earlier development version; start from an empty data directory".into()));
+    }
+    Ok(())
+}
+
+// Rows as the compile-time checked queries give them (`query_as!`), then parsed into the
+// domain's types. SQLite stores UUIDs as text and every integer as i64.
+
+struct AttemptRec {
+    id: String,
+    sitting_id: String,
+    reference: String,
+    kek_epoch: String,
+    wrapped_dek: Vec<u8>,
+    consent_notice: Option<String>,
+    consent_at: Option<i64>,
+    created_at: i64,
+    state: String,
+    ended_at: Option<i64>,
+    token_generation: i64,
+    bytes_stored: i64,
+}
+
+impl TryFrom<AttemptRec> for Attempt {
+    type Error = sqlx::Error;
+    fn try_from(r: AttemptRec) -> Result<Self, sqlx::Error> {
+        Ok(Attempt {
+            id: uuid("id", &r.id)?,
+            sitting_id: uuid("sitting_id", &r.sitting_id)?,
+            reference: r.reference,
+            kek_epoch: r.kek_epoch,
+            wrapped_dek: r.wrapped_dek,
+            consent_notice: r.consent_notice,
+            consent_at_ms: r.consent_at,
+            created_at_ms: r.created_at,
+            state: r.state.parse().map_err(|e| decode_err("state", e))?,
+            ended_at_ms: r.ended_at,
+            token_generation: r.token_generation as u32,
+            bytes_stored: r.bytes_stored as u64,
+        })
+    }
+}
+
+struct TokenRec {
+    attempt_id: String,
+    generation: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRec> for LaunchToken {
+    type Error = sqlx::Error;
+    fn try_from(r: TokenRec) -> Result<Self, sqlx::Error> {
+        Ok(LaunchToken { attempt_id: uuid("attempt_id", &r.attempt_id)?, generation: r.generation as u32, expires_at_ms: r.expires_at, revoked_at_ms: r.revoked_at })
+    }
+}
+
+struct StreamRec {
+    id: String,
+    attempt_id: String,
+    salt: Vec<u8>,
+    opened_at: i64,
+    ended_at: Option<i64>,
+    final_index: Option<i64>,
+}
+
+impl TryFrom<StreamRec> for Stream {
+    type Error = sqlx::Error;
+    fn try_from(r: StreamRec) -> Result<Self, sqlx::Error> {
+        Ok(Stream {
+            id: uuid("id", &r.id)?,
+            attempt_id: uuid("attempt_id", &r.attempt_id)?,
+            salt: arr32("salt", r.salt)?,
+            opened_at_ms: r.opened_at,
+            ended_at_ms: r.ended_at,
+            final_index: r.final_index.map(|i| i as u32),
+        })
+    }
+}
+
+struct ChunkRec {
+    stream_id: String,
+    idx: i64,
+    digest: Vec<u8>,
+    prev_digest: Vec<u8>,
+    size: i64,
+    media_start_us: i64,
+    media_end_us: i64,
+    last: bool,
+    content_sha256: Vec<u8>,
+}
+
+impl TryFrom<ChunkRec> for ChunkRow {
+    type Error = sqlx::Error;
+    fn try_from(r: ChunkRec) -> Result<Self, sqlx::Error> {
+        Ok(ChunkRow {
+            stream_id: uuid("stream_id", &r.stream_id)?,
+            index: r.idx as u32,
+            digest: arr32("digest", r.digest)?,
+            content_sha256: arr32("content_sha256", r.content_sha256)?,
+            prev_digest: arr32("prev_digest", r.prev_digest)?,
+            size: r.size as u64,
+            media_start_us: r.media_start_us as u64,
+            media_end_us: r.media_end_us as u64,
+            last: r.last,
+        })
+    }
+}
+
+struct StaffRec {
+    id: String,
+    login: String,
+    role: String,
+    password_hash: String,
+}
+
+impl TryFrom<StaffRec> for StaffAccount {
+    type Error = sqlx::Error;
+    fn try_from(r: StaffRec) -> Result<Self, sqlx::Error> {
+        Ok(StaffAccount { id: uuid("id", &r.id)?, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
+    }
+}
+
+struct AuditRec {
+    seq: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    attempt_id: Option<String>,
+    detail: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl TryFrom<AuditRec> for AuditEntry {
+    type Error = sqlx::Error;
+    fn try_from(r: AuditRec) -> Result<Self, sqlx::Error> {
+        Ok(AuditEntry {
+            seq: r.seq,
+            at_ms: r.at,
+            actor: r.actor,
+            action: r.action,
+            attempt_id: r.attempt_id.map(|a| uuid("attempt_id", &a)).transpose()?,
+            detail: r.detail,
+            prev_hash: arr32("prev_hash", r.prev_hash)?,
+            hash: arr32("hash", r.hash)?,
+        })
+    }
+}
+
+fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
+    T::try_from(r).map_err(backend)
+}
+
+fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
+    rows.into_iter().map(parse).collect()
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
+        let q1 = id.to_string();
+        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)", q1, reference, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
+        let id = id.to_string();
+        let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sittings WHERE id = ?1"#, id).fetch_optional(&self.readers).await.map_err(backend)?;
+        Ok(found.is_some())
+    }
+
+    async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let (q1, q2, q3, q4, q5, q6, q7, q8, q9) = (a.id.to_string(), a.sitting_id.to_string(), &a.reference, a.token_hash.as_slice(), a.token_expires_at_ms, &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint, a.created_at_ms);
+        sqlx::query!("INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", q1, q2, q3, q4, q5, q6, q7, q8, q9)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let (q1, q2, q3, q4) = (a.token_hash.as_slice(), a.id.to_string(), a.created_at_ms, a.token_expires_at_ms);
+        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, 0, ?3, ?4)", q1, q2, q3, q4)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
+        let id = id.to_string();
+        parse(sqlx::query_as!(AttemptRec, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
+        let id = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM sittings WHERE ref = ?1"#, reference).fetch_one(&self.readers).await.map_err(backend)?;
+        uuid("id", &id).map_err(backend)
+    }
+
+    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
+        let sitting = sitting.to_string();
+        parse(sqlx::query_as!(AttemptRec, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
+        let hash = token_hash.as_slice();
+        // Two reads in one transaction: one snapshot, as the join they replace.
+        let mut tx = self.readers.begin().await.map_err(backend)?;
+        let token: LaunchToken = parse(sqlx::query_as!(TokenRec, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.token_hash = ?1"#, hash).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        let id = token.attempt_id.to_string();
+        let attempt = parse(sqlx::query_as!(AttemptRec, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        Ok((attempt, token))
+    }
+
+    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
+        let (attempt, generation) = (attempt.to_string(), generation as i64);
+        parse(sqlx::query_as!(TokenRec, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"#, attempt, generation).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let q1 = attempt.to_string();
+        sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", q1, issued_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let (q1, q2, q3) = (token_hash.as_slice(), attempt.to_string(), generation as i64);
+        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)", q1, q2, q3, issued_at_ms, expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let (q1, q2) = (attempt.to_string(), generation as i64);
+        sqlx::query!("UPDATE attempts SET token_generation = ?2 WHERE id = ?1", q1, q2)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
+        let q1 = attempt.to_string();
+        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", q1, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+        // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
+        // other on the same file take turns, so no row is claimed twice.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let q1 = limit as i64;
+        let ids: Vec<String> = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE state <> 'destroyed' AND ended_at < ?1 AND (claimed_until IS NULL OR claimed_until <= ?2)
+             ORDER BY ended_at LIMIT ?3"#, ended_before_ms, now_ms, q1)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for id in &ids {
+            let q1 = now_ms + lease_ms;
+            sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1", id, q1).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        ids.iter().map(|i| Uuid::parse_str(i).map_err(|e| DbError::Backend(e.to_string()))).collect()
+    }
+
+    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
+        let q1 = attempt.to_string();
+        sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", q1, notice_version, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+        // One statement on the single writer: the count and the insert cannot interleave.
+        let (q1, q2, q3, q4, q5, q6, q7, q8) = (s.id.to_string(), s.attempt_id.to_string(), s.salt.as_slice(), s.opened_at_ms, conn.client_ip, conn.agent_version, conn.os, max_streams as i64);
+        let done = sqlx::query!("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?8", q1, q2, q3, q4, q5, q6, q7, q8)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+        let id = id.to_string();
+        parse(sqlx::query_as!(StreamRec, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+        let attempt = attempt.to_string();
+        parse_all(sqlx::query_as!(StreamRec, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+        let (q1, q2) = (id.to_string(), final_index as i64);
+        sqlx::query!("UPDATE streams SET ended_at = COALESCE(ended_at, ?3), final_index = ?2 WHERE id = ?1 AND (final_index IS NULL OR final_index = ?2)", q1, q2, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // One statement per new chunk and one per attempt: statements, not the commit, are
+        // what a batch costs here.
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        for NewChunk { attempt, row } in batch {
+            let (stream, index, size, start, end) = (row.stream_id.to_string(), row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
+            let (digest, prev, sha) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice());
+            let inserted = sqlx::query!(
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                stream, index, digest, prev, size, start, end, row.last, sha, at_ms
+            )
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                == 1;
+            outcomes.push(if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let (q1, q2) = (row.stream_id.to_string(), row.index as i64);
+                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2", q1, q2)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            });
+        }
+        for (attempt, bytes) in added {
+            let (q1, q2) = (attempt.to_string(), bytes as i64);
+            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1", q1, q2)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+        let (stream, index) = (stream.to_string(), index as i64);
+        parse(sqlx::query_as!(ChunkRec, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+        let stream = stream.to_string();
+        parse_all(sqlx::query_as!(ChunkRec, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
+        let (q1, q2, q3, q4) = (s.id.to_string(), &s.login, s.role.as_str(), &s.password_hash);
+        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", q1, q2, q3, q4, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
+        parse(sqlx::query_as!(StaffRec, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#, login).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
+        let (q1, q2) = (token_hash.as_slice(), staff.to_string());
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", q1, q2, expires_at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount> {
+        let hash = token_hash.as_slice();
+        parse(
+            sqlx::query_as!(
+                StaffRec,
+                r#"SELECT s.id AS "id!", s.login AS "login!", s.role AS "role!", s.password_hash AS "password_hash!"
+                   FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = ?1 AND x.expires_at > ?2"#,
+                hash,
+                now_ms
+            )
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {
+        // The single writer connection serialises appenders, so two can never chain onto
+        // the same predecessor; the CLI on the same file waits on SQLite's write lock.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let entry = append_audit_in(&mut tx, e).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(entry)
+    }
+
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
+            return Ok(false);
+        }
+        append_audit_in(&mut tx, event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
+        parse_all(
+            sqlx::query_as!(
+                AuditRec,
+                r#"SELECT seq AS "seq!", at AS "at!", actor AS "actor!", action AS "action!", attempt_id, detail AS "detail!", prev_hash AS "prev_hash!", hash AS "hash!" FROM audit ORDER BY seq"#
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+}
+
+async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: AuditEvent) -> DbResult<AuditEntry> {
+    let last = sqlx::query!(r#"SELECT seq AS "seq!", hash AS "hash!" FROM audit ORDER BY seq DESC LIMIT 1"#).fetch_optional(&mut **tx).await.map_err(backend)?;
+    let (seq, prev_hash) = match last {
+        Some(r) => (r.seq + 1, arr32("hash", r.hash).map_err(backend)?),
+        None => (1, [0u8; 32]),
+    };
+    let detail = e.detail.to_string();
+    let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
+    let (q1, q2, q3, q4, q5, q6, q7) = (e.at_ms, &e.actor, &e.action, e.attempt_id.map(|a| a.to_string()), &detail, prev_hash.as_slice(), hash.as_slice());
+    sqlx::query!("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", seq, q1, q2, q3, q4, q5, q6, q7)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
+}
+
+/// The attempt's state moves from `from` to `to` only if it still is `from`; `ended_at`
+/// is stamped when it becomes `ended`.
+async fn compare_and_set_state<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
+    db: E,
+    attempt: Uuid,
+    from: AttemptState,
+    to: AttemptState,
+    at_ms: i64,
+) -> DbResult<bool> {
+    let (attempt, from, to) = (attempt.to_string(), from.as_str(), to.as_str());
+    let done = sqlx::query!(
+        "UPDATE attempts SET state = ?3, state_changed_at = ?4, ended_at = CASE WHEN ?3 = 'ended' THEN ?4 ELSE ended_at END
+         WHERE id = ?1 AND state = ?2",
+        attempt,
+        from,
+        to,
+        at_ms
+    )
+    .execute(db)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
+}
