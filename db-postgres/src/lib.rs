@@ -3,12 +3,12 @@
 //! appenders are serialised across instances by a transaction-scoped advisory lock;
 //! every statement has a timeout.
 
+use async_trait::async_trait;
 use proctor_db::lifecycle::AttemptState;
 use proctor_db::*;
-use async_trait::async_trait;
-use uuid::Uuid;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
+use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -204,17 +204,31 @@ impl Database for PostgresDatabase {
 
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let (q1, q2, q3, q4, q5, q6, q7) = (a.id, a.sitting_id, &a.reference, &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint, a.created_at_ms);
-        sqlx::query!("INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)", q1, q2, q3, q4, q5, q6, q7)
+        sqlx::query!(
+            "INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            a.id,
+            a.sitting_id,
+            &a.reference,
+            &a.kek_epoch,
+            &a.wrapped_dek,
+            &a.dek_fingerprint,
+            a.created_at_ms
+        )
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let (q1, q2, q3, q4) = (a.token_hash.as_slice(), a.id, a.created_at_ms, a.token_expires_at_ms);
-        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, 0, $3, $4)", q1, q2, q3, q4)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let token_hash = a.token_hash.as_slice();
+        sqlx::query!(
+            "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, 0, $3, $4)",
+            token_hash,
+            a.id,
+            a.created_at_ms,
+            a.token_expires_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -235,14 +249,29 @@ impl Database for PostgresDatabase {
         // Two reads in one transaction (repeatable read): one snapshot, as the join they replace.
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(backend)?;
-        let token: LaunchToken = parse(sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.token_hash = $1", hash).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        let token: LaunchToken = parse(
+            sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.token_hash = $1", hash)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?,
+        )?;
         let attempt = parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", token.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?)?;
         Ok((attempt, token))
     }
 
     async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
         let generation = generation as i32;
-        parse(sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.attempt_id = $1 AND t.generation = $2", attempt, generation).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(
+            sqlx::query_as!(
+                TokenRec,
+                "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.attempt_id = $1 AND t.generation = $2",
+                attempt,
+                generation
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
     }
 
     async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
@@ -251,13 +280,20 @@ impl Database for PostgresDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let (q1, q2) = (token_hash.as_slice(), generation as i32);
-        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)", q1, attempt, q2, issued_at_ms, expires_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let q1 = generation as i32;
-        sqlx::query!("UPDATE attempts SET token_generation = $2 WHERE id = $1", attempt, q1).execute(&mut *tx).await.map_err(backend)?;
+        let (token_hash, generation) = (token_hash.as_slice(), generation as i32);
+        sqlx::query!(
+            "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            token_hash,
+            attempt,
+            generation,
+            issued_at_ms,
+            expires_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let generation = generation as i32;
+        sqlx::query!("UPDATE attempts SET token_generation = $2 WHERE id = $1", attempt, generation).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -272,13 +308,20 @@ impl Database for PostgresDatabase {
     async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
         // Rows another transaction is claiming are skipped, not waited for: claimers on
         // every instance run at once and share the work.
-        let q1 = limit as i64;
-        sqlx::query_scalar!("UPDATE attempts SET claimed_until = $3::BIGINT + $4::BIGINT WHERE id IN (
+        let limit = limit as i64;
+        sqlx::query_scalar!(
+            "UPDATE attempts SET claimed_until = $3::BIGINT + $4::BIGINT WHERE id IN (
                  SELECT id FROM attempts
                  WHERE state <> 'destroyed' AND ended_at < $1 AND (claimed_until IS NULL OR claimed_until <= $2)
                  ORDER BY ended_at LIMIT $5
                  FOR UPDATE SKIP LOCKED)
-             RETURNING id", ended_before_ms, now_ms, now_ms, lease_ms, q1)
+             RETURNING id",
+            ended_before_ms,
+            now_ms,
+            now_ms,
+            lease_ms,
+            limit
+        )
         .fetch_all(&self.pool)
         .await
         .map_err(backend)
@@ -295,36 +338,62 @@ impl Database for PostgresDatabase {
     async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The attempt's row lock makes concurrent opens of one attempt take turns.
-        let q1 = s.attempt_id;
-        sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#, q1).fetch_optional(&mut *tx).await.map_err(backend)?;
-        let q1 = s.attempt_id;
-        let n: i64 = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#, q1).fetch_one(&mut *tx).await.map_err(backend)?;
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#, s.attempt_id).fetch_optional(&mut *tx).await.map_err(backend)?;
+        let n: i64 = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#, s.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?;
         if n as u64 >= max_streams {
             return Ok(false);
         }
-        let (q1, q2, q3, q4, q5, q6, q7) = (s.id, s.attempt_id, s.salt.as_slice(), s.opened_at_ms, conn.client_ip, conn.agent_version, conn.os);
-        sqlx::query!("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ($1, $2, $3, $4, $5, $6, $7)", q1, q2, q3, q4, q5, q6, q7)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let salt = s.salt.as_slice();
+        sqlx::query!(
+            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            s.id,
+            s.attempt_id,
+            salt,
+            s.opened_at_ms,
+            conn.client_ip,
+            conn.agent_version,
+            conn.os
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {
-        parse(sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(
+            sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?,
+        )
     }
 
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
-        parse_all(sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id", attempt).fetch_all(&self.pool).await.map_err(backend)?)
+        parse_all(
+            sqlx::query_as!(
+                StreamRec,
+                "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id",
+                attempt
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
     }
 
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
-        let q1 = final_index as i64;
-        sqlx::query!("UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)", id, q1, at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let final_index = final_index as i64;
+        sqlx::query!(
+            "UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)",
+            id,
+            final_index,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -345,7 +414,16 @@ impl Database for PostgresDatabase {
             let inserted = sqlx::query!(
                 "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING",
-                row.stream_id, index, digest, prev, size, start, end, row.last, sha, at_ms
+                row.stream_id,
+                index,
+                digest,
+                prev,
+                size,
+                start,
+                end,
+                row.last,
+                sha,
+                at_ms
             )
             .execute(&mut *tx)
             .await
@@ -356,8 +434,8 @@ impl Database for PostgresDatabase {
                 *added.entry(*attempt).or_default() += row.size;
                 ChunkInsert::Created
             } else {
-                let (q1, q2) = (row.stream_id, row.index as i64);
-                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2", q1, q2)
+                let index = row.index as i64;
+                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2", row.stream_id, index)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(backend)?;
@@ -370,11 +448,8 @@ impl Database for PostgresDatabase {
         }
         // Attempts last, in order too: one update each, however many of its chunks came.
         for (attempt, bytes) in added {
-            let q1 = bytes as i64;
-            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1", attempt, q1)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let bytes = bytes as i64;
+            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1", attempt, bytes).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
@@ -382,16 +457,35 @@ impl Database for PostgresDatabase {
 
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
         let index = index as i64;
-        parse(sqlx::query_as!(ChunkRec, "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 AND idx = $2", stream, index).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(
+            sqlx::query_as!(
+                ChunkRec,
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 AND idx = $2",
+                stream,
+                index
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
     }
 
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
-        parse_all(sqlx::query_as!(ChunkRec, "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 ORDER BY idx", stream).fetch_all(&self.pool).await.map_err(backend)?)
+        parse_all(
+            sqlx::query_as!(
+                ChunkRec,
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 ORDER BY idx",
+                stream
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
     }
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
-        let (q1, q2, q3, q4) = (s.id, &s.login, s.role.as_str(), &s.password_hash);
-        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)", q1, q2, q3, q4, at_ms)
+        let role = s.role.as_str();
+        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)", s.id, &s.login, role, &s.password_hash, at_ms)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -403,8 +497,8 @@ impl Database for PostgresDatabase {
     }
 
     async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
-        let q1 = token_hash.as_slice();
-        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)", q1, staff, expires_at_ms)
+        let token_hash = token_hash.as_slice();
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)", token_hash, staff, expires_at_ms)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
@@ -444,7 +538,12 @@ impl Database for PostgresDatabase {
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
-        parse_all(sqlx::query_as!(AuditRec, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq").fetch_all(&self.pool).await.map_err(backend)?)
+        parse_all(
+            sqlx::query_as!(AuditRec, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?,
+        )
     }
 }
 
@@ -458,11 +557,21 @@ async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: Audi
     };
     let detail = e.detail.to_string();
     let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
-    let (q1, q2, q3, q4, q5, q6, q7) = (e.at_ms, &e.actor, &e.action, e.attempt_id, &detail, prev_hash.as_slice(), hash.as_slice());
-    sqlx::query!("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", seq, q1, q2, q3, q4, q5, q6, q7)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+    let (prev, own_hash) = (prev_hash.as_slice(), hash.as_slice());
+    sqlx::query!(
+        "INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        seq,
+        e.at_ms,
+        &e.actor,
+        &e.action,
+        e.attempt_id,
+        &detail,
+        prev,
+        own_hash
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
 }
 
@@ -475,10 +584,16 @@ async fn compare_and_set_state<'e, E: sqlx::Executor<'e, Database = sqlx::Postgr
     to: AttemptState,
     at_ms: i64,
 ) -> DbResult<bool> {
-    let (q1, q2) = (from.as_str(), to.as_str());
-    let done = sqlx::query!("UPDATE attempts SET state = $3::text, state_changed_at = $4,
+    let (from, to) = (from.as_str(), to.as_str());
+    let done = sqlx::query!(
+        "UPDATE attempts SET state = $3::text, state_changed_at = $4,
                  ended_at = CASE WHEN $3::text = 'ended' THEN $4 ELSE ended_at END
-             WHERE id = $1 AND state = $2", attempt, q1, q2, at_ms)
+             WHERE id = $1 AND state = $2",
+        attempt,
+        from,
+        to,
+        at_ms
+    )
     .execute(db)
     .await
     .map_err(backend)?;

@@ -3,13 +3,13 @@
 //! that the CLI and a running server share the file. One writer connection (SQLite has one
 //! writer anyway; serialising here avoids busy retries) and a pool of readers.
 
+use async_trait::async_trait;
 use proctor_db::lifecycle::AttemptState;
 use proctor_db::*;
-use async_trait::async_trait;
-use uuid::Uuid;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
 use std::str::FromStr;
+use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -229,11 +229,8 @@ fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Ve
 #[async_trait]
 impl Database for SqliteDatabase {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
-        let q1 = id.to_string();
-        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)", q1, reference, at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        let id = id.to_string();
+        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)", id, reference, at_ms).execute(&self.writer).await.map_err(backend)?;
         Ok(())
     }
 
@@ -245,17 +242,35 @@ impl Database for SqliteDatabase {
 
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let (q1, q2, q3, q4, q5, q6, q7, q8, q9) = (a.id.to_string(), a.sitting_id.to_string(), &a.reference, a.token_hash.as_slice(), a.token_expires_at_ms, &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint, a.created_at_ms);
-        sqlx::query!("INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", q1, q2, q3, q4, q5, q6, q7, q8, q9)
+        let (id, sitting_id, reference, token_hash, kek_epoch, wrapped_dek, dek_fingerprint) =
+            (a.id.to_string(), a.sitting_id.to_string(), &a.reference, a.token_hash.as_slice(), &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint);
+        sqlx::query!(
+            "INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            id,
+            sitting_id,
+            reference,
+            token_hash,
+            a.token_expires_at_ms,
+            kek_epoch,
+            wrapped_dek,
+            dek_fingerprint,
+            a.created_at_ms
+        )
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let (q1, q2, q3, q4) = (a.token_hash.as_slice(), a.id.to_string(), a.created_at_ms, a.token_expires_at_ms);
-        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, 0, ?3, ?4)", q1, q2, q3, q4)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let (token_hash, id) = (a.token_hash.as_slice(), a.id.to_string());
+        sqlx::query!(
+            "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, 0, ?3, ?4)",
+            token_hash,
+            id,
+            a.created_at_ms,
+            a.token_expires_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -291,27 +306,31 @@ impl Database for SqliteDatabase {
 
     async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let q1 = attempt.to_string();
-        sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", q1, issued_at_ms)
+        let attempt = attempt.to_string();
+        sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", attempt, issued_at_ms)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        let (q1, q2, q3) = (token_hash.as_slice(), attempt.to_string(), generation as i64);
-        sqlx::query!("INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)", q1, q2, q3, issued_at_ms, expires_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let (q1, q2) = (attempt.to_string(), generation as i64);
-        sqlx::query!("UPDATE attempts SET token_generation = ?2 WHERE id = ?1", q1, q2)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let (token_hash, attempt, generation) = (token_hash.as_slice(), attempt.to_string(), generation as i64);
+        sqlx::query!(
+            "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            token_hash,
+            attempt,
+            generation,
+            issued_at_ms,
+            expires_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let (attempt, generation) = (attempt.to_string(), generation as i64);
+        sqlx::query!("UPDATE attempts SET token_generation = ?2 WHERE id = ?1", attempt, generation).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
-        let q1 = attempt.to_string();
-        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", q1, at_ms)
+        let attempt = attempt.to_string();
+        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", attempt, at_ms)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -322,23 +341,28 @@ impl Database for SqliteDatabase {
         // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
         // other on the same file take turns, so no row is claimed twice.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let q1 = limit as i64;
-        let ids: Vec<String> = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE state <> 'destroyed' AND ended_at < ?1 AND (claimed_until IS NULL OR claimed_until <= ?2)
-             ORDER BY ended_at LIMIT ?3"#, ended_before_ms, now_ms, q1)
+        let limit = limit as i64;
+        let ids: Vec<String> = sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM attempts WHERE state <> 'destroyed' AND ended_at < ?1 AND (claimed_until IS NULL OR claimed_until <= ?2)
+             ORDER BY ended_at LIMIT ?3"#,
+            ended_before_ms,
+            now_ms,
+            limit
+        )
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
         for id in &ids {
-            let q1 = now_ms + lease_ms;
-            sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1", id, q1).execute(&mut *tx).await.map_err(backend)?;
+            let claimed_until = now_ms + lease_ms;
+            sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1", id, claimed_until).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         ids.iter().map(|i| Uuid::parse_str(i).map_err(|e| DbError::Backend(e.to_string()))).collect()
     }
 
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
-        let q1 = attempt.to_string();
-        sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", q1, notice_version, at_ms)
+        let attempt = attempt.to_string();
+        sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", attempt, notice_version, at_ms)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -347,9 +371,19 @@ impl Database for SqliteDatabase {
 
     async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
         // One statement on the single writer: the count and the insert cannot interleave.
-        let (q1, q2, q3, q4, q5, q6, q7, q8) = (s.id.to_string(), s.attempt_id.to_string(), s.salt.as_slice(), s.opened_at_ms, conn.client_ip, conn.agent_version, conn.os, max_streams as i64);
-        let done = sqlx::query!("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?8", q1, q2, q3, q4, q5, q6, q7, q8)
+        let (id, attempt_id, salt, max_streams) = (s.id.to_string(), s.attempt_id.to_string(), s.salt.as_slice(), max_streams as i64);
+        let done = sqlx::query!(
+            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?8",
+            id,
+            attempt_id,
+            salt,
+            s.opened_at_ms,
+            conn.client_ip,
+            conn.agent_version,
+            conn.os,
+            max_streams
+        )
         .execute(&self.writer)
         .await
         .map_err(backend)?;
@@ -358,7 +392,16 @@ impl Database for SqliteDatabase {
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {
         let id = id.to_string();
-        parse(sqlx::query_as!(StreamRec, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(
+            sqlx::query_as!(
+                StreamRec,
+                r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#,
+                id
+            )
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
     }
 
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
@@ -367,11 +410,16 @@ impl Database for SqliteDatabase {
     }
 
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
-        let (q1, q2) = (id.to_string(), final_index as i64);
-        sqlx::query!("UPDATE streams SET ended_at = COALESCE(ended_at, ?3), final_index = ?2 WHERE id = ?1 AND (final_index IS NULL OR final_index = ?2)", q1, q2, at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        let (id, final_index) = (id.to_string(), final_index as i64);
+        sqlx::query!(
+            "UPDATE streams SET ended_at = COALESCE(ended_at, ?3), final_index = ?2 WHERE id = ?1 AND (final_index IS NULL OR final_index = ?2)",
+            id,
+            final_index,
+            at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -387,22 +435,29 @@ impl Database for SqliteDatabase {
             let inserted = sqlx::query!(
                 "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                stream, index, digest, prev, size, start, end, row.last, sha, at_ms
+                stream,
+                index,
+                digest,
+                prev,
+                size,
+                start,
+                end,
+                row.last,
+                sha,
+                at_ms
             )
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected()
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
                 == 1;
             outcomes.push(if inserted {
                 *added.entry(*attempt).or_default() += row.size;
                 ChunkInsert::Created
             } else {
-                let (q1, q2) = (row.stream_id.to_string(), row.index as i64);
-                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2", q1, q2)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                let (stream_id, index) = (row.stream_id.to_string(), row.index as i64);
+                let stored: Vec<u8> =
+                    sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2", stream_id, index).fetch_one(&mut *tx).await.map_err(backend)?;
                 if stored == row.digest {
                     ChunkInsert::Duplicate
                 } else {
@@ -411,11 +466,8 @@ impl Database for SqliteDatabase {
             });
         }
         for (attempt, bytes) in added {
-            let (q1, q2) = (attempt.to_string(), bytes as i64);
-            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1", q1, q2)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            let (attempt, bytes) = (attempt.to_string(), bytes as i64);
+            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1", attempt, bytes).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
@@ -432,8 +484,8 @@ impl Database for SqliteDatabase {
     }
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
-        let (q1, q2, q3, q4) = (s.id.to_string(), &s.login, s.role.as_str(), &s.password_hash);
-        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", q1, q2, q3, q4, at_ms)
+        let (id, login, role, password_hash) = (s.id.to_string(), &s.login, s.role.as_str(), &s.password_hash);
+        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", id, login, role, password_hash, at_ms)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -441,12 +493,17 @@ impl Database for SqliteDatabase {
     }
 
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
-        parse(sqlx::query_as!(StaffRec, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#, login).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(
+            sqlx::query_as!(StaffRec, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#, login)
+                .fetch_one(&self.readers)
+                .await
+                .map_err(backend)?,
+        )
     }
 
     async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
-        let (q1, q2) = (token_hash.as_slice(), staff.to_string());
-        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", q1, q2, expires_at_ms)
+        let (token_hash, staff) = (token_hash.as_slice(), staff.to_string());
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", token_hash, staff, expires_at_ms)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -509,11 +566,21 @@ async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: AuditE
     };
     let detail = e.detail.to_string();
     let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
-    let (q1, q2, q3, q4, q5, q6, q7) = (e.at_ms, &e.actor, &e.action, e.attempt_id.map(|a| a.to_string()), &detail, prev_hash.as_slice(), hash.as_slice());
-    sqlx::query!("INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", seq, q1, q2, q3, q4, q5, q6, q7)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+    let (actor, action, attempt_id, text, prev, own_hash) = (&e.actor, &e.action, e.attempt_id.map(|a| a.to_string()), &detail, prev_hash.as_slice(), hash.as_slice());
+    sqlx::query!(
+        "INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        seq,
+        e.at_ms,
+        actor,
+        action,
+        attempt_id,
+        text,
+        prev,
+        own_hash
+    )
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
     Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
 }
 

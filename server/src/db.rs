@@ -28,4 +28,3 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Arc<dyn Databas
         .notify(|e, d| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "database unreachable, retrying"))
         .await
 }
-
