@@ -54,7 +54,8 @@ impl Proctor {
         let dek = AttemptKey::generate();
         let wrapped = self.keys.wrap(&dek, &id, now)?;
         let token = launch_token(&dek, &id, 0);
-        let expires = now + self.settings.limits.launch_token_ttl;
+        // Stored in milliseconds: the first answer must read as a retried one will.
+        let expires = from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl));
         let row = NewAttempt {
             id,
             sitting_id: sitting,
@@ -115,7 +116,7 @@ impl Proctor {
         let dek = self.attempt_key(&a)?;
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
-        let expires = now + self.settings.limits.launch_token_ttl;
+        let expires = from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl));
         self.db.issue_token(a.id, generation, hash_token(&token), unix_ms(now), unix_ms(expires)).await?;
         self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
         Ok(AddCandidateResponse { attempt_id: a.id, launch_token: token, token_expires_at: rfc3339(expires) })
