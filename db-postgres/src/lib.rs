@@ -246,16 +246,31 @@ impl Database for PostgresDatabase {
 
     async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
         let hash = token_hash.as_slice();
-        // Two reads in one transaction (repeatable read): one snapshot, as the join they replace.
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await.map_err(backend)?;
-        let token: LaunchToken = parse(
-            sqlx::query_as!(TokenRec, "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.token_hash = $1", hash)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?,
-        )?;
-        let attempt = parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", token.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?)?;
+        // Every authenticated request asks this: one statement, not two.
+        let r = sqlx::query!(
+            "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at,
+                    a.token_generation, a.bytes_stored, t.attempt_id, t.generation, t.expires_at, t.revoked_at
+             FROM launch_tokens t JOIN attempts a ON a.id = t.attempt_id WHERE t.token_hash = $1",
+            hash
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let token = parse(TokenRec { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
+        let attempt = parse(AttemptRec {
+            id: r.id,
+            sitting_id: r.sitting_id,
+            reference: r.reference,
+            kek_epoch: r.kek_epoch,
+            wrapped_dek: r.wrapped_dek,
+            consent_notice: r.consent_notice,
+            consent_at: r.consent_at,
+            created_at: r.created_at,
+            state: r.state,
+            ended_at: r.ended_at,
+            token_generation: r.token_generation,
+            bytes_stored: r.bytes_stored,
+        })?;
         Ok((attempt, token))
     }
 
