@@ -49,16 +49,7 @@ async fn the_cli_contract_runs_on_postgres_and_s3() {
             "--key-dir".into(),
             keys.to_str().unwrap().into(),
         ],
-        env: [
-            ("PROCTOR_OBJECT_STORE__ENDPOINT", s3.endpoint.clone().unwrap()),
-            ("PROCTOR_OBJECT_STORE__REGION", s3.region.clone().unwrap()),
-            ("PROCTOR_OBJECT_STORE__ALLOW_HTTP", "true".into()),
-            ("PROCTOR_OBJECT_STORE__ACCESS_KEY_ID", s3.access_key_id.clone().unwrap()),
-            ("PROCTOR_OBJECT_STORE__SECRET_ACCESS_KEY", s3.secret_access_key.clone().unwrap()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
+        env: bucket.env(),
     };
     let data = tmp.path().join("data");
 

@@ -93,19 +93,9 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = pg::Cluster::start().await;
     let bucket = garage::Garage::start();
-    let s3 = &bucket.settings;
-    let env: Vec<(String, String)> = [
-        ("PROCTOR_DATABASE__URL", cluster.url.clone()),
-        ("PROCTOR_OBJECT_STORE__URL", s3.url.clone().unwrap()),
-        ("PROCTOR_OBJECT_STORE__ENDPOINT", s3.endpoint.clone().unwrap()),
-        ("PROCTOR_OBJECT_STORE__REGION", s3.region.clone().unwrap()),
-        ("PROCTOR_OBJECT_STORE__ALLOW_HTTP", "true".into()),
-        ("PROCTOR_OBJECT_STORE__ACCESS_KEY_ID", s3.access_key_id.clone().unwrap()),
-        ("PROCTOR_OBJECT_STORE__SECRET_ACCESS_KEY", s3.secret_access_key.clone().unwrap()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = bucket.env();
+    env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
+    env.push(("PROCTOR_OBJECT_STORE__URL".into(), bucket.settings.url.clone().unwrap()));
     let keys = tmp.path().join("keys");
     let key_arg = ["--key-dir", keys.to_str().unwrap()];
     let mut a = Server::start_with_env(&tmp.path().join("a"), 0, &key_arg, &env);

@@ -94,6 +94,23 @@ impl Garage {
         };
         Garage { child, _dir: dir, settings }
     }
+
+    /// The bucket's endpoint, region and credentials as a server process reads them
+    /// (`PROCTOR_OBJECT_STORE__*`), without the bucket URL itself.
+    #[allow(dead_code)] // not every test crate that includes this harness runs processes
+    pub fn env(&self) -> Vec<(String, String)> {
+        let s = &self.settings;
+        [
+            ("PROCTOR_OBJECT_STORE__ENDPOINT", s.endpoint.clone().unwrap()),
+            ("PROCTOR_OBJECT_STORE__REGION", s.region.clone().unwrap()),
+            ("PROCTOR_OBJECT_STORE__ALLOW_HTTP", "true".into()),
+            ("PROCTOR_OBJECT_STORE__ACCESS_KEY_ID", s.access_key_id.clone().unwrap()),
+            ("PROCTOR_OBJECT_STORE__SECRET_ACCESS_KEY", s.secret_access_key.clone().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
 }
 
 impl Drop for Garage {
