@@ -511,6 +511,22 @@ impl Database for PostgresDatabase {
         parse(sqlx::query_as!(StaffRec, "SELECT id, login, role, password_hash FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
     }
 
+    async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()> {
+        sqlx::query!("INSERT INTO sitting_assignments (staff_id, sitting_id, assigned_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", staff, sitting, at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool> {
+        let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sitting_assignments WHERE staff_id = $1 AND sitting_id = $2"#, staff, sitting)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
     async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
         let token_hash = token_hash.as_slice();
         sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)", token_hash, staff, expires_at_ms)

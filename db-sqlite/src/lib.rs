@@ -523,6 +523,24 @@ impl Database for SqliteDatabase {
         )
     }
 
+    async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()> {
+        let (staff, sitting) = (staff.to_string(), sitting.to_string());
+        sqlx::query!("INSERT INTO sitting_assignments (staff_id, sitting_id, assigned_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", staff, sitting, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool> {
+        let (staff, sitting) = (staff.to_string(), sitting.to_string());
+        let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sitting_assignments WHERE staff_id = ?1 AND sitting_id = ?2"#, staff, sitting)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+
     async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
         let (token_hash, staff) = (token_hash.as_slice(), staff.to_string());
         sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", token_hash, staff, expires_at_ms)

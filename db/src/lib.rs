@@ -208,6 +208,9 @@ pub trait Database: Send + Sync + 'static {
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount>;
+    /// Lets a staff member see a sitting; assigning twice changes nothing.
+    async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()>;
+    async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool>;
     async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()>;
     async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount>;
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;

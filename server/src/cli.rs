@@ -95,6 +95,13 @@ enum StaffCommand {
         #[arg(long)]
         login: String,
     },
+    /// Lets a reviewer or jury member see a sitting's attempts.
+    Assign {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        sitting: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +177,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let id = app.add_staff(&login, &role, &password).await?;
                 print(serde_json::json!({ "staff_id": id, "login": login, "role": role }))?
+            }
+            Command::Staff { command: StaffCommand::Assign { login, sitting } } => {
+                app.assign_sitting(&login, sitting, "admin-cli").await?;
+                print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
             Command::Attempt { command: AttemptCommand::End { id } } => print(app.end_attempt(id, "admin-cli").await?)?,

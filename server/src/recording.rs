@@ -146,7 +146,7 @@ impl Proctor {
         if !staff.role.may_view_recordings() {
             return Err(AppError::Forbidden("this role may not view recordings".into()));
         }
-        let attempt = self.attempt_or_404(attempt_id).await?;
+        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
         if attempt.state == AttemptState::Destroyed {
             return Err(AppError::Gone);
         }

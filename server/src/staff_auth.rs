@@ -28,6 +28,32 @@ impl Proctor {
         Ok(id)
     }
 
+    /// Lets a reviewer or a jury member see a sitting (the admin's act; idempotent).
+    pub async fn assign_sitting(&self, login: &str, sitting: Uuid, actor: &str) -> Result<(), AppError> {
+        let staff = match self.db.staff_by_login(login).await {
+            Err(DbError::NotFound) => return Err(AppError::NotFound("staff member")),
+            other => other?,
+        };
+        if !self.db.sitting_exists(sitting).await? {
+            return Err(AppError::NotFound("sitting"));
+        }
+        self.db.assign_sitting(staff.id, sitting, self.now_ms()).await?;
+        self.audit(actor, "sitting_assigned", None, serde_json::json!({ "login": staff.login, "sitting_id": sitting })).await?;
+        Ok(())
+    }
+
+    /// The attempt as this staff member may see it. Reviewers and jury members see the
+    /// sittings assigned to them; any other attempt answers exactly as an unknown one
+    /// does, so that its existence is not disclosed.
+    pub async fn attempt_for_staff(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<crate::db::Attempt, AppError> {
+        let attempt = self.attempt_or_404(attempt_id).await?;
+        match staff.role {
+            Role::Admin => Ok(attempt),
+            Role::Reviewer | Role::Jury if self.db.is_assigned(staff.id, attempt.sitting_id).await? => Ok(attempt),
+            Role::Reviewer | Role::Jury => Err(AppError::NotFound("attempt")),
+        }
+    }
+
     pub async fn staff_login(&self, login: &str, password: &str, client_addr: &str) -> Result<String, AppError> {
         let now = self.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {

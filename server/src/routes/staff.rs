@@ -46,6 +46,7 @@ pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<s
     responses((status = 200, description = "attempt report"), (status = 401), (status = 404)))]
 pub async fn attempt(State(app): State<AppState>, staff: StaffIdentity, Path(id): Path<String>) -> Result<Json<AttemptReport>, AppError> {
     let id = parse_id(&id, "attempt id")?;
+    app.attempt_for_staff(&staff, id).await?;
     let report = app.attempt_report(id).await?;
     app.audit(&staff.login, "attempt_report_viewed", Some(id), serde_json::json!({})).await?;
     Ok(Json(report))

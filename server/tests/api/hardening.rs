@@ -40,7 +40,7 @@ async fn a_chunk_bomb_index_is_refused_and_missing_fragments_are_ranges() {
 
 async fn report_of(app: &TestApp, attempt: uuid::Uuid) -> (serde_json::Value, String) {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..6]);
-    let token = add_staff(app, &login, "reviewer").await;
+    let token = reviewer_of(app, &login, attempt).await;
     let r = app.http.get(format!("{}/api/staff/v1/attempts/{attempt}", app.staff)).bearer_auth(&token).send().await.unwrap();
     (r.json().await.unwrap(), token)
 }

@@ -207,6 +207,14 @@ pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
     r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
+/// A reviewer assigned to the sitting of `attempt`; returns their session token.
+pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
+    let token = add_staff(app, login, "reviewer").await;
+    let sitting = app.db().await.attempt(attempt).await.unwrap().sitting_id;
+    app.proctor().await.assign_sitting(login, sitting, "test").await.unwrap();
+    token
+}
+
 impl TestApp {
     /// The domain on the same data directory and stores, as the CLI opens it.
     pub async fn proctor(&self) -> server::service::Proctor {

@@ -28,7 +28,7 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
     assert_eq!(app.end_stream(&first.launch_token, s.stream_id, 3).await.status(), 204);
 
     // A reviewer reads it back, decrypted from the bucket, and the read is audited.
-    let token = add_staff(&app, "relectrice", "reviewer").await;
+    let token = reviewer_of(&app, "relectrice", first.attempt_id).await;
     let r = app.http.get(format!("{}/api/staff/v1/attempts/{}/streams/{}/media?from=1&to=3", app.staff, first.attempt_id, s.stream_id)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let expected: String = [0, 1, 2, 3].iter().map(|i| format!("fragment {i} of stream {}", s.stream_id)).collect();

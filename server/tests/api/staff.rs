@@ -10,7 +10,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
     }
     app.end_stream(&c.token, s.stream_id, 3).await;
-    let token = add_staff(&app, "relectrice", "reviewer").await;
+    let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
 
     let url = format!("{}/api/staff/v1/attempts/{}/streams/{}/media?from=2&to=3", app.staff, c.attempt_id, s.stream_id);
     let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
@@ -32,6 +32,40 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
     assert_eq!(report["integrity"], "ok");
     assert_eq!(report["fragments_stored"], 4);
     assert_eq!(report["state"], "recording");
+}
+
+/// Defect: any reviewer could read any attempt. A reviewer or jury member sees the sittings
+/// assigned to them; any other attempt answers exactly as an unknown one.
+#[tokio::test]
+async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
+    let app = spawn_app().await;
+    let (theirs, s) = app.recording_candidate().await;
+    for (i, chunk) in seal_stream(&s, 1).into_iter().enumerate() {
+        assert!(app.put_chunk(&theirs.token, s.stream_id, i as u32, chunk).await.status().is_success());
+    }
+    let mine = app.candidate().await;
+    let token = reviewer_of(&app, "relectrice", mine.attempt_id).await;
+    let report = |id: Uuid| app.http.get(format!("{}/api/staff/v1/attempts/{id}", app.staff)).bearer_auth(&token).send();
+    let media = |id: Uuid| app.http.get(format!("{}/api/staff/v1/attempts/{id}/streams/{}/media", app.staff, s.stream_id)).bearer_auth(&token).send();
+
+    assert_eq!(report(mine.attempt_id).await.unwrap().status(), 200);
+    let unknown = report(Uuid::new_v4()).await.unwrap();
+    let (status, body) = (unknown.status(), unknown.text().await.unwrap());
+    assert_eq!(status, 404);
+    for r in [report(theirs.attempt_id).await.unwrap(), media(theirs.attempt_id).await.unwrap()] {
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.text().await.unwrap(), body, "another sitting's attempt looks unknown");
+    }
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert!(!trail.iter().any(|e| e.action == "recording_viewed" || (e.action == "attempt_report_viewed" && e.attempt_id == Some(theirs.attempt_id))));
+
+    // Assigned to that sitting too, they see it.
+    let sitting = app.db().await.attempt(theirs.attempt_id).await.unwrap().sitting_id;
+    app.proctor().await.assign_sitting("relectrice", sitting, "admin").await.unwrap();
+    assert_eq!(report(theirs.attempt_id).await.unwrap().status(), 200);
+    assert_eq!(media(theirs.attempt_id).await.unwrap().status(), 200);
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "sitting_assigned" && e.detail.contains(&sitting.to_string())));
 }
 
 #[tokio::test]

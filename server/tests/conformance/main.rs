@@ -253,6 +253,22 @@ async fn a_batch_commits_together_and_answers_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sitting_assignments() {
+    for b in backends().await {
+        let db = &*b.db;
+        let (x, y) = (sitting(db).await, sitting(db).await);
+        let staff = StaffAccount { id: Uuid::new_v4(), login: "relecteur".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        db.create_staff(staff.clone(), 1).await.unwrap();
+        assert!(!db.is_assigned(staff.id, x).await.unwrap(), "{}", b.name);
+        db.assign_sitting(staff.id, x, 2).await.unwrap();
+        db.assign_sitting(staff.id, x, 3).await.unwrap();
+        assert!(db.is_assigned(staff.id, x).await.unwrap(), "{}", b.name);
+        assert!(!db.is_assigned(staff.id, y).await.unwrap(), "{}: one sitting, not all", b.name);
+        assert!(db.assign_sitting(Uuid::new_v4(), y, 4).await.is_err(), "{}: no unknown staff member", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn staff_and_sessions() {
     for b in backends().await {
         let db = &*b.db;

@@ -138,6 +138,8 @@ pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: 
     let mut env = env.to_vec();
     env.push(("PROCTOR_PASSWORD", "Relecture-2026!"));
     cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &env);
+    let report = cli(&server.data, &["attempt", "show", attempt], &env);
+    cli(&server.data, &["staff", "assign", "--login", &login, "--sitting", report["sitting_id"].as_str().unwrap()], &env);
     let http = reqwest::Client::new();
     let t: serde_json::Value = http
         .post(format!("{}/api/staff/v1/login", server.staff))

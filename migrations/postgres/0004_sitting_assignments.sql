@@ -1,0 +1,8 @@
+-- Which staff member may see which sitting: reviewers their assigned sittings, jury
+-- members the sittings of their jury. Nothing else is visible to them.
+CREATE TABLE sitting_assignments (
+    staff_id UUID NOT NULL REFERENCES staff(id),
+    sitting_id UUID NOT NULL REFERENCES sittings(id),
+    assigned_at BIGINT NOT NULL,
+    PRIMARY KEY (staff_id, sitting_id)
+);
