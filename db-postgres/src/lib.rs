@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use proctor_db::lifecycle::AttemptState;
+use proctor_db::records::*;
 use proctor_db::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -20,14 +21,6 @@ pub struct PostgresDatabase {
     pool: PgPool,
 }
 
-fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
-    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
-}
-
-fn decode_err(col: &str, e: String) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
-}
-
 impl PostgresDatabase {
     pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Self> {
         let timeout_ms = pool.statement_timeout.as_millis().to_string();
@@ -38,158 +31,14 @@ impl PostgresDatabase {
     }
 }
 
-// Rows as the compile-time checked queries give them (`query_as!`), then parsed into the
-// domain's types.
-
-struct AttemptRec {
-    id: Uuid,
-    sitting_id: Uuid,
-    reference: String,
-    kek_epoch: String,
-    wrapped_dek: Vec<u8>,
-    consent_notice: Option<String>,
-    consent_at: Option<i64>,
-    created_at: i64,
-    state: String,
-    ended_at: Option<i64>,
-    token_generation: i32,
-    bytes_stored: i64,
-}
-
-impl TryFrom<AttemptRec> for Attempt {
-    type Error = sqlx::Error;
-    fn try_from(r: AttemptRec) -> Result<Self, sqlx::Error> {
-        Ok(Attempt {
-            id: r.id,
-            sitting_id: r.sitting_id,
-            reference: r.reference,
-            kek_epoch: r.kek_epoch,
-            wrapped_dek: r.wrapped_dek,
-            consent_notice: r.consent_notice,
-            consent_at_ms: r.consent_at,
-            created_at_ms: r.created_at,
-            state: r.state.parse().map_err(|e| decode_err("state", e))?,
-            ended_at_ms: r.ended_at,
-            token_generation: r.token_generation as u32,
-            bytes_stored: r.bytes_stored as u64,
-        })
-    }
-}
-
-struct TokenRec {
-    attempt_id: Uuid,
-    generation: i32,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<TokenRec> for LaunchToken {
-    type Error = sqlx::Error;
-    fn try_from(r: TokenRec) -> Result<Self, sqlx::Error> {
-        Ok(LaunchToken { attempt_id: r.attempt_id, generation: r.generation as u32, expires_at_ms: r.expires_at, revoked_at_ms: r.revoked_at })
-    }
-}
-
-struct StreamRec {
-    id: Uuid,
-    attempt_id: Uuid,
-    salt: Vec<u8>,
-    opened_at: i64,
-    ended_at: Option<i64>,
-    final_index: Option<i64>,
-}
-
-impl TryFrom<StreamRec> for Stream {
-    type Error = sqlx::Error;
-    fn try_from(r: StreamRec) -> Result<Self, sqlx::Error> {
-        Ok(Stream {
-            id: r.id,
-            attempt_id: r.attempt_id,
-            salt: arr32("salt", r.salt)?,
-            opened_at_ms: r.opened_at,
-            ended_at_ms: r.ended_at,
-            final_index: r.final_index.map(|i| i as u32),
-        })
-    }
-}
-
-struct ChunkRec {
-    stream_id: Uuid,
-    idx: i64,
-    digest: Vec<u8>,
-    prev_digest: Vec<u8>,
-    size: i64,
-    media_start_us: i64,
-    media_end_us: i64,
-    last: bool,
-    content_sha256: Vec<u8>,
-}
-
-impl TryFrom<ChunkRec> for ChunkRow {
-    type Error = sqlx::Error;
-    fn try_from(r: ChunkRec) -> Result<Self, sqlx::Error> {
-        Ok(ChunkRow {
-            stream_id: r.stream_id,
-            index: r.idx as u32,
-            digest: arr32("digest", r.digest)?,
-            content_sha256: arr32("content_sha256", r.content_sha256)?,
-            prev_digest: arr32("prev_digest", r.prev_digest)?,
-            size: r.size as u64,
-            media_start_us: r.media_start_us as u64,
-            media_end_us: r.media_end_us as u64,
-            last: r.last,
-        })
-    }
-}
-
-struct StaffRec {
-    id: Uuid,
-    login: String,
-    role: String,
-    password_hash: String,
-}
-
-impl TryFrom<StaffRec> for StaffAccount {
-    type Error = sqlx::Error;
-    fn try_from(r: StaffRec) -> Result<Self, sqlx::Error> {
-        Ok(StaffAccount { id: r.id, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
-    }
-}
-
-struct AuditRec {
-    seq: i64,
-    at: i64,
-    actor: String,
-    action: String,
-    attempt_id: Option<Uuid>,
-    detail: String,
-    prev_hash: Vec<u8>,
-    hash: Vec<u8>,
-}
-
-impl TryFrom<AuditRec> for AuditEntry {
-    type Error = sqlx::Error;
-    fn try_from(r: AuditRec) -> Result<Self, sqlx::Error> {
-        Ok(AuditEntry {
-            seq: r.seq,
-            at_ms: r.at,
-            actor: r.actor,
-            action: r.action,
-            attempt_id: r.attempt_id,
-            detail: r.detail,
-            prev_hash: arr32("prev_hash", r.prev_hash)?,
-            hash: arr32("hash", r.hash)?,
-        })
-    }
-}
-
-fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
-    T::try_from(r).map_err(backend)
-}
-
-fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
-    rows.into_iter().map(parse).collect()
-}
+// The shared row records (`proctor_db::records`) with this backend's column types:
+// native UUIDs; INTEGER columns are i32.
+type AttemptRecord = AttemptRec<Uuid, i32>;
+type TokenRecord = TokenRec<Uuid, i32>;
+type StreamRecord = StreamRec<Uuid>;
+type ChunkRecord = ChunkRec<Uuid>;
+type StaffRecord = StaffRec<Uuid>;
+type AuditRecord = AuditRec<Uuid>;
 
 #[async_trait]
 impl Database for PostgresDatabase {
@@ -233,7 +82,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
-        parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
     }
 
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
@@ -241,7 +90,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
-        parse(sqlx::query_as!(AttemptRec, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
     }
 
     async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
@@ -256,8 +105,8 @@ impl Database for PostgresDatabase {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        let token = parse(TokenRec { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
-        let attempt = parse(AttemptRec {
+        let token = parse(TokenRecord { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
+        let attempt = parse(AttemptRecord {
             id: r.id,
             sitting_id: r.sitting_id,
             reference: r.reference,
@@ -278,7 +127,7 @@ impl Database for PostgresDatabase {
         let generation = generation as i32;
         parse(
             sqlx::query_as!(
-                TokenRec,
+                TokenRecord,
                 "SELECT t.attempt_id, t.generation, t.expires_at, t.revoked_at FROM launch_tokens t WHERE t.attempt_id = $1 AND t.generation = $2",
                 attempt,
                 generation
@@ -378,7 +227,7 @@ impl Database for PostgresDatabase {
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {
         parse(
-            sqlx::query_as!(StreamRec, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
+            sqlx::query_as!(StreamRecord, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(backend)?,
@@ -388,7 +237,7 @@ impl Database for PostgresDatabase {
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
         parse_all(
             sqlx::query_as!(
-                StreamRec,
+                StreamRecord,
                 "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id",
                 attempt
             )
@@ -474,7 +323,7 @@ impl Database for PostgresDatabase {
         let index = index as i64;
         parse(
             sqlx::query_as!(
-                ChunkRec,
+                ChunkRecord,
                 "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 AND idx = $2",
                 stream,
                 index
@@ -488,7 +337,7 @@ impl Database for PostgresDatabase {
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
         parse_all(
             sqlx::query_as!(
-                ChunkRec,
+                ChunkRecord,
                 "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 ORDER BY idx",
                 stream
             )
@@ -508,7 +357,7 @@ impl Database for PostgresDatabase {
     }
 
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
-        parse(sqlx::query_as!(StaffRec, "SELECT id, login, role, password_hash FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
     }
 
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()> {
@@ -540,7 +389,7 @@ impl Database for PostgresDatabase {
         let hash = token_hash.as_slice();
         parse(
             sqlx::query_as!(
-                StaffRec,
+                StaffRecord,
                 "SELECT s.id, s.login, s.role, s.password_hash FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = $1 AND x.expires_at > $2",
                 hash,
                 now_ms
@@ -570,7 +419,7 @@ impl Database for PostgresDatabase {
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
         parse_all(
-            sqlx::query_as!(AuditRec, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq")
+            sqlx::query_as!(AuditRecord, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(backend)?,

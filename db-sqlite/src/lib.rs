@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use proctor_db::lifecycle::AttemptState;
+use proctor_db::records::*;
 use proctor_db::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
@@ -17,18 +18,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 pub struct SqliteDatabase {
     writer: SqlitePool,
     readers: SqlitePool,
-}
-
-fn uuid(col: &str, s: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(s).map_err(|e| sqlx::Error::ColumnDecode { index: col.into(), source: Box::new(e) })
-}
-
-fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
-    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
-}
-
-fn decode_err(col: &str, e: String) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
 }
 
 impl SqliteDatabase {
@@ -73,158 +62,14 @@ async fn refuse_pre_sqlx_file(pool: &SqlitePool) -> DbResult<()> {
     Ok(())
 }
 
-// Rows as the compile-time checked queries give them (`query_as!`), then parsed into the
-// domain's types. SQLite stores UUIDs as text and every integer as i64.
-
-struct AttemptRec {
-    id: String,
-    sitting_id: String,
-    reference: String,
-    kek_epoch: String,
-    wrapped_dek: Vec<u8>,
-    consent_notice: Option<String>,
-    consent_at: Option<i64>,
-    created_at: i64,
-    state: String,
-    ended_at: Option<i64>,
-    token_generation: i64,
-    bytes_stored: i64,
-}
-
-impl TryFrom<AttemptRec> for Attempt {
-    type Error = sqlx::Error;
-    fn try_from(r: AttemptRec) -> Result<Self, sqlx::Error> {
-        Ok(Attempt {
-            id: uuid("id", &r.id)?,
-            sitting_id: uuid("sitting_id", &r.sitting_id)?,
-            reference: r.reference,
-            kek_epoch: r.kek_epoch,
-            wrapped_dek: r.wrapped_dek,
-            consent_notice: r.consent_notice,
-            consent_at_ms: r.consent_at,
-            created_at_ms: r.created_at,
-            state: r.state.parse().map_err(|e| decode_err("state", e))?,
-            ended_at_ms: r.ended_at,
-            token_generation: r.token_generation as u32,
-            bytes_stored: r.bytes_stored as u64,
-        })
-    }
-}
-
-struct TokenRec {
-    attempt_id: String,
-    generation: i64,
-    expires_at: i64,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<TokenRec> for LaunchToken {
-    type Error = sqlx::Error;
-    fn try_from(r: TokenRec) -> Result<Self, sqlx::Error> {
-        Ok(LaunchToken { attempt_id: uuid("attempt_id", &r.attempt_id)?, generation: r.generation as u32, expires_at_ms: r.expires_at, revoked_at_ms: r.revoked_at })
-    }
-}
-
-struct StreamRec {
-    id: String,
-    attempt_id: String,
-    salt: Vec<u8>,
-    opened_at: i64,
-    ended_at: Option<i64>,
-    final_index: Option<i64>,
-}
-
-impl TryFrom<StreamRec> for Stream {
-    type Error = sqlx::Error;
-    fn try_from(r: StreamRec) -> Result<Self, sqlx::Error> {
-        Ok(Stream {
-            id: uuid("id", &r.id)?,
-            attempt_id: uuid("attempt_id", &r.attempt_id)?,
-            salt: arr32("salt", r.salt)?,
-            opened_at_ms: r.opened_at,
-            ended_at_ms: r.ended_at,
-            final_index: r.final_index.map(|i| i as u32),
-        })
-    }
-}
-
-struct ChunkRec {
-    stream_id: String,
-    idx: i64,
-    digest: Vec<u8>,
-    prev_digest: Vec<u8>,
-    size: i64,
-    media_start_us: i64,
-    media_end_us: i64,
-    last: bool,
-    content_sha256: Vec<u8>,
-}
-
-impl TryFrom<ChunkRec> for ChunkRow {
-    type Error = sqlx::Error;
-    fn try_from(r: ChunkRec) -> Result<Self, sqlx::Error> {
-        Ok(ChunkRow {
-            stream_id: uuid("stream_id", &r.stream_id)?,
-            index: r.idx as u32,
-            digest: arr32("digest", r.digest)?,
-            content_sha256: arr32("content_sha256", r.content_sha256)?,
-            prev_digest: arr32("prev_digest", r.prev_digest)?,
-            size: r.size as u64,
-            media_start_us: r.media_start_us as u64,
-            media_end_us: r.media_end_us as u64,
-            last: r.last,
-        })
-    }
-}
-
-struct StaffRec {
-    id: String,
-    login: String,
-    role: String,
-    password_hash: String,
-}
-
-impl TryFrom<StaffRec> for StaffAccount {
-    type Error = sqlx::Error;
-    fn try_from(r: StaffRec) -> Result<Self, sqlx::Error> {
-        Ok(StaffAccount { id: uuid("id", &r.id)?, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
-    }
-}
-
-struct AuditRec {
-    seq: i64,
-    at: i64,
-    actor: String,
-    action: String,
-    attempt_id: Option<String>,
-    detail: String,
-    prev_hash: Vec<u8>,
-    hash: Vec<u8>,
-}
-
-impl TryFrom<AuditRec> for AuditEntry {
-    type Error = sqlx::Error;
-    fn try_from(r: AuditRec) -> Result<Self, sqlx::Error> {
-        Ok(AuditEntry {
-            seq: r.seq,
-            at_ms: r.at,
-            actor: r.actor,
-            action: r.action,
-            attempt_id: r.attempt_id.map(|a| uuid("attempt_id", &a)).transpose()?,
-            detail: r.detail,
-            prev_hash: arr32("prev_hash", r.prev_hash)?,
-            hash: arr32("hash", r.hash)?,
-        })
-    }
-}
-
-fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
-    T::try_from(r).map_err(backend)
-}
-
-fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
-    rows.into_iter().map(parse).collect()
-}
+// The shared row records (`proctor_db::records`) with this backend's column types:
+// SQLite keeps UUIDs as text and every integer as i64.
+type AttemptRecord = AttemptRec<String, i64>;
+type TokenRecord = TokenRec<String, i64>;
+type StreamRecord = StreamRec<String>;
+type ChunkRecord = ChunkRec<String>;
+type StaffRecord = StaffRec<String>;
+type AuditRecord = AuditRec<String>;
 
 #[async_trait]
 impl Database for SqliteDatabase {
@@ -276,17 +121,17 @@ impl Database for SqliteDatabase {
 
     async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
         let id = id.to_string();
-        parse(sqlx::query_as!(AttemptRec, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
     }
 
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
         let id = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM sittings WHERE ref = ?1"#, reference).fetch_one(&self.readers).await.map_err(backend)?;
-        uuid("id", &id).map_err(backend)
+        id.into_uuid("id").map_err(backend)
     }
 
     async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
         let sitting = sitting.to_string();
-        parse(sqlx::query_as!(AttemptRec, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
     }
 
     async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)> {
@@ -303,8 +148,8 @@ impl Database for SqliteDatabase {
         .fetch_one(&self.readers)
         .await
         .map_err(backend)?;
-        let token = parse(TokenRec { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
-        let attempt = parse(AttemptRec {
+        let token = parse(TokenRecord { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
+        let attempt = parse(AttemptRecord {
             id: r.id,
             sitting_id: r.sitting_id,
             reference: r.reference,
@@ -323,7 +168,7 @@ impl Database for SqliteDatabase {
 
     async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
         let (attempt, generation) = (attempt.to_string(), generation as i64);
-        parse(sqlx::query_as!(TokenRec, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"#, attempt, generation).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(TokenRecord, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"#, attempt, generation).fetch_one(&self.readers).await.map_err(backend)?)
     }
 
     async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
@@ -379,7 +224,7 @@ impl Database for SqliteDatabase {
             sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1", id, claimed_until).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        ids.iter().map(|i| Uuid::parse_str(i).map_err(|e| DbError::Backend(e.to_string()))).collect()
+        ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
     }
 
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
@@ -416,7 +261,7 @@ impl Database for SqliteDatabase {
         let id = id.to_string();
         parse(
             sqlx::query_as!(
-                StreamRec,
+                StreamRecord,
                 r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#,
                 id
             )
@@ -428,7 +273,7 @@ impl Database for SqliteDatabase {
 
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
         let attempt = attempt.to_string();
-        parse_all(sqlx::query_as!(StreamRec, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(StreamRecord, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
     }
 
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
@@ -497,12 +342,12 @@ impl Database for SqliteDatabase {
 
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
         let (stream, index) = (stream.to_string(), index as i64);
-        parse(sqlx::query_as!(ChunkRec, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
     }
 
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
         let stream = stream.to_string();
-        parse_all(sqlx::query_as!(ChunkRec, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
     }
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
@@ -516,10 +361,14 @@ impl Database for SqliteDatabase {
 
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
         parse(
-            sqlx::query_as!(StaffRec, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#, login)
-                .fetch_one(&self.readers)
-                .await
-                .map_err(backend)?,
+            sqlx::query_as!(
+                StaffRecord,
+                r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#,
+                login
+            )
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend)?,
         )
     }
 
@@ -554,7 +403,7 @@ impl Database for SqliteDatabase {
         let hash = token_hash.as_slice();
         parse(
             sqlx::query_as!(
-                StaffRec,
+                StaffRecord,
                 r#"SELECT s.id AS "id!", s.login AS "login!", s.role AS "role!", s.password_hash AS "password_hash!"
                    FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = ?1 AND x.expires_at > ?2"#,
                 hash,
@@ -588,7 +437,7 @@ impl Database for SqliteDatabase {
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
         parse_all(
             sqlx::query_as!(
-                AuditRec,
+                AuditRecord,
                 r#"SELECT seq AS "seq!", at AS "at!", actor AS "actor!", action AS "action!", attempt_id, detail AS "detail!", prev_hash AS "prev_hash!", hash AS "hash!" FROM audit ORDER BY seq"#
             )
             .fetch_all(&self.readers)

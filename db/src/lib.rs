@@ -4,6 +4,7 @@
 //! (`server/tests/conformance`).
 
 pub mod lifecycle;
+pub mod records;
 mod role;
 pub use role::Role;
 

@@ -54,8 +54,7 @@ impl Proctor {
         let dek = AttemptKey::generate();
         let wrapped = self.keys.wrap(&dek, &id, now)?;
         let token = launch_token(&dek, &id, 0);
-        // Stored in milliseconds: the first answer must read as a retried one will.
-        let expires = from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl));
+        let expires = self.launch_token_expiry(now);
         let row = NewAttempt {
             id,
             sitting_id: sitting,
@@ -78,6 +77,12 @@ impl Proctor {
         }
         self.audit(actor, "candidate_added", Some(id), serde_json::json!({ "sitting_id": sitting })).await?;
         Ok(Created { value: AddCandidateResponse { attempt_id: id, launch_token: token, token_expires_at: rfc3339(expires) }, replayed: false })
+    }
+
+    /// When a launch token issued `now` expires, to the millisecond that is stored: the
+    /// first answer must read exactly as a retried one will.
+    fn launch_token_expiry(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
+        from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl))
     }
 
     /// The answer `add_candidate` gave (or would give now) for an existing attempt.
@@ -116,7 +121,7 @@ impl Proctor {
         let dek = self.attempt_key(&a)?;
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
-        let expires = from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl));
+        let expires = self.launch_token_expiry(now);
         self.db.issue_token(a.id, generation, hash_token(&token), unix_ms(now), unix_ms(expires)).await?;
         self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
         Ok(AddCandidateResponse { attempt_id: a.id, launch_token: token, token_expires_at: rfc3339(expires) })

@@ -107,7 +107,7 @@ pub async fn run(target: &Target, nginx: &Nginx, store: Option<&BlobStore>, labe
             })
             .collect();
         let to_nginx = sealed.iter().enumerate().map(|(k, chunks)| (format!("http://127.0.0.1:{}/{label}/r{round}/u{k}", nginx.port), chunks.clone())).collect();
-        let to_store: Vec<_> = sealed.clone();
+        let to_store = store.map(|_| sealed.clone());
         let to_us = agents.iter().zip(sealed).map(|(a, c)| (a.url.clone(), c)).collect();
         let tokens = agents.iter().map(|a| a.token.clone()).collect();
         crate::target::settle();
@@ -115,9 +115,9 @@ pub async fn run(target: &Target, nginx: &Nginx, store: Option<&BlobStore>, labe
         let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
         crate::target::settle();
         theirs.push(put_all(&http, to_nginx, None, &[201, 204]).await);
-        if let Some(store) = store {
+        if let (Some(store), Some(lists)) = (store, to_store) {
             crate::target::settle();
-            alone.push(put_store(store, &format!("{label}/r{round}"), to_store).await);
+            alone.push(put_store(store, &format!("{label}/r{round}"), lists).await);
         }
     }
     let stages = stages::snapshot().summary_since(&before);

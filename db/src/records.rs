@@ -1,0 +1,187 @@
+//! Rows as each backend's compile-time checked queries give them (`query_as!`), and their
+//! parsing into the domain's types, written once for both backends. The backends differ
+//! only in column types, which are the type parameters: `Id` is a native `Uuid` on
+//! PostgreSQL and the text of one on SQLite; `Int` is PostgreSQL's `INTEGER` (i32) where
+//! SQLite has only i64.
+
+use crate::*;
+
+/// A UUID column, native or text.
+pub trait IdColumn {
+    fn into_uuid(self, col: &str) -> Result<Uuid, sqlx::Error>;
+}
+
+impl IdColumn for Uuid {
+    fn into_uuid(self, _: &str) -> Result<Uuid, sqlx::Error> {
+        Ok(self)
+    }
+}
+
+impl IdColumn for String {
+    fn into_uuid(self, col: &str) -> Result<Uuid, sqlx::Error> {
+        Uuid::parse_str(&self).map_err(|e| sqlx::Error::ColumnDecode { index: col.into(), source: Box::new(e) })
+    }
+}
+
+pub fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
+    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
+}
+
+fn decode_err(col: &str, e: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
+}
+
+pub fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
+    T::try_from(r).map_err(backend)
+}
+
+pub fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
+    rows.into_iter().map(parse).collect()
+}
+
+pub struct AttemptRec<Id, Int> {
+    pub id: Id,
+    pub sitting_id: Id,
+    pub reference: String,
+    pub kek_epoch: String,
+    pub wrapped_dek: Vec<u8>,
+    pub consent_notice: Option<String>,
+    pub consent_at: Option<i64>,
+    pub created_at: i64,
+    pub state: String,
+    pub ended_at: Option<i64>,
+    pub token_generation: Int,
+    pub bytes_stored: i64,
+}
+
+impl<Id: IdColumn, Int: Into<i64>> TryFrom<AttemptRec<Id, Int>> for Attempt {
+    type Error = sqlx::Error;
+    fn try_from(r: AttemptRec<Id, Int>) -> Result<Self, sqlx::Error> {
+        Ok(Attempt {
+            id: r.id.into_uuid("id")?,
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            reference: r.reference,
+            kek_epoch: r.kek_epoch,
+            wrapped_dek: r.wrapped_dek,
+            consent_notice: r.consent_notice,
+            consent_at_ms: r.consent_at,
+            created_at_ms: r.created_at,
+            state: r.state.parse().map_err(|e| decode_err("state", e))?,
+            ended_at_ms: r.ended_at,
+            token_generation: r.token_generation.into() as u32,
+            bytes_stored: r.bytes_stored as u64,
+        })
+    }
+}
+
+pub struct TokenRec<Id, Int> {
+    pub attempt_id: Id,
+    pub generation: Int,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl<Id: IdColumn, Int: Into<i64>> TryFrom<TokenRec<Id, Int>> for LaunchToken {
+    type Error = sqlx::Error;
+    fn try_from(r: TokenRec<Id, Int>) -> Result<Self, sqlx::Error> {
+        Ok(LaunchToken {
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            generation: r.generation.into() as u32,
+            expires_at_ms: r.expires_at,
+            revoked_at_ms: r.revoked_at,
+        })
+    }
+}
+
+pub struct StreamRec<Id> {
+    pub id: Id,
+    pub attempt_id: Id,
+    pub salt: Vec<u8>,
+    pub opened_at: i64,
+    pub ended_at: Option<i64>,
+    pub final_index: Option<i64>,
+}
+
+impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
+    type Error = sqlx::Error;
+    fn try_from(r: StreamRec<Id>) -> Result<Self, sqlx::Error> {
+        Ok(Stream {
+            id: r.id.into_uuid("id")?,
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            salt: arr32("salt", r.salt)?,
+            opened_at_ms: r.opened_at,
+            ended_at_ms: r.ended_at,
+            final_index: r.final_index.map(|i| i as u32),
+        })
+    }
+}
+
+pub struct ChunkRec<Id> {
+    pub stream_id: Id,
+    pub idx: i64,
+    pub digest: Vec<u8>,
+    pub prev_digest: Vec<u8>,
+    pub size: i64,
+    pub media_start_us: i64,
+    pub media_end_us: i64,
+    pub last: bool,
+    pub content_sha256: Vec<u8>,
+}
+
+impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
+    type Error = sqlx::Error;
+    fn try_from(r: ChunkRec<Id>) -> Result<Self, sqlx::Error> {
+        Ok(ChunkRow {
+            stream_id: r.stream_id.into_uuid("stream_id")?,
+            index: r.idx as u32,
+            digest: arr32("digest", r.digest)?,
+            content_sha256: arr32("content_sha256", r.content_sha256)?,
+            prev_digest: arr32("prev_digest", r.prev_digest)?,
+            size: r.size as u64,
+            media_start_us: r.media_start_us as u64,
+            media_end_us: r.media_end_us as u64,
+            last: r.last,
+        })
+    }
+}
+
+pub struct StaffRec<Id> {
+    pub id: Id,
+    pub login: String,
+    pub role: String,
+    pub password_hash: String,
+}
+
+impl<Id: IdColumn> TryFrom<StaffRec<Id>> for StaffAccount {
+    type Error = sqlx::Error;
+    fn try_from(r: StaffRec<Id>) -> Result<Self, sqlx::Error> {
+        Ok(StaffAccount { id: r.id.into_uuid("id")?, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
+    }
+}
+
+pub struct AuditRec<Id> {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub attempt_id: Option<Id>,
+    pub detail: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
+    type Error = sqlx::Error;
+    fn try_from(r: AuditRec<Id>) -> Result<Self, sqlx::Error> {
+        Ok(AuditEntry {
+            seq: r.seq,
+            at_ms: r.at,
+            actor: r.actor,
+            action: r.action,
+            attempt_id: r.attempt_id.map(|a| a.into_uuid("attempt_id")).transpose()?,
+            detail: r.detail,
+            prev_hash: arr32("prev_hash", r.prev_hash)?,
+            hash: arr32("hash", r.hash)?,
+        })
+    }
+}
