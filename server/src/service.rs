@@ -33,6 +33,7 @@ pub struct Proctor {
     pub(crate) argon2_pool: rayon::ThreadPool,
     pub(crate) incidents: crate::ingest::Incidents,
     pub(crate) group_commit: crate::ingest::commit::GroupCommit,
+    pub audit_checkpoints: crate::audit::Checkpoints,
 }
 
 /// A candidate identified by their launch token: can only write to this attempt. The
@@ -68,6 +69,7 @@ impl Proctor {
             db,
             blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
+            audit_checkpoints: crate::audit::Checkpoints::new(&settings.server.key_dir()),
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
@@ -83,7 +85,8 @@ impl Proctor {
     }
 
     pub async fn audit(&self, actor: &str, action: &str, attempt: Option<Uuid>, detail: serde_json::Value) -> Result<(), AppError> {
-        self.db.append_audit(AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: action.into(), attempt_id: attempt, detail }).await?;
+        let entry = self.db.append_audit(AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: action.into(), attempt_id: attempt, detail }).await?;
+        self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))?;
         Ok(())
     }
 

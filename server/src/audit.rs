@@ -1,0 +1,170 @@
+//! The audit trail: appends (each one chained by the database), the checkpoints that make
+//! a truncation visible, and the verification behind `proctor-server audit verify`.
+//!
+//! The hash chain alone shows an edited entry, but not the removal of the newest ones,
+//! nor a rewrite that recomputes every later hash: whoever can write the database can
+//! do both. So every append also writes `seq hash` to an append-only file under the key
+//! directory, which lives outside the database and its backups. Verification wants every
+//! checkpointed entry present with the hash it had.
+
+use crate::db::{verify_audit_chain, AuditEntry};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub const CHECKPOINT_FILE: &str = "audit-checkpoints.log";
+
+/// Appends checkpoints; one open file per process, each line written in one `write` to a
+/// file opened with `O_APPEND`, so several instances sharing the key directory interleave
+/// whole lines.
+#[derive(Clone)]
+pub struct Checkpoints {
+    path: PathBuf,
+    file: Arc<Mutex<Option<std::fs::File>>>,
+}
+
+impl Checkpoints {
+    pub fn new(key_dir: &Path) -> Self {
+        Self { path: key_dir.join(CHECKPOINT_FILE), file: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Records that entry `seq` had hash `hash`, durably (the entry's data is about to
+    /// leave, and a checkpoint lost in a crash would let a truncation pass).
+    pub async fn record(&self, seq: i64, hash: [u8; 32]) -> std::io::Result<()> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = me.file.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(&me.path)?;
+                *guard = Some(file);
+            }
+            let file = guard.as_mut().expect("opened above");
+            file.write_all(format!("{seq} {}\n", hex::encode(hash)).as_bytes())?;
+            file.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
+    /// Every checkpoint written so far, in file order. A torn last line (crash in the
+    /// middle of a write) is ignored; any other malformed line is an error.
+    pub fn read(&self) -> Result<Vec<(i64, [u8; 32])>, AuditBroken> {
+        let file = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(AuditBroken::Checkpoints(format!("{}: {e}", self.path.display()))),
+        };
+        let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>().map_err(|e| AuditBroken::Checkpoints(e.to_string()))?;
+        let mut out = Vec::with_capacity(lines.len());
+        for (n, line) in lines.iter().enumerate() {
+            match parse_line(line) {
+                Some(c) => out.push(c),
+                None if n + 1 == lines.len() => {}
+                None => return Err(AuditBroken::Checkpoints(format!("line {} of {} is malformed", n + 1, self.path.display()))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_line(line: &str) -> Option<(i64, [u8; 32])> {
+    let (seq, hash) = line.split_once(' ')?;
+    let hash: [u8; 32] = hex::decode(hash).ok()?.try_into().ok()?;
+    Some((seq.parse().ok()?, hash))
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuditBroken {
+    #[error("audit entry {0} does not chain to the entry before it (edited, inserted or removed)")]
+    Chain(i64),
+    #[error("audit entry {0} is missing: the checkpoint outside the database says it existed (trail truncated)")]
+    Missing(i64),
+    #[error("audit entry {0} differs from its checkpoint outside the database (trail rewritten)")]
+    Rewritten(i64),
+    #[error("audit checkpoints unreadable: {0}")]
+    Checkpoints(String),
+}
+
+impl AuditBroken {
+    /// The first bad entry, when one is named.
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            Self::Chain(s) | Self::Missing(s) | Self::Rewritten(s) => Some(*s),
+            Self::Checkpoints(_) => None,
+        }
+    }
+}
+
+/// Checks the chain, then every checkpoint against it. Reports the first bad entry
+/// (lowest sequence number) whichever check finds it.
+pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(), AuditBroken> {
+    let mut first: Option<AuditBroken> = verify_audit_chain(trail).err().map(AuditBroken::Chain);
+    let head = trail.last().map(|e| e.seq).unwrap_or(0);
+    for &(seq, hash) in checkpoints {
+        let problem = match usize::try_from(seq - 1).ok().and_then(|i| trail.get(i)) {
+            Some(e) if e.seq == seq && e.hash == hash => continue,
+            Some(_) => AuditBroken::Rewritten(seq),
+            None if seq > head => AuditBroken::Missing(head + 1),
+            None => AuditBroken::Missing(seq),
+        };
+        if first.as_ref().and_then(AuditBroken::seq).is_none_or(|s| problem.seq().is_some_and(|p| p < s)) {
+            first = Some(problem);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::audit_hash;
+
+    fn trail(n: i64) -> Vec<AuditEntry> {
+        let mut prev = [0u8; 32];
+        (1..=n)
+            .map(|seq| {
+                let hash = audit_hash(&prev, seq, seq, "a", "x", None, "{}");
+                let e = AuditEntry { seq, at_ms: seq, actor: "a".into(), action: "x".into(), attempt_id: None, detail: "{}".into(), prev_hash: prev, hash };
+                prev = hash;
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_trail_passes_and_each_tampering_names_its_first_bad_entry() {
+        let t = trail(10);
+        let cps: Vec<_> = t.iter().map(|e| (e.seq, e.hash)).collect();
+        assert_eq!(verify(&t, &cps), Ok(()));
+        // Entries written after the last checkpoint are fine (not yet checkpointed).
+        assert_eq!(verify(&t, &cps[..5]), Ok(()));
+        // The newest three removed: the chain still holds, the checkpoints do not.
+        assert_eq!(verify(&t[..7], &cps), Err(AuditBroken::Missing(8)));
+        // One entry edited in place.
+        let mut edited = t.clone();
+        edited[3].actor = "b".into();
+        assert_eq!(verify(&edited, &cps), Err(AuditBroken::Chain(4)));
+        // Rewritten from entry 4 on with every hash recomputed: the chain holds again,
+        // only the checkpoint can tell.
+        let mut rewritten = t.clone();
+        let mut prev = rewritten[2].hash;
+        for e in rewritten.iter_mut().skip(3) {
+            e.actor = "b".into();
+            e.prev_hash = prev;
+            e.hash = audit_hash(&prev, e.seq, e.at_ms, &e.actor, &e.action, None, &e.detail);
+            prev = e.hash;
+        }
+        assert_eq!(verify_audit_chain(&rewritten), Ok(()));
+        assert_eq!(verify(&rewritten, &cps), Err(AuditBroken::Rewritten(4)));
+    }
+
+    #[tokio::test]
+    async fn checkpoints_survive_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoints::new(dir.path());
+        cp.record(1, [1; 32]).await.unwrap();
+        cp.record(2, [2; 32]).await.unwrap();
+        std::fs::OpenOptions::new().append(true).open(dir.path().join(CHECKPOINT_FILE)).unwrap().write_all(b"3 abc").unwrap();
+        assert_eq!(cp.read().unwrap(), vec![(1, [1; 32]), (2, [2; 32])]);
+    }
+}

@@ -1,0 +1,85 @@
+//! `proctor-server audit verify` against someone who can write the database: an edited
+//! row, the newest rows deleted, and a rewrite that recomputes every later hash are each
+//! reported with the first bad entry; an intact trail passes.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use support::*;
+
+/// A trail of a few entries made through the CLI contract (sitting, candidates, staff,
+/// assignment). Returns the number of entries.
+fn make_trail(data: &Path) -> i64 {
+    let sitting = cli(data, &["sitting", "create", "--ref", "SESSION-AUDIT"], &[]);
+    let sitting = sitting["sitting_id"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        cli(data, &["candidate", "add", "--sitting", &sitting, "--ref", &format!("candidat-{n}")], &[]);
+    }
+    cli(data, &["staff", "add", "--role", "reviewer", "--login", "relecteur"], &[("PROCTOR_PASSWORD", "Relecture-2026!")]);
+    // The contract's spelling of the assignment.
+    let assigned = cli(data, &["assign", "--sitting", &sitting, "--login", "relecteur"], &[]);
+    assert_eq!(assigned["assigned"], true);
+    let verified = cli(data, &["audit", "verify"], &[]);
+    assert_eq!(verified["chain"], "intact");
+    verified["entries"].as_i64().unwrap()
+}
+
+fn verify_fails(data: &Path) -> String {
+    let out = Command::new(bin("proctor-server")).arg("--data-dir").arg(data).args(["audit", "verify"]).output().unwrap();
+    assert!(!out.status.success(), "audit verify passed on a tampered trail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The database as an intruder opens it: the append-only triggers are in the way, so
+/// they go first.
+fn intruder(data: &Path) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(data.join("proctor.sqlite")).unwrap();
+    db.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;").unwrap();
+    db
+}
+
+#[test]
+fn an_edited_audit_row_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = make_trail(tmp.path());
+    assert!(entries >= 6, "{entries} entries");
+    intruder(tmp.path()).execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 3", []).unwrap();
+    let err = verify_fails(tmp.path());
+    assert!(err.contains("audit entry 3 "), "{err}");
+}
+
+#[test]
+fn deleted_newest_rows_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = make_trail(tmp.path());
+    intruder(tmp.path()).execute("DELETE FROM audit WHERE seq > ?1", [entries - 2]).unwrap();
+    let err = verify_fails(tmp.path());
+    assert!(err.contains(&format!("audit entry {} is missing", entries - 1)), "{err}");
+}
+
+#[test]
+fn a_rewrite_with_recomputed_hashes_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let entries = make_trail(tmp.path());
+    let db = intruder(tmp.path());
+    // Rewrite entry 2 and re-chain everything after it, as someone knowing the hash would.
+    db.execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 2", []).unwrap();
+    let trail: Vec<(i64, i64, String, String, Option<String>, String)> = db
+        .prepare("SELECT seq, at, actor, action, attempt_id, detail FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut prev = [0u8; 32];
+    for (seq, at, actor, action, attempt, detail) in trail {
+        let attempt = attempt.map(|a| a.parse().unwrap());
+        let hash = server::db::audit_hash(&prev, seq, at, &actor, &action, attempt, &detail);
+        db.execute("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3", rusqlite::params![prev.to_vec(), hash.to_vec(), seq]).unwrap();
+        prev = hash;
+    }
+    assert_eq!(entries, db.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0)).unwrap());
+    let err = verify_fails(tmp.path());
+    assert!(err.contains("audit entry 2 differs from its checkpoint"), "{err}");
+}
