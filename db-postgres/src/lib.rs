@@ -39,6 +39,11 @@ type StreamRecord = StreamRec<Uuid>;
 type ChunkRecord = ChunkRec<Uuid>;
 type StaffRecord = StaffRec<Uuid>;
 type AuditRecord = AuditRec<Uuid>;
+type ReviewRecord = ReviewRec<Uuid, i32>;
+type FlagRecord = FlagRec<Uuid>;
+
+/// A session's last-seen time is written at most this often (idle expiry's resolution).
+const SESSION_TOUCH_MS: i64 = 60_000;
 
 #[async_trait]
 impl Database for PostgresDatabase {
@@ -376,28 +381,138 @@ impl Database for PostgresDatabase {
         Ok(found.is_some())
     }
 
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()> {
         let token_hash = token_hash.as_slice();
-        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)", token_hash, staff, expires_at_ms)
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at, last_seen_at) VALUES ($1, $2, $3, $4)", token_hash, staff, expires_at_ms, now_ms)
             .execute(&self.pool)
             .await
             .map_err(backend)?;
         Ok(())
     }
 
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount> {
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount> {
         let hash = token_hash.as_slice();
-        parse(
+        let idle_since = now_ms - idle_ms;
+        let r = sqlx::query!(
+            "SELECT s.id, s.login, s.role, s.password_hash, x.last_seen_at
+             FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = $1 AND x.expires_at > $2 AND x.last_seen_at > $3",
+            hash,
+            now_ms,
+            idle_since
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
+            sqlx::query!("UPDATE staff_sessions SET last_seen_at = $1 WHERE token_hash = $2", now_ms, hash).execute(&self.pool).await.map_err(backend)?;
+        }
+        parse(StaffRecord { id: r.id, login: r.login, role: r.role, password_hash: r.password_hash })
+    }
+
+    async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
+        let hash = token_hash.as_slice();
+        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = $1", hash).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn sittings_of_staff(&self, staff: Uuid) -> DbResult<Vec<(Uuid, String)>> {
+        let rows = sqlx::query!("SELECT s.id, s.ref AS reference FROM sitting_assignments a JOIN sittings s ON s.id = a.sitting_id WHERE a.staff_id = $1 ORDER BY s.ref", staff)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.reference)).collect())
+    }
+
+    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>> {
+        parse_all(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 ORDER BY a.ref", sitting).fetch_all(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>> {
+        parse_all(
+            sqlx::query_as!(ReviewRecord, "SELECT id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome FROM reviews WHERE attempt_id = $1 ORDER BY round", attempt)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?,
+        )
+    }
+
+    async fn create_review(&self, r: Review) -> DbResult<()> {
+        let round = r.round as i32;
+        let outcome = r.outcome.map(|o| o.as_str());
+        sqlx::query!(
+            "INSERT INTO reviews (id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            r.id,
+            r.attempt_id,
+            round,
+            r.reviewer_id,
+            r.started_at_ms,
+            r.submitted_at_ms,
+            outcome
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool> {
+        let outcome = outcome.as_str();
+        let done = sqlx::query!("UPDATE reviews SET submitted_at = $1, outcome = $2 WHERE id = $3 AND submitted_at IS NULL", at_ms, outcome, review)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
+        parse_all(
             sqlx::query_as!(
-                StaffRecord,
-                "SELECT s.id, s.login, s.role, s.password_hash FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = $1 AND x.expires_at > $2",
-                hash,
-                now_ms
+                FlagRecord,
+                "SELECT id, review_id, attempt_id, start_at, end_at, category, severity, note, updated_at FROM flags WHERE attempt_id = $1 ORDER BY start_at, id",
+                attempt
             )
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(backend)?,
         )
+    }
+
+    async fn save_flag(&self, f: Flag) -> DbResult<bool> {
+        let (category, severity) = (f.category.as_str(), f.severity.as_str());
+        // The review row is locked (FOR UPDATE) so that a submit cannot slip between the
+        // check and the write.
+        let done = sqlx::query!(
+            "INSERT INTO flags (id, review_id, attempt_id, start_at, end_at, category, severity, note, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM reviews WHERE id = $2 AND attempt_id = $3 AND submitted_at IS NULL FOR UPDATE)
+             ON CONFLICT (id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at, category = excluded.category,
+                 severity = excluded.severity, note = excluded.note, updated_at = excluded.updated_at
+             WHERE flags.review_id = excluded.review_id",
+            f.id,
+            f.review_id,
+            f.attempt_id,
+            f.start_ms,
+            f.end_ms,
+            category,
+            severity,
+            f.note,
+            f.updated_at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool> {
+        let done = sqlx::query!(
+            "DELETE FROM flags WHERE id = $1 AND review_id = $2 AND EXISTS (SELECT 1 FROM reviews WHERE id = $2 AND submitted_at IS NULL FOR UPDATE)",
+            flag,
+            review
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {

@@ -70,6 +70,11 @@ type StreamRecord = StreamRec<String>;
 type ChunkRecord = ChunkRec<String>;
 type StaffRecord = StaffRec<String>;
 type AuditRecord = AuditRec<String>;
+type ReviewRecord = ReviewRec<String, i64>;
+type FlagRecord = FlagRec<String>;
+
+/// A session's last-seen time is written at most this often (idle expiry's resolution).
+const SESSION_TOUCH_MS: i64 = 60_000;
 
 #[async_trait]
 impl Database for SqliteDatabase {
@@ -390,29 +395,152 @@ impl Database for SqliteDatabase {
         Ok(found.is_some())
     }
 
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()> {
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()> {
         let (token_hash, staff) = (token_hash.as_slice(), staff.to_string());
-        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES (?1, ?2, ?3)", token_hash, staff, expires_at_ms)
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4)", token_hash, staff, expires_at_ms, now_ms)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
         Ok(())
     }
 
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount> {
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount> {
         let hash = token_hash.as_slice();
-        parse(
+        let idle_since = now_ms - idle_ms;
+        let r = sqlx::query!(
+            r#"SELECT s.id AS "id!", s.login AS "login!", s.role AS "role!", s.password_hash AS "password_hash!", x.last_seen_at AS "last_seen_at!"
+               FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = ?1 AND x.expires_at > ?2 AND x.last_seen_at > ?3"#,
+            hash,
+            now_ms,
+            idle_since
+        )
+        .fetch_one(&self.readers)
+        .await
+        .map_err(backend)?;
+        if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
+            sqlx::query!("UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2", now_ms, hash).execute(&self.writer).await.map_err(backend)?;
+        }
+        parse(StaffRecord { id: r.id, login: r.login, role: r.role, password_hash: r.password_hash })
+    }
+
+    async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
+        let hash = token_hash.as_slice();
+        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = ?1", hash).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn sittings_of_staff(&self, staff: Uuid) -> DbResult<Vec<(Uuid, String)>> {
+        let staff = staff.to_string();
+        let rows = sqlx::query!(
+            r#"SELECT s.id AS "id!", s.ref AS "reference!" FROM sitting_assignments a JOIN sittings s ON s.id = a.sitting_id WHERE a.staff_id = ?1 ORDER BY s.ref"#,
+            staff
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.reference))).collect()
+    }
+
+    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>> {
+        let sitting = sitting.to_string();
+        parse_all(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 ORDER BY a.ref"#, sitting).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>> {
+        let attempt = attempt.to_string();
+        parse_all(
             sqlx::query_as!(
-                StaffRecord,
-                r#"SELECT s.id AS "id!", s.login AS "login!", s.role AS "role!", s.password_hash AS "password_hash!"
-                   FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = ?1 AND x.expires_at > ?2"#,
-                hash,
-                now_ms
+                ReviewRecord,
+                r#"SELECT id AS "id!", attempt_id AS "attempt_id!", round AS "round!", reviewer_id AS "reviewer_id!", started_at AS "started_at!", submitted_at, outcome
+                   FROM reviews WHERE attempt_id = ?1 ORDER BY round"#,
+                attempt
             )
-            .fetch_one(&self.readers)
+            .fetch_all(&self.readers)
             .await
             .map_err(backend)?,
         )
+    }
+
+    async fn create_review(&self, r: Review) -> DbResult<()> {
+        let (id, attempt, reviewer, round) = (r.id.to_string(), r.attempt_id.to_string(), r.reviewer_id.to_string(), r.round as i64);
+        let outcome = r.outcome.map(|o| o.as_str());
+        sqlx::query!(
+            "INSERT INTO reviews (id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            id,
+            attempt,
+            round,
+            reviewer,
+            r.started_at_ms,
+            r.submitted_at_ms,
+            outcome
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool> {
+        let (review, outcome) = (review.to_string(), outcome.as_str());
+        let done = sqlx::query!("UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3 AND submitted_at IS NULL", at_ms, outcome, review)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
+        let attempt = attempt.to_string();
+        parse_all(
+            sqlx::query_as!(
+                FlagRecord,
+                r#"SELECT id AS "id!", review_id AS "review_id!", attempt_id AS "attempt_id!", start_at AS "start_at!", end_at AS "end_at!", category AS "category!",
+                          severity AS "severity!", note AS "note!", updated_at AS "updated_at!"
+                   FROM flags WHERE attempt_id = ?1 ORDER BY start_at, id"#,
+                attempt
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn save_flag(&self, f: Flag) -> DbResult<bool> {
+        let (id, review, attempt) = (f.id.to_string(), f.review_id.to_string(), f.attempt_id.to_string());
+        let (category, severity) = (f.category.as_str(), f.severity.as_str());
+        let done = sqlx::query!(
+            "INSERT INTO flags (id, review_id, attempt_id, start_at, end_at, category, severity, note, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE EXISTS (SELECT 1 FROM reviews WHERE id = ?2 AND attempt_id = ?3 AND submitted_at IS NULL)
+             ON CONFLICT (id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at, category = excluded.category,
+                 severity = excluded.severity, note = excluded.note, updated_at = excluded.updated_at
+             WHERE flags.review_id = excluded.review_id",
+            id,
+            review,
+            attempt,
+            f.start_ms,
+            f.end_ms,
+            category,
+            severity,
+            f.note,
+            f.updated_at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool> {
+        let (review, flag) = (review.to_string(), flag.to_string());
+        let done = sqlx::query!(
+            "DELETE FROM flags WHERE id = ?1 AND review_id = ?2 AND EXISTS (SELECT 1 FROM reviews WHERE id = ?2 AND submitted_at IS NULL)",
+            flag,
+            review
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {

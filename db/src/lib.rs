@@ -5,7 +5,9 @@
 
 pub mod lifecycle;
 pub mod records;
+pub mod review;
 mod role;
+pub use review::{Flag, FlagCategory, Review, ReviewOutcome, Severity};
 pub use role::Role;
 
 use crate::lifecycle::AttemptState;
@@ -212,8 +214,26 @@ pub trait Database: Send + Sync + 'static {
     /// Lets a staff member see a sitting; assigning twice changes nothing.
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()>;
     async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool>;
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, expires_at_ms: i64) -> DbResult<()>;
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64) -> DbResult<StaffAccount>;
+    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()>;
+    /// The account of a session that has neither expired nor been idle `idle_ms` or
+    /// longer; marks it seen now (written at most once a minute).
+    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount>;
+    async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()>;
+    /// The sittings assigned to a staff member: (id, reference), by reference.
+    async fn sittings_of_staff(&self, staff: Uuid) -> DbResult<Vec<(Uuid, String)>>;
+    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>>;
+    /// The attempt's reviews, by round.
+    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>>;
+    /// `Conflict` when the attempt already has a review of that round.
+    async fn create_review(&self, r: Review) -> DbResult<()>;
+    /// Records the outcome; `false` when the review was already submitted.
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool>;
+    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>>;
+    /// Creates or replaces the flag, only while its review is unsubmitted (checked in the
+    /// same statement, so a submit racing an edit leaves no edit after it); `false` then.
+    async fn save_flag(&self, f: Flag) -> DbResult<bool>;
+    /// Same rule as `save_flag`; `false` when nothing was deleted.
+    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool>;
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
 }

@@ -185,3 +185,57 @@ impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
         })
     }
 }
+
+pub struct ReviewRec<Id, Int> {
+    pub id: Id,
+    pub attempt_id: Id,
+    pub round: Int,
+    pub reviewer_id: Id,
+    pub started_at: i64,
+    pub submitted_at: Option<i64>,
+    pub outcome: Option<String>,
+}
+
+impl<Id: IdColumn, Int: Into<i64>> TryFrom<ReviewRec<Id, Int>> for Review {
+    type Error = sqlx::Error;
+    fn try_from(r: ReviewRec<Id, Int>) -> Result<Self, sqlx::Error> {
+        Ok(Review {
+            id: r.id.into_uuid("id")?,
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            round: u32::try_from(r.round.into()).map_err(|e| decode_err("round", e.to_string()))?,
+            reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?,
+            started_at_ms: r.started_at,
+            submitted_at_ms: r.submitted_at,
+            outcome: r.outcome.map(|o| ReviewOutcome::parse(&o)).transpose().map_err(|e| decode_err("outcome", e))?,
+        })
+    }
+}
+
+pub struct FlagRec<Id> {
+    pub id: Id,
+    pub review_id: Id,
+    pub attempt_id: Id,
+    pub start_at: i64,
+    pub end_at: i64,
+    pub category: String,
+    pub severity: String,
+    pub note: String,
+    pub updated_at: i64,
+}
+
+impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
+    type Error = sqlx::Error;
+    fn try_from(r: FlagRec<Id>) -> Result<Self, sqlx::Error> {
+        Ok(Flag {
+            id: r.id.into_uuid("id")?,
+            review_id: r.review_id.into_uuid("review_id")?,
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            start_ms: r.start_at,
+            end_ms: r.end_at,
+            category: FlagCategory::parse(&r.category).map_err(|e| decode_err("category", e))?,
+            severity: Severity::parse(&r.severity).map_err(|e| decode_err("severity", e))?,
+            note: r.note,
+            updated_at_ms: r.updated_at,
+        })
+    }
+}

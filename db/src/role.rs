@@ -23,8 +23,9 @@ impl Role {
             Role::Admin => "admin",
         }
     }
-    /// Who may watch recordings.
+    /// Who may watch recordings: reviewers only. An admin manages accounts and reads the
+    /// audit, and watches nothing (an account has one role).
     pub fn may_view_recordings(self) -> bool {
-        matches!(self, Role::Reviewer | Role::Admin)
+        matches!(self, Role::Reviewer)
     }
 }

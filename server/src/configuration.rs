@@ -14,6 +14,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub limits: LimitSettings,
     pub capture: CaptureSettings,
+    pub review: ReviewSettings,
     #[serde(default)]
     pub tls: Option<TlsSettings>,
     #[serde(default)]
@@ -89,6 +90,8 @@ pub struct LimitSettings {
     #[serde(with = "humantime_serde_compat")]
     pub staff_session_ttl: Duration,
     #[serde(with = "humantime_serde_compat")]
+    pub staff_session_idle: Duration,
+    #[serde(with = "humantime_serde_compat")]
     pub upload_grace: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub header_read_timeout: Duration,
@@ -110,6 +113,13 @@ pub struct LimitSettings {
     #[serde(with = "humantime_serde_compat")]
     pub login_lockout: Duration,
     pub argon2_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReviewSettings {
+    /// A review is due this long after its attempt ended; the queue shows overdue ones.
+    #[serde(with = "humantime_serde_compat")]
+    pub deadline: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

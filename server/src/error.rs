@@ -68,6 +68,12 @@ pub enum AppError {
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
     Gone,
+    /// A stored fragment failed its checks when read back: shown as altered, never played.
+    #[error("fragment {index} {why}: altered, not played")]
+    FragmentAltered { index: u32, why: &'static str },
+    /// A range asked for whole has holes; the player fetches fragment by fragment.
+    #[error("fragments missing in the range asked: {0}")]
+    FragmentsMissing(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -105,6 +111,8 @@ impl AppError {
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
+            FragmentAltered { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "fragment_altered"),
+            FragmentsMissing(_) => (StatusCode::CONFLICT, "fragments_missing"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -15,6 +15,7 @@ pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;
 pub mod recording;
+pub mod review;
 pub mod routes;
 pub mod service;
 pub mod staff_auth;

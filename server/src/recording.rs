@@ -163,6 +163,12 @@ impl Proctor {
             return Err(AppError::NotFound("initialisation segment"));
         }
         let selected: Vec<ChunkRow> = rows.into_iter().filter(|r| r.index == 0 || (from..=to).contains(&r.index)).collect();
+        // Never play across a hole as if the recording were continuous.
+        let asked = selected.iter().map(|r| r.index).filter(|&i| i >= from);
+        let holes: Vec<String> = missing_ranges(asked).iter().filter(|r| r.to >= from).map(|r| format!("{}-{}", r.from.max(from), r.to)).collect();
+        if !holes.is_empty() {
+            return Err(AppError::FragmentsMissing(holes.join(", ")));
+        }
         let key = self.stream_key(&attempt, &stream)?;
         self.audit(
             &staff.login,
@@ -202,6 +208,19 @@ pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<Inde
     out
 }
 
+/// Complete, still open (the newest stream, not ended), or ended abruptly.
+pub(crate) fn stream_status(s: &Stream, chunks: &[ChunkRow], newest: bool) -> StreamStatus {
+    let has_final = chunks.last().is_some_and(|c| c.last);
+    let gapless = chunks.iter().enumerate().all(|(i, c)| c.index as usize == i);
+    if has_final && gapless {
+        StreamStatus::Complete
+    } else if newest && s.ended_at_ms.is_none() {
+        StreamStatus::Open
+    } else {
+        StreamStatus::EndedAbruptly
+    }
+}
+
 /// Returns the stream's report and whether its digest chain holds.
 fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec<String>) -> (StreamReport, bool) {
     let missing = missing_ranges(chunks.iter().map(|c| c.index));
@@ -213,13 +232,7 @@ fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec
         }
     }
     let has_final = chunks.last().is_some_and(|c| c.last);
-    let status = if has_final && missing.is_empty() {
-        StreamStatus::Complete
-    } else if newest && s.ended_at_ms.is_none() {
-        StreamStatus::Open
-    } else {
-        StreamStatus::EndedAbruptly
-    };
+    let status = stream_status(s, chunks, newest);
     if !missing.is_empty() {
         let ranges: Vec<String> = missing.iter().map(|r| if r.from == r.to { r.from.to_string() } else { format!("{}-{}", r.from, r.to) }).collect();
         issues.push(format!("stream {}: missing fragments {}", s.id, ranges.join(", ")));

@@ -99,16 +99,22 @@ impl Proctor {
         self.login_throttle.succeeded(login);
         let token = Secret::generate("cls");
         let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
-        self.db.create_staff_session(token.hash(), account.id, unix_ms(expires)).await?;
+        self.db.create_staff_session(token.hash(), account.id, self.now_ms(), unix_ms(expires)).await?;
         self.audit(&account.login, "staff_login", None, serde_json::json!({})).await?;
         Ok(token.reveal())
     }
 
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
-        match self.db.staff_by_session(hash_token(token), self.now_ms()).await {
+        let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
+        match self.db.staff_by_session(hash_token(token), self.now_ms(), idle).await {
             Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, login: a.login }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
         }
+    }
+
+    pub async fn staff_logout(&self, staff: &StaffIdentity, token: &str) -> Result<(), AppError> {
+        self.db.end_staff_session(hash_token(token)).await?;
+        self.audit(&staff.login, "staff_logout", None, serde_json::json!({})).await
     }
 }

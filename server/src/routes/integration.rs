@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/integration/v1/attempts/{attempt_id}/end", post(end_attempt))
         .route("/api/integration/v1/attempts/{attempt_id}/token", post(reissue_token))
         .route("/api/integration/v1/attempts/{attempt_id}/token/revoke", post(revoke_token))
+        .route("/api/integration/v1/attempts/{attempt_id}/review", get(review_outcome))
 }
 
 pub struct Platform;
@@ -88,4 +89,9 @@ pub async fn reissue_token(State(app): State<AppState>, _: Platform, Path(id): P
 pub async fn revoke_token(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
     let n = app.revoke_launch_tokens(parse_id(&id, "attempt id")?, "platform").await?;
     Ok(Json(serde_json::json!({ "revoked": n })))
+}
+
+/// The review outcome (status, rounds, categories and counts; never the reviewers' notes).
+async fn review_outcome(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
+    Ok(Json(app.review_outcome(parse_id(&id, "attempt id")?).await?))
 }

@@ -5,6 +5,9 @@ mod agent;
 mod integration;
 mod overload;
 pub mod openapi;
+mod pages;
+mod review;
+pub mod session;
 mod staff;
 
 use crate::error::AppError;
@@ -32,7 +35,28 @@ pub fn public_router(state: AppState) -> Router {
 
 pub fn staff_router(state: AppState) -> Router {
     let limit = state.settings.limits.max_concurrent_requests;
-    Router::new().merge(staff::router()).merge(common()).with_state(state).layer(overload::layer(limit))
+    let router = Router::new()
+        .merge(staff::router())
+        .merge(review::router())
+        .merge(pages::router())
+        .merge(common())
+        .with_state(state)
+        .layer(overload::layer(limit));
+    with_security_headers(router)
+}
+
+/// On every staff answer, pages, media and JSON alike: nothing cached, nothing framed, no
+/// referrer, no inline script or style, no type sniffing.
+fn with_security_headers(router: Router) -> Router {
+    use axum::http::{HeaderName, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let set = |name: &'static str, value: &'static str| SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value));
+    router
+        .layer(set("content-security-policy", reviewer::CSP))
+        .layer(set("referrer-policy", "no-referrer"))
+        .layer(set("cache-control", "no-store"))
+        .layer(set("x-content-type-options", "nosniff"))
+        .layer(set("x-frame-options", "DENY"))
 }
 
 fn common() -> Router<AppState> {

@@ -1,12 +1,12 @@
 //! Staff API (staff listener only): login, attempt report, decrypted media.
 
-use super::{bearer, parse_id, read_json, AppState};
+use super::{parse_id, read_json, AppState};
 use crate::error::AppError;
 use crate::recording::AttemptReport;
 use crate::service::StaffIdentity;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
-use axum::http::{header, request::Parts};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,13 +18,6 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/api/staff/v1/attempts/{attempt_id}", get(attempt))
         .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media", get(media))
-}
-
-impl FromRequestParts<AppState> for StaffIdentity {
-    type Rejection = AppError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        state.authenticate_staff(bearer(parts)?).await
-    }
 }
 
 #[derive(Deserialize)]

@@ -278,9 +278,18 @@ async fn staff_and_sessions() {
         assert!(matches!(db.create_staff(StaffAccount { id: Uuid::new_v4(), ..account }, 1).await, Err(DbError::Conflict)), "{}", b.name);
         let got = db.staff_by_login("relectrice").await.unwrap();
         assert_eq!((got.id, got.role), (id, server::domain::Role::Reviewer));
-        db.create_staff_session([1; 32], id, 100).await.unwrap();
-        assert_eq!(db.staff_by_session([1; 32], 99).await.unwrap().id, id);
-        assert!(matches!(db.staff_by_session([1; 32], 100).await, Err(DbError::NotFound)), "{}: expired", b.name);
+        // Created at 0, absolute expiry at 1,000,000, idle expiry 100,000.
+        let idle = 100_000;
+        db.create_staff_session([1; 32], id, 0, 1_000_000).await.unwrap();
+        assert_eq!(db.staff_by_session([1; 32], 99_999, idle).await.unwrap().id, id);
+        // Seen at 99,999: the idle clock restarted there.
+        assert_eq!(db.staff_by_session([1; 32], 199_000, idle).await.unwrap().id, id, "{}: still active", b.name);
+        assert!(matches!(db.staff_by_session([1; 32], 299_000, idle).await, Err(DbError::NotFound)), "{}: idle too long", b.name);
+        db.create_staff_session([2; 32], id, 900_000, 1_000_000).await.unwrap();
+        assert!(matches!(db.staff_by_session([2; 32], 1_000_000, idle).await, Err(DbError::NotFound)), "{}: expired", b.name);
+        db.create_staff_session([3; 32], id, 0, 1_000_000).await.unwrap();
+        db.end_staff_session([3; 32]).await.unwrap();
+        assert!(matches!(db.staff_by_session([3; 32], 1, idle).await, Err(DbError::NotFound)), "{}: logged out", b.name);
         assert!(matches!(db.staff_by_login("nobody").await, Err(DbError::NotFound)));
     }
 }
@@ -399,5 +408,58 @@ async fn a_state_change_and_its_audit_entry_commit_together() {
         assert_eq!(trail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["attempt_ended"], "{}: a refused change leaves no entry", b.name);
         assert_eq!(b.db.attempt(a.id).await.unwrap().ended_at_ms, Some(5));
         verify_audit_chain(&trail).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reviews_and_flags() {
+    for b in backends().await {
+        let db = &*b.db;
+        let s = sitting(db).await;
+        let a = new_attempt(s, "candidat-1");
+        db.create_attempt(a.clone()).await.unwrap();
+        let reviewer = StaffAccount { id: Uuid::new_v4(), login: "relecteur".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        db.create_staff(reviewer.clone(), 1).await.unwrap();
+        db.assign_sitting(reviewer.id, s, 1).await.unwrap();
+        assert_eq!(db.sittings_of_staff(reviewer.id).await.unwrap(), vec![(s, format!("S-{s}"))], "{}", b.name);
+        assert_eq!(db.attempts_of_sitting(s).await.unwrap().iter().map(|x| x.id).collect::<Vec<_>>(), vec![a.id], "{}", b.name);
+
+        let review = Review { id: Uuid::new_v4(), attempt_id: a.id, round: 1, reviewer_id: reviewer.id, started_at_ms: 10, submitted_at_ms: None, outcome: None };
+        db.create_review(review.clone()).await.unwrap();
+        let again = Review { id: Uuid::new_v4(), ..review.clone() };
+        assert!(matches!(db.create_review(again).await, Err(DbError::Conflict)), "{}: one review per round", b.name);
+        assert_eq!(db.reviews_of(a.id).await.unwrap(), vec![review.clone()], "{}", b.name);
+
+        let flag = Flag {
+            id: Uuid::new_v4(),
+            review_id: review.id,
+            attempt_id: a.id,
+            start_ms: 1_000,
+            end_ms: 6_000,
+            category: FlagCategory::Talking,
+            severity: Severity::Medium,
+            note: "parle à quelqu’un hors champ".into(),
+            updated_at_ms: 20,
+        };
+        assert!(db.save_flag(flag.clone()).await.unwrap(), "{}", b.name);
+        let edited = Flag { category: FlagCategory::OtherPerson, severity: Severity::High, updated_at_ms: 21, ..flag.clone() };
+        assert!(db.save_flag(edited.clone()).await.unwrap(), "{}: edit", b.name);
+        assert_eq!(db.flags_of(a.id).await.unwrap(), vec![edited.clone()], "{}", b.name);
+        // A flag of another review cannot be taken over by id.
+        let other = Review { id: Uuid::new_v4(), round: 2, ..review.clone() };
+        db.create_review(other.clone()).await.unwrap();
+        assert!(!db.save_flag(Flag { review_id: other.id, ..edited.clone() }).await.unwrap(), "{}: not another review's flag", b.name);
+        assert!(!db.delete_flag(other.id, flag.id).await.unwrap(), "{}", b.name);
+
+        assert!(db.submit_review(review.id, ReviewOutcome::Irregularities, 30).await.unwrap(), "{}", b.name);
+        assert!(!db.submit_review(review.id, ReviewOutcome::NoIrregularity, 31).await.unwrap(), "{}: submitted once", b.name);
+        // Submitted: flags are frozen.
+        assert!(!db.save_flag(Flag { note: "changed".into(), ..edited.clone() }).await.unwrap(), "{}: frozen", b.name);
+        assert!(!db.save_flag(Flag { id: Uuid::new_v4(), ..edited.clone() }).await.unwrap(), "{}: no new flag", b.name);
+        assert!(!db.delete_flag(review.id, flag.id).await.unwrap(), "{}: no deletion", b.name);
+        assert_eq!(db.flags_of(a.id).await.unwrap(), vec![edited], "{}", b.name);
+        let got = db.reviews_of(a.id).await.unwrap();
+        assert_eq!((got[0].outcome, got[0].submitted_at_ms), (Some(ReviewOutcome::Irregularities), Some(30)), "{}", b.name);
+        assert_eq!(got[1].round, 2);
     }
 }

@@ -1,0 +1,314 @@
+// The reviewer's player. Media Source Extensions fed one decrypted fragment at a time by
+// the server: a seek fetches only the fragments around the new position, a few more are
+// prefetched ahead (more at higher speeds), old ones are evicted. Chromium stalls at a
+// hole in `buffered`, so the player jumps holes itself (missing or altered fragments,
+// time between streams) and says so; the timeline draws every one with its reason.
+(() => {
+  'use strict';
+  const T = JSON.parse(document.getElementById('text').textContent);
+  const attempt = document.body.dataset.attempt;
+  const csrf = document.body.dataset.csrf;
+  const api = `/api/staff/v1/attempts/${attempt}`;
+  const $ = (id) => document.getElementById(id);
+  const video = $('video');
+  const MIME = 'video/mp4; codecs="avc1.42C016, mp4a.40.2"';
+  const FRAME_S = 1 / 30;
+  let tl = null;        // the timeline from the server
+  let streams = [];     // per stream: { id, origin, wallStart, wallEnd, frags: [{ i, s, e, state }] }
+  let cur = null;       // the stream loaded in the MediaSource: { si, st, ms, sb, chain }
+  let review = null;    // flags and rounds
+  let canWrite = false;
+  let noticeTimer = null;
+
+  const label = (list, code) => (list.find(([c]) => c === code) || [code, code])[1];
+  const hms = (wall) => new Date(wall).toLocaleTimeString('fr-FR', { hour12: false });
+  const notice = (msg) => {
+    $('notice').textContent = msg;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { $('notice').textContent = ''; }, 4000);
+  };
+  const fail = (msg) => { const e = $('error'); e.hidden = false; e.textContent = `${T.error_prefix} : ${msg}`; };
+
+  async function call(method, path, body) {
+    const headers = { 'X-CSRF-Token': csrf };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const r = await fetch(api + path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
+    if (r.status === 401) { location.href = '/'; throw new Error('session ended'); }
+    return r;
+  }
+
+  // ---- Timeline model -------------------------------------------------------------
+  function build(t) {
+    streams = t.streams.map((s) => {
+      const broken = new Set(s.broken);
+      const frags = s.fragments.map(([i, fs, fe]) => ({ i, s: fs, e: fe, state: broken.has(i) ? 'altered' : 'idle' }));
+      const wallStart = s.origin_ms + (frags.length ? frags[0].s : 0);
+      const wallEnd = s.origin_ms + (frags.length ? Math.max(...frags.map((f) => f.e)) : 0);
+      return { id: s.stream_id, origin: s.origin_ms, status: s.status, hasInit: s.has_init, frags, wallStart, wallEnd };
+    }).filter((s) => s.frags.length && s.hasInit);
+  }
+  const playable = (f) => f.state !== 'altered';
+  const fragAt = (st, m) => st.frags.find((f) => playable(f) && m >= f.s && m < f.e);
+  const nextPlayable = (st, m) => st.frags.find((f) => playable(f) && f.s >= m - 1);
+  const wallNow = () => (cur ? cur.st.origin + video.currentTime * 1000 : (streams[0] ? streams[0].wallStart : 0));
+
+  // ---- Media ------------------------------------------------------------------------
+  async function fragment(st, i) {
+    const r = await call('GET', `/streams/${st.id}/fragments/${i}`);
+    if (r.ok) return r.arrayBuffer();
+    const f = st.frags.find((x) => x.i === i);
+    if (r.status === 422 && f) { f.state = 'altered'; drawTimeline(); }
+    if (r.status === 404 && f) { f.state = 'altered'; drawTimeline(); }
+    if (r.status === 410) fail(T.altered_fragment);
+    return null;
+  }
+
+  function append(c, buf) {
+    c.chain = c.chain.then(() => new Promise((resolve) => {
+      if (c !== cur || c.ms.readyState !== 'open') return resolve(false);
+      const done = () => { c.sb.removeEventListener('updateend', done); c.sb.removeEventListener('error', done); resolve(true); };
+      c.sb.addEventListener('updateend', done);
+      c.sb.addEventListener('error', done);
+      try { c.sb.appendBuffer(buf); } catch (e) { resolve(false); }
+    }));
+    return c.chain;
+  }
+
+  async function openStream(si) {
+    if (cur && cur.si === si) return cur;
+    const st = streams[si];
+    const ms = new MediaSource();
+    const c = { si, st, ms, sb: null, chain: Promise.resolve() };
+    cur = c;
+    for (const f of st.frags) if (f.state !== 'altered') f.state = 'idle';
+    video.src = URL.createObjectURL(ms);
+    await new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }));
+    c.sb = ms.addSourceBuffer(MIME);
+    c.sb.mode = 'segments';
+    const init = await fragment(st, 0);
+    if (init) await append(c, init);
+    return c;
+  }
+
+  async function load(c, f) {
+    f.state = 'loading';
+    const buf = await fragment(c.st, f.i);
+    if (!buf) return;
+    if (c !== cur) { f.state = 'idle'; return; }
+    await append(c, buf);
+    if (f.state === 'loading') f.state = c === cur ? 'done' : 'idle';
+  }
+
+  function ensure() {
+    const c = cur;
+    if (!c || !c.sb) return;
+    const t = video.currentTime * 1000;
+    const rate = video.playbackRate;
+    const ahead = 4000 + 2500 * rate;
+    const inFlight = c.st.frags.filter((f) => f.state === 'loading').length;
+    const want = c.st.frags.filter((f) => f.state === 'idle' && f.e > t - 50 && f.s < t + ahead);
+    for (const f of want.slice(0, Math.max(0, 2 + Math.ceil(rate) - inFlight))) load(c, f);
+    // Evict what is well behind: memory stays bounded over hours.
+    const keepFrom = t / 1000 - 60;
+    if (keepFrom > 0 && c.sb.buffered.length && c.sb.buffered.start(0) < keepFrom - 10) {
+      c.chain = c.chain.then(() => new Promise((resolve) => {
+        if (c !== cur || c.sb.updating) return resolve();
+        c.sb.addEventListener('updateend', resolve, { once: true });
+        try { c.sb.remove(0, keepFrom); } catch (e) { resolve(); }
+      }));
+      for (const f of c.st.frags) if (f.state === 'done' && f.e / 1000 < keepFrom) f.state = 'idle';
+    }
+  }
+
+  // Seek to a wall-clock time: into the stream that covers it, or the next stream
+  // after a gap; a missing fragment there moves on to the next playable one.
+  async function seekWall(w, why) {
+    let si = streams.findIndex((s) => w >= s.wallStart && w < s.wallEnd);
+    if (si < 0) {
+      si = streams.findIndex((s) => s.wallStart > w);
+      if (si < 0) { video.pause(); return; }
+      w = streams[si].wallStart;
+      if (why !== 'start') notice(T.jumped_hole);
+    }
+    const st = streams[si];
+    let m = w - st.origin;
+    if (!fragAt(st, m)) {
+      const f = nextPlayable(st, m);
+      if (!f) return seekWall(st.wallEnd + 1, why);
+      m = f.s;
+      if (why !== 'start') notice(T.jumped_hole);
+    }
+    const c = await openStream(si);
+    video.currentTime = m / 1000 + 0.001;
+    ensure();
+    return c;
+  }
+
+  // Chromium stalls at the edge of a hole in `buffered`: jump over it.
+  function jumpHoles() {
+    if (!cur || video.paused || video.seeking) return;
+    const st = cur.st;
+    const m = video.currentTime * 1000;
+    const f = fragAt(st, m);
+    if (f && (f.state !== 'done' || m < f.e - 120)) return;
+    const next = nextPlayable(st, f ? f.e : m);
+    if (next && (!f || next.s <= f.e + 100)) return; // contiguous: plays on
+    const resume = !video.paused;
+    seekWall(next ? st.origin + next.s : st.wallEnd + 1, 'hole').then(() => { if (resume) video.play().catch(() => {}); });
+    if (!next) notice(T.jumped_hole);
+  }
+
+  // ---- Drawing ------------------------------------------------------------------------
+  function drawTimeline() {
+    const bar = $('timeline');
+    for (const el of Array.from(bar.querySelectorAll('.seg, .flag'))) el.remove();
+    const span = Math.max(1, tl.end_ms - tl.start_ms);
+    const pct = (w) => `${((w - tl.start_ms) / span) * 100}%`;
+    const seg = (cls, from, to, title) => {
+      const d = document.createElement('div');
+      d.className = `seg ${cls}`;
+      d.style.left = pct(from);
+      if (to !== null) d.style.width = `${Math.max(0.15, ((to - from) / span) * 100)}%`;
+      d.title = title;
+      bar.appendChild(d);
+    };
+    for (const g of tl.gaps) seg('gap', g.from_ms, g.to_ms, T.gap_agent_off);
+    for (const st of streams) {
+      seg('rec', st.wallStart, st.wallEnd, '');
+      let prev = null;
+      for (const f of st.frags) {
+        if (prev && f.i !== prev.i + 1) seg('missing', st.origin + prev.e, st.origin + f.s, `${T.missing_fragments} (${prev.i + 1}–${f.i - 1})`);
+        if (f.state === 'altered') seg('altered', st.origin + f.s, st.origin + f.e, `${T.altered_fragment} (${f.i})`);
+        prev = f;
+      }
+      if (st.status === 'ended_abruptly') seg('abrupt', st.wallEnd, null, T.ended_abruptly);
+    }
+    for (const fl of (review ? review.flags : [])) {
+      const d = document.createElement('div');
+      d.className = 'flag';
+      d.style.left = pct(fl.start_ms);
+      d.style.width = `${Math.max(0.3, ((fl.end_ms - fl.start_ms) / span) * 100)}%`;
+      d.title = label(T.categories, fl.category);
+      bar.appendChild(d);
+    }
+  }
+
+  function tick() {
+    if (!tl) return;
+    const w = wallNow();
+    const span = Math.max(1, tl.end_ms - tl.start_ms);
+    const p = Math.min(100, Math.max(0, ((w - tl.start_ms) / span) * 100));
+    $('playhead').style.left = `${p}%`;
+    $('timeline').setAttribute('aria-valuenow', String(Math.round(p)));
+    $('clock').textContent = hms(w);
+    $('play').textContent = video.paused ? T.play : T.pause;
+    ensure();
+    jumpHoles();
+  }
+
+  // ---- Flags and review ---------------------------------------------------------------
+  async function loadReview() {
+    const r = await call('GET', '/review');
+    if (!r.ok) { fail((await r.json()).message); return; }
+    review = await r.json();
+    canWrite = review.my_round !== null || review.rounds.length === 0;
+    const list = $('flags');
+    list.textContent = '';
+    for (const fl of review.flags) {
+      const li = document.createElement('li');
+      const go = document.createElement('a');
+      go.href = '#';
+      go.textContent = `${hms(fl.start_ms)}–${hms(fl.end_ms)} · ${label(T.categories, fl.category)} · ${label(T.severities, fl.severity)}`;
+      go.addEventListener('click', (e) => { e.preventDefault(); seekWall(fl.start_ms, 'flag'); });
+      li.appendChild(go);
+      if (fl.note) li.appendChild(document.createTextNode(` — ${fl.note}`));
+      if (fl.editable && canWrite) {
+        const del = document.createElement('button');
+        del.textContent = T.delete;
+        del.addEventListener('click', async () => {
+          const r2 = await call('DELETE', `/flags/${fl.id}`);
+          if (!r2.ok) fail((await r2.json()).message);
+          await loadReview();
+        });
+        li.appendChild(del);
+      }
+      list.appendChild(li);
+    }
+    $('add-flag').hidden = !canWrite;
+    $('submit-box').hidden = !canWrite;
+    $('read-only').hidden = canWrite || !review.rounds.length;
+    $('submitted').hidden = canWrite || !review.rounds.some((r) => r.submitted_at_ms);
+    drawTimeline();
+  }
+
+  let flagFrom = 0;
+  function openFlagForm() {
+    if (!canWrite) return;
+    video.pause();
+    flagFrom = Math.round(wallNow());
+    $('flag-start').value = hms(flagFrom);
+    $('flag-end').value = hms(flagFrom + 5000);
+    $('flag-form').hidden = false;
+    $('flag-category').focus();
+  }
+
+  $('flag-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const body = { start_ms: flagFrom, end_ms: flagFrom + 5000, category: $('flag-category').value, severity: $('flag-severity').value, note: $('flag-note').value };
+    const r = await call('POST', '/flags', body);
+    if (!r.ok) { fail((await r.json()).message); return; }
+    $('flag-form').hidden = true;
+    $('flag-note').value = '';
+    await loadReview();
+    $('add-flag').focus();
+  });
+  $('flag-cancel').addEventListener('click', () => { $('flag-form').hidden = true; });
+  $('add-flag').addEventListener('click', openFlagForm);
+
+  for (const [id, outcome] of [['submit-none', 'no_irregularity'], ['submit-irregularities', 'irregularities']]) {
+    $(id).addEventListener('click', async () => {
+      const r = await call('POST', '/review/submit', { outcome });
+      if (!r.ok) { fail((await r.json()).message); return; }
+      $('error').hidden = true;
+      await loadReview();
+    });
+  }
+
+  // ---- Controls -------------------------------------------------------------------------
+  const toggle = () => { if (video.paused) video.play().catch(() => {}); else video.pause(); };
+  $('play').addEventListener('click', toggle);
+  $('speed').addEventListener('change', () => { video.playbackRate = Number($('speed').value); ensure(); });
+  video.addEventListener('ratechange', () => { $('speed').value = String(video.playbackRate); });
+  $('timeline').addEventListener('click', (e) => {
+    const box = e.currentTarget.getBoundingClientRect();
+    seekWall(tl.start_ms + ((e.clientX - box.left) / box.width) * (tl.end_ms - tl.start_ms), 'click');
+  });
+  const flagStarts = () => (review ? review.flags.map((f) => f.start_ms).sort((a, b) => a - b) : []);
+  document.addEventListener('keydown', (e) => {
+    if (e.target.closest('input, textarea, select, form') || e.ctrlKey || e.metaKey || e.altKey) return;
+    const w = wallNow();
+    switch (e.key) {
+      case ' ': case 'k': toggle(); break;
+      case 'ArrowLeft': seekWall(w - 5000, 'key'); break;
+      case 'ArrowRight': seekWall(w + 5000, 'key'); break;
+      case ',': if (video.paused) video.currentTime = Math.max(0, video.currentTime - FRAME_S); break;
+      case '.': if (video.paused) video.currentTime += FRAME_S; break;
+      case 'n': { const n = flagStarts().find((s) => s > w + 500); if (n !== undefined) seekWall(n, 'flag'); break; }
+      case 'p': { const p = flagStarts().reverse().find((s) => s < w - 500); if (p !== undefined) seekWall(p, 'flag'); break; }
+      case 'f': openFlagForm(); break;
+      default: return;
+    }
+    e.preventDefault();
+  });
+
+  (async () => {
+    const r = await call('GET', '/timeline');
+    if (!r.ok) { fail((await r.json()).message); return; }
+    tl = await r.json();
+    build(tl);
+    await loadReview();
+    if (streams.length) await seekWall(streams[0].wallStart, 'start');
+    setInterval(tick, 200);
+    tick();
+  })();
+})();

@@ -1,0 +1,111 @@
+//! The reviewer and jury web app: server-rendered pages (askama), the scripts and styles
+//! they load (all served by the server itself: no CDN), and their text (`text`). Knows no
+//! domain logic and no HTTP framework: the server's `routes::pages` fills these views
+//! from its use cases and serves what they render.
+
+pub mod assets;
+pub mod text;
+
+pub use askama::Template;
+pub use text::{Text, FR};
+
+/// The Content-Security-Policy of every staff page: scripts, styles and media from the
+/// server only, nothing inline, no framing.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; \
+connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    pub t: &'a Text,
+    pub error: Option<&'a str>,
+}
+
+pub struct QueueItem {
+    pub attempt_id: String,
+    pub candidate: String,
+    pub sitting: String,
+    pub state: String,
+    pub state_label: String,
+    pub seconds: u64,
+    pub duration: String,
+    pub gaps: usize,
+    pub integrity: String,
+    pub integrity_label: String,
+    pub flags: usize,
+    pub ended_ms: i64,
+    pub ended: String,
+    pub due_ms: i64,
+    pub due: String,
+    pub overdue: bool,
+}
+
+#[derive(Template)]
+#[template(path = "queue.html")]
+pub struct QueuePage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub sittings: Vec<String>,
+    pub items: Vec<QueueItem>,
+}
+
+#[derive(Template)]
+#[template(path = "player.html")]
+pub struct PlayerPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub attempt_id: String,
+    pub candidate: String,
+    pub sitting: String,
+    pub speeds: &'a [&'a str],
+    /// `t` as JSON for the player's script, safe inside a `<script>` element.
+    pub text_json: String,
+}
+
+/// Playback speeds offered (the issue asks 0.5× to 8×).
+pub const SPEEDS: &[&str] = &["0.5", "1", "1.5", "2", "4", "8"];
+
+/// JSON that can sit inside a `<script>` element: `<` never appears raw, so neither
+/// `</script>` nor `<!--` can end or change it.
+pub fn script_json(t: &Text) -> String {
+    serde_json::to_string(t).expect("text serialises").replace('<', "\\u003c")
+}
+
+/// "1 h 02 min 05 s" style durations for the queue.
+pub fn duration(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h} h {m:02} min")
+    } else {
+        format!("{m} min {s:02} s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let page = LoginPage { t: &FR, error: Some("<script>x</script>") }.render().unwrap();
+        assert!(page.contains("&#60;script&#62;x") || page.contains("&lt;script&gt;x"), "{page}");
+        assert!(!page.contains("<script>x"));
+        assert!(!script_json(&FR).contains('<'));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(65), "1 min 05 s");
+        assert_eq!(duration(3725), "1 h 02 min");
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub t: &'a Text,
+    pub status: u16,
+    pub message: &'a str,
+}

@@ -1,0 +1,69 @@
+//! One fragment at a time, for the player: fetched from the blob store, decrypted in
+//! memory, checked against the stored chain (the `StreamOpener` checks, one fragment at a
+//! time so that a seek costs one fragment, not the stream before it), audited with the
+//! media time it covers, then sent. The plaintext is wiped once sent; nothing is written.
+
+use crate::blobs::chunk_path;
+use crate::db::{ChunkRow, DbError};
+use crate::error::AppError;
+use crate::lifecycle::AttemptState;
+use crate::service::{Proctor, StaffIdentity};
+use bytes::Bytes;
+use uuid::Uuid;
+
+impl Proctor {
+    /// Fragment `index` of a stream (0 is the initialisation segment), decrypted.
+    pub async fn fragment(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
+        if !staff.role.may_view_recordings() {
+            return Err(AppError::Forbidden("this role may not view recordings".into()));
+        }
+        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
+        if attempt.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        let stream = match self.db.stream(stream_id).await {
+            Ok(s) if s.attempt_id == attempt_id => s,
+            Ok(_) | Err(DbError::NotFound) => return Err(AppError::NotFound("stream")),
+            Err(e) => return Err(e.into()),
+        };
+        let row = match self.db.chunk(stream_id, index).await {
+            Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
+            other => other?,
+        };
+        if index > 0 {
+            match self.db.chunk(stream_id, index - 1).await {
+                Ok(prev) if prev.digest != row.prev_digest => return Err(self.altered(staff, attempt_id, stream_id, index, "does not chain to its predecessor").await),
+                Ok(_) | Err(DbError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let key = self.stream_key(&attempt, &stream)?;
+        let blob = self.blobs.get(&chunk_path(attempt_id, stream_id, index, &row.content_sha256)).await?;
+        let opened = match protocol::open_chunk(&key, attempt_id, stream_id, &blob) {
+            Ok(o) if matches_row(&o, &row) => o,
+            Ok(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "differs from the fragment acknowledged").await),
+            Err(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "fails authentication").await),
+        };
+        self.audit(
+            &staff.login,
+            "recording_viewed",
+            Some(attempt_id),
+            serde_json::json!({ "stream_id": stream_id, "index": index,
+                "media_from_ms": row.media_start_us / 1000, "media_to_ms": row.media_end_us / 1000 }),
+        )
+        .await?;
+        Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
+    }
+
+    /// Records that a reviewer met an altered fragment (never played) and says why.
+    async fn altered(&self, staff: &StaffIdentity, attempt: Uuid, stream: Uuid, index: u32, why: &'static str) -> AppError {
+        if let Err(e) = self.audit(&staff.login, "fragment_altered", Some(attempt), serde_json::json!({ "stream_id": stream, "index": index, "why": why })).await {
+            return e;
+        }
+        AppError::FragmentAltered { index, why }
+    }
+}
+
+fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
+    o.header.index == row.index && o.digest == row.digest && o.header.prev_digest == row.prev_digest && o.header.last == row.last
+}

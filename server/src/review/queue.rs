@@ -1,0 +1,63 @@
+//! The reviewer's queue: the attempts of their sittings that have something to review,
+//! with what a reviewer sorts by (state, duration, gaps, integrity, flags, deadline).
+
+use crate::error::AppError;
+use crate::lifecycle::AttemptState;
+use crate::service::{Proctor, StaffIdentity};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct QueueRow {
+    pub attempt_id: Uuid,
+    pub sitting_id: Uuid,
+    pub sitting: String,
+    pub candidate: String,
+    pub state: AttemptState,
+    pub recorded_seconds: f64,
+    pub gaps: usize,
+    pub integrity: &'static str,
+    pub flags: usize,
+    pub ended_at_ms: Option<i64>,
+    /// When the review is due (the attempt's end + the configured deadline).
+    pub due_at_ms: Option<i64>,
+    pub overdue: bool,
+}
+
+impl Proctor {
+    pub async fn queue(&self, staff: &StaffIdentity) -> Result<Vec<QueueRow>, AppError> {
+        if !staff.role.may_view_recordings() {
+            return Err(AppError::Forbidden("the queue is the reviewers'".into()));
+        }
+        let deadline = self.settings.review.deadline.as_millis() as i64;
+        let now = self.now_ms();
+        let mut rows = Vec::new();
+        for (sitting_id, sitting) in self.db.sittings_of_staff(staff.id).await? {
+            for a in self.db.attempts_of_sitting(sitting_id).await? {
+                // Nothing to watch yet (no consent, or recording) or any more (destroyed).
+                if !matches!(a.state, AttemptState::Ended | AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided) {
+                    continue;
+                }
+                let report = self.attempt_report(a.id).await?;
+                let flags = self.db.flags_of(a.id).await?.len();
+                let due_at_ms = a.ended_at_ms.map(|t| t + deadline);
+                let pending = matches!(a.state, AttemptState::Ended | AttemptState::InReview);
+                rows.push(QueueRow {
+                    attempt_id: a.id,
+                    sitting_id,
+                    sitting: sitting.clone(),
+                    candidate: a.reference,
+                    state: a.state,
+                    recorded_seconds: report.recorded_seconds,
+                    gaps: report.gaps.len() + report.missing.len(),
+                    integrity: report.integrity,
+                    flags,
+                    ended_at_ms: a.ended_at_ms,
+                    overdue: pending && due_at_ms.is_some_and(|d| d < now),
+                    due_at_ms,
+                });
+            }
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,107 @@
+//! The reviewer app's JSON API (staff listener): queue, timeline, one fragment at a time,
+//! flags and review decisions. Authenticated by bearer token or by the session cookie
+//! plus CSRF header (`session`). Media answers are never cached.
+
+use super::session::StaffSession;
+use super::{parse_id, read_json, AppState};
+use crate::db::ReviewOutcome;
+use crate::error::AppError;
+use crate::review::decision::{FlagInput, ReviewOutcomeView, ReviewView};
+use crate::review::queue::QueueRow;
+use crate::review::timeline::Timeline;
+use crate::service::StaffIdentity;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/staff/v1/queue", get(queue))
+        .route("/api/staff/v1/logout", post(logout))
+        .route("/api/staff/v1/attempts/{attempt_id}/timeline", get(timeline))
+        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", get(fragment))
+        .route("/api/staff/v1/attempts/{attempt_id}/review", get(review))
+        .route("/api/staff/v1/attempts/{attempt_id}/review/submit", post(submit))
+        .route("/api/staff/v1/attempts/{attempt_id}/second-review", post(second_review))
+        .route("/api/staff/v1/attempts/{attempt_id}/outcome", get(outcome))
+        .route("/api/staff/v1/attempts/{attempt_id}/flags", post(create_flag))
+        .route("/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", put(update_flag).delete(delete_flag))
+}
+
+async fn queue(State(app): State<AppState>, staff: StaffIdentity) -> Result<Json<Vec<QueueRow>>, AppError> {
+    Ok(Json(app.queue(&staff).await?))
+}
+
+async fn logout(State(app): State<AppState>, session: StaffSession) -> Result<StatusCode, AppError> {
+    app.staff_logout(&session.who, &session.token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn timeline(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<Timeline>, AppError> {
+    Ok(Json(app.timeline(&staff, parse_id(&attempt, "attempt id")?).await?))
+}
+
+async fn fragment(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
+    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
+    let bytes = app.fragment(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
+    Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
+}
+
+async fn review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewView>, AppError> {
+    Ok(Json(app.review_view(&staff, parse_id(&attempt, "attempt id")?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitRequest {
+    outcome: ReviewOutcome,
+}
+
+async fn submit(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<Json<ReviewView>, AppError> {
+    let attempt = parse_id(&attempt, "attempt id")?;
+    let req: SubmitRequest = read_json(body).await?;
+    Ok(Json(app.submit_review(&staff, attempt, req.outcome).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondReviewRequest {
+    reviewer: String,
+}
+
+async fn second_review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<StatusCode, AppError> {
+    let attempt = parse_id(&attempt, "attempt id")?;
+    let req: SecondReviewRequest = read_json(body).await?;
+    app.request_second_review(&staff, attempt, &req.reviewer).await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// The outcome without notes, for the jury of the sitting and its reviewers.
+async fn outcome(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewOutcomeView>, AppError> {
+    let attempt = parse_id(&attempt, "attempt id")?;
+    app.attempt_for_staff(&staff, attempt).await?;
+    Ok(Json(app.review_outcome(attempt).await?))
+}
+
+async fn create_flag(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    let attempt = parse_id(&attempt, "attempt id")?;
+    let input: FlagInput = read_json(body).await?;
+    let id = app.save_flag(&staff, attempt, None, input).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+}
+
+async fn update_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+    let (attempt, flag) = (parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?);
+    let input: FlagInput = read_json(body).await?;
+    let id = app.save_flag(&staff, attempt, Some(flag), input).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
+async fn delete_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>) -> Result<StatusCode, AppError> {
+    app.delete_flag(&staff, parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
