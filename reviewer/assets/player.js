@@ -27,6 +27,9 @@
     clearTimeout(noticeTimer);
     noticeTimer = setTimeout(() => { $('notice').textContent = ''; }, 4000);
   };
+  let jumps = 0;
+  const seeks = [];
+  const jumped = () => { jumps += 1; notice(T.jumped_hole); };
   const fail = (msg) => { const e = $('error'); e.hidden = false; e.textContent = `${T.error_prefix} : ${msg}`; };
 
   async function call(method, path, body) {
@@ -87,6 +90,10 @@
     c.sb.mode = 'segments';
     const init = await fragment(st, 0);
     if (init) await append(c, init);
+    // Chromium clamps a seek to the duration, which otherwise grows only as fragments are
+    // appended: say at once how long the stream is, so a seek ahead is not cut short.
+    const end = Math.max(...st.frags.map((f) => f.e)) / 1000;
+    if (c === cur && ms.readyState === 'open' && !c.sb.updating && end > 0) ms.duration = end;
     return c;
   }
 
@@ -128,7 +135,7 @@
       si = streams.findIndex((s) => s.wallStart > w);
       if (si < 0) { video.pause(); return; }
       w = streams[si].wallStart;
-      if (why !== 'start') notice(T.jumped_hole);
+      if (why !== 'start') jumped();
     }
     const st = streams[si];
     let m = w - st.origin;
@@ -136,26 +143,43 @@
       const f = nextPlayable(st, m);
       if (!f) return seekWall(st.wallEnd + 1, why);
       m = f.s;
-      if (why !== 'start') notice(T.jumped_hole);
+      if (why !== 'start') jumped();
     }
     const c = await openStream(si);
+    seeks.push([why, si, m]);
     video.currentTime = m / 1000 + 0.001;
     ensure();
     return c;
   }
 
-  // Chromium stalls at the edge of a hole in `buffered`: jump over it.
+  // Chromium stalls at the edge of a hole in `buffered`: when playback has not moved for
+  // a moment and no data is ahead, look at what comes next. A fragment on its way: wait.
+  // A hole (missing or altered fragments, the end of a stream): jump to what plays next.
+  let jumping = false;
+  let lastT = -1;
+  let stalledSince = 0;
   function jumpHoles() {
-    if (!cur || video.paused || video.seeking) return;
+    const now = performance.now();
+    if (jumping || !cur || video.paused || video.seeking || video.currentTime !== lastT) {
+      lastT = video.currentTime;
+      stalledSince = now;
+      return;
+    }
+    if (now - stalledSince < 300) return;
     const st = cur.st;
     const m = video.currentTime * 1000;
-    const f = fragAt(st, m);
-    if (f && (f.state !== 'done' || m < f.e - 120)) return;
-    const next = nextPlayable(st, f ? f.e : m);
-    if (next && (!f || next.s <= f.e + 100)) return; // contiguous: plays on
-    const resume = !video.paused;
-    seekWall(next ? st.origin + next.s : st.wallEnd + 1, 'hole').then(() => { if (resume) video.play().catch(() => {}); });
-    if (!next) notice(T.jumped_hole);
+    let end = m;
+    for (let i = 0; i < video.buffered.length; i += 1) {
+      if (video.buffered.start(i) * 1000 <= m + 1 && video.buffered.end(i) * 1000 >= m) end = video.buffered.end(i) * 1000;
+    }
+    if (end - m > 400 * video.playbackRate) return; // data ahead: the decoder is catching up
+    const next = st.frags.find((f) => playable(f) && f.e > end + 50);
+    if (next && next.s <= end + 100) return; // the next fragment is on its way
+    jumping = true;
+    if (next) jumped();
+    seekWall(next ? st.origin + next.s : st.wallEnd + 1, 'hole')
+      .then(() => video.play().catch(() => {}))
+      .finally(() => { jumping = false; });
   }
 
   // ---- Drawing ------------------------------------------------------------------------
@@ -308,6 +332,10 @@
     build(tl);
     await loadReview();
     if (streams.length) await seekWall(streams[0].wallStart, 'start');
+    // For the browser tests: where the player is, read-only.
+    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, seeks, seeking: video.seeking, jumping, ready: video.readyState,
+      frags: cur ? cur.st.frags.map((f) => [f.i, f.s, f.e, f.state]) : [],
+      buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]) });
     setInterval(tick, 200);
     tick();
   })();

@@ -52,6 +52,16 @@ impl IntoResponse for PageError {
     }
 }
 
+/// A page's session: without one, the browser goes to the login page.
+struct PageSession(super::session::StaffSession);
+
+impl axum::extract::FromRequestParts<AppState> for PageSession {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, PageError> {
+        Ok(Self(StaffCookieSession::from_request_parts(parts, state).await?.0))
+    }
+}
+
 fn render(t: impl Template) -> Result<Html<String>, PageError> {
     t.render().map(Html).map_err(|e| PageError(AppError::Internal(anyhow::anyhow!("rendering a page: {e}"))))
 }
@@ -94,7 +104,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(app): State<AppState>, StaffCookieSession(session): StaffCookieSession, jar: CookieJar, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+async fn logout(State(app): State<AppState>, PageSession(session): PageSession, jar: CookieJar, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
     if !csrf_matches(&session.token, &form.csrf) {
         return Err(AppError::Forbidden("missing or wrong CSRF token".into()).into());
     }
@@ -107,7 +117,7 @@ fn time_fr(ms: i64) -> String {
     format!("{:02}/{:02}/{} {:02}:{:02} UTC", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
 }
 
-async fn queue(State(app): State<AppState>, StaffCookieSession(session): StaffCookieSession) -> Result<Html<String>, PageError> {
+async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
     let rows = app.queue(&session.who).await?;
     let mut sittings: Vec<String> = rows.iter().map(|r| r.sitting.clone()).collect();
     sittings.dedup();
@@ -139,7 +149,7 @@ async fn queue(State(app): State<AppState>, StaffCookieSession(session): StaffCo
     render(reviewer::QueuePage { t: T, login: &session.who.login, csrf: &csrf, sittings, items })
 }
 
-async fn player(State(app): State<AppState>, StaffCookieSession(session): StaffCookieSession, Path(attempt): Path<String>) -> Result<Html<String>, PageError> {
+async fn player(State(app): State<AppState>, PageSession(session): PageSession, Path(attempt): Path<String>) -> Result<Html<String>, PageError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let who: &StaffIdentity = &session.who;
     if !who.role.may_view_recordings() {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod browser;
 pub mod media;
 
 use std::io::{BufRead, BufReader};

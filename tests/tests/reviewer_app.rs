@@ -1,0 +1,159 @@
+//! The reviewer app in headless Chromium, on recordings made by the real agent: log in,
+//! the queue, play (time advances, a frame is drawn), seek to the middle, 4×, a missing
+//! fragment and a gap between streams jumped, a flag added with the keyboard, the review
+//! submitted, logout. Screenshots of the queue and the player land in
+//! `target/screenshots/`.
+
+mod support;
+
+use std::time::Duration;
+use support::browser::{screenshot_dir, Browser};
+use support::*;
+
+const PASSWORD: &str = "Relecture-2026!";
+
+async fn run_agent(cmd: std::process::Command) {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = cmd;
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "agent: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewer_watches_flags_and_submits_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, 0);
+    let (whole, whole_token) = enrol(&server).await;
+    let (cut, cut_token) = enrol(&server).await;
+
+    // One recording of 20 s, and one whose agent is killed after ~7 s and started again
+    // 4 s later (two streams with a gap between them), recorded side by side.
+    let a = run_agent(agent(&server.public, &whole_token, "20s", &tmp.path().join("spool-a")));
+    let b = async {
+        let spool = tmp.path().join("spool-b");
+        let mut first = agent(&server.public, &cut_token, "60s", &spool).spawn().unwrap();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        first.kill().unwrap();
+        first.wait().unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        run_agent(agent(&server.public, &cut_token, "6s", &spool)).await;
+    };
+    tokio::join!(a, b);
+    for attempt in [&whole, &cut] {
+        server.cli(&["attempt", "end", attempt]);
+    }
+    // A fragment lost in the middle of the first recording (as if never uploaded).
+    let report = server.cli(&["attempt", "show", &whole]);
+    let stream = report["streams"][0]["stream_id"].as_str().unwrap().to_owned();
+    let db = rusqlite::Connection::open(data.join("proctor.sqlite")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(db.execute("DELETE FROM chunks WHERE stream_id = ?1 AND idx = 5", [&stream]).unwrap(), 1);
+    drop(db);
+
+    cli(&data, &["staff", "add", "--role", "reviewer", "--login", "relectrice"], &[("PROCTOR_PASSWORD", PASSWORD)]);
+    for attempt in [&whole, &cut] {
+        let sitting = server.cli(&["attempt", "show", attempt])["sitting_id"].as_str().unwrap().to_owned();
+        server.cli(&["assign", "--sitting", &sitting, "--login", "relectrice"]);
+    }
+
+    let staff = server.staff.replace("127.0.0.1", "localhost");
+    let b = Browser::start().await;
+    let c = &b.client;
+
+    // Log in.
+    c.goto(&format!("{staff}/")).await.unwrap();
+    c.find(fantoccini::Locator::Id("login")).await.unwrap().send_keys("relectrice").await.unwrap();
+    c.find(fantoccini::Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
+    c.find(fantoccini::Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+    b.until("the queue", Duration::from_secs(10), "return location.pathname === '/queue'").await;
+
+    // The queue: both attempts, the cut one incomplete.
+    assert_eq!(b.js("return document.querySelectorAll('#queue tbody tr').length").await, 2);
+    let rows = b.js("return Array.from(document.querySelectorAll('#queue tbody tr')).map(r => r.dataset.integrity)").await;
+    assert!(rows.as_array().unwrap().iter().all(|r| r == "incomplete"), "{rows}");
+    b.screenshot(&screenshot_dir().join("queue.png")).await;
+
+    // The player on the whole recording: play, time advances, a frame is drawn.
+    c.goto(&format!("{staff}/attempts/{whole}")).await.unwrap();
+    b.until("the player to load", Duration::from_secs(15), "return !!window.__player && document.getElementById('video').readyState >= 2").await;
+    c.find(fantoccini::Locator::Css("body")).await.unwrap().click().await.unwrap();
+    b.keys(" ").await;
+    b.until("playback to advance", Duration::from_secs(10), "return window.__player().t > 1.0 && !window.__player().paused").await;
+    let frame = b
+        .js("const v = document.getElementById('video'); const c = document.createElement('canvas'); c.width = 64; c.height = 48;
+             const x = c.getContext('2d'); x.drawImage(v, 0, 0, 64, 48); const d = x.getImageData(0, 0, 64, 48).data;
+             let max = 0; const colours = new Set();
+             for (let i = 0; i < d.length; i += 4) { max = Math.max(max, d[i] + d[i + 1] + d[i + 2]); colours.add((d[i] >> 5) * 64 + (d[i + 1] >> 5) * 8 + (d[i + 2] >> 5)); }
+             return { max, colours: colours.size, w: v.videoWidth };")
+        .await;
+    assert!(frame["w"].as_u64().unwrap() >= 320, "{frame}");
+    // The test source draws a white ball on black: a bright pixel and several colours.
+    assert!(frame["max"].as_u64().unwrap() > 400 && frame["colours"].as_u64().unwrap() >= 2, "a real frame was drawn: {frame}");
+
+    // Seek to the middle by clicking the timeline.
+    b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
+          t.dispatchEvent(new MouseEvent('click', { clientX: r.left + r.width * 0.5, clientY: r.top + 5, bubbles: true }));")
+        .await;
+    b.until("the seek to the middle", Duration::from_secs(10), "const p = window.__player(); return p.t > 13 && p.t < 17 && !p.paused").await;
+    b.screenshot(&screenshot_dir().join("player.png")).await;
+
+    // Back to the start, 4×: the missing fragment 5 (8–10 s) is jumped, playback goes on.
+    b.js("document.getElementById('speed').value = '4'; document.getElementById('speed').dispatchEvent(new Event('change'));").await;
+    b.keys("\u{E012}\u{E012}\u{E012}\u{E012}").await; // ← ×4: −20 s, clamped to the start
+    b.until("4× playback across the missing fragment", Duration::from_secs(20), "const p = window.__player(); return p.rate === 4 && p.t > 12 && p.jumps >= 1").await;
+
+    // A flag with the keyboard: F, a category, a note, Enter on the save button.
+    b.keys(" ").await;
+    b.until("pause", Duration::from_secs(5), "return window.__player().paused").await;
+    c.find(fantoccini::Locator::Css("body")).await.unwrap().click().await.unwrap();
+    b.keys("f").await;
+    b.until("the flag form", Duration::from_secs(5), "return !document.getElementById('flag-form').hidden && document.activeElement.id === 'flag-category'").await;
+    b.keys("\u{E015}").await; // ↓: the second category
+    b.keys("\u{E004}\u{E004}parle à quelqu’un hors champ\u{E004}\u{E007}").await; // Tab severity, Tab note, type, Tab save, Enter
+    b.until("the flag in the list", Duration::from_secs(5), "return document.querySelectorAll('#flags li').length === 1").await;
+    let flag_text = b.js("return document.querySelector('#flags li').textContent").await;
+    assert!(flag_text.as_str().unwrap().contains("Candidat absent du champ") && flag_text.as_str().unwrap().contains("hors champ"), "{flag_text}");
+
+    // Submit the review: irregularities found.
+    c.find(fantoccini::Locator::Id("submit-irregularities")).await.unwrap().click().await.unwrap();
+    b.until("the submitted review", Duration::from_secs(5), "return !document.getElementById('submitted').hidden && document.getElementById('add-flag').hidden").await;
+    let outcome = reqwest::Client::new()
+        .get(format!("{}/api/integration/v1/attempts/{whole}/review", server.public))
+        .bearer_auth(PLATFORM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(outcome["status"], "submitted", "{outcome}");
+    assert_eq!(outcome["rounds"][0]["outcome"], "irregularities", "{outcome}");
+    assert_eq!(outcome["rounds"][0]["categories"]["candidate_absent"], 1, "{outcome}");
+
+    // The cut recording: 4× from the start, the gap between the streams jumped.
+    c.goto(&format!("{staff}/attempts/{cut}")).await.unwrap();
+    b.until("the player to load", Duration::from_secs(15), "return !!window.__player && document.getElementById('video').readyState >= 2").await;
+    let gaps = b.js("return document.querySelectorAll('#timeline .gap').length").await;
+    assert_eq!(gaps, 1, "the gap is drawn");
+    b.js("document.getElementById('speed').value = '4'; document.getElementById('speed').dispatchEvent(new Event('change')); document.getElementById('video').play();").await;
+    b.until("the second stream playing", Duration::from_secs(30), "const p = window.__player(); return p.stream === 1 && p.t > 1 && !p.paused && p.jumps >= 1").await;
+
+    // Log out: back to the login page, and the queue is closed.
+    c.find(fantoccini::Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    b.until("the login page", Duration::from_secs(5), "return location.pathname === '/' && !!document.getElementById('password')").await;
+    c.goto(&format!("{staff}/queue")).await.unwrap();
+    b.until("the redirect to login", Duration::from_secs(5), "return location.pathname === '/'").await;
+    b.close().await;
+
+    // Every fragment watched is in the audit trail, with its media time.
+    let trail = std::process::Command::new(bin("proctor-server")).arg("--data-dir").arg(&data).args(["audit", "list"]).output().unwrap();
+    let trail = String::from_utf8_lossy(&trail.stdout);
+    assert!(trail.lines().filter(|l| l.contains("recording_viewed") && l.contains("media_from_ms")).count() >= 5);
+    assert!(trail.lines().any(|l| l.contains("review_submitted")));
+    assert!(trail.lines().any(|l| l.contains("staff_logout")));
+    assert_eq!(server.cli(&["audit", "verify"])["chain"], "intact");
+}

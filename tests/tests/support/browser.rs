@@ -1,0 +1,93 @@
+//! Debian's Chromium, headless, driven through chromedriver (WebDriver) with fantoccini.
+//! The flags are those this machine needs: no sandbox as root, no background networking
+//! (the closed network refuses it), autoplay allowed for the player.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Browser {
+    pub client: fantoccini::Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver) must be installed: scripts/test installs it");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{url}/status")).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    "--autoplay-policy=no-user-gesture-required", format!("--user-data-dir={}", profile.path().display())],
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&url).await.expect("a Chromium session");
+        Browser { client, driver, _profile: profile }
+    }
+
+    /// Runs a script and returns its value.
+    pub async fn js(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Waits until `script` returns true.
+    pub async fn until(&self, what: &str, timeout: Duration, script: &str) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.js(script).await == serde_json::Value::Bool(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let state = self.js("return window.__player ? window.__player() : document.body.innerText.slice(0, 400)").await;
+                panic!("timed out waiting for {what}; page state: {state}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends keys to the focused element (the page's keyboard handlers see them).
+    pub async fn keys(&self, keys: &str) {
+        let el = self.client.active_element().await.unwrap();
+        el.send_keys(keys).await.unwrap();
+    }
+
+    pub async fn screenshot(&self, path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, self.client.screenshot().await.unwrap()).unwrap();
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Where the run leaves its screenshots (the README names it).
+pub fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("screenshots")
+}
