@@ -37,10 +37,19 @@ type AttemptRecord = AttemptRec<Uuid, i32>;
 type TokenRecord = TokenRec<Uuid, i32>;
 type StreamRecord = StreamRec<Uuid>;
 type ChunkRecord = ChunkRec<Uuid>;
-type StaffRecord = StaffRec<Uuid>;
+type StaffRecord = StaffRec<Uuid, bool>;
 type AuditRecord = AuditRec<Uuid>;
 type ReviewRecord = ReviewRec<Uuid, i32>;
 type FlagRecord = FlagRec<Uuid>;
+
+/// `NotFound` when an update touched no row.
+fn found(rows: u64) -> DbResult<()> {
+    if rows == 0 {
+        Err(DbError::NotFound)
+    } else {
+        Ok(())
+    }
+}
 
 /// A session's last-seen time is written at most this often (idle expiry's resolution).
 const SESSION_TOUCH_MS: i64 = 60_000;
@@ -354,15 +363,75 @@ impl Database for PostgresDatabase {
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
         let role = s.role.as_str();
-        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)", s.id, &s.login, role, &s.password_hash, at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query!(
+            "INSERT INTO staff (id, login, role, password_hash, created_at, must_change_password, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            s.id,
+            &s.login,
+            role,
+            &s.password_hash,
+            at_ms,
+            s.must_change_password,
+            s.password_changed_at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
-        parse(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash, disabled_at, must_change_password, password_changed_at, totp_secret FROM staff WHERE login = $1", login).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn staff_by_id(&self, id: Uuid) -> DbResult<StaffAccount> {
+        parse(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash, disabled_at, must_change_password, password_changed_at, totp_secret FROM staff WHERE id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn list_staff(&self) -> DbResult<Vec<StaffAccount>> {
+        parse_all(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash, disabled_at, must_change_password, password_changed_at, totp_secret FROM staff ORDER BY login").fetch_all(&self.pool).await.map_err(backend)?)
+    }
+
+    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()> {
+        let done = sqlx::query!("UPDATE staff SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4", password_hash, must_change, at_ms, staff)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()> {
+        let done = sqlx::query!("UPDATE staff SET disabled_at = $1 WHERE id = $2", disabled_at_ms, staff).execute(&self.pool).await.map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()> {
+        let done = sqlx::query!("UPDATE staff SET totp_secret = $1, totp_last_step = NULL WHERE id = $2", sealed_secret, staff).execute(&self.pool).await.map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn use_totp_step(&self, staff: Uuid, step: i64) -> DbResult<bool> {
+        let done = sqlx::query!("UPDATE staff SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)", step, staff)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()> {
+        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = $1", staff).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> DbResult<Option<String>> {
+        sqlx::query_scalar!("SELECT value FROM settings WHERE key = $1", key).fetch_optional(&self.pool).await.map_err(backend)
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> DbResult<()> {
+        sqlx::query!("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()> {
@@ -393,20 +462,14 @@ impl Database for PostgresDatabase {
     async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount> {
         let hash = token_hash.as_slice();
         let idle_since = now_ms - idle_ms;
-        let r = sqlx::query!(
-            "SELECT s.id, s.login, s.role, s.password_hash, x.last_seen_at
-             FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = $1 AND x.expires_at > $2 AND x.last_seen_at > $3",
-            hash,
-            now_ms,
-            idle_since
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
+        let r = sqlx::query!("SELECT staff_id, last_seen_at FROM staff_sessions WHERE token_hash = $1 AND expires_at > $2 AND last_seen_at > $3", hash, now_ms, idle_since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
         if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
             sqlx::query!("UPDATE staff_sessions SET last_seen_at = $1 WHERE token_hash = $2", now_ms, hash).execute(&self.pool).await.map_err(backend)?;
         }
-        parse(StaffRecord { id: r.id, login: r.login, role: r.role, password_hash: r.password_hash })
+        self.staff_by_id(r.staff_id).await
     }
 
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {

@@ -68,10 +68,19 @@ type AttemptRecord = AttemptRec<String, i64>;
 type TokenRecord = TokenRec<String, i64>;
 type StreamRecord = StreamRec<String>;
 type ChunkRecord = ChunkRec<String>;
-type StaffRecord = StaffRec<String>;
+type StaffRecord = StaffRec<String, i64>;
 type AuditRecord = AuditRec<String>;
 type ReviewRecord = ReviewRec<String, i64>;
 type FlagRecord = FlagRec<String>;
+
+/// `NotFound` when an update touched no row.
+fn found(rows: u64) -> DbResult<()> {
+    if rows == 0 {
+        Err(DbError::NotFound)
+    } else {
+        Ok(())
+    }
+}
 
 /// A session's last-seen time is written at most this often (idle expiry's resolution).
 const SESSION_TOUCH_MS: i64 = 60_000;
@@ -357,24 +366,82 @@ impl Database for SqliteDatabase {
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
         let (id, login, role, password_hash) = (s.id.to_string(), &s.login, s.role.as_str(), &s.password_hash);
-        sqlx::query!("INSERT INTO staff (id, login, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)", id, login, role, password_hash, at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        let must_change = s.must_change_password as i64;
+        sqlx::query!(
+            "INSERT INTO staff (id, login, role, password_hash, created_at, must_change_password, password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            id,
+            login,
+            role,
+            password_hash,
+            at_ms,
+            must_change,
+            s.password_changed_at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
-        parse(
-            sqlx::query_as!(
-                StaffRecord,
-                r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!" FROM staff WHERE login = ?1"#,
-                login
-            )
-            .fetch_one(&self.readers)
+        parse(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff WHERE login = ?1"#, login).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn staff_by_id(&self, id: Uuid) -> DbResult<StaffAccount> {
+        let id = id.to_string();
+        parse(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff WHERE id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn list_staff(&self) -> DbResult<Vec<StaffAccount>> {
+        parse_all(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff ORDER BY login"#).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()> {
+        let (staff, must_change) = (staff.to_string(), must_change as i64);
+        let done = sqlx::query!("UPDATE staff SET password_hash = ?1, must_change_password = ?2, password_changed_at = ?3 WHERE id = ?4", password_hash, must_change, at_ms, staff)
+            .execute(&self.writer)
             .await
-            .map_err(backend)?,
-        )
+            .map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()> {
+        let staff = staff.to_string();
+        let done = sqlx::query!("UPDATE staff SET disabled_at = ?1 WHERE id = ?2", disabled_at_ms, staff).execute(&self.writer).await.map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()> {
+        let staff = staff.to_string();
+        let done = sqlx::query!("UPDATE staff SET totp_secret = ?1, totp_last_step = NULL WHERE id = ?2", sealed_secret, staff).execute(&self.writer).await.map_err(backend)?;
+        found(done.rows_affected())
+    }
+
+    async fn use_totp_step(&self, staff: Uuid, step: i64) -> DbResult<bool> {
+        let staff = staff.to_string();
+        let done = sqlx::query!("UPDATE staff SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)", step, staff)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()> {
+        let staff = staff.to_string();
+        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = ?1", staff).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> DbResult<Option<String>> {
+        sqlx::query_scalar!(r#"SELECT value AS "value!" FROM settings WHERE key = ?1"#, key).fetch_optional(&self.readers).await.map_err(backend)
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> DbResult<()> {
+        sqlx::query!("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()> {
@@ -408,8 +475,7 @@ impl Database for SqliteDatabase {
         let hash = token_hash.as_slice();
         let idle_since = now_ms - idle_ms;
         let r = sqlx::query!(
-            r#"SELECT s.id AS "id!", s.login AS "login!", s.role AS "role!", s.password_hash AS "password_hash!", x.last_seen_at AS "last_seen_at!"
-               FROM staff_sessions x JOIN staff s ON s.id = x.staff_id WHERE x.token_hash = ?1 AND x.expires_at > ?2 AND x.last_seen_at > ?3"#,
+            r#"SELECT staff_id AS "staff_id!", last_seen_at AS "last_seen_at!" FROM staff_sessions WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3"#,
             hash,
             now_ms,
             idle_since
@@ -420,7 +486,7 @@ impl Database for SqliteDatabase {
         if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
             sqlx::query!("UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2", now_ms, hash).execute(&self.writer).await.map_err(backend)?;
         }
-        parse(StaffRecord { id: r.id, login: r.login, role: r.role, password_hash: r.password_hash })
+        self.staff_by_id(r.staff_id.into_uuid("staff_id").map_err(backend)?).await
     }
 
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {

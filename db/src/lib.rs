@@ -122,12 +122,39 @@ pub struct ChunkRow {
     pub last: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StaffAccount {
     pub id: Uuid,
     pub login: String,
     pub role: Role,
     pub password_hash: String,
+    pub disabled_at_ms: Option<i64>,
+    /// Set at creation and by a reset: the next login must choose a password first.
+    pub must_change_password: bool,
+    pub password_changed_at_ms: i64,
+    /// The TOTP secret, sealed by the server's key store; `None` until enrolled.
+    pub totp_secret: Option<Vec<u8>>,
+}
+
+impl StaffAccount {
+    /// A new, enabled account whose first login must change the password.
+    pub fn new(id: Uuid, login: String, role: Role, password_hash: String, now_ms: i64) -> Self {
+        Self { id, login, role, password_hash, disabled_at_ms: None, must_change_password: true, password_changed_at_ms: now_ms, totp_secret: None }
+    }
+}
+
+/// Secrets stay out of logs: the hash and the sealed TOTP secret are not printed.
+impl std::fmt::Debug for StaffAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffAccount")
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .field("role", &self.role)
+            .field("disabled_at_ms", &self.disabled_at_ms)
+            .field("must_change_password", &self.must_change_password)
+            .field("totp", &self.totp_secret.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +238,21 @@ pub trait Database: Send + Sync + 'static {
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount>;
+    async fn staff_by_id(&self, id: Uuid) -> DbResult<StaffAccount>;
+    async fn list_staff(&self) -> DbResult<Vec<StaffAccount>>;
+    /// A new password hash; `must_change` forces a change at the next login (a reset).
+    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()>;
+    /// Disables (`Some(time)`) or re-enables (`None`) an account.
+    async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()>;
+    /// Enrols (or, with `None`, removes) the sealed TOTP secret; resets the last step.
+    async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()>;
+    /// Records that the TOTP code of `step` was used; `false` when this step or a later
+    /// one was already used (a replayed code).
+    async fn use_totp_step(&self, staff: Uuid, step: i64) -> DbResult<bool>;
+    /// Ends every session of an account (password reset, disabling).
+    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()>;
+    async fn setting(&self, key: &str) -> DbResult<Option<String>>;
+    async fn set_setting(&self, key: &str, value: &str) -> DbResult<()>;
     /// Lets a staff member see a sitting; assigning twice changes nothing.
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()>;
     async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool>;

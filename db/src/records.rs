@@ -145,17 +145,30 @@ impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
     }
 }
 
-pub struct StaffRec<Id> {
+pub struct StaffRec<Id, Bool> {
     pub id: Id,
     pub login: String,
     pub role: String,
     pub password_hash: String,
+    pub disabled_at: Option<i64>,
+    pub must_change_password: Bool,
+    pub password_changed_at: i64,
+    pub totp_secret: Option<Vec<u8>>,
 }
 
-impl<Id: IdColumn> TryFrom<StaffRec<Id>> for StaffAccount {
+impl<Id: IdColumn, Bool: Into<i64>> TryFrom<StaffRec<Id, Bool>> for StaffAccount {
     type Error = sqlx::Error;
-    fn try_from(r: StaffRec<Id>) -> Result<Self, sqlx::Error> {
-        Ok(StaffAccount { id: r.id.into_uuid("id")?, login: r.login, role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?, password_hash: r.password_hash })
+    fn try_from(r: StaffRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+        Ok(StaffAccount {
+            id: r.id.into_uuid("id")?,
+            login: r.login,
+            role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?,
+            password_hash: r.password_hash,
+            disabled_at_ms: r.disabled_at,
+            must_change_password: r.must_change_password.into() != 0,
+            password_changed_at_ms: r.password_changed_at,
+            totp_secret: r.totp_secret,
+        })
     }
 }
 

@@ -109,3 +109,83 @@ pub struct ErrorPage<'a> {
     pub status: u16,
     pub message: &'a str,
 }
+
+#[derive(Template)]
+#[template(path = "account_password.html")]
+pub struct PasswordPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "account_totp.html")]
+pub struct TotpPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub secret: &'a str,
+    pub otpauth_url: &'a str,
+    pub error: Option<&'a str>,
+}
+
+pub struct StaffRow {
+    pub login: String,
+    pub role: String,
+    pub status: String,
+    pub totp: bool,
+    /// (action path segment, button label)
+    pub actions: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct AdminPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub staff: Vec<StaffRow>,
+    pub totp_required: bool,
+    pub message: Option<&'a str>,
+    pub shown_password: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+pub struct AuditRow {
+    pub seq: i64,
+    pub when: String,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+pub struct AuditPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub total: usize,
+    pub first_bad: Option<i64>,
+    pub reason: String,
+    pub entries: Vec<AuditRow>,
+}
+
+pub struct JuryRow {
+    pub sitting: String,
+    pub candidate: String,
+    pub state: String,
+    pub review: String,
+    pub outcome: String,
+    pub categories: String,
+}
+
+#[derive(Template)]
+#[template(path = "jury.html")]
+pub struct JuryPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub rows: Vec<JuryRow>,
+}

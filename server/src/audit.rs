@@ -114,6 +114,29 @@ pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(
     first.map_or(Ok(()), Err)
 }
 
+impl crate::service::Proctor {
+    /// The newest `limit` entries and the verdict on the whole trail, for the admin; the
+    /// reading is itself audited.
+    pub async fn audit_report(&self, actor: &str, limit: usize) -> Result<serde_json::Value, crate::error::AppError> {
+        self.audit(actor, "audit_read", None, serde_json::json!({ "limit": limit })).await?;
+        let trail = self.db.audit_trail().await?;
+        let verdict = match self.audit_checkpoints.read().and_then(|c| verify(&trail, &c)) {
+            Ok(()) => serde_json::json!({ "intact": true }),
+            Err(e) => serde_json::json!({ "intact": false, "first_bad_entry": e.seq(), "reason": e.to_string() }),
+        };
+        let entries: Vec<serde_json::Value> = trail
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|e| {
+                serde_json::json!({ "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action, "attempt_id": e.attempt_id,
+                    "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default() })
+            })
+            .collect();
+        Ok(serde_json::json!({ "total": trail.len(), "verification": verdict, "entries": entries }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,6 +109,33 @@ enum StaffCommand {
         #[arg(long)]
         sitting: Uuid,
     },
+    /// Every account, without secrets.
+    List,
+    /// Disables an account and ends its sessions.
+    Disable {
+        #[arg(long)]
+        login: String,
+    },
+    Enable {
+        #[arg(long)]
+        login: String,
+    },
+    /// Sets a one-time password (printed once) and ends the account's sessions; the next
+    /// login must change it.
+    ResetPassword {
+        #[arg(long)]
+        login: String,
+    },
+    /// Removes a lost second factor.
+    RemoveTotp {
+        #[arg(long)]
+        login: String,
+    },
+    /// Requires (or stops requiring) a TOTP second factor for every account.
+    RequireTotp {
+        #[arg(long, action = clap::ArgAction::Set)]
+        required: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +216,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Staff { command: StaffCommand::Assign { login, sitting } } | Command::Assign { login, sitting } => {
                 app.assign_sitting(&login, sitting, "admin-cli").await?;
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
+            }
+            Command::Staff { command: StaffCommand::List } => {
+                let admin = crate::service::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None };
+                print(app.list_staff(&admin).await?)?
+            }
+            Command::Staff { command: StaffCommand::Disable { login } } => {
+                app.set_staff_disabled("admin-cli", &login, true).await?;
+                print(serde_json::json!({ "login": login, "disabled": true }))?
+            }
+            Command::Staff { command: StaffCommand::Enable { login } } => {
+                app.set_staff_disabled("admin-cli", &login, false).await?;
+                print(serde_json::json!({ "login": login, "disabled": false }))?
+            }
+            Command::Staff { command: StaffCommand::ResetPassword { login } } => {
+                let p = app.reset_password("admin-cli", &login).await?;
+                print(serde_json::json!({ "login": login, "temporary_password": p }))?
+            }
+            Command::Staff { command: StaffCommand::RemoveTotp { login } } => {
+                app.remove_totp("admin-cli", &login).await?;
+                print(serde_json::json!({ "login": login, "totp": false }))?
+            }
+            Command::Staff { command: StaffCommand::RequireTotp { required } } => {
+                app.set_totp_required("admin-cli", required).await?;
+                print(serde_json::json!({ "totp_required": required }))?
             }
             Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
             Command::Attempt { command: AttemptCommand::End { id } } => print(app.end_attempt(id, "admin-cli").await?)?,

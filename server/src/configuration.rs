@@ -92,6 +92,8 @@ pub struct LimitSettings {
     #[serde(with = "humantime_serde_compat")]
     pub staff_session_idle: Duration,
     #[serde(with = "humantime_serde_compat")]
+    pub staff_password_max_age: Duration,
+    #[serde(with = "humantime_serde_compat")]
     pub upload_grace: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub header_read_timeout: Duration,

@@ -51,8 +51,67 @@ pub use proctor_db::Role;
 /// A password that passes the CNIL rule: at least 8 characters from 3 of the 4 classes.
 pub struct Password(String);
 
+/// Why a password was refused: the pages say it in the reader's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRejected {
+    #[error("password must have at least 8 characters mixing 3 of: lower case, upper case, digits, symbols")]
+    TooWeak,
+    #[error("password is one of the most common ones (with digits or symbols around it)")]
+    Common,
+    #[error("password must not contain the login")]
+    ContainsLogin,
+    #[error("password is longer than 1024 bytes")]
+    TooLong,
+}
+
+impl PasswordRejected {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooWeak => "too_weak",
+            Self::Common => "common",
+            Self::ContainsLogin => "contains_login",
+            Self::TooLong => "too_long",
+        }
+    }
+}
+
+/// The list shipped with the server (`server/data/common-passwords.txt`), as cores.
+fn common_passwords() -> &'static std::collections::HashSet<&'static str> {
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+}
+
+fn unleet(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '@' | '4' => 'a',
+            '3' => 'e',
+            '1' | '!' => 'i',
+            '0' => 'o',
+            '$' | '5' => 's',
+            '7' => 't',
+            c => c,
+        })
+        .collect()
+}
+
+/// The forms of a password to look up in the list: its letters without what surrounds
+/// them, and the same with substitutions undone.
+fn cores(password: &str) -> [String; 3] {
+    let lower = password.to_lowercase();
+    let core = lower.trim_matches(|c: char| !c.is_alphabetic()).to_owned();
+    let unleeted = unleet(&core);
+    let whole = unleet(&lower).trim_matches(|c: char| !c.is_alphabetic()).to_owned();
+    [core, unleeted, whole]
+}
+
 impl Password {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// The CNIL rule (≥ 8 characters, 3 of 4 classes), not a common password, not
+    /// containing the login.
+    pub fn parse(s: &str, login: &str) -> Result<Self, PasswordRejected> {
+        if s.len() > 1024 {
+            return Err(PasswordRejected::TooLong);
+        }
         let classes = [
             s.chars().any(|c| c.is_lowercase()),
             s.chars().any(|c| c.is_uppercase()),
@@ -60,10 +119,39 @@ impl Password {
             s.chars().any(|c| !c.is_alphanumeric()),
         ];
         if s.chars().count() < 8 || classes.iter().filter(|&&x| x).count() < 3 {
-            return Err("password must have at least 8 characters mixing 3 of: lower case, upper case, digits, symbols".into());
+            return Err(PasswordRejected::TooWeak);
+        }
+        let login = login.trim().to_lowercase();
+        if login.chars().count() >= 3 && s.to_lowercase().contains(&login) {
+            return Err(PasswordRejected::ContainsLogin);
+        }
+        if cores(s).iter().any(|c| c.is_empty() || common_passwords().contains(c.as_str())) {
+            return Err(PasswordRejected::Common);
+        }
+        // A listed word that makes up half the password or more ("azertyuiop-1A"); a long
+        // passphrase may contain one ("Vélo-Rouge-du-Lundi-7").
+        let unleeted = unleet(&s.to_lowercase());
+        let half = s.chars().count().div_ceil(2);
+        if unleeted.split(|c: char| !c.is_alphabetic()).any(|run| run.chars().count() >= half && common_passwords().contains(run)) {
+            return Err(PasswordRejected::Common);
         }
         Ok(Self(s.to_owned()))
     }
+
+    /// A random password that passes the rule: for resets, shown once to the admin.
+    pub fn generate() -> (Self, String) {
+        use rand::Rng;
+        const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let mut rng = rand::rngs::OsRng;
+        loop {
+            let body: String = (0..14).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+            let candidate = format!("{}-{}", &body[..7], &body[7..]);
+            if let Ok(p) = Self::parse(&candidate, "") {
+                return (p, candidate);
+            }
+        }
+    }
+
     pub fn hash(&self) -> String {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -82,12 +170,12 @@ mod tests {
 
     #[test]
     fn cnil_password_rule() {
-        assert!(Password::parse("short1A").is_err());
-        assert!(Password::parse("alllowercase").is_err());
-        assert!(Password::parse("lowerUPPER").is_err());
-        assert!(Password::parse("lowerUPPER1").is_ok());
-        assert!(Password::parse("lower-case-1").is_ok());
-        let h = Password::parse("Correct-Horse-1").unwrap().hash();
+        assert_eq!(Password::parse("short1A", "x").err(), Some(PasswordRejected::TooWeak));
+        assert!(Password::parse("alllowercase", "x").is_err());
+        assert!(Password::parse("lowerUPPER", "x").is_err());
+        assert!(Password::parse("lowerUPPER1", "x").is_ok());
+        assert!(Password::parse("lower-case-1", "x").is_ok());
+        let h = Password::parse("Correct-Horse-1", "x").unwrap().hash();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify_password("Correct-Horse-1", &h));
         assert!(!verify_password("Correct-Horse-2", &h));
@@ -98,5 +186,18 @@ mod tests {
         assert!(Reference::parse("  ").is_err());
         assert!(Reference::parse("a\nb").is_err());
         assert_eq!(Reference::parse(" CLOE-2026-11 ").unwrap().as_str(), "CLOE-2026-11");
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_surrounds_them() {
+        for p in ["Password2026!", "P@ssw0rd1", "Azerty123!", "azertyuiop-1A", "!!Motdepasse99", "Soleil2025*", "Jetaime<3AA", "Bonjour1!"] {
+            assert_eq!(Password::parse(p, "x").err(), Some(PasswordRejected::Common), "{p}");
+        }
+        assert_eq!(Password::parse("Relectrice-2026", "relectrice").err(), Some(PasswordRejected::ContainsLogin));
+        assert_eq!(Password::parse("12345678Aa!", "x").err(), None, "digits are not a listed core");
+        assert!(Password::parse("Vélo-Rouge-du-Lundi-7", "x").is_ok());
+        let (generated, shown) = Password::generate();
+        assert_eq!(generated.0, shown);
+        assert!(Password::parse(&shown, "x").is_ok());
     }
 }

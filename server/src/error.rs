@@ -68,6 +68,12 @@ pub enum AppError {
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
     Gone,
+    #[error("{0}")]
+    PasswordRejected(crate::domain::PasswordRejected),
+    #[error("a one-time code (TOTP) is required for this account")]
+    TotpRequired,
+    #[error("{}", match .0 { crate::service::Pending::PasswordChange => "the password must be changed first", crate::service::Pending::TotpEnrolment => "a second factor (TOTP) must be set up first" })]
+    ActionRequired(crate::service::Pending),
     /// A stored fragment failed its checks when read back: shown as altered, never played.
     #[error("fragment {index} {why}: altered, not played")]
     FragmentAltered { index: u32, why: &'static str },
@@ -111,6 +117,10 @@ impl AppError {
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
+            PasswordRejected(_) => (StatusCode::BAD_REQUEST, "password_rejected"),
+            TotpRequired => (StatusCode::UNAUTHORIZED, "totp_required"),
+            ActionRequired(crate::service::Pending::PasswordChange) => (StatusCode::FORBIDDEN, "password_change_required"),
+            ActionRequired(crate::service::Pending::TotpEnrolment) => (StatusCode::FORBIDDEN, "totp_enrolment_required"),
             FragmentAltered { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "fragment_altered"),
             FragmentsMissing(_) => (StatusCode::CONFLICT, "fragments_missing"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

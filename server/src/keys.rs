@@ -41,6 +41,10 @@ fn aad(attempt: &Uuid) -> Vec<u8> {
     [b"cloe-connect/dek/v1".as_slice(), attempt.as_bytes()].concat()
 }
 
+fn staff_aad(staff: &Uuid) -> Vec<u8> {
+    [b"cloe-connect/staff-secret/v1".as_slice(), staff.as_bytes()].concat()
+}
+
 impl KeyStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
@@ -112,6 +116,35 @@ impl KeyStore {
         );
         let arr: [u8; 32] = pt.as_slice().try_into().map_err(|_| KeyError::UnwrapFailed)?;
         Ok(AttemptKey::from_bytes(arr))
+    }
+}
+
+/// The key that seals staff secrets (TOTP): not an epoch KEK, never destroyed with one.
+const STAFF_SECRETS: &str = "staff-secrets";
+
+impl KeyStore {
+    /// Seals a staff member's secret (e.g. a TOTP seed) so that a database copy alone
+    /// does not hold it; bound to the account.
+    pub fn seal_staff_secret(&self, secret: &[u8], staff: &Uuid) -> Result<Vec<u8>, KeyError> {
+        let key = self.kek_for(STAFF_SECRETS)?;
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = Aes256Gcm::new(key.as_ref().into())
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad: &staff_aad(staff) })
+            .map_err(|_| KeyError::UnwrapFailed)?;
+        Ok([nonce.as_slice(), &ct].concat())
+    }
+
+    pub fn open_staff_secret(&self, sealed: &[u8], staff: &Uuid) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let key = self.load_kek(STAFF_SECRETS)?;
+        if sealed.len() < 12 + 16 {
+            return Err(KeyError::UnwrapFailed);
+        }
+        let (nonce, ct) = sealed.split_at(12);
+        Aes256Gcm::new(key.as_ref().into())
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &staff_aad(staff) })
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::UnwrapFailed)
     }
 }
 

@@ -1,5 +1,6 @@
 //! CLOE Connect proctoring server. See ARCHITECTURE.md for the map.
 
+pub mod accounts;
 pub mod audit;
 pub mod blobs;
 pub mod cli;

@@ -50,6 +50,16 @@ pub struct StaffIdentity {
     pub id: Uuid,
     pub login: String,
     pub role: Role,
+    /// What the account must do before anything else (only the account pages answer).
+    pub pending: Option<Pending>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// First login, after a reset, or the password is older than the maximum age.
+    PasswordChange,
+    /// TOTP is required for every account and this one has none yet.
+    TotpEnrolment,
 }
 
 impl Proctor {

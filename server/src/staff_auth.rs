@@ -7,24 +7,26 @@ use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secr
 use crate::error::AppError;
 use crate::service::{Proctor, StaffIdentity};
 use crate::throttle::sanitise_login;
-use std::time::Duration;
 use uuid::Uuid;
-
-/// How long a login waits for an Argon2 slot before the server says it is busy.
-const ARGON2_WAIT: Duration = Duration::from_secs(5);
 
 impl Proctor {
     pub async fn add_staff(&self, login: &str, role: &str, password: &str) -> Result<Uuid, AppError> {
+        self.add_staff_as("admin-cli", login, role, password).await
+    }
+
+    /// Creates an account whose first login must change `password`.
+    pub async fn add_staff_as(&self, actor: &str, login: &str, role: &str, password: &str) -> Result<Uuid, AppError> {
         let role = Role::parse(role).map_err(AppError::BadRequest)?;
         let login = Reference::parse(login).map_err(AppError::BadRequest)?;
-        let password = Password::parse(password).map_err(AppError::BadRequest)?;
+        let password = Password::parse(password, login.as_str()).map_err(crate::accounts::rejected)?;
         let id = Uuid::new_v4();
-        let account = StaffAccount { id, login: login.as_str().into(), role, password_hash: password.hash() };
+        let hash = self.argon2(move || password.hash()).await?;
+        let account = StaffAccount::new(id, login.as_str().into(), role, hash, self.now_ms());
         match self.db.create_staff(account, self.now_ms()).await {
             Err(DbError::Conflict) => return Err(AppError::Conflict("this login already exists".into())),
             other => other?,
         }
-        self.audit("admin-cli", "staff_added", None, serde_json::json!({ "login": login.as_str(), "role": role.as_str() })).await?;
+        self.audit(actor, "staff_added", None, serde_json::json!({ "login": login.as_str(), "role": role.as_str() })).await?;
         Ok(id)
     }
 
@@ -54,43 +56,45 @@ impl Proctor {
         }
     }
 
-    pub async fn staff_login(&self, login: &str, password: &str, client_addr: &str) -> Result<String, AppError> {
+    pub async fn staff_login(&self, login: &str, password: &str, totp: Option<&str>, client_addr: &str) -> Result<String, AppError> {
         let now = self.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
             return Err(AppError::LoginLocked { retry_after_s: locked.0 });
         }
-        if login.len() > 256 || password.len() > 1024 {
-            return Err(AppError::BadRequest("login or password too long".into()));
+        if login.len() > 256 || password.len() > 1024 || totp.is_some_and(|t| t.len() > 16) {
+            return Err(AppError::BadRequest("login, password or code too long".into()));
         }
         let account = self.db.staff_by_login(login).await.ok();
         let hash = account.as_ref().map(|a| a.password_hash.clone());
         let pw = zeroize::Zeroizing::new(password.to_owned());
-        let _slot = tokio::time::timeout(ARGON2_WAIT, self.argon2_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| AppError::Overloaded)?
-            .map_err(|e| AppError::Internal(e.into()))?;
         // Verify even for an unknown login so that timing does not tell which logins exist.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.argon2_pool.spawn(move || {
-            let ok = match hash {
+        let ok = self
+            .argon2(move || match hash {
                 Some(h) => verify_password(&pw, &h),
                 None => {
                     verify_password(&pw, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$W9Rz9j0xD8s2s0+RpX3b3kQ3m9jwW1rWcYy4Q4y5o2I");
                     false
                 }
-            };
-            let _ = tx.send(ok);
-        });
-        let ok = rx.await.map_err(|e| AppError::Internal(e.into()))?;
+            })
+            .await?;
+        // A disabled account fails exactly like a wrong password (and is audited as such).
         let account = match (ok, account) {
-            (true, Some(a)) => a,
-            _ => {
+            (true, Some(a)) if a.disabled_at_ms.is_none() => a,
+            (ok, account) => {
                 let locked = self.login_throttle.failed(login, client_addr, now);
                 let shown = sanitise_login(login);
-                self.audit(&shown, "staff_login_failed", None, serde_json::json!({ "locked_out": locked })).await?;
+                let disabled = ok && account.is_some();
+                self.audit(&shown, "staff_login_failed", None, serde_json::json!({ "locked_out": locked, "disabled": disabled })).await?;
                 return Err(AppError::Unauthorized);
             }
         };
+        // The password was right: a missing code says so (the form asks for it); a wrong or
+        // replayed one counts as a failure.
+        if !self.check_totp(&account, totp).await? {
+            let locked = self.login_throttle.failed(login, client_addr, now);
+            self.audit(&account.login, "staff_login_failed", None, serde_json::json!({ "locked_out": locked, "totp": "wrong" })).await?;
+            return Err(AppError::Unauthorized);
+        }
         // Guesses checked in parallel all passed the first look; one that succeeds after the
         // lock-out began is refused like the others.
         if let Err(locked) = self.login_throttle.check(login, client_addr, self.now_ms()) {
@@ -100,14 +104,15 @@ impl Proctor {
         let token = Secret::generate("cls");
         let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
         self.db.create_staff_session(token.hash(), account.id, self.now_ms(), unix_ms(expires)).await?;
-        self.audit(&account.login, "staff_login", None, serde_json::json!({})).await?;
+        self.audit(&account.login, "staff_login", None, serde_json::json!({ "totp": account.totp_secret.is_some() })).await?;
         Ok(token.reveal())
     }
 
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
         let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
         match self.db.staff_by_session(hash_token(token), self.now_ms(), idle).await {
-            Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, login: a.login }),
+            Ok(a) if a.disabled_at_ms.is_some() => Err(AppError::Unauthorized),
+            Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, pending: self.pending_for(&a).await?, login: a.login }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
         }

@@ -16,7 +16,7 @@ fn make_trail(data: &Path) -> i64 {
     for n in 0..3 {
         cli(data, &["candidate", "add", "--sitting", &sitting, "--ref", &format!("candidat-{n}")], &[]);
     }
-    cli(data, &["staff", "add", "--role", "reviewer", "--login", "relecteur"], &[("PROCTOR_PASSWORD", "Relecture-2026!")]);
+    cli(data, &["staff", "add", "--role", "reviewer", "--login", "relecteur"], &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")]);
     // The contract's spelling of the assignment.
     let assigned = cli(data, &["assign", "--sitting", &sitting, "--login", "relecteur"], &[]);
     assert_eq!(assigned["assigned"], true);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use support::browser::{screenshot_dir, Browser};
 use support::*;
 
-const PASSWORD: &str = "Relecture-2026!";
+const PASSWORD: &str = "Kilo-Tango-2026!";
+const NEW_PASSWORD: &str = "Quatre-Chevaux-Bleus-9";
 
 async fn run_agent(cmd: std::process::Command) {
     let out = tokio::task::spawn_blocking(move || {
@@ -69,6 +70,23 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     c.find(fantoccini::Locator::Id("login")).await.unwrap().send_keys("relectrice").await.unwrap();
     c.find(fantoccini::Locator::Id("password")).await.unwrap().send_keys(PASSWORD).await.unwrap();
     c.find(fantoccini::Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+    // First login: the password chosen by the admin must be replaced first, under the
+    // CNIL rule (a common one is refused).
+    b.until("the password page", Duration::from_secs(10), "return location.pathname === '/account/password'").await;
+    let fill = |current: &'static str, new: &'static str| {
+        let b = &b;
+        async move {
+            for (id, value) in [("current", current), ("new", new), ("confirm", new)] {
+                let field = b.client.find(fantoccini::Locator::Id(id)).await.unwrap();
+                field.clear().await.unwrap();
+                field.send_keys(value).await.unwrap();
+            }
+            b.client.find(fantoccini::Locator::Css("form[action='/account/password'] button[type=submit]")).await.unwrap().click().await.unwrap();
+        }
+    };
+    fill(PASSWORD, "Azerty-2026!").await;
+    b.until("the refusal of a common password", Duration::from_secs(5), "return document.querySelector('.error') !== null && location.pathname === '/account/password'").await;
+    fill(PASSWORD, NEW_PASSWORD).await;
     b.until("the queue", Duration::from_secs(10), "return location.pathname === '/queue'").await;
 
     // The queue: both attempts, the cut one incomplete.

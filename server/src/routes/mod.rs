@@ -1,6 +1,7 @@
 //! HTTP routes by feature. Handlers parse, call `service::Proctor`, and shape the answer;
 //! every error is a JSON `ErrorBody` with a precise 4xx.
 
+mod accounts;
 mod agent;
 mod integration;
 mod overload;
@@ -38,6 +39,7 @@ pub fn staff_router(state: AppState) -> Router {
     let router = Router::new()
         .merge(staff::router())
         .merge(review::router())
+        .merge(accounts::router())
         .merge(pages::router())
         .merge(common())
         .with_state(state)

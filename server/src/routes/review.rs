@@ -2,7 +2,7 @@
 //! flags and review decisions. Authenticated by bearer token or by the session cookie
 //! plus CSRF header (`session`). Media answers are never cached.
 
-use super::session::StaffSession;
+use super::session::AccountSession;
 use super::{parse_id, read_json, AppState};
 use crate::db::ReviewOutcome;
 use crate::error::AppError;
@@ -36,7 +36,7 @@ async fn queue(State(app): State<AppState>, staff: StaffIdentity) -> Result<Json
     Ok(Json(app.queue(&staff).await?))
 }
 
-async fn logout(State(app): State<AppState>, session: StaffSession) -> Result<StatusCode, AppError> {
+async fn logout(State(app): State<AppState>, AccountSession(session): AccountSession) -> Result<StatusCode, AppError> {
     app.staff_logout(&session.who, &session.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -73,7 +73,11 @@ impl FromRequestParts<AppState> for StaffCookieSession {
     }
 }
 
-impl FromRequestParts<AppState> for StaffSession {
+/// Authenticated, with the CSRF check, whatever the account still has to do: for the
+/// account routes (change the password, set up TOTP) and logout.
+pub struct AccountSession(pub StaffSession);
+
+impl FromRequestParts<AppState> for AccountSession {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let StaffCookieSession(session) = StaffCookieSession::from_request_parts(parts, state).await?;
@@ -83,6 +87,18 @@ impl FromRequestParts<AppState> for StaffSession {
             if !csrf_matches(&session.token, presented) {
                 return Err(AppError::Forbidden("missing or wrong CSRF token".into()));
             }
+        }
+        Ok(Self(session))
+    }
+}
+
+/// Every other staff route: authenticated, CSRF-checked, and nothing pending.
+impl FromRequestParts<AppState> for StaffSession {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let AccountSession(session) = AccountSession::from_request_parts(parts, state).await?;
+        if let Some(p) = session.who.pending {
+            return Err(AppError::ActionRequired(p));
         }
         Ok(session)
     }

@@ -24,6 +24,9 @@ pub fn router() -> Router<AppState> {
 struct LoginRequest {
     login: String,
     password: String,
+    /// The TOTP code, for accounts that have one.
+    #[serde(default)]
+    totp: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/login", tag = "staff",
@@ -31,7 +34,7 @@ struct LoginRequest {
         (status = 503, description = "too many logins being checked; see Retry-After")))]
 pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
-    let token = app.staff_login(&req.login, &req.password, &peer.ip().to_string()).await?;
+    let token = app.staff_login(&req.login, &req.password, req.totp.as_deref(), &peer.ip().to_string()).await?;
     Ok(Json(serde_json::json!({ "token": token })))
 }
 

@@ -193,18 +193,18 @@ async fn uploads_need_a_length_and_a_flood_gets_503_with_retry_after() {
 async fn failed_logins_lock_out_and_the_audit_keeps_a_bounded_login() {
     let app = spawn_app().await;
     add_staff(&app, "relectrice", "reviewer").await;
-    let login = |l: String, p: &'static str| {
+    let login = |l: String, p: &str| {
         app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({ "login": l, "password": p })).send()
     };
     for _ in 0..5 {
         assert_eq!(error_code(login("relectrice".into(), "Wrong-pass-1").await.unwrap()).await, (401, "unauthorized".into()));
     }
     // Locked: even the right password waits.
-    let r = login("relectrice".into(), "Relecture-2026").await.unwrap();
+    let r = login("relectrice".into(), STAFF_PASSWORD).await.unwrap();
     assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 800);
     assert_eq!(error_code(r).await, (429, "login_locked".into()));
     app.clock.advance(Duration::from_secs(16 * 60));
-    assert_eq!(login("relectrice".into(), "Relecture-2026").await.unwrap().status(), 200);
+    assert_eq!(login("relectrice".into(), STAFF_PASSWORD).await.unwrap().status(), 200);
     // A hostile login string is stored bounded and without control characters.
     let nasty = format!("evil\n{}", "x".repeat(200));
     assert_eq!(login(nasty, "whatever").await.unwrap().status(), 401);

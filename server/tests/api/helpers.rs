@@ -193,16 +193,29 @@ pub async fn error_code(r: reqwest::Response) -> (u16, String) {
     (status, body.error)
 }
 
-/// A staff account made through the domain (as the CLI does), logged in; returns its token.
+/// The password `add_staff` accounts end up with (after the forced first change).
+pub const STAFF_PASSWORD: &str = "Kilo-Tango-2026-bis";
+
+/// A staff account made through the domain (as the CLI does), logged in, its forced
+/// first password change done; returns its session token.
 pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
-    app.proctor().await.add_staff(login, role, "Relecture-2026").await.unwrap();
+    app.proctor().await.add_staff(login, role, "Kilo-Tango-2026").await.unwrap();
+    let token = staff_login(app, login, "Kilo-Tango-2026").await;
     let r = app
         .http
-        .post(format!("{}/api/staff/v1/login", app.staff))
-        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026" }))
+        .post(format!("{}/api/staff/v1/account/password", app.staff))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "current": "Kilo-Tango-2026", "new": STAFF_PASSWORD }))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 204, "forced first password change");
+    token
+}
+
+/// Logs in; returns the session token.
+pub async fn staff_login(app: &TestApp, login: &str, password: &str) -> String {
+    let r = app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({ "login": login, "password": password })).send().await.unwrap();
     assert_eq!(r.status(), 200);
     r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }

@@ -257,7 +257,7 @@ async fn sitting_assignments() {
     for b in backends().await {
         let db = &*b.db;
         let (x, y) = (sitting(db).await, sitting(db).await);
-        let staff = StaffAccount { id: Uuid::new_v4(), login: "relecteur".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        let staff = StaffAccount::new(Uuid::new_v4(), "relecteur".into(), server::domain::Role::Reviewer, "$argon2id$x".into(), 1);
         db.create_staff(staff.clone(), 1).await.unwrap();
         assert!(!db.is_assigned(staff.id, x).await.unwrap(), "{}", b.name);
         db.assign_sitting(staff.id, x, 2).await.unwrap();
@@ -273,7 +273,7 @@ async fn staff_and_sessions() {
     for b in backends().await {
         let db = &*b.db;
         let id = Uuid::new_v4();
-        let account = StaffAccount { id, login: "relectrice".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        let account = StaffAccount::new(id, "relectrice".into(), server::domain::Role::Reviewer, "$argon2id$x".into(), 1);
         db.create_staff(account.clone(), 1).await.unwrap();
         assert!(matches!(db.create_staff(StaffAccount { id: Uuid::new_v4(), ..account }, 1).await, Err(DbError::Conflict)), "{}", b.name);
         let got = db.staff_by_login("relectrice").await.unwrap();
@@ -291,6 +291,28 @@ async fn staff_and_sessions() {
         db.end_staff_session([3; 32]).await.unwrap();
         assert!(matches!(db.staff_by_session([3; 32], 1, idle).await, Err(DbError::NotFound)), "{}: logged out", b.name);
         assert!(matches!(db.staff_by_login("nobody").await, Err(DbError::NotFound)));
+
+        // Account hygiene: forced change, disabling, TOTP steps, settings.
+        assert!(got.must_change_password && got.disabled_at_ms.is_none() && got.totp_secret.is_none(), "{}", b.name);
+        db.set_password(id, "$argon2id$y", false, 5).await.unwrap();
+        let got = db.staff_by_id(id).await.unwrap();
+        assert_eq!((got.password_hash.as_str(), got.must_change_password, got.password_changed_at_ms), ("$argon2id$y", false, 5), "{}", b.name);
+        db.set_disabled(id, Some(6)).await.unwrap();
+        assert_eq!(db.staff_by_login("relectrice").await.unwrap().disabled_at_ms, Some(6), "{}", b.name);
+        assert!(matches!(db.set_disabled(Uuid::new_v4(), None).await, Err(DbError::NotFound)), "{}", b.name);
+        db.set_totp(id, Some(vec![1, 2, 3])).await.unwrap();
+        assert_eq!(db.list_staff().await.unwrap()[0].totp_secret, Some(vec![1, 2, 3]), "{}", b.name);
+        assert!(db.use_totp_step(id, 100).await.unwrap(), "{}", b.name);
+        assert!(!db.use_totp_step(id, 100).await.unwrap(), "{}: a code is used once", b.name);
+        assert!(!db.use_totp_step(id, 99).await.unwrap(), "{}: nor an older one", b.name);
+        assert!(db.use_totp_step(id, 101).await.unwrap(), "{}", b.name);
+        db.create_staff_session([4; 32], id, 0, 1_000_000).await.unwrap();
+        db.end_sessions_of(id).await.unwrap();
+        assert!(matches!(db.staff_by_session([4; 32], 1, idle).await, Err(DbError::NotFound)), "{}: sessions ended", b.name);
+        assert_eq!(db.setting("totp_required").await.unwrap(), None);
+        db.set_setting("totp_required", "true").await.unwrap();
+        db.set_setting("totp_required", "false").await.unwrap();
+        assert_eq!(db.setting("totp_required").await.unwrap().as_deref(), Some("false"), "{}", b.name);
     }
 }
 
@@ -418,7 +440,7 @@ async fn reviews_and_flags() {
         let s = sitting(db).await;
         let a = new_attempt(s, "candidat-1");
         db.create_attempt(a.clone()).await.unwrap();
-        let reviewer = StaffAccount { id: Uuid::new_v4(), login: "relecteur".into(), role: server::domain::Role::Reviewer, password_hash: "$argon2id$x".into() };
+        let reviewer = StaffAccount::new(Uuid::new_v4(), "relecteur".into(), server::domain::Role::Reviewer, "$argon2id$x".into(), 1);
         db.create_staff(reviewer.clone(), 1).await.unwrap();
         db.assign_sitting(reviewer.id, s, 1).await.unwrap();
         assert_eq!(db.sittings_of_staff(reviewer.id).await.unwrap(), vec![(s, format!("S-{s}"))], "{}", b.name);

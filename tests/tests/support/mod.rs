@@ -137,28 +137,45 @@ pub async fn staff_media(server: &Server, attempt: &str, stream: &str) -> Vec<u8
 pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     let mut env = env.to_vec();
-    env.push(("PROCTOR_PASSWORD", "Relecture-2026!"));
+    env.push(("PROCTOR_PASSWORD", "Kilo-Tango-2026!"));
     cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &env);
     let report = cli(&server.data, &["attempt", "show", attempt], &env);
     cli(&server.data, &["staff", "assign", "--login", &login, "--sitting", report["sitting_id"].as_str().unwrap()], &env);
     let http = reqwest::Client::new();
+    let token = staff_session(&server.staff, &login, "Kilo-Tango-2026!").await;
+    let r = http
+        .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media", server.staff))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Logs a new staff account in over the API and makes its forced first password change
+/// (to `{password}+`); returns the session token.
+pub async fn staff_session(staff_url: &str, login: &str, password: &str) -> String {
+    let http = reqwest::Client::new();
     let t: serde_json::Value = http
-        .post(format!("{}/api/staff/v1/login", server.staff))
-        .json(&serde_json::json!({ "login": login, "password": "Relecture-2026!" }))
+        .post(format!("{staff_url}/api/staff/v1/login"))
+        .json(&serde_json::json!({ "login": login, "password": password }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    let token = t["token"].as_str().unwrap_or_else(|| panic!("login failed: {t}")).to_owned();
     let r = http
-        .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media", server.staff))
-        .bearer_auth(t["token"].as_str().unwrap())
+        .post(format!("{staff_url}/api/staff/v1/account/password"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "current": password, "new": format!("{password}+") }))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    r.bytes().await.unwrap().to_vec()
+    assert_eq!(r.status(), 204, "forced first password change");
+    token
 }
 
 /// Every regular file below `dir`.

@@ -1,0 +1,220 @@
+//! Staff accounts after creation: changing one's password (forced at first login, after
+//! a reset, and past the maximum age), an admin's resets and disabling, the TOTP second
+//! factor (RFC 6238: SHA-1, 6 digits, 30 s, one step of clock skew, a code never accepted
+//! twice) and the switch that requires it for everyone. Every change is audited.
+
+use crate::db::{DbError, StaffAccount};
+use crate::domain::{verify_password, Password, PasswordRejected, Role};
+use crate::error::AppError;
+use crate::service::{Pending, Proctor, StaffIdentity};
+use totp_rs::{Algorithm, TOTP};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const TOTP_REQUIRED: &str = "totp_required";
+const ISSUER: &str = "CLOE Connect";
+
+/// What an admin sees of an account (never its hash or secret).
+#[derive(Debug, serde::Serialize)]
+pub struct StaffSummary {
+    pub login: String,
+    pub role: &'static str,
+    pub disabled: bool,
+    pub must_change_password: bool,
+    pub password_changed_at_ms: i64,
+    pub totp: bool,
+}
+
+/// A TOTP enrolment in progress: the secret the person types into their app, which
+/// comes back with the first code to confirm it.
+pub struct TotpEnrolment {
+    pub secret_base32: String,
+    pub otpauth_url: String,
+}
+
+fn totp(secret: Vec<u8>, login: &str) -> Result<TOTP, AppError> {
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, Some(ISSUER.into()), login.replace(':', "_")).map_err(|e| AppError::BadRequest(format!("invalid TOTP secret: {e}")))
+}
+
+/// The time step a code belongs to, if it is valid now (± one step).
+fn matching_step(t: &TOTP, code: &str, now_s: u64) -> Option<i64> {
+    use subtle::ConstantTimeEq;
+    let code = code.trim();
+    let step = now_s / 30;
+    [step.saturating_sub(1), step, step + 1].into_iter().find(|&s| bool::from(t.generate(s * 30).as_bytes().ct_eq(code.as_bytes()))).map(|s| s as i64)
+}
+
+pub(crate) fn rejected(e: PasswordRejected) -> AppError {
+    AppError::PasswordRejected(e)
+}
+
+impl Proctor {
+    pub(crate) async fn totp_required(&self) -> Result<bool, AppError> {
+        Ok(self.db.setting(TOTP_REQUIRED).await?.as_deref() == Some("true"))
+    }
+
+    /// What the account must do before anything else, if anything.
+    pub(crate) async fn pending_for(&self, a: &StaffAccount) -> Result<Option<Pending>, AppError> {
+        let max_age = self.settings.limits.staff_password_max_age.as_millis() as i64;
+        if a.must_change_password || a.password_changed_at_ms + max_age <= self.now_ms() {
+            return Ok(Some(Pending::PasswordChange));
+        }
+        if a.totp_secret.is_none() && self.totp_required().await? {
+            return Ok(Some(Pending::TotpEnrolment));
+        }
+        Ok(None)
+    }
+
+    /// Checks a TOTP code for an enrolled account and burns its time step.
+    pub(crate) async fn check_totp(&self, a: &StaffAccount, code: Option<&str>) -> Result<bool, AppError> {
+        let Some(sealed) = &a.totp_secret else { return Ok(true) };
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else { return Err(AppError::TotpRequired) };
+        let secret = self.keys.open_staff_secret(sealed, &a.id)?;
+        let t = totp(secret.to_vec(), &a.login)?;
+        match matching_step(&t, code, (self.now_ms() / 1000) as u64) {
+            Some(step) => Ok(self.db.use_totp_step(a.id, step).await?),
+            None => Ok(false),
+        }
+    }
+
+    pub async fn change_password(&self, who: &StaffIdentity, current: &str, new: &str) -> Result<(), AppError> {
+        let account = self.db.staff_by_id(who.id).await?;
+        let hash = account.password_hash.clone();
+        let current = Zeroizing::new(current.to_owned());
+        if !self.argon2(move || verify_password(&current, &hash)).await? {
+            return Err(AppError::Unauthorized);
+        }
+        let password = Password::parse(new, &account.login).map_err(rejected)?;
+        if verify_password(new, &account.password_hash) {
+            return Err(AppError::BadRequest("the new password must differ from the current one".into()));
+        }
+        let hash = self.argon2(move || password.hash()).await?;
+        self.db.set_password(who.id, &hash, false, self.now_ms()).await?;
+        self.audit(&who.login, "password_changed", None, serde_json::json!({})).await
+    }
+
+    fn admin_only(who: &StaffIdentity) -> Result<(), AppError> {
+        if who.role != Role::Admin {
+            return Err(AppError::Forbidden("only an admin manages accounts".into()));
+        }
+        Ok(())
+    }
+
+    async fn account(&self, login: &str) -> Result<StaffAccount, AppError> {
+        match self.db.staff_by_login(login).await {
+            Err(DbError::NotFound) => Err(AppError::NotFound("staff member")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Sets a one-time password, shown once to the admin; the next login must change it.
+    /// Every session of the account ends.
+    pub async fn reset_password(&self, actor: &str, login: &str) -> Result<String, AppError> {
+        let account = self.account(login).await?;
+        let (password, shown) = Password::generate();
+        let hash = self.argon2(move || password.hash()).await?;
+        self.db.set_password(account.id, &hash, true, self.now_ms()).await?;
+        self.db.end_sessions_of(account.id).await?;
+        self.audit(actor, "password_reset", None, serde_json::json!({ "login": account.login })).await?;
+        Ok(shown)
+    }
+
+    /// Disables (or re-enables) an account; disabling ends its sessions at once.
+    pub async fn set_staff_disabled(&self, actor: &str, login: &str, disabled: bool) -> Result<(), AppError> {
+        let account = self.account(login).await?;
+        self.db.set_disabled(account.id, disabled.then(|| self.now_ms())).await?;
+        if disabled {
+            self.db.end_sessions_of(account.id).await?;
+        }
+        self.audit(actor, if disabled { "staff_disabled" } else { "staff_enabled" }, None, serde_json::json!({ "login": account.login })).await
+    }
+
+    pub async fn set_totp_required(&self, actor: &str, required: bool) -> Result<(), AppError> {
+        self.db.set_setting(TOTP_REQUIRED, if required { "true" } else { "false" }).await?;
+        self.audit(actor, "totp_requirement_set", None, serde_json::json!({ "required": required })).await
+    }
+
+    pub async fn list_staff(&self, who: &StaffIdentity) -> Result<Vec<StaffSummary>, AppError> {
+        Self::admin_only(who)?;
+        Ok(self
+            .db
+            .list_staff()
+            .await?
+            .into_iter()
+            .map(|a| StaffSummary {
+                login: a.login,
+                role: a.role.as_str(),
+                disabled: a.disabled_at_ms.is_some(),
+                must_change_password: a.must_change_password,
+                password_changed_at_ms: a.password_changed_at_ms,
+                totp: a.totp_secret.is_some(),
+            })
+            .collect())
+    }
+
+    /// Starts a TOTP enrolment: a fresh secret, not stored until a code confirms it.
+    pub fn begin_totp(&self, who: &StaffIdentity) -> Result<TotpEnrolment, AppError> {
+        use rand::RngCore;
+        let mut secret = vec![0u8; 20];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let t = totp(secret, &who.login)?;
+        Ok(TotpEnrolment { secret_base32: t.get_secret_base32(), otpauth_url: t.get_url() })
+    }
+
+    /// Confirms an enrolment with a first code and stores the secret, sealed.
+    pub async fn confirm_totp(&self, who: &StaffIdentity, secret_base32: &str, code: &str) -> Result<(), AppError> {
+        let secret = Zeroizing::new(
+            totp_rs::Secret::Encoded(secret_base32.trim().to_owned()).to_bytes().map_err(|_| AppError::BadRequest("the TOTP secret is not valid base32".into()))?,
+        );
+        let t = totp(secret.to_vec(), &who.login)?;
+        let Some(step) = matching_step(&t, code, (self.now_ms() / 1000) as u64) else {
+            return Err(AppError::BadRequest("the code does not match: check the phone's clock and type the current code".into()));
+        };
+        self.db.set_totp(who.id, Some(self.keys.seal_staff_secret(&secret, &who.id)?)).await?;
+        self.db.use_totp_step(who.id, step).await?;
+        self.audit(&who.login, "totp_enrolled", None, serde_json::json!({})).await
+    }
+
+    /// An admin removes a lost second factor; the person enrols again at next login if
+    /// it is required.
+    pub async fn remove_totp(&self, actor: &str, login: &str) -> Result<(), AppError> {
+        let account = self.account(login).await?;
+        self.db.set_totp(account.id, None).await?;
+        self.db.end_sessions_of(account.id).await?;
+        self.audit(actor, "totp_removed", None, serde_json::json!({ "login": account.login })).await
+    }
+
+    /// Runs an Argon2 job on the dedicated pool (bounded, away from the runtime).
+    pub(crate) async fn argon2<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
+        let _slot = tokio::time::timeout(std::time::Duration::from_secs(5), self.argon2_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| AppError::Overloaded)?
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.argon2_pool.spawn(move || {
+            let _ = tx.send(job());
+        });
+        rx.await.map_err(|e| AppError::Internal(e.into()))
+    }
+
+    /// The admin CLI's id for an account (tests and scripts).
+    pub async fn staff_id(&self, login: &str) -> Result<Uuid, AppError> {
+        Ok(self.account(login).await?.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_match_their_step_and_one_step_of_skew() {
+        let t = totp(vec![7; 20], "relectrice").unwrap();
+        let now = 1_800_000_000u64;
+        let code = t.generate(now);
+        assert_eq!(matching_step(&t, &code, now), Some((now / 30) as i64));
+        assert_eq!(matching_step(&t, &code, now + 30), Some((now / 30) as i64), "one step late is accepted");
+        assert_eq!(matching_step(&t, &code, now + 90), None, "three steps late is not");
+        assert_eq!(matching_step(&t, "000000", now).is_some(), t.generate(now) == "000000");
+    }
+}

@@ -1,0 +1,138 @@
+//! Account and admin API (staff listener): one's own password and second factor, and the
+//! admin's account management, assignments and audit reading.
+
+use super::session::AccountSession;
+use super::{read_json, AppState};
+use crate::accounts::StaffSummary;
+use crate::domain::Role;
+use crate::error::AppError;
+use crate::service::StaffIdentity;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/staff/v1/account/password", post(change_password))
+        .route("/api/staff/v1/account/totp", get(begin_totp).post(confirm_totp))
+        .route("/api/staff/v1/admin/staff", get(list_staff).post(create_staff))
+        .route("/api/staff/v1/admin/staff/{login}/{action}", post(staff_action))
+        .route("/api/staff/v1/admin/assignments", post(assign))
+        .route("/api/staff/v1/admin/totp-required", post(totp_required))
+        .route("/api/staff/v1/admin/audit", get(audit))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current: String,
+    new: String,
+}
+
+async fn change_password(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+    let req: PasswordChange = read_json(body).await?;
+    app.change_password(&s.who, &req.current, &req.new).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn begin_totp(State(app): State<AppState>, AccountSession(s): AccountSession) -> Result<Json<serde_json::Value>, AppError> {
+    let e = app.begin_totp(&s.who)?;
+    Ok(Json(serde_json::json!({ "secret": e.secret_base32, "otpauth_url": e.otpauth_url })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpConfirm {
+    secret: String,
+    code: String,
+}
+
+async fn confirm_totp(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+    let req: TotpConfirm = read_json(body).await?;
+    app.confirm_totp(&s.who, &req.secret, &req.code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn admin(who: &StaffIdentity) -> Result<(), AppError> {
+    if who.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("only an admin manages accounts".into()))
+    }
+}
+
+async fn list_staff(State(app): State<AppState>, who: StaffIdentity) -> Result<Json<Vec<StaffSummary>>, AppError> {
+    Ok(Json(app.list_staff(&who).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewStaff {
+    login: String,
+    role: String,
+}
+
+/// Creates an account with a one-time password, shown in this answer only.
+async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+    admin(&who)?;
+    let req: NewStaff = read_json(body).await?;
+    let (_, shown) = crate::domain::Password::generate();
+    app.add_staff_as(&who.login, &req.login, &req.role, &shown).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "login": req.login, "role": req.role, "temporary_password": shown }))))
+}
+
+async fn staff_action(State(app): State<AppState>, who: StaffIdentity, Path((login, action)): Path<(String, String)>) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&who)?;
+    let done = match action.as_str() {
+        "disable" => app.set_staff_disabled(&who.login, &login, true).await.map(|_| serde_json::json!({ "login": login, "disabled": true })),
+        "enable" => app.set_staff_disabled(&who.login, &login, false).await.map(|_| serde_json::json!({ "login": login, "disabled": false })),
+        "reset-password" => app.reset_password(&who.login, &login).await.map(|p| serde_json::json!({ "login": login, "temporary_password": p })),
+        "remove-totp" => app.remove_totp(&who.login, &login).await.map(|_| serde_json::json!({ "login": login, "totp": false })),
+        _ => return Err(AppError::NotFound("route")),
+    };
+    Ok(Json(done?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    login: String,
+    sitting: Uuid,
+}
+
+async fn assign(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+    admin(&who)?;
+    let req: Assignment = read_json(body).await?;
+    app.assign_sitting(&req.login, req.sitting, &who.login).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TotpRequired {
+    required: bool,
+}
+
+async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+    admin(&who)?;
+    let req: TotpRequired = read_json(body).await?;
+    app.set_totp_required(&who.login, req.required).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// The newest entries and the verification of the whole trail (chain and checkpoints).
+async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AppError> {
+    admin(&who)?;
+    let Query(q) = q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
+    let report = app.audit_report(&who.login, q.limit.unwrap_or(200).min(5_000)).await?;
+    Ok(Json(report))
+}

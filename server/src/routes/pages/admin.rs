@@ -1,0 +1,194 @@
+//! The admin's pages: accounts (create, disable, reset a password, remove a second
+//! factor), assignments, the TOTP requirement, and the audit trail with its verdict.
+//! An admin watches nothing: no queue, no player.
+
+use super::{check_csrf, render, time_fr, PageError, PageSession, T};
+use crate::domain::Role;
+use crate::error::AppError;
+use crate::routes::{parse_id, AppState};
+use crate::routes::session::StaffSession;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use reviewer::text::Text;
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(admin_page))
+        .route("/admin/staff", post(create))
+        .route("/admin/staff/{login}/{action}", post(action))
+        .route("/admin/assign", post(assign))
+        .route("/admin/totp-required", post(totp_required))
+        .route("/admin/audit", get(audit_page))
+}
+
+fn admin_only(s: &StaffSession) -> Result<(), PageError> {
+    if s.who.role != Role::Admin {
+        return Err(AppError::Forbidden("these pages are the admin's".into()).into());
+    }
+    Ok(())
+}
+
+/// The outcome of an admin's action, shown at the top of the page.
+#[derive(Default)]
+struct Outcome<'a> {
+    message: Option<&'a str>,
+    password: Option<String>,
+    error: Option<String>,
+}
+
+async fn page(app: &AppState, s: &StaffSession, outcome: Outcome<'_>, status: StatusCode) -> Result<Response, PageError> {
+    let staff = app
+        .list_staff(&s.who)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let status = if a.disabled {
+                T.status_disabled
+            } else if a.must_change_password {
+                T.status_must_change
+            } else {
+                T.status_active
+            };
+            let mut actions = vec![if a.disabled { ("enable", T.admin_enable) } else { ("disable", T.admin_disable) }, ("reset-password", T.admin_reset)];
+            if a.totp {
+                actions.push(("remove-totp", T.admin_remove_totp));
+            }
+            reviewer::StaffRow { role: Text::label(T.roles, a.role).into(), login: a.login, status: status.into(), totp: a.totp, actions }
+        })
+        .collect();
+    let csrf = s.csrf();
+    let html = render(reviewer::AdminPage {
+        t: T,
+        login: &s.who.login,
+        csrf: &csrf,
+        staff,
+        totp_required: app.totp_required().await?,
+        message: outcome.message,
+        shown_password: outcome.password.as_deref(),
+        error: outcome.error.as_deref(),
+    })?;
+    Ok((status, html).into_response())
+}
+
+/// Runs an admin action and shows the page with its outcome; a refused action (4xx) is
+/// shown on the page, anything else is an error page.
+async fn outcome_page<T>(app: &AppState, s: &StaffSession, result: Result<T, AppError>, ok: impl FnOnce(T) -> Outcome<'static>) -> Result<Response, PageError> {
+    match result {
+        Ok(v) => page(app, s, ok(v), StatusCode::OK).await,
+        Err(e) if e.status_and_code().0.is_client_error() => {
+            let status = e.status_and_code().0;
+            page(app, s, Outcome { error: Some(e.to_string()), ..Default::default() }, status).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn admin_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    page(&app, &s, Outcome::default(), StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    csrf: String,
+    login: String,
+    role: String,
+}
+
+async fn create(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<CreateForm>) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    check_csrf(&s, &f.csrf)?;
+    let (_, shown) = crate::domain::Password::generate();
+    let result = app.add_staff_as(&s.who.login, &f.login, &f.role, &shown).await;
+    outcome_page(&app, &s, result, |_| Outcome { message: Some(T.admin_created), password: Some(shown), error: None }).await
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn action(State(app): State<AppState>, PageSession(s): PageSession, Path((login, action)): Path<(String, String)>, Form(f): Form<CsrfForm>) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    check_csrf(&s, &f.csrf)?;
+    let actor = s.who.login.clone();
+    match action.as_str() {
+        "disable" | "enable" => {
+            let r = app.set_staff_disabled(&actor, &login, action == "disable").await;
+            outcome_page(&app, &s, r, |_| Outcome::default()).await
+        }
+        "reset-password" => {
+            let r = app.reset_password(&actor, &login).await;
+            outcome_page(&app, &s, r, |p| Outcome { message: Some(T.admin_reset_done), password: Some(p), error: None }).await
+        }
+        "remove-totp" => {
+            let r = app.remove_totp(&actor, &login).await;
+            outcome_page(&app, &s, r, |_| Outcome::default()).await
+        }
+        _ => Err(AppError::NotFound("route").into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    csrf: String,
+    login: String,
+    sitting: String,
+}
+
+async fn assign(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<AssignForm>) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    check_csrf(&s, &f.csrf)?;
+    let result = match parse_id(f.sitting.trim(), "sitting id") {
+        Ok(sitting) => app.assign_sitting(&f.login, sitting, &s.who.login).await,
+        Err(e) => Err(e),
+    };
+    outcome_page(&app, &s, result, |_| Outcome::default()).await
+}
+
+#[derive(Deserialize)]
+struct TotpForm {
+    csrf: String,
+    required: bool,
+}
+
+async fn totp_required(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<TotpForm>) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    check_csrf(&s, &f.csrf)?;
+    let result = app.set_totp_required(&s.who.login, f.required).await;
+    outcome_page(&app, &s, result, |_| Outcome::default()).await
+}
+
+async fn audit_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
+    admin_only(&s)?;
+    let report = app.audit_report(&s.who.login, 500).await?;
+    let entries = report["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| reviewer::AuditRow {
+                    seq: e["seq"].as_i64().unwrap_or_default(),
+                    when: time_fr(e["at_ms"].as_i64().unwrap_or_default()),
+                    actor: e["actor"].as_str().unwrap_or_default().into(),
+                    action: e["action"].as_str().unwrap_or_default().into(),
+                    detail: e["detail"].to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let csrf = s.csrf();
+    let html = render(reviewer::AuditPage {
+        t: T,
+        login: &s.who.login,
+        csrf: &csrf,
+        total: report["total"].as_u64().unwrap_or_default() as usize,
+        first_bad: report["verification"]["first_bad_entry"].as_i64(),
+        reason: report["verification"]["reason"].as_str().unwrap_or_default().into(),
+        entries,
+    })?;
+    Ok(html.into_response())
+}

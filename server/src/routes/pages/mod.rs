@@ -1,0 +1,175 @@
+//! The reviewer app's pages (staff listener only): login at `/`, then by role the
+//! reviewer's queue and player, the jury's outcomes, the admin's accounts and audit, and
+//! everyone's account pages. Rendering and text are the `reviewer` crate's; these files
+//! fill its views from the use cases. A page without a valid session sends the browser
+//! to the login page; an account with something pending, to the page that settles it.
+
+mod account;
+mod admin;
+mod review;
+
+use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSession};
+use super::AppState;
+use crate::error::AppError;
+use crate::service::StaffIdentity;
+use reviewer::Template;
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::cookie::CookieJar;
+use reviewer::text::{Text, FR};
+use serde::Deserialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/assets/{name}", get(asset))
+        .merge(review::router())
+        .merge(account::router())
+        .merge(admin::router())
+}
+
+const T: &Text = &FR;
+
+/// Where an account lands after login, by role.
+fn home_of(who: &StaffIdentity) -> &'static str {
+    match who.role {
+        crate::domain::Role::Reviewer => "/queue",
+        crate::domain::Role::Jury => "/jury",
+        crate::domain::Role::Admin => "/admin",
+    }
+}
+
+/// A page's error: the login page for a missing session, a short page otherwise.
+struct PageError(AppError);
+
+impl From<AppError> for PageError {
+    fn from(e: AppError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        match self.0 {
+            AppError::Unauthorized => return Redirect::to("/").into_response(),
+            AppError::ActionRequired(crate::service::Pending::PasswordChange) => return Redirect::to("/account/password").into_response(),
+            AppError::ActionRequired(crate::service::Pending::TotpEnrolment) => return Redirect::to("/account/totp").into_response(),
+            _ => {}
+        }
+        let status = self.0.status_and_code().0;
+        if let AppError::Internal(e) = &self.0 {
+            tracing::error!(error = format!("{e:#}"), "internal error on a page");
+        }
+        let message = if status.is_server_error() { "erreur interne".to_owned() } else { self.0.to_string() };
+        let page = reviewer::ErrorPage { t: T, status: status.as_u16(), message: &message }.render().unwrap_or_default();
+        (status, Html(page)).into_response()
+    }
+}
+
+/// A page's session: without one, the browser goes to the login page; with something
+/// pending, to the account page that settles it.
+struct PageSession(super::session::StaffSession);
+
+impl axum::extract::FromRequestParts<AppState> for PageSession {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, PageError> {
+        let session = StaffCookieSession::from_request_parts(parts, state).await?.0;
+        if let Some(p) = session.who.pending {
+            return Err(AppError::ActionRequired(p).into());
+        }
+        Ok(Self(session))
+    }
+}
+
+/// A page's session whatever is pending (the account pages, logout).
+struct AnyPageSession(super::session::StaffSession);
+
+impl axum::extract::FromRequestParts<AppState> for AnyPageSession {
+    type Rejection = PageError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, PageError> {
+        Ok(Self(StaffCookieSession::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// The check every page form makes: the session's CSRF token in the `csrf` field.
+fn check_csrf(session: &super::session::StaffSession, presented: &str) -> Result<(), PageError> {
+    if csrf_matches(&session.token, presented) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("missing or wrong CSRF token".into()).into())
+    }
+}
+
+fn render(t: impl Template) -> Result<Html<String>, PageError> {
+    t.render().map(Html).map_err(|e| PageError(AppError::Internal(anyhow::anyhow!("rendering a page: {e}"))))
+}
+
+async fn home(State(app): State<AppState>, parts: axum::http::request::Parts) -> Result<Response, PageError> {
+    if let Some((t, _)) = super::session::presented_token(&parts) {
+        if let Ok(who) = app.authenticate_staff(&t).await {
+            return Ok(Redirect::to(home_of(&who)).into_response());
+        }
+    }
+    Ok(render(reviewer::LoginPage { t: T, error: None })?.into_response())
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    login: String,
+    password: String,
+    #[serde(default)]
+    totp: String,
+}
+
+async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, jar: CookieJar, Form(form): Form<LoginForm>) -> Result<Response, PageError> {
+    let totp = Some(form.totp.as_str()).filter(|t| !t.is_empty());
+    match app.staff_login(&form.login, &form.password, totp, &peer.ip().to_string()).await {
+        Ok(token) => {
+            let who = app.authenticate_staff(&token).await?;
+            let to = match who.pending {
+                Some(crate::service::Pending::PasswordChange) => "/account/password",
+                Some(crate::service::Pending::TotpEnrolment) => "/account/totp",
+                None => home_of(&who),
+            };
+            Ok((jar.add(session_cookie(token)), Redirect::to(to)).into_response())
+        }
+        Err(e) => {
+            let (status, error) = match &e {
+                AppError::Unauthorized | AppError::BadRequest(_) => (StatusCode::UNAUTHORIZED, T.login_failed),
+                AppError::TotpRequired => (StatusCode::UNAUTHORIZED, T.totp_missing),
+                AppError::LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, T.login_locked),
+                AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, T.login_busy),
+                _ => return Err(e.into()),
+            };
+            Ok((status, render(reviewer::LoginPage { t: T, error: Some(error) })?).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(app): State<AppState>, AnyPageSession(session): AnyPageSession, jar: CookieJar, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+    check_csrf(&session, &form.csrf)?;
+    app.staff_logout(&session.who, &session.token).await?;
+    Ok((jar.add(removal_cookie()), Redirect::to("/")).into_response())
+}
+
+pub(super) fn time_fr(ms: i64) -> String {
+    let t = crate::clock::from_unix_ms(ms);
+    format!("{:02}/{:02}/{} {:02}:{:02} UTC", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match reviewer::assets::get(&name) {
+        Some(a) => ([(header::CONTENT_TYPE, a.content_type)], a.body).into_response(),
+        None => AppError::NotFound("asset").into_response(),
+    }
+}

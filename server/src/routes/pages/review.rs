@@ -1,0 +1,97 @@
+//! The reviewer's queue and player, and the jury's outcomes.
+
+use super::{render, time_fr, PageError, PageSession, T};
+use crate::error::AppError;
+use crate::routes::{parse_id, AppState};
+use crate::service::StaffIdentity;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use reviewer::text::Text;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/queue", get(queue)).route("/attempts/{attempt_id}", get(player)).route("/jury", get(jury))
+}
+
+async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
+    let rows = app.queue(&session.who).await?;
+    let mut sittings: Vec<String> = rows.iter().map(|r| r.sitting.clone()).collect();
+    sittings.dedup();
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            let state = r.state.as_str();
+            reviewer::QueueItem {
+                attempt_id: r.attempt_id.to_string(),
+                candidate: r.candidate,
+                sitting: r.sitting,
+                state: state.into(),
+                state_label: Text::label(T.states, state).into(),
+                seconds: r.recorded_seconds as u64,
+                duration: reviewer::duration(r.recorded_seconds as u64),
+                gaps: r.gaps,
+                integrity: r.integrity.into(),
+                integrity_label: Text::label(T.integrity, r.integrity).into(),
+                flags: r.flags,
+                ended_ms: r.ended_at_ms.unwrap_or(0),
+                ended: r.ended_at_ms.map(time_fr).unwrap_or_default(),
+                due_ms: r.due_at_ms.unwrap_or(0),
+                due: r.due_at_ms.map(time_fr).unwrap_or_default(),
+                overdue: r.overdue,
+            }
+        })
+        .collect();
+    let csrf = session.csrf();
+    render(reviewer::QueuePage { t: T, login: &session.who.login, csrf: &csrf, sittings, items })
+}
+
+async fn player(State(app): State<AppState>, PageSession(session): PageSession, Path(attempt): Path<String>) -> Result<Html<String>, PageError> {
+    let attempt = parse_id(&attempt, "attempt id")?;
+    let who: &StaffIdentity = &session.who;
+    if !who.role.may_view_recordings() {
+        return Err(AppError::Forbidden("this role may not view recordings".into()).into());
+    }
+    let a = app.attempt_for_staff(who, attempt).await?;
+    let sitting = app.db.sittings_of_staff(who.id).await.map_err(AppError::from)?.into_iter().find(|(id, _)| *id == a.sitting_id).map(|(_, r)| r).unwrap_or_default();
+    let csrf = session.csrf();
+    render(reviewer::PlayerPage {
+        t: T,
+        login: &who.login,
+        csrf: &csrf,
+        attempt_id: a.id.to_string(),
+        candidate: a.reference,
+        sitting,
+        speeds: reviewer::SPEEDS,
+        text_json: reviewer::script_json(T),
+    })
+}
+
+
+/// The jury's view: per candidate of their sittings, the review's status and outcome,
+/// categories and counts (never the reviewers' notes, never the media).
+async fn jury(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
+    let who = &session.who;
+    if who.role != crate::domain::Role::Jury {
+        return Err(AppError::Forbidden("this page is the jury's".into()).into());
+    }
+    let mut rows = Vec::new();
+    for (sitting_id, sitting) in app.db.sittings_of_staff(who.id).await.map_err(AppError::from)? {
+        for a in app.db.attempts_of_sitting(sitting_id).await.map_err(AppError::from)? {
+            let outcome = app.review_outcome(a.id).await?;
+            let last = outcome.rounds.last();
+            rows.push(reviewer::JuryRow {
+                sitting: sitting.clone(),
+                candidate: a.reference,
+                state: Text::label(T.states, a.state.as_str()).into(),
+                review: Text::label(T.review_statuses, outcome.status).into(),
+                outcome: last.and_then(|r| r.outcome).map(|o| Text::label(T.outcomes, o.as_str()).to_owned()).unwrap_or_default(),
+                categories: last
+                    .map(|r| r.categories.iter().map(|(c, n)| format!("{} ×{n}", Text::label(T.categories, c))).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    let csrf = session.csrf();
+    render(reviewer::JuryPage { t: T, login: &who.login, csrf: &csrf, rows })
+}
