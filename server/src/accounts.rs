@@ -82,7 +82,7 @@ impl Proctor {
         let hash = account.password_hash.clone();
         let current = Zeroizing::new(current.to_owned());
         if !self.argon2(move || verify_password(&current, &hash)).await? {
-            return Err(AppError::Unauthorized);
+            return Err(AppError::Forbidden("the current password is wrong".into()));
         }
         let password = Password::parse(new, &account.login).map_err(rejected)?;
         if verify_password(new, &account.password_hash) {

@@ -3,6 +3,9 @@ mod garage;
 #[path = "../support/pg.rs"]
 mod pg;
 mod production_storage;
+mod review;
+mod access;
+mod accounts;
 mod agent;
 mod hardening;
 mod helpers;

@@ -34,7 +34,7 @@ async fn change_password(State(app): State<AppState>, AnyPageSession(s): AnyPage
     let result = if f.new != f.confirm { Err(T.password_mismatch) } else {
         match app.change_password(&s.who, &f.current, &f.new).await {
             Ok(()) => Ok(()),
-            Err(AppError::Unauthorized) => Err(T.password_wrong_current),
+            Err(AppError::Forbidden(_)) => Err(T.password_wrong_current),
             Err(AppError::PasswordRejected(PasswordRejected::Common)) => Err(T.password_common),
             Err(AppError::PasswordRejected(PasswordRejected::ContainsLogin)) => Err(T.password_contains_login),
             Err(AppError::PasswordRejected(_)) => Err(T.password_too_weak),
