@@ -68,6 +68,11 @@ enum Command {
         #[arg(long)]
         login: String,
     },
+    /// Dedicated review terminals (mutual TLS on the staff listener).
+    Terminal {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -151,6 +156,19 @@ enum AttemptCommand {
 }
 
 #[derive(Subcommand)]
+enum TerminalCommand {
+    /// Signs a client certificate for one terminal with the institution's terminal CA
+    /// (created in the key directory on first use); writes NAME.pem and NAME.key.
+    Issue {
+        #[arg(long)]
+        name: String,
+        /// Where to write the certificate and its key (default: the current directory).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of the whole trail and the checkpoints kept outside the
     /// database; names the first bad entry.
@@ -218,7 +236,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Staff { command: StaffCommand::List } => {
-                let admin = crate::service::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None };
+                let admin = crate::service::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
                 print(app.list_staff(&admin).await?)?
             }
             Command::Staff { command: StaffCommand::Disable { login } } => {
@@ -249,6 +267,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Attempt { command: AttemptCommand::ReissueToken { id } } => {
                 let r = app.reissue_launch_token(id, "admin-cli").await?;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
+            }
+            Command::Terminal { command: TerminalCommand::Issue { name, out } } => {
+                let issued = crate::terminals::issue(&app.settings.server.key_dir(), &name, &out)?;
+                app.audit("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;
+                print(serde_json::json!({ "name": name, "certificate": issued.cert_path, "key": issued.key_path, "fingerprint": issued.fingerprint,
+                    "ca": app.settings.server.key_dir().join(crate::terminals::CA_CERT) }))?
             }
             Command::Audit { command } => {
                 let trail = app.db.audit_trail().await?;

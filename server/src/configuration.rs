@@ -134,6 +134,13 @@ pub struct CaptureSettings {
 pub struct TlsSettings {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
+    /// The staff listener accepts only clients with a terminal certificate (mutual TLS).
+    #[serde(default)]
+    pub require_terminal: bool,
+    /// The CA that signs terminal certificates; default: the one `terminal issue`
+    /// keeps in the key directory.
+    #[serde(default)]
+    pub terminal_ca_path: Option<PathBuf>,
 }
 
 #[derive(Clone, Default, Deserialize)]

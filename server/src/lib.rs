@@ -22,4 +22,5 @@ pub mod service;
 pub mod staff_auth;
 pub mod startup;
 pub mod telemetry;
+pub mod terminals;
 pub mod throttle;

@@ -170,8 +170,8 @@ impl Proctor {
             return Err(AppError::FragmentsMissing(holes.join(", ")));
         }
         let key = self.stream_key(&attempt, &stream)?;
-        self.audit(
-            &staff.login,
+        self.audit_access(
+            staff,
             "recording_viewed",
             Some(attempt_id),
             serde_json::json!({ "stream_id": stream_id, "from_index": from, "to_index": to, "fragments": selected.len() }),

@@ -52,6 +52,8 @@ pub struct StaffIdentity {
     pub role: Role,
     /// What the account must do before anything else (only the account pages answer).
     pub pending: Option<Pending>,
+    /// The terminal certificate's fingerprint, when the staff listener requires one.
+    pub terminal: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,14 @@ impl Proctor {
         let entry = self.db.append_audit(AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: action.into(), attempt_id: attempt, detail }).await?;
         self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))?;
         Ok(())
+    }
+
+    /// Audits a staff member's access to a recording, with the terminal it came from.
+    pub async fn audit_access(&self, staff: &StaffIdentity, action: &str, attempt: Option<Uuid>, mut detail: serde_json::Value) -> Result<(), AppError> {
+        if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {
+            map.insert("terminal".into(), serde_json::Value::String(t.clone()));
+        }
+        self.audit(&staff.login, action, attempt, detail).await
     }
 
     pub(crate) async fn attempt_or_404(&self, id: Uuid) -> Result<Attempt, AppError> {

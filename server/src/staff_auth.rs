@@ -112,7 +112,7 @@ impl Proctor {
         let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
         match self.db.staff_by_session(hash_token(token), self.now_ms(), idle).await {
             Ok(a) if a.disabled_at_ms.is_some() => Err(AppError::Unauthorized),
-            Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, pending: self.pending_for(&a).await?, login: a.login }),
+            Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, pending: self.pending_for(&a).await?, login: a.login, terminal: None }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
         }

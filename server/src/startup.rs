@@ -9,6 +9,7 @@ use axum::Router;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
+use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 
@@ -17,6 +18,8 @@ pub struct Application {
     public: TcpListener,
     staff: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// The staff listener's TLS when it requires terminal certificates.
+    staff_terminal_tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
 
 /// Plain HTTP only on loopback: anything reachable from outside needs TLS unless the
@@ -49,13 +52,24 @@ impl Application {
             }
             None => None,
         };
+        let staff_terminal_tls = match &settings.tls {
+            Some(t) if t.require_terminal => {
+                let ca = t.terminal_ca_path.clone().unwrap_or_else(|| settings.server.key_dir().join(crate::terminals::CA_CERT));
+                if !ca.exists() {
+                    anyhow::bail!("require_terminal is set but the terminal CA {} does not exist: issue a terminal first (proctor-server terminal issue --name NAME)", ca.display());
+                }
+                let cfg = crate::terminals::server_config(&t.cert_path, &t.key_path, &ca)?;
+                Some(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)))
+            }
+            _ => None,
+        };
         let public = TcpListener::bind(settings.server.listen).with_context(|| format!("binding {}", settings.server.listen))?;
         let staff = TcpListener::bind(settings.server.staff_listen).with_context(|| format!("binding {}", settings.server.staff_listen))?;
         public.set_nonblocking(true)?;
         staff.set_nonblocking(true)?;
         crate::metrics::handle();
         let proctor = Arc::new(Proctor::open(settings, clock).await?);
-        Ok(Self { proctor, public, staff, tls })
+        Ok(Self { proctor, public, staff, tls, staff_terminal_tls })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -77,7 +91,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone(), header_timeout);
-        let staff = serve(self.staff, staff_router(self.proctor.clone()), self.tls, header_timeout);
+        let staff = match self.staff_terminal_tls {
+            Some(cfg) => serve_terminals(self.staff, staff_router(self.proctor.clone()), cfg, header_timeout).boxed(),
+            None => serve(self.staff, staff_router(self.proctor.clone()), self.tls, header_timeout).boxed(),
+        };
         tokio::select! {
             r = public => r,
             r = staff => r,
@@ -112,6 +129,16 @@ async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::t
             server.serve(svc).await?
         }
     }
+    Ok(())
+}
+
+/// The staff listener with mutual TLS: each request knows its terminal.
+async fn serve_terminals(listener: TcpListener, router: Router, cfg: axum_server::tls_rustls::RustlsConfig, header_timeout: Duration) -> anyhow::Result<()> {
+    let mut server = axum_server::from_tcp(listener).acceptor(crate::terminals::TerminalAcceptor::new(cfg));
+    let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
+    *server.http_builder() = builder.http1_only();
+    server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+    server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }
 

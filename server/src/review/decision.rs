@@ -171,7 +171,7 @@ impl Proctor {
         if !self.db.save_flag(flag).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit(&staff.login, if flag_id.is_some() { "flag_updated" } else { "flag_created" }, Some(attempt_id), detail).await?;
+        self.audit_access(staff, if flag_id.is_some() { "flag_updated" } else { "flag_created" }, Some(attempt_id), detail).await?;
         Ok(id)
     }
 
@@ -182,7 +182,7 @@ impl Proctor {
         if !self.db.delete_flag(review.id, flag_id).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit(&staff.login, "flag_deleted", Some(attempt_id), serde_json::json!({ "flag_id": flag_id, "round": review.round })).await
+        self.audit_access(staff, "flag_deleted", Some(attempt_id), serde_json::json!({ "flag_id": flag_id, "round": review.round })).await
     }
 
     pub async fn submit_review(&self, staff: &StaffIdentity, attempt_id: Uuid, outcome: ReviewOutcome) -> Result<ReviewView, AppError> {
@@ -197,7 +197,7 @@ impl Proctor {
         if !self.db.submit_review(review.id, outcome, self.now_ms()).await? {
             return Err(AppError::Conflict("this review is already submitted".into()));
         }
-        self.audit(&staff.login, "review_submitted", Some(attempt_id), serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags })).await?;
+        self.audit_access(staff, "review_submitted", Some(attempt_id), serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags })).await?;
         if self.attempt_or_404(attempt_id).await?.state == AttemptState::InReview {
             self.transition(attempt_id, Transition::SubmitReview, &staff.login).await?;
         }
@@ -230,7 +230,7 @@ impl Proctor {
             Err(DbError::Conflict) => return Err(AppError::Conflict("a second review was already requested".into())),
             other => other?,
         }
-        self.audit(&staff.login, "second_review_requested", Some(attempt_id), serde_json::json!({ "reviewer": reviewer.login })).await?;
+        self.audit_access(staff, "second_review_requested", Some(attempt_id), serde_json::json!({ "reviewer": reviewer.login })).await?;
         if attempt.state == AttemptState::Reviewed {
             self.transition(attempt_id, Transition::RequestSecondReview, &staff.login).await?;
         }

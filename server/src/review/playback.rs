@@ -44,8 +44,8 @@ impl Proctor {
             Ok(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "differs from the fragment acknowledged").await),
             Err(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "fails authentication").await),
         };
-        self.audit(
-            &staff.login,
+        self.audit_access(
+            staff,
             "recording_viewed",
             Some(attempt_id),
             serde_json::json!({ "stream_id": stream_id, "index": index,
@@ -57,7 +57,7 @@ impl Proctor {
 
     /// Records that a reviewer met an altered fragment (never played) and says why.
     async fn altered(&self, staff: &StaffIdentity, attempt: Uuid, stream: Uuid, index: u32, why: &'static str) -> AppError {
-        if let Err(e) = self.audit(&staff.login, "fragment_altered", Some(attempt), serde_json::json!({ "stream_id": stream, "index": index, "why": why })).await {
+        if let Err(e) = self.audit_access(staff, "fragment_altered", Some(attempt), serde_json::json!({ "stream_id": stream, "index": index, "why": why })).await {
             return e;
         }
         AppError::FragmentAltered { index, why }

@@ -68,7 +68,8 @@ impl FromRequestParts<AppState> for StaffCookieSession {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let (token, by_cookie) = presented_token(parts).ok_or(AppError::Unauthorized)?;
-        let who = state.authenticate_staff(&token).await?;
+        let mut who = state.authenticate_staff(&token).await?;
+        who.terminal = parts.extensions.get::<Option<crate::terminals::Terminal>>().cloned().flatten().map(|t| t.0);
         Ok(Self(StaffSession { who, token, by_cookie }))
     }
 }

@@ -44,7 +44,7 @@ pub async fn attempt(State(app): State<AppState>, staff: StaffIdentity, Path(id)
     let id = parse_id(&id, "attempt id")?;
     app.attempt_for_staff(&staff, id).await?;
     let report = app.attempt_report(id).await?;
-    app.audit(&staff.login, "attempt_report_viewed", Some(id), serde_json::json!({})).await?;
+    app.audit_access(&staff, "attempt_report_viewed", Some(id), serde_json::json!({})).await?;
     Ok(Json(report))
 }
 
