@@ -1,0 +1,217 @@
+//! Review playback on the server: a 2-hour recording (3,601 sealed chunks of the agent's
+//! nominal size), then
+//! - seek: 200 random positions, time from the request to the first decrypted byte of the
+//!   right fragment, through the per-fragment endpoint the player uses; the baseline in
+//!   the same run is the old whole-range endpoint (`/media?from=i&to=i`, init segment
+//!   first) and, as a floor, reading the sealed object from the blob directory;
+//! - CPU: the server process's CPU time (from /proc) to serve every fragment of the
+//!   recording once, which is what playing it at any speed costs, per hour of recording.
+//! The server is the release binary in its own process (`scripts/bench-review` builds it).
+//! Run: `scripts/bench-review` (about 3 minutes here).
+
+use base64::Engine;
+use protocol::api::*;
+use protocol::{Fragment, StreamKey, StreamSealer};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+const PLATFORM: &str = "bench-platform";
+const FRAGMENTS: u32 = 3_600; // 2 h of 2 s fragments
+const FRAGMENT_BYTES: usize = 140 * 1024; // 2 s at the nominal 550 kbit/s
+const SEEKS: usize = 200;
+
+struct Server {
+    child: Child,
+    public: String,
+    staff: String,
+    data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("release/proctor-server");
+    assert!(bin.exists(), "{} missing: scripts/bench-review builds it", bin.display());
+    bin
+}
+
+fn start() -> Server {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(binary())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--staff-listen", "127.0.0.1:0"])
+        .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM)
+        // The recording is uploaded far faster than a camera makes it.
+        .env("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN", "24h")
+        .env("PROCTOR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut text = String::new();
+    while let Some(Ok(line)) = lines.next() {
+        text.push_str(&line);
+        if line.trim() == "}" {
+            break;
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Server { child, public: v["public"].as_str().unwrap().into(), staff: v["staff"].as_str().unwrap().into(), data }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+async fn post(http: &reqwest::Client, url: String, bearer: &str, body: &impl serde::Serialize) -> reqwest::Response {
+    let r = http.post(&url).bearer_auth(bearer).json(body).send().await.unwrap();
+    assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    r
+}
+
+fn cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new(binary()).arg("--data-dir").arg(s.data.path()).args(args).envs(env.iter().copied()).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(label: &str, mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let (p50, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
+    println!("| {label} | {p50:.2} | {p95:.2} | {:.2} |", ms[ms.len() - 1]);
+    (p50, p95)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = start();
+    let http = reqwest::Client::new();
+    let (public, staff) = (server.public.clone(), server.staff.clone());
+
+    // The recording: one attempt, one stream, 2 h.
+    let sitting: CreateSittingResponse = post(&http, format!("{public}/api/integration/v1/sittings"), PLATFORM, &serde_json::json!({ "ref": "bench-review" })).await.json().await.unwrap();
+    let c: AddCandidateResponse = post(&http, format!("{public}/api/integration/v1/sittings/{}/candidates", sitting.sitting_id), PLATFORM, &serde_json::json!({ "ref": "c" })).await.json().await.unwrap();
+    post(&http, format!("{public}/api/agent/v1/consent"), &c.launch_token, &ConsentRequest { notice_version: NOTICE_VERSION.into() }).await;
+    let s: OpenStreamResponse = post(&http, format!("{public}/api/agent/v1/streams"), &c.launch_token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
+    let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
+    let mut sealer = StreamSealer::new(key, s.attempt_id, s.stream_id);
+    let payload: Vec<u8> = (0..FRAGMENT_BYTES).map(|i| (i * 7 + i / 251) as u8).collect();
+    let started = Instant::now();
+    let chunks_url = format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id);
+    let mut uploads = futures::stream::FuturesUnordered::new();
+    for i in 0..=FRAGMENTS {
+        let (start_us, data) = if i == 0 { (0, &payload[..1024]) } else { (u64::from(i - 1) * 2_000_000, &payload[..]) };
+        let end_us = if i == 0 { 0 } else { start_us + 2_000_000 };
+        let (_, chunk) = sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last: i == FRAGMENTS }).unwrap();
+        let req = http.put(format!("{chunks_url}/{i}")).bearer_auth(&c.launch_token).body(chunk).send();
+        uploads.push(req);
+        // An attempt may have 4 uploads in flight (max_ingests_per_attempt).
+        if uploads.len() >= 4 {
+            use futures::StreamExt;
+            let r = uploads.next().await.unwrap().unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    }
+    use futures::StreamExt;
+    while let Some(r) = uploads.next().await {
+        assert!(r.unwrap().status().is_success());
+    }
+    post(&http, format!("{public}/api/agent/v1/streams/{}/end", s.stream_id), &c.launch_token, &EndStreamRequest { final_index: FRAGMENTS }).await;
+    post(&http, format!("{public}/api/integration/v1/attempts/{}/end", c.attempt_id), PLATFORM, &serde_json::json!({})).await;
+    eprintln!("recording of {FRAGMENTS} fragments uploaded in {:.0} s", started.elapsed().as_secs_f64());
+
+    cli(&server, &["staff", "add", "--role", "reviewer", "--login", "banc"], &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")]);
+    cli(&server, &["assign", "--sitting", &sitting.sitting_id.to_string(), "--login", "banc"], &[]);
+    let login: serde_json::Value = http.post(format!("{staff}/api/staff/v1/login")).json(&serde_json::json!({ "login": "banc", "password": "Kilo-Tango-2026!" })).send().await.unwrap().json().await.unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let r = http.post(format!("{staff}/api/staff/v1/account/password")).bearer_auth(&token).json(&serde_json::json!({ "current": "Kilo-Tango-2026!", "new": "Quatre-Chevaux-Bleus-9" })).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+
+    // 200 random positions (fixed seed), as many seeks.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let positions: Vec<u32> = (0..SEEKS)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            1 + (seed % u64::from(FRAGMENTS)) as u32
+        })
+        .collect();
+    let fragment_url = |i: u32| format!("{staff}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}", c.attempt_id, s.stream_id);
+    let media_url = |i: u32| format!("{staff}/api/staff/v1/attempts/{}/streams/{}/media?from={i}&to={i}", c.attempt_id, s.stream_id);
+    // Warm-up: connections, caches of the first lookups.
+    for i in 1..=5 {
+        http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    }
+    let mut ours = Vec::new();
+    let mut old = Vec::new();
+    let mut floor = Vec::new();
+    let blobs = server.data.path().join("blobs");
+    for &i in &positions {
+        // Ours: the fragment's first decrypted byte.
+        let t = Instant::now();
+        let mut r = http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let first = r.chunk().await.unwrap().unwrap();
+        ours.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(!first.is_empty());
+        while r.chunk().await.unwrap().is_some() {}
+        // Baseline: the whole-range endpoint, which sends the init segment first.
+        let t = Instant::now();
+        let mut r = http.get(media_url(i)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let mut got = 0;
+        while got <= 1024 {
+            got += r.chunk().await.unwrap().unwrap().len();
+        }
+        old.push(t.elapsed().as_secs_f64() * 1e3);
+        while r.chunk().await.unwrap().is_some() {}
+        // Floor: the sealed object read from the blob directory, no HTTP, no decryption.
+        let dir = blobs.join(format!("attempts/{}/{}", c.attempt_id, s.stream_id));
+        let name = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{i:010}-"))).unwrap();
+        let t = Instant::now();
+        let bytes = std::fs::read(&name).unwrap();
+        floor.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(bytes.len() > FRAGMENT_BYTES);
+    }
+    println!("\nSeek to the first decrypted byte of the right fragment, {SEEKS} random positions in a 2 h recording (ms):\n");
+    println!("| path | p50 | p95 | max |\n|---|---|---|---|");
+    let (_, p95) = summary("per-fragment endpoint (the player's)", ours);
+    let (old50, _) = summary("baseline: /media?from=i&to=i", old);
+    summary("floor: read the sealed object from disk", floor);
+    println!("\ngoal p95 ≤ 50 ms: {}", if p95 <= 50.0 { "met" } else { "NOT met" });
+    let _ = old50;
+
+    // CPU to serve the whole recording once (what playback at 4× asks, over 30 min).
+    let pid = server.child.id();
+    let before = cpu_seconds(pid);
+    let t = Instant::now();
+    for i in 0..=FRAGMENTS {
+        http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - before;
+    let hours = f64::from(FRAGMENTS) * 2.0 / 3600.0;
+    println!(
+        "\nServer CPU to serve the {hours:.0} h recording once: {cpu:.1} s ({:.1} CPU-s per hour of recording; at 4× an hour plays in 15 min: {:.2} % of one core), wall {wall:.1} s",
+        cpu / hours,
+        cpu / hours / (15.0 * 60.0) * 100.0
+    );
+}
