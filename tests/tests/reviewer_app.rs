@@ -73,20 +73,9 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     // First login: the password chosen by the admin must be replaced first, under the
     // CNIL rule (a common one is refused).
     b.until("the password page", Duration::from_secs(10), "return location.pathname === '/account/password'").await;
-    let fill = |current: &'static str, new: &'static str| {
-        let b = &b;
-        async move {
-            for (id, value) in [("current", current), ("new", new), ("confirm", new)] {
-                let field = b.client.find(fantoccini::Locator::Id(id)).await.unwrap();
-                field.clear().await.unwrap();
-                field.send_keys(value).await.unwrap();
-            }
-            b.client.find(fantoccini::Locator::Css("form[action='/account/password'] button[type=submit]")).await.unwrap().click().await.unwrap();
-        }
-    };
-    fill(PASSWORD, "Azerty-2026!").await;
+    b.change_password(PASSWORD, "Azerty-2026!").await;
     b.until("the refusal of a common password", Duration::from_secs(5), "return document.querySelector('.error') !== null && location.pathname === '/account/password'").await;
-    fill(PASSWORD, NEW_PASSWORD).await;
+    b.change_password(PASSWORD, NEW_PASSWORD).await;
     b.until("the queue", Duration::from_secs(10), "return location.pathname === '/queue'").await;
 
     // The queue: both attempts, the cut one incomplete.

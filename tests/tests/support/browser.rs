@@ -86,6 +86,33 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Logs in on the staff listener at `staff` and, at the forced first change, replaces
+    /// `password` with `new_password`; ends on the account's home page.
+    pub async fn first_login(&self, staff: &str, login: &str, password: &str, new_password: &str) {
+        use fantoccini::Locator;
+        let c = &self.client;
+        c.goto(&format!("{staff}/")).await.unwrap();
+        c.find(Locator::Id("login")).await.unwrap().send_keys(login).await.unwrap();
+        c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
+        c.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+        self.until("the password page", Duration::from_secs(10), "return location.pathname === '/account/password'").await;
+        self.change_password(password, new_password).await;
+        self.until("the home page", Duration::from_secs(10), "return location.pathname !== '/account/password' && document.readyState === 'complete'").await;
+    }
+
+    /// Fills and sends the password change form.
+    pub async fn change_password(&self, current: &str, new: &str) {
+        use fantoccini::Locator;
+        for (id, value) in [("current", current), ("new", new), ("confirm", new)] {
+            let field = self.client.find(Locator::Id(id)).await.unwrap();
+            field.clear().await.unwrap();
+            field.send_keys(value).await.unwrap();
+        }
+        self.client.find(Locator::Css("form[action='/account/password'] button[type=submit]")).await.unwrap().click().await.unwrap();
+    }
+}
+
 /// Where the run leaves its screenshots (the README names it).
 pub fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
