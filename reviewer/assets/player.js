@@ -12,7 +12,7 @@
   const $ = (id) => document.getElementById(id);
   const video = $('video');
   const MIME = 'video/mp4; codecs="avc1.42C016, mp4a.40.2"';
-  const FRAME_S = 1 / 30;
+  const FRAME_S = 1 / 15; // the agent records 15 frames per second
   let tl = null;        // the timeline from the server
   let streams = [];     // per stream: { id, origin, wallStart, wallEnd, frags: [{ i, s, e, state }] }
   let cur = null;       // the stream loaded in the MediaSource: { si, st, ms, sb, chain }
