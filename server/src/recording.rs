@@ -143,18 +143,7 @@ impl Proctor {
         from: u32,
         to: Option<u32>,
     ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, AppError> {
-        if !staff.role.may_view_recordings() {
-            return Err(AppError::Forbidden("this role may not view recordings".into()));
-        }
-        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
-        if attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
-        }
-        let stream = match self.db.stream(stream_id).await {
-            Ok(s) if s.attempt_id == attempt_id => s,
-            Ok(_) | Err(crate::db::DbError::NotFound) => return Err(AppError::NotFound("stream")),
-            Err(e) => return Err(e.into()),
-        };
+        let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
         let rows = self.db.chunks_of(stream_id).await?;
         let last_stored = rows.last().map(|r| r.index).unwrap_or(0);
         let to = to.unwrap_or(last_stored).min(last_stored);

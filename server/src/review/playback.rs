@@ -4,7 +4,7 @@
 //! media time it covers, then sent. The plaintext is wiped once sent; nothing is written.
 
 use crate::blobs::chunk_path;
-use crate::db::{ChunkRow, DbError};
+use crate::db::{Attempt, ChunkRow, DbError, Stream};
 use crate::error::AppError;
 use crate::lifecycle::AttemptState;
 use crate::service::{Proctor, StaffIdentity};
@@ -12,8 +12,9 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 impl Proctor {
-    /// Fragment `index` of a stream (0 is the initialisation segment), decrypted.
-    pub async fn fragment(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
+    /// The attempt, if this staff member may watch it: a reviewer of its sitting, and the
+    /// recording not destroyed.
+    pub(crate) async fn viewable_attempt(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<Attempt, AppError> {
         if !staff.role.may_view_recordings() {
             return Err(AppError::Forbidden("this role may not view recordings".into()));
         }
@@ -21,11 +22,22 @@ impl Proctor {
         if attempt.state == AttemptState::Destroyed {
             return Err(AppError::Gone);
         }
-        let stream = match self.db.stream(stream_id).await {
-            Ok(s) if s.attempt_id == attempt_id => s,
-            Ok(_) | Err(DbError::NotFound) => return Err(AppError::NotFound("stream")),
-            Err(e) => return Err(e.into()),
-        };
+        Ok(attempt)
+    }
+
+    /// `viewable_attempt`, and one of its streams.
+    pub(crate) async fn viewable_stream(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid) -> Result<(Attempt, Stream), AppError> {
+        let attempt = self.viewable_attempt(staff, attempt_id).await?;
+        match self.db.stream(stream_id).await {
+            Ok(s) if s.attempt_id == attempt_id => Ok((attempt, s)),
+            Ok(_) | Err(DbError::NotFound) => Err(AppError::NotFound("stream")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fragment `index` of a stream (0 is the initialisation segment), decrypted.
+    pub async fn fragment(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
+        let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
         let row = match self.db.chunk(stream_id, index).await {
             Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
             other => other?,

@@ -60,13 +60,7 @@ pub(crate) fn stream_timeline(id: Uuid, origin_ms: i64, status: StreamStatus, ro
 
 impl Proctor {
     pub async fn timeline(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<Timeline, AppError> {
-        if !staff.role.may_view_recordings() {
-            return Err(AppError::Forbidden("this role may not view recordings".into()));
-        }
-        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
-        if attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
-        }
+        let attempt = self.viewable_attempt(staff, attempt_id).await?;
         let streams = self.db.streams_of(attempt_id).await?;
         let mut out = Vec::with_capacity(streams.len());
         for (n, s) in streams.iter().enumerate() {
