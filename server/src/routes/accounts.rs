@@ -33,13 +33,15 @@ struct PasswordChange {
     new: String,
 }
 
-async fn change_password(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/account/password", tag = "admin", responses((status = 204), (status = 400, description = "password_rejected"), (status = 401), (status = 403, description = "wrong current password")))]
+pub async fn change_password(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
     let req: PasswordChange = read_json(body).await?;
     app.change_password(&s.who, &req.current, &req.new).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn begin_totp(State(app): State<AppState>, AccountSession(s): AccountSession) -> Result<Json<serde_json::Value>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 200, description = "a fresh secret and its otpauth URL"), (status = 401)))]
+pub async fn begin_totp(State(app): State<AppState>, AccountSession(s): AccountSession) -> Result<Json<serde_json::Value>, AppError> {
     let e = app.begin_totp(&s.who)?;
     Ok(Json(serde_json::json!({ "secret": e.secret_base32, "otpauth_url": e.otpauth_url })))
 }
@@ -51,7 +53,8 @@ struct TotpConfirm {
     code: String,
 }
 
-async fn confirm_totp(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 204), (status = 400), (status = 401)))]
+pub async fn confirm_totp(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
     let req: TotpConfirm = read_json(body).await?;
     app.confirm_totp(&s.who, &req.secret, &req.code).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -65,7 +68,8 @@ fn admin(who: &StaffIdentity) -> Result<(), AppError> {
     }
 }
 
-async fn list_staff(State(app): State<AppState>, who: StaffIdentity) -> Result<Json<Vec<StaffSummary>>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 200), (status = 401), (status = 403)))]
+pub async fn list_staff(State(app): State<AppState>, who: StaffIdentity) -> Result<Json<Vec<StaffSummary>>, AppError> {
     Ok(Json(app.list_staff(&who).await?))
 }
 
@@ -77,7 +81,8 @@ struct NewStaff {
 }
 
 /// Creates an account with a one-time password, shown in this answer only.
-async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 201, description = "with a one-time password"), (status = 400), (status = 401), (status = 403), (status = 409)))]
+pub async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     admin(&who)?;
     let req: NewStaff = read_json(body).await?;
     let (_, shown) = crate::domain::Password::generate();
@@ -85,7 +90,8 @@ async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Bod
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "login": req.login, "role": req.role, "temporary_password": shown }))))
 }
 
-async fn staff_action(State(app): State<AppState>, who: StaffIdentity, Path((login, action)): Path<(String, String)>) -> Result<Json<serde_json::Value>, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/admin/staff/{login}/{action}", tag = "admin", responses((status = 200, description = "action: disable, enable, reset-password, remove-totp"), (status = 401), (status = 403), (status = 404)))]
+pub async fn staff_action(State(app): State<AppState>, who: StaffIdentity, Path((login, action)): Path<(String, String)>) -> Result<Json<serde_json::Value>, AppError> {
     admin(&who)?;
     let done = match action.as_str() {
         "disable" => app.set_staff_disabled(&who.login, &login, true).await.map(|_| serde_json::json!({ "login": login, "disabled": true })),
@@ -104,7 +110,8 @@ struct Assignment {
     sitting: Uuid,
 }
 
-async fn assign(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/admin/assignments", tag = "admin", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+pub async fn assign(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
     admin(&who)?;
     let req: Assignment = read_json(body).await?;
     app.assign_sitting(&req.login, req.sitting, &who.login).await?;
@@ -117,7 +124,8 @@ struct TotpRequired {
     required: bool,
 }
 
-async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/admin/totp-required", tag = "admin", responses((status = 204), (status = 401), (status = 403)))]
+pub async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
     admin(&who)?;
     let req: TotpRequired = read_json(body).await?;
     app.set_totp_required(&who.login, req.required).await?;
@@ -125,12 +133,13 @@ async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Bo
 }
 
 #[derive(Deserialize)]
-struct AuditQuery {
+pub struct AuditQuery {
     limit: Option<usize>,
 }
 
 /// The newest entries and the verification of the whole trail (chain and checkpoints).
-async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/admin/audit", tag = "admin", responses((status = 200, description = "newest entries and the verdict on the whole trail"), (status = 401), (status = 403)))]
+pub async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AppError> {
     admin(&who)?;
     let Query(q) = q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
     let report = app.audit_report(&who.login, q.limit.unwrap_or(200).min(5_000)).await?;

@@ -92,6 +92,7 @@ pub async fn revoke_token(State(app): State<AppState>, _: Platform, Path(id): Pa
 }
 
 /// The review outcome (status, rounds, categories and counts; never the reviewers' notes).
-async fn review_outcome(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
+#[utoipa::path(get, path = "/api/integration/v1/attempts/{attempt_id}/review", tag = "integration", responses((status = 200, description = "review status, rounds, categories and counts; never notes"), (status = 401), (status = 404)))]
+pub async fn review_outcome(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
     Ok(Json(app.review_outcome(parse_id(&id, "attempt id")?).await?))
 }

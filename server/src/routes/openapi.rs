@@ -1,4 +1,4 @@
-use super::{agent, integration, staff};
+use super::{accounts, agent, integration, review, staff};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -9,7 +9,12 @@ use utoipa::OpenApi;
         agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
         integration::create_sitting, integration::add_candidate, integration::attempt_status, integration::end_attempt,
         integration::reissue_token, integration::revoke_token,
-        staff::login, staff::attempt, staff::media
+        integration::review_outcome,
+        staff::login, staff::attempt, staff::media,
+        review::queue, review::logout, review::timeline, review::fragment, review::review, review::submit, review::second_review,
+        review::outcome, review::create_flag, review::update_flag, review::delete_flag,
+        accounts::change_password, accounts::begin_totp, accounts::confirm_totp, accounts::list_staff, accounts::create_staff,
+        accounts::staff_action, accounts::assign, accounts::totp_required, accounts::audit
     )
 )]
 pub struct ApiDoc;

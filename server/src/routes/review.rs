@@ -32,26 +32,31 @@ pub fn router() -> Router<AppState> {
         .route("/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", put(update_flag).delete(delete_flag))
 }
 
-async fn queue(State(app): State<AppState>, staff: StaffIdentity) -> Result<Json<Vec<QueueRow>>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/queue", tag = "review", responses((status = 200, description = "the attempts of my sittings"), (status = 401), (status = 403)))]
+pub async fn queue(State(app): State<AppState>, staff: StaffIdentity) -> Result<Json<Vec<QueueRow>>, AppError> {
     Ok(Json(app.queue(&staff).await?))
 }
 
-async fn logout(State(app): State<AppState>, AccountSession(session): AccountSession) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/logout", tag = "review", responses((status = 204), (status = 401)))]
+pub async fn logout(State(app): State<AppState>, AccountSession(session): AccountSession) -> Result<StatusCode, AppError> {
     app.staff_logout(&session.who, &session.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn timeline(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<Timeline>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/timeline", tag = "review", responses((status = 200, description = "streams on wall-clock time, gaps, missing and broken fragments"), (status = 401), (status = 403), (status = 404), (status = 410)))]
+pub async fn timeline(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<Timeline>, AppError> {
     Ok(Json(app.timeline(&staff, parse_id(&attempt, "attempt id")?).await?))
 }
 
-async fn fragment(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", tag = "review", responses((status = 200, description = "one decrypted fragment (0: init segment)", content_type = "video/mp4"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422, description = "fragment_altered: fails its checks, never served")))]
+pub async fn fragment(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
     let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app.fragment(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
     Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
 }
 
-async fn review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewView>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/review", tag = "review", responses((status = 200, description = "rounds, flags, my writable round"), (status = 401), (status = 403), (status = 404)))]
+pub async fn review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(app.review_view(&staff, parse_id(&attempt, "attempt id")?).await?))
 }
 
@@ -61,7 +66,8 @@ struct SubmitRequest {
     outcome: ReviewOutcome,
 }
 
-async fn submit(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<Json<ReviewView>, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/review/submit", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "outcome disagrees with the flags, or already submitted")))]
+pub async fn submit(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<Json<ReviewView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SubmitRequest = read_json(body).await?;
     Ok(Json(app.submit_review(&staff, attempt, req.outcome).await?))
@@ -73,7 +79,8 @@ struct SecondReviewRequest {
     reviewer: String,
 }
 
-async fn second_review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<StatusCode, AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/second-review", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn second_review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<StatusCode, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SecondReviewRequest = read_json(body).await?;
     app.request_second_review(&staff, attempt, &req.reviewer).await?;
@@ -81,27 +88,31 @@ async fn second_review(State(app): State<AppState>, staff: StaffIdentity, Path(a
 }
 
 /// The outcome without notes, for the jury of the sitting and its reviewers.
-async fn outcome(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewOutcomeView>, AppError> {
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/outcome", tag = "review", responses((status = 200, description = "status, rounds, categories and counts"), (status = 401), (status = 403), (status = 404)))]
+pub async fn outcome(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewOutcomeView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     app.attempt_for_staff(&staff, attempt).await?;
     Ok(Json(app.review_outcome(attempt).await?))
 }
 
-async fn create_flag(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+#[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/flags", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn create_flag(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let input: FlagInput = read_json(body).await?;
     let id = app.save_flag(&staff, attempt, None, input).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
-async fn update_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+#[utoipa::path(put, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn update_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
     let (attempt, flag) = (parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?);
     let input: FlagInput = read_json(body).await?;
     let id = app.save_flag(&staff, attempt, Some(flag), input).await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 
-async fn delete_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>) -> Result<StatusCode, AppError> {
+#[utoipa::path(delete, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+pub async fn delete_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>) -> Result<StatusCode, AppError> {
     app.delete_flag(&staff, parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

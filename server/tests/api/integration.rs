@@ -73,7 +73,17 @@ async fn openapi_document_lists_the_routes() {
     let app = spawn_app().await;
     let doc: serde_json::Value = app.http.get(format!("{}/api/openapi.json", app.public)).send().await.unwrap().json().await.unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    for p in ["/api/agent/v1/streams/{stream_id}/chunks/{index}", "/api/integration/v1/sittings", "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media"] {
+    for p in [
+        "/api/agent/v1/streams/{stream_id}/chunks/{index}",
+        "/api/integration/v1/sittings",
+        "/api/integration/v1/attempts/{attempt_id}/review",
+        "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media",
+        "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}",
+        "/api/staff/v1/attempts/{attempt_id}/timeline",
+        "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}",
+        "/api/staff/v1/account/totp",
+        "/api/staff/v1/admin/audit",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
 }
