@@ -4,6 +4,7 @@
 //! stream is regrouped (see [`fmp4`]) into an init segment followed by
 //! self-contained `moof`+`mdat` fragments that each start on a video key frame.
 
+mod activity;
 mod fmp4;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub struct MediaFragment {
     pub media_end_us: u64,
     /// `true` for the ftyp+moov segment that must precede every fragment.
     pub is_init: bool,
+    /// The fragment's activity and thumbnail (media fragments, when analysis is on).
+    pub side: Option<(protocol::Activity, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,8 @@ pub struct CaptureConfig {
     pub fragment_ms: u32,
     /// Forces a specific H.264 encoder element instead of the automatic choice.
     pub encoder: Option<String>,
+    /// Computes the activity strip and thumbnails (off only to measure what they cost).
+    pub activity: bool,
 }
 
 impl Default for CaptureConfig {
@@ -64,6 +69,7 @@ impl Default for CaptureConfig {
             audio_kbps: 48,
             fragment_ms: 2000,
             encoder: None,
+            activity: true,
         }
     }
 }
@@ -100,6 +106,7 @@ const BUS_POLL: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 
 struct Shared {
     remuxer: Remuxer,
+    analysis: Option<activity::Analysis>,
     events: Sender<CaptureEvent>,
     /// Set once Finished or Error went out, so nothing follows them.
     closed: bool,
@@ -109,7 +116,10 @@ impl Shared {
     fn send_fragments(&mut self, fragments: Result<Vec<MediaFragment>>) -> Result<(), String> {
         match fragments {
             Ok(fragments) => {
-                for f in fragments {
+                for mut f in fragments {
+                    if let (false, Some(a)) = (f.is_init, self.analysis.as_mut()) {
+                        f.side = Some(a.side_for(f.media_start_us, f.media_end_us));
+                    }
                     // A dropped receiver only means nobody listens any more.
                     let _ = self.events.send(CaptureEvent::Fragment(f));
                 }
@@ -125,6 +135,14 @@ impl Shared {
             let _ = self.events.send(event);
         }
     }
+}
+
+/// The analysis branches of the pipeline.
+#[derive(Clone, Copy)]
+enum Branch {
+    Motion,
+    Audio,
+    Thumbnail,
 }
 
 pub struct Capture {
@@ -158,7 +176,7 @@ impl Capture {
             None => choose_encoder()?,
         };
         let description =
-            pipeline_description(&source, cfg, &encoder, "appsink name=sink sync=false");
+            pipeline_description(&source, cfg, &encoder, "appsink name=sink sync=false", &analysis_appsink);
         tracing::info!(%encoder, pipeline = %description, "starting capture");
 
         let pipeline = gst::parse::launch(&description)
@@ -175,6 +193,7 @@ impl Capture {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Mutex::new(Shared {
             remuxer: Remuxer::new(cfg.fragment_ms),
+            analysis: cfg.activity.then(activity::Analysis::default),
             events: tx,
             closed: false,
         }));
@@ -203,6 +222,36 @@ impl Capture {
                 })
                 .build(),
         );
+
+        if cfg.activity {
+            for (name, kind) in [("motion", Branch::Motion), ("level", Branch::Audio), ("thumbs", Branch::Thumbnail)] {
+                let sink = pipeline
+                    .by_name(name)
+                    .with_context(|| format!("pipeline has no element named {name}"))?
+                    .downcast::<gst_app::AppSink>()
+                    .map_err(|_| anyhow!("element {name} is not an appsink"))?;
+                let shared = Arc::clone(&shared);
+                sink.set_callbacks(
+                    gst_app::AppSinkCallbacks::builder()
+                        .new_sample(move |sink| {
+                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                            let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                            let pts = buffer.pts().map(gst::ClockTime::nseconds).unwrap_or(0);
+                            let mut shared = shared.lock().map_err(|_| gst::FlowError::Error)?;
+                            if let Some(a) = shared.analysis.as_mut() {
+                                match kind {
+                                    Branch::Motion => a.video_frame(pts, map.as_slice()),
+                                    Branch::Audio => a.audio_samples(pts, map.as_slice()),
+                                    Branch::Thumbnail => a.thumbnail(pts, map.as_slice()),
+                                }
+                            }
+                            Ok(gst::FlowSuccess::Ok)
+                        })
+                        .build(),
+                );
+            }
+        }
 
         let shutdown = Arc::new(AtomicBool::new(false));
         let bus_thread = std::thread::Builder::new()
@@ -368,10 +417,15 @@ fn choose_encoder() -> Result<String> {
 
 /// Builds the gst-launch-1.0 description of the same pipeline with `fakesink` (or filesink) in place of appsink, for a benchmark that compares the agent against gst-launch alone.
 pub fn launch_description(source: &Source, cfg: &CaptureConfig, encoder: &str) -> String {
-    pipeline_description(source, cfg, encoder, "fakesink sync=false")
+    pipeline_description(source, cfg, encoder, "fakesink sync=false", &|_, _| "fakesink sync=false".into())
 }
 
-fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sink: &str) -> String {
+/// An analysis branch's sink: an appsink that drops what the agent does not take in time.
+fn analysis_appsink(name: &str, max_buffers: u32) -> String {
+    format!("appsink name={name} sync=false max-buffers={max_buffers} drop=true")
+}
+
+fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sink: &str, analysis_sink: &dyn Fn(&str, u32) -> String) -> String {
     let (video_src, audio_src) = match source {
         Source::Test => (
             "videotestsrc is-live=true pattern=ball".to_string(),
@@ -387,17 +441,37 @@ fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sin
         ),
     };
     let gop = gop_frames(cfg);
+    // The analysis branches drop what they cannot keep up with (leaky queues, appsinks that
+    // drop): they must never slow the recording down.
+    let (video_tee, audio_tee) = if cfg.activity {
+        (
+            "tee name=vt ! queue ! {enc}".to_string(),
+            format!(
+                " at. ! queue leaky=downstream max-size-buffers=50 ! audioconvert ! audio/x-raw,format=S16LE ! {level} \
+                 vt. ! queue leaky=downstream max-size-buffers=3 ! videoscale ! video/x-raw,width=64,height=48 ! videoconvert \
+                 ! video/x-raw,format=GRAY8 ! {motion} \
+                 vt. ! queue leaky=downstream max-size-buffers=3 ! videorate drop-only=true max-rate=1 ! videoscale \
+                 ! video/x-raw,width=160,height=120 ! jpegenc quality=60 ! {thumbs}",
+                level = analysis_sink("level", 50),
+                motion = analysis_sink("motion", 8),
+                thumbs = analysis_sink("thumbs", 4),
+            ),
+        )
+    } else {
+        ("{enc}".to_string(), String::new())
+    };
+    let audio_split = if cfg.activity { "tee name=at ! queue ! " } else { "" };
     format!(
         "{video_src} ! queue ! videoconvert ! videoscale ! videorate \
          ! video/x-raw,width={w},height={h},framerate={fps}/1,format=I420 \
-         ! {enc} ! h264parse \
+         ! {video} ! h264parse \
          ! mp4mux name=mux fragment-duration={chunk} streamable=true ! {sink} \
          {audio_src} ! queue ! audioconvert ! audioresample ! audio/x-raw,channels=1,rate=48000 \
-         ! avenc_aac bitrate={abps} ! aacparse ! mux.",
+         ! {audio_split}avenc_aac bitrate={abps} ! aacparse ! mux.{audio_tee}",
         w = cfg.width,
         h = cfg.height,
         fps = cfg.fps,
-        enc = encoder_description(encoder, cfg.video_kbps, gop),
+        video = video_tee.replace("{enc}", &encoder_description(encoder, cfg.video_kbps, gop)),
         chunk = cfg.fragment_ms.min(MUX_CHUNK_MS),
         abps = u64::from(cfg.audio_kbps) * 1000,
     )

@@ -328,8 +328,11 @@ fn seal_loop(
                     continue;
                 }
                 let origin = *origin_us.get_or_insert(f.media_start_us);
-                seal(&mut stream, &f.data, f.media_start_us.saturating_sub(origin), f.media_end_us.saturating_sub(origin), false)?;
-                // `f.data`, the plaintext, is wiped here; only ciphertext was written.
+                // The activity and thumbnail travel sealed with the media (payload v2).
+                let payload = f.side.as_ref().map(|(activity, thumb)| zeroize::Zeroizing::new(protocol::encode_payload(&f.data, activity, thumb)));
+                let plaintext: &[u8] = payload.as_deref().map_or(&f.data, |p| p.as_slice());
+                seal(&mut stream, plaintext, f.media_start_us.saturating_sub(origin), f.media_end_us.saturating_sub(origin), false)?;
+                // `f.data` and the payload, the plaintext, are wiped here; only ciphertext was written.
             }
             CaptureEvent::Finished => {
                 let end = media_end.saturating_sub(origin_us.unwrap_or(0));
@@ -369,7 +372,7 @@ mod tests {
 
     fn fragment(start_s: u64, is_init: bool) -> CaptureEvent {
         let (media_start_us, media_end_us) = if is_init { (0, 0) } else { (start_s * 1_000_000, (start_s + 2) * 1_000_000) };
-        CaptureEvent::Fragment(MediaFragment { data: vec![start_s as u8; 64].into(), media_start_us, media_end_us, is_init })
+        CaptureEvent::Fragment(MediaFragment { data: vec![start_s as u8; 64].into(), media_start_us, media_end_us, is_init, side: None })
     }
 
     fn live_stream() -> LiveStream {

@@ -417,8 +417,9 @@ impl Database for PostgresDatabase {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()> {
-        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = $1", staff).execute(&self.pool).await.map_err(backend)?;
+    async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()> {
+        let keep = keep.unwrap_or([0; 32]).to_vec();
+        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = $1 AND token_hash <> $2", staff, keep).execute(&self.pool).await.map_err(backend)?;
         Ok(())
     }
 
@@ -518,13 +519,24 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool> {
-        let outcome = outcome.as_str();
-        let done = sqlx::query!("UPDATE reviews SET submitted_at = $1, outcome = $2 WHERE id = $3 AND submitted_at IS NULL", at_ms, outcome, review)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit> {
+        let outcome_text = outcome.as_str();
+        // The review row locked first (flag writes lock it too), then the flags counted on
+        // a fresh snapshot: nothing changes between the count and the update.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let open = sqlx::query_scalar!(r#"SELECT submitted_at IS NULL AS "open!" FROM reviews WHERE id = $1 FOR UPDATE"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        if !open {
+            return Ok(Submit::AlreadySubmitted);
+        }
+        let flags = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM flags WHERE review_id = $1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        match (outcome, flags) {
+            (ReviewOutcome::NoIrregularity, n) if n > 0 => return Ok(Submit::Disagrees(n as u32)),
+            (ReviewOutcome::Irregularities, 0) => return Ok(Submit::Disagrees(0)),
+            _ => {}
+        }
+        sqlx::query!("UPDATE reviews SET submitted_at = $1, outcome = $2 WHERE id = $3", at_ms, outcome_text, review).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Submit::Submitted)
     }
 
     async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
@@ -585,14 +597,14 @@ impl Database for PostgresDatabase {
         Ok(entry)
     }
 
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
-            return Ok(false);
+            return Ok(None);
         }
-        append_audit_in(&mut tx, event).await?;
+        let entry = append_audit_in(&mut tx, event).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(Some(entry))
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {

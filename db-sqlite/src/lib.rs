@@ -426,9 +426,9 @@ impl Database for SqliteDatabase {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()> {
-        let staff = staff.to_string();
-        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = ?1", staff).execute(&self.writer).await.map_err(backend)?;
+    async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()> {
+        let (staff, keep) = (staff.to_string(), keep.unwrap_or([0; 32]).to_vec());
+        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = ?1 AND token_hash <> ?2", staff, keep).execute(&self.writer).await.map_err(backend)?;
         Ok(())
     }
 
@@ -546,13 +546,23 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool> {
-        let (review, outcome) = (review.to_string(), outcome.as_str());
-        let done = sqlx::query!("UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3 AND submitted_at IS NULL", at_ms, outcome, review)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit> {
+        let (review, outcome_text) = (review.to_string(), outcome.as_str());
+        // The single writer, in an immediate transaction: no flag write runs in between.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let open = sqlx::query_scalar!(r#"SELECT submitted_at IS NULL AS "open!: bool" FROM reviews WHERE id = ?1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        if !open {
+            return Ok(Submit::AlreadySubmitted);
+        }
+        let flags = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM flags WHERE review_id = ?1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        match (outcome, flags) {
+            (ReviewOutcome::NoIrregularity, n) if n > 0 => return Ok(Submit::Disagrees(n as u32)),
+            (ReviewOutcome::Irregularities, 0) => return Ok(Submit::Disagrees(0)),
+            _ => {}
+        }
+        sqlx::query!("UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3", at_ms, outcome_text, review).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Submit::Submitted)
     }
 
     async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
@@ -618,14 +628,14 @@ impl Database for SqliteDatabase {
         Ok(entry)
     }
 
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool> {
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
-            return Ok(false);
+            return Ok(None);
         }
-        append_audit_in(&mut tx, event).await?;
+        let entry = append_audit_in(&mut tx, event).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(Some(entry))
     }
 
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {

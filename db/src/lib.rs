@@ -186,6 +186,15 @@ pub struct NewChunk {
     pub row: ChunkRow,
 }
 
+/// Outcome of submitting a review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submit {
+    Submitted,
+    AlreadySubmitted,
+    /// The outcome disagrees with this many flags.
+    Disagrees(u32),
+}
+
 /// Outcome of recording a chunk row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkInsert {
@@ -213,8 +222,8 @@ pub trait Database: Send + Sync + 'static {
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
     /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
-    /// a refused change leaves no entry. The only way a state changes.
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<bool>;
+    /// a refused change leaves no entry (`None`). The only way a state changes.
+    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>>;
     /// Claims up to `limit` attempts, not destroyed, that ended before `ended_before_ms`
     /// and are not claimed by another worker now; each stays claimed until
     /// `now_ms + lease_ms`. Concurrent claimers, on any instance, get disjoint sets.
@@ -249,8 +258,9 @@ pub trait Database: Send + Sync + 'static {
     /// Records that the TOTP code of `step` was used; `false` when this step or a later
     /// one was already used (a replayed code).
     async fn use_totp_step(&self, staff: Uuid, step: i64) -> DbResult<bool>;
-    /// Ends every session of an account (password reset, disabling).
-    async fn end_sessions_of(&self, staff: Uuid) -> DbResult<()>;
+    /// Ends every session of an account (password reset, disabling) but `keep`, if given
+    /// (the session that changed the password).
+    async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()>;
     async fn setting(&self, key: &str) -> DbResult<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> DbResult<()>;
     /// Lets a staff member see a sitting; assigning twice changes nothing.
@@ -268,8 +278,9 @@ pub trait Database: Send + Sync + 'static {
     async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>>;
     /// `Conflict` when the attempt already has a review of that round.
     async fn create_review(&self, r: Review) -> DbResult<()>;
-    /// Records the outcome; `false` when the review was already submitted.
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<bool>;
+    /// Records the outcome if it agrees with the review's flags (irregularities ⇔ at least
+    /// one), counted under the review's lock so that no flag change slips in between.
+    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit>;
     async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>>;
     /// Creates or replaces the flag, only while its review is unsubmitted (checked in the
     /// same statement, so a submit racing an edit leaves no edit after it); `false` then.

@@ -28,4 +28,6 @@ pub enum Error {
     DecryptionFailed,
     #[error("chunk index space exhausted")]
     IndexOverflow,
+    #[error("invalid fragment payload: {0}")]
+    InvalidPayload(&'static str),
 }

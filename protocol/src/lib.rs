@@ -7,12 +7,14 @@ mod error;
 mod header;
 mod keys;
 pub mod api;
+mod payload;
 mod seal;
 mod verify;
 
 pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
 pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
+pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
 pub use verify::{verify_chunk, VerifiedChunk};
 pub use seal::{chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer, TAG_LEN};
 

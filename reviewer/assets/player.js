@@ -97,11 +97,20 @@
     return c;
   }
 
+  // Fetches and appends one fragment. Whatever goes wrong (network, 5xx), the fragment
+  // goes back to 'idle' and `ensure` asks for it again on a later tick.
   async function load(c, f) {
     f.state = 'loading';
-    const buf = await fragment(c.st, f.i);
-    if (!buf) return;
-    if (c !== cur) { f.state = 'idle'; return; }
+    let buf = null;
+    try {
+      buf = await fragment(c.st, f.i);
+    } catch (e) {
+      buf = null;
+    }
+    if (!buf || c !== cur) {
+      if (f.state === 'loading') f.state = 'idle';
+      return;
+    }
     await append(c, buf);
     if (f.state === 'loading') f.state = c === cur ? 'done' : 'idle';
   }
@@ -123,7 +132,8 @@
         c.sb.addEventListener('updateend', resolve, { once: true });
         try { c.sb.remove(0, keepFrom); } catch (e) { resolve(); }
       }));
-      for (const f of c.st.frags) if (f.state === 'done' && f.e / 1000 < keepFrom) f.state = 'idle';
+      // Anything starting before the cut lost at least part of its data.
+      for (const f of c.st.frags) if (f.state === 'done' && f.s / 1000 < keepFrom) f.state = 'idle';
     }
   }
 
@@ -228,7 +238,75 @@
     $('play').textContent = video.paused ? T.play : T.pause;
     ensure();
     jumpHoles();
+    skipQuiet();
   }
+
+  // ---- Activity strip, quiet stretches, thumbnails ------------------------------------
+  // Per recorded second, motion and sound as the candidate's agent measured them: no
+  // face analysis, no score. A second is "quiet" below both thresholds.
+  const QUIET_MOTION = 8;
+  const QUIET_AUDIO = 20;
+  let activity = [];
+  const quiet = (p) => p[1] < QUIET_MOTION && p[2] < QUIET_AUDIO;
+
+  async function loadActivity() {
+    const r = await call('GET', '/activity');
+    if (!r.ok) return;
+    activity = (await r.json()).points;
+    drawActivity();
+  }
+
+  function drawActivity() {
+    const canvas = $('activity');
+    const ctx = canvas.getContext('2d');
+    const w = canvas.width, h = canvas.height;
+    ctx.clearRect(0, 0, w, h);
+    const span = Math.max(1, tl.end_ms - tl.start_ms);
+    const bar = Math.max(1, (1000 / span) * w);
+    for (const [wall, motion, audio] of activity) {
+      const x = ((wall - tl.start_ms) / span) * w;
+      ctx.fillStyle = '#0b4f9c';
+      ctx.fillRect(x, h / 2 - (motion / 100) * (h / 2), bar, (motion / 100) * (h / 2));
+      ctx.fillStyle = '#1b5e20';
+      ctx.fillRect(x, h / 2, bar, (audio / 100) * (h / 2));
+    }
+  }
+
+  let skipping = false;
+  function skipQuiet() {
+    if (!$('skip-quiet').checked || skipping || video.paused || !activity.length) return;
+    const w = wallNow();
+    const here = activity.find((p) => p[0] <= w && w < p[0] + 1000);
+    if (!here || !quiet(here)) return;
+    const next = activity.find((p) => p[0] > w && !quiet(p));
+    skipping = true;
+    jumps += 1;
+    seekWall(next ? next[0] : tl.end_ms + 1, 'quiet').then(() => video.play().catch(() => {})).finally(() => { skipping = false; });
+  }
+
+  let thumbTimer = null;
+  let thumbUrl = null;
+  function showThumb(e) {
+    const box = $('timeline').getBoundingClientRect();
+    const x = e.clientX - box.left;
+    const w = tl.start_ms + (x / box.width) * (tl.end_ms - tl.start_ms);
+    clearTimeout(thumbTimer);
+    thumbTimer = setTimeout(async () => {
+      const st = streams.find((s) => w >= s.wallStart && w < s.wallEnd);
+      const f = st && fragAt(st, w - st.origin);
+      if (!f) { $('thumb').hidden = true; return; }
+      const r = await call('GET', `/streams/${st.id}/fragments/${f.i}/thumbnail`);
+      if (!r.ok) { $('thumb').hidden = true; return; }
+      if (thumbUrl) URL.revokeObjectURL(thumbUrl);
+      thumbUrl = URL.createObjectURL(await r.blob());
+      const img = $('thumb');
+      img.src = thumbUrl;
+      img.style.left = `${x}px`;
+      img.hidden = false;
+    }, 150);
+  }
+  $('timeline').addEventListener('mousemove', showThumb);
+  $('timeline').addEventListener('mouseleave', () => { clearTimeout(thumbTimer); $('thumb').hidden = true; });
 
   // ---- Flags and review ---------------------------------------------------------------
   async function loadReview() {
@@ -331,9 +409,10 @@
     tl = await r.json();
     build(tl);
     await loadReview();
+    loadActivity();
     if (streams.length) await seekWall(streams[0].wallStart, 'start');
     // For the browser tests: where the player is, read-only.
-    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, seeks, seeking: video.seeking, jumping, ready: video.readyState,
+    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, seeks, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
       frags: cur ? cur.st.frags.map((f) => [f.i, f.s, f.e, f.state]) : [],
       buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]) });
     setInterval(tick, 200);

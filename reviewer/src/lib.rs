@@ -167,6 +167,7 @@ pub struct AuditPage<'a> {
     pub login: &'a str,
     pub csrf: &'a str,
     pub total: usize,
+    pub intact: bool,
     pub first_bad: Option<i64>,
     pub reason: String,
     pub entries: Vec<AuditRow>,

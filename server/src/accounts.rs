@@ -77,7 +77,9 @@ impl Proctor {
         }
     }
 
-    pub async fn change_password(&self, who: &StaffIdentity, current: &str, new: &str) -> Result<(), AppError> {
+    /// Changes one's own password; every other session of the account ends (one that was
+    /// stolen, too), the one that made the change goes on.
+    pub async fn change_password(&self, who: &StaffIdentity, session: &str, current: &str, new: &str) -> Result<(), AppError> {
         let account = self.db.staff_by_id(who.id).await?;
         let hash = account.password_hash.clone();
         let current = Zeroizing::new(current.to_owned());
@@ -85,11 +87,13 @@ impl Proctor {
             return Err(AppError::Forbidden("the current password is wrong".into()));
         }
         let password = Password::parse(new, &account.login).map_err(rejected)?;
-        if verify_password(new, &account.password_hash) {
+        let (same, old_hash) = (Zeroizing::new(new.to_owned()), account.password_hash.clone());
+        if self.argon2(move || verify_password(&same, &old_hash)).await? {
             return Err(AppError::BadRequest("the new password must differ from the current one".into()));
         }
         let hash = self.argon2(move || password.hash()).await?;
         self.db.set_password(who.id, &hash, false, self.now_ms()).await?;
+        self.db.end_sessions_of(who.id, Some(crate::domain::hash_token(session))).await?;
         self.audit(&who.login, "password_changed", None, serde_json::json!({})).await
     }
 
@@ -114,7 +118,7 @@ impl Proctor {
         let (password, shown) = Password::generate();
         let hash = self.argon2(move || password.hash()).await?;
         self.db.set_password(account.id, &hash, true, self.now_ms()).await?;
-        self.db.end_sessions_of(account.id).await?;
+        self.db.end_sessions_of(account.id, None).await?;
         self.audit(actor, "password_reset", None, serde_json::json!({ "login": account.login })).await?;
         Ok(shown)
     }
@@ -124,7 +128,7 @@ impl Proctor {
         let account = self.account(login).await?;
         self.db.set_disabled(account.id, disabled.then(|| self.now_ms())).await?;
         if disabled {
-            self.db.end_sessions_of(account.id).await?;
+            self.db.end_sessions_of(account.id, None).await?;
         }
         self.audit(actor, if disabled { "staff_disabled" } else { "staff_enabled" }, None, serde_json::json!({ "login": account.login })).await
     }
@@ -180,7 +184,7 @@ impl Proctor {
     pub async fn remove_totp(&self, actor: &str, login: &str) -> Result<(), AppError> {
         let account = self.account(login).await?;
         self.db.set_totp(account.id, None).await?;
-        self.db.end_sessions_of(account.id).await?;
+        self.db.end_sessions_of(account.id, None).await?;
         self.audit(actor, "totp_removed", None, serde_json::json!({ "login": account.login })).await
     }
 

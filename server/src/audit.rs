@@ -35,19 +35,30 @@ impl Checkpoints {
         tokio::task::spawn_blocking(move || {
             let mut guard = me.file.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                let file = std::fs::OpenOptions::new().create(true).append(true).open(&me.path)?;
+                let mut file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&me.path)?;
+                // A line torn by a crash or a full disk is closed first, so that it stays
+                // the one bad line (ignored as the last) instead of swallowing the next.
+                if !ends_with_newline(&mut file)? {
+                    file.write_all(b"\n")?;
+                }
                 *guard = Some(file);
             }
             let file = guard.as_mut().expect("opened above");
-            file.write_all(format!("{seq} {}\n", hex::encode(hash)).as_bytes())?;
-            file.sync_data()
+            let written = file.write_all(format!("{seq} {}\n", hex::encode(hash)).as_bytes()).and_then(|()| file.sync_data());
+            if written.is_err() {
+                // Reopen next time, which closes whatever part of the line got out.
+                *guard = None;
+            }
+            written
         })
         .await
         .map_err(std::io::Error::other)?
     }
 
-    /// Every checkpoint written so far, in file order. A torn last line (crash in the
-    /// middle of a write) is ignored; any other malformed line is an error.
+    /// Every checkpoint written so far, in file order. A torn line (crash in the middle
+    /// of a write) is skipped: a later checkpoint covers its entry; anything else
+    /// malformed is an error. No file at all reads as no checkpoint: `verify` refuses a
+    /// non-empty trail without any.
     pub fn read(&self) -> Result<Vec<(i64, [u8; 32])>, AuditBroken> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
@@ -59,12 +70,30 @@ impl Checkpoints {
         for (n, line) in lines.iter().enumerate() {
             match parse_line(line) {
                 Some(c) => out.push(c),
-                None if n + 1 == lines.len() => {}
+                // A torn line: a prefix of a well-formed one.
+                None if is_torn(line) => {}
                 None => return Err(AuditBroken::Checkpoints(format!("line {} of {} is malformed", n + 1, self.path.display()))),
             }
         }
         Ok(out)
     }
+}
+
+fn ends_with_newline(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+/// What a crash can leave of a line: digits, maybe a space and fewer than 64 hex digits.
+fn is_torn(line: &str) -> bool {
+    let (seq, hash) = line.split_once(' ').unwrap_or((line, ""));
+    seq.chars().all(|c| c.is_ascii_digit()) && hash.len() < 64 && hash.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn parse_line(line: &str) -> Option<(i64, [u8; 32])> {
@@ -98,6 +127,9 @@ impl AuditBroken {
 /// Checks the chain, then every checkpoint against it. Reports the first bad entry
 /// (lowest sequence number) whichever check finds it.
 pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(), AuditBroken> {
+    if checkpoints.is_empty() && !trail.is_empty() {
+        return Err(AuditBroken::Checkpoints("no checkpoint outside the database (wrong key directory, or the file was removed)".into()));
+    }
     let mut first: Option<AuditBroken> = verify_audit_chain(trail).err().map(AuditBroken::Chain);
     let head = trail.last().map(|e| e.seq).unwrap_or(0);
     for &(seq, hash) in checkpoints {
@@ -161,6 +193,9 @@ mod tests {
         assert_eq!(verify(&t, &cps), Ok(()));
         // Entries written after the last checkpoint are fine (not yet checkpointed).
         assert_eq!(verify(&t, &cps[..5]), Ok(()));
+        // No checkpoint at all for a trail that has entries: refused.
+        assert!(matches!(verify(&t, &[]), Err(AuditBroken::Checkpoints(_))));
+        assert_eq!(verify(&[], &[]), Ok(()));
         // The newest three removed: the chain still holds, the checkpoints do not.
         assert_eq!(verify(&t[..7], &cps), Err(AuditBroken::Missing(8)));
         // One entry edited in place.
@@ -182,12 +217,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn checkpoints_survive_a_torn_last_line() {
+    async fn checkpoints_survive_a_torn_line() {
         let dir = tempfile::tempdir().unwrap();
         let cp = Checkpoints::new(dir.path());
         cp.record(1, [1; 32]).await.unwrap();
         cp.record(2, [2; 32]).await.unwrap();
         std::fs::OpenOptions::new().append(true).open(dir.path().join(CHECKPOINT_FILE)).unwrap().write_all(b"3 abc").unwrap();
         assert_eq!(cp.read().unwrap(), vec![(1, [1; 32]), (2, [2; 32])]);
+        // A process starting after the crash closes the torn line before writing.
+        let after = Checkpoints::new(dir.path());
+        after.record(4, [4; 32]).await.unwrap();
+        assert_eq!(after.read().unwrap(), vec![(1, [1; 32]), (2, [2; 32]), (4, [4; 32])]);
+        std::fs::OpenOptions::new().append(true).open(dir.path().join(CHECKPOINT_FILE)).unwrap().write_all(b"garbage line\n").unwrap();
+        assert!(after.read().is_err(), "anything else malformed is an error");
     }
 }

@@ -176,8 +176,11 @@ impl Proctor {
                 if opened.digest != row.digest {
                     return Err(std::io::Error::other(format!("chunk {} differs from the one acknowledged", row.index)));
                 }
-                // The plaintext is wiped when the response has sent it.
-                Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
+                // The plaintext is wiped when the response has sent it; only its media part
+                // goes out (not the activity and thumbnail riding with it).
+                let plaintext = Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext));
+                let media = protocol::decode_payload(&plaintext).map_err(std::io::Error::other)?.media;
+                Ok(plaintext.slice_ref(media))
             }
         }))
     }

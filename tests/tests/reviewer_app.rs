@@ -101,6 +101,14 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     // The test source draws a white ball on black: a bright pixel and several colours.
     assert!(frame["max"].as_u64().unwrap() > 400 && frame["colours"].as_u64().unwrap() >= 2, "a real frame was drawn: {frame}");
 
+    // The activity strip: the ball moves and the ticks sound, second by second, as the
+    // agent measured them; a thumbnail shows when hovering the timeline.
+    b.until("the activity strip", Duration::from_secs(10), "const p = window.__player(); return p.activity >= 15 && p.moving >= 10 && p.sounding >= 10").await;
+    b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
+          t.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.3, clientY: r.top + 5, bubbles: true }));")
+        .await;
+    b.until("a thumbnail on hover", Duration::from_secs(10), "const i = document.getElementById('thumb'); return !i.hidden && i.complete && i.naturalWidth === 160 && i.naturalHeight === 120").await;
+
     // Seek to the middle by clicking the timeline.
     b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
           t.dispatchEvent(new MouseEvent('click', { clientX: r.left + r.width * 0.5, clientY: r.top + 5, bubbles: true }));")
@@ -161,6 +169,7 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     let trail = String::from_utf8_lossy(&trail.stdout);
     assert!(trail.lines().filter(|l| l.contains("recording_viewed") && l.contains("media_from_ms")).count() >= 5);
     assert!(trail.lines().any(|l| l.contains("review_submitted")));
+    assert!(trail.lines().any(|l| l.contains("activity_viewed")) && trail.lines().any(|l| l.contains("thumbnail_viewed")));
     assert!(trail.lines().any(|l| l.contains("staff_logout")));
     assert_eq!(server.cli(&["audit", "verify"])["chain"], "intact");
 }

@@ -257,6 +257,7 @@ impl Remuxer {
             media_start_us: 0,
             media_end_us: 0,
             is_init: true,
+            side: None,
         });
         self.init_sent = true;
         Ok(())
@@ -434,6 +435,7 @@ impl Remuxer {
             media_start_us: start.saturating_sub(origin) / 1000,
             media_end_us: end.saturating_sub(origin) / 1000,
             is_init: false,
+            side: None,
         });
     }
 }

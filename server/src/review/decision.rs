@@ -3,7 +3,7 @@
 //! review given to them. Flags are editable until their review is submitted; the outcome
 //! must agree with them (irregularities ⇔ at least one flag). Every change is audited.
 
-use crate::db::{DbError, Flag, FlagCategory, Review, ReviewOutcome, Severity};
+use crate::db::{DbError, Flag, FlagCategory, Review, ReviewOutcome, Severity, Submit};
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::lifecycle::{AttemptState, Transition};
@@ -154,6 +154,12 @@ impl Proctor {
             return Err(AppError::BadRequest(format!("the note is at most {NOTE_MAX} characters, without control characters")));
         }
         let review = self.my_review(staff, &attempt).await?;
+        if let Some(id) = flag_id {
+            // An edit, not a creation under an id the client chose.
+            if !self.db.flags_of(attempt_id).await?.iter().any(|f| f.id == id && f.review_id == review.id) {
+                return Err(AppError::NotFound("flag"));
+            }
+        }
         let id = flag_id.unwrap_or_else(Uuid::new_v4);
         let flag = Flag {
             id,
@@ -188,15 +194,12 @@ impl Proctor {
     pub async fn submit_review(&self, staff: &StaffIdentity, attempt_id: Uuid, outcome: ReviewOutcome) -> Result<ReviewView, AppError> {
         let attempt = self.reviewable(staff, attempt_id).await?;
         let review = self.my_review(staff, &attempt).await?;
-        let flags = self.db.flags_of(attempt_id).await?.into_iter().filter(|f| f.review_id == review.id).count();
-        match (outcome, flags) {
-            (ReviewOutcome::NoIrregularity, n) if n > 0 => return Err(AppError::Conflict(format!("{n} flag(s) recorded: delete them or submit irregularities"))),
-            (ReviewOutcome::Irregularities, 0) => return Err(AppError::Conflict("irregularities need at least one flag".into())),
-            _ => {}
-        }
-        if !self.db.submit_review(review.id, outcome, self.now_ms()).await? {
-            return Err(AppError::Conflict("this review is already submitted".into()));
-        }
+        let flags = match self.db.submit_review(review.id, outcome, self.now_ms()).await? {
+            Submit::Submitted => self.db.flags_of(attempt_id).await?.into_iter().filter(|f| f.review_id == review.id).count(),
+            Submit::AlreadySubmitted => return Err(AppError::Conflict("this review is already submitted".into())),
+            Submit::Disagrees(0) => return Err(AppError::Conflict("irregularities need at least one flag".into())),
+            Submit::Disagrees(n) => return Err(AppError::Conflict(format!("{n} flag(s) recorded: delete them or submit irregularities"))),
+        };
         self.audit_access(staff, "review_submitted", Some(attempt_id), serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags })).await?;
         if self.attempt_or_404(attempt_id).await?.state == AttemptState::InReview {
             self.transition(attempt_id, Transition::SubmitReview, &staff.login).await?;

@@ -6,5 +6,6 @@
 
 pub mod playback;
 pub mod timeline;
+pub mod activity;
 pub mod decision;
 pub mod queue;

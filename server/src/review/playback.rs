@@ -35,8 +35,40 @@ impl Proctor {
         }
     }
 
-    /// Fragment `index` of a stream (0 is the initialisation segment), decrypted.
+    /// Fragment `index` of a stream (0 is the initialisation segment), decrypted: the
+    /// media part of its payload, what the player appends.
     pub async fn fragment(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
+        let (row, plaintext) = self.checked_plaintext(staff, attempt_id, stream_id, index).await?;
+        let media = part(&plaintext, |p| Some(p.media), index)?;
+        self.audit_access(
+            staff,
+            "recording_viewed",
+            Some(attempt_id),
+            serde_json::json!({ "stream_id": stream_id, "index": index,
+                "media_from_ms": row.media_start_us / 1000, "media_to_ms": row.media_end_us / 1000 }),
+        )
+        .await?;
+        Ok(media)
+    }
+
+    /// The fragment's thumbnail (a JPEG the agent made), if it has one.
+    pub async fn thumbnail(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
+        let (row, plaintext) = self.checked_plaintext(staff, attempt_id, stream_id, index).await?;
+        let jpeg = part(&plaintext, |p| p.thumbnail, index)?;
+        self.audit_access(
+            staff,
+            "thumbnail_viewed",
+            Some(attempt_id),
+            serde_json::json!({ "stream_id": stream_id, "index": index, "media_from_ms": row.media_start_us / 1000 }),
+        )
+        .await?;
+        Ok(jpeg)
+    }
+
+    /// A fragment's whole plaintext, after every check: its row, its link to the row
+    /// before, the blob's authentication, and the opened header against the row. Not
+    /// audited: the caller audits what it sends.
+    pub(crate) async fn checked_plaintext(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<(ChunkRow, Bytes), AppError> {
         let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
         let row = match self.db.chunk(stream_id, index).await {
             Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
@@ -56,15 +88,8 @@ impl Proctor {
             Ok(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "differs from the fragment acknowledged").await),
             Err(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "fails authentication").await),
         };
-        self.audit_access(
-            staff,
-            "recording_viewed",
-            Some(attempt_id),
-            serde_json::json!({ "stream_id": stream_id, "index": index,
-                "media_from_ms": row.media_start_us / 1000, "media_to_ms": row.media_end_us / 1000 }),
-        )
-        .await?;
-        Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
+        // The plaintext is wiped once the response has sent it.
+        Ok((row, Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext))))
     }
 
     /// Records that a reviewer met an altered fragment (never played) and says why.
@@ -78,4 +103,13 @@ impl Proctor {
 
 fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
     o.header.index == row.index && o.digest == row.digest && o.header.prev_digest == row.prev_digest && o.header.last == row.last
+}
+
+/// One part of a fragment's payload, sharing the plaintext's buffer (no copy to wipe).
+fn part(plaintext: &Bytes, pick: impl for<'a> Fn(&protocol::Payload<'a>) -> Option<&'a [u8]>, index: u32) -> Result<Bytes, AppError> {
+    let payload = protocol::decode_payload(plaintext).map_err(|_| AppError::FragmentAltered { index, why: "has a malformed payload" })?;
+    match pick(&payload) {
+        Some(p) => Ok(plaintext.slice_ref(p)),
+        None => Err(AppError::NotFound("thumbnail")),
+    }
 }

@@ -36,7 +36,7 @@ struct PasswordChange {
 #[utoipa::path(post, path = "/api/staff/v1/account/password", tag = "admin", responses((status = 204), (status = 400, description = "password_rejected"), (status = 401), (status = 403, description = "wrong current password")))]
 pub async fn change_password(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
     let req: PasswordChange = read_json(body).await?;
-    app.change_password(&s.who, &req.current, &req.new).await?;
+    app.change_password(&s.who, &s.token, &req.current, &req.new).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

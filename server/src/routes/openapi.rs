@@ -11,7 +11,7 @@ use utoipa::OpenApi;
         integration::reissue_token, integration::revoke_token,
         integration::review_outcome,
         staff::login, staff::attempt, staff::media,
-        review::queue, review::logout, review::timeline, review::fragment, review::review, review::submit, review::second_review,
+        review::queue, review::logout, review::timeline, review::fragment, review::thumbnail, review::activity, review::review, review::submit, review::second_review,
         review::outcome, review::create_flag, review::update_flag, review::delete_flag,
         accounts::change_password, accounts::begin_totp, accounts::confirm_totp, accounts::list_staff, accounts::create_staff,
         accounts::staff_action, accounts::assign, accounts::totp_required, accounts::audit

@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/staff/v1/logout", post(logout))
         .route("/api/staff/v1/attempts/{attempt_id}/timeline", get(timeline))
         .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", get(fragment))
+        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}/thumbnail", get(thumbnail))
+        .route("/api/staff/v1/attempts/{attempt_id}/activity", get(activity))
         .route("/api/staff/v1/attempts/{attempt_id}/review", get(review))
         .route("/api/staff/v1/attempts/{attempt_id}/review/submit", post(submit))
         .route("/api/staff/v1/attempts/{attempt_id}/second-review", post(second_review))
@@ -53,6 +55,20 @@ pub async fn fragment(State(app): State<AppState>, staff: StaffIdentity, Path((a
     let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app.fragment(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
     Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}/thumbnail", tag = "review",
+    responses((status = 200, description = "the fragment's 160x120 picture, made by the agent", content_type = "image/jpeg"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422)))]
+pub async fn thumbnail(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
+    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
+    let bytes = app.thumbnail(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/activity", tag = "review",
+    responses((status = 200, description = "per recorded second: wall-clock ms, motion, audio level (0-100)"), (status = 401), (status = 403), (status = 404), (status = 410)))]
+pub async fn activity(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<crate::review::activity::ActivityStrip>, AppError> {
+    Ok(Json(app.activity(&staff, parse_id(&attempt, "attempt id")?).await?))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/review", tag = "review", responses((status = 200, description = "rounds, flags, my writable round"), (status = 401), (status = 403), (status = 404)))]

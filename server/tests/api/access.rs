@@ -62,7 +62,7 @@ async fn every_role_against_every_staff_route() {
         cell("GET", api(&format!("/attempts/{a}/streams/{st}/media")), None,                [401, 401, 401, 200, 404, 403, 403, 403]),
         cell("GET", api(&format!("/attempts/{a}/review")), None,                            [401, 401, 401, 200, 404, 403, 403, 403]),
         cell("POST", api(&format!("/attempts/{a}/flags")), Some(flag.clone()),              [401, 401, 401, 201, 404, 403, 403, 403]),
-        cell("PUT", api(&format!("/attempts/{a}/flags/{unknown}")), Some(flag.clone()),     [401, 401, 401, 200, 404, 403, 403, 403]),
+        cell("PUT", api(&format!("/attempts/{a}/flags/{unknown}")), Some(flag.clone()),     [401, 401, 401, 404, 404, 403, 403, 403]),
         cell("DELETE", api(&format!("/attempts/{a}/flags/{}", Uuid::new_v4())), None,      [401, 401, 401, 404, 404, 403, 403, 403]),
         cell("POST", api(&format!("/attempts/{a}/review/submit")), Some(serde_json::json!({ "outcome": "no_irregularity" })),
                                                                                             [401, 401, 401, 409, 404, 403, 403, 403]),

@@ -50,7 +50,7 @@ impl Backend {
 /// A state change as `Proctor::transition` makes it (with its audit entry).
 async fn set_state(db: &dyn Database, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64) -> bool {
     let event = AuditEvent { at_ms, actor: "test".into(), action: "state".into(), attempt_id: Some(attempt), detail: serde_json::json!({}) };
-    db.set_state_audited(attempt, from, to, at_ms, event).await.unwrap()
+    db.set_state_audited(attempt, from, to, at_ms, event).await.unwrap().is_some()
 }
 
 async fn sitting(db: &dyn Database) -> Uuid {
@@ -307,8 +307,12 @@ async fn staff_and_sessions() {
         assert!(!db.use_totp_step(id, 99).await.unwrap(), "{}: nor an older one", b.name);
         assert!(db.use_totp_step(id, 101).await.unwrap(), "{}", b.name);
         db.create_staff_session([4; 32], id, 0, 1_000_000).await.unwrap();
-        db.end_sessions_of(id).await.unwrap();
+        db.create_staff_session([5; 32], id, 0, 1_000_000).await.unwrap();
+        db.end_sessions_of(id, Some([5; 32])).await.unwrap();
         assert!(matches!(db.staff_by_session([4; 32], 1, idle).await, Err(DbError::NotFound)), "{}: sessions ended", b.name);
+        assert!(db.staff_by_session([5; 32], 1, idle).await.is_ok(), "{}: but the one kept", b.name);
+        db.end_sessions_of(id, None).await.unwrap();
+        assert!(matches!(db.staff_by_session([5; 32], 1, idle).await, Err(DbError::NotFound)), "{}", b.name);
         assert_eq!(db.setting("totp_required").await.unwrap(), None);
         db.set_setting("totp_required", "true").await.unwrap();
         db.set_setting("totp_required", "false").await.unwrap();
@@ -424,8 +428,9 @@ async fn a_state_change_and_its_audit_entry_commit_together() {
         let a = new_attempt(sitting(&*b.db).await, "c");
         b.db.create_attempt(a.clone()).await.unwrap();
         let event = |action: &str| AuditEvent { at_ms: 5, actor: "platform".into(), action: action.into(), attempt_id: Some(a.id), detail: serde_json::json!({}) };
-        assert!(!b.db.set_state_audited(a.id, AttemptState::Recording, AttemptState::Ended, 5, event("refused")).await.unwrap());
-        assert!(b.db.set_state_audited(a.id, AttemptState::Enrolled, AttemptState::Ended, 5, event("attempt_ended")).await.unwrap());
+        assert!(b.db.set_state_audited(a.id, AttemptState::Recording, AttemptState::Ended, 5, event("refused")).await.unwrap().is_none());
+        let entry = b.db.set_state_audited(a.id, AttemptState::Enrolled, AttemptState::Ended, 5, event("attempt_ended")).await.unwrap().unwrap();
+        assert_eq!(entry.action, "attempt_ended", "{}: the entry comes back, for its checkpoint", b.name);
         let trail = b.db.audit_trail().await.unwrap();
         assert_eq!(trail.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["attempt_ended"], "{}: a refused change leaves no entry", b.name);
         assert_eq!(b.db.attempt(a.id).await.unwrap().ended_at_ms, Some(5));
@@ -473,8 +478,9 @@ async fn reviews_and_flags() {
         assert!(!db.save_flag(Flag { review_id: other.id, ..edited.clone() }).await.unwrap(), "{}: not another review's flag", b.name);
         assert!(!db.delete_flag(other.id, flag.id).await.unwrap(), "{}", b.name);
 
-        assert!(db.submit_review(review.id, ReviewOutcome::Irregularities, 30).await.unwrap(), "{}", b.name);
-        assert!(!db.submit_review(review.id, ReviewOutcome::NoIrregularity, 31).await.unwrap(), "{}: submitted once", b.name);
+        assert_eq!(db.submit_review(review.id, ReviewOutcome::NoIrregularity, 30).await.unwrap(), Submit::Disagrees(1), "{}: a flag is an irregularity", b.name);
+        assert_eq!(db.submit_review(review.id, ReviewOutcome::Irregularities, 30).await.unwrap(), Submit::Submitted, "{}", b.name);
+        assert_eq!(db.submit_review(review.id, ReviewOutcome::NoIrregularity, 31).await.unwrap(), Submit::AlreadySubmitted, "{}: submitted once", b.name);
         // Submitted: flags are frozen.
         assert!(!db.save_flag(Flag { note: "changed".into(), ..edited.clone() }).await.unwrap(), "{}: frozen", b.name);
         assert!(!db.save_flag(Flag { id: Uuid::new_v4(), ..edited.clone() }).await.unwrap(), "{}: no new flag", b.name);

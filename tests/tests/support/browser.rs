@@ -39,7 +39,7 @@ impl Browser {
             serde_json::json!({
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1300",
                     "--autoplay-policy=no-user-gesture-required", format!("--user-data-dir={}", profile.path().display())],
             }),
         );

@@ -32,7 +32,7 @@ struct PasswordForm {
 async fn change_password(State(app): State<AppState>, AnyPageSession(s): AnyPageSession, Form(f): Form<PasswordForm>) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
     let result = if f.new != f.confirm { Err(T.password_mismatch) } else {
-        match app.change_password(&s.who, &f.current, &f.new).await {
+        match app.change_password(&s.who, &s.token, &f.current, &f.new).await {
             Ok(()) => Ok(()),
             Err(AppError::Forbidden(_)) => Err(T.password_wrong_current),
             Err(AppError::PasswordRejected(PasswordRejected::Common)) => Err(T.password_common),

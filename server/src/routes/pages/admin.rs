@@ -186,6 +186,7 @@ async fn audit_page(State(app): State<AppState>, PageSession(s): PageSession) ->
         login: &s.who.login,
         csrf: &csrf,
         total: report["total"].as_u64().unwrap_or_default() as usize,
+        intact: report["verification"]["intact"].as_bool() == Some(true),
         first_bad: report["verification"]["first_bad_entry"].as_i64(),
         reason: report["verification"]["reason"].as_str().unwrap_or_default().into(),
         entries,
