@@ -31,6 +31,9 @@ pub struct Cli {
     /// Print the capture pipeline in gst-launch-1.0 syntax and exit (benchmarks).
     #[arg(long, hide = true)]
     pub print_pipeline: bool,
+    /// Record without the activity strip and thumbnails (only to measure what they cost).
+    #[arg(long, hide = true)]
+    pub no_activity: bool,
 }
 
 fn parse_source(s: &str) -> Result<Source, String> {
@@ -64,5 +67,6 @@ pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
             None => default_spool_dir()?,
         },
         ca_file: cli.ca_file,
+        activity: !cli.no_activity,
     })
 }

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub consent: bool,
     pub spool_dir: PathBuf,
     pub ca_file: Option<PathBuf>,
+    /// The activity strip and thumbnails (on unless measuring their cost).
+    pub activity: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,7 +129,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     queue_leftovers(&spool, &uploader)?;
 
     let first = live(&opened)?;
-    let cfg = CaptureConfig { fragment_ms: opened.fragment_ms, ..CaptureConfig::default() };
+    let cfg = CaptureConfig { fragment_ms: opened.fragment_ms, activity: opts.activity, ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
