@@ -325,6 +325,10 @@
       li.appendChild(go);
       if (fl.note) li.appendChild(document.createTextNode(` — ${fl.note}`));
       if (fl.editable && canWrite) {
+        const edit = document.createElement('button');
+        edit.textContent = T.edit;
+        edit.addEventListener('click', () => openFlagForm(fl));
+        li.appendChild(edit);
         const del = document.createElement('button');
         del.textContent = T.delete;
         del.addEventListener('click', async () => {
@@ -344,28 +348,36 @@
   }
 
   let flagFrom = 0;
-  function openFlagForm() {
+  let flagTo = 0;
+  let editing = null; // the id of the flag being edited, or null for a new one
+  function openFlagForm(existing) {
     if (!canWrite) return;
     video.pause();
-    flagFrom = Math.round(wallNow());
+    editing = existing && existing.id ? existing.id : null;
+    flagFrom = editing ? existing.start_ms : Math.round(wallNow());
+    flagTo = editing ? existing.end_ms : flagFrom + 5000;
     $('flag-start').value = hms(flagFrom);
-    $('flag-end').value = hms(flagFrom + 5000);
+    $('flag-end').value = hms(flagTo);
+    $('flag-category').value = editing ? existing.category : $('flag-category').options[0].value;
+    $('flag-severity').value = editing ? existing.severity : $('flag-severity').options[0].value;
+    $('flag-note').value = editing ? existing.note : '';
     $('flag-form').hidden = false;
     $('flag-category').focus();
   }
 
   $('flag-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    const body = { start_ms: flagFrom, end_ms: flagFrom + 5000, category: $('flag-category').value, severity: $('flag-severity').value, note: $('flag-note').value };
-    const r = await call('POST', '/flags', body);
+    const body = { start_ms: flagFrom, end_ms: flagTo, category: $('flag-category').value, severity: $('flag-severity').value, note: $('flag-note').value };
+    const r = editing ? await call('PUT', `/flags/${editing}`, body) : await call('POST', '/flags', body);
     if (!r.ok) { fail((await r.json()).message); return; }
     $('flag-form').hidden = true;
     $('flag-note').value = '';
+    editing = null;
     await loadReview();
     $('add-flag').focus();
   });
   $('flag-cancel').addEventListener('click', () => { $('flag-form').hidden = true; });
-  $('add-flag').addEventListener('click', openFlagForm);
+  $('add-flag').addEventListener('click', () => openFlagForm(null));
 
   for (const [id, outcome] of [['submit-none', 'no_irregularity'], ['submit-irregularities', 'irregularities']]) {
     $(id).addEventListener('click', async () => {
@@ -397,7 +409,7 @@
       case '.': if (video.paused) video.currentTime += FRAME_S; break;
       case 'n': { const n = flagStarts().find((s) => s > w + 500); if (n !== undefined) seekWall(n, 'flag'); break; }
       case 'p': { const p = flagStarts().reverse().find((s) => s < w - 500); if (p !== undefined) seekWall(p, 'flag'); break; }
-      case 'f': openFlagForm(); break;
+      case 'f': openFlagForm(null); break;
       default: return;
     }
     e.preventDefault();

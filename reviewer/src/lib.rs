@@ -174,6 +174,9 @@ pub struct AuditPage<'a> {
 }
 
 pub struct JuryRow {
+    pub attempt_id: String,
+    /// The first review is submitted and no second one was asked yet.
+    pub second_review_possible: bool,
     pub sitting: String,
     pub candidate: String,
     pub state: String,

@@ -121,6 +121,8 @@ pub struct Text {
     pub col_review: &'static str,
     pub col_outcome: &'static str,
     pub col_categories: &'static str,
+    pub second_review: &'static str,
+    pub second_review_login: &'static str,
     pub states: &'static [(&'static str, &'static str)],
     pub integrity: &'static [(&'static str, &'static str)],
     pub categories: &'static [(&'static str, &'static str)],
@@ -254,6 +256,8 @@ pub const FR: Text = Text {
     col_review: "Relecture",
     col_outcome: "Conclusion",
     col_categories: "Catégories signalées",
+    second_review: "Demander une seconde relecture",
+    second_review_login: "Identifiant d’un autre relecteur de la session",
     states: &[
         ("ended", "terminé"),
         ("in_review", "en relecture"),

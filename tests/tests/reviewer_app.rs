@@ -133,6 +133,12 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     let flag_text = b.js("return document.querySelector('#flags li').textContent").await;
     assert!(flag_text.as_str().unwrap().contains("Candidat absent du champ") && flag_text.as_str().unwrap().contains("hors champ"), "{flag_text}");
 
+    // Edit it: severity raised.
+    b.js("Array.from(document.querySelectorAll('#flags li button')).find(x => x.textContent === 'Modifier').click()").await;
+    b.until("the flag form, filled", Duration::from_secs(5), "return !document.getElementById('flag-form').hidden && document.getElementById('flag-category').value === 'candidate_absent'").await;
+    b.js("document.getElementById('flag-severity').value = 'high'; document.getElementById('flag-save').click()").await;
+    b.until("the edited flag", Duration::from_secs(5), "const li = document.querySelectorAll('#flags li'); return li.length === 1 && li[0].textContent.includes('Élevée')").await;
+
     // Submit the review: irregularities found.
     c.find(fantoccini::Locator::Id("submit-irregularities")).await.unwrap().click().await.unwrap();
     b.until("the submitted review", Duration::from_secs(5), "return !document.getElementById('submitted').hidden && document.getElementById('add-flag').hidden").await;
@@ -162,6 +168,16 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     b.until("the login page", Duration::from_secs(5), "return location.pathname === '/' && !!document.getElementById('password')").await;
     c.goto(&format!("{staff}/queue")).await.unwrap();
     b.until("the redirect to login", Duration::from_secs(5), "return location.pathname === '/'").await;
+    // The jury of the first sitting sees the outcome, not the notes, and may ask a second review.
+    cli(&data, &["staff", "add", "--role", "jury", "--login", "jure"], &[("PROCTOR_PASSWORD", PASSWORD)]);
+    let sitting = server.cli(&["attempt", "show", &whole])["sitting_id"].as_str().unwrap().to_owned();
+    server.cli(&["assign", "--sitting", &sitting, "--login", "jure"]);
+    b.first_login(&staff, "jure", PASSWORD, NEW_PASSWORD).await;
+    b.until("the jury page", Duration::from_secs(5), "return location.pathname === '/jury'").await;
+    let jury = b.js("return document.getElementById('jury').innerText").await;
+    let jury = jury.as_str().unwrap();
+    assert!(jury.contains("irrégularités constatées") && jury.contains("Candidat absent du champ ×1") && !jury.contains("hors champ"), "{jury}");
+    assert_eq!(b.js("return document.querySelectorAll('form[action=\"/jury/second-review\"]').length").await, 1);
     b.close().await;
 
     // Every fragment watched is in the audit trail, with its media time.

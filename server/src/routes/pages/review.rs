@@ -11,7 +11,11 @@ use axum::Router;
 use reviewer::text::Text;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/queue", get(queue)).route("/attempts/{attempt_id}", get(player)).route("/jury", get(jury))
+    Router::new()
+        .route("/queue", get(queue))
+        .route("/attempts/{attempt_id}", get(player))
+        .route("/jury", get(jury))
+        .route("/jury/second-review", axum::routing::post(second_review))
 }
 
 async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
@@ -81,6 +85,8 @@ async fn jury(State(app): State<AppState>, PageSession(session): PageSession) ->
             let outcome = app.review_outcome(a.id).await?;
             let last = outcome.rounds.last();
             rows.push(reviewer::JuryRow {
+                attempt_id: a.id.to_string(),
+                second_review_possible: outcome.rounds.len() == 1 && outcome.status == "submitted",
                 sitting: sitting.clone(),
                 candidate: a.reference,
                 state: Text::label(T.states, a.state.as_str()).into(),
@@ -94,4 +100,18 @@ async fn jury(State(app): State<AppState>, PageSession(session): PageSession) ->
     }
     let csrf = session.csrf();
     render(reviewer::JuryPage { t: T, login: &who.login, csrf: &csrf, rows })
+}
+
+#[derive(serde::Deserialize)]
+struct SecondReviewForm {
+    csrf: String,
+    attempt: String,
+    reviewer: String,
+}
+
+async fn second_review(State(app): State<AppState>, PageSession(s): PageSession, axum::extract::Form(f): axum::extract::Form<SecondReviewForm>) -> Result<axum::response::Response, PageError> {
+    use axum::response::IntoResponse;
+    super::check_csrf(&s, &f.csrf)?;
+    app.request_second_review(&s.who, parse_id(&f.attempt, "attempt id")?, f.reviewer.trim()).await?;
+    Ok(axum::response::Redirect::to("/jury").into_response())
 }
