@@ -27,9 +27,12 @@ async fn run_agent(cmd: std::process::Command) {
 async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let server = Server::start(&data, 0);
+    // The quiet recording below is read from a file faster than real time: the window
+    // that bounds a stream's media time by its age must allow it.
+    let server = Server::start_with_env(&data, 0, &[], &[("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "24h".into())]);
     let (whole, whole_token) = enrol(&server).await;
     let (cut, cut_token) = enrol(&server).await;
+    let (calm, calm_token) = enrol(&server).await;
 
     // One recording of 20 s, and one whose agent is killed after ~7 s and started again
     // 4 s later (two streams with a gap between them), recorded side by side.
@@ -43,8 +46,16 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         run_agent(agent(&server.public, &cut_token, "6s", &spool)).await;
     };
-    tokio::join!(a, b);
-    for attempt in [&whole, &cut] {
+    // 6 s of a still black picture and silence, then 6 s of the moving ball and ticks.
+    let calm_file = quiet_then_busy(tmp.path());
+    let c = async {
+        let mut cmd = std::process::Command::new(bin("capture-agent"));
+        cmd.args(["--server", &server.public, "--token", &calm_token, "--consent", "--source"]).arg(format!("file:{}", calm_file.display()));
+        cmd.arg("--spool").arg(tmp.path().join("spool-c"));
+        run_agent(cmd).await;
+    };
+    tokio::join!(a, b, c);
+    for attempt in [&whole, &cut, &calm] {
         server.cli(&["attempt", "end", attempt]);
     }
     // A fragment lost in the middle of the first recording (as if never uploaded).
@@ -56,7 +67,7 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     drop(db);
 
     cli(&data, &["staff", "add", "--role", "reviewer", "--login", "relectrice"], &[("PROCTOR_PASSWORD", PASSWORD)]);
-    for attempt in [&whole, &cut] {
+    for attempt in [&whole, &cut, &calm] {
         let sitting = server.cli(&["attempt", "show", attempt])["sitting_id"].as_str().unwrap().to_owned();
         server.cli(&["assign", "--sitting", &sitting, "--login", "relectrice"]);
     }
@@ -79,9 +90,9 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     b.until("the queue", Duration::from_secs(10), "return location.pathname === '/queue'").await;
 
     // The queue: both attempts, the cut one incomplete.
-    assert_eq!(b.js("return document.querySelectorAll('#queue tbody tr').length").await, 2);
+    assert_eq!(b.js("return document.querySelectorAll('#queue tbody tr').length").await, 3);
     let rows = b.js("return Array.from(document.querySelectorAll('#queue tbody tr')).map(r => r.dataset.integrity)").await;
-    assert!(rows.as_array().unwrap().iter().all(|r| r == "incomplete"), "{rows}");
+    assert_eq!(rows.as_array().unwrap().iter().filter(|r| *r == "incomplete").count(), 2, "{rows}");
     b.screenshot(&screenshot_dir().join("queue.png")).await;
 
     // The player on the whole recording: play, time advances, a frame is drawn.
@@ -163,6 +174,16 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     b.js("document.getElementById('speed').value = '4'; document.getElementById('speed').dispatchEvent(new Event('change')); document.getElementById('video').play();").await;
     b.until("the second stream playing", Duration::from_secs(30), "const p = window.__player(); return p.stream === 1 && p.t > 1 && !p.paused && p.jumps >= 1").await;
 
+    // Quiet stretches skipped: with the box ticked, playback leaves the still, silent first
+    // 6 s at once instead of playing them.
+    c.goto(&format!("{staff}/attempts/{calm}")).await.unwrap();
+    b.until("the player to load", Duration::from_secs(15), "return !!window.__player && document.getElementById('video').readyState >= 2").await;
+    b.until("the activity strip", Duration::from_secs(10), "return window.__player().activity >= 10").await;
+    b.js("document.getElementById('skip-quiet').click(); document.getElementById('video').play();").await;
+    let started = std::time::Instant::now();
+    b.until("the skip past the quiet stretch", Duration::from_secs(10), "const p = window.__player(); return p.t >= 5.5 && p.jumps >= 1 && !p.paused").await;
+    assert!(started.elapsed() < Duration::from_secs(4), "6 s of quiet were skipped, not played ({:?})", started.elapsed());
+
     // Log out: back to the login page, and the queue is closed.
     c.find(fantoccini::Locator::Id("logout")).await.unwrap().click().await.unwrap();
     b.until("the login page", Duration::from_secs(5), "return location.pathname === '/' && !!document.getElementById('password')").await;
@@ -188,4 +209,22 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
     assert!(trail.lines().any(|l| l.contains("activity_viewed")) && trail.lines().any(|l| l.contains("thumbnail_viewed")));
     assert!(trail.lines().any(|l| l.contains("staff_logout")));
     assert_eq!(server.cli(&["audit", "verify"])["chain"], "intact");
+}
+
+/// A file whose first 6 s are a still black picture and silence, the next 6 s the moving
+/// ball and ticks (H.264 + AAC in MP4, made with gst-launch in about a second).
+fn quiet_then_busy(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("calme.mp4");
+    let caps = "video/x-raw,width=320,height=240,framerate=15/1";
+    let audio = "audio/x-raw,rate=48000,channels=1";
+    let pipeline = format!(
+        "concat name=vc ! videoconvert ! x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse ! mp4mux name=m ! filesink location={path} \
+         videotestsrc pattern=black num-buffers=90 ! {caps} ! vc. videotestsrc pattern=ball num-buffers=90 ! {caps} ! vc. \
+         concat name=ac ! audioconvert ! avenc_aac ! aacparse ! m. \
+         audiotestsrc wave=silence num-buffers=282 samplesperbuffer=1024 ! {audio} ! ac. audiotestsrc wave=ticks num-buffers=282 samplesperbuffer=1024 ! {audio} ! ac.",
+        path = path.display()
+    );
+    let status = std::process::Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()).status().unwrap();
+    assert!(status.success(), "gst-launch {pipeline}");
+    path
 }
