@@ -59,6 +59,8 @@ async fn every_role_against_every_staff_route() {
         cell("GET", api(&format!("/attempts/{a}/streams/{st}/fragments/1")), None,          [401, 401, 401, 200, 404, 403, 403, 403]),
         cell("GET", api(&format!("/attempts/{a}/streams/{st}/fragments/9")), None,          [401, 401, 401, 404, 404, 403, 403, 403]),
         cell("GET", api(&format!("/attempts/{unknown}/timeline")), None,                    [401, 401, 401, 404, 404, 403, 403, 403]),
+        cell("GET", api(&format!("/attempts/{a}/activity")), None,                          [401, 401, 401, 200, 404, 403, 403, 403]),
+        cell("GET", api(&format!("/attempts/{a}/streams/{st}/fragments/1/thumbnail")), None, [401, 401, 401, 404, 404, 403, 403, 403]),
         cell("GET", api(&format!("/attempts/{a}/streams/{st}/media")), None,                [401, 401, 401, 200, 404, 403, 403, 403]),
         cell("GET", api(&format!("/attempts/{a}/review")), None,                            [401, 401, 401, 200, 404, 403, 403, 403]),
         cell("POST", api(&format!("/attempts/{a}/flags")), Some(flag.clone()),              [401, 401, 401, 201, 404, 403, 403, 403]),
