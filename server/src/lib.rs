@@ -16,6 +16,7 @@ pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;
 pub mod recording;
+pub mod retention;
 pub mod review;
 pub mod routes;
 pub mod service;
