@@ -30,4 +30,6 @@ pub enum Error {
     IndexOverflow,
     #[error("invalid fragment payload: {0}")]
     InvalidPayload(&'static str),
+    #[error("invalid destruction receipt: {0}")]
+    InvalidReceipt(&'static str),
 }

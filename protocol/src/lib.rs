@@ -1,6 +1,7 @@
 //! The chunk wire format and its sealing, shared by the capture agent and the server.
 //!
-//! Everything here is pure: bytes in, bytes or a typed error out. No I/O, no async,
+//! Everything here is pure: bytes in, bytes or a typed error out (destruction receipts
+//! included: signed and checked here, the key kept by the server). No I/O, no async,
 //! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
 
 mod error;
@@ -8,6 +9,7 @@ mod header;
 mod keys;
 pub mod api;
 mod payload;
+mod receipt;
 mod seal;
 mod verify;
 
@@ -15,6 +17,8 @@ pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
 pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
 pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
+pub use receipt::{public_key_text, sign_receipt, verify_receipt, Receipt, SignedReceipt};
+pub use ed25519_dalek::SigningKey as ReceiptSigningKey;
 pub use verify::{verify_chunk, VerifiedChunk};
 pub use seal::{chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer, TAG_LEN};
 

@@ -4,6 +4,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::configuration;
 use crate::service::Proctor;
 use crate::startup::Application;
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,11 @@ enum Command {
     Terminal {
         #[command(subcommand)]
         command: TerminalCommand,
+    },
+    /// Destruction receipts.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
     },
     /// The audit trail.
     Audit {
@@ -169,6 +175,19 @@ enum TerminalCommand {
 }
 
 #[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Prints the public key that signs destruction receipts (base64), to publish.
+    PublicKey,
+    /// Checks a receipt offline: its signature, and that its signer is the published key
+    /// when `--public-key` is given. Needs no database.
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of the whole trail and the checkpoints kept outside the
     /// database; names the first bad entry.
@@ -197,6 +216,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.server.key_dir = Some(k);
     }
     let clock: SharedClock = Arc::new(SystemClock);
+    if let Command::Receipt { command: ReceiptCommand::Verify { file, public_key } } = &cli.command {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let receipt: protocol::SignedReceipt = serde_json::from_str(&text).context("not a destruction receipt")?;
+        protocol::verify_receipt(&receipt, public_key.as_deref())?;
+        return print(serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key }));
+    }
     if let Command::Serve { listen, staff_listen } = cli.command {
         if let Some(a) = listen {
             settings.server.listen = a;
@@ -268,6 +293,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = app.reissue_launch_token(id, "admin-cli").await?;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
             }
+            Command::Receipt { command: ReceiptCommand::PublicKey } => {
+                print(serde_json::json!({ "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) }))?
+            }
+            Command::Receipt { command: ReceiptCommand::Verify { .. } } => unreachable!("handled above"),
             Command::Terminal { command: TerminalCommand::Issue { name, out } } => {
                 let issued = crate::terminals::issue(&app.settings.server.key_dir(), &name, &out)?;
                 app.audit("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;

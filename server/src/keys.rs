@@ -121,6 +121,8 @@ impl KeyStore {
 
 /// The key that seals staff secrets (TOTP): not an epoch KEK, never destroyed with one.
 const STAFF_SECRETS: &str = "staff-secrets";
+/// The seed of the server's receipt signing key (Ed25519): not an epoch KEK either.
+const RECEIPT_SIGNING: &str = "receipt-signing";
 
 impl KeyStore {
     /// Seals a staff member's secret (e.g. a TOTP seed) so that a database copy alone
@@ -133,6 +135,13 @@ impl KeyStore {
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad: &staff_aad(staff) })
             .map_err(|_| KeyError::UnwrapFailed)?;
         Ok([nonce.as_slice(), &ct].concat())
+    }
+
+    /// The server's destruction-receipt signing key, created on first use. Its public half
+    /// is published (`receipt public-key`, the integration API).
+    pub fn receipt_signing_key(&self) -> Result<protocol::ReceiptSigningKey, KeyError> {
+        let seed = self.kek_for(RECEIPT_SIGNING)?;
+        Ok(protocol::ReceiptSigningKey::from_bytes(&seed))
     }
 
     pub fn open_staff_secret(&self, sealed: &[u8], staff: &Uuid) -> Result<Zeroizing<Vec<u8>>, KeyError> {

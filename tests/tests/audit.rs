@@ -83,3 +83,39 @@ fn a_rewrite_with_recomputed_hashes_is_named() {
     let err = verify_fails(tmp.path());
     assert!(err.contains("audit entry 2 differs from its checkpoint"), "{err}");
 }
+
+/// The offline checker of destruction receipts (issue 8 lays it first): the published key
+/// is stable; a receipt verifies, names a signer other than the published key as such,
+/// and any edit breaks it. Needs no database.
+#[test]
+fn receipts_verify_offline_against_the_published_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let published = cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"], published.as_str(), "one key, kept");
+    let signer = protocol::ReceiptSigningKey::from_bytes(&[9; 32]);
+    let receipt = protocol::Receipt {
+        version: 1,
+        attempt_id: uuid::Uuid::new_v4(),
+        sitting_id: uuid::Uuid::new_v4(),
+        destroyed_at: "2027-02-15T09:30:00Z".into(),
+        reason: "pv_validated".into(),
+        by: "jury:jure".into(),
+        key_fingerprint: "cd".repeat(32),
+    };
+    let file = tmp.path().join("recu.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&protocol::sign_receipt(&signer, receipt)).unwrap()).unwrap();
+    let verify = |extra: &[&str]| {
+        Command::new(bin("proctor-server")).args(["receipt", "verify"]).arg(&file).args(extra).env("PROCTOR_SERVER__DATA_DIR", tmp.path().join("nowhere")).output().unwrap()
+    };
+    let ok = verify(&[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let other = verify(&["--public-key", &published]);
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("another key than the one published"));
+    assert!(!tmp.path().join("nowhere").exists(), "verifying touches no data directory");
+    let text = std::fs::read_to_string(&file).unwrap().replace("pv_validated", "erasure_requested");
+    std::fs::write(&file, text).unwrap();
+    let edited = verify(&[]);
+    assert!(!edited.status.success());
+    assert!(String::from_utf8_lossy(&edited.stderr).contains("does not match"), "{}", String::from_utf8_lossy(&edited.stderr));
+}

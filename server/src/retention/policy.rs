@@ -117,7 +117,7 @@ pub fn add_months(t: OffsetDateTime, months: u32) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
     let total = t.year() * 12 + (u8::from(t.month()) as i32 - 1) + months as i32;
     let (year, month) = (total.div_euclid(12), Month::try_from((total.rem_euclid(12) + 1) as u8).expect("1..=12"));
-    let day = t.day().min(time::util::days_in_year_month(year, month));
+    let day = t.day().min(month.length(year));
     let date = Date::from_calendar_date(year, month, day).expect("a valid day of that month");
     t.replace_date(date)
 }

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/integration/v1/attempts/{attempt_id}/token", post(reissue_token))
         .route("/api/integration/v1/attempts/{attempt_id}/token/revoke", post(revoke_token))
         .route("/api/integration/v1/attempts/{attempt_id}/review", get(review_outcome))
+        .route("/api/integration/v1/receipts/public-key", get(receipt_public_key))
 }
 
 pub struct Platform;
@@ -95,4 +96,11 @@ pub async fn revoke_token(State(app): State<AppState>, _: Platform, Path(id): Pa
 #[utoipa::path(get, path = "/api/integration/v1/attempts/{attempt_id}/review", tag = "integration", responses((status = 200, description = "review status, rounds, categories and counts; never notes"), (status = 401), (status = 404)))]
 pub async fn review_outcome(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
     Ok(Json(app.review_outcome(parse_id(&id, "attempt id")?).await?))
+}
+
+/// The key that signs destruction receipts: the platform publishes it to candidates, who
+/// check a receipt offline with it (`proctor-server receipt verify`).
+#[utoipa::path(get, path = "/api/integration/v1/receipts/public-key", tag = "integration", responses((status = 200, description = "the Ed25519 public key, base64"), (status = 401)))]
+pub async fn receipt_public_key(State(app): State<AppState>, _: Platform) -> Result<Json<serde_json::Value>, AppError> {
+    Ok(Json(serde_json::json!({ "algorithm": "Ed25519", "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) })))
 }

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
         agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
         integration::create_sitting, integration::add_candidate, integration::attempt_status, integration::end_attempt,
         integration::reissue_token, integration::revoke_token,
-        integration::review_outcome,
+        integration::review_outcome, integration::receipt_public_key,
         staff::login, staff::attempt, staff::media,
         review::queue, review::logout, review::timeline, review::fragment, review::thumbnail, review::activity, review::review, review::submit, review::second_review,
         review::outcome, review::create_flag, review::update_flag, review::delete_flag,
