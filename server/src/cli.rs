@@ -29,6 +29,10 @@ pub struct Cli {
     /// Key-encryption keys directory (default: keys/ in the data directory).
     #[arg(long, global = true)]
     key_dir: Option<PathBuf>,
+    /// Run as if it were this moment (RFC 3339, e.g. 2027-02-01T00:00:00Z); time then runs
+    /// on from it. For acceptance checks of deadlines; the injected clock of every command.
+    #[arg(long, global = true, value_parser = parse_now)]
+    now: Option<time::OffsetDateTime>,
     #[command(subcommand)]
     command: Command,
 }
@@ -215,7 +219,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(k) = cli.key_dir {
         settings.server.key_dir = Some(k);
     }
-    let clock: SharedClock = Arc::new(SystemClock);
+    let clock: SharedClock = match cli.now {
+        Some(t) => Arc::new(crate::clock::ShiftedClock::starting_at(t)),
+        None => Arc::new(SystemClock),
+    };
     if let Command::Receipt { command: ReceiptCommand::Verify { file, public_key } } = &cli.command {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let receipt: protocol::SignedReceipt = serde_json::from_str(&text).context("not a destruction receipt")?;
@@ -327,6 +334,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     .await;
     result
+}
+
+fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| format!("--now wants an RFC 3339 time (2027-02-01T00:00:00Z): {e}"))
 }
 
 fn rpassword_prompt() -> anyhow::Result<String> {

@@ -18,6 +18,24 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock shifted so that it read `start` when built: time runs, from another
+/// moment. What `--now` gives every command (the acceptance checks' injected clock).
+pub struct ShiftedClock {
+    offset: time::Duration,
+}
+
+impl ShiftedClock {
+    pub fn starting_at(start: OffsetDateTime) -> Self {
+        Self { offset: start - OffsetDateTime::now_utc() }
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.offset
+    }
+}
+
 /// A clock that stands still until moved; for tests.
 pub struct ManualClock(AtomicI64);
 
