@@ -137,6 +137,32 @@ impl Shared {
     }
 }
 
+fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
+    pipeline
+        .by_name(name)
+        .with_context(|| format!("pipeline has no element named {name}"))?
+        .downcast::<gst_app::AppSink>()
+        .map_err(|_| anyhow!("element {name} is not an appsink"))
+}
+
+/// Calls `f` with each buffer an appsink receives: its bytes, PTS and duration (ns).
+fn on_buffer(
+    sink: &gst_app::AppSink,
+    mut f: impl FnMut(&gst_app::AppSink, &[u8], Option<u64>, Option<u64>) -> Result<(), gst::FlowError> + Send + 'static,
+) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                f(sink, map.as_slice(), buffer.pts().map(gst::ClockTime::nseconds), buffer.duration().map(gst::ClockTime::nseconds))?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
 /// The analysis branches of the pipeline.
 #[derive(Clone, Copy)]
 enum Branch {
@@ -183,11 +209,7 @@ impl Capture {
             .with_context(|| format!("building pipeline: {description}"))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("parsed description is not a pipeline"))?;
-        let sink = pipeline
-            .by_name("sink")
-            .context("pipeline has no element named sink")?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| anyhow!("element sink is not an appsink"))?;
+        let sink = appsink(&pipeline, "sink")?;
         let bus = pipeline.bus().context("pipeline has no bus")?;
 
         let (tx, rx) = mpsc::channel();
@@ -199,57 +221,32 @@ impl Capture {
         }));
 
         let sample_shared = Arc::clone(&shared);
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let mut shared = sample_shared.lock().map_err(|_| gst::FlowError::Error)?;
-                    let result = shared.remuxer.push(
-                        map.as_slice(),
-                        buffer.pts().map(gst::ClockTime::nseconds),
-                        buffer.duration().map(gst::ClockTime::nseconds),
-                    );
-                    match shared.send_fragments(result) {
-                        Ok(()) => Ok(gst::FlowSuccess::Ok),
-                        Err(message) => {
-                            // Posting the error lets the bus thread tear the pipeline down.
-                            gst::element_error!(sink, gst::StreamError::Mux, ["{}", message]);
-                            Err(gst::FlowError::Error)
-                        }
-                    }
-                })
-                .build(),
-        );
+        on_buffer(&sink, move |sink, data, pts, duration| {
+            let mut shared = sample_shared.lock().map_err(|_| gst::FlowError::Error)?;
+            let result = shared.remuxer.push(data, pts, duration);
+            shared.send_fragments(result).map_err(|message| {
+                // Posting the error lets the bus thread tear the pipeline down.
+                gst::element_error!(sink, gst::StreamError::Mux, ["{}", message]);
+                gst::FlowError::Error
+            })
+        });
 
         if cfg.activity {
             for (name, kind) in [("motion", Branch::Motion), ("level", Branch::Audio), ("thumbs", Branch::Thumbnail)] {
-                let sink = pipeline
-                    .by_name(name)
-                    .with_context(|| format!("pipeline has no element named {name}"))?
-                    .downcast::<gst_app::AppSink>()
-                    .map_err(|_| anyhow!("element {name} is not an appsink"))?;
+                let sink = appsink(&pipeline, name)?;
                 let shared = Arc::clone(&shared);
-                sink.set_callbacks(
-                    gst_app::AppSinkCallbacks::builder()
-                        .new_sample(move |sink| {
-                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                            let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
-                            let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                            let pts = buffer.pts().map(gst::ClockTime::nseconds).unwrap_or(0);
-                            let mut shared = shared.lock().map_err(|_| gst::FlowError::Error)?;
-                            if let Some(a) = shared.analysis.as_mut() {
-                                match kind {
-                                    Branch::Motion => a.video_frame(pts, map.as_slice()),
-                                    Branch::Audio => a.audio_samples(pts, map.as_slice()),
-                                    Branch::Thumbnail => a.thumbnail(pts, map.as_slice()),
-                                }
-                            }
-                            Ok(gst::FlowSuccess::Ok)
-                        })
-                        .build(),
-                );
+                on_buffer(&sink, move |_, data, pts, _| {
+                    let mut shared = shared.lock().map_err(|_| gst::FlowError::Error)?;
+                    if let Some(a) = shared.analysis.as_mut() {
+                        let pts = pts.unwrap_or(0);
+                        match kind {
+                            Branch::Motion => a.video_frame(pts, data),
+                            Branch::Audio => a.audio_samples(pts, data),
+                            Branch::Thumbnail => a.thumbnail(pts, data),
+                        }
+                    }
+                    Ok(())
+                });
             }
         }
 

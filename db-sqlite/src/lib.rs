@@ -562,7 +562,7 @@ impl Database for SqliteDatabase {
         }
         sqlx::query!("UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3", at_ms, outcome_text, review).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(Submit::Submitted)
+        Ok(Submit::Submitted(flags as u32))
     }
 
     async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {

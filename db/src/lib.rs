@@ -189,7 +189,8 @@ pub struct NewChunk {
 /// Outcome of submitting a review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submit {
-    Submitted,
+    /// With the number of the review's flags, counted under the lock.
+    Submitted(u32),
     AlreadySubmitted,
     /// The outcome disagrees with this many flags.
     Disagrees(u32),

@@ -28,7 +28,6 @@
     noticeTimer = setTimeout(() => { $('notice').textContent = ''; }, 4000);
   };
   let jumps = 0;
-  const seeks = [];
   const jumped = () => { jumps += 1; notice(T.jumped_hole); };
   const fail = (msg) => { const e = $('error'); e.hidden = false; e.textContent = `${T.error_prefix} : ${msg}`; };
 
@@ -156,7 +155,6 @@
       if (why !== 'start') jumped();
     }
     const c = await openStream(si);
-    seeks.push([why, si, m]);
     video.currentTime = m / 1000 + 0.001;
     ensure();
     return c;
@@ -424,7 +422,7 @@
     loadActivity();
     if (streams.length) await seekWall(streams[0].wallStart, 'start');
     // For the browser tests: where the player is, read-only.
-    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, seeks, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
+    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
       frags: cur ? cur.st.frags.map((f) => [f.i, f.s, f.e, f.state]) : [],
       buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]) });
     setInterval(tick, 200);

@@ -4,7 +4,7 @@
 //! twice) and the switch that requires it for everyone. Every change is audited.
 
 use crate::db::{DbError, StaffAccount};
-use crate::domain::{verify_password, Password, PasswordRejected, Role};
+use crate::domain::{verify_password, Password, PasswordRejected};
 use crate::error::AppError;
 use crate::service::{Pending, Proctor, StaffIdentity};
 use totp_rs::{Algorithm, TOTP};
@@ -97,13 +97,6 @@ impl Proctor {
         self.audit(&who.login, "password_changed", None, serde_json::json!({})).await
     }
 
-    fn admin_only(who: &StaffIdentity) -> Result<(), AppError> {
-        if who.role != Role::Admin {
-            return Err(AppError::Forbidden("only an admin manages accounts".into()));
-        }
-        Ok(())
-    }
-
     async fn account(&self, login: &str) -> Result<StaffAccount, AppError> {
         match self.db.staff_by_login(login).await {
             Err(DbError::NotFound) => Err(AppError::NotFound("staff member")),
@@ -139,7 +132,7 @@ impl Proctor {
     }
 
     pub async fn list_staff(&self, who: &StaffIdentity) -> Result<Vec<StaffSummary>, AppError> {
-        Self::admin_only(who)?;
+        who.require_admin()?;
         Ok(self
             .db
             .list_staff()

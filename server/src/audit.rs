@@ -146,26 +146,58 @@ pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(
     first.map_or(Ok(()), Err)
 }
 
+/// An entry as it is shown (admin page, API, `audit list`): the detail as JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct EntryView {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub attempt_id: Option<uuid::Uuid>,
+    pub detail: serde_json::Value,
+}
+
+impl From<&AuditEntry> for EntryView {
+    fn from(e: &AuditEntry) -> Self {
+        Self {
+            seq: e.seq,
+            at_ms: e.at_ms,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            attempt_id: e.attempt_id,
+            detail: serde_json::from_str(&e.detail).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Verification {
+    pub intact: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_entry: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct AuditReport {
+    pub total: usize,
+    pub verification: Verification,
+    /// The newest first.
+    pub entries: Vec<EntryView>,
+}
+
 impl crate::service::Proctor {
     /// The newest `limit` entries and the verdict on the whole trail, for the admin; the
     /// reading is itself audited.
-    pub async fn audit_report(&self, actor: &str, limit: usize) -> Result<serde_json::Value, crate::error::AppError> {
+    pub async fn audit_report(&self, actor: &str, limit: usize) -> Result<AuditReport, crate::error::AppError> {
         self.audit(actor, "audit_read", None, serde_json::json!({ "limit": limit })).await?;
         let trail = self.db.audit_trail().await?;
-        let verdict = match self.audit_checkpoints.read().and_then(|c| verify(&trail, &c)) {
-            Ok(()) => serde_json::json!({ "intact": true }),
-            Err(e) => serde_json::json!({ "intact": false, "first_bad_entry": e.seq(), "reason": e.to_string() }),
+        let verification = match self.audit_checkpoints.read().and_then(|c| verify(&trail, &c)) {
+            Ok(()) => Verification { intact: true, first_bad_entry: None, reason: None },
+            Err(e) => Verification { intact: false, first_bad_entry: e.seq(), reason: Some(e.to_string()) },
         };
-        let entries: Vec<serde_json::Value> = trail
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|e| {
-                serde_json::json!({ "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action, "attempt_id": e.attempt_id,
-                    "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default() })
-            })
-            .collect();
-        Ok(serde_json::json!({ "total": trail.len(), "verification": verdict, "entries": entries }))
+        Ok(AuditReport { total: trail.len(), verification, entries: trail.iter().rev().take(limit).map(EntryView::from).collect() })
     }
 }
 

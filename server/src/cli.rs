@@ -319,12 +319,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         print(serde_json::json!({ "entries": trail.len(), "checkpoints": checkpoints.len(), "chain": "intact" }))?
                     }
                     AuditCommand::List => {
-                        for e in trail {
-                            println!(
-                                "{}",
-                                serde_json::json!({ "seq": e.seq, "at_ms": e.at_ms, "actor": e.actor, "action": e.action,
-                                    "attempt_id": e.attempt_id, "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or_default() })
-                            );
+                        for e in &trail {
+                            println!("{}", serde_json::to_string(&crate::audit::EntryView::from(e))?);
                         }
                     }
                 }

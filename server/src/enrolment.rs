@@ -158,7 +158,7 @@ impl Proctor {
             let now = self.now_ms();
             let event = AuditEvent { at_ms: now, actor: actor.into(), action: t.audit_action().into(), attempt_id: Some(attempt_id), detail: serde_json::json!({ "from": a.state, "to": next }) };
             if let Some(entry) = self.db.set_state_audited(attempt_id, a.state, next, now, event).await? {
-                self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))?;
+                self.checkpoint(&entry).await?;
                 return Ok(next);
             }
         }

@@ -94,26 +94,15 @@ impl KeyStore {
 
     pub fn wrap(&self, dek: &AttemptKey, attempt: &Uuid, now: OffsetDateTime) -> Result<WrappedKey, KeyError> {
         let epoch = epoch_of(now);
-        let kek = self.kek_for(&epoch)?;
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = Aes256Gcm::new(kek.as_ref().into())
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: dek.expose(), aad: &aad(attempt) })
-            .map_err(|_| KeyError::UnwrapFailed)?;
-        Ok(WrappedKey { epoch, blob: [nonce.as_slice(), &ct].concat() })
+        let blob = seal(&*self.kek_for(&epoch)?, dek.expose(), &aad(attempt))?;
+        Ok(WrappedKey { epoch, blob })
     }
 
     pub fn unwrap(&self, wrapped: &WrappedKey, attempt: &Uuid) -> Result<AttemptKey, KeyError> {
-        let kek = self.load_kek(&wrapped.epoch)?;
         if wrapped.blob.len() != 12 + 32 + 16 {
             return Err(KeyError::UnwrapFailed);
         }
-        let (nonce, ct) = wrapped.blob.split_at(12);
-        let pt = Zeroizing::new(
-            Aes256Gcm::new(kek.as_ref().into())
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad(attempt) })
-                .map_err(|_| KeyError::UnwrapFailed)?,
-        );
+        let pt = open(&*self.load_kek(&wrapped.epoch)?, &wrapped.blob, &aad(attempt))?;
         let arr: [u8; 32] = pt.as_slice().try_into().map_err(|_| KeyError::UnwrapFailed)?;
         Ok(AttemptKey::from_bytes(arr))
     }
@@ -128,13 +117,11 @@ impl KeyStore {
     /// Seals a staff member's secret (e.g. a TOTP seed) so that a database copy alone
     /// does not hold it; bound to the account.
     pub fn seal_staff_secret(&self, secret: &[u8], staff: &Uuid) -> Result<Vec<u8>, KeyError> {
-        let key = self.kek_for(STAFF_SECRETS)?;
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let ct = Aes256Gcm::new(key.as_ref().into())
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: secret, aad: &staff_aad(staff) })
-            .map_err(|_| KeyError::UnwrapFailed)?;
-        Ok([nonce.as_slice(), &ct].concat())
+        seal(&*self.kek_for(STAFF_SECRETS)?, secret, &staff_aad(staff))
+    }
+
+    pub fn open_staff_secret(&self, sealed: &[u8], staff: &Uuid) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        open(&*self.load_kek(STAFF_SECRETS)?, sealed, &staff_aad(staff))
     }
 
     /// The server's destruction-receipt signing key, created on first use. Its public half
@@ -143,18 +130,22 @@ impl KeyStore {
         let seed = self.kek_for(RECEIPT_SIGNING)?;
         Ok(protocol::ReceiptSigningKey::from_bytes(&seed))
     }
+}
 
-    pub fn open_staff_secret(&self, sealed: &[u8], staff: &Uuid) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let key = self.load_kek(STAFF_SECRETS)?;
-        if sealed.len() < 12 + 16 {
-            return Err(KeyError::UnwrapFailed);
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        Aes256Gcm::new(key.as_ref().into())
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &staff_aad(staff) })
-            .map(Zeroizing::new)
-            .map_err(|_| KeyError::UnwrapFailed)
+/// AES-256-GCM under a key of the store: a random nonce, then the ciphertext and tag.
+fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ct = Aes256Gcm::new(key.into()).encrypt(Nonce::from_slice(&nonce), Payload { msg, aad }).map_err(|_| KeyError::UnwrapFailed)?;
+    Ok([nonce.as_slice(), &ct].concat())
+}
+
+fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < 12 + 16 {
+        return Err(KeyError::UnwrapFailed);
     }
+    let (nonce, ct) = sealed.split_at(12);
+    Aes256Gcm::new(key.into()).decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map(Zeroizing::new).map_err(|_| KeyError::UnwrapFailed)
 }
 
 fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {

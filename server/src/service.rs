@@ -56,12 +56,33 @@ pub struct StaffIdentity {
     pub terminal: Option<String>,
 }
 
+impl StaffIdentity {
+    /// Accounts, assignments and the audit are the admin's.
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("only an admin manages accounts".into()))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {
     /// First login, after a reset, or the password is older than the maximum age.
     PasswordChange,
     /// TOTP is required for every account and this one has none yet.
     TotpEnrolment,
+}
+
+impl Pending {
+    /// The page that settles it.
+    pub fn page(self) -> &'static str {
+        match self {
+            Pending::PasswordChange => "/account/password",
+            Pending::TotpEnrolment => "/account/totp",
+        }
+    }
 }
 
 impl Proctor {
@@ -98,8 +119,12 @@ impl Proctor {
 
     pub async fn audit(&self, actor: &str, action: &str, attempt: Option<Uuid>, detail: serde_json::Value) -> Result<(), AppError> {
         let entry = self.db.append_audit(AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: action.into(), attempt_id: attempt, detail }).await?;
-        self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))?;
-        Ok(())
+        self.checkpoint(&entry).await
+    }
+
+    /// Writes the checkpoint of an entry just appended (`audit.rs`), before its data leaves.
+    pub(crate) async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), AppError> {
+        self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))
     }
 
     /// Audits a staff member's access to a recording, with the terminal it came from.

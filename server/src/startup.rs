@@ -110,12 +110,13 @@ impl Application {
 /// the protocol sniffing of a dual-stack server reads the first bytes with no deadline
 /// (a slow-loris door). Headers must arrive within `header_timeout`; a TLS handshake
 /// within axum-server's 10 s.
+fn configure<A>(server: &mut axum_server::Server<A>, header_timeout: Duration) {
+    let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
+    *server.http_builder() = builder.http1_only();
+    server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+}
+
 async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>, header_timeout: Duration) -> anyhow::Result<()> {
-    fn configure<A>(server: &mut axum_server::Server<A>, header_timeout: Duration) {
-        let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
-        *server.http_builder() = builder.http1_only();
-        server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
-    }
     let svc = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(cfg) => {
@@ -135,9 +136,7 @@ async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::t
 /// The staff listener with mutual TLS: each request knows its terminal.
 async fn serve_terminals(listener: TcpListener, router: Router, cfg: axum_server::tls_rustls::RustlsConfig, header_timeout: Duration) -> anyhow::Result<()> {
     let mut server = axum_server::from_tcp(listener).acceptor(crate::terminals::TerminalAcceptor::new(cfg));
-    let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
-    *server.http_builder() = builder.http1_only();
-    server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+    configure(&mut server, header_timeout);
     server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }

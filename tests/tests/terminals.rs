@@ -50,24 +50,8 @@ async fn only_issued_terminals_reach_the_staff_listener_and_accesses_name_them()
     // From the terminal: the login page, a session, an access audited with the terminal.
     let terminal = client(&ca, Some((&t_cert, &t_key)));
     assert_eq!(terminal.get(format!("{}/", server.staff)).send().await.unwrap().status(), 200);
-    let login: serde_json::Value = terminal
-        .post(format!("{}/api/staff/v1/login", server.staff))
-        .json(&serde_json::json!({ "login": "relectrice", "password": "Kilo-Tango-2026!" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap();
-    let r = terminal
-        .post(format!("{}/api/staff/v1/account/password", server.staff))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "current": "Kilo-Tango-2026!", "new": "Quatre-Chevaux-Bleus-9" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let token = staff_session_with(&terminal, &server.staff, "relectrice", "Kilo-Tango-2026!").await;
+    let token = token.as_str();
     let r = terminal.get(format!("{}/api/staff/v1/attempts/{attempt}", server.staff)).bearer_auth(token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let trail = std::process::Command::new(bin("proctor-server")).arg("--data-dir").arg(&data).args(["audit", "list"]).output().unwrap();

@@ -195,7 +195,7 @@ impl Proctor {
         let attempt = self.reviewable(staff, attempt_id).await?;
         let review = self.my_review(staff, &attempt).await?;
         let flags = match self.db.submit_review(review.id, outcome, self.now_ms()).await? {
-            Submit::Submitted => self.db.flags_of(attempt_id).await?.into_iter().filter(|f| f.review_id == review.id).count(),
+            Submit::Submitted(flags) => flags,
             Submit::AlreadySubmitted => return Err(AppError::Conflict("this review is already submitted".into())),
             Submit::Disagrees(0) => return Err(AppError::Conflict("irregularities need at least one flag".into())),
             Submit::Disagrees(n) => return Err(AppError::Conflict(format!("{n} flag(s) recorded: delete them or submit irregularities"))),

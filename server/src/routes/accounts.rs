@@ -4,7 +4,6 @@
 use super::session::AccountSession;
 use super::{read_json, AppState};
 use crate::accounts::StaffSummary;
-use crate::domain::Role;
 use crate::error::AppError;
 use crate::service::StaffIdentity;
 use axum::body::Body;
@@ -60,14 +59,6 @@ pub async fn confirm_totp(State(app): State<AppState>, AccountSession(s): Accoun
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn admin(who: &StaffIdentity) -> Result<(), AppError> {
-    if who.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("only an admin manages accounts".into()))
-    }
-}
-
 #[utoipa::path(get, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 200), (status = 401), (status = 403)))]
 pub async fn list_staff(State(app): State<AppState>, who: StaffIdentity) -> Result<Json<Vec<StaffSummary>>, AppError> {
     Ok(Json(app.list_staff(&who).await?))
@@ -83,7 +74,7 @@ struct NewStaff {
 /// Creates an account with a one-time password, shown in this answer only.
 #[utoipa::path(post, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 201, description = "with a one-time password"), (status = 400), (status = 401), (status = 403), (status = 409)))]
 pub async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    admin(&who)?;
+    who.require_admin()?;
     let req: NewStaff = read_json(body).await?;
     let (_, shown) = crate::domain::Password::generate();
     app.add_staff_as(&who.login, &req.login, &req.role, &shown).await?;
@@ -92,7 +83,7 @@ pub async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body:
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/staff/{login}/{action}", tag = "admin", responses((status = 200, description = "action: disable, enable, reset-password, remove-totp"), (status = 401), (status = 403), (status = 404)))]
 pub async fn staff_action(State(app): State<AppState>, who: StaffIdentity, Path((login, action)): Path<(String, String)>) -> Result<Json<serde_json::Value>, AppError> {
-    admin(&who)?;
+    who.require_admin()?;
     let done = match action.as_str() {
         "disable" => app.set_staff_disabled(&who.login, &login, true).await.map(|_| serde_json::json!({ "login": login, "disabled": true })),
         "enable" => app.set_staff_disabled(&who.login, &login, false).await.map(|_| serde_json::json!({ "login": login, "disabled": false })),
@@ -112,7 +103,7 @@ struct Assignment {
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/assignments", tag = "admin", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
 pub async fn assign(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
-    admin(&who)?;
+    who.require_admin()?;
     let req: Assignment = read_json(body).await?;
     app.assign_sitting(&req.login, req.sitting, &who.login).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -126,7 +117,7 @@ struct TotpRequired {
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/totp-required", tag = "admin", responses((status = 204), (status = 401), (status = 403)))]
 pub async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
-    admin(&who)?;
+    who.require_admin()?;
     let req: TotpRequired = read_json(body).await?;
     app.set_totp_required(&who.login, req.required).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -139,8 +130,8 @@ pub struct AuditQuery {
 
 /// The newest entries and the verification of the whole trail (chain and checkpoints).
 #[utoipa::path(get, path = "/api/staff/v1/admin/audit", tag = "admin", responses((status = 200, description = "newest entries and the verdict on the whole trail"), (status = 401), (status = 403)))]
-pub async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, AppError> {
-    admin(&who)?;
+pub async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<crate::audit::AuditReport>, AppError> {
+    who.require_admin()?;
     let Query(q) = q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
     let report = app.audit_report(&who.login, q.limit.unwrap_or(200).min(5_000)).await?;
     Ok(Json(report))

@@ -2,7 +2,6 @@
 //! submitted outcome (what the platform reads), a second review by another reviewer.
 
 use crate::helpers::*;
-use uuid::Uuid;
 
 async fn ended_recording(app: &TestApp, fragments: u32) -> (Candidate, OpenStream) {
     let (c, s) = app.recording_candidate().await;
@@ -139,5 +138,4 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     for a in ["flag_created", "flag_updated", "review_submitted", "second_review_requested"] {
         assert!(actions.iter().any(|x| x == a), "{a} audited");
     }
-    let _ = Uuid::nil();
 }

@@ -479,7 +479,7 @@ async fn reviews_and_flags() {
         assert!(!db.delete_flag(other.id, flag.id).await.unwrap(), "{}", b.name);
 
         assert_eq!(db.submit_review(review.id, ReviewOutcome::NoIrregularity, 30).await.unwrap(), Submit::Disagrees(1), "{}: a flag is an irregularity", b.name);
-        assert_eq!(db.submit_review(review.id, ReviewOutcome::Irregularities, 30).await.unwrap(), Submit::Submitted, "{}", b.name);
+        assert_eq!(db.submit_review(review.id, ReviewOutcome::Irregularities, 30).await.unwrap(), Submit::Submitted(1), "{}", b.name);
         assert_eq!(db.submit_review(review.id, ReviewOutcome::NoIrregularity, 31).await.unwrap(), Submit::AlreadySubmitted, "{}: submitted once", b.name);
         // Submitted: flags are frozen.
         assert!(!db.save_flag(Flag { note: "changed".into(), ..edited.clone() }).await.unwrap(), "{}: frozen", b.name);

@@ -156,7 +156,11 @@ pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: 
 /// Logs a new staff account in over the API and makes its forced first password change
 /// (to `{password}+`); returns the session token.
 pub async fn staff_session(staff_url: &str, login: &str, password: &str) -> String {
-    let http = reqwest::Client::new();
+    staff_session_with(&reqwest::Client::new(), staff_url, login, password).await
+}
+
+/// `staff_session` through a given client (a terminal's, with its certificate).
+pub async fn staff_session_with(http: &reqwest::Client, staff_url: &str, login: &str, password: &str) -> String {
     let t: serde_json::Value = http
         .post(format!("{staff_url}/api/staff/v1/login"))
         .json(&serde_json::json!({ "login": login, "password": password }))

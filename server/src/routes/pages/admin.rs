@@ -3,7 +3,6 @@
 //! An admin watches nothing: no queue, no player.
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
-use crate::domain::Role;
 use crate::error::AppError;
 use crate::routes::{parse_id, AppState};
 use crate::routes::session::StaffSession;
@@ -26,10 +25,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn admin_only(s: &StaffSession) -> Result<(), PageError> {
-    if s.who.role != Role::Admin {
-        return Err(AppError::Forbidden("these pages are the admin's".into()).into());
-    }
-    Ok(())
+    Ok(s.who.require_admin()?)
 }
 
 /// The outcome of an admin's action, shown at the top of the page.
@@ -166,29 +162,20 @@ async fn totp_required(State(app): State<AppState>, PageSession(s): PageSession,
 async fn audit_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
     admin_only(&s)?;
     let report = app.audit_report(&s.who.login, 500).await?;
-    let entries = report["entries"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| reviewer::AuditRow {
-                    seq: e["seq"].as_i64().unwrap_or_default(),
-                    when: time_fr(e["at_ms"].as_i64().unwrap_or_default()),
-                    actor: e["actor"].as_str().unwrap_or_default().into(),
-                    action: e["action"].as_str().unwrap_or_default().into(),
-                    detail: e["detail"].to_string(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let entries = report
+        .entries
+        .into_iter()
+        .map(|e| reviewer::AuditRow { seq: e.seq, when: time_fr(e.at_ms), actor: e.actor, action: e.action, detail: e.detail.to_string() })
+        .collect();
     let csrf = s.csrf();
     let html = render(reviewer::AuditPage {
         t: T,
         login: &s.who.login,
         csrf: &csrf,
-        total: report["total"].as_u64().unwrap_or_default() as usize,
-        intact: report["verification"]["intact"].as_bool() == Some(true),
-        first_bad: report["verification"]["first_bad_entry"].as_i64(),
-        reason: report["verification"]["reason"].as_str().unwrap_or_default().into(),
+        total: report.total,
+        intact: report.verification.intact,
+        first_bad: report.verification.first_bad_entry,
+        reason: report.verification.reason.unwrap_or_default(),
         entries,
     })?;
     Ok(html.into_response())

@@ -57,8 +57,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self.0 {
             AppError::Unauthorized => return Redirect::to("/").into_response(),
-            AppError::ActionRequired(crate::service::Pending::PasswordChange) => return Redirect::to("/account/password").into_response(),
-            AppError::ActionRequired(crate::service::Pending::TotpEnrolment) => return Redirect::to("/account/totp").into_response(),
+            AppError::ActionRequired(pending) => return Redirect::to(pending.page()).into_response(),
             _ => {}
         }
         let status = self.0.status_and_code().0;
@@ -131,11 +130,7 @@ async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::
     match app.staff_login(&form.login, &form.password, totp, &peer.ip().to_string()).await {
         Ok(token) => {
             let who = app.authenticate_staff(&token).await?;
-            let to = match who.pending {
-                Some(crate::service::Pending::PasswordChange) => "/account/password",
-                Some(crate::service::Pending::TotpEnrolment) => "/account/totp",
-                None => home_of(&who),
-            };
+            let to = who.pending.map_or(home_of(&who), |p| p.page());
             Ok((jar.add(session_cookie(token)), Redirect::to(to)).into_response())
         }
         Err(e) => {
