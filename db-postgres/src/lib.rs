@@ -54,6 +54,8 @@ fn found(rows: u64) -> DbResult<()> {
 /// A session's last-seen time is written at most this often (idle expiry's resolution).
 const SESSION_TOUCH_MS: i64 = 60_000;
 
+mod retention;
+
 #[async_trait]
 impl Database for PostgresDatabase {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
@@ -183,28 +185,6 @@ impl Database for PostgresDatabase {
         Ok(done.rows_affected())
     }
 
-    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
-        // Rows another transaction is claiming are skipped, not waited for: claimers on
-        // every instance run at once and share the work.
-        let limit = limit as i64;
-        sqlx::query_scalar!(
-            "UPDATE attempts SET claimed_until = $3::BIGINT + $4::BIGINT WHERE id IN (
-                 SELECT id FROM attempts
-                 WHERE state <> 'destroyed' AND ended_at < $1 AND (claimed_until IS NULL OR claimed_until <= $2)
-                 ORDER BY ended_at LIMIT $5
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING id",
-            ended_before_ms,
-            now_ms,
-            now_ms,
-            lease_ms,
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
-    }
-
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         sqlx::query!("UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1", attempt, notice_version, at_ms)
             .execute(&self.pool)
@@ -213,7 +193,7 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The attempt's row lock makes concurrent opens of one attempt take turns.
         sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#, s.attempt_id).fetch_optional(&mut *tx).await.map_err(backend)?;
@@ -223,14 +203,13 @@ impl Database for PostgresDatabase {
         }
         let salt = s.salt.as_slice();
         sqlx::query!(
-            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            // The clear connection columns of the first schema stay empty: it is sealed.
+            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os, connection) VALUES ($1, $2, $3, $4, '', '', '', $5)",
             s.id,
             s.attempt_id,
             salt,
             s.opened_at_ms,
-            conn.client_ip,
-            conn.agent_version,
-            conn.os
+            connection
         )
         .execute(&mut *tx)
         .await

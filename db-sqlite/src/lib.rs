@@ -85,6 +85,8 @@ fn found(rows: u64) -> DbResult<()> {
 /// A session's last-seen time is written at most this often (idle expiry's resolution).
 const SESSION_TOUCH_MS: i64 = 60_000;
 
+mod retention;
+
 #[async_trait]
 impl Database for SqliteDatabase {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
@@ -218,29 +220,6 @@ impl Database for SqliteDatabase {
         Ok(done.rows_affected())
     }
 
-    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
-        // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
-        // other on the same file take turns, so no row is claimed twice.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let limit = limit as i64;
-        let ids: Vec<String> = sqlx::query_scalar!(
-            r#"SELECT id AS "id!" FROM attempts WHERE state <> 'destroyed' AND ended_at < ?1 AND (claimed_until IS NULL OR claimed_until <= ?2)
-             ORDER BY ended_at LIMIT ?3"#,
-            ended_before_ms,
-            now_ms,
-            limit
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        for id in &ids {
-            let claimed_until = now_ms + lease_ms;
-            sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id = ?1", id, claimed_until).execute(&mut *tx).await.map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
-    }
-
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         let attempt = attempt.to_string();
         sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", attempt, notice_version, at_ms)
@@ -250,19 +229,18 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool> {
+    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool> {
         // One statement on the single writer: the count and the insert cannot interleave.
+        // The clear connection columns of the first schema stay empty: it is sealed.
         let (id, attempt_id, salt, max_streams) = (s.id.to_string(), s.attempt_id.to_string(), s.salt.as_slice(), max_streams as i64);
         let done = sqlx::query!(
-            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?8",
+            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os, connection)
+             SELECT ?1, ?2, ?3, ?4, '', '', '', ?5 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?6",
             id,
             attempt_id,
             salt,
             s.opened_at_ms,
-            conn.client_ip,
-            conn.agent_version,
-            conn.os,
+            connection,
             max_streams
         )
         .execute(&self.writer)

@@ -5,8 +5,10 @@
 
 pub mod lifecycle;
 pub mod records;
+pub mod retention;
 pub mod review;
 mod role;
+pub use retention::{Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts, RetentionStore};
 pub use review::{Flag, FlagCategory, Review, ReviewOutcome, Severity};
 pub use role::Role;
 
@@ -99,8 +101,9 @@ pub struct Stream {
     pub final_index: Option<u32>,
 }
 
-/// Connection data kept with the attempt (personal data under the recording's retention).
-#[derive(Debug, Clone)]
+/// Connection data kept with the attempt (personal data under the recording's retention):
+/// stored only sealed under the attempt's data key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnectionInfo {
     pub client_ip: String,
     pub agent_version: String,
@@ -207,7 +210,7 @@ pub enum ChunkInsert {
 }
 
 #[async_trait]
-pub trait Database: Send + Sync + 'static {
+pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()>;
     async fn sitting_exists(&self, id: Uuid) -> DbResult<bool>;
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
@@ -225,14 +228,11 @@ pub trait Database: Send + Sync + 'static {
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
     /// a refused change leaves no entry (`None`). The only way a state changes.
     async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>>;
-    /// Claims up to `limit` attempts, not destroyed, that ended before `ended_before_ms`
-    /// and are not claimed by another worker now; each stays claimed until
-    /// `now_ms + lease_ms`. Concurrent claimers, on any instance, get disjoint sets.
-    async fn claim_ended_attempts(&self, ended_before_ms: i64, now_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<Uuid>>;
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
     /// Records a new stream unless its attempt already has `max_streams`; `false` then.
     /// Counting and inserting are one step, whatever the concurrency.
-    async fn open_stream(&self, s: Stream, conn: ConnectionInfo, max_streams: u64) -> DbResult<bool>;
+    /// `connection`: the stream's `ConnectionInfo`, sealed by the server.
+    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;

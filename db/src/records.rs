@@ -252,3 +252,72 @@ impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
         })
     }
 }
+
+pub struct RetentionRec<Id, Bool> {
+    pub attempt_id: Id,
+    pub sitting_id: Id,
+    pub state: String,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+    pub pv_outcome: Option<String>,
+    pub pv_decided_at: Option<i64>,
+    pub contested: Bool,
+    pub erasure_requested_at: Option<i64>,
+    pub hold_reason: Option<String>,
+    pub hold_lifted_at: Option<i64>,
+    pub due_at: Option<i64>,
+    pub destroyed_at: Option<i64>,
+    pub receipt: Option<String>,
+    pub blobs_purged_at: Option<i64>,
+    pub kek_epoch: String,
+    pub dek_fingerprint: String,
+}
+
+impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for RetentionFacts {
+    type Error = sqlx::Error;
+    fn try_from(r: RetentionRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+        let pv = match (r.pv_outcome, r.pv_decided_at) {
+            (Some(o), Some(at)) => Some((PvOutcome::parse(&o).map_err(|e| decode_err("pv_outcome", e))?, at)),
+            _ => None,
+        };
+        Ok(RetentionFacts {
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            state: r.state.parse().map_err(|e| decode_err("state", e))?,
+            created_at_ms: r.created_at,
+            ended_at_ms: r.ended_at,
+            pv,
+            contested: r.contested.into() != 0,
+            erasure_requested_at_ms: r.erasure_requested_at,
+            hold_reason: r.hold_reason,
+            hold_lifted_at_ms: r.hold_lifted_at,
+            due_at_ms: r.due_at,
+            destroyed_at_ms: r.destroyed_at,
+            receipt: r.receipt,
+            blobs_purged: r.blobs_purged_at.is_some(),
+            kek_epoch: r.kek_epoch,
+            dek_fingerprint: r.dek_fingerprint,
+        })
+    }
+}
+
+pub struct PvRec<Id, Bool> {
+    pub sitting_id: Id,
+    pub outcome: String,
+    pub decided_at: i64,
+    pub decided_by: String,
+    pub override_unsubmitted: Bool,
+}
+
+impl<Id: IdColumn, Bool: Into<i64>> TryFrom<PvRec<Id, Bool>> for PvDecision {
+    type Error = sqlx::Error;
+    fn try_from(r: PvRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+        Ok(PvDecision {
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            outcome: PvOutcome::parse(&r.outcome).map_err(|e| decode_err("outcome", e))?,
+            decided_at_ms: r.decided_at,
+            decided_by: r.decided_by,
+            override_unsubmitted: r.override_unsubmitted.into() != 0,
+        })
+    }
+}

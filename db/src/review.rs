@@ -1,13 +1,12 @@
 //! Reviews and flags as stored: the fixed lists (categories, severities, outcomes) are
 //! enums parsed when a row or a request comes in.
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "&'static str")]
         pub enum $name { $($variant),+ }
 
@@ -32,6 +31,7 @@ macro_rules! named_enum {
         }
     };
 }
+pub(crate) use named_enum;
 
 named_enum! {
     /// What a reviewer may flag (a fixed list: no free-form category).

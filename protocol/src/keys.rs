@@ -60,6 +60,15 @@ impl AttemptKey {
         hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
         out
     }
+    /// The key that seals the attempt's connection data (address, agent version, OS) at
+    /// rest: HKDF-SHA256(attempt key, info = tag ‖ attempt id). Shredded with the attempt.
+    pub fn connection_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
+        let hk = Hkdf::<Sha256>::new(None, &self.0);
+        let info = [b"cloe-connect/connection/v1".as_slice(), attempt.as_bytes()].concat();
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+        out
+    }
     /// Stream key = HKDF-SHA256(attempt key, salt, product tag ‖ attempt id ‖ stream id).
     pub fn derive_stream_key(&self, salt: &StreamSalt, attempt: &uuid::Uuid, stream: &uuid::Uuid) -> StreamKey {
         let hk = Hkdf::<Sha256>::new(Some(&salt.0), &self.0);

@@ -185,11 +185,69 @@ pub struct JuryRow {
     pub categories: String,
 }
 
+/// A sitting of the jury member, with its PV's status.
+pub struct JurySitting {
+    pub id: String,
+    pub reference: String,
+    /// "Validé sans réserve, décidé le …", or empty while undecided.
+    pub pv: String,
+}
+
 #[derive(Template)]
 #[template(path = "jury.html")]
 pub struct JuryPage<'a> {
     pub t: &'a Text,
     pub login: &'a str,
     pub csrf: &'a str,
+    pub sittings: Vec<JurySitting>,
     pub rows: Vec<JuryRow>,
+}
+
+pub struct PvCandidate {
+    pub attempt_id: String,
+    pub candidate: String,
+    pub review: String,
+    pub unsubmitted: bool,
+}
+
+/// The PV form: outcome, contested candidates, the explicit override.
+#[derive(Template)]
+#[template(path = "jury_pv.html")]
+pub struct PvFormPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub sitting_id: String,
+    pub sitting: String,
+    pub candidates: Vec<PvCandidate>,
+    pub unsubmitted: usize,
+    pub error: Option<String>,
+}
+
+/// One candidate's fate under the decision.
+pub struct PvFate {
+    pub candidate: String,
+    pub contested: bool,
+    pub fate: String,
+}
+
+/// What the decision will do, said plainly, before it is confirmed; and, once recorded,
+/// what it did (`done`).
+#[derive(Template)]
+#[template(path = "jury_pv_confirm.html")]
+pub struct PvConfirmPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub sitting_id: String,
+    pub sitting: String,
+    pub outcome: String,
+    pub outcome_label: String,
+    pub effects: String,
+    pub contested: String,
+    pub override_unsubmitted: bool,
+    pub unsubmitted: usize,
+    pub rows: Vec<PvFate>,
+    pub done: bool,
+    pub receipts: usize,
 }

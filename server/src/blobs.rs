@@ -188,6 +188,34 @@ impl BlobStore {
         }
     }
 
+    /// Deletes every object of a destroyed attempt: its chunks, and any a crash or a
+    /// refused duplicate left behind. `each` runs after each deletion (crash tests).
+    /// Returns how many were deleted; running it again after a crash finishes the job.
+    pub async fn delete_attempt(&self, attempt: Uuid, mut each: impl FnMut()) -> Result<u64, BlobError> {
+        use futures::{StreamExt, TryStreamExt};
+        let prefix = ObjectPath::from(format!("attempts/{attempt}"));
+        let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        // S3 deletes in batches of up to 1,000 keys per request; a directory one by one.
+        let mut deleted = self.store.delete_stream(locations);
+        let mut n = 0;
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                    n += 1;
+                    each();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(local) = &self.local {
+            match std::fs::remove_dir_all(local.root.join("attempts").join(attempt.to_string())) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
     /// Deletes an object that no row references (a refused duplicate).
     pub async fn delete(&self, path: &ObjectPath) -> Result<(), BlobError> {
         match self.store.delete(path).await {

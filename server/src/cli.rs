@@ -83,6 +83,16 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
+    /// The jury's decision on a sitting's minutes (PV), as the jury pages record it.
+    Pv {
+        #[command(subcommand)]
+        command: PvCommand,
+    },
+    /// What is destroyed when, and the sweep that destroys what is due.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -163,6 +173,66 @@ enum AttemptCommand {
     RevokeToken { id: Uuid },
     /// Issue a new launch token, revoking the earlier ones.
     ReissueToken { id: Uuid },
+    /// Destroys the recording now, whatever the PV says (the candidate's erasure request,
+    /// or consent withdrawn), with a signed receipt. Waits for the lift of a legal hold.
+    Erase {
+        id: Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Places a legal hold (a pending proceeding): nothing of the attempt is deleted.
+    Hold {
+        id: Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lifts the legal hold: the attempt is kept 2 more months from now.
+    Release { id: Uuid },
+    /// Who accessed the attempt, when, and which part of the recording.
+    AccessReport { id: Uuid },
+    /// Writes the recording and its flags encrypted to an age recipient (the data
+    /// protection officer's), for the candidate's right of access or portability.
+    Export {
+        id: Uuid,
+        /// age public key (age1…).
+        #[arg(long)]
+        recipient: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PvCommand {
+    /// Irreversible: `validated` destroys every recording of the sitting before it returns;
+    /// `reservations` keeps the `--contested` attempts 2 months; `refused` keeps all 2 months.
+    Decide {
+        #[arg(long)]
+        sitting: Uuid,
+        #[arg(long, value_parser = parse_outcome)]
+        outcome: crate::db::PvOutcome,
+        /// An attempt the PV contests (with `reservations`; repeat for each).
+        #[arg(long, num_args = 1..)]
+        contested: Vec<Uuid>,
+        /// Decide although reviews are unsubmitted (recorded in the audit).
+        #[arg(long)]
+        override_unsubmitted: bool,
+        /// The jury member recording it, for the audit and the receipts.
+        #[arg(long, default_value = "admin-cli")]
+        by: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Every attempt not destroyed yet: its rule and when it is destroyed.
+    Status,
+    /// Destroys what is due now, finishes interrupted blob deletions, destroys spent key
+    /// epochs. `--dry-run` lists what is due and changes nothing.
+    Run {
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -300,6 +370,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let r = app.reissue_launch_token(id, "admin-cli").await?;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
             }
+            Command::Attempt { command: AttemptCommand::Erase { id, reason } } => {
+                let receipt = app.erase_attempt("admin-cli", id, &reason).await?;
+                app.purge_destroyed().await?;
+                print(serde_json::json!({ "attempt_id": id, "destroyed": receipt.is_some(), "receipt": receipt,
+                    "retention": app.attempt_retention(id).await? }))?
+            }
+            Command::Attempt { command: AttemptCommand::Hold { id, reason } } => {
+                app.hold_attempt("admin-cli", id, &reason).await?;
+                print(app.attempt_retention(id).await?)?
+            }
+            Command::Attempt { command: AttemptCommand::Release { id } } => {
+                app.lift_hold("admin-cli", id).await?;
+                print(app.attempt_retention(id).await?)?
+            }
+            Command::Attempt { command: AttemptCommand::AccessReport { id } } => print(app.access_report(id).await?)?,
+            Command::Attempt { command: AttemptCommand::Export { id, recipient, out } } => print(app.export_attempt("admin-cli", id, &recipient, &out).await?)?,
+            Command::Pv { command: PvCommand::Decide { sitting, outcome, contested, override_unsubmitted, by } } => {
+                let r = app.decide_pv(&by, sitting, crate::retention::PvRequest { outcome, contested, override_unsubmitted, decided_by: None }).await?;
+                // No worker runs beside a command: the blobs go before it returns.
+                app.purge_destroyed().await?;
+                print(r)?
+            }
+            Command::Retention { command: RetentionCommand::Status } => print(app.retention_overview().await?)?,
+            Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.sweep(dry_run).await?)?,
             Command::Receipt { command: ReceiptCommand::PublicKey } => {
                 print(serde_json::json!({ "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) }))?
             }
@@ -334,6 +428,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| format!("--now wants an RFC 3339 time (2027-02-01T00:00:00Z): {e}"))
+}
+
+fn parse_outcome(s: &str) -> Result<crate::db::PvOutcome, String> {
+    crate::db::PvOutcome::parse(s).map_err(|_| "the outcome is validated, reservations or refused".into())
 }
 
 fn rpassword_prompt() -> anyhow::Result<String> {

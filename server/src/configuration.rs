@@ -15,6 +15,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub capture: CaptureSettings,
     pub review: ReviewSettings,
+    pub retention: RetentionSettings,
     #[serde(default)]
     pub tls: Option<TlsSettings>,
     #[serde(default)]
@@ -122,6 +123,23 @@ pub struct ReviewSettings {
     /// A review is due this long after its attempt ended; the queue shows overdue ones.
     #[serde(with = "humantime_serde_compat")]
     pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetentionSettings {
+    /// How long a recording no PV decision covers is kept after the exam: "2 months",
+    /// "30 days"; between a day and the stated legal maximum, never off.
+    #[serde(deserialize_with = "ceiling")]
+    pub ceiling: crate::retention::policy::Ceiling,
+    /// The retention worker runs at start-up, then this often (and at once after a PV
+    /// validation).
+    #[serde(with = "humantime_serde_compat")]
+    pub sweep_interval: Duration,
+}
+
+fn ceiling<'de, D: serde::Deserializer<'de>>(d: D) -> Result<crate::retention::policy::Ceiling, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::retention::policy::Ceiling::parse(&s).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -68,6 +68,10 @@ pub enum AppError {
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
     Gone,
+    #[error("the PV of this sitting is already decided: a decision is irreversible")]
+    PvAlreadyDecided,
+    #[error("{0} review(s) of the sitting are not submitted: decide anyway only by saying so (override_unsubmitted)")]
+    ReviewsUnsubmitted(usize),
     #[error("{0}")]
     PasswordRejected(crate::domain::PasswordRejected),
     #[error("a one-time code (TOTP) is required for this account")]
@@ -117,6 +121,8 @@ impl AppError {
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
+            PvAlreadyDecided => (StatusCode::CONFLICT, "pv_already_decided"),
+            ReviewsUnsubmitted(_) => (StatusCode::CONFLICT, "reviews_unsubmitted"),
             PasswordRejected(_) => (StatusCode::BAD_REQUEST, "password_rejected"),
             TotpRequired => (StatusCode::UNAUTHORIZED, "totp_required"),
             ActionRequired(crate::service::Pending::PasswordChange) => (StatusCode::FORBIDDEN, "password_change_required"),

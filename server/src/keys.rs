@@ -98,6 +98,32 @@ impl KeyStore {
         Ok(WrappedKey { epoch, blob })
     }
 
+    /// The month epochs whose KEK is on disk.
+    pub fn epochs(&self) -> Result<Vec<String>, KeyError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let Some(epoch) = name.to_str().and_then(|n| n.strip_prefix("kek-")).and_then(|n| n.strip_suffix(".key")) else { continue };
+            // Only months: the staff-secret and receipt keys are never destroyed here.
+            let b = epoch.as_bytes();
+            if b.len() == 7 && b[4] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) {
+                out.push(epoch.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Destroys an epoch's KEK: every DEK it wrapped, in this database and in every
+    /// backup of it, can no longer be unwrapped.
+    pub fn destroy_epoch(&self, epoch: &str) -> Result<(), KeyError> {
+        match std::fs::remove_file(self.kek_path(epoch)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        Ok(sync_dir(&self.dir)?)
+    }
+
     pub fn unwrap(&self, wrapped: &WrappedKey, attempt: &Uuid) -> Result<AttemptKey, KeyError> {
         if wrapped.blob.len() != 12 + 32 + 16 {
             return Err(KeyError::UnwrapFailed);
@@ -130,6 +156,18 @@ impl KeyStore {
         let seed = self.kek_for(RECEIPT_SIGNING)?;
         Ok(protocol::ReceiptSigningKey::from_bytes(&seed))
     }
+}
+
+/// Connection data sealed under a key derived from the attempt's data key (bound to the
+/// stream): no copy of the database keeps it readable past the key's destruction.
+pub fn seal_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, conn: &crate::db::ConnectionInfo) -> Result<Vec<u8>, KeyError> {
+    let json = Zeroizing::new(serde_json::to_vec(conn).map_err(|e| KeyError::Io(e.into()))?);
+    seal(&dek.connection_key(attempt), &json, stream.as_bytes())
+}
+
+pub fn open_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, sealed: &[u8]) -> Result<crate::db::ConnectionInfo, KeyError> {
+    let json = open(&dek.connection_key(attempt), sealed, stream.as_bytes())?;
+    serde_json::from_slice(&json).map_err(|_| KeyError::UnwrapFailed)
 }
 
 /// AES-256-GCM under a key of the store: a random nonce, then the ciphertext and tag.

@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod enrolment;
 pub mod error;
+pub mod faults;
 pub mod ingest;
 pub mod keys;
 pub use proctor_db::lifecycle;

@@ -39,6 +39,10 @@ pub fn stream_ended() {
     metrics::counter!("proctor_streams_ended_total").increment(1);
 }
 
+pub fn attempts_destroyed(n: u64) {
+    metrics::counter!("proctor_attempts_destroyed_total").increment(n);
+}
+
 pub fn storage_error(store: &'static str) {
     metrics::counter!("proctor_storage_errors_total", "store" => store).increment(1);
 }

@@ -31,6 +31,8 @@ pub struct AttemptReport {
     pub integrity_issues: Vec<String>,
     /// Every stream's missing fragments, as inclusive index ranges.
     pub missing: Vec<StreamRange>,
+    /// The PV decision, holds, when it is destroyed, and the receipt once it is.
+    pub retention: crate::retention::RetentionStatus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,7 +111,10 @@ impl Proctor {
             })
             .collect();
         let missing = reports.iter().flat_map(|r| r.missing.iter().map(|m| StreamRange { stream_id: r.stream_id, from: m.from, to: m.to })).collect();
-        let integrity = if broken {
+        let retention = self.attempt_retention(attempt_id).await?;
+        let integrity = if attempt.state == AttemptState::Destroyed {
+            "destroyed"
+        } else if broken {
             "broken"
         } else if issues.is_empty() {
             "ok"
@@ -130,6 +135,7 @@ impl Proctor {
             gaps,
             integrity,
             integrity_issues: issues,
+            retention,
         })
     }
 

@@ -34,6 +34,8 @@ pub struct Proctor {
     pub(crate) incidents: crate::ingest::Incidents,
     pub(crate) group_commit: crate::ingest::commit::GroupCommit,
     pub audit_checkpoints: crate::audit::Checkpoints,
+    /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
+    pub(crate) retention_wake: tokio::sync::Notify,
 }
 
 /// A candidate identified by their launch token: can only write to this attempt. The
@@ -108,6 +110,7 @@ impl Proctor {
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
             argon2_pool: rayon::ThreadPoolBuilder::new().num_threads(l.argon2_concurrency.max(1)).thread_name(|i| format!("argon2-{i}")).build()?,
             incidents: Default::default(),
+            retention_wake: tokio::sync::Notify::new(),
             clock,
             settings,
         })

@@ -122,7 +122,7 @@ async fn commit_stage(mut to_commit: mpsc::Receiver<Vec<Pending>>, db: Arc<dyn D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{ChunkRow, ConnectionInfo, NewAttempt, PoolSettings, SqliteDatabase, Stream};
+    use crate::db::{ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream};
     use bytes::Bytes;
     use std::time::Duration;
     use uuid::Uuid;
@@ -165,7 +165,7 @@ mod tests {
         };
         db.create_attempt(new).await.unwrap();
         let stream = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [0; 32], opened_at_ms: 0, ended_at_ms: None, final_index: None };
-        db.open_stream(stream.clone(), ConnectionInfo { client_ip: "x".into(), agent_version: "1".into(), os: "l".into() }, 10).await.unwrap();
+        db.open_stream(stream.clone(), b"sealed".to_vec(), 10).await.unwrap();
         let gc = GroupCommit::start(db.clone(), blobs.clone(), Arc::new(crate::clock::SystemClock));
         let tasks: Vec<_> = (0..64u32)
             .map(|i| {

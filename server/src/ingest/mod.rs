@@ -102,8 +102,11 @@ impl Proctor {
         };
         let conn = ConnectionInfo { client_ip, agent_version: field(&req.agent_version, "agent_version")?, os: field(&req.os, "os")? };
         let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: StreamSalt::generate().0, opened_at_ms: now, ended_at_ms: None, final_index: None };
-        let key = self.stream_key(a, &stream)?;
-        if !self.db.open_stream(stream.clone(), conn, max_streams).await? {
+        let dek = self.attempt_key(a)?;
+        let key = dek.derive_stream_key(&StreamSalt(stream.salt), &a.id, &stream.id);
+        let sealed = crate::keys::seal_connection(&dek, &a.id, &stream.id, &conn)?;
+        drop(dek);
+        if !self.db.open_stream(stream.clone(), sealed, max_streams).await? {
             self.incident(a.id, "stream_quota_exceeded").await;
             return Err(AppError::StreamQuota(max_streams));
         }

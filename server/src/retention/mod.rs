@@ -1,4 +1,120 @@
-//! How long recordings are kept, and (to come with the rest of issue 8) the worker that
-//! destroys what is due. `policy` is the one place where the rules live.
+//! How long recordings are kept, and their destruction. `policy` is the one place where
+//! the rules live; the rest applies them:
+//! - `pv`: the jury's decision on a sitting's minutes, and what it destroys at once;
+//! - `destroy`: crypto-shredding (the data keys, in one transaction, with signed receipts)
+//!   and then the blobs, resumable after a crash at any step;
+//! - `worker`: the sweep that destroys what is due (start-up, every few minutes, row
+//!   claims so that instances share it) and the key epochs nothing needs any more;
+//! - `rights`: the candidate's rights as the data protection officer exercises them
+//!   (erasure, legal holds, the access report, the export).
 
+mod destroy;
+mod export;
 pub mod policy;
+mod pv;
+mod rights;
+mod worker;
+
+pub use pv::{PvPlan, PvRequest, PvResult};
+pub use rights::AccessEntry;
+pub use worker::{spawn_worker, SweepReport};
+
+use crate::clock::from_unix_ms;
+use crate::db::{PvOutcome, RetentionFacts};
+use policy::{Facts, PvDecision, Retention};
+
+/// The policy's view of stored facts.
+pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
+    Facts {
+        created_at: from_unix_ms(f.created_at_ms),
+        ended_at: f.ended_at_ms.map(from_unix_ms),
+        decision: f.pv.map(|(outcome, at)| {
+            let d = match outcome {
+                PvOutcome::Validated => PvDecision::ValidatedWithoutReservation,
+                PvOutcome::Reservations => PvDecision::ValidatedWithReservations { contested: f.contested },
+                PvOutcome::Refused => PvDecision::Refused,
+            };
+            (d, from_unix_ms(at))
+        }),
+        erasure_requested_at: f.erasure_requested_at_ms.map(from_unix_ms),
+        on_hold: f.hold_reason.is_some(),
+        hold_lifted_at: f.hold_lifted_at_ms.map(from_unix_ms),
+    }
+}
+
+/// Why an attempt is destroyed, as its receipt says.
+pub(crate) fn reason(f: &RetentionFacts) -> &'static str {
+    if f.erasure_requested_at_ms.is_some() {
+        return "erasure_requested";
+    }
+    match f.pv {
+        Some((PvOutcome::Validated, _)) => "pv_validated",
+        Some((PvOutcome::Reservations, _)) if !f.contested => "pv_validated",
+        Some(_) => "dispute_period_ended",
+        None => "ceiling_reached",
+    }
+}
+
+/// Where an attempt stands: what `attempt show`, `retention status` and the pages say.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RetentionStatus {
+    pub attempt_id: uuid::Uuid,
+    pub sitting_id: uuid::Uuid,
+    pub state: crate::lifecycle::AttemptState,
+    /// The rule that decides (`pv_validated`, `dispute_period_ended`, `ceiling_reached`,
+    /// `erasure_requested`).
+    pub rule: &'static str,
+    pub pv_outcome: Option<PvOutcome>,
+    pub pv_decided_at: Option<String>,
+    pub contested: bool,
+    pub legal_hold: Option<String>,
+    pub erasure_requested_at: Option<String>,
+    /// When it is (or was due to be) destroyed; `None` while held, or once destroyed.
+    pub destroy_at: Option<String>,
+    pub destroyed_at: Option<String>,
+    pub blobs_purged: bool,
+    /// The signed destruction receipt, once destroyed.
+    pub receipt: Option<protocol::SignedReceipt>,
+}
+
+impl crate::service::Proctor {
+    pub(crate) fn retention_status(&self, f: &RetentionFacts) -> RetentionStatus {
+        let when = |t: i64| crate::clock::rfc3339(from_unix_ms(t));
+        let destroy_at = match (f.destroyed_at_ms, self.retention_of(f)) {
+            (None, Retention::DestroyAt(t)) => Some(crate::clock::rfc3339(t)),
+            _ => None,
+        };
+        RetentionStatus {
+            attempt_id: f.attempt_id,
+            sitting_id: f.sitting_id,
+            state: f.state,
+            rule: reason(f),
+            pv_outcome: f.pv.map(|p| p.0),
+            pv_decided_at: f.pv.map(|p| when(p.1)),
+            contested: f.contested,
+            legal_hold: f.hold_reason.clone(),
+            erasure_requested_at: f.erasure_requested_at_ms.map(when),
+            destroy_at,
+            destroyed_at: f.destroyed_at_ms.map(when),
+            blobs_purged: f.blobs_purged,
+            receipt: f.receipt.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+        }
+    }
+
+    /// Every attempt not destroyed yet, with when it will be.
+    pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, crate::error::AppError> {
+        Ok(self.db.pending_retention().await?.iter().map(|f| self.retention_status(f)).collect())
+    }
+
+    pub async fn attempt_retention(&self, attempt: uuid::Uuid) -> Result<RetentionStatus, crate::error::AppError> {
+        Ok(self.retention_status(&self.facts(attempt).await?))
+    }
+
+    pub(crate) fn retention_of(&self, f: &RetentionFacts) -> Retention {
+        policy::retention(&policy_facts(f), self.settings.retention.ceiling)
+    }
+
+    pub(crate) async fn facts(&self, attempt: uuid::Uuid) -> Result<RetentionFacts, crate::error::AppError> {
+        self.db.retention_facts(&[attempt]).await?.pop().ok_or(crate::error::AppError::NotFound("attempt"))
+    }
+}

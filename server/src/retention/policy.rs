@@ -57,6 +57,27 @@ impl Ceiling {
         Ok(Ceiling::Days(days))
     }
 
+    /// "2 months", "1 month", "30 days", "1 day".
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut words = s.split_whitespace();
+        let (n, unit) = (words.next().and_then(|n| n.parse::<u32>().ok()), words.next());
+        match (n, unit, words.next()) {
+            (Some(n), Some("month" | "months"), None) => Self::parse_months(n),
+            (Some(n), Some("day" | "days"), None) => Self::parse_days(n),
+            _ => Err(format!("the retention ceiling is written \"2 months\" or \"30 days\", not {s:?}")),
+        }
+    }
+
+    /// An end time at or before which the ceiling may have passed by `now`: every attempt
+    /// the ceiling makes due ended at or before it (up to ~2 weeks more for months, whose
+    /// length varies; the policy then decides exactly). The sweep's database filter.
+    pub fn undecided_cutoff(self, now: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            Ceiling::Days(d) => now - time::Duration::days(i64::from(d)),
+            Ceiling::Months(m) => now - time::Duration::days(i64::from(m) * 28),
+        }
+    }
+
     fn after(self, t: OffsetDateTime) -> OffsetDateTime {
         match self {
             Ceiling::Months(m) => add_months(t, m),
@@ -221,5 +242,35 @@ mod tests {
         assert!(Ceiling::parse_months(LEGAL_MAXIMUM_MONTHS + 1).is_err());
         assert!(Ceiling::parse_days(LEGAL_MAXIMUM_MONTHS * 28 + 1).is_err());
         assert!(Ceiling::parse_months(LEGAL_MAXIMUM_MONTHS).is_ok());
+    }
+
+    #[test]
+    fn the_ceiling_reads_as_written() {
+        assert_eq!(Ceiling::parse("2 months"), Ok(Ceiling::Months(2)));
+        assert_eq!(Ceiling::parse("1 month"), Ok(Ceiling::Months(1)));
+        assert_eq!(Ceiling::parse("30 days"), Ok(Ceiling::Days(30)));
+        for bad in ["", "2", "two months", "7 months", "0 days", "2 months ago", "3 weeks"] {
+            assert!(Ceiling::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The sweep's database filter never leaves out an attempt the ceiling makes due.
+    #[test]
+    fn the_undecided_cutoff_covers_every_due_attempt() {
+        let mut now = datetime!(2027-01-01 00:00 UTC);
+        for ceiling in [Ceiling::Months(1), Ceiling::Months(2), Ceiling::Months(6), Ceiling::Days(1), Ceiling::Days(45)] {
+            for _ in 0..800 {
+                now += time::Duration::hours(11);
+                let cutoff = ceiling.undecided_cutoff(now);
+                // The latest end that is due now is at or before the cutoff…
+                let mut end = now;
+                while !retention(&facts(end), ceiling).is_due(now) {
+                    end -= time::Duration::hours(1);
+                }
+                assert!(end <= cutoff, "{ceiling:?} at {now}: due end {end} after cutoff {cutoff}");
+                // …and at most the spread of month lengths past it (a superset, not all).
+                assert!(cutoff - end <= time::Duration::days(20), "{ceiling:?} at {now}");
+            }
+        }
     }
 }

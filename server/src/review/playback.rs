@@ -101,7 +101,7 @@ impl Proctor {
     }
 }
 
-fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
+pub(crate) fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
     o.header.index == row.index && o.digest == row.digest && o.header.prev_digest == row.prev_digest && o.header.last == row.last
 }
 

@@ -24,6 +24,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/integration/v1/attempts/{attempt_id}/token/revoke", post(revoke_token))
         .route("/api/integration/v1/attempts/{attempt_id}/review", get(review_outcome))
         .route("/api/integration/v1/receipts/public-key", get(receipt_public_key))
+        .route("/api/integration/v1/sittings/{sitting_id}/pv", get(pv_status).post(decide_pv))
+        .route("/api/integration/v1/attempts/{attempt_id}/retention", get(retention))
+        .route("/api/integration/v1/attempts/{attempt_id}/receipt", get(receipt))
 }
 
 pub struct Platform;
@@ -103,4 +106,58 @@ pub async fn review_outcome(State(app): State<AppState>, _: Platform, Path(id): 
 #[utoipa::path(get, path = "/api/integration/v1/receipts/public-key", tag = "integration", responses((status = 200, description = "the Ed25519 public key, base64"), (status = 401)))]
 pub async fn receipt_public_key(State(app): State<AppState>, _: Platform) -> Result<Json<serde_json::Value>, AppError> {
     Ok(Json(serde_json::json!({ "algorithm": "Ed25519", "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) })))
+}
+
+/// The jury's decision on the sitting's minutes, as the jury pages record it:
+/// irreversible; `validated` destroys every recording of the sitting before it answers.
+#[utoipa::path(post, path = "/api/integration/v1/sittings/{sitting_id}/pv", tag = "integration", request_body = crate::retention::PvRequest,
+    responses((status = 201, description = "decision recorded; what each attempt became; the receipts of those destroyed", body = crate::retention::PvResult),
+        (status = 400, description = "malformed, or contested candidates that do not fit the outcome"), (status = 401), (status = 404),
+        (status = 409, description = "already decided (pv_already_decided), reviews unsubmitted without override (reviews_unsubmitted), attempts in progress")))]
+pub async fn decide_pv(State(app): State<AppState>, _: Platform, Path(sitting): Path<String>, body: Body) -> Result<(StatusCode, Json<crate::retention::PvResult>), AppError> {
+    let sitting = parse_id(&sitting, "sitting id")?;
+    let req: crate::retention::PvRequest = read_json(body).await?;
+    let by = match req.decided_by.as_deref().map(str::trim) {
+        Some(b) if !b.is_empty() && b.len() <= 100 => format!("platform:{b}"),
+        Some(_) => return Err(AppError::BadRequest("decided_by names the jury member (1 to 100 characters)".into())),
+        None => "platform".into(),
+    };
+    Ok((StatusCode::CREATED, Json(app.decide_pv(&by, sitting, req).await?)))
+}
+
+/// The sitting's decision, if any, and where each of its attempts stands.
+#[utoipa::path(get, path = "/api/integration/v1/sittings/{sitting_id}/pv", tag = "integration", responses((status = 200), (status = 401), (status = 404)))]
+pub async fn pv_status(State(app): State<AppState>, _: Platform, Path(sitting): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
+    let sitting = parse_id(&sitting, "sitting id")?;
+    if !app.db.sitting_exists(sitting).await? {
+        return Err(AppError::NotFound("sitting"));
+    }
+    let decision = app.db.pv_decision(sitting).await?;
+    let mut attempts = Vec::new();
+    for a in app.db.attempts_of_sitting(sitting).await? {
+        attempts.push(app.attempt_retention(a.id).await?);
+    }
+    Ok(Json(serde_json::json!({
+        "sitting_id": sitting,
+        "decision": decision.map(|d| serde_json::json!({ "outcome": d.outcome, "decided_at": crate::clock::rfc3339(crate::clock::from_unix_ms(d.decided_at_ms)),
+            "decided_by": d.decided_by, "override_unsubmitted": d.override_unsubmitted })),
+        "attempts": attempts,
+    })))
+}
+
+/// When the attempt is destroyed (or was), by which rule; its receipt once destroyed.
+#[utoipa::path(get, path = "/api/integration/v1/attempts/{attempt_id}/retention", tag = "integration", responses((status = 200), (status = 401), (status = 404)))]
+pub async fn retention(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<crate::retention::RetentionStatus>, AppError> {
+    Ok(Json(app.attempt_retention(parse_id(&id, "attempt id")?).await?))
+}
+
+/// The signed destruction receipt, to hand to the candidate: checked offline with the
+/// published key (`proctor-server receipt verify FILE --public-key KEY`).
+#[utoipa::path(get, path = "/api/integration/v1/attempts/{attempt_id}/receipt", tag = "integration",
+    responses((status = 200, description = "the signed receipt"), (status = 401), (status = 404), (status = 409, description = "not destroyed yet")))]
+pub async fn receipt(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<Json<protocol::SignedReceipt>, AppError> {
+    match app.attempt_retention(parse_id(&id, "attempt id")?).await?.receipt {
+        Some(r) => Ok(Json(r)),
+        None => Err(AppError::Conflict("the attempt is not destroyed yet: its retention says when it will be".into())),
+    }
 }

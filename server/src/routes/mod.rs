@@ -7,6 +7,7 @@ mod integration;
 mod overload;
 pub mod openapi;
 mod pages;
+mod pv;
 mod review;
 pub mod session;
 mod staff;
@@ -39,6 +40,7 @@ pub fn staff_router(state: AppState) -> Router {
     let router = Router::new()
         .merge(staff::router())
         .merge(review::router())
+        .merge(pv::router())
         .merge(accounts::router())
         .merge(pages::router())
         .merge(common())

@@ -1,4 +1,4 @@
-use super::{accounts, agent, integration, review, staff};
+use super::{accounts, agent, integration, pv, review, staff};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -9,7 +9,8 @@ use utoipa::OpenApi;
         agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
         integration::create_sitting, integration::add_candidate, integration::attempt_status, integration::end_attempt,
         integration::reissue_token, integration::revoke_token,
-        integration::review_outcome, integration::receipt_public_key,
+        integration::review_outcome, integration::receipt_public_key, integration::decide_pv, integration::pv_status,
+        integration::retention, integration::receipt, pv::plan, pv::decide,
         staff::login, staff::attempt, staff::media,
         review::queue, review::logout, review::timeline, review::fragment, review::thumbnail, review::activity, review::review, review::submit, review::second_review,
         review::outcome, review::create_flag, review::update_flag, review::delete_flag,

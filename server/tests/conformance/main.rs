@@ -90,8 +90,7 @@ fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
 
 async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
     let s = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [3; 32], opened_at_ms, ended_at_ms: None, final_index: None };
-    let conn = ConnectionInfo { client_ip: "192.0.2.1".into(), agent_version: "1".into(), os: "linux".into() };
-    assert!(db.open_stream(s.clone(), conn, 1_000).await.unwrap());
+    assert!(db.open_stream(s.clone(), b"sealed connection".to_vec(), 1_000).await.unwrap());
     s.id
 }
 
@@ -369,9 +368,13 @@ async fn concurrent_claims_share_the_work_without_overlap() {
         let s = sitting(&*b.db).await;
         let mut due = std::collections::HashSet::new();
         for i in 0..60 {
-            let a = new_attempt(s, &format!("c{i}"));
+            let mut a = new_attempt(s, &format!("c{i}"));
+            // 50 ended long ago, 10 created lately and not ended (the ceiling counts from
+            // the creation of an attempt that never ended).
+            if i >= 50 {
+                a.created_at_ms = 20_000;
+            }
             b.db.create_attempt(a.clone()).await.unwrap();
-            // 50 ended long ago, 10 not ended at all.
             if i < 50 {
                 assert!(set_state(&*b.db, a.id, AttemptState::Enrolled, AttemptState::Ended, 1_000 + i).await);
                 due.insert(a.id);
@@ -384,11 +387,11 @@ async fn concurrent_claims_share_the_work_without_overlap() {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let got = db.claim_ended_attempts(10_000, 5_000, 60_000, 3).await.unwrap();
+                    let got = db.claim_due(5_000, 10_000, 60_000, 3).await.unwrap();
                     if got.is_empty() {
                         break mine;
                     }
-                    mine.extend(got);
+                    mine.extend(got.into_iter().map(|f| f.attempt_id));
                 }
             })
         }))
@@ -398,8 +401,8 @@ async fn concurrent_claims_share_the_work_without_overlap() {
         assert_eq!(all.len(), unique.len(), "{}: an attempt was claimed twice", b.name);
         assert_eq!(unique, due, "{}: every due attempt, and only those", b.name);
         // While the lease runs nothing is claimable; once it lapses, all of it again.
-        assert!(b.db.claim_ended_attempts(10_000, 64_000, 60_000, 100).await.unwrap().is_empty());
-        assert_eq!(b.db.claim_ended_attempts(10_000, 65_000, 60_000, 100).await.unwrap().len(), 50, "{}", b.name);
+        assert!(b.db.claim_due(64_000, 10_000, 60_000, 100).await.unwrap().is_empty());
+        assert_eq!(b.db.claim_due(65_000, 10_000, 60_000, 100).await.unwrap().len(), 50, "{}", b.name);
     }
 }
 
@@ -412,8 +415,7 @@ async fn the_stream_quota_holds_under_a_concurrent_flood() {
             let db = b.db.clone();
             tokio::spawn(async move {
                 let s = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: [1; 32], opened_at_ms: i, ended_at_ms: None, final_index: None };
-                let conn = ConnectionInfo { client_ip: "192.0.2.1".into(), agent_version: "1".into(), os: "linux".into() };
-                db.open_stream(s, conn, 5).await.unwrap()
+                db.open_stream(s, b"sealed".to_vec(), 5).await.unwrap()
             })
         }))
         .await;
@@ -489,5 +491,94 @@ async fn reviews_and_flags() {
         let got = db.reviews_of(a.id).await.unwrap();
         assert_eq!((got[0].outcome, got[0].submitted_at_ms), (Some(ReviewOutcome::Irregularities), Some(30)), "{}", b.name);
         assert_eq!(got[1].round, 2);
+    }
+}
+
+fn event(attempt: Option<Uuid>, action: &str, at_ms: i64) -> AuditEvent {
+    AuditEvent { at_ms, actor: "jury".into(), action: action.into(), attempt_id: attempt, detail: serde_json::json!({}) }
+}
+
+fn pv_update(a: Uuid, from: AttemptState, to: AttemptState, contested: bool, due_at_ms: Option<i64>) -> PvUpdate {
+    PvUpdate { attempt: a, from, to, contested, due_at_ms, event: event(Some(a), "attempt_decided", 3_000) }
+}
+
+/// The PV decision, retention facts, holds, erasure, claims of what is due, and the
+/// destruction transaction with its purges, on both backends.
+#[tokio::test(flavor = "multi_thread")]
+async fn pv_decisions_holds_and_destruction() {
+    for b in backends().await {
+        let db = &*b.db;
+        let s = sitting(db).await;
+        let [a1, a2, a3] = ["c1", "c2", "c3"].map(|r| new_attempt(s, r));
+        for a in [&a1, &a2, &a3] {
+            db.create_attempt(a.clone()).await.unwrap();
+        }
+        assert!(set_state(db, a1.id, AttemptState::Enrolled, AttemptState::Ended, 2_000).await);
+        assert!(set_state(db, a2.id, AttemptState::Enrolled, AttemptState::Ended, 2_000).await);
+        let stream = stream_of(db, a1.id, 1_500).await;
+        assert_eq!(db.insert_chunk(a1.id, chunk(stream, 0, 1), 1_600).await.unwrap(), ChunkInsert::Created);
+        let reviewer = StaffAccount::new(Uuid::new_v4(), "relecteur".into(), server::domain::Role::Reviewer, "$argon2id$x".into(), 1);
+        db.create_staff(reviewer.clone(), 1).await.unwrap();
+        let review = Review { id: Uuid::new_v4(), attempt_id: a1.id, round: 1, reviewer_id: reviewer.id, started_at_ms: 10, submitted_at_ms: None, outcome: None };
+        db.create_review(review.clone()).await.unwrap();
+        let flag = Flag { id: Uuid::new_v4(), review_id: review.id, attempt_id: a1.id, start_ms: 1, end_ms: 2, category: FlagCategory::Talking, severity: Severity::Low, note: "note libre".into(), updated_at_ms: 1 };
+        assert!(db.save_flag(flag).await.unwrap());
+
+        // A decision whose attempts changed meanwhile records nothing.
+        let decision = PvDecision { sitting_id: s, outcome: PvOutcome::Reservations, decided_at_ms: 3_000, decided_by: "jury".into(), override_unsubmitted: true };
+        let raced = [pv_update(a1.id, AttemptState::InReview, AttemptState::Decided, false, Some(3_000))];
+        assert!(matches!(db.record_pv(&decision, &raced, event(None, "pv_decided", 3_000)).await.unwrap(), PvRecorded::Raced), "{}", b.name);
+        assert!(db.pv_decision(s).await.unwrap().is_none(), "{}: nothing of a raced decision stays", b.name);
+        let updates = [
+            pv_update(a1.id, AttemptState::Ended, AttemptState::Decided, false, Some(3_000)),
+            pv_update(a2.id, AttemptState::Ended, AttemptState::Decided, true, Some(9_000)),
+            pv_update(a3.id, AttemptState::Enrolled, AttemptState::Enrolled, false, Some(3_000)),
+        ];
+        match db.record_pv(&decision, &updates, event(None, "pv_decided", 3_000)).await.unwrap() {
+            PvRecorded::Recorded(entries) => assert_eq!(entries.len(), 4, "{}", b.name),
+            other => panic!("{}: {other:?}", b.name),
+        }
+        assert!(matches!(db.record_pv(&decision, &updates, event(None, "pv_decided", 3_001)).await.unwrap(), PvRecorded::AlreadyDecided), "{}", b.name);
+        assert_eq!(db.pv_decision(s).await.unwrap(), Some(decision.clone()), "{}", b.name);
+        let facts = db.retention_facts(&[a1.id, a2.id, a3.id, Uuid::new_v4()]).await.unwrap();
+        assert_eq!(facts.len(), 3, "{}: unknown ids are left out", b.name);
+        let f2 = facts.iter().find(|f| f.attempt_id == a2.id).unwrap();
+        assert_eq!((f2.state, f2.contested, f2.pv, f2.due_at_ms, f2.ended_at_ms), (AttemptState::Decided, true, Some((PvOutcome::Reservations, 3_000)), Some(9_000), Some(2_000)), "{}", b.name);
+        assert_eq!(db.attempt(a3.id).await.unwrap().state, AttemptState::Enrolled, "{}", b.name);
+
+        // A hold: the claim skips it; placed twice, the second changes nothing.
+        assert!(db.change_retention(a2.id, RetentionChange::Hold { reason: "recours".into() }, event(Some(a2.id), "hold", 4_000)).await.unwrap().is_some());
+        assert!(db.change_retention(a2.id, RetentionChange::Hold { reason: "again".into() }, event(Some(a2.id), "hold", 4_001)).await.unwrap().is_none());
+        let claimed: std::collections::HashSet<Uuid> = db.claim_due(10_000, 0, 60_000, 100).await.unwrap().into_iter().map(|f| f.attempt_id).collect();
+        assert_eq!(claimed, [a1.id, a3.id].into(), "{}: due by due_at, the held one skipped", b.name);
+        assert!(db.change_retention(a2.id, RetentionChange::Lift { at_ms: 5_000, due_at_ms: 12_000 }, event(Some(a2.id), "lift", 5_000)).await.unwrap().is_some());
+        let f2 = db.retention_facts(&[a2.id]).await.unwrap().pop().unwrap();
+        assert_eq!((f2.hold_reason, f2.hold_lifted_at_ms, f2.due_at_ms), (None, Some(5_000), Some(12_000)), "{}", b.name);
+        assert!(db.change_retention(a3.id, RetentionChange::Erasure { at_ms: 6_000 }, event(Some(a3.id), "erase", 6_000)).await.unwrap().is_some());
+        assert_eq!(db.retention_facts(&[a3.id]).await.unwrap()[0].erasure_requested_at_ms, Some(6_000), "{}", b.name);
+
+        // Destruction: key overwritten, receipt kept, connection data and notes purged;
+        // a held attempt is skipped; destroying twice changes nothing.
+        assert_eq!(db.connections_of(a1.id).await.unwrap(), vec![(stream, b"sealed connection".to_vec())], "{}", b.name);
+        assert!(db.change_retention(a2.id, RetentionChange::Hold { reason: "recours".into() }, event(Some(a2.id), "hold", 7_000)).await.unwrap().is_some());
+        let destroy = |a: Uuid| Destruction { attempt: a, receipt_json: format!("receipt of {a}"), at_ms: 8_000, event: event(Some(a), "attempt_destroyed", 8_000) };
+        assert_eq!(db.destroy_attempts(&[destroy(a1.id), destroy(a2.id)]).await.unwrap().len(), 1, "{}: the held one is skipped", b.name);
+        assert!(db.destroy_attempts(&[destroy(a1.id)]).await.unwrap().is_empty(), "{}", b.name);
+        let gone = db.attempt(a1.id).await.unwrap();
+        assert_eq!((gone.state, gone.wrapped_dek.len()), (AttemptState::Destroyed, 0), "{}", b.name);
+        let f1 = db.retention_facts(&[a1.id]).await.unwrap().pop().unwrap();
+        assert_eq!((f1.destroyed_at_ms, f1.receipt, f1.blobs_purged), (Some(8_000), Some(format!("receipt of {}", a1.id)), false), "{}", b.name);
+        assert!(db.connections_of(a1.id).await.unwrap().is_empty(), "{}", b.name);
+        assert_eq!(db.flags_of(a1.id).await.unwrap()[0].note, "", "{}: notes purged, categories kept", b.name);
+        assert_eq!(db.flags_of(a1.id).await.unwrap()[0].category, FlagCategory::Talking, "{}", b.name);
+        assert!(!db.pending_retention().await.unwrap().iter().any(|f| f.attempt_id == a1.id), "{}", b.name);
+        assert_eq!(db.epochs().await.unwrap(), vec![("2026-11".to_owned(), 2)], "{}", b.name);
+
+        // The blobs go afterwards, resumably: then the chunk rows too.
+        assert_eq!(db.unpurged(10).await.unwrap(), vec![a1.id], "{}", b.name);
+        db.finish_purge(a1.id, 9_000).await.unwrap();
+        assert!(db.unpurged(10).await.unwrap().is_empty(), "{}", b.name);
+        assert!(db.chunks_of(stream).await.unwrap().is_empty(), "{}", b.name);
+        assert_eq!(verify_audit_chain(&db.audit_trail().await.unwrap()), Ok(()), "{}", b.name);
     }
 }

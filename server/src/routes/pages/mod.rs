@@ -6,6 +6,7 @@
 
 mod account;
 mod admin;
+mod jury;
 mod review;
 
 use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSession};
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/assets/{name}", get(asset))
         .merge(review::router())
+        .merge(jury::router())
         .merge(account::router())
         .merge(admin::router())
 }
@@ -64,7 +66,11 @@ impl IntoResponse for PageError {
         if let AppError::Internal(e) = &self.0 {
             tracing::error!(error = format!("{e:#}"), "internal error on a page");
         }
-        let message = if status.is_server_error() { "erreur interne".to_owned() } else { self.0.to_string() };
+        let message = match &self.0 {
+            _ if status.is_server_error() => "erreur interne".to_owned(),
+            AppError::Gone => T.error_gone.to_owned(),
+            e => e.to_string(),
+        };
         let page = reviewer::ErrorPage { t: T, status: status.as_u16(), message: &message }.render().unwrap_or_default();
         (status, Html(page)).into_response()
     }

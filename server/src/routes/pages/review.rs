@@ -1,4 +1,4 @@
-//! The reviewer's queue and player, and the jury's outcomes.
+//! The reviewer's queue and player.
 
 use super::{render, time_fr, PageError, PageSession, T};
 use crate::error::AppError;
@@ -14,8 +14,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/queue", get(queue))
         .route("/attempts/{attempt_id}", get(player))
-        .route("/jury", get(jury))
-        .route("/jury/second-review", axum::routing::post(second_review))
 }
 
 async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
@@ -56,7 +54,7 @@ async fn player(State(app): State<AppState>, PageSession(session): PageSession, 
     if !who.role.may_view_recordings() {
         return Err(AppError::Forbidden("this role may not view recordings".into()).into());
     }
-    let a = app.attempt_for_staff(who, attempt).await?;
+    let a = app.viewable_attempt(who, attempt).await?;
     let sitting = app.db.sittings_of_staff(who.id).await.map_err(AppError::from)?.into_iter().find(|(id, _)| *id == a.sitting_id).map(|(_, r)| r).unwrap_or_default();
     let csrf = session.csrf();
     render(reviewer::PlayerPage {
@@ -72,46 +70,3 @@ async fn player(State(app): State<AppState>, PageSession(session): PageSession, 
 }
 
 
-/// The jury's view: per candidate of their sittings, the review's status and outcome,
-/// categories and counts (never the reviewers' notes, never the media).
-async fn jury(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
-    let who = &session.who;
-    if who.role != crate::domain::Role::Jury {
-        return Err(AppError::Forbidden("this page is the jury's".into()).into());
-    }
-    let mut rows = Vec::new();
-    for (sitting_id, sitting) in app.db.sittings_of_staff(who.id).await.map_err(AppError::from)? {
-        for a in app.db.attempts_of_sitting(sitting_id).await.map_err(AppError::from)? {
-            let outcome = app.review_outcome(a.id).await?;
-            let last = outcome.rounds.last();
-            rows.push(reviewer::JuryRow {
-                attempt_id: a.id.to_string(),
-                second_review_possible: outcome.rounds.len() == 1 && outcome.status == "submitted",
-                sitting: sitting.clone(),
-                candidate: a.reference,
-                state: Text::label(T.states, a.state.as_str()).into(),
-                review: Text::label(T.review_statuses, outcome.status).into(),
-                outcome: last.and_then(|r| r.outcome).map(|o| Text::label(T.outcomes, o.as_str()).to_owned()).unwrap_or_default(),
-                categories: last
-                    .map(|r| r.categories.iter().map(|(c, n)| format!("{} ×{n}", Text::label(T.categories, c))).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-            });
-        }
-    }
-    let csrf = session.csrf();
-    render(reviewer::JuryPage { t: T, login: &who.login, csrf: &csrf, rows })
-}
-
-#[derive(serde::Deserialize)]
-struct SecondReviewForm {
-    csrf: String,
-    attempt: String,
-    reviewer: String,
-}
-
-async fn second_review(State(app): State<AppState>, PageSession(s): PageSession, axum::extract::Form(f): axum::extract::Form<SecondReviewForm>) -> Result<axum::response::Response, PageError> {
-    use axum::response::IntoResponse;
-    super::check_csrf(&s, &f.csrf)?;
-    app.request_second_review(&s.who, parse_id(&f.attempt, "attempt id")?, f.reviewer.trim()).await?;
-    Ok(axum::response::Redirect::to("/jury").into_response())
-}

@@ -1,0 +1,197 @@
+//! Retention on PostgreSQL: the PV decision, the facts the policy reads, claims, and the
+//! one-transaction destruction of data keys.
+
+use super::*;
+
+type RetentionRecord = RetentionRec<Uuid, bool>;
+type PvRecord = PvRec<Uuid, bool>;
+
+#[async_trait]
+impl RetentionStore for PostgresDatabase {
+    async fn record_pv(&self, d: &PvDecision, updates: &[PvUpdate], event: AuditEvent) -> DbResult<PvRecorded> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let inserted = sqlx::query!(
+            "INSERT INTO pv_decisions (sitting_id, outcome, decided_at, decided_by, override_unsubmitted) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (sitting_id) DO NOTHING",
+            d.sitting_id,
+            d.outcome.as_str(),
+            d.decided_at_ms,
+            d.decided_by,
+            d.override_unsubmitted
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            return Ok(PvRecorded::AlreadyDecided);
+        }
+        let mut entries = Vec::with_capacity(updates.len() + 1);
+        for u in updates {
+            if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
+                return Ok(PvRecorded::Raced);
+            }
+            sqlx::query!("UPDATE attempts SET contested = $2, due_at = COALESCE($3, due_at) WHERE id = $1", u.attempt, u.contested, u.due_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            entries.push(append_audit_in(&mut tx, u.event.clone()).await?);
+        }
+        entries.push(append_audit_in(&mut tx, event).await?);
+        tx.commit().await.map_err(backend)?;
+        Ok(PvRecorded::Recorded(entries))
+    }
+
+    async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>> {
+        let row = sqlx::query_as!(PvRecord, "SELECT sitting_id, outcome, decided_at, decided_by, override_unsubmitted FROM pv_decisions WHERE sitting_id = $1", sitting)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(parse).transpose()
+    }
+
+    async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>> {
+        parse_all(
+            sqlx::query_as!(
+                RetentionRecord,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                     p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
+                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
+                   FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
+                   WHERE a.id = ANY($1)"#,
+                ids
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>> {
+        parse_all(
+            sqlx::query_as!(
+                RetentionRecord,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                     p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
+                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
+                   FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
+                   WHERE a.destroyed_at IS NULL ORDER BY a.created_at"#
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = match &change {
+            // While held, the erasure waits for the lift (which fixes the due time).
+            RetentionChange::Erasure { at_ms } => sqlx::query!(
+                "UPDATE attempts SET erasure_requested_at = $2, due_at = CASE WHEN hold_reason IS NULL THEN $2 ELSE due_at END
+                 WHERE id = $1 AND destroyed_at IS NULL AND erasure_requested_at IS NULL",
+                attempt,
+                at_ms
+            )
+            .execute(&mut *tx)
+            .await,
+            RetentionChange::Hold { reason } => {
+                sqlx::query!("UPDATE attempts SET hold_reason = $2 WHERE id = $1 AND destroyed_at IS NULL AND hold_reason IS NULL", attempt, reason).execute(&mut *tx).await
+            }
+            RetentionChange::Lift { at_ms, due_at_ms } => sqlx::query!(
+                "UPDATE attempts SET hold_reason = NULL, hold_lifted_at = $2, due_at = $3 WHERE id = $1 AND hold_reason IS NOT NULL",
+                attempt,
+                at_ms,
+                due_at_ms
+            )
+            .execute(&mut *tx)
+            .await,
+        }
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let entry = append_audit_in(&mut tx, event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(entry))
+    }
+
+    async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>> {
+        // Rows another transaction is claiming are skipped, not waited for: claimers on
+        // every instance run at once and share the work.
+        let ids = sqlx::query_scalar!(
+            "UPDATE attempts SET claimed_until = $1::BIGINT + $3::BIGINT WHERE id IN (
+                 SELECT id FROM attempts
+                 WHERE destroyed_at IS NULL AND hold_reason IS NULL AND (claimed_until IS NULL OR claimed_until <= $1)
+                   AND ((due_at IS NOT NULL AND due_at <= $1) OR (due_at IS NULL AND COALESCE(ended_at, created_at) <= $2))
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            now_ms,
+            undecided_cutoff_ms,
+            lease_ms,
+            limit as i64
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        self.retention_facts(&ids).await
+    }
+
+    async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut entries = Vec::with_capacity(batch.len());
+        for d in batch {
+            let done = sqlx::query!(
+                "UPDATE attempts SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = $2, destroyed_at = $2, receipt = $3, claimed_until = NULL
+                 WHERE id = $1 AND destroyed_at IS NULL AND hold_reason IS NULL",
+                d.attempt,
+                d.at_ms,
+                d.receipt_json
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id = $1", d.attempt)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = $1", d.attempt).execute(&mut *tx).await.map_err(backend)?;
+            entries.push(append_audit_in(&mut tx, d.event.clone()).await?);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(entries)
+    }
+
+    async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>> {
+        sqlx::query_scalar!("SELECT id FROM attempts WHERE destroyed_at IS NOT NULL AND blobs_purged_at IS NULL ORDER BY destroyed_at LIMIT $1", limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn finish_purge(&self, attempt: Uuid, at_ms: i64) -> DbResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = $1)", attempt).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("UPDATE attempts SET blobs_purged_at = $2 WHERE id = $1", attempt, at_ms).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn epochs(&self) -> DbResult<Vec<(String, u64)>> {
+        let rows = sqlx::query!(r#"SELECT kek_epoch, COUNT(*) FILTER (WHERE destroyed_at IS NULL) AS "live!" FROM attempts GROUP BY kek_epoch ORDER BY kek_epoch"#)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.kek_epoch, r.live as u64)).collect())
+    }
+
+    async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+        let rows = sqlx::query!(r#"SELECT id, connection AS "connection!" FROM streams WHERE attempt_id = $1 AND connection IS NOT NULL ORDER BY opened_at"#, attempt)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.connection)).collect())
+    }
+}

@@ -1,0 +1,226 @@
+//! Retention on SQLite: the PV decision, the facts the policy reads, claims, and the
+//! one-transaction destruction of data keys.
+
+use super::*;
+
+type RetentionRecord = RetentionRec<String, i64>;
+type PvRecord = PvRec<String, i64>;
+
+/// A list of ids as the JSON array `json_each` reads.
+fn json_ids(ids: &[Uuid]) -> String {
+    serde_json::to_string(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).expect("strings serialise")
+}
+
+#[async_trait]
+impl RetentionStore for SqliteDatabase {
+    async fn record_pv(&self, d: &PvDecision, updates: &[PvUpdate], event: AuditEvent) -> DbResult<PvRecorded> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let sitting = d.sitting_id.to_string();
+        if sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM pv_decisions WHERE sitting_id = ?1"#, sitting).fetch_optional(&mut *tx).await.map_err(backend)?.is_some() {
+            return Ok(PvRecorded::AlreadyDecided);
+        }
+        let outcome = d.outcome.as_str();
+        sqlx::query!(
+            "INSERT INTO pv_decisions (sitting_id, outcome, decided_at, decided_by, override_unsubmitted) VALUES (?1, ?2, ?3, ?4, ?5)",
+            sitting,
+            outcome,
+            d.decided_at_ms,
+            d.decided_by,
+            d.override_unsubmitted
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut entries = Vec::with_capacity(updates.len() + 1);
+        for u in updates {
+            if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
+                return Ok(PvRecorded::Raced);
+            }
+            let id = u.attempt.to_string();
+            sqlx::query!("UPDATE attempts SET contested = ?2, due_at = COALESCE(?3, due_at) WHERE id = ?1", id, u.contested, u.due_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            entries.push(append_audit_in(&mut tx, u.event.clone()).await?);
+        }
+        entries.push(append_audit_in(&mut tx, event).await?);
+        tx.commit().await.map_err(backend)?;
+        Ok(PvRecorded::Recorded(entries))
+    }
+
+    async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>> {
+        let sitting = sitting.to_string();
+        let row = sqlx::query_as!(
+            PvRecord,
+            r#"SELECT sitting_id AS "sitting_id!", outcome AS "outcome!", decided_at AS "decided_at!", decided_by AS "decided_by!", override_unsubmitted AS "override_unsubmitted!"
+               FROM pv_decisions WHERE sitting_id = ?1"#,
+            sitting
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend)?;
+        row.map(parse).transpose()
+    }
+
+    async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>> {
+        let ids = json_ids(ids);
+        parse_all(
+            sqlx::query_as!(
+                RetentionRecord,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                     p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
+                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
+                   FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
+                   WHERE a.id IN (SELECT value FROM json_each(?1))"#,
+                ids
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>> {
+        parse_all(
+            sqlx::query_as!(
+                RetentionRecord,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                     p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
+                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
+                   FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
+                   WHERE a.destroyed_at IS NULL ORDER BY a.created_at"#
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let id = attempt.to_string();
+        let done = match &change {
+            // While held, the erasure waits for the lift (which fixes the due time).
+            RetentionChange::Erasure { at_ms } => sqlx::query!(
+                "UPDATE attempts SET erasure_requested_at = ?2, due_at = CASE WHEN hold_reason IS NULL THEN ?2 ELSE due_at END
+                 WHERE id = ?1 AND destroyed_at IS NULL AND erasure_requested_at IS NULL",
+                id,
+                at_ms
+            )
+            .execute(&mut *tx)
+            .await,
+            RetentionChange::Hold { reason } => {
+                sqlx::query!("UPDATE attempts SET hold_reason = ?2 WHERE id = ?1 AND destroyed_at IS NULL AND hold_reason IS NULL", id, reason).execute(&mut *tx).await
+            }
+            RetentionChange::Lift { at_ms, due_at_ms } => sqlx::query!(
+                "UPDATE attempts SET hold_reason = NULL, hold_lifted_at = ?2, due_at = ?3 WHERE id = ?1 AND hold_reason IS NOT NULL",
+                id,
+                at_ms,
+                due_at_ms
+            )
+            .execute(&mut *tx)
+            .await,
+        }
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let entry = append_audit_in(&mut tx, event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(entry))
+    }
+
+    async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>> {
+        // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
+        // other on the same file take turns, so no row is claimed twice.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let limit = limit as i64;
+        let ids: Vec<String> = sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM attempts
+               WHERE destroyed_at IS NULL AND hold_reason IS NULL AND (claimed_until IS NULL OR claimed_until <= ?1)
+                 AND ((due_at IS NOT NULL AND due_at <= ?1) OR (due_at IS NULL AND COALESCE(ended_at, created_at) <= ?2))
+               LIMIT ?3"#,
+            now_ms,
+            undecided_cutoff_ms,
+            limit
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let ids: Vec<Uuid> = ids.into_iter().map(|i| i.into_uuid("id")).collect::<Result<_, _>>().map_err(backend)?;
+        let (list, until) = (json_ids(&ids), now_ms + lease_ms);
+        sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id IN (SELECT value FROM json_each(?1))", list, until).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        self.retention_facts(&ids).await
+    }
+
+    async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut entries = Vec::with_capacity(batch.len());
+        for d in batch {
+            let id = d.attempt.to_string();
+            // secure_delete (set at connection) zeroes the freed bytes of the old row.
+            let done = sqlx::query!(
+                "UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = ?2, destroyed_at = ?2, receipt = ?3, claimed_until = NULL
+                 WHERE id = ?1 AND destroyed_at IS NULL AND hold_reason IS NULL",
+                id,
+                d.at_ms,
+                d.receipt_json
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if done.rows_affected() == 0 {
+                continue;
+            }
+            sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id = ?1", id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = ?1", id).execute(&mut *tx).await.map_err(backend)?;
+            entries.push(append_audit_in(&mut tx, d.event.clone()).await?);
+        }
+        tx.commit().await.map_err(backend)?;
+        // Move the new pages into the database file and empty the WAL, so that the old
+        // pages (with the wrapped keys) leave it now. Best effort: a reader may hold it;
+        // the next destruction or SQLite's own checkpoint does it then.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
+        Ok(entries)
+    }
+
+    async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>> {
+        let limit = limit as i64;
+        let ids = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE destroyed_at IS NOT NULL AND blobs_purged_at IS NULL ORDER BY destroyed_at LIMIT ?1"#, limit)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?;
+        ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
+    }
+
+    async fn finish_purge(&self, attempt: Uuid, at_ms: i64) -> DbResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let id = attempt.to_string();
+        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ?1)", id).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("UPDATE attempts SET blobs_purged_at = ?2 WHERE id = ?1", id, at_ms).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn epochs(&self) -> DbResult<Vec<(String, u64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT kek_epoch AS "epoch!", SUM(CASE WHEN destroyed_at IS NULL THEN 1 ELSE 0 END) AS "live!: i64" FROM attempts GROUP BY kek_epoch ORDER BY kek_epoch"#
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.epoch, r.live as u64)).collect())
+    }
+
+    async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+        let attempt = attempt.to_string();
+        let rows = sqlx::query!(r#"SELECT id AS "id!", connection AS "connection!" FROM streams WHERE attempt_id = ?1 AND connection IS NOT NULL ORDER BY opened_at"#, attempt)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?;
+        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.connection))).collect()
+    }
+}

@@ -1,0 +1,82 @@
+//! Crypto-shredding. First the data keys, in one transaction: the wrapped key is
+//! overwritten (SQLite's `secure_delete` zeroes the old bytes, the WAL is checkpointed),
+//! the receipt signed and stored, connection data and flag notes purged, each destruction
+//! audited. From then on nothing of the attempt can be read, and every read answers 410.
+//! Then its blobs, which are ciphertext nobody can open any more: deleted, and the chunk
+//! rows with them. A crash between the two leaves an attempt destroyed and not purged,
+//! which `purge_destroyed` (the worker, at start-up) finishes.
+
+use crate::clock::rfc3339;
+use crate::db::{AuditEvent, Destruction, RetentionFacts};
+use crate::error::AppError;
+use crate::faults::crash_point;
+use crate::service::Proctor;
+use protocol::{sign_receipt, Receipt, SignedReceipt};
+
+impl Proctor {
+    /// Destroys the data keys of these attempts now, in one transaction; `by` is the rule
+    /// or the account. Returns the receipts of those it destroyed (not those already
+    /// destroyed, or placed on hold meanwhile).
+    pub(crate) async fn destroy_keys(&self, targets: &[RetentionFacts], by: &str) -> Result<Vec<SignedReceipt>, AppError> {
+        let targets: Vec<&RetentionFacts> = targets.iter().filter(|f| f.destroyed_at_ms.is_none()).collect();
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.receipt_signing_key()?;
+        let now = self.clock.now();
+        let at_ms = crate::clock::unix_ms(now);
+        let mut batch = Vec::with_capacity(targets.len());
+        let mut receipts = Vec::with_capacity(targets.len());
+        for f in targets {
+            let reason = super::reason(f);
+            let receipt = sign_receipt(
+                &key,
+                Receipt {
+                    version: 1,
+                    attempt_id: f.attempt_id,
+                    sitting_id: f.sitting_id,
+                    destroyed_at: rfc3339(now),
+                    reason: reason.into(),
+                    by: by.into(),
+                    key_fingerprint: f.dek_fingerprint.clone(),
+                },
+            );
+            let event = AuditEvent {
+                at_ms,
+                actor: by.into(),
+                action: "attempt_destroyed".into(),
+                attempt_id: Some(f.attempt_id),
+                detail: serde_json::json!({ "reason": reason, "key_fingerprint": f.dek_fingerprint, "from": f.state }),
+            };
+            batch.push(Destruction { attempt: f.attempt_id, receipt_json: serde_json::to_string(&receipt).map_err(anyhow::Error::from)?, at_ms, event });
+            receipts.push(receipt);
+        }
+        let entries = self.db.destroy_attempts(&batch).await?;
+        // The chain covers every entry before it: one checkpoint vouches for the batch.
+        if let Some(last) = entries.last() {
+            self.checkpoint(last).await?;
+        }
+        crate::metrics::attempts_destroyed(entries.len() as u64);
+        crash_point("after-key-delete");
+        let done: std::collections::HashSet<_> = entries.iter().filter_map(|e| e.attempt_id).collect();
+        receipts.retain(|r| done.contains(&r.receipt.attempt_id));
+        Ok(receipts)
+    }
+
+    /// Deletes the blobs of every destroyed attempt not purged yet; returns how many
+    /// attempts it purged. Safe to run on several instances at once, and after a crash.
+    pub async fn purge_destroyed(&self) -> Result<u64, AppError> {
+        let mut purged = 0;
+        loop {
+            let ids = self.db.unpurged(100).await?;
+            if ids.is_empty() {
+                return Ok(purged);
+            }
+            for id in ids {
+                self.blobs.delete_attempt(id, || crash_point("during-blob-deletion")).await?;
+                self.db.finish_purge(id, self.now_ms()).await?;
+                purged += 1;
+            }
+        }
+    }
+}

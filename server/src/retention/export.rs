@@ -1,0 +1,111 @@
+//! The candidate's right of access and portability: the recording and its flags, written
+//! as a tar archive encrypted to the data protection officer's `age` recipient. Fragments
+//! are opened in memory and go straight into the encryption: the server's disk only ever
+//! holds the encrypted file.
+//!
+//! Inside: `manifest.json` (the attempt, its streams with their connection data, the
+//! flags with their notes, the retention status, the access report) and, per stream,
+//! `stream-N/NNNNNN.mp4`, its fragments in order; `cat stream-1/*.mp4 > stream-1.mp4`
+//! gives a file any player reads.
+
+use crate::blobs::chunk_path;
+use crate::error::AppError;
+use crate::review::playback::matches_row;
+use crate::service::Proctor;
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct ExportSummary {
+    pub attempt_id: Uuid,
+    pub file: String,
+    pub streams: usize,
+    pub fragments: usize,
+    /// Fragments that failed their checks: listed in the manifest, not exported.
+    pub altered: Vec<(Uuid, u32)>,
+}
+
+#[derive(Serialize)]
+struct StreamManifest {
+    directory: String,
+    stream_id: Uuid,
+    opened_at: String,
+    connection: Option<crate::db::ConnectionInfo>,
+    fragments: usize,
+}
+
+impl Proctor {
+    pub async fn export_attempt(&self, actor: &str, attempt_id: Uuid, recipient: &str, out: &Path) -> Result<ExportSummary, AppError> {
+        let recipient = age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| AppError::BadRequest(format!("not an age recipient (age1…): {e}")))?;
+        let attempt = self.attempt_or_404(attempt_id).await?;
+        if attempt.state == crate::lifecycle::AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        let dek = self.attempt_key(&attempt)?;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|e| AppError::BadRequest(format!("cannot create {}: {e}", out.display())))?;
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient)).map_err(|e| anyhow::anyhow!("age: {e}"))?;
+        let sealed = encryptor.wrap_output(std::io::BufWriter::new(file)).map_err(|e| anyhow::anyhow!("age: {e}"))?;
+        let mut tar = tar::Builder::new(sealed);
+        let connections: std::collections::HashMap<Uuid, Vec<u8>> = self.db.connections_of(attempt_id).await?.into_iter().collect();
+        let (mut streams, mut fragments, mut altered) = (Vec::new(), 0, Vec::new());
+        for (n, stream) in self.db.streams_of(attempt_id).await?.into_iter().enumerate() {
+            let dir = format!("stream-{}", n + 1);
+            let key = dek.derive_stream_key(&protocol::StreamSalt(stream.salt), &attempt_id, &stream.id);
+            let mut count = 0;
+            for row in self.db.chunks_of(stream.id).await? {
+                let blob = self.blobs.get(&chunk_path(attempt_id, stream.id, row.index, &row.content_sha256)).await?;
+                let media = match protocol::open_chunk(&key, attempt_id, stream.id, &blob) {
+                    Ok(o) if matches_row(&o, &row) => zeroize::Zeroizing::new(o.plaintext),
+                    _ => {
+                        altered.push((stream.id, row.index));
+                        continue;
+                    }
+                };
+                let Ok(payload) = protocol::decode_payload(&media) else {
+                    altered.push((stream.id, row.index));
+                    continue;
+                };
+                append(&mut tar, &format!("{dir}/{:06}.mp4", row.index), payload.media)?;
+                count += 1;
+            }
+            fragments += count;
+            let connection = connections.get(&stream.id).and_then(|c| crate::keys::open_connection(&dek, &attempt_id, &stream.id, c).ok());
+            streams.push(StreamManifest { directory: dir, stream_id: stream.id, opened_at: crate::clock::rfc3339(crate::clock::from_unix_ms(stream.opened_at_ms)), connection, fragments: count });
+        }
+        let flags: Vec<serde_json::Value> = self
+            .db
+            .flags_of(attempt_id)
+            .await?
+            .into_iter()
+            .map(|f| serde_json::json!({ "start_ms": f.start_ms, "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "note": f.note }))
+            .collect();
+        let manifest = serde_json::json!({
+            "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
+            "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,
+            "retention": self.attempt_retention(attempt_id).await?, "access_report": self.access_report(attempt_id).await?,
+            "how_to_play": "cat stream-1/*.mp4 > stream-1.mp4, for each stream",
+        });
+        append(&mut tar, "manifest.json", &serde_json::to_vec_pretty(&manifest).map_err(anyhow::Error::from)?)?;
+        let sealed = tar.into_inner().map_err(io)?;
+        let mut file = sealed.finish().map_err(io)?;
+        file.flush().map_err(io)?;
+        file.get_ref().sync_all().map_err(io)?;
+        self.audit(actor, "attempt_exported", Some(attempt_id), serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments })).await?;
+        Ok(ExportSummary { attempt_id, file: out.display().to_string(), streams: streams.len(), fragments, altered })
+    }
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<(), AppError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o600);
+    header.set_cksum();
+    tar.append_data(&mut header, path, data).map_err(io)
+}
+
+fn io(e: std::io::Error) -> AppError {
+    AppError::Internal(anyhow::anyhow!("writing the export: {e}"))
+}

@@ -1,0 +1,207 @@
+//! The jury's decision on a sitting's minutes (PV). Irreversible and audited: validated
+//! without reservation destroys every attempt of the sitting in the same request, before
+//! it answers; validated with reservations keeps the contested attempts 2 months and
+//! destroys the others; refused keeps them all 2 months. A PV is not decided while a
+//! review is unsubmitted, unless the jury says so explicitly (audited with the count).
+
+use super::policy::Retention;
+use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::db::{AuditEvent, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionFacts};
+use crate::error::AppError;
+use crate::lifecycle::{AttemptState, Transition};
+use crate::service::Proctor;
+use protocol::SignedReceipt;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PvRequest {
+    /// `validated`, `reservations` or `refused`.
+    #[schema(value_type = String)]
+    pub outcome: PvOutcome,
+    /// The attempts a PV validated with reservations contests (at least one; none otherwise).
+    #[serde(default)]
+    pub contested: Vec<Uuid>,
+    /// Decide although reviews of the sitting are unsubmitted (recorded in the audit).
+    #[serde(default)]
+    pub override_unsubmitted: bool,
+    /// Integration API only: the jury member who decided, for the audit and the receipts
+    /// (staff routes use the session's account).
+    #[serde(default)]
+    pub decided_by: Option<String>,
+}
+
+/// What a decision does to one attempt.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PlannedAttempt {
+    pub attempt_id: Uuid,
+    pub reference: String,
+    pub contested: bool,
+    /// `destroyed_now`, `kept` or `held` (a legal hold: nothing is deleted while it stands).
+    pub fate: &'static str,
+    /// RFC 3339: when a kept attempt is destroyed.
+    pub kept_until: Option<String>,
+    #[serde(skip)]
+    pub kept_until_ms: Option<i64>,
+    /// Its review is not submitted (or not started).
+    pub review_unsubmitted: bool,
+}
+
+/// What a decision would do, before it is confirmed (the jury page shows it).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PvPlan {
+    pub sitting_id: Uuid,
+    #[schema(value_type = String)]
+    pub outcome: PvOutcome,
+    pub attempts: Vec<PlannedAttempt>,
+    pub unsubmitted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PvResult {
+    pub sitting_id: Uuid,
+    #[schema(value_type = String)]
+    pub outcome: PvOutcome,
+    pub decided_at: String,
+    pub decided_by: String,
+    pub override_unsubmitted: bool,
+    pub attempts: Vec<PlannedAttempt>,
+    /// The signed destruction receipts of the attempts destroyed by this decision.
+    #[schema(value_type = Vec<Object>)]
+    pub receipts: Vec<SignedReceipt>,
+}
+
+impl Proctor {
+    /// Only the sitting's jury decides its PV; another sitting answers as an unknown one.
+    pub async fn require_jury_of(&self, staff: &crate::service::StaffIdentity, sitting: Uuid) -> Result<(), AppError> {
+        if staff.role != crate::domain::Role::Jury {
+            return Err(AppError::Forbidden("the PV is decided by the sitting's jury".into()));
+        }
+        if !self.db.is_assigned(staff.id, sitting).await? {
+            return Err(AppError::NotFound("sitting"));
+        }
+        Ok(())
+    }
+
+    /// The decision's effect on every attempt of the sitting, checked but not recorded.
+    pub async fn pv_plan(&self, sitting: Uuid, req: &PvRequest) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+        if !self.db.sitting_exists(sitting).await? {
+            return Err(AppError::NotFound("sitting"));
+        }
+        if self.db.pv_decision(sitting).await?.is_some() {
+            return Err(AppError::PvAlreadyDecided);
+        }
+        let attempts = self.db.attempts_of_sitting(sitting).await?;
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+        let contested: HashSet<Uuid> = req.contested.iter().copied().collect();
+        match req.outcome {
+            PvOutcome::Reservations if contested.is_empty() => return Err(AppError::BadRequest("a PV validated with reservations names the contested candidates".into())),
+            PvOutcome::Validated | PvOutcome::Refused if !contested.is_empty() => {
+                return Err(AppError::BadRequest("only a PV validated with reservations names contested candidates".into()))
+            }
+            _ => {}
+        }
+        if let Some(stranger) = contested.iter().find(|c| !ids.contains(c)) {
+            return Err(AppError::BadRequest(format!("attempt {stranger} is not a candidate of this sitting")));
+        }
+        let in_progress = attempts.iter().filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording)).count();
+        if in_progress > 0 {
+            return Err(AppError::Conflict(format!("{in_progress} attempt(s) of the sitting are still in progress: end them first")));
+        }
+        let now = self.clock.now();
+        let mut facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
+        let mut planned = Vec::with_capacity(attempts.len());
+        let mut effects = Vec::with_capacity(attempts.len());
+        for a in &attempts {
+            let Some(mut f) = facts.remove(&a.id) else { continue };
+            if f.destroyed_at_ms.is_some() {
+                continue;
+            }
+            f.pv = Some((req.outcome, unix_ms(now)));
+            f.contested = contested.contains(&a.id);
+            let r = self.retention_of(&f);
+            let (fate, kept_until) = match r {
+                Retention::Held => ("held", None),
+                Retention::DestroyAt(t) if t <= now => ("destroyed_now", None),
+                Retention::DestroyAt(t) => ("kept", Some(t)),
+            };
+            // Something was recorded and its review is not submitted.
+            let review_unsubmitted = matches!(a.state, AttemptState::Ended | AttemptState::InReview);
+            planned.push(PlannedAttempt {
+                attempt_id: a.id,
+                reference: a.reference.clone(),
+                contested: f.contested,
+                fate,
+                kept_until: kept_until.map(rfc3339),
+                kept_until_ms: kept_until.map(unix_ms),
+                review_unsubmitted,
+            });
+            effects.push((f, r));
+        }
+        let unsubmitted = planned.iter().filter(|p| p.review_unsubmitted).count();
+        Ok((PvPlan { sitting_id: sitting, outcome: req.outcome, attempts: planned, unsubmitted }, effects))
+    }
+
+    /// Records the decision and destroys, before answering, what it makes due at once.
+    pub async fn decide_pv(&self, actor: &str, sitting: Uuid, req: PvRequest) -> Result<PvResult, AppError> {
+        for _ in 0..5 {
+            let (plan, effects) = self.pv_plan(sitting, &req).await?;
+            if plan.unsubmitted > 0 && !req.override_unsubmitted {
+                return Err(AppError::ReviewsUnsubmitted(plan.unsubmitted));
+            }
+            let now = self.clock.now();
+            let at_ms = unix_ms(now);
+            let decision = PvDecision { sitting_id: sitting, outcome: req.outcome, decided_at_ms: at_ms, decided_by: actor.into(), override_unsubmitted: req.override_unsubmitted };
+            let updates: Vec<PvUpdate> = effects
+                .iter()
+                .map(|(f, r)| {
+                    let to = f.state.apply(Transition::Decide).unwrap_or(f.state);
+                    let due_at_ms = match r {
+                        Retention::DestroyAt(t) => Some(unix_ms(*t)),
+                        Retention::Held => None,
+                    };
+                    let event = AuditEvent {
+                        at_ms,
+                        actor: actor.into(),
+                        action: Transition::Decide.audit_action().into(),
+                        attempt_id: Some(f.attempt_id),
+                        detail: serde_json::json!({ "from": f.state, "to": to, "outcome": req.outcome, "contested": f.contested, "due_at": due_at_ms.map(|t| rfc3339(from_unix_ms(t))) }),
+                    };
+                    PvUpdate { attempt: f.attempt_id, from: f.state, to, contested: f.contested, due_at_ms, event }
+                })
+                .collect();
+            let event = AuditEvent {
+                at_ms,
+                actor: actor.into(),
+                action: "pv_decided".into(),
+                attempt_id: None,
+                detail: serde_json::json!({ "sitting_id": sitting, "outcome": req.outcome, "contested": req.contested,
+                    "override_unsubmitted": req.override_unsubmitted, "unsubmitted": plan.unsubmitted }),
+            };
+            let entries = match self.db.record_pv(&decision, &updates, event).await? {
+                PvRecorded::Recorded(entries) => entries,
+                PvRecorded::AlreadyDecided => return Err(AppError::PvAlreadyDecided),
+                PvRecorded::Raced => continue,
+            };
+            if let Some(last) = entries.last() {
+                self.checkpoint(last).await?;
+            }
+            let due: Vec<RetentionFacts> = effects.into_iter().filter(|(_, r)| r.is_due(now)).map(|(f, _)| f).collect();
+            let receipts = self.destroy_keys(&due, actor).await?;
+            // The blobs go in the background (the worker is woken; the CLI purges itself).
+            self.retention_wake.notify_one();
+            return Ok(PvResult {
+                sitting_id: sitting,
+                outcome: req.outcome,
+                decided_at: rfc3339(now),
+                decided_by: actor.into(),
+                override_unsubmitted: req.override_unsubmitted,
+                attempts: plan.attempts,
+                receipts,
+            });
+        }
+        Err(AppError::Conflict("the sitting's attempts kept changing; try again".into()))
+    }
+}

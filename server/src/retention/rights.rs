@@ -1,0 +1,125 @@
+//! The candidate's rights, exercised by the data protection officer: erasure on request
+//! (or consent withdrawn) at once whatever the PV says; legal holds, during which nothing
+//! of the attempt is modified or deleted; the access report (who saw what, when).
+
+use super::policy::Retention;
+use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::db::{AuditEvent, RetentionChange};
+use crate::error::AppError;
+use crate::service::Proctor;
+use protocol::SignedReceipt;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Consecutive views by one account closer than this make one line of the report.
+const VIEWING_SESSION_GAP_MS: i64 = 10 * 60 * 1000;
+
+/// One line of the access report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AccessEntry {
+    pub account: String,
+    /// `reviewer`, `jury`, `admin`, or `system` for the server's own accounts.
+    pub role: String,
+    pub action: String,
+    pub from: String,
+    pub to: String,
+    /// The recording's media time seen (ms from the stream's start), for views.
+    pub media_from_ms: Option<u64>,
+    pub media_to_ms: Option<u64>,
+    pub count: u32,
+}
+
+impl Proctor {
+    /// Erasure: recorded and carried out now (unless a legal hold stands: then at its lift).
+    pub async fn erase_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<Option<SignedReceipt>, AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(AppError::BadRequest("an erasure states its reason (at most 500 characters)".into()));
+        }
+        let f = self.facts(attempt).await?;
+        if f.destroyed_at_ms.is_some() {
+            return Err(AppError::Gone);
+        }
+        let at_ms = self.now_ms();
+        let event = AuditEvent { at_ms, actor: actor.into(), action: "erasure_requested".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
+        if let Some(entry) = self.db.change_retention(attempt, RetentionChange::Erasure { at_ms }, event).await? {
+            self.checkpoint(&entry).await?;
+        }
+        let f = self.facts(attempt).await?;
+        let receipt = self.destroy_keys(std::slice::from_ref(&f), actor).await?.pop();
+        self.retention_wake.notify_one();
+        Ok(receipt)
+    }
+
+    /// Places a legal hold: the worker skips the attempt, nothing of it is deleted.
+    pub async fn hold_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<(), AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(AppError::BadRequest("a legal hold states its reason (at most 500 characters)".into()));
+        }
+        let f = self.facts(attempt).await?;
+        if f.destroyed_at_ms.is_some() {
+            return Err(AppError::Gone);
+        }
+        let event = AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: "legal_hold_placed".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
+        match self.db.change_retention(attempt, RetentionChange::Hold { reason: reason.into() }, event).await? {
+            Some(entry) => self.checkpoint(&entry).await,
+            None => Err(AppError::Conflict("this attempt is already on hold".into())),
+        }
+    }
+
+    /// Lifts the hold: the 2-month clock starts again from now. Returns the new due time.
+    pub async fn lift_hold(&self, actor: &str, attempt: Uuid) -> Result<String, AppError> {
+        let mut f = self.facts(attempt).await?;
+        if f.hold_reason.is_none() {
+            return Err(AppError::Conflict("this attempt is not on hold".into()));
+        }
+        let at_ms = self.now_ms();
+        f.hold_reason = None;
+        f.hold_lifted_at_ms = Some(at_ms);
+        let Retention::DestroyAt(due) = self.retention_of(&f) else { unreachable!("not held any more") };
+        let event = AuditEvent { at_ms, actor: actor.into(), action: "legal_hold_lifted".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "due_at": rfc3339(due) }) };
+        match self.db.change_retention(attempt, RetentionChange::Lift { at_ms, due_at_ms: unix_ms(due) }, event).await? {
+            Some(entry) => self.checkpoint(&entry).await?,
+            None => return Err(AppError::Conflict("this attempt is not on hold".into())),
+        }
+        self.retention_wake.notify_one();
+        Ok(rfc3339(due))
+    }
+
+    /// Who accessed the attempt, when, and which part of the recording: what the
+    /// candidate may ask under the right of access.
+    pub async fn access_report(&self, attempt: Uuid) -> Result<Vec<AccessEntry>, AppError> {
+        self.attempt_or_404(attempt).await?;
+        let mut roles = std::collections::HashMap::new();
+        for s in self.db.list_staff().await? {
+            roles.insert(s.login, s.role.as_str().to_owned());
+        }
+        let mut out: Vec<AccessEntry> = Vec::new();
+        let mut last_at: Option<i64> = None;
+        for e in self.db.audit_trail().await?.into_iter().filter(|e| e.attempt_id == Some(attempt)) {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
+            let media_from = detail.get("media_from_ms").and_then(|v| v.as_u64());
+            let media_to = detail.get("media_to_ms").and_then(|v| v.as_u64()).or(media_from);
+            let role = roles.get(&e.actor).cloned().unwrap_or_else(|| "system".into());
+            let at = rfc3339(from_unix_ms(e.at_ms));
+            if let Some(prev) = out.last_mut().filter(|p| p.account == e.actor && p.action == e.action && last_at.is_some_and(|t| e.at_ms - t < VIEWING_SESSION_GAP_MS)) {
+                prev.to = at;
+                prev.count += 1;
+                prev.media_from_ms = min_opt(prev.media_from_ms, media_from);
+                prev.media_to_ms = prev.media_to_ms.max(media_to);
+            } else {
+                out.push(AccessEntry { account: e.actor, role, action: e.action, from: at.clone(), to: at, media_from_ms: media_from, media_to_ms: media_to, count: 1 });
+            }
+            last_at = Some(e.at_ms);
+        }
+        Ok(out)
+    }
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

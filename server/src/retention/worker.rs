@@ -1,0 +1,105 @@
+//! The retention worker: at start-up, every `sweep_interval` and at once when woken (a
+//! PV validated), it destroys what the policy says is due, finishes the blob deletion of
+//! anything destroyed before a crash, and destroys the key epochs no live attempt needs.
+//! Attempts are claimed for a lease before they are handled, so several instances (or a
+//! CLI beside a server) share the work and never handle one attempt twice at once; a
+//! worker that dies leaves claims that lapse.
+
+use crate::clock::{rfc3339, unix_ms};
+use crate::error::AppError;
+use crate::service::Proctor;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A claimed attempt is another worker's for this long.
+const LEASE: Duration = Duration::from_secs(600);
+/// Attempts claimed and destroyed per transaction.
+const BATCH: u32 = 1000;
+/// Who destroys by rule, in receipts and the audit.
+pub const WORKER: &str = "retention-worker";
+
+#[derive(Debug, Default, Serialize)]
+pub struct SweepReport {
+    pub dry_run: bool,
+    /// (attempt, reason) destroyed (or, in a dry run, due).
+    pub destroyed: Vec<DueAttempt>,
+    pub blobs_purged: u64,
+    pub epochs_destroyed: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DueAttempt {
+    pub attempt_id: Uuid,
+    pub reason: &'static str,
+}
+
+impl Proctor {
+    /// One sweep. A dry run claims nothing and changes nothing.
+    pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, AppError> {
+        let now = self.clock.now();
+        let cutoff = unix_ms(self.settings.retention.ceiling.undecided_cutoff(now));
+        let mut report = SweepReport { dry_run, ..Default::default() };
+        if dry_run {
+            for f in self.db.pending_retention().await? {
+                if self.retention_of(&f).is_due(now) {
+                    report.destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(&f) });
+                }
+            }
+            return Ok(report);
+        }
+        loop {
+            let claimed = self.db.claim_due(unix_ms(now), cutoff, LEASE.as_millis() as i64, BATCH).await?;
+            if claimed.is_empty() {
+                break;
+            }
+            // Claimed by the database's superset filter; the policy decides exactly. Those
+            // not due keep their claim until the lease lapses, so this loop ends.
+            let due: Vec<_> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).collect();
+            for r in self.destroy_keys(&due, WORKER).await? {
+                let f = due.iter().find(|f| f.attempt_id == r.receipt.attempt_id).expect("a receipt of a due attempt");
+                report.destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) });
+            }
+        }
+        report.blobs_purged = self.purge_destroyed().await?;
+        report.epochs_destroyed = self.destroy_spent_epochs().await?;
+        Ok(report)
+    }
+
+    /// Destroys the KEK of every past month whose attempts are all destroyed: a backup of
+    /// the database taken before a destruction then holds keys nobody can unwrap.
+    async fn destroy_spent_epochs(&self) -> Result<Vec<String>, AppError> {
+        let current = crate::keys::epoch_of(self.clock.now());
+        let mut destroyed = Vec::new();
+        let live: std::collections::HashMap<String, u64> = self.db.epochs().await?.into_iter().collect();
+        for epoch in self.keys.epochs()? {
+            if epoch < current && live.get(&epoch).copied().unwrap_or(0) == 0 {
+                self.keys.destroy_epoch(&epoch)?;
+                self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(self.clock.now()) })).await?;
+                destroyed.push(epoch);
+            }
+        }
+        Ok(destroyed)
+    }
+}
+
+/// Runs the worker until the process ends.
+pub fn spawn_worker(proctor: Arc<Proctor>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = proctor.settings.retention.sweep_interval;
+        loop {
+            match proctor.sweep(false).await {
+                Ok(r) if !r.destroyed.is_empty() || r.blobs_purged > 0 || !r.epochs_destroyed.is_empty() => {
+                    tracing::info!(destroyed = r.destroyed.len(), purged = r.blobs_purged, epochs = r.epochs_destroyed.len(), "retention sweep")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "retention sweep failed; retrying at the next one"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = proctor.retention_wake.notified() => {}
+            }
+        }
+    })
+}
