@@ -236,3 +236,39 @@ impl TestApp {
         server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).await.unwrap()
     }
 }
+
+impl TestApp {
+    /// The domain on the same data directory, on the server's own (manual) clock.
+    pub async fn proctor_on_clock(&self) -> server::service::Proctor {
+        let mut st = self.settings.clone();
+        st.server.data_dir = self.data.path().to_owned();
+        server::service::Proctor::open(st, self.clock.clone() as std::sync::Arc<dyn Clock>).await.unwrap()
+    }
+
+    /// A sitting with `n` candidates who each recorded `fragments` fragments and ended.
+    pub async fn ended_sitting(&self, n: usize, fragments: u32) -> (Uuid, Vec<(Candidate, OpenStream)>) {
+        let sitting: CreateSittingResponse = self.create_sitting(&format!("S-{}", Uuid::new_v4())).await.json().await.unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let c: AddCandidateResponse = self.add_candidate(sitting.sitting_id, &format!("C-{i}")).await.json().await.unwrap();
+            let c = Candidate { attempt_id: c.attempt_id, token: c.launch_token };
+            assert_eq!(self.consent(&c.token).await.status(), 204);
+            let s = self.open_stream(&c.token).await;
+            for (i, chunk) in seal_stream(&s, fragments).into_iter().enumerate() {
+                assert!(self.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+            }
+            self.end_stream(&c.token, s.stream_id, fragments).await;
+            assert!(self.platform_post(&format!("attempts/{}/end", c.attempt_id)).await.status().is_success());
+            out.push((c, s));
+        }
+        (sitting.sitting_id, out)
+    }
+
+    pub async fn platform_json(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> reqwest::Response {
+        let mut r = self.http.request(method, format!("{}/api/integration/v1/{path}", self.public)).bearer_auth(PLATFORM_TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send().await.unwrap()
+    }
+}

@@ -3,6 +3,7 @@ mod garage;
 #[path = "../support/pg.rs"]
 mod pg;
 mod production_storage;
+mod retention;
 mod review;
 mod access;
 mod accounts;

@@ -1,0 +1,208 @@
+//! The jury's PV and what it deletes: validation destroys before it answers, disputes are
+//! kept two months to the second (the worker on the injected clock), holds stop
+//! everything, erasure is at once; receipts verify offline; every read answers 410.
+
+use crate::helpers::*;
+use std::time::Duration;
+use uuid::Uuid;
+
+async fn jury_of(app: &TestApp, login: &str, sitting: Uuid) -> String {
+    let token = add_staff(app, login, "jury").await;
+    app.proctor().await.assign_sitting(login, sitting, "test").await.unwrap();
+    token
+}
+
+fn pv(outcome: &str, contested: &[Uuid], override_unsubmitted: bool) -> serde_json::Value {
+    serde_json::json!({ "outcome": outcome, "contested": contested, "override_unsubmitted": override_unsubmitted })
+}
+
+/// Polls until `done` holds (the worker runs in the background), at most 20 s.
+async fn eventually(mut done: impl AsyncFnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test]
+async fn a_validated_pv_destroys_every_recording_before_it_answers() {
+    let app = spawn_app().await;
+    let (sitting, candidates) = app.ended_sitting(2, 3).await;
+    let (c, s) = &candidates[0];
+    let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    let jury = jury_of(&app, "jury", sitting).await;
+    let decide = |token: &str, body: serde_json::Value| app.http.post(format!("{}/api/staff/v1/sittings/{sitting}/pv", app.staff)).bearer_auth(token).json(&body).send();
+
+    // Only the sitting's jury decides; unsubmitted reviews need the jury to say so.
+    assert_eq!(error_code(decide(&reviewer, pv("validated", &[], true)).await.unwrap()).await, (403, "forbidden".into()));
+    let other_jury = add_staff(&app, "autre-jury", "jury").await;
+    assert_eq!(error_code(decide(&other_jury, pv("validated", &[], true)).await.unwrap()).await, (404, "not_found".into()));
+    assert_eq!(error_code(decide(&jury, pv("validated", &[], false)).await.unwrap()).await, (409, "reviews_unsubmitted".into()));
+    assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none(), "a refused decision records nothing");
+    let before = app.blob_count();
+    assert!(before >= 8);
+
+    let r = decide(&jury, pv("validated", &[], true)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let result: serde_json::Value = r.json().await.unwrap();
+    // When the answer arrives, every key is destroyed.
+    for (c, _) in &candidates {
+        let a = app.db().await.attempt(c.attempt_id).await.unwrap();
+        assert_eq!((a.state.as_str(), a.wrapped_dek.len()), ("destroyed", 0));
+    }
+    let receipts = result["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 2, "{result}");
+    let public_key = app.platform_json(reqwest::Method::GET, "receipts/public-key", None).await.json::<serde_json::Value>().await.unwrap()["public_key"].as_str().unwrap().to_owned();
+    for r in receipts {
+        let r: protocol::SignedReceipt = serde_json::from_value(r.clone()).unwrap();
+        protocol::verify_receipt(&r, Some(&public_key)).unwrap();
+        assert_eq!((r.receipt.reason.as_str(), r.receipt.by.as_str(), r.receipt.sitting_id), ("pv_validated", "jury", sitting));
+    }
+    // The platform reads the same receipt back, for the candidate.
+    let back: protocol::SignedReceipt = app.platform_json(reqwest::Method::GET, &format!("attempts/{}/receipt", c.attempt_id), None).await.json().await.unwrap();
+    assert!(receipts.iter().any(|r| serde_json::from_value::<protocol::SignedReceipt>(r.clone()).unwrap() == back));
+    // The blobs follow in the background.
+    eventually(async || app.blob_count() == 0, "every blob deleted").await;
+    assert_eq!(app.chunk_rows(s.stream_id).await, 0);
+
+    // Every later read answers 410: the player's routes, the page, the agent's upload.
+    for path in [
+        format!("/api/staff/v1/attempts/{}/timeline", c.attempt_id),
+        format!("/api/staff/v1/attempts/{}/streams/{}/fragments/1", c.attempt_id, s.stream_id),
+        format!("/api/staff/v1/attempts/{}/activity", c.attempt_id),
+    ] {
+        assert_eq!(error_code(app.http.get(format!("{}{path}", app.staff)).bearer_auth(&reviewer).send().await.unwrap()).await, (410, "gone".into()), "{path}");
+    }
+    let page = app.http.get(format!("{}/attempts/{}", app.staff, c.attempt_id)).bearer_auth(&reviewer).send().await.unwrap();
+    assert_eq!(page.status(), 410);
+    assert!(page.text().await.unwrap().contains("a été supprimé"));
+    let chunk = seal_stream(s, 5).pop().unwrap();
+    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 5, chunk).await).await.0, 410);
+    // Irreversible; the override and the decision are in the audit.
+    assert_eq!(error_code(decide(&jury, pv("refused", &[], true)).await.unwrap()).await, (409, "pv_already_decided".into()));
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let decided = trail.iter().find(|e| e.action == "pv_decided").unwrap();
+    assert!(decided.detail.contains("\"override_unsubmitted\":true") && decided.detail.contains("\"unsubmitted\":2"), "{}", decided.detail);
+    assert_eq!(trail.iter().filter(|e| e.action == "attempt_destroyed").count(), 2);
+    assert_eq!(server::db::verify_audit_chain(&trail), Ok(()));
+}
+
+#[tokio::test]
+async fn disputed_recordings_are_kept_two_calendar_months_to_the_second() {
+    let app = spawn_app_with(|s| s.retention.sweep_interval = Duration::from_millis(100)).await;
+    let (sitting, candidates) = app.ended_sitting(2, 2).await;
+    let (kept, gone) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
+    let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(serde_json::json!({
+        "outcome": "reservations", "contested": [kept], "override_unsubmitted": true, "decided_by": "Mme Présidente" }))).await;
+    assert_eq!(r.status(), 201);
+    let result: serde_json::Value = r.json().await.unwrap();
+    let decided_at = time::OffsetDateTime::parse(result["decided_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let fate = |id: Uuid| result["attempts"].as_array().unwrap().iter().find(|a| a["attempt_id"] == id.to_string()).unwrap().clone();
+    assert_eq!(fate(gone)["fate"], "destroyed_now");
+    assert_eq!(fate(kept)["fate"], "kept");
+    let due = server::retention::policy::add_months(decided_at, 2);
+    assert_eq!(fate(kept)["kept_until"], server::clock::rfc3339(due));
+    let state = async |id: Uuid| app.db().await.attempt(id).await.unwrap().state.as_str().to_owned();
+    assert_eq!(state(gone).await, "destroyed");
+
+    // One second before the deadline the worker (every 100 ms) leaves it alone…
+    app.clock.advance((due - decided_at - time::Duration::SECOND).unsigned_abs());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state(kept).await, "decided");
+    // …one second after, it is destroyed, by rule, with its receipt.
+    app.clock.advance(Duration::from_secs(2));
+    eventually(async || state(kept).await == "destroyed", "the contested attempt destroyed at its deadline").await;
+    let status: serde_json::Value = app.platform_json(reqwest::Method::GET, &format!("attempts/{kept}/retention"), None).await.json().await.unwrap();
+    assert_eq!(status["receipt"]["receipt"]["reason"], "dispute_period_ended", "{status}");
+    assert_eq!(status["receipt"]["receipt"]["by"], "retention-worker", "{status}");
+    let pv: serde_json::Value = app.platform_json(reqwest::Method::GET, &format!("sittings/{sitting}/pv"), None).await.json().await.unwrap();
+    assert_eq!(pv["decision"]["decided_by"], "platform:Mme Présidente", "{pv}");
+}
+
+#[tokio::test]
+async fn bad_pv_requests_get_precise_errors_and_change_nothing() {
+    let app = spawn_app().await;
+    let (sitting, candidates) = app.ended_sitting(1, 1).await;
+    let path = format!("sittings/{sitting}/pv");
+    let post = async |body: serde_json::Value| error_code(app.platform_json(reqwest::Method::POST, &path, Some(body)).await).await;
+    assert_eq!(post(serde_json::json!({ "outcome": "maybe" })).await, (400, "bad_request".into()));
+    assert_eq!(post(serde_json::json!({ "outcome": "validated", "surprise": 1 })).await, (400, "bad_request".into()));
+    assert_eq!(post(pv("reservations", &[], true)).await, (400, "bad_request".into()), "reservations name someone");
+    assert_eq!(post(pv("validated", &[candidates[0].0.attempt_id], true)).await, (400, "bad_request".into()), "no one contests a validation");
+    assert_eq!(post(pv("reservations", &[Uuid::new_v4()], true)).await, (400, "bad_request".into()), "a stranger to the sitting");
+    assert_eq!(post(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true, "decided_by": "" })).await, (400, "bad_request".into()));
+    let unknown = app.platform_json(reqwest::Method::POST, &format!("sittings/{}/pv", Uuid::new_v4()), Some(pv("validated", &[], true))).await;
+    assert_eq!(error_code(unknown).await, (404, "not_found".into()));
+    let r = app.http.post(format!("{}/api/integration/v1/{path}", app.public)).json(&pv("validated", &[], true)).send().await.unwrap();
+    assert_eq!(error_code(r).await, (401, "unauthorized".into()));
+    assert_eq!(error_code(app.platform_json(reqwest::Method::GET, &format!("attempts/{}/receipt", candidates[0].0.attempt_id), None).await).await, (409, "conflict".into()));
+    assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none());
+    assert_eq!(app.db().await.attempt(candidates[0].0.attempt_id).await.unwrap().state.as_str(), "ended");
+}
+
+#[tokio::test]
+async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
+    let app = spawn_app().await;
+    let (sitting, candidates) = app.ended_sitting(1, 1).await;
+    let a = candidates[0].0.attempt_id;
+    let proctor = app.proctor_on_clock().await;
+    proctor.hold_attempt("dpo", a, "recours devant le tribunal administratif").await.unwrap();
+    assert!(matches!(proctor.hold_attempt("dpo", a, "encore").await, Err(server::error::AppError::Conflict(_))));
+    // Even a validation leaves it alone; and so does any later sweep.
+    let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("validated", &[], true))).await;
+    let result: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(result["attempts"][0]["fate"], "held", "{result}");
+    app.clock.advance(Duration::from_secs(200 * 86_400));
+    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
+    assert_eq!(app.db().await.attempt(a).await.unwrap().state.as_str(), "decided");
+    // Lifted: kept two more months from the lift, then destroyed.
+    let due = proctor.lift_hold("dpo", a).await.unwrap();
+    assert_eq!(due, server::clock::rfc3339(server::retention::policy::add_months(server::clock::Clock::now(&*app.clock), 2)));
+    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
+    app.clock.advance(Duration::from_secs(62 * 86_400));
+    let swept = proctor.sweep(false).await.unwrap();
+    assert_eq!(swept.destroyed.len(), 1);
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "legal_hold_placed") && trail.iter().any(|e| e.action == "legal_hold_lifted"));
+}
+
+#[tokio::test]
+async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(1, 3).await;
+    let (c, s) = &candidates[0];
+    let proctor = app.proctor_on_clock().await;
+    // The export: an age file only the DPO's identity opens, with the media and manifest.
+    let dpo = age::x25519::Identity::generate();
+    let out = app.data.path().join("export.age");
+    let summary = proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out).await.unwrap();
+    assert_eq!(summary.fragments, 4);
+    let sealed = std::fs::read(&out).unwrap();
+    assert!(!sealed.windows(8).any(|w| w == b"fragment"), "the export is encrypted on disk");
+    let plain = age::decrypt(&dpo, &sealed).unwrap();
+    let mut files = std::collections::HashMap::new();
+    for entry in tar::Archive::new(plain.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(entry.path().unwrap().display().to_string(), data);
+    }
+    assert_eq!(files["stream-1/000002.mp4"], format!("fragment 2 of stream {}", s.stream_id).into_bytes());
+    let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["streams"][0]["connection"]["client_ip"], "127.0.0.1", "{manifest}");
+    assert!(matches!(proctor.export_attempt("dpo", c.attempt_id, "age1notakey", &app.data.path().join("x.age")).await, Err(server::error::AppError::BadRequest(_))));
+
+    // Erasure, whatever the PV: destroyed at once with its receipt.
+    let receipt = proctor.erase_attempt("dpo", c.attempt_id, "demande d'effacement du candidat").await.unwrap().expect("destroyed now");
+    assert_eq!(receipt.receipt.reason, "erasure_requested");
+    protocol::verify_receipt(&receipt, None).unwrap();
+    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "destroyed");
+    assert!(matches!(proctor.erase_attempt("dpo", c.attempt_id, "encore").await, Err(server::error::AppError::Gone)));
+    assert!(matches!(proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &app.data.path().join("y.age")).await, Err(server::error::AppError::Gone)));
+    // The access report names the export.
+    let report = proctor.access_report(c.attempt_id).await.unwrap();
+    assert!(report.iter().any(|e| e.action == "attempt_exported" && e.account == "dpo"), "{report:?}");
+}
