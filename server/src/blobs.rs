@@ -194,17 +194,27 @@ impl BlobStore {
     pub async fn delete_attempt(&self, attempt: Uuid, mut each: impl FnMut()) -> Result<u64, BlobError> {
         use futures::{StreamExt, TryStreamExt};
         let prefix = ObjectPath::from(format!("attempts/{attempt}"));
-        let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-        // S3 deletes in batches of up to 1,000 keys per request; a directory one by one.
-        let mut deleted = self.store.delete_stream(locations);
         let mut n = 0;
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {
-                    n += 1;
-                    each();
-                }
-                Err(e) => return Err(e.into()),
+        let mut done = |r: object_store::Result<ObjectPath>| match r {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                n += 1;
+                each();
+                Ok(())
+            }
+            Err(e) => Err(BlobError::from(e)),
+        };
+        if self.local.is_some() {
+            // A directory: one unlink after another (concurrency buys nothing here).
+            let paths: Vec<ObjectPath> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+            for p in paths {
+                done(self.store.delete(&p).await.map(|()| p))?;
+            }
+        } else {
+            // S3: batches of up to 1,000 keys per request.
+            let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+            let mut deleted = self.store.delete_stream(locations);
+            while let Some(r) = deleted.next().await {
+                done(r)?;
             }
         }
         if let Some(local) = &self.local {

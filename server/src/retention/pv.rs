@@ -188,6 +188,8 @@ impl Proctor {
             if let Some(last) = entries.last() {
                 self.checkpoint(last).await?;
             }
+            // A crash here leaves decided attempts due now: the worker destroys them at start-up.
+            crate::faults::crash_point("after-pv-recorded");
             let due: Vec<RetentionFacts> = effects.into_iter().filter(|(_, r)| r.is_due(now)).map(|(f, _)| f).collect();
             let receipts = self.destroy_keys(&due, actor).await?;
             // The blobs go in the background (the worker is woken; the CLI purges itself).
