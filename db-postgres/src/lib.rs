@@ -597,31 +597,43 @@ impl Database for PostgresDatabase {
 }
 
 async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: AuditEvent) -> DbResult<AuditEntry> {
+    append_audits_in(tx, vec![e]).await?.pop().ok_or_else(|| DbError::Backend("no audit entry appended".into()))
+}
+
+/// Appends events to the chain in one statement (a destruction batch writes a thousand).
+async fn append_audits_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, events: Vec<AuditEvent>) -> DbResult<Vec<AuditEntry>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     // Every instance appends to one chain: one appender at a time, until commit.
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK).execute(&mut **tx).await.map_err(backend)?;
     let last = sqlx::query!("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(backend)?;
-    let (seq, prev_hash) = match last {
-        Some(r) => (r.seq + 1, arr32("hash", r.hash).map_err(backend)?),
-        None => (1, [0u8; 32]),
-    };
-    let detail = e.detail.to_string();
-    let hash = audit_hash(&prev_hash, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
-    let (prev, own_hash) = (prev_hash.as_slice(), hash.as_slice());
+    let last = last.map(|r| Ok::<_, DbError>((r.seq, arr32("hash", r.hash).map_err(backend)?))).transpose()?;
+    let entries = chain_events(last, events);
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let ats: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
+    let actors: Vec<String> = entries.iter().map(|e| e.actor.clone()).collect();
+    let actions: Vec<String> = entries.iter().map(|e| e.action.clone()).collect();
+    let attempts: Vec<Option<Uuid>> = entries.iter().map(|e| e.attempt_id).collect();
+    let details: Vec<String> = entries.iter().map(|e| e.detail.clone()).collect();
+    let prevs: Vec<Vec<u8>> = entries.iter().map(|e| e.prev_hash.to_vec()).collect();
+    let hashes: Vec<Vec<u8>> = entries.iter().map(|e| e.hash.to_vec()).collect();
     sqlx::query!(
-        "INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        seq,
-        e.at_ms,
-        &e.actor,
-        &e.action,
-        e.attempt_id,
-        &detail,
-        prev,
-        own_hash
+        "INSERT INTO audit (seq, at, actor, action, attempt_id, detail, prev_hash, hash)
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::UUID[], $6::TEXT[], $7::BYTEA[], $8::BYTEA[])",
+        &seqs,
+        &ats,
+        &actors,
+        &actions,
+        &attempts as &[Option<Uuid>],
+        &details,
+        &prevs,
+        &hashes
     )
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
-    Ok(AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash, hash })
+    Ok(entries)
 }
 
 /// The attempt's state moves from `from` to `to` only if it still is `from`; `ended_at`

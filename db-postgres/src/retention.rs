@@ -25,7 +25,6 @@ impl RetentionStore for PostgresDatabase {
         if inserted.rows_affected() == 0 {
             return Ok(PvRecorded::AlreadyDecided);
         }
-        let mut entries = Vec::with_capacity(updates.len() + 1);
         for u in updates {
             if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
                 return Ok(PvRecorded::Raced);
@@ -34,9 +33,9 @@ impl RetentionStore for PostgresDatabase {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            entries.push(append_audit_in(&mut tx, u.event.clone()).await?);
         }
-        entries.push(append_audit_in(&mut tx, event).await?);
+        let events = updates.iter().map(|u| u.event.clone()).chain([event]).collect();
+        let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(PvRecorded::Recorded(entries))
     }
@@ -138,29 +137,31 @@ impl RetentionStore for PostgresDatabase {
     }
 
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
+        // A few statements for the whole batch, whatever its size.
+        let ids: Vec<Uuid> = batch.iter().map(|d| d.attempt).collect();
+        let ats: Vec<i64> = batch.iter().map(|d| d.at_ms).collect();
+        let receipts: Vec<String> = batch.iter().map(|d| d.receipt_json.clone()).collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let mut entries = Vec::with_capacity(batch.len());
-        for d in batch {
-            let done = sqlx::query!(
-                "UPDATE attempts SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = $2, destroyed_at = $2, receipt = $3, claimed_until = NULL
-                 WHERE id = $1 AND destroyed_at IS NULL AND hold_reason IS NULL",
-                d.attempt,
-                d.at_ms,
-                d.receipt_json
-            )
+        let destroyed: Vec<Uuid> = sqlx::query_scalar!(
+            "UPDATE attempts a SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = d.at, destroyed_at = d.at, receipt = d.receipt, claimed_until = NULL
+             FROM UNNEST($1::UUID[], $2::BIGINT[], $3::TEXT[]) AS d(id, at, receipt)
+             WHERE a.id = d.id AND a.destroyed_at IS NULL AND a.hold_reason IS NULL
+             RETURNING a.id",
+            &ids,
+            &ats,
+            &receipts
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id = ANY($1)", &destroyed)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id = $1", d.attempt)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = $1", d.attempt).execute(&mut *tx).await.map_err(backend)?;
-            entries.push(append_audit_in(&mut tx, d.event.clone()).await?);
-        }
+        sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = ANY($1)", &destroyed).execute(&mut *tx).await.map_err(backend)?;
+        let destroyed: std::collections::HashSet<Uuid> = destroyed.into_iter().collect();
+        let events = batch.iter().filter(|d| destroyed.contains(&d.attempt)).map(|d| d.event.clone()).collect();
+        let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(entries)
     }
@@ -172,10 +173,10 @@ impl RetentionStore for PostgresDatabase {
             .map_err(backend)
     }
 
-    async fn finish_purge(&self, attempt: Uuid, at_ms: i64) -> DbResult<()> {
+    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = $1)", attempt).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query!("UPDATE attempts SET blobs_purged_at = $2 WHERE id = $1", attempt, at_ms).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ANY($1))", attempts).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("UPDATE attempts SET blobs_purged_at = $2 WHERE id = ANY($1)", attempts, at_ms).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

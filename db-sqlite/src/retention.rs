@@ -31,7 +31,6 @@ impl RetentionStore for SqliteDatabase {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let mut entries = Vec::with_capacity(updates.len() + 1);
         for u in updates {
             if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
                 return Ok(PvRecorded::Raced);
@@ -41,9 +40,9 @@ impl RetentionStore for SqliteDatabase {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            entries.push(append_audit_in(&mut tx, u.event.clone()).await?);
         }
-        entries.push(append_audit_in(&mut tx, event).await?);
+        let events = updates.iter().map(|u| u.event.clone()).chain([event]).collect();
+        let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(PvRecorded::Recorded(entries))
     }
@@ -155,31 +154,32 @@ impl RetentionStore for SqliteDatabase {
     }
 
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
+        // A few statements for the whole batch, whatever its size: a sweep of 100,000
+        // attempts is 100 transactions, not 500,000 statements.
+        let items: Vec<serde_json::Value> = batch.iter().map(|d| serde_json::json!({ "id": d.attempt.to_string(), "at": d.at_ms, "receipt": d.receipt_json })).collect();
+        let items = serde_json::Value::Array(items).to_string();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let mut entries = Vec::with_capacity(batch.len());
-        for d in batch {
-            let id = d.attempt.to_string();
-            // secure_delete (set at connection) zeroes the freed bytes of the old row.
-            let done = sqlx::query!(
-                "UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = ?2, destroyed_at = ?2, receipt = ?3, claimed_until = NULL
-                 WHERE id = ?1 AND destroyed_at IS NULL AND hold_reason IS NULL",
-                id,
-                d.at_ms,
-                d.receipt_json
-            )
+        // secure_delete (set at connection) zeroes the freed bytes of the old rows.
+        let destroyed: Vec<String> = sqlx::query_scalar!(
+            r#"UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = json_extract(d.value, '$.at'), destroyed_at = json_extract(d.value, '$.at'),
+                 receipt = json_extract(d.value, '$.receipt'), claimed_until = NULL
+               FROM json_each(?1) AS d
+               WHERE attempts.id = json_extract(d.value, '$.id') AND attempts.destroyed_at IS NULL AND attempts.hold_reason IS NULL
+               RETURNING attempts.id AS "id!: String""#,
+            items
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let ids = serde_json::to_string(&destroyed).expect("strings serialise");
+        sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-            if done.rows_affected() == 0 {
-                continue;
-            }
-            sqlx::query!("UPDATE streams SET connection = NULL, client_ip = '', agent_version = '', os = '' WHERE attempt_id = ?1", id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = ?1", id).execute(&mut *tx).await.map_err(backend)?;
-            entries.push(append_audit_in(&mut tx, d.event.clone()).await?);
-        }
+        sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids).execute(&mut *tx).await.map_err(backend)?;
+        let destroyed: std::collections::HashSet<String> = destroyed.into_iter().collect();
+        let events = batch.iter().filter(|d| destroyed.contains(&d.attempt.to_string())).map(|d| d.event.clone()).collect();
+        let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         // Move the new pages into the database file and empty the WAL, so that the old
         // pages (with the wrapped keys) leave it now. Best effort: a reader may hold it;
@@ -197,11 +197,14 @@ impl RetentionStore for SqliteDatabase {
         ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
     }
 
-    async fn finish_purge(&self, attempt: Uuid, at_ms: i64) -> DbResult<()> {
+    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let id = attempt.to_string();
-        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ?1)", id).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query!("UPDATE attempts SET blobs_purged_at = ?2 WHERE id = ?1", id, at_ms).execute(&mut *tx).await.map_err(backend)?;
+        let ids = json_ids(attempts);
+        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id IN (SELECT value FROM json_each(?1)))", ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query!("UPDATE attempts SET blobs_purged_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))", ids, at_ms).execute(&mut *tx).await.map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

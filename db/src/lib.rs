@@ -307,6 +307,23 @@ pub fn audit_hash(prev: &[u8; 32], seq: i64, at_ms: i64, actor: &str, action: &s
     h.finalize().into()
 }
 
+/// New events chained after the last entry (its seq and hash; `None` for an empty
+/// trail), as the backends then store them in one statement.
+pub fn chain_events(last: Option<(i64, [u8; 32])>, events: Vec<AuditEvent>) -> Vec<AuditEntry> {
+    let (mut seq, mut prev) = last.unwrap_or((0, [0u8; 32]));
+    events
+        .into_iter()
+        .map(|e| {
+            seq += 1;
+            let detail = e.detail.to_string();
+            let hash = audit_hash(&prev, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
+            let entry = AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash: prev, hash };
+            prev = hash;
+            entry
+        })
+        .collect()
+}
+
 /// Verifies the chain; returns the seq of the first entry that does not chain.
 pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), i64> {
     let mut prev = [0u8; 32];

@@ -109,8 +109,8 @@ pub trait RetentionStore: Send + Sync {
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>>;
     /// Destroyed attempts whose blobs are not all deleted yet.
     async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>>;
-    /// Every blob of the attempt is deleted: its chunk rows go, it is purged.
-    async fn finish_purge(&self, attempt: Uuid, at_ms: i64) -> DbResult<()>;
+    /// Every blob of these attempts is deleted: their chunk rows go, they are purged.
+    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()>;
     /// Each key epoch with its number of attempts not destroyed.
     async fn epochs(&self) -> DbResult<Vec<(String, u64)>>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).

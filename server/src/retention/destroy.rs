@@ -13,6 +13,14 @@ use crate::faults::crash_point;
 use crate::service::Proctor;
 use protocol::{sign_receipt, Receipt, SignedReceipt};
 
+fn crash_during_blob_deletion() {
+    crash_point("during-blob-deletion")
+}
+
+/// Attempts whose blobs are deleted before their rows are marked purged together.
+const PURGE_BATCH: u32 = 200;
+const PURGE_CONCURRENCY: usize = 8;
+
 impl Proctor {
     /// Destroys the data keys of these attempts now, in one transaction; `by` is the rule
     /// or the account. Returns the receipts of those it destroyed (not those already
@@ -63,20 +71,31 @@ impl Proctor {
         Ok(receipts)
     }
 
+    /// The benchmark's baseline: `destroy_keys` as the worker calls it.
+    #[doc(hidden)]
+    pub async fn destroy_keys_for_bench(&self, targets: &[RetentionFacts]) -> Result<Vec<SignedReceipt>, AppError> {
+        self.destroy_keys(targets, "bench").await
+    }
+
     /// Deletes the blobs of every destroyed attempt not purged yet; returns how many
     /// attempts it purged. Safe to run on several instances at once, and after a crash.
     pub async fn purge_destroyed(&self) -> Result<u64, AppError> {
         let mut purged = 0;
         loop {
-            let ids = self.db.unpurged(100).await?;
+            let ids = self.db.unpurged(PURGE_BATCH).await?;
             if ids.is_empty() {
                 return Ok(purged);
             }
-            for id in ids {
-                self.blobs.delete_attempt(id, || crash_point("during-blob-deletion")).await?;
-                self.db.finish_purge(id, self.now_ms()).await?;
-                purged += 1;
+            // A few attempts at once: on S3 each is a listing and batched deletes.
+            for group in ids.chunks(PURGE_CONCURRENCY) {
+                let mut deletions = Vec::with_capacity(group.len());
+                for id in group {
+                    deletions.push(self.blobs.delete_attempt(*id, crash_during_blob_deletion));
+                }
+                futures::future::try_join_all(deletions).await?;
             }
+            self.db.finish_purge(&ids, self.now_ms()).await?;
+            purged += ids.len() as u64;
         }
     }
 }

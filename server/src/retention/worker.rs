@@ -39,7 +39,6 @@ impl Proctor {
     /// One sweep. A dry run claims nothing and changes nothing.
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, AppError> {
         let now = self.clock.now();
-        let cutoff = unix_ms(self.settings.retention.ceiling.undecided_cutoff(now));
         let mut report = SweepReport { dry_run, ..Default::default() };
         if dry_run {
             for f in self.db.pending_retention().await? {
@@ -49,22 +48,31 @@ impl Proctor {
             }
             return Ok(report);
         }
-        loop {
-            let claimed = self.db.claim_due(unix_ms(now), cutoff, LEASE.as_millis() as i64, BATCH).await?;
-            if claimed.is_empty() {
-                break;
-            }
-            // Claimed by the database's superset filter; the policy decides exactly. Those
-            // not due keep their claim until the lease lapses, so this loop ends.
-            let due: Vec<_> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).collect();
-            for r in self.destroy_keys(&due, WORKER).await? {
-                let f = due.iter().find(|f| f.attempt_id == r.receipt.attempt_id).expect("a receipt of a due attempt");
-                report.destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) });
-            }
-        }
+        report.destroyed = self.destroy_due().await?;
         report.blobs_purged = self.purge_destroyed().await?;
         report.epochs_destroyed = self.destroy_spent_epochs().await?;
         Ok(report)
+    }
+
+    /// The keys of every attempt due now, destroyed in batches (a transaction each).
+    pub async fn destroy_due(&self) -> Result<Vec<DueAttempt>, AppError> {
+        let now = self.clock.now();
+        let cutoff = unix_ms(self.settings.retention.ceiling.undecided_cutoff(now));
+        let mut destroyed = Vec::new();
+        loop {
+            let claimed = self.db.claim_due(unix_ms(now), cutoff, LEASE.as_millis() as i64, BATCH).await?;
+            if claimed.is_empty() {
+                return Ok(destroyed);
+            }
+            // Claimed by the database's superset filter; the policy decides exactly. Those
+            // not due keep their claim until the lease lapses, so this loop ends.
+            let due: std::collections::HashMap<Uuid, _> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).map(|f| (f.attempt_id, f)).collect();
+            let batch: Vec<_> = due.values().cloned().collect();
+            for r in self.destroy_keys(&batch, WORKER).await? {
+                let f = &due[&r.receipt.attempt_id];
+                destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) });
+            }
+        }
     }
 
     /// Destroys the KEK of every past month whose attempts are all destroyed: a backup of

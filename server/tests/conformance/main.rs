@@ -576,7 +576,7 @@ async fn pv_decisions_holds_and_destruction() {
 
         // The blobs go afterwards, resumably: then the chunk rows too.
         assert_eq!(db.unpurged(10).await.unwrap(), vec![a1.id], "{}", b.name);
-        db.finish_purge(a1.id, 9_000).await.unwrap();
+        db.finish_purge(&[a1.id], 9_000).await.unwrap();
         assert!(db.unpurged(10).await.unwrap().is_empty(), "{}", b.name);
         assert!(db.chunks_of(stream).await.unwrap().is_empty(), "{}", b.name);
         assert_eq!(verify_audit_chain(&db.audit_trail().await.unwrap()), Ok(()), "{}", b.name);
