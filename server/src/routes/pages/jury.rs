@@ -172,20 +172,34 @@ fn plan_page(session: &crate::routes::session::StaffSession, reference: String, 
     })
 }
 
+/// Why the form is refused, in the jury's words.
+fn refusal(e: &AppError, req: Option<&PvRequest>) -> Result<String, PageError> {
+    Ok(match (e, req) {
+        (AppError::ReviewsUnsubmitted(n), _) => format!("{n} {} {}", T.pv_unsubmitted, T.pv_override_needed),
+        (AppError::PvAlreadyDecided, _) => T.pv_already.into(),
+        (AppError::Conflict(_), _) => T.pv_in_progress.into(),
+        (AppError::BadRequest(_), None) => T.pv_choose.into(),
+        (AppError::BadRequest(_), Some(r)) if r.outcome == PvOutcome::Reservations && r.contested.is_empty() => T.pv_need_contested.into(),
+        (AppError::BadRequest(_), Some(r)) if r.outcome != PvOutcome::Reservations && !r.contested.is_empty() => T.pv_no_contested.into(),
+        (AppError::BadRequest(m), _) => m.clone(),
+        _ => return Err(PageError(AppError::Internal(anyhow::anyhow!("{e}")))),
+    })
+}
+
 /// Step 2: what the decision will do, to confirm.
 async fn pv_confirm(State(app): State<AppState>, PageSession(session): PageSession, Path(sitting): Path<String>, Form(form): Form<HashMap<String, String>>) -> Result<Html<String>, PageError> {
     check_csrf(&session, form.get("csrf").map_or("", |c| c.as_str()))?;
     let (id, reference) = jury_sitting(&app, &session.who, &sitting).await?;
     let req = match request_of(&form) {
         Ok(r) => r,
-        Err(e) => return form_page(&app, &session, id, reference, Some(e.to_string())).await,
+        Err(e) => return form_page(&app, &session, id, reference, Some(refusal(&e, None)?)).await,
     };
     match app.pv_plan(id, &req).await {
         Ok((plan, _)) if plan.unsubmitted > 0 && !req.override_unsubmitted => {
-            form_page(&app, &session, id, reference, Some(AppError::ReviewsUnsubmitted(plan.unsubmitted).to_string())).await
+            form_page(&app, &session, id, reference, Some(refusal(&AppError::ReviewsUnsubmitted(plan.unsubmitted), Some(&req))?)).await
         }
         Ok((plan, _)) => plan_page(&session, reference, &req, &plan, false, 0),
-        Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_))) => form_page(&app, &session, id, reference, Some(e.to_string())).await,
+        Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::PvAlreadyDecided)) => form_page(&app, &session, id, reference, Some(refusal(&e, Some(&req))?)).await,
         Err(e) => Err(e.into()),
     }
 }

@@ -69,6 +69,7 @@ impl IntoResponse for PageError {
         let message = match &self.0 {
             _ if status.is_server_error() => "erreur interne".to_owned(),
             AppError::Gone => T.error_gone.to_owned(),
+            AppError::PvAlreadyDecided => T.pv_already.to_owned(),
             e => e.to_string(),
         };
         let page = reviewer::ErrorPage { t: T, status: status.as_u16(), message: &message }.render().unwrap_or_default();
