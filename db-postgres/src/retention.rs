@@ -195,4 +195,17 @@ impl RetentionStore for PostgresDatabase {
             .map_err(backend)?;
         Ok(rows.into_iter().map(|r| (r.id, r.connection)).collect())
     }
+
+    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, ConnectionInfo)>> {
+        let rows = sqlx::query!("SELECT id, attempt_id, client_ip, agent_version, os FROM streams WHERE connection IS NULL AND client_ip <> '' LIMIT $1", limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.attempt_id, ConnectionInfo { client_ip: r.client_ip, agent_version: r.agent_version, os: r.os })).collect())
+    }
+
+    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()> {
+        sqlx::query!("UPDATE streams SET connection = $2, client_ip = '', agent_version = '', os = '' WHERE id = $1", stream, sealed).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
 }

@@ -226,4 +226,25 @@ impl RetentionStore for SqliteDatabase {
             .map_err(backend)?;
         rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.connection))).collect()
     }
+
+    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, ConnectionInfo)>> {
+        let limit = limit as i64;
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!", attempt_id AS "attempt_id!", client_ip AS "client_ip!", agent_version AS "agent_version!", os AS "os!"
+               FROM streams WHERE connection IS NULL AND client_ip <> '' LIMIT ?1"#,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.attempt_id.into_uuid("attempt_id").map_err(backend)?, ConnectionInfo { client_ip: r.client_ip, agent_version: r.agent_version, os: r.os })))
+            .collect()
+    }
+
+    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()> {
+        let id = stream.to_string();
+        sqlx::query!("UPDATE streams SET connection = ?2, client_ip = '', agent_version = '', os = '' WHERE id = ?1", id, sealed).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
 }

@@ -113,6 +113,11 @@ pub trait RetentionStore: Send + Sync {
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()>;
     /// Each key epoch with its number of attempts not destroyed.
     async fn epochs(&self) -> DbResult<Vec<(String, u64)>>;
+    /// Streams whose connection data a version before sealing stored in clear:
+    /// (stream, attempt, the clear data).
+    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, crate::ConnectionInfo)>>;
+    /// Replaces a stream's clear connection data by its sealed form (`None`: drops it).
+    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).
     async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
 }

@@ -48,6 +48,7 @@ impl Proctor {
             }
             return Ok(report);
         }
+        self.seal_clear_connections().await?;
         report.destroyed = self.destroy_due().await?;
         report.blobs_purged = self.purge_destroyed().await?;
         report.epochs_destroyed = self.destroy_spent_epochs().await?;
@@ -71,6 +72,26 @@ impl Proctor {
             for r in self.destroy_keys(&batch, WORKER).await? {
                 let f = &due[&r.receipt.attempt_id];
                 destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) });
+            }
+        }
+    }
+
+    /// Seals the connection data that versions before sealing stored in clear (once, after
+    /// an upgrade): from then on no backup holds it past its attempt's key.
+    async fn seal_clear_connections(&self) -> Result<(), AppError> {
+        loop {
+            let clear = self.db.clear_connections(500).await?;
+            if clear.is_empty() {
+                return Ok(());
+            }
+            for (stream, attempt, conn) in clear {
+                let a = self.attempt_or_404(attempt).await?;
+                // A destroyed attempt's, or one whose key is gone: dropped, not sealed.
+                let sealed = match self.attempt_key(&a) {
+                    Ok(dek) if a.state != crate::lifecycle::AttemptState::Destroyed => Some(crate::keys::seal_connection(&dek, &attempt, &stream, &conn)?),
+                    _ => None,
+                };
+                self.db.seal_connection(stream, sealed).await?;
             }
         }
     }

@@ -206,3 +206,29 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     let report = proctor.access_report(c.attempt_id).await.unwrap();
     assert!(report.iter().any(|e| e.action == "attempt_exported" && e.account == "dpo"), "{report:?}");
 }
+
+#[tokio::test]
+async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let db_path = app.data.path().join("proctor.sqlite");
+    // What a version before sealing left: the address in clear, nothing sealed.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display())).await.unwrap();
+    sqlx::query("UPDATE streams SET connection = NULL, client_ip = '198.51.100.4', agent_version = '0.9', os = 'linux' WHERE id = ?1")
+        .bind(s.stream_id.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let proctor = app.proctor_on_clock().await;
+    assert_eq!(proctor.db.clear_connections(10).await.unwrap().len(), 1);
+    proctor.sweep(false).await.unwrap();
+    assert!(proctor.db.clear_connections(10).await.unwrap().is_empty());
+    let ip: String = sqlx::query_scalar("SELECT client_ip FROM streams WHERE id = ?1").bind(s.stream_id.to_string()).fetch_one(&pool).await.unwrap();
+    assert_eq!(ip, "");
+    // Sealed under the attempt's key: the export (which opens it) still names it.
+    let dpo = age::x25519::Identity::generate();
+    let out = app.data.path().join("export.age");
+    proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out).await.unwrap();
+    let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
+    assert!(plain.windows(12).any(|w| w == b"198.51.100.4"));
+}

@@ -579,6 +579,16 @@ async fn pv_decisions_holds_and_destruction() {
         db.finish_purge(&[a1.id], 9_000).await.unwrap();
         assert!(db.unpurged(10).await.unwrap().is_empty(), "{}", b.name);
         assert!(db.chunks_of(stream).await.unwrap().is_empty(), "{}", b.name);
+
+        // Connection data an earlier version stored in clear is found, then sealed.
+        let legacy = Uuid::new_v4();
+        let salt = if b.name == "sqlite" { "x'00'" } else { "'\\x00'::bytea" };
+        b.raw(&format!("INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os) VALUES ('{legacy}', '{}', {salt}, 0, '192.0.2.9', '0.9', 'linux')", a2.id)).await.unwrap();
+        let clear = db.clear_connections(10).await.unwrap();
+        assert_eq!(clear.iter().map(|c| (c.0, c.1, c.2.client_ip.as_str())).collect::<Vec<_>>(), vec![(legacy, a2.id, "192.0.2.9")], "{}", b.name);
+        db.seal_connection(legacy, Some(b"sealed".to_vec())).await.unwrap();
+        assert!(db.clear_connections(10).await.unwrap().is_empty(), "{}", b.name);
+        assert!(db.connections_of(a2.id).await.unwrap().contains(&(legacy, b"sealed".to_vec())), "{}", b.name);
         assert_eq!(verify_audit_chain(&db.audit_trail().await.unwrap()), Ok(()), "{}", b.name);
     }
 }
