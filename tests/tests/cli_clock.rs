@@ -28,3 +28,49 @@ fn every_command_runs_at_the_moment_given() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
+
+/// The retention contract: `pv decide`, `retention status`, `retention run [--dry-run]`,
+/// `attempt show` once destroyed, one second either side of the 2-month deadline.
+#[test]
+fn the_retention_contract_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let at = |now: &str, args: &[&str]| {
+        let mut all = vec!["--now", now];
+        all.extend_from_slice(args);
+        cli(data, &all, &[])
+    };
+    let sitting = at("2027-01-10T09:00:00Z", &["sitting", "create", "--ref", "PV"])["sitting_id"].as_str().unwrap().to_owned();
+    let mut attempts = Vec::new();
+    for reference in ["a", "b"] {
+        let a = at("2027-01-10T09:00:00Z", &["candidate", "add", "--sitting", &sitting, "--ref", reference])["attempt_id"].as_str().unwrap().to_owned();
+        at("2027-01-10T10:00:00Z", &["attempt", "end", &a]);
+        attempts.push(a);
+    }
+    // Unsubmitted reviews: refused unless the jury says so.
+    let refused = std::process::Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--now", "2027-01-11T00:00:00Z", "pv", "decide", "--sitting", &sitting, "--outcome", "refused"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not submitted"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let decided = at("2027-01-11T00:00:00Z", &["pv", "decide", "--sitting", &sitting, "--outcome", "refused", "--override-unsubmitted", "--by", "jury-1"]);
+    assert_eq!(decided["receipts"], serde_json::json!([]), "{decided}");
+    let status = at("2027-01-12T00:00:00Z", &["retention", "status"]);
+    let listed: Vec<&str> = status.as_array().unwrap().iter().map(|s| s["destroy_at"].as_str().unwrap()).collect();
+    assert!(listed.len() == 2 && listed.iter().all(|t| t.starts_with("2027-03-11T00:00:0")), "{status:#}");
+    // One second before the deadline nothing is due; one second after, both are.
+    assert_eq!(at("2027-03-10T23:59:59Z", &["retention", "run", "--dry-run"])["destroyed"], serde_json::json!([]));
+    let dry = at("2027-03-11T00:00:01Z", &["retention", "run", "--dry-run"]);
+    assert_eq!(dry["destroyed"].as_array().unwrap().len(), 2, "{dry:#}");
+    assert_eq!(at("2027-03-11T00:00:01Z", &["retention", "status"]).as_array().unwrap().len(), 2, "a dry run changes nothing");
+    let run = at("2027-03-11T00:00:01Z", &["retention", "run"]);
+    assert_eq!(run["destroyed"].as_array().unwrap().len(), 2, "{run:#}");
+    assert!(run["destroyed"].as_array().unwrap().iter().all(|d| d["reason"] == "dispute_period_ended"), "{run:#}");
+    let shown = at("2027-03-11T00:00:02Z", &["attempt", "show", &attempts[0]]);
+    assert_eq!(shown["state"], "destroyed", "{shown:#}");
+    assert_eq!(shown["retention"]["receipt"]["receipt"]["reason"], "dispute_period_ended", "{shown:#}");
+    assert_eq!(at("2027-03-11T00:00:02Z", &["retention", "status"]), serde_json::json!([]));
+}
