@@ -43,23 +43,30 @@ pub const FR: Messages = Messages {
     notice_title: "Information sur l'enregistrement de votre épreuve CLOE Connect",
     notice_body: "\
 Pendant toute la durée de l'épreuve, votre webcam (image) et votre microphone (son) sont
-enregistrés. Personne ne vous regarde en direct.
+enregistrés, ainsi que vos données de connexion (adresse IP, version du logiciel, système).
+Votre ordinateur en tire aussi des repères d'activité (mouvement et niveau sonore par
+seconde) et une vignette par fragment, chiffrés avec l'enregistrement. Personne ne vous
+regarde en direct.
 
 Pourquoi : uniquement pour vérifier, après l'épreuve, qu'aucune irrégularité n'a eu lieu.
 Aucune reconnaissance faciale ni biométrique, aucune note de suspicion automatique.
 
-Qui peut voir l'enregistrement : seuls les personnels habilités de CCI France (correcteurs
-et jury de la session). Chaque consultation est tracée.
+Qui peut voir l'enregistrement : seuls les relecteurs habilités de CCI France affectés à
+votre session, après l'épreuve. Le jury ne voit que leurs conclusions, jamais les images.
+Chaque consultation est tracée.
 
 Durée de conservation : l'enregistrement est supprimé dès la validation sans réserve du
-procès-verbal de la session ; en cas de contestation ou de refus, il est conservé 2 mois
-puis supprimé. Il ne dépasse jamais 2 mois après la fin de l'épreuve.
+procès-verbal de la session ; en cas de contestation ou de refus, il est conservé 2 mois à
+compter de la décision, puis supprimé. Sans décision, il est supprimé au plus tard 2 mois
+après la fin de l'épreuve. Seule une procédure disciplinaire ou judiciaire en cours peut
+suspendre la suppression. Chaque suppression donne lieu à un reçu signé.
 
 Sécurité : l'enregistrement est chiffré sur votre ordinateur avant tout envoi ; rien n'est
 écrit en clair sur votre disque.
 
-Vos droits : accès, rectification, effacement, limitation et opposition auprès du délégué
-à la protection des données de CCI France ; réclamation possible auprès de la CNIL.",
+Vos droits : accès, rectification, effacement, limitation, opposition, portabilité et
+retrait du consentement, auprès du délégué à la protection des données de CCI France ;
+réclamation possible auprès de la CNIL.",
     consent_prompt: "Tapez OUI pour accepter l'enregistrement et commencer, ou toute autre réponse pour refuser : ",
     consent_refused: "Consentement refusé : aucun enregistrement n'a été effectué.",
     consent_needs_terminal: "Le consentement doit être donné de façon explicite (option --consent pour un lancement scripté).",

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Version of the information notice the candidate accepted; bump it when the text changes.
-pub const NOTICE_VERSION: &str = "2026-11-v1";
+pub const NOTICE_VERSION: &str = "2026-11-v2";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsentRequest {

@@ -68,6 +68,10 @@ pub enum AppError {
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
     Gone,
+    #[error("the exam is in progress: recordings are reviewed after it ends, nobody watches live")]
+    ExamInProgress,
+    #[error("the attempt is on legal hold: nothing of it may be modified or deleted")]
+    OnHold,
     #[error("the PV of this sitting is already decided: a decision is irreversible")]
     PvAlreadyDecided,
     #[error("{0} review(s) of the sitting are not submitted: decide anyway only by saying so (override_unsubmitted)")]
@@ -122,6 +126,8 @@ impl AppError {
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
             PvAlreadyDecided => (StatusCode::CONFLICT, "pv_already_decided"),
+            ExamInProgress => (StatusCode::CONFLICT, "exam_in_progress"),
+            OnHold => (StatusCode::CONFLICT, "on_hold"),
             ReviewsUnsubmitted(_) => (StatusCode::CONFLICT, "reviews_unsubmitted"),
             PasswordRejected(_) => (StatusCode::BAD_REQUEST, "password_rejected"),
             TotpRequired => (StatusCode::UNAUTHORIZED, "totp_required"),

@@ -98,6 +98,15 @@ impl Proctor {
         Ok(attempt)
     }
 
+    /// `reviewable`, and not on legal hold: a held attempt's review stays as it is.
+    async fn modifiable(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<crate::db::Attempt, AppError> {
+        let attempt = self.reviewable(staff, attempt_id).await?;
+        if self.facts(attempt_id).await?.hold_reason.is_some() {
+            return Err(AppError::OnHold);
+        }
+        Ok(attempt)
+    }
+
     pub async fn review_view(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<ReviewView, AppError> {
         self.reviewable(staff, attempt_id).await?;
         let (reviews, flags) = (self.db.reviews_of(attempt_id).await?, self.db.flags_of(attempt_id).await?);
@@ -146,7 +155,7 @@ impl Proctor {
     }
 
     pub async fn save_flag(&self, staff: &StaffIdentity, attempt_id: Uuid, flag_id: Option<Uuid>, input: FlagInput) -> Result<Uuid, AppError> {
-        let attempt = self.reviewable(staff, attempt_id).await?;
+        let attempt = self.modifiable(staff, attempt_id).await?;
         if input.end_ms < input.start_ms || input.start_ms < 0 || input.end_ms - input.start_ms > FLAG_MAX_MS {
             return Err(AppError::BadRequest("a flag ends after it starts and covers at most 8 hours".into()));
         }
@@ -182,7 +191,7 @@ impl Proctor {
     }
 
     pub async fn delete_flag(&self, staff: &StaffIdentity, attempt_id: Uuid, flag_id: Uuid) -> Result<(), AppError> {
-        self.reviewable(staff, attempt_id).await?;
+        self.modifiable(staff, attempt_id).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
         let review = writable(&reviews, staff.id).ok_or(AppError::NotFound("flag"))?;
         if !self.db.delete_flag(review.id, flag_id).await? {
@@ -192,7 +201,7 @@ impl Proctor {
     }
 
     pub async fn submit_review(&self, staff: &StaffIdentity, attempt_id: Uuid, outcome: ReviewOutcome) -> Result<ReviewView, AppError> {
-        let attempt = self.reviewable(staff, attempt_id).await?;
+        let attempt = self.modifiable(staff, attempt_id).await?;
         let review = self.my_review(staff, &attempt).await?;
         let flags = match self.db.submit_review(review.id, outcome, self.now_ms()).await? {
             Submit::Submitted(flags) => flags,

@@ -19,10 +19,12 @@ impl Proctor {
             return Err(AppError::Forbidden("this role may not view recordings".into()));
         }
         let attempt = self.attempt_for_staff(staff, attempt_id).await?;
-        if attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
+        match attempt.state {
+            AttemptState::Destroyed => Err(AppError::Gone),
+            // Asynchronous surveillance: nothing is watched before the exam has ended.
+            AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording => Err(AppError::ExamInProgress),
+            _ => Ok(attempt),
         }
-        Ok(attempt)
     }
 
     /// `viewable_attempt`, and one of its streams.

@@ -149,8 +149,13 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let (sitting, candidates) = app.ended_sitting(1, 1).await;
     let a = candidates[0].0.attempt_id;
     let proctor = app.proctor_on_clock().await;
+    let reviewer = reviewer_of(&app, "relectrice", a).await;
     proctor.hold_attempt("dpo", a, "recours devant le tribunal administratif").await.unwrap();
     assert!(matches!(proctor.hold_attempt("dpo", a, "encore").await, Err(server::error::AppError::Conflict(_))));
+    // Nothing of it is modified while held: no flag, no review submitted.
+    let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low", "note": "" });
+    let r = app.http.post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff)).bearer_auth(&reviewer).json(&flag).send().await.unwrap();
+    assert_eq!(error_code(r).await, (409, "on_hold".into()));
     // Even a validation leaves it alone; and so does any later sweep.
     let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("validated", &[], true))).await;
     let result: serde_json::Value = r.json().await.unwrap();

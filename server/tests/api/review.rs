@@ -51,6 +51,7 @@ async fn the_media_endpoint_no_longer_plays_across_a_hole() {
     for (i, chunk) in chunks.into_iter().enumerate().filter(|(i, _)| *i != 3) {
         assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
     }
+    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let media = |q: &str| format!("{}/api/staff/v1/attempts/{}/streams/{}/media{q}", app.staff, c.attempt_id, s.stream_id);
     assert_eq!(error_code(app.http.get(media("")).bearer_auth(&token).send().await.unwrap()).await, (409, "fragments_missing".into()));

@@ -12,7 +12,14 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
     app.end_stream(&c.token, s.stream_id, 3).await;
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
 
+    // Nobody watches live: not before the exam has ended.
     let url = format!("{}/api/staff/v1/attempts/{}/streams/{}/media?from=2&to=3", app.staff, c.attempt_id, s.stream_id);
+    let fragment = format!("{}/api/staff/v1/attempts/{}/streams/{}/fragments/1", app.staff, c.attempt_id, s.stream_id);
+    for during in [&url, &fragment] {
+        assert_eq!(error_code(app.http.get(during).bearer_auth(&token).send().await.unwrap()).await, (409, "exam_in_progress".into()), "{during}");
+    }
+    assert!(!app.db().await.audit_trail().await.unwrap().iter().any(|e| e.action == "recording_viewed"));
+    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
     let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "video/mp4");
@@ -31,7 +38,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         app.http.get(format!("{}/api/staff/v1/attempts/{}", app.staff, c.attempt_id)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["integrity"], "ok");
     assert_eq!(report["fragments_stored"], 4);
-    assert_eq!(report["state"], "recording");
+    assert_eq!(report["state"], "ended");
 }
 
 /// Defect: any reviewer could read any attempt. A reviewer or jury member sees the sittings
@@ -43,6 +50,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
     for (i, chunk) in seal_stream(&s, 1).into_iter().enumerate() {
         assert!(app.put_chunk(&theirs.token, s.stream_id, i as u32, chunk).await.status().is_success());
     }
+    app.proctor().await.end_attempt(theirs.attempt_id, "test").await.unwrap();
     let mine = app.candidate().await;
     let token = reviewer_of(&app, "relectrice", mine.attempt_id).await;
     let report = |id: Uuid| app.http.get(format!("{}/api/staff/v1/attempts/{id}", app.staff)).bearer_auth(&token).send();

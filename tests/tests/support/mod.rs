@@ -140,6 +140,10 @@ pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: 
     env.push(("PROCTOR_PASSWORD", "Kilo-Tango-2026!"));
     cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &env);
     let report = cli(&server.data, &["attempt", "show", attempt], &env);
+    // Nobody watches live: a recording is reviewed once its exam has ended.
+    if matches!(report["state"].as_str(), Some("enrolled" | "consented" | "recording")) {
+        cli(&server.data, &["attempt", "end", attempt], &env);
+    }
     cli(&server.data, &["staff", "assign", "--login", &login, "--sitting", report["sitting_id"].as_str().unwrap()], &env);
     let http = reqwest::Client::new();
     let token = staff_session(&server.staff, &login, "Kilo-Tango-2026!").await;
