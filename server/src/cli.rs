@@ -384,7 +384,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.lift_hold("admin-cli", id).await?;
                 print(app.attempt_retention(id).await?)?
             }
-            Command::Attempt { command: AttemptCommand::AccessReport { id } } => print(app.access_report(id).await?)?,
+            Command::Attempt { command: AttemptCommand::AccessReport { id } } => print(app.access_report("admin-cli", id).await?)?,
             Command::Attempt { command: AttemptCommand::Export { id, recipient, out } } => print(app.export_attempt("admin-cli", id, &recipient, &out).await?)?,
             Command::Pv { command: PvCommand::Decide { sitting, outcome, contested, override_unsubmitted, by } } => {
                 let r = app.decide_pv(&by, sitting, crate::retention::PvRequest { outcome, contested, override_unsubmitted, decided_by: None }).await?;

@@ -85,7 +85,7 @@ impl Proctor {
         let manifest = serde_json::json!({
             "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
             "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,
-            "retention": self.attempt_retention(attempt_id).await?, "access_report": self.access_report(attempt_id).await?,
+            "retention": self.attempt_retention(attempt_id).await?, "access_report": self.access_report(actor, attempt_id).await?,
             "how_to_play": "cat stream-1/*.mp4 > stream-1.mp4, for each stream",
         });
         append(&mut tar, "manifest.json", &serde_json::to_vec_pretty(&manifest).map_err(anyhow::Error::from)?)?;

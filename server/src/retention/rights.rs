@@ -89,8 +89,10 @@ impl Proctor {
 
     /// Who accessed the attempt, when, and which part of the recording: what the
     /// candidate may ask under the right of access.
-    pub async fn access_report(&self, attempt: Uuid) -> Result<Vec<AccessEntry>, AppError> {
+    pub async fn access_report(&self, actor: &str, attempt: Uuid) -> Result<Vec<AccessEntry>, AppError> {
         self.attempt_or_404(attempt).await?;
+        // Asking who accessed is itself an access to the attempt's data.
+        self.audit(actor, "access_report_read", Some(attempt), serde_json::json!({})).await?;
         let mut roles = std::collections::HashMap::new();
         for s in self.db.list_staff().await? {
             roles.insert(s.login, s.role.as_str().to_owned());

@@ -208,7 +208,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     assert!(matches!(proctor.erase_attempt("dpo", c.attempt_id, "encore").await, Err(server::error::AppError::Gone)));
     assert!(matches!(proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &app.data.path().join("y.age")).await, Err(server::error::AppError::Gone)));
     // The access report names the export.
-    let report = proctor.access_report(c.attempt_id).await.unwrap();
+    let report = proctor.access_report("dpo", c.attempt_id).await.unwrap();
     assert!(report.iter().any(|e| e.action == "attempt_exported" && e.account == "dpo"), "{report:?}");
 }
 
