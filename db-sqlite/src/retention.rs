@@ -80,19 +80,9 @@ impl RetentionStore for SqliteDatabase {
     }
 
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>> {
-        parse_all(
-            sqlx::query_as!(
-                RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
-                     p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
-                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
-                   FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
-                   WHERE a.destroyed_at IS NULL ORDER BY a.created_at"#
-            )
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend)?,
-        )
+        let ids = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE destroyed_at IS NULL ORDER BY created_at"#).fetch_all(&self.readers).await.map_err(backend)?;
+        let ids: Vec<Uuid> = ids.into_iter().map(|i| i.into_uuid("id")).collect::<Result<_, _>>().map_err(backend)?;
+        self.retention_facts(&ids).await
     }
 
     async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>> {

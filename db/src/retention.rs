@@ -93,7 +93,7 @@ pub trait RetentionStore: Send + Sync {
     async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>>;
     /// The facts of these attempts (unknown ids are left out), in no particular order.
     async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>>;
-    /// Every attempt not destroyed yet (`retention status`).
+    /// Every attempt not destroyed yet (`retention status`), in no particular order.
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>>;
     /// `None` when nothing changed: the attempt is destroyed, or already (not) held.
     async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>>;

@@ -90,7 +90,8 @@ fn media_span_us(chunks: &[ChunkRow]) -> u64 {
 impl Proctor {
     pub async fn attempt_report(&self, attempt_id: Uuid) -> Result<AttemptReport, AppError> {
         let attempt = self.attempt_or_404(attempt_id).await?;
-        let streams = self.db.streams_of(attempt_id).await?;
+        // A destroyed attempt has nothing left to report on but its retention and receipt.
+        let streams = if attempt.state == AttemptState::Destroyed { Vec::new() } else { self.db.streams_of(attempt_id).await? };
         let mut issues = Vec::new();
         let mut broken = false;
         let mut reports = Vec::new();

@@ -3,17 +3,19 @@
 
 mod support;
 
+use std::path::Path;
 use support::*;
+
+/// A command run at the moment given.
+fn at(data: &Path, now: &str, args: &[&str]) -> serde_json::Value {
+    cli(data, &[&["--now", now], args].concat(), &[])
+}
 
 #[test]
 fn every_command_runs_at_the_moment_given() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    let at = |now: &str, args: &[&str]| {
-        let mut all = vec!["--now", now];
-        all.extend_from_slice(args);
-        cli(data, &all, &[])
-    };
+    let at = |now: &str, args: &[&str]| at(data, now, args);
     let sitting = at("2027-02-01T00:00:00Z", &["sitting", "create", "--ref", "HORLOGE"]);
     let sitting = sitting["sitting_id"].as_str().unwrap().to_owned();
     let cand = at("2027-02-01T00:00:00Z", &["candidate", "add", "--sitting", &sitting, "--ref", "c"]);
@@ -35,11 +37,7 @@ fn every_command_runs_at_the_moment_given() {
 fn the_retention_contract_on_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    let at = |now: &str, args: &[&str]| {
-        let mut all = vec!["--now", now];
-        all.extend_from_slice(args);
-        cli(data, &all, &[])
-    };
+    let at = |now: &str, args: &[&str]| at(data, now, args);
     let sitting = at("2027-01-10T09:00:00Z", &["sitting", "create", "--ref", "PV"])["sitting_id"].as_str().unwrap().to_owned();
     let mut attempts = Vec::new();
     for reference in ["a", "b"] {

@@ -101,9 +101,12 @@ impl crate::service::Proctor {
         }
     }
 
-    /// Every attempt not destroyed yet, with when it will be.
+    /// Every attempt not destroyed yet, with when it will be: soonest first, held last.
     pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, crate::error::AppError> {
-        Ok(self.db.pending_retention().await?.iter().map(|f| self.retention_status(f)).collect())
+        let mut all: Vec<RetentionStatus> = self.db.pending_retention().await?.iter().map(|f| self.retention_status(f)).collect();
+        // RFC 3339 in UTC sorts as text.
+        all.sort_by(|a, b| (a.destroy_at.is_none(), &a.destroy_at).cmp(&(b.destroy_at.is_none(), &b.destroy_at)));
+        Ok(all)
     }
 
     pub async fn attempt_retention(&self, attempt: uuid::Uuid) -> Result<RetentionStatus, crate::error::AppError> {

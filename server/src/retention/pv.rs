@@ -57,6 +57,8 @@ pub struct PvPlan {
     pub outcome: PvOutcome,
     pub attempts: Vec<PlannedAttempt>,
     pub unsubmitted: usize,
+    /// Attempts still consented or recording: the PV waits for the end of the exam.
+    pub in_progress: usize,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -107,9 +109,6 @@ impl Proctor {
             return Err(AppError::BadRequest(format!("attempt {stranger} is not a candidate of this sitting")));
         }
         let in_progress = attempts.iter().filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording)).count();
-        if in_progress > 0 {
-            return Err(AppError::Conflict(format!("{in_progress} attempt(s) of the sitting are still in progress: end them first")));
-        }
         let now = self.clock.now();
         let mut facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
         let mut planned = Vec::with_capacity(attempts.len());
@@ -141,13 +140,16 @@ impl Proctor {
             effects.push((f, r));
         }
         let unsubmitted = planned.iter().filter(|p| p.review_unsubmitted).count();
-        Ok((PvPlan { sitting_id: sitting, outcome: req.outcome, attempts: planned, unsubmitted }, effects))
+        Ok((PvPlan { sitting_id: sitting, outcome: req.outcome, attempts: planned, unsubmitted, in_progress }, effects))
     }
 
     /// Records the decision and destroys, before answering, what it makes due at once.
     pub async fn decide_pv(&self, actor: &str, sitting: Uuid, req: PvRequest) -> Result<PvResult, AppError> {
         for _ in 0..5 {
             let (plan, effects) = self.pv_plan(sitting, &req).await?;
+            if plan.in_progress > 0 {
+                return Err(AppError::Conflict(format!("{} attempt(s) of the sitting are still in progress: end them first", plan.in_progress)));
+            }
             if plan.unsubmitted > 0 && !req.override_unsubmitted {
                 return Err(AppError::ReviewsUnsubmitted(plan.unsubmitted));
             }

@@ -139,6 +139,11 @@ async fn bad_pv_requests_get_precise_errors_and_change_nothing() {
     let r = app.http.post(format!("{}/api/integration/v1/{path}", app.public)).json(&pv("validated", &[], true)).send().await.unwrap();
     assert_eq!(error_code(r).await, (401, "unauthorized".into()));
     assert_eq!(error_code(app.platform_json(reqwest::Method::GET, &format!("attempts/{}/receipt", candidates[0].0.attempt_id), None).await).await, (409, "conflict".into()));
+    // A candidate still recording: the PV waits for the end of the exam.
+    let late: protocol::api::AddCandidateResponse = app.add_candidate(sitting, "en-retard").await.json().await.unwrap();
+    assert_eq!(app.consent(&late.launch_token).await.status(), 204);
+    app.open_stream(&late.launch_token).await;
+    assert_eq!(post(pv("validated", &[], true)).await, (409, "conflict".into()));
     assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none());
     assert_eq!(app.db().await.attempt(candidates[0].0.attempt_id).await.unwrap().state.as_str(), "ended");
 }

@@ -119,6 +119,7 @@ async fn form_page(app: &AppState, session: &crate::routes::session::StaffSessio
         });
     }
     let csrf = session.csrf();
+    let error = error.or_else(|| (plan.in_progress > 0).then(|| T.pv_in_progress.to_owned()));
     render(reviewer::PvFormPage { t: T, login: &session.who.login, csrf: &csrf, sitting_id: id.to_string(), sitting: reference, candidates, unsubmitted: plan.unsubmitted, error })
 }
 
@@ -195,6 +196,7 @@ async fn pv_confirm(State(app): State<AppState>, PageSession(session): PageSessi
         Err(e) => return form_page(&app, &session, id, reference, Some(refusal(&e, None)?)).await,
     };
     match app.pv_plan(id, &req).await {
+        Ok((plan, _)) if plan.in_progress > 0 => form_page(&app, &session, id, reference, Some(T.pv_in_progress.into())).await,
         Ok((plan, _)) if plan.unsubmitted > 0 && !req.override_unsubmitted => {
             form_page(&app, &session, id, reference, Some(refusal(&AppError::ReviewsUnsubmitted(plan.unsubmitted), Some(&req))?)).await
         }
@@ -213,6 +215,6 @@ async fn pv_decide(State(app): State<AppState>, PageSession(session): PageSessio
     }
     let req = request_of(&form)?;
     let result = app.decide_pv(&session.who.login, id, req.clone()).await?;
-    let plan = PvPlan { sitting_id: id, outcome: result.outcome, attempts: result.attempts.clone(), unsubmitted: 0 };
+    let plan = PvPlan { sitting_id: id, outcome: result.outcome, attempts: result.attempts.clone(), unsubmitted: 0, in_progress: 0 };
     plan_page(&session, reference, &req, &plan, true, result.receipts.len())
 }
