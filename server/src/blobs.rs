@@ -188,6 +188,13 @@ impl BlobStore {
         }
     }
 
+    /// How many objects the store holds under an attempt (after its destruction: none).
+    pub async fn count_attempt_objects(&self, attempt: Uuid) -> Result<usize, BlobError> {
+        use futures::TryStreamExt;
+        let prefix = ObjectPath::from(format!("attempts/{attempt}"));
+        Ok(self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await?.len())
+    }
+
     /// Deletes every object of a destroyed attempt: its chunks, and any a crash or a
     /// refused duplicate left behind. `each` runs after each deletion (crash tests).
     /// Returns how many were deleted; running it again after a crash finishes the job.

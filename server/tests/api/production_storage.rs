@@ -1,5 +1,5 @@
 //! The product's promises again on production storage (PostgreSQL + S3), through the API:
-//! the lifecycle walk, retried enrolment, the grace after the end.
+//! the lifecycle walk, retried enrolment, the grace after the end, the PV's deletion.
 
 use crate::helpers::*;
 use protocol::api::*;
@@ -38,4 +38,20 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(trail.iter().any(|e| e.action == "recording_viewed"));
     server::db::verify_audit_chain(&trail).unwrap();
+
+    // The jury validates: the key goes before the answer, then every object in the bucket.
+    let blobs = app.proctor().await.blobs;
+    assert_eq!(blobs.count_attempt_objects(first.attempt_id).await.unwrap(), 4);
+    let pv = app.platform_json(reqwest::Method::POST, &format!("sittings/{}/pv", sitting.sitting_id), Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true }))).await;
+    assert_eq!(pv.status(), 201);
+    assert_eq!(app.db().await.attempt(first.attempt_id).await.unwrap().state.as_str(), "destroyed");
+    for _ in 0..100 {
+        if blobs.count_attempt_objects(first.attempt_id).await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(blobs.count_attempt_objects(first.attempt_id).await.unwrap(), 0, "every object deleted from the bucket");
+    let r = app.http.get(format!("{}/api/staff/v1/attempts/{}/streams/{}/fragments/1", app.staff, first.attempt_id, s.stream_id)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 410);
 }
