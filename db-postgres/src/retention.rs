@@ -26,7 +26,15 @@ impl RetentionStore for PostgresDatabase {
             return Ok(PvRecorded::AlreadyDecided);
         }
         for u in updates {
-            if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
+            // An attempt the decision leaves in its state must still be in it (not started
+            // meanwhile): the plan was made on that state. The row stays locked.
+            let still = if u.from == u.to {
+                let state = sqlx::query_scalar!("SELECT state FROM attempts WHERE id = $1 FOR UPDATE", u.attempt).fetch_one(&mut *tx).await.map_err(backend)?;
+                state == u.from.as_str()
+            } else {
+                compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await?
+            };
+            if !still {
                 return Ok(PvRecorded::Raced);
             }
             sqlx::query!("UPDATE attempts SET contested = $2, due_at = COALESCE($3, due_at) WHERE id = $1", u.attempt, u.contested, u.due_at_ms)
@@ -52,7 +60,9 @@ impl RetentionStore for PostgresDatabase {
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!",
+                     GREATEST(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!",
+                     a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
                      a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
                    FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
@@ -134,7 +144,7 @@ impl RetentionStore for PostgresDatabase {
         let destroyed: Vec<Uuid> = sqlx::query_scalar!(
             "UPDATE attempts a SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = d.at, destroyed_at = d.at, receipt = d.receipt, claimed_until = NULL
              FROM UNNEST($1::UUID[], $2::BIGINT[], $3::TEXT[]) AS d(id, at, receipt)
-             WHERE a.id = d.id AND a.destroyed_at IS NULL AND a.hold_reason IS NULL
+             WHERE a.id = d.id AND a.destroyed_at IS NULL AND a.hold_reason IS NULL AND (a.due_at IS NULL OR a.due_at <= d.at)
              RETURNING a.id",
             &ids,
             &ats,

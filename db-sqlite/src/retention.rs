@@ -32,10 +32,18 @@ impl RetentionStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         for u in updates {
-            if u.from != u.to && !compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await? {
+            let id = u.attempt.to_string();
+            // An attempt the decision leaves in its state must still be in it (not started
+            // meanwhile): the plan was made on that state.
+            let still = if u.from == u.to {
+                let state = sqlx::query_scalar!(r#"SELECT state AS "state!" FROM attempts WHERE id = ?1"#, id).fetch_one(&mut *tx).await.map_err(backend)?;
+                state == u.from.as_str()
+            } else {
+                compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await?
+            };
+            if !still {
                 return Ok(PvRecorded::Raced);
             }
-            let id = u.attempt.to_string();
             sqlx::query!("UPDATE attempts SET contested = ?2, due_at = COALESCE(?3, due_at) WHERE id = ?1", id, u.contested, u.due_at_ms)
                 .execute(&mut *tx)
                 .await
@@ -66,7 +74,9 @@ impl RetentionStore for SqliteDatabase {
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!", a.ended_at,
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!",
+                     MAX(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!: i64",
+                     a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
                      a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
                    FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
@@ -155,6 +165,7 @@ impl RetentionStore for SqliteDatabase {
                  receipt = json_extract(d.value, '$.receipt'), claimed_until = NULL
                FROM json_each(?1) AS d
                WHERE attempts.id = json_extract(d.value, '$.id') AND attempts.destroyed_at IS NULL AND attempts.hold_reason IS NULL
+                 AND (attempts.due_at IS NULL OR attempts.due_at <= json_extract(d.value, '$.at'))
                RETURNING attempts.id AS "id!: String""#,
             items
         )

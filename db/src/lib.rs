@@ -43,9 +43,10 @@ pub fn backend(e: sqlx::Error) -> DbError {
     match e {
         sqlx::Error::RowNotFound => DbError::NotFound,
         sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict,
-        // PostgreSQL's statement timeout (57014, query_canceled), SQLite's busy and locked
-        // (5, 6): the database is there but not now.
-        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57014" | "5" | "6")) => DbError::Unavailable(d.to_string()),
+        // PostgreSQL's statement timeout (57014, query_canceled), deadlock (40P01) and
+        // serialization failure (40001), SQLite's busy and locked (5, 6): the database is
+        // there but not now.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57014" | "40P01" | "40001" | "5" | "6")) => DbError::Unavailable(d.to_string()),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
         other => DbError::Backend(other.to_string()),
     }

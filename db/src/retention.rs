@@ -29,6 +29,8 @@ pub struct RetentionFacts {
     pub sitting_id: Uuid,
     pub state: AttemptState,
     pub created_at_ms: i64,
+    /// The latest of creation, a launch token issued, a state change.
+    pub last_active_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     /// The sitting's PV decision and its time.
     pub pv: Option<(PvOutcome, i64)>,
@@ -104,8 +106,9 @@ pub trait RetentionStore: Send + Sync {
     async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>>;
     /// Destroys the data keys of these attempts, in one transaction: the wrapped key is
     /// overwritten, the state set to destroyed with the receipt, connection data and flag
-    /// notes purged, the audit entries appended. Attempts already destroyed, or on hold,
-    /// are skipped. Returns the audit entries written.
+    /// notes purged, the audit entries appended. Attempts already destroyed, on hold, or
+    /// whose fixed due time is still ahead (a hold lifted meanwhile) are skipped. Returns
+    /// the audit entries written.
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>>;
     /// Destroyed attempts whose blobs are not all deleted yet.
     async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>>;

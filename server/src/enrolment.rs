@@ -49,6 +49,9 @@ impl Proctor {
         if let Ok(existing) = self.db.attempt_by_ref(sitting, reference.as_str()).await {
             return Ok(Created { value: self.current_launch(&existing).await?, replayed: true });
         }
+        if self.db.pv_decision(sitting).await?.is_some() {
+            return Err(AppError::Conflict("the sitting's PV is decided: it takes no new candidate".into()));
+        }
         let now = self.clock.now();
         let id = Uuid::new_v4();
         let dek = AttemptKey::generate();

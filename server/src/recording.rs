@@ -170,7 +170,8 @@ impl Proctor {
             staff,
             "recording_viewed",
             Some(attempt_id),
-            serde_json::json!({ "stream_id": stream_id, "from_index": from, "to_index": to, "fragments": selected.len() }),
+            serde_json::json!({ "stream_id": stream_id, "from_index": from, "to_index": to, "fragments": selected.len(),
+                "media_from_ms": selected.iter().map(|r| r.media_start_us / 1000).min(), "media_to_ms": selected.iter().map(|r| r.media_end_us / 1000).max() }),
         )
         .await?;
         let me = self.clone();

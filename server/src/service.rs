@@ -90,6 +90,9 @@ impl Pending {
 impl Proctor {
     pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         settings.server.check_production()?;
+        if settings.retention.ceiling.shortest() <= settings.limits.upload_grace {
+            anyhow::bail!("[retention] ceiling must be longer than [limits] upload_grace: a recording still uploading would be destroyed");
+        }
         let dir = &settings.server.data_dir;
         std::fs::create_dir_all(dir)?;
         let pool = settings.database.pool();

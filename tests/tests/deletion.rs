@@ -209,18 +209,20 @@ fn backup_restore(data: &Path, flags: &[&str], backup: impl FnOnce(), restore: i
     let keys = data.join("keys");
     assert!(keys.join("kek-2027-01.key").exists());
     backup();
-    // Erased in January; in February nothing of January lives: its KEK is destroyed.
+    // Erased in January. In February January's KEK stays (a month's margin for late
+    // clocks); once February is over too, nothing of January lives: its KEK is destroyed.
     at("2027-01-20T09:00:00Z", &["attempt", "erase", &attempt, "--reason", "demande du candidat"]);
-    let swept = at("2027-02-01T00:00:01Z", &["retention", "run"]);
+    assert_eq!(at("2027-02-15T00:00:00Z", &["retention", "run"])["epochs_destroyed"], serde_json::json!([]));
+    let swept = at("2027-03-01T00:00:01Z", &["retention", "run"]);
     assert_eq!(swept["epochs_destroyed"], serde_json::json!(["2027-01"]), "{swept}");
     assert!(!keys.join("kek-2027-01.key").exists());
     let restored_flags = restore();
     let flags: Vec<&str> = restored_flags.iter().map(String::as_str).collect();
     let at = |now: &str, rest: &[&str]| cli(data, &[&flags[..], &["--now", now], rest].concat(), &[]);
-    let restored = at("2027-02-02T00:00:00Z", &["attempt", "show", &attempt]);
+    let restored = at("2027-03-02T00:00:00Z", &["attempt", "show", &attempt]);
     assert_eq!(restored["state"], "enrolled", "the backup predates the destruction: {restored}");
     let out = data.join("export.age");
-    let err = cli_fails(data, &[&flags[..], &["--now", "2027-02-02T00:00:00Z", "attempt", "export", &attempt, "--recipient", "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg", "--out", out.to_str().unwrap()]].concat(), &[]);
+    let err = cli_fails(data, &[&flags[..], &["--now", "2027-03-02T00:00:00Z", "attempt", "export", &attempt, "--recipient", "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg", "--out", out.to_str().unwrap()]].concat(), &[]);
     assert!(err.contains("destroyed"), "the restored key cannot be unwrapped: {err}");
     assert!(std::fs::read(&out).map(|b| b.len() < 200).unwrap_or(true), "nothing of the recording was written");
 }

@@ -52,6 +52,14 @@ impl Proctor {
         }
     }
 
+    /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
+    async fn require_undecided(&self, sitting: Uuid) -> Result<(), AppError> {
+        match self.db.pv_decision(sitting).await? {
+            Some(_) => Err(AppError::AttemptEnded),
+            None => Ok(()),
+        }
+    }
+
     pub async fn record_consent(&self, who: &AgentIdentity, req: ConsentRequest) -> Result<(), AppError> {
         who.require_live(self.now_ms())?;
         if req.notice_version != NOTICE_VERSION {
@@ -64,6 +72,7 @@ impl Proctor {
             AttemptState::Destroyed => return Err(AppError::Gone),
             from => return Err(crate::lifecycle::InvalidTransition { from, transition: Transition::Consent }.into()),
         }
+        self.require_undecided(who.attempt.sitting_id).await?;
         self.db.record_consent(who.attempt.id, &req.notice_version, self.now_ms()).await?;
         self.audit("candidate", "consent_recorded", Some(who.attempt.id), serde_json::json!({ "notice_version": req.notice_version })).await?;
         match self.transition(who.attempt.id, Transition::Consent, "candidate").await {
@@ -92,6 +101,7 @@ impl Proctor {
             AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
             _ => return Err(AppError::AttemptEnded),
         }
+        self.require_undecided(a.sitting_id).await?;
         let max_streams = self.settings.limits.max_streams_per_attempt;
         let field = |s: &str, name: &str| -> Result<String, AppError> {
             let t = s.trim();

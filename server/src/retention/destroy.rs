@@ -81,21 +81,40 @@ impl Proctor {
     /// attempts it purged. Safe to run on several instances at once, and after a crash.
     pub async fn purge_destroyed(&self) -> Result<u64, AppError> {
         let mut purged = 0;
+        // An attempt whose deletion fails is left for the next sweep, not retried in a loop,
+        // and does not hold the others back.
+        let mut failed: std::collections::HashSet<uuid::Uuid> = std::collections::HashSet::new();
+        let mut first_error = None;
         loop {
-            let ids = self.db.unpurged(PURGE_BATCH).await?;
+            let ids: Vec<_> = self.db.unpurged(PURGE_BATCH + failed.len() as u32).await?.into_iter().filter(|id| !failed.contains(id)).collect();
             if ids.is_empty() {
-                return Ok(purged);
+                return match first_error {
+                    Some(e) => Err(e),
+                    None => Ok(purged),
+                };
             }
+            let mut done = Vec::with_capacity(ids.len());
             // A few attempts at once: on S3 each is a listing and batched deletes.
             for group in ids.chunks(PURGE_CONCURRENCY) {
                 let mut deletions = Vec::with_capacity(group.len());
                 for id in group {
                     deletions.push(self.blobs.delete_attempt(*id, crash_during_blob_deletion));
                 }
-                futures::future::try_join_all(deletions).await?;
+                for (id, r) in group.iter().zip(futures::future::join_all(deletions).await) {
+                    match r {
+                        Ok(_) => done.push(*id),
+                        Err(e) => {
+                            tracing::error!(attempt = %id, error = %e, "deleting a destroyed attempt's blobs failed; retried at the next sweep");
+                            failed.insert(*id);
+                            first_error.get_or_insert(AppError::from(e));
+                        }
+                    }
+                }
             }
-            self.db.finish_purge(&ids, self.now_ms()).await?;
-            purged += ids.len() as u64;
+            if !done.is_empty() {
+                self.db.finish_purge(&done, self.now_ms()).await?;
+                purged += done.len() as u64;
+            }
         }
     }
 }

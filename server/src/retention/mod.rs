@@ -26,7 +26,7 @@ use policy::{Facts, PvDecision, Retention};
 /// The policy's view of stored facts.
 pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
     Facts {
-        created_at: from_unix_ms(f.created_at_ms),
+        last_active_at: from_unix_ms(f.last_active_at_ms),
         ended_at: f.ended_at_ms.map(from_unix_ms),
         decision: f.pv.map(|(outcome, at)| {
             let d = match outcome {
@@ -67,7 +67,8 @@ pub struct RetentionStatus {
     pub pv_outcome: Option<PvOutcome>,
     pub pv_decided_at: Option<String>,
     pub contested: bool,
-    pub legal_hold: Option<String>,
+    /// On legal hold (its reason is in the audit trail, for the DPO).
+    pub legal_hold: bool,
     pub erasure_requested_at: Option<String>,
     /// When it is (or was due to be) destroyed; `None` while held, or once destroyed.
     pub destroy_at: Option<String>,
@@ -92,7 +93,7 @@ impl crate::service::Proctor {
             pv_outcome: f.pv.map(|p| p.0),
             pv_decided_at: f.pv.map(|p| when(p.1)),
             contested: f.contested,
-            legal_hold: f.hold_reason.clone(),
+            legal_hold: f.hold_reason.is_some(),
             erasure_requested_at: f.erasure_requested_at_ms.map(when),
             destroy_at,
             destroyed_at: f.destroyed_at_ms.map(when),

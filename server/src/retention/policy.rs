@@ -5,8 +5,8 @@
 //! - Validated with reservations: the attempts it names as contested are kept 2 calendar
 //!   months from the decision; the others are destroyed at once.
 //! - Refused: every attempt of the sitting is kept 2 calendar months from the decision.
-//! - No decision: destroyed at the attempt's end (or creation, if it never ended) plus the
-//!   ceiling: 2 months by default, configurable down to a day, never above
+//! - No decision: destroyed at the attempt's end (or its last activity, if it never
+//!   ended) plus the ceiling: 2 months by default, configurable down to a day, never above
 //!   [`LEGAL_MAXIMUM_MONTHS`], never disabled.
 //! - Erasure requested (the candidate's right, or consent withdrawn): at once, whatever
 //!   the PV says.
@@ -68,13 +68,21 @@ impl Ceiling {
         }
     }
 
+    /// The shortest time the ceiling can be (a month is at least 28 days).
+    pub fn shortest(self) -> std::time::Duration {
+        let days = match self {
+            Ceiling::Months(m) => u64::from(m) * 28,
+            Ceiling::Days(d) => u64::from(d),
+        };
+        std::time::Duration::from_secs(days * 86_400)
+    }
+
     /// An end time at or before which the ceiling may have passed by `now`: every attempt
     /// the ceiling makes due ended at or before it (up to ~2 weeks more for months, whose
     /// length varies; the policy then decides exactly). The sweep's database filter.
     pub fn undecided_cutoff(self, now: OffsetDateTime) -> OffsetDateTime {
         match self {
-            Ceiling::Days(d) => now - time::Duration::days(i64::from(d)),
-            Ceiling::Months(m) => now - time::Duration::days(i64::from(m) * 28),
+            Ceiling::Days(_) | Ceiling::Months(_) => now - self.shortest(),
         }
     }
 
@@ -89,7 +97,10 @@ impl Ceiling {
 /// What is known about one attempt, for retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
-    pub created_at: OffsetDateTime,
+    /// The attempt's last sign of life before any end: its creation, a launch token issued
+    /// again, a state change (consent, recording). An attempt that never ended counts its
+    /// ceiling from here, so that a candidate enrolled long before the exam keeps theirs.
+    pub last_active_at: OffsetDateTime,
     pub ended_at: Option<OffsetDateTime>,
     pub decision: Option<(PvDecision, OffsetDateTime)>,
     pub erasure_requested_at: Option<OffsetDateTime>,
@@ -125,7 +136,7 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Retention {
             Some((PvDecision::ValidatedWithoutReservation, at)) => at,
             Some((PvDecision::ValidatedWithReservations { contested: false }, at)) => at,
             Some((PvDecision::ValidatedWithReservations { contested: true } | PvDecision::Refused, at)) => add_months(at, KEPT_AFTER_DISPUTE_MONTHS),
-            None => ceiling.after(f.ended_at.unwrap_or(f.created_at)),
+            None => ceiling.after(f.ended_at.unwrap_or(f.last_active_at)),
         }
     };
     // A hold lifted restarts the clock; an erasure asked while held happens at the lift.
@@ -151,7 +162,7 @@ mod tests {
     const SECOND: time::Duration = time::Duration::SECOND;
 
     fn facts(end: OffsetDateTime) -> Facts {
-        Facts { created_at: end - time::Duration::hours(2), ended_at: Some(end), decision: None, erasure_requested_at: None, on_hold: false, hold_lifted_at: None }
+        Facts { last_active_at: end - time::Duration::hours(2), ended_at: Some(end), decision: None, erasure_requested_at: None, on_hold: false, hold_lifted_at: None }
     }
 
     #[test]

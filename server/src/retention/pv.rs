@@ -193,9 +193,12 @@ impl Proctor {
             // A crash here leaves decided attempts due now: the worker destroys them at start-up.
             crate::faults::crash_point("after-pv-recorded");
             let due: Vec<RetentionFacts> = effects.into_iter().filter(|(_, r)| r.is_due(now)).map(|(f, _)| f).collect();
-            let receipts = self.destroy_keys(&due, actor).await?;
+            let receipts = self.destroy_keys(&due, actor).await;
             // The blobs go in the background (the worker is woken; the CLI purges itself).
+            // Should the keys' transaction have failed, the decision stands and its attempts
+            // are due now: the worker destroys them within seconds.
             self.retention_wake.notify_one();
+            let receipts = receipts?;
             return Ok(PvResult {
                 sitting_id: sitting,
                 outcome: req.outcome,

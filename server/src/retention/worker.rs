@@ -48,10 +48,16 @@ impl Proctor {
             }
             return Ok(report);
         }
-        self.seal_clear_connections().await?;
-        report.destroyed = self.destroy_due().await?;
-        report.blobs_purged = self.purge_destroyed().await?;
-        report.epochs_destroyed = self.destroy_spent_epochs().await?;
+        // Each phase runs whatever the others met: a blob that cannot be deleted must not
+        // keep keys alive, nor the other way round. The first error is reported.
+        let sealed = self.seal_clear_connections().await;
+        let destroyed = self.destroy_due().await;
+        let purged = self.purge_destroyed().await;
+        let epochs = if destroyed.is_ok() { self.destroy_spent_epochs().await } else { Ok(Vec::new()) };
+        sealed?;
+        report.destroyed = destroyed?;
+        report.blobs_purged = purged?;
+        report.epochs_destroyed = epochs?;
         Ok(report)
     }
 
@@ -99,13 +105,17 @@ impl Proctor {
     /// Destroys the KEK of every past month whose attempts are all destroyed: a backup of
     /// the database taken before a destruction then holds keys nobody can unwrap.
     async fn destroy_spent_epochs(&self) -> Result<Vec<String>, AppError> {
-        let current = crate::keys::epoch_of(self.clock.now());
+        // Only months before the previous one: an instance whose clock lags, or an attempt
+        // created at a month's turn, may still wrap a key under last month's KEK.
+        let now = self.clock.now();
+        let previous = crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
         let mut destroyed = Vec::new();
         let live: std::collections::HashMap<String, u64> = self.db.epochs().await?.into_iter().collect();
         for epoch in self.keys.epochs()? {
-            if epoch < current && live.get(&epoch).copied().unwrap_or(0) == 0 {
+            if epoch < previous && live.get(&epoch).copied().unwrap_or(0) == 0 {
+                // Audited first: a crash in between leaves an audited epoch to destroy again.
+                self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(now) })).await?;
                 self.keys.destroy_epoch(&epoch)?;
-                self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(self.clock.now()) })).await?;
                 destroyed.push(epoch);
             }
         }

@@ -118,8 +118,8 @@ pub async fn decide_pv(State(app): State<AppState>, _: Platform, Path(sitting): 
     let sitting = parse_id(&sitting, "sitting id")?;
     let req: crate::retention::PvRequest = read_json(body).await?;
     let by = match req.decided_by.as_deref().map(str::trim) {
-        Some(b) if !b.is_empty() && b.len() <= 100 => format!("platform:{b}"),
-        Some(_) => return Err(AppError::BadRequest("decided_by names the jury member (1 to 100 characters)".into())),
+        Some(b) if !b.is_empty() && b.len() <= 100 && !b.chars().any(char::is_control) => format!("platform:{b}"),
+        Some(_) => return Err(AppError::BadRequest("decided_by names the jury member (1 to 100 characters, no control characters)".into())),
         None => "platform".into(),
     };
     Ok((StatusCode::CREATED, Json(app.decide_pv(&by, sitting, req).await?)))

@@ -242,3 +242,33 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
     assert!(plain.windows(12).any(|w| w == b"198.51.100.4"));
 }
+
+#[tokio::test]
+async fn a_decided_sitting_takes_no_new_candidate_and_starts_no_exam() {
+    let app = spawn_app().await;
+    let (sitting, _) = app.ended_sitting(1, 1).await;
+    let absent: protocol::api::AddCandidateResponse = app.add_candidate(sitting, "absent").await.json().await.unwrap();
+    let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("refused", &[], true))).await;
+    assert_eq!(r.status(), 201);
+    // The candidate who never came cannot start now; nobody new joins.
+    assert_eq!(error_code(app.consent(&absent.launch_token).await).await, (409, "attempt_ended".into()));
+    assert_eq!(error_code(app.add_candidate(sitting, "retardataire").await).await, (409, "conflict".into()));
+    assert_eq!(app.add_candidate(sitting, "absent").await.status(), 201, "a retried enrolment still answers the same");
+}
+
+#[tokio::test]
+async fn the_ceiling_counts_from_the_last_sign_of_life_of_an_attempt_never_ended() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    let proctor = app.proctor_on_clock().await;
+    let day = Duration::from_secs(86_400);
+    // Enrolled long before the exam; a new launch token 50 days later.
+    app.clock.advance(50 * day);
+    assert_eq!(app.platform_post(&format!("attempts/{}/token", c.attempt_id)).await.status(), 201);
+    app.clock.advance(20 * day);
+    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty(), "70 days after creation, 20 after the new token");
+    app.clock.advance(45 * day);
+    let swept = proctor.sweep(false).await.unwrap();
+    assert_eq!(swept.destroyed.len(), 1, "65 days after the last sign of life");
+    assert_eq!(swept.destroyed[0].reason, "ceiling_reached");
+}

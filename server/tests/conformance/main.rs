@@ -529,6 +529,9 @@ async fn pv_decisions_holds_and_destruction() {
         let raced = [pv_update(a1.id, AttemptState::InReview, AttemptState::Decided, false, Some(3_000))];
         assert!(matches!(db.record_pv(&decision, &raced, event(None, "pv_decided", 3_000)).await.unwrap(), PvRecorded::Raced), "{}", b.name);
         assert!(db.pv_decision(s).await.unwrap().is_none(), "{}: nothing of a raced decision stays", b.name);
+        // So does one that would leave an attempt in a state it has left meanwhile.
+        let raced = [pv_update(a3.id, AttemptState::Consented, AttemptState::Consented, false, Some(3_000))];
+        assert!(matches!(db.record_pv(&decision, &raced, event(None, "pv_decided", 3_000)).await.unwrap(), PvRecorded::Raced), "{}", b.name);
         let updates = [
             pv_update(a1.id, AttemptState::Ended, AttemptState::Decided, false, Some(3_000)),
             pv_update(a2.id, AttemptState::Ended, AttemptState::Decided, true, Some(9_000)),
@@ -542,6 +545,9 @@ async fn pv_decisions_holds_and_destruction() {
         assert_eq!(db.pv_decision(s).await.unwrap(), Some(decision.clone()), "{}", b.name);
         let facts = db.retention_facts(&[a1.id, a2.id, a3.id, Uuid::new_v4()]).await.unwrap();
         assert_eq!(facts.len(), 3, "{}: unknown ids are left out", b.name);
+        assert_eq!(facts.iter().find(|f| f.attempt_id == a1.id).unwrap().last_active_at_ms, 3_000, "{}: the last state change", b.name);
+        db.issue_token(a3.id, 1, [9; 32], 4_500, 9_999).await.unwrap();
+        assert_eq!(db.retention_facts(&[a3.id]).await.unwrap()[0].last_active_at_ms, 4_500, "{}: a token issued again", b.name);
         let f2 = facts.iter().find(|f| f.attempt_id == a2.id).unwrap();
         assert_eq!((f2.state, f2.contested, f2.pv, f2.due_at_ms, f2.ended_at_ms), (AttemptState::Decided, true, Some((PvOutcome::Reservations, 3_000)), Some(9_000), Some(2_000)), "{}", b.name);
         assert_eq!(db.attempt(a3.id).await.unwrap().state, AttemptState::Enrolled, "{}", b.name);
@@ -554,6 +560,8 @@ async fn pv_decisions_holds_and_destruction() {
         assert!(db.change_retention(a2.id, RetentionChange::Lift { at_ms: 5_000, due_at_ms: 12_000 }, event(Some(a2.id), "lift", 5_000)).await.unwrap().is_some());
         let f2 = db.retention_facts(&[a2.id]).await.unwrap().pop().unwrap();
         assert_eq!((f2.hold_reason, f2.hold_lifted_at_ms, f2.due_at_ms), (None, Some(5_000), Some(12_000)), "{}", b.name);
+        let destroy = |a: Uuid| Destruction { attempt: a, receipt_json: format!("receipt of {a}"), at_ms: 8_000, event: event(Some(a), "attempt_destroyed", 8_000) };
+        assert!(db.destroy_attempts(&[destroy(a2.id)]).await.unwrap().is_empty(), "{}: a due time fixed later (the lift) wins over a stale claim", b.name);
         assert!(db.change_retention(a3.id, RetentionChange::Erasure { at_ms: 6_000 }, event(Some(a3.id), "erase", 6_000)).await.unwrap().is_some());
         assert_eq!(db.retention_facts(&[a3.id]).await.unwrap()[0].erasure_requested_at_ms, Some(6_000), "{}", b.name);
 
@@ -561,7 +569,6 @@ async fn pv_decisions_holds_and_destruction() {
         // a held attempt is skipped; destroying twice changes nothing.
         assert_eq!(db.connections_of(a1.id).await.unwrap(), vec![(stream, b"sealed connection".to_vec())], "{}", b.name);
         assert!(db.change_retention(a2.id, RetentionChange::Hold { reason: "recours".into() }, event(Some(a2.id), "hold", 7_000)).await.unwrap().is_some());
-        let destroy = |a: Uuid| Destruction { attempt: a, receipt_json: format!("receipt of {a}"), at_ms: 8_000, event: event(Some(a), "attempt_destroyed", 8_000) };
         assert_eq!(db.destroy_attempts(&[destroy(a1.id), destroy(a2.id)]).await.unwrap().len(), 1, "{}: the held one is skipped", b.name);
         assert!(db.destroy_attempts(&[destroy(a1.id)]).await.unwrap().is_empty(), "{}", b.name);
         let gone = db.attempt(a1.id).await.unwrap();
