@@ -248,4 +248,28 @@ impl RetentionStore for SqliteDatabase {
         sqlx::query!("UPDATE streams SET connection = ?2, client_ip = '', agent_version = '', os = '' WHERE id = ?1", id, sealed).execute(&self.writer).await.map_err(backend)?;
         Ok(())
     }
+
+    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+        let rows = sqlx::query!(r#"SELECT id AS "id!", wrapped_dek AS "wrapped_dek!" FROM attempts WHERE kek_epoch = ?1 AND destroyed_at IS NULL"#, epoch)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?;
+        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.wrapped_dek))).collect()
+    }
+
+    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8])) -> DbResult<bool> {
+        let id = attempt.to_string();
+        let done = sqlx::query!(
+            "UPDATE attempts SET kek_epoch = ?4, wrapped_dek = ?5 WHERE id = ?1 AND kek_epoch = ?2 AND wrapped_dek = ?3 AND destroyed_at IS NULL",
+            id,
+            old.0,
+            old.1,
+            new.0,
+            new.1
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }

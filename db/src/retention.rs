@@ -114,6 +114,11 @@ pub trait RetentionStore: Send + Sync {
     async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>>;
     /// Every blob of these attempts is deleted: their chunk rows go, they are purged.
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()>;
+    /// The attempts of an epoch not destroyed yet, with their wrapped data keys.
+    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
+    /// Moves an attempt's data key under another epoch's KEK, if it is still wrapped as
+    /// read (`false` otherwise: destroyed or moved meanwhile).
+    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8])) -> DbResult<bool>;
     /// Each key epoch with its number of attempts not destroyed.
     async fn epochs(&self) -> DbResult<Vec<(String, u64)>>;
     /// Streams whose connection data a version before sealing stored in clear:

@@ -98,6 +98,12 @@ impl KeyStore {
         Ok(WrappedKey { epoch, blob })
     }
 
+    /// The same data key wrapped under the KEK of `now`'s epoch (an old month's survivors
+    /// move forward so that its KEK can go).
+    pub fn rewrap(&self, wrapped: &WrappedKey, attempt: &Uuid, now: OffsetDateTime) -> Result<WrappedKey, KeyError> {
+        self.wrap(&self.unwrap(wrapped, attempt)?, attempt, now)
+    }
+
     /// The month epochs whose KEK is on disk.
     pub fn epochs(&self) -> Result<Vec<String>, KeyError> {
         let mut out = Vec::new();

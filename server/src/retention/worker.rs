@@ -102,14 +102,19 @@ impl Proctor {
         }
     }
 
-    /// Destroys the KEK of every past month whose attempts are all destroyed: a backup of
-    /// the database taken before a destruction then holds keys nobody can unwrap.
+    /// Destroys the KEK of every month before the previous one. The attempts of that month
+    /// still alive (held, disputed, enrolled long before their exam) first move under the
+    /// current month's KEK: one survivor must not keep a whole month's destroyed attempts
+    /// readable in the backups taken before their destruction.
     async fn destroy_spent_epochs(&self) -> Result<Vec<String>, AppError> {
         // Only months before the previous one: an instance whose clock lags, or an attempt
         // created at a month's turn, may still wrap a key under last month's KEK.
         let now = self.clock.now();
         let previous = crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
         let mut destroyed = Vec::new();
+        for epoch in self.keys.epochs()?.into_iter().filter(|e| *e < previous) {
+            self.move_survivors(&epoch, now).await?;
+        }
         let live: std::collections::HashMap<String, u64> = self.db.epochs().await?.into_iter().collect();
         for epoch in self.keys.epochs()? {
             if epoch < previous && live.get(&epoch).copied().unwrap_or(0) == 0 {
@@ -120,6 +125,31 @@ impl Proctor {
             }
         }
         Ok(destroyed)
+    }
+}
+
+impl Proctor {
+    /// Re-wraps the live attempts of `epoch` under the current KEK, audited.
+    async fn move_survivors(&self, epoch: &str, now: time::OffsetDateTime) -> Result<(), AppError> {
+        let survivors = self.db.live_keys_of_epoch(epoch).await?;
+        if survivors.is_empty() {
+            return Ok(());
+        }
+        let mut moved = 0;
+        for (attempt, blob) in survivors {
+            let old = crate::keys::WrappedKey { epoch: epoch.to_owned(), blob };
+            let new = match self.keys.rewrap(&old, &attempt, now) {
+                Ok(new) => new,
+                // Kept where it is: its epoch then stays too, and the error is seen.
+                Err(e) => {
+                    tracing::error!(%attempt, error = %e, "re-wrapping a data key failed");
+                    continue;
+                }
+            };
+            // Destroyed (or moved by another instance) meanwhile: nothing to do.
+            moved += u32::from(self.db.rewrap(attempt, (&old.epoch, &old.blob), (&new.epoch, &new.blob)).await?);
+        }
+        self.audit(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await
     }
 }
 

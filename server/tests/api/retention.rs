@@ -272,3 +272,29 @@ async fn the_ceiling_counts_from_the_last_sign_of_life_of_an_attempt_never_ended
     assert_eq!(swept.destroyed.len(), 1, "65 days after the last sign of life");
     assert_eq!(swept.destroyed[0].reason, "ceiling_reached");
 }
+
+#[tokio::test]
+async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(2, 1).await;
+    let (held, erased) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
+    let proctor = app.proctor_on_clock().await;
+    let month = app.db().await.attempt(held).await.unwrap().kek_epoch;
+    proctor.hold_attempt("dpo", held, "procédure disciplinaire").await.unwrap();
+    proctor.erase_attempt("dpo", erased, "demande du candidat").await.unwrap();
+    // Two months on, the month of both is over: the held one moves, the month's KEK goes.
+    app.clock.advance(Duration::from_secs(62 * 86_400));
+    let swept = proctor.sweep(false).await.unwrap();
+    assert_eq!(swept.epochs_destroyed, vec![month.clone()]);
+    assert!(!app.data.path().join("keys").join(format!("kek-{month}.key")).exists());
+    let moved = app.db().await.attempt(held).await.unwrap();
+    assert_ne!(moved.kek_epoch, month);
+    // Still readable: the export opens it.
+    let dpo = age::x25519::Identity::generate();
+    let summary = proctor.export_attempt("dpo", held, &dpo.to_public().to_string(), &app.data.path().join("held.age")).await.unwrap();
+    assert_eq!(summary.fragments, 2);
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let rewrapped = trail.iter().find(|e| e.action == "keys_rewrapped").unwrap();
+    assert!(rewrapped.detail.contains(&format!("\"from\":\"{month}\"")) && rewrapped.detail.contains("\"attempts\":1"), "{}", rewrapped.detail);
+    assert!(trail.iter().any(|e| e.action == "kek_destroyed"));
+}

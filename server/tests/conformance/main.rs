@@ -587,6 +587,15 @@ async fn pv_decisions_holds_and_destruction() {
         assert!(db.unpurged(10).await.unwrap().is_empty(), "{}", b.name);
         assert!(db.chunks_of(stream).await.unwrap().is_empty(), "{}", b.name);
 
+        // A month's survivors move under a newer KEK, once (compare-and-set on the old key).
+        let live: std::collections::HashSet<Uuid> = db.live_keys_of_epoch("2026-11").await.unwrap().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(live, [a2.id, a3.id].into(), "{}", b.name);
+        assert!(db.rewrap(a2.id, ("2026-11", &[7; 60]), ("2027-01", &[8; 60])).await.unwrap(), "{}", b.name);
+        assert!(!db.rewrap(a2.id, ("2026-11", &[7; 60]), ("2027-01", &[9; 60])).await.unwrap(), "{}: moved already", b.name);
+        assert!(!db.rewrap(a1.id, ("2026-11", &[]), ("2027-01", &[9; 60])).await.unwrap(), "{}: destroyed", b.name);
+        assert_eq!(db.epochs().await.unwrap(), vec![("2026-11".to_owned(), 1), ("2027-01".to_owned(), 1)], "{}", b.name);
+        assert_eq!(db.attempt(a2.id).await.unwrap().wrapped_dek, vec![8; 60], "{}", b.name);
+
         // Connection data an earlier version stored in clear is found, then sealed.
         let legacy = Uuid::new_v4();
         let salt = if b.name == "sqlite" { "x'00'" } else { "'\\x00'::bytea" };
