@@ -165,11 +165,19 @@ impl RetentionStore for PostgresDatabase {
         Ok(entries)
     }
 
-    async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>> {
-        sqlx::query_scalar!("SELECT id FROM attempts WHERE destroyed_at IS NOT NULL AND blobs_purged_at IS NULL ORDER BY destroyed_at LIMIT $1", limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+        sqlx::query_scalar!(
+            "SELECT a.id FROM attempts a
+             WHERE a.destroyed_at IS NOT NULL
+               AND (a.blobs_purged_at IS NULL
+                    OR (a.destroyed_at >= $1 AND EXISTS (SELECT 1 FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE s.attempt_id = a.id)))
+             ORDER BY a.destroyed_at LIMIT $2",
+            recent_since_ms,
+            limit as i64
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {

@@ -189,12 +189,20 @@ impl RetentionStore for SqliteDatabase {
         Ok(entries)
     }
 
-    async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>> {
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
         let limit = limit as i64;
-        let ids = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE destroyed_at IS NOT NULL AND blobs_purged_at IS NULL ORDER BY destroyed_at LIMIT ?1"#, limit)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend)?;
+        let ids = sqlx::query_scalar!(
+            r#"SELECT a.id AS "id!" FROM attempts a
+               WHERE a.destroyed_at IS NOT NULL
+                 AND (a.blobs_purged_at IS NULL
+                      OR (a.destroyed_at >= ?1 AND EXISTS (SELECT 1 FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE s.attempt_id = a.id)))
+               ORDER BY a.destroyed_at LIMIT ?2"#,
+            recent_since_ms,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
         ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
     }
 

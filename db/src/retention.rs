@@ -110,8 +110,10 @@ pub trait RetentionStore: Send + Sync {
     /// whose fixed due time is still ahead (a hold lifted meanwhile) are skipped. Returns
     /// the audit entries written.
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>>;
-    /// Destroyed attempts whose blobs are not all deleted yet.
-    async fn unpurged(&self, limit: u32) -> DbResult<Vec<Uuid>>;
+    /// Destroyed attempts whose blobs are not all deleted yet, and those destroyed since
+    /// `recent_since_ms` that have chunk rows again (an upload in flight at the moment of
+    /// destruction that landed after the purge).
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>>;
     /// Every blob of these attempts is deleted: their chunk rows go, they are purged.
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()>;
     /// The attempts of an epoch not destroyed yet, with their wrapped data keys.

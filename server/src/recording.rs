@@ -179,6 +179,10 @@ impl Proctor {
             let me = me.clone();
             let key = key.clone();
             async move {
+                // A long download stops when the attempt is destroyed under it.
+                if me.db.attempt(attempt_id).await.map_err(std::io::Error::other)?.state == AttemptState::Destroyed {
+                    return Err(std::io::Error::other("the recording has been destroyed"));
+                }
                 let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index, &row.content_sha256)).await.map_err(std::io::Error::other)?;
                 let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob).map_err(std::io::Error::other)?;
                 if opened.digest != row.digest {

@@ -86,7 +86,10 @@ impl Proctor {
         let mut failed: std::collections::HashSet<uuid::Uuid> = std::collections::HashSet::new();
         let mut first_error = None;
         loop {
-            let ids: Vec<_> = self.db.unpurged(PURGE_BATCH + failed.len() as u32).await?.into_iter().filter(|id| !failed.contains(id)).collect();
+            // An upload in flight when its attempt was destroyed may land after the purge
+            // (its token was checked before): purged again while the grace lasts.
+            let since = self.now_ms() - 2 * self.settings.limits.upload_grace.as_millis() as i64;
+            let ids: Vec<_> = self.db.unpurged(since, PURGE_BATCH + failed.len() as u32).await?.into_iter().filter(|id| !failed.contains(id)).collect();
             if ids.is_empty() {
                 return match first_error {
                     Some(e) => Err(e),

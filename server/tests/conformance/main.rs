@@ -582,10 +582,17 @@ async fn pv_decisions_holds_and_destruction() {
         assert_eq!(db.epochs().await.unwrap(), vec![("2026-11".to_owned(), 2)], "{}", b.name);
 
         // The blobs go afterwards, resumably: then the chunk rows too.
-        assert_eq!(db.unpurged(10).await.unwrap(), vec![a1.id], "{}", b.name);
+        assert_eq!(db.unpurged(0, 10).await.unwrap(), vec![a1.id], "{}", b.name);
         db.finish_purge(&[a1.id], 9_000).await.unwrap();
-        assert!(db.unpurged(10).await.unwrap().is_empty(), "{}", b.name);
+        assert!(db.unpurged(0, 10).await.unwrap().is_empty(), "{}", b.name);
         assert!(db.chunks_of(stream).await.unwrap().is_empty(), "{}", b.name);
+        // A chunk that lands after the purge (an upload in flight) makes it due again, while
+        // the destruction is recent.
+        assert_eq!(db.insert_chunk(a1.id, chunk(stream, 1, 2), 9_500).await.unwrap(), ChunkInsert::Created);
+        assert_eq!(db.unpurged(0, 10).await.unwrap(), vec![a1.id], "{}", b.name);
+        assert!(db.unpurged(8_001, 10).await.unwrap().is_empty(), "{}: not once the grace is over", b.name);
+        db.finish_purge(&[a1.id], 9_600).await.unwrap();
+        assert!(db.unpurged(0, 10).await.unwrap().is_empty(), "{}", b.name);
 
         // A month's survivors move under a newer KEK, once (compare-and-set on the old key).
         let live: std::collections::HashSet<Uuid> = db.live_keys_of_epoch("2026-11").await.unwrap().into_iter().map(|(id, _)| id).collect();
