@@ -235,4 +235,17 @@ impl RetentionStore for PostgresDatabase {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+        let rows = sqlx::query!("SELECT id, attempt_id, note FROM flags WHERE note <> '' AND left(note, length($1)) <> $1 LIMIT $2", sealed_prefix, limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.into_iter().map(|r| (r.id, r.attempt_id, r.note)).collect())
+    }
+
+    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
+        sqlx::query!("UPDATE flags SET note = $2 WHERE id = $1", flag, note).execute(&self.pool).await.map_err(backend)?;
+        Ok(())
+    }
 }

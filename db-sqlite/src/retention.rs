@@ -280,4 +280,23 @@ impl RetentionStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+        let limit = limit as i64;
+        let rows = sqlx::query!(
+            r#"SELECT id AS "id!", attempt_id AS "attempt_id!", note AS "note!" FROM flags WHERE note <> '' AND substr(note, 1, length(?1)) <> ?1 LIMIT ?2"#,
+            sealed_prefix,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.attempt_id.into_uuid("attempt_id").map_err(backend)?, r.note))).collect()
+    }
+
+    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
+        let id = flag.to_string();
+        sqlx::query!("UPDATE flags SET note = ?2 WHERE id = ?1", id, note).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
 }

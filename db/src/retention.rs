@@ -128,6 +128,10 @@ pub trait RetentionStore: Send + Sync {
     async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, crate::ConnectionInfo)>>;
     /// Replaces a stream's clear connection data by its sealed form (`None`: drops it).
     async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()>;
+    /// Flags whose note an earlier version stored in clear: (flag, attempt, note).
+    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>>;
+    /// Replaces a flag's note (its sealed form).
+    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).
     async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
 }

@@ -63,8 +63,16 @@ impl AttemptKey {
     /// The key that seals the attempt's connection data (address, agent version, OS) at
     /// rest: HKDF-SHA256(attempt key, info = tag ‖ attempt id). Shredded with the attempt.
     pub fn connection_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
+        self.subkey(b"cloe-connect/connection/v1", attempt)
+    }
+    /// The key that seals the reviewers' free-text notes on the attempt's flags: notes say
+    /// things about the candidate, and die with the attempt key, backups included.
+    pub fn note_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
+        self.subkey(b"cloe-connect/flag-note/v1", attempt)
+    }
+    fn subkey(&self, tag: &[u8], attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
-        let info = [b"cloe-connect/connection/v1".as_slice(), attempt.as_bytes()].concat();
+        let info = [tag, attempt.as_bytes()].concat();
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
         hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
         out

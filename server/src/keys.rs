@@ -176,6 +176,27 @@ pub fn open_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, sealed: 
     serde_json::from_slice(&json).map_err(|_| KeyError::UnwrapFailed)
 }
 
+/// How a sealed note is stored in the notes column (a note without it is an earlier
+/// version's clear text, sealed by the worker).
+pub const SEALED_NOTE: &str = "sealed:v1:";
+
+/// A flag's note sealed under a key derived from the attempt's data key (bound to the flag).
+pub fn seal_note(dek: &AttemptKey, attempt: &Uuid, flag: &Uuid, note: &str) -> Result<String, KeyError> {
+    use base64::Engine;
+    if note.is_empty() {
+        return Ok(String::new());
+    }
+    let sealed = seal(&dek.note_key(attempt), note.as_bytes(), flag.as_bytes())?;
+    Ok(format!("{SEALED_NOTE}{}", base64::engine::general_purpose::STANDARD.encode(sealed)))
+}
+
+pub fn open_note(dek: &AttemptKey, attempt: &Uuid, flag: &Uuid, stored: &str) -> Result<String, KeyError> {
+    use base64::Engine;
+    let Some(b64) = stored.strip_prefix(SEALED_NOTE) else { return Ok(stored.to_owned()) };
+    let sealed = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| KeyError::UnwrapFailed)?;
+    String::from_utf8(open(&dek.note_key(attempt), &sealed, flag.as_bytes())?.to_vec()).map_err(|_| KeyError::UnwrapFailed)
+}
+
 /// AES-256-GCM under a key of the store: a random nonce, then the ciphertext and tag.
 fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; 12];

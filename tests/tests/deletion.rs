@@ -88,13 +88,23 @@ async fn the_shredding_proof_on_a_real_recording() {
     let s = secrets(&data, attempt);
     assert!(!hits(&s.wrapped_dek, &[&data]).is_empty(), "the scan finds the wrapped key while it exists");
     let reviewer = reviewer_token(&server, &sitting).await;
+    // The reviewer flags something, with a note about the candidate.
+    let note = "regarde longuement vers la droite";
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/staff/v1/attempts/{attempt}/flags", server.staff))
+        .bearer_auth(&reviewer)
+        .json(&serde_json::json!({ "start_ms": 1_000, "end_ms": 3_000, "category": "other", "severity": "low", "note": note }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 
     // The jury validates the PV without reservation (the review was never submitted).
     let decided = server.cli(&["pv", "decide", "--sitting", &sitting, "--outcome", "validated", "--override-unsubmitted"]);
     assert_eq!(decided["receipts"].as_array().unwrap().len(), 1, "{decided}");
 
     // Zero hits: the data key, the stream keys, the wrapped key, the candidate's address
-    // in clear, the media, in the database and its WAL, the blobs, the key directory and
+    // in clear, the reviewer's note, the media, in the database and its WAL, the blobs, the key directory and
     // the agent's spool.
     let dirs = [data.as_path(), spool.as_path()];
     assert!(files_under(&data).iter().any(|f| f.ends_with("proctor.sqlite")), "the database file is scanned");
@@ -102,6 +112,7 @@ async fn the_shredding_proof_on_a_real_recording() {
         assert_eq!(hits(needle, &dirs), Vec::<PathBuf>::new(), "{what} found after destruction");
     }
     assert_eq!(hits(b"127.0.0.1", &dirs), Vec::<PathBuf>::new(), "the candidate's address in clear");
+    assert_eq!(hits(note.as_bytes(), &dirs), Vec::<PathBuf>::new(), "the reviewer's note");
     assert_no_plaintext(&media, &dirs);
     assert!(files_under(&data.join("blobs")).is_empty(), "every blob deleted");
 

@@ -80,8 +80,11 @@ impl Proctor {
             .flags_of(attempt_id)
             .await?
             .into_iter()
-            .map(|f| serde_json::json!({ "start_ms": f.start_ms, "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "note": f.note }))
-            .collect();
+            .map(|f| {
+                let note = crate::keys::open_note(&dek, &attempt_id, &f.id, &f.note)?;
+                Ok(serde_json::json!({ "start_ms": f.start_ms, "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "note": note }))
+            })
+            .collect::<Result<_, AppError>>()?;
         let manifest = serde_json::json!({
             "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
             "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,

@@ -50,7 +50,10 @@ impl Proctor {
         }
         // Each phase runs whatever the others met: a blob that cannot be deleted must not
         // keep keys alive, nor the other way round. The first error is reported.
-        let sealed = self.seal_clear_connections().await;
+        let sealed = match self.seal_clear_connections().await {
+            Ok(()) => self.seal_clear_notes().await,
+            e => e,
+        };
         let destroyed = self.destroy_due().await;
         let purged = self.purge_destroyed().await;
         let epochs = if destroyed.is_ok() { self.destroy_spent_epochs().await } else { Ok(Vec::new()) };
@@ -98,6 +101,26 @@ impl Proctor {
                     _ => None,
                 };
                 self.db.seal_connection(stream, sealed).await?;
+            }
+        }
+    }
+
+    /// Seals the flags' notes that versions before sealing stored in clear (once, after an
+    /// upgrade).
+    async fn seal_clear_notes(&self) -> Result<(), AppError> {
+        loop {
+            let clear = self.db.clear_notes(crate::keys::SEALED_NOTE, 500).await?;
+            if clear.is_empty() {
+                return Ok(());
+            }
+            for (flag, attempt, note) in clear {
+                let a = self.attempt_or_404(attempt).await?;
+                // A destroyed attempt's (or one whose key is gone): dropped, not sealed.
+                let sealed = match self.attempt_key(&a) {
+                    Ok(dek) if a.state != crate::lifecycle::AttemptState::Destroyed => crate::keys::seal_note(&dek, &attempt, &flag, &note)?,
+                    _ => String::new(),
+                };
+                self.db.set_note(flag, &sealed).await?;
             }
         }
     }

@@ -108,26 +108,29 @@ impl Proctor {
     }
 
     pub async fn review_view(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<ReviewView, AppError> {
-        self.reviewable(staff, attempt_id).await?;
+        let attempt = self.reviewable(staff, attempt_id).await?;
         let (reviews, flags) = (self.db.reviews_of(attempt_id).await?, self.db.flags_of(attempt_id).await?);
         let mine = writable(&reviews, staff.id).map(|r| r.id);
         let round_of = |id: Uuid| reviews.iter().find(|r| r.id == id).map(|r| r.round).unwrap_or(0);
+        let dek = self.attempt_key(&attempt)?;
         Ok(ReviewView {
             rounds: rounds(&reviews, &flags),
             my_round: writable(&reviews, staff.id).map(|r| r.round),
             flags: flags
                 .iter()
-                .map(|f| FlagView {
-                    id: f.id,
-                    round: round_of(f.review_id),
-                    start_ms: f.start_ms,
-                    end_ms: f.end_ms,
-                    category: f.category,
-                    severity: f.severity,
-                    note: f.note.clone(),
-                    editable: Some(f.review_id) == mine,
+                .map(|f| {
+                    Ok(FlagView {
+                        id: f.id,
+                        round: round_of(f.review_id),
+                        start_ms: f.start_ms,
+                        end_ms: f.end_ms,
+                        category: f.category,
+                        severity: f.severity,
+                        note: crate::keys::open_note(&dek, &attempt_id, &f.id, &f.note)?,
+                        editable: Some(f.review_id) == mine,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, AppError>>()?,
         })
     }
 
@@ -178,7 +181,8 @@ impl Proctor {
             end_ms: input.end_ms,
             category: input.category,
             severity: input.severity,
-            note: input.note,
+            // Sealed at rest: the note dies with the attempt's key, backups included.
+            note: crate::keys::seal_note(&self.attempt_key(&attempt)?, &attempt_id, &id, &input.note)?,
             updated_at_ms: self.now_ms(),
         };
         let detail = serde_json::json!({ "flag_id": id, "round": review.round, "category": flag.category, "severity": flag.severity,

@@ -298,3 +298,35 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     assert!(rewrapped.detail.contains(&format!("\"from\":\"{month}\"")) && rewrapped.detail.contains("\"attempts\":1"), "{}", rewrapped.detail);
     assert!(trail.iter().any(|e| e.action == "kek_destroyed"));
 }
+
+#[tokio::test]
+async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(1, 1).await;
+    let a = candidates[0].0.attempt_id;
+    let reviewer = reviewer_of(&app, "relectrice", a).await;
+    let note = "le candidat lit une feuille hors champ";
+    let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "notes_or_documents", "severity": "high", "note": note });
+    let r = app.http.post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff)).bearer_auth(&reviewer).json(&flag).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    // The reviewer reads it back; the database (file and WAL) holds it only sealed.
+    let view: serde_json::Value = app.http.get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff)).bearer_auth(&reviewer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view["flags"][0]["note"], note, "{view}");
+    let in_clear = |needle: &str| {
+        std::fs::read_dir(app.data.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("proctor.sqlite")).any(|e| {
+            let bytes = std::fs::read(e.path()).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    };
+    assert!(!in_clear(note), "the note is in the database in clear");
+    // A note an earlier version stored in clear is sealed by the worker.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data.path().join("proctor.sqlite").display())).await.unwrap();
+    let legacy = "ancienne note en clair";
+    sqlx::query("UPDATE flags SET note = ?1 WHERE attempt_id = ?2").bind(legacy).bind(a.to_string()).execute(&pool).await.unwrap();
+    let proctor = app.proctor_on_clock().await;
+    assert_eq!(proctor.db.clear_notes(server::keys::SEALED_NOTE, 10).await.unwrap().len(), 1);
+    proctor.sweep(false).await.unwrap();
+    assert!(proctor.db.clear_notes(server::keys::SEALED_NOTE, 10).await.unwrap().is_empty());
+    let view: serde_json::Value = app.http.get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff)).bearer_auth(&reviewer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view["flags"][0]["note"], legacy, "{view}");
+}

@@ -603,6 +603,19 @@ async fn pv_decisions_holds_and_destruction() {
         assert_eq!(db.epochs().await.unwrap(), vec![("2026-11".to_owned(), 1), ("2027-01".to_owned(), 1)], "{}", b.name);
         assert_eq!(db.attempt(a2.id).await.unwrap().wrapped_dek, vec![8; 60], "{}", b.name);
 
+        // Notes an earlier version stored in clear are found (a2 has none; a1's is purged).
+        assert!(db.clear_notes("sealed:v1:", 10).await.unwrap().is_empty(), "{}", b.name);
+        let review2 = Review { id: Uuid::new_v4(), attempt_id: a2.id, round: 1, reviewer_id: reviewer.id, started_at_ms: 10, submitted_at_ms: None, outcome: None };
+        db.create_review(review2.clone()).await.unwrap();
+        let clear = Flag { id: Uuid::new_v4(), review_id: review2.id, attempt_id: a2.id, note: "en clair".into(), ..db.flags_of(a1.id).await.unwrap()[0].clone() };
+        let sealed = Flag { id: Uuid::new_v4(), note: "sealed:v1:AAAA".into(), ..clear.clone() };
+        for f in [&clear, &sealed] {
+            assert!(db.save_flag(f.clone()).await.unwrap());
+        }
+        assert_eq!(db.clear_notes("sealed:v1:", 10).await.unwrap(), vec![(clear.id, a2.id, "en clair".to_owned())], "{}", b.name);
+        db.set_note(clear.id, "sealed:v1:BBBB").await.unwrap();
+        assert!(db.clear_notes("sealed:v1:", 10).await.unwrap().is_empty(), "{}", b.name);
+
         // Connection data an earlier version stored in clear is found, then sealed.
         let legacy = Uuid::new_v4();
         let salt = if b.name == "sqlite" { "x'00'" } else { "'\\x00'::bytea" };
