@@ -586,6 +586,15 @@ impl Database for PostgresDatabase {
         Ok(Some(entry))
     }
 
+    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>> {
+        parse_all(
+            sqlx::query_as!(AuditRecord, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit WHERE attempt_id = $1 ORDER BY seq", attempt)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?,
+        )
+    }
+
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
         parse_all(
             sqlx::query_as!(AuditRecord, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq")

@@ -616,6 +616,20 @@ impl Database for SqliteDatabase {
         Ok(Some(entry))
     }
 
+    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>> {
+        let attempt = attempt.to_string();
+        parse_all(
+            sqlx::query_as!(
+                AuditRecord,
+                r#"SELECT seq AS "seq!", at AS "at!", actor AS "actor!", action AS "action!", attempt_id, detail AS "detail!", prev_hash AS "prev_hash!", hash AS "hash!" FROM audit WHERE attempt_id = ?1 ORDER BY seq"#,
+                attempt
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>> {
         parse_all(
             sqlx::query_as!(

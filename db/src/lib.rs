@@ -291,6 +291,8 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool>;
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
+    /// One attempt's entries, in order (the access report).
+    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>>;
 }
 
 /// Hash of an audit entry: SHA-256 over the previous hash and the entry's fields, so that

@@ -31,3 +31,6 @@ CREATE INDEX attempts_unpurged ON attempts (destroyed_at) WHERE blobs_purged_at 
 -- Connection data (address, agent version, OS) sealed under the attempt's data key, so
 -- that no copy of the database keeps it past the key. The clear columns stay empty.
 ALTER TABLE streams ADD COLUMN connection BYTEA;
+
+-- The access report reads one attempt's entries of the audit trail, not the whole trail.
+CREATE INDEX audit_by_attempt ON audit (attempt_id, seq);

@@ -73,6 +73,9 @@ pub struct PvResult {
     /// The signed destruction receipts of the attempts destroyed by this decision.
     #[schema(value_type = Vec<Object>)]
     pub receipts: Vec<SignedReceipt>,
+    /// The same decision asked again (a retry after a lost answer): what was recorded.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 impl Proctor {
@@ -145,6 +148,9 @@ impl Proctor {
 
     /// Records the decision and destroys, before answering, what it makes due at once.
     pub async fn decide_pv(&self, actor: &str, sitting: Uuid, req: PvRequest) -> Result<PvResult, AppError> {
+        if let Some(d) = self.db.pv_decision(sitting).await? {
+            return self.replay_pv(&d, &req).await;
+        }
         for _ in 0..5 {
             let (plan, effects) = self.pv_plan(sitting, &req).await?;
             if plan.in_progress > 0 {
@@ -207,8 +213,54 @@ impl Proctor {
                 override_unsubmitted: req.override_unsubmitted,
                 attempts: plan.attempts,
                 receipts,
+                replayed: false,
             });
         }
         Err(AppError::Conflict("the sitting's attempts kept changing; try again".into()))
+    }
+
+    /// A decision asked again: the same one (outcome and contested candidates) answers what
+    /// was recorded, so that a retry after a lost answer is harmless; another is refused.
+    async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, AppError> {
+        let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
+        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+        let facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
+        let contested: HashSet<Uuid> = facts.values().filter(|f| f.contested).map(|f| f.attempt_id).collect();
+        if d.outcome != req.outcome || contested != req.contested.iter().copied().collect() {
+            return Err(AppError::PvAlreadyDecided);
+        }
+        let (mut planned, mut receipts) = (Vec::new(), Vec::new());
+        for a in &attempts {
+            let Some(f) = facts.get(&a.id) else { continue };
+            let destroyed_by_it = f.destroyed_at_ms.is_some_and(|t| t >= d.decided_at_ms) && super::reason(f) == "pv_validated";
+            let (fate, until) = match (destroyed_by_it, self.retention_of(f)) {
+                (true, _) => ("destroyed_now", None),
+                (false, _) if f.destroyed_at_ms.is_some() => continue,
+                (false, Retention::Held) => ("held", None),
+                (false, Retention::DestroyAt(t)) => ("kept", Some(t)),
+            };
+            if destroyed_by_it {
+                receipts.extend(f.receipt.as_deref().and_then(|r| serde_json::from_str::<SignedReceipt>(r).ok()));
+            }
+            planned.push(PlannedAttempt {
+                attempt_id: a.id,
+                reference: a.reference.clone(),
+                contested: f.contested,
+                fate,
+                kept_until: until.map(rfc3339),
+                kept_until_ms: until.map(unix_ms),
+                review_unsubmitted: false,
+            });
+        }
+        Ok(PvResult {
+            sitting_id: d.sitting_id,
+            outcome: d.outcome,
+            decided_at: rfc3339(from_unix_ms(d.decided_at_ms)),
+            decided_by: d.decided_by.clone(),
+            override_unsubmitted: d.override_unsubmitted,
+            attempts: planned,
+            receipts,
+            replayed: true,
+        })
     }
 }

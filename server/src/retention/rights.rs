@@ -99,7 +99,7 @@ impl Proctor {
         }
         let mut out: Vec<AccessEntry> = Vec::new();
         let mut last_at: Option<i64> = None;
-        for e in self.db.audit_trail().await?.into_iter().filter(|e| e.attempt_id == Some(attempt)) {
+        for e in self.db.audit_of(attempt).await? {
             let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
             let media_from = detail.get("media_from_ms").and_then(|v| v.as_u64());
             let media_to = detail.get("media_to_ms").and_then(|v| v.as_u64()).or(media_from);

@@ -111,10 +111,10 @@ pub async fn receipt_public_key(State(app): State<AppState>, _: Platform) -> Res
 /// The jury's decision on the sitting's minutes, as the jury pages record it:
 /// irreversible; `validated` destroys every recording of the sitting before it answers.
 #[utoipa::path(post, path = "/api/integration/v1/sittings/{sitting_id}/pv", tag = "integration", request_body = crate::retention::PvRequest,
-    responses((status = 201, description = "decision recorded; what each attempt became; the receipts of those destroyed", body = crate::retention::PvResult),
+    responses((status = 201, description = "decision recorded; what each attempt became; the receipts of those destroyed. The same decision again answers what was recorded (Idempotent-Replayed: true)", body = crate::retention::PvResult),
         (status = 400, description = "malformed, or contested candidates that do not fit the outcome"), (status = 401), (status = 404),
-        (status = 409, description = "already decided (pv_already_decided), reviews unsubmitted without override (reviews_unsubmitted), attempts in progress")))]
-pub async fn decide_pv(State(app): State<AppState>, _: Platform, Path(sitting): Path<String>, body: Body) -> Result<(StatusCode, Json<crate::retention::PvResult>), AppError> {
+        (status = 409, description = "another decision already recorded (pv_already_decided), reviews unsubmitted without override (reviews_unsubmitted), attempts in progress")))]
+pub async fn decide_pv(State(app): State<AppState>, _: Platform, Path(sitting): Path<String>, body: Body) -> Result<Response, AppError> {
     let sitting = parse_id(&sitting, "sitting id")?;
     let req: crate::retention::PvRequest = read_json(body).await?;
     let by = match req.decided_by.as_deref().map(str::trim) {
@@ -122,7 +122,9 @@ pub async fn decide_pv(State(app): State<AppState>, _: Platform, Path(sitting): 
         Some(_) => return Err(AppError::BadRequest("decided_by names the jury member (1 to 100 characters, no control characters)".into())),
         None => "platform".into(),
     };
-    Ok((StatusCode::CREATED, Json(app.decide_pv(&by, sitting, req).await?)))
+    let result = app.decide_pv(&by, sitting, req).await?;
+    let replayed = result.replayed;
+    Ok(created(Created { value: result, replayed }))
 }
 
 /// The sitting's decision, if any, and where each of its attempts stands.

@@ -81,7 +81,18 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
     assert!(page.text().await.unwrap().contains("a été supprimé"));
     let chunk = seal_stream(s, 5).pop().unwrap();
     assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 5, chunk).await).await.0, 410);
-    // Irreversible; the override and the decision are in the audit.
+    // Irreversible: the same decision again (a retry after a lost answer) answers what was
+    // recorded; another is refused. The override and the decision are in the audit.
+    let again = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("validated", &[], true))).await;
+    assert_eq!((again.status().as_u16(), again.headers()["idempotent-replayed"].to_str().unwrap()), (201, "true"));
+    let again: serde_json::Value = again.json().await.unwrap();
+    let sorted = |v: &serde_json::Value| {
+        let mut r: Vec<String> = v["receipts"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
+        r.sort();
+        r
+    };
+    assert_eq!(sorted(&again), sorted(&result), "the same receipts");
+    assert_eq!((again["decided_at"].clone(), again["decided_by"].clone()), (result["decided_at"].clone(), result["decided_by"].clone()));
     assert_eq!(error_code(decide(&jury, pv("refused", &[], true)).await.unwrap()).await, (409, "pv_already_decided".into()));
     let trail = app.db().await.audit_trail().await.unwrap();
     let decided = trail.iter().find(|e| e.action == "pv_decided").unwrap();

@@ -626,5 +626,8 @@ async fn pv_decisions_holds_and_destruction() {
         assert!(db.clear_connections(10).await.unwrap().is_empty(), "{}", b.name);
         assert!(db.connections_of(a2.id).await.unwrap().contains(&(legacy, b"sealed".to_vec())), "{}", b.name);
         assert_eq!(verify_audit_chain(&db.audit_trail().await.unwrap()), Ok(()), "{}", b.name);
+        let of_a1: Vec<String> = db.audit_of(a1.id).await.unwrap().into_iter().map(|e| e.action).collect();
+        assert!(of_a1.first().is_some_and(|a| a == "state") && of_a1.last().is_some_and(|a| a == "attempt_destroyed"), "{}: {of_a1:?}", b.name);
+        assert!(db.audit_of(Uuid::new_v4()).await.unwrap().is_empty(), "{}", b.name);
     }
 }
