@@ -74,7 +74,7 @@ impl RetentionStore for SqliteDatabase {
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.state AS "state!", a.created_at AS "created_at!",
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.state AS "state!", a.created_at AS "created_at!",
                      MAX(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!: i64",
                      a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,

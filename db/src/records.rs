@@ -256,6 +256,7 @@ impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
 pub struct RetentionRec<Id, Bool> {
     pub attempt_id: Id,
     pub sitting_id: Id,
+    pub reference: String,
     pub state: String,
     pub created_at: i64,
     pub last_active_at: i64,
@@ -284,6 +285,7 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for Retentio
         Ok(RetentionFacts {
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
             sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            reference: r.reference,
             state: r.state.parse().map_err(|e| decode_err("state", e))?,
             created_at_ms: r.created_at,
             last_active_at_ms: r.last_active_at,

@@ -27,6 +27,8 @@ pub struct PvDecision {
 pub struct RetentionFacts {
     pub attempt_id: Uuid,
     pub sitting_id: Uuid,
+    /// The platform's reference of the candidate.
+    pub reference: String,
     pub state: AttemptState,
     pub created_at_ms: i64,
     /// The latest of creation, a launch token issued, a state change.

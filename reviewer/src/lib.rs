@@ -251,3 +251,24 @@ pub struct PvConfirmPage<'a> {
     pub done: bool,
     pub receipts: usize,
 }
+
+/// One attempt not destroyed yet, on the admin's retention page.
+pub struct RetentionRow {
+    pub attempt_id: String,
+    pub candidate: String,
+    pub state: String,
+    pub rule: String,
+    pub destroy_at: String,
+    pub held: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_retention.html")]
+pub struct RetentionPage<'a> {
+    pub t: &'a Text,
+    pub login: &'a str,
+    pub csrf: &'a str,
+    pub rows: Vec<RetentionRow>,
+    pub message: Option<&'a str>,
+    pub error: Option<String>,
+}

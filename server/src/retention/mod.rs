@@ -60,6 +60,7 @@ pub(crate) fn reason(f: &RetentionFacts) -> &'static str {
 pub struct RetentionStatus {
     pub attempt_id: uuid::Uuid,
     pub sitting_id: uuid::Uuid,
+    pub reference: String,
     pub state: crate::lifecycle::AttemptState,
     /// The rule that decides (`pv_validated`, `dispute_period_ended`, `ceiling_reached`,
     /// `erasure_requested`).
@@ -88,6 +89,7 @@ impl crate::service::Proctor {
         RetentionStatus {
             attempt_id: f.attempt_id,
             sitting_id: f.sitting_id,
+            reference: f.reference.clone(),
             state: f.state,
             rule: reason(f),
             pv_outcome: f.pv.map(|p| p.0),

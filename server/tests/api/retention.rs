@@ -341,3 +341,36 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
     let view: serde_json::Value = app.http.get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff)).bearer_auth(&reviewer).send().await.unwrap().json().await.unwrap();
     assert_eq!(view["flags"][0]["note"], legacy, "{view}");
 }
+
+#[tokio::test]
+async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(1, 1).await;
+    let a = candidates[0].0.attempt_id;
+    let admin = add_staff(&app, "dpo", "admin").await;
+    let reviewer = reviewer_of(&app, "relectrice", a).await;
+    let csrf = server::routes::session::csrf_token(&admin);
+    let page = app.http.get(format!("{}/admin/retention", app.staff)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("C-0") && html.contains("sans décision : durée maximale"), "{html}");
+    assert_eq!(app.http.get(format!("{}/admin/retention", app.staff)).bearer_auth(&reviewer).send().await.unwrap().status(), 403);
+    let act = |action: &str, form: Vec<(&'static str, String)>| {
+        app.http.post(format!("{}/admin/retention/{a}/{action}", app.staff)).bearer_auth(&admin).form(&form).send()
+    };
+    // Without the CSRF token nothing happens.
+    assert_eq!(act("hold", vec![("csrf", "0".repeat(64)), ("reason", "recours".into())]).await.unwrap().status(), 403);
+    assert_eq!(act("hold", vec![("csrf", csrf.clone()), ("reason", "recours".into())]).await.unwrap().status(), 200);
+    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0].hold_reason.is_some());
+    assert_eq!(act("lift", vec![("csrf", csrf.clone())]).await.unwrap().status(), 200);
+    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0].hold_reason.is_none());
+    // Erasure asks for its confirmation, then destroys at once under the admin's name.
+    assert_eq!(act("erase", vec![("csrf", csrf.clone()), ("reason", "demande du candidat".into())]).await.unwrap().status(), 400);
+    assert_eq!(app.db().await.attempt(a).await.unwrap().state.as_str(), "ended");
+    assert_eq!(act("erase", vec![("csrf", csrf.clone()), ("reason", "demande du candidat".into()), ("confirm", "on".into())]).await.unwrap().status(), 200);
+    let f = app.db().await.retention_facts(&[a]).await.unwrap().pop().unwrap();
+    let receipt: protocol::SignedReceipt = serde_json::from_str(f.receipt.as_deref().unwrap()).unwrap();
+    assert_eq!((receipt.receipt.reason.as_str(), receipt.receipt.by.as_str()), ("erasure_requested", "dpo"));
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert!(["legal_hold_placed", "legal_hold_lifted", "erasure_requested"].iter().all(|a| trail.iter().any(|e| e.action == *a && e.actor == "dpo")));
+}

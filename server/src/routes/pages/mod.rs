@@ -7,6 +7,7 @@
 mod account;
 mod admin;
 mod jury;
+mod retention;
 mod review;
 
 use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSession};
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(asset))
         .merge(review::router())
         .merge(jury::router())
+        .merge(retention::router())
         .merge(account::router())
         .merge(admin::router())
 }
