@@ -94,7 +94,7 @@ async fn one_by_one(p: &Proctor, plan: &Plan) -> Duration {
     let facts = p.db.retention_facts(&attempts).await.unwrap();
     let t0 = Instant::now();
     for f in &facts {
-        p.destroy_keys_for_bench(std::slice::from_ref(f)).await.unwrap();
+        p.destroy_keys(std::slice::from_ref(f), "bench").await.unwrap();
     }
     t0.elapsed()
 }

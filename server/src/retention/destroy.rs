@@ -25,7 +25,7 @@ impl Proctor {
     /// Destroys the data keys of these attempts now, in one transaction; `by` is the rule
     /// or the account. Returns the receipts of those it destroyed (not those already
     /// destroyed, or placed on hold meanwhile).
-    pub(crate) async fn destroy_keys(&self, targets: &[RetentionFacts], by: &str) -> Result<Vec<SignedReceipt>, AppError> {
+    pub async fn destroy_keys(&self, targets: &[RetentionFacts], by: &str) -> Result<Vec<SignedReceipt>, AppError> {
         let targets: Vec<&RetentionFacts> = targets.iter().filter(|f| f.destroyed_at_ms.is_none()).collect();
         if targets.is_empty() {
             return Ok(Vec::new());
@@ -69,12 +69,6 @@ impl Proctor {
         let done: std::collections::HashSet<_> = entries.iter().filter_map(|e| e.attempt_id).collect();
         receipts.retain(|r| done.contains(&r.receipt.attempt_id));
         Ok(receipts)
-    }
-
-    /// The benchmark's baseline: `destroy_keys` as the worker calls it.
-    #[doc(hidden)]
-    pub async fn destroy_keys_for_bench(&self, targets: &[RetentionFacts]) -> Result<Vec<SignedReceipt>, AppError> {
-        self.destroy_keys(targets, "bench").await
     }
 
     /// Deletes the blobs of every destroyed attempt not purged yet; returns how many

@@ -73,6 +73,8 @@ pub struct RetentionStatus {
     pub erasure_requested_at: Option<String>,
     /// When it is (or was due to be) destroyed; `None` while held, or once destroyed.
     pub destroy_at: Option<String>,
+    #[serde(skip)]
+    pub destroy_at_ms: Option<i64>,
     pub destroyed_at: Option<String>,
     pub blobs_purged: bool,
     /// The signed destruction receipt, once destroyed.
@@ -83,7 +85,7 @@ impl crate::service::Proctor {
     pub(crate) fn retention_status(&self, f: &RetentionFacts) -> RetentionStatus {
         let when = |t: i64| crate::clock::rfc3339(from_unix_ms(t));
         let destroy_at = match (f.destroyed_at_ms, self.retention_of(f)) {
-            (None, Retention::DestroyAt(t)) => Some(crate::clock::rfc3339(t)),
+            (None, Retention::DestroyAt(t)) => Some(t),
             _ => None,
         };
         RetentionStatus {
@@ -97,7 +99,8 @@ impl crate::service::Proctor {
             contested: f.contested,
             legal_hold: f.hold_reason.is_some(),
             erasure_requested_at: f.erasure_requested_at_ms.map(when),
-            destroy_at,
+            destroy_at: destroy_at.map(crate::clock::rfc3339),
+            destroy_at_ms: destroy_at.map(crate::clock::unix_ms),
             destroyed_at: f.destroyed_at_ms.map(when),
             blobs_purged: f.blobs_purged,
             receipt: f.receipt.as_deref().and_then(|r| serde_json::from_str(r).ok()),
@@ -107,8 +110,7 @@ impl crate::service::Proctor {
     /// Every attempt not destroyed yet, with when it will be: soonest first, held last.
     pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, crate::error::AppError> {
         let mut all: Vec<RetentionStatus> = self.db.pending_retention().await?.iter().map(|f| self.retention_status(f)).collect();
-        // RFC 3339 in UTC sorts as text.
-        all.sort_by(|a, b| (a.destroy_at.is_none(), &a.destroy_at).cmp(&(b.destroy_at.is_none(), &b.destroy_at)));
+        all.sort_by_key(|s| (s.destroy_at_ms.is_none(), s.destroy_at_ms));
         Ok(all)
     }
 

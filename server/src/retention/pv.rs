@@ -92,6 +92,12 @@ impl Proctor {
 
     /// The decision's effect on every attempt of the sitting, checked but not recorded.
     pub async fn pv_plan(&self, sitting: Uuid, req: &PvRequest) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+        self.plan_at(sitting, req, self.clock.now()).await
+    }
+
+    /// The plan of a decision taken at `now`: the due times it stores are those of the
+    /// decision's own time, so the sweep finds them due exactly when the policy does.
+    async fn plan_at(&self, sitting: Uuid, req: &PvRequest, now: time::OffsetDateTime) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
         if !self.db.sitting_exists(sitting).await? {
             return Err(AppError::NotFound("sitting"));
         }
@@ -112,7 +118,6 @@ impl Proctor {
             return Err(AppError::BadRequest(format!("attempt {stranger} is not a candidate of this sitting")));
         }
         let in_progress = attempts.iter().filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording)).count();
-        let now = self.clock.now();
         let mut facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
         let mut planned = Vec::with_capacity(attempts.len());
         let mut effects = Vec::with_capacity(attempts.len());
@@ -152,14 +157,14 @@ impl Proctor {
             return self.replay_pv(&d, &req).await;
         }
         for _ in 0..5 {
-            let (plan, effects) = self.pv_plan(sitting, &req).await?;
+            let now = self.clock.now();
+            let (plan, effects) = self.plan_at(sitting, &req, now).await?;
             if plan.in_progress > 0 {
                 return Err(AppError::Conflict(format!("{} attempt(s) of the sitting are still in progress: end them first", plan.in_progress)));
             }
             if plan.unsubmitted > 0 && !req.override_unsubmitted {
                 return Err(AppError::ReviewsUnsubmitted(plan.unsubmitted));
             }
-            let now = self.clock.now();
             let at_ms = unix_ms(now);
             let decision = PvDecision { sitting_id: sitting, outcome: req.outcome, decided_at_ms: at_ms, decided_by: actor.into(), override_unsubmitted: req.override_unsubmitted };
             let updates: Vec<PvUpdate> = effects

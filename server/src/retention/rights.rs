@@ -30,16 +30,21 @@ pub struct AccessEntry {
 }
 
 impl Proctor {
-    /// Erasure: recorded and carried out now (unless a legal hold stands: then at its lift).
-    pub async fn erase_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<Option<SignedReceipt>, AppError> {
+    /// The reason an erasure or a hold states, for an attempt not destroyed yet.
+    async fn stated_reason<'a>(&self, attempt: Uuid, reason: &'a str, what: &str) -> Result<&'a str, AppError> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > 500 {
-            return Err(AppError::BadRequest("an erasure states its reason (at most 500 characters)".into()));
+            return Err(AppError::BadRequest(format!("{what} states its reason (at most 500 characters)")));
         }
-        let f = self.facts(attempt).await?;
-        if f.destroyed_at_ms.is_some() {
+        if self.facts(attempt).await?.destroyed_at_ms.is_some() {
             return Err(AppError::Gone);
         }
+        Ok(reason)
+    }
+
+    /// Erasure: recorded and carried out now (unless a legal hold stands: then at its lift).
+    pub async fn erase_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<Option<SignedReceipt>, AppError> {
+        let reason = self.stated_reason(attempt, reason, "an erasure").await?;
         let at_ms = self.now_ms();
         let event = AuditEvent { at_ms, actor: actor.into(), action: "erasure_requested".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
         if let Some(entry) = self.db.change_retention(attempt, RetentionChange::Erasure { at_ms }, event).await? {
@@ -53,14 +58,7 @@ impl Proctor {
 
     /// Places a legal hold: the worker skips the attempt, nothing of it is deleted.
     pub async fn hold_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<(), AppError> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.len() > 500 {
-            return Err(AppError::BadRequest("a legal hold states its reason (at most 500 characters)".into()));
-        }
-        let f = self.facts(attempt).await?;
-        if f.destroyed_at_ms.is_some() {
-            return Err(AppError::Gone);
-        }
+        let reason = self.stated_reason(attempt, reason, "a legal hold").await?;
         let event = AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: "legal_hold_placed".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
         match self.db.change_retention(attempt, RetentionChange::Hold { reason: reason.into() }, event).await? {
             Some(entry) => self.checkpoint(&entry).await,

@@ -76,13 +76,17 @@ impl Proctor {
             }
             // Claimed by the database's superset filter; the policy decides exactly. Those
             // not due keep their claim until the lease lapses, so this loop ends.
-            let due: std::collections::HashMap<Uuid, _> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).map(|f| (f.attempt_id, f)).collect();
-            let batch: Vec<_> = due.values().cloned().collect();
-            for r in self.destroy_keys(&batch, WORKER).await? {
-                let f = &due[&r.receipt.attempt_id];
-                destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) });
-            }
+            let due: Vec<_> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).collect();
+            let done: std::collections::HashSet<Uuid> = self.destroy_keys(&due, WORKER).await?.iter().map(|r| r.receipt.attempt_id).collect();
+            destroyed.extend(due.iter().filter(|f| done.contains(&f.attempt_id)).map(|f| DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) }));
         }
+    }
+
+    /// The data key of an attempt still alive; `None` for one destroyed, or whose key is
+    /// gone: what was left in clear about it is then dropped, not sealed.
+    async fn live_key(&self, attempt: Uuid) -> Result<Option<protocol::AttemptKey>, AppError> {
+        let a = self.attempt_or_404(attempt).await?;
+        Ok(if a.state == crate::lifecycle::AttemptState::Destroyed { None } else { self.attempt_key(&a).ok() })
     }
 
     /// Seals the connection data that versions before sealing stored in clear (once, after
@@ -94,11 +98,9 @@ impl Proctor {
                 return Ok(());
             }
             for (stream, attempt, conn) in clear {
-                let a = self.attempt_or_404(attempt).await?;
-                // A destroyed attempt's, or one whose key is gone: dropped, not sealed.
-                let sealed = match self.attempt_key(&a) {
-                    Ok(dek) if a.state != crate::lifecycle::AttemptState::Destroyed => Some(crate::keys::seal_connection(&dek, &attempt, &stream, &conn)?),
-                    _ => None,
+                let sealed = match self.live_key(attempt).await? {
+                    Some(dek) => Some(crate::keys::seal_connection(&dek, &attempt, &stream, &conn)?),
+                    None => None,
                 };
                 self.db.seal_connection(stream, sealed).await?;
             }
@@ -114,11 +116,9 @@ impl Proctor {
                 return Ok(());
             }
             for (flag, attempt, note) in clear {
-                let a = self.attempt_or_404(attempt).await?;
-                // A destroyed attempt's (or one whose key is gone): dropped, not sealed.
-                let sealed = match self.attempt_key(&a) {
-                    Ok(dek) if a.state != crate::lifecycle::AttemptState::Destroyed => crate::keys::seal_note(&dek, &attempt, &flag, &note)?,
-                    _ => String::new(),
+                let sealed = match self.live_key(attempt).await? {
+                    Some(dek) => crate::keys::seal_note(&dek, &attempt, &flag, &note)?,
+                    None => String::new(),
                 };
                 self.db.set_note(flag, &sealed).await?;
             }
@@ -134,24 +134,21 @@ impl Proctor {
         // created at a month's turn, may still wrap a key under last month's KEK.
         let now = self.clock.now();
         let previous = crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
-        let mut destroyed = Vec::new();
-        for epoch in self.keys.epochs()?.into_iter().filter(|e| *e < previous) {
-            self.move_survivors(&epoch, now).await?;
+        let past: Vec<String> = self.keys.epochs()?.into_iter().filter(|e| *e < previous).collect();
+        for epoch in &past {
+            self.move_survivors(epoch, now).await?;
         }
         let live: std::collections::HashMap<String, u64> = self.db.epochs().await?.into_iter().collect();
-        for epoch in self.keys.epochs()? {
-            if epoch < previous && live.get(&epoch).copied().unwrap_or(0) == 0 {
-                // Audited first: a crash in between leaves an audited epoch to destroy again.
-                self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(now) })).await?;
-                self.keys.destroy_epoch(&epoch)?;
-                destroyed.push(epoch);
-            }
+        let mut destroyed = Vec::new();
+        for epoch in past.into_iter().filter(|e| live.get(e).copied().unwrap_or(0) == 0) {
+            // Audited first: a crash in between leaves an audited epoch to destroy again.
+            self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(now) })).await?;
+            self.keys.destroy_epoch(&epoch)?;
+            destroyed.push(epoch);
         }
         Ok(destroyed)
     }
-}
 
-impl Proctor {
     /// Re-wraps the live attempts of `epoch` under the current KEK, audited.
     async fn move_survivors(&self, epoch: &str, now: time::OffsetDateTime) -> Result<(), AppError> {
         let survivors = self.db.live_keys_of_epoch(epoch).await?;

@@ -28,11 +28,7 @@ async fn page(app: &AppState, s: &StaffSession, message: Option<&str>, error: Op
             candidate: r.reference,
             state: Text::label(T.states, r.state.as_str()).into(),
             rule: Text::label(T.rules, r.rule).into(),
-            destroy_at: r
-                .destroy_at
-                .and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok())
-                .map(|t| time_fr(crate::clock::unix_ms(t)))
-                .unwrap_or_default(),
+            destroy_at: r.destroy_at_ms.map(time_fr).unwrap_or_default(),
             held: r.legal_hold,
         })
         .collect();
