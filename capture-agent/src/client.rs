@@ -67,7 +67,8 @@ impl Api {
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
-            .user_agent(concat!("cloe-capture-agent/", env!("CARGO_PKG_VERSION")))
+            // The server keeps the version and the system as the stream's connection data.
+            .user_agent(format!("cloe-capture-agent/{} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH))
             // A redirect could lead a loopback-only plain-HTTP session anywhere: never follow.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = ca_file {
@@ -115,17 +116,17 @@ impl Api {
         Err(Failure { status: status.as_u16(), code, message, retry_after })
     }
 
-    pub async fn consent(&self) -> Outcome<()> {
-        let req = self.http.post(self.url("api/agent/v1/consent")).json(&ConsentRequest { notice_version: NOTICE_VERSION.into() });
+    /// Records consent as it was given, possibly long before (sealed in the spool).
+    pub async fn consent(&self, sealed: &[u8]) -> Outcome<()> {
+        use base64::Engine;
+        let sealed = Some(base64::engine::general_purpose::STANDARD.encode(sealed));
+        let req = self.http.post(self.url("api/agent/v1/consent")).json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed });
         self.send(req, Some(())).await
     }
 
-    pub async fn open_stream(&self) -> Outcome<OpenStreamResponse> {
-        let req = self.http.post(self.url("api/agent/v1/streams")).json(&OpenStreamRequest {
-            agent_version: env!("CARGO_PKG_VERSION").into(),
-            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-        });
-        self.send(req, None).await
+    /// What a token issued before store-and-forward does not carry.
+    pub async fn attempt_info(&self) -> Outcome<AttemptInfo> {
+        self.send(self.http.get(self.url("api/agent/v1/attempt")), None).await
     }
 
     pub async fn put_chunk(&self, stream: Uuid, index: u32, chunk: Vec<u8>) -> Outcome<ChunkAck> {
@@ -189,7 +190,7 @@ mod tests {
             let _ = write!(c, "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         });
         let api = Api::new(Url::parse(&base).unwrap(), "clt_x".into(), None).unwrap();
-        let failure = api.consent().await.unwrap_err();
+        let failure = api.consent(b"sealed").await.unwrap_err();
         serve.join().unwrap();
         assert_eq!(failure.status, 307);
         assert_eq!(crate::refusal::decide(&failure), crate::refusal::Decision::Stop(crate::refusal::StopReason::Redirected));

@@ -7,8 +7,8 @@
 //! - **drop** (this chunk can never be accepted: the server holds another one at its
 //!   index, it is corrupt, too large, past the stream's end): remove it from the spool and
 //!   log why, in the candidate's terminal and in the spool's `dropped.log`;
-//! - **reopen** (the server no longer knows the stream): its chunks are dropped, and the
-//!   live capture goes on in a new stream;
+//! - **reopen** (the server no longer knows the stream, or cannot open it): its chunks are
+//!   dropped, and the live capture goes on in a new stream the agent keys itself;
 //! - **stop** (the token is unknown, consent is missing or withdrawn, the attempt ended or
 //!   was destroyed, a redirect, an untrusted certificate): stop capturing and tell the
 //!   candidate in plain words.
@@ -63,6 +63,9 @@ pub fn decide(f: &Failure) -> Decision {
         (404, _) => Retry,
         (408, _) => Retry,
         (409, "conflicting_chunk") => Drop(DropReason::ConflictingChunk),
+        // Chunks of a stream go in order: its first chunk was stored and forgotten since,
+        // or never will be.
+        (409, "stream_not_opened") => Reopen,
         (409, "stream_ended") => Drop(DropReason::StreamEnded),
         (409, "attempt_ended" | "invalid_transition" | "recording_closed") => Stop(StopReason::AttemptClosed),
         (410, _) => Stop(StopReason::RecordingDestroyed),
@@ -132,6 +135,7 @@ mod tests {
             (f(408, "body_timeout"), Retry),
             (f(409, "conflicting_chunk"), Drop(DropReason::ConflictingChunk)),
             (f(409, "stream_ended"), Drop(DropReason::StreamEnded)),
+            (f(409, "stream_not_opened"), Reopen),
             (f(409, "attempt_ended"), Stop(StopReason::AttemptClosed)),
             (f(409, "invalid_transition"), Stop(StopReason::AttemptClosed)),
             (f(409, "recording_closed"), Stop(StopReason::AttemptClosed)),

@@ -1,7 +1,12 @@
 //! One run of the agent: notice and consent, leftovers from an earlier run, a new stream,
-//! capture → seal → spool → upload, then drain and end the stream. If the server forgets
-//! the live stream, recording goes on in a new one; if it refuses for good, recording
-//! stops and the candidate is told why.
+//! capture → seal → spool → upload, then drain and end the stream.
+//!
+//! Store-and-forward from the first second: the launch token names the attempt and its
+//! public key, so the agent keys its streams itself (a random stream key sealed to that
+//! key, carried by the stream's first chunk) and keeps the consent sealed in its spool.
+//! Nothing waits for the server: recording starts at once, uploads follow when it answers,
+//! consent first. If the server cannot open the live stream, recording goes on in a new
+//! one; if it refuses for good, recording stops and the candidate is told why.
 
 use crate::capture::{Capture, CaptureConfig, CaptureEvent, Source};
 use crate::client::Api;
@@ -11,8 +16,8 @@ use crate::spool::Spool;
 use crate::uploader::{Job, Notice, Uploader};
 use anyhow::Context;
 use base64::Engine;
-use protocol::api::OpenStreamResponse;
-use protocol::{Fragment, StreamKey, StreamSealer};
+use protocol::api::{OfflineConsent, CONSENT_PURPOSE, NOTICE_VERSION};
+use protocol::{AttemptPublicKey, Fragment, LaunchToken, StreamKey, StreamOpening, StreamSealer};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -106,30 +111,69 @@ fn ask_consent(scripted: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A stream the server opened, ready to seal into.
+/// A stream being sealed into.
 struct LiveStream {
     sealer: StreamSealer,
     id: Uuid,
 }
 
-fn live(opened: &OpenStreamResponse) -> anyhow::Result<LiveStream> {
-    let key_bytes = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(&opened.stream_key).context("stream key")?);
-    let key = StreamKey::from_bytes(&key_bytes).context("the server sent a malformed stream key")?;
-    Ok(LiveStream { sealer: StreamSealer::new(key, opened.attempt_id, opened.stream_id), id: opened.stream_id })
+/// Opens streams without the server: a random key sealed to the attempt's public key.
+struct Streams {
+    attempt: Uuid,
+    public: AttemptPublicKey,
+}
+
+impl Streams {
+    fn open(&self) -> LiveStream {
+        let (id, key) = (Uuid::new_v4(), StreamKey::generate());
+        let opening = StreamOpening::seal(&self.public, &self.attempt, &id, unix_ms(), &key);
+        LiveStream { sealer: StreamSealer::with_opening(key, self.attempt, id, opening), id }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Which attempt, the key its streams are sealed to, and the fragment length: from the
+/// token, or (a token issued before store-and-forward) asked of the server.
+async fn attempt_of(token: &LaunchToken, api: &Api) -> anyhow::Result<(Uuid, AttemptPublicKey, u32, Option<u64>)> {
+    if let Some((attempt, public)) = token.offline {
+        return Ok((attempt, public, CaptureConfig::default().fragment_ms, None));
+    }
+    let info = must("attempt", || api.attempt_info()).await?;
+    let public = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&info.public_key).ok().and_then(|b| AttemptPublicKey::parse(&b).ok());
+    let public = public.context("the server sent a malformed public key")?;
+    Ok((info.attempt_id, public, info.fragment_ms, Some(info.max_chunk_bytes)))
+}
+
+/// The consent first given for this attempt, kept sealed in the spool: a restarted agent
+/// sends the original, with its original time.
+fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey) -> anyhow::Result<Vec<u8>> {
+    if let Some(sealed) = spool.consent()? {
+        return Ok(sealed);
+    }
+    let consent = OfflineConsent { notice_version: NOTICE_VERSION.into(), given_at_ms: unix_ms() as i64 };
+    let sealed = protocol::seal_to_attempt(public, attempt, CONSENT_PURPOSE, &serde_json::to_vec(&consent)?);
+    spool.keep_consent(&sealed).context("keeping the consent in the spool")?;
+    Ok(sealed)
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
+    let token = LaunchToken::parse(&opts.token).map_err(|e| anyhow::anyhow!("{} ({e})", msgs().token_malformed))?;
+    let api = Api::new(opts.server.clone(), token.credential().to_owned(), opts.ca_file.as_deref())?;
     ask_consent(opts.consent)?;
-    let api = Api::new(opts.server.clone(), opts.token.clone(), opts.ca_file.as_deref())?;
-    must("consent", || api.consent()).await?;
-
-    let opened = must("open stream", || api.open_stream()).await?;
-    let spool = Spool::open(&opts.spool_dir, opened.attempt_id, &opts.token).context("opening the spool directory")?;
+    let (attempt_id, public, fragment_ms, max_chunk) = attempt_of(&token, &api).await?;
+    let spool = Spool::open(&opts.spool_dir, attempt_id, token.credential()).context("opening the spool directory")?;
+    let consent = kept_consent(&spool, &attempt_id, &public)?;
     let (uploader, mut notices) = Uploader::start(api.clone(), spool.clone());
+    uploader.queue.send(Job::Consent(consent));
     queue_leftovers(&spool, &uploader)?;
 
-    let first = live(&opened)?;
-    let cfg = CaptureConfig { fragment_ms: opened.fragment_ms, activity: opts.activity, ..CaptureConfig::default() };
+    let streams = Streams { attempt: attempt_id, public };
+    let first = streams.open();
+    let first_id = first.id;
+    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
@@ -152,33 +196,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         }
     });
 
-    // What the uploader cannot settle alone: a lost live stream (record on in a new one),
-    // or a final refusal (stop recording and say why).
-    let current = Arc::new(Mutex::new(first.id));
-    let (switch_tx, switch_rx) = std::sync::mpsc::channel::<Switch>();
+    // What the uploader cannot settle alone: a lost stream (the seal loop records on in a
+    // new one if it was the live one), or a final refusal (stop recording and say why).
+    let (lost_tx, lost_rx) = std::sync::mpsc::channel::<Uuid>();
     let stopped = Arc::new(Mutex::new(None::<StopReason>));
     let watcher = {
-        let (api, capture, current, stopped) = (api.clone(), capture.clone(), current.clone(), stopped.clone());
+        let (capture, stopped) = (capture.clone(), stopped.clone());
         tokio::spawn(async move {
             while let Some(n) = notices.recv().await {
                 match n {
-                    Notice::StreamLost(s) if s == *current.lock().unwrap_or_else(|e| e.into_inner()) => {
-                        eprintln!("{}", msgs().stream_reopened);
-                        // From now on the seal loop holds fragments (in memory) for the new stream.
-                        let _ = switch_tx.send(Switch::Lost);
-                        match must("reopen stream", || api.open_stream()).await.and_then(|o| live(&o)) {
-                            Ok(next) => {
-                                *current.lock().unwrap_or_else(|e| e.into_inner()) = next.id;
-                                let _ = switch_tx.send(Switch::To(next));
-                            }
-                            Err(e) => {
-                                eprintln!("{e:#}");
-                                let _ = switch_tx.send(Switch::Gone);
-                                capture.stop();
-                            }
-                        }
+                    Notice::StreamLost(s) => {
+                        let _ = lost_tx.send(s);
                     }
-                    Notice::StreamLost(_) => {}
                     Notice::Stop(reason) => {
                         eprintln!("{}", msgs().stop_message(reason));
                         *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
@@ -189,9 +218,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         })
     };
 
-    let max_chunk = opened.max_chunk_bytes;
     let (spool2, queue) = (spool.clone(), uploader.queue.clone());
-    let sealing = tokio::task::spawn_blocking(move || seal_loop(events, first, switch_rx, &spool2, max_chunk, |job| queue.send(job)));
+    let sealing =
+        tokio::task::spawn_blocking(move || seal_loop(events, first, &streams, lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), |job| queue.send(job)));
     let sealed = sealing.await.context("sealing thread")??;
     drop(capture);
 
@@ -203,8 +232,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         eprintln!("capture: {e}");
     }
     let summary = Summary {
-        attempt_id: opened.attempt_id,
-        stream_id: opened.stream_id,
+        attempt_id,
+        stream_id: first_id,
         streams_opened: sealed.streams,
         encoder,
         fragments_sealed: sealed.fragments,
@@ -244,15 +273,6 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the watcher tells the seal loop about the live stream.
-enum Switch {
-    /// The server forgot it: hold new fragments until the next one opens.
-    Lost,
-    To(LiveStream),
-    /// No new stream could be opened: the run is ending.
-    Gone,
-}
-
 struct Sealed {
     fragments: u32,
     streams: u32,
@@ -263,21 +283,22 @@ struct Sealed {
 /// Seals each fragment the moment it is complete, so a crash loses only the fragment still
 /// being encoded. A clean end is marked by an empty final chunk: the last media fragment is
 /// not known to be the last until the pipeline says so, and holding it back would put it
-/// at risk. When the server forgets the live stream, fragments wait in memory (never on
-/// disk) until the run loop hands over a new one; the initialisation segment opens it and
+/// at risk. When the live stream is lost (the server cannot open it), the next fragment
+/// goes into a new stream, keyed here at once; the initialisation segment opens it and
 /// media times restart at its first fragment, as a stream's header times count from its own
 /// start.
 fn seal_loop(
     events: std::sync::mpsc::Receiver<CaptureEvent>,
     mut stream: LiveStream,
-    switches: std::sync::mpsc::Receiver<Switch>,
+    streams: &Streams,
+    lost: std::sync::mpsc::Receiver<Uuid>,
     spool: &Spool,
     max_chunk: u64,
     send: impl Fn(Job),
 ) -> anyhow::Result<Sealed> {
     let mut media_end = 0u64;
     let mut fragments = 0u32;
-    let mut streams = 1u32;
+    let mut opened = 1u32;
     let mut init: Option<zeroize::Zeroizing<Vec<u8>>> = None;
     // Media time of the current stream's first fragment: header times count from there.
     let mut origin_us: Option<u64> = Some(0);
@@ -297,29 +318,15 @@ fn seal_loop(
         fragments += 1;
         Ok(())
     };
-    let mut lost = false;
     for ev in events.iter() {
-        let mut next = switches.try_recv().ok();
-        loop {
-            match next.take() {
-                Some(Switch::Lost) => lost = true,
-                Some(Switch::To(s)) => {
-                    stream = s;
-                    streams += 1;
-                    lost = false;
-                    origin_us = None;
-                    if let Some(i) = &init {
-                        seal(&mut stream, i, 0, 0, false)?;
-                    }
-                }
-                Some(Switch::Gone) => lost = false,
-                None => {}
+        if lost.try_iter().any(|id| id == stream.id) {
+            eprintln!("{}", msgs().stream_reopened);
+            stream = streams.open();
+            opened += 1;
+            origin_us = None;
+            if let Some(i) = &init {
+                seal(&mut stream, i, 0, 0, false)?;
             }
-            if !lost {
-                break;
-            }
-            // Wait for the new stream; capture events queue up meanwhile, in memory.
-            next = Some(switches.recv().unwrap_or(Switch::Gone));
         }
         match ev {
             CaptureEvent::Fragment(f) => {
@@ -339,13 +346,13 @@ fn seal_loop(
             CaptureEvent::Finished => {
                 let end = media_end.saturating_sub(origin_us.unwrap_or(0));
                 seal(&mut stream, &[], end, end, true)?;
-                return Ok(Sealed { fragments, streams, media_us: media_end, capture_error: None });
+                return Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: None });
             }
             // The stream stays without a final chunk: the reviewer sees "ended abruptly".
-            CaptureEvent::Error(e) => return Ok(Sealed { fragments, streams, media_us: media_end, capture_error: Some(e) }),
+            CaptureEvent::Error(e) => return Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: Some(e) }),
         }
     }
-    Ok(Sealed { fragments, streams, media_us: media_end, capture_error: Some("capture stopped without finishing".into()) })
+    Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: Some("capture stopped without finishing".into()) })
 }
 
 async fn drain_with_progress(uploader: &Uploader) {
@@ -377,10 +384,9 @@ mod tests {
         CaptureEvent::Fragment(MediaFragment { data: vec![start_s as u8; 64].into(), media_start_us, media_end_us, is_init, side: None })
     }
 
-    fn live_stream() -> LiveStream {
-        let key = protocol::AttemptKey::generate();
-        let (a, s) = (Uuid::new_v4(), Uuid::new_v4());
-        LiveStream { sealer: StreamSealer::new(key.derive_stream_key(&protocol::StreamSalt::generate(), &a, &s), a, s), id: s }
+    fn streams() -> Streams {
+        let attempt = Uuid::new_v4();
+        Streams { attempt, public: protocol::AttemptKey::generate().recipient(&attempt).1 }
     }
 
     /// Defect found in review: after a reopen an hour into the exam, fragments kept their
@@ -390,23 +396,24 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let spool = Spool::open(root.path(), Uuid::new_v4(), "clt_t").unwrap();
         let (events_tx, events) = std::sync::mpsc::channel();
-        let (switch_tx, switches) = std::sync::mpsc::channel();
-        let (first, second) = (live_stream(), live_stream());
-        let (first_id, second_id) = (first.id, second.id);
+        let (lost_tx, lost) = std::sync::mpsc::channel();
+        let streams = streams();
+        let first = streams.open();
+        let first_id = first.id;
         events_tx.send(fragment(0, true)).unwrap();
         events_tx.send(fragment(3600, false)).unwrap();
         let looping = {
             let spool = spool.clone();
-            std::thread::spawn(move || seal_loop(events, first, switches, &spool, u64::MAX, |_| {}))
+            std::thread::spawn(move || seal_loop(events, first, &streams, lost, &spool, u64::MAX, |_| {}))
         };
-        // An hour into the exam the server loses the stream; a new one opens.
+        // An hour into the exam the server cannot open the live stream: a new one is keyed.
         let deadline = Instant::now() + Duration::from_secs(10);
         while spool.pending().unwrap().len() < 2 {
             assert!(Instant::now() < deadline, "the first two fragments were not sealed");
             std::thread::sleep(Duration::from_millis(10));
         }
-        switch_tx.send(Switch::Lost).unwrap();
-        switch_tx.send(Switch::To(second)).unwrap();
+        lost_tx.send(Uuid::new_v4()).unwrap(); // another stream's loss changes nothing
+        lost_tx.send(first_id).unwrap();
         events_tx.send(fragment(3602, false)).unwrap();
         events_tx.send(fragment(3604, false)).unwrap();
         events_tx.send(CaptureEvent::Finished).unwrap();
@@ -418,11 +425,12 @@ mod tests {
             .iter()
             .map(|c| (c.stream, protocol::ChunkHeader::parse(&std::fs::read(&c.path).unwrap()).unwrap().0))
             .collect();
-        let second_headers: Vec<_> = headers.iter().filter(|(s, _)| *s == second_id).map(|(_, h)| h).collect();
-        // Index 0 is the init segment again; media time restarts at the stream's first fragment.
+        let second_headers: Vec<_> = headers.iter().filter(|(s, _)| *s != first_id).map(|(_, h)| h).collect();
+        // Index 0 is the init segment again, carrying the new stream's opening; media time
+        // restarts at the stream's first fragment.
         assert_eq!(
-            second_headers.iter().map(|h| (h.index, h.media_start_us, h.media_end_us)).collect::<Vec<_>>(),
-            vec![(0, 0, 0), (1, 0, 2_000_000), (2, 2_000_000, 4_000_000), (3, 4_000_000, 4_000_000)]
+            second_headers.iter().map(|h| (h.index, h.media_start_us, h.media_end_us, h.opening.is_some())).collect::<Vec<_>>(),
+            vec![(0, 0, 0, true), (1, 0, 2_000_000, false), (2, 2_000_000, 4_000_000, false), (3, 4_000_000, 4_000_000, false)]
         );
         assert!(second_headers.last().unwrap().last);
         // The first stream kept what it had: init, and the fragment at an hour (its own time 0).

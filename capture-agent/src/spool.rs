@@ -94,6 +94,26 @@ impl Spool {
         Ok(SpooledChunk { stream, index, path })
     }
 
+    /// The candidate's consent as first given for this attempt, sealed to the attempt's
+    /// public key (the agent cannot read it back; the server opens it).
+    pub fn consent(&self) -> std::io::Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join("consent.sealed")) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps the sealed consent durably, before anything is recorded.
+    pub fn keep_consent(&self, sealed: &[u8]) -> std::io::Result<()> {
+        let tmp = self.dir.join(".consent.tmp");
+        let mut f = private_file(&tmp, false)?;
+        f.write_all(sealed)?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.dir.join("consent.sealed"))?;
+        fs::File::open(&self.dir)?.sync_all()
+    }
+
     pub fn mark_final(&self, stream: Uuid, index: u32) -> std::io::Result<()> {
         let path = self.stream_dir(stream).join("final");
         let mut f = private_file(&path, false)?;
@@ -175,6 +195,11 @@ mod tests {
         // A reissued token of the same attempt finds the leftovers; another attempt does not.
         assert_eq!(Spool::open(root.path(), attempt, "clt_reissued").unwrap().pending().unwrap().len(), 1);
         assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other").unwrap().pending().unwrap().is_empty());
+        // Consent is kept once, privately, and outlives the chunks.
+        assert_eq!(spool.consent().unwrap(), None);
+        spool.keep_consent(b"sealed consent").unwrap();
+        assert_eq!(spool.consent().unwrap().as_deref(), Some(b"sealed consent".as_slice()));
+        assert_eq!(mode(&spool.dir().join("consent.sealed")), 0o600);
     }
 
     #[test]

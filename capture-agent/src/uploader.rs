@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 pub enum Job {
+    /// Record the candidate's consent (sealed, with its original time): always the first
+    /// job, so that nothing is uploaded before it.
+    Consent(Vec<u8>),
     /// A sealed chunk; `sealed_at` starts its acknowledgement latency.
     Chunk(SpooledChunk, Instant),
     /// Tell the server the stream ended at this final index, then forget it locally.
@@ -129,6 +132,16 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
         let _ = notify.send(Notice::Stop(reason));
     };
     match job {
+        Job::Consent(sealed) => match retrying(|| api.consent(&sealed), warn_unreachable(&mut warned)).await {
+            Ok(()) => tracing::info!("consent recorded by the server"),
+            Err((f, decision)) => {
+                tracing::error!(failure = %f, ?decision, "consent refused");
+                stop(match decision {
+                    Decision::Stop(reason) => reason,
+                    _ => StopReason::ConsentMissing,
+                });
+            }
+        },
         Job::Chunk(chunk, sealed_at) => {
             if lost.contains(&chunk.stream) {
                 let f = Failure { status: 404, code: "not_found".into(), message: "stream unknown to the server".into(), retry_after: None };
@@ -153,6 +166,12 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
                     p.acked.fetch_add(1, Ordering::SeqCst);
                     p.bytes_acked.fetch_add(len, Ordering::SeqCst);
                     p.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(sealed_at.elapsed().as_millis() as u64);
+                }
+                // Without its first chunk the server cannot open the stream: record on in a new one.
+                Err((f, Decision::Drop(reason))) if chunk.index == 0 => {
+                    lost.insert(chunk.stream);
+                    let _ = notify.send(Notice::StreamLost(chunk.stream));
+                    drop_chunk(spool, p, &chunk, reason, &f);
                 }
                 Err((f, Decision::Drop(reason))) => drop_chunk(spool, p, &chunk, reason, &f),
                 Err((f, Decision::Reopen)) => {

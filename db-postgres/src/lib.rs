@@ -201,37 +201,53 @@ impl Database for PostgresDatabase {
         if n as u64 >= max_streams {
             return Ok(false);
         }
-        let salt = s.salt.as_slice();
-        sqlx::query!(
+        let (salt, opening) = proctor_db::records::keying_columns(&s.keying);
+        let inserted = sqlx::query!(
             // The clear connection columns of the first schema stay empty: it is sealed.
-            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os, connection) VALUES ($1, $2, $3, $4, '', '', '', $5)",
+            "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection) VALUES ($1, $2, $3, $4, $5, '', '', '', $6)
+             ON CONFLICT (id) DO NOTHING",
             s.id,
             s.attempt_id,
             salt,
+            opening,
             s.opened_at_ms,
             connection
         )
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(inserted)
     }
 
     async fn stream(&self, id: Uuid) -> DbResult<Stream> {
         parse(
-            sqlx::query_as!(StreamRecord, "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
+            sqlx::query_as!(StreamRecord, "SELECT id, attempt_id, salt, opening, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
                 .fetch_one(&self.pool)
                 .await
                 .map_err(backend)?,
         )
     }
 
+    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!" FROM chunks c JOIN streams s ON s.id = c.stream_id
+               WHERE s.attempt_id = $1 GROUP BY c.transport ORDER BY c.transport"#,
+            attempt
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
+    }
+
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
         parse_all(
             sqlx::query_as!(
                 StreamRecord,
-                "SELECT id, attempt_id, salt, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id",
+                "SELECT id, attempt_id, salt, opening, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id",
                 attempt
             )
             .fetch_all(&self.pool)
@@ -264,13 +280,13 @@ impl Database for PostgresDatabase {
         let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         for i in order {
-            let NewChunk { attempt, row } = &batch[i];
+            let NewChunk { attempt, row, transport } = &batch[i];
             // The primary key arbitrates between concurrent uploads, on any instance.
             let (index, size, start, end) = (row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
-            let (digest, prev, sha) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice());
+            let (digest, prev, sha, transport) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice(), transport.as_str());
             let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (stream_id, idx) DO NOTHING",
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (stream_id, idx) DO NOTHING",
                 row.stream_id,
                 index,
                 digest,
@@ -280,7 +296,8 @@ impl Database for PostgresDatabase {
                 end,
                 row.last,
                 sha,
-                at_ms
+                at_ms,
+                transport
             )
             .execute(&mut *tx)
             .await

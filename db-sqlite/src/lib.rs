@@ -232,13 +232,16 @@ impl Database for SqliteDatabase {
     async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool> {
         // One statement on the single writer: the count and the insert cannot interleave.
         // The clear connection columns of the first schema stay empty: it is sealed.
-        let (id, attempt_id, salt, max_streams) = (s.id.to_string(), s.attempt_id.to_string(), s.salt.as_slice(), max_streams as i64);
+        let (id, attempt_id, max_streams) = (s.id.to_string(), s.attempt_id.to_string(), max_streams as i64);
+        let (salt, opening) = keying_columns(&s.keying);
         let done = sqlx::query!(
-            "INSERT INTO streams (id, attempt_id, salt, opened_at, client_ip, agent_version, os, connection)
-             SELECT ?1, ?2, ?3, ?4, '', '', '', ?5 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?6",
+            "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection)
+             SELECT ?1, ?2, ?3, ?4, ?5, '', '', '', ?6 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?7
+             ON CONFLICT (id) DO NOTHING",
             id,
             attempt_id,
             salt,
+            opening,
             s.opened_at_ms,
             connection,
             max_streams
@@ -254,7 +257,7 @@ impl Database for SqliteDatabase {
         parse(
             sqlx::query_as!(
                 StreamRecord,
-                r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#,
+                r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opening, opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#,
                 id
             )
             .fetch_one(&self.readers)
@@ -263,9 +266,22 @@ impl Database for SqliteDatabase {
         )
     }
 
+    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+        let attempt = attempt.to_string();
+        let rows = sqlx::query!(
+            r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!: i64" FROM chunks c JOIN streams s ON s.id = c.stream_id
+               WHERE s.attempt_id = ?1 GROUP BY c.transport ORDER BY c.transport"#,
+            attempt
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
+    }
+
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
         let attempt = attempt.to_string();
-        parse_all(sqlx::query_as!(StreamRecord, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(StreamRecord, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opening, opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
     }
 
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
@@ -288,12 +304,12 @@ impl Database for SqliteDatabase {
         // One statement per new chunk and one per attempt: statements, not the commit, are
         // what a batch costs here.
         let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
-        for NewChunk { attempt, row } in batch {
+        for NewChunk { attempt, row, transport } in batch {
             let (stream, index, size, start, end) = (row.stream_id.to_string(), row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
-            let (digest, prev, sha) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice());
+            let (digest, prev, sha, transport) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice(), transport.as_str());
             let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
                 stream,
                 index,
                 digest,
@@ -303,7 +319,8 @@ impl Database for SqliteDatabase {
                 end,
                 row.last,
                 sha,
-                at_ms
+                at_ms,
+                transport
             )
             .execute(&mut *tx)
             .await

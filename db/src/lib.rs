@@ -96,10 +96,45 @@ pub struct LaunchToken {
 pub struct Stream {
     pub id: Uuid,
     pub attempt_id: Uuid,
-    pub salt: [u8; 32],
+    pub keying: StreamKeying,
     pub opened_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub final_index: Option<u32>,
+}
+
+/// Where a stream's key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamKeying {
+    /// Drawn by the server when the agent asked it to open the stream: HKDF of the data
+    /// key with this salt (agents before store-and-forward).
+    Derived { salt: [u8; 32] },
+    /// Drawn by the agent and sealed to the attempt's public key: the stream's opening
+    /// (`protocol::StreamOpening`), as its first chunk carried it.
+    Opening(Vec<u8>),
+}
+
+/// Which transport carried a chunk to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Https,
+    Webrtc,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Https => "https",
+            Transport::Webrtc => "webrtc",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "https" => Some(Transport::Https),
+            "webrtc" => Some(Transport::Webrtc),
+            _ => None,
+        }
+    }
 }
 
 /// Connection data kept with the attempt (personal data under the recording's retention):
@@ -188,6 +223,7 @@ pub struct AuditEvent {
 pub struct NewChunk {
     pub attempt: Uuid,
     pub row: ChunkRow,
+    pub transport: Transport,
 }
 
 /// Outcome of submitting a review.
@@ -233,7 +269,12 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     /// Records a new stream unless its attempt already has `max_streams`; `false` then.
     /// Counting and inserting are one step, whatever the concurrency.
     /// `connection`: the stream's `ConnectionInfo`, sealed by the server.
+    /// Records a new stream unless the attempt has `max_streams` already or a stream with
+    /// this id exists (an agent draws its stream ids: two transports may bring the same
+    /// first chunk at once). `false` when nothing was written; `stream` tells which.
     async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool>;
+    /// How many of the attempt's stored chunks each transport carried.
+    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;
     async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
@@ -242,7 +283,7 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     /// back in the order of `batch`; a later chunk of the batch sees the earlier ones.
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>>;
     async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
-        let mut out = self.insert_chunks(&[NewChunk { attempt, row }], at_ms).await?;
+        let mut out = self.insert_chunks(&[NewChunk { attempt, row, transport: Transport::Https }], at_ms).await?;
         out.pop().ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
     }
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;

@@ -93,10 +93,25 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<TokenRec<Id, Int>> for LaunchToken {
     }
 }
 
+/// The `salt` and `opening` columns of a stream: one of them says where its key comes from.
+pub fn keying_columns(k: &StreamKeying) -> (&[u8], Option<&[u8]>) {
+    match k {
+        StreamKeying::Derived { salt } => (salt.as_slice(), None),
+        StreamKeying::Opening(o) => (&[], Some(o.as_slice())),
+    }
+}
+
+/// (transport column, count) rows into the domain's words; an unknown transport is a
+/// schema violation (the column has a CHECK).
+pub fn transport_counts(rows: impl Iterator<Item = (String, i64)>) -> DbResult<Vec<(Transport, u64)>> {
+    rows.map(|(t, n)| Transport::parse(&t).map(|t| (t, n as u64)).ok_or_else(|| DbError::Backend(format!("unknown transport {t:?}")))).collect()
+}
+
 pub struct StreamRec<Id> {
     pub id: Id,
     pub attempt_id: Id,
     pub salt: Vec<u8>,
+    pub opening: Option<Vec<u8>>,
     pub opened_at: i64,
     pub ended_at: Option<i64>,
     pub final_index: Option<i64>,
@@ -108,7 +123,10 @@ impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
         Ok(Stream {
             id: r.id.into_uuid("id")?,
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
-            salt: arr32("salt", r.salt)?,
+            keying: match r.opening {
+                Some(opening) => StreamKeying::Opening(opening),
+                None => StreamKeying::Derived { salt: arr32("salt", r.salt)? },
+            },
             opened_at_ms: r.opened_at,
             ended_at_ms: r.ended_at,
             final_index: r.final_index.map(|i| i as u32),

@@ -9,6 +9,31 @@ pub const NOTICE_VERSION: &str = "2026-11-v2";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsentRequest {
     pub notice_version: String,
+    /// The consent as the agent kept it in its spool, sealed to the attempt's public key
+    /// (`seal_to_attempt`, purpose `CONSENT_PURPOSE`, an `OfflineConsent` in JSON): given
+    /// while the server may have been unreachable, recorded with its original time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+pub const CONSENT_PURPOSE: &str = "consent";
+
+/// What the candidate accepted, and when by the agent's clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OfflineConsent {
+    pub notice_version: String,
+    pub given_at_ms: i64,
+}
+
+/// What an agent needs to record without the server (and what the launch token carries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    pub attempt_id: Uuid,
+    /// The attempt's X25519 public key, base64url: stream keys are sealed to it.
+    pub public_key: String,
+    pub notice_version: String,
+    pub fragment_ms: u32,
+    pub max_chunk_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,7 +98,11 @@ pub struct AddCandidateRequest {
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AddCandidateResponse {
     pub attempt_id: Uuid,
+    /// `clt_<secret>.<attempt ‖ public key>`: the agent needs nothing else to record.
     pub launch_token: String,
+    /// The attempt's X25519 public key, base64url (also inside the launch token), for a
+    /// launch link.
+    pub attempt_public_key: String,
     /// RFC 3339.
     pub token_expires_at: String,
 }

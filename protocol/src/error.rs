@@ -30,6 +30,10 @@ pub enum Error {
     IndexOverflow,
     #[error("invalid fragment payload: {0}")]
     InvalidPayload(&'static str),
+    #[error("invalid stream opening: {0}")]
+    InvalidOpening(&'static str),
+    #[error("invalid launch token: {0}")]
+    InvalidLaunchToken(&'static str),
     #[error("invalid destruction receipt: {0}")]
     InvalidReceipt(&'static str),
 }

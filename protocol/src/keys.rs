@@ -70,7 +70,7 @@ impl AttemptKey {
     pub fn note_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
         self.subkey(b"cloe-connect/flag-note/v1", attempt)
     }
-    fn subkey(&self, tag: &[u8], attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
+    pub(crate) fn subkey(&self, tag: &[u8], attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let info = [tag, attempt.as_bytes()].concat();
         let mut out = zeroize::Zeroizing::new([0u8; 32]);

@@ -4,7 +4,7 @@
 //! `aead-stream`'s `StreamBE32` has the same nonce layout but no per-segment associated
 //! data, which we need; so the construction is spelled out here on `aes-gcm`.
 
-use crate::{ChunkHeader, Digest, Error, StreamKey, HEADER_LEN};
+use crate::{ChunkHeader, Digest, Error, StreamKey, StreamOpening, HEADER_LEN};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use sha2::{Digest as _, Sha256};
@@ -31,12 +31,14 @@ pub struct OpenedChunk {
 /// The digest that chains chunk i+1 to chunk i and identifies a stored chunk:
 /// SHA-256(header ‖ tag). The GCM tag already authenticates the ciphertext under the stream
 /// key, so binding the tag binds the whole chunk; hashing 112 bytes instead of the whole
-/// fragment keeps sealing at raw AES-GCM speed. Input shorter than a header and a tag (never
-/// a valid chunk) is hashed whole.
+/// fragment keeps sealing at raw AES-GCM speed. The header includes the stream's opening
+/// when there is one. Input shorter than a header and a tag (never a valid chunk) is hashed
+/// whole.
 pub fn chunk_digest(chunk: &[u8]) -> Digest {
     let mut h = Sha256::new();
-    if chunk.len() >= HEADER_LEN + TAG_LEN {
-        h.update(&chunk[..HEADER_LEN]);
+    let header_len = HEADER_LEN + if chunk.len() > 7 && chunk[7] & 0x02 != 0 { crate::OPENING_LEN } else { 0 };
+    if chunk.len() >= header_len + TAG_LEN {
+        h.update(&chunk[..header_len]);
         h.update(&chunk[chunk.len() - TAG_LEN..]);
     } else {
         h.update(chunk);
@@ -54,6 +56,19 @@ pub(crate) fn nonce(key: &StreamKey, index: u32, last: bool) -> [u8; 12] {
 
 /// Seals one fragment into a chunk (header ‖ ciphertext ‖ tag).
 pub fn seal_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, index: u32, prev_digest: Digest, frag: Fragment<'_>) -> Vec<u8> {
+    seal_with_opening(key, attempt, stream, index, prev_digest, None, frag)
+}
+
+/// Seals a chunk; the stream's first chunk carries the opening when the agent keyed it.
+fn seal_with_opening(
+    key: &StreamKey,
+    attempt: Uuid,
+    stream: Uuid,
+    index: u32,
+    prev_digest: Digest,
+    opening: Option<StreamOpening>,
+    frag: Fragment<'_>,
+) -> Vec<u8> {
     let header = ChunkHeader {
         attempt,
         stream,
@@ -63,20 +78,22 @@ pub fn seal_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, index: u32, prev
         media_end_us: frag.media_end_us.max(frag.media_start_us),
         prev_digest: if index == 0 { [0; 32] } else { prev_digest },
         body_len: u32::try_from(frag.data.len() + TAG_LEN).expect("fragment under 4 GiB"),
+        opening: if index == 0 { opening } else { None },
     };
     let aad = header.encode();
-    let mut out = Vec::with_capacity(HEADER_LEN + frag.data.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(aad.len() + frag.data.len() + TAG_LEN);
     out.extend_from_slice(&aad);
     out.extend_from_slice(frag.data);
     let cipher = Aes256Gcm::new((&key.key).into());
     let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce(key, index, frag.last)), &aad, &mut out[HEADER_LEN..])
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce(key, index, frag.last)), &aad, &mut out[aad.len()..])
         .expect("AES-GCM encrypts any buffer under 64 GiB");
     out.extend_from_slice(&tag);
     out
 }
 
-/// Parses a chunk sealed for this attempt and stream: (header, ciphertext, tag).
+/// Parses a chunk sealed for this attempt and stream: (header, ciphertext, tag). The
+/// associated data is `chunk[..header.encoded_len()]`.
 pub(crate) fn parse_bound(chunk: &[u8], attempt: Uuid, stream: Uuid) -> Result<(ChunkHeader, &[u8], &[u8]), Error> {
     let (header, body) = ChunkHeader::parse(chunk)?;
     if header.attempt != attempt {
@@ -98,7 +115,7 @@ pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) ->
     cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&nonce(key, header.index, header.last)),
-            &chunk[..HEADER_LEN],
+            &chunk[..header.encoded_len()],
             &mut plaintext,
             Tag::from_slice(tag),
         )
@@ -111,6 +128,7 @@ pub struct StreamSealer {
     key: StreamKey,
     attempt: Uuid,
     stream: Uuid,
+    opening: Option<StreamOpening>,
     next_index: u32,
     prev_digest: Digest,
     finished: bool,
@@ -118,7 +136,14 @@ pub struct StreamSealer {
 
 impl StreamSealer {
     pub fn new(key: StreamKey, attempt: Uuid, stream: Uuid) -> Self {
-        Self { key, attempt, stream, next_index: 0, prev_digest: [0; 32], finished: false }
+        Self { key, attempt, stream, opening: None, next_index: 0, prev_digest: [0; 32], finished: false }
+    }
+    /// A stream the agent keyed itself: its first chunk carries `opening`.
+    pub fn with_opening(key: StreamKey, attempt: Uuid, stream: Uuid, opening: StreamOpening) -> Self {
+        Self { opening: Some(opening), ..Self::new(key, attempt, stream) }
+    }
+    pub fn stream(&self) -> Uuid {
+        self.stream
     }
     pub fn next_index(&self) -> u32 {
         self.next_index
@@ -129,7 +154,7 @@ impl StreamSealer {
             return Err(Error::AfterFinal { index: self.next_index });
         }
         let index = self.next_index;
-        let chunk = seal_chunk(&self.key, self.attempt, self.stream, index, self.prev_digest, frag);
+        let chunk = seal_with_opening(&self.key, self.attempt, self.stream, index, self.prev_digest, self.opening.clone(), frag);
         self.prev_digest = chunk_digest(&chunk);
         self.next_index = index.checked_add(1).ok_or(Error::IndexOverflow)?;
         self.finished = frag.last;

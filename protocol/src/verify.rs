@@ -10,7 +10,7 @@
 //! against `aes-gcm` on every length from 0 to 1 KiB and on tampered chunks.
 
 use crate::seal::{nonce, parse_bound};
-use crate::{chunk_digest, ChunkHeader, Digest, Error, StreamKey, HEADER_LEN};
+use crate::{chunk_digest, ChunkHeader, Digest, Error, StreamKey};
 use aes::cipher::{BlockEncrypt, KeyInit};
 use aes::Aes256;
 use ghash::universal_hash::UniversalHash;
@@ -29,7 +29,7 @@ pub struct VerifiedChunk {
 /// decrypting.
 pub fn verify_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<VerifiedChunk, Error> {
     let (header, ct, tag) = parse_bound(chunk, attempt, stream)?;
-    let aad = &chunk[..HEADER_LEN];
+    let aad = &chunk[..header.encoded_len()];
     let cipher = Aes256::new((&key.key).into());
     let mut h = ghash::Block::default();
     cipher.encrypt_block(&mut h);

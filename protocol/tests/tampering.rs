@@ -126,3 +126,42 @@ fn keys_never_print() {
     assert!(!printed.contains("00, 01") && !printed.contains("000102"));
     assert!(printed.contains("redacted"));
 }
+
+/// A stream the agent keyed itself (store-and-forward): its first chunk carries the opening.
+fn agent_keyed_stream() -> (protocol::AttemptSecret, protocol::StreamKey, Vec<Vec<u8>>) {
+    let (secret, public) = fixed_key().recipient(&ATTEMPT);
+    let key = protocol::StreamKey::generate();
+    let opening = protocol::StreamOpening::seal(&public, &ATTEMPT, &STREAM, 1_764_000_000_000, &key);
+    let mut s = protocol::StreamSealer::with_opening(key.clone(), ATTEMPT, STREAM, opening);
+    let chunks = [(b"ftyp+moov".as_slice(), false), (b"moof+mdat", false), (b"", true)]
+        .iter()
+        .map(|&(data, last)| s.seal(protocol::Fragment { data, media_start_us: 0, media_end_us: 0, last }).unwrap().1)
+        .collect();
+    (secret, key, chunks)
+}
+
+#[test]
+fn an_agent_keyed_stream_opens_from_its_first_chunk_and_its_opening_is_authenticated() {
+    let (secret, _, chunks) = agent_keyed_stream();
+    let (h0, _) = ChunkHeader::parse(&chunks[0]).unwrap();
+    assert!(ChunkHeader::parse(&chunks[1]).unwrap().0.opening.is_none());
+    let key = h0.opening.as_ref().unwrap().open(&secret, &ATTEMPT, &STREAM).unwrap();
+    let mut o = StreamOpener::new(key.clone(), ATTEMPT, STREAM);
+    let plain: Vec<_> = chunks.iter().map(|c| o.open_next(c).unwrap().plaintext).collect();
+    o.finish().unwrap();
+    assert_eq!(plain[1], b"moof+mdat");
+    assert!(protocol::verify_chunk(&key, ATTEMPT, STREAM, &chunks[0]).is_ok());
+    // Changing the claimed start time (inside the opening) breaks the chunk's tag.
+    let mut moved = chunks[0].clone();
+    moved[HEADER_LEN + 7] ^= 1;
+    assert_eq!(protocol::verify_chunk(&key, ATTEMPT, STREAM, &moved).unwrap_err(), Error::DecryptionFailed);
+    // An opening on a later chunk, or a cut one, is refused by the parser.
+    let mut late = chunks[1].clone();
+    late[7] |= 0x02;
+    assert!(matches!(ChunkHeader::parse(&late), Err(Error::InvalidHeader(_)) | Err(Error::Truncated(_))));
+    assert!(ChunkHeader::parse(&chunks[0][..HEADER_LEN + 40]).is_err());
+    // The chain digest covers the opening.
+    let mut other = chunks[0].clone();
+    other[HEADER_LEN + 20] ^= 1;
+    assert_ne!(protocol::chunk_digest(&other), protocol::chunk_digest(&chunks[0]));
+}

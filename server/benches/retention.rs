@@ -19,7 +19,7 @@ mod pg;
 use bytes::Bytes;
 use server::clock::{Clock, SystemClock};
 use server::configuration::Settings;
-use server::db::{ChunkRow, NewChunk, Stream};
+use server::db::{ChunkRow, NewChunk, Stream, StreamKeying, Transport};
 use server::lifecycle::Transition;
 use server::retention::PvRequest;
 use server::service::Proctor;
@@ -55,7 +55,7 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
     let payload = Bytes::from(vec![0x5a; plan.fragment_bytes]);
     for i in 0..plan.candidates {
         let a = p.add_candidate(sitting, &format!("c{i}"), "bench").await.unwrap().value.attempt_id;
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: a, salt: [1; 32], opened_at_ms: 0, ended_at_ms: None, final_index: None };
+        let stream = Stream { id: Uuid::new_v4(), attempt_id: a, keying: StreamKeying::Derived { salt: [1; 32] }, opened_at_ms: 0, ended_at_ms: None, final_index: None };
         assert!(p.db.open_stream(stream.clone(), b"sealed".to_vec(), 10).await.unwrap());
         let mut rows = Vec::new();
         let mut paths = Vec::new();
@@ -63,7 +63,7 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
             let sha: [u8; 32] = *Uuid::new_v4().as_bytes().repeat(2).first_chunk().unwrap();
             paths.push(server::blobs::chunk_path(a, stream.id, index, &sha));
             let row = ChunkRow { stream_id: stream.id, index, digest: sha, content_sha256: sha, prev_digest: [0; 32], size: payload.len() as u64, media_start_us: 0, media_end_us: 1, last: false };
-            rows.push(NewChunk { attempt: a, row });
+            rows.push(NewChunk { attempt: a, row, transport: Transport::Https });
         }
         futures::future::try_join_all(paths.iter().map(|path| p.blobs.put(path, payload.clone()))).await.unwrap();
         p.db.insert_chunks(&rows, 0).await.unwrap();

@@ -11,7 +11,7 @@ use crate::lifecycle::{AttemptState, Transition};
 use crate::service::Proctor;
 use base64::Engine;
 use protocol::api::*;
-use protocol::AttemptKey;
+use protocol::{AttemptKey, LaunchToken};
 use uuid::Uuid;
 
 /// A created resource, or the same one again for a retried request.
@@ -20,9 +20,20 @@ pub struct Created<T> {
     pub replayed: bool,
 }
 
-/// The launch token of one generation: derived from the attempt key, never stored.
-fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> String {
-    format!("clt_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(dek.launch_secret(attempt, generation).as_ref()))
+/// The launch token of one generation: derived from the attempt key, never stored (only
+/// the hash of its credential is). It carries the attempt's public key, so that the agent
+/// can record with the server unreachable from the first second.
+fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> LaunchToken {
+    LaunchToken::new(&dek.launch_secret(attempt, generation), *attempt, dek.recipient(attempt).1)
+}
+
+fn launch_response(attempt_id: Uuid, token: &LaunchToken, expires: time::OffsetDateTime) -> AddCandidateResponse {
+    AddCandidateResponse {
+        attempt_id,
+        launch_token: token.expose(),
+        attempt_public_key: token.offline.map(|(_, pk)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pk.0)).unwrap_or_default(),
+        token_expires_at: rfc3339(expires),
+    }
 }
 
 impl Proctor {
@@ -62,7 +73,7 @@ impl Proctor {
             id,
             sitting_id: sitting,
             reference: reference.as_str().to_owned(),
-            token_hash: hash_token(&token),
+            token_hash: hash_token(token.credential()),
             token_expires_at_ms: unix_ms(expires),
             kek_epoch: wrapped.epoch,
             wrapped_dek: wrapped.blob,
@@ -79,7 +90,7 @@ impl Proctor {
             Err(e) => return Err(e.into()),
         }
         self.audit(actor, "candidate_added", Some(id), serde_json::json!({ "sitting_id": sitting })).await?;
-        Ok(Created { value: AddCandidateResponse { attempt_id: id, launch_token: token, token_expires_at: rfc3339(expires) }, replayed: false })
+        Ok(Created { value: launch_response(id, &token, expires), replayed: false })
     }
 
     /// When a launch token issued `now` expires, to the millisecond that is stored: the
@@ -98,11 +109,7 @@ impl Proctor {
             return Err(AppError::Conflict("this candidate's launch token was revoked; issue a new one".into()));
         }
         let dek = self.attempt_key(a)?;
-        Ok(AddCandidateResponse {
-            attempt_id: a.id,
-            launch_token: launch_token(&dek, &a.id, a.token_generation),
-            token_expires_at: rfc3339(from_unix_ms(issued.expires_at_ms)),
-        })
+        Ok(launch_response(a.id, &launch_token(&dek, &a.id, a.token_generation), from_unix_ms(issued.expires_at_ms)))
     }
 
     /// Revokes every launch token of the attempt: it can no longer consent or open a
@@ -125,9 +132,9 @@ impl Proctor {
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
         let expires = self.launch_token_expiry(now);
-        self.db.issue_token(a.id, generation, hash_token(&token), unix_ms(now), unix_ms(expires)).await?;
+        self.db.issue_token(a.id, generation, hash_token(token.credential()), unix_ms(now), unix_ms(expires)).await?;
         self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
-        Ok(AddCandidateResponse { attempt_id: a.id, launch_token: token, token_expires_at: rfc3339(expires) })
+        Ok(launch_response(a.id, &token, expires))
     }
 
     /// Ends the attempt (the exam platform's call). Ending an ended attempt again answers

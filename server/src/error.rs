@@ -32,6 +32,8 @@ pub enum AppError {
     ConflictingChunk(u32),
     #[error("stream ended at index {0}")]
     StreamEnded(u32),
+    #[error("this stream is not open: its first chunk (index 0, carrying the stream's opening) has not been stored")]
+    StreamNotOpened,
     #[error("{0}")]
     InvalidTransition(#[from] InvalidTransition),
     #[error("the attempt has ended: no new stream can be opened")]
@@ -107,6 +109,7 @@ impl AppError {
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ConflictingChunk(_) => (StatusCode::CONFLICT, "conflicting_chunk"),
             StreamEnded(_) => (StatusCode::CONFLICT, "stream_ended"),
+            StreamNotOpened => (StatusCode::CONFLICT, "stream_not_opened"),
             InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             AttemptEnded => (StatusCode::CONFLICT, "attempt_ended"),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),

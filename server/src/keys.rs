@@ -243,3 +243,15 @@ mod tests {
         assert!(matches!(ks.unwrap(&w, &a), Err(KeyError::KekGone(_))));
     }
 }
+
+/// A stream's key: derived from the data key and the stream's salt (server-keyed streams),
+/// or opened from the stream's opening with the attempt's private key (agent-keyed ones).
+pub fn stream_key(dek: &AttemptKey, attempt: &Uuid, stream: &crate::db::Stream) -> Result<protocol::StreamKey, KeyError> {
+    match &stream.keying {
+        crate::db::StreamKeying::Derived { salt } => Ok(dek.derive_stream_key(&protocol::StreamSalt(*salt), attempt, &stream.id)),
+        crate::db::StreamKeying::Opening(bytes) => {
+            let opening = protocol::StreamOpening::parse(bytes).map_err(|_| KeyError::UnwrapFailed)?;
+            opening.open(&dek.recipient(attempt).0, attempt, &stream.id).map_err(|_| KeyError::UnwrapFailed)
+        }
+    }
+}

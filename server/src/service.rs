@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::ingest::gate::IngestGate;
 use crate::keys::{KeyStore, WrappedKey};
 use crate::throttle::LoginThrottle;
-use protocol::{AttemptKey, StreamKey, StreamSalt};
+use protocol::{AttemptKey, StreamKey};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -154,6 +154,6 @@ impl Proctor {
     }
 
     pub(crate) fn stream_key(&self, attempt: &Attempt, stream: &Stream) -> Result<StreamKey, AppError> {
-        Ok(self.attempt_key(attempt)?.derive_stream_key(&StreamSalt(stream.salt), &attempt.id, &stream.id))
+        Ok(crate::keys::stream_key(&self.attempt_key(attempt)?, &attempt.id, stream)?)
     }
 }

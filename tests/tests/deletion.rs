@@ -28,14 +28,18 @@ fn secrets(data: &Path, attempt: Uuid) -> Secrets {
         db.query_row("SELECT kek_epoch, wrapped_dek FROM attempts WHERE id = ?1", [attempt.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     let keys = server::keys::KeyStore::open(&data.join("keys")).unwrap();
     let dek = keys.unwrap(&server::keys::WrappedKey { epoch, blob: wrapped_dek.clone() }, &attempt).unwrap();
-    let mut stmt = db.prepare("SELECT id, salt FROM streams WHERE attempt_id = ?1").unwrap();
+    let mut stmt = db.prepare("SELECT id, salt, opening FROM streams WHERE attempt_id = ?1").unwrap();
     let stream_keys = stmt
-        .query_map([attempt.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))
+        .query_map([attempt.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<Vec<u8>>>(2)?)))
         .unwrap()
         .map(|r| {
-            let (id, salt) = r.unwrap();
-            let salt = protocol::StreamSalt(salt.try_into().unwrap());
-            dek.derive_stream_key(&salt, &attempt, &id.parse().unwrap()).to_bytes().to_vec()
+            let (id, salt, opening) = r.unwrap();
+            let keying = match opening {
+                Some(o) => server::db::StreamKeying::Opening(o),
+                None => server::db::StreamKeying::Derived { salt: salt.try_into().unwrap() },
+            };
+            let stream = server::db::Stream { id: id.parse().unwrap(), attempt_id: attempt, keying, opened_at_ms: 0, ended_at_ms: None, final_index: None };
+            server::keys::stream_key(&dek, &attempt, &stream).unwrap().to_bytes().to_vec()
         })
         .collect();
     Secrets { wrapped_dek, dek: dek.expose().to_vec(), stream_keys }

@@ -74,10 +74,13 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
     let server = Server::start(&data, 0);
     let (attempt, token) = enrol(&server).await;
-    // A leftover for a stream the server never knew.
-    let stale = spool.join(&attempt).join(uuid::Uuid::new_v4().to_string());
+    // A leftover of a stream the server never opened (its first chunk was lost).
+    let stale_id = uuid::Uuid::new_v4();
+    let mut sealer = protocol::StreamSealer::new(protocol::StreamKey::generate(), attempt.parse().unwrap(), stale_id);
+    let third = (0..4).map(|_| sealer.seal(protocol::Fragment { data: b"media", media_start_us: 0, media_end_us: 0, last: false }).unwrap().1).last().unwrap();
+    let stale = spool.join(&attempt).join(stale_id.to_string());
     std::fs::create_dir_all(&stale).unwrap();
-    std::fs::write(stale.join("0000000003.chunk"), b"not a chunk the server can take").unwrap();
+    std::fs::write(stale.join("0000000003.chunk"), third).unwrap();
     let out = tokio::task::spawn_blocking({
         let cmd = agent(&server.public, &token, "4s", &spool);
         move || { cmd }.output().unwrap()
@@ -88,7 +91,7 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     assert_eq!(s["chunks_dropped"], 1, "{s:#}");
     assert_eq!(s["chunks_acknowledged"], s["fragments_sealed"], "the new recording is whole: {s:#}");
     let log = std::fs::read_to_string(spool.join(&attempt).join("dropped.log")).unwrap();
-    assert!(log.contains("index=3") && log.contains("404"), "{log}");
+    assert!(log.contains("index=3") && log.contains("stream_not_opened"), "{log}");
     assert!(files_under(&spool).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "nothing stranded");
     assert_eq!(server.cli(&["attempt", "show", &attempt])["integrity"], "ok");
 }

@@ -66,7 +66,7 @@ impl Target {
         let (http, public) = (&self.http, &self.public);
         let c: AddCandidateResponse = post(http, format!("{public}/api/integration/v1/sittings/{}/candidates", self.sitting), TOKEN, &serde_json::json!({ "ref": format!("c{n}") })).await.json().await.unwrap();
         let token = c.launch_token;
-        post(http, format!("{public}/api/agent/v1/consent"), &token, &ConsentRequest { notice_version: NOTICE_VERSION.into() }).await;
+        post(http, format!("{public}/api/agent/v1/consent"), &token, &ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None }).await;
         let s: OpenStreamResponse = post(http, format!("{public}/api/agent/v1/streams"), &token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
         let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
         Agent { token, url: format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id), sealer: StreamSealer::new(key, s.attempt_id, s.stream_id), next: 0 }

@@ -108,7 +108,7 @@ async fn main() {
     // The recording: one attempt, one stream, 2 h.
     let sitting: CreateSittingResponse = post(&http, format!("{public}/api/integration/v1/sittings"), PLATFORM, &serde_json::json!({ "ref": "bench-review" })).await.json().await.unwrap();
     let c: AddCandidateResponse = post(&http, format!("{public}/api/integration/v1/sittings/{}/candidates", sitting.sitting_id), PLATFORM, &serde_json::json!({ "ref": "c" })).await.json().await.unwrap();
-    post(&http, format!("{public}/api/agent/v1/consent"), &c.launch_token, &ConsentRequest { notice_version: NOTICE_VERSION.into() }).await;
+    post(&http, format!("{public}/api/agent/v1/consent"), &c.launch_token, &ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None }).await;
     let s: OpenStreamResponse = post(&http, format!("{public}/api/agent/v1/streams"), &c.launch_token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
     let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
     let mut sealer = StreamSealer::new(key, s.attempt_id, s.stream_id);

@@ -122,7 +122,7 @@ async fn commit_stage(mut to_commit: mpsc::Receiver<Vec<Pending>>, db: Arc<dyn D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream};
+    use crate::db::{ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream, StreamKeying, Transport};
     use bytes::Bytes;
     use std::time::Duration;
     use uuid::Uuid;
@@ -164,7 +164,7 @@ mod tests {
             created_at_ms: 0,
         };
         db.create_attempt(new).await.unwrap();
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [0; 32], opened_at_ms: 0, ended_at_ms: None, final_index: None };
+        let stream = Stream { id: Uuid::new_v4(), attempt_id: attempt, keying: StreamKeying::Derived { salt: [0; 32] }, opened_at_ms: 0, ended_at_ms: None, final_index: None };
         db.open_stream(stream.clone(), b"sealed".to_vec(), 10).await.unwrap();
         let gc = GroupCommit::start(db.clone(), blobs.clone(), Arc::new(crate::clock::SystemClock));
         let tasks: Vec<_> = (0..64u32)
@@ -175,7 +175,7 @@ mod tests {
                 tokio::spawn(async move {
                     let path = crate::blobs::chunk_path(attempt, s, i, &[i as u8; 32]);
                     blobs.put(&path, Bytes::from(vec![i as u8; 10])).await.unwrap();
-                    (i, gc.commit(NewChunk { attempt, row: row(s, i) }, path).await)
+                    (i, gc.commit(NewChunk { attempt, row: row(s, i), transport: Transport::Https }, path).await)
                 })
             })
             .collect();

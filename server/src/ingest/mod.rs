@@ -5,7 +5,10 @@
 
 pub mod commit;
 pub mod gate;
+mod opening;
 pub mod window;
+
+pub use opening::Via;
 
 use crate::blobs::{chunk_path, Put};
 use crate::db::*;
@@ -45,7 +48,9 @@ impl Proctor {
     /// Any token ever issued for the attempt identifies it; what it may do depends on the
     /// call (see `require_live`).
     pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, AppError> {
-        match self.db.attempt_by_token(hash_token(token)).await {
+        // The whole launch token or its credential alone: only the credential is hashed.
+        let token = protocol::LaunchToken::parse(token).map(|t| t.credential().to_owned()).unwrap_or_else(|_| token.to_owned());
+        match self.db.attempt_by_token(hash_token(&token)).await {
             Ok((attempt, token)) => Ok(AgentIdentity { attempt, token }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
@@ -53,16 +58,45 @@ impl Proctor {
     }
 
     /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
-    async fn require_undecided(&self, sitting: Uuid) -> Result<(), AppError> {
+    pub(crate) async fn require_undecided(&self, sitting: Uuid) -> Result<(), AppError> {
         match self.db.pv_decision(sitting).await? {
             Some(_) => Err(AppError::AttemptEnded),
             None => Ok(()),
         }
     }
 
+    /// What an agent needs to record without the server (a token issued before
+    /// store-and-forward does not carry it).
+    pub fn attempt_info(&self, who: &AgentIdentity) -> Result<AttemptInfo, AppError> {
+        if who.attempt.state == AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
+        use base64::Engine;
+        let public = self.attempt_key(&who.attempt)?.recipient(&who.attempt.id).1;
+        Ok(AttemptInfo {
+            attempt_id: who.attempt.id,
+            public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.0),
+            notice_version: NOTICE_VERSION.into(),
+            fragment_ms: self.settings.capture.fragment_ms,
+            max_chunk_bytes: self.settings.limits.max_chunk_bytes,
+        })
+    }
+
+    /// Records consent: given now, or given earlier while the server was unreachable (the
+    /// sealed form the agent kept in its spool, with its original time).
     pub async fn record_consent(&self, who: &AgentIdentity, req: ConsentRequest) -> Result<(), AppError> {
         who.require_live(self.now_ms())?;
-        if req.notice_version != NOTICE_VERSION {
+        let (notice_version, given_at) = match &req.sealed {
+            None => (req.notice_version.clone(), self.now_ms()),
+            Some(sealed) => {
+                let c = self.offline_consent(who, sealed)?;
+                if c.notice_version != req.notice_version {
+                    return Err(AppError::BadRequest("the sealed consent names another notice version".into()));
+                }
+                (c.notice_version, c.given_at_ms)
+            }
+        };
+        if notice_version != NOTICE_VERSION {
             return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
         }
         match who.attempt.state {
@@ -73,8 +107,9 @@ impl Proctor {
             from => return Err(crate::lifecycle::InvalidTransition { from, transition: Transition::Consent }.into()),
         }
         self.require_undecided(who.attempt.sitting_id).await?;
-        self.db.record_consent(who.attempt.id, &req.notice_version, self.now_ms()).await?;
-        self.audit("candidate", "consent_recorded", Some(who.attempt.id), serde_json::json!({ "notice_version": req.notice_version })).await?;
+        self.db.record_consent(who.attempt.id, &notice_version, given_at).await?;
+        let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": req.sealed.is_some() });
+        self.audit("candidate", "consent_recorded", Some(who.attempt.id), detail).await?;
         match self.transition(who.attempt.id, Transition::Consent, "candidate").await {
             // A concurrent consent moved it first.
             Ok(_) | Err(AppError::InvalidTransition(_)) => Ok(()),
@@ -111,9 +146,10 @@ impl Proctor {
             Ok(t.to_owned())
         };
         let conn = ConnectionInfo { client_ip, agent_version: field(&req.agent_version, "agent_version")?, os: field(&req.os, "os")? };
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: StreamSalt::generate().0, opened_at_ms: now, ended_at_ms: None, final_index: None };
+        let salt = StreamSalt::generate();
+        let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, keying: StreamKeying::Derived { salt: salt.0 }, opened_at_ms: now, ended_at_ms: None, final_index: None };
         let dek = self.attempt_key(a)?;
-        let key = dek.derive_stream_key(&StreamSalt(stream.salt), &a.id, &stream.id);
+        let key = dek.derive_stream_key(&salt, &a.id, &stream.id);
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream.id, &conn)?;
         drop(dek);
         if !self.db.open_stream(stream.clone(), sealed, max_streams).await? {
@@ -201,8 +237,9 @@ impl Proctor {
 
     /// The one ingest path, whatever the transport: verify, store durably, then acknowledge.
     /// A chunk of a stream opened while the token was valid lands even if the token has
-    /// expired or was revoked since: it is the recording.
-    pub async fn ingest_chunk(&self, who: &AgentIdentity, stream_id: Uuid, index: u32, chunk: Bytes) -> Result<ChunkAck, AppError> {
+    /// expired or was revoked since: it is the recording. The first chunk of a stream the
+    /// agent keyed itself opens that stream.
+    pub async fn ingest_chunk(&self, who: &AgentIdentity, stream_id: Uuid, index: u32, chunk: Bytes, via: &Via) -> Result<ChunkAck, AppError> {
         match who.attempt.state {
             AttemptState::Destroyed => return Err(AppError::Gone),
             // Once a reviewer has opened it, the recording under review no longer changes.
@@ -210,7 +247,6 @@ impl Proctor {
             _ => {}
         }
         let started = Instant::now();
-        let stream = self.own_stream(who, stream_id).await?;
         let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
         if header.attempt != who.attempt.id {
             return Err(AppError::Forbidden("chunk is sealed for another attempt".into()));
@@ -218,6 +254,11 @@ impl Proctor {
         if header.stream != stream_id || header.index != index {
             return Err(AppError::BadRequest("chunk header does not match the stream and index of the URL".into()));
         }
+        let stream = match self.own_stream(who, stream_id).await {
+            Ok(s) => s,
+            Err(AppError::NotFound(_)) => self.open_agent_stream(who, stream_id, &header, &chunk, via).await?,
+            Err(e) => return Err(e),
+        };
         if let Some(f) = stream.final_index.filter(|f| index > *f) {
             return Err(AppError::StreamEnded(f));
         }
@@ -254,7 +295,7 @@ impl Proctor {
         let put = self.blobs.put(&path, chunk).await?;
         crate::metrics::ingest_stage("blob_put", started.elapsed());
         let started = Instant::now();
-        let inserted = self.group_commit.commit(NewChunk { attempt: who.attempt.id, row: row.clone() }, path.clone()).await?;
+        let inserted = self.group_commit.commit(NewChunk { attempt: who.attempt.id, row: row.clone(), transport: via.transport }, path.clone()).await?;
         crate::metrics::ingest_stage("durable", started.elapsed());
         match inserted {
             ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),

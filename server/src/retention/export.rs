@@ -53,7 +53,7 @@ impl Proctor {
         let (mut streams, mut fragments, mut altered) = (Vec::new(), 0, Vec::new());
         for (n, stream) in self.db.streams_of(attempt_id).await?.into_iter().enumerate() {
             let dir = format!("stream-{}", n + 1);
-            let key = dek.derive_stream_key(&protocol::StreamSalt(stream.salt), &attempt_id, &stream.id);
+            let key = crate::keys::stream_key(&dek, &attempt_id, &stream)?;
             let mut count = 0;
             for row in self.db.chunks_of(stream.id).await? {
                 let blob = self.blobs.get(&chunk_path(attempt_id, stream.id, row.index, &row.content_sha256)).await?;

@@ -2,17 +2,19 @@
 
 use super::{bearer, parse_id, read_body_exact, read_json, AppState};
 use crate::error::AppError;
+use crate::ingest::Via;
 use crate::service::AgentIdentity;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use protocol::api::*;
 use std::net::SocketAddr;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/agent/v1/attempt", get(attempt_info))
         .route("/api/agent/v1/consent", post(consent))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
@@ -25,6 +27,13 @@ impl FromRequestParts<AppState> for AgentIdentity {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         state.authenticate_agent(bearer(parts)?).await
     }
+}
+
+#[utoipa::path(get, path = "/api/agent/v1/attempt", tag = "agent",
+    responses((status = 200, description = "what the agent needs to record without the server: the attempt's public key, the notice version, the fragment length"),
+        (status = 401), (status = 410, description = "recording destroyed")))]
+pub async fn attempt_info(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<AttemptInfo>, AppError> {
+    Ok(Json(app.attempt_info(&who)?))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/consent", tag = "agent",
@@ -64,13 +73,19 @@ pub async fn open_stream(
         (status = 429, description = "per-attempt quota or concurrency; see Retry-After"), (status = 503, description = "server busy; see Retry-After")))]
 pub async fn put_chunk(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((stream_id, index)): Path<(String, String)>,
     who: AgentIdentity,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ChunkAck>), AppError> {
     let started = std::time::Instant::now();
-    let result = receive_chunk(&app, &stream_id, &index, &who, &headers, body).await;
+    let via = Via {
+        transport: crate::db::Transport::Https,
+        client_ip: peer.ip().to_string(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    let result = receive_chunk(&app, &stream_id, &index, &who, &headers, body, &via).await;
     match &result {
         Ok(ack) => crate::metrics::chunk_stored(ack.1, started.elapsed(), ack.0.created),
         Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
@@ -80,7 +95,15 @@ pub async fn put_chunk(
 }
 
 /// The chunk upload: (acknowledgement, bytes received).
-async fn receive_chunk(app: &AppState, stream_id: &str, index: &str, who: &AgentIdentity, headers: &HeaderMap, body: Body) -> Result<(ChunkAck, usize), AppError> {
+async fn receive_chunk(
+    app: &AppState,
+    stream_id: &str,
+    index: &str,
+    who: &AgentIdentity,
+    headers: &HeaderMap,
+    body: Body,
+    via: &Via,
+) -> Result<(ChunkAck, usize), AppError> {
     let stream_id = parse_id(stream_id, "stream id")?;
     let index: u32 = index.parse().map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
     let limit = app.settings.limits.max_chunk_bytes;
@@ -96,7 +119,7 @@ async fn receive_chunk(app: &AppState, stream_id: &str, index: &str, who: &Agent
     let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
     let chunk = read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
     let size = chunk.len();
-    Ok((app.ingest_chunk(who, stream_id, index, chunk).await?, size))
+    Ok((app.ingest_chunk(who, stream_id, index, chunk, via).await?, size))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/streams/{stream_id}/end", tag = "agent",

@@ -71,8 +71,14 @@ async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 1, chunks[1][..n - 1].to_vec()).await).await, (400, "malformed_chunk".into()));
     // Index in the URL differs from the sealed one.
     assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 2, chunks[1].clone()).await).await, (400, "bad_request".into()));
-    // Unknown stream, and a stream id that is not an id.
-    assert_eq!(error_code(app.put_chunk(&c.token, Uuid::new_v4(), 1, chunks[1].clone()).await).await, (404, "not_found".into()));
+    // A chunk of a stream the server does not know (its first chunk, which would open it,
+    // never came), another stream's chunk under this URL, and a stream id that is not an id.
+    let unknown = Uuid::new_v4();
+    let mut stray = StreamSealer::new(s.key.clone(), s.attempt_id, unknown);
+    stray.seal(Fragment { data: b"init", media_start_us: 0, media_end_us: 0, last: false }).unwrap();
+    let (_, stray1) = stray.seal(Fragment { data: b"media", media_start_us: 0, media_end_us: 1, last: false }).unwrap();
+    assert_eq!(error_code(app.put_chunk(&c.token, unknown, 1, stray1).await).await, (409, "stream_not_opened".into()));
+    assert_eq!(error_code(app.put_chunk(&c.token, Uuid::new_v4(), 1, chunks[1].clone()).await).await, (400, "bad_request".into()));
     let r = app.http.put(format!("{}/api/agent/v1/streams/xyz/chunks/1", app.public)).bearer_auth(&c.token).body("x").send().await.unwrap();
     assert_eq!(error_code(r).await, (400, "bad_request".into()));
     // Oversized body.
@@ -82,7 +88,12 @@ async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     app.consent(&other.token).await;
     let os = app.open_stream(&other.token).await;
     let foreign = seal_stream(&os, 1);
-    assert_eq!(error_code(app.put_chunk(&c.token, os.stream_id, 1, foreign[1].clone()).await).await, (404, "not_found".into()));
+    // Whether that stream exists or not, the answer is the same: no probing.
+    assert_eq!(error_code(app.put_chunk(&c.token, os.stream_id, 1, foreign[1].clone()).await).await, (403, "forbidden".into()));
+    let mut unknown_foreign = StreamSealer::new(os.key.clone(), os.attempt_id, Uuid::new_v4());
+    let (_, unknown_foreign) = unknown_foreign.seal(Fragment { data: b"x", media_start_us: 0, media_end_us: 0, last: false }).unwrap();
+    let unknown_id = protocol::ChunkHeader::parse(&unknown_foreign).unwrap().0.stream;
+    assert_eq!(error_code(app.put_chunk(&c.token, unknown_id, 0, unknown_foreign).await).await, (403, "forbidden".into()));
     let mut relabelled = StreamSealer::new(os.key.clone(), os.attempt_id, s.stream_id);
     let (_, wrong_attempt) = relabelled.seal(Fragment { data: b"x", media_start_us: 0, media_end_us: 0, last: false }).unwrap();
     assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 0, wrong_attempt).await).await, (403, "forbidden".into()));

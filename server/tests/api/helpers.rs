@@ -114,7 +114,7 @@ impl TestApp {
         self.http
             .post(format!("{}/api/agent/v1/consent", self.public))
             .bearer_auth(token)
-            .json(&ConsentRequest { notice_version: NOTICE_VERSION.into() })
+            .json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None })
             .send()
             .await
             .unwrap()

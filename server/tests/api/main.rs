@@ -13,3 +13,4 @@ mod helpers;
 mod integration;
 mod lifecycle;
 mod staff;
+mod store_and_forward;

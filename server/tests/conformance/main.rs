@@ -89,7 +89,7 @@ fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
 }
 
 async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
-    let s = Stream { id: Uuid::new_v4(), attempt_id: attempt, salt: [3; 32], opened_at_ms, ended_at_ms: None, final_index: None };
+    let s = Stream { id: Uuid::new_v4(), attempt_id: attempt, keying: StreamKeying::Derived { salt: [3; 32] }, opened_at_ms, ended_at_ms: None, final_index: None };
     assert!(db.open_stream(s.clone(), b"sealed connection".to_vec(), 1_000).await.unwrap());
     s.id
 }
@@ -165,7 +165,7 @@ async fn streams_and_chunks() {
         assert_eq!(db.streams_of(a.id).await.unwrap().len(), 2);
         let ids: Vec<Uuid> = db.streams_of(a.id).await.unwrap().iter().map(|s| s.id).collect();
         assert_eq!(ids, vec![early, late], "{}: by opening time", b.name);
-        assert_eq!(db.stream(early).await.unwrap().salt, [3; 32]);
+        assert_eq!(db.stream(early).await.unwrap().keying, StreamKeying::Derived { salt: [3; 32] });
 
         assert_eq!(db.insert_chunk(a.id, chunk(early, 1, 1), 10).await.unwrap(), ChunkInsert::Created);
         assert_eq!(db.insert_chunk(a.id, chunk(early, 0, 2), 10).await.unwrap(), ChunkInsert::Created);
@@ -185,6 +185,36 @@ async fn streams_and_chunks() {
         db.end_stream(early, 1, 30).await.unwrap();
         let s = db.stream(early).await.unwrap();
         assert_eq!((s.final_index, s.ended_at_ms), (Some(1), Some(20)), "{}: the first end time stays", b.name);
+    }
+}
+
+/// Store-and-forward: an agent draws its stream ids and keys; the same first chunk may come
+/// by two transports, and each chunk says which carried it.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_keyed_streams_and_transports() {
+    for b in backends().await {
+        let db = &*b.db;
+        let a = new_attempt(sitting(db).await, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        let keying = StreamKeying::Opening(vec![9; 95]);
+        let s = Stream { id: Uuid::new_v4(), attempt_id: a.id, keying: keying.clone(), opened_at_ms: 2_000, ended_at_ms: None, final_index: None };
+        assert!(db.open_stream(s.clone(), b"sealed".to_vec(), 10).await.unwrap());
+        assert!(!db.open_stream(s.clone(), b"sealed".to_vec(), 10).await.unwrap(), "{}: the same id opens once", b.name);
+        let other = Stream { keying: StreamKeying::Opening(vec![8; 95]), ..s.clone() };
+        assert!(!db.open_stream(other, b"sealed".to_vec(), 10).await.unwrap(), "{}: another opening does not replace it", b.name);
+        assert_eq!(db.stream(s.id).await.unwrap().keying, keying, "{}", b.name);
+        assert_eq!(db.streams_of(a.id).await.unwrap().len(), 1);
+
+        let batch = [
+            NewChunk { attempt: a.id, row: chunk(s.id, 0, 1), transport: Transport::Https },
+            NewChunk { attempt: a.id, row: chunk(s.id, 1, 1), transport: Transport::Webrtc },
+            NewChunk { attempt: a.id, row: chunk(s.id, 2, 1), transport: Transport::Webrtc },
+            // A duplicate by the other transport counts once, under the first.
+            NewChunk { attempt: a.id, row: chunk(s.id, 1, 1), transport: Transport::Https },
+        ];
+        db.insert_chunks(&batch, 10).await.unwrap();
+        assert_eq!(db.chunks_by_transport(a.id).await.unwrap(), vec![(Transport::Https, 1), (Transport::Webrtc, 2)], "{}", b.name);
+        assert!(b.raw(&format!("UPDATE chunks SET transport = 'carrier-pigeon' WHERE idx = 0 AND stream_id = '{}'", s.id)).await.is_err(), "{}", b.name);
     }
 }
 
@@ -218,14 +248,14 @@ async fn a_batch_commits_together_and_answers_in_order() {
         let (sx, sy) = (stream_of(&*db, x.id, 0).await, stream_of(&*db, y.id, 0).await);
         db.insert_chunk(x.id, chunk(sx, 0, 1), 1).await.unwrap();
         let batch = [
-            NewChunk { attempt: y.id, row: chunk(sy, 5, 1) },
-            NewChunk { attempt: x.id, row: chunk(sx, 0, 1) },
-            NewChunk { attempt: x.id, row: chunk(sx, 0, 2) },
-            NewChunk { attempt: x.id, row: chunk(sx, 1, 3) },
+            NewChunk { attempt: y.id, row: chunk(sy, 5, 1), transport: Transport::Https },
+            NewChunk { attempt: x.id, row: chunk(sx, 0, 1), transport: Transport::Https },
+            NewChunk { attempt: x.id, row: chunk(sx, 0, 2), transport: Transport::Https },
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 3), transport: Transport::Https },
             // Later in the batch, the same index again: it sees the row just above.
-            NewChunk { attempt: x.id, row: chunk(sx, 1, 3) },
-            NewChunk { attempt: x.id, row: chunk(sx, 1, 4) },
-            NewChunk { attempt: y.id, row: chunk(sy, 2, 1) },
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 3), transport: Transport::Https },
+            NewChunk { attempt: x.id, row: chunk(sx, 1, 4), transport: Transport::Https },
+            NewChunk { attempt: y.id, row: chunk(sy, 2, 1), transport: Transport::Https },
         ];
         use ChunkInsert::*;
         let got = db.insert_chunks(&batch, 2).await.unwrap();
@@ -237,8 +267,8 @@ async fn a_batch_commits_together_and_answers_in_order() {
         // Two writers' batches over the same rows in opposite orders: both finish (rows are
         // locked in one order), and each index has exactly one winner.
         let forward: Vec<NewChunk> =
-            (10..1010).flat_map(|i| [NewChunk { attempt: x.id, row: chunk(sx, i, 5) }, NewChunk { attempt: y.id, row: chunk(sy, i, 5) }]).collect();
-        let backward: Vec<NewChunk> = forward.iter().rev().map(|c| NewChunk { attempt: c.attempt, row: chunk(c.row.stream_id, c.row.index, 6) }).collect();
+            (10..1010).flat_map(|i| [NewChunk { attempt: x.id, row: chunk(sx, i, 5), transport: Transport::Https }, NewChunk { attempt: y.id, row: chunk(sy, i, 5), transport: Transport::Https }]).collect();
+        let backward: Vec<NewChunk> = forward.iter().rev().map(|c| NewChunk { attempt: c.attempt, row: chunk(c.row.stream_id, c.row.index, 6), transport: Transport::Https }).collect();
         let (d1, d2) = (db.clone(), db.clone());
         let both = tokio::time::timeout(std::time::Duration::from_secs(30), async {
             tokio::join!(tokio::spawn(async move { d1.insert_chunks(&forward, 3).await }), tokio::spawn(async move { d2.insert_chunks(&backward, 3).await }))
@@ -414,7 +444,7 @@ async fn the_stream_quota_holds_under_a_concurrent_flood() {
         let opened = futures::future::join_all((0..20).map(|i| {
             let db = b.db.clone();
             tokio::spawn(async move {
-                let s = Stream { id: Uuid::new_v4(), attempt_id: a.id, salt: [1; 32], opened_at_ms: i, ended_at_ms: None, final_index: None };
+                let s = Stream { id: Uuid::new_v4(), attempt_id: a.id, keying: StreamKeying::Derived { salt: [1; 32] }, opened_at_ms: i, ended_at_ms: None, final_index: None };
                 db.open_stream(s, b"sealed".to_vec(), 5).await.unwrap()
             })
         }))

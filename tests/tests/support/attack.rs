@@ -51,7 +51,7 @@ pub async fn attacker(public: &str, http: &reqwest::Client) -> Attacker {
     let r = http
         .post(format!("{}/api/agent/v1/consent", public))
         .bearer_auth(&token)
-        .json(&ConsentRequest { notice_version: NOTICE_VERSION.into() })
+        .json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None })
         .send()
         .await
         .unwrap();

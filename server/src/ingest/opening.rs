@@ -1,0 +1,162 @@
+//! Store-and-forward: streams an agent keyed itself while the server may have been
+//! unreachable. The first chunk that reaches the server opens its stream, whatever the
+//! transport; consent kept in the agent's spool is recorded with its original time.
+//!
+//! Times come from the agent's clock: each is kept within what the server knows (not
+//! before the attempt existed or consent was given, not after now), so a wrong clock
+//! moves a stream on the timeline but never lets it claim more recording time.
+
+use crate::db::*;
+use crate::error::AppError;
+use crate::lifecycle::{AttemptState, Transition};
+use crate::service::{AgentIdentity, Proctor};
+use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
+use protocol::ChunkHeader;
+use uuid::Uuid;
+
+/// How a chunk reached the server: the transport, and what the connection says about the
+/// agent (kept sealed as the stream's connection data).
+#[derive(Debug, Clone)]
+pub struct Via {
+    pub transport: Transport,
+    pub client_ip: String,
+    /// `cloe-capture-agent/VERSION (OS ARCH)`, as the agent's HTTP client sends it.
+    pub user_agent: Option<String>,
+}
+
+impl Via {
+    fn connection(&self) -> ConnectionInfo {
+        let printable = |s: &str| {
+            let t = s.trim();
+            if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                "unknown".to_owned()
+            } else {
+                t.to_owned()
+            }
+        };
+        let ua = self.user_agent.as_deref().unwrap_or("");
+        let (product, os) = match ua.split_once(" (") {
+            Some((p, rest)) => (p, rest.strip_suffix(')').unwrap_or(rest)),
+            None => (ua, ""),
+        };
+        let version = product.strip_prefix("cloe-capture-agent/").unwrap_or(product);
+        ConnectionInfo { client_ip: self.client_ip.clone(), agent_version: printable(version), os: printable(os) }
+    }
+}
+
+/// `t` (agent's clock) kept within [lower, now].
+fn within(t: i64, lower: i64, now: i64) -> i64 {
+    t.clamp(lower.min(now), now)
+}
+
+impl Proctor {
+    /// Opens the stream whose first chunk this is, after checking that the chunk opens
+    /// under the key it carries: a forged or damaged first chunk creates nothing.
+    pub(super) async fn open_agent_stream(&self, who: &AgentIdentity, stream_id: Uuid, header: &ChunkHeader, chunk: &bytes::Bytes, via: &Via) -> Result<Stream, AppError> {
+        let a = &who.attempt;
+        let now = self.now_ms();
+        let Some(opening) = header.opening.as_ref().filter(|_| header.index == 0) else {
+            return Err(AppError::StreamNotOpened);
+        };
+        if who.token.revoked_at_ms.is_some() {
+            return Err(AppError::TokenRevoked);
+        }
+        let lower = a.consent_at_ms.unwrap_or(a.created_at_ms);
+        let started = within(i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX), lower, now);
+        // A stream recorded before the token expired may arrive after: it is the recording.
+        if who.token.expires_at_ms <= started {
+            return Err(AppError::TokenExpired);
+        }
+        match a.state {
+            AttemptState::Enrolled => return Err(AppError::ConsentRequired),
+            AttemptState::Consented | AttemptState::Recording => {}
+            // Recorded before the end, uploaded after it (an outage): still the recording.
+            AttemptState::Ended if a.ended_at_ms.is_some_and(|end| started < end) => {}
+            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
+            _ => return Err(AppError::AttemptEnded),
+        }
+        self.require_undecided(a.sitting_id).await?;
+
+        let dek = self.attempt_key(a)?;
+        let key = opening.open(&dek.recipient(&a.id).0, &a.id, &stream_id).map_err(AppError::Unauthentic)?;
+        let (attempt_id, input) = (a.id, chunk.clone());
+        tokio::task::spawn_blocking(move || protocol::verify_chunk(&key, attempt_id, stream_id, &input))
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?
+            .map_err(AppError::Unauthentic)?;
+        let stream = Stream {
+            id: stream_id,
+            attempt_id: a.id,
+            keying: StreamKeying::Opening(opening.encode().to_vec()),
+            opened_at_ms: started,
+            ended_at_ms: None,
+            final_index: None,
+        };
+        let sealed = crate::keys::seal_connection(&dek, &a.id, &stream_id, &via.connection())?;
+        drop(dek);
+        let max_streams = self.settings.limits.max_streams_per_attempt;
+        if !self.db.open_stream(stream.clone(), sealed, max_streams).await? {
+            // The same first chunk by another transport, at the same time: one row won.
+            return match self.db.stream(stream_id).await {
+                Ok(s) if s.attempt_id == a.id && s.keying == stream.keying => Ok(s),
+                Ok(_) => Err(AppError::StreamNotOpened),
+                Err(DbError::NotFound) => {
+                    self.incident(a.id, "stream_quota_exceeded").await;
+                    Err(AppError::StreamQuota(max_streams))
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        if a.state == AttemptState::Consented {
+            match self.transition(a.id, Transition::StartRecording, "candidate").await {
+                Ok(_) | Err(AppError::InvalidTransition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let offline_ms = now - started;
+        tracing::info!(attempt = %a.id, stream = %stream_id, offline_ms, transport = via.transport.as_str(), "stream opened by its first chunk");
+        crate::metrics::stream_opened();
+        Ok(stream)
+    }
+
+    /// Opens consent the agent sealed in its spool: what was accepted, and when. The time is
+    /// the agent's, kept within [the attempt's creation, now].
+    pub(super) fn offline_consent(&self, who: &AgentIdentity, sealed: &str) -> Result<OfflineConsent, AppError> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed.trim())
+            .map_err(|_| AppError::BadRequest("sealed consent must be base64".into()))?;
+        let dek = self.attempt_key(&who.attempt)?;
+        let json = protocol::open_from_attempt(&dek.recipient(&who.attempt.id).0, &who.attempt.id, CONSENT_PURPOSE, &bytes)
+            .map_err(|_| AppError::BadRequest("sealed consent does not open for this attempt".into()))?;
+        let mut consent: OfflineConsent = serde_json::from_slice(&json).map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
+        consent.given_at_ms = within(consent.given_at_ms, who.attempt.created_at_ms, self.now_ms());
+        Ok(consent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_says_its_version_and_os_in_its_user_agent() {
+        let via = |ua: Option<&str>| Via { transport: Transport::Https, client_ip: "192.0.2.1".into(), user_agent: ua.map(str::to_owned) };
+        let c = via(Some("cloe-capture-agent/0.1.0 (linux x86_64)")).connection();
+        assert_eq!((c.agent_version.as_str(), c.os.as_str()), ("0.1.0", "linux x86_64"));
+        let c = via(None).connection();
+        assert_eq!((c.agent_version.as_str(), c.os.as_str()), ("unknown", "unknown"));
+        let c = via(Some("curl/8\u{7}")).connection();
+        assert_eq!(c.agent_version, "unknown");
+    }
+
+    #[test]
+    fn agent_times_stay_within_what_the_server_knows() {
+        assert_eq!(within(5, 10, 100), 10);
+        assert_eq!(within(500, 10, 100), 100);
+        assert_eq!(within(50, 10, 100), 50);
+        // A lower bound after now (a clock jump on the server) never inverts the range.
+        assert_eq!(within(50, 200, 100), 100);
+    }
+}
