@@ -27,6 +27,9 @@ pub enum Source {
     Device,
     /// Synthetic live test pattern and ticks.
     Test,
+    /// Synthetic and busy (a moving zone plate): the encoder spends its whole target, as
+    /// with a real webcam; for the tests of rate caps and bitrate adaptation.
+    TestBusy,
     /// A media file with one video and one audio stream, decoded and re-encoded.
     File(PathBuf),
 }
@@ -426,6 +429,10 @@ fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sin
     let (video_src, audio_src) = match source {
         Source::Test => (
             "videotestsrc is-live=true pattern=ball".to_string(),
+            "audiotestsrc is-live=true wave=ticks".to_string(),
+        ),
+        Source::TestBusy => (
+            "videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1".to_string(),
             "audiotestsrc is-live=true wave=ticks".to_string(),
         ),
         Source::Device => ("autovideosrc".to_string(), "autoaudiosrc".to_string()),

@@ -13,7 +13,8 @@ pub struct Cli {
     /// Launch token given by the exam platform.
     #[arg(long, env = "CLOE_LAUNCH_TOKEN", hide_env_values = true)]
     pub token: String,
-    /// device (camera + microphone), test (synthetic live source) or file:PATH.
+    /// device (camera + microphone), test (synthetic live source), test-busy (synthetic, the
+    /// encoder spends its whole target) or file:PATH.
     #[arg(long, default_value = "device", value_parser = parse_source)]
     pub source: Source,
     /// Stop after this long (e.g. 20s, 45min); default: until Ctrl-C.
@@ -40,9 +41,10 @@ fn parse_source(s: &str) -> Result<Source, String> {
     match s {
         "device" => Ok(Source::Device),
         "test" => Ok(Source::Test),
+        "test-busy" => Ok(Source::TestBusy),
         _ => match s.strip_prefix("file:") {
             Some(p) if !p.is_empty() => Ok(Source::File(PathBuf::from(p))),
-            _ => Err("expected device, test or file:PATH".into()),
+            _ => Err("expected device, test, test-busy or file:PATH".into()),
         },
     }
 }

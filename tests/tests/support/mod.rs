@@ -4,6 +4,8 @@
 pub mod attack;
 pub mod browser;
 pub mod media;
+pub mod netns;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,11 +43,17 @@ impl Server {
 
     /// `env` adds settings such as `PROCTOR_DATABASE__URL`.
     pub fn start_with_env(data: &Path, public_port: u16, global_args: &[&str], env: &[(String, String)]) -> Server {
+        Self::start_on(data, &format!("127.0.0.1:{public_port}"), global_args, env)
+    }
+
+    /// The public listener on `listen` (an address of the fault suite's veth, say); the
+    /// staff listener stays on loopback.
+    pub fn start_on(data: &Path, listen: &str, global_args: &[&str], env: &[(String, String)]) -> Server {
         let mut child = Command::new(bin("proctor-server"))
             .args(global_args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--data-dir", data.to_str().unwrap(), "serve"])
-            .args(["--listen", &format!("127.0.0.1:{public_port}"), "--staff-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--staff-listen", "127.0.0.1:0"])
             .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM_TOKEN)
             .env("PROCTOR_LOG", "warn")
             .stdout(Stdio::piped())
@@ -135,6 +143,11 @@ pub async fn staff_media(server: &Server, attempt: &str, stream: &str) -> Vec<u8
 
 /// `staff_media` with settings for the CLI (e.g. the database URL).
 pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
+    staff_media_via(&reqwest::Client::new(), server, attempt, stream, env).await
+}
+
+/// `staff_media` through a given client (one that trusts the server's test CA, say).
+pub async fn staff_media_via(http: &reqwest::Client, server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     let mut env = env.to_vec();
     env.push(("PROCTOR_PASSWORD", "Kilo-Tango-2026!"));
@@ -145,8 +158,7 @@ pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: 
         cli(&server.data, &["attempt", "end", attempt], &env);
     }
     cli(&server.data, &["staff", "assign", "--login", &login, "--sitting", report["sitting_id"].as_str().unwrap()], &env);
-    let http = reqwest::Client::new();
-    let token = staff_session(&server.staff, &login, "Kilo-Tango-2026!").await;
+    let token = staff_session_with(http, &server.staff, &login, "Kilo-Tango-2026!").await;
     let r = http
         .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media", server.staff))
         .bearer_auth(&token)

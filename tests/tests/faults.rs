@@ -1,0 +1,214 @@
+//! The fault suite: a real agent (test source) and a real server, the network between them
+//! controlled (`support/netns.rs`: namespace, veth, tc, nftables; `support/relay.rs`: delay
+//! and jitter). Every scenario ends with the same exact check: every fragment recorded is
+//! stored exactly once, and the decrypted recording decodes end to end.
+//!
+//! Needs root (network namespaces); CI runs as root. The scenarios mostly wait, so they run
+//! side by side (see `.ci/run`).
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
+use std::time::Duration;
+use support::netns::Netns;
+use support::*;
+
+/// One scenario's world: the agent's namespace, a TLS server on the host side of the veth,
+/// one enrolled candidate.
+struct Scene {
+    tmp: tempfile::TempDir,
+    net: Netns,
+    cert: PathBuf,
+    config: PathBuf,
+    server: Server,
+    listen: String,
+    attempt: String,
+    token: String,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let tmp = tempfile::tempdir().unwrap();
+        let net = Netns::new();
+        let cert = rcgen::generate_simple_self_signed(vec![net.host_ip.to_string(), "127.0.0.1".into()]).unwrap();
+        let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let config = tmp.path().join("tls.toml");
+        std::fs::write(&config, format!("[tls]\ncert_path = {cert_path:?}\nkey_path = {key_path:?}\n")).unwrap();
+        let data = tmp.path().join("data");
+        let server = Server::start_on(&data, &format!("{}:0", net.host_ip), &["--config", config.to_str().unwrap()], &[]);
+        let listen = server.public.trim_start_matches("https://").to_owned();
+        let sitting = server.cli(&["sitting", "create", "--ref", &format!("FAULT-{}", uuid::Uuid::new_v4())]);
+        let cand = server.cli(&["candidate", "add", "--sitting", sitting["sitting_id"].as_str().unwrap(), "--ref", "c"]);
+        let (attempt, token) = (cand["attempt_id"].as_str().unwrap().to_owned(), cand["launch_token"].as_str().unwrap().to_owned());
+        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token }
+    }
+
+    fn spool(&self) -> PathBuf {
+        self.tmp.path().join("spool")
+    }
+
+    /// The agent, in its namespace, sending to `server` (the server itself, or a relay).
+    fn agent_to(&self, server: &str, duration: &str) -> std::process::Command {
+        let mut c = self.net.command(&bin("capture-agent"));
+        c.args(["--server", server, "--token", &self.token, "--source", "test-busy", "--duration", duration, "--consent", "--spool"])
+            .arg(self.spool())
+            .arg("--ca-file")
+            .arg(&self.cert)
+            .env("RUST_LOG", "capture_agent=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn agent(&self, duration: &str) -> std::process::Command {
+        self.agent_to(&format!("https://{}", self.listen), duration)
+    }
+
+    fn restart_server(&mut self) {
+        let data = self.server.data.clone();
+        self.server = Server::start_on(&data, &self.listen, &["--config", self.config.to_str().unwrap()], &[]);
+    }
+
+    /// The staff listener serves the same certificate.
+    fn staff_client(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.cert).unwrap()).unwrap();
+        reqwest::Client::builder().add_root_certificate(ca).build().unwrap()
+    }
+
+    fn show(&self) -> serde_json::Value {
+        self.server.cli(&["attempt", "show", &self.attempt])
+    }
+
+    /// The exact check: every chunk the agent runs sealed is stored once (rows and blobs),
+    /// nothing is missing, every stream ends as expected, and each stream's decrypted media
+    /// decodes for as long as it recorded.
+    async fn every_fragment_stored_once_and_decodes(&self, sealed: u64, abrupt_streams: usize) -> serde_json::Value {
+        let report = self.show();
+        assert_eq!(report["fragments_stored"].as_u64().unwrap(), sealed, "every sealed chunk stored once: {report:#}");
+        assert_eq!(report["missing"].as_array().unwrap().len(), 0, "{report:#}");
+        let streams = report["streams"].as_array().unwrap().clone();
+        let abrupt = streams.iter().filter(|s| s["status"] == "ended_abruptly").count();
+        assert_eq!(abrupt, abrupt_streams, "{report:#}");
+        assert_eq!(report["integrity"], if abrupt_streams == 0 { "ok" } else { "incomplete" }, "{report:#}");
+        let blobs = files_under(&self.server.data.join("blobs")).len() as u64;
+        assert_eq!(blobs, sealed, "one blob per stored chunk");
+        for s in &streams {
+            let id = s["stream_id"].as_str().unwrap();
+            let media = staff_media_via(&self.staff_client(), &self.server, &self.attempt, id, &[]).await;
+            let decoded = media::decode(&media).unwrap_or_else(|e| panic!("stream {id} does not decode: {e}"));
+            let recorded = s["recorded_seconds"].as_f64().unwrap();
+            assert!((decoded.video_seconds - recorded).abs() <= 2.5, "stream {id}: decoded {decoded:?}, recorded {recorded} s");
+            assert!(decoded.audio_seconds >= recorded - 2.5, "stream {id}: {decoded:?}");
+        }
+        report
+    }
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "capture-agent failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent prints a JSON summary");
+    assert_eq!((s["chunks_dropped"].as_u64(), s["chunks_unsent"].as_u64()), (Some(0), Some(0)), "{s:#}");
+    assert!(s["stopped"].is_null() && s["capture_error"].is_null(), "{s:#}");
+    // Leftovers of an earlier run are acknowledged too.
+    assert!(s["chunks_acknowledged"].as_u64() >= s["fragments_sealed"].as_u64(), "{s:#}");
+    s
+}
+
+async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap()
+}
+
+fn unix_s(rfc3339: &str) -> f64 {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap().unix_timestamp_nanos() as f64 / 1e9
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Scenario 1: the server is unreachable for the first 30 s of the exam. The agent records
+/// from the first second (the token carries the attempt's key) and everything arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_unreachable_for_the_first_30_s() {
+    let scene = Scene::new();
+    scene.net.link(false);
+    let started = now_s();
+    let agent = scene.agent("45s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(scene.show()["state"], "enrolled", "nothing reached the server while the link was down");
+    scene.net.link(true);
+    let s = summary(&finish(agent).await);
+    let report = scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+    // Consent and recording begin at the first second, not when the server came back.
+    assert!(unix_s(report["consent_at"].as_str().unwrap()) - started < 5.0, "{report:#}");
+    assert!(unix_s(report["streams"][0]["started_at"].as_str().unwrap()) - started < 6.0, "{report:#}");
+    assert!(report["recorded_seconds"].as_f64().unwrap() >= 43.0, "{report:#}");
+}
+
+/// Scenario 2 (HTTPS): the link goes down for 30 s in the middle of the exam.
+#[tokio::test(flavor = "multi_thread")]
+async fn link_down_30_s_mid_exam_over_https() {
+    let scene = Scene::new();
+    let agent = scene.agent("60s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    scene.net.link(false);
+    let stored_before = scene.show()["fragments_stored"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(scene.show()["fragments_stored"].as_u64().unwrap() <= stored_before + 1, "nothing crosses a cut link");
+    scene.net.link(true);
+    let s = summary(&finish(agent).await);
+    let report = scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+    assert_eq!(report["streams"].as_array().unwrap().len(), 1, "one stream across the outage: {report:#}");
+}
+
+/// Scenario 3: 5 % loss each way (nftables) and 200 ± 50 ms of delay (the relay) for the
+/// whole recording.
+#[tokio::test(flavor = "multi_thread")]
+async fn five_percent_loss_and_200_ms_delay_throughout() {
+    let scene = Scene::new();
+    let upstream: std::net::SocketAddr = scene.listen.parse().unwrap();
+    let delay = relay::Delay { base: Duration::from_millis(200), jitter: Duration::from_millis(50) };
+    let relay = relay::tcp((scene.net.host_ip, 0).into(), upstream, delay).await;
+    scene.net.drop_percent(5);
+    let agent = scene.agent_to(&format!("https://{}", relay.addr), "40s").spawn().unwrap();
+    let s = summary(&finish(agent).await);
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+}
+
+/// Scenario 4: the server is SIGKILLed mid-upload and restarted 10 s later.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_killed_mid_upload_restarted_10_s_later() {
+    let mut scene = Scene::new();
+    let agent = scene.agent("40s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    scene.server.kill();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    scene.restart_server();
+    let s = summary(&finish(agent).await);
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+}
+
+/// Scenario 5: the agent is SIGKILLed mid-exam and restarted with the same token: the first
+/// stream ends abruptly but whole (its spooled chunks go first), the second completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_and_restarted_with_the_same_token() {
+    let scene = Scene::new();
+    // The uplink is slow enough that chunks are waiting in the spool at the kill.
+    scene.net.cap_uplink(Some(150));
+    let mut first = scene.agent("60s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let stored_at_kill = scene.show()["fragments_stored"].as_u64().unwrap();
+    let waiting = files_under(&scene.spool()).iter().filter(|p| p.extension().is_some_and(|e| e == "chunk")).count() as u64;
+    assert!(waiting > 0, "the kill left chunks in the spool (stored: {stored_at_kill})");
+    scene.net.cap_uplink(None);
+    let s = summary(&finish(scene.agent("15s").spawn().unwrap()).await);
+    let sealed_second = s["fragments_sealed"].as_u64().unwrap();
+    let report = scene.every_fragment_stored_once_and_decodes(stored_at_kill + waiting + sealed_second, 1).await;
+    assert_eq!(report["streams"].as_array().unwrap().len(), 2, "{report:#}");
+    assert!(files_under(&scene.spool()).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "the spool is empty");
+}
