@@ -287,7 +287,22 @@ impl Capture {
     pub fn encoder_name(&self) -> &str {
         &self.encoder
     }
+
+    /// Changes the video encoder's target while recording (every encoder we pick takes it
+    /// in PLAYING); `false` when the element refused.
+    pub fn set_video_kbps(&self, kbps: u32) -> bool {
+        let Some(enc) = self.pipeline.by_name(ENCODER_NAME) else { return false };
+        let value = if self.encoder == "openh264enc" { kbps.saturating_mul(1000) } else { kbps };
+        if enc.find_property("bitrate").is_none() {
+            return false;
+        }
+        enc.set_property("bitrate", value);
+        true
+    }
 }
+
+/// The video encoder's name in the pipeline, for changing its bitrate.
+const ENCODER_NAME: &str = "venc";
 
 impl Drop for Capture {
     fn drop(&mut self) {
@@ -490,7 +505,7 @@ fn gop_frames(cfg: &CaptureConfig) -> u32 {
 /// where possible because they would restart the GOP off the fragment grid.
 fn encoder_description(encoder: &str, kbps: u32, gop: u32) -> String {
     let bps = u64::from(kbps) * 1000;
-    match encoder {
+    let described = match encoder {
         "openh264enc" => format!(
             "openh264enc gop-size={gop} bitrate={bps} rate-control=bitrate complexity=low \
              scene-change-detection=false ! video/x-h264,profile=constrained-baseline"
@@ -513,6 +528,11 @@ fn encoder_description(encoder: &str, kbps: u32, gop: u32) -> String {
             format!("qsvh264enc rate-control=cbr bitrate={kbps} gop-size={gop} b-frames=0")
         }
         other => other.to_string(),
+    };
+    // `<factory> name=venc <properties…>`
+    match described.split_once(' ') {
+        Some((factory, rest)) => format!("{factory} name={ENCODER_NAME} {rest}"),
+        None => format!("{described} name={ENCODER_NAME}"),
     }
 }
 

@@ -1,9 +1,11 @@
 //! CLOE Connect capture agent. Only `capture` knows GStreamer.
 
+pub mod bitrate;
 pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod messages;
+pub mod monitor;
 pub mod refusal;
 pub mod run;
 pub mod spool;

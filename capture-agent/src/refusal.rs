@@ -35,6 +35,8 @@ pub enum DropReason {
     TooLarge,
     QuotaReached,
     Refused,
+    /// Neither the spool (disk full) nor the memory bound had room for it.
+    SpoolFull,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -151,6 +153,7 @@ mod tests {
             (f(429, "chunk_quota_exceeded"), Drop(DropReason::QuotaReached)),
             (f(500, "internal"), Retry),
             (f(503, "overloaded"), Retry),
+            (f(507, "storage_full"), Retry),
         ];
         for (failure, expected) in table {
             assert_eq!(decide(&failure), expected, "{failure}");

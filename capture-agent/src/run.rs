@@ -63,6 +63,8 @@ pub struct Summary {
     pub ack_latency: Option<Latency>,
     pub media_seconds: f64,
     pub capture_error: Option<String>,
+    /// Bitrate, backlog and offline time while recording.
+    pub network: crate::monitor::Watch,
 }
 
 impl Summary {
@@ -173,11 +175,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let streams = Streams { attempt: attempt_id, public };
     let first = streams.open();
     let first_id = first.id;
-    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, ..CaptureConfig::default() };
+    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
     eprintln!("{}", msgs().recording_started);
+    let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
 
     // Stop on --duration or Ctrl-C; a second Ctrl-C leaves at once (the spool keeps everything).
     let stopper = capture.clone();
@@ -219,11 +222,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     };
 
     let (spool2, queue) = (spool.clone(), uploader.queue.clone());
-    let sealing =
-        tokio::task::spawn_blocking(move || seal_loop(events, first, &streams, lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), |job| queue.send(job)));
+    let sealing = tokio::task::spawn_blocking(move || {
+        let progress = queue.progress.clone();
+        seal_loop(events, first, &streams, lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, |job| queue.send(job))
+    });
     let sealed = sealing.await.context("sealing thread")??;
     drop(capture);
 
+    monitor.abort();
     drain_with_progress(&uploader).await;
     let progress = uploader.queue.progress.clone();
     uploader.finish().await;
@@ -246,6 +252,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         ack_latency: latency(std::mem::take(&mut *progress.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()))),
         media_seconds: sealed.media_us as f64 / 1e6,
         capture_error: sealed.capture_error,
+        network: watch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     };
     if summary.complete() {
         eprintln!("{}", msgs().all_sent);
@@ -294,6 +301,7 @@ fn seal_loop(
     lost: std::sync::mpsc::Receiver<Uuid>,
     spool: &Spool,
     max_chunk: u64,
+    progress: &crate::uploader::Progress,
     send: impl Fn(Job),
 ) -> anyhow::Result<Sealed> {
     let mut media_end = 0u64;
@@ -302,14 +310,35 @@ fn seal_loop(
     let mut init: Option<zeroize::Zeroizing<Vec<u8>>> = None;
     // Media time of the current stream's first fragment: header times count from there.
     let mut origin_us: Option<u64> = Some(0);
+    let mut warned_disk = false;
     let mut seal = |s: &mut LiveStream, data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
         let (index, chunk) = s.sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
         if chunk.len() as u64 > max_chunk {
             tracing::warn!(index, size = chunk.len(), "fragment larger than the server accepts");
         }
-        let spooled = spool.put(s.id, index, &chunk)?;
+        // A spool write that fails (disk full) never stops the recording: the chunk waits
+        // in memory, within a bound, and the candidate is told.
+        let spooled = match spool.put(s.id, index, &chunk) {
+            Ok(c) => c,
+            Err(e) => {
+                if !warned_disk {
+                    eprintln!("{}", msgs().spool_full);
+                    warned_disk = true;
+                }
+                tracing::warn!(index, error = %e, "spool write failed; chunk held in memory");
+                if progress.held_bytes.load(Ordering::SeqCst) + chunk.len() as u64 > crate::spool::MAX_HELD_BYTES {
+                    tracing::error!(index, "memory bound reached: fragment lost");
+                    progress.record_loss(DropReason::SpoolFull);
+                    fragments += 1;
+                    return Ok(());
+                }
+                spool.held(s.id, index, chunk)
+            }
+        };
         if last {
-            spool.mark_final(s.id, index)?;
+            if let Err(e) = spool.mark_final(s.id, index) {
+                tracing::warn!(error = %e, "could not note the stream's end in the spool");
+            }
         }
         send(Job::Chunk(spooled, Instant::now()));
         if last {
@@ -404,7 +433,7 @@ mod tests {
         events_tx.send(fragment(3600, false)).unwrap();
         let looping = {
             let spool = spool.clone();
-            std::thread::spawn(move || seal_loop(events, first, &streams, lost, &spool, u64::MAX, |_| {}))
+            std::thread::spawn(move || seal_loop(events, first, &streams, lost, &spool, u64::MAX, &Default::default(), |_| {}))
         };
         // An hour into the exam the server cannot open the live stream: a new one is keyed.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -436,6 +465,43 @@ mod tests {
         // The first stream kept what it had: init, and the fragment at an hour (its own time 0).
         let first_headers: Vec<_> = headers.iter().filter(|(s, _)| *s == first_id).map(|(_, h)| (h.index, h.media_start_us)).collect();
         assert_eq!(first_headers, vec![(0, 0), (1, 3_600_000_000)]);
+    }
+
+    /// Disk full: a spool write that fails never stops the recording; the chunk waits in
+    /// memory within the bound, and past the bound the loss is counted, not hidden.
+    #[test]
+    fn a_failing_spool_write_holds_the_chunk_in_memory_within_a_bound() {
+        let root = tempfile::tempdir().unwrap();
+        let spool = Spool::open(root.path(), Uuid::new_v4(), "clt_t").unwrap();
+        let streams = streams();
+        let first = streams.open();
+        // The stream's directory cannot be created: every write fails, as on a full disk.
+        std::fs::write(spool.dir().join(first.id.to_string()), b"in the way").unwrap();
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let (_lost_tx, lost) = std::sync::mpsc::channel();
+        for e in [fragment(0, true), fragment(0, false), fragment(2, false), CaptureEvent::Finished] {
+            events_tx.send(e).unwrap();
+        }
+        let progress = crate::uploader::Progress::default();
+        let jobs = Mutex::new(Vec::new());
+        let sealed = seal_loop(events, first, &streams, lost, &spool, u64::MAX, &progress, |j| jobs.lock().unwrap().push(j)).unwrap();
+        assert_eq!(sealed.fragments, 4);
+        let held: Vec<_> = jobs.lock().unwrap().iter().filter_map(|j| if let Job::Chunk(c, _) = j { Some(c.held.is_some()) } else { None }).collect();
+        assert_eq!(held, vec![true; 4], "every chunk held in memory");
+        assert!(spool.pending().unwrap().is_empty());
+
+        // At the bound, the next fragment is lost and counted.
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let (_lost_tx, lost) = std::sync::mpsc::channel();
+        let blocked = streams.open();
+        std::fs::write(spool.dir().join(blocked.id.to_string()), b"in the way").unwrap();
+        events_tx.send(fragment(0, true)).unwrap();
+        events_tx.send(CaptureEvent::Finished).unwrap();
+        let full = crate::uploader::Progress::default();
+        full.held_bytes.store(crate::spool::MAX_HELD_BYTES, Ordering::SeqCst);
+        seal_loop(events, blocked, &streams, lost, &spool, u64::MAX, &full, |_| {}).unwrap();
+        assert_eq!(full.dropped.load(Ordering::SeqCst), 2);
+        assert_eq!(full.drop_reasons.lock().unwrap().get(&DropReason::SpoolFull), Some(&2));
     }
 
     #[test]

@@ -28,7 +28,25 @@ pub struct SpooledChunk {
     pub stream: Uuid,
     pub index: u32,
     pub path: PathBuf,
+    pub size: u64,
+    /// The sealed bytes, when writing them to the spool failed (disk full): held in memory
+    /// until acknowledged (see `Held`).
+    pub held: Option<std::sync::Arc<Vec<u8>>>,
 }
+
+impl SpooledChunk {
+    pub fn read(&self) -> std::io::Result<Vec<u8>> {
+        match &self.held {
+            Some(bytes) => Ok(bytes.as_ref().clone()),
+            None => fs::read(&self.path),
+        }
+    }
+}
+
+/// How many sealed bytes may wait in memory when the spool cannot be written: 96 MiB,
+/// about 35 minutes at the highest bitrate and over an hour at the floor (which a low disk
+/// imposes). Beyond it a fragment is lost, counted and logged: memory is not unbounded.
+pub const MAX_HELD_BYTES: u64 = 96 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Spool {
@@ -80,18 +98,36 @@ impl Spool {
         self.dir.join(stream.to_string())
     }
 
-    /// Writes a sealed chunk durably (temp file, fsync, rename, fsync dir).
+    /// Writes a sealed chunk durably (temp file, fsync, rename, fsync dir). On failure
+    /// (disk full) nothing is left behind and the caller holds the bytes instead.
     pub fn put(&self, stream: Uuid, index: u32, sealed: &[u8]) -> std::io::Result<SpooledChunk> {
         let dir = self.stream_dir(stream);
         private_dir(&dir)?;
         let path = dir.join(format!("{index:010}.chunk"));
         let tmp = dir.join(format!(".{index:010}.tmp"));
-        let mut f = private_file(&tmp, false)?;
-        f.write_all(sealed)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&dir)?.sync_all()?;
-        Ok(SpooledChunk { stream, index, path })
+        let written = (|| {
+            let mut f = private_file(&tmp, false)?;
+            f.write_all(sealed)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            fs::File::open(&dir)?.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(SpooledChunk { stream, index, path, size: sealed.len() as u64, held: None })
+    }
+
+    /// The chunk as the uploader will take it from memory, where the spool would have put it.
+    pub fn held(&self, stream: Uuid, index: u32, sealed: Vec<u8>) -> SpooledChunk {
+        let path = self.stream_dir(stream).join(format!("{index:010}.chunk"));
+        SpooledChunk { stream, index, path, size: sealed.len() as u64, held: Some(std::sync::Arc::new(sealed)) }
+    }
+
+    /// Bytes free on the spool's file system.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        fs4::available_space(&self.dir)
     }
 
     /// The candidate's consent as first given for this attempt, sealed to the attempt's
@@ -134,11 +170,15 @@ impl Spool {
 
     /// Removes a chunk the server can never accept, and says why in `dropped.log`.
     pub fn drop_chunk(&self, chunk: &SpooledChunk, why: &str) -> std::io::Result<()> {
-        let mut log = private_file(&self.dir.join("dropped.log"), true)?;
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        writeln!(log, "{at} stream={} index={} {why}", chunk.stream, chunk.index)?;
-        log.sync_all()?;
-        self.remove(chunk)
+        let logged = (|| {
+            let mut log = private_file(&self.dir.join("dropped.log"), true)?;
+            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            writeln!(log, "{at} stream={} index={} {why}", chunk.stream, chunk.index)?;
+            log.sync_all()
+        })();
+        // A full disk must not keep a chunk the server can never take.
+        self.remove(chunk)?;
+        logged
     }
 
     /// Forgets a stream whose chunks are all acknowledged.
@@ -155,11 +195,15 @@ impl Spool {
         for s in fs::read_dir(&self.dir)? {
             let s = s?;
             let Some(stream) = s.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else { continue };
+            if !s.file_type()?.is_dir() {
+                continue;
+            }
             for c in fs::read_dir(s.path())? {
                 let c = c?;
                 let name = c.file_name();
                 let Some(index) = name.to_str().and_then(|n| n.strip_suffix(".chunk")).and_then(|n| n.parse().ok()) else { continue };
-                out.push(SpooledChunk { stream, index, path: c.path() });
+                let size = c.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(SpooledChunk { stream, index, path: c.path(), size, held: None });
             }
         }
         out.sort();

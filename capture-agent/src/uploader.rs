@@ -37,6 +37,12 @@ pub enum Notice {
 #[derive(Default)]
 pub struct Progress {
     pub queued: AtomicU64,
+    pub bytes_queued: AtomicU64,
+    pub bytes_settled: AtomicU64,
+    /// Sealed bytes held in memory because the spool could not take them.
+    pub held_bytes: AtomicU64,
+    /// When the server last acknowledged anything (None: not yet).
+    pub last_ack: Mutex<Option<Instant>>,
     pub acked: AtomicU64,
     pub bytes_acked: AtomicU64,
     pub dropped: AtomicU64,
@@ -52,6 +58,23 @@ impl Progress {
     pub fn settled(&self) -> u64 {
         self.acked.load(Ordering::SeqCst) + self.dropped.load(Ordering::SeqCst) + self.unsent.load(Ordering::SeqCst)
     }
+    /// Chunks sealed and not settled yet, and their bytes.
+    pub fn backlog(&self) -> (u64, u64) {
+        let chunks = self.queued.load(Ordering::SeqCst).saturating_sub(self.settled());
+        (chunks, self.bytes_queued.load(Ordering::SeqCst).saturating_sub(self.bytes_settled.load(Ordering::SeqCst)))
+    }
+    /// A fragment sealed but lost before it could be queued (no room anywhere).
+    pub fn record_loss(&self, reason: DropReason) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+        *self.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+    }
+    fn settle(&self, chunk: &SpooledChunk) {
+        self.bytes_settled.fetch_add(chunk.size, Ordering::SeqCst);
+        if chunk.held.is_some() {
+            self.held_bytes.fetch_sub(chunk.size, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A cloneable handle that queues jobs and counts them; the sealing thread holds one.
@@ -63,8 +86,12 @@ pub struct Queue {
 
 impl Queue {
     pub fn send(&self, job: Job) {
-        if let Job::Chunk(..) = job {
+        if let Job::Chunk(c, _) = &job {
             self.progress.queued.fetch_add(1, Ordering::SeqCst);
+            self.progress.bytes_queued.fetch_add(c.size, Ordering::SeqCst);
+            if c.held.is_some() {
+                self.progress.held_bytes.fetch_add(c.size, Ordering::SeqCst);
+            }
         }
         // The task lives as long as a sender: a send can only fail after a panic there.
         let _ = self.tx.send(job);
@@ -105,11 +132,16 @@ fn warn_unreachable(warned: &mut bool) -> impl FnMut(&Failure, Duration) + '_ {
             eprintln!("{}", crate::messages::current().server_unreachable);
             *warned = true;
         }
+        if f.status == 507 && !*warned {
+            eprintln!("{}", crate::messages::current().server_full);
+            *warned = true;
+        }
         tracing::debug!(failure = %f, wait_ms = d.as_millis() as u64, "retrying");
     }
 }
 
 fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropReason, f: &Failure) {
+    p.settle(chunk);
     eprintln!("{} {} ({f})", crate::messages::current().chunk_dropped, chunk.index);
     tracing::warn!(stream = %chunk.stream, index = chunk.index, ?reason, failure = %f, "chunk dropped");
     if let Err(e) = spool.drop_chunk(chunk, &format!("{reason:?} {f}")) {
@@ -121,7 +153,8 @@ fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropRea
 
 async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::UnboundedSender<Notice>, lost: &mut std::collections::HashSet<Uuid>, job: Job) {
     if p.stopped.load(Ordering::SeqCst) {
-        if let Job::Chunk(..) = job {
+        if let Job::Chunk(c, _) = &job {
+            p.settle(c);
             p.unsent.fetch_add(1, Ordering::SeqCst);
         }
         return;
@@ -147,12 +180,15 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
                 let f = Failure { status: 404, code: "not_found".into(), message: "stream unknown to the server".into(), retry_after: None };
                 return drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
             }
-            let bytes = match tokio::fs::read(&chunk.path).await {
+            let c = chunk.clone();
+            let read = tokio::task::spawn_blocking(move || c.read()).await.map_err(std::io::Error::other).and_then(|r| r);
+            let bytes = match read {
                 Ok(b) => b,
                 // A read error may pass (too many open files, a flaky disk): keep the chunk
                 // in the spool for the next run rather than deleting it.
                 Err(e) => {
                     tracing::error!(stream = %chunk.stream, index = chunk.index, error = %e, "spooled chunk unreadable; kept for the next run");
+                    p.settle(&chunk);
                     p.unsent.fetch_add(1, Ordering::SeqCst);
                     return;
                 }
@@ -163,6 +199,8 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
                     if let Err(e) = spool.remove(&chunk) {
                         tracing::warn!(error = %e, "could not remove an acknowledged chunk from the spool");
                     }
+                    p.settle(&chunk);
+                    *p.last_ack.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                     p.acked.fetch_add(1, Ordering::SeqCst);
                     p.bytes_acked.fetch_add(len, Ordering::SeqCst);
                     p.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(sealed_at.elapsed().as_millis() as u64);
@@ -181,6 +219,7 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
                 }
                 Err((f, Decision::Stop(reason))) => {
                     tracing::error!(failure = %f, ?reason, "upload stopped");
+                    p.settle(&chunk);
                     p.unsent.fetch_add(1, Ordering::SeqCst);
                     stop(reason);
                 }

@@ -66,6 +66,8 @@ pub enum AppError {
     Overloaded,
     #[error("storage is unavailable; retry later")]
     StorageUnavailable,
+    #[error("the server's storage is full: nothing was stored; keep the chunk and retry later")]
+    StorageFull,
     #[error("chunk failed authentication: {0}")]
     Unauthentic(protocol::Error),
     #[error("the recording has been destroyed")]
@@ -126,6 +128,7 @@ impl AppError {
             LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "login_locked"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
             PvAlreadyDecided => (StatusCode::CONFLICT, "pv_already_decided"),
@@ -147,6 +150,7 @@ impl AppError {
         match self {
             AppError::Overloaded => Some(2),
             AppError::StorageUnavailable => Some(5),
+            AppError::StorageFull => Some(30),
             AppError::TooManyUploads => Some(1),
             AppError::ByteQuota => Some(600),
             AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
@@ -195,8 +199,24 @@ impl From<crate::blobs::BlobError> for AppError {
 impl From<&crate::blobs::BlobError> for AppError {
     fn from(e: &crate::blobs::BlobError) -> Self {
         crate::metrics::storage_error("object_store");
+        if disk_full(e) {
+            tracing::error!(error = %e, "blob store full");
+            return AppError::StorageFull;
+        }
         AppError::Internal(anyhow::anyhow!("blob store: {e}"))
     }
+}
+
+/// ENOSPC anywhere in the error's chain (object_store wraps the I/O error of a local put).
+fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 impl From<crate::keys::KeyError> for AppError {

@@ -11,7 +11,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 use std::time::Duration;
-use support::netns::Netns;
+use support::netns::{Netns, Tmpfs};
 use support::*;
 
 /// One scenario's world: the agent's namespace, a TLS server on the host side of the veth,
@@ -25,11 +25,19 @@ struct Scene {
     listen: String,
     attempt: String,
     token: String,
+    /// Small file systems mounted for the scenario (unmounted last).
+    mounts: Vec<Tmpfs>,
 }
 
 impl Scene {
     fn new() -> Scene {
+        Self::with_server_disk(None)
+    }
+
+    /// The server's blob store on a tmpfs of `megabytes`, to fill up.
+    fn with_server_disk(megabytes: Option<u32>) -> Scene {
         let tmp = tempfile::tempdir().unwrap();
+        let mounts: Vec<Tmpfs> = megabytes.map(|mb| Tmpfs::mount(&tmp.path().join("data").join("blobs"), mb)).into_iter().collect();
         let net = Netns::new();
         let cert = rcgen::generate_simple_self_signed(vec![net.host_ip.to_string(), "127.0.0.1".into()]).unwrap();
         let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
@@ -43,7 +51,7 @@ impl Scene {
         let sitting = server.cli(&["sitting", "create", "--ref", &format!("FAULT-{}", uuid::Uuid::new_v4())]);
         let cand = server.cli(&["candidate", "add", "--sitting", sitting["sitting_id"].as_str().unwrap(), "--ref", "c"]);
         let (attempt, token) = (cand["attempt_id"].as_str().unwrap().to_owned(), cand["launch_token"].as_str().unwrap().to_owned());
-        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token }
+        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token, mounts }
     }
 
     fn spool(&self) -> PathBuf {
@@ -93,7 +101,7 @@ impl Scene {
         let abrupt = streams.iter().filter(|s| s["status"] == "ended_abruptly").count();
         assert_eq!(abrupt, abrupt_streams, "{report:#}");
         assert_eq!(report["integrity"], if abrupt_streams == 0 { "ok" } else { "incomplete" }, "{report:#}");
-        let blobs = files_under(&self.server.data.join("blobs")).len() as u64;
+        let blobs = files_under(&self.server.data.join("blobs")).iter().filter(|p| p.extension().is_some_and(|e| e == "chunk")).count() as u64;
         assert_eq!(blobs, sealed, "one blob per stored chunk");
         for s in &streams {
             let id = s["stream_id"].as_str().unwrap();
@@ -211,4 +219,108 @@ async fn agent_killed_and_restarted_with_the_same_token() {
     let report = scene.every_fragment_stored_once_and_decodes(stored_at_kill + waiting + sealed_second, 1).await;
     assert_eq!(report["streams"].as_array().unwrap().len(), 2, "{report:#}");
     assert!(files_under(&scene.spool()).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "the spool is empty");
+}
+
+/// Scenario 6: the server's disk is full. The agent is told (507 `storage_full`), keeps
+/// its spool, and once space is freed everything arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_disk_full_then_freed() {
+    let scene = Scene::with_server_disk(Some(16));
+    let ballast = scene.mounts[0].fill(256 * 1024);
+    let agent = scene.agent("40s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let stored = scene.show()["fragments_stored"].as_u64().unwrap();
+    assert!(stored <= 4, "a full disk stores nothing more: {stored}");
+    // The refusal is precise: a JSON 507 the agent knows to wait out.
+    let chunk = std::fs::read(files_under(&scene.spool()).into_iter().find(|p| p.extension().is_some_and(|e| e == "chunk")).expect("chunks wait in the spool")).unwrap();
+    let h = protocol::ChunkHeader::parse(&chunk).unwrap().0;
+    let r = scene
+        .staff_client()
+        .put(format!("https://{}/api/agent/v1/streams/{}/chunks/{}", scene.listen, h.stream, h.index))
+        .bearer_auth(&scene.token)
+        .body(chunk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 507);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "storage_full");
+    std::fs::remove_file(ballast).unwrap();
+    let out = finish(agent).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ne peut pas stocker"), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = summary(&out);
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+}
+
+/// Scenario 7: the agent's disk is full while the link is down: recording goes on (chunks
+/// held in memory, the bitrate at its floor), and nothing is lost once the link is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_disk_full_while_offline() {
+    let scene = Scene::new();
+    let spool_fs = Tmpfs::mount(&scene.spool(), 8);
+    let ballast = spool_fs.fill(300 * 1024);
+    scene.net.link(false);
+    let agent = scene.agent("50s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    scene.net.link(true);
+    let out = finish(agent).await;
+    let s = summary(&out);
+    assert!(s["network"]["max_held_bytes"].as_u64().unwrap() > 0, "chunks were held in memory: {s:#}");
+    assert_eq!(s["network"]["video_kbps_min"], 120, "a low disk holds the bitrate at its floor: {s:#}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("disque de cet ordinateur est plein"));
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+    drop(ballast);
+}
+
+/// Scenario 9: the uplink capped at 200 kbit/s for 10 minutes. The bitrate adapts, the
+/// backlog stays bounded, and everything arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn uplink_capped_at_200_kbit_for_10_minutes() {
+    let scene = Scene::new();
+    scene.net.cap_uplink(Some(200));
+    let agent = scene.agent("600s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    scene.net.cap_uplink(None);
+    let s = summary(&finish(agent).await);
+    let n = &s["network"];
+    assert!(n["video_kbps_min"].as_u64().unwrap() <= 160, "the bitrate came down towards the floor: {s:#}");
+    // Bounded: at most a few megabytes wait, however long the cap lasts (about 30 fragments
+    // at the start bitrate; the floor fits under the cap, so the backlog drains).
+    assert!(n["max_backlog_bytes"].as_u64().unwrap() <= 4_000_000, "{s:#}");
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+}
+
+/// Scenario 10: chunks replayed, reordered or sent under another attempt's token while the
+/// real agent records: each is refused or acknowledged without a second copy, and nothing
+/// of the recording is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_reordered_and_foreign_chunks_change_nothing() {
+    let scene = Scene::new();
+    let sitting = scene.show()["sitting_id"].as_str().unwrap().to_owned();
+    let other = scene.server.cli(&["candidate", "add", "--sitting", &sitting, "--ref", "autre"]);
+    let other_token = other["launch_token"].as_str().unwrap().to_owned();
+    let agent = scene.agent("20s").spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let stored: Vec<PathBuf> = files_under(&scene.server.data.join("blobs").join("attempts").join(&scene.attempt));
+    let blob = stored.iter().find(|p| p.to_string_lossy().contains("/0000000002-")).expect("chunk 2 is stored").clone();
+    let chunk = std::fs::read(&blob).unwrap();
+    let h = protocol::ChunkHeader::parse(&chunk).unwrap().0;
+    let http = scene.staff_client();
+    let put = |token: &str, index: u32, body: Vec<u8>| {
+        http.put(format!("https://{}/api/agent/v1/streams/{}/chunks/{index}", scene.listen, h.stream)).bearer_auth(token.to_owned()).body(body).send()
+    };
+    let replay = put(&scene.token, 2, chunk.clone()).await.unwrap();
+    assert_eq!(replay.status(), 200, "a replay is acknowledged, not stored again");
+    assert_eq!(replay.json::<serde_json::Value>().await.unwrap()["created"], false);
+    let reordered = put(&scene.token, 3, chunk.clone()).await.unwrap();
+    assert_eq!(reordered.status(), 400);
+    assert_eq!(put(&other_token, 2, chunk.clone()).await.unwrap().status(), 403);
+    let mut tampered = chunk.clone();
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    assert_eq!(put(&scene.token, 2, tampered).await.unwrap().status(), 422, "altered bytes fail authentication, never stored");
+    let s = summary(&finish(agent).await);
+    scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+    let untouched = scene.server.cli(&["attempt", "show", other["attempt_id"].as_str().unwrap()]);
+    assert_eq!((untouched["state"].as_str(), untouched["fragments_stored"].as_u64()), (Some("enrolled"), Some(0)));
 }

@@ -191,9 +191,37 @@ fn launch_description_swaps_the_sink() {
     let cfg = CaptureConfig::default();
     let description = launch_description(&Source::Test, &cfg, "openh264enc");
     assert!(description.contains("fakesink") && !description.contains("appsink"));
-    assert!(description.contains("gop-size=30"));
+    assert!(description.contains("gop-size=30") && description.contains("openh264enc name=venc "), "{description}");
     gst::parse::launch(&description).expect("gst-launch syntax");
 
     let file = launch_description(&Source::File("/tmp/a \"b\".mp4".into()), &cfg, "x264enc");
     assert!(file.contains(r#"location="/tmp/a \"b\".mp4""#), "{file}");
+}
+
+/// The bitrate adaptation's lever: the encoder takes a new target while recording, and the
+/// fragments that follow shrink accordingly.
+#[test]
+fn the_video_bitrate_changes_while_recording() {
+    let cfg = CaptureConfig { video_kbps: 600, activity: false, ..CaptureConfig::default() };
+    let (capture, events) = Capture::start(Source::TestBusy, &cfg).expect("start capture");
+    let collect = |until: Instant| {
+        let mut sizes = Vec::new();
+        while Instant::now() < until {
+            match events.recv_timeout(Duration::from_secs(10)).expect("fragments keep coming") {
+                CaptureEvent::Fragment(f) if !f.is_init => sizes.push(f.data.len()),
+                CaptureEvent::Fragment(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        sizes
+    };
+    let high = collect(Instant::now() + Duration::from_secs(7));
+    assert!(capture.set_video_kbps(120));
+    // The fragment in progress mixes both rates: skip it.
+    let _ = collect(Instant::now() + Duration::from_millis(2500));
+    let low = collect(Instant::now() + Duration::from_secs(6));
+    capture.stop();
+    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    assert!(high.len() >= 2 && low.len() >= 2, "{high:?} {low:?}");
+    assert!(mean(&low) < 0.5 * mean(&high), "600 → 120 kbit/s: {high:?} then {low:?}");
 }

@@ -126,3 +126,47 @@ impl Drop for Netns {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
+
+/// A small file system of its own (tmpfs), to fill up: a disk that runs out of space.
+pub struct Tmpfs {
+    pub dir: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: &std::path::Path, megabytes: u32) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        run(&["mount", "-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700"), "tmpfs", dir.to_str().unwrap()]);
+        Tmpfs { dir: dir.to_owned() }
+    }
+
+    /// Fills what is left but `leave` bytes with a ballast file; returns its path.
+    pub fn fill(&self, leave: u64) -> std::path::PathBuf {
+        let ballast = self.dir.join(".ballast");
+        let free = fs_free(&self.dir);
+        let f = std::fs::File::create(&ballast).unwrap();
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(f);
+        let block = vec![0u8; 64 * 1024];
+        let mut left = free.saturating_sub(leave);
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            if w.write_all(&block[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        let _ = w.flush();
+        ballast
+    }
+}
+
+pub fn fs_free(dir: &std::path::Path) -> u64 {
+    let out = Command::new("df").args(["-B1", "--output=avail"]).arg(dir).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).output();
+    }
+}
