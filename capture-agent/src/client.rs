@@ -124,6 +124,12 @@ impl Api {
         self.send(req, Some(())).await
     }
 
+    /// A sign of life with the backlog; short, so that heartbeats never pile up.
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Outcome<()> {
+        let req = self.http.post(self.url("api/agent/v1/heartbeat")).timeout(Duration::from_secs(5)).json(beat);
+        self.send(req, Some(())).await
+    }
+
     /// What a token issued before store-and-forward does not carry.
     pub async fn attempt_info(&self) -> Outcome<AttemptInfo> {
         self.send(self.http.get(self.url("api/agent/v1/attempt")), None).await

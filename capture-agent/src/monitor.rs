@@ -34,6 +34,21 @@ pub struct Watch {
     pub offline_seconds: u64,
 }
 
+/// Every 5 s, over whatever transport is up: "still here, this much waits". The server
+/// marks an exam's agent silent when these (and chunks) stop; a lost beat is not retried.
+pub fn spawn_heartbeat(api: crate::client::Api, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticker.tick().await;
+            let (backlog_chunks, backlog_bytes) = progress.backlog();
+            if let Err(f) = api.heartbeat(&protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await {
+                tracing::debug!(failure = %f, "heartbeat not delivered");
+            }
+        }
+    })
+}
+
 pub fn spawn(capture: Arc<Capture>, spool: Spool, progress: Arc<Progress>, fragment: Duration) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
     let mut controller = Controller::default();
     let watch = Arc::new(Mutex::new(Watch { video_kbps_min: controller.kbps(), video_kbps_final: controller.kbps(), ..Watch::default() }));

@@ -180,6 +180,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
     eprintln!("{}", msgs().recording_started);
+    let heartbeat = crate::monitor::spawn_heartbeat(api.clone(), uploader.queue.progress.clone());
     let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
 
     // Stop on --duration or Ctrl-C; a second Ctrl-C leaves at once (the spool keeps everything).
@@ -233,6 +234,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     drain_with_progress(&uploader).await;
     let progress = uploader.queue.progress.clone();
     uploader.finish().await;
+    heartbeat.abort();
     watcher.abort();
     if let Some(e) = &sealed.capture_error {
         eprintln!("capture: {e}");

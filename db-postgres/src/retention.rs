@@ -158,6 +158,7 @@ impl RetentionStore for PostgresDatabase {
             .await
             .map_err(backend)?;
         sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = ANY($1)", &destroyed).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM agent_silences WHERE attempt_id = ANY($1)", &destroyed).execute(&mut *tx).await.map_err(backend)?;
         let destroyed: std::collections::HashSet<Uuid> = destroyed.into_iter().collect();
         let events = batch.iter().filter(|d| destroyed.contains(&d.attempt)).map(|d| d.event.clone()).collect();
         let entries = append_audits_in(&mut tx, events).await?;

@@ -178,6 +178,7 @@ impl RetentionStore for SqliteDatabase {
             .await
             .map_err(backend)?;
         sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM agent_silences WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids).execute(&mut *tx).await.map_err(backend)?;
         let destroyed: std::collections::HashSet<String> = destroyed.into_iter().collect();
         let events = batch.iter().filter(|d| destroyed.contains(&d.attempt.to_string())).map(|d| d.event.clone()).collect();
         let entries = append_audits_in(&mut tx, events).await?;

@@ -273,6 +273,15 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     /// this id exists (an agent draws its stream ids: two transports may bring the same
     /// first chunk at once). `false` when nothing was written; `stream` tells which.
     async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool>;
+    /// The attempt's agent was heard from at `at_ms` (a heartbeat, a chunk). If it had been
+    /// marked silent, the silence is closed at `at_ms` and its start is returned.
+    async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>>;
+    /// Marks silent, from their last sign of life, the agents of exams in progress
+    /// (consented or recording) not heard from since `before_ms` and not marked yet; each
+    /// opens a silence on record. Returns (attempt, silent since).
+    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>>;
+    /// The attempt's silences, oldest first: (from, to; `None` while it lasts).
+    async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>>;
     /// How many of the attempt's stored chunks each transport carried.
     async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>>;
     async fn stream(&self, id: Uuid) -> DbResult<Stream>;

@@ -123,6 +123,17 @@ pub struct AttemptStatus {
     pub ended_at: Option<String>,
     /// RFC 3339: until then the launch token may still open a stream to upload a backlog.
     pub new_streams_until: Option<String>,
+    /// RFC 3339: the exam's agent has said nothing since then (`[liveness] silent_after`
+    /// ago at least). It may still be recording, offline: this is not a hole.
+    #[serde(default)]
+    pub agent_silent_since: Option<String>,
+}
+
+/// The agent's heartbeat (every 5 s): it is there, and this much of its recording waits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub backlog_chunks: u64,
+    pub backlog_bytes: u64,
 }
 
 /// Every 4xx/5xx body: a stable machine code and a human sentence.

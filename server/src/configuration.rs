@@ -16,6 +16,7 @@ pub struct Settings {
     pub capture: CaptureSettings,
     pub review: ReviewSettings,
     pub retention: RetentionSettings,
+    pub liveness: LivenessSettings,
     #[serde(default)]
     pub tls: Option<TlsSettings>,
     #[serde(default)]
@@ -123,6 +124,13 @@ pub struct ReviewSettings {
     /// A review is due this long after its attempt ended; the queue shows overdue ones.
     #[serde(with = "humantime_serde_compat")]
     pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LivenessSettings {
+    /// After this long without a heartbeat or a chunk, an exam's agent is marked silent.
+    #[serde(with = "humantime_serde_compat")]
+    pub silent_after: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

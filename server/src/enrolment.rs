@@ -150,11 +150,13 @@ impl Proctor {
     pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
         let grace = self.settings.limits.upload_grace;
+        let silent = self.db.agent_silences(a.id).await?.into_iter().rev().find(|(_, to)| to.is_none());
         Ok(AttemptStatus {
             attempt_id: a.id,
             state: a.state.as_str().to_owned(),
             ended_at: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             new_streams_until: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t) + grace)),
+            agent_silent_since: silent.map(|(from, _)| rfc3339(from_unix_ms(from))),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod faults;
 pub mod ingest;
 pub mod keys;
+pub mod liveness;
 pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;

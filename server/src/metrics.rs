@@ -31,6 +31,11 @@ pub fn chunk_refused(code: &'static str) {
     metrics::counter!("proctor_chunks_refused_total", "reason" => code).increment(1);
 }
 
+/// What agents say is waiting to be uploaded (the fleet's backlog, no attempt named).
+pub fn agent_backlog(bytes: u64) {
+    metrics::histogram!("proctor_agent_backlog_bytes").record(bytes as f64);
+}
+
 pub fn stream_opened() {
     metrics::counter!("proctor_streams_opened_total").increment(1);
 }

@@ -23,6 +23,9 @@ pub struct AttemptReport {
     pub consent_at: Option<String>,
     pub streams: Vec<StreamReport>,
     pub fragments_stored: usize,
+    /// When the exam's agent said nothing for `[liveness] silent_after` or longer (it may
+    /// have gone on recording offline: a silence is not a hole).
+    pub agent_silences: Vec<crate::liveness::Silence>,
     /// How many of the stored chunks each transport carried ("https", "webrtc").
     pub chunks_by_transport: std::collections::BTreeMap<&'static str, u64>,
     pub recorded_seconds: f64,
@@ -115,6 +118,7 @@ impl Proctor {
             .collect();
         let missing = reports.iter().flat_map(|r| r.missing.iter().map(|m| StreamRange { stream_id: r.stream_id, from: m.from, to: m.to })).collect();
         let retention = self.attempt_retention(attempt_id).await?;
+        let agent_silences = self.silences(attempt_id).await?;
         let chunks_by_transport = self.db.chunks_by_transport(attempt_id).await?.into_iter().map(|(t, n)| (t.as_str(), n)).collect();
         let integrity = if attempt.state == AttemptState::Destroyed {
             "destroyed"
@@ -134,6 +138,7 @@ impl Proctor {
             missing,
             consent_at: attempt.consent_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             fragments_stored: reports.iter().map(|r| r.fragments_stored).sum(),
+            agent_silences,
             chunks_by_transport,
             recorded_seconds: reports.iter().map(|r| r.recorded_seconds).sum(),
             streams: reports,

@@ -36,6 +36,8 @@ pub struct Proctor {
     pub audit_checkpoints: crate::audit::Checkpoints,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
     pub(crate) retention_wake: tokio::sync::Notify,
+    /// When this instance last wrote that it heard each agent (writes are spaced out).
+    pub(crate) heard: crate::liveness::Heard,
 }
 
 /// A candidate identified by their launch token: can only write to this attempt. The
@@ -114,6 +116,7 @@ impl Proctor {
             argon2_pool: rayon::ThreadPoolBuilder::new().num_threads(l.argon2_concurrency.max(1)).thread_name(|i| format!("argon2-{i}")).build()?,
             incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
+            heard: Default::default(),
             clock,
             settings,
         })

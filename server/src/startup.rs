@@ -91,6 +91,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let _worker = crate::retention::spawn_worker(self.proctor.clone());
+        let _liveness = crate::liveness::spawn_watch(self.proctor.clone());
         let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone(), header_timeout);
         let staff = match self.staff_terminal_tls {
             Some(cfg) => serve_terminals(self.staff, staff_router(self.proctor.clone()), cfg, header_timeout).boxed(),

@@ -170,6 +170,11 @@ async fn link_down_30_s_mid_exam_over_https() {
     let s = summary(&finish(agent).await);
     let report = scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
     assert_eq!(report["streams"].as_array().unwrap().len(), 1, "one stream across the outage: {report:#}");
+    // The server marked the agent silent during the outage and kept the gap.
+    let silences = report["agent_silences"].as_array().unwrap();
+    assert_eq!(silences.len(), 1, "{report:#}");
+    let seconds = silences[0]["seconds"].as_f64().unwrap();
+    assert!((25.0..=60.0).contains(&seconds), "a silence of about the outage: {seconds} s");
 }
 
 /// Scenario 3: 5 % loss each way (nftables) and 200 ± 50 ms of delay (the relay) for the

@@ -294,6 +294,7 @@ impl Proctor {
         let started = Instant::now();
         let put = self.blobs.put(&path, chunk).await?;
         crate::metrics::ingest_stage("blob_put", started.elapsed());
+        self.agent_heard(who.attempt.id).await?;
         let started = Instant::now();
         let inserted = self.group_commit.commit(NewChunk { attempt: who.attempt.id, row: row.clone(), transport: via.transport }, path.clone()).await?;
         crate::metrics::ingest_stage("durable", started.elapsed());

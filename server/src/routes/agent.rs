@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/agent/v1/attempt", get(attempt_info))
         .route("/api/agent/v1/consent", post(consent))
+        .route("/api/agent/v1/heartbeat", post(heartbeat))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
         .route("/api/agent/v1/streams/{stream_id}/chunks/{index}", put(put_chunk))
@@ -34,6 +35,13 @@ impl FromRequestParts<AppState> for AgentIdentity {
         (status = 401), (status = 410, description = "recording destroyed")))]
 pub async fn attempt_info(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<AttemptInfo>, AppError> {
     Ok(Json(app.attempt_info(&who)?))
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/heartbeat", tag = "agent",
+    responses((status = 204, description = "heard; an agent marked silent is no longer"), (status = 400), (status = 401)))]
+pub async fn heartbeat(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<StatusCode, AppError> {
+    app.heartbeat(&who, read_json(body).await?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/consent", tag = "agent",

@@ -12,5 +12,6 @@ mod hardening;
 mod helpers;
 mod integration;
 mod lifecycle;
+mod liveness;
 mod staff;
 mod store_and_forward;

@@ -218,6 +218,36 @@ async fn agent_keyed_streams_and_transports() {
     }
 }
 
+/// Liveness: a sign of life, silences opened for exams in progress only, closed when the
+/// agent is heard again, and deleted with the attempt's other connection data.
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_silences_open_close_and_die_with_the_attempt() {
+    for b in backends().await {
+        let db = &*b.db;
+        let s = sitting(db).await;
+        let (live, idle) = (new_attempt(s, "live"), new_attempt(s, "idle"));
+        db.create_attempt(live.clone()).await.unwrap();
+        db.create_attempt(idle.clone()).await.unwrap();
+        assert!(set_state(db, live.id, AttemptState::Enrolled, AttemptState::Consented, 1_000).await);
+        assert_eq!(db.agent_heard(live.id, 2_000).await.unwrap(), None);
+        assert_eq!(db.agent_heard(idle.id, 2_000).await.unwrap(), None);
+        // An older sign of life (another instance, late) never moves it back.
+        db.agent_heard(live.id, 1_500).await.unwrap();
+        assert!(db.mark_silent_agents(2_000).await.unwrap().is_empty(), "{}: heard at 2 000, not before", b.name);
+        assert_eq!(db.mark_silent_agents(2_001).await.unwrap(), vec![(live.id, 2_000)], "{}: only an exam in progress goes silent", b.name);
+        assert!(db.mark_silent_agents(9_000).await.unwrap().is_empty(), "{}: marked once", b.name);
+        assert_eq!(db.agent_silences(live.id).await.unwrap(), vec![(2_000, None)]);
+        assert_eq!(db.agent_heard(live.id, 30_000).await.unwrap(), Some(2_000));
+        assert_eq!(db.agent_heard(live.id, 31_000).await.unwrap(), None);
+        assert_eq!(db.agent_silences(live.id).await.unwrap(), vec![(2_000, Some(30_000))], "{}", b.name);
+        assert!(db.agent_silences(idle.id).await.unwrap().is_empty());
+
+        let destroy = Destruction { attempt: live.id, receipt_json: "receipt".into(), at_ms: 40_000, event: event(Some(live.id), "attempt_destroyed", 40_000) };
+        assert_eq!(db.destroy_attempts(&[destroy]).await.unwrap().len(), 1);
+        assert!(db.agent_silences(live.id).await.unwrap().is_empty(), "{}: silences go with the attempt", b.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_chunk_inserts_have_one_winner() {
     for b in backends().await {
