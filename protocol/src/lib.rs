@@ -4,6 +4,7 @@
 //! included: signed and checked here, the key kept by the server). No I/O, no async,
 //! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
 
+pub mod channel;
 mod error;
 mod header;
 mod keys;

@@ -3,8 +3,9 @@
 //! and jitter). Every scenario ends with the same exact check: every fragment recorded is
 //! stored exactly once, and the decrypted recording decodes end to end.
 //!
-//! Needs root (network namespaces); CI runs as root. The scenarios mostly wait, so they run
-//! side by side (see `.ci/run`).
+//! Needs root (network namespaces); CI runs as root. The scenarios mostly wait, so
+//! `scripts/test` runs them side by side, beside the rest of the suite (every test here is
+//! named `scenario_…`).
 
 mod support;
 
@@ -140,7 +141,7 @@ fn now_s() -> f64 {
 /// Scenario 1: the server is unreachable for the first 30 s of the exam. The agent records
 /// from the first second (the token carries the attempt's key) and everything arrives.
 #[tokio::test(flavor = "multi_thread")]
-async fn server_unreachable_for_the_first_30_s() {
+async fn scenario_01_server_unreachable_for_the_first_30_s() {
     let scene = Scene::new();
     scene.net.link(false);
     let started = now_s();
@@ -158,7 +159,7 @@ async fn server_unreachable_for_the_first_30_s() {
 
 /// Scenario 2 (HTTPS): the link goes down for 30 s in the middle of the exam.
 #[tokio::test(flavor = "multi_thread")]
-async fn link_down_30_s_mid_exam_over_https() {
+async fn scenario_02_link_down_30_s_mid_exam_over_https() {
     let scene = Scene::new();
     let agent = scene.agent("60s").spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -180,7 +181,7 @@ async fn link_down_30_s_mid_exam_over_https() {
 /// Scenario 3: 5 % loss each way (nftables) and 200 ± 50 ms of delay (the relay) for the
 /// whole recording.
 #[tokio::test(flavor = "multi_thread")]
-async fn five_percent_loss_and_200_ms_delay_throughout() {
+async fn scenario_03_five_percent_loss_and_200_ms_delay_throughout() {
     let scene = Scene::new();
     let upstream: std::net::SocketAddr = scene.listen.parse().unwrap();
     let delay = relay::Delay { base: Duration::from_millis(200), jitter: Duration::from_millis(50) };
@@ -193,7 +194,7 @@ async fn five_percent_loss_and_200_ms_delay_throughout() {
 
 /// Scenario 4: the server is SIGKILLed mid-upload and restarted 10 s later.
 #[tokio::test(flavor = "multi_thread")]
-async fn server_killed_mid_upload_restarted_10_s_later() {
+async fn scenario_04_server_killed_mid_upload_restarted_10_s_later() {
     let mut scene = Scene::new();
     let agent = scene.agent("40s").spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -207,7 +208,7 @@ async fn server_killed_mid_upload_restarted_10_s_later() {
 /// Scenario 5: the agent is SIGKILLed mid-exam and restarted with the same token: the first
 /// stream ends abruptly but whole (its spooled chunks go first), the second completes.
 #[tokio::test(flavor = "multi_thread")]
-async fn agent_killed_and_restarted_with_the_same_token() {
+async fn scenario_05_agent_killed_and_restarted_with_the_same_token() {
     let scene = Scene::new();
     // The uplink is slow enough that chunks are waiting in the spool at the kill.
     scene.net.cap_uplink(Some(150));
@@ -229,7 +230,7 @@ async fn agent_killed_and_restarted_with_the_same_token() {
 /// Scenario 6: the server's disk is full. The agent is told (507 `storage_full`), keeps
 /// its spool, and once space is freed everything arrives.
 #[tokio::test(flavor = "multi_thread")]
-async fn server_disk_full_then_freed() {
+async fn scenario_06_server_disk_full_then_freed() {
     let scene = Scene::with_server_disk(Some(16));
     let ballast = scene.mounts[0].fill(256 * 1024);
     let agent = scene.agent("40s").spawn().unwrap();
@@ -260,7 +261,7 @@ async fn server_disk_full_then_freed() {
 /// Scenario 7: the agent's disk is full while the link is down: recording goes on (chunks
 /// held in memory, the bitrate at its floor), and nothing is lost once the link is back.
 #[tokio::test(flavor = "multi_thread")]
-async fn agent_disk_full_while_offline() {
+async fn scenario_07_agent_disk_full_while_offline() {
     let scene = Scene::new();
     let spool_fs = Tmpfs::mount(&scene.spool(), 8);
     let ballast = spool_fs.fill(300 * 1024);
@@ -280,7 +281,7 @@ async fn agent_disk_full_while_offline() {
 /// Scenario 9: the uplink capped at 200 kbit/s for 10 minutes. The bitrate adapts, the
 /// backlog stays bounded, and everything arrives.
 #[tokio::test(flavor = "multi_thread")]
-async fn uplink_capped_at_200_kbit_for_10_minutes() {
+async fn scenario_09_uplink_capped_at_200_kbit_for_10_minutes() {
     let scene = Scene::new();
     scene.net.cap_uplink(Some(200));
     let agent = scene.agent("600s").spawn().unwrap();
@@ -299,7 +300,7 @@ async fn uplink_capped_at_200_kbit_for_10_minutes() {
 /// real agent records: each is refused or acknowledged without a second copy, and nothing
 /// of the recording is lost.
 #[tokio::test(flavor = "multi_thread")]
-async fn replayed_reordered_and_foreign_chunks_change_nothing() {
+async fn scenario_10_replayed_reordered_and_foreign_chunks_change_nothing() {
     let scene = Scene::new();
     let sitting = scene.show()["sitting_id"].as_str().unwrap().to_owned();
     let other = scene.server.cli(&["candidate", "add", "--sitting", &sitting, "--ref", "autre"]);

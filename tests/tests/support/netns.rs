@@ -29,6 +29,8 @@ fn run(args: &[&str]) {
 impl Netns {
     /// A fresh namespace and veth pair, on a /24 of its own under 10.64.0.0/10.
     pub fn new() -> Netns {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "the fault suite needs root (network namespaces, tc, nftables, tmpfs): run it as root, as CI does");
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let id = (std::process::id() * 16 + NEXT.fetch_add(1, Ordering::SeqCst)) % 16_384;
         let (a, b) = (64 + (id / 256) as u8, (id % 256) as u8);
