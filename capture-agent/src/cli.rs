@@ -29,6 +29,10 @@ pub struct Cli {
     /// Extra CA certificate (PEM) to trust for the server, besides the system roots.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
+    /// How chunks travel: a WebRTC data channel, HTTPS, or the channel when it opens and
+    /// HTTPS otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: crate::transport::Mode,
     /// Print the capture pipeline in gst-launch-1.0 syntax and exit (benchmarks).
     #[arg(long, hide = true)]
     pub print_pipeline: bool,
@@ -70,5 +74,6 @@ pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
         },
         ca_file: cli.ca_file,
         activity: !cli.no_activity,
+        transport: cli.transport,
     })
 }

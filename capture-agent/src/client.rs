@@ -124,6 +124,40 @@ impl Api {
         self.send(req, Some(())).await
     }
 
+    /// The server's address (for the route to it; the data channel's own address comes in
+    /// the SDP answer).
+    pub async fn server_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        let host = self.base.host_str().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_owned();
+        let port = self.base.port_or_known_default().unwrap_or(443);
+        tokio::net::lookup_host((host, port)).await?.next().ok_or_else(|| std::io::Error::other("the server's name resolves to nothing"))
+    }
+
+    /// WHIP-style signalling: posts the SDP offer; returns the answer and the session's
+    /// path (for `webrtc_close`).
+    pub async fn webrtc_offer(&self, offer: &str) -> Outcome<(String, Option<String>)> {
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/webrtc"))
+            .timeout(Duration::from_secs(10))
+            .header(reqwest::header::CONTENT_TYPE, "application/sdp")
+            .body(offer.to_owned())
+            .bearer_auth(&self.token);
+        let resp = req.send().await.map_err(|e| Failure::network(without_url(e)))?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let body: Option<ErrorBody> = resp.json().await.ok();
+            return Err(Failure { status, code: body.as_ref().map_or_else(|| format!("http_{status}"), |b| b.error.clone()), message: body.map(|b| b.message).unwrap_or_default(), retry_after: None });
+        }
+        let session = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let answer = resp.text().await.map_err(|e| Failure::network(without_url(e)))?;
+        Ok((answer, session))
+    }
+
+    pub async fn webrtc_close(&self, session: &str) -> Outcome<()> {
+        let path = session.trim_start_matches('/');
+        self.send(self.http.delete(self.url(path)).timeout(Duration::from_secs(5)), Some(())).await
+    }
+
     /// A sign of life with the backlog; short, so that heartbeats never pile up.
     pub async fn heartbeat(&self, beat: &Heartbeat) -> Outcome<()> {
         let req = self.http.post(self.url("api/agent/v1/heartbeat")).timeout(Duration::from_secs(5)).json(beat);

@@ -4,11 +4,13 @@ pub mod bitrate;
 pub mod capture;
 pub mod cli;
 pub mod client;
+pub mod datachannel;
 pub mod messages;
 pub mod monitor;
 pub mod refusal;
 pub mod run;
 pub mod spool;
+pub mod transport;
 pub mod uploader;
 
 /// Logs go to stderr, warnings only unless CLOE_AGENT_LOG says otherwise. No token, key or

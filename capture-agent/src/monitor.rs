@@ -36,13 +36,13 @@ pub struct Watch {
 
 /// Every 5 s, over whatever transport is up: "still here, this much waits". The server
 /// marks an exam's agent silent when these (and chunks) stop; a lost beat is not retried.
-pub fn spawn_heartbeat(api: crate::client::Api, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_heartbeat(link: Arc<crate::transport::Link>, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(5));
         loop {
             ticker.tick().await;
             let (backlog_chunks, backlog_bytes) = progress.backlog();
-            if let Err(f) = api.heartbeat(&protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await {
+            if let Err(f) = link.heartbeat(protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await {
                 tracing::debug!(failure = %f, "heartbeat not delivered");
             }
         }

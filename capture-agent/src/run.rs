@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub ca_file: Option<PathBuf>,
     /// The activity strip and thumbnails (on unless measuring their cost).
     pub activity: bool,
+    /// The data channel, HTTPS, or the first that works.
+    pub transport: crate::transport::Mode,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +67,9 @@ pub struct Summary {
     pub capture_error: Option<String>,
     /// Bitrate, backlog and offline time while recording.
     pub network: crate::monitor::Watch,
+    pub transport: crate::transport::Mode,
+    /// How many chunks each transport carried in this run ("webrtc", "https").
+    pub chunks_by_transport: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Summary {
@@ -168,7 +173,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let (attempt_id, public, fragment_ms, max_chunk) = attempt_of(&token, &api).await?;
     let spool = Spool::open(&opts.spool_dir, attempt_id, token.credential()).context("opening the spool directory")?;
     let consent = kept_consent(&spool, &attempt_id, &public)?;
-    let (uploader, mut notices) = Uploader::start(api.clone(), spool.clone());
+    let link = Arc::new(crate::transport::Link::new(api.clone(), opts.transport));
+    let (uploader, mut notices) = Uploader::start(link.clone(), spool.clone());
     uploader.queue.send(Job::Consent(consent));
     queue_leftovers(&spool, &uploader)?;
 
@@ -180,7 +186,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
     eprintln!("{}", msgs().recording_started);
-    let heartbeat = crate::monitor::spawn_heartbeat(api.clone(), uploader.queue.progress.clone());
+    let heartbeat = crate::monitor::spawn_heartbeat(link.clone(), uploader.queue.progress.clone());
     let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
 
     // Stop on --duration or Ctrl-C; a second Ctrl-C leaves at once (the spool keeps everything).
@@ -255,6 +261,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         media_seconds: sealed.media_us as f64 / 1e6,
         capture_error: sealed.capture_error,
         network: watch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        transport: opts.transport,
+        chunks_by_transport: link.carried.lock().unwrap_or_else(|e| e.into_inner()).clone(),
     };
     if summary.complete() {
         eprintln!("{}", msgs().all_sent);

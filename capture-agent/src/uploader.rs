@@ -3,7 +3,8 @@
 //! reopened, or the run stopped with a message for the candidate. A chunk leaves the spool
 //! only once the server has acknowledged it durably, or once it is known that it never can.
 
-use crate::client::{Api, Failure};
+use crate::client::Failure;
+use crate::transport::Link;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
 use crate::spool::{Spool, SpooledChunk};
 use std::collections::HashMap;
@@ -105,7 +106,7 @@ pub struct Uploader {
 
 impl Uploader {
     /// The uploader, and where it tells the run loop what it cannot handle alone.
-    pub fn start(api: Api, spool: Spool) -> (Self, mpsc::UnboundedReceiver<Notice>) {
+    pub fn start(link: Arc<Link>, spool: Spool) -> (Self, mpsc::UnboundedReceiver<Notice>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         let (notify, notices) = mpsc::unbounded_channel();
         let progress = Arc::new(Progress::default());
@@ -113,7 +114,7 @@ impl Uploader {
         let task = tokio::spawn(async move {
             let mut lost = std::collections::HashSet::new();
             while let Some(job) = rx.recv().await {
-                run_job(&api, &spool, &p, &notify, &mut lost, job).await;
+                run_job(&link, &spool, &p, &notify, &mut lost, job).await;
             }
         });
         (Self { queue: Queue { tx, progress }, task }, notices)
@@ -151,7 +152,7 @@ fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropRea
     *p.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
 }
 
-async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::UnboundedSender<Notice>, lost: &mut std::collections::HashSet<Uuid>, job: Job) {
+async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::UnboundedSender<Notice>, lost: &mut std::collections::HashSet<Uuid>, job: Job) {
     if p.stopped.load(Ordering::SeqCst) {
         if let Job::Chunk(c, _) = &job {
             p.settle(c);
@@ -165,7 +166,7 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
         let _ = notify.send(Notice::Stop(reason));
     };
     match job {
-        Job::Consent(sealed) => match retrying(|| api.consent(&sealed), warn_unreachable(&mut warned)).await {
+        Job::Consent(sealed) => match retrying(|| link.api().consent(&sealed), warn_unreachable(&mut warned)).await {
             Ok(()) => tracing::info!("consent recorded by the server"),
             Err((f, decision)) => {
                 tracing::error!(failure = %f, ?decision, "consent refused");
@@ -194,7 +195,7 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
                 }
             };
             let len = bytes.len() as u64;
-            match retrying(|| api.put_chunk(chunk.stream, chunk.index, bytes.clone()), warn_unreachable(&mut warned)).await {
+            match retrying(|| link.put_chunk(chunk.stream, chunk.index, bytes.clone()), warn_unreachable(&mut warned)).await {
                 Ok(_) => {
                     if let Err(e) = spool.remove(&chunk) {
                         tracing::warn!(error = %e, "could not remove an acknowledged chunk from the spool");
@@ -230,7 +231,7 @@ async fn run_job(api: &Api, spool: &Spool, p: &Progress, notify: &mpsc::Unbounde
             if lost.contains(&stream) {
                 return forget(spool, stream);
             }
-            match retrying(|| api.end_stream(stream, final_index), warn_unreachable(&mut warned)).await {
+            match retrying(|| link.end_stream(stream, final_index), warn_unreachable(&mut warned)).await {
                 Ok(()) => forget(spool, stream),
                 Err((f, Decision::Stop(reason))) => {
                     tracing::error!(failure = %f, ?reason, "ending the stream stopped");

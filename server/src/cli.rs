@@ -312,6 +312,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             "event": "listening",
             "public": format!("{scheme}://{}", app.public_addr()),
             "staff": format!("{scheme}://{}", app.staff_addr()),
+            "webrtc": app.webrtc_addr().map(|a| a.to_string()),
         }))?;
         tracing::info!("serving");
         return app.run_until_stopped().await;

@@ -17,6 +17,7 @@ pub struct Settings {
     pub review: ReviewSettings,
     pub retention: RetentionSettings,
     pub liveness: LivenessSettings,
+    pub webrtc: WebRtcSettings,
     #[serde(default)]
     pub tls: Option<TlsSettings>,
     #[serde(default)]
@@ -124,6 +125,22 @@ pub struct ReviewSettings {
     /// A review is due this long after its attempt ended; the queue shows overdue ones.
     #[serde(with = "humantime_serde_compat")]
     pub deadline: Duration,
+}
+
+/// The WebRTC data channel transport: one UDP socket for every agent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebRtcSettings {
+    pub enabled: bool,
+    /// UDP address; unset, the public listener's address and port (one port number for
+    /// both transports, TCP and UDP).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// The address agents are told to send to, when it is not the one listened on
+    /// (listening on every interface, or behind a 1:1 NAT).
+    #[serde(default)]
+    pub announce: Option<std::net::IpAddr>,
+    /// Connected agents at most; beyond, signalling answers 503 and agents use HTTPS.
+    pub max_peers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -27,3 +27,4 @@ pub mod startup;
 pub mod telemetry;
 pub mod terminals;
 pub mod throttle;
+pub mod webrtc;

@@ -38,6 +38,8 @@ pub struct Proctor {
     pub(crate) retention_wake: tokio::sync::Notify,
     /// When this instance last wrote that it heard each agent (writes are spaced out).
     pub(crate) heard: crate::liveness::Heard,
+    /// The data channel transport, once the server runs (not in the command line's use).
+    pub webrtc: std::sync::OnceLock<crate::webrtc::WebRtc>,
 }
 
 /// A candidate identified by their launch token: can only write to this attempt. The
@@ -117,6 +119,7 @@ impl Proctor {
             incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
             heard: Default::default(),
+            webrtc: std::sync::OnceLock::new(),
             clock,
             settings,
         })

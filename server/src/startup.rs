@@ -20,6 +20,8 @@ pub struct Application {
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     /// The staff listener's TLS when it requires terminal certificates.
     staff_terminal_tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// The data channel transport's UDP socket, and the address agents are told.
+    udp: Option<(std::net::UdpSocket, SocketAddr)>,
 }
 
 /// Plain HTTP only on loopback: anything reachable from outside needs TLS unless the
@@ -67,9 +69,27 @@ impl Application {
         let staff = TcpListener::bind(settings.server.staff_listen).with_context(|| format!("binding {}", settings.server.staff_listen))?;
         public.set_nonblocking(true)?;
         staff.set_nonblocking(true)?;
+        let udp = match settings.webrtc.enabled {
+            true => {
+                let socket = crate::webrtc::bind(settings.webrtc.listen.unwrap_or(settings.server.listen))?;
+                let bound = socket.local_addr()?;
+                let announce = match settings.webrtc.announce {
+                    Some(ip) => SocketAddr::new(ip, bound.port()),
+                    None if bound.ip().is_unspecified() => anyhow::bail!("[webrtc] listens on every interface ({bound}): set [webrtc] announce to the address agents reach"),
+                    None => bound,
+                };
+                Some((socket, announce))
+            }
+            false => None,
+        };
         crate::metrics::handle();
         let proctor = Arc::new(Proctor::open(settings, clock).await?);
-        Ok(Self { proctor, public, staff, tls, staff_terminal_tls })
+        Ok(Self { proctor, public, staff, tls, staff_terminal_tls, udp })
+    }
+
+    /// Where agents send their data channel's datagrams (None: the transport is off).
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().map(|(_, a)| *a)
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -92,6 +112,10 @@ impl Application {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let _worker = crate::retention::spawn_worker(self.proctor.clone());
         let _liveness = crate::liveness::spawn_watch(self.proctor.clone());
+        if let Some((socket, announce)) = self.udp {
+            let transport = crate::webrtc::WebRtc::start(self.proctor.clone(), socket, announce)?;
+            let _ = self.proctor.webrtc.set(transport);
+        }
         let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone(), header_timeout);
         let staff = match self.staff_terminal_tls {
             Some(cfg) => serve_terminals(self.staff, staff_router(self.proctor.clone()), cfg, header_timeout).boxed(),

@@ -19,6 +19,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/agent/v1/heartbeat", post(heartbeat))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
+        .route("/api/agent/v1/webrtc", post(webrtc_offer))
+        .route("/api/agent/v1/webrtc/{session}", axum::routing::delete(webrtc_close))
         .route("/api/agent/v1/streams/{stream_id}/chunks/{index}", put(put_chunk))
         .route("/api/agent/v1/streams/{stream_id}/end", post(end_stream))
 }
@@ -35,6 +37,54 @@ impl FromRequestParts<AppState> for AgentIdentity {
         (status = 401), (status = 410, description = "recording destroyed")))]
 pub async fn attempt_info(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<AttemptInfo>, AppError> {
     Ok(Json(app.attempt_info(&who)?))
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/webrtc", tag = "agent",
+    request_body(content = String, content_type = "application/sdp", description = "the agent's SDP offer (a data channel)"),
+    responses((status = 201, description = "the SDP answer; Location names the session (DELETE ends it)"), (status = 400, description = "not an SDP offer"),
+        (status = 401), (status = 404, description = "the data channel transport is off: use HTTPS"), (status = 409, description = "the recording is closed"),
+        (status = 410, description = "recording destroyed"), (status = 503, description = "too many agents connected: use HTTPS")))]
+pub async fn webrtc_offer(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    who: AgentIdentity,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, HeaderMap, String), AppError> {
+    let transport = app.webrtc.get().ok_or(AppError::NotFound("webrtc transport"))?;
+    match who.attempt.state {
+        crate::lifecycle::AttemptState::Destroyed => return Err(AppError::Gone),
+        crate::lifecycle::AttemptState::InReview | crate::lifecycle::AttemptState::Reviewed | crate::lifecycle::AttemptState::Decided => return Err(AppError::RecordingClosed),
+        _ => {}
+    }
+    let offer = super::read_body(body, 64 * 1024, std::time::Duration::from_secs(10)).await?;
+    let offer = std::str::from_utf8(&offer).map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))?;
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| protocol::LaunchToken::parse(t).map(|l| l.credential().to_owned()).unwrap_or_else(|_| t.trim().to_owned()))
+        .ok_or(AppError::Unauthorized)?;
+    let via = Via {
+        transport: crate::db::Transport::Webrtc,
+        client_ip: peer.ip().to_string(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    };
+    let (session, answer) = transport.answer(who.attempt.id, credential, via, offer).await?;
+    let mut out = HeaderMap::new();
+    out.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/sdp"));
+    out.insert(header::LOCATION, axum::http::HeaderValue::from_str(&format!("/api/agent/v1/webrtc/{session}")).expect("ASCII"));
+    Ok((StatusCode::CREATED, out, answer))
+}
+
+#[utoipa::path(delete, path = "/api/agent/v1/webrtc/{session}", tag = "agent",
+    responses((status = 204, description = "the session is closed"), (status = 400), (status = 401)))]
+pub async fn webrtc_close(State(app): State<AppState>, Path(session): Path<String>, who: AgentIdentity) -> Result<StatusCode, AppError> {
+    let session = parse_id(&session, "session")?;
+    if let Some(t) = app.webrtc.get() {
+        t.close(session, who.attempt.id).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/heartbeat", tag = "agent",
