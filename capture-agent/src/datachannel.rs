@@ -19,8 +19,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-/// ICE, DTLS and SCTP must be up within this, or HTTPS carries on.
+/// In `auto`, ICE, DTLS and SCTP must be up within this, or HTTPS carries on (about six
+/// round trips: 3 s at 400 ms).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// With the channel as the only transport, a slow or lossy link gets longer.
+pub const CONNECT_TIMEOUT_ALONE: Duration = Duration::from_secs(15);
 /// What str0m may hold unsent; writes wait below `HIGH_WATER`.
 const SEND_BUFFER: usize = 1024 * 1024;
 const HIGH_WATER: usize = 512 * 1024;
@@ -56,8 +59,8 @@ fn local_ip_towards(server: SocketAddr) -> std::io::Result<std::net::IpAddr> {
 }
 
 impl DataChannel {
-    /// Offers a channel to the server and waits until it is open (`CONNECT_TIMEOUT`).
-    pub async fn connect(api: &Api) -> Result<Self, Failure> {
+    /// Offers a channel to the server and waits until it is open, at most `within`.
+    pub async fn connect(api: &Api, within: Duration) -> Result<Self, Failure> {
         str0m::crypto::from_feature_flags().install_process_default();
         let server = api.server_addr().await.map_err(|e| lost(&format!("server address: {e}")))?;
         let ip = local_ip_towards(server).map_err(|e| lost(&format!("no route to the server: {e}")))?;
@@ -76,7 +79,7 @@ impl DataChannel {
         let alive = Arc::new(AtomicBool::new(true));
         let (open_tx, open_rx) = oneshot::channel();
         let task = tokio::spawn(run(rtc, socket, local, channel, rx, alive.clone(), open_tx));
-        match tokio::time::timeout(CONNECT_TIMEOUT, open_rx).await {
+        match tokio::time::timeout(within, open_rx).await {
             Ok(Ok(())) => Ok(Self { requests, alive, session, task }),
             _ => {
                 task.abort();

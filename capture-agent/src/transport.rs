@@ -75,7 +75,8 @@ impl Link {
                     return None;
                 }
                 *self.last_try.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                match DataChannel::connect(&self.api).await {
+                let within = if self.mode == Mode::Webrtc { crate::datachannel::CONNECT_TIMEOUT_ALONE } else { crate::datachannel::CONNECT_TIMEOUT };
+                match DataChannel::connect(&self.api, within).await {
                     Ok(c) => {
                         tracing::info!("data channel open");
                         *slot = Some(std::sync::Arc::new(c));

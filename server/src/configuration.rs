@@ -136,9 +136,9 @@ pub struct WebRtcSettings {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     /// The address agents are told to send to, when it is not the one listened on
-    /// (listening on every interface, or behind a 1:1 NAT).
+    /// (listening on every interface, behind NAT): "IP" (the port listened on) or "IP:PORT".
     #[serde(default)]
-    pub announce: Option<std::net::IpAddr>,
+    pub announce: Option<String>,
     /// Connected agents at most; beyond, signalling answers 503 and agents use HTTPS.
     pub max_peers: usize,
 }

@@ -73,8 +73,12 @@ impl Application {
             true => {
                 let socket = crate::webrtc::bind(settings.webrtc.listen.unwrap_or(settings.server.listen))?;
                 let bound = socket.local_addr()?;
-                let announce = match settings.webrtc.announce {
-                    Some(ip) => SocketAddr::new(ip, bound.port()),
+                let announce = match settings.webrtc.announce.as_deref() {
+                    Some(a) => match (a.parse::<SocketAddr>(), a.parse::<std::net::IpAddr>()) {
+                        (Ok(full), _) => full,
+                        (_, Ok(ip)) => SocketAddr::new(ip, bound.port()),
+                        _ => anyhow::bail!("[webrtc] announce {a:?} is neither an IP address nor IP:PORT"),
+                    },
                     None if bound.ip().is_unspecified() => anyhow::bail!("[webrtc] listens on every interface ({bound}): set [webrtc] announce to the address agents reach"),
                     None => bound,
                 };

@@ -42,7 +42,9 @@ pub struct WebRtc {
 }
 
 enum Command {
-    Open(Box<NewPeer>),
+    /// A new peer; `held` says the loop has it (answering before would lose the agent's
+    /// first connectivity check: ~250 ms until its retry, the spike measured).
+    Open(Box<NewPeer>, tokio::sync::oneshot::Sender<()>),
     Close { session: Uuid, attempt: Uuid },
 }
 
@@ -68,11 +70,20 @@ struct Peer {
     next_timeout: Instant,
 }
 
+/// The kernel's buffers for the shared socket: with the default 208 KiB, hundreds of
+/// agents overflow it and SCTP waits out its 1 s retransmission (the spike measured p99 at
+/// 1 s, against 7 ms with 4 MiB). The kernel caps it at `net.core.rmem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 /// The UDP socket, bound at start-up (port 0 in tests) like the TCP listeners.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
-    let s = std::net::UdpSocket::bind(addr).map_err(|e| anyhow::anyhow!("binding UDP {addr} for WebRTC: {e}"))?;
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(SOCKET_BUFFER).and_then(|_| s.set_send_buffer_size(SOCKET_BUFFER)) {
+        tracing::warn!(error = %e, "could not enlarge the WebRTC socket's buffers");
+    }
+    s.bind(&addr.into()).map_err(|e| anyhow::anyhow!("binding UDP {addr} for WebRTC: {e}"))?;
     s.set_nonblocking(true)?;
-    Ok(s)
+    Ok(s.into())
 }
 
 impl WebRtc {
@@ -83,7 +94,7 @@ impl WebRtc {
         let socket = UdpSocket::from_std(socket)?;
         let (commands, rx) = mpsc::channel(256);
         let peers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio::spawn(run(proctor.clone(), socket, rx, peers.clone()));
+        tokio::spawn(run(proctor.clone(), socket, announce, rx, peers.clone()));
         Ok(Self { commands, candidate: announce, peers, max_peers: proctor.settings.webrtc.max_peers })
     }
 
@@ -104,7 +115,10 @@ impl WebRtc {
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| AppError::BadRequest(format!("the offer cannot be answered: {e}")))?;
         let session = Uuid::new_v4();
         let peer = NewPeer { session, attempt, rtc, credential, via };
-        self.commands.send(Command::Open(Box::new(peer))).await.map_err(|_| AppError::Internal(anyhow::anyhow!("the WebRTC task is gone")))?;
+        let (held, holding) = tokio::sync::oneshot::channel();
+        let gone = || AppError::Internal(anyhow::anyhow!("the WebRTC task is gone"));
+        self.commands.send(Command::Open(Box::new(peer), held)).await.map_err(|_| gone())?;
+        holding.await.map_err(|_| gone())?;
         Ok((session, answer.to_sdp_string()))
     }
 
@@ -118,11 +132,9 @@ impl WebRtc {
     }
 }
 
-async fn run(proctor: Arc<Proctor>, socket: UdpSocket, mut commands: mpsc::Receiver<Command>, count: Arc<std::sync::atomic::AtomicUsize>) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => return tracing::error!(error = %e, "WebRTC socket has no address"),
-    };
+/// `local` is the announced address, not the socket's: str0m matches each datagram's
+/// destination against its local candidate, and behind a NAT (or a relay) the two differ.
+async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut commands: mpsc::Receiver<Command>, count: Arc<std::sync::atomic::AtomicUsize>) {
     let (results_tx, mut results) = mpsc::unbounded_channel::<(Uuid, Vec<u8>, bool)>();
     let mut peers: HashMap<Uuid, Peer> = HashMap::new();
     let mut by_source: HashMap<SocketAddr, Uuid> = HashMap::new();
@@ -148,11 +160,12 @@ async fn run(proctor: Arc<Proctor>, socket: UdpSocket, mut commands: mpsc::Recei
                 drain(&proctor, session, peer, &socket, &results_tx).await;
             }
             command = commands.recv() => match command {
-                Some(Command::Open(p)) => {
+                Some(Command::Open(p, held)) => {
                     let NewPeer { session, attempt, rtc, credential, via } = *p;
                     let mut peer = Peer { attempt, rtc, credential, via, channel: None, reassembly: Reassembler::new(proctor.settings.limits.max_chunk_bytes as usize), in_flight: 0, results: VecDeque::new(), next_timeout: Instant::now() };
                     drain(&proctor, session, &mut peer, &socket, &results_tx).await;
                     peers.insert(session, peer);
+                    let _ = held.send(());
                 }
                 Some(Command::Close { session, attempt }) => {
                     if let Some(p) = peers.get_mut(&session).filter(|p| p.attempt == attempt) {

@@ -28,18 +28,26 @@ struct Scene {
     token: String,
     /// Small file systems mounted for the scenario (unmounted last).
     mounts: Vec<Tmpfs>,
+    /// The server's extra settings (kept for a restart).
+    env: Vec<(String, String)>,
 }
 
 impl Scene {
     fn new() -> Scene {
-        Self::with_server_disk(None)
+        Self::build(None, |_| Vec::new())
     }
 
     /// The server's blob store on a tmpfs of `megabytes`, to fill up.
     fn with_server_disk(megabytes: Option<u32>) -> Scene {
+        Self::build(megabytes, |_| Vec::new())
+    }
+
+    /// `env(net)` adds the server's settings (the data channel's addresses, say).
+    fn build(megabytes: Option<u32>, env: impl FnOnce(&Netns) -> Vec<(String, String)>) -> Scene {
         let tmp = tempfile::tempdir().unwrap();
         let mounts: Vec<Tmpfs> = megabytes.map(|mb| Tmpfs::mount(&tmp.path().join("data").join("blobs"), mb)).into_iter().collect();
         let net = Netns::new();
+        let env = env(&net);
         let cert = rcgen::generate_simple_self_signed(vec![net.host_ip.to_string(), "127.0.0.1".into()]).unwrap();
         let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -47,12 +55,12 @@ impl Scene {
         let config = tmp.path().join("tls.toml");
         std::fs::write(&config, format!("[tls]\ncert_path = {cert_path:?}\nkey_path = {key_path:?}\n")).unwrap();
         let data = tmp.path().join("data");
-        let server = Server::start_on(&data, &format!("{}:0", net.host_ip), &["--config", config.to_str().unwrap()], &[]);
+        let server = Server::start_on(&data, &format!("{}:0", net.host_ip), &["--config", config.to_str().unwrap()], &env);
         let listen = server.public.trim_start_matches("https://").to_owned();
         let sitting = server.cli(&["sitting", "create", "--ref", &format!("FAULT-{}", uuid::Uuid::new_v4())]);
         let cand = server.cli(&["candidate", "add", "--sitting", sitting["sitting_id"].as_str().unwrap(), "--ref", "c"]);
         let (attempt, token) = (cand["attempt_id"].as_str().unwrap().to_owned(), cand["launch_token"].as_str().unwrap().to_owned());
-        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token, mounts }
+        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token, mounts, env }
     }
 
     fn spool(&self) -> PathBuf {
@@ -66,7 +74,7 @@ impl Scene {
             .arg(self.spool())
             .arg("--ca-file")
             .arg(&self.cert)
-            .env("RUST_LOG", "capture_agent=info")
+            .env("CLOE_AGENT_LOG", "capture_agent=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
@@ -76,9 +84,20 @@ impl Scene {
         self.agent_to(&format!("https://{}", self.listen), duration)
     }
 
+    /// The agent on one transport ("webrtc", "https"; `agent` leaves the default, auto).
+    fn agent_over(&self, transport: &str, duration: &str) -> std::process::Command {
+        let mut c = self.agent(duration);
+        c.args(["--transport", transport]);
+        c
+    }
+
+    fn carried(report: &serde_json::Value, transport: &str) -> u64 {
+        report["chunks_by_transport"][transport].as_u64().unwrap_or(0)
+    }
+
     fn restart_server(&mut self) {
         let data = self.server.data.clone();
-        self.server = Server::start_on(&data, &self.listen, &["--config", self.config.to_str().unwrap()], &[]);
+        self.server = Server::start_on(&data, &self.listen, &["--config", self.config.to_str().unwrap()], &self.env);
     }
 
     /// The staff listener serves the same certificate.
@@ -126,8 +145,37 @@ fn summary(out: &Output) -> serde_json::Value {
     s
 }
 
-async fn finish(child: Child) -> Output {
-    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap()
+/// A running agent, killed if the test ends (or fails) before it exits: no agent outlives
+/// its scenario.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(mut cmd: std::process::Command) -> Running {
+    Running(Some(cmd.spawn().expect("start capture-agent")))
+}
+
+/// The agent's output once it exits; an agent still running after 15 minutes is killed
+/// (the test then fails on its output) rather than left behind.
+async fn finish(mut running: Running) -> Output {
+    let child = running.0.take().expect("not finished yet");
+    let pid = child.id();
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(900)).await;
+        // SAFETY: kill(2) on the agent's pid, which this test started and still waits for.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = waiting.await.unwrap();
+    killer.abort();
+    out
 }
 
 fn unix_s(rfc3339: &str) -> f64 {
@@ -145,7 +193,7 @@ async fn scenario_01_server_unreachable_for_the_first_30_s() {
     let scene = Scene::new();
     scene.net.link(false);
     let started = now_s();
-    let agent = scene.agent("45s").spawn().unwrap();
+    let agent = start(scene.agent("45s"));
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(scene.show()["state"], "enrolled", "nothing reached the server while the link was down");
     scene.net.link(true);
@@ -157,11 +205,20 @@ async fn scenario_01_server_unreachable_for_the_first_30_s() {
     assert!(report["recorded_seconds"].as_f64().unwrap() >= 43.0, "{report:#}");
 }
 
-/// Scenario 2 (HTTPS): the link goes down for 30 s in the middle of the exam.
+/// Scenario 2, on each transport: the link goes down for 30 s in the middle of the exam.
 #[tokio::test(flavor = "multi_thread")]
 async fn scenario_02_link_down_30_s_mid_exam_over_https() {
+    link_down_30_s_mid_exam("https").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_02_link_down_30_s_mid_exam_over_webrtc() {
+    link_down_30_s_mid_exam("webrtc").await;
+}
+
+async fn link_down_30_s_mid_exam(transport: &str) {
     let scene = Scene::new();
-    let agent = scene.agent("60s").spawn().unwrap();
+    let agent = start(scene.agent_over(transport, "60s"));
     tokio::time::sleep(Duration::from_secs(15)).await;
     scene.net.link(false);
     let stored_before = scene.show()["fragments_stored"].as_u64().unwrap();
@@ -176,27 +233,54 @@ async fn scenario_02_link_down_30_s_mid_exam_over_https() {
     assert_eq!(silences.len(), 1, "{report:#}");
     let seconds = silences[0]["seconds"].as_f64().unwrap();
     assert!((25.0..=60.0).contains(&seconds), "a silence of about the outage: {seconds} s");
+    let sealed = s["fragments_sealed"].as_u64().unwrap();
+    assert_eq!(Scene::carried(&report, transport), sealed, "{transport} carried every chunk: {report:#}");
 }
 
-/// Scenario 3: 5 % loss each way (nftables) and 200 ± 50 ms of delay (the relay) for the
-/// whole recording.
+const DELAY: relay::Delay = relay::Delay { base: Duration::from_millis(200), jitter: Duration::from_millis(50) };
+
+/// Scenario 3 (HTTPS): 5 % loss each way (nftables) and 200 ± 50 ms of delay (the TCP
+/// relay) for the whole recording.
 #[tokio::test(flavor = "multi_thread")]
-async fn scenario_03_five_percent_loss_and_200_ms_delay_throughout() {
+async fn scenario_03_five_percent_loss_and_200_ms_delay_over_https() {
     let scene = Scene::new();
     let upstream: std::net::SocketAddr = scene.listen.parse().unwrap();
-    let delay = relay::Delay { base: Duration::from_millis(200), jitter: Duration::from_millis(50) };
-    let relay = relay::tcp((scene.net.host_ip, 0).into(), upstream, delay).await;
+    let relay = relay::tcp((scene.net.host_ip, 0).into(), upstream, DELAY).await;
     scene.net.drop_percent(5);
-    let agent = scene.agent_to(&format!("https://{}", relay.addr), "40s").spawn().unwrap();
-    let s = summary(&finish(agent).await);
+    let mut agent = scene.agent_to(&format!("https://{}", relay.addr), "40s");
+    agent.args(["--transport", "https"]);
+    let s = summary(&finish(start(agent)).await);
     scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
+}
+
+/// Scenario 3 (data channel): the same loss, and each datagram delayed 200 ± 50 ms on its
+/// own by the UDP relay (so reordered too); the server announces the relay's address.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_03_five_percent_loss_and_200_ms_delay_over_webrtc() {
+    let udp_port = |ip| std::net::UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap().port();
+    let mut ports = None;
+    let scene = Scene::build(None, |net| {
+        let (server, relayed) = (udp_port(net.host_ip), udp_port(net.host_ip));
+        ports = Some((server, relayed));
+        vec![
+            ("PROCTOR_WEBRTC__LISTEN".into(), format!("{}:{server}", net.host_ip)),
+            ("PROCTOR_WEBRTC__ANNOUNCE".into(), format!("{}:{relayed}", net.host_ip)),
+        ]
+    });
+    let (server, relayed) = ports.unwrap();
+    let _relay = relay::udp((scene.net.host_ip, relayed).into(), (scene.net.host_ip, server).into(), DELAY).await;
+    scene.net.drop_percent(5);
+    let s = summary(&finish(start(scene.agent_over("webrtc", "40s"))).await);
+    let sealed = s["fragments_sealed"].as_u64().unwrap();
+    let report = scene.every_fragment_stored_once_and_decodes(sealed, 0).await;
+    assert_eq!(Scene::carried(&report, "webrtc"), sealed, "{report:#}");
 }
 
 /// Scenario 4: the server is SIGKILLed mid-upload and restarted 10 s later.
 #[tokio::test(flavor = "multi_thread")]
 async fn scenario_04_server_killed_mid_upload_restarted_10_s_later() {
     let mut scene = Scene::new();
-    let agent = scene.agent("40s").spawn().unwrap();
+    let agent = start(scene.agent("40s"));
     tokio::time::sleep(Duration::from_secs(12)).await;
     scene.server.kill();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -212,15 +296,14 @@ async fn scenario_05_agent_killed_and_restarted_with_the_same_token() {
     let scene = Scene::new();
     // The uplink is slow enough that chunks are waiting in the spool at the kill.
     scene.net.cap_uplink(Some(150));
-    let mut first = scene.agent("60s").spawn().unwrap();
+    let first = start(scene.agent("60s"));
     tokio::time::sleep(Duration::from_secs(20)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    drop(first); // SIGKILL
     let stored_at_kill = scene.show()["fragments_stored"].as_u64().unwrap();
     let waiting = files_under(&scene.spool()).iter().filter(|p| p.extension().is_some_and(|e| e == "chunk")).count() as u64;
     assert!(waiting > 0, "the kill left chunks in the spool (stored: {stored_at_kill})");
     scene.net.cap_uplink(None);
-    let s = summary(&finish(scene.agent("15s").spawn().unwrap()).await);
+    let s = summary(&finish(start(scene.agent("15s"))).await);
     let sealed_second = s["fragments_sealed"].as_u64().unwrap();
     let report = scene.every_fragment_stored_once_and_decodes(stored_at_kill + waiting + sealed_second, 1).await;
     assert_eq!(report["streams"].as_array().unwrap().len(), 2, "{report:#}");
@@ -233,7 +316,7 @@ async fn scenario_05_agent_killed_and_restarted_with_the_same_token() {
 async fn scenario_06_server_disk_full_then_freed() {
     let scene = Scene::with_server_disk(Some(16));
     let ballast = scene.mounts[0].fill(256 * 1024);
-    let agent = scene.agent("40s").spawn().unwrap();
+    let agent = start(scene.agent("40s"));
     tokio::time::sleep(Duration::from_secs(20)).await;
     let stored = scene.show()["fragments_stored"].as_u64().unwrap();
     assert!(stored <= 4, "a full disk stores nothing more: {stored}");
@@ -266,7 +349,7 @@ async fn scenario_07_agent_disk_full_while_offline() {
     let spool_fs = Tmpfs::mount(&scene.spool(), 8);
     let ballast = spool_fs.fill(300 * 1024);
     scene.net.link(false);
-    let agent = scene.agent("50s").spawn().unwrap();
+    let agent = start(scene.agent("50s"));
     tokio::time::sleep(Duration::from_secs(30)).await;
     scene.net.link(true);
     let out = finish(agent).await;
@@ -284,7 +367,7 @@ async fn scenario_07_agent_disk_full_while_offline() {
 async fn scenario_09_uplink_capped_at_200_kbit_for_10_minutes() {
     let scene = Scene::new();
     scene.net.cap_uplink(Some(200));
-    let agent = scene.agent("600s").spawn().unwrap();
+    let agent = start(scene.agent("600s"));
     tokio::time::sleep(Duration::from_secs(600)).await;
     scene.net.cap_uplink(None);
     let s = summary(&finish(agent).await);
@@ -305,7 +388,7 @@ async fn scenario_10_replayed_reordered_and_foreign_chunks_change_nothing() {
     let sitting = scene.show()["sitting_id"].as_str().unwrap().to_owned();
     let other = scene.server.cli(&["candidate", "add", "--sitting", &sitting, "--ref", "autre"]);
     let other_token = other["launch_token"].as_str().unwrap().to_owned();
-    let agent = scene.agent("20s").spawn().unwrap();
+    let agent = start(scene.agent("20s"));
     tokio::time::sleep(Duration::from_secs(10)).await;
     let stored: Vec<PathBuf> = files_under(&scene.server.data.join("blobs").join("attempts").join(&scene.attempt));
     let blob = stored.iter().find(|p| p.to_string_lossy().contains("/0000000002-")).expect("chunk 2 is stored").clone();
@@ -329,4 +412,27 @@ async fn scenario_10_replayed_reordered_and_foreign_chunks_change_nothing() {
     scene.every_fragment_stored_once_and_decodes(s["fragments_sealed"].as_u64().unwrap(), 0).await;
     let untouched = scene.server.cli(&["attempt", "show", other["attempt_id"].as_str().unwrap()]);
     assert_eq!((untouched["state"].as_str(), untouched["fragments_stored"].as_u64()), (Some("enrolled"), Some(0)));
+}
+
+/// Scenario 8: UDP blocked entirely (nftables): the data channel never opens, and HTTPS
+/// carries everything, by itself (the default transport, auto).
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_08_udp_blocked_https_carries_everything() {
+    let scene = Scene::new();
+    scene.net.block_udp();
+    let s = summary(&finish(start(scene.agent("30s"))).await);
+    let sealed = s["fragments_sealed"].as_u64().unwrap();
+    let report = scene.every_fragment_stored_once_and_decodes(sealed, 0).await;
+    assert_eq!((Scene::carried(&report, "https"), Scene::carried(&report, "webrtc")), (sealed, 0), "{report:#}");
+}
+
+/// The default (auto) on an open network: the data channel carries the recording.
+#[tokio::test(flavor = "multi_thread")]
+async fn scenario_00_auto_prefers_the_data_channel() {
+    let scene = Scene::new();
+    let s = summary(&finish(start(scene.agent("16s"))).await);
+    let sealed = s["fragments_sealed"].as_u64().unwrap();
+    let report = scene.every_fragment_stored_once_and_decodes(sealed, 0).await;
+    // The first chunk may go over HTTPS while the channel opens.
+    assert!(Scene::carried(&report, "webrtc") >= sealed - 1, "{report:#}");
 }
