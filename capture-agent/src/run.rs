@@ -162,7 +162,10 @@ fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey) -> any
     }
     let consent = OfflineConsent { notice_version: NOTICE_VERSION.into(), given_at_ms: unix_ms() as i64 };
     let sealed = protocol::seal_to_attempt(public, attempt, CONSENT_PURPOSE, &serde_json::to_vec(&consent)?);
-    spool.keep_consent(&sealed).context("keeping the consent in the spool")?;
+    // A full disk does not stop the exam: the consent then lives in memory until sent.
+    if let Err(e) = spool.keep_consent(&sealed) {
+        tracing::warn!(error = %e, "could not keep the consent in the spool; held in memory");
+    }
     Ok(sealed)
 }
 

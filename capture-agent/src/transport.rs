@@ -95,6 +95,9 @@ impl Link {
             Err(_) => "stalled".to_owned(),
         };
         tracing::info!(why = %failed, "data channel dropped");
+        // The next try waits RETRY_CHANNEL from now: a channel that stalls is not reopened
+        // for every chunk while HTTPS works.
+        *self.last_try.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         channel.close(&self.api).await;
         let mut slot = self.channel.lock().await;
         if slot.as_ref().is_some_and(|c| std::sync::Arc::ptr_eq(c, &channel)) {
@@ -131,14 +134,17 @@ impl Link {
         }
     }
 
-    /// Over the channel when it is open (never opens one for a heartbeat), else HTTPS.
+    /// Over the channel when it is open (never opens one for a heartbeat), else HTTPS. A
+    /// heartbeat that goes unanswered says nothing about the channel: chunks judge it.
     pub async fn heartbeat(&self, beat: Heartbeat) -> Outcome<()> {
-        let open = self.channel.lock().await.as_ref().is_some_and(|c| c.is_alive());
-        if open {
+        // Never wait behind a channel being opened (up to 15 s): HTTPS says it now.
+        let open = self.channel.try_lock().ok().and_then(|slot| slot.clone()).filter(|c| c.is_alive());
+        if let Some(c) = open {
             let message = vec![channel::heartbeat_message(beat.backlog_chunks, beat.backlog_bytes)];
-            if let Some(r) = self.over_channel(Answered::Heartbeat, Uuid::nil(), 0, message).await {
-                return outcome(r?).map(|_| ());
-            }
+            return match tokio::time::timeout(Duration::from_secs(5), c.request(Answered::Heartbeat, Uuid::nil(), 0, message)).await {
+                Ok(r) => outcome(r?).map(|_| ()),
+                Err(_) => Err(Failure { status: 0, code: "network".into(), message: "heartbeat unanswered".into(), retry_after: None }),
+            };
         }
         self.api.heartbeat(&beat).await
     }

@@ -142,7 +142,8 @@ impl RetentionStore for PostgresDatabase {
         let receipts: Vec<String> = batch.iter().map(|d| d.receipt_json.clone()).collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let destroyed: Vec<Uuid> = sqlx::query_scalar!(
-            "UPDATE attempts a SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = d.at, destroyed_at = d.at, receipt = d.receipt, claimed_until = NULL
+            "UPDATE attempts a SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = d.at, destroyed_at = d.at, receipt = d.receipt, claimed_until = NULL,
+                 last_heard_at = NULL, silent_since = NULL
              FROM UNNEST($1::UUID[], $2::BIGINT[], $3::TEXT[]) AS d(id, at, receipt)
              WHERE a.id = d.id AND a.destroyed_at IS NULL AND a.hold_reason IS NULL AND (a.due_at IS NULL OR a.due_at <= d.at)
              RETURNING a.id",

@@ -287,8 +287,8 @@ impl Database for SqliteDatabase {
     async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let rows = sqlx::query!(
-            r#"UPDATE attempts SET silent_since = last_heard_at
-               WHERE state IN ('consented', 'recording') AND silent_since IS NULL AND last_heard_at < ?1
+            r#"UPDATE attempts SET silent_since = COALESCE(last_heard_at, consent_at)
+               WHERE state IN ('consented', 'recording') AND silent_since IS NULL AND COALESCE(last_heard_at, consent_at) < ?1
                RETURNING id AS "id!: String", silent_since AS "since!: i64""#,
             before_ms
         )

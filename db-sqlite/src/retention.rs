@@ -162,7 +162,8 @@ impl RetentionStore for SqliteDatabase {
         // secure_delete (set at connection) zeroes the freed bytes of the old rows.
         let destroyed: Vec<String> = sqlx::query_scalar!(
             r#"UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = json_extract(d.value, '$.at'), destroyed_at = json_extract(d.value, '$.at'),
-                 receipt = json_extract(d.value, '$.receipt'), claimed_until = NULL
+                 receipt = json_extract(d.value, '$.receipt'), claimed_until = NULL,
+                 last_heard_at = NULL, silent_since = NULL
                FROM json_each(?1) AS d
                WHERE attempts.id = json_extract(d.value, '$.id') AND attempts.destroyed_at IS NULL AND attempts.hold_reason IS NULL
                  AND (attempts.due_at IS NULL OR attempts.due_at <= json_extract(d.value, '$.at'))

@@ -88,6 +88,9 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct LimitSettings {
     pub max_chunk_bytes: u64,
+    /// How far back an agent may date what it did offline (consent, a stream's start).
+    #[serde(with = "humantime_serde_compat")]
+    pub max_offline: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub launch_token_ttl: Duration,
     #[serde(with = "humantime_serde_compat")]

@@ -59,6 +59,9 @@ impl Proctor {
 
     /// A heartbeat: the agent is there, and says how much of its recording waits.
     pub async fn heartbeat(&self, who: &AgentIdentity, beat: Heartbeat) -> Result<(), AppError> {
+        if who.attempt.state == crate::lifecycle::AttemptState::Destroyed {
+            return Err(AppError::Gone);
+        }
         if beat.backlog_chunks > 1_000_000 || beat.backlog_bytes > 1 << 40 {
             return Err(AppError::BadRequest("backlog out of range".into()));
         }
@@ -79,12 +82,15 @@ impl Proctor {
         Ok(silent.len())
     }
 
+    /// The attempt's silences; one still open when the exam ended ends there.
     pub async fn silences(&self, attempt: Uuid) -> Result<Vec<Silence>, AppError> {
+        let ended = self.db.attempt(attempt).await.ok().and_then(|a| a.ended_at_ms);
         Ok(self
             .db
             .agent_silences(attempt)
             .await?
             .into_iter()
+            .map(|(from, to)| (from, to.or(ended.filter(|e| *e > from))))
             .map(|(from, to)| Silence {
                 from: rfc3339(from_unix_ms(from)),
                 to: to.map(|t| rfc3339(from_unix_ms(t))),

@@ -32,6 +32,10 @@ use uuid::Uuid;
 const MAX_IN_FLIGHT: usize = 4;
 /// Results waiting for room in a peer's send buffer (they are ~40 bytes each).
 const MAX_PENDING_RESULTS: usize = 64;
+/// Sessions one attempt may hold; a new one closes the oldest (an agent restarted).
+const SESSIONS_PER_ATTEMPT: usize = 2;
+/// A peer whose channel is not open by then is dropped (an offer that never connects).
+const OPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The running transport: where agents reach it, and how signalling hands it new peers.
 pub struct WebRtc {
@@ -68,6 +72,7 @@ struct Peer {
     in_flight: usize,
     results: VecDeque<Vec<u8>>,
     next_timeout: Instant,
+    created: Instant,
 }
 
 /// The kernel's buffers for the shared socket: with the default 208 KiB, hundreds of
@@ -150,7 +155,10 @@ async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut co
                 let Ok(contents) = buf[..n].try_into() else { continue };
                 let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
                 let known = by_source.get(&source).copied().filter(|s| peers.get(s).is_some_and(|p| p.rtc.accepts(&input)));
-                let Some(session) = known.or_else(|| peers.iter().find(|(_, p)| p.rtc.accepts(&input)).map(|(s, _)| *s)) else { continue };
+                // Only a STUN message (first two bits zero) may come from a new address: a
+                // flood of anything else costs one lookup, not a scan of every peer.
+                let stun = buf[0] < 2;
+                let Some(session) = known.or_else(|| if stun { peers.iter().find(|(_, p)| p.rtc.accepts(&input)).map(|(s, _)| *s) } else { None }) else { continue };
                 by_source.insert(source, session);
                 let peer = peers.get_mut(&session).expect("found above");
                 if let Err(e) = peer.rtc.handle_input(input) {
@@ -162,7 +170,24 @@ async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut co
             command = commands.recv() => match command {
                 Some(Command::Open(p, held)) => {
                     let NewPeer { session, attempt, rtc, credential, via } = *p;
-                    let mut peer = Peer { attempt, rtc, credential, via, channel: None, reassembly: Reassembler::new(proctor.settings.limits.max_chunk_bytes as usize), in_flight: 0, results: VecDeque::new(), next_timeout: Instant::now() };
+                    // One token holds at most SESSIONS_PER_ATTEMPT sessions: the oldest goes.
+                    let mut same: Vec<_> = peers.iter_mut().filter(|(_, p)| p.attempt == attempt && p.rtc.is_alive()).collect();
+                    if same.len() >= SESSIONS_PER_ATTEMPT {
+                        same.sort_by_key(|(_, p)| p.created);
+                        same[0].1.rtc.disconnect();
+                    }
+                    let mut peer = Peer {
+                        attempt,
+                        rtc,
+                        credential,
+                        via,
+                        channel: None,
+                        reassembly: Reassembler::new(proctor.settings.limits.max_chunk_bytes as usize),
+                        in_flight: 0,
+                        results: VecDeque::new(),
+                        next_timeout: Instant::now(),
+                        created: Instant::now(),
+                    };
                     drain(&proctor, session, &mut peer, &socket, &results_tx).await;
                     peers.insert(session, peer);
                     let _ = held.send(());
@@ -193,6 +218,9 @@ async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut co
                 let due: Vec<Uuid> = peers.iter().filter(|(_, p)| p.next_timeout <= now).map(|(s, _)| *s).collect();
                 for session in due {
                     let peer = peers.get_mut(&session).expect("listed above");
+                    if peer.channel.is_none() && peer.created.elapsed() > OPEN_WITHIN {
+                        peer.rtc.disconnect();
+                    }
                     if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                         tracing::debug!(error = ?e, "peer timeout input");
                         peer.rtc.disconnect();
@@ -307,24 +335,30 @@ fn on_message(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, message: &[u8
                 let _ = tx.send((session, result_of(Answered::Chunk, stream, index, status), true));
             });
         }
+        AgentMessage::End { .. } | AgentMessage::Heartbeat { .. } if p.in_flight >= MAX_IN_FLIGHT => {
+            // Control messages share the peer's bound: a flood of them is refused, not spawned.
+            return Err("control messages beyond the peer's bound".into());
+        }
         AgentMessage::End { stream, final_index } => {
+            p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
                     proctor.end_stream(&who, stream, protocol::api::EndStreamRequest { final_index }).await
                 }
                 .await;
-                let _ = tx.send((session, result_of(Answered::End, stream, final_index, outcome.map(|_| 204)), false));
+                let _ = tx.send((session, result_of(Answered::End, stream, final_index, outcome.map(|_| 204)), true));
             });
         }
         AgentMessage::Heartbeat { backlog_chunks, backlog_bytes } => {
+            p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
                     proctor.heartbeat(&who, protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await
                 }
                 .await;
-                let _ = tx.send((session, result_of(Answered::Heartbeat, Uuid::nil(), 0, outcome.map(|_| 204)), false));
+                let _ = tx.send((session, result_of(Answered::Heartbeat, Uuid::nil(), 0, outcome.map(|_| 204)), true));
             });
         }
     }

@@ -85,13 +85,22 @@ impl Proctor {
     /// Records consent: given now, or given earlier while the server was unreachable (the
     /// sealed form the agent kept in its spool, with its original time).
     pub async fn record_consent(&self, who: &AgentIdentity, req: ConsentRequest) -> Result<(), AppError> {
-        who.require_live(self.now_ms())?;
         let (notice_version, given_at) = match &req.sealed {
-            None => (req.notice_version.clone(), self.now_ms()),
+            None => {
+                who.require_live(self.now_ms())?;
+                (req.notice_version.clone(), self.now_ms())
+            }
             Some(sealed) => {
                 let c = self.offline_consent(who, sealed)?;
                 if c.notice_version != req.notice_version {
                     return Err(AppError::BadRequest("the sealed consent names another notice version".into()));
+                }
+                // Given while the token was valid: it counts, however late it arrives.
+                if who.token.revoked_at_ms.is_some() {
+                    return Err(AppError::TokenRevoked);
+                }
+                if who.token.expires_at_ms <= c.given_at_ms {
+                    return Err(AppError::TokenExpired);
                 }
                 (c.notice_version, c.given_at_ms)
             }
@@ -103,6 +112,17 @@ impl Proctor {
             AttemptState::Enrolled => {}
             // Consent given again (agent restarted): already recorded, nothing changes.
             AttemptState::Consented | AttemptState::Recording => return Ok(()),
+            // The whole exam offline: the platform ended it before the consent arrived.
+            // Consent given before the end is recorded (the state stays ended), so that the
+            // recording made under it can land.
+            AttemptState::Ended if who.attempt.consent_at_ms.is_some() => return Ok(()),
+            AttemptState::Ended if req.sealed.is_some() && who.attempt.ended_at_ms.is_some_and(|end| given_at < end) => {
+                self.require_undecided(who.attempt.sitting_id).await?;
+                self.db.record_consent(who.attempt.id, &notice_version, given_at).await?;
+                let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": true, "after_the_end": true });
+                self.audit("candidate", "consent_recorded", Some(who.attempt.id), detail).await?;
+                return Ok(());
+            }
             AttemptState::Destroyed => return Err(AppError::Gone),
             from => return Err(crate::lifecycle::InvalidTransition { from, transition: Transition::Consent }.into()),
         }
@@ -204,7 +224,7 @@ impl Proctor {
     }
 
     /// Checks that cost no key and no I/O beyond the rows already read.
-    async fn check_window(&self, who: &AgentIdentity, stream: &Stream, header: &ChunkHeader, size: u64) -> Result<(), AppError> {
+    pub(super) async fn check_window(&self, who: &AgentIdentity, stream: &Stream, header: &ChunkHeader, size: u64) -> Result<(), AppError> {
         let l = &self.settings.limits;
         let now = self.now_ms();
         let margin = l.index_window_margin.as_millis() as u64;

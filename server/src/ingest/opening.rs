@@ -61,8 +61,9 @@ impl Proctor {
         if who.token.revoked_at_ms.is_some() {
             return Err(AppError::TokenRevoked);
         }
-        let lower = a.consent_at_ms.unwrap_or(a.created_at_ms);
-        let started = within(i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX), lower, now);
+        // Nothing is recorded before consent, whatever the state says.
+        let Some(consented) = a.consent_at_ms else { return Err(AppError::ConsentRequired) };
+        let started = within(i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX), self.earliest_agent_time(a, now).max(consented), now);
         // A stream recorded before the token expired may arrive after: it is the recording.
         if who.token.expires_at_ms <= started {
             return Err(AppError::TokenExpired);
@@ -71,6 +72,7 @@ impl Proctor {
             AttemptState::Enrolled => return Err(AppError::ConsentRequired),
             AttemptState::Consented | AttemptState::Recording => {}
             // Recorded before the end, uploaded after it (an outage): still the recording.
+            // `earliest_agent_time` bounds how long after the end that can be.
             AttemptState::Ended if a.ended_at_ms.is_some_and(|end| started < end) => {}
             AttemptState::Destroyed => return Err(AppError::Gone),
             AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
@@ -93,6 +95,8 @@ impl Proctor {
             ended_at_ms: None,
             final_index: None,
         };
+        // The first chunk's own window and quotas, before anything is written.
+        self.check_window(who, &stream, header, chunk.len() as u64).await?;
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream_id, &via.connection())?;
         drop(dek);
         let max_streams = self.settings.limits.max_streams_per_attempt;
@@ -120,8 +124,16 @@ impl Proctor {
         Ok(stream)
     }
 
+    /// How far back an agent's clock may place anything (consent, a stream's start): not
+    /// before the attempt existed, nor more than `[limits] max_offline` ago. The byte quota
+    /// and the index and media-time windows count from these times, so a lie cannot buy
+    /// more than that; a recording that waited longer still lands, its start moved later.
+    pub(super) fn earliest_agent_time(&self, a: &crate::db::Attempt, now: i64) -> i64 {
+        a.created_at_ms.max(now - self.settings.limits.max_offline.as_millis() as i64)
+    }
+
     /// Opens consent the agent sealed in its spool: what was accepted, and when. The time is
-    /// the agent's, kept within [the attempt's creation, now].
+    /// the agent's, kept within [`earliest_agent_time`, now].
     pub(super) fn offline_consent(&self, who: &AgentIdentity, sealed: &str) -> Result<OfflineConsent, AppError> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -131,7 +143,8 @@ impl Proctor {
         let json = protocol::open_from_attempt(&dek.recipient(&who.attempt.id).0, &who.attempt.id, CONSENT_PURPOSE, &bytes)
             .map_err(|_| AppError::BadRequest("sealed consent does not open for this attempt".into()))?;
         let mut consent: OfflineConsent = serde_json::from_slice(&json).map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
-        consent.given_at_ms = within(consent.given_at_ms, who.attempt.created_at_ms, self.now_ms());
+        let now = self.now_ms();
+        consent.given_at_ms = within(consent.given_at_ms, self.earliest_agent_time(&who.attempt, now), now);
         Ok(consent)
     }
 }

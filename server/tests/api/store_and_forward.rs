@@ -178,13 +178,74 @@ async fn a_stream_recorded_before_the_end_lands_after_it_one_started_after_does_
     let before_end = app.now_ms() as u64 + 1_000;
     app.clock.advance(std::time::Duration::from_secs(60));
     app.proctor_on_clock().await.end_attempt(c.attempt_id, "test").await.unwrap();
-    // Long past the upload grace: the outage lasted.
-    app.clock.advance(app.settings.limits.upload_grace + std::time::Duration::from_secs(600));
+    // Two hours after the end: the outage lasted.
+    app.clock.advance(std::time::Duration::from_secs(7200));
     let (late, chunks) = agent_stream(&o, before_end, 2);
     for (i, chunk) in chunks.into_iter().enumerate() {
         assert_eq!(app.put_chunk(&c.token, late, i as u32, chunk).await.status(), 201);
     }
     let (after, chunks) = agent_stream(&o, app.now_ms() as u64 - 1_000, 1);
     assert_eq!(error_code(app.put_chunk(&c.token, after, 0, chunks[0].clone()).await).await, (409, "attempt_ended".into()));
+    // Past [limits] max_offline after the end, no stream can claim it began before it.
+    app.clock.advance(app.settings.limits.max_offline);
+    let (too_late, chunks) = agent_stream(&o, before_end, 1);
+    assert_eq!(error_code(app.put_chunk(&c.token, too_late, 0, chunks[0].clone()).await).await, (409, "attempt_ended".into()));
     assert_eq!(app.db().await.streams_of(c.attempt_id).await.unwrap().len(), 1);
+}
+
+/// Review findings: what a lying clock, a missing consent or a refused first chunk could
+/// have bought.
+#[tokio::test]
+async fn agent_times_are_held_to_max_offline_and_consent_comes_first() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    let o = offline(&c);
+    // Three days after enrolment, an agent dates its consent and its stream at the epoch.
+    app.clock.advance(std::time::Duration::from_secs(3 * 86_400));
+    let now = app.now_ms();
+    let floor = now - app.settings.limits.max_offline.as_millis() as i64;
+    assert_eq!(app.consent_sealed(&c.token, NOTICE_VERSION, sealed_consent(&o, NOTICE_VERSION, 0)).await.status(), 204);
+    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().consent_at_ms, Some(floor));
+    let (s, chunks) = agent_stream(&o, 0, 1);
+    assert_eq!(app.put_chunk(&c.token, s, 0, chunks[0].clone()).await.status(), 201);
+    assert_eq!(app.db().await.stream(s).await.unwrap().opened_at_ms, floor, "the quota and windows count from max_offline ago at most");
+
+    // A first chunk the window refuses opens nothing (and spends no stream of the quota).
+    let (late, _) = agent_stream(&o, now as u64, 0);
+    let far = {
+        let key = StreamKey::generate();
+        let mut sealer = StreamSealer::with_opening(key.clone(), o.attempt, late, StreamOpening::seal(&o.public, &o.attempt, &late, now as u64, &key));
+        sealer.seal(Fragment { data: b"init", media_start_us: 0, media_end_us: 90_000_000_000, last: false }).unwrap().1
+    };
+    assert_eq!(error_code(app.put_chunk(&c.token, late, 0, far).await).await, (422, "media_time_out_of_window".into()));
+    assert!(app.db().await.stream(late).await.is_err(), "no stream row from a refused first chunk");
+}
+
+#[tokio::test]
+async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
+    let app = spawn_app().await;
+    // Ended with no consent on record: a first chunk is refused.
+    let c = app.candidate().await;
+    let o = offline(&c);
+    app.clock.advance(std::time::Duration::from_secs(3600));
+    let before_end = app.now_ms();
+    app.proctor_on_clock().await.end_attempt(c.attempt_id, "test").await.unwrap();
+    let (s, chunks) = agent_stream(&o, before_end as u64 - 60_000, 2);
+    assert_eq!(error_code(app.put_chunk(&c.token, s, 0, chunks[0].clone()).await).await, (403, "consent_required".into()));
+    assert!(app.db().await.streams_of(c.attempt_id).await.unwrap().is_empty());
+    // The agent reconnects: its consent, given before the end, is recorded; then the
+    // recording made under it lands, after the end.
+    app.clock.advance(std::time::Duration::from_secs(600));
+    assert_eq!(app.consent_sealed(&c.token, NOTICE_VERSION, sealed_consent(&o, NOTICE_VERSION, before_end - 120_000)).await.status(), 204);
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        assert_eq!(app.put_chunk(&c.token, s, i as u32, chunk).await.status(), 201);
+    }
+    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "ended");
+    // Consent dated after the end is not taken.
+    let late = app.candidate().await;
+    let lo = offline(&late);
+    let end = app.now_ms();
+    app.proctor_on_clock().await.end_attempt(late.attempt_id, "test").await.unwrap();
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(error_code(app.consent_sealed(&late.token, NOTICE_VERSION, sealed_consent(&lo, NOTICE_VERSION, end + 30_000)).await).await, (409, "invalid_transition".into()));
 }
