@@ -372,6 +372,8 @@ async fn scenario_09_uplink_capped_at_200_kbit_for_10_minutes() {
     scene.net.cap_uplink(None);
     let s = summary(&finish(agent).await);
     let n = &s["network"];
+    // The figures for the record (scripts/test shows the fault suite's output).
+    eprintln!("scenario 9 figures: {}", serde_json::json!({ "network": n, "fragments_sealed": s["fragments_sealed"], "media_seconds": s["media_seconds"] }));
     assert!(n["video_kbps_min"].as_u64().unwrap() <= 160, "the bitrate came down towards the floor: {s:#}");
     // Bounded: at most a few megabytes wait, however long the cap lasts (about 30 fragments
     // at the start bitrate; the floor fits under the cap, so the backlog drains).

@@ -103,7 +103,12 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     let proxy = round_robin([a.public_port(), b.public_port()]).await;
     let (attempt, token) = enrol(&a).await;
 
-    let child = agent(&format!("http://127.0.0.1:{}", proxy.port), &token, "24s", &tmp.path().join("spool")).spawn().unwrap();
+    // HTTPS through the balancer: the data channel would go to one instance's UDP port,
+    // around it (a channel lost with its instance falls back to HTTPS; the fault suite
+    // covers that).
+    let mut cmd = agent(&format!("http://127.0.0.1:{}", proxy.port), &token, "24s", &tmp.path().join("spool"));
+    cmd.args(["--transport", "https"]);
+    let child = cmd.spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let before = [proxy.served[0].load(Ordering::SeqCst), proxy.served[1].load(Ordering::SeqCst)];
     assert!(before[0] >= 2 && before[1] >= 2, "chunks went through both instances: {before:?}");
