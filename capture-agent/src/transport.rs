@@ -33,6 +33,9 @@ pub struct Link {
     mode: Mode,
     channel: Mutex<Option<std::sync::Arc<DataChannel>>>,
     last_try: std::sync::Mutex<Option<Instant>>,
+    /// A heartbeat is waiting on the channel: the next one goes over HTTPS rather than
+    /// queue behind it (an outage would otherwise pile them up for the server).
+    heartbeat_waiting: std::sync::atomic::AtomicBool,
     /// Chunks each transport carried in this run (the server counts too).
     pub carried: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -47,7 +50,7 @@ fn outcome(r: ResultMessage) -> Result<u16, Failure> {
 
 impl Link {
     pub fn new(api: Api, mode: Mode) -> Self {
-        Self { api, mode, channel: Mutex::new(None), last_try: std::sync::Mutex::new(None), carried: Default::default() }
+        Self { api, mode, channel: Mutex::new(None), last_try: std::sync::Mutex::new(None), heartbeat_waiting: Default::default(), carried: Default::default() }
     }
 
     pub fn api(&self) -> &Api {
@@ -138,10 +141,13 @@ impl Link {
     /// heartbeat that goes unanswered says nothing about the channel: chunks judge it.
     pub async fn heartbeat(&self, beat: Heartbeat) -> Outcome<()> {
         // Never wait behind a channel being opened (up to 15 s): HTTPS says it now.
+        use std::sync::atomic::Ordering;
         let open = self.channel.try_lock().ok().and_then(|slot| slot.clone()).filter(|c| c.is_alive());
-        if let Some(c) = open {
+        if let Some(c) = open.filter(|_| !self.heartbeat_waiting.swap(true, Ordering::SeqCst)) {
             let message = vec![channel::heartbeat_message(beat.backlog_chunks, beat.backlog_bytes)];
-            return match tokio::time::timeout(Duration::from_secs(5), c.request(Answered::Heartbeat, Uuid::nil(), 0, message)).await {
+            let answered = tokio::time::timeout(Duration::from_secs(5), c.request(Answered::Heartbeat, Uuid::nil(), 0, message)).await;
+            self.heartbeat_waiting.store(false, Ordering::SeqCst);
+            return match answered {
                 Ok(r) => outcome(r?).map(|_| ()),
                 Err(_) => Err(Failure { status: 0, code: "network".into(), message: "heartbeat unanswered".into(), retry_after: None }),
             };

@@ -335,9 +335,12 @@ fn on_message(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, message: &[u8
                 let _ = tx.send((session, result_of(Answered::Chunk, stream, index, status), true));
             });
         }
-        AgentMessage::End { .. } | AgentMessage::Heartbeat { .. } if p.in_flight >= MAX_IN_FLIGHT => {
-            // Control messages share the peer's bound: a flood of them is refused, not spawned.
-            return Err("control messages beyond the peer's bound".into());
+        // Control messages share the peer's bound: beyond it a heartbeat is dropped (the
+        // next one says the same; after an outage the channel delivers those it queued all
+        // at once) and a stream's end is refused for a retry, never spawned.
+        AgentMessage::Heartbeat { .. } if p.in_flight >= MAX_IN_FLIGHT => {}
+        AgentMessage::End { stream, final_index } if p.in_flight >= MAX_IN_FLIGHT => {
+            let _ = tx.send((session, result_of(Answered::End, stream, final_index, Err(AppError::TooManyUploads)), false));
         }
         AgentMessage::End { stream, final_index } => {
             p.in_flight += 1;
