@@ -6,6 +6,7 @@ pub mod browser;
 pub mod media;
 pub mod netns;
 pub mod relay;
+pub mod scene;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
