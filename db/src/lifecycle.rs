@@ -42,6 +42,9 @@ pub enum Transition {
     Destroy,
     /// The candidate withdrew consent.
     Withdraw,
+    /// The candidate refused the notice before anything was recorded: the attempt is
+    /// withdrawn as well (nothing to keep), and the audit says it was a refusal.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +81,7 @@ impl AttemptState {
             // A jury may decide without a submitted review only by saying so (deletion issue).
             (Ended | InReview | Reviewed, Decide) => Decided,
             (Consented | Recording, Withdraw) => Withdrawn,
+            (Enrolled, Refuse) => Withdrawn,
             (s, Destroy) if s != Destroyed => Destroyed,
             (from, transition) => return Err(InvalidTransition { from, transition }),
         };
@@ -118,7 +122,7 @@ impl fmt::Display for AttemptState {
 }
 
 impl Transition {
-    pub const ALL: [Transition; 9] = [
+    pub const ALL: [Transition; 10] = [
         Self::Consent,
         Self::StartRecording,
         Self::End,
@@ -128,6 +132,7 @@ impl Transition {
         Self::Decide,
         Self::Destroy,
         Self::Withdraw,
+        Self::Refuse,
     ];
 
     fn past_participle(self) -> &'static str {
@@ -141,6 +146,7 @@ impl Transition {
             Self::Decide => "decided",
             Self::Destroy => "destroyed",
             Self::Withdraw => "withdrawn",
+            Self::Refuse => "refused",
         }
     }
 
@@ -156,6 +162,7 @@ impl Transition {
             Self::Decide => "attempt_decided",
             Self::Destroy => "attempt_destroyed",
             Self::Withdraw => "attempt_withdrawn",
+            Self::Refuse => "consent_refused",
         }
     }
 }
@@ -183,6 +190,7 @@ mod tests {
         (Reviewed, Decide, Decided),
         (Consented, Withdraw, Withdrawn),
         (Recording, Withdraw, Withdrawn),
+        (Enrolled, Refuse, Withdrawn),
         (Enrolled, Destroy, Destroyed),
         (Consented, Destroy, Destroyed),
         (Recording, Destroy, Destroyed),

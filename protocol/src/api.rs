@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Version of the information notice the candidate accepted; bump it when the text changes.
-pub const NOTICE_VERSION: &str = "2026-11-v2";
+pub use crate::notice::NOTICE_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsentRequest {
@@ -34,6 +33,10 @@ pub struct AttemptInfo {
     pub notice_version: String,
     pub fragment_ms: u32,
     pub max_chunk_bytes: u64,
+    /// The attempt's state (`recording`, `ended`, `withdrawn`…): an agent that reads
+    /// `ended` stops capturing, nothing is recorded after the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +131,22 @@ pub struct AttemptStatus {
     #[serde(default)]
     pub agent_silent_since: Option<String>,
 }
+
+/// The candidate refused the notice: nothing was recorded, nothing will be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusalRequest {
+    pub notice_version: String,
+}
+
+/// What the upload test measured at the server's end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadTestResult {
+    pub bytes: u64,
+    pub server_ms: u64,
+}
+
+/// Largest body the upload test takes.
+pub const UPLOAD_TEST_MAX_BYTES: u64 = 2 * 1024 * 1024;
 
 /// The agent's heartbeat (every 5 s): it is there, and this much of its recording waits.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -19,6 +19,8 @@ pub struct Settings {
     pub liveness: LivenessSettings,
     pub webrtc: WebRtcSettings,
     #[serde(default)]
+    pub notice: NoticeSettings,
+    #[serde(default)]
     pub tls: Option<TlsSettings>,
     #[serde(default)]
     pub integration: IntegrationSettings,
@@ -151,6 +153,20 @@ pub struct LivenessSettings {
     /// After this long without a heartbeat or a chunk, an exam's agent is marked silent.
     #[serde(with = "humantime_serde_compat")]
     pub silent_after: Duration,
+}
+
+/// What the information notice names that depends on the deployment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NoticeSettings {
+    /// Whom candidates write to about their data (the DPO's address), as it reads in the
+    /// sentence "Pour exercer vos droits : …".
+    pub dpo_contact: String,
+}
+
+impl Default for NoticeSettings {
+    fn default() -> Self {
+        Self { dpo_contact: protocol::notice::DEFAULT_DPO_CONTACT.into() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -79,7 +79,29 @@ impl Proctor {
             notice_version: NOTICE_VERSION.into(),
             fragment_ms: self.settings.capture.fragment_ms,
             max_chunk_bytes: self.settings.limits.max_chunk_bytes,
+            state: Some(who.attempt.state.as_str().into()),
         })
+    }
+
+    /// The information notice the candidate reads before consenting, as this deployment
+    /// words it.
+    pub fn notice(&self) -> protocol::notice::Notice {
+        protocol::notice::current(&self.settings.notice.dpo_contact)
+    }
+
+    /// The candidate refused the notice: recorded (state withdrawn, audited as a refusal)
+    /// so that the platform offers another way to sit the exam. Only before any consent.
+    pub async fn refuse_consent(&self, who: &AgentIdentity, req: RefusalRequest) -> Result<AttemptState, AppError> {
+        who.require_live(self.now_ms())?;
+        if req.notice_version != NOTICE_VERSION {
+            return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
+        }
+        match who.attempt.state {
+            // Asked again (the agent retried after a lost answer): already recorded.
+            AttemptState::Withdrawn if who.attempt.consent_at_ms.is_none() => Ok(AttemptState::Withdrawn),
+            AttemptState::Destroyed => Err(AppError::Gone),
+            _ => self.transition(who.attempt.id, Transition::Refuse, "candidate").await,
+        }
     }
 
     /// Records consent: given now, or given earlier while the server was unreachable (the

@@ -15,7 +15,10 @@ use std::net::SocketAddr;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/agent/v1/attempt", get(attempt_info))
+        .route("/api/agent/v1/notice", get(notice))
+        .route("/api/agent/v1/upload-test", post(upload_test))
         .route("/api/agent/v1/consent", post(consent))
+        .route("/api/agent/v1/refuse", post(refuse))
         .route("/api/agent/v1/heartbeat", post(heartbeat))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
@@ -99,6 +102,45 @@ pub async fn heartbeat(State(app): State<AppState>, who: AgentIdentity, body: Bo
 pub async fn consent(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<StatusCode, AppError> {
     app.record_consent(&who, read_json(body).await?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/agent/v1/notice", tag = "agent",
+    responses((status = 200, description = "the information notice the candidate reads before consenting: version, title, sections (no token needed)")))]
+pub async fn notice(State(app): State<AppState>) -> Json<protocol::notice::Notice> {
+    Json(app.notice())
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/refuse", tag = "agent",
+    responses((status = 200, description = "refusal recorded: the attempt is withdrawn, nothing was or will be recorded"), (status = 400), (status = 401),
+        (status = 409, description = "consent was already given (withdraw it instead)"), (status = 410, description = "recording destroyed")))]
+pub async fn refuse(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+    let state = app.refuse_consent(&who, read_json(body).await?).await?;
+    Ok(Json(serde_json::json!({ "attempt_id": who.attempt.id, "state": state })))
+}
+
+#[utoipa::path(post, path = "/api/agent/v1/upload-test", tag = "agent",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "up to 2 MiB of anything, read and thrown away"),
+    responses((status = 200, description = "bytes received and the time the server spent receiving them (no token needed; nothing is stored)"),
+        (status = 408, description = "body too slow"), (status = 413, description = "more than 2 MiB")))]
+pub async fn upload_test(body: Body) -> Result<Json<UploadTestResult>, AppError> {
+    use http_body_util::BodyExt;
+    let started = std::time::Instant::now();
+    // Counted and dropped frame by frame: the test costs no memory, and nothing is kept.
+    let count = async move {
+        let mut body = body;
+        let mut bytes = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(|_| AppError::BodyIncomplete)?.into_data() {
+                bytes += data.len() as u64;
+                if bytes > UPLOAD_TEST_MAX_BYTES {
+                    return Err(AppError::TooLarge(UPLOAD_TEST_MAX_BYTES));
+                }
+            }
+        }
+        Ok(bytes)
+    };
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(30), count).await.map_err(|_| AppError::BodyTimeout)??;
+    Ok(Json(UploadTestResult { bytes, server_ms: started.elapsed().as_millis() as u64 }))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/withdraw", tag = "agent",

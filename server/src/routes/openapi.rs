@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(title = "CLOE Connect proctoring", description = "Agent, integration and staff APIs. Errors are JSON {error, message}."),
     paths(
-        agent::attempt_info, agent::heartbeat, agent::webrtc_offer, agent::webrtc_close, agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
+        agent::attempt_info, agent::notice, agent::refuse, agent::upload_test, agent::heartbeat, agent::webrtc_offer, agent::webrtc_close, agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
         integration::create_sitting, integration::add_candidate, integration::attempt_status, integration::end_attempt,
         integration::reissue_token, integration::revoke_token,
         integration::review_outcome, integration::receipt_public_key, integration::decide_pv, integration::pv_status,

@@ -8,6 +8,7 @@ mod review;
 mod access;
 mod accounts;
 mod agent;
+mod candidate;
 mod hardening;
 mod helpers;
 mod integration;

@@ -1,0 +1,76 @@
+//! What the candidate's page asks of the server before recording: the notice (text and
+//! version), a refusal that records nothing else, the upload test that stores nothing.
+
+use crate::helpers::*;
+use protocol::api::*;
+
+async fn state(app: &TestApp, attempt: uuid::Uuid) -> String {
+    let r = app.http.get(format!("{}/api/integration/v1/attempts/{attempt}", app.public)).bearer_auth(PLATFORM_TOKEN).send().await.unwrap();
+    r.json::<AttemptStatus>().await.unwrap().state
+}
+
+fn refuse(app: &TestApp, token: &str, version: &str) -> reqwest::RequestBuilder {
+    app.http.post(format!("{}/api/agent/v1/refuse", app.public)).bearer_auth(token.to_owned()).json(&RefusalRequest { notice_version: version.into() })
+}
+
+#[tokio::test]
+async fn the_notice_comes_from_the_server_with_its_version_and_the_deployments_dpo() {
+    let app = spawn_app_with(|s| s.notice.dpo_contact = "dpo@cci-test.example, 8 rue de l'Essai, Paris".into()).await;
+    // No token needed: the practice check and the page before consent read it.
+    let r = app.http.get(format!("{}/api/agent/v1/notice", app.public)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let n: protocol::notice::Notice = r.json().await.unwrap();
+    assert_eq!(n.version, NOTICE_VERSION);
+    assert_eq!(n.language, "fr");
+    assert!(n.is_plausible());
+    assert!(n.to_text().contains("dpo@cci-test.example, 8 rue de l'Essai, Paris"));
+    // The attempt's info names the version and the state the agent watches.
+    let c = app.candidate().await;
+    let info: AttemptInfo = app.http.get(format!("{}/api/agent/v1/attempt", app.public)).bearer_auth(&c.token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((info.notice_version.as_str(), info.state.as_deref()), (NOTICE_VERSION, Some("enrolled")));
+}
+
+#[tokio::test]
+async fn a_refusal_is_recorded_alone_and_closes_the_attempt() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    // An unknown version and a missing token are refused, and change nothing.
+    assert_eq!(error_code(refuse(&app, &c.token, "1999-v0").send().await.unwrap()).await, (400, "bad_request".into()));
+    assert_eq!(app.http.post(format!("{}/api/agent/v1/refuse", app.public)).send().await.unwrap().status(), 401);
+    assert_eq!(state(&app, c.attempt_id).await, "enrolled");
+
+    let r = refuse(&app, &c.token, NOTICE_VERSION).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["state"], "withdrawn");
+    // Sent again after a lost answer: the same answer.
+    assert_eq!(refuse(&app, &c.token, NOTICE_VERSION).send().await.unwrap().status(), 200);
+    assert_eq!(state(&app, c.attempt_id).await, "withdrawn");
+    // Nothing opens after a refusal: no consent, no stream.
+    assert_eq!(error_code(app.consent(&c.token).await).await.0, 409);
+    assert_eq!(error_code(app.open_stream_raw(&c.token).await).await.0, 409);
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let actions: Vec<_> = trail.iter().filter(|e| e.attempt_id == Some(c.attempt_id)).map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "consent_refused").count(), 1);
+    assert!(!actions.contains(&"consent_recorded"));
+
+    // After consent, refusing is not the word: withdraw.
+    let d = app.candidate().await;
+    app.consent(&d.token).await;
+    assert_eq!(error_code(refuse(&app, &d.token, NOTICE_VERSION).send().await.unwrap()).await, (409, "invalid_transition".into()));
+    assert_eq!(state(&app, d.attempt_id).await, "consented");
+}
+
+#[tokio::test]
+async fn the_upload_test_counts_what_it_receives_and_keeps_nothing() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/agent/v1/upload-test", app.public);
+    let blobs = app.blob_count();
+    let r = app.http.post(&url).body(vec![7u8; 512 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<UploadTestResult>().await.unwrap().bytes, 512 * 1024);
+    // Past 2 MiB: a precise 413, and the server serves on.
+    let (status, code) = error_code(app.http.post(&url).body(vec![0u8; UPLOAD_TEST_MAX_BYTES as usize + 1]).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (413, "too_large"));
+    assert_eq!(app.http.post(&url).body(vec![1u8; 10]).send().await.unwrap().status(), 200);
+    assert_eq!(app.blob_count(), blobs);
+}
