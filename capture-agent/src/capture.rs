@@ -5,7 +5,9 @@
 //! self-contained `moof`+`mdat` fragments that each start on a video key frame.
 
 mod activity;
+pub mod devices;
 mod fmp4;
+pub mod preview;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +62,8 @@ pub struct CaptureConfig {
     pub encoder: Option<String>,
     /// Computes the activity strip and thumbnails (off only to measure what they cost).
     pub activity: bool,
+    /// The camera and microphone the candidate chose; unset, the source's defaults.
+    pub devices: Option<devices::Chosen>,
 }
 
 impl Default for CaptureConfig {
@@ -73,6 +77,7 @@ impl Default for CaptureConfig {
             fragment_ms: 2000,
             encoder: None,
             activity: true,
+            devices: None,
         }
     }
 }
@@ -86,10 +91,13 @@ pub enum CaptureEvent {
     Error(String),
 }
 
-/// Hardware encoders first (cheapest on battery and CPU), software last.
+/// Hardware encoders first (cheapest on battery and CPU), software last. The choice is
+/// reported (`encoder` in the summary, the page and `check`), with `hardware_encoder`.
 const ENCODER_PREFERENCE: &[&str] = &[
     "vah264enc",
     "vaapih264enc",
+    "vtenc_h264_hw",
+    "mfh264enc",
     "nvh264enc",
     "qsvh264enc",
     "openh264enc",
@@ -98,7 +106,7 @@ const ENCODER_PREFERENCE: &[&str] = &[
 
 /// Elements the autodetect bins fall back to when no real device exists; a
 /// proctoring recording of a test pattern must be refused, not produced.
-const FAKE_SOURCES: &[&str] = &["videotestsrc", "audiotestsrc", "fakesrc"];
+pub(crate) const FAKE_SOURCES: &[&str] = &["videotestsrc", "audiotestsrc", "fakesrc"];
 
 /// mp4mux's own fragment length. It only bounds how often mp4mux hands over
 /// samples; the delivered fragments are regrouped to `fragment_ms`, so smaller
@@ -187,7 +195,7 @@ impl Capture {
     pub fn start(source: Source, cfg: &CaptureConfig) -> Result<(Capture, Receiver<CaptureEvent>)> {
         gst::init().context("initialising GStreamer")?;
         validate(cfg)?;
-        if source == Source::Device {
+        if source == Source::Device && cfg.devices.is_none() {
             check_device("autovideosrc", "camera")?;
             check_device("autoaudiosrc", "microphone")?;
         }
@@ -299,6 +307,17 @@ impl Capture {
         enc.set_property("bitrate", value);
         true
     }
+}
+
+/// Whether an encoder of [`ENCODER_PREFERENCE`] runs on the GPU or a media engine.
+pub fn hardware_encoder(name: &str) -> bool {
+    !matches!(name, "openh264enc" | "x264enc")
+}
+
+/// The encoder the capture would use, or why none can.
+pub fn pick_encoder() -> Result<String> {
+    gst::init().context("initialising GStreamer")?;
+    choose_encoder()
 }
 
 /// The video encoder's name in the pipeline, for changing its bitrate.
@@ -440,8 +459,12 @@ fn analysis_appsink(name: &str, max_buffers: u32) -> String {
     format!("appsink name={name} sync=false max-buffers={max_buffers} drop=true")
 }
 
-fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sink: &str, analysis_sink: &dyn Fn(&str, u32) -> String) -> String {
-    let (video_src, audio_src) = match source {
+/// The video and audio sources: the devices chosen, or the source's defaults.
+fn sources(source: &Source, chosen: Option<&devices::Chosen>) -> (String, String) {
+    if let Some(c) = chosen {
+        return (c.camera.launch.clone(), c.microphone.launch.clone());
+    }
+    match source {
         Source::Test => (
             "videotestsrc is-live=true pattern=ball".to_string(),
             "audiotestsrc is-live=true wave=ticks".to_string(),
@@ -458,7 +481,11 @@ fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sin
             ),
             "dec.".to_string(),
         ),
-    };
+    }
+}
+
+fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sink: &str, analysis_sink: &dyn Fn(&str, u32) -> String) -> String {
+    let (video_src, audio_src) = sources(source, cfg.devices.as_ref());
     let gop = gop_frames(cfg);
     // The analysis branches drop what they cannot keep up with (leaky queues, appsinks that
     // drop): they must never slow the recording down.
@@ -524,6 +551,10 @@ fn encoder_description(encoder: &str, kbps: u32, gop: u32) -> String {
             format!("vah264enc rate-control=cbr bitrate={kbps} key-int-max={gop} b-frames=0")
         }
         "nvh264enc" => format!("nvh264enc rc-mode=cbr bitrate={kbps} gop-size={gop} bframes=0"),
+        // macOS (VideoToolbox) and Windows (Media Foundation): untested here, see
+        // docs/packaging.md; both take kbit/s.
+        "vtenc_h264_hw" => format!("vtenc_h264_hw bitrate={kbps} max-keyframe-interval={gop} allow-frame-reordering=false realtime=true"),
+        "mfh264enc" => format!("mfh264enc bitrate={kbps} gop-size={gop} bframes=0 low-latency=true"),
         "qsvh264enc" => {
             format!("qsvh264enc rate-control=cbr bitrate={kbps} gop-size={gop} b-frames=0")
         }

@@ -20,9 +20,14 @@ pub struct Cli {
     /// Stop after this long (e.g. 20s, 45min); default: until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
-    /// Scripted explicit consent to the information notice (which is still shown).
+    /// Scripted explicit consent to the information notice (which is still printed): no
+    /// page, recording starts at once with the first camera and microphone.
     #[arg(long)]
     pub consent: bool,
+    /// Do not open the candidate's page in the browser; only print its address
+    /// (`candidate page: http://127.0.0.1:PORT/?k=…`).
+    #[arg(long)]
+    pub no_browser: bool,
     /// Spool directory for sealed chunks awaiting upload.
     #[arg(long)]
     pub spool: Option<PathBuf>,
@@ -75,5 +80,6 @@ pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
         ca_file: cli.ca_file,
         activity: !cli.no_activity,
         transport: cli.transport,
+        open_browser: !cli.no_browser,
     })
 }

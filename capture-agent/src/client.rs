@@ -117,11 +117,37 @@ impl Api {
     }
 
     /// Records consent as it was given, possibly long before (sealed in the spool).
-    pub async fn consent(&self, sealed: &[u8]) -> Outcome<()> {
+    pub async fn consent(&self, notice_version: &str, sealed: &[u8]) -> Outcome<()> {
         use base64::Engine;
         let sealed = Some(base64::engine::general_purpose::STANDARD.encode(sealed));
-        let req = self.http.post(self.url("api/agent/v1/consent")).json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed });
+        let req = self.http.post(self.url("api/agent/v1/consent")).json(&ConsentRequest { notice_version: notice_version.into(), sealed });
         self.send(req, Some(())).await
+    }
+
+    /// The notice as the server words it (no token needed).
+    pub async fn notice(&self) -> Outcome<protocol::notice::Notice> {
+        self.send(self.http.get(self.url("api/agent/v1/notice")).timeout(Duration::from_secs(5)), None).await
+    }
+
+    pub async fn refuse(&self, notice_version: &str) -> Outcome<serde_json::Value> {
+        let req = self.http.post(self.url("api/agent/v1/refuse")).json(&RefusalRequest { notice_version: notice_version.into() });
+        self.send(req, None).await
+    }
+
+    pub async fn withdraw(&self) -> Outcome<serde_json::Value> {
+        self.send(self.http.post(self.url("api/agent/v1/withdraw")), None).await
+    }
+
+    /// Sends `bytes` of noise; the uplink in kbit/s, from the client's clock (the time
+    /// until the server has counted it all).
+    pub async fn upload_test(&self, bytes: usize) -> Outcome<u64> {
+        let mut body = vec![0u8; bytes];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut body);
+        let started = std::time::Instant::now();
+        let req = self.http.post(self.url("api/agent/v1/upload-test")).timeout(Duration::from_secs(30)).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
+        let r: UploadTestResult = self.send(req, None).await?;
+        let ms = started.elapsed().as_millis().max(1) as u64;
+        Ok(r.bytes * 8 / ms)
     }
 
     /// The server's address (for the route to it; the data channel's own address comes in
@@ -230,7 +256,7 @@ mod tests {
             let _ = write!(c, "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         });
         let api = Api::new(Url::parse(&base).unwrap(), "clt_x".into(), None).unwrap();
-        let failure = api.consent(b"sealed").await.unwrap_err();
+        let failure = api.consent("v", b"sealed").await.unwrap_err();
         serve.join().unwrap();
         assert_eq!(failure.status, 307);
         assert_eq!(crate::refusal::decide(&failure), crate::refusal::Decision::Stop(crate::refusal::StopReason::Redirected));

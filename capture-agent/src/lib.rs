@@ -1,15 +1,18 @@
 //! CLOE Connect capture agent. Only `capture` knows GStreamer.
 
 pub mod bitrate;
+pub mod board;
 pub mod capture;
 pub mod cli;
 pub mod client;
 pub mod datachannel;
 pub mod messages;
 pub mod monitor;
+pub mod page;
 pub mod refusal;
 pub mod run;
 pub mod spool;
+pub mod steps;
 pub mod transport;
 pub mod uploader;
 

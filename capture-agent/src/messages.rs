@@ -2,11 +2,14 @@
 //! can be added beside `FR` and chosen from the locale.
 
 pub struct Messages {
-    pub notice_title: &'static str,
-    pub notice_body: &'static str,
-    pub consent_prompt: &'static str,
+    pub notice_unavailable: &'static str,
     pub consent_refused: &'static str,
-    pub consent_needs_terminal: &'static str,
+    pub no_camera: &'static str,
+    pub no_microphone: &'static str,
+    pub candidate_page: &'static str,
+    pub page_reopened: &'static str,
+    pub withdrawn: &'static str,
+    pub ended_by_platform: &'static str,
     pub recording_started: &'static str,
     pub recording_stopping: &'static str,
     pub uploading_leftovers: &'static str,
@@ -46,36 +49,14 @@ impl Messages {
 }
 
 pub const FR: Messages = Messages {
-    notice_title: "Information sur l'enregistrement de votre épreuve CLOE Connect",
-    notice_body: "\
-Pendant toute la durée de l'épreuve, votre webcam (image) et votre microphone (son) sont
-enregistrés, ainsi que vos données de connexion (adresse IP, version du logiciel, système).
-Votre ordinateur en tire aussi des repères d'activité (mouvement et niveau sonore par
-seconde) et une vignette par fragment, chiffrés avec l'enregistrement. Personne ne vous
-regarde en direct.
-
-Pourquoi : uniquement pour vérifier, après l'épreuve, qu'aucune irrégularité n'a eu lieu.
-Aucune reconnaissance faciale ni biométrique, aucune note de suspicion automatique.
-
-Qui peut voir l'enregistrement : seuls les relecteurs habilités de CCI France affectés à
-votre session, après l'épreuve. Le jury ne voit que leurs conclusions, jamais les images.
-Chaque consultation est tracée.
-
-Durée de conservation : l'enregistrement est supprimé dès la validation sans réserve du
-procès-verbal de la session ; en cas de contestation ou de refus, il est conservé 2 mois à
-compter de la décision, puis supprimé. Sans décision, il est supprimé au plus tard 2 mois
-après la fin de l'épreuve. Seule une procédure disciplinaire ou judiciaire en cours peut
-suspendre la suppression. Chaque suppression donne lieu à un reçu signé.
-
-Sécurité : l'enregistrement est chiffré sur votre ordinateur avant tout envoi ; rien n'est
-écrit en clair sur votre disque.
-
-Vos droits : accès, rectification, effacement, limitation, opposition, portabilité et
-retrait du consentement, auprès du délégué à la protection des données de CCI France ;
-réclamation possible auprès de la CNIL.",
-    consent_prompt: "Tapez OUI pour accepter l'enregistrement et commencer, ou toute autre réponse pour refuser : ",
-    consent_refused: "Consentement refusé : aucun enregistrement n'a été effectué.",
-    consent_needs_terminal: "Le consentement doit être donné de façon explicite (option --consent pour un lancement scripté).",
+    notice_unavailable: "Serveur injoignable : la notice affichée est celle fournie avec l'application (même version).",
+    consent_refused: "Consentement refusé : aucun enregistrement n'a été effectué ; seul le refus est transmis. Contactez votre centre d'examen pour passer l'épreuve autrement.",
+    no_camera: "Aucune caméra trouvée : branchez une webcam puis relancez l'application. L'épreuve ne peut pas commencer sans caméra.",
+    no_microphone: "Aucun microphone trouvé : branchez un micro puis relancez l'application. L'épreuve ne peut pas commencer sans micro.",
+    candidate_page: "Ouvrez cette adresse dans votre navigateur si elle ne s'est pas ouverte :",
+    page_reopened: "La page de l'épreuve a été fermée : l'enregistrement continue. Nouvelle adresse de la page :",
+    withdrawn: "Consentement retiré : l'enregistrement est arrêté et le retrait enregistré. Votre épreuve à distance ne pourra pas être validée ; contactez votre centre d'examen.",
+    ended_by_platform: "La plateforme d'examen a mis fin à l'épreuve : fin de l'enregistrement.",
     recording_started: "Enregistrement en cours. Appuyez sur Ctrl+C pour terminer.",
     recording_stopping: "Fin de l'enregistrement, finalisation du dernier fragment…",
     uploading_leftovers: "Envoi des fragments restant d'une session précédente…",
@@ -101,4 +82,70 @@ réclamation possible auprès de la CNIL.",
 
 pub fn current() -> &'static Messages {
     &FR
+}
+
+/// The local page's words, by key (`data-text` in `page/assets/index.html`, `T.key` in
+/// `page.js`). French; an English table would sit beside it.
+pub const PAGE_FR: &[(&str, &str)] = &[
+    ("title", "CLOE Connect : enregistrement de l'épreuve"),
+    ("recording", "Enregistrement en cours"),
+    ("notice_version", "Version de la notice :"),
+    ("consent_box", "J'ai lu cette information et j'accepte l'enregistrement de mon épreuve (webcam, microphone, données de connexion)."),
+    ("accept", "Accepter et continuer"),
+    ("refuse", "Refuser"),
+    ("refuse_confirm", "Sans votre accord, rien n'est enregistré, mais l'épreuve ne peut pas se dérouler à distance. Confirmez-vous le refus ?"),
+    ("refuse_yes", "Oui, je refuse"),
+    ("refuse_no", "Non, revenir à la notice"),
+    ("refused_title", "Vous avez refusé l'enregistrement"),
+    ("refused_body", "Rien n'a été enregistré. Seul votre refus a été transmis, pour que le centre d'examen vous propose une autre façon de passer l'épreuve (par exemple dans un centre agréé). Contactez votre centre d'examen. Vous pouvez fermer cette fenêtre."),
+    ("refused_sending", "Envoi de votre refus…"),
+    ("refused_unsent", "Votre refus n'a pas pu être transmis (pas de connexion au serveur). Rien n'a été enregistré. Prévenez votre centre d'examen que vous avez refusé."),
+    ("check_title", "Vérification de votre matériel"),
+    ("check_intro", "Rien n'est enregistré pendant cette vérification. Vérifiez que votre visage est bien visible et que la barre du micro bouge quand vous parlez."),
+    ("preview_alt", "Image de votre caméra"),
+    ("preview_waiting", "En attente de l'image de la caméra…"),
+    ("camera", "Caméra"),
+    ("microphone", "Microphone"),
+    ("level", "Niveau du microphone"),
+    ("upload_test", "Tester la connexion"),
+    ("upload_testing", "Test de la connexion en cours…"),
+    ("upload_good", "Connexion suffisante : l'enregistrement sera envoyé au fil de l'épreuve."),
+    ("upload_slow", "Connexion lente : l'épreuve peut avoir lieu ; une partie de l'enregistrement sera envoyée après la fin, laissez alors cette fenêtre ouverte."),
+    ("upload_too_slow", "Connexion très lente : l'enregistrement sera envoyé surtout après l'épreuve, ce qui peut prendre longtemps. Rapprochez-vous de votre box ou utilisez un câble si vous le pouvez."),
+    ("upload_unreachable", "Le serveur ne répond pas : vérifiez votre connexion à Internet. L'épreuve peut commencer, l'enregistrement sera envoyé dès le retour de la connexion."),
+    ("disk_good", "Espace disque suffisant :"),
+    ("disk_low", "Espace disque faible : la qualité vidéo sera réduite. Espace libre :"),
+    ("disk_too_low", "Espace disque insuffisant : libérez de la place avant l'épreuve. Espace libre :"),
+    ("megabytes", "Mo"),
+    ("encoder_hw", "Encodage vidéo par la carte graphique :"),
+    ("encoder_sw", "Encodage vidéo par le processeur :"),
+    ("no_camera", "Aucune caméra trouvée. Branchez une webcam puis relancez l'application ; l'épreuve ne peut pas commencer sans caméra."),
+    ("no_microphone", "Aucun microphone trouvé. Branchez un micro puis relancez l'application ; l'épreuve ne peut pas commencer sans micro."),
+    ("start", "Commencer l'enregistrement"),
+    ("upload_state_ok", "Envoi à jour."),
+    ("upload_state_waiting", "En attente d'envoi (minutes) :"),
+    ("upload_state_offline", "Hors ligne : l'enregistrement continue sur cet ordinateur, chiffré, et sera envoyé plus tard. En attente (minutes) :"),
+    ("finish", "Terminer l'épreuve"),
+    ("finish_confirm", "Terminer l'épreuve maintenant ? L'enregistrement s'arrêtera."),
+    ("finish_yes", "Oui, terminer"),
+    ("finish_no", "Non, continuer"),
+    ("withdraw", "Retirer mon consentement"),
+    ("withdraw_confirm", "Si vous retirez votre consentement, l'enregistrement s'arrête et votre épreuve à distance ne pourra pas être validée : le centre d'examen vous contactera. Confirmez-vous ?"),
+    ("withdraw_yes", "Oui, retirer mon consentement"),
+    ("withdraw_no", "Non, continuer l'épreuve"),
+    ("finishing_title", "Fin de l'épreuve : envoi des derniers fragments"),
+    ("finishing_body", "Ne fermez pas cette fenêtre et n'éteignez pas l'ordinateur pendant l'envoi."),
+    ("ended_by_platform", "La plateforme d'examen a mis fin à l'épreuve."),
+    ("fragments_sent", "fragments envoyés sur"),
+    ("done_title", "Tout est envoyé"),
+    ("done_body", "Le serveur a bien reçu tout l'enregistrement. Vous pouvez fermer cette fenêtre."),
+    ("withdrawn_title", "Consentement retiré"),
+    ("withdrawn_body", "L'enregistrement est arrêté et votre retrait a été enregistré. Votre épreuve à distance ne pourra pas être validée : contactez votre centre d'examen. Vous pouvez fermer cette fenêtre."),
+    ("failed_title", "L'enregistrement ne peut pas continuer"),
+    ("leave_warning", "L'envoi n'est pas terminé : gardez cette fenêtre ouverte."),
+    ("link_expired", "Ce lien a déjà servi. Utilisez l'adresse que l'application vient d'afficher ou relancez-la."),
+];
+
+pub fn page() -> &'static [(&'static str, &'static str)] {
+    PAGE_FR
 }

@@ -16,7 +16,7 @@ use crate::spool::Spool;
 use crate::uploader::{Job, Notice, Uploader};
 use anyhow::Context;
 use base64::Engine;
-use protocol::api::{OfflineConsent, CONSENT_PURPOSE, NOTICE_VERSION};
+use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
 use protocol::{AttemptPublicKey, Fragment, LaunchToken, StreamKey, StreamOpening, StreamSealer};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub activity: bool,
     /// The data channel, HTTPS, or the first that works.
     pub transport: crate::transport::Mode,
+    /// Without `consent`: open the page in the default browser (else only print its address).
+    pub open_browser: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,11 +72,41 @@ pub struct Summary {
     pub transport: crate::transport::Mode,
     /// How many chunks each transport carried in this run ("webrtc", "https").
     pub chunks_by_transport: std::collections::BTreeMap<&'static str, u64>,
+    /// `given`, `refused` (nothing recorded, only the refusal sent) or `withdrawn`.
+    pub consent: &'static str,
+    /// Why the recording ended: `duration`, `interrupted`, `finished`, `withdrawn`,
+    /// `ended_by_platform`, `capture_ended`.
+    pub ended_by: Option<&'static str>,
 }
 
 impl Summary {
     pub fn complete(&self) -> bool {
         self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none()
+    }
+
+    /// A run that recorded nothing (the candidate refused).
+    fn nothing(attempt_id: Uuid, consent: &'static str, transport: crate::transport::Mode) -> Summary {
+        Summary {
+            attempt_id,
+            stream_id: Uuid::nil(),
+            streams_opened: 0,
+            encoder: String::new(),
+            fragments_sealed: 0,
+            chunks_acknowledged: 0,
+            bytes_acknowledged: 0,
+            chunks_dropped: 0,
+            drop_reasons: HashMap::new(),
+            chunks_unsent: 0,
+            stopped: None,
+            ack_latency: None,
+            media_seconds: 0.0,
+            capture_error: None,
+            network: Default::default(),
+            transport,
+            chunks_by_transport: Default::default(),
+            consent,
+            ended_by: None,
+        }
     }
 }
 
@@ -100,22 +132,6 @@ where
             Decision::Stop(reason) => anyhow::anyhow!("{} ({what}: {failure})", msgs().stop_message(reason)),
             _ => anyhow::anyhow!("{what}: the server refused ({failure})"),
         })
-}
-
-fn ask_consent(scripted: bool) -> anyhow::Result<()> {
-    let m = msgs();
-    eprintln!("\n{}\n\n{}\n", m.notice_title, m.notice_body);
-    if scripted {
-        return Ok(());
-    }
-    use std::io::{BufRead, IsTerminal, Write};
-    anyhow::ensure!(std::io::stdin().is_terminal(), "{}", m.consent_needs_terminal);
-    eprint!("{}", m.consent_prompt);
-    std::io::stderr().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    anyhow::ensure!(line.trim().eq_ignore_ascii_case("oui"), "{}", m.consent_refused);
-    Ok(())
 }
 
 /// A stream being sealed into.
@@ -156,65 +172,107 @@ async fn attempt_of(token: &LaunchToken, api: &Api) -> anyhow::Result<(Uuid, Att
 
 /// The consent first given for this attempt, kept sealed in the spool: a restarted agent
 /// sends the original, with its original time.
-fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey) -> anyhow::Result<Vec<u8>> {
-    if let Some(sealed) = spool.consent()? {
-        return Ok(sealed);
+fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey, notice_version: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    if let Some(kept) = spool.consent()? {
+        return Ok(kept);
     }
-    let consent = OfflineConsent { notice_version: NOTICE_VERSION.into(), given_at_ms: unix_ms() as i64 };
+    let consent = OfflineConsent { notice_version: notice_version.into(), given_at_ms: unix_ms() as i64 };
     let sealed = protocol::seal_to_attempt(public, attempt, CONSENT_PURPOSE, &serde_json::to_vec(&consent)?);
     // A full disk does not stop the exam: the consent then lives in memory until sent.
-    if let Err(e) = spool.keep_consent(&sealed) {
+    if let Err(e) = spool.keep_consent(notice_version, &sealed) {
         tracing::warn!(error = %e, "could not keep the consent in the spool; held in memory");
     }
-    Ok(sealed)
+    Ok((notice_version.to_owned(), sealed))
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
+    use crate::board::{Board, Phase};
+    use crate::steps::{Face, Stop};
     let token = LaunchToken::parse(&opts.token).map_err(|e| anyhow::anyhow!("{} ({e})", msgs().token_malformed))?;
     let api = Api::new(opts.server.clone(), token.credential().to_owned(), opts.ca_file.as_deref())?;
-    ask_consent(opts.consent)?;
+    let (board, mut actions) = Board::new();
+    let notice = crate::steps::notice(&api).await;
+    board.set_notice(notice.clone());
+    let fragment_hint = Duration::from_millis(CaptureConfig::default().fragment_ms.into());
+    let face = Arc::new(if opts.consent {
+        eprintln!("\n{}", notice.to_text());
+        Face::Scripted
+    } else {
+        Face::Page { page: crate::page::Page::start(board.clone(), fragment_hint).await?, open_browser: opts.open_browser }
+    });
+    face.announce(false);
+    if matches!(*face, Face::Page { .. }) {
+        match crate::steps::consent(&mut actions).await {
+            None => anyhow::bail!("{}", msgs().recording_stopping),
+            Some(false) => {
+                crate::steps::refuse(&api, &board, &notice.version).await;
+                linger(&board, &face).await;
+                let attempt = token.offline.map_or(Uuid::nil(), |(a, _)| a);
+                return Ok(Summary::nothing(attempt, "refused", opts.transport));
+            }
+            Some(true) => {}
+        }
+    }
     let (attempt_id, public, fragment_ms, max_chunk) = attempt_of(&token, &api).await?;
     let spool = Spool::open(&opts.spool_dir, attempt_id, token.credential()).context("opening the spool directory")?;
-    let consent = kept_consent(&spool, &attempt_id, &public)?;
+    let (version, consent) = kept_consent(&spool, &attempt_id, &public, &notice.version)?;
     let link = Arc::new(crate::transport::Link::new(api.clone(), opts.transport));
     let (uploader, mut notices) = Uploader::start(link.clone(), spool.clone());
-    uploader.queue.send(Job::Consent(consent));
+    uploader.queue.send(Job::Consent(version, consent));
     queue_leftovers(&spool, &uploader)?;
+
+    // The devices: chosen on the page after a check, or the first of each (scripted).
+    let chosen = match &*face {
+        Face::Page { .. } => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), &board, &mut actions).await? {
+            Some(c) => c,
+            None => anyhow::bail!("{}", msgs().recording_stopping),
+        },
+        Face::Scripted => {
+            let listed = crate::capture::devices::list(&opts.source)?;
+            crate::capture::devices::choose(&listed, None, None).map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?
+        }
+    };
 
     let streams = Streams { attempt: attempt_id, public };
     let first = streams.open();
     let first_id = first.id;
-    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, ..CaptureConfig::default() };
+    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, devices: Some(chosen), ..CaptureConfig::default() };
     let (capture, events) = Capture::start(opts.source, &cfg)?;
     let capture = Arc::new(capture);
     let encoder = capture.encoder_name().to_owned();
+    board.set_progress(uploader.queue.progress.clone());
+    board.set_phase(Phase::Recording);
     eprintln!("{}", msgs().recording_started);
     let heartbeat = crate::monitor::spawn_heartbeat(link.clone(), uploader.queue.progress.clone());
     let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
 
-    // Stop on --duration or Ctrl-C; a second Ctrl-C leaves at once (the spool keeps everything).
-    let stopper = capture.clone();
-    let duration = opts.duration;
-    tokio::spawn(async move {
-        match duration {
-            Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = tokio::signal::ctrl_c() => {} },
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
+    // Stop on --duration, Ctrl-C, "finish" or a withdrawal on the page, or the platform
+    // ending the exam; a second Ctrl-C leaves at once (the spool keeps everything).
+    let (capture_done_tx, capture_done) = tokio::sync::oneshot::channel();
+    let control = {
+        let (stopper, api, face, board) = (capture.clone(), api.clone(), face.clone(), board.clone());
+        let page_actions = matches!(*face, Face::Page { .. }).then_some(actions);
+        tokio::spawn(async move {
+            let why = crate::steps::control(opts.duration, page_actions, api, face, board, capture_done).await;
+            if why != Stop::CaptureEnded {
+                eprintln!("{}", msgs().recording_stopping);
+                stopper.stop();
             }
-        }
-        eprintln!("{}", msgs().recording_stopping);
-        stopper.stop();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            std::process::exit(130);
-        }
-    });
+            tokio::spawn(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            });
+            why
+        })
+    };
 
     // What the uploader cannot settle alone: a lost stream (the seal loop records on in a
     // new one if it was the live one), or a final refusal (stop recording and say why).
     let (lost_tx, lost_rx) = std::sync::mpsc::channel::<Uuid>();
     let stopped = Arc::new(Mutex::new(None::<StopReason>));
     let watcher = {
-        let (capture, stopped) = (capture.clone(), stopped.clone());
+        let (capture, stopped, board) = (capture.clone(), stopped.clone(), board.clone());
         tokio::spawn(async move {
             while let Some(n) = notices.recv().await {
                 match n {
@@ -223,6 +281,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
                     }
                     Notice::Stop(reason) => {
                         eprintln!("{}", msgs().stop_message(reason));
+                        board.say(msgs().stop_message(reason));
                         *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
                         capture.stop();
                     }
@@ -237,16 +296,38 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         seal_loop(events, first, &streams, lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, |job| queue.send(job))
     });
     let sealed = sealing.await.context("sealing thread")??;
+    let _ = capture_done_tx.send(());
+    let why = control.await.unwrap_or(Stop::CaptureEnded);
     drop(capture);
-
     monitor.abort();
-    drain_with_progress(&uploader).await;
+
     let progress = uploader.queue.progress.clone();
-    uploader.finish().await;
+    let mut consent_state = "given";
+    if why == Stop::Withdrawn {
+        // Nothing more is sent: the withdrawal is recorded, the spool's ciphertext goes.
+        uploader.abandon();
+        consent_state = "withdrawn";
+        let recorded = tokio::time::timeout(Duration::from_secs(60), must("withdraw", || api.withdraw())).await;
+        if !matches!(recorded, Ok(Ok(_))) {
+            tracing::warn!("the withdrawal was not recorded by the server");
+            board.say(msgs().stop_consent_missing);
+        }
+        if let Err(e) = spool.discard() {
+            tracing::warn!(error = %e, "could not empty the spool");
+        }
+        eprintln!("{}", msgs().withdrawn);
+        board.set_phase(Phase::Withdrawn);
+    } else {
+        board.set_phase(Phase::Finishing);
+        drain_with_progress(&uploader).await;
+        uploader.finish().await;
+        board.set_phase(if sealed.capture_error.is_some() { Phase::Failed } else { Phase::Done });
+    }
     heartbeat.abort();
     watcher.abort();
     if let Some(e) = &sealed.capture_error {
         eprintln!("capture: {e}");
+        board.say(e.clone());
     }
     let summary = Summary {
         attempt_id,
@@ -266,11 +347,37 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         network: watch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         transport: opts.transport,
         chunks_by_transport: link.carried.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        consent: consent_state,
+        ended_by: Some(match why {
+            Stop::Duration => "duration",
+            Stop::Interrupted => "interrupted",
+            Stop::Finished => "finished",
+            Stop::Withdrawn => "withdrawn",
+            Stop::EndedByPlatform => "ended_by_platform",
+            Stop::CaptureEnded => "capture_ended",
+        }),
     };
-    if summary.complete() {
+    if summary.complete() && why != Stop::Withdrawn {
         eprintln!("{}", msgs().all_sent);
     }
+    linger(&board, &face).await;
     Ok(summary)
+}
+
+/// Keeps the page served until it has shown the last step (or 15 s pass), so that the
+/// candidate reads "you may close" rather than a dead page.
+async fn linger(board: &crate::board::Board, face: &crate::steps::Face) {
+    if !matches!(face, crate::steps::Face::Page { .. }) {
+        return;
+    }
+    let from = Instant::now();
+    while from.elapsed() < Duration::from_secs(15) {
+        if board.last_seen().is_some_and(|t| t > from + Duration::from_millis(100)) {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Chunks left by an earlier run (killed, power cut) go first, in order; their stream is

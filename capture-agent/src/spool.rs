@@ -94,6 +94,11 @@ impl Spool {
         &self.dir
     }
 
+    /// Consent withdrawn: what waits here will never be sent; the ciphertext goes.
+    pub fn discard(&self) -> std::io::Result<()> {
+        fs::remove_dir_all(&self.dir)
+    }
+
     fn stream_dir(&self, stream: Uuid) -> PathBuf {
         self.dir.join(stream.to_string())
     }
@@ -132,16 +137,24 @@ impl Spool {
 
     /// The candidate's consent as first given for this attempt, sealed to the attempt's
     /// public key (the agent cannot read it back; the server opens it).
-    pub fn consent(&self) -> std::io::Result<Option<Vec<u8>>> {
+    /// With the notice version it names (spools from before the version was kept: the
+    /// version this agent ships).
+    pub fn consent(&self) -> std::io::Result<Option<(String, Vec<u8>)>> {
         match fs::read(self.dir.join("consent.sealed")) {
-            Ok(b) => Ok(Some(b)),
+            Ok(b) => {
+                let version = fs::read_to_string(self.dir.join("consent.version")).map(|v| v.trim().to_owned());
+                Ok(Some((version.unwrap_or_else(|_| protocol::api::NOTICE_VERSION.into()), b)))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Keeps the sealed consent durably, before anything is recorded.
-    pub fn keep_consent(&self, sealed: &[u8]) -> std::io::Result<()> {
+    pub fn keep_consent(&self, notice_version: &str, sealed: &[u8]) -> std::io::Result<()> {
+        let mut v = private_file(&self.dir.join("consent.version"), false)?;
+        v.write_all(notice_version.as_bytes())?;
+        v.sync_all()?;
         let tmp = self.dir.join(".consent.tmp");
         let mut f = private_file(&tmp, false)?;
         f.write_all(sealed)?;
@@ -241,8 +254,8 @@ mod tests {
         assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other").unwrap().pending().unwrap().is_empty());
         // Consent is kept once, privately, and outlives the chunks.
         assert_eq!(spool.consent().unwrap(), None);
-        spool.keep_consent(b"sealed consent").unwrap();
-        assert_eq!(spool.consent().unwrap().as_deref(), Some(b"sealed consent".as_slice()));
+        spool.keep_consent("v-test", b"sealed consent").unwrap();
+        assert_eq!(spool.consent().unwrap(), Some(("v-test".to_owned(), b"sealed consent".to_vec())));
         assert_eq!(mode(&spool.dir().join("consent.sealed")), 0o600);
     }
 

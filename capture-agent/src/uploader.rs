@@ -17,7 +17,8 @@ use uuid::Uuid;
 pub enum Job {
     /// Record the candidate's consent (sealed, with its original time): always the first
     /// job, so that nothing is uploaded before it.
-    Consent(Vec<u8>),
+    /// The notice version and the consent sealed to the attempt.
+    Consent(String, Vec<u8>),
     /// A sealed chunk; `sealed_at` starts its acknowledgement latency.
     Chunk(SpooledChunk, Instant),
     /// Tell the server the stream ended at this final index, then forget it locally.
@@ -120,6 +121,11 @@ impl Uploader {
         (Self { queue: Queue { tx, progress }, task }, notices)
     }
 
+    /// Stops sending at once (consent withdrawn: the server takes nothing more).
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     /// Closes the queue (every clone must be dropped too) and waits for every job to be done.
     pub async fn finish(self) {
         drop(self.queue);
@@ -166,7 +172,7 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
         let _ = notify.send(Notice::Stop(reason));
     };
     match job {
-        Job::Consent(sealed) => match retrying(|| link.api().consent(&sealed), warn_unreachable(&mut warned)).await {
+        Job::Consent(version, sealed) => match retrying(|| link.api().consent(&version, &sealed), warn_unreachable(&mut warned)).await {
             Ok(()) => tracing::info!("consent recorded by the server"),
             Err((f, decision)) => {
                 tracing::error!(failure = %f, ?decision, "consent refused");

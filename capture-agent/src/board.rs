@@ -1,0 +1,265 @@
+//! What the candidate is shown, and what they asked for: the one place the run writes its
+//! state to and reads the candidate's choices from, whichever face shows it (the local
+//! page, or the terminal for scripted runs).
+
+use crate::capture::devices::Devices;
+use crate::capture::preview::Sight;
+use crate::uploader::Progress;
+use protocol::notice::Notice;
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The notice, the box and the two buttons.
+    Notice,
+    /// The refusal is being sent, then sent: nothing was recorded.
+    Refused,
+    /// Preview, level, devices, upload test, disk: nothing is recorded yet.
+    Check,
+    Recording,
+    /// Capture stopped; the rest is being sent.
+    Finishing,
+    /// Everything the server should have, it has: the candidate may close.
+    Done,
+    /// Consent withdrawn: capture stopped, the withdrawal recorded.
+    Withdrawn,
+    /// The run cannot go on (the message says why).
+    Failed,
+}
+
+/// What the candidate asked for on the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Consent { accept: bool },
+    ChooseDevices { camera: String, microphone: String },
+    UploadTest,
+    Start,
+    Finish,
+    Withdraw,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadVerdict {
+    /// `good`, `slow`, `too_slow` or `unreachable`.
+    pub verdict: &'static str,
+    pub kbit_per_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskVerdict {
+    /// `good`, `low` or `too_low`.
+    pub verdict: &'static str,
+    pub free_mb: u64,
+}
+
+#[derive(Default)]
+struct State {
+    phase: Option<Phase>,
+    notice: Option<Notice>,
+    devices: Devices,
+    chosen: Option<(String, String)>,
+    no_device: Option<&'static str>,
+    upload: Option<UploadVerdict>,
+    testing_upload: bool,
+    disk: Option<DiskVerdict>,
+    encoder: Option<(String, bool)>,
+    recording_since: Option<Instant>,
+    /// The sentence to show now (offline, disk low, why it stopped…), if any.
+    message: Option<String>,
+    /// Why the platform ended the exam, when it did.
+    ended_by_platform: bool,
+}
+
+/// Shared between the run, the page and the tasks that watch the recording.
+pub struct Board {
+    state: Mutex<State>,
+    sight: Mutex<Option<Arc<Sight>>>,
+    progress: Mutex<Option<Arc<Progress>>>,
+    actions: mpsc::UnboundedSender<Action>,
+    /// When the page last asked for the state (a closed page stops asking).
+    last_seen: Mutex<Option<Instant>>,
+}
+
+/// The state as the page reads it.
+#[derive(Serialize)]
+pub struct View {
+    pub phase: Phase,
+    pub notice: Option<Notice>,
+    pub devices: Devices,
+    pub chosen: Option<(String, String)>,
+    pub no_device: Option<&'static str>,
+    pub preview_frames: u32,
+    pub level: f32,
+    pub upload: Option<UploadVerdict>,
+    pub testing_upload: bool,
+    pub disk: Option<DiskVerdict>,
+    pub encoder: Option<String>,
+    pub hardware_encoder: bool,
+    pub elapsed_s: u64,
+    pub waiting_chunks: u64,
+    pub waiting_s: u64,
+    pub offline: bool,
+    pub sent: u64,
+    pub total: u64,
+    pub message: Option<String>,
+    pub ended_by_platform: bool,
+}
+
+impl Board {
+    pub fn new() -> (Arc<Board>, mpsc::UnboundedReceiver<Action>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let board = Board { state: Mutex::default(), sight: Mutex::default(), progress: Mutex::default(), actions: tx, last_seen: Mutex::default() };
+        (Arc::new(board), rx)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.with(|s| s.phase.unwrap_or(Phase::Notice))
+    }
+    pub fn set_phase(&self, p: Phase) {
+        self.with(|s| {
+            if p == Phase::Recording && s.recording_since.is_none() {
+                s.recording_since = Some(Instant::now());
+            }
+            s.phase = Some(p)
+        })
+    }
+    pub fn set_notice(&self, n: Notice) {
+        self.with(|s| s.notice = Some(n))
+    }
+    pub fn set_devices(&self, d: Devices, chosen: Option<(String, String)>, no_device: Option<&'static str>) {
+        self.with(|s| {
+            s.devices = d;
+            s.chosen = chosen;
+            s.no_device = no_device;
+        })
+    }
+    pub fn set_sight(&self, sight: Option<Arc<Sight>>) {
+        *self.sight.lock().unwrap_or_else(|e| e.into_inner()) = sight;
+    }
+    pub fn sight(&self) -> Option<Arc<Sight>> {
+        self.sight.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn set_progress(&self, p: Arc<Progress>) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+    pub fn set_upload(&self, testing: bool, v: Option<UploadVerdict>) {
+        self.with(|s| {
+            s.testing_upload = testing;
+            if v.is_some() || testing {
+                s.upload = v;
+            }
+        })
+    }
+    pub fn set_disk(&self, d: DiskVerdict) {
+        self.with(|s| s.disk = Some(d))
+    }
+    pub fn set_encoder(&self, name: &str, hardware: bool) {
+        self.with(|s| s.encoder = Some((name.into(), hardware)))
+    }
+    pub fn say(&self, message: impl Into<String>) {
+        let m = message.into();
+        self.with(|s| s.message = Some(m))
+    }
+    pub fn quiet(&self) {
+        self.with(|s| s.message = None)
+    }
+    pub fn ended_by_platform(&self) {
+        self.with(|s| s.ended_by_platform = true)
+    }
+
+    /// From the page: queued for the run, which decides whether it applies now.
+    pub fn act(&self, a: Action) {
+        let _ = self.actions.send(a);
+    }
+
+    pub fn seen(&self) {
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+    pub fn last_seen(&self) -> Option<Instant> {
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn view(&self, fragment: std::time::Duration) -> View {
+        let sight = self.sight();
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (waiting_chunks, sent, total, offline) = match &progress {
+            Some(p) => {
+                let (chunks, _) = p.backlog();
+                let silent = p.last_ack.lock().unwrap_or_else(|e| e.into_inner()).map_or(chunks > 1, |t| chunks > 1 && t.elapsed().as_secs() >= 10);
+                (chunks, p.settled(), p.queued.load(Ordering::SeqCst), silent)
+            }
+            None => (0, 0, 0, false),
+        };
+        self.with(|s| View {
+            phase: s.phase.unwrap_or(Phase::Notice),
+            notice: s.notice.clone(),
+            devices: s.devices.clone(),
+            chosen: s.chosen.clone(),
+            no_device: s.no_device,
+            preview_frames: sight.as_ref().map_or(0, |s| s.frames()),
+            level: sight.as_ref().map_or(0.0, |s| s.level()),
+            upload: s.upload.clone(),
+            testing_upload: s.testing_upload,
+            disk: s.disk.clone(),
+            encoder: s.encoder.as_ref().map(|e| e.0.clone()),
+            hardware_encoder: s.encoder.as_ref().is_some_and(|e| e.1),
+            elapsed_s: s.recording_since.map_or(0, |t| t.elapsed().as_secs()),
+            waiting_chunks,
+            waiting_s: waiting_chunks * fragment.as_secs().max(1),
+            offline,
+            sent,
+            total,
+            message: s.message.clone(),
+            ended_by_platform: s.ended_by_platform,
+        })
+    }
+}
+
+/// Free space for the spool, in plain words: two hours at the highest bitrate is plenty.
+pub fn disk_verdict(free_bytes: u64) -> DiskVerdict {
+    let verdict = if free_bytes >= crate::monitor::WARN_FREE_BYTES {
+        "good"
+    } else if free_bytes >= crate::monitor::LOW_FREE_BYTES {
+        "low"
+    } else {
+        "too_low"
+    };
+    DiskVerdict { verdict, free_mb: free_bytes / (1024 * 1024) }
+}
+
+/// The uplink, in plain words: the recording needs about 650 kbit/s at its best quality and
+/// about 200 at its floor; slower than that, it is sent after the exam.
+pub fn upload_verdict(kbit_per_s: Option<u64>) -> UploadVerdict {
+    let verdict = match kbit_per_s {
+        None => "unreachable",
+        Some(k) if k >= 1000 => "good",
+        Some(k) if k >= 250 => "slow",
+        Some(_) => "too_slow",
+    };
+    UploadVerdict { verdict, kbit_per_s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(disk_verdict(10 << 30).verdict, "good");
+        assert_eq!(disk_verdict(300 << 20).verdict, "low");
+        assert_eq!(disk_verdict(100 << 20).verdict, "too_low");
+        assert_eq!(upload_verdict(None).verdict, "unreachable");
+        assert_eq!(upload_verdict(Some(5000)).verdict, "good");
+        assert_eq!(upload_verdict(Some(400)).verdict, "slow");
+        assert_eq!(upload_verdict(Some(100)).verdict, "too_slow");
+    }
+}
