@@ -253,7 +253,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         let (stopper, api, face, board) = (capture.clone(), api.clone(), face.clone(), board.clone());
         let page_actions = matches!(*face, Face::Page { .. }).then_some(actions);
         tokio::spawn(async move {
-            let why = crate::steps::control(opts.duration, page_actions, api, face, board, capture_done).await;
+            let why = crate::steps::control(opts.duration, page_actions, api, face, board.clone(), capture_done).await;
+            if why != Stop::Withdrawn {
+                board.set_phase(Phase::Finishing);
+            }
             if why != Stop::CaptureEnded {
                 eprintln!("{}", msgs().recording_stopping);
                 stopper.stop();
@@ -319,8 +322,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         board.set_phase(Phase::Withdrawn);
     } else {
         board.set_phase(Phase::Finishing);
+        let finishing = Instant::now();
         drain_with_progress(&uploader).await;
         uploader.finish().await;
+        // The candidate sees the progress bar, however short the rest was to send.
+        while matches!(*face, Face::Page { .. }) && finishing.elapsed() < Duration::from_secs(3) && !board.last_seen().is_some_and(|t| t > finishing) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         board.set_phase(if sealed.capture_error.is_some() { Phase::Failed } else { Phase::Done });
     }
     heartbeat.abort();

@@ -199,7 +199,7 @@ pub async fn control(
     capture_done: tokio::sync::oneshot::Receiver<()>,
 ) -> Stop {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut capture_done = capture_done;
     let mut reopened_at: Option<Instant> = None;
     loop {

@@ -83,7 +83,11 @@ impl Preview {
         });
         let s = sight.clone();
         on_buffer(&appsink(&pipeline, "sound")?, move |_, data, _, _| {
-            s.level_permille.store((level_of(data) * 1000.0) as u32, Ordering::Relaxed);
+            // A meter's ballistics: up at once, down slowly (half in about 0.2 s of 10 ms
+            // buffers), so that a short sound is still there when the page next looks.
+            let now = (level_of(data) * 1000.0) as u32;
+            let held = s.level_permille.load(Ordering::Relaxed) * 96 / 100;
+            s.level_permille.store(now.max(held), Ordering::Relaxed);
             Ok(())
         });
         let bus = pipeline.bus().context("the preview has no bus")?;

@@ -6,7 +6,8 @@ let T = {};
 let phase = null;
 let noticeShown = false;
 let devicesShown = "";
-let busy = false;
+// The meter falls back slowly, as a VU meter does, so short sounds stay readable.
+let meter = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,6 +49,10 @@ function fillSelect(sel, list, chosen) {
   sel.disabled = list.length < 2;
 }
 
+function rate(k) {
+  return k >= 1000 ? `${(k / 1000).toLocaleString("fr-FR", { maximumFractionDigits: 1 })} Mbit/s` : `${k} kbit/s`;
+}
+
 function renderCheck(v) {
   const key = JSON.stringify([v.devices, v.chosen]);
   if (key !== devicesShown) {
@@ -63,10 +68,11 @@ function renderCheck(v) {
     $("preview").alt = T.preview_alt;
     $("preview-caption").textContent = "";
   }
-  $("level").value = v.level;
+  meter = Math.max(v.level, meter * 0.75);
+  $("level").value = meter;
   $("upload-test").disabled = v.testing_upload;
   if (v.testing_upload) $("upload-result").textContent = T.upload_testing;
-  else if (v.upload) $("upload-result").textContent = T["upload_" + v.upload.verdict] + (v.upload.kbit_per_s ? ` (${v.upload.kbit_per_s} kbit/s)` : "");
+  else if (v.upload) $("upload-result").textContent = T["upload_" + v.upload.verdict] + (v.upload.kbit_per_s ? ` (${rate(v.upload.kbit_per_s)})` : "");
   if (v.disk) $("disk").textContent = `${T["disk_" + v.disk.verdict]} ${v.disk.free_mb} ${T.megabytes}`;
   if (v.encoder) $("encoder").textContent = `${v.hardware_encoder ? T.encoder_hw : T.encoder_sw} ${v.encoder}`;
 }
@@ -109,8 +115,9 @@ async function poll() {
     if (r.ok) render(await r.json());
   } catch (e) {
     // The agent has finished and gone: the last screen stays.
+    if (FINAL.includes(phase)) return;
   }
-  if (!FINAL.includes(phase) || phase === "refused") setTimeout(poll, phase === "check" ? 250 : 1000);
+  if (!["done", "withdrawn", "failed"].includes(phase)) setTimeout(poll, phase === "check" || phase === "finishing" ? 250 : 1000);
 }
 
 function wire() {
@@ -126,10 +133,10 @@ function wire() {
   $("start").addEventListener("click", () => post("/api/start"));
   $("finish").addEventListener("click", () => show("finish-confirm", true));
   $("finish-no").addEventListener("click", () => show("finish-confirm", false));
-  $("finish-yes").addEventListener("click", () => post("/api/finish"));
+  $("finish-yes").addEventListener("click", () => { show("finish-confirm", false); post("/api/finish"); });
   $("withdraw").addEventListener("click", () => show("withdraw-confirm", true));
   $("withdraw-no").addEventListener("click", () => show("withdraw-confirm", false));
-  $("withdraw-yes").addEventListener("click", () => post("/api/withdraw"));
+  $("withdraw-yes").addEventListener("click", () => { show("withdraw-confirm", false); post("/api/withdraw"); });
   // Closing the page does not stop the recording, but the candidate is warned first.
   window.addEventListener("beforeunload", (e) => {
     if (phase === "recording" || phase === "finishing") {

@@ -1,0 +1,312 @@
+//! The candidate's page in headless Chromium, driving the real agent (test source) against
+//! the real server: the notice with the server's version, no recording without consent,
+//! the device check (preview, moving level meter, device choice, upload test), the
+//! recording indicator, finish → progress → "you may close"; a refusal that sends only the
+//! refusal; the platform ending the exam; a withdrawal. Each step's screenshot lands in
+//! `target/screenshots/candidate_*.png`, and each step passes axe-core's WCAG 2.1 A and AA
+//! rules. The server's stored media is checked against the consent and end times.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use support::browser::{screenshot_dir, Browser};
+use support::*;
+
+/// The agent in page mode, and the address it printed.
+struct PageAgent {
+    child: Child,
+    url: String,
+    stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl PageAgent {
+    fn start(server: &Server, token: &str, spool: &Path) -> PageAgent {
+        let mut child = Command::new(bin("capture-agent"))
+            .args(["--server", &server.public, "--token", token, "--source", "test", "--no-browser", "--spool"])
+            .arg(spool)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(30)).expect("the agent prints its page's address");
+        // The command-line contract: one line starting with "candidate page: ".
+        let url = first.strip_prefix("candidate page: ").unwrap_or_else(|| panic!("first line: {first:?}")).to_owned();
+        assert!(url.starts_with("http://127.0.0.1:") && url.contains("/?k="), "{url}");
+        PageAgent { child, url, stdout: rx }
+    }
+
+    /// Waits for the agent to exit 0 and returns its summary.
+    async fn summary(mut self) -> serde_json::Value {
+        let status = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Some(s) = self.child.try_wait().unwrap() {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let lines: Vec<String> = self.stdout.try_iter().collect();
+                    return (s, lines);
+                }
+                assert!(Instant::now() < deadline, "the agent did not exit");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await
+        .unwrap();
+        assert!(status.0.success(), "agent exit {:?}", status.0);
+        let text: String = status.1.into_iter().filter(|l| !l.starts_with("candidate page: ")).collect::<Vec<_>>().join("\n");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("summary: {e}: {text}"))
+    }
+}
+
+impl Drop for PageAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// axe-core's WCAG 2.0/2.1 level A and AA rules, run in the page as it is now.
+async fn accessible(b: &Browser, step: &str) {
+    let axe = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js"))
+        .expect("axe-core is installed by scripts/install-deps (npm ci in tests/)");
+    let script = format!(
+        "{axe}\nconst done = arguments[arguments.length - 1];\n\
+         axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\
+         .then(r => done(r.violations.map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.html).slice(0, 3) }}))))\
+         .catch(e => done([{{ id: 'axe-error', help: String(e) }}]));"
+    );
+    let violations = b.client.execute_async(&script, vec![]).await.unwrap();
+    assert_eq!(violations, serde_json::json!([]), "accessibility violations at {step}");
+}
+
+async fn shot(b: &Browser, name: &str) {
+    b.screenshot(&screenshot_dir().join(format!("candidate_{name}.png"))).await;
+}
+
+async fn visible(b: &Browser, what: &str, id: &str) {
+    b.until(what, Duration::from_secs(30), &format!("const e = document.getElementById('{id}'); return !!e && !e.hidden && e.offsetParent !== null")).await;
+}
+
+async fn click(b: &Browser, id: &str) {
+    b.client.find(fantoccini::Locator::Id(id)).await.unwrap().click().await.unwrap();
+}
+
+fn report(server: &Server, attempt: &str) -> serde_json::Value {
+    server.cli(&["attempt", "show", attempt])
+}
+
+fn unix_ms(rfc3339: &serde_json::Value) -> i64 {
+    let t = time::OffsetDateTime::parse(rfc3339.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Whether the recording indicator can be seen.
+const REC_SHOWN: &str = "const r = document.getElementById('rec'); return getComputedStyle(r).display !== 'none' && r.offsetParent !== null";
+
+/// Consent on the page: the notice with the server's version, the box, the button.
+async fn consent(b: &Browser, server: &Server, agent: &PageAgent, step_shots: bool) {
+    b.client.goto(&agent.url).await.unwrap();
+    visible(b, "the notice", "phase-notice").await;
+    let version = reqwest::get(format!("{}/api/agent/v1/notice", server.public)).await.unwrap().json::<serde_json::Value>().await.unwrap()["version"].clone();
+    b.until("the server's notice version", Duration::from_secs(10), &format!("return document.getElementById('notice-version').textContent === {version}")).await;
+    // The box starts unticked and the button cannot be used without it.
+    assert_eq!(b.js("return [document.getElementById('consent-box').checked, document.getElementById('accept').disabled]").await, serde_json::json!([false, true]));
+    assert_eq!(b.js(REC_SHOWN).await, serde_json::json!(false), "a recording indicator before consent");
+    if step_shots {
+        shot(b, "1_notice").await;
+        accessible(b, "the notice").await;
+    }
+    click(b, "consent-box").await;
+    assert_eq!(b.js("return document.getElementById('accept').disabled").await, serde_json::json!(false));
+    click(b, "accept").await;
+    visible(b, "the device check", "phase-check").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_candidate_consents_checks_records_and_finishes_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let agent = PageAgent::start(&server, &token, &tmp.path().join("spool"));
+    let b = Browser::start().await;
+
+    // Before consent: the page refuses to start recording, and the server has nothing.
+    b.client.goto(&agent.url).await.unwrap();
+    visible(&b, "the notice", "phase-notice").await;
+    let early = b.js("return fetch('/api/start', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' }).then(r => r.status)").await;
+    assert_eq!(early, serde_json::json!(409));
+    assert_eq!(report(&server, &attempt)["state"], "enrolled");
+    let before_consent = now_ms();
+    consent(&b, &server, &agent, true).await;
+
+    // The device check: a preview frame, a level meter that moves, two cameras to choose from.
+    b.until("a preview frame", Duration::from_secs(20), "const i = document.getElementById('preview'); return i.complete && i.naturalWidth === 320").await;
+    let mut levels = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        levels.insert((b.js("return document.getElementById('level').value").await.as_f64().unwrap() * 100.0) as i64);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(levels.len() >= 3 && *levels.last().unwrap() > 30, "the level meter moves: {levels:?}");
+    assert_eq!(b.js("return document.getElementById('camera').options.length").await, serde_json::json!(2));
+    b.js("const s = document.getElementById('camera'); s.value = 'test:smpte'; s.dispatchEvent(new Event('change')); return true").await;
+    b.until("the second camera", Duration::from_secs(10), "return fetch('/api/state').then(r => r.json()).then(v => v.chosen && v.chosen[0] === 'test:smpte')").await;
+    click(&b, "upload-test").await;
+    b.until("the upload verdict", Duration::from_secs(30), "return document.getElementById('upload-result').textContent.startsWith('Connexion suffisante')").await;
+    assert!(b.js("return document.getElementById('disk').textContent").await.as_str().unwrap().contains("Mo"));
+    assert_eq!(b.js(REC_SHOWN).await, serde_json::json!(false), "a recording indicator during the check");
+    shot(&b, "2_check").await;
+    accessible(&b, "the device check").await;
+    // Consent is recorded; nothing is recorded during the check.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = report(&server, &attempt);
+    assert_eq!(r["state"], "consented");
+    assert_eq!(r["streams"], serde_json::json!([]));
+    let consent_at = unix_ms(&r["consent_at"]);
+    assert!(consent_at >= before_consent - 1000, "consent dated before it was given");
+
+    let start_clicked = now_ms();
+    click(&b, "start").await;
+    visible(&b, "the recording indicator", "rec").await;
+    visible(&b, "the recording step", "phase-recording").await;
+    let e0 = b.js("return document.getElementById('elapsed').textContent").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_ne!(b.js("return document.getElementById('elapsed').textContent").await, e0, "elapsed time runs");
+    shot(&b, "3_recording").await;
+    accessible(&b, "recording").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Finish while the server is paused: the page shows what is left to send, then "you may close".
+    click(&b, "finish").await;
+    click(&b, "finish-yes").await;
+    let finish_clicked = now_ms();
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGSTOP) };
+    visible(&b, "the upload progress", "progress").await;
+    shot(&b, "4_finishing").await;
+    accessible(&b, "finishing").await;
+    assert_eq!(b.js(REC_SHOWN).await, serde_json::json!(false), "the indicator stays after capture stopped");
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGCONT) };
+    visible(&b, "you may close", "phase-done").await;
+    assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("Vous pouvez fermer cette fenêtre"));
+    let counted = b.js("return [document.getElementById('progress').value, document.getElementById('progress').max]").await;
+    assert_eq!(counted[0], counted[1], "every fragment sent: {counted}");
+    shot(&b, "5_done").await;
+    accessible(&b, "done").await;
+
+    let s = agent.summary().await;
+    assert_eq!((s["consent"].as_str(), s["ended_by"].as_str(), s["chunks_dropped"].as_u64()), (Some("given"), Some("finished"), Some(0)), "{s}");
+    b.close().await;
+
+    // Stored media lies between the click on "start" and the click on "finish" (one
+    // fragment of slack for the last, flushed at the end).
+    let r = report(&server, &attempt);
+    assert_eq!(r["integrity"], "ok", "{r}");
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1);
+    let started = unix_ms(&streams[0]["started_at"]);
+    let end = started + (streams[0]["recorded_seconds"].as_f64().unwrap() * 1000.0) as i64;
+    assert!(started >= start_clicked - 1000 && started >= consent_at, "recording before the start: {started} < {start_clicked}");
+    assert!(end <= finish_clicked + 2500, "recording after the finish: {end} > {finish_clicked}");
+    assert!(streams[0]["recorded_seconds"].as_f64().unwrap() >= 6.0, "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusing_consent_sends_only_the_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let spool = tmp.path().join("spool");
+    let agent = PageAgent::start(&server, &token, &spool);
+    let b = Browser::start().await;
+    b.client.goto(&agent.url).await.unwrap();
+    visible(&b, "the notice", "phase-notice").await;
+    click(&b, "refuse").await;
+    visible(&b, "the refusal's confirmation", "refuse-confirm").await;
+    click(&b, "refuse-yes").await;
+    visible(&b, "the refusal", "phase-refused").await;
+    b.until("the refusal sent", Duration::from_secs(20), "return document.getElementById('refused-body').textContent.startsWith('Rien n')").await;
+    shot(&b, "refused").await;
+    accessible(&b, "the refusal").await;
+    let s = agent.summary().await;
+    assert_eq!((s["consent"].as_str(), s["fragments_sealed"].as_u64()), (Some("refused"), Some(0)), "{s}");
+    b.close().await;
+
+    // The server holds the refusal and nothing else: no consent, no stream, no blob; the
+    // agent kept nothing either.
+    let r = report(&server, &attempt);
+    assert_eq!((r["state"].as_str(), &r["consent_at"], r["fragments_stored"].as_u64()), (Some("withdrawn"), &serde_json::Value::Null, Some(0)), "{r}");
+    assert_eq!(r["streams"], serde_json::json!([]));
+    let out = Command::new(bin("proctor-server")).args(["--data-dir", server.data.to_str().unwrap(), "audit", "list"]).output().unwrap();
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["attempt_id"].as_str() == Some(attempt.as_str()))
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(actions.contains(&"consent_refused".to_owned()), "{actions:?}");
+    assert!(!actions.iter().any(|a| a.starts_with("consent_recorded") || a.starts_with("stream") || a.starts_with("chunk")), "{actions:?}");
+    assert!(files_under(&server.data.join("blobs")).is_empty());
+    assert!(files_under(&spool).is_empty(), "the agent spooled something: {:?}", files_under(&spool));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+
+    // The platform ends the exam: the page says so, nothing is recorded after the end.
+    let (attempt, token) = enrol(&server).await;
+    let agent = PageAgent::start(&server, &token, &tmp.path().join("spool-a"));
+    let b = Browser::start().await;
+    consent(&b, &server, &agent, false).await;
+    click(&b, "start").await;
+    visible(&b, "the recording step", "phase-recording").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let r = reqwest::Client::new().post(format!("{}/api/integration/v1/attempts/{attempt}/end", server.public)).bearer_auth(PLATFORM_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    visible(&b, "you may close", "phase-done").await;
+    assert_eq!(b.js("return document.getElementById('ended-by-platform').hidden").await, serde_json::json!(false));
+    let s = agent.summary().await;
+    assert_eq!(s["ended_by"], "ended_by_platform", "{s}");
+    let r = report(&server, &attempt);
+    let ended = unix_ms(&r["ended_at"]);
+    let stream = &r["streams"][0];
+    let end = unix_ms(&stream["started_at"]) + (stream["recorded_seconds"].as_f64().unwrap() * 1000.0) as i64;
+    // Bounded by the agent's look at the attempt (every 2 s) and the fragment it flushes.
+    assert!(end <= ended + 4500, "recorded {} ms after the end", end - ended);
+    assert_eq!(r["integrity"], "ok", "{r}");
+
+    // A withdrawal: capture stops, the server records it, the spool is emptied.
+    let (attempt, token) = enrol(&server).await;
+    let spool = tmp.path().join("spool-b");
+    let agent = PageAgent::start(&server, &token, &spool);
+    consent(&b, &server, &agent, false).await;
+    click(&b, "start").await;
+    visible(&b, "the recording step", "phase-recording").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    click(&b, "withdraw").await;
+    visible(&b, "the consequence of a withdrawal", "withdraw-confirm").await;
+    assert!(b.js("return document.getElementById('withdraw-confirm').innerText").await.as_str().unwrap().contains("ne pourra pas être validée"));
+    shot(&b, "withdraw_confirm").await;
+    accessible(&b, "the withdrawal's confirmation").await;
+    click(&b, "withdraw-yes").await;
+    visible(&b, "the withdrawal", "phase-withdrawn").await;
+    shot(&b, "withdrawn").await;
+    accessible(&b, "withdrawn").await;
+    let s = agent.summary().await;
+    assert_eq!((s["consent"].as_str(), s["ended_by"].as_str()), (Some("withdrawn"), Some("withdrawn")), "{s}");
+    assert_eq!(report(&server, &attempt)["state"], "withdrawn");
+    assert!(files_under(&spool).iter().all(|f| !f.to_string_lossy().contains(&attempt)), "the withdrawn attempt's spool is gone");
+    b.close().await;
+}
