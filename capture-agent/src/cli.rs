@@ -1,23 +1,59 @@
 //! Command line of the capture agent.
 
 use crate::capture::Source;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "capture-agent", version, about = "CLOE Connect: enregistrement chiffré de l'épreuve (webcam + micro)")]
+#[command(name = "capture-agent", version, about = "CLOE Connect: enregistrement chiffré de l'épreuve (webcam + micro)", args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Server URL (https; plain http only for a loopback server).
     #[arg(long)]
-    pub server: String,
+    pub server: Option<String>,
     /// Launch token given by the exam platform.
     #[arg(long, env = "CLOE_LAUNCH_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Starts the exam from the platform's launch link (cloeconnect://launch?… or
+    /// https://…/launch#…), as the operating system passes it on a click.
+    Launch {
+        link: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Checks the camera, the microphone, the encoder, the disk and the network without
+    /// recording (the practice session); prints a report, exits 0 when fit for the exam.
+    Check {
+        #[arg(long)]
+        server: String,
+        /// device, test, test-busy or file:PATH.
+        #[arg(long, default_value = "device", value_parser = parse_source)]
+        source: Source,
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
     /// device (camera + microphone), test (synthetic live source), test-busy (synthetic, the
     /// encoder spends its whole target) or file:PATH.
     #[arg(long, default_value = "device", value_parser = parse_source)]
     pub source: Source,
-    /// Stop after this long (e.g. 20s, 45min); default: until Ctrl-C.
+    /// Stop after this long (e.g. 20s, 45min); default: until "finish", the platform's end
+    /// or Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Scripted explicit consent to the information notice (which is still printed): no
@@ -66,20 +102,21 @@ pub fn default_spool_dir() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow::anyhow!("no home directory to keep the recording in; pass --spool DIR"))
 }
 
-pub fn into_options(cli: Cli) -> anyhow::Result<crate::run::RunOptions> {
+/// A recording run's options, from `--server` and `--token` or a launch link.
+pub fn into_options(server: &str, token: String, run: RunArgs) -> anyhow::Result<crate::run::RunOptions> {
     Ok(crate::run::RunOptions {
-        server: crate::client::check_server_url(&cli.server)?,
-        token: cli.token,
-        source: cli.source,
-        duration: cli.duration,
-        consent: cli.consent,
-        spool_dir: match cli.spool {
+        server: crate::client::check_server_url(server)?,
+        token,
+        source: run.source,
+        duration: run.duration,
+        consent: run.consent,
+        spool_dir: match run.spool {
             Some(d) => d,
             None => default_spool_dir()?,
         },
-        ca_file: cli.ca_file,
-        activity: !cli.no_activity,
-        transport: cli.transport,
-        open_browser: !cli.no_browser,
+        ca_file: run.ca_file,
+        activity: !run.no_activity,
+        transport: run.transport,
+        open_browser: !run.no_browser,
     })
 }

@@ -146,8 +146,8 @@ impl Api {
         let started = std::time::Instant::now();
         let req = self.http.post(self.url("api/agent/v1/upload-test")).timeout(Duration::from_secs(30)).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
         let r: UploadTestResult = self.send(req, None).await?;
-        let ms = started.elapsed().as_millis().max(1) as u64;
-        Ok(r.bytes * 8 / ms)
+        let us = started.elapsed().as_micros().max(1) as u64;
+        Ok(r.bytes * 8 * 1000 / us)
     }
 
     /// The server's address (for the route to it; the data channel's own address comes in

@@ -3,9 +3,11 @@
 pub mod bitrate;
 pub mod board;
 pub mod capture;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod datachannel;
+pub mod launch;
 pub mod messages;
 pub mod monitor;
 pub mod page;

@@ -201,6 +201,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         Face::Page { page: crate::page::Page::start(board.clone(), fragment_hint).await?, open_browser: opts.open_browser }
     });
     face.announce(false);
+    // Scripted: no camera or microphone is a refusal before anything is sent.
+    let scripted_devices = match *face {
+        Face::Scripted => {
+            let listed = crate::capture::devices::list(&opts.source)?;
+            Some(crate::capture::devices::choose(&listed, None, None).map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?)
+        }
+        Face::Page { .. } => None,
+    };
     if matches!(*face, Face::Page { .. }) {
         match crate::steps::consent(&mut actions).await {
             None => anyhow::bail!("{}", msgs().recording_stopping),
@@ -222,15 +230,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     queue_leftovers(&spool, &uploader)?;
 
     // The devices: chosen on the page after a check, or the first of each (scripted).
-    let chosen = match &*face {
-        Face::Page { .. } => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), &board, &mut actions).await? {
+    let chosen = match scripted_devices {
+        Some(c) => c,
+        None => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), &board, &mut actions).await? {
             Some(c) => c,
             None => anyhow::bail!("{}", msgs().recording_stopping),
         },
-        Face::Scripted => {
-            let listed = crate::capture::devices::list(&opts.source)?;
-            crate::capture::devices::choose(&listed, None, None).map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?
-        }
     };
 
     let streams = Streams { attempt: attempt_id, public };

@@ -310,3 +310,77 @@ async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_reco
     assert!(files_under(&spool).iter().all(|f| !f.to_string_lossy().contains(&attempt)), "the withdrawn attempt's spool is gone");
     b.close().await;
 }
+
+fn agent_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(bin("capture-agent")).args(args).output().unwrap()
+}
+
+/// The practice session's check: fit with the test source, refused without a camera or a
+/// server, and nothing recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_whether_the_computer_is_fit_without_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let spool = tmp.path().join("spool");
+    let spool = spool.to_str().unwrap();
+    let fit = agent_cmd(&["check", "--server", &server.public, "--source", "test", "--spool", spool]);
+    let text = String::from_utf8_lossy(&fit.stdout);
+    assert!(fit.status.success(), "{text}");
+    assert!(text.contains("prêt pour l'épreuve") && text.contains("image reçue") && text.contains("son reçu"), "{text}");
+
+    // This machine (CI) has no camera: the report says so in plain words and exits 1.
+    let none = agent_cmd(&["check", "--server", &server.public, "--spool", spool, "--json"]);
+    assert_eq!(none.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&none.stdout).unwrap();
+    assert_eq!(report["lines"][0], serde_json::json!({ "what": "camera", "ok": false, "detail": "aucune caméra trouvée" }), "this test expects a machine without a camera: {report}");
+
+    // No server: not fit.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let offline = agent_cmd(&["check", "--server", &format!("http://127.0.0.1:{port}"), "--source", "test", "--spool", spool, "--json"]);
+    assert_eq!(offline.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
+    let server_line = report["lines"].as_array().unwrap().iter().find(|l| l["what"] == "server").unwrap();
+    assert_eq!(server_line["ok"], false);
+    assert!(files_under(&server.data.join("blobs")).is_empty());
+    assert!(files_under(Path::new(spool)).is_empty());
+}
+
+/// No camera: a clear refusal in French before anything is sent, never a black recording.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_camera_is_a_clear_refusal_and_nothing_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let spool = tmp.path().join("spool");
+    let out = agent_cmd(&["--server", &server.public, "--token", &token, "--consent", "--duration", "5s", "--spool", spool.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Aucune caméra trouvée"), "this test expects a machine without a camera: {err}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["state"].as_str(), &r["consent_at"]), (Some("enrolled"), &serde_json::Value::Null), "{r}");
+}
+
+/// One click on the platform's link: `capture-agent launch LINK`, and the scheme's
+/// `.desktop` file that registers it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_launch_link_starts_the_exam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let encoded: String = server.public.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let link = format!("cloeconnect://launch?server={encoded}&token={token}");
+    let out = agent_cmd(&["launch", &link, "--source", "test", "--consent", "--duration", "5s", "--spool", tmp.path().join("spool").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(s["chunks_acknowledged"].as_u64().unwrap() >= 3, "{s}");
+    assert_eq!(report(&server, &attempt)["integrity"], "ok");
+    // A link for another server over plain HTTP is refused before anything starts.
+    let bad = agent_cmd(&["launch", &format!("cloeconnect://launch?server=http%3A%2F%2Fexample.org&token={token}"), "--consent"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let desktop = Path::new(env!("CARGO_MANIFEST_DIR")).join("../capture-agent/packaging/linux/cloeconnect.desktop");
+    let valid = Command::new("desktop-file-validate").arg(&desktop).output().expect("desktop-file-utils is installed by scripts/install-deps");
+    assert!(valid.status.success(), "{}", String::from_utf8_lossy(&valid.stdout));
+    let text = std::fs::read_to_string(&desktop).unwrap();
+    assert!(text.contains("MimeType=x-scheme-handler/cloeconnect;") && text.contains("Exec=/usr/bin/capture-agent launch %u"));
+}

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 pub struct Sight {
     jpeg: Mutex<Option<Arc<Vec<u8>>>>,
     frames: AtomicU32,
+    sound_buffers: AtomicU32,
     /// The last buffer's loudness, 0‥1000 on a −60‥0 dBFS scale.
     level_permille: AtomicU32,
     failed: Mutex<Option<String>>,
@@ -28,6 +29,9 @@ impl Sight {
     }
     pub fn frames(&self) -> u32 {
         self.frames.load(Ordering::Relaxed)
+    }
+    pub fn sound_buffers(&self) -> u32 {
+        self.sound_buffers.load(Ordering::Relaxed)
     }
     pub fn level(&self) -> f32 {
         self.level_permille.load(Ordering::Relaxed) as f32 / 1000.0
@@ -88,6 +92,7 @@ impl Preview {
             let now = (level_of(data) * 1000.0) as u32;
             let held = s.level_permille.load(Ordering::Relaxed) * 96 / 100;
             s.level_permille.store(now.max(held), Ordering::Relaxed);
+            s.sound_buffers.fetch_add(1, Ordering::Relaxed);
             Ok(())
         });
         let bus = pipeline.bus().context("the preview has no bus")?;
