@@ -384,3 +384,32 @@ async fn the_launch_link_starts_the_exam() {
     let text = std::fs::read_to_string(&desktop).unwrap();
     assert!(text.contains("MimeType=x-scheme-handler/cloeconnect;") && text.contains("Exec=/usr/bin/capture-agent launch %u"));
 }
+
+/// The Debian package (`cargo deb`, as scripts/package-deb builds it; here from the debug
+/// binary the suite already built): the agent, the scheme's `.desktop` file, the GStreamer
+/// runtime among its dependencies, and a binary that runs from the package's tree.
+#[test]
+fn the_debian_package_holds_the_agent_its_link_scheme_and_its_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let built = Command::new("cargo")
+        .args(["deb", "-p", "capture-agent", "--profile", "dev", "--no-build", "--quiet", "--output"])
+        .arg(tmp.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&root)
+        .output()
+        .expect("cargo-deb is installed by scripts/test");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let deb = files_under(tmp.path()).into_iter().find(|p| p.extension().is_some_and(|e| e == "deb")).expect("a .deb");
+    let info = String::from_utf8(Command::new("dpkg-deb").arg("--info").arg(&deb).output().unwrap().stdout).unwrap();
+    for dep in ["gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-bad", "gstreamer1.0-libav", "libgstreamer1.0-0"] {
+        assert!(info.lines().any(|l| l.trim_start().starts_with("Depends:") && l.contains(dep)), "{dep} missing from Depends:\n{info}");
+    }
+    let tree = tmp.path().join("tree");
+    assert!(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree).status().unwrap().success());
+    let version = Command::new(tree.join("usr/bin/capture-agent")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("capture-agent "), "{version:?}");
+    let desktop = tree.join("usr/share/applications/cloeconnect.desktop");
+    assert!(Command::new("desktop-file-validate").arg(&desktop).status().unwrap().success());
+}
