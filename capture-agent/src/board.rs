@@ -73,6 +73,8 @@ struct State {
     message: Option<String>,
     /// Why the platform ended the exam, when it did.
     ended_by_platform: bool,
+    /// The camera or microphone went away mid-exam; nothing is recorded until it is back.
+    device_lost: bool,
 }
 
 /// Shared between the run, the page and the tasks that watch the recording.
@@ -108,6 +110,7 @@ pub struct View {
     pub total: u64,
     pub message: Option<String>,
     pub ended_by_platform: bool,
+    pub device_lost: bool,
 }
 
 impl Board {
@@ -175,6 +178,9 @@ impl Board {
     pub fn ended_by_platform(&self) {
         self.with(|s| s.ended_by_platform = true)
     }
+    pub fn device_lost(&self, lost: bool) {
+        self.with(|s| s.device_lost = lost)
+    }
 
     /// From the page: queued for the run, which decides whether it applies now.
     pub fn act(&self, a: Action) {
@@ -220,6 +226,7 @@ impl Board {
             total,
             message: s.message.clone(),
             ended_by_platform: s.ended_by_platform,
+            device_lost: s.device_lost,
         })
     }
 }

@@ -296,6 +296,14 @@ impl Capture {
         &self.encoder
     }
 
+    /// Fails the pipeline as a lost device does (the recorder's fault injection).
+    pub fn fail(&self, why: &str) {
+        let message = gst::message::Error::builder(gst::ResourceError::NotFound, why).src(&self.pipeline).build();
+        if self.pipeline.post_message(message).is_err() {
+            tracing::warn!("could not post the injected failure");
+        }
+    }
+
     /// Changes the video encoder's target while recording (every encoder we pick takes it
     /// in PLAYING); `false` when the element refused.
     pub fn set_video_kbps(&self, kbps: u32) -> bool {

@@ -3,7 +3,7 @@
 //! and how much is waiting, back online, disk low), each once per change, not every tick.
 
 use crate::bitrate::{Controller, Observation};
-use crate::capture::Capture;
+use crate::recorder::Recorder;
 use crate::messages::current as msgs;
 use crate::spool::Spool;
 use crate::uploader::Progress;
@@ -49,7 +49,7 @@ pub fn spawn_heartbeat(link: Arc<crate::transport::Link>, progress: Arc<Progress
     })
 }
 
-pub fn spawn(capture: Arc<Capture>, spool: Spool, progress: Arc<Progress>, fragment: Duration) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
+pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, fragment: Duration) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
     let mut controller = Controller::default();
     let watch = Arc::new(Mutex::new(Watch { video_kbps_min: controller.kbps(), video_kbps_final: controller.kbps(), ..Watch::default() }));
     let free = spool.free_bytes().unwrap_or(u64::MAX);

@@ -8,7 +8,7 @@
 //! consent first. If the server cannot open the live stream, recording goes on in a new
 //! one; if it refuses for good, recording stops and the candidate is told why.
 
-use crate::capture::{Capture, CaptureConfig, CaptureEvent, Source};
+use crate::capture::{CaptureConfig, CaptureEvent, Source};
 use crate::client::Api;
 use crate::messages::current as msgs;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
@@ -242,8 +242,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let first = streams.open();
     let first_id = first.id;
     let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, devices: Some(chosen), ..CaptureConfig::default() };
-    let (capture, events) = Capture::start(opts.source, &cfg)?;
-    let capture = Arc::new(capture);
+    let (capture, events) = crate::recorder::Recorder::start(opts.source, cfg)?;
     let encoder = capture.encoder_name().to_owned();
     board.set_progress(uploader.queue.progress.clone());
     board.set_phase(Phase::Recording);
@@ -298,10 +297,38 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         })
     };
 
-    let (spool2, queue) = (spool.clone(), uploader.queue.clone());
-    let sealing = tokio::task::spawn_blocking(move || {
+    let (spool2, queue, recorder, board2) = (spool.clone(), uploader.queue.clone(), capture.clone(), board.clone());
+    let sealing = tokio::task::spawn_blocking(move || -> anyhow::Result<Sealed> {
         let progress = queue.progress.clone();
-        seal_loop(events, first, &streams, lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, |job| queue.send(job))
+        let (mut events, mut stream) = (events, first);
+        let mut total = Sealed { fragments: 0, streams: 0, media_us: 0, capture_error: None };
+        loop {
+            let sealed = seal_loop(events, stream, &streams, &lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, |job| queue.send(job))?;
+            total.add(&sealed);
+            let Some(error) = sealed.capture_error else { return Ok(total) };
+            if recorder.stopping() {
+                total.capture_error = Some(error);
+                return Ok(total);
+            }
+            // A device lost mid-exam: the gap is on record (this stream ends abruptly, the
+            // next starts when the device is back); recording resumes by itself.
+            tracing::warn!(%error, "capture failed; waiting for the devices");
+            eprintln!("{}", msgs().device_lost);
+            board2.device_lost(true);
+            match recorder.resume() {
+                Some(resumed) => {
+                    eprintln!("{}", msgs().device_back);
+                    board2.device_lost(false);
+                    events = resumed;
+                    stream = streams.open();
+                }
+                None => {
+                    board2.device_lost(false);
+                    total.capture_error = (!recorder.stopping()).then_some(error);
+                    return Ok(total);
+                }
+            }
+        }
     });
     let sealed = sealing.await.context("sealing thread")??;
     let _ = capture_done_tx.send(());
@@ -420,6 +447,15 @@ struct Sealed {
     capture_error: Option<String>,
 }
 
+impl Sealed {
+    /// Counts another capture's streams (after a device came back).
+    fn add(&mut self, other: &Sealed) {
+        self.fragments += other.fragments;
+        self.streams += other.streams;
+        self.media_us += other.media_us;
+    }
+}
+
 /// Seals each fragment the moment it is complete, so a crash loses only the fragment still
 /// being encoded. A clean end is marked by an empty final chunk: the last media fragment is
 /// not known to be the last until the pipeline says so, and holding it back would put it
@@ -431,7 +467,7 @@ fn seal_loop(
     events: std::sync::mpsc::Receiver<CaptureEvent>,
     mut stream: LiveStream,
     streams: &Streams,
-    lost: std::sync::mpsc::Receiver<Uuid>,
+    lost: &std::sync::mpsc::Receiver<Uuid>,
     spool: &Spool,
     max_chunk: u64,
     progress: &crate::uploader::Progress,
@@ -566,7 +602,7 @@ mod tests {
         events_tx.send(fragment(3600, false)).unwrap();
         let looping = {
             let spool = spool.clone();
-            std::thread::spawn(move || seal_loop(events, first, &streams, lost, &spool, u64::MAX, &Default::default(), |_| {}))
+            std::thread::spawn(move || seal_loop(events, first, &streams, &lost, &spool, u64::MAX, &Default::default(), |_| {}))
         };
         // An hour into the exam the server cannot open the live stream: a new one is keyed.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -617,7 +653,7 @@ mod tests {
         }
         let progress = crate::uploader::Progress::default();
         let jobs = Mutex::new(Vec::new());
-        let sealed = seal_loop(events, first, &streams, lost, &spool, u64::MAX, &progress, |j| jobs.lock().unwrap().push(j)).unwrap();
+        let sealed = seal_loop(events, first, &streams, &lost, &spool, u64::MAX, &progress, |j| jobs.lock().unwrap().push(j)).unwrap();
         assert_eq!(sealed.fragments, 4);
         let held: Vec<_> = jobs.lock().unwrap().iter().filter_map(|j| if let Job::Chunk(c, _) = j { Some(c.held.is_some()) } else { None }).collect();
         assert_eq!(held, vec![true; 4], "every chunk held in memory");
@@ -632,7 +668,7 @@ mod tests {
         events_tx.send(CaptureEvent::Finished).unwrap();
         let full = crate::uploader::Progress::default();
         full.held_bytes.store(crate::spool::MAX_HELD_BYTES, Ordering::SeqCst);
-        seal_loop(events, blocked, &streams, lost, &spool, u64::MAX, &full, |_| {}).unwrap();
+        seal_loop(events, blocked, &streams, &lost, &spool, u64::MAX, &full, |_| {}).unwrap();
         assert_eq!(full.dropped.load(Ordering::SeqCst), 2);
         assert_eq!(full.drop_reasons.lock().unwrap().get(&DropReason::SpoolFull), Some(&2));
     }

@@ -24,9 +24,14 @@ struct PageAgent {
 
 impl PageAgent {
     fn start(server: &Server, token: &str, spool: &Path) -> PageAgent {
+        Self::start_with_env(server, token, spool, &[])
+    }
+
+    fn start_with_env(server: &Server, token: &str, spool: &Path, env: &[(&str, &str)]) -> PageAgent {
         let mut child = Command::new(bin("capture-agent"))
             .args(["--server", &server.public, "--token", token, "--source", "test", "--no-browser", "--spool"])
             .arg(spool)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -412,4 +417,38 @@ fn the_debian_package_holds_the_agent_its_link_scheme_and_its_runtime() {
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("capture-agent "), "{version:?}");
     let desktop = tree.join("usr/share/applications/cloeconnect.desktop");
     assert!(Command::new("desktop-file-validate").arg(&desktop).status().unwrap().success());
+}
+
+/// A camera unplugged mid-exam (injected: `CLOE_AGENT_UNPLUG`): the page says so, the gap
+/// is on record between two streams, and recording resumes when the camera is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unplugged_camera_leaves_a_gap_and_recording_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let agent = PageAgent::start_with_env(&server, &token, &tmp.path().join("spool"), &[("CLOE_AGENT_UNPLUG", "5s,5s")]);
+    let b = Browser::start().await;
+    consent(&b, &server, &agent, false).await;
+    click(&b, "start").await;
+    visible(&b, "the camera lost", "device-lost").await;
+    assert!(b.js("return document.getElementById('rec-label').textContent").await.as_str().unwrap().contains("indisponible"));
+    shot(&b, "device_lost").await;
+    accessible(&b, "a lost camera").await;
+    b.until("the camera back", Duration::from_secs(30), "return document.getElementById('device-lost').hidden").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    click(&b, "finish").await;
+    click(&b, "finish-yes").await;
+    visible(&b, "you may close", "phase-done").await;
+    let s = agent.summary().await;
+    assert_eq!((s["streams_opened"].as_u64(), &s["capture_error"]), (Some(2), &serde_json::Value::Null), "{s}");
+    b.close().await;
+
+    let r = report(&server, &attempt);
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{r}");
+    assert_eq!(streams[0]["status"], "ended_abruptly", "the loss shows where it happened");
+    assert_eq!(streams[1]["status"], "complete");
+    assert!(streams[1]["recorded_seconds"].as_f64().unwrap() >= 5.0, "{r}");
+    let gap = r["gaps"].as_array().unwrap().first().unwrap_or_else(|| panic!("no gap on record: {r}"));
+    assert!(gap["seconds"].as_f64().unwrap() >= 4.0, "{r}");
 }

@@ -78,6 +78,10 @@ function renderCheck(v) {
 }
 
 function renderRecording(v) {
+  show("device-lost", v.device_lost);
+  $("rec").classList.toggle("lost", v.device_lost);
+  const label = v.device_lost ? T.device_lost_short : T.recording;
+  if ($("rec-label").textContent !== label) $("rec-label").textContent = label;
   let text;
   if (v.offline) text = `${T.upload_state_offline} ${Math.ceil(v.waiting_s / 60)}`;
   else if (v.waiting_s >= 60) text = `${T.upload_state_waiting} ${Math.ceil(v.waiting_s / 60)}`;
