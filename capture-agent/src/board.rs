@@ -75,6 +75,8 @@ struct State {
     ended_by_platform: bool,
     /// The camera or microphone went away mid-exam; nothing is recorded until it is back.
     device_lost: bool,
+    /// The refusal: being sent (None), recorded by the server, or not delivered.
+    refusal_sent: Option<bool>,
 }
 
 /// Shared between the run, the page and the tasks that watch the recording.
@@ -111,6 +113,7 @@ pub struct View {
     pub message: Option<String>,
     pub ended_by_platform: bool,
     pub device_lost: bool,
+    pub refusal_sent: Option<bool>,
 }
 
 impl Board {
@@ -178,6 +181,9 @@ impl Board {
     pub fn ended_by_platform(&self) {
         self.with(|s| s.ended_by_platform = true)
     }
+    pub fn refusal_sent(&self, sent: bool) {
+        self.with(|s| s.refusal_sent = Some(sent))
+    }
     pub fn device_lost(&self, lost: bool) {
         self.with(|s| s.device_lost = lost)
     }
@@ -227,6 +233,7 @@ impl Board {
             message: s.message.clone(),
             ended_by_platform: s.ended_by_platform,
             device_lost: s.device_lost,
+            refusal_sent: s.refusal_sent,
         })
     }
 }

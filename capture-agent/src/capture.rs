@@ -7,6 +7,7 @@
 mod activity;
 pub mod devices;
 mod fmp4;
+mod keyframes;
 pub mod preview;
 
 use std::path::PathBuf;
@@ -193,6 +194,11 @@ impl Capture {
     /// Builds and starts the pipeline. Fragments arrive on the returned receiver in order:
     /// first the init segment (ftyp+moov, is_init=true, media range 0..0), then each moof+mdat.
     pub fn start(source: Source, cfg: &CaptureConfig) -> Result<(Capture, Receiver<CaptureEvent>)> {
+        Self::start_with(source, cfg, |_| {})
+    }
+
+    /// [`Capture::start`], with `prepare` called on the pipeline before it starts (tests).
+    fn start_with(source: Source, cfg: &CaptureConfig, prepare: impl FnOnce(&gst::Pipeline)) -> Result<(Capture, Receiver<CaptureEvent>)> {
         gst::init().context("initialising GStreamer")?;
         validate(cfg)?;
         if source == Source::Device && cfg.devices.is_none() {
@@ -221,6 +227,12 @@ impl Capture {
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("parsed description is not a pipeline"))?;
         let sink = appsink(&pipeline, "sink")?;
+        // A fragment is cut on a key frame only: an encoder that stops making them must not
+        // make the muxer queue media without limit.
+        if let Some(encoder) = pipeline.by_name(ENCODER_NAME) {
+            keyframes::install(&encoder, cfg.fragment_ms);
+        }
+        prepare(&pipeline);
         let bus = pipeline.bus().context("pipeline has no bus")?;
 
         let (tx, rx) = mpsc::channel();

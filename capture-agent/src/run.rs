@@ -211,7 +211,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     };
     if matches!(*face, Face::Page { .. }) {
         match crate::steps::consent(&mut actions).await {
-            None => anyhow::bail!("{}", msgs().recording_stopping),
+            None => anyhow::bail!("{}", msgs().interrupted_before_recording),
             Some(false) => {
                 crate::steps::refuse(&api, &board, &notice.version).await;
                 linger(&board, &face).await;
@@ -234,7 +234,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         Some(c) => c,
         None => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), &board, &mut actions).await? {
             Some(c) => c,
-            None => anyhow::bail!("{}", msgs().recording_stopping),
+            None => anyhow::bail!("{}", msgs().interrupted_before_recording),
         },
     };
 

@@ -77,14 +77,17 @@ pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match api.refuse(version).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                board.refusal_sent(true);
+                return true;
+            }
             Err(f) if f.status == 0 && Instant::now() < deadline => {
                 tracing::warn!(failure = %f, "refusal not sent yet");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
             Err(f) => {
                 tracing::warn!(failure = %f, "refusal not recorded");
-                board.say(msgs().consent_refused);
+                board.refusal_sent(false);
                 return false;
             }
         }

@@ -225,3 +225,82 @@ fn the_video_bitrate_changes_while_recording() {
     assert!(high.len() >= 2 && low.len() >= 2, "{high:?} {low:?}");
     assert!(mean(&low) < 0.5 * mean(&high), "600 → 120 kbit/s: {high:?} then {low:?}");
 }
+
+fn drain(events: &Receiver<CaptureEvent>, timeout: Duration) -> (Vec<MediaFragment>, CaptureEvent) {
+    let deadline = Instant::now() + timeout;
+    let mut fragments = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left).expect("capture finished in time") {
+            CaptureEvent::Fragment(f) => fragments.push(f),
+            end => return (fragments, end),
+        }
+    }
+}
+
+fn huge_gop() -> CaptureConfig {
+    CaptureConfig { encoder: Some("x264enc".into()), activity: false, ..CaptureConfig::default() }
+}
+
+fn set_huge_gop(pipeline: &gst::Pipeline) {
+    let encoder = pipeline.by_name(ENCODER_NAME).expect("encoder");
+    encoder.set_property("key-int-max", 100_000u32);
+}
+
+/// The bound of keyframes.rs: with an encoder ignoring its GOP, fragments keep coming
+/// while recording, each within MAX_GOP_FRAGMENTS fragments of media and MAX_GOP_BYTES,
+/// each opening on a key frame. Without the guard: no fragment in 9 s, then one of 9.2 s.
+#[test]
+fn fragments_stay_bounded_when_the_encoder_ignores_its_gop() {
+    let cfg = huge_gop();
+    let (capture, events) = Capture::start_with(Source::Test, &cfg, set_huge_gop).expect("start capture");
+    let until = Instant::now() + Duration::from_secs(9);
+    let mut live = Vec::new();
+    while Instant::now() < until {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(CaptureEvent::Fragment(f)) => live.push(f),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => {}
+        }
+    }
+    capture.stop();
+    let (rest, end) = drain(&events, Duration::from_secs(30));
+    assert_eq!(end, CaptureEvent::Finished);
+    let media: Vec<_> = live.iter().chain(&rest).filter(|f| !f.is_init).collect();
+    let during = live.iter().filter(|f| !f.is_init).count();
+    assert!(during >= 2, "only {during} fragments in 9 s of recording: {media:?}");
+    let bound_us = keyframes::MAX_GOP_FRAGMENTS * u64::from(cfg.fragment_ms) * 1000;
+    for (k, f) in media.iter().enumerate() {
+        let length = f.media_end_us - f.media_start_us;
+        assert!(length <= bound_us, "fragment {k} holds {length} µs");
+        assert!(f.data.len() as u64 <= keyframes::MAX_GOP_BYTES, "fragment {k} holds {} bytes", f.data.len());
+        let trafs = fmp4::first_sample_sync(&f.data).expect("parse moof");
+        assert!(trafs.iter().all(|(_, sync)| *sync), "fragment {k} does not open on a key frame");
+    }
+}
+
+/// An encoder that ignores key-frame requests as well (the requests are dropped on their
+/// way in): the capture ends with an error once the bound is reached, instead of queuing.
+#[test]
+fn the_capture_fails_rather_than_buffer_when_no_key_frame_ever_comes() {
+    let cfg = huge_gop();
+    let started = Instant::now();
+    let (_capture, events) = Capture::start_with(Source::Test, &cfg, |pipeline| {
+        set_huge_gop(pipeline);
+        let pad = pipeline.by_name(ENCODER_NAME).and_then(|e| e.static_pad("src")).expect("encoder src");
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, |_, info| match info.event() {
+            Some(e) if gstreamer_video::ForceKeyUnitEvent::is(e) => gst::PadProbeReturn::Handled,
+            _ => gst::PadProbeReturn::Ok,
+        });
+    })
+    .expect("start capture");
+    let (fragments, end) = drain(&events, Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    match end {
+        CaptureEvent::Error(e) => assert!(e.contains("no key frame"), "{e}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(elapsed < Duration::from_secs(12), "failed only after {elapsed:?}");
+    let bound_us = keyframes::MAX_GOP_FRAGMENTS * u64::from(cfg.fragment_ms) * 1000;
+    assert!(fragments.iter().all(|f| f.media_end_us - f.media_start_us <= bound_us), "{fragments:?}");
+}

@@ -98,7 +98,7 @@ function render(v) {
   $("elapsed").textContent = hms(v.elapsed_s);
   $("message").textContent = v.message || "";
   if (v.phase === "notice") renderNotice(v.notice);
-  if (v.phase === "refused") $("refused-body").textContent = v.message ? T.refused_unsent : T.refused_body;
+  if (v.phase === "refused") $("refused-body").textContent = v.refusal_sent === null ? T.refused_sending : v.refusal_sent ? T.refused_body : T.refused_unsent;
   if (v.phase === "check") renderCheck(v);
   if (v.phase === "recording") renderRecording(v);
   if (v.phase === "finishing" || v.phase === "done") {
