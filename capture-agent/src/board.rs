@@ -77,6 +77,11 @@ struct State {
     device_lost: bool,
     /// The refusal: being sent (None), recorded by the server, or not delivered.
     refusal_sent: Option<bool>,
+    withdrawal_sent: Option<bool>,
+    /// The server the recording goes to, shown with the notice.
+    server: String,
+    /// An action was taken at this phase already (a second click is refused).
+    acted: bool,
 }
 
 /// Shared between the run, the page and the tasks that watch the recording.
@@ -87,6 +92,7 @@ pub struct Board {
     actions: mpsc::UnboundedSender<Action>,
     /// When the page last asked for the state (a closed page stops asking).
     last_seen: Mutex<Option<Instant>>,
+    created: Instant,
 }
 
 /// The state as the page reads it.
@@ -114,12 +120,14 @@ pub struct View {
     pub ended_by_platform: bool,
     pub device_lost: bool,
     pub refusal_sent: Option<bool>,
+    pub withdrawal_sent: Option<bool>,
+    pub server: String,
 }
 
 impl Board {
     pub fn new() -> (Arc<Board>, mpsc::UnboundedReceiver<Action>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let board = Board { state: Mutex::default(), sight: Mutex::default(), progress: Mutex::default(), actions: tx, last_seen: Mutex::default() };
+        let board = Board { state: Mutex::default(), sight: Mutex::default(), progress: Mutex::default(), actions: tx, last_seen: Mutex::default(), created: Instant::now() };
         (Arc::new(board), rx)
     }
 
@@ -135,11 +143,20 @@ impl Board {
             if p == Phase::Recording && s.recording_since.is_none() {
                 s.recording_since = Some(Instant::now());
             }
+            if s.phase != Some(p) {
+                s.acted = false;
+            }
             s.phase = Some(p)
         })
     }
-    pub fn set_notice(&self, n: Notice) {
-        self.with(|s| s.notice = Some(n))
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+    pub fn set_notice(&self, n: Notice, server: &str) {
+        self.with(|s| {
+            s.notice = Some(n);
+            s.server = server.to_owned();
+        })
     }
     pub fn set_devices(&self, d: Devices, chosen: Option<(String, String)>, no_device: Option<&'static str>) {
         self.with(|s| {
@@ -181,6 +198,9 @@ impl Board {
     pub fn ended_by_platform(&self) {
         self.with(|s| s.ended_by_platform = true)
     }
+    pub fn withdrawal_sent(&self, sent: bool) {
+        self.with(|s| s.withdrawal_sent = Some(sent))
+    }
     pub fn refusal_sent(&self, sent: bool) {
         self.with(|s| s.refusal_sent = Some(sent))
     }
@@ -188,9 +208,18 @@ impl Board {
         self.with(|s| s.device_lost = lost)
     }
 
-    /// From the page: queued for the run, which decides whether it applies now.
-    pub fn act(&self, a: Action) {
-        let _ = self.actions.send(a);
+    /// From the page: taken if the run is at `at` and nothing decisive was taken there yet
+    /// (a refusal after "accept", a second "start", are refused); the run decides the rest.
+    pub fn act_at(&self, at: &[Phase], a: Action) -> bool {
+        self.with(|s| {
+            let phase = s.phase.unwrap_or(Phase::Notice);
+            if !at.contains(&phase) || s.acted {
+                return false;
+            }
+            // Choosing devices and testing the link can be repeated; the rest decides.
+            s.acted = !matches!(a, Action::ChooseDevices { .. } | Action::UploadTest);
+            self.actions.send(a).is_ok()
+        })
     }
 
     pub fn seen(&self) {
@@ -207,7 +236,8 @@ impl Board {
             Some(p) => {
                 let (chunks, _) = p.backlog();
                 let silent = p.last_ack.lock().unwrap_or_else(|e| e.into_inner()).map_or(chunks > 1, |t| chunks > 1 && t.elapsed().as_secs() >= 10);
-                (chunks, p.settled(), p.queued.load(Ordering::SeqCst), silent)
+                // What the server has, not what was settled: a dropped chunk is not sent.
+                (chunks, p.acked.load(Ordering::SeqCst), p.queued.load(Ordering::SeqCst), silent)
             }
             None => (0, 0, 0, false),
         };
@@ -234,6 +264,8 @@ impl Board {
             ended_by_platform: s.ended_by_platform,
             device_lost: s.device_lost,
             refusal_sent: s.refusal_sent,
+            withdrawal_sent: s.withdrawal_sent,
+            server: s.server.clone(),
         })
     }
 }

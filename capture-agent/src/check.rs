@@ -9,6 +9,7 @@ use crate::capture::devices::{self, Missing};
 use crate::capture::preview::Preview;
 use crate::capture::Source;
 use crate::client::Api;
+use crate::messages::check as text;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -33,25 +34,13 @@ impl Report {
 
     /// The report as the candidate reads it.
     pub fn to_text(&self) -> String {
-        let label = |w: &str| match w {
-            "camera" => "Caméra",
-            "microphone" => "Microphone",
-            "encoder" => "Encodage vidéo",
-            "disk" => "Espace disque",
-            "server" => "Serveur",
-            "upload" => "Connexion (envoi)",
-            other => other,
-        }
-        .to_owned();
-        let mut out = String::from("CLOE Connect : vérification de l'ordinateur (rien n'est enregistré)\n\n");
+        let t = text();
+        let label = |w: &'static str| t.labels.iter().find(|(k, _)| *k == w).map_or(w, |(_, v)| *v);
+        let mut out = format!("{}\n\n", t.title);
         for l in &self.lines {
-            out.push_str(&format!("  {:<20} {} {}\n", label(l.what), if l.ok { "OK " } else { "NON" }, l.detail));
+            out.push_str(&format!("  {:<20} {} {}\n", label(l.what), if l.ok { t.ok } else { t.not_ok }, l.detail));
         }
-        out.push_str(if self.fit {
-            "\nVerdict : cet ordinateur est prêt pour l'épreuve.\n"
-        } else {
-            "\nVerdict : cet ordinateur n'est pas prêt ; corrigez les lignes marquées NON puis relancez la vérification.\n"
-        });
+        out.push_str(&format!("\n{}\n", if self.fit { t.fit } else { t.unfit }));
         out
     }
 }
@@ -59,11 +48,12 @@ impl Report {
 /// Opens the devices for up to `within`; a camera is fine once it gave a frame, a
 /// microphone once it gave sound buffers.
 fn try_devices(source: &Source, within: Duration, report: &mut Report) {
+    let t = text();
     let listed = match devices::list(source) {
         Ok(l) => l,
         Err(e) => {
-            report.push("camera", false, format!("détection impossible ({e})"));
-            report.push("microphone", false, "détection impossible");
+            report.push("camera", false, format!("{} ({e})", t.detection_failed));
+            report.push("microphone", false, t.detection_failed);
             return;
         }
     };
@@ -71,13 +61,13 @@ fn try_devices(source: &Source, within: Duration, report: &mut Report) {
         Ok(c) => c,
         Err(m) => {
             let camera = !listed.cameras.is_empty();
-            report.push("camera", camera, if camera { listed.cameras[0].label.clone() } else { "aucune caméra trouvée".into() });
+            report.push("camera", camera, if camera { listed.cameras[0].label.clone() } else { t.no_camera.into() });
             let mic = m != Missing::Microphone && !listed.microphones.is_empty();
-            report.push("microphone", mic, if mic { listed.microphones[0].label.clone() } else { "aucun microphone trouvé".into() });
+            report.push("microphone", mic, if mic { listed.microphones[0].label.clone() } else { t.no_microphone.into() });
             return;
         }
     };
-    let others = |list: &[devices::Device]| if list.len() > 1 { format!(" ({} disponibles)", list.len()) } else { String::new() };
+    let others = |list: &[devices::Device]| if list.len() > 1 { format!(" ({} {})", list.len(), t.available) } else { String::new() };
     match Preview::start(&chosen) {
         Ok(p) => {
             let deadline = Instant::now() + within;
@@ -85,30 +75,31 @@ fn try_devices(source: &Source, within: Duration, report: &mut Report) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let (frames, sound) = (p.sight.frames() > 0, p.sight.sound_buffers() > 0);
-            report.push("camera", frames, format!("{}{}{}", chosen.camera.label, others(&listed.cameras), if frames { ", image reçue" } else { ", aucune image reçue" }));
-            report.push("microphone", sound, format!("{}{}{}", chosen.microphone.label, others(&listed.microphones), if sound { ", son reçu" } else { ", aucun son reçu" }));
+            report.push("camera", frames, format!("{}{}{}", chosen.camera.label, others(&listed.cameras), if frames { t.frame.0 } else { t.frame.1 }));
+            report.push("microphone", sound, format!("{}{}{}", chosen.microphone.label, others(&listed.microphones), if sound { t.sound.0 } else { t.sound.1 }));
         }
         Err(e) => {
-            report.push("camera", false, format!("{} ne s'ouvre pas ({e})", chosen.camera.label));
+            report.push("camera", false, format!("{} {} ({e})", chosen.camera.label, t.does_not_open));
             report.push("microphone", false, chosen.microphone.label.to_string());
         }
     }
 }
 
 pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Report {
+    let t = text();
     let mut report = Report { fit: false, lines: Vec::new() };
     report = tokio::task::spawn_blocking(move || {
         try_devices(&source, Duration::from_secs(8), &mut report);
         report
     })
     .await
-    .unwrap_or_else(|_| Report { fit: false, lines: vec![Line { what: "camera", ok: false, detail: "la vérification a échoué".into() }] });
+    .unwrap_or_else(|_| Report { fit: false, lines: vec![Line { what: "camera", ok: false, detail: t.check_failed.into() }] });
     match crate::capture::pick_encoder() {
         Ok(e) => {
-            let where_ = if crate::capture::hardware_encoder(&e) { "carte graphique" } else { "processeur" };
+            let where_ = if crate::capture::hardware_encoder(&e) { t.gpu } else { t.cpu };
             report.push("encoder", true, format!("{e} ({where_})"));
         }
-        Err(e) => report.push("encoder", false, format!("aucun encodeur H.264 ({e})")),
+        Err(e) => report.push("encoder", false, format!("{} ({e})", t.no_encoder)),
     }
     // The spool's disk: the nearest existing ancestor of the spool directory.
     let mut dir = spool_dir.to_path_buf();
@@ -116,19 +107,19 @@ pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Repo
     match fs4::available_space(&dir) {
         Ok(free) => {
             let d = disk_verdict(free);
-            report.push("disk", d.verdict != "too_low", format!("{} Mo libres{}", d.free_mb, if d.verdict == "low" { " (faible : qualité réduite)" } else { "" }));
+            report.push("disk", d.verdict != "too_low", format!("{} {}{}", d.free_mb, t.free, if d.verdict == "low" { t.low } else { "" }));
         }
-        Err(e) => report.push("disk", false, format!("mesure impossible ({e})")),
+        Err(e) => report.push("disk", false, format!("{} ({e})", t.unmeasured)),
     }
     match api.notice().await {
-        Ok(n) => report.push("server", true, format!("joignable, notice {}", n.version)),
-        Err(f) => report.push("server", false, format!("injoignable ({f})")),
+        Ok(n) => report.push("server", true, format!("{} {}", t.reachable, n.version)),
+        Err(f) => report.push("server", false, format!("{} ({f})", t.unreachable)),
     }
     let kbps = api.upload_test(512 * 1024).await.ok();
     let v = upload_verdict(kbps);
     let detail = match (v.verdict, kbps) {
-        ("unreachable", _) | (_, None) => "test impossible".to_owned(),
-        (verdict, Some(k)) => format!("{k} kbit/s{}", if verdict == "slow" { " (lente : une partie sera envoyée après l'épreuve)" } else { "" }),
+        ("unreachable", _) | (_, None) => t.untested.to_owned(),
+        (verdict, Some(k)) => format!("{k} kbit/s{}", if verdict == "slow" { t.slow } else { "" }),
     };
     report.push("upload", matches!(v.verdict, "good" | "slow"), detail);
     report.fit = report.lines.iter().all(|l| l.ok);

@@ -5,6 +5,11 @@
 //! - `cloeconnect://launch?server=https%3A%2F%2Fproctor.example.fr&token=clt_…`
 //! - `https://proctor.example.fr/launch#clt_…` (the server is the link's origin; the token
 //!   rides in the fragment, which browsers never send to any server).
+//!
+//! Any web page can open such a link, so the server it names must be one this computer
+//! knows: a loopback server (the demo), or one listed in `/etc/cloe-connect/servers` (the
+//! package's, one origin per line) or `CLOE_ALLOWED_SERVERS` (comma-separated). Otherwise a
+//! phishing link would have the agent send the webcam to anyone.
 
 use crate::client::check_server_url;
 use anyhow::{bail, Context};
@@ -34,7 +39,30 @@ pub fn parse(link: &str) -> anyhow::Result<Launch> {
         other => bail!("unknown launch link scheme {other:?}"),
     };
     protocol::LaunchToken::parse(&token).map_err(|e| anyhow::anyhow!("{} ({e})", crate::messages::current().token_malformed))?;
+    if !allowed(&server, &listed_servers()) {
+        bail!("{} ({})", crate::messages::current().unknown_server, server.origin().ascii_serialization());
+    }
     Ok(Launch { server, token })
+}
+
+const SERVERS_FILE: &str = "/etc/cloe-connect/servers";
+
+/// The servers this computer knows, from the package's file and the environment.
+fn listed_servers() -> Vec<String> {
+    let file = std::fs::read_to_string(SERVERS_FILE).unwrap_or_default();
+    let env = std::env::var("CLOE_ALLOWED_SERVERS").unwrap_or_default();
+    file.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).chain(env.split(',').map(|s| s.trim().to_owned())).filter(|s| !s.is_empty()).collect()
+}
+
+/// A loopback server, or one whose origin (scheme, host, port) is listed.
+fn allowed(server: &Url, listed: &[String]) -> bool {
+    let loopback = match server.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    loopback || listed.iter().filter_map(|l| Url::parse(l).ok()).any(|l| l.origin() == server.origin())
 }
 
 #[cfg(test)]
@@ -50,12 +78,23 @@ mod tests {
     #[test]
     fn both_forms_of_the_link() {
         let t = token();
-        let scheme = format!("cloeconnect://launch?server=https%3A%2F%2Fproctor.example.fr%3A8443&token={t}");
-        assert_eq!(parse(&scheme).unwrap(), Launch { server: Url::parse("https://proctor.example.fr:8443").unwrap(), token: t.clone() });
-        let web = format!("https://proctor.example.fr/launch#{t}");
-        assert_eq!(parse(&web).unwrap(), Launch { server: Url::parse("https://proctor.example.fr/").unwrap(), token: t.clone() });
-        // A loopback server over plain HTTP, for the demo.
-        assert!(parse(&format!("cloeconnect://launch?server=http%3A%2F%2F127.0.0.1%3A8443&token={t}")).is_ok());
+        // Loopback servers need no listing (the demo); the https form names its origin.
+        let scheme = format!("cloeconnect://launch?server=http%3A%2F%2F127.0.0.1%3A8443&token={t}");
+        assert_eq!(parse(&scheme).unwrap(), Launch { server: Url::parse("http://127.0.0.1:8443").unwrap(), token: t.clone() });
+        let web = format!("http://localhost:8443/launch#{t}");
+        assert_eq!(parse(&web).unwrap(), Launch { server: Url::parse("http://localhost:8443/").unwrap(), token: t.clone() });
+    }
+
+    #[test]
+    fn only_listed_servers_get_the_recording() {
+        let listed = vec!["https://proctor.example.fr:8443".to_owned()];
+        assert!(allowed(&Url::parse("https://proctor.example.fr:8443/").unwrap(), &listed));
+        assert!(!allowed(&Url::parse("https://proctor.example.fr/").unwrap(), &listed), "another port is another server");
+        assert!(!allowed(&Url::parse("https://evil.example/").unwrap(), &listed));
+        assert!(allowed(&Url::parse("http://127.0.0.1:9/").unwrap(), &[]));
+        let t = token();
+        let e = format!("{:#}", parse(&format!("https://evil.example/launch#{t}")).unwrap_err());
+        assert!(e.contains("serveur d'examen inconnu") && e.contains("https://evil.example"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub struct Messages {
     pub ended_by_platform: &'static str,
     pub device_lost: &'static str,
     pub interrupted_before_recording: &'static str,
+    pub withdrawal_unsent: &'static str,
+    pub already_running: &'static str,
+    pub unknown_server: &'static str,
+    pub not_all_sent: &'static str,
     pub device_back: &'static str,
     pub recording_started: &'static str,
     pub recording_stopping: &'static str,
@@ -61,6 +65,10 @@ pub const FR: Messages = Messages {
     withdrawn: "Consentement retiré : l'enregistrement est arrêté et le retrait enregistré. Votre épreuve à distance ne pourra pas être validée ; contactez votre centre d'examen.",
     ended_by_platform: "La plateforme d'examen a mis fin à l'épreuve : fin de l'enregistrement.",
     device_lost: "La caméra ou le micro ne répond plus (débranché ?) : rebranchez-le ; l'enregistrement reprendra tout seul. L'interruption est notée.",
+    unknown_server: "Ce lien désigne un serveur d'examen inconnu de cet ordinateur : il est refusé, rien n'est enregistré. Utilisez le lien de la plateforme CLOE Connect ou contactez votre centre d'examen",
+    already_running: "L'application enregistre déjà cette épreuve sur cet ordinateur : utilisez la fenêtre déjà ouverte.",
+    withdrawal_unsent: "Votre retrait n'a pas pu être transmis au serveur (pas de connexion). L'enregistrement est arrêté et effacé de cet ordinateur ; prévenez votre centre d'examen de votre retrait.",
+    not_all_sent: "Une partie de l'enregistrement n'a pas pu être envoyée ; elle reste chiffrée sur cet ordinateur et partira au prochain lancement de l'application. Fragments restants :",
     interrupted_before_recording: "Arrêt demandé avant l'enregistrement : rien n'a été enregistré.",
     device_back: "Caméra et micro de retour : l'enregistrement reprend.",
     recording_started: "Enregistrement en cours. Appuyez sur Ctrl+C pour terminer.",
@@ -147,7 +155,10 @@ pub const PAGE_FR: &[(&str, &str)] = &[
     ("fragments_sent", "fragments envoyés sur"),
     ("done_title", "Tout est envoyé"),
     ("done_body", "Le serveur a bien reçu tout l'enregistrement. Vous pouvez fermer cette fenêtre."),
+    ("server", "Serveur qui reçoit l'enregistrement :"),
     ("withdrawn_title", "Consentement retiré"),
+    ("withdrawn_sending", "Envoi de votre retrait…"),
+    ("withdrawn_unsent", "Votre retrait n'a pas pu être transmis au serveur (pas de connexion). L'enregistrement est arrêté et effacé de cet ordinateur. Prévenez votre centre d'examen de votre retrait. Vous pouvez fermer cette fenêtre."),
     ("withdrawn_body", "L'enregistrement est arrêté et votre retrait a été enregistré. Votre épreuve à distance ne pourra pas être validée : contactez votre centre d'examen. Vous pouvez fermer cette fenêtre."),
     ("failed_title", "L'enregistrement ne peut pas continuer"),
     ("leave_warning", "L'envoi n'est pas terminé : gardez cette fenêtre ouverte."),
@@ -156,4 +167,70 @@ pub const PAGE_FR: &[(&str, &str)] = &[
 
 pub fn page() -> &'static [(&'static str, &'static str)] {
     PAGE_FR
+}
+
+/// `capture-agent check`'s report.
+pub struct CheckText {
+    pub title: &'static str,
+    pub labels: [(&'static str, &'static str); 6],
+    pub ok: &'static str,
+    pub not_ok: &'static str,
+    pub fit: &'static str,
+    pub unfit: &'static str,
+    pub no_camera: &'static str,
+    pub no_microphone: &'static str,
+    pub detection_failed: &'static str,
+    pub available: &'static str,
+    pub frame: (&'static str, &'static str),
+    pub sound: (&'static str, &'static str),
+    pub does_not_open: &'static str,
+    pub check_failed: &'static str,
+    pub gpu: &'static str,
+    pub cpu: &'static str,
+    pub no_encoder: &'static str,
+    pub free: &'static str,
+    pub low: &'static str,
+    pub unmeasured: &'static str,
+    pub reachable: &'static str,
+    pub unreachable: &'static str,
+    pub untested: &'static str,
+    pub slow: &'static str,
+}
+
+pub const CHECK_FR: CheckText = CheckText {
+    title: "CLOE Connect : vérification de l'ordinateur (rien n'est enregistré)",
+    labels: [
+        ("camera", "Caméra"),
+        ("microphone", "Microphone"),
+        ("encoder", "Encodage vidéo"),
+        ("disk", "Espace disque"),
+        ("server", "Serveur"),
+        ("upload", "Connexion (envoi)"),
+    ],
+    ok: "OK ",
+    not_ok: "NON",
+    fit: "Verdict : cet ordinateur est prêt pour l'épreuve.",
+    unfit: "Verdict : cet ordinateur n'est pas prêt ; corrigez les lignes marquées NON puis relancez la vérification.",
+    no_camera: "aucune caméra trouvée",
+    no_microphone: "aucun microphone trouvé",
+    detection_failed: "détection impossible",
+    available: "disponibles",
+    frame: (", image reçue", ", aucune image reçue"),
+    sound: (", son reçu", ", aucun son reçu"),
+    does_not_open: "ne s'ouvre pas",
+    check_failed: "la vérification a échoué",
+    gpu: "carte graphique",
+    cpu: "processeur",
+    no_encoder: "aucun encodeur H.264",
+    free: "Mo libres",
+    low: " (faible : qualité réduite)",
+    unmeasured: "mesure impossible",
+    reachable: "joignable, notice",
+    unreachable: "injoignable",
+    untested: "test impossible",
+    slow: " (lente : une partie sera envoyée après l'épreuve)",
+};
+
+pub fn check() -> &'static CheckText {
+    &CHECK_FR
 }

@@ -126,10 +126,13 @@ impl Recorder {
             cfg.devices = Some(chosen);
             match Capture::start(self.source.clone(), &cfg) {
                 Ok((capture, events)) => {
+                    // `stop` sets the flag before it looks for the capture: checked under the
+                    // same lock, a stop is either seen here or finds this capture.
+                    let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
                     if self.stopping() {
                         return None;
                     }
-                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(capture));
+                    *current = Some(Arc::new(capture));
                     return Some(events);
                 }
                 Err(e) => tracing::warn!(error = %e, "the devices are listed but do not open yet"),

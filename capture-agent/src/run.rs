@@ -8,12 +8,17 @@
 //! consent first. If the server cannot open the live stream, recording goes on in a new
 //! one; if it refuses for good, recording stops and the candidate is told why.
 
+use crate::board::{Action, Board, Phase};
 use crate::capture::{CaptureConfig, CaptureEvent, Source};
+use crate::steps::{Checked, Face, Stop};
+use protocol::notice::Notice as NoticeText;
 use crate::client::Api;
 use crate::messages::current as msgs;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
 use crate::spool::Spool;
 use crate::uploader::{Job, Notice, Uploader};
+
+type Actions = tokio::sync::mpsc::UnboundedReceiver<Action>;
 use anyhow::Context;
 use base64::Engine;
 use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
@@ -72,7 +77,8 @@ pub struct Summary {
     pub transport: crate::transport::Mode,
     /// How many chunks each transport carried in this run ("webrtc", "https").
     pub chunks_by_transport: std::collections::BTreeMap<&'static str, u64>,
-    /// `given`, `refused` (nothing recorded, only the refusal sent) or `withdrawn`.
+    /// `given`, `refused` (nothing recorded, only the refusal sent), `refused_unsent` (the
+    /// server could not be told) or `withdrawn`.
     pub consent: &'static str,
     /// Why the recording ended: `duration`, `interrupted`, `finished`, `withdrawn`,
     /// `ended_by_platform`, `capture_ended`.
@@ -81,7 +87,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn complete(&self) -> bool {
-        self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none()
+        self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none() && self.consent != "refused_unsent"
     }
 
     /// A run that recorded nothing (the candidate refused).
@@ -186,13 +192,11 @@ fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey, notice
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
-    use crate::board::{Board, Phase};
-    use crate::steps::{Face, Stop};
     let token = LaunchToken::parse(&opts.token).map_err(|e| anyhow::anyhow!("{} ({e})", msgs().token_malformed))?;
     let api = Api::new(opts.server.clone(), token.credential().to_owned(), opts.ca_file.as_deref())?;
-    let (board, mut actions) = Board::new();
+    let (board, actions) = Board::new();
     let notice = crate::steps::notice(&api).await;
-    board.set_notice(notice.clone());
+    board.set_notice(notice.clone(), opts.server.host_str().unwrap_or_default());
     let fragment_hint = Duration::from_millis(CaptureConfig::default().fragment_ms.into());
     let face = Arc::new(if opts.consent {
         eprintln!("\n{}", notice.to_text());
@@ -201,48 +205,89 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         Face::Page { page: crate::page::Page::start(board.clone(), fragment_hint).await?, open_browser: opts.open_browser }
     });
     face.announce(false);
+    let result = exam(opts, token, api, notice, &board, actions, &face).await;
+    // Whatever stops the run, the page says so instead of going dead.
+    if let (Err(e), Face::Page { .. }) = (&result, &*face) {
+        board.say(format!("{e:#}"));
+        board.set_phase(Phase::Failed);
+        linger(&board, &face).await;
+    }
+    result
+}
+
+async fn exam(opts: RunOptions, token: LaunchToken, api: Api, notice: NoticeText, board: &Arc<Board>, mut actions: Actions, face: &Arc<Face>) -> anyhow::Result<Summary> {
     // Scripted: no camera or microphone is a refusal before anything is sent.
-    let scripted_devices = match *face {
+    let scripted_devices = match **face {
         Face::Scripted => {
-            let listed = crate::capture::devices::list(&opts.source)?;
+            let source = opts.source.clone();
+            let listed = tokio::task::spawn_blocking(move || crate::capture::devices::list(&source)).await??;
             Some(crate::capture::devices::choose(&listed, None, None).map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?)
         }
         Face::Page { .. } => None,
     };
-    if matches!(*face, Face::Page { .. }) {
-        match crate::steps::consent(&mut actions).await {
+    let attempt_hint = token.offline.map_or(Uuid::nil(), |(a, _)| a);
+    if matches!(**face, Face::Page { .. }) {
+        match crate::steps::consent(&mut actions, face, board).await {
             None => anyhow::bail!("{}", msgs().interrupted_before_recording),
             Some(false) => {
-                crate::steps::refuse(&api, &board, &notice.version).await;
-                linger(&board, &face).await;
-                let attempt = token.offline.map_or(Uuid::nil(), |(a, _)| a);
-                return Ok(Summary::nothing(attempt, "refused", opts.transport));
+                let delivered = crate::steps::refuse(&api, board, &notice.version).await;
+                linger(board, face).await;
+                return Ok(Summary::nothing(attempt_hint, if delivered { "refused" } else { "refused_unsent" }, opts.transport));
             }
             Some(true) => {}
         }
     }
     let (attempt_id, public, fragment_ms, max_chunk) = attempt_of(&token, &api).await?;
-    let spool = Spool::open(&opts.spool_dir, attempt_id, token.credential()).context("opening the spool directory")?;
+    let spool = match Spool::open(&opts.spool_dir, attempt_id, token.credential()) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!("{}", msgs().already_running),
+        other => other.context("opening the spool directory")?,
+    };
     let (version, consent) = kept_consent(&spool, &attempt_id, &public, &notice.version)?;
     let link = Arc::new(crate::transport::Link::new(api.clone(), opts.transport));
-    let (uploader, mut notices) = Uploader::start(link.clone(), spool.clone());
+    let (uploader, notices) = Uploader::start(link.clone(), spool.clone());
     uploader.queue.send(Job::Consent(version, consent));
     queue_leftovers(&spool, &uploader)?;
 
     // The devices: chosen on the page after a check, or the first of each (scripted).
     let chosen = match scripted_devices {
         Some(c) => c,
-        None => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), &board, &mut actions).await? {
-            Some(c) => c,
-            None => anyhow::bail!("{}", msgs().interrupted_before_recording),
+        None => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), board, &mut actions, face).await? {
+            Checked::Start(c) => c,
+            Checked::Interrupted => anyhow::bail!("{}", msgs().interrupted_before_recording),
+            // Consent is withdrawn before anything was recorded.
+            Checked::Withdraw => {
+                uploader.abandon();
+                crate::steps::withdraw(&api, board, &spool, &notice.version).await;
+                linger(board, face).await;
+                return Ok(Summary::nothing(attempt_id, "withdrawn", opts.transport));
+            }
         },
     };
+    let recording = Recording { attempt_id, public, fragment_ms, max_chunk, chosen, spool, link, uploader, notices };
+    record(opts, recording, api, &notice, board, actions, face).await
+}
 
+/// What the recording needs from the steps before it.
+struct Recording {
+    attempt_id: Uuid,
+    public: AttemptPublicKey,
+    fragment_ms: u32,
+    max_chunk: Option<u64>,
+    chosen: crate::capture::devices::Chosen,
+    spool: Spool,
+    link: Arc<crate::transport::Link>,
+    uploader: Uploader,
+    notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
+}
+
+async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, board: &Arc<Board>, actions: Actions, face: &Arc<Face>) -> anyhow::Result<Summary> {
+    let Recording { attempt_id, public, fragment_ms, max_chunk, chosen, spool, link, uploader, mut notices } = r;
     let streams = Streams { attempt: attempt_id, public };
     let first = streams.open();
     let first_id = first.id;
     let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, devices: Some(chosen), ..CaptureConfig::default() };
-    let (capture, events) = crate::recorder::Recorder::start(opts.source, cfg)?;
+    let source = opts.source.clone();
+    let (capture, events) = tokio::task::spawn_blocking(move || crate::recorder::Recorder::start(source, cfg)).await??;
     let encoder = capture.encoder_name().to_owned();
     board.set_progress(uploader.queue.progress.clone());
     board.set_phase(Phase::Recording);
@@ -251,14 +296,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
 
     // Stop on --duration, Ctrl-C, "finish" or a withdrawal on the page, or the platform
-    // ending the exam; a second Ctrl-C leaves at once (the spool keeps everything).
+    // ending the exam; a second Ctrl-C leaves at once (the spool keeps everything). After a
+    // withdrawal, nothing sealed from then on is sent (the fragment being encoded included).
+    let withdrawing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (capture_done_tx, capture_done) = tokio::sync::oneshot::channel();
     let control = {
-        let (stopper, api, face, board) = (capture.clone(), api.clone(), face.clone(), board.clone());
+        let (stopper, api, face, board, withdrawing) = (capture.clone(), api.clone(), face.clone(), board.clone(), withdrawing.clone());
         let page_actions = matches!(*face, Face::Page { .. }).then_some(actions);
         tokio::spawn(async move {
             let why = crate::steps::control(opts.duration, page_actions, api, face, board.clone(), capture_done).await;
-            if why != Stop::Withdrawn {
+            if why == Stop::Withdrawn {
+                withdrawing.store(true, Ordering::SeqCst);
+            } else {
                 board.set_phase(Phase::Finishing);
             }
             if why != Stop::CaptureEnded {
@@ -297,13 +346,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         })
     };
 
-    let (spool2, queue, recorder, board2) = (spool.clone(), uploader.queue.clone(), capture.clone(), board.clone());
+    let (spool2, queue, recorder, board2, withdrawing2) = (spool.clone(), uploader.queue.clone(), capture.clone(), board.clone(), withdrawing.clone());
     let sealing = tokio::task::spawn_blocking(move || -> anyhow::Result<Sealed> {
         let progress = queue.progress.clone();
+        let send = |job| {
+            if !withdrawing2.load(Ordering::SeqCst) {
+                queue.send(job)
+            }
+        };
         let (mut events, mut stream) = (events, first);
         let mut total = Sealed { fragments: 0, streams: 0, media_us: 0, capture_error: None };
         loop {
-            let sealed = seal_loop(events, stream, &streams, &lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, |job| queue.send(job))?;
+            let sealed = seal_loop(events, stream, &streams, &lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, send)?;
             total.add(&sealed);
             let Some(error) = sealed.capture_error else { return Ok(total) };
             if recorder.stopping() {
@@ -342,26 +396,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         // Nothing more is sent: the withdrawal is recorded, the spool's ciphertext goes.
         uploader.abandon();
         consent_state = "withdrawn";
-        let recorded = tokio::time::timeout(Duration::from_secs(60), must("withdraw", || api.withdraw())).await;
-        if !matches!(recorded, Ok(Ok(_))) {
-            tracing::warn!("the withdrawal was not recorded by the server");
-            board.say(msgs().stop_consent_missing);
-        }
-        if let Err(e) = spool.discard() {
-            tracing::warn!(error = %e, "could not empty the spool");
-        }
-        eprintln!("{}", msgs().withdrawn);
-        board.set_phase(Phase::Withdrawn);
+        crate::steps::withdraw(&api, board, &spool, &notice.version).await;
     } else {
         board.set_phase(Phase::Finishing);
         let finishing = Instant::now();
         drain_with_progress(&uploader).await;
         uploader.finish().await;
         // The candidate sees the progress bar, however short the rest was to send.
-        while matches!(*face, Face::Page { .. }) && finishing.elapsed() < Duration::from_secs(3) && !board.last_seen().is_some_and(|t| t > finishing) {
+        while matches!(**face, Face::Page { .. }) && finishing.elapsed() < Duration::from_secs(3) && !board.last_seen().is_some_and(|t| t > finishing) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        board.set_phase(if sealed.capture_error.is_some() { Phase::Failed } else { Phase::Done });
     }
     heartbeat.abort();
     watcher.abort();
@@ -397,17 +441,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
             Stop::CaptureEnded => "capture_ended",
         }),
     };
-    if summary.complete() && why != Stop::Withdrawn {
-        eprintln!("{}", msgs().all_sent);
+    if why != Stop::Withdrawn {
+        // "You may close" only when the server has everything; otherwise what is left, and why.
+        if summary.complete() {
+            eprintln!("{}", msgs().all_sent);
+            board.set_phase(Phase::Done);
+        } else {
+            if summary.chunks_unsent > 0 || summary.chunks_dropped > 0 {
+                board.say(format!("{} {}", msgs().not_all_sent, summary.chunks_unsent + summary.chunks_dropped));
+            }
+            board.set_phase(Phase::Failed);
+        }
     }
-    linger(&board, &face).await;
+    linger(board, face).await;
     Ok(summary)
 }
 
 /// Keeps the page served until it has shown the last step (or 15 s pass), so that the
 /// candidate reads "you may close" rather than a dead page.
-async fn linger(board: &crate::board::Board, face: &crate::steps::Face) {
-    if !matches!(face, crate::steps::Face::Page { .. }) {
+async fn linger(board: &Board, face: &Face) {
+    if !matches!(face, Face::Page { .. }) {
         return;
     }
     let from = Instant::now();

@@ -51,6 +51,9 @@ pub const MAX_HELD_BYTES: u64 = 96 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Spool {
     dir: PathBuf,
+    /// Held for the run: one agent per attempt on this computer (a second launch would
+    /// forget the first one's live stream, or discard its spool on a withdrawal).
+    _lock: std::sync::Arc<fs::File>,
 }
 
 /// Creates `dir` (and missing parents) as 0700, and makes an existing one 0700.
@@ -87,7 +90,12 @@ impl Spool {
             let _ = fs::remove_dir(&legacy);
             fs::File::open(&dir)?.sync_all()?;
         }
-        Ok(Self { dir })
+        let lock = private_file(&root.join(format!("{attempt}.lock")), true)?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => std::io::Error::new(std::io::ErrorKind::WouldBlock, "another agent is recording this attempt on this computer"),
+            fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(Self { dir, _lock: std::sync::Arc::new(lock) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -249,8 +257,14 @@ mod tests {
         assert_eq!(spool.pending().unwrap().len(), 1);
         spool.mark_final(s, 2).unwrap();
         assert_eq!(spool.final_index(s), Some(2));
-        // A reissued token of the same attempt finds the leftovers; another attempt does not.
-        assert_eq!(Spool::open(root.path(), attempt, "clt_reissued").unwrap().pending().unwrap().len(), 1);
+        // One agent per attempt: a second one is turned away while the first runs.
+        let second = Spool::open(root.path(), attempt, "clt_reissued");
+        assert_eq!(second.err().map(|e| e.kind()), Some(std::io::ErrorKind::WouldBlock));
+        // Once it stopped, a reissued token of the same attempt finds the leftovers; another
+        // attempt does not.
+        drop(spool);
+        let spool = Spool::open(root.path(), attempt, "clt_reissued").unwrap();
+        assert_eq!(spool.pending().unwrap().len(), 1);
         assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other").unwrap().pending().unwrap().is_empty());
         // Consent is kept once, privately, and outlives the chunks.
         assert_eq!(spool.consent().unwrap(), None);

@@ -12,6 +12,7 @@ use crate::page::Page;
 use protocol::notice::Notice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How the candidate is shown the steps.
@@ -57,16 +58,49 @@ pub async fn notice(api: &Api) -> Notice {
     }
 }
 
-/// Waits for the candidate's answer on the page; `None` on Ctrl-C (nothing sent).
-pub async fn consent(actions: &mut UnboundedReceiver<Action>) -> Option<bool> {
+/// Waits for the candidate's answer on the page; `None` on Ctrl-C (nothing sent). A page
+/// closed before the answer is offered again.
+pub async fn consent(actions: &mut UnboundedReceiver<Action>, face: &Face, board: &Board) -> Option<bool> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut reopen = Reopen::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             a = actions.recv() => match a? {
                 Action::Consent { accept } => return Some(accept),
                 other => tracing::debug!(?other, "ignored before consent"),
             },
-            _ = tokio::signal::ctrl_c() => return None,
+            _ = tick.tick() => reopen.check(face, board),
+            _ = &mut ctrl_c => return None,
         }
+    }
+}
+
+/// Offers the page again when it has stopped asking for the state (closed, or never
+/// opened), less and less often: 1, 2, 4, then every 8 minutes.
+#[derive(Default)]
+pub struct Reopen {
+    last: Option<Instant>,
+    times: u32,
+}
+
+impl Reopen {
+    pub fn check(&mut self, face: &Face, board: &Board) {
+        if !matches!(face, Face::Page { .. }) {
+            return;
+        }
+        let quiet_since = board.last_seen().unwrap_or(board.created());
+        if quiet_since.elapsed() < Duration::from_secs(30) {
+            return;
+        }
+        let wait = Duration::from_secs(60 << self.times.min(3));
+        if self.last.is_some_and(|t| t.elapsed() < wait) || board.created().elapsed() < wait.min(Duration::from_secs(60)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        self.times += 1;
+        face.announce(true);
     }
 }
 
@@ -94,6 +128,32 @@ pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
     }
 }
 
+/// Records the withdrawal (or, if the server never recorded the consent, the refusal) and
+/// empties the spool: nothing recorded under this consent will be sent any more.
+pub async fn withdraw(api: &Api, board: &Board, spool: &crate::spool::Spool, version: &str) {
+    board.set_phase(Phase::Withdrawn);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let sent = loop {
+        match api.withdraw().await {
+            Ok(_) => break true,
+            Err(f) if f.status == 409 && f.code == "invalid_transition" => break api.refuse(version).await.is_ok(),
+            Err(f) if (f.status == 0 || f.status >= 500) && Instant::now() < deadline => {
+                tracing::warn!(failure = %f, "withdrawal not sent yet");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(f) => {
+                tracing::warn!(failure = %f, "withdrawal not recorded");
+                break false;
+            }
+        }
+    };
+    if let Err(e) = spool.discard() {
+        tracing::warn!(error = %e, "could not empty the spool");
+    }
+    eprintln!("{}", if sent { msgs().withdrawn } else { msgs().withdrawal_unsent });
+    board.withdrawal_sent(sent);
+}
+
 /// The candidate-facing reason a device is missing, as the page's text key.
 fn missing_key(m: Missing) -> &'static str {
     match m {
@@ -114,38 +174,61 @@ fn publish(board: &Board, devices: &Devices, chosen: &Result<Chosen, Missing>) {
     board.set_devices(devices.clone(), ids, chosen.as_ref().err().map(|m| missing_key(*m)));
 }
 
-fn preview(board: &Board, chosen: &Result<Chosen, Missing>) -> Option<Preview> {
-    let p = chosen.as_ref().ok().and_then(|c| Preview::start(c).map_err(|e| tracing::warn!(error = %e, "no preview")).ok());
+/// How the device check ended.
+pub enum Checked {
+    Start(Chosen),
+    Withdraw,
+    Interrupted,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("a blocking GStreamer call panicked")
+}
+
+async fn start_preview(board: &Arc<Board>, chosen: &Result<Chosen, Missing>) -> Option<Preview> {
+    let chosen = chosen.clone();
+    let p = blocking(move || chosen.ok().and_then(|c| Preview::start(&c).map_err(|e| tracing::warn!(error = %e, "no preview")).ok())).await;
     board.set_sight(p.as_ref().map(|p| p.sight.clone()));
     p
 }
 
+async fn stop_preview(board: &Board, view: &mut Option<Preview>) {
+    board.set_sight(None);
+    if let Some(p) = view.take() {
+        blocking(move || drop(p)).await;
+    }
+}
+
 /// The device check on the page: preview, level, choice of devices, upload test, disk and
-/// encoder. Nothing is recorded. Returns the devices to record with, or `None` on Ctrl-C.
-pub async fn device_check(source: &Source, api: &Api, free_bytes: Option<u64>, board: &Arc<Board>, actions: &mut UnboundedReceiver<Action>) -> anyhow::Result<Option<Chosen>> {
+/// encoder. Nothing is recorded. GStreamer's calls run off the async threads.
+pub async fn device_check(source: &Source, api: &Api, free_bytes: Option<u64>, board: &Arc<Board>, actions: &mut UnboundedReceiver<Action>, face: &Face) -> anyhow::Result<Checked> {
     board.set_phase(Phase::Check);
     if let Some(free) = free_bytes {
         board.set_disk(disk_verdict(free));
     }
-    match crate::capture::pick_encoder() {
+    match blocking(crate::capture::pick_encoder).await {
         Ok(e) => board.set_encoder(&e, crate::capture::hardware_encoder(&e)),
         Err(e) => tracing::warn!(error = %e, "no encoder"),
     }
-    let mut listed = devices::list(source)?;
+    let list = |source: Source| blocking(move || devices::list(&source));
+    let mut listed = list(source.clone()).await?;
     let mut chosen = devices::choose(&listed, None, None);
     publish(board, &listed, &chosen);
-    let mut view = preview(board, &chosen);
+    let mut view = start_preview(board, &chosen).await;
     let mut relist = tokio::time::interval(Duration::from_secs(2));
+    let mut reopen = Reopen::default();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             a = actions.recv() => match a {
-                None => return Ok(None),
+                None => return Ok(Checked::Interrupted),
                 Some(Action::ChooseDevices { camera, microphone }) => {
                     // Release the devices before opening others.
-                    drop(view.take());
+                    stop_preview(board, &mut view).await;
                     chosen = devices::choose(&listed, Some(&camera), Some(&microphone));
                     publish(board, &listed, &chosen);
-                    view = preview(board, &chosen);
+                    view = start_preview(board, &chosen).await;
                 }
                 Some(Action::UploadTest) => {
                     board.set_upload(true, None);
@@ -157,23 +240,33 @@ pub async fn device_check(source: &Source, api: &Api, free_bytes: Option<u64>, b
                 }
                 Some(Action::Start) => {
                     if let Ok(c) = &chosen {
-                        drop(view.take());
-                        board.set_sight(None);
-                        return Ok(Some(c.clone()));
+                        stop_preview(board, &mut view).await;
+                        return Ok(Checked::Start(c.clone()));
                     }
+                }
+                Some(Action::Withdraw) => {
+                    stop_preview(board, &mut view).await;
+                    return Ok(Checked::Withdraw);
                 }
                 Some(other) => tracing::debug!(?other, "ignored during the check"),
             },
-            // A camera plugged in during the check is found without a restart.
-            _ = relist.tick(), if chosen.is_err() => {
-                listed = devices::list(source)?;
-                chosen = devices::choose(&listed, None, None);
-                if chosen.is_ok() {
-                    publish(board, &listed, &chosen);
-                    view = preview(board, &chosen);
+            // A camera plugged in during the check is found without a restart; a closed
+            // page is offered again.
+            _ = relist.tick() => {
+                reopen.check(face, board);
+                if chosen.is_err() {
+                    listed = list(source.clone()).await?;
+                    chosen = devices::choose(&listed, None, None);
+                    if chosen.is_ok() {
+                        publish(board, &listed, &chosen);
+                        view = start_preview(board, &chosen).await;
+                    }
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(None),
+            _ = &mut ctrl_c => {
+                stop_preview(board, &mut view).await;
+                return Ok(Checked::Interrupted);
+            }
         }
     }
 }
@@ -191,8 +284,8 @@ pub enum Stop {
     CaptureEnded,
 }
 
-/// Watches everything that can end the recording; calls `stop` once and returns why.
-/// Also reopens a page the candidate closed while recording.
+/// Watches everything that can end the recording; returns why (the caller stops the
+/// capture). Also offers again a page the candidate closed while recording.
 pub async fn control(
     duration: Option<Duration>,
     mut actions: Option<UnboundedReceiver<Action>>,
@@ -202,35 +295,45 @@ pub async fn control(
     capture_done: tokio::sync::oneshot::Receiver<()>,
 ) -> Stop {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut capture_done = capture_done;
-    let mut reopened_at: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => return Stop::Duration,
-            _ = tokio::signal::ctrl_c() => return Stop::Interrupted,
-            _ = &mut capture_done => return Stop::CaptureEnded,
-            a = async { actions.as_mut().expect("guarded").recv().await }, if actions.is_some() => match a {
-                Some(Action::Finish) => return Stop::Finished,
-                Some(Action::Withdraw) => return Stop::Withdrawn,
-                Some(other) => tracing::debug!(?other, "ignored while recording"),
-                None => actions = None,
-            },
-            _ = tick.tick() => {
-                // Nothing is recorded after the platform ends the exam.
-                if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(3), api.attempt_info()).await {
-                    if info.state.as_deref().is_some_and(|s| !matches!(s, "enrolled" | "consented" | "recording")) {
-                        eprintln!("{}", msgs().ended_by_platform);
-                        board.ended_by_platform();
-                        return Stop::EndedByPlatform;
-                    }
-                }
-                let closed = board.last_seen().is_none_or(|t| t.elapsed() > Duration::from_secs(20));
-                if matches!(*face, Face::Page { .. }) && closed && reopened_at.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                    reopened_at = Some(Instant::now());
-                    face.announce(true);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    // The attempt's state, looked at every 2 s in a task of its own, so that a slow server
+    // delays neither the candidate's clicks nor Ctrl-C.
+    let (ended_tx, mut ended) = tokio::sync::oneshot::channel::<()>();
+    let poll = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(5), api.attempt_info()).await {
+                if info.state.as_deref().is_some_and(|s| !matches!(s, "enrolled" | "consented" | "recording")) {
+                    let _ = ended_tx.send(());
+                    return;
                 }
             }
         }
-    }
+    });
+    let mut reopen = Reopen::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let why = loop {
+        tokio::select! {
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => break Stop::Duration,
+            _ = &mut ctrl_c => break Stop::Interrupted,
+            _ = &mut capture_done => break Stop::CaptureEnded,
+            Ok(()) = &mut ended => {
+                eprintln!("{}", msgs().ended_by_platform);
+                board.ended_by_platform();
+                break Stop::EndedByPlatform;
+            }
+            a = async { actions.as_mut().expect("guarded").recv().await }, if actions.is_some() => match a {
+                Some(Action::Finish) => break Stop::Finished,
+                Some(Action::Withdraw) => break Stop::Withdrawn,
+                Some(other) => tracing::debug!(?other, "ignored while recording"),
+                None => actions = None,
+            },
+            _ = tick.tick() => reopen.check(&face, &board),
+        }
+    };
+    poll.abort();
+    why
 }

@@ -305,14 +305,23 @@ async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_reco
     assert!(b.js("return document.getElementById('withdraw-confirm').innerText").await.as_str().unwrap().contains("ne pourra pas être validée"));
     shot(&b, "withdraw_confirm").await;
     accessible(&b, "the withdrawal's confirmation").await;
+    let withdrawn_at = now_ms();
     click(&b, "withdraw-yes").await;
     visible(&b, "the withdrawal", "phase-withdrawn").await;
+    b.until("the withdrawal recorded", Duration::from_secs(30), "return document.getElementById('withdrawn-body').textContent.includes('votre retrait a été enregistré')").await;
     shot(&b, "withdrawn").await;
     accessible(&b, "withdrawn").await;
     let s = agent.summary().await;
     assert_eq!((s["consent"].as_str(), s["ended_by"].as_str()), (Some("withdrawn"), Some("withdrawn")), "{s}");
-    assert_eq!(report(&server, &attempt)["state"], "withdrawn");
-    assert!(files_under(&spool).iter().all(|f| !f.to_string_lossy().contains(&attempt)), "the withdrawn attempt's spool is gone");
+    let r = report(&server, &attempt);
+    assert_eq!(r["state"], "withdrawn");
+    // Nothing captured after the click reached the server (the fragment being encoded
+    // then included), and the agent kept nothing.
+    for stream in r["streams"].as_array().unwrap() {
+        let end = unix_ms(&stream["started_at"]) + (stream["recorded_seconds"].as_f64().unwrap() * 1000.0) as i64;
+        assert!(end <= withdrawn_at + 300, "recorded {} ms after the withdrawal: {r}", end - withdrawn_at);
+    }
+    assert!(!spool.join(&attempt).exists(), "the withdrawn attempt's spool is gone");
     b.close().await;
 }
 

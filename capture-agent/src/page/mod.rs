@@ -27,8 +27,9 @@ const STYLE: &str = include_str!("assets/page.css");
 const COOKIE: &str = "cloe_page";
 
 struct Secrets {
-    /// The one-time secret of the link not yet used, hashed.
-    link: Option<[u8; 32]>,
+    /// The one-time secrets of the links not used yet, hashed (the last few: a candidate
+    /// slow to open the first may still use it after the page was offered again).
+    links: Vec<[u8; 32]>,
     /// Sessions handed out (one per link used), hashed.
     sessions: Vec<[u8; 32]>,
 }
@@ -64,7 +65,7 @@ impl Page {
         let port = listener.local_addr()?.port();
         let state = PageState {
             board,
-            secrets: Arc::new(Mutex::new(Secrets { link: None, sessions: Vec::new() })),
+            secrets: Arc::new(Mutex::new(Secrets { links: Vec::new(), sessions: Vec::new() })),
             host: format!("127.0.0.1:{port}"),
             fragment,
         };
@@ -77,10 +78,10 @@ impl Page {
             .route("/preview.jpg", get(preview))
             .route("/api/consent", post(consent))
             .route("/api/devices", post(devices))
-            .route("/api/upload-test", post(|s: State<PageState>| act(s, Phase::Check, Action::UploadTest)))
-            .route("/api/start", post(|s: State<PageState>| act(s, Phase::Check, Action::Start)))
-            .route("/api/finish", post(|s: State<PageState>| act(s, Phase::Recording, Action::Finish)))
-            .route("/api/withdraw", post(|s: State<PageState>| act(s, Phase::Recording, Action::Withdraw)))
+            .route("/api/upload-test", post(|s: State<PageState>| act(s, &[Phase::Check], Action::UploadTest)))
+            .route("/api/start", post(|s: State<PageState>| act(s, &[Phase::Check], Action::Start)))
+            .route("/api/finish", post(|s: State<PageState>| act(s, &[Phase::Recording], Action::Finish)))
+            .route("/api/withdraw", post(|s: State<PageState>| act(s, &[Phase::Check, Phase::Recording], Action::Withdraw)))
             .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
@@ -91,10 +92,14 @@ impl Page {
         Ok(Page { state, port, server })
     }
 
-    /// A fresh one-time link (the previous unused one stops working).
+    /// A fresh one-time link; the four before it, if unused, still work.
     pub fn new_link(&self) -> String {
         let secret = random_hex();
-        self.state.secrets.lock().unwrap_or_else(|e| e.into_inner()).link = Some(hash(&secret));
+        let mut secrets = self.state.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        if secrets.links.len() >= 5 {
+            secrets.links.remove(0);
+        }
+        secrets.links.push(hash(&secret));
         format!("http://{}/?k={secret}", self.state.host)
     }
 }
@@ -170,9 +175,10 @@ struct Link {
 async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: HeaderMap) -> Response {
     let mut secrets = s.secrets.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(k) = link.k {
-        if secrets.link.is_some_and(|l| l == hash(&k)) {
+        let h = hash(&k);
+        if let Some(at) = secrets.links.iter().position(|l| *l == h) {
             // Burnt at once: the address in the history or a screenshot opens nothing.
-            secrets.link = None;
+            secrets.links.remove(at);
             let session = random_hex();
             secrets.sessions.push(hash(&session));
             let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
@@ -207,13 +213,12 @@ async fn preview(State(s): State<PageState>) -> Response {
     }
 }
 
-/// An action, if the run is at the step it belongs to; the run checks again.
-fn act(State(s): State<PageState>, at: Phase, action: Action) -> std::future::Ready<Response> {
-    std::future::ready(if s.board.phase() != at {
-        error(StatusCode::CONFLICT, "wrong_step", "not possible at this step")
-    } else {
-        s.board.act(action);
+/// An action, if the run is at the step it belongs to and none was taken there yet.
+fn act(State(s): State<PageState>, at: &[Phase], action: Action) -> std::future::Ready<Response> {
+    std::future::ready(if s.board.act_at(at, action) {
         StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::CONFLICT, "wrong_step", "not possible at this step")
     })
 }
 
@@ -224,7 +229,7 @@ struct ConsentBody {
 
 async fn consent(s: State<PageState>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<ConsentBody>(&body) {
-        Ok(c) => act(s, Phase::Notice, Action::Consent { accept: c.accept }).await,
+        Ok(c) => act(s, &[Phase::Notice], Action::Consent { accept: c.accept }).await,
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     }
 }
@@ -237,7 +242,7 @@ struct DevicesBody {
 
 async fn devices(s: State<PageState>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<DevicesBody>(&body) {
-        Ok(d) if d.camera.len() <= 200 && d.microphone.len() <= 200 => act(s, Phase::Check, Action::ChooseDevices { camera: d.camera, microphone: d.microphone }).await,
+        Ok(d) if d.camera.len() <= 200 && d.microphone.len() <= 200 => act(s, &[Phase::Check], Action::ChooseDevices { camera: d.camera, microphone: d.microphone }).await,
         Ok(_) => error(StatusCode::BAD_REQUEST, "bad_request", "device ids are short"),
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     }

@@ -68,6 +68,9 @@ async fn only_the_candidates_browser_gets_in() {
 
     assert_eq!(v.post("/api/consent", r#"{"accept":true}"#).send().await.unwrap().status(), 204);
     assert_eq!(actions.recv().await, Some(Action::Consent { accept: true }));
+    // A refusal clicked after the acceptance, before the run moved on, is refused.
+    assert_eq!(v.post("/api/consent", r#"{"accept":false}"#).send().await.unwrap().status(), 409);
+    assert!(actions.try_recv().is_err());
     assert!(board.last_seen().is_some());
 
     // A new link for a reopened page; the old session still works.

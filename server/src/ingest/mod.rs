@@ -127,13 +127,16 @@ impl Proctor {
                 (c.notice_version, c.given_at_ms)
             }
         };
+        // Consent given again (agent restarted, its spool naming the notice it was given
+        // under): already recorded, nothing changes, whatever the version is now.
+        if matches!(who.attempt.state, AttemptState::Consented | AttemptState::Recording) {
+            return Ok(());
+        }
         if notice_version != NOTICE_VERSION {
             return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
         }
         match who.attempt.state {
             AttemptState::Enrolled => {}
-            // Consent given again (agent restarted): already recorded, nothing changes.
-            AttemptState::Consented | AttemptState::Recording => return Ok(()),
             // The whole exam offline: the platform ended it before the consent arrived.
             // Consent given before the end is recorded (the state stays ended), so that the
             // recording made under it can land.

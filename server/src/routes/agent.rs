@@ -118,12 +118,20 @@ pub async fn refuse(State(app): State<AppState>, who: AgentIdentity, body: Body)
     Ok(Json(serde_json::json!({ "attempt_id": who.attempt.id, "state": state })))
 }
 
+/// Upload tests served at once; more get 503 with Retry-After.
+pub const UPLOAD_TEST_SLOTS: usize = 8;
+
 #[utoipa::path(post, path = "/api/agent/v1/upload-test", tag = "agent",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "up to 2 MiB of anything, read and thrown away"),
     responses((status = 200, description = "bytes received and the time the server spent receiving them (no token needed; nothing is stored)"),
-        (status = 408, description = "body too slow"), (status = 413, description = "more than 2 MiB")))]
+        (status = 408, description = "body slower than 15 s"), (status = 413, description = "more than 2 MiB"), (status = 503, description = "8 tests already running; see Retry-After")))]
 pub async fn upload_test(body: Body) -> Result<Json<UploadTestResult>, AppError> {
     use http_body_util::BodyExt;
+    // Open to anyone (the practice check has no token), so it gets few slots of its own and
+    // a short deadline: slow senders cannot take the listener's request budget from the
+    // exams' uploads.
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOAD_TEST_SLOTS);
+    let _slot = SLOTS.try_acquire().map_err(|_| AppError::Overloaded)?;
     let started = std::time::Instant::now();
     // Counted and dropped frame by frame: the test costs no memory, and nothing is kept.
     let count = async move {
@@ -139,7 +147,7 @@ pub async fn upload_test(body: Body) -> Result<Json<UploadTestResult>, AppError>
         }
         Ok(bytes)
     };
-    let bytes = tokio::time::timeout(std::time::Duration::from_secs(30), count).await.map_err(|_| AppError::BodyTimeout)??;
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), count).await.map_err(|_| AppError::BodyTimeout)??;
     Ok(Json(UploadTestResult { bytes, server_ms: started.elapsed().as_millis() as u64 }))
 }
 

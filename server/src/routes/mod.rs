@@ -2,7 +2,7 @@
 //! every error is a JSON `ErrorBody` with a precise 4xx.
 
 mod accounts;
-mod agent;
+pub mod agent;
 mod integration;
 mod overload;
 pub mod openapi;

@@ -74,3 +74,44 @@ async fn the_upload_test_counts_what_it_receives_and_keeps_nothing() {
     assert_eq!(app.http.post(&url).body(vec![1u8; 10]).send().await.unwrap().status(), 200);
     assert_eq!(app.blob_count(), blobs);
 }
+
+/// Open to anyone, so bounded on its own: eight slow senders hold every upload-test slot,
+/// the ninth is told to come back (503 + Retry-After), and the exams' API serves on.
+#[tokio::test]
+async fn slow_upload_tests_cannot_take_more_than_their_slots() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let addr = app.public.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..server::routes::agent::UPLOAD_TEST_SLOTS {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!("POST /api/agent/v1/upload-test HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\n\r\nabc");
+        s.write_all(head.as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let r = app.http.post(format!("{}/api/agent/v1/upload-test", app.public)).body(vec![1u8; 10]).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(error_code(r).await.1, "overloaded");
+    let c = app.candidate().await;
+    assert_eq!(app.consent(&c.token).await.status(), 204, "the exams are served");
+    drop(slow);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.http.post(format!("{}/api/agent/v1/upload-test", app.public)).body(vec![1u8; 10]).send().await.unwrap().status(), 200);
+}
+
+/// A restarted agent resends the consent its spool kept, naming the notice it was given
+/// under: once recorded, a newer notice version on the server does not refuse it.
+#[tokio::test]
+async fn a_consent_already_recorded_is_accepted_again_whatever_its_version() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    assert_eq!(app.consent(&c.token).await.status(), 204);
+    let again = app.http.post(format!("{}/api/agent/v1/consent", app.public)).bearer_auth(&c.token).json(&ConsentRequest { notice_version: "2026-11-v2".into(), sealed: None }).send().await.unwrap();
+    assert_eq!(again.status(), 204);
+    // Before any consent, an unknown version is still refused.
+    let d = app.candidate().await;
+    let first = app.http.post(format!("{}/api/agent/v1/consent", app.public)).bearer_auth(&d.token).json(&ConsentRequest { notice_version: "2026-11-v2".into(), sealed: None }).send().await.unwrap();
+    assert_eq!(error_code(first).await.0, 400);
+}

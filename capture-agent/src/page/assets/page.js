@@ -18,16 +18,20 @@ async function post(path, body) {
 
 function show(id, on) { $(id).hidden = !on; }
 
+// Writes only changes: live regions read every rewrite aloud.
+function say(id, text) { if ($(id).textContent !== text) $(id).textContent = text; }
+
 function hms(s) {
   const p = (n) => String(n).padStart(2, "0");
   return `${p(Math.floor(s / 3600))}:${p(Math.floor(s / 60) % 60)}:${p(s % 60)}`;
 }
 
-function renderNotice(n) {
+function renderNotice(n, server) {
   if (noticeShown || !n) return;
   noticeShown = true;
   $("notice-title").textContent = n.title;
   $("notice-version").textContent = n.version;
+  $("server").textContent = server;
   const box = $("notice-sections");
   for (const s of n.sections) {
     const h = document.createElement("h3");
@@ -71,10 +75,10 @@ function renderCheck(v) {
   meter = Math.max(v.level, meter * 0.75);
   $("level").value = meter;
   $("upload-test").disabled = v.testing_upload;
-  if (v.testing_upload) $("upload-result").textContent = T.upload_testing;
-  else if (v.upload) $("upload-result").textContent = T["upload_" + v.upload.verdict] + (v.upload.kbit_per_s ? ` (${rate(v.upload.kbit_per_s)})` : "");
-  if (v.disk) $("disk").textContent = `${T["disk_" + v.disk.verdict]} ${v.disk.free_mb} ${T.megabytes}`;
-  if (v.encoder) $("encoder").textContent = `${v.hardware_encoder ? T.encoder_hw : T.encoder_sw} ${v.encoder}`;
+  if (v.testing_upload) say("upload-result", T.upload_testing);
+  else if (v.upload) say("upload-result", T["upload_" + v.upload.verdict] + (v.upload.kbit_per_s ? ` (${rate(v.upload.kbit_per_s)})` : ""));
+  if (v.disk) say("disk", `${T["disk_" + v.disk.verdict]} ${v.disk.free_mb} ${T.megabytes}`);
+  if (v.encoder) say("encoder", `${v.hardware_encoder ? T.encoder_hw : T.encoder_sw} ${v.encoder}`);
 }
 
 function renderRecording(v) {
@@ -86,32 +90,38 @@ function renderRecording(v) {
   if (v.offline) text = `${T.upload_state_offline} ${Math.ceil(v.waiting_s / 60)}`;
   else if (v.waiting_s >= 60) text = `${T.upload_state_waiting} ${Math.ceil(v.waiting_s / 60)}`;
   else text = T.upload_state_ok;
-  if ($("upload-state").textContent !== text) $("upload-state").textContent = text;
+  say("upload-state", text);
 }
 
 function render(v) {
   if (v.phase !== phase) {
+    const first = phase === null;
     phase = v.phase;
     for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "phase-" + phase;
+    // A new step takes the focus, so that a screen reader starts reading it.
+    const heading = document.querySelector(`#phase-${phase} h2`);
+    if (!first && heading) heading.focus();
   }
   show("rec", v.phase === "recording");
-  $("elapsed").textContent = hms(v.elapsed_s);
-  $("message").textContent = v.message || "";
-  if (v.phase === "notice") renderNotice(v.notice);
-  if (v.phase === "refused") $("refused-body").textContent = v.refusal_sent === null ? T.refused_sending : v.refusal_sent ? T.refused_body : T.refused_unsent;
+  say("elapsed", hms(v.elapsed_s));
+  say("message", v.message || "");
+  if (v.phase === "notice") renderNotice(v.notice, v.server);
+  if (v.phase === "refused") say("refused-body", v.refusal_sent === null ? T.refused_sending : v.refusal_sent ? T.refused_body : T.refused_unsent);
+  if (v.phase === "withdrawn") say("withdrawn-body", v.withdrawal_sent === null ? T.withdrawn_sending : v.withdrawal_sent ? T.withdrawn_body : T.withdrawn_unsent);
   if (v.phase === "check") renderCheck(v);
   if (v.phase === "recording") renderRecording(v);
   if (v.phase === "finishing" || v.phase === "done") {
     const p = $("progress");
     p.max = Math.max(v.total, 1);
     p.value = v.sent;
-    $("progress-label").textContent = `${v.sent} ${T.fragments_sent} ${v.total}`;
-    $("done-count").textContent = `${v.sent} ${T.fragments_sent} ${v.total}`;
+    say("progress-label", `${v.sent} ${T.fragments_sent} ${v.total}`);
+    say("done-count", `${v.sent} ${T.fragments_sent} ${v.total}`);
     show("ended-by-platform", v.ended_by_platform);
   }
 }
 
 const FINAL = ["done", "refused", "withdrawn", "failed"];
+// The refusal and the withdrawal are still being sent when their step shows.
 
 async function poll() {
   try {
@@ -121,13 +131,14 @@ async function poll() {
     // The agent has finished and gone: the last screen stays.
     if (FINAL.includes(phase)) return;
   }
-  if (!["done", "withdrawn", "failed"].includes(phase)) setTimeout(poll, phase === "check" || phase === "finishing" ? 250 : 1000);
+  if (!["done", "failed"].includes(phase)) setTimeout(poll, phase === "check" || phase === "finishing" ? 250 : 1000);
 }
 
 function wire() {
   $("consent-box").addEventListener("change", (e) => { $("accept").disabled = !e.target.checked; });
   $("accept").addEventListener("click", () => { if ($("consent-box").checked) post("/api/consent", { accept: true }); });
-  $("refuse").addEventListener("click", () => show("refuse-confirm", true));
+  const confirm = (id) => { show(id, true); $(id).querySelector("button").focus(); };
+  $("refuse").addEventListener("click", () => confirm("refuse-confirm"));
   $("refuse-no").addEventListener("click", () => show("refuse-confirm", false));
   $("refuse-yes").addEventListener("click", () => post("/api/consent", { accept: false }));
   const choose = () => post("/api/devices", { camera: $("camera").value, microphone: $("microphone").value });
@@ -135,10 +146,12 @@ function wire() {
   $("microphone").addEventListener("change", choose);
   $("upload-test").addEventListener("click", () => post("/api/upload-test"));
   $("start").addEventListener("click", () => post("/api/start"));
-  $("finish").addEventListener("click", () => show("finish-confirm", true));
+  $("finish").addEventListener("click", () => confirm("finish-confirm"));
   $("finish-no").addEventListener("click", () => show("finish-confirm", false));
   $("finish-yes").addEventListener("click", () => { show("finish-confirm", false); post("/api/finish"); });
-  $("withdraw").addEventListener("click", () => show("withdraw-confirm", true));
+  $("withdraw").addEventListener("click", () => { $("withdraw").after($("withdraw-confirm")); confirm("withdraw-confirm"); });
+  // During the check the same confirmation is shown there.
+  $("check-withdraw").addEventListener("click", () => { $("check-withdraw").after($("withdraw-confirm")); confirm("withdraw-confirm"); });
   $("withdraw-no").addEventListener("click", () => show("withdraw-confirm", false));
   $("withdraw-yes").addEventListener("click", () => { show("withdraw-confirm", false); post("/api/withdraw"); });
   // Closing the page does not stop the recording, but the candidate is warned first.
