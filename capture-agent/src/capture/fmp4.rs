@@ -35,6 +35,17 @@ const TRUN_SIZE: u32 = 0x000_200;
 const TRUN_FLAGS: u32 = 0x000_400;
 const TRUN_CTO: u32 = 0x000_800;
 
+/// Most samples one `moof` may describe. A `trun` without per-sample fields
+/// takes every value from the defaults, so its 32-bit sample count is bounded
+/// by nothing in the box itself. mp4mux's chunks hold a few dozen samples.
+const MAX_MOOF_SAMPLES: u64 = 1 << 16;
+
+/// Largest top-level box accepted. mp4mux's boxes are a chunk of media each,
+/// and the key-frame guard fails a capture whose GOP reaches 16 MiB
+/// (`keyframes::MAX_GOP_BYTES`): a bigger declared size is corruption, which
+/// would otherwise have the rest of the capture buffered waiting for the box.
+const MAX_BOX_SIZE: u64 = 64 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handler {
     Video,
@@ -189,6 +200,7 @@ impl Remuxer {
         let Some(size) = box_size(&self.pending)? else {
             return Ok(None);
         };
+        ensure!(size <= MAX_BOX_SIZE, "box too large: {size} bytes");
         let size = usize::try_from(size).context("box too large")?;
         if self.pending.len() < size {
             return Ok(None);
@@ -309,7 +321,7 @@ impl Remuxer {
                         .context("sample duration missing")?;
                     let flags = s.flags.or(info.default_flags).unwrap_or(0);
                     let start = cursor;
-                    let end = start + u64::from(size);
+                    let end = start.saturating_add(u64::from(size));
                     ensure!(
                         start >= payload_start && end <= mdat_end,
                         "sample data outside its mdat"
@@ -323,7 +335,8 @@ impl Remuxer {
                         .map(|st| st.pts_ns)
                         .or(track.last_end_ns)
                         .unwrap_or_else(|| scale_to_ns(decode_time, track.info.timescale));
-                    let end_ns = pts_ns + stamp.and_then(|st| st.duration_ns).unwrap_or(scaled_ns);
+                    let end_ns = pts_ns
+                        .saturating_add(stamp.and_then(|st| st.duration_ns).unwrap_or(scaled_ns));
                     track.last_end_ns = Some(end_ns);
                     track.queue.push_back(Sample {
                         decode_time,
@@ -334,7 +347,9 @@ impl Remuxer {
                         pts_ns,
                         end_ns,
                     });
-                    decode_time += u64::from(duration);
+                    decode_time = decode_time
+                        .checked_add(u64::from(duration))
+                        .context("decode time overflows 64 bits")?;
                     cursor = end;
                 }
             }
@@ -367,15 +382,17 @@ impl Remuxer {
             };
             // Half a sample of slack so that a key frame landing a hair early
             // (timestamp rounding) still closes the fragment on schedule.
-            let due = first.pts_ns
-                + self.fragment_ns.saturating_sub(scale_to_ns(
+            let due = first
+                .pts_ns
+                .saturating_add(self.fragment_ns.saturating_sub(scale_to_ns(
                     u64::from(first.duration) / 2,
                     self.tracks[self.reference].info.timescale,
-                ));
+                )));
+            // Strictly after `first`, or the group would be empty and never drain.
             let boundary = reference
                 .iter()
                 .skip(1)
-                .find(|s| s.is_sync() && s.pts_ns >= due)
+                .find(|s| s.is_sync() && s.pts_ns >= due && s.pts_ns > first.pts_ns)
                 .map(|s| s.pts_ns);
             let Some(boundary) = boundary else {
                 if eos {
@@ -389,7 +406,7 @@ impl Remuxer {
             let others_caught_up = self.tracks.iter().enumerate().all(|(i, t)| {
                 i == self.reference
                     || t.queue.back().is_some_and(|s| s.pts_ns >= boundary)
-                    || newest_reference >= boundary + self.fragment_ns
+                    || newest_reference >= boundary.saturating_add(self.fragment_ns)
             });
             if !(eos || others_caught_up) {
                 return;
@@ -444,7 +461,7 @@ fn scale_to_ns(value: u64, timescale: u32) -> u64 {
     if timescale == 0 {
         return 0;
     }
-    (u128::from(value) * 1_000_000_000 / u128::from(timescale)) as u64
+    u64::try_from(u128::from(value) * 1_000_000_000 / u128::from(timescale)).unwrap_or(u64::MAX)
 }
 
 /// Size of the box starting at `data[0]`, or `None` if its header is incomplete.
@@ -483,6 +500,18 @@ fn children(payload: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         rest = tail;
         Some((&this[4..8], &this[header..]))
     })
+}
+
+/// Checks that `payload` is a sequence of whole boxes: `children` stops at the
+/// first malformed one, which in a `moof` would silently drop samples.
+fn ensure_whole_boxes(payload: &[u8]) -> Result<()> {
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let size = box_size(rest)?.context("truncated box header")?;
+        ensure!(size <= rest.len() as u64, "box overruns its container");
+        rest = &rest[size as usize..];
+    }
+    Ok(())
 }
 
 fn find_child<'a>(payload: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
@@ -590,10 +619,15 @@ fn parse_moov(moov: &[u8]) -> Result<Vec<TrackInfo>> {
 /// are resolved against the track's `trex` defaults once the track is known.
 fn parse_moof(moof: &[u8]) -> Result<Vec<TrafLayout>> {
     let mut trafs = Vec::new();
-    for (kind, traf) in children(&moof[8..]) {
+    let mut sample_count = 0u64;
+    let header = if moof[0..4] == [0, 0, 0, 1] { 16 } else { 8 };
+    let payload = &moof[header..];
+    ensure_whole_boxes(payload)?;
+    for (kind, traf) in children(payload) {
         if kind != b"traf" {
             continue;
         }
+        ensure_whole_boxes(traf)?;
         let tfhd = find_child(traf, b"tfhd").context("traf without tfhd")?;
         let mut r = Reader::new(tfhd);
         let (_, flags) = r.full_header()?;
@@ -647,6 +681,11 @@ fn parse_moof(moof: &[u8]) -> Result<Vec<TrafLayout>> {
             let mut r = Reader::new(trun);
             let (version, flags) = r.full_header()?;
             let count = r.u32()?;
+            sample_count += u64::from(count);
+            ensure!(
+                sample_count <= MAX_MOOF_SAMPLES,
+                "moof describes too many samples ({sample_count})"
+            );
             let data_offset = if flags & TRUN_DATA_OFFSET != 0 {
                 Some(r.u32()? as i32)
             } else {
@@ -804,3 +843,6 @@ pub(super) fn first_sample_sync(fragment: &[u8]) -> Result<Vec<(u32, bool)>> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests;
