@@ -41,7 +41,8 @@ impl Face {
     }
 }
 
-/// The server's notice; when it cannot be reached, the identical copy this agent ships
+/// The server's notice; when it cannot be reached, the copy this agent ships (same
+/// version and text; the DPO named generically, as the deployment's name is unknown here)
 /// (its version is one the server knows, and recording must not wait for the network).
 pub async fn notice(api: &Api) -> Notice {
     match api.notice().await {

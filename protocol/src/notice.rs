@@ -1,6 +1,6 @@
 //! The information notice shown before consent (GDPR art. 13, CNIL guidance on remote exam
 //! surveillance). The server serves it (`GET /api/agent/v1/notice`) and records the version
-//! each consent names; the agent shows the server's copy, or this one, identical, when the
+//! each consent names; the agent shows the server's copy, or this one (the DPO named generically) when the
 //! server cannot be reached at the start (store-and-forward). One text, one version: change
 //! a word here and bump [`NOTICE_VERSION`].
 
