@@ -461,3 +461,45 @@ async fn an_unplugged_camera_leaves_a_gap_and_recording_resumes() {
     let gap = r["gaps"].as_array().unwrap().first().unwrap_or_else(|| panic!("no gap on record: {r}"));
     assert!(gap["seconds"].as_f64().unwrap() >= 4.0, "{r}");
 }
+
+/// Closing the page does not stop the recording silently: the browser warns first while
+/// recording, and once the page has been closed the agent, still recording, offers it
+/// again with a new address, which opens on the recording step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_page_is_offered_again_and_the_recording_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token) = enrol(&server).await;
+    let agent = PageAgent::start(&server, &token, &tmp.path().join("spool"));
+    let b = Browser::start().await;
+    consent(&b, &server, &agent, false).await;
+    click(&b, "start").await;
+    visible(&b, "the recording step", "phase-recording").await;
+    let warned = b.js("const e = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(e); return e.defaultPrevented").await;
+    assert_eq!(warned, serde_json::json!(true), "no warning before leaving while recording");
+    // Past the agent's first minute, the page goes away.
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    b.client.goto("about:blank").await.unwrap();
+    let closed_at = Instant::now();
+    let rx = &agent.stdout;
+    let again = loop {
+        let line = rx.recv_timeout(Duration::from_secs(90)).expect("the page was not offered again");
+        if let Some(url) = line.strip_prefix("candidate page: ") {
+            break url.to_owned();
+        }
+    };
+    assert!(closed_at.elapsed() >= Duration::from_secs(25), "offered again while the page was still open");
+    b.client.goto(&again).await.unwrap();
+    visible(&b, "the recording step, again", "phase-recording").await;
+    visible(&b, "the recording indicator", "rec").await;
+    click(&b, "finish").await;
+    click(&b, "finish-yes").await;
+    visible(&b, "you may close", "phase-done").await;
+    let s = agent.summary().await;
+    assert_eq!(s["ended_by"], "finished", "{s}");
+    b.close().await;
+    // One stream, whole: the recording never stopped.
+    let r = report(&server, &attempt);
+    assert_eq!((r["streams"].as_array().unwrap().len(), r["integrity"].as_str()), (1, Some("ok")), "{r}");
+    assert!(r["recorded_seconds"].as_f64().unwrap() >= 60.0, "{r}");
+}
