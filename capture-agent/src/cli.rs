@@ -24,7 +24,12 @@ pub enum Command {
     /// Starts the exam from the platform's launch link (cloeconnect://launch?… or
     /// https://…/launch#…), as the operating system passes it on a click.
     Launch {
+        /// The link, or the short code (K7F4-3QX9) shown by the platform.
         link: String,
+        /// The exam's server, for a short code (default: the first one this computer
+        /// lists in /etc/cloe-connect/servers).
+        #[arg(long)]
+        server: Option<String>,
         #[command(flatten)]
         run: RunArgs,
     },

@@ -129,6 +129,12 @@ impl Api {
         self.send(self.http.get(self.url("api/agent/v1/notice")).timeout(Duration::from_secs(5)), None).await
     }
 
+    /// Trades a short launch code for the attempt's launch token (no token needed).
+    pub async fn redeem_code(&self, code: &str) -> Outcome<AddCandidateResponse> {
+        let req = self.http.post(self.url("api/agent/v1/launch-code")).timeout(Duration::from_secs(15)).json(&RedeemCodeRequest { code: code.into() });
+        self.send(req, None).await
+    }
+
     pub async fn refuse(&self, notice_version: &str) -> Outcome<serde_json::Value> {
         let req = self.http.post(self.url("api/agent/v1/refuse")).json(&RefusalRequest { notice_version: notice_version.into() });
         self.send(req, None).await

@@ -4,7 +4,9 @@
 //!
 //! - `cloeconnect://launch?server=https%3A%2F%2Fproctor.example.fr&token=clt_…`
 //! - `https://proctor.example.fr/launch#clt_…` (the server is the link's origin; the token
-//!   rides in the fragment, which browsers never send to any server).
+//!   rides in the fragment, which browsers never send to any server);
+//! - or a short code the candidate types, `K7F4-3QX9` (`protocol::launch_code`), traded
+//!   once for the token at the server named by `--server` or listed first below.
 //!
 //! Any web page can open such a link, so the server it names must be one this computer
 //! knows: a loopback server (the demo), or one listed in `/etc/cloe-connect/servers` (the
@@ -43,6 +45,31 @@ pub fn parse(link: &str) -> anyhow::Result<Launch> {
         bail!("{} ({})", crate::messages::current().unknown_server, server.origin().ascii_serialization());
     }
     Ok(Launch { server, token })
+}
+
+/// A short code instead of a link: traded at `server` (or the first listed server) for
+/// the launch token.
+pub async fn redeem(code: &str, server: Option<&str>, ca_file: Option<&std::path::Path>) -> anyhow::Result<Launch> {
+    let m = crate::messages::current();
+    let server = match server {
+        Some(s) => check_server_url(s)?,
+        None => {
+            let first = listed_servers().into_iter().next().context(m.code_needs_server)?;
+            check_server_url(&first)?
+        }
+    };
+    let api = crate::client::Api::new(server.clone(), String::new(), ca_file)?;
+    match api.redeem_code(code).await {
+        Ok(r) => Ok(Launch { server, token: r.launch_token }),
+        Err(f) if f.status == 404 => bail!("{} ({f})", m.code_unknown),
+        Err(f) if f.status == 429 => bail!("{} ({f})", m.code_locked),
+        Err(f) => bail!("{} ({f})", m.server_unreachable),
+    }
+}
+
+/// Whether what the candidate gave looks like a short code rather than a link.
+pub fn is_code(s: &str) -> bool {
+    protocol::launch_code::normalise(s).is_some()
 }
 
 const SERVERS_FILE: &str = "/etc/cloe-connect/servers";

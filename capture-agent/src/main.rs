@@ -8,10 +8,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { server, source, spool, ca_file, json }) => check(&server, source, spool, ca_file, json).await,
-        Some(Command::Launch { link, run }) => match capture_agent::launch::parse(&link) {
-            Ok(l) => record(l.server.as_str(), l.token, run).await,
-            Err(e) => Err((2, e)),
-        },
+        Some(Command::Launch { link, server, run }) => {
+            let launch = if capture_agent::launch::is_code(&link) {
+                capture_agent::launch::redeem(&link, server.as_deref(), run.ca_file.as_deref()).await
+            } else {
+                capture_agent::launch::parse(&link)
+            };
+            match launch {
+                Ok(l) => record(l.server.as_str(), l.token, run).await,
+                Err(e) => Err((2, e)),
+            }
+        }
         None if cli.run.print_pipeline => print_pipeline(&cli.run.source),
         None => match (cli.server, cli.token) {
             (Some(server), Some(token)) => record(&server, token, cli.run).await,

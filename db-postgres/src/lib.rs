@@ -185,6 +185,25 @@ impl Database for PostgresDatabase {
         Ok(done.rows_affected())
     }
 
+    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()> {
+        sqlx::query!("INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES ($1, $2, $3)", code_hash.as_slice(), attempt, expires_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>> {
+        sqlx::query_scalar!(
+            "UPDATE launch_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING attempt_id",
+            code_hash.as_slice(),
+            now_ms
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         sqlx::query!("UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1", attempt, notice_version, at_ms)
             .execute(&self.pool)

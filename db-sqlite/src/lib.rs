@@ -220,6 +220,28 @@ impl Database for SqliteDatabase {
         Ok(done.rows_affected())
     }
 
+    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()> {
+        let (code_hash, attempt) = (code_hash.as_slice(), attempt.to_string());
+        sqlx::query!("INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES (?1, ?2, ?3)", code_hash, attempt, expires_at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>> {
+        let code_hash = code_hash.as_slice();
+        let row = sqlx::query_scalar!(
+            "UPDATE launch_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING attempt_id",
+            code_hash,
+            now_ms
+        )
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        row.map(|a| a.parse::<Uuid>().map_err(|e| DbError::Backend(format!("launch code's attempt id: {e}")))).transpose()
+    }
+
     async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
         let attempt = attempt.to_string();
         sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", attempt, notice_version, at_ms)

@@ -261,6 +261,11 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()>;
     /// Returns how many issues were still unrevoked.
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
+    /// Keeps a short launch code (its hash) for the attempt until `expires_at_ms`.
+    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()>;
+    /// Uses a launch code, once: its attempt if it is known, unused and unexpired at
+    /// `now_ms` (and marks it used in the same statement), `None` otherwise.
+    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>>;
     /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
     /// a refused change leaves no entry (`None`). The only way a state changes.

@@ -132,6 +132,21 @@ pub struct AttemptStatus {
     pub agent_silent_since: Option<String>,
 }
 
+/// A short launch code for the candidate to type (`capture-agent launch K7F4-3QX9`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaunchCodeResponse {
+    pub attempt_id: Uuid,
+    pub code: String,
+    /// RFC 3339; used once, or not at all past this.
+    pub expires_at: String,
+}
+
+/// What the agent sends to trade a code for its launch token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedeemCodeRequest {
+    pub code: String,
+}
+
 /// The candidate refused the notice: nothing was recorded, nothing will be.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefusalRequest {

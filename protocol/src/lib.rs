@@ -9,6 +9,7 @@ mod error;
 mod header;
 mod keys;
 mod launch;
+pub mod launch_code;
 pub mod notice;
 mod opening;
 pub mod api;

@@ -173,6 +173,8 @@ enum AttemptCommand {
     RevokeToken { id: Uuid },
     /// Issue a new launch token, revoking the earlier ones.
     ReissueToken { id: Uuid },
+    /// A short code the candidate types instead of clicking the link (once, 15 minutes).
+    LaunchCode { id: Uuid },
     /// Destroys the recording now, whatever the PV says (the candidate's erasure request,
     /// or consent withdrawn), with a signed receipt. Waits for the lift of a legal hold.
     Erase {
@@ -367,6 +369,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Attempt { command: AttemptCommand::RevokeToken { id } } => {
                 print(serde_json::json!({ "attempt_id": id, "revoked": app.revoke_launch_tokens(id, "admin-cli").await? }))?
             }
+            Command::Attempt { command: AttemptCommand::LaunchCode { id } } => print(app.issue_launch_code(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::ReissueToken { id } } => {
                 let r = app.reissue_launch_token(id, "admin-cli").await?;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?

@@ -95,6 +95,9 @@ pub struct LimitSettings {
     pub max_offline: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub launch_token_ttl: Duration,
+    /// How long a short launch code (typed instead of the link) can be used, once.
+    #[serde(with = "humantime_serde_compat")]
+    pub launch_code_ttl: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub staff_session_ttl: Duration,
     #[serde(with = "humantime_serde_compat")]

@@ -9,6 +9,7 @@ use crate::domain::{hash_token, Reference};
 use crate::error::AppError;
 use crate::lifecycle::{AttemptState, Transition};
 use crate::service::Proctor;
+use crate::throttle::Locked;
 use base64::Engine;
 use protocol::api::*;
 use protocol::{AttemptKey, LaunchToken};
@@ -135,6 +136,48 @@ impl Proctor {
         self.db.issue_token(a.id, generation, hash_token(token.credential()), unix_ms(now), unix_ms(expires)).await?;
         self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
         Ok(launch_response(a.id, &token, expires))
+    }
+
+    /// A short code the candidate can type instead of clicking the link
+    /// (`protocol::launch_code`), usable once within `[limits] launch_code_ttl`.
+    pub async fn issue_launch_code(&self, attempt_id: Uuid, actor: &str) -> Result<LaunchCodeResponse, AppError> {
+        let a = self.attempt_or_404(attempt_id).await?;
+        if !matches!(a.state, AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording) {
+            return Err(AppError::Conflict(format!("an attempt that is {} gets no launch code", a.state)));
+        }
+        // The code buys the current token: none while it is revoked.
+        self.current_launch(&a).await?;
+        let code = {
+            use rand::RngCore;
+            let mut rng = rand::thread_rng();
+            protocol::launch_code::generate(|| (rng.next_u32() & 0xff) as u8)
+        };
+        let plain = protocol::launch_code::normalise(&code).expect("a generated code is a code");
+        let expires = from_unix_ms(unix_ms(self.clock.now() + self.settings.limits.launch_code_ttl));
+        self.db.create_launch_code(hash_token(&plain), a.id, unix_ms(expires)).await?;
+        self.audit(actor, "launch_code_issued", Some(a.id), serde_json::json!({ "expires_at": rfc3339(expires) })).await?;
+        Ok(LaunchCodeResponse { attempt_id: a.id, code, expires_at: rfc3339(expires) })
+    }
+
+    /// Trades a launch code for the attempt's current launch token, once. Wrong codes are
+    /// counted per address; past `login_max_failures_per_address` the address waits.
+    pub async fn redeem_launch_code(&self, typed: &str, client_addr: &str) -> Result<AddCandidateResponse, AppError> {
+        let now = self.now_ms();
+        let key = format!("code:{client_addr}");
+        if let Err(Locked(s)) = self.code_throttle.check(&key, client_addr, now) {
+            return Err(AppError::CodeLocked { retry_after_s: s });
+        }
+        let attempt = match protocol::launch_code::normalise(typed) {
+            Some(plain) => self.db.redeem_launch_code(hash_token(&plain), now).await?,
+            None => None,
+        };
+        let Some(attempt) = attempt else {
+            self.code_throttle.failed(&key, client_addr, now);
+            return Err(AppError::NotFound("launch code (unknown, used or expired)"));
+        };
+        let a = self.attempt_or_404(attempt).await?;
+        self.audit("candidate", "launch_code_used", Some(a.id), serde_json::json!({})).await?;
+        self.current_launch(&a).await
     }
 
     /// Ends the attempt (the exam platform's call). Ending an ended attempt again answers

@@ -62,6 +62,8 @@ pub enum AppError {
     TooManyUploads,
     #[error("too many failed logins; try again later")]
     LoginLocked { retry_after_s: u64 },
+    #[error("too many wrong launch codes from this address; try again later")]
+    CodeLocked { retry_after_s: u64 },
     #[error("the server is busy; retry later")]
     Overloaded,
     #[error("storage is unavailable; retry later")]
@@ -126,6 +128,7 @@ impl AppError {
             ByteQuota => (StatusCode::TOO_MANY_REQUESTS, "byte_quota_exceeded"),
             TooManyUploads => (StatusCode::TOO_MANY_REQUESTS, "too_many_uploads"),
             LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "login_locked"),
+            CodeLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
@@ -154,7 +157,7 @@ impl AppError {
             AppError::TooManyUploads => Some(1),
             AppError::ByteQuota => Some(600),
             AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
-            AppError::LoginLocked { retry_after_s } => Some(*retry_after_s),
+            AppError::LoginLocked { retry_after_s } | AppError::CodeLocked { retry_after_s } => Some(*retry_after_s),
             _ => None,
         }
     }

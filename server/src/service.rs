@@ -25,6 +25,10 @@ pub struct Proctor {
     pub settings: Settings,
     pub(crate) ingest_gate: Arc<IngestGate>,
     pub(crate) login_throttle: LoginThrottle,
+    /// Wrong launch codes, per address (both of its keys are the address).
+    pub(crate) code_throttle: LoginThrottle,
+    /// Upload tests served at once (`routes::agent::UPLOAD_TEST_SLOTS`).
+    pub(crate) upload_test_slots: tokio::sync::Semaphore,
     /// At most this many password checks in flight, on…
     pub(crate) argon2_slots: Arc<tokio::sync::Semaphore>,
     /// …a pool of as many threads of their own, so that a login flood (19 MiB and ~50 ms
@@ -114,6 +118,8 @@ impl Proctor {
             audit_checkpoints: crate::audit::Checkpoints::new(&settings.server.key_dir()),
             ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
             login_throttle: LoginThrottle::new(l),
+            upload_test_slots: tokio::sync::Semaphore::new(crate::routes::agent::UPLOAD_TEST_SLOTS),
+            code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings { login_max_failures: l.login_max_failures_per_address, ..l.clone() }),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
             argon2_pool: rayon::ThreadPoolBuilder::new().num_threads(l.argon2_concurrency.max(1)).thread_name(|i| format!("argon2-{i}")).build()?,
             incidents: Default::default(),

@@ -388,6 +388,25 @@ async fn the_launch_link_starts_the_exam() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(s["chunks_acknowledged"].as_u64().unwrap() >= 3, "{s}");
     assert_eq!(report(&server, &attempt)["integrity"], "ok");
+    // A short code instead of the link: typed, traded once for the token.
+    let (attempt2, _) = enrol(&server).await;
+    let code: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/integration/v1/attempts/{attempt2}/launch-code", server.public))
+        .bearer_auth(PLATFORM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = code["code"].as_str().unwrap().to_lowercase();
+    let spool2 = tmp.path().join("spool2");
+    let out = agent_cmd(&["launch", &code, "--server", &server.public, "--source", "test", "--consent", "--duration", "4s", "--spool", spool2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(report(&server, &attempt2)["integrity"], "ok");
+    let again = agent_cmd(&["launch", &code, "--server", &server.public, "--consent"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("déjà utilisé"), "{}", String::from_utf8_lossy(&again.stderr));
     // A link for another server over plain HTTP is refused before anything starts.
     let bad = agent_cmd(&["launch", &format!("cloeconnect://launch?server=http%3A%2F%2Fexample.org&token={token}"), "--consent"]);
     assert_eq!(bad.status.code(), Some(2));

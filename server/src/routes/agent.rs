@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/agent/v1/upload-test", post(upload_test))
         .route("/api/agent/v1/consent", post(consent))
         .route("/api/agent/v1/refuse", post(refuse))
+        .route("/api/agent/v1/launch-code", post(redeem_launch_code))
         .route("/api/agent/v1/heartbeat", post(heartbeat))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
@@ -110,6 +111,15 @@ pub async fn notice(State(app): State<AppState>) -> Json<protocol::notice::Notic
     Json(app.notice())
 }
 
+#[utoipa::path(post, path = "/api/agent/v1/launch-code", tag = "agent",
+    responses((status = 200, description = "the launch token the code stood for (no token needed; the code works once)"), (status = 400),
+        (status = 404, description = "unknown, used or expired code"), (status = 409, description = "the attempt's token is revoked"),
+        (status = 429, description = "too many wrong codes from this address; see Retry-After")))]
+pub async fn redeem_launch_code(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Body) -> Result<Json<AddCandidateResponse>, AppError> {
+    let req: RedeemCodeRequest = read_json(body).await?;
+    Ok(Json(app.redeem_launch_code(&req.code, &peer.ip().to_string()).await?))
+}
+
 #[utoipa::path(post, path = "/api/agent/v1/refuse", tag = "agent",
     responses((status = 200, description = "refusal recorded: the attempt is withdrawn, nothing was or will be recorded"), (status = 400), (status = 401),
         (status = 409, description = "consent was already given (withdraw it instead)"), (status = 410, description = "recording destroyed")))]
@@ -125,13 +135,12 @@ pub const UPLOAD_TEST_SLOTS: usize = 8;
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "up to 2 MiB of anything, read and thrown away"),
     responses((status = 200, description = "bytes received and the time the server spent receiving them (no token needed; nothing is stored)"),
         (status = 408, description = "body slower than 15 s"), (status = 413, description = "more than 2 MiB"), (status = 503, description = "8 tests already running; see Retry-After")))]
-pub async fn upload_test(body: Body) -> Result<Json<UploadTestResult>, AppError> {
+pub async fn upload_test(State(app): State<AppState>, body: Body) -> Result<Json<UploadTestResult>, AppError> {
     use http_body_util::BodyExt;
     // Open to anyone (the practice check has no token), so it gets few slots of its own and
     // a short deadline: slow senders cannot take the listener's request budget from the
     // exams' uploads.
-    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(UPLOAD_TEST_SLOTS);
-    let _slot = SLOTS.try_acquire().map_err(|_| AppError::Overloaded)?;
+    let _slot = app.upload_test_slots.try_acquire().map_err(|_| AppError::Overloaded)?;
     let started = std::time::Instant::now();
     // Counted and dropped frame by frame: the test costs no memory, and nothing is kept.
     let count = async move {

@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/integration/v1/attempts/{attempt_id}/end", post(end_attempt))
         .route("/api/integration/v1/attempts/{attempt_id}/token", post(reissue_token))
         .route("/api/integration/v1/attempts/{attempt_id}/token/revoke", post(revoke_token))
+        .route("/api/integration/v1/attempts/{attempt_id}/launch-code", post(launch_code))
         .route("/api/integration/v1/attempts/{attempt_id}/review", get(review_outcome))
         .route("/api/integration/v1/receipts/public-key", get(receipt_public_key))
         .route("/api/integration/v1/sittings/{sitting_id}/pv", get(pv_status).post(decide_pv))
@@ -86,6 +87,13 @@ pub async fn end_attempt(State(app): State<AppState>, _: Platform, Path(id): Pat
     responses((status = 201, description = "a new launch token; the earlier ones are revoked"), (status = 401), (status = 404), (status = 409)))]
 pub async fn reissue_token(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<(StatusCode, Json<AddCandidateResponse>), AppError> {
     Ok((StatusCode::CREATED, Json(app.reissue_launch_token(parse_id(&id, "attempt id")?, "platform").await?)))
+}
+
+#[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/launch-code", tag = "integration",
+    responses((status = 201, description = "a short code (K7F4-3QX9) the candidate types in `capture-agent launch`; once, within [limits] launch_code_ttl"),
+        (status = 401), (status = 404), (status = 409, description = "the attempt is past recording, or its token is revoked")))]
+pub async fn launch_code(State(app): State<AppState>, _: Platform, Path(id): Path<String>) -> Result<(StatusCode, Json<LaunchCodeResponse>), AppError> {
+    Ok((StatusCode::CREATED, Json(app.issue_launch_code(parse_id(&id, "attempt id")?, "platform").await?)))
 }
 
 #[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/token/revoke", tag = "integration",

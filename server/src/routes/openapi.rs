@@ -6,9 +6,9 @@ use utoipa::OpenApi;
 #[openapi(
     info(title = "CLOE Connect proctoring", description = "Agent, integration and staff APIs. Errors are JSON {error, message}."),
     paths(
-        agent::attempt_info, agent::notice, agent::refuse, agent::upload_test, agent::heartbeat, agent::webrtc_offer, agent::webrtc_close, agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
+        agent::attempt_info, agent::notice, agent::refuse, agent::redeem_launch_code, agent::upload_test, agent::heartbeat, agent::webrtc_offer, agent::webrtc_close, agent::consent, agent::withdraw, agent::open_stream, agent::put_chunk, agent::end_stream,
         integration::create_sitting, integration::add_candidate, integration::attempt_status, integration::end_attempt,
-        integration::reissue_token, integration::revoke_token,
+        integration::reissue_token, integration::revoke_token, integration::launch_code,
         integration::review_outcome, integration::receipt_public_key, integration::decide_pv, integration::pv_status,
         integration::retention, integration::receipt, pv::plan, pv::decide,
         staff::login, staff::attempt, staff::media,

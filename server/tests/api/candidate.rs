@@ -115,3 +115,38 @@ async fn a_consent_already_recorded_is_accepted_again_whatever_its_version() {
     let first = app.http.post(format!("{}/api/agent/v1/consent", app.public)).bearer_auth(&d.token).json(&ConsentRequest { notice_version: "2026-11-v2".into(), sealed: None }).send().await.unwrap();
     assert_eq!(error_code(first).await.0, 400);
 }
+
+/// A short code for a candidate who types rather than clicks: the platform asks for one,
+/// the agent trades it once for the launch token; wrong guesses lock the address out.
+#[tokio::test]
+async fn a_launch_code_buys_the_token_once_and_guessing_is_locked_out() {
+    let app = spawn_app().await;
+    let c = app.candidate().await;
+    let r = app.platform_json(reqwest::Method::POST, &format!("attempts/{}/launch-code", c.attempt_id), None).await;
+    assert_eq!(r.status(), 201);
+    let code: LaunchCodeResponse = r.json().await.unwrap();
+    assert!(protocol::launch_code::normalise(&code.code).is_some(), "{}", code.code);
+    let redeem = |typed: String| app.http.post(format!("{}/api/agent/v1/launch-code", app.public)).json(&RedeemCodeRequest { code: typed }).send();
+    // Typed in lower case with a space: the same code.
+    let r = redeem(code.code.to_lowercase().replace('-', " ")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let got: AddCandidateResponse = r.json().await.unwrap();
+    assert_eq!(got.attempt_id, c.attempt_id);
+    assert_eq!(got.launch_token, c.token);
+    assert_eq!(error_code(redeem(code.code.clone()).await.unwrap()).await, (404, "not_found".into()), "once only");
+    assert_eq!(error_code(redeem("not a code".into()).await.unwrap()).await.0, 404);
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "launch_code_used" && e.attempt_id == Some(c.attempt_id)));
+
+    // Guessing: past the per-address limit, even a right code waits.
+    let fresh: LaunchCodeResponse = app.platform_json(reqwest::Method::POST, &format!("attempts/{}/launch-code", c.attempt_id), None).await.json().await.unwrap();
+    for _ in 0..app.settings.limits.login_max_failures_per_address {
+        let _ = redeem("ZZZZ-ZZZZ".into()).await.unwrap();
+    }
+    let locked = redeem(fresh.code.clone()).await.unwrap();
+    assert_eq!(locked.status(), 429);
+    assert!(locked.headers().contains_key("retry-after"));
+    // Not for an attempt past recording, nor a revoked token.
+    app.platform_post(&format!("attempts/{}/token/revoke", c.attempt_id)).await;
+    assert_eq!(app.platform_json(reqwest::Method::POST, &format!("attempts/{}/launch-code", c.attempt_id), None).await.status(), 409);
+}

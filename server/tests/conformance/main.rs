@@ -130,6 +130,33 @@ async fn sittings_attempts_and_tokens() {
     }
 }
 
+/// A short launch code works once, before it expires, for its attempt only; two
+/// candidates racing with the same code get it once between them.
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_codes_are_used_once_before_they_expire() {
+    for b in backends().await {
+        let db = b.db.clone();
+        let s = sitting(&*db).await;
+        let a = new_attempt(s, "c-1");
+        db.create_attempt(a.clone()).await.unwrap();
+        db.create_launch_code([1; 32], a.id, 10_000).await.unwrap();
+        db.create_launch_code([2; 32], a.id, 10_000).await.unwrap();
+        assert!(matches!(db.create_launch_code([1; 32], a.id, 20_000).await, Err(DbError::Conflict)), "{}", b.name);
+        assert_eq!(db.redeem_launch_code([9; 32], 5_000).await.unwrap(), None, "{}: unknown", b.name);
+        assert_eq!(db.redeem_launch_code([1; 32], 10_000).await.unwrap(), None, "{}: expired at its expiry", b.name);
+        let racing: Vec<_> = (0..8).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.redeem_launch_code([2; 32], 9_999).await.unwrap() })
+        }).collect();
+        let mut won = Vec::new();
+        for r in racing {
+            won.extend(r.await.unwrap());
+        }
+        assert_eq!(won, vec![a.id], "{}: used once", b.name);
+        assert_eq!(db.redeem_launch_code([2; 32], 9_999).await.unwrap(), None, "{}", b.name);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn state_changes_are_compare_and_set() {
     for b in backends().await {
