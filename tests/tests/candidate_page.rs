@@ -390,15 +390,7 @@ async fn the_launch_link_starts_the_exam() {
     assert_eq!(report(&server, &attempt)["integrity"], "ok");
     // A short code instead of the link: typed, traded once for the token.
     let (attempt2, _) = enrol(&server).await;
-    let code: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/integration/v1/attempts/{attempt2}/launch-code", server.public))
-        .bearer_auth(PLATFORM_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let code = post_platform(format!("{}/api/integration/v1/attempts/{attempt2}/launch-code", server.public), serde_json::json!({})).await;
     let code = code["code"].as_str().unwrap().to_lowercase();
     let spool2 = tmp.path().join("spool2");
     let out = agent_cmd(&["launch", &code, "--server", &server.public, "--source", "test", "--consent", "--duration", "4s", "--spool", spool2.to_str().unwrap()]);

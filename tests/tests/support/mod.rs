@@ -101,7 +101,7 @@ pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Valu
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out.stdout).into()))
 }
 
-async fn post_platform(url: String, body: serde_json::Value) -> serde_json::Value {
+pub async fn post_platform(url: String, body: serde_json::Value) -> serde_json::Value {
     let r = reqwest::Client::new().post(url).bearer_auth(PLATFORM_TOKEN).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
