@@ -13,6 +13,12 @@ use crate::messages::check as text;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+#[test]
+fn rates_read_plainly() {
+    assert_eq!((rate(850), rate(6_105_245), rate(1000)), ("850 kbit/s".into(), "6105,2 Mbit/s".into(), "1,0 Mbit/s".into()));
+}
+
 #[derive(Debug, Serialize)]
 pub struct Line {
     /// `camera`, `microphone`, `encoder`, `disk`, `server`, `upload`.
@@ -85,6 +91,15 @@ fn try_devices(source: &Source, within: Duration, report: &mut Report) {
     }
 }
 
+/// An uplink as a person reads it: "850 kbit/s", "6,1 Mbit/s".
+fn rate(kbit_per_s: u64) -> String {
+    if kbit_per_s >= 1000 {
+        format!("{},{} Mbit/s", kbit_per_s / 1000, kbit_per_s % 1000 / 100)
+    } else {
+        format!("{kbit_per_s} kbit/s")
+    }
+}
+
 pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Report {
     let t = text();
     let mut report = Report { fit: false, lines: Vec::new() };
@@ -119,7 +134,7 @@ pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Repo
     let v = upload_verdict(kbps);
     let detail = match (v.verdict, kbps) {
         ("unreachable", _) | (_, None) => t.untested.to_owned(),
-        (verdict, Some(k)) => format!("{k} kbit/s{}", if verdict == "slow" { t.slow } else { "" }),
+        (verdict, Some(k)) => format!("{}{}", rate(k), if verdict == "slow" { t.slow } else { "" }),
     };
     report.push("upload", matches!(v.verdict, "good" | "slow"), detail);
     report.fit = report.lines.iter().all(|l| l.ok);
