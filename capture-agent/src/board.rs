@@ -135,9 +135,6 @@ impl Board {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub fn phase(&self) -> Phase {
-        self.with(|s| s.phase.unwrap_or(Phase::Notice))
-    }
     pub fn set_phase(&self, p: Phase) {
         self.with(|s| {
             if p == Phase::Recording && s.recording_since.is_none() {
@@ -192,9 +189,6 @@ impl Board {
         let m = message.into();
         self.with(|s| s.message = Some(m))
     }
-    pub fn quiet(&self) {
-        self.with(|s| s.message = None)
-    }
     pub fn ended_by_platform(&self) {
         self.with(|s| s.ended_by_platform = true)
     }
@@ -232,13 +226,10 @@ impl Board {
     pub fn view(&self, fragment: std::time::Duration) -> View {
         let sight = self.sight();
         let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let since = self.with(|s| s.recording_since).unwrap_or(self.created);
         let (waiting_chunks, sent, total, offline) = match &progress {
-            Some(p) => {
-                let (chunks, _) = p.backlog();
-                let silent = p.last_ack.lock().unwrap_or_else(|e| e.into_inner()).map_or(chunks > 1, |t| chunks > 1 && t.elapsed().as_secs() >= 10);
-                // What the server has, not what was settled: a dropped chunk is not sent.
-                (chunks, p.acked.load(Ordering::SeqCst), p.queued.load(Ordering::SeqCst), silent)
-            }
+            // What the server has, not what was settled: a dropped chunk is not sent.
+            Some(p) => (p.backlog().0, p.acked.load(Ordering::SeqCst), p.queued.load(Ordering::SeqCst), crate::monitor::offline(p, since)),
             None => (0, 0, 0, false),
         };
         self.with(|s| View {

@@ -44,18 +44,22 @@ impl std::fmt::Display for Failure {
 
 pub type Outcome<T> = Result<T, Failure>;
 
+/// A server on this computer (the demo, the tests).
+pub fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 pub fn check_server_url(url: &str) -> anyhow::Result<Url> {
     let u = Url::parse(url).with_context(|| format!("invalid server URL {url:?}"))?;
     match u.scheme() {
         "https" => Ok(u),
         "http" => {
-            let loopback = match u.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            anyhow::ensure!(loopback, "plain http is only allowed for a loopback server; use https");
+            anyhow::ensure!(is_loopback(&u), "plain http is only allowed for a loopback server; use https");
             Ok(u)
         }
         other => anyhow::bail!("unsupported URL scheme {other:?}"),

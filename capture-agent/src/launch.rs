@@ -83,13 +83,7 @@ fn listed_servers() -> Vec<String> {
 
 /// A loopback server, or one whose origin (scheme, host, port) is listed.
 fn allowed(server: &Url, listed: &[String]) -> bool {
-    let loopback = match server.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    loopback || listed.iter().filter_map(|l| Url::parse(l).ok()).any(|l| l.origin() == server.origin())
+    crate::client::is_loopback(server) || listed.iter().filter_map(|l| Url::parse(l).ok()).any(|l| l.origin() == server.origin())
 }
 
 #[cfg(test)]

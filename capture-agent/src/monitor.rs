@@ -22,6 +22,15 @@ const OFFLINE_AFTER: Duration = Duration::from_secs(10);
 /// How often the offline notice is repeated with the amount waiting.
 const OFFLINE_REMINDER: Duration = Duration::from_secs(60);
 
+/// Offline: chunks wait and the server has acknowledged nothing for `OFFLINE_AFTER`
+/// (counted from `since` before its first acknowledgement). The terminal and the page
+/// both say it from here.
+pub fn offline(progress: &Progress, since: Instant) -> bool {
+    let (chunks, _) = progress.backlog();
+    let last_ack = *progress.last_ack.lock().unwrap_or_else(|e| e.into_inner());
+    chunks > 1 && last_ack.unwrap_or(since).elapsed() >= OFFLINE_AFTER
+}
+
 /// What the run reports about it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Watch {
@@ -80,9 +89,7 @@ pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, frag
                     tracing::warn!(kbps, "the encoder refused the new bitrate");
                 }
             }
-            let last_ack = *progress.last_ack.lock().unwrap_or_else(|e| e.into_inner());
-            let silent = last_ack.unwrap_or(started).elapsed() >= OFFLINE_AFTER;
-            match (chunks > 1 && silent, offline_since) {
+            match (offline(&progress, started), offline_since) {
                 (true, None) => {
                     offline_since = Some(Instant::now());
                     last_reminder = Instant::now();

@@ -54,7 +54,7 @@ pub struct Latency {
     pub max_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub attempt_id: Uuid,
     pub stream_id: Uuid,
@@ -90,29 +90,9 @@ impl Summary {
         self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none() && self.consent != "refused_unsent"
     }
 
-    /// A run that recorded nothing (the candidate refused).
+    /// A run that recorded nothing (the candidate refused, or withdrew during the check).
     fn nothing(attempt_id: Uuid, consent: &'static str, transport: crate::transport::Mode) -> Summary {
-        Summary {
-            attempt_id,
-            stream_id: Uuid::nil(),
-            streams_opened: 0,
-            encoder: String::new(),
-            fragments_sealed: 0,
-            chunks_acknowledged: 0,
-            bytes_acknowledged: 0,
-            chunks_dropped: 0,
-            drop_reasons: HashMap::new(),
-            chunks_unsent: 0,
-            stopped: None,
-            ack_latency: None,
-            media_seconds: 0.0,
-            capture_error: None,
-            network: Default::default(),
-            transport,
-            chunks_by_transport: Default::default(),
-            consent,
-            ended_by: None,
-        }
+        Summary { attempt_id, consent, transport, ..Summary::default() }
     }
 }
 

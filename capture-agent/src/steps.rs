@@ -105,48 +105,37 @@ impl Reopen {
     }
 }
 
+/// A call the candidate is waiting on: retried as every call is (`refusal::retrying`), for
+/// `within` at most; the final failure, if any.
+async fn within<T, F, Fut>(within: Duration, what: &str, call: F) -> Result<T, Option<crate::client::Failure>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::client::Outcome<T>>,
+{
+    match tokio::time::timeout(within, crate::refusal::retrying(call, |f, _| tracing::warn!(what, failure = %f, "not sent yet"))).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err((f, _))) => Err(Some(f)),
+        Err(_) => Err(None),
+    }
+}
+
 /// Sends the refusal, and nothing else; says whether it reached the server.
 pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
     board.set_phase(Phase::Refused);
     eprintln!("{}", msgs().consent_refused);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match api.refuse(version).await {
-            Ok(_) => {
-                board.refusal_sent(true);
-                return true;
-            }
-            Err(f) if f.status == 0 && Instant::now() < deadline => {
-                tracing::warn!(failure = %f, "refusal not sent yet");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(f) => {
-                tracing::warn!(failure = %f, "refusal not recorded");
-                board.refusal_sent(false);
-                return false;
-            }
-        }
-    }
+    let sent = within(Duration::from_secs(30), "refusal", || api.refuse(version)).await.is_ok();
+    board.refusal_sent(sent);
+    sent
 }
 
 /// Records the withdrawal (or, if the server never recorded the consent, the refusal) and
 /// empties the spool: nothing recorded under this consent will be sent any more.
 pub async fn withdraw(api: &Api, board: &Board, spool: &crate::spool::Spool, version: &str) {
     board.set_phase(Phase::Withdrawn);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let sent = loop {
-        match api.withdraw().await {
-            Ok(_) => break true,
-            Err(f) if f.status == 409 && f.code == "invalid_transition" => break api.refuse(version).await.is_ok(),
-            Err(f) if (f.status == 0 || f.status >= 500) && Instant::now() < deadline => {
-                tracing::warn!(failure = %f, "withdrawal not sent yet");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(f) => {
-                tracing::warn!(failure = %f, "withdrawal not recorded");
-                break false;
-            }
-        }
+    let sent = match within(Duration::from_secs(60), "withdrawal", || api.withdraw()).await {
+        Ok(_) => true,
+        Err(Some(f)) if f.status == 409 && f.code == "invalid_transition" => within(Duration::from_secs(30), "refusal", || api.refuse(version)).await.is_ok(),
+        Err(_) => false,
     };
     if let Err(e) = spool.discard() {
         tracing::warn!(error = %e, "could not empty the spool");

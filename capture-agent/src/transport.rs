@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// The data channel when it opens, HTTPS otherwise.
+    #[default]
     Auto,
     /// The data channel only (signalling and consent still go over HTTPS).
     Webrtc,

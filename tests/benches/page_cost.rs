@@ -32,8 +32,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    support::scene::rss_kb(pid) as f64 / 1024.0
 }
 
 /// Every Chromium process (the browser, its renderer, GPU and utility processes).

@@ -18,6 +18,7 @@ use capture_agent::transport::{Link, Mode};
 use protocol::{Fragment, LaunchToken, StreamKey, StreamOpening, StreamSealer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::scene::rss_kb;
 use support::*;
 use uuid::Uuid;
 
@@ -34,14 +35,6 @@ fn server(dir: &std::path::Path) -> Server {
     // A 10-minute backlog arrives at once: the window bounding a stream's index by its age
     // must allow it (the attempt was created a moment ago, here).
     Server::start_with_env(dir, 0, &[], &[("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "1h".into())])
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap()))
-        .unwrap()
 }
 
 /// A stream of `n` sealed chunks of `CHUNK` bytes (random: incompressible, like media),
@@ -106,7 +99,7 @@ async fn load(mode: Mode) -> Load {
         let (_, token) = enrol(&server).await;
         let credential = LaunchToken::parse(&token).unwrap().credential().to_owned();
         let api = Api::new(server.public.parse().unwrap(), credential, None).unwrap();
-        assert!(api.consent(&consent(&token)).await.is_ok());
+        assert!(api.consent(protocol::api::NOTICE_VERSION, &consent(&token)).await.is_ok());
         agents.push((token, Arc::new(Link::new(api, mode))));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;

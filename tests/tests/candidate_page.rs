@@ -139,6 +139,20 @@ async fn consent(b: &Browser, server: &Server, agent: &PageAgent, step_shots: bo
     visible(b, "the device check", "phase-check").await;
 }
 
+/// Consent, then "start" at once after the device check.
+async fn start_recording(b: &Browser, server: &Server, agent: &PageAgent) {
+    consent(b, server, agent, false).await;
+    click(b, "start").await;
+    visible(b, "the recording step", "phase-recording").await;
+}
+
+/// "Terminer l'épreuve", confirmed, until "you may close".
+async fn finish(b: &Browser) {
+    click(b, "finish").await;
+    click(b, "finish-yes").await;
+    visible(b, "you may close", "phase-done").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_candidate_consents_checks_records_and_finishes_in_chromium() {
     let tmp = tempfile::tempdir().unwrap();
@@ -274,9 +288,7 @@ async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_reco
     let (attempt, token) = enrol(&server).await;
     let agent = PageAgent::start(&server, &token, &tmp.path().join("spool-a"));
     let b = Browser::start().await;
-    consent(&b, &server, &agent, false).await;
-    click(&b, "start").await;
-    visible(&b, "the recording step", "phase-recording").await;
+    start_recording(&b, &server, &agent).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let r = reqwest::Client::new().post(format!("{}/api/integration/v1/attempts/{attempt}/end", server.public)).bearer_auth(PLATFORM_TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -296,9 +308,7 @@ async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_reco
     let (attempt, token) = enrol(&server).await;
     let spool = tmp.path().join("spool-b");
     let agent = PageAgent::start(&server, &token, &spool);
-    consent(&b, &server, &agent, false).await;
-    click(&b, "start").await;
-    visible(&b, "the recording step", "phase-recording").await;
+    start_recording(&b, &server, &agent).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     click(&b, "withdraw").await;
     visible(&b, "the consequence of a withdrawal", "withdraw-confirm").await;
@@ -456,9 +466,7 @@ async fn an_unplugged_camera_leaves_a_gap_and_recording_resumes() {
     accessible(&b, "a lost camera").await;
     b.until("the camera back", Duration::from_secs(30), "return document.getElementById('device-lost').hidden").await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    click(&b, "finish").await;
-    click(&b, "finish-yes").await;
-    visible(&b, "you may close", "phase-done").await;
+    finish(&b).await;
     let s = agent.summary().await;
     assert_eq!((s["streams_opened"].as_u64(), &s["capture_error"]), (Some(2), &serde_json::Value::Null), "{s}");
     b.close().await;
@@ -483,9 +491,7 @@ async fn a_closed_page_is_offered_again_and_the_recording_goes_on() {
     let (attempt, token) = enrol(&server).await;
     let agent = PageAgent::start(&server, &token, &tmp.path().join("spool"));
     let b = Browser::start().await;
-    consent(&b, &server, &agent, false).await;
-    click(&b, "start").await;
-    visible(&b, "the recording step", "phase-recording").await;
+    start_recording(&b, &server, &agent).await;
     let warned = b.js("const e = new Event('beforeunload', { cancelable: true }); window.dispatchEvent(e); return e.defaultPrevented").await;
     assert_eq!(warned, serde_json::json!(true), "no warning before leaving while recording");
     // Past the agent's first minute, the page goes away.
@@ -503,9 +509,7 @@ async fn a_closed_page_is_offered_again_and_the_recording_goes_on() {
     b.client.goto(&again).await.unwrap();
     visible(&b, "the recording step, again", "phase-recording").await;
     visible(&b, "the recording indicator", "rec").await;
-    click(&b, "finish").await;
-    click(&b, "finish-yes").await;
-    visible(&b, "you may close", "phase-done").await;
+    finish(&b).await;
     let s = agent.summary().await;
     assert_eq!(s["ended_by"], "finished", "{s}");
     b.close().await;

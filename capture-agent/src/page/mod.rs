@@ -118,9 +118,13 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-fn session_of(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get_all(header::COOKIE);
-    cookies.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))
+impl Secrets {
+    /// Whether the request carries a session this page handed out.
+    fn knows(&self, headers: &HeaderMap) -> bool {
+        let cookies = headers.get_all(header::COOKIE);
+        let session = cookies.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned));
+        session.is_some_and(|v| self.sessions.contains(&hash(&v)))
+    }
 }
 
 /// Host, origin, session and content type, then the security headers on every answer.
@@ -132,8 +136,7 @@ async fn guard(State(s): State<PageState>, req: Request<axum::body::Body>, next:
     let path = req.uri().path();
     let public = matches!(path, "/" | "/page.js" | "/page.css");
     if !public {
-        let known = session_of(headers).is_some_and(|v| s.secrets.lock().unwrap_or_else(|e| e.into_inner()).sessions.contains(&hash(&v)));
-        if !known {
+        if !s.secrets.lock().unwrap_or_else(|e| e.into_inner()).knows(headers) {
             return error(StatusCode::UNAUTHORIZED, "no_session", "open the page with the address the agent printed");
         }
     }
@@ -187,8 +190,7 @@ async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: He
             return resp;
         }
     }
-    let known = session_of(&headers).is_some_and(|v| secrets.sessions.contains(&hash(&v)));
-    if !known {
+    if !secrets.knows(&headers) {
         let text = crate::messages::page().iter().find(|(k, _)| *k == "link_expired").map_or("", |(_, v)| *v);
         let body = format!("<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>CLOE Connect</title></head><body><main><h1>CLOE Connect</h1><p>{text}</p></main></body></html>");
         return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
