@@ -34,27 +34,14 @@ pub struct Messages {
     pub disk_low: &'static str,
     pub offline: &'static str,
     pub back_online: &'static str,
-    pub stop_token_refused: &'static str,
-    pub stop_consent_missing: &'static str,
-    pub stop_attempt_closed: &'static str,
-    pub stop_recording_destroyed: &'static str,
-    pub stop_redirected: &'static str,
-    pub stop_untrusted_certificate: &'static str,
-    pub stop_too_many_streams: &'static str,
 }
 
 impl Messages {
+    /// Why the recording stopped, in the words both agents use (`candidate-ui`, keyed
+    /// `stop_` + the reason as the summary names it).
     pub fn stop_message(&self, reason: crate::refusal::StopReason) -> &'static str {
-        use crate::refusal::StopReason::*;
-        match reason {
-            TokenRefused => self.stop_token_refused,
-            ConsentMissing => self.stop_consent_missing,
-            AttemptClosed => self.stop_attempt_closed,
-            RecordingDestroyed => self.stop_recording_destroyed,
-            Redirected => self.stop_redirected,
-            UntrustedCertificate => self.stop_untrusted_certificate,
-            TooManyStreams => self.stop_too_many_streams,
-        }
+        let key = format!("stop_{}", serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+        candidate_ui::text(&key).unwrap_or("L'enregistrement est arrêté.")
     }
 }
 
@@ -91,88 +78,15 @@ pub const FR: Messages = Messages {
     offline: "Hors ligne : l'enregistrement continue sur ce poste, chiffré. En attente d'envoi :",
     back_online: "Connexion rétablie : envoi des fragments en attente.",
     token_malformed: "Le lien de lancement est incomplet ou mal copié : recopiez-le en entier depuis la plateforme d'examen.",
-    stop_token_refused: "Le serveur refuse votre lien de lancement (inconnu, expiré ou révoqué). L'enregistrement est arrêté ; ce qui a été enregistré reste chiffré sur ce poste. Contactez le centre d'examen pour obtenir un nouveau lien.",
-    stop_consent_missing: "Votre consentement n'a pas été enregistré par le serveur. L'enregistrement est arrêté ; relancez l'application pour donner votre consentement.",
-    stop_attempt_closed: "Votre épreuve est terminée ou votre consentement a été retiré : aucun nouvel enregistrement n'est possible. Vous pouvez fermer cette fenêtre.",
-    stop_recording_destroyed: "L'enregistrement de cette épreuve a déjà été supprimé par le serveur : rien de plus ne sera envoyé.",
-    stop_redirected: "Le serveur a répondu par une redirection, que l'application refuse de suivre par sécurité. Vérifiez l'adresse du serveur ou contactez le centre d'examen.",
-    stop_untrusted_certificate: "Le certificat du serveur n'est pas reconnu : la connexion n'est pas sûre et rien n'est envoyé. Contactez le centre d'examen.",
-    stop_too_many_streams: "Trop de sessions d'enregistrement ont été ouvertes pour cette épreuve. L'enregistrement est arrêté ; contactez le centre d'examen.",
 };
 
 pub fn current() -> &'static Messages {
     &FR
 }
 
-/// The local page's words, by key (`data-text` in `page/assets/index.html`, `T.key` in
-/// `page.js`). French; an English table would sit beside it.
-pub const PAGE_FR: &[(&str, &str)] = &[
-    ("title", "CLOE Connect : enregistrement de l'épreuve"),
-    ("recording", "Enregistrement en cours"),
-    ("notice_version", "Version de la notice :"),
-    ("consent_box", "J'ai lu cette information et j'accepte l'enregistrement de mon épreuve (webcam, microphone, données de connexion)."),
-    ("accept", "Accepter et continuer"),
-    ("refuse", "Refuser"),
-    ("refuse_confirm", "Sans votre accord, rien n'est enregistré, mais l'épreuve ne peut pas se dérouler à distance. Confirmez-vous le refus ?"),
-    ("refuse_yes", "Oui, je refuse"),
-    ("refuse_no", "Non, revenir à la notice"),
-    ("refused_title", "Vous avez refusé l'enregistrement"),
-    ("refused_body", "Rien n'a été enregistré. Seul votre refus a été transmis, pour que le centre d'examen vous propose une autre façon de passer l'épreuve (par exemple dans un centre agréé). Contactez votre centre d'examen. Vous pouvez fermer cette fenêtre."),
-    ("refused_sending", "Envoi de votre refus…"),
-    ("refused_unsent", "Votre refus n'a pas pu être transmis (pas de connexion au serveur). Rien n'a été enregistré. Prévenez votre centre d'examen que vous avez refusé."),
-    ("check_title", "Vérification de votre matériel"),
-    ("check_intro", "Rien n'est enregistré pendant cette vérification. Vérifiez que votre visage est bien visible et que la barre du micro bouge quand vous parlez."),
-    ("preview_alt", "Image de votre caméra"),
-    ("preview_waiting", "En attente de l'image de la caméra…"),
-    ("camera", "Caméra"),
-    ("microphone", "Microphone"),
-    ("level", "Niveau du microphone"),
-    ("upload_test", "Tester la connexion"),
-    ("upload_testing", "Test de la connexion en cours…"),
-    ("upload_good", "Connexion suffisante : l'enregistrement sera envoyé au fil de l'épreuve."),
-    ("upload_slow", "Connexion lente : l'épreuve peut avoir lieu ; une partie de l'enregistrement sera envoyée après la fin, laissez alors cette fenêtre ouverte."),
-    ("upload_too_slow", "Connexion très lente : l'enregistrement sera envoyé surtout après l'épreuve, ce qui peut prendre longtemps. Rapprochez-vous de votre box ou utilisez un câble si vous le pouvez."),
-    ("upload_unreachable", "Le serveur ne répond pas : vérifiez votre connexion à Internet. L'épreuve peut commencer, l'enregistrement sera envoyé dès le retour de la connexion."),
-    ("disk_good", "Espace disque suffisant :"),
-    ("disk_low", "Espace disque faible : la qualité vidéo sera réduite. Espace libre :"),
-    ("disk_too_low", "Espace disque insuffisant : libérez de la place avant l'épreuve. Espace libre :"),
-    ("megabytes", "Mo"),
-    ("encoder_hw", "Encodage vidéo par la carte graphique :"),
-    ("encoder_sw", "Encodage vidéo par le processeur :"),
-    ("no_camera", "Aucune caméra trouvée. Branchez une webcam puis relancez l'application ; l'épreuve ne peut pas commencer sans caméra."),
-    ("no_microphone", "Aucun microphone trouvé. Branchez un micro puis relancez l'application ; l'épreuve ne peut pas commencer sans micro."),
-    ("start", "Commencer l'enregistrement"),
-    ("device_lost", "La caméra ou le micro ne répond plus (débranché ?). Rebranchez-le : l'enregistrement reprendra tout seul. L'interruption est notée."),
-    ("device_lost_short", "Caméra ou micro indisponible"),
-    ("upload_state_ok", "Envoi à jour."),
-    ("upload_state_waiting", "En attente d'envoi (minutes) :"),
-    ("upload_state_offline", "Hors ligne : l'enregistrement continue sur cet ordinateur, chiffré, et sera envoyé plus tard. En attente (minutes) :"),
-    ("finish", "Terminer l'épreuve"),
-    ("finish_confirm", "Terminer l'épreuve maintenant ? L'enregistrement s'arrêtera."),
-    ("finish_yes", "Oui, terminer"),
-    ("finish_no", "Non, continuer"),
-    ("withdraw", "Retirer mon consentement"),
-    ("withdraw_confirm", "Si vous retirez votre consentement, l'enregistrement s'arrête et votre épreuve à distance ne pourra pas être validée : le centre d'examen vous contactera. Confirmez-vous ?"),
-    ("withdraw_yes", "Oui, retirer mon consentement"),
-    ("withdraw_no", "Non, continuer l'épreuve"),
-    ("finishing_title", "Fin de l'épreuve : envoi des derniers fragments"),
-    ("finishing_body", "Ne fermez pas cette fenêtre et n'éteignez pas l'ordinateur pendant l'envoi."),
-    ("ended_by_platform", "La plateforme d'examen a mis fin à l'épreuve."),
-    ("fragments_sent", "fragments envoyés sur"),
-    ("done_title", "Tout est envoyé"),
-    ("done_body", "Le serveur a bien reçu tout l'enregistrement. Vous pouvez fermer cette fenêtre."),
-    ("server", "Serveur qui reçoit l'enregistrement :"),
-    ("withdrawn_title", "Consentement retiré"),
-    ("withdrawn_sending", "Envoi de votre retrait…"),
-    ("withdrawn_unsent", "Votre retrait n'a pas pu être transmis au serveur (pas de connexion). L'enregistrement est arrêté et effacé de cet ordinateur. Prévenez votre centre d'examen de votre retrait. Vous pouvez fermer cette fenêtre."),
-    ("withdrawn_body", "L'enregistrement est arrêté et votre retrait a été enregistré. Votre épreuve à distance ne pourra pas être validée : contactez votre centre d'examen. Vous pouvez fermer cette fenêtre."),
-    ("failed_title", "L'enregistrement ne peut pas continuer"),
-    ("leave_warning", "L'envoi n'est pas terminé : gardez cette fenêtre ouverte."),
-    ("link_expired", "Ce lien a déjà servi. Utilisez l'adresse que l'application vient d'afficher ou relancez-la."),
-];
-
+/// The page's words: one table for both agents' pages (`candidate-ui`).
 pub fn page() -> &'static [(&'static str, &'static str)] {
-    PAGE_FR
+    candidate_ui::page()
 }
 
 /// `capture-agent check`'s report.
@@ -239,4 +153,17 @@ pub const CHECK_FR: CheckText = CheckText {
 
 pub fn check() -> &'static CheckText {
     &CHECK_FR
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::refusal::StopReason::*;
+
+    #[test]
+    fn every_stop_reason_has_its_own_sentence() {
+        for r in [TokenRefused, ConsentMissing, AttemptClosed, RecordingDestroyed, Redirected, UntrustedCertificate, TooManyStreams] {
+            let key = format!("stop_{}", serde_json::to_value(r).unwrap().as_str().unwrap());
+            assert_eq!(super::current().stop_message(r), candidate_ui::text(&key).unwrap_or_else(|| panic!("{key} has no sentence")));
+        }
+    }
 }

@@ -108,6 +108,10 @@ pub struct AddCandidateResponse {
     pub attempt_public_key: String,
     /// RFC 3339.
     pub token_expires_at: String,
+    /// `https://SERVER/launch#TOKEN`: the browser agent, nothing to install; the token
+    /// stays in the fragment, which no browser sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_link: Option<String>,
 }
 
 impl std::fmt::Debug for AddCandidateResponse {

@@ -22,7 +22,7 @@ pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
 pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
 pub use launch::LaunchToken;
-pub use opening::{open_from_attempt, seal_to_attempt, AttemptPublicKey, AttemptSecret, StreamOpening, OPENING_LEN};
+pub use opening::{open_from_attempt, seal_to_attempt, seal_to_attempt_with_rng, AttemptPublicKey, AttemptSecret, StreamOpening, OPENING_LEN};
 pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
 pub use receipt::{public_key_text, sign_receipt, verify_receipt, Receipt, SignedReceipt};
 pub use ed25519_dalek::SigningKey as ReceiptSigningKey;

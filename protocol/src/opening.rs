@@ -81,6 +81,19 @@ impl StreamKey {
 impl StreamOpening {
     /// Seals `key` to the attempt's public key, for this attempt and stream only.
     pub fn seal(public: &AttemptPublicKey, attempt: &Uuid, stream: &Uuid, started_at_ms: u64, key: &StreamKey) -> Self {
+        Self::seal_with_rng(public, attempt, stream, started_at_ms, key, &mut rand::rngs::OsRng)
+    }
+
+    /// As [`StreamOpening::seal`], with the randomness given: the cross-implementation
+    /// vectors fix the ephemeral key with it. Anything but a CSPRNG here breaks the seal.
+    pub fn seal_with_rng<R: rand::RngCore + rand::CryptoRng>(
+        public: &AttemptPublicKey,
+        attempt: &Uuid,
+        stream: &Uuid,
+        started_at_ms: u64,
+        key: &StreamKey,
+        rng: &mut R,
+    ) -> Self {
         let secret = key.to_bytes();
         let (encapped, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
             &OpModeS::Base,
@@ -88,7 +101,7 @@ impl StreamOpening {
             &stream_info(attempt, stream),
             &secret,
             &started_at_ms.to_be_bytes(),
-            &mut rand::rngs::OsRng,
+            rng,
         )
         .expect("HPKE base-mode sealing of 39 bytes cannot fail");
         let mut o = StreamOpening { started_at_ms, encapped: [0; 32], sealed_key: [0; SEALED_KEY_LEN] };
@@ -140,9 +153,14 @@ impl StreamOpening {
 /// Seals a small record (the offline consent) to the attempt's public key, so that the
 /// agent's spool keeps it unreadable and the server alone can open it. `purpose` binds it.
 pub fn seal_to_attempt(public: &AttemptPublicKey, attempt: &Uuid, purpose: &str, plaintext: &[u8]) -> Vec<u8> {
+    seal_to_attempt_with_rng(public, attempt, purpose, plaintext, &mut rand::rngs::OsRng)
+}
+
+/// As [`seal_to_attempt`], with the randomness given (the cross-implementation vectors).
+pub fn seal_to_attempt_with_rng<R: rand::RngCore + rand::CryptoRng>(public: &AttemptPublicKey, attempt: &Uuid, purpose: &str, plaintext: &[u8], rng: &mut R) -> Vec<u8> {
     let info = [b"cloe-connect/sealed-record/v1/".as_slice(), purpose.as_bytes(), attempt.as_bytes()].concat();
     let (encapped, ct) =
-        hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(&OpModeS::Base, &public.hpke(), &info, plaintext, &[], &mut rand::rngs::OsRng)
+        hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(&OpModeS::Base, &public.hpke(), &info, plaintext, &[], rng)
             .expect("HPKE base-mode sealing cannot fail");
     [encapped.to_bytes().as_slice(), &ct].concat()
 }

@@ -11,7 +11,8 @@
   const api = `/api/staff/v1/attempts/${attempt}`;
   const $ = (id) => document.getElementById(id);
   const video = $('video');
-  const MIME = 'video/mp4; codecs="avc1.42C016, mp4a.40.2"';
+  // What the native agent records; a stream's own codecs come from its init segment.
+  const DEFAULT_MIME = 'video/mp4; codecs="avc1.42C016, mp4a.40.2"';
   const FRAME_S = 1 / 15; // the agent records 15 frames per second
   let tl = null;        // the timeline from the server
   let streams = [];     // per stream: { id, origin, wallStart, wallEnd, frags: [{ i, s, e, state }] }
@@ -54,6 +55,54 @@
   const nextPlayable = (st, m) => st.frags.find((f) => playable(f) && f.s >= m - 1);
   const wallNow = () => (cur ? cur.st.origin + video.currentTime * 1000 : (streams[0] ? streams[0].wallStart : 0));
 
+  // ---- Codecs ---------------------------------------------------------------------------
+  // The native agent records H.264 + AAC, the browser agent H.264 + Opus: each stream's
+  // MSE type is read from the sample entries of its init segment (moov/trak/.../stsd). A
+  // walk over a handful of boxes: a demuxer library would be 50 times this page's script.
+  function codecsOf(buf) {
+    const d = new DataView(buf);
+    const u8 = new Uint8Array(buf);
+    const type = (o) => String.fromCharCode(u8[o + 4], u8[o + 5], u8[o + 6], u8[o + 7]);
+    const hex2 = (b) => b.toString(16).padStart(2, '0').toUpperCase();
+    const out = [];
+    const boxes = (start, end, f) => {
+      for (let o = start; o + 8 <= end;) {
+        let size = d.getUint32(o);
+        if (size === 0) size = end - o;
+        if (size < 8 || o + size > end) return;
+        f(type(o), o + 8, o + size);
+        o += size;
+      }
+    };
+    const esdsCodec = (start, end) => {
+      // ES_Descriptor (0x03) > DecoderConfigDescriptor (0x04): object type; > 0x05: the AAC object type.
+      let oti = null;
+      for (let o = start + 4; o < end;) {
+        const tag = u8[o++];
+        let len = 0;
+        for (let k = 0; k < 4; k++) { const b = u8[o++]; len = (len << 7) | (b & 0x7f); if (!(b & 0x80)) break; }
+        if (tag === 0x03) { const flags = u8[o + 2]; o += 3 + (flags & 0x80 ? 2 : 0) + (flags & 0x40 ? 1 + u8[o + 3] : 0) + (flags & 0x20 ? 2 : 0); continue; }
+        if (tag === 0x04) { oti = u8[o]; o += 13; continue; }
+        if (tag === 0x05 && oti === 0x40) return `mp4a.40.${u8[o] >> 3}`;
+        o += len;
+      }
+      return oti === null ? null : `mp4a.${hex2(oti).toLowerCase()}`;
+    };
+    const entries = (start, end) => boxes(start + 8, end, (t, b, e) => {
+      if (t === 'avc1' || t === 'avc3') {
+        boxes(b + 78, e, (ct, cb) => { if (ct === 'avcC') out.push(`${t}.${hex2(u8[cb + 1])}${hex2(u8[cb + 2])}${hex2(u8[cb + 3])}`); });
+      } else if (t === 'mp4a') {
+        boxes(b + 28, e, (ct, cb, ce) => { if (ct === 'esds') { const c = esdsCodec(cb, ce); if (c) out.push(c); } });
+      } else if (t === 'Opus') out.push('opus');
+    });
+    const walk = (start, end) => boxes(start, end, (t, b, e) => {
+      if (['moov', 'trak', 'mdia', 'minf', 'stbl'].includes(t)) walk(b, e);
+      else if (t === 'stsd') entries(b, e);
+    });
+    try { walk(0, u8.length); } catch (e) { return null; }
+    return out.length ? `video/mp4; codecs="${out.join(', ')}"` : null;
+  }
+
   // ---- Media ------------------------------------------------------------------------
   async function fragment(st, i) {
     const r = await call('GET', `/streams/${st.id}/fragments/${i}`);
@@ -84,10 +133,12 @@
     cur = c;
     for (const f of st.frags) if (f.state !== 'altered') f.state = 'idle';
     video.src = URL.createObjectURL(ms);
-    await new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }));
-    c.sb = ms.addSourceBuffer(MIME);
+    const [init] = await Promise.all([fragment(st, 0), new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }))]);
+    const mime = (init && codecsOf(init)) || DEFAULT_MIME;
+    c.mime = mime;
+    if (!MediaSource.isTypeSupported(mime)) fail(`${T.altered_fragment} (${mime})`);
+    c.sb = ms.addSourceBuffer(mime);
     c.sb.mode = 'segments';
-    const init = await fragment(st, 0);
     if (init) await append(c, init);
     // Chromium clamps a seek to the duration, which otherwise grows only as fragments are
     // appended: say at once how long the stream is, so a seek ahead is not cut short.
@@ -422,7 +473,7 @@
     loadActivity();
     if (streams.length) await seekWall(streams[0].wallStart, 'start');
     // For the browser tests: where the player is, read-only.
-    window.__player = () => ({ stream: cur ? cur.si : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
+    window.__player = () => ({ stream: cur ? cur.si : null, mime: cur ? cur.mime : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
       frags: cur ? cur.st.frags.map((f) => [f.i, f.s, f.e, f.state]) : [],
       buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]) });
     setInterval(tick, 200);

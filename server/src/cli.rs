@@ -326,7 +326,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Sitting { command: SittingCommand::Create { reference } } => print(app.create_sitting(&reference, "admin-cli").await?.value)?,
             Command::Candidate { command: CandidateCommand::Add { sitting, reference } } => {
                 let r = app.add_candidate(sitting, &reference, "admin-cli").await?.value;
-                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
+                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "browser_link": r.browser_link, "token_expires_at": r.token_expires_at }))?
             }
             Command::Staff { command: StaffCommand::Add { role, login } } => {
                 let password = match std::env::var("PROCTOR_PASSWORD") {
@@ -372,7 +372,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Attempt { command: AttemptCommand::LaunchCode { id } } => print(app.issue_launch_code(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::ReissueToken { id } } => {
                 let r = app.reissue_launch_token(id, "admin-cli").await?;
-                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "token_expires_at": r.token_expires_at }))?
+                print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "browser_link": r.browser_link, "token_expires_at": r.token_expires_at }))?
             }
             Command::Attempt { command: AttemptCommand::Erase { id, reason } } => {
                 let receipt = app.erase_attempt("admin-cli", id, &reason).await?;

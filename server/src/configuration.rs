@@ -29,6 +29,17 @@ pub struct Settings {
     pub object_store: crate::blobs::ObjectStoreSettings,
 }
 
+impl Settings {
+    /// Where candidates reach the public listener: `[server] public_url`, or the listen
+    /// address itself (what a demo and the tests use).
+    pub fn public_base(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.server.listen),
+        }
+    }
+}
+
 /// `url` unset: SQLite in `data_dir/proctor.sqlite`. Otherwise `sqlite://PATH` or
 /// `postgres://USER:PASSWORD@HOST/DB` (the password never shows in `Debug`).
 #[derive(Clone, Deserialize)]
@@ -83,6 +94,10 @@ pub struct ServerSettings {
     #[serde(default)]
     pub production: bool,
     pub allow_insecure_public: bool,
+    /// The public listener's address as candidates reach it (`https://exam.example.fr`):
+    /// browser launch links point there. Unset: `http(s)://` + `listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// Every limit the listeners enforce; the defaults and their reasons are in

@@ -28,8 +28,9 @@ fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> LaunchToke
     LaunchToken::new(&dek.launch_secret(attempt, generation), *attempt, dek.recipient(attempt).1)
 }
 
-fn launch_response(attempt_id: Uuid, token: &LaunchToken, expires: time::OffsetDateTime) -> AddCandidateResponse {
+fn launch_response(attempt_id: Uuid, token: &LaunchToken, expires: time::OffsetDateTime, public_base: &str) -> AddCandidateResponse {
     AddCandidateResponse {
+        browser_link: token.offline.is_some().then(|| format!("{}/launch#{}", public_base.trim_end_matches('/'), token.expose())),
         attempt_id,
         launch_token: token.expose(),
         attempt_public_key: token.offline.map(|(_, pk)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pk.0)).unwrap_or_default(),
@@ -91,7 +92,7 @@ impl Proctor {
             Err(e) => return Err(e.into()),
         }
         self.audit(actor, "candidate_added", Some(id), serde_json::json!({ "sitting_id": sitting })).await?;
-        Ok(Created { value: launch_response(id, &token, expires), replayed: false })
+        Ok(Created { value: launch_response(id, &token, expires, &self.settings.public_base()), replayed: false })
     }
 
     /// When a launch token issued `now` expires, to the millisecond that is stored: the
@@ -110,7 +111,7 @@ impl Proctor {
             return Err(AppError::Conflict("this candidate's launch token was revoked; issue a new one".into()));
         }
         let dek = self.attempt_key(a)?;
-        Ok(launch_response(a.id, &launch_token(&dek, &a.id, a.token_generation), from_unix_ms(issued.expires_at_ms)))
+        Ok(launch_response(a.id, &launch_token(&dek, &a.id, a.token_generation), from_unix_ms(issued.expires_at_ms), &self.settings.public_base()))
     }
 
     /// Revokes every launch token of the attempt: it can no longer consent or open a
@@ -135,7 +136,7 @@ impl Proctor {
         let expires = self.launch_token_expiry(now);
         self.db.issue_token(a.id, generation, hash_token(token.credential()), unix_ms(now), unix_ms(expires)).await?;
         self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
-        Ok(launch_response(a.id, &token, expires))
+        Ok(launch_response(a.id, &token, expires, &self.settings.public_base()))
     }
 
     /// A short code the candidate can type instead of clicking the link

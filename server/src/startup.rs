@@ -87,6 +87,9 @@ impl Application {
             false => None,
         };
         crate::metrics::handle();
+        // Links handed out (the browser agent's) name the port actually bound, port 0 included.
+        let mut settings = settings;
+        settings.server.listen = public.local_addr()?;
         let proctor = Arc::new(Proctor::open(settings, clock).await?);
         Ok(Self { proctor, public, staff, tls, staff_terminal_tls, udp })
     }

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-use support::browser::{screenshot_dir, Browser};
+use support::browser::{accessible, click, screenshot_dir, visible, Browser};
 use support::*;
 
 /// The agent in page mode, and the address it printed.
@@ -78,30 +78,8 @@ impl Drop for PageAgent {
     }
 }
 
-/// axe-core's WCAG 2.0/2.1 level A and AA rules, run in the page as it is now.
-async fn accessible(b: &Browser, step: &str) {
-    let axe = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js"))
-        .expect("axe-core is installed by scripts/install-deps (npm ci in tests/)");
-    let script = format!(
-        "{axe}\nconst done = arguments[arguments.length - 1];\n\
-         axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\
-         .then(r => done(r.violations.map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.html).slice(0, 3) }}))))\
-         .catch(e => done([{{ id: 'axe-error', help: String(e) }}]));"
-    );
-    let violations = b.client.execute_async(&script, vec![]).await.unwrap();
-    assert_eq!(violations, serde_json::json!([]), "accessibility violations at {step}");
-}
-
 async fn shot(b: &Browser, name: &str) {
     b.screenshot(&screenshot_dir().join(format!("candidate_{name}.png"))).await;
-}
-
-async fn visible(b: &Browser, what: &str, id: &str) {
-    b.until(what, Duration::from_secs(30), &format!("const e = document.getElementById('{id}'); return !!e && !e.hidden && e.offsetParent !== null")).await;
-}
-
-async fn click(b: &Browser, id: &str) {
-    b.client.find(fantoccini::Locator::Id(id)).await.unwrap().click().await.unwrap();
 }
 
 fn report(server: &Server, attempt: &str) -> serde_json::Value {

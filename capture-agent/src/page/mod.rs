@@ -23,7 +23,7 @@ use std::time::Duration;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/page.js");
-const STYLE: &str = include_str!("assets/page.css");
+const STYLE: &str = candidate_ui::PAGE_CSS;
 const COOKIE: &str = "cloe_page";
 
 struct Secrets {
@@ -199,8 +199,7 @@ async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: He
 }
 
 async fn text() -> Response {
-    let map: serde_json::Map<String, serde_json::Value> = crate::messages::page().iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
-    Json(map).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], candidate_ui::page_json()).into_response()
 }
 
 async fn view(State(s): State<PageState>) -> Response {

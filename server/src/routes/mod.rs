@@ -4,6 +4,7 @@
 mod accounts;
 pub mod agent;
 mod integration;
+mod launch;
 mod overload;
 pub mod openapi;
 mod pages;
@@ -29,6 +30,7 @@ pub fn public_router(state: AppState) -> Router {
     let limit = state.settings.limits.max_concurrent_requests;
     Router::new()
         .merge(agent::router())
+        .merge(launch::router())
         .merge(integration::router())
         .merge(common())
         .with_state(state)

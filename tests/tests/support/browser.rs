@@ -19,6 +19,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub async fn start() -> Browser {
+        Self::start_with_args(&[]).await
+    }
+
+    /// With more command-line flags (fake camera and microphone for the browser agent).
+    pub async fn start_with_args(extra: &[String]) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -33,16 +38,18 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1300",
+            "--autoplay-policy=no-user-gesture-required",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1300",
-                    "--autoplay-policy=no-user-gesture-required", format!("--user-data-dir={}", profile.path().display())],
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&url).await.expect("a Chromium session");
         Browser { client, driver, _profile: profile }
@@ -111,6 +118,29 @@ impl Browser {
         }
         self.client.find(Locator::Css("form[action='/account/password'] button[type=submit]")).await.unwrap().click().await.unwrap();
     }
+}
+
+/// axe-core's WCAG 2.0/2.1 level A and AA rules, run in the page as it is now.
+pub async fn accessible(b: &Browser, step: &str) {
+    let axe = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js"))
+        .expect("axe-core is installed by scripts/install-deps (npm ci in tests/)");
+    let script = format!(
+        "{axe}\nconst done = arguments[arguments.length - 1];\n\
+         axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\
+         .then(r => done(r.violations.map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.html).slice(0, 3) }}))))\
+         .catch(e => done([{{ id: 'axe-error', help: String(e) }}]));"
+    );
+    let violations = b.client.execute_async(&script, vec![]).await.unwrap();
+    assert_eq!(violations, serde_json::json!([]), "accessibility violations at {step}");
+}
+
+/// Waits until the element is shown.
+pub async fn visible(b: &Browser, what: &str, id: &str) {
+    b.until(what, Duration::from_secs(30), &format!("const e = document.getElementById('{id}'); return !!e && !e.hidden && e.offsetParent !== null")).await;
+}
+
+pub async fn click(b: &Browser, id: &str) {
+    b.client.find(fantoccini::Locator::Id(id)).await.unwrap().click().await.unwrap();
 }
 
 /// Where the run leaves its screenshots (the README names it).

@@ -1,0 +1,317 @@
+//! The browser capture agent (`/launch#TOKEN`, served by the server) in headless Chromium
+//! with a fake camera (a deterministic Y4M file) and microphone: the notice and consent,
+//! the device check, 60 s of recording, finish, and a recording the server holds whole
+//! (`integrity: ok`, `missing: []`) that GStreamer decodes; a refusal that sends only the
+//! refusal; a withdrawal that leaves nothing in the browser; the platform ending the exam;
+//! and the page's contract (CSP, the token never sent, every word from the server). Each
+//! step passes axe-core's WCAG 2.1 A and AA rules; screenshots land in
+//! `target/screenshots/browser_*.png`.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::browser::{accessible, click, screenshot_dir, visible, Browser};
+use support::*;
+
+/// A 2 s loop of 640x480 I420 at 15 frame/s: a grey ramp and a white square that moves,
+/// so that the encoder and the activity strip have something to see.
+fn fake_camera(dir: &Path) -> PathBuf {
+    let path = dir.join("camera.y4m");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    write!(f, "YUV4MPEG2 W640 H480 F15:1 Ip A1:1 C420jpeg\n").unwrap();
+    for n in 0..30usize {
+        f.write_all(b"FRAME\n").unwrap();
+        let (sx, sy) = (40 + n * 16, 120 + (n % 10) * 12);
+        let mut y = vec![0u8; 640 * 480];
+        for row in 0..480 {
+            for col in 0..640 {
+                let inside = (sx..sx + 80).contains(&col) && (sy..sy + 80).contains(&row);
+                y[row * 640 + col] = if inside { 235 } else { 16 + (col / 4) as u8 / 2 };
+            }
+        }
+        f.write_all(&y).unwrap();
+        f.write_all(&vec![128u8; 2 * 320 * 240]).unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+async fn chromium(dir: &Path) -> Browser {
+    let camera = fake_camera(dir);
+    Browser::start_with_args(&[
+        "--use-fake-device-for-media-stream".into(),
+        "--use-fake-ui-for-media-stream".into(),
+        format!("--use-file-for-fake-video-capture={}", camera.display()),
+    ])
+    .await
+}
+
+async fn shot(b: &Browser, name: &str) {
+    b.screenshot(&screenshot_dir().join(format!("browser_{name}.png"))).await;
+}
+
+async fn phase(b: &Browser, what: &str, phase: &str, timeout: Duration) {
+    b.until(what, timeout, &format!("return document.body.dataset.phase === '{phase}'")).await;
+}
+
+fn report(server: &Server, attempt: &str) -> serde_json::Value {
+    server.cli(&["attempt", "show", attempt])
+}
+
+/// A candidate through the integration API: (attempt, token, browser link).
+async fn enrol_browser(server: &Server) -> (String, String, String) {
+    let s = post_platform(format!("{}/api/integration/v1/sittings", server.public), serde_json::json!({ "ref": format!("B-{}", uuid::Uuid::new_v4()) })).await;
+    let c = post_platform(
+        format!("{}/api/integration/v1/sittings/{}/candidates", server.public, s["sitting_id"].as_str().unwrap()),
+        serde_json::json!({ "ref": "candidat-navigateur" }),
+    )
+    .await;
+    let token = c["launch_token"].as_str().unwrap().to_owned();
+    let link = c["browser_link"].as_str().unwrap().to_owned();
+    assert_eq!(link, format!("{}/launch#{token}", server.public));
+    (c["attempt_id"].as_str().unwrap().into(), token, link)
+}
+
+/// The notice from the server, the box, "Accepter et continuer": the device check.
+async fn consent(b: &Browser, server: &Server, link: &str, token: &str, check_a11y: bool) {
+    b.client.goto(link).await.unwrap();
+    phase(b, "the notice", "notice", Duration::from_secs(30)).await;
+    // The token was read from the fragment and is gone from the address bar.
+    let href = b.js("return location.href").await;
+    assert!(!href.as_str().unwrap().contains(token.split('.').next().unwrap()) && !href.as_str().unwrap().contains('#'), "{href}");
+    let version = reqwest::get(format!("{}/api/agent/v1/notice", server.public)).await.unwrap().json::<serde_json::Value>().await.unwrap()["version"].clone();
+    assert_eq!(b.js("return document.getElementById('notice-version').textContent").await, version);
+    assert_eq!(b.js("return [document.getElementById('consent-box').checked, document.getElementById('accept').disabled]").await, serde_json::json!([false, true]));
+    if check_a11y {
+        shot(b, "1_notice").await;
+        accessible(b, "the notice").await;
+    }
+    click(b, "consent-box").await;
+    click(b, "accept").await;
+    phase(b, "the device check", "check", Duration::from_secs(30)).await;
+}
+
+async fn record(b: &Browser, check_a11y: bool) {
+    b.until("the camera's preview", Duration::from_secs(20), "const v = document.getElementById('preview'); return v.videoWidth === 640 && v.readyState >= 2").await;
+    b.until("the encoder's line", Duration::from_secs(20), "return document.getElementById('encoder').textContent.includes('H.264')").await;
+    b.until("the storage line", Duration::from_secs(20), "return document.getElementById('disk').textContent.includes('Mo')").await;
+    if check_a11y {
+        click(b, "upload-test").await;
+        b.until("the upload verdict", Duration::from_secs(30), "return document.getElementById('upload-result').textContent.startsWith('Connexion suffisante')").await;
+        let mut moved = false;
+        for _ in 0..50 {
+            if b.js("return document.getElementById('level').value").await.as_f64().unwrap_or(0.0) > 0.01 {
+                moved = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(moved, "the level meter moves with the fake microphone's beeps");
+        shot(b, "2_check").await;
+        accessible(b, "the device check").await;
+    }
+    click(b, "start").await;
+    phase(b, "recording", "recording", Duration::from_secs(20)).await;
+    visible(b, "the recording indicator", "rec").await;
+}
+
+async fn finish(b: &Browser) {
+    click(b, "finish").await;
+    click(b, "finish-yes").await;
+    phase(b, "you may close", "done", Duration::from_secs(120)).await;
+    assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("Vous pouvez fermer cette fenêtre"));
+    let counted = b.js("return [document.getElementById('progress').value, document.getElementById('progress').max]").await;
+    assert_eq!(counted[0], counted[1], "every fragment sent: {counted}");
+}
+
+/// The files the page still holds in its origin-private file system, by path.
+async fn spooled_files(b: &Browser) -> Vec<String> {
+    let v = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             (async () => { const out = []; const walk = async (d, p) => { for await (const [k, h] of d.entries()) { if (h.kind === 'file') out.push(p + k); else await walk(h, p + k + '/'); } };
+               await walk(await navigator.storage.getDirectory(), ''); return out; })().then(done, (e) => done(['error: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_candidate_records_60_s_in_chromium_and_the_server_holds_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, true).await;
+    let r = report(&server, &attempt);
+    assert_eq!(r["streams"], serde_json::json!([]), "nothing recorded during the check: {r}");
+    record(&b, true).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    shot(&b, "3_recording").await;
+    accessible(&b, "recording").await;
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    let elapsed = b.js("return document.getElementById('elapsed').textContent").await;
+    assert!(elapsed.as_str().unwrap() >= "00:00:59", "{elapsed}");
+    finish(&b).await;
+    shot(&b, "4_done").await;
+    accessible(&b, "done").await;
+    let left = spooled_files(&b).await;
+    assert!(left.len() == 1 && left[0].ends_with("/streams.json"), "only the spool's stream list is left in the browser: {left:?}");
+
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{r}");
+    let seconds = streams[0]["recorded_seconds"].as_f64().unwrap();
+    assert!((56.0..=66.0).contains(&seconds), "{seconds} s recorded: {r}");
+    assert_eq!(r["state"], "recording", "{r}");
+    let stream = streams[0]["stream_id"].as_str().unwrap();
+    let media = staff_media(&server, &attempt, stream).await;
+    let d = support::media::decode(&media).expect("GStreamer decodes the browser's recording");
+    assert_eq!((d.width, d.height), (640, 480), "{d:?}");
+    assert!(d.video_seconds > 55.0 && d.audio_seconds > 55.0, "{d:?}");
+    assert!(d.video_frames as f64 > d.video_seconds * 12.0, "about 15 frame/s: {d:?}");
+    b.close().await;
+    reviewer_plays(&server, &attempt).await;
+}
+
+/// The reviewer app in Chromium plays the browser's recording (H.264 + Opus, read from the
+/// init segment), seeks, and shows the activity strip and the thumbnails the page made.
+async fn reviewer_plays(server: &Server, attempt: &str) {
+    const PASSWORD: &str = "Kilo-Tango-2026!";
+    server.cli(&["attempt", "end", attempt]);
+    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", "relecteur"], &[("PROCTOR_PASSWORD", PASSWORD)]);
+    let sitting = server.cli(&["attempt", "show", attempt])["sitting_id"].as_str().unwrap().to_owned();
+    server.cli(&["assign", "--sitting", &sitting, "--login", "relecteur"]);
+    let staff = server.staff.replace("127.0.0.1", "localhost");
+    let b = Browser::start().await;
+    b.first_login(&staff, "relecteur", PASSWORD, "Quatre-Chevaux-Bleus-9").await;
+    b.client.goto(&format!("{staff}/attempts/{attempt}")).await.unwrap();
+    b.until("the player to load", Duration::from_secs(15), "return !!window.__player && document.getElementById('video').readyState >= 2").await;
+    let mime = b.js("return window.__player().mime").await;
+    assert!(mime.as_str().unwrap().contains("opus") && mime.as_str().unwrap().contains("avc1."), "{mime}");
+    b.client.find(fantoccini::Locator::Css("body")).await.unwrap().click().await.unwrap();
+    b.keys(" ").await;
+    b.until("playback to advance", Duration::from_secs(10), "return window.__player().t > 1.0 && !window.__player().paused").await;
+    let frame = b
+        .js("const v = document.getElementById('video'); const c = document.createElement('canvas'); c.width = 64; c.height = 48;
+             const x = c.getContext('2d'); x.drawImage(v, 0, 0, 64, 48); const d = x.getImageData(0, 0, 64, 48).data;
+             let max = 0; for (let i = 0; i < d.length; i += 4) max = Math.max(max, d[i] + d[i + 1] + d[i + 2]);
+             return { max, w: v.videoWidth };")
+        .await;
+    assert!(frame["w"] == 640 && frame["max"].as_u64().unwrap() > 400, "the moving white square is drawn: {frame}");
+    b.until("the activity strip", Duration::from_secs(10), "const p = window.__player(); return p.activity >= 50 && p.moving >= 40 && p.sounding >= 20").await;
+    b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
+          t.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.3, clientY: r.top + 5, bubbles: true }));")
+        .await;
+    b.until("a thumbnail on hover", Duration::from_secs(10), "const i = document.getElementById('thumb'); return !i.hidden && i.complete && i.naturalWidth === 160 && i.naturalHeight === 120").await;
+    b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
+          t.dispatchEvent(new MouseEvent('click', { clientX: r.left + r.width * 0.5, clientY: r.top + 5, bubbles: true }));")
+        .await;
+    b.until("the seek to the middle", Duration::from_secs(10), "const p = window.__player(); return p.t > 26 && p.t < 34 && !p.paused").await;
+    b.screenshot(&screenshot_dir().join("browser_5_reviewer.png")).await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_in_the_browser_sends_only_the_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, _token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    b.client.goto(&link).await.unwrap();
+    phase(&b, "the notice", "notice", Duration::from_secs(30)).await;
+    click(&b, "refuse").await;
+    click(&b, "refuse-yes").await;
+    phase(&b, "the refusal", "refused", Duration::from_secs(10)).await;
+    b.until("the refusal sent", Duration::from_secs(20), "return document.getElementById('refused-body').textContent.startsWith('Rien n')").await;
+    shot(&b, "refused").await;
+    accessible(&b, "the refusal").await;
+    let r = report(&server, &attempt);
+    assert_eq!((r["state"].as_str(), &r["streams"]), (Some("withdrawn"), &serde_json::json!([])), "{r}");
+    assert_eq!(spooled_files(&b).await, Vec::<String>::new(), "nothing kept in the browser");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    click(&b, "withdraw").await;
+    click(&b, "withdraw-yes").await;
+    phase(&b, "withdrawn", "withdrawn", Duration::from_secs(10)).await;
+    b.until("the withdrawal sent", Duration::from_secs(30), "return document.getElementById('withdrawn-body').textContent.startsWith('L\\'enregistrement est arrêté et votre retrait')").await;
+    shot(&b, "withdrawn").await;
+    accessible(&b, "the withdrawal").await;
+    assert_eq!(report(&server, &attempt)["state"], "withdrawn");
+    assert_eq!(spooled_files(&b).await, Vec::<String>::new(), "nothing of a withdrawn recording stays in the browser");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_platform_ends_the_exam_and_the_page_sends_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/integration/v1/attempts/{attempt}/end", server.public))
+        .bearer_auth(PLATFORM_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    phase(&b, "you may close", "done", Duration::from_secs(60)).await;
+    assert_eq!(b.js("return !document.getElementById('ended-by-platform').hidden").await, serde_json::json!(true));
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), r["state"].as_str()), (Some("ok"), Some("ended")), "{r}");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_launch_page_has_a_strict_policy_and_every_word_from_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let r = reqwest::get(format!("{}/launch", server.public)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("a script-src directive");
+    assert!(!script_src.contains("unsafe-inline") && !script_src.contains("unsafe-eval"), "{csp}");
+    assert!(csp.contains("connect-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(h["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<script>") && !html.contains(" style="), "nothing inline");
+    let text: serde_json::Value = reqwest::get(format!("{}/launch/text.json", server.public)).await.unwrap().json().await.unwrap();
+    for key in html.split("data-text=\"").skip(1).map(|s| s.split('"').next().unwrap()) {
+        assert!(text[key].as_str().is_some_and(|t| !t.is_empty()), "the page's word {key} is missing");
+    }
+    let js = reqwest::get(format!("{}/launch/agent.js", server.public)).await.unwrap();
+    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert_eq!(js.text().await.unwrap(), web_agent_bundle());
+    // The command-line contract: `candidate add` prints the browser link beside the token.
+    let sitting = server.cli(&["sitting", "create", "--ref", "CLI-LINK"]);
+    let c = server.cli(&["candidate", "add", "--sitting", sitting["sitting_id"].as_str().unwrap(), "--ref", "c1"]);
+    // The CLI knows the configured address (`[server] public_url`, else `listen`), not the
+    // port this test's server bound.
+    let link = c["browser_link"].as_str().unwrap();
+    assert!(link.starts_with("http://127.0.0.1:") && link.ends_with(&format!("/launch#{}", c["launch_token"].as_str().unwrap())), "{link}");
+}
+
+fn web_agent_bundle() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-agent/dist/agent.js")).unwrap()
+}

@@ -1,0 +1,327 @@
+// One attempt in the page, as the native agent's run: consent kept sealed in the spool
+// and sent first, streams keyed in the page (a random stream key sealed to the attempt's
+// public key), capture → payload → seal → spool → upload, the attempt's state watched
+// every 2 s (the platform's end), a heartbeat every 5 s, then the drain and the end.
+// Store-and-forward from the first second: nothing waits for the server.
+
+import { Api, sleep } from "./api.js";
+import { randomUuid } from "./bytes.js";
+import { Recording } from "./capture.js";
+import { generateStreamKey, sealOpening, sealToAttempt } from "./opening.js";
+import { encodePayload } from "./payload.js";
+import { Spool } from "./spool.js";
+import { Uploader } from "./uploader.js";
+import { StreamSealer } from "./wire.js";
+
+const WARN_FREE = 600 * 1024 * 1024;
+const LOW_FREE = 200 * 1024 * 1024;
+const STATE_EVERY_MS = 2000;
+const HEARTBEAT_EVERY_MS = 5000;
+
+export class Session {
+  #token;
+  #api;
+  #spool;
+  #events;
+  #uploader = null;
+  #uploading = null;
+  #recording = null;
+  #sealer = null;
+  #chain = Promise.resolve();
+  #mediaEndUs = 0;
+  #originUs = null;
+  #init = null;
+  #ending = false;
+  /** Withdrawn or stopped: nothing more is sealed or sent. */
+  #halted = false;
+  #tasks = [];
+  #timer = null;
+  sealed = 0;
+  backlogChunks = 0;
+  noticeVersion = null;
+
+  static async open(token, events) {
+    const spool = await Spool.open(token.attempt);
+    // Ask the browser not to evict the spool under storage pressure (best effort).
+    navigator.storage.persist?.().catch(() => {});
+    return new Session(token, spool, events);
+  }
+
+  constructor(token, spool, events) {
+    this.#token = token;
+    this.#api = new Api(token.credential);
+    this.#spool = spool;
+    this.#events = events;
+  }
+
+  get acked() {
+    return this.#uploader?.acked ?? 0;
+  }
+
+  get offline() {
+    return this.#uploader?.offline ?? false;
+  }
+
+  hasLeftovers() {
+    return this.#spool.streams.length > 0;
+  }
+
+  /** The attempt's state, or null when the server cannot be reached. */
+  async state() {
+    try {
+      return (await this.#api.call("GET", "/api/agent/v1/attempt", { timeoutMs: 10_000 })).state ?? null;
+    } catch (f) {
+      if (f.status === 410) await this.#wiped();
+      return null;
+    }
+  }
+
+  async notice() {
+    try {
+      const n = await this.#api.call("GET", "/api/agent/v1/notice", { auth: false, timeoutMs: 10_000 });
+      this.noticeVersion = n.version;
+      return n;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Sends only the refusal; true once the server has it. */
+  async refuse(version) {
+    const deadline = Date.now() + 30_000;
+    for (let n = 0; Date.now() < deadline; n++) {
+      try {
+        await this.#api.call("POST", "/api/agent/v1/refuse", { json: { notice_version: version }, timeoutMs: 10_000 });
+        return true;
+      } catch (f) {
+        if (f.status !== 0 && f.status < 500) return f.status === 409 ? false : false;
+        await sleep(Math.min(4000, 500 * 2 ** n));
+      }
+    }
+    return false;
+  }
+
+  /** Consent, sealed to the attempt and kept in the spool until the server has it. */
+  async consent(version) {
+    const record = JSON.stringify({ notice_version: version, given_at_ms: Date.now() });
+    const sealed = await sealToAttempt(this.#token.publicKey, this.#token.attempt, "consent", new TextEncoder().encode(record));
+    await this.#spool.putConsent(sealed);
+    this.noticeVersion = version;
+    this.#startUploader();
+  }
+
+  /** The uplink in kbit/s (512 KiB of noise), or null when the server cannot be reached. */
+  async uploadTest() {
+    const body = new Uint8Array(512 * 1024);
+    for (let i = 0; i < body.length; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+    const t0 = performance.now();
+    try {
+      const r = await this.#api.call("POST", "/api/agent/v1/upload-test", { body, auth: false, timeoutMs: 30_000 });
+      const ms = Math.max(1, performance.now() - t0);
+      return Math.round((r.bytes * 8) / ms);
+    } catch {
+      return null;
+    }
+  }
+
+  async storage() {
+    try {
+      const { quota, usage } = await navigator.storage.estimate();
+      const free = Math.max(0, quota - usage);
+      return { verdict: free >= WARN_FREE ? "good" : free >= LOW_FREE ? "low" : "too_low", freeMb: Math.floor(free / 1048576) };
+    } catch {
+      return null;
+    }
+  }
+
+  #startUploader() {
+    if (this.#uploader) return;
+    this.#uploader = new Uploader({
+      api: this.#api,
+      spool: this.#spool,
+      noticeVersion: this.noticeVersion,
+      events: {
+        onStop: (reason) => this.#stopped(reason),
+        onReopen: () => this.#reopen(),
+        onOffline: () => {},
+      },
+    });
+    this.#uploading = this.#uploader.run();
+    this.#every(HEARTBEAT_EVERY_MS, async () => {
+      this.backlogChunks = await this.#uploader.backlog();
+      await this.#api.call("POST", "/api/agent/v1/heartbeat", { json: { backlog_chunks: this.backlogChunks, backlog_bytes: 0 }, timeoutMs: 5000 }).catch(() => {});
+    });
+  }
+
+  /**
+   * `f` every `ms`: from a timer, and also from each sealed fragment, because a hidden
+   * tab's timers are throttled (to once a minute after five minutes in Chromium) while
+   * capture goes on at full rate.
+   */
+  #every(ms, f) {
+    this.#tasks.push({ ms, f, last: 0, busy: false });
+    if (!this.#timer) this.#timer = setInterval(() => this.#pulse(), 1000);
+  }
+
+  #pulse() {
+    const now = Date.now();
+    for (const t of this.#tasks) {
+      if (t.busy || now - t.last < t.ms) continue;
+      t.busy = true;
+      t.last = now;
+      Promise.resolve()
+        .then(t.f)
+        .catch(() => {})
+        .finally(() => (t.busy = false));
+    }
+  }
+
+  #stopTasks() {
+    this.#tasks = [];
+    clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  async #openStream() {
+    const id = randomUuid();
+    const key = generateStreamKey();
+    const opening = await sealOpening(this.#token.publicKey, this.#token.attempt, id, Date.now(), key);
+    this.#sealer = await StreamSealer.create(key, this.#token.attempt, id, opening);
+    await this.#spool.openStream(id);
+    this.#mediaEndUs = 0;
+    // Media time counts from each stream's own start, as the server's windows expect.
+    this.#originUs = null;
+  }
+
+  /** Records `stream` until finish, withdrawal, the platform's end or a stop. */
+  async record(stream) {
+    this.noticeVersion ??= (await this.notice())?.version ?? null;
+    this.#startUploader();
+    await this.#openStream();
+    this.#recording = new Recording({
+      stream,
+      onFragment: (f) => this.#seal(f),
+      onError: (e) => this.#events.onPhase("failed", { message: String(e && e.message ? e.message : e) }),
+    });
+    await this.#recording.start();
+    this.#every(STATE_EVERY_MS, async () => {
+      const s = await this.state();
+      if (s && ["ended", "in_review", "reviewed", "decided"].includes(s)) await this.finish("ended_by_platform");
+      if (s === "withdrawn") await this.#stopped("attempt_closed");
+    });
+    this.stream = stream;
+  }
+
+  /** In order: the plaintext lives only here, sealed before anything is written. */
+  #seal(f) {
+    this.#chain = this.#chain.then(async () => {
+      // Nothing captured after a withdrawal or a stop is kept, the last fragment included.
+      if (this.#halted) return;
+      if (f.init) this.#init = f.data.slice();
+      const data = f.init ? f.data : encodePayload(f.data, f.side.activity, f.side.thumbnail);
+      const origin = f.init ? 0 : (this.#originUs ??= f.mediaStartUs);
+      const start = f.mediaStartUs - origin;
+      const end = f.mediaEndUs - origin;
+      this.#mediaEndUs = Math.max(this.#mediaEndUs, end);
+      const { index, chunk } = await this.#sealer.seal({ data, mediaStartUs: start, mediaEndUs: end, last: false });
+      data.fill(0);
+      await this.#spool.put(this.#sealer.stream, index, chunk);
+      this.sealed++;
+      this.#uploader?.wake();
+      this.#pulse();
+    });
+    return this.#chain;
+  }
+
+  /** The stream's last chunk: empty, marked final, at the end of its media. */
+  async #sealFinal() {
+    await this.#chain;
+    const end = this.#mediaEndUs;
+    const { index, chunk } = await this.#sealer.seal({ data: new Uint8Array(0), mediaStartUs: end, mediaEndUs: end, last: true });
+    await this.#spool.put(this.#sealer.stream, index, chunk);
+    await this.#spool.sealedLast(this.#sealer.stream, index);
+    this.sealed++;
+    this.#uploader?.wake();
+  }
+
+  async #stopCapture() {
+    const r = this.#recording;
+    this.#recording = null;
+    if (!r) return;
+    await r.stop();
+    this.stream?.getTracks().forEach((t) => t.stop());
+  }
+
+  /** Stop recording, send the rest, then say the candidate may close the window. */
+  async finish(why) {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#events.onPhase("finishing", { byPlatform: why === "ended_by_platform" });
+    await this.#stopCapture();
+    await this.#sealFinal();
+    await this.#drain();
+  }
+
+  async drainOnly() {
+    this.#ending = true;
+    this.#startUploader();
+    this.#events.onPhase("finishing", { byPlatform: true });
+    await this.#drain();
+  }
+
+  async #drain() {
+    this.#uploader.wake();
+    while (this.#spool.streams.length > 0 && this.#uploader && !this.#halted) await sleep(250);
+    if (this.#halted) return;
+    this.#uploader.stop();
+    this.#stopTasks();
+    this.#events.onPhase("done", {});
+  }
+
+  async withdraw() {
+    this.#ending = true;
+    this.#halted = true;
+    this.#events.onPhase("withdrawn", { sent: null });
+    this.#uploader?.stop();
+    this.#stopTasks();
+    await this.#stopCapture().catch(() => {});
+    await this.#chain.catch(() => {});
+    let sent = false;
+    for (let n = 0; n < 6 && !sent; n++) {
+      try {
+        await this.#api.call("POST", "/api/agent/v1/withdraw", { timeoutMs: 10_000 });
+        sent = true;
+      } catch (f) {
+        if (f.status === 409) sent = true;
+        else if (f.status !== 0 && f.status < 500) break;
+        else await sleep(1000 * 2 ** n);
+      }
+    }
+    // Nothing of a withdrawn recording stays in the browser, sent or not.
+    await this.#spool.wipe().catch((e) => console.error("the spool could not be wiped", e));
+    this.#events.onPhase("withdrawn", { sent });
+  }
+
+  async #stopped(reason) {
+    this.#halted = true;
+    this.#ending = true;
+    this.#stopTasks();
+    await this.#stopCapture().catch(() => {});
+    if (reason === "recording_destroyed") return this.#wiped();
+    this.#events.onPhase("failed", { message: this.#events.T["stop_" + reason] ?? reason });
+  }
+
+  async #wiped() {
+    await this.#spool.wipe().catch(() => {});
+    this.#events.onPhase("wiped", {});
+  }
+
+  /** The server will never take the live stream: recording goes on in a new one. */
+  async #reopen() {
+    if (!this.#recording) return;
+    this.#chain = this.#chain.then(async () => {
+      await this.#openStream();
+      if (this.#init) await this.#seal({ data: this.#init.slice(), init: true, mediaStartUs: 0, mediaEndUs: 0 });
+    });
+  }
+}

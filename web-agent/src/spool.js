@@ -1,0 +1,114 @@
+// The page's spool: sealed chunks only, in the origin-private file system (OPFS), kept
+// until the server has acknowledged them. Layout under `cloe/<attempt>/`: `consent.bin`
+// (the consent sealed to the attempt), `streams.json` (the streams in the order they were
+// opened, and each one's final index once sealed), `<stream>/<index>.chunk`. Nothing in
+// clear is ever written: the chunk bytes are ciphertext, the rest ids and counts.
+
+const pad = (i) => String(i).padStart(10, "0");
+
+export class Spool {
+  #dir;
+  #meta;
+
+  static async open(attempt) {
+    const root = await navigator.storage.getDirectory();
+    const top = await root.getDirectoryHandle("cloe", { create: true });
+    const dir = await top.getDirectoryHandle(attempt, { create: true });
+    const s = new Spool(dir);
+    s.#meta = (await s.#readJson("streams.json")) ?? { streams: [] };
+    return s;
+  }
+
+  constructor(dir) {
+    this.#dir = dir;
+  }
+
+  async #readJson(name) {
+    try {
+      const f = await (await this.#dir.getFileHandle(name)).getFile();
+      return JSON.parse(await f.text());
+    } catch {
+      return null;
+    }
+  }
+
+  async #write(dir, name, bytes) {
+    const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
+    await w.write(bytes);
+    await w.close();
+  }
+
+  async #saveMeta() {
+    await this.#write(this.#dir, "streams.json", JSON.stringify(this.#meta));
+  }
+
+  get streams() {
+    return this.#meta.streams;
+  }
+
+  async putConsent(sealed) {
+    await this.#write(this.#dir, "consent.bin", sealed);
+  }
+
+  async consent() {
+    try {
+      return new Uint8Array(await (await (await this.#dir.getFileHandle("consent.bin")).getFile()).arrayBuffer());
+    } catch {
+      return null;
+    }
+  }
+
+  async dropConsent() {
+    await this.#dir.removeEntry("consent.bin").catch(() => {});
+  }
+
+  async openStream(stream) {
+    this.#meta.streams.push({ id: stream, finalIndex: null, ended: false });
+    await this.#saveMeta();
+    await this.#dir.getDirectoryHandle(stream, { create: true });
+  }
+
+  async put(stream, index, chunk) {
+    await this.#write(await this.#dir.getDirectoryHandle(stream, { create: true }), `${pad(index)}.chunk`, chunk);
+  }
+
+  async sealedLast(stream, finalIndex) {
+    const s = this.#meta.streams.find((x) => x.id === stream);
+    if (s) s.finalIndex = finalIndex;
+    await this.#saveMeta();
+  }
+
+  /** The server knows the stream ended: forget it. */
+  async forgetStream(stream) {
+    this.#meta.streams = this.#meta.streams.filter((x) => x.id !== stream);
+    await this.#saveMeta();
+    await this.#dir.removeEntry(stream, { recursive: true }).catch(() => {});
+  }
+
+  /** Indices waiting in a stream, in order. */
+  async pending(stream) {
+    const out = [];
+    try {
+      const d = await this.#dir.getDirectoryHandle(stream);
+      for await (const name of d.keys()) if (name.endsWith(".chunk")) out.push(Number.parseInt(name, 10));
+    } catch {}
+    return out.sort((a, b) => a - b);
+  }
+
+  async get(stream, index) {
+    const d = await this.#dir.getDirectoryHandle(stream);
+    return new Uint8Array(await (await (await d.getFileHandle(`${pad(index)}.chunk`)).getFile()).arrayBuffer());
+  }
+
+  async remove(stream, index) {
+    const d = await this.#dir.getDirectoryHandle(stream);
+    await d.removeEntry(`${pad(index)}.chunk`).catch(() => {});
+  }
+
+  /** Everything of this attempt (a withdrawal, a destroyed recording). */
+  async wipe() {
+    const top = await (await navigator.storage.getDirectory()).getDirectoryHandle("cloe", { create: true });
+    await top.removeEntry(this.#dir.name, { recursive: true });
+    this.#meta = { streams: [] };
+  }
+}

@@ -1,0 +1,133 @@
+// Ordered upload of the spool: the consent first, then each stream's chunks by index,
+// each removed only once the server acknowledged it; a stream whose last chunk is sealed
+// and acknowledged is ended. Every failure gets the native agent's decision (api.js):
+// retry with back-off and Retry-After, drop with its reason, reopen, or stop.
+
+import { backoffMs, decide, sleep } from "./api.js";
+import { base64 } from "./bytes.js";
+
+export class Uploader {
+  #api;
+  #spool;
+  #events;
+  #wake = null;
+  #stopped = false;
+  acked = 0;
+  dropped = 0;
+  offline = false;
+
+  /** `events`: { onAck(stream, index), onDrop(reason), onReopen(stream), onStop(reason), onOffline(bool) }. */
+  constructor({ api, spool, noticeVersion, events }) {
+    this.#api = api;
+    this.#spool = spool;
+    this.noticeVersion = noticeVersion;
+    this.#events = events;
+  }
+
+  wake() {
+    if (this.#wake) this.#wake();
+  }
+
+  stop() {
+    this.#stopped = true;
+    this.wake();
+  }
+
+  async #idle(ms) {
+    await Promise.race([sleep(ms), new Promise((r) => (this.#wake = r))]);
+    this.#wake = null;
+  }
+
+  /** Calls `f` until it succeeds or fails with anything but retry; returns the decision. */
+  async #attempt(f) {
+    for (let n = 0; !this.#stopped; n++) {
+      try {
+        const v = await f();
+        this.#setOffline(false);
+        return { ok: true, value: v };
+      } catch (failure) {
+        const d = decide(failure);
+        if (d.kind !== "retry") return { ok: false, decision: d, failure };
+        this.#setOffline(failure.status === 0);
+        await this.#idle(backoffMs(n, failure));
+      }
+    }
+    return { ok: false, decision: { kind: "stopped" } };
+  }
+
+  #setOffline(v) {
+    if (v !== this.offline) {
+      this.offline = v;
+      this.#events.onOffline?.(v);
+    }
+  }
+
+  async run() {
+    while (!this.#stopped) {
+      const worked = await this.#pass();
+      if (worked === "stop") return;
+      if (!worked) await this.#idle(1000);
+    }
+  }
+
+  async #pass() {
+    const consent = await this.#spool.consent();
+    if (consent) {
+      const r = await this.#attempt(() => this.#api.call("POST", "/api/agent/v1/consent", { json: { notice_version: this.noticeVersion, sealed: base64(consent) } }));
+      if (!r.ok) return this.#refused(r, null);
+      await this.#spool.dropConsent();
+    }
+    let worked = false;
+    for (const s of [...this.#spool.streams]) {
+      for (const index of await this.#spool.pending(s.id)) {
+        if (this.#stopped) return "stop";
+        const chunk = await this.#spool.get(s.id, index);
+        const r = await this.#attempt(() => this.#api.call("PUT", `/api/agent/v1/streams/${s.id}/chunks/${index}`, { body: chunk }));
+        worked = true;
+        if (r.ok) {
+          await this.#spool.remove(s.id, index);
+          this.acked++;
+          this.#events.onAck?.(s.id, index, chunk.length);
+          continue;
+        }
+        const out = await this.#refused(r, s.id);
+        if (out === "stop") return out;
+        if (out === "reopen") break;
+        await this.#spool.remove(s.id, index);
+      }
+      if (s.finalIndex !== null && (await this.#spool.pending(s.id)).length === 0) {
+        const r = await this.#attempt(() => this.#api.call("POST", `/api/agent/v1/streams/${s.id}/end`, { json: { final_index: s.finalIndex } }));
+        if (!r.ok && r.decision.kind === "stop") return this.#refused(r, s.id);
+        await this.#spool.forgetStream(s.id);
+        worked = true;
+      }
+    }
+    return worked;
+  }
+
+  async #refused(r, stream) {
+    const d = r.decision;
+    if (d.kind === "stopped") return "stop";
+    if (d.kind === "stop") {
+      this.#stopped = true;
+      this.#events.onStop?.(d.reason, r.failure);
+      return "stop";
+    }
+    if (d.kind === "reopen") {
+      // The server will never take this stream: its chunks go, the capture goes on in a new one.
+      await this.#spool.forgetStream(stream);
+      this.#events.onReopen?.(stream);
+      return "reopen";
+    }
+    this.dropped++;
+    this.#events.onDrop?.(d.reason, r.failure);
+    return "drop";
+  }
+
+  /** What still waits, for the heartbeat and the candidate. */
+  async backlog() {
+    let chunks = 0;
+    for (const s of this.#spool.streams) chunks += (await this.#spool.pending(s.id)).length;
+    return chunks;
+  }
+}
