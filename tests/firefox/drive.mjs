@@ -19,6 +19,7 @@ const browser = await puppeteer.launch({
 const out = {};
 try {
   const page = await browser.newPage();
+  if (process.env.DEBUG) { page.on("console", (m) => console.error("console:", m.type(), m.text())); page.on("pageerror", (e) => console.error("pageerror:", e.message)); }
   const phase = (p, timeout = 30_000) => page.waitForFunction((p) => document.body.dataset.phase === p, { timeout, polling: 200 }, p);
   await page.goto(link);
   await phase("notice");
@@ -39,6 +40,7 @@ try {
   await page.click("#start");
     await phase("recording");
     await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
+    if (process.env.DEBUG) console.error(await page.evaluate(() => JSON.stringify(window.__agent ? window.__agent() : null)));
     out.elapsed = await page.evaluate(() => document.getElementById("elapsed").textContent);
     await page.click("#finish");
     await page.click("#finish-yes");

@@ -12,7 +12,7 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::browser::{accessible, click, screenshot_dir, visible, Browser};
+use support::browser::{accessible, click, firefox, screenshot_dir, visible, Browser, Sound};
 use support::*;
 
 /// A 2 s loop of 640x480 I420 at 15 frame/s: a grey ramp and a white square that moves,
@@ -314,4 +314,38 @@ async fn the_launch_page_has_a_strict_policy_and_every_word_from_the_server() {
 
 fn web_agent_bundle() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../web-agent/dist/agent.js")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_candidate_records_60_s_in_firefox_and_the_server_holds_it_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, _token, link) = enrol_browser(&server).await;
+    let sound = Sound::start();
+    let page = tokio::task::spawn_blocking(move || firefox(&["record", &link, "60"], &sound)).await.unwrap();
+    assert_eq!((page["phase"].as_str(), &page["error"]), (Some("done"), &serde_json::Value::Null), "{page}");
+    assert_eq!(page["progress"][0], page["progress"][1], "{page}");
+    assert!(!page["href"].as_str().unwrap().contains('#'), "the token left the address bar: {page}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{r}");
+    let seconds = streams[0]["recorded_seconds"].as_f64().unwrap();
+    assert!((56.0..=66.0).contains(&seconds), "{seconds} s recorded: {r}");
+    let media = staff_media(&server, &attempt, streams[0]["stream_id"].as_str().unwrap()).await;
+    let d = support::media::decode(&media).expect("GStreamer decodes Firefox's recording");
+    assert!(d.video_seconds > 55.0 && d.audio_seconds > 55.0, "{d:?}");
+    assert!(d.video_frames as f64 > d.video_seconds * 12.0, "about 15 frame/s: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_in_firefox_sends_only_the_refusal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, _token, link) = enrol_browser(&server).await;
+    let sound = Sound::start();
+    let page = tokio::task::spawn_blocking(move || firefox(&["refuse", &link], &sound)).await.unwrap();
+    assert_eq!((page["phase"].as_str(), &page["error"]), (Some("refused"), &serde_json::Value::Null), "{page}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["state"].as_str(), &r["streams"]), (Some("withdrawn"), &serde_json::json!([])), "{r}");
 }

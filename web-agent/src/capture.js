@@ -53,6 +53,24 @@ export async function openDevices({ camera, microphone } = {}) {
   });
 }
 
+let sharedAudio = null;
+
+/** Whether recording needs a click first (Web Audio starts only on a user's gesture). */
+export function needsGesture() {
+  return typeof MediaStreamTrackProcessor !== "function";
+}
+
+/**
+ * Creates (once) and starts the audio context the capture will use where Web Audio reads
+ * the microphone: call it synchronously in a click handler, or the browser keeps it
+ * suspended.
+ */
+export function primeAudio() {
+  if (!needsGesture()) return;
+  sharedAudio ??= new AudioContext({ sampleRate: 48_000 });
+  sharedAudio.resume().catch(() => {});
+}
+
 /**
  * Frames and samples of the devices, whatever the browser: `onFrame(VideoFrame)` (which
  * closes it) and `onSamples(Float32Array mono, timestampUs, sampleRate)`.
@@ -83,7 +101,7 @@ function readDevices(stream, onFrame, onSamples, signal) {
       data.close();
       onSamples(mono, timestamp, sampleRate);
     });
-    return;
+    return "track-processor";
   }
   const video = document.createElement("video");
   video.muted = true;
@@ -97,7 +115,7 @@ function readDevices(stream, onFrame, onSamples, signal) {
     lastFrame = now;
     onFrame(new VideoFrame(video, { timestamp: Math.round(now * 1000) }));
   };
-  const ctx = new AudioContext({ sampleRate: 48_000 });
+  const ctx = sharedAudio ?? (sharedAudio = new AudioContext({ sampleRate: 48_000 }));
   const source = ctx.createMediaStreamSource(new MediaStream([audioTrack]));
   const node = ctx.createScriptProcessor(1024, 1, 1);
   node.onaudioprocess = (e) => {
@@ -107,10 +125,14 @@ function readDevices(stream, onFrame, onSamples, signal) {
   source.connect(node);
   // The node only runs when connected to the output; it writes silence there.
   node.connect(ctx.destination);
+  ctx.resume().catch(() => {});
   signal.addEventListener("abort", () => {
-    ctx.close().catch(() => {});
+    node.onaudioprocess = null;
+    source.disconnect();
+    node.disconnect();
     video.srcObject = null;
   });
+  return "audio-clock";
 }
 
 /**
@@ -137,6 +159,8 @@ export class Recording {
   #thumbCanvas = new OffscreenCanvas(160, 120);
   #stopped = false;
   bitrate;
+  /** What went through, for the page's status and the tests. */
+  stats = { frames: 0, samples: 0, videoChunks: 0, audioChunks: 0, dropped: 0, source: null };
 
   constructor({ stream, bitrate = 500_000, onFragment, onError }) {
     this.#stream = stream;
@@ -160,12 +184,12 @@ export class Recording {
       onFragment: (f) => this.#onFragment({ ...f, side: f.init ? null : this.#analysis.sideFor(f.mediaStartUs, f.mediaEndUs) }),
     });
     await this.#fragmenter.start();
-    this.#video = new VideoEncoder({ output: (c, m) => this.#then(() => this.#fragmenter.addVideo(c, m)), error: (e) => this.#fail(e) });
+    this.#video = new VideoEncoder({ output: (c, m) => (this.stats.videoChunks++, this.#then(() => this.#fragmenter.addVideo(c, m))), error: (e) => this.#fail(e) });
     this.#video.configure(videoConfig(this.bitrate));
-    this.#audio = new AudioEncoder({ output: (c, m) => this.#then(() => this.#fragmenter.addAudio(c, m)), error: (e) => this.#fail(e) });
+    this.#audio = new AudioEncoder({ output: (c, m) => (this.stats.audioChunks++, this.#then(() => this.#fragmenter.addAudio(c, m))), error: (e) => this.#fail(e) });
     this.#audio.configure(audioConfig);
     this.#origin = performance.now() * 1000;
-    readDevices(this.#stream, (f) => this.#frame(f), (s, ts, rate) => this.#samples(s, ts, rate), this.#abort.signal);
+    this.stats.source = readDevices(this.#stream, (f) => this.#frame(f), (s, ts, rate) => this.#samples(s, ts, rate), this.#abort.signal);
   }
 
   /** Capture timestamps rebased on the recording's start, each track by its first arrival. */
@@ -174,11 +198,15 @@ export class Recording {
   }
 
   #frame(frame) {
+    this.stats.frames++;
     if (this.#stopped || this.#video.state !== "configured") return frame.close();
     this.#firstVideo ??= { ts: frame.timestamp, at: Math.round(performance.now() * 1000 - this.#origin) };
     const t = this.#rebase(this.#firstVideo, frame.timestamp);
     // A laptop that cannot keep up loses frames, never the recording.
-    if (this.#video.encodeQueueSize > 8) return frame.close();
+    if (this.#video.encodeQueueSize > 8) {
+      this.stats.dropped++;
+      return frame.close();
+    }
     this.#grey.drawImage(frame, 0, 0, 64, 48);
     const rgba = this.#grey.getImageData(0, 0, 64, 48).data;
     const grey = new Uint8Array(64 * 48);
@@ -202,6 +230,7 @@ export class Recording {
   }
 
   #samples(mono, ts, rate) {
+    this.stats.samples += mono.length;
     if (this.#stopped || this.#audio.state !== "configured") return;
     this.#firstAudio ??= { ts, at: Math.round(performance.now() * 1000 - this.#origin) };
     const t = this.#rebase(this.#firstAudio, ts);

@@ -5,7 +5,7 @@
 // then removed from the address bar and the history.
 
 import { Api } from "./api.js";
-import { encoderKind, missingFeatures, openDevices } from "./capture.js";
+import { encoderKind, missingFeatures, needsGesture, openDevices, primeAudio } from "./capture.js";
 import { Session } from "./session.js";
 import { parseLaunchToken } from "./token.js";
 
@@ -118,7 +118,16 @@ async function checkStep(session) {
   go("check");
   // "Start" only once the camera and microphone are open.
   $("start").disabled = true;
-  const started = new Promise((r) => $("start").addEventListener("click", r, { once: true }));
+  const started = new Promise((r) =>
+    $("start").addEventListener(
+      "click",
+      () => {
+        primeAudio();
+        r();
+      },
+      { once: true },
+    ),
+  );
   let stream = null;
   let meterCtx = null;
   let meter = 0;
@@ -279,9 +288,16 @@ async function main() {
     T,
   });
   wireRecordingButtons(session);
+  // For the end-to-end tests, as the reviewer's player has `__player`: counts, no content.
+  window.__agent = () => ({ phase, ...session.status() });
   const state = await session.state();
   if (state === "recording" || (state === "consented" && session.hasLeftovers())) {
     // A reload (or the link reopened after a crash): what is left goes up, recording resumes.
+    if (needsGesture()) {
+      // This browser starts Web Audio only on a click: one click to resume.
+      go("resume");
+      await new Promise((r) => $("resume").addEventListener("click", () => (primeAudio(), r()), { once: true }));
+    }
     say("message", T.browser_resumed);
     const stream = await openDevices().catch(() => null);
     if (!stream) return go("permission");

@@ -58,6 +58,11 @@ export class Session {
     return this.#uploader?.acked ?? 0;
   }
 
+  /** What the capture and the upload went through (the tests read it). */
+  status() {
+    return { sealed: this.sealed, acked: this.acked, offline: this.offline, capture: this.#recording?.stats ?? null };
+  }
+
   get offline() {
     return this.#uploader?.offline ?? false;
   }

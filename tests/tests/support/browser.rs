@@ -148,3 +148,55 @@ pub fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("screenshots")
 }
+
+/// A PulseAudio daemon of the test's own with a null sink: headless Firefox runs Web Audio
+/// (which reads its microphone where there is no `MediaStreamTrackProcessor`) only with an
+/// audio output, and this machine has none.
+pub struct Sound {
+    child: Child,
+    pub runtime: tempfile::TempDir,
+}
+
+impl Sound {
+    pub fn start() -> Sound {
+        let runtime = tempfile::tempdir().unwrap();
+        let child = Command::new("pulseaudio")
+            .args(["--daemonize=no", "-n", "--exit-idle-time=-1", "--load=module-null-sink sink_name=null", "--load=module-native-protocol-unix"])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("HOME", runtime.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pulseaudio (Debian package) must be installed: scripts/install-deps installs it");
+        let socket = runtime.path().join("pulse/native");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "pulseaudio did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sound { child, runtime }
+    }
+}
+
+impl Drop for Sound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Firefox ESR through WebDriver BiDi (`tests/firefox/drive.mjs`, puppeteer-core) on the
+/// browser agent's page: what the page showed, as JSON.
+pub fn firefox(args: &[&str], sound: &Sound) -> serde_json::Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg("firefox/drive.mjs")
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", sound.runtime.path())
+        .output()
+        .expect("node runs the Firefox driver");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("the Firefox driver said {text:?} ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr)))
+}
