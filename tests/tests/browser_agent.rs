@@ -349,3 +349,106 @@ async fn a_refusal_in_firefox_sends_only_the_refusal() {
     let r = report(&server, &attempt);
     assert_eq!((r["state"].as_str(), &r["streams"]), (Some("withdrawn"), &serde_json::json!([])), "{r}");
 }
+
+async fn agent_status(b: &Browser) -> serde_json::Value {
+    b.js("return window.__agent()").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    // The candidate reloads the page (F5): the address has no token any more.
+    b.client.refresh().await.unwrap();
+    phase(&b, "the recording again", "recording", Duration::from_secs(30)).await;
+    b.until("the resumption said", Duration::from_secs(5), "return document.getElementById('message').textContent.startsWith('L\\'enregistrement a repris')").await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    finish(&b).await;
+    let left = spooled_files(&b).await;
+    assert!(left.len() == 1 && left[0].ends_with("/streams.json"), "{left:?}");
+    let r = report(&server, &attempt);
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "a new stream after the reload: {r}");
+    // The first stream holds every fragment sealed before the reload, without a hole, and
+    // ends abruptly; the time between the two streams is a gap on record.
+    assert_eq!((streams[0]["missing"].clone(), streams[1]["missing"].clone()), (serde_json::json!([]), serde_json::json!([])), "{r}");
+    assert!(streams[0]["fragments_stored"].as_u64().unwrap() >= 4, "{r}");
+    assert_eq!(streams[1]["status"], "complete", "{r}");
+    assert_ne!(streams[0]["status"], "complete", "{r}");
+    assert!(!r["gaps"].as_array().unwrap().is_empty(), "the reload shows as a gap: {r}");
+    // Reopening the link after a crash (a new tab) resumes the same way.
+    let reopened = b.client.new_window(true).await.unwrap();
+    b.client.switch_to_window(reopened.handle).await.unwrap();
+    b.client.goto(&link).await.unwrap();
+    // After "Terminer", nothing records again without a click: the device check waits.
+    phase(&b, "the device check, not a recording", "check", Duration::from_secs(30)).await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Server::start(&data, port);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    b.client.goto(&link).await.unwrap();
+    phase(&b, "the notice", "notice", Duration::from_secs(30)).await;
+    // The page is loaded; then the server is gone: consent, check and recording go on.
+    server.kill();
+    let outage = std::time::Instant::now();
+    click(&b, "consent-box").await;
+    click(&b, "accept").await;
+    phase(&b, "the device check", "check", Duration::from_secs(10)).await;
+    record(&b, false).await;
+    b.until("offline shown", Duration::from_secs(30), "return document.getElementById('upload-state').textContent.startsWith('Hors ligne')").await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    let status = agent_status(&b).await;
+    assert!(status["sealed"].as_u64().unwrap() >= 10 && status["acked"] == 0, "recorded offline: {status}");
+    let server = Server::start(&data, port);
+    b.until("the backlog sent", Duration::from_secs(60), "const a = window.__agent(); return a.acked >= a.sealed - 1 && !a.offline").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    finish(&b).await;
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
+    assert_eq!(r["streams"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["recorded_seconds"].as_f64().unwrap() >= 30.0, "{r}");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tab_in_front_for_30_s_stops_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    let ours = b.client.window().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The exam in another tab, in front, for 30 s.
+    let exam = b.client.new_window(true).await.unwrap();
+    b.client.switch_to_window(exam.handle).await.unwrap();
+    b.client.goto(&format!("{}/health", server.public)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    b.client.close_window().await.unwrap();
+    b.client.switch_to_window(ours).await.unwrap();
+    let status = agent_status(&b).await;
+    assert!(status["hiddenMs"].as_u64().unwrap() >= 25_000, "the page was hidden: {status}");
+    finish(&b).await;
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"], &r["gaps"]), (Some("ok"), &serde_json::json!([]), &serde_json::json!([])), "{r}");
+    assert_eq!(r["agent_silences"], serde_json::json!([]), "heartbeats went on: {r}");
+    let seconds = r["recorded_seconds"].as_f64().unwrap();
+    assert!(seconds >= 33.0, "{seconds} s: {r}");
+    let media = staff_media(&server, &attempt, r["streams"][0]["stream_id"].as_str().unwrap()).await;
+    let d = support::media::decode(&media).unwrap();
+    assert!(d.video_frames as f64 > d.video_seconds * 12.0, "frames kept coming while hidden: {d:?}");
+    b.close().await;
+}

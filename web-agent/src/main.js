@@ -38,12 +38,25 @@ function hms(s) {
   return `${p(Math.floor(s / 3600))}:${p(Math.floor(s / 60) % 60)}:${p(s % 60)}`;
 }
 
-/** The token from `#TOKEN`, then gone from the address bar and the history entry. */
+const TOKEN_KEY = "cloe.launch";
+
+/**
+ * The token from `#TOKEN`, then gone from the address bar and the history entry. It is
+ * kept in this tab's session storage so that a reload (F5) resumes the recording; closing
+ * the tab forgets it (the link opens it again), and so does the end of the exam.
+ */
 function takeToken() {
   const raw = decodeURIComponent(location.hash.slice(1));
   if (location.hash) history.replaceState(null, "", location.pathname);
-  return raw || null;
+  return raw || sessionStorage.getItem(TOKEN_KEY);
 }
+
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// The link opened again in the same tab changes only the fragment: take it out again.
+window.addEventListener("hashchange", () => history.replaceState(null, "", location.pathname));
 
 async function askCode() {
   go("code");
@@ -269,13 +282,16 @@ async function main() {
     if (!text) text = await askCode();
     try {
       token = parseLaunchToken(text);
+      sessionStorage.setItem(TOKEN_KEY, text);
     } catch {
+      forgetToken();
       say("code-error", T.browser_no_link);
       text = null;
     }
   }
   const session = await Session.open(token, {
     onPhase: (p, detail) => {
+      if (["withdrawn", "done", "wiped"].includes(p)) forgetToken();
       if (p === "withdrawn") {
         go("withdrawn");
         say("withdrawn-body", detail.sent ? T.withdrawn_body : detail.sent === false ? T.withdrawn_unsent : T.withdrawn_sending);
@@ -289,19 +305,25 @@ async function main() {
   });
   wireRecordingButtons(session);
   // For the end-to-end tests, as the reviewer's player has `__player`: counts, no content.
-  window.__agent = () => ({ phase, ...session.status() });
+  const hidden = { ms: 0, since: document.hidden ? performance.now() : null };
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) hidden.since = performance.now();
+    else if (hidden.since !== null) (hidden.ms += performance.now() - hidden.since), (hidden.since = null);
+  });
+  window.__agent = () => ({ phase, hiddenMs: Math.round(hidden.ms + (hidden.since === null ? 0 : performance.now() - hidden.since)), ...session.status() });
   const state = await session.state();
-  if (state === "recording" || (state === "consented" && session.hasLeftovers())) {
-    // A reload (or the link reopened after a crash): what is left goes up, recording resumes.
+  // Only a recording that was interrupted (a reload, a crash) resumes by itself; anything
+  // else starts again from a click.
+  if (session.interrupted() && [null, "consented", "recording"].includes(state)) {
     if (needsGesture()) {
       // This browser starts Web Audio only on a click: one click to resume.
       go("resume");
       await new Promise((r) => $("resume").addEventListener("click", () => (primeAudio(), r()), { once: true }));
     }
-    say("message", T.browser_resumed);
     const stream = await openDevices().catch(() => null);
     if (!stream) return go("permission");
     recordingView(session);
+    say("message", T.browser_resumed);
     await session.record(stream);
     return;
   }
@@ -315,6 +337,7 @@ async function main() {
       go("refused");
       say("refused-body", T.refused_sending);
       const sent = await session.refuse(notice.version);
+      forgetToken();
       return say("refused-body", sent ? T.refused_body : T.refused_unsent);
     }
     await session.consent(notice.version);

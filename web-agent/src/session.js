@@ -67,8 +67,9 @@ export class Session {
     return this.#uploader?.offline ?? false;
   }
 
-  hasLeftovers() {
-    return this.#spool.streams.length > 0;
+  /** A stream of an earlier page was cut short (a reload, a crash). */
+  interrupted() {
+    return this.#spool.streams.some((s) => s.abandoned);
   }
 
   /** The attempt's state, or null when the server cannot be reached. */

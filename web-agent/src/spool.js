@@ -16,6 +16,9 @@ export class Spool {
     const dir = await top.getDirectoryHandle(attempt, { create: true });
     const s = new Spool(dir);
     s.#meta = (await s.#readJson("streams.json")) ?? { streams: [] };
+    // Streams of an earlier page (reloaded, crashed) will never be sealed further: what
+    // they hold goes up, and they stay without a final chunk ("ended abruptly", a gap).
+    for (const x of s.#meta.streams) if (x.finalIndex === null) x.abandoned = true;
     return s;
   }
 

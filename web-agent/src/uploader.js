@@ -95,6 +95,11 @@ export class Uploader {
         if (out === "reopen") break;
         await this.#spool.remove(s.id, index);
       }
+      if (s.abandoned && (await this.#spool.pending(s.id)).length === 0) {
+        await this.#spool.forgetStream(s.id);
+        worked = true;
+        continue;
+      }
       if (s.finalIndex !== null && (await this.#spool.pending(s.id)).length === 0) {
         const r = await this.#attempt(() => this.#api.call("POST", `/api/agent/v1/streams/${s.id}/end`, { json: { final_index: s.finalIndex } }));
         if (!r.ok && r.decision.kind === "stop") return this.#refused(r, s.id);
