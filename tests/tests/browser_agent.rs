@@ -411,6 +411,7 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
     let status = agent_status(&b).await;
     assert!(status["sealed"].as_u64().unwrap() >= 10 && status["acked"] == 0, "recorded offline: {status}");
+    assert!(status["lowestKbps"].as_u64().unwrap() < 500, "the bitrate followed the backlog down: {status}");
     let server = Server::start(&data, port);
     b.until("the backlog sent", Duration::from_secs(60), "const a = window.__agent(); return a.acked >= a.sealed - 1 && !a.offline").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -419,6 +420,9 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
     assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
     assert_eq!(r["streams"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["recorded_seconds"].as_f64().unwrap() >= 30.0, "{r}");
+    let media = staff_media(&server, &attempt, r["streams"][0]["stream_id"].as_str().unwrap()).await;
+    let d = support::media::decode(&media).expect("decodes across the bitrate changes");
+    assert!(d.video_seconds >= 30.0 && d.video_frames as f64 > d.video_seconds * 12.0, "{d:?}");
     b.close().await;
 }
 

@@ -5,6 +5,7 @@
 // Store-and-forward from the first second: nothing waits for the server.
 
 import { Api, sleep } from "./api.js";
+import { BitrateController } from "./bitrate.js";
 import { randomUuid } from "./bytes.js";
 import { Recording } from "./capture.js";
 import { generateStreamKey, sealOpening, sealToAttempt } from "./opening.js";
@@ -16,6 +17,8 @@ import { StreamSealer } from "./wire.js";
 const WARN_FREE = 600 * 1024 * 1024;
 const LOW_FREE = 200 * 1024 * 1024;
 const STATE_EVERY_MS = 2000;
+const BITRATE_EVERY_MS = 2000;
+const FRAGMENT_S = 2;
 const HEARTBEAT_EVERY_MS = 5000;
 
 export class Session {
@@ -38,6 +41,9 @@ export class Session {
   #timer = null;
   sealed = 0;
   backlogChunks = 0;
+  #bitrate = new BitrateController();
+  #lowestKbps = this.#bitrate.kbps;
+  #storageLow = false;
   noticeVersion = null;
 
   static async open(token, events) {
@@ -60,7 +66,14 @@ export class Session {
 
   /** What the capture and the upload went through (the tests read it). */
   status() {
-    return { sealed: this.sealed, acked: this.acked, offline: this.offline, capture: this.#recording?.stats ?? null };
+    return {
+      sealed: this.sealed,
+      acked: this.acked,
+      offline: this.offline,
+      kbps: this.#bitrate.kbps,
+      lowestKbps: this.#lowestKbps,
+      capture: this.#recording?.stats ?? null,
+    };
   }
 
   get offline() {
@@ -206,10 +219,23 @@ export class Session {
     await this.#openStream();
     this.#recording = new Recording({
       stream,
+      bitrate: this.#bitrate.kbps * 1000,
       onFragment: (f) => this.#seal(f),
       onError: (e) => this.#events.onPhase("failed", { message: String(e && e.message ? e.message : e) }),
     });
     await this.#recording.start();
+    // The video bitrate follows the backlog (and the storage left), as the native agent's.
+    this.#every(BITRATE_EVERY_MS, async () => {
+      const backlogS = (await this.#uploader.backlog()) * FRAGMENT_S;
+      const kbps = this.#bitrate.tick(BITRATE_EVERY_MS / 1000, { backlogS, diskLow: this.#storageLow });
+      if (kbps !== null) {
+        this.#lowestKbps = Math.min(this.#lowestKbps, kbps);
+        this.#recording?.setBitrate(kbps * 1000);
+      }
+    });
+    this.#every(60_000, async () => {
+      this.#storageLow = (await this.storage())?.verdict !== "good";
+    });
     this.#every(STATE_EVERY_MS, async () => {
       const s = await this.state();
       if (s && ["ended", "in_review", "reviewed", "decided"].includes(s)) await this.finish("ended_by_platform");
