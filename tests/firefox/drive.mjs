@@ -2,6 +2,7 @@
 // the browser agent's page with Firefox's fake camera and microphone. Usage:
 //   node tests/firefox/drive.mjs record LINK SECONDS   consent → check → record → finish
 //   node tests/firefox/drive.mjs refuse LINK           refusal only
+//   node tests/firefox/drive.mjs unsupported LINK      WebCodecs switched off: what the page says
 // Prints one JSON line: what the page showed. The Rust side checks the server.
 import puppeteer from "puppeteer-core";
 
@@ -13,7 +14,7 @@ const browser = await puppeteer.launch({
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,
-    "dom.webcodecs.enabled": true,
+    ...(mode === "unsupported" ? { "dom.media.webcodecs.enabled": false } : {}),
   },
 });
 const out = {};
@@ -22,6 +23,13 @@ try {
   if (process.env.DEBUG) { page.on("console", (m) => console.error("console:", m.type(), m.text())); page.on("pageerror", (e) => console.error("pageerror:", e.message)); }
   const phase = (p, timeout = 30_000) => page.waitForFunction((p) => document.body.dataset.phase === p, { timeout, polling: 200 }, p);
   await page.goto(link);
+  if (mode === "unsupported") {
+    await phase("unsupported");
+    out.phase = "unsupported";
+    out.message = await page.evaluate(() => document.body.innerText.slice(0, 600));
+    out.missing = await page.evaluate(() => document.getElementById("unsupported-what").textContent);
+    throw null;
+  }
   await phase("notice");
   out.href = await page.evaluate(() => location.href);
   if (mode === "refuse") {
@@ -50,7 +58,7 @@ try {
   out.phase = await page.evaluate(() => document.body.dataset.phase);
   out.message = await page.evaluate(() => document.body.innerText.slice(0, 400));
 } catch (e) {
-  out.error = String(e && e.stack ? e.stack : e);
+  if (e !== null) out.error = String(e && e.stack ? e.stack : e);
 } finally {
   await browser.close();
 }

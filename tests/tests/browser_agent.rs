@@ -350,6 +350,23 @@ async fn a_refusal_in_firefox_sends_only_the_refusal() {
     assert_eq!((r["state"].as_str(), &r["streams"]), (Some("withdrawn"), &serde_json::json!([])), "{r}");
 }
 
+/// No fragmented-MP4 box, JPEG or payload header in clear in any file under `dir`: the
+/// plaintext's own markers (`moof` then `mfhd`; a JPEG's SOI and JFIF header; the first
+/// media sample's `ftyp`) would show, and a ciphertext holds them by chance with odds of
+/// 2^-96 per place.
+fn assert_nothing_in_clear(dir: &Path) {
+    let markers: [&[u8]; 3] = [b"moof\0\0\0\x10mfhd", b"\xff\xd8\xff\xe0\0\x10JFIF\0", b"ftypiso5\0\0\x02\0"];
+    let mut scanned = 0u64;
+    for path in files_under(dir) {
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        scanned += bytes.len() as u64;
+        for m in markers {
+            assert!(!bytes.windows(m.len()).any(|w| w == m), "media in clear in {}", path.display());
+        }
+    }
+    assert!(scanned > 1_000_000, "the spool is on disk in the profile ({scanned} bytes scanned)");
+}
+
 async fn agent_status(b: &Browser) -> serde_json::Value {
     b.js("return window.__agent()").await
 }
@@ -411,6 +428,9 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
     let status = agent_status(&b).await;
     assert!(status["sealed"].as_u64().unwrap() >= 10 && status["acked"] == 0, "recorded offline: {status}");
+    // Half a minute of recording sits in the browser: none of it in clear anywhere the
+    // browser writes (OPFS, IndexedDB, caches, its whole profile).
+    assert_nothing_in_clear(b.profile_dir());
     assert!(status["lowestKbps"].as_u64().unwrap() < 500, "the bitrate followed the backlog down: {status}");
     let server = Server::start(&data, port);
     b.until("the backlog sent", Duration::from_secs(60), "const a = window.__agent(); return a.acked >= a.sealed - 1 && !a.offline").await;
@@ -421,6 +441,10 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
     assert_eq!(r["streams"].as_array().unwrap().len(), 1, "{r}");
     assert!(r["recorded_seconds"].as_f64().unwrap() >= 30.0, "{r}");
     let media = staff_media(&server, &attempt, r["streams"][0]["stream_id"].as_str().unwrap()).await;
+    // The markers looked for in the browser's profile are those of this very plaintext.
+    for m in [&b"moof\0\0\0\x10mfhd"[..], b"ftypiso5\0\0\x02\0"] {
+        assert!(media.windows(m.len()).any(|w| w == m), "{m:?} is a marker of the page's media");
+    }
     let d = support::media::decode(&media).expect("decodes across the bitrate changes");
     assert!(d.video_seconds >= 30.0 && d.video_frames as f64 > d.video_seconds * 12.0, "{d:?}");
     b.close().await;
@@ -454,5 +478,51 @@ async fn another_tab_in_front_for_30_s_stops_nothing() {
     let media = staff_media(&server, &attempt, r["streams"][0]["stream_id"].as_str().unwrap()).await;
     let d = support::media::decode(&media).unwrap();
     assert!(d.video_frames as f64 > d.video_seconds * 12.0, "frames kept coming while hidden: {d:?}");
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launch_code_a_browser_that_cannot_record_and_a_denied_camera_each_get_clear_french() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, _token, _link) = enrol_browser(&server).await;
+    let code = server.cli(&["attempt", "launch-code", &attempt])["code"].as_str().unwrap().to_owned();
+
+    // No link at hand: /launch asks for the short code, a wrong one is refused in words.
+    let b = chromium(tmp.path()).await;
+    b.client.goto(&format!("{}/launch", server.public)).await.unwrap();
+    phase(&b, "the code step", "code", Duration::from_secs(20)).await;
+    shot(&b, "code").await;
+    accessible(&b, "the code step").await;
+    b.client.find(fantoccini::Locator::Id("code")).await.unwrap().send_keys("AAAA-AAAA").await.unwrap();
+    click(&b, "code-go").await;
+    b.until("the refusal of a wrong code", Duration::from_secs(10), "return document.getElementById('code-error').textContent.includes('inconnu')").await;
+    let field = b.client.find(fantoccini::Locator::Id("code")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(&code).await.unwrap();
+    click(&b, "code-go").await;
+    phase(&b, "the notice", "notice", Duration::from_secs(20)).await;
+    b.close().await;
+
+    // A browser without WebCodecs (Firefox with them switched off): what to use instead,
+    // nothing broken, nothing sent.
+    let sound = Sound::start();
+    let launch = format!("{}/launch", server.public);
+    let page = tokio::task::spawn_blocking(move || firefox(&["unsupported", &launch], &sound)).await.unwrap();
+    assert_eq!((page["phase"].as_str(), page["missing"].as_str(), &page["error"]), (Some("unsupported"), Some("webcodecs"), &serde_json::Value::Null), "{page}");
+    assert!(page["message"].as_str().unwrap().contains("Google Chrome, Microsoft Edge ou Firefox"), "{page}");
+
+    // Camera and microphone refused: which setting to change, and a retry.
+    let (second, token2, link2) = enrol_browser(&server).await;
+    let b = Browser::start_with_args(&["--use-fake-device-for-media-stream".into(), "--deny-permission-prompts".into()]).await;
+    b.client.goto(&link2).await.unwrap();
+    phase(&b, "the notice", "notice", Duration::from_secs(20)).await;
+    click(&b, "consent-box").await;
+    click(&b, "accept").await;
+    phase(&b, "the permission step", "permission", Duration::from_secs(20)).await;
+    assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("Autoriser"));
+    shot(&b, "permission").await;
+    accessible(&b, "the permission step").await;
+    assert_eq!(report(&server, &second)["streams"], serde_json::json!([]));
     b.close().await;
 }

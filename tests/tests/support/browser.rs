@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Browser {
     pub client: fantoccini::Client,
     driver: Child,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -52,7 +52,12 @@ impl Browser {
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&url).await.expect("a Chromium session");
-        Browser { client, driver, _profile: profile }
+        Browser { client, driver, profile }
+    }
+
+    /// The browser's profile: everything it writes to disk is under it.
+    pub fn profile_dir(&self) -> &Path {
+        self.profile.path()
     }
 
     /// Runs a script and returns its value.
