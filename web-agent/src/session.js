@@ -69,6 +69,7 @@ export class Session {
     return {
       sealed: this.sealed,
       acked: this.acked,
+      ackedBytes: this.#uploader?.ackedBytes ?? 0,
       offline: this.offline,
       kbps: this.#bitrate.kbps,
       lowestKbps: this.#lowestKbps,

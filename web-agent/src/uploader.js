@@ -13,6 +13,7 @@ export class Uploader {
   #wake = null;
   #stopped = false;
   acked = 0;
+  ackedBytes = 0;
   dropped = 0;
   offline = false;
 
@@ -87,6 +88,7 @@ export class Uploader {
         if (r.ok) {
           await this.#spool.remove(s.id, index);
           this.acked++;
+          this.ackedBytes += chunk.length;
           this.#events.onAck?.(s.id, index, chunk.length);
           continue;
         }
