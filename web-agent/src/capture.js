@@ -21,14 +21,31 @@ export function videoConfig(bitrate, hardwareAcceleration = "no-preference") {
 
 export const audioConfig = { codec: "opus", sampleRate: 48_000, numberOfChannels: 1, bitrate: AUDIO_BITRATE };
 
-/** What the browser lacks for recording, by feature name; empty when it can record. */
-export function missingFeatures() {
+/**
+ * What the browser lacks for recording, by feature name; empty when it can record. Each
+ * is tried, not guessed from the browser's name: WebCodecs with H.264 and Opus, X25519 in
+ * Web Crypto (the stream key is sealed with it), the private file system with writable
+ * files (the spool), the camera and microphone API.
+ */
+export async function missingFeatures() {
+  const tryIt = async (f) => {
+    try {
+      return !!(await f());
+    } catch {
+      return false;
+    }
+  };
   const need = {
     webcodecs: typeof VideoEncoder === "function" && typeof AudioEncoder === "function",
     webcrypto: !!(globalThis.crypto && crypto.subtle),
-    opfs: !!(navigator.storage && navigator.storage.getDirectory),
+    opfs: !!(navigator.storage && navigator.storage.getDirectory) && typeof FileSystemFileHandle === "function" && "createWritable" in FileSystemFileHandle.prototype,
     media: !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia),
   };
+  if (need.webcrypto) need.x25519 = await tryIt(() => crypto.subtle.importKey("raw", new Uint8Array(32).fill(9), { name: "X25519" }, true, []));
+  if (need.webcodecs) {
+    need.h264 = (await encoderKind()) !== null;
+    need.opus = await tryIt(async () => (await AudioEncoder.isConfigSupported(audioConfig)).supported);
+  }
   return Object.keys(need).filter((k) => !need[k]);
 }
 

@@ -271,7 +271,7 @@ async function main() {
   T = await (await fetch("/launch/text.json", { cache: "no-store" })).json();
   for (const e of document.querySelectorAll("[data-text]")) e.textContent = T[e.dataset.text];
   document.title = T.title;
-  const missing = missingFeatures();
+  const missing = await missingFeatures();
   if (missing.length) {
     say("unsupported-what", missing.join(", "));
     return go("unsupported");
