@@ -81,6 +81,15 @@ fn vectors() -> Value {
     assert_eq!(open_from_attempt(&secret, &attempt, CONSENT_PURPOSE, &sealed).unwrap().as_slice(), consent.as_slice());
 
     let token = LaunchToken::new(&[9; 32], attempt, public);
+    let big = pattern(150_000, 11);
+    let result = protocol::channel::ResultMessage {
+        of: protocol::channel::Answered::Chunk,
+        status: 429,
+        stream,
+        index: 7,
+        retry_after_s: 3,
+        code: "rate_limited".into(),
+    };
     json!({
         "about": "protocol/tests/browser_vectors.rs writes this file; web-agent/test/vectors.test.js reproduces it byte for byte",
         "attempt": attempt, "stream": stream,
@@ -95,6 +104,13 @@ fn vectors() -> Value {
         "consent": { "plaintext": String::from_utf8(consent).unwrap(), "purpose": CONSENT_PURPOSE, "ekm": hex(&consent_ekm), "sealed": hex(&sealed),
                      "sealed_base64": base64::engine::general_purpose::STANDARD.encode(&sealed) },
         "launch_token": { "text": token.expose(), "credential": token.credential() },
+        "channel": {
+            "chunk": hex(&big), "index": 7,
+            "parts": protocol::channel::chunk_messages(stream, 7, &big).map(|m| hex(&m)).collect::<Vec<_>>(),
+            "end": hex(&protocol::channel::end_message(stream, 12)),
+            "heartbeat": hex(&protocol::channel::heartbeat_message(5, 700_000)),
+            "result": hex(&result.encode()),
+        },
     })
 }
 

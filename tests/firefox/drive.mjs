@@ -14,6 +14,8 @@ const browser = await puppeteer.launch({
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,
+    // The server's data channel listens on loopback in the tests.
+    "media.peerconnection.ice.loopback": true,
     ...(mode === "unsupported" ? { "dom.media.webcodecs.enabled": false } : {}),
   },
 });

@@ -44,6 +44,9 @@ async fn chromium(dir: &Path) -> Browser {
         "--use-fake-device-for-media-stream".into(),
         "--use-fake-ui-for-media-stream".into(),
         format!("--use-file-for-fake-video-capture={}", camera.display()),
+        // The server's data channel listens on loopback here; Chromium skips loopback
+        // candidates unless told (a candidate's browser reaches a public address).
+        "--allow-loopback-in-peer-connection".into(),
     ])
     .await
 }
@@ -170,6 +173,8 @@ async fn a_candidate_records_60_s_in_chromium_and_the_server_holds_it_whole() {
     let seconds = streams[0]["recorded_seconds"].as_f64().unwrap();
     assert!((56.0..=66.0).contains(&seconds), "{seconds} s recorded: {r}");
     assert_eq!(r["state"], "recording", "{r}");
+    // `auto` sends over the browser's own WebRTC data channel when it opens.
+    assert!(r["chunks_by_transport"]["webrtc"].as_u64().unwrap_or(0) >= 28, "the data channel carried the recording: {r}");
     let stream = streams[0]["stream_id"].as_str().unwrap();
     let media = staff_media(&server, &attempt, stream).await;
     let d = support::media::decode(&media).expect("GStreamer decodes the browser's recording");
@@ -332,6 +337,7 @@ async fn a_candidate_records_60_s_in_firefox_and_the_server_holds_it_whole() {
     assert_eq!(streams.len(), 1, "{r}");
     let seconds = streams[0]["recorded_seconds"].as_f64().unwrap();
     assert!((56.0..=66.0).contains(&seconds), "{seconds} s recorded: {r}");
+    eprintln!("Firefox: chunks by transport {}", r["chunks_by_transport"]);
     let media = staff_media(&server, &attempt, streams[0]["stream_id"].as_str().unwrap()).await;
     let d = support::media::decode(&media).expect("GStreamer decodes Firefox's recording");
     assert!(d.video_seconds > 55.0 && d.audio_seconds > 55.0, "{d:?}");
@@ -524,5 +530,24 @@ async fn a_launch_code_a_browser_that_cannot_record_and_a_denied_camera_each_get
     shot(&b, "permission").await;
     accessible(&b, "the permission step").await;
     assert_eq!(report(&server, &second)["streams"], serde_json::json!([]));
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_data_channel_unreachable_https_carries_everything() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The server tells agents a UDP address where nothing answers: no channel opens.
+    let server = Server::start_with_env(&tmp.path().join("data"), 0, &[], &[("PROCTOR_WEBRTC__ANNOUNCE".into(), "127.0.0.1:9".into())]);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(agent_status(&b).await["channelOpen"], false);
+    finish(&b).await;
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
+    let https = r["chunks_by_transport"]["https"].as_u64().unwrap_or(0);
+    assert!(https >= 6 && r["chunks_by_transport"].get("webrtc").is_none(), "HTTPS carried it all: {r}");
     b.close().await;
 }

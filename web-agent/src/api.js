@@ -18,6 +18,10 @@ export class Api {
     this.#credential = credential;
   }
 
+  credential() {
+    return this.#credential;
+  }
+
   async call(method, path, { json, body, timeoutMs = 120_000, auth = true } = {}) {
     const headers = {};
     if (auth) headers.Authorization = `Bearer ${this.#credential}`;
@@ -53,6 +57,29 @@ export class Api {
     throw new Failure(r.status, code, message, retryAfterMs);
   }
 }
+
+/** WHIP-style signalling: posts an SDP offer; the answer and the session's path. */
+Api.prototype.offer = async function offer(sdp) {
+  let r;
+  try {
+    r = await fetch("/api/agent/v1/webrtc", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${this.credential()}`, "Content-Type": "application/sdp" },
+      body: sdp,
+      cache: "no-store",
+      redirect: "error",
+      credentials: "omit",
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (e) {
+    throw new Failure(0, "network", String(e && e.message ? e.message : e));
+  }
+  if (!r.ok) {
+    const b = await r.json().catch(() => ({}));
+    throw new Failure(r.status, b.error ?? `http_${r.status}`, b.message ?? "");
+  }
+  return { answer: await r.text(), session: r.headers.get("Location") };
+};
 
 /** What to do with a failure: retry, drop (this chunk), reopen (a new stream), stop. */
 export function decide(f) {

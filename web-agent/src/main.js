@@ -47,7 +47,7 @@ const TOKEN_KEY = "cloe.launch";
  */
 function takeToken() {
   const raw = decodeURIComponent(location.hash.slice(1));
-  if (location.hash) history.replaceState(null, "", location.pathname);
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   return raw || sessionStorage.getItem(TOKEN_KEY);
 }
 
@@ -56,7 +56,7 @@ function forgetToken() {
 }
 
 // The link opened again in the same tab changes only the fragment: take it out again.
-window.addEventListener("hashchange", () => history.replaceState(null, "", location.pathname));
+window.addEventListener("hashchange", () => history.replaceState(null, "", location.pathname + location.search));
 
 async function askCode() {
   go("code");
@@ -225,16 +225,21 @@ function recordingView(session) {
   tick();
 }
 
+/** The upload's progress, as the finishing and done steps show it. */
+function showProgress(session) {
+  const total = session.sealed;
+  const sent = session.acked;
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = sent;
+  say("progress-label", `${sent} ${T.fragments_sent} ${total}`);
+  say("done-count", `${sent} ${T.fragments_sent} ${total}`);
+}
+
 function progressView(session, byPlatform) {
   go("finishing");
   show("ended-by-platform", byPlatform);
   const tick = () => {
-    const total = session.sealed;
-    const sent = session.acked;
-    $("progress").max = Math.max(total, 1);
-    $("progress").value = sent;
-    say("progress-label", `${sent} ${T.fragments_sent} ${total}`);
-    say("done-count", `${sent} ${T.fragments_sent} ${total}`);
+    showProgress(session);
     if (phase === "finishing") setTimeout(tick, 250);
   };
   tick();
@@ -296,12 +301,17 @@ async function main() {
         go("withdrawn");
         say("withdrawn-body", detail.sent ? T.withdrawn_body : detail.sent === false ? T.withdrawn_unsent : T.withdrawn_sending);
       } else if (p === "finishing") progressView(session, detail.byPlatform);
-      else if (p === "done") go("done");
+      else if (p === "done") {
+        showProgress(session);
+        go("done");
+      }
       else if (p === "failed") fail(detail.message);
       else if (p === "wiped") fail(T.browser_wiped);
     },
     onMessage: (m) => say("message", m),
     T,
+    // The native agent's --transport: auto (default), webrtc or https.
+    transport: new URLSearchParams(location.search).get("transport") ?? "auto",
   });
   wireRecordingButtons(session);
   // For the end-to-end tests, as the reviewer's player has `__player`: counts, no content.

@@ -12,6 +12,7 @@ import { generateStreamKey, sealOpening, sealToAttempt } from "./opening.js";
 import { encodePayload } from "./payload.js";
 import { Spool } from "./spool.js";
 import { Uploader } from "./uploader.js";
+import { Transport } from "./transport.js";
 import { StreamSealer } from "./wire.js";
 
 const WARN_FREE = 600 * 1024 * 1024;
@@ -24,6 +25,7 @@ const HEARTBEAT_EVERY_MS = 5000;
 export class Session {
   #token;
   #api;
+  #transport;
   #spool;
   #events;
   #uploader = null;
@@ -46,6 +48,7 @@ export class Session {
   #storageLow = false;
   noticeVersion = null;
 
+  /** `events.transport`: auto, webrtc or https. */
   static async open(token, events) {
     const spool = await Spool.open(token.attempt);
     // Ask the browser not to evict the spool under storage pressure (best effort).
@@ -56,6 +59,7 @@ export class Session {
   constructor(token, spool, events) {
     this.#token = token;
     this.#api = new Api(token.credential);
+    this.#transport = new Transport(this.#api, events.transport);
     this.#spool = spool;
     this.#events = events;
   }
@@ -70,6 +74,9 @@ export class Session {
       sealed: this.sealed,
       acked: this.acked,
       ackedBytes: this.#uploader?.ackedBytes ?? 0,
+      transport: this.#transport.mode,
+      channelOpen: this.#transport.channelOpen,
+      byTransport: { ...this.#transport.counts },
       offline: this.offline,
       kbps: this.#bitrate.kbps,
       lowestKbps: this.#lowestKbps,
@@ -158,6 +165,7 @@ export class Session {
     if (this.#uploader) return;
     this.#uploader = new Uploader({
       api: this.#api,
+      transport: this.#transport,
       spool: this.#spool,
       noticeVersion: this.noticeVersion,
       events: {
@@ -169,7 +177,7 @@ export class Session {
     this.#uploading = this.#uploader.run();
     this.#every(HEARTBEAT_EVERY_MS, async () => {
       this.backlogChunks = await this.#uploader.backlog();
-      await this.#api.call("POST", "/api/agent/v1/heartbeat", { json: { backlog_chunks: this.backlogChunks, backlog_bytes: 0 }, timeoutMs: 5000 }).catch(() => {});
+      await this.#transport.heartbeat(this.backlogChunks, 0).catch(() => {});
     });
   }
 
@@ -197,6 +205,7 @@ export class Session {
   }
 
   #stopTasks() {
+    this.#transport.close();
     this.#tasks = [];
     clearInterval(this.#timer);
     this.#timer = null;

@@ -1,4 +1,5 @@
-// Ordered upload of the spool: the consent first, then each stream's chunks by index,
+// Ordered upload of the spool (over the data channel or HTTPS, transport.js): the consent
+// first (HTTPS), then each stream's chunks by index,
 // each removed only once the server acknowledged it; a stream whose last chunk is sealed
 // and acknowledged is ended. Every failure gets the native agent's decision (api.js):
 // retry with back-off and Retry-After, drop with its reason, reopen, or stop.
@@ -8,6 +9,7 @@ import { base64 } from "./bytes.js";
 
 export class Uploader {
   #api;
+  #transport;
   #spool;
   #events;
   #wake = null;
@@ -18,8 +20,9 @@ export class Uploader {
   offline = false;
 
   /** `events`: { onAck(stream, index), onDrop(reason), onReopen(stream), onStop(reason), onOffline(bool) }. */
-  constructor({ api, spool, noticeVersion, events }) {
+  constructor({ api, transport, spool, noticeVersion, events }) {
     this.#api = api;
+    this.#transport = transport;
     this.#spool = spool;
     this.noticeVersion = noticeVersion;
     this.#events = events;
@@ -83,7 +86,7 @@ export class Uploader {
       for (const index of await this.#spool.pending(s.id)) {
         if (this.#stopped) return "stop";
         const chunk = await this.#spool.get(s.id, index);
-        const r = await this.#attempt(() => this.#api.call("PUT", `/api/agent/v1/streams/${s.id}/chunks/${index}`, { body: chunk }));
+        const r = await this.#attempt(() => this.#transport.putChunk(s.id, index, chunk));
         worked = true;
         if (r.ok) {
           await this.#spool.remove(s.id, index);
@@ -103,7 +106,7 @@ export class Uploader {
         continue;
       }
       if (s.finalIndex !== null && (await this.#spool.pending(s.id)).length === 0) {
-        const r = await this.#attempt(() => this.#api.call("POST", `/api/agent/v1/streams/${s.id}/end`, { json: { final_index: s.finalIndex } }));
+        const r = await this.#attempt(() => this.#transport.end(s.id, s.finalIndex));
         if (!r.ok && r.decision.kind === "stop") return this.#refused(r, s.id);
         await this.#spool.forgetStream(s.id);
         worked = true;

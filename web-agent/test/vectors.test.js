@@ -61,3 +61,13 @@ test("the launch token parses to the same attempt, key and credential", () => {
     assert.throws(() => parseLaunchToken(bad), undefined, bad);
   }
 });
+
+test("the data channel's messages are the same bytes", async () => {
+  const { chunkMessages, endMessage, heartbeatMessage, parseResult } = await import("../src/channel.js");
+  const c = v.channel;
+  assert.deepEqual(chunkMessages(v.stream, c.index, fromHex(c.chunk)).map(hex), c.parts);
+  assert.equal(hex(endMessage(v.stream, 12)), c.end);
+  assert.equal(hex(heartbeatMessage(5, 700_000)), c.heartbeat);
+  assert.deepEqual(parseResult(fromHex(c.result)), { of: 1, status: 429, stream: v.stream, index: 7, retryAfterS: 3, code: "rate_limited" });
+  assert.equal(parseResult(fromHex(c.result).subarray(0, 20)), null);
+});
