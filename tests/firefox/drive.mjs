@@ -1,12 +1,27 @@
 // Firefox ESR through WebDriver BiDi (puppeteer-core), for `tests/tests/browser_agent.rs`:
-// the browser agent's page with Firefox's fake camera and microphone. Usage:
-//   node tests/firefox/drive.mjs record LINK SECONDS   consent → check → record → finish
-//   node tests/firefox/drive.mjs refuse LINK           refusal only
-//   node tests/firefox/drive.mjs unsupported LINK      WebCodecs switched off: what the page says
-// Prints one JSON line: what the page showed. The Rust side checks the server.
+// the browser agent's page with Firefox's fake camera and microphone.
+//
+//   node firefox/drive.mjs MODE LINK [SECONDS]
+//
+// MODE: record (consent → check → record SECONDS → finish), refuse, withdraw, unsupported
+// (WebCodecs switched off), hidden (another tab in front for SECONDS while recording),
+// reload (F5 while recording, the resume click, then finish), wait (prints
+// {"event":"notice"}, then {"event":"recording"}, each time waiting for a line on stdin:
+// the Rust side stops and restarts the server meanwhile; then the backlog and finish),
+// ended (prints {"event":"recording"}, waits for a line, then until the platform's end).
+// Prints one JSON line at the end: what the page showed. The Rust side checks the server.
 import puppeteer from "puppeteer-core";
+import { createInterface } from "node:readline";
 
-const [mode, link, seconds] = process.argv.slice(2);
+const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+/** Says what happened and waits for the Rust side to say "go on". */
+async function handshake(event) {
+  console.log(JSON.stringify({ event }));
+  await lines.next();
+}
+
+const [mode, link, seconds = "8"] = process.argv.slice(2);
+const sleep = (s) => new Promise((r) => setTimeout(r, s * 1000));
 const browser = await puppeteer.launch({
   browser: "firefox",
   executablePath: "/usr/bin/firefox-esr",
@@ -14,54 +29,107 @@ const browser = await puppeteer.launch({
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,
-    // The server's data channel listens on loopback in the tests.
-    "media.peerconnection.ice.loopback": true,
     ...(mode === "unsupported" ? { "dom.media.webcodecs.enabled": false } : {}),
   },
 });
 const out = {};
 try {
   const page = await browser.newPage();
-  if (process.env.DEBUG) { page.on("console", (m) => console.error("console:", m.type(), m.text())); page.on("pageerror", (e) => console.error("pageerror:", e.message)); }
-  const phase = (p, timeout = 30_000) => page.waitForFunction((p) => document.body.dataset.phase === p, { timeout, polling: 200 }, p);
-  await page.goto(link);
-  if (mode === "unsupported") {
-    await phase("unsupported");
-    out.phase = "unsupported";
-    out.message = await page.evaluate(() => document.body.innerText.slice(0, 600));
-    out.missing = await page.evaluate(() => document.getElementById("unsupported-what").textContent);
-    throw null;
+  if (process.env.DEBUG) {
+    page.on("console", (m) => console.error("console:", m.type(), m.text()));
+    page.on("pageerror", (e) => console.error("pageerror:", e.message));
   }
-  await phase("notice");
-  out.href = await page.evaluate(() => location.href);
-  if (mode === "refuse") {
-    await page.click("#refuse");
-    await page.click("#refuse-yes");
-    await phase("refused");
-    await page.waitForFunction(() => document.getElementById("refused-body").textContent.startsWith("Rien n"), { timeout: 20_000 });
-  } else {
+  const phase = (p, timeout = 30_000) => page.waitForFunction((p) => document.body.dataset.phase === p, { timeout, polling: 200 }, p);
+  const text = (id) => page.evaluate((id) => document.getElementById(id).textContent, id);
+  const agent = () => page.evaluate(() => window.__agent());
+  const record = async () => {
     await page.click("#consent-box");
     await page.click("#accept");
     await phase("check");
     await page.waitForFunction(() => document.getElementById("preview").videoWidth > 0, { timeout: 20_000 });
     await page.waitForFunction(() => document.getElementById("encoder").textContent.includes("H.264"), { timeout: 20_000 });
-    out.encoder = await page.evaluate(() => document.getElementById("encoder").textContent);
-    await page.waitForFunction(() => !document.getElementById("start").disabled, { timeout: 20000 });
-  await page.click("#start");
+    await page.waitForFunction(() => !document.getElementById("start").disabled, { timeout: 20_000 });
+    out.encoder = await text("encoder");
+    await page.click("#start");
     await phase("recording");
-    await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
-    if (process.env.DEBUG) console.error(await page.evaluate(() => JSON.stringify(window.__agent ? window.__agent() : null)));
-    out.elapsed = await page.evaluate(() => document.getElementById("elapsed").textContent);
+  };
+  const finish = async () => {
+    out.elapsed = await text("elapsed");
     await page.click("#finish");
     await page.click("#finish-yes");
     await phase("done", 120_000);
     out.progress = await page.evaluate(() => [document.getElementById("progress").value, document.getElementById("progress").max]);
+  };
+
+  await page.goto(link);
+  if (mode === "unsupported") {
+    await phase("unsupported");
+    out.missing = await text("unsupported-what");
+  } else {
+    await phase("notice");
+    out.href = await page.evaluate(() => location.href);
+    if (mode === "wait") await handshake("notice");
+    if (mode === "refuse") {
+      await page.click("#refuse");
+      await page.click("#refuse-yes");
+      await phase("refused");
+      await page.waitForFunction(() => document.getElementById("refused-body").textContent.startsWith("Rien n"), { timeout: 20_000 });
+    } else {
+      await record();
+      if (mode === "withdraw") {
+        await sleep(Number(seconds));
+        await page.click("#withdraw");
+        await page.click("#withdraw-yes");
+        await phase("withdrawn");
+        await page.waitForFunction(() => document.getElementById("withdrawn-body").textContent.startsWith("L'enregistrement est arrêté et votre retrait"), { timeout: 30_000 });
+        out.spooled = await page.evaluate(async () => {
+          const names = [];
+          const walk = async (d, p) => {
+            for await (const [k, h] of d.entries()) h.kind === "file" ? names.push(p + k) : await walk(h, p + k + "/");
+          };
+          await walk(await navigator.storage.getDirectory(), "");
+          return names;
+        });
+      } else if (mode === "ended") {
+        await handshake("recording");
+        await phase("done", 120_000);
+        out.endedByPlatform = await page.evaluate(() => !document.getElementById("ended-by-platform").hidden);
+      } else {
+        if (mode === "hidden") {
+          await sleep(4);
+          const exam = await browser.newPage();
+          await exam.goto(new URL("/health", link).href);
+          await exam.bringToFront();
+          await sleep(Number(seconds));
+          out.hiddenWhileAway = await page.evaluate(() => document.visibilityState);
+          await exam.close();
+          await page.bringToFront();
+        } else if (mode === "reload") {
+          await sleep(Number(seconds));
+          await page.reload();
+          await phase("resume");
+          await page.click("#resume");
+          await phase("recording");
+          out.resumed = await text("message");
+          await sleep(8);
+        } else if (mode === "wait") {
+          await handshake("recording");
+          await page.waitForFunction(() => { const a = window.__agent(); return a.acked >= a.sealed - 1 && !a.offline; }, { timeout: 60_000, polling: 500 });
+          await sleep(4);
+        } else {
+          await sleep(Number(seconds));
+        }
+        out.agent = await agent();
+        await finish();
+      }
+    }
   }
   out.phase = await page.evaluate(() => document.body.dataset.phase);
-  out.message = await page.evaluate(() => document.body.innerText.slice(0, 400));
+  out.message = await page.evaluate(() => document.body.innerText.slice(0, 600));
 } catch (e) {
-  if (e !== null) out.error = String(e && e.stack ? e.stack : e);
+  out.error = String(e && e.stack ? e.stack : e);
 } finally {
   await browser.close();
 }
 console.log(JSON.stringify(out));
+process.exit(0);

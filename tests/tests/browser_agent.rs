@@ -12,7 +12,7 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::browser::{accessible, click, firefox, screenshot_dir, visible, Browser, Sound};
+use support::browser::{accessible, click, firefox, screenshot_dir, visible, Browser, Firefox, Sound};
 use support::*;
 
 /// A 2 s loop of 640x480 I420 at 15 frame/s: a grey ramp and a white square that moves,
@@ -550,4 +550,91 @@ async fn with_the_data_channel_unreachable_https_carries_everything() {
     let https = r["chunks_by_transport"]["https"].as_u64().unwrap_or(0);
     assert!(https >= 6 && r["chunks_by_transport"].get("webrtc").is_none(), "HTTPS carried it all: {r}");
     b.close().await;
+}
+
+/// A Firefox run on its own thread (the driver blocks), with its sound server.
+async fn in_firefox<T: Send + 'static>(f: impl FnOnce(&Sound) -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(move || f(&Sound::start())).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firefox_withdrawal_leaves_nothing_and_another_tab_in_front_stops_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (withdrawn, _, link) = enrol_browser(&server).await;
+    let page = in_firefox(move |s| firefox(&["withdraw", &link, "6"], s)).await;
+    assert_eq!((page["phase"].as_str(), &page["spooled"], &page["error"]), (Some("withdrawn"), &serde_json::json!([]), &serde_json::Value::Null), "{page}");
+    assert_eq!(report(&server, &withdrawn)["state"], "withdrawn");
+
+    let (attempt, _, link) = enrol_browser(&server).await;
+    let page = in_firefox(move |s| firefox(&["hidden", &link, "30"], s)).await;
+    assert_eq!((page["phase"].as_str(), page["hiddenWhileAway"].as_str(), &page["error"]), (Some("done"), Some("hidden"), &serde_json::Value::Null), "{page}");
+    assert!(page["agent"]["hiddenMs"].as_u64().unwrap() >= 25_000, "{page}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"], &r["gaps"], &r["agent_silences"]), (Some("ok"), &serde_json::json!([]), &serde_json::json!([]), &serde_json::json!([])), "{r}");
+    let media = staff_media(&server, &attempt, r["streams"][0]["stream_id"].as_str().unwrap()).await;
+    let d = support::media::decode(&media).unwrap();
+    assert!(d.video_seconds >= 32.0 && d.video_frames as f64 > d.video_seconds * 12.0, "frames kept coming while hidden: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firefox_reload_resumes_and_the_platform_ends_the_exam() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), 0);
+    let (attempt, _, link) = enrol_browser(&server).await;
+    let page = in_firefox(move |s| firefox(&["reload", &link, "9"], s)).await;
+    assert_eq!((page["phase"].as_str(), &page["error"]), (Some("done"), &serde_json::Value::Null), "{page}");
+    assert!(page["resumed"].as_str().unwrap().starts_with("L'enregistrement a repris"), "{page}");
+    let r = report(&server, &attempt);
+    let streams = r["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{r}");
+    assert_eq!((streams[0]["missing"].clone(), streams[1]["missing"].clone(), streams[1]["status"].as_str()), (serde_json::json!([]), serde_json::json!([]), Some("complete")), "{r}");
+    assert!(!r["gaps"].as_array().unwrap().is_empty(), "{r}");
+
+    let (attempt, _, link) = enrol_browser(&server).await;
+    let public = server.public.clone();
+    let ended = attempt.clone();
+    let page = in_firefox(move |s| {
+        let mut ff = Firefox::start(&["ended", &link], s);
+        assert_eq!(ff.event(), "recording");
+        std::thread::sleep(Duration::from_secs(8));
+        let end = tokio::runtime::Handle::current().block_on(async {
+            reqwest::Client::new().post(format!("{public}/api/integration/v1/attempts/{ended}/end")).bearer_auth(PLATFORM_TOKEN).send().await.unwrap().status()
+        });
+        assert!(end.is_success(), "the platform ends the attempt: {end}");
+        ff.go_on();
+        ff.finish()
+    })
+    .await;
+    assert_eq!((page["phase"].as_str(), &page["endedByPlatform"], &page["error"]), (Some("done"), &serde_json::json!(true), &serde_json::Value::Null), "{page}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), r["state"].as_str()), (Some("ok"), Some("ended")), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firefox_with_the_server_unreachable_for_the_first_30_s_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = Server::start(&data, port);
+    let (attempt, _, link) = enrol_browser(&server).await;
+    let page = in_firefox(move |s| {
+        let mut server = server;
+        let mut ff = Firefox::start(&["wait", &link], s);
+        assert_eq!(ff.event(), "notice");
+        server.kill();
+        let outage = std::time::Instant::now();
+        ff.go_on();
+        assert_eq!(ff.event(), "recording");
+        std::thread::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed()));
+        let server = Server::start(&data, port);
+        ff.go_on();
+        (ff.finish(), server)
+    })
+    .await;
+    let (page, server) = page;
+    assert_eq!((page["phase"].as_str(), &page["error"]), (Some("done"), &serde_json::Value::Null), "{page}");
+    let r = report(&server, &attempt);
+    assert_eq!((r["integrity"].as_str(), &r["missing"]), (Some("ok"), &serde_json::json!([])), "{r}");
+    assert!(r["recorded_seconds"].as_f64().unwrap() >= 30.0, "{r}");
 }

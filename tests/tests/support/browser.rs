@@ -193,15 +193,51 @@ impl Drop for Sound {
 /// Firefox ESR through WebDriver BiDi (`tests/firefox/drive.mjs`, puppeteer-core) on the
 /// browser agent's page: what the page showed, as JSON.
 pub fn firefox(args: &[&str], sound: &Sound) -> serde_json::Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("node")
-        .arg("firefox/drive.mjs")
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_RUNTIME_DIR", sound.runtime.path())
-        .output()
-        .expect("node runs the Firefox driver");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("the Firefox driver said {text:?} ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr)))
+    Firefox::start(args, sound).finish()
+}
+
+/// A Firefox driver run that stops at its events (`{"event": …}`) until told to go on.
+pub struct Firefox {
+    child: Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Firefox {
+    pub fn start(args: &[&str], sound: &Sound) -> Firefox {
+        use std::io::BufRead;
+        let mut child = Command::new("node")
+            .arg("firefox/drive.mjs")
+            .args(args)
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .env("XDG_RUNTIME_DIR", sound.runtime.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs the Firefox driver");
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Firefox { child, lines }
+    }
+
+    /// Waits for the driver's next event and returns its name.
+    pub fn event(&mut self) -> String {
+        let line = self.lines.next().expect("the driver's next line").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        v["event"].as_str().unwrap_or_else(|| panic!("not an event: {line}")).to_owned()
+    }
+
+    pub fn go_on(&mut self) {
+        use std::io::Write;
+        writeln!(self.child.stdin.as_mut().unwrap(), "go").unwrap();
+    }
+
+    /// The driver's last line: what the page showed.
+    pub fn finish(mut self) -> serde_json::Value {
+        let mut last = String::new();
+        for line in self.lines.by_ref() {
+            last = line.unwrap();
+        }
+        let _ = self.child.wait();
+        serde_json::from_str(&last).unwrap_or_else(|e| panic!("the Firefox driver said {last:?} ({e})"))
+    }
 }
