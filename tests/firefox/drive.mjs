@@ -35,6 +35,8 @@ const browser = await puppeteer.launch({
 const out = {};
 try {
   const page = await browser.newPage();
+  // The page asks before leaving while anything is left to send; the candidate confirms.
+  page.on("dialog", (d) => d.accept().catch(() => {}));
   if (process.env.DEBUG) {
     page.on("console", (m) => console.error("console:", m.type(), m.text()));
     page.on("pageerror", (e) => console.error("pageerror:", e.message));
