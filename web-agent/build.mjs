@@ -3,8 +3,10 @@
 // builds without node; `npm run build` must reproduce it byte for byte (checked by the
 // suite, `web-agent/test/bundle.test.js`).
 import { build } from "esbuild";
+import { fileURLToPath } from "node:url";
 
 await build({
+  absWorkingDir: fileURLToPath(new URL(".", import.meta.url)),
   entryPoints: ["src/main.js"],
   bundle: true,
   format: "esm",
@@ -12,6 +14,6 @@ await build({
   minify: true,
   legalComments: "eof",
   charset: "utf8",
-  outfile: process.argv[2] ?? "dist/agent.js",
+  outfile: process.argv[2] ?? fileURLToPath(new URL("dist/agent.js", import.meta.url)),
   logLevel: "warning",
 });

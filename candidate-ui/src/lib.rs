@@ -5,6 +5,18 @@
 /// The stylesheet of both pages.
 pub const PAGE_CSS: &str = include_str!("../assets/page.css");
 
+/// The steps both pages show (notice, consent, check, recording, end, withdrawal), with the
+/// same ids, so that each page's script and the tests find the same elements.
+const STEPS_HTML: &str = include_str!("../assets/steps.html");
+
+/// A page: `shell` with its `<!--steps-->` marker replaced by the shared steps, whose
+/// `<!--preview-->` marker becomes `preview` (the native page shows JPEGs, the browser a
+/// live video element).
+pub fn compose_page(shell: &str, preview: &str) -> String {
+    assert!(shell.contains("<!--steps-->"), "a page shell has a steps marker");
+    shell.replace("<!--steps-->", &STEPS_HTML.replace("<!--preview-->", preview))
+}
+
 /// The pages' words, by key (`data-text` in the HTML, `T.key` in the scripts): the native
 /// agent's local page (`capture-agent/src/page/assets/`) and the browser agent
 /// (`web-agent/`) read the same table. French; an English table would sit beside it.
@@ -120,6 +132,15 @@ pub fn page_json() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_composed_page_has_every_step_once_and_the_preview_given() {
+        let page = super::compose_page("<main>\n  <!--steps-->\n</main>", "<img id=\"preview\">");
+        for id in ["phase-notice", "phase-check", "phase-recording", "phase-finishing", "phase-done", "phase-withdrawn", "phase-failed"] {
+            assert_eq!(page.matches(&format!("id=\"{id}\"")).count(), 1, "{id}");
+        }
+        assert!(page.contains("<img id=\"preview\">") && !page.contains("<!--"));
+    }
+
     #[test]
     fn every_key_is_unique_and_every_text_is_set() {
         let mut keys: Vec<_> = super::PAGE_FR.iter().map(|(k, _)| *k).collect();

@@ -19,40 +19,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::browser::{click, Browser};
+use support::procs::{chromium_pids, cpu_seconds, pss_mb, release_agent};
 use support::*;
 
 const WINDOW: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(10);
 
-fn agent_bin() -> PathBuf {
-    std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/capture-agent"))
-}
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)) / ticks
-}
 
-/// Proportional set size: shared pages counted once across Chromium's processes.
-fn pss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Pss:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())))
-        .unwrap_or(0.0)
-        / 1024.0
-}
 
-fn chromium_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim().starts_with("chromium") || c.trim() == "chrome"))
-        .collect()
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Cost {
@@ -99,7 +74,7 @@ struct Round {
 async fn native_round(server: &Server, tmp: &Path) -> Round {
     let (_, token) = enrol(server).await;
     let secs = (SETTLE + WINDOW).as_secs() + 4;
-    let child = Command::new(agent_bin())
+    let child = Command::new(release_agent())
         .args(["--server", &server.public, "--token", &token, "--source", "test", "--consent", "--duration", &format!("{secs}s"), "--spool"])
         .arg(tmp.join(format!("n-{token:.12}")))
         .stdout(Stdio::piped())
@@ -157,7 +132,7 @@ async fn native_catch_up(data: &Path, port: u16, tmp: &Path, backlog: Duration) 
     let mut server = Server::start(data, port);
     let (_, token) = enrol(&server).await;
     server.kill();
-    let child = Command::new(agent_bin())
+    let child = Command::new(release_agent())
         .args(["--server", &format!("http://127.0.0.1:{port}"), "--token", &token, "--source", "test", "--consent", "--duration", &format!("{}s", backlog.as_secs()), "--spool"])
         .arg(tmp.join(format!("c-{token:.12}")))
         .stdout(Stdio::piped())
@@ -196,7 +171,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    assert!(agent_bin().exists(), "{} not built: scripts/bench-browser builds it", agent_bin().display());
+    assert!(release_agent().exists(), "{} not built: scripts/bench-browser builds it", release_agent().display());
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let backlog = Duration::from_secs(std::env::var("BACKLOG_S").ok().and_then(|r| r.parse().ok()).unwrap_or(600));
     let tmp = tempfile::tempdir().unwrap();

@@ -13,37 +13,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::browser::Browser;
+use support::procs::{chromium_pids, cpu_seconds, release_agent};
 use support::*;
 
 const WINDOW: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(10);
 
-fn agent_bin() -> PathBuf {
-    std::env::var_os("AGENT_BIN").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/capture-agent"))
-}
 
-/// CPU seconds (user + system) of a process and its threads.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)) / ticks
-}
 
 fn rss_mb(pid: u32) -> f64 {
     support::scene::rss_kb(pid) as f64 / 1024.0
 }
 
-/// Every Chromium process (the browser, its renderer, GPU and utility processes).
-fn chromium_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim().starts_with("chromium") || c.trim() == "chrome"))
-        .collect()
-}
 
 struct Sample {
     agent_cpu_pct: f64,
@@ -61,7 +42,7 @@ async fn measure(pid: u32) -> Sample {
 }
 
 fn spawn(args: &[&str], spool: &Path) -> Child {
-    Command::new(agent_bin()).args(args).arg("--spool").arg(spool).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap()
+    Command::new(release_agent()).args(args).arg("--spool").arg(spool).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap()
 }
 
 async fn cli_round(server: &Server, tmp: &Path) -> Sample {
@@ -106,7 +87,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    assert!(agent_bin().exists(), "{} not built: scripts/bench-page builds it", agent_bin().display());
+    assert!(release_agent().exists(), "{} not built: scripts/bench-page builds it", release_agent().display());
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("data"), 0);

@@ -120,13 +120,34 @@ async fn record(b: &Browser, check_a11y: bool) {
     visible(b, "the recording indicator", "rec").await;
 }
 
+/// A server, and Chromium recording one candidate (consent given, "start" clicked).
+struct Scene {
+    _tmp: tempfile::TempDir,
+    server: Server,
+    attempt: String,
+    link: String,
+    b: Browser,
+}
+
+async fn recording(env: &[(String, String)]) -> Scene {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(&tmp.path().join("data"), 0, &[], env);
+    let (attempt, token, link) = enrol_browser(&server).await;
+    let b = chromium(tmp.path()).await;
+    consent(&b, &server, &link, &token, false).await;
+    record(&b, false).await;
+    Scene { _tmp: tmp, server, attempt, link, b }
+}
+
 async fn finish(b: &Browser) {
     click(b, "finish").await;
     click(b, "finish-yes").await;
     phase(b, "you may close", "done", Duration::from_secs(120)).await;
     assert!(b.js("return document.body.innerText").await.as_str().unwrap().contains("Vous pouvez fermer cette fenêtre"));
     let counted = b.js("return [document.getElementById('progress').value, document.getElementById('progress').max]").await;
-    assert_eq!(counted[0], counted[1], "every fragment sent: {counted}");
+    let status = agent_status(b).await;
+    assert_eq!(counted[0], counted[1], "every fragment sent: {counted}; the page: {status}");
+    assert_eq!(status["refusals"], serde_json::json!([]), "no chunk refused or dropped: {status}");
 }
 
 /// The files the page still holds in its origin-private file system, by path.
@@ -245,12 +266,7 @@ async fn a_refusal_in_the_browser_sends_only_the_refusal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
+    let Scene { _tmp, server, attempt, b, .. } = recording(&[]).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     click(&b, "withdraw").await;
     click(&b, "withdraw-yes").await;
@@ -265,12 +281,7 @@ async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_platform_ends_the_exam_and_the_page_sends_the_rest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
+    let Scene { _tmp, server, attempt, b, .. } = recording(&[]).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let r = reqwest::Client::new()
         .post(format!("{}/api/integration/v1/attempts/{attempt}/end", server.public))
@@ -282,7 +293,7 @@ async fn the_platform_ends_the_exam_and_the_page_sends_the_rest() {
     phase(&b, "you may close", "done", Duration::from_secs(60)).await;
     assert_eq!(b.js("return !document.getElementById('ended-by-platform').hidden").await, serde_json::json!(true));
     let r = report(&server, &attempt);
-    assert_eq!((r["integrity"].as_str(), r["state"].as_str()), (Some("ok"), Some("ended")), "{r}");
+    assert_eq!((r["integrity"].as_str(), r["state"].as_str()), (Some("ok"), Some("ended")), "{r}; the page: {}", agent_status(&b).await);
     b.close().await;
 }
 
@@ -379,12 +390,7 @@ async fn agent_status(b: &Browser) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
+    let Scene { _tmp, server, attempt, link, b } = recording(&[]).await;
     tokio::time::sleep(Duration::from_secs(9)).await;
     // The candidate reloads the page (F5): the address has no token any more.
     b.client.refresh().await.unwrap();
@@ -419,7 +425,7 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
     let data = tmp.path().join("data");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut server = Server::start(&data, port);
-    let (attempt, token, link) = enrol_browser(&server).await;
+    let (attempt, _token, link) = enrol_browser(&server).await;
     let b = chromium(tmp.path()).await;
     b.client.goto(&link).await.unwrap();
     phase(&b, "the notice", "notice", Duration::from_secs(30)).await;
@@ -458,12 +464,7 @@ async fn the_server_unreachable_for_the_first_30_s_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_tab_in_front_for_30_s_stops_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
+    let Scene { _tmp, server, attempt, b, .. } = recording(&[]).await;
     let ours = b.client.window().await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     // The exam in another tab, in front, for 30 s.
@@ -519,7 +520,7 @@ async fn a_launch_code_a_browser_that_cannot_record_and_a_denied_camera_each_get
     assert!(page["message"].as_str().unwrap().contains("Google Chrome, Microsoft Edge ou Firefox"), "{page}");
 
     // Camera and microphone refused: which setting to change, and a retry.
-    let (second, token2, link2) = enrol_browser(&server).await;
+    let (second, _, link2) = enrol_browser(&server).await;
     let b = Browser::start_with_args(&["--use-fake-device-for-media-stream".into(), "--deny-permission-prompts".into()]).await;
     b.client.goto(&link2).await.unwrap();
     phase(&b, "the notice", "notice", Duration::from_secs(20)).await;
@@ -535,13 +536,8 @@ async fn a_launch_code_a_browser_that_cannot_record_and_a_denied_camera_each_get
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_data_channel_unreachable_https_carries_everything() {
-    let tmp = tempfile::tempdir().unwrap();
     // The server tells agents a UDP address where nothing answers: no channel opens.
-    let server = Server::start_with_env(&tmp.path().join("data"), 0, &[], &[("PROCTOR_WEBRTC__ANNOUNCE".into(), "127.0.0.1:9".into())]);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
+    let Scene { _tmp, server, attempt, b, .. } = recording(&[("PROCTOR_WEBRTC__ANNOUNCE".into(), "127.0.0.1:9".into())]).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(agent_status(&b).await["channelOpen"], false);
     finish(&b).await;

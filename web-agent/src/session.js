@@ -77,6 +77,7 @@ export class Session {
       transport: this.#transport.mode,
       channelOpen: this.#transport.channelOpen,
       byTransport: { ...this.#transport.counts },
+      refusals: [...(this.#uploader?.refusals ?? [])],
       offline: this.offline,
       kbps: this.#bitrate.kbps,
       lowestKbps: this.#lowestKbps,

@@ -5,6 +5,8 @@
 // clear is ever written: the chunk bytes are ciphertext, the rest ids and counts.
 
 const pad = (i) => String(i).padStart(10, "0");
+/** The fixed header and the tag: no sealed chunk is shorter. */
+const MIN_CHUNK = 96 + 16;
 
 export class Spool {
   #dir;
@@ -19,6 +21,10 @@ export class Spool {
     // Streams of an earlier page (reloaded, crashed) will never be sealed further: what
     // they hold goes up, and they stay without a final chunk ("ended abruptly", a gap).
     for (const x of s.#meta.streams) if (x.finalIndex === null) x.abandoned = true;
+    // A write an earlier page did not finish (closed mid-write) left an empty file.
+    for (const x of s.#meta.streams) {
+      for (const index of await s.pending(x.id)) if ((await s.get(x.id, index)) === null) await s.remove(x.id, index);
+    }
     return s;
   }
 
@@ -98,9 +104,15 @@ export class Spool {
     return out.sort((a, b) => a - b);
   }
 
+  /**
+   * A chunk's bytes, or null while it is being written: the browser creates the file empty
+   * at once and swaps the written bytes in only when the writer closes, so an empty file
+   * is one not finished yet (a sealed chunk is never shorter than its header and tag).
+   */
   async get(stream, index) {
     const d = await this.#dir.getDirectoryHandle(stream);
-    return new Uint8Array(await (await (await d.getFileHandle(`${pad(index)}.chunk`)).getFile()).arrayBuffer());
+    const f = await (await d.getFileHandle(`${pad(index)}.chunk`)).getFile();
+    return f.size < MIN_CHUNK ? null : new Uint8Array(await f.arrayBuffer());
   }
 
   async remove(stream, index) {

@@ -16,6 +16,7 @@ export class Uploader {
   #stopped = false;
   acked = 0;
   ackedBytes = 0;
+  refusals = [];
   dropped = 0;
   offline = false;
 
@@ -86,6 +87,8 @@ export class Uploader {
       for (const index of await this.#spool.pending(s.id)) {
         if (this.#stopped) return "stop";
         const chunk = await this.#spool.get(s.id, index);
+        // Still being written: its turn comes at the next pass.
+        if (chunk === null) break;
         const r = await this.#attempt(() => this.#transport.putChunk(s.id, index, chunk));
         worked = true;
         if (r.ok) {
@@ -117,6 +120,9 @@ export class Uploader {
 
   async #refused(r, stream) {
     const d = r.decision;
+    // The last refusals, for the page's status (no content: kinds, statuses and codes).
+    this.refusals.push({ ...d, status: r.failure?.status ?? null, code: r.failure?.code ?? null });
+    if (this.refusals.length > 20) this.refusals.shift();
     if (d.kind === "stopped") return "stop";
     if (d.kind === "stop") {
       this.#stopped = true;

@@ -21,7 +21,11 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const INDEX: &str = include_str!("assets/index.html");
+const SHELL: &str = include_str!("assets/index.html");
+
+/// The page: this agent's shell around the steps both agents share, the preview a JPEG.
+static INDEX: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| candidate_ui::compose_page(SHELL, r#"<img id="preview" width="320" height="240" alt="">"#));
 const SCRIPT: &str = include_str!("assets/page.js");
 const STYLE: &str = candidate_ui::PAGE_CSS;
 const COOKIE: &str = "cloe_page";
@@ -195,7 +199,7 @@ async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: He
         let body = format!("<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>CLOE Connect</title></head><body><main><h1>CLOE Connect</h1><p>{text}</p></main></body></html>");
         return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     }
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX).into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX.as_str()).into_response()
 }
 
 async fn text() -> Response {

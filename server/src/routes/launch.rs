@@ -8,9 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+/// The browser agent's shell around the steps both agents share, the preview live video.
+static PAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| candidate_ui::compose_page(web_agent::INDEX_HTML, r#"<video id="preview" width="320" height="240" muted playsinline autoplay></video>"#));
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/launch", get(|| async { asset("text/html; charset=utf-8", web_agent::INDEX_HTML.to_owned()) }))
+        .route("/launch", get(|| async { asset("text/html; charset=utf-8", PAGE.clone()) }))
         .route("/launch/agent.js", get(|| async { asset("text/javascript; charset=utf-8", web_agent::AGENT_JS.to_owned()) }))
         .route("/launch/page.css", get(|| async { asset("text/css; charset=utf-8", candidate_ui::PAGE_CSS.to_owned()) }))
         .route("/launch/text.json", get(|| async { asset("application/json", candidate_ui::page_json()) }))

@@ -5,6 +5,7 @@ pub mod attack;
 pub mod browser;
 pub mod media;
 pub mod netns;
+pub mod procs;
 pub mod relay;
 pub mod scene;
 
