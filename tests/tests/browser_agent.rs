@@ -181,8 +181,18 @@ async fn a_candidate_records_60_s_in_chromium_and_the_server_holds_it_whole() {
     tokio::time::sleep(Duration::from_secs(55)).await;
     let elapsed = b.js("return document.getElementById('elapsed').textContent").await;
     assert!(elapsed.as_str().unwrap() >= "00:00:59", "{elapsed}");
-    finish(&b).await;
-    shot(&b, "4_done").await;
+    // "Terminer" while the server is paused: the finishing step shows what is left.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGSTOP) };
+    click(&b, "finish").await;
+    click(&b, "finish-yes").await;
+    phase(&b, "the upload's progress", "finishing", Duration::from_secs(20)).await;
+    shot(&b, "4_finishing").await;
+    accessible(&b, "finishing").await;
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGCONT) };
+    phase(&b, "you may close", "done", Duration::from_secs(120)).await;
+    let status = agent_status(&b).await;
+    assert_eq!((status["acked"].clone(), status["refusals"].clone()), (status["sealed"].clone(), serde_json::json!([])), "{status}");
+    shot(&b, "5_done").await;
     accessible(&b, "done").await;
     let left = spooled_files(&b).await;
     assert!(left.len() == 1 && left[0].ends_with("/streams.json"), "only the spool's stream list is left in the browser: {left:?}");
@@ -240,7 +250,7 @@ async fn reviewer_plays(server: &Server, attempt: &str) {
           t.dispatchEvent(new MouseEvent('click', { clientX: r.left + r.width * 0.5, clientY: r.top + 5, bubbles: true }));")
         .await;
     b.until("the seek to the middle", Duration::from_secs(10), "const p = window.__player(); return p.t > 26 && p.t < 34 && !p.paused").await;
-    b.screenshot(&screenshot_dir().join("browser_5_reviewer.png")).await;
+    b.screenshot(&screenshot_dir().join("browser_6_reviewer.png")).await;
     b.close().await;
 }
 
