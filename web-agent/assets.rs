@@ -4,8 +4,8 @@
 //! stylesheet come from `candidate-ui`, shared with the native agent.
 
 /// The page's shell: its own steps (loading, unsupported browser, launch code, resume,
-/// permission) around a `<!--steps-->` marker the server fills with the steps both agents
-/// share (`candidate_ui::compose_page`).
+/// permission) and the `<!--header-->` and `<!--steps-->` markers, which the server fills
+/// with what both agents share (`candidate_ui::compose_page`).
 pub const INDEX_HTML: &str = include_str!("page/index.html");
 pub const AGENT_JS: &str = include_str!("dist/agent.js");
 

@@ -9,12 +9,15 @@ pub const PAGE_CSS: &str = include_str!("../assets/page.css");
 /// same ids, so that each page's script and the tests find the same elements.
 const STEPS_HTML: &str = include_str!("../assets/steps.html");
 
-/// A page: `shell` with its `<!--steps-->` marker replaced by the shared steps, whose
-/// `<!--preview-->` marker becomes `preview` (the native page shows JPEGs, the browser a
-/// live video element).
+/// The title and the recording indicator above the steps.
+const HEADER_HTML: &str = include_str!("../assets/header.html");
+
+/// A page: `shell` with its `<!--header-->` and `<!--steps-->` markers replaced by the
+/// shared header and steps, whose `<!--preview-->` marker becomes `preview` (the native
+/// page shows JPEGs, the browser a live video element).
 pub fn compose_page(shell: &str, preview: &str) -> String {
-    assert!(shell.contains("<!--steps-->"), "a page shell has a steps marker");
-    shell.replace("<!--steps-->", &STEPS_HTML.replace("<!--preview-->", preview))
+    assert!(shell.contains("<!--steps-->") && shell.contains("<!--header-->"), "a page shell has the header and steps markers");
+    shell.replace("<!--header-->", HEADER_HTML.trim_end()).replace("<!--steps-->", &STEPS_HTML.replace("<!--preview-->", preview))
 }
 
 /// The pages' words, by key (`data-text` in the HTML, `T.key` in the scripts): the native
@@ -134,8 +137,8 @@ pub fn page_json() -> String {
 mod tests {
     #[test]
     fn a_composed_page_has_every_step_once_and_the_preview_given() {
-        let page = super::compose_page("<main>\n  <!--steps-->\n</main>", "<img id=\"preview\">");
-        for id in ["phase-notice", "phase-check", "phase-recording", "phase-finishing", "phase-done", "phase-withdrawn", "phase-failed"] {
+        let page = super::compose_page("<!--header-->\n<main>\n  <!--steps-->\n</main>", "<img id=\"preview\">");
+        for id in ["rec", "elapsed", "phase-notice", "phase-check", "phase-recording", "phase-finishing", "phase-done", "phase-withdrawn", "phase-failed"] {
             assert_eq!(page.matches(&format!("id=\"{id}\"")).count(), 1, "{id}");
         }
         assert!(page.contains("<img id=\"preview\">") && !page.contains("<!--"));
