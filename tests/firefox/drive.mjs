@@ -11,7 +11,18 @@
 // ended (prints {"event":"recording"}, waits for a line, then until the platform's end).
 // Prints one JSON line at the end: what the page showed. The Rust side checks the server.
 import puppeteer from "puppeteer-core";
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
+
+/** axe-core's WCAG 2.1 A and AA rules on the page as it is: the violations' ids. */
+const AXE = readFileSync(new URL("../node_modules/axe-core/axe.min.js", import.meta.url), "utf8");
+async function accessibility(page) {
+  return page.evaluate(async (src) => {
+    (0, eval)(src);
+    const r = await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } });
+    return r.violations.map((v) => v.id);
+  }, AXE);
+}
 
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 /** Says what happened and waits for the Rust side to say "go on". */
@@ -67,6 +78,7 @@ try {
   if (mode === "unsupported") {
     await phase("unsupported");
     out.missing = await text("unsupported-what");
+    out.axe = await accessibility(page);
   } else {
     await phase("notice");
     out.href = await page.evaluate(() => location.href);
@@ -110,6 +122,7 @@ try {
           await sleep(Number(seconds));
           await page.reload();
           await phase("resume");
+          out.axe = await accessibility(page);
           await page.click("#resume");
           await phase("recording");
           out.resumed = await text("message");

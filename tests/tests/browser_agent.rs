@@ -528,6 +528,7 @@ async fn a_launch_code_a_browser_that_cannot_record_and_a_denied_camera_each_get
     let page = tokio::task::spawn_blocking(move || firefox(&["unsupported", &launch], &sound)).await.unwrap();
     assert_eq!((page["phase"].as_str(), page["missing"].as_str(), &page["error"]), (Some("unsupported"), Some("webcodecs"), &serde_json::Value::Null), "{page}");
     assert!(page["message"].as_str().unwrap().contains("Google Chrome, Microsoft Edge ou Firefox"), "{page}");
+    assert_eq!(page["axe"], serde_json::json!([]), "accessibility of the unsupported step: {page}");
 
     // Camera and microphone refused: which setting to change, and a retry.
     let (second, _, link2) = enrol_browser(&server).await;
@@ -591,6 +592,7 @@ async fn firefox_reload_resumes_and_the_platform_ends_the_exam() {
     let page = in_firefox(move |s| firefox(&["reload", &link, "9"], s)).await;
     assert_eq!((page["phase"].as_str(), &page["error"]), (Some("done"), &serde_json::Value::Null), "{page}");
     assert!(page["resumed"].as_str().unwrap().starts_with("L'enregistrement a repris"), "{page}");
+    assert_eq!(page["axe"], serde_json::json!([]), "accessibility of the resume step: {page}");
     let r = report(&server, &attempt);
     let streams = r["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 2, "{r}");
