@@ -118,10 +118,6 @@ pub const PAGE_FR: &[(&str, &str)] = &[
     ("link_expired", "Ce lien a déjà servi. Utilisez l'adresse que l'application vient d'afficher ou relancez-la."),
 ];
 
-pub fn page() -> &'static [(&'static str, &'static str)] {
-    PAGE_FR
-}
-
 /// One sentence by key.
 pub fn text(key: &str) -> Option<&'static str> {
     PAGE_FR.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)

@@ -84,11 +84,6 @@ pub fn current() -> &'static Messages {
     &FR
 }
 
-/// The page's words: one table for both agents' pages (`candidate-ui`).
-pub fn page() -> &'static [(&'static str, &'static str)] {
-    candidate_ui::page()
-}
-
 /// `capture-agent check`'s report.
 pub struct CheckText {
     pub title: &'static str,

@@ -30,7 +30,7 @@ fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> LaunchToke
 
 fn launch_response(attempt_id: Uuid, token: &LaunchToken, expires: time::OffsetDateTime, public_base: &str) -> AddCandidateResponse {
     AddCandidateResponse {
-        browser_link: token.offline.is_some().then(|| format!("{}/launch#{}", public_base.trim_end_matches('/'), token.expose())),
+        browser_link: token.offline.is_some().then(|| format!("{public_base}/launch#{}", token.expose())),
         attempt_id,
         launch_token: token.expose(),
         attempt_public_key: token.offline.map(|(_, pk)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pk.0)).unwrap_or_default(),

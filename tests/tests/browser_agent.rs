@@ -125,18 +125,25 @@ struct Scene {
     _tmp: tempfile::TempDir,
     server: Server,
     attempt: String,
+    token: String,
     link: String,
     b: Browser,
 }
 
-async fn recording(env: &[(String, String)]) -> Scene {
+/// A server, one candidate and Chromium with its fake devices; nothing opened yet.
+async fn scene(env: &[(String, String)]) -> Scene {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_with_env(&tmp.path().join("data"), 0, &[], env);
     let (attempt, token, link) = enrol_browser(&server).await;
     let b = chromium(tmp.path()).await;
-    consent(&b, &server, &link, &token, false).await;
-    record(&b, false).await;
-    Scene { _tmp: tmp, server, attempt, link, b }
+    Scene { _tmp: tmp, server, attempt, token, link, b }
+}
+
+async fn recording(env: &[(String, String)]) -> Scene {
+    let s = scene(env).await;
+    consent(&s.b, &s.server, &s.link, &s.token, false).await;
+    record(&s.b, false).await;
+    s
 }
 
 async fn finish(b: &Browser) {
@@ -167,10 +174,7 @@ async fn spooled_files(b: &Browser) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_candidate_records_60_s_in_chromium_and_the_server_holds_it_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
+    let Scene { _tmp, server, attempt, token, link, b } = scene(&[]).await;
     consent(&b, &server, &link, &token, true).await;
     let r = report(&server, &attempt);
     assert_eq!(r["streams"], serde_json::json!([]), "nothing recorded during the check: {r}");
@@ -256,10 +260,7 @@ async fn reviewer_plays(server: &Server, attempt: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_in_the_browser_sends_only_the_refusal() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), 0);
-    let (attempt, _token, link) = enrol_browser(&server).await;
-    let b = chromium(tmp.path()).await;
+    let Scene { _tmp, server, attempt, link, b, .. } = scene(&[]).await;
     b.client.goto(&link).await.unwrap();
     phase(&b, "the notice", "notice", Duration::from_secs(30)).await;
     click(&b, "refuse").await;
@@ -400,7 +401,7 @@ async fn agent_status(b: &Browser) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
-    let Scene { _tmp, server, attempt, link, b } = recording(&[]).await;
+    let Scene { _tmp, server, attempt, link, b, .. } = recording(&[]).await;
     tokio::time::sleep(Duration::from_secs(9)).await;
     // The candidate reloads the page (F5): the address has no token any more.
     b.client.refresh().await.unwrap();

@@ -1,4 +1,4 @@
-// Byte helpers shared by the wire format and the page: hex, base64 (standard and url-safe),
+// Byte helpers shared by the wire format and the page: hex, base64 (and reading url-safe),
 // big-endian integers, UUIDs as their 16 bytes in RFC 4122 order (what Rust's
 // `Uuid::as_bytes` gives).
 
@@ -70,8 +70,4 @@ export function fromBase64Url(s) {
   if (/[^A-Za-z0-9_-]/.test(s)) throw new Error("not base64url");
   const std = s.replaceAll("-", "+").replaceAll("_", "/");
   return fromBase64(std + "=".repeat((4 - (std.length % 4)) % 4));
-}
-
-export function base64Url(bytes) {
-  return base64(bytes).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }

@@ -6,7 +6,7 @@
 
 import { Api } from "./api.js";
 import { encoderKind, missingFeatures, needsGesture, openDevices, primeAudio } from "./capture.js";
-import { Session } from "./session.js";
+import { CLOSED_STATES, Session } from "./session.js";
 import { parseLaunchToken } from "./token.js";
 
 let T = {};
@@ -308,7 +308,6 @@ async function main() {
       else if (p === "failed") fail(detail.message);
       else if (p === "wiped") fail(T.browser_wiped);
     },
-    onMessage: (m) => say("message", m),
     T,
     // The native agent's --transport: auto (default), webrtc or https.
     transport: new URLSearchParams(location.search).get("transport") ?? "auto",
@@ -337,7 +336,7 @@ async function main() {
     await session.record(stream);
     return;
   }
-  if (["ended", "in_review", "reviewed", "decided"].includes(state)) return session.drainOnly();
+  if (CLOSED_STATES.includes(state)) return session.drainOnly();
   if (state === "withdrawn") return go("withdrawn");
   const notice = await session.notice();
   if (!notice) return fail(T.browser_notice_unreachable);

@@ -6,7 +6,7 @@ import { concat, u32be } from "./bytes.js";
 
 export const PAYLOAD_MAGIC = new TextEncoder().encode("CLOEPL02");
 
-export function activityJson({ firstS, motion, audio }) {
+function activityJson({ firstS, motion, audio }) {
   return JSON.stringify({ first_s: firstS, motion: Array.from(motion), audio: Array.from(audio) });
 }
 

@@ -22,6 +22,9 @@ const BITRATE_EVERY_MS = 2000;
 const FRAGMENT_S = 2;
 const HEARTBEAT_EVERY_MS = 5000;
 
+/** The attempt's states past the exam's end: what is left is sent, nothing is recorded. */
+export const CLOSED_STATES = ["ended", "in_review", "reviewed", "decided"];
+
 export class Session {
   #token;
   #api;
@@ -29,8 +32,8 @@ export class Session {
   #spool;
   #events;
   #uploader = null;
-  #uploading = null;
   #recording = null;
+  #stream = null;
   #sealer = null;
   #chain = Promise.resolve();
   #mediaEndUs = 0;
@@ -122,7 +125,7 @@ export class Session {
         await this.#api.call("POST", "/api/agent/v1/refuse", { json: { notice_version: version }, timeoutMs: 10_000 });
         return true;
       } catch (f) {
-        if (f.status !== 0 && f.status < 500) return f.status === 409 ? false : false;
+        if (f.status !== 0 && f.status < 500) return false;
         await sleep(Math.min(4000, 500 * 2 ** n));
       }
     }
@@ -172,10 +175,9 @@ export class Session {
       events: {
         onStop: (reason) => this.#stopped(reason),
         onReopen: () => this.#reopen(),
-        onOffline: () => {},
       },
     });
-    this.#uploading = this.#uploader.run();
+    this.#uploader.run();
     this.#every(HEARTBEAT_EVERY_MS, async () => {
       this.backlogChunks = await this.#uploader.backlog();
       await this.#transport.heartbeat(this.backlogChunks, 0).catch(() => {});
@@ -228,6 +230,7 @@ export class Session {
     this.noticeVersion ??= (await this.notice())?.version ?? null;
     this.#startUploader();
     await this.#openStream();
+    this.#stream = stream;
     this.#recording = new Recording({
       stream,
       bitrate: this.#bitrate.kbps * 1000,
@@ -249,10 +252,9 @@ export class Session {
     });
     this.#every(STATE_EVERY_MS, async () => {
       const s = await this.state();
-      if (s && ["ended", "in_review", "reviewed", "decided"].includes(s)) await this.finish("ended_by_platform");
+      if (CLOSED_STATES.includes(s)) await this.finish("ended_by_platform");
       if (s === "withdrawn") await this.#stopped("attempt_closed");
     });
-    this.stream = stream;
   }
 
   /** In order: the plaintext lives only here, sealed before anything is written. */
@@ -260,31 +262,32 @@ export class Session {
     this.#chain = this.#chain.then(async () => {
       // Nothing captured after a withdrawal or a stop is kept, the last fragment included.
       if (this.#halted) return;
-      if (f.init) this.#init = f.data.slice();
-      const data = f.init ? f.data : encodePayload(f.data, f.side.activity, f.side.thumbnail);
-      const origin = f.init ? 0 : (this.#originUs ??= f.mediaStartUs);
-      const start = f.mediaStartUs - origin;
-      const end = f.mediaEndUs - origin;
-      this.#mediaEndUs = Math.max(this.#mediaEndUs, end);
-      const { index, chunk } = await this.#sealer.seal({ data, mediaStartUs: start, mediaEndUs: end, last: false });
-      data.fill(0);
-      await this.#spool.put(this.#sealer.stream, index, chunk);
-      this.sealed++;
-      this.#uploader?.wake();
-      this.#pulse();
+      if (f.init) {
+        this.#init = f.data.slice();
+        return this.#sealNow(f.data, 0, 0, false);
+      }
+      const origin = (this.#originUs ??= f.mediaStartUs);
+      this.#mediaEndUs = Math.max(this.#mediaEndUs, f.mediaEndUs - origin);
+      await this.#sealNow(encodePayload(f.data, f.side.activity, f.side.thumbnail), f.mediaStartUs - origin, f.mediaEndUs - origin, false);
     });
     return this.#chain;
+  }
+
+  /** Seals `data` into the live stream, wipes it, spools the chunk and wakes the upload. */
+  async #sealNow(data, mediaStartUs, mediaEndUs, last) {
+    const { index, chunk } = await this.#sealer.seal({ data, mediaStartUs, mediaEndUs, last });
+    data.fill(0);
+    await this.#spool.put(this.#sealer.stream, index, chunk);
+    if (last) await this.#spool.sealedLast(this.#sealer.stream, index);
+    this.sealed++;
+    this.#uploader?.wake();
+    this.#pulse();
   }
 
   /** The stream's last chunk: empty, marked final, at the end of its media. */
   async #sealFinal() {
     await this.#chain;
-    const end = this.#mediaEndUs;
-    const { index, chunk } = await this.#sealer.seal({ data: new Uint8Array(0), mediaStartUs: end, mediaEndUs: end, last: true });
-    await this.#spool.put(this.#sealer.stream, index, chunk);
-    await this.#spool.sealedLast(this.#sealer.stream, index);
-    this.sealed++;
-    this.#uploader?.wake();
+    await this.#sealNow(new Uint8Array(0), this.#mediaEndUs, this.#mediaEndUs, true);
   }
 
   async #stopCapture() {
@@ -292,7 +295,7 @@ export class Session {
     this.#recording = null;
     if (!r) return;
     await r.stop();
-    this.stream?.getTracks().forEach((t) => t.stop());
+    this.#stream?.getTracks().forEach((t) => t.stop());
   }
 
   /** Stop recording, send the rest, then say the candidate may close the window. */
@@ -362,9 +365,11 @@ export class Session {
   /** The server will never take the live stream: recording goes on in a new one. */
   async #reopen() {
     if (!this.#recording) return;
+    // The new stream starts with the init segment again (sealed here: queueing it behind
+    // this very step would wait for itself).
     this.#chain = this.#chain.then(async () => {
       await this.#openStream();
-      if (this.#init) await this.#seal({ data: this.#init.slice(), init: true, mediaStartUs: 0, mediaEndUs: 0 });
+      if (this.#init) await this.#sealNow(this.#init.slice(), 0, 0, false);
     });
   }
 }

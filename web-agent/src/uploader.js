@@ -1,6 +1,6 @@
 // Ordered upload of the spool (over the data channel or HTTPS, transport.js): the consent
-// first (HTTPS), then each stream's chunks by index,
-// each removed only once the server acknowledged it; a stream whose last chunk is sealed
+// first (HTTPS), then each stream's chunks by index, each removed only once the server
+// acknowledged it; a stream whose last chunk is sealed
 // and acknowledged is ended. Every failure gets the native agent's decision (api.js):
 // retry with back-off and Retry-After, drop with its reason, reopen, or stop.
 
@@ -17,10 +17,9 @@ export class Uploader {
   acked = 0;
   ackedBytes = 0;
   refusals = [];
-  dropped = 0;
   offline = false;
 
-  /** `events`: { onAck(stream, index), onDrop(reason), onReopen(stream), onStop(reason), onOffline(bool) }. */
+  /** `events`: { onReopen(stream), onStop(reason, failure) }. */
   constructor({ api, transport, spool, noticeVersion, events }) {
     this.#api = api;
     this.#transport = transport;
@@ -48,23 +47,16 @@ export class Uploader {
     for (let n = 0; !this.#stopped; n++) {
       try {
         const v = await f();
-        this.#setOffline(false);
+        this.offline = false;
         return { ok: true, value: v };
       } catch (failure) {
         const d = decide(failure);
         if (d.kind !== "retry") return { ok: false, decision: d, failure };
-        this.#setOffline(failure.status === 0);
+        this.offline = failure.status === 0;
         await this.#idle(backoffMs(n, failure));
       }
     }
     return { ok: false, decision: { kind: "stopped" } };
-  }
-
-  #setOffline(v) {
-    if (v !== this.offline) {
-      this.offline = v;
-      this.#events.onOffline?.(v);
-    }
   }
 
   async run() {
@@ -95,7 +87,6 @@ export class Uploader {
           await this.#spool.remove(s.id, index);
           this.acked++;
           this.ackedBytes += chunk.length;
-          this.#events.onAck?.(s.id, index, chunk.length);
           continue;
         }
         const out = await this.#refused(r, s.id);
@@ -135,8 +126,6 @@ export class Uploader {
       this.#events.onReopen?.(stream);
       return "reopen";
     }
-    this.dropped++;
-    this.#events.onDrop?.(d.reason, r.failure);
     return "drop";
   }
 

@@ -195,7 +195,7 @@ async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: He
         }
     }
     if !secrets.knows(&headers) {
-        let text = crate::messages::page().iter().find(|(k, _)| *k == "link_expired").map_or("", |(_, v)| *v);
+        let text = candidate_ui::text("link_expired").unwrap_or_default();
         let body = format!("<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>CLOE Connect</title></head><body><main><h1>CLOE Connect</h1><p>{text}</p></main></body></html>");
         return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
     }

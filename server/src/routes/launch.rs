@@ -14,13 +14,13 @@ static PAGE: std::sync::LazyLock<String> =
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/launch", get(|| async { asset("text/html; charset=utf-8", PAGE.clone()) }))
-        .route("/launch/agent.js", get(|| async { asset("text/javascript; charset=utf-8", web_agent::AGENT_JS.to_owned()) }))
-        .route("/launch/page.css", get(|| async { asset("text/css; charset=utf-8", candidate_ui::PAGE_CSS.to_owned()) }))
+        .route("/launch", get(|| async { asset("text/html; charset=utf-8", PAGE.as_str()) }))
+        .route("/launch/agent.js", get(|| async { asset("text/javascript; charset=utf-8", web_agent::AGENT_JS) }))
+        .route("/launch/page.css", get(|| async { asset("text/css; charset=utf-8", candidate_ui::PAGE_CSS) }))
         .route("/launch/text.json", get(|| async { asset("application/json", candidate_ui::page_json()) }))
 }
 
-fn asset(content_type: &'static str, body: String) -> Response {
+fn asset(content_type: &'static str, body: impl IntoResponse) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
