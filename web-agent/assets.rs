@@ -16,4 +16,5 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 connect-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The page may use the camera and microphone itself; nothing it embeds may.
-pub const PERMISSIONS_POLICY: &str = "camera=(self), microphone=(self), display-capture=(), geolocation=()";
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(self), microphone=(self), display-capture=(), geolocation=()";

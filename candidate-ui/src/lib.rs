@@ -16,8 +16,16 @@ const HEADER_HTML: &str = include_str!("../assets/header.html");
 /// shared header and steps, whose `<!--preview-->` marker becomes `preview` (the native
 /// page shows JPEGs, the browser a live video element).
 pub fn compose_page(shell: &str, preview: &str) -> String {
-    assert!(shell.contains("<!--steps-->") && shell.contains("<!--header-->"), "a page shell has the header and steps markers");
-    shell.replace("<!--header-->", HEADER_HTML.trim_end()).replace("<!--steps-->", &STEPS_HTML.replace("<!--preview-->", preview))
+    assert!(
+        shell.contains("<!--steps-->") && shell.contains("<!--header-->"),
+        "a page shell has the header and steps markers"
+    );
+    shell
+        .replace("<!--header-->", HEADER_HTML.trim_end())
+        .replace(
+            "<!--steps-->",
+            &STEPS_HTML.replace("<!--preview-->", preview),
+        )
 }
 
 /// The pages' words, by key (`data-text` in the HTML, `T.key` in the scripts): the native
@@ -125,7 +133,10 @@ pub fn text(key: &str) -> Option<&'static str> {
 
 /// The table as a JSON object, as the pages load it.
 pub fn page_json() -> String {
-    let map: serde_json::Map<String, serde_json::Value> = PAGE_FR.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+    let map: serde_json::Map<String, serde_json::Value> = PAGE_FR
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+        .collect();
     serde_json::Value::Object(map).to_string()
 }
 
@@ -133,8 +144,21 @@ pub fn page_json() -> String {
 mod tests {
     #[test]
     fn a_composed_page_has_every_step_once_and_the_preview_given() {
-        let page = super::compose_page("<!--header-->\n<main>\n  <!--steps-->\n</main>", "<img id=\"preview\">");
-        for id in ["rec", "elapsed", "phase-notice", "phase-check", "phase-recording", "phase-finishing", "phase-done", "phase-withdrawn", "phase-failed"] {
+        let page = super::compose_page(
+            "<!--header-->\n<main>\n  <!--steps-->\n</main>",
+            "<img id=\"preview\">",
+        );
+        for id in [
+            "rec",
+            "elapsed",
+            "phase-notice",
+            "phase-check",
+            "phase-recording",
+            "phase-finishing",
+            "phase-done",
+            "phase-withdrawn",
+            "phase-failed",
+        ] {
             assert_eq!(page.matches(&format!("id=\"{id}\"")).count(), 1, "{id}");
         }
         assert!(page.contains("<img id=\"preview\">") && !page.contains("<!--"));

@@ -42,7 +42,12 @@ pub struct Observation {
 
 impl Default for Controller {
     fn default() -> Self {
-        Self { kbps: START_KBPS, since_change: SETTLE, calm: Duration::ZERO, last_backlog: Duration::ZERO }
+        Self {
+            kbps: START_KBPS,
+            since_change: SETTLE,
+            calm: Duration::ZERO,
+            last_backlog: Duration::ZERO,
+        }
     }
 }
 
@@ -56,7 +61,11 @@ impl Controller {
         self.since_change += elapsed;
         let growing = o.backlog >= self.last_backlog;
         self.last_backlog = o.backlog;
-        self.calm = if o.backlog <= LOW_BACKLOG { self.calm + elapsed } else { Duration::ZERO };
+        self.calm = if o.backlog <= LOW_BACKLOG {
+            self.calm + elapsed
+        } else {
+            Duration::ZERO
+        };
         let target = if o.disk_low {
             MIN_KBPS
         } else if o.backlog > HIGH_BACKLOG && growing && self.since_change >= SETTLE {
@@ -86,7 +95,10 @@ mod tests {
     const TICK: Duration = Duration::from_secs(2);
 
     fn obs(backlog_s: u64) -> Observation {
-        Observation { backlog: Duration::from_secs(backlog_s), disk_low: false }
+        Observation {
+            backlog: Duration::from_secs(backlog_s),
+            disk_low: false,
+        }
     }
 
     #[test]
@@ -117,7 +129,13 @@ mod tests {
     fn once_drained_it_climbs_back_to_the_ceiling_step_by_step() {
         let mut c = Controller::default();
         for _ in 0..30 {
-            c.tick(TICK, Observation { backlog: Duration::from_secs(30), disk_low: true });
+            c.tick(
+                TICK,
+                Observation {
+                    backlog: Duration::from_secs(30),
+                    disk_low: true,
+                },
+            );
         }
         assert_eq!(c.kbps(), MIN_KBPS);
         let mut rises = Vec::new();
@@ -129,7 +147,10 @@ mod tests {
         assert_eq!(*rises.last().unwrap(), MAX_KBPS);
         assert!(rises.windows(2).all(|w| w[1] > w[0]), "{rises:?}");
         // No rise before the backlog has been calm for 10 s.
-        let mut c = Controller { kbps: 300, ..Controller::default() };
+        let mut c = Controller {
+            kbps: 300,
+            ..Controller::default()
+        };
         assert_eq!((0..4).filter_map(|_| c.tick(TICK, obs(2))).count(), 0);
         assert!(c.tick(TICK, obs(2)).is_some());
     }
@@ -137,9 +158,27 @@ mod tests {
     #[test]
     fn a_low_disk_holds_the_floor_whatever_the_backlog() {
         let mut c = Controller::default();
-        assert_eq!(c.tick(TICK, Observation { backlog: Duration::ZERO, disk_low: true }), Some(MIN_KBPS));
+        assert_eq!(
+            c.tick(
+                TICK,
+                Observation {
+                    backlog: Duration::ZERO,
+                    disk_low: true
+                }
+            ),
+            Some(MIN_KBPS)
+        );
         for _ in 0..50 {
-            assert_eq!(c.tick(TICK, Observation { backlog: Duration::ZERO, disk_low: true }), None);
+            assert_eq!(
+                c.tick(
+                    TICK,
+                    Observation {
+                        backlog: Duration::ZERO,
+                        disk_low: true
+                    }
+                ),
+                None
+            );
         }
     }
 }

@@ -127,7 +127,14 @@ pub struct View {
 impl Board {
     pub fn new() -> (Arc<Board>, mpsc::UnboundedReceiver<Action>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let board = Board { state: Mutex::default(), sight: Mutex::default(), progress: Mutex::default(), actions: tx, last_seen: Mutex::default(), created: Instant::now() };
+        let board = Board {
+            state: Mutex::default(),
+            sight: Mutex::default(),
+            progress: Mutex::default(),
+            actions: tx,
+            last_seen: Mutex::default(),
+            created: Instant::now(),
+        };
         (Arc::new(board), rx)
     }
 
@@ -155,7 +162,12 @@ impl Board {
             s.server = server.to_owned();
         })
     }
-    pub fn set_devices(&self, d: Devices, chosen: Option<(String, String)>, no_device: Option<&'static str>) {
+    pub fn set_devices(
+        &self,
+        d: Devices,
+        chosen: Option<(String, String)>,
+        no_device: Option<&'static str>,
+    ) {
         self.with(|s| {
             s.devices = d;
             s.chosen = chosen;
@@ -225,11 +237,20 @@ impl Board {
 
     pub fn view(&self, fragment: std::time::Duration) -> View {
         let sight = self.sight();
-        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let progress = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let since = self.with(|s| s.recording_since).unwrap_or(self.created);
         let (waiting_chunks, sent, total, offline) = match &progress {
             // What the server has, not what was settled: a dropped chunk is not sent.
-            Some(p) => (p.backlog().0, p.acked.load(Ordering::SeqCst), p.queued.load(Ordering::SeqCst), crate::monitor::offline(p, since)),
+            Some(p) => (
+                p.backlog().0,
+                p.acked.load(Ordering::SeqCst),
+                p.queued.load(Ordering::SeqCst),
+                crate::monitor::offline(p, since),
+            ),
             None => (0, 0, 0, false),
         };
         self.with(|s| View {
@@ -270,7 +291,10 @@ pub fn disk_verdict(free_bytes: u64) -> DiskVerdict {
     } else {
         "too_low"
     };
-    DiskVerdict { verdict, free_mb: free_bytes / (1024 * 1024) }
+    DiskVerdict {
+        verdict,
+        free_mb: free_bytes / (1024 * 1024),
+    }
 }
 
 /// The uplink, in plain words: the recording needs about 650 kbit/s at its best quality and
@@ -282,7 +306,10 @@ pub fn upload_verdict(kbit_per_s: Option<u64>) -> UploadVerdict {
         Some(k) if k >= 250 => "slow",
         Some(_) => "too_slow",
     };
-    UploadVerdict { verdict, kbit_per_s }
+    UploadVerdict {
+        verdict,
+        kbit_per_s,
+    }
 }
 
 #[cfg(test)]

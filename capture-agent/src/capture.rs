@@ -160,7 +160,9 @@ fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink> {
 /// Calls `f` with each buffer an appsink receives: its bytes, PTS and duration (ns).
 fn on_buffer(
     sink: &gst_app::AppSink,
-    mut f: impl FnMut(&gst_app::AppSink, &[u8], Option<u64>, Option<u64>) -> Result<(), gst::FlowError> + Send + 'static,
+    mut f: impl FnMut(&gst_app::AppSink, &[u8], Option<u64>, Option<u64>) -> Result<(), gst::FlowError>
+        + Send
+        + 'static,
 ) {
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -168,7 +170,12 @@ fn on_buffer(
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                f(sink, map.as_slice(), buffer.pts().map(gst::ClockTime::nseconds), buffer.duration().map(gst::ClockTime::nseconds))?;
+                f(
+                    sink,
+                    map.as_slice(),
+                    buffer.pts().map(gst::ClockTime::nseconds),
+                    buffer.duration().map(gst::ClockTime::nseconds),
+                )?;
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -198,7 +205,11 @@ impl Capture {
     }
 
     /// [`Capture::start`], with `prepare` called on the pipeline before it starts (tests).
-    fn start_with(source: Source, cfg: &CaptureConfig, prepare: impl FnOnce(&gst::Pipeline)) -> Result<(Capture, Receiver<CaptureEvent>)> {
+    fn start_with(
+        source: Source,
+        cfg: &CaptureConfig,
+        prepare: impl FnOnce(&gst::Pipeline),
+    ) -> Result<(Capture, Receiver<CaptureEvent>)> {
         gst::init().context("initialising GStreamer")?;
         validate(cfg)?;
         if source == Source::Device && cfg.devices.is_none() {
@@ -218,8 +229,13 @@ impl Capture {
             }
             None => choose_encoder()?,
         };
-        let description =
-            pipeline_description(&source, cfg, &encoder, "appsink name=sink sync=false", &analysis_appsink);
+        let description = pipeline_description(
+            &source,
+            cfg,
+            &encoder,
+            "appsink name=sink sync=false",
+            &analysis_appsink,
+        );
         tracing::info!(%encoder, pipeline = %description, "starting capture");
 
         let pipeline = gst::parse::launch(&description)
@@ -255,7 +271,11 @@ impl Capture {
         });
 
         if cfg.activity {
-            for (name, kind) in [("motion", Branch::Motion), ("level", Branch::Audio), ("thumbs", Branch::Thumbnail)] {
+            for (name, kind) in [
+                ("motion", Branch::Motion),
+                ("level", Branch::Audio),
+                ("thumbs", Branch::Thumbnail),
+            ] {
                 let sink = appsink(&pipeline, name)?;
                 let shared = Arc::clone(&shared);
                 on_buffer(&sink, move |_, data, pts, _| {
@@ -310,7 +330,9 @@ impl Capture {
 
     /// Fails the pipeline as a lost device does (the recorder's fault injection).
     pub fn fail(&self, why: &str) {
-        let message = gst::message::Error::builder(gst::ResourceError::NotFound, why).src(&self.pipeline).build();
+        let message = gst::message::Error::builder(gst::ResourceError::NotFound, why)
+            .src(&self.pipeline)
+            .build();
         if self.pipeline.post_message(message).is_err() {
             tracing::warn!("could not post the injected failure");
         }
@@ -319,8 +341,14 @@ impl Capture {
     /// Changes the video encoder's target while recording (every encoder we pick takes it
     /// in PLAYING); `false` when the element refused.
     pub fn set_video_kbps(&self, kbps: u32) -> bool {
-        let Some(enc) = self.pipeline.by_name(ENCODER_NAME) else { return false };
-        let value = if self.encoder == "openh264enc" { kbps.saturating_mul(1000) } else { kbps };
+        let Some(enc) = self.pipeline.by_name(ENCODER_NAME) else {
+            return false;
+        };
+        let value = if self.encoder == "openh264enc" {
+            kbps.saturating_mul(1000)
+        } else {
+            kbps
+        };
         if enc.find_property("bitrate").is_none() {
             return false;
         }
@@ -471,7 +499,9 @@ fn choose_encoder() -> Result<String> {
 
 /// Builds the gst-launch-1.0 description of the same pipeline with `fakesink` (or filesink) in place of appsink, for a benchmark that compares the agent against gst-launch alone.
 pub fn launch_description(source: &Source, cfg: &CaptureConfig, encoder: &str) -> String {
-    pipeline_description(source, cfg, encoder, "fakesink sync=false", &|_, _| "fakesink sync=false".into())
+    pipeline_description(source, cfg, encoder, "fakesink sync=false", &|_, _| {
+        "fakesink sync=false".into()
+    })
 }
 
 /// An analysis branch's sink: an appsink that drops what the agent does not take in time.
@@ -504,7 +534,13 @@ fn sources(source: &Source, chosen: Option<&devices::Chosen>) -> (String, String
     }
 }
 
-fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sink: &str, analysis_sink: &dyn Fn(&str, u32) -> String) -> String {
+fn pipeline_description(
+    source: &Source,
+    cfg: &CaptureConfig,
+    encoder: &str,
+    sink: &str,
+    analysis_sink: &dyn Fn(&str, u32) -> String,
+) -> String {
     let (video_src, audio_src) = sources(source, cfg.devices.as_ref());
     let gop = gop_frames(cfg);
     // The analysis branches drop what they cannot keep up with (leaky queues, appsinks that
@@ -526,7 +562,11 @@ fn pipeline_description(source: &Source, cfg: &CaptureConfig, encoder: &str, sin
     } else {
         ("{enc}".to_string(), String::new())
     };
-    let audio_split = if cfg.activity { "tee name=at ! queue ! " } else { "" };
+    let audio_split = if cfg.activity {
+        "tee name=at ! queue ! "
+    } else {
+        ""
+    };
     format!(
         "{video_src} ! queue ! videoconvert ! videoscale ! videorate \
          ! video/x-raw,width={w},height={h},framerate={fps}/1,format=I420 \

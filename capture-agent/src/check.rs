@@ -16,7 +16,14 @@ use std::time::{Duration, Instant};
 #[cfg(test)]
 #[test]
 fn rates_read_plainly() {
-    assert_eq!((rate(850), rate(6_105_245), rate(1000)), ("850 kbit/s".into(), "6105,2 Mbit/s".into(), "1,0 Mbit/s".into()));
+    assert_eq!(
+        (rate(850), rate(6_105_245), rate(1000)),
+        (
+            "850 kbit/s".into(),
+            "6105,2 Mbit/s".into(),
+            "1,0 Mbit/s".into()
+        )
+    );
 }
 
 #[derive(Debug, Serialize)]
@@ -35,16 +42,30 @@ pub struct Report {
 
 impl Report {
     fn push(&mut self, what: &'static str, ok: bool, detail: impl Into<String>) {
-        self.lines.push(Line { what, ok, detail: detail.into() });
+        self.lines.push(Line {
+            what,
+            ok,
+            detail: detail.into(),
+        });
     }
 
     /// The report as the candidate reads it.
     pub fn to_text(&self) -> String {
         let t = text();
-        let label = |w: &'static str| t.labels.iter().find(|(k, _)| *k == w).map_or(w, |(_, v)| *v);
+        let label = |w: &'static str| {
+            t.labels
+                .iter()
+                .find(|(k, _)| *k == w)
+                .map_or(w, |(_, v)| *v)
+        };
         let mut out = format!("{}\n\n", t.title);
         for l in &self.lines {
-            out.push_str(&format!("  {:<20} {} {}\n", label(l.what), if l.ok { t.ok } else { t.not_ok }, l.detail));
+            out.push_str(&format!(
+                "  {:<20} {} {}\n",
+                label(l.what),
+                if l.ok { t.ok } else { t.not_ok },
+                l.detail
+            ));
         }
         out.push_str(&format!("\n{}\n", if self.fit { t.fit } else { t.unfit }));
         out
@@ -67,25 +88,72 @@ fn try_devices(source: &Source, within: Duration, report: &mut Report) {
         Ok(c) => c,
         Err(m) => {
             let camera = !listed.cameras.is_empty();
-            report.push("camera", camera, if camera { listed.cameras[0].label.clone() } else { t.no_camera.into() });
+            report.push(
+                "camera",
+                camera,
+                if camera {
+                    listed.cameras[0].label.clone()
+                } else {
+                    t.no_camera.into()
+                },
+            );
             let mic = m != Missing::Microphone && !listed.microphones.is_empty();
-            report.push("microphone", mic, if mic { listed.microphones[0].label.clone() } else { t.no_microphone.into() });
+            report.push(
+                "microphone",
+                mic,
+                if mic {
+                    listed.microphones[0].label.clone()
+                } else {
+                    t.no_microphone.into()
+                },
+            );
             return;
         }
     };
-    let others = |list: &[devices::Device]| if list.len() > 1 { format!(" ({} {})", list.len(), t.available) } else { String::new() };
+    let others = |list: &[devices::Device]| {
+        if list.len() > 1 {
+            format!(" ({} {})", list.len(), t.available)
+        } else {
+            String::new()
+        }
+    };
     match Preview::start(&chosen) {
         Ok(p) => {
             let deadline = Instant::now() + within;
-            while (p.sight.frames() == 0 || p.sight.sound_buffers() == 0) && p.sight.failure().is_none() && Instant::now() < deadline {
+            while (p.sight.frames() == 0 || p.sight.sound_buffers() == 0)
+                && p.sight.failure().is_none()
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let (frames, sound) = (p.sight.frames() > 0, p.sight.sound_buffers() > 0);
-            report.push("camera", frames, format!("{}{}{}", chosen.camera.label, others(&listed.cameras), if frames { t.frame.0 } else { t.frame.1 }));
-            report.push("microphone", sound, format!("{}{}{}", chosen.microphone.label, others(&listed.microphones), if sound { t.sound.0 } else { t.sound.1 }));
+            report.push(
+                "camera",
+                frames,
+                format!(
+                    "{}{}{}",
+                    chosen.camera.label,
+                    others(&listed.cameras),
+                    if frames { t.frame.0 } else { t.frame.1 }
+                ),
+            );
+            report.push(
+                "microphone",
+                sound,
+                format!(
+                    "{}{}{}",
+                    chosen.microphone.label,
+                    others(&listed.microphones),
+                    if sound { t.sound.0 } else { t.sound.1 }
+                ),
+            );
         }
         Err(e) => {
-            report.push("camera", false, format!("{} {} ({e})", chosen.camera.label, t.does_not_open));
+            report.push(
+                "camera",
+                false,
+                format!("{} {} ({e})", chosen.camera.label, t.does_not_open),
+            );
             report.push("microphone", false, chosen.microphone.label.to_string());
         }
     }
@@ -102,16 +170,30 @@ fn rate(kbit_per_s: u64) -> String {
 
 pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Report {
     let t = text();
-    let mut report = Report { fit: false, lines: Vec::new() };
+    let mut report = Report {
+        fit: false,
+        lines: Vec::new(),
+    };
     report = tokio::task::spawn_blocking(move || {
         try_devices(&source, Duration::from_secs(8), &mut report);
         report
     })
     .await
-    .unwrap_or_else(|_| Report { fit: false, lines: vec![Line { what: "camera", ok: false, detail: t.check_failed.into() }] });
+    .unwrap_or_else(|_| Report {
+        fit: false,
+        lines: vec![Line {
+            what: "camera",
+            ok: false,
+            detail: t.check_failed.into(),
+        }],
+    });
     match crate::capture::pick_encoder() {
         Ok(e) => {
-            let where_ = if crate::capture::hardware_encoder(&e) { t.gpu } else { t.cpu };
+            let where_ = if crate::capture::hardware_encoder(&e) {
+                t.gpu
+            } else {
+                t.cpu
+            };
             report.push("encoder", true, format!("{e} ({where_})"));
         }
         Err(e) => report.push("encoder", false, format!("{} ({e})", t.no_encoder)),
@@ -122,7 +204,16 @@ pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Repo
     match fs4::available_space(&dir) {
         Ok(free) => {
             let d = disk_verdict(free);
-            report.push("disk", d.verdict != "too_low", format!("{} {}{}", d.free_mb, t.free, if d.verdict == "low" { t.low } else { "" }));
+            report.push(
+                "disk",
+                d.verdict != "too_low",
+                format!(
+                    "{} {}{}",
+                    d.free_mb,
+                    t.free,
+                    if d.verdict == "low" { t.low } else { "" }
+                ),
+            );
         }
         Err(e) => report.push("disk", false, format!("{} ({e})", t.unmeasured)),
     }

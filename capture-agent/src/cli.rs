@@ -5,7 +5,12 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "capture-agent", version, about = "CLOE Connect: enregistrement chiffré de l'épreuve (webcam + micro)", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "capture-agent",
+    version,
+    about = "CLOE Connect: enregistrement chiffré de l'épreuve (webcam + micro)",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -104,11 +109,17 @@ fn parse_source(s: &str) -> Result<Source, String> {
 pub fn default_spool_dir() -> anyhow::Result<PathBuf> {
     directories::ProjectDirs::from("fr", "CCI France", "CLOE Connect")
         .map(|d| d.data_local_dir().join("spool"))
-        .ok_or_else(|| anyhow::anyhow!("no home directory to keep the recording in; pass --spool DIR"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("no home directory to keep the recording in; pass --spool DIR")
+        })
 }
 
 /// A recording run's options, from `--server` and `--token` or a launch link.
-pub fn into_options(server: &str, token: String, run: RunArgs) -> anyhow::Result<crate::run::RunOptions> {
+pub fn into_options(
+    server: &str,
+    token: String,
+    run: RunArgs,
+) -> anyhow::Result<crate::run::RunOptions> {
     Ok(crate::run::RunOptions {
         server: crate::client::check_server_url(server)?,
         token,

@@ -29,7 +29,12 @@ pub struct Failure {
 
 impl Failure {
     fn network(why: String) -> Self {
-        Self { status: 0, code: "network".into(), message: why, retry_after: None }
+        Self {
+            status: 0,
+            code: "network".into(),
+            message: why,
+            retry_after: None,
+        }
     }
 }
 
@@ -59,7 +64,10 @@ pub fn check_server_url(url: &str) -> anyhow::Result<Url> {
     match u.scheme() {
         "https" => Ok(u),
         "http" => {
-            anyhow::ensure!(is_loopback(&u), "plain http is only allowed for a loopback server; use https");
+            anyhow::ensure!(
+                is_loopback(&u),
+                "plain http is only allowed for a loopback server; use https"
+            );
             Ok(u)
         }
         other => anyhow::bail!("unsupported URL scheme {other:?}"),
@@ -72,21 +80,39 @@ impl Api {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
             // The server keeps the version and the system as the stream's connection data.
-            .user_agent(format!("cloe-capture-agent/{} ({} {})", env!("CARGO_PKG_VERSION"), std::env::consts::OS, std::env::consts::ARCH))
+            .user_agent(format!(
+                "cloe-capture-agent/{} ({} {})",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ))
             // A redirect could lead a loopback-only plain-HTTP session anywhere: never follow.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = ca_file {
-            let pem = std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
-            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA file is not a PEM certificate")?);
+            let pem =
+                std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
+            b = b.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("CA file is not a PEM certificate")?,
+            );
         }
-        Ok(Self { http: b.build()?, base, token })
+        Ok(Self {
+            http: b.build()?,
+            base,
+            token,
+        })
     }
 
     fn url(&self, path: &str) -> Url {
-        self.base.join(path).expect("static API paths join onto a valid base")
+        self.base
+            .join(path)
+            .expect("static API paths join onto a valid base")
     }
 
-    async fn send<T: serde::de::DeserializeOwned>(&self, req: reqwest::RequestBuilder, empty: Option<T>) -> Outcome<T> {
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        empty: Option<T>,
+    ) -> Outcome<T> {
         let resp = match req.bearer_auth(&self.token).send().await {
             Ok(r) => r,
             // An untrusted certificate will not fix itself: retrying would hide it.
@@ -94,7 +120,10 @@ impl Api {
                 return Err(Failure {
                     status: 0,
                     code: "untrusted_certificate".into(),
-                    message: format!("the server's TLS certificate is not trusted ({})", root_cause(&e)),
+                    message: format!(
+                        "the server's TLS certificate is not trusted ({})",
+                        root_cause(&e)
+                    ),
                     retry_after: None,
                 })
             }
@@ -105,7 +134,10 @@ impl Api {
             if let Some(v) = empty {
                 return Ok(v);
             }
-            return resp.json::<T>().await.map_err(|e| Failure::network(without_url(e)));
+            return resp
+                .json::<T>()
+                .await
+                .map_err(|e| Failure::network(without_url(e)));
         }
         let retry_after = resp
             .headers()
@@ -115,37 +147,67 @@ impl Api {
             .map(|s| Duration::from_secs(s.min(3600)));
         let (code, message) = match resp.json::<ErrorBody>().await {
             Ok(b) => (b.error, b.message),
-            Err(_) => (format!("http_{}", status.as_u16()), status.canonical_reason().unwrap_or_default().to_owned()),
+            Err(_) => (
+                format!("http_{}", status.as_u16()),
+                status.canonical_reason().unwrap_or_default().to_owned(),
+            ),
         };
-        Err(Failure { status: status.as_u16(), code, message, retry_after })
+        Err(Failure {
+            status: status.as_u16(),
+            code,
+            message,
+            retry_after,
+        })
     }
 
     /// Records consent as it was given, possibly long before (sealed in the spool).
     pub async fn consent(&self, notice_version: &str, sealed: &[u8]) -> Outcome<()> {
         use base64::Engine;
         let sealed = Some(base64::engine::general_purpose::STANDARD.encode(sealed));
-        let req = self.http.post(self.url("api/agent/v1/consent")).json(&ConsentRequest { notice_version: notice_version.into(), sealed });
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/consent"))
+            .json(&ConsentRequest {
+                notice_version: notice_version.into(),
+                sealed,
+            });
         self.send(req, Some(())).await
     }
 
     /// The notice as the server words it (no token needed).
     pub async fn notice(&self) -> Outcome<protocol::notice::Notice> {
-        self.send(self.http.get(self.url("api/agent/v1/notice")).timeout(Duration::from_secs(5)), None).await
+        self.send(
+            self.http
+                .get(self.url("api/agent/v1/notice"))
+                .timeout(Duration::from_secs(5)),
+            None,
+        )
+        .await
     }
 
     /// Trades a short launch code for the attempt's launch token (no token needed).
     pub async fn redeem_code(&self, code: &str) -> Outcome<AddCandidateResponse> {
-        let req = self.http.post(self.url("api/agent/v1/launch-code")).timeout(Duration::from_secs(15)).json(&RedeemCodeRequest { code: code.into() });
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/launch-code"))
+            .timeout(Duration::from_secs(15))
+            .json(&RedeemCodeRequest { code: code.into() });
         self.send(req, None).await
     }
 
     pub async fn refuse(&self, notice_version: &str) -> Outcome<serde_json::Value> {
-        let req = self.http.post(self.url("api/agent/v1/refuse")).json(&RefusalRequest { notice_version: notice_version.into() });
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/refuse"))
+            .json(&RefusalRequest {
+                notice_version: notice_version.into(),
+            });
         self.send(req, None).await
     }
 
     pub async fn withdraw(&self) -> Outcome<serde_json::Value> {
-        self.send(self.http.post(self.url("api/agent/v1/withdraw")), None).await
+        self.send(self.http.post(self.url("api/agent/v1/withdraw")), None)
+            .await
     }
 
     /// Sends `bytes` of noise; the uplink in kbit/s, from the client's clock (the time
@@ -154,7 +216,12 @@ impl Api {
         let mut body = vec![0u8; bytes];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut body);
         let started = std::time::Instant::now();
-        let req = self.http.post(self.url("api/agent/v1/upload-test")).timeout(Duration::from_secs(30)).header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(body);
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/upload-test"))
+            .timeout(Duration::from_secs(30))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
         let r: UploadTestResult = self.send(req, None).await?;
         let us = started.elapsed().as_micros().max(1) as u64;
         Ok(r.bytes * 8 * 1000 / us)
@@ -163,9 +230,17 @@ impl Api {
     /// The server's address (for the route to it; the data channel's own address comes in
     /// the SDP answer).
     pub async fn server_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        let host = self.base.host_str().unwrap_or("localhost").trim_matches(|c| c == '[' || c == ']').to_owned();
+        let host = self
+            .base
+            .host_str()
+            .unwrap_or("localhost")
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_owned();
         let port = self.base.port_or_known_default().unwrap_or(443);
-        tokio::net::lookup_host((host, port)).await?.next().ok_or_else(|| std::io::Error::other("the server's name resolves to nothing"))
+        tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other("the server's name resolves to nothing"))
     }
 
     /// WHIP-style signalling: posts the SDP offer; returns the answer and the session's
@@ -178,31 +253,59 @@ impl Api {
             .header(reqwest::header::CONTENT_TYPE, "application/sdp")
             .body(offer.to_owned())
             .bearer_auth(&self.token);
-        let resp = req.send().await.map_err(|e| Failure::network(without_url(e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::network(without_url(e)))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let body: Option<ErrorBody> = resp.json().await.ok();
-            return Err(Failure { status, code: body.as_ref().map_or_else(|| format!("http_{status}"), |b| b.error.clone()), message: body.map(|b| b.message).unwrap_or_default(), retry_after: None });
+            return Err(Failure {
+                status,
+                code: body
+                    .as_ref()
+                    .map_or_else(|| format!("http_{status}"), |b| b.error.clone()),
+                message: body.map(|b| b.message).unwrap_or_default(),
+                retry_after: None,
+            });
         }
-        let session = resp.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let answer = resp.text().await.map_err(|e| Failure::network(without_url(e)))?;
+        let session = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = resp
+            .text()
+            .await
+            .map_err(|e| Failure::network(without_url(e)))?;
         Ok((answer, session))
     }
 
     pub async fn webrtc_close(&self, session: &str) -> Outcome<()> {
         let path = session.trim_start_matches('/');
-        self.send(self.http.delete(self.url(path)).timeout(Duration::from_secs(5)), Some(())).await
+        self.send(
+            self.http
+                .delete(self.url(path))
+                .timeout(Duration::from_secs(5)),
+            Some(()),
+        )
+        .await
     }
 
     /// A sign of life with the backlog; short, so that heartbeats never pile up.
     pub async fn heartbeat(&self, beat: &Heartbeat) -> Outcome<()> {
-        let req = self.http.post(self.url("api/agent/v1/heartbeat")).timeout(Duration::from_secs(5)).json(beat);
+        let req = self
+            .http
+            .post(self.url("api/agent/v1/heartbeat"))
+            .timeout(Duration::from_secs(5))
+            .json(beat);
         self.send(req, Some(())).await
     }
 
     /// What a token issued before store-and-forward does not carry.
     pub async fn attempt_info(&self) -> Outcome<AttemptInfo> {
-        self.send(self.http.get(self.url("api/agent/v1/attempt")), None).await
+        self.send(self.http.get(self.url("api/agent/v1/attempt")), None)
+            .await
     }
 
     pub async fn put_chunk(&self, stream: Uuid, index: u32, chunk: Vec<u8>) -> Outcome<ChunkAck> {
@@ -215,7 +318,10 @@ impl Api {
     }
 
     pub async fn end_stream(&self, stream: Uuid, final_index: u32) -> Outcome<()> {
-        let req = self.http.post(self.url(&format!("api/agent/v1/streams/{stream}/end"))).json(&EndStreamRequest { final_index });
+        let req = self
+            .http
+            .post(self.url(&format!("api/agent/v1/streams/{stream}/end")))
+            .json(&EndStreamRequest { final_index });
         self.send(req, Some(())).await
     }
 }
@@ -232,10 +338,14 @@ fn is_certificate_error(e: &reqwest::Error) -> bool {
     // rustls errors arrive wrapped in (sometimes nested) io::Errors, whose `source()` skips
     // the wrapped error itself: look through both.
     fn walk(e: &(dyn std::error::Error + 'static)) -> bool {
-        if e.downcast_ref::<rustls::Error>().is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_))) {
+        if e.downcast_ref::<rustls::Error>()
+            .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)))
+        {
             return true;
         }
-        let wrapped = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
         wrapped.is_some_and(|w| walk(w)) || e.source().is_some_and(walk)
     }
     walk(e)
@@ -257,7 +367,10 @@ mod tests {
         let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         target.set_nonblocking(true).unwrap();
         let redirector = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let location = format!("http://{}/api/agent/v1/consent", target.local_addr().unwrap());
+        let location = format!(
+            "http://{}/api/agent/v1/consent",
+            target.local_addr().unwrap()
+        );
         let base = format!("http://{}/", redirector.local_addr().unwrap());
         let serve = std::thread::spawn(move || {
             let (mut c, _) = redirector.accept().unwrap();
@@ -269,8 +382,14 @@ mod tests {
         let failure = api.consent("v", b"sealed").await.unwrap_err();
         serve.join().unwrap();
         assert_eq!(failure.status, 307);
-        assert_eq!(crate::refusal::decide(&failure), crate::refusal::Decision::Stop(crate::refusal::StopReason::Redirected));
-        assert!(target.accept().is_err(), "the redirect target was contacted");
+        assert_eq!(
+            crate::refusal::decide(&failure),
+            crate::refusal::Decision::Stop(crate::refusal::StopReason::Redirected)
+        );
+        assert!(
+            target.accept().is_err(),
+            "the redirect target was contacted"
+        );
     }
 
     #[test]

@@ -48,12 +48,24 @@ pub struct DataChannel {
 }
 
 fn lost(why: &str) -> Failure {
-    Failure { status: 0, code: "channel_lost".into(), message: why.into(), retry_after: None }
+    Failure {
+        status: 0,
+        code: "channel_lost".into(),
+        message: why.into(),
+        retry_after: None,
+    }
 }
 
 /// The local address that routes to `server`: the host candidate (no packet is sent).
 fn local_ip_towards(server: SocketAddr) -> std::io::Result<std::net::IpAddr> {
-    let probe = std::net::UdpSocket::bind(SocketAddr::new(if server.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0))?;
+    let probe = std::net::UdpSocket::bind(SocketAddr::new(
+        if server.is_ipv4() {
+            [0, 0, 0, 0].into()
+        } else {
+            [0u16; 8].into()
+        },
+        0,
+    ))?;
     probe.connect(server)?;
     Ok(probe.local_addr()?.ip())
 }
@@ -62,25 +74,43 @@ impl DataChannel {
     /// Offers a channel to the server and waits until it is open, at most `within`.
     pub async fn connect(api: &Api, within: Duration) -> Result<Self, Failure> {
         str0m::crypto::from_feature_flags().install_process_default();
-        let server = api.server_addr().await.map_err(|e| lost(&format!("server address: {e}")))?;
-        let ip = local_ip_towards(server).map_err(|e| lost(&format!("no route to the server: {e}")))?;
-        let socket = UdpSocket::bind(SocketAddr::new(ip, 0)).await.map_err(|e| lost(&format!("UDP socket: {e}")))?;
+        let server = api
+            .server_addr()
+            .await
+            .map_err(|e| lost(&format!("server address: {e}")))?;
+        let ip =
+            local_ip_towards(server).map_err(|e| lost(&format!("no route to the server: {e}")))?;
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|e| lost(&format!("UDP socket: {e}")))?;
         let local = socket.local_addr().map_err(|e| lost(&e.to_string()))?;
-        let mut rtc = Rtc::builder().set_sctp_max_buffered_amount(SEND_BUFFER).build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| lost(&format!("candidate: {e}")))?);
+        let mut rtc = Rtc::builder()
+            .set_sctp_max_buffered_amount(SEND_BUFFER)
+            .build(Instant::now());
+        rtc.add_local_candidate(
+            Candidate::host(local, "udp").map_err(|e| lost(&format!("candidate: {e}")))?,
+        );
         let mut sdp = rtc.sdp_api();
         let channel = sdp.add_channel("chunks".into());
         let (offer, pending) = sdp.apply().ok_or_else(|| lost("no offer"))?;
         let (answer, session) = api.webrtc_offer(&offer.to_sdp_string()).await?;
-        let answer = SdpAnswer::from_sdp_string(&answer).map_err(|e| lost(&format!("SDP answer: {e}")))?;
-        rtc.sdp_api().accept_answer(pending, answer).map_err(|e| lost(&format!("SDP answer refused: {e}")))?;
+        let answer =
+            SdpAnswer::from_sdp_string(&answer).map_err(|e| lost(&format!("SDP answer: {e}")))?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| lost(&format!("SDP answer refused: {e}")))?;
 
         let (requests, rx) = mpsc::channel(4);
         let alive = Arc::new(AtomicBool::new(true));
         let (open_tx, open_rx) = oneshot::channel();
         let task = tokio::spawn(run(rtc, socket, local, channel, rx, alive.clone(), open_tx));
         match tokio::time::timeout(within, open_rx).await {
-            Ok(Ok(())) => Ok(Self { requests, alive, session, task }),
+            Ok(Ok(())) => Ok(Self {
+                requests,
+                alive,
+                session,
+                task,
+            }),
             _ => {
                 task.abort();
                 if let Some(s) = session {
@@ -96,10 +126,23 @@ impl DataChannel {
     }
 
     /// Sends `messages` and waits for the server's result for (`of`, `stream`, `index`).
-    pub async fn request(&self, of: Answered, stream: Uuid, index: u32, messages: Vec<Vec<u8>>) -> Outcome<ResultMessage> {
+    pub async fn request(
+        &self,
+        of: Answered,
+        stream: Uuid,
+        index: u32,
+        messages: Vec<Vec<u8>>,
+    ) -> Outcome<ResultMessage> {
         let (reply, answer) = oneshot::channel();
-        let r = Request { key: key(of, stream, index), messages: messages.into(), reply };
-        self.requests.send(r).await.map_err(|_| lost("the data channel closed"))?;
+        let r = Request {
+            key: key(of, stream, index),
+            messages: messages.into(),
+            reply,
+        };
+        self.requests
+            .send(r)
+            .await
+            .map_err(|_| lost("the data channel closed"))?;
         answer.await.map_err(|_| lost("the data channel closed"))?
     }
 
@@ -132,7 +175,9 @@ async fn run(
     let mut sending: VecDeque<Request> = VecDeque::new();
     let mut waiting: HashMap<Key, oneshot::Sender<Outcome<ResultMessage>>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
-    let fail_all = |waiting: &mut HashMap<Key, oneshot::Sender<Outcome<ResultMessage>>>, sending: &mut VecDeque<Request>, why: &str| {
+    let fail_all = |waiting: &mut HashMap<Key, oneshot::Sender<Outcome<ResultMessage>>>,
+                    sending: &mut VecDeque<Request>,
+                    why: &str| {
         for (_, r) in waiting.drain() {
             let _ = r.send(Err(lost(why)));
         }
@@ -179,7 +224,10 @@ async fn run(
                     }
                     Err(e) => tracing::warn!(error = %e, "unreadable result on the data channel"),
                 },
-                Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) | Output::Event(Event::ChannelClose(_)) => {
+                Output::Event(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                ))
+                | Output::Event(Event::ChannelClose(_)) => {
                     rtc.disconnect();
                 }
                 Output::Event(_) => {}
@@ -225,10 +273,21 @@ async fn run(
 }
 
 /// Writes the next message if the buffered amount allows; true when it wrote one.
-fn write_some(rtc: &mut Rtc, channel: ChannelId, sending: &mut VecDeque<Request>, waiting: &mut HashMap<Key, oneshot::Sender<Outcome<ResultMessage>>>) -> bool {
-    let Some(front) = sending.front_mut() else { return false };
-    let Some(mut ch) = rtc.channel(channel) else { return false };
-    let Some(message) = front.messages.front() else { return false };
+fn write_some(
+    rtc: &mut Rtc,
+    channel: ChannelId,
+    sending: &mut VecDeque<Request>,
+    waiting: &mut HashMap<Key, oneshot::Sender<Outcome<ResultMessage>>>,
+) -> bool {
+    let Some(front) = sending.front_mut() else {
+        return false;
+    };
+    let Some(mut ch) = rtc.channel(channel) else {
+        return false;
+    };
+    let Some(message) = front.messages.front() else {
+        return false;
+    };
     let buffered = ch.buffered_amount();
     if buffered > 0 && buffered + message.len() > HIGH_WATER {
         return false;

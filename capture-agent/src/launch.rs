@@ -29,38 +29,64 @@ pub fn parse(link: &str) -> anyhow::Result<Launch> {
     let url = Url::parse(link).context("the launch link is not a link")?;
     let (server, token) = match url.scheme() {
         "cloeconnect" => {
-            let query = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+            let query = |name: &str| {
+                url.query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
             let server = query("server").context("the launch link names no server")?;
-            (check_server_url(&server)?, query("token").context("the launch link carries no token")?)
+            (
+                check_server_url(&server)?,
+                query("token").context("the launch link carries no token")?,
+            )
         }
         "https" | "http" => {
-            let token = url.fragment().filter(|f| !f.is_empty()).context("the launch link carries no token")?.to_owned();
+            let token = url
+                .fragment()
+                .filter(|f| !f.is_empty())
+                .context("the launch link carries no token")?
+                .to_owned();
             let origin = url.origin().ascii_serialization();
             (check_server_url(&format!("{origin}/"))?, token)
         }
         other => bail!("unknown launch link scheme {other:?}"),
     };
-    protocol::LaunchToken::parse(&token).map_err(|e| anyhow::anyhow!("{} ({e})", crate::messages::current().token_malformed))?;
+    protocol::LaunchToken::parse(&token)
+        .map_err(|e| anyhow::anyhow!("{} ({e})", crate::messages::current().token_malformed))?;
     if !allowed(&server, &listed_servers()) {
-        bail!("{} ({})", crate::messages::current().unknown_server, server.origin().ascii_serialization());
+        bail!(
+            "{} ({})",
+            crate::messages::current().unknown_server,
+            server.origin().ascii_serialization()
+        );
     }
     Ok(Launch { server, token })
 }
 
 /// A short code instead of a link: traded at `server` (or the first listed server) for
 /// the launch token.
-pub async fn redeem(code: &str, server: Option<&str>, ca_file: Option<&std::path::Path>) -> anyhow::Result<Launch> {
+pub async fn redeem(
+    code: &str,
+    server: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Launch> {
     let m = crate::messages::current();
     let server = match server {
         Some(s) => check_server_url(s)?,
         None => {
-            let first = listed_servers().into_iter().next().context(m.code_needs_server)?;
+            let first = listed_servers()
+                .into_iter()
+                .next()
+                .context(m.code_needs_server)?;
             check_server_url(&first)?
         }
     };
     let api = crate::client::Api::new(server.clone(), String::new(), ca_file)?;
     match api.redeem_code(code).await {
-        Ok(r) => Ok(Launch { server, token: r.launch_token }),
+        Ok(r) => Ok(Launch {
+            server,
+            token: r.launch_token,
+        }),
         Err(f) if f.status == 404 => bail!("{} ({f})", m.code_unknown),
         Err(f) if f.status == 429 => bail!("{} ({f})", m.code_locked),
         Err(f) => bail!("{} ({f})", m.server_unreachable),
@@ -78,12 +104,20 @@ const SERVERS_FILE: &str = "/etc/cloe-connect/servers";
 fn listed_servers() -> Vec<String> {
     let file = std::fs::read_to_string(SERVERS_FILE).unwrap_or_default();
     let env = std::env::var("CLOE_ALLOWED_SERVERS").unwrap_or_default();
-    file.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).chain(env.split(',').map(|s| s.trim().to_owned())).filter(|s| !s.is_empty()).collect()
+    file.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+        .chain(env.split(',').map(|s| s.trim().to_owned()))
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A loopback server, or one whose origin (scheme, host, port) is listed.
 fn allowed(server: &Url, listed: &[String]) -> bool {
-    crate::client::is_loopback(server) || listed.iter().filter_map(|l| Url::parse(l).ok()).any(|l| l.origin() == server.origin())
+    crate::client::is_loopback(server)
+        || listed
+            .iter()
+            .filter_map(|l| Url::parse(l).ok())
+            .any(|l| l.origin() == server.origin())
 }
 
 #[cfg(test)]
@@ -101,21 +135,48 @@ mod tests {
         let t = token();
         // Loopback servers need no listing (the demo); the https form names its origin.
         let scheme = format!("cloeconnect://launch?server=http%3A%2F%2F127.0.0.1%3A8443&token={t}");
-        assert_eq!(parse(&scheme).unwrap(), Launch { server: Url::parse("http://127.0.0.1:8443").unwrap(), token: t.clone() });
+        assert_eq!(
+            parse(&scheme).unwrap(),
+            Launch {
+                server: Url::parse("http://127.0.0.1:8443").unwrap(),
+                token: t.clone()
+            }
+        );
         let web = format!("http://localhost:8443/launch#{t}");
-        assert_eq!(parse(&web).unwrap(), Launch { server: Url::parse("http://localhost:8443/").unwrap(), token: t.clone() });
+        assert_eq!(
+            parse(&web).unwrap(),
+            Launch {
+                server: Url::parse("http://localhost:8443/").unwrap(),
+                token: t.clone()
+            }
+        );
     }
 
     #[test]
     fn only_listed_servers_get_the_recording() {
         let listed = vec!["https://proctor.example.fr:8443".to_owned()];
-        assert!(allowed(&Url::parse("https://proctor.example.fr:8443/").unwrap(), &listed));
-        assert!(!allowed(&Url::parse("https://proctor.example.fr/").unwrap(), &listed), "another port is another server");
-        assert!(!allowed(&Url::parse("https://evil.example/").unwrap(), &listed));
+        assert!(allowed(
+            &Url::parse("https://proctor.example.fr:8443/").unwrap(),
+            &listed
+        ));
+        assert!(
+            !allowed(&Url::parse("https://proctor.example.fr/").unwrap(), &listed),
+            "another port is another server"
+        );
+        assert!(!allowed(
+            &Url::parse("https://evil.example/").unwrap(),
+            &listed
+        ));
         assert!(allowed(&Url::parse("http://127.0.0.1:9/").unwrap(), &[]));
         let t = token();
-        let e = format!("{:#}", parse(&format!("https://evil.example/launch#{t}")).unwrap_err());
-        assert!(e.contains("serveur d'examen inconnu") && e.contains("https://evil.example"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse(&format!("https://evil.example/launch#{t}")).unwrap_err()
+        );
+        assert!(
+            e.contains("serveur d'examen inconnu") && e.contains("https://evil.example"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -124,11 +185,20 @@ mod tests {
         for (link, why) in [
             ("not a link".to_owned(), "not a link"),
             (format!("cloeconnect://launch?token={t}"), "no server"),
-            ("cloeconnect://launch?server=https%3A%2F%2Fa.example".to_owned(), "no token"),
+            (
+                "cloeconnect://launch?server=https%3A%2F%2Fa.example".to_owned(),
+                "no token",
+            ),
             ("https://proctor.example.fr/launch".to_owned(), "no token"),
-            (format!("cloeconnect://launch?server=http%3A%2F%2Fevil.example&token={t}"), "plain http"),
+            (
+                format!("cloeconnect://launch?server=http%3A%2F%2Fevil.example&token={t}"),
+                "plain http",
+            ),
             (format!("ftp://proctor.example.fr/#{t}"), "scheme"),
-            ("cloeconnect://launch?server=https%3A%2F%2Fa.example&token=clt_x.%%%".to_owned(), "incomplet"),
+            (
+                "cloeconnect://launch?server=https%3A%2F%2Fa.example&token=clt_x.%%%".to_owned(),
+                "incomplet",
+            ),
         ] {
             let e = format!("{:#}", parse(&link).unwrap_err());
             assert!(e.contains(why), "{link}: {e}");

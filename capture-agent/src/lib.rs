@@ -22,6 +22,11 @@ pub mod uploader;
 /// Logs go to stderr, warnings only unless CLOE_AGENT_LOG says otherwise. No token, key or
 /// address is ever logged.
 pub fn telemetry_init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOE_AGENT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOE_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -40,7 +40,13 @@ impl Messages {
     /// Why the recording stopped, in the words both agents use (`candidate-ui`, keyed
     /// `stop_` + the reason as the summary names it).
     pub fn stop_message(&self, reason: crate::refusal::StopReason) -> &'static str {
-        let key = format!("stop_{}", serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default());
+        let key = format!(
+            "stop_{}",
+            serde_json::to_value(reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
         candidate_ui::text(&key).unwrap_or("L'enregistrement est arrêté.")
     }
 }
@@ -156,9 +162,23 @@ mod tests {
 
     #[test]
     fn every_stop_reason_has_its_own_sentence() {
-        for r in [TokenRefused, ConsentMissing, AttemptClosed, RecordingDestroyed, Redirected, UntrustedCertificate, TooManyStreams] {
-            let key = format!("stop_{}", serde_json::to_value(r).unwrap().as_str().unwrap());
-            assert_eq!(super::current().stop_message(r), candidate_ui::text(&key).unwrap_or_else(|| panic!("{key} has no sentence")));
+        for r in [
+            TokenRefused,
+            ConsentMissing,
+            AttemptClosed,
+            RecordingDestroyed,
+            Redirected,
+            UntrustedCertificate,
+            TooManyStreams,
+        ] {
+            let key = format!(
+                "stop_{}",
+                serde_json::to_value(r).unwrap().as_str().unwrap()
+            );
+            assert_eq!(
+                super::current().stop_message(r),
+                candidate_ui::text(&key).unwrap_or_else(|| panic!("{key} has no sentence"))
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 //! and how much is waiting, back online, disk low), each once per change, not every tick.
 
 use crate::bitrate::{Controller, Observation};
-use crate::recorder::Recorder;
 use crate::messages::current as msgs;
+use crate::recorder::Recorder;
 use crate::spool::Spool;
 use crate::uploader::Progress;
 use serde::Serialize;
@@ -45,22 +45,40 @@ pub struct Watch {
 
 /// Every 5 s, over whatever transport is up: "still here, this much waits". The server
 /// marks an exam's agent silent when these (and chunks) stop; a lost beat is not retried.
-pub fn spawn_heartbeat(link: Arc<crate::transport::Link>, progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_heartbeat(
+    link: Arc<crate::transport::Link>,
+    progress: Arc<Progress>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(5));
         loop {
             ticker.tick().await;
             let (backlog_chunks, backlog_bytes) = progress.backlog();
-            if let Err(f) = link.heartbeat(protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await {
+            if let Err(f) = link
+                .heartbeat(protocol::api::Heartbeat {
+                    backlog_chunks,
+                    backlog_bytes,
+                })
+                .await
+            {
                 tracing::debug!(failure = %f, "heartbeat not delivered");
             }
         }
     })
 }
 
-pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, fragment: Duration) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
+pub fn spawn(
+    capture: Arc<Recorder>,
+    spool: Spool,
+    progress: Arc<Progress>,
+    fragment: Duration,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
     let mut controller = Controller::default();
-    let watch = Arc::new(Mutex::new(Watch { video_kbps_min: controller.kbps(), video_kbps_final: controller.kbps(), ..Watch::default() }));
+    let watch = Arc::new(Mutex::new(Watch {
+        video_kbps_min: controller.kbps(),
+        video_kbps_final: controller.kbps(),
+        ..Watch::default()
+    }));
     let free = spool.free_bytes().unwrap_or(u64::MAX);
     if free < WARN_FREE_BYTES {
         eprintln!("{}", msgs().disk_low);
@@ -76,7 +94,10 @@ pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, frag
         loop {
             ticker.tick().await;
             let (chunks, bytes) = progress.backlog();
-            let low = spool.free_bytes().map(|f| f < LOW_FREE_BYTES).unwrap_or(false);
+            let low = spool
+                .free_bytes()
+                .map(|f| f < LOW_FREE_BYTES)
+                .unwrap_or(false);
             if low && !disk_low {
                 eprintln!("{}", msgs().disk_low);
             }
@@ -84,7 +105,12 @@ pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, frag
             let backlog = fragment * chunks.min(u32::MAX as u64) as u32;
             let changed = controller.tick(TICK, Observation { backlog, disk_low });
             if let Some(kbps) = changed {
-                tracing::info!(kbps, backlog_chunks = chunks, disk_low, "video bitrate changed");
+                tracing::info!(
+                    kbps,
+                    backlog_chunks = chunks,
+                    disk_low,
+                    "video bitrate changed"
+                );
                 if !capture.set_video_kbps(kbps) {
                     tracing::warn!(kbps, "the encoder refused the new bitrate");
                 }
@@ -93,14 +119,23 @@ pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, frag
                 (true, None) => {
                     offline_since = Some(Instant::now());
                     last_reminder = Instant::now();
-                    eprintln!("{} {chunks} fragments ({:.1} Mo)", msgs().offline, bytes as f64 / 1e6);
+                    eprintln!(
+                        "{} {chunks} fragments ({:.1} Mo)",
+                        msgs().offline,
+                        bytes as f64 / 1e6
+                    );
                 }
                 (true, Some(_)) if last_reminder.elapsed() >= OFFLINE_REMINDER => {
                     last_reminder = Instant::now();
-                    eprintln!("{} {chunks} fragments ({:.1} Mo)", msgs().offline, bytes as f64 / 1e6);
+                    eprintln!(
+                        "{} {chunks} fragments ({:.1} Mo)",
+                        msgs().offline,
+                        bytes as f64 / 1e6
+                    );
                 }
                 (false, Some(since)) => {
-                    w.lock().unwrap_or_else(|e| e.into_inner()).offline_seconds += since.elapsed().as_secs();
+                    w.lock().unwrap_or_else(|e| e.into_inner()).offline_seconds +=
+                        since.elapsed().as_secs();
                     offline_since = None;
                     eprintln!("{}", msgs().back_online);
                 }
@@ -114,7 +149,11 @@ pub fn spawn(capture: Arc<Recorder>, spool: Spool, progress: Arc<Progress>, frag
             w.video_kbps_min = w.video_kbps_min.min(controller.kbps());
             w.max_backlog_chunks = w.max_backlog_chunks.max(chunks);
             w.max_backlog_bytes = w.max_backlog_bytes.max(bytes);
-            w.max_held_bytes = w.max_held_bytes.max(progress.held_bytes.load(std::sync::atomic::Ordering::SeqCst));
+            w.max_held_bytes = w.max_held_bytes.max(
+                progress
+                    .held_bytes
+                    .load(std::sync::atomic::Ordering::SeqCst),
+            );
         }
     });
     (task, watch)

@@ -38,12 +38,19 @@ fn unplug_from_env(source: &Source) -> Option<Unplug> {
         return None;
     }
     let (after, absent) = spec.split_once(',')?;
-    Some(Unplug { after: humantime::parse_duration(after.trim()).ok()?, absent_for: humantime::parse_duration(absent.trim()).ok()?, failed_at: Mutex::new(None) })
+    Some(Unplug {
+        after: humantime::parse_duration(after.trim()).ok()?,
+        absent_for: humantime::parse_duration(absent.trim()).ok()?,
+        failed_at: Mutex::new(None),
+    })
 }
 
 impl Recorder {
     /// Starts the first capture.
-    pub fn start(source: Source, cfg: CaptureConfig) -> anyhow::Result<(Arc<Recorder>, Receiver<CaptureEvent>)> {
+    pub fn start(
+        source: Source,
+        cfg: CaptureConfig,
+    ) -> anyhow::Result<(Arc<Recorder>, Receiver<CaptureEvent>)> {
         let (capture, events) = Capture::start(source.clone(), &cfg)?;
         let unplug = unplug_from_env(&source);
         let recorder = Arc::new(Recorder {
@@ -60,7 +67,8 @@ impl Recorder {
                 std::thread::sleep(after);
                 if let Some(r) = r.upgrade() {
                     if let Some(u) = &r.unplug {
-                        *u.failed_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                        *u.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Instant::now());
                     }
                     if let Some(c) = r.current() {
                         c.fail("the camera was unplugged (CLOE_AGENT_UNPLUG)");
@@ -72,7 +80,10 @@ impl Recorder {
     }
 
     fn current(&self) -> Option<Arc<Capture>> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn encoder_name(&self) -> &str {
@@ -92,13 +103,21 @@ impl Recorder {
     }
 
     pub fn set_video_kbps(&self, kbps: u32) -> bool {
-        self.cfg.lock().unwrap_or_else(|e| e.into_inner()).video_kbps = kbps;
+        self.cfg
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .video_kbps = kbps;
         // Without a live capture (a device lost), the next one starts at this rate.
         self.current().is_none_or(|c| c.set_video_kbps(kbps))
     }
 
     fn listed(&self) -> anyhow::Result<devices::Devices> {
-        let absent = self.unplug.as_ref().is_some_and(|u| u.failed_at.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|t| t.elapsed() < u.absent_for));
+        let absent = self.unplug.as_ref().is_some_and(|u| {
+            u.failed_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < u.absent_for)
+        });
         if absent {
             return Ok(devices::Devices::default());
         }
@@ -115,11 +134,18 @@ impl Recorder {
         }
         while !self.stopping() {
             std::thread::sleep(Duration::from_secs(2));
-            let wanted = self.cfg.lock().unwrap_or_else(|e| e.into_inner()).devices.clone();
+            let wanted = self
+                .cfg
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .devices
+                .clone();
             let Ok(listed) = self.listed() else { continue };
             let chosen: Option<Chosen> = wanted
                 .as_ref()
-                .and_then(|w| devices::choose(&listed, Some(&w.camera.id), Some(&w.microphone.id)).ok())
+                .and_then(|w| {
+                    devices::choose(&listed, Some(&w.camera.id), Some(&w.microphone.id)).ok()
+                })
                 .or_else(|| devices::choose(&listed, None, None).ok());
             let Some(chosen) = chosen else { continue };
             let mut cfg = self.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone();

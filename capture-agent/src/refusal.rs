@@ -69,7 +69,9 @@ pub fn decide(f: &Failure) -> Decision {
         // or never will be.
         (409, "stream_not_opened") => Reopen,
         (409, "stream_ended") => Drop(DropReason::StreamEnded),
-        (409, "attempt_ended" | "invalid_transition" | "recording_closed") => Stop(StopReason::AttemptClosed),
+        (409, "attempt_ended" | "invalid_transition" | "recording_closed") => {
+            Stop(StopReason::AttemptClosed)
+        }
         (410, _) => Stop(StopReason::RecordingDestroyed),
         (413, _) => Drop(DropReason::TooLarge),
         (422, "index_out_of_window" | "media_time_out_of_window") => Retry,
@@ -86,7 +88,11 @@ pub fn decide(f: &Failure) -> Decision {
 /// computed delay (plus up to a quarter of it at random, so that agents told the same
 /// thing do not come back in step).
 fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(8)).with_jitter().without_max_times()
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(8))
+        .with_jitter()
+        .without_max_times()
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -95,7 +101,10 @@ fn jittered(d: Duration) -> Duration {
 
 /// Runs `call` until it succeeds or fails with anything but `Retry`; `on_retry` hears of
 /// each wait.
-pub async fn retrying<T, F, Fut>(mut call: F, mut on_retry: impl FnMut(&Failure, Duration)) -> Result<T, (Failure, Decision)>
+pub async fn retrying<T, F, Fut>(
+    mut call: F,
+    mut on_retry: impl FnMut(&Failure, Duration),
+) -> Result<T, (Failure, Decision)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Outcome<T>>,
@@ -117,7 +126,12 @@ mod tests {
     use super::*;
 
     fn f(status: u16, code: &str) -> Failure {
-        Failure { status, code: code.into(), message: String::new(), retry_after: None }
+        Failure {
+            status,
+            code: code.into(),
+            message: String::new(),
+            retry_after: None,
+        }
     }
 
     #[test]
@@ -125,7 +139,10 @@ mod tests {
         use Decision::*;
         let table = [
             (f(0, "network"), Retry),
-            (f(0, "untrusted_certificate"), Stop(StopReason::UntrustedCertificate)),
+            (
+                f(0, "untrusted_certificate"),
+                Stop(StopReason::UntrustedCertificate),
+            ),
             (f(307, "http_307"), Stop(StopReason::Redirected)),
             (f(400, "malformed_chunk"), Drop(DropReason::Refused)),
             (f(401, "unauthorized"), Stop(StopReason::TokenRefused)),
@@ -135,11 +152,17 @@ mod tests {
             (f(404, "not_found"), Reopen),
             (f(404, "http_404"), Retry),
             (f(408, "body_timeout"), Retry),
-            (f(409, "conflicting_chunk"), Drop(DropReason::ConflictingChunk)),
+            (
+                f(409, "conflicting_chunk"),
+                Drop(DropReason::ConflictingChunk),
+            ),
             (f(409, "stream_ended"), Drop(DropReason::StreamEnded)),
             (f(409, "stream_not_opened"), Reopen),
             (f(409, "attempt_ended"), Stop(StopReason::AttemptClosed)),
-            (f(409, "invalid_transition"), Stop(StopReason::AttemptClosed)),
+            (
+                f(409, "invalid_transition"),
+                Stop(StopReason::AttemptClosed),
+            ),
             (f(409, "recording_closed"), Stop(StopReason::AttemptClosed)),
             (f(409, "conflict"), Drop(DropReason::Refused)),
             (f(410, "gone"), Stop(StopReason::RecordingDestroyed)),
@@ -149,8 +172,14 @@ mod tests {
             (f(422, "index_out_of_window"), Retry),
             (f(429, "too_many_uploads"), Retry),
             (f(429, "byte_quota_exceeded"), Retry),
-            (f(429, "stream_quota_exceeded"), Stop(StopReason::TooManyStreams)),
-            (f(429, "chunk_quota_exceeded"), Drop(DropReason::QuotaReached)),
+            (
+                f(429, "stream_quota_exceeded"),
+                Stop(StopReason::TooManyStreams),
+            ),
+            (
+                f(429, "chunk_quota_exceeded"),
+                Drop(DropReason::QuotaReached),
+            ),
             (f(500, "internal"), Retry),
             (f(503, "overloaded"), Retry),
             (f(507, "storage_full"), Retry),
@@ -171,7 +200,10 @@ mod tests {
                 let n = calls;
                 async move {
                     match n {
-                        1 => Err(Failure { retry_after: Some(Duration::from_secs(5)), ..f(503, "overloaded") }),
+                        1 => Err(Failure {
+                            retry_after: Some(Duration::from_secs(5)),
+                            ..f(503, "overloaded")
+                        }),
                         2 => Err(f(0, "network")),
                         _ => Err(f(409, "conflicting_chunk")),
                     }
@@ -180,9 +212,15 @@ mod tests {
             |_, d| waits.push(d),
         )
         .await;
-        assert_eq!(out.unwrap_err().1, Decision::Drop(DropReason::ConflictingChunk));
+        assert_eq!(
+            out.unwrap_err().1,
+            Decision::Drop(DropReason::ConflictingChunk)
+        );
         assert_eq!(calls, 3);
-        assert!(waits[0] >= Duration::from_secs(5) && waits[0] <= Duration::from_millis(6250), "{waits:?}");
+        assert!(
+            waits[0] >= Duration::from_secs(5) && waits[0] <= Duration::from_millis(6250),
+            "{waits:?}"
+        );
         assert!(waits[1] < Duration::from_secs(1), "{waits:?}");
         assert!(started.elapsed() >= Duration::from_secs(5));
     }

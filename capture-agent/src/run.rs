@@ -10,13 +10,13 @@
 
 use crate::board::{Action, Board, Phase};
 use crate::capture::{CaptureConfig, CaptureEvent, Source};
-use crate::steps::{Checked, Face, Stop};
-use protocol::notice::Notice as NoticeText;
 use crate::client::Api;
 use crate::messages::current as msgs;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
 use crate::spool::Spool;
+use crate::steps::{Checked, Face, Stop};
 use crate::uploader::{Job, Notice, Uploader};
+use protocol::notice::Notice as NoticeText;
 
 type Actions = tokio::sync::mpsc::UnboundedReceiver<Action>;
 use anyhow::Context;
@@ -87,12 +87,25 @@ pub struct Summary {
 
 impl Summary {
     pub fn complete(&self) -> bool {
-        self.chunks_dropped == 0 && self.chunks_unsent == 0 && self.stopped.is_none() && self.capture_error.is_none() && self.consent != "refused_unsent"
+        self.chunks_dropped == 0
+            && self.chunks_unsent == 0
+            && self.stopped.is_none()
+            && self.capture_error.is_none()
+            && self.consent != "refused_unsent"
     }
 
     /// A run that recorded nothing (the candidate refused, or withdrew during the check).
-    fn nothing(attempt_id: Uuid, consent: &'static str, transport: crate::transport::Mode) -> Summary {
-        Summary { attempt_id, consent, transport, ..Summary::default() }
+    fn nothing(
+        attempt_id: Uuid,
+        consent: &'static str,
+        transport: crate::transport::Mode,
+    ) -> Summary {
+        Summary {
+            attempt_id,
+            consent,
+            transport,
+            ..Summary::default()
+        }
     }
 }
 
@@ -102,7 +115,11 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 fn latency(mut v: Vec<u64>) -> Option<Latency> {
     v.sort_unstable();
-    (!v.is_empty()).then(|| Latency { p50_ms: percentile(&v, 0.50), p99_ms: percentile(&v, 0.99), max_ms: *v.last().unwrap_or(&0) })
+    (!v.is_empty()).then(|| Latency {
+        p50_ms: percentile(&v, 0.50),
+        p99_ms: percentile(&v, 0.99),
+        max_ms: *v.last().unwrap_or(&0),
+    })
 }
 
 /// A control call, retried while it may succeed later; a final refusal ends the run with
@@ -115,7 +132,9 @@ where
     retrying(f, |failure, _| tracing::warn!(what, %failure, "retrying"))
         .await
         .map_err(|(failure, decision)| match decision {
-            Decision::Stop(reason) => anyhow::anyhow!("{} ({what}: {failure})", msgs().stop_message(reason)),
+            Decision::Stop(reason) => {
+                anyhow::anyhow!("{} ({what}: {failure})", msgs().stop_message(reason))
+            }
             _ => anyhow::anyhow!("{what}: the server refused ({failure})"),
         })
 }
@@ -136,34 +155,64 @@ impl Streams {
     fn open(&self) -> LiveStream {
         let (id, key) = (Uuid::new_v4(), StreamKey::generate());
         let opening = StreamOpening::seal(&self.public, &self.attempt, &id, unix_ms(), &key);
-        LiveStream { sealer: StreamSealer::with_opening(key, self.attempt, id, opening), id }
+        LiveStream {
+            sealer: StreamSealer::with_opening(key, self.attempt, id, opening),
+            id,
+        }
     }
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Which attempt, the key its streams are sealed to, and the fragment length: from the
 /// token, or (a token issued before store-and-forward) asked of the server.
-async fn attempt_of(token: &LaunchToken, api: &Api) -> anyhow::Result<(Uuid, AttemptPublicKey, u32, Option<u64>)> {
+async fn attempt_of(
+    token: &LaunchToken,
+    api: &Api,
+) -> anyhow::Result<(Uuid, AttemptPublicKey, u32, Option<u64>)> {
     if let Some((attempt, public)) = token.offline {
         return Ok((attempt, public, CaptureConfig::default().fragment_ms, None));
     }
     let info = must("attempt", || api.attempt_info()).await?;
-    let public = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&info.public_key).ok().and_then(|b| AttemptPublicKey::parse(&b).ok());
+    let public = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&info.public_key)
+        .ok()
+        .and_then(|b| AttemptPublicKey::parse(&b).ok());
     let public = public.context("the server sent a malformed public key")?;
-    Ok((info.attempt_id, public, info.fragment_ms, Some(info.max_chunk_bytes)))
+    Ok((
+        info.attempt_id,
+        public,
+        info.fragment_ms,
+        Some(info.max_chunk_bytes),
+    ))
 }
 
 /// The consent first given for this attempt, kept sealed in the spool: a restarted agent
 /// sends the original, with its original time.
-fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey, notice_version: &str) -> anyhow::Result<(String, Vec<u8>)> {
+fn kept_consent(
+    spool: &Spool,
+    attempt: &Uuid,
+    public: &AttemptPublicKey,
+    notice_version: &str,
+) -> anyhow::Result<(String, Vec<u8>)> {
     if let Some(kept) = spool.consent()? {
         return Ok(kept);
     }
-    let consent = OfflineConsent { notice_version: notice_version.into(), given_at_ms: unix_ms() as i64 };
-    let sealed = protocol::seal_to_attempt(public, attempt, CONSENT_PURPOSE, &serde_json::to_vec(&consent)?);
+    let consent = OfflineConsent {
+        notice_version: notice_version.into(),
+        given_at_ms: unix_ms() as i64,
+    };
+    let sealed = protocol::seal_to_attempt(
+        public,
+        attempt,
+        CONSENT_PURPOSE,
+        &serde_json::to_vec(&consent)?,
+    );
     // A full disk does not stop the exam: the consent then lives in memory until sent.
     if let Err(e) = spool.keep_consent(notice_version, &sealed) {
         tracing::warn!(error = %e, "could not keep the consent in the spool; held in memory");
@@ -172,8 +221,13 @@ fn kept_consent(spool: &Spool, attempt: &Uuid, public: &AttemptPublicKey, notice
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
-    let token = LaunchToken::parse(&opts.token).map_err(|e| anyhow::anyhow!("{} ({e})", msgs().token_malformed))?;
-    let api = Api::new(opts.server.clone(), token.credential().to_owned(), opts.ca_file.as_deref())?;
+    let token = LaunchToken::parse(&opts.token)
+        .map_err(|e| anyhow::anyhow!("{} ({e})", msgs().token_malformed))?;
+    let api = Api::new(
+        opts.server.clone(),
+        token.credential().to_owned(),
+        opts.ca_file.as_deref(),
+    )?;
     let (board, actions) = Board::new();
     let notice = crate::steps::notice(&api).await;
     board.set_notice(notice.clone(), opts.server.host_str().unwrap_or_default());
@@ -182,7 +236,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
         eprintln!("\n{}", notice.to_text());
         Face::Scripted
     } else {
-        Face::Page { page: crate::page::Page::start(board.clone(), fragment_hint).await?, open_browser: opts.open_browser }
+        Face::Page {
+            page: crate::page::Page::start(board.clone(), fragment_hint).await?,
+            open_browser: opts.open_browser,
+        }
     });
     face.announce(false);
     let result = exam(opts, token, api, notice, &board, actions, &face).await;
@@ -195,13 +252,26 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Summary> {
     result
 }
 
-async fn exam(opts: RunOptions, token: LaunchToken, api: Api, notice: NoticeText, board: &Arc<Board>, mut actions: Actions, face: &Arc<Face>) -> anyhow::Result<Summary> {
+async fn exam(
+    opts: RunOptions,
+    token: LaunchToken,
+    api: Api,
+    notice: NoticeText,
+    board: &Arc<Board>,
+    mut actions: Actions,
+    face: &Arc<Face>,
+) -> anyhow::Result<Summary> {
     // Scripted: no camera or microphone is a refusal before anything is sent.
     let scripted_devices = match **face {
         Face::Scripted => {
             let source = opts.source.clone();
-            let listed = tokio::task::spawn_blocking(move || crate::capture::devices::list(&source)).await??;
-            Some(crate::capture::devices::choose(&listed, None, None).map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?)
+            let listed =
+                tokio::task::spawn_blocking(move || crate::capture::devices::list(&source))
+                    .await??;
+            Some(
+                crate::capture::devices::choose(&listed, None, None)
+                    .map_err(|m| anyhow::anyhow!("{}", crate::steps::missing_message(m)))?,
+            )
         }
         Face::Page { .. } => None,
     };
@@ -212,14 +282,24 @@ async fn exam(opts: RunOptions, token: LaunchToken, api: Api, notice: NoticeText
             Some(false) => {
                 let delivered = crate::steps::refuse(&api, board, &notice.version).await;
                 linger(board, face).await;
-                return Ok(Summary::nothing(attempt_hint, if delivered { "refused" } else { "refused_unsent" }, opts.transport));
+                return Ok(Summary::nothing(
+                    attempt_hint,
+                    if delivered {
+                        "refused"
+                    } else {
+                        "refused_unsent"
+                    },
+                    opts.transport,
+                ));
             }
             Some(true) => {}
         }
     }
     let (attempt_id, public, fragment_ms, max_chunk) = attempt_of(&token, &api).await?;
     let spool = match Spool::open(&opts.spool_dir, attempt_id, token.credential()) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!("{}", msgs().already_running),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            anyhow::bail!("{}", msgs().already_running)
+        }
         other => other.context("opening the spool directory")?,
     };
     let (version, consent) = kept_consent(&spool, &attempt_id, &public, &notice.version)?;
@@ -231,7 +311,16 @@ async fn exam(opts: RunOptions, token: LaunchToken, api: Api, notice: NoticeText
     // The devices: chosen on the page after a check, or the first of each (scripted).
     let chosen = match scripted_devices {
         Some(c) => c,
-        None => match crate::steps::device_check(&opts.source, &api, spool.free_bytes().ok(), board, &mut actions, face).await? {
+        None => match crate::steps::device_check(
+            &opts.source,
+            &api,
+            spool.free_bytes().ok(),
+            board,
+            &mut actions,
+            face,
+        )
+        .await?
+        {
             Checked::Start(c) => c,
             Checked::Interrupted => anyhow::bail!("{}", msgs().interrupted_before_recording),
             // Consent is withdrawn before anything was recorded.
@@ -243,7 +332,17 @@ async fn exam(opts: RunOptions, token: LaunchToken, api: Api, notice: NoticeText
             }
         },
     };
-    let recording = Recording { attempt_id, public, fragment_ms, max_chunk, chosen, spool, link, uploader, notices };
+    let recording = Recording {
+        attempt_id,
+        public,
+        fragment_ms,
+        max_chunk,
+        chosen,
+        spool,
+        link,
+        uploader,
+        notices,
+    };
     record(opts, recording, api, &notice, board, actions, face).await
 }
 
@@ -260,20 +359,54 @@ struct Recording {
     notices: tokio::sync::mpsc::UnboundedReceiver<Notice>,
 }
 
-async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, board: &Arc<Board>, actions: Actions, face: &Arc<Face>) -> anyhow::Result<Summary> {
-    let Recording { attempt_id, public, fragment_ms, max_chunk, chosen, spool, link, uploader, mut notices } = r;
-    let streams = Streams { attempt: attempt_id, public };
+async fn record(
+    opts: RunOptions,
+    r: Recording,
+    api: Api,
+    notice: &NoticeText,
+    board: &Arc<Board>,
+    actions: Actions,
+    face: &Arc<Face>,
+) -> anyhow::Result<Summary> {
+    let Recording {
+        attempt_id,
+        public,
+        fragment_ms,
+        max_chunk,
+        chosen,
+        spool,
+        link,
+        uploader,
+        mut notices,
+    } = r;
+    let streams = Streams {
+        attempt: attempt_id,
+        public,
+    };
     let first = streams.open();
     let first_id = first.id;
-    let cfg = CaptureConfig { fragment_ms, activity: opts.activity, video_kbps: crate::bitrate::START_KBPS, devices: Some(chosen), ..CaptureConfig::default() };
+    let cfg = CaptureConfig {
+        fragment_ms,
+        activity: opts.activity,
+        video_kbps: crate::bitrate::START_KBPS,
+        devices: Some(chosen),
+        ..CaptureConfig::default()
+    };
     let source = opts.source.clone();
-    let (capture, events) = tokio::task::spawn_blocking(move || crate::recorder::Recorder::start(source, cfg)).await??;
+    let (capture, events) =
+        tokio::task::spawn_blocking(move || crate::recorder::Recorder::start(source, cfg))
+            .await??;
     let encoder = capture.encoder_name().to_owned();
     board.set_progress(uploader.queue.progress.clone());
     board.set_phase(Phase::Recording);
     eprintln!("{}", msgs().recording_started);
     let heartbeat = crate::monitor::spawn_heartbeat(link.clone(), uploader.queue.progress.clone());
-    let (monitor, watch) = crate::monitor::spawn(capture.clone(), spool.clone(), uploader.queue.progress.clone(), Duration::from_millis(fragment_ms.into()));
+    let (monitor, watch) = crate::monitor::spawn(
+        capture.clone(),
+        spool.clone(),
+        uploader.queue.progress.clone(),
+        Duration::from_millis(fragment_ms.into()),
+    );
 
     // Stop on --duration, Ctrl-C, "finish" or a withdrawal on the page, or the platform
     // ending the exam; a second Ctrl-C leaves at once (the spool keeps everything). After a
@@ -281,10 +414,24 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
     let withdrawing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (capture_done_tx, capture_done) = tokio::sync::oneshot::channel();
     let control = {
-        let (stopper, api, face, board, withdrawing) = (capture.clone(), api.clone(), face.clone(), board.clone(), withdrawing.clone());
+        let (stopper, api, face, board, withdrawing) = (
+            capture.clone(),
+            api.clone(),
+            face.clone(),
+            board.clone(),
+            withdrawing.clone(),
+        );
         let page_actions = matches!(*face, Face::Page { .. }).then_some(actions);
         tokio::spawn(async move {
-            let why = crate::steps::control(opts.duration, page_actions, api, face, board.clone(), capture_done).await;
+            let why = crate::steps::control(
+                opts.duration,
+                page_actions,
+                api,
+                face,
+                board.clone(),
+                capture_done,
+            )
+            .await;
             if why == Stop::Withdrawn {
                 withdrawing.store(true, Ordering::SeqCst);
             } else {
@@ -326,7 +473,13 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
         })
     };
 
-    let (spool2, queue, recorder, board2, withdrawing2) = (spool.clone(), uploader.queue.clone(), capture.clone(), board.clone(), withdrawing.clone());
+    let (spool2, queue, recorder, board2, withdrawing2) = (
+        spool.clone(),
+        uploader.queue.clone(),
+        capture.clone(),
+        board.clone(),
+        withdrawing.clone(),
+    );
     let sealing = tokio::task::spawn_blocking(move || -> anyhow::Result<Sealed> {
         let progress = queue.progress.clone();
         let send = |job| {
@@ -335,11 +488,27 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
             }
         };
         let (mut events, mut stream) = (events, first);
-        let mut total = Sealed { fragments: 0, streams: 0, media_us: 0, capture_error: None };
+        let mut total = Sealed {
+            fragments: 0,
+            streams: 0,
+            media_us: 0,
+            capture_error: None,
+        };
         loop {
-            let sealed = seal_loop(events, stream, &streams, &lost_rx, &spool2, max_chunk.unwrap_or(u64::MAX), &progress, send)?;
+            let sealed = seal_loop(
+                events,
+                stream,
+                &streams,
+                &lost_rx,
+                &spool2,
+                max_chunk.unwrap_or(u64::MAX),
+                &progress,
+                send,
+            )?;
             total.add(&sealed);
-            let Some(error) = sealed.capture_error else { return Ok(total) };
+            let Some(error) = sealed.capture_error else {
+                return Ok(total);
+            };
             if recorder.stopping() {
                 total.capture_error = Some(error);
                 return Ok(total);
@@ -383,7 +552,10 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
         drain_with_progress(&uploader).await;
         uploader.finish().await;
         // The candidate sees the progress bar, however short the rest was to send.
-        while matches!(**face, Face::Page { .. }) && finishing.elapsed() < Duration::from_secs(3) && !board.last_seen().is_some_and(|t| t > finishing) {
+        while matches!(**face, Face::Page { .. })
+            && finishing.elapsed() < Duration::from_secs(3)
+            && !board.last_seen().is_some_and(|t| t > finishing)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -402,15 +574,28 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
         chunks_acknowledged: progress.acked.load(Ordering::SeqCst),
         bytes_acknowledged: progress.bytes_acked.load(Ordering::SeqCst),
         chunks_dropped: progress.dropped.load(Ordering::SeqCst),
-        drop_reasons: progress.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        drop_reasons: progress
+            .drop_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         chunks_unsent: progress.unsent.load(Ordering::SeqCst),
         stopped: *stopped.lock().unwrap_or_else(|e| e.into_inner()),
-        ack_latency: latency(std::mem::take(&mut *progress.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()))),
+        ack_latency: latency(std::mem::take(
+            &mut *progress
+                .ack_latencies_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )),
         media_seconds: sealed.media_us as f64 / 1e6,
         capture_error: sealed.capture_error,
         network: watch.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         transport: opts.transport,
-        chunks_by_transport: link.carried.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        chunks_by_transport: link
+            .carried
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         consent: consent_state,
         ended_by: Some(match why {
             Stop::Duration => "duration",
@@ -428,7 +613,11 @@ async fn record(opts: RunOptions, r: Recording, api: Api, notice: &NoticeText, b
             board.set_phase(Phase::Done);
         } else {
             if summary.chunks_unsent > 0 || summary.chunks_dropped > 0 {
-                board.say(format!("{} {}", msgs().not_all_sent, summary.chunks_unsent + summary.chunks_dropped));
+                board.say(format!(
+                    "{} {}",
+                    msgs().not_all_sent,
+                    summary.chunks_unsent + summary.chunks_dropped
+                ));
             }
             board.set_phase(Phase::Failed);
         }
@@ -445,7 +634,10 @@ async fn linger(board: &Board, face: &Face) {
     }
     let from = Instant::now();
     while from.elapsed() < Duration::from_secs(15) {
-        if board.last_seen().is_some_and(|t| t > from + Duration::from_millis(100)) {
+        if board
+            .last_seen()
+            .is_some_and(|t| t > from + Duration::from_millis(100))
+        {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             return;
         }
@@ -466,7 +658,10 @@ fn queue_leftovers(spool: &Spool, uploader: &Uploader) -> anyhow::Result<()> {
     }
     for s in streams {
         match spool.final_index(s) {
-            Some(f) => uploader.queue.send(Job::End { stream: s, final_index: f }),
+            Some(f) => uploader.queue.send(Job::End {
+                stream: s,
+                final_index: f,
+            }),
             None => uploader.queue.send(Job::Forget(s)),
         }
     }
@@ -513,10 +708,24 @@ fn seal_loop(
     // Media time of the current stream's first fragment: header times count from there.
     let mut origin_us: Option<u64> = Some(0);
     let mut warned_disk = false;
-    let mut seal = |s: &mut LiveStream, data: &[u8], start_us: u64, end_us: u64, last: bool| -> anyhow::Result<()> {
-        let (index, chunk) = s.sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last })?;
+    let mut seal = |s: &mut LiveStream,
+                    data: &[u8],
+                    start_us: u64,
+                    end_us: u64,
+                    last: bool|
+     -> anyhow::Result<()> {
+        let (index, chunk) = s.sealer.seal(Fragment {
+            data,
+            media_start_us: start_us,
+            media_end_us: end_us,
+            last,
+        })?;
         if chunk.len() as u64 > max_chunk {
-            tracing::warn!(index, size = chunk.len(), "fragment larger than the server accepts");
+            tracing::warn!(
+                index,
+                size = chunk.len(),
+                "fragment larger than the server accepts"
+            );
         }
         // A spool write that fails (disk full) never stops the recording: the chunk waits
         // in memory, within a bound, and the candidate is told.
@@ -528,7 +737,9 @@ fn seal_loop(
                     warned_disk = true;
                 }
                 tracing::warn!(index, error = %e, "spool write failed; chunk held in memory");
-                if progress.held_bytes.load(Ordering::SeqCst) + chunk.len() as u64 > crate::spool::MAX_HELD_BYTES {
+                if progress.held_bytes.load(Ordering::SeqCst) + chunk.len() as u64
+                    > crate::spool::MAX_HELD_BYTES
+                {
                     tracing::error!(index, "memory bound reached: fragment lost");
                     progress.record_loss(DropReason::SpoolFull);
                     fragments += 1;
@@ -544,7 +755,10 @@ fn seal_loop(
         }
         send(Job::Chunk(spooled, Instant::now()));
         if last {
-            send(Job::End { stream: s.id, final_index: index });
+            send(Job::End {
+                stream: s.id,
+                final_index: index,
+            });
         }
         fragments += 1;
         Ok(())
@@ -569,28 +783,54 @@ fn seal_loop(
                 }
                 let origin = *origin_us.get_or_insert(f.media_start_us);
                 // The activity and thumbnail travel sealed with the media (payload v2).
-                let payload = f.side.as_ref().map(|(activity, thumb)| zeroize::Zeroizing::new(protocol::encode_payload(&f.data, activity, thumb)));
+                let payload = f.side.as_ref().map(|(activity, thumb)| {
+                    zeroize::Zeroizing::new(protocol::encode_payload(&f.data, activity, thumb))
+                });
                 let plaintext: &[u8] = payload.as_deref().map_or(&f.data, |p| p.as_slice());
-                seal(&mut stream, plaintext, f.media_start_us.saturating_sub(origin), f.media_end_us.saturating_sub(origin), false)?;
+                seal(
+                    &mut stream,
+                    plaintext,
+                    f.media_start_us.saturating_sub(origin),
+                    f.media_end_us.saturating_sub(origin),
+                    false,
+                )?;
                 // `f.data` and the payload, the plaintext, are wiped here; only ciphertext was written.
             }
             CaptureEvent::Finished => {
                 let end = media_end.saturating_sub(origin_us.unwrap_or(0));
                 seal(&mut stream, &[], end, end, true)?;
-                return Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: None });
+                return Ok(Sealed {
+                    fragments,
+                    streams: opened,
+                    media_us: media_end,
+                    capture_error: None,
+                });
             }
             // The stream stays without a final chunk: the reviewer sees "ended abruptly".
-            CaptureEvent::Error(e) => return Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: Some(e) }),
+            CaptureEvent::Error(e) => {
+                return Ok(Sealed {
+                    fragments,
+                    streams: opened,
+                    media_us: media_end,
+                    capture_error: Some(e),
+                })
+            }
         }
     }
-    Ok(Sealed { fragments, streams: opened, media_us: media_end, capture_error: Some("capture stopped without finishing".into()) })
+    Ok(Sealed {
+        fragments,
+        streams: opened,
+        media_us: media_end,
+        capture_error: Some("capture stopped without finishing".into()),
+    })
 }
 
 async fn drain_with_progress(uploader: &Uploader) {
     let p = uploader.queue.progress.clone();
     let bar = indicatif::ProgressBar::new(p.queued.load(Ordering::SeqCst));
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(msgs().draining);
     loop {
@@ -611,13 +851,26 @@ mod tests {
     use crate::capture::MediaFragment;
 
     fn fragment(start_s: u64, is_init: bool) -> CaptureEvent {
-        let (media_start_us, media_end_us) = if is_init { (0, 0) } else { (start_s * 1_000_000, (start_s + 2) * 1_000_000) };
-        CaptureEvent::Fragment(MediaFragment { data: vec![start_s as u8; 64].into(), media_start_us, media_end_us, is_init, side: None })
+        let (media_start_us, media_end_us) = if is_init {
+            (0, 0)
+        } else {
+            (start_s * 1_000_000, (start_s + 2) * 1_000_000)
+        };
+        CaptureEvent::Fragment(MediaFragment {
+            data: vec![start_s as u8; 64].into(),
+            media_start_us,
+            media_end_us,
+            is_init,
+            side: None,
+        })
     }
 
     fn streams() -> Streams {
         let attempt = Uuid::new_v4();
-        Streams { attempt, public: protocol::AttemptKey::generate().recipient(&attempt).1 }
+        Streams {
+            attempt,
+            public: protocol::AttemptKey::generate().recipient(&attempt).1,
+        }
     }
 
     /// Defect found in review: after a reopen an hour into the exam, fragments kept their
@@ -635,12 +888,26 @@ mod tests {
         events_tx.send(fragment(3600, false)).unwrap();
         let looping = {
             let spool = spool.clone();
-            std::thread::spawn(move || seal_loop(events, first, &streams, &lost, &spool, u64::MAX, &Default::default(), |_| {}))
+            std::thread::spawn(move || {
+                seal_loop(
+                    events,
+                    first,
+                    &streams,
+                    &lost,
+                    &spool,
+                    u64::MAX,
+                    &Default::default(),
+                    |_| {},
+                )
+            })
         };
         // An hour into the exam the server cannot open the live stream: a new one is keyed.
         let deadline = Instant::now() + Duration::from_secs(10);
         while spool.pending().unwrap().len() < 2 {
-            assert!(Instant::now() < deadline, "the first two fragments were not sealed");
+            assert!(
+                Instant::now() < deadline,
+                "the first two fragments were not sealed"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         lost_tx.send(Uuid::new_v4()).unwrap(); // another stream's loss changes nothing
@@ -654,18 +921,46 @@ mod tests {
             .pending()
             .unwrap()
             .iter()
-            .map(|c| (c.stream, protocol::ChunkHeader::parse(&std::fs::read(&c.path).unwrap()).unwrap().0))
+            .map(|c| {
+                (
+                    c.stream,
+                    protocol::ChunkHeader::parse(&std::fs::read(&c.path).unwrap())
+                        .unwrap()
+                        .0,
+                )
+            })
             .collect();
-        let second_headers: Vec<_> = headers.iter().filter(|(s, _)| *s != first_id).map(|(_, h)| h).collect();
+        let second_headers: Vec<_> = headers
+            .iter()
+            .filter(|(s, _)| *s != first_id)
+            .map(|(_, h)| h)
+            .collect();
         // Index 0 is the init segment again, carrying the new stream's opening; media time
         // restarts at the stream's first fragment.
         assert_eq!(
-            second_headers.iter().map(|h| (h.index, h.media_start_us, h.media_end_us, h.opening.is_some())).collect::<Vec<_>>(),
-            vec![(0, 0, 0, true), (1, 0, 2_000_000, false), (2, 2_000_000, 4_000_000, false), (3, 4_000_000, 4_000_000, false)]
+            second_headers
+                .iter()
+                .map(|h| (
+                    h.index,
+                    h.media_start_us,
+                    h.media_end_us,
+                    h.opening.is_some()
+                ))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, 0, 0, true),
+                (1, 0, 2_000_000, false),
+                (2, 2_000_000, 4_000_000, false),
+                (3, 4_000_000, 4_000_000, false)
+            ]
         );
         assert!(second_headers.last().unwrap().last);
         // The first stream kept what it had: init, and the fragment at an hour (its own time 0).
-        let first_headers: Vec<_> = headers.iter().filter(|(s, _)| *s == first_id).map(|(_, h)| (h.index, h.media_start_us)).collect();
+        let first_headers: Vec<_> = headers
+            .iter()
+            .filter(|(s, _)| *s == first_id)
+            .map(|(_, h)| (h.index, h.media_start_us))
+            .collect();
         assert_eq!(first_headers, vec![(0, 0), (1, 3_600_000_000)]);
     }
 
@@ -681,14 +976,40 @@ mod tests {
         std::fs::write(spool.dir().join(first.id.to_string()), b"in the way").unwrap();
         let (events_tx, events) = std::sync::mpsc::channel();
         let (_lost_tx, lost) = std::sync::mpsc::channel();
-        for e in [fragment(0, true), fragment(0, false), fragment(2, false), CaptureEvent::Finished] {
+        for e in [
+            fragment(0, true),
+            fragment(0, false),
+            fragment(2, false),
+            CaptureEvent::Finished,
+        ] {
             events_tx.send(e).unwrap();
         }
         let progress = crate::uploader::Progress::default();
         let jobs = Mutex::new(Vec::new());
-        let sealed = seal_loop(events, first, &streams, &lost, &spool, u64::MAX, &progress, |j| jobs.lock().unwrap().push(j)).unwrap();
+        let sealed = seal_loop(
+            events,
+            first,
+            &streams,
+            &lost,
+            &spool,
+            u64::MAX,
+            &progress,
+            |j| jobs.lock().unwrap().push(j),
+        )
+        .unwrap();
         assert_eq!(sealed.fragments, 4);
-        let held: Vec<_> = jobs.lock().unwrap().iter().filter_map(|j| if let Job::Chunk(c, _) = j { Some(c.held.is_some()) } else { None }).collect();
+        let held: Vec<_> = jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|j| {
+                if let Job::Chunk(c, _) = j {
+                    Some(c.held.is_some())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(held, vec![true; 4], "every chunk held in memory");
         assert!(spool.pending().unwrap().is_empty());
 
@@ -700,10 +1021,27 @@ mod tests {
         events_tx.send(fragment(0, true)).unwrap();
         events_tx.send(CaptureEvent::Finished).unwrap();
         let full = crate::uploader::Progress::default();
-        full.held_bytes.store(crate::spool::MAX_HELD_BYTES, Ordering::SeqCst);
-        seal_loop(events, blocked, &streams, &lost, &spool, u64::MAX, &full, |_| {}).unwrap();
+        full.held_bytes
+            .store(crate::spool::MAX_HELD_BYTES, Ordering::SeqCst);
+        seal_loop(
+            events,
+            blocked,
+            &streams,
+            &lost,
+            &spool,
+            u64::MAX,
+            &full,
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(full.dropped.load(Ordering::SeqCst), 2);
-        assert_eq!(full.drop_reasons.lock().unwrap().get(&DropReason::SpoolFull), Some(&2));
+        assert_eq!(
+            full.drop_reasons
+                .lock()
+                .unwrap()
+                .get(&DropReason::SpoolFull),
+            Some(&2)
+        );
     }
 
     #[test]

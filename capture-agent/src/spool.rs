@@ -19,7 +19,10 @@ use uuid::Uuid;
 /// Where versions before the attempt-keyed layout kept a token's spool: hex of the first
 /// 16 bytes of SHA-256 of the token.
 fn legacy_launch_id(token: &str) -> String {
-    let d = Sha256::new().chain_update(b"cloe-spool/v1/").chain_update(token.as_bytes()).finalize();
+    let d = Sha256::new()
+        .chain_update(b"cloe-spool/v1/")
+        .chain_update(token.as_bytes())
+        .finalize();
     hex::encode(&d[..16])
 }
 
@@ -58,7 +61,10 @@ pub struct Spool {
 
 /// Creates `dir` (and missing parents) as 0700, and makes an existing one 0700.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
@@ -92,10 +98,16 @@ impl Spool {
         }
         let lock = private_file(&root.join(format!("{attempt}.lock")), true)?;
         lock.try_lock().map_err(|e| match e {
-            fs::TryLockError::WouldBlock => std::io::Error::new(std::io::ErrorKind::WouldBlock, "another agent is recording this attempt on this computer"),
+            fs::TryLockError::WouldBlock => std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another agent is recording this attempt on this computer",
+            ),
             fs::TryLockError::Error(e) => e,
         })?;
-        Ok(Self { dir, _lock: std::sync::Arc::new(lock) })
+        Ok(Self {
+            dir,
+            _lock: std::sync::Arc::new(lock),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -129,13 +141,25 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        Ok(SpooledChunk { stream, index, path, size: sealed.len() as u64, held: None })
+        Ok(SpooledChunk {
+            stream,
+            index,
+            path,
+            size: sealed.len() as u64,
+            held: None,
+        })
     }
 
     /// The chunk as the uploader will take it from memory, where the spool would have put it.
     pub fn held(&self, stream: Uuid, index: u32, sealed: Vec<u8>) -> SpooledChunk {
         let path = self.stream_dir(stream).join(format!("{index:010}.chunk"));
-        SpooledChunk { stream, index, path, size: sealed.len() as u64, held: Some(std::sync::Arc::new(sealed)) }
+        SpooledChunk {
+            stream,
+            index,
+            path,
+            size: sealed.len() as u64,
+            held: Some(std::sync::Arc::new(sealed)),
+        }
     }
 
     /// Bytes free on the spool's file system.
@@ -150,8 +174,12 @@ impl Spool {
     pub fn consent(&self) -> std::io::Result<Option<(String, Vec<u8>)>> {
         match fs::read(self.dir.join("consent.sealed")) {
             Ok(b) => {
-                let version = fs::read_to_string(self.dir.join("consent.version")).map(|v| v.trim().to_owned());
-                Ok(Some((version.unwrap_or_else(|_| protocol::api::NOTICE_VERSION.into()), b)))
+                let version = fs::read_to_string(self.dir.join("consent.version"))
+                    .map(|v| v.trim().to_owned());
+                Ok(Some((
+                    version.unwrap_or_else(|_| protocol::api::NOTICE_VERSION.into()),
+                    b,
+                )))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -179,7 +207,11 @@ impl Spool {
     }
 
     pub fn final_index(&self, stream: Uuid) -> Option<u32> {
-        fs::read_to_string(self.stream_dir(stream).join("final")).ok()?.trim().parse().ok()
+        fs::read_to_string(self.stream_dir(stream).join("final"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn remove(&self, chunk: &SpooledChunk) -> std::io::Result<()> {
@@ -193,8 +225,15 @@ impl Spool {
     pub fn drop_chunk(&self, chunk: &SpooledChunk, why: &str) -> std::io::Result<()> {
         let logged = (|| {
             let mut log = private_file(&self.dir.join("dropped.log"), true)?;
-            let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            writeln!(log, "{at} stream={} index={} {why}", chunk.stream, chunk.index)?;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            writeln!(
+                log,
+                "{at} stream={} index={} {why}",
+                chunk.stream, chunk.index
+            )?;
             log.sync_all()
         })();
         // A full disk must not keep a chunk the server can never take.
@@ -215,16 +254,30 @@ impl Spool {
         let mut out = Vec::new();
         for s in fs::read_dir(&self.dir)? {
             let s = s?;
-            let Some(stream) = s.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else { continue };
+            let Some(stream) = s.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()) else {
+                continue;
+            };
             if !s.file_type()?.is_dir() {
                 continue;
             }
             for c in fs::read_dir(s.path())? {
                 let c = c?;
                 let name = c.file_name();
-                let Some(index) = name.to_str().and_then(|n| n.strip_suffix(".chunk")).and_then(|n| n.parse().ok()) else { continue };
+                let Some(index) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".chunk"))
+                    .and_then(|n| n.parse().ok())
+                else {
+                    continue;
+                };
                 let size = c.metadata().map(|m| m.len()).unwrap_or(0);
-                out.push(SpooledChunk { stream, index, path: c.path(), size, held: None });
+                out.push(SpooledChunk {
+                    stream,
+                    index,
+                    path: c.path(),
+                    size,
+                    held: None,
+                });
             }
         }
         out.sort();
@@ -234,7 +287,12 @@ impl Spool {
     /// Streams that have a directory (pending chunks or an unsent end).
     pub fn streams(&self) -> std::io::Result<Vec<Uuid>> {
         Ok(fs::read_dir(&self.dir)?
-            .filter_map(|e| e.ok()?.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| Uuid::parse_str(n).ok())
+            })
             .collect())
     }
 }
@@ -252,24 +310,37 @@ mod tests {
         spool.put(s, 2, b"two").unwrap();
         let c0 = spool.put(s, 0, b"zero").unwrap();
         let pending = spool.pending().unwrap();
-        assert_eq!(pending.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(
+            pending.iter().map(|c| c.index).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
         spool.remove(&c0).unwrap();
         assert_eq!(spool.pending().unwrap().len(), 1);
         spool.mark_final(s, 2).unwrap();
         assert_eq!(spool.final_index(s), Some(2));
         // One agent per attempt: a second one is turned away while the first runs.
         let second = Spool::open(root.path(), attempt, "clt_reissued");
-        assert_eq!(second.err().map(|e| e.kind()), Some(std::io::ErrorKind::WouldBlock));
+        assert_eq!(
+            second.err().map(|e| e.kind()),
+            Some(std::io::ErrorKind::WouldBlock)
+        );
         // Once it stopped, a reissued token of the same attempt finds the leftovers; another
         // attempt does not.
         drop(spool);
         let spool = Spool::open(root.path(), attempt, "clt_reissued").unwrap();
         assert_eq!(spool.pending().unwrap().len(), 1);
-        assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other").unwrap().pending().unwrap().is_empty());
+        assert!(Spool::open(root.path(), Uuid::new_v4(), "clt_other")
+            .unwrap()
+            .pending()
+            .unwrap()
+            .is_empty());
         // Consent is kept once, privately, and outlives the chunks.
         assert_eq!(spool.consent().unwrap(), None);
         spool.keep_consent("v-test", b"sealed consent").unwrap();
-        assert_eq!(spool.consent().unwrap(), Some(("v-test".to_owned(), b"sealed consent".to_vec())));
+        assert_eq!(
+            spool.consent().unwrap(),
+            Some(("v-test".to_owned(), b"sealed consent".to_vec()))
+        );
         assert_eq!(mode(&spool.dir().join("consent.sealed")), 0o600);
     }
 
@@ -277,11 +348,22 @@ mod tests {
     fn leftovers_in_the_token_keyed_layout_are_adopted() {
         let root = tempfile::tempdir().unwrap();
         let (s, attempt) = (Uuid::new_v4(), Uuid::new_v4());
-        let legacy = root.path().join(legacy_launch_id("clt_old")).join(s.to_string());
+        let legacy = root
+            .path()
+            .join(legacy_launch_id("clt_old"))
+            .join(s.to_string());
         fs::create_dir_all(&legacy).unwrap();
         fs::write(legacy.join("0000000004.chunk"), b"sealed").unwrap();
         let spool = Spool::open(root.path(), attempt, "clt_old").unwrap();
-        assert_eq!(spool.pending().unwrap().iter().map(|c| (c.stream, c.index)).collect::<Vec<_>>(), vec![(s, 4)]);
+        assert_eq!(
+            spool
+                .pending()
+                .unwrap()
+                .iter()
+                .map(|c| (c.stream, c.index))
+                .collect::<Vec<_>>(),
+            vec![(s, 4)]
+        );
         assert!(!root.path().join(legacy_launch_id("clt_old")).exists());
     }
 
@@ -299,13 +381,22 @@ mod tests {
         let c = spool.put(s, 0, b"sealed").unwrap();
         spool.mark_final(s, 0).unwrap();
         spool.drop_chunk(&c, "conflicting_chunk").unwrap();
-        for dir in [spool_root.clone(), spool.dir().to_owned(), spool.dir().join(s.to_string())] {
+        for dir in [
+            spool_root.clone(),
+            spool.dir().to_owned(),
+            spool.dir().join(s.to_string()),
+        ] {
             assert_eq!(mode(&dir), 0o700, "{}", dir.display());
         }
-        for file in [spool.dir().join(s.to_string()).join("final"), spool.dir().join("dropped.log")] {
+        for file in [
+            spool.dir().join(s.to_string()).join("final"),
+            spool.dir().join("dropped.log"),
+        ] {
             assert_eq!(mode(&file), 0o600, "{}", file.display());
         }
-        assert!(fs::read_to_string(spool.dir().join("dropped.log")).unwrap().contains("index=0 conflicting_chunk"));
+        assert!(fs::read_to_string(spool.dir().join("dropped.log"))
+            .unwrap()
+            .contains("index=0 conflicting_chunk"));
         // An existing, too open directory is tightened.
         fs::set_permissions(&spool_root, fs::Permissions::from_mode(0o755)).unwrap();
         Spool::open(&spool_root, Uuid::new_v4(), "clt_token").unwrap();

@@ -19,7 +19,10 @@ use tokio::sync::mpsc::UnboundedReceiver;
 pub enum Face {
     /// `--consent`: the notice printed, consent given by the flag, no page.
     Scripted,
-    Page { page: Page, open_browser: bool },
+    Page {
+        page: Page,
+        open_browser: bool,
+    },
 }
 
 impl Face {
@@ -61,7 +64,11 @@ pub async fn notice(api: &Api) -> Notice {
 
 /// Waits for the candidate's answer on the page; `None` on Ctrl-C (nothing sent). A page
 /// closed before the answer is offered again.
-pub async fn consent(actions: &mut UnboundedReceiver<Action>, face: &Face, board: &Board) -> Option<bool> {
+pub async fn consent(
+    actions: &mut UnboundedReceiver<Action>,
+    face: &Face,
+    board: &Board,
+) -> Option<bool> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut reopen = Reopen::default();
@@ -96,7 +103,9 @@ impl Reopen {
             return;
         }
         let wait = Duration::from_secs(60 << self.times.min(3));
-        if self.last.is_some_and(|t| t.elapsed() < wait) || board.created().elapsed() < wait.min(Duration::from_secs(60)) {
+        if self.last.is_some_and(|t| t.elapsed() < wait)
+            || board.created().elapsed() < wait.min(Duration::from_secs(60))
+        {
             return;
         }
         self.last = Some(Instant::now());
@@ -107,12 +116,24 @@ impl Reopen {
 
 /// A call the candidate is waiting on: retried as every call is (`refusal::retrying`), for
 /// `within` at most; the final failure, if any.
-async fn within<T, F, Fut>(within: Duration, what: &str, call: F) -> Result<T, Option<crate::client::Failure>>
+async fn within<T, F, Fut>(
+    within: Duration,
+    what: &str,
+    call: F,
+) -> Result<T, Option<crate::client::Failure>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::client::Outcome<T>>,
 {
-    match tokio::time::timeout(within, crate::refusal::retrying(call, |f, _| tracing::warn!(what, failure = %f, "not sent yet"))).await {
+    match tokio::time::timeout(
+        within,
+        crate::refusal::retrying(
+            call,
+            |f, _| tracing::warn!(what, failure = %f, "not sent yet"),
+        ),
+    )
+    .await
+    {
         Ok(Ok(v)) => Ok(v),
         Ok(Err((f, _))) => Err(Some(f)),
         Err(_) => Err(None),
@@ -123,7 +144,9 @@ where
 pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
     board.set_phase(Phase::Refused);
     eprintln!("{}", msgs().consent_refused);
-    let sent = within(Duration::from_secs(30), "refusal", || api.refuse(version)).await.is_ok();
+    let sent = within(Duration::from_secs(30), "refusal", || api.refuse(version))
+        .await
+        .is_ok();
     board.refusal_sent(sent);
     sent
 }
@@ -134,13 +157,24 @@ pub async fn withdraw(api: &Api, board: &Board, spool: &crate::spool::Spool, ver
     board.set_phase(Phase::Withdrawn);
     let sent = match within(Duration::from_secs(60), "withdrawal", || api.withdraw()).await {
         Ok(_) => true,
-        Err(Some(f)) if f.status == 409 && f.code == "invalid_transition" => within(Duration::from_secs(30), "refusal", || api.refuse(version)).await.is_ok(),
+        Err(Some(f)) if f.status == 409 && f.code == "invalid_transition" => {
+            within(Duration::from_secs(30), "refusal", || api.refuse(version))
+                .await
+                .is_ok()
+        }
         Err(_) => false,
     };
     if let Err(e) = spool.discard() {
         tracing::warn!(error = %e, "could not empty the spool");
     }
-    eprintln!("{}", if sent { msgs().withdrawn } else { msgs().withdrawal_unsent });
+    eprintln!(
+        "{}",
+        if sent {
+            msgs().withdrawn
+        } else {
+            msgs().withdrawal_unsent
+        }
+    );
     board.withdrawal_sent(sent);
 }
 
@@ -160,8 +194,15 @@ pub fn missing_message(m: Missing) -> &'static str {
 }
 
 fn publish(board: &Board, devices: &Devices, chosen: &Result<Chosen, Missing>) {
-    let ids = chosen.as_ref().ok().map(|c| (c.camera.id.clone(), c.microphone.id.clone()));
-    board.set_devices(devices.clone(), ids, chosen.as_ref().err().map(|m| missing_key(*m)));
+    let ids = chosen
+        .as_ref()
+        .ok()
+        .map(|c| (c.camera.id.clone(), c.microphone.id.clone()));
+    board.set_devices(
+        devices.clone(),
+        ids,
+        chosen.as_ref().err().map(|m| missing_key(*m)),
+    );
 }
 
 /// How the device check ended.
@@ -172,12 +213,21 @@ pub enum Checked {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("a blocking GStreamer call panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a blocking GStreamer call panicked")
 }
 
 async fn start_preview(board: &Arc<Board>, chosen: &Result<Chosen, Missing>) -> Option<Preview> {
     let chosen = chosen.clone();
-    let p = blocking(move || chosen.ok().and_then(|c| Preview::start(&c).map_err(|e| tracing::warn!(error = %e, "no preview")).ok())).await;
+    let p = blocking(move || {
+        chosen.ok().and_then(|c| {
+            Preview::start(&c)
+                .map_err(|e| tracing::warn!(error = %e, "no preview"))
+                .ok()
+        })
+    })
+    .await;
     board.set_sight(p.as_ref().map(|p| p.sight.clone()));
     p
 }
@@ -191,7 +241,14 @@ async fn stop_preview(board: &Board, view: &mut Option<Preview>) {
 
 /// The device check on the page: preview, level, choice of devices, upload test, disk and
 /// encoder. Nothing is recorded. GStreamer's calls run off the async threads.
-pub async fn device_check(source: &Source, api: &Api, free_bytes: Option<u64>, board: &Arc<Board>, actions: &mut UnboundedReceiver<Action>, face: &Face) -> anyhow::Result<Checked> {
+pub async fn device_check(
+    source: &Source,
+    api: &Api,
+    free_bytes: Option<u64>,
+    board: &Arc<Board>,
+    actions: &mut UnboundedReceiver<Action>,
+    face: &Face,
+) -> anyhow::Result<Checked> {
     board.set_phase(Phase::Check);
     if let Some(free) = free_bytes {
         board.set_disk(disk_verdict(free));
@@ -295,8 +352,14 @@ pub async fn control(
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tick.tick().await;
-            if let Ok(Ok(info)) = tokio::time::timeout(Duration::from_secs(5), api.attempt_info()).await {
-                if info.state.as_deref().is_some_and(|s| !matches!(s, "enrolled" | "consented" | "recording")) {
+            if let Ok(Ok(info)) =
+                tokio::time::timeout(Duration::from_secs(5), api.attempt_info()).await
+            {
+                if info
+                    .state
+                    .as_deref()
+                    .is_some_and(|s| !matches!(s, "enrolled" | "consented" | "recording"))
+                {
                     let _ = ended_tx.send(());
                     return;
                 }

@@ -4,9 +4,9 @@
 //! only once the server has acknowledged it durably, or once it is known that it never can.
 
 use crate::client::Failure;
-use crate::transport::Link;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
 use crate::spool::{Spool, SpooledChunk};
+use crate::transport::Link;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,18 +58,33 @@ pub struct Progress {
 
 impl Progress {
     pub fn settled(&self) -> u64 {
-        self.acked.load(Ordering::SeqCst) + self.dropped.load(Ordering::SeqCst) + self.unsent.load(Ordering::SeqCst)
+        self.acked.load(Ordering::SeqCst)
+            + self.dropped.load(Ordering::SeqCst)
+            + self.unsent.load(Ordering::SeqCst)
     }
     /// Chunks sealed and not settled yet, and their bytes.
     pub fn backlog(&self) -> (u64, u64) {
-        let chunks = self.queued.load(Ordering::SeqCst).saturating_sub(self.settled());
-        (chunks, self.bytes_queued.load(Ordering::SeqCst).saturating_sub(self.bytes_settled.load(Ordering::SeqCst)))
+        let chunks = self
+            .queued
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.settled());
+        (
+            chunks,
+            self.bytes_queued
+                .load(Ordering::SeqCst)
+                .saturating_sub(self.bytes_settled.load(Ordering::SeqCst)),
+        )
     }
     /// A fragment sealed but lost before it could be queued (no room anywhere).
     pub fn record_loss(&self, reason: DropReason) {
         self.queued.fetch_add(1, Ordering::SeqCst);
         self.dropped.fetch_add(1, Ordering::SeqCst);
-        *self.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+        *self
+            .drop_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
     }
     fn settle(&self, chunk: &SpooledChunk) {
         self.bytes_settled.fetch_add(chunk.size, Ordering::SeqCst);
@@ -90,7 +105,9 @@ impl Queue {
     pub fn send(&self, job: Job) {
         if let Job::Chunk(c, _) = &job {
             self.progress.queued.fetch_add(1, Ordering::SeqCst);
-            self.progress.bytes_queued.fetch_add(c.size, Ordering::SeqCst);
+            self.progress
+                .bytes_queued
+                .fetch_add(c.size, Ordering::SeqCst);
             if c.held.is_some() {
                 self.progress.held_bytes.fetch_add(c.size, Ordering::SeqCst);
             }
@@ -118,7 +135,13 @@ impl Uploader {
                 run_job(&link, &spool, &p, &notify, &mut lost, job).await;
             }
         });
-        (Self { queue: Queue { tx, progress }, task }, notices)
+        (
+            Self {
+                queue: Queue { tx, progress },
+                task,
+            },
+            notices,
+        )
     }
 
     /// Stops sending at once (consent withdrawn: the server takes nothing more).
@@ -149,16 +172,31 @@ fn warn_unreachable(warned: &mut bool) -> impl FnMut(&Failure, Duration) + '_ {
 
 fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropReason, f: &Failure) {
     p.settle(chunk);
-    eprintln!("{} {} ({f})", crate::messages::current().chunk_dropped, chunk.index);
+    eprintln!(
+        "{} {} ({f})",
+        crate::messages::current().chunk_dropped,
+        chunk.index
+    );
     tracing::warn!(stream = %chunk.stream, index = chunk.index, ?reason, failure = %f, "chunk dropped");
     if let Err(e) = spool.drop_chunk(chunk, &format!("{reason:?} {f}")) {
         tracing::warn!(error = %e, "could not remove a dropped chunk from the spool");
     }
     p.dropped.fetch_add(1, Ordering::SeqCst);
-    *p.drop_reasons.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
+    *p.drop_reasons
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(reason)
+        .or_default() += 1;
 }
 
-async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::UnboundedSender<Notice>, lost: &mut std::collections::HashSet<Uuid>, job: Job) {
+async fn run_job(
+    link: &Link,
+    spool: &Spool,
+    p: &Progress,
+    notify: &mpsc::UnboundedSender<Notice>,
+    lost: &mut std::collections::HashSet<Uuid>,
+    job: Job,
+) {
     if p.stopped.load(Ordering::SeqCst) {
         if let Job::Chunk(c, _) = &job {
             p.settle(c);
@@ -172,7 +210,12 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
         let _ = notify.send(Notice::Stop(reason));
     };
     match job {
-        Job::Consent(version, sealed) => match retrying(|| link.api().consent(&version, &sealed), warn_unreachable(&mut warned)).await {
+        Job::Consent(version, sealed) => match retrying(
+            || link.api().consent(&version, &sealed),
+            warn_unreachable(&mut warned),
+        )
+        .await
+        {
             Ok(()) => tracing::info!("consent recorded by the server"),
             Err((f, decision)) => {
                 tracing::error!(failure = %f, ?decision, "consent refused");
@@ -184,11 +227,19 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
         },
         Job::Chunk(chunk, sealed_at) => {
             if lost.contains(&chunk.stream) {
-                let f = Failure { status: 404, code: "not_found".into(), message: "stream unknown to the server".into(), retry_after: None };
+                let f = Failure {
+                    status: 404,
+                    code: "not_found".into(),
+                    message: "stream unknown to the server".into(),
+                    retry_after: None,
+                };
                 return drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
             }
             let c = chunk.clone();
-            let read = tokio::task::spawn_blocking(move || c.read()).await.map_err(std::io::Error::other).and_then(|r| r);
+            let read = tokio::task::spawn_blocking(move || c.read())
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
             let bytes = match read {
                 Ok(b) => b,
                 // A read error may pass (too many open files, a flaky disk): keep the chunk
@@ -201,7 +252,12 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
                 }
             };
             let len = bytes.len() as u64;
-            match retrying(|| link.put_chunk(chunk.stream, chunk.index, bytes.clone()), warn_unreachable(&mut warned)).await {
+            match retrying(
+                || link.put_chunk(chunk.stream, chunk.index, bytes.clone()),
+                warn_unreachable(&mut warned),
+            )
+            .await
+            {
                 Ok(_) => {
                     if let Err(e) = spool.remove(&chunk) {
                         tracing::warn!(error = %e, "could not remove an acknowledged chunk from the spool");
@@ -210,7 +266,10 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
                     *p.last_ack.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
                     p.acked.fetch_add(1, Ordering::SeqCst);
                     p.bytes_acked.fetch_add(len, Ordering::SeqCst);
-                    p.ack_latencies_ms.lock().unwrap_or_else(|e| e.into_inner()).push(sealed_at.elapsed().as_millis() as u64);
+                    p.ack_latencies_ms
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(sealed_at.elapsed().as_millis() as u64);
                 }
                 // Without its first chunk the server cannot open the stream: record on in a new one.
                 Err((f, Decision::Drop(reason))) if chunk.index == 0 => {
@@ -230,14 +289,24 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
                     p.unsent.fetch_add(1, Ordering::SeqCst);
                     stop(reason);
                 }
-                Err((_, Decision::Retry)) => unreachable!("retrying only returns on a final decision"),
+                Err((_, Decision::Retry)) => {
+                    unreachable!("retrying only returns on a final decision")
+                }
             }
         }
-        Job::End { stream, final_index } => {
+        Job::End {
+            stream,
+            final_index,
+        } => {
             if lost.contains(&stream) {
                 return forget(spool, stream);
             }
-            match retrying(|| link.end_stream(stream, final_index), warn_unreachable(&mut warned)).await {
+            match retrying(
+                || link.end_stream(stream, final_index),
+                warn_unreachable(&mut warned),
+            )
+            .await
+            {
                 Ok(()) => forget(spool, stream),
                 Err((f, Decision::Stop(reason))) => {
                     tracing::error!(failure = %f, ?reason, "ending the stream stopped");
@@ -255,7 +324,10 @@ async fn run_job(link: &Link, spool: &Spool, p: &Progress, notify: &mpsc::Unboun
 }
 
 fn forget(spool: &Spool, stream: Uuid) {
-    let still_pending = spool.pending().map(|v| v.iter().any(|c| c.stream == stream)).unwrap_or(true);
+    let still_pending = spool
+        .pending()
+        .map(|v| v.iter().any(|c| c.stream == stream))
+        .unwrap_or(true);
     if !still_pending {
         if let Err(e) = spool.forget_stream(stream) {
             tracing::warn!(error = %e, "could not clean a finished stream from the spool");

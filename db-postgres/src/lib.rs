@@ -24,9 +24,19 @@ pub struct PostgresDatabase {
 impl PostgresDatabase {
     pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Self> {
         let timeout_ms = pool.statement_timeout.as_millis().to_string();
-        let opts = PgConnectOptions::from_str(url).map_err(backend)?.options([("statement_timeout", timeout_ms.as_str())]);
-        let pool = PgPoolOptions::new().max_connections(pool.max_connections.max(1)).acquire_timeout(pool.acquire_timeout).connect_with(opts).await.map_err(backend)?;
-        MIGRATOR.run(&pool).await.map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(backend)?
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections.max(1))
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(backend)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
         Ok(Self { pool })
     }
 }
@@ -59,12 +69,26 @@ mod retention;
 #[async_trait]
 impl Database for PostgresDatabase {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
-        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES ($1, $2, $3)", id, reference, at_ms).execute(&self.pool).await.map_err(backend)?;
+        sqlx::query!(
+            "INSERT INTO sittings (id, ref, created_at) VALUES ($1, $2, $3)",
+            id,
+            reference,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
-        Ok(sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sittings WHERE id = $1"#, id).fetch_optional(&self.pool).await.map_err(backend)?.is_some())
+        Ok(
+            sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sittings WHERE id = $1"#, id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?
+                .is_some(),
+        )
     }
 
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
@@ -102,7 +126,10 @@ impl Database for PostgresDatabase {
     }
 
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
-        sqlx::query_scalar!("SELECT id FROM sittings WHERE ref = $1", reference).fetch_one(&self.pool).await.map_err(backend)
+        sqlx::query_scalar!("SELECT id FROM sittings WHERE ref = $1", reference)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
     }
 
     async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
@@ -121,7 +148,12 @@ impl Database for PostgresDatabase {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        let token = parse(TokenRecord { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
+        let token = parse(TokenRecord {
+            attempt_id: r.attempt_id,
+            generation: r.generation,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })?;
         let attempt = parse(AttemptRecord {
             id: r.id,
             sitting_id: r.sitting_id,
@@ -154,12 +186,23 @@ impl Database for PostgresDatabase {
         )
     }
 
-    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+    async fn issue_token(
+        &self,
+        attempt: Uuid,
+        generation: u32,
+        token_hash: [u8; 32],
+        issued_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query!("UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL", attempt, issued_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query!(
+            "UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL",
+            attempt,
+            issued_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let (token_hash, generation) = (token_hash.as_slice(), generation as i32);
         sqlx::query!(
             "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -173,23 +216,44 @@ impl Database for PostgresDatabase {
         .await
         .map_err(backend)?;
         let generation = generation as i32;
-        sqlx::query!("UPDATE attempts SET token_generation = $2 WHERE id = $1", attempt, generation).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE attempts SET token_generation = $2 WHERE id = $1",
+            attempt,
+            generation
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
-        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL", attempt, at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL",
+            attempt,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected())
     }
 
-    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()> {
-        sqlx::query!("INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES ($1, $2, $3)", code_hash.as_slice(), attempt, expires_at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+    async fn create_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        attempt: Uuid,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
+        sqlx::query!(
+            "INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES ($1, $2, $3)",
+            code_hash.as_slice(),
+            attempt,
+            expires_at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -204,19 +268,46 @@ impl Database for PostgresDatabase {
         .map_err(backend)
     }
 
-    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
-        sqlx::query!("UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1", attempt, notice_version, at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+    async fn record_consent(
+        &self,
+        attempt: Uuid,
+        notice_version: &str,
+        at_ms: i64,
+    ) -> DbResult<()> {
+        sqlx::query!(
+            "UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1",
+            attempt,
+            notice_version,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool> {
+    async fn open_stream(
+        &self,
+        s: Stream,
+        connection: Vec<u8>,
+        max_streams: u64,
+    ) -> DbResult<bool> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The attempt's row lock makes concurrent opens of one attempt take turns.
-        sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#, s.attempt_id).fetch_optional(&mut *tx).await.map_err(backend)?;
-        let n: i64 = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#, s.attempt_id).fetch_one(&mut *tx).await.map_err(backend)?;
+        sqlx::query_scalar!(
+            r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#,
+            s.attempt_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let n: i64 = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#,
+            s.attempt_id
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         if n as u64 >= max_streams {
             return Ok(false);
         }
@@ -252,8 +343,14 @@ impl Database for PostgresDatabase {
 
     async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let silent: Option<i64> =
-            sqlx::query_scalar!("SELECT silent_since FROM attempts WHERE id = $1 FOR UPDATE", attempt).fetch_optional(&mut *tx).await.map_err(backend)?.flatten();
+        let silent: Option<i64> = sqlx::query_scalar!(
+            "SELECT silent_since FROM attempts WHERE id = $1 FOR UPDATE",
+            attempt
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .flatten();
         sqlx::query!("UPDATE attempts SET last_heard_at = GREATEST(COALESCE(last_heard_at, 0), $2), silent_since = NULL WHERE id = $1", attempt, at_ms)
             .execute(&mut *tx)
             .await
@@ -293,10 +390,13 @@ impl Database for PostgresDatabase {
     }
 
     async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>> {
-        let rows = sqlx::query!("SELECT from_ms, to_ms FROM agent_silences WHERE attempt_id = $1 ORDER BY from_ms", attempt)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query!(
+            "SELECT from_ms, to_ms FROM agent_silences WHERE attempt_id = $1 ORDER BY from_ms",
+            attempt
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(rows.into_iter().map(|r| (r.from_ms, r.to_ms)).collect())
     }
 
@@ -349,10 +449,24 @@ impl Database for PostgresDatabase {
         let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         for i in order {
-            let NewChunk { attempt, row, transport } = &batch[i];
+            let NewChunk {
+                attempt,
+                row,
+                transport,
+            } = &batch[i];
             // The primary key arbitrates between concurrent uploads, on any instance.
-            let (index, size, start, end) = (row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
-            let (digest, prev, sha, transport) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice(), transport.as_str());
+            let (index, size, start, end) = (
+                row.index as i64,
+                row.size as i64,
+                row.media_start_us as i64,
+                row.media_end_us as i64,
+            );
+            let (digest, prev, sha, transport) = (
+                row.digest.as_slice(),
+                row.prev_digest.as_slice(),
+                row.content_sha256.as_slice(),
+                transport.as_str(),
+            );
             let inserted = sqlx::query!(
                 "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (stream_id, idx) DO NOTHING",
@@ -378,10 +492,14 @@ impl Database for PostgresDatabase {
                 ChunkInsert::Created
             } else {
                 let index = row.index as i64;
-                let stored: Vec<u8> = sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2", row.stream_id, index)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?;
+                let stored: Vec<u8> = sqlx::query_scalar!(
+                    "SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2",
+                    row.stream_id,
+                    index
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
                 if stored == row.digest {
                     ChunkInsert::Duplicate
                 } else {
@@ -392,7 +510,14 @@ impl Database for PostgresDatabase {
         // Attempts last, in order too: one update each, however many of its chunks came.
         for (attempt, bytes) in added {
             let bytes = bytes as i64;
-            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1", attempt, bytes).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query!(
+                "UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1",
+                attempt,
+                bytes
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
@@ -456,7 +581,13 @@ impl Database for PostgresDatabase {
         parse_all(sqlx::query_as!(StaffRecord, "SELECT id, login, role, password_hash, disabled_at, must_change_password, password_changed_at, totp_secret FROM staff ORDER BY login").fetch_all(&self.pool).await.map_err(backend)?)
     }
 
-    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()> {
+    async fn set_password(
+        &self,
+        staff: Uuid,
+        password_hash: &str,
+        must_change: bool,
+        at_ms: i64,
+    ) -> DbResult<()> {
         let done = sqlx::query!("UPDATE staff SET password_hash = $1, must_change_password = $2, password_changed_at = $3 WHERE id = $4", password_hash, must_change, at_ms, staff)
             .execute(&self.pool)
             .await
@@ -465,12 +596,26 @@ impl Database for PostgresDatabase {
     }
 
     async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()> {
-        let done = sqlx::query!("UPDATE staff SET disabled_at = $1 WHERE id = $2", disabled_at_ms, staff).execute(&self.pool).await.map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE staff SET disabled_at = $1 WHERE id = $2",
+            disabled_at_ms,
+            staff
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         found(done.rows_affected())
     }
 
     async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()> {
-        let done = sqlx::query!("UPDATE staff SET totp_secret = $1, totp_last_step = NULL WHERE id = $2", sealed_secret, staff).execute(&self.pool).await.map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE staff SET totp_secret = $1, totp_last_step = NULL WHERE id = $2",
+            sealed_secret,
+            staff
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         found(done.rows_affected())
     }
 
@@ -484,12 +629,22 @@ impl Database for PostgresDatabase {
 
     async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()> {
         let keep = keep.unwrap_or([0; 32]).to_vec();
-        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = $1 AND token_hash <> $2", staff, keep).execute(&self.pool).await.map_err(backend)?;
+        sqlx::query!(
+            "DELETE FROM staff_sessions WHERE staff_id = $1 AND token_hash <> $2",
+            staff,
+            keep
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn setting(&self, key: &str) -> DbResult<Option<String>> {
-        sqlx::query_scalar!("SELECT value FROM settings WHERE key = $1", key).fetch_optional(&self.pool).await.map_err(backend)
+        sqlx::query_scalar!("SELECT value FROM settings WHERE key = $1", key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> DbResult<()> {
@@ -516,7 +671,13 @@ impl Database for PostgresDatabase {
         Ok(found.is_some())
     }
 
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+    async fn create_staff_session(
+        &self,
+        token_hash: [u8; 32],
+        staff: Uuid,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
         let token_hash = token_hash.as_slice();
         sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at, last_seen_at) VALUES ($1, $2, $3, $4)", token_hash, staff, expires_at_ms, now_ms)
             .execute(&self.pool)
@@ -525,7 +686,12 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount> {
+    async fn staff_by_session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> DbResult<StaffAccount> {
         let hash = token_hash.as_slice();
         let idle_since = now_ms - idle_ms;
         let r = sqlx::query!("SELECT staff_id, last_seen_at FROM staff_sessions WHERE token_hash = $1 AND expires_at > $2 AND last_seen_at > $3", hash, now_ms, idle_since)
@@ -533,14 +699,24 @@ impl Database for PostgresDatabase {
             .await
             .map_err(backend)?;
         if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
-            sqlx::query!("UPDATE staff_sessions SET last_seen_at = $1 WHERE token_hash = $2", now_ms, hash).execute(&self.pool).await.map_err(backend)?;
+            sqlx::query!(
+                "UPDATE staff_sessions SET last_seen_at = $1 WHERE token_hash = $2",
+                now_ms,
+                hash
+            )
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         }
         self.staff_by_id(r.staff_id).await
     }
 
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
         let hash = token_hash.as_slice();
-        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = $1", hash).execute(&self.pool).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = $1", hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -584,22 +760,47 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit> {
+    async fn submit_review(
+        &self,
+        review: Uuid,
+        outcome: ReviewOutcome,
+        at_ms: i64,
+    ) -> DbResult<Submit> {
         let outcome_text = outcome.as_str();
         // The review row locked first (flag writes lock it too), then the flags counted on
         // a fresh snapshot: nothing changes between the count and the update.
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let open = sqlx::query_scalar!(r#"SELECT submitted_at IS NULL AS "open!" FROM reviews WHERE id = $1 FOR UPDATE"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        let open = sqlx::query_scalar!(
+            r#"SELECT submitted_at IS NULL AS "open!" FROM reviews WHERE id = $1 FOR UPDATE"#,
+            review
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         if !open {
             return Ok(Submit::AlreadySubmitted);
         }
-        let flags = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM flags WHERE review_id = $1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        let flags = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM flags WHERE review_id = $1"#,
+            review
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         match (outcome, flags) {
             (ReviewOutcome::NoIrregularity, n) if n > 0 => return Ok(Submit::Disagrees(n as u32)),
             (ReviewOutcome::Irregularities, 0) => return Ok(Submit::Disagrees(0)),
             _ => {}
         }
-        sqlx::query!("UPDATE reviews SET submitted_at = $1, outcome = $2 WHERE id = $3", at_ms, outcome_text, review).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE reviews SET submitted_at = $1, outcome = $2 WHERE id = $3",
+            at_ms,
+            outcome_text,
+            review
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Submit::Submitted(flags as u32))
     }
@@ -662,7 +863,14 @@ impl Database for PostgresDatabase {
         Ok(entry)
     }
 
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
+    async fn set_state_audited(
+        &self,
+        attempt: Uuid,
+        from: AttemptState,
+        to: AttemptState,
+        at_ms: i64,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
             return Ok(None);
@@ -691,19 +899,36 @@ impl Database for PostgresDatabase {
     }
 }
 
-async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, e: AuditEvent) -> DbResult<AuditEntry> {
-    append_audits_in(tx, vec![e]).await?.pop().ok_or_else(|| DbError::Backend("no audit entry appended".into()))
+async fn append_audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    e: AuditEvent,
+) -> DbResult<AuditEntry> {
+    append_audits_in(tx, vec![e])
+        .await?
+        .pop()
+        .ok_or_else(|| DbError::Backend("no audit entry appended".into()))
 }
 
 /// Appends events to the chain in one statement (a destruction batch writes a thousand).
-async fn append_audits_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, events: Vec<AuditEvent>) -> DbResult<Vec<AuditEntry>> {
+async fn append_audits_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    events: Vec<AuditEvent>,
+) -> DbResult<Vec<AuditEntry>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
     // Every instance appends to one chain: one appender at a time, until commit.
-    sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK).execute(&mut **tx).await.map_err(backend)?;
-    let last = sqlx::query!("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await.map_err(backend)?;
-    let last = last.map(|r| Ok::<_, DbError>((r.seq, arr32("hash", r.hash).map_err(backend)?))).transpose()?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let last = sqlx::query!("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let last = last
+        .map(|r| Ok::<_, DbError>((r.seq, arr32("hash", r.hash).map_err(backend)?)))
+        .transpose()?;
     let entries = chain_events(last, events);
     let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
     let ats: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();

@@ -8,7 +8,12 @@ type PvRecord = PvRec<Uuid, bool>;
 
 #[async_trait]
 impl RetentionStore for PostgresDatabase {
-    async fn record_pv(&self, d: &PvDecision, updates: &[PvUpdate], event: AuditEvent) -> DbResult<PvRecorded> {
+    async fn record_pv(
+        &self,
+        d: &PvDecision,
+        updates: &[PvUpdate],
+        event: AuditEvent,
+    ) -> DbResult<PvRecorded> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let inserted = sqlx::query!(
             "INSERT INTO pv_decisions (sitting_id, outcome, decided_at, decided_by, override_unsubmitted) VALUES ($1, $2, $3, $4, $5)
@@ -29,7 +34,13 @@ impl RetentionStore for PostgresDatabase {
             // An attempt the decision leaves in its state must still be in it (not started
             // meanwhile): the plan was made on that state. The row stays locked.
             let still = if u.from == u.to {
-                let state = sqlx::query_scalar!("SELECT state FROM attempts WHERE id = $1 FOR UPDATE", u.attempt).fetch_one(&mut *tx).await.map_err(backend)?;
+                let state = sqlx::query_scalar!(
+                    "SELECT state FROM attempts WHERE id = $1 FOR UPDATE",
+                    u.attempt
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
                 state == u.from.as_str()
             } else {
                 compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await?
@@ -37,12 +48,21 @@ impl RetentionStore for PostgresDatabase {
             if !still {
                 return Ok(PvRecorded::Raced);
             }
-            sqlx::query!("UPDATE attempts SET contested = $2, due_at = COALESCE($3, due_at) WHERE id = $1", u.attempt, u.contested, u.due_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query!(
+                "UPDATE attempts SET contested = $2, due_at = COALESCE($3, due_at) WHERE id = $1",
+                u.attempt,
+                u.contested,
+                u.due_at_ms
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
-        let events = updates.iter().map(|u| u.event.clone()).chain([event]).collect();
+        let events = updates
+            .iter()
+            .map(|u| u.event.clone())
+            .chain([event])
+            .collect();
         let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(PvRecorded::Recorded(entries))
@@ -76,11 +96,21 @@ impl RetentionStore for PostgresDatabase {
     }
 
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>> {
-        let ids = sqlx::query_scalar!("SELECT id FROM attempts WHERE destroyed_at IS NULL ORDER BY created_at").fetch_all(&self.pool).await.map_err(backend)?;
+        let ids = sqlx::query_scalar!(
+            "SELECT id FROM attempts WHERE destroyed_at IS NULL ORDER BY created_at"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         self.retention_facts(&ids).await
     }
 
-    async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
+    async fn change_retention(
+        &self,
+        attempt: Uuid,
+        change: RetentionChange,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = match &change {
             // While held, the erasure waits for the lift (which fixes the due time).
@@ -113,7 +143,13 @@ impl RetentionStore for PostgresDatabase {
         Ok(Some(entry))
     }
 
-    async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>> {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        undecided_cutoff_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> DbResult<Vec<RetentionFacts>> {
         // Rows another transaction is claiming are skipped, not waited for: claimers on
         // every instance run at once and share the work.
         let ids = sqlx::query_scalar!(
@@ -158,10 +194,26 @@ impl RetentionStore for PostgresDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id = ANY($1)", &destroyed).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query!("DELETE FROM agent_silences WHERE attempt_id = ANY($1)", &destroyed).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE flags SET note = '' WHERE attempt_id = ANY($1)",
+            &destroyed
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query!(
+            "DELETE FROM agent_silences WHERE attempt_id = ANY($1)",
+            &destroyed
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let destroyed: std::collections::HashSet<Uuid> = destroyed.into_iter().collect();
-        let events = batch.iter().filter(|d| destroyed.contains(&d.attempt)).map(|d| d.event.clone()).collect();
+        let events = batch
+            .iter()
+            .filter(|d| destroyed.contains(&d.attempt))
+            .map(|d| d.event.clone())
+            .collect();
         let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(entries)
@@ -185,7 +237,14 @@ impl RetentionStore for PostgresDatabase {
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ANY($1))", attempts).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query!("UPDATE attempts SET blobs_purged_at = $2 WHERE id = ANY($1)", attempts, at_ms).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE attempts SET blobs_purged_at = $2 WHERE id = ANY($1)",
+            attempts,
+            at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -194,7 +253,10 @@ impl RetentionStore for PostgresDatabase {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.kek_epoch, r.live as u64)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.kek_epoch, r.live as u64))
+            .collect())
     }
 
     async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
@@ -210,7 +272,20 @@ impl RetentionStore for PostgresDatabase {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.id, r.attempt_id, ConnectionInfo { client_ip: r.client_ip, agent_version: r.agent_version, os: r.os })).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    r.attempt_id,
+                    ConnectionInfo {
+                        client_ip: r.client_ip,
+                        agent_version: r.agent_version,
+                        os: r.os,
+                    },
+                )
+            })
+            .collect())
     }
 
     async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()> {
@@ -219,11 +294,22 @@ impl RetentionStore for PostgresDatabase {
     }
 
     async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
-        let rows = sqlx::query!("SELECT id, wrapped_dek FROM attempts WHERE kek_epoch = $1 AND destroyed_at IS NULL", epoch).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = sqlx::query!(
+            "SELECT id, wrapped_dek FROM attempts WHERE kek_epoch = $1 AND destroyed_at IS NULL",
+            epoch
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(rows.into_iter().map(|r| (r.id, r.wrapped_dek)).collect())
     }
 
-    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8])) -> DbResult<bool> {
+    async fn rewrap(
+        &self,
+        attempt: Uuid,
+        old: (&str, &[u8]),
+        new: (&str, &[u8]),
+    ) -> DbResult<bool> {
         let done = sqlx::query!(
             "UPDATE attempts SET kek_epoch = $4, wrapped_dek = $5 WHERE id = $1 AND kek_epoch = $2 AND wrapped_dek = $3 AND destroyed_at IS NULL",
             attempt,
@@ -238,16 +324,26 @@ impl RetentionStore for PostgresDatabase {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+    async fn clear_notes(
+        &self,
+        sealed_prefix: &str,
+        limit: u32,
+    ) -> DbResult<Vec<(Uuid, Uuid, String)>> {
         let rows = sqlx::query!("SELECT id, attempt_id, note FROM flags WHERE note <> '' AND left(note, length($1)) <> $1 LIMIT $2", sealed_prefix, limit as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.id, r.attempt_id, r.note)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id, r.attempt_id, r.note))
+            .collect())
     }
 
     async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
-        sqlx::query!("UPDATE flags SET note = $2 WHERE id = $1", flag, note).execute(&self.pool).await.map_err(backend)?;
+        sqlx::query!("UPDATE flags SET note = $2 WHERE id = $1", flag, note)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

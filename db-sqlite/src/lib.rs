@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use proctor_db::lifecycle::AttemptState;
 use proctor_db::records::*;
 use proctor_db::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::Path;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -37,9 +39,17 @@ impl SqliteDatabase {
             .pragma("secure_delete", "ON")
             .foreign_keys(true)
             .busy_timeout(pool.statement_timeout);
-        let writer = SqlitePoolOptions::new().max_connections(1).acquire_timeout(pool.acquire_timeout).connect_with(opts.clone()).await.map_err(backend)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(opts.clone())
+            .await
+            .map_err(backend)?;
         refuse_pre_sqlx_file(&writer).await?;
-        MIGRATOR.run(&writer).await.map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| DbError::Backend(format!("migrations: {e}")))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(pool.max_connections.max(1))
             .acquire_timeout(pool.acquire_timeout)
@@ -54,8 +64,15 @@ impl SqliteDatabase {
 /// running the migrations over it would fail half-way. Say so plainly instead.
 async fn refuse_pre_sqlx_file(pool: &SqlitePool) -> DbResult<()> {
     // A pragma, not the schema: the one query the macros cannot describe.
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(pool).await.map_err(backend)?;
-    let tracked: i64 = sqlx::query_scalar!("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'").fetch_one(pool).await.map_err(backend)?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    let tracked: i64 =
+        sqlx::query_scalar!("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'")
+            .fetch_one(pool)
+            .await
+            .map_err(backend)?;
     if version > 0 && tracked == 0 {
         return Err(DbError::Backend("this database was created by an earlier development version; start from an empty data directory".into()));
     }
@@ -91,20 +108,43 @@ mod retention;
 impl Database for SqliteDatabase {
     async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
         let id = id.to_string();
-        sqlx::query!("INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)", id, reference, at_ms).execute(&self.writer).await.map_err(backend)?;
+        sqlx::query!(
+            "INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)",
+            id,
+            reference,
+            at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
         let id = id.to_string();
-        let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sittings WHERE id = ?1"#, id).fetch_optional(&self.readers).await.map_err(backend)?;
+        let found =
+            sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sittings WHERE id = ?1"#, id)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(backend)?;
         Ok(found.is_some())
     }
 
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let (id, sitting_id, reference, token_hash, kek_epoch, wrapped_dek, dek_fingerprint) =
-            (a.id.to_string(), a.sitting_id.to_string(), &a.reference, a.token_hash.as_slice(), &a.kek_epoch, &a.wrapped_dek, &a.dek_fingerprint);
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let (id, sitting_id, reference, token_hash, kek_epoch, wrapped_dek, dek_fingerprint) = (
+            a.id.to_string(),
+            a.sitting_id.to_string(),
+            &a.reference,
+            a.token_hash.as_slice(),
+            &a.kek_epoch,
+            &a.wrapped_dek,
+            &a.dek_fingerprint,
+        );
         sqlx::query!(
             "INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -141,7 +181,13 @@ impl Database for SqliteDatabase {
     }
 
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
-        let id = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM sittings WHERE ref = ?1"#, reference).fetch_one(&self.readers).await.map_err(backend)?;
+        let id = sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM sittings WHERE ref = ?1"#,
+            reference
+        )
+        .fetch_one(&self.readers)
+        .await
+        .map_err(backend)?;
         id.into_uuid("id").map_err(backend)
     }
 
@@ -164,7 +210,12 @@ impl Database for SqliteDatabase {
         .fetch_one(&self.readers)
         .await
         .map_err(backend)?;
-        let token = parse(TokenRecord { attempt_id: r.attempt_id, generation: r.generation, expires_at: r.expires_at, revoked_at: r.revoked_at })?;
+        let token = parse(TokenRecord {
+            attempt_id: r.attempt_id,
+            generation: r.generation,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        })?;
         let attempt = parse(AttemptRecord {
             id: r.id,
             sitting_id: r.sitting_id,
@@ -187,14 +238,33 @@ impl Database for SqliteDatabase {
         parse(sqlx::query_as!(TokenRecord, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"#, attempt, generation).fetch_one(&self.readers).await.map_err(backend)?)
     }
 
-    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let attempt = attempt.to_string();
-        sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", attempt, issued_at_ms)
-            .execute(&mut *tx)
+    async fn issue_token(
+        &self,
+        attempt: Uuid,
+        generation: u32,
+        token_hash: [u8; 32],
+        issued_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)?;
-        let (token_hash, attempt, generation) = (token_hash.as_slice(), attempt.to_string(), generation as i64);
+        let attempt = attempt.to_string();
+        sqlx::query!(
+            "UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL",
+            attempt,
+            issued_at_ms
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let (token_hash, attempt, generation) = (
+            token_hash.as_slice(),
+            attempt.to_string(),
+            generation as i64,
+        );
         sqlx::query!(
             "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             token_hash,
@@ -207,25 +277,46 @@ impl Database for SqliteDatabase {
         .await
         .map_err(backend)?;
         let (attempt, generation) = (attempt.to_string(), generation as i64);
-        sqlx::query!("UPDATE attempts SET token_generation = ?2 WHERE id = ?1", attempt, generation).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE attempts SET token_generation = ?2 WHERE id = ?1",
+            attempt,
+            generation
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
         let attempt = attempt.to_string();
-        let done = sqlx::query!("UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL", attempt, at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL",
+            attempt,
+            at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected())
     }
 
-    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()> {
+    async fn create_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        attempt: Uuid,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
         let (code_hash, attempt) = (code_hash.as_slice(), attempt.to_string());
-        sqlx::query!("INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES (?1, ?2, ?3)", code_hash, attempt, expires_at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        sqlx::query!(
+            "INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES (?1, ?2, ?3)",
+            code_hash,
+            attempt,
+            expires_at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -239,22 +330,45 @@ impl Database for SqliteDatabase {
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        row.map(|a| a.parse::<Uuid>().map_err(|e| DbError::Backend(format!("launch code's attempt id: {e}")))).transpose()
+        row.map(|a| {
+            a.parse::<Uuid>()
+                .map_err(|e| DbError::Backend(format!("launch code's attempt id: {e}")))
+        })
+        .transpose()
     }
 
-    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()> {
+    async fn record_consent(
+        &self,
+        attempt: Uuid,
+        notice_version: &str,
+        at_ms: i64,
+    ) -> DbResult<()> {
         let attempt = attempt.to_string();
-        sqlx::query!("UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1", attempt, notice_version, at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
+        sqlx::query!(
+            "UPDATE attempts SET consent_notice = ?2, consent_at = ?3 WHERE id = ?1",
+            attempt,
+            notice_version,
+            at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
-    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool> {
+    async fn open_stream(
+        &self,
+        s: Stream,
+        connection: Vec<u8>,
+        max_streams: u64,
+    ) -> DbResult<bool> {
         // One statement on the single writer: the count and the insert cannot interleave.
         // The clear connection columns of the first schema stay empty: it is sealed.
-        let (id, attempt_id, max_streams) = (s.id.to_string(), s.attempt_id.to_string(), max_streams as i64);
+        let (id, attempt_id, max_streams) = (
+            s.id.to_string(),
+            s.attempt_id.to_string(),
+            max_streams as i64,
+        );
         let (salt, opening) = keying_columns(&s.keying);
         let done = sqlx::query!(
             "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection)
@@ -290,8 +404,17 @@ impl Database for SqliteDatabase {
 
     async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>> {
         let id = attempt.to_string();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let silent: Option<i64> = sqlx::query_scalar!("SELECT silent_since FROM attempts WHERE id = ?1", id).fetch_optional(&mut *tx).await.map_err(backend)?.flatten();
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let silent: Option<i64> =
+            sqlx::query_scalar!("SELECT silent_since FROM attempts WHERE id = ?1", id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?
+                .flatten();
         sqlx::query!("UPDATE attempts SET last_heard_at = MAX(COALESCE(last_heard_at, 0), ?2), silent_since = NULL WHERE id = ?1", id, at_ms)
             .execute(&mut *tx)
             .await
@@ -307,7 +430,11 @@ impl Database for SqliteDatabase {
     }
 
     async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let rows = sqlx::query!(
             r#"UPDATE attempts SET silent_since = COALESCE(last_heard_at, consent_at)
                WHERE state IN ('consented', 'recording') AND silent_since IS NULL AND COALESCE(last_heard_at, consent_at) < ?1
@@ -324,7 +451,15 @@ impl Database for SqliteDatabase {
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        rows.into_iter().map(|r| Ok((r.id.parse().map_err(|_| DbError::Backend("attempt id".into()))?, r.since))).collect()
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.id.parse()
+                        .map_err(|_| DbError::Backend("attempt id".into()))?,
+                    r.since,
+                ))
+            })
+            .collect()
     }
 
     async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>> {
@@ -369,14 +504,34 @@ impl Database for SqliteDatabase {
     }
 
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // One statement per new chunk and one per attempt: statements, not the commit, are
         // what a batch costs here.
         let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
-        for NewChunk { attempt, row, transport } in batch {
-            let (stream, index, size, start, end) = (row.stream_id.to_string(), row.index as i64, row.size as i64, row.media_start_us as i64, row.media_end_us as i64);
-            let (digest, prev, sha, transport) = (row.digest.as_slice(), row.prev_digest.as_slice(), row.content_sha256.as_slice(), transport.as_str());
+        for NewChunk {
+            attempt,
+            row,
+            transport,
+        } in batch
+        {
+            let (stream, index, size, start, end) = (
+                row.stream_id.to_string(),
+                row.index as i64,
+                row.size as i64,
+                row.media_start_us as i64,
+                row.media_end_us as i64,
+            );
+            let (digest, prev, sha, transport) = (
+                row.digest.as_slice(),
+                row.prev_digest.as_slice(),
+                row.content_sha256.as_slice(),
+                transport.as_str(),
+            );
             let inserted = sqlx::query!(
                 "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
@@ -402,8 +557,14 @@ impl Database for SqliteDatabase {
                 ChunkInsert::Created
             } else {
                 let (stream_id, index) = (row.stream_id.to_string(), row.index as i64);
-                let stored: Vec<u8> =
-                    sqlx::query_scalar!("SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2", stream_id, index).fetch_one(&mut *tx).await.map_err(backend)?;
+                let stored: Vec<u8> = sqlx::query_scalar!(
+                    "SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2",
+                    stream_id,
+                    index
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
                 if stored == row.digest {
                     ChunkInsert::Duplicate
                 } else {
@@ -413,7 +574,14 @@ impl Database for SqliteDatabase {
         }
         for (attempt, bytes) in added {
             let (attempt, bytes) = (attempt.to_string(), bytes as i64);
-            sqlx::query!("UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1", attempt, bytes).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query!(
+                "UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1",
+                attempt,
+                bytes
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
@@ -430,7 +598,12 @@ impl Database for SqliteDatabase {
     }
 
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
-        let (id, login, role, password_hash) = (s.id.to_string(), &s.login, s.role.as_str(), &s.password_hash);
+        let (id, login, role, password_hash) = (
+            s.id.to_string(),
+            &s.login,
+            s.role.as_str(),
+            &s.password_hash,
+        );
         let must_change = s.must_change_password as i64;
         sqlx::query!(
             "INSERT INTO staff (id, login, role, password_hash, created_at, must_change_password, password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -461,7 +634,13 @@ impl Database for SqliteDatabase {
         parse_all(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff ORDER BY login"#).fetch_all(&self.readers).await.map_err(backend)?)
     }
 
-    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()> {
+    async fn set_password(
+        &self,
+        staff: Uuid,
+        password_hash: &str,
+        must_change: bool,
+        at_ms: i64,
+    ) -> DbResult<()> {
         let (staff, must_change) = (staff.to_string(), must_change as i64);
         let done = sqlx::query!("UPDATE staff SET password_hash = ?1, must_change_password = ?2, password_changed_at = ?3 WHERE id = ?4", password_hash, must_change, at_ms, staff)
             .execute(&self.writer)
@@ -472,13 +651,27 @@ impl Database for SqliteDatabase {
 
     async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()> {
         let staff = staff.to_string();
-        let done = sqlx::query!("UPDATE staff SET disabled_at = ?1 WHERE id = ?2", disabled_at_ms, staff).execute(&self.writer).await.map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE staff SET disabled_at = ?1 WHERE id = ?2",
+            disabled_at_ms,
+            staff
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         found(done.rows_affected())
     }
 
     async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()> {
         let staff = staff.to_string();
-        let done = sqlx::query!("UPDATE staff SET totp_secret = ?1, totp_last_step = NULL WHERE id = ?2", sealed_secret, staff).execute(&self.writer).await.map_err(backend)?;
+        let done = sqlx::query!(
+            "UPDATE staff SET totp_secret = ?1, totp_last_step = NULL WHERE id = ?2",
+            sealed_secret,
+            staff
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         found(done.rows_affected())
     }
 
@@ -493,12 +686,25 @@ impl Database for SqliteDatabase {
 
     async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()> {
         let (staff, keep) = (staff.to_string(), keep.unwrap_or([0; 32]).to_vec());
-        sqlx::query!("DELETE FROM staff_sessions WHERE staff_id = ?1 AND token_hash <> ?2", staff, keep).execute(&self.writer).await.map_err(backend)?;
+        sqlx::query!(
+            "DELETE FROM staff_sessions WHERE staff_id = ?1 AND token_hash <> ?2",
+            staff,
+            keep
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
     async fn setting(&self, key: &str) -> DbResult<Option<String>> {
-        sqlx::query_scalar!(r#"SELECT value AS "value!" FROM settings WHERE key = ?1"#, key).fetch_optional(&self.readers).await.map_err(backend)
+        sqlx::query_scalar!(
+            r#"SELECT value AS "value!" FROM settings WHERE key = ?1"#,
+            key
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend)
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> DbResult<()> {
@@ -527,7 +733,13 @@ impl Database for SqliteDatabase {
         Ok(found.is_some())
     }
 
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()> {
+    async fn create_staff_session(
+        &self,
+        token_hash: [u8; 32],
+        staff: Uuid,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
         let (token_hash, staff) = (token_hash.as_slice(), staff.to_string());
         sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4)", token_hash, staff, expires_at_ms, now_ms)
             .execute(&self.writer)
@@ -536,7 +748,12 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount> {
+    async fn staff_by_session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> DbResult<StaffAccount> {
         let hash = token_hash.as_slice();
         let idle_since = now_ms - idle_ms;
         let r = sqlx::query!(
@@ -549,14 +766,25 @@ impl Database for SqliteDatabase {
         .await
         .map_err(backend)?;
         if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
-            sqlx::query!("UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2", now_ms, hash).execute(&self.writer).await.map_err(backend)?;
+            sqlx::query!(
+                "UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2",
+                now_ms,
+                hash
+            )
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
         }
-        self.staff_by_id(r.staff_id.into_uuid("staff_id").map_err(backend)?).await
+        self.staff_by_id(r.staff_id.into_uuid("staff_id").map_err(backend)?)
+            .await
     }
 
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
         let hash = token_hash.as_slice();
-        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = ?1", hash).execute(&self.writer).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = ?1", hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -569,7 +797,9 @@ impl Database for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.reference))).collect()
+        rows.into_iter()
+            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.reference)))
+            .collect()
     }
 
     async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>> {
@@ -593,7 +823,12 @@ impl Database for SqliteDatabase {
     }
 
     async fn create_review(&self, r: Review) -> DbResult<()> {
-        let (id, attempt, reviewer, round) = (r.id.to_string(), r.attempt_id.to_string(), r.reviewer_id.to_string(), r.round as i64);
+        let (id, attempt, reviewer, round) = (
+            r.id.to_string(),
+            r.attempt_id.to_string(),
+            r.reviewer_id.to_string(),
+            r.round as i64,
+        );
         let outcome = r.outcome.map(|o| o.as_str());
         sqlx::query!(
             "INSERT INTO reviews (id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -611,21 +846,50 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit> {
+    async fn submit_review(
+        &self,
+        review: Uuid,
+        outcome: ReviewOutcome,
+        at_ms: i64,
+    ) -> DbResult<Submit> {
         let (review, outcome_text) = (review.to_string(), outcome.as_str());
         // The single writer, in an immediate transaction: no flag write runs in between.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let open = sqlx::query_scalar!(r#"SELECT submitted_at IS NULL AS "open!: bool" FROM reviews WHERE id = ?1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let open = sqlx::query_scalar!(
+            r#"SELECT submitted_at IS NULL AS "open!: bool" FROM reviews WHERE id = ?1"#,
+            review
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         if !open {
             return Ok(Submit::AlreadySubmitted);
         }
-        let flags = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM flags WHERE review_id = ?1"#, review).fetch_one(&mut *tx).await.map_err(backend)?;
+        let flags = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!: i64" FROM flags WHERE review_id = ?1"#,
+            review
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
         match (outcome, flags) {
             (ReviewOutcome::NoIrregularity, n) if n > 0 => return Ok(Submit::Disagrees(n as u32)),
             (ReviewOutcome::Irregularities, 0) => return Ok(Submit::Disagrees(0)),
             _ => {}
         }
-        sqlx::query!("UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3", at_ms, outcome_text, review).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE reviews SET submitted_at = ?1, outcome = ?2 WHERE id = ?3",
+            at_ms,
+            outcome_text,
+            review
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Submit::Submitted(flags as u32))
     }
@@ -647,7 +911,11 @@ impl Database for SqliteDatabase {
     }
 
     async fn save_flag(&self, f: Flag) -> DbResult<bool> {
-        let (id, review, attempt) = (f.id.to_string(), f.review_id.to_string(), f.attempt_id.to_string());
+        let (id, review, attempt) = (
+            f.id.to_string(),
+            f.review_id.to_string(),
+            f.attempt_id.to_string(),
+        );
         let (category, severity) = (f.category.as_str(), f.severity.as_str());
         let done = sqlx::query!(
             "INSERT INTO flags (id, review_id, attempt_id, start_at, end_at, category, severity, note, updated_at)
@@ -687,14 +955,29 @@ impl Database for SqliteDatabase {
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry> {
         // The single writer connection serialises appenders, so two can never chain onto
         // the same predecessor; the CLI on the same file waits on SQLite's write lock.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let entry = append_audit_in(&mut tx, e).await?;
         tx.commit().await.map_err(backend)?;
         Ok(entry)
     }
 
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+    async fn set_state_audited(
+        &self,
+        attempt: Uuid,
+        from: AttemptState,
+        to: AttemptState,
+        at_ms: i64,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
             return Ok(None);
         }
@@ -730,17 +1013,33 @@ impl Database for SqliteDatabase {
     }
 }
 
-async fn append_audit_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, e: AuditEvent) -> DbResult<AuditEntry> {
-    append_audits_in(tx, vec![e]).await?.pop().ok_or_else(|| DbError::Backend("no audit entry appended".into()))
+async fn append_audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    e: AuditEvent,
+) -> DbResult<AuditEntry> {
+    append_audits_in(tx, vec![e])
+        .await?
+        .pop()
+        .ok_or_else(|| DbError::Backend("no audit entry appended".into()))
 }
 
 /// Appends events to the chain in one statement (a destruction batch writes a thousand).
-async fn append_audits_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, events: Vec<AuditEvent>) -> DbResult<Vec<AuditEntry>> {
+async fn append_audits_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    events: Vec<AuditEvent>,
+) -> DbResult<Vec<AuditEntry>> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let last = sqlx::query!(r#"SELECT seq AS "seq!", hash AS "hash!" FROM audit ORDER BY seq DESC LIMIT 1"#).fetch_optional(&mut **tx).await.map_err(backend)?;
-    let last = last.map(|r| Ok::<_, DbError>((r.seq, arr32("hash", r.hash).map_err(backend)?))).transpose()?;
+    let last = sqlx::query!(
+        r#"SELECT seq AS "seq!", hash AS "hash!" FROM audit ORDER BY seq DESC LIMIT 1"#
+    )
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let last = last
+        .map(|r| Ok::<_, DbError>((r.seq, arr32("hash", r.hash).map_err(backend)?)))
+        .transpose()?;
     let entries = chain_events(last, events);
     let rows: Vec<serde_json::Value> = entries
         .iter()

@@ -8,15 +8,33 @@ type PvRecord = PvRec<String, i64>;
 
 /// A list of ids as the JSON array `json_each` reads.
 fn json_ids(ids: &[Uuid]) -> String {
-    serde_json::to_string(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>()).expect("strings serialise")
+    serde_json::to_string(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>())
+        .expect("strings serialise")
 }
 
 #[async_trait]
 impl RetentionStore for SqliteDatabase {
-    async fn record_pv(&self, d: &PvDecision, updates: &[PvUpdate], event: AuditEvent) -> DbResult<PvRecorded> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+    async fn record_pv(
+        &self,
+        d: &PvDecision,
+        updates: &[PvUpdate],
+        event: AuditEvent,
+    ) -> DbResult<PvRecorded> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let sitting = d.sitting_id.to_string();
-        if sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM pv_decisions WHERE sitting_id = ?1"#, sitting).fetch_optional(&mut *tx).await.map_err(backend)?.is_some() {
+        if sqlx::query_scalar!(
+            r#"SELECT 1 AS "one!: i64" FROM pv_decisions WHERE sitting_id = ?1"#,
+            sitting
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .is_some()
+        {
             return Ok(PvRecorded::AlreadyDecided);
         }
         let outcome = d.outcome.as_str();
@@ -36,7 +54,13 @@ impl RetentionStore for SqliteDatabase {
             // An attempt the decision leaves in its state must still be in it (not started
             // meanwhile): the plan was made on that state.
             let still = if u.from == u.to {
-                let state = sqlx::query_scalar!(r#"SELECT state AS "state!" FROM attempts WHERE id = ?1"#, id).fetch_one(&mut *tx).await.map_err(backend)?;
+                let state = sqlx::query_scalar!(
+                    r#"SELECT state AS "state!" FROM attempts WHERE id = ?1"#,
+                    id
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
                 state == u.from.as_str()
             } else {
                 compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await?
@@ -44,12 +68,21 @@ impl RetentionStore for SqliteDatabase {
             if !still {
                 return Ok(PvRecorded::Raced);
             }
-            sqlx::query!("UPDATE attempts SET contested = ?2, due_at = COALESCE(?3, due_at) WHERE id = ?1", id, u.contested, u.due_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query!(
+                "UPDATE attempts SET contested = ?2, due_at = COALESCE(?3, due_at) WHERE id = ?1",
+                id,
+                u.contested,
+                u.due_at_ms
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         }
-        let events = updates.iter().map(|u| u.event.clone()).chain([event]).collect();
+        let events = updates
+            .iter()
+            .map(|u| u.event.clone())
+            .chain([event])
+            .collect();
         let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         Ok(PvRecorded::Recorded(entries))
@@ -90,13 +123,31 @@ impl RetentionStore for SqliteDatabase {
     }
 
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>> {
-        let ids = sqlx::query_scalar!(r#"SELECT id AS "id!" FROM attempts WHERE destroyed_at IS NULL ORDER BY created_at"#).fetch_all(&self.readers).await.map_err(backend)?;
-        let ids: Vec<Uuid> = ids.into_iter().map(|i| i.into_uuid("id")).collect::<Result<_, _>>().map_err(backend)?;
+        let ids = sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM attempts WHERE destroyed_at IS NULL ORDER BY created_at"#
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        let ids: Vec<Uuid> = ids
+            .into_iter()
+            .map(|i| i.into_uuid("id"))
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
         self.retention_facts(&ids).await
     }
 
-    async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+    async fn change_retention(
+        &self,
+        attempt: Uuid,
+        change: RetentionChange,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let id = attempt.to_string();
         let done = match &change {
             // While held, the erasure waits for the lift (which fixes the due time).
@@ -129,10 +180,20 @@ impl RetentionStore for SqliteDatabase {
         Ok(Some(entry))
     }
 
-    async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>> {
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        undecided_cutoff_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> DbResult<Vec<RetentionFacts>> {
         // One writer connection and BEGIN IMMEDIATE: claimers in this process and in any
         // other on the same file take turns, so no row is claimed twice.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let limit = limit as i64;
         let ids: Vec<String> = sqlx::query_scalar!(
             r#"SELECT id AS "id!" FROM attempts
@@ -146,9 +207,20 @@ impl RetentionStore for SqliteDatabase {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let ids: Vec<Uuid> = ids.into_iter().map(|i| i.into_uuid("id")).collect::<Result<_, _>>().map_err(backend)?;
+        let ids: Vec<Uuid> = ids
+            .into_iter()
+            .map(|i| i.into_uuid("id"))
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
         let (list, until) = (json_ids(&ids), now_ms + lease_ms);
-        sqlx::query!("UPDATE attempts SET claimed_until = ?2 WHERE id IN (SELECT value FROM json_each(?1))", list, until).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE attempts SET claimed_until = ?2 WHERE id IN (SELECT value FROM json_each(?1))",
+            list,
+            until
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         self.retention_facts(&ids).await
     }
@@ -158,7 +230,11 @@ impl RetentionStore for SqliteDatabase {
         // attempts is 100 transactions, not 500,000 statements.
         let items: Vec<serde_json::Value> = batch.iter().map(|d| serde_json::json!({ "id": d.attempt.to_string(), "at": d.at_ms, "receipt": d.receipt_json })).collect();
         let items = serde_json::Value::Array(items).to_string();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         // secure_delete (set at connection) zeroes the freed bytes of the old rows.
         let destroyed: Vec<String> = sqlx::query_scalar!(
             r#"UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = json_extract(d.value, '$.at'), destroyed_at = json_extract(d.value, '$.at'),
@@ -178,16 +254,34 @@ impl RetentionStore for SqliteDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query!("UPDATE flags SET note = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids).execute(&mut *tx).await.map_err(backend)?;
-        sqlx::query!("DELETE FROM agent_silences WHERE attempt_id IN (SELECT value FROM json_each(?1))", ids).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!(
+            "UPDATE flags SET note = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))",
+            ids
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query!(
+            "DELETE FROM agent_silences WHERE attempt_id IN (SELECT value FROM json_each(?1))",
+            ids
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let destroyed: std::collections::HashSet<String> = destroyed.into_iter().collect();
-        let events = batch.iter().filter(|d| destroyed.contains(&d.attempt.to_string())).map(|d| d.event.clone()).collect();
+        let events = batch
+            .iter()
+            .filter(|d| destroyed.contains(&d.attempt.to_string()))
+            .map(|d| d.event.clone())
+            .collect();
         let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
         // Move the new pages into the database file and empty the WAL, so that the old
         // pages (with the wrapped keys) leave it now. Best effort: a reader may hold it;
         // the next destruction or SQLite's own checkpoint does it then.
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.writer)
+            .await;
         Ok(entries)
     }
 
@@ -205,11 +299,17 @@ impl RetentionStore for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        ids.into_iter().map(|i| i.into_uuid("id").map_err(backend)).collect()
+        ids.into_iter()
+            .map(|i| i.into_uuid("id").map_err(backend))
+            .collect()
     }
 
     async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
         let ids = json_ids(attempts);
         sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id IN (SELECT value FROM json_each(?1)))", ids)
             .execute(&mut *tx)
@@ -235,7 +335,9 @@ impl RetentionStore for SqliteDatabase {
             .fetch_all(&self.readers)
             .await
             .map_err(backend)?;
-        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.connection))).collect()
+        rows.into_iter()
+            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.connection)))
+            .collect()
     }
 
     async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, ConnectionInfo)>> {
@@ -249,7 +351,17 @@ impl RetentionStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.attempt_id.into_uuid("attempt_id").map_err(backend)?, ConnectionInfo { client_ip: r.client_ip, agent_version: r.agent_version, os: r.os })))
+            .map(|r| {
+                Ok((
+                    r.id.into_uuid("id").map_err(backend)?,
+                    r.attempt_id.into_uuid("attempt_id").map_err(backend)?,
+                    ConnectionInfo {
+                        client_ip: r.client_ip,
+                        agent_version: r.agent_version,
+                        os: r.os,
+                    },
+                ))
+            })
             .collect()
     }
 
@@ -264,10 +376,17 @@ impl RetentionStore for SqliteDatabase {
             .fetch_all(&self.readers)
             .await
             .map_err(backend)?;
-        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.wrapped_dek))).collect()
+        rows.into_iter()
+            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.wrapped_dek)))
+            .collect()
     }
 
-    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8])) -> DbResult<bool> {
+    async fn rewrap(
+        &self,
+        attempt: Uuid,
+        old: (&str, &[u8]),
+        new: (&str, &[u8]),
+    ) -> DbResult<bool> {
         let id = attempt.to_string();
         let done = sqlx::query!(
             "UPDATE attempts SET kek_epoch = ?4, wrapped_dek = ?5 WHERE id = ?1 AND kek_epoch = ?2 AND wrapped_dek = ?3 AND destroyed_at IS NULL",
@@ -283,7 +402,11 @@ impl RetentionStore for SqliteDatabase {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+    async fn clear_notes(
+        &self,
+        sealed_prefix: &str,
+        limit: u32,
+    ) -> DbResult<Vec<(Uuid, Uuid, String)>> {
         let limit = limit as i64;
         let rows = sqlx::query!(
             r#"SELECT id AS "id!", attempt_id AS "attempt_id!", note AS "note!" FROM flags WHERE note <> '' AND substr(note, 1, length(?1)) <> ?1 LIMIT ?2"#,
@@ -293,12 +416,23 @@ impl RetentionStore for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        rows.into_iter().map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.attempt_id.into_uuid("attempt_id").map_err(backend)?, r.note))).collect()
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.id.into_uuid("id").map_err(backend)?,
+                    r.attempt_id.into_uuid("attempt_id").map_err(backend)?,
+                    r.note,
+                ))
+            })
+            .collect()
     }
 
     async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
         let id = flag.to_string();
-        sqlx::query!("UPDATE flags SET note = ?2 WHERE id = ?1", id, note).execute(&self.writer).await.map_err(backend)?;
+        sqlx::query!("UPDATE flags SET note = ?2 WHERE id = ?1", id, note)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }

@@ -8,7 +8,10 @@ pub mod records;
 pub mod retention;
 pub mod review;
 mod role;
-pub use retention::{Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts, RetentionStore};
+pub use retention::{
+    Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts,
+    RetentionStore,
+};
 pub use review::{Flag, FlagCategory, Review, ReviewOutcome, Severity};
 pub use role::Role;
 
@@ -46,8 +49,18 @@ pub fn backend(e: sqlx::Error) -> DbError {
         // PostgreSQL's statement timeout (57014, query_canceled), deadlock (40P01) and
         // serialization failure (40001), SQLite's busy and locked (5, 6): the database is
         // there but not now.
-        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("57014" | "40P01" | "40001" | "5" | "6")) => DbError::Unavailable(d.to_string()),
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
+        sqlx::Error::Database(d)
+            if matches!(
+                d.code().as_deref(),
+                Some("57014" | "40P01" | "40001" | "5" | "6")
+            ) =>
+        {
+            DbError::Unavailable(d.to_string())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
         other => DbError::Backend(other.to_string()),
     }
 }
@@ -178,7 +191,16 @@ pub struct StaffAccount {
 impl StaffAccount {
     /// A new, enabled account whose first login must change the password.
     pub fn new(id: Uuid, login: String, role: Role, password_hash: String, now_ms: i64) -> Self {
-        Self { id, login, role, password_hash, disabled_at_ms: None, must_change_password: true, password_changed_at_ms: now_ms, totp_secret: None }
+        Self {
+            id,
+            login,
+            role,
+            password_hash,
+            disabled_at_ms: None,
+            must_change_password: true,
+            password_changed_at_ms: now_ms,
+            totp_secret: None,
+        }
     }
 }
 
@@ -258,26 +280,47 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)>;
     async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken>;
     /// Revokes every earlier issue and records this one as the current token.
-    async fn issue_token(&self, attempt: Uuid, generation: u32, token_hash: [u8; 32], issued_at_ms: i64, expires_at_ms: i64) -> DbResult<()>;
+    async fn issue_token(
+        &self,
+        attempt: Uuid,
+        generation: u32,
+        token_hash: [u8; 32],
+        issued_at_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()>;
     /// Returns how many issues were still unrevoked.
     async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
     /// Keeps a short launch code (its hash) for the attempt until `expires_at_ms`.
-    async fn create_launch_code(&self, code_hash: [u8; 32], attempt: Uuid, expires_at_ms: i64) -> DbResult<()>;
+    async fn create_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        attempt: Uuid,
+        expires_at_ms: i64,
+    ) -> DbResult<()>;
     /// Uses a launch code, once: its attempt if it is known, unused and unexpired at
     /// `now_ms` (and marks it used in the same statement), `None` otherwise.
     async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>>;
     /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
     /// a refused change leaves no entry (`None`). The only way a state changes.
-    async fn set_state_audited(&self, attempt: Uuid, from: AttemptState, to: AttemptState, at_ms: i64, event: AuditEvent) -> DbResult<Option<AuditEntry>>;
-    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64) -> DbResult<()>;
+    async fn set_state_audited(
+        &self,
+        attempt: Uuid,
+        from: AttemptState,
+        to: AttemptState,
+        at_ms: i64,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>>;
+    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64)
+        -> DbResult<()>;
     /// Records a new stream unless its attempt already has `max_streams`; `false` then.
     /// Counting and inserting are one step, whatever the concurrency.
     /// `connection`: the stream's `ConnectionInfo`, sealed by the server.
     /// Records a new stream unless the attempt has `max_streams` already or a stream with
     /// this id exists (an agent draws its stream ids: two transports may bring the same
     /// first chunk at once). `false` when nothing was written; `stream` tells which.
-    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64) -> DbResult<bool>;
+    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64)
+        -> DbResult<bool>;
     /// The attempt's agent was heard from at `at_ms` (a heartbeat, a chunk). If it had been
     /// marked silent, the silence is closed at `at_ms` and its start is returned.
     async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>>;
@@ -296,9 +339,24 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     /// transaction (group commit: one durable commit covers many uploaders). Outcomes come
     /// back in the order of `batch`; a later chunk of the batch sees the earlier ones.
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>>;
-    async fn insert_chunk(&self, attempt: Uuid, row: ChunkRow, at_ms: i64) -> DbResult<ChunkInsert> {
-        let mut out = self.insert_chunks(&[NewChunk { attempt, row, transport: Transport::Https }], at_ms).await?;
-        out.pop().ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
+    async fn insert_chunk(
+        &self,
+        attempt: Uuid,
+        row: ChunkRow,
+        at_ms: i64,
+    ) -> DbResult<ChunkInsert> {
+        let mut out = self
+            .insert_chunks(
+                &[NewChunk {
+                    attempt,
+                    row,
+                    transport: Transport::Https,
+                }],
+                at_ms,
+            )
+            .await?;
+        out.pop()
+            .ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
     }
     async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
@@ -307,7 +365,13 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn staff_by_id(&self, id: Uuid) -> DbResult<StaffAccount>;
     async fn list_staff(&self) -> DbResult<Vec<StaffAccount>>;
     /// A new password hash; `must_change` forces a change at the next login (a reset).
-    async fn set_password(&self, staff: Uuid, password_hash: &str, must_change: bool, at_ms: i64) -> DbResult<()>;
+    async fn set_password(
+        &self,
+        staff: Uuid,
+        password_hash: &str,
+        must_change: bool,
+        at_ms: i64,
+    ) -> DbResult<()>;
     /// Disables (`Some(time)`) or re-enables (`None`) an account.
     async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()>;
     /// Enrols (or, with `None`, removes) the sealed TOTP secret; resets the last step.
@@ -323,10 +387,21 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     /// Lets a staff member see a sitting; assigning twice changes nothing.
     async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()>;
     async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool>;
-    async fn create_staff_session(&self, token_hash: [u8; 32], staff: Uuid, now_ms: i64, expires_at_ms: i64) -> DbResult<()>;
+    async fn create_staff_session(
+        &self,
+        token_hash: [u8; 32],
+        staff: Uuid,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()>;
     /// The account of a session that has neither expired nor been idle `idle_ms` or
     /// longer; marks it seen now (written at most once a minute).
-    async fn staff_by_session(&self, token_hash: [u8; 32], now_ms: i64, idle_ms: i64) -> DbResult<StaffAccount>;
+    async fn staff_by_session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> DbResult<StaffAccount>;
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()>;
     /// The sittings assigned to a staff member: (id, reference), by reference.
     async fn sittings_of_staff(&self, staff: Uuid) -> DbResult<Vec<(Uuid, String)>>;
@@ -337,7 +412,12 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
     async fn create_review(&self, r: Review) -> DbResult<()>;
     /// Records the outcome if it agrees with the review's flags (irregularities ⇔ at least
     /// one), counted under the review's lock so that no flag change slips in between.
-    async fn submit_review(&self, review: Uuid, outcome: ReviewOutcome, at_ms: i64) -> DbResult<Submit>;
+    async fn submit_review(
+        &self,
+        review: Uuid,
+        outcome: ReviewOutcome,
+        at_ms: i64,
+    ) -> DbResult<Submit>;
     async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>>;
     /// Creates or replaces the flag, only while its review is unsubmitted (checked in the
     /// same statement, so a submit racing an edit leaves no edit after it); `false` then.
@@ -352,13 +432,26 @@ pub trait Database: RetentionStore + Send + Sync + 'static {
 
 /// Hash of an audit entry: SHA-256 over the previous hash and the entry's fields, so that
 /// removing or editing any entry breaks every later hash.
-pub fn audit_hash(prev: &[u8; 32], seq: i64, at_ms: i64, actor: &str, action: &str, attempt: Option<Uuid>, detail: &str) -> [u8; 32] {
+pub fn audit_hash(
+    prev: &[u8; 32],
+    seq: i64,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    attempt: Option<Uuid>,
+    detail: &str,
+) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(prev);
     h.update(seq.to_be_bytes());
     h.update(at_ms.to_be_bytes());
-    for field in [actor, action, &attempt.map(|a| a.to_string()).unwrap_or_default(), detail] {
+    for field in [
+        actor,
+        action,
+        &attempt.map(|a| a.to_string()).unwrap_or_default(),
+        detail,
+    ] {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
     }
@@ -374,8 +467,25 @@ pub fn chain_events(last: Option<(i64, [u8; 32])>, events: Vec<AuditEvent>) -> V
         .map(|e| {
             seq += 1;
             let detail = e.detail.to_string();
-            let hash = audit_hash(&prev, seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &detail);
-            let entry = AuditEntry { seq, at_ms: e.at_ms, actor: e.actor, action: e.action, attempt_id: e.attempt_id, detail, prev_hash: prev, hash };
+            let hash = audit_hash(
+                &prev,
+                seq,
+                e.at_ms,
+                &e.actor,
+                &e.action,
+                e.attempt_id,
+                &detail,
+            );
+            let entry = AuditEntry {
+                seq,
+                at_ms: e.at_ms,
+                actor: e.actor,
+                action: e.action,
+                attempt_id: e.attempt_id,
+                detail,
+                prev_hash: prev,
+                hash,
+            };
             prev = hash;
             entry
         })
@@ -387,7 +497,15 @@ pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), i64> {
     let mut prev = [0u8; 32];
     let mut expected_seq = 1;
     for e in entries {
-        let h = audit_hash(&prev, e.seq, e.at_ms, &e.actor, &e.action, e.attempt_id, &e.detail);
+        let h = audit_hash(
+            &prev,
+            e.seq,
+            e.at_ms,
+            &e.actor,
+            &e.action,
+            e.attempt_id,
+            &e.detail,
+        );
         if e.seq != expected_seq || e.prev_hash != prev || e.hash != h {
             return Err(e.seq);
         }

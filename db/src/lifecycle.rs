@@ -111,7 +111,10 @@ impl AttemptState {
 impl std::str::FromStr for AttemptState {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown attempt state {s:?}"))
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown attempt state {s:?}"))
     }
 }
 
@@ -205,7 +208,10 @@ mod tests {
     fn apply_is_exactly_the_table() {
         for s in AttemptState::ALL {
             for t in Transition::ALL {
-                let expected = ALLOWED.iter().find(|(f, tr, _)| *f == s && *tr == t).map(|e| e.2);
+                let expected = ALLOWED
+                    .iter()
+                    .find(|(f, tr, _)| *f == s && *tr == t)
+                    .map(|e| e.2);
                 assert_eq!(s.apply(t).ok(), expected, "{s} --{t:?}-->");
             }
         }

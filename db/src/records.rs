@@ -19,16 +19,25 @@ impl IdColumn for Uuid {
 
 impl IdColumn for String {
     fn into_uuid(self, col: &str) -> Result<Uuid, sqlx::Error> {
-        Uuid::parse_str(&self).map_err(|e| sqlx::Error::ColumnDecode { index: col.into(), source: Box::new(e) })
+        Uuid::parse_str(&self).map_err(|e| sqlx::Error::ColumnDecode {
+            index: col.into(),
+            source: Box::new(e),
+        })
     }
 }
 
 pub fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
-    v.try_into().map_err(|_| sqlx::Error::ColumnDecode { index: col.into(), source: "expected 32 bytes".into() })
+    v.try_into().map_err(|_| sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: "expected 32 bytes".into(),
+    })
 }
 
 fn decode_err(col: &str, e: String) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: col.into(), source: e.into() }
+    sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: e.into(),
+    }
 }
 
 pub fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
@@ -103,8 +112,15 @@ pub fn keying_columns(k: &StreamKeying) -> (&[u8], Option<&[u8]>) {
 
 /// (transport column, count) rows into the domain's words; an unknown transport is a
 /// schema violation (the column has a CHECK).
-pub fn transport_counts(rows: impl Iterator<Item = (String, i64)>) -> DbResult<Vec<(Transport, u64)>> {
-    rows.map(|(t, n)| Transport::parse(&t).map(|t| (t, n as u64)).ok_or_else(|| DbError::Backend(format!("unknown transport {t:?}")))).collect()
+pub fn transport_counts(
+    rows: impl Iterator<Item = (String, i64)>,
+) -> DbResult<Vec<(Transport, u64)>> {
+    rows.map(|(t, n)| {
+        Transport::parse(&t)
+            .map(|t| (t, n as u64))
+            .ok_or_else(|| DbError::Backend(format!("unknown transport {t:?}")))
+    })
+    .collect()
 }
 
 pub struct StreamRec<Id> {
@@ -125,7 +141,9 @@ impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
             keying: match r.opening {
                 Some(opening) => StreamKeying::Opening(opening),
-                None => StreamKeying::Derived { salt: arr32("salt", r.salt)? },
+                None => StreamKeying::Derived {
+                    salt: arr32("salt", r.salt)?,
+                },
             },
             opened_at_ms: r.opened_at,
             ended_at_ms: r.ended_at,
@@ -209,7 +227,10 @@ impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
             at_ms: r.at,
             actor: r.actor,
             action: r.action,
-            attempt_id: r.attempt_id.map(|a| a.into_uuid("attempt_id")).transpose()?,
+            attempt_id: r
+                .attempt_id
+                .map(|a| a.into_uuid("attempt_id"))
+                .transpose()?,
             detail: r.detail,
             prev_hash: arr32("prev_hash", r.prev_hash)?,
             hash: arr32("hash", r.hash)?,
@@ -237,7 +258,11 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<ReviewRec<Id, Int>> for Review {
             reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?,
             started_at_ms: r.started_at,
             submitted_at_ms: r.submitted_at,
-            outcome: r.outcome.map(|o| ReviewOutcome::parse(&o)).transpose().map_err(|e| decode_err("outcome", e))?,
+            outcome: r
+                .outcome
+                .map(|o| ReviewOutcome::parse(&o))
+                .transpose()
+                .map_err(|e| decode_err("outcome", e))?,
         })
     }
 }
@@ -297,7 +322,10 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for Retentio
     type Error = sqlx::Error;
     fn try_from(r: RetentionRec<Id, Bool>) -> Result<Self, sqlx::Error> {
         let pv = match (r.pv_outcome, r.pv_decided_at) {
-            (Some(o), Some(at)) => Some((PvOutcome::parse(&o).map_err(|e| decode_err("pv_outcome", e))?, at)),
+            (Some(o), Some(at)) => Some((
+                PvOutcome::parse(&o).map_err(|e| decode_err("pv_outcome", e))?,
+                at,
+            )),
             _ => None,
         };
         Ok(RetentionFacts {

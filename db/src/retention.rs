@@ -75,10 +75,17 @@ pub enum PvRecorded {
 #[derive(Debug, Clone)]
 pub enum RetentionChange {
     /// The candidate asked for erasure (or withdrew consent): due at once.
-    Erasure { at_ms: i64 },
-    Hold { reason: String },
+    Erasure {
+        at_ms: i64,
+    },
+    Hold {
+        reason: String,
+    },
     /// Lifting a hold: the due time the policy gives from the lift.
-    Lift { at_ms: i64, due_at_ms: i64 },
+    Lift {
+        at_ms: i64,
+        due_at_ms: i64,
+    },
 }
 
 /// One attempt to destroy: its signed receipt and the audit entry that says so.
@@ -93,19 +100,35 @@ pub struct Destruction {
 #[async_trait]
 pub trait RetentionStore: Send + Sync {
     /// Records the sitting's decision and every attempt's part in one transaction.
-    async fn record_pv(&self, d: &PvDecision, updates: &[PvUpdate], event: AuditEvent) -> DbResult<PvRecorded>;
+    async fn record_pv(
+        &self,
+        d: &PvDecision,
+        updates: &[PvUpdate],
+        event: AuditEvent,
+    ) -> DbResult<PvRecorded>;
     async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>>;
     /// The facts of these attempts (unknown ids are left out), in no particular order.
     async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>>;
     /// Every attempt not destroyed yet (`retention status`), in no particular order.
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>>;
     /// `None` when nothing changed: the attempt is destroyed, or already (not) held.
-    async fn change_retention(&self, attempt: Uuid, change: RetentionChange, event: AuditEvent) -> DbResult<Option<AuditEntry>>;
+    async fn change_retention(
+        &self,
+        attempt: Uuid,
+        change: RetentionChange,
+        event: AuditEvent,
+    ) -> DbResult<Option<AuditEntry>>;
     /// Claims up to `limit` attempts that may be due: not destroyed, not held, not
     /// claimed by another worker now, and either due by `due_at` or, with none, ended (or
     /// created) at or before `undecided_cutoff_ms`. Each stays claimed until
     /// `now_ms + lease_ms`; concurrent claimers, on any instance, get disjoint sets.
-    async fn claim_due(&self, now_ms: i64, undecided_cutoff_ms: i64, lease_ms: i64, limit: u32) -> DbResult<Vec<RetentionFacts>>;
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        undecided_cutoff_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> DbResult<Vec<RetentionFacts>>;
     /// Destroys the data keys of these attempts, in one transaction: the wrapped key is
     /// overwritten, the state set to destroyed with the receipt, connection data and flag
     /// notes purged, the audit entries appended. Attempts already destroyed, on hold, or
@@ -122,16 +145,24 @@ pub trait RetentionStore: Send + Sync {
     async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
     /// Moves an attempt's data key under another epoch's KEK, if it is still wrapped as
     /// read (`false` otherwise: destroyed or moved meanwhile).
-    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8])) -> DbResult<bool>;
+    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8]))
+        -> DbResult<bool>;
     /// Each key epoch with its number of attempts not destroyed.
     async fn epochs(&self) -> DbResult<Vec<(String, u64)>>;
     /// Streams whose connection data a version before sealing stored in clear:
     /// (stream, attempt, the clear data).
-    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, crate::ConnectionInfo)>>;
+    async fn clear_connections(
+        &self,
+        limit: u32,
+    ) -> DbResult<Vec<(Uuid, Uuid, crate::ConnectionInfo)>>;
     /// Replaces a stream's clear connection data by its sealed form (`None`: drops it).
     async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()>;
     /// Flags whose note an earlier version stored in clear: (flag, attempt, note).
-    async fn clear_notes(&self, sealed_prefix: &str, limit: u32) -> DbResult<Vec<(Uuid, Uuid, String)>>;
+    async fn clear_notes(
+        &self,
+        sealed_prefix: &str,
+        limit: u32,
+    ) -> DbResult<Vec<(Uuid, Uuid, String)>>;
     /// Replaces a flag's note (its sealed form).
     async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).

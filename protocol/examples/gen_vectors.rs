@@ -3,6 +3,9 @@
 mod common;
 
 fn main() {
-    let chunks: Vec<String> = common::sealed_stream(common::ATTEMPT, common::STREAM).iter().map(hex::encode).collect();
+    let chunks: Vec<String> = common::sealed_stream(common::ATTEMPT, common::STREAM)
+        .iter()
+        .map(hex::encode)
+        .collect();
     println!("{}", serde_json::to_string_pretty(&chunks).unwrap());
 }

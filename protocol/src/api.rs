@@ -116,7 +116,9 @@ pub struct AddCandidateResponse {
 
 impl std::fmt::Debug for AddCandidateResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddCandidateResponse").field("attempt_id", &self.attempt_id).finish_non_exhaustive()
+        f.debug_struct("AddCandidateResponse")
+            .field("attempt_id", &self.attempt_id)
+            .finish_non_exhaustive()
     }
 }
 

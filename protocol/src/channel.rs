@@ -37,9 +37,21 @@ pub enum ChannelError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentMessage<'a> {
-    Part { stream: Uuid, index: u32, part: u16, last: bool, bytes: &'a [u8] },
-    End { stream: Uuid, final_index: u32 },
-    Heartbeat { backlog_chunks: u64, backlog_bytes: u64 },
+    Part {
+        stream: Uuid,
+        index: u32,
+        part: u16,
+        last: bool,
+        bytes: &'a [u8],
+    },
+    End {
+        stream: Uuid,
+        final_index: u32,
+    },
+    Heartbeat {
+        backlog_chunks: u64,
+        backlog_bytes: u64,
+    },
 }
 
 /// What a result answers.
@@ -67,7 +79,11 @@ fn uuid_at(b: &[u8], at: usize) -> Uuid {
 }
 
 /// The messages carrying one sealed chunk, in order.
-pub fn chunk_messages(stream: Uuid, index: u32, chunk: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+pub fn chunk_messages(
+    stream: Uuid,
+    index: u32,
+    chunk: &[u8],
+) -> impl Iterator<Item = Vec<u8>> + '_ {
     let parts = chunk.len().div_ceil(MAX_PART).max(1);
     (0..parts).map(move |p| {
         let bytes = &chunk[(p * MAX_PART).min(chunk.len())..((p + 1) * MAX_PART).min(chunk.len())];
@@ -87,7 +103,12 @@ pub fn end_message(stream: Uuid, final_index: u32) -> Vec<u8> {
 }
 
 pub fn heartbeat_message(backlog_chunks: u64, backlog_bytes: u64) -> Vec<u8> {
-    [&[0x03][..], &backlog_chunks.to_be_bytes(), &backlog_bytes.to_be_bytes()].concat()
+    [
+        &[0x03][..],
+        &backlog_chunks.to_be_bytes(),
+        &backlog_bytes.to_be_bytes(),
+    ]
+    .concat()
 }
 
 impl<'a> AgentMessage<'a> {
@@ -104,7 +125,10 @@ impl<'a> AgentMessage<'a> {
                 bytes: &m[PART_HEADER..],
             }),
             0x01 => Err(ChannelError::Truncated("part")),
-            0x02 if m.len() == 21 => Ok(AgentMessage::End { stream: uuid_at(m, 1), final_index: u32::from_be_bytes(m[17..21].try_into().expect("4 bytes")) }),
+            0x02 if m.len() == 21 => Ok(AgentMessage::End {
+                stream: uuid_at(m, 1),
+                final_index: u32::from_be_bytes(m[17..21].try_into().expect("4 bytes")),
+            }),
             0x02 => Err(ChannelError::Truncated("end")),
             0x03 if m.len() == 17 => Ok(AgentMessage::Heartbeat {
                 backlog_chunks: u64::from_be_bytes(m[1..9].try_into().expect("8 bytes")),
@@ -146,7 +170,9 @@ impl ResultMessage {
             k => return Err(ChannelError::UnknownKind(k)),
         };
         let len = m[28] as usize;
-        let code = m.get(29..29 + len).ok_or(ChannelError::Truncated("result code"))?;
+        let code = m
+            .get(29..29 + len)
+            .ok_or(ChannelError::Truncated("result code"))?;
         Ok(ResultMessage {
             of,
             status: u16::from_be_bytes(m[2..4].try_into().expect("2 bytes")),
@@ -168,11 +194,21 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(max_chunk: usize) -> Self {
-        Self { max_chunk, current: None }
+        Self {
+            max_chunk,
+            current: None,
+        }
     }
 
     /// Takes one part; returns the whole chunk (stream, index, bytes) with its last part.
-    pub fn push(&mut self, stream: Uuid, index: u32, part: u16, last: bool, bytes: &[u8]) -> Result<Option<(Uuid, u32, Vec<u8>)>, ChannelError> {
+    pub fn push(
+        &mut self,
+        stream: Uuid,
+        index: u32,
+        part: u16,
+        last: bool,
+        bytes: &[u8],
+    ) -> Result<Option<(Uuid, u32, Vec<u8>)>, ChannelError> {
         match &mut self.current {
             None if part == 0 => {
                 if bytes.len() > self.max_chunk {
@@ -204,10 +240,22 @@ impl Reassembler {
 mod tests {
     use super::*;
 
-    fn reassemble(r: &mut Reassembler, messages: &[Vec<u8>]) -> Result<Option<(Uuid, u32, Vec<u8>)>, ChannelError> {
+    fn reassemble(
+        r: &mut Reassembler,
+        messages: &[Vec<u8>],
+    ) -> Result<Option<(Uuid, u32, Vec<u8>)>, ChannelError> {
         let mut out = None;
         for m in messages {
-            let AgentMessage::Part { stream, index, part, last, bytes } = AgentMessage::parse(m)? else { panic!("not a part") };
+            let AgentMessage::Part {
+                stream,
+                index,
+                part,
+                last,
+                bytes,
+            } = AgentMessage::parse(m)?
+            else {
+                panic!("not a part")
+            };
             out = r.push(stream, index, part, last, bytes)?;
         }
         Ok(out)
@@ -216,13 +264,24 @@ mod tests {
     #[test]
     fn a_chunk_goes_in_64_kib_messages_and_comes_back_whole() {
         let stream = Uuid::new_v4();
-        for size in [0, 1, MAX_PART - 1, MAX_PART, MAX_PART + 1, 3 * MAX_PART + 17] {
+        for size in [
+            0,
+            1,
+            MAX_PART - 1,
+            MAX_PART,
+            MAX_PART + 1,
+            3 * MAX_PART + 17,
+        ] {
             let chunk: Vec<u8> = (0..size).map(|i| i as u8).collect();
             let messages: Vec<_> = chunk_messages(stream, 7, &chunk).collect();
             assert!(messages.iter().all(|m| m.len() <= MAX_MESSAGE));
             assert_eq!(messages.len(), size.div_ceil(MAX_PART).max(1));
             let mut r = Reassembler::new(1 << 20);
-            assert_eq!(reassemble(&mut r, &messages).unwrap(), Some((stream, 7, chunk)), "{size}");
+            assert_eq!(
+                reassemble(&mut r, &messages).unwrap(),
+                Some((stream, 7, chunk)),
+                "{size}"
+            );
         }
     }
 
@@ -232,22 +291,50 @@ mod tests {
         let chunk = vec![1u8; 2 * MAX_PART + 5];
         let messages: Vec<_> = chunk_messages(stream, 1, &chunk).collect();
         let mut r = Reassembler::new(1 << 20);
-        assert_eq!(reassemble(&mut r, &[messages[0].clone(), messages[2].clone()]), Err(ChannelError::OutOfSequence));
+        assert_eq!(
+            reassemble(&mut r, &[messages[0].clone(), messages[2].clone()]),
+            Err(ChannelError::OutOfSequence)
+        );
         // After a refusal the next chunk starts clean.
         assert!(reassemble(&mut r, &messages).unwrap().is_some());
         let mut small = Reassembler::new(MAX_PART + 10);
-        assert_eq!(reassemble(&mut small, &messages), Err(ChannelError::TooLarge(MAX_PART + 10)));
+        assert_eq!(
+            reassemble(&mut small, &messages),
+            Err(ChannelError::TooLarge(MAX_PART + 10))
+        );
         // Interleaving two chunks is disorder.
         let other: Vec<_> = chunk_messages(stream, 2, &chunk).collect();
-        assert_eq!(reassemble(&mut r, &[messages[0].clone(), other[1].clone()]), Err(ChannelError::OutOfSequence));
+        assert_eq!(
+            reassemble(&mut r, &[messages[0].clone(), other[1].clone()]),
+            Err(ChannelError::OutOfSequence)
+        );
     }
 
     #[test]
     fn control_messages_and_results_round_trip_and_garbage_is_refused() {
         let s = Uuid::new_v4();
-        assert_eq!(AgentMessage::parse(&end_message(s, 9)).unwrap(), AgentMessage::End { stream: s, final_index: 9 });
-        assert_eq!(AgentMessage::parse(&heartbeat_message(3, 400)).unwrap(), AgentMessage::Heartbeat { backlog_chunks: 3, backlog_bytes: 400 });
-        let r = ResultMessage { of: Answered::Chunk, status: 507, stream: s, index: 4, retry_after_s: 30, code: "storage_full".into() };
+        assert_eq!(
+            AgentMessage::parse(&end_message(s, 9)).unwrap(),
+            AgentMessage::End {
+                stream: s,
+                final_index: 9
+            }
+        );
+        assert_eq!(
+            AgentMessage::parse(&heartbeat_message(3, 400)).unwrap(),
+            AgentMessage::Heartbeat {
+                backlog_chunks: 3,
+                backlog_bytes: 400
+            }
+        );
+        let r = ResultMessage {
+            of: Answered::Chunk,
+            status: 507,
+            stream: s,
+            index: 4,
+            retry_after_s: 30,
+            code: "storage_full".into(),
+        };
         assert_eq!(ResultMessage::parse(&r.encode()).unwrap(), r);
         for bad in [&[][..], &[0x09], &[0x01, 0], &[0x02; 20], &[0x03; 16]] {
             assert!(AgentMessage::parse(bad).is_err(), "{bad:?}");

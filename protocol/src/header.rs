@@ -50,14 +50,24 @@ pub struct ChunkHeader {
 impl ChunkHeader {
     /// Bytes before the body: the fixed header, and the opening if there is one.
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + if self.opening.is_some() { OPENING_LEN } else { 0 }
+        HEADER_LEN
+            + if self.opening.is_some() {
+                OPENING_LEN
+            } else {
+                0
+            }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; HEADER_LEN];
         b[0..6].copy_from_slice(MAGIC);
         b[6] = VERSION;
-        b[7] = if self.last { FLAG_FINAL } else { 0 } | if self.opening.is_some() { FLAG_OPENING } else { 0 };
+        b[7] = if self.last { FLAG_FINAL } else { 0 }
+            | if self.opening.is_some() {
+                FLAG_OPENING
+            } else {
+                0
+            };
         b[8..24].copy_from_slice(self.attempt.as_bytes());
         b[24..40].copy_from_slice(self.stream.as_bytes());
         b[40..44].copy_from_slice(&self.index.to_be_bytes());
@@ -103,13 +113,21 @@ impl ChunkHeader {
         };
         let (header, body) = if h[7] & FLAG_OPENING != 0 {
             if header.index != 0 {
-                return Err(Error::InvalidHeader("only a stream's first chunk carries an opening"));
+                return Err(Error::InvalidHeader(
+                    "only a stream's first chunk carries an opening",
+                ));
             }
             if body.len() < OPENING_LEN {
                 return Err(Error::Truncated(chunk.len()));
             }
             let (o, rest) = body.split_at(OPENING_LEN);
-            (ChunkHeader { opening: Some(StreamOpening::parse(o)?), ..header }, rest)
+            (
+                ChunkHeader {
+                    opening: Some(StreamOpening::parse(o)?),
+                    ..header
+                },
+                rest,
+            )
         } else {
             (header, body)
         };
@@ -117,13 +135,18 @@ impl ChunkHeader {
             return Err(Error::InvalidHeader("media end before media start"));
         }
         if (header.body_len as usize) < crate::TAG_LEN {
-            return Err(Error::InvalidHeader("body shorter than the authentication tag"));
+            return Err(Error::InvalidHeader(
+                "body shorter than the authentication tag",
+            ));
         }
         if header.index == 0 && header.prev_digest != [0u8; 32] {
             return Err(Error::InvalidHeader("first chunk has a predecessor digest"));
         }
         if body.len() as u64 != header.body_len as u64 {
-            return Err(Error::LengthMismatch { declared: header.body_len as u64, actual: body.len() as u64 });
+            return Err(Error::LengthMismatch {
+                declared: header.body_len as u64,
+                actual: body.len() as u64,
+            });
         }
         Ok((header, body))
     }

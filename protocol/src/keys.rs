@@ -50,14 +50,19 @@ impl AttemptKey {
     /// HKDF-SHA256(attempt key, info = tag ‖ attempt id ‖ generation). Deriving it lets the
     /// server answer a retried enrolment with the same token while storing only its hash;
     /// destroying the attempt key makes it underivable, like everything else of the attempt.
-    pub fn launch_secret(&self, attempt: &uuid::Uuid, generation: u32) -> zeroize::Zeroizing<[u8; 32]> {
+    pub fn launch_secret(
+        &self,
+        attempt: &uuid::Uuid,
+        generation: u32,
+    ) -> zeroize::Zeroizing<[u8; 32]> {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let mut info = Vec::with_capacity(64);
         info.extend_from_slice(b"cloe-connect/launch-token/v1");
         info.extend_from_slice(attempt.as_bytes());
         info.extend_from_slice(&generation.to_be_bytes());
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
-        hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(&info, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 length");
         out
     }
     /// The key that seals the attempt's connection data (address, agent version, OS) at
@@ -74,19 +79,29 @@ impl AttemptKey {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let info = [tag, attempt.as_bytes()].concat();
         let mut out = zeroize::Zeroizing::new([0u8; 32]);
-        hk.expand(&info, out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+        hk.expand(&info, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA256 length");
         out
     }
     /// Stream key = HKDF-SHA256(attempt key, salt, product tag ‖ attempt id ‖ stream id).
-    pub fn derive_stream_key(&self, salt: &StreamSalt, attempt: &uuid::Uuid, stream: &uuid::Uuid) -> StreamKey {
+    pub fn derive_stream_key(
+        &self,
+        salt: &StreamSalt,
+        attempt: &uuid::Uuid,
+        stream: &uuid::Uuid,
+    ) -> StreamKey {
         let hk = Hkdf::<Sha256>::new(Some(&salt.0), &self.0);
         let mut info = Vec::with_capacity(PRODUCT_TAG.len() + 32);
         info.extend_from_slice(PRODUCT_TAG);
         info.extend_from_slice(attempt.as_bytes());
         info.extend_from_slice(stream.as_bytes());
         let mut okm = [0u8; KEY_LEN + 7];
-        hk.expand(&info, &mut okm).expect("39 bytes is a valid HKDF-SHA256 length");
-        let mut key = StreamKey { key: [0; KEY_LEN], nonce_prefix: [0; 7] };
+        hk.expand(&info, &mut okm)
+            .expect("39 bytes is a valid HKDF-SHA256 length");
+        let mut key = StreamKey {
+            key: [0; KEY_LEN],
+            nonce_prefix: [0; 7],
+        };
         key.key.copy_from_slice(&okm[..KEY_LEN]);
         key.nonce_prefix.copy_from_slice(&okm[KEY_LEN..]);
         okm.zeroize();
@@ -106,7 +121,10 @@ impl StreamKey {
         if bytes.len() != KEY_LEN + 7 {
             return None;
         }
-        let mut k = StreamKey { key: [0; KEY_LEN], nonce_prefix: [0; 7] };
+        let mut k = StreamKey {
+            key: [0; KEY_LEN],
+            nonce_prefix: [0; 7],
+        };
         k.key.copy_from_slice(&bytes[..KEY_LEN]);
         k.nonce_prefix.copy_from_slice(&bytes[KEY_LEN..]);
         Some(k)

@@ -25,7 +25,10 @@ pub struct LaunchToken {
 
 impl LaunchToken {
     pub fn new(secret: &[u8; 32], attempt: Uuid, public: AttemptPublicKey) -> Self {
-        Self { credential: format!("{PREFIX}{}", B64.encode(secret)), offline: Some((attempt, public)) }
+        Self {
+            credential: format!("{PREFIX}{}", B64.encode(secret)),
+            offline: Some((attempt, public)),
+        }
     }
 
     pub fn parse(s: &str) -> Result<Self, Error> {
@@ -34,14 +37,18 @@ impl LaunchToken {
             Some((c, o)) => (c, Some(o)),
             None => (s, None),
         };
-        let secret = credential.strip_prefix(PREFIX).ok_or(Error::InvalidLaunchToken("it does not start with clt_"))?;
+        let secret = credential
+            .strip_prefix(PREFIX)
+            .ok_or(Error::InvalidLaunchToken("it does not start with clt_"))?;
         if secret.is_empty() || secret.len() > 128 || B64.decode(secret).is_err() {
             return Err(Error::InvalidLaunchToken("malformed secret"));
         }
         let offline = match offline {
             None => None,
             Some(o) => {
-                let b = B64.decode(o).map_err(|_| Error::InvalidLaunchToken("malformed attempt part"))?;
+                let b = B64
+                    .decode(o)
+                    .map_err(|_| Error::InvalidLaunchToken("malformed attempt part"))?;
                 if b.len() != 48 {
                     return Err(Error::InvalidLaunchToken("the attempt part is 48 bytes"));
                 }
@@ -49,7 +56,10 @@ impl LaunchToken {
                 Some((attempt, AttemptPublicKey::parse(&b[16..])?))
             }
         };
-        Ok(Self { credential: credential.to_owned(), offline })
+        Ok(Self {
+            credential: credential.to_owned(),
+            offline,
+        })
     }
 
     /// What authenticates the agent (a bearer secret: never logged).
@@ -60,7 +70,11 @@ impl LaunchToken {
     /// The whole token, as handed to the candidate.
     pub fn expose(&self) -> String {
         match &self.offline {
-            Some((attempt, public)) => format!("{}.{}", self.credential, B64.encode([attempt.as_bytes().as_slice(), &public.0].concat())),
+            Some((attempt, public)) => format!(
+                "{}.{}",
+                self.credential,
+                B64.encode([attempt.as_bytes().as_slice(), &public.0].concat())
+            ),
             None => self.credential.clone(),
         }
     }
@@ -68,7 +82,10 @@ impl LaunchToken {
 
 impl fmt::Debug for LaunchToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaunchToken").field("credential", &"<redacted>").field("offline", &self.offline).finish()
+        f.debug_struct("LaunchToken")
+            .field("credential", &"<redacted>")
+            .field("offline", &self.offline)
+            .finish()
     }
 }
 
@@ -87,13 +104,24 @@ mod tests {
         assert_eq!(parsed.offline, Some((attempt, public)));
         assert!(text.starts_with(parsed.credential()) && !parsed.credential().contains('.'));
         let legacy = LaunchToken::parse(parsed.credential()).unwrap();
-        assert_eq!((legacy.credential(), legacy.offline), (parsed.credential(), None));
+        assert_eq!(
+            (legacy.credential(), legacy.offline),
+            (parsed.credential(), None)
+        );
         assert!(!format!("{parsed:?}").contains(parsed.credential()));
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        for bad in ["", "clt_", "xyz_abc", "clt_abc.", "clt_abc.AAAA", "clt_a b", "clt_abc.!!"] {
+        for bad in [
+            "",
+            "clt_",
+            "xyz_abc",
+            "clt_abc.",
+            "clt_abc.AAAA",
+            "clt_a b",
+            "clt_abc.!!",
+        ] {
             assert!(LaunchToken::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -10,7 +10,11 @@ pub const CODE_LEN: usize = 8;
 /// A code as typed, normalised: case, spaces and dashes do not matter; `None` if it
 /// cannot be a code.
 pub fn normalise(typed: &str) -> Option<String> {
-    let code: String = typed.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
+    let code: String = typed
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
     (code.len() == CODE_LEN && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
 }
 
@@ -47,7 +51,10 @@ mod tests {
         assert_eq!(&code[4..5], "-");
         let plain = normalise(&code).unwrap();
         assert_eq!(normalise(&code.to_lowercase()), Some(plain.clone()));
-        assert_eq!(normalise(&format!(" {} {} ", &plain[..4], &plain[4..])), Some(plain));
+        assert_eq!(
+            normalise(&format!(" {} {} ", &plain[..4], &plain[4..])),
+            Some(plain)
+        );
         assert_eq!(normalise("K7F4-3QX"), None, "too short");
         assert_eq!(normalise("K7F4-3QX0"), None, "0 is not in the alphabet");
         assert_eq!(normalise("clt_abcdef"), None);

@@ -4,6 +4,7 @@
 //! included: signed and checked here, the key kept by the server). No I/O, no async,
 //! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
 
+pub mod api;
 pub mod channel;
 mod error;
 mod header;
@@ -12,22 +13,27 @@ mod launch;
 pub mod launch_code;
 pub mod notice;
 mod opening;
-pub mod api;
 mod payload;
 mod receipt;
 mod seal;
 mod verify;
 
+pub use ed25519_dalek::SigningKey as ReceiptSigningKey;
 pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};
 pub use keys::{AttemptKey, KeyFingerprint, StreamKey, StreamSalt, KEY_LEN};
 pub use launch::LaunchToken;
-pub use opening::{open_from_attempt, seal_to_attempt, seal_to_attempt_with_rng, AttemptPublicKey, AttemptSecret, StreamOpening, OPENING_LEN};
+pub use opening::{
+    open_from_attempt, seal_to_attempt, seal_to_attempt_with_rng, AttemptPublicKey, AttemptSecret,
+    StreamOpening, OPENING_LEN,
+};
 pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
 pub use receipt::{public_key_text, sign_receipt, verify_receipt, Receipt, SignedReceipt};
-pub use ed25519_dalek::SigningKey as ReceiptSigningKey;
+pub use seal::{
+    chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer,
+    TAG_LEN,
+};
 pub use verify::{verify_chunk, VerifiedChunk};
-pub use seal::{chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer, TAG_LEN};
 
 /// Ids travel as UUIDs; a bare alias keeps signatures readable.
 pub type Id = uuid::Uuid;

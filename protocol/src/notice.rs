@@ -74,7 +74,13 @@ pub fn current(dpo_contact: &str) -> Notice {
         version: NOTICE_VERSION.into(),
         language: "fr".into(),
         title: "Information sur l'enregistrement de votre épreuve CLOE Connect".into(),
-        sections: FR.iter().map(|(h, b)| NoticeSection { heading: (*h).into(), body: b.replace("{dpo}", dpo_contact) }).collect(),
+        sections: FR
+            .iter()
+            .map(|(h, b)| NoticeSection {
+                heading: (*h).into(),
+                body: b.replace("{dpo}", dpo_contact),
+            })
+            .collect(),
     }
 }
 
@@ -96,7 +102,10 @@ impl Notice {
             && short(&self.language, 16)
             && short(&self.title, 300)
             && (1..=20).contains(&self.sections.len())
-            && self.sections.iter().all(|s| short(&s.heading, 200) && short(&s.body, 4000))
+            && self
+                .sections
+                .iter()
+                .all(|s| short(&s.heading, 200) && short(&s.body, 4000))
     }
 }
 
@@ -111,11 +120,28 @@ mod tests {
         let n = current("dpo@example.org");
         let text = n.to_text().to_lowercase();
         for needle in [
-            "webcam", "microphone", "données de connexion", "irrégularité", "relecteurs habilités", "jury",
-            "validation sans réserve", "2 mois", "accès", "rectification", "effacement", "limitation", "opposition",
-            "portabilité", "retirer votre consentement", "dpo@example.org", "cnil",
+            "webcam",
+            "microphone",
+            "données de connexion",
+            "irrégularité",
+            "relecteurs habilités",
+            "jury",
+            "validation sans réserve",
+            "2 mois",
+            "accès",
+            "rectification",
+            "effacement",
+            "limitation",
+            "opposition",
+            "portabilité",
+            "retirer votre consentement",
+            "dpo@example.org",
+            "cnil",
         ] {
-            assert!(text.contains(needle), "the notice does not mention {needle:?}");
+            assert!(
+                text.contains(needle),
+                "the notice does not mention {needle:?}"
+            );
         }
         assert!(n.is_plausible());
         assert_eq!(n.version, NOTICE_VERSION);

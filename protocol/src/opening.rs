@@ -17,7 +17,10 @@
 //! The HPKE `info` binds the attempt and the stream; the start time is its `aad`.
 
 use crate::{AttemptKey, Error, StreamKey, KEY_LEN};
-use hpke::{aead::AesGcm256, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
+use hpke::{
+    aead::AesGcm256, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, Kem as _, OpModeR,
+    OpModeS, Serializable,
+};
 use rand::RngCore;
 use std::fmt;
 use uuid::Uuid;
@@ -55,12 +58,16 @@ impl AttemptKey {
 
 impl AttemptPublicKey {
     pub fn parse(bytes: &[u8]) -> Result<Self, Error> {
-        let b: [u8; 32] = bytes.try_into().map_err(|_| Error::InvalidOpening("a public key is 32 bytes"))?;
-        <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&b).map_err(|_| Error::InvalidOpening("not an X25519 public key"))?;
+        let b: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| Error::InvalidOpening("a public key is 32 bytes"))?;
+        <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&b)
+            .map_err(|_| Error::InvalidOpening("not an X25519 public key"))?;
         Ok(Self(b))
     }
     fn hpke(&self) -> <X25519HkdfSha256 as hpke::Kem>::PublicKey {
-        <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&self.0).expect("checked when parsed; any 32 bytes are an X25519 point")
+        <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(&self.0)
+            .expect("checked when parsed; any 32 bytes are an X25519 point")
     }
 }
 
@@ -71,7 +78,10 @@ fn stream_info(attempt: &Uuid, stream: &Uuid) -> Vec<u8> {
 impl StreamKey {
     /// A fresh random stream key, drawn by the agent for a stream it opens itself.
     pub fn generate() -> Self {
-        let mut k = StreamKey { key: [0; KEY_LEN], nonce_prefix: [0; 7] };
+        let mut k = StreamKey {
+            key: [0; KEY_LEN],
+            nonce_prefix: [0; 7],
+        };
         rand::rngs::OsRng.fill_bytes(&mut k.key);
         rand::rngs::OsRng.fill_bytes(&mut k.nonce_prefix);
         k
@@ -80,8 +90,21 @@ impl StreamKey {
 
 impl StreamOpening {
     /// Seals `key` to the attempt's public key, for this attempt and stream only.
-    pub fn seal(public: &AttemptPublicKey, attempt: &Uuid, stream: &Uuid, started_at_ms: u64, key: &StreamKey) -> Self {
-        Self::seal_with_rng(public, attempt, stream, started_at_ms, key, &mut rand::rngs::OsRng)
+    pub fn seal(
+        public: &AttemptPublicKey,
+        attempt: &Uuid,
+        stream: &Uuid,
+        started_at_ms: u64,
+        key: &StreamKey,
+    ) -> Self {
+        Self::seal_with_rng(
+            public,
+            attempt,
+            stream,
+            started_at_ms,
+            key,
+            &mut rand::rngs::OsRng,
+        )
     }
 
     /// As [`StreamOpening::seal`], with the randomness given: the cross-implementation
@@ -104,15 +127,25 @@ impl StreamOpening {
             rng,
         )
         .expect("HPKE base-mode sealing of 39 bytes cannot fail");
-        let mut o = StreamOpening { started_at_ms, encapped: [0; 32], sealed_key: [0; SEALED_KEY_LEN] };
+        let mut o = StreamOpening {
+            started_at_ms,
+            encapped: [0; 32],
+            sealed_key: [0; SEALED_KEY_LEN],
+        };
         o.encapped.copy_from_slice(&encapped.to_bytes());
         o.sealed_key.copy_from_slice(&ct);
         o
     }
 
     /// The stream key, for the holder of the attempt's data key only.
-    pub fn open(&self, secret: &AttemptSecret, attempt: &Uuid, stream: &Uuid) -> Result<StreamKey, Error> {
-        let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&self.encapped).map_err(|_| Error::DecryptionFailed)?;
+    pub fn open(
+        &self,
+        secret: &AttemptSecret,
+        attempt: &Uuid,
+        stream: &Uuid,
+    ) -> Result<StreamKey, Error> {
+        let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&self.encapped)
+            .map_err(|_| Error::DecryptionFailed)?;
         let plain = zeroize::Zeroizing::new(
             hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
                 &OpModeR::Base,
@@ -143,7 +176,11 @@ impl StreamOpening {
         if started_at_ms > i64::MAX as u64 {
             return Err(Error::InvalidOpening("start time out of range"));
         }
-        let mut o = StreamOpening { started_at_ms, encapped: [0; 32], sealed_key: [0; SEALED_KEY_LEN] };
+        let mut o = StreamOpening {
+            started_at_ms,
+            encapped: [0; 32],
+            sealed_key: [0; SEALED_KEY_LEN],
+        };
         o.encapped.copy_from_slice(&b[8..40]);
         o.sealed_key.copy_from_slice(&b[40..]);
         Ok(o)
@@ -152,28 +189,68 @@ impl StreamOpening {
 
 /// Seals a small record (the offline consent) to the attempt's public key, so that the
 /// agent's spool keeps it unreadable and the server alone can open it. `purpose` binds it.
-pub fn seal_to_attempt(public: &AttemptPublicKey, attempt: &Uuid, purpose: &str, plaintext: &[u8]) -> Vec<u8> {
+pub fn seal_to_attempt(
+    public: &AttemptPublicKey,
+    attempt: &Uuid,
+    purpose: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
     seal_to_attempt_with_rng(public, attempt, purpose, plaintext, &mut rand::rngs::OsRng)
 }
 
 /// As [`seal_to_attempt`], with the randomness given (the cross-implementation vectors).
-pub fn seal_to_attempt_with_rng<R: rand::RngCore + rand::CryptoRng>(public: &AttemptPublicKey, attempt: &Uuid, purpose: &str, plaintext: &[u8], rng: &mut R) -> Vec<u8> {
-    let info = [b"cloe-connect/sealed-record/v1/".as_slice(), purpose.as_bytes(), attempt.as_bytes()].concat();
-    let (encapped, ct) =
-        hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(&OpModeS::Base, &public.hpke(), &info, plaintext, &[], rng)
-            .expect("HPKE base-mode sealing cannot fail");
+pub fn seal_to_attempt_with_rng<R: rand::RngCore + rand::CryptoRng>(
+    public: &AttemptPublicKey,
+    attempt: &Uuid,
+    purpose: &str,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Vec<u8> {
+    let info = [
+        b"cloe-connect/sealed-record/v1/".as_slice(),
+        purpose.as_bytes(),
+        attempt.as_bytes(),
+    ]
+    .concat();
+    let (encapped, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &public.hpke(),
+        &info,
+        plaintext,
+        &[],
+        rng,
+    )
+    .expect("HPKE base-mode sealing cannot fail");
     [encapped.to_bytes().as_slice(), &ct].concat()
 }
 
-pub fn open_from_attempt(secret: &AttemptSecret, attempt: &Uuid, purpose: &str, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+pub fn open_from_attempt(
+    secret: &AttemptSecret,
+    attempt: &Uuid,
+    purpose: &str,
+    sealed: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
     if sealed.len() < 32 + 16 {
         return Err(Error::DecryptionFailed);
     }
-    let info = [b"cloe-connect/sealed-record/v1/".as_slice(), purpose.as_bytes(), attempt.as_bytes()].concat();
-    let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&sealed[..32]).map_err(|_| Error::DecryptionFailed)?;
-    hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(&OpModeR::Base, &secret.0, &encapped, &info, &sealed[32..], &[])
-        .map(zeroize::Zeroizing::new)
-        .map_err(|_| Error::DecryptionFailed)
+    let info = [
+        b"cloe-connect/sealed-record/v1/".as_slice(),
+        purpose.as_bytes(),
+        attempt.as_bytes(),
+    ]
+    .concat();
+    let encapped = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(&sealed[..32])
+        .map_err(|_| Error::DecryptionFailed)?;
+    hpke::single_shot_open::<AesGcm256, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        &secret.0,
+        &encapped,
+        &info,
+        &sealed[32..],
+        &[],
+    )
+    .map(zeroize::Zeroizing::new)
+    .map_err(|_| Error::DecryptionFailed)
 }
 
 impl fmt::Debug for AttemptSecret {
@@ -188,7 +265,9 @@ impl fmt::Debug for AttemptPublicKey {
 }
 impl fmt::Debug for StreamOpening {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamOpening").field("started_at_ms", &self.started_at_ms).finish_non_exhaustive()
+        f.debug_struct("StreamOpening")
+            .field("started_at_ms", &self.started_at_ms)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,19 +281,46 @@ mod tests {
         let (attempt, stream) = (Uuid::new_v4(), Uuid::new_v4());
         let (_, public) = dek.recipient(&attempt);
         let key = StreamKey::generate();
-        let opening = StreamOpening::parse(&StreamOpening::seal(&public, &attempt, &stream, 1_764_000_000_000, &key).encode()).unwrap();
+        let opening = StreamOpening::parse(
+            &StreamOpening::seal(&public, &attempt, &stream, 1_764_000_000_000, &key).encode(),
+        )
+        .unwrap();
         let (secret, again) = dek.recipient(&attempt);
         assert_eq!(again, public, "the key pair is derived, not drawn");
-        assert_eq!(opening.open(&secret, &attempt, &stream).unwrap().to_bytes(), key.to_bytes());
+        assert_eq!(
+            opening.open(&secret, &attempt, &stream).unwrap().to_bytes(),
+            key.to_bytes()
+        );
         // Bound to its attempt, its stream and its start time; another data key cannot open it.
-        assert_eq!(opening.open(&secret, &attempt, &Uuid::new_v4()).unwrap_err(), Error::DecryptionFailed);
+        assert_eq!(
+            opening
+                .open(&secret, &attempt, &Uuid::new_v4())
+                .unwrap_err(),
+            Error::DecryptionFailed
+        );
         let (other_attempt_secret, _) = dek.recipient(&Uuid::new_v4());
-        assert_eq!(opening.open(&other_attempt_secret, &attempt, &stream).unwrap_err(), Error::DecryptionFailed);
+        assert_eq!(
+            opening
+                .open(&other_attempt_secret, &attempt, &stream)
+                .unwrap_err(),
+            Error::DecryptionFailed
+        );
         let (other_dek_secret, _) = AttemptKey::generate().recipient(&attempt);
-        assert_eq!(opening.open(&other_dek_secret, &attempt, &stream).unwrap_err(), Error::DecryptionFailed);
+        assert_eq!(
+            opening
+                .open(&other_dek_secret, &attempt, &stream)
+                .unwrap_err(),
+            Error::DecryptionFailed
+        );
         let mut moved = opening.encode();
         moved[7] ^= 1;
-        assert_eq!(StreamOpening::parse(&moved).unwrap().open(&secret, &attempt, &stream).unwrap_err(), Error::DecryptionFailed);
+        assert_eq!(
+            StreamOpening::parse(&moved)
+                .unwrap()
+                .open(&secret, &attempt, &stream)
+                .unwrap_err(),
+            Error::DecryptionFailed
+        );
     }
 
     #[test]
@@ -223,7 +329,12 @@ mod tests {
         let attempt = Uuid::new_v4();
         let (secret, public) = dek.recipient(&attempt);
         let sealed = seal_to_attempt(&public, &attempt, "consent", b"{\"given_at\":1}");
-        assert_eq!(open_from_attempt(&secret, &attempt, "consent", &sealed).unwrap().as_slice(), b"{\"given_at\":1}");
+        assert_eq!(
+            open_from_attempt(&secret, &attempt, "consent", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"{\"given_at\":1}"
+        );
         assert!(open_from_attempt(&secret, &attempt, "withdrawal", &sealed).is_err());
         assert!(open_from_attempt(&secret, &attempt, "consent", &sealed[..40]).is_err());
     }

@@ -33,7 +33,9 @@ pub struct Payload<'a> {
 
 pub fn encode_payload(media: &[u8], activity: &Activity, thumbnail: &[u8]) -> Vec<u8> {
     let activity = serde_json::to_vec(activity).expect("activity serialises");
-    let mut out = Vec::with_capacity(PAYLOAD_MAGIC.len() + 12 + media.len() + activity.len() + thumbnail.len());
+    let mut out = Vec::with_capacity(
+        PAYLOAD_MAGIC.len() + 12 + media.len() + activity.len() + thumbnail.len(),
+    );
     out.extend_from_slice(PAYLOAD_MAGIC);
     for part in [media, &activity, thumbnail] {
         out.extend_from_slice(&(part.len() as u32).to_be_bytes());
@@ -44,11 +46,17 @@ pub fn encode_payload(media: &[u8], activity: &Activity, thumbnail: &[u8]) -> Ve
 
 pub fn decode_payload(plaintext: &[u8]) -> Result<Payload<'_>, Error> {
     let Some(mut rest) = plaintext.strip_prefix(PAYLOAD_MAGIC.as_slice()) else {
-        return Ok(Payload { media: plaintext, activity: None, thumbnail: None });
+        return Ok(Payload {
+            media: plaintext,
+            activity: None,
+            thumbnail: None,
+        });
     };
     let mut parts = [&[][..]; 3];
     for part in parts.iter_mut() {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or(Error::InvalidPayload("truncated length"))?;
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or(Error::InvalidPayload("truncated length"))?;
         let len = u32::from_be_bytes(*len) as usize;
         if tail.len() < len {
             return Err(Error::InvalidPayload("part longer than the payload"));
@@ -59,7 +67,11 @@ pub fn decode_payload(plaintext: &[u8]) -> Result<Payload<'_>, Error> {
         return Err(Error::InvalidPayload("trailing bytes"));
     }
     let [media, activity, thumbnail] = parts;
-    Ok(Payload { media, activity: Some(activity), thumbnail: Some(thumbnail).filter(|t| !t.is_empty()) })
+    Ok(Payload {
+        media,
+        activity: Some(activity),
+        thumbnail: Some(thumbnail).filter(|t| !t.is_empty()),
+    })
 }
 
 #[cfg(test)]
@@ -68,15 +80,34 @@ mod tests {
 
     #[test]
     fn v2_round_trips_and_v1_reads_as_media_alone() {
-        let activity = Activity { first_s: 4, motion: vec![0, 12, 100], audio: vec![3, 3, 90] };
+        let activity = Activity {
+            first_s: 4,
+            motion: vec![0, 12, 100],
+            audio: vec![3, 3, 90],
+        };
         let p = encode_payload(b"moof...", &activity, b"\xff\xd8jpeg");
         let d = decode_payload(&p).unwrap();
         assert_eq!(d.media, b"moof...");
-        assert_eq!(serde_json::from_slice::<Activity>(d.activity.unwrap()).unwrap(), activity);
+        assert_eq!(
+            serde_json::from_slice::<Activity>(d.activity.unwrap()).unwrap(),
+            activity
+        );
         assert_eq!(d.thumbnail, Some(&b"\xff\xd8jpeg"[..]));
         let v1 = b"\x00\x00\x00\x18stypmsdh";
-        assert_eq!(decode_payload(v1).unwrap(), Payload { media: v1, activity: None, thumbnail: None });
-        assert_eq!(decode_payload(&encode_payload(b"m", &Activity::default(), b"")).unwrap().thumbnail, None);
+        assert_eq!(
+            decode_payload(v1).unwrap(),
+            Payload {
+                media: v1,
+                activity: None,
+                thumbnail: None
+            }
+        );
+        assert_eq!(
+            decode_payload(&encode_payload(b"m", &Activity::default(), b""))
+                .unwrap()
+                .thumbnail,
+            None
+        );
     }
 
     #[test]

@@ -42,12 +42,20 @@ pub struct SignedReceipt {
 }
 
 fn signed_bytes(r: &Receipt) -> Vec<u8> {
-    [DOMAIN, &serde_json::to_vec(r).expect("a receipt serialises")].concat()
+    [
+        DOMAIN,
+        &serde_json::to_vec(r).expect("a receipt serialises"),
+    ]
+    .concat()
 }
 
 pub fn sign_receipt(key: &SigningKey, receipt: Receipt) -> SignedReceipt {
     let signature = key.sign(&signed_bytes(&receipt));
-    SignedReceipt { public_key: B64.encode(key.verifying_key().as_bytes()), signature: B64.encode(signature.to_bytes()), receipt }
+    SignedReceipt {
+        public_key: B64.encode(key.verifying_key().as_bytes()),
+        signature: B64.encode(signature.to_bytes()),
+        receipt,
+    }
 }
 
 /// The public key as published (base64 of its 32 bytes).
@@ -59,13 +67,25 @@ pub fn public_key_text(key: &SigningKey) -> String {
 pub fn verify_receipt(r: &SignedReceipt, expected: Option<&str>) -> Result<(), Error> {
     if let Some(expected) = expected {
         if expected.trim() != r.public_key {
-            return Err(Error::InvalidReceipt("signed by another key than the one published"));
+            return Err(Error::InvalidReceipt(
+                "signed by another key than the one published",
+            ));
         }
     }
-    let key: [u8; 32] = B64.decode(&r.public_key).ok().and_then(|k| k.try_into().ok()).ok_or(Error::InvalidReceipt("malformed public key"))?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| Error::InvalidReceipt("malformed public key"))?;
-    let sig: [u8; 64] = B64.decode(&r.signature).ok().and_then(|s| s.try_into().ok()).ok_or(Error::InvalidReceipt("malformed signature"))?;
-    key.verify(&signed_bytes(&r.receipt), &Signature::from_bytes(&sig)).map_err(|_| Error::InvalidReceipt("the signature does not match the receipt"))
+    let key: [u8; 32] = B64
+        .decode(&r.public_key)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or(Error::InvalidReceipt("malformed public key"))?;
+    let key = VerifyingKey::from_bytes(&key)
+        .map_err(|_| Error::InvalidReceipt("malformed public key"))?;
+    let sig: [u8; 64] = B64
+        .decode(&r.signature)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or(Error::InvalidReceipt("malformed signature"))?;
+    key.verify(&signed_bytes(&r.receipt), &Signature::from_bytes(&sig))
+        .map_err(|_| Error::InvalidReceipt("the signature does not match the receipt"))
 }
 
 #[cfg(test)]
@@ -99,11 +119,17 @@ mod tests {
         assert!(verify_receipt(&later, None).is_err(), "the date is signed");
         let mut other = signed.clone();
         other.receipt.attempt_id = uuid::Uuid::from_u128(3);
-        assert!(verify_receipt(&other, None).is_err(), "the attempt is signed");
+        assert!(
+            verify_receipt(&other, None).is_err(),
+            "the attempt is signed"
+        );
         let impostor = SigningKey::from_bytes(&[8; 32]);
         let forged = sign_receipt(&impostor, receipt());
         verify_receipt(&forged, None).unwrap();
-        assert!(verify_receipt(&forged, Some(&public_key_text(&key))).is_err(), "another key is not the published one");
+        assert!(
+            verify_receipt(&forged, Some(&public_key_text(&key))).is_err(),
+            "another key is not the published one"
+        );
         let mut garbled = signed;
         garbled.signature = "AAAA".into();
         assert!(verify_receipt(&garbled, None).is_err());

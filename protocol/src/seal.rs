@@ -36,7 +36,12 @@ pub struct OpenedChunk {
 /// whole.
 pub fn chunk_digest(chunk: &[u8]) -> Digest {
     let mut h = Sha256::new();
-    let header_len = HEADER_LEN + if chunk.len() > 7 && chunk[7] & 0x02 != 0 { crate::OPENING_LEN } else { 0 };
+    let header_len = HEADER_LEN
+        + if chunk.len() > 7 && chunk[7] & 0x02 != 0 {
+            crate::OPENING_LEN
+        } else {
+            0
+        };
     if chunk.len() >= header_len + TAG_LEN {
         h.update(&chunk[..header_len]);
         h.update(&chunk[chunk.len() - TAG_LEN..]);
@@ -55,7 +60,14 @@ pub(crate) fn nonce(key: &StreamKey, index: u32, last: bool) -> [u8; 12] {
 }
 
 /// Seals one fragment into a chunk (header ‖ ciphertext ‖ tag).
-pub fn seal_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, index: u32, prev_digest: Digest, frag: Fragment<'_>) -> Vec<u8> {
+pub fn seal_chunk(
+    key: &StreamKey,
+    attempt: Uuid,
+    stream: Uuid,
+    index: u32,
+    prev_digest: Digest,
+    frag: Fragment<'_>,
+) -> Vec<u8> {
     seal_with_opening(key, attempt, stream, index, prev_digest, None, frag)
 }
 
@@ -86,7 +98,11 @@ fn seal_with_opening(
     out.extend_from_slice(frag.data);
     let cipher = Aes256Gcm::new((&key.key).into());
     let tag = cipher
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce(key, index, frag.last)), &aad, &mut out[aad.len()..])
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&nonce(key, index, frag.last)),
+            &aad,
+            &mut out[aad.len()..],
+        )
         .expect("AES-GCM encrypts any buffer under 64 GiB");
     out.extend_from_slice(&tag);
     out
@@ -94,7 +110,11 @@ fn seal_with_opening(
 
 /// Parses a chunk sealed for this attempt and stream: (header, ciphertext, tag). The
 /// associated data is `chunk[..header.encoded_len()]`.
-pub(crate) fn parse_bound(chunk: &[u8], attempt: Uuid, stream: Uuid) -> Result<(ChunkHeader, &[u8], &[u8]), Error> {
+pub(crate) fn parse_bound(
+    chunk: &[u8],
+    attempt: Uuid,
+    stream: Uuid,
+) -> Result<(ChunkHeader, &[u8], &[u8]), Error> {
     let (header, body) = ChunkHeader::parse(chunk)?;
     if header.attempt != attempt {
         return Err(Error::WrongAttempt);
@@ -108,7 +128,12 @@ pub(crate) fn parse_bound(chunk: &[u8], attempt: Uuid, stream: Uuid) -> Result<(
 
 /// Opens one chunk on its own: checks the header, its binding to the expected attempt
 /// and stream, and the tag. Ordering and chaining are the `StreamOpener`'s job.
-pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<OpenedChunk, Error> {
+pub fn open_chunk(
+    key: &StreamKey,
+    attempt: Uuid,
+    stream: Uuid,
+    chunk: &[u8],
+) -> Result<OpenedChunk, Error> {
     let (header, ct, tag) = parse_bound(chunk, attempt, stream)?;
     let mut plaintext = ct.to_vec();
     let cipher = Aes256Gcm::new((&key.key).into());
@@ -120,7 +145,11 @@ pub fn open_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) ->
             Tag::from_slice(tag),
         )
         .map_err(|_| Error::DecryptionFailed)?;
-    Ok(OpenedChunk { header, plaintext, digest: chunk_digest(chunk) })
+    Ok(OpenedChunk {
+        header,
+        plaintext,
+        digest: chunk_digest(chunk),
+    })
 }
 
 /// Seals a stream's fragments in order, keeping the index and the digest chain.
@@ -136,11 +165,27 @@ pub struct StreamSealer {
 
 impl StreamSealer {
     pub fn new(key: StreamKey, attempt: Uuid, stream: Uuid) -> Self {
-        Self { key, attempt, stream, opening: None, next_index: 0, prev_digest: [0; 32], finished: false }
+        Self {
+            key,
+            attempt,
+            stream,
+            opening: None,
+            next_index: 0,
+            prev_digest: [0; 32],
+            finished: false,
+        }
     }
     /// A stream the agent keyed itself: its first chunk carries `opening`.
-    pub fn with_opening(key: StreamKey, attempt: Uuid, stream: Uuid, opening: StreamOpening) -> Self {
-        Self { opening: Some(opening), ..Self::new(key, attempt, stream) }
+    pub fn with_opening(
+        key: StreamKey,
+        attempt: Uuid,
+        stream: Uuid,
+        opening: StreamOpening,
+    ) -> Self {
+        Self {
+            opening: Some(opening),
+            ..Self::new(key, attempt, stream)
+        }
     }
     pub fn stream(&self) -> Uuid {
         self.stream
@@ -151,10 +196,20 @@ impl StreamSealer {
     /// Returns the chunk's index and bytes. Sealing after the final fragment is refused.
     pub fn seal(&mut self, frag: Fragment<'_>) -> Result<(u32, Vec<u8>), Error> {
         if self.finished {
-            return Err(Error::AfterFinal { index: self.next_index });
+            return Err(Error::AfterFinal {
+                index: self.next_index,
+            });
         }
         let index = self.next_index;
-        let chunk = seal_with_opening(&self.key, self.attempt, self.stream, index, self.prev_digest, self.opening.clone(), frag);
+        let chunk = seal_with_opening(
+            &self.key,
+            self.attempt,
+            self.stream,
+            index,
+            self.prev_digest,
+            self.opening.clone(),
+            frag,
+        );
         self.prev_digest = chunk_digest(&chunk);
         self.next_index = index.checked_add(1).ok_or(Error::IndexOverflow)?;
         self.finished = frag.last;
@@ -174,7 +229,14 @@ pub struct StreamOpener {
 
 impl StreamOpener {
     pub fn new(key: StreamKey, attempt: Uuid, stream: Uuid) -> Self {
-        Self { key, attempt, stream, next_index: 0, prev_digest: [0; 32], finished: false }
+        Self {
+            key,
+            attempt,
+            stream,
+            next_index: 0,
+            prev_digest: [0; 32],
+            finished: false,
+        }
     }
     pub fn open_next(&mut self, chunk: &[u8]) -> Result<OpenedChunk, Error> {
         let opened = open_chunk(&self.key, self.attempt, self.stream, chunk)?;
@@ -183,7 +245,10 @@ impl StreamOpener {
             return Err(Error::AfterFinal { index: h.index });
         }
         if h.index != self.next_index {
-            return Err(Error::OutOfOrder { expected: self.next_index, actual: h.index });
+            return Err(Error::OutOfOrder {
+                expected: self.next_index,
+                actual: h.index,
+            });
         }
         if h.prev_digest != self.prev_digest {
             return Err(Error::BrokenChain { index: h.index });

@@ -27,7 +27,12 @@ pub struct VerifiedChunk {
 
 /// Checks what `open_chunk` checks (header, attempt and stream binding, tag) without
 /// decrypting.
-pub fn verify_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) -> Result<VerifiedChunk, Error> {
+pub fn verify_chunk(
+    key: &StreamKey,
+    attempt: Uuid,
+    stream: Uuid,
+    chunk: &[u8],
+) -> Result<VerifiedChunk, Error> {
     let (header, ct, tag) = parse_bound(chunk, attempt, stream)?;
     let aad = &chunk[..header.encoded_len()];
     let cipher = Aes256::new((&key.key).into());
@@ -46,9 +51,15 @@ pub fn verify_chunk(key: &StreamKey, attempt: Uuid, stream: Uuid, chunk: &[u8]) 
     lengths[8..].copy_from_slice(&((ct.len() as u64) * 8).to_be_bytes());
     gh.update(&[lengths]);
     let mut expected = gh.finalize();
-    expected.iter_mut().zip(j0.iter()).for_each(|(a, b)| *a ^= b);
+    expected
+        .iter_mut()
+        .zip(j0.iter())
+        .for_each(|(a, b)| *a ^= b);
     if !bool::from(expected.as_slice().ct_eq(tag)) {
         return Err(Error::DecryptionFailed);
     }
-    Ok(VerifiedChunk { header, digest: chunk_digest(chunk) })
+    Ok(VerifiedChunk {
+        header,
+        digest: chunk_digest(chunk),
+    })
 }

@@ -29,7 +29,10 @@ impl rand::RngCore for FixedRng {
         u64::from_le_bytes(b)
     }
     fn fill_bytes(&mut self, dest: &mut [u8]) {
-        assert!(dest.len() <= self.0.len(), "the vector's randomness ran out");
+        assert!(
+            dest.len() <= self.0.len(),
+            "the vector's randomness ran out"
+        );
         let rest = self.0.split_off(dest.len());
         dest.copy_from_slice(&self.0);
         self.0 = rest;
@@ -42,7 +45,9 @@ impl rand::RngCore for FixedRng {
 impl rand::CryptoRng for FixedRng {}
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn vectors() -> Value {
@@ -53,15 +58,45 @@ fn vectors() -> Value {
     let key_bytes = pattern(39, 7);
     let ekm = pattern(32, 99);
     let started_at_ms = 1_796_000_000_123u64;
-    let opening = StreamOpening::seal_with_rng(&public, &attempt, &stream, started_at_ms, &StreamKey::from_bytes(&key_bytes).unwrap(), &mut FixedRng(ekm.clone()));
-    let activity = Activity { first_s: 2, motion: vec![0, 17, 100], audio: vec![5, 63, 2] };
+    let opening = StreamOpening::seal_with_rng(
+        &public,
+        &attempt,
+        &stream,
+        started_at_ms,
+        &StreamKey::from_bytes(&key_bytes).unwrap(),
+        &mut FixedRng(ekm.clone()),
+    );
+    let activity = Activity {
+        first_s: 2,
+        motion: vec![0, 17, 100],
+        audio: vec![5, 63, 2],
+    };
     let fragments = [
         (pattern(611, 1), 0u64, 0u64, false),
-        (encode_payload(&pattern(4099, 2), &activity, &pattern(300, 3)), 0, 2_000_000, false),
-        (encode_payload(&pattern(17, 4), &Activity::default(), b""), 2_000_000, 3_466_666, true),
+        (
+            encode_payload(&pattern(4099, 2), &activity, &pattern(300, 3)),
+            0,
+            2_000_000,
+            false,
+        ),
+        (
+            encode_payload(&pattern(17, 4), &Activity::default(), b""),
+            2_000_000,
+            3_466_666,
+            true,
+        ),
     ];
-    let mut sealer = StreamSealer::with_opening(StreamKey::from_bytes(&key_bytes).unwrap(), attempt, stream, opening.clone());
-    let mut opener = StreamOpener::new(opening.open(&secret, &attempt, &stream).unwrap(), attempt, stream);
+    let mut sealer = StreamSealer::with_opening(
+        StreamKey::from_bytes(&key_bytes).unwrap(),
+        attempt,
+        stream,
+        opening.clone(),
+    );
+    let mut opener = StreamOpener::new(
+        opening.open(&secret, &attempt, &stream).unwrap(),
+        attempt,
+        stream,
+    );
     let hex = |b: &[u8]| hex::encode(b);
     let chunks: Vec<Value> = fragments
         .iter()
@@ -75,10 +110,25 @@ fn vectors() -> Value {
         .collect();
     opener.finish().unwrap();
 
-    let consent = serde_json::to_vec(&OfflineConsent { notice_version: "2026-12-v3".into(), given_at_ms: 1_796_000_000_000 }).unwrap();
+    let consent = serde_json::to_vec(&OfflineConsent {
+        notice_version: "2026-12-v3".into(),
+        given_at_ms: 1_796_000_000_000,
+    })
+    .unwrap();
     let consent_ekm = pattern(32, 5);
-    let sealed = seal_to_attempt_with_rng(&public, &attempt, CONSENT_PURPOSE, &consent, &mut FixedRng(consent_ekm.clone()));
-    assert_eq!(open_from_attempt(&secret, &attempt, CONSENT_PURPOSE, &sealed).unwrap().as_slice(), consent.as_slice());
+    let sealed = seal_to_attempt_with_rng(
+        &public,
+        &attempt,
+        CONSENT_PURPOSE,
+        &consent,
+        &mut FixedRng(consent_ekm.clone()),
+    );
+    assert_eq!(
+        open_from_attempt(&secret, &attempt, CONSENT_PURPOSE, &sealed)
+            .unwrap()
+            .as_slice(),
+        consent.as_slice()
+    );
 
     let token = LaunchToken::new(&[9; 32], attempt, public);
     let big = pattern(150_000, 11);
@@ -121,6 +171,10 @@ fn the_committed_vectors_are_what_this_crate_seals() {
     if std::env::var_os("CLOE_WRITE_VECTORS").is_some() {
         std::fs::write(&path, &now).unwrap();
     }
-    let committed = std::fs::read_to_string(&path).expect("tests/vectors/browser.json (CLOE_WRITE_VECTORS=1 writes it)");
-    assert_eq!(committed, now, "the sealing changed: the browser agent would no longer be byte-compatible");
+    let committed = std::fs::read_to_string(&path)
+        .expect("tests/vectors/browser.json (CLOE_WRITE_VECTORS=1 writes it)");
+    assert_eq!(
+        committed, now,
+        "the sealing changed: the browser agent would no longer be byte-compatible"
+    );
 }

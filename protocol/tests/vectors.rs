@@ -6,6 +6,9 @@ use common::*;
 #[test]
 fn sealing_matches_the_checked_in_vectors() {
     let expected: Vec<String> = serde_json::from_str(include_str!("vectors/v1.json")).unwrap();
-    let actual: Vec<String> = sealed_stream(ATTEMPT, STREAM).iter().map(hex::encode).collect();
+    let actual: Vec<String> = sealed_stream(ATTEMPT, STREAM)
+        .iter()
+        .map(hex::encode)
+        .collect();
     assert_eq!(actual, expected);
 }

@@ -8,7 +8,19 @@ use protocol::{open_chunk, seal_chunk, verify_chunk, Error, Fragment, HEADER_LEN
 fn sealed(len: usize, index: u32, last: bool) -> Vec<u8> {
     let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
     let key = stream_key(ATTEMPT, STREAM);
-    seal_chunk(&key, ATTEMPT, STREAM, index, if index == 0 { [0; 32] } else { [9; 32] }, Fragment { data: &data, media_start_us: 0, media_end_us: 1, last })
+    seal_chunk(
+        &key,
+        ATTEMPT,
+        STREAM,
+        index,
+        if index == 0 { [0; 32] } else { [9; 32] },
+        Fragment {
+            data: &data,
+            media_start_us: 0,
+            media_end_us: 1,
+            last,
+        },
+    )
 }
 
 #[test]
@@ -16,7 +28,8 @@ fn verify_agrees_with_open_on_every_length_up_to_1_kib() {
     let key = stream_key(ATTEMPT, STREAM);
     for len in 0..=1024 {
         let chunk = sealed(len, (len % 5) as u32, len % 2 == 0);
-        let v = verify_chunk(&key, ATTEMPT, STREAM, &chunk).unwrap_or_else(|e| panic!("length {len}: {e}"));
+        let v = verify_chunk(&key, ATTEMPT, STREAM, &chunk)
+            .unwrap_or_else(|e| panic!("length {len}: {e}"));
         let o = open_chunk(&key, ATTEMPT, STREAM, &chunk).unwrap();
         assert_eq!((v.header, v.digest), (o.header, o.digest));
     }
@@ -26,9 +39,18 @@ fn verify_agrees_with_open_on_every_length_up_to_1_kib() {
 fn verify_refuses_wrong_key_attempt_and_stream() {
     let chunk = sealed(300, 3, false);
     let other = stream_key(STREAM, ATTEMPT);
-    assert_eq!(verify_chunk(&other, ATTEMPT, STREAM, &chunk), Err(Error::DecryptionFailed));
-    assert_eq!(verify_chunk(&stream_key(ATTEMPT, STREAM), STREAM, STREAM, &chunk), Err(Error::WrongAttempt));
-    assert_eq!(verify_chunk(&stream_key(ATTEMPT, STREAM), ATTEMPT, ATTEMPT, &chunk), Err(Error::WrongStream));
+    assert_eq!(
+        verify_chunk(&other, ATTEMPT, STREAM, &chunk),
+        Err(Error::DecryptionFailed)
+    );
+    assert_eq!(
+        verify_chunk(&stream_key(ATTEMPT, STREAM), STREAM, STREAM, &chunk),
+        Err(Error::WrongAttempt)
+    );
+    assert_eq!(
+        verify_chunk(&stream_key(ATTEMPT, STREAM), ATTEMPT, ATTEMPT, &chunk),
+        Err(Error::WrongStream)
+    );
 }
 
 proptest! {

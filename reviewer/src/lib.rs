@@ -70,7 +70,9 @@ pub const SPEEDS: &[&str] = &["0.5", "1", "1.5", "2", "4", "8"];
 /// JSON that can sit inside a `<script>` element: `<` never appears raw, so neither
 /// `</script>` nor `<!--` can end or change it.
 pub fn script_json(t: &Text) -> String {
-    serde_json::to_string(t).expect("text serialises").replace('<', "\\u003c")
+    serde_json::to_string(t)
+        .expect("text serialises")
+        .replace('<', "\\u003c")
 }
 
 /// "1 h 02 min 05 s" style durations for the queue.
@@ -89,8 +91,16 @@ mod tests {
 
     #[test]
     fn pages_escape_what_they_show() {
-        let page = LoginPage { t: &FR, error: Some("<script>x</script>") }.render().unwrap();
-        assert!(page.contains("&#60;script&#62;x") || page.contains("&lt;script&gt;x"), "{page}");
+        let page = LoginPage {
+            t: &FR,
+            error: Some("<script>x</script>"),
+        }
+        .render()
+        .unwrap();
+        assert!(
+            page.contains("&#60;script&#62;x") || page.contains("&lt;script&gt;x"),
+            "{page}"
+        );
         assert!(!page.contains("<script>x"));
         assert!(!script_json(&FR).contains('<'));
     }

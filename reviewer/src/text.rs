@@ -182,7 +182,10 @@ pub struct Text {
 impl Text {
     /// The label of a code from one of the lists (`states`, `categories`, …).
     pub fn label<'a>(list: &'a [(&'static str, &'static str)], code: &'a str) -> &'a str {
-        list.iter().find(|(c, _)| *c == code).map(|(_, l)| *l).unwrap_or(code)
+        list.iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, l)| *l)
+            .unwrap_or(code)
     }
 }
 

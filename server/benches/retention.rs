@@ -34,8 +34,18 @@ struct Plan {
     swept: i64,
 }
 
-const FULL: Plan = Plan { candidates: 1000, fragments: 10, fragment_bytes: 16 * 1024, swept: 100_000 };
-const SMOKE: Plan = Plan { candidates: 10, fragments: 2, fragment_bytes: 1024, swept: 500 };
+const FULL: Plan = Plan {
+    candidates: 1000,
+    fragments: 10,
+    fragment_bytes: 16 * 1024,
+    swept: 100_000,
+};
+const SMOKE: Plan = Plan {
+    candidates: 10,
+    fragments: 2,
+    fragment_bytes: 1024,
+    swept: 500,
+};
 
 fn settings(dir: &std::path::Path) -> Settings {
     let mut s = server::configuration::load(None).unwrap();
@@ -45,27 +55,66 @@ fn settings(dir: &std::path::Path) -> Settings {
 }
 
 async fn open(s: Settings) -> Proctor {
-    Proctor::open(s, Arc::new(SystemClock) as Arc<dyn Clock>).await.unwrap()
+    Proctor::open(s, Arc::new(SystemClock) as Arc<dyn Clock>)
+        .await
+        .unwrap()
 }
 
 /// A sitting of `n` ended attempts, each with one stream of `fragments` stored blobs.
 async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
-    let sitting = p.create_sitting(&format!("bench-{}", Uuid::new_v4()), "bench").await.unwrap().value.sitting_id;
+    let sitting = p
+        .create_sitting(&format!("bench-{}", Uuid::new_v4()), "bench")
+        .await
+        .unwrap()
+        .value
+        .sitting_id;
     let mut attempts = Vec::with_capacity(plan.candidates);
     let payload = Bytes::from(vec![0x5a; plan.fragment_bytes]);
     for i in 0..plan.candidates {
-        let a = p.add_candidate(sitting, &format!("c{i}"), "bench").await.unwrap().value.attempt_id;
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: a, keying: StreamKeying::Derived { salt: [1; 32] }, opened_at_ms: 0, ended_at_ms: None, final_index: None };
-        assert!(p.db.open_stream(stream.clone(), b"sealed".to_vec(), 10).await.unwrap());
+        let a = p
+            .add_candidate(sitting, &format!("c{i}"), "bench")
+            .await
+            .unwrap()
+            .value
+            .attempt_id;
+        let stream = Stream {
+            id: Uuid::new_v4(),
+            attempt_id: a,
+            keying: StreamKeying::Derived { salt: [1; 32] },
+            opened_at_ms: 0,
+            ended_at_ms: None,
+            final_index: None,
+        };
+        assert!(p
+            .db
+            .open_stream(stream.clone(), b"sealed".to_vec(), 10)
+            .await
+            .unwrap());
         let mut rows = Vec::new();
         let mut paths = Vec::new();
         for index in 0..plan.fragments {
             let sha: [u8; 32] = *Uuid::new_v4().as_bytes().repeat(2).first_chunk().unwrap();
             paths.push(server::blobs::chunk_path(a, stream.id, index, &sha));
-            let row = ChunkRow { stream_id: stream.id, index, digest: sha, content_sha256: sha, prev_digest: [0; 32], size: payload.len() as u64, media_start_us: 0, media_end_us: 1, last: false };
-            rows.push(NewChunk { attempt: a, row, transport: Transport::Https });
+            let row = ChunkRow {
+                stream_id: stream.id,
+                index,
+                digest: sha,
+                content_sha256: sha,
+                prev_digest: [0; 32],
+                size: payload.len() as u64,
+                media_start_us: 0,
+                media_end_us: 1,
+                last: false,
+            };
+            rows.push(NewChunk {
+                attempt: a,
+                row,
+                transport: Transport::Https,
+            });
         }
-        futures::future::try_join_all(paths.iter().map(|path| p.blobs.put(path, payload.clone()))).await.unwrap();
+        futures::future::try_join_all(paths.iter().map(|path| p.blobs.put(path, payload.clone())))
+            .await
+            .unwrap();
         p.db.insert_chunks(&rows, 0).await.unwrap();
         p.transition(a, Transition::End, "bench").await.unwrap();
         attempts.push(a);
@@ -77,7 +126,19 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
 async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
     let (sitting, attempts) = sitting(p, plan).await;
     let t0 = Instant::now();
-    let result = p.decide_pv("bench-jury", sitting, PvRequest { outcome: server::db::PvOutcome::Validated, contested: vec![], override_unsubmitted: true, decided_by: None }).await.unwrap();
+    let result = p
+        .decide_pv(
+            "bench-jury",
+            sitting,
+            PvRequest {
+                outcome: server::db::PvOutcome::Validated,
+                contested: vec![],
+                override_unsubmitted: true,
+                decided_by: None,
+            },
+        )
+        .await
+        .unwrap();
     let keys = t0.elapsed();
     p.purge_destroyed().await.unwrap();
     let blobs = t0.elapsed();
@@ -90,11 +151,20 @@ async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
 
 /// Baseline: the same number of keys destroyed one transaction per attempt.
 async fn one_by_one(p: &Proctor, plan: &Plan) -> Duration {
-    let (_, attempts) = sitting(p, &Plan { fragments: 0, ..*plan }).await;
+    let (_, attempts) = sitting(
+        p,
+        &Plan {
+            fragments: 0,
+            ..*plan
+        },
+    )
+    .await;
     let facts = p.db.retention_facts(&attempts).await.unwrap();
     let t0 = Instant::now();
     for f in &facts {
-        p.destroy_keys(std::slice::from_ref(f), "bench").await.unwrap();
+        p.destroy_keys(std::slice::from_ref(f), "bench")
+            .await
+            .unwrap();
     }
     t0.elapsed()
 }
@@ -119,7 +189,12 @@ async fn due_attempts(s: &Settings, sitting: Uuid, n: i64) {
             .unwrap();
         }
         None => {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.server.data_dir.join("proctor.sqlite").display())).await.unwrap();
+            let pool = sqlx::SqlitePool::connect(&format!(
+                "sqlite://{}",
+                s.server.data_dir.join("proctor.sqlite").display()
+            ))
+            .await
+            .unwrap();
             sqlx::query(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?3)
                  INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at, state, ended_at)
@@ -137,7 +212,12 @@ async fn due_attempts(s: &Settings, sitting: Uuid, n: i64) {
 
 async fn sweep(s: Settings, n: i64) -> (Duration, usize) {
     let p = open(s.clone()).await;
-    let sitting = p.create_sitting(&format!("swept-{}", Uuid::new_v4()), "bench").await.unwrap().value.sitting_id;
+    let sitting = p
+        .create_sitting(&format!("swept-{}", Uuid::new_v4()), "bench")
+        .await
+        .unwrap()
+        .value
+        .sitting_id;
     due_attempts(&s, sitting, n).await;
     let t0 = Instant::now();
     let destroyed = p.destroy_due().await.unwrap();

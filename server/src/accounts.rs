@@ -33,7 +33,16 @@ pub struct TotpEnrolment {
 }
 
 fn totp(secret: Vec<u8>, login: &str) -> Result<TOTP, AppError> {
-    TOTP::new(Algorithm::SHA1, 6, 1, 30, secret, Some(ISSUER.into()), login.replace(':', "_")).map_err(|e| AppError::BadRequest(format!("invalid TOTP secret: {e}")))
+    TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        Some(ISSUER.into()),
+        login.replace(':', "_"),
+    )
+    .map_err(|e| AppError::BadRequest(format!("invalid TOTP secret: {e}")))
 }
 
 /// The time step a code belongs to, if it is valid now (± one step).
@@ -41,7 +50,10 @@ fn matching_step(t: &TOTP, code: &str, now_s: u64) -> Option<i64> {
     use subtle::ConstantTimeEq;
     let code = code.trim();
     let step = now_s / 30;
-    [step.saturating_sub(1), step, step + 1].into_iter().find(|&s| bool::from(t.generate(s * 30).as_bytes().ct_eq(code.as_bytes()))).map(|s| s as i64)
+    [step.saturating_sub(1), step, step + 1]
+        .into_iter()
+        .find(|&s| bool::from(t.generate(s * 30).as_bytes().ct_eq(code.as_bytes())))
+        .map(|s| s as i64)
 }
 
 pub(crate) fn rejected(e: PasswordRejected) -> AppError {
@@ -66,9 +78,17 @@ impl Proctor {
     }
 
     /// Checks a TOTP code for an enrolled account and burns its time step.
-    pub(crate) async fn check_totp(&self, a: &StaffAccount, code: Option<&str>) -> Result<bool, AppError> {
-        let Some(sealed) = &a.totp_secret else { return Ok(true) };
-        let Some(code) = code.filter(|c| !c.trim().is_empty()) else { return Err(AppError::TotpRequired) };
+    pub(crate) async fn check_totp(
+        &self,
+        a: &StaffAccount,
+        code: Option<&str>,
+    ) -> Result<bool, AppError> {
+        let Some(sealed) = &a.totp_secret else {
+            return Ok(true);
+        };
+        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+            return Err(AppError::TotpRequired);
+        };
         let secret = self.keys.open_staff_secret(sealed, &a.id)?;
         let t = totp(secret.to_vec(), &a.login)?;
         match matching_step(&t, code, (self.now_ms() / 1000) as u64) {
@@ -79,22 +99,44 @@ impl Proctor {
 
     /// Changes one's own password; every other session of the account ends (one that was
     /// stolen, too), the one that made the change goes on.
-    pub async fn change_password(&self, who: &StaffIdentity, session: &str, current: &str, new: &str) -> Result<(), AppError> {
+    pub async fn change_password(
+        &self,
+        who: &StaffIdentity,
+        session: &str,
+        current: &str,
+        new: &str,
+    ) -> Result<(), AppError> {
         let account = self.db.staff_by_id(who.id).await?;
         let hash = account.password_hash.clone();
         let current = Zeroizing::new(current.to_owned());
-        if !self.argon2(move || verify_password(&current, &hash)).await? {
+        if !self
+            .argon2(move || verify_password(&current, &hash))
+            .await?
+        {
             return Err(AppError::Forbidden("the current password is wrong".into()));
         }
         let password = Password::parse(new, &account.login).map_err(rejected)?;
-        let (same, old_hash) = (Zeroizing::new(new.to_owned()), account.password_hash.clone());
-        if self.argon2(move || verify_password(&same, &old_hash)).await? {
-            return Err(AppError::BadRequest("the new password must differ from the current one".into()));
+        let (same, old_hash) = (
+            Zeroizing::new(new.to_owned()),
+            account.password_hash.clone(),
+        );
+        if self
+            .argon2(move || verify_password(&same, &old_hash))
+            .await?
+        {
+            return Err(AppError::BadRequest(
+                "the new password must differ from the current one".into(),
+            ));
         }
         let hash = self.argon2(move || password.hash()).await?;
-        self.db.set_password(who.id, &hash, false, self.now_ms()).await?;
-        self.db.end_sessions_of(who.id, Some(crate::domain::hash_token(session))).await?;
-        self.audit(&who.login, "password_changed", None, serde_json::json!({})).await
+        self.db
+            .set_password(who.id, &hash, false, self.now_ms())
+            .await?;
+        self.db
+            .end_sessions_of(who.id, Some(crate::domain::hash_token(session)))
+            .await?;
+        self.audit(&who.login, "password_changed", None, serde_json::json!({}))
+            .await
     }
 
     async fn account(&self, login: &str) -> Result<StaffAccount, AppError> {
@@ -110,25 +152,58 @@ impl Proctor {
         let account = self.account(login).await?;
         let (password, shown) = Password::generate();
         let hash = self.argon2(move || password.hash()).await?;
-        self.db.set_password(account.id, &hash, true, self.now_ms()).await?;
+        self.db
+            .set_password(account.id, &hash, true, self.now_ms())
+            .await?;
         self.db.end_sessions_of(account.id, None).await?;
-        self.audit(actor, "password_reset", None, serde_json::json!({ "login": account.login })).await?;
+        self.audit(
+            actor,
+            "password_reset",
+            None,
+            serde_json::json!({ "login": account.login }),
+        )
+        .await?;
         Ok(shown)
     }
 
     /// Disables (or re-enables) an account; disabling ends its sessions at once.
-    pub async fn set_staff_disabled(&self, actor: &str, login: &str, disabled: bool) -> Result<(), AppError> {
+    pub async fn set_staff_disabled(
+        &self,
+        actor: &str,
+        login: &str,
+        disabled: bool,
+    ) -> Result<(), AppError> {
         let account = self.account(login).await?;
-        self.db.set_disabled(account.id, disabled.then(|| self.now_ms())).await?;
+        self.db
+            .set_disabled(account.id, disabled.then(|| self.now_ms()))
+            .await?;
         if disabled {
             self.db.end_sessions_of(account.id, None).await?;
         }
-        self.audit(actor, if disabled { "staff_disabled" } else { "staff_enabled" }, None, serde_json::json!({ "login": account.login })).await
+        self.audit(
+            actor,
+            if disabled {
+                "staff_disabled"
+            } else {
+                "staff_enabled"
+            },
+            None,
+            serde_json::json!({ "login": account.login }),
+        )
+        .await
     }
 
     pub async fn set_totp_required(&self, actor: &str, required: bool) -> Result<(), AppError> {
-        self.db.set_setting(TOTP_REQUIRED, if required { "true" } else { "false" }).await?;
-        self.audit(actor, "totp_requirement_set", None, serde_json::json!({ "required": required })).await
+        self.db
+            .set_setting(TOTP_REQUIRED, if required { "true" } else { "false" })
+            .await?;
+        self.audit(
+            actor,
+            "totp_requirement_set",
+            None,
+            serde_json::json!({ "required": required }),
+        )
+        .await
     }
 
     pub async fn list_staff(&self, who: &StaffIdentity) -> Result<Vec<StaffSummary>, AppError> {
@@ -155,21 +230,36 @@ impl Proctor {
         let mut secret = vec![0u8; 20];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let t = totp(secret, &who.login)?;
-        Ok(TotpEnrolment { secret_base32: t.get_secret_base32(), otpauth_url: t.get_url() })
+        Ok(TotpEnrolment {
+            secret_base32: t.get_secret_base32(),
+            otpauth_url: t.get_url(),
+        })
     }
 
     /// Confirms an enrolment with a first code and stores the secret, sealed.
-    pub async fn confirm_totp(&self, who: &StaffIdentity, secret_base32: &str, code: &str) -> Result<(), AppError> {
+    pub async fn confirm_totp(
+        &self,
+        who: &StaffIdentity,
+        secret_base32: &str,
+        code: &str,
+    ) -> Result<(), AppError> {
         let secret = Zeroizing::new(
-            totp_rs::Secret::Encoded(secret_base32.trim().to_owned()).to_bytes().map_err(|_| AppError::BadRequest("the TOTP secret is not valid base32".into()))?,
+            totp_rs::Secret::Encoded(secret_base32.trim().to_owned())
+                .to_bytes()
+                .map_err(|_| AppError::BadRequest("the TOTP secret is not valid base32".into()))?,
         );
         let t = totp(secret.to_vec(), &who.login)?;
         let Some(step) = matching_step(&t, code, (self.now_ms() / 1000) as u64) else {
-            return Err(AppError::BadRequest("the code does not match: check the phone's clock and type the current code".into()));
+            return Err(AppError::BadRequest(
+                "the code does not match: check the phone's clock and type the current code".into(),
+            ));
         };
-        self.db.set_totp(who.id, Some(self.keys.seal_staff_secret(&secret, &who.id)?)).await?;
+        self.db
+            .set_totp(who.id, Some(self.keys.seal_staff_secret(&secret, &who.id)?))
+            .await?;
         self.db.use_totp_step(who.id, step).await?;
-        self.audit(&who.login, "totp_enrolled", None, serde_json::json!({})).await
+        self.audit(&who.login, "totp_enrolled", None, serde_json::json!({}))
+            .await
     }
 
     /// An admin removes a lost second factor; the person enrols again at next login if
@@ -178,15 +268,27 @@ impl Proctor {
         let account = self.account(login).await?;
         self.db.set_totp(account.id, None).await?;
         self.db.end_sessions_of(account.id, None).await?;
-        self.audit(actor, "totp_removed", None, serde_json::json!({ "login": account.login })).await
+        self.audit(
+            actor,
+            "totp_removed",
+            None,
+            serde_json::json!({ "login": account.login }),
+        )
+        .await
     }
 
     /// Runs an Argon2 job on the dedicated pool (bounded, away from the runtime).
-    pub(crate) async fn argon2<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AppError> {
-        let _slot = tokio::time::timeout(std::time::Duration::from_secs(5), self.argon2_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| AppError::Overloaded)?
-            .map_err(|e| AppError::Internal(e.into()))?;
+    pub(crate) async fn argon2<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let _slot = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.argon2_slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| AppError::Overloaded)?
+        .map_err(|e| AppError::Internal(e.into()))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.argon2_pool.spawn(move || {
             let _ = tx.send(job());
@@ -210,8 +312,19 @@ mod tests {
         let now = 1_800_000_000u64;
         let code = t.generate(now);
         assert_eq!(matching_step(&t, &code, now), Some((now / 30) as i64));
-        assert_eq!(matching_step(&t, &code, now + 30), Some((now / 30) as i64), "one step late is accepted");
-        assert_eq!(matching_step(&t, &code, now + 90), None, "three steps late is not");
-        assert_eq!(matching_step(&t, "000000", now).is_some(), t.generate(now) == "000000");
+        assert_eq!(
+            matching_step(&t, &code, now + 30),
+            Some((now / 30) as i64),
+            "one step late is accepted"
+        );
+        assert_eq!(
+            matching_step(&t, &code, now + 90),
+            None,
+            "three steps late is not"
+        );
+        assert_eq!(
+            matching_step(&t, "000000", now).is_some(),
+            t.generate(now) == "000000"
+        );
     }
 }

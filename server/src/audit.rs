@@ -25,7 +25,10 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     pub fn new(key_dir: &Path) -> Self {
-        Self { path: key_dir.join(CHECKPOINT_FILE), file: Arc::new(Mutex::new(None)) }
+        Self {
+            path: key_dir.join(CHECKPOINT_FILE),
+            file: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// Records that entry `seq` had hash `hash`, durably (the entry's data is about to
@@ -35,7 +38,11 @@ impl Checkpoints {
         tokio::task::spawn_blocking(move || {
             let mut guard = me.file.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                let mut file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&me.path)?;
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(&me.path)?;
                 // A line torn by a crash or a full disk is closed first, so that it stays
                 // the one bad line (ignored as the last) instead of swallowing the next.
                 if !ends_with_newline(&mut file)? {
@@ -44,7 +51,9 @@ impl Checkpoints {
                 *guard = Some(file);
             }
             let file = guard.as_mut().expect("opened above");
-            let written = file.write_all(format!("{seq} {}\n", hex::encode(hash)).as_bytes()).and_then(|()| file.sync_data());
+            let written = file
+                .write_all(format!("{seq} {}\n", hex::encode(hash)).as_bytes())
+                .and_then(|()| file.sync_data());
             if written.is_err() {
                 // Reopen next time, which closes whatever part of the line got out.
                 *guard = None;
@@ -63,16 +72,30 @@ impl Checkpoints {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(AuditBroken::Checkpoints(format!("{}: {e}", self.path.display()))),
+            Err(e) => {
+                return Err(AuditBroken::Checkpoints(format!(
+                    "{}: {e}",
+                    self.path.display()
+                )))
+            }
         };
-        let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>().map_err(|e| AuditBroken::Checkpoints(e.to_string()))?;
+        let lines: Vec<String> = std::io::BufReader::new(file)
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(|e| AuditBroken::Checkpoints(e.to_string()))?;
         let mut out = Vec::with_capacity(lines.len());
         for (n, line) in lines.iter().enumerate() {
             match parse_line(line) {
                 Some(c) => out.push(c),
                 // A torn line: a prefix of a well-formed one.
                 None if is_torn(line) => {}
-                None => return Err(AuditBroken::Checkpoints(format!("line {} of {} is malformed", n + 1, self.path.display()))),
+                None => {
+                    return Err(AuditBroken::Checkpoints(format!(
+                        "line {} of {} is malformed",
+                        n + 1,
+                        self.path.display()
+                    )))
+                }
             }
         }
         Ok(out)
@@ -93,7 +116,9 @@ fn ends_with_newline(file: &mut std::fs::File) -> std::io::Result<bool> {
 /// What a crash can leave of a line: digits, maybe a space and fewer than 64 hex digits.
 fn is_torn(line: &str) -> bool {
     let (seq, hash) = line.split_once(' ').unwrap_or((line, ""));
-    seq.chars().all(|c| c.is_ascii_digit()) && hash.len() < 64 && hash.chars().all(|c| c.is_ascii_hexdigit())
+    seq.chars().all(|c| c.is_ascii_digit())
+        && hash.len() < 64
+        && hash.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn parse_line(line: &str) -> Option<(i64, [u8; 32])> {
@@ -128,7 +153,10 @@ impl AuditBroken {
 /// (lowest sequence number) whichever check finds it.
 pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(), AuditBroken> {
     if checkpoints.is_empty() && !trail.is_empty() {
-        return Err(AuditBroken::Checkpoints("no checkpoint outside the database (wrong key directory, or the file was removed)".into()));
+        return Err(AuditBroken::Checkpoints(
+            "no checkpoint outside the database (wrong key directory, or the file was removed)"
+                .into(),
+        ));
     }
     let mut first: Option<AuditBroken> = verify_audit_chain(trail).err().map(AuditBroken::Chain);
     let head = trail.last().map(|e| e.seq).unwrap_or(0);
@@ -139,7 +167,11 @@ pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(
             None if seq > head => AuditBroken::Missing(head + 1),
             None => AuditBroken::Missing(seq),
         };
-        if first.as_ref().and_then(AuditBroken::seq).is_none_or(|s| problem.seq().is_some_and(|p| p < s)) {
+        if first
+            .as_ref()
+            .and_then(AuditBroken::seq)
+            .is_none_or(|s| problem.seq().is_some_and(|p| p < s))
+        {
             first = Some(problem);
         }
     }
@@ -190,14 +222,45 @@ pub struct AuditReport {
 impl crate::service::Proctor {
     /// The newest `limit` entries and the verdict on the whole trail, for the admin; the
     /// reading is itself audited.
-    pub async fn audit_report(&self, actor: &str, limit: usize) -> Result<AuditReport, crate::error::AppError> {
-        self.audit(actor, "audit_read", None, serde_json::json!({ "limit": limit })).await?;
+    pub async fn audit_report(
+        &self,
+        actor: &str,
+        limit: usize,
+    ) -> Result<AuditReport, crate::error::AppError> {
+        self.audit(
+            actor,
+            "audit_read",
+            None,
+            serde_json::json!({ "limit": limit }),
+        )
+        .await?;
         let trail = self.db.audit_trail().await?;
-        let verification = match self.audit_checkpoints.read().and_then(|c| verify(&trail, &c)) {
-            Ok(()) => Verification { intact: true, first_bad_entry: None, reason: None },
-            Err(e) => Verification { intact: false, first_bad_entry: e.seq(), reason: Some(e.to_string()) },
+        let verification = match self
+            .audit_checkpoints
+            .read()
+            .and_then(|c| verify(&trail, &c))
+        {
+            Ok(()) => Verification {
+                intact: true,
+                first_bad_entry: None,
+                reason: None,
+            },
+            Err(e) => Verification {
+                intact: false,
+                first_bad_entry: e.seq(),
+                reason: Some(e.to_string()),
+            },
         };
-        Ok(AuditReport { total: trail.len(), verification, entries: trail.iter().rev().take(limit).map(EntryView::from).collect() })
+        Ok(AuditReport {
+            total: trail.len(),
+            verification,
+            entries: trail
+                .iter()
+                .rev()
+                .take(limit)
+                .map(EntryView::from)
+                .collect(),
+        })
     }
 }
 
@@ -211,7 +274,16 @@ mod tests {
         (1..=n)
             .map(|seq| {
                 let hash = audit_hash(&prev, seq, seq, "a", "x", None, "{}");
-                let e = AuditEntry { seq, at_ms: seq, actor: "a".into(), action: "x".into(), attempt_id: None, detail: "{}".into(), prev_hash: prev, hash };
+                let e = AuditEntry {
+                    seq,
+                    at_ms: seq,
+                    actor: "a".into(),
+                    action: "x".into(),
+                    attempt_id: None,
+                    detail: "{}".into(),
+                    prev_hash: prev,
+                    hash,
+                };
                 prev = hash;
                 e
             })
@@ -254,13 +326,26 @@ mod tests {
         let cp = Checkpoints::new(dir.path());
         cp.record(1, [1; 32]).await.unwrap();
         cp.record(2, [2; 32]).await.unwrap();
-        std::fs::OpenOptions::new().append(true).open(dir.path().join(CHECKPOINT_FILE)).unwrap().write_all(b"3 abc").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(CHECKPOINT_FILE))
+            .unwrap()
+            .write_all(b"3 abc")
+            .unwrap();
         assert_eq!(cp.read().unwrap(), vec![(1, [1; 32]), (2, [2; 32])]);
         // A process starting after the crash closes the torn line before writing.
         let after = Checkpoints::new(dir.path());
         after.record(4, [4; 32]).await.unwrap();
-        assert_eq!(after.read().unwrap(), vec![(1, [1; 32]), (2, [2; 32]), (4, [4; 32])]);
-        std::fs::OpenOptions::new().append(true).open(dir.path().join(CHECKPOINT_FILE)).unwrap().write_all(b"garbage line\n").unwrap();
+        assert_eq!(
+            after.read().unwrap(),
+            vec![(1, [1; 32]), (2, [2; 32]), (4, [4; 32])]
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(CHECKPOINT_FILE))
+            .unwrap()
+            .write_all(b"garbage line\n")
+            .unwrap();
         assert!(after.read().is_err(), "anything else malformed is an error");
     }
 }

@@ -49,7 +49,10 @@ impl std::fmt::Debug for ObjectStoreSettings {
             .field("region", &self.region)
             .field("allow_http", &self.allow_http)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -85,8 +88,16 @@ struct Local {
 
 /// A chunk's object: its place, and the SHA-256 of its whole bytes, so that different bytes
 /// never share a name, even where the store cannot refuse an overwrite.
-pub fn chunk_path(attempt: Uuid, stream: Uuid, index: u32, content_sha256: &[u8; 32]) -> ObjectPath {
-    ObjectPath::from(format!("attempts/{attempt}/{stream}/{index:010}-{}.chunk", hex::encode(content_sha256)))
+pub fn chunk_path(
+    attempt: Uuid,
+    stream: Uuid,
+    index: u32,
+    content_sha256: &[u8; 32],
+) -> ObjectPath {
+    ObjectPath::from(format!(
+        "attempts/{attempt}/{stream}/{index:010}-{}.chunk",
+        hex::encode(content_sha256)
+    ))
 }
 
 /// Whether a put wrote the object or found it already there (locally; on S3 a put always
@@ -111,12 +122,21 @@ impl BlobStore {
         let root = std::fs::canonicalize(root)?;
         let fs = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
         let root_fd = Arc::new(std::fs::File::open(&root)?);
-        Ok(Self { store: fs.clone(), local: Some(Local { fs, root, root_fd }) })
+        Ok(Self {
+            store: fs.clone(),
+            local: Some(Local { fs, root, root_fd }),
+        })
     }
 
     fn open_s3(url: &str, s: &ObjectStoreSettings) -> Result<Self, BlobError> {
-        let bucket = url.strip_prefix("s3://").filter(|b| !b.is_empty() && !b.contains('/')).ok_or(BlobError::Config("object store URL must be s3://BUCKET"))?;
-        let mut b = AmazonS3Builder::new().with_bucket_name(bucket).with_allow_http(s.allow_http).with_virtual_hosted_style_request(false);
+        let bucket = url
+            .strip_prefix("s3://")
+            .filter(|b| !b.is_empty() && !b.contains('/'))
+            .ok_or(BlobError::Config("object store URL must be s3://BUCKET"))?;
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_allow_http(s.allow_http)
+            .with_virtual_hosted_style_request(false);
         if let Some(e) = &s.endpoint {
             b = b.with_endpoint(e);
         }
@@ -126,7 +146,10 @@ impl BlobStore {
         if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
             b = b.with_access_key_id(id).with_secret_access_key(secret);
         }
-        Ok(Self { store: Arc::new(b.build()?), local: None })
+        Ok(Self {
+            store: Arc::new(b.build()?),
+            local: None,
+        })
     }
 
     /// Durable, write-once put: `put` then `sync` of this one object.
@@ -147,18 +170,31 @@ impl BlobStore {
             self.store.put(path, PutPayload::from(data)).await?;
             return Ok(Put::Created);
         };
-        Ok(match local.fs.put_opts(path, PutPayload::from(data.clone()), PutOptions { mode: PutMode::Create, ..Default::default() }).await {
-            Ok(_) => Put::Created,
-            // object_store links the file into place before we fsync it: after a power cut
-            // the name can hold a short or empty file. The name is the content's hash, so
-            // other bytes there are damage, repaired here rather than acknowledged.
-            Err(object_store::Error::AlreadyExists { .. }) if self.get(path).await? != data => {
-                local.fs.put(path, PutPayload::from(data)).await?;
-                Put::Created
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyThere,
-            Err(e) => return Err(e.into()),
-        })
+        Ok(
+            match local
+                .fs
+                .put_opts(
+                    path,
+                    PutPayload::from(data.clone()),
+                    PutOptions {
+                        mode: PutMode::Create,
+                        ..Default::default()
+                    },
+                )
+                .await
+            {
+                Ok(_) => Put::Created,
+                // object_store links the file into place before we fsync it: after a power cut
+                // the name can hold a short or empty file. The name is the content's hash, so
+                // other bytes there are damage, repaired here rather than acknowledged.
+                Err(object_store::Error::AlreadyExists { .. }) if self.get(path).await? != data => {
+                    local.fs.put(path, PutPayload::from(data)).await?;
+                    Put::Created
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => Put::AlreadyThere,
+                Err(e) => return Err(e.into()),
+            },
+        )
     }
 
     /// Makes the objects `put` wrote survive a power cut. An S3 store answers a PUT only
@@ -174,9 +210,14 @@ impl BlobStore {
         if paths.is_empty() {
             return Ok(());
         }
-        let files = paths.iter().map(|p| local.fs.path_to_filesystem(p)).collect::<Result<Vec<_>, _>>()?;
+        let files = paths
+            .iter()
+            .map(|p| local.fs.path_to_filesystem(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let (root, root_fd) = (local.root.clone(), local.root_fd.clone());
-        tokio::task::spawn_blocking(move || sync_files(&root_fd, &root, &files)).await.expect("sync task does not panic")?;
+        tokio::task::spawn_blocking(move || sync_files(&root_fd, &root, &files))
+            .await
+            .expect("sync task does not panic")?;
         Ok(())
     }
 
@@ -192,13 +233,22 @@ impl BlobStore {
     pub async fn count_attempt_objects(&self, attempt: Uuid) -> Result<usize, BlobError> {
         use futures::TryStreamExt;
         let prefix = ObjectPath::from(format!("attempts/{attempt}"));
-        Ok(self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await?.len())
+        Ok(self
+            .store
+            .list(Some(&prefix))
+            .try_collect::<Vec<_>>()
+            .await?
+            .len())
     }
 
     /// Deletes every object of a destroyed attempt: its chunks, and any a crash or a
     /// refused duplicate left behind. `each` runs after each deletion (crash tests).
     /// Returns how many were deleted; running it again after a crash finishes the job.
-    pub async fn delete_attempt(&self, attempt: Uuid, mut each: impl FnMut()) -> Result<u64, BlobError> {
+    pub async fn delete_attempt(
+        &self,
+        attempt: Uuid,
+        mut each: impl FnMut(),
+    ) -> Result<u64, BlobError> {
         use futures::{StreamExt, TryStreamExt};
         let prefix = ObjectPath::from(format!("attempts/{attempt}"));
         let mut n = 0;
@@ -212,13 +262,22 @@ impl BlobStore {
         };
         if self.local.is_some() {
             // A directory: one unlink after another (concurrency buys nothing here).
-            let paths: Vec<ObjectPath> = self.store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await?;
+            let paths: Vec<ObjectPath> = self
+                .store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
             for p in paths {
                 done(self.store.delete(&p).await.map(|()| p))?;
             }
         } else {
             // S3: batches of up to 1,000 keys per request.
-            let locations = self.store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+            let locations = self
+                .store
+                .list(Some(&prefix))
+                .map_ok(|m| m.location)
+                .boxed();
             let mut deleted = self.store.delete_stream(locations);
             while let Some(r) = deleted.next().await {
                 done(r)?;
@@ -256,9 +315,16 @@ fn sync_files(root_fd: &std::fs::File, _root: &Path, _files: &[PathBuf]) -> std:
 fn sync_files(_root_fd: &std::fs::File, root: &Path, files: &[PathBuf]) -> std::io::Result<()> {
     let mut dirs: Vec<PathBuf> = files.iter().flat_map(|f| dirs_to_sync(f, root)).collect();
     // Deepest first, so a directory is synced after the entries created in it.
-    dirs.sort_by(|a, b| b.components().count().cmp(&a.components().count()).then_with(|| a.cmp(b)));
+    dirs.sort_by(|a, b| {
+        b.components()
+            .count()
+            .cmp(&a.components().count())
+            .then_with(|| a.cmp(b))
+    });
     dirs.dedup();
-    files.iter().try_for_each(|f| std::fs::File::open(f)?.sync_all())?;
+    files
+        .iter()
+        .try_for_each(|f| std::fs::File::open(f)?.sync_all())?;
     dirs.iter().try_for_each(|d| crate::keys::sync_dir(d))
 }
 
@@ -266,7 +332,11 @@ fn sync_files(_root_fd: &std::fs::File, root: &Path, files: &[PathBuf]) -> std::
 /// ancestor up to and including `root`, never above it.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 fn dirs_to_sync(file: &Path, root: &Path) -> Vec<PathBuf> {
-    file.ancestors().skip(1).take_while(|d| d.starts_with(root)).map(Path::to_path_buf).collect()
+    file.ancestors()
+        .skip(1)
+        .take_while(|d| d.starts_with(root))
+        .map(Path::to_path_buf)
+        .collect()
 }
 
 #[cfg(test)]
@@ -281,7 +351,11 @@ mod tests {
         let local = store.local.unwrap();
         let file = local.fs.path_to_filesystem(&p).unwrap();
         let dirs = dirs_to_sync(&file, &local.root);
-        assert_eq!(dirs.len(), 4, "stream dir, attempt dir, attempts/, root: {dirs:?}");
+        assert_eq!(
+            dirs.len(),
+            4,
+            "stream dir, attempt dir, attempts/, root: {dirs:?}"
+        );
         assert!(dirs.iter().all(|d| d.starts_with(&local.root)), "{dirs:?}");
         assert_eq!(dirs.last().unwrap(), &local.root);
         std::fs::remove_dir_all(&rel).unwrap();
@@ -293,11 +367,26 @@ mod tests {
         let store = BlobStore::open_local(dir.path()).unwrap();
         let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 1, &[1; 32]);
         // What a power cut between the link and the fsync can leave: the name, no bytes.
-        let file = store.local.as_ref().unwrap().fs.path_to_filesystem(&p).unwrap();
+        let file = store
+            .local
+            .as_ref()
+            .unwrap()
+            .fs
+            .path_to_filesystem(&p)
+            .unwrap();
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(&file, b"").unwrap();
-        assert_eq!(store.put_durable(&p, Bytes::from_static(b"the chunk")).await.unwrap(), Put::Created);
-        assert_eq!(store.get(&p).await.unwrap(), Bytes::from_static(b"the chunk"));
+        assert_eq!(
+            store
+                .put_durable(&p, Bytes::from_static(b"the chunk"))
+                .await
+                .unwrap(),
+            Put::Created
+        );
+        assert_eq!(
+            store.get(&p).await.unwrap(),
+            Bytes::from_static(b"the chunk")
+        );
     }
 
     #[tokio::test]
@@ -306,9 +395,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open_local(dir.path()).unwrap();
         let bytes = Bytes::from_static(b"first");
-        let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 1, &sha2::Sha256::digest(&bytes).into());
-        assert_eq!(store.put_durable(&p, bytes.clone()).await.unwrap(), Put::Created);
-        assert_eq!(store.put_durable(&p, bytes.clone()).await.unwrap(), Put::AlreadyThere);
+        let p = chunk_path(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            1,
+            &sha2::Sha256::digest(&bytes).into(),
+        );
+        assert_eq!(
+            store.put_durable(&p, bytes.clone()).await.unwrap(),
+            Put::Created
+        );
+        assert_eq!(
+            store.put_durable(&p, bytes.clone()).await.unwrap(),
+            Put::AlreadyThere
+        );
         assert_eq!(store.get(&p).await.unwrap(), bytes);
     }
 }

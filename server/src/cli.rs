@@ -11,7 +11,11 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "proctor-server", version, about = "CLOE Connect proctoring server")]
+#[command(
+    name = "proctor-server",
+    version,
+    about = "CLOE Connect proctoring server"
+)]
 pub struct Cli {
     /// Configuration file layered over the embedded defaults.
     #[arg(long, global = true)]
@@ -20,7 +24,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Database: sqlite://PATH or postgres://USER@HOST/DB (default: SQLite in the data directory).
-    #[arg(long, global = true, env = "PROCTOR_DATABASE__URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROCTOR_DATABASE__URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     /// Blob store: s3://BUCKET (endpoint and credentials from [object_store] or
     /// PROCTOR_OBJECT_STORE__*); default: a directory in the data directory.
@@ -295,13 +304,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(t) => Arc::new(crate::clock::ShiftedClock::starting_at(t)),
         None => Arc::new(SystemClock),
     };
-    if let Command::Receipt { command: ReceiptCommand::Verify { file, public_key } } = &cli.command {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let receipt: protocol::SignedReceipt = serde_json::from_str(&text).context("not a destruction receipt")?;
+    if let Command::Receipt {
+        command: ReceiptCommand::Verify { file, public_key },
+    } = &cli.command
+    {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let receipt: protocol::SignedReceipt =
+            serde_json::from_str(&text).context("not a destruction receipt")?;
         protocol::verify_receipt(&receipt, public_key.as_deref())?;
-        return print(serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key }));
+        return print(
+            serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key }),
+        );
     }
-    if let Command::Serve { listen, staff_listen } = cli.command {
+    if let Command::Serve {
+        listen,
+        staff_listen,
+    } = cli.command
+    {
         if let Some(a) = listen {
             settings.server.listen = a;
         }
@@ -431,11 +451,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn parse_now(s: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| format!("--now wants an RFC 3339 time (2027-02-01T00:00:00Z): {e}"))
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("--now wants an RFC 3339 time (2027-02-01T00:00:00Z): {e}"))
 }
 
 fn parse_outcome(s: &str) -> Result<crate::db::PvOutcome, String> {
-    crate::db::PvOutcome::parse(s).map_err(|_| "the outcome is validated, reservations or refused".into())
+    crate::db::PvOutcome::parse(s)
+        .map_err(|_| "the outcome is validated, reservations or refused".into())
 }
 
 fn rpassword_prompt() -> anyhow::Result<String> {

@@ -26,7 +26,9 @@ pub struct ShiftedClock {
 
 impl ShiftedClock {
     pub fn starting_at(start: OffsetDateTime) -> Self {
-        Self { offset: start - OffsetDateTime::now_utc() }
+        Self {
+            offset: start - OffsetDateTime::now_utc(),
+        }
     }
 }
 
@@ -41,7 +43,9 @@ pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
     pub fn at(t: OffsetDateTime) -> Self {
-        Self(AtomicI64::new((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        Self(AtomicI64::new(
+            (t.unix_timestamp_nanos() / 1_000_000) as i64,
+        ))
     }
     pub fn advance(&self, d: std::time::Duration) {
         self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
@@ -50,7 +54,8 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(self.0.load(Ordering::SeqCst) as i128 * 1_000_000).expect("valid time")
+        OffsetDateTime::from_unix_timestamp_nanos(self.0.load(Ordering::SeqCst) as i128 * 1_000_000)
+            .expect("valid time")
     }
 }
 
@@ -59,9 +64,11 @@ pub fn unix_ms(t: OffsetDateTime) -> i64 {
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).expect("formattable time")
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("formattable time")
 }
 
 pub fn from_unix_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }

@@ -35,7 +35,11 @@ impl Settings {
     pub fn public_base(&self) -> String {
         match &self.server.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
-            None => format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.server.listen),
+            None => format!(
+                "{}://{}",
+                if self.tls.is_some() { "https" } else { "http" },
+                self.server.listen
+            ),
         }
     }
 }
@@ -67,10 +71,13 @@ impl DatabaseSettings {
 
 impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = self.url.as_deref().map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &u[..s], &u[at..]),
-            _ => u.to_owned(),
-        });
+        let url = self
+            .url
+            .as_deref()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}://<redacted>{}", &u[..s], &u[at..]),
+                _ => u.to_owned(),
+            });
         f.debug_struct("DatabaseSettings")
             .field("url", &url)
             .field("max_connections", &self.max_connections)
@@ -183,7 +190,9 @@ pub struct NoticeSettings {
 
 impl Default for NoticeSettings {
     fn default() -> Self {
-        Self { dpo_contact: protocol::notice::DEFAULT_DPO_CONTACT.into() }
+        Self {
+            dpo_contact: protocol::notice::DEFAULT_DPO_CONTACT.into(),
+        }
     }
 }
 
@@ -199,7 +208,9 @@ pub struct RetentionSettings {
     pub sweep_interval: Duration,
 }
 
-fn ceiling<'de, D: serde::Deserializer<'de>>(d: D) -> Result<crate::retention::policy::Ceiling, D::Error> {
+fn ceiling<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<crate::retention::policy::Ceiling, D::Error> {
     let s = String::deserialize(d)?;
     crate::retention::policy::Ceiling::parse(&s).map_err(serde::de::Error::custom)
 }
@@ -230,7 +241,9 @@ pub struct IntegrationSettings {
 
 impl std::fmt::Debug for IntegrationSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntegrationSettings").field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("IntegrationSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -245,7 +258,9 @@ mod humantime_serde_compat {
 
 impl ServerSettings {
     pub fn key_dir(&self) -> PathBuf {
-        self.key_dir.clone().unwrap_or_else(|| self.data_dir.join("keys"))
+        self.key_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys"))
     }
 
     /// What production refuses: key-encryption keys inside the data directory, where a
@@ -290,7 +305,11 @@ pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     let mut fig = Figment::from(Toml::string(EMBEDDED_DEFAULTS));
     match file {
         Some(path) => {
-            anyhow::ensure!(path.exists(), "configuration file {} not found", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "configuration file {} not found",
+                path.display()
+            );
             fig = fig.merge(Toml::file(path));
         }
         None => fig = fig.merge(Toml::file("config/default.toml")),

@@ -14,13 +14,16 @@ use std::time::Duration;
 pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Arc<dyn Database>> {
     use backon::{ExponentialBuilder, Retryable};
     let open = || async {
-        let db: Arc<dyn Database> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(PostgresDatabase::connect(url, pool).await?)
-        } else if url.starts_with("sqlite:") {
-            Arc::new(SqliteDatabase::connect(url, pool).await?)
-        } else {
-            return Err(DbError::Backend("the database URL must start with sqlite: or postgres://".into()));
-        };
+        let db: Arc<dyn Database> =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Arc::new(PostgresDatabase::connect(url, pool).await?)
+            } else if url.starts_with("sqlite:") {
+                Arc::new(SqliteDatabase::connect(url, pool).await?)
+            } else {
+                return Err(DbError::Backend(
+                    "the database URL must start with sqlite: or postgres://".into(),
+                ));
+            };
         Ok(db)
     };
     open.retry(ExponentialBuilder::default().with_max_times(pool.connect_retries as usize).with_max_delay(Duration::from_secs(10)))

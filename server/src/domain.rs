@@ -12,7 +12,10 @@ impl Secret {
     pub fn generate(prefix: &str) -> Self {
         let mut b = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut b);
-        Self(format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)))
+        Self(format!(
+            "{prefix}_{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+        ))
     }
     pub fn hash(&self) -> [u8; 32] {
         hash_token(&self.0)
@@ -77,8 +80,15 @@ impl PasswordRejected {
 
 /// The list shipped with the server (`server/data/common-passwords.txt`), as cores.
 fn common_passwords() -> &'static std::collections::HashSet<&'static str> {
-    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
-    LIST.get_or_init(|| include_str!("../data/common-passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+    static LIST: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("../data/common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
 }
 
 fn unleet(s: &str) -> String {
@@ -101,7 +111,9 @@ fn cores(password: &str) -> [String; 3] {
     let lower = password.to_lowercase();
     let core = lower.trim_matches(|c: char| !c.is_alphabetic()).to_owned();
     let unleeted = unleet(&core);
-    let whole = unleet(&lower).trim_matches(|c: char| !c.is_alphabetic()).to_owned();
+    let whole = unleet(&lower)
+        .trim_matches(|c: char| !c.is_alphabetic())
+        .to_owned();
     [core, unleeted, whole]
 }
 
@@ -125,14 +137,20 @@ impl Password {
         if login.chars().count() >= 3 && s.to_lowercase().contains(&login) {
             return Err(PasswordRejected::ContainsLogin);
         }
-        if cores(s).iter().any(|c| c.is_empty() || common_passwords().contains(c.as_str())) {
+        if cores(s)
+            .iter()
+            .any(|c| c.is_empty() || common_passwords().contains(c.as_str()))
+        {
             return Err(PasswordRejected::Common);
         }
         // A listed word that makes up half the password or more ("azertyuiop-1A"); a long
         // passphrase may contain one ("Vélo-Rouge-du-Lundi-7").
         let unleeted = unleet(&s.to_lowercase());
         let half = s.chars().count().div_ceil(2);
-        if unleeted.split(|c: char| !c.is_alphabetic()).any(|run| run.chars().count() >= half && common_passwords().contains(run)) {
+        if unleeted
+            .split(|c: char| !c.is_alphabetic())
+            .any(|run| run.chars().count() >= half && common_passwords().contains(run))
+        {
             return Err(PasswordRejected::Common);
         }
         Ok(Self(s.to_owned()))
@@ -144,7 +162,9 @@ impl Password {
         const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
         let mut rng = rand::rngs::OsRng;
         loop {
-            let body: String = (0..14).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+            let body: String = (0..14)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect();
             let candidate = format!("{}-{}", &body[..7], &body[7..]);
             if let Ok(p) = Self::parse(&candidate, "") {
                 return (p, candidate);
@@ -155,13 +175,20 @@ impl Password {
     pub fn hash(&self) -> String {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        argon2::Argon2::default().hash_password(self.0.as_bytes(), &salt).expect("argon2 with default params").to_string()
+        argon2::Argon2::default()
+            .hash_password(self.0.as_bytes(), &salt)
+            .expect("argon2 with default params")
+            .to_string()
     }
 }
 
 pub fn verify_password(candidate: &str, stored_hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
-    PasswordHash::new(stored_hash).is_ok_and(|h| argon2::Argon2::default().verify_password(candidate.as_bytes(), &h).is_ok())
+    PasswordHash::new(stored_hash).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(candidate.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -170,7 +197,10 @@ mod tests {
 
     #[test]
     fn cnil_password_rule() {
-        assert_eq!(Password::parse("short1A", "x").err(), Some(PasswordRejected::TooWeak));
+        assert_eq!(
+            Password::parse("short1A", "x").err(),
+            Some(PasswordRejected::TooWeak)
+        );
         assert!(Password::parse("alllowercase", "x").is_err());
         assert!(Password::parse("lowerUPPER", "x").is_err());
         assert!(Password::parse("lowerUPPER1", "x").is_ok());
@@ -185,16 +215,39 @@ mod tests {
     fn references_are_parsed() {
         assert!(Reference::parse("  ").is_err());
         assert!(Reference::parse("a\nb").is_err());
-        assert_eq!(Reference::parse(" CLOE-2026-11 ").unwrap().as_str(), "CLOE-2026-11");
+        assert_eq!(
+            Reference::parse(" CLOE-2026-11 ").unwrap().as_str(),
+            "CLOE-2026-11"
+        );
     }
 
     #[test]
     fn common_passwords_are_refused_whatever_surrounds_them() {
-        for p in ["Password2026!", "P@ssw0rd1", "Azerty123!", "azertyuiop-1A", "!!Motdepasse99", "Soleil2025*", "Jetaime<3AA", "Bonjour1!"] {
-            assert_eq!(Password::parse(p, "x").err(), Some(PasswordRejected::Common), "{p}");
+        for p in [
+            "Password2026!",
+            "P@ssw0rd1",
+            "Azerty123!",
+            "azertyuiop-1A",
+            "!!Motdepasse99",
+            "Soleil2025*",
+            "Jetaime<3AA",
+            "Bonjour1!",
+        ] {
+            assert_eq!(
+                Password::parse(p, "x").err(),
+                Some(PasswordRejected::Common),
+                "{p}"
+            );
         }
-        assert_eq!(Password::parse("Relectrice-2026", "relectrice").err(), Some(PasswordRejected::ContainsLogin));
-        assert_eq!(Password::parse("12345678Aa!", "x").err(), None, "digits are not a listed core");
+        assert_eq!(
+            Password::parse("Relectrice-2026", "relectrice").err(),
+            Some(PasswordRejected::ContainsLogin)
+        );
+        assert_eq!(
+            Password::parse("12345678Aa!", "x").err(),
+            None,
+            "digits are not a listed core"
+        );
         assert!(Password::parse("Vélo-Rouge-du-Lundi-7", "x").is_ok());
         let (generated, shown) = Password::generate();
         assert_eq!(generated.0, shown);

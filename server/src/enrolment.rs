@@ -25,45 +25,92 @@ pub struct Created<T> {
 /// the hash of its credential is). It carries the attempt's public key, so that the agent
 /// can record with the server unreachable from the first second.
 fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> LaunchToken {
-    LaunchToken::new(&dek.launch_secret(attempt, generation), *attempt, dek.recipient(attempt).1)
+    LaunchToken::new(
+        &dek.launch_secret(attempt, generation),
+        *attempt,
+        dek.recipient(attempt).1,
+    )
 }
 
-fn launch_response(attempt_id: Uuid, token: &LaunchToken, expires: time::OffsetDateTime, public_base: &str) -> AddCandidateResponse {
+fn launch_response(
+    attempt_id: Uuid,
+    token: &LaunchToken,
+    expires: time::OffsetDateTime,
+    public_base: &str,
+) -> AddCandidateResponse {
     AddCandidateResponse {
-        browser_link: token.offline.is_some().then(|| format!("{public_base}/launch#{}", token.expose())),
+        browser_link: token
+            .offline
+            .is_some()
+            .then(|| format!("{public_base}/launch#{}", token.expose())),
         attempt_id,
         launch_token: token.expose(),
-        attempt_public_key: token.offline.map(|(_, pk)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pk.0)).unwrap_or_default(),
+        attempt_public_key: token
+            .offline
+            .map(|(_, pk)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pk.0))
+            .unwrap_or_default(),
         token_expires_at: rfc3339(expires),
     }
 }
 
 impl Proctor {
-    pub async fn create_sitting(&self, reference: &str, actor: &str) -> Result<Created<CreateSittingResponse>, AppError> {
+    pub async fn create_sitting(
+        &self,
+        reference: &str,
+        actor: &str,
+    ) -> Result<Created<CreateSittingResponse>, AppError> {
         let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
         let id = Uuid::new_v4();
-        match self.db.create_sitting(id, reference.as_str(), self.now_ms()).await {
+        match self
+            .db
+            .create_sitting(id, reference.as_str(), self.now_ms())
+            .await
+        {
             Ok(()) => {}
             Err(DbError::Conflict) => {
                 let existing = self.db.sitting_by_ref(reference.as_str()).await?;
-                return Ok(Created { value: CreateSittingResponse { sitting_id: existing }, replayed: true });
+                return Ok(Created {
+                    value: CreateSittingResponse {
+                        sitting_id: existing,
+                    },
+                    replayed: true,
+                });
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit(actor, "sitting_created", None, serde_json::json!({ "sitting_id": id })).await?;
-        Ok(Created { value: CreateSittingResponse { sitting_id: id }, replayed: false })
+        self.audit(
+            actor,
+            "sitting_created",
+            None,
+            serde_json::json!({ "sitting_id": id }),
+        )
+        .await?;
+        Ok(Created {
+            value: CreateSittingResponse { sitting_id: id },
+            replayed: false,
+        })
     }
 
-    pub async fn add_candidate(&self, sitting: Uuid, reference: &str, actor: &str) -> Result<Created<AddCandidateResponse>, AppError> {
+    pub async fn add_candidate(
+        &self,
+        sitting: Uuid,
+        reference: &str,
+        actor: &str,
+    ) -> Result<Created<AddCandidateResponse>, AppError> {
         let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
         if !self.db.sitting_exists(sitting).await? {
             return Err(AppError::NotFound("sitting"));
         }
         if let Ok(existing) = self.db.attempt_by_ref(sitting, reference.as_str()).await {
-            return Ok(Created { value: self.current_launch(&existing).await?, replayed: true });
+            return Ok(Created {
+                value: self.current_launch(&existing).await?,
+                replayed: true,
+            });
         }
         if self.db.pv_decision(sitting).await?.is_some() {
-            return Err(AppError::Conflict("the sitting's PV is decided: it takes no new candidate".into()));
+            return Err(AppError::Conflict(
+                "the sitting's PV is decided: it takes no new candidate".into(),
+            ));
         }
         let now = self.clock.now();
         let id = Uuid::new_v4();
@@ -87,12 +134,24 @@ impl Proctor {
             // A concurrent retry won the race: answer what it answered.
             Err(DbError::Conflict) => {
                 let existing = self.db.attempt_by_ref(sitting, reference.as_str()).await?;
-                return Ok(Created { value: self.current_launch(&existing).await?, replayed: true });
+                return Ok(Created {
+                    value: self.current_launch(&existing).await?,
+                    replayed: true,
+                });
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit(actor, "candidate_added", Some(id), serde_json::json!({ "sitting_id": sitting })).await?;
-        Ok(Created { value: launch_response(id, &token, expires, &self.settings.public_base()), replayed: false })
+        self.audit(
+            actor,
+            "candidate_added",
+            Some(id),
+            serde_json::json!({ "sitting_id": sitting }),
+        )
+        .await?;
+        Ok(Created {
+            value: launch_response(id, &token, expires, &self.settings.public_base()),
+            replayed: false,
+        })
     }
 
     /// When a launch token issued `now` expires, to the millisecond that is stored: the
@@ -108,43 +167,102 @@ impl Proctor {
         }
         let issued = self.db.token_of(a.id, a.token_generation).await?;
         if issued.revoked_at_ms.is_some() {
-            return Err(AppError::Conflict("this candidate's launch token was revoked; issue a new one".into()));
+            return Err(AppError::Conflict(
+                "this candidate's launch token was revoked; issue a new one".into(),
+            ));
         }
         let dek = self.attempt_key(a)?;
-        Ok(launch_response(a.id, &launch_token(&dek, &a.id, a.token_generation), from_unix_ms(issued.expires_at_ms), &self.settings.public_base()))
+        Ok(launch_response(
+            a.id,
+            &launch_token(&dek, &a.id, a.token_generation),
+            from_unix_ms(issued.expires_at_ms),
+            &self.settings.public_base(),
+        ))
     }
 
     /// Revokes every launch token of the attempt: it can no longer consent or open a
     /// stream. Chunks of streams already open still land (they are the recording).
-    pub async fn revoke_launch_tokens(&self, attempt_id: Uuid, actor: &str) -> Result<u64, AppError> {
+    pub async fn revoke_launch_tokens(
+        &self,
+        attempt_id: Uuid,
+        actor: &str,
+    ) -> Result<u64, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
         let n = self.db.revoke_tokens(a.id, self.now_ms()).await?;
-        self.audit(actor, "launch_token_revoked", Some(a.id), serde_json::json!({ "revoked": n })).await?;
+        self.audit(
+            actor,
+            "launch_token_revoked",
+            Some(a.id),
+            serde_json::json!({ "revoked": n }),
+        )
+        .await?;
         Ok(n)
     }
 
     /// Issues the next generation of launch token, revoking the earlier ones.
-    pub async fn reissue_launch_token(&self, attempt_id: Uuid, actor: &str) -> Result<AddCandidateResponse, AppError> {
+    pub async fn reissue_launch_token(
+        &self,
+        attempt_id: Uuid,
+        actor: &str,
+    ) -> Result<AddCandidateResponse, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
-        if !matches!(a.state, AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording) {
-            return Err(AppError::Conflict(format!("an attempt that is {} gets no new launch token", a.state)));
+        if !matches!(
+            a.state,
+            AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
+        ) {
+            return Err(AppError::Conflict(format!(
+                "an attempt that is {} gets no new launch token",
+                a.state
+            )));
         }
-        let generation = a.token_generation.checked_add(1).ok_or_else(|| AppError::Conflict("no more launch tokens".into()))?;
+        let generation = a
+            .token_generation
+            .checked_add(1)
+            .ok_or_else(|| AppError::Conflict("no more launch tokens".into()))?;
         let dek = self.attempt_key(&a)?;
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
         let expires = self.launch_token_expiry(now);
-        self.db.issue_token(a.id, generation, hash_token(token.credential()), unix_ms(now), unix_ms(expires)).await?;
-        self.audit(actor, "launch_token_issued", Some(a.id), serde_json::json!({ "generation": generation })).await?;
-        Ok(launch_response(a.id, &token, expires, &self.settings.public_base()))
+        self.db
+            .issue_token(
+                a.id,
+                generation,
+                hash_token(token.credential()),
+                unix_ms(now),
+                unix_ms(expires),
+            )
+            .await?;
+        self.audit(
+            actor,
+            "launch_token_issued",
+            Some(a.id),
+            serde_json::json!({ "generation": generation }),
+        )
+        .await?;
+        Ok(launch_response(
+            a.id,
+            &token,
+            expires,
+            &self.settings.public_base(),
+        ))
     }
 
     /// A short code the candidate can type instead of clicking the link
     /// (`protocol::launch_code`), usable once within `[limits] launch_code_ttl`.
-    pub async fn issue_launch_code(&self, attempt_id: Uuid, actor: &str) -> Result<LaunchCodeResponse, AppError> {
+    pub async fn issue_launch_code(
+        &self,
+        attempt_id: Uuid,
+        actor: &str,
+    ) -> Result<LaunchCodeResponse, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
-        if !matches!(a.state, AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording) {
-            return Err(AppError::Conflict(format!("an attempt that is {} gets no launch code", a.state)));
+        if !matches!(
+            a.state,
+            AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
+        ) {
+            return Err(AppError::Conflict(format!(
+                "an attempt that is {} gets no launch code",
+                a.state
+            )));
         }
         // The code buys the current token: none while it is revoked.
         self.current_launch(&a).await?;
@@ -154,15 +272,33 @@ impl Proctor {
             protocol::launch_code::generate(|| (rng.next_u32() & 0xff) as u8)
         };
         let plain = protocol::launch_code::normalise(&code).expect("a generated code is a code");
-        let expires = from_unix_ms(unix_ms(self.clock.now() + self.settings.limits.launch_code_ttl));
-        self.db.create_launch_code(hash_token(&plain), a.id, unix_ms(expires)).await?;
-        self.audit(actor, "launch_code_issued", Some(a.id), serde_json::json!({ "expires_at": rfc3339(expires) })).await?;
-        Ok(LaunchCodeResponse { attempt_id: a.id, code, expires_at: rfc3339(expires) })
+        let expires = from_unix_ms(unix_ms(
+            self.clock.now() + self.settings.limits.launch_code_ttl,
+        ));
+        self.db
+            .create_launch_code(hash_token(&plain), a.id, unix_ms(expires))
+            .await?;
+        self.audit(
+            actor,
+            "launch_code_issued",
+            Some(a.id),
+            serde_json::json!({ "expires_at": rfc3339(expires) }),
+        )
+        .await?;
+        Ok(LaunchCodeResponse {
+            attempt_id: a.id,
+            code,
+            expires_at: rfc3339(expires),
+        })
     }
 
     /// Trades a launch code for the attempt's current launch token, once. Wrong codes are
     /// counted per address; past `login_max_failures_per_address` the address waits.
-    pub async fn redeem_launch_code(&self, typed: &str, client_addr: &str) -> Result<AddCandidateResponse, AppError> {
+    pub async fn redeem_launch_code(
+        &self,
+        typed: &str,
+        client_addr: &str,
+    ) -> Result<AddCandidateResponse, AppError> {
         let now = self.now_ms();
         let key = format!("code:{client_addr}");
         if let Err(Locked(s)) = self.code_throttle.check(&key, client_addr, now) {
@@ -177,13 +313,23 @@ impl Proctor {
             return Err(AppError::NotFound("launch code (unknown, used or expired)"));
         };
         let a = self.attempt_or_404(attempt).await?;
-        self.audit("candidate", "launch_code_used", Some(a.id), serde_json::json!({})).await?;
+        self.audit(
+            "candidate",
+            "launch_code_used",
+            Some(a.id),
+            serde_json::json!({}),
+        )
+        .await?;
         self.current_launch(&a).await
     }
 
     /// Ends the attempt (the exam platform's call). Ending an ended attempt again answers
     /// the same, so a retried call is harmless.
-    pub async fn end_attempt(&self, attempt_id: Uuid, actor: &str) -> Result<AttemptStatus, AppError> {
+    pub async fn end_attempt(
+        &self,
+        attempt_id: Uuid,
+        actor: &str,
+    ) -> Result<AttemptStatus, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
         if a.state != AttemptState::Ended {
             self.transition(attempt_id, Transition::End, actor).await?;
@@ -194,7 +340,13 @@ impl Proctor {
     pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
         let grace = self.settings.limits.upload_grace;
-        let silent = self.db.agent_silences(a.id).await?.into_iter().rev().find(|(_, to)| to.is_none());
+        let silent = self
+            .db
+            .agent_silences(a.id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|(_, to)| to.is_none());
         Ok(AttemptStatus {
             attempt_id: a.id,
             state: a.state.as_str().to_owned(),
@@ -207,13 +359,28 @@ impl Proctor {
     /// The one way an attempt changes state: checked against the lifecycle table,
     /// compare-and-set in the database (a concurrent change is re-read, never
     /// overwritten), and audited in the same transaction.
-    pub async fn transition(&self, attempt_id: Uuid, t: Transition, actor: &str) -> Result<AttemptState, AppError> {
+    pub async fn transition(
+        &self,
+        attempt_id: Uuid,
+        t: Transition,
+        actor: &str,
+    ) -> Result<AttemptState, AppError> {
         loop {
             let a = self.attempt_or_404(attempt_id).await?;
             let next = a.state.apply(t)?;
             let now = self.now_ms();
-            let event = AuditEvent { at_ms: now, actor: actor.into(), action: t.audit_action().into(), attempt_id: Some(attempt_id), detail: serde_json::json!({ "from": a.state, "to": next }) };
-            if let Some(entry) = self.db.set_state_audited(attempt_id, a.state, next, now, event).await? {
+            let event = AuditEvent {
+                at_ms: now,
+                actor: actor.into(),
+                action: t.audit_action().into(),
+                attempt_id: Some(attempt_id),
+                detail: serde_json::json!({ "from": a.state, "to": next }),
+            };
+            if let Some(entry) = self
+                .db
+                .set_state_audited(attempt_id, a.state, next, now, event)
+                .await?
+            {
                 self.checkpoint(&entry).await?;
                 return Ok(next);
             }

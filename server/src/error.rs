@@ -48,7 +48,9 @@ pub enum AppError {
     BodyIncomplete,
     #[error("the attempt is under review or decided: its recording is closed")]
     RecordingClosed,
-    #[error("chunk index {index} is ahead of what the stream can have recorded (at most {max} now)")]
+    #[error(
+        "chunk index {index} is ahead of what the stream can have recorded (at most {max} now)"
+    )]
     IndexOutOfWindow { index: u32, max: u64 },
     #[error("media time runs ahead of what the stream can have recorded")]
     MediaTimeOutOfWindow,
@@ -140,8 +142,12 @@ impl AppError {
             ReviewsUnsubmitted(_) => (StatusCode::CONFLICT, "reviews_unsubmitted"),
             PasswordRejected(_) => (StatusCode::BAD_REQUEST, "password_rejected"),
             TotpRequired => (StatusCode::UNAUTHORIZED, "totp_required"),
-            ActionRequired(crate::service::Pending::PasswordChange) => (StatusCode::FORBIDDEN, "password_change_required"),
-            ActionRequired(crate::service::Pending::TotpEnrolment) => (StatusCode::FORBIDDEN, "totp_enrolment_required"),
+            ActionRequired(crate::service::Pending::PasswordChange) => {
+                (StatusCode::FORBIDDEN, "password_change_required")
+            }
+            ActionRequired(crate::service::Pending::TotpEnrolment) => {
+                (StatusCode::FORBIDDEN, "totp_enrolment_required")
+            }
             FragmentAltered { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "fragment_altered"),
             FragmentsMissing(_) => (StatusCode::CONFLICT, "fragments_missing"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -157,7 +163,9 @@ impl AppError {
             AppError::TooManyUploads => Some(1),
             AppError::ByteQuota => Some(600),
             AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
-            AppError::LoginLocked { retry_after_s } | AppError::CodeLocked { retry_after_s } => Some(*retry_after_s),
+            AppError::LoginLocked { retry_after_s } | AppError::CodeLocked { retry_after_s } => {
+                Some(*retry_after_s)
+            }
             _ => None,
         }
     }
@@ -170,9 +178,17 @@ impl IntoResponse for AppError {
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
         let retry_after = self.retry_after_s();
-        let mut resp = (status, Json(ErrorBody { error: code.to_owned(), message: self.to_string() })).into_response();
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: code.to_owned(),
+                message: self.to_string(),
+            }),
+        )
+            .into_response();
         if let Some(s) = retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
@@ -180,7 +196,10 @@ impl IntoResponse for AppError {
 
 impl From<crate::db::DbError> for AppError {
     fn from(e: crate::db::DbError) -> Self {
-        if matches!(e, crate::db::DbError::Unavailable(_) | crate::db::DbError::Backend(_)) {
+        if matches!(
+            e,
+            crate::db::DbError::Unavailable(_) | crate::db::DbError::Backend(_)
+        ) {
             crate::metrics::storage_error("database");
         }
         match e {
@@ -214,7 +233,9 @@ impl From<&crate::blobs::BlobError> for AppError {
 fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)) {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
+        }) {
             return true;
         }
         cur = err.source();

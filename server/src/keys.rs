@@ -49,7 +49,9 @@ impl KeyStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         restrict(dir, 0o700)?;
-        Ok(Self { dir: dir.to_owned() })
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
     }
 
     fn kek_path(&self, epoch: &str) -> PathBuf {
@@ -57,11 +59,16 @@ impl KeyStore {
     }
 
     fn load_kek(&self, epoch: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {
-        let bytes = Zeroizing::new(std::fs::read(self.kek_path(epoch)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => KeyError::KekGone(epoch.to_owned()),
-            _ => KeyError::Io(e),
-        })?);
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| KeyError::KekGone(epoch.to_owned()))?;
+        let bytes = Zeroizing::new(std::fs::read(self.kek_path(epoch)).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::NotFound => KeyError::KekGone(epoch.to_owned()),
+                _ => KeyError::Io(e),
+            },
+        )?);
+        let arr: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::KekGone(epoch.to_owned()))?;
         Ok(Zeroizing::new(arr))
     }
 
@@ -75,9 +82,14 @@ impl KeyStore {
         }
         let mut fresh = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(fresh.as_mut());
-        let tmp = self.dir.join(format!(".kek-{epoch}.{}.tmp", Uuid::new_v4()));
+        let tmp = self
+            .dir
+            .join(format!(".kek-{epoch}.{}.tmp", Uuid::new_v4()));
         {
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             restrict(&tmp, 0o600)?;
             f.write_all(fresh.as_ref())?;
             f.sync_all()?;
@@ -92,7 +104,12 @@ impl KeyStore {
         self.load_kek(epoch)
     }
 
-    pub fn wrap(&self, dek: &AttemptKey, attempt: &Uuid, now: OffsetDateTime) -> Result<WrappedKey, KeyError> {
+    pub fn wrap(
+        &self,
+        dek: &AttemptKey,
+        attempt: &Uuid,
+        now: OffsetDateTime,
+    ) -> Result<WrappedKey, KeyError> {
         let epoch = epoch_of(now);
         let blob = seal(&*self.kek_for(&epoch)?, dek.expose(), &aad(attempt))?;
         Ok(WrappedKey { epoch, blob })
@@ -100,7 +117,12 @@ impl KeyStore {
 
     /// The same data key wrapped under the KEK of `now`'s epoch (an old month's survivors
     /// move forward so that its KEK can go).
-    pub fn rewrap(&self, wrapped: &WrappedKey, attempt: &Uuid, now: OffsetDateTime) -> Result<WrappedKey, KeyError> {
+    pub fn rewrap(
+        &self,
+        wrapped: &WrappedKey,
+        attempt: &Uuid,
+        now: OffsetDateTime,
+    ) -> Result<WrappedKey, KeyError> {
         self.wrap(&self.unwrap(wrapped, attempt)?, attempt, now)
     }
 
@@ -109,10 +131,21 @@ impl KeyStore {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
-            let Some(epoch) = name.to_str().and_then(|n| n.strip_prefix("kek-")).and_then(|n| n.strip_suffix(".key")) else { continue };
+            let Some(epoch) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("kek-"))
+                .and_then(|n| n.strip_suffix(".key"))
+            else {
+                continue;
+            };
             // Only months: the staff-secret and receipt keys are never destroyed here.
             let b = epoch.as_bytes();
-            if b.len() == 7 && b[4] == b'-' && b.iter().enumerate().all(|(i, c)| i == 4 || c.is_ascii_digit()) {
+            if b.len() == 7
+                && b[4] == b'-'
+                && b.iter()
+                    .enumerate()
+                    .all(|(i, c)| i == 4 || c.is_ascii_digit())
+            {
                 out.push(epoch.to_owned());
             }
         }
@@ -134,8 +167,15 @@ impl KeyStore {
         if wrapped.blob.len() != 12 + 32 + 16 {
             return Err(KeyError::UnwrapFailed);
         }
-        let pt = open(&*self.load_kek(&wrapped.epoch)?, &wrapped.blob, &aad(attempt))?;
-        let arr: [u8; 32] = pt.as_slice().try_into().map_err(|_| KeyError::UnwrapFailed)?;
+        let pt = open(
+            &*self.load_kek(&wrapped.epoch)?,
+            &wrapped.blob,
+            &aad(attempt),
+        )?;
+        let arr: [u8; 32] = pt
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::UnwrapFailed)?;
         Ok(AttemptKey::from_bytes(arr))
     }
 }
@@ -152,7 +192,11 @@ impl KeyStore {
         seal(&*self.kek_for(STAFF_SECRETS)?, secret, &staff_aad(staff))
     }
 
-    pub fn open_staff_secret(&self, sealed: &[u8], staff: &Uuid) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    pub fn open_staff_secret(
+        &self,
+        sealed: &[u8],
+        staff: &Uuid,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         open(&*self.load_kek(STAFF_SECRETS)?, sealed, &staff_aad(staff))
     }
 
@@ -166,12 +210,22 @@ impl KeyStore {
 
 /// Connection data sealed under a key derived from the attempt's data key (bound to the
 /// stream): no copy of the database keeps it readable past the key's destruction.
-pub fn seal_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, conn: &crate::db::ConnectionInfo) -> Result<Vec<u8>, KeyError> {
+pub fn seal_connection(
+    dek: &AttemptKey,
+    attempt: &Uuid,
+    stream: &Uuid,
+    conn: &crate::db::ConnectionInfo,
+) -> Result<Vec<u8>, KeyError> {
     let json = Zeroizing::new(serde_json::to_vec(conn).expect("three strings serialise"));
     seal(&dek.connection_key(attempt), &json, stream.as_bytes())
 }
 
-pub fn open_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, sealed: &[u8]) -> Result<crate::db::ConnectionInfo, KeyError> {
+pub fn open_connection(
+    dek: &AttemptKey,
+    attempt: &Uuid,
+    stream: &Uuid,
+    sealed: &[u8],
+) -> Result<crate::db::ConnectionInfo, KeyError> {
     let json = open(&dek.connection_key(attempt), sealed, stream.as_bytes())?;
     serde_json::from_slice(&json).map_err(|_| KeyError::UnwrapFailed)
 }
@@ -181,27 +235,47 @@ pub fn open_connection(dek: &AttemptKey, attempt: &Uuid, stream: &Uuid, sealed: 
 pub const SEALED_NOTE: &str = "sealed:v1:";
 
 /// A flag's note sealed under a key derived from the attempt's data key (bound to the flag).
-pub fn seal_note(dek: &AttemptKey, attempt: &Uuid, flag: &Uuid, note: &str) -> Result<String, KeyError> {
+pub fn seal_note(
+    dek: &AttemptKey,
+    attempt: &Uuid,
+    flag: &Uuid,
+    note: &str,
+) -> Result<String, KeyError> {
     use base64::Engine;
     if note.is_empty() {
         return Ok(String::new());
     }
     let sealed = seal(&dek.note_key(attempt), note.as_bytes(), flag.as_bytes())?;
-    Ok(format!("{SEALED_NOTE}{}", base64::engine::general_purpose::STANDARD.encode(sealed)))
+    Ok(format!(
+        "{SEALED_NOTE}{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    ))
 }
 
-pub fn open_note(dek: &AttemptKey, attempt: &Uuid, flag: &Uuid, stored: &str) -> Result<String, KeyError> {
+pub fn open_note(
+    dek: &AttemptKey,
+    attempt: &Uuid,
+    flag: &Uuid,
+    stored: &str,
+) -> Result<String, KeyError> {
     use base64::Engine;
-    let Some(b64) = stored.strip_prefix(SEALED_NOTE) else { return Ok(stored.to_owned()) };
-    let sealed = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| KeyError::UnwrapFailed)?;
-    String::from_utf8(open(&dek.note_key(attempt), &sealed, flag.as_bytes())?.to_vec()).map_err(|_| KeyError::UnwrapFailed)
+    let Some(b64) = stored.strip_prefix(SEALED_NOTE) else {
+        return Ok(stored.to_owned());
+    };
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| KeyError::UnwrapFailed)?;
+    String::from_utf8(open(&dek.note_key(attempt), &sealed, flag.as_bytes())?.to_vec())
+        .map_err(|_| KeyError::UnwrapFailed)
 }
 
 /// AES-256-GCM under a key of the store: a random nonce, then the ciphertext and tag.
 fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = Aes256Gcm::new(key.into()).encrypt(Nonce::from_slice(&nonce), Payload { msg, aad }).map_err(|_| KeyError::UnwrapFailed)?;
+    let ct = Aes256Gcm::new(key.into())
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad })
+        .map_err(|_| KeyError::UnwrapFailed)?;
     Ok([nonce.as_slice(), &ct].concat())
 }
 
@@ -210,7 +284,10 @@ fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>,
         return Err(KeyError::UnwrapFailed);
     }
     let (nonce, ct) = sealed.split_at(12);
-    Aes256Gcm::new(key.into()).decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map(Zeroizing::new).map_err(|_| KeyError::UnwrapFailed)
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| KeyError::UnwrapFailed)
 }
 
 fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -235,7 +312,10 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let w = ks.wrap(&dek, &a, now).unwrap();
         assert_eq!(ks.unwrap(&w, &a).unwrap().expose(), dek.expose());
-        assert!(matches!(ks.unwrap(&w, &Uuid::new_v4()), Err(KeyError::UnwrapFailed)));
+        assert!(matches!(
+            ks.unwrap(&w, &Uuid::new_v4()),
+            Err(KeyError::UnwrapFailed)
+        ));
         // A second store on the same directory sees the same KEK.
         let ks2 = KeyStore::open(dir.path()).unwrap();
         assert_eq!(ks2.unwrap(&w, &a).unwrap().expose(), dek.expose());
@@ -246,12 +326,21 @@ mod tests {
 
 /// A stream's key: derived from the data key and the stream's salt (server-keyed streams),
 /// or opened from the stream's opening with the attempt's private key (agent-keyed ones).
-pub fn stream_key(dek: &AttemptKey, attempt: &Uuid, stream: &crate::db::Stream) -> Result<protocol::StreamKey, KeyError> {
+pub fn stream_key(
+    dek: &AttemptKey,
+    attempt: &Uuid,
+    stream: &crate::db::Stream,
+) -> Result<protocol::StreamKey, KeyError> {
     match &stream.keying {
-        crate::db::StreamKeying::Derived { salt } => Ok(dek.derive_stream_key(&protocol::StreamSalt(*salt), attempt, &stream.id)),
+        crate::db::StreamKeying::Derived { salt } => {
+            Ok(dek.derive_stream_key(&protocol::StreamSalt(*salt), attempt, &stream.id))
+        }
         crate::db::StreamKeying::Opening(bytes) => {
-            let opening = protocol::StreamOpening::parse(bytes).map_err(|_| KeyError::UnwrapFailed)?;
-            opening.open(&dek.recipient(attempt).0, attempt, &stream.id).map_err(|_| KeyError::UnwrapFailed)
+            let opening =
+                protocol::StreamOpening::parse(bytes).map_err(|_| KeyError::UnwrapFailed)?;
+            opening
+                .open(&dek.recipient(attempt).0, attempt, &stream.id)
+                .map_err(|_| KeyError::UnwrapFailed)
         }
     }
 }

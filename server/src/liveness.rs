@@ -40,7 +40,10 @@ impl Proctor {
         let now = self.now_ms();
         {
             let mut heard = self.heard.0.lock().unwrap_or_else(|p| p.into_inner());
-            if heard.get(&attempt).is_some_and(|t| now - t < self.write_every_ms()) {
+            if heard
+                .get(&attempt)
+                .is_some_and(|t| now - t < self.write_every_ms())
+            {
                 return Ok(());
             }
             if heard.len() > 100_000 {
@@ -52,7 +55,13 @@ impl Proctor {
         if let Some(since) = self.db.agent_heard(attempt, now).await? {
             let seconds = (now - since) as f64 / 1000.0;
             tracing::info!(attempt = %attempt, seconds, "agent heard again");
-            self.audit("candidate", "agent_back", Some(attempt), serde_json::json!({ "silent_from_ms": since, "seconds": seconds })).await?;
+            self.audit(
+                "candidate",
+                "agent_back",
+                Some(attempt),
+                serde_json::json!({ "silent_from_ms": since, "seconds": seconds }),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -75,16 +84,31 @@ impl Proctor {
         let silent = self.db.mark_silent_agents(before).await?;
         for (attempt, since) in &silent {
             tracing::warn!(attempt = %attempt, "agent silent");
-            self.audit("system", "agent_silent", Some(*attempt), serde_json::json!({ "since_ms": since })).await?;
+            self.audit(
+                "system",
+                "agent_silent",
+                Some(*attempt),
+                serde_json::json!({ "since_ms": since }),
+            )
+            .await?;
             // The next sign of life must be written at once, whatever this instance wrote.
-            self.heard.0.lock().unwrap_or_else(|p| p.into_inner()).remove(attempt);
+            self.heard
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(attempt);
         }
         Ok(silent.len())
     }
 
     /// The attempt's silences; one still open when the exam ended ends there.
     pub async fn silences(&self, attempt: Uuid) -> Result<Vec<Silence>, AppError> {
-        let ended = self.db.attempt(attempt).await.ok().and_then(|a| a.ended_at_ms);
+        let ended = self
+            .db
+            .attempt(attempt)
+            .await
+            .ok()
+            .and_then(|a| a.ended_at_ms);
         Ok(self
             .db
             .agent_silences(attempt)

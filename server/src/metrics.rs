@@ -12,7 +12,12 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full("proctor_ack_seconds".into()), &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .set_buckets_for_metric(
+                Matcher::Full("proctor_ack_seconds".into()),
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )
             .expect("static buckets are valid")
             .install_recorder()
             .expect("one recorder per process")
@@ -55,11 +60,13 @@ pub fn storage_error(store: &'static str) {
 /// Time one chunk spent in a stage of ingest (`lookup`, `verify`, `blob_put`, `durable`):
 /// summed per stage, it says where an acknowledgement's time goes.
 pub fn ingest_stage(stage: &'static str, took: Duration) {
-    metrics::histogram!("proctor_ingest_stage_seconds", "stage" => stage).record(took.as_secs_f64());
+    metrics::histogram!("proctor_ingest_stage_seconds", "stage" => stage)
+        .record(took.as_secs_f64());
 }
 
 /// One batch of the group commit: how many chunks, and how long its stage took.
 pub fn group_stage(stage: &'static str, chunks: usize, took: Duration) {
-    metrics::histogram!("proctor_group_commit_seconds", "stage" => stage).record(took.as_secs_f64());
+    metrics::histogram!("proctor_group_commit_seconds", "stage" => stage)
+        .record(took.as_secs_f64());
     metrics::histogram!("proctor_group_commit_chunks", "stage" => stage).record(chunks as f64);
 }

@@ -84,7 +84,11 @@ pub struct Gap {
 }
 
 fn media_span_us(chunks: &[ChunkRow]) -> u64 {
-    let start = chunks.iter().filter(|c| c.index > 0).map(|c| c.media_start_us).min();
+    let start = chunks
+        .iter()
+        .filter(|c| c.index > 0)
+        .map(|c| c.media_start_us)
+        .min();
     let end = chunks.iter().map(|c| c.media_end_us).max();
     match (start, end) {
         (Some(s), Some(e)) => e.saturating_sub(s),
@@ -96,7 +100,11 @@ impl Proctor {
     pub async fn attempt_report(&self, attempt_id: Uuid) -> Result<AttemptReport, AppError> {
         let attempt = self.attempt_or_404(attempt_id).await?;
         // A destroyed attempt has nothing left to report on but its retention and receipt.
-        let streams = if attempt.state == AttemptState::Destroyed { Vec::new() } else { self.db.streams_of(attempt_id).await? };
+        let streams = if attempt.state == AttemptState::Destroyed {
+            Vec::new()
+        } else {
+            self.db.streams_of(attempt_id).await?
+        };
         let mut issues = Vec::new();
         let mut broken = false;
         let mut reports = Vec::new();
@@ -113,13 +121,32 @@ impl Proctor {
             .filter_map(|w| {
                 let end_ms = w[0].0 + (w[0].1 / 1000) as i64;
                 let seconds = (w[1].0 - end_ms) as f64 / 1000.0;
-                (seconds > 1.0).then(|| Gap { from: rfc3339(from_unix_ms(end_ms)), to: rfc3339(from_unix_ms(w[1].0)), seconds })
+                (seconds > 1.0).then(|| Gap {
+                    from: rfc3339(from_unix_ms(end_ms)),
+                    to: rfc3339(from_unix_ms(w[1].0)),
+                    seconds,
+                })
             })
             .collect();
-        let missing = reports.iter().flat_map(|r| r.missing.iter().map(|m| StreamRange { stream_id: r.stream_id, from: m.from, to: m.to })).collect();
+        let missing = reports
+            .iter()
+            .flat_map(|r| {
+                r.missing.iter().map(|m| StreamRange {
+                    stream_id: r.stream_id,
+                    from: m.from,
+                    to: m.to,
+                })
+            })
+            .collect();
         let retention = self.attempt_retention(attempt_id).await?;
         let agent_silences = self.silences(attempt_id).await?;
-        let chunks_by_transport = self.db.chunks_by_transport(attempt_id).await?.into_iter().map(|(t, n)| (t.as_str(), n)).collect();
+        let chunks_by_transport = self
+            .db
+            .chunks_by_transport(attempt_id)
+            .await?
+            .into_iter()
+            .map(|(t, n)| (t.as_str(), n))
+            .collect();
         let integrity = if attempt.state == AttemptState::Destroyed {
             "destroyed"
         } else if broken {
@@ -158,7 +185,8 @@ impl Proctor {
         stream_id: Uuid,
         from: u32,
         to: Option<u32>,
-    ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, AppError> {
+    ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, AppError>
+    {
         let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
         let rows = self.db.chunks_of(stream_id).await?;
         let last_stored = rows.last().map(|r| r.index).unwrap_or(0);
@@ -167,10 +195,17 @@ impl Proctor {
         if rows.first().map(|r| r.index) != Some(0) {
             return Err(AppError::NotFound("initialisation segment"));
         }
-        let selected: Vec<ChunkRow> = rows.into_iter().filter(|r| r.index == 0 || (from..=to).contains(&r.index)).collect();
+        let selected: Vec<ChunkRow> = rows
+            .into_iter()
+            .filter(|r| r.index == 0 || (from..=to).contains(&r.index))
+            .collect();
         // Never play across a hole as if the recording were continuous.
         let asked = selected.iter().map(|r| r.index).filter(|&i| i >= from);
-        let holes: Vec<String> = missing_ranges(asked).iter().filter(|r| r.to >= from).map(|r| format!("{}-{}", r.from.max(from), r.to)).collect();
+        let holes: Vec<String> = missing_ranges(asked)
+            .iter()
+            .filter(|r| r.to >= from)
+            .map(|r| format!("{}-{}", r.from.max(from), r.to))
+            .collect();
         if !holes.is_empty() {
             return Err(AppError::FragmentsMissing(holes.join(", ")));
         }
@@ -189,18 +224,40 @@ impl Proctor {
             let key = key.clone();
             async move {
                 // A long download stops when the attempt is destroyed under it.
-                if me.db.attempt(attempt_id).await.map_err(std::io::Error::other)?.state == AttemptState::Destroyed {
+                if me
+                    .db
+                    .attempt(attempt_id)
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .state
+                    == AttemptState::Destroyed
+                {
                     return Err(std::io::Error::other("the recording has been destroyed"));
                 }
-                let blob = me.blobs.get(&chunk_path(attempt_id, stream_id, row.index, &row.content_sha256)).await.map_err(std::io::Error::other)?;
-                let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob).map_err(std::io::Error::other)?;
+                let blob = me
+                    .blobs
+                    .get(&chunk_path(
+                        attempt_id,
+                        stream_id,
+                        row.index,
+                        &row.content_sha256,
+                    ))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob)
+                    .map_err(std::io::Error::other)?;
                 if opened.digest != row.digest {
-                    return Err(std::io::Error::other(format!("chunk {} differs from the one acknowledged", row.index)));
+                    return Err(std::io::Error::other(format!(
+                        "chunk {} differs from the one acknowledged",
+                        row.index
+                    )));
                 }
                 // The plaintext is wiped when the response has sent it; only its media part
                 // goes out (not the activity and thumbnail riding with it).
                 let plaintext = Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext));
-                let media = protocol::decode_payload(&plaintext).map_err(std::io::Error::other)?.media;
+                let media = protocol::decode_payload(&plaintext)
+                    .map_err(std::io::Error::other)?
+                    .media;
                 Ok(plaintext.slice_ref(media))
             }
         }))
@@ -214,7 +271,10 @@ pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<Inde
     let mut next = 0u32;
     for i in sorted_indices {
         if i > next {
-            out.push(IndexRange { from: next, to: i - 1 });
+            out.push(IndexRange {
+                from: next,
+                to: i - 1,
+            });
         }
         next = i.saturating_add(1);
     }
@@ -224,7 +284,10 @@ pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<Inde
 /// Complete, still open (the newest stream, not ended), or ended abruptly.
 pub(crate) fn stream_status(s: &Stream, chunks: &[ChunkRow], newest: bool) -> StreamStatus {
     let has_final = chunks.last().is_some_and(|c| c.last);
-    let gapless = chunks.iter().enumerate().all(|(i, c)| c.index as usize == i);
+    let gapless = chunks
+        .iter()
+        .enumerate()
+        .all(|(i, c)| c.index as usize == i);
     if has_final && gapless {
         StreamStatus::Complete
     } else if newest && s.ended_at_ms.is_none() {
@@ -235,23 +298,52 @@ pub(crate) fn stream_status(s: &Stream, chunks: &[ChunkRow], newest: bool) -> St
 }
 
 /// Returns the stream's report and whether its digest chain holds.
-fn stream_report(s: &Stream, chunks: &[ChunkRow], newest: bool, issues: &mut Vec<String>) -> (StreamReport, bool) {
+fn stream_report(
+    s: &Stream,
+    chunks: &[ChunkRow],
+    newest: bool,
+    issues: &mut Vec<String>,
+) -> (StreamReport, bool) {
     let missing = missing_ranges(chunks.iter().map(|c| c.index));
     let mut chain_ok = true;
     for w in chunks.windows(2) {
         if w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest {
             chain_ok = false;
-            issues.push(format!("stream {}: fragment {} does not chain to fragment {}", s.id, w[1].index, w[0].index));
+            issues.push(format!(
+                "stream {}: fragment {} does not chain to fragment {}",
+                s.id, w[1].index, w[0].index
+            ));
         }
     }
     let has_final = chunks.last().is_some_and(|c| c.last);
     let status = stream_status(s, chunks, newest);
     if !missing.is_empty() {
-        let ranges: Vec<String> = missing.iter().map(|r| if r.from == r.to { r.from.to_string() } else { format!("{}-{}", r.from, r.to) }).collect();
-        issues.push(format!("stream {}: missing fragments {}", s.id, ranges.join(", ")));
+        let ranges: Vec<String> = missing
+            .iter()
+            .map(|r| {
+                if r.from == r.to {
+                    r.from.to_string()
+                } else {
+                    format!("{}-{}", r.from, r.to)
+                }
+            })
+            .collect();
+        issues.push(format!(
+            "stream {}: missing fragments {}",
+            s.id,
+            ranges.join(", ")
+        ));
     }
     if !has_final {
-        issues.push(format!("stream {}: no final fragment ({})", s.id, if status == StreamStatus::Open { "open" } else { "ended abruptly" }));
+        issues.push(format!(
+            "stream {}: no final fragment ({})",
+            s.id,
+            if status == StreamStatus::Open {
+                "open"
+            } else {
+                "ended abruptly"
+            }
+        ));
     }
     (
         StreamReport {
@@ -274,9 +366,28 @@ mod tests {
     fn missing_fragments_are_ranges() {
         assert_eq!(missing_ranges([]), vec![]);
         assert_eq!(missing_ranges([0, 1, 2]), vec![]);
-        assert_eq!(missing_ranges([1, 2, 5, 7]), vec![IndexRange { from: 0, to: 0 }, IndexRange { from: 3, to: 4 }, IndexRange { from: 6, to: 6 }]);
+        assert_eq!(
+            missing_ranges([1, 2, 5, 7]),
+            vec![
+                IndexRange { from: 0, to: 0 },
+                IndexRange { from: 3, to: 4 },
+                IndexRange { from: 6, to: 6 }
+            ]
+        );
         // The index bomb: one range, not four billion entries.
-        assert_eq!(missing_ranges([0, u32::MAX - 1]), vec![IndexRange { from: 1, to: u32::MAX - 2 }]);
-        assert_eq!(missing_ranges([0, u32::MAX]), vec![IndexRange { from: 1, to: u32::MAX - 1 }]);
+        assert_eq!(
+            missing_ranges([0, u32::MAX - 1]),
+            vec![IndexRange {
+                from: 1,
+                to: u32::MAX - 2
+            }]
+        );
+        assert_eq!(
+            missing_ranges([0, u32::MAX]),
+            vec![IndexRange {
+                from: 1,
+                to: u32::MAX - 1
+            }]
+        );
     }
 }

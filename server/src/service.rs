@@ -111,17 +111,31 @@ impl Proctor {
         let l = &settings.limits;
         let blobs = BlobStore::open(&settings.object_store, dir)?;
         Ok(Self {
-            group_commit: crate::ingest::commit::GroupCommit::start(db.clone(), blobs.clone(), clock.clone()),
+            group_commit: crate::ingest::commit::GroupCommit::start(
+                db.clone(),
+                blobs.clone(),
+                clock.clone(),
+            ),
             db,
             blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
             audit_checkpoints: crate::audit::Checkpoints::new(&settings.server.key_dir()),
-            ingest_gate: Arc::new(IngestGate::new(l.max_concurrent_ingests, l.ingest_buffer_bytes, l.max_ingests_per_attempt)),
+            ingest_gate: Arc::new(IngestGate::new(
+                l.max_concurrent_ingests,
+                l.ingest_buffer_bytes,
+                l.max_ingests_per_attempt,
+            )),
             login_throttle: LoginThrottle::new(l),
             upload_test_slots: tokio::sync::Semaphore::new(crate::routes::agent::UPLOAD_TEST_SLOTS),
-            code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings { login_max_failures: l.login_max_failures_per_address, ..l.clone() }),
+            code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings {
+                login_max_failures: l.login_max_failures_per_address,
+                ..l.clone()
+            }),
             argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
-            argon2_pool: rayon::ThreadPoolBuilder::new().num_threads(l.argon2_concurrency.max(1)).thread_name(|i| format!("argon2-{i}")).build()?,
+            argon2_pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(l.argon2_concurrency.max(1))
+                .thread_name(|i| format!("argon2-{i}"))
+                .build()?,
             incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
             heard: Default::default(),
@@ -135,18 +149,42 @@ impl Proctor {
         unix_ms(self.clock.now())
     }
 
-    pub async fn audit(&self, actor: &str, action: &str, attempt: Option<Uuid>, detail: serde_json::Value) -> Result<(), AppError> {
-        let entry = self.db.append_audit(AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: action.into(), attempt_id: attempt, detail }).await?;
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        attempt: Option<Uuid>,
+        detail: serde_json::Value,
+    ) -> Result<(), AppError> {
+        let entry = self
+            .db
+            .append_audit(AuditEvent {
+                at_ms: self.now_ms(),
+                actor: actor.into(),
+                action: action.into(),
+                attempt_id: attempt,
+                detail,
+            })
+            .await?;
         self.checkpoint(&entry).await
     }
 
     /// Writes the checkpoint of an entry just appended (`audit.rs`), before its data leaves.
     pub(crate) async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), AppError> {
-        self.audit_checkpoints.record(entry.seq, entry.hash).await.map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))
+        self.audit_checkpoints
+            .record(entry.seq, entry.hash)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))
     }
 
     /// Audits a staff member's access to a recording, with the terminal it came from.
-    pub async fn audit_access(&self, staff: &StaffIdentity, action: &str, attempt: Option<Uuid>, mut detail: serde_json::Value) -> Result<(), AppError> {
+    pub async fn audit_access(
+        &self,
+        staff: &StaffIdentity,
+        action: &str,
+        attempt: Option<Uuid>,
+        mut detail: serde_json::Value,
+    ) -> Result<(), AppError> {
         if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {
             map.insert("terminal".into(), serde_json::Value::String(t.clone()));
         }
@@ -161,11 +199,22 @@ impl Proctor {
     }
 
     pub(crate) fn attempt_key(&self, attempt: &Attempt) -> Result<AttemptKey, AppError> {
-        let wrapped = WrappedKey { epoch: attempt.kek_epoch.clone(), blob: attempt.wrapped_dek.clone() };
+        let wrapped = WrappedKey {
+            epoch: attempt.kek_epoch.clone(),
+            blob: attempt.wrapped_dek.clone(),
+        };
         Ok(self.keys.unwrap(&wrapped, &attempt.id)?)
     }
 
-    pub(crate) fn stream_key(&self, attempt: &Attempt, stream: &Stream) -> Result<StreamKey, AppError> {
-        Ok(crate::keys::stream_key(&self.attempt_key(attempt)?, &attempt.id, stream)?)
+    pub(crate) fn stream_key(
+        &self,
+        attempt: &Attempt,
+        stream: &Stream,
+    ) -> Result<StreamKey, AppError> {
+        Ok(crate::keys::stream_key(
+            &self.attempt_key(attempt)?,
+            &attempt.id,
+            stream,
+        )?)
     }
 }

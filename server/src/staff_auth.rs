@@ -10,28 +10,53 @@ use crate::throttle::sanitise_login;
 use uuid::Uuid;
 
 impl Proctor {
-    pub async fn add_staff(&self, login: &str, role: &str, password: &str) -> Result<Uuid, AppError> {
+    pub async fn add_staff(
+        &self,
+        login: &str,
+        role: &str,
+        password: &str,
+    ) -> Result<Uuid, AppError> {
         self.add_staff_as("admin-cli", login, role, password).await
     }
 
     /// Creates an account whose first login must change `password`.
-    pub async fn add_staff_as(&self, actor: &str, login: &str, role: &str, password: &str) -> Result<Uuid, AppError> {
+    pub async fn add_staff_as(
+        &self,
+        actor: &str,
+        login: &str,
+        role: &str,
+        password: &str,
+    ) -> Result<Uuid, AppError> {
         let role = Role::parse(role).map_err(AppError::BadRequest)?;
         let login = Reference::parse(login).map_err(AppError::BadRequest)?;
-        let password = Password::parse(password, login.as_str()).map_err(crate::accounts::rejected)?;
+        let password =
+            Password::parse(password, login.as_str()).map_err(crate::accounts::rejected)?;
         let id = Uuid::new_v4();
         let hash = self.argon2(move || password.hash()).await?;
         let account = StaffAccount::new(id, login.as_str().into(), role, hash, self.now_ms());
         match self.db.create_staff(account, self.now_ms()).await {
-            Err(DbError::Conflict) => return Err(AppError::Conflict("this login already exists".into())),
+            Err(DbError::Conflict) => {
+                return Err(AppError::Conflict("this login already exists".into()))
+            }
             other => other?,
         }
-        self.audit(actor, "staff_added", None, serde_json::json!({ "login": login.as_str(), "role": role.as_str() })).await?;
+        self.audit(
+            actor,
+            "staff_added",
+            None,
+            serde_json::json!({ "login": login.as_str(), "role": role.as_str() }),
+        )
+        .await?;
         Ok(id)
     }
 
     /// Lets a reviewer or a jury member see a sitting (the admin's act; idempotent).
-    pub async fn assign_sitting(&self, login: &str, sitting: Uuid, actor: &str) -> Result<(), AppError> {
+    pub async fn assign_sitting(
+        &self,
+        login: &str,
+        sitting: Uuid,
+        actor: &str,
+    ) -> Result<(), AppError> {
         let staff = match self.db.staff_by_login(login).await {
             Err(DbError::NotFound) => return Err(AppError::NotFound("staff member")),
             other => other?,
@@ -39,30 +64,56 @@ impl Proctor {
         if !self.db.sitting_exists(sitting).await? {
             return Err(AppError::NotFound("sitting"));
         }
-        self.db.assign_sitting(staff.id, sitting, self.now_ms()).await?;
-        self.audit(actor, "sitting_assigned", None, serde_json::json!({ "login": staff.login, "sitting_id": sitting })).await?;
+        self.db
+            .assign_sitting(staff.id, sitting, self.now_ms())
+            .await?;
+        self.audit(
+            actor,
+            "sitting_assigned",
+            None,
+            serde_json::json!({ "login": staff.login, "sitting_id": sitting }),
+        )
+        .await?;
         Ok(())
     }
 
     /// The attempt as this staff member may see it. Reviewers and jury members see the
     /// sittings assigned to them; any other attempt answers exactly as an unknown one
     /// does, so that its existence is not disclosed.
-    pub async fn attempt_for_staff(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<crate::db::Attempt, AppError> {
+    pub async fn attempt_for_staff(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<crate::db::Attempt, AppError> {
         let attempt = self.attempt_or_404(attempt_id).await?;
         match staff.role {
             Role::Admin => Ok(attempt),
-            Role::Reviewer | Role::Jury if self.db.is_assigned(staff.id, attempt.sitting_id).await? => Ok(attempt),
+            Role::Reviewer | Role::Jury
+                if self.db.is_assigned(staff.id, attempt.sitting_id).await? =>
+            {
+                Ok(attempt)
+            }
             Role::Reviewer | Role::Jury => Err(AppError::NotFound("attempt")),
         }
     }
 
-    pub async fn staff_login(&self, login: &str, password: &str, totp: Option<&str>, client_addr: &str) -> Result<String, AppError> {
+    pub async fn staff_login(
+        &self,
+        login: &str,
+        password: &str,
+        totp: Option<&str>,
+        client_addr: &str,
+    ) -> Result<String, AppError> {
         let now = self.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
-            return Err(AppError::LoginLocked { retry_after_s: locked.0 });
+            return Err(AppError::LoginLocked {
+                retry_after_s: locked.0,
+            });
         }
         if login.len() > 256 || password.len() > 1024 || totp.is_some_and(|t| t.len() > 16) {
-            return Err(AppError::BadRequest("login, password or code too long".into()));
+            return Err(AppError::BadRequest(
+                "login, password or code too long".into(),
+            ));
         }
         let account = self.db.staff_by_login(login).await.ok();
         let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -84,7 +135,13 @@ impl Proctor {
                 let locked = self.login_throttle.failed(login, client_addr, now);
                 let shown = sanitise_login(login);
                 let disabled = ok && account.is_some();
-                self.audit(&shown, "staff_login_failed", None, serde_json::json!({ "locked_out": locked, "disabled": disabled })).await?;
+                self.audit(
+                    &shown,
+                    "staff_login_failed",
+                    None,
+                    serde_json::json!({ "locked_out": locked, "disabled": disabled }),
+                )
+                .await?;
                 return Err(AppError::Unauthorized);
             }
         };
@@ -92,27 +149,53 @@ impl Proctor {
         // replayed one counts as a failure.
         if !self.check_totp(&account, totp).await? {
             let locked = self.login_throttle.failed(login, client_addr, now);
-            self.audit(&account.login, "staff_login_failed", None, serde_json::json!({ "locked_out": locked, "totp": "wrong" })).await?;
+            self.audit(
+                &account.login,
+                "staff_login_failed",
+                None,
+                serde_json::json!({ "locked_out": locked, "totp": "wrong" }),
+            )
+            .await?;
             return Err(AppError::Unauthorized);
         }
         // Guesses checked in parallel all passed the first look; one that succeeds after the
         // lock-out began is refused like the others.
         if let Err(locked) = self.login_throttle.check(login, client_addr, self.now_ms()) {
-            return Err(AppError::LoginLocked { retry_after_s: locked.0 });
+            return Err(AppError::LoginLocked {
+                retry_after_s: locked.0,
+            });
         }
         self.login_throttle.succeeded(login);
         let token = Secret::generate("cls");
         let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
-        self.db.create_staff_session(token.hash(), account.id, self.now_ms(), unix_ms(expires)).await?;
-        self.audit(&account.login, "staff_login", None, serde_json::json!({ "totp": account.totp_secret.is_some() })).await?;
+        self.db
+            .create_staff_session(token.hash(), account.id, self.now_ms(), unix_ms(expires))
+            .await?;
+        self.audit(
+            &account.login,
+            "staff_login",
+            None,
+            serde_json::json!({ "totp": account.totp_secret.is_some() }),
+        )
+        .await?;
         Ok(token.reveal())
     }
 
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
         let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
-        match self.db.staff_by_session(hash_token(token), self.now_ms(), idle).await {
+        match self
+            .db
+            .staff_by_session(hash_token(token), self.now_ms(), idle)
+            .await
+        {
             Ok(a) if a.disabled_at_ms.is_some() => Err(AppError::Unauthorized),
-            Ok(a) => Ok(StaffIdentity { id: a.id, role: a.role, pending: self.pending_for(&a).await?, login: a.login, terminal: None }),
+            Ok(a) => Ok(StaffIdentity {
+                id: a.id,
+                role: a.role,
+                pending: self.pending_for(&a).await?,
+                login: a.login,
+                terminal: None,
+            }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
             Err(e) => Err(e.into()),
         }
@@ -120,6 +203,7 @@ impl Proctor {
 
     pub async fn staff_logout(&self, staff: &StaffIdentity, token: &str) -> Result<(), AppError> {
         self.db.end_staff_session(hash_token(token)).await?;
-        self.audit(&staff.login, "staff_logout", None, serde_json::json!({})).await
+        self.audit(&staff.login, "staff_logout", None, serde_json::json!({}))
+            .await
     }
 }

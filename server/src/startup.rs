@@ -6,12 +6,12 @@ use crate::routes::{public_router, staff_router};
 use crate::service::Proctor;
 use anyhow::Context;
 use axum::Router;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::time::Duration;
 use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Application {
     proctor: Arc<Proctor>,
@@ -26,7 +26,12 @@ pub struct Application {
 
 /// Plain HTTP only on loopback: anything reachable from outside needs TLS unless the
 /// operator says otherwise (e.g. TLS terminated by a proxy on the same host).
-fn check_exposure(addr: SocketAddr, tls: bool, allow_insecure: bool, what: &str) -> anyhow::Result<()> {
+fn check_exposure(
+    addr: SocketAddr,
+    tls: bool,
+    allow_insecure: bool,
+    what: &str,
+) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && !tls && !allow_insecure {
         anyhow::bail!(
             "refusing to listen on {what} address {addr} without TLS: set [tls] cert_path/key_path, \
@@ -39,39 +44,62 @@ fn check_exposure(addr: SocketAddr, tls: bool, allow_insecure: bool, what: &str)
 impl Application {
     pub async fn build(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         let tls_on = settings.tls.is_some();
-        check_exposure(settings.server.listen, tls_on, settings.server.allow_insecure_public, "public")?;
-        check_exposure(settings.server.staff_listen, tls_on, settings.server.allow_insecure_public, "staff")?;
+        check_exposure(
+            settings.server.listen,
+            tls_on,
+            settings.server.allow_insecure_public,
+            "public",
+        )?;
+        check_exposure(
+            settings.server.staff_listen,
+            tls_on,
+            settings.server.allow_insecure_public,
+            "staff",
+        )?;
         let tls = match &settings.tls {
             Some(t) => {
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                let loaded = axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path)
-                    .await
-                    .with_context(|| format!("loading TLS certificate {}", t.cert_path.display()))?;
+                let loaded =
+                    axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert_path, &t.key_path)
+                        .await
+                        .with_context(|| {
+                            format!("loading TLS certificate {}", t.cert_path.display())
+                        })?;
                 // The listeners speak HTTP/1.1 only (see `serve`): do not offer h2.
                 let mut cfg = (*loaded.get_inner()).clone();
                 cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-                Some(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)))
+                Some(axum_server::tls_rustls::RustlsConfig::from_config(
+                    Arc::new(cfg),
+                ))
             }
             None => None,
         };
         let staff_terminal_tls = match &settings.tls {
             Some(t) if t.require_terminal => {
-                let ca = t.terminal_ca_path.clone().unwrap_or_else(|| settings.server.key_dir().join(crate::terminals::CA_CERT));
+                let ca = t
+                    .terminal_ca_path
+                    .clone()
+                    .unwrap_or_else(|| settings.server.key_dir().join(crate::terminals::CA_CERT));
                 if !ca.exists() {
                     anyhow::bail!("require_terminal is set but the terminal CA {} does not exist: issue a terminal first (proctor-server terminal issue --name NAME)", ca.display());
                 }
                 let cfg = crate::terminals::server_config(&t.cert_path, &t.key_path, &ca)?;
-                Some(axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)))
+                Some(axum_server::tls_rustls::RustlsConfig::from_config(
+                    Arc::new(cfg),
+                ))
             }
             _ => None,
         };
-        let public = TcpListener::bind(settings.server.listen).with_context(|| format!("binding {}", settings.server.listen))?;
-        let staff = TcpListener::bind(settings.server.staff_listen).with_context(|| format!("binding {}", settings.server.staff_listen))?;
+        let public = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let staff = TcpListener::bind(settings.server.staff_listen)
+            .with_context(|| format!("binding {}", settings.server.staff_listen))?;
         public.set_nonblocking(true)?;
         staff.set_nonblocking(true)?;
         let udp = match settings.webrtc.enabled {
             true => {
-                let socket = crate::webrtc::bind(settings.webrtc.listen.unwrap_or(settings.server.listen))?;
+                let socket =
+                    crate::webrtc::bind(settings.webrtc.listen.unwrap_or(settings.server.listen))?;
                 let bound = socket.local_addr()?;
                 let announce = match settings.webrtc.announce.as_deref() {
                     Some(a) => match (a.parse::<SocketAddr>(), a.parse::<std::net::IpAddr>()) {
@@ -91,7 +119,14 @@ impl Application {
         let mut settings = settings;
         settings.server.listen = public.local_addr()?;
         let proctor = Arc::new(Proctor::open(settings, clock).await?);
-        Ok(Self { proctor, public, staff, tls, staff_terminal_tls, udp })
+        Ok(Self {
+            proctor,
+            public,
+            staff,
+            tls,
+            staff_terminal_tls,
+            udp,
+        })
     }
 
     /// Where agents send their data channel's datagrams (None: the transport is off).
@@ -123,10 +158,27 @@ impl Application {
             let transport = crate::webrtc::WebRtc::start(self.proctor.clone(), socket, announce)?;
             let _ = self.proctor.webrtc.set(transport);
         }
-        let public = serve(self.public, public_router(self.proctor.clone()), self.tls.clone(), header_timeout);
+        let public = serve(
+            self.public,
+            public_router(self.proctor.clone()),
+            self.tls.clone(),
+            header_timeout,
+        );
         let staff = match self.staff_terminal_tls {
-            Some(cfg) => serve_terminals(self.staff, staff_router(self.proctor.clone()), cfg, header_timeout).boxed(),
-            None => serve(self.staff, staff_router(self.proctor.clone()), self.tls, header_timeout).boxed(),
+            Some(cfg) => serve_terminals(
+                self.staff,
+                staff_router(self.proctor.clone()),
+                cfg,
+                header_timeout,
+            )
+            .boxed(),
+            None => serve(
+                self.staff,
+                staff_router(self.proctor.clone()),
+                self.tls,
+                header_timeout,
+            )
+            .boxed(),
         };
         tokio::select! {
             r = public => r,
@@ -146,10 +198,20 @@ impl Application {
 fn configure<A>(server: &mut axum_server::Server<A>, header_timeout: Duration) {
     let builder = std::mem::replace(server.http_builder(), Builder::new(TokioExecutor::new()));
     *server.http_builder() = builder.http1_only();
-    server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024);
 }
 
-async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::tls_rustls::RustlsConfig>, header_timeout: Duration) -> anyhow::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    header_timeout: Duration,
+) -> anyhow::Result<()> {
     let svc = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(cfg) => {
@@ -167,16 +229,25 @@ async fn serve(listener: TcpListener, router: Router, tls: Option<axum_server::t
 }
 
 /// The staff listener with mutual TLS: each request knows its terminal.
-async fn serve_terminals(listener: TcpListener, router: Router, cfg: axum_server::tls_rustls::RustlsConfig, header_timeout: Duration) -> anyhow::Result<()> {
-    let mut server = axum_server::from_tcp(listener).acceptor(crate::terminals::TerminalAcceptor::new(cfg));
+async fn serve_terminals(
+    listener: TcpListener,
+    router: Router,
+    cfg: axum_server::tls_rustls::RustlsConfig,
+    header_timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut server =
+        axum_server::from_tcp(listener).acceptor(crate::terminals::TerminalAcceptor::new(cfg));
     configure(&mut server, header_timeout);
-    server.serve(router.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    server
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+        .await?;
     Ok(())
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},

@@ -6,7 +6,10 @@
 //! audited with the terminal's certificate fingerprint.
 
 use anyhow::Context;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,12 @@ pub struct IssuedTerminal {
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
@@ -43,8 +51,12 @@ fn ca(key_dir: &Path) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
         std::fs::create_dir_all(key_dir)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::OrganizationName, "CCI France — CLOE Connect");
-        params.distinguished_name.push(DnType::CommonName, "Terminaux de relecture");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "CCI France — CLOE Connect");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Terminaux de relecture");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_after = rcgen::date_time_ymd(2036, 1, 1);
@@ -60,7 +72,12 @@ fn ca(key_dir: &Path) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
 
 /// Signs a client certificate for one terminal into `out_dir` (NAME.pem, NAME.key).
 pub fn issue(key_dir: &Path, name: &str, out_dir: &Path) -> anyhow::Result<IssuedTerminal> {
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         anyhow::bail!("a terminal name is 1 to 64 letters, digits, '-' or '_'");
     }
     let (ca_cert, ca_key) = ca(key_dir)?;
@@ -72,24 +89,40 @@ pub fn issue(key_dir: &Path, name: &str, out_dir: &Path) -> anyhow::Result<Issue
     params.not_after = rcgen::date_time_ymd(2030, 1, 1);
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     std::fs::create_dir_all(out_dir)?;
-    let (cert_path, key_path) = (out_dir.join(format!("{name}.pem")), out_dir.join(format!("{name}.key")));
+    let (cert_path, key_path) = (
+        out_dir.join(format!("{name}.pem")),
+        out_dir.join(format!("{name}.key")),
+    );
     write_private(&key_path, &key.serialize_pem())?;
     write_private(&cert_path, &cert.pem())?;
-    Ok(IssuedTerminal { cert_path, key_path, fingerprint: fingerprint(cert.der()) })
+    Ok(IssuedTerminal {
+        cert_path,
+        key_path,
+        fingerprint: fingerprint(cert.der()),
+    })
 }
 
 /// The staff listener's TLS with client certificates required and checked against `ca`.
-pub fn server_config(cert_path: &Path, key_path: &Path, ca: &Path) -> anyhow::Result<rustls::ServerConfig> {
+pub fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    ca: &Path,
+) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading the terminal CA {}", ca.display()))? {
+    for c in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading the terminal CA {}", ca.display()))?
+    {
         roots.add(c?)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots)).build()?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots)).build()?;
     let chain = CertificateDer::pem_file_iter(cert_path)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key_path)?;
-    let mut cfg = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain, key)?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -102,7 +135,9 @@ pub struct TerminalAcceptor {
 
 impl TerminalAcceptor {
     pub fn new(config: axum_server::tls_rustls::RustlsConfig) -> Self {
-        Self { inner: axum_server::tls_rustls::RustlsAcceptor::new(config) }
+        Self {
+            inner: axum_server::tls_rustls::RustlsAcceptor::new(config),
+        }
     }
 }
 
@@ -113,14 +148,20 @@ where
 {
     type Stream = tokio_rustls::server::TlsStream<I>;
     type Service = axum::middleware::AddExtension<S, Option<Terminal>>;
-    type Future = futures::future::BoxFuture<'static, std::io::Result<(Self::Stream, Self::Service)>>;
+    type Future =
+        futures::future::BoxFuture<'static, std::io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         let inner = self.inner.clone();
         Box::pin(async move {
             use tower::Layer;
             let (stream, service) = inner.accept(stream, service).await?;
-            let terminal = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Terminal(fingerprint(c)));
+            let terminal = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Terminal(fingerprint(c)));
             Ok((stream, axum::Extension(terminal).layer(service)))
         })
     }
@@ -137,7 +178,10 @@ mod tests {
         let b = issue(&dir.path().join("keys"), "poste-2", &dir.path().join("out")).unwrap();
         assert_ne!(a.fingerprint, b.fingerprint);
         assert!(dir.path().join("keys").join(CA_CERT).exists());
-        assert!(issue(&dir.path().join("keys"), "poste-1", &dir.path().join("out")).is_err(), "never overwrites");
+        assert!(
+            issue(&dir.path().join("keys"), "poste-1", &dir.path().join("out")).is_err(),
+            "never overwrites"
+        );
         assert!(issue(&dir.path().join("keys"), "../x", &dir.path().join("out")).is_err());
         // Both verify against the CA.
         let ca = dir.path().join("keys").join(CA_CERT);

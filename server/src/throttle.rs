@@ -44,12 +44,20 @@ impl LoginThrottle {
     }
 
     fn keys(login: &str, addr: &str) -> [String; 2] {
-        [format!("login:{}", login.to_lowercase()), format!("addr:{addr}")]
+        [
+            format!("login:{}", login.to_lowercase()),
+            format!("addr:{addr}"),
+        ]
     }
 
     pub fn check(&self, login: &str, addr: &str, now_ms: i64) -> Result<(), Locked> {
         let map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let until = Self::keys(login, addr).iter().filter_map(|k| map.get(k)).map(|e| e.locked_until).max().unwrap_or(0);
+        let until = Self::keys(login, addr)
+            .iter()
+            .filter_map(|k| map.get(k))
+            .map(|e| e.locked_until)
+            .max()
+            .unwrap_or(0);
         if until > now_ms {
             return Err(Locked(((until - now_ms) as u64).div_ceil(1000)));
         }
@@ -60,14 +68,28 @@ impl LoginThrottle {
     pub fn failed(&self, login: &str, addr: &str, now_ms: i64) -> bool {
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_KEYS {
-            map.retain(|_, e| e.locked_until > now_ms || e.failures.last().is_some_and(|t| now_ms - t < self.window_ms));
+            map.retain(|_, e| {
+                e.locked_until > now_ms
+                    || e.failures
+                        .last()
+                        .is_some_and(|t| now_ms - t < self.window_ms)
+            });
             while map.len() >= MAX_KEYS {
-                let Some(oldest) = map.iter().min_by_key(|(_, e)| e.failures.last().copied().unwrap_or(0)).map(|(k, _)| k.clone()) else { break };
+                let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, e)| e.failures.last().copied().unwrap_or(0))
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
                 map.remove(&oldest);
             }
         }
         let mut locked = false;
-        for (key, limit) in Self::keys(login, addr).into_iter().zip([self.per_login, self.per_address]) {
+        for (key, limit) in Self::keys(login, addr)
+            .into_iter()
+            .zip([self.per_login, self.per_address])
+        {
             let e = map.entry(key).or_default();
             e.failures.retain(|t| now_ms - t < self.window_ms);
             e.failures.push(now_ms);
@@ -83,13 +105,20 @@ impl LoginThrottle {
     /// A successful login clears its login's failures (not the address's).
     pub fn succeeded(&self, login: &str) {
         let [login_key, _] = Self::keys(login, "");
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&login_key);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&login_key);
     }
 }
 
 /// The login as the audit trail may keep it: at most 64 characters, no control characters.
 pub fn sanitise_login(login: &str) -> String {
-    login.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
+    login
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -110,7 +139,10 @@ mod tests {
         let t = throttle();
         assert!(!t.failed("alice", "10.0.0.1", 0));
         assert!(!t.failed("Alice", "10.0.0.2", 1_000));
-        assert!(t.failed("alice", "10.0.0.3", 2_000), "third failure within the window locks");
+        assert!(
+            t.failed("alice", "10.0.0.3", 2_000),
+            "third failure within the window locks"
+        );
         assert_eq!(t.check("ALICE", "10.0.0.9", 3_000), Err(Locked(299)));
         assert_eq!(t.check("bob", "10.0.0.9", 3_000), Ok(()));
         assert_eq!(t.check("alice", "10.0.0.9", 302_000), Ok(()));

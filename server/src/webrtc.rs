@@ -49,7 +49,10 @@ enum Command {
     /// A new peer; `held` says the loop has it (answering before would lose the agent's
     /// first connectivity check: ~250 ms until its retry, the spike measured).
     Open(Box<NewPeer>, tokio::sync::oneshot::Sender<()>),
-    Close { session: Uuid, attempt: Uuid },
+    Close {
+        session: Uuid,
+        attempt: Uuid,
+    },
 }
 
 struct NewPeer {
@@ -82,11 +85,19 @@ const SOCKET_BUFFER: usize = 4 << 20;
 
 /// The UDP socket, bound at start-up (port 0 in tests) like the TCP listeners.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if let Err(e) = s.set_recv_buffer_size(SOCKET_BUFFER).and_then(|_| s.set_send_buffer_size(SOCKET_BUFFER)) {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(e) = s
+        .set_recv_buffer_size(SOCKET_BUFFER)
+        .and_then(|_| s.set_send_buffer_size(SOCKET_BUFFER))
+    {
         tracing::warn!(error = %e, "could not enlarge the WebRTC socket's buffers");
     }
-    s.bind(&addr.into()).map_err(|e| anyhow::anyhow!("binding UDP {addr} for WebRTC: {e}"))?;
+    s.bind(&addr.into())
+        .map_err(|e| anyhow::anyhow!("binding UDP {addr} for WebRTC: {e}"))?;
     s.set_nonblocking(true)?;
     Ok(s.into())
 }
@@ -94,13 +105,22 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
 impl WebRtc {
     /// Starts the peers' task on `socket`; `announce` is the address agents are told to
     /// send to (the socket's own, unless it listens on every interface or behind NAT).
-    pub fn start(proctor: Arc<Proctor>, socket: std::net::UdpSocket, announce: SocketAddr) -> anyhow::Result<Self> {
+    pub fn start(
+        proctor: Arc<Proctor>,
+        socket: std::net::UdpSocket,
+        announce: SocketAddr,
+    ) -> anyhow::Result<Self> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = UdpSocket::from_std(socket)?;
         let (commands, rx) = mpsc::channel(256);
         let peers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(run(proctor.clone(), socket, announce, rx, peers.clone()));
-        Ok(Self { commands, candidate: announce, peers, max_peers: proctor.settings.webrtc.max_peers })
+        Ok(Self {
+            commands,
+            candidate: announce,
+            peers,
+            max_peers: proctor.settings.webrtc.max_peers,
+        })
     }
 
     pub fn announced(&self) -> SocketAddr {
@@ -109,27 +129,50 @@ impl WebRtc {
 
     /// Answers an agent's offer: a new ICE-lite peer on the shared socket. Returns the
     /// session (for `DELETE`) and the SDP answer.
-    pub async fn answer(&self, attempt: Uuid, credential: String, via: Via, offer: &str) -> Result<(Uuid, String), AppError> {
+    pub async fn answer(
+        &self,
+        attempt: Uuid,
+        credential: String,
+        via: Via,
+        offer: &str,
+    ) -> Result<(Uuid, String), AppError> {
         if self.peers.load(std::sync::atomic::Ordering::Relaxed) >= self.max_peers {
             return Err(AppError::Overloaded);
         }
-        let offer = SdpOffer::from_sdp_string(offer).map_err(|e| AppError::BadRequest(format!("not an SDP offer: {e}")))?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| AppError::BadRequest(format!("not an SDP offer: {e}")))?;
         let mut rtc = Rtc::builder().set_ice_lite(true).build(Instant::now());
-        let candidate = Candidate::host(self.candidate, "udp").map_err(|e| AppError::Internal(anyhow::anyhow!("candidate: {e}")))?;
+        let candidate = Candidate::host(self.candidate, "udp")
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("candidate: {e}")))?;
         rtc.add_local_candidate(candidate);
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| AppError::BadRequest(format!("the offer cannot be answered: {e}")))?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| AppError::BadRequest(format!("the offer cannot be answered: {e}")))?;
         let session = Uuid::new_v4();
-        let peer = NewPeer { session, attempt, rtc, credential, via };
+        let peer = NewPeer {
+            session,
+            attempt,
+            rtc,
+            credential,
+            via,
+        };
         let (held, holding) = tokio::sync::oneshot::channel();
         let gone = || AppError::Internal(anyhow::anyhow!("the WebRTC task is gone"));
-        self.commands.send(Command::Open(Box::new(peer), held)).await.map_err(|_| gone())?;
+        self.commands
+            .send(Command::Open(Box::new(peer), held))
+            .await
+            .map_err(|_| gone())?;
         holding.await.map_err(|_| gone())?;
         Ok((session, answer.to_sdp_string()))
     }
 
     /// The agent ends its session (`DELETE`); only its own.
     pub async fn close(&self, session: Uuid, attempt: Uuid) {
-        let _ = self.commands.send(Command::Close { session, attempt }).await;
+        let _ = self
+            .commands
+            .send(Command::Close { session, attempt })
+            .await;
     }
 
     pub fn connected(&self) -> usize {
@@ -139,13 +182,23 @@ impl WebRtc {
 
 /// `local` is the announced address, not the socket's: str0m matches each datagram's
 /// destination against its local candidate, and behind a NAT (or a relay) the two differ.
-async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut commands: mpsc::Receiver<Command>, count: Arc<std::sync::atomic::AtomicUsize>) {
+async fn run(
+    proctor: Arc<Proctor>,
+    socket: UdpSocket,
+    local: SocketAddr,
+    mut commands: mpsc::Receiver<Command>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let (results_tx, mut results) = mpsc::unbounded_channel::<(Uuid, Vec<u8>, bool)>();
     let mut peers: HashMap<Uuid, Peer> = HashMap::new();
     let mut by_source: HashMap<SocketAddr, Uuid> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     loop {
-        let next = peers.values().map(|p| p.next_timeout).min().unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(1));
+        let next = peers
+            .values()
+            .map(|p| p.next_timeout)
+            .min()
+            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(1));
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 let (n, source) = match received {
@@ -239,7 +292,13 @@ async fn run(proctor: Arc<Proctor>, socket: UdpSocket, local: SocketAddr, mut co
 
 /// Polls a peer until str0m says when to come back (its contract after every input),
 /// sending what it transmits and acting on its events.
-async fn drain(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, socket: &UdpSocket, results: &mpsc::UnboundedSender<(Uuid, Vec<u8>, bool)>) {
+async fn drain(
+    proctor: &Arc<Proctor>,
+    session: Uuid,
+    p: &mut Peer,
+    socket: &UdpSocket,
+    results: &mpsc::UnboundedSender<(Uuid, Vec<u8>, bool)>,
+) {
     loop {
         if !p.rtc.is_alive() {
             p.next_timeout = Instant::now();
@@ -265,7 +324,9 @@ async fn drain(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, socket: &Udp
                 let _ = socket.send_to(&t.contents, t.destination).await;
             }
             Output::Event(Event::ChannelOpen(cid, _)) => p.channel = Some(cid),
-            Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => p.rtc.disconnect(),
+            Output::Event(Event::IceConnectionStateChange(IceConnectionState::Disconnected)) => {
+                p.rtc.disconnect()
+            }
             Output::Event(Event::ChannelBufferedAmountLow(_)) => {
                 flush_results(p);
             }
@@ -282,8 +343,12 @@ async fn drain(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, socket: &Udp
 
 /// Writes waiting results while the send buffer takes them; true when it wrote one.
 fn flush_results(p: &mut Peer) -> bool {
-    let (Some(cid), Some(front)) = (p.channel, p.results.front()) else { return false };
-    let Some(mut ch) = p.rtc.channel(cid) else { return false };
+    let (Some(cid), Some(front)) = (p.channel, p.results.front()) else {
+        return false;
+    };
+    let Some(mut ch) = p.rtc.channel(cid) else {
+        return false;
+    };
     match ch.write(true, front) {
         Ok(true) => {
             p.results.pop_front();
@@ -302,19 +367,63 @@ fn result_of(of: Answered, stream: Uuid, index: u32, outcome: Result<u16, AppErr
         Ok(status) => (status, String::new(), 0),
         Err(e) => {
             let (status, code) = e.status_and_code();
-            (status.as_u16(), code.to_owned(), e.retry_after_s().unwrap_or(0) as u32)
+            (
+                status.as_u16(),
+                code.to_owned(),
+                e.retry_after_s().unwrap_or(0) as u32,
+            )
         }
     };
-    ResultMessage { of, status, stream, index, retry_after_s, code }.encode()
+    ResultMessage {
+        of,
+        status,
+        stream,
+        index,
+        retry_after_s,
+        code,
+    }
+    .encode()
 }
 
-fn on_message(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, message: &[u8], results: &mpsc::UnboundedSender<(Uuid, Vec<u8>, bool)>) -> Result<(), String> {
-    let (proctor, credential, via, tx) = (proctor.clone(), p.credential.clone(), p.via.clone(), results.clone());
+fn on_message(
+    proctor: &Arc<Proctor>,
+    session: Uuid,
+    p: &mut Peer,
+    message: &[u8],
+    results: &mpsc::UnboundedSender<(Uuid, Vec<u8>, bool)>,
+) -> Result<(), String> {
+    let (proctor, credential, via, tx) = (
+        proctor.clone(),
+        p.credential.clone(),
+        p.via.clone(),
+        results.clone(),
+    );
     match AgentMessage::parse(message).map_err(|e| e.to_string())? {
-        AgentMessage::Part { stream, index, part, last, bytes } => {
-            let Some((stream, index, chunk)) = p.reassembly.push(stream, index, part, last, bytes).map_err(|e| e.to_string())? else { return Ok(()) };
+        AgentMessage::Part {
+            stream,
+            index,
+            part,
+            last,
+            bytes,
+        } => {
+            let Some((stream, index, chunk)) = p
+                .reassembly
+                .push(stream, index, part, last, bytes)
+                .map_err(|e| e.to_string())?
+            else {
+                return Ok(());
+            };
             if p.in_flight >= MAX_IN_FLIGHT {
-                let _ = tx.send((session, result_of(Answered::Chunk, stream, index, Err(AppError::TooManyUploads)), false));
+                let _ = tx.send((
+                    session,
+                    result_of(
+                        Answered::Chunk,
+                        stream,
+                        index,
+                        Err(AppError::TooManyUploads),
+                    ),
+                    false,
+                ));
                 return Ok(());
             }
             p.in_flight += 1;
@@ -324,7 +433,9 @@ fn on_message(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, message: &[u8
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
                     let _permit = proctor.ingest_gate.admit(who.attempt.id, size as u64)?;
-                    proctor.ingest_chunk(&who, stream, index, Bytes::from(chunk), &via).await
+                    proctor
+                        .ingest_chunk(&who, stream, index, Bytes::from(chunk), &via)
+                        .await
                 }
                 .await;
                 match &outcome {
@@ -332,36 +443,80 @@ fn on_message(proctor: &Arc<Proctor>, session: Uuid, p: &mut Peer, message: &[u8
                     Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
                 }
                 let status = outcome.map(|ack| if ack.created { 201 } else { 200 });
-                let _ = tx.send((session, result_of(Answered::Chunk, stream, index, status), true));
+                let _ = tx.send((
+                    session,
+                    result_of(Answered::Chunk, stream, index, status),
+                    true,
+                ));
             });
         }
         // Control messages share the peer's bound: beyond it a heartbeat is dropped (the
         // next one says the same; after an outage the channel delivers those it queued all
         // at once) and a stream's end is refused for a retry, never spawned.
         AgentMessage::Heartbeat { .. } if p.in_flight >= MAX_IN_FLIGHT => {}
-        AgentMessage::End { stream, final_index } if p.in_flight >= MAX_IN_FLIGHT => {
-            let _ = tx.send((session, result_of(Answered::End, stream, final_index, Err(AppError::TooManyUploads)), false));
+        AgentMessage::End {
+            stream,
+            final_index,
+        } if p.in_flight >= MAX_IN_FLIGHT => {
+            let _ = tx.send((
+                session,
+                result_of(
+                    Answered::End,
+                    stream,
+                    final_index,
+                    Err(AppError::TooManyUploads),
+                ),
+                false,
+            ));
         }
-        AgentMessage::End { stream, final_index } => {
+        AgentMessage::End {
+            stream,
+            final_index,
+        } => {
             p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
-                    proctor.end_stream(&who, stream, protocol::api::EndStreamRequest { final_index }).await
+                    proctor
+                        .end_stream(
+                            &who,
+                            stream,
+                            protocol::api::EndStreamRequest { final_index },
+                        )
+                        .await
                 }
                 .await;
-                let _ = tx.send((session, result_of(Answered::End, stream, final_index, outcome.map(|_| 204)), true));
+                let _ = tx.send((
+                    session,
+                    result_of(Answered::End, stream, final_index, outcome.map(|_| 204)),
+                    true,
+                ));
             });
         }
-        AgentMessage::Heartbeat { backlog_chunks, backlog_bytes } => {
+        AgentMessage::Heartbeat {
+            backlog_chunks,
+            backlog_bytes,
+        } => {
             p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
-                    proctor.heartbeat(&who, protocol::api::Heartbeat { backlog_chunks, backlog_bytes }).await
+                    proctor
+                        .heartbeat(
+                            &who,
+                            protocol::api::Heartbeat {
+                                backlog_chunks,
+                                backlog_bytes,
+                            },
+                        )
+                        .await
                 }
                 .await;
-                let _ = tx.send((session, result_of(Answered::Heartbeat, Uuid::nil(), 0, outcome.map(|_| 204)), true));
+                let _ = tx.send((
+                    session,
+                    result_of(Answered::Heartbeat, Uuid::nil(), 0, outcome.map(|_| 204)),
+                    true,
+                ));
             });
         }
     }

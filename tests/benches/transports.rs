@@ -28,13 +28,21 @@ const AGENTS: usize = 200;
 const LOAD: Duration = Duration::from_secs(60);
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn server(dir: &std::path::Path) -> Server {
     // A 10-minute backlog arrives at once: the window bounding a stream's index by its age
     // must allow it (the attempt was created a moment ago, here).
-    Server::start_with_env(dir, 0, &[], &[("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "1h".into())])
+    Server::start_with_env(
+        dir,
+        0,
+        &[],
+        &[("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "1h".into())],
+    )
 }
 
 /// A stream of `n` sealed chunks of `CHUNK` bytes (random: incompressible, like media),
@@ -42,10 +50,25 @@ fn server(dir: &std::path::Path) -> Server {
 fn sealed_stream(token: &str, started_ms: u64, n: u32) -> (Uuid, Vec<Vec<u8>>) {
     let (attempt, public) = LaunchToken::parse(token).unwrap().offline.unwrap();
     let (id, key) = (Uuid::new_v4(), StreamKey::generate());
-    let mut sealer = StreamSealer::with_opening(key.clone(), attempt, id, StreamOpening::seal(&public, &attempt, &id, started_ms, &key));
+    let mut sealer = StreamSealer::with_opening(
+        key.clone(),
+        attempt,
+        id,
+        StreamOpening::seal(&public, &attempt, &id, started_ms, &key),
+    );
     let data: Vec<u8> = (0..CHUNK).map(|_| rand::random()).collect();
     let chunks = (0..n)
-        .map(|i| sealer.seal(Fragment { data: &data, media_start_us: i as u64 * 2_000_000, media_end_us: (i as u64 + 1) * 2_000_000, last: i + 1 == n }).unwrap().1)
+        .map(|i| {
+            sealer
+                .seal(Fragment {
+                    data: &data,
+                    media_start_us: i as u64 * 2_000_000,
+                    media_end_us: (i as u64 + 1) * 2_000_000,
+                    last: i + 1 == n,
+                })
+                .unwrap()
+                .1
+        })
         .collect();
     (id, chunks)
 }
@@ -73,11 +96,19 @@ async fn catch_up(transport: &str) -> f64 {
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "agent: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let took = summary["ack_latency"]["max_ms"].as_f64().unwrap() / 1000.0;
     let report = server.cli(&["attempt", "show", &attempt]);
-    assert_eq!(report["chunks_by_transport"][transport].as_u64().unwrap() as u32 >= BACKLOG, true, "{report:#}");
+    assert_eq!(
+        report["chunks_by_transport"][transport].as_u64().unwrap() as u32 >= BACKLOG,
+        true,
+        "{report:#}"
+    );
     took
 }
 
@@ -99,7 +130,10 @@ async fn load(mode: Mode) -> Load {
         let (_, token) = enrol(&server).await;
         let credential = LaunchToken::parse(&token).unwrap().credential().to_owned();
         let api = Api::new(server.public.parse().unwrap(), credential, None).unwrap();
-        assert!(api.consent(protocol::api::NOTICE_VERSION, &consent(&token)).await.is_ok());
+        assert!(api
+            .consent(protocol::api::NOTICE_VERSION, &consent(&token))
+            .await
+            .is_ok());
         agents.push((token, Arc::new(Link::new(api, mode))));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -124,7 +158,10 @@ async fn load(mode: Mode) -> Load {
                     connected.wait().await;
                     continue; // the first one opens the channel: not a steady-state figure
                 }
-                latencies.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
+                latencies
+                    .lock()
+                    .unwrap()
+                    .push(sent.elapsed().as_secs_f64() * 1000.0);
             }
         }));
     }
@@ -137,13 +174,26 @@ async fn load(mode: Mode) -> Load {
     let mut v = std::mem::take(&mut *latencies.lock().unwrap());
     v.sort_by(f64::total_cmp);
     let at = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
-    Load { p50_ms: at(0.50), p99_ms: at(0.99), rss_per_agent_kb: (busy.saturating_sub(idle)) as f64 / AGENTS as f64, acked: v.len() }
+    Load {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        rss_per_agent_kb: (busy.saturating_sub(idle)) as f64 / AGENTS as f64,
+        acked: v.len(),
+    }
 }
 
 fn consent(token: &str) -> Vec<u8> {
     let (attempt, public) = LaunchToken::parse(token).unwrap().offline.unwrap();
-    let c = protocol::api::OfflineConsent { notice_version: protocol::api::NOTICE_VERSION.into(), given_at_ms: unix_ms() as i64 };
-    protocol::seal_to_attempt(&public, &attempt, protocol::api::CONSENT_PURPOSE, &serde_json::to_vec(&c).unwrap())
+    let c = protocol::api::OfflineConsent {
+        notice_version: protocol::api::NOTICE_VERSION.into(),
+        given_at_ms: unix_ms() as i64,
+    };
+    protocol::seal_to_attempt(
+        &public,
+        &attempt,
+        protocol::api::CONSENT_PURPOSE,
+        &serde_json::to_vec(&c).unwrap(),
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -154,7 +204,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(if full { 3 } else { 1 });
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if full { 3 } else { 1 });
     if !full {
         // `cargo test --benches`: one catch-up each, to check the bench still runs.
         for t in ["webrtc", "https"] {
@@ -162,7 +215,8 @@ async fn main() {
         }
         return;
     }
-    let (mut cu_dc, mut cu_https, mut dc, mut https) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut cu_dc, mut cu_https, mut dc, mut https) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         cu_dc.push(catch_up("webrtc").await);

@@ -10,6 +10,9 @@
 // the Rust side stops and restarts the server meanwhile; then the backlog and finish),
 // ended (prints {"event":"recording"}, waits for a line, then until the platform's end).
 // Prints one JSON line at the end: what the page showed. The Rust side checks the server.
+// FIREFOX_PROFILE: the profile's directory, kept after the run (the Rust side scans it);
+// otherwise a throwaway one. Certificates are not checked: the fault suite's server has a
+// self-signed one on the host side of the namespace's veth (a secure context all the same).
 import puppeteer from "puppeteer-core";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -37,6 +40,8 @@ const browser = await puppeteer.launch({
   browser: "firefox",
   executablePath: "/usr/bin/firefox-esr",
   headless: true,
+  acceptInsecureCerts: true,
+  ...(process.env.FIREFOX_PROFILE ? { userDataDir: process.env.FIREFOX_PROFILE } : {}),
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,

@@ -64,7 +64,16 @@ async fn two_hundred_concurrent_8_mib_bodies() {
                 tokio::spawn(async move {
                     while t.running() {
                         t.sent.fetch_add(1, Ordering::Relaxed);
-                        let r = t.http.put(format!("{}/api/agent/v1/streams/{}/chunks/1", t.public, a.stream)).bearer_auth(&a.token).body(body.clone()).send().await;
+                        let r = t
+                            .http
+                            .put(format!(
+                                "{}/api/agent/v1/streams/{}/chunks/1",
+                                t.public, a.stream
+                            ))
+                            .bearer_auth(&a.token)
+                            .body(body.clone())
+                            .send()
+                            .await;
                         if r.is_ok() {
                             t.answered.fetch_add(1, Ordering::Relaxed);
                         } else {
@@ -86,10 +95,31 @@ async fn chunk_bomb_at_index_2_pow_32_minus_2() {
     scenario("chunk_bomb", |t: Arc<Target>| async move {
         let a = attacker(&t.public, &t.http).await;
         let index = u32::MAX - 1;
-        let bomb = protocol::seal_chunk(&a.key, a.attempt, a.stream, index, [7; 32], Fragment { data: b"boom", media_start_us: 0, media_end_us: 2_000_000, last: true });
+        let bomb = protocol::seal_chunk(
+            &a.key,
+            a.attempt,
+            a.stream,
+            index,
+            [7; 32],
+            Fragment {
+                data: b"boom",
+                media_start_us: 0,
+                media_end_us: 2_000_000,
+                last: true,
+            },
+        );
         while t.running() {
             t.sent.fetch_add(1, Ordering::Relaxed);
-            let r = t.http.put(format!("{}/api/agent/v1/streams/{}/chunks/{index}", t.public, a.stream)).bearer_auth(&a.token).body(bomb.clone()).send().await;
+            let r = t
+                .http
+                .put(format!(
+                    "{}/api/agent/v1/streams/{}/chunks/{index}",
+                    t.public, a.stream
+                ))
+                .bearer_auth(&a.token)
+                .body(bomb.clone())
+                .send()
+                .await;
             if let Ok(r) = r {
                 assert_eq!(r.status(), 422, "the bomb must be refused");
                 t.answered.fetch_add(1, Ordering::Relaxed);
@@ -141,8 +171,19 @@ async fn stream_open_flood_from_one_token() {
                     while t.running() {
                         t.sent.fetch_add(1, Ordering::Relaxed);
                         let body = serde_json::json!({ "agent_version": "flood", "os": "linux" });
-                        if let Ok(r) = t.http.post(format!("{}/api/agent/v1/streams", t.public)).bearer_auth(&a.token).json(&body).send().await {
-                            assert!(matches!(r.status().as_u16(), 201 | 429 | 503), "{}", r.status());
+                        if let Ok(r) = t
+                            .http
+                            .post(format!("{}/api/agent/v1/streams", t.public))
+                            .bearer_auth(&a.token)
+                            .json(&body)
+                            .send()
+                            .await
+                        {
+                            assert!(
+                                matches!(r.status().as_u16(), 201 | 429 | 503),
+                                "{}",
+                                r.status()
+                            );
                             t.answered.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -14,11 +14,30 @@ fn make_trail(data: &Path) -> i64 {
     let sitting = cli(data, &["sitting", "create", "--ref", "SESSION-AUDIT"], &[]);
     let sitting = sitting["sitting_id"].as_str().unwrap().to_owned();
     for n in 0..3 {
-        cli(data, &["candidate", "add", "--sitting", &sitting, "--ref", &format!("candidat-{n}")], &[]);
+        cli(
+            data,
+            &[
+                "candidate",
+                "add",
+                "--sitting",
+                &sitting,
+                "--ref",
+                &format!("candidat-{n}"),
+            ],
+            &[],
+        );
     }
-    cli(data, &["staff", "add", "--role", "reviewer", "--login", "relecteur"], &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")]);
+    cli(
+        data,
+        &["staff", "add", "--role", "reviewer", "--login", "relecteur"],
+        &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")],
+    );
     // The contract's spelling of the assignment.
-    let assigned = cli(data, &["assign", "--sitting", &sitting, "--login", "relecteur"], &[]);
+    let assigned = cli(
+        data,
+        &["assign", "--sitting", &sitting, "--login", "relecteur"],
+        &[],
+    );
     assert_eq!(assigned["assigned"], true);
     let verified = cli(data, &["audit", "verify"], &[]);
     assert_eq!(verified["chain"], "intact");
@@ -26,8 +45,17 @@ fn make_trail(data: &Path) -> i64 {
 }
 
 fn verify_fails(data: &Path) -> String {
-    let out = Command::new(bin("proctor-server")).arg("--data-dir").arg(data).args(["audit", "verify"]).output().unwrap();
-    assert!(!out.status.success(), "audit verify passed on a tampered trail: {}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "audit verify passed on a tampered trail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -35,7 +63,8 @@ fn verify_fails(data: &Path) -> String {
 /// they go first.
 fn intruder(data: &Path) -> rusqlite::Connection {
     let db = rusqlite::Connection::open(data.join("proctor.sqlite")).unwrap();
-    db.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;").unwrap();
+    db.execute_batch("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;")
+        .unwrap();
     db
 }
 
@@ -44,7 +73,9 @@ fn an_edited_audit_row_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let entries = make_trail(tmp.path());
     assert!(entries >= 6, "{entries} entries");
-    intruder(tmp.path()).execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 3", []).unwrap();
+    intruder(tmp.path())
+        .execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 3", [])
+        .unwrap();
     let err = verify_fails(tmp.path());
     assert!(err.contains("audit entry 3 "), "{err}");
 }
@@ -53,9 +84,14 @@ fn an_edited_audit_row_is_named() {
 fn deleted_newest_rows_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let entries = make_trail(tmp.path());
-    intruder(tmp.path()).execute("DELETE FROM audit WHERE seq > ?1", [entries - 2]).unwrap();
+    intruder(tmp.path())
+        .execute("DELETE FROM audit WHERE seq > ?1", [entries - 2])
+        .unwrap();
     let err = verify_fails(tmp.path());
-    assert!(err.contains(&format!("audit entry {} is missing", entries - 1)), "{err}");
+    assert!(
+        err.contains(&format!("audit entry {} is missing", entries - 1)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -64,11 +100,21 @@ fn a_rewrite_with_recomputed_hashes_is_named() {
     let entries = make_trail(tmp.path());
     let db = intruder(tmp.path());
     // Rewrite entry 2 and re-chain everything after it, as someone knowing the hash would.
-    db.execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 2", []).unwrap();
+    db.execute("UPDATE audit SET actor = 'quelqu-un' WHERE seq = 2", [])
+        .unwrap();
     let trail: Vec<(i64, i64, String, String, Option<String>, String)> = db
         .prepare("SELECT seq, at, actor, action, attempt_id, detail FROM audit ORDER BY seq")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -76,12 +122,23 @@ fn a_rewrite_with_recomputed_hashes_is_named() {
     for (seq, at, actor, action, attempt, detail) in trail {
         let attempt = attempt.map(|a| a.parse().unwrap());
         let hash = server::db::audit_hash(&prev, seq, at, &actor, &action, attempt, &detail);
-        db.execute("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3", rusqlite::params![prev.to_vec(), hash.to_vec(), seq]).unwrap();
+        db.execute(
+            "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3",
+            rusqlite::params![prev.to_vec(), hash.to_vec(), seq],
+        )
+        .unwrap();
         prev = hash;
     }
-    assert_eq!(entries, db.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0)).unwrap());
+    assert_eq!(
+        entries,
+        db.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    );
     let err = verify_fails(tmp.path());
-    assert!(err.contains("audit entry 2 differs from its checkpoint"), "{err}");
+    assert!(
+        err.contains("audit entry 2 differs from its checkpoint"),
+        "{err}"
+    );
 }
 
 /// The offline checker of destruction receipts (issue 8 lays it first): the published key
@@ -90,8 +147,15 @@ fn a_rewrite_with_recomputed_hashes_is_named() {
 #[test]
 fn receipts_verify_offline_against_the_published_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let published = cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"].as_str().unwrap().to_owned();
-    assert_eq!(cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"], published.as_str(), "one key, kept");
+    let published = cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cli(tmp.path(), &["receipt", "public-key"], &[])["public_key"],
+        published.as_str(),
+        "one key, kept"
+    );
     let signer = protocol::ReceiptSigningKey::from_bytes(&[9; 32]);
     let receipt = protocol::Receipt {
         version: 1,
@@ -103,19 +167,42 @@ fn receipts_verify_offline_against_the_published_key() {
         key_fingerprint: "cd".repeat(32),
     };
     let file = tmp.path().join("recu.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&protocol::sign_receipt(&signer, receipt)).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&protocol::sign_receipt(&signer, receipt)).unwrap(),
+    )
+    .unwrap();
     let verify = |extra: &[&str]| {
-        Command::new(bin("proctor-server")).args(["receipt", "verify"]).arg(&file).args(extra).env("PROCTOR_SERVER__DATA_DIR", tmp.path().join("nowhere")).output().unwrap()
+        Command::new(bin("proctor-server"))
+            .args(["receipt", "verify"])
+            .arg(&file)
+            .args(extra)
+            .env("PROCTOR_SERVER__DATA_DIR", tmp.path().join("nowhere"))
+            .output()
+            .unwrap()
     };
     let ok = verify(&[]);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let other = verify(&["--public-key", &published]);
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("another key than the one published"));
-    assert!(!tmp.path().join("nowhere").exists(), "verifying touches no data directory");
-    let text = std::fs::read_to_string(&file).unwrap().replace("pv_validated", "erasure_requested");
+    assert!(
+        !tmp.path().join("nowhere").exists(),
+        "verifying touches no data directory"
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("pv_validated", "erasure_requested");
     std::fs::write(&file, text).unwrap();
     let edited = verify(&[]);
     assert!(!edited.status.success());
-    assert!(String::from_utf8_lossy(&edited.stderr).contains("does not match"), "{}", String::from_utf8_lossy(&edited.stderr));
+    assert!(
+        String::from_utf8_lossy(&edited.stderr).contains("does not match"),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
 }

@@ -23,31 +23,80 @@ struct Secrets {
 }
 
 fn secrets(data: &Path, attempt: Uuid) -> Secrets {
-    let db = rusqlite::Connection::open_with_flags(data.join("proctor.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let (epoch, wrapped_dek): (String, Vec<u8>) =
-        db.query_row("SELECT kek_epoch, wrapped_dek FROM attempts WHERE id = ?1", [attempt.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let db = rusqlite::Connection::open_with_flags(
+        data.join("proctor.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (epoch, wrapped_dek): (String, Vec<u8>) = db
+        .query_row(
+            "SELECT kek_epoch, wrapped_dek FROM attempts WHERE id = ?1",
+            [attempt.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     let keys = server::keys::KeyStore::open(&data.join("keys")).unwrap();
-    let dek = keys.unwrap(&server::keys::WrappedKey { epoch, blob: wrapped_dek.clone() }, &attempt).unwrap();
-    let mut stmt = db.prepare("SELECT id, salt, opening FROM streams WHERE attempt_id = ?1").unwrap();
+    let dek = keys
+        .unwrap(
+            &server::keys::WrappedKey {
+                epoch,
+                blob: wrapped_dek.clone(),
+            },
+            &attempt,
+        )
+        .unwrap();
+    let mut stmt = db
+        .prepare("SELECT id, salt, opening FROM streams WHERE attempt_id = ?1")
+        .unwrap();
     let stream_keys = stmt
-        .query_map([attempt.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<Vec<u8>>>(2)?)))
+        .query_map([attempt.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+            ))
+        })
         .unwrap()
         .map(|r| {
             let (id, salt, opening) = r.unwrap();
             let keying = match opening {
                 Some(o) => server::db::StreamKeying::Opening(o),
-                None => server::db::StreamKeying::Derived { salt: salt.try_into().unwrap() },
+                None => server::db::StreamKeying::Derived {
+                    salt: salt.try_into().unwrap(),
+                },
             };
-            let stream = server::db::Stream { id: id.parse().unwrap(), attempt_id: attempt, keying, opened_at_ms: 0, ended_at_ms: None, final_index: None };
-            server::keys::stream_key(&dek, &attempt, &stream).unwrap().to_bytes().to_vec()
+            let stream = server::db::Stream {
+                id: id.parse().unwrap(),
+                attempt_id: attempt,
+                keying,
+                opened_at_ms: 0,
+                ended_at_ms: None,
+                final_index: None,
+            };
+            server::keys::stream_key(&dek, &attempt, &stream)
+                .unwrap()
+                .to_bytes()
+                .to_vec()
         })
         .collect();
-    Secrets { wrapped_dek, dek: dek.expose().to_vec(), stream_keys }
+    Secrets {
+        wrapped_dek,
+        dek: dek.expose().to_vec(),
+        stream_keys,
+    }
 }
 
 /// Every file under `dirs` that holds `needle`.
 fn hits(needle: &[u8], dirs: &[&Path]) -> Vec<PathBuf> {
-    dirs.iter().flat_map(|d| files_under(d)).filter(|f| std::fs::read(f).unwrap().windows(needle.len()).any(|w| w == needle)).collect()
+    dirs.iter()
+        .flat_map(|d| files_under(d))
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+        .collect()
 }
 
 async fn ended_recording(server: &Server, spool: &Path, duration: &str) -> (Uuid, String) {
@@ -58,15 +107,26 @@ async fn ended_recording(server: &Server, spool: &Path, duration: &str) -> (Uuid
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "agent: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.cli(&["attempt", "end", &attempt]);
-    let sitting = server.cli(&["attempt", "show", &attempt])["sitting_id"].as_str().unwrap().to_owned();
+    let sitting = server.cli(&["attempt", "show", &attempt])["sitting_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     (attempt.parse().unwrap(), sitting)
 }
 
 async fn reviewer_token(server: &Server, sitting: &str) -> String {
     let login = format!("rev-{}", &Uuid::new_v4().to_string()[..8]);
-    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")]);
+    cli(
+        &server.data,
+        &["staff", "add", "--role", "reviewer", "--login", &login],
+        &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")],
+    );
     server.cli(&["assign", "--sitting", sitting, "--login", &login]);
     staff_session(&server.staff, &login, "Kilo-Tango-2026!").await
 }
@@ -74,8 +134,21 @@ async fn reviewer_token(server: &Server, sitting: &str) -> String {
 fn verify_receipt_offline(server: &Server, receipt: &serde_json::Value, dir: &Path) {
     let file = dir.join(format!("receipt-{}.json", Uuid::new_v4()));
     std::fs::write(&file, serde_json::to_vec(receipt).unwrap()).unwrap();
-    let key = server.cli(&["receipt", "public-key"])["public_key"].as_str().unwrap().to_owned();
-    let checked = cli(Path::new("/nonexistent"), &["receipt", "verify", file.to_str().unwrap(), "--public-key", &key], &[]);
+    let key = server.cli(&["receipt", "public-key"])["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let checked = cli(
+        Path::new("/nonexistent"),
+        &[
+            "receipt",
+            "verify",
+            file.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+        &[],
+    );
     assert_eq!(checked["valid"], true, "{checked}");
 }
 
@@ -86,11 +159,17 @@ async fn the_shredding_proof_on_a_real_recording() {
     let server = Server::start(&data, 0);
     let (attempt, sitting) = ended_recording(&server, &spool, "8s").await;
     let report = server.cli(&["attempt", "show", &attempt.to_string()]);
-    let stream = report["streams"][0]["stream_id"].as_str().unwrap().to_owned();
+    let stream = report["streams"][0]["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let media = staff_media(&server, &attempt.to_string(), &stream).await;
     assert!(media::decode(&media).is_ok(), "a real recording");
     let s = secrets(&data, attempt);
-    assert!(!hits(&s.wrapped_dek, &[&data]).is_empty(), "the scan finds the wrapped key while it exists");
+    assert!(
+        !hits(&s.wrapped_dek, &[&data]).is_empty(),
+        "the scan finds the wrapped key while it exists"
+    );
     let reviewer = reviewer_token(&server, &sitting).await;
     // The reviewer flags something, with a note about the candidate.
     let note = "regarde longuement vers la droite";
@@ -104,25 +183,63 @@ async fn the_shredding_proof_on_a_real_recording() {
     assert_eq!(r.status(), 201);
 
     // The jury validates the PV without reservation (the review was never submitted).
-    let decided = server.cli(&["pv", "decide", "--sitting", &sitting, "--outcome", "validated", "--override-unsubmitted"]);
-    assert_eq!(decided["receipts"].as_array().unwrap().len(), 1, "{decided}");
+    let decided = server.cli(&[
+        "pv",
+        "decide",
+        "--sitting",
+        &sitting,
+        "--outcome",
+        "validated",
+        "--override-unsubmitted",
+    ]);
+    assert_eq!(
+        decided["receipts"].as_array().unwrap().len(),
+        1,
+        "{decided}"
+    );
 
     // Zero hits: the data key, the stream keys, the wrapped key, the candidate's address
     // in clear, the reviewer's note, the media, in the database and its WAL, the blobs, the key directory and
     // the agent's spool.
     let dirs = [data.as_path(), spool.as_path()];
-    assert!(files_under(&data).iter().any(|f| f.ends_with("proctor.sqlite")), "the database file is scanned");
-    for (what, needle) in [("data key", &s.dek), ("wrapped data key", &s.wrapped_dek)].into_iter().chain(s.stream_keys.iter().map(|k| ("stream key", k))) {
-        assert_eq!(hits(needle, &dirs), Vec::<PathBuf>::new(), "{what} found after destruction");
+    assert!(
+        files_under(&data)
+            .iter()
+            .any(|f| f.ends_with("proctor.sqlite")),
+        "the database file is scanned"
+    );
+    for (what, needle) in [("data key", &s.dek), ("wrapped data key", &s.wrapped_dek)]
+        .into_iter()
+        .chain(s.stream_keys.iter().map(|k| ("stream key", k)))
+    {
+        assert_eq!(
+            hits(needle, &dirs),
+            Vec::<PathBuf>::new(),
+            "{what} found after destruction"
+        );
     }
-    assert_eq!(hits(b"127.0.0.1", &dirs), Vec::<PathBuf>::new(), "the candidate's address in clear");
-    assert_eq!(hits(note.as_bytes(), &dirs), Vec::<PathBuf>::new(), "the reviewer's note");
+    assert_eq!(
+        hits(b"127.0.0.1", &dirs),
+        Vec::<PathBuf>::new(),
+        "the candidate's address in clear"
+    );
+    assert_eq!(
+        hits(note.as_bytes(), &dirs),
+        Vec::<PathBuf>::new(),
+        "the reviewer's note"
+    );
     assert_no_plaintext(&media, &dirs);
-    assert!(files_under(&data.join("blobs")).is_empty(), "every blob deleted");
+    assert!(
+        files_under(&data.join("blobs")).is_empty(),
+        "every blob deleted"
+    );
 
     // Every read answers 410; the report says destroyed, with a receipt anyone can check.
     let r = reqwest::Client::new()
-        .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/fragments/1", server.staff))
+        .get(format!(
+            "{}/api/staff/v1/attempts/{attempt}/streams/{stream}/fragments/1",
+            server.staff
+        ))
         .bearer_auth(&reviewer)
         .send()
         .await
@@ -130,7 +247,10 @@ async fn the_shredding_proof_on_a_real_recording() {
     assert_eq!(r.status(), 410);
     let after = server.cli(&["attempt", "show", &attempt.to_string()]);
     assert_eq!(after["state"], "destroyed", "{after:#}");
-    assert_eq!(after["retention"]["receipt"]["receipt"]["reason"], "pv_validated", "{after:#}");
+    assert_eq!(
+        after["retention"]["receipt"]["receipt"]["reason"], "pv_validated",
+        "{after:#}"
+    );
     verify_receipt_offline(&server, &after["retention"]["receipt"], tmp.path());
 }
 
@@ -139,13 +259,17 @@ async fn the_shredding_proof_on_a_real_recording() {
 async fn crash_at(step: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
-    let mut server = Server::start_with_env(&data, 0, &[], &[("PROCTOR_CRASH_AT".into(), step.into())]);
+    let mut server =
+        Server::start_with_env(&data, 0, &[], &[("PROCTOR_CRASH_AT".into(), step.into())]);
     let port = server.public_port();
     let (attempt, sitting) = ended_recording(&server, &spool, "4s").await;
     let blobs = files_under(&data.join("blobs")).len();
     assert!(blobs >= 2);
     let r = reqwest::Client::new()
-        .post(format!("{}/api/integration/v1/sittings/{sitting}/pv", server.public))
+        .post(format!(
+            "{}/api/integration/v1/sittings/{sitting}/pv",
+            server.public
+        ))
         .bearer_auth(PLATFORM_TOKEN)
         .json(&serde_json::json!({ "outcome": "validated", "override_unsubmitted": true }))
         .send()
@@ -156,22 +280,43 @@ async fn crash_at(step: &str) {
         if let Some(s) = server.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "{step}: the server was not killed");
+        assert!(
+            Instant::now() < deadline,
+            "{step}: the server was not killed"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{step}");
     let show = || cli(&data, &["attempt", "show", &attempt.to_string()], &[]);
     match step {
-        "after-pv-recorded" => assert!(r.is_err() && show()["state"] == "decided", "{step}: decided, key not yet destroyed"),
+        "after-pv-recorded" => assert!(
+            r.is_err() && show()["state"] == "decided",
+            "{step}: decided, key not yet destroyed"
+        ),
         "after-key-delete" => {
             assert!(r.is_err(), "{step}");
-            assert_eq!(show()["state"], "destroyed", "{step}: the key is gone before the answer");
-            assert_eq!(files_under(&data.join("blobs")).len(), blobs, "{step}: the blobs are still there");
+            assert_eq!(
+                show()["state"],
+                "destroyed",
+                "{step}: the key is gone before the answer"
+            );
+            assert_eq!(
+                files_under(&data.join("blobs")).len(),
+                blobs,
+                "{step}: the blobs are still there"
+            );
         }
         _ => {
-            assert_eq!(r.unwrap().status(), 201, "{step}: the answer came, then the worker died");
+            assert_eq!(
+                r.unwrap().status(),
+                201,
+                "{step}: the answer came, then the worker died"
+            );
             let left = files_under(&data.join("blobs")).len();
-            assert!(left > 0 && left < blobs, "{step}: killed half-way ({left} of {blobs} left)");
+            assert!(
+                left > 0 && left < blobs,
+                "{step}: killed half-way ({left} of {blobs} left)"
+            );
         }
     }
 
@@ -185,11 +330,21 @@ async fn crash_at(step: &str) {
             verify_receipt_offline(&server, &report["retention"]["receipt"], tmp.path());
             break;
         }
-        assert!(Instant::now() < deadline, "{step}: the restart did not finish: {report:#}");
+        assert!(
+            Instant::now() < deadline,
+            "{step}: the restart did not finish: {report:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(files_under(&data.join("blobs")).is_empty(), "{step}: a blob is left");
-    assert_eq!(server.cli(&["audit", "verify"])["chain"], "intact", "{step}");
+    assert!(
+        files_under(&data.join("blobs")).is_empty(),
+        "{step}: a blob is left"
+    );
+    assert_eq!(
+        server.cli(&["audit", "verify"])["chain"],
+        "intact",
+        "{step}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +364,13 @@ async fn sigkill_during_blob_deletion_then_restart() {
 
 /// The command, expected to fail: its stderr.
 fn cli_fails(data: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(bin("proctor-server")).arg("--data-dir").arg(data).args(args).envs(env.iter().copied()).output().unwrap();
+    let out = Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "proctor-server {args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -217,42 +378,109 @@ fn cli_fails(data: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 /// A backup taken before an attempt's destruction is restored after its month's KEK was
 /// destroyed: the attempt looks alive in the restored database, and its key cannot be
 /// unwrapped. `restore` puts the backup back and returns the flags that name it.
-fn backup_restore(data: &Path, flags: &[&str], backup: impl FnOnce(), restore: impl FnOnce() -> Vec<String>) {
+fn backup_restore(
+    data: &Path,
+    flags: &[&str],
+    backup: impl FnOnce(),
+    restore: impl FnOnce() -> Vec<String>,
+) {
     let at = |now: &str, rest: &[&str]| cli(data, &[flags, &["--now", now], rest].concat(), &[]);
-    let sitting = at("2027-01-10T09:00:00Z", &["sitting", "create", "--ref", "S-BACKUP"])["sitting_id"].as_str().unwrap().to_owned();
-    let attempt = at("2027-01-10T09:00:00Z", &["candidate", "add", "--sitting", &sitting, "--ref", "C-1"])["attempt_id"].as_str().unwrap().to_owned();
+    let sitting = at(
+        "2027-01-10T09:00:00Z",
+        &["sitting", "create", "--ref", "S-BACKUP"],
+    )["sitting_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let attempt = at(
+        "2027-01-10T09:00:00Z",
+        &["candidate", "add", "--sitting", &sitting, "--ref", "C-1"],
+    )["attempt_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let keys = data.join("keys");
     assert!(keys.join("kek-2027-01.key").exists());
     backup();
     // Erased in January. In February January's KEK stays (a month's margin for late
     // clocks); once February is over too, nothing of January lives: its KEK is destroyed.
-    at("2027-01-20T09:00:00Z", &["attempt", "erase", &attempt, "--reason", "demande du candidat"]);
-    assert_eq!(at("2027-02-15T00:00:00Z", &["retention", "run"])["epochs_destroyed"], serde_json::json!([]));
+    at(
+        "2027-01-20T09:00:00Z",
+        &[
+            "attempt",
+            "erase",
+            &attempt,
+            "--reason",
+            "demande du candidat",
+        ],
+    );
+    assert_eq!(
+        at("2027-02-15T00:00:00Z", &["retention", "run"])["epochs_destroyed"],
+        serde_json::json!([])
+    );
     let swept = at("2027-03-01T00:00:01Z", &["retention", "run"]);
-    assert_eq!(swept["epochs_destroyed"], serde_json::json!(["2027-01"]), "{swept}");
+    assert_eq!(
+        swept["epochs_destroyed"],
+        serde_json::json!(["2027-01"]),
+        "{swept}"
+    );
     assert!(!keys.join("kek-2027-01.key").exists());
     let restored_flags = restore();
     let flags: Vec<&str> = restored_flags.iter().map(String::as_str).collect();
-    let at = |now: &str, rest: &[&str]| cli(data, &[&flags[..], &["--now", now], rest].concat(), &[]);
+    let at =
+        |now: &str, rest: &[&str]| cli(data, &[&flags[..], &["--now", now], rest].concat(), &[]);
     let restored = at("2027-03-02T00:00:00Z", &["attempt", "show", &attempt]);
-    assert_eq!(restored["state"], "enrolled", "the backup predates the destruction: {restored}");
+    assert_eq!(
+        restored["state"], "enrolled",
+        "the backup predates the destruction: {restored}"
+    );
     let out = data.join("export.age");
-    let err = cli_fails(data, &[&flags[..], &["--now", "2027-03-02T00:00:00Z", "attempt", "export", &attempt, "--recipient", "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg", "--out", out.to_str().unwrap()]].concat(), &[]);
-    assert!(err.contains("destroyed"), "the restored key cannot be unwrapped: {err}");
-    assert!(std::fs::read(&out).map(|b| b.len() < 200).unwrap_or(true), "nothing of the recording was written");
+    let err = cli_fails(
+        data,
+        &[
+            &flags[..],
+            &[
+                "--now",
+                "2027-03-02T00:00:00Z",
+                "attempt",
+                "export",
+                &attempt,
+                "--recipient",
+                "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(
+        err.contains("destroyed"),
+        "the restored key cannot be unwrapped: {err}"
+    );
+    assert!(
+        std::fs::read(&out).map(|b| b.len() < 200).unwrap_or(true),
+        "nothing of the recording was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restored_sqlite_backup_cannot_unwrap_a_shredded_key() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let (db, copy) = (data.join("proctor.sqlite"), tmp.path().join("backup.sqlite"));
+    let (db, copy) = (
+        data.join("proctor.sqlite"),
+        tmp.path().join("backup.sqlite"),
+    );
     backup_restore(
         &data,
         &[],
         || {
             // A consistent online copy of the live file.
-            rusqlite::Connection::open(&db).unwrap().execute("VACUUM INTO ?1", [copy.to_str().unwrap()]).unwrap();
+            rusqlite::Connection::open(&db)
+                .unwrap()
+                .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+                .unwrap();
         },
         || {
             for ext in ["-wal", "-shm"] {
@@ -271,26 +499,56 @@ async fn a_restored_postgres_backup_cannot_unwrap_a_shredded_key() {
     let cluster = pg::Cluster::start().await;
     let dump = tmp.path().join("backup.sql");
     let tool = |name: &str| {
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").unwrap().flatten().map(|e| e.path().join("bin").join(name)).filter(|p| p.exists()).collect();
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join("bin").join(name))
+            .filter(|p| p.exists())
+            .collect();
         dirs.sort();
         dirs.pop().unwrap()
     };
     let url = cluster.url.clone();
     let restored = format!("{}_restored", url);
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
-    sqlx::query("CREATE DATABASE postgres_restored").execute(&admin).await.unwrap();
+    sqlx::query("CREATE DATABASE postgres_restored")
+        .execute(&admin)
+        .await
+        .unwrap();
     let live = url.clone();
     backup_restore(
         &data,
         &["--database-url", &live],
         || {
-            let out = Command::new(tool("pg_dump")).args(["-d", &url, "-f", dump.to_str().unwrap()]).output().unwrap();
-            assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(tool("pg_dump"))
+                .args(["-d", &url, "-f", dump.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         },
         || {
             // Restored into a database of its own, which the live one's URL then names.
-            let out = Command::new(tool("psql")).args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &restored, "-f", dump.to_str().unwrap()]).output().unwrap();
-            assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(tool("psql"))
+                .args([
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    &restored,
+                    "-f",
+                    dump.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             vec!["--database-url".into(), restored.clone()]
         },
     );

@@ -32,7 +32,9 @@ async fn round_robin(backends: [u16; 2]) -> RoundRobin {
     tokio::spawn(async move {
         let mut next = 0usize;
         loop {
-            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
             let mut upstream = None;
             for k in 0..2 {
                 let i = (next + k) % 2;
@@ -73,7 +75,11 @@ async fn pipe(client: TcpStream, upstream: TcpStream) {
         let mut answered = false;
         loop {
             use tokio::io::AsyncReadExt;
-            let wait = if answered { quiet } else { Duration::from_secs(60) };
+            let wait = if answered {
+                quiet
+            } else {
+                Duration::from_secs(60)
+            };
             match tokio::time::timeout(wait, ur.read(&mut buf)).await {
                 Ok(Ok(n)) if n > 0 => {
                     answered = true;
@@ -95,7 +101,10 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     let bucket = garage::Garage::start();
     let mut env = bucket.env();
     env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
-    env.push(("PROCTOR_OBJECT_STORE__URL".into(), bucket.settings.url.clone().unwrap()));
+    env.push((
+        "PROCTOR_OBJECT_STORE__URL".into(),
+        bucket.settings.url.clone().unwrap(),
+    ));
     let keys = tmp.path().join("keys");
     let key_arg = ["--key-dir", keys.to_str().unwrap()];
     let mut a = Server::start_with_env(&tmp.path().join("a"), 0, &key_arg, &env);
@@ -106,27 +115,60 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     // HTTPS through the balancer: the data channel would go to one instance's UDP port,
     // around it (a channel lost with its instance falls back to HTTPS; the fault suite
     // covers that).
-    let mut cmd = agent(&format!("http://127.0.0.1:{}", proxy.port), &token, "24s", &tmp.path().join("spool"));
+    let mut cmd = agent(
+        &format!("http://127.0.0.1:{}", proxy.port),
+        &token,
+        "24s",
+        &tmp.path().join("spool"),
+    );
     cmd.args(["--transport", "https"]);
     let child = cmd.spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let before = [proxy.served[0].load(Ordering::SeqCst), proxy.served[1].load(Ordering::SeqCst)];
-    assert!(before[0] >= 2 && before[1] >= 2, "chunks went through both instances: {before:?}");
+    let before = [
+        proxy.served[0].load(Ordering::SeqCst),
+        proxy.served[1].load(Ordering::SeqCst),
+    ];
+    assert!(
+        before[0] >= 2 && before[1] >= 2,
+        "chunks went through both instances: {before:?}"
+    );
     a.kill(); // SIGKILL, mid-run
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "agent: {stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     // Every fragment stored exactly once (one row per index), the stream whole.
-    let mut cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut cli_env: Vec<(&str, &str)> =
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     cli_env.push(("PROCTOR_LOG", "warn"));
-    let report = cli(&tmp.path().join("b"), &["--key-dir", keys.to_str().unwrap(), "attempt", "show", &attempt], &cli_env);
-    assert_eq!(report["fragments_stored"], summary["fragments_sealed"], "{report:#}\n{summary:#}");
+    let report = cli(
+        &tmp.path().join("b"),
+        &[
+            "--key-dir",
+            keys.to_str().unwrap(),
+            "attempt",
+            "show",
+            &attempt,
+        ],
+        &cli_env,
+    );
+    assert_eq!(
+        report["fragments_stored"], summary["fragments_sealed"],
+        "{report:#}\n{summary:#}"
+    );
     assert_eq!(report["integrity"], "ok", "{report:#}");
     assert_eq!(report["streams"][0]["status"], "complete", "{report:#}");
     // And it plays, read back through the surviving instance from the bucket.
-    let media = staff_media_env(&b, &attempt, report["streams"][0]["stream_id"].as_str().unwrap(), &cli_env).await;
+    let media = staff_media_env(
+        &b,
+        &attempt,
+        report["streams"][0]["stream_id"].as_str().unwrap(),
+        &cli_env,
+    )
+    .await;
     let decoded = media::decode(&media).expect("decodes");
     assert!(decoded.video_seconds >= 22.0, "{decoded:?}");
 }

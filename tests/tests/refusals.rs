@@ -14,7 +14,9 @@ async fn a_live_stream_forgotten_by_the_server_goes_on_in_a_new_one() {
     let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
     let server = Server::start(&data, 0);
     let (attempt, token) = enrol(&server).await;
-    let child = agent(&server.public, &token, "16s", &spool).spawn().unwrap();
+    let child = agent(&server.public, &token, "16s", &spool)
+        .spawn()
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     // The server loses the stream (a restore from an older backup, say).
     let db = rusqlite::Connection::open(data.join("proctor.sqlite")).unwrap();
@@ -24,12 +26,21 @@ async fn a_live_stream_forgotten_by_the_server_goes_on_in_a_new_one() {
          DELETE FROM streams WHERE attempt_id = '{attempt}';"
     ))
     .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("summary: {stderr}"));
+    let s: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("summary: {stderr}"));
     assert_eq!(s["streams_opened"], 2, "{s:#}\n{stderr}");
-    assert!(stderr.contains("nouvelle session"), "the candidate is told: {stderr}");
-    assert!(!out.status.success(), "chunks the server lost make an incomplete run");
+    assert!(
+        stderr.contains("nouvelle session"),
+        "the candidate is told: {stderr}"
+    );
+    assert!(
+        !out.status.success(),
+        "chunks the server lost make an incomplete run"
+    );
 
     let report = server.cli(&["attempt", "show", &attempt]);
     let streams = report["streams"].as_array().unwrap();
@@ -40,7 +51,11 @@ async fn a_live_stream_forgotten_by_the_server_goes_on_in_a_new_one() {
     let media = staff_media(&server, &attempt, streams[0]["stream_id"].as_str().unwrap()).await;
     let decoded = media::decode(&media).expect("the reopened stream decodes");
     assert!(decoded.video_seconds >= 6.0, "{decoded:?}");
-    assert_eq!(s["chunks_acknowledged"].as_u64().unwrap() + s["chunks_dropped"].as_u64().unwrap(), s["fragments_sealed"].as_u64().unwrap(), "{s:#}");
+    assert_eq!(
+        s["chunks_acknowledged"].as_u64().unwrap() + s["chunks_dropped"].as_u64().unwrap(),
+        s["fragments_sealed"].as_u64().unwrap(),
+        "{s:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,7 +67,17 @@ async fn an_ended_attempt_stops_the_agent_with_a_message() {
     let server = Server::start_with(&data, 0, &["--config", config.to_str().unwrap()]);
     let (attempt, token) = enrol(&server).await;
     // The contract command: end the attempt as the platform's API does.
-    let ended = cli(&data, &["--config", config.to_str().unwrap(), "attempt", "end", &attempt], &[]);
+    let ended = cli(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "attempt",
+            "end",
+            &attempt,
+        ],
+        &[],
+    );
     assert_eq!(ended["state"], "ended");
     let started = Instant::now();
     let out = tokio::task::spawn_blocking({
@@ -64,8 +89,17 @@ async fn an_ended_attempt_stops_the_agent_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("Votre épreuve est terminée"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(20), "it stopped at once, not after retrying");
-    assert_eq!(server.cli(&["attempt", "show", &attempt])["streams"].as_array().unwrap().len(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it stopped at once, not after retrying"
+    );
+    assert_eq!(
+        server.cli(&["attempt", "show", &attempt])["streams"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -76,8 +110,25 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     let (attempt, token) = enrol(&server).await;
     // A leftover of a stream the server never opened (its first chunk was lost).
     let stale_id = uuid::Uuid::new_v4();
-    let mut sealer = protocol::StreamSealer::new(protocol::StreamKey::generate(), attempt.parse().unwrap(), stale_id);
-    let third = (0..4).map(|_| sealer.seal(protocol::Fragment { data: b"media", media_start_us: 0, media_end_us: 0, last: false }).unwrap().1).last().unwrap();
+    let mut sealer = protocol::StreamSealer::new(
+        protocol::StreamKey::generate(),
+        attempt.parse().unwrap(),
+        stale_id,
+    );
+    let third = (0..4)
+        .map(|_| {
+            sealer
+                .seal(protocol::Fragment {
+                    data: b"media",
+                    media_start_us: 0,
+                    media_end_us: 0,
+                    last: false,
+                })
+                .unwrap()
+                .1
+        })
+        .last()
+        .unwrap();
     let stale = spool.join(&attempt).join(stale_id.to_string());
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("0000000003.chunk"), third).unwrap();
@@ -89,9 +140,23 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
     .unwrap();
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["chunks_dropped"], 1, "{s:#}");
-    assert_eq!(s["chunks_acknowledged"], s["fragments_sealed"], "the new recording is whole: {s:#}");
+    assert_eq!(
+        s["chunks_acknowledged"], s["fragments_sealed"],
+        "the new recording is whole: {s:#}"
+    );
     let log = std::fs::read_to_string(spool.join(&attempt).join("dropped.log")).unwrap();
-    assert!(log.contains("index=3") && log.contains("stream_not_opened"), "{log}");
-    assert!(files_under(&spool).iter().all(|p| p.extension().is_none_or(|e| e != "chunk")), "nothing stranded");
-    assert_eq!(server.cli(&["attempt", "show", &attempt])["integrity"], "ok");
+    assert!(
+        log.contains("index=3") && log.contains("stream_not_opened"),
+        "{log}"
+    );
+    assert!(
+        files_under(&spool)
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "chunk")),
+        "nothing stranded"
+    );
+    assert_eq!(
+        server.cli(&["attempt", "show", &attempt])["integrity"],
+        "ok"
+    );
 }

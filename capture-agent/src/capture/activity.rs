@@ -34,15 +34,25 @@ fn audio_level(rms: f64) -> u8 {
     if rms <= 0.0 {
         return 0;
     }
-    ((20.0 * rms.log10() + 60.0) / 60.0 * 100.0).round().clamp(0.0, 100.0) as u8
+    ((20.0 * rms.log10() + 60.0) / 60.0 * 100.0)
+        .round()
+        .clamp(0.0, 100.0) as u8
 }
 
 impl Analysis {
     pub fn video_frame(&mut self, pts_ns: u64, gray: &[u8]) {
         let origin = *self.first_video_ns.get_or_insert(pts_ns);
         let second = (pts_ns.saturating_sub(origin) / 1_000_000_000) as u32;
-        if let Some(prev) = self.previous.as_ref().filter(|p| p.len() == gray.len() && !gray.is_empty()) {
-            let sum: u64 = prev.iter().zip(gray).map(|(a, b)| u64::from(a.abs_diff(*b))).sum();
+        if let Some(prev) = self
+            .previous
+            .as_ref()
+            .filter(|p| p.len() == gray.len() && !gray.is_empty())
+        {
+            let sum: u64 = prev
+                .iter()
+                .zip(gray)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
             let e = self.motion.entry(second).or_default();
             e.0 += sum as f64 / gray.len() as f64;
             e.1 += 1;
@@ -64,7 +74,8 @@ impl Analysis {
 
     pub fn thumbnail(&mut self, pts_ns: u64, jpeg: &[u8]) {
         let origin = *self.first_video_ns.get_or_insert(pts_ns);
-        self.thumbs.push_back((pts_ns.saturating_sub(origin), jpeg.to_vec()));
+        self.thumbs
+            .push_back((pts_ns.saturating_sub(origin), jpeg.to_vec()));
         while self.thumbs.len() > THUMBS_KEPT {
             self.thumbs.pop_front();
         }
@@ -76,10 +87,24 @@ impl Analysis {
     pub fn side_for(&mut self, start_us: u64, end_us: u64) -> (Activity, Vec<u8>) {
         let first_s = (start_us / 1_000_000) as u32;
         let last_s = (end_us.saturating_sub(1) / 1_000_000) as u32;
-        let mut activity = Activity { first_s, motion: Vec::new(), audio: Vec::new() };
+        let mut activity = Activity {
+            first_s,
+            motion: Vec::new(),
+            audio: Vec::new(),
+        };
         for s in first_s..=last_s.max(first_s) {
-            activity.motion.push(self.motion.get(&s).map(|(sum, n)| motion_level(sum / f64::from((*n).max(1)))).unwrap_or(0));
-            activity.audio.push(self.audio.get(&s).map(|(sq, n)| audio_level((sq / (*n).max(1) as f64).sqrt())).unwrap_or(0));
+            activity.motion.push(
+                self.motion
+                    .get(&s)
+                    .map(|(sum, n)| motion_level(sum / f64::from((*n).max(1))))
+                    .unwrap_or(0),
+            );
+            activity.audio.push(
+                self.audio
+                    .get(&s)
+                    .map(|(sq, n)| audio_level((sq / (*n).max(1) as f64).sqrt()))
+                    .unwrap_or(0),
+            );
         }
         self.motion.retain(|s, _| *s + 1 >= first_s);
         self.audio.retain(|s, _| *s + 1 >= first_s);
@@ -106,7 +131,7 @@ mod tests {
         let still = vec![10u8; 64 * 48];
         let mut moved = still.clone();
         moved[..1536].fill(200); // half the picture changes
-        // Second 0: still frames; second 1: alternating frames.
+                                 // Second 0: still frames; second 1: alternating frames.
         for i in 0..15u64 {
             a.video_frame(i * 66_666_666, &still);
         }
@@ -115,7 +140,9 @@ mod tests {
         }
         // Second 0: silence; second 1: a loud tone.
         a.audio_samples(0, &vec![0u8; 96_000]);
-        let tone: Vec<u8> = (0..48_000).flat_map(|i| (((i as f64 / 10.0).sin() * 16_000.0) as i16).to_le_bytes()).collect();
+        let tone: Vec<u8> = (0..48_000)
+            .flat_map(|i| (((i as f64 / 10.0).sin() * 16_000.0) as i16).to_le_bytes())
+            .collect();
         a.audio_samples(1_000_000_000, &tone);
         a.thumbnail(0, b"jpeg-0");
         a.thumbnail(1_000_000_000, b"jpeg-1");

@@ -35,7 +35,11 @@ pub struct Chosen {
 }
 
 fn test_device(id: &str, label: &str, launch: &str) -> Device {
-    Device { id: id.into(), label: label.into(), launch: launch.into() }
+    Device {
+        id: id.into(),
+        label: label.into(),
+        launch: launch.into(),
+    }
 }
 
 /// Lists what `source` offers. For real devices: GStreamer's device monitor, fake
@@ -45,35 +49,78 @@ pub fn list(source: &Source) -> Result<Devices> {
     Ok(match source {
         Source::Test | Source::TestBusy => {
             let first_camera = if *source == Source::TestBusy {
-                test_device("test:zone-plate", "Mire de test animée", "videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1")
+                test_device(
+                    "test:zone-plate",
+                    "Mire de test animée",
+                    "videotestsrc is-live=true pattern=zone-plate kx2=20 ky2=20 kt=1",
+                )
             } else {
-                test_device("test:ball", "Mire de test (balle)", "videotestsrc is-live=true pattern=ball")
+                test_device(
+                    "test:ball",
+                    "Mire de test (balle)",
+                    "videotestsrc is-live=true pattern=ball",
+                )
             };
             Devices {
-                cameras: vec![first_camera, test_device("test:smpte", "Mire de test (barres)", "videotestsrc is-live=true pattern=smpte")],
+                cameras: vec![
+                    first_camera,
+                    test_device(
+                        "test:smpte",
+                        "Mire de test (barres)",
+                        "videotestsrc is-live=true pattern=smpte",
+                    ),
+                ],
                 microphones: vec![
-                    test_device("test:ticks", "Son de test (tops)", "audiotestsrc is-live=true wave=ticks"),
-                    test_device("test:sine", "Son de test (sinusoïde)", "audiotestsrc is-live=true wave=sine volume=0.4"),
+                    test_device(
+                        "test:ticks",
+                        "Son de test (tops)",
+                        "audiotestsrc is-live=true wave=ticks",
+                    ),
+                    test_device(
+                        "test:sine",
+                        "Son de test (sinusoïde)",
+                        "audiotestsrc is-live=true wave=sine volume=0.4",
+                    ),
                 ],
             }
         }
         Source::File(path) => {
-            let launch = format!("filesrc location={} ! decodebin name=dec dec.", quote(&path.to_string_lossy()));
-            Devices { cameras: vec![test_device("file", "Fichier", &launch)], microphones: vec![test_device("file", "Fichier", "dec.")] }
+            let launch = format!(
+                "filesrc location={} ! decodebin name=dec dec.",
+                quote(&path.to_string_lossy())
+            );
+            Devices {
+                cameras: vec![test_device("file", "Fichier", &launch)],
+                microphones: vec![test_device("file", "Fichier", "dec.")],
+            }
         }
-        Source::Device => Devices { cameras: monitor("Video/Source")?, microphones: monitor("Audio/Source")? },
+        Source::Device => Devices {
+            cameras: monitor("Video/Source")?,
+            microphones: monitor("Audio/Source")?,
+        },
     })
 }
 
 /// The first of each, or the ones named; a named id must be listed.
-pub fn choose(devices: &Devices, camera: Option<&str>, microphone: Option<&str>) -> Result<Chosen, Missing> {
+pub fn choose(
+    devices: &Devices,
+    camera: Option<&str>,
+    microphone: Option<&str>,
+) -> Result<Chosen, Missing> {
     let pick = |list: &[Device], id: Option<&str>, missing: Missing| -> Result<Device, Missing> {
         match id {
             None => list.first().cloned().ok_or(missing),
-            Some(id) => list.iter().find(|d| d.id == id).cloned().ok_or(Missing::Unknown),
+            Some(id) => list
+                .iter()
+                .find(|d| d.id == id)
+                .cloned()
+                .ok_or(Missing::Unknown),
         }
     };
-    Ok(Chosen { camera: pick(&devices.cameras, camera, Missing::Camera)?, microphone: pick(&devices.microphones, microphone, Missing::Microphone)? })
+    Ok(Chosen {
+        camera: pick(&devices.cameras, camera, Missing::Camera)?,
+        microphone: pick(&devices.microphones, microphone, Missing::Microphone)?,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,13 +136,24 @@ pub enum Missing {
 fn monitor(class: &str) -> Result<Vec<Device>> {
     let monitor = gst::DeviceMonitor::new();
     monitor.add_filter(Some(class), None);
-    monitor.start().map_err(|e| anyhow!("device monitor for {class}: {e}"))?;
+    monitor
+        .start()
+        .map_err(|e| anyhow!("device monitor for {class}: {e}"))?;
     let devices = monitor.devices();
     monitor.stop();
     let mut out = Vec::new();
     for (n, d) in devices.into_iter().enumerate() {
-        let Some(launch) = launch_of(&d) else { continue };
-        out.push(Device { id: format!("{}:{n}", class.split('/').next().unwrap_or("dev").to_lowercase()), label: d.display_name().to_string(), launch });
+        let Some(launch) = launch_of(&d) else {
+            continue;
+        };
+        out.push(Device {
+            id: format!(
+                "{}:{n}",
+                class.split('/').next().unwrap_or("dev").to_lowercase()
+            ),
+            label: d.display_name().to_string(),
+            launch,
+        });
     }
     Ok(out)
 }
@@ -103,7 +161,14 @@ fn monitor(class: &str) -> Result<Vec<Device>> {
 /// Properties through which sources name their device, across platforms (v4l2src and
 /// pulsesrc `device`, pipewiresrc `target-object`/`path`, mfvideosrc `device-path`,
 /// avfvideosrc `device-index`, wasapisrc `device`).
-const DEVICE_PROPERTIES: &[&str] = &["device", "device-path", "path", "target-object", "device-index", "device-name"];
+const DEVICE_PROPERTIES: &[&str] = &[
+    "device",
+    "device-path",
+    "path",
+    "target-object",
+    "device-index",
+    "device-name",
+];
 
 /// The device as a gst-launch source: its element with the properties that differ from a
 /// fresh element of the same kind (what `gst-device-monitor-1.0` prints).
@@ -116,12 +181,16 @@ fn launch_of(device: &gst::Device) -> Option<String> {
     let fresh = factory.create().build().ok()?;
     let mut launch = factory.name().to_string();
     for name in DEVICE_PROPERTIES {
-        let Some(spec) = element.find_property(name) else { continue };
+        let Some(spec) = element.find_property(name) else {
+            continue;
+        };
         if !spec.flags().contains(gst::glib::ParamFlags::READWRITE) {
             continue;
         }
         let (value, default) = (element.property_value(name), fresh.property_value(name));
-        let (Ok(v), Ok(d)) = (value.serialize(), default.serialize()) else { continue };
+        let (Ok(v), Ok(d)) = (value.serialize(), default.serialize()) else {
+            continue;
+        };
         if v != d && !v.is_empty() {
             launch.push_str(&format!(" {name}={}", quote(&v)));
         }
@@ -138,13 +207,25 @@ mod tests {
         let d = list(&Source::Test).unwrap();
         assert_eq!((d.cameras.len(), d.microphones.len()), (2, 2));
         let first = choose(&d, None, None).unwrap();
-        assert_eq!((first.camera.id.as_str(), first.microphone.id.as_str()), ("test:ball", "test:ticks"));
+        assert_eq!(
+            (first.camera.id.as_str(), first.microphone.id.as_str()),
+            ("test:ball", "test:ticks")
+        );
         let picked = choose(&d, Some("test:smpte"), Some("test:sine")).unwrap();
         assert!(picked.camera.launch.contains("pattern=smpte"));
         // Only listed ids: nothing else reaches a pipeline description.
-        assert_eq!(choose(&d, Some("videotestsrc ! filesink location=/tmp/x"), None), Err(Missing::Unknown));
-        assert_eq!(choose(&Devices::default(), None, None), Err(Missing::Camera));
-        let no_mic = Devices { cameras: d.cameras.clone(), microphones: vec![] };
+        assert_eq!(
+            choose(&d, Some("videotestsrc ! filesink location=/tmp/x"), None),
+            Err(Missing::Unknown)
+        );
+        assert_eq!(
+            choose(&Devices::default(), None, None),
+            Err(Missing::Camera)
+        );
+        let no_mic = Devices {
+            cameras: d.cameras.clone(),
+            microphones: vec![],
+        };
         assert_eq!(choose(&no_mic, None, None), Err(Missing::Microphone));
         // What the page sees carries no pipeline text.
         let json = serde_json::to_string(&d).unwrap();

@@ -74,7 +74,8 @@ impl Guard {
                 self.gop_bytes
             ));
         }
-        let overdue = age >= self.fragment_ns + self.fragment_ns / 4 || self.gop_bytes > MAX_GOP_BYTES / 2;
+        let overdue =
+            age >= self.fragment_ns + self.fragment_ns / 4 || self.gop_bytes > MAX_GOP_BYTES / 2;
         let asked_recently = self
             .requested_at_ns
             .is_some_and(|at| pts.saturating_sub(at) < self.fragment_ns / 2);
@@ -102,11 +103,17 @@ pub(super) fn install(encoder: &gst::Element, fragment_ms: u32) {
         let Ok(mut guard) = guard.lock() else {
             return gst::PadProbeReturn::Ok;
         };
-        match guard.on_buffer(buffer.pts().map(gst::ClockTime::nseconds), buffer.size() as u64, key) {
+        match guard.on_buffer(
+            buffer.pts().map(gst::ClockTime::nseconds),
+            buffer.size() as u64,
+            key,
+        ) {
             Verdict::Pass => gst::PadProbeReturn::Ok,
             Verdict::RequestKeyFrame => {
                 tracing::warn!("key frame overdue: asking the video encoder for one");
-                let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+                let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
                 // The event enters the encoder through the pad it pushes from.
                 pad.send_event(event);
                 gst::PadProbeReturn::Ok
@@ -141,21 +148,46 @@ mod tests {
                 break;
             }
         }
-        let at: Vec<_> = verdicts.iter().map(|(t, v)| (*t, matches!(v, Verdict::Fail(_)))).collect();
+        let at: Vec<_> = verdicts
+            .iter()
+            .map(|(t, v)| (*t, matches!(v, Verdict::Fail(_))))
+            .collect();
         // Asked at 2.5 s, then every second; failed at 6 s.
-        assert_eq!(at, vec![(2533, false), (3533, false), (4533, false), (5533, false), (6000, true)]);
+        assert_eq!(
+            at,
+            vec![
+                (2533, false),
+                (3533, false),
+                (4533, false),
+                (5533, false),
+                (6000, true)
+            ]
+        );
     }
 
     #[test]
     fn regular_gops_pass_and_bytes_are_bounded_too() {
         let mut g = Guard::new(2000);
         for i in 0..300u64 {
-            assert_eq!(g.on_buffer(Some(i * 66 * MS), 5000, i % 30 == 0), Verdict::Pass, "frame {i}");
+            assert_eq!(
+                g.on_buffer(Some(i * 66 * MS), 5000, i % 30 == 0),
+                Verdict::Pass,
+                "frame {i}"
+            );
         }
         let mut g = Guard::new(2000);
         assert_eq!(g.on_buffer(Some(0), 100, true), Verdict::Pass);
-        assert_eq!(g.on_buffer(Some(MS), 9 << 20, false), Verdict::RequestKeyFrame);
-        assert!(matches!(g.on_buffer(Some(2 * MS), 8 << 20, false), Verdict::Fail(_)));
-        assert!(matches!(g.on_buffer(Some(3 * MS), 1, true), Verdict::Fail(_)), "failure is final");
+        assert_eq!(
+            g.on_buffer(Some(MS), 9 << 20, false),
+            Verdict::RequestKeyFrame
+        );
+        assert!(matches!(
+            g.on_buffer(Some(2 * MS), 8 << 20, false),
+            Verdict::Fail(_)
+        ));
+        assert!(
+            matches!(g.on_buffer(Some(3 * MS), 1, true), Verdict::Fail(_)),
+            "failure is final"
+        );
     }
 }

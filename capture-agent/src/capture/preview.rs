@@ -37,7 +37,10 @@ impl Sight {
         self.level_permille.load(Ordering::Relaxed) as f32 / 1000.0
     }
     pub fn failure(&self) -> Option<String> {
-        self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -54,7 +57,10 @@ pub fn level_of(samples: &[u8]) -> f32 {
     if n == 0 {
         return 0.0;
     }
-    let sum: f64 = samples.chunks_exact(2).map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])).powi(2)).sum();
+    let sum: f64 = samples
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])).powi(2))
+        .sum();
     let rms = (sum / n as f64).sqrt() / 32768.0;
     if rms <= 0.0 {
         return 0.0;
@@ -97,21 +103,34 @@ impl Preview {
         });
         let bus = pipeline.bus().context("the preview has no bus")?;
         let shutdown = Arc::new(AtomicBool::new(false));
-        let bus_thread = std::thread::Builder::new().name("preview-bus".into()).spawn({
-            let (shutdown, sight) = (shutdown.clone(), sight.clone());
-            move || {
-                while !shutdown.load(Ordering::SeqCst) {
-                    let Some(m) = bus.timed_pop(BUS_POLL) else { continue };
-                    if let gst::MessageView::Error(e) = m.view() {
-                        tracing::warn!(error = %e.error(), "preview failed");
-                        *sight.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.error().to_string());
-                        break;
+        let bus_thread = std::thread::Builder::new()
+            .name("preview-bus".into())
+            .spawn({
+                let (shutdown, sight) = (shutdown.clone(), sight.clone());
+                move || {
+                    while !shutdown.load(Ordering::SeqCst) {
+                        let Some(m) = bus.timed_pop(BUS_POLL) else {
+                            continue;
+                        };
+                        if let gst::MessageView::Error(e) = m.view() {
+                            tracing::warn!(error = %e.error(), "preview failed");
+                            *sight.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(e.error().to_string());
+                            break;
+                        }
                     }
                 }
-            }
-        })?;
-        let preview = Preview { pipeline, sight, shutdown, bus_thread: Some(bus_thread) };
-        preview.pipeline.set_state(gst::State::Playing).context("starting the preview")?;
+            })?;
+        let preview = Preview {
+            pipeline,
+            sight,
+            shutdown,
+            bus_thread: Some(bus_thread),
+        };
+        preview
+            .pipeline
+            .set_state(gst::State::Playing)
+            .context("starting the preview")?;
         Ok(preview)
     }
 }
@@ -148,7 +167,9 @@ mod tests {
         let p = Preview::start(&devices::choose(&d, None, None).unwrap()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut levels = std::collections::BTreeSet::new();
-        let moved = |l: &std::collections::BTreeSet<u32>| l.first().is_some_and(|lo| *lo < 100) && l.last().is_some_and(|hi| *hi > 400);
+        let moved = |l: &std::collections::BTreeSet<u32>| {
+            l.first().is_some_and(|lo| *lo < 100) && l.last().is_some_and(|hi| *hi > 400)
+        };
         while (p.sight.frames() < 3 || !moved(&levels)) && Instant::now() < deadline {
             levels.insert((p.sight.level() * 1000.0) as u32);
             std::thread::sleep(Duration::from_millis(20));
@@ -156,7 +177,10 @@ mod tests {
         let jpeg = p.sight.jpeg().expect("a frame");
         assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
         assert!(p.sight.frames() >= 3, "frames keep coming");
-        assert!(moved(&levels), "the level moves between silence and ticks: {levels:?}");
+        assert!(
+            moved(&levels),
+            "the level moves between silence and ticks: {levels:?}"
+        );
         assert!(p.sight.failure().is_none());
     }
 }

@@ -191,7 +191,10 @@ fn launch_description_swaps_the_sink() {
     let cfg = CaptureConfig::default();
     let description = launch_description(&Source::Test, &cfg, "openh264enc");
     assert!(description.contains("fakesink") && !description.contains("appsink"));
-    assert!(description.contains("gop-size=30") && description.contains("openh264enc name=venc "), "{description}");
+    assert!(
+        description.contains("gop-size=30") && description.contains("openh264enc name=venc "),
+        "{description}"
+    );
     gst::parse::launch(&description).expect("gst-launch syntax");
 
     let file = launch_description(&Source::File("/tmp/a \"b\".mp4".into()), &cfg, "x264enc");
@@ -202,12 +205,19 @@ fn launch_description_swaps_the_sink() {
 /// fragments that follow shrink accordingly.
 #[test]
 fn the_video_bitrate_changes_while_recording() {
-    let cfg = CaptureConfig { video_kbps: 600, activity: false, ..CaptureConfig::default() };
+    let cfg = CaptureConfig {
+        video_kbps: 600,
+        activity: false,
+        ..CaptureConfig::default()
+    };
     let (capture, events) = Capture::start(Source::TestBusy, &cfg).expect("start capture");
     let collect = |until: Instant| {
         let mut sizes = Vec::new();
         while Instant::now() < until {
-            match events.recv_timeout(Duration::from_secs(10)).expect("fragments keep coming") {
+            match events
+                .recv_timeout(Duration::from_secs(10))
+                .expect("fragments keep coming")
+            {
                 CaptureEvent::Fragment(f) if !f.is_init => sizes.push(f.data.len()),
                 CaptureEvent::Fragment(_) => {}
                 other => panic!("unexpected {other:?}"),
@@ -223,7 +233,10 @@ fn the_video_bitrate_changes_while_recording() {
     capture.stop();
     let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
     assert!(high.len() >= 2 && low.len() >= 2, "{high:?} {low:?}");
-    assert!(mean(&low) < 0.5 * mean(&high), "600 → 120 kbit/s: {high:?} then {low:?}");
+    assert!(
+        mean(&low) < 0.5 * mean(&high),
+        "600 → 120 kbit/s: {high:?} then {low:?}"
+    );
 }
 
 fn drain(events: &Receiver<CaptureEvent>, timeout: Duration) -> (Vec<MediaFragment>, CaptureEvent) {
@@ -239,7 +252,11 @@ fn drain(events: &Receiver<CaptureEvent>, timeout: Duration) -> (Vec<MediaFragme
 }
 
 fn huge_gop() -> CaptureConfig {
-    CaptureConfig { encoder: Some("x264enc".into()), activity: false, ..CaptureConfig::default() }
+    CaptureConfig {
+        encoder: Some("x264enc".into()),
+        activity: false,
+        ..CaptureConfig::default()
+    }
 }
 
 fn set_huge_gop(pipeline: &gst::Pipeline) {
@@ -253,7 +270,8 @@ fn set_huge_gop(pipeline: &gst::Pipeline) {
 #[test]
 fn fragments_stay_bounded_when_the_encoder_ignores_its_gop() {
     let cfg = huge_gop();
-    let (capture, events) = Capture::start_with(Source::Test, &cfg, set_huge_gop).expect("start capture");
+    let (capture, events) =
+        Capture::start_with(Source::Test, &cfg, set_huge_gop).expect("start capture");
     let until = Instant::now() + Duration::from_secs(9);
     let mut live = Vec::new();
     while Instant::now() < until {
@@ -268,14 +286,24 @@ fn fragments_stay_bounded_when_the_encoder_ignores_its_gop() {
     assert_eq!(end, CaptureEvent::Finished);
     let media: Vec<_> = live.iter().chain(&rest).filter(|f| !f.is_init).collect();
     let during = live.iter().filter(|f| !f.is_init).count();
-    assert!(during >= 2, "only {during} fragments in 9 s of recording: {media:?}");
+    assert!(
+        during >= 2,
+        "only {during} fragments in 9 s of recording: {media:?}"
+    );
     let bound_us = keyframes::MAX_GOP_FRAGMENTS * u64::from(cfg.fragment_ms) * 1000;
     for (k, f) in media.iter().enumerate() {
         let length = f.media_end_us - f.media_start_us;
         assert!(length <= bound_us, "fragment {k} holds {length} µs");
-        assert!(f.data.len() as u64 <= keyframes::MAX_GOP_BYTES, "fragment {k} holds {} bytes", f.data.len());
+        assert!(
+            f.data.len() as u64 <= keyframes::MAX_GOP_BYTES,
+            "fragment {k} holds {} bytes",
+            f.data.len()
+        );
         let trafs = fmp4::first_sample_sync(&f.data).expect("parse moof");
-        assert!(trafs.iter().all(|(_, sync)| *sync), "fragment {k} does not open on a key frame");
+        assert!(
+            trafs.iter().all(|(_, sync)| *sync),
+            "fragment {k} does not open on a key frame"
+        );
     }
 }
 
@@ -287,10 +315,17 @@ fn the_capture_fails_rather_than_buffer_when_no_key_frame_ever_comes() {
     let started = Instant::now();
     let (_capture, events) = Capture::start_with(Source::Test, &cfg, |pipeline| {
         set_huge_gop(pipeline);
-        let pad = pipeline.by_name(ENCODER_NAME).and_then(|e| e.static_pad("src")).expect("encoder src");
-        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, |_, info| match info.event() {
-            Some(e) if gstreamer_video::ForceKeyUnitEvent::is(e) => gst::PadProbeReturn::Handled,
-            _ => gst::PadProbeReturn::Ok,
+        let pad = pipeline
+            .by_name(ENCODER_NAME)
+            .and_then(|e| e.static_pad("src"))
+            .expect("encoder src");
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, |_, info| {
+            match info.event() {
+                Some(e) if gstreamer_video::ForceKeyUnitEvent::is(e) => {
+                    gst::PadProbeReturn::Handled
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
         });
     })
     .expect("start capture");
@@ -300,7 +335,15 @@ fn the_capture_fails_rather_than_buffer_when_no_key_frame_ever_comes() {
         CaptureEvent::Error(e) => assert!(e.contains("no key frame"), "{e}"),
         other => panic!("expected an error, got {other:?}"),
     }
-    assert!(elapsed < Duration::from_secs(12), "failed only after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(12),
+        "failed only after {elapsed:?}"
+    );
     let bound_us = keyframes::MAX_GOP_FRAGMENTS * u64::from(cfg.fragment_ms) * 1000;
-    assert!(fragments.iter().all(|f| f.media_end_us - f.media_start_us <= bound_us), "{fragments:?}");
+    assert!(
+        fragments
+            .iter()
+            .all(|f| f.media_end_us - f.media_start_us <= bound_us),
+        "{fragments:?}"
+    );
 }

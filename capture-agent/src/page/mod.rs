@@ -24,8 +24,12 @@ use std::time::Duration;
 const SHELL: &str = include_str!("assets/index.html");
 
 /// The page: this agent's shell around the steps both agents share, the preview a JPEG.
-static INDEX: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| candidate_ui::compose_page(SHELL, r#"<img id="preview" width="320" height="240" alt="">"#));
+static INDEX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    candidate_ui::compose_page(
+        SHELL,
+        r#"<img id="preview" width="320" height="240" alt="">"#,
+    )
+});
 const SCRIPT: &str = include_str!("assets/page.js");
 const STYLE: &str = candidate_ui::PAGE_CSS;
 const COOKIE: &str = "cloe_page";
@@ -69,23 +73,46 @@ impl Page {
         let port = listener.local_addr()?.port();
         let state = PageState {
             board,
-            secrets: Arc::new(Mutex::new(Secrets { links: Vec::new(), sessions: Vec::new() })),
+            secrets: Arc::new(Mutex::new(Secrets {
+                links: Vec::new(),
+                sessions: Vec::new(),
+            })),
             host: format!("127.0.0.1:{port}"),
             fragment,
         };
         let app = Router::new()
             .route("/", get(index))
-            .route("/page.js", get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }))
-            .route("/page.css", get(|| async { asset("text/css; charset=utf-8", STYLE) }))
+            .route(
+                "/page.js",
+                get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
+            )
+            .route(
+                "/page.css",
+                get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+            )
             .route("/api/text", get(text))
             .route("/api/state", get(view))
             .route("/preview.jpg", get(preview))
             .route("/api/consent", post(consent))
             .route("/api/devices", post(devices))
-            .route("/api/upload-test", post(|s: State<PageState>| act(s, &[Phase::Check], Action::UploadTest)))
-            .route("/api/start", post(|s: State<PageState>| act(s, &[Phase::Check], Action::Start)))
-            .route("/api/finish", post(|s: State<PageState>| act(s, &[Phase::Recording], Action::Finish)))
-            .route("/api/withdraw", post(|s: State<PageState>| act(s, &[Phase::Check, Phase::Recording], Action::Withdraw)))
+            .route(
+                "/api/upload-test",
+                post(|s: State<PageState>| act(s, &[Phase::Check], Action::UploadTest)),
+            )
+            .route(
+                "/api/start",
+                post(|s: State<PageState>| act(s, &[Phase::Check], Action::Start)),
+            )
+            .route(
+                "/api/finish",
+                post(|s: State<PageState>| act(s, &[Phase::Recording], Action::Finish)),
+            )
+            .route(
+                "/api/withdraw",
+                post(|s: State<PageState>| {
+                    act(s, &[Phase::Check, Phase::Recording], Action::Withdraw)
+                }),
+            )
             .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
             .with_state(state.clone());
         let server = tokio::spawn(async move {
@@ -93,7 +120,11 @@ impl Page {
                 tracing::error!(error = %e, "the candidate page stopped");
             }
         });
-        Ok(Page { state, port, server })
+        Ok(Page {
+            state,
+            port,
+            server,
+        })
     }
 
     /// A fresh one-time link; the four before it, if unused, still work.
@@ -115,7 +146,11 @@ impl Drop for Page {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -126,7 +161,15 @@ impl Secrets {
     /// Whether the request carries a session this page handed out.
     fn knows(&self, headers: &HeaderMap) -> bool {
         let cookies = headers.get_all(header::COOKIE);
-        let session = cookies.iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned));
+        let session = cookies
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(&format!("{COOKIE}="))
+                    .map(str::to_owned)
+            });
         session.is_some_and(|v| self.sessions.contains(&hash(&v)))
     }
 }
@@ -135,13 +178,26 @@ impl Secrets {
 async fn guard(State(s): State<PageState>, req: Request<axum::body::Body>, next: Next) -> Response {
     let headers = req.headers();
     if headers.get(header::HOST).and_then(|h| h.to_str().ok()) != Some(s.host.as_str()) {
-        return error(StatusCode::FORBIDDEN, "wrong_host", "this page only answers at its own address");
+        return error(
+            StatusCode::FORBIDDEN,
+            "wrong_host",
+            "this page only answers at its own address",
+        );
     }
     let path = req.uri().path();
     let public = matches!(path, "/" | "/page.js" | "/page.css");
     if !public {
-        if !s.secrets.lock().unwrap_or_else(|e| e.into_inner()).knows(headers) {
-            return error(StatusCode::UNAUTHORIZED, "no_session", "open the page with the address the agent printed");
+        if !s
+            .secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .knows(headers)
+        {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "no_session",
+                "open the page with the address the agent printed",
+            );
         }
     }
     if req.method() == Method::POST {
@@ -153,13 +209,22 @@ async fn guard(State(s): State<PageState>, req: Request<axum::body::Body>, next:
                 _ => None,
             }
         };
-        let origin_ok = only(header::ORIGIN).as_deref() == Some(format!("http://{}", s.host).as_str());
+        let origin_ok =
+            only(header::ORIGIN).as_deref() == Some(format!("http://{}", s.host).as_str());
         let json = only(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/json"));
         if !origin_ok {
-            return error(StatusCode::FORBIDDEN, "wrong_origin", "actions come from the page itself");
+            return error(
+                StatusCode::FORBIDDEN,
+                "wrong_origin",
+                "actions come from the page itself",
+            );
         }
         if !json {
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "json_required", "actions are JSON");
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "json_required",
+                "actions are JSON",
+            );
         }
     }
     let mut resp = next.run(req).await;
@@ -168,8 +233,14 @@ async fn guard(State(s): State<PageState>, req: Request<axum::body::Body>, next:
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -179,7 +250,11 @@ struct Link {
     k: Option<String>,
 }
 
-async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: HeaderMap) -> Response {
+async fn index(
+    State(s): State<PageState>,
+    Query(link): Query<Link>,
+    headers: HeaderMap,
+) -> Response {
     let mut secrets = s.secrets.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(k) = link.k {
         let h = hash(&k);
@@ -190,20 +265,36 @@ async fn index(State(s): State<PageState>, Query(link): Query<Link>, headers: He
             secrets.sessions.push(hash(&session));
             let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/");
             let mut resp = Redirect::to("/").into_response();
-            resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("hex cookie"));
+            resp.headers_mut().insert(
+                header::SET_COOKIE,
+                HeaderValue::from_str(&cookie).expect("hex cookie"),
+            );
             return resp;
         }
     }
     if !secrets.knows(&headers) {
         let text = candidate_ui::text("link_expired").unwrap_or_default();
         let body = format!("<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\"><title>CLOE Connect</title></head><body><main><h1>CLOE Connect</h1><p>{text}</p></main></body></html>");
-        return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response();
     }
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX.as_str()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        INDEX.as_str(),
+    )
+        .into_response()
 }
 
 async fn text() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], candidate_ui::page_json()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        candidate_ui::page_json(),
+    )
+        .into_response()
 }
 
 async fn view(State(s): State<PageState>) -> Response {
@@ -213,7 +304,11 @@ async fn view(State(s): State<PageState>) -> Response {
 
 async fn preview(State(s): State<PageState>) -> Response {
     match s.board.sight().and_then(|sight| sight.jpeg()) {
-        Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg.as_ref().clone()).into_response(),
+        Some(jpeg) => (
+            [(header::CONTENT_TYPE, "image/jpeg")],
+            jpeg.as_ref().clone(),
+        )
+            .into_response(),
         None => error(StatusCode::NOT_FOUND, "no_preview", "no camera image now"),
     }
 }
@@ -223,7 +318,11 @@ fn act(State(s): State<PageState>, at: &[Phase], action: Action) -> std::future:
     std::future::ready(if s.board.act_at(at, action) {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        error(StatusCode::CONFLICT, "wrong_step", "not possible at this step")
+        error(
+            StatusCode::CONFLICT,
+            "wrong_step",
+            "not possible at this step",
+        )
     })
 }
 
@@ -247,8 +346,22 @@ struct DevicesBody {
 
 async fn devices(s: State<PageState>, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<DevicesBody>(&body) {
-        Ok(d) if d.camera.len() <= 200 && d.microphone.len() <= 200 => act(s, &[Phase::Check], Action::ChooseDevices { camera: d.camera, microphone: d.microphone }).await,
-        Ok(_) => error(StatusCode::BAD_REQUEST, "bad_request", "device ids are short"),
+        Ok(d) if d.camera.len() <= 200 && d.microphone.len() <= 200 => {
+            act(
+                s,
+                &[Phase::Check],
+                Action::ChooseDevices {
+                    camera: d.camera,
+                    microphone: d.microphone,
+                },
+            )
+            .await
+        }
+        Ok(_) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "device ids are short",
+        ),
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     }
 }

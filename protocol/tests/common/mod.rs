@@ -17,10 +17,22 @@ pub fn stream_key(attempt: Uuid, stream: Uuid) -> StreamKey {
 /// Three fragments: init segment, a middle fragment, the final one.
 pub fn sealed_stream(attempt: Uuid, stream: Uuid) -> Vec<Vec<u8>> {
     let mut s = StreamSealer::new(stream_key(attempt, stream), attempt, stream);
-    let frags: [(&[u8], u64, u64, bool); 3] =
-        [(b"ftyp+moov", 0, 0, false), (b"moof+mdat one", 0, 2_000_000, false), (b"moof+mdat two", 2_000_000, 4_000_000, true)];
+    let frags: [(&[u8], u64, u64, bool); 3] = [
+        (b"ftyp+moov", 0, 0, false),
+        (b"moof+mdat one", 0, 2_000_000, false),
+        (b"moof+mdat two", 2_000_000, 4_000_000, true),
+    ];
     frags
         .iter()
-        .map(|&(data, a, b, last)| s.seal(Fragment { data, media_start_us: a, media_end_us: b, last }).unwrap().1)
+        .map(|&(data, a, b, last)| {
+            s.seal(Fragment {
+                data,
+                media_start_us: a,
+                media_end_us: b,
+                last,
+            })
+            .unwrap()
+            .1
+        })
         .collect()
 }

@@ -36,7 +36,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Each agent sends `fragments` fragments, one per period; returns the latencies (ms) and
 /// how many were refused.
-async fn run_step(http: &reqwest::Client, agents: Vec<Agent>, fragments: u32) -> (Vec<Agent>, Vec<f64>, Vec<String>) {
+async fn run_step(
+    http: &reqwest::Client,
+    agents: Vec<Agent>,
+    fragments: u32,
+) -> (Vec<Agent>, Vec<f64>, Vec<String>) {
     let start = tokio::time::Instant::now();
     // One payload for all: each agent's key makes its chunks its own.
     let mut payload = vec![0u8; FRAGMENT_BYTES];
@@ -46,7 +50,8 @@ async fn run_step(http: &reqwest::Client, agents: Vec<Agent>, fragments: u32) ->
         .into_iter()
         .map(|mut a| {
             let (http, payload) = (http.clone(), payload.clone());
-            let offset = Duration::from_millis(rand::thread_rng().gen_range(0..PERIOD.as_millis() as u64));
+            let offset =
+                Duration::from_millis(rand::thread_rng().gen_range(0..PERIOD.as_millis() as u64));
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval_at(start + offset, PERIOD);
                 let (mut lat, mut failed) = (Vec::new(), Vec::new());
@@ -54,8 +59,16 @@ async fn run_step(http: &reqwest::Client, agents: Vec<Agent>, fragments: u32) ->
                     tick.tick().await;
                     let (i, chunk) = a.seal(&payload, false);
                     let sent = Instant::now();
-                    match http.put(format!("{}/{i}", a.url)).bearer_auth(&a.token).body(chunk).send().await {
-                        Ok(r) if r.status().as_u16() == 201 => lat.push(sent.elapsed().as_secs_f64() * 1e3),
+                    match http
+                        .put(format!("{}/{i}", a.url))
+                        .bearer_auth(&a.token)
+                        .body(chunk)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().as_u16() == 201 => {
+                            lat.push(sent.elapsed().as_secs_f64() * 1e3)
+                        }
                         Ok(r) => failed.push(r.status().as_u16().to_string()),
                         Err(_) => failed.push("error".to_owned()),
                     }
@@ -88,11 +101,27 @@ pub async fn held(target: &Target, steps: &[usize], fragments: u32) -> Vec<Step>
         agents = back;
         lat.sort_by(|a, b| a.total_cmp(b));
         let mut refusals = std::collections::BTreeMap::new();
-        refused.into_iter().for_each(|r| *refusals.entry(r).or_default() += 1);
-        let (p50_ms, p99_ms) = if lat.is_empty() { (f64::NAN, f64::NAN) } else { (percentile(&lat, 0.5), percentile(&lat, 0.99)) };
-        let step = Step { agents: n, chunks: lat.len(), failed: refusals.values().sum(), refusals, p50_ms, p99_ms };
+        refused
+            .into_iter()
+            .for_each(|r| *refusals.entry(r).or_default() += 1);
+        let (p50_ms, p99_ms) = if lat.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (percentile(&lat, 0.5), percentile(&lat, 0.99))
+        };
+        let step = Step {
+            agents: n,
+            chunks: lat.len(),
+            failed: refusals.values().sum(),
+            refusals,
+            p50_ms,
+            p99_ms,
+        };
         let held = step.held();
-        eprintln!("  {n} agents: {} chunks, refused {:?}, p50 {:.1} ms, p99 {:.1} ms", step.chunks, step.refusals, step.p50_ms, step.p99_ms);
+        eprintln!(
+            "  {n} agents: {} chunks, refused {:?}, p50 {:.1} ms, p99 {:.1} ms",
+            step.chunks, step.refusals, step.p50_ms, step.p99_ms
+        );
         out.push(step);
         if !held {
             break;

@@ -33,18 +33,52 @@ struct Plan {
     fragments: u32,
 }
 
-const FULL: Plan = Plan { rounds: 5, per_round: 40, steps: &[250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000], fragments: 5 };
-const SMOKE: Plan = Plan { rounds: 1, per_round: 1, steps: &[4], fragments: 1 };
+const FULL: Plan = Plan {
+    rounds: 5,
+    per_round: 40,
+    steps: &[
+        250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000,
+    ],
+    fragments: 5,
+};
+const SMOKE: Plan = Plan {
+    rounds: 1,
+    per_round: 1,
+    steps: &[4],
+    fragments: 1,
+};
 
-async fn setup_rows(setup: &str, settings: impl Fn() -> (Settings, tempfile::TempDir), plan: &Plan, ng: &nginx::Nginx) -> Vec<agents::Step> {
+async fn setup_rows(
+    setup: &str,
+    settings: impl Fn() -> (Settings, tempfile::TempDir),
+    plan: &Plan,
+    ng: &nginx::Nginx,
+) -> Vec<agents::Step> {
     for size in [64 * 1024, 512 * 1024] {
         let (s, _dir) = settings();
         // Only S3 gets a store-alone figure: a local put is nginx's job without the fsync.
-        let store = s.object_store.url.is_some().then(|| server::blobs::BlobStore::open(&s.object_store, _dir.path()).unwrap());
+        let store = s
+            .object_store
+            .url
+            .is_some()
+            .then(|| server::blobs::BlobStore::open(&s.object_store, _dir.path()).unwrap());
         let target = Target::start(s).await;
-        let row = saturation::run(&target, ng, store.as_ref(), &format!("{setup}-{size}"), size, plan.rounds, plan.per_round).await;
+        let row = saturation::run(
+            &target,
+            ng,
+            store.as_ref(),
+            &format!("{setup}-{size}"),
+            size,
+            plan.rounds,
+            plan.per_round,
+        )
+        .await;
         row.print(setup);
-        eprintln!("  where the time goes ({setup}, {} KiB): {}", size / 1024, row.stages);
+        eprintln!(
+            "  where the time goes ({setup}, {} KiB): {}",
+            size / 1024,
+            row.stages
+        );
     }
     let (s, _dir) = settings();
     let target = Target::start(s).await;
@@ -83,17 +117,33 @@ fn main() {
         [("sqlite+local", sqlite), ("postgres+garage", postgres)]
     });
     println!();
-    println!("| storage | agents held (p99 ≤ {} ms) | at that step: chunks, p50, p99 | next step |", agents::P99_LIMIT_MS);
+    println!(
+        "| storage | agents held (p99 ≤ {} ms) | at that step: chunks, p50, p99 | next step |",
+        agents::P99_LIMIT_MS
+    );
     println!("|---|---|---|---|");
     for (setup, steps) in held {
         let ok = steps.iter().rev().find(|s| s.held());
         let next = steps.iter().find(|s| !s.held());
-        let at = ok.map_or("–".into(), |s| format!("{}, {:.0} ms, {:.0} ms", s.chunks, s.p50_ms, s.p99_ms));
-        let next = next.map_or("not reached".into(), |s| format!("{}: p99 {:.0} ms, refused {:?}", s.agents, s.p99_ms, s.refusals));
-        println!("| {setup} | {} | {at} | {next} |", ok.map_or(0, |s| s.agents));
+        let at = ok.map_or("–".into(), |s| {
+            format!("{}, {:.0} ms, {:.0} ms", s.chunks, s.p50_ms, s.p99_ms)
+        });
+        let next = next.map_or("not reached".into(), |s| {
+            format!(
+                "{}: p99 {:.0} ms, refused {:?}",
+                s.agents, s.p99_ms, s.refusals
+            )
+        });
+        println!(
+            "| {setup} | {} | {at} | {next} |",
+            ok.map_or(0, |s| s.agents)
+        );
         if !full {
             // Latency on a loaded CI machine proves nothing; every chunk must land.
-            assert!(steps.iter().all(|s| s.chunks > 0 && s.failed == 0), "{setup}: the smoke pass lost chunks");
+            assert!(
+                steps.iter().all(|s| s.chunks > 0 && s.failed == 0),
+                "{setup}: the smoke pass lost chunks"
+            );
         }
     }
 }

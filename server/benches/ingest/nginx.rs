@@ -15,7 +15,11 @@ pub fn installed() -> bool {
 
 pub fn start() -> Nginx {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let conf = dir.path().join("nginx.conf");
@@ -30,13 +34,23 @@ pub fn start() -> Nginx {
         ),
     )
     .unwrap();
-    let child = Command::new("nginx").arg("-c").arg(&conf).arg("-p").arg(dir.path()).spawn().expect("nginx (scripts/bench-ingest installs it)");
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir.path())
+        .spawn()
+        .expect("nginx (scripts/bench-ingest installs it)");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nginx did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Nginx { child, port, _dir: dir }
+    Nginx {
+        child,
+        port,
+        _dir: dir,
+    }
 }
 
 impl Drop for Nginx {

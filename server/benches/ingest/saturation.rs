@@ -31,9 +31,18 @@ fn median(v: &[f64]) -> f64 {
 impl Row {
     pub fn print(&self, setup: &str) {
         let (o, n) = (median(&self.ours), median(&self.nginx));
-        let ratios: Vec<f64> = self.ours.iter().zip(&self.nginx).map(|(o, n)| o / n).collect();
+        let ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.nginx)
+            .map(|(o, n)| o / n)
+            .collect();
         let mb = |cps: f64| cps * self.chunk_bytes as f64 / 1e6;
-        let store = if self.store.is_empty() { "–".to_owned() } else { format!("{:.0}", median(&self.store)) };
+        let store = if self.store.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.0}", median(&self.store))
+        };
         println!(
             "| {setup} | {} KiB | {} × {} | {o:.0} | {:.1} | {n:.0} | {:.1} | {:.2} ({:.2}–{:.2}) | {store} |",
             self.chunk_bytes / 1024,
@@ -50,7 +59,12 @@ impl Row {
 
 /// PUTs each list in order, one task per list; `auth` gives each task its bearer token.
 /// Returns chunks per second.
-async fn put_all(http: &reqwest::Client, lists: Vec<(String, Vec<(u32, Vec<u8>)>)>, auth: Option<Vec<String>>, expect: &'static [u16]) -> f64 {
+async fn put_all(
+    http: &reqwest::Client,
+    lists: Vec<(String, Vec<(u32, Vec<u8>)>)>,
+    auth: Option<Vec<String>>,
+    expect: &'static [u16],
+) -> f64 {
     let n: usize = lists.iter().map(|l| l.1.len()).sum();
     let start = Instant::now();
     let tasks: Vec<_> = lists
@@ -84,7 +98,13 @@ async fn put_store(store: &BlobStore, label: &str, lists: Vec<Vec<(u32, Vec<u8>)
         let (store, label) = (store.clone(), label.to_owned());
         tokio::spawn(async move {
             for (i, c) in chunks {
-                store.put(&ObjectPath::from(format!("alone/{label}/u{k}/{i}")), c.into()).await.unwrap();
+                store
+                    .put(
+                        &ObjectPath::from(format!("alone/{label}/u{k}/{i}")),
+                        c.into(),
+                    )
+                    .await
+                    .unwrap();
             }
         })
     });
@@ -92,7 +112,15 @@ async fn put_store(store: &BlobStore, label: &str, lists: Vec<Vec<(u32, Vec<u8>)
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-pub async fn run(target: &Target, nginx: &Nginx, store: Option<&BlobStore>, label: &str, chunk_bytes: usize, rounds: usize, per_round: u32) -> Row {
+pub async fn run(
+    target: &Target,
+    nginx: &Nginx,
+    store: Option<&BlobStore>,
+    label: &str,
+    chunk_bytes: usize,
+    rounds: usize,
+    per_round: u32,
+) -> Row {
     let mut agents: Vec<Agent> = target.enrol(0, UPLOADERS).await;
     let (mut ours, mut theirs, mut alone) = (Vec::new(), Vec::new(), Vec::new());
     let before = stages::snapshot();
@@ -102,17 +130,35 @@ pub async fn run(target: &Target, nginx: &Nginx, store: Option<&BlobStore>, labe
             .iter_mut()
             .enumerate()
             .map(|(n, a)| {
-                let payload: Vec<u8> = (0..chunk_bytes).map(|i| (i * 7 + n + round) as u8).collect();
+                let payload: Vec<u8> = (0..chunk_bytes)
+                    .map(|i| (i * 7 + n + round) as u8)
+                    .collect();
                 (0..per_round).map(|_| a.seal(&payload, false)).collect()
             })
             .collect();
-        let to_nginx = sealed.iter().enumerate().map(|(k, chunks)| (format!("http://127.0.0.1:{}/{label}/r{round}/u{k}", nginx.port), chunks.clone())).collect();
+        let to_nginx = sealed
+            .iter()
+            .enumerate()
+            .map(|(k, chunks)| {
+                (
+                    format!("http://127.0.0.1:{}/{label}/r{round}/u{k}", nginx.port),
+                    chunks.clone(),
+                )
+            })
+            .collect();
         let to_store = store.map(|_| sealed.clone());
-        let to_us = agents.iter().zip(sealed).map(|(a, c)| (a.url.clone(), c)).collect();
+        let to_us = agents
+            .iter()
+            .zip(sealed)
+            .map(|(a, c)| (a.url.clone(), c))
+            .collect();
         let tokens = agents.iter().map(|a| a.token.clone()).collect();
         crate::target::settle();
         ours.push(put_all(&target.http, to_us, Some(tokens), &[201]).await);
-        let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .build()
+            .unwrap();
         crate::target::settle();
         theirs.push(put_all(&http, to_nginx, None, &[201, 204]).await);
         if let (Some(store), Some(lists)) = (store, to_store) {
@@ -121,5 +167,12 @@ pub async fn run(target: &Target, nginx: &Nginx, store: Option<&BlobStore>, labe
         }
     }
     let stages = stages::snapshot().summary_since(&before);
-    Row { ours, nginx: theirs, store: alone, chunk_bytes, chunks_per_round: UPLOADERS * per_round as usize, stages }
+    Row {
+        ours,
+        nginx: theirs,
+        store: alone,
+        chunk_bytes,
+        chunks_per_round: UPLOADERS * per_round as usize,
+        stages,
+    }
 }

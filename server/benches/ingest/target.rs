@@ -29,7 +29,18 @@ impl Agent {
         let i = self.next;
         self.next += 1;
         let us = u64::from(i) * 2_000_000;
-        (i, self.sealer.seal(Fragment { data: payload, media_start_us: us, media_end_us: us + 2_000_000, last }).expect("seal").1)
+        (
+            i,
+            self.sealer
+                .seal(Fragment {
+                    data: payload,
+                    media_start_us: us,
+                    media_end_us: us + 2_000_000,
+                    last,
+                })
+                .expect("seal")
+                .1,
+        )
     }
 }
 
@@ -54,33 +65,109 @@ pub fn settings(dir: &std::path::Path) -> server::configuration::Settings {
 
 impl Target {
     pub async fn start(settings: server::configuration::Settings) -> Self {
-        let app = Application::build(settings, Arc::new(SystemClock) as Arc<dyn Clock>).await.unwrap();
+        let app = Application::build(settings, Arc::new(SystemClock) as Arc<dyn Clock>)
+            .await
+            .unwrap();
         let public = format!("http://{}", app.public_addr());
         tokio::spawn(app.run_until_stopped());
-        let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
-        let sitting: CreateSittingResponse = post(&http, format!("{public}/api/integration/v1/sittings"), TOKEN, &serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) })).await.json().await.unwrap();
-        Self { public, http, sitting: sitting.sitting_id }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(usize::MAX)
+            .build()
+            .unwrap();
+        let sitting: CreateSittingResponse = post(
+            &http,
+            format!("{public}/api/integration/v1/sittings"),
+            TOKEN,
+            &serde_json::json!({ "ref": format!("bench-{}", uuid::Uuid::new_v4()) }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        Self {
+            public,
+            http,
+            sitting: sitting.sitting_id,
+        }
     }
 
     async fn enrol_one(&self, n: usize) -> Agent {
         let (http, public) = (&self.http, &self.public);
-        let c: AddCandidateResponse = post(http, format!("{public}/api/integration/v1/sittings/{}/candidates", self.sitting), TOKEN, &serde_json::json!({ "ref": format!("c{n}") })).await.json().await.unwrap();
+        let c: AddCandidateResponse = post(
+            http,
+            format!(
+                "{public}/api/integration/v1/sittings/{}/candidates",
+                self.sitting
+            ),
+            TOKEN,
+            &serde_json::json!({ "ref": format!("c{n}") }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
         let token = c.launch_token;
-        post(http, format!("{public}/api/agent/v1/consent"), &token, &ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None }).await;
-        let s: OpenStreamResponse = post(http, format!("{public}/api/agent/v1/streams"), &token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
-        let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
-        Agent { token, url: format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id), sealer: StreamSealer::new(key, s.attempt_id, s.stream_id), next: 0 }
+        post(
+            http,
+            format!("{public}/api/agent/v1/consent"),
+            &token,
+            &ConsentRequest {
+                notice_version: NOTICE_VERSION.into(),
+                sealed: None,
+            },
+        )
+        .await;
+        let s: OpenStreamResponse = post(
+            http,
+            format!("{public}/api/agent/v1/streams"),
+            &token,
+            &OpenStreamRequest {
+                agent_version: "bench".into(),
+                os: "linux".into(),
+            },
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let key = StreamKey::from_bytes(
+            &base64::engine::general_purpose::STANDARD
+                .decode(&s.stream_key)
+                .unwrap(),
+        )
+        .unwrap();
+        Agent {
+            token,
+            url: format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id),
+            sealer: StreamSealer::new(key, s.attempt_id, s.stream_id),
+            next: 0,
+        }
     }
 
     /// Candidates `from..to`, enrolled 16 at a time (untimed set-up).
     pub async fn enrol(&self, from: usize, to: usize) -> Vec<Agent> {
         use futures::StreamExt;
-        futures::stream::iter(from..to).map(|n| self.enrol_one(n)).buffered(16).collect().await
+        futures::stream::iter(from..to)
+            .map(|n| self.enrol_one(n))
+            .buffered(16)
+            .collect()
+            .await
     }
 }
 
-async fn post(http: &reqwest::Client, url: String, bearer: &str, body: &impl serde::Serialize) -> reqwest::Response {
-    let r = http.post(&url).bearer_auth(bearer).json(body).send().await.unwrap();
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    bearer: &str,
+    body: &impl serde::Serialize,
+) -> reqwest::Response {
+    let r = http
+        .post(&url)
+        .bearer_auth(bearer)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "POST {url}: {}", r.status());
     r
 }

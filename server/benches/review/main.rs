@@ -36,9 +36,15 @@ impl Drop for Server {
 }
 
 fn binary() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("release/proctor-server");
-    assert!(bin.exists(), "{} missing: scripts/bench-review builds it", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: scripts/bench-review builds it",
+        bin.display()
+    );
     bin
 }
 
@@ -47,7 +53,13 @@ fn start() -> Server {
     let mut child = Command::new(binary())
         .arg("--data-dir")
         .arg(data.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--staff-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--staff-listen",
+            "127.0.0.1:0",
+        ])
         .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM)
         // The recording is uploaded far faster than a camera makes it.
         .env("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN", "24h")
@@ -65,7 +77,12 @@ fn start() -> Server {
         }
     }
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Server { child, public: v["public"].as_str().unwrap().into(), staff: v["staff"].as_str().unwrap().into(), data }
+    Server {
+        child,
+        public: v["public"].as_str().unwrap().into(),
+        staff: v["staff"].as_str().unwrap().into(),
+        data,
+    }
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -76,15 +93,36 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
 
-async fn post(http: &reqwest::Client, url: String, bearer: &str, body: &impl serde::Serialize) -> reqwest::Response {
-    let r = http.post(&url).bearer_auth(bearer).json(body).send().await.unwrap();
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    bearer: &str,
+    body: &impl serde::Serialize,
+) -> reqwest::Response {
+    let r = http
+        .post(&url)
+        .bearer_auth(bearer)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "POST {url}: {}", r.status());
     r
 }
 
 fn cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
-    let out = Command::new(binary()).arg("--data-dir").arg(s.data.path()).args(args).envs(env.iter().copied()).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(binary())
+        .arg("--data-dir")
+        .arg(s.data.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -95,7 +133,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn summary(label: &str, mut ms: Vec<f64>) -> (f64, f64) {
     ms.sort_by(f64::total_cmp);
     let (p50, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
-    println!("| {label} | {p50:.2} | {p95:.2} | {:.2} |", ms[ms.len() - 1]);
+    println!(
+        "| {label} | {p50:.2} | {p95:.2} | {:.2} |",
+        ms[ms.len() - 1]
+    );
     (p50, p95)
 }
 
@@ -106,21 +147,85 @@ async fn main() {
     let (public, staff) = (server.public.clone(), server.staff.clone());
 
     // The recording: one attempt, one stream, 2 h.
-    let sitting: CreateSittingResponse = post(&http, format!("{public}/api/integration/v1/sittings"), PLATFORM, &serde_json::json!({ "ref": "bench-review" })).await.json().await.unwrap();
-    let c: AddCandidateResponse = post(&http, format!("{public}/api/integration/v1/sittings/{}/candidates", sitting.sitting_id), PLATFORM, &serde_json::json!({ "ref": "c" })).await.json().await.unwrap();
-    post(&http, format!("{public}/api/agent/v1/consent"), &c.launch_token, &ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None }).await;
-    let s: OpenStreamResponse = post(&http, format!("{public}/api/agent/v1/streams"), &c.launch_token, &OpenStreamRequest { agent_version: "bench".into(), os: "linux".into() }).await.json().await.unwrap();
-    let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(&s.stream_key).unwrap()).unwrap();
+    let sitting: CreateSittingResponse = post(
+        &http,
+        format!("{public}/api/integration/v1/sittings"),
+        PLATFORM,
+        &serde_json::json!({ "ref": "bench-review" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let c: AddCandidateResponse = post(
+        &http,
+        format!(
+            "{public}/api/integration/v1/sittings/{}/candidates",
+            sitting.sitting_id
+        ),
+        PLATFORM,
+        &serde_json::json!({ "ref": "c" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    post(
+        &http,
+        format!("{public}/api/agent/v1/consent"),
+        &c.launch_token,
+        &ConsentRequest {
+            notice_version: NOTICE_VERSION.into(),
+            sealed: None,
+        },
+    )
+    .await;
+    let s: OpenStreamResponse = post(
+        &http,
+        format!("{public}/api/agent/v1/streams"),
+        &c.launch_token,
+        &OpenStreamRequest {
+            agent_version: "bench".into(),
+            os: "linux".into(),
+        },
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let key = StreamKey::from_bytes(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&s.stream_key)
+            .unwrap(),
+    )
+    .unwrap();
     let mut sealer = StreamSealer::new(key, s.attempt_id, s.stream_id);
-    let payload: Vec<u8> = (0..FRAGMENT_BYTES).map(|i| (i * 7 + i / 251) as u8).collect();
+    let payload: Vec<u8> = (0..FRAGMENT_BYTES)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
     let started = Instant::now();
     let chunks_url = format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id);
     let mut uploads = futures::stream::FuturesUnordered::new();
     for i in 0..=FRAGMENTS {
-        let (start_us, data) = if i == 0 { (0, &payload[..1024]) } else { (u64::from(i - 1) * 2_000_000, &payload[..]) };
+        let (start_us, data) = if i == 0 {
+            (0, &payload[..1024])
+        } else {
+            (u64::from(i - 1) * 2_000_000, &payload[..])
+        };
         let end_us = if i == 0 { 0 } else { start_us + 2_000_000 };
-        let (_, chunk) = sealer.seal(Fragment { data, media_start_us: start_us, media_end_us: end_us, last: i == FRAGMENTS }).unwrap();
-        let req = http.put(format!("{chunks_url}/{i}")).bearer_auth(&c.launch_token).body(chunk).send();
+        let (_, chunk) = sealer
+            .seal(Fragment {
+                data,
+                media_start_us: start_us,
+                media_end_us: end_us,
+                last: i == FRAGMENTS,
+            })
+            .unwrap();
+        let req = http
+            .put(format!("{chunks_url}/{i}"))
+            .bearer_auth(&c.launch_token)
+            .body(chunk)
+            .send();
         uploads.push(req);
         // An attempt may have 4 uploads in flight (max_ingests_per_attempt).
         if uploads.len() >= 4 {
@@ -133,15 +238,62 @@ async fn main() {
     while let Some(r) = uploads.next().await {
         assert!(r.unwrap().status().is_success());
     }
-    post(&http, format!("{public}/api/agent/v1/streams/{}/end", s.stream_id), &c.launch_token, &EndStreamRequest { final_index: FRAGMENTS }).await;
-    post(&http, format!("{public}/api/integration/v1/attempts/{}/end", c.attempt_id), PLATFORM, &serde_json::json!({})).await;
-    eprintln!("recording of {FRAGMENTS} fragments uploaded in {:.0} s", started.elapsed().as_secs_f64());
+    post(
+        &http,
+        format!("{public}/api/agent/v1/streams/{}/end", s.stream_id),
+        &c.launch_token,
+        &EndStreamRequest {
+            final_index: FRAGMENTS,
+        },
+    )
+    .await;
+    post(
+        &http,
+        format!("{public}/api/integration/v1/attempts/{}/end", c.attempt_id),
+        PLATFORM,
+        &serde_json::json!({}),
+    )
+    .await;
+    eprintln!(
+        "recording of {FRAGMENTS} fragments uploaded in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 
-    cli(&server, &["staff", "add", "--role", "reviewer", "--login", "banc"], &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")]);
-    cli(&server, &["assign", "--sitting", &sitting.sitting_id.to_string(), "--login", "banc"], &[]);
-    let login: serde_json::Value = http.post(format!("{staff}/api/staff/v1/login")).json(&serde_json::json!({ "login": "banc", "password": "Kilo-Tango-2026!" })).send().await.unwrap().json().await.unwrap();
+    cli(
+        &server,
+        &["staff", "add", "--role", "reviewer", "--login", "banc"],
+        &[("PROCTOR_PASSWORD", "Kilo-Tango-2026!")],
+    );
+    cli(
+        &server,
+        &[
+            "assign",
+            "--sitting",
+            &sitting.sitting_id.to_string(),
+            "--login",
+            "banc",
+        ],
+        &[],
+    );
+    let login: serde_json::Value = http
+        .post(format!("{staff}/api/staff/v1/login"))
+        .json(&serde_json::json!({ "login": "banc", "password": "Kilo-Tango-2026!" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = login["token"].as_str().unwrap().to_owned();
-    let r = http.post(format!("{staff}/api/staff/v1/account/password")).bearer_auth(&token).json(&serde_json::json!({ "current": "Kilo-Tango-2026!", "new": "Quatre-Chevaux-Bleus-9" })).send().await.unwrap();
+    let r = http
+        .post(format!("{staff}/api/staff/v1/account/password"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({ "current": "Kilo-Tango-2026!", "new": "Quatre-Chevaux-Bleus-9" }),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
 
     // 200 random positions (fixed seed), as many seeks.
@@ -154,11 +306,28 @@ async fn main() {
             1 + (seed % u64::from(FRAGMENTS)) as u32
         })
         .collect();
-    let fragment_url = |i: u32| format!("{staff}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}", c.attempt_id, s.stream_id);
-    let media_url = |i: u32| format!("{staff}/api/staff/v1/attempts/{}/streams/{}/media?from={i}&to={i}", c.attempt_id, s.stream_id);
+    let fragment_url = |i: u32| {
+        format!(
+            "{staff}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
+            c.attempt_id, s.stream_id
+        )
+    };
+    let media_url = |i: u32| {
+        format!(
+            "{staff}/api/staff/v1/attempts/{}/streams/{}/media?from={i}&to={i}",
+            c.attempt_id, s.stream_id
+        )
+    };
     // Warm-up: connections, caches of the first lookups.
     for i in 1..=5 {
-        http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+        http.get(fragment_url(i))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
     let mut ours = Vec::new();
     let mut old = Vec::new();
@@ -167,7 +336,12 @@ async fn main() {
     for &i in &positions {
         // Ours: the fragment's first decrypted byte.
         let t = Instant::now();
-        let mut r = http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap();
+        let mut r = http
+            .get(fragment_url(i))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let first = r.chunk().await.unwrap().unwrap();
         ours.push(t.elapsed().as_secs_f64() * 1e3);
@@ -175,7 +349,12 @@ async fn main() {
         while r.chunk().await.unwrap().is_some() {}
         // Baseline: the whole-range endpoint, which sends the init segment first.
         let t = Instant::now();
-        let mut r = http.get(media_url(i)).bearer_auth(&token).send().await.unwrap();
+        let mut r = http
+            .get(media_url(i))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         let mut got = 0;
         while got <= 1024 {
@@ -185,7 +364,16 @@ async fn main() {
         while r.chunk().await.unwrap().is_some() {}
         // Floor: the sealed object read from the blob directory, no HTTP, no decryption.
         let dir = blobs.join(format!("attempts/{}/{}", c.attempt_id, s.stream_id));
-        let name = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&format!("{i:010}-"))).unwrap();
+        let name = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{i:010}-"))
+            })
+            .unwrap();
         let t = Instant::now();
         let bytes = std::fs::read(&name).unwrap();
         floor.push(t.elapsed().as_secs_f64() * 1e3);
@@ -196,7 +384,10 @@ async fn main() {
     let (_, p95) = summary("per-fragment endpoint (the player's)", ours);
     let (old50, _) = summary("baseline: /media?from=i&to=i", old);
     summary("floor: read the sealed object from disk", floor);
-    println!("\ngoal p95 ≤ 50 ms: {}", if p95 <= 50.0 { "met" } else { "NOT met" });
+    println!(
+        "\ngoal p95 ≤ 50 ms: {}",
+        if p95 <= 50.0 { "met" } else { "NOT met" }
+    );
     let _ = old50;
 
     // CPU to serve the whole recording once (what playback at 4× asks, over 30 min).
@@ -204,7 +395,14 @@ async fn main() {
     let before = cpu_seconds(pid);
     let t = Instant::now();
     for i in 0..=FRAGMENTS {
-        http.get(fragment_url(i)).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+        http.get(fragment_url(i))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
     }
     let wall = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - before;

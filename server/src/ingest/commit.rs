@@ -53,7 +53,10 @@ impl GroupCommit {
     pub async fn commit(&self, chunk: NewChunk, path: ObjectPath) -> Result<ChunkInsert, AppError> {
         let (done, outcome) = oneshot::channel();
         let stopped = || AppError::Internal(anyhow::anyhow!("group commit stopped"));
-        self.queue.send(Pending { chunk, path, done }).await.map_err(|_| stopped())?;
+        self.queue
+            .send(Pending { chunk, path, done })
+            .await
+            .map_err(|_| stopped())?;
         match outcome.await.map_err(|_| stopped())? {
             Ok(inserted) => Ok(inserted),
             Err(Failure::Db(e)) => Err(e.into()),
@@ -74,7 +77,11 @@ async fn next_batch<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
     Some(batch)
 }
 
-async fn sync_stage(mut incoming: mpsc::Receiver<Pending>, blobs: BlobStore, synced: mpsc::Sender<Vec<Pending>>) {
+async fn sync_stage(
+    mut incoming: mpsc::Receiver<Pending>,
+    blobs: BlobStore,
+    synced: mpsc::Sender<Vec<Pending>>,
+) {
     while let Some(batch) = next_batch(&mut incoming).await {
         let paths: Vec<ObjectPath> = batch.iter().map(|p| p.path.clone()).collect();
         let started = std::time::Instant::now();
@@ -88,24 +95,41 @@ async fn sync_stage(mut incoming: mpsc::Receiver<Pending>, blobs: BlobStore, syn
             Err(e) => {
                 tracing::error!(error = %e, chunks = batch.len(), "blob sync failed");
                 let e = Failure::Blob(Arc::new(e));
-                batch.into_iter().for_each(|p| drop(p.done.send(Err(e.clone()))));
+                batch
+                    .into_iter()
+                    .for_each(|p| drop(p.done.send(Err(e.clone()))));
             }
         }
     }
 }
 
-async fn commit_stage(mut to_commit: mpsc::Receiver<Vec<Pending>>, db: Arc<dyn Database>, clock: SharedClock) {
+async fn commit_stage(
+    mut to_commit: mpsc::Receiver<Vec<Pending>>,
+    db: Arc<dyn Database>,
+    clock: SharedClock,
+) {
     while let Some(batches) = next_batch(&mut to_commit).await {
         let batch: Vec<Pending> = batches.into_iter().flatten().collect();
         let chunks: Vec<NewChunk> = batch.iter().map(|p| p.chunk.clone()).collect();
         let started = std::time::Instant::now();
-        let outcomes = match db.insert_chunks(&chunks, crate::clock::unix_ms(clock.now())).await {
+        let outcomes = match db
+            .insert_chunks(&chunks, crate::clock::unix_ms(clock.now()))
+            .await
+        {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One row the database refuses must not fail its neighbours: retry them alone.
             Err(DbError::Backend(_)) if chunks.len() > 1 => {
                 let mut alone = Vec::with_capacity(chunks.len());
                 for c in &chunks {
-                    alone.push(db.insert_chunks(std::slice::from_ref(c), crate::clock::unix_ms(clock.now())).await.map(|mut o| o.remove(0)).map_err(Failure::Db));
+                    alone.push(
+                        db.insert_chunks(
+                            std::slice::from_ref(c),
+                            crate::clock::unix_ms(clock.now()),
+                        )
+                        .await
+                        .map(|mut o| o.remove(0))
+                        .map_err(Failure::Db),
+                    );
                 }
                 alone
             }
@@ -122,7 +146,9 @@ async fn commit_stage(mut to_commit: mpsc::Receiver<Vec<Pending>>, db: Arc<dyn D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream, StreamKeying, Transport};
+    use crate::db::{
+        ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream, StreamKeying, Transport,
+    };
     use bytes::Bytes;
     use std::time::Duration;
     use uuid::Uuid;
@@ -146,8 +172,17 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refused_row_fails_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = PoolSettings { max_connections: 4, acquire_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(5), connect_retries: 0 };
-        let db: Arc<dyn Database> = Arc::new(SqliteDatabase::open(&dir.path().join("db.sqlite"), &pool).await.unwrap());
+        let pool = PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            connect_retries: 0,
+        };
+        let db: Arc<dyn Database> = Arc::new(
+            SqliteDatabase::open(&dir.path().join("db.sqlite"), &pool)
+                .await
+                .unwrap(),
+        );
         let blobs = BlobStore::open_local(&dir.path().join("blobs")).unwrap();
         let sitting = Uuid::new_v4();
         db.create_sitting(sitting, "s", 0).await.unwrap();
@@ -164,18 +199,49 @@ mod tests {
             created_at_ms: 0,
         };
         db.create_attempt(new).await.unwrap();
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: attempt, keying: StreamKeying::Derived { salt: [0; 32] }, opened_at_ms: 0, ended_at_ms: None, final_index: None };
-        db.open_stream(stream.clone(), b"sealed".to_vec(), 10).await.unwrap();
-        let gc = GroupCommit::start(db.clone(), blobs.clone(), Arc::new(crate::clock::SystemClock));
+        let stream = Stream {
+            id: Uuid::new_v4(),
+            attempt_id: attempt,
+            keying: StreamKeying::Derived { salt: [0; 32] },
+            opened_at_ms: 0,
+            ended_at_ms: None,
+            final_index: None,
+        };
+        db.open_stream(stream.clone(), b"sealed".to_vec(), 10)
+            .await
+            .unwrap();
+        let gc = GroupCommit::start(
+            db.clone(),
+            blobs.clone(),
+            Arc::new(crate::clock::SystemClock),
+        );
         let tasks: Vec<_> = (0..64u32)
             .map(|i| {
                 let (gc, blobs) = (gc.clone(), blobs.clone());
                 // Every ninth chunk names a stream that does not exist.
-                let s = if i % 9 == 4 { Uuid::new_v4() } else { stream.id };
+                let s = if i % 9 == 4 {
+                    Uuid::new_v4()
+                } else {
+                    stream.id
+                };
                 tokio::spawn(async move {
                     let path = crate::blobs::chunk_path(attempt, s, i, &[i as u8; 32]);
-                    blobs.put(&path, Bytes::from(vec![i as u8; 10])).await.unwrap();
-                    (i, gc.commit(NewChunk { attempt, row: row(s, i), transport: Transport::Https }, path).await)
+                    blobs
+                        .put(&path, Bytes::from(vec![i as u8; 10]))
+                        .await
+                        .unwrap();
+                    (
+                        i,
+                        gc.commit(
+                            NewChunk {
+                                attempt,
+                                row: row(s, i),
+                                transport: Transport::Https,
+                            },
+                            path,
+                        )
+                        .await,
+                    )
                 })
             })
             .collect();
@@ -188,6 +254,9 @@ mod tests {
             }
         }
         assert_eq!(db.chunks_of(stream.id).await.unwrap().len(), 64 - 7);
-        assert_eq!(db.attempt(attempt).await.unwrap().bytes_stored, 10 * (64 - 7));
+        assert_eq!(
+            db.attempt(attempt).await.unwrap().bytes_stored,
+            10 * (64 - 7)
+        );
     }
 }

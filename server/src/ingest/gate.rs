@@ -26,7 +26,9 @@ pub struct IngestPermit {
 
 impl IngestGate {
     pub fn new(max_uploads: usize, buffer_bytes: u64, max_per_attempt: usize) -> Self {
-        let kib = usize::try_from(buffer_bytes.div_ceil(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        let kib = usize::try_from(buffer_bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Self {
             slots: Arc::new(Semaphore::new(max_uploads.max(1))),
             kib: Arc::new(Semaphore::new(kib.max(1))),
@@ -35,7 +37,11 @@ impl IngestGate {
         }
     }
 
-    pub fn admit(self: &Arc<Self>, attempt: Uuid, content_length: u64) -> Result<IngestPermit, AppError> {
+    pub fn admit(
+        self: &Arc<Self>,
+        attempt: Uuid,
+        content_length: u64,
+    ) -> Result<IngestPermit, AppError> {
         {
             let mut map = self.per_attempt.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(attempt).or_insert(0);
@@ -45,10 +51,26 @@ impl IngestGate {
             *n += 1;
         }
         // From here on, dropping `permit` gives the attempt's place back on every path.
-        let mut permit = IngestPermit { _slot: None, _kib: None, gate: self.clone(), attempt };
-        permit._slot = Some(self.slots.clone().try_acquire_owned().map_err(|_| AppError::Overloaded)?);
-        let need = u32::try_from(content_length.div_ceil(1024).max(1)).map_err(|_| AppError::TooLarge(content_length))?;
-        permit._kib = Some(self.kib.clone().try_acquire_many_owned(need).map_err(|_| AppError::Overloaded)?);
+        let mut permit = IngestPermit {
+            _slot: None,
+            _kib: None,
+            gate: self.clone(),
+            attempt,
+        };
+        permit._slot = Some(
+            self.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| AppError::Overloaded)?,
+        );
+        let need = u32::try_from(content_length.div_ceil(1024).max(1))
+            .map_err(|_| AppError::TooLarge(content_length))?;
+        permit._kib = Some(
+            self.kib
+                .clone()
+                .try_acquire_many_owned(need)
+                .map_err(|_| AppError::Overloaded)?,
+        );
         Ok(permit)
     }
 
@@ -83,7 +105,10 @@ mod tests {
         drop(p1);
         let _p3 = gate.admit(a, 1000).unwrap();
         // Budget: 1 MiB in all, 2 KiB of it held; a 1,023 KiB body does not fit now.
-        assert!(matches!(gate.admit(b, 1023 * 1024), Err(AppError::Overloaded)));
+        assert!(matches!(
+            gate.admit(b, 1023 * 1024),
+            Err(AppError::Overloaded)
+        ));
         // A refusal for lack of budget gives the attempt's place back.
         assert_eq!(gate.per_attempt.lock().unwrap().get(&b), None);
         let _p4 = gate.admit(b, 100 * 1024).unwrap();

@@ -49,7 +49,9 @@ impl Proctor {
     /// call (see `require_live`).
     pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, AppError> {
         // The whole launch token or its credential alone: only the credential is hashed.
-        let token = protocol::LaunchToken::parse(token).map(|t| t.credential().to_owned()).unwrap_or_else(|_| token.to_owned());
+        let token = protocol::LaunchToken::parse(token)
+            .map(|t| t.credential().to_owned())
+            .unwrap_or_else(|_| token.to_owned());
         match self.db.attempt_by_token(hash_token(&token)).await {
             Ok((attempt, token)) => Ok(AgentIdentity { attempt, token }),
             Err(DbError::NotFound) => Err(AppError::Unauthorized),
@@ -91,22 +93,37 @@ impl Proctor {
 
     /// The candidate refused the notice: recorded (state withdrawn, audited as a refusal)
     /// so that the platform offers another way to sit the exam. Only before any consent.
-    pub async fn refuse_consent(&self, who: &AgentIdentity, req: RefusalRequest) -> Result<AttemptState, AppError> {
+    pub async fn refuse_consent(
+        &self,
+        who: &AgentIdentity,
+        req: RefusalRequest,
+    ) -> Result<AttemptState, AppError> {
         who.require_live(self.now_ms())?;
         if req.notice_version != NOTICE_VERSION {
-            return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
+            return Err(AppError::BadRequest(format!(
+                "unknown notice version; the current one is {NOTICE_VERSION}"
+            )));
         }
         match who.attempt.state {
             // Asked again (the agent retried after a lost answer): already recorded.
-            AttemptState::Withdrawn if who.attempt.consent_at_ms.is_none() => Ok(AttemptState::Withdrawn),
+            AttemptState::Withdrawn if who.attempt.consent_at_ms.is_none() => {
+                Ok(AttemptState::Withdrawn)
+            }
             AttemptState::Destroyed => Err(AppError::Gone),
-            _ => self.transition(who.attempt.id, Transition::Refuse, "candidate").await,
+            _ => {
+                self.transition(who.attempt.id, Transition::Refuse, "candidate")
+                    .await
+            }
         }
     }
 
     /// Records consent: given now, or given earlier while the server was unreachable (the
     /// sealed form the agent kept in its spool, with its original time).
-    pub async fn record_consent(&self, who: &AgentIdentity, req: ConsentRequest) -> Result<(), AppError> {
+    pub async fn record_consent(
+        &self,
+        who: &AgentIdentity,
+        req: ConsentRequest,
+    ) -> Result<(), AppError> {
         let (notice_version, given_at) = match &req.sealed {
             None => {
                 who.require_live(self.now_ms())?;
@@ -115,7 +132,9 @@ impl Proctor {
             Some(sealed) => {
                 let c = self.offline_consent(who, sealed)?;
                 if c.notice_version != req.notice_version {
-                    return Err(AppError::BadRequest("the sealed consent names another notice version".into()));
+                    return Err(AppError::BadRequest(
+                        "the sealed consent names another notice version".into(),
+                    ));
                 }
                 // Given while the token was valid: it counts, however late it arrives.
                 if who.token.revoked_at_ms.is_some() {
@@ -129,11 +148,16 @@ impl Proctor {
         };
         // Consent given again (agent restarted, its spool naming the notice it was given
         // under): already recorded, nothing changes, whatever the version is now.
-        if matches!(who.attempt.state, AttemptState::Consented | AttemptState::Recording) {
+        if matches!(
+            who.attempt.state,
+            AttemptState::Consented | AttemptState::Recording
+        ) {
             return Ok(());
         }
         if notice_version != NOTICE_VERSION {
-            return Err(AppError::BadRequest(format!("unknown notice version; the current one is {NOTICE_VERSION}")));
+            return Err(AppError::BadRequest(format!(
+                "unknown notice version; the current one is {NOTICE_VERSION}"
+            )));
         }
         match who.attempt.state {
             AttemptState::Enrolled => {}
@@ -141,21 +165,49 @@ impl Proctor {
             // Consent given before the end is recorded (the state stays ended), so that the
             // recording made under it can land.
             AttemptState::Ended if who.attempt.consent_at_ms.is_some() => return Ok(()),
-            AttemptState::Ended if req.sealed.is_some() && who.attempt.ended_at_ms.is_some_and(|end| given_at < end) => {
+            AttemptState::Ended
+                if req.sealed.is_some()
+                    && who.attempt.ended_at_ms.is_some_and(|end| given_at < end) =>
+            {
                 self.require_undecided(who.attempt.sitting_id).await?;
-                self.db.record_consent(who.attempt.id, &notice_version, given_at).await?;
+                self.db
+                    .record_consent(who.attempt.id, &notice_version, given_at)
+                    .await?;
                 let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": true, "after_the_end": true });
-                self.audit("candidate", "consent_recorded", Some(who.attempt.id), detail).await?;
+                self.audit(
+                    "candidate",
+                    "consent_recorded",
+                    Some(who.attempt.id),
+                    detail,
+                )
+                .await?;
                 return Ok(());
             }
             AttemptState::Destroyed => return Err(AppError::Gone),
-            from => return Err(crate::lifecycle::InvalidTransition { from, transition: Transition::Consent }.into()),
+            from => {
+                return Err(crate::lifecycle::InvalidTransition {
+                    from,
+                    transition: Transition::Consent,
+                }
+                .into())
+            }
         }
         self.require_undecided(who.attempt.sitting_id).await?;
-        self.db.record_consent(who.attempt.id, &notice_version, given_at).await?;
+        self.db
+            .record_consent(who.attempt.id, &notice_version, given_at)
+            .await?;
         let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": req.sealed.is_some() });
-        self.audit("candidate", "consent_recorded", Some(who.attempt.id), detail).await?;
-        match self.transition(who.attempt.id, Transition::Consent, "candidate").await {
+        self.audit(
+            "candidate",
+            "consent_recorded",
+            Some(who.attempt.id),
+            detail,
+        )
+        .await?;
+        match self
+            .transition(who.attempt.id, Transition::Consent, "candidate")
+            .await
+        {
             // A concurrent consent moved it first.
             Ok(_) | Err(AppError::InvalidTransition(_)) => Ok(()),
             Err(e) => Err(e),
@@ -166,19 +218,34 @@ impl Proctor {
     /// under the attempt's retention.
     pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, AppError> {
         who.require_live(self.now_ms())?;
-        self.transition(who.attempt.id, Transition::Withdraw, "candidate").await
+        self.transition(who.attempt.id, Transition::Withdraw, "candidate")
+            .await
     }
 
-    pub async fn open_stream(&self, who: &AgentIdentity, req: OpenStreamRequest, client_ip: String) -> Result<OpenStreamResponse, AppError> {
+    pub async fn open_stream(
+        &self,
+        who: &AgentIdentity,
+        req: OpenStreamRequest,
+        client_ip: String,
+    ) -> Result<OpenStreamResponse, AppError> {
         let now = self.now_ms();
         who.require_live(now)?;
         let a = &who.attempt;
         match a.state {
             AttemptState::Enrolled => return Err(AppError::ConsentRequired),
             AttemptState::Consented | AttemptState::Recording => {}
-            AttemptState::Ended if a.ended_at_ms.is_some_and(|t| now < t + self.settings.limits.upload_grace.as_millis() as i64) => {}
+            AttemptState::Ended
+                if a.ended_at_ms.is_some_and(|t| {
+                    now < t + self.settings.limits.upload_grace.as_millis() as i64
+                }) => {}
             AttemptState::Destroyed => return Err(AppError::Gone),
-            AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
+            AttemptState::Withdrawn => {
+                return Err(crate::lifecycle::InvalidTransition {
+                    from: a.state,
+                    transition: Transition::StartRecording,
+                }
+                .into())
+            }
             _ => return Err(AppError::AttemptEnded),
         }
         self.require_undecided(a.sitting_id).await?;
@@ -186,24 +253,44 @@ impl Proctor {
         let field = |s: &str, name: &str| -> Result<String, AppError> {
             let t = s.trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
-                return Err(AppError::BadRequest(format!("{name} must be 1 to 200 printable characters")));
+                return Err(AppError::BadRequest(format!(
+                    "{name} must be 1 to 200 printable characters"
+                )));
             }
             Ok(t.to_owned())
         };
-        let conn = ConnectionInfo { client_ip, agent_version: field(&req.agent_version, "agent_version")?, os: field(&req.os, "os")? };
+        let conn = ConnectionInfo {
+            client_ip,
+            agent_version: field(&req.agent_version, "agent_version")?,
+            os: field(&req.os, "os")?,
+        };
         let salt = StreamSalt::generate();
-        let stream = Stream { id: Uuid::new_v4(), attempt_id: a.id, keying: StreamKeying::Derived { salt: salt.0 }, opened_at_ms: now, ended_at_ms: None, final_index: None };
+        let stream = Stream {
+            id: Uuid::new_v4(),
+            attempt_id: a.id,
+            keying: StreamKeying::Derived { salt: salt.0 },
+            opened_at_ms: now,
+            ended_at_ms: None,
+            final_index: None,
+        };
         let dek = self.attempt_key(a)?;
         let key = dek.derive_stream_key(&salt, &a.id, &stream.id);
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream.id, &conn)?;
         drop(dek);
-        if !self.db.open_stream(stream.clone(), sealed, max_streams).await? {
+        if !self
+            .db
+            .open_stream(stream.clone(), sealed, max_streams)
+            .await?
+        {
             self.incident(a.id, "stream_quota_exceeded").await;
             return Err(AppError::StreamQuota(max_streams));
         }
         if a.state == AttemptState::Consented {
             // Another stream may have moved it first; only a real refusal matters.
-            match self.transition(a.id, Transition::StartRecording, "candidate").await {
+            match self
+                .transition(a.id, Transition::StartRecording, "candidate")
+                .await
+            {
                 Ok(_) | Err(AppError::InvalidTransition(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -234,7 +321,10 @@ impl Proctor {
         let now = self.now_ms();
         {
             let mut seen = self.incidents.0.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.get(&(attempt, kind)).is_some_and(|t| now - t < INCIDENT_EVERY_MS) {
+            if seen
+                .get(&(attempt, kind))
+                .is_some_and(|t| now - t < INCIDENT_EVERY_MS)
+            {
                 return;
             }
             if seen.len() > 100_000 {
@@ -243,21 +333,43 @@ impl Proctor {
             seen.insert((attempt, kind), now);
         }
         tracing::warn!(attempt = %attempt, kind, "agent incident");
-        if let Err(e) = self.audit("candidate", "agent_incident", Some(attempt), serde_json::json!({ "kind": kind })).await {
+        if let Err(e) = self
+            .audit(
+                "candidate",
+                "agent_incident",
+                Some(attempt),
+                serde_json::json!({ "kind": kind }),
+            )
+            .await
+        {
             tracing::error!(error = %e, "could not audit an incident");
         }
     }
 
     /// Checks that cost no key and no I/O beyond the rows already read.
-    pub(super) async fn check_window(&self, who: &AgentIdentity, stream: &Stream, header: &ChunkHeader, size: u64) -> Result<(), AppError> {
+    pub(super) async fn check_window(
+        &self,
+        who: &AgentIdentity,
+        stream: &Stream,
+        header: &ChunkHeader,
+        size: u64,
+    ) -> Result<(), AppError> {
         let l = &self.settings.limits;
         let now = self.now_ms();
         let margin = l.index_window_margin.as_millis() as u64;
         let a = who.attempt.id;
-        let max = window::max_index(stream.opened_at_ms, now, self.settings.capture.fragment_ms, margin);
+        let max = window::max_index(
+            stream.opened_at_ms,
+            now,
+            self.settings.capture.fragment_ms,
+            margin,
+        );
         if u64::from(header.index) > max {
             self.incident(a, "index_out_of_window").await;
-            return Err(AppError::IndexOutOfWindow { index: header.index, max });
+            return Err(AppError::IndexOutOfWindow {
+                index: header.index,
+                max,
+            });
         }
         if header.media_end_us > window::max_media_us(stream.opened_at_ms, now, margin) {
             self.incident(a, "media_time_out_of_window").await;
@@ -267,11 +379,23 @@ impl Proctor {
             self.incident(a, "chunk_quota_exceeded").await;
             return Err(AppError::ChunkQuota(l.max_chunks_per_stream));
         }
-        let budget = |since: i64| window::byte_budget(since, now, self.settings.capture.bitrate_kbps, l.quota_bitrate_multiple);
+        let budget = |since: i64| {
+            window::byte_budget(
+                since,
+                now,
+                self.settings.capture.bitrate_kbps,
+                l.quota_bitrate_multiple,
+            )
+        };
         let total = who.attempt.bytes_stored + size;
         // Only past one hour's budget is it worth looking up when recording began.
         if total > budget(now) {
-            let first = self.db.streams_of(a).await?.first().map_or(now, |s| s.opened_at_ms);
+            let first = self
+                .db
+                .streams_of(a)
+                .await?
+                .first()
+                .map_or(now, |s| s.opened_at_ms);
             if total > budget(first) {
                 self.incident(a, "byte_quota_exceeded").await;
                 return Err(AppError::ByteQuota);
@@ -284,37 +408,55 @@ impl Proctor {
     /// A chunk of a stream opened while the token was valid lands even if the token has
     /// expired or was revoked since: it is the recording. The first chunk of a stream the
     /// agent keyed itself opens that stream.
-    pub async fn ingest_chunk(&self, who: &AgentIdentity, stream_id: Uuid, index: u32, chunk: Bytes, via: &Via) -> Result<ChunkAck, AppError> {
+    pub async fn ingest_chunk(
+        &self,
+        who: &AgentIdentity,
+        stream_id: Uuid,
+        index: u32,
+        chunk: Bytes,
+        via: &Via,
+    ) -> Result<ChunkAck, AppError> {
         match who.attempt.state {
             AttemptState::Destroyed => return Err(AppError::Gone),
             // Once a reviewer has opened it, the recording under review no longer changes.
-            AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided => return Err(AppError::RecordingClosed),
+            AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided => {
+                return Err(AppError::RecordingClosed)
+            }
             _ => {}
         }
         let started = Instant::now();
         let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
         if header.attempt != who.attempt.id {
-            return Err(AppError::Forbidden("chunk is sealed for another attempt".into()));
+            return Err(AppError::Forbidden(
+                "chunk is sealed for another attempt".into(),
+            ));
         }
         if header.stream != stream_id || header.index != index {
-            return Err(AppError::BadRequest("chunk header does not match the stream and index of the URL".into()));
+            return Err(AppError::BadRequest(
+                "chunk header does not match the stream and index of the URL".into(),
+            ));
         }
         let stream = match self.own_stream(who, stream_id).await {
             Ok(s) => s,
-            Err(AppError::NotFound(_)) => self.open_agent_stream(who, stream_id, &header, &chunk, via).await?,
+            Err(AppError::NotFound(_)) => {
+                self.open_agent_stream(who, stream_id, &header, &chunk, via)
+                    .await?
+            }
             Err(e) => return Err(e),
         };
         if let Some(f) = stream.final_index.filter(|f| index > *f) {
             return Err(AppError::StreamEnded(f));
         }
-        self.check_window(who, &stream, &header, chunk.len() as u64).await?;
+        self.check_window(who, &stream, &header, chunk.len() as u64)
+            .await?;
         crate::metrics::ingest_stage("lookup", started.elapsed());
         let started = Instant::now();
         let key = self.stream_key(&who.attempt, &stream)?;
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
         let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
             use sha2::Digest as _;
-            protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input).map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
+            protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input)
+                .map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
         })
         .await
         .map_err(|e| AppError::Internal(e.into()))?
@@ -341,16 +483,38 @@ impl Proctor {
         crate::metrics::ingest_stage("blob_put", started.elapsed());
         self.agent_heard(who.attempt.id).await?;
         let started = Instant::now();
-        let inserted = self.group_commit.commit(NewChunk { attempt: who.attempt.id, row: row.clone(), transport: via.transport }, path.clone()).await?;
+        let inserted = self
+            .group_commit
+            .commit(
+                NewChunk {
+                    attempt: who.attempt.id,
+                    row: row.clone(),
+                    transport: via.transport,
+                },
+                path.clone(),
+            )
+            .await?;
         crate::metrics::ingest_stage("durable", started.elapsed());
         match inserted {
-            ChunkInsert::Created => Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: true }),
+            ChunkInsert::Created => Ok(ChunkAck {
+                stream_id,
+                index,
+                digest: hex::encode(row.digest),
+                created: true,
+            }),
             ChunkInsert::Duplicate => {
                 // Same chain digest, other bytes (forged to collide): the row keeps the first.
-                if put == Put::Created && self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256 {
+                if put == Put::Created
+                    && self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256
+                {
                     self.blobs.delete(&path).await?;
                 }
-                Ok(ChunkAck { stream_id, index, digest: hex::encode(row.digest), created: false })
+                Ok(ChunkAck {
+                    stream_id,
+                    index,
+                    digest: hex::encode(row.digest),
+                    created: false,
+                })
             }
             ChunkInsert::Conflict => {
                 // The row of a concurrent upload won; this object is referenced by nothing.
@@ -363,9 +527,19 @@ impl Proctor {
         }
     }
 
-    async fn replay_or_conflict(&self, who: &AgentIdentity, existing: ChunkRow, new: ChunkRow) -> Result<ChunkAck, AppError> {
+    async fn replay_or_conflict(
+        &self,
+        who: &AgentIdentity,
+        existing: ChunkRow,
+        new: ChunkRow,
+    ) -> Result<ChunkAck, AppError> {
         if existing.digest == new.digest {
-            return Ok(ChunkAck { stream_id: new.stream_id, index: new.index, digest: hex::encode(new.digest), created: false });
+            return Ok(ChunkAck {
+                stream_id: new.stream_id,
+                index: new.index,
+                digest: hex::encode(new.digest),
+                created: false,
+            });
         }
         tracing::warn!(attempt = %who.attempt.id, stream = %new.stream_id, index = new.index, "conflicting chunk refused");
         self.audit(
@@ -378,7 +552,12 @@ impl Proctor {
         Err(AppError::ConflictingChunk(new.index))
     }
 
-    pub async fn end_stream(&self, who: &AgentIdentity, stream_id: Uuid, req: EndStreamRequest) -> Result<(), AppError> {
+    pub async fn end_stream(
+        &self,
+        who: &AgentIdentity,
+        stream_id: Uuid,
+        req: EndStreamRequest,
+    ) -> Result<(), AppError> {
         if who.attempt.state == AttemptState::Destroyed {
             return Err(AppError::Gone);
         }
@@ -390,13 +569,21 @@ impl Proctor {
         }
         let last = match self.db.chunk(stream_id, req.final_index).await {
             Ok(c) => c,
-            Err(DbError::NotFound) => return Err(AppError::Conflict("the final chunk has not been stored yet".into())),
+            Err(DbError::NotFound) => {
+                return Err(AppError::Conflict(
+                    "the final chunk has not been stored yet".into(),
+                ))
+            }
             Err(e) => return Err(e.into()),
         };
         if !last.last {
-            return Err(AppError::Conflict("the chunk at final_index is not sealed as final".into()));
+            return Err(AppError::Conflict(
+                "the chunk at final_index is not sealed as final".into(),
+            ));
         }
-        self.db.end_stream(stream_id, req.final_index, self.now_ms()).await?;
+        self.db
+            .end_stream(stream_id, req.final_index, self.now_ms())
+            .await?;
         crate::metrics::stream_ended();
         tracing::info!(attempt = %who.attempt.id, stream = %stream_id, "stream ended");
         Ok(())

@@ -39,8 +39,14 @@ impl Via {
             Some((p, rest)) => (p, rest.strip_suffix(')').unwrap_or(rest)),
             None => (ua, ""),
         };
-        let version = product.strip_prefix("cloe-capture-agent/").unwrap_or(product);
-        ConnectionInfo { client_ip: self.client_ip.clone(), agent_version: printable(version), os: printable(os) }
+        let version = product
+            .strip_prefix("cloe-capture-agent/")
+            .unwrap_or(product);
+        ConnectionInfo {
+            client_ip: self.client_ip.clone(),
+            agent_version: printable(version),
+            os: printable(os),
+        }
     }
 }
 
@@ -52,7 +58,14 @@ fn within(t: i64, lower: i64, now: i64) -> i64 {
 impl Proctor {
     /// Opens the stream whose first chunk this is, after checking that the chunk opens
     /// under the key it carries: a forged or damaged first chunk creates nothing.
-    pub(super) async fn open_agent_stream(&self, who: &AgentIdentity, stream_id: Uuid, header: &ChunkHeader, chunk: &bytes::Bytes, via: &Via) -> Result<Stream, AppError> {
+    pub(super) async fn open_agent_stream(
+        &self,
+        who: &AgentIdentity,
+        stream_id: Uuid,
+        header: &ChunkHeader,
+        chunk: &bytes::Bytes,
+        via: &Via,
+    ) -> Result<Stream, AppError> {
         let a = &who.attempt;
         let now = self.now_ms();
         let Some(opening) = header.opening.as_ref().filter(|_| header.index == 0) else {
@@ -62,8 +75,14 @@ impl Proctor {
             return Err(AppError::TokenRevoked);
         }
         // Nothing is recorded before consent, whatever the state says.
-        let Some(consented) = a.consent_at_ms else { return Err(AppError::ConsentRequired) };
-        let started = within(i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX), self.earliest_agent_time(a, now).max(consented), now);
+        let Some(consented) = a.consent_at_ms else {
+            return Err(AppError::ConsentRequired);
+        };
+        let started = within(
+            i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX),
+            self.earliest_agent_time(a, now).max(consented),
+            now,
+        );
         // A stream recorded before the token expired may arrive after: it is the recording.
         if who.token.expires_at_ms <= started {
             return Err(AppError::TokenExpired);
@@ -75,18 +94,28 @@ impl Proctor {
             // `earliest_agent_time` bounds how long after the end that can be.
             AttemptState::Ended if a.ended_at_ms.is_some_and(|end| started < end) => {}
             AttemptState::Destroyed => return Err(AppError::Gone),
-            AttemptState::Withdrawn => return Err(crate::lifecycle::InvalidTransition { from: a.state, transition: Transition::StartRecording }.into()),
+            AttemptState::Withdrawn => {
+                return Err(crate::lifecycle::InvalidTransition {
+                    from: a.state,
+                    transition: Transition::StartRecording,
+                }
+                .into())
+            }
             _ => return Err(AppError::AttemptEnded),
         }
         self.require_undecided(a.sitting_id).await?;
 
         let dek = self.attempt_key(a)?;
-        let key = opening.open(&dek.recipient(&a.id).0, &a.id, &stream_id).map_err(AppError::Unauthentic)?;
-        let (attempt_id, input) = (a.id, chunk.clone());
-        tokio::task::spawn_blocking(move || protocol::verify_chunk(&key, attempt_id, stream_id, &input))
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?
+        let key = opening
+            .open(&dek.recipient(&a.id).0, &a.id, &stream_id)
             .map_err(AppError::Unauthentic)?;
+        let (attempt_id, input) = (a.id, chunk.clone());
+        tokio::task::spawn_blocking(move || {
+            protocol::verify_chunk(&key, attempt_id, stream_id, &input)
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .map_err(AppError::Unauthentic)?;
         let stream = Stream {
             id: stream_id,
             attempt_id: a.id,
@@ -96,11 +125,16 @@ impl Proctor {
             final_index: None,
         };
         // The first chunk's own window and quotas, before anything is written.
-        self.check_window(who, &stream, header, chunk.len() as u64).await?;
+        self.check_window(who, &stream, header, chunk.len() as u64)
+            .await?;
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream_id, &via.connection())?;
         drop(dek);
         let max_streams = self.settings.limits.max_streams_per_attempt;
-        if !self.db.open_stream(stream.clone(), sealed, max_streams).await? {
+        if !self
+            .db
+            .open_stream(stream.clone(), sealed, max_streams)
+            .await?
+        {
             // The same first chunk by another transport, at the same time: one row won.
             return match self.db.stream(stream_id).await {
                 Ok(s) if s.attempt_id == a.id && s.keying == stream.keying => Ok(s),
@@ -113,7 +147,10 @@ impl Proctor {
             };
         }
         if a.state == AttemptState::Consented {
-            match self.transition(a.id, Transition::StartRecording, "candidate").await {
+            match self
+                .transition(a.id, Transition::StartRecording, "candidate")
+                .await
+            {
                 Ok(_) | Err(AppError::InvalidTransition(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -129,22 +166,39 @@ impl Proctor {
     /// and the index and media-time windows count from these times, so a lie cannot buy
     /// more than that; a recording that waited longer still lands, its start moved later.
     pub(super) fn earliest_agent_time(&self, a: &crate::db::Attempt, now: i64) -> i64 {
-        a.created_at_ms.max(now - self.settings.limits.max_offline.as_millis() as i64)
+        a.created_at_ms
+            .max(now - self.settings.limits.max_offline.as_millis() as i64)
     }
 
     /// Opens consent the agent sealed in its spool: what was accepted, and when. The time is
     /// the agent's, kept within [`earliest_agent_time`, now].
-    pub(super) fn offline_consent(&self, who: &AgentIdentity, sealed: &str) -> Result<OfflineConsent, AppError> {
+    pub(super) fn offline_consent(
+        &self,
+        who: &AgentIdentity,
+        sealed: &str,
+    ) -> Result<OfflineConsent, AppError> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(sealed.trim())
             .map_err(|_| AppError::BadRequest("sealed consent must be base64".into()))?;
         let dek = self.attempt_key(&who.attempt)?;
-        let json = protocol::open_from_attempt(&dek.recipient(&who.attempt.id).0, &who.attempt.id, CONSENT_PURPOSE, &bytes)
-            .map_err(|_| AppError::BadRequest("sealed consent does not open for this attempt".into()))?;
-        let mut consent: OfflineConsent = serde_json::from_slice(&json).map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
+        let json = protocol::open_from_attempt(
+            &dek.recipient(&who.attempt.id).0,
+            &who.attempt.id,
+            CONSENT_PURPOSE,
+            &bytes,
+        )
+        .map_err(|_| {
+            AppError::BadRequest("sealed consent does not open for this attempt".into())
+        })?;
+        let mut consent: OfflineConsent = serde_json::from_slice(&json)
+            .map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
         let now = self.now_ms();
-        consent.given_at_ms = within(consent.given_at_ms, self.earliest_agent_time(&who.attempt, now), now);
+        consent.given_at_ms = within(
+            consent.given_at_ms,
+            self.earliest_agent_time(&who.attempt, now),
+            now,
+        );
         Ok(consent)
     }
 }
@@ -155,11 +209,21 @@ mod tests {
 
     #[test]
     fn the_agent_says_its_version_and_os_in_its_user_agent() {
-        let via = |ua: Option<&str>| Via { transport: Transport::Https, client_ip: "192.0.2.1".into(), user_agent: ua.map(str::to_owned) };
+        let via = |ua: Option<&str>| Via {
+            transport: Transport::Https,
+            client_ip: "192.0.2.1".into(),
+            user_agent: ua.map(str::to_owned),
+        };
         let c = via(Some("cloe-capture-agent/0.1.0 (linux x86_64)")).connection();
-        assert_eq!((c.agent_version.as_str(), c.os.as_str()), ("0.1.0", "linux x86_64"));
+        assert_eq!(
+            (c.agent_version.as_str(), c.os.as_str()),
+            ("0.1.0", "linux x86_64")
+        );
         let c = via(None).connection();
-        assert_eq!((c.agent_version.as_str(), c.os.as_str()), ("unknown", "unknown"));
+        assert_eq!(
+            (c.agent_version.as_str(), c.os.as_str()),
+            ("unknown", "unknown")
+        );
         let c = via(Some("curl/8\u{7}")).connection();
         assert_eq!(c.agent_version, "unknown");
     }

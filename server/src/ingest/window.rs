@@ -18,9 +18,17 @@ pub fn max_media_us(opened_at_ms: i64, now_ms: i64, margin_ms: u64) -> u64 {
 /// `multiple` × the nominal bitrate for each started hour since the first stream opened,
 /// plus one hour: what an attempt may have stored in all. Counting from when recording
 /// began, not from when bytes arrive, means a backlog uploaded late never trips it.
-pub fn byte_budget(first_stream_opened_ms: i64, now_ms: i64, bitrate_kbps: u64, multiple: u64) -> u64 {
+pub fn byte_budget(
+    first_stream_opened_ms: i64,
+    now_ms: i64,
+    bitrate_kbps: u64,
+    multiple: u64,
+) -> u64 {
     let hours = ((now_ms - first_stream_opened_ms).max(0) as u64).div_ceil(3_600_000) + 1;
-    (bitrate_kbps * 1000 / 8).saturating_mul(3600).saturating_mul(multiple).saturating_mul(hours)
+    (bitrate_kbps * 1000 / 8)
+        .saturating_mul(3600)
+        .saturating_mul(multiple)
+        .saturating_mul(hours)
 }
 
 #[cfg(test)]

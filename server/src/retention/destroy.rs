@@ -25,8 +25,15 @@ impl Proctor {
     /// Destroys the data keys of these attempts now, in one transaction; `by` is the rule
     /// or the account. Returns the receipts of those it destroyed (not those already
     /// destroyed, or placed on hold meanwhile).
-    pub async fn destroy_keys(&self, targets: &[RetentionFacts], by: &str) -> Result<Vec<SignedReceipt>, AppError> {
-        let targets: Vec<&RetentionFacts> = targets.iter().filter(|f| f.destroyed_at_ms.is_none()).collect();
+    pub async fn destroy_keys(
+        &self,
+        targets: &[RetentionFacts],
+        by: &str,
+    ) -> Result<Vec<SignedReceipt>, AppError> {
+        let targets: Vec<&RetentionFacts> = targets
+            .iter()
+            .filter(|f| f.destroyed_at_ms.is_none())
+            .collect();
         if targets.is_empty() {
             return Ok(Vec::new());
         }
@@ -56,7 +63,12 @@ impl Proctor {
                 attempt_id: Some(f.attempt_id),
                 detail: serde_json::json!({ "reason": reason, "key_fingerprint": f.dek_fingerprint, "from": f.state }),
             };
-            batch.push(Destruction { attempt: f.attempt_id, receipt_json: serde_json::to_string(&receipt).map_err(anyhow::Error::from)?, at_ms, event });
+            batch.push(Destruction {
+                attempt: f.attempt_id,
+                receipt_json: serde_json::to_string(&receipt).map_err(anyhow::Error::from)?,
+                at_ms,
+                event,
+            });
             receipts.push(receipt);
         }
         let entries = self.db.destroy_attempts(&batch).await?;
@@ -66,7 +78,8 @@ impl Proctor {
         }
         crate::metrics::attempts_destroyed(entries.len() as u64);
         crash_point("after-key-delete");
-        let done: std::collections::HashSet<_> = entries.iter().filter_map(|e| e.attempt_id).collect();
+        let done: std::collections::HashSet<_> =
+            entries.iter().filter_map(|e| e.attempt_id).collect();
         receipts.retain(|r| done.contains(&r.receipt.attempt_id));
         Ok(receipts)
     }
@@ -83,7 +96,13 @@ impl Proctor {
             // An upload in flight when its attempt was destroyed may land after the purge
             // (its token was checked before): purged again while the grace lasts.
             let since = self.now_ms() - 2 * self.settings.limits.upload_grace.as_millis() as i64;
-            let ids: Vec<_> = self.db.unpurged(since, PURGE_BATCH + failed.len() as u32).await?.into_iter().filter(|id| !failed.contains(id)).collect();
+            let ids: Vec<_> = self
+                .db
+                .unpurged(since, PURGE_BATCH + failed.len() as u32)
+                .await?
+                .into_iter()
+                .filter(|id| !failed.contains(id))
+                .collect();
             if ids.is_empty() {
                 return match first_error {
                     Some(e) => Err(e),

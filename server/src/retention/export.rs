@@ -38,25 +38,59 @@ struct StreamManifest {
 }
 
 impl Proctor {
-    pub async fn export_attempt(&self, actor: &str, attempt_id: Uuid, recipient: &str, out: &Path) -> Result<ExportSummary, AppError> {
-        let recipient = age::x25519::Recipient::from_str(recipient.trim()).map_err(|e| AppError::BadRequest(format!("not an age recipient (age1…): {e}")))?;
+    pub async fn export_attempt(
+        &self,
+        actor: &str,
+        attempt_id: Uuid,
+        recipient: &str,
+        out: &Path,
+    ) -> Result<ExportSummary, AppError> {
+        let recipient = age::x25519::Recipient::from_str(recipient.trim())
+            .map_err(|e| AppError::BadRequest(format!("not an age recipient (age1…): {e}")))?;
         let attempt = self.attempt_or_404(attempt_id).await?;
         if attempt.state == crate::lifecycle::AttemptState::Destroyed {
             return Err(AppError::Gone);
         }
         let dek = self.attempt_key(&attempt)?;
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|e| AppError::BadRequest(format!("cannot create {}: {e}", out.display())))?;
-        let encryptor = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient)).map_err(|e| anyhow::anyhow!("age: {e}"))?;
-        let sealed = encryptor.wrap_output(std::io::BufWriter::new(file)).map_err(|e| anyhow::anyhow!("age: {e}"))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(out)
+            .map_err(|e| AppError::BadRequest(format!("cannot create {}: {e}", out.display())))?;
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+                .map_err(|e| anyhow::anyhow!("age: {e}"))?;
+        let sealed = encryptor
+            .wrap_output(std::io::BufWriter::new(file))
+            .map_err(|e| anyhow::anyhow!("age: {e}"))?;
         let mut tar = tar::Builder::new(sealed);
-        let connections: std::collections::HashMap<Uuid, Vec<u8>> = self.db.connections_of(attempt_id).await?.into_iter().collect();
+        let connections: std::collections::HashMap<Uuid, Vec<u8>> = self
+            .db
+            .connections_of(attempt_id)
+            .await?
+            .into_iter()
+            .collect();
         let (mut streams, mut fragments, mut altered) = (Vec::new(), 0, Vec::new());
-        for (n, stream) in self.db.streams_of(attempt_id).await?.into_iter().enumerate() {
+        for (n, stream) in self
+            .db
+            .streams_of(attempt_id)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
             let dir = format!("stream-{}", n + 1);
             let key = crate::keys::stream_key(&dek, &attempt_id, &stream)?;
             let mut count = 0;
             for row in self.db.chunks_of(stream.id).await? {
-                let blob = self.blobs.get(&chunk_path(attempt_id, stream.id, row.index, &row.content_sha256)).await?;
+                let blob = self
+                    .blobs
+                    .get(&chunk_path(
+                        attempt_id,
+                        stream.id,
+                        row.index,
+                        &row.content_sha256,
+                    ))
+                    .await?;
                 let media = match protocol::open_chunk(&key, attempt_id, stream.id, &blob) {
                     Ok(o) if matches_row(&o, &row) => zeroize::Zeroizing::new(o.plaintext),
                     _ => {
@@ -68,12 +102,24 @@ impl Proctor {
                     altered.push((stream.id, row.index));
                     continue;
                 };
-                append(&mut tar, &format!("{dir}/{:06}.mp4", row.index), payload.media)?;
+                append(
+                    &mut tar,
+                    &format!("{dir}/{:06}.mp4", row.index),
+                    payload.media,
+                )?;
                 count += 1;
             }
             fragments += count;
-            let connection = connections.get(&stream.id).and_then(|c| crate::keys::open_connection(&dek, &attempt_id, &stream.id, c).ok());
-            streams.push(StreamManifest { directory: dir, stream_id: stream.id, opened_at: crate::clock::rfc3339(crate::clock::from_unix_ms(stream.opened_at_ms)), connection, fragments: count });
+            let connection = connections
+                .get(&stream.id)
+                .and_then(|c| crate::keys::open_connection(&dek, &attempt_id, &stream.id, c).ok());
+            streams.push(StreamManifest {
+                directory: dir,
+                stream_id: stream.id,
+                opened_at: crate::clock::rfc3339(crate::clock::from_unix_ms(stream.opened_at_ms)),
+                connection,
+                fragments: count,
+            });
         }
         let flags: Vec<serde_json::Value> = self
             .db
@@ -91,13 +137,29 @@ impl Proctor {
             "retention": self.attempt_retention(attempt_id).await?, "access_report": self.access_report(actor, attempt_id).await?,
             "how_to_play": "cat stream-1/*.mp4 > stream-1.mp4, for each stream",
         });
-        append(&mut tar, "manifest.json", &serde_json::to_vec_pretty(&manifest).map_err(anyhow::Error::from)?)?;
+        append(
+            &mut tar,
+            "manifest.json",
+            &serde_json::to_vec_pretty(&manifest).map_err(anyhow::Error::from)?,
+        )?;
         let sealed = tar.into_inner().map_err(io)?;
         let mut file = sealed.finish().map_err(io)?;
         file.flush().map_err(io)?;
         file.get_ref().sync_all().map_err(io)?;
-        self.audit(actor, "attempt_exported", Some(attempt_id), serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments })).await?;
-        Ok(ExportSummary { attempt_id, file: out.display().to_string(), streams: streams.len(), fragments, altered })
+        self.audit(
+            actor,
+            "attempt_exported",
+            Some(attempt_id),
+            serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments }),
+        )
+        .await?;
+        Ok(ExportSummary {
+            attempt_id,
+            file: out.display().to_string(),
+            streams: streams.len(),
+            fragments,
+            altered,
+        })
     }
 }
 

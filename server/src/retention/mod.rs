@@ -31,7 +31,9 @@ pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
         decision: f.pv.map(|(outcome, at)| {
             let d = match outcome {
                 PvOutcome::Validated => PvDecision::ValidatedWithoutReservation,
-                PvOutcome::Reservations => PvDecision::ValidatedWithReservations { contested: f.contested },
+                PvOutcome::Reservations => PvDecision::ValidatedWithReservations {
+                    contested: f.contested,
+                },
                 PvOutcome::Refused => PvDecision::Refused,
             };
             (d, from_unix_ms(at))
@@ -103,18 +105,30 @@ impl crate::service::Proctor {
             destroy_at_ms: destroy_at.map(crate::clock::unix_ms),
             destroyed_at: f.destroyed_at_ms.map(when),
             blobs_purged: f.blobs_purged,
-            receipt: f.receipt.as_deref().and_then(|r| serde_json::from_str(r).ok()),
+            receipt: f
+                .receipt
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
         }
     }
 
     /// Every attempt not destroyed yet, with when it will be: soonest first, held last.
     pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, crate::error::AppError> {
-        let mut all: Vec<RetentionStatus> = self.db.pending_retention().await?.iter().map(|f| self.retention_status(f)).collect();
+        let mut all: Vec<RetentionStatus> = self
+            .db
+            .pending_retention()
+            .await?
+            .iter()
+            .map(|f| self.retention_status(f))
+            .collect();
         all.sort_by_key(|s| (s.destroy_at_ms.is_none(), s.destroy_at_ms));
         Ok(all)
     }
 
-    pub async fn attempt_retention(&self, attempt: uuid::Uuid) -> Result<RetentionStatus, crate::error::AppError> {
+    pub async fn attempt_retention(
+        &self,
+        attempt: uuid::Uuid,
+    ) -> Result<RetentionStatus, crate::error::AppError> {
         Ok(self.retention_status(&self.facts(attempt).await?))
     }
 
@@ -122,7 +136,14 @@ impl crate::service::Proctor {
         policy::retention(&policy_facts(f), self.settings.retention.ceiling)
     }
 
-    pub(crate) async fn facts(&self, attempt: uuid::Uuid) -> Result<RetentionFacts, crate::error::AppError> {
-        self.db.retention_facts(&[attempt]).await?.pop().ok_or(crate::error::AppError::NotFound("attempt"))
+    pub(crate) async fn facts(
+        &self,
+        attempt: uuid::Uuid,
+    ) -> Result<RetentionFacts, crate::error::AppError> {
+        self.db
+            .retention_facts(&[attempt])
+            .await?
+            .pop()
+            .ok_or(crate::error::AppError::NotFound("attempt"))
     }
 }

@@ -29,7 +29,9 @@ pub const KEPT_AFTER_DISPUTE_MONTHS: u32 = 2;
 pub enum PvDecision {
     ValidatedWithoutReservation,
     /// Validated with reservations; `contested` says whether this attempt is named.
-    ValidatedWithReservations { contested: bool },
+    ValidatedWithReservations {
+        contested: bool,
+    },
     Refused,
 }
 
@@ -45,14 +47,18 @@ impl Ceiling {
 
     pub fn parse_months(months: u32) -> Result<Self, String> {
         if months == 0 || months > LEGAL_MAXIMUM_MONTHS {
-            return Err(format!("the retention ceiling is 1 to {LEGAL_MAXIMUM_MONTHS} months"));
+            return Err(format!(
+                "the retention ceiling is 1 to {LEGAL_MAXIMUM_MONTHS} months"
+            ));
         }
         Ok(Ceiling::Months(months))
     }
 
     pub fn parse_days(days: u32) -> Result<Self, String> {
         if days == 0 || days > LEGAL_MAXIMUM_MONTHS * 28 {
-            return Err(format!("the retention ceiling is 1 day to {LEGAL_MAXIMUM_MONTHS} months"));
+            return Err(format!(
+                "the retention ceiling is 1 day to {LEGAL_MAXIMUM_MONTHS} months"
+            ));
         }
         Ok(Ceiling::Days(days))
     }
@@ -60,11 +66,16 @@ impl Ceiling {
     /// "2 months", "1 month", "30 days", "1 day".
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut words = s.split_whitespace();
-        let (n, unit) = (words.next().and_then(|n| n.parse::<u32>().ok()), words.next());
+        let (n, unit) = (
+            words.next().and_then(|n| n.parse::<u32>().ok()),
+            words.next(),
+        );
         match (n, unit, words.next()) {
             (Some(n), Some("month" | "months"), None) => Self::parse_months(n),
             (Some(n), Some("day" | "days"), None) => Self::parse_days(n),
-            _ => Err(format!("the retention ceiling is written \"2 months\" or \"30 days\", not {s:?}")),
+            _ => Err(format!(
+                "the retention ceiling is written \"2 months\" or \"30 days\", not {s:?}"
+            )),
         }
     }
 
@@ -135,12 +146,21 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Retention {
         match f.decision {
             Some((PvDecision::ValidatedWithoutReservation, at)) => at,
             Some((PvDecision::ValidatedWithReservations { contested: false }, at)) => at,
-            Some((PvDecision::ValidatedWithReservations { contested: true } | PvDecision::Refused, at)) => add_months(at, KEPT_AFTER_DISPUTE_MONTHS),
+            Some((
+                PvDecision::ValidatedWithReservations { contested: true } | PvDecision::Refused,
+                at,
+            )) => add_months(at, KEPT_AFTER_DISPUTE_MONTHS),
             None => ceiling.after(f.ended_at.unwrap_or(f.last_active_at)),
         }
     };
     // A hold lifted restarts the clock; an erasure asked while held happens at the lift.
-    let after_hold = f.hold_lifted_at.map(|lifted| if f.erasure_requested_at.is_some() { lifted } else { add_months(lifted, KEPT_AFTER_DISPUTE_MONTHS) });
+    let after_hold = f.hold_lifted_at.map(|lifted| {
+        if f.erasure_requested_at.is_some() {
+            lifted
+        } else {
+            add_months(lifted, KEPT_AFTER_DISPUTE_MONTHS)
+        }
+    });
     Retention::DestroyAt(after_hold.map_or(by_rule, |h| by_rule.max(h)))
 }
 
@@ -148,7 +168,10 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Retention {
 pub fn add_months(t: OffsetDateTime, months: u32) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
     let total = t.year() * 12 + (u8::from(t.month()) as i32 - 1) + months as i32;
-    let (year, month) = (total.div_euclid(12), Month::try_from((total.rem_euclid(12) + 1) as u8).expect("1..=12"));
+    let (year, month) = (
+        total.div_euclid(12),
+        Month::try_from((total.rem_euclid(12) + 1) as u8).expect("1..=12"),
+    );
     let day = t.day().min(month.length(year));
     let date = Date::from_calendar_date(year, month, day).expect("a valid day of that month");
     t.replace_date(date)
@@ -162,18 +185,43 @@ mod tests {
     const SECOND: time::Duration = time::Duration::SECOND;
 
     fn facts(end: OffsetDateTime) -> Facts {
-        Facts { last_active_at: end - time::Duration::hours(2), ended_at: Some(end), decision: None, erasure_requested_at: None, on_hold: false, hold_lifted_at: None }
+        Facts {
+            last_active_at: end - time::Duration::hours(2),
+            ended_at: Some(end),
+            decision: None,
+            erasure_requested_at: None,
+            on_hold: false,
+            hold_lifted_at: None,
+        }
     }
 
     #[test]
     fn calendar_months_clamp_to_the_end_of_shorter_months() {
-        assert_eq!(add_months(datetime!(2027-01-31 10:00 UTC), 1), datetime!(2027-02-28 10:00 UTC));
-        assert_eq!(add_months(datetime!(2028-01-31 10:00 UTC), 1), datetime!(2028-02-29 10:00 UTC));
-        assert_eq!(add_months(datetime!(2026-12-31 23:59:59 UTC), 2), datetime!(2027-02-28 23:59:59 UTC));
-        assert_eq!(add_months(datetime!(2026-11-29 20:00 UTC), 2), datetime!(2027-01-29 20:00 UTC));
-        assert_eq!(add_months(datetime!(2027-03-31 00:00 UTC), 6), datetime!(2027-09-30 00:00 UTC));
+        assert_eq!(
+            add_months(datetime!(2027-01-31 10:00 UTC), 1),
+            datetime!(2027-02-28 10:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2028-01-31 10:00 UTC), 1),
+            datetime!(2028-02-29 10:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2026-12-31 23:59:59 UTC), 2),
+            datetime!(2027-02-28 23:59:59 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2026-11-29 20:00 UTC), 2),
+            datetime!(2027-01-29 20:00 UTC)
+        );
+        assert_eq!(
+            add_months(datetime!(2027-03-31 00:00 UTC), 6),
+            datetime!(2027-09-30 00:00 UTC)
+        );
         // Another offset is read in UTC.
-        assert_eq!(add_months(datetime!(2027-01-01 00:30 +01:00), 1), datetime!(2027-01-31 23:30 UTC));
+        assert_eq!(
+            add_months(datetime!(2027-01-01 00:30 +01:00), 1),
+            datetime!(2027-01-31 23:30 UTC)
+        );
     }
 
     /// The whole table: every PV outcome, with and without erasure and holds, one second
@@ -185,47 +233,119 @@ mod tests {
         let two_months_after_decision = datetime!(2027-04-15 09:30 UTC);
         let ceiling_after_end = datetime!(2027-03-31 17:00 UTC);
         let cases: Vec<(&str, Facts, Option<OffsetDateTime>)> = vec![
-            ("no decision: end + 2 months", facts(end), Some(ceiling_after_end)),
-            ("validated without reservation: at once", Facts { decision: Some((PvDecision::ValidatedWithoutReservation, decided)), ..facts(end) }, Some(decided)),
+            (
+                "no decision: end + 2 months",
+                facts(end),
+                Some(ceiling_after_end),
+            ),
+            (
+                "validated without reservation: at once",
+                Facts {
+                    decision: Some((PvDecision::ValidatedWithoutReservation, decided)),
+                    ..facts(end)
+                },
+                Some(decided),
+            ),
             (
                 "validated with reservations, not named: at once",
-                Facts { decision: Some((PvDecision::ValidatedWithReservations { contested: false }, decided)), ..facts(end) },
+                Facts {
+                    decision: Some((
+                        PvDecision::ValidatedWithReservations { contested: false },
+                        decided,
+                    )),
+                    ..facts(end)
+                },
                 Some(decided),
             ),
             (
                 "validated with reservations, contested: decision + 2 months",
-                Facts { decision: Some((PvDecision::ValidatedWithReservations { contested: true }, decided)), ..facts(end) },
+                Facts {
+                    decision: Some((
+                        PvDecision::ValidatedWithReservations { contested: true },
+                        decided,
+                    )),
+                    ..facts(end)
+                },
                 Some(two_months_after_decision),
             ),
-            ("refused: decision + 2 months", Facts { decision: Some((PvDecision::Refused, decided)), ..facts(end) }, Some(two_months_after_decision)),
+            (
+                "refused: decision + 2 months",
+                Facts {
+                    decision: Some((PvDecision::Refused, decided)),
+                    ..facts(end)
+                },
+                Some(two_months_after_decision),
+            ),
             (
                 "erasure requested before any decision: at once",
-                Facts { erasure_requested_at: Some(datetime!(2027-02-01 08:00 UTC)), ..facts(end) },
+                Facts {
+                    erasure_requested_at: Some(datetime!(2027-02-01 08:00 UTC)),
+                    ..facts(end)
+                },
                 Some(datetime!(2027-02-01 08:00 UTC)),
             ),
             (
                 "erasure requested after a refusal: at once, whatever the PV",
-                Facts { decision: Some((PvDecision::Refused, decided)), erasure_requested_at: Some(datetime!(2027-02-20 08:00 UTC)), ..facts(end) },
+                Facts {
+                    decision: Some((PvDecision::Refused, decided)),
+                    erasure_requested_at: Some(datetime!(2027-02-20 08:00 UTC)),
+                    ..facts(end)
+                },
                 Some(datetime!(2027-02-20 08:00 UTC)),
             ),
-            ("on hold: never while it stands", Facts { on_hold: true, decision: Some((PvDecision::ValidatedWithoutReservation, decided)), ..facts(end) }, None),
-            ("on hold with an erasure request: the hold wins", Facts { on_hold: true, erasure_requested_at: Some(decided), ..facts(end) }, None),
+            (
+                "on hold: never while it stands",
+                Facts {
+                    on_hold: true,
+                    decision: Some((PvDecision::ValidatedWithoutReservation, decided)),
+                    ..facts(end)
+                },
+                None,
+            ),
+            (
+                "on hold with an erasure request: the hold wins",
+                Facts {
+                    on_hold: true,
+                    erasure_requested_at: Some(decided),
+                    ..facts(end)
+                },
+                None,
+            ),
             (
                 "hold lifted after a validation: lift + 2 months",
-                Facts { decision: Some((PvDecision::ValidatedWithoutReservation, decided)), hold_lifted_at: Some(datetime!(2027-06-30 12:00 UTC)), ..facts(end) },
+                Facts {
+                    decision: Some((PvDecision::ValidatedWithoutReservation, decided)),
+                    hold_lifted_at: Some(datetime!(2027-06-30 12:00 UTC)),
+                    ..facts(end)
+                },
                 Some(datetime!(2027-08-30 12:00 UTC)),
             ),
             (
                 "hold lifted early: the rule's later date stands",
-                Facts { decision: Some((PvDecision::Refused, decided)), hold_lifted_at: Some(datetime!(2027-01-31 18:00 UTC)), ..facts(end) },
+                Facts {
+                    decision: Some((PvDecision::Refused, decided)),
+                    hold_lifted_at: Some(datetime!(2027-01-31 18:00 UTC)),
+                    ..facts(end)
+                },
                 Some(two_months_after_decision),
             ),
             (
                 "hold lifted with an erasure request: at the lift",
-                Facts { erasure_requested_at: Some(decided), hold_lifted_at: Some(datetime!(2027-05-01 00:00 UTC)), ..facts(end) },
+                Facts {
+                    erasure_requested_at: Some(decided),
+                    hold_lifted_at: Some(datetime!(2027-05-01 00:00 UTC)),
+                    ..facts(end)
+                },
                 Some(datetime!(2027-05-01 00:00 UTC)),
             ),
-            ("never ended: creation + 2 months", Facts { ended_at: None, ..facts(end) }, Some(datetime!(2027-03-31 15:00 UTC))),
+            (
+                "never ended: creation + 2 months",
+                Facts {
+                    ended_at: None,
+                    ..facts(end)
+                },
+                Some(datetime!(2027-03-31 15:00 UTC)),
+            ),
         ];
         for (name, f, due) in cases {
             let r = retention(&f, Ceiling::DEFAULT);
@@ -247,9 +367,18 @@ mod tests {
     #[test]
     fn the_ceiling_goes_down_never_off_never_past_the_legal_maximum() {
         let end = datetime!(2027-01-31 17:00 UTC);
-        assert_eq!(retention(&facts(end), Ceiling::parse_days(7).unwrap()), Retention::DestroyAt(datetime!(2027-02-07 17:00 UTC)));
-        assert_eq!(retention(&facts(end), Ceiling::parse_months(1).unwrap()), Retention::DestroyAt(datetime!(2027-02-28 17:00 UTC)));
-        assert!(Ceiling::parse_months(0).is_err() && Ceiling::parse_days(0).is_err(), "never disabled");
+        assert_eq!(
+            retention(&facts(end), Ceiling::parse_days(7).unwrap()),
+            Retention::DestroyAt(datetime!(2027-02-07 17:00 UTC))
+        );
+        assert_eq!(
+            retention(&facts(end), Ceiling::parse_months(1).unwrap()),
+            Retention::DestroyAt(datetime!(2027-02-28 17:00 UTC))
+        );
+        assert!(
+            Ceiling::parse_months(0).is_err() && Ceiling::parse_days(0).is_err(),
+            "never disabled"
+        );
         assert!(Ceiling::parse_months(LEGAL_MAXIMUM_MONTHS + 1).is_err());
         assert!(Ceiling::parse_days(LEGAL_MAXIMUM_MONTHS * 28 + 1).is_err());
         assert!(Ceiling::parse_months(LEGAL_MAXIMUM_MONTHS).is_ok());
@@ -260,7 +389,15 @@ mod tests {
         assert_eq!(Ceiling::parse("2 months"), Ok(Ceiling::Months(2)));
         assert_eq!(Ceiling::parse("1 month"), Ok(Ceiling::Months(1)));
         assert_eq!(Ceiling::parse("30 days"), Ok(Ceiling::Days(30)));
-        for bad in ["", "2", "two months", "7 months", "0 days", "2 months ago", "3 weeks"] {
+        for bad in [
+            "",
+            "2",
+            "two months",
+            "7 months",
+            "0 days",
+            "2 months ago",
+            "3 weeks",
+        ] {
             assert!(Ceiling::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -269,7 +406,13 @@ mod tests {
     #[test]
     fn the_undecided_cutoff_covers_every_due_attempt() {
         let mut now = datetime!(2027-01-01 00:00 UTC);
-        for ceiling in [Ceiling::Months(1), Ceiling::Months(2), Ceiling::Months(6), Ceiling::Days(1), Ceiling::Days(45)] {
+        for ceiling in [
+            Ceiling::Months(1),
+            Ceiling::Months(2),
+            Ceiling::Months(6),
+            Ceiling::Days(1),
+            Ceiling::Days(45),
+        ] {
             for _ in 0..800 {
                 now += time::Duration::hours(11);
                 let cutoff = ceiling.undecided_cutoff(now);
@@ -278,9 +421,15 @@ mod tests {
                 while !retention(&facts(end), ceiling).is_due(now) {
                     end -= time::Duration::hours(1);
                 }
-                assert!(end <= cutoff, "{ceiling:?} at {now}: due end {end} after cutoff {cutoff}");
+                assert!(
+                    end <= cutoff,
+                    "{ceiling:?} at {now}: due end {end} after cutoff {cutoff}"
+                );
                 // …and at most the spread of month lengths past it (a superset, not all).
-                assert!(cutoff - end <= time::Duration::days(20), "{ceiling:?} at {now}");
+                assert!(
+                    cutoff - end <= time::Duration::days(20),
+                    "{ceiling:?} at {now}"
+                );
             }
         }
     }

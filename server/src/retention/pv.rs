@@ -80,9 +80,15 @@ pub struct PvResult {
 
 impl Proctor {
     /// Only the sitting's jury decides its PV; another sitting answers as an unknown one.
-    pub async fn require_jury_of(&self, staff: &crate::service::StaffIdentity, sitting: Uuid) -> Result<(), AppError> {
+    pub async fn require_jury_of(
+        &self,
+        staff: &crate::service::StaffIdentity,
+        sitting: Uuid,
+    ) -> Result<(), AppError> {
         if staff.role != crate::domain::Role::Jury {
-            return Err(AppError::Forbidden("the PV is decided by the sitting's jury".into()));
+            return Err(AppError::Forbidden(
+                "the PV is decided by the sitting's jury".into(),
+            ));
         }
         if !self.db.is_assigned(staff.id, sitting).await? {
             return Err(AppError::NotFound("sitting"));
@@ -91,13 +97,22 @@ impl Proctor {
     }
 
     /// The decision's effect on every attempt of the sitting, checked but not recorded.
-    pub async fn pv_plan(&self, sitting: Uuid, req: &PvRequest) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+    pub async fn pv_plan(
+        &self,
+        sitting: Uuid,
+        req: &PvRequest,
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
         self.plan_at(sitting, req, self.clock.now()).await
     }
 
     /// The plan of a decision taken at `now`: the due times it stores are those of the
     /// decision's own time, so the sweep finds them due exactly when the policy does.
-    async fn plan_at(&self, sitting: Uuid, req: &PvRequest, now: time::OffsetDateTime) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+    async fn plan_at(
+        &self,
+        sitting: Uuid,
+        req: &PvRequest,
+        now: time::OffsetDateTime,
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
         if !self.db.sitting_exists(sitting).await? {
             return Err(AppError::NotFound("sitting"));
         }
@@ -108,21 +123,40 @@ impl Proctor {
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
         let contested: HashSet<Uuid> = req.contested.iter().copied().collect();
         match req.outcome {
-            PvOutcome::Reservations if contested.is_empty() => return Err(AppError::BadRequest("a PV validated with reservations names the contested candidates".into())),
+            PvOutcome::Reservations if contested.is_empty() => {
+                return Err(AppError::BadRequest(
+                    "a PV validated with reservations names the contested candidates".into(),
+                ))
+            }
             PvOutcome::Validated | PvOutcome::Refused if !contested.is_empty() => {
-                return Err(AppError::BadRequest("only a PV validated with reservations names contested candidates".into()))
+                return Err(AppError::BadRequest(
+                    "only a PV validated with reservations names contested candidates".into(),
+                ))
             }
             _ => {}
         }
         if let Some(stranger) = contested.iter().find(|c| !ids.contains(c)) {
-            return Err(AppError::BadRequest(format!("attempt {stranger} is not a candidate of this sitting")));
+            return Err(AppError::BadRequest(format!(
+                "attempt {stranger} is not a candidate of this sitting"
+            )));
         }
-        let in_progress = attempts.iter().filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording)).count();
-        let mut facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
+        let in_progress = attempts
+            .iter()
+            .filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording))
+            .count();
+        let mut facts: HashMap<Uuid, RetentionFacts> = self
+            .db
+            .retention_facts(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.attempt_id, f))
+            .collect();
         let mut planned = Vec::with_capacity(attempts.len());
         let mut effects = Vec::with_capacity(attempts.len());
         for a in &attempts {
-            let Some(mut f) = facts.remove(&a.id) else { continue };
+            let Some(mut f) = facts.remove(&a.id) else {
+                continue;
+            };
             if f.destroyed_at_ms.is_some() {
                 continue;
             }
@@ -135,7 +169,8 @@ impl Proctor {
                 Retention::DestroyAt(t) => ("kept", Some(t)),
             };
             // Something was recorded and its review is not submitted.
-            let review_unsubmitted = matches!(a.state, AttemptState::Ended | AttemptState::InReview);
+            let review_unsubmitted =
+                matches!(a.state, AttemptState::Ended | AttemptState::InReview);
             planned.push(PlannedAttempt {
                 attempt_id: a.id,
                 reference: a.reference.clone(),
@@ -148,11 +183,25 @@ impl Proctor {
             effects.push((f, r));
         }
         let unsubmitted = planned.iter().filter(|p| p.review_unsubmitted).count();
-        Ok((PvPlan { sitting_id: sitting, outcome: req.outcome, attempts: planned, unsubmitted, in_progress }, effects))
+        Ok((
+            PvPlan {
+                sitting_id: sitting,
+                outcome: req.outcome,
+                attempts: planned,
+                unsubmitted,
+                in_progress,
+            },
+            effects,
+        ))
     }
 
     /// Records the decision and destroys, before answering, what it makes due at once.
-    pub async fn decide_pv(&self, actor: &str, sitting: Uuid, req: PvRequest) -> Result<PvResult, AppError> {
+    pub async fn decide_pv(
+        &self,
+        actor: &str,
+        sitting: Uuid,
+        req: PvRequest,
+    ) -> Result<PvResult, AppError> {
         if let Some(d) = self.db.pv_decision(sitting).await? {
             return self.replay_pv(&d, &req).await;
         }
@@ -160,13 +209,22 @@ impl Proctor {
             let now = self.clock.now();
             let (plan, effects) = self.plan_at(sitting, &req, now).await?;
             if plan.in_progress > 0 {
-                return Err(AppError::Conflict(format!("{} attempt(s) of the sitting are still in progress: end them first", plan.in_progress)));
+                return Err(AppError::Conflict(format!(
+                    "{} attempt(s) of the sitting are still in progress: end them first",
+                    plan.in_progress
+                )));
             }
             if plan.unsubmitted > 0 && !req.override_unsubmitted {
                 return Err(AppError::ReviewsUnsubmitted(plan.unsubmitted));
             }
             let at_ms = unix_ms(now);
-            let decision = PvDecision { sitting_id: sitting, outcome: req.outcome, decided_at_ms: at_ms, decided_by: actor.into(), override_unsubmitted: req.override_unsubmitted };
+            let decision = PvDecision {
+                sitting_id: sitting,
+                outcome: req.outcome,
+                decided_at_ms: at_ms,
+                decided_by: actor.into(),
+                override_unsubmitted: req.override_unsubmitted,
+            };
             let updates: Vec<PvUpdate> = effects
                 .iter()
                 .map(|(f, r)| {
@@ -203,7 +261,11 @@ impl Proctor {
             }
             // A crash here leaves decided attempts due now: the worker destroys them at start-up.
             crate::faults::crash_point("after-pv-recorded");
-            let due: Vec<RetentionFacts> = effects.into_iter().filter(|(_, r)| r.is_due(now)).map(|(f, _)| f).collect();
+            let due: Vec<RetentionFacts> = effects
+                .into_iter()
+                .filter(|(_, r)| r.is_due(now))
+                .map(|(f, _)| f)
+                .collect();
             let receipts = self.destroy_keys(&due, actor).await;
             // The blobs go in the background (the worker is woken; the CLI purges itself).
             // Should the keys' transaction have failed, the decision stands and its attempts
@@ -221,7 +283,9 @@ impl Proctor {
                 replayed: false,
             });
         }
-        Err(AppError::Conflict("the sitting's attempts kept changing; try again".into()))
+        Err(AppError::Conflict(
+            "the sitting's attempts kept changing; try again".into(),
+        ))
     }
 
     /// A decision asked again: the same one (outcome and contested candidates) answers what
@@ -229,15 +293,26 @@ impl Proctor {
     async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, AppError> {
         let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
-        let facts: HashMap<Uuid, RetentionFacts> = self.db.retention_facts(&ids).await?.into_iter().map(|f| (f.attempt_id, f)).collect();
-        let contested: HashSet<Uuid> = facts.values().filter(|f| f.contested).map(|f| f.attempt_id).collect();
+        let facts: HashMap<Uuid, RetentionFacts> = self
+            .db
+            .retention_facts(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.attempt_id, f))
+            .collect();
+        let contested: HashSet<Uuid> = facts
+            .values()
+            .filter(|f| f.contested)
+            .map(|f| f.attempt_id)
+            .collect();
         if d.outcome != req.outcome || contested != req.contested.iter().copied().collect() {
             return Err(AppError::PvAlreadyDecided);
         }
         let (mut planned, mut receipts) = (Vec::new(), Vec::new());
         for a in &attempts {
             let Some(f) = facts.get(&a.id) else { continue };
-            let destroyed_by_it = f.destroyed_at_ms.is_some_and(|t| t >= d.decided_at_ms) && super::reason(f) == "pv_validated";
+            let destroyed_by_it = f.destroyed_at_ms.is_some_and(|t| t >= d.decided_at_ms)
+                && super::reason(f) == "pv_validated";
             let (fate, until) = match (destroyed_by_it, self.retention_of(f)) {
                 (true, _) => ("destroyed_now", None),
                 (false, _) if f.destroyed_at_ms.is_some() => continue,
@@ -245,7 +320,11 @@ impl Proctor {
                 (false, Retention::DestroyAt(t)) => ("kept", Some(t)),
             };
             if destroyed_by_it {
-                receipts.extend(f.receipt.as_deref().and_then(|r| serde_json::from_str::<SignedReceipt>(r).ok()));
+                receipts.extend(
+                    f.receipt
+                        .as_deref()
+                        .and_then(|r| serde_json::from_str::<SignedReceipt>(r).ok()),
+                );
             }
             planned.push(PlannedAttempt {
                 attempt_id: a.id,

@@ -31,10 +31,17 @@ pub struct AccessEntry {
 
 impl Proctor {
     /// The reason an erasure or a hold states, for an attempt not destroyed yet.
-    async fn stated_reason<'a>(&self, attempt: Uuid, reason: &'a str, what: &str) -> Result<&'a str, AppError> {
+    async fn stated_reason<'a>(
+        &self,
+        attempt: Uuid,
+        reason: &'a str,
+        what: &str,
+    ) -> Result<&'a str, AppError> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > 500 {
-            return Err(AppError::BadRequest(format!("{what} states its reason (at most 500 characters)")));
+            return Err(AppError::BadRequest(format!(
+                "{what} states its reason (at most 500 characters)"
+            )));
         }
         if self.facts(attempt).await?.destroyed_at_ms.is_some() {
             return Err(AppError::Gone);
@@ -43,24 +50,63 @@ impl Proctor {
     }
 
     /// Erasure: recorded and carried out now (unless a legal hold stands: then at its lift).
-    pub async fn erase_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<Option<SignedReceipt>, AppError> {
+    pub async fn erase_attempt(
+        &self,
+        actor: &str,
+        attempt: Uuid,
+        reason: &str,
+    ) -> Result<Option<SignedReceipt>, AppError> {
         let reason = self.stated_reason(attempt, reason, "an erasure").await?;
         let at_ms = self.now_ms();
-        let event = AuditEvent { at_ms, actor: actor.into(), action: "erasure_requested".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
-        if let Some(entry) = self.db.change_retention(attempt, RetentionChange::Erasure { at_ms }, event).await? {
+        let event = AuditEvent {
+            at_ms,
+            actor: actor.into(),
+            action: "erasure_requested".into(),
+            attempt_id: Some(attempt),
+            detail: serde_json::json!({ "reason": reason }),
+        };
+        if let Some(entry) = self
+            .db
+            .change_retention(attempt, RetentionChange::Erasure { at_ms }, event)
+            .await?
+        {
             self.checkpoint(&entry).await?;
         }
         let f = self.facts(attempt).await?;
-        let receipt = self.destroy_keys(std::slice::from_ref(&f), actor).await?.pop();
+        let receipt = self
+            .destroy_keys(std::slice::from_ref(&f), actor)
+            .await?
+            .pop();
         self.retention_wake.notify_one();
         Ok(receipt)
     }
 
     /// Places a legal hold: the worker skips the attempt, nothing of it is deleted.
-    pub async fn hold_attempt(&self, actor: &str, attempt: Uuid, reason: &str) -> Result<(), AppError> {
+    pub async fn hold_attempt(
+        &self,
+        actor: &str,
+        attempt: Uuid,
+        reason: &str,
+    ) -> Result<(), AppError> {
         let reason = self.stated_reason(attempt, reason, "a legal hold").await?;
-        let event = AuditEvent { at_ms: self.now_ms(), actor: actor.into(), action: "legal_hold_placed".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "reason": reason }) };
-        match self.db.change_retention(attempt, RetentionChange::Hold { reason: reason.into() }, event).await? {
+        let event = AuditEvent {
+            at_ms: self.now_ms(),
+            actor: actor.into(),
+            action: "legal_hold_placed".into(),
+            attempt_id: Some(attempt),
+            detail: serde_json::json!({ "reason": reason }),
+        };
+        match self
+            .db
+            .change_retention(
+                attempt,
+                RetentionChange::Hold {
+                    reason: reason.into(),
+                },
+                event,
+            )
+            .await?
+        {
             Some(entry) => self.checkpoint(&entry).await,
             None => Err(AppError::Conflict("this attempt is already on hold".into())),
         }
@@ -75,9 +121,28 @@ impl Proctor {
         let at_ms = self.now_ms();
         f.hold_reason = None;
         f.hold_lifted_at_ms = Some(at_ms);
-        let Retention::DestroyAt(due) = self.retention_of(&f) else { unreachable!("not held any more") };
-        let event = AuditEvent { at_ms, actor: actor.into(), action: "legal_hold_lifted".into(), attempt_id: Some(attempt), detail: serde_json::json!({ "due_at": rfc3339(due) }) };
-        match self.db.change_retention(attempt, RetentionChange::Lift { at_ms, due_at_ms: unix_ms(due) }, event).await? {
+        let Retention::DestroyAt(due) = self.retention_of(&f) else {
+            unreachable!("not held any more")
+        };
+        let event = AuditEvent {
+            at_ms,
+            actor: actor.into(),
+            action: "legal_hold_lifted".into(),
+            attempt_id: Some(attempt),
+            detail: serde_json::json!({ "due_at": rfc3339(due) }),
+        };
+        match self
+            .db
+            .change_retention(
+                attempt,
+                RetentionChange::Lift {
+                    at_ms,
+                    due_at_ms: unix_ms(due),
+                },
+                event,
+            )
+            .await?
+        {
             Some(entry) => self.checkpoint(&entry).await?,
             None => return Err(AppError::Conflict("this attempt is not on hold".into())),
         }
@@ -87,10 +152,20 @@ impl Proctor {
 
     /// Who accessed the attempt, when, and which part of the recording: what the
     /// candidate may ask under the right of access.
-    pub async fn access_report(&self, actor: &str, attempt: Uuid) -> Result<Vec<AccessEntry>, AppError> {
+    pub async fn access_report(
+        &self,
+        actor: &str,
+        attempt: Uuid,
+    ) -> Result<Vec<AccessEntry>, AppError> {
         self.attempt_or_404(attempt).await?;
         // Asking who accessed is itself an access to the attempt's data.
-        self.audit(actor, "access_report_read", Some(attempt), serde_json::json!({})).await?;
+        self.audit(
+            actor,
+            "access_report_read",
+            Some(attempt),
+            serde_json::json!({}),
+        )
+        .await?;
         let mut roles = std::collections::HashMap::new();
         for s in self.db.list_staff().await? {
             roles.insert(s.login, s.role.as_str().to_owned());
@@ -100,16 +175,35 @@ impl Proctor {
         for e in self.db.audit_of(attempt).await? {
             let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or_default();
             let media_from = detail.get("media_from_ms").and_then(|v| v.as_u64());
-            let media_to = detail.get("media_to_ms").and_then(|v| v.as_u64()).or(media_from);
-            let role = roles.get(&e.actor).cloned().unwrap_or_else(|| "system".into());
+            let media_to = detail
+                .get("media_to_ms")
+                .and_then(|v| v.as_u64())
+                .or(media_from);
+            let role = roles
+                .get(&e.actor)
+                .cloned()
+                .unwrap_or_else(|| "system".into());
             let at = rfc3339(from_unix_ms(e.at_ms));
-            if let Some(prev) = out.last_mut().filter(|p| p.account == e.actor && p.action == e.action && last_at.is_some_and(|t| e.at_ms - t < VIEWING_SESSION_GAP_MS)) {
+            if let Some(prev) = out.last_mut().filter(|p| {
+                p.account == e.actor
+                    && p.action == e.action
+                    && last_at.is_some_and(|t| e.at_ms - t < VIEWING_SESSION_GAP_MS)
+            }) {
                 prev.to = at;
                 prev.count += 1;
                 prev.media_from_ms = min_opt(prev.media_from_ms, media_from);
                 prev.media_to_ms = prev.media_to_ms.max(media_to);
             } else {
-                out.push(AccessEntry { account: e.actor, role, action: e.action, from: at.clone(), to: at, media_from_ms: media_from, media_to_ms: media_to, count: 1 });
+                out.push(AccessEntry {
+                    account: e.actor,
+                    role,
+                    action: e.action,
+                    from: at.clone(),
+                    to: at,
+                    media_from_ms: media_from,
+                    media_to_ms: media_to,
+                    count: 1,
+                });
             }
             last_at = Some(e.at_ms);
         }

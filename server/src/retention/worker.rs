@@ -39,11 +39,17 @@ impl Proctor {
     /// One sweep. A dry run claims nothing and changes nothing.
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, AppError> {
         let now = self.clock.now();
-        let mut report = SweepReport { dry_run, ..Default::default() };
+        let mut report = SweepReport {
+            dry_run,
+            ..Default::default()
+        };
         if dry_run {
             for f in self.db.pending_retention().await? {
                 if self.retention_of(&f).is_due(now) {
-                    report.destroyed.push(DueAttempt { attempt_id: f.attempt_id, reason: super::reason(&f) });
+                    report.destroyed.push(DueAttempt {
+                        attempt_id: f.attempt_id,
+                        reason: super::reason(&f),
+                    });
                 }
             }
             return Ok(report);
@@ -56,7 +62,11 @@ impl Proctor {
         };
         let destroyed = self.destroy_due().await;
         let purged = self.purge_destroyed().await;
-        let epochs = if destroyed.is_ok() { self.destroy_spent_epochs().await } else { Ok(Vec::new()) };
+        let epochs = if destroyed.is_ok() {
+            self.destroy_spent_epochs().await
+        } else {
+            Ok(Vec::new())
+        };
         sealed?;
         report.destroyed = destroyed?;
         report.blobs_purged = purged?;
@@ -70,15 +80,33 @@ impl Proctor {
         let cutoff = unix_ms(self.settings.retention.ceiling.undecided_cutoff(now));
         let mut destroyed = Vec::new();
         loop {
-            let claimed = self.db.claim_due(unix_ms(now), cutoff, LEASE.as_millis() as i64, BATCH).await?;
+            let claimed = self
+                .db
+                .claim_due(unix_ms(now), cutoff, LEASE.as_millis() as i64, BATCH)
+                .await?;
             if claimed.is_empty() {
                 return Ok(destroyed);
             }
             // Claimed by the database's superset filter; the policy decides exactly. Those
             // not due keep their claim until the lease lapses, so this loop ends.
-            let due: Vec<_> = claimed.into_iter().filter(|f| self.retention_of(f).is_due(now)).collect();
-            let done: std::collections::HashSet<Uuid> = self.destroy_keys(&due, WORKER).await?.iter().map(|r| r.receipt.attempt_id).collect();
-            destroyed.extend(due.iter().filter(|f| done.contains(&f.attempt_id)).map(|f| DueAttempt { attempt_id: f.attempt_id, reason: super::reason(f) }));
+            let due: Vec<_> = claimed
+                .into_iter()
+                .filter(|f| self.retention_of(f).is_due(now))
+                .collect();
+            let done: std::collections::HashSet<Uuid> = self
+                .destroy_keys(&due, WORKER)
+                .await?
+                .iter()
+                .map(|r| r.receipt.attempt_id)
+                .collect();
+            destroyed.extend(
+                due.iter()
+                    .filter(|f| done.contains(&f.attempt_id))
+                    .map(|f| DueAttempt {
+                        attempt_id: f.attempt_id,
+                        reason: super::reason(f),
+                    }),
+            );
         }
     }
 
@@ -86,7 +114,11 @@ impl Proctor {
     /// gone: what was left in clear about it is then dropped, not sealed.
     async fn live_key(&self, attempt: Uuid) -> Result<Option<protocol::AttemptKey>, AppError> {
         let a = self.attempt_or_404(attempt).await?;
-        Ok(if a.state == crate::lifecycle::AttemptState::Destroyed { None } else { self.attempt_key(&a).ok() })
+        Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {
+            None
+        } else {
+            self.attempt_key(&a).ok()
+        })
     }
 
     /// Seals the connection data that versions before sealing stored in clear (once, after
@@ -99,7 +131,9 @@ impl Proctor {
             }
             for (stream, attempt, conn) in clear {
                 let sealed = match self.live_key(attempt).await? {
-                    Some(dek) => Some(crate::keys::seal_connection(&dek, &attempt, &stream, &conn)?),
+                    Some(dek) => Some(crate::keys::seal_connection(
+                        &dek, &attempt, &stream, &conn,
+                    )?),
                     None => None,
                 };
                 self.db.seal_connection(stream, sealed).await?;
@@ -133,16 +167,32 @@ impl Proctor {
         // Only months before the previous one: an instance whose clock lags, or an attempt
         // created at a month's turn, may still wrap a key under last month's KEK.
         let now = self.clock.now();
-        let previous = crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
-        let past: Vec<String> = self.keys.epochs()?.into_iter().filter(|e| *e < previous).collect();
+        let previous =
+            crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
+        let past: Vec<String> = self
+            .keys
+            .epochs()?
+            .into_iter()
+            .filter(|e| *e < previous)
+            .collect();
         for epoch in &past {
             self.move_survivors(epoch, now).await?;
         }
-        let live: std::collections::HashMap<String, u64> = self.db.epochs().await?.into_iter().collect();
+        let live: std::collections::HashMap<String, u64> =
+            self.db.epochs().await?.into_iter().collect();
         let mut destroyed = Vec::new();
-        for epoch in past.into_iter().filter(|e| live.get(e).copied().unwrap_or(0) == 0) {
+        for epoch in past
+            .into_iter()
+            .filter(|e| live.get(e).copied().unwrap_or(0) == 0)
+        {
             // Audited first: a crash in between leaves an audited epoch to destroy again.
-            self.audit(WORKER, "kek_destroyed", None, serde_json::json!({ "epoch": epoch, "at": rfc3339(now) })).await?;
+            self.audit(
+                WORKER,
+                "kek_destroyed",
+                None,
+                serde_json::json!({ "epoch": epoch, "at": rfc3339(now) }),
+            )
+            .await?;
             self.keys.destroy_epoch(&epoch)?;
             destroyed.push(epoch);
         }
@@ -157,7 +207,10 @@ impl Proctor {
         }
         let mut moved = 0;
         for (attempt, blob) in survivors {
-            let old = crate::keys::WrappedKey { epoch: epoch.to_owned(), blob };
+            let old = crate::keys::WrappedKey {
+                epoch: epoch.to_owned(),
+                blob,
+            };
             let new = match self.keys.rewrap(&old, &attempt, now) {
                 Ok(new) => new,
                 // Kept where it is: its epoch then stays too, and the error is seen.
@@ -167,7 +220,11 @@ impl Proctor {
                 }
             };
             // Destroyed (or moved by another instance) meanwhile: nothing to do.
-            moved += u32::from(self.db.rewrap(attempt, (&old.epoch, &old.blob), (&new.epoch, &new.blob)).await?);
+            moved += u32::from(
+                self.db
+                    .rewrap(attempt, (&old.epoch, &old.blob), (&new.epoch, &new.blob))
+                    .await?,
+            );
         }
         self.audit(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await
     }
@@ -179,11 +236,22 @@ pub fn spawn_worker(proctor: Arc<Proctor>) -> tokio::task::JoinHandle<()> {
         let every = proctor.settings.retention.sweep_interval;
         loop {
             match proctor.sweep(false).await {
-                Ok(r) if !r.destroyed.is_empty() || r.blobs_purged > 0 || !r.epochs_destroyed.is_empty() => {
-                    tracing::info!(destroyed = r.destroyed.len(), purged = r.blobs_purged, epochs = r.epochs_destroyed.len(), "retention sweep")
+                Ok(r)
+                    if !r.destroyed.is_empty()
+                        || r.blobs_purged > 0
+                        || !r.epochs_destroyed.is_empty() =>
+                {
+                    tracing::info!(
+                        destroyed = r.destroyed.len(),
+                        purged = r.blobs_purged,
+                        epochs = r.epochs_destroyed.len(),
+                        "retention sweep"
+                    )
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention sweep failed; retrying at the next one"),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention sweep failed; retrying at the next one")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

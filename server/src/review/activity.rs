@@ -22,19 +22,40 @@ pub struct ActivityStrip {
 }
 
 impl Proctor {
-    pub async fn activity(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<ActivityStrip, AppError> {
+    pub async fn activity(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<ActivityStrip, AppError> {
         let attempt = self.viewable_attempt(staff, attempt_id).await?;
         let mut points = Vec::new();
         let mut without = 0u32;
         for stream in self.db.streams_of(attempt_id).await? {
             let key = self.stream_key(&attempt, &stream)?;
-            let rows: Vec<_> = self.db.chunks_of(stream.id).await?.into_iter().filter(|r| r.index > 0 && !r.last).collect();
+            let rows: Vec<_> = self
+                .db
+                .chunks_of(stream.id)
+                .await?
+                .into_iter()
+                .filter(|r| r.index > 0 && !r.last)
+                .collect();
             let opened: Vec<_> = futures::stream::iter(rows)
                 .map(|row| {
                     let key = key.clone();
                     async move {
-                        let blob = self.blobs.get(&chunk_path(attempt_id, stream.id, row.index, &row.content_sha256)).await.ok()?;
-                        let opened = protocol::open_chunk(&key, attempt_id, stream.id, &blob).ok().filter(|o| o.digest == row.digest)?;
+                        let blob = self
+                            .blobs
+                            .get(&chunk_path(
+                                attempt_id,
+                                stream.id,
+                                row.index,
+                                &row.content_sha256,
+                            ))
+                            .await
+                            .ok()?;
+                        let opened = protocol::open_chunk(&key, attempt_id, stream.id, &blob)
+                            .ok()
+                            .filter(|o| o.digest == row.digest)?;
                         let plaintext = zeroize::Zeroizing::new(opened.plaintext);
                         let activity = protocol::decode_payload(&plaintext).ok()?.activity?;
                         let activity: protocol::Activity = serde_json::from_slice(activity).ok()?;
@@ -64,7 +85,16 @@ impl Proctor {
             }
             same
         });
-        self.audit_access(staff, "activity_viewed", Some(attempt_id), serde_json::json!({ "seconds": points.len() })).await?;
-        Ok(ActivityStrip { points, fragments_without: without })
+        self.audit_access(
+            staff,
+            "activity_viewed",
+            Some(attempt_id),
+            serde_json::json!({ "seconds": points.len() }),
+        )
+        .await?;
+        Ok(ActivityStrip {
+            points,
+            fragments_without: without,
+        })
     }
 }

@@ -75,7 +75,12 @@ fn rounds(reviews: &[Review], flags: &[Flag]) -> Vec<RoundView> {
             for f in flags.iter().filter(|f| f.review_id == r.id) {
                 *categories.entry(f.category.as_str()).or_insert(0) += 1;
             }
-            RoundView { round: r.round, submitted_at_ms: r.submitted_at_ms, outcome: r.outcome, categories }
+            RoundView {
+                round: r.round,
+                submitted_at_ms: r.submitted_at_ms,
+                outcome: r.outcome,
+                categories,
+            }
         })
         .collect()
 }
@@ -83,11 +88,18 @@ fn rounds(reviews: &[Review], flags: &[Flag]) -> Vec<RoundView> {
 /// The review this reviewer may write to: a second review given to them, or the first
 /// one if it is theirs; never a submitted one.
 fn writable(reviews: &[Review], staff: Uuid) -> Option<&Review> {
-    reviews.iter().rev().find(|r| r.reviewer_id == staff && r.submitted_at_ms.is_none())
+    reviews
+        .iter()
+        .rev()
+        .find(|r| r.reviewer_id == staff && r.submitted_at_ms.is_none())
 }
 
 impl Proctor {
-    async fn reviewable(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<crate::db::Attempt, AppError> {
+    async fn reviewable(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<crate::db::Attempt, AppError> {
         if staff.role != Role::Reviewer {
             return Err(AppError::Forbidden("only reviewers review".into()));
         }
@@ -99,7 +111,11 @@ impl Proctor {
     }
 
     /// `reviewable`, and not on legal hold: a held attempt's review stays as it is.
-    async fn modifiable(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<crate::db::Attempt, AppError> {
+    async fn modifiable(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<crate::db::Attempt, AppError> {
         let attempt = self.reviewable(staff, attempt_id).await?;
         if self.facts(attempt_id).await?.hold_reason.is_some() {
             return Err(AppError::OnHold);
@@ -107,11 +123,24 @@ impl Proctor {
         Ok(attempt)
     }
 
-    pub async fn review_view(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<ReviewView, AppError> {
+    pub async fn review_view(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<ReviewView, AppError> {
         let attempt = self.reviewable(staff, attempt_id).await?;
-        let (reviews, flags) = (self.db.reviews_of(attempt_id).await?, self.db.flags_of(attempt_id).await?);
+        let (reviews, flags) = (
+            self.db.reviews_of(attempt_id).await?,
+            self.db.flags_of(attempt_id).await?,
+        );
         let mine = writable(&reviews, staff.id).map(|r| r.id);
-        let round_of = |id: Uuid| reviews.iter().find(|r| r.id == id).map(|r| r.round).unwrap_or(0);
+        let round_of = |id: Uuid| {
+            reviews
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.round)
+                .unwrap_or(0)
+        };
         let dek = self.attempt_key(&attempt)?;
         Ok(ReviewView {
             rounds: rounds(&reviews, &flags),
@@ -135,40 +164,83 @@ impl Proctor {
     }
 
     /// The review the caller writes to, starting the first review when nobody has.
-    async fn my_review(&self, staff: &StaffIdentity, attempt: &crate::db::Attempt) -> Result<Review, AppError> {
+    async fn my_review(
+        &self,
+        staff: &StaffIdentity,
+        attempt: &crate::db::Attempt,
+    ) -> Result<Review, AppError> {
         let reviews = self.db.reviews_of(attempt.id).await?;
         if let Some(r) = writable(&reviews, staff.id) {
             return Ok(r.clone());
         }
         if !reviews.is_empty() {
-            return Err(AppError::Conflict("this attempt's review is another reviewer's, or already submitted".into()));
+            return Err(AppError::Conflict(
+                "this attempt's review is another reviewer's, or already submitted".into(),
+            ));
         }
         if !matches!(attempt.state, AttemptState::Ended | AttemptState::InReview) {
-            return Err(AppError::Conflict(format!("an attempt that is {} cannot be reviewed yet", attempt.state.as_str())));
+            return Err(AppError::Conflict(format!(
+                "an attempt that is {} cannot be reviewed yet",
+                attempt.state.as_str()
+            )));
         }
-        let review = Review { id: Uuid::new_v4(), attempt_id: attempt.id, round: 1, reviewer_id: staff.id, started_at_ms: self.now_ms(), submitted_at_ms: None, outcome: None };
+        let review = Review {
+            id: Uuid::new_v4(),
+            attempt_id: attempt.id,
+            round: 1,
+            reviewer_id: staff.id,
+            started_at_ms: self.now_ms(),
+            submitted_at_ms: None,
+            outcome: None,
+        };
         match self.db.create_review(review.clone()).await {
-            Err(DbError::Conflict) => return Err(AppError::Conflict("another reviewer started this review".into())),
+            Err(DbError::Conflict) => {
+                return Err(AppError::Conflict(
+                    "another reviewer started this review".into(),
+                ))
+            }
             other => other?,
         }
         if attempt.state == AttemptState::Ended {
-            self.transition(attempt.id, Transition::StartReview, &staff.login).await?;
+            self.transition(attempt.id, Transition::StartReview, &staff.login)
+                .await?;
         }
         Ok(review)
     }
 
-    pub async fn save_flag(&self, staff: &StaffIdentity, attempt_id: Uuid, flag_id: Option<Uuid>, input: FlagInput) -> Result<Uuid, AppError> {
+    pub async fn save_flag(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        flag_id: Option<Uuid>,
+        input: FlagInput,
+    ) -> Result<Uuid, AppError> {
         let attempt = self.modifiable(staff, attempt_id).await?;
-        if input.end_ms < input.start_ms || input.start_ms < 0 || input.end_ms - input.start_ms > FLAG_MAX_MS {
-            return Err(AppError::BadRequest("a flag ends after it starts and covers at most 8 hours".into()));
+        if input.end_ms < input.start_ms
+            || input.start_ms < 0
+            || input.end_ms - input.start_ms > FLAG_MAX_MS
+        {
+            return Err(AppError::BadRequest(
+                "a flag ends after it starts and covers at most 8 hours".into(),
+            ));
         }
-        if input.note.chars().count() > NOTE_MAX || input.note.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(AppError::BadRequest(format!("the note is at most {NOTE_MAX} characters, without control characters")));
+        if input.note.chars().count() > NOTE_MAX
+            || input.note.chars().any(|c| c.is_control() && c != '\n')
+        {
+            return Err(AppError::BadRequest(format!(
+                "the note is at most {NOTE_MAX} characters, without control characters"
+            )));
         }
         let review = self.my_review(staff, &attempt).await?;
         if let Some(id) = flag_id {
             // An edit, not a creation under an id the client chose.
-            if !self.db.flags_of(attempt_id).await?.iter().any(|f| f.id == id && f.review_id == review.id) {
+            if !self
+                .db
+                .flags_of(attempt_id)
+                .await?
+                .iter()
+                .any(|f| f.id == id && f.review_id == review.id)
+            {
                 return Err(AppError::NotFound("flag"));
             }
         }
@@ -182,7 +254,12 @@ impl Proctor {
             category: input.category,
             severity: input.severity,
             // Sealed at rest: the note dies with the attempt's key, backups included.
-            note: crate::keys::seal_note(&self.attempt_key(&attempt)?, &attempt_id, &id, &input.note)?,
+            note: crate::keys::seal_note(
+                &self.attempt_key(&attempt)?,
+                &attempt_id,
+                &id,
+                &input.note,
+            )?,
             updated_at_ms: self.now_ms(),
         };
         let detail = serde_json::json!({ "flag_id": id, "round": review.round, "category": flag.category, "severity": flag.severity,
@@ -190,65 +267,159 @@ impl Proctor {
         if !self.db.save_flag(flag).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit_access(staff, if flag_id.is_some() { "flag_updated" } else { "flag_created" }, Some(attempt_id), detail).await?;
+        self.audit_access(
+            staff,
+            if flag_id.is_some() {
+                "flag_updated"
+            } else {
+                "flag_created"
+            },
+            Some(attempt_id),
+            detail,
+        )
+        .await?;
         Ok(id)
     }
 
-    pub async fn delete_flag(&self, staff: &StaffIdentity, attempt_id: Uuid, flag_id: Uuid) -> Result<(), AppError> {
+    pub async fn delete_flag(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        flag_id: Uuid,
+    ) -> Result<(), AppError> {
         self.modifiable(staff, attempt_id).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
         let review = writable(&reviews, staff.id).ok_or(AppError::NotFound("flag"))?;
         if !self.db.delete_flag(review.id, flag_id).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit_access(staff, "flag_deleted", Some(attempt_id), serde_json::json!({ "flag_id": flag_id, "round": review.round })).await
+        self.audit_access(
+            staff,
+            "flag_deleted",
+            Some(attempt_id),
+            serde_json::json!({ "flag_id": flag_id, "round": review.round }),
+        )
+        .await
     }
 
-    pub async fn submit_review(&self, staff: &StaffIdentity, attempt_id: Uuid, outcome: ReviewOutcome) -> Result<ReviewView, AppError> {
+    pub async fn submit_review(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        outcome: ReviewOutcome,
+    ) -> Result<ReviewView, AppError> {
         let attempt = self.modifiable(staff, attempt_id).await?;
         let review = self.my_review(staff, &attempt).await?;
-        let flags = match self.db.submit_review(review.id, outcome, self.now_ms()).await? {
+        let flags = match self
+            .db
+            .submit_review(review.id, outcome, self.now_ms())
+            .await?
+        {
             Submit::Submitted(flags) => flags,
-            Submit::AlreadySubmitted => return Err(AppError::Conflict("this review is already submitted".into())),
-            Submit::Disagrees(0) => return Err(AppError::Conflict("irregularities need at least one flag".into())),
-            Submit::Disagrees(n) => return Err(AppError::Conflict(format!("{n} flag(s) recorded: delete them or submit irregularities"))),
+            Submit::AlreadySubmitted => {
+                return Err(AppError::Conflict(
+                    "this review is already submitted".into(),
+                ))
+            }
+            Submit::Disagrees(0) => {
+                return Err(AppError::Conflict(
+                    "irregularities need at least one flag".into(),
+                ))
+            }
+            Submit::Disagrees(n) => {
+                return Err(AppError::Conflict(format!(
+                    "{n} flag(s) recorded: delete them or submit irregularities"
+                )))
+            }
         };
-        self.audit_access(staff, "review_submitted", Some(attempt_id), serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags })).await?;
+        self.audit_access(
+            staff,
+            "review_submitted",
+            Some(attempt_id),
+            serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags }),
+        )
+        .await?;
         if self.attempt_or_404(attempt_id).await?.state == AttemptState::InReview {
-            self.transition(attempt_id, Transition::SubmitReview, &staff.login).await?;
+            self.transition(attempt_id, Transition::SubmitReview, &staff.login)
+                .await?;
         }
         self.review_view(staff, attempt_id).await
     }
 
     /// Gives a submitted attempt a second review by another reviewer of the sitting (the
     /// jury's or an admin's request).
-    pub async fn request_second_review(&self, staff: &StaffIdentity, attempt_id: Uuid, reviewer_login: &str) -> Result<(), AppError> {
+    pub async fn request_second_review(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        reviewer_login: &str,
+    ) -> Result<(), AppError> {
         if !matches!(staff.role, Role::Jury | Role::Admin) {
-            return Err(AppError::Forbidden("a second review is requested by the jury or an admin".into()));
+            return Err(AppError::Forbidden(
+                "a second review is requested by the jury or an admin".into(),
+            ));
         }
         let attempt = self.attempt_for_staff(staff, attempt_id).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
         let first = match reviews.as_slice() {
             [first] if first.submitted_at_ms.is_some() => first,
-            [] | [_] => return Err(AppError::Conflict("the first review is not submitted yet".into())),
-            _ => return Err(AppError::Conflict("a second review was already requested".into())),
+            [] | [_] => {
+                return Err(AppError::Conflict(
+                    "the first review is not submitted yet".into(),
+                ))
+            }
+            _ => {
+                return Err(AppError::Conflict(
+                    "a second review was already requested".into(),
+                ))
+            }
         };
         let reviewer = match self.db.staff_by_login(reviewer_login).await {
-            Ok(r) if r.role == Role::Reviewer && self.db.is_assigned(r.id, attempt.sitting_id).await? => r,
-            Ok(_) | Err(DbError::NotFound) => return Err(AppError::BadRequest("no reviewer of this sitting has that login".into())),
+            Ok(r)
+                if r.role == Role::Reviewer
+                    && self.db.is_assigned(r.id, attempt.sitting_id).await? =>
+            {
+                r
+            }
+            Ok(_) | Err(DbError::NotFound) => {
+                return Err(AppError::BadRequest(
+                    "no reviewer of this sitting has that login".into(),
+                ))
+            }
             Err(e) => return Err(e.into()),
         };
         if reviewer.id == first.reviewer_id {
-            return Err(AppError::BadRequest("a second review goes to another reviewer".into()));
+            return Err(AppError::BadRequest(
+                "a second review goes to another reviewer".into(),
+            ));
         }
-        let review = Review { id: Uuid::new_v4(), attempt_id, round: 2, reviewer_id: reviewer.id, started_at_ms: self.now_ms(), submitted_at_ms: None, outcome: None };
+        let review = Review {
+            id: Uuid::new_v4(),
+            attempt_id,
+            round: 2,
+            reviewer_id: reviewer.id,
+            started_at_ms: self.now_ms(),
+            submitted_at_ms: None,
+            outcome: None,
+        };
         match self.db.create_review(review).await {
-            Err(DbError::Conflict) => return Err(AppError::Conflict("a second review was already requested".into())),
+            Err(DbError::Conflict) => {
+                return Err(AppError::Conflict(
+                    "a second review was already requested".into(),
+                ))
+            }
             other => other?,
         }
-        self.audit_access(staff, "second_review_requested", Some(attempt_id), serde_json::json!({ "reviewer": reviewer.login })).await?;
+        self.audit_access(
+            staff,
+            "second_review_requested",
+            Some(attempt_id),
+            serde_json::json!({ "reviewer": reviewer.login }),
+        )
+        .await?;
         if attempt.state == AttemptState::Reviewed {
-            self.transition(attempt_id, Transition::RequestSecondReview, &staff.login).await?;
+            self.transition(attempt_id, Transition::RequestSecondReview, &staff.login)
+                .await?;
         }
         Ok(())
     }
@@ -256,13 +427,20 @@ impl Proctor {
     /// The review outcome without notes: for the exam platform and the jury.
     pub async fn review_outcome(&self, attempt_id: Uuid) -> Result<ReviewOutcomeView, AppError> {
         let attempt = self.attempt_or_404(attempt_id).await?;
-        let (reviews, flags) = (self.db.reviews_of(attempt.id).await?, self.db.flags_of(attempt.id).await?);
+        let (reviews, flags) = (
+            self.db.reviews_of(attempt.id).await?,
+            self.db.flags_of(attempt.id).await?,
+        );
         let status = match reviews.last() {
             None => "not_started",
             Some(r) if r.submitted_at_ms.is_some() => "submitted",
             Some(r) if r.round > 1 => "second_review_pending",
             Some(_) => "in_progress",
         };
-        Ok(ReviewOutcomeView { attempt_id, status, rounds: rounds(&reviews, &flags) })
+        Ok(ReviewOutcomeView {
+            attempt_id,
+            status,
+            rounds: rounds(&reviews, &flags),
+        })
     }
 }

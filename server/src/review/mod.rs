@@ -4,8 +4,8 @@
 //! leaves. Every fetch is audited, with the media time range it covers, before the
 //! first byte is sent.
 
-pub mod playback;
-pub mod timeline;
 pub mod activity;
 pub mod decision;
+pub mod playback;
 pub mod queue;
+pub mod timeline;

@@ -14,21 +14,34 @@ use uuid::Uuid;
 impl Proctor {
     /// The attempt, if this staff member may watch it: a reviewer of its sitting, and the
     /// recording not destroyed.
-    pub(crate) async fn viewable_attempt(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<Attempt, AppError> {
+    pub(crate) async fn viewable_attempt(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<Attempt, AppError> {
         if !staff.role.may_view_recordings() {
-            return Err(AppError::Forbidden("this role may not view recordings".into()));
+            return Err(AppError::Forbidden(
+                "this role may not view recordings".into(),
+            ));
         }
         let attempt = self.attempt_for_staff(staff, attempt_id).await?;
         match attempt.state {
             AttemptState::Destroyed => Err(AppError::Gone),
             // Asynchronous surveillance: nothing is watched before the exam has ended.
-            AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording => Err(AppError::ExamInProgress),
+            AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording => {
+                Err(AppError::ExamInProgress)
+            }
             _ => Ok(attempt),
         }
     }
 
     /// `viewable_attempt`, and one of its streams.
-    pub(crate) async fn viewable_stream(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid) -> Result<(Attempt, Stream), AppError> {
+    pub(crate) async fn viewable_stream(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        stream_id: Uuid,
+    ) -> Result<(Attempt, Stream), AppError> {
         let attempt = self.viewable_attempt(staff, attempt_id).await?;
         match self.db.stream(stream_id).await {
             Ok(s) if s.attempt_id == attempt_id => Ok((attempt, s)),
@@ -39,8 +52,16 @@ impl Proctor {
 
     /// Fragment `index` of a stream (0 is the initialisation segment), decrypted: the
     /// media part of its payload, what the player appends.
-    pub async fn fragment(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
-        let (row, plaintext) = self.checked_plaintext(staff, attempt_id, stream_id, index).await?;
+    pub async fn fragment(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        stream_id: Uuid,
+        index: u32,
+    ) -> Result<Bytes, AppError> {
+        let (row, plaintext) = self
+            .checked_plaintext(staff, attempt_id, stream_id, index)
+            .await?;
         let media = part(&plaintext, |p| Some(p.media), index)?;
         self.audit_access(
             staff,
@@ -54,8 +75,16 @@ impl Proctor {
     }
 
     /// The fragment's thumbnail (a JPEG the agent made), if it has one.
-    pub async fn thumbnail(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<Bytes, AppError> {
-        let (row, plaintext) = self.checked_plaintext(staff, attempt_id, stream_id, index).await?;
+    pub async fn thumbnail(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        stream_id: Uuid,
+        index: u32,
+    ) -> Result<Bytes, AppError> {
+        let (row, plaintext) = self
+            .checked_plaintext(staff, attempt_id, stream_id, index)
+            .await?;
         let jpeg = part(&plaintext, |p| p.thumbnail, index)?;
         self.audit_access(
             staff,
@@ -70,7 +99,13 @@ impl Proctor {
     /// A fragment's whole plaintext, after every check: its row, its link to the row
     /// before, the blob's authentication, and the opened header against the row. Not
     /// audited: the caller audits what it sends.
-    pub(crate) async fn checked_plaintext(&self, staff: &StaffIdentity, attempt_id: Uuid, stream_id: Uuid, index: u32) -> Result<(ChunkRow, Bytes), AppError> {
+    pub(crate) async fn checked_plaintext(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        stream_id: Uuid,
+        index: u32,
+    ) -> Result<(ChunkRow, Bytes), AppError> {
         let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
         let row = match self.db.chunk(stream_id, index).await {
             Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
@@ -78,25 +113,75 @@ impl Proctor {
         };
         if index > 0 {
             match self.db.chunk(stream_id, index - 1).await {
-                Ok(prev) if prev.digest != row.prev_digest => return Err(self.altered(staff, attempt_id, stream_id, index, "does not chain to its predecessor").await),
+                Ok(prev) if prev.digest != row.prev_digest => {
+                    return Err(self
+                        .altered(
+                            staff,
+                            attempt_id,
+                            stream_id,
+                            index,
+                            "does not chain to its predecessor",
+                        )
+                        .await)
+                }
                 Ok(_) | Err(DbError::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         let key = self.stream_key(&attempt, &stream)?;
-        let blob = self.blobs.get(&chunk_path(attempt_id, stream_id, index, &row.content_sha256)).await?;
+        let blob = self
+            .blobs
+            .get(&chunk_path(
+                attempt_id,
+                stream_id,
+                index,
+                &row.content_sha256,
+            ))
+            .await?;
         let opened = match protocol::open_chunk(&key, attempt_id, stream_id, &blob) {
             Ok(o) if matches_row(&o, &row) => o,
-            Ok(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "differs from the fragment acknowledged").await),
-            Err(_) => return Err(self.altered(staff, attempt_id, stream_id, index, "fails authentication").await),
+            Ok(_) => {
+                return Err(self
+                    .altered(
+                        staff,
+                        attempt_id,
+                        stream_id,
+                        index,
+                        "differs from the fragment acknowledged",
+                    )
+                    .await)
+            }
+            Err(_) => {
+                return Err(self
+                    .altered(staff, attempt_id, stream_id, index, "fails authentication")
+                    .await)
+            }
         };
         // The plaintext is wiped once the response has sent it.
-        Ok((row, Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext))))
+        Ok((
+            row,
+            Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)),
+        ))
     }
 
     /// Records that a reviewer met an altered fragment (never played) and says why.
-    async fn altered(&self, staff: &StaffIdentity, attempt: Uuid, stream: Uuid, index: u32, why: &'static str) -> AppError {
-        if let Err(e) = self.audit_access(staff, "fragment_altered", Some(attempt), serde_json::json!({ "stream_id": stream, "index": index, "why": why })).await {
+    async fn altered(
+        &self,
+        staff: &StaffIdentity,
+        attempt: Uuid,
+        stream: Uuid,
+        index: u32,
+        why: &'static str,
+    ) -> AppError {
+        if let Err(e) = self
+            .audit_access(
+                staff,
+                "fragment_altered",
+                Some(attempt),
+                serde_json::json!({ "stream_id": stream, "index": index, "why": why }),
+            )
+            .await
+        {
             return e;
         }
         AppError::FragmentAltered { index, why }
@@ -104,12 +189,22 @@ impl Proctor {
 }
 
 pub(crate) fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
-    o.header.index == row.index && o.digest == row.digest && o.header.prev_digest == row.prev_digest && o.header.last == row.last
+    o.header.index == row.index
+        && o.digest == row.digest
+        && o.header.prev_digest == row.prev_digest
+        && o.header.last == row.last
 }
 
 /// One part of a fragment's payload, sharing the plaintext's buffer (no copy to wipe).
-fn part(plaintext: &Bytes, pick: impl for<'a> Fn(&protocol::Payload<'a>) -> Option<&'a [u8]>, index: u32) -> Result<Bytes, AppError> {
-    let payload = protocol::decode_payload(plaintext).map_err(|_| AppError::FragmentAltered { index, why: "has a malformed payload" })?;
+fn part(
+    plaintext: &Bytes,
+    pick: impl for<'a> Fn(&protocol::Payload<'a>) -> Option<&'a [u8]>,
+    index: u32,
+) -> Result<Bytes, AppError> {
+    let payload = protocol::decode_payload(plaintext).map_err(|_| AppError::FragmentAltered {
+        index,
+        why: "has a malformed payload",
+    })?;
     match pick(&payload) {
         Some(p) => Ok(plaintext.slice_ref(p)),
         None => Err(AppError::NotFound("thumbnail")),

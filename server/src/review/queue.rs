@@ -35,7 +35,13 @@ impl Proctor {
         for (sitting_id, sitting) in self.db.sittings_of_staff(staff.id).await? {
             for a in self.db.attempts_of_sitting(sitting_id).await? {
                 // Nothing to watch yet (no consent, or recording) or any more (destroyed).
-                if !matches!(a.state, AttemptState::Ended | AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided) {
+                if !matches!(
+                    a.state,
+                    AttemptState::Ended
+                        | AttemptState::InReview
+                        | AttemptState::Reviewed
+                        | AttemptState::Decided
+                ) {
                     continue;
                 }
                 let report = self.attempt_report(a.id).await?;

@@ -45,21 +45,44 @@ pub struct WallGap {
     pub to_ms: i64,
 }
 
-pub(crate) fn stream_timeline(id: Uuid, origin_ms: i64, status: StreamStatus, rows: &[ChunkRow]) -> StreamTimeline {
-    let broken = rows.windows(2).filter(|w| w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest).map(|w| w[1].index).collect();
+pub(crate) fn stream_timeline(
+    id: Uuid,
+    origin_ms: i64,
+    status: StreamStatus,
+    rows: &[ChunkRow],
+) -> StreamTimeline {
+    let broken = rows
+        .windows(2)
+        .filter(|w| w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest)
+        .map(|w| w[1].index)
+        .collect();
     StreamTimeline {
         stream_id: id,
         origin_ms,
         status,
         has_init: rows.first().is_some_and(|r| r.index == 0),
-        fragments: rows.iter().filter(|r| r.index > 0).map(|r| [r.index as u64, r.media_start_us / 1000, r.media_end_us / 1000]).collect(),
+        fragments: rows
+            .iter()
+            .filter(|r| r.index > 0)
+            .map(|r| {
+                [
+                    r.index as u64,
+                    r.media_start_us / 1000,
+                    r.media_end_us / 1000,
+                ]
+            })
+            .collect(),
         missing: missing_ranges(rows.iter().map(|r| r.index)),
         broken,
     }
 }
 
 impl Proctor {
-    pub async fn timeline(&self, staff: &StaffIdentity, attempt_id: Uuid) -> Result<Timeline, AppError> {
+    pub async fn timeline(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+    ) -> Result<Timeline, AppError> {
         let attempt = self.viewable_attempt(staff, attempt_id).await?;
         let streams = self.db.streams_of(attempt_id).await?;
         let mut out = Vec::with_capacity(streams.len());
@@ -77,12 +100,32 @@ impl Proctor {
             .filter_map(|w| {
                 let (_, end) = span(&w[0]);
                 let (next, _) = span(&w[1]);
-                (next > end).then_some(WallGap { from_ms: end, to_ms: next })
+                (next > end).then_some(WallGap {
+                    from_ms: end,
+                    to_ms: next,
+                })
             })
             .collect();
-        let start_ms = out.first().map(|s| span(s).0).unwrap_or(attempt.created_at_ms);
+        let start_ms = out
+            .first()
+            .map(|s| span(s).0)
+            .unwrap_or(attempt.created_at_ms);
         let end_ms = out.iter().map(|s| span(s).1).max().unwrap_or(start_ms);
-        self.audit_access(staff, "timeline_viewed", Some(attempt_id), serde_json::json!({})).await?;
-        Ok(Timeline { attempt_id, reference: attempt.reference, state: attempt.state, start_ms, end_ms, streams: out, gaps })
+        self.audit_access(
+            staff,
+            "timeline_viewed",
+            Some(attempt_id),
+            serde_json::json!({}),
+        )
+        .await?;
+        Ok(Timeline {
+            attempt_id,
+            reference: attempt.reference,
+            state: attempt.state,
+            start_ms,
+            end_ms,
+            streams: out,
+            gaps,
+        })
     }
 }

@@ -17,9 +17,18 @@ use uuid::Uuid;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/staff/v1/account/password", post(change_password))
-        .route("/api/staff/v1/account/totp", get(begin_totp).post(confirm_totp))
-        .route("/api/staff/v1/admin/staff", get(list_staff).post(create_staff))
-        .route("/api/staff/v1/admin/staff/{login}/{action}", post(staff_action))
+        .route(
+            "/api/staff/v1/account/totp",
+            get(begin_totp).post(confirm_totp),
+        )
+        .route(
+            "/api/staff/v1/admin/staff",
+            get(list_staff).post(create_staff),
+        )
+        .route(
+            "/api/staff/v1/admin/staff/{login}/{action}",
+            post(staff_action),
+        )
         .route("/api/staff/v1/admin/assignments", post(assign))
         .route("/api/staff/v1/admin/totp-required", post(totp_required))
         .route("/api/staff/v1/admin/audit", get(audit))
@@ -33,16 +42,26 @@ struct PasswordChange {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/account/password", tag = "admin", responses((status = 204), (status = 400, description = "password_rejected"), (status = 401), (status = 403, description = "wrong current password")))]
-pub async fn change_password(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+pub async fn change_password(
+    State(app): State<AppState>,
+    AccountSession(s): AccountSession,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     let req: PasswordChange = read_json(body).await?;
-    app.change_password(&s.who, &s.token, &req.current, &req.new).await?;
+    app.change_password(&s.who, &s.token, &req.current, &req.new)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 200, description = "a fresh secret and its otpauth URL"), (status = 401)))]
-pub async fn begin_totp(State(app): State<AppState>, AccountSession(s): AccountSession) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn begin_totp(
+    State(app): State<AppState>,
+    AccountSession(s): AccountSession,
+) -> Result<Json<serde_json::Value>, AppError> {
     let e = app.begin_totp(&s.who)?;
-    Ok(Json(serde_json::json!({ "secret": e.secret_base32, "otpauth_url": e.otpauth_url })))
+    Ok(Json(
+        serde_json::json!({ "secret": e.secret_base32, "otpauth_url": e.otpauth_url }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -53,14 +72,21 @@ struct TotpConfirm {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 204), (status = 400), (status = 401)))]
-pub async fn confirm_totp(State(app): State<AppState>, AccountSession(s): AccountSession, body: Body) -> Result<StatusCode, AppError> {
+pub async fn confirm_totp(
+    State(app): State<AppState>,
+    AccountSession(s): AccountSession,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     let req: TotpConfirm = read_json(body).await?;
     app.confirm_totp(&s.who, &req.secret, &req.code).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 200), (status = 401), (status = 403)))]
-pub async fn list_staff(State(app): State<AppState>, who: StaffIdentity) -> Result<Json<Vec<StaffSummary>>, AppError> {
+pub async fn list_staff(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+) -> Result<Json<Vec<StaffSummary>>, AppError> {
     Ok(Json(app.list_staff(&who).await?))
 }
 
@@ -73,22 +99,48 @@ struct NewStaff {
 
 /// Creates an account with a one-time password, shown in this answer only.
 #[utoipa::path(post, path = "/api/staff/v1/admin/staff", tag = "admin", responses((status = 201, description = "with a one-time password"), (status = 400), (status = 401), (status = 403), (status = 409)))]
-pub async fn create_staff(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+pub async fn create_staff(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    body: Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     who.require_admin()?;
     let req: NewStaff = read_json(body).await?;
     let (_, shown) = crate::domain::Password::generate();
-    app.add_staff_as(&who.login, &req.login, &req.role, &shown).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "login": req.login, "role": req.role, "temporary_password": shown }))))
+    app.add_staff_as(&who.login, &req.login, &req.role, &shown)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            serde_json::json!({ "login": req.login, "role": req.role, "temporary_password": shown }),
+        ),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/staff/{login}/{action}", tag = "admin", responses((status = 200, description = "action: disable, enable, reset-password, remove-totp"), (status = 401), (status = 403), (status = 404)))]
-pub async fn staff_action(State(app): State<AppState>, who: StaffIdentity, Path((login, action)): Path<(String, String)>) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn staff_action(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    Path((login, action)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, AppError> {
     who.require_admin()?;
     let done = match action.as_str() {
-        "disable" => app.set_staff_disabled(&who.login, &login, true).await.map(|_| serde_json::json!({ "login": login, "disabled": true })),
-        "enable" => app.set_staff_disabled(&who.login, &login, false).await.map(|_| serde_json::json!({ "login": login, "disabled": false })),
-        "reset-password" => app.reset_password(&who.login, &login).await.map(|p| serde_json::json!({ "login": login, "temporary_password": p })),
-        "remove-totp" => app.remove_totp(&who.login, &login).await.map(|_| serde_json::json!({ "login": login, "totp": false })),
+        "disable" => app
+            .set_staff_disabled(&who.login, &login, true)
+            .await
+            .map(|_| serde_json::json!({ "login": login, "disabled": true })),
+        "enable" => app
+            .set_staff_disabled(&who.login, &login, false)
+            .await
+            .map(|_| serde_json::json!({ "login": login, "disabled": false })),
+        "reset-password" => app
+            .reset_password(&who.login, &login)
+            .await
+            .map(|p| serde_json::json!({ "login": login, "temporary_password": p })),
+        "remove-totp" => app
+            .remove_totp(&who.login, &login)
+            .await
+            .map(|_| serde_json::json!({ "login": login, "totp": false })),
         _ => return Err(AppError::NotFound("route")),
     };
     Ok(Json(done?))
@@ -102,10 +154,15 @@ struct Assignment {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/assignments", tag = "admin", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
-pub async fn assign(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+pub async fn assign(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     who.require_admin()?;
     let req: Assignment = read_json(body).await?;
-    app.assign_sitting(&req.login, req.sitting, &who.login).await?;
+    app.assign_sitting(&req.login, req.sitting, &who.login)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -116,7 +173,11 @@ struct TotpRequired {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/totp-required", tag = "admin", responses((status = 204), (status = 401), (status = 403)))]
-pub async fn totp_required(State(app): State<AppState>, who: StaffIdentity, body: Body) -> Result<StatusCode, AppError> {
+pub async fn totp_required(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     who.require_admin()?;
     let req: TotpRequired = read_json(body).await?;
     app.set_totp_required(&who.login, req.required).await?;
@@ -130,9 +191,16 @@ pub struct AuditQuery {
 
 /// The newest entries and the verification of the whole trail (chain and checkpoints).
 #[utoipa::path(get, path = "/api/staff/v1/admin/audit", tag = "admin", responses((status = 200, description = "newest entries and the verdict on the whole trail"), (status = 401), (status = 403)))]
-pub async fn audit(State(app): State<AppState>, who: StaffIdentity, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<crate::audit::AuditReport>, AppError> {
+pub async fn audit(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::audit::AuditReport>, AppError> {
     who.require_admin()?;
-    let Query(q) = q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
-    let report = app.audit_report(&who.login, q.limit.unwrap_or(200).min(5_000)).await?;
+    let Query(q) =
+        q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
+    let report = app
+        .audit_report(&who.login, q.limit.unwrap_or(200).min(5_000))
+        .await?;
     Ok(Json(report))
 }

@@ -24,8 +24,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
         .route("/api/agent/v1/webrtc", post(webrtc_offer))
-        .route("/api/agent/v1/webrtc/{session}", axum::routing::delete(webrtc_close))
-        .route("/api/agent/v1/streams/{stream_id}/chunks/{index}", put(put_chunk))
+        .route(
+            "/api/agent/v1/webrtc/{session}",
+            axum::routing::delete(webrtc_close),
+        )
+        .route(
+            "/api/agent/v1/streams/{stream_id}/chunks/{index}",
+            put(put_chunk),
+        )
         .route("/api/agent/v1/streams/{stream_id}/end", post(end_stream))
 }
 
@@ -39,7 +45,10 @@ impl FromRequestParts<AppState> for AgentIdentity {
 #[utoipa::path(get, path = "/api/agent/v1/attempt", tag = "agent",
     responses((status = 200, description = "what the agent needs to record without the server: the attempt's public key, the notice version, the fragment length"),
         (status = 401), (status = 410, description = "recording destroyed")))]
-pub async fn attempt_info(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<AttemptInfo>, AppError> {
+pub async fn attempt_info(
+    State(app): State<AppState>,
+    who: AgentIdentity,
+) -> Result<Json<AttemptInfo>, AppError> {
     Ok(Json(app.attempt_info(&who)?))
 }
 
@@ -55,35 +64,61 @@ pub async fn webrtc_offer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, HeaderMap, String), AppError> {
-    let transport = app.webrtc.get().ok_or(AppError::NotFound("webrtc transport"))?;
+    let transport = app
+        .webrtc
+        .get()
+        .ok_or(AppError::NotFound("webrtc transport"))?;
     match who.attempt.state {
         crate::lifecycle::AttemptState::Destroyed => return Err(AppError::Gone),
-        crate::lifecycle::AttemptState::InReview | crate::lifecycle::AttemptState::Reviewed | crate::lifecycle::AttemptState::Decided => return Err(AppError::RecordingClosed),
+        crate::lifecycle::AttemptState::InReview
+        | crate::lifecycle::AttemptState::Reviewed
+        | crate::lifecycle::AttemptState::Decided => return Err(AppError::RecordingClosed),
         _ => {}
     }
     let offer = super::read_body(body, 64 * 1024, std::time::Duration::from_secs(10)).await?;
-    let offer = std::str::from_utf8(&offer).map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))?;
+    let offer = std::str::from_utf8(&offer)
+        .map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))?;
     let credential = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| protocol::LaunchToken::parse(t).map(|l| l.credential().to_owned()).unwrap_or_else(|_| t.trim().to_owned()))
+        .map(|t| {
+            protocol::LaunchToken::parse(t)
+                .map(|l| l.credential().to_owned())
+                .unwrap_or_else(|_| t.trim().to_owned())
+        })
         .ok_or(AppError::Unauthorized)?;
     let via = Via {
         transport: crate::db::Transport::Webrtc,
         client_ip: peer.ip().to_string(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
-    let (session, answer) = transport.answer(who.attempt.id, credential, via, offer).await?;
+    let (session, answer) = transport
+        .answer(who.attempt.id, credential, via, offer)
+        .await?;
     let mut out = HeaderMap::new();
-    out.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/sdp"));
-    out.insert(header::LOCATION, axum::http::HeaderValue::from_str(&format!("/api/agent/v1/webrtc/{session}")).expect("ASCII"));
+    out.insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/sdp"),
+    );
+    out.insert(
+        header::LOCATION,
+        axum::http::HeaderValue::from_str(&format!("/api/agent/v1/webrtc/{session}"))
+            .expect("ASCII"),
+    );
     Ok((StatusCode::CREATED, out, answer))
 }
 
 #[utoipa::path(delete, path = "/api/agent/v1/webrtc/{session}", tag = "agent",
     responses((status = 204, description = "the session is closed"), (status = 400), (status = 401)))]
-pub async fn webrtc_close(State(app): State<AppState>, Path(session): Path<String>, who: AgentIdentity) -> Result<StatusCode, AppError> {
+pub async fn webrtc_close(
+    State(app): State<AppState>,
+    Path(session): Path<String>,
+    who: AgentIdentity,
+) -> Result<StatusCode, AppError> {
     let session = parse_id(&session, "session")?;
     if let Some(t) = app.webrtc.get() {
         t.close(session, who.attempt.id).await;
@@ -93,14 +128,22 @@ pub async fn webrtc_close(State(app): State<AppState>, Path(session): Path<Strin
 
 #[utoipa::path(post, path = "/api/agent/v1/heartbeat", tag = "agent",
     responses((status = 204, description = "heard; an agent marked silent is no longer"), (status = 400), (status = 401)))]
-pub async fn heartbeat(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<StatusCode, AppError> {
+pub async fn heartbeat(
+    State(app): State<AppState>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     app.heartbeat(&who, read_json(body).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/consent", tag = "agent",
     responses((status = 204, description = "consent recorded"), (status = 400), (status = 401)))]
-pub async fn consent(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<StatusCode, AppError> {
+pub async fn consent(
+    State(app): State<AppState>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     app.record_consent(&who, read_json(body).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -115,17 +158,30 @@ pub async fn notice(State(app): State<AppState>) -> Json<protocol::notice::Notic
     responses((status = 200, description = "the launch token the code stood for (no token needed; the code works once)"), (status = 400),
         (status = 404, description = "unknown, used or expired code"), (status = 409, description = "the attempt's token is revoked"),
         (status = 429, description = "too many wrong codes from this address; see Retry-After")))]
-pub async fn redeem_launch_code(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: Body) -> Result<Json<AddCandidateResponse>, AppError> {
+pub async fn redeem_launch_code(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Body,
+) -> Result<Json<AddCandidateResponse>, AppError> {
     let req: RedeemCodeRequest = read_json(body).await?;
-    Ok(Json(app.redeem_launch_code(&req.code, &peer.ip().to_string()).await?))
+    Ok(Json(
+        app.redeem_launch_code(&req.code, &peer.ip().to_string())
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/refuse", tag = "agent",
     responses((status = 200, description = "refusal recorded: the attempt is withdrawn, nothing was or will be recorded"), (status = 400), (status = 401),
         (status = 409, description = "consent was already given (withdraw it instead)"), (status = 410, description = "recording destroyed")))]
-pub async fn refuse(State(app): State<AppState>, who: AgentIdentity, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn refuse(
+    State(app): State<AppState>,
+    who: AgentIdentity,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
     let state = app.refuse_consent(&who, read_json(body).await?).await?;
-    Ok(Json(serde_json::json!({ "attempt_id": who.attempt.id, "state": state })))
+    Ok(Json(
+        serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
+    ))
 }
 
 /// Upload tests served at once; more get 503 with Retry-After.
@@ -135,12 +191,18 @@ pub const UPLOAD_TEST_SLOTS: usize = 8;
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "up to 2 MiB of anything, read and thrown away"),
     responses((status = 200, description = "bytes received and the time the server spent receiving them (no token needed; nothing is stored)"),
         (status = 408, description = "body slower than 15 s"), (status = 413, description = "more than 2 MiB"), (status = 503, description = "8 tests already running; see Retry-After")))]
-pub async fn upload_test(State(app): State<AppState>, body: Body) -> Result<Json<UploadTestResult>, AppError> {
+pub async fn upload_test(
+    State(app): State<AppState>,
+    body: Body,
+) -> Result<Json<UploadTestResult>, AppError> {
     use http_body_util::BodyExt;
     // Open to anyone (the practice check has no token), so it gets few slots of its own and
     // a short deadline: slow senders cannot take the listener's request budget from the
     // exams' uploads.
-    let _slot = app.upload_test_slots.try_acquire().map_err(|_| AppError::Overloaded)?;
+    let _slot = app
+        .upload_test_slots
+        .try_acquire()
+        .map_err(|_| AppError::Overloaded)?;
     let started = std::time::Instant::now();
     // Counted and dropped frame by frame: the test costs no memory, and nothing is kept.
     let count = async move {
@@ -156,15 +218,25 @@ pub async fn upload_test(State(app): State<AppState>, body: Body) -> Result<Json
         }
         Ok(bytes)
     };
-    let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), count).await.map_err(|_| AppError::BodyTimeout)??;
-    Ok(Json(UploadTestResult { bytes, server_ms: started.elapsed().as_millis() as u64 }))
+    let bytes = tokio::time::timeout(std::time::Duration::from_secs(15), count)
+        .await
+        .map_err(|_| AppError::BodyTimeout)??;
+    Ok(Json(UploadTestResult {
+        bytes,
+        server_ms: started.elapsed().as_millis() as u64,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/withdraw", tag = "agent",
     responses((status = 200, description = "consent withdrawn; no stream opens any more"), (status = 401), (status = 409, description = "not consented, or already ended")))]
-pub async fn withdraw(State(app): State<AppState>, who: AgentIdentity) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn withdraw(
+    State(app): State<AppState>,
+    who: AgentIdentity,
+) -> Result<Json<serde_json::Value>, AppError> {
     let state = app.withdraw_consent(&who).await?;
-    Ok(Json(serde_json::json!({ "attempt_id": who.attempt.id, "state": state })))
+    Ok(Json(
+        serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/streams", tag = "agent",
@@ -177,7 +249,9 @@ pub async fn open_stream(
     who: AgentIdentity,
     body: Body,
 ) -> Result<(StatusCode, Json<OpenStreamResponse>), AppError> {
-    let resp = app.open_stream(&who, read_json(body).await?, peer.ip().to_string()).await?;
+    let resp = app
+        .open_stream(&who, read_json(body).await?, peer.ip().to_string())
+        .await?;
     Ok((StatusCode::CREATED, Json(resp)))
 }
 
@@ -200,7 +274,10 @@ pub async fn put_chunk(
     let via = Via {
         transport: crate::db::Transport::Https,
         client_ip: peer.ip().to_string(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     let result = receive_chunk(&app, &stream_id, &index, &who, &headers, body, &via).await;
     match &result {
@@ -208,7 +285,14 @@ pub async fn put_chunk(
         Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
     }
     let (ack, _) = result?;
-    Ok((if ack.created { StatusCode::CREATED } else { StatusCode::OK }, Json(ack)))
+    Ok((
+        if ack.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(ack),
+    ))
 }
 
 /// The chunk upload: (acknowledgement, bytes received).
@@ -222,7 +306,9 @@ async fn receive_chunk(
     via: &Via,
 ) -> Result<(ChunkAck, usize), AppError> {
     let stream_id = parse_id(stream_id, "stream id")?;
-    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
+    let index: u32 = index
+        .parse()
+        .map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
     let limit = app.settings.limits.max_chunk_bytes;
     // The length is known before a byte of body is read: refuse or reserve memory for it.
     let length: u64 = headers
@@ -234,9 +320,13 @@ async fn receive_chunk(
         return Err(AppError::TooLarge(limit));
     }
     let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
-    let chunk = read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
+    let chunk =
+        read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
     let size = chunk.len();
-    Ok((app.ingest_chunk(who, stream_id, index, chunk, via).await?, size))
+    Ok((
+        app.ingest_chunk(who, stream_id, index, chunk, via).await?,
+        size,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/streams/{stream_id}/end", tag = "agent",
@@ -248,6 +338,7 @@ pub async fn end_stream(
     body: Body,
 ) -> Result<StatusCode, AppError> {
     let stream_id = parse_id(&stream_id, "stream id")?;
-    app.end_stream(&who, stream_id, read_json(body).await?).await?;
+    app.end_stream(&who, stream_id, read_json(body).await?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,8 +5,8 @@ mod accounts;
 pub mod agent;
 mod integration;
 mod launch;
-mod overload;
 pub mod openapi;
+mod overload;
 mod pages;
 mod pv;
 mod review;
@@ -56,7 +56,12 @@ pub fn staff_router(state: AppState) -> Router {
 fn with_security_headers(router: Router) -> Router {
     use axum::http::{HeaderName, HeaderValue};
     use tower_http::set_header::SetResponseHeaderLayer;
-    let set = |name: &'static str, value: &'static str| SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value));
+    let set = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
     router
         .layer(set("content-security-policy", reviewer::CSP))
         .layer(set("referrer-policy", "no-referrer"))
@@ -67,16 +72,29 @@ fn with_security_headers(router: Router) -> Router {
 
 fn common() -> Router<AppState> {
     Router::new()
-        .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route(
+            "/health",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
         .route("/api/openapi.json", axum::routing::get(openapi::serve))
         .fallback(|| async { AppError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { AppError::BadRequest("method not allowed on this route".into()) })
+        .method_not_allowed_fallback(|| async {
+            AppError::BadRequest("method not allowed on this route".into())
+        })
 }
 
-pub async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, AppError> {
-    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| AppError::BodyTimeout)?;
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, AppError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| AppError::BodyTimeout)?;
     read.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) || e.to_string().contains("length limit") {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
             AppError::TooLarge(limit as u64)
         } else {
             AppError::BodyIncomplete
@@ -87,7 +105,11 @@ pub async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -
 /// Reads a body whose length is known and already reserved (`ingest::gate`) into one
 /// buffer of exactly that size: collecting frames and then joining them would hold the
 /// body twice, which is what the reservation must bound.
-pub async fn read_body_exact(body: Body, length: usize, timeout: std::time::Duration) -> Result<Bytes, AppError> {
+pub async fn read_body_exact(
+    body: Body,
+    length: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, AppError> {
     use http_body_util::BodyExt;
     let read = async move {
         let mut body = body;
@@ -96,14 +118,18 @@ pub async fn read_body_exact(body: Body, length: usize, timeout: std::time::Dura
             let frame = frame.map_err(|_| AppError::BodyIncomplete)?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > length {
-                    return Err(AppError::BadRequest("body longer than its Content-Length".into()));
+                    return Err(AppError::BadRequest(
+                        "body longer than its Content-Length".into(),
+                    ));
                 }
                 buf.extend_from_slice(&data);
             }
         }
         Ok(buf.freeze())
     };
-    tokio::time::timeout(timeout, read).await.map_err(|_| AppError::BodyTimeout)?
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| AppError::BodyTimeout)?
 }
 
 /// JSON bodies are small: a client that cannot send 64 KiB in this time is not a client.
@@ -111,7 +137,8 @@ const JSON_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, AppError> {
     let bytes = read_body(body, JSON_LIMIT, JSON_TIMEOUT).await?;
-    serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 pub fn parse_id(s: &str, what: &'static str) -> Result<Uuid, AppError> {

@@ -11,8 +11,18 @@ use tower::{BoxError, ServiceBuilder};
 
 pub fn layer(
     max_in_flight: usize,
-) -> impl tower::Layer<axum::routing::Route, Service: tower::Service<axum::extract::Request, Response = axum::response::Response, Error = std::convert::Infallible, Future: Send + 'static> + Clone + Send + Sync + 'static>
-       + Clone
+) -> impl tower::Layer<
+    axum::routing::Route,
+    Service: tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+                 + Send
+                 + Sync
+                 + 'static,
+> + Clone
        + Send
        + Sync
        + 'static {

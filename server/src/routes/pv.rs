@@ -12,15 +12,24 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/staff/v1/sittings/{sitting_id}/pv/plan", post(plan)).route("/api/staff/v1/sittings/{sitting_id}/pv", post(decide))
+    Router::new()
+        .route("/api/staff/v1/sittings/{sitting_id}/pv/plan", post(plan))
+        .route("/api/staff/v1/sittings/{sitting_id}/pv", post(decide))
 }
 
-async fn request(app: &AppState, staff: &StaffIdentity, sitting: &str, body: Body) -> Result<(uuid::Uuid, PvRequest), AppError> {
+async fn request(
+    app: &AppState,
+    staff: &StaffIdentity,
+    sitting: &str,
+    body: Body,
+) -> Result<(uuid::Uuid, PvRequest), AppError> {
     let sitting = parse_id(sitting, "sitting id")?;
     app.require_jury_of(staff, sitting).await?;
     let req: PvRequest = read_json(body).await?;
     if req.decided_by.is_some() {
-        return Err(AppError::BadRequest("decided_by is the integration API's; here the session's account decides".into()));
+        return Err(AppError::BadRequest(
+            "decided_by is the integration API's; here the session's account decides".into(),
+        ));
     }
     Ok((sitting, req))
 }
@@ -28,7 +37,12 @@ async fn request(app: &AppState, staff: &StaffIdentity, sitting: &str, body: Bod
 /// What the decision would do to each attempt, without recording it.
 #[utoipa::path(post, path = "/api/staff/v1/sittings/{sitting_id}/pv/plan", tag = "jury", request_body = PvRequest,
     responses((status = 200, body = PvPlan), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub async fn plan(State(app): State<AppState>, staff: StaffIdentity, Path(sitting): Path<String>, body: Body) -> Result<Json<PvPlan>, AppError> {
+pub async fn plan(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(sitting): Path<String>,
+    body: Body,
+) -> Result<Json<PvPlan>, AppError> {
     let (sitting, req) = request(&app, &staff, &sitting, body).await?;
     Ok(Json(app.pv_plan(sitting, &req).await?.0))
 }
@@ -37,7 +51,15 @@ pub async fn plan(State(app): State<AppState>, staff: StaffIdentity, Path(sittin
 #[utoipa::path(post, path = "/api/staff/v1/sittings/{sitting_id}/pv", tag = "jury", request_body = PvRequest,
     responses((status = 201, body = PvResult), (status = 400), (status = 401), (status = 403), (status = 404),
         (status = 409, description = "already decided, reviews unsubmitted without override, attempts in progress")))]
-pub async fn decide(State(app): State<AppState>, staff: StaffIdentity, Path(sitting): Path<String>, body: Body) -> Result<(StatusCode, Json<PvResult>), AppError> {
+pub async fn decide(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(sitting): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<PvResult>), AppError> {
     let (sitting, req) = request(&app, &staff, &sitting, body).await?;
-    Ok((StatusCode::CREATED, Json(app.decide_pv(&staff.login, sitting, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(app.decide_pv(&staff.login, sitting, req).await?),
+    ))
 }

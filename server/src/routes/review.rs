@@ -22,58 +22,149 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/staff/v1/queue", get(queue))
         .route("/api/staff/v1/logout", post(logout))
-        .route("/api/staff/v1/attempts/{attempt_id}/timeline", get(timeline))
-        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", get(fragment))
-        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}/thumbnail", get(thumbnail))
-        .route("/api/staff/v1/attempts/{attempt_id}/activity", get(activity))
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/timeline",
+            get(timeline),
+        )
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}",
+            get(fragment),
+        )
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}/thumbnail",
+            get(thumbnail),
+        )
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/activity",
+            get(activity),
+        )
         .route("/api/staff/v1/attempts/{attempt_id}/review", get(review))
-        .route("/api/staff/v1/attempts/{attempt_id}/review/submit", post(submit))
-        .route("/api/staff/v1/attempts/{attempt_id}/second-review", post(second_review))
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/review/submit",
+            post(submit),
+        )
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/second-review",
+            post(second_review),
+        )
         .route("/api/staff/v1/attempts/{attempt_id}/outcome", get(outcome))
-        .route("/api/staff/v1/attempts/{attempt_id}/flags", post(create_flag))
-        .route("/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", put(update_flag).delete(delete_flag))
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/flags",
+            post(create_flag),
+        )
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}",
+            put(update_flag).delete(delete_flag),
+        )
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/queue", tag = "review", responses((status = 200, description = "the attempts of my sittings"), (status = 401), (status = 403)))]
-pub async fn queue(State(app): State<AppState>, staff: StaffIdentity) -> Result<Json<Vec<QueueRow>>, AppError> {
+pub async fn queue(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+) -> Result<Json<Vec<QueueRow>>, AppError> {
     Ok(Json(app.queue(&staff).await?))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/logout", tag = "review", responses((status = 204), (status = 401)))]
-pub async fn logout(State(app): State<AppState>, AccountSession(session): AccountSession) -> Result<StatusCode, AppError> {
+pub async fn logout(
+    State(app): State<AppState>,
+    AccountSession(session): AccountSession,
+) -> Result<StatusCode, AppError> {
     app.staff_logout(&session.who, &session.token).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/timeline", tag = "review", responses((status = 200, description = "streams on wall-clock time, gaps, missing and broken fragments"), (status = 401), (status = 403), (status = 404), (status = 410)))]
-pub async fn timeline(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<Timeline>, AppError> {
-    Ok(Json(app.timeline(&staff, parse_id(&attempt, "attempt id")?).await?))
+pub async fn timeline(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+) -> Result<Json<Timeline>, AppError> {
+    Ok(Json(
+        app.timeline(&staff, parse_id(&attempt, "attempt id")?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", tag = "review", responses((status = 200, description = "one decrypted fragment (0: init segment)", content_type = "video/mp4"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422, description = "fragment_altered: fails its checks, never served")))]
-pub async fn fragment(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
-    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
-    let bytes = app.fragment(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
-    Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
+pub async fn fragment(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path((attempt, stream, index)): Path<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let index: u32 = index
+        .parse()
+        .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
+    let bytes = app
+        .fragment(
+            &staff,
+            parse_id(&attempt, "attempt id")?,
+            parse_id(&stream, "stream id")?,
+            index,
+        )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}/thumbnail", tag = "review",
     responses((status = 200, description = "the fragment's 160x120 picture, made by the agent", content_type = "image/jpeg"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422)))]
-pub async fn thumbnail(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, stream, index)): Path<(String, String, String)>) -> Result<Response, AppError> {
-    let index: u32 = index.parse().map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
-    let bytes = app.thumbnail(&staff, parse_id(&attempt, "attempt id")?, parse_id(&stream, "stream id")?, index).await?;
-    Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "no-store")], Body::from(bytes)).into_response())
+pub async fn thumbnail(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path((attempt, stream, index)): Path<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let index: u32 = index
+        .parse()
+        .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
+    let bytes = app
+        .thumbnail(
+            &staff,
+            parse_id(&attempt, "attempt id")?,
+            parse_id(&stream, "stream id")?,
+            index,
+        )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/activity", tag = "review",
     responses((status = 200, description = "per recorded second: wall-clock ms, motion, audio level (0-100)"), (status = 401), (status = 403), (status = 404), (status = 410)))]
-pub async fn activity(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<crate::review::activity::ActivityStrip>, AppError> {
-    Ok(Json(app.activity(&staff, parse_id(&attempt, "attempt id")?).await?))
+pub async fn activity(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+) -> Result<Json<crate::review::activity::ActivityStrip>, AppError> {
+    Ok(Json(
+        app.activity(&staff, parse_id(&attempt, "attempt id")?)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/review", tag = "review", responses((status = 200, description = "rounds, flags, my writable round"), (status = 401), (status = 403), (status = 404)))]
-pub async fn review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewView>, AppError> {
-    Ok(Json(app.review_view(&staff, parse_id(&attempt, "attempt id")?).await?))
+pub async fn review(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+) -> Result<Json<ReviewView>, AppError> {
+    Ok(Json(
+        app.review_view(&staff, parse_id(&attempt, "attempt id")?)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -83,7 +174,12 @@ struct SubmitRequest {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/review/submit", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "outcome disagrees with the flags, or already submitted")))]
-pub async fn submit(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<Json<ReviewView>, AppError> {
+pub async fn submit(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+    body: Body,
+) -> Result<Json<ReviewView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SubmitRequest = read_json(body).await?;
     Ok(Json(app.submit_review(&staff, attempt, req.outcome).await?))
@@ -96,23 +192,38 @@ struct SecondReviewRequest {
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/second-review", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub async fn second_review(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<StatusCode, AppError> {
+pub async fn second_review(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+    body: Body,
+) -> Result<StatusCode, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SecondReviewRequest = read_json(body).await?;
-    app.request_second_review(&staff, attempt, &req.reviewer).await?;
+    app.request_second_review(&staff, attempt, &req.reviewer)
+        .await?;
     Ok(StatusCode::CREATED)
 }
 
 /// The outcome without notes, for the jury of the sitting and its reviewers.
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/outcome", tag = "review", responses((status = 200, description = "status, rounds, categories and counts"), (status = 401), (status = 403), (status = 404)))]
-pub async fn outcome(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>) -> Result<Json<ReviewOutcomeView>, AppError> {
+pub async fn outcome(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+) -> Result<Json<ReviewOutcomeView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     app.attempt_for_staff(&staff, attempt).await?;
     Ok(Json(app.review_outcome(attempt).await?))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/flags", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub async fn create_flag(State(app): State<AppState>, staff: StaffIdentity, Path(attempt): Path<String>, body: Body) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
+pub async fn create_flag(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(attempt): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let input: FlagInput = read_json(body).await?;
     let id = app.save_flag(&staff, attempt, None, input).await?;
@@ -120,15 +231,32 @@ pub async fn create_flag(State(app): State<AppState>, staff: StaffIdentity, Path
 }
 
 #[utoipa::path(put, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
-pub async fn update_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
-    let (attempt, flag) = (parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?);
+pub async fn update_flag(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path((attempt, flag)): Path<(String, String)>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let (attempt, flag) = (
+        parse_id(&attempt, "attempt id")?,
+        parse_id(&flag, "flag id")?,
+    );
     let input: FlagInput = read_json(body).await?;
     let id = app.save_flag(&staff, attempt, Some(flag), input).await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 
 #[utoipa::path(delete, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
-pub async fn delete_flag(State(app): State<AppState>, staff: StaffIdentity, Path((attempt, flag)): Path<(String, String)>) -> Result<StatusCode, AppError> {
-    app.delete_flag(&staff, parse_id(&attempt, "attempt id")?, parse_id(&flag, "flag id")?).await?;
+pub async fn delete_flag(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path((attempt, flag)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    app.delete_flag(
+        &staff,
+        parse_id(&attempt, "attempt id")?,
+        parse_id(&flag, "flag id")?,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

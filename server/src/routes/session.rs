@@ -19,17 +19,30 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The CSRF token of a session: derived from the session secret, so nothing more is
 /// stored, and unguessable without the cookie (which is HttpOnly).
 pub fn csrf_token(session: &str) -> String {
-    hex::encode(Sha256::new().chain_update(b"proctor csrf v1\0").chain_update(session.as_bytes()).finalize())
+    hex::encode(
+        Sha256::new()
+            .chain_update(b"proctor csrf v1\0")
+            .chain_update(session.as_bytes())
+            .finalize(),
+    )
 }
 
 pub fn csrf_matches(session: &str, presented: &str) -> bool {
-    csrf_token(session).as_bytes().ct_eq(presented.as_bytes()).into()
+    csrf_token(session)
+        .as_bytes()
+        .ct_eq(presented.as_bytes())
+        .into()
 }
 
 /// The cookie set at login: HttpOnly (no script reads it), Secure, SameSite=Strict, for
 /// the whole staff listener, ending with the browser session.
 pub fn session_cookie(token: String) -> Cookie<'static> {
-    Cookie::build((COOKIE, token)).http_only(true).secure(true).same_site(SameSite::Strict).path("/").build()
+    Cookie::build((COOKIE, token))
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build()
 }
 
 pub fn removal_cookie() -> Cookie<'static> {
@@ -57,7 +70,10 @@ pub fn presented_token(parts: &Parts) -> Option<(String, bool)> {
         return Some((t.to_owned(), false));
     }
     let jar = CookieJar::from_headers(&parts.headers);
-    jar.get(COOKIE).map(|c| c.value().to_owned()).filter(|t| !t.is_empty() && t.len() <= 256).map(|t| (t, true))
+    jar.get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .map(|t| (t, true))
 }
 
 /// Authenticates without the CSRF check: for the pages' own form handlers, which check
@@ -69,8 +85,17 @@ impl FromRequestParts<AppState> for StaffCookieSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let (token, by_cookie) = presented_token(parts).ok_or(AppError::Unauthorized)?;
         let mut who = state.authenticate_staff(&token).await?;
-        who.terminal = parts.extensions.get::<Option<crate::terminals::Terminal>>().cloned().flatten().map(|t| t.0);
-        Ok(Self(StaffSession { who, token, by_cookie }))
+        who.terminal = parts
+            .extensions
+            .get::<Option<crate::terminals::Terminal>>()
+            .cloned()
+            .flatten()
+            .map(|t| t.0);
+        Ok(Self(StaffSession {
+            who,
+            token,
+            by_cookie,
+        }))
     }
 }
 
@@ -81,10 +106,15 @@ pub struct AccountSession(pub StaffSession);
 impl FromRequestParts<AppState> for AccountSession {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let StaffCookieSession(session) = StaffCookieSession::from_request_parts(parts, state).await?;
+        let StaffCookieSession(session) =
+            StaffCookieSession::from_request_parts(parts, state).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD);
         if session.by_cookie && !safe {
-            let presented = parts.headers.get(CSRF_HEADER).and_then(|v: &HeaderValue| v.to_str().ok()).unwrap_or("");
+            let presented = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .unwrap_or("");
             if !csrf_matches(&session.token, presented) {
                 return Err(AppError::Forbidden("missing or wrong CSRF token".into()));
             }

@@ -17,7 +17,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/staff/v1/login", post(login))
         .route("/metrics", get(metrics))
         .route("/api/staff/v1/attempts/{attempt_id}", get(attempt))
-        .route("/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media", get(media))
+        .route(
+            "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/media",
+            get(media),
+        )
 }
 
 #[derive(Deserialize)]
@@ -32,19 +35,40 @@ struct LoginRequest {
 #[utoipa::path(post, path = "/api/staff/v1/login", tag = "staff",
     responses((status = 200, description = "session token"), (status = 401), (status = 429, description = "locked out after failed logins; see Retry-After"),
         (status = 503, description = "too many logins being checked; see Retry-After")))]
-pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, body: Body) -> Result<Json<serde_json::Value>, AppError> {
+pub async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
-    let token = app.staff_login(&req.login, &req.password, req.totp.as_deref(), &peer.ip().to_string()).await?;
+    let token = app
+        .staff_login(
+            &req.login,
+            &req.password,
+            req.totp.as_deref(),
+            &peer.ip().to_string(),
+        )
+        .await?;
     Ok(Json(serde_json::json!({ "token": token })))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}", tag = "staff",
     responses((status = 200, description = "attempt report"), (status = 401), (status = 404)))]
-pub async fn attempt(State(app): State<AppState>, staff: StaffIdentity, Path(id): Path<String>) -> Result<Json<AttemptReport>, AppError> {
+pub async fn attempt(
+    State(app): State<AppState>,
+    staff: StaffIdentity,
+    Path(id): Path<String>,
+) -> Result<Json<AttemptReport>, AppError> {
     let id = parse_id(&id, "attempt id")?;
     app.attempt_for_staff(&staff, id).await?;
     let report = app.attempt_report(id).await?;
-    app.audit_access(&staff, "attempt_report_viewed", Some(id), serde_json::json!({})).await?;
+    app.audit_access(
+        &staff,
+        "attempt_report_viewed",
+        Some(id),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(Json(report))
 }
 
@@ -64,14 +88,35 @@ pub async fn media(
     Path((attempt_id, stream_id)): Path<(String, String)>,
     range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
-    let Query(range) = range.map_err(|_| AppError::BadRequest("from and to must be non-negative integers".into()))?;
+    let Query(range) = range
+        .map_err(|_| AppError::BadRequest("from and to must be non-negative integers".into()))?;
     let attempt_id = parse_id(&attempt_id, "attempt id")?;
     let stream_id = parse_id(&stream_id, "stream id")?;
-    let body = app.clone().read_media(&staff, attempt_id, stream_id, range.from.unwrap_or(1), range.to).await?;
-    Ok(([(header::CONTENT_TYPE, "video/mp4"), (header::CACHE_CONTROL, "no-store")], Body::from_stream(body)).into_response())
+    let body = app
+        .clone()
+        .read_media(
+            &staff,
+            attempt_id,
+            stream_id,
+            range.from.unwrap_or(1),
+            range.to,
+        )
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "video/mp4"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }
 
 /// Prometheus text format; counts and latencies only, no personal data.
 pub async fn metrics() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
 }

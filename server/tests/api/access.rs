@@ -7,7 +7,16 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// The callers, in the order of each row's statuses.
-const WHO: [&str; 8] = ["anonymous", "expired session", "candidate token", "reviewer", "other reviewer", "jury", "admin", "must change password"];
+const WHO: [&str; 8] = [
+    "anonymous",
+    "expired session",
+    "candidate token",
+    "reviewer",
+    "other reviewer",
+    "jury",
+    "admin",
+    "must change password",
+];
 
 struct Cell {
     method: reqwest::Method,
@@ -17,7 +26,12 @@ struct Cell {
 }
 
 fn cell(method: &str, path: String, body: Option<serde_json::Value>, expect: [u16; 8]) -> Cell {
-    Cell { method: method.parse().unwrap(), path, body, expect }
+    Cell {
+        method: method.parse().unwrap(),
+        path,
+        body,
+        expect,
+    }
 }
 
 #[tokio::test]
@@ -25,12 +39,22 @@ async fn every_role_against_every_staff_route() {
     let app = spawn_app().await;
     let (c, s) = app.recording_candidate().await;
     for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
-        assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+        assert!(app
+            .put_chunk(&c.token, s.stream_id, i as u32, chunk)
+            .await
+            .status()
+            .is_success());
     }
     app.end_stream(&c.token, s.stream_id, 3).await;
     let proctor = app.proctor().await;
     proctor.end_attempt(c.attempt_id, "test").await.unwrap();
-    let sitting = app.db().await.attempt(c.attempt_id).await.unwrap().sitting_id;
+    let sitting = app
+        .db()
+        .await
+        .attempt(c.attempt_id)
+        .await
+        .unwrap()
+        .sitting_id;
 
     // The expired session idles past the limit before the others log in.
     let expired = add_staff(&app, "endormie", "reviewer").await;
@@ -38,13 +62,30 @@ async fn every_role_against_every_staff_route() {
     let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let outsider = add_staff(&app, "autre", "reviewer").await;
     let jury = add_staff(&app, "jure", "jury").await;
-    proctor.assign_sitting("jure", sitting, "test").await.unwrap();
+    proctor
+        .assign_sitting("jure", sitting, "test")
+        .await
+        .unwrap();
     let admin = add_staff(&app, "admin", "admin").await;
-    proctor.add_staff("nouvelle", "reviewer", "Kilo-Tango-2026").await.unwrap();
-    proctor.assign_sitting("nouvelle", sitting, "test").await.unwrap();
+    proctor
+        .add_staff("nouvelle", "reviewer", "Kilo-Tango-2026")
+        .await
+        .unwrap();
+    proctor
+        .assign_sitting("nouvelle", sitting, "test")
+        .await
+        .unwrap();
     let pending = staff_login(&app, "nouvelle", "Kilo-Tango-2026").await;
-    let tokens: [Option<&str>; 8] =
-        [None, Some(&expired), Some(&c.token), Some(&reviewer), Some(&outsider), Some(&jury), Some(&admin), Some(&pending)];
+    let tokens: [Option<&str>; 8] = [
+        None,
+        Some(&expired),
+        Some(&c.token),
+        Some(&reviewer),
+        Some(&outsider),
+        Some(&jury),
+        Some(&admin),
+        Some(&pending),
+    ];
 
     let (a, st) = (c.attempt_id, s.stream_id);
     let api = |p: &str| format!("/api/staff/v1{p}");
@@ -95,7 +136,10 @@ async fn every_role_against_every_staff_route() {
     ];
 
     // Redirects are part of the answer: not followed.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let mut wrong = Vec::new();
     for cell in &matrix {
         for (i, token) in tokens.iter().enumerate() {
@@ -109,16 +153,30 @@ async fn every_role_against_every_staff_route() {
             let r = req.send().await.unwrap();
             let status = r.status().as_u16();
             if status != cell.expect[i] {
-                wrong.push(format!("{} {} as {}: {} (expected {}) {}", cell.method, cell.path, WHO[i], status, cell.expect[i], r.text().await.unwrap_or_default()));
+                wrong.push(format!(
+                    "{} {} as {}: {} (expected {}) {}",
+                    cell.method,
+                    cell.path,
+                    WHO[i],
+                    status,
+                    cell.expect[i],
+                    r.text().await.unwrap_or_default()
+                ));
                 continue;
             }
             // Every API refusal is JSON with its code; pages answer HTML.
             if status >= 400 && cell.path.starts_with("/api/") {
                 let body: serde_json::Value = r.json().await.unwrap();
-                assert!(body["error"].is_string(), "{} {}: {body}", cell.method, cell.path);
+                assert!(
+                    body["error"].is_string(),
+                    "{} {}: {body}",
+                    cell.method,
+                    cell.path
+                );
                 if WHO[i] == "must change password" {
                     assert!(
-                        body["error"] == "password_change_required" || cell.path.contains("/account/"),
+                        body["error"] == "password_change_required"
+                            || cell.path.contains("/account/"),
                         "the pending account is told why: {} {body}",
                         cell.path
                     );
@@ -126,46 +184,112 @@ async fn every_role_against_every_staff_route() {
             }
         }
     }
-    assert!(wrong.is_empty(), "{} cells differ:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 #[tokio::test]
 async fn a_cookie_session_needs_the_csrf_token_for_every_change() {
     let app = spawn_app().await;
     let (c, _) = app.recording_candidate().await;
-    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
+    app.proctor()
+        .await
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/staff/v1/attempts/{}/flags", app.staff, c.attempt_id);
     let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low" });
     let cookie = format!("proctor_staff={token}");
     // Reading with the cookie alone is fine; changing is not.
-    let r = http.get(format!("{}/api/staff/v1/attempts/{}/review", app.staff, c.attempt_id)).header("cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{}/review",
+            app.staff, c.attempt_id
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.post(&url).header("cookie", &cookie).json(&flag).send().await.unwrap();
+    let r = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (403, "forbidden".into()));
-    let r = http.post(&url).header("cookie", &cookie).header("x-csrf-token", "0".repeat(64)).json(&flag).send().await.unwrap();
+    let r = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", "0".repeat(64))
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (403, "forbidden".into()));
     let csrf = server::routes::session::csrf_token(&token);
-    let r = http.post(&url).header("cookie", &cookie).header("x-csrf-token", csrf).json(&flag).send().await.unwrap();
+    let r = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // Nothing was stored from the refused attempts.
-    assert_eq!(app.db().await.flags_of(c.attempt_id).await.unwrap().len(), 1);
+    assert_eq!(
+        app.db().await.flags_of(c.attempt_id).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn every_staff_answer_carries_the_security_headers() {
     let app = spawn_app().await;
     for path in ["/", "/assets/player.js", "/api/staff/v1/queue", "/health"] {
-        let r = app.http.get(format!("{}{path}", app.staff)).send().await.unwrap();
+        let r = app
+            .http
+            .get(format!("{}{path}", app.staff))
+            .send()
+            .await
+            .unwrap();
         let h = r.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("script-src 'self'")
+                && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(h["cache-control"], "no-store", "{path}");
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
     }
     // The pages live on the staff listener only.
-    assert_eq!(app.http.get(format!("{}/", app.public)).send().await.unwrap().status(), 404);
-    assert_eq!(app.http.get(format!("{}/assets/player.js", app.public)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        app.http
+            .get(format!("{}/", app.public))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/assets/player.js", app.public))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

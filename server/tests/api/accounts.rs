@@ -4,16 +4,42 @@
 use crate::helpers::*;
 use std::time::Duration;
 
-async fn post(app: &TestApp, token: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
-    app.http.post(format!("{}/api/staff/v1{path}", app.staff)).bearer_auth(token).json(&body).send().await.unwrap()
+async fn post(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    app.http
+        .post(format!("{}/api/staff/v1{path}", app.staff))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.http.get(format!("{}/api/staff/v1{path}", app.staff)).bearer_auth(token).send().await.unwrap()
+    app.http
+        .get(format!("{}/api/staff/v1{path}", app.staff))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
-async fn login(app: &TestApp, login: &str, password: &str, totp: Option<String>) -> reqwest::Response {
-    app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({ "login": login, "password": password, "totp": totp })).send().await.unwrap()
+async fn login(
+    app: &TestApp,
+    login: &str,
+    password: &str,
+    totp: Option<String>,
+) -> reqwest::Response {
+    app.http
+        .post(format!("{}/api/staff/v1/login", app.staff))
+        .json(&serde_json::json!({ "login": login, "password": password, "totp": totp }))
+        .send()
+        .await
+        .unwrap()
 }
 
 fn now_s(app: &TestApp) -> u64 {
@@ -24,34 +50,102 @@ fn now_s(app: &TestApp) -> u64 {
 #[tokio::test]
 async fn the_first_login_must_change_the_password_and_common_ones_are_refused() {
     let app = spawn_app().await;
-    app.proctor().await.add_staff("relectrice", "reviewer", "Kilo-Tango-2026").await.unwrap();
+    app.proctor()
+        .await
+        .add_staff("relectrice", "reviewer", "Kilo-Tango-2026")
+        .await
+        .unwrap();
     let token = staff_login(&app, "relectrice", "Kilo-Tango-2026").await;
-    assert_eq!(error_code(get(&app, &token, "/queue").await).await, (403, "password_change_required".into()));
-    for (new, code) in [("Azerty-2026!", "password_rejected"), ("court", "password_rejected"), ("Relectrice-Rouge-7", "password_rejected")] {
-        let r = post(&app, &token, "/account/password", serde_json::json!({ "current": "Kilo-Tango-2026", "new": new })).await;
+    assert_eq!(
+        error_code(get(&app, &token, "/queue").await).await,
+        (403, "password_change_required".into())
+    );
+    for (new, code) in [
+        ("Azerty-2026!", "password_rejected"),
+        ("court", "password_rejected"),
+        ("Relectrice-Rouge-7", "password_rejected"),
+    ] {
+        let r = post(
+            &app,
+            &token,
+            "/account/password",
+            serde_json::json!({ "current": "Kilo-Tango-2026", "new": new }),
+        )
+        .await;
         assert_eq!(error_code(r).await, (400, code.into()), "{new}");
     }
-    let r = post(&app, &token, "/account/password", serde_json::json!({ "current": "Kilo-Tango-2026", "new": "Kilo-Tango-2026" })).await;
+    let r = post(
+        &app,
+        &token,
+        "/account/password",
+        serde_json::json!({ "current": "Kilo-Tango-2026", "new": "Kilo-Tango-2026" }),
+    )
+    .await;
     assert_eq!(r.status(), 400, "the same password again");
-    let r = post(&app, &token, "/account/password", serde_json::json!({ "current": "Quatre-Chevaux-Bleus-9", "new": "Quatre-Chevaux-Bleus-9" })).await;
-    assert_eq!(error_code(r).await, (403, "forbidden".into()), "the current password is checked");
-    let r = post(&app, &token, "/account/password", serde_json::json!({ "current": "Kilo-Tango-2026", "new": "Quatre-Chevaux-Bleus-9" })).await;
+    let r = post(
+        &app,
+        &token,
+        "/account/password",
+        serde_json::json!({ "current": "Quatre-Chevaux-Bleus-9", "new": "Quatre-Chevaux-Bleus-9" }),
+    )
+    .await;
+    assert_eq!(
+        error_code(r).await,
+        (403, "forbidden".into()),
+        "the current password is checked"
+    );
+    let r = post(
+        &app,
+        &token,
+        "/account/password",
+        serde_json::json!({ "current": "Kilo-Tango-2026", "new": "Quatre-Chevaux-Bleus-9" }),
+    )
+    .await;
     assert_eq!(r.status(), 204);
-    assert_eq!(get(&app, &token, "/queue").await.status(), 200, "the same session goes on");
-    assert_eq!(login(&app, "relectrice", "Kilo-Tango-2026", None).await.status(), 401);
-    assert_eq!(login(&app, "relectrice", "Quatre-Chevaux-Bleus-9", None).await.status(), 200);
+    assert_eq!(
+        get(&app, &token, "/queue").await.status(),
+        200,
+        "the same session goes on"
+    );
+    assert_eq!(
+        login(&app, "relectrice", "Kilo-Tango-2026", None)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        login(&app, "relectrice", "Quatre-Chevaux-Bleus-9", None)
+            .await
+            .status(),
+        200
+    );
     // Past the maximum age, the next login must change it again.
     app.clock.advance(Duration::from_secs(366 * 24 * 3600));
     let token = staff_login(&app, "relectrice", "Quatre-Chevaux-Bleus-9").await;
-    assert_eq!(error_code(get(&app, &token, "/queue").await).await, (403, "password_change_required".into()));
+    assert_eq!(
+        error_code(get(&app, &token, "/queue").await).await,
+        (403, "password_change_required".into())
+    );
 }
 
 /// Starts an enrolment; returns the secret and a generator for its codes.
 async fn begin_totp(app: &TestApp, token: &str) -> (String, totp_rs::TOTP) {
     let begin: serde_json::Value = get(app, token, "/account/totp").await.json().await.unwrap();
     let secret = begin["secret"].as_str().unwrap().to_owned();
-    assert!(begin["otpauth_url"].as_str().unwrap().starts_with("otpauth://totp/"));
-    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap(), None, String::new()).unwrap();
+    assert!(begin["otpauth_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/"));
+    let totp = totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap(),
+        None,
+        String::new(),
+    )
+    .unwrap();
     (secret, totp)
 }
 
@@ -60,24 +154,73 @@ async fn totp_codes_are_checked_and_never_accepted_twice() {
     let app = spawn_app().await;
     let token = add_staff(&app, "relectrice", "reviewer").await;
     let (secret, totp) = begin_totp(&app, &token).await;
-    let wrong = if totp.generate(now_s(&app)) == "123456" { "654321" } else { "123456" };
-    let r = post(&app, &token, "/account/totp", serde_json::json!({ "secret": secret, "code": wrong })).await;
+    let wrong = if totp.generate(now_s(&app)) == "123456" {
+        "654321"
+    } else {
+        "123456"
+    };
+    let r = post(
+        &app,
+        &token,
+        "/account/totp",
+        serde_json::json!({ "secret": secret, "code": wrong }),
+    )
+    .await;
     assert_eq!(r.status(), 400, "a wrong first code enrols nothing");
     let code = totp.generate(now_s(&app));
-    assert_eq!(post(&app, &token, "/account/totp", serde_json::json!({ "secret": secret, "code": code })).await.status(), 204);
+    assert_eq!(
+        post(
+            &app,
+            &token,
+            "/account/totp",
+            serde_json::json!({ "secret": secret, "code": code })
+        )
+        .await
+        .status(),
+        204
+    );
 
-    assert_eq!(error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await, (401, "totp_required".into()));
-    assert_eq!(login(&app, "relectrice", STAFF_PASSWORD, Some(code.clone())).await.status(), 401, "the enrolment's code is spent");
+    assert_eq!(
+        error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await,
+        (401, "totp_required".into())
+    );
+    assert_eq!(
+        login(&app, "relectrice", STAFF_PASSWORD, Some(code.clone()))
+            .await
+            .status(),
+        401,
+        "the enrolment's code is spent"
+    );
     app.clock.advance(Duration::from_secs(30));
     let next = totp.generate(now_s(&app));
-    assert_eq!(login(&app, "relectrice", STAFF_PASSWORD, Some(next.clone())).await.status(), 200);
-    assert_eq!(login(&app, "relectrice", STAFF_PASSWORD, Some(next)).await.status(), 401, "replayed");
+    assert_eq!(
+        login(&app, "relectrice", STAFF_PASSWORD, Some(next.clone()))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        login(&app, "relectrice", STAFF_PASSWORD, Some(next))
+            .await
+            .status(),
+        401,
+        "replayed"
+    );
     // The secret is stored sealed, not in clear.
-    let stored = app.db().await.staff_by_login("relectrice").await.unwrap().totp_secret.unwrap();
+    let stored = app
+        .db()
+        .await
+        .staff_by_login("relectrice")
+        .await
+        .unwrap()
+        .totp_secret
+        .unwrap();
     let raw = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
     assert!(!stored.windows(raw.len()).any(|w| w == raw.as_slice()));
     let trail = app.db().await.audit_trail().await.unwrap();
-    assert!(trail.iter().any(|e| e.action == "totp_enrolled" && e.actor == "relectrice"));
+    assert!(trail
+        .iter()
+        .any(|e| e.action == "totp_enrolled" && e.actor == "relectrice"));
 }
 
 #[tokio::test]
@@ -88,36 +231,134 @@ async fn an_admin_requires_totp_disables_and_resets() {
     // The admin enrols first: requiring TOTP applies to the admin's own account too.
     let (secret, totp) = begin_totp(&app, &admin).await;
     let code = totp.generate(now_s(&app));
-    assert_eq!(post(&app, &admin, "/account/totp", serde_json::json!({ "secret": secret, "code": code })).await.status(), 204);
-    assert_eq!(post(&app, &admin, "/admin/totp-required", serde_json::json!({ "required": true })).await.status(), 204);
-    assert_eq!(error_code(get(&app, &reviewer, "/queue").await).await, (403, "totp_enrolment_required".into()));
-    assert_eq!(get(&app, &reviewer, "/account/totp").await.status(), 200, "the enrolment page stays open");
-    assert_eq!(post(&app, &admin, "/admin/totp-required", serde_json::json!({ "required": false })).await.status(), 204);
+    assert_eq!(
+        post(
+            &app,
+            &admin,
+            "/account/totp",
+            serde_json::json!({ "secret": secret, "code": code })
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        post(
+            &app,
+            &admin,
+            "/admin/totp-required",
+            serde_json::json!({ "required": true })
+        )
+        .await
+        .status(),
+        204
+    );
+    assert_eq!(
+        error_code(get(&app, &reviewer, "/queue").await).await,
+        (403, "totp_enrolment_required".into())
+    );
+    assert_eq!(
+        get(&app, &reviewer, "/account/totp").await.status(),
+        200,
+        "the enrolment page stays open"
+    );
+    assert_eq!(
+        post(
+            &app,
+            &admin,
+            "/admin/totp-required",
+            serde_json::json!({ "required": false })
+        )
+        .await
+        .status(),
+        204
+    );
     assert_eq!(get(&app, &reviewer, "/queue").await.status(), 200);
 
     // Disabling ends the sessions at once and refuses the login like a wrong password.
-    assert_eq!(post(&app, &admin, "/admin/staff/relectrice/disable", serde_json::json!({})).await.status(), 200);
+    assert_eq!(
+        post(
+            &app,
+            &admin,
+            "/admin/staff/relectrice/disable",
+            serde_json::json!({})
+        )
+        .await
+        .status(),
+        200
+    );
     assert_eq!(get(&app, &reviewer, "/queue").await.status(), 401);
-    assert_eq!(error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await, (401, "unauthorized".into()));
-    assert_eq!(post(&app, &admin, "/admin/staff/relectrice/enable", serde_json::json!({})).await.status(), 200);
+    assert_eq!(
+        error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await,
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        post(
+            &app,
+            &admin,
+            "/admin/staff/relectrice/enable",
+            serde_json::json!({})
+        )
+        .await
+        .status(),
+        200
+    );
 
     // A reset gives a one-time password; the old one stops working.
-    let reset: serde_json::Value = post(&app, &admin, "/admin/staff/relectrice/reset-password", serde_json::json!({})).await.json().await.unwrap();
+    let reset: serde_json::Value = post(
+        &app,
+        &admin,
+        "/admin/staff/relectrice/reset-password",
+        serde_json::json!({}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let temporary = reset["temporary_password"].as_str().unwrap();
-    assert_eq!(login(&app, "relectrice", STAFF_PASSWORD, None).await.status(), 401);
+    assert_eq!(
+        login(&app, "relectrice", STAFF_PASSWORD, None)
+            .await
+            .status(),
+        401
+    );
     let token = staff_login(&app, "relectrice", temporary).await;
-    assert_eq!(error_code(get(&app, &token, "/queue").await).await, (403, "password_change_required".into()));
+    assert_eq!(
+        error_code(get(&app, &token, "/queue").await).await,
+        (403, "password_change_required".into())
+    );
 
     // Accounts created by the admin come with a one-time password too.
-    let created = post(&app, &admin, "/admin/staff", serde_json::json!({ "login": "jure", "role": "jury" })).await;
+    let created = post(
+        &app,
+        &admin,
+        "/admin/staff",
+        serde_json::json!({ "login": "jure", "role": "jury" }),
+    )
+    .await;
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.unwrap();
     assert!(created["temporary_password"].as_str().unwrap().len() >= 12);
-    let list: serde_json::Value = get(&app, &admin, "/admin/staff").await.json().await.unwrap();
+    let list: serde_json::Value = get(&app, &admin, "/admin/staff")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3);
     assert!(!list.to_string().contains("argon2"), "no hash leaves");
     let trail = app.db().await.audit_trail().await.unwrap();
-    for action in ["totp_requirement_set", "staff_disabled", "staff_enabled", "password_reset", "staff_added"] {
-        assert!(trail.iter().any(|e| e.action == action && e.actor == "admin"), "{action} audited");
+    for action in [
+        "totp_requirement_set",
+        "staff_disabled",
+        "staff_enabled",
+        "password_reset",
+        "staff_added",
+    ] {
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.action == action && e.actor == "admin"),
+            "{action} audited"
+        );
     }
 }

@@ -7,7 +7,19 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 fn sealed_at(s: &OpenStream, index: u32, data: &[u8], media_end_us: u64) -> Vec<u8> {
-    protocol::seal_chunk(&s.key, s.attempt_id, s.stream_id, index, [1; 32], Fragment { data, media_start_us: 0, media_end_us, last: false })
+    protocol::seal_chunk(
+        &s.key,
+        s.attempt_id,
+        s.stream_id,
+        index,
+        [1; 32],
+        Fragment {
+            data,
+            media_start_us: 0,
+            media_end_us,
+            last: false,
+        },
+    )
 }
 
 /// Defect: one chunk at index ~4·10⁹ made the next report enumerate every index.
@@ -16,32 +28,55 @@ async fn a_chunk_bomb_index_is_refused_and_missing_fragments_are_ranges() {
     let app = spawn_app().await;
     let (c, s) = app.recording_candidate().await;
     let bomb = sealed_at(&s, u32::MAX - 1, b"boom", 2_000_000);
-    let r = app.put_chunk(&c.token, s.stream_id, u32::MAX - 1, bomb).await;
+    let r = app
+        .put_chunk(&c.token, s.stream_id, u32::MAX - 1, bomb)
+        .await;
     assert_eq!(r.headers()["retry-after"], "30");
     assert_eq!(error_code(r).await, (422, "index_out_of_window".into()));
     // Media time far ahead of the stream's age: refused too.
     let far = sealed_at(&s, 3, b"late", 10 * 3600 * 1_000_000);
-    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 3, far).await).await, (422, "media_time_out_of_window".into()));
+    assert_eq!(
+        error_code(app.put_chunk(&c.token, s.stream_id, 3, far).await).await,
+        (422, "media_time_out_of_window".into())
+    );
     assert_eq!(app.chunk_rows(s.stream_id).await, 0);
 
     // Within the window, holes are reported as ranges.
     let chunks = seal_stream(&s, 12);
     for i in [0usize, 1, 5, 12] {
-        assert_eq!(app.put_chunk(&c.token, s.stream_id, i as u32, chunks[i].clone()).await.status(), 201);
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i as u32, chunks[i].clone())
+                .await
+                .status(),
+            201
+        );
     }
     let (report, _) = report_of(&app, c.attempt_id).await;
-    assert_eq!(report["streams"][0]["missing"], serde_json::json!([{ "from": 2, "to": 4 }, { "from": 6, "to": 11 }]));
+    assert_eq!(
+        report["streams"][0]["missing"],
+        serde_json::json!([{ "from": 2, "to": 4 }, { "from": 6, "to": 11 }])
+    );
     assert_eq!(report["missing"].as_array().unwrap().len(), 2);
     // The incident is in the attempt's audit, once per kind.
     let trail = app.db().await.audit_trail().await.unwrap();
-    let incidents: Vec<_> = trail.iter().filter(|e| e.action == "agent_incident").map(|e| e.detail.clone()).collect();
+    let incidents: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == "agent_incident")
+        .map(|e| e.detail.clone())
+        .collect();
     assert_eq!(incidents.len(), 2, "{incidents:?}");
 }
 
 async fn report_of(app: &TestApp, attempt: uuid::Uuid) -> (serde_json::Value, String) {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..6]);
     let token = reviewer_of(app, &login, attempt).await;
-    let r = app.http.get(format!("{}/api/staff/v1/attempts/{attempt}", app.staff)).bearer_auth(&token).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/api/staff/v1/attempts/{attempt}", app.staff))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     (r.json().await.unwrap(), token)
 }
 
@@ -55,7 +90,10 @@ async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_bit_for_bit() {
 /// The same on PostgreSQL and a real S3 server that ignores conditional writes (Garage 2.5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_conflicting_puts_keep_the_acknowledged_chunk_on_postgres_and_s3_too() {
-    conflicting_puts(Some(spawn_app_on_postgres_and_s3(|s| s.limits.max_ingests_per_attempt = 64).await)).await;
+    conflicting_puts(Some(
+        spawn_app_on_postgres_and_s3(|s| s.limits.max_ingests_per_attempt = 64).await,
+    ))
+    .await;
 }
 
 async fn conflicting_puts(app: Option<TestApp>) {
@@ -66,7 +104,10 @@ async fn conflicting_puts(app: Option<TestApp>) {
     let blobs = app.proctor().await.blobs;
     let (c, s) = app.recording_candidate().await;
     let init = seal_stream(&s, 0).remove(0);
-    assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, init).await.status(), 201);
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 0, init).await.status(),
+        201
+    );
     for round in 1..=10u32 {
         // 16 different, valid chunks for the same index, sent at once.
         let candidates: Vec<Vec<u8>> = (0..16)
@@ -75,20 +116,56 @@ async fn conflicting_puts(app: Option<TestApp>) {
                 sealed_at(&s, round, &data, u64::from(round) * 2_000_000)
             })
             .collect();
-        let answers = futures::future::join_all(candidates.iter().map(|b| app.put_chunk(&c.token, s.stream_id, round, b.clone()))).await;
+        let answers = futures::future::join_all(
+            candidates
+                .iter()
+                .map(|b| app.put_chunk(&c.token, s.stream_id, round, b.clone())),
+        )
+        .await;
         let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
-        let winners: Vec<usize> = statuses.iter().enumerate().filter(|(_, s)| **s == 201).map(|(i, _)| i).collect();
-        assert_eq!(winners.len(), 1, "round {round}: exactly one acknowledgement, got {statuses:?}");
-        assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+        let winners: Vec<usize> = statuses
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == 201)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one acknowledgement, got {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 201 || *s == 409),
+            "{statuses:?}"
+        );
         // What is stored is, bit for bit, the chunk that was acknowledged.
         let row = app.db().await.chunk(s.stream_id, round).await.unwrap();
         let path = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &row.content_sha256);
-        assert_eq!(blobs.get(&path).await.unwrap().as_ref(), candidates[winners[0]].as_slice(), "round {round}");
+        assert_eq!(
+            blobs.get(&path).await.unwrap().as_ref(),
+            candidates[winners[0]].as_slice(),
+            "round {round}"
+        );
         // The refused duplicates left no object behind.
-        for (k, c) in candidates.iter().enumerate().filter(|(k, _)| *k != winners[0]) {
+        for (k, c) in candidates
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != winners[0])
+        {
             use sha2::Digest as _;
-            let loser = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &sha2::Sha256::digest(c).into());
-            assert!(matches!(blobs.get(&loser).await, Err(server::blobs::BlobError::NotFound)), "round {round}: refused chunk {k} left its object");
+            let loser = server::blobs::chunk_path(
+                s.attempt_id,
+                s.stream_id,
+                round,
+                &sha2::Sha256::digest(c).into(),
+            );
+            assert!(
+                matches!(
+                    blobs.get(&loser).await,
+                    Err(server::blobs::BlobError::NotFound)
+                ),
+                "round {round}: refused chunk {k} left its object"
+            );
         }
     }
 }
@@ -109,7 +186,10 @@ async fn quotas_per_attempt_answer_429_and_spare_the_others() {
         assert_eq!(error_code(r).await, (429, "stream_quota_exceeded".into()));
     }
     let chunk = sealed_at(&s, 4, b"x", 0);
-    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 4, chunk).await).await, (429, "chunk_quota_exceeded".into()));
+    assert_eq!(
+        error_code(app.put_chunk(&c.token, s.stream_id, 4, chunk).await).await,
+        (429, "chunk_quota_exceeded".into())
+    );
     let big = sealed_at(&s, 1, &[0u8; 100], 0);
     let r = app.put_chunk(&c.token, s.stream_id, 1, big).await;
     assert_eq!(r.headers()["retry-after"], "600");
@@ -148,10 +228,20 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
     let started = Instant::now();
     let req = "PUT /api/agent/v1/streams/x/chunks/1 HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let bytes: Vec<Vec<u8>> = req.bytes().map(|b| vec![b]).collect();
-    let out = tokio::task::spawn_blocking(move || raw_exchange(&addr, &bytes.iter().map(|b| b.as_slice()).collect::<Vec<_>>(), Duration::from_millis(300)))
-        .await
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "slow headers were not cut: {:?}", started.elapsed());
+    let out = tokio::task::spawn_blocking(move || {
+        raw_exchange(
+            &addr,
+            &bytes.iter().map(|b| b.as_slice()).collect::<Vec<_>>(),
+            Duration::from_millis(300),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "slow headers were not cut: {:?}",
+        started.elapsed()
+    );
     assert!(!out.contains("201"), "{out}");
     // A body that never arrives: 408 with its JSON error.
     let addr = app.public.clone();
@@ -159,8 +249,15 @@ async fn slow_headers_and_slow_bodies_are_cut_off() {
         "PUT /api/agent/v1/streams/{}/chunks/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\nabc",
         s.stream_id, c.token
     );
-    let out = tokio::task::spawn_blocking(move || raw_exchange(&addr, &[head.as_bytes()], Duration::from_millis(10))).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 408") && out.contains("body_timeout"), "{out}");
+    let out = tokio::task::spawn_blocking(move || {
+        raw_exchange(&addr, &[head.as_bytes()], Duration::from_millis(10))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 408") && out.contains("body_timeout"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,20 +270,40 @@ async fn uploads_need_a_length_and_a_flood_gets_503_with_retry_after() {
         "PUT /api/agent/v1/streams/{}/chunks/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
         s.stream_id, c.token
     );
-    let out = tokio::task::spawn_blocking(move || raw_exchange(&addr, &[head.as_bytes()], Duration::from_millis(10))).await.unwrap();
-    assert!(out.starts_with("HTTP/1.1 411") && out.contains("length_required"), "{out}");
+    let out = tokio::task::spawn_blocking(move || {
+        raw_exchange(&addr, &[head.as_bytes()], Duration::from_millis(10))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 411") && out.contains("length_required"),
+        "{out}"
+    );
     // One request holds the only slot (its body never comes)…
     let addr = app.public.trim_start_matches("http://").to_owned();
     let mut holder = std::net::TcpStream::connect(&addr).unwrap();
     write!(holder, "PUT /api/agent/v1/streams/{}/chunks/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 1000\r\n\r\n", s.stream_id, c.token).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // …so the next is shed at once, with a JSON body and a Retry-After.
-    let r = app.http.get(format!("{}/health", app.public)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/health", app.public))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["retry-after"], "2");
     assert_eq!(error_code(r).await, (503, "overloaded".into()));
     drop(holder);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.http.get(format!("{}/health", app.public)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(format!("{}/health", app.public))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -194,22 +311,45 @@ async fn failed_logins_lock_out_and_the_audit_keeps_a_bounded_login() {
     let app = spawn_app().await;
     add_staff(&app, "relectrice", "reviewer").await;
     let login = |l: String, p: &str| {
-        app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({ "login": l, "password": p })).send()
+        app.http
+            .post(format!("{}/api/staff/v1/login", app.staff))
+            .json(&serde_json::json!({ "login": l, "password": p }))
+            .send()
     };
     for _ in 0..5 {
-        assert_eq!(error_code(login("relectrice".into(), "Wrong-pass-1").await.unwrap()).await, (401, "unauthorized".into()));
+        assert_eq!(
+            error_code(login("relectrice".into(), "Wrong-pass-1").await.unwrap()).await,
+            (401, "unauthorized".into())
+        );
     }
     // Locked: even the right password waits.
     let r = login("relectrice".into(), STAFF_PASSWORD).await.unwrap();
-    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 800);
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 800
+    );
     assert_eq!(error_code(r).await, (429, "login_locked".into()));
     app.clock.advance(Duration::from_secs(16 * 60));
-    assert_eq!(login("relectrice".into(), STAFF_PASSWORD).await.unwrap().status(), 200);
+    assert_eq!(
+        login("relectrice".into(), STAFF_PASSWORD)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // A hostile login string is stored bounded and without control characters.
     let nasty = format!("evil\n{}", "x".repeat(200));
     assert_eq!(login(nasty, "whatever").await.unwrap().status(), 401);
     let trail = app.db().await.audit_trail().await.unwrap();
-    let last = trail.iter().rev().find(|e| e.action == "staff_login_failed").unwrap();
+    let last = trail
+        .iter()
+        .rev()
+        .find(|e| e.action == "staff_login_failed")
+        .unwrap();
     assert_eq!(last.actor.chars().count(), 64);
     assert!(last.actor.starts_with("evil?"));
 }
@@ -219,11 +359,36 @@ async fn a_destroyed_attempt_answers_gone() {
     let app = spawn_app().await;
     let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 1);
-    assert_eq!(app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone()).await.status(), 201);
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone())
+            .await
+            .status(),
+        201
+    );
     // Destruction itself comes with the deletion issue; its state already closes every door.
-    app.proctor().await.transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test").await.unwrap();
-    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone()).await).await, (410, "gone".into()));
+    app.proctor()
+        .await
+        .transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(
+            app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone())
+                .await
+        )
+        .await,
+        (410, "gone".into())
+    );
     let (_, staff) = report_of(&app, c.attempt_id).await;
-    let r = app.http.get(format!("{}/api/staff/v1/attempts/{}/streams/{}/media", app.staff, c.attempt_id, s.stream_id)).bearer_auth(staff).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{}/streams/{}/media",
+            app.staff, c.attempt_id, s.stream_id
+        ))
+        .bearer_auth(staff)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (410, "gone".into()));
 }

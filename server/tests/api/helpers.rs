@@ -36,7 +36,9 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The production storage: a throwaway PostgreSQL cluster and Garage node.
-pub async fn spawn_app_on_postgres_and_s3(adjust: impl FnOnce(&mut server::configuration::Settings)) -> TestApp {
+pub async fn spawn_app_on_postgres_and_s3(
+    adjust: impl FnOnce(&mut server::configuration::Settings),
+) -> TestApp {
     let pg = crate::pg::Cluster::start().await;
     let garage = crate::garage::Garage::start();
     let (url, store) = (pg.url.clone(), garage.settings.clone());
@@ -63,11 +65,21 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
     settings.integration.token = Some(PLATFORM_TOKEN.into());
     adjust(&mut settings);
     let clock = Arc::new(ManualClock::at(time::OffsetDateTime::now_utc()));
-    let app = Application::build(settings.clone(), clock.clone() as Arc<dyn Clock>).await.unwrap();
+    let app = Application::build(settings.clone(), clock.clone() as Arc<dyn Clock>)
+        .await
+        .unwrap();
     let public = format!("http://{}", app.public_addr());
     let staff = format!("http://{}", app.staff_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { guards: Vec::new(), settings, public, staff, http: reqwest::Client::new(), clock, data }
+    TestApp {
+        guards: Vec::new(),
+        settings,
+        public,
+        staff,
+        http: reqwest::Client::new(),
+        clock,
+        data,
+    }
 }
 
 impl TestApp {
@@ -88,7 +100,10 @@ impl TestApp {
 
     pub async fn add_candidate(&self, sitting: Uuid, reference: &str) -> reqwest::Response {
         self.http
-            .post(format!("{}/api/integration/v1/sittings/{sitting}/candidates", self.public))
+            .post(format!(
+                "{}/api/integration/v1/sittings/{sitting}/candidates",
+                self.public
+            ))
             .bearer_auth(PLATFORM_TOKEN)
             .json(&serde_json::json!({ "ref": reference }))
             .send()
@@ -97,9 +112,22 @@ impl TestApp {
     }
 
     pub async fn candidate(&self) -> Candidate {
-        let sitting: CreateSittingResponse = self.create_sitting(&format!("S-{}", Uuid::new_v4())).await.json().await.unwrap();
-        let c: AddCandidateResponse = self.add_candidate(sitting.sitting_id, "C-1").await.json().await.unwrap();
-        Candidate { attempt_id: c.attempt_id, token: c.launch_token }
+        let sitting: CreateSittingResponse = self
+            .create_sitting(&format!("S-{}", Uuid::new_v4()))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let c: AddCandidateResponse = self
+            .add_candidate(sitting.sitting_id, "C-1")
+            .await
+            .json()
+            .await
+            .unwrap();
+        Candidate {
+            attempt_id: c.attempt_id,
+            token: c.launch_token,
+        }
     }
 
     /// A candidate who consented and opened a stream.
@@ -114,7 +142,10 @@ impl TestApp {
         self.http
             .post(format!("{}/api/agent/v1/consent", self.public))
             .bearer_auth(token)
-            .json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None })
+            .json(&ConsentRequest {
+                notice_version: NOTICE_VERSION.into(),
+                sealed: None,
+            })
             .send()
             .await
             .unwrap()
@@ -124,7 +155,10 @@ impl TestApp {
         self.http
             .post(format!("{}/api/agent/v1/streams", self.public))
             .bearer_auth(token)
-            .json(&OpenStreamRequest { agent_version: "test".into(), os: "linux".into() })
+            .json(&OpenStreamRequest {
+                agent_version: "test".into(),
+                os: "linux".into(),
+            })
             .send()
             .await
             .unwrap()
@@ -132,13 +166,28 @@ impl TestApp {
 
     pub async fn open_stream(&self, token: &str) -> OpenStream {
         let r: OpenStreamResponse = self.open_stream_raw(token).await.json().await.unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(r.stream_key).unwrap();
-        OpenStream { stream_id: r.stream_id, attempt_id: r.attempt_id, key: StreamKey::from_bytes(&bytes).unwrap() }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r.stream_key)
+            .unwrap();
+        OpenStream {
+            stream_id: r.stream_id,
+            attempt_id: r.attempt_id,
+            key: StreamKey::from_bytes(&bytes).unwrap(),
+        }
     }
 
-    pub async fn put_chunk(&self, token: &str, stream: Uuid, index: u32, body: Vec<u8>) -> reqwest::Response {
+    pub async fn put_chunk(
+        &self,
+        token: &str,
+        stream: Uuid,
+        index: u32,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
         self.http
-            .put(format!("{}/api/agent/v1/streams/{stream}/chunks/{index}", self.public))
+            .put(format!(
+                "{}/api/agent/v1/streams/{stream}/chunks/{index}",
+                self.public
+            ))
             .bearer_auth(token)
             .body(body)
             .send()
@@ -146,7 +195,12 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn end_stream(&self, token: &str, stream: Uuid, final_index: u32) -> reqwest::Response {
+    pub async fn end_stream(
+        &self,
+        token: &str,
+        stream: Uuid,
+        final_index: u32,
+    ) -> reqwest::Response {
         self.http
             .post(format!("{}/api/agent/v1/streams/{stream}/end", self.public))
             .bearer_auth(token)
@@ -159,7 +213,19 @@ impl TestApp {
     /// Blob files stored under the data directory.
     pub fn blob_count(&self) -> usize {
         fn walk(p: &std::path::Path) -> usize {
-            std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                walk(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
         }
         walk(&self.data.path().join("blobs"))
     }
@@ -175,7 +241,12 @@ pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
     (0..=n)
         .map(|i| {
             let data = format!("fragment {i} of stream {}", s.stream_id).into_bytes();
-            let frag = Fragment { data: &data, media_start_us: i.saturating_sub(1) as u64 * 2_000_000, media_end_us: i as u64 * 2_000_000, last: i == n };
+            let frag = Fragment {
+                data: &data,
+                media_start_us: i.saturating_sub(1) as u64 * 2_000_000,
+                media_end_us: i as u64 * 2_000_000,
+                last: i == n,
+            };
             sealer.seal(frag).unwrap().1
         })
         .collect()
@@ -183,7 +254,12 @@ pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
 
 impl TestApp {
     pub async fn platform_post(&self, path: &str) -> reqwest::Response {
-        self.http.post(format!("{}/api/integration/v1/{path}", self.public)).bearer_auth(PLATFORM_TOKEN).send().await.unwrap()
+        self.http
+            .post(format!("{}/api/integration/v1/{path}", self.public))
+            .bearer_auth(PLATFORM_TOKEN)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -199,7 +275,11 @@ pub const STAFF_PASSWORD: &str = "Kilo-Tango-2026-bis";
 /// A staff account made through the domain (as the CLI does), logged in, its forced
 /// first password change done; returns its session token.
 pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
-    app.proctor().await.add_staff(login, role, "Kilo-Tango-2026").await.unwrap();
+    app.proctor()
+        .await
+        .add_staff(login, role, "Kilo-Tango-2026")
+        .await
+        .unwrap();
     let token = staff_login(app, login, "Kilo-Tango-2026").await;
     let r = app
         .http
@@ -215,16 +295,29 @@ pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
 
 /// Logs in; returns the session token.
 pub async fn staff_login(app: &TestApp, login: &str, password: &str) -> String {
-    let r = app.http.post(format!("{}/api/staff/v1/login", app.staff)).json(&serde_json::json!({ "login": login, "password": password })).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/staff/v1/login", app.staff))
+        .json(&serde_json::json!({ "login": login, "password": password }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A reviewer assigned to the sitting of `attempt`; returns their session token.
 pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
     let token = add_staff(app, login, "reviewer").await;
     let sitting = app.db().await.attempt(attempt).await.unwrap().sitting_id;
-    app.proctor().await.assign_sitting(login, sitting, "test").await.unwrap();
+    app.proctor()
+        .await
+        .assign_sitting(login, sitting, "test")
+        .await
+        .unwrap();
     token
 }
 
@@ -233,7 +326,9 @@ impl TestApp {
     pub async fn proctor(&self) -> server::service::Proctor {
         let mut st = self.settings.clone();
         st.server.data_dir = self.data.path().to_owned();
-        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock)).await.unwrap()
+        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock))
+            .await
+            .unwrap()
     }
 }
 
@@ -242,30 +337,65 @@ impl TestApp {
     pub async fn proctor_on_clock(&self) -> server::service::Proctor {
         let mut st = self.settings.clone();
         st.server.data_dir = self.data.path().to_owned();
-        server::service::Proctor::open(st, self.clock.clone() as std::sync::Arc<dyn Clock>).await.unwrap()
+        server::service::Proctor::open(st, self.clock.clone() as std::sync::Arc<dyn Clock>)
+            .await
+            .unwrap()
     }
 
     /// A sitting with `n` candidates who each recorded `fragments` fragments and ended.
-    pub async fn ended_sitting(&self, n: usize, fragments: u32) -> (Uuid, Vec<(Candidate, OpenStream)>) {
-        let sitting: CreateSittingResponse = self.create_sitting(&format!("S-{}", Uuid::new_v4())).await.json().await.unwrap();
+    pub async fn ended_sitting(
+        &self,
+        n: usize,
+        fragments: u32,
+    ) -> (Uuid, Vec<(Candidate, OpenStream)>) {
+        let sitting: CreateSittingResponse = self
+            .create_sitting(&format!("S-{}", Uuid::new_v4()))
+            .await
+            .json()
+            .await
+            .unwrap();
         let mut out = Vec::new();
         for i in 0..n {
-            let c: AddCandidateResponse = self.add_candidate(sitting.sitting_id, &format!("C-{i}")).await.json().await.unwrap();
-            let c = Candidate { attempt_id: c.attempt_id, token: c.launch_token };
+            let c: AddCandidateResponse = self
+                .add_candidate(sitting.sitting_id, &format!("C-{i}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let c = Candidate {
+                attempt_id: c.attempt_id,
+                token: c.launch_token,
+            };
             assert_eq!(self.consent(&c.token).await.status(), 204);
             let s = self.open_stream(&c.token).await;
             for (i, chunk) in seal_stream(&s, fragments).into_iter().enumerate() {
-                assert!(self.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+                assert!(self
+                    .put_chunk(&c.token, s.stream_id, i as u32, chunk)
+                    .await
+                    .status()
+                    .is_success());
             }
             self.end_stream(&c.token, s.stream_id, fragments).await;
-            assert!(self.platform_post(&format!("attempts/{}/end", c.attempt_id)).await.status().is_success());
+            assert!(self
+                .platform_post(&format!("attempts/{}/end", c.attempt_id))
+                .await
+                .status()
+                .is_success());
             out.push((c, s));
         }
         (sitting.sitting_id, out)
     }
 
-    pub async fn platform_json(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> reqwest::Response {
-        let mut r = self.http.request(method, format!("{}/api/integration/v1/{path}", self.public)).bearer_auth(PLATFORM_TOKEN);
+    pub async fn platform_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .request(method, format!("{}/api/integration/v1/{path}", self.public))
+            .bearer_auth(PLATFORM_TOKEN);
         if let Some(b) = body {
             r = r.json(&b);
         }

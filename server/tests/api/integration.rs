@@ -20,22 +20,40 @@ async fn platform_creates_sittings_and_candidates() {
 #[tokio::test]
 async fn a_retried_enrolment_gets_the_same_answer() {
     let app = spawn_app().await;
-    let first: CreateSittingResponse = app.create_sitting("CLOE-2026-12-01").await.json().await.unwrap();
+    let first: CreateSittingResponse = app
+        .create_sitting("CLOE-2026-12-01")
+        .await
+        .json()
+        .await
+        .unwrap();
     let r = app.create_sitting("CLOE-2026-12-01").await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["idempotent-replayed"], "true");
-    assert_eq!(r.json::<CreateSittingResponse>().await.unwrap().sitting_id, first.sitting_id);
+    assert_eq!(
+        r.json::<CreateSittingResponse>().await.unwrap().sitting_id,
+        first.sitting_id
+    );
 
-    let c1: AddCandidateResponse = app.add_candidate(first.sitting_id, "cand-7").await.json().await.unwrap();
+    let c1: AddCandidateResponse = app
+        .add_candidate(first.sitting_id, "cand-7")
+        .await
+        .json()
+        .await
+        .unwrap();
     let r = app.add_candidate(first.sitting_id, "cand-7").await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.headers()["idempotent-replayed"], "true");
     let c2: AddCandidateResponse = r.json().await.unwrap();
-    assert_eq!((c2.attempt_id, &c2.launch_token, &c2.token_expires_at), (c1.attempt_id, &c1.launch_token, &c1.token_expires_at));
+    assert_eq!(
+        (c2.attempt_id, &c2.launch_token, &c2.token_expires_at),
+        (c1.attempt_id, &c1.launch_token, &c1.token_expires_at)
+    );
     // The replayed token works: it is the same token, not a new one.
     assert_eq!(app.consent(&c2.launch_token).await.status(), 204);
     // Concurrent retries all get the one attempt.
-    let answers = futures::future::join_all((0..8).map(|_| app.add_candidate(first.sitting_id, "cand-8"))).await;
+    let answers =
+        futures::future::join_all((0..8).map(|_| app.add_candidate(first.sitting_id, "cand-8")))
+            .await;
     let mut ids = std::collections::HashSet::new();
     for r in answers {
         assert_eq!(r.status(), 201);
@@ -44,25 +62,77 @@ async fn a_retried_enrolment_gets_the_same_answer() {
     assert_eq!(ids.len(), 1, "{ids:?}");
     // Nothing stored twice.
     let trail = app.db().await.audit_trail().await.unwrap();
-    assert_eq!(trail.iter().filter(|e| e.action == "candidate_added").count(), 2);
-    assert_eq!(trail.iter().filter(|e| e.action == "sitting_created").count(), 1);
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == "candidate_added")
+            .count(),
+        2
+    );
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == "sitting_created")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn integration_api_refuses_bad_input() {
     let app = spawn_app().await;
     let url = format!("{}/api/integration/v1/sittings", app.public);
-    let r = app.http.post(&url).json(&serde_json::json!({ "ref": "x" })).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .json(&serde_json::json!({ "ref": "x" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (401, "unauthorized".into()));
-    let r = app.http.post(&url).bearer_auth("wrong").json(&serde_json::json!({ "ref": "x" })).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&serde_json::json!({ "ref": "x" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (401, "unauthorized".into()));
-    let r = app.http.post(&url).bearer_auth(PLATFORM_TOKEN).body("{not json").send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(PLATFORM_TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "bad_request".into()));
-    let r = app.http.post(&url).bearer_auth(PLATFORM_TOKEN).body(vec![b' '; 200_000]).send().await.unwrap();
+    let r = app
+        .http
+        .post(&url)
+        .bearer_auth(PLATFORM_TOKEN)
+        .body(vec![b' '; 200_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (413, "too_large".into()));
-    assert_eq!(error_code(app.create_sitting("   ").await).await, (400, "bad_request".into()));
-    assert_eq!(error_code(app.add_candidate(Uuid::new_v4(), "c").await).await, (404, "not_found".into()));
-    let r = app.http.post(format!("{url}/not-a-uuid/candidates")).bearer_auth(PLATFORM_TOKEN).json(&serde_json::json!({"ref":"c"})).send().await.unwrap();
+    assert_eq!(
+        error_code(app.create_sitting("   ").await).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        error_code(app.add_candidate(Uuid::new_v4(), "c").await).await,
+        (404, "not_found".into())
+    );
+    let r = app
+        .http
+        .post(format!("{url}/not-a-uuid/candidates"))
+        .bearer_auth(PLATFORM_TOKEN)
+        .json(&serde_json::json!({"ref":"c"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "bad_request".into()));
     // Still serving everyone else.
     assert_eq!(app.create_sitting("after-the-storm").await.status(), 201);
@@ -71,7 +141,15 @@ async fn integration_api_refuses_bad_input() {
 #[tokio::test]
 async fn openapi_document_lists_the_routes() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app.http.get(format!("{}/api/openapi.json", app.public)).send().await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/openapi.json", app.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/api/agent/v1/streams/{stream_id}/chunks/{index}",
@@ -84,7 +162,10 @@ async fn openapi_document_lists_the_routes() {
         "/api/staff/v1/account/totp",
         "/api/staff/v1/admin/audit",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
 }
 
@@ -95,8 +176,12 @@ async fn refuses_plain_http_on_a_public_address() {
     settings.server.data_dir = dir.path().to_owned();
     settings.server.listen = "0.0.0.0:0".parse().unwrap();
     settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
-    let clock: std::sync::Arc<dyn server::clock::Clock> = std::sync::Arc::new(server::clock::SystemClock);
-    let err = server::startup::Application::build(settings, clock).await.err().expect("must refuse");
+    let clock: std::sync::Arc<dyn server::clock::Clock> =
+        std::sync::Arc::new(server::clock::SystemClock);
+    let err = server::startup::Application::build(settings, clock)
+        .await
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("without TLS"), "{err}");
 }
 
@@ -108,12 +193,23 @@ async fn production_refuses_keys_inside_the_data_directory() {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
     settings.server.production = true;
-    let clock: std::sync::Arc<dyn server::clock::Clock> = std::sync::Arc::new(server::clock::SystemClock);
-    let err = server::startup::Application::build(settings.clone(), clock.clone()).await.err().expect("must refuse");
+    let clock: std::sync::Arc<dyn server::clock::Clock> =
+        std::sync::Arc::new(server::clock::SystemClock);
+    let err = server::startup::Application::build(settings.clone(), clock.clone())
+        .await
+        .err()
+        .expect("must refuse");
     assert!(err.to_string().contains("key directory"), "{err}");
     settings.server.key_dir = Some(dir.path().join("data/../data/kek"));
-    assert!(server::startup::Application::build(settings.clone(), clock.clone()).await.is_err(), "a path that walks back in is still inside");
+    assert!(
+        server::startup::Application::build(settings.clone(), clock.clone())
+            .await
+            .is_err(),
+        "a path that walks back in is still inside"
+    );
     settings.server.key_dir = Some(dir.path().join("data/../keys"));
-    server::startup::Application::build(settings, clock).await.expect("keys on their own directory");
+    server::startup::Application::build(settings, clock)
+        .await
+        .expect("keys on their own directory");
     assert!(dir.path().join("keys").is_dir() && !dir.path().join("data/keys").exists());
 }

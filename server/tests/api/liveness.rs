@@ -9,7 +9,10 @@ impl TestApp {
         self.http
             .post(format!("{}/api/agent/v1/heartbeat", self.public))
             .bearer_auth(token)
-            .json(&Heartbeat { backlog_chunks, backlog_bytes: backlog_chunks * 140_000 })
+            .json(&Heartbeat {
+                backlog_chunks,
+                backlog_bytes: backlog_chunks * 140_000,
+            })
             .send()
             .await
             .unwrap()
@@ -25,11 +28,15 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
     let p = app.proctor_on_clock().await;
     assert_eq!(p.mark_silent_agents().await.unwrap(), 0);
 
-    app.clock.advance(app.settings.liveness.silent_after + std::time::Duration::from_secs(5));
+    app.clock
+        .advance(app.settings.liveness.silent_after + std::time::Duration::from_secs(5));
     assert_eq!(p.mark_silent_agents().await.unwrap(), 1);
     let status: AttemptStatus = app
         .http
-        .get(format!("{}/api/integration/v1/attempts/{}", app.public, c.attempt_id))
+        .get(format!(
+            "{}/api/integration/v1/attempts/{}",
+            app.public, c.attempt_id
+        ))
         .bearer_auth(PLATFORM_TOKEN)
         .send()
         .await
@@ -37,7 +44,10 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
         .json()
         .await
         .unwrap();
-    assert!(status.agent_silent_since.is_some(), "the platform sees it: {status:?}");
+    assert!(
+        status.agent_silent_since.is_some(),
+        "the platform sees it: {status:?}"
+    );
 
     // Heard again (a heartbeat saying 12 chunks wait): the silence closes, 25 s long.
     app.clock.advance(std::time::Duration::from_secs(10));
@@ -47,11 +57,25 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
     let seconds = report.agent_silences[0].seconds.unwrap();
     assert!((34.0..=36.0).contains(&seconds), "{seconds}");
     let trail = app.db().await.audit_trail().await.unwrap();
-    assert!(trail.iter().any(|e| e.action == "agent_silent" && e.attempt_id == Some(c.attempt_id)));
-    assert!(trail.iter().any(|e| e.action == "agent_back" && e.attempt_id == Some(c.attempt_id)));
+    assert!(trail
+        .iter()
+        .any(|e| e.action == "agent_silent" && e.attempt_id == Some(c.attempt_id)));
+    assert!(trail
+        .iter()
+        .any(|e| e.action == "agent_back" && e.attempt_id == Some(c.attempt_id)));
 
     // Nonsense and strangers are refused.
-    let r = app.http.post(format!("{}/api/agent/v1/heartbeat", app.public)).bearer_auth(&c.token).json(&serde_json::json!({ "backlog_chunks": u64::MAX, "backlog_bytes": 0 })).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/agent/v1/heartbeat", app.public))
+        .bearer_auth(&c.token)
+        .json(&serde_json::json!({ "backlog_chunks": u64::MAX, "backlog_bytes": 0 }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (400, "bad_request".into()));
-    assert_eq!(error_code(app.heartbeat("clt_nobody", 0).await).await, (401, "unauthorized".into()));
+    assert_eq!(
+        error_code(app.heartbeat("clt_nobody", 0).await).await,
+        (401, "unauthorized".into())
+    );
 }

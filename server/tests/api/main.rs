@@ -1,18 +1,18 @@
-#[path = "../support/garage.rs"]
-mod garage;
-#[path = "../support/pg.rs"]
-mod pg;
-mod production_storage;
-mod retention;
-mod review;
 mod access;
 mod accounts;
 mod agent;
 mod candidate;
+#[path = "../support/garage.rs"]
+mod garage;
 mod hardening;
 mod helpers;
 mod integration;
 mod lifecycle;
 mod liveness;
+#[path = "../support/pg.rs"]
+mod pg;
+mod production_storage;
+mod retention;
+mod review;
 mod staff;
 mod store_and_forward;

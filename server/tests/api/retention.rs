@@ -8,7 +8,11 @@ use uuid::Uuid;
 
 async fn jury_of(app: &TestApp, login: &str, sitting: Uuid) -> String {
     let token = add_staff(app, login, "jury").await;
-    app.proctor().await.assign_sitting(login, sitting, "test").await.unwrap();
+    app.proctor()
+        .await
+        .assign_sitting(login, sitting, "test")
+        .await
+        .unwrap();
     token
 }
 
@@ -34,14 +38,37 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
     let (c, s) = &candidates[0];
     let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let jury = jury_of(&app, "jury", sitting).await;
-    let decide = |token: &str, body: serde_json::Value| app.http.post(format!("{}/api/staff/v1/sittings/{sitting}/pv", app.staff)).bearer_auth(token).json(&body).send();
+    let decide = |token: &str, body: serde_json::Value| {
+        app.http
+            .post(format!("{}/api/staff/v1/sittings/{sitting}/pv", app.staff))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
 
     // Only the sitting's jury decides; unsubmitted reviews need the jury to say so.
-    assert_eq!(error_code(decide(&reviewer, pv("validated", &[], true)).await.unwrap()).await, (403, "forbidden".into()));
+    assert_eq!(
+        error_code(decide(&reviewer, pv("validated", &[], true)).await.unwrap()).await,
+        (403, "forbidden".into())
+    );
     let other_jury = add_staff(&app, "autre-jury", "jury").await;
-    assert_eq!(error_code(decide(&other_jury, pv("validated", &[], true)).await.unwrap()).await, (404, "not_found".into()));
-    assert_eq!(error_code(decide(&jury, pv("validated", &[], false)).await.unwrap()).await, (409, "reviews_unsubmitted".into()));
-    assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none(), "a refused decision records nothing");
+    assert_eq!(
+        error_code(
+            decide(&other_jury, pv("validated", &[], true))
+                .await
+                .unwrap()
+        )
+        .await,
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        error_code(decide(&jury, pv("validated", &[], false)).await.unwrap()).await,
+        (409, "reviews_unsubmitted".into())
+    );
+    assert!(
+        app.db().await.pv_decision(sitting).await.unwrap().is_none(),
+        "a refused decision records nothing"
+    );
     let before = app.blob_count();
     assert!(before >= 8);
 
@@ -55,15 +82,41 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
     }
     let receipts = result["receipts"].as_array().unwrap();
     assert_eq!(receipts.len(), 2, "{result}");
-    let public_key = app.platform_json(reqwest::Method::GET, "receipts/public-key", None).await.json::<serde_json::Value>().await.unwrap()["public_key"].as_str().unwrap().to_owned();
+    let public_key = app
+        .platform_json(reqwest::Method::GET, "receipts/public-key", None)
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for r in receipts {
         let r: protocol::SignedReceipt = serde_json::from_value(r.clone()).unwrap();
         protocol::verify_receipt(&r, Some(&public_key)).unwrap();
-        assert_eq!((r.receipt.reason.as_str(), r.receipt.by.as_str(), r.receipt.sitting_id), ("pv_validated", "jury", sitting));
+        assert_eq!(
+            (
+                r.receipt.reason.as_str(),
+                r.receipt.by.as_str(),
+                r.receipt.sitting_id
+            ),
+            ("pv_validated", "jury", sitting)
+        );
     }
     // The platform reads the same receipt back, for the candidate.
-    let back: protocol::SignedReceipt = app.platform_json(reqwest::Method::GET, &format!("attempts/{}/receipt", c.attempt_id), None).await.json().await.unwrap();
-    assert!(receipts.iter().any(|r| serde_json::from_value::<protocol::SignedReceipt>(r.clone()).unwrap() == back));
+    let back: protocol::SignedReceipt = app
+        .platform_json(
+            reqwest::Method::GET,
+            &format!("attempts/{}/receipt", c.attempt_id),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(receipts
+        .iter()
+        .any(|r| serde_json::from_value::<protocol::SignedReceipt>(r.clone()).unwrap() == back));
     // The blobs follow in the background.
     eventually(async || app.blob_count() == 0, "every blob deleted").await;
     assert_eq!(app.chunk_rows(s.stream_id).await, 0);
@@ -71,33 +124,93 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
     // Every later read answers 410: the player's routes, the page, the agent's upload.
     for path in [
         format!("/api/staff/v1/attempts/{}/timeline", c.attempt_id),
-        format!("/api/staff/v1/attempts/{}/streams/{}/fragments/1", c.attempt_id, s.stream_id),
+        format!(
+            "/api/staff/v1/attempts/{}/streams/{}/fragments/1",
+            c.attempt_id, s.stream_id
+        ),
         format!("/api/staff/v1/attempts/{}/activity", c.attempt_id),
     ] {
-        assert_eq!(error_code(app.http.get(format!("{}{path}", app.staff)).bearer_auth(&reviewer).send().await.unwrap()).await, (410, "gone".into()), "{path}");
+        assert_eq!(
+            error_code(
+                app.http
+                    .get(format!("{}{path}", app.staff))
+                    .bearer_auth(&reviewer)
+                    .send()
+                    .await
+                    .unwrap()
+            )
+            .await,
+            (410, "gone".into()),
+            "{path}"
+        );
     }
-    let page = app.http.get(format!("{}/attempts/{}", app.staff, c.attempt_id)).bearer_auth(&reviewer).send().await.unwrap();
+    let page = app
+        .http
+        .get(format!("{}/attempts/{}", app.staff, c.attempt_id))
+        .bearer_auth(&reviewer)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 410);
     assert!(page.text().await.unwrap().contains("a été supprimé"));
     let chunk = seal_stream(s, 5).pop().unwrap();
-    assert_eq!(error_code(app.put_chunk(&c.token, s.stream_id, 5, chunk).await).await.0, 410);
+    assert_eq!(
+        error_code(app.put_chunk(&c.token, s.stream_id, 5, chunk).await)
+            .await
+            .0,
+        410
+    );
     // Irreversible: the same decision again (a retry after a lost answer) answers what was
     // recorded; another is refused. The override and the decision are in the audit.
-    let again = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("validated", &[], true))).await;
-    assert_eq!((again.status().as_u16(), again.headers()["idempotent-replayed"].to_str().unwrap()), (201, "true"));
+    let again = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(pv("validated", &[], true)),
+        )
+        .await;
+    assert_eq!(
+        (
+            again.status().as_u16(),
+            again.headers()["idempotent-replayed"].to_str().unwrap()
+        ),
+        (201, "true")
+    );
     let again: serde_json::Value = again.json().await.unwrap();
     let sorted = |v: &serde_json::Value| {
-        let mut r: Vec<String> = v["receipts"].as_array().unwrap().iter().map(|r| r.to_string()).collect();
+        let mut r: Vec<String> = v["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         r.sort();
         r
     };
     assert_eq!(sorted(&again), sorted(&result), "the same receipts");
-    assert_eq!((again["decided_at"].clone(), again["decided_by"].clone()), (result["decided_at"].clone(), result["decided_by"].clone()));
-    assert_eq!(error_code(decide(&jury, pv("refused", &[], true)).await.unwrap()).await, (409, "pv_already_decided".into()));
+    assert_eq!(
+        (again["decided_at"].clone(), again["decided_by"].clone()),
+        (result["decided_at"].clone(), result["decided_by"].clone())
+    );
+    assert_eq!(
+        error_code(decide(&jury, pv("refused", &[], true)).await.unwrap()).await,
+        (409, "pv_already_decided".into())
+    );
     let trail = app.db().await.audit_trail().await.unwrap();
     let decided = trail.iter().find(|e| e.action == "pv_decided").unwrap();
-    assert!(decided.detail.contains("\"override_unsubmitted\":true") && decided.detail.contains("\"unsubmitted\":2"), "{}", decided.detail);
-    assert_eq!(trail.iter().filter(|e| e.action == "attempt_destroyed").count(), 2);
+    assert!(
+        decided.detail.contains("\"override_unsubmitted\":true")
+            && decided.detail.contains("\"unsubmitted\":2"),
+        "{}",
+        decided.detail
+    );
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == "attempt_destroyed")
+            .count(),
+        2
+    );
     assert_eq!(server::db::verify_audit_chain(&trail), Ok(()));
 }
 
@@ -110,27 +223,80 @@ async fn disputed_recordings_are_kept_two_calendar_months_to_the_second() {
         "outcome": "reservations", "contested": [kept], "override_unsubmitted": true, "decided_by": "Mme Présidente" }))).await;
     assert_eq!(r.status(), 201);
     let result: serde_json::Value = r.json().await.unwrap();
-    let decided_at = time::OffsetDateTime::parse(result["decided_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    let fate = |id: Uuid| result["attempts"].as_array().unwrap().iter().find(|a| a["attempt_id"] == id.to_string()).unwrap().clone();
+    let decided_at = time::OffsetDateTime::parse(
+        result["decided_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let fate = |id: Uuid| {
+        result["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["attempt_id"] == id.to_string())
+            .unwrap()
+            .clone()
+    };
     assert_eq!(fate(gone)["fate"], "destroyed_now");
     assert_eq!(fate(kept)["fate"], "kept");
     let due = server::retention::policy::add_months(decided_at, 2);
     assert_eq!(fate(kept)["kept_until"], server::clock::rfc3339(due));
-    let state = async |id: Uuid| app.db().await.attempt(id).await.unwrap().state.as_str().to_owned();
+    let state = async |id: Uuid| {
+        app.db()
+            .await
+            .attempt(id)
+            .await
+            .unwrap()
+            .state
+            .as_str()
+            .to_owned()
+    };
     assert_eq!(state(gone).await, "destroyed");
 
     // One second before the deadline the worker (every 100 ms) leaves it alone…
-    app.clock.advance((due - decided_at - time::Duration::SECOND).unsigned_abs());
+    app.clock
+        .advance((due - decided_at - time::Duration::SECOND).unsigned_abs());
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(state(kept).await, "decided");
     // …one second after, it is destroyed, by rule, with its receipt.
     app.clock.advance(Duration::from_secs(2));
-    eventually(async || state(kept).await == "destroyed", "the contested attempt destroyed at its deadline").await;
-    let status: serde_json::Value = app.platform_json(reqwest::Method::GET, &format!("attempts/{kept}/retention"), None).await.json().await.unwrap();
-    assert_eq!(status["receipt"]["receipt"]["reason"], "dispute_period_ended", "{status}");
-    assert_eq!(status["receipt"]["receipt"]["by"], "retention-worker", "{status}");
-    let pv: serde_json::Value = app.platform_json(reqwest::Method::GET, &format!("sittings/{sitting}/pv"), None).await.json().await.unwrap();
-    assert_eq!(pv["decision"]["decided_by"], "platform:Mme Présidente", "{pv}");
+    eventually(
+        async || state(kept).await == "destroyed",
+        "the contested attempt destroyed at its deadline",
+    )
+    .await;
+    let status: serde_json::Value = app
+        .platform_json(
+            reqwest::Method::GET,
+            &format!("attempts/{kept}/retention"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["receipt"]["receipt"]["reason"], "dispute_period_ended",
+        "{status}"
+    );
+    assert_eq!(
+        status["receipt"]["receipt"]["by"], "retention-worker",
+        "{status}"
+    );
+    let pv: serde_json::Value = app
+        .platform_json(
+            reqwest::Method::GET,
+            &format!("sittings/{sitting}/pv"),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        pv["decision"]["decided_by"], "platform:Mme Présidente",
+        "{pv}"
+    );
 }
 
 #[tokio::test]
@@ -138,25 +304,89 @@ async fn bad_pv_requests_get_precise_errors_and_change_nothing() {
     let app = spawn_app().await;
     let (sitting, candidates) = app.ended_sitting(1, 1).await;
     let path = format!("sittings/{sitting}/pv");
-    let post = async |body: serde_json::Value| error_code(app.platform_json(reqwest::Method::POST, &path, Some(body)).await).await;
-    assert_eq!(post(serde_json::json!({ "outcome": "maybe" })).await, (400, "bad_request".into()));
-    assert_eq!(post(serde_json::json!({ "outcome": "validated", "surprise": 1 })).await, (400, "bad_request".into()));
-    assert_eq!(post(pv("reservations", &[], true)).await, (400, "bad_request".into()), "reservations name someone");
-    assert_eq!(post(pv("validated", &[candidates[0].0.attempt_id], true)).await, (400, "bad_request".into()), "no one contests a validation");
-    assert_eq!(post(pv("reservations", &[Uuid::new_v4()], true)).await, (400, "bad_request".into()), "a stranger to the sitting");
+    let post = async |body: serde_json::Value| {
+        error_code(
+            app.platform_json(reqwest::Method::POST, &path, Some(body))
+                .await,
+        )
+        .await
+    };
+    assert_eq!(
+        post(serde_json::json!({ "outcome": "maybe" })).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        post(serde_json::json!({ "outcome": "validated", "surprise": 1 })).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        post(pv("reservations", &[], true)).await,
+        (400, "bad_request".into()),
+        "reservations name someone"
+    );
+    assert_eq!(
+        post(pv("validated", &[candidates[0].0.attempt_id], true)).await,
+        (400, "bad_request".into()),
+        "no one contests a validation"
+    );
+    assert_eq!(
+        post(pv("reservations", &[Uuid::new_v4()], true)).await,
+        (400, "bad_request".into()),
+        "a stranger to the sitting"
+    );
     assert_eq!(post(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true, "decided_by": "" })).await, (400, "bad_request".into()));
-    let unknown = app.platform_json(reqwest::Method::POST, &format!("sittings/{}/pv", Uuid::new_v4()), Some(pv("validated", &[], true))).await;
+    let unknown = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{}/pv", Uuid::new_v4()),
+            Some(pv("validated", &[], true)),
+        )
+        .await;
     assert_eq!(error_code(unknown).await, (404, "not_found".into()));
-    let r = app.http.post(format!("{}/api/integration/v1/{path}", app.public)).json(&pv("validated", &[], true)).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/integration/v1/{path}", app.public))
+        .json(&pv("validated", &[], true))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (401, "unauthorized".into()));
-    assert_eq!(error_code(app.platform_json(reqwest::Method::GET, &format!("attempts/{}/receipt", candidates[0].0.attempt_id), None).await).await, (409, "conflict".into()));
+    assert_eq!(
+        error_code(
+            app.platform_json(
+                reqwest::Method::GET,
+                &format!("attempts/{}/receipt", candidates[0].0.attempt_id),
+                None
+            )
+            .await
+        )
+        .await,
+        (409, "conflict".into())
+    );
     // A candidate still recording: the PV waits for the end of the exam.
-    let late: protocol::api::AddCandidateResponse = app.add_candidate(sitting, "en-retard").await.json().await.unwrap();
+    let late: protocol::api::AddCandidateResponse = app
+        .add_candidate(sitting, "en-retard")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(app.consent(&late.launch_token).await.status(), 204);
     app.open_stream(&late.launch_token).await;
-    assert_eq!(post(pv("validated", &[], true)).await, (409, "conflict".into()));
+    assert_eq!(
+        post(pv("validated", &[], true)).await,
+        (409, "conflict".into())
+    );
     assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none());
-    assert_eq!(app.db().await.attempt(candidates[0].0.attempt_id).await.unwrap().state.as_str(), "ended");
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(candidates[0].0.attempt_id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "ended"
+    );
 }
 
 #[tokio::test]
@@ -166,28 +396,59 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let a = candidates[0].0.attempt_id;
     let proctor = app.proctor_on_clock().await;
     let reviewer = reviewer_of(&app, "relectrice", a).await;
-    proctor.hold_attempt("dpo", a, "recours devant le tribunal administratif").await.unwrap();
-    assert!(matches!(proctor.hold_attempt("dpo", a, "encore").await, Err(server::error::AppError::Conflict(_))));
+    proctor
+        .hold_attempt("dpo", a, "recours devant le tribunal administratif")
+        .await
+        .unwrap();
+    assert!(matches!(
+        proctor.hold_attempt("dpo", a, "encore").await,
+        Err(server::error::AppError::Conflict(_))
+    ));
     // Nothing of it is modified while held: no flag, no review submitted.
     let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low", "note": "" });
-    let r = app.http.post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff)).bearer_auth(&reviewer).json(&flag).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff))
+        .bearer_auth(&reviewer)
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await, (409, "on_hold".into()));
     // Even a validation leaves it alone; and so does any later sweep.
-    let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("validated", &[], true))).await;
+    let r = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(pv("validated", &[], true)),
+        )
+        .await;
     let result: serde_json::Value = r.json().await.unwrap();
     assert_eq!(result["attempts"][0]["fate"], "held", "{result}");
     app.clock.advance(Duration::from_secs(200 * 86_400));
     assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
-    assert_eq!(app.db().await.attempt(a).await.unwrap().state.as_str(), "decided");
+    assert_eq!(
+        app.db().await.attempt(a).await.unwrap().state.as_str(),
+        "decided"
+    );
     // Lifted: kept two more months from the lift, then destroyed.
     let due = proctor.lift_hold("dpo", a).await.unwrap();
-    assert_eq!(due, server::clock::rfc3339(server::retention::policy::add_months(server::clock::Clock::now(&*app.clock), 2)));
+    assert_eq!(
+        due,
+        server::clock::rfc3339(server::retention::policy::add_months(
+            server::clock::Clock::now(&*app.clock),
+            2
+        ))
+    );
     assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
     app.clock.advance(Duration::from_secs(62 * 86_400));
     let swept = proctor.sweep(false).await.unwrap();
     assert_eq!(swept.destroyed.len(), 1);
     let trail = app.db().await.audit_trail().await.unwrap();
-    assert!(trail.iter().any(|e| e.action == "legal_hold_placed") && trail.iter().any(|e| e.action == "legal_hold_lifted"));
+    assert!(
+        trail.iter().any(|e| e.action == "legal_hold_placed")
+            && trail.iter().any(|e| e.action == "legal_hold_lifted")
+    );
 }
 
 #[tokio::test]
@@ -199,10 +460,16 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     // The export: an age file only the DPO's identity opens, with the media and manifest.
     let dpo = age::x25519::Identity::generate();
     let out = app.data.path().join("export.age");
-    let summary = proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out).await.unwrap();
+    let summary = proctor
+        .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
+        .await
+        .unwrap();
     assert_eq!(summary.fragments, 4);
     let sealed = std::fs::read(&out).unwrap();
-    assert!(!sealed.windows(8).any(|w| w == b"fragment"), "the export is encrypted on disk");
+    assert!(
+        !sealed.windows(8).any(|w| w == b"fragment"),
+        "the export is encrypted on disk"
+    );
     let plain = age::decrypt(&dpo, &sealed).unwrap();
     let mut files = std::collections::HashMap::new();
     for entry in tar::Archive::new(plain.as_slice()).entries().unwrap() {
@@ -211,21 +478,68 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
         std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
         files.insert(entry.path().unwrap().display().to_string(), data);
     }
-    assert_eq!(files["stream-1/000002.mp4"], format!("fragment 2 of stream {}", s.stream_id).into_bytes());
+    assert_eq!(
+        files["stream-1/000002.mp4"],
+        format!("fragment 2 of stream {}", s.stream_id).into_bytes()
+    );
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    assert_eq!(manifest["streams"][0]["connection"]["client_ip"], "127.0.0.1", "{manifest}");
-    assert!(matches!(proctor.export_attempt("dpo", c.attempt_id, "age1notakey", &app.data.path().join("x.age")).await, Err(server::error::AppError::BadRequest(_))));
+    assert_eq!(
+        manifest["streams"][0]["connection"]["client_ip"], "127.0.0.1",
+        "{manifest}"
+    );
+    assert!(matches!(
+        proctor
+            .export_attempt(
+                "dpo",
+                c.attempt_id,
+                "age1notakey",
+                &app.data.path().join("x.age")
+            )
+            .await,
+        Err(server::error::AppError::BadRequest(_))
+    ));
 
     // Erasure, whatever the PV: destroyed at once with its receipt.
-    let receipt = proctor.erase_attempt("dpo", c.attempt_id, "demande d'effacement du candidat").await.unwrap().expect("destroyed now");
+    let receipt = proctor
+        .erase_attempt("dpo", c.attempt_id, "demande d'effacement du candidat")
+        .await
+        .unwrap()
+        .expect("destroyed now");
     assert_eq!(receipt.receipt.reason, "erasure_requested");
     protocol::verify_receipt(&receipt, None).unwrap();
-    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "destroyed");
-    assert!(matches!(proctor.erase_attempt("dpo", c.attempt_id, "encore").await, Err(server::error::AppError::Gone)));
-    assert!(matches!(proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &app.data.path().join("y.age")).await, Err(server::error::AppError::Gone)));
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(c.attempt_id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "destroyed"
+    );
+    assert!(matches!(
+        proctor.erase_attempt("dpo", c.attempt_id, "encore").await,
+        Err(server::error::AppError::Gone)
+    ));
+    assert!(matches!(
+        proctor
+            .export_attempt(
+                "dpo",
+                c.attempt_id,
+                &dpo.to_public().to_string(),
+                &app.data.path().join("y.age")
+            )
+            .await,
+        Err(server::error::AppError::Gone)
+    ));
     // The access report names the export.
     let report = proctor.access_report("dpo", c.attempt_id).await.unwrap();
-    assert!(report.iter().any(|e| e.action == "attempt_exported" && e.account == "dpo"), "{report:?}");
+    assert!(
+        report
+            .iter()
+            .any(|e| e.action == "attempt_exported" && e.account == "dpo"),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]
@@ -234,7 +548,9 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     let (c, s) = app.recording_candidate().await;
     let db_path = app.data.path().join("proctor.sqlite");
     // What a version before sealing left: the address in clear, nothing sealed.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
     sqlx::query("UPDATE streams SET connection = NULL, client_ip = '198.51.100.4', agent_version = '0.9', os = 'linux' WHERE id = ?1")
         .bind(s.stream_id.to_string())
         .execute(&pool)
@@ -244,12 +560,19 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     assert_eq!(proctor.db.clear_connections(10).await.unwrap().len(), 1);
     proctor.sweep(false).await.unwrap();
     assert!(proctor.db.clear_connections(10).await.unwrap().is_empty());
-    let ip: String = sqlx::query_scalar("SELECT client_ip FROM streams WHERE id = ?1").bind(s.stream_id.to_string()).fetch_one(&pool).await.unwrap();
+    let ip: String = sqlx::query_scalar("SELECT client_ip FROM streams WHERE id = ?1")
+        .bind(s.stream_id.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(ip, "");
     // Sealed under the attempt's key: the export (which opens it) still names it.
     let dpo = age::x25519::Identity::generate();
     let out = app.data.path().join("export.age");
-    proctor.export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out).await.unwrap();
+    proctor
+        .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
+        .await
+        .unwrap();
     let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
     assert!(plain.windows(12).any(|w| w == b"198.51.100.4"));
 }
@@ -258,13 +581,34 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
 async fn a_decided_sitting_takes_no_new_candidate_and_starts_no_exam() {
     let app = spawn_app().await;
     let (sitting, _) = app.ended_sitting(1, 1).await;
-    let absent: protocol::api::AddCandidateResponse = app.add_candidate(sitting, "absent").await.json().await.unwrap();
-    let r = app.platform_json(reqwest::Method::POST, &format!("sittings/{sitting}/pv"), Some(pv("refused", &[], true))).await;
+    let absent: protocol::api::AddCandidateResponse = app
+        .add_candidate(sitting, "absent")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(pv("refused", &[], true)),
+        )
+        .await;
     assert_eq!(r.status(), 201);
     // The candidate who never came cannot start now; nobody new joins.
-    assert_eq!(error_code(app.consent(&absent.launch_token).await).await, (409, "attempt_ended".into()));
-    assert_eq!(error_code(app.add_candidate(sitting, "retardataire").await).await, (409, "conflict".into()));
-    assert_eq!(app.add_candidate(sitting, "absent").await.status(), 201, "a retried enrolment still answers the same");
+    assert_eq!(
+        error_code(app.consent(&absent.launch_token).await).await,
+        (409, "attempt_ended".into())
+    );
+    assert_eq!(
+        error_code(app.add_candidate(sitting, "retardataire").await).await,
+        (409, "conflict".into())
+    );
+    assert_eq!(
+        app.add_candidate(sitting, "absent").await.status(),
+        201,
+        "a retried enrolment still answers the same"
+    );
 }
 
 #[tokio::test]
@@ -275,12 +619,24 @@ async fn the_ceiling_counts_from_the_last_sign_of_life_of_an_attempt_never_ended
     let day = Duration::from_secs(86_400);
     // Enrolled long before the exam; a new launch token 50 days later.
     app.clock.advance(50 * day);
-    assert_eq!(app.platform_post(&format!("attempts/{}/token", c.attempt_id)).await.status(), 201);
+    assert_eq!(
+        app.platform_post(&format!("attempts/{}/token", c.attempt_id))
+            .await
+            .status(),
+        201
+    );
     app.clock.advance(20 * day);
-    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty(), "70 days after creation, 20 after the new token");
+    assert!(
+        proctor.sweep(false).await.unwrap().destroyed.is_empty(),
+        "70 days after creation, 20 after the new token"
+    );
     app.clock.advance(45 * day);
     let swept = proctor.sweep(false).await.unwrap();
-    assert_eq!(swept.destroyed.len(), 1, "65 days after the last sign of life");
+    assert_eq!(
+        swept.destroyed.len(),
+        1,
+        "65 days after the last sign of life"
+    );
     assert_eq!(swept.destroyed[0].reason, "ceiling_reached");
 }
 
@@ -291,22 +647,46 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     let (held, erased) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
     let proctor = app.proctor_on_clock().await;
     let month = app.db().await.attempt(held).await.unwrap().kek_epoch;
-    proctor.hold_attempt("dpo", held, "procédure disciplinaire").await.unwrap();
-    proctor.erase_attempt("dpo", erased, "demande du candidat").await.unwrap();
+    proctor
+        .hold_attempt("dpo", held, "procédure disciplinaire")
+        .await
+        .unwrap();
+    proctor
+        .erase_attempt("dpo", erased, "demande du candidat")
+        .await
+        .unwrap();
     // Two months on, the month of both is over: the held one moves, the month's KEK goes.
     app.clock.advance(Duration::from_secs(62 * 86_400));
     let swept = proctor.sweep(false).await.unwrap();
     assert_eq!(swept.epochs_destroyed, vec![month.clone()]);
-    assert!(!app.data.path().join("keys").join(format!("kek-{month}.key")).exists());
+    assert!(!app
+        .data
+        .path()
+        .join("keys")
+        .join(format!("kek-{month}.key"))
+        .exists());
     let moved = app.db().await.attempt(held).await.unwrap();
     assert_ne!(moved.kek_epoch, month);
     // Still readable: the export opens it.
     let dpo = age::x25519::Identity::generate();
-    let summary = proctor.export_attempt("dpo", held, &dpo.to_public().to_string(), &app.data.path().join("held.age")).await.unwrap();
+    let summary = proctor
+        .export_attempt(
+            "dpo",
+            held,
+            &dpo.to_public().to_string(),
+            &app.data.path().join("held.age"),
+        )
+        .await
+        .unwrap();
     assert_eq!(summary.fragments, 2);
     let trail = app.db().await.audit_trail().await.unwrap();
     let rewrapped = trail.iter().find(|e| e.action == "keys_rewrapped").unwrap();
-    assert!(rewrapped.detail.contains(&format!("\"from\":\"{month}\"")) && rewrapped.detail.contains("\"attempts\":1"), "{}", rewrapped.detail);
+    assert!(
+        rewrapped.detail.contains(&format!("\"from\":\"{month}\""))
+            && rewrapped.detail.contains("\"attempts\":1"),
+        "{}",
+        rewrapped.detail
+    );
     assert!(trail.iter().any(|e| e.action == "kek_destroyed"));
 }
 
@@ -318,27 +698,83 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
     let reviewer = reviewer_of(&app, "relectrice", a).await;
     let note = "le candidat lit une feuille hors champ";
     let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "notes_or_documents", "severity": "high", "note": note });
-    let r = app.http.post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff)).bearer_auth(&reviewer).json(&flag).send().await.unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/staff/v1/attempts/{a}/flags", app.staff))
+        .bearer_auth(&reviewer)
+        .json(&flag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     // The reviewer reads it back; the database (file and WAL) holds it only sealed.
-    let view: serde_json::Value = app.http.get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff)).bearer_auth(&reviewer).send().await.unwrap().json().await.unwrap();
+    let view: serde_json::Value = app
+        .http
+        .get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff))
+        .bearer_auth(&reviewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["flags"][0]["note"], note, "{view}");
     let in_clear = |needle: &str| {
-        std::fs::read_dir(app.data.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("proctor.sqlite")).any(|e| {
-            let bytes = std::fs::read(e.path()).unwrap();
-            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-        })
+        std::fs::read_dir(app.data.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("proctor.sqlite")
+            })
+            .any(|e| {
+                let bytes = std::fs::read(e.path()).unwrap();
+                bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            })
     };
     assert!(!in_clear(note), "the note is in the database in clear");
     // A note an earlier version stored in clear is sealed by the worker.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data.path().join("proctor.sqlite").display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data.path().join("proctor.sqlite").display()
+    ))
+    .await
+    .unwrap();
     let legacy = "ancienne note en clair";
-    sqlx::query("UPDATE flags SET note = ?1 WHERE attempt_id = ?2").bind(legacy).bind(a.to_string()).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE flags SET note = ?1 WHERE attempt_id = ?2")
+        .bind(legacy)
+        .bind(a.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
     let proctor = app.proctor_on_clock().await;
-    assert_eq!(proctor.db.clear_notes(server::keys::SEALED_NOTE, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        proctor
+            .db
+            .clear_notes(server::keys::SEALED_NOTE, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     proctor.sweep(false).await.unwrap();
-    assert!(proctor.db.clear_notes(server::keys::SEALED_NOTE, 10).await.unwrap().is_empty());
-    let view: serde_json::Value = app.http.get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff)).bearer_auth(&reviewer).send().await.unwrap().json().await.unwrap();
+    assert!(proctor
+        .db
+        .clear_notes(server::keys::SEALED_NOTE, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let view: serde_json::Value = app
+        .http
+        .get(format!("{}/api/staff/v1/attempts/{a}/review", app.staff))
+        .bearer_auth(&reviewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["flags"][0]["note"], legacy, "{view}");
 }
 
@@ -350,27 +786,122 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
     let admin = add_staff(&app, "dpo", "admin").await;
     let reviewer = reviewer_of(&app, "relectrice", a).await;
     let csrf = server::routes::session::csrf_token(&admin);
-    let page = app.http.get(format!("{}/admin/retention", app.staff)).bearer_auth(&admin).send().await.unwrap();
+    let page = app
+        .http
+        .get(format!("{}/admin/retention", app.staff))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("C-0") && html.contains("sans décision : durée maximale"), "{html}");
-    assert_eq!(app.http.get(format!("{}/admin/retention", app.staff)).bearer_auth(&reviewer).send().await.unwrap().status(), 403);
+    assert!(
+        html.contains("C-0") && html.contains("sans décision : durée maximale"),
+        "{html}"
+    );
+    assert_eq!(
+        app.http
+            .get(format!("{}/admin/retention", app.staff))
+            .bearer_auth(&reviewer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let act = |action: &str, form: Vec<(&'static str, String)>| {
-        app.http.post(format!("{}/admin/retention/{a}/{action}", app.staff)).bearer_auth(&admin).form(&form).send()
+        app.http
+            .post(format!("{}/admin/retention/{a}/{action}", app.staff))
+            .bearer_auth(&admin)
+            .form(&form)
+            .send()
     };
     // Without the CSRF token nothing happens.
-    assert_eq!(act("hold", vec![("csrf", "0".repeat(64)), ("reason", "recours".into())]).await.unwrap().status(), 403);
-    assert_eq!(act("hold", vec![("csrf", csrf.clone()), ("reason", "recours".into())]).await.unwrap().status(), 200);
-    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0].hold_reason.is_some());
-    assert_eq!(act("lift", vec![("csrf", csrf.clone())]).await.unwrap().status(), 200);
-    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0].hold_reason.is_none());
+    assert_eq!(
+        act(
+            "hold",
+            vec![("csrf", "0".repeat(64)), ("reason", "recours".into())]
+        )
+        .await
+        .unwrap()
+        .status(),
+        403
+    );
+    assert_eq!(
+        act(
+            "hold",
+            vec![("csrf", csrf.clone()), ("reason", "recours".into())]
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0]
+        .hold_reason
+        .is_some());
+    assert_eq!(
+        act("lift", vec![("csrf", csrf.clone())])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0]
+        .hold_reason
+        .is_none());
     // Erasure asks for its confirmation, then destroys at once under the admin's name.
-    assert_eq!(act("erase", vec![("csrf", csrf.clone()), ("reason", "demande du candidat".into())]).await.unwrap().status(), 400);
-    assert_eq!(app.db().await.attempt(a).await.unwrap().state.as_str(), "ended");
-    assert_eq!(act("erase", vec![("csrf", csrf.clone()), ("reason", "demande du candidat".into()), ("confirm", "on".into())]).await.unwrap().status(), 200);
-    let f = app.db().await.retention_facts(&[a]).await.unwrap().pop().unwrap();
-    let receipt: protocol::SignedReceipt = serde_json::from_str(f.receipt.as_deref().unwrap()).unwrap();
-    assert_eq!((receipt.receipt.reason.as_str(), receipt.receipt.by.as_str()), ("erasure_requested", "dpo"));
+    assert_eq!(
+        act(
+            "erase",
+            vec![
+                ("csrf", csrf.clone()),
+                ("reason", "demande du candidat".into())
+            ]
+        )
+        .await
+        .unwrap()
+        .status(),
+        400
+    );
+    assert_eq!(
+        app.db().await.attempt(a).await.unwrap().state.as_str(),
+        "ended"
+    );
+    assert_eq!(
+        act(
+            "erase",
+            vec![
+                ("csrf", csrf.clone()),
+                ("reason", "demande du candidat".into()),
+                ("confirm", "on".into())
+            ]
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    let f = app
+        .db()
+        .await
+        .retention_facts(&[a])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let receipt: protocol::SignedReceipt =
+        serde_json::from_str(f.receipt.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (receipt.receipt.reason.as_str(), receipt.receipt.by.as_str()),
+        ("erasure_requested", "dpo")
+    );
     let trail = app.db().await.audit_trail().await.unwrap();
-    assert!(["legal_hold_placed", "legal_hold_lifted", "erasure_requested"].iter().all(|a| trail.iter().any(|e| e.action == *a && e.actor == "dpo")));
+    assert!([
+        "legal_hold_placed",
+        "legal_hold_lifted",
+        "erasure_requested"
+    ]
+    .iter()
+    .all(|a| trail.iter().any(|e| e.action == *a && e.actor == "dpo")));
 }

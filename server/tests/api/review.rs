@@ -6,10 +6,18 @@ use crate::helpers::*;
 async fn ended_recording(app: &TestApp, fragments: u32) -> (Candidate, OpenStream) {
     let (c, s) = app.recording_candidate().await;
     for (i, chunk) in seal_stream(&s, fragments).into_iter().enumerate() {
-        assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+        assert!(app
+            .put_chunk(&c.token, s.stream_id, i as u32, chunk)
+            .await
+            .status()
+            .is_success());
     }
     app.end_stream(&c.token, s.stream_id, fragments).await;
-    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
+    app.proctor()
+        .await
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
     (c, s)
 }
 
@@ -22,25 +30,78 @@ async fn fragments_are_served_one_by_one_checked_and_audited() {
     let app = spawn_app().await;
     let (c, s) = ended_recording(&app, 4).await;
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
-    let url = |i: u32| format!("{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}", app.staff, c.attempt_id, s.stream_id);
-    let r = app.http.get(url(2)).bearer_auth(&token).send().await.unwrap();
+    let url = |i: u32| {
+        format!(
+            "{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
+            app.staff, c.attempt_id, s.stream_id
+        )
+    };
+    let r = app
+        .http
+        .get(url(2))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert_eq!(r.bytes().await.unwrap().as_ref(), format!("fragment 2 of stream {}", s.stream_id).as_bytes());
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        format!("fragment 2 of stream {}", s.stream_id).as_bytes()
+    );
     let trail = app.db().await.audit_trail().await.unwrap();
-    let viewed = trail.iter().rev().find(|e| e.action == "recording_viewed").unwrap();
-    assert!(viewed.detail.contains("\"index\":2") && viewed.detail.contains("media_from_ms"), "{}", viewed.detail);
+    let viewed = trail
+        .iter()
+        .rev()
+        .find(|e| e.action == "recording_viewed")
+        .unwrap();
+    assert!(
+        viewed.detail.contains("\"index\":2") && viewed.detail.contains("media_from_ms"),
+        "{}",
+        viewed.detail
+    );
 
     // A stored fragment whose bytes changed is refused as altered, and audited.
     let row = app.db().await.chunk(s.stream_id, 3).await.unwrap();
-    let path = app.data.path().join("blobs").join(server::blobs::chunk_path(c.attempt_id, s.stream_id, 3, &row.content_sha256).to_string());
+    let path = app.data.path().join("blobs").join(
+        server::blobs::chunk_path(c.attempt_id, s.stream_id, 3, &row.content_sha256).to_string(),
+    );
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&path, bytes).unwrap();
-    assert_eq!(error_code(app.http.get(url(3)).bearer_auth(&token).send().await.unwrap()).await, (422, "fragment_altered".into()));
-    assert!(app.db().await.audit_trail().await.unwrap().iter().any(|e| e.action == "fragment_altered"));
-    assert_eq!(error_code(app.http.get(url(7)).bearer_auth(&token).send().await.unwrap()).await, (404, "not_found".into()));
+    assert_eq!(
+        error_code(
+            app.http
+                .get(url(3))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (422, "fragment_altered".into())
+    );
+    assert!(app
+        .db()
+        .await
+        .audit_trail()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "fragment_altered"));
+    assert_eq!(
+        error_code(
+            app.http
+                .get(url(7))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (404, "not_found".into())
+    );
 }
 
 #[tokio::test]
@@ -49,18 +110,70 @@ async fn the_media_endpoint_no_longer_plays_across_a_hole() {
     let (c, s) = app.recording_candidate().await;
     let chunks = seal_stream(&s, 5);
     for (i, chunk) in chunks.into_iter().enumerate().filter(|(i, _)| *i != 3) {
-        assert!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status().is_success());
+        assert!(app
+            .put_chunk(&c.token, s.stream_id, i as u32, chunk)
+            .await
+            .status()
+            .is_success());
     }
-    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
+    app.proctor()
+        .await
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
-    let media = |q: &str| format!("{}/api/staff/v1/attempts/{}/streams/{}/media{q}", app.staff, c.attempt_id, s.stream_id);
-    assert_eq!(error_code(app.http.get(media("")).bearer_auth(&token).send().await.unwrap()).await, (409, "fragments_missing".into()));
-    assert_eq!(app.http.get(media("?from=1&to=2")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    let media = |q: &str| {
+        format!(
+            "{}/api/staff/v1/attempts/{}/streams/{}/media{q}",
+            app.staff, c.attempt_id, s.stream_id
+        )
+    };
+    assert_eq!(
+        error_code(
+            app.http
+                .get(media(""))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+        )
+        .await,
+        (409, "fragments_missing".into())
+    );
+    assert_eq!(
+        app.http
+            .get(media("?from=1&to=2"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // The timeline says where the hole is.
-    let tl: serde_json::Value =
-        app.http.get(format!("{}/api/staff/v1/attempts/{}/timeline", app.staff, c.attempt_id)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    assert_eq!(tl["streams"][0]["missing"], serde_json::json!([{ "from": 3, "to": 3 }]), "{tl}");
-    assert_eq!(tl["streams"][0]["fragments"].as_array().unwrap().len(), 4, "{tl}");
+    let tl: serde_json::Value = app
+        .http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{}/timeline",
+            app.staff, c.attempt_id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        tl["streams"][0]["missing"],
+        serde_json::json!([{ "from": 3, "to": 3 }]),
+        "{tl}"
+    );
+    assert_eq!(
+        tl["streams"][0]["fragments"].as_array().unwrap().len(),
+        4,
+        "{tl}"
+    );
 }
 
 #[tokio::test]
@@ -70,42 +183,163 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let api = |p: &str| format!("{}/api/staff/v1/attempts/{}{p}", app.staff, c.attempt_id);
     // Not before the exam is over.
-    assert_eq!(app.http.post(api("/flags")).bearer_auth(&token).json(&flag(1_000, "talking")).send().await.unwrap().status(), 409);
-    app.proctor().await.end_attempt(c.attempt_id, "test").await.unwrap();
+    assert_eq!(
+        app.http
+            .post(api("/flags"))
+            .bearer_auth(&token)
+            .json(&flag(1_000, "talking"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    app.proctor()
+        .await
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
 
-    let created: serde_json::Value = app.http.post(api("/flags")).bearer_auth(&token).json(&flag(1_000, "talking")).send().await.unwrap().json().await.unwrap();
+    let created: serde_json::Value = app
+        .http
+        .post(api("/flags"))
+        .bearer_auth(&token)
+        .json(&flag(1_000, "talking"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "in_review", "the first flag starts the review");
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(c.attempt_id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "in_review",
+        "the first flag starts the review"
+    );
     for bad in [
         serde_json::json!({ "start_ms": 5_000, "end_ms": 1_000, "category": "talking", "severity": "low" }),
         serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "mood", "severity": "low" }),
         serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low", "note": "x".repeat(501) }),
         serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low", "score": 3 }),
     ] {
-        let r = app.http.post(api("/flags")).bearer_auth(&token).json(&bad).send().await.unwrap();
+        let r = app
+            .http
+            .post(api("/flags"))
+            .bearer_auth(&token)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
     }
-    assert_eq!(app.http.put(api(&format!("/flags/{id}"))).bearer_auth(&token).json(&flag(2_000, "other_person")).send().await.unwrap().status(), 200);
-    assert_eq!(app.db().await.flags_of(c.attempt_id).await.unwrap().len(), 1, "refused input stored nothing");
+    assert_eq!(
+        app.http
+            .put(api(&format!("/flags/{id}")))
+            .bearer_auth(&token)
+            .json(&flag(2_000, "other_person"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.db().await.flags_of(c.attempt_id).await.unwrap().len(),
+        1,
+        "refused input stored nothing"
+    );
 
     // Another reviewer of the sitting cannot write into this review.
     let other = add_staff(&app, "autre", "reviewer").await;
-    let sitting = app.db().await.attempt(c.attempt_id).await.unwrap().sitting_id;
-    app.proctor().await.assign_sitting("autre", sitting, "test").await.unwrap();
-    assert_eq!(app.http.post(api("/flags")).bearer_auth(&other).json(&flag(1_000, "talking")).send().await.unwrap().status(), 409);
-    assert_eq!(app.http.delete(api(&format!("/flags/{id}"))).bearer_auth(&other).send().await.unwrap().status(), 404);
+    let sitting = app
+        .db()
+        .await
+        .attempt(c.attempt_id)
+        .await
+        .unwrap()
+        .sitting_id;
+    app.proctor()
+        .await
+        .assign_sitting("autre", sitting, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.http
+            .post(api("/flags"))
+            .bearer_auth(&other)
+            .json(&flag(1_000, "talking"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    assert_eq!(
+        app.http
+            .delete(api(&format!("/flags/{id}")))
+            .bearer_auth(&other)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 
-    let submit = |outcome: &'static str| app.http.post(api("/review/submit")).bearer_auth(&token).json(&serde_json::json!({ "outcome": outcome })).send();
-    assert_eq!(error_code(submit("no_irregularity").await.unwrap()).await, (409, "conflict".into()), "a flag is an irregularity");
+    let submit = |outcome: &'static str| {
+        app.http
+            .post(api("/review/submit"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "outcome": outcome }))
+            .send()
+    };
+    assert_eq!(
+        error_code(submit("no_irregularity").await.unwrap()).await,
+        (409, "conflict".into()),
+        "a flag is an irregularity"
+    );
     assert_eq!(submit("irregularities").await.unwrap().status(), 200);
-    assert_eq!(submit("irregularities").await.unwrap().status(), 409, "submitted once");
-    assert_eq!(app.http.put(api(&format!("/flags/{id}"))).bearer_auth(&token).json(&flag(3_000, "talking")).send().await.unwrap().status(), 409, "frozen");
-    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "reviewed");
+    assert_eq!(
+        submit("irregularities").await.unwrap().status(),
+        409,
+        "submitted once"
+    );
+    assert_eq!(
+        app.http
+            .put(api(&format!("/flags/{id}")))
+            .bearer_auth(&token)
+            .json(&flag(3_000, "talking"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409,
+        "frozen"
+    );
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(c.attempt_id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "reviewed"
+    );
 
     // What the exam platform reads: categories and counts, never the notes.
     let outcome: serde_json::Value = app
         .http
-        .get(format!("{}/api/integration/v1/attempts/{}/review", app.public, c.attempt_id))
+        .get(format!(
+            "{}/api/integration/v1/attempts/{}/review",
+            app.public, c.attempt_id
+        ))
         .bearer_auth(PLATFORM_TOKEN)
         .send()
         .await
@@ -115,28 +349,103 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
         .unwrap();
     assert_eq!(outcome["status"], "submitted");
     assert_eq!(outcome["rounds"][0]["outcome"], "irregularities");
-    assert_eq!(outcome["rounds"][0]["categories"], serde_json::json!({ "other_person": 1 }));
+    assert_eq!(
+        outcome["rounds"][0]["categories"],
+        serde_json::json!({ "other_person": 1 })
+    );
     assert!(!outcome.to_string().contains("vu de côté"));
 
     // A second review, asked by the jury, goes to another reviewer.
     let jury = add_staff(&app, "jure", "jury").await;
-    app.proctor().await.assign_sitting("jure", sitting, "test").await.unwrap();
-    let second = |who: &'static str| app.http.post(api("/second-review")).bearer_auth(&jury).json(&serde_json::json!({ "reviewer": who })).send();
-    assert_eq!(second("relectrice").await.unwrap().status(), 400, "not the same reviewer");
+    app.proctor()
+        .await
+        .assign_sitting("jure", sitting, "test")
+        .await
+        .unwrap();
+    let second = |who: &'static str| {
+        app.http
+            .post(api("/second-review"))
+            .bearer_auth(&jury)
+            .json(&serde_json::json!({ "reviewer": who }))
+            .send()
+    };
+    assert_eq!(
+        second("relectrice").await.unwrap().status(),
+        400,
+        "not the same reviewer"
+    );
     assert_eq!(second("personne").await.unwrap().status(), 400);
     assert_eq!(second("autre").await.unwrap().status(), 201);
     assert_eq!(second("autre").await.unwrap().status(), 409);
-    assert_eq!(app.db().await.attempt(c.attempt_id).await.unwrap().state.as_str(), "in_review");
-    let view: serde_json::Value = app.http.get(api("/review")).bearer_auth(&other).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(c.attempt_id)
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "in_review"
+    );
+    let view: serde_json::Value = app
+        .http
+        .get(api("/review"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["my_round"], 2);
-    assert_eq!(app.http.post(api("/flags")).bearer_auth(&token).json(&flag(1_000, "talking")).send().await.unwrap().status(), 409, "the first reviewer is done");
-    let r = app.http.post(api("/review/submit")).bearer_auth(&other).json(&serde_json::json!({ "outcome": "no_irregularity" })).send().await.unwrap();
+    assert_eq!(
+        app.http
+            .post(api("/flags"))
+            .bearer_auth(&token)
+            .json(&flag(1_000, "talking"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409,
+        "the first reviewer is done"
+    );
+    let r = app
+        .http
+        .post(api("/review/submit"))
+        .bearer_auth(&other)
+        .json(&serde_json::json!({ "outcome": "no_irregularity" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let outcome: serde_json::Value = app.http.get(api("/outcome")).bearer_auth(&jury).send().await.unwrap().json().await.unwrap();
+    let outcome: serde_json::Value = app
+        .http
+        .get(api("/outcome"))
+        .bearer_auth(&jury)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(outcome["rounds"].as_array().unwrap().len(), 2);
     assert_eq!(outcome["rounds"][1]["outcome"], "no_irregularity");
-    let actions: Vec<String> = app.db().await.audit_trail().await.unwrap().into_iter().map(|e| e.action).collect();
-    for a in ["flag_created", "flag_updated", "review_submitted", "second_review_requested"] {
+    let actions: Vec<String> = app
+        .db()
+        .await
+        .audit_trail()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for a in [
+        "flag_created",
+        "flag_updated",
+        "review_submitted",
+        "second_review_requested",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a} audited");
     }
 }

@@ -9,14 +9,26 @@ use uuid::Uuid;
 
 fn named(bytes: &Bytes, index: u32) -> object_store::path::Path {
     use sha2::Digest as _;
-    chunk_path(Uuid::new_v4(), Uuid::new_v4(), index, &sha2::Sha256::digest(bytes).into())
+    chunk_path(
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        index,
+        &sha2::Sha256::digest(bytes).into(),
+    )
 }
 
 async fn check_write_once_get_delete(store: &BlobStore, name: &str) {
     let chunk = Bytes::from_static(b"sealed chunk");
     let p = named(&chunk, 4);
-    assert!(matches!(store.get(&p).await, Err(BlobError::NotFound)), "{name}");
-    assert_eq!(store.put_durable(&p, chunk.clone()).await.unwrap(), Put::Created, "{name}");
+    assert!(
+        matches!(store.get(&p).await, Err(BlobError::NotFound)),
+        "{name}"
+    );
+    assert_eq!(
+        store.put_durable(&p, chunk.clone()).await.unwrap(),
+        Put::Created,
+        "{name}"
+    );
     // The same bytes again (a replay): accepted, the object unchanged; the local store does
     // not even rewrite it (S3 rewrites the same bytes rather than pay a HEAD each time).
     let again = store.put_durable(&p, chunk.clone()).await.unwrap();
@@ -27,10 +39,17 @@ async fn check_write_once_get_delete(store: &BlobStore, name: &str) {
     let big = Bytes::from(vec![0xa5u8; 3 * 1024 * 1024]);
     let q = named(&big, 5);
     store.put_durable(&q, big.clone()).await.unwrap();
-    assert_eq!(store.get(&q).await.unwrap(), big, "{name}: 3 MiB round-trips");
+    assert_eq!(
+        store.get(&q).await.unwrap(),
+        big,
+        "{name}: 3 MiB round-trips"
+    );
     store.delete(&p).await.unwrap();
     store.delete(&p).await.unwrap();
-    assert!(matches!(store.get(&p).await, Err(BlobError::NotFound)), "{name}: deleted");
+    assert!(
+        matches!(store.get(&p).await, Err(BlobError::NotFound)),
+        "{name}: deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,8 +16,13 @@ fn garage_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("GARAGE_BIN") {
         return p.into();
     }
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).map(|d| d.join("garage"));
-    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("garage"));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     on_path
         .chain(cargo_home.map(|c| c.join("bin/garage")))
         .find(|p| p.is_file())
@@ -25,15 +30,24 @@ fn garage_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Garage {
     pub fn start() -> Garage {
         let bin = garage_bin();
-        let dir = tempfile::Builder::new().prefix("proctor-garage-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("proctor-garage-")
+            .tempdir()
+            .unwrap();
         let (rpc, s3) = (free_port(), free_port());
-        let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
         let config = dir.path().join("garage.toml");
         std::fs::write(
             &config,
@@ -56,11 +70,21 @@ impl Garage {
             .spawn()
             .expect("start garage");
         let cli = |args: &[&str]| -> Result<String, String> {
-            let out = Command::new(&bin).arg("-c").arg(&config).args(args).stdin(Stdio::null()).output().map_err(|e| e.to_string())?;
+            let out = Command::new(&bin)
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| e.to_string())?;
             if out.status.success() {
                 Ok(String::from_utf8_lossy(&out.stdout).into_owned())
             } else {
-                Err(format!("garage {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+                Err(format!(
+                    "garage {args:?}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ))
             }
         };
         // `node id` answers from the key file before the server listens; `status` asks the
@@ -70,7 +94,13 @@ impl Garage {
             assert!(Instant::now() < deadline, "garage did not start: {e}");
             std::thread::sleep(Duration::from_millis(200));
         }
-        let node = cli(&["node", "id", "-q"]).unwrap().trim().split('@').next().unwrap().to_owned();
+        let node = cli(&["node", "id", "-q"])
+            .unwrap()
+            .trim()
+            .split('@')
+            .next()
+            .unwrap()
+            .to_owned();
         cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]).unwrap();
         cli(&["layout", "apply", "--version", "1"]).unwrap();
         cli(&["bucket", "create", "proctor"]).unwrap();
@@ -83,7 +113,17 @@ impl Garage {
                 .unwrap_or_else(|| panic!("no {name:?} in `garage key create` output: {key}"))
         };
         let (key_id, secret_key) = (field("key id"), field("secret key"));
-        cli(&["bucket", "allow", "--read", "--write", "--owner", "proctor", "--key", "proctor-key"]).unwrap();
+        cli(&[
+            "bucket",
+            "allow",
+            "--read",
+            "--write",
+            "--owner",
+            "proctor",
+            "--key",
+            "proctor-key",
+        ])
+        .unwrap();
         let settings = server::blobs::ObjectStoreSettings {
             url: Some("s3://proctor".into()),
             endpoint: Some(format!("http://127.0.0.1:{s3}")),
@@ -92,7 +132,11 @@ impl Garage {
             access_key_id: Some(key_id),
             secret_access_key: Some(secret_key),
         };
-        Garage { child, _dir: dir, settings }
+        Garage {
+            child,
+            _dir: dir,
+            settings,
+        }
     }
 
     /// The bucket's endpoint, region and credentials as a server process reads them
@@ -101,11 +145,20 @@ impl Garage {
     pub fn env(&self) -> Vec<(String, String)> {
         let s = &self.settings;
         [
-            ("PROCTOR_OBJECT_STORE__ENDPOINT", s.endpoint.clone().unwrap()),
+            (
+                "PROCTOR_OBJECT_STORE__ENDPOINT",
+                s.endpoint.clone().unwrap(),
+            ),
             ("PROCTOR_OBJECT_STORE__REGION", s.region.clone().unwrap()),
             ("PROCTOR_OBJECT_STORE__ALLOW_HTTP", "true".into()),
-            ("PROCTOR_OBJECT_STORE__ACCESS_KEY_ID", s.access_key_id.clone().unwrap()),
-            ("PROCTOR_OBJECT_STORE__SECRET_ACCESS_KEY", s.secret_access_key.clone().unwrap()),
+            (
+                "PROCTOR_OBJECT_STORE__ACCESS_KEY_ID",
+                s.access_key_id.clone().unwrap(),
+            ),
+            (
+                "PROCTOR_OBJECT_STORE__SECRET_ACCESS_KEY",
+                s.secret_access_key.clone().unwrap(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

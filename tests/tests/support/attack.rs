@@ -51,7 +51,10 @@ pub async fn attacker(public: &str, http: &reqwest::Client) -> Attacker {
     let r = http
         .post(format!("{}/api/agent/v1/consent", public))
         .bearer_auth(&token)
-        .json(&ConsentRequest { notice_version: NOTICE_VERSION.into(), sealed: None })
+        .json(&ConsentRequest {
+            notice_version: NOTICE_VERSION.into(),
+            sealed: None,
+        })
         .send()
         .await
         .unwrap();
@@ -59,20 +62,38 @@ pub async fn attacker(public: &str, http: &reqwest::Client) -> Attacker {
     let o: OpenStreamResponse = http
         .post(format!("{}/api/agent/v1/streams", public))
         .bearer_auth(&token)
-        .json(&OpenStreamRequest { agent_version: "attacker".into(), os: "linux".into() })
+        .json(&OpenStreamRequest {
+            agent_version: "attacker".into(),
+            os: "linux".into(),
+        })
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let key = StreamKey::from_bytes(&base64::engine::general_purpose::STANDARD.decode(o.stream_key).unwrap()).unwrap();
-    Attacker { token, attempt: attempt.parse().unwrap(), stream: o.stream_id, key }
+    let key = StreamKey::from_bytes(
+        &base64::engine::general_purpose::STANDARD
+            .decode(o.stream_key)
+            .unwrap(),
+    )
+    .unwrap();
+    Attacker {
+        token,
+        attempt: attempt.parse().unwrap(),
+        stream: o.stream_id,
+        key,
+    }
 }
 
 fn peak_rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
     kib / 1024
 }
 
@@ -105,7 +126,11 @@ where
     let target = Arc::new(Target {
         public: server.public.clone(),
         staff: server.staff.clone(),
-        http: reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         stop: Arc::new(AtomicBool::new(false)),
         sent: Arc::new(AtomicU64::new(0)),
         answered: Arc::new(AtomicU64::new(0)),
@@ -124,7 +149,10 @@ where
     let rss = peak_rss_mib(server.child.id());
 
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name}: the well-behaved agent failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "{name}: the well-behaved agent failed: {stderr}"
+    );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let report = server.cli(&["attempt", "show", &attempt]);
     let figures = Figures {
@@ -141,12 +169,26 @@ where
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/attack-report");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.json")), serde_json::to_vec_pretty(&figures).unwrap()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&figures).unwrap(),
+    )
+    .unwrap();
     eprintln!("{figures:?}");
 
-    assert_eq!(figures.chunks_acknowledged, figures.fragments_sealed, "{name}: every fragment acknowledged");
-    assert_eq!(report["fragments_stored"].as_u64().unwrap(), figures.fragments_sealed, "{name}: {report:#}");
+    assert_eq!(
+        figures.chunks_acknowledged, figures.fragments_sealed,
+        "{name}: every fragment acknowledged"
+    );
+    assert_eq!(
+        report["fragments_stored"].as_u64().unwrap(),
+        figures.fragments_sealed,
+        "{name}: {report:#}"
+    );
     assert_eq!(figures.integrity, "ok", "{name}: {report:#}");
-    assert!(rss <= PEAK_RSS_BOUND_MIB, "{name}: server peak RSS {rss} MiB over the {PEAK_RSS_BOUND_MIB} MiB bound");
+    assert!(
+        rss <= PEAK_RSS_BOUND_MIB,
+        "{name}: server peak RSS {rss} MiB over the {PEAK_RSS_BOUND_MIB} MiB bound"
+    );
     figures
 }

@@ -14,7 +14,11 @@ pub struct Browser {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Browser {
@@ -39,8 +43,16 @@ impl Browser {
         }
         let profile = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1300",
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1300",
             "--autoplay-policy=no-user-gesture-required",
         ]
         .iter()
@@ -49,10 +61,21 @@ impl Browser {
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.extend(extra.iter().cloned());
         let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+        );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&url).await.expect("a Chromium session");
-        Browser { client, driver, profile }
+        let client = fantoccini::ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .expect("a Chromium session");
+        Browser {
+            client,
+            driver,
+            profile,
+        }
     }
 
     /// The browser's profile: everything it writes to disk is under it.
@@ -62,7 +85,10 @@ impl Browser {
 
     /// Runs a script and returns its value.
     pub async fn js(&self, script: &str) -> serde_json::Value {
-        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
     }
 
     /// Waits until `script` returns true.
@@ -105,10 +131,30 @@ impl Browser {
         use fantoccini::Locator;
         let c = &self.client;
         c.goto(&format!("{staff}/")).await.unwrap();
-        c.find(Locator::Id("login")).await.unwrap().send_keys(login).await.unwrap();
-        c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
-        c.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
-        self.until("the password page", Duration::from_secs(10), "return location.pathname === '/account/password'").await;
+        c.find(Locator::Id("login"))
+            .await
+            .unwrap()
+            .send_keys(login)
+            .await
+            .unwrap();
+        c.find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys(password)
+            .await
+            .unwrap();
+        c.find(Locator::Css("form button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.until(
+            "the password page",
+            Duration::from_secs(10),
+            "return location.pathname === '/account/password'",
+        )
+        .await;
         self.change_password(password, new_password).await;
         self.until("the home page", Duration::from_secs(10), "return location.pathname !== '/account/password' && document.readyState === 'complete'").await;
     }
@@ -121,14 +167,24 @@ impl Browser {
             field.clear().await.unwrap();
             field.send_keys(value).await.unwrap();
         }
-        self.client.find(Locator::Css("form[action='/account/password'] button[type=submit]")).await.unwrap().click().await.unwrap();
+        self.client
+            .find(Locator::Css(
+                "form[action='/account/password'] button[type=submit]",
+            ))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 }
 
 /// axe-core's WCAG 2.0/2.1 level A and AA rules, run in the page as it is now.
 pub async fn accessible(b: &Browser, step: &str) {
-    let axe = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js"))
-        .expect("axe-core is installed by scripts/install-deps (npm ci in tests/)");
+    let axe = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/axe-core/axe.min.js"),
+    )
+    .expect("axe-core is installed by scripts/install-deps (npm ci in tests/)");
     let script = format!(
         "{axe}\nconst done = arguments[arguments.length - 1];\n\
          axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\
@@ -136,7 +192,11 @@ pub async fn accessible(b: &Browser, step: &str) {
          .catch(e => done([{{ id: 'axe-error', help: String(e) }}]));"
     );
     let violations = b.client.execute_async(&script, vec![]).await.unwrap();
-    assert_eq!(violations, serde_json::json!([]), "accessibility violations at {step}");
+    assert_eq!(
+        violations,
+        serde_json::json!([]),
+        "accessibility violations at {step}"
+    );
 }
 
 /// Waits until the element is shown.
@@ -145,12 +205,20 @@ pub async fn visible(b: &Browser, what: &str, id: &str) {
 }
 
 pub async fn click(b: &Browser, id: &str) {
-    b.client.find(fantoccini::Locator::Id(id)).await.unwrap().click().await.unwrap();
+    b.client
+        .find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Where the run leaves its screenshots (the README names it).
 pub fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("screenshots")
 }
 
@@ -166,13 +234,21 @@ impl Sound {
     pub fn start() -> Sound {
         let runtime = tempfile::tempdir().unwrap();
         let child = Command::new("pulseaudio")
-            .args(["--daemonize=no", "-n", "--exit-idle-time=-1", "--load=module-null-sink sink_name=null", "--load=module-native-protocol-unix"])
+            .args([
+                "--daemonize=no",
+                "-n",
+                "--exit-idle-time=-1",
+                "--load=module-null-sink sink_name=null",
+                "--load=module-native-protocol-unix",
+            ])
             .env("XDG_RUNTIME_DIR", runtime.path())
             .env("HOME", runtime.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("pulseaudio (Debian package) must be installed: scripts/install-deps installs it");
+            .expect(
+                "pulseaudio (Debian package) must be installed: scripts/install-deps installs it",
+            );
         let socket = runtime.path().join("pulse/native");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
@@ -200,30 +276,54 @@ pub fn firefox(args: &[&str], sound: &Sound) -> serde_json::Value {
 pub struct Firefox {
     child: Child,
     lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    profile: tempfile::TempDir,
 }
 
 impl Firefox {
     pub fn start(args: &[&str], sound: &Sound) -> Firefox {
+        Self::start_in(None, args, sound)
+    }
+
+    /// Firefox in `net`'s namespace when given (the fault suite: Firefox gathers ICE
+    /// candidates only on the interface of its default route, never on loopback).
+    pub fn start_in(net: Option<&super::netns::Netns>, args: &[&str], sound: &Sound) -> Firefox {
         use std::io::BufRead;
-        let mut child = Command::new("node")
+        let node = Path::new("node");
+        let mut cmd = net.map_or_else(|| Command::new(node), |n| n.command(node));
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = cmd
             .arg("firefox/drive.mjs")
             .args(args)
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
             .env("XDG_RUNTIME_DIR", sound.runtime.path())
+            .env("FIREFOX_PROFILE", profile.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("node runs the Firefox driver");
         let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        Firefox { child, lines }
+        Firefox {
+            child,
+            lines,
+            profile,
+        }
+    }
+
+    /// The browser's whole profile (OPFS, IndexedDB, caches), on disk while it runs.
+    pub fn profile(&self) -> &Path {
+        self.profile.path()
     }
 
     /// Waits for the driver's next event and returns its name.
     pub fn event(&mut self) -> String {
         let line = self.lines.next().expect("the driver's next line").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
-        v["event"].as_str().unwrap_or_else(|| panic!("not an event: {line}")).to_owned()
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        v["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an event: {line}"))
+            .to_owned()
     }
 
     pub fn go_on(&mut self) {
@@ -238,6 +338,7 @@ impl Firefox {
             last = line.unwrap();
         }
         let _ = self.child.wait();
-        serde_json::from_str(&last).unwrap_or_else(|e| panic!("the Firefox driver said {last:?} ({e})"))
+        serde_json::from_str(&last)
+            .unwrap_or_else(|e| panic!("the Firefox driver said {last:?} ({e})"))
     }
 }

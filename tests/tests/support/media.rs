@@ -38,9 +38,15 @@ impl Span {
 pub fn decode(data: &[u8]) -> Result<Decoded, String> {
     gst::init().map_err(|e| e.to_string())?;
     let pipeline = gst::Pipeline::new();
-    let src = gst_app::AppSrc::builder().format(gst::Format::Bytes).build();
-    let decodebin = gst::ElementFactory::make("decodebin").build().map_err(|e| e.to_string())?;
-    pipeline.add_many([src.upcast_ref(), &decodebin]).map_err(|e| e.to_string())?;
+    let src = gst_app::AppSrc::builder()
+        .format(gst::Format::Bytes)
+        .build();
+    let decodebin = gst::ElementFactory::make("decodebin")
+        .build()
+        .map_err(|e| e.to_string())?;
+    pipeline
+        .add_many([src.upcast_ref(), &decodebin])
+        .map_err(|e| e.to_string())?;
     src.link(&decodebin).map_err(|e| e.to_string())?;
 
     let video = Arc::new(Mutex::new(Span::default()));
@@ -49,12 +55,20 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
     let pipeline_weak = pipeline.downgrade();
     let (v, a, sz) = (video.clone(), audio.clone(), size.clone());
     decodebin.connect_pad_added(move |_, pad| {
-        let Some(pipeline) = pipeline_weak.upgrade() else { return };
-        let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None))).unwrap();
+        let Some(pipeline) = pipeline_weak.upgrade() else {
+            return;
+        };
+        let caps = pad
+            .current_caps()
+            .or_else(|| Some(pad.query_caps(None)))
+            .unwrap();
         let s = caps.structure(0).unwrap();
         let is_video = s.name().starts_with("video/");
         if is_video {
-            *sz.lock().unwrap() = (s.get::<i32>("width").unwrap_or(0), s.get::<i32>("height").unwrap_or(0));
+            *sz.lock().unwrap() = (
+                s.get::<i32>("width").unwrap_or(0),
+                s.get::<i32>("height").unwrap_or(0),
+            );
         }
         let span = if is_video { v.clone() } else { a.clone() };
         let sink = gst_app::AppSink::builder()
@@ -64,7 +78,10 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         if let Some(buf) = sample.buffer() {
-                            span.lock().unwrap().add(buf.pts().map(|t| t.nseconds()), buf.duration().map(|t| t.nseconds()));
+                            span.lock().unwrap().add(
+                                buf.pts().map(|t| t.nseconds()),
+                                buf.duration().map(|t| t.nseconds()),
+                            );
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })
@@ -76,8 +93,11 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
         pad.link(&sink.static_pad("sink").unwrap()).unwrap();
     });
 
-    pipeline.set_state(gst::State::Playing).map_err(|e| e.to_string())?;
-    src.push_buffer(gst::Buffer::from_slice(data.to_vec())).map_err(|e| e.to_string())?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| e.to_string())?;
+    src.push_buffer(gst::Buffer::from_slice(data.to_vec()))
+        .map_err(|e| e.to_string())?;
     src.end_of_stream().map_err(|e| e.to_string())?;
     let bus = pipeline.bus().unwrap();
     let mut result = Ok(());
@@ -91,10 +111,18 @@ pub fn decode(data: &[u8]) -> Result<Decoded, String> {
             _ => {}
         }
     }
-    pipeline.set_state(gst::State::Null).map_err(|e| e.to_string())?;
+    pipeline
+        .set_state(gst::State::Null)
+        .map_err(|e| e.to_string())?;
     result?;
     let (width, height) = *size.lock().unwrap();
     let v = video.lock().unwrap();
     let a = audio.lock().unwrap();
-    Ok(Decoded { video_frames: v.count, video_seconds: v.seconds(), audio_seconds: a.seconds(), width, height })
+    Ok(Decoded {
+        video_frames: v.count,
+        video_seconds: v.seconds(),
+        audio_seconds: a.seconds(),
+        width,
+        height,
+    })
 }

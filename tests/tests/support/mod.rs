@@ -21,7 +21,11 @@ pub fn bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let p = target.join("debug").join(name);
-    assert!(p.exists(), "{} not built: run `cargo build --workspace --bins` first (scripts/test does)", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
     p
 }
 
@@ -44,13 +48,23 @@ impl Server {
     }
 
     /// `env` adds settings such as `PROCTOR_DATABASE__URL`.
-    pub fn start_with_env(data: &Path, public_port: u16, global_args: &[&str], env: &[(String, String)]) -> Server {
+    pub fn start_with_env(
+        data: &Path,
+        public_port: u16,
+        global_args: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         Self::start_on(data, &format!("127.0.0.1:{public_port}"), global_args, env)
     }
 
     /// The public listener on `listen` (an address of the fault suite's veth, say); the
     /// staff listener stays on loopback.
-    pub fn start_on(data: &Path, listen: &str, global_args: &[&str], env: &[(String, String)]) -> Server {
+    pub fn start_on(
+        data: &Path,
+        listen: &str,
+        global_args: &[&str],
+        env: &[(String, String)],
+    ) -> Server {
         let mut child = Command::new(bin("proctor-server"))
             .args(global_args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -65,7 +79,10 @@ impl Server {
         let mut text = String::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while !text.trim_end().ends_with('}') {
-            assert!(Instant::now() < deadline, "server did not announce its addresses");
+            assert!(
+                Instant::now() < deadline,
+                "server did not announce its addresses"
+            );
             let mut line = String::new();
             if out.read_line(&mut line).unwrap() == 0 {
                 panic!("server exited early: {text}");
@@ -73,7 +90,12 @@ impl Server {
             text.push_str(&line);
         }
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        Server { child, data: data.to_owned(), public: v["public"].as_str().unwrap().into(), staff: v["staff"].as_str().unwrap().into() }
+        Server {
+            child,
+            data: data.to_owned(),
+            public: v["public"].as_str().unwrap().into(),
+            staff: v["staff"].as_str().unwrap().into(),
+        }
     }
 
     pub fn public_port(&self) -> u16 {
@@ -97,13 +119,30 @@ impl Drop for Server {
 }
 
 pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
-    let out = Command::new(bin("proctor-server")).arg("--data-dir").arg(data).args(args).envs(env.iter().copied()).output().unwrap();
-    assert!(out.status.success(), "proctor-server {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out.stdout).into()))
+    let out = Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "proctor-server {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&out.stdout).into()))
 }
 
 pub async fn post_platform(url: String, body: serde_json::Value) -> serde_json::Value {
-    let r = reqwest::Client::new().post(url).bearer_auth(PLATFORM_TOKEN).json(&body).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(PLATFORM_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
@@ -126,15 +165,29 @@ pub async fn enrol_at(public: &str) -> (String, String) {
         serde_json::json!({ "ref": "candidat-1" }),
     )
     .await;
-    (c["attempt_id"].as_str().unwrap().into(), c["launch_token"].as_str().unwrap().into())
+    (
+        c["attempt_id"].as_str().unwrap().into(),
+        c["launch_token"].as_str().unwrap().into(),
+    )
 }
 
 pub fn agent(server_url: &str, token: &str, duration: &str, spool: &Path) -> Command {
     let mut c = Command::new(bin("capture-agent"));
-    c.args(["--server", server_url, "--token", token, "--source", "test", "--duration", duration, "--consent", "--spool"])
-        .arg(spool)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args([
+        "--server",
+        server_url,
+        "--token",
+        token,
+        "--source",
+        "test",
+        "--duration",
+        duration,
+        "--consent",
+        "--spool",
+    ])
+    .arg(spool)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     c
 }
 
@@ -144,25 +197,57 @@ pub async fn staff_media(server: &Server, attempt: &str, stream: &str) -> Vec<u8
 }
 
 /// `staff_media` with settings for the CLI (e.g. the database URL).
-pub async fn staff_media_env(server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
+pub async fn staff_media_env(
+    server: &Server,
+    attempt: &str,
+    stream: &str,
+    env: &[(&str, &str)],
+) -> Vec<u8> {
     staff_media_via(&reqwest::Client::new(), server, attempt, stream, env).await
 }
 
 /// `staff_media` through a given client (one that trusts the server's test CA, say).
-pub async fn staff_media_via(http: &reqwest::Client, server: &Server, attempt: &str, stream: &str, env: &[(&str, &str)]) -> Vec<u8> {
+pub async fn staff_media_via(
+    http: &reqwest::Client,
+    server: &Server,
+    attempt: &str,
+    stream: &str,
+    env: &[(&str, &str)],
+) -> Vec<u8> {
     let login = format!("rev-{}", &uuid::Uuid::new_v4().to_string()[..8]);
     let mut env = env.to_vec();
     env.push(("PROCTOR_PASSWORD", "Kilo-Tango-2026!"));
-    cli(&server.data, &["staff", "add", "--role", "reviewer", "--login", &login], &env);
+    cli(
+        &server.data,
+        &["staff", "add", "--role", "reviewer", "--login", &login],
+        &env,
+    );
     let report = cli(&server.data, &["attempt", "show", attempt], &env);
     // Nobody watches live: a recording is reviewed once its exam has ended.
-    if matches!(report["state"].as_str(), Some("enrolled" | "consented" | "recording")) {
+    if matches!(
+        report["state"].as_str(),
+        Some("enrolled" | "consented" | "recording")
+    ) {
         cli(&server.data, &["attempt", "end", attempt], &env);
     }
-    cli(&server.data, &["staff", "assign", "--login", &login, "--sitting", report["sitting_id"].as_str().unwrap()], &env);
+    cli(
+        &server.data,
+        &[
+            "staff",
+            "assign",
+            "--login",
+            &login,
+            "--sitting",
+            report["sitting_id"].as_str().unwrap(),
+        ],
+        &env,
+    );
     let token = staff_session_with(http, &server.staff, &login, "Kilo-Tango-2026!").await;
     let r = http
-        .get(format!("{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media", server.staff))
+        .get(format!(
+            "{}/api/staff/v1/attempts/{attempt}/streams/{stream}/media",
+            server.staff
+        ))
         .bearer_auth(&token)
         .send()
         .await
@@ -178,7 +263,12 @@ pub async fn staff_session(staff_url: &str, login: &str, password: &str) -> Stri
 }
 
 /// `staff_session` through a given client (a terminal's, with its certificate).
-pub async fn staff_session_with(http: &reqwest::Client, staff_url: &str, login: &str, password: &str) -> String {
+pub async fn staff_session_with(
+    http: &reqwest::Client,
+    staff_url: &str,
+    login: &str,
+    password: &str,
+) -> String {
     let t: serde_json::Value = http
         .post(format!("{staff_url}/api/staff/v1/login"))
         .json(&serde_json::json!({ "login": login, "password": password }))
@@ -188,7 +278,10 @@ pub async fn staff_session_with(http: &reqwest::Client, staff_url: &str, login: 
         .json()
         .await
         .unwrap();
-    let token = t["token"].as_str().unwrap_or_else(|| panic!("login failed: {t}")).to_owned();
+    let token = t["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {t}"))
+        .to_owned();
     let r = http
         .post(format!("{staff_url}/api/staff/v1/account/password"))
         .bearer_auth(&token)
@@ -224,18 +317,30 @@ pub fn assert_no_plaintext(plaintext: &[u8], dirs: &[&Path]) {
     let mut needles: HashMap<u64, Vec<&[u8]>> = HashMap::new();
     for o in (0..plaintext.len().saturating_sub(32)).step_by(1024) {
         let n = &plaintext[o..o + 32];
-        needles.entry(u64::from_le_bytes(n[..8].try_into().unwrap())).or_default().push(n);
+        needles
+            .entry(u64::from_le_bytes(n[..8].try_into().unwrap()))
+            .or_default()
+            .push(n);
     }
     assert!(needles.len() > 10, "too little plaintext to search for");
     for dir in dirs {
         for f in files_under(dir) {
             let bytes = std::fs::read(&f).unwrap();
             for sig in [b"ftypiso".as_slice(), b"ftypmp4".as_slice()] {
-                assert!(!bytes.windows(sig.len()).any(|w| w == sig), "MP4 signature {:?} in {}", String::from_utf8_lossy(sig), f.display());
+                assert!(
+                    !bytes.windows(sig.len()).any(|w| w == sig),
+                    "MP4 signature {:?} in {}",
+                    String::from_utf8_lossy(sig),
+                    f.display()
+                );
             }
             for w in bytes.windows(32) {
                 if let Some(cands) = needles.get(&u64::from_le_bytes(w[..8].try_into().unwrap())) {
-                    assert!(!cands.iter().any(|n| *n == w), "plaintext media found in {}", f.display());
+                    assert!(
+                        !cands.iter().any(|n| *n == w),
+                        "plaintext media found in {}",
+                        f.display()
+                    );
                 }
             }
         }

@@ -22,8 +22,15 @@ pub struct Netns {
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Netns {
@@ -44,14 +51,51 @@ impl Netns {
         // A namespace left by a killed run of the same id goes first.
         let _ = Command::new("ip").args(["netns", "del", &n.name]).output();
         run(&["ip", "netns", "add", &n.name]);
-        run(&["ip", "link", "add", &n.host_dev, "type", "veth", "peer", "name", &n.agent_dev]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &n.host_dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &n.agent_dev,
+        ]);
         run(&["ip", "link", "set", &n.agent_dev, "netns", &n.name]);
-        run(&["ip", "addr", "add", &format!("{}/24", n.host_ip), "dev", &n.host_dev]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", n.host_ip),
+            "dev",
+            &n.host_dev,
+        ]);
         run(&["ip", "link", "set", &n.host_dev, "up"]);
-        n.exec(&["ip", "addr", "add", &format!("{}/24", n.agent_ip), "dev", &n.agent_dev]);
+        n.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", n.agent_ip),
+            "dev",
+            &n.agent_dev,
+        ]);
         n.exec(&["ip", "link", "set", &n.agent_dev, "up"]);
         n.exec(&["ip", "link", "set", "lo", "up"]);
         n
+    }
+
+    /// A default route through the host side: Firefox gathers its ICE candidates only on
+    /// the interface of the default route.
+    pub fn route_default(&self) {
+        self.exec(&[
+            "ip",
+            "route",
+            "replace",
+            "default",
+            "via",
+            &self.host_ip.to_string(),
+        ]);
     }
 
     fn exec(&self, args: &[&str]) {
@@ -69,15 +113,47 @@ impl Netns {
 
     /// Cuts (false) or restores (true) the link.
     pub fn link(&self, up: bool) {
-        run(&["ip", "link", "set", &self.host_dev, if up { "up" } else { "down" }]);
+        run(&[
+            "ip",
+            "link",
+            "set",
+            &self.host_dev,
+            if up { "up" } else { "down" },
+        ]);
     }
 
     /// Caps what the agent sends to `kbit` kbit/s (its uplink); `None` lifts the cap.
     pub fn cap_uplink(&self, kbit: Option<u32>) {
         match kbit {
-            Some(k) => self.exec(&["tc", "qdisc", "replace", "dev", &self.agent_dev, "root", "tbf", "rate", &format!("{k}kbit"), "burst", "16kb", "latency", "400ms"]),
+            Some(k) => self.exec(&[
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                &self.agent_dev,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{k}kbit"),
+                "burst",
+                "16kb",
+                "latency",
+                "400ms",
+            ]),
             None => {
-                let _ = Command::new("ip").args(["netns", "exec", &self.name, "tc", "qdisc", "del", "dev", &self.agent_dev, "root"]).output();
+                let _ = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &self.name,
+                        "tc",
+                        "qdisc",
+                        "del",
+                        "dev",
+                        &self.agent_dev,
+                        "root",
+                    ])
+                    .output();
             }
         }
     }
@@ -103,12 +179,20 @@ impl Netns {
     }
 
     pub fn clear_faults(&self) {
-        let _ = Command::new("ip").args(["netns", "exec", &self.name, "nft", "delete", "table", "inet", "faults"]).output();
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "nft", "delete", "table", "inet", "faults",
+            ])
+            .output();
         self.cap_uplink(None);
     }
 
     fn nft(&self, ruleset: &str) {
-        let _ = Command::new("ip").args(["netns", "exec", &self.name, "nft", "delete", "table", "inet", "faults"]).output();
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &self.name, "nft", "delete", "table", "inet", "faults",
+            ])
+            .output();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.name, "nft", "-f", "-"])
             .stdin(std::process::Stdio::piped())
@@ -116,16 +200,27 @@ impl Netns {
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(ruleset.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ruleset.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         // Deleting the namespace deletes the veth pair with it.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -137,8 +232,18 @@ pub struct Tmpfs {
 impl Tmpfs {
     pub fn mount(dir: &std::path::Path, megabytes: u32) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        run(&["mount", "-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700"), "tmpfs", dir.to_str().unwrap()]);
-        Tmpfs { dir: dir.to_owned() }
+        run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={megabytes}m,mode=0700"),
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]);
+        Tmpfs {
+            dir: dir.to_owned(),
+        }
     }
 
     /// Fills what is left but `leave` bytes with a ballast file; returns its path.
@@ -163,8 +268,18 @@ impl Tmpfs {
 }
 
 pub fn fs_free(dir: &std::path::Path) -> u64 {
-    let out = Command::new("df").args(["-B1", "--output=avail"]).arg(dir).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 impl Drop for Tmpfs {

@@ -19,7 +19,11 @@ pub struct Delay {
 impl Delay {
     fn draw(&self) -> Duration {
         let j = self.jitter.as_micros() as i64;
-        let off = if j == 0 { 0 } else { rand::thread_rng().gen_range(-j..=j) };
+        let off = if j == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(-j..=j)
+        };
         Duration::from_micros((self.base.as_micros() as i64 + off).max(0) as u64)
     }
 }
@@ -42,7 +46,9 @@ pub async fn tcp(listen: SocketAddr, upstream: SocketAddr, delay: Delay) -> Rela
     let task = tokio::spawn(async move {
         while let Ok((down, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let Ok(up) = TcpStream::connect(upstream).await else { return };
+                let Ok(up) = TcpStream::connect(upstream).await else {
+                    return;
+                };
                 let (dr, dw) = down.into_split();
                 let (ur, uw) = up.into_split();
                 tokio::join!(pipe(dr, uw, delay), pipe(ur, dw, delay));
@@ -54,7 +60,11 @@ pub async fn tcp(listen: SocketAddr, upstream: SocketAddr, delay: Delay) -> Rela
 
 /// One direction: read, stamp with a release time (never before the previous one: order
 /// is kept), write when due. Memory is bounded by the channel (64 reads of 16 KiB).
-async fn pipe(mut r: tokio::net::tcp::OwnedReadHalf, mut w: tokio::net::tcp::OwnedWriteHalf, delay: Delay) {
+async fn pipe(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    delay: Delay,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(64);
     let reader = async move {
         let mut last = Instant::now();
@@ -89,7 +99,8 @@ pub async fn udp(listen: SocketAddr, upstream: SocketAddr, delay: Delay) -> Rela
     let front = std::sync::Arc::new(UdpSocket::bind(listen).await.unwrap());
     let addr = front.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        let mut clients: std::collections::HashMap<SocketAddr, std::sync::Arc<UdpSocket>> = Default::default();
+        let mut clients: std::collections::HashMap<SocketAddr, std::sync::Arc<UdpSocket>> =
+            Default::default();
         let mut buf = vec![0u8; 65_536];
         while let Ok((n, from)) = front.recv_from(&mut buf).await {
             let back = match clients.get(&from) {

@@ -36,24 +36,67 @@ impl Scene {
     }
 
     /// `env(net)` adds the server's settings (the data channel's addresses, say).
-    pub fn build(megabytes: Option<u32>, env: impl FnOnce(&Netns) -> Vec<(String, String)>) -> Scene {
+    pub fn build(
+        megabytes: Option<u32>,
+        env: impl FnOnce(&Netns) -> Vec<(String, String)>,
+    ) -> Scene {
         let tmp = tempfile::tempdir().unwrap();
-        let mounts: Vec<Tmpfs> = megabytes.map(|mb| Tmpfs::mount(&tmp.path().join("data").join("blobs"), mb)).into_iter().collect();
+        let mounts: Vec<Tmpfs> = megabytes
+            .map(|mb| Tmpfs::mount(&tmp.path().join("data").join("blobs"), mb))
+            .into_iter()
+            .collect();
         let net = Netns::new();
         let env = env(&net);
-        let cert = rcgen::generate_simple_self_signed(vec![net.host_ip.to_string(), "127.0.0.1".into()]).unwrap();
+        let cert =
+            rcgen::generate_simple_self_signed(vec![net.host_ip.to_string(), "127.0.0.1".into()])
+                .unwrap();
         let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
         std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
         let config = tmp.path().join("tls.toml");
-        std::fs::write(&config, format!("[tls]\ncert_path = {cert_path:?}\nkey_path = {key_path:?}\n")).unwrap();
+        std::fs::write(
+            &config,
+            format!("[tls]\ncert_path = {cert_path:?}\nkey_path = {key_path:?}\n"),
+        )
+        .unwrap();
         let data = tmp.path().join("data");
-        let server = Server::start_on(&data, &format!("{}:0", net.host_ip), &["--config", config.to_str().unwrap()], &env);
+        let server = Server::start_on(
+            &data,
+            &format!("{}:0", net.host_ip),
+            &["--config", config.to_str().unwrap()],
+            &env,
+        );
         let listen = server.public.trim_start_matches("https://").to_owned();
-        let sitting = server.cli(&["sitting", "create", "--ref", &format!("FAULT-{}", uuid::Uuid::new_v4())]);
-        let cand = server.cli(&["candidate", "add", "--sitting", sitting["sitting_id"].as_str().unwrap(), "--ref", "c"]);
-        let (attempt, token) = (cand["attempt_id"].as_str().unwrap().to_owned(), cand["launch_token"].as_str().unwrap().to_owned());
-        Scene { tmp, net, cert: cert_path, config, server, listen, attempt, token, mounts, env }
+        let sitting = server.cli(&[
+            "sitting",
+            "create",
+            "--ref",
+            &format!("FAULT-{}", uuid::Uuid::new_v4()),
+        ]);
+        let cand = server.cli(&[
+            "candidate",
+            "add",
+            "--sitting",
+            sitting["sitting_id"].as_str().unwrap(),
+            "--ref",
+            "c",
+        ]);
+        let (attempt, token) = (
+            cand["attempt_id"].as_str().unwrap().to_owned(),
+            cand["launch_token"].as_str().unwrap().to_owned(),
+        );
+        Scene {
+            tmp,
+            net,
+            cert: cert_path,
+            config,
+            server,
+            listen,
+            attempt,
+            token,
+            mounts,
+            env,
+        }
     }
 
     pub fn spool(&self) -> PathBuf {
@@ -63,13 +106,24 @@ impl Scene {
     /// The agent, in its namespace, sending to `server` (the server itself, or a relay).
     pub fn agent_to(&self, server: &str, duration: &str) -> std::process::Command {
         let mut c = self.net.command(&bin("capture-agent"));
-        c.args(["--server", server, "--token", &self.token, "--source", "test-busy", "--duration", duration, "--consent", "--spool"])
-            .arg(self.spool())
-            .arg("--ca-file")
-            .arg(&self.cert)
-            .env("CLOE_AGENT_LOG", "capture_agent=info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.args([
+            "--server",
+            server,
+            "--token",
+            &self.token,
+            "--source",
+            "test-busy",
+            "--duration",
+            duration,
+            "--consent",
+            "--spool",
+        ])
+        .arg(self.spool())
+        .arg("--ca-file")
+        .arg(&self.cert)
+        .env("CLOE_AGENT_LOG", "capture_agent=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         c
     }
 
@@ -85,18 +139,28 @@ impl Scene {
     }
 
     pub fn carried(report: &serde_json::Value, transport: &str) -> u64 {
-        report["chunks_by_transport"][transport].as_u64().unwrap_or(0)
+        report["chunks_by_transport"][transport]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn restart_server(&mut self) {
         let data = self.server.data.clone();
-        self.server = Server::start_on(&data, &self.listen, &["--config", self.config.to_str().unwrap()], &self.env);
+        self.server = Server::start_on(
+            &data,
+            &self.listen,
+            &["--config", self.config.to_str().unwrap()],
+            &self.env,
+        );
     }
 
     /// The staff listener serves the same certificate.
     pub fn staff_client(&self) -> reqwest::Client {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.cert).unwrap()).unwrap();
-        reqwest::Client::builder().add_root_certificate(ca).build().unwrap()
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap()
     }
 
     pub fn show(&self) -> serde_json::Value {
@@ -106,35 +170,81 @@ impl Scene {
     /// The exact check: every chunk the agent runs sealed is stored once (rows and blobs),
     /// nothing is missing, every stream ends as expected, and each stream's decrypted media
     /// decodes for as long as it recorded.
-    pub async fn every_fragment_stored_once_and_decodes(&self, sealed: u64, abrupt_streams: usize) -> serde_json::Value {
+    pub async fn every_fragment_stored_once_and_decodes(
+        &self,
+        sealed: u64,
+        abrupt_streams: usize,
+    ) -> serde_json::Value {
         let report = self.show();
-        assert_eq!(report["fragments_stored"].as_u64().unwrap(), sealed, "every sealed chunk stored once: {report:#}");
+        assert_eq!(
+            report["fragments_stored"].as_u64().unwrap(),
+            sealed,
+            "every sealed chunk stored once: {report:#}"
+        );
         assert_eq!(report["missing"].as_array().unwrap().len(), 0, "{report:#}");
         let streams = report["streams"].as_array().unwrap().clone();
-        let abrupt = streams.iter().filter(|s| s["status"] == "ended_abruptly").count();
+        let abrupt = streams
+            .iter()
+            .filter(|s| s["status"] == "ended_abruptly")
+            .count();
         assert_eq!(abrupt, abrupt_streams, "{report:#}");
-        assert_eq!(report["integrity"], if abrupt_streams == 0 { "ok" } else { "incomplete" }, "{report:#}");
-        let blobs = files_under(&self.server.data.join("blobs")).iter().filter(|p| p.extension().is_some_and(|e| e == "chunk")).count() as u64;
+        assert_eq!(
+            report["integrity"],
+            if abrupt_streams == 0 {
+                "ok"
+            } else {
+                "incomplete"
+            },
+            "{report:#}"
+        );
+        let blobs = files_under(&self.server.data.join("blobs"))
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "chunk"))
+            .count() as u64;
         assert_eq!(blobs, sealed, "one blob per stored chunk");
         for s in &streams {
             let id = s["stream_id"].as_str().unwrap();
-            let media = staff_media_via(&self.staff_client(), &self.server, &self.attempt, id, &[]).await;
-            let decoded = media::decode(&media).unwrap_or_else(|e| panic!("stream {id} does not decode: {e}"));
+            let media =
+                staff_media_via(&self.staff_client(), &self.server, &self.attempt, id, &[]).await;
+            let decoded = media::decode(&media)
+                .unwrap_or_else(|e| panic!("stream {id} does not decode: {e}"));
             let recorded = s["recorded_seconds"].as_f64().unwrap();
-            assert!((decoded.video_seconds - recorded).abs() <= 2.5, "stream {id}: decoded {decoded:?}, recorded {recorded} s");
-            assert!(decoded.audio_seconds >= recorded - 2.5, "stream {id}: {decoded:?}");
+            assert!(
+                (decoded.video_seconds - recorded).abs() <= 2.5,
+                "stream {id}: decoded {decoded:?}, recorded {recorded} s"
+            );
+            assert!(
+                decoded.audio_seconds >= recorded - 2.5,
+                "stream {id}: {decoded:?}"
+            );
         }
         report
     }
 }
 
 pub fn summary(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "capture-agent failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("agent prints a JSON summary");
-    assert_eq!((s["chunks_dropped"].as_u64(), s["chunks_unsent"].as_u64()), (Some(0), Some(0)), "{s:#}");
-    assert!(s["stopped"].is_null() && s["capture_error"].is_null(), "{s:#}");
+    assert!(
+        out.status.success(),
+        "capture-agent failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("agent prints a JSON summary");
+    assert_eq!(
+        (s["chunks_dropped"].as_u64(), s["chunks_unsent"].as_u64()),
+        (Some(0), Some(0)),
+        "{s:#}"
+    );
+    assert!(
+        s["stopped"].is_null() && s["capture_error"].is_null(),
+        "{s:#}"
+    );
     // Leftovers of an earlier run are acknowledged too.
-    assert!(s["chunks_acknowledged"].as_u64() >= s["fragments_sealed"].as_u64(), "{s:#}");
+    assert!(
+        s["chunks_acknowledged"].as_u64() >= s["fragments_sealed"].as_u64(),
+        "{s:#}"
+    );
     s
 }
 
@@ -174,6 +284,11 @@ pub async fn finish(mut running: Running) -> Output {
 pub fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
         .unwrap_or(0)
 }

@@ -13,12 +13,23 @@ use axum::Router;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/account/password", get(password_page).post(change_password)).route("/account/totp", get(totp_page).post(confirm_totp))
+    Router::new()
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
+        .route("/account/totp", get(totp_page).post(confirm_totp))
 }
 
 async fn password_page(AnyPageSession(s): AnyPageSession) -> Result<Response, PageError> {
     let csrf = s.csrf();
-    Ok(render(reviewer::PasswordPage { t: T, login: &s.who.login, csrf: &csrf, error: None })?.into_response())
+    Ok(render(reviewer::PasswordPage {
+        t: T,
+        login: &s.who.login,
+        csrf: &csrf,
+        error: None,
+    })?
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -29,14 +40,25 @@ struct PasswordForm {
     confirm: String,
 }
 
-async fn change_password(State(app): State<AppState>, AnyPageSession(s): AnyPageSession, Form(f): Form<PasswordForm>) -> Result<Response, PageError> {
+async fn change_password(
+    State(app): State<AppState>,
+    AnyPageSession(s): AnyPageSession,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    let result = if f.new != f.confirm { Err(T.password_mismatch) } else {
-        match app.change_password(&s.who, &s.token, &f.current, &f.new).await {
+    let result = if f.new != f.confirm {
+        Err(T.password_mismatch)
+    } else {
+        match app
+            .change_password(&s.who, &s.token, &f.current, &f.new)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(AppError::Forbidden(_)) => Err(T.password_wrong_current),
             Err(AppError::PasswordRejected(PasswordRejected::Common)) => Err(T.password_common),
-            Err(AppError::PasswordRejected(PasswordRejected::ContainsLogin)) => Err(T.password_contains_login),
+            Err(AppError::PasswordRejected(PasswordRejected::ContainsLogin)) => {
+                Err(T.password_contains_login)
+            }
             Err(AppError::PasswordRejected(_)) => Err(T.password_too_weak),
             Err(AppError::BadRequest(_)) => Err(T.password_same),
             Err(e) => return Err(e.into()),
@@ -47,15 +69,35 @@ async fn change_password(State(app): State<AppState>, AnyPageSession(s): AnyPage
         Ok(()) => Ok(Redirect::to(home_of(&s.who)).into_response()),
         Err(error) => {
             let csrf = s.csrf();
-            Ok((StatusCode::BAD_REQUEST, render(reviewer::PasswordPage { t: T, login: &s.who.login, csrf: &csrf, error: Some(error) })?).into_response())
+            Ok((
+                StatusCode::BAD_REQUEST,
+                render(reviewer::PasswordPage {
+                    t: T,
+                    login: &s.who.login,
+                    csrf: &csrf,
+                    error: Some(error),
+                })?,
+            )
+                .into_response())
         }
     }
 }
 
-async fn totp_page(State(app): State<AppState>, AnyPageSession(s): AnyPageSession) -> Result<Response, PageError> {
+async fn totp_page(
+    State(app): State<AppState>,
+    AnyPageSession(s): AnyPageSession,
+) -> Result<Response, PageError> {
     let e = app.begin_totp(&s.who)?;
     let csrf = s.csrf();
-    Ok(render(reviewer::TotpPage { t: T, login: &s.who.login, csrf: &csrf, secret: &e.secret_base32, otpauth_url: &e.otpauth_url, error: None })?.into_response())
+    Ok(render(reviewer::TotpPage {
+        t: T,
+        login: &s.who.login,
+        csrf: &csrf,
+        secret: &e.secret_base32,
+        otpauth_url: &e.otpauth_url,
+        error: None,
+    })?
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -65,14 +107,28 @@ struct TotpForm {
     code: String,
 }
 
-async fn confirm_totp(State(app): State<AppState>, AnyPageSession(s): AnyPageSession, Form(f): Form<TotpForm>) -> Result<Response, PageError> {
+async fn confirm_totp(
+    State(app): State<AppState>,
+    AnyPageSession(s): AnyPageSession,
+    Form(f): Form<TotpForm>,
+) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
     match app.confirm_totp(&s.who, &f.secret, &f.code).await {
         Ok(()) => Ok(Redirect::to(home_of(&s.who)).into_response()),
         Err(AppError::BadRequest(_)) => {
             let csrf = s.csrf();
             // The same secret again, so the entry already made in the person's app stays valid.
-            Ok((StatusCode::BAD_REQUEST, render(reviewer::TotpPage { t: T, login: &s.who.login, csrf: &csrf, secret: &f.secret, otpauth_url: "", error: Some(T.totp_wrong) })?)
+            Ok((
+                StatusCode::BAD_REQUEST,
+                render(reviewer::TotpPage {
+                    t: T,
+                    login: &s.who.login,
+                    csrf: &csrf,
+                    secret: &f.secret,
+                    otpauth_url: "",
+                    error: Some(T.totp_wrong),
+                })?,
+            )
                 .into_response())
         }
         Err(e) => Err(e.into()),

@@ -4,8 +4,8 @@
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
 use crate::error::AppError;
-use crate::routes::{parse_id, AppState};
 use crate::routes::session::StaffSession;
+use crate::routes::{parse_id, AppState};
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,12 @@ struct Outcome<'a> {
     error: Option<String>,
 }
 
-async fn page(app: &AppState, s: &StaffSession, outcome: Outcome<'_>, status: StatusCode) -> Result<Response, PageError> {
+async fn page(
+    app: &AppState,
+    s: &StaffSession,
+    outcome: Outcome<'_>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
     let staff = app
         .list_staff(&s.who)
         .await?
@@ -49,11 +54,24 @@ async fn page(app: &AppState, s: &StaffSession, outcome: Outcome<'_>, status: St
             } else {
                 T.status_active
             };
-            let mut actions = vec![if a.disabled { ("enable", T.admin_enable) } else { ("disable", T.admin_disable) }, ("reset-password", T.admin_reset)];
+            let mut actions = vec![
+                if a.disabled {
+                    ("enable", T.admin_enable)
+                } else {
+                    ("disable", T.admin_disable)
+                },
+                ("reset-password", T.admin_reset),
+            ];
             if a.totp {
                 actions.push(("remove-totp", T.admin_remove_totp));
             }
-            reviewer::StaffRow { role: Text::label(T.roles, a.role).into(), login: a.login, status: status.into(), totp: a.totp, actions }
+            reviewer::StaffRow {
+                role: Text::label(T.roles, a.role).into(),
+                login: a.login,
+                status: status.into(),
+                totp: a.totp,
+                actions,
+            }
         })
         .collect();
     let csrf = s.csrf();
@@ -72,18 +90,35 @@ async fn page(app: &AppState, s: &StaffSession, outcome: Outcome<'_>, status: St
 
 /// Runs an admin action and shows the page with its outcome; a refused action (4xx) is
 /// shown on the page, anything else is an error page.
-async fn outcome_page<T>(app: &AppState, s: &StaffSession, result: Result<T, AppError>, ok: impl FnOnce(T) -> Outcome<'static>) -> Result<Response, PageError> {
+async fn outcome_page<T>(
+    app: &AppState,
+    s: &StaffSession,
+    result: Result<T, AppError>,
+    ok: impl FnOnce(T) -> Outcome<'static>,
+) -> Result<Response, PageError> {
     match result {
         Ok(v) => page(app, s, ok(v), StatusCode::OK).await,
         Err(e) if e.status_and_code().0.is_client_error() => {
             let status = e.status_and_code().0;
-            page(app, s, Outcome { error: Some(e.to_string()), ..Default::default() }, status).await
+            page(
+                app,
+                s,
+                Outcome {
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+                status,
+            )
+            .await
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn admin_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
+async fn admin_page(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     page(&app, &s, Outcome::default(), StatusCode::OK).await
 }
@@ -95,12 +130,23 @@ struct CreateForm {
     role: String,
 }
 
-async fn create(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<CreateForm>) -> Result<Response, PageError> {
+async fn create(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Form(f): Form<CreateForm>,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let (_, shown) = crate::domain::Password::generate();
-    let result = app.add_staff_as(&s.who.login, &f.login, &f.role, &shown).await;
-    outcome_page(&app, &s, result, |_| Outcome { message: Some(T.admin_created), password: Some(shown), error: None }).await
+    let result = app
+        .add_staff_as(&s.who.login, &f.login, &f.role, &shown)
+        .await;
+    outcome_page(&app, &s, result, |_| Outcome {
+        message: Some(T.admin_created),
+        password: Some(shown),
+        error: None,
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -108,18 +154,30 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn action(State(app): State<AppState>, PageSession(s): PageSession, Path((login, action)): Path<(String, String)>, Form(f): Form<CsrfForm>) -> Result<Response, PageError> {
+async fn action(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Path((login, action)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let actor = s.who.login.clone();
     match action.as_str() {
         "disable" | "enable" => {
-            let r = app.set_staff_disabled(&actor, &login, action == "disable").await;
+            let r = app
+                .set_staff_disabled(&actor, &login, action == "disable")
+                .await;
             outcome_page(&app, &s, r, |_| Outcome::default()).await
         }
         "reset-password" => {
             let r = app.reset_password(&actor, &login).await;
-            outcome_page(&app, &s, r, |p| Outcome { message: Some(T.admin_reset_done), password: Some(p), error: None }).await
+            outcome_page(&app, &s, r, |p| Outcome {
+                message: Some(T.admin_reset_done),
+                password: Some(p),
+                error: None,
+            })
+            .await
         }
         "remove-totp" => {
             let r = app.remove_totp(&actor, &login).await;
@@ -136,7 +194,11 @@ struct AssignForm {
     sitting: String,
 }
 
-async fn assign(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<AssignForm>) -> Result<Response, PageError> {
+async fn assign(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Form(f): Form<AssignForm>,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let result = match parse_id(f.sitting.trim(), "sitting id") {
@@ -152,20 +214,33 @@ struct TotpForm {
     required: bool,
 }
 
-async fn totp_required(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<TotpForm>) -> Result<Response, PageError> {
+async fn totp_required(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Form(f): Form<TotpForm>,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let result = app.set_totp_required(&s.who.login, f.required).await;
     outcome_page(&app, &s, result, |_| Outcome::default()).await
 }
 
-async fn audit_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
+async fn audit_page(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+) -> Result<Response, PageError> {
     admin_only(&s)?;
     let report = app.audit_report(&s.who.login, 500).await?;
     let entries = report
         .entries
         .into_iter()
-        .map(|e| reviewer::AuditRow { seq: e.seq, when: time_fr(e.at_ms), actor: e.actor, action: e.action, detail: e.detail.to_string() })
+        .map(|e| reviewer::AuditRow {
+            seq: e.seq,
+            when: time_fr(e.at_ms),
+            actor: e.actor,
+            action: e.action,
+            detail: e.detail.to_string(),
+        })
         .collect();
     let csrf = s.csrf();
     let html = render(reviewer::AuditPage {

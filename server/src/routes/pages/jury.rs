@@ -48,36 +48,79 @@ fn effects(o: PvOutcome) -> &'static str {
 
 /// The jury's view: their sittings with the PV's status; per candidate, the review's
 /// status and outcome, categories and counts.
-async fn jury(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
+async fn jury(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+) -> Result<Html<String>, PageError> {
     let who = &session.who;
     require_jury(who)?;
     let (mut sittings, mut rows) = (Vec::new(), Vec::new());
-    for (sitting_id, sitting) in app.db.sittings_of_staff(who.id).await.map_err(AppError::from)? {
-        let pv = app.db.pv_decision(sitting_id).await.map_err(AppError::from)?;
+    for (sitting_id, sitting) in app
+        .db
+        .sittings_of_staff(who.id)
+        .await
+        .map_err(AppError::from)?
+    {
+        let pv = app
+            .db
+            .pv_decision(sitting_id)
+            .await
+            .map_err(AppError::from)?;
         sittings.push(reviewer::JurySitting {
             id: sitting_id.to_string(),
             reference: sitting.clone(),
-            pv: pv.map(|d| format!("{}, {} {}", outcome_label(d.outcome), T.pv_decided_on, time_fr(d.decided_at_ms))).unwrap_or_default(),
+            pv: pv
+                .map(|d| {
+                    format!(
+                        "{}, {} {}",
+                        outcome_label(d.outcome),
+                        T.pv_decided_on,
+                        time_fr(d.decided_at_ms)
+                    )
+                })
+                .unwrap_or_default(),
         });
-        for a in app.db.attempts_of_sitting(sitting_id).await.map_err(AppError::from)? {
+        for a in app
+            .db
+            .attempts_of_sitting(sitting_id)
+            .await
+            .map_err(AppError::from)?
+        {
             let outcome = app.review_outcome(a.id).await?;
             let last = outcome.rounds.last();
             rows.push(reviewer::JuryRow {
                 attempt_id: a.id.to_string(),
-                second_review_possible: outcome.rounds.len() == 1 && outcome.status == "submitted" && a.state != crate::lifecycle::AttemptState::Destroyed,
+                second_review_possible: outcome.rounds.len() == 1
+                    && outcome.status == "submitted"
+                    && a.state != crate::lifecycle::AttemptState::Destroyed,
                 sitting: sitting.clone(),
                 candidate: a.reference,
                 state: Text::label(T.states, a.state.as_str()).into(),
                 review: Text::label(T.review_statuses, outcome.status).into(),
-                outcome: last.and_then(|r| r.outcome).map(|o| Text::label(T.outcomes, o.as_str()).to_owned()).unwrap_or_default(),
+                outcome: last
+                    .and_then(|r| r.outcome)
+                    .map(|o| Text::label(T.outcomes, o.as_str()).to_owned())
+                    .unwrap_or_default(),
                 categories: last
-                    .map(|r| r.categories.iter().map(|(c, n)| format!("{} ×{n}", Text::label(T.categories, c))).collect::<Vec<_>>().join(", "))
+                    .map(|r| {
+                        r.categories
+                            .iter()
+                            .map(|(c, n)| format!("{} ×{n}", Text::label(T.categories, c)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
                     .unwrap_or_default(),
             });
         }
     }
     let csrf = session.csrf();
-    render(reviewer::JuryPage { t: T, login: &who.login, csrf: &csrf, sittings, rows })
+    render(reviewer::JuryPage {
+        t: T,
+        login: &who.login,
+        csrf: &csrf,
+        sittings,
+        rows,
+    })
 }
 
 #[derive(serde::Deserialize)]
@@ -87,27 +130,66 @@ struct SecondReviewForm {
     reviewer: String,
 }
 
-async fn second_review(State(app): State<AppState>, PageSession(s): PageSession, Form(f): Form<SecondReviewForm>) -> Result<Response, PageError> {
+async fn second_review(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Form(f): Form<SecondReviewForm>,
+) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    app.request_second_review(&s.who, parse_id(&f.attempt, "attempt id")?, f.reviewer.trim()).await?;
+    app.request_second_review(
+        &s.who,
+        parse_id(&f.attempt, "attempt id")?,
+        f.reviewer.trim(),
+    )
+    .await?;
     Ok(Redirect::to("/jury").into_response())
 }
 
 /// The sitting, if it is one of this jury member's: another answers as an unknown one.
-async fn jury_sitting(app: &AppState, who: &StaffIdentity, sitting: &str) -> Result<(Uuid, String), PageError> {
+async fn jury_sitting(
+    app: &AppState,
+    who: &StaffIdentity,
+    sitting: &str,
+) -> Result<(Uuid, String), PageError> {
     require_jury(who)?;
     let id = parse_id(sitting, "sitting id")?;
-    app.db.sittings_of_staff(who.id).await.map_err(AppError::from)?.into_iter().find(|(s, _)| *s == id).ok_or_else(|| AppError::NotFound("sitting").into())
+    app.db
+        .sittings_of_staff(who.id)
+        .await
+        .map_err(AppError::from)?
+        .into_iter()
+        .find(|(s, _)| *s == id)
+        .ok_or_else(|| AppError::NotFound("sitting").into())
 }
 
-async fn pv_form(State(app): State<AppState>, PageSession(session): PageSession, Path(sitting): Path<String>) -> Result<Html<String>, PageError> {
+async fn pv_form(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+    Path(sitting): Path<String>,
+) -> Result<Html<String>, PageError> {
     let (id, reference) = jury_sitting(&app, &session.who, &sitting).await?;
     form_page(&app, &session, id, reference, None).await
 }
 
-async fn form_page(app: &AppState, session: &crate::routes::session::StaffSession, id: Uuid, reference: String, error: Option<String>) -> Result<Html<String>, PageError> {
+async fn form_page(
+    app: &AppState,
+    session: &crate::routes::session::StaffSession,
+    id: Uuid,
+    reference: String,
+    error: Option<String>,
+) -> Result<Html<String>, PageError> {
     // The plan of a decision that contests no one tells which reviews are unsubmitted.
-    let (plan, _) = app.pv_plan(id, &PvRequest { outcome: PvOutcome::Refused, contested: vec![], override_unsubmitted: false, decided_by: None }).await?;
+    let (plan, _) = app
+        .pv_plan(
+            id,
+            &PvRequest {
+                outcome: PvOutcome::Refused,
+                contested: vec![],
+                override_unsubmitted: false,
+                decided_by: None,
+            },
+        )
+        .await?;
     let mut candidates = Vec::with_capacity(plan.attempts.len());
     for p in &plan.attempts {
         let outcome = app.review_outcome(p.attempt_id).await?;
@@ -120,13 +202,24 @@ async fn form_page(app: &AppState, session: &crate::routes::session::StaffSessio
     }
     let csrf = session.csrf();
     let error = error.or_else(|| (plan.in_progress > 0).then(|| T.pv_in_progress.to_owned()));
-    render(reviewer::PvFormPage { t: T, login: &session.who.login, csrf: &csrf, sitting_id: id.to_string(), sitting: reference, candidates, unsubmitted: plan.unsubmitted, error })
+    render(reviewer::PvFormPage {
+        t: T,
+        login: &session.who.login,
+        csrf: &csrf,
+        sitting_id: id.to_string(),
+        sitting: reference,
+        candidates,
+        unsubmitted: plan.unsubmitted,
+        error,
+    })
 }
 
 /// The form as posted: `outcome`, `contested_<attempt>` boxes (or, from the confirmation
 /// page, `contested` as a comma-separated list), `override`, `csrf`.
 fn request_of(form: &HashMap<String, String>) -> Result<PvRequest, AppError> {
-    let outcome = form.get("outcome").ok_or_else(|| AppError::BadRequest("choose a decision".into()))?;
+    let outcome = form
+        .get("outcome")
+        .ok_or_else(|| AppError::BadRequest("choose a decision".into()))?;
     let outcome = PvOutcome::parse(outcome).map_err(AppError::BadRequest)?;
     let mut contested = Vec::new();
     for (k, _) in form.iter().filter(|(_, v)| v.as_str() == "on") {
@@ -134,13 +227,29 @@ fn request_of(form: &HashMap<String, String>) -> Result<PvRequest, AppError> {
             contested.push(parse_id(id, "attempt id")?);
         }
     }
-    for id in form.get("contested").map(|l| l.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>()).unwrap_or_default() {
+    for id in form
+        .get("contested")
+        .map(|l| l.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
         contested.push(parse_id(id, "attempt id")?);
     }
-    Ok(PvRequest { outcome, contested, override_unsubmitted: form.get("override").is_some_and(|v| v == "on"), decided_by: None })
+    Ok(PvRequest {
+        outcome,
+        contested,
+        override_unsubmitted: form.get("override").is_some_and(|v| v == "on"),
+        decided_by: None,
+    })
 }
 
-fn plan_page(session: &crate::routes::session::StaffSession, reference: String, req: &PvRequest, plan: &PvPlan, done: bool, receipts: usize) -> Result<Html<String>, PageError> {
+fn plan_page(
+    session: &crate::routes::session::StaffSession,
+    reference: String,
+    req: &PvRequest,
+    plan: &PvPlan,
+    done: bool,
+    receipts: usize,
+) -> Result<Html<String>, PageError> {
     let rows = plan
         .attempts
         .iter()
@@ -164,7 +273,12 @@ fn plan_page(session: &crate::routes::session::StaffSession, reference: String, 
         outcome: req.outcome.as_str().into(),
         outcome_label: outcome_label(req.outcome).into(),
         effects: effects(req.outcome).into(),
-        contested: req.contested.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        contested: req
+            .contested
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         override_unsubmitted: req.override_unsubmitted,
         unsubmitted: plan.unsubmitted,
         rows,
@@ -176,19 +290,34 @@ fn plan_page(session: &crate::routes::session::StaffSession, reference: String, 
 /// Why the form is refused, in the jury's words.
 fn refusal(e: &AppError, req: Option<&PvRequest>) -> Result<String, PageError> {
     Ok(match (e, req) {
-        (AppError::ReviewsUnsubmitted(n), _) => format!("{n} {} {}", T.pv_unsubmitted, T.pv_override_needed),
+        (AppError::ReviewsUnsubmitted(n), _) => {
+            format!("{n} {} {}", T.pv_unsubmitted, T.pv_override_needed)
+        }
         (AppError::PvAlreadyDecided, _) => T.pv_already.into(),
         (AppError::Conflict(_), _) => T.pv_in_progress.into(),
         (AppError::BadRequest(_), None) => T.pv_choose.into(),
-        (AppError::BadRequest(_), Some(r)) if r.outcome == PvOutcome::Reservations && r.contested.is_empty() => T.pv_need_contested.into(),
-        (AppError::BadRequest(_), Some(r)) if r.outcome != PvOutcome::Reservations && !r.contested.is_empty() => T.pv_no_contested.into(),
+        (AppError::BadRequest(_), Some(r))
+            if r.outcome == PvOutcome::Reservations && r.contested.is_empty() =>
+        {
+            T.pv_need_contested.into()
+        }
+        (AppError::BadRequest(_), Some(r))
+            if r.outcome != PvOutcome::Reservations && !r.contested.is_empty() =>
+        {
+            T.pv_no_contested.into()
+        }
         (AppError::BadRequest(m), _) => m.clone(),
         _ => return Err(PageError(AppError::Internal(anyhow::anyhow!("{e}")))),
     })
 }
 
 /// Step 2: what the decision will do, to confirm.
-async fn pv_confirm(State(app): State<AppState>, PageSession(session): PageSession, Path(sitting): Path<String>, Form(form): Form<HashMap<String, String>>) -> Result<Html<String>, PageError> {
+async fn pv_confirm(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+    Path(sitting): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
     check_csrf(&session, form.get("csrf").map_or("", |c| c.as_str()))?;
     let (id, reference) = jury_sitting(&app, &session.who, &sitting).await?;
     let req = match request_of(&form) {
@@ -196,18 +325,44 @@ async fn pv_confirm(State(app): State<AppState>, PageSession(session): PageSessi
         Err(e) => return form_page(&app, &session, id, reference, Some(refusal(&e, None)?)).await,
     };
     match app.pv_plan(id, &req).await {
-        Ok((plan, _)) if plan.in_progress > 0 => form_page(&app, &session, id, reference, Some(T.pv_in_progress.into())).await,
+        Ok((plan, _)) if plan.in_progress > 0 => {
+            form_page(&app, &session, id, reference, Some(T.pv_in_progress.into())).await
+        }
         Ok((plan, _)) if plan.unsubmitted > 0 && !req.override_unsubmitted => {
-            form_page(&app, &session, id, reference, Some(refusal(&AppError::ReviewsUnsubmitted(plan.unsubmitted), Some(&req))?)).await
+            form_page(
+                &app,
+                &session,
+                id,
+                reference,
+                Some(refusal(
+                    &AppError::ReviewsUnsubmitted(plan.unsubmitted),
+                    Some(&req),
+                )?),
+            )
+            .await
         }
         Ok((plan, _)) => plan_page(&session, reference, &req, &plan, false, 0),
-        Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::PvAlreadyDecided)) => form_page(&app, &session, id, reference, Some(refusal(&e, Some(&req))?)).await,
+        Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::PvAlreadyDecided)) => {
+            form_page(
+                &app,
+                &session,
+                id,
+                reference,
+                Some(refusal(&e, Some(&req))?),
+            )
+            .await
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Step 3: the decision, recorded; what it destroyed is gone when this page answers.
-async fn pv_decide(State(app): State<AppState>, PageSession(session): PageSession, Path(sitting): Path<String>, Form(form): Form<HashMap<String, String>>) -> Result<Html<String>, PageError> {
+async fn pv_decide(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+    Path(sitting): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
     check_csrf(&session, form.get("csrf").map_or("", |c| c.as_str()))?;
     let (id, reference) = jury_sitting(&app, &session.who, &sitting).await?;
     if form.get("confirm").is_none_or(|v| v != "on") {
@@ -215,6 +370,19 @@ async fn pv_decide(State(app): State<AppState>, PageSession(session): PageSessio
     }
     let req = request_of(&form)?;
     let result = app.decide_pv(&session.who.login, id, req.clone()).await?;
-    let plan = PvPlan { sitting_id: id, outcome: result.outcome, attempts: result.attempts.clone(), unsubmitted: 0, in_progress: 0 };
-    plan_page(&session, reference, &req, &plan, true, result.receipts.len())
+    let plan = PvPlan {
+        sitting_id: id,
+        outcome: result.outcome,
+        attempts: result.attempts.clone(),
+        unsubmitted: 0,
+        in_progress: 0,
+    };
+    plan_page(
+        &session,
+        reference,
+        &req,
+        &plan,
+        true,
+        result.receipts.len(),
+    )
 }

@@ -14,7 +14,6 @@ use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSe
 use super::AppState;
 use crate::error::AppError;
 use crate::service::StaffIdentity;
-use reviewer::Template;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -22,6 +21,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::cookie::CookieJar;
 use reviewer::text::{Text, FR};
+use reviewer::Template;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
@@ -61,7 +61,9 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self.0 {
             AppError::Unauthorized => return Redirect::to("/").into_response(),
-            AppError::ActionRequired(pending) => return Redirect::to(pending.page()).into_response(),
+            AppError::ActionRequired(pending) => {
+                return Redirect::to(pending.page()).into_response()
+            }
             _ => {}
         }
         let status = self.0.status_and_code().0;
@@ -74,7 +76,13 @@ impl IntoResponse for PageError {
             AppError::PvAlreadyDecided => T.pv_already.to_owned(),
             e => e.to_string(),
         };
-        let page = reviewer::ErrorPage { t: T, status: status.as_u16(), message: &message }.render().unwrap_or_default();
+        let page = reviewer::ErrorPage {
+            t: T,
+            status: status.as_u16(),
+            message: &message,
+        }
+        .render()
+        .unwrap_or_default();
         (status, Html(page)).into_response()
     }
 }
@@ -85,8 +93,13 @@ struct PageSession(super::session::StaffSession);
 
 impl axum::extract::FromRequestParts<AppState> for PageSession {
     type Rejection = PageError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, PageError> {
-        let session = StaffCookieSession::from_request_parts(parts, state).await?.0;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        let session = StaffCookieSession::from_request_parts(parts, state)
+            .await?
+            .0;
         if let Some(p) = session.who.pending {
             return Err(AppError::ActionRequired(p).into());
         }
@@ -99,8 +112,15 @@ struct AnyPageSession(super::session::StaffSession);
 
 impl axum::extract::FromRequestParts<AppState> for AnyPageSession {
     type Rejection = PageError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, PageError> {
-        Ok(Self(StaffCookieSession::from_request_parts(parts, state).await?.0))
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        Ok(Self(
+            StaffCookieSession::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
     }
 }
 
@@ -114,10 +134,15 @@ fn check_csrf(session: &super::session::StaffSession, presented: &str) -> Result
 }
 
 fn render(t: impl Template) -> Result<Html<String>, PageError> {
-    t.render().map(Html).map_err(|e| PageError(AppError::Internal(anyhow::anyhow!("rendering a page: {e}"))))
+    t.render()
+        .map(Html)
+        .map_err(|e| PageError(AppError::Internal(anyhow::anyhow!("rendering a page: {e}"))))
 }
 
-async fn home(State(app): State<AppState>, parts: axum::http::request::Parts) -> Result<Response, PageError> {
+async fn home(
+    State(app): State<AppState>,
+    parts: axum::http::request::Parts,
+) -> Result<Response, PageError> {
     if let Some((t, _)) = super::session::presented_token(&parts) {
         if let Ok(who) = app.authenticate_staff(&t).await {
             return Ok(Redirect::to(home_of(&who)).into_response());
@@ -134,9 +159,17 @@ struct LoginForm {
     totp: String,
 }
 
-async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, jar: CookieJar, Form(form): Form<LoginForm>) -> Result<Response, PageError> {
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
     let totp = Some(form.totp.as_str()).filter(|t| !t.is_empty());
-    match app.staff_login(&form.login, &form.password, totp, &peer.ip().to_string()).await {
+    match app
+        .staff_login(&form.login, &form.password, totp, &peer.ip().to_string())
+        .await
+    {
         Ok(token) => {
             let who = app.authenticate_staff(&token).await?;
             let to = who.pending.map_or(home_of(&who), |p| p.page());
@@ -144,13 +177,22 @@ async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<std::
         }
         Err(e) => {
             let (status, error) = match &e {
-                AppError::Unauthorized | AppError::BadRequest(_) => (StatusCode::UNAUTHORIZED, T.login_failed),
+                AppError::Unauthorized | AppError::BadRequest(_) => {
+                    (StatusCode::UNAUTHORIZED, T.login_failed)
+                }
                 AppError::TotpRequired => (StatusCode::UNAUTHORIZED, T.totp_missing),
                 AppError::LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, T.login_locked),
                 AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, T.login_busy),
                 _ => return Err(e.into()),
             };
-            Ok((status, render(reviewer::LoginPage { t: T, error: Some(error) })?).into_response())
+            Ok((
+                status,
+                render(reviewer::LoginPage {
+                    t: T,
+                    error: Some(error),
+                })?,
+            )
+                .into_response())
         }
     }
 }
@@ -160,7 +202,12 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(app): State<AppState>, AnyPageSession(session): AnyPageSession, jar: CookieJar, Form(form): Form<CsrfForm>) -> Result<Response, PageError> {
+async fn logout(
+    State(app): State<AppState>,
+    AnyPageSession(session): AnyPageSession,
+    jar: CookieJar,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
     check_csrf(&session, &form.csrf)?;
     app.staff_logout(&session.who, &session.token).await?;
     Ok((jar.add(removal_cookie()), Redirect::to("/")).into_response())
@@ -168,7 +215,14 @@ async fn logout(State(app): State<AppState>, AnyPageSession(session): AnyPageSes
 
 pub(super) fn time_fr(ms: i64) -> String {
     let t = crate::clock::from_unix_ms(ms);
-    format!("{:02}/{:02}/{} {:02}:{:02} UTC", t.day(), u8::from(t.month()), t.year(), t.hour(), t.minute())
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02} UTC",
+        t.day(),
+        u8::from(t.month()),
+        t.year(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

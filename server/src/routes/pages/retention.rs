@@ -15,10 +15,18 @@ use reviewer::text::Text;
 use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/retention", get(retention_page)).route("/admin/retention/{attempt_id}/{action}", post(action))
+    Router::new()
+        .route("/admin/retention", get(retention_page))
+        .route("/admin/retention/{attempt_id}/{action}", post(action))
 }
 
-async fn page(app: &AppState, s: &StaffSession, message: Option<&str>, error: Option<String>, status: StatusCode) -> Result<Response, PageError> {
+async fn page(
+    app: &AppState,
+    s: &StaffSession,
+    message: Option<&str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, PageError> {
     let rows = app
         .retention_overview()
         .await?
@@ -33,11 +41,21 @@ async fn page(app: &AppState, s: &StaffSession, message: Option<&str>, error: Op
         })
         .collect();
     let csrf = s.csrf();
-    let html = render(reviewer::RetentionPage { t: T, login: &s.who.login, csrf: &csrf, rows, message, error })?;
+    let html = render(reviewer::RetentionPage {
+        t: T,
+        login: &s.who.login,
+        csrf: &csrf,
+        rows,
+        message,
+        error,
+    })?;
     Ok((status, html).into_response())
 }
 
-async fn retention_page(State(app): State<AppState>, PageSession(s): PageSession) -> Result<Response, PageError> {
+async fn retention_page(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+) -> Result<Response, PageError> {
     s.who.require_admin()?;
     page(&app, &s, None, None, StatusCode::OK).await
 }
@@ -51,7 +69,12 @@ struct ActionForm {
     confirm: Option<String>,
 }
 
-async fn action(State(app): State<AppState>, PageSession(s): PageSession, Path((attempt, action)): Path<(String, String)>, Form(f): Form<ActionForm>) -> Result<Response, PageError> {
+async fn action(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Path((attempt, action)): Path<(String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Result<Response, PageError> {
     s.who.require_admin()?;
     check_csrf(&s, &f.csrf)?;
     let attempt = parse_id(&attempt, "attempt id")?;
@@ -59,7 +82,10 @@ async fn action(State(app): State<AppState>, PageSession(s): PageSession, Path((
     let result = match action.as_str() {
         "hold" => app.hold_attempt(&actor, attempt, &f.reason).await,
         "lift" => app.lift_hold(&actor, attempt).await.map(|_| ()),
-        "erase" if f.confirm.as_deref() == Some("on") => app.erase_attempt(&actor, attempt, &f.reason).await.map(|_| ()),
+        "erase" if f.confirm.as_deref() == Some("on") => app
+            .erase_attempt(&actor, attempt, &f.reason)
+            .await
+            .map(|_| ()),
         "erase" => Err(AppError::BadRequest("an erasure must be confirmed".into())),
         _ => return Err(AppError::NotFound("route").into()),
     };

@@ -16,7 +16,10 @@ pub fn router() -> Router<AppState> {
         .route("/attempts/{attempt_id}", get(player))
 }
 
-async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -> Result<Html<String>, PageError> {
+async fn queue(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+) -> Result<Html<String>, PageError> {
     let rows = app.queue(&session.who).await?;
     let mut sittings: Vec<String> = rows.iter().map(|r| r.sitting.clone()).collect();
     sittings.dedup();
@@ -45,17 +48,35 @@ async fn queue(State(app): State<AppState>, PageSession(session): PageSession) -
         })
         .collect();
     let csrf = session.csrf();
-    render(reviewer::QueuePage { t: T, login: &session.who.login, csrf: &csrf, sittings, items })
+    render(reviewer::QueuePage {
+        t: T,
+        login: &session.who.login,
+        csrf: &csrf,
+        sittings,
+        items,
+    })
 }
 
-async fn player(State(app): State<AppState>, PageSession(session): PageSession, Path(attempt): Path<String>) -> Result<Html<String>, PageError> {
+async fn player(
+    State(app): State<AppState>,
+    PageSession(session): PageSession,
+    Path(attempt): Path<String>,
+) -> Result<Html<String>, PageError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let who: &StaffIdentity = &session.who;
     if !who.role.may_view_recordings() {
         return Err(AppError::Forbidden("this role may not view recordings".into()).into());
     }
     let a = app.viewable_attempt(who, attempt).await?;
-    let sitting = app.db.sittings_of_staff(who.id).await.map_err(AppError::from)?.into_iter().find(|(id, _)| *id == a.sitting_id).map(|(_, r)| r).unwrap_or_default();
+    let sitting = app
+        .db
+        .sittings_of_staff(who.id)
+        .await
+        .map_err(AppError::from)?
+        .into_iter()
+        .find(|(id, _)| *id == a.sitting_id)
+        .map(|(_, r)| r)
+        .unwrap_or_default();
     let csrf = session.csrf();
     render(reviewer::PlayerPage {
         t: T,
@@ -68,5 +89,3 @@ async fn player(State(app): State<AppState>, PageSession(session): PageSession, 
         text_json: reviewer::script_json(T),
     })
 }
-
-
