@@ -4,9 +4,11 @@
 //! twice) and the switch that requires it for everyone. Every change is audited.
 
 use crate::db::{DbError, StaffAccount};
+use crate::domain::Pending;
 use crate::domain::{verify_password, Password, PasswordRejected};
 use crate::error::AppError;
-use crate::service::{Pending, Proctor, StaffIdentity};
+use crate::identity::StaffIdentity;
+use crate::service::Proctor;
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 use zeroize::Zeroizing;

@@ -361,7 +361,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Staff { command: StaffCommand::List } => {
-                let admin = crate::service::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
+                let admin = crate::identity::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
                 print(app.list_staff(&admin).await?)?
             }
             Command::Staff { command: StaffCommand::Disable { login } } => {

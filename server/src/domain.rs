@@ -254,3 +254,22 @@ mod tests {
         assert!(Password::parse(&shown, "x").is_ok());
     }
 }
+
+/// What a staff account must do before anything else (only the account pages answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// First login, after a reset, or the password is older than the maximum age.
+    PasswordChange,
+    /// TOTP is required for every account and this one has none yet.
+    TotpEnrolment,
+}
+
+impl Pending {
+    /// The page that settles it.
+    pub fn page(self) -> &'static str {
+        match self {
+            Pending::PasswordChange => "/account/password",
+            Pending::TotpEnrolment => "/account/totp",
+        }
+    }
+}

@@ -88,8 +88,8 @@ pub enum AppError {
     PasswordRejected(crate::domain::PasswordRejected),
     #[error("a one-time code (TOTP) is required for this account")]
     TotpRequired,
-    #[error("{}", match .0 { crate::service::Pending::PasswordChange => "the password must be changed first", crate::service::Pending::TotpEnrolment => "a second factor (TOTP) must be set up first" })]
-    ActionRequired(crate::service::Pending),
+    #[error("{}", match .0 { crate::domain::Pending::PasswordChange => "the password must be changed first", crate::domain::Pending::TotpEnrolment => "a second factor (TOTP) must be set up first" })]
+    ActionRequired(crate::domain::Pending),
     /// A stored fragment failed its checks when read back: shown as altered, never played.
     #[error("fragment {index} {why}: altered, not played")]
     FragmentAltered { index: u32, why: &'static str },
@@ -142,10 +142,10 @@ impl AppError {
             ReviewsUnsubmitted(_) => (StatusCode::CONFLICT, "reviews_unsubmitted"),
             PasswordRejected(_) => (StatusCode::BAD_REQUEST, "password_rejected"),
             TotpRequired => (StatusCode::UNAUTHORIZED, "totp_required"),
-            ActionRequired(crate::service::Pending::PasswordChange) => {
+            ActionRequired(crate::domain::Pending::PasswordChange) => {
                 (StatusCode::FORBIDDEN, "password_change_required")
             }
-            ActionRequired(crate::service::Pending::TotpEnrolment) => {
+            ActionRequired(crate::domain::Pending::TotpEnrolment) => {
                 (StatusCode::FORBIDDEN, "totp_enrolment_required")
             }
             FragmentAltered { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "fragment_altered"),

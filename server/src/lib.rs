@@ -11,6 +11,7 @@ pub mod domain;
 pub mod enrolment;
 pub mod error;
 pub mod faults;
+pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod liveness;

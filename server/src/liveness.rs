@@ -10,7 +10,8 @@
 
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::error::AppError;
-use crate::service::{AgentIdentity, Proctor};
+use crate::identity::AgentIdentity;
+use crate::service::Proctor;
 use protocol::api::Heartbeat;
 use serde::Serialize;
 use std::collections::HashMap;

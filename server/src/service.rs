@@ -8,8 +8,8 @@ use crate::blobs::BlobStore;
 use crate::clock::{unix_ms, SharedClock};
 use crate::configuration::Settings;
 use crate::db::*;
-use crate::domain::Role;
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::ingest::gate::IngestGate;
 use crate::keys::{KeyStore, WrappedKey};
 use crate::throttle::LoginThrottle;
@@ -42,57 +42,6 @@ pub struct Proctor {
     pub(crate) retention_wake: tokio::sync::Notify,
     /// When this instance last wrote that it heard each agent (writes are spaced out).
     pub(crate) heard: crate::liveness::Heard,
-    /// The data channel transport, once the server runs (not in the command line's use).
-    pub webrtc: std::sync::OnceLock<crate::webrtc::WebRtc>,
-}
-
-/// A candidate identified by their launch token: can only write to this attempt. The
-/// token may have expired or been revoked since; `require_live` says whether it may still
-/// start something new.
-pub struct AgentIdentity {
-    pub attempt: Attempt,
-    pub token: LaunchToken,
-}
-
-/// An authenticated staff member.
-#[derive(Debug, Clone)]
-pub struct StaffIdentity {
-    pub id: Uuid,
-    pub login: String,
-    pub role: Role,
-    /// What the account must do before anything else (only the account pages answer).
-    pub pending: Option<Pending>,
-    /// The terminal certificate's fingerprint, when the staff listener requires one.
-    pub terminal: Option<String>,
-}
-
-impl StaffIdentity {
-    /// Accounts, assignments and the audit are the admin's.
-    pub fn require_admin(&self) -> Result<(), AppError> {
-        if self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden("only an admin manages accounts".into()))
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pending {
-    /// First login, after a reset, or the password is older than the maximum age.
-    PasswordChange,
-    /// TOTP is required for every account and this one has none yet.
-    TotpEnrolment,
-}
-
-impl Pending {
-    /// The page that settles it.
-    pub fn page(self) -> &'static str {
-        match self {
-            Pending::PasswordChange => "/account/password",
-            Pending::TotpEnrolment => "/account/totp",
-        }
-    }
 }
 
 impl Proctor {
@@ -126,7 +75,7 @@ impl Proctor {
                 l.max_ingests_per_attempt,
             )),
             login_throttle: LoginThrottle::new(l),
-            upload_test_slots: tokio::sync::Semaphore::new(crate::routes::agent::UPLOAD_TEST_SLOTS),
+            upload_test_slots: tokio::sync::Semaphore::new(crate::ingest::gate::UPLOAD_TEST_SLOTS),
             code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings {
                 login_max_failures: l.login_max_failures_per_address,
                 ..l.clone()
@@ -139,7 +88,6 @@ impl Proctor {
             incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
             heard: Default::default(),
-            webrtc: std::sync::OnceLock::new(),
             clock,
             settings,
         })

@@ -5,7 +5,8 @@ use crate::clock::unix_ms;
 use crate::db::*;
 use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secret};
 use crate::error::AppError;
-use crate::service::{Proctor, StaffIdentity};
+use crate::identity::StaffIdentity;
+use crate::service::Proctor;
 use crate::throttle::sanitise_login;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 
 use crate::clock::SharedClock;
 use crate::configuration::Settings;
-use crate::routes::{public_router, staff_router};
+use crate::routes::{public_router, staff_router, AppState};
 use crate::service::Proctor;
 use anyhow::Context;
 use axum::Router;
@@ -154,31 +154,29 @@ impl Application {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let _worker = crate::retention::spawn_worker(self.proctor.clone());
         let _liveness = crate::liveness::spawn_watch(self.proctor.clone());
-        if let Some((socket, announce)) = self.udp {
-            let transport = crate::webrtc::WebRtc::start(self.proctor.clone(), socket, announce)?;
-            let _ = self.proctor.webrtc.set(transport);
-        }
+        let webrtc = match self.udp {
+            Some((socket, announce)) => Some(Arc::new(crate::webrtc::WebRtc::start(
+                self.proctor.clone(),
+                socket,
+                announce,
+            )?)),
+            None => None,
+        };
+        let state = AppState {
+            proctor: self.proctor.clone(),
+            webrtc,
+        };
         let public = serve(
             self.public,
-            public_router(self.proctor.clone()),
+            public_router(state.clone()),
             self.tls.clone(),
             header_timeout,
         );
         let staff = match self.staff_terminal_tls {
-            Some(cfg) => serve_terminals(
-                self.staff,
-                staff_router(self.proctor.clone()),
-                cfg,
-                header_timeout,
-            )
-            .boxed(),
-            None => serve(
-                self.staff,
-                staff_router(self.proctor.clone()),
-                self.tls,
-                header_timeout,
-            )
-            .boxed(),
+            Some(cfg) => {
+                serve_terminals(self.staff, staff_router(state), cfg, header_timeout).boxed()
+            }
+            None => serve(self.staff, staff_router(state), self.tls, header_timeout).boxed(),
         };
         tokio::select! {
             r = public => r,

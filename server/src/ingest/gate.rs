@@ -114,3 +114,6 @@ mod tests {
         let _p4 = gate.admit(b, 100 * 1024).unwrap();
     }
 }
+
+/// Upload tests served at once; more get 503 with Retry-After.
+pub const UPLOAD_TEST_SLOTS: usize = 8;

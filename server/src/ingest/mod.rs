@@ -14,8 +14,9 @@ use crate::blobs::{chunk_path, Put};
 use crate::db::*;
 use crate::domain::hash_token;
 use crate::error::AppError;
+use crate::identity::AgentIdentity;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::{AgentIdentity, Proctor};
+use crate::service::Proctor;
 use bytes::Bytes;
 use protocol::api::*;
 use protocol::{ChunkHeader, StreamSalt};
@@ -30,19 +31,6 @@ use uuid::Uuid;
 pub struct Incidents(Mutex<HashMap<(Uuid, &'static str), i64>>);
 
 const INCIDENT_EVERY_MS: i64 = 10 * 60 * 1000;
-
-impl AgentIdentity {
-    /// The token may start something new (consent, a stream): neither revoked nor expired.
-    pub fn require_live(&self, now_ms: i64) -> Result<(), AppError> {
-        if self.token.revoked_at_ms.is_some() {
-            return Err(AppError::TokenRevoked);
-        }
-        if self.token.expires_at_ms <= now_ms {
-            return Err(AppError::TokenExpired);
-        }
-        Ok(())
-    }
-}
 
 impl Proctor {
     /// Any token ever issued for the attempt identifies it; what it may do depends on the

@@ -8,8 +8,9 @@
 
 use crate::db::*;
 use crate::error::AppError;
+use crate::identity::AgentIdentity;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::{AgentIdentity, Proctor};
+use crate::service::Proctor;
 use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
 use protocol::ChunkHeader;
 use uuid::Uuid;

@@ -82,7 +82,7 @@ impl Proctor {
     /// Only the sitting's jury decides its PV; another sitting answers as an unknown one.
     pub async fn require_jury_of(
         &self,
-        staff: &crate::service::StaffIdentity,
+        staff: &crate::identity::StaffIdentity,
         sitting: Uuid,
     ) -> Result<(), AppError> {
         if staff.role != crate::domain::Role::Jury {

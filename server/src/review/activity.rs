@@ -5,7 +5,8 @@
 
 use crate::blobs::chunk_path;
 use crate::error::AppError;
-use crate::service::{Proctor, StaffIdentity};
+use crate::identity::StaffIdentity;
+use crate::service::Proctor;
 use futures::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;

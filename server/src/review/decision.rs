@@ -6,8 +6,9 @@
 use crate::db::{DbError, Flag, FlagCategory, Review, ReviewOutcome, Severity, Submit};
 use crate::domain::Role;
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::{Proctor, StaffIdentity};
+use crate::service::Proctor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;

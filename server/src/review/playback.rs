@@ -6,8 +6,9 @@
 use crate::blobs::chunk_path;
 use crate::db::{Attempt, ChunkRow, DbError, Stream};
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::service::{Proctor, StaffIdentity};
+use crate::service::Proctor;
 use bytes::Bytes;
 use uuid::Uuid;
 

@@ -2,8 +2,9 @@
 //! with what a reviewer sorts by (state, duration, gaps, integrity, flags, deadline).
 
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::service::{Proctor, StaffIdentity};
+use crate::service::Proctor;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -5,9 +5,10 @@
 
 use crate::db::ChunkRow;
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use crate::recording::{missing_ranges, IndexRange, StreamStatus};
-use crate::service::{Proctor, StaffIdentity};
+use crate::service::Proctor;
 use serde::Serialize;
 use uuid::Uuid;
 

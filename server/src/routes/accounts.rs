@@ -5,7 +5,7 @@ use super::session::AccountSession;
 use super::{read_json, AppState};
 use crate::accounts::StaffSummary;
 use crate::error::AppError;
-use crate::service::StaffIdentity;
+use crate::identity::StaffIdentity;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -2,8 +2,8 @@
 
 use super::{bearer, parse_id, read_body_exact, read_json, AppState};
 use crate::error::AppError;
+use crate::identity::AgentIdentity;
 use crate::ingest::Via;
-use crate::service::AgentIdentity;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
@@ -66,7 +66,7 @@ pub async fn webrtc_offer(
 ) -> Result<(StatusCode, HeaderMap, String), AppError> {
     let transport = app
         .webrtc
-        .get()
+        .as_deref()
         .ok_or(AppError::NotFound("webrtc transport"))?;
     match who.attempt.state {
         crate::lifecycle::AttemptState::Destroyed => return Err(AppError::Gone),
@@ -120,7 +120,7 @@ pub async fn webrtc_close(
     who: AgentIdentity,
 ) -> Result<StatusCode, AppError> {
     let session = parse_id(&session, "session")?;
-    if let Some(t) = app.webrtc.get() {
+    if let Some(t) = app.webrtc.as_deref() {
         t.close(session, who.attempt.id).await;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -183,9 +183,6 @@ pub async fn refuse(
         serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
     ))
 }
-
-/// Upload tests served at once; more get 503 with Retry-After.
-pub const UPLOAD_TEST_SLOTS: usize = 8;
 
 #[utoipa::path(post, path = "/api/agent/v1/upload-test", tag = "agent",
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "up to 2 MiB of anything, read and thrown away"),

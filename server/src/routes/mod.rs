@@ -21,7 +21,20 @@ use axum::Router;
 use std::sync::Arc;
 use uuid::Uuid;
 
-pub type AppState = Arc<Proctor>;
+/// What every handler may use: the use cases, and the data channel once the server runs.
+#[derive(Clone)]
+pub struct AppState {
+    pub proctor: Arc<Proctor>,
+    /// None in the command line's use and when `[webrtc]` is off.
+    pub webrtc: Option<Arc<crate::webrtc::WebRtc>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Proctor;
+    fn deref(&self) -> &Proctor {
+        &self.proctor
+    }
+}
 
 /// JSON request bodies are small; anything bigger is refused before parsing.
 const JSON_LIMIT: usize = 64 * 1024;

@@ -3,8 +3,8 @@
 
 use super::{parse_id, read_json, AppState};
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest, PvResult};
-use crate::service::StaffIdentity;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -6,7 +6,7 @@
 
 use super::AppState;
 use crate::error::AppError;
-use crate::service::StaffIdentity;
+use crate::identity::StaffIdentity;
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderValue, Method};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};

@@ -2,8 +2,8 @@
 
 use super::{parse_id, read_json, AppState};
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::recording::AttemptReport;
-use crate::service::StaffIdentity;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header;
@@ -93,6 +93,7 @@ pub async fn media(
     let attempt_id = parse_id(&attempt_id, "attempt id")?;
     let stream_id = parse_id(&stream_id, "stream id")?;
     let body = app
+        .proctor
         .clone()
         .read_media(
             &staff,

@@ -176,7 +176,7 @@ async fn slow_upload_tests_cannot_take_more_than_their_slots() {
     let app = spawn_app().await;
     let addr = app.public.trim_start_matches("http://").to_owned();
     let mut slow = Vec::new();
-    for _ in 0..server::routes::agent::UPLOAD_TEST_SLOTS {
+    for _ in 0..server::ingest::gate::UPLOAD_TEST_SLOTS {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let head = format!("POST /api/agent/v1/upload-test HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\n\r\nabc");
         s.write_all(head.as_bytes()).await.unwrap();

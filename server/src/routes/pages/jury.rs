@@ -6,9 +6,9 @@
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
 use crate::db::PvOutcome;
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest};
 use crate::routes::{parse_id, AppState};
-use crate::service::StaffIdentity;
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};

@@ -13,7 +13,7 @@ mod review;
 use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSession};
 use super::AppState;
 use crate::error::AppError;
-use crate::service::StaffIdentity;
+use crate::identity::StaffIdentity;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};

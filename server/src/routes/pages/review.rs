@@ -2,8 +2,8 @@
 
 use super::{render, time_fr, PageError, PageSession, T};
 use crate::error::AppError;
+use crate::identity::StaffIdentity;
 use crate::routes::{parse_id, AppState};
-use crate::service::StaffIdentity;
 use axum::extract::{Path, State};
 use axum::response::Html;
 use axum::routing::get;
