@@ -70,7 +70,7 @@ impl Proctor {
     /// What the account must do before anything else, if anything.
     pub(crate) async fn pending_for(&self, a: &StaffAccount) -> Result<Option<Pending>, AppError> {
         let max_age = self.settings.limits.staff_password_max_age.as_millis() as i64;
-        if a.must_change_password || a.password_changed_at_ms + max_age <= self.now_ms() {
+        if a.must_change_password || a.password_changed_at_ms + max_age <= self.clock.now_ms() {
             return Ok(Some(Pending::PasswordChange));
         }
         if a.totp_secret.is_none() && self.totp_required().await? {
@@ -93,7 +93,7 @@ impl Proctor {
         };
         let secret = self.keys.open_staff_secret(sealed, &a.id)?;
         let t = totp(secret.to_vec(), &a.login)?;
-        match matching_step(&t, code, (self.now_ms() / 1000) as u64) {
+        match matching_step(&t, code, (self.clock.now_ms() / 1000) as u64) {
             Some(step) => Ok(self.db.use_totp_step(a.id, step).await?),
             None => Ok(false),
         }
@@ -132,12 +132,13 @@ impl Proctor {
         }
         let hash = self.argon2(move || password.hash()).await?;
         self.db
-            .set_password(who.id, &hash, false, self.now_ms())
+            .set_password(who.id, &hash, false, self.clock.now_ms())
             .await?;
         self.db
             .end_sessions_of(who.id, Some(crate::domain::hash_token(session)))
             .await?;
-        self.audit(&who.login, "password_changed", None, serde_json::json!({}))
+        self.audit
+            .record(&who.login, "password_changed", None, serde_json::json!({}))
             .await
     }
 
@@ -155,16 +156,17 @@ impl Proctor {
         let (password, shown) = Password::generate();
         let hash = self.argon2(move || password.hash()).await?;
         self.db
-            .set_password(account.id, &hash, true, self.now_ms())
+            .set_password(account.id, &hash, true, self.clock.now_ms())
             .await?;
         self.db.end_sessions_of(account.id, None).await?;
-        self.audit(
-            actor,
-            "password_reset",
-            None,
-            serde_json::json!({ "login": account.login }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "password_reset",
+                None,
+                serde_json::json!({ "login": account.login }),
+            )
+            .await?;
         Ok(shown)
     }
 
@@ -177,35 +179,37 @@ impl Proctor {
     ) -> Result<(), AppError> {
         let account = self.account(login).await?;
         self.db
-            .set_disabled(account.id, disabled.then(|| self.now_ms()))
+            .set_disabled(account.id, disabled.then(|| self.clock.now_ms()))
             .await?;
         if disabled {
             self.db.end_sessions_of(account.id, None).await?;
         }
-        self.audit(
-            actor,
-            if disabled {
-                "staff_disabled"
-            } else {
-                "staff_enabled"
-            },
-            None,
-            serde_json::json!({ "login": account.login }),
-        )
-        .await
+        self.audit
+            .record(
+                actor,
+                if disabled {
+                    "staff_disabled"
+                } else {
+                    "staff_enabled"
+                },
+                None,
+                serde_json::json!({ "login": account.login }),
+            )
+            .await
     }
 
     pub async fn set_totp_required(&self, actor: &str, required: bool) -> Result<(), AppError> {
         self.db
             .set_setting(TOTP_REQUIRED, if required { "true" } else { "false" })
             .await?;
-        self.audit(
-            actor,
-            "totp_requirement_set",
-            None,
-            serde_json::json!({ "required": required }),
-        )
-        .await
+        self.audit
+            .record(
+                actor,
+                "totp_requirement_set",
+                None,
+                serde_json::json!({ "required": required }),
+            )
+            .await
     }
 
     pub async fn list_staff(&self, who: &StaffIdentity) -> Result<Vec<StaffSummary>, AppError> {
@@ -251,7 +255,7 @@ impl Proctor {
                 .map_err(|_| AppError::BadRequest("the TOTP secret is not valid base32".into()))?,
         );
         let t = totp(secret.to_vec(), &who.login)?;
-        let Some(step) = matching_step(&t, code, (self.now_ms() / 1000) as u64) else {
+        let Some(step) = matching_step(&t, code, (self.clock.now_ms() / 1000) as u64) else {
             return Err(AppError::BadRequest(
                 "the code does not match: check the phone's clock and type the current code".into(),
             ));
@@ -260,7 +264,8 @@ impl Proctor {
             .set_totp(who.id, Some(self.keys.seal_staff_secret(&secret, &who.id)?))
             .await?;
         self.db.use_totp_step(who.id, step).await?;
-        self.audit(&who.login, "totp_enrolled", None, serde_json::json!({}))
+        self.audit
+            .record(&who.login, "totp_enrolled", None, serde_json::json!({}))
             .await
     }
 
@@ -270,13 +275,14 @@ impl Proctor {
         let account = self.account(login).await?;
         self.db.set_totp(account.id, None).await?;
         self.db.end_sessions_of(account.id, None).await?;
-        self.audit(
-            actor,
-            "totp_removed",
-            None,
-            serde_json::json!({ "login": account.login }),
-        )
-        .await
+        self.audit
+            .record(
+                actor,
+                "totp_removed",
+                None,
+                serde_json::json!({ "login": account.login }),
+            )
+            .await
     }
 
     /// Runs an Argon2 job on the dedicated pool (bounded, away from the runtime).

@@ -219,15 +219,88 @@ pub struct AuditReport {
     pub entries: Vec<EntryView>,
 }
 
-impl crate::service::Proctor {
+/// The trail as the use cases write it: each entry appended, then its checkpoint written
+/// before the data it describes leaves. Cheap to clone: every use case holds one.
+#[derive(Clone)]
+pub struct Audit {
+    db: Arc<dyn crate::db::Database>,
+    checkpoints: Checkpoints,
+    clock: crate::clock::SharedClock,
+}
+
+impl Audit {
+    pub fn new(
+        db: Arc<dyn crate::db::Database>,
+        checkpoints: Checkpoints,
+        clock: crate::clock::SharedClock,
+    ) -> Self {
+        Self {
+            db,
+            checkpoints,
+            clock,
+        }
+    }
+
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        attempt: Option<uuid::Uuid>,
+        detail: serde_json::Value,
+    ) -> Result<(), crate::error::AppError> {
+        let entry = self
+            .db
+            .append_audit(crate::db::AuditEvent {
+                at_ms: self.clock.now_ms(),
+                actor: actor.into(),
+                action: action.into(),
+                attempt_id: attempt,
+                detail,
+            })
+            .await?;
+        self.checkpoint(&entry).await
+    }
+
+    /// Writes the checkpoint of an entry just appended (the database's own transitions
+    /// append theirs), before its data leaves.
+    pub async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), crate::error::AppError> {
+        self.checkpoints
+            .record(entry.seq, entry.hash)
+            .await
+            .map_err(|e| {
+                crate::error::AppError::Internal(anyhow::anyhow!(
+                    "writing the audit checkpoint: {e}"
+                ))
+            })
+    }
+
+    /// A staff member's access to a recording, with the terminal it came from.
+    pub async fn access(
+        &self,
+        staff: &crate::identity::StaffIdentity,
+        action: &str,
+        attempt: Option<uuid::Uuid>,
+        mut detail: serde_json::Value,
+    ) -> Result<(), crate::error::AppError> {
+        if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {
+            map.insert("terminal".into(), serde_json::Value::String(t.clone()));
+        }
+        self.record(&staff.login, action, attempt, detail).await
+    }
+
+    /// The checkpoints as written (`audit verify`).
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
     /// The newest `limit` entries and the verdict on the whole trail, for the admin; the
     /// reading is itself audited.
-    pub async fn audit_report(
+    pub async fn report(
         &self,
         actor: &str,
         limit: usize,
     ) -> Result<AuditReport, crate::error::AppError> {
-        self.audit(
+        self.record(
             actor,
             "audit_read",
             None,
@@ -235,11 +308,7 @@ impl crate::service::Proctor {
         )
         .await?;
         let trail = self.db.audit_trail().await?;
-        let verification = match self
-            .audit_checkpoints
-            .read()
-            .and_then(|c| verify(&trail, &c))
-        {
+        let verification = match self.checkpoints.read().and_then(|c| verify(&trail, &c)) {
             Ok(()) => Verification {
                 intact: true,
                 first_bad_entry: None,

@@ -424,7 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Receipt { command: ReceiptCommand::Verify { .. } } => unreachable!("handled above"),
             Command::Terminal { command: TerminalCommand::Issue { name, out } } => {
                 let issued = crate::terminals::issue(&app.settings.server.key_dir(), &name, &out)?;
-                app.audit("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;
+                app.audit.record("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;
                 print(serde_json::json!({ "name": name, "certificate": issued.cert_path, "key": issued.key_path, "fingerprint": issued.fingerprint,
                     "ca": app.settings.server.key_dir().join(crate::terminals::CA_CERT) }))?
             }
@@ -432,7 +432,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let trail = app.db.audit_trail().await?;
                 match command {
                     AuditCommand::Verify => {
-                        let checkpoints = app.audit_checkpoints.read()?;
+                        let checkpoints = app.audit.checkpoints().read()?;
                         crate::audit::verify(&trail, &checkpoints)?;
                         print(serde_json::json!({ "entries": trail.len(), "checkpoints": checkpoints.len(), "chain": "intact" }))?
                     }

@@ -6,6 +6,11 @@ use time::OffsetDateTime;
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
+
+    /// Milliseconds since the Unix epoch, as the database stores instants.
+    fn now_ms(&self) -> i64 {
+        unix_ms(self.now())
+    }
 }
 
 pub type SharedClock = Arc<dyn Clock>;

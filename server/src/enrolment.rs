@@ -63,7 +63,7 @@ impl Proctor {
         let id = Uuid::new_v4();
         match self
             .db
-            .create_sitting(id, reference.as_str(), self.now_ms())
+            .create_sitting(id, reference.as_str(), self.clock.now_ms())
             .await
         {
             Ok(()) => {}
@@ -78,13 +78,14 @@ impl Proctor {
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit(
-            actor,
-            "sitting_created",
-            None,
-            serde_json::json!({ "sitting_id": id }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "sitting_created",
+                None,
+                serde_json::json!({ "sitting_id": id }),
+            )
+            .await?;
         Ok(Created {
             value: CreateSittingResponse { sitting_id: id },
             replayed: false,
@@ -141,13 +142,14 @@ impl Proctor {
             }
             Err(e) => return Err(e.into()),
         }
-        self.audit(
-            actor,
-            "candidate_added",
-            Some(id),
-            serde_json::json!({ "sitting_id": sitting }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "candidate_added",
+                Some(id),
+                serde_json::json!({ "sitting_id": sitting }),
+            )
+            .await?;
         Ok(Created {
             value: launch_response(id, &token, expires, &self.settings.public_base()),
             replayed: false,
@@ -171,7 +173,7 @@ impl Proctor {
                 "this candidate's launch token was revoked; issue a new one".into(),
             ));
         }
-        let dek = self.attempt_key(a)?;
+        let dek = self.keys.attempt_key(a)?;
         Ok(launch_response(
             a.id,
             &launch_token(&dek, &a.id, a.token_generation),
@@ -188,14 +190,15 @@ impl Proctor {
         actor: &str,
     ) -> Result<u64, AppError> {
         let a = self.attempt_or_404(attempt_id).await?;
-        let n = self.db.revoke_tokens(a.id, self.now_ms()).await?;
-        self.audit(
-            actor,
-            "launch_token_revoked",
-            Some(a.id),
-            serde_json::json!({ "revoked": n }),
-        )
-        .await?;
+        let n = self.db.revoke_tokens(a.id, self.clock.now_ms()).await?;
+        self.audit
+            .record(
+                actor,
+                "launch_token_revoked",
+                Some(a.id),
+                serde_json::json!({ "revoked": n }),
+            )
+            .await?;
         Ok(n)
     }
 
@@ -219,7 +222,7 @@ impl Proctor {
             .token_generation
             .checked_add(1)
             .ok_or_else(|| AppError::Conflict("no more launch tokens".into()))?;
-        let dek = self.attempt_key(&a)?;
+        let dek = self.keys.attempt_key(&a)?;
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
         let expires = self.launch_token_expiry(now);
@@ -232,13 +235,14 @@ impl Proctor {
                 unix_ms(expires),
             )
             .await?;
-        self.audit(
-            actor,
-            "launch_token_issued",
-            Some(a.id),
-            serde_json::json!({ "generation": generation }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "launch_token_issued",
+                Some(a.id),
+                serde_json::json!({ "generation": generation }),
+            )
+            .await?;
         Ok(launch_response(
             a.id,
             &token,
@@ -278,13 +282,14 @@ impl Proctor {
         self.db
             .create_launch_code(hash_token(&plain), a.id, unix_ms(expires))
             .await?;
-        self.audit(
-            actor,
-            "launch_code_issued",
-            Some(a.id),
-            serde_json::json!({ "expires_at": rfc3339(expires) }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "launch_code_issued",
+                Some(a.id),
+                serde_json::json!({ "expires_at": rfc3339(expires) }),
+            )
+            .await?;
         Ok(LaunchCodeResponse {
             attempt_id: a.id,
             code,
@@ -299,7 +304,7 @@ impl Proctor {
         typed: &str,
         client_addr: &str,
     ) -> Result<AddCandidateResponse, AppError> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let key = format!("code:{client_addr}");
         if let Err(Locked(s)) = self.code_throttle.check(&key, client_addr, now) {
             return Err(AppError::CodeLocked { retry_after_s: s });
@@ -313,13 +318,14 @@ impl Proctor {
             return Err(AppError::NotFound("launch code (unknown, used or expired)"));
         };
         let a = self.attempt_or_404(attempt).await?;
-        self.audit(
-            "candidate",
-            "launch_code_used",
-            Some(a.id),
-            serde_json::json!({}),
-        )
-        .await?;
+        self.audit
+            .record(
+                "candidate",
+                "launch_code_used",
+                Some(a.id),
+                serde_json::json!({}),
+            )
+            .await?;
         self.current_launch(&a).await
     }
 
@@ -368,7 +374,7 @@ impl Proctor {
         loop {
             let a = self.attempt_or_404(attempt_id).await?;
             let next = a.state.apply(t)?;
-            let now = self.now_ms();
+            let now = self.clock.now_ms();
             let event = AuditEvent {
                 at_ms: now,
                 actor: actor.into(),
@@ -381,7 +387,7 @@ impl Proctor {
                 .set_state_audited(attempt_id, a.state, next, now, event)
                 .await?
             {
-                self.checkpoint(&entry).await?;
+                self.audit.checkpoint(&entry).await?;
                 return Ok(next);
             }
         }

@@ -344,3 +344,23 @@ pub fn stream_key(
         }
     }
 }
+
+impl KeyStore {
+    /// The attempt's data key, unwrapped from its KEK epoch.
+    pub fn attempt_key(&self, attempt: &crate::db::Attempt) -> Result<AttemptKey, KeyError> {
+        let wrapped = WrappedKey {
+            epoch: attempt.kek_epoch.clone(),
+            blob: attempt.wrapped_dek.clone(),
+        };
+        self.unwrap(&wrapped, &attempt.id)
+    }
+
+    /// One stream's key, derived from the attempt's.
+    pub fn stream_key(
+        &self,
+        attempt: &crate::db::Attempt,
+        stream: &crate::db::Stream,
+    ) -> Result<protocol::StreamKey, KeyError> {
+        stream_key(&self.attempt_key(attempt)?, &attempt.id, stream)
+    }
+}

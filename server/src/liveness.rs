@@ -38,7 +38,7 @@ impl Proctor {
 
     /// The agent of `attempt` gave a sign of life now.
     pub async fn agent_heard(&self, attempt: Uuid) -> Result<(), AppError> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         {
             let mut heard = self.heard.0.lock().unwrap_or_else(|p| p.into_inner());
             if heard
@@ -56,13 +56,14 @@ impl Proctor {
         if let Some(since) = self.db.agent_heard(attempt, now).await? {
             let seconds = (now - since) as f64 / 1000.0;
             tracing::info!(attempt = %attempt, seconds, "agent heard again");
-            self.audit(
-                "candidate",
-                "agent_back",
-                Some(attempt),
-                serde_json::json!({ "silent_from_ms": since, "seconds": seconds }),
-            )
-            .await?;
+            self.audit
+                .record(
+                    "candidate",
+                    "agent_back",
+                    Some(attempt),
+                    serde_json::json!({ "silent_from_ms": since, "seconds": seconds }),
+                )
+                .await?;
         }
         Ok(())
     }
@@ -81,17 +82,18 @@ impl Proctor {
 
     /// Marks silent the agents not heard from for `silent_after`; returns how many.
     pub async fn mark_silent_agents(&self) -> Result<usize, AppError> {
-        let before = self.now_ms() - self.settings.liveness.silent_after.as_millis() as i64;
+        let before = self.clock.now_ms() - self.settings.liveness.silent_after.as_millis() as i64;
         let silent = self.db.mark_silent_agents(before).await?;
         for (attempt, since) in &silent {
             tracing::warn!(attempt = %attempt, "agent silent");
-            self.audit(
-                "system",
-                "agent_silent",
-                Some(*attempt),
-                serde_json::json!({ "since_ms": since }),
-            )
-            .await?;
+            self.audit
+                .record(
+                    "system",
+                    "agent_silent",
+                    Some(*attempt),
+                    serde_json::json!({ "since_ms": since }),
+                )
+                .await?;
             // The next sign of life must be written at once, whatever this instance wrote.
             self.heard
                 .0

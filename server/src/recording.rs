@@ -210,8 +210,8 @@ impl Proctor {
         if !holes.is_empty() {
             return Err(AppError::FragmentsMissing(holes.join(", ")));
         }
-        let key = self.stream_key(&attempt, &stream)?;
-        self.audit_access(
+        let key = self.keys.stream_key(&attempt, &stream)?;
+        self.audit.access(
             staff,
             "recording_viewed",
             Some(attempt_id),

@@ -5,15 +5,13 @@
 //! (reports and media). Holds no SQL (that is `db`) and no HTTP (that is `routes`).
 
 use crate::blobs::BlobStore;
-use crate::clock::{unix_ms, SharedClock};
+use crate::clock::SharedClock;
 use crate::configuration::Settings;
 use crate::db::*;
 use crate::error::AppError;
-use crate::identity::StaffIdentity;
 use crate::ingest::gate::IngestGate;
-use crate::keys::{KeyStore, WrappedKey};
+use crate::keys::KeyStore;
 use crate::throttle::LoginThrottle;
-use protocol::{AttemptKey, StreamKey};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -37,7 +35,7 @@ pub struct Proctor {
     pub(crate) argon2_pool: rayon::ThreadPool,
     pub(crate) incidents: crate::ingest::Incidents,
     pub(crate) group_commit: crate::ingest::commit::GroupCommit,
-    pub audit_checkpoints: crate::audit::Checkpoints,
+    pub audit: crate::audit::Audit,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
     pub(crate) retention_wake: tokio::sync::Notify,
     /// When this instance last wrote that it heard each agent (writes are spaced out).
@@ -65,10 +63,14 @@ impl Proctor {
                 blobs.clone(),
                 clock.clone(),
             ),
+            audit: crate::audit::Audit::new(
+                db.clone(),
+                crate::audit::Checkpoints::new(&settings.server.key_dir()),
+                clock.clone(),
+            ),
             db,
             blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
-            audit_checkpoints: crate::audit::Checkpoints::new(&settings.server.key_dir()),
             ingest_gate: Arc::new(IngestGate::new(
                 l.max_concurrent_ingests,
                 l.ingest_buffer_bytes,
@@ -93,76 +95,10 @@ impl Proctor {
         })
     }
 
-    pub(crate) fn now_ms(&self) -> i64 {
-        unix_ms(self.clock.now())
-    }
-
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        attempt: Option<Uuid>,
-        detail: serde_json::Value,
-    ) -> Result<(), AppError> {
-        let entry = self
-            .db
-            .append_audit(AuditEvent {
-                at_ms: self.now_ms(),
-                actor: actor.into(),
-                action: action.into(),
-                attempt_id: attempt,
-                detail,
-            })
-            .await?;
-        self.checkpoint(&entry).await
-    }
-
-    /// Writes the checkpoint of an entry just appended (`audit.rs`), before its data leaves.
-    pub(crate) async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), AppError> {
-        self.audit_checkpoints
-            .record(entry.seq, entry.hash)
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("writing the audit checkpoint: {e}")))
-    }
-
-    /// Audits a staff member's access to a recording, with the terminal it came from.
-    pub async fn audit_access(
-        &self,
-        staff: &StaffIdentity,
-        action: &str,
-        attempt: Option<Uuid>,
-        mut detail: serde_json::Value,
-    ) -> Result<(), AppError> {
-        if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {
-            map.insert("terminal".into(), serde_json::Value::String(t.clone()));
-        }
-        self.audit(&staff.login, action, attempt, detail).await
-    }
-
     pub(crate) async fn attempt_or_404(&self, id: Uuid) -> Result<Attempt, AppError> {
         match self.db.attempt(id).await {
             Err(DbError::NotFound) => Err(AppError::NotFound("attempt")),
             other => Ok(other?),
         }
-    }
-
-    pub(crate) fn attempt_key(&self, attempt: &Attempt) -> Result<AttemptKey, AppError> {
-        let wrapped = WrappedKey {
-            epoch: attempt.kek_epoch.clone(),
-            blob: attempt.wrapped_dek.clone(),
-        };
-        Ok(self.keys.unwrap(&wrapped, &attempt.id)?)
-    }
-
-    pub(crate) fn stream_key(
-        &self,
-        attempt: &Attempt,
-        stream: &Stream,
-    ) -> Result<StreamKey, AppError> {
-        Ok(crate::keys::stream_key(
-            &self.attempt_key(attempt)?,
-            &attempt.id,
-            stream,
-        )?)
     }
 }

@@ -34,20 +34,21 @@ impl Proctor {
             Password::parse(password, login.as_str()).map_err(crate::accounts::rejected)?;
         let id = Uuid::new_v4();
         let hash = self.argon2(move || password.hash()).await?;
-        let account = StaffAccount::new(id, login.as_str().into(), role, hash, self.now_ms());
-        match self.db.create_staff(account, self.now_ms()).await {
+        let account = StaffAccount::new(id, login.as_str().into(), role, hash, self.clock.now_ms());
+        match self.db.create_staff(account, self.clock.now_ms()).await {
             Err(DbError::Conflict) => {
                 return Err(AppError::Conflict("this login already exists".into()))
             }
             other => other?,
         }
-        self.audit(
-            actor,
-            "staff_added",
-            None,
-            serde_json::json!({ "login": login.as_str(), "role": role.as_str() }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "staff_added",
+                None,
+                serde_json::json!({ "login": login.as_str(), "role": role.as_str() }),
+            )
+            .await?;
         Ok(id)
     }
 
@@ -66,15 +67,16 @@ impl Proctor {
             return Err(AppError::NotFound("sitting"));
         }
         self.db
-            .assign_sitting(staff.id, sitting, self.now_ms())
+            .assign_sitting(staff.id, sitting, self.clock.now_ms())
             .await?;
-        self.audit(
-            actor,
-            "sitting_assigned",
-            None,
-            serde_json::json!({ "login": staff.login, "sitting_id": sitting }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "sitting_assigned",
+                None,
+                serde_json::json!({ "login": staff.login, "sitting_id": sitting }),
+            )
+            .await?;
         Ok(())
     }
 
@@ -105,7 +107,7 @@ impl Proctor {
         totp: Option<&str>,
         client_addr: &str,
     ) -> Result<String, AppError> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
             return Err(AppError::LoginLocked {
                 retry_after_s: locked.0,
@@ -136,13 +138,14 @@ impl Proctor {
                 let locked = self.login_throttle.failed(login, client_addr, now);
                 let shown = sanitise_login(login);
                 let disabled = ok && account.is_some();
-                self.audit(
-                    &shown,
-                    "staff_login_failed",
-                    None,
-                    serde_json::json!({ "locked_out": locked, "disabled": disabled }),
-                )
-                .await?;
+                self.audit
+                    .record(
+                        &shown,
+                        "staff_login_failed",
+                        None,
+                        serde_json::json!({ "locked_out": locked, "disabled": disabled }),
+                    )
+                    .await?;
                 return Err(AppError::Unauthorized);
             }
         };
@@ -150,18 +153,22 @@ impl Proctor {
         // replayed one counts as a failure.
         if !self.check_totp(&account, totp).await? {
             let locked = self.login_throttle.failed(login, client_addr, now);
-            self.audit(
-                &account.login,
-                "staff_login_failed",
-                None,
-                serde_json::json!({ "locked_out": locked, "totp": "wrong" }),
-            )
-            .await?;
+            self.audit
+                .record(
+                    &account.login,
+                    "staff_login_failed",
+                    None,
+                    serde_json::json!({ "locked_out": locked, "totp": "wrong" }),
+                )
+                .await?;
             return Err(AppError::Unauthorized);
         }
         // Guesses checked in parallel all passed the first look; one that succeeds after the
         // lock-out began is refused like the others.
-        if let Err(locked) = self.login_throttle.check(login, client_addr, self.now_ms()) {
+        if let Err(locked) = self
+            .login_throttle
+            .check(login, client_addr, self.clock.now_ms())
+        {
             return Err(AppError::LoginLocked {
                 retry_after_s: locked.0,
             });
@@ -170,15 +177,21 @@ impl Proctor {
         let token = Secret::generate("cls");
         let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
         self.db
-            .create_staff_session(token.hash(), account.id, self.now_ms(), unix_ms(expires))
+            .create_staff_session(
+                token.hash(),
+                account.id,
+                self.clock.now_ms(),
+                unix_ms(expires),
+            )
             .await?;
-        self.audit(
-            &account.login,
-            "staff_login",
-            None,
-            serde_json::json!({ "totp": account.totp_secret.is_some() }),
-        )
-        .await?;
+        self.audit
+            .record(
+                &account.login,
+                "staff_login",
+                None,
+                serde_json::json!({ "totp": account.totp_secret.is_some() }),
+            )
+            .await?;
         Ok(token.reveal())
     }
 
@@ -186,7 +199,7 @@ impl Proctor {
         let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
         match self
             .db
-            .staff_by_session(hash_token(token), self.now_ms(), idle)
+            .staff_by_session(hash_token(token), self.clock.now_ms(), idle)
             .await
         {
             Ok(a) if a.disabled_at_ms.is_some() => Err(AppError::Unauthorized),
@@ -204,7 +217,8 @@ impl Proctor {
 
     pub async fn staff_logout(&self, staff: &StaffIdentity, token: &str) -> Result<(), AppError> {
         self.db.end_staff_session(hash_token(token)).await?;
-        self.audit(&staff.login, "staff_logout", None, serde_json::json!({}))
+        self.audit
+            .record(&staff.login, "staff_logout", None, serde_json::json!({}))
             .await
     }
 }

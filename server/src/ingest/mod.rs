@@ -62,7 +62,11 @@ impl Proctor {
             return Err(AppError::Gone);
         }
         use base64::Engine;
-        let public = self.attempt_key(&who.attempt)?.recipient(&who.attempt.id).1;
+        let public = self
+            .keys
+            .attempt_key(&who.attempt)?
+            .recipient(&who.attempt.id)
+            .1;
         Ok(AttemptInfo {
             attempt_id: who.attempt.id,
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.0),
@@ -86,7 +90,7 @@ impl Proctor {
         who: &AgentIdentity,
         req: RefusalRequest,
     ) -> Result<AttemptState, AppError> {
-        who.require_live(self.now_ms())?;
+        who.require_live(self.clock.now_ms())?;
         if req.notice_version != NOTICE_VERSION {
             return Err(AppError::BadRequest(format!(
                 "unknown notice version; the current one is {NOTICE_VERSION}"
@@ -114,8 +118,8 @@ impl Proctor {
     ) -> Result<(), AppError> {
         let (notice_version, given_at) = match &req.sealed {
             None => {
-                who.require_live(self.now_ms())?;
-                (req.notice_version.clone(), self.now_ms())
+                who.require_live(self.clock.now_ms())?;
+                (req.notice_version.clone(), self.clock.now_ms())
             }
             Some(sealed) => {
                 let c = self.offline_consent(who, sealed)?;
@@ -162,13 +166,14 @@ impl Proctor {
                     .record_consent(who.attempt.id, &notice_version, given_at)
                     .await?;
                 let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": true, "after_the_end": true });
-                self.audit(
-                    "candidate",
-                    "consent_recorded",
-                    Some(who.attempt.id),
-                    detail,
-                )
-                .await?;
+                self.audit
+                    .record(
+                        "candidate",
+                        "consent_recorded",
+                        Some(who.attempt.id),
+                        detail,
+                    )
+                    .await?;
                 return Ok(());
             }
             AttemptState::Destroyed => return Err(AppError::Gone),
@@ -185,13 +190,14 @@ impl Proctor {
             .record_consent(who.attempt.id, &notice_version, given_at)
             .await?;
         let detail = serde_json::json!({ "notice_version": notice_version, "given_at_ms": given_at, "kept_offline": req.sealed.is_some() });
-        self.audit(
-            "candidate",
-            "consent_recorded",
-            Some(who.attempt.id),
-            detail,
-        )
-        .await?;
+        self.audit
+            .record(
+                "candidate",
+                "consent_recorded",
+                Some(who.attempt.id),
+                detail,
+            )
+            .await?;
         match self
             .transition(who.attempt.id, Transition::Consent, "candidate")
             .await
@@ -205,7 +211,7 @@ impl Proctor {
     /// The candidate withdraws consent: no stream opens any more; what was recorded stays
     /// under the attempt's retention.
     pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, AppError> {
-        who.require_live(self.now_ms())?;
+        who.require_live(self.clock.now_ms())?;
         self.transition(who.attempt.id, Transition::Withdraw, "candidate")
             .await
     }
@@ -216,7 +222,7 @@ impl Proctor {
         req: OpenStreamRequest,
         client_ip: String,
     ) -> Result<OpenStreamResponse, AppError> {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         who.require_live(now)?;
         let a = &who.attempt;
         match a.state {
@@ -261,7 +267,7 @@ impl Proctor {
             ended_at_ms: None,
             final_index: None,
         };
-        let dek = self.attempt_key(a)?;
+        let dek = self.keys.attempt_key(a)?;
         let key = dek.derive_stream_key(&salt, &a.id, &stream.id);
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream.id, &conn)?;
         drop(dek);
@@ -306,7 +312,7 @@ impl Proctor {
 
     /// Writes an incident to the attempt's audit trail, at most once per kind per 10 min.
     pub(crate) async fn incident(&self, attempt: Uuid, kind: &'static str) {
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         {
             let mut seen = self.incidents.0.lock().unwrap_or_else(|p| p.into_inner());
             if seen
@@ -322,7 +328,8 @@ impl Proctor {
         }
         tracing::warn!(attempt = %attempt, kind, "agent incident");
         if let Err(e) = self
-            .audit(
+            .audit
+            .record(
                 "candidate",
                 "agent_incident",
                 Some(attempt),
@@ -343,7 +350,7 @@ impl Proctor {
         size: u64,
     ) -> Result<(), AppError> {
         let l = &self.settings.limits;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let margin = l.index_window_margin.as_millis() as u64;
         let a = who.attempt.id;
         let max = window::max_index(
@@ -439,7 +446,7 @@ impl Proctor {
             .await?;
         crate::metrics::ingest_stage("lookup", started.elapsed());
         let started = Instant::now();
-        let key = self.stream_key(&who.attempt, &stream)?;
+        let key = self.keys.stream_key(&who.attempt, &stream)?;
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
         let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
             use sha2::Digest as _;
@@ -530,7 +537,7 @@ impl Proctor {
             });
         }
         tracing::warn!(attempt = %who.attempt.id, stream = %new.stream_id, index = new.index, "conflicting chunk refused");
-        self.audit(
+        self.audit.record(
             "candidate",
             "chunk_conflict",
             Some(who.attempt.id),
@@ -570,7 +577,7 @@ impl Proctor {
             ));
         }
         self.db
-            .end_stream(stream_id, req.final_index, self.now_ms())
+            .end_stream(stream_id, req.final_index, self.clock.now_ms())
             .await?;
         crate::metrics::stream_ended();
         tracing::info!(attempt = %who.attempt.id, stream = %stream_id, "stream ended");

@@ -68,7 +68,7 @@ impl Proctor {
         via: &Via,
     ) -> Result<Stream, AppError> {
         let a = &who.attempt;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let Some(opening) = header.opening.as_ref().filter(|_| header.index == 0) else {
             return Err(AppError::StreamNotOpened);
         };
@@ -106,7 +106,7 @@ impl Proctor {
         }
         self.require_undecided(a.sitting_id).await?;
 
-        let dek = self.attempt_key(a)?;
+        let dek = self.keys.attempt_key(a)?;
         let key = opening
             .open(&dek.recipient(&a.id).0, &a.id, &stream_id)
             .map_err(AppError::Unauthentic)?;
@@ -182,7 +182,7 @@ impl Proctor {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(sealed.trim())
             .map_err(|_| AppError::BadRequest("sealed consent must be base64".into()))?;
-        let dek = self.attempt_key(&who.attempt)?;
+        let dek = self.keys.attempt_key(&who.attempt)?;
         let json = protocol::open_from_attempt(
             &dek.recipient(&who.attempt.id).0,
             &who.attempt.id,
@@ -194,7 +194,7 @@ impl Proctor {
         })?;
         let mut consent: OfflineConsent = serde_json::from_slice(&json)
             .map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         consent.given_at_ms = within(
             consent.given_at_ms,
             self.earliest_agent_time(&who.attempt, now),

@@ -74,7 +74,7 @@ impl Proctor {
         let entries = self.db.destroy_attempts(&batch).await?;
         // The chain covers every entry before it: one checkpoint vouches for the batch.
         if let Some(last) = entries.last() {
-            self.checkpoint(last).await?;
+            self.audit.checkpoint(last).await?;
         }
         crate::metrics::attempts_destroyed(entries.len() as u64);
         crash_point("after-key-delete");
@@ -95,7 +95,8 @@ impl Proctor {
         loop {
             // An upload in flight when its attempt was destroyed may land after the purge
             // (its token was checked before): purged again while the grace lasts.
-            let since = self.now_ms() - 2 * self.settings.limits.upload_grace.as_millis() as i64;
+            let since =
+                self.clock.now_ms() - 2 * self.settings.limits.upload_grace.as_millis() as i64;
             let ids: Vec<_> = self
                 .db
                 .unpurged(since, PURGE_BATCH + failed.len() as u32)
@@ -128,7 +129,7 @@ impl Proctor {
                 }
             }
             if !done.is_empty() {
-                self.db.finish_purge(&done, self.now_ms()).await?;
+                self.db.finish_purge(&done, self.clock.now_ms()).await?;
                 purged += done.len() as u64;
             }
         }

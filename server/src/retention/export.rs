@@ -51,7 +51,7 @@ impl Proctor {
         if attempt.state == crate::lifecycle::AttemptState::Destroyed {
             return Err(AppError::Gone);
         }
-        let dek = self.attempt_key(&attempt)?;
+        let dek = self.keys.attempt_key(&attempt)?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -146,13 +146,14 @@ impl Proctor {
         let mut file = sealed.finish().map_err(io)?;
         file.flush().map_err(io)?;
         file.get_ref().sync_all().map_err(io)?;
-        self.audit(
-            actor,
-            "attempt_exported",
-            Some(attempt_id),
-            serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments }),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "attempt_exported",
+                Some(attempt_id),
+                serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments }),
+            )
+            .await?;
         Ok(ExportSummary {
             attempt_id,
             file: out.display().to_string(),

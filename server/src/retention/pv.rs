@@ -257,7 +257,7 @@ impl Proctor {
                 PvRecorded::Raced => continue,
             };
             if let Some(last) = entries.last() {
-                self.checkpoint(last).await?;
+                self.audit.checkpoint(last).await?;
             }
             // A crash here leaves decided attempts due now: the worker destroys them at start-up.
             crate::faults::crash_point("after-pv-recorded");

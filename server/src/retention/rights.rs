@@ -57,7 +57,7 @@ impl Proctor {
         reason: &str,
     ) -> Result<Option<SignedReceipt>, AppError> {
         let reason = self.stated_reason(attempt, reason, "an erasure").await?;
-        let at_ms = self.now_ms();
+        let at_ms = self.clock.now_ms();
         let event = AuditEvent {
             at_ms,
             actor: actor.into(),
@@ -70,7 +70,7 @@ impl Proctor {
             .change_retention(attempt, RetentionChange::Erasure { at_ms }, event)
             .await?
         {
-            self.checkpoint(&entry).await?;
+            self.audit.checkpoint(&entry).await?;
         }
         let f = self.facts(attempt).await?;
         let receipt = self
@@ -90,7 +90,7 @@ impl Proctor {
     ) -> Result<(), AppError> {
         let reason = self.stated_reason(attempt, reason, "a legal hold").await?;
         let event = AuditEvent {
-            at_ms: self.now_ms(),
+            at_ms: self.clock.now_ms(),
             actor: actor.into(),
             action: "legal_hold_placed".into(),
             attempt_id: Some(attempt),
@@ -107,7 +107,7 @@ impl Proctor {
             )
             .await?
         {
-            Some(entry) => self.checkpoint(&entry).await,
+            Some(entry) => self.audit.checkpoint(&entry).await,
             None => Err(AppError::Conflict("this attempt is already on hold".into())),
         }
     }
@@ -118,7 +118,7 @@ impl Proctor {
         if f.hold_reason.is_none() {
             return Err(AppError::Conflict("this attempt is not on hold".into()));
         }
-        let at_ms = self.now_ms();
+        let at_ms = self.clock.now_ms();
         f.hold_reason = None;
         f.hold_lifted_at_ms = Some(at_ms);
         let Retention::DestroyAt(due) = self.retention_of(&f) else {
@@ -143,7 +143,7 @@ impl Proctor {
             )
             .await?
         {
-            Some(entry) => self.checkpoint(&entry).await?,
+            Some(entry) => self.audit.checkpoint(&entry).await?,
             None => return Err(AppError::Conflict("this attempt is not on hold".into())),
         }
         self.retention_wake.notify_one();
@@ -159,13 +159,14 @@ impl Proctor {
     ) -> Result<Vec<AccessEntry>, AppError> {
         self.attempt_or_404(attempt).await?;
         // Asking who accessed is itself an access to the attempt's data.
-        self.audit(
-            actor,
-            "access_report_read",
-            Some(attempt),
-            serde_json::json!({}),
-        )
-        .await?;
+        self.audit
+            .record(
+                actor,
+                "access_report_read",
+                Some(attempt),
+                serde_json::json!({}),
+            )
+            .await?;
         let mut roles = std::collections::HashMap::new();
         for s in self.db.list_staff().await? {
             roles.insert(s.login, s.role.as_str().to_owned());

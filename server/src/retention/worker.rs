@@ -117,7 +117,7 @@ impl Proctor {
         Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {
             None
         } else {
-            self.attempt_key(&a).ok()
+            self.keys.attempt_key(&a).ok()
         })
     }
 
@@ -186,13 +186,14 @@ impl Proctor {
             .filter(|e| live.get(e).copied().unwrap_or(0) == 0)
         {
             // Audited first: a crash in between leaves an audited epoch to destroy again.
-            self.audit(
-                WORKER,
-                "kek_destroyed",
-                None,
-                serde_json::json!({ "epoch": epoch, "at": rfc3339(now) }),
-            )
-            .await?;
+            self.audit
+                .record(
+                    WORKER,
+                    "kek_destroyed",
+                    None,
+                    serde_json::json!({ "epoch": epoch, "at": rfc3339(now) }),
+                )
+                .await?;
             self.keys.destroy_epoch(&epoch)?;
             destroyed.push(epoch);
         }
@@ -226,7 +227,7 @@ impl Proctor {
                     .await?,
             );
         }
-        self.audit(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await
+        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await
     }
 }
 

@@ -32,7 +32,7 @@ impl Proctor {
         let mut points = Vec::new();
         let mut without = 0u32;
         for stream in self.db.streams_of(attempt_id).await? {
-            let key = self.stream_key(&attempt, &stream)?;
+            let key = self.keys.stream_key(&attempt, &stream)?;
             let rows: Vec<_> = self
                 .db
                 .chunks_of(stream.id)
@@ -86,13 +86,14 @@ impl Proctor {
             }
             same
         });
-        self.audit_access(
-            staff,
-            "activity_viewed",
-            Some(attempt_id),
-            serde_json::json!({ "seconds": points.len() }),
-        )
-        .await?;
+        self.audit
+            .access(
+                staff,
+                "activity_viewed",
+                Some(attempt_id),
+                serde_json::json!({ "seconds": points.len() }),
+            )
+            .await?;
         Ok(ActivityStrip {
             points,
             fragments_without: without,

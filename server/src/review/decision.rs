@@ -142,7 +142,7 @@ impl Proctor {
                 .map(|r| r.round)
                 .unwrap_or(0)
         };
-        let dek = self.attempt_key(&attempt)?;
+        let dek = self.keys.attempt_key(&attempt)?;
         Ok(ReviewView {
             rounds: rounds(&reviews, &flags),
             my_round: writable(&reviews, staff.id).map(|r| r.round),
@@ -190,7 +190,7 @@ impl Proctor {
             attempt_id: attempt.id,
             round: 1,
             reviewer_id: staff.id,
-            started_at_ms: self.now_ms(),
+            started_at_ms: self.clock.now_ms(),
             submitted_at_ms: None,
             outcome: None,
         };
@@ -256,29 +256,30 @@ impl Proctor {
             severity: input.severity,
             // Sealed at rest: the note dies with the attempt's key, backups included.
             note: crate::keys::seal_note(
-                &self.attempt_key(&attempt)?,
+                &self.keys.attempt_key(&attempt)?,
                 &attempt_id,
                 &id,
                 &input.note,
             )?,
-            updated_at_ms: self.now_ms(),
+            updated_at_ms: self.clock.now_ms(),
         };
         let detail = serde_json::json!({ "flag_id": id, "round": review.round, "category": flag.category, "severity": flag.severity,
             "start_ms": flag.start_ms, "end_ms": flag.end_ms });
         if !self.db.save_flag(flag).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit_access(
-            staff,
-            if flag_id.is_some() {
-                "flag_updated"
-            } else {
-                "flag_created"
-            },
-            Some(attempt_id),
-            detail,
-        )
-        .await?;
+        self.audit
+            .access(
+                staff,
+                if flag_id.is_some() {
+                    "flag_updated"
+                } else {
+                    "flag_created"
+                },
+                Some(attempt_id),
+                detail,
+            )
+            .await?;
         Ok(id)
     }
 
@@ -294,13 +295,14 @@ impl Proctor {
         if !self.db.delete_flag(review.id, flag_id).await? {
             return Err(AppError::NotFound("flag"));
         }
-        self.audit_access(
-            staff,
-            "flag_deleted",
-            Some(attempt_id),
-            serde_json::json!({ "flag_id": flag_id, "round": review.round }),
-        )
-        .await
+        self.audit
+            .access(
+                staff,
+                "flag_deleted",
+                Some(attempt_id),
+                serde_json::json!({ "flag_id": flag_id, "round": review.round }),
+            )
+            .await
     }
 
     pub async fn submit_review(
@@ -313,7 +315,7 @@ impl Proctor {
         let review = self.my_review(staff, &attempt).await?;
         let flags = match self
             .db
-            .submit_review(review.id, outcome, self.now_ms())
+            .submit_review(review.id, outcome, self.clock.now_ms())
             .await?
         {
             Submit::Submitted(flags) => flags,
@@ -333,13 +335,14 @@ impl Proctor {
                 )))
             }
         };
-        self.audit_access(
-            staff,
-            "review_submitted",
-            Some(attempt_id),
-            serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags }),
-        )
-        .await?;
+        self.audit
+            .access(
+                staff,
+                "review_submitted",
+                Some(attempt_id),
+                serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags }),
+            )
+            .await?;
         if self.attempt_or_404(attempt_id).await?.state == AttemptState::InReview {
             self.transition(attempt_id, Transition::SubmitReview, &staff.login)
                 .await?;
@@ -399,7 +402,7 @@ impl Proctor {
             attempt_id,
             round: 2,
             reviewer_id: reviewer.id,
-            started_at_ms: self.now_ms(),
+            started_at_ms: self.clock.now_ms(),
             submitted_at_ms: None,
             outcome: None,
         };
@@ -411,13 +414,14 @@ impl Proctor {
             }
             other => other?,
         }
-        self.audit_access(
-            staff,
-            "second_review_requested",
-            Some(attempt_id),
-            serde_json::json!({ "reviewer": reviewer.login }),
-        )
-        .await?;
+        self.audit
+            .access(
+                staff,
+                "second_review_requested",
+                Some(attempt_id),
+                serde_json::json!({ "reviewer": reviewer.login }),
+            )
+            .await?;
         if attempt.state == AttemptState::Reviewed {
             self.transition(attempt_id, Transition::RequestSecondReview, &staff.login)
                 .await?;

@@ -64,7 +64,7 @@ impl Proctor {
             .checked_plaintext(staff, attempt_id, stream_id, index)
             .await?;
         let media = part(&plaintext, |p| Some(p.media), index)?;
-        self.audit_access(
+        self.audit.access(
             staff,
             "recording_viewed",
             Some(attempt_id),
@@ -87,7 +87,7 @@ impl Proctor {
             .checked_plaintext(staff, attempt_id, stream_id, index)
             .await?;
         let jpeg = part(&plaintext, |p| p.thumbnail, index)?;
-        self.audit_access(
+        self.audit.access(
             staff,
             "thumbnail_viewed",
             Some(attempt_id),
@@ -129,7 +129,7 @@ impl Proctor {
                 Err(e) => return Err(e.into()),
             }
         }
-        let key = self.stream_key(&attempt, &stream)?;
+        let key = self.keys.stream_key(&attempt, &stream)?;
         let blob = self
             .blobs
             .get(&chunk_path(
@@ -175,7 +175,8 @@ impl Proctor {
         why: &'static str,
     ) -> AppError {
         if let Err(e) = self
-            .audit_access(
+            .audit
+            .access(
                 staff,
                 "fragment_altered",
                 Some(attempt),

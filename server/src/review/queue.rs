@@ -31,7 +31,7 @@ impl Proctor {
             return Err(AppError::Forbidden("the queue is the reviewers'".into()));
         }
         let deadline = self.settings.review.deadline.as_millis() as i64;
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         let mut rows = Vec::new();
         for (sitting_id, sitting) in self.db.sittings_of_staff(staff.id).await? {
             for a in self.db.attempts_of_sitting(sitting_id).await? {

@@ -112,13 +112,14 @@ impl Proctor {
             .map(|s| span(s).0)
             .unwrap_or(attempt.created_at_ms);
         let end_ms = out.iter().map(|s| span(s).1).max().unwrap_or(start_ms);
-        self.audit_access(
-            staff,
-            "timeline_viewed",
-            Some(attempt_id),
-            serde_json::json!({}),
-        )
-        .await?;
+        self.audit
+            .access(
+                staff,
+                "timeline_viewed",
+                Some(attempt_id),
+                serde_json::json!({}),
+            )
+            .await?;
         Ok(Timeline {
             attempt_id,
             reference: attempt.reference,

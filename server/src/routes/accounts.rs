@@ -200,7 +200,8 @@ pub async fn audit(
     let Query(q) =
         q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
     let report = app
-        .audit_report(&who.login, q.limit.unwrap_or(200).min(5_000))
+        .audit
+        .report(&who.login, q.limit.unwrap_or(200).min(5_000))
         .await?;
     Ok(Json(report))
 }

@@ -62,13 +62,14 @@ pub async fn attempt(
     let id = parse_id(&id, "attempt id")?;
     app.attempt_for_staff(&staff, id).await?;
     let report = app.attempt_report(id).await?;
-    app.audit_access(
-        &staff,
-        "attempt_report_viewed",
-        Some(id),
-        serde_json::json!({}),
-    )
-    .await?;
+    app.audit
+        .access(
+            &staff,
+            "attempt_report_viewed",
+            Some(id),
+            serde_json::json!({}),
+        )
+        .await?;
     Ok(Json(report))
 }
 

@@ -230,7 +230,7 @@ async fn audit_page(
     PageSession(s): PageSession,
 ) -> Result<Response, PageError> {
     admin_only(&s)?;
-    let report = app.audit_report(&s.who.login, 500).await?;
+    let report = app.audit.report(&s.who.login, 500).await?;
     let entries = report
         .entries
         .into_iter()
