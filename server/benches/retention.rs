@@ -116,7 +116,10 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
             .await
             .unwrap();
         p.db.insert_chunks(&rows, 0).await.unwrap();
-        p.transition(a, Transition::End, "bench").await.unwrap();
+        p.attempts
+            .transition(a, Transition::End, "bench")
+            .await
+            .unwrap();
         attempts.push(a);
     }
     (sitting, attempts)

@@ -189,7 +189,7 @@ impl Proctor {
         attempt_id: Uuid,
         actor: &str,
     ) -> Result<u64, AppError> {
-        let a = self.attempt_or_404(attempt_id).await?;
+        let a = self.attempts.get(attempt_id).await?;
         let n = self.db.revoke_tokens(a.id, self.clock.now_ms()).await?;
         self.audit
             .record(
@@ -208,7 +208,7 @@ impl Proctor {
         attempt_id: Uuid,
         actor: &str,
     ) -> Result<AddCandidateResponse, AppError> {
-        let a = self.attempt_or_404(attempt_id).await?;
+        let a = self.attempts.get(attempt_id).await?;
         if !matches!(
             a.state,
             AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
@@ -258,7 +258,7 @@ impl Proctor {
         attempt_id: Uuid,
         actor: &str,
     ) -> Result<LaunchCodeResponse, AppError> {
-        let a = self.attempt_or_404(attempt_id).await?;
+        let a = self.attempts.get(attempt_id).await?;
         if !matches!(
             a.state,
             AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
@@ -317,7 +317,7 @@ impl Proctor {
             self.code_throttle.failed(&key, client_addr, now);
             return Err(AppError::NotFound("launch code (unknown, used or expired)"));
         };
-        let a = self.attempt_or_404(attempt).await?;
+        let a = self.attempts.get(attempt).await?;
         self.audit
             .record(
                 "candidate",
@@ -336,15 +336,17 @@ impl Proctor {
         attempt_id: Uuid,
         actor: &str,
     ) -> Result<AttemptStatus, AppError> {
-        let a = self.attempt_or_404(attempt_id).await?;
+        let a = self.attempts.get(attempt_id).await?;
         if a.state != AttemptState::Ended {
-            self.transition(attempt_id, Transition::End, actor).await?;
+            self.attempts
+                .transition(attempt_id, Transition::End, actor)
+                .await?;
         }
         self.attempt_status(attempt_id).await
     }
 
     pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
-        let a = self.attempt_or_404(attempt_id).await?;
+        let a = self.attempts.get(attempt_id).await?;
         let grace = self.settings.limits.upload_grace;
         let silent = self
             .db
@@ -360,36 +362,5 @@ impl Proctor {
             new_streams_until: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t) + grace)),
             agent_silent_since: silent.map(|(from, _)| rfc3339(from_unix_ms(from))),
         })
-    }
-
-    /// The one way an attempt changes state: checked against the lifecycle table,
-    /// compare-and-set in the database (a concurrent change is re-read, never
-    /// overwritten), and audited in the same transaction.
-    pub async fn transition(
-        &self,
-        attempt_id: Uuid,
-        t: Transition,
-        actor: &str,
-    ) -> Result<AttemptState, AppError> {
-        loop {
-            let a = self.attempt_or_404(attempt_id).await?;
-            let next = a.state.apply(t)?;
-            let now = self.clock.now_ms();
-            let event = AuditEvent {
-                at_ms: now,
-                actor: actor.into(),
-                action: t.audit_action().into(),
-                attempt_id: Some(attempt_id),
-                detail: serde_json::json!({ "from": a.state, "to": next }),
-            };
-            if let Some(entry) = self
-                .db
-                .set_state_audited(attempt_id, a.state, next, now, event)
-                .await?
-            {
-                self.audit.checkpoint(&entry).await?;
-                return Ok(next);
-            }
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! CLOE Connect proctoring server. See ARCHITECTURE.md for the map.
 
 pub mod accounts;
+pub mod attempts;
 pub mod audit;
 pub mod blobs;
 pub mod cli;

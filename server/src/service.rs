@@ -8,12 +8,10 @@ use crate::blobs::BlobStore;
 use crate::clock::SharedClock;
 use crate::configuration::Settings;
 use crate::db::*;
-use crate::error::AppError;
 use crate::ingest::gate::IngestGate;
 use crate::keys::KeyStore;
 use crate::throttle::LoginThrottle;
 use std::sync::Arc;
-use uuid::Uuid;
 
 pub struct Proctor {
     pub db: Arc<dyn Database>,
@@ -36,6 +34,7 @@ pub struct Proctor {
     pub(crate) incidents: crate::ingest::Incidents,
     pub(crate) group_commit: crate::ingest::commit::GroupCommit,
     pub audit: crate::audit::Audit,
+    pub attempts: crate::attempts::Attempts,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
     pub(crate) retention_wake: tokio::sync::Notify,
     /// When this instance last wrote that it heard each agent (writes are spaced out).
@@ -56,6 +55,11 @@ impl Proctor {
             None => Arc::new(SqliteDatabase::open(&dir.join("proctor.sqlite"), &pool).await?),
         };
         let l = &settings.limits;
+        let audit = crate::audit::Audit::new(
+            db.clone(),
+            crate::audit::Checkpoints::new(&settings.server.key_dir()),
+            clock.clone(),
+        );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
         Ok(Self {
             group_commit: crate::ingest::commit::GroupCommit::start(
@@ -63,11 +67,8 @@ impl Proctor {
                 blobs.clone(),
                 clock.clone(),
             ),
-            audit: crate::audit::Audit::new(
-                db.clone(),
-                crate::audit::Checkpoints::new(&settings.server.key_dir()),
-                clock.clone(),
-            ),
+            audit: audit.clone(),
+            attempts: crate::attempts::Attempts::new(db.clone(), audit.clone(), clock.clone()),
             db,
             blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
@@ -93,12 +94,5 @@ impl Proctor {
             clock,
             settings,
         })
-    }
-
-    pub(crate) async fn attempt_or_404(&self, id: Uuid) -> Result<Attempt, AppError> {
-        match self.db.attempt(id).await {
-            Err(DbError::NotFound) => Err(AppError::NotFound("attempt")),
-            other => Ok(other?),
-        }
     }
 }

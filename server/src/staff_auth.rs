@@ -80,26 +80,6 @@ impl Proctor {
         Ok(())
     }
 
-    /// The attempt as this staff member may see it. Reviewers and jury members see the
-    /// sittings assigned to them; any other attempt answers exactly as an unknown one
-    /// does, so that its existence is not disclosed.
-    pub async fn attempt_for_staff(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<crate::db::Attempt, AppError> {
-        let attempt = self.attempt_or_404(attempt_id).await?;
-        match staff.role {
-            Role::Admin => Ok(attempt),
-            Role::Reviewer | Role::Jury
-                if self.db.is_assigned(staff.id, attempt.sitting_id).await? =>
-            {
-                Ok(attempt)
-            }
-            Role::Reviewer | Role::Jury => Err(AppError::NotFound("attempt")),
-        }
-    }
-
     pub async fn staff_login(
         &self,
         login: &str,

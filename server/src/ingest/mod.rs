@@ -103,7 +103,8 @@ impl Proctor {
             }
             AttemptState::Destroyed => Err(AppError::Gone),
             _ => {
-                self.transition(who.attempt.id, Transition::Refuse, "candidate")
+                self.attempts
+                    .transition(who.attempt.id, Transition::Refuse, "candidate")
                     .await
             }
         }
@@ -199,6 +200,7 @@ impl Proctor {
             )
             .await?;
         match self
+            .attempts
             .transition(who.attempt.id, Transition::Consent, "candidate")
             .await
         {
@@ -212,7 +214,8 @@ impl Proctor {
     /// under the attempt's retention.
     pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, AppError> {
         who.require_live(self.clock.now_ms())?;
-        self.transition(who.attempt.id, Transition::Withdraw, "candidate")
+        self.attempts
+            .transition(who.attempt.id, Transition::Withdraw, "candidate")
             .await
     }
 
@@ -282,6 +285,7 @@ impl Proctor {
         if a.state == AttemptState::Consented {
             // Another stream may have moved it first; only a real refusal matters.
             match self
+                .attempts
                 .transition(a.id, Transition::StartRecording, "candidate")
                 .await
             {

@@ -149,6 +149,7 @@ impl Proctor {
         }
         if a.state == AttemptState::Consented {
             match self
+                .attempts
                 .transition(a.id, Transition::StartRecording, "candidate")
                 .await
             {

@@ -47,7 +47,7 @@ impl Proctor {
     ) -> Result<ExportSummary, AppError> {
         let recipient = age::x25519::Recipient::from_str(recipient.trim())
             .map_err(|e| AppError::BadRequest(format!("not an age recipient (age1…): {e}")))?;
-        let attempt = self.attempt_or_404(attempt_id).await?;
+        let attempt = self.attempts.get(attempt_id).await?;
         if attempt.state == crate::lifecycle::AttemptState::Destroyed {
             return Err(AppError::Gone);
         }

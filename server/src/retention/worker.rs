@@ -113,7 +113,7 @@ impl Proctor {
     /// The data key of an attempt still alive; `None` for one destroyed, or whose key is
     /// gone: what was left in clear about it is then dropped, not sealed.
     async fn live_key(&self, attempt: Uuid) -> Result<Option<protocol::AttemptKey>, AppError> {
-        let a = self.attempt_or_404(attempt).await?;
+        let a = self.attempts.get(attempt).await?;
         Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {
             None
         } else {

@@ -104,7 +104,7 @@ impl Proctor {
         if staff.role != Role::Reviewer {
             return Err(AppError::Forbidden("only reviewers review".into()));
         }
-        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
+        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
         if attempt.state == AttemptState::Destroyed {
             return Err(AppError::Gone);
         }
@@ -203,7 +203,8 @@ impl Proctor {
             other => other?,
         }
         if attempt.state == AttemptState::Ended {
-            self.transition(attempt.id, Transition::StartReview, &staff.login)
+            self.attempts
+                .transition(attempt.id, Transition::StartReview, &staff.login)
                 .await?;
         }
         Ok(review)
@@ -343,8 +344,9 @@ impl Proctor {
                 serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags }),
             )
             .await?;
-        if self.attempt_or_404(attempt_id).await?.state == AttemptState::InReview {
-            self.transition(attempt_id, Transition::SubmitReview, &staff.login)
+        if self.attempts.get(attempt_id).await?.state == AttemptState::InReview {
+            self.attempts
+                .transition(attempt_id, Transition::SubmitReview, &staff.login)
                 .await?;
         }
         self.review_view(staff, attempt_id).await
@@ -363,7 +365,7 @@ impl Proctor {
                 "a second review is requested by the jury or an admin".into(),
             ));
         }
-        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
+        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
         let first = match reviews.as_slice() {
             [first] if first.submitted_at_ms.is_some() => first,
@@ -423,7 +425,8 @@ impl Proctor {
             )
             .await?;
         if attempt.state == AttemptState::Reviewed {
-            self.transition(attempt_id, Transition::RequestSecondReview, &staff.login)
+            self.attempts
+                .transition(attempt_id, Transition::RequestSecondReview, &staff.login)
                 .await?;
         }
         Ok(())
@@ -431,7 +434,7 @@ impl Proctor {
 
     /// The review outcome without notes: for the exam platform and the jury.
     pub async fn review_outcome(&self, attempt_id: Uuid) -> Result<ReviewOutcomeView, AppError> {
-        let attempt = self.attempt_or_404(attempt_id).await?;
+        let attempt = self.attempts.get(attempt_id).await?;
         let (reviews, flags) = (
             self.db.reviews_of(attempt.id).await?,
             self.db.flags_of(attempt.id).await?,

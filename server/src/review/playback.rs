@@ -25,7 +25,7 @@ impl Proctor {
                 "this role may not view recordings".into(),
             ));
         }
-        let attempt = self.attempt_for_staff(staff, attempt_id).await?;
+        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
         match attempt.state {
             AttemptState::Destroyed => Err(AppError::Gone),
             // Asynchronous surveillance: nothing is watched before the exam has ended.

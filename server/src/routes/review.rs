@@ -213,7 +213,7 @@ pub async fn outcome(
     Path(attempt): Path<String>,
 ) -> Result<Json<ReviewOutcomeView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
-    app.attempt_for_staff(&staff, attempt).await?;
+    app.attempts.for_staff(&staff, attempt).await?;
     Ok(Json(app.review_outcome(attempt).await?))
 }
 

@@ -60,7 +60,7 @@ pub async fn attempt(
     Path(id): Path<String>,
 ) -> Result<Json<AttemptReport>, AppError> {
     let id = parse_id(&id, "attempt id")?;
-    app.attempt_for_staff(&staff, id).await?;
+    app.attempts.for_staff(&staff, id).await?;
     let report = app.attempt_report(id).await?;
     app.audit
         .access(

@@ -368,6 +368,7 @@ async fn a_destroyed_attempt_answers_gone() {
     // Destruction itself comes with the deletion issue; its state already closes every door.
     app.proctor()
         .await
+        .attempts
         .transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test")
         .await
         .unwrap();

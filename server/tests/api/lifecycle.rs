@@ -245,6 +245,7 @@ async fn once_under_review_the_recording_takes_no_more_chunks() {
     );
     app.proctor()
         .await
+        .attempts
         .transition(
             c.attempt_id,
             server::lifecycle::Transition::StartReview,
