@@ -8,19 +8,28 @@
 //! The state is in the database, so that several instances behind a load balancer agree;
 //! each instance writes "heard" for an attempt at most every quarter of `silent_after`.
 
+use crate::audit::Audit;
+use crate::clock::SharedClock;
 use crate::clock::{from_unix_ms, rfc3339};
+use crate::db::Database;
 use crate::error::AppError;
 use crate::identity::AgentIdentity;
-use crate::service::Proctor;
 use protocol::api::Heartbeat;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
-/// When this instance last wrote that it heard each attempt's agent.
-#[derive(Default)]
-pub struct Heard(Mutex<HashMap<Uuid, i64>>);
+/// Hears agents and marks the silent ones.
+pub struct Liveness {
+    db: Arc<dyn Database>,
+    audit: Audit,
+    clock: SharedClock,
+    silent_after: std::time::Duration,
+    /// When this instance last wrote that it heard each attempt's agent (writes are
+    /// spaced out).
+    heard: Mutex<HashMap<Uuid, i64>>,
+}
 
 /// One silence of an attempt's agent.
 #[derive(Debug, Clone, Serialize)]
@@ -31,16 +40,31 @@ pub struct Silence {
     pub seconds: Option<f64>,
 }
 
-impl Proctor {
+impl Liveness {
+    pub fn new(
+        db: Arc<dyn Database>,
+        audit: Audit,
+        clock: SharedClock,
+        settings: &crate::configuration::LivenessSettings,
+    ) -> Self {
+        Self {
+            db,
+            audit,
+            clock,
+            silent_after: settings.silent_after,
+            heard: Mutex::default(),
+        }
+    }
+
     fn write_every_ms(&self) -> i64 {
-        (self.settings.liveness.silent_after.as_millis() / 4).max(1) as i64
+        (self.silent_after.as_millis() / 4).max(1) as i64
     }
 
     /// The agent of `attempt` gave a sign of life now.
     pub async fn agent_heard(&self, attempt: Uuid) -> Result<(), AppError> {
         let now = self.clock.now_ms();
         {
-            let mut heard = self.heard.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
             if heard
                 .get(&attempt)
                 .is_some_and(|t| now - t < self.write_every_ms())
@@ -48,7 +72,7 @@ impl Proctor {
                 return Ok(());
             }
             if heard.len() > 100_000 {
-                let horizon = now - self.settings.liveness.silent_after.as_millis() as i64;
+                let horizon = now - self.silent_after.as_millis() as i64;
                 heard.retain(|_, t| *t > horizon);
             }
             heard.insert(attempt, now);
@@ -82,7 +106,7 @@ impl Proctor {
 
     /// Marks silent the agents not heard from for `silent_after`; returns how many.
     pub async fn mark_silent_agents(&self) -> Result<usize, AppError> {
-        let before = self.clock.now_ms() - self.settings.liveness.silent_after.as_millis() as i64;
+        let before = self.clock.now_ms() - self.silent_after.as_millis() as i64;
         let silent = self.db.mark_silent_agents(before).await?;
         for (attempt, since) in &silent {
             tracing::warn!(attempt = %attempt, "agent silent");
@@ -96,46 +120,39 @@ impl Proctor {
                 .await?;
             // The next sign of life must be written at once, whatever this instance wrote.
             self.heard
-                .0
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(attempt);
         }
         Ok(silent.len())
     }
-
-    /// The attempt's silences; one still open when the exam ended ends there.
-    pub async fn silences(&self, attempt: Uuid) -> Result<Vec<Silence>, AppError> {
-        let ended = self
-            .db
-            .attempt(attempt)
-            .await
-            .ok()
-            .and_then(|a| a.ended_at_ms);
-        Ok(self
-            .db
-            .agent_silences(attempt)
-            .await?
-            .into_iter()
-            .map(|(from, to)| (from, to.or(ended.filter(|e| *e > from))))
-            .map(|(from, to)| Silence {
-                from: rfc3339(from_unix_ms(from)),
-                to: to.map(|t| rfc3339(from_unix_ms(t))),
-                seconds: to.map(|t| (t - from) as f64 / 1000.0),
-            })
-            .collect())
-    }
 }
 
 /// Checks for silent agents four times per `silent_after`.
-pub fn spawn_watch(proctor: Arc<Proctor>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_watch(liveness: Arc<Liveness>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = proctor.settings.liveness.silent_after / 4;
+        let every = liveness.silent_after / 4;
         loop {
             tokio::time::sleep(every).await;
-            if let Err(e) = proctor.mark_silent_agents().await {
+            if let Err(e) = liveness.mark_silent_agents().await {
                 tracing::error!(error = %e, "liveness check failed; retrying at the next one");
             }
         }
     })
+}
+
+/// The attempt's silences; one still open when the exam ended ends there.
+pub async fn silences(db: &dyn Database, attempt: Uuid) -> Result<Vec<Silence>, AppError> {
+    let ended = db.attempt(attempt).await.ok().and_then(|a| a.ended_at_ms);
+    Ok(db
+        .agent_silences(attempt)
+        .await?
+        .into_iter()
+        .map(|(from, to)| (from, to.or(ended.filter(|e| *e > from))))
+        .map(|(from, to)| Silence {
+            from: rfc3339(from_unix_ms(from)),
+            to: to.map(|t| rfc3339(from_unix_ms(t))),
+            seconds: to.map(|t| (t - from) as f64 / 1000.0),
+        })
+        .collect())
 }

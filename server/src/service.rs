@@ -37,8 +37,7 @@ pub struct Proctor {
     pub attempts: crate::attempts::Attempts,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
     pub(crate) retention_wake: tokio::sync::Notify,
-    /// When this instance last wrote that it heard each agent (writes are spaced out).
-    pub(crate) heard: crate::liveness::Heard,
+    pub liveness: Arc<crate::liveness::Liveness>,
 }
 
 impl Proctor {
@@ -69,7 +68,7 @@ impl Proctor {
             ),
             audit: audit.clone(),
             attempts: crate::attempts::Attempts::new(db.clone(), audit.clone(), clock.clone()),
-            db,
+            db: db.clone(),
             blobs,
             keys: KeyStore::open(&settings.server.key_dir())?,
             ingest_gate: Arc::new(IngestGate::new(
@@ -90,7 +89,12 @@ impl Proctor {
                 .build()?,
             incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
-            heard: Default::default(),
+            liveness: Arc::new(crate::liveness::Liveness::new(
+                db.clone(),
+                audit.clone(),
+                clock.clone(),
+                &settings.liveness,
+            )),
             clock,
             settings,
         })

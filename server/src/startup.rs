@@ -153,7 +153,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let _worker = crate::retention::spawn_worker(self.proctor.clone());
-        let _liveness = crate::liveness::spawn_watch(self.proctor.clone());
+        let _liveness = crate::liveness::spawn_watch(self.proctor.liveness.clone());
         let webrtc = match self.udp {
             Some((socket, announce)) => Some(Arc::new(crate::webrtc::WebRtc::start(
                 self.proctor.clone(),

@@ -502,6 +502,7 @@ fn on_message(
                 let outcome = async {
                     let who = proctor.authenticate_agent(&credential).await?;
                     proctor
+                        .liveness
                         .heartbeat(
                             &who,
                             protocol::api::Heartbeat {

@@ -480,7 +480,7 @@ impl Proctor {
         let started = Instant::now();
         let put = self.blobs.put(&path, chunk).await?;
         crate::metrics::ingest_stage("blob_put", started.elapsed());
-        self.agent_heard(who.attempt.id).await?;
+        self.liveness.agent_heard(who.attempt.id).await?;
         let started = Instant::now();
         let inserted = self
             .group_commit

@@ -133,7 +133,7 @@ pub async fn heartbeat(
     who: AgentIdentity,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    app.heartbeat(&who, read_json(body).await?).await?;
+    app.liveness.heartbeat(&who, read_json(body).await?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

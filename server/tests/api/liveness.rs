@@ -26,11 +26,11 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
     assert_eq!(app.consent(&c.token).await.status(), 204);
     assert_eq!(app.heartbeat(&c.token, 0).await.status(), 204);
     let p = app.proctor_on_clock().await;
-    assert_eq!(p.mark_silent_agents().await.unwrap(), 0);
+    assert_eq!(p.liveness.mark_silent_agents().await.unwrap(), 0);
 
     app.clock
         .advance(app.settings.liveness.silent_after + std::time::Duration::from_secs(5));
-    assert_eq!(p.mark_silent_agents().await.unwrap(), 1);
+    assert_eq!(p.liveness.mark_silent_agents().await.unwrap(), 1);
     let status: AttemptStatus = app
         .http
         .get(format!(
