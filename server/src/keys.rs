@@ -24,6 +24,7 @@ pub enum KeyError {
     Io(#[from] std::io::Error),
 }
 
+#[derive(Clone)]
 pub struct KeyStore {
     dir: PathBuf,
 }

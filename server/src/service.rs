@@ -8,7 +8,6 @@ use crate::blobs::BlobStore;
 use crate::clock::SharedClock;
 use crate::configuration::Settings;
 use crate::db::*;
-use crate::ingest::gate::IngestGate;
 use crate::keys::KeyStore;
 use crate::throttle::LoginThrottle;
 use std::sync::Arc;
@@ -19,25 +18,21 @@ pub struct Proctor {
     pub keys: KeyStore,
     pub clock: SharedClock,
     pub settings: Settings,
-    pub(crate) ingest_gate: Arc<IngestGate>,
     pub(crate) login_throttle: LoginThrottle,
     /// Wrong launch codes, per address (both of its keys are the address).
     pub(crate) code_throttle: LoginThrottle,
-    /// Upload tests served at once (`routes::agent::UPLOAD_TEST_SLOTS`).
-    pub(crate) upload_test_slots: tokio::sync::Semaphore,
     /// At most this many password checks in flight, on…
     pub(crate) argon2_slots: Arc<tokio::sync::Semaphore>,
     /// …a pool of as many threads of their own, so that a login flood (19 MiB and ~50 ms
     /// of CPU per check) never occupies the blocking threads that file and database
     /// work need.
     pub(crate) argon2_pool: rayon::ThreadPool,
-    pub(crate) incidents: crate::ingest::Incidents,
-    pub(crate) group_commit: crate::ingest::commit::GroupCommit,
     pub audit: crate::audit::Audit,
     pub attempts: crate::attempts::Attempts,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
     pub(crate) retention_wake: tokio::sync::Notify,
     pub liveness: Arc<crate::liveness::Liveness>,
+    pub ingest: Arc<crate::ingest::Ingest>,
 }
 
 impl Proctor {
@@ -60,24 +55,21 @@ impl Proctor {
             clock.clone(),
         );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
+        let attempts = crate::attempts::Attempts::new(db.clone(), audit.clone(), clock.clone());
+        let keys = KeyStore::open(&settings.server.key_dir())?;
+        let liveness = Arc::new(crate::liveness::Liveness::new(
+            db.clone(),
+            audit.clone(),
+            clock.clone(),
+            &settings.liveness,
+        ));
         Ok(Self {
-            group_commit: crate::ingest::commit::GroupCommit::start(
-                db.clone(),
-                blobs.clone(),
-                clock.clone(),
-            ),
             audit: audit.clone(),
-            attempts: crate::attempts::Attempts::new(db.clone(), audit.clone(), clock.clone()),
+            attempts: attempts.clone(),
             db: db.clone(),
-            blobs,
-            keys: KeyStore::open(&settings.server.key_dir())?,
-            ingest_gate: Arc::new(IngestGate::new(
-                l.max_concurrent_ingests,
-                l.ingest_buffer_bytes,
-                l.max_ingests_per_attempt,
-            )),
+            blobs: blobs.clone(),
+            keys: keys.clone(),
             login_throttle: LoginThrottle::new(l),
-            upload_test_slots: tokio::sync::Semaphore::new(crate::ingest::gate::UPLOAD_TEST_SLOTS),
             code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings {
                 login_max_failures: l.login_max_failures_per_address,
                 ..l.clone()
@@ -87,13 +79,19 @@ impl Proctor {
                 .num_threads(l.argon2_concurrency.max(1))
                 .thread_name(|i| format!("argon2-{i}"))
                 .build()?,
-            incidents: Default::default(),
             retention_wake: tokio::sync::Notify::new(),
-            liveness: Arc::new(crate::liveness::Liveness::new(
+            liveness: liveness.clone(),
+            ingest: Arc::new(crate::ingest::Ingest::new(
                 db.clone(),
-                audit.clone(),
-                clock.clone(),
-                &settings.liveness,
+                blobs.clone(),
+                crate::ingest::Parts {
+                    keys: keys.clone(),
+                    clock: clock.clone(),
+                    audit: audit.clone(),
+                    attempts: attempts.clone(),
+                    liveness,
+                },
+                &settings,
             )),
             clock,
             settings,

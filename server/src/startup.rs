@@ -150,15 +150,24 @@ impl Application {
         }
     }
 
+    fn webrtc_agents(&self) -> crate::webrtc::Agents {
+        let p = &self.proctor;
+        crate::webrtc::Agents {
+            ingest: p.ingest.clone(),
+            liveness: p.liveness.clone(),
+            max_peers: p.settings.webrtc.max_peers,
+            max_chunk_bytes: p.settings.limits.max_chunk_bytes,
+        }
+    }
+
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
         let _worker = crate::retention::spawn_worker(self.proctor.clone());
         let _liveness = crate::liveness::spawn_watch(self.proctor.liveness.clone());
+        let agents = self.webrtc_agents();
         let webrtc = match self.udp {
             Some((socket, announce)) => Some(Arc::new(crate::webrtc::WebRtc::start(
-                self.proctor.clone(),
-                socket,
-                announce,
+                agents, socket, announce,
             )?)),
             None => None,
         };

@@ -12,8 +12,9 @@
 //! refused (429) or dropped.
 
 use crate::error::AppError;
+use crate::ingest::Ingest;
 use crate::ingest::Via;
-use crate::service::Proctor;
+use crate::liveness::Liveness;
 use bytes::Bytes;
 use protocol::channel::{AgentMessage, Answered, Reassembler, ResultMessage};
 use std::collections::{HashMap, VecDeque};
@@ -102,11 +103,20 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// What the channel's messages reach: the agent's use cases, and the bounds they keep.
+#[derive(Clone)]
+pub struct Agents {
+    pub ingest: Arc<Ingest>,
+    pub liveness: Arc<Liveness>,
+    pub max_peers: usize,
+    pub max_chunk_bytes: u64,
+}
+
 impl WebRtc {
     /// Starts the peers' task on `socket`; `announce` is the address agents are told to
     /// send to (the socket's own, unless it listens on every interface or behind NAT).
     pub fn start(
-        proctor: Arc<Proctor>,
+        agents: Agents,
         socket: std::net::UdpSocket,
         announce: SocketAddr,
     ) -> anyhow::Result<Self> {
@@ -114,12 +124,12 @@ impl WebRtc {
         let socket = UdpSocket::from_std(socket)?;
         let (commands, rx) = mpsc::channel(256);
         let peers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        tokio::spawn(run(proctor.clone(), socket, announce, rx, peers.clone()));
+        tokio::spawn(run(agents.clone(), socket, announce, rx, peers.clone()));
         Ok(Self {
             commands,
             candidate: announce,
             peers,
-            max_peers: proctor.settings.webrtc.max_peers,
+            max_peers: agents.max_peers,
         })
     }
 
@@ -183,7 +193,7 @@ impl WebRtc {
 /// `local` is the announced address, not the socket's: str0m matches each datagram's
 /// destination against its local candidate, and behind a NAT (or a relay) the two differ.
 async fn run(
-    proctor: Arc<Proctor>,
+    agents: Agents,
     socket: UdpSocket,
     local: SocketAddr,
     mut commands: mpsc::Receiver<Command>,
@@ -218,7 +228,7 @@ async fn run(
                     tracing::debug!(error = ?e, "peer input refused");
                     peer.rtc.disconnect();
                 }
-                drain(&proctor, session, peer, &socket, &results_tx).await;
+                drain(&agents, session, peer, &socket, &results_tx).await;
             }
             command = commands.recv() => match command {
                 Some(Command::Open(p, held)) => {
@@ -235,13 +245,13 @@ async fn run(
                         credential,
                         via,
                         channel: None,
-                        reassembly: Reassembler::new(proctor.settings.limits.max_chunk_bytes as usize),
+                        reassembly: Reassembler::new(agents.max_chunk_bytes as usize),
                         in_flight: 0,
                         results: VecDeque::new(),
                         next_timeout: Instant::now(),
                         created: Instant::now(),
                     };
-                    drain(&proctor, session, &mut peer, &socket, &results_tx).await;
+                    drain(&agents, session, &mut peer, &socket, &results_tx).await;
                     peers.insert(session, peer);
                     let _ = held.send(());
                 }
@@ -263,7 +273,7 @@ async fn run(
                     } else {
                         peer.results.push_back(message);
                     }
-                    drain(&proctor, session, peer, &socket, &results_tx).await;
+                    drain(&agents, session, peer, &socket, &results_tx).await;
                 }
             }
             _ = tokio::time::sleep_until(next.into()) => {
@@ -278,7 +288,7 @@ async fn run(
                         tracing::debug!(error = ?e, "peer timeout input");
                         peer.rtc.disconnect();
                     }
-                    drain(&proctor, session, peer, &socket, &results_tx).await;
+                    drain(&agents, session, peer, &socket, &results_tx).await;
                 }
             }
         }
@@ -293,7 +303,7 @@ async fn run(
 /// Polls a peer until str0m says when to come back (its contract after every input),
 /// sending what it transmits and acting on its events.
 async fn drain(
-    proctor: &Arc<Proctor>,
+    agents: &Agents,
     session: Uuid,
     p: &mut Peer,
     socket: &UdpSocket,
@@ -331,7 +341,7 @@ async fn drain(
                 flush_results(p);
             }
             Output::Event(Event::ChannelData(d)) => {
-                if let Err(why) = on_message(proctor, session, p, &d.data, results) {
+                if let Err(why) = on_message(agents, session, p, &d.data, results) {
                     tracing::warn!(attempt = %p.attempt, %why, "protocol violation on the data channel: peer dropped");
                     p.rtc.disconnect();
                 }
@@ -386,14 +396,14 @@ fn result_of(of: Answered, stream: Uuid, index: u32, outcome: Result<u16, AppErr
 }
 
 fn on_message(
-    proctor: &Arc<Proctor>,
+    agents: &Agents,
     session: Uuid,
     p: &mut Peer,
     message: &[u8],
     results: &mpsc::UnboundedSender<(Uuid, Vec<u8>, bool)>,
 ) -> Result<(), String> {
-    let (proctor, credential, via, tx) = (
-        proctor.clone(),
+    let (agents, credential, via, tx) = (
+        agents.clone(),
         p.credential.clone(),
         p.via.clone(),
         results.clone(),
@@ -431,17 +441,18 @@ fn on_message(
                 let started = Instant::now();
                 let size = chunk.len();
                 let outcome = async {
-                    let who = proctor.authenticate_agent(&credential).await?;
-                    let _permit = proctor.ingest_gate.admit(who.attempt.id, size as u64)?;
-                    proctor
-                        .ingest_chunk(&who, stream, index, Bytes::from(chunk), &via)
+                    let who = agents
+                        .ingest
+                        .authenticate_agent(&credential)
+                        .await
+                        .inspect_err(Ingest::refused)?;
+                    let read = |_| async move { Ok(Bytes::from(chunk)) };
+                    agents
+                        .ingest
+                        .receive_chunk(&who, stream, index, size as u64, read, &via, started)
                         .await
                 }
                 .await;
-                match &outcome {
-                    Ok(ack) => crate::metrics::chunk_stored(size, started.elapsed(), ack.created),
-                    Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
-                }
                 let status = outcome.map(|ack| if ack.created { 201 } else { 200 });
                 let _ = tx.send((
                     session,
@@ -476,8 +487,9 @@ fn on_message(
             p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
-                    let who = proctor.authenticate_agent(&credential).await?;
-                    proctor
+                    let who = agents.ingest.authenticate_agent(&credential).await?;
+                    agents
+                        .ingest
                         .end_stream(
                             &who,
                             stream,
@@ -500,8 +512,8 @@ fn on_message(
             p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
-                    let who = proctor.authenticate_agent(&credential).await?;
-                    proctor
+                    let who = agents.ingest.authenticate_agent(&credential).await?;
+                    agents
                         .liveness
                         .heartbeat(
                             &who,

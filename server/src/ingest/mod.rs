@@ -10,29 +10,148 @@ pub mod window;
 
 pub use opening::Via;
 
+use crate::attempts::Attempts;
+use crate::audit::Audit;
+use crate::blobs::BlobStore;
 use crate::blobs::{chunk_path, Put};
+use crate::clock::SharedClock;
+use crate::configuration::{CaptureSettings, LimitSettings, NoticeSettings};
 use crate::db::*;
 use crate::domain::hash_token;
 use crate::error::AppError;
 use crate::identity::AgentIdentity;
+use crate::keys::KeyStore;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::Proctor;
+use crate::liveness::Liveness;
 use bytes::Bytes;
+use gate::IngestGate;
 use protocol::api::*;
 use protocol::{ChunkHeader, StreamSalt};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
 use uuid::Uuid;
 
-/// When each (attempt, incident kind) was last written to the audit trail: a hostile agent
-/// repeating the same refused request must not flood the trail.
-#[derive(Default)]
-pub struct Incidents(Mutex<HashMap<(Uuid, &'static str), i64>>);
+/// The candidate's use case: everything an agent's token may do.
+pub struct Ingest {
+    db: Arc<dyn Database>,
+    blobs: BlobStore,
+    keys: KeyStore,
+    clock: SharedClock,
+    audit: Audit,
+    attempts: Attempts,
+    liveness: Arc<Liveness>,
+    capture: CaptureSettings,
+    limits: LimitSettings,
+    notice: NoticeSettings,
+    /// Chunks in flight: memory, concurrency, each attempt's share.
+    gate: Arc<IngestGate>,
+    /// Upload tests served at once (`gate::UPLOAD_TEST_SLOTS`).
+    upload_test_slots: tokio::sync::Semaphore,
+    group_commit: commit::GroupCommit,
+    /// When each (attempt, incident kind) was last written to the audit trail: a hostile
+    /// agent repeating the same refused request must not flood the trail.
+    incidents: Mutex<HashMap<(Uuid, &'static str), i64>>,
+}
+
+/// What `Ingest` is built from besides the database and the blobs.
+pub struct Parts {
+    pub keys: KeyStore,
+    pub clock: SharedClock,
+    pub audit: Audit,
+    pub attempts: Attempts,
+    pub liveness: Arc<Liveness>,
+}
 
 const INCIDENT_EVERY_MS: i64 = 10 * 60 * 1000;
 
-impl Proctor {
+impl Ingest {
+    pub fn new(
+        db: Arc<dyn Database>,
+        blobs: BlobStore,
+        parts: Parts,
+        settings: &crate::configuration::Settings,
+    ) -> Self {
+        let l = &settings.limits;
+        Self {
+            group_commit: commit::GroupCommit::start(
+                db.clone(),
+                blobs.clone(),
+                parts.clock.clone(),
+            ),
+            gate: Arc::new(IngestGate::new(
+                l.max_concurrent_ingests,
+                l.ingest_buffer_bytes,
+                l.max_ingests_per_attempt,
+            )),
+            upload_test_slots: tokio::sync::Semaphore::new(gate::UPLOAD_TEST_SLOTS),
+            incidents: Mutex::default(),
+            db,
+            blobs,
+            keys: parts.keys,
+            clock: parts.clock,
+            audit: parts.audit,
+            attempts: parts.attempts,
+            liveness: parts.liveness,
+            capture: settings.capture.clone(),
+            limits: settings.limits.clone(),
+            notice: settings.notice.clone(),
+        }
+    }
+
+    /// A chunk of `length` bytes, arriving by any transport: refused at once when larger
+    /// than a chunk may be or when the gate has no room for it (memory, concurrency, the
+    /// attempt's share), then read (`read` is given the body's deadline), stored, and
+    /// counted in the metrics either way.
+    pub async fn receive_chunk<F, R>(
+        &self,
+        who: &AgentIdentity,
+        stream: Uuid,
+        index: u32,
+        length: u64,
+        read: R,
+        via: &Via,
+        started: Instant,
+    ) -> Result<ChunkAck, AppError>
+    where
+        R: FnOnce(std::time::Duration) -> F,
+        F: std::future::Future<Output = Result<Bytes, AppError>>,
+    {
+        let outcome = async {
+            let limit = self.limits.max_chunk_bytes;
+            if length > limit {
+                return Err(AppError::TooLarge(limit));
+            }
+            let _permit = self.gate.admit(who.attempt.id, length)?;
+            let chunk = read(self.limits.body_read_timeout).await?;
+            let size = chunk.len();
+            Ok((
+                self.ingest_chunk(who, stream, index, chunk, via).await?,
+                size,
+            ))
+        }
+        .await;
+        match &outcome {
+            Ok((ack, size)) => crate::metrics::chunk_stored(*size, started.elapsed(), ack.created),
+            Err(e) => Self::refused(e),
+        }
+        outcome.map(|(ack, _)| ack)
+    }
+
+    /// A chunk refused before it reached `receive_chunk` (its address, its credential):
+    /// counted like the others.
+    pub fn refused(e: &AppError) {
+        crate::metrics::chunk_refused(e.status_and_code().1)
+    }
+
+    /// A slot for one upload test (open to anyone: few slots, none queued).
+    pub fn upload_test_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+        self.upload_test_slots
+            .try_acquire()
+            .map_err(|_| AppError::Overloaded)
+    }
+
     /// Any token ever issued for the attempt identifies it; what it may do depends on the
     /// call (see `require_live`).
     pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, AppError> {
@@ -71,8 +190,8 @@ impl Proctor {
             attempt_id: who.attempt.id,
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.0),
             notice_version: NOTICE_VERSION.into(),
-            fragment_ms: self.settings.capture.fragment_ms,
-            max_chunk_bytes: self.settings.limits.max_chunk_bytes,
+            fragment_ms: self.capture.fragment_ms,
+            max_chunk_bytes: self.limits.max_chunk_bytes,
             state: Some(who.attempt.state.as_str().into()),
         })
     }
@@ -80,7 +199,7 @@ impl Proctor {
     /// The information notice the candidate reads before consenting, as this deployment
     /// words it.
     pub fn notice(&self) -> protocol::notice::Notice {
-        protocol::notice::current(&self.settings.notice.dpo_contact)
+        protocol::notice::current(&self.notice.dpo_contact)
     }
 
     /// The candidate refused the notice: recorded (state withdrawn, audited as a refusal)
@@ -232,9 +351,8 @@ impl Proctor {
             AttemptState::Enrolled => return Err(AppError::ConsentRequired),
             AttemptState::Consented | AttemptState::Recording => {}
             AttemptState::Ended
-                if a.ended_at_ms.is_some_and(|t| {
-                    now < t + self.settings.limits.upload_grace.as_millis() as i64
-                }) => {}
+                if a.ended_at_ms
+                    .is_some_and(|t| now < t + self.limits.upload_grace.as_millis() as i64) => {}
             AttemptState::Destroyed => return Err(AppError::Gone),
             AttemptState::Withdrawn => {
                 return Err(crate::lifecycle::InvalidTransition {
@@ -246,7 +364,7 @@ impl Proctor {
             _ => return Err(AppError::AttemptEnded),
         }
         self.require_undecided(a.sitting_id).await?;
-        let max_streams = self.settings.limits.max_streams_per_attempt;
+        let max_streams = self.limits.max_streams_per_attempt;
         let field = |s: &str, name: &str| -> Result<String, AppError> {
             let t = s.trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
@@ -300,8 +418,8 @@ impl Proctor {
             attempt_id: a.id,
             stream_id: stream.id,
             stream_key: base64::engine::general_purpose::STANDARD.encode(key.to_bytes().as_slice()),
-            fragment_ms: self.settings.capture.fragment_ms,
-            max_chunk_bytes: self.settings.limits.max_chunk_bytes,
+            fragment_ms: self.capture.fragment_ms,
+            max_chunk_bytes: self.limits.max_chunk_bytes,
         })
     }
 
@@ -318,7 +436,7 @@ impl Proctor {
     pub(crate) async fn incident(&self, attempt: Uuid, kind: &'static str) {
         let now = self.clock.now_ms();
         {
-            let mut seen = self.incidents.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = self.incidents.lock().unwrap_or_else(|p| p.into_inner());
             if seen
                 .get(&(attempt, kind))
                 .is_some_and(|t| now - t < INCIDENT_EVERY_MS)
@@ -353,16 +471,11 @@ impl Proctor {
         header: &ChunkHeader,
         size: u64,
     ) -> Result<(), AppError> {
-        let l = &self.settings.limits;
+        let l = &self.limits;
         let now = self.clock.now_ms();
         let margin = l.index_window_margin.as_millis() as u64;
         let a = who.attempt.id;
-        let max = window::max_index(
-            stream.opened_at_ms,
-            now,
-            self.settings.capture.fragment_ms,
-            margin,
-        );
+        let max = window::max_index(stream.opened_at_ms, now, self.capture.fragment_ms, margin);
         if u64::from(header.index) > max {
             self.incident(a, "index_out_of_window").await;
             return Err(AppError::IndexOutOfWindow {
@@ -382,7 +495,7 @@ impl Proctor {
             window::byte_budget(
                 since,
                 now,
-                self.settings.capture.bitrate_kbps,
+                self.capture.bitrate_kbps,
                 l.quota_bitrate_multiple,
             )
         };

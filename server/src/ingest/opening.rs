@@ -6,11 +6,11 @@
 //! before the attempt existed or consent was given, not after now), so a wrong clock
 //! moves a stream on the timeline but never lets it claim more recording time.
 
+use super::Ingest;
 use crate::db::*;
 use crate::error::AppError;
 use crate::identity::AgentIdentity;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::Proctor;
 use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
 use protocol::ChunkHeader;
 use uuid::Uuid;
@@ -56,7 +56,7 @@ fn within(t: i64, lower: i64, now: i64) -> i64 {
     t.clamp(lower.min(now), now)
 }
 
-impl Proctor {
+impl Ingest {
     /// Opens the stream whose first chunk this is, after checking that the chunk opens
     /// under the key it carries: a forged or damaged first chunk creates nothing.
     pub(super) async fn open_agent_stream(
@@ -130,7 +130,7 @@ impl Proctor {
             .await?;
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream_id, &via.connection())?;
         drop(dek);
-        let max_streams = self.settings.limits.max_streams_per_attempt;
+        let max_streams = self.limits.max_streams_per_attempt;
         if !self
             .db
             .open_stream(stream.clone(), sealed, max_streams)
@@ -169,7 +169,7 @@ impl Proctor {
     /// more than that; a recording that waited longer still lands, its start moved later.
     pub(super) fn earliest_agent_time(&self, a: &crate::db::Attempt, now: i64) -> i64 {
         a.created_at_ms
-            .max(now - self.settings.limits.max_offline.as_millis() as i64)
+            .max(now - self.limits.max_offline.as_millis() as i64)
     }
 
     /// Opens consent the agent sealed in its spool: what was accepted, and when. The time is

@@ -3,7 +3,7 @@
 use super::{bearer, parse_id, read_body_exact, read_json, AppState};
 use crate::error::AppError;
 use crate::identity::AgentIdentity;
-use crate::ingest::Via;
+use crate::ingest::{Ingest, Via};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
 impl FromRequestParts<AppState> for AgentIdentity {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        state.authenticate_agent(bearer(parts)?).await
+        state.ingest.authenticate_agent(bearer(parts)?).await
     }
 }
 
@@ -49,7 +49,7 @@ pub async fn attempt_info(
     State(app): State<AppState>,
     who: AgentIdentity,
 ) -> Result<Json<AttemptInfo>, AppError> {
-    Ok(Json(app.attempt_info(&who)?))
+    Ok(Json(app.ingest.attempt_info(&who)?))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/webrtc", tag = "agent",
@@ -144,14 +144,16 @@ pub async fn consent(
     who: AgentIdentity,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    app.record_consent(&who, read_json(body).await?).await?;
+    app.ingest
+        .record_consent(&who, read_json(body).await?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/agent/v1/notice", tag = "agent",
     responses((status = 200, description = "the information notice the candidate reads before consenting: version, title, sections (no token needed)")))]
 pub async fn notice(State(app): State<AppState>) -> Json<protocol::notice::Notice> {
-    Json(app.notice())
+    Json(app.ingest.notice())
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/launch-code", tag = "agent",
@@ -178,7 +180,10 @@ pub async fn refuse(
     who: AgentIdentity,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let state = app.refuse_consent(&who, read_json(body).await?).await?;
+    let state = app
+        .ingest
+        .refuse_consent(&who, read_json(body).await?)
+        .await?;
     Ok(Json(
         serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
     ))
@@ -196,10 +201,7 @@ pub async fn upload_test(
     // Open to anyone (the practice check has no token), so it gets few slots of its own and
     // a short deadline: slow senders cannot take the listener's request budget from the
     // exams' uploads.
-    let _slot = app
-        .upload_test_slots
-        .try_acquire()
-        .map_err(|_| AppError::Overloaded)?;
+    let _slot = app.ingest.upload_test_slot()?;
     let started = std::time::Instant::now();
     // Counted and dropped frame by frame: the test costs no memory, and nothing is kept.
     let count = async move {
@@ -230,7 +232,7 @@ pub async fn withdraw(
     State(app): State<AppState>,
     who: AgentIdentity,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let state = app.withdraw_consent(&who).await?;
+    let state = app.ingest.withdraw_consent(&who).await?;
     Ok(Json(
         serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
     ))
@@ -247,6 +249,7 @@ pub async fn open_stream(
     body: Body,
 ) -> Result<(StatusCode, Json<OpenStreamResponse>), AppError> {
     let resp = app
+        .ingest
         .open_stream(&who, read_json(body).await?, peer.ip().to_string())
         .await?;
     Ok((StatusCode::CREATED, Json(resp)))
@@ -276,12 +279,13 @@ pub async fn put_chunk(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let result = receive_chunk(&app, &stream_id, &index, &who, &headers, body, &via).await;
-    match &result {
-        Ok(ack) => crate::metrics::chunk_stored(ack.1, started.elapsed(), ack.0.created),
-        Err(e) => crate::metrics::chunk_refused(e.status_and_code().1),
-    }
-    let (ack, _) = result?;
+    let (stream_id, index, length) =
+        chunk_address(&stream_id, &index, &headers).inspect_err(Ingest::refused)?;
+    let read = |deadline| read_body_exact(body, length as usize, deadline);
+    let ack = app
+        .ingest
+        .receive_chunk(&who, stream_id, index, length, read, &via, started)
+        .await?;
     Ok((
         if ack.created {
             StatusCode::CREATED
@@ -292,38 +296,22 @@ pub async fn put_chunk(
     ))
 }
 
-/// The chunk upload: (acknowledgement, bytes received).
-async fn receive_chunk(
-    app: &AppState,
+/// The chunk's stream, index and length (known before a byte of body is read).
+fn chunk_address(
     stream_id: &str,
     index: &str,
-    who: &AgentIdentity,
     headers: &HeaderMap,
-    body: Body,
-    via: &Via,
-) -> Result<(ChunkAck, usize), AppError> {
+) -> Result<(uuid::Uuid, u32, u64), AppError> {
     let stream_id = parse_id(stream_id, "stream id")?;
     let index: u32 = index
         .parse()
         .map_err(|_| AppError::BadRequest("index must be a non-negative integer".into()))?;
-    let limit = app.settings.limits.max_chunk_bytes;
-    // The length is known before a byte of body is read: refuse or reserve memory for it.
     let length: u64 = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .ok_or(AppError::LengthRequired)?;
-    if length > limit {
-        return Err(AppError::TooLarge(limit));
-    }
-    let _permit = app.ingest_gate.admit(who.attempt.id, length)?;
-    let chunk =
-        read_body_exact(body, length as usize, app.settings.limits.body_read_timeout).await?;
-    let size = chunk.len();
-    Ok((
-        app.ingest_chunk(who, stream_id, index, chunk, via).await?,
-        size,
-    ))
+    Ok((stream_id, index, length))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/streams/{stream_id}/end", tag = "agent",
@@ -335,7 +323,8 @@ pub async fn end_stream(
     body: Body,
 ) -> Result<StatusCode, AppError> {
     let stream_id = parse_id(&stream_id, "stream id")?;
-    app.end_stream(&who, stream_id, read_json(body).await?)
+    app.ingest
+        .end_stream(&who, stream_id, read_json(body).await?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
