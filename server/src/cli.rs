@@ -353,35 +353,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(p) => p,
                     Err(_) => rpassword_prompt()?,
                 };
-                let id = app.add_staff(&login, &role, &password).await?;
+                let id = app.accounts.add_staff(&login, &role, &password).await?;
                 print(serde_json::json!({ "staff_id": id, "login": login, "role": role }))?
             }
             Command::Staff { command: StaffCommand::Assign { login, sitting } } | Command::Assign { login, sitting } => {
-                app.assign_sitting(&login, sitting, "admin-cli").await?;
+                app.accounts.assign_sitting(&login, sitting, "admin-cli").await?;
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Staff { command: StaffCommand::List } => {
                 let admin = crate::identity::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
-                print(app.list_staff(&admin).await?)?
+                print(app.accounts.list_staff(&admin).await?)?
             }
             Command::Staff { command: StaffCommand::Disable { login } } => {
-                app.set_staff_disabled("admin-cli", &login, true).await?;
+                app.accounts.set_staff_disabled("admin-cli", &login, true).await?;
                 print(serde_json::json!({ "login": login, "disabled": true }))?
             }
             Command::Staff { command: StaffCommand::Enable { login } } => {
-                app.set_staff_disabled("admin-cli", &login, false).await?;
+                app.accounts.set_staff_disabled("admin-cli", &login, false).await?;
                 print(serde_json::json!({ "login": login, "disabled": false }))?
             }
             Command::Staff { command: StaffCommand::ResetPassword { login } } => {
-                let p = app.reset_password("admin-cli", &login).await?;
+                let p = app.accounts.reset_password("admin-cli", &login).await?;
                 print(serde_json::json!({ "login": login, "temporary_password": p }))?
             }
             Command::Staff { command: StaffCommand::RemoveTotp { login } } => {
-                app.remove_totp("admin-cli", &login).await?;
+                app.accounts.remove_totp("admin-cli", &login).await?;
                 print(serde_json::json!({ "login": login, "totp": false }))?
             }
             Command::Staff { command: StaffCommand::RequireTotp { required } } => {
-                app.set_totp_required("admin-cli", required).await?;
+                app.accounts.set_totp_required("admin-cli", required).await?;
                 print(serde_json::json!({ "totp_required": required }))?
             }
             Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,

@@ -1,5 +1,5 @@
 //! Who is asking: a candidate by their launch token, or an authenticated staff member.
-//! Built only by the use cases that authenticate (`ingest`, `staff_auth`).
+//! Built only by the use cases that authenticate (`ingest`, `accounts`).
 
 use crate::db::{Attempt, LaunchToken};
 use crate::domain::{Pending, Role};

@@ -24,7 +24,6 @@ pub mod retention;
 pub mod review;
 pub mod routes;
 pub mod service;
-pub mod staff_auth;
 pub mod startup;
 pub mod telemetry;
 pub mod terminals;

@@ -18,15 +18,9 @@ pub struct Proctor {
     pub keys: KeyStore,
     pub clock: SharedClock,
     pub settings: Settings,
-    pub(crate) login_throttle: LoginThrottle,
     /// Wrong launch codes, per address (both of its keys are the address).
     pub(crate) code_throttle: LoginThrottle,
-    /// At most this many password checks in flight, on…
-    pub(crate) argon2_slots: Arc<tokio::sync::Semaphore>,
-    /// …a pool of as many threads of their own, so that a login flood (19 MiB and ~50 ms
-    /// of CPU per check) never occupies the blocking threads that file and database
-    /// work need.
-    pub(crate) argon2_pool: rayon::ThreadPool,
+    pub accounts: Arc<crate::accounts::Accounts>,
     pub audit: crate::audit::Audit,
     pub attempts: crate::attempts::Attempts,
     /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
@@ -69,16 +63,17 @@ impl Proctor {
             db: db.clone(),
             blobs: blobs.clone(),
             keys: keys.clone(),
-            login_throttle: LoginThrottle::new(l),
+            accounts: Arc::new(crate::accounts::Accounts::new(
+                db.clone(),
+                keys.clone(),
+                clock.clone(),
+                audit.clone(),
+                l,
+            )?),
             code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings {
                 login_max_failures: l.login_max_failures_per_address,
                 ..l.clone()
             }),
-            argon2_slots: Arc::new(tokio::sync::Semaphore::new(l.argon2_concurrency.max(1))),
-            argon2_pool: rayon::ThreadPoolBuilder::new()
-                .num_threads(l.argon2_concurrency.max(1))
-                .thread_name(|i| format!("argon2-{i}"))
-                .build()?,
             retention_wake: tokio::sync::Notify::new(),
             liveness: liveness.clone(),
             ingest: Arc::new(crate::ingest::Ingest::new(

@@ -48,7 +48,8 @@ pub async fn change_password(
     body: Body,
 ) -> Result<StatusCode, AppError> {
     let req: PasswordChange = read_json(body).await?;
-    app.change_password(&s.who, &s.token, &req.current, &req.new)
+    app.accounts
+        .change_password(&s.who, &s.token, &req.current, &req.new)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -58,7 +59,7 @@ pub async fn begin_totp(
     State(app): State<AppState>,
     AccountSession(s): AccountSession,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let e = app.begin_totp(&s.who)?;
+    let e = app.accounts.begin_totp(&s.who)?;
     Ok(Json(
         serde_json::json!({ "secret": e.secret_base32, "otpauth_url": e.otpauth_url }),
     ))
@@ -78,7 +79,9 @@ pub async fn confirm_totp(
     body: Body,
 ) -> Result<StatusCode, AppError> {
     let req: TotpConfirm = read_json(body).await?;
-    app.confirm_totp(&s.who, &req.secret, &req.code).await?;
+    app.accounts
+        .confirm_totp(&s.who, &req.secret, &req.code)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -87,7 +90,7 @@ pub async fn list_staff(
     State(app): State<AppState>,
     who: StaffIdentity,
 ) -> Result<Json<Vec<StaffSummary>>, AppError> {
-    Ok(Json(app.list_staff(&who).await?))
+    Ok(Json(app.accounts.list_staff(&who).await?))
 }
 
 #[derive(Deserialize)]
@@ -107,7 +110,8 @@ pub async fn create_staff(
     who.require_admin()?;
     let req: NewStaff = read_json(body).await?;
     let (_, shown) = crate::domain::Password::generate();
-    app.add_staff_as(&who.login, &req.login, &req.role, &shown)
+    app.accounts
+        .add_staff_as(&who.login, &req.login, &req.role, &shown)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -126,18 +130,22 @@ pub async fn staff_action(
     who.require_admin()?;
     let done = match action.as_str() {
         "disable" => app
+            .accounts
             .set_staff_disabled(&who.login, &login, true)
             .await
             .map(|_| serde_json::json!({ "login": login, "disabled": true })),
         "enable" => app
+            .accounts
             .set_staff_disabled(&who.login, &login, false)
             .await
             .map(|_| serde_json::json!({ "login": login, "disabled": false })),
         "reset-password" => app
+            .accounts
             .reset_password(&who.login, &login)
             .await
             .map(|p| serde_json::json!({ "login": login, "temporary_password": p })),
         "remove-totp" => app
+            .accounts
             .remove_totp(&who.login, &login)
             .await
             .map(|_| serde_json::json!({ "login": login, "totp": false })),
@@ -161,7 +169,8 @@ pub async fn assign(
 ) -> Result<StatusCode, AppError> {
     who.require_admin()?;
     let req: Assignment = read_json(body).await?;
-    app.assign_sitting(&req.login, req.sitting, &who.login)
+    app.accounts
+        .assign_sitting(&req.login, req.sitting, &who.login)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -180,7 +189,9 @@ pub async fn totp_required(
 ) -> Result<StatusCode, AppError> {
     who.require_admin()?;
     let req: TotpRequired = read_json(body).await?;
-    app.set_totp_required(&who.login, req.required).await?;
+    app.accounts
+        .set_totp_required(&who.login, req.required)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

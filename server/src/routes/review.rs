@@ -71,7 +71,9 @@ pub async fn logout(
     State(app): State<AppState>,
     AccountSession(session): AccountSession,
 ) -> Result<StatusCode, AppError> {
-    app.staff_logout(&session.who, &session.token).await?;
+    app.accounts
+        .staff_logout(&session.who, &session.token)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

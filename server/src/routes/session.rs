@@ -84,7 +84,7 @@ impl FromRequestParts<AppState> for StaffCookieSession {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let (token, by_cookie) = presented_token(parts).ok_or(AppError::Unauthorized)?;
-        let mut who = state.authenticate_staff(&token).await?;
+        let mut who = state.accounts.authenticate_staff(&token).await?;
         who.terminal = parts
             .extensions
             .get::<Option<crate::terminals::Terminal>>()

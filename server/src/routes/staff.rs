@@ -42,6 +42,7 @@ pub async fn login(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
     let token = app
+        .accounts
         .staff_login(
             &req.login,
             &req.password,

@@ -63,15 +63,18 @@ async fn every_role_against_every_staff_route() {
     let outsider = add_staff(&app, "autre", "reviewer").await;
     let jury = add_staff(&app, "jure", "jury").await;
     proctor
+        .accounts
         .assign_sitting("jure", sitting, "test")
         .await
         .unwrap();
     let admin = add_staff(&app, "admin", "admin").await;
     proctor
+        .accounts
         .add_staff("nouvelle", "reviewer", "Kilo-Tango-2026")
         .await
         .unwrap();
     proctor
+        .accounts
         .assign_sitting("nouvelle", sitting, "test")
         .await
         .unwrap();

@@ -52,6 +52,7 @@ async fn the_first_login_must_change_the_password_and_common_ones_are_refused() 
     let app = spawn_app().await;
     app.proctor()
         .await
+        .accounts
         .add_staff("relectrice", "reviewer", "Kilo-Tango-2026")
         .await
         .unwrap();

@@ -277,6 +277,7 @@ pub const STAFF_PASSWORD: &str = "Kilo-Tango-2026-bis";
 pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
     app.proctor()
         .await
+        .accounts
         .add_staff(login, role, "Kilo-Tango-2026")
         .await
         .unwrap();
@@ -315,6 +316,7 @@ pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
     let sitting = app.db().await.attempt(attempt).await.unwrap().sitting_id;
     app.proctor()
         .await
+        .accounts
         .assign_sitting(login, sitting, "test")
         .await
         .unwrap();

@@ -10,6 +10,7 @@ async fn jury_of(app: &TestApp, login: &str, sitting: Uuid) -> String {
     let token = add_staff(app, login, "jury").await;
     app.proctor()
         .await
+        .accounts
         .assign_sitting(login, sitting, "test")
         .await
         .unwrap();

@@ -267,6 +267,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
         .sitting_id;
     app.proctor()
         .await
+        .accounts
         .assign_sitting("autre", sitting, "test")
         .await
         .unwrap();
@@ -359,6 +360,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     let jury = add_staff(&app, "jure", "jury").await;
     app.proctor()
         .await
+        .accounts
         .assign_sitting("jure", sitting, "test")
         .await
         .unwrap();

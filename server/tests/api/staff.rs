@@ -155,6 +155,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
         .sitting_id;
     app.proctor()
         .await
+        .accounts
         .assign_sitting("relectrice", sitting, "admin")
         .await
         .unwrap();

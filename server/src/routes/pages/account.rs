@@ -50,6 +50,7 @@ async fn change_password(
         Err(T.password_mismatch)
     } else {
         match app
+            .accounts
             .change_password(&s.who, &s.token, &f.current, &f.new)
             .await
         {
@@ -87,7 +88,7 @@ async fn totp_page(
     State(app): State<AppState>,
     AnyPageSession(s): AnyPageSession,
 ) -> Result<Response, PageError> {
-    let e = app.begin_totp(&s.who)?;
+    let e = app.accounts.begin_totp(&s.who)?;
     let csrf = s.csrf();
     Ok(render(reviewer::TotpPage {
         t: T,
@@ -113,7 +114,7 @@ async fn confirm_totp(
     Form(f): Form<TotpForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    match app.confirm_totp(&s.who, &f.secret, &f.code).await {
+    match app.accounts.confirm_totp(&s.who, &f.secret, &f.code).await {
         Ok(()) => Ok(Redirect::to(home_of(&s.who)).into_response()),
         Err(AppError::BadRequest(_)) => {
             let csrf = s.csrf();

@@ -43,6 +43,7 @@ async fn page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let staff = app
+        .accounts
         .list_staff(&s.who)
         .await?
         .into_iter()
@@ -80,7 +81,7 @@ async fn page(
         login: &s.who.login,
         csrf: &csrf,
         staff,
-        totp_required: app.totp_required().await?,
+        totp_required: app.accounts.totp_required().await?,
         message: outcome.message,
         shown_password: outcome.password.as_deref(),
         error: outcome.error.as_deref(),
@@ -139,6 +140,7 @@ async fn create(
     check_csrf(&s, &f.csrf)?;
     let (_, shown) = crate::domain::Password::generate();
     let result = app
+        .accounts
         .add_staff_as(&s.who.login, &f.login, &f.role, &shown)
         .await;
     outcome_page(&app, &s, result, |_| Outcome {
@@ -166,12 +168,13 @@ async fn action(
     match action.as_str() {
         "disable" | "enable" => {
             let r = app
+                .accounts
                 .set_staff_disabled(&actor, &login, action == "disable")
                 .await;
             outcome_page(&app, &s, r, |_| Outcome::default()).await
         }
         "reset-password" => {
-            let r = app.reset_password(&actor, &login).await;
+            let r = app.accounts.reset_password(&actor, &login).await;
             outcome_page(&app, &s, r, |p| Outcome {
                 message: Some(T.admin_reset_done),
                 password: Some(p),
@@ -180,7 +183,7 @@ async fn action(
             .await
         }
         "remove-totp" => {
-            let r = app.remove_totp(&actor, &login).await;
+            let r = app.accounts.remove_totp(&actor, &login).await;
             outcome_page(&app, &s, r, |_| Outcome::default()).await
         }
         _ => Err(AppError::NotFound("route").into()),
@@ -202,7 +205,11 @@ async fn assign(
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let result = match parse_id(f.sitting.trim(), "sitting id") {
-        Ok(sitting) => app.assign_sitting(&f.login, sitting, &s.who.login).await,
+        Ok(sitting) => {
+            app.accounts
+                .assign_sitting(&f.login, sitting, &s.who.login)
+                .await
+        }
         Err(e) => Err(e),
     };
     outcome_page(&app, &s, result, |_| Outcome::default()).await
@@ -221,7 +228,10 @@ async fn totp_required(
 ) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
-    let result = app.set_totp_required(&s.who.login, f.required).await;
+    let result = app
+        .accounts
+        .set_totp_required(&s.who.login, f.required)
+        .await;
     outcome_page(&app, &s, result, |_| Outcome::default()).await
 }
 

@@ -144,7 +144,7 @@ async fn home(
     parts: axum::http::request::Parts,
 ) -> Result<Response, PageError> {
     if let Some((t, _)) = super::session::presented_token(&parts) {
-        if let Ok(who) = app.authenticate_staff(&t).await {
+        if let Ok(who) = app.accounts.authenticate_staff(&t).await {
             return Ok(Redirect::to(home_of(&who)).into_response());
         }
     }
@@ -167,11 +167,12 @@ async fn login(
 ) -> Result<Response, PageError> {
     let totp = Some(form.totp.as_str()).filter(|t| !t.is_empty());
     match app
+        .accounts
         .staff_login(&form.login, &form.password, totp, &peer.ip().to_string())
         .await
     {
         Ok(token) => {
-            let who = app.authenticate_staff(&token).await?;
+            let who = app.accounts.authenticate_staff(&token).await?;
             let to = who.pending.map_or(home_of(&who), |p| p.page());
             Ok((jar.add(session_cookie(token)), Redirect::to(to)).into_response())
         }
@@ -209,7 +210,9 @@ async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&session, &form.csrf)?;
-    app.staff_logout(&session.who, &session.token).await?;
+    app.accounts
+        .staff_logout(&session.who, &session.token)
+        .await?;
     Ok((jar.add(removal_cookie()), Redirect::to("/")).into_response())
 }
 

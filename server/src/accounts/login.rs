@@ -1,16 +1,16 @@
 //! Staff accounts and sessions: creation under the CNIL password rule, login (throttled,
 //! Argon2 bounded by a semaphore, every outcome audited), session lookup.
 
+use super::Accounts;
 use crate::clock::unix_ms;
 use crate::db::*;
 use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secret};
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
-use crate::service::Proctor;
 use crate::throttle::sanitise_login;
 use uuid::Uuid;
 
-impl Proctor {
+impl Accounts {
     pub async fn add_staff(
         &self,
         login: &str,
@@ -155,7 +155,7 @@ impl Proctor {
         }
         self.login_throttle.succeeded(login);
         let token = Secret::generate("cls");
-        let expires = self.clock.now() + self.settings.limits.staff_session_ttl;
+        let expires = self.clock.now() + self.limits.staff_session_ttl;
         self.db
             .create_staff_session(
                 token.hash(),
@@ -176,7 +176,7 @@ impl Proctor {
     }
 
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
-        let idle = self.settings.limits.staff_session_idle.as_millis() as i64;
+        let idle = self.limits.staff_session_idle.as_millis() as i64;
         match self
             .db
             .staff_by_session(hash_token(token), self.clock.now_ms(), idle)

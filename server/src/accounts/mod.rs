@@ -3,15 +3,39 @@
 //! factor (RFC 6238: SHA-1, 6 digits, 30 s, one step of clock skew, a code never accepted
 //! twice) and the switch that requires it for everyone. Every change is audited.
 
-use crate::db::{DbError, StaffAccount};
+mod login;
+
+use crate::audit::Audit;
+use crate::clock::SharedClock;
+use crate::configuration::LimitSettings;
+use crate::db::{Database, DbError, StaffAccount};
 use crate::domain::Pending;
 use crate::domain::{verify_password, Password, PasswordRejected};
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
-use crate::service::Proctor;
+use crate::keys::KeyStore;
+use crate::throttle::LoginThrottle;
+use std::sync::Arc;
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+/// The staff's use case: accounts, their passwords and second factor, logins and
+/// sessions (`login.rs`).
+pub struct Accounts {
+    db: Arc<dyn Database>,
+    keys: KeyStore,
+    clock: SharedClock,
+    audit: Audit,
+    limits: LimitSettings,
+    login_throttle: LoginThrottle,
+    /// At most this many password checks in flight, on…
+    argon2_slots: Arc<tokio::sync::Semaphore>,
+    /// …a pool of as many threads of their own, so that a login flood (19 MiB and ~50 ms
+    /// of CPU per check) never occupies the blocking threads that file and database
+    /// work need.
+    argon2_pool: rayon::ThreadPool,
+}
 
 const TOTP_REQUIRED: &str = "totp_required";
 const ISSUER: &str = "CLOE Connect";
@@ -62,14 +86,37 @@ pub(crate) fn rejected(e: PasswordRejected) -> AppError {
     AppError::PasswordRejected(e)
 }
 
-impl Proctor {
+impl Accounts {
+    pub fn new(
+        db: Arc<dyn Database>,
+        keys: KeyStore,
+        clock: SharedClock,
+        audit: Audit,
+        limits: &LimitSettings,
+    ) -> anyhow::Result<Self> {
+        let threads = limits.argon2_concurrency.max(1);
+        Ok(Self {
+            db,
+            keys,
+            clock,
+            audit,
+            login_throttle: LoginThrottle::new(limits),
+            argon2_slots: Arc::new(tokio::sync::Semaphore::new(threads)),
+            argon2_pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("argon2-{i}"))
+                .build()?,
+            limits: limits.clone(),
+        })
+    }
+
     pub(crate) async fn totp_required(&self) -> Result<bool, AppError> {
         Ok(self.db.setting(TOTP_REQUIRED).await?.as_deref() == Some("true"))
     }
 
     /// What the account must do before anything else, if anything.
     pub(crate) async fn pending_for(&self, a: &StaffAccount) -> Result<Option<Pending>, AppError> {
-        let max_age = self.settings.limits.staff_password_max_age.as_millis() as i64;
+        let max_age = self.limits.staff_password_max_age.as_millis() as i64;
         if a.must_change_password || a.password_changed_at_ms + max_age <= self.clock.now_ms() {
             return Ok(Some(Pending::PasswordChange));
         }
