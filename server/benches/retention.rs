@@ -63,6 +63,7 @@ async fn open(s: Settings) -> Proctor {
 /// A sitting of `n` ended attempts, each with one stream of `fragments` stored blobs.
 async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
     let sitting = p
+        .enrolment
         .create_sitting(&format!("bench-{}", Uuid::new_v4()), "bench")
         .await
         .unwrap()
@@ -72,6 +73,7 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
     let payload = Bytes::from(vec![0x5a; plan.fragment_bytes]);
     for i in 0..plan.candidates {
         let a = p
+            .enrolment
             .add_candidate(sitting, &format!("c{i}"), "bench")
             .await
             .unwrap()
@@ -216,6 +218,7 @@ async fn due_attempts(s: &Settings, sitting: Uuid, n: i64) {
 async fn sweep(s: Settings, n: i64) -> (Duration, usize) {
     let p = open(s.clone()).await;
     let sitting = p
+        .enrolment
         .create_sitting(&format!("swept-{}", Uuid::new_v4()), "bench")
         .await
         .unwrap()

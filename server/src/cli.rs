@@ -343,9 +343,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = async {
         match cli.command {
             Command::Serve { .. } => unreachable!("handled above"),
-            Command::Sitting { command: SittingCommand::Create { reference } } => print(app.create_sitting(&reference, "admin-cli").await?.value)?,
+            Command::Sitting { command: SittingCommand::Create { reference } } => print(app.enrolment.create_sitting(&reference, "admin-cli").await?.value)?,
             Command::Candidate { command: CandidateCommand::Add { sitting, reference } } => {
-                let r = app.add_candidate(sitting, &reference, "admin-cli").await?.value;
+                let r = app.enrolment.add_candidate(sitting, &reference, "admin-cli").await?.value;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "browser_link": r.browser_link, "token_expires_at": r.token_expires_at }))?
             }
             Command::Staff { command: StaffCommand::Add { role, login } } => {
@@ -385,13 +385,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "totp_required": required }))?
             }
             Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
-            Command::Attempt { command: AttemptCommand::End { id } } => print(app.end_attempt(id, "admin-cli").await?)?,
+            Command::Attempt { command: AttemptCommand::End { id } } => print(app.enrolment.end_attempt(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::RevokeToken { id } } => {
-                print(serde_json::json!({ "attempt_id": id, "revoked": app.revoke_launch_tokens(id, "admin-cli").await? }))?
+                print(serde_json::json!({ "attempt_id": id, "revoked": app.enrolment.revoke_launch_tokens(id, "admin-cli").await? }))?
             }
-            Command::Attempt { command: AttemptCommand::LaunchCode { id } } => print(app.issue_launch_code(id, "admin-cli").await?)?,
+            Command::Attempt { command: AttemptCommand::LaunchCode { id } } => print(app.enrolment.issue_launch_code(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::ReissueToken { id } } => {
-                let r = app.reissue_launch_token(id, "admin-cli").await?;
+                let r = app.enrolment.reissue_launch_token(id, "admin-cli").await?;
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "browser_link": r.browser_link, "token_expires_at": r.token_expires_at }))?
             }
             Command::Attempt { command: AttemptCommand::Erase { id, reason } } => {

@@ -1,19 +1,38 @@
-//! Enrolment and the attempt's lifecycle: sittings and candidates for the exam platform
-//! (idempotent: the platform's reference is the key, so a retried call gets the same
-//! answer), launch tokens (derived, revocable, reissuable), and `transition`, the one
-//! audited way an attempt changes state.
+//! Enrolment: sittings and candidates for the exam platform (idempotent: the platform's
+//! reference is the key, so a retried call gets the same answer), launch tokens (derived,
+//! revocable, reissuable) and codes, the attempt's end and status.
 
+use crate::attempts::Attempts;
+use crate::audit::Audit;
+use crate::clock::SharedClock;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::configuration::LimitSettings;
 use crate::db::*;
 use crate::domain::{hash_token, Reference};
 use crate::error::AppError;
+use crate::keys::KeyStore;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::Proctor;
-use crate::throttle::Locked;
+use crate::throttle::{Locked, LoginThrottle};
 use base64::Engine;
 use protocol::api::*;
 use protocol::{AttemptKey, LaunchToken};
+use std::sync::Arc;
 use uuid::Uuid;
+
+/// The exam platform's use case: sittings, candidates, their launch tokens and codes, the
+/// attempt's end.
+pub struct Enrolment {
+    db: Arc<dyn Database>,
+    keys: KeyStore,
+    clock: SharedClock,
+    audit: Audit,
+    attempts: Attempts,
+    limits: LimitSettings,
+    /// Where the links handed out point (`Settings::public_base`).
+    public_base: String,
+    /// Wrong launch codes, per address (both of its keys are the address).
+    code_throttle: LoginThrottle,
+}
 
 /// A created resource, or the same one again for a retried request.
 pub struct Created<T> {
@@ -53,7 +72,31 @@ fn launch_response(
     }
 }
 
-impl Proctor {
+impl Enrolment {
+    pub fn new(
+        db: Arc<dyn Database>,
+        keys: KeyStore,
+        clock: SharedClock,
+        audit: Audit,
+        attempts: Attempts,
+        settings: &crate::configuration::Settings,
+    ) -> Self {
+        let l = &settings.limits;
+        Self {
+            db,
+            keys,
+            clock,
+            audit,
+            attempts,
+            code_throttle: LoginThrottle::new(&LimitSettings {
+                login_max_failures: l.login_max_failures_per_address,
+                ..l.clone()
+            }),
+            limits: l.clone(),
+            public_base: settings.public_base(),
+        }
+    }
+
     pub async fn create_sitting(
         &self,
         reference: &str,
@@ -151,7 +194,7 @@ impl Proctor {
             )
             .await?;
         Ok(Created {
-            value: launch_response(id, &token, expires, &self.settings.public_base()),
+            value: launch_response(id, &token, expires, &self.public_base.clone()),
             replayed: false,
         })
     }
@@ -159,7 +202,7 @@ impl Proctor {
     /// When a launch token issued `now` expires, to the millisecond that is stored: the
     /// first answer must read exactly as a retried one will.
     fn launch_token_expiry(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
-        from_unix_ms(unix_ms(now + self.settings.limits.launch_token_ttl))
+        from_unix_ms(unix_ms(now + self.limits.launch_token_ttl))
     }
 
     /// The answer `add_candidate` gave (or would give now) for an existing attempt.
@@ -178,7 +221,7 @@ impl Proctor {
             a.id,
             &launch_token(&dek, &a.id, a.token_generation),
             from_unix_ms(issued.expires_at_ms),
-            &self.settings.public_base(),
+            &self.public_base.clone(),
         ))
     }
 
@@ -247,7 +290,7 @@ impl Proctor {
             a.id,
             &token,
             expires,
-            &self.settings.public_base(),
+            &self.public_base.clone(),
         ))
     }
 
@@ -276,9 +319,7 @@ impl Proctor {
             protocol::launch_code::generate(|| (rng.next_u32() & 0xff) as u8)
         };
         let plain = protocol::launch_code::normalise(&code).expect("a generated code is a code");
-        let expires = from_unix_ms(unix_ms(
-            self.clock.now() + self.settings.limits.launch_code_ttl,
-        ));
+        let expires = from_unix_ms(unix_ms(self.clock.now() + self.limits.launch_code_ttl));
         self.db
             .create_launch_code(hash_token(&plain), a.id, unix_ms(expires))
             .await?;
@@ -347,7 +388,7 @@ impl Proctor {
 
     pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
         let a = self.attempts.get(attempt_id).await?;
-        let grace = self.settings.limits.upload_grace;
+        let grace = self.limits.upload_grace;
         let silent = self
             .db
             .agent_silences(a.id)

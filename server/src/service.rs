@@ -9,7 +9,6 @@ use crate::clock::SharedClock;
 use crate::configuration::Settings;
 use crate::db::*;
 use crate::keys::KeyStore;
-use crate::throttle::LoginThrottle;
 use std::sync::Arc;
 
 pub struct Proctor {
@@ -18,8 +17,7 @@ pub struct Proctor {
     pub keys: KeyStore,
     pub clock: SharedClock,
     pub settings: Settings,
-    /// Wrong launch codes, per address (both of its keys are the address).
-    pub(crate) code_throttle: LoginThrottle,
+    pub enrolment: Arc<crate::enrolment::Enrolment>,
     pub accounts: Arc<crate::accounts::Accounts>,
     pub audit: crate::audit::Audit,
     pub attempts: crate::attempts::Attempts,
@@ -70,10 +68,14 @@ impl Proctor {
                 audit.clone(),
                 l,
             )?),
-            code_throttle: LoginThrottle::new(&crate::configuration::LimitSettings {
-                login_max_failures: l.login_max_failures_per_address,
-                ..l.clone()
-            }),
+            enrolment: Arc::new(crate::enrolment::Enrolment::new(
+                db.clone(),
+                keys.clone(),
+                clock.clone(),
+                audit.clone(),
+                attempts.clone(),
+                &settings,
+            )),
             retention_wake: tokio::sync::Notify::new(),
             liveness: liveness.clone(),
             ingest: Arc::new(crate::ingest::Ingest::new(

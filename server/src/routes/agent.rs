@@ -167,7 +167,8 @@ pub async fn redeem_launch_code(
 ) -> Result<Json<AddCandidateResponse>, AppError> {
     let req: RedeemCodeRequest = read_json(body).await?;
     Ok(Json(
-        app.redeem_launch_code(&req.code, &peer.ip().to_string())
+        app.enrolment
+            .redeem_launch_code(&req.code, &peer.ip().to_string())
             .await?,
     ))
 }

@@ -104,7 +104,9 @@ pub async fn create_sitting(
 ) -> Result<Response, AppError> {
     let req: CreateSittingRequest = read_json(body).await?;
     Ok(created(
-        app.create_sitting(&req.reference, "platform").await?,
+        app.enrolment
+            .create_sitting(&req.reference, "platform")
+            .await?,
     ))
 }
 
@@ -120,7 +122,8 @@ pub async fn add_candidate(
     let sitting = parse_id(&sitting, "sitting id")?;
     let req: AddCandidateRequest = read_json(body).await?;
     Ok(created(
-        app.add_candidate(sitting, &req.reference, "platform")
+        app.enrolment
+            .add_candidate(sitting, &req.reference, "platform")
             .await?,
     ))
 }
@@ -133,7 +136,9 @@ pub async fn attempt_status(
     Path(id): Path<String>,
 ) -> Result<Json<AttemptStatus>, AppError> {
     Ok(Json(
-        app.attempt_status(parse_id(&id, "attempt id")?).await?,
+        app.enrolment
+            .attempt_status(parse_id(&id, "attempt id")?)
+            .await?,
     ))
 }
 
@@ -146,7 +151,8 @@ pub async fn end_attempt(
     Path(id): Path<String>,
 ) -> Result<Json<AttemptStatus>, AppError> {
     Ok(Json(
-        app.end_attempt(parse_id(&id, "attempt id")?, "platform")
+        app.enrolment
+            .end_attempt(parse_id(&id, "attempt id")?, "platform")
             .await?,
     ))
 }
@@ -161,7 +167,8 @@ pub async fn reissue_token(
     Ok((
         StatusCode::CREATED,
         Json(
-            app.reissue_launch_token(parse_id(&id, "attempt id")?, "platform")
+            app.enrolment
+                .reissue_launch_token(parse_id(&id, "attempt id")?, "platform")
                 .await?,
         ),
     ))
@@ -178,7 +185,8 @@ pub async fn launch_code(
     Ok((
         StatusCode::CREATED,
         Json(
-            app.issue_launch_code(parse_id(&id, "attempt id")?, "platform")
+            app.enrolment
+                .issue_launch_code(parse_id(&id, "attempt id")?, "platform")
                 .await?,
         ),
     ))
@@ -192,6 +200,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let n = app
+        .enrolment
         .revoke_launch_tokens(parse_id(&id, "attempt id")?, "platform")
         .await?;
     Ok(Json(serde_json::json!({ "revoked": n })))

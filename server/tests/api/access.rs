@@ -47,7 +47,11 @@ async fn every_role_against_every_staff_route() {
     }
     app.end_stream(&c.token, s.stream_id, 3).await;
     let proctor = app.proctor().await;
-    proctor.end_attempt(c.attempt_id, "test").await.unwrap();
+    proctor
+        .enrolment
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
     let sitting = app
         .db()
         .await
@@ -201,6 +205,7 @@ async fn a_cookie_session_needs_the_csrf_token_for_every_change() {
     let (c, _) = app.recording_candidate().await;
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();

@@ -15,6 +15,7 @@ async fn ended_recording(app: &TestApp, fragments: u32) -> (Candidate, OpenStrea
     app.end_stream(&c.token, s.stream_id, fragments).await;
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -118,6 +119,7 @@ async fn the_media_endpoint_no_longer_plays_across_a_hole() {
     }
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -196,6 +198,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     );
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();

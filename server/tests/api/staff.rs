@@ -49,6 +49,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         .any(|e| e.action == "recording_viewed"));
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -105,6 +106,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
     }
     app.proctor()
         .await
+        .enrolment
         .end_attempt(theirs.attempt_id, "test")
         .await
         .unwrap();

@@ -167,6 +167,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
     // The server opens what the agent keyed: a reviewer reads the fragments back.
     app.proctor()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -382,6 +383,7 @@ async fn a_stream_recorded_before_the_end_lands_after_it_one_started_after_does_
     app.clock.advance(std::time::Duration::from_secs(60));
     app.proctor_on_clock()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -502,6 +504,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     let before_end = app.now_ms();
     app.proctor_on_clock()
         .await
+        .enrolment
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
@@ -552,6 +555,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     let end = app.now_ms();
     app.proctor_on_clock()
         .await
+        .enrolment
         .end_attempt(late.attempt_id, "test")
         .await
         .unwrap();
