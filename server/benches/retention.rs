@@ -132,6 +132,7 @@ async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
     let (sitting, attempts) = sitting(p, plan).await;
     let t0 = Instant::now();
     let result = p
+        .retention
         .decide_pv(
             "bench-jury",
             sitting,
@@ -145,7 +146,7 @@ async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
         .await
         .unwrap();
     let keys = t0.elapsed();
-    p.purge_destroyed().await.unwrap();
+    p.retention.purge_destroyed().await.unwrap();
     let blobs = t0.elapsed();
     assert_eq!(result.receipts.len(), attempts.len());
     for f in p.db.retention_facts(&attempts).await.unwrap() {
@@ -167,7 +168,8 @@ async fn one_by_one(p: &Proctor, plan: &Plan) -> Duration {
     let facts = p.db.retention_facts(&attempts).await.unwrap();
     let t0 = Instant::now();
     for f in &facts {
-        p.destroy_keys(std::slice::from_ref(f), "bench")
+        p.retention
+            .destroy_keys(std::slice::from_ref(f), "bench")
             .await
             .unwrap();
     }
@@ -226,7 +228,7 @@ async fn sweep(s: Settings, n: i64) -> (Duration, usize) {
         .sitting_id;
     due_attempts(&s, sitting, n).await;
     let t0 = Instant::now();
-    let destroyed = p.destroy_due().await.unwrap();
+    let destroyed = p.retention.destroy_due().await.unwrap();
     (t0.elapsed(), destroyed.len())
 }
 

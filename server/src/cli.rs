@@ -395,29 +395,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "attempt_id": r.attempt_id, "launch_token": r.launch_token, "browser_link": r.browser_link, "token_expires_at": r.token_expires_at }))?
             }
             Command::Attempt { command: AttemptCommand::Erase { id, reason } } => {
-                let receipt = app.erase_attempt("admin-cli", id, &reason).await?;
-                app.purge_destroyed().await?;
+                let receipt = app.retention.erase_attempt("admin-cli", id, &reason).await?;
+                app.retention.purge_destroyed().await?;
                 print(serde_json::json!({ "attempt_id": id, "destroyed": receipt.is_some(), "receipt": receipt,
-                    "retention": app.attempt_retention(id).await? }))?
+                    "retention": app.policy.attempt_retention(id).await? }))?
             }
             Command::Attempt { command: AttemptCommand::Hold { id, reason } } => {
-                app.hold_attempt("admin-cli", id, &reason).await?;
-                print(app.attempt_retention(id).await?)?
+                app.retention.hold_attempt("admin-cli", id, &reason).await?;
+                print(app.policy.attempt_retention(id).await?)?
             }
             Command::Attempt { command: AttemptCommand::Release { id } } => {
-                app.lift_hold("admin-cli", id).await?;
-                print(app.attempt_retention(id).await?)?
+                app.retention.lift_hold("admin-cli", id).await?;
+                print(app.policy.attempt_retention(id).await?)?
             }
-            Command::Attempt { command: AttemptCommand::AccessReport { id } } => print(app.access_report("admin-cli", id).await?)?,
-            Command::Attempt { command: AttemptCommand::Export { id, recipient, out } } => print(app.export_attempt("admin-cli", id, &recipient, &out).await?)?,
+            Command::Attempt { command: AttemptCommand::AccessReport { id } } => print(app.retention.access_report("admin-cli", id).await?)?,
+            Command::Attempt { command: AttemptCommand::Export { id, recipient, out } } => print(app.retention.export_attempt("admin-cli", id, &recipient, &out).await?)?,
             Command::Pv { command: PvCommand::Decide { sitting, outcome, contested, override_unsubmitted, by } } => {
-                let r = app.decide_pv(&by, sitting, crate::retention::PvRequest { outcome, contested, override_unsubmitted, decided_by: None }).await?;
+                let r = app.retention.decide_pv(&by, sitting, crate::retention::PvRequest { outcome, contested, override_unsubmitted, decided_by: None }).await?;
                 // No worker runs beside a command: the blobs go before it returns.
-                app.purge_destroyed().await?;
+                app.retention.purge_destroyed().await?;
                 print(r)?
             }
-            Command::Retention { command: RetentionCommand::Status } => print(app.retention_overview().await?)?,
-            Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.sweep(dry_run).await?)?,
+            Command::Retention { command: RetentionCommand::Status } => print(app.policy.retention_overview().await?)?,
+            Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.retention.sweep(dry_run).await?)?,
             Command::Receipt { command: ReceiptCommand::PublicKey } => {
                 print(serde_json::json!({ "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) }))?
             }

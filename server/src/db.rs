@@ -31,3 +31,11 @@ pub async fn connect(url: &str, pool: &PoolSettings) -> DbResult<Arc<dyn Databas
         .notify(|e, d| tracing::warn!(error = %e, wait_ms = d.as_millis() as u64, "database unreachable, retrying"))
         .await
 }
+
+/// An opened chunk is the one its row recorded: index, digest, chain and end flag.
+pub fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
+    o.header.index == row.index
+        && o.digest == row.digest
+        && o.header.prev_digest == row.prev_digest
+        && o.header.last == row.last
+}

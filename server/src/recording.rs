@@ -139,7 +139,7 @@ impl Proctor {
                 })
             })
             .collect();
-        let retention = self.attempt_retention(attempt_id).await?;
+        let retention = self.policy.attempt_retention(attempt_id).await?;
         let agent_silences = crate::liveness::silences(self.db.as_ref(), attempt_id).await?;
         let chunks_by_transport = self
             .db

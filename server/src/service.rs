@@ -21,8 +21,8 @@ pub struct Proctor {
     pub accounts: Arc<crate::accounts::Accounts>,
     pub audit: crate::audit::Audit,
     pub attempts: crate::attempts::Attempts,
-    /// Wakes the retention worker (a PV validated: its blobs go now, not at the next sweep).
-    pub(crate) retention_wake: tokio::sync::Notify,
+    pub policy: crate::retention::Policy,
+    pub retention: Arc<crate::retention::Retention>,
     pub liveness: Arc<crate::liveness::Liveness>,
     pub ingest: Arc<crate::ingest::Ingest>,
 }
@@ -55,6 +55,7 @@ impl Proctor {
             clock.clone(),
             &settings.liveness,
         ));
+        let policy = crate::retention::Policy::new(db.clone(), settings.retention.ceiling);
         Ok(Self {
             audit: audit.clone(),
             attempts: attempts.clone(),
@@ -76,7 +77,19 @@ impl Proctor {
                 attempts.clone(),
                 &settings,
             )),
-            retention_wake: tokio::sync::Notify::new(),
+            retention: Arc::new(crate::retention::Retention::new(
+                crate::retention::Parts {
+                    db: db.clone(),
+                    blobs: blobs.clone(),
+                    keys: keys.clone(),
+                    clock: clock.clone(),
+                    audit: audit.clone(),
+                    attempts: attempts.clone(),
+                    policy: policy.clone(),
+                },
+                &settings,
+            )),
+            policy: policy.clone(),
             liveness: liveness.clone(),
             ingest: Arc::new(crate::ingest::Ingest::new(
                 db.clone(),

@@ -162,7 +162,7 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let header_timeout = self.proctor.settings.limits.header_read_timeout;
-        let _worker = crate::retention::spawn_worker(self.proctor.clone());
+        let _worker = crate::retention::spawn_worker(self.proctor.retention.clone());
         let _liveness = crate::liveness::spawn_watch(self.proctor.liveness.clone());
         let agents = self.webrtc_agents();
         let webrtc = match self.udp {

@@ -6,11 +6,11 @@
 //! rows with them. A crash between the two leaves an attempt destroyed and not purged,
 //! which `purge_destroyed` (the worker, at start-up) finishes.
 
+use super::Retention;
 use crate::clock::rfc3339;
 use crate::db::{AuditEvent, Destruction, RetentionFacts};
 use crate::error::AppError;
 use crate::faults::crash_point;
-use crate::service::Proctor;
 use protocol::{sign_receipt, Receipt, SignedReceipt};
 
 fn crash_during_blob_deletion() {
@@ -21,7 +21,7 @@ fn crash_during_blob_deletion() {
 const PURGE_BATCH: u32 = 200;
 const PURGE_CONCURRENCY: usize = 8;
 
-impl Proctor {
+impl Retention {
     /// Destroys the data keys of these attempts now, in one transaction; `by` is the rule
     /// or the account. Returns the receipts of those it destroyed (not those already
     /// destroyed, or placed on hold meanwhile).
@@ -95,8 +95,7 @@ impl Proctor {
         loop {
             // An upload in flight when its attempt was destroyed may land after the purge
             // (its token was checked before): purged again while the grace lasts.
-            let since =
-                self.clock.now_ms() - 2 * self.settings.limits.upload_grace.as_millis() as i64;
+            let since = self.clock.now_ms() - 2 * self.upload_grace.as_millis() as i64;
             let ids: Vec<_> = self
                 .db
                 .unpurged(since, PURGE_BATCH + failed.len() as u32)

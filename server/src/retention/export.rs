@@ -8,10 +8,10 @@
 //! `stream-N/NNNNNN.mp4`, its fragments in order; `cat stream-1/*.mp4 > stream-1.mp4`
 //! gives a file any player reads.
 
+use super::Retention;
 use crate::blobs::chunk_path;
+use crate::db::matches_row;
 use crate::error::AppError;
-use crate::review::playback::matches_row;
-use crate::service::Proctor;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -37,7 +37,7 @@ struct StreamManifest {
     fragments: usize,
 }
 
-impl Proctor {
+impl Retention {
     pub async fn export_attempt(
         &self,
         actor: &str,
@@ -134,7 +134,7 @@ impl Proctor {
         let manifest = serde_json::json!({
             "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
             "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,
-            "retention": self.attempt_retention(attempt_id).await?, "access_report": self.access_report(actor, attempt_id).await?,
+            "retention": self.policy.attempt_retention(attempt_id).await?, "access_report": self.access_report(actor, attempt_id).await?,
             "how_to_play": "cat stream-1/*.mp4 > stream-1.mp4, for each stream",
         });
         append(

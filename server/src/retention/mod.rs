@@ -21,7 +21,52 @@ pub use worker::{spawn_worker, SweepReport};
 
 use crate::clock::from_unix_ms;
 use crate::db::{PvOutcome, RetentionFacts};
-use policy::{Facts, PvDecision, Retention};
+use policy::{Facts, Fate, PvDecision};
+
+/// The jury's and the data protection officer's use case: PV decisions, destruction
+/// (keys, then blobs), the sweep, holds, erasure, the access report and the export.
+pub struct Retention {
+    db: std::sync::Arc<dyn crate::db::Database>,
+    blobs: crate::blobs::BlobStore,
+    keys: crate::keys::KeyStore,
+    clock: crate::clock::SharedClock,
+    audit: crate::audit::Audit,
+    attempts: crate::attempts::Attempts,
+    policy: Policy,
+    settings: crate::configuration::RetentionSettings,
+    /// A recording may still arrive this long after its exam ends.
+    upload_grace: std::time::Duration,
+    /// Wakes the worker (a PV validated: its blobs go now, not at the next sweep).
+    wake: tokio::sync::Notify,
+}
+
+/// What `Retention` is built from besides the settings.
+pub struct Parts {
+    pub db: std::sync::Arc<dyn crate::db::Database>,
+    pub blobs: crate::blobs::BlobStore,
+    pub keys: crate::keys::KeyStore,
+    pub clock: crate::clock::SharedClock,
+    pub audit: crate::audit::Audit,
+    pub attempts: crate::attempts::Attempts,
+    pub policy: Policy,
+}
+
+impl Retention {
+    pub fn new(p: Parts, settings: &crate::configuration::Settings) -> Self {
+        Self {
+            db: p.db,
+            blobs: p.blobs,
+            keys: p.keys,
+            clock: p.clock,
+            audit: p.audit,
+            attempts: p.attempts,
+            policy: p.policy,
+            settings: settings.retention.clone(),
+            upload_grace: settings.limits.upload_grace,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+}
 
 /// The policy's view of stored facts.
 pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
@@ -83,11 +128,23 @@ pub struct RetentionStatus {
     pub receipt: Option<protocol::SignedReceipt>,
 }
 
-impl crate::service::Proctor {
+/// The retention rules read over stored facts: where an attempt stands, what is due.
+/// Read only; shared by the use cases that must respect it (review, retention).
+#[derive(Clone)]
+pub struct Policy {
+    db: std::sync::Arc<dyn crate::db::Database>,
+    ceiling: policy::Ceiling,
+}
+
+impl Policy {
+    pub fn new(db: std::sync::Arc<dyn crate::db::Database>, ceiling: policy::Ceiling) -> Self {
+        Self { db, ceiling }
+    }
+
     pub(crate) fn retention_status(&self, f: &RetentionFacts) -> RetentionStatus {
         let when = |t: i64| crate::clock::rfc3339(from_unix_ms(t));
         let destroy_at = match (f.destroyed_at_ms, self.retention_of(f)) {
-            (None, Retention::DestroyAt(t)) => Some(t),
+            (None, Fate::DestroyAt(t)) => Some(t),
             _ => None,
         };
         RetentionStatus {
@@ -132,8 +189,8 @@ impl crate::service::Proctor {
         Ok(self.retention_status(&self.facts(attempt).await?))
     }
 
-    pub(crate) fn retention_of(&self, f: &RetentionFacts) -> Retention {
-        policy::retention(&policy_facts(f), self.settings.retention.ceiling)
+    pub(crate) fn retention_of(&self, f: &RetentionFacts) -> Fate {
+        policy::retention(&policy_facts(f), self.ceiling)
     }
 
     pub(crate) async fn facts(

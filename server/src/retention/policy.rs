@@ -122,23 +122,23 @@ pub struct Facts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retention {
+pub enum Fate {
     /// Held for a proceeding: nothing may be deleted.
     Held,
     /// To be destroyed at this time (now or in the past: due).
     DestroyAt(OffsetDateTime),
 }
 
-impl Retention {
+impl Fate {
     pub fn is_due(self, now: OffsetDateTime) -> bool {
-        matches!(self, Retention::DestroyAt(t) if t <= now)
+        matches!(self, Fate::DestroyAt(t) if t <= now)
     }
 }
 
 /// The rule for one attempt.
-pub fn retention(f: &Facts, ceiling: Ceiling) -> Retention {
+pub fn retention(f: &Facts, ceiling: Ceiling) -> Fate {
     if f.on_hold {
-        return Retention::Held;
+        return Fate::Held;
     }
     let by_rule = if let Some(at) = f.erasure_requested_at {
         at
@@ -161,7 +161,7 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Retention {
             add_months(lifted, KEPT_AFTER_DISPUTE_MONTHS)
         }
     });
-    Retention::DestroyAt(after_hold.map_or(by_rule, |h| by_rule.max(h)))
+    Fate::DestroyAt(after_hold.map_or(by_rule, |h| by_rule.max(h)))
 }
 
 /// `t` plus `months` calendar months, UTC, clamped to the end of a shorter month.
@@ -351,11 +351,11 @@ mod tests {
             let r = retention(&f, Ceiling::DEFAULT);
             match due {
                 None => {
-                    assert_eq!(r, Retention::Held, "{name}");
+                    assert_eq!(r, Fate::Held, "{name}");
                     assert!(!r.is_due(datetime!(2100-01-01 00:00 UTC)), "{name}");
                 }
                 Some(due) => {
-                    assert_eq!(r, Retention::DestroyAt(due), "{name}");
+                    assert_eq!(r, Fate::DestroyAt(due), "{name}");
                     assert!(!r.is_due(due - SECOND), "{name}: one second before");
                     assert!(r.is_due(due), "{name}: at the deadline");
                     assert!(r.is_due(due + SECOND), "{name}: one second after");
@@ -369,11 +369,11 @@ mod tests {
         let end = datetime!(2027-01-31 17:00 UTC);
         assert_eq!(
             retention(&facts(end), Ceiling::parse_days(7).unwrap()),
-            Retention::DestroyAt(datetime!(2027-02-07 17:00 UTC))
+            Fate::DestroyAt(datetime!(2027-02-07 17:00 UTC))
         );
         assert_eq!(
             retention(&facts(end), Ceiling::parse_months(1).unwrap()),
-            Retention::DestroyAt(datetime!(2027-02-28 17:00 UTC))
+            Fate::DestroyAt(datetime!(2027-02-28 17:00 UTC))
         );
         assert!(
             Ceiling::parse_months(0).is_err() && Ceiling::parse_days(0).is_err(),

@@ -4,12 +4,12 @@
 //! destroys the others; refused keeps them all 2 months. A PV is not decided while a
 //! review is unsubmitted, unless the jury says so explicitly (audited with the count).
 
-use super::policy::Retention;
+use super::policy::Fate;
+use super::Retention;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::db::{AuditEvent, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionFacts};
 use crate::error::AppError;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::Proctor;
 use protocol::SignedReceipt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -78,7 +78,7 @@ pub struct PvResult {
     pub replayed: bool,
 }
 
-impl Proctor {
+impl Retention {
     /// Only the sitting's jury decides its PV; another sitting answers as an unknown one.
     pub async fn require_jury_of(
         &self,
@@ -101,7 +101,7 @@ impl Proctor {
         &self,
         sitting: Uuid,
         req: &PvRequest,
-    ) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), AppError> {
         self.plan_at(sitting, req, self.clock.now()).await
     }
 
@@ -112,7 +112,7 @@ impl Proctor {
         sitting: Uuid,
         req: &PvRequest,
         now: time::OffsetDateTime,
-    ) -> Result<(PvPlan, Vec<(RetentionFacts, Retention)>), AppError> {
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), AppError> {
         if !self.db.sitting_exists(sitting).await? {
             return Err(AppError::NotFound("sitting"));
         }
@@ -162,11 +162,11 @@ impl Proctor {
             }
             f.pv = Some((req.outcome, unix_ms(now)));
             f.contested = contested.contains(&a.id);
-            let r = self.retention_of(&f);
+            let r = self.policy.retention_of(&f);
             let (fate, kept_until) = match r {
-                Retention::Held => ("held", None),
-                Retention::DestroyAt(t) if t <= now => ("destroyed_now", None),
-                Retention::DestroyAt(t) => ("kept", Some(t)),
+                Fate::Held => ("held", None),
+                Fate::DestroyAt(t) if t <= now => ("destroyed_now", None),
+                Fate::DestroyAt(t) => ("kept", Some(t)),
             };
             // Something was recorded and its review is not submitted.
             let review_unsubmitted =
@@ -230,8 +230,8 @@ impl Proctor {
                 .map(|(f, r)| {
                     let to = f.state.apply(Transition::Decide).unwrap_or(f.state);
                     let due_at_ms = match r {
-                        Retention::DestroyAt(t) => Some(unix_ms(*t)),
-                        Retention::Held => None,
+                        Fate::DestroyAt(t) => Some(unix_ms(*t)),
+                        Fate::Held => None,
                     };
                     let event = AuditEvent {
                         at_ms,
@@ -270,7 +270,7 @@ impl Proctor {
             // The blobs go in the background (the worker is woken; the CLI purges itself).
             // Should the keys' transaction have failed, the decision stands and its attempts
             // are due now: the worker destroys them within seconds.
-            self.retention_wake.notify_one();
+            self.wake.notify_one();
             let receipts = receipts?;
             return Ok(PvResult {
                 sitting_id: sitting,
@@ -313,11 +313,11 @@ impl Proctor {
             let Some(f) = facts.get(&a.id) else { continue };
             let destroyed_by_it = f.destroyed_at_ms.is_some_and(|t| t >= d.decided_at_ms)
                 && super::reason(f) == "pv_validated";
-            let (fate, until) = match (destroyed_by_it, self.retention_of(f)) {
+            let (fate, until) = match (destroyed_by_it, self.policy.retention_of(f)) {
                 (true, _) => ("destroyed_now", None),
                 (false, _) if f.destroyed_at_ms.is_some() => continue,
-                (false, Retention::Held) => ("held", None),
-                (false, Retention::DestroyAt(t)) => ("kept", Some(t)),
+                (false, Fate::Held) => ("held", None),
+                (false, Fate::DestroyAt(t)) => ("kept", Some(t)),
             };
             if destroyed_by_it {
                 receipts.extend(

@@ -2,11 +2,11 @@
 //! (or consent withdrawn) at once whatever the PV says; legal holds, during which nothing
 //! of the attempt is modified or deleted; the access report (who saw what, when).
 
-use super::policy::Retention;
+use super::policy::Fate;
+use super::Retention;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::db::{AuditEvent, RetentionChange};
 use crate::error::AppError;
-use crate::service::Proctor;
 use protocol::SignedReceipt;
 use serde::Serialize;
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub struct AccessEntry {
     pub count: u32,
 }
 
-impl Proctor {
+impl Retention {
     /// The reason an erasure or a hold states, for an attempt not destroyed yet.
     async fn stated_reason<'a>(
         &self,
@@ -43,7 +43,7 @@ impl Proctor {
                 "{what} states its reason (at most 500 characters)"
             )));
         }
-        if self.facts(attempt).await?.destroyed_at_ms.is_some() {
+        if self.policy.facts(attempt).await?.destroyed_at_ms.is_some() {
             return Err(AppError::Gone);
         }
         Ok(reason)
@@ -72,12 +72,12 @@ impl Proctor {
         {
             self.audit.checkpoint(&entry).await?;
         }
-        let f = self.facts(attempt).await?;
+        let f = self.policy.facts(attempt).await?;
         let receipt = self
             .destroy_keys(std::slice::from_ref(&f), actor)
             .await?
             .pop();
-        self.retention_wake.notify_one();
+        self.wake.notify_one();
         Ok(receipt)
     }
 
@@ -114,14 +114,14 @@ impl Proctor {
 
     /// Lifts the hold: the 2-month clock starts again from now. Returns the new due time.
     pub async fn lift_hold(&self, actor: &str, attempt: Uuid) -> Result<String, AppError> {
-        let mut f = self.facts(attempt).await?;
+        let mut f = self.policy.facts(attempt).await?;
         if f.hold_reason.is_none() {
             return Err(AppError::Conflict("this attempt is not on hold".into()));
         }
         let at_ms = self.clock.now_ms();
         f.hold_reason = None;
         f.hold_lifted_at_ms = Some(at_ms);
-        let Retention::DestroyAt(due) = self.retention_of(&f) else {
+        let Fate::DestroyAt(due) = self.policy.retention_of(&f) else {
             unreachable!("not held any more")
         };
         let event = AuditEvent {
@@ -146,7 +146,7 @@ impl Proctor {
             Some(entry) => self.audit.checkpoint(&entry).await?,
             None => return Err(AppError::Conflict("this attempt is not on hold".into())),
         }
-        self.retention_wake.notify_one();
+        self.wake.notify_one();
         Ok(rfc3339(due))
     }
 

@@ -5,9 +5,9 @@
 //! CLI beside a server) share the work and never handle one attempt twice at once; a
 //! worker that dies leaves claims that lapse.
 
+use super::Retention;
 use crate::clock::{rfc3339, unix_ms};
 use crate::error::AppError;
-use crate::service::Proctor;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ pub struct DueAttempt {
     pub reason: &'static str,
 }
 
-impl Proctor {
+impl Retention {
     /// One sweep. A dry run claims nothing and changes nothing.
     pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, AppError> {
         let now = self.clock.now();
@@ -45,7 +45,7 @@ impl Proctor {
         };
         if dry_run {
             for f in self.db.pending_retention().await? {
-                if self.retention_of(&f).is_due(now) {
+                if self.policy.retention_of(&f).is_due(now) {
                     report.destroyed.push(DueAttempt {
                         attempt_id: f.attempt_id,
                         reason: super::reason(&f),
@@ -77,7 +77,7 @@ impl Proctor {
     /// The keys of every attempt due now, destroyed in batches (a transaction each).
     pub async fn destroy_due(&self) -> Result<Vec<DueAttempt>, AppError> {
         let now = self.clock.now();
-        let cutoff = unix_ms(self.settings.retention.ceiling.undecided_cutoff(now));
+        let cutoff = unix_ms(self.settings.ceiling.undecided_cutoff(now));
         let mut destroyed = Vec::new();
         loop {
             let claimed = self
@@ -91,7 +91,7 @@ impl Proctor {
             // not due keep their claim until the lease lapses, so this loop ends.
             let due: Vec<_> = claimed
                 .into_iter()
-                .filter(|f| self.retention_of(f).is_due(now))
+                .filter(|f| self.policy.retention_of(f).is_due(now))
                 .collect();
             let done: std::collections::HashSet<Uuid> = self
                 .destroy_keys(&due, WORKER)
@@ -232,11 +232,11 @@ impl Proctor {
 }
 
 /// Runs the worker until the process ends.
-pub fn spawn_worker(proctor: Arc<Proctor>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_worker(retention: Arc<Retention>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let every = proctor.settings.retention.sweep_interval;
+        let every = retention.settings.sweep_interval;
         loop {
-            match proctor.sweep(false).await {
+            match retention.sweep(false).await {
                 Ok(r)
                     if !r.destroyed.is_empty()
                         || r.blobs_purged > 0
@@ -256,7 +256,7 @@ pub fn spawn_worker(proctor: Arc<Proctor>) -> tokio::task::JoinHandle<()> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = proctor.retention_wake.notified() => {}
+                _ = retention.wake.notified() => {}
             }
         }
     })

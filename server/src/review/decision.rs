@@ -118,7 +118,7 @@ impl Proctor {
         attempt_id: Uuid,
     ) -> Result<crate::db::Attempt, AppError> {
         let attempt = self.reviewable(staff, attempt_id).await?;
-        if self.facts(attempt_id).await?.hold_reason.is_some() {
+        if self.policy.facts(attempt_id).await?.hold_reason.is_some() {
             return Err(AppError::OnHold);
         }
         Ok(attempt)

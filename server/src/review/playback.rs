@@ -140,7 +140,7 @@ impl Proctor {
             ))
             .await?;
         let opened = match protocol::open_chunk(&key, attempt_id, stream_id, &blob) {
-            Ok(o) if matches_row(&o, &row) => o,
+            Ok(o) if crate::db::matches_row(&o, &row) => o,
             Ok(_) => {
                 return Err(self
                     .altered(
@@ -188,13 +188,6 @@ impl Proctor {
         }
         AppError::FragmentAltered { index, why }
     }
-}
-
-pub(crate) fn matches_row(o: &protocol::OpenedChunk, row: &ChunkRow) -> bool {
-    o.header.index == row.index
-        && o.digest == row.digest
-        && o.header.prev_digest == row.prev_digest
-        && o.header.last == row.last
 }
 
 /// One part of a fragment's payload, sharing the plaintext's buffer (no copy to wipe).

@@ -256,7 +256,7 @@ pub async fn decide_pv(
         }
         None => "platform".into(),
     };
-    let result = app.decide_pv(&by, sitting, req).await?;
+    let result = app.retention.decide_pv(&by, sitting, req).await?;
     let replayed = result.replayed;
     Ok(created(Created {
         value: result,
@@ -278,7 +278,7 @@ pub async fn pv_status(
     let decision = app.db.pv_decision(sitting).await?;
     let mut attempts = Vec::new();
     for a in app.db.attempts_of_sitting(sitting).await? {
-        attempts.push(app.attempt_retention(a.id).await?);
+        attempts.push(app.policy.attempt_retention(a.id).await?);
     }
     Ok(Json(serde_json::json!({
         "sitting_id": sitting,
@@ -296,7 +296,9 @@ pub async fn retention(
     Path(id): Path<String>,
 ) -> Result<Json<crate::retention::RetentionStatus>, AppError> {
     Ok(Json(
-        app.attempt_retention(parse_id(&id, "attempt id")?).await?,
+        app.policy
+            .attempt_retention(parse_id(&id, "attempt id")?)
+            .await?,
     ))
 }
 
@@ -310,6 +312,7 @@ pub async fn receipt(
     Path(id): Path<String>,
 ) -> Result<Json<protocol::SignedReceipt>, AppError> {
     match app
+        .policy
         .attempt_retention(parse_id(&id, "attempt id")?)
         .await?
         .receipt

@@ -24,7 +24,7 @@ async fn request(
     body: Body,
 ) -> Result<(uuid::Uuid, PvRequest), AppError> {
     let sitting = parse_id(sitting, "sitting id")?;
-    app.require_jury_of(staff, sitting).await?;
+    app.retention.require_jury_of(staff, sitting).await?;
     let req: PvRequest = read_json(body).await?;
     if req.decided_by.is_some() {
         return Err(AppError::BadRequest(
@@ -44,7 +44,7 @@ pub async fn plan(
     body: Body,
 ) -> Result<Json<PvPlan>, AppError> {
     let (sitting, req) = request(&app, &staff, &sitting, body).await?;
-    Ok(Json(app.pv_plan(sitting, &req).await?.0))
+    Ok(Json(app.retention.pv_plan(sitting, &req).await?.0))
 }
 
 /// The decision: irreversible, audited; what it destroys is destroyed when it answers.
@@ -60,6 +60,6 @@ pub async fn decide(
     let (sitting, req) = request(&app, &staff, &sitting, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(app.decide_pv(&staff.login, sitting, req).await?),
+        Json(app.retention.decide_pv(&staff.login, sitting, req).await?),
     ))
 }

@@ -398,11 +398,12 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let proctor = app.proctor_on_clock().await;
     let reviewer = reviewer_of(&app, "relectrice", a).await;
     proctor
+        .retention
         .hold_attempt("dpo", a, "recours devant le tribunal administratif")
         .await
         .unwrap();
     assert!(matches!(
-        proctor.hold_attempt("dpo", a, "encore").await,
+        proctor.retention.hold_attempt("dpo", a, "encore").await,
         Err(server::error::AppError::Conflict(_))
     ));
     // Nothing of it is modified while held: no flag, no review submitted.
@@ -427,13 +428,19 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let result: serde_json::Value = r.json().await.unwrap();
     assert_eq!(result["attempts"][0]["fate"], "held", "{result}");
     app.clock.advance(Duration::from_secs(200 * 86_400));
-    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
+    assert!(proctor
+        .retention
+        .sweep(false)
+        .await
+        .unwrap()
+        .destroyed
+        .is_empty());
     assert_eq!(
         app.db().await.attempt(a).await.unwrap().state.as_str(),
         "decided"
     );
     // Lifted: kept two more months from the lift, then destroyed.
-    let due = proctor.lift_hold("dpo", a).await.unwrap();
+    let due = proctor.retention.lift_hold("dpo", a).await.unwrap();
     assert_eq!(
         due,
         server::clock::rfc3339(server::retention::policy::add_months(
@@ -441,9 +448,15 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
             2
         ))
     );
-    assert!(proctor.sweep(false).await.unwrap().destroyed.is_empty());
+    assert!(proctor
+        .retention
+        .sweep(false)
+        .await
+        .unwrap()
+        .destroyed
+        .is_empty());
     app.clock.advance(Duration::from_secs(62 * 86_400));
-    let swept = proctor.sweep(false).await.unwrap();
+    let swept = proctor.retention.sweep(false).await.unwrap();
     assert_eq!(swept.destroyed.len(), 1);
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(
@@ -462,6 +475,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     let dpo = age::x25519::Identity::generate();
     let out = app.data.path().join("export.age");
     let summary = proctor
+        .retention
         .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
         .await
         .unwrap();
@@ -490,6 +504,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     );
     assert!(matches!(
         proctor
+            .retention
             .export_attempt(
                 "dpo",
                 c.attempt_id,
@@ -502,6 +517,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
 
     // Erasure, whatever the PV: destroyed at once with its receipt.
     let receipt = proctor
+        .retention
         .erase_attempt("dpo", c.attempt_id, "demande d'effacement du candidat")
         .await
         .unwrap()
@@ -519,11 +535,15 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
         "destroyed"
     );
     assert!(matches!(
-        proctor.erase_attempt("dpo", c.attempt_id, "encore").await,
+        proctor
+            .retention
+            .erase_attempt("dpo", c.attempt_id, "encore")
+            .await,
         Err(server::error::AppError::Gone)
     ));
     assert!(matches!(
         proctor
+            .retention
             .export_attempt(
                 "dpo",
                 c.attempt_id,
@@ -534,7 +554,11 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
         Err(server::error::AppError::Gone)
     ));
     // The access report names the export.
-    let report = proctor.access_report("dpo", c.attempt_id).await.unwrap();
+    let report = proctor
+        .retention
+        .access_report("dpo", c.attempt_id)
+        .await
+        .unwrap();
     assert!(
         report
             .iter()
@@ -559,7 +583,7 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
         .unwrap();
     let proctor = app.proctor_on_clock().await;
     assert_eq!(proctor.db.clear_connections(10).await.unwrap().len(), 1);
-    proctor.sweep(false).await.unwrap();
+    proctor.retention.sweep(false).await.unwrap();
     assert!(proctor.db.clear_connections(10).await.unwrap().is_empty());
     let ip: String = sqlx::query_scalar("SELECT client_ip FROM streams WHERE id = ?1")
         .bind(s.stream_id.to_string())
@@ -571,6 +595,7 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     let dpo = age::x25519::Identity::generate();
     let out = app.data.path().join("export.age");
     proctor
+        .retention
         .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
         .await
         .unwrap();
@@ -628,11 +653,17 @@ async fn the_ceiling_counts_from_the_last_sign_of_life_of_an_attempt_never_ended
     );
     app.clock.advance(20 * day);
     assert!(
-        proctor.sweep(false).await.unwrap().destroyed.is_empty(),
+        proctor
+            .retention
+            .sweep(false)
+            .await
+            .unwrap()
+            .destroyed
+            .is_empty(),
         "70 days after creation, 20 after the new token"
     );
     app.clock.advance(45 * day);
-    let swept = proctor.sweep(false).await.unwrap();
+    let swept = proctor.retention.sweep(false).await.unwrap();
     assert_eq!(
         swept.destroyed.len(),
         1,
@@ -649,16 +680,18 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     let proctor = app.proctor_on_clock().await;
     let month = app.db().await.attempt(held).await.unwrap().kek_epoch;
     proctor
+        .retention
         .hold_attempt("dpo", held, "procédure disciplinaire")
         .await
         .unwrap();
     proctor
+        .retention
         .erase_attempt("dpo", erased, "demande du candidat")
         .await
         .unwrap();
     // Two months on, the month of both is over: the held one moves, the month's KEK goes.
     app.clock.advance(Duration::from_secs(62 * 86_400));
-    let swept = proctor.sweep(false).await.unwrap();
+    let swept = proctor.retention.sweep(false).await.unwrap();
     assert_eq!(swept.epochs_destroyed, vec![month.clone()]);
     assert!(!app
         .data
@@ -671,6 +704,7 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     // Still readable: the export opens it.
     let dpo = age::x25519::Identity::generate();
     let summary = proctor
+        .retention
         .export_attempt(
             "dpo",
             held,
@@ -759,7 +793,7 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
             .len(),
         1
     );
-    proctor.sweep(false).await.unwrap();
+    proctor.retention.sweep(false).await.unwrap();
     assert!(proctor
         .db
         .clear_notes(server::keys::SEALED_NOTE, 10)

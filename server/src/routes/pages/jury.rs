@@ -180,6 +180,7 @@ async fn form_page(
 ) -> Result<Html<String>, PageError> {
     // The plan of a decision that contests no one tells which reviews are unsubmitted.
     let (plan, _) = app
+        .retention
         .pv_plan(
             id,
             &PvRequest {
@@ -324,7 +325,7 @@ async fn pv_confirm(
         Ok(r) => r,
         Err(e) => return form_page(&app, &session, id, reference, Some(refusal(&e, None)?)).await,
     };
-    match app.pv_plan(id, &req).await {
+    match app.retention.pv_plan(id, &req).await {
         Ok((plan, _)) if plan.in_progress > 0 => {
             form_page(&app, &session, id, reference, Some(T.pv_in_progress.into())).await
         }
@@ -369,7 +370,10 @@ async fn pv_decide(
         return Err(AppError::BadRequest("the decision must be confirmed".into()).into());
     }
     let req = request_of(&form)?;
-    let result = app.decide_pv(&session.who.login, id, req.clone()).await?;
+    let result = app
+        .retention
+        .decide_pv(&session.who.login, id, req.clone())
+        .await?;
     let plan = PvPlan {
         sitting_id: id,
         outcome: result.outcome,

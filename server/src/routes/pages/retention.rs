@@ -28,6 +28,7 @@ async fn page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let rows = app
+        .policy
         .retention_overview()
         .await?
         .into_iter()
@@ -80,9 +81,10 @@ async fn action(
     let attempt = parse_id(&attempt, "attempt id")?;
     let actor = s.who.login.clone();
     let result = match action.as_str() {
-        "hold" => app.hold_attempt(&actor, attempt, &f.reason).await,
-        "lift" => app.lift_hold(&actor, attempt).await.map(|_| ()),
+        "hold" => app.retention.hold_attempt(&actor, attempt, &f.reason).await,
+        "lift" => app.retention.lift_hold(&actor, attempt).await.map(|_| ()),
         "erase" if f.confirm.as_deref() == Some("on") => app
+            .retention
             .erase_attempt(&actor, attempt, &f.reason)
             .await
             .map(|_| ()),
