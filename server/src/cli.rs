@@ -384,7 +384,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.accounts.set_totp_required("admin-cli", required).await?;
                 print(serde_json::json!({ "totp_required": required }))?
             }
-            Command::Attempt { command: AttemptCommand::Show { id } } => print(app.attempt_report(id).await?)?,
+            Command::Attempt { command: AttemptCommand::Show { id } } => print(app.review.attempt_report(id).await?)?,
             Command::Attempt { command: AttemptCommand::End { id } } => print(app.enrolment.end_attempt(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::RevokeToken { id } } => {
                 print(serde_json::json!({ "attempt_id": id, "revoked": app.enrolment.revoke_launch_tokens(id, "admin-cli").await? }))?

@@ -19,7 +19,6 @@ pub mod liveness;
 pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;
-pub mod recording;
 pub mod retention;
 pub mod review;
 pub mod routes;

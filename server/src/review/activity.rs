@@ -3,10 +3,10 @@
 //! fragment of the attempt in memory (2.3 CPU-s per recorded hour, `docs/benchmarks.md`);
 //! nothing decoded, nothing kept.
 
+use super::Review;
 use crate::blobs::chunk_path;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
-use crate::service::Proctor;
 use futures::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
@@ -22,7 +22,7 @@ pub struct ActivityStrip {
     pub fragments_without: u32,
 }
 
-impl Proctor {
+impl Review {
     pub async fn activity(
         &self,
         staff: &StaffIdentity,

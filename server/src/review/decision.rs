@@ -3,12 +3,14 @@
 //! review given to them. Flags are editable until their review is submitted; the outcome
 //! must agree with them (irregularities ⇔ at least one flag). Every change is audited.
 
-use crate::db::{DbError, Flag, FlagCategory, Review, ReviewOutcome, Severity, Submit};
+use super::Review;
+use crate::db::{
+    DbError, Flag, FlagCategory, Review as ReviewRow, ReviewOutcome, Severity, Submit,
+};
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::service::Proctor;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -68,7 +70,7 @@ pub struct ReviewOutcomeView {
     pub rounds: Vec<RoundView>,
 }
 
-fn rounds(reviews: &[Review], flags: &[Flag]) -> Vec<RoundView> {
+fn rounds(reviews: &[ReviewRow], flags: &[Flag]) -> Vec<RoundView> {
     reviews
         .iter()
         .map(|r| {
@@ -88,14 +90,14 @@ fn rounds(reviews: &[Review], flags: &[Flag]) -> Vec<RoundView> {
 
 /// The review this reviewer may write to: a second review given to them, or the first
 /// one if it is theirs; never a submitted one.
-fn writable(reviews: &[Review], staff: Uuid) -> Option<&Review> {
+fn writable(reviews: &[ReviewRow], staff: Uuid) -> Option<&ReviewRow> {
     reviews
         .iter()
         .rev()
         .find(|r| r.reviewer_id == staff && r.submitted_at_ms.is_none())
 }
 
-impl Proctor {
+impl Review {
     async fn reviewable(
         &self,
         staff: &StaffIdentity,
@@ -169,7 +171,7 @@ impl Proctor {
         &self,
         staff: &StaffIdentity,
         attempt: &crate::db::Attempt,
-    ) -> Result<Review, AppError> {
+    ) -> Result<ReviewRow, AppError> {
         let reviews = self.db.reviews_of(attempt.id).await?;
         if let Some(r) = writable(&reviews, staff.id) {
             return Ok(r.clone());
@@ -185,7 +187,7 @@ impl Proctor {
                 attempt.state.as_str()
             )));
         }
-        let review = Review {
+        let review = ReviewRow {
             id: Uuid::new_v4(),
             attempt_id: attempt.id,
             round: 1,
@@ -399,7 +401,7 @@ impl Proctor {
                 "a second review goes to another reviewer".into(),
             ));
         }
-        let review = Review {
+        let review = ReviewRow {
             id: Uuid::new_v4(),
             attempt_id,
             round: 2,

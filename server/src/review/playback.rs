@@ -3,16 +3,16 @@
 //! time so that a seek costs one fragment, not the stream before it), audited with the
 //! media time it covers, then sent. The plaintext is wiped once sent; nothing is written.
 
+use super::Review;
 use crate::blobs::chunk_path;
 use crate::db::{Attempt, ChunkRow, DbError, Stream};
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::service::Proctor;
 use bytes::Bytes;
 use uuid::Uuid;
 
-impl Proctor {
+impl Review {
     /// The attempt, if this staff member may watch it: a reviewer of its sitting, and the
     /// recording not destroyed.
     pub(crate) async fn viewable_attempt(

@@ -1,10 +1,10 @@
 //! The reviewer's queue: the attempts of their sittings that have something to review,
 //! with what a reviewer sorts by (state, duration, gaps, integrity, flags, deadline).
 
+use super::Review;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::service::Proctor;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -25,12 +25,12 @@ pub struct QueueRow {
     pub overdue: bool,
 }
 
-impl Proctor {
+impl Review {
     pub async fn queue(&self, staff: &StaffIdentity) -> Result<Vec<QueueRow>, AppError> {
         if !staff.role.may_view_recordings() {
             return Err(AppError::Forbidden("the queue is the reviewers'".into()));
         }
-        let deadline = self.settings.review.deadline.as_millis() as i64;
+        let deadline = self.settings.deadline.as_millis() as i64;
         let now = self.clock.now_ms();
         let mut rows = Vec::new();
         for (sitting_id, sitting) in self.db.sittings_of_staff(staff.id).await? {

@@ -3,12 +3,12 @@
 //! without its final fragment, and fragments whose chain link does not hold are all
 //! listed with their place in time.
 
+use super::Review;
 use crate::db::ChunkRow;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::recording::{missing_ranges, IndexRange, StreamStatus};
-use crate::service::Proctor;
+use crate::review::recording::{missing_ranges, IndexRange, StreamStatus};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -78,7 +78,7 @@ pub(crate) fn stream_timeline(
     }
 }
 
-impl Proctor {
+impl Review {
     pub async fn timeline(
         &self,
         staff: &StaffIdentity,
@@ -89,7 +89,7 @@ impl Proctor {
         let mut out = Vec::with_capacity(streams.len());
         for (n, s) in streams.iter().enumerate() {
             let rows = self.db.chunks_of(s.id).await?;
-            let status = crate::recording::stream_status(s, &rows, n + 1 == streams.len());
+            let status = crate::review::recording::stream_status(s, &rows, n + 1 == streams.len());
             out.push(stream_timeline(s.id, s.opened_at_ms, status, &rows));
         }
         let span = |s: &StreamTimeline| {

@@ -214,7 +214,9 @@ pub async fn review_outcome(
     Path(id): Path<String>,
 ) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
     Ok(Json(
-        app.review_outcome(parse_id(&id, "attempt id")?).await?,
+        app.review
+            .review_outcome(parse_id(&id, "attempt id")?)
+            .await?,
     ))
 }
 

@@ -63,7 +63,7 @@ pub async fn queue(
     State(app): State<AppState>,
     staff: StaffIdentity,
 ) -> Result<Json<Vec<QueueRow>>, AppError> {
-    Ok(Json(app.queue(&staff).await?))
+    Ok(Json(app.review.queue(&staff).await?))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/logout", tag = "review", responses((status = 204), (status = 401)))]
@@ -84,7 +84,8 @@ pub async fn timeline(
     Path(attempt): Path<String>,
 ) -> Result<Json<Timeline>, AppError> {
     Ok(Json(
-        app.timeline(&staff, parse_id(&attempt, "attempt id")?)
+        app.review
+            .timeline(&staff, parse_id(&attempt, "attempt id")?)
             .await?,
     ))
 }
@@ -99,6 +100,7 @@ pub async fn fragment(
         .parse()
         .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app
+        .review
         .fragment(
             &staff,
             parse_id(&attempt, "attempt id")?,
@@ -127,6 +129,7 @@ pub async fn thumbnail(
         .parse()
         .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app
+        .review
         .thumbnail(
             &staff,
             parse_id(&attempt, "attempt id")?,
@@ -152,7 +155,8 @@ pub async fn activity(
     Path(attempt): Path<String>,
 ) -> Result<Json<crate::review::activity::ActivityStrip>, AppError> {
     Ok(Json(
-        app.activity(&staff, parse_id(&attempt, "attempt id")?)
+        app.review
+            .activity(&staff, parse_id(&attempt, "attempt id")?)
             .await?,
     ))
 }
@@ -164,7 +168,8 @@ pub async fn review(
     Path(attempt): Path<String>,
 ) -> Result<Json<ReviewView>, AppError> {
     Ok(Json(
-        app.review_view(&staff, parse_id(&attempt, "attempt id")?)
+        app.review
+            .review_view(&staff, parse_id(&attempt, "attempt id")?)
             .await?,
     ))
 }
@@ -184,7 +189,11 @@ pub async fn submit(
 ) -> Result<Json<ReviewView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SubmitRequest = read_json(body).await?;
-    Ok(Json(app.submit_review(&staff, attempt, req.outcome).await?))
+    Ok(Json(
+        app.review
+            .submit_review(&staff, attempt, req.outcome)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -202,7 +211,8 @@ pub async fn second_review(
 ) -> Result<StatusCode, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let req: SecondReviewRequest = read_json(body).await?;
-    app.request_second_review(&staff, attempt, &req.reviewer)
+    app.review
+        .request_second_review(&staff, attempt, &req.reviewer)
         .await?;
     Ok(StatusCode::CREATED)
 }
@@ -216,7 +226,7 @@ pub async fn outcome(
 ) -> Result<Json<ReviewOutcomeView>, AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     app.attempts.for_staff(&staff, attempt).await?;
-    Ok(Json(app.review_outcome(attempt).await?))
+    Ok(Json(app.review.review_outcome(attempt).await?))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/flags", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
@@ -228,7 +238,7 @@ pub async fn create_flag(
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
     let attempt = parse_id(&attempt, "attempt id")?;
     let input: FlagInput = read_json(body).await?;
-    let id = app.save_flag(&staff, attempt, None, input).await?;
+    let id = app.review.save_flag(&staff, attempt, None, input).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
@@ -244,7 +254,10 @@ pub async fn update_flag(
         parse_id(&flag, "flag id")?,
     );
     let input: FlagInput = read_json(body).await?;
-    let id = app.save_flag(&staff, attempt, Some(flag), input).await?;
+    let id = app
+        .review
+        .save_flag(&staff, attempt, Some(flag), input)
+        .await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 
@@ -254,11 +267,12 @@ pub async fn delete_flag(
     staff: StaffIdentity,
     Path((attempt, flag)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
-    app.delete_flag(
-        &staff,
-        parse_id(&attempt, "attempt id")?,
-        parse_id(&flag, "flag id")?,
-    )
-    .await?;
+    app.review
+        .delete_flag(
+            &staff,
+            parse_id(&attempt, "attempt id")?,
+            parse_id(&flag, "flag id")?,
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,7 @@
 use super::{parse_id, read_json, AppState};
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
-use crate::recording::AttemptReport;
+use crate::review::recording::AttemptReport;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header;
@@ -62,7 +62,7 @@ pub async fn attempt(
 ) -> Result<Json<AttemptReport>, AppError> {
     let id = parse_id(&id, "attempt id")?;
     app.attempts.for_staff(&staff, id).await?;
-    let report = app.attempt_report(id).await?;
+    let report = app.review.attempt_report(id).await?;
     app.audit
         .access(
             &staff,
@@ -95,7 +95,7 @@ pub async fn media(
     let attempt_id = parse_id(&attempt_id, "attempt id")?;
     let stream_id = parse_id(&stream_id, "stream id")?;
     let body = app
-        .proctor
+        .review
         .clone()
         .read_media(
             &staff,

@@ -141,6 +141,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
     let report = app
         .proctor()
         .await
+        .review
         .attempt_report(c.attempt_id)
         .await
         .unwrap();

@@ -86,7 +86,7 @@ async fn jury(
             .await
             .map_err(AppError::from)?
         {
-            let outcome = app.review_outcome(a.id).await?;
+            let outcome = app.review.review_outcome(a.id).await?;
             let last = outcome.rounds.last();
             rows.push(reviewer::JuryRow {
                 attempt_id: a.id.to_string(),
@@ -136,12 +136,13 @@ async fn second_review(
     Form(f): Form<SecondReviewForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    app.request_second_review(
-        &s.who,
-        parse_id(&f.attempt, "attempt id")?,
-        f.reviewer.trim(),
-    )
-    .await?;
+    app.review
+        .request_second_review(
+            &s.who,
+            parse_id(&f.attempt, "attempt id")?,
+            f.reviewer.trim(),
+        )
+        .await?;
     Ok(Redirect::to("/jury").into_response())
 }
 
@@ -193,7 +194,7 @@ async fn form_page(
         .await?;
     let mut candidates = Vec::with_capacity(plan.attempts.len());
     for p in &plan.attempts {
-        let outcome = app.review_outcome(p.attempt_id).await?;
+        let outcome = app.review.review_outcome(p.attempt_id).await?;
         candidates.push(reviewer::PvCandidate {
             attempt_id: p.attempt_id.to_string(),
             candidate: p.reference.clone(),

@@ -20,7 +20,7 @@ async fn queue(
     State(app): State<AppState>,
     PageSession(session): PageSession,
 ) -> Result<Html<String>, PageError> {
-    let rows = app.queue(&session.who).await?;
+    let rows = app.review.queue(&session.who).await?;
     let mut sittings: Vec<String> = rows.iter().map(|r| r.sitting.clone()).collect();
     sittings.dedup();
     let items = rows
@@ -67,7 +67,7 @@ async fn player(
     if !who.role.may_view_recordings() {
         return Err(AppError::Forbidden("this role may not view recordings".into()).into());
     }
-    let a = app.viewable_attempt(who, attempt).await?;
+    let a = app.review.viewable_attempt(who, attempt).await?;
     let sitting = app
         .db
         .sittings_of_staff(who.id)

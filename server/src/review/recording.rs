@@ -1,13 +1,13 @@
 //! Reading recordings back: the integrity report of an attempt, and the decrypted media
 //! stream for staff (decrypted chunk by chunk in memory, never written anywhere).
 
+use super::Review;
 use crate::blobs::chunk_path;
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::db::{ChunkRow, Stream};
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use crate::service::Proctor;
 use bytes::Bytes;
 use futures::{Stream as FutStream, StreamExt};
 use serde::Serialize;
@@ -97,7 +97,7 @@ fn media_span_us(chunks: &[ChunkRow]) -> u64 {
     }
 }
 
-impl Proctor {
+impl Review {
     pub async fn attempt_report(&self, attempt_id: Uuid) -> Result<AttemptReport, AppError> {
         let attempt = self.attempts.get(attempt_id).await?;
         // A destroyed attempt has nothing left to report on but its retention and receipt.
