@@ -22,7 +22,7 @@ use server::configuration::Settings;
 use server::db::{ChunkRow, NewChunk, Stream, StreamKeying, Transport};
 use server::lifecycle::Transition;
 use server::retention::PvRequest;
-use server::service::Proctor;
+use server::state::AppState;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -54,14 +54,31 @@ fn settings(dir: &std::path::Path) -> Settings {
     s
 }
 
-async fn open(s: Settings) -> Proctor {
-    Proctor::open(s, Arc::new(SystemClock) as Arc<dyn Clock>)
+/// The use cases, and the stores beneath them to seed a sitting fast.
+struct Bench {
+    app: AppState,
+    db: Arc<dyn server::db::Database>,
+    blobs: server::blobs::BlobStore,
+}
+
+impl std::ops::Deref for Bench {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+async fn open(s: Settings) -> Bench {
+    let db = server::state::open_database(&s).await.unwrap();
+    let blobs = server::blobs::BlobStore::open(&s.object_store, &s.server.data_dir).unwrap();
+    let app = AppState::open(s, Arc::new(SystemClock) as Arc<dyn Clock>)
         .await
-        .unwrap()
+        .unwrap();
+    Bench { app, db, blobs }
 }
 
 /// A sitting of `n` ended attempts, each with one stream of `fragments` stored blobs.
-async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
+async fn sitting(p: &Bench, plan: &Plan) -> (Uuid, Vec<Uuid>) {
     let sitting = p
         .enrolment
         .create_sitting(&format!("bench-{}", Uuid::new_v4()), "bench")
@@ -128,7 +145,7 @@ async fn sitting(p: &Proctor, plan: &Plan) -> (Uuid, Vec<Uuid>) {
 }
 
 /// PV validation: (keys destroyed when it answers, every blob gone).
-async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
+async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
     let (sitting, attempts) = sitting(p, plan).await;
     let t0 = Instant::now();
     let result = p
@@ -156,7 +173,7 @@ async fn pv_validation(p: &Proctor, plan: &Plan) -> (Duration, Duration) {
 }
 
 /// Baseline: the same number of keys destroyed one transaction per attempt.
-async fn one_by_one(p: &Proctor, plan: &Plan) -> Duration {
+async fn one_by_one(p: &Bench, plan: &Plan) -> Duration {
     let (_, attempts) = sitting(
         p,
         &Plan {

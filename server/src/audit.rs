@@ -288,6 +288,11 @@ impl Audit {
         self.record(&staff.login, action, attempt, detail).await
     }
 
+    /// The whole trail, oldest first (`audit verify`, `audit list`).
+    pub async fn trail(&self) -> Result<Vec<AuditEntry>, crate::error::AppError> {
+        Ok(self.db.audit_trail().await?)
+    }
+
     /// The checkpoints as written (`audit verify`).
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.checkpoints

@@ -2,8 +2,8 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::configuration;
-use crate::service::Proctor;
 use crate::startup::Application;
+use crate::state::AppState;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -339,7 +339,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("serving");
         return app.run_until_stopped().await;
     }
-    let app = Proctor::open(settings, clock).await?;
+    let key_dir = settings.server.key_dir();
+    let app = AppState::open(settings, clock).await?;
     let result: anyhow::Result<()> = async {
         match cli.command {
             Command::Serve { .. } => unreachable!("handled above"),
@@ -419,17 +420,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Retention { command: RetentionCommand::Status } => print(app.policy.retention_overview().await?)?,
             Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.retention.sweep(dry_run).await?)?,
             Command::Receipt { command: ReceiptCommand::PublicKey } => {
-                print(serde_json::json!({ "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) }))?
+                print(serde_json::json!({ "public_key": app.retention.receipt_public_key()? }))?
             }
             Command::Receipt { command: ReceiptCommand::Verify { .. } } => unreachable!("handled above"),
             Command::Terminal { command: TerminalCommand::Issue { name, out } } => {
-                let issued = crate::terminals::issue(&app.settings.server.key_dir(), &name, &out)?;
+                let issued = crate::terminals::issue(&key_dir, &name, &out)?;
                 app.audit.record("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;
                 print(serde_json::json!({ "name": name, "certificate": issued.cert_path, "key": issued.key_path, "fingerprint": issued.fingerprint,
-                    "ca": app.settings.server.key_dir().join(crate::terminals::CA_CERT) }))?
+                    "ca": key_dir.join(crate::terminals::CA_CERT) }))?
             }
             Command::Audit { command } => {
-                let trail = app.db.audit_trail().await?;
+                let trail = app.audit.trail().await?;
                 match command {
                     AuditCommand::Verify => {
                         let checkpoints = app.audit.checkpoints().read()?;

@@ -3,7 +3,6 @@
 use crate::clock::SharedClock;
 use crate::configuration::Settings;
 use crate::routes::{public_router, staff_router, AppState};
-use crate::service::Proctor;
 use anyhow::Context;
 use axum::Router;
 use futures::FutureExt;
@@ -13,8 +12,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+struct RunSettings {
+    header_timeout: Duration,
+    max_peers: usize,
+    max_chunk_bytes: u64,
+}
+
 pub struct Application {
-    proctor: Arc<Proctor>,
+    state: AppState,
+    /// What running needs from the settings once the state is built.
+    run: RunSettings,
     public: TcpListener,
     staff: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
@@ -118,9 +125,15 @@ impl Application {
         // Links handed out (the browser agent's) name the port actually bound, port 0 included.
         let mut settings = settings;
         settings.server.listen = public.local_addr()?;
-        let proctor = Arc::new(Proctor::open(settings, clock).await?);
+        let run = RunSettings {
+            header_timeout: settings.limits.header_read_timeout,
+            max_peers: settings.webrtc.max_peers,
+            max_chunk_bytes: settings.limits.max_chunk_bytes,
+        };
+        let state = AppState::open(settings, clock).await?;
         Ok(Self {
-            proctor,
+            state,
+            run,
             public,
             staff,
             tls,
@@ -151,19 +164,18 @@ impl Application {
     }
 
     fn webrtc_agents(&self) -> crate::webrtc::Agents {
-        let p = &self.proctor;
         crate::webrtc::Agents {
-            ingest: p.ingest.clone(),
-            liveness: p.liveness.clone(),
-            max_peers: p.settings.webrtc.max_peers,
-            max_chunk_bytes: p.settings.limits.max_chunk_bytes,
+            ingest: self.state.ingest.clone(),
+            liveness: self.state.liveness.clone(),
+            max_peers: self.run.max_peers,
+            max_chunk_bytes: self.run.max_chunk_bytes,
         }
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let header_timeout = self.proctor.settings.limits.header_read_timeout;
-        let _worker = crate::retention::spawn_worker(self.proctor.retention.clone());
-        let _liveness = crate::liveness::spawn_watch(self.proctor.liveness.clone());
+        let header_timeout = self.run.header_timeout;
+        let _worker = crate::retention::spawn_worker(self.state.retention.clone());
+        let _liveness = crate::liveness::spawn_watch(self.state.liveness.clone());
         let agents = self.webrtc_agents();
         let webrtc = match self.udp {
             Some((socket, announce)) => Some(Arc::new(crate::webrtc::WebRtc::start(
@@ -172,8 +184,8 @@ impl Application {
             None => None,
         };
         let state = AppState {
-            proctor: self.proctor.clone(),
             webrtc,
+            ..self.state
         };
         let public = serve(
             self.public,

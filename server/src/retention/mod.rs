@@ -68,6 +68,29 @@ impl Retention {
     }
 }
 
+impl Retention {
+    /// The receipts' signing key, public half, as text.
+    pub fn receipt_public_key(&self) -> Result<String, crate::error::AppError> {
+        Ok(protocol::public_key_text(&self.keys.receipt_signing_key()?))
+    }
+
+    /// The sitting's PV decision, if any, and where each of its attempts stands.
+    pub async fn pv_status(
+        &self,
+        sitting: uuid::Uuid,
+    ) -> Result<(Option<crate::db::PvDecision>, Vec<RetentionStatus>), crate::error::AppError> {
+        if !self.db.sitting_exists(sitting).await? {
+            return Err(crate::error::AppError::NotFound("sitting"));
+        }
+        let decision = self.db.pv_decision(sitting).await?;
+        let mut attempts = Vec::new();
+        for a in self.db.attempts_of_sitting(sitting).await? {
+            attempts.push(self.policy.attempt_retention(a.id).await?);
+        }
+        Ok((decision, attempts))
+    }
+}
+
 /// The policy's view of stored facts.
 pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
     Facts {

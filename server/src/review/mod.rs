@@ -9,6 +9,7 @@ pub mod decision;
 pub mod playback;
 pub mod queue;
 pub mod recording;
+mod sittings;
 pub mod timeline;
 
 use crate::attempts::Attempts;

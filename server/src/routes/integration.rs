@@ -70,9 +70,8 @@ impl FromRequestParts<AppState> for Platform {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let given = bearer(parts)?;
         let expected = state
-            .settings
-            .integration
-            .token
+            .http
+            .integration_token
             .as_deref()
             .ok_or(AppError::Unauthorized)?;
         // Comparing digests keeps the comparison's timing independent of the secret.
@@ -228,7 +227,7 @@ pub async fn receipt_public_key(
     _: Platform,
 ) -> Result<Json<serde_json::Value>, AppError> {
     Ok(Json(
-        serde_json::json!({ "algorithm": "Ed25519", "public_key": protocol::public_key_text(&app.keys.receipt_signing_key()?) }),
+        serde_json::json!({ "algorithm": "Ed25519", "public_key": app.retention.receipt_public_key()? }),
     ))
 }
 
@@ -274,14 +273,7 @@ pub async fn pv_status(
     Path(sitting): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let sitting = parse_id(&sitting, "sitting id")?;
-    if !app.db.sitting_exists(sitting).await? {
-        return Err(AppError::NotFound("sitting"));
-    }
-    let decision = app.db.pv_decision(sitting).await?;
-    let mut attempts = Vec::new();
-    for a in app.db.attempts_of_sitting(sitting).await? {
-        attempts.push(app.policy.attempt_retention(a.id).await?);
-    }
+    let (decision, attempts) = app.retention.pv_status(sitting).await?;
     Ok(Json(serde_json::json!({
         "sitting_id": sitting,
         "decision": decision.map(|d| serde_json::json!({ "outcome": d.outcome, "decided_at": crate::clock::rfc3339(crate::clock::from_unix_ms(d.decided_at_ms)),

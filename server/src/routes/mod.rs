@@ -1,4 +1,4 @@
-//! HTTP routes by feature. Handlers parse, call `service::Proctor`, and shape the answer;
+//! HTTP routes by feature. Handlers parse, call the use cases (`crate::state::AppState`), and shape the answer;
 //! every error is a JSON `ErrorBody` with a precise 4xx.
 
 mod accounts;
@@ -14,33 +14,18 @@ pub mod session;
 mod staff;
 
 use crate::error::AppError;
-use crate::service::Proctor;
 use axum::body::{Body, Bytes};
 use axum::http::{header, request::Parts};
 use axum::Router;
-use std::sync::Arc;
 use uuid::Uuid;
 
-/// What every handler may use: the use cases, and the data channel once the server runs.
-#[derive(Clone)]
-pub struct AppState {
-    pub proctor: Arc<Proctor>,
-    /// None in the command line's use and when `[webrtc]` is off.
-    pub webrtc: Option<Arc<crate::webrtc::WebRtc>>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Proctor;
-    fn deref(&self) -> &Proctor {
-        &self.proctor
-    }
-}
+pub use crate::state::AppState;
 
 /// JSON request bodies are small; anything bigger is refused before parsing.
 const JSON_LIMIT: usize = 64 * 1024;
 
 pub fn public_router(state: AppState) -> Router {
-    let limit = state.settings.limits.max_concurrent_requests;
+    let limit = state.http.max_concurrent_requests;
     Router::new()
         .merge(agent::router())
         .merge(launch::router())
@@ -51,7 +36,7 @@ pub fn public_router(state: AppState) -> Router {
 }
 
 pub fn staff_router(state: AppState) -> Router {
-    let limit = state.settings.limits.max_concurrent_requests;
+    let limit = state.http.max_concurrent_requests;
     let router = Router::new()
         .merge(staff::router())
         .merge(review::router())

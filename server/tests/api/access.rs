@@ -46,7 +46,7 @@ async fn every_role_against_every_staff_route() {
             .is_success());
     }
     app.end_stream(&c.token, s.stream_id, 3).await;
-    let proctor = app.proctor().await;
+    let proctor = app.state().await;
     proctor
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -203,7 +203,7 @@ async fn every_role_against_every_staff_route() {
 async fn a_cookie_session_needs_the_csrf_token_for_every_change() {
     let app = spawn_app().await;
     let (c, _) = app.recording_candidate().await;
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")

@@ -50,7 +50,7 @@ fn now_s(app: &TestApp) -> u64 {
 #[tokio::test]
 async fn the_first_login_must_change_the_password_and_common_ones_are_refused() {
     let app = spawn_app().await;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .add_staff("relectrice", "reviewer", "Kilo-Tango-2026")

@@ -101,7 +101,7 @@ async fn conflicting_puts(app: Option<TestApp>) {
         Some(a) => a,
         None => spawn_app_with(|s| s.limits.max_ingests_per_attempt = 64).await,
     };
-    let blobs = app.proctor().await.blobs;
+    let blobs = app.blobs();
     let (c, s) = app.recording_candidate().await;
     let init = seal_stream(&s, 0).remove(0);
     assert_eq!(
@@ -366,7 +366,7 @@ async fn a_destroyed_attempt_answers_gone() {
         201
     );
     // Destruction itself comes with the deletion issue; its state already closes every door.
-    app.proctor()
+    app.state()
         .await
         .attempts
         .transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test")

@@ -85,7 +85,20 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
 impl TestApp {
     /// The server's database, opened beside it as the CLI does.
     pub async fn db(&self) -> std::sync::Arc<dyn Database> {
-        self.proctor().await.db
+        server::state::open_database(&self.on_disk()).await.unwrap()
+    }
+
+    /// The server's blob store, opened beside it.
+    pub fn blobs(&self) -> server::blobs::BlobStore {
+        let st = self.on_disk();
+        server::blobs::BlobStore::open(&st.object_store, &st.server.data_dir).unwrap()
+    }
+
+    /// The settings with the data directory the server runs on.
+    fn on_disk(&self) -> server::configuration::Settings {
+        let mut st = self.settings.clone();
+        st.server.data_dir = self.data.path().to_owned();
+        st
     }
 
     pub async fn create_sitting(&self, reference: &str) -> reqwest::Response {
@@ -275,7 +288,7 @@ pub const STAFF_PASSWORD: &str = "Kilo-Tango-2026-bis";
 /// A staff account made through the domain (as the CLI does), logged in, its forced
 /// first password change done; returns its session token.
 pub async fn add_staff(app: &TestApp, login: &str, role: &str) -> String {
-    app.proctor()
+    app.state()
         .await
         .accounts
         .add_staff(login, role, "Kilo-Tango-2026")
@@ -314,7 +327,7 @@ pub async fn staff_login(app: &TestApp, login: &str, password: &str) -> String {
 pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
     let token = add_staff(app, login, "reviewer").await;
     let sitting = app.db().await.attempt(attempt).await.unwrap().sitting_id;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .assign_sitting(login, sitting, "test")
@@ -324,24 +337,26 @@ pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
 }
 
 impl TestApp {
-    /// The domain on the same data directory and stores, as the CLI opens it.
-    pub async fn proctor(&self) -> server::service::Proctor {
-        let mut st = self.settings.clone();
-        st.server.data_dir = self.data.path().to_owned();
-        server::service::Proctor::open(st, std::sync::Arc::new(server::clock::SystemClock))
-            .await
-            .unwrap()
+    /// The use cases on the same data directory and stores, as the CLI opens them.
+    pub async fn state(&self) -> server::state::AppState {
+        server::state::AppState::open(
+            self.on_disk(),
+            std::sync::Arc::new(server::clock::SystemClock),
+        )
+        .await
+        .unwrap()
     }
 }
 
 impl TestApp {
-    /// The domain on the same data directory, on the server's own (manual) clock.
-    pub async fn proctor_on_clock(&self) -> server::service::Proctor {
-        let mut st = self.settings.clone();
-        st.server.data_dir = self.data.path().to_owned();
-        server::service::Proctor::open(st, self.clock.clone() as std::sync::Arc<dyn Clock>)
-            .await
-            .unwrap()
+    /// The use cases on the same data directory, on the server's own (manual) clock.
+    pub async fn state_on_clock(&self) -> server::state::AppState {
+        server::state::AppState::open(
+            self.on_disk(),
+            self.clock.clone() as std::sync::Arc<dyn Clock>,
+        )
+        .await
+        .unwrap()
     }
 
     /// A sitting with `n` candidates who each recorded `fragments` fragments and ended.

@@ -243,7 +243,7 @@ async fn once_under_review_the_recording_takes_no_more_chunks() {
             .status(),
         201
     );
-    app.proctor()
+    app.state()
         .await
         .attempts
         .transition(

@@ -25,7 +25,7 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
     let c = app.candidate().await;
     assert_eq!(app.consent(&c.token).await.status(), 204);
     assert_eq!(app.heartbeat(&c.token, 0).await.status(), 204);
-    let p = app.proctor_on_clock().await;
+    let p = app.state_on_clock().await;
     assert_eq!(p.liveness.mark_silent_agents().await.unwrap(), 0);
 
     app.clock

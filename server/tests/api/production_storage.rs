@@ -114,7 +114,7 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
     server::db::verify_audit_chain(&trail).unwrap();
 
     // The jury validates: the key goes before the answer, then every object in the bucket.
-    let blobs = app.proctor().await.blobs;
+    let blobs = app.blobs();
     assert_eq!(
         blobs.count_attempt_objects(first.attempt_id).await.unwrap(),
         4

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 async fn jury_of(app: &TestApp, login: &str, sitting: Uuid) -> String {
     let token = add_staff(app, login, "jury").await;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .assign_sitting(login, sitting, "test")
@@ -395,7 +395,7 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let app = spawn_app().await;
     let (sitting, candidates) = app.ended_sitting(1, 1).await;
     let a = candidates[0].0.attempt_id;
-    let proctor = app.proctor_on_clock().await;
+    let proctor = app.state_on_clock().await;
     let reviewer = reviewer_of(&app, "relectrice", a).await;
     proctor
         .retention
@@ -470,7 +470,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     let app = spawn_app().await;
     let (_, candidates) = app.ended_sitting(1, 3).await;
     let (c, s) = &candidates[0];
-    let proctor = app.proctor_on_clock().await;
+    let proctor = app.state_on_clock().await;
     // The export: an age file only the DPO's identity opens, with the media and manifest.
     let dpo = age::x25519::Identity::generate();
     let out = app.data.path().join("export.age");
@@ -581,10 +581,16 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
         .execute(&pool)
         .await
         .unwrap();
-    let proctor = app.proctor_on_clock().await;
-    assert_eq!(proctor.db.clear_connections(10).await.unwrap().len(), 1);
+    let proctor = app.state_on_clock().await;
+    assert_eq!(app.db().await.clear_connections(10).await.unwrap().len(), 1);
     proctor.retention.sweep(false).await.unwrap();
-    assert!(proctor.db.clear_connections(10).await.unwrap().is_empty());
+    assert!(app
+        .db()
+        .await
+        .clear_connections(10)
+        .await
+        .unwrap()
+        .is_empty());
     let ip: String = sqlx::query_scalar("SELECT client_ip FROM streams WHERE id = ?1")
         .bind(s.stream_id.to_string())
         .fetch_one(&pool)
@@ -641,7 +647,7 @@ async fn a_decided_sitting_takes_no_new_candidate_and_starts_no_exam() {
 async fn the_ceiling_counts_from_the_last_sign_of_life_of_an_attempt_never_ended() {
     let app = spawn_app().await;
     let c = app.candidate().await;
-    let proctor = app.proctor_on_clock().await;
+    let proctor = app.state_on_clock().await;
     let day = Duration::from_secs(86_400);
     // Enrolled long before the exam; a new launch token 50 days later.
     app.clock.advance(50 * day);
@@ -677,7 +683,7 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     let app = spawn_app().await;
     let (_, candidates) = app.ended_sitting(2, 1).await;
     let (held, erased) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
-    let proctor = app.proctor_on_clock().await;
+    let proctor = app.state_on_clock().await;
     let month = app.db().await.attempt(held).await.unwrap().kek_epoch;
     proctor
         .retention
@@ -783,10 +789,10 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
         .execute(&pool)
         .await
         .unwrap();
-    let proctor = app.proctor_on_clock().await;
+    let proctor = app.state_on_clock().await;
     assert_eq!(
-        proctor
-            .db
+        app.db()
+            .await
             .clear_notes(server::keys::SEALED_NOTE, 10)
             .await
             .unwrap()
@@ -794,8 +800,9 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
         1
     );
     proctor.retention.sweep(false).await.unwrap();
-    assert!(proctor
-        .db
+    assert!(app
+        .db()
+        .await
         .clear_notes(server::keys::SEALED_NOTE, 10)
         .await
         .unwrap()

@@ -13,7 +13,7 @@ async fn ended_recording(app: &TestApp, fragments: u32) -> (Candidate, OpenStrea
             .is_success());
     }
     app.end_stream(&c.token, s.stream_id, fragments).await;
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -117,7 +117,7 @@ async fn the_media_endpoint_no_longer_plays_across_a_hole() {
             .status()
             .is_success());
     }
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -196,7 +196,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
             .status(),
         409
     );
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -268,7 +268,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
         .await
         .unwrap()
         .sitting_id;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .assign_sitting("autre", sitting, "test")
@@ -361,7 +361,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
 
     // A second review, asked by the jury, goes to another reviewer.
     let jury = add_staff(&app, "jure", "jury").await;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .assign_sitting("jure", sitting, "test")

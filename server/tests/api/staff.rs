@@ -47,7 +47,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         .unwrap()
         .iter()
         .any(|e| e.action == "recording_viewed"));
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -104,7 +104,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
             .status()
             .is_success());
     }
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(theirs.attempt_id, "test")
@@ -155,7 +155,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
         .await
         .unwrap()
         .sitting_id;
-    app.proctor()
+    app.state()
         .await
         .accounts
         .assign_sitting("relectrice", sitting, "admin")

@@ -139,7 +139,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
     assert_eq!(app.end_stream(&c.token, stream, 13).await.status(), 204);
 
     let report = app
-        .proctor()
+        .state()
         .await
         .review
         .attempt_report(c.attempt_id)
@@ -166,7 +166,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
         .any(|e| e.action == "consent_recorded" && e.detail.contains("\"kept_offline\":true")));
 
     // The server opens what the agent keyed: a reviewer reads the fragments back.
-    app.proctor()
+    app.state()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -382,7 +382,7 @@ async fn a_stream_recorded_before_the_end_lands_after_it_one_started_after_does_
     assert_eq!(app.consent(&c.token).await.status(), 204);
     let before_end = app.now_ms() as u64 + 1_000;
     app.clock.advance(std::time::Duration::from_secs(60));
-    app.proctor_on_clock()
+    app.state_on_clock()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -503,7 +503,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     let o = offline(&c);
     app.clock.advance(std::time::Duration::from_secs(3600));
     let before_end = app.now_ms();
-    app.proctor_on_clock()
+    app.state_on_clock()
         .await
         .enrolment
         .end_attempt(c.attempt_id, "test")
@@ -554,7 +554,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     let late = app.candidate().await;
     let lo = offline(&late);
     let end = app.now_ms();
-    app.proctor_on_clock()
+    app.state_on_clock()
         .await
         .enrolment
         .end_attempt(late.attempt_id, "test")

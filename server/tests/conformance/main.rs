@@ -67,7 +67,7 @@ impl Backend {
     }
 }
 
-/// A state change as `Proctor::transition` makes it (with its audit entry).
+/// A state change as `Attempts::transition` makes it (with its audit entry).
 async fn set_state(
     db: &dyn Database,
     attempt: Uuid,

@@ -55,14 +55,9 @@ async fn jury(
     let who = &session.who;
     require_jury(who)?;
     let (mut sittings, mut rows) = (Vec::new(), Vec::new());
-    for (sitting_id, sitting) in app
-        .db
-        .sittings_of_staff(who.id)
-        .await
-        .map_err(AppError::from)?
-    {
+    for (sitting_id, sitting) in app.review.sittings_of(who).await.map_err(AppError::from)? {
         let pv = app
-            .db
+            .review
             .pv_decision(sitting_id)
             .await
             .map_err(AppError::from)?;
@@ -81,7 +76,7 @@ async fn jury(
                 .unwrap_or_default(),
         });
         for a in app
-            .db
+            .review
             .attempts_of_sitting(sitting_id)
             .await
             .map_err(AppError::from)?
@@ -154,8 +149,8 @@ async fn jury_sitting(
 ) -> Result<(Uuid, String), PageError> {
     require_jury(who)?;
     let id = parse_id(sitting, "sitting id")?;
-    app.db
-        .sittings_of_staff(who.id)
+    app.review
+        .sittings_of(who)
         .await
         .map_err(AppError::from)?
         .into_iter()

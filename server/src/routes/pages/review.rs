@@ -69,8 +69,8 @@ async fn player(
     }
     let a = app.review.viewable_attempt(who, attempt).await?;
     let sitting = app
-        .db
-        .sittings_of_staff(who.id)
+        .review
+        .sittings_of(who)
         .await
         .map_err(AppError::from)?
         .into_iter()

@@ -1,76 +1,95 @@
-//! The server's domain as the routes and the CLI see it: `Proctor` holds the ports
-//! (database, blobs, keys, clock, settings) and the guards every use case shares. The use
-//! cases live in their own modules: `enrolment` (sittings, candidates, launch tokens,
-//! lifecycle transitions), `ingest` (consent, streams, chunks), `staff_auth`, `recording`
-//! (reports and media). Holds no SQL (that is `db`) and no HTTP (that is `routes`).
+//! What the routes and the command line hold: one handle per use case, built once from
+//! the settings. The use cases own their dependencies; the shared parts (`Audit`,
+//! `Attempts`, the retention `Policy`) are cheap clones. Holds no SQL (that is `db`) and
+//! no HTTP (that is `routes`).
 
+use crate::accounts::Accounts;
+use crate::attempts::Attempts;
+use crate::audit::Audit;
 use crate::blobs::BlobStore;
 use crate::clock::SharedClock;
 use crate::configuration::Settings;
-use crate::db::*;
+use crate::db::{Database, SqliteDatabase};
+use crate::enrolment::Enrolment;
+use crate::ingest::Ingest;
 use crate::keys::KeyStore;
+use crate::liveness::Liveness;
+use crate::retention::{Policy, Retention};
+use crate::review::Review;
 use std::sync::Arc;
 
-pub struct Proctor {
-    pub db: Arc<dyn Database>,
-    pub blobs: BlobStore,
-    pub keys: KeyStore,
-    pub clock: SharedClock,
-    pub settings: Settings,
-    pub enrolment: Arc<crate::enrolment::Enrolment>,
-    pub accounts: Arc<crate::accounts::Accounts>,
-    pub audit: crate::audit::Audit,
-    pub attempts: crate::attempts::Attempts,
-    pub policy: crate::retention::Policy,
-    pub review: Arc<crate::review::Review>,
-    pub retention: Arc<crate::retention::Retention>,
-    pub liveness: Arc<crate::liveness::Liveness>,
-    pub ingest: Arc<crate::ingest::Ingest>,
+#[derive(Clone)]
+pub struct AppState {
+    pub ingest: Arc<Ingest>,
+    pub liveness: Arc<Liveness>,
+    pub enrolment: Arc<Enrolment>,
+    pub accounts: Arc<Accounts>,
+    pub review: Arc<Review>,
+    pub retention: Arc<Retention>,
+    pub policy: Policy,
+    pub attempts: Attempts,
+    pub audit: Audit,
+    /// The data channel, once the server runs (None in the command line's use and when
+    /// `[webrtc]` is off).
+    pub webrtc: Option<Arc<crate::webrtc::WebRtc>>,
+    /// What the HTTP layer itself needs from the settings.
+    pub http: Http,
 }
 
-impl Proctor {
+#[derive(Clone)]
+pub struct Http {
+    pub max_concurrent_requests: usize,
+    /// The exam platform's bearer token (`[integration] token`); unset, the integration
+    /// API answers 401 to everyone.
+    pub integration_token: Option<String>,
+}
+
+/// The database the settings name: `[database] url`, or SQLite in the data directory.
+pub async fn open_database(settings: &Settings) -> anyhow::Result<Arc<dyn Database>> {
+    let dir = &settings.server.data_dir;
+    std::fs::create_dir_all(dir)?;
+    let pool = settings.database.pool();
+    Ok(match &settings.database.url {
+        Some(url) => crate::db::connect(url, &pool).await?,
+        None => Arc::new(SqliteDatabase::open(&dir.join("proctor.sqlite"), &pool).await?),
+    })
+}
+
+impl AppState {
     pub async fn open(settings: Settings, clock: SharedClock) -> anyhow::Result<Self> {
         settings.server.check_production()?;
         if settings.retention.ceiling.shortest() <= settings.limits.upload_grace {
             anyhow::bail!("[retention] ceiling must be longer than [limits] upload_grace: a recording still uploading would be destroyed");
         }
         let dir = &settings.server.data_dir;
-        std::fs::create_dir_all(dir)?;
-        let pool = settings.database.pool();
-        let db: Arc<dyn Database> = match &settings.database.url {
-            Some(url) => crate::db::connect(url, &pool).await?,
-            None => Arc::new(SqliteDatabase::open(&dir.join("proctor.sqlite"), &pool).await?),
-        };
+        let db = open_database(&settings).await?;
         let l = &settings.limits;
-        let audit = crate::audit::Audit::new(
+        let audit = Audit::new(
             db.clone(),
             crate::audit::Checkpoints::new(&settings.server.key_dir()),
             clock.clone(),
         );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
-        let attempts = crate::attempts::Attempts::new(db.clone(), audit.clone(), clock.clone());
+        let attempts = Attempts::new(db.clone(), audit.clone(), clock.clone());
         let keys = KeyStore::open(&settings.server.key_dir())?;
-        let liveness = Arc::new(crate::liveness::Liveness::new(
+        let liveness = Arc::new(Liveness::new(
             db.clone(),
             audit.clone(),
             clock.clone(),
             &settings.liveness,
         ));
-        let policy = crate::retention::Policy::new(db.clone(), settings.retention.ceiling);
+        let policy = Policy::new(db.clone(), settings.retention.ceiling);
         Ok(Self {
             audit: audit.clone(),
             attempts: attempts.clone(),
-            db: db.clone(),
-            blobs: blobs.clone(),
-            keys: keys.clone(),
-            accounts: Arc::new(crate::accounts::Accounts::new(
+            accounts: Arc::new(Accounts::new(
                 db.clone(),
                 keys.clone(),
                 clock.clone(),
                 audit.clone(),
                 l,
             )?),
-            enrolment: Arc::new(crate::enrolment::Enrolment::new(
+            enrolment: Arc::new(Enrolment::new(
                 db.clone(),
                 keys.clone(),
                 clock.clone(),
@@ -78,7 +97,7 @@ impl Proctor {
                 attempts.clone(),
                 &settings,
             )),
-            retention: Arc::new(crate::retention::Retention::new(
+            retention: Arc::new(Retention::new(
                 crate::retention::Parts {
                     db: db.clone(),
                     blobs: blobs.clone(),
@@ -90,7 +109,7 @@ impl Proctor {
                 },
                 &settings,
             )),
-            review: Arc::new(crate::review::Review::new(
+            review: Arc::new(Review::new(
                 crate::review::Parts {
                     db: db.clone(),
                     blobs: blobs.clone(),
@@ -104,7 +123,7 @@ impl Proctor {
             )),
             policy: policy.clone(),
             liveness: liveness.clone(),
-            ingest: Arc::new(crate::ingest::Ingest::new(
+            ingest: Arc::new(Ingest::new(
                 db.clone(),
                 blobs.clone(),
                 crate::ingest::Parts {
@@ -116,8 +135,11 @@ impl Proctor {
                 },
                 &settings,
             )),
-            clock,
-            settings,
+            webrtc: None,
+            http: Http {
+                max_concurrent_requests: l.max_concurrent_requests,
+                integration_token: settings.integration.token.clone(),
+            },
         })
     }
 }
