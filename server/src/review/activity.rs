@@ -4,7 +4,6 @@
 //! nothing decoded, nothing kept.
 
 use super::Review;
-use crate::blobs::chunk_path;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use futures::StreamExt;
@@ -33,31 +32,19 @@ impl Review {
         let mut without = 0u32;
         for stream in self.db.streams_of(attempt_id).await? {
             let key = self.keys.stream_key(&attempt, &stream)?;
-            let rows: Vec<_> = self
-                .db
-                .chunks_of(stream.id)
-                .await?
-                .into_iter()
-                .filter(|r| r.index > 0 && !r.last)
-                .collect();
+            let all = self.db.chunks_of(stream.id).await?;
+            let digests: std::collections::HashMap<u32, [u8; 32]> =
+                all.iter().map(|r| (r.index, r.digest)).collect();
+            let rows: Vec<_> = all.into_iter().filter(|r| r.index > 0 && !r.last).collect();
             let opened: Vec<_> = futures::stream::iter(rows)
                 .map(|row| {
-                    let key = key.clone();
+                    let (key, prev) = (key.clone(), digests.get(&(row.index - 1)).copied());
                     async move {
-                        let blob = self
-                            .blobs
-                            .get(&chunk_path(
-                                attempt_id,
-                                stream.id,
-                                row.index,
-                                &row.content_sha256,
-                            ))
+                        // The player's checks, and an altered fragment audited as such.
+                        let plaintext = self
+                            .open_checked(staff, attempt_id, &key, &row, prev)
                             .await
                             .ok()?;
-                        let opened = protocol::open_chunk(&key, attempt_id, stream.id, &blob)
-                            .ok()
-                            .filter(|o| o.digest == row.digest)?;
-                        let plaintext = zeroize::Zeroizing::new(opened.plaintext);
                         let activity = protocol::decode_payload(&plaintext).ok()?.activity?;
                         let activity: protocol::Activity = serde_json::from_slice(activity).ok()?;
                         Some((row.media_start_us / 1000, activity))

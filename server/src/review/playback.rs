@@ -97,9 +97,8 @@ impl Review {
         Ok(jpeg)
     }
 
-    /// A fragment's whole plaintext, after every check: its row, its link to the row
-    /// before, the blob's authentication, and the opened header against the row. Not
-    /// audited: the caller audits what it sends.
+    /// A fragment's whole plaintext, after every check (`open_checked`), for one staff
+    /// member who may watch it. Not audited: the caller audits what it sends.
     pub(crate) async fn checked_plaintext(
         &self,
         staff: &StaffIdentity,
@@ -112,24 +111,47 @@ impl Review {
             Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
             other => other?,
         };
-        if index > 0 {
-            match self.db.chunk(stream_id, index - 1).await {
-                Ok(prev) if prev.digest != row.prev_digest => {
-                    return Err(self
-                        .altered(
-                            staff,
-                            attempt_id,
-                            stream_id,
-                            index,
-                            "does not chain to its predecessor",
-                        )
-                        .await)
-                }
-                Ok(_) | Err(DbError::NotFound) => {}
+        let prev = match index {
+            0 => None,
+            _ => match self.db.chunk(stream_id, index - 1).await {
+                Ok(prev) => Some(prev.digest),
+                Err(DbError::NotFound) => None,
                 Err(e) => return Err(e.into()),
-            }
-        }
+            },
+        };
         let key = self.keys.stream_key(&attempt, &stream)?;
+        let plaintext = self
+            .open_checked(staff, attempt_id, &key, &row, prev)
+            .await?;
+        Ok((row, plaintext))
+    }
+
+    /// The one way a stored chunk becomes plaintext for staff, whichever reader asks (a
+    /// fragment, a thumbnail, the whole-range media): the row links to its predecessor's
+    /// digest (`prev`, when that one is stored), the blob authenticates under the
+    /// stream's key, and the opened header is the row's. A chunk failing any of these is
+    /// audited as altered and nothing of it is returned. The plaintext is wiped once the
+    /// response has sent it.
+    pub(crate) async fn open_checked(
+        &self,
+        staff: &StaffIdentity,
+        attempt_id: Uuid,
+        key: &protocol::StreamKey,
+        row: &ChunkRow,
+        prev: Option<[u8; 32]>,
+    ) -> Result<Bytes, AppError> {
+        let (stream_id, index) = (row.stream_id, row.index);
+        if prev.is_some_and(|p| p != row.prev_digest) {
+            return Err(self
+                .altered(
+                    staff,
+                    attempt_id,
+                    stream_id,
+                    index,
+                    "does not chain to its predecessor",
+                )
+                .await);
+        }
         let blob = self
             .blobs
             .get(&chunk_path(
@@ -139,8 +161,8 @@ impl Review {
                 &row.content_sha256,
             ))
             .await?;
-        let opened = match protocol::open_chunk(&key, attempt_id, stream_id, &blob) {
-            Ok(o) if crate::db::matches_row(&o, &row) => o,
+        let opened = match protocol::open_chunk(key, attempt_id, stream_id, &blob) {
+            Ok(o) if crate::db::matches_row(&o, row) => o,
             Ok(_) => {
                 return Err(self
                     .altered(
@@ -158,11 +180,7 @@ impl Review {
                     .await)
             }
         };
-        // The plaintext is wiped once the response has sent it.
-        Ok((
-            row,
-            Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)),
-        ))
+        Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
     }
 
     /// Records that a reviewer met an altered fragment (never played) and says why.
@@ -191,7 +209,7 @@ impl Review {
 }
 
 /// One part of a fragment's payload, sharing the plaintext's buffer (no copy to wipe).
-fn part(
+pub(super) fn part(
     plaintext: &Bytes,
     pick: impl for<'a> Fn(&protocol::Payload<'a>) -> Option<&'a [u8]>,
     index: u32,

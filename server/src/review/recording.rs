@@ -2,7 +2,6 @@
 //! stream for staff (decrypted chunk by chunk in memory, never written anywhere).
 
 use super::Review;
-use crate::blobs::chunk_path;
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::db::{ChunkRow, Stream};
 use crate::error::AppError;
@@ -189,16 +188,17 @@ impl Review {
     ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, AppError>
     {
         let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
-        let rows = self.db.chunks_of(stream_id).await?;
-        let last_stored = rows.last().map(|r| r.index).unwrap_or(0);
+        let all = self.db.chunks_of(stream_id).await?;
+        let last_stored = all.last().map(|r| r.index).unwrap_or(0);
         let to = to.unwrap_or(last_stored).min(last_stored);
         let from = from.max(1);
-        if rows.first().map(|r| r.index) != Some(0) {
+        if all.first().map(|r| r.index) != Some(0) {
             return Err(AppError::NotFound("initialisation segment"));
         }
-        let selected: Vec<ChunkRow> = rows
-            .into_iter()
+        let selected: Vec<ChunkRow> = all
+            .iter()
             .filter(|r| r.index == 0 || (from..=to).contains(&r.index))
+            .cloned()
             .collect();
         // Never play across a hole as if the recording were continuous.
         let asked = selected.iter().map(|r| r.index).filter(|&i| i >= from);
@@ -219,10 +219,16 @@ impl Review {
                 "media_from_ms": selected.iter().map(|r| r.media_start_us / 1000).min(), "media_to_ms": selected.iter().map(|r| r.media_end_us / 1000).max() }),
         )
         .await?;
-        let me = self.clone();
+        // Each chunk's predecessor, to check the chain as the player's path does.
+        let digests: std::collections::HashMap<u32, [u8; 32]> =
+            all.iter().map(|r| (r.index, r.digest)).collect();
+        let (me, staff) = (self.clone(), staff.clone());
         Ok(futures::stream::iter(selected).then(move |row| {
-            let me = me.clone();
-            let key = key.clone();
+            let (me, staff, key) = (me.clone(), staff.clone(), key.clone());
+            let prev = row
+                .index
+                .checked_sub(1)
+                .and_then(|i| digests.get(&i).copied());
             async move {
                 // A long download stops when the attempt is destroyed under it.
                 if me
@@ -235,31 +241,13 @@ impl Review {
                 {
                     return Err(std::io::Error::other("the recording has been destroyed"));
                 }
-                let blob = me
-                    .blobs
-                    .get(&chunk_path(
-                        attempt_id,
-                        stream_id,
-                        row.index,
-                        &row.content_sha256,
-                    ))
+                let plaintext = me
+                    .open_checked(&staff, attempt_id, &key, &row, prev)
                     .await
-                    .map_err(std::io::Error::other)?;
-                let opened = protocol::open_chunk(&key, attempt_id, stream_id, &blob)
-                    .map_err(std::io::Error::other)?;
-                if opened.digest != row.digest {
-                    return Err(std::io::Error::other(format!(
-                        "chunk {} differs from the one acknowledged",
-                        row.index
-                    )));
-                }
-                // The plaintext is wiped when the response has sent it; only its media part
-                // goes out (not the activity and thumbnail riding with it).
-                let plaintext = Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext));
-                let media = protocol::decode_payload(&plaintext)
-                    .map_err(std::io::Error::other)?
-                    .media;
-                Ok(plaintext.slice_ref(media))
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                // Only its media part goes out (not the activity and thumbnail riding with it).
+                super::playback::part(&plaintext, |p| Some(p.media), row.index)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
             }
         }))
     }

@@ -275,3 +275,58 @@ async fn metrics_count_ingest_on_the_staff_listener_only_and_name_no_one() {
         404
     );
 }
+
+/// The whole-range media goes through the player's checks: a stored chunk whose bytes
+/// changed is never sent, the download stops there, and the alteration is audited.
+#[tokio::test]
+async fn the_whole_range_media_stops_at_an_altered_fragment_and_audits_it() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
+        assert!(app
+            .put_chunk(&c.token, s.stream_id, i as u32, chunk)
+            .await
+            .status()
+            .is_success());
+    }
+    app.end_stream(&c.token, s.stream_id, 3).await;
+    let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    app.state()
+        .await
+        .enrolment
+        .end_attempt(c.attempt_id, "test")
+        .await
+        .unwrap();
+    let row = app.db().await.chunk(s.stream_id, 2).await.unwrap();
+    let path = app.data.path().join("blobs").join(
+        server::blobs::chunk_path(c.attempt_id, s.stream_id, 2, &row.content_sha256).to_string(),
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+
+    let url = format!(
+        "{}/api/staff/v1/attempts/{}/streams/{}/media",
+        app.staff, c.attempt_id, s.stream_id
+    );
+    let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    let body = r.bytes().await;
+    let sent = body.as_deref().unwrap_or_default();
+    let fragment = |i: u32| format!("fragment {i} of stream {}", s.stream_id).into_bytes();
+    let contains = |needle: &[u8]| sent.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(&fragment(2)) && !contains(&fragment(3)),
+        "nothing from the altered fragment on: {sent:?}"
+    );
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let altered = trail
+        .iter()
+        .find(|e| e.action == "fragment_altered")
+        .expect("the alteration is audited");
+    assert!(
+        altered.detail.contains("\"index\":2") && altered.detail.contains("fails authentication"),
+        "{}",
+        altered.detail
+    );
+}
