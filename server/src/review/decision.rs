@@ -61,12 +61,33 @@ pub struct ReviewView {
     pub my_round: Option<u32>,
 }
 
+/// Where an attempt's review stands, as the exam platform and the jury read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStatus {
+    NotStarted,
+    InProgress,
+    Submitted,
+    SecondReviewPending,
+}
+
+impl ReviewStatus {
+    /// The wire name (the pages' labels are keyed by it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::NotStarted => "not_started",
+            ReviewStatus::InProgress => "in_progress",
+            ReviewStatus::Submitted => "submitted",
+            ReviewStatus::SecondReviewPending => "second_review_pending",
+        }
+    }
+}
+
 /// The outcome as the exam platform and the jury read it.
 #[derive(Debug, Serialize)]
 pub struct ReviewOutcomeView {
     pub attempt_id: Uuid,
-    /// not_started, in_progress, submitted, second_review_pending.
-    pub status: &'static str,
+    pub status: ReviewStatus,
     pub rounds: Vec<RoundView>,
 }
 
@@ -442,15 +463,32 @@ impl Review {
             self.db.flags_of(attempt.id).await?,
         );
         let status = match reviews.last() {
-            None => "not_started",
-            Some(r) if r.submitted_at_ms.is_some() => "submitted",
-            Some(r) if r.round > 1 => "second_review_pending",
-            Some(_) => "in_progress",
+            None => ReviewStatus::NotStarted,
+            Some(r) if r.submitted_at_ms.is_some() => ReviewStatus::Submitted,
+            Some(r) if r.round > 1 => ReviewStatus::SecondReviewPending,
+            Some(_) => ReviewStatus::InProgress,
         };
         Ok(ReviewOutcomeView {
             attempt_id,
             status,
             rounds: rounds(&reviews, &flags),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReviewStatus;
+
+    #[test]
+    fn a_review_status_says_its_wire_name() {
+        for s in [
+            ReviewStatus::NotStarted,
+            ReviewStatus::InProgress,
+            ReviewStatus::Submitted,
+            ReviewStatus::SecondReviewPending,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

@@ -8,6 +8,7 @@ use crate::db::PvOutcome;
 use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest};
+use crate::review::decision::ReviewStatus;
 use crate::routes::{parse_id, AppState};
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -86,12 +87,12 @@ async fn jury(
             rows.push(reviewer::JuryRow {
                 attempt_id: a.id.to_string(),
                 second_review_possible: outcome.rounds.len() == 1
-                    && outcome.status == "submitted"
+                    && outcome.status == ReviewStatus::Submitted
                     && a.state != crate::lifecycle::AttemptState::Destroyed,
                 sitting: sitting.clone(),
                 candidate: a.reference,
                 state: Text::label(T.states, a.state.as_str()).into(),
-                review: Text::label(T.review_statuses, outcome.status).into(),
+                review: Text::label(T.review_statuses, outcome.status.as_str()).into(),
                 outcome: last
                     .and_then(|r| r.outcome)
                     .map(|o| Text::label(T.outcomes, o.as_str()).to_owned())
@@ -193,7 +194,7 @@ async fn form_page(
         candidates.push(reviewer::PvCandidate {
             attempt_id: p.attempt_id.to_string(),
             candidate: p.reference.clone(),
-            review: Text::label(T.review_statuses, outcome.status).into(),
+            review: Text::label(T.review_statuses, outcome.status.as_str()).into(),
             unsubmitted: p.review_unsubmitted,
         });
     }
