@@ -2,7 +2,8 @@
 //! transitions, one table saying which transition is allowed from which state. Parsed
 //! from the database at the boundary; nothing downstream compares state strings.
 //! Applying a transition to an attempt (compare-and-set in the database, audited) is
-//! `Proctor::transition` in `enrolment.rs`; retention will read the state and nothing else.
+//! `Attempts::transition` in the server's `attempts.rs`; retention reads the state and
+//! nothing else.
 
 use serde::Serialize;
 use std::fmt;
