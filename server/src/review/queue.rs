@@ -17,7 +17,7 @@ pub struct QueueRow {
     pub state: AttemptState,
     pub recorded_seconds: f64,
     pub gaps: usize,
-    pub integrity: &'static str,
+    pub integrity: super::recording::Integrity,
     pub flags: usize,
     pub ended_at_ms: Option<i64>,
     /// When the review is due (the attempt's end + the configured deadline).

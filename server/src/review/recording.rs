@@ -13,6 +13,32 @@ use serde::Serialize;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// The integrity verdict on an attempt's recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Integrity {
+    /// Every stream whole: no missing fragment, each ended by its final one.
+    Ok,
+    /// Missing fragments, or a stream without its final fragment.
+    Incomplete,
+    /// A chunk that does not chain to its predecessor.
+    Broken,
+    /// The recording has been destroyed.
+    Destroyed,
+}
+
+impl Integrity {
+    /// The wire name (the pages' labels are keyed by it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Integrity::Ok => "ok",
+            Integrity::Incomplete => "incomplete",
+            Integrity::Broken => "broken",
+            Integrity::Destroyed => "destroyed",
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct AttemptReport {
     pub attempt_id: Uuid,
@@ -30,9 +56,7 @@ pub struct AttemptReport {
     pub chunks_by_transport: std::collections::BTreeMap<&'static str, u64>,
     pub recorded_seconds: f64,
     pub gaps: Vec<Gap>,
-    /// "ok", "incomplete" (missing fragments or a stream without its final fragment) or
-    /// "broken" (a chunk that does not chain to its predecessor).
-    pub integrity: &'static str,
+    pub integrity: Integrity,
     pub integrity_issues: Vec<String>,
     /// Every stream's missing fragments, as inclusive index ranges.
     pub missing: Vec<StreamRange>,
@@ -148,13 +172,13 @@ impl Review {
             .map(|(t, n)| (t.as_str(), n))
             .collect();
         let integrity = if attempt.state == AttemptState::Destroyed {
-            "destroyed"
+            Integrity::Destroyed
         } else if broken {
-            "broken"
+            Integrity::Broken
         } else if issues.is_empty() {
-            "ok"
+            Integrity::Ok
         } else {
-            "incomplete"
+            Integrity::Incomplete
         };
         Ok(AttemptReport {
             attempt_id,
@@ -378,5 +402,22 @@ mod tests {
                 to: u32::MAX - 1
             }]
         );
+    }
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use super::Integrity;
+
+    #[test]
+    fn an_integrity_verdict_says_its_wire_name() {
+        for i in [
+            Integrity::Ok,
+            Integrity::Incomplete,
+            Integrity::Broken,
+            Integrity::Destroyed,
+        ] {
+            assert_eq!(serde_json::to_value(i).unwrap(), i.as_str());
+        }
     }
 }
