@@ -33,12 +33,11 @@ impl Review {
         for stream in self.db.streams_of(attempt_id).await? {
             let key = self.keys.stream_key(&attempt, &stream)?;
             let all = self.db.chunks_of(stream.id).await?;
-            let digests: std::collections::HashMap<u32, [u8; 32]> =
-                all.iter().map(|r| (r.index, r.digest)).collect();
+            let prevs = super::playback::predecessors(&all);
             let rows: Vec<_> = all.into_iter().filter(|r| r.index > 0 && !r.last).collect();
             let opened: Vec<_> = futures::stream::iter(rows)
                 .map(|row| {
-                    let (key, prev) = (key.clone(), digests.get(&(row.index - 1)).copied());
+                    let (key, prev) = (key.clone(), prevs.get(&row.index).copied());
                     async move {
                         // The player's checks, and an altered fragment audited as such.
                         let plaintext = self

@@ -208,6 +208,14 @@ impl Review {
     }
 }
 
+/// For each stored index, the digest of its stored predecessor (what `open_checked`
+/// checks it chains to), from a stream's rows.
+pub(super) fn predecessors(rows: &[ChunkRow]) -> std::collections::HashMap<u32, [u8; 32]> {
+    rows.iter()
+        .filter_map(|r| Some((r.index.checked_add(1)?, r.digest)))
+        .collect()
+}
+
 /// One part of a fragment's payload, sharing the plaintext's buffer (no copy to wipe).
 pub(super) fn part(
     plaintext: &Bytes,

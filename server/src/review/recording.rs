@@ -244,15 +244,11 @@ impl Review {
         )
         .await?;
         // Each chunk's predecessor, to check the chain as the player's path does.
-        let digests: std::collections::HashMap<u32, [u8; 32]> =
-            all.iter().map(|r| (r.index, r.digest)).collect();
+        let prevs = super::playback::predecessors(&all);
         let (me, staff) = (self.clone(), staff.clone());
         Ok(futures::stream::iter(selected).then(move |row| {
             let (me, staff, key) = (me.clone(), staff.clone(), key.clone());
-            let prev = row
-                .index
-                .checked_sub(1)
-                .and_then(|i| digests.get(&i).copied());
+            let prev = prevs.get(&row.index).copied();
             async move {
                 // A long download stops when the attempt is destroyed under it.
                 if me

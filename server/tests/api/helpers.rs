@@ -88,6 +88,18 @@ impl TestApp {
         server::state::open_database(&self.on_disk()).await.unwrap()
     }
 
+    /// Flips one bit of a stored chunk's blob, as an attacker on the storage would.
+    pub async fn alter_blob(&self, attempt: Uuid, stream: Uuid, index: u32) {
+        let row = self.db().await.chunk(stream, index).await.unwrap();
+        let path = self.data.path().join("blobs").join(
+            server::blobs::chunk_path(attempt, stream, index, &row.content_sha256).to_string(),
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+    }
+
     /// The server's blob store, opened beside it.
     pub fn blobs(&self) -> server::blobs::BlobStore {
         let st = self.on_disk();

@@ -63,14 +63,7 @@ async fn fragments_are_served_one_by_one_checked_and_audited() {
     );
 
     // A stored fragment whose bytes changed is refused as altered, and audited.
-    let row = app.db().await.chunk(s.stream_id, 3).await.unwrap();
-    let path = app.data.path().join("blobs").join(
-        server::blobs::chunk_path(c.attempt_id, s.stream_id, 3, &row.content_sha256).to_string(),
-    );
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    app.alter_blob(c.attempt_id, s.stream_id, 3).await;
     assert_eq!(
         error_code(
             app.http

@@ -297,14 +297,7 @@ async fn the_whole_range_media_stops_at_an_altered_fragment_and_audits_it() {
         .end_attempt(c.attempt_id, "test")
         .await
         .unwrap();
-    let row = app.db().await.chunk(s.stream_id, 2).await.unwrap();
-    let path = app.data.path().join("blobs").join(
-        server::blobs::chunk_path(c.attempt_id, s.stream_id, 2, &row.content_sha256).to_string(),
-    );
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    app.alter_blob(c.attempt_id, s.stream_id, 2).await;
 
     let url = format!(
         "{}/api/staff/v1/attempts/{}/streams/{}/media",
