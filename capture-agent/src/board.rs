@@ -4,6 +4,7 @@
 
 use crate::capture::devices::Devices;
 use crate::capture::preview::Sight;
+use crate::report::{Event, Report};
 use crate::uploader::Progress;
 use protocol::notice::Notice;
 use serde::Serialize;
@@ -67,7 +68,7 @@ struct State {
     upload: Option<UploadVerdict>,
     testing_upload: bool,
     disk: Option<DiskVerdict>,
-    encoder: Option<(String, bool)>,
+    encoder: Option<crate::capture::Encoder>,
     recording_since: Option<Instant>,
     /// The sentence to show now (offline, disk low, why it stopped…), if any.
     message: Option<String>,
@@ -90,8 +91,9 @@ pub struct Board {
     sight: Mutex<Option<Arc<Sight>>>,
     progress: Mutex<Option<Arc<Progress>>>,
     actions: mpsc::UnboundedSender<Action>,
-    /// When the page last asked for the state (a closed page stops asking).
-    last_seen: Mutex<Option<Instant>>,
+    /// When the page last asked for the state (a closed page stops asking); a watch, so
+    /// that the run can await the page having shown a step.
+    last_seen: tokio::sync::watch::Sender<Option<Instant>>,
     created: Instant,
 }
 
@@ -132,7 +134,7 @@ impl Board {
             sight: Mutex::default(),
             progress: Mutex::default(),
             actions: tx,
-            last_seen: Mutex::default(),
+            last_seen: tokio::sync::watch::Sender::new(None),
             created: Instant::now(),
         };
         (Arc::new(board), rx)
@@ -194,8 +196,8 @@ impl Board {
     pub fn set_disk(&self, d: DiskVerdict) {
         self.with(|s| s.disk = Some(d))
     }
-    pub fn set_encoder(&self, name: &str, hardware: bool) {
-        self.with(|s| s.encoder = Some((name.into(), hardware)))
+    pub fn set_encoder(&self, encoder: crate::capture::Encoder) {
+        self.with(|s| s.encoder = Some(encoder))
     }
     pub fn say(&self, message: impl Into<String>) {
         let m = message.into();
@@ -229,10 +231,16 @@ impl Board {
     }
 
     pub fn seen(&self) {
-        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        self.last_seen.send_replace(Some(Instant::now()));
     }
     pub fn last_seen(&self) -> Option<Instant> {
-        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner())
+        *self.last_seen.borrow()
+    }
+    /// Returns once the page has asked for the state after `t`.
+    pub async fn seen_after(&self, t: Instant) {
+        let mut seen = self.last_seen.subscribe();
+        // The board owns the sender, so the wait ends only by the page asking.
+        let _ = seen.wait_for(|s| s.is_some_and(|s| s > t)).await;
     }
 
     pub fn view(&self, fragment: std::time::Duration) -> View {
@@ -264,8 +272,8 @@ impl Board {
             upload: s.upload.clone(),
             testing_upload: s.testing_upload,
             disk: s.disk.clone(),
-            encoder: s.encoder.as_ref().map(|e| e.0.clone()),
-            hardware_encoder: s.encoder.as_ref().is_some_and(|e| e.1),
+            encoder: s.encoder.map(|e| e.element().to_owned()),
+            hardware_encoder: s.encoder.is_some_and(|e| e.hardware()),
             elapsed_s: s.recording_since.map_or(0, |t| t.elapsed().as_secs()),
             waiting_chunks,
             waiting_s: waiting_chunks * fragment.as_secs().max(1),
@@ -279,6 +287,23 @@ impl Board {
             withdrawal_sent: s.withdrawal_sent,
             server: s.server.clone(),
         })
+    }
+}
+
+/// The page shows what it has room for: why the recording stopped, a lost device, the
+/// platform's end, whether a withdrawal reached the server. Offline and the backlog it
+/// reads from the progress itself; the rest is the terminal's.
+impl Report for Board {
+    fn report(&self, event: &Event<'_>) {
+        match event {
+            Event::Stopped(reason) => self.say(crate::messages::current().stop_message(*reason)),
+            Event::CaptureFailed(e) => self.say(*e),
+            Event::DeviceLost => self.device_lost(true),
+            Event::DeviceBack | Event::DeviceWaitOver => self.device_lost(false),
+            Event::EndedByPlatform => self.ended_by_platform(),
+            Event::Withdrawn { sent } => self.withdrawal_sent(*sent),
+            _ => {}
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod activity;
 pub mod devices;
+mod encoder;
 mod fmp4;
 mod keyframes;
 pub mod preview;
@@ -21,6 +22,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+pub use self::encoder::{Encoder, UnknownEncoder};
 use self::fmp4::Remuxer;
 
 /// Where the audio and video come from.
@@ -59,8 +61,8 @@ pub struct CaptureConfig {
     pub video_kbps: u32,
     pub audio_kbps: u32,
     pub fragment_ms: u32,
-    /// Forces a specific H.264 encoder element instead of the automatic choice.
-    pub encoder: Option<String>,
+    /// Forces a specific H.264 encoder instead of the automatic choice.
+    pub encoder: Option<Encoder>,
     /// Computes the activity strip and thumbnails (off only to measure what they cost).
     pub activity: bool,
     /// The camera and microphone the candidate chose; unset, the source's defaults.
@@ -91,19 +93,6 @@ pub enum CaptureEvent {
     /// The pipeline failed; no more events follow.
     Error(String),
 }
-
-/// Hardware encoders first (cheapest on battery and CPU), software last. The choice is
-/// reported (`encoder` in the summary, the page and `check`), with `hardware_encoder`.
-const ENCODER_PREFERENCE: &[&str] = &[
-    "vah264enc",
-    "vaapih264enc",
-    "vtenc_h264_hw",
-    "mfh264enc",
-    "nvh264enc",
-    "qsvh264enc",
-    "openh264enc",
-    "x264enc",
-];
 
 /// Elements the autodetect bins fall back to when no real device exists; a
 /// proctoring recording of a test pattern must be refused, not produced.
@@ -192,7 +181,7 @@ enum Branch {
 
 pub struct Capture {
     pipeline: gst::Pipeline,
-    encoder: String,
+    encoder: Encoder,
     shutdown: Arc<AtomicBool>,
     bus_thread: Option<JoinHandle<()>>,
 }
@@ -221,18 +210,18 @@ impl Capture {
                 bail!("input file {} does not exist", path.display());
             }
         }
-        let encoder = match &cfg.encoder {
-            Some(name) => {
-                usable_encoder(name)
-                    .with_context(|| format!("requested encoder {name} is not usable"))?;
-                name.clone()
+        let encoder = match cfg.encoder {
+            Some(e) => {
+                usable_encoder(e)
+                    .with_context(|| format!("requested encoder {e} is not usable"))?;
+                e
             }
             None => choose_encoder()?,
         };
         let description = pipeline_description(
             &source,
             cfg,
-            &encoder,
+            encoder,
             "appsink name=sink sync=false",
             &analysis_appsink,
         );
@@ -324,8 +313,8 @@ impl Capture {
         }
     }
 
-    pub fn encoder_name(&self) -> &str {
-        &self.encoder
+    pub fn encoder(&self) -> Encoder {
+        self.encoder
     }
 
     /// Fails the pipeline as a lost device does (the recorder's fault injection).
@@ -344,11 +333,7 @@ impl Capture {
         let Some(enc) = self.pipeline.by_name(ENCODER_NAME) else {
             return false;
         };
-        let value = if self.encoder == "openh264enc" {
-            kbps.saturating_mul(1000)
-        } else {
-            kbps
-        };
+        let value = self.encoder.bitrate_value(kbps);
         if enc.find_property("bitrate").is_none() {
             return false;
         }
@@ -357,13 +342,8 @@ impl Capture {
     }
 }
 
-/// Whether an encoder of [`ENCODER_PREFERENCE`] runs on the GPU or a media engine.
-pub fn hardware_encoder(name: &str) -> bool {
-    !matches!(name, "openh264enc" | "x264enc")
-}
-
 /// The encoder the capture would use, or why none can.
-pub fn pick_encoder() -> Result<String> {
+pub fn pick_encoder() -> Result<Encoder> {
     gst::init().context("initialising GStreamer")?;
     choose_encoder()
 }
@@ -474,8 +454,8 @@ fn check_device(factory: &str, what: &str) -> Result<()> {
 
 /// A registered factory is not enough for hardware encoders: the plugin may be
 /// installed on a machine without the GPU, which shows when opening the element.
-fn usable_encoder(name: &str) -> Result<()> {
-    let element = gst::ElementFactory::make(name)
+fn usable_encoder(encoder: Encoder) -> Result<()> {
+    let element = gst::ElementFactory::make(encoder.element())
         .build()
         .context("element not installed")?;
     let ready = element.set_state(gst::State::Ready);
@@ -484,21 +464,20 @@ fn usable_encoder(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn choose_encoder() -> Result<String> {
-    ENCODER_PREFERENCE
-        .iter()
-        .find(|name| gst::ElementFactory::find(name).is_some() && usable_encoder(name).is_ok())
-        .map(|name| name.to_string())
+fn choose_encoder() -> Result<Encoder> {
+    Encoder::PREFERENCE
+        .into_iter()
+        .find(|e| gst::ElementFactory::find(e.element()).is_some() && usable_encoder(*e).is_ok())
         .ok_or_else(|| {
             anyhow!(
                 "no H.264 encoder available (tried {})",
-                ENCODER_PREFERENCE.join(", ")
+                Encoder::PREFERENCE.map(Encoder::element).join(", ")
             )
         })
 }
 
 /// Builds the gst-launch-1.0 description of the same pipeline with `fakesink` (or filesink) in place of appsink, for a benchmark that compares the agent against gst-launch alone.
-pub fn launch_description(source: &Source, cfg: &CaptureConfig, encoder: &str) -> String {
+pub fn launch_description(source: &Source, cfg: &CaptureConfig, encoder: Encoder) -> String {
     pipeline_description(source, cfg, encoder, "fakesink sync=false", &|_, _| {
         "fakesink sync=false".into()
     })
@@ -537,7 +516,7 @@ fn sources(source: &Source, chosen: Option<&devices::Chosen>) -> (String, String
 fn pipeline_description(
     source: &Source,
     cfg: &CaptureConfig,
-    encoder: &str,
+    encoder: Encoder,
     sink: &str,
     analysis_sink: &dyn Fn(&str, u32) -> String,
 ) -> String {
@@ -577,7 +556,10 @@ fn pipeline_description(
         w = cfg.width,
         h = cfg.height,
         fps = cfg.fps,
-        video = video_tee.replace("{enc}", &encoder_description(encoder, cfg.video_kbps, gop)),
+        video = video_tee.replace(
+            "{enc}",
+            &encoder.description(ENCODER_NAME, cfg.video_kbps, gop)
+        ),
         chunk = cfg.fragment_ms.min(MUX_CHUNK_MS),
         abps = u64::from(cfg.audio_kbps) * 1000,
     )
@@ -586,45 +568,6 @@ fn pipeline_description(
 /// One GOP per fragment, so every fragment can open on a key frame.
 fn gop_frames(cfg: &CaptureConfig) -> u32 {
     (u64::from(cfg.fps) * u64::from(cfg.fragment_ms) / 1000).max(1) as u32
-}
-
-/// The encoder and the caps right after it. Scene-cut key frames are disabled
-/// where possible because they would restart the GOP off the fragment grid.
-fn encoder_description(encoder: &str, kbps: u32, gop: u32) -> String {
-    let bps = u64::from(kbps) * 1000;
-    let described = match encoder {
-        "openh264enc" => format!(
-            "openh264enc gop-size={gop} bitrate={bps} rate-control=bitrate complexity=low \
-             scene-change-detection=false ! video/x-h264,profile=constrained-baseline"
-        ),
-        "x264enc" => format!(
-            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={kbps} \
-             option-string=scenecut=0 ! video/x-h264,profile=constrained-baseline"
-        ),
-        "vaapih264enc" => format!(
-            "vaapih264enc rate-control=cbr bitrate={kbps} keyframe-period={gop} max-bframes=0 \
-             ! video/x-h264,profile=constrained-baseline"
-        ),
-        // Untested here (no such hardware); their profile caps are left open
-        // rather than risk a negotiation failure, h264parse copes either way.
-        "vah264enc" => {
-            format!("vah264enc rate-control=cbr bitrate={kbps} key-int-max={gop} b-frames=0")
-        }
-        "nvh264enc" => format!("nvh264enc rc-mode=cbr bitrate={kbps} gop-size={gop} bframes=0"),
-        // macOS (VideoToolbox) and Windows (Media Foundation): untested here, see
-        // docs/packaging.md; both take kbit/s.
-        "vtenc_h264_hw" => format!("vtenc_h264_hw bitrate={kbps} max-keyframe-interval={gop} allow-frame-reordering=false realtime=true"),
-        "mfh264enc" => format!("mfh264enc bitrate={kbps} gop-size={gop} bframes=0 low-latency=true"),
-        "qsvh264enc" => {
-            format!("qsvh264enc rate-control=cbr bitrate={kbps} gop-size={gop} b-frames=0")
-        }
-        other => other.to_string(),
-    };
-    // `<factory> name=venc <properties…>`
-    match described.split_once(' ') {
-        Some((factory, rest)) => format!("{factory} name={ENCODER_NAME} {rest}"),
-        None => format!("{described} name={ENCODER_NAME}"),
-    }
 }
 
 /// Quotes a value for gst-launch syntax.

@@ -189,11 +189,7 @@ pub async fn run(api: &Api, source: Source, spool_dir: &std::path::Path) -> Repo
     });
     match crate::capture::pick_encoder() {
         Ok(e) => {
-            let where_ = if crate::capture::hardware_encoder(&e) {
-                t.gpu
-            } else {
-                t.cpu
-            };
+            let where_ = if e.hardware() { t.gpu } else { t.cpu };
             report.push("encoder", true, format!("{e} ({where_})"));
         }
         Err(e) => report.push("encoder", false, format!("{} ({e})", t.no_encoder)),

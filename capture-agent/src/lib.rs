@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod page;
 pub mod recorder;
 pub mod refusal;
+pub mod report;
 pub mod run;
 pub mod spool;
 pub mod steps;

@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err((code, e)) => {
-            eprintln!("erreur : {e:#}");
+            capture_agent::report::terminal::fatal(&e);
             ExitCode::from(code)
         }
     }
@@ -87,7 +87,7 @@ fn print_pipeline(source: &capture_agent::capture::Source) -> Outcome {
         capture_agent::capture::Capture::start(source.clone(), &cfg).map_err(|e| (1, e))?;
     println!(
         "{}",
-        capture_agent::capture::launch_description(source, &cfg, capture.encoder_name())
+        capture_agent::capture::launch_description(source, &cfg, capture.encoder())
     );
     Ok(ExitCode::SUCCESS)
 }

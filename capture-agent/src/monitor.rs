@@ -3,8 +3,8 @@
 //! and how much is waiting, back online, disk low), each once per change, not every tick.
 
 use crate::bitrate::{Controller, Observation};
-use crate::messages::current as msgs;
 use crate::recorder::Recorder;
+use crate::report::{Event, Reporter};
 use crate::spool::Spool;
 use crate::uploader::Progress;
 use serde::Serialize;
@@ -72,6 +72,7 @@ pub fn spawn(
     spool: Spool,
     progress: Arc<Progress>,
     fragment: Duration,
+    report: Reporter,
 ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Watch>>) {
     let mut controller = Controller::default();
     let watch = Arc::new(Mutex::new(Watch {
@@ -81,7 +82,7 @@ pub fn spawn(
     }));
     let free = spool.free_bytes().unwrap_or(u64::MAX);
     if free < WARN_FREE_BYTES {
-        eprintln!("{}", msgs().disk_low);
+        report.report(&Event::DiskLow);
     }
     let w = watch.clone();
     let task = tokio::spawn(async move {
@@ -99,7 +100,7 @@ pub fn spawn(
                 .map(|f| f < LOW_FREE_BYTES)
                 .unwrap_or(false);
             if low && !disk_low {
-                eprintln!("{}", msgs().disk_low);
+                report.report(&Event::DiskLow);
             }
             disk_low = low;
             let backlog = fragment * chunks.min(u32::MAX as u64) as u32;
@@ -119,25 +120,17 @@ pub fn spawn(
                 (true, None) => {
                     offline_since = Some(Instant::now());
                     last_reminder = Instant::now();
-                    eprintln!(
-                        "{} {chunks} fragments ({:.1} Mo)",
-                        msgs().offline,
-                        bytes as f64 / 1e6
-                    );
+                    report.report(&Event::Offline { chunks, bytes });
                 }
                 (true, Some(_)) if last_reminder.elapsed() >= OFFLINE_REMINDER => {
                     last_reminder = Instant::now();
-                    eprintln!(
-                        "{} {chunks} fragments ({:.1} Mo)",
-                        msgs().offline,
-                        bytes as f64 / 1e6
-                    );
+                    report.report(&Event::Offline { chunks, bytes });
                 }
                 (false, Some(since)) => {
                     w.lock().unwrap_or_else(|e| e.into_inner()).offline_seconds +=
                         since.elapsed().as_secs();
                     offline_since = None;
-                    eprintln!("{}", msgs().back_online);
+                    report.report(&Event::BackOnline);
                 }
                 _ => {}
             }

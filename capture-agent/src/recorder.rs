@@ -9,7 +9,7 @@
 //! server's `PROCTOR_CRASH_AT` does.
 
 use crate::capture::devices::{self, Chosen};
-use crate::capture::{Capture, CaptureConfig, CaptureEvent, Source};
+use crate::capture::{Capture, CaptureConfig, CaptureEvent, Encoder, Source};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,7 @@ pub struct Recorder {
     cfg: Mutex<CaptureConfig>,
     current: Mutex<Option<Arc<Capture>>>,
     stopping: AtomicBool,
-    encoder: String,
+    encoder: Encoder,
     unplug: Option<Unplug>,
 }
 
@@ -56,7 +56,7 @@ impl Recorder {
         let recorder = Arc::new(Recorder {
             source,
             cfg: Mutex::new(cfg),
-            encoder: capture.encoder_name().to_owned(),
+            encoder: capture.encoder(),
             current: Mutex::new(Some(Arc::new(capture))),
             stopping: AtomicBool::new(false),
             unplug,
@@ -86,8 +86,8 @@ impl Recorder {
             .clone()
     }
 
-    pub fn encoder_name(&self) -> &str {
-        &self.encoder
+    pub fn encoder(&self) -> Encoder {
+        self.encoder
     }
 
     /// Ends the recording: the live capture flushes its last fragment; no capture restarts.

@@ -9,6 +9,7 @@ use crate::capture::Source;
 use crate::client::Api;
 use crate::messages::current as msgs;
 use crate::page::Page;
+use crate::report::{Event, Report, Reporter};
 use protocol::notice::Notice;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,17 +27,14 @@ pub enum Face {
 }
 
 impl Face {
-    /// Prints (and opens) a fresh link to the page.
-    pub fn announce(&self, reopened: bool) {
+    /// Tells (and opens) a fresh link to the page.
+    pub fn announce(&self, reopened: bool, report: &dyn Report) {
         if let Face::Page { page, open_browser } = self {
             let link = page.new_link();
-            if reopened {
-                eprintln!("{}", msgs().page_reopened);
-            } else {
-                eprintln!("{}", msgs().candidate_page);
-            }
-            // The command-line contract: one line, on stdout, starting with this.
-            println!("candidate page: {link}");
+            report.report(&Event::PageLink {
+                link: &link,
+                reopened,
+            });
             if *open_browser {
                 crate::page::open_in_browser(&link);
             }
@@ -47,7 +45,7 @@ impl Face {
 /// The server's notice; when it cannot be reached, the copy this agent ships (same
 /// version and text; the DPO named generically, as the deployment's name is unknown here)
 /// (its version is one the server knows, and recording must not wait for the network).
-pub async fn notice(api: &Api) -> Notice {
+pub async fn notice(api: &Api, report: &dyn Report) -> Notice {
     match api.notice().await {
         Ok(n) if n.is_plausible() => n,
         Ok(_) => {
@@ -56,7 +54,7 @@ pub async fn notice(api: &Api) -> Notice {
         }
         Err(f) => {
             tracing::warn!(failure = %f, "notice not fetched");
-            eprintln!("{}", msgs().notice_unavailable);
+            report.report(&Event::NoticeUnavailable);
             protocol::notice::current(protocol::notice::DEFAULT_DPO_CONTACT)
         }
     }
@@ -68,6 +66,7 @@ pub async fn consent(
     actions: &mut UnboundedReceiver<Action>,
     face: &Face,
     board: &Board,
+    report: &dyn Report,
 ) -> Option<bool> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -79,7 +78,7 @@ pub async fn consent(
                 Action::Consent { accept } => return Some(accept),
                 other => tracing::debug!(?other, "ignored before consent"),
             },
-            _ = tick.tick() => reopen.check(face, board),
+            _ = tick.tick() => reopen.check(face, board, report),
             _ = &mut ctrl_c => return None,
         }
     }
@@ -94,7 +93,7 @@ pub struct Reopen {
 }
 
 impl Reopen {
-    pub fn check(&mut self, face: &Face, board: &Board) {
+    pub fn check(&mut self, face: &Face, board: &Board, report: &dyn Report) {
         if !matches!(face, Face::Page { .. }) {
             return;
         }
@@ -110,7 +109,7 @@ impl Reopen {
         }
         self.last = Some(Instant::now());
         self.times += 1;
-        face.announce(true);
+        face.announce(true, report);
     }
 }
 
@@ -141,9 +140,9 @@ where
 }
 
 /// Sends the refusal, and nothing else; says whether it reached the server.
-pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
+pub async fn refuse(api: &Api, board: &Board, version: &str, report: &dyn Report) -> bool {
     board.set_phase(Phase::Refused);
-    eprintln!("{}", msgs().consent_refused);
+    report.report(&Event::ConsentRefused);
     let sent = within(Duration::from_secs(30), "refusal", || api.refuse(version))
         .await
         .is_ok();
@@ -153,7 +152,13 @@ pub async fn refuse(api: &Api, board: &Board, version: &str) -> bool {
 
 /// Records the withdrawal (or, if the server never recorded the consent, the refusal) and
 /// empties the spool: nothing recorded under this consent will be sent any more.
-pub async fn withdraw(api: &Api, board: &Board, spool: &crate::spool::Spool, version: &str) {
+pub async fn withdraw(
+    api: &Api,
+    board: &Board,
+    spool: &crate::spool::Spool,
+    version: &str,
+    report: &dyn Report,
+) {
     board.set_phase(Phase::Withdrawn);
     let sent = match within(Duration::from_secs(60), "withdrawal", || api.withdraw()).await {
         Ok(_) => true,
@@ -167,15 +172,8 @@ pub async fn withdraw(api: &Api, board: &Board, spool: &crate::spool::Spool, ver
     if let Err(e) = spool.discard() {
         tracing::warn!(error = %e, "could not empty the spool");
     }
-    eprintln!(
-        "{}",
-        if sent {
-            msgs().withdrawn
-        } else {
-            msgs().withdrawal_unsent
-        }
-    );
-    board.withdrawal_sent(sent);
+    // The page learns whether it was sent from the same event.
+    report.report(&Event::Withdrawn { sent });
 }
 
 /// The candidate-facing reason a device is missing, as the page's text key.
@@ -248,13 +246,14 @@ pub async fn device_check(
     board: &Arc<Board>,
     actions: &mut UnboundedReceiver<Action>,
     face: &Face,
+    report: &dyn Report,
 ) -> anyhow::Result<Checked> {
     board.set_phase(Phase::Check);
     if let Some(free) = free_bytes {
         board.set_disk(disk_verdict(free));
     }
     match blocking(crate::capture::pick_encoder).await {
-        Ok(e) => board.set_encoder(&e, crate::capture::hardware_encoder(&e)),
+        Ok(e) => board.set_encoder(e),
         Err(e) => tracing::warn!(error = %e, "no encoder"),
     }
     let list = |source: Source| blocking(move || devices::list(&source));
@@ -300,7 +299,7 @@ pub async fn device_check(
             // A camera plugged in during the check is found without a restart; a closed
             // page is offered again.
             _ = relist.tick() => {
-                reopen.check(face, board);
+                reopen.check(face, board, report);
                 if chosen.is_err() {
                     listed = list(source.clone()).await?;
                     chosen = devices::choose(&listed, None, None);
@@ -340,6 +339,7 @@ pub async fn control(
     face: Arc<Face>,
     board: Arc<Board>,
     capture_done: tokio::sync::oneshot::Receiver<()>,
+    report: Reporter,
 ) -> Stop {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut capture_done = capture_done;
@@ -374,8 +374,7 @@ pub async fn control(
             _ = &mut ctrl_c => break Stop::Interrupted,
             _ = &mut capture_done => break Stop::CaptureEnded,
             Ok(()) = &mut ended => {
-                eprintln!("{}", msgs().ended_by_platform);
-                board.ended_by_platform();
+                report.report(&Event::EndedByPlatform);
                 break Stop::EndedByPlatform;
             }
             a = async { actions.as_mut().expect("guarded").recv().await }, if actions.is_some() => match a {
@@ -384,7 +383,7 @@ pub async fn control(
                 Some(other) => tracing::debug!(?other, "ignored while recording"),
                 None => actions = None,
             },
-            _ = tick.tick() => reopen.check(&face, &board),
+            _ = tick.tick() => reopen.check(&face, &board, &*report),
         }
     };
     poll.abort();

@@ -5,13 +5,14 @@
 
 use crate::client::Failure;
 use crate::refusal::{retrying, Decision, DropReason, StopReason};
+use crate::report::{Event, Report, Reporter};
 use crate::spool::{Spool, SpooledChunk};
 use crate::transport::Link;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 pub enum Job {
@@ -27,14 +28,9 @@ pub enum Job {
     Forget(Uuid),
 }
 
-/// What the run loop must hear from the uploader.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// The server no longer knows this stream: record on in a new one.
-    StreamLost(Uuid),
-    /// Nothing more can be sent; stop recording.
-    Stop(StopReason),
-}
+/// Why the uploader stopped for good, once it has (`None` while it goes on): the run
+/// stops recording when it turns `Some`, and its summary says why.
+pub type Stopped = watch::Receiver<Option<StopReason>>;
 
 #[derive(Default)]
 pub struct Progress {
@@ -54,9 +50,21 @@ pub struct Progress {
     pub drop_reasons: Mutex<HashMap<DropReason, u64>>,
     /// Sealing to acknowledgement, in milliseconds, one per acknowledged chunk.
     pub ack_latencies_ms: Mutex<Vec<u64>>,
+    /// Touched each time a chunk settles (acknowledged, dropped or left unsent).
+    settles: watch::Sender<()>,
 }
 
 impl Progress {
+    /// Wakes each time a chunk settles: what the drain awaits instead of polling.
+    pub fn settling(&self) -> watch::Receiver<()> {
+        self.settles.subscribe()
+    }
+    /// Counts one more settled chunk in `counter`, then wakes who awaits settling (after,
+    /// so that a waiter woken reads the new count).
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::SeqCst);
+        self.settles.send_replace(());
+    }
     pub fn settled(&self) -> u64 {
         self.acked.load(Ordering::SeqCst)
             + self.dropped.load(Ordering::SeqCst)
@@ -78,13 +86,13 @@ impl Progress {
     /// A fragment sealed but lost before it could be queued (no room anywhere).
     pub fn record_loss(&self, reason: DropReason) {
         self.queued.fetch_add(1, Ordering::SeqCst);
-        self.dropped.fetch_add(1, Ordering::SeqCst);
         *self
             .drop_reasons
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+        self.count(&self.dropped);
     }
     fn settle(&self, chunk: &SpooledChunk) {
         self.bytes_settled.fetch_add(chunk.size, Ordering::SeqCst);
@@ -123,16 +131,28 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// The uploader, and where it tells the run loop what it cannot handle alone.
-    pub fn start(link: Arc<Link>, spool: Spool) -> (Self, mpsc::UnboundedReceiver<Notice>) {
+    /// The uploader. A stream the server cannot open goes straight to the sealing on
+    /// `lost` (recording goes on in a new one); a final refusal is told to the candidate
+    /// and shows on the returned [`Stopped`].
+    pub fn start(
+        link: Arc<Link>,
+        spool: Spool,
+        report: Reporter,
+        lost: std::sync::mpsc::Sender<Uuid>,
+    ) -> (Self, Stopped) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let (notify, notices) = mpsc::unbounded_channel();
+        let (stop_tx, stopped) = watch::channel(None);
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         let task = tokio::spawn(async move {
-            let mut lost = std::collections::HashSet::new();
+            let told = Told {
+                report: &*report,
+                lost: &lost,
+                stopped: &stop_tx,
+            };
+            let mut gone = std::collections::HashSet::new();
             while let Some(job) = rx.recv().await {
-                run_job(&link, &spool, &p, &notify, &mut lost, job).await;
+                run_job(&link, &spool, &p, &told, &mut gone, job).await;
             }
         });
         (
@@ -140,7 +160,7 @@ impl Uploader {
                 queue: Queue { tx, progress },
                 task,
             },
-            notices,
+            stopped,
         )
     }
 
@@ -156,63 +176,90 @@ impl Uploader {
     }
 }
 
-fn warn_unreachable(warned: &mut bool) -> impl FnMut(&Failure, Duration) + '_ {
+/// Whom the uploader tells what it cannot settle alone.
+struct Told<'a> {
+    report: &'a dyn Report,
+    /// The sealing, of a stream the server cannot open.
+    lost: &'a std::sync::mpsc::Sender<Uuid>,
+    stopped: &'a watch::Sender<Option<StopReason>>,
+}
+
+impl Told<'_> {
+    fn lost(&self, stream: Uuid) {
+        // The sealing may be over (the run is draining): then no stream is live to replace.
+        let _ = self.lost.send(stream);
+    }
+    fn stop(&self, p: &Progress, reason: StopReason) {
+        p.stopped.store(true, Ordering::SeqCst);
+        self.report.report(&Event::Stopped(reason));
+        self.stopped.send_replace(Some(reason));
+    }
+}
+
+fn warn_unreachable<'a>(
+    warned: &'a mut bool,
+    report: &'a dyn Report,
+) -> impl FnMut(&Failure, Duration) + 'a {
     move |f, d| {
         if f.status == 0 && !*warned {
-            eprintln!("{}", crate::messages::current().server_unreachable);
+            report.report(&Event::ServerUnreachable);
             *warned = true;
         }
         if f.status == 507 && !*warned {
-            eprintln!("{}", crate::messages::current().server_full);
+            report.report(&Event::ServerFull);
             *warned = true;
         }
         tracing::debug!(failure = %f, wait_ms = d.as_millis() as u64, "retrying");
     }
 }
 
-fn drop_chunk(spool: &Spool, p: &Progress, chunk: &SpooledChunk, reason: DropReason, f: &Failure) {
+fn drop_chunk(
+    spool: &Spool,
+    p: &Progress,
+    report: &dyn Report,
+    chunk: &SpooledChunk,
+    reason: DropReason,
+    f: &Failure,
+) {
     p.settle(chunk);
-    eprintln!(
-        "{} {} ({f})",
-        crate::messages::current().chunk_dropped,
-        chunk.index
-    );
+    report.report(&Event::ChunkDropped {
+        index: chunk.index,
+        failure: f,
+    });
     tracing::warn!(stream = %chunk.stream, index = chunk.index, ?reason, failure = %f, "chunk dropped");
     if let Err(e) = spool.drop_chunk(chunk, &format!("{reason:?} {f}")) {
         tracing::warn!(error = %e, "could not remove a dropped chunk from the spool");
     }
-    p.dropped.fetch_add(1, Ordering::SeqCst);
     *p.drop_reasons
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(reason)
         .or_default() += 1;
+    p.count(&p.dropped);
 }
 
 async fn run_job(
     link: &Link,
     spool: &Spool,
     p: &Progress,
-    notify: &mpsc::UnboundedSender<Notice>,
+    told: &Told<'_>,
     lost: &mut std::collections::HashSet<Uuid>,
     job: Job,
 ) {
+    let report = told.report;
     if p.stopped.load(Ordering::SeqCst) {
         if let Job::Chunk(c, _) = &job {
             p.settle(c);
-            p.unsent.fetch_add(1, Ordering::SeqCst);
+            p.count(&p.unsent);
         }
         return;
     }
     let mut warned = false;
-    let stop = |reason: StopReason| {
-        p.stopped.store(true, Ordering::SeqCst);
-        let _ = notify.send(Notice::Stop(reason));
-    };
+    let stop = |reason: StopReason| told.stop(p, reason);
     match job {
         Job::Consent(version, sealed) => match retrying(
             || link.api().consent(&version, &sealed),
-            warn_unreachable(&mut warned),
+            warn_unreachable(&mut warned, report),
         )
         .await
         {
@@ -233,7 +280,7 @@ async fn run_job(
                     message: "stream unknown to the server".into(),
                     retry_after: None,
                 };
-                return drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
+                return drop_chunk(spool, p, report, &chunk, DropReason::Refused, &f);
             }
             let c = chunk.clone();
             let read = tokio::task::spawn_blocking(move || c.read())
@@ -247,14 +294,14 @@ async fn run_job(
                 Err(e) => {
                     tracing::error!(stream = %chunk.stream, index = chunk.index, error = %e, "spooled chunk unreadable; kept for the next run");
                     p.settle(&chunk);
-                    p.unsent.fetch_add(1, Ordering::SeqCst);
+                    p.count(&p.unsent);
                     return;
                 }
             };
             let len = bytes.len() as u64;
             match retrying(
                 || link.put_chunk(chunk.stream, chunk.index, bytes.clone()),
-                warn_unreachable(&mut warned),
+                warn_unreachable(&mut warned, report),
             )
             .await
             {
@@ -264,29 +311,31 @@ async fn run_job(
                     }
                     p.settle(&chunk);
                     *p.last_ack.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                    p.acked.fetch_add(1, Ordering::SeqCst);
                     p.bytes_acked.fetch_add(len, Ordering::SeqCst);
                     p.ack_latencies_ms
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(sealed_at.elapsed().as_millis() as u64);
+                    p.count(&p.acked);
                 }
                 // Without its first chunk the server cannot open the stream: record on in a new one.
                 Err((f, Decision::Drop(reason))) if chunk.index == 0 => {
                     lost.insert(chunk.stream);
-                    let _ = notify.send(Notice::StreamLost(chunk.stream));
-                    drop_chunk(spool, p, &chunk, reason, &f);
+                    told.lost(chunk.stream);
+                    drop_chunk(spool, p, report, &chunk, reason, &f);
                 }
-                Err((f, Decision::Drop(reason))) => drop_chunk(spool, p, &chunk, reason, &f),
+                Err((f, Decision::Drop(reason))) => {
+                    drop_chunk(spool, p, report, &chunk, reason, &f)
+                }
                 Err((f, Decision::Reopen)) => {
                     lost.insert(chunk.stream);
-                    let _ = notify.send(Notice::StreamLost(chunk.stream));
-                    drop_chunk(spool, p, &chunk, DropReason::Refused, &f);
+                    told.lost(chunk.stream);
+                    drop_chunk(spool, p, report, &chunk, DropReason::Refused, &f);
                 }
                 Err((f, Decision::Stop(reason))) => {
                     tracing::error!(failure = %f, ?reason, "upload stopped");
                     p.settle(&chunk);
-                    p.unsent.fetch_add(1, Ordering::SeqCst);
+                    p.count(&p.unsent);
                     stop(reason);
                 }
                 Err((_, Decision::Retry)) => {
@@ -303,7 +352,7 @@ async fn run_job(
             }
             match retrying(
                 || link.end_stream(stream, final_index),
-                warn_unreachable(&mut warned),
+                warn_unreachable(&mut warned, report),
             )
             .await
             {

@@ -189,7 +189,7 @@ fn each_fragment_starts_on_a_key_frame() {
 fn launch_description_swaps_the_sink() {
     gst::init().expect("gst init");
     let cfg = CaptureConfig::default();
-    let description = launch_description(&Source::Test, &cfg, "openh264enc");
+    let description = launch_description(&Source::Test, &cfg, Encoder::OpenH264);
     assert!(description.contains("fakesink") && !description.contains("appsink"));
     assert!(
         description.contains("gop-size=30") && description.contains("openh264enc name=venc "),
@@ -197,7 +197,11 @@ fn launch_description_swaps_the_sink() {
     );
     gst::parse::launch(&description).expect("gst-launch syntax");
 
-    let file = launch_description(&Source::File("/tmp/a \"b\".mp4".into()), &cfg, "x264enc");
+    let file = launch_description(
+        &Source::File("/tmp/a \"b\".mp4".into()),
+        &cfg,
+        Encoder::X264,
+    );
     assert!(file.contains(r#"location="/tmp/a \"b\".mp4""#), "{file}");
 }
 
@@ -253,7 +257,7 @@ fn drain(events: &Receiver<CaptureEvent>, timeout: Duration) -> (Vec<MediaFragme
 
 fn huge_gop() -> CaptureConfig {
     CaptureConfig {
-        encoder: Some("x264enc".into()),
+        encoder: Some(Encoder::X264),
         activity: false,
         ..CaptureConfig::default()
     }
