@@ -132,8 +132,7 @@ impl RetentionStore for SqliteDatabase {
         let ids: Vec<Uuid> = ids
             .into_iter()
             .map(|i| i.into_uuid("id"))
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
+            .collect::<Result<_, _>>()?;
         self.retention_facts(&ids).await
     }
 
@@ -210,8 +209,7 @@ impl RetentionStore for SqliteDatabase {
         let ids: Vec<Uuid> = ids
             .into_iter()
             .map(|i| i.into_uuid("id"))
-            .collect::<Result<_, _>>()
-            .map_err(backend)?;
+            .collect::<Result<_, _>>()?;
         let (list, until) = (json_ids(&ids), now_ms + lease_ms);
         sqlx::query!(
             "UPDATE attempts SET claimed_until = ?2 WHERE id IN (SELECT value FROM json_each(?1))",
@@ -300,7 +298,7 @@ impl RetentionStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         ids.into_iter()
-            .map(|i| i.into_uuid("id").map_err(backend))
+            .map(|i| i.into_uuid("id").map_err(DbError::from))
             .collect()
     }
 
@@ -336,7 +334,7 @@ impl RetentionStore for SqliteDatabase {
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.connection)))
+            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.connection)))
             .collect()
     }
 
@@ -353,8 +351,10 @@ impl RetentionStore for SqliteDatabase {
         rows.into_iter()
             .map(|r| {
                 Ok((
-                    r.id.into_uuid("id").map_err(backend)?,
-                    r.attempt_id.into_uuid("attempt_id").map_err(backend)?,
+                    r.id.into_uuid("id").map_err(DbError::from)?,
+                    r.attempt_id
+                        .into_uuid("attempt_id")
+                        .map_err(DbError::from)?,
                     ConnectionInfo {
                         client_ip: r.client_ip,
                         agent_version: r.agent_version,
@@ -377,7 +377,7 @@ impl RetentionStore for SqliteDatabase {
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(backend)?, r.wrapped_dek)))
+            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.wrapped_dek)))
             .collect()
     }
 
@@ -419,8 +419,10 @@ impl RetentionStore for SqliteDatabase {
         rows.into_iter()
             .map(|r| {
                 Ok((
-                    r.id.into_uuid("id").map_err(backend)?,
-                    r.attempt_id.into_uuid("attempt_id").map_err(backend)?,
+                    r.id.into_uuid("id").map_err(DbError::from)?,
+                    r.attempt_id
+                        .into_uuid("attempt_id")
+                        .map_err(DbError::from)?,
                     r.note,
                 ))
             })

@@ -1,22 +1,28 @@
-//! The one storage interface of the server. Only this module knows SQL; each backend
-//! (`sqlite`, `postgres`, both on `sqlx`) has its own migrations under
-//! `migrations/<backend>/`, run at connection, and passes the same conformance suite
-//! (`server/tests/conformance`).
+//! The one storage interface of the server, by area (`stores.rs`), with no SQL and no
+//! driver: each backend crate (`db-sqlite`, `db-postgres`, both on `sqlx`) owns its
+//! queries (one file per area), its migrations (under its own `migrations/`, numbered
+//! alike), the mapping of its driver's errors to `DbError`, and passes the same
+//! conformance suite (`server/tests/conformance`).
 
+mod ids;
 pub mod lifecycle;
 pub mod records;
 pub mod retention;
 pub mod review;
 mod role;
+mod stores;
+pub use ids::StaffId;
 pub use retention::{
     Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts,
     RetentionStore,
 };
 pub use review::{Flag, FlagCategory, Review, ReviewOutcome, Severity};
 pub use role::Role;
+pub use stores::{
+    AttemptStore, AuditStore, LivenessStore, MediaStore, ReviewStore, StaffStore, TokenStore,
+};
 
 use crate::lifecycle::AttemptState;
-use async_trait::async_trait;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -40,29 +46,6 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     pub statement_timeout: Duration,
     pub connect_retries: u32,
-}
-
-pub fn backend(e: sqlx::Error) -> DbError {
-    match e {
-        sqlx::Error::RowNotFound => DbError::NotFound,
-        sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict,
-        // PostgreSQL's statement timeout (57014, query_canceled), deadlock (40P01) and
-        // serialization failure (40001), SQLite's busy and locked (5, 6): the database is
-        // there but not now.
-        sqlx::Error::Database(d)
-            if matches!(
-                d.code().as_deref(),
-                Some("57014" | "40P01" | "40001" | "5" | "6")
-            ) =>
-        {
-            DbError::Unavailable(d.to_string())
-        }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => DbError::Unavailable(e.to_string()),
-        other => DbError::Backend(other.to_string()),
-    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -176,7 +159,7 @@ pub struct ChunkRow {
 
 #[derive(Clone)]
 pub struct StaffAccount {
-    pub id: Uuid,
+    pub id: StaffId,
     pub login: String,
     pub role: Role,
     pub password_hash: String,
@@ -190,7 +173,7 @@ pub struct StaffAccount {
 
 impl StaffAccount {
     /// A new, enabled account whose first login must change the password.
-    pub fn new(id: Uuid, login: String, role: Role, password_hash: String, now_ms: i64) -> Self {
+    pub fn new(id: StaffId, login: String, role: Role, password_hash: String, now_ms: i64) -> Self {
         Self {
             id,
             login,
@@ -268,166 +251,35 @@ pub enum ChunkInsert {
     Conflict,
 }
 
-#[async_trait]
-pub trait Database: RetentionStore + Send + Sync + 'static {
-    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()>;
-    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool>;
-    async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
-    async fn attempt(&self, id: Uuid) -> DbResult<Attempt>;
-    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid>;
-    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt>;
-    /// The attempt a token was issued for, and that issue, whether expired or revoked.
-    async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)>;
-    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken>;
-    /// Revokes every earlier issue and records this one as the current token.
-    async fn issue_token(
-        &self,
-        attempt: Uuid,
-        generation: u32,
-        token_hash: [u8; 32],
-        issued_at_ms: i64,
-        expires_at_ms: i64,
-    ) -> DbResult<()>;
-    /// Returns how many issues were still unrevoked.
-    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
-    /// Keeps a short launch code (its hash) for the attempt until `expires_at_ms`.
-    async fn create_launch_code(
-        &self,
-        code_hash: [u8; 32],
-        attempt: Uuid,
-        expires_at_ms: i64,
-    ) -> DbResult<()>;
-    /// Uses a launch code, once: its attempt if it is known, unused and unexpired at
-    /// `now_ms` (and marks it used in the same statement), `None` otherwise.
-    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>>;
-    /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
-    /// audit entry that records it, in one transaction: a state never changes unaudited, and
-    /// a refused change leaves no entry (`None`). The only way a state changes.
-    async fn set_state_audited(
-        &self,
-        attempt: Uuid,
-        from: AttemptState,
-        to: AttemptState,
-        at_ms: i64,
-        event: AuditEvent,
-    ) -> DbResult<Option<AuditEntry>>;
-    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64)
-        -> DbResult<()>;
-    /// Records a new stream unless its attempt already has `max_streams`; `false` then.
-    /// Counting and inserting are one step, whatever the concurrency.
-    /// `connection`: the stream's `ConnectionInfo`, sealed by the server.
-    /// Records a new stream unless the attempt has `max_streams` already or a stream with
-    /// this id exists (an agent draws its stream ids: two transports may bring the same
-    /// first chunk at once). `false` when nothing was written; `stream` tells which.
-    async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64)
-        -> DbResult<bool>;
-    /// The attempt's agent was heard from at `at_ms` (a heartbeat, a chunk). If it had been
-    /// marked silent, the silence is closed at `at_ms` and its start is returned.
-    async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>>;
-    /// Marks silent, from their last sign of life, the agents of exams in progress
-    /// (consented or recording) not heard from since `before_ms` and not marked yet; each
-    /// opens a silence on record. Returns (attempt, silent since).
-    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>>;
-    /// The attempt's silences, oldest first: (from, to; `None` while it lasts).
-    async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>>;
-    /// How many of the attempt's stored chunks each transport carried.
-    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>>;
-    async fn stream(&self, id: Uuid) -> DbResult<Stream>;
-    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
-    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
-    /// Records chunks and adds their sizes to their attempts' `bytes_stored`, all in one
-    /// transaction (group commit: one durable commit covers many uploaders). Outcomes come
-    /// back in the order of `batch`; a later chunk of the batch sees the earlier ones.
-    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>>;
-    async fn insert_chunk(
-        &self,
-        attempt: Uuid,
-        row: ChunkRow,
-        at_ms: i64,
-    ) -> DbResult<ChunkInsert> {
-        let mut out = self
-            .insert_chunks(
-                &[NewChunk {
-                    attempt,
-                    row,
-                    transport: Transport::Https,
-                }],
-                at_ms,
-            )
-            .await?;
-        out.pop()
-            .ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
-    }
-    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
-    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
-    async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;
-    async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount>;
-    async fn staff_by_id(&self, id: Uuid) -> DbResult<StaffAccount>;
-    async fn list_staff(&self) -> DbResult<Vec<StaffAccount>>;
-    /// A new password hash; `must_change` forces a change at the next login (a reset).
-    async fn set_password(
-        &self,
-        staff: Uuid,
-        password_hash: &str,
-        must_change: bool,
-        at_ms: i64,
-    ) -> DbResult<()>;
-    /// Disables (`Some(time)`) or re-enables (`None`) an account.
-    async fn set_disabled(&self, staff: Uuid, disabled_at_ms: Option<i64>) -> DbResult<()>;
-    /// Enrols (or, with `None`, removes) the sealed TOTP secret; resets the last step.
-    async fn set_totp(&self, staff: Uuid, sealed_secret: Option<Vec<u8>>) -> DbResult<()>;
-    /// Records that the TOTP code of `step` was used; `false` when this step or a later
-    /// one was already used (a replayed code).
-    async fn use_totp_step(&self, staff: Uuid, step: i64) -> DbResult<bool>;
-    /// Ends every session of an account (password reset, disabling) but `keep`, if given
-    /// (the session that changed the password).
-    async fn end_sessions_of(&self, staff: Uuid, keep: Option<[u8; 32]>) -> DbResult<()>;
-    async fn setting(&self, key: &str) -> DbResult<Option<String>>;
-    async fn set_setting(&self, key: &str, value: &str) -> DbResult<()>;
-    /// Lets a staff member see a sitting; assigning twice changes nothing.
-    async fn assign_sitting(&self, staff: Uuid, sitting: Uuid, at_ms: i64) -> DbResult<()>;
-    async fn is_assigned(&self, staff: Uuid, sitting: Uuid) -> DbResult<bool>;
-    async fn create_staff_session(
-        &self,
-        token_hash: [u8; 32],
-        staff: Uuid,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> DbResult<()>;
-    /// The account of a session that has neither expired nor been idle `idle_ms` or
-    /// longer; marks it seen now (written at most once a minute).
-    async fn staff_by_session(
-        &self,
-        token_hash: [u8; 32],
-        now_ms: i64,
-        idle_ms: i64,
-    ) -> DbResult<StaffAccount>;
-    async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()>;
-    /// The sittings assigned to a staff member: (id, reference), by reference.
-    async fn sittings_of_staff(&self, staff: Uuid) -> DbResult<Vec<(Uuid, String)>>;
-    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>>;
-    /// The attempt's reviews, by round.
-    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>>;
-    /// `Conflict` when the attempt already has a review of that round.
-    async fn create_review(&self, r: Review) -> DbResult<()>;
-    /// Records the outcome if it agrees with the review's flags (irregularities ⇔ at least
-    /// one), counted under the review's lock so that no flag change slips in between.
-    async fn submit_review(
-        &self,
-        review: Uuid,
-        outcome: ReviewOutcome,
-        at_ms: i64,
-    ) -> DbResult<Submit>;
-    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>>;
-    /// Creates or replaces the flag, only while its review is unsubmitted (checked in the
-    /// same statement, so a submit racing an edit leaves no edit after it); `false` then.
-    async fn save_flag(&self, f: Flag) -> DbResult<bool>;
-    /// Same rule as `save_flag`; `false` when nothing was deleted.
-    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool>;
-    async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
-    async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
-    /// One attempt's entries, in order (the access report).
-    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>>;
+/// Everything the server stores: each area's trait, implemented by every backend.
+pub trait Database:
+    AttemptStore
+    + TokenStore
+    + LivenessStore
+    + MediaStore
+    + StaffStore
+    + ReviewStore
+    + AuditStore
+    + RetentionStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Database for T where
+    T: AttemptStore
+        + TokenStore
+        + LivenessStore
+        + MediaStore
+        + StaffStore
+        + ReviewStore
+        + AuditStore
+        + RetentionStore
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// Hash of an audit entry: SHA-256 over the previous hash and the entry's fields, so that

@@ -6,45 +6,55 @@
 
 use crate::*;
 
+/// A stored value the domain cannot take: a schema violation or a corrupt row, never
+/// the caller's fault. Each backend's driver errors are its own; this one is shared.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column}: {reason}")]
+pub struct DecodeError {
+    column: String,
+    reason: String,
+}
+
+impl From<DecodeError> for DbError {
+    fn from(e: DecodeError) -> Self {
+        DbError::Backend(e.to_string())
+    }
+}
+
 /// A UUID column, native or text.
 pub trait IdColumn {
-    fn into_uuid(self, col: &str) -> Result<Uuid, sqlx::Error>;
+    fn into_uuid(self, col: &str) -> Result<Uuid, DecodeError>;
 }
 
 impl IdColumn for Uuid {
-    fn into_uuid(self, _: &str) -> Result<Uuid, sqlx::Error> {
+    fn into_uuid(self, _: &str) -> Result<Uuid, DecodeError> {
         Ok(self)
     }
 }
 
 impl IdColumn for String {
-    fn into_uuid(self, col: &str) -> Result<Uuid, sqlx::Error> {
-        Uuid::parse_str(&self).map_err(|e| sqlx::Error::ColumnDecode {
-            index: col.into(),
-            source: Box::new(e),
-        })
+    fn into_uuid(self, col: &str) -> Result<Uuid, DecodeError> {
+        Uuid::parse_str(&self).map_err(|e| decode_err(col, e.to_string()))
     }
 }
 
-pub fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], sqlx::Error> {
-    v.try_into().map_err(|_| sqlx::Error::ColumnDecode {
-        index: col.into(),
-        source: "expected 32 bytes".into(),
-    })
+pub fn arr32(col: &str, v: Vec<u8>) -> Result<[u8; 32], DecodeError> {
+    v.try_into()
+        .map_err(|_| decode_err(col, "expected 32 bytes".into()))
 }
 
-fn decode_err(col: &str, e: String) -> sqlx::Error {
-    sqlx::Error::ColumnDecode {
-        index: col.into(),
-        source: e.into(),
+fn decode_err(col: &str, reason: String) -> DecodeError {
+    DecodeError {
+        column: col.into(),
+        reason,
     }
 }
 
-pub fn parse<R, T: TryFrom<R, Error = sqlx::Error>>(r: R) -> DbResult<T> {
-    T::try_from(r).map_err(backend)
+pub fn parse<R, T: TryFrom<R, Error = DecodeError>>(r: R) -> DbResult<T> {
+    Ok(T::try_from(r)?)
 }
 
-pub fn parse_all<R, T: TryFrom<R, Error = sqlx::Error>>(rows: Vec<R>) -> DbResult<Vec<T>> {
+pub fn parse_all<R, T: TryFrom<R, Error = DecodeError>>(rows: Vec<R>) -> DbResult<Vec<T>> {
     rows.into_iter().map(parse).collect()
 }
 
@@ -64,8 +74,8 @@ pub struct AttemptRec<Id, Int> {
 }
 
 impl<Id: IdColumn, Int: Into<i64>> TryFrom<AttemptRec<Id, Int>> for Attempt {
-    type Error = sqlx::Error;
-    fn try_from(r: AttemptRec<Id, Int>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: AttemptRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Attempt {
             id: r.id.into_uuid("id")?,
             sitting_id: r.sitting_id.into_uuid("sitting_id")?,
@@ -91,8 +101,8 @@ pub struct TokenRec<Id, Int> {
 }
 
 impl<Id: IdColumn, Int: Into<i64>> TryFrom<TokenRec<Id, Int>> for LaunchToken {
-    type Error = sqlx::Error;
-    fn try_from(r: TokenRec<Id, Int>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: TokenRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(LaunchToken {
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
             generation: r.generation.into() as u32,
@@ -134,8 +144,8 @@ pub struct StreamRec<Id> {
 }
 
 impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
-    type Error = sqlx::Error;
-    fn try_from(r: StreamRec<Id>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: StreamRec<Id>) -> Result<Self, DecodeError> {
         Ok(Stream {
             id: r.id.into_uuid("id")?,
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
@@ -165,8 +175,8 @@ pub struct ChunkRec<Id> {
 }
 
 impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
-    type Error = sqlx::Error;
-    fn try_from(r: ChunkRec<Id>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: ChunkRec<Id>) -> Result<Self, DecodeError> {
         Ok(ChunkRow {
             stream_id: r.stream_id.into_uuid("stream_id")?,
             index: r.idx as u32,
@@ -193,10 +203,10 @@ pub struct StaffRec<Id, Bool> {
 }
 
 impl<Id: IdColumn, Bool: Into<i64>> TryFrom<StaffRec<Id, Bool>> for StaffAccount {
-    type Error = sqlx::Error;
-    fn try_from(r: StaffRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: StaffRec<Id, Bool>) -> Result<Self, DecodeError> {
         Ok(StaffAccount {
-            id: r.id.into_uuid("id")?,
+            id: r.id.into_uuid("id")?.into(),
             login: r.login,
             role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?,
             password_hash: r.password_hash,
@@ -220,8 +230,8 @@ pub struct AuditRec<Id> {
 }
 
 impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
-    type Error = sqlx::Error;
-    fn try_from(r: AuditRec<Id>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: AuditRec<Id>) -> Result<Self, DecodeError> {
         Ok(AuditEntry {
             seq: r.seq,
             at_ms: r.at,
@@ -249,13 +259,13 @@ pub struct ReviewRec<Id, Int> {
 }
 
 impl<Id: IdColumn, Int: Into<i64>> TryFrom<ReviewRec<Id, Int>> for Review {
-    type Error = sqlx::Error;
-    fn try_from(r: ReviewRec<Id, Int>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: ReviewRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Review {
             id: r.id.into_uuid("id")?,
             attempt_id: r.attempt_id.into_uuid("attempt_id")?,
             round: u32::try_from(r.round.into()).map_err(|e| decode_err("round", e.to_string()))?,
-            reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?,
+            reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?.into(),
             started_at_ms: r.started_at,
             submitted_at_ms: r.submitted_at,
             outcome: r
@@ -280,8 +290,8 @@ pub struct FlagRec<Id> {
 }
 
 impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
-    type Error = sqlx::Error;
-    fn try_from(r: FlagRec<Id>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: FlagRec<Id>) -> Result<Self, DecodeError> {
         Ok(Flag {
             id: r.id.into_uuid("id")?,
             review_id: r.review_id.into_uuid("review_id")?,
@@ -319,8 +329,8 @@ pub struct RetentionRec<Id, Bool> {
 }
 
 impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for RetentionFacts {
-    type Error = sqlx::Error;
-    fn try_from(r: RetentionRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: RetentionRec<Id, Bool>) -> Result<Self, DecodeError> {
         let pv = match (r.pv_outcome, r.pv_decided_at) {
             (Some(o), Some(at)) => Some((
                 PvOutcome::parse(&o).map_err(|e| decode_err("pv_outcome", e))?,
@@ -360,8 +370,8 @@ pub struct PvRec<Id, Bool> {
 }
 
 impl<Id: IdColumn, Bool: Into<i64>> TryFrom<PvRec<Id, Bool>> for PvDecision {
-    type Error = sqlx::Error;
-    fn try_from(r: PvRec<Id, Bool>) -> Result<Self, sqlx::Error> {
+    type Error = DecodeError;
+    fn try_from(r: PvRec<Id, Bool>) -> Result<Self, DecodeError> {
         Ok(PvDecision {
             sitting_id: r.sitting_id.into_uuid("sitting_id")?,
             outcome: PvOutcome::parse(&r.outcome).map_err(|e| decode_err("outcome", e))?,

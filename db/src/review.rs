@@ -1,6 +1,7 @@
 //! Reviews and flags as stored: the fixed lists (categories, severities, outcomes) are
 //! enums parsed when a row or a request comes in.
 
+use crate::StaffId;
 use uuid::Uuid;
 
 macro_rules! named_enum {
@@ -61,7 +62,7 @@ pub struct Review {
     pub attempt_id: Uuid,
     /// 1 for the first review, 2 for a second one.
     pub round: u32,
-    pub reviewer_id: Uuid,
+    pub reviewer_id: StaffId,
     pub started_at_ms: i64,
     pub submitted_at_ms: Option<i64>,
     pub outcome: Option<ReviewOutcome>,

@@ -5,11 +5,67 @@ use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::db::{Attempt, AuditEvent, Database, DbError};
 use crate::domain::Role;
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::{AttemptState, Transition};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// What a staff member means to do with an attempt. The role is checked for it before
+/// the attempt is looked up, so that a role refused learns nothing of the attempt (403,
+/// whether it exists or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Its report or its review's outcome: any role assigned to the sitting.
+    Read,
+    /// Its recording: reviewers only.
+    Watch,
+    /// Writing its review: reviewers only.
+    Review,
+    /// Giving it a second review: the jury or an admin.
+    SecondReview,
+}
+
+impl Purpose {
+    pub fn check(self, role: Role) -> Result<(), Failure> {
+        let refused = match self {
+            Purpose::Read => return Ok(()),
+            Purpose::Watch if role.may_view_recordings() => return Ok(()),
+            Purpose::Review if role == Role::Reviewer => return Ok(()),
+            Purpose::SecondReview if matches!(role, Role::Jury | Role::Admin) => return Ok(()),
+            Purpose::Watch => "this role may not view recordings",
+            Purpose::Review => "only reviewers review",
+            Purpose::SecondReview => "a second review is requested by the jury or an admin",
+        };
+        Err(Failure::RoleRefused(refused))
+    }
+}
+
+/// An attempt as one staff member may see it. Only `Attempts::for_staff` builds one (the
+/// fields are private), so a staff use case that takes it cannot be reached without the
+/// assignment check, and always knows who is looking (for its audit entries).
+#[derive(Debug, Clone)]
+pub struct AssignedAttempt {
+    attempt: Attempt,
+    staff: StaffIdentity,
+}
+
+impl AssignedAttempt {
+    pub fn staff(&self) -> &StaffIdentity {
+        &self.staff
+    }
+
+    pub fn attempt(&self) -> &Attempt {
+        &self.attempt
+    }
+}
+
+impl std::ops::Deref for AssignedAttempt {
+    type Target = Attempt;
+    fn deref(&self) -> &Attempt {
+        &self.attempt
+    }
+}
 
 #[derive(Clone)]
 pub struct Attempts {
@@ -23,9 +79,9 @@ impl Attempts {
         Self { db, audit, clock }
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Attempt, AppError> {
+    pub async fn get(&self, id: Uuid) -> Result<Attempt, Failure> {
         match self.db.attempt(id).await {
-            Err(DbError::NotFound) => Err(AppError::NotFound("attempt")),
+            Err(DbError::NotFound) => Err(Failure::NotFound("attempt")),
             other => Ok(other?),
         }
     }
@@ -37,17 +93,46 @@ impl Attempts {
         &self,
         staff: &StaffIdentity,
         attempt_id: Uuid,
-    ) -> Result<crate::db::Attempt, AppError> {
+        purpose: Purpose,
+    ) -> Result<AssignedAttempt, Failure> {
+        purpose.check(staff.role)?;
         let attempt = self.get(attempt_id).await?;
-        match staff.role {
-            Role::Admin => Ok(attempt),
-            Role::Reviewer | Role::Jury
-                if self.db.is_assigned(staff.id, attempt.sitting_id).await? =>
-            {
-                Ok(attempt)
+        let sees = match staff.role {
+            Role::Admin => true,
+            Role::Reviewer | Role::Jury => {
+                self.db.is_assigned(staff.id, attempt.sitting_id).await?
             }
-            Role::Reviewer | Role::Jury => Err(AppError::NotFound("attempt")),
+        };
+        if !sees {
+            return Err(Failure::NotFound("attempt"));
         }
+        Ok(AssignedAttempt {
+            attempt,
+            staff: staff.clone(),
+        })
+    }
+
+    /// The sittings assigned to this staff member, (id, reference) by reference, each with
+    /// its attempts as that member sees them.
+    pub async fn assigned_to(
+        &self,
+        staff: &StaffIdentity,
+    ) -> Result<Vec<(Uuid, String, Vec<AssignedAttempt>)>, Failure> {
+        let mut out = Vec::new();
+        for (sitting_id, reference) in self.db.sittings_of_staff(staff.id).await? {
+            let attempts = self
+                .db
+                .attempts_of_sitting(sitting_id)
+                .await?
+                .into_iter()
+                .map(|attempt| AssignedAttempt {
+                    attempt,
+                    staff: staff.clone(),
+                })
+                .collect();
+            out.push((sitting_id, reference, attempts));
+        }
+        Ok(out)
     }
 
     /// The one way an attempt changes state: checked against the lifecycle table,
@@ -58,7 +143,7 @@ impl Attempts {
         attempt_id: Uuid,
         t: Transition,
         actor: &str,
-    ) -> Result<AttemptState, AppError> {
+    ) -> Result<AttemptState, Failure> {
         loop {
             let a = self.get(attempt_id).await?;
             let next = a.state.apply(t)?;

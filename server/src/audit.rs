@@ -247,7 +247,7 @@ impl Audit {
         action: &str,
         attempt: Option<uuid::Uuid>,
         detail: serde_json::Value,
-    ) -> Result<(), crate::error::AppError> {
+    ) -> Result<(), crate::failure::Failure> {
         let entry = self
             .db
             .append_audit(crate::db::AuditEvent {
@@ -263,12 +263,12 @@ impl Audit {
 
     /// Writes the checkpoint of an entry just appended (the database's own transitions
     /// append theirs), before its data leaves.
-    pub async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), crate::error::AppError> {
+    pub async fn checkpoint(&self, entry: &AuditEntry) -> Result<(), crate::failure::Failure> {
         self.checkpoints
             .record(entry.seq, entry.hash)
             .await
             .map_err(|e| {
-                crate::error::AppError::Internal(anyhow::anyhow!(
+                crate::failure::Failure::Internal(anyhow::anyhow!(
                     "writing the audit checkpoint: {e}"
                 ))
             })
@@ -281,7 +281,7 @@ impl Audit {
         action: &str,
         attempt: Option<uuid::Uuid>,
         mut detail: serde_json::Value,
-    ) -> Result<(), crate::error::AppError> {
+    ) -> Result<(), crate::failure::Failure> {
         if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {
             map.insert("terminal".into(), serde_json::Value::String(t.clone()));
         }
@@ -289,7 +289,7 @@ impl Audit {
     }
 
     /// The whole trail, oldest first (`audit verify`, `audit list`).
-    pub async fn trail(&self) -> Result<Vec<AuditEntry>, crate::error::AppError> {
+    pub async fn trail(&self) -> Result<Vec<AuditEntry>, crate::failure::Failure> {
         Ok(self.db.audit_trail().await?)
     }
 
@@ -304,7 +304,7 @@ impl Audit {
         &self,
         actor: &str,
         limit: usize,
-    ) -> Result<AuditReport, crate::error::AppError> {
+    ) -> Result<AuditReport, crate::failure::Failure> {
         self.record(
             actor,
             "audit_read",

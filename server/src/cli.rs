@@ -362,7 +362,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Staff { command: StaffCommand::List } => {
-                let admin = crate::identity::StaffIdentity { id: Uuid::nil(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
+                let admin = crate::identity::StaffIdentity { id: Uuid::nil().into(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
                 print(app.accounts.list_staff(&admin).await?)?
             }
             Command::Staff { command: StaffCommand::Disable { login } } => {
@@ -385,7 +385,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.accounts.set_totp_required("admin-cli", required).await?;
                 print(serde_json::json!({ "totp_required": required }))?
             }
-            Command::Attempt { command: AttemptCommand::Show { id } } => print(app.review.attempt_report(id).await?)?,
+            Command::Attempt { command: AttemptCommand::Show { id } } => print(app.review.report_for_operator(id).await?)?,
             Command::Attempt { command: AttemptCommand::End { id } } => print(app.enrolment.end_attempt(id, "admin-cli").await?)?,
             Command::Attempt { command: AttemptCommand::RevokeToken { id } } => {
                 print(serde_json::json!({ "attempt_id": id, "revoked": app.enrolment.revoke_launch_tokens(id, "admin-cli").await? }))?

@@ -1,10 +1,9 @@
 //! Who is asking: a candidate by their launch token, or an authenticated staff member.
 //! Built only by the use cases that authenticate (`ingest`, `accounts`).
 
-use crate::db::{Attempt, LaunchToken};
+use crate::db::{Attempt, LaunchToken, StaffId};
 use crate::domain::{Pending, Role};
-use crate::error::AppError;
-use uuid::Uuid;
+use crate::failure::Failure;
 
 /// A candidate identified by their launch token: can only write to this attempt. The
 /// token may have expired or been revoked since; `require_live` says whether it may still
@@ -17,7 +16,7 @@ pub struct AgentIdentity {
 /// An authenticated staff member.
 #[derive(Debug, Clone)]
 pub struct StaffIdentity {
-    pub id: Uuid,
+    pub id: StaffId,
     pub login: String,
     pub role: Role,
     /// What the account must do before anything else (only the account pages answer).
@@ -28,24 +27,33 @@ pub struct StaffIdentity {
 
 impl StaffIdentity {
     /// Accounts, assignments and the audit are the admin's.
-    pub fn require_admin(&self) -> Result<(), AppError> {
+    pub fn require_admin(&self) -> Result<(), Failure> {
         if self.role == Role::Admin {
             Ok(())
         } else {
-            Err(AppError::Forbidden("only an admin manages accounts".into()))
+            Err(Failure::RoleRefused("only an admin manages accounts"))
         }
     }
 }
 
 impl AgentIdentity {
     /// The token may start something new (consent, a stream): neither revoked nor expired.
-    pub fn require_live(&self, now_ms: i64) -> Result<(), AppError> {
+    pub fn require_live(&self, now_ms: i64) -> Result<(), TokenRefused> {
         if self.token.revoked_at_ms.is_some() {
-            return Err(AppError::TokenRevoked);
+            return Err(TokenRefused::Revoked);
         }
         if self.token.expires_at_ms <= now_ms {
-            return Err(AppError::TokenExpired);
+            return Err(TokenRefused::Expired);
         }
         Ok(())
     }
+}
+
+/// Why a launch token may not start anything new.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRefused {
+    #[error("launch token expired")]
+    Expired,
+    #[error("launch token revoked")]
+    Revoked,
 }

@@ -42,8 +42,12 @@ fn aad(attempt: &Uuid) -> Vec<u8> {
     [b"cloe-connect/dek/v1".as_slice(), attempt.as_bytes()].concat()
 }
 
-fn staff_aad(staff: &Uuid) -> Vec<u8> {
-    [b"cloe-connect/staff-secret/v1".as_slice(), staff.as_bytes()].concat()
+fn staff_aad(staff: &crate::db::StaffId) -> Vec<u8> {
+    [
+        b"cloe-connect/staff-secret/v1".as_slice(),
+        staff.as_uuid().as_bytes(),
+    ]
+    .concat()
 }
 
 impl KeyStore {
@@ -189,14 +193,18 @@ const RECEIPT_SIGNING: &str = "receipt-signing";
 impl KeyStore {
     /// Seals a staff member's secret (e.g. a TOTP seed) so that a database copy alone
     /// does not hold it; bound to the account.
-    pub fn seal_staff_secret(&self, secret: &[u8], staff: &Uuid) -> Result<Vec<u8>, KeyError> {
+    pub fn seal_staff_secret(
+        &self,
+        secret: &[u8],
+        staff: &crate::db::StaffId,
+    ) -> Result<Vec<u8>, KeyError> {
         seal(&*self.kek_for(STAFF_SECRETS)?, secret, &staff_aad(staff))
     }
 
     pub fn open_staff_secret(
         &self,
         sealed: &[u8],
-        staff: &Uuid,
+        staff: &crate::db::StaffId,
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         open(&*self.load_kek(STAFF_SECRETS)?, sealed, &staff_aad(staff))
     }

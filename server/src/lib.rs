@@ -10,7 +10,7 @@ pub mod configuration;
 pub mod db;
 pub mod domain;
 pub mod enrolment;
-pub mod error;
+pub mod failure;
 pub mod faults;
 pub mod identity;
 pub mod ingest;

@@ -12,7 +12,7 @@ use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::db::Database;
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::AgentIdentity;
 use protocol::api::Heartbeat;
 use serde::Serialize;
@@ -61,7 +61,7 @@ impl Liveness {
     }
 
     /// The agent of `attempt` gave a sign of life now.
-    pub async fn agent_heard(&self, attempt: Uuid) -> Result<(), AppError> {
+    pub async fn agent_heard(&self, attempt: Uuid) -> Result<(), Failure> {
         let now = self.clock.now_ms();
         {
             let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,19 +93,23 @@ impl Liveness {
     }
 
     /// A heartbeat: the agent is there, and says how much of its recording waits.
-    pub async fn heartbeat(&self, who: &AgentIdentity, beat: Heartbeat) -> Result<(), AppError> {
+    pub async fn heartbeat(
+        &self,
+        who: &AgentIdentity,
+        beat: Heartbeat,
+    ) -> Result<(), LivenessError> {
         if who.attempt.state == crate::lifecycle::AttemptState::Destroyed {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         if beat.backlog_chunks > 1_000_000 || beat.backlog_bytes > 1 << 40 {
-            return Err(AppError::BadRequest("backlog out of range".into()));
+            return Err(LivenessError::BacklogOutOfRange);
         }
         crate::metrics::agent_backlog(beat.backlog_bytes);
-        self.agent_heard(who.attempt.id).await
+        Ok(self.agent_heard(who.attempt.id).await?)
     }
 
     /// Marks silent the agents not heard from for `silent_after`; returns how many.
-    pub async fn mark_silent_agents(&self) -> Result<usize, AppError> {
+    pub async fn mark_silent_agents(&self) -> Result<usize, Failure> {
         let before = self.clock.now_ms() - self.silent_after.as_millis() as i64;
         let silent = self.db.mark_silent_agents(before).await?;
         for (attempt, since) in &silent {
@@ -141,8 +145,17 @@ pub fn spawn_watch(liveness: Arc<Liveness>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// What a heartbeat is refused for; `routes/errors.rs` gives each its HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LivenessError {
+    #[error(transparent)]
+    Failure(#[from] Failure),
+    #[error("backlog out of range")]
+    BacklogOutOfRange,
+}
+
 /// The attempt's silences; one still open when the exam ended ends there.
-pub async fn silences(db: &dyn Database, attempt: Uuid) -> Result<Vec<Silence>, AppError> {
+pub async fn silences(db: &dyn Database, attempt: Uuid) -> Result<Vec<Silence>, Failure> {
     let ended = db.attempt(attempt).await.ok().and_then(|a| a.ended_at_ms);
     Ok(db
         .agent_silences(attempt)

@@ -11,10 +11,10 @@
 //! few in ingest, a few results waiting for room in the send buffer; past that the peer is
 //! refused (429) or dropped.
 
-use crate::error::AppError;
 use crate::ingest::Ingest;
 use crate::ingest::Via;
 use crate::liveness::Liveness;
+use crate::routes::error::AppError;
 use bytes::Bytes;
 use protocol::channel::{AgentMessage, Answered, Reassembler, ResultMessage};
 use std::collections::{HashMap, VecDeque};
@@ -372,8 +372,15 @@ fn flush_results(p: &mut Peer) -> bool {
     }
 }
 
-fn result_of(of: Answered, stream: Uuid, index: u32, outcome: Result<u16, AppError>) -> Vec<u8> {
-    let (status, code, retry_after_s) = match outcome {
+/// A transfer's result as the channel says it: the same status, code and retry delay an
+/// HTTP upload gets (`routes/errors.rs`).
+fn result_of(
+    of: Answered,
+    stream: Uuid,
+    index: u32,
+    outcome: Result<u16, impl Into<AppError>>,
+) -> Vec<u8> {
+    let (status, code, retry_after_s) = match outcome.map_err(Into::into) {
         Ok(status) => (status, String::new(), 0),
         Err(e) => {
             let (status, code) = e.status_and_code();
@@ -523,6 +530,7 @@ fn on_message(
                             },
                         )
                         .await
+                        .map_err(AppError::from)
                 }
                 .await;
                 let _ = tx.send((

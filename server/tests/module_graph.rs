@@ -158,3 +158,27 @@ fn a_cycle_is_seen() {
         ["db::Attempt", "error::AppError", "audit::Audit::new"]
     );
 }
+
+/// Staff reach an attempt only as an `AssignedAttempt` (built by `Attempts::for_staff`);
+/// the two readers that name an attempt without a staff member are each called from the
+/// one place whose caller holds a stronger credential: the integration API (the platform's
+/// token) and the CLI (the operator on the server).
+#[test]
+fn only_the_platform_and_the_operator_read_an_attempt_without_a_staff_member() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let allowed = [
+        (".outcome_for_platform(", "routes/integration.rs"),
+        (".report_for_operator(", "cli.rs"),
+        ("AssignedAttempt {", "attempts.rs"),
+    ];
+    for (call, home) in allowed {
+        let callers: Vec<String> = files
+            .iter()
+            .filter(|f| std::fs::read_to_string(f).unwrap().contains(call))
+            .map(|f| f.strip_prefix(&src).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(callers, vec![home.to_string()], "{call}");
+    }
+}

@@ -2,10 +2,11 @@
 //! Argon2 bounded by a semaphore, every outcome audited), session lookup.
 
 use super::Accounts;
+use super::AccountsError;
 use crate::clock::unix_ms;
 use crate::db::*;
 use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secret};
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::throttle::sanitise_login;
 use uuid::Uuid;
@@ -16,7 +17,7 @@ impl Accounts {
         login: &str,
         role: &str,
         password: &str,
-    ) -> Result<Uuid, AppError> {
+    ) -> Result<StaffId, AccountsError> {
         self.add_staff_as("admin-cli", login, role, password).await
     }
 
@@ -27,18 +28,15 @@ impl Accounts {
         login: &str,
         role: &str,
         password: &str,
-    ) -> Result<Uuid, AppError> {
-        let role = Role::parse(role).map_err(AppError::BadRequest)?;
-        let login = Reference::parse(login).map_err(AppError::BadRequest)?;
-        let password =
-            Password::parse(password, login.as_str()).map_err(crate::accounts::rejected)?;
-        let id = Uuid::new_v4();
+    ) -> Result<StaffId, AccountsError> {
+        let role = Role::parse(role).map_err(AccountsError::InvalidField)?;
+        let login = Reference::parse(login).map_err(AccountsError::InvalidField)?;
+        let password = Password::parse(password, login.as_str())?;
+        let id = StaffId::random();
         let hash = self.argon2(move || password.hash()).await?;
         let account = StaffAccount::new(id, login.as_str().into(), role, hash, self.clock.now_ms());
         match self.db.create_staff(account, self.clock.now_ms()).await {
-            Err(DbError::Conflict) => {
-                return Err(AppError::Conflict("this login already exists".into()))
-            }
+            Err(DbError::Conflict) => return Err(AccountsError::LoginTaken),
             other => other?,
         }
         self.audit
@@ -58,13 +56,13 @@ impl Accounts {
         login: &str,
         sitting: Uuid,
         actor: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), AccountsError> {
         let staff = match self.db.staff_by_login(login).await {
-            Err(DbError::NotFound) => return Err(AppError::NotFound("staff member")),
+            Err(DbError::NotFound) => return Err(Failure::NotFound("staff member").into()),
             other => other?,
         };
         if !self.db.sitting_exists(sitting).await? {
-            return Err(AppError::NotFound("sitting"));
+            return Err(Failure::NotFound("sitting").into());
         }
         self.db
             .assign_sitting(staff.id, sitting, self.clock.now_ms())
@@ -86,17 +84,15 @@ impl Accounts {
         password: &str,
         totp: Option<&str>,
         client_addr: &str,
-    ) -> Result<String, AppError> {
+    ) -> Result<String, AccountsError> {
         let now = self.clock.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
-            return Err(AppError::LoginLocked {
+            return Err(AccountsError::LoginLocked {
                 retry_after_s: locked.0,
             });
         }
         if login.len() > 256 || password.len() > 1024 || totp.is_some_and(|t| t.len() > 16) {
-            return Err(AppError::BadRequest(
-                "login, password or code too long".into(),
-            ));
+            return Err(AccountsError::CredentialsTooLong);
         }
         let account = self.db.staff_by_login(login).await.ok();
         let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -126,7 +122,7 @@ impl Accounts {
                         serde_json::json!({ "locked_out": locked, "disabled": disabled }),
                     )
                     .await?;
-                return Err(AppError::Unauthorized);
+                return Err(AccountsError::BadCredentials);
             }
         };
         // The password was right: a missing code says so (the form asks for it); a wrong or
@@ -141,7 +137,7 @@ impl Accounts {
                     serde_json::json!({ "locked_out": locked, "totp": "wrong" }),
                 )
                 .await?;
-            return Err(AppError::Unauthorized);
+            return Err(AccountsError::BadCredentials);
         }
         // Guesses checked in parallel all passed the first look; one that succeeds after the
         // lock-out began is refused like the others.
@@ -149,7 +145,7 @@ impl Accounts {
             .login_throttle
             .check(login, client_addr, self.clock.now_ms())
         {
-            return Err(AppError::LoginLocked {
+            return Err(AccountsError::LoginLocked {
                 retry_after_s: locked.0,
             });
         }
@@ -175,14 +171,14 @@ impl Accounts {
         Ok(token.reveal())
     }
 
-    pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AppError> {
+    pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AccountsError> {
         let idle = self.limits.staff_session_idle.as_millis() as i64;
         match self
             .db
             .staff_by_session(hash_token(token), self.clock.now_ms(), idle)
             .await
         {
-            Ok(a) if a.disabled_at_ms.is_some() => Err(AppError::Unauthorized),
+            Ok(a) if a.disabled_at_ms.is_some() => Err(AccountsError::BadCredentials),
             Ok(a) => Ok(StaffIdentity {
                 id: a.id,
                 role: a.role,
@@ -190,15 +186,20 @@ impl Accounts {
                 login: a.login,
                 terminal: None,
             }),
-            Err(DbError::NotFound) => Err(AppError::Unauthorized),
+            Err(DbError::NotFound) => Err(AccountsError::BadCredentials),
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn staff_logout(&self, staff: &StaffIdentity, token: &str) -> Result<(), AppError> {
+    pub async fn staff_logout(
+        &self,
+        staff: &StaffIdentity,
+        token: &str,
+    ) -> Result<(), AccountsError> {
         self.db.end_staff_session(hash_token(token)).await?;
         self.audit
             .record(&staff.login, "staff_logout", None, serde_json::json!({}))
             .await
+            .map_err(Into::into)
     }
 }

@@ -3,21 +3,23 @@
 //! factor (RFC 6238: SHA-1, 6 digits, 30 s, one step of clock skew, a code never accepted
 //! twice) and the switch that requires it for everyone. Every change is audited.
 
+mod error;
 mod login;
+
+pub use error::AccountsError;
 
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::configuration::LimitSettings;
-use crate::db::{Database, DbError, StaffAccount};
+use crate::db::{Database, DbError, StaffAccount, StaffId};
 use crate::domain::Pending;
-use crate::domain::{verify_password, Password, PasswordRejected};
-use crate::error::AppError;
+use crate::domain::{verify_password, Password};
+use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::keys::KeyStore;
 use crate::throttle::LoginThrottle;
 use std::sync::Arc;
 use totp_rs::{Algorithm, TOTP};
-use uuid::Uuid;
 use zeroize::Zeroizing;
 
 /// The staff's use case: accounts, their passwords and second factor, logins and
@@ -58,7 +60,7 @@ pub struct TotpEnrolment {
     pub otpauth_url: String,
 }
 
-fn totp(secret: Vec<u8>, login: &str) -> Result<TOTP, AppError> {
+fn totp(secret: Vec<u8>, login: &str) -> Result<TOTP, AccountsError> {
     TOTP::new(
         Algorithm::SHA1,
         6,
@@ -68,7 +70,7 @@ fn totp(secret: Vec<u8>, login: &str) -> Result<TOTP, AppError> {
         Some(ISSUER.into()),
         login.replace(':', "_"),
     )
-    .map_err(|e| AppError::BadRequest(format!("invalid TOTP secret: {e}")))
+    .map_err(|e| AccountsError::InvalidTotpSecret(e.to_string()))
 }
 
 /// The time step a code belongs to, if it is valid now (± one step).
@@ -80,10 +82,6 @@ fn matching_step(t: &TOTP, code: &str, now_s: u64) -> Option<i64> {
         .into_iter()
         .find(|&s| bool::from(t.generate(s * 30).as_bytes().ct_eq(code.as_bytes())))
         .map(|s| s as i64)
-}
-
-pub(crate) fn rejected(e: PasswordRejected) -> AppError {
-    AppError::PasswordRejected(e)
 }
 
 impl Accounts {
@@ -110,12 +108,15 @@ impl Accounts {
         })
     }
 
-    pub(crate) async fn totp_required(&self) -> Result<bool, AppError> {
+    pub(crate) async fn totp_required(&self) -> Result<bool, AccountsError> {
         Ok(self.db.setting(TOTP_REQUIRED).await?.as_deref() == Some("true"))
     }
 
     /// What the account must do before anything else, if anything.
-    pub(crate) async fn pending_for(&self, a: &StaffAccount) -> Result<Option<Pending>, AppError> {
+    pub(crate) async fn pending_for(
+        &self,
+        a: &StaffAccount,
+    ) -> Result<Option<Pending>, AccountsError> {
         let max_age = self.limits.staff_password_max_age.as_millis() as i64;
         if a.must_change_password || a.password_changed_at_ms + max_age <= self.clock.now_ms() {
             return Ok(Some(Pending::PasswordChange));
@@ -131,12 +132,12 @@ impl Accounts {
         &self,
         a: &StaffAccount,
         code: Option<&str>,
-    ) -> Result<bool, AppError> {
+    ) -> Result<bool, AccountsError> {
         let Some(sealed) = &a.totp_secret else {
             return Ok(true);
         };
         let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            return Err(AppError::TotpRequired);
+            return Err(AccountsError::TotpRequired);
         };
         let secret = self.keys.open_staff_secret(sealed, &a.id)?;
         let t = totp(secret.to_vec(), &a.login)?;
@@ -154,7 +155,7 @@ impl Accounts {
         session: &str,
         current: &str,
         new: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), AccountsError> {
         let account = self.db.staff_by_id(who.id).await?;
         let hash = account.password_hash.clone();
         let current = Zeroizing::new(current.to_owned());
@@ -162,9 +163,9 @@ impl Accounts {
             .argon2(move || verify_password(&current, &hash))
             .await?
         {
-            return Err(AppError::Forbidden("the current password is wrong".into()));
+            return Err(AccountsError::WrongCurrentPassword);
         }
-        let password = Password::parse(new, &account.login).map_err(rejected)?;
+        let password = Password::parse(new, &account.login)?;
         let (same, old_hash) = (
             Zeroizing::new(new.to_owned()),
             account.password_hash.clone(),
@@ -173,9 +174,7 @@ impl Accounts {
             .argon2(move || verify_password(&same, &old_hash))
             .await?
         {
-            return Err(AppError::BadRequest(
-                "the new password must differ from the current one".into(),
-            ));
+            return Err(AccountsError::SamePassword);
         }
         let hash = self.argon2(move || password.hash()).await?;
         self.db
@@ -187,18 +186,19 @@ impl Accounts {
         self.audit
             .record(&who.login, "password_changed", None, serde_json::json!({}))
             .await
+            .map_err(Into::into)
     }
 
-    async fn account(&self, login: &str) -> Result<StaffAccount, AppError> {
+    async fn account(&self, login: &str) -> Result<StaffAccount, AccountsError> {
         match self.db.staff_by_login(login).await {
-            Err(DbError::NotFound) => Err(AppError::NotFound("staff member")),
+            Err(DbError::NotFound) => Err(Failure::NotFound("staff member").into()),
             other => Ok(other?),
         }
     }
 
     /// Sets a one-time password, shown once to the admin; the next login must change it.
     /// Every session of the account ends.
-    pub async fn reset_password(&self, actor: &str, login: &str) -> Result<String, AppError> {
+    pub async fn reset_password(&self, actor: &str, login: &str) -> Result<String, AccountsError> {
         let account = self.account(login).await?;
         let (password, shown) = Password::generate();
         let hash = self.argon2(move || password.hash()).await?;
@@ -223,7 +223,7 @@ impl Accounts {
         actor: &str,
         login: &str,
         disabled: bool,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), AccountsError> {
         let account = self.account(login).await?;
         self.db
             .set_disabled(account.id, disabled.then(|| self.clock.now_ms()))
@@ -243,9 +243,14 @@ impl Accounts {
                 serde_json::json!({ "login": account.login }),
             )
             .await
+            .map_err(Into::into)
     }
 
-    pub async fn set_totp_required(&self, actor: &str, required: bool) -> Result<(), AppError> {
+    pub async fn set_totp_required(
+        &self,
+        actor: &str,
+        required: bool,
+    ) -> Result<(), AccountsError> {
         self.db
             .set_setting(TOTP_REQUIRED, if required { "true" } else { "false" })
             .await?;
@@ -257,9 +262,13 @@ impl Accounts {
                 serde_json::json!({ "required": required }),
             )
             .await
+            .map_err(Into::into)
     }
 
-    pub async fn list_staff(&self, who: &StaffIdentity) -> Result<Vec<StaffSummary>, AppError> {
+    pub async fn list_staff(
+        &self,
+        who: &StaffIdentity,
+    ) -> Result<Vec<StaffSummary>, AccountsError> {
         who.require_admin()?;
         Ok(self
             .db
@@ -278,7 +287,7 @@ impl Accounts {
     }
 
     /// Starts a TOTP enrolment: a fresh secret, not stored until a code confirms it.
-    pub fn begin_totp(&self, who: &StaffIdentity) -> Result<TotpEnrolment, AppError> {
+    pub fn begin_totp(&self, who: &StaffIdentity) -> Result<TotpEnrolment, AccountsError> {
         use rand::RngCore;
         let mut secret = vec![0u8; 20];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -295,17 +304,15 @@ impl Accounts {
         who: &StaffIdentity,
         secret_base32: &str,
         code: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), AccountsError> {
         let secret = Zeroizing::new(
             totp_rs::Secret::Encoded(secret_base32.trim().to_owned())
                 .to_bytes()
-                .map_err(|_| AppError::BadRequest("the TOTP secret is not valid base32".into()))?,
+                .map_err(|_| AccountsError::TotpSecretNotBase32)?,
         );
         let t = totp(secret.to_vec(), &who.login)?;
         let Some(step) = matching_step(&t, code, (self.clock.now_ms() / 1000) as u64) else {
-            return Err(AppError::BadRequest(
-                "the code does not match: check the phone's clock and type the current code".into(),
-            ));
+            return Err(AccountsError::TotpCodeMismatch);
         };
         self.db
             .set_totp(who.id, Some(self.keys.seal_staff_secret(&secret, &who.id)?))
@@ -314,11 +321,12 @@ impl Accounts {
         self.audit
             .record(&who.login, "totp_enrolled", None, serde_json::json!({}))
             .await
+            .map_err(Into::into)
     }
 
     /// An admin removes a lost second factor; the person enrols again at next login if
     /// it is required.
-    pub async fn remove_totp(&self, actor: &str, login: &str) -> Result<(), AppError> {
+    pub async fn remove_totp(&self, actor: &str, login: &str) -> Result<(), AccountsError> {
         let account = self.account(login).await?;
         self.db.set_totp(account.id, None).await?;
         self.db.end_sessions_of(account.id, None).await?;
@@ -330,29 +338,30 @@ impl Accounts {
                 serde_json::json!({ "login": account.login }),
             )
             .await
+            .map_err(Into::into)
     }
 
     /// Runs an Argon2 job on the dedicated pool (bounded, away from the runtime).
     pub(crate) async fn argon2<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, AppError> {
+    ) -> Result<T, AccountsError> {
         let _slot = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             self.argon2_slots.clone().acquire_owned(),
         )
         .await
-        .map_err(|_| AppError::Overloaded)?
-        .map_err(|e| AppError::Internal(e.into()))?;
+        .map_err(|_| AccountsError::Busy)?
+        .map_err(|e| Failure::Internal(e.into()))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.argon2_pool.spawn(move || {
             let _ = tx.send(job());
         });
-        rx.await.map_err(|e| AppError::Internal(e.into()))
+        rx.await.map_err(|e| Failure::Internal(e.into()).into())
     }
 
     /// The admin CLI's id for an account (tests and scripts).
-    pub async fn staff_id(&self, login: &str) -> Result<Uuid, AppError> {
+    pub async fn staff_id(&self, login: &str) -> Result<StaffId, AccountsError> {
         Ok(self.account(login).await?.id)
     }
 }

@@ -11,7 +11,7 @@
 use crate::blobs::{BlobError, BlobStore};
 use crate::clock::SharedClock;
 use crate::db::{ChunkInsert, Database, DbError, NewChunk};
-use crate::error::AppError;
+use crate::failure::Failure;
 use object_store::path::Path as ObjectPath;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -19,13 +19,14 @@ use tokio::sync::{mpsc, oneshot};
 /// The most chunks one batch carries: bounds a transaction's length, not a wait.
 const MAX_BATCH: usize = 256;
 
+/// One failure of a batch, shared by every chunk of it.
 #[derive(Clone)]
-enum Failure {
+enum BatchFailure {
     Blob(Arc<BlobError>),
     Db(DbError),
 }
 
-type Outcome = Result<ChunkInsert, Failure>;
+type Outcome = Result<ChunkInsert, BatchFailure>;
 
 struct Pending {
     chunk: NewChunk,
@@ -50,17 +51,17 @@ impl GroupCommit {
 
     /// Makes a chunk whose blob was `put` at `path` durable, blob then row; answers once
     /// both are on disk.
-    pub async fn commit(&self, chunk: NewChunk, path: ObjectPath) -> Result<ChunkInsert, AppError> {
+    pub async fn commit(&self, chunk: NewChunk, path: ObjectPath) -> Result<ChunkInsert, Failure> {
         let (done, outcome) = oneshot::channel();
-        let stopped = || AppError::Internal(anyhow::anyhow!("group commit stopped"));
+        let stopped = || Failure::Internal(anyhow::anyhow!("group commit stopped"));
         self.queue
             .send(Pending { chunk, path, done })
             .await
             .map_err(|_| stopped())?;
         match outcome.await.map_err(|_| stopped())? {
             Ok(inserted) => Ok(inserted),
-            Err(Failure::Db(e)) => Err(e.into()),
-            Err(Failure::Blob(e)) => Err(AppError::from(&*e)),
+            Err(BatchFailure::Db(e)) => Err(e.into()),
+            Err(BatchFailure::Blob(e)) => Err(Failure::from(&*e)),
         }
     }
 }
@@ -94,7 +95,7 @@ async fn sync_stage(
             }
             Err(e) => {
                 tracing::error!(error = %e, chunks = batch.len(), "blob sync failed");
-                let e = Failure::Blob(Arc::new(e));
+                let e = BatchFailure::Blob(Arc::new(e));
                 batch
                     .into_iter()
                     .for_each(|p| drop(p.done.send(Err(e.clone()))));
@@ -128,12 +129,12 @@ async fn commit_stage(
                         )
                         .await
                         .map(|mut o| o.remove(0))
-                        .map_err(Failure::Db),
+                        .map_err(BatchFailure::Db),
                     );
                 }
                 alone
             }
-            Err(e) => vec![Err(Failure::Db(e)); chunks.len()],
+            Err(e) => vec![Err(BatchFailure::Db(e)); chunks.len()],
         };
         crate::metrics::group_stage("row_commit", batch.len(), started.elapsed());
         for (p, outcome) in batch.into_iter().zip(outcomes) {

@@ -2,7 +2,7 @@
 //! memory budget reserved from each upload's Content-Length, and a cap per attempt, so
 //! that a flood gets a fast 503/429 instead of growing the server's memory.
 
-use crate::error::AppError;
+use super::IngestError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -41,12 +41,12 @@ impl IngestGate {
         self: &Arc<Self>,
         attempt: Uuid,
         content_length: u64,
-    ) -> Result<IngestPermit, AppError> {
+    ) -> Result<IngestPermit, IngestError> {
         {
             let mut map = self.per_attempt.lock().unwrap_or_else(|p| p.into_inner());
             let n = map.entry(attempt).or_insert(0);
             if *n >= self.max_per_attempt {
-                return Err(AppError::TooManyUploads);
+                return Err(IngestError::TooManyUploads);
             }
             *n += 1;
         }
@@ -61,15 +61,15 @@ impl IngestGate {
             self.slots
                 .clone()
                 .try_acquire_owned()
-                .map_err(|_| AppError::Overloaded)?,
+                .map_err(|_| IngestError::Busy)?,
         );
         let need = u32::try_from(content_length.div_ceil(1024).max(1))
-            .map_err(|_| AppError::TooLarge(content_length))?;
+            .map_err(|_| IngestError::TooLarge(content_length))?;
         permit._kib = Some(
             self.kib
                 .clone()
                 .try_acquire_many_owned(need)
-                .map_err(|_| AppError::Overloaded)?,
+                .map_err(|_| IngestError::Busy)?,
         );
         Ok(permit)
     }
@@ -101,14 +101,14 @@ mod tests {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let p1 = gate.admit(a, 1000).unwrap();
         let _p2 = gate.admit(a, 1000).unwrap();
-        assert!(matches!(gate.admit(a, 1000), Err(AppError::TooManyUploads)));
+        assert!(matches!(
+            gate.admit(a, 1000),
+            Err(IngestError::TooManyUploads)
+        ));
         drop(p1);
         let _p3 = gate.admit(a, 1000).unwrap();
         // Budget: 1 MiB in all, 2 KiB of it held; a 1,023 KiB body does not fit now.
-        assert!(matches!(
-            gate.admit(b, 1023 * 1024),
-            Err(AppError::Overloaded)
-        ));
+        assert!(matches!(gate.admit(b, 1023 * 1024), Err(IngestError::Busy)));
         // A refusal for lack of budget gives the attempt's place back.
         assert_eq!(gate.per_attempt.lock().unwrap().get(&b), None);
         let _p4 = gate.admit(b, 100 * 1024).unwrap();

@@ -4,10 +4,12 @@
 //! only arbiter of what an index holds, and acknowledged only when both are durable.
 
 pub mod commit;
+mod error;
 pub mod gate;
 mod opening;
 pub mod window;
 
+pub use error::{BodyRefused, IngestError};
 pub use opening::Via;
 
 use crate::attempts::Attempts;
@@ -18,8 +20,8 @@ use crate::clock::SharedClock;
 use crate::configuration::{CaptureSettings, LimitSettings, NoticeSettings};
 use crate::db::*;
 use crate::domain::hash_token;
-use crate::error::AppError;
-use crate::identity::AgentIdentity;
+use crate::failure::Failure;
+use crate::identity::{AgentIdentity, TokenRefused};
 use crate::keys::KeyStore;
 use crate::lifecycle::{AttemptState, Transition};
 use crate::liveness::Liveness;
@@ -113,15 +115,15 @@ impl Ingest {
         read: R,
         via: &Via,
         started: Instant,
-    ) -> Result<ChunkAck, AppError>
+    ) -> Result<ChunkAck, IngestError>
     where
         R: FnOnce(std::time::Duration) -> F,
-        F: std::future::Future<Output = Result<Bytes, AppError>>,
+        F: std::future::Future<Output = Result<Bytes, BodyRefused>>,
     {
         let outcome = async {
             let limit = self.limits.max_chunk_bytes;
             if length > limit {
-                return Err(AppError::TooLarge(limit));
+                return Err(IngestError::TooLarge(limit));
             }
             let _permit = self.gate.admit(who.attempt.id, length)?;
             let chunk = read(self.limits.body_read_timeout).await?;
@@ -141,44 +143,44 @@ impl Ingest {
 
     /// A chunk refused before it reached `receive_chunk` (its address, its credential):
     /// counted like the others.
-    pub fn refused(e: &AppError) {
-        crate::metrics::chunk_refused(e.status_and_code().1)
+    pub fn refused(e: &IngestError) {
+        crate::metrics::chunk_refused(e.reason())
     }
 
     /// A slot for one upload test (open to anyone: few slots, none queued).
-    pub fn upload_test_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+    pub fn upload_test_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
         self.upload_test_slots
             .try_acquire()
-            .map_err(|_| AppError::Overloaded)
+            .map_err(|_| IngestError::Busy)
     }
 
     /// Any token ever issued for the attempt identifies it; what it may do depends on the
     /// call (see `require_live`).
-    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, AppError> {
+    pub async fn authenticate_agent(&self, token: &str) -> Result<AgentIdentity, IngestError> {
         // The whole launch token or its credential alone: only the credential is hashed.
         let token = protocol::LaunchToken::parse(token)
             .map(|t| t.credential().to_owned())
             .unwrap_or_else(|_| token.to_owned());
         match self.db.attempt_by_token(hash_token(&token)).await {
             Ok((attempt, token)) => Ok(AgentIdentity { attempt, token }),
-            Err(DbError::NotFound) => Err(AppError::Unauthorized),
+            Err(DbError::NotFound) => Err(IngestError::UnknownToken),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
-    pub(crate) async fn require_undecided(&self, sitting: Uuid) -> Result<(), AppError> {
+    pub(crate) async fn require_undecided(&self, sitting: Uuid) -> Result<(), IngestError> {
         match self.db.pv_decision(sitting).await? {
-            Some(_) => Err(AppError::AttemptEnded),
+            Some(_) => Err(IngestError::AttemptEnded),
             None => Ok(()),
         }
     }
 
     /// What an agent needs to record without the server (a token issued before
     /// store-and-forward does not carry it).
-    pub fn attempt_info(&self, who: &AgentIdentity) -> Result<AttemptInfo, AppError> {
+    pub fn attempt_info(&self, who: &AgentIdentity) -> Result<AttemptInfo, IngestError> {
         if who.attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         use base64::Engine;
         let public = self
@@ -208,24 +210,22 @@ impl Ingest {
         &self,
         who: &AgentIdentity,
         req: RefusalRequest,
-    ) -> Result<AttemptState, AppError> {
+    ) -> Result<AttemptState, IngestError> {
         who.require_live(self.clock.now_ms())?;
         if req.notice_version != NOTICE_VERSION {
-            return Err(AppError::BadRequest(format!(
-                "unknown notice version; the current one is {NOTICE_VERSION}"
-            )));
+            return Err(IngestError::UnknownNotice);
         }
         match who.attempt.state {
             // Asked again (the agent retried after a lost answer): already recorded.
             AttemptState::Withdrawn if who.attempt.consent_at_ms.is_none() => {
                 Ok(AttemptState::Withdrawn)
             }
-            AttemptState::Destroyed => Err(AppError::Gone),
-            _ => {
-                self.attempts
-                    .transition(who.attempt.id, Transition::Refuse, "candidate")
-                    .await
-            }
+            AttemptState::Destroyed => Err(Failure::Gone.into()),
+            _ => self
+                .attempts
+                .transition(who.attempt.id, Transition::Refuse, "candidate")
+                .await
+                .map_err(Into::into),
         }
     }
 
@@ -235,7 +235,7 @@ impl Ingest {
         &self,
         who: &AgentIdentity,
         req: ConsentRequest,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), IngestError> {
         let (notice_version, given_at) = match &req.sealed {
             None => {
                 who.require_live(self.clock.now_ms())?;
@@ -244,16 +244,14 @@ impl Ingest {
             Some(sealed) => {
                 let c = self.offline_consent(who, sealed)?;
                 if c.notice_version != req.notice_version {
-                    return Err(AppError::BadRequest(
-                        "the sealed consent names another notice version".into(),
-                    ));
+                    return Err(IngestError::ConsentNoticeMismatch);
                 }
                 // Given while the token was valid: it counts, however late it arrives.
                 if who.token.revoked_at_ms.is_some() {
-                    return Err(AppError::TokenRevoked);
+                    return Err(TokenRefused::Revoked.into());
                 }
                 if who.token.expires_at_ms <= c.given_at_ms {
-                    return Err(AppError::TokenExpired);
+                    return Err(TokenRefused::Expired.into());
                 }
                 (c.notice_version, c.given_at_ms)
             }
@@ -267,9 +265,7 @@ impl Ingest {
             return Ok(());
         }
         if notice_version != NOTICE_VERSION {
-            return Err(AppError::BadRequest(format!(
-                "unknown notice version; the current one is {NOTICE_VERSION}"
-            )));
+            return Err(IngestError::UnknownNotice);
         }
         match who.attempt.state {
             AttemptState::Enrolled => {}
@@ -296,7 +292,7 @@ impl Ingest {
                     .await?;
                 return Ok(());
             }
-            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Destroyed => return Err(Failure::Gone.into()),
             from => {
                 return Err(crate::lifecycle::InvalidTransition {
                     from,
@@ -324,18 +320,19 @@ impl Ingest {
             .await
         {
             // A concurrent consent moved it first.
-            Ok(_) | Err(AppError::InvalidTransition(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) | Err(Failure::InvalidTransition(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The candidate withdraws consent: no stream opens any more; what was recorded stays
     /// under the attempt's retention.
-    pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, AppError> {
+    pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, IngestError> {
         who.require_live(self.clock.now_ms())?;
         self.attempts
             .transition(who.attempt.id, Transition::Withdraw, "candidate")
             .await
+            .map_err(Into::into)
     }
 
     pub async fn open_stream(
@@ -343,17 +340,17 @@ impl Ingest {
         who: &AgentIdentity,
         req: OpenStreamRequest,
         client_ip: String,
-    ) -> Result<OpenStreamResponse, AppError> {
+    ) -> Result<OpenStreamResponse, IngestError> {
         let now = self.clock.now_ms();
         who.require_live(now)?;
         let a = &who.attempt;
         match a.state {
-            AttemptState::Enrolled => return Err(AppError::ConsentRequired),
+            AttemptState::Enrolled => return Err(IngestError::ConsentRequired),
             AttemptState::Consented | AttemptState::Recording => {}
             AttemptState::Ended
                 if a.ended_at_ms
                     .is_some_and(|t| now < t + self.limits.upload_grace.as_millis() as i64) => {}
-            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Destroyed => return Err(Failure::Gone.into()),
             AttemptState::Withdrawn => {
                 return Err(crate::lifecycle::InvalidTransition {
                     from: a.state,
@@ -361,16 +358,14 @@ impl Ingest {
                 }
                 .into())
             }
-            _ => return Err(AppError::AttemptEnded),
+            _ => return Err(IngestError::AttemptEnded),
         }
         self.require_undecided(a.sitting_id).await?;
         let max_streams = self.limits.max_streams_per_attempt;
-        let field = |s: &str, name: &str| -> Result<String, AppError> {
+        let field = |s: &str, name: &str| -> Result<String, IngestError> {
             let t = s.trim();
             if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
-                return Err(AppError::BadRequest(format!(
-                    "{name} must be 1 to 200 printable characters"
-                )));
+                return Err(IngestError::InvalidField(name.to_owned()));
             }
             Ok(t.to_owned())
         };
@@ -398,7 +393,7 @@ impl Ingest {
             .await?
         {
             self.incident(a.id, "stream_quota_exceeded").await;
-            return Err(AppError::StreamQuota(max_streams));
+            return Err(IngestError::StreamQuota(max_streams));
         }
         if a.state == AttemptState::Consented {
             // Another stream may have moved it first; only a real refusal matters.
@@ -407,8 +402,8 @@ impl Ingest {
                 .transition(a.id, Transition::StartRecording, "candidate")
                 .await
             {
-                Ok(_) | Err(AppError::InvalidTransition(_)) => {}
-                Err(e) => return Err(e),
+                Ok(_) | Err(Failure::InvalidTransition(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         tracing::info!(attempt = %a.id, stream = %stream.id, "stream opened");
@@ -423,11 +418,15 @@ impl Ingest {
         })
     }
 
-    async fn own_stream(&self, who: &AgentIdentity, stream_id: Uuid) -> Result<Stream, AppError> {
+    async fn own_stream(
+        &self,
+        who: &AgentIdentity,
+        stream_id: Uuid,
+    ) -> Result<Stream, IngestError> {
         match self.db.stream(stream_id).await {
             Ok(s) if s.attempt_id == who.attempt.id => Ok(s),
             // Another attempt's stream looks exactly like an unknown one: no probing.
-            Ok(_) | Err(DbError::NotFound) => Err(AppError::NotFound("stream")),
+            Ok(_) | Err(DbError::NotFound) => Err(Failure::NotFound("stream").into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -470,7 +469,7 @@ impl Ingest {
         stream: &Stream,
         header: &ChunkHeader,
         size: u64,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), IngestError> {
         let l = &self.limits;
         let now = self.clock.now_ms();
         let margin = l.index_window_margin.as_millis() as u64;
@@ -478,18 +477,18 @@ impl Ingest {
         let max = window::max_index(stream.opened_at_ms, now, self.capture.fragment_ms, margin);
         if u64::from(header.index) > max {
             self.incident(a, "index_out_of_window").await;
-            return Err(AppError::IndexOutOfWindow {
+            return Err(IngestError::IndexOutOfWindow {
                 index: header.index,
                 max,
             });
         }
         if header.media_end_us > window::max_media_us(stream.opened_at_ms, now, margin) {
             self.incident(a, "media_time_out_of_window").await;
-            return Err(AppError::MediaTimeOutOfWindow);
+            return Err(IngestError::MediaTimeOutOfWindow);
         }
         if header.index >= l.max_chunks_per_stream {
             self.incident(a, "chunk_quota_exceeded").await;
-            return Err(AppError::ChunkQuota(l.max_chunks_per_stream));
+            return Err(IngestError::ChunkQuota(l.max_chunks_per_stream));
         }
         let budget = |since: i64| {
             window::byte_budget(
@@ -510,7 +509,7 @@ impl Ingest {
                 .map_or(now, |s| s.opened_at_ms);
             if total > budget(first) {
                 self.incident(a, "byte_quota_exceeded").await;
-                return Err(AppError::ByteQuota);
+                return Err(IngestError::ByteQuota);
             }
         }
         Ok(())
@@ -527,37 +526,33 @@ impl Ingest {
         index: u32,
         chunk: Bytes,
         via: &Via,
-    ) -> Result<ChunkAck, AppError> {
+    ) -> Result<ChunkAck, IngestError> {
         match who.attempt.state {
-            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Destroyed => return Err(Failure::Gone.into()),
             // Once a reviewer has opened it, the recording under review no longer changes.
             AttemptState::InReview | AttemptState::Reviewed | AttemptState::Decided => {
-                return Err(AppError::RecordingClosed)
+                return Err(IngestError::RecordingClosed)
             }
             _ => {}
         }
         let started = Instant::now();
-        let (header, _) = ChunkHeader::parse(&chunk).map_err(AppError::MalformedChunk)?;
+        let (header, _) = ChunkHeader::parse(&chunk).map_err(IngestError::MalformedChunk)?;
         if header.attempt != who.attempt.id {
-            return Err(AppError::Forbidden(
-                "chunk is sealed for another attempt".into(),
-            ));
+            return Err(IngestError::SealedForAnotherAttempt);
         }
         if header.stream != stream_id || header.index != index {
-            return Err(AppError::BadRequest(
-                "chunk header does not match the stream and index of the URL".into(),
-            ));
+            return Err(IngestError::HeaderMismatch);
         }
         let stream = match self.own_stream(who, stream_id).await {
             Ok(s) => s,
-            Err(AppError::NotFound(_)) => {
+            Err(IngestError::Failure(Failure::NotFound(_))) => {
                 self.open_agent_stream(who, stream_id, &header, &chunk, via)
                     .await?
             }
             Err(e) => return Err(e),
         };
         if let Some(f) = stream.final_index.filter(|f| index > *f) {
-            return Err(AppError::StreamEnded(f));
+            return Err(IngestError::StreamEnded(f));
         }
         self.check_window(who, &stream, &header, chunk.len() as u64)
             .await?;
@@ -571,8 +566,8 @@ impl Ingest {
                 .map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
         })
         .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(AppError::Unauthentic)?;
+        .map_err(|e| Failure::Internal(e.into()))?
+        .map_err(IngestError::Unauthentic)?;
         crate::metrics::ingest_stage("verify", started.elapsed());
         let row = ChunkRow {
             stream_id,
@@ -644,7 +639,7 @@ impl Ingest {
         who: &AgentIdentity,
         existing: ChunkRow,
         new: ChunkRow,
-    ) -> Result<ChunkAck, AppError> {
+    ) -> Result<ChunkAck, IngestError> {
         if existing.digest == new.digest {
             return Ok(ChunkAck {
                 stream_id: new.stream_id,
@@ -661,7 +656,7 @@ impl Ingest {
             serde_json::json!({ "stream_id": new.stream_id, "index": new.index, "stored_digest": hex::encode(existing.digest), "refused_digest": hex::encode(new.digest) }),
         )
         .await?;
-        Err(AppError::ConflictingChunk(new.index))
+        Err(IngestError::ConflictingChunk(new.index))
     }
 
     pub async fn end_stream(
@@ -669,29 +664,23 @@ impl Ingest {
         who: &AgentIdentity,
         stream_id: Uuid,
         req: EndStreamRequest,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), IngestError> {
         if who.attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         let stream = self.own_stream(who, stream_id).await?;
         if let Some(f) = stream.final_index {
             if f != req.final_index {
-                return Err(AppError::StreamEnded(f));
+                return Err(IngestError::StreamEnded(f));
             }
         }
         let last = match self.db.chunk(stream_id, req.final_index).await {
             Ok(c) => c,
-            Err(DbError::NotFound) => {
-                return Err(AppError::Conflict(
-                    "the final chunk has not been stored yet".into(),
-                ))
-            }
+            Err(DbError::NotFound) => return Err(IngestError::FinalNotStored),
             Err(e) => return Err(e.into()),
         };
         if !last.last {
-            return Err(AppError::Conflict(
-                "the chunk at final_index is not sealed as final".into(),
-            ));
+            return Err(IngestError::NotSealedAsFinal);
         }
         self.db
             .end_stream(stream_id, req.final_index, self.clock.now_ms())

@@ -7,9 +7,11 @@
 //! moves a stream on the timeline but never lets it claim more recording time.
 
 use super::Ingest;
+use super::IngestError;
 use crate::db::*;
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::AgentIdentity;
+use crate::identity::TokenRefused;
 use crate::lifecycle::{AttemptState, Transition};
 use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
 use protocol::ChunkHeader;
@@ -66,18 +68,18 @@ impl Ingest {
         header: &ChunkHeader,
         chunk: &bytes::Bytes,
         via: &Via,
-    ) -> Result<Stream, AppError> {
+    ) -> Result<Stream, IngestError> {
         let a = &who.attempt;
         let now = self.clock.now_ms();
         let Some(opening) = header.opening.as_ref().filter(|_| header.index == 0) else {
-            return Err(AppError::StreamNotOpened);
+            return Err(IngestError::StreamNotOpened);
         };
         if who.token.revoked_at_ms.is_some() {
-            return Err(AppError::TokenRevoked);
+            return Err(TokenRefused::Revoked.into());
         }
         // Nothing is recorded before consent, whatever the state says.
         let Some(consented) = a.consent_at_ms else {
-            return Err(AppError::ConsentRequired);
+            return Err(IngestError::ConsentRequired);
         };
         let started = within(
             i64::try_from(opening.started_at_ms).unwrap_or(i64::MAX),
@@ -86,15 +88,15 @@ impl Ingest {
         );
         // A stream recorded before the token expired may arrive after: it is the recording.
         if who.token.expires_at_ms <= started {
-            return Err(AppError::TokenExpired);
+            return Err(TokenRefused::Expired.into());
         }
         match a.state {
-            AttemptState::Enrolled => return Err(AppError::ConsentRequired),
+            AttemptState::Enrolled => return Err(IngestError::ConsentRequired),
             AttemptState::Consented | AttemptState::Recording => {}
             // Recorded before the end, uploaded after it (an outage): still the recording.
             // `earliest_agent_time` bounds how long after the end that can be.
             AttemptState::Ended if a.ended_at_ms.is_some_and(|end| started < end) => {}
-            AttemptState::Destroyed => return Err(AppError::Gone),
+            AttemptState::Destroyed => return Err(Failure::Gone.into()),
             AttemptState::Withdrawn => {
                 return Err(crate::lifecycle::InvalidTransition {
                     from: a.state,
@@ -102,21 +104,21 @@ impl Ingest {
                 }
                 .into())
             }
-            _ => return Err(AppError::AttemptEnded),
+            _ => return Err(IngestError::AttemptEnded),
         }
         self.require_undecided(a.sitting_id).await?;
 
         let dek = self.keys.attempt_key(a)?;
         let key = opening
             .open(&dek.recipient(&a.id).0, &a.id, &stream_id)
-            .map_err(AppError::Unauthentic)?;
+            .map_err(IngestError::Unauthentic)?;
         let (attempt_id, input) = (a.id, chunk.clone());
         tokio::task::spawn_blocking(move || {
             protocol::verify_chunk(&key, attempt_id, stream_id, &input)
         })
         .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(AppError::Unauthentic)?;
+        .map_err(|e| Failure::Internal(e.into()))?
+        .map_err(IngestError::Unauthentic)?;
         let stream = Stream {
             id: stream_id,
             attempt_id: a.id,
@@ -139,10 +141,10 @@ impl Ingest {
             // The same first chunk by another transport, at the same time: one row won.
             return match self.db.stream(stream_id).await {
                 Ok(s) if s.attempt_id == a.id && s.keying == stream.keying => Ok(s),
-                Ok(_) => Err(AppError::StreamNotOpened),
+                Ok(_) => Err(IngestError::StreamNotOpened),
                 Err(DbError::NotFound) => {
                     self.incident(a.id, "stream_quota_exceeded").await;
-                    Err(AppError::StreamQuota(max_streams))
+                    Err(IngestError::StreamQuota(max_streams))
                 }
                 Err(e) => Err(e.into()),
             };
@@ -153,8 +155,8 @@ impl Ingest {
                 .transition(a.id, Transition::StartRecording, "candidate")
                 .await
             {
-                Ok(_) | Err(AppError::InvalidTransition(_)) => {}
-                Err(e) => return Err(e),
+                Ok(_) | Err(Failure::InvalidTransition(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let offline_ms = now - started;
@@ -178,11 +180,11 @@ impl Ingest {
         &self,
         who: &AgentIdentity,
         sealed: &str,
-    ) -> Result<OfflineConsent, AppError> {
+    ) -> Result<OfflineConsent, IngestError> {
         use base64::Engine;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(sealed.trim())
-            .map_err(|_| AppError::BadRequest("sealed consent must be base64".into()))?;
+            .map_err(|_| IngestError::ConsentNotBase64)?;
         let dek = self.keys.attempt_key(&who.attempt)?;
         let json = protocol::open_from_attempt(
             &dek.recipient(&who.attempt.id).0,
@@ -190,11 +192,9 @@ impl Ingest {
             CONSENT_PURPOSE,
             &bytes,
         )
-        .map_err(|_| {
-            AppError::BadRequest("sealed consent does not open for this attempt".into())
-        })?;
-        let mut consent: OfflineConsent = serde_json::from_slice(&json)
-            .map_err(|_| AppError::BadRequest("sealed consent is malformed".into()))?;
+        .map_err(|_| IngestError::ConsentDoesNotOpen)?;
+        let mut consent: OfflineConsent =
+            serde_json::from_slice(&json).map_err(|_| IngestError::ConsentMalformed)?;
         let now = self.clock.now_ms();
         consent.given_at_ms = within(
             consent.given_at_ms,

@@ -7,9 +7,9 @@
 //! which `purge_destroyed` (the worker, at start-up) finishes.
 
 use super::Retention;
+use super::RetentionError;
 use crate::clock::rfc3339;
 use crate::db::{AuditEvent, Destruction, RetentionFacts};
-use crate::error::AppError;
 use crate::faults::crash_point;
 use protocol::{sign_receipt, Receipt, SignedReceipt};
 
@@ -29,7 +29,7 @@ impl Retention {
         &self,
         targets: &[RetentionFacts],
         by: &str,
-    ) -> Result<Vec<SignedReceipt>, AppError> {
+    ) -> Result<Vec<SignedReceipt>, RetentionError> {
         let targets: Vec<&RetentionFacts> = targets
             .iter()
             .filter(|f| f.destroyed_at_ms.is_none())
@@ -86,7 +86,7 @@ impl Retention {
 
     /// Deletes the blobs of every destroyed attempt not purged yet; returns how many
     /// attempts it purged. Safe to run on several instances at once, and after a crash.
-    pub async fn purge_destroyed(&self) -> Result<u64, AppError> {
+    pub async fn purge_destroyed(&self) -> Result<u64, RetentionError> {
         let mut purged = 0;
         // An attempt whose deletion fails is left for the next sweep, not retried in a loop,
         // and does not hold the others back.
@@ -122,7 +122,7 @@ impl Retention {
                         Err(e) => {
                             tracing::error!(attempt = %id, error = %e, "deleting a destroyed attempt's blobs failed; retried at the next sweep");
                             failed.insert(*id);
-                            first_error.get_or_insert(AppError::from(e));
+                            first_error.get_or_insert(RetentionError::from(e));
                         }
                     }
                 }

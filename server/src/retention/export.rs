@@ -9,9 +9,10 @@
 //! gives a file any player reads.
 
 use super::Retention;
+use super::RetentionError;
 use crate::blobs::chunk_path;
 use crate::db::matches_row;
-use crate::error::AppError;
+use crate::failure::Failure;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -44,19 +45,19 @@ impl Retention {
         attempt_id: Uuid,
         recipient: &str,
         out: &Path,
-    ) -> Result<ExportSummary, AppError> {
+    ) -> Result<ExportSummary, RetentionError> {
         let recipient = age::x25519::Recipient::from_str(recipient.trim())
-            .map_err(|e| AppError::BadRequest(format!("not an age recipient (age1…): {e}")))?;
+            .map_err(|e| RetentionError::NotAnAgeRecipient(e.to_string()))?;
         let attempt = self.attempts.get(attempt_id).await?;
         if attempt.state == crate::lifecycle::AttemptState::Destroyed {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         let dek = self.keys.attempt_key(&attempt)?;
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(out)
-            .map_err(|e| AppError::BadRequest(format!("cannot create {}: {e}", out.display())))?;
+            .map_err(|e| RetentionError::ExportTarget(format!("{}: {e}", out.display())))?;
         let encryptor =
             age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
                 .map_err(|e| anyhow::anyhow!("age: {e}"))?;
@@ -130,7 +131,7 @@ impl Retention {
                 let note = crate::keys::open_note(&dek, &attempt_id, &f.id, &f.note)?;
                 Ok(serde_json::json!({ "start_ms": f.start_ms, "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "note": note }))
             })
-            .collect::<Result<_, AppError>>()?;
+            .collect::<Result<_, RetentionError>>()?;
         let manifest = serde_json::json!({
             "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
             "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,
@@ -164,7 +165,11 @@ impl Retention {
     }
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Result<(), AppError> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+) -> Result<(), RetentionError> {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(0o600);
@@ -172,6 +177,6 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> Resul
     tar.append_data(&mut header, path, data).map_err(io)
 }
 
-fn io(e: std::io::Error) -> AppError {
-    AppError::Internal(anyhow::anyhow!("writing the export: {e}"))
+fn io(e: std::io::Error) -> RetentionError {
+    Failure::Internal(anyhow::anyhow!("writing the export: {e}")).into()
 }

@@ -9,18 +9,21 @@
 //!   (erasure, legal holds, the access report, the export).
 
 mod destroy;
+pub mod error;
 mod export;
 pub mod policy;
 mod pv;
 mod rights;
 mod worker;
 
+pub use error::RetentionError;
 pub use pv::{PvPlan, PvRequest, PvResult};
 pub use rights::AccessEntry;
 pub use worker::{spawn_worker, SweepReport};
 
 use crate::clock::from_unix_ms;
 use crate::db::{PvOutcome, RetentionFacts};
+use crate::failure::Failure;
 use policy::{Facts, Fate, PvDecision};
 
 /// The jury's and the data protection officer's use case: PV decisions, destruction
@@ -70,7 +73,7 @@ impl Retention {
 
 impl Retention {
     /// The receipts' signing key, public half, as text.
-    pub fn receipt_public_key(&self) -> Result<String, crate::error::AppError> {
+    pub fn receipt_public_key(&self) -> Result<String, RetentionError> {
         Ok(protocol::public_key_text(&self.keys.receipt_signing_key()?))
     }
 
@@ -78,9 +81,9 @@ impl Retention {
     pub async fn pv_status(
         &self,
         sitting: uuid::Uuid,
-    ) -> Result<(Option<crate::db::PvDecision>, Vec<RetentionStatus>), crate::error::AppError> {
+    ) -> Result<(Option<crate::db::PvDecision>, Vec<RetentionStatus>), RetentionError> {
         if !self.db.sitting_exists(sitting).await? {
-            return Err(crate::error::AppError::NotFound("sitting"));
+            return Err(Failure::NotFound("sitting").into());
         }
         let decision = self.db.pv_decision(sitting).await?;
         let mut attempts = Vec::new();
@@ -193,7 +196,7 @@ impl Policy {
     }
 
     /// Every attempt not destroyed yet, with when it will be: soonest first, held last.
-    pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, crate::error::AppError> {
+    pub async fn retention_overview(&self) -> Result<Vec<RetentionStatus>, Failure> {
         let mut all: Vec<RetentionStatus> = self
             .db
             .pending_retention()
@@ -205,10 +208,7 @@ impl Policy {
         Ok(all)
     }
 
-    pub async fn attempt_retention(
-        &self,
-        attempt: uuid::Uuid,
-    ) -> Result<RetentionStatus, crate::error::AppError> {
+    pub async fn attempt_retention(&self, attempt: uuid::Uuid) -> Result<RetentionStatus, Failure> {
         Ok(self.retention_status(&self.facts(attempt).await?))
     }
 
@@ -216,14 +216,11 @@ impl Policy {
         policy::retention(&policy_facts(f), self.ceiling)
     }
 
-    pub(crate) async fn facts(
-        &self,
-        attempt: uuid::Uuid,
-    ) -> Result<RetentionFacts, crate::error::AppError> {
+    pub(crate) async fn facts(&self, attempt: uuid::Uuid) -> Result<RetentionFacts, Failure> {
         self.db
             .retention_facts(&[attempt])
             .await?
             .pop()
-            .ok_or(crate::error::AppError::NotFound("attempt"))
+            .ok_or(Failure::NotFound("attempt"))
     }
 }

@@ -6,9 +6,10 @@
 
 use super::policy::Fate;
 use super::Retention;
+use super::RetentionError;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::db::{AuditEvent, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionFacts};
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::lifecycle::{AttemptState, Transition};
 use protocol::SignedReceipt;
 use serde::{Deserialize, Serialize};
@@ -84,14 +85,12 @@ impl Retention {
         &self,
         staff: &crate::identity::StaffIdentity,
         sitting: Uuid,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), RetentionError> {
         if staff.role != crate::domain::Role::Jury {
-            return Err(AppError::Forbidden(
-                "the PV is decided by the sitting's jury".into(),
-            ));
+            return Err(RetentionError::NotTheJury);
         }
         if !self.db.is_assigned(staff.id, sitting).await? {
-            return Err(AppError::NotFound("sitting"));
+            return Err(Failure::NotFound("sitting").into());
         }
         Ok(())
     }
@@ -101,7 +100,7 @@ impl Retention {
         &self,
         sitting: Uuid,
         req: &PvRequest,
-    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), AppError> {
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), RetentionError> {
         self.plan_at(sitting, req, self.clock.now()).await
     }
 
@@ -112,33 +111,27 @@ impl Retention {
         sitting: Uuid,
         req: &PvRequest,
         now: time::OffsetDateTime,
-    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), AppError> {
+    ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), RetentionError> {
         if !self.db.sitting_exists(sitting).await? {
-            return Err(AppError::NotFound("sitting"));
+            return Err(Failure::NotFound("sitting").into());
         }
         if self.db.pv_decision(sitting).await?.is_some() {
-            return Err(AppError::PvAlreadyDecided);
+            return Err(RetentionError::PvAlreadyDecided);
         }
         let attempts = self.db.attempts_of_sitting(sitting).await?;
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
         let contested: HashSet<Uuid> = req.contested.iter().copied().collect();
         match req.outcome {
             PvOutcome::Reservations if contested.is_empty() => {
-                return Err(AppError::BadRequest(
-                    "a PV validated with reservations names the contested candidates".into(),
-                ))
+                return Err(RetentionError::ReservationsNameNoOne)
             }
             PvOutcome::Validated | PvOutcome::Refused if !contested.is_empty() => {
-                return Err(AppError::BadRequest(
-                    "only a PV validated with reservations names contested candidates".into(),
-                ))
+                return Err(RetentionError::ContestedWithoutReservations)
             }
             _ => {}
         }
         if let Some(stranger) = contested.iter().find(|c| !ids.contains(c)) {
-            return Err(AppError::BadRequest(format!(
-                "attempt {stranger} is not a candidate of this sitting"
-            )));
+            return Err(RetentionError::NotOfThisSitting(*stranger));
         }
         let in_progress = attempts
             .iter()
@@ -201,7 +194,7 @@ impl Retention {
         actor: &str,
         sitting: Uuid,
         req: PvRequest,
-    ) -> Result<PvResult, AppError> {
+    ) -> Result<PvResult, RetentionError> {
         if let Some(d) = self.db.pv_decision(sitting).await? {
             return self.replay_pv(&d, &req).await;
         }
@@ -209,13 +202,10 @@ impl Retention {
             let now = self.clock.now();
             let (plan, effects) = self.plan_at(sitting, &req, now).await?;
             if plan.in_progress > 0 {
-                return Err(AppError::Conflict(format!(
-                    "{} attempt(s) of the sitting are still in progress: end them first",
-                    plan.in_progress
-                )));
+                return Err(RetentionError::AttemptsInProgress(plan.in_progress));
             }
             if plan.unsubmitted > 0 && !req.override_unsubmitted {
-                return Err(AppError::ReviewsUnsubmitted(plan.unsubmitted));
+                return Err(RetentionError::ReviewsUnsubmitted(plan.unsubmitted));
             }
             let at_ms = unix_ms(now);
             let decision = PvDecision {
@@ -253,7 +243,7 @@ impl Retention {
             };
             let entries = match self.db.record_pv(&decision, &updates, event).await? {
                 PvRecorded::Recorded(entries) => entries,
-                PvRecorded::AlreadyDecided => return Err(AppError::PvAlreadyDecided),
+                PvRecorded::AlreadyDecided => return Err(RetentionError::PvAlreadyDecided),
                 PvRecorded::Raced => continue,
             };
             if let Some(last) = entries.last() {
@@ -283,14 +273,12 @@ impl Retention {
                 replayed: false,
             });
         }
-        Err(AppError::Conflict(
-            "the sitting's attempts kept changing; try again".into(),
-        ))
+        Err(RetentionError::SittingKeptChanging)
     }
 
     /// A decision asked again: the same one (outcome and contested candidates) answers what
     /// was recorded, so that a retry after a lost answer is harmless; another is refused.
-    async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, AppError> {
+    async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, RetentionError> {
         let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
         let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
         let facts: HashMap<Uuid, RetentionFacts> = self
@@ -306,7 +294,7 @@ impl Retention {
             .map(|f| f.attempt_id)
             .collect();
         if d.outcome != req.outcome || contested != req.contested.iter().copied().collect() {
-            return Err(AppError::PvAlreadyDecided);
+            return Err(RetentionError::PvAlreadyDecided);
         }
         let (mut planned, mut receipts) = (Vec::new(), Vec::new());
         for a in &attempts {

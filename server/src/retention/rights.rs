@@ -4,9 +4,10 @@
 
 use super::policy::Fate;
 use super::Retention;
+use super::RetentionError;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::db::{AuditEvent, RetentionChange};
-use crate::error::AppError;
+use crate::failure::Failure;
 use protocol::SignedReceipt;
 use serde::Serialize;
 use uuid::Uuid;
@@ -36,15 +37,13 @@ impl Retention {
         attempt: Uuid,
         reason: &'a str,
         what: &str,
-    ) -> Result<&'a str, AppError> {
+    ) -> Result<&'a str, RetentionError> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > 500 {
-            return Err(AppError::BadRequest(format!(
-                "{what} states its reason (at most 500 characters)"
-            )));
+            return Err(RetentionError::ReasonMissing(what.to_owned()));
         }
         if self.policy.facts(attempt).await?.destroyed_at_ms.is_some() {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         Ok(reason)
     }
@@ -55,7 +54,7 @@ impl Retention {
         actor: &str,
         attempt: Uuid,
         reason: &str,
-    ) -> Result<Option<SignedReceipt>, AppError> {
+    ) -> Result<Option<SignedReceipt>, RetentionError> {
         let reason = self.stated_reason(attempt, reason, "an erasure").await?;
         let at_ms = self.clock.now_ms();
         let event = AuditEvent {
@@ -87,7 +86,7 @@ impl Retention {
         actor: &str,
         attempt: Uuid,
         reason: &str,
-    ) -> Result<(), AppError> {
+    ) -> Result<(), RetentionError> {
         let reason = self.stated_reason(attempt, reason, "a legal hold").await?;
         let event = AuditEvent {
             at_ms: self.clock.now_ms(),
@@ -107,16 +106,16 @@ impl Retention {
             )
             .await?
         {
-            Some(entry) => self.audit.checkpoint(&entry).await,
-            None => Err(AppError::Conflict("this attempt is already on hold".into())),
+            Some(entry) => self.audit.checkpoint(&entry).await.map_err(Into::into),
+            None => Err(RetentionError::AlreadyOnHold),
         }
     }
 
     /// Lifts the hold: the 2-month clock starts again from now. Returns the new due time.
-    pub async fn lift_hold(&self, actor: &str, attempt: Uuid) -> Result<String, AppError> {
+    pub async fn lift_hold(&self, actor: &str, attempt: Uuid) -> Result<String, RetentionError> {
         let mut f = self.policy.facts(attempt).await?;
         if f.hold_reason.is_none() {
-            return Err(AppError::Conflict("this attempt is not on hold".into()));
+            return Err(RetentionError::NotOnHold);
         }
         let at_ms = self.clock.now_ms();
         f.hold_reason = None;
@@ -144,7 +143,7 @@ impl Retention {
             .await?
         {
             Some(entry) => self.audit.checkpoint(&entry).await?,
-            None => return Err(AppError::Conflict("this attempt is not on hold".into())),
+            None => return Err(RetentionError::NotOnHold),
         }
         self.wake.notify_one();
         Ok(rfc3339(due))
@@ -156,7 +155,7 @@ impl Retention {
         &self,
         actor: &str,
         attempt: Uuid,
-    ) -> Result<Vec<AccessEntry>, AppError> {
+    ) -> Result<Vec<AccessEntry>, RetentionError> {
         self.attempts.get(attempt).await?;
         // Asking who accessed is itself an access to the attempt's data.
         self.audit

@@ -6,8 +6,8 @@
 //! worker that dies leaves claims that lapse.
 
 use super::Retention;
+use super::RetentionError;
 use crate::clock::{rfc3339, unix_ms};
-use crate::error::AppError;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct DueAttempt {
 
 impl Retention {
     /// One sweep. A dry run claims nothing and changes nothing.
-    pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, AppError> {
+    pub async fn sweep(&self, dry_run: bool) -> Result<SweepReport, RetentionError> {
         let now = self.clock.now();
         let mut report = SweepReport {
             dry_run,
@@ -75,7 +75,7 @@ impl Retention {
     }
 
     /// The keys of every attempt due now, destroyed in batches (a transaction each).
-    pub async fn destroy_due(&self) -> Result<Vec<DueAttempt>, AppError> {
+    pub async fn destroy_due(&self) -> Result<Vec<DueAttempt>, RetentionError> {
         let now = self.clock.now();
         let cutoff = unix_ms(self.settings.ceiling.undecided_cutoff(now));
         let mut destroyed = Vec::new();
@@ -112,7 +112,10 @@ impl Retention {
 
     /// The data key of an attempt still alive; `None` for one destroyed, or whose key is
     /// gone: what was left in clear about it is then dropped, not sealed.
-    async fn live_key(&self, attempt: Uuid) -> Result<Option<protocol::AttemptKey>, AppError> {
+    async fn live_key(
+        &self,
+        attempt: Uuid,
+    ) -> Result<Option<protocol::AttemptKey>, RetentionError> {
         let a = self.attempts.get(attempt).await?;
         Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {
             None
@@ -123,7 +126,7 @@ impl Retention {
 
     /// Seals the connection data that versions before sealing stored in clear (once, after
     /// an upgrade): from then on no backup holds it past its attempt's key.
-    async fn seal_clear_connections(&self) -> Result<(), AppError> {
+    async fn seal_clear_connections(&self) -> Result<(), RetentionError> {
         loop {
             let clear = self.db.clear_connections(500).await?;
             if clear.is_empty() {
@@ -143,7 +146,7 @@ impl Retention {
 
     /// Seals the flags' notes that versions before sealing stored in clear (once, after an
     /// upgrade).
-    async fn seal_clear_notes(&self) -> Result<(), AppError> {
+    async fn seal_clear_notes(&self) -> Result<(), RetentionError> {
         loop {
             let clear = self.db.clear_notes(crate::keys::SEALED_NOTE, 500).await?;
             if clear.is_empty() {
@@ -163,7 +166,7 @@ impl Retention {
     /// still alive (held, disputed, enrolled long before their exam) first move under the
     /// current month's KEK: one survivor must not keep a whole month's destroyed attempts
     /// readable in the backups taken before their destruction.
-    async fn destroy_spent_epochs(&self) -> Result<Vec<String>, AppError> {
+    async fn destroy_spent_epochs(&self) -> Result<Vec<String>, RetentionError> {
         // Only months before the previous one: an instance whose clock lags, or an attempt
         // created at a month's turn, may still wrap a key under last month's KEK.
         let now = self.clock.now();
@@ -201,7 +204,11 @@ impl Retention {
     }
 
     /// Re-wraps the live attempts of `epoch` under the current KEK, audited.
-    async fn move_survivors(&self, epoch: &str, now: time::OffsetDateTime) -> Result<(), AppError> {
+    async fn move_survivors(
+        &self,
+        epoch: &str,
+        now: time::OffsetDateTime,
+    ) -> Result<(), RetentionError> {
         let survivors = self.db.live_keys_of_epoch(epoch).await?;
         if survivors.is_empty() {
             return Ok(());
@@ -227,7 +234,7 @@ impl Retention {
                     .await?,
             );
         }
-        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await
+        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await.map_err(Into::into)
     }
 }
 

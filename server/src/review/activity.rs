@@ -4,11 +4,10 @@
 //! nothing decoded, nothing kept.
 
 use super::Review;
-use crate::error::AppError;
-use crate::identity::StaffIdentity;
+use super::ReviewError;
+use crate::attempts::AssignedAttempt;
 use futures::StreamExt;
 use serde::Serialize;
-use uuid::Uuid;
 
 /// Fragments opened at once while building the strip.
 const PARALLEL_OPENS: usize = 8;
@@ -22,12 +21,9 @@ pub struct ActivityStrip {
 }
 
 impl Review {
-    pub async fn activity(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<ActivityStrip, AppError> {
-        let attempt = self.viewable_attempt(staff, attempt_id).await?;
+    pub async fn activity(&self, a: &AssignedAttempt) -> Result<ActivityStrip, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let attempt = Self::viewable(a)?;
         let mut points = Vec::new();
         let mut without = 0u32;
         for stream in self.db.streams_of(attempt_id).await? {
@@ -40,10 +36,7 @@ impl Review {
                     let (key, prev) = (key.clone(), prevs.get(&row.index).copied());
                     async move {
                         // The player's checks, and an altered fragment audited as such.
-                        let plaintext = self
-                            .open_checked(staff, attempt_id, &key, &row, prev)
-                            .await
-                            .ok()?;
+                        let plaintext = self.open_checked(a, &key, &row, prev).await.ok()?;
                         let activity = protocol::decode_payload(&plaintext).ok()?.activity?;
                         let activity: protocol::Activity = serde_json::from_slice(activity).ok()?;
                         Some((row.media_start_us / 1000, activity))

@@ -4,11 +4,14 @@
 //! must agree with them (irregularities ⇔ at least one flag). Every change is audited.
 
 use super::Review;
+use super::ReviewError;
+use crate::attempts::{AssignedAttempt, Purpose};
 use crate::db::{
-    DbError, Flag, FlagCategory, Review as ReviewRow, ReviewOutcome, Severity, Submit,
+    Attempt, DbError, Flag, FlagCategory, Review as ReviewRow, ReviewOutcome, Severity, StaffId,
+    Submit,
 };
 use crate::domain::Role;
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::{AttemptState, Transition};
 use serde::{Deserialize, Serialize};
@@ -111,7 +114,7 @@ fn rounds(reviews: &[ReviewRow], flags: &[Flag]) -> Vec<RoundView> {
 
 /// The review this reviewer may write to: a second review given to them, or the first
 /// one if it is theirs; never a submitted one.
-fn writable(reviews: &[ReviewRow], staff: Uuid) -> Option<&ReviewRow> {
+fn writable(reviews: &[ReviewRow], staff: StaffId) -> Option<&ReviewRow> {
     reviews
         .iter()
         .rev()
@@ -119,40 +122,29 @@ fn writable(reviews: &[ReviewRow], staff: Uuid) -> Option<&ReviewRow> {
 }
 
 impl Review {
-    async fn reviewable(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<crate::db::Attempt, AppError> {
-        if staff.role != Role::Reviewer {
-            return Err(AppError::Forbidden("only reviewers review".into()));
+    fn reviewable(a: &AssignedAttempt) -> Result<&crate::db::Attempt, ReviewError> {
+        Purpose::Review.check(a.staff().role)?;
+        if a.state == AttemptState::Destroyed {
+            return Err(Failure::Gone.into());
         }
-        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
-        if attempt.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
-        }
-        Ok(attempt)
+        Ok(a.attempt())
     }
 
     /// `reviewable`, and not on legal hold: a held attempt's review stays as it is.
-    async fn modifiable(
+    async fn modifiable<'a>(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<crate::db::Attempt, AppError> {
-        let attempt = self.reviewable(staff, attempt_id).await?;
-        if self.policy.facts(attempt_id).await?.hold_reason.is_some() {
-            return Err(AppError::OnHold);
+        a: &'a AssignedAttempt,
+    ) -> Result<&'a crate::db::Attempt, ReviewError> {
+        let attempt = Self::reviewable(a)?;
+        if self.policy.facts(a.id).await?.hold_reason.is_some() {
+            return Err(ReviewError::OnHold);
         }
         Ok(attempt)
     }
 
-    pub async fn review_view(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<ReviewView, AppError> {
-        let attempt = self.reviewable(staff, attempt_id).await?;
+    pub async fn review_view(&self, a: &AssignedAttempt) -> Result<ReviewView, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let attempt = Self::reviewable(a)?;
         let (reviews, flags) = (
             self.db.reviews_of(attempt_id).await?,
             self.db.flags_of(attempt_id).await?,
@@ -183,7 +175,7 @@ impl Review {
                         editable: Some(f.review_id) == mine,
                     })
                 })
-                .collect::<Result<_, AppError>>()?,
+                .collect::<Result<_, ReviewError>>()?,
         })
     }
 
@@ -192,21 +184,16 @@ impl Review {
         &self,
         staff: &StaffIdentity,
         attempt: &crate::db::Attempt,
-    ) -> Result<ReviewRow, AppError> {
+    ) -> Result<ReviewRow, ReviewError> {
         let reviews = self.db.reviews_of(attempt.id).await?;
         if let Some(r) = writable(&reviews, staff.id) {
             return Ok(r.clone());
         }
         if !reviews.is_empty() {
-            return Err(AppError::Conflict(
-                "this attempt's review is another reviewer's, or already submitted".into(),
-            ));
+            return Err(ReviewError::NotYourReview);
         }
         if !matches!(attempt.state, AttemptState::Ended | AttemptState::InReview) {
-            return Err(AppError::Conflict(format!(
-                "an attempt that is {} cannot be reviewed yet",
-                attempt.state.as_str()
-            )));
+            return Err(ReviewError::NotReviewableYet(attempt.state));
         }
         let review = ReviewRow {
             id: Uuid::new_v4(),
@@ -218,11 +205,7 @@ impl Review {
             outcome: None,
         };
         match self.db.create_review(review.clone()).await {
-            Err(DbError::Conflict) => {
-                return Err(AppError::Conflict(
-                    "another reviewer started this review".into(),
-                ))
-            }
+            Err(DbError::Conflict) => return Err(ReviewError::ReviewTaken),
             other => other?,
         }
         if attempt.state == AttemptState::Ended {
@@ -235,26 +218,22 @@ impl Review {
 
     pub async fn save_flag(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         flag_id: Option<Uuid>,
         input: FlagInput,
-    ) -> Result<Uuid, AppError> {
-        let attempt = self.modifiable(staff, attempt_id).await?;
+    ) -> Result<Uuid, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let attempt = self.modifiable(a).await?;
         if input.end_ms < input.start_ms
             || input.start_ms < 0
             || input.end_ms - input.start_ms > FLAG_MAX_MS
         {
-            return Err(AppError::BadRequest(
-                "a flag ends after it starts and covers at most 8 hours".into(),
-            ));
+            return Err(ReviewError::FlagSpan);
         }
         if input.note.chars().count() > NOTE_MAX
             || input.note.chars().any(|c| c.is_control() && c != '\n')
         {
-            return Err(AppError::BadRequest(format!(
-                "the note is at most {NOTE_MAX} characters, without control characters"
-            )));
+            return Err(ReviewError::FlagNote);
         }
         let review = self.my_review(staff, &attempt).await?;
         if let Some(id) = flag_id {
@@ -266,7 +245,7 @@ impl Review {
                 .iter()
                 .any(|f| f.id == id && f.review_id == review.id)
             {
-                return Err(AppError::NotFound("flag"));
+                return Err(Failure::NotFound("flag").into());
             }
         }
         let id = flag_id.unwrap_or_else(Uuid::new_v4);
@@ -290,7 +269,7 @@ impl Review {
         let detail = serde_json::json!({ "flag_id": id, "round": review.round, "category": flag.category, "severity": flag.severity,
             "start_ms": flag.start_ms, "end_ms": flag.end_ms });
         if !self.db.save_flag(flag).await? {
-            return Err(AppError::NotFound("flag"));
+            return Err(Failure::NotFound("flag").into());
         }
         self.audit
             .access(
@@ -307,17 +286,13 @@ impl Review {
         Ok(id)
     }
 
-    pub async fn delete_flag(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-        flag_id: Uuid,
-    ) -> Result<(), AppError> {
-        self.modifiable(staff, attempt_id).await?;
+    pub async fn delete_flag(&self, a: &AssignedAttempt, flag_id: Uuid) -> Result<(), ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        self.modifiable(a).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
-        let review = writable(&reviews, staff.id).ok_or(AppError::NotFound("flag"))?;
+        let review = writable(&reviews, staff.id).ok_or(Failure::NotFound("flag"))?;
         if !self.db.delete_flag(review.id, flag_id).await? {
-            return Err(AppError::NotFound("flag"));
+            return Err(Failure::NotFound("flag").into());
         }
         self.audit
             .access(
@@ -327,15 +302,16 @@ impl Review {
                 serde_json::json!({ "flag_id": flag_id, "round": review.round }),
             )
             .await
+            .map_err(Into::into)
     }
 
     pub async fn submit_review(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         outcome: ReviewOutcome,
-    ) -> Result<ReviewView, AppError> {
-        let attempt = self.modifiable(staff, attempt_id).await?;
+    ) -> Result<ReviewView, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let attempt = self.modifiable(a).await?;
         let review = self.my_review(staff, &attempt).await?;
         let flags = match self
             .db
@@ -343,21 +319,9 @@ impl Review {
             .await?
         {
             Submit::Submitted(flags) => flags,
-            Submit::AlreadySubmitted => {
-                return Err(AppError::Conflict(
-                    "this review is already submitted".into(),
-                ))
-            }
-            Submit::Disagrees(0) => {
-                return Err(AppError::Conflict(
-                    "irregularities need at least one flag".into(),
-                ))
-            }
-            Submit::Disagrees(n) => {
-                return Err(AppError::Conflict(format!(
-                    "{n} flag(s) recorded: delete them or submit irregularities"
-                )))
-            }
+            Submit::AlreadySubmitted => return Err(ReviewError::AlreadySubmitted),
+            Submit::Disagrees(0) => return Err(ReviewError::IrregularitiesWithoutFlag),
+            Submit::Disagrees(n) => return Err(ReviewError::FlagsDisagree(n)),
         };
         self.audit
             .access(
@@ -372,36 +336,24 @@ impl Review {
                 .transition(attempt_id, Transition::SubmitReview, &staff.login)
                 .await?;
         }
-        self.review_view(staff, attempt_id).await
+        self.review_view(a).await
     }
 
     /// Gives a submitted attempt a second review by another reviewer of the sitting (the
     /// jury's or an admin's request).
     pub async fn request_second_review(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         reviewer_login: &str,
-    ) -> Result<(), AppError> {
-        if !matches!(staff.role, Role::Jury | Role::Admin) {
-            return Err(AppError::Forbidden(
-                "a second review is requested by the jury or an admin".into(),
-            ));
-        }
-        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
+    ) -> Result<(), ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        Purpose::SecondReview.check(staff.role)?;
+        let attempt = a.attempt();
         let reviews = self.db.reviews_of(attempt_id).await?;
         let first = match reviews.as_slice() {
             [first] if first.submitted_at_ms.is_some() => first,
-            [] | [_] => {
-                return Err(AppError::Conflict(
-                    "the first review is not submitted yet".into(),
-                ))
-            }
-            _ => {
-                return Err(AppError::Conflict(
-                    "a second review was already requested".into(),
-                ))
-            }
+            [] | [_] => return Err(ReviewError::FirstReviewPending),
+            _ => return Err(ReviewError::SecondReviewExists),
         };
         let reviewer = match self.db.staff_by_login(reviewer_login).await {
             Ok(r)
@@ -410,17 +362,11 @@ impl Review {
             {
                 r
             }
-            Ok(_) | Err(DbError::NotFound) => {
-                return Err(AppError::BadRequest(
-                    "no reviewer of this sitting has that login".into(),
-                ))
-            }
+            Ok(_) | Err(DbError::NotFound) => return Err(ReviewError::NoSuchReviewer),
             Err(e) => return Err(e.into()),
         };
         if reviewer.id == first.reviewer_id {
-            return Err(AppError::BadRequest(
-                "a second review goes to another reviewer".into(),
-            ));
+            return Err(ReviewError::SameReviewer);
         }
         let review = ReviewRow {
             id: Uuid::new_v4(),
@@ -432,11 +378,7 @@ impl Review {
             outcome: None,
         };
         match self.db.create_review(review).await {
-            Err(DbError::Conflict) => {
-                return Err(AppError::Conflict(
-                    "a second review was already requested".into(),
-                ))
-            }
+            Err(DbError::Conflict) => return Err(ReviewError::SecondReviewExists),
             other => other?,
         }
         self.audit
@@ -455,9 +397,25 @@ impl Review {
         Ok(())
     }
 
-    /// The review outcome without notes: for the exam platform and the jury.
-    pub async fn review_outcome(&self, attempt_id: Uuid) -> Result<ReviewOutcomeView, AppError> {
-        let attempt = self.attempts.get(attempt_id).await?;
+    /// The review outcome without notes, for the jury and the reviewers of the sitting.
+    pub async fn review_outcome(
+        &self,
+        a: &AssignedAttempt,
+    ) -> Result<ReviewOutcomeView, ReviewError> {
+        self.outcome_of(a.attempt()).await
+    }
+
+    /// The same, for the exam platform (the integration API, which holds its own token and
+    /// sees every attempt): the one caller that names an attempt without a staff member.
+    pub async fn outcome_for_platform(
+        &self,
+        attempt_id: Uuid,
+    ) -> Result<ReviewOutcomeView, ReviewError> {
+        self.outcome_of(&self.attempts.get(attempt_id).await?).await
+    }
+
+    async fn outcome_of(&self, attempt: &Attempt) -> Result<ReviewOutcomeView, ReviewError> {
+        let attempt_id = attempt.id;
         let (reviews, flags) = (
             self.db.reviews_of(attempt.id).await?,
             self.db.flags_of(attempt.id).await?,

@@ -6,11 +6,14 @@
 
 pub mod activity;
 pub mod decision;
+pub mod error;
 pub mod playback;
 pub mod queue;
 pub mod recording;
 mod sittings;
 pub mod timeline;
+
+pub use error::ReviewError;
 
 use crate::attempts::Attempts;
 use crate::audit::Audit;

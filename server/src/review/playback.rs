@@ -4,49 +4,41 @@
 //! media time it covers, then sent. The plaintext is wiped once sent; nothing is written.
 
 use super::Review;
+use super::ReviewError;
+use crate::attempts::{AssignedAttempt, Purpose};
 use crate::blobs::chunk_path;
 use crate::db::{Attempt, ChunkRow, DbError, Stream};
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use bytes::Bytes;
 use uuid::Uuid;
 
 impl Review {
-    /// The attempt, if this staff member may watch it: a reviewer of its sitting, and the
-    /// recording not destroyed.
-    pub(crate) async fn viewable_attempt(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<Attempt, AppError> {
-        if !staff.role.may_view_recordings() {
-            return Err(AppError::Forbidden(
-                "this role may not view recordings".into(),
-            ));
-        }
-        let attempt = self.attempts.for_staff(staff, attempt_id).await?;
-        match attempt.state {
-            AttemptState::Destroyed => Err(AppError::Gone),
+    /// The attempt, if its staff member may watch it: a role that views recordings, the
+    /// exam over and the recording not destroyed.
+    pub(crate) fn viewable(a: &AssignedAttempt) -> Result<&Attempt, ReviewError> {
+        Purpose::Watch.check(a.staff().role)?;
+        match a.state {
+            AttemptState::Destroyed => Err(Failure::Gone.into()),
             // Asynchronous surveillance: nothing is watched before the exam has ended.
             AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording => {
-                Err(AppError::ExamInProgress)
+                Err(ReviewError::ExamInProgress)
             }
-            _ => Ok(attempt),
+            _ => Ok(a.attempt()),
         }
     }
 
-    /// `viewable_attempt`, and one of its streams.
-    pub(crate) async fn viewable_stream(
+    /// `viewable`, and one of its streams.
+    pub(crate) async fn viewable_stream<'a>(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &'a AssignedAttempt,
         stream_id: Uuid,
-    ) -> Result<(Attempt, Stream), AppError> {
-        let attempt = self.viewable_attempt(staff, attempt_id).await?;
+    ) -> Result<(&'a Attempt, Stream), ReviewError> {
+        let attempt = Self::viewable(a)?;
         match self.db.stream(stream_id).await {
-            Ok(s) if s.attempt_id == attempt_id => Ok((attempt, s)),
-            Ok(_) | Err(DbError::NotFound) => Err(AppError::NotFound("stream")),
+            Ok(s) if s.attempt_id == a.id => Ok((attempt, s)),
+            Ok(_) | Err(DbError::NotFound) => Err(Failure::NotFound("stream").into()),
             Err(e) => Err(e.into()),
         }
     }
@@ -55,14 +47,12 @@ impl Review {
     /// media part of its payload, what the player appends.
     pub async fn fragment(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         stream_id: Uuid,
         index: u32,
-    ) -> Result<Bytes, AppError> {
-        let (row, plaintext) = self
-            .checked_plaintext(staff, attempt_id, stream_id, index)
-            .await?;
+    ) -> Result<Bytes, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let (row, plaintext) = self.checked_plaintext(a, stream_id, index).await?;
         let media = part(&plaintext, |p| Some(p.media), index)?;
         self.audit.access(
             staff,
@@ -78,14 +68,12 @@ impl Review {
     /// The fragment's thumbnail (a JPEG the agent made), if it has one.
     pub async fn thumbnail(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         stream_id: Uuid,
         index: u32,
-    ) -> Result<Bytes, AppError> {
-        let (row, plaintext) = self
-            .checked_plaintext(staff, attempt_id, stream_id, index)
-            .await?;
+    ) -> Result<Bytes, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let (row, plaintext) = self.checked_plaintext(a, stream_id, index).await?;
         let jpeg = part(&plaintext, |p| p.thumbnail, index)?;
         self.audit.access(
             staff,
@@ -101,14 +89,13 @@ impl Review {
     /// member who may watch it. Not audited: the caller audits what it sends.
     pub(crate) async fn checked_plaintext(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         stream_id: Uuid,
         index: u32,
-    ) -> Result<(ChunkRow, Bytes), AppError> {
-        let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
+    ) -> Result<(ChunkRow, Bytes), ReviewError> {
+        let (attempt, stream) = self.viewable_stream(a, stream_id).await?;
         let row = match self.db.chunk(stream_id, index).await {
-            Err(DbError::NotFound) => return Err(AppError::NotFound("fragment")),
+            Err(DbError::NotFound) => return Err(Failure::NotFound("fragment").into()),
             other => other?,
         };
         let prev = match index {
@@ -120,9 +107,7 @@ impl Review {
             },
         };
         let key = self.keys.stream_key(&attempt, &stream)?;
-        let plaintext = self
-            .open_checked(staff, attempt_id, &key, &row, prev)
-            .await?;
+        let plaintext = self.open_checked(a, &key, &row, prev).await?;
         Ok((row, plaintext))
     }
 
@@ -134,12 +119,12 @@ impl Review {
     /// response has sent it.
     pub(crate) async fn open_checked(
         &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         key: &protocol::StreamKey,
         row: &ChunkRow,
         prev: Option<[u8; 32]>,
-    ) -> Result<Bytes, AppError> {
+    ) -> Result<Bytes, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
         let (stream_id, index) = (row.stream_id, row.index);
         if prev.is_some_and(|p| p != row.prev_digest) {
             return Err(self
@@ -191,7 +176,7 @@ impl Review {
         stream: Uuid,
         index: u32,
         why: &'static str,
-    ) -> AppError {
+    ) -> ReviewError {
         if let Err(e) = self
             .audit
             .access(
@@ -202,9 +187,9 @@ impl Review {
             )
             .await
         {
-            return e;
+            return e.into();
         }
-        AppError::FragmentAltered { index, why }
+        ReviewError::FragmentAltered { index, why }
     }
 }
 
@@ -221,13 +206,14 @@ pub(super) fn part(
     plaintext: &Bytes,
     pick: impl for<'a> Fn(&protocol::Payload<'a>) -> Option<&'a [u8]>,
     index: u32,
-) -> Result<Bytes, AppError> {
-    let payload = protocol::decode_payload(plaintext).map_err(|_| AppError::FragmentAltered {
-        index,
-        why: "has a malformed payload",
-    })?;
+) -> Result<Bytes, ReviewError> {
+    let payload =
+        protocol::decode_payload(plaintext).map_err(|_| ReviewError::FragmentAltered {
+            index,
+            why: "has a malformed payload",
+        })?;
     match pick(&payload) {
         Some(p) => Ok(plaintext.slice_ref(p)),
-        None => Err(AppError::NotFound("thumbnail")),
+        None => Err(Failure::NotFound("thumbnail").into()),
     }
 }

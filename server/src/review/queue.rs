@@ -2,7 +2,7 @@
 //! with what a reviewer sorts by (state, duration, gaps, integrity, flags, deadline).
 
 use super::Review;
-use crate::error::AppError;
+use super::ReviewError;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use serde::Serialize;
@@ -26,15 +26,15 @@ pub struct QueueRow {
 }
 
 impl Review {
-    pub async fn queue(&self, staff: &StaffIdentity) -> Result<Vec<QueueRow>, AppError> {
+    pub async fn queue(&self, staff: &StaffIdentity) -> Result<Vec<QueueRow>, ReviewError> {
         if !staff.role.may_view_recordings() {
-            return Err(AppError::Forbidden("the queue is the reviewers'".into()));
+            return Err(ReviewError::NotAReviewer);
         }
         let deadline = self.settings.deadline.as_millis() as i64;
         let now = self.clock.now_ms();
         let mut rows = Vec::new();
-        for (sitting_id, sitting) in self.db.sittings_of_staff(staff.id).await? {
-            for a in self.db.attempts_of_sitting(sitting_id).await? {
+        for (sitting_id, sitting, attempts) in self.attempts.assigned_to(staff).await? {
+            for a in attempts {
                 // Nothing to watch yet (no consent, or recording) or any more (destroyed).
                 if !matches!(
                     a.state,
@@ -45,7 +45,7 @@ impl Review {
                 ) {
                     continue;
                 }
-                let report = self.attempt_report(a.id).await?;
+                let report = self.report_of(a.attempt()).await?;
                 let flags = self.db.flags_of(a.id).await?.len();
                 let due_at_ms = a.ended_at_ms.map(|t| t + deadline);
                 let pending = matches!(a.state, AttemptState::Ended | AttemptState::InReview);
@@ -53,7 +53,7 @@ impl Review {
                     attempt_id: a.id,
                     sitting_id,
                     sitting: sitting.clone(),
-                    candidate: a.reference,
+                    candidate: a.reference.clone(),
                     state: a.state,
                     recorded_seconds: report.recorded_seconds,
                     gaps: report.gaps.len() + report.missing.len(),

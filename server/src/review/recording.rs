@@ -2,10 +2,11 @@
 //! stream for staff (decrypted chunk by chunk in memory, never written anywhere).
 
 use super::Review;
+use super::ReviewError;
+use crate::attempts::AssignedAttempt;
 use crate::clock::{from_unix_ms, rfc3339};
-use crate::db::{ChunkRow, Stream};
-use crate::error::AppError;
-use crate::identity::StaffIdentity;
+use crate::db::{Attempt, ChunkRow, Stream};
+use crate::failure::Failure;
 use crate::lifecycle::AttemptState;
 use bytes::Bytes;
 use futures::{Stream as FutStream, StreamExt};
@@ -121,8 +122,32 @@ fn media_span_us(chunks: &[ChunkRow]) -> u64 {
 }
 
 impl Review {
-    pub async fn attempt_report(&self, attempt_id: Uuid) -> Result<AttemptReport, AppError> {
-        let attempt = self.attempts.get(attempt_id).await?;
+    /// What was recorded and kept of an attempt, for a staff member who may see it; the
+    /// viewing is audited.
+    pub async fn attempt_report(&self, a: &AssignedAttempt) -> Result<AttemptReport, ReviewError> {
+        let report = self.report_of(a.attempt()).await?;
+        self.audit
+            .access(
+                a.staff(),
+                "attempt_report_viewed",
+                Some(a.id),
+                serde_json::json!({}),
+            )
+            .await?;
+        Ok(report)
+    }
+
+    /// The same, for the operator on the server (`attempt show`): the one caller that
+    /// names an attempt without a staff member.
+    pub async fn report_for_operator(
+        &self,
+        attempt_id: Uuid,
+    ) -> Result<AttemptReport, ReviewError> {
+        self.report_of(&self.attempts.get(attempt_id).await?).await
+    }
+
+    pub(super) async fn report_of(&self, attempt: &Attempt) -> Result<AttemptReport, ReviewError> {
+        let attempt_id = attempt.id;
         // A destroyed attempt has nothing left to report on but its retention and receipt.
         let streams = if attempt.state == AttemptState::Destroyed {
             Vec::new()
@@ -183,7 +208,7 @@ impl Review {
         Ok(AttemptReport {
             attempt_id,
             sitting_id: attempt.sitting_id,
-            reference: attempt.reference,
+            reference: attempt.reference.clone(),
             state: attempt.state,
             ended_at: attempt.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             missing,
@@ -204,20 +229,20 @@ impl Review {
     /// The access is audited before the first byte leaves.
     pub async fn read_media(
         self: Arc<Self>,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
+        a: &AssignedAttempt,
         stream_id: Uuid,
         from: u32,
         to: Option<u32>,
-    ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, AppError>
+    ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ReviewError>
     {
-        let (attempt, stream) = self.viewable_stream(staff, attempt_id, stream_id).await?;
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let (attempt, stream) = self.viewable_stream(a, stream_id).await?;
         let all = self.db.chunks_of(stream_id).await?;
         let last_stored = all.last().map(|r| r.index).unwrap_or(0);
         let to = to.unwrap_or(last_stored).min(last_stored);
         let from = from.max(1);
         if all.first().map(|r| r.index) != Some(0) {
-            return Err(AppError::NotFound("initialisation segment"));
+            return Err(Failure::NotFound("initialisation segment").into());
         }
         let selected: Vec<ChunkRow> = all
             .iter()
@@ -232,7 +257,7 @@ impl Review {
             .map(|r| format!("{}-{}", r.from.max(from), r.to))
             .collect();
         if !holes.is_empty() {
-            return Err(AppError::FragmentsMissing(holes.join(", ")));
+            return Err(ReviewError::FragmentsMissing(holes.join(", ")));
         }
         let key = self.keys.stream_key(&attempt, &stream)?;
         self.audit.access(
@@ -245,9 +270,9 @@ impl Review {
         .await?;
         // Each chunk's predecessor, to check the chain as the player's path does.
         let prevs = super::playback::predecessors(&all);
-        let (me, staff) = (self.clone(), staff.clone());
+        let (me, a) = (self.clone(), a.clone());
         Ok(futures::stream::iter(selected).then(move |row| {
-            let (me, staff, key) = (me.clone(), staff.clone(), key.clone());
+            let (me, a, key) = (me.clone(), a.clone(), key.clone());
             let prev = prevs.get(&row.index).copied();
             async move {
                 // A long download stops when the attempt is destroyed under it.
@@ -262,7 +287,7 @@ impl Review {
                     return Err(std::io::Error::other("the recording has been destroyed"));
                 }
                 let plaintext = me
-                    .open_checked(&staff, attempt_id, &key, &row, prev)
+                    .open_checked(&a, &key, &row, prev)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 // Only its media part goes out (not the activity and thumbnail riding with it).

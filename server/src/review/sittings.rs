@@ -1,23 +1,65 @@
 //! The sittings a staff member sees, as the jury's and the player's pages list them.
 
+use super::decision::{ReviewOutcomeView, ReviewStatus};
 use super::Review;
-use crate::db::{Attempt, PvDecision};
-use crate::error::AppError;
+use super::ReviewError;
+use crate::attempts::AssignedAttempt;
+use crate::db::PvDecision;
 use crate::identity::StaffIdentity;
+use crate::lifecycle::AttemptState;
 use uuid::Uuid;
+
+/// One of a jury member's sittings: the PV's decision, if taken, and each attempt's review.
+pub struct JurySitting {
+    pub id: Uuid,
+    pub reference: String,
+    pub pv: Option<PvDecision>,
+    pub attempts: Vec<JuryAttempt>,
+}
+
+pub struct JuryAttempt {
+    pub attempt: AssignedAttempt,
+    pub outcome: ReviewOutcomeView,
+    /// One review, submitted, and the recording still there to review again.
+    pub second_review_possible: bool,
+}
 
 impl Review {
     /// The sittings assigned to this staff member: (id, reference).
-    pub async fn sittings_of(&self, who: &StaffIdentity) -> Result<Vec<(Uuid, String)>, AppError> {
+    pub async fn sittings_of(
+        &self,
+        who: &StaffIdentity,
+    ) -> Result<Vec<(Uuid, String)>, ReviewError> {
         Ok(self.db.sittings_of_staff(who.id).await?)
     }
 
-    /// The jury's decision on a sitting's PV, if any.
-    pub async fn pv_decision(&self, sitting: Uuid) -> Result<Option<PvDecision>, AppError> {
-        Ok(self.db.pv_decision(sitting).await?)
-    }
-
-    pub async fn attempts_of_sitting(&self, sitting: Uuid) -> Result<Vec<Attempt>, AppError> {
-        Ok(self.db.attempts_of_sitting(sitting).await?)
+    /// What the jury's page shows: every sitting of theirs, its PV, each review's outcome.
+    pub async fn jury_overview(
+        &self,
+        who: &StaffIdentity,
+    ) -> Result<Vec<JurySitting>, ReviewError> {
+        let mut out = Vec::new();
+        for (id, reference, attempts) in self.attempts.assigned_to(who).await? {
+            let pv = self.db.pv_decision(id).await?;
+            let mut rows = Vec::with_capacity(attempts.len());
+            for attempt in attempts {
+                let outcome = self.review_outcome(&attempt).await?;
+                let second_review_possible = outcome.rounds.len() == 1
+                    && outcome.status == ReviewStatus::Submitted
+                    && attempt.state != AttemptState::Destroyed;
+                rows.push(JuryAttempt {
+                    attempt,
+                    outcome,
+                    second_review_possible,
+                });
+            }
+            out.push(JurySitting {
+                id,
+                reference,
+                pv,
+                attempts: rows,
+            });
+        }
+        Ok(out)
     }
 }

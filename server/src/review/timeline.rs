@@ -4,9 +4,9 @@
 //! listed with their place in time.
 
 use super::Review;
+use super::ReviewError;
+use crate::attempts::AssignedAttempt;
 use crate::db::ChunkRow;
-use crate::error::AppError;
-use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use crate::review::recording::{missing_ranges, IndexRange, StreamStatus};
 use serde::Serialize;
@@ -79,12 +79,9 @@ pub(crate) fn stream_timeline(
 }
 
 impl Review {
-    pub async fn timeline(
-        &self,
-        staff: &StaffIdentity,
-        attempt_id: Uuid,
-    ) -> Result<Timeline, AppError> {
-        let attempt = self.viewable_attempt(staff, attempt_id).await?;
+    pub async fn timeline(&self, a: &AssignedAttempt) -> Result<Timeline, ReviewError> {
+        let (staff, attempt_id) = (a.staff(), a.id);
+        let attempt = Self::viewable(a)?;
         let streams = self.db.streams_of(attempt_id).await?;
         let mut out = Vec::with_capacity(streams.len());
         for (n, s) in streams.iter().enumerate() {
@@ -122,7 +119,7 @@ impl Review {
             .await?;
         Ok(Timeline {
             attempt_id,
-            reference: attempt.reference,
+            reference: attempt.reference.clone(),
             state: attempt.state,
             start_ms,
             end_ms,

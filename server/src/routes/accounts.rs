@@ -4,8 +4,8 @@
 use super::session::AccountSession;
 use super::{read_json, AppState};
 use crate::accounts::StaffSummary;
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;

@@ -1,9 +1,9 @@
 //! Agent API: a candidate's launch token writes to its own attempt only, never reads.
 
 use super::{bearer, parse_id, read_body_exact, read_json, AppState};
-use crate::error::AppError;
 use crate::identity::AgentIdentity;
-use crate::ingest::{Ingest, Via};
+use crate::ingest::Via;
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
@@ -38,7 +38,7 @@ pub fn router() -> Router<AppState> {
 impl FromRequestParts<AppState> for AgentIdentity {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        state.ingest.authenticate_agent(bearer(parts)?).await
+        Ok(state.ingest.authenticate_agent(bearer(parts)?).await?)
     }
 }
 
@@ -280,8 +280,8 @@ pub async fn put_chunk(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (stream_id, index, length) =
-        chunk_address(&stream_id, &index, &headers).inspect_err(Ingest::refused)?;
+    let (stream_id, index, length) = chunk_address(&stream_id, &index, &headers)
+        .inspect_err(|e| crate::metrics::chunk_refused(e.status_and_code().1))?;
     let read = |deadline| read_body_exact(body, length as usize, deadline);
     let ack = app
         .ingest

@@ -4,7 +4,7 @@
 
 use super::{bearer, parse_id, read_json, AppState};
 use crate::enrolment::Created;
-use crate::error::AppError;
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::{request::Parts, HeaderName, HeaderValue, StatusCode};
@@ -214,7 +214,7 @@ pub async fn review_outcome(
 ) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
     Ok(Json(
         app.review
-            .review_outcome(parse_id(&id, "attempt id")?)
+            .outcome_for_platform(parse_id(&id, "attempt id")?)
             .await?,
     ))
 }

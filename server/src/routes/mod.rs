@@ -3,6 +3,9 @@
 
 mod accounts;
 pub mod agent;
+mod assigned;
+pub mod error;
+mod errors;
 mod integration;
 mod launch;
 pub mod openapi;
@@ -13,7 +16,8 @@ mod review;
 pub mod session;
 mod staff;
 
-use crate::error::AppError;
+use crate::ingest::BodyRefused;
+use crate::routes::error::AppError;
 use axum::body::{Body, Bytes};
 use axum::http::{header, request::Parts};
 use axum::Router;
@@ -107,18 +111,16 @@ pub async fn read_body_exact(
     body: Body,
     length: usize,
     timeout: std::time::Duration,
-) -> Result<Bytes, AppError> {
+) -> Result<Bytes, BodyRefused> {
     use http_body_util::BodyExt;
     let read = async move {
         let mut body = body;
         let mut buf = bytes::BytesMut::with_capacity(length);
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| AppError::BodyIncomplete)?;
+            let frame = frame.map_err(|_| BodyRefused::Incomplete)?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > length {
-                    return Err(AppError::BadRequest(
-                        "body longer than its Content-Length".into(),
-                    ));
+                    return Err(BodyRefused::LongerThanDeclared);
                 }
                 buf.extend_from_slice(&data);
             }
@@ -127,7 +129,7 @@ pub async fn read_body_exact(
     };
     tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| AppError::BodyTimeout)?
+        .map_err(|_| BodyRefused::Timeout)?
 }
 
 /// JSON bodies are small: a client that cannot send 64 KiB in this time is not a client.

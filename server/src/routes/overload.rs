@@ -2,7 +2,7 @@
 //! with 503 and `Retry-After` (tower's load shedding over one shared concurrency limit)
 //! instead of waiting in a queue that grows with the flood.
 
-use crate::error::AppError;
+use crate::routes::error::AppError;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::IntoResponse;
 use tower::limit::GlobalConcurrencyLimitLayer;

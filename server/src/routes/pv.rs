@@ -2,9 +2,9 @@
 //! the plan (what would be deleted now, what kept until when) and the decision.
 
 use super::{parse_id, read_json, AppState};
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest, PvResult};
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

@@ -2,14 +2,15 @@
 //! flags and review decisions. Authenticated by bearer token or by the session cookie
 //! plus CSRF header (`session`). Media answers are never cached.
 
+use super::assigned::{Assigned, Reviewing, SecondReview, Watch};
 use super::session::AccountSession;
 use super::{parse_id, read_json, AppState};
 use crate::db::ReviewOutcome;
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
 use crate::review::decision::{FlagInput, ReviewOutcomeView, ReviewView};
 use crate::review::queue::QueueRow;
 use crate::review::timeline::Timeline;
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -80,33 +81,23 @@ pub async fn logout(
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/timeline", tag = "review", responses((status = 200, description = "streams on wall-clock time, gaps, missing and broken fragments"), (status = 401), (status = 403), (status = 404), (status = 410)))]
 pub async fn timeline(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<Watch>,
 ) -> Result<Json<Timeline>, AppError> {
-    Ok(Json(
-        app.review
-            .timeline(&staff, parse_id(&attempt, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.review.timeline(&a).await?))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/streams/{stream_id}/fragments/{index}", tag = "review", responses((status = 200, description = "one decrypted fragment (0: init segment)", content_type = "video/mp4"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422, description = "fragment_altered: fails its checks, never served")))]
 pub async fn fragment(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path((attempt, stream, index)): Path<(String, String, String)>,
+    Assigned(a, _): Assigned<Watch>,
+    Path((_attempt_id, stream, index)): Path<(String, String, String)>,
 ) -> Result<Response, AppError> {
     let index: u32 = index
         .parse()
         .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app
         .review
-        .fragment(
-            &staff,
-            parse_id(&attempt, "attempt id")?,
-            parse_id(&stream, "stream id")?,
-            index,
-        )
+        .fragment(&a, parse_id(&stream, "stream id")?, index)
         .await?;
     Ok((
         [
@@ -122,20 +113,15 @@ pub async fn fragment(
     responses((status = 200, description = "the fragment's 160x120 picture, made by the agent", content_type = "image/jpeg"), (status = 401), (status = 403), (status = 404), (status = 410), (status = 422)))]
 pub async fn thumbnail(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path((attempt, stream, index)): Path<(String, String, String)>,
+    Assigned(a, _): Assigned<Watch>,
+    Path((_attempt_id, stream, index)): Path<(String, String, String)>,
 ) -> Result<Response, AppError> {
     let index: u32 = index
         .parse()
         .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
     let bytes = app
         .review
-        .thumbnail(
-            &staff,
-            parse_id(&attempt, "attempt id")?,
-            parse_id(&stream, "stream id")?,
-            index,
-        )
+        .thumbnail(&a, parse_id(&stream, "stream id")?, index)
         .await?;
     Ok((
         [
@@ -151,27 +137,17 @@ pub async fn thumbnail(
     responses((status = 200, description = "per recorded second: wall-clock ms, motion, audio level (0-100)"), (status = 401), (status = 403), (status = 404), (status = 410)))]
 pub async fn activity(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<Watch>,
 ) -> Result<Json<crate::review::activity::ActivityStrip>, AppError> {
-    Ok(Json(
-        app.review
-            .activity(&staff, parse_id(&attempt, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.review.activity(&a).await?))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/review", tag = "review", responses((status = 200, description = "rounds, flags, my writable round"), (status = 401), (status = 403), (status = 404)))]
 pub async fn review(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<Reviewing>,
 ) -> Result<Json<ReviewView>, AppError> {
-    Ok(Json(
-        app.review
-            .review_view(&staff, parse_id(&attempt, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.review.review_view(&a).await?))
 }
 
 #[derive(Deserialize)]
@@ -183,17 +159,11 @@ struct SubmitRequest {
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/review/submit", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409, description = "outcome disagrees with the flags, or already submitted")))]
 pub async fn submit(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<Reviewing>,
     body: Body,
 ) -> Result<Json<ReviewView>, AppError> {
-    let attempt = parse_id(&attempt, "attempt id")?;
     let req: SubmitRequest = read_json(body).await?;
-    Ok(Json(
-        app.review
-            .submit_review(&staff, attempt, req.outcome)
-            .await?,
-    ))
+    Ok(Json(app.review.submit_review(&a, req.outcome).await?))
 }
 
 #[derive(Deserialize)]
@@ -205,15 +175,11 @@ struct SecondReviewRequest {
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/second-review", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn second_review(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<SecondReview>,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    let attempt = parse_id(&attempt, "attempt id")?;
     let req: SecondReviewRequest = read_json(body).await?;
-    app.review
-        .request_second_review(&staff, attempt, &req.reviewer)
-        .await?;
+    app.review.request_second_review(&a, &req.reviewer).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -221,58 +187,43 @@ pub async fn second_review(
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}/outcome", tag = "review", responses((status = 200, description = "status, rounds, categories and counts"), (status = 401), (status = 403), (status = 404)))]
 pub async fn outcome(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned,
 ) -> Result<Json<ReviewOutcomeView>, AppError> {
-    let attempt = parse_id(&attempt, "attempt id")?;
-    app.attempts.for_staff(&staff, attempt).await?;
-    Ok(Json(app.review.review_outcome(attempt).await?))
+    Ok(Json(app.review.review_outcome(&a).await?))
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/attempts/{attempt_id}/flags", tag = "review", responses((status = 201), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn create_flag(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(attempt): Path<String>,
+    Assigned(a, _): Assigned<Reviewing>,
     body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let attempt = parse_id(&attempt, "attempt id")?;
     let input: FlagInput = read_json(body).await?;
-    let id = app.review.save_flag(&staff, attempt, None, input).await?;
+    let id = app.review.save_flag(&a, None, input).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
 #[utoipa::path(put, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 200), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn update_flag(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path((attempt, flag)): Path<(String, String)>,
+    Assigned(a, _): Assigned<Reviewing>,
+    Path((_attempt_id, flag)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let (attempt, flag) = (
-        parse_id(&attempt, "attempt id")?,
-        parse_id(&flag, "flag id")?,
-    );
+    let flag = parse_id(&flag, "flag id")?;
     let input: FlagInput = read_json(body).await?;
-    let id = app
-        .review
-        .save_flag(&staff, attempt, Some(flag), input)
-        .await?;
+    let id = app.review.save_flag(&a, Some(flag), input).await?;
     Ok(Json(serde_json::json!({ "id": id })))
 }
 
 #[utoipa::path(delete, path = "/api/staff/v1/attempts/{attempt_id}/flags/{flag_id}", tag = "review", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
 pub async fn delete_flag(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path((attempt, flag)): Path<(String, String)>,
+    Assigned(a, _): Assigned<Reviewing>,
+    Path((_attempt_id, flag)): Path<(String, String)>,
 ) -> Result<StatusCode, AppError> {
     app.review
-        .delete_flag(
-            &staff,
-            parse_id(&attempt, "attempt id")?,
-            parse_id(&flag, "flag id")?,
-        )
+        .delete_flag(&a, parse_id(&flag, "flag id")?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,8 +5,8 @@
 //! forms), which a page of another origin cannot read. SameSite=Strict is the second lock.
 
 use super::AppState;
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
+use crate::routes::error::AppError;
 use axum::extract::FromRequestParts;
 use axum::http::{request::Parts, HeaderValue, Method};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};

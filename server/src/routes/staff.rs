@@ -1,9 +1,9 @@
 //! Staff API (staff listener only): login, attempt report, decrypted media.
 
+use super::assigned::{Assigned, Watch};
 use super::{parse_id, read_json, AppState};
-use crate::error::AppError;
-use crate::identity::StaffIdentity;
 use crate::review::recording::AttemptReport;
+use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::header;
@@ -57,21 +57,9 @@ pub async fn login(
     responses((status = 200, description = "attempt report"), (status = 401), (status = 404)))]
 pub async fn attempt(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path(id): Path<String>,
+    Assigned(a, _): Assigned,
 ) -> Result<Json<AttemptReport>, AppError> {
-    let id = parse_id(&id, "attempt id")?;
-    app.attempts.for_staff(&staff, id).await?;
-    let report = app.review.attempt_report(id).await?;
-    app.audit
-        .access(
-            &staff,
-            "attempt_report_viewed",
-            Some(id),
-            serde_json::json!({}),
-        )
-        .await?;
-    Ok(Json(report))
+    Ok(Json(app.review.attempt_report(&a).await?))
 }
 
 #[derive(Deserialize)]
@@ -86,24 +74,17 @@ pub struct Range {
         (status = 401), (status = 403), (status = 404), (status = 410, description = "recording destroyed")))]
 pub async fn media(
     State(app): State<AppState>,
-    staff: StaffIdentity,
-    Path((attempt_id, stream_id)): Path<(String, String)>,
+    Assigned(a, _): Assigned<Watch>,
+    Path((_attempt_id, stream_id)): Path<(String, String)>,
     range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(range) = range
         .map_err(|_| AppError::BadRequest("from and to must be non-negative integers".into()))?;
-    let attempt_id = parse_id(&attempt_id, "attempt id")?;
     let stream_id = parse_id(&stream_id, "stream id")?;
     let body = app
         .review
         .clone()
-        .read_media(
-            &staff,
-            attempt_id,
-            stream_id,
-            range.from.unwrap_or(1),
-            range.to,
-        )
+        .read_media(&a, stream_id, range.from.unwrap_or(1), range.to)
         .await?;
     Ok((
         [

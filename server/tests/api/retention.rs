@@ -3,6 +3,8 @@
 //! everything, erasure is at once; receipts verify offline; every read answers 410.
 
 use crate::helpers::*;
+use server::failure::Failure;
+use server::retention::RetentionError;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -404,7 +406,7 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
         .unwrap();
     assert!(matches!(
         proctor.retention.hold_attempt("dpo", a, "encore").await,
-        Err(server::error::AppError::Conflict(_))
+        Err(RetentionError::AlreadyOnHold)
     ));
     // Nothing of it is modified while held: no flag, no review submitted.
     let flag = serde_json::json!({ "start_ms": 1_000, "end_ms": 2_000, "category": "talking", "severity": "low", "note": "" });
@@ -512,7 +514,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
                 &app.data.path().join("x.age")
             )
             .await,
-        Err(server::error::AppError::BadRequest(_))
+        Err(RetentionError::NotAnAgeRecipient(_))
     ));
 
     // Erasure, whatever the PV: destroyed at once with its receipt.
@@ -539,7 +541,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
             .retention
             .erase_attempt("dpo", c.attempt_id, "encore")
             .await,
-        Err(server::error::AppError::Gone)
+        Err(RetentionError::Failure(Failure::Gone))
     ));
     assert!(matches!(
         proctor
@@ -551,7 +553,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
                 &app.data.path().join("y.age")
             )
             .await,
-        Err(server::error::AppError::Gone)
+        Err(RetentionError::Failure(Failure::Gone))
     ));
     // The access report names the export.
     let report = proctor

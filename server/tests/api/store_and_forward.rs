@@ -142,7 +142,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
         .state()
         .await
         .review
-        .attempt_report(c.attempt_id)
+        .report_for_operator(c.attempt_id)
         .await
         .unwrap();
     assert_eq!(

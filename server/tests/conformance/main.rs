@@ -723,7 +723,7 @@ async fn sitting_assignments() {
         let db = &*b.db;
         let (x, y) = (sitting(db).await, sitting(db).await);
         let staff = StaffAccount::new(
-            Uuid::new_v4(),
+            StaffId::random(),
             "relecteur".into(),
             server::domain::Role::Reviewer,
             "$argon2id$x".into(),
@@ -740,7 +740,7 @@ async fn sitting_assignments() {
             b.name
         );
         assert!(
-            db.assign_sitting(Uuid::new_v4(), y, 4).await.is_err(),
+            db.assign_sitting(StaffId::random(), y, 4).await.is_err(),
             "{}: no unknown staff member",
             b.name
         );
@@ -751,7 +751,7 @@ async fn sitting_assignments() {
 async fn staff_and_sessions() {
     for b in backends().await {
         let db = &*b.db;
-        let id = Uuid::new_v4();
+        let id = StaffId::random();
         let account = StaffAccount::new(
             id,
             "relectrice".into(),
@@ -764,7 +764,7 @@ async fn staff_and_sessions() {
             matches!(
                 db.create_staff(
                     StaffAccount {
-                        id: Uuid::new_v4(),
+                        id: StaffId::random(),
                         ..account
                     },
                     1
@@ -862,7 +862,7 @@ async fn staff_and_sessions() {
         );
         assert!(
             matches!(
-                db.set_disabled(Uuid::new_v4(), None).await,
+                db.set_disabled(StaffId::random(), None).await,
                 Err(DbError::NotFound)
             ),
             "{}",
@@ -1164,7 +1164,7 @@ async fn reviews_and_flags() {
         let a = new_attempt(s, "candidat-1");
         db.create_attempt(a.clone()).await.unwrap();
         let reviewer = StaffAccount::new(
-            Uuid::new_v4(),
+            StaffId::random(),
             "relecteur".into(),
             server::domain::Role::Reviewer,
             "$argon2id$x".into(),
@@ -1396,7 +1396,7 @@ async fn pv_decisions_holds_and_destruction() {
             ChunkInsert::Created
         );
         let reviewer = StaffAccount::new(
-            Uuid::new_v4(),
+            StaffId::random(),
             "relecteur".into(),
             server::domain::Role::Reviewer,
             "$argon2id$x".into(),
@@ -1901,4 +1901,70 @@ async fn pv_decisions_holds_and_destruction() {
             b.name
         );
     }
+}
+
+/// Both backends number their migrations alike: a migration added to one is added to the
+/// other under the same number and name.
+#[test]
+fn both_backends_number_their_migrations_alike() {
+    let names = |backend: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(backend)
+            .join("migrations");
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (sqlite, postgres) = (names("db-sqlite"), names("db-postgres"));
+    assert!(sqlite.len() >= 11, "{sqlite:?}");
+    assert_eq!(sqlite, postgres);
+}
+
+/// A PostgreSQL database migrated while its migrations were numbered one behind SQLite's
+/// (no 0002) opens, and its bookkeeping ends in the shared numbering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_database_of_the_old_numbering_opens() {
+    let cluster = pg::Cluster::start().await;
+    let db = connect(&cluster.url, &pool()).await.unwrap();
+    let s = sitting(&*db).await;
+    drop(db);
+    let admin = sqlx::PgPool::connect(&cluster.url).await.unwrap();
+    // The bookkeeping as the old numbering left it: versions 1..=10, 2 being the content hash.
+    for sql in [
+        "DELETE FROM _sqlx_migrations WHERE version = 2",
+        "UPDATE _sqlx_migrations SET version = -version WHERE version >= 3",
+        "UPDATE _sqlx_migrations SET version = -version - 1 WHERE version <= -3",
+    ] {
+        sqlx::query(sql).execute(&admin).await.unwrap();
+    }
+    let old: String =
+        sqlx::query_scalar("SELECT description FROM _sqlx_migrations WHERE version = 2")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(old, "chunk content hash");
+
+    let db = connect(&cluster.url, &pool()).await.unwrap();
+    assert!(db.sitting_exists(s).await.unwrap(), "the data is kept");
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT version, description FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows[1], (2, "lifecycle and tokens".to_string()));
+    assert_eq!(rows[2], (3, "chunk content hash".to_string()));
+    assert_eq!(rows[10], (11, "launch codes".to_string()));
+    // Opening again changes nothing.
+    drop(db);
+    connect(&cluster.url, &pool()).await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(again, 11);
 }

@@ -2,8 +2,8 @@
 //! the maximum age) and set up the TOTP second factor.
 
 use super::{check_csrf, home_of, render, AnyPageSession, PageError, T};
+use crate::accounts::AccountsError;
 use crate::domain::PasswordRejected;
-use crate::error::AppError;
 use crate::routes::AppState;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
@@ -55,13 +55,15 @@ async fn change_password(
             .await
         {
             Ok(()) => Ok(()),
-            Err(AppError::Forbidden(_)) => Err(T.password_wrong_current),
-            Err(AppError::PasswordRejected(PasswordRejected::Common)) => Err(T.password_common),
-            Err(AppError::PasswordRejected(PasswordRejected::ContainsLogin)) => {
+            Err(AccountsError::WrongCurrentPassword) => Err(T.password_wrong_current),
+            Err(AccountsError::PasswordRejected(PasswordRejected::Common)) => {
+                Err(T.password_common)
+            }
+            Err(AccountsError::PasswordRejected(PasswordRejected::ContainsLogin)) => {
                 Err(T.password_contains_login)
             }
-            Err(AppError::PasswordRejected(_)) => Err(T.password_too_weak),
-            Err(AppError::BadRequest(_)) => Err(T.password_same),
+            Err(AccountsError::PasswordRejected(_)) => Err(T.password_too_weak),
+            Err(AccountsError::SamePassword) => Err(T.password_same),
             Err(e) => return Err(e.into()),
         }
     };
@@ -116,7 +118,11 @@ async fn confirm_totp(
     check_csrf(&s, &f.csrf)?;
     match app.accounts.confirm_totp(&s.who, &f.secret, &f.code).await {
         Ok(()) => Ok(Redirect::to(home_of(&s.who)).into_response()),
-        Err(AppError::BadRequest(_)) => {
+        Err(
+            AccountsError::TotpSecretNotBase32
+            | AccountsError::TotpCodeMismatch
+            | AccountsError::InvalidTotpSecret(_),
+        ) => {
             let csrf = s.csrf();
             // The same secret again, so the entry already made in the person's app stays valid.
             Ok((

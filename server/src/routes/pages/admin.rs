@@ -3,7 +3,7 @@
 //! An admin watches nothing: no queue, no player.
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
-use crate::error::AppError;
+use crate::routes::error::AppError;
 use crate::routes::session::StaffSession;
 use crate::routes::{parse_id, AppState};
 use axum::extract::{Form, Path, State};
@@ -91,13 +91,13 @@ async fn page(
 
 /// Runs an admin action and shows the page with its outcome; a refused action (4xx) is
 /// shown on the page, anything else is an error page.
-async fn outcome_page<T>(
+async fn outcome_page<T, E: Into<AppError>>(
     app: &AppState,
     s: &StaffSession,
-    result: Result<T, AppError>,
+    result: Result<T, E>,
     ok: impl FnOnce(T) -> Outcome<'static>,
 ) -> Result<Response, PageError> {
-    match result {
+    match result.map_err(Into::into) {
         Ok(v) => page(app, s, ok(v), StatusCode::OK).await,
         Err(e) if e.status_and_code().0.is_client_error() => {
             let status = e.status_and_code().0;
@@ -205,11 +205,11 @@ async fn assign(
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
     let result = match parse_id(f.sitting.trim(), "sitting id") {
-        Ok(sitting) => {
-            app.accounts
-                .assign_sitting(&f.login, sitting, &s.who.login)
-                .await
-        }
+        Ok(sitting) => app
+            .accounts
+            .assign_sitting(&f.login, sitting, &s.who.login)
+            .await
+            .map_err(AppError::from),
         Err(e) => Err(e),
     };
     outcome_page(&app, &s, result, |_| Outcome::default()).await

@@ -4,11 +4,11 @@
 //! confirmed, irreversible decision.
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
+use crate::attempts::Purpose;
 use crate::db::PvOutcome;
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
-use crate::retention::{PvPlan, PvRequest};
-use crate::review::decision::ReviewStatus;
+use crate::retention::{PvPlan, PvRequest, RetentionError};
+use crate::routes::error::AppError;
 use crate::routes::{parse_id, AppState};
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -56,16 +56,12 @@ async fn jury(
     let who = &session.who;
     require_jury(who)?;
     let (mut sittings, mut rows) = (Vec::new(), Vec::new());
-    for (sitting_id, sitting) in app.review.sittings_of(who).await.map_err(AppError::from)? {
-        let pv = app
-            .review
-            .pv_decision(sitting_id)
-            .await
-            .map_err(AppError::from)?;
+    for sitting in app.review.jury_overview(who).await? {
         sittings.push(reviewer::JurySitting {
-            id: sitting_id.to_string(),
-            reference: sitting.clone(),
-            pv: pv
+            id: sitting.id.to_string(),
+            reference: sitting.reference.clone(),
+            pv: sitting
+                .pv
                 .map(|d| {
                     format!(
                         "{}, {} {}",
@@ -76,21 +72,14 @@ async fn jury(
                 })
                 .unwrap_or_default(),
         });
-        for a in app
-            .review
-            .attempts_of_sitting(sitting_id)
-            .await
-            .map_err(AppError::from)?
-        {
-            let outcome = app.review.review_outcome(a.id).await?;
+        for row in sitting.attempts {
+            let (a, outcome) = (row.attempt, row.outcome);
             let last = outcome.rounds.last();
             rows.push(reviewer::JuryRow {
                 attempt_id: a.id.to_string(),
-                second_review_possible: outcome.rounds.len() == 1
-                    && outcome.status == ReviewStatus::Submitted
-                    && a.state != crate::lifecycle::AttemptState::Destroyed,
-                sitting: sitting.clone(),
-                candidate: a.reference,
+                second_review_possible: row.second_review_possible,
+                sitting: sitting.reference.clone(),
+                candidate: a.reference.clone(),
                 state: Text::label(T.states, a.state.as_str()).into(),
                 review: Text::label(T.review_statuses, outcome.status.as_str()).into(),
                 outcome: last
@@ -132,12 +121,16 @@ async fn second_review(
     Form(f): Form<SecondReviewForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    app.review
-        .request_second_review(
+    let a = app
+        .attempts
+        .for_staff(
             &s.who,
             parse_id(&f.attempt, "attempt id")?,
-            f.reviewer.trim(),
+            Purpose::SecondReview,
         )
+        .await?;
+    app.review
+        .request_second_review(&a, f.reviewer.trim())
         .await?;
     Ok(Redirect::to("/jury").into_response())
 }
@@ -190,7 +183,11 @@ async fn form_page(
         .await?;
     let mut candidates = Vec::with_capacity(plan.attempts.len());
     for p in &plan.attempts {
-        let outcome = app.review.review_outcome(p.attempt_id).await?;
+        let a = app
+            .attempts
+            .for_staff(&session.who, p.attempt_id, Purpose::Read)
+            .await?;
+        let outcome = app.review.review_outcome(&a).await?;
         candidates.push(reviewer::PvCandidate {
             attempt_id: p.attempt_id.to_string(),
             candidate: p.reference.clone(),
@@ -285,27 +282,18 @@ fn plan_page(
     })
 }
 
-/// Why the form is refused, in the jury's words.
-fn refusal(e: &AppError, req: Option<&PvRequest>) -> Result<String, PageError> {
-    Ok(match (e, req) {
-        (AppError::ReviewsUnsubmitted(n), _) => {
-            format!("{n} {} {}", T.pv_unsubmitted, T.pv_override_needed)
-        }
-        (AppError::PvAlreadyDecided, _) => T.pv_already.into(),
-        (AppError::Conflict(_), _) => T.pv_in_progress.into(),
-        (AppError::BadRequest(_), None) => T.pv_choose.into(),
-        (AppError::BadRequest(_), Some(r))
-            if r.outcome == PvOutcome::Reservations && r.contested.is_empty() =>
-        {
-            T.pv_need_contested.into()
-        }
-        (AppError::BadRequest(_), Some(r))
-            if r.outcome != PvOutcome::Reservations && !r.contested.is_empty() =>
-        {
-            T.pv_no_contested.into()
-        }
-        (AppError::BadRequest(m), _) => m.clone(),
-        _ => return Err(PageError(AppError::Internal(anyhow::anyhow!("{e}")))),
+/// Why the decision is refused, in the jury's words; `None` when it is not the form's
+/// fault (an error page then).
+fn refusal(e: &RetentionError) -> Option<String> {
+    use RetentionError::*;
+    Some(match e {
+        ReviewsUnsubmitted(n) => format!("{n} {} {}", T.pv_unsubmitted, T.pv_override_needed),
+        PvAlreadyDecided => T.pv_already.into(),
+        AttemptsInProgress(_) | SittingKeptChanging => T.pv_in_progress.into(),
+        ReservationsNameNoOne => T.pv_need_contested.into(),
+        ContestedWithoutReservations => T.pv_no_contested.into(),
+        NotOfThisSitting(_) => e.to_string(),
+        _ => return None,
     })
 }
 
@@ -320,7 +308,7 @@ async fn pv_confirm(
     let (id, reference) = jury_sitting(&app, &session.who, &sitting).await?;
     let req = match request_of(&form) {
         Ok(r) => r,
-        Err(e) => return form_page(&app, &session, id, reference, Some(refusal(&e, None)?)).await,
+        Err(_) => return form_page(&app, &session, id, reference, Some(T.pv_choose.into())).await,
     };
     match app.retention.pv_plan(id, &req).await {
         Ok((plan, _)) if plan.in_progress > 0 => {
@@ -332,25 +320,15 @@ async fn pv_confirm(
                 &session,
                 id,
                 reference,
-                Some(refusal(
-                    &AppError::ReviewsUnsubmitted(plan.unsubmitted),
-                    Some(&req),
-                )?),
+                refusal(&RetentionError::ReviewsUnsubmitted(plan.unsubmitted)),
             )
             .await
         }
         Ok((plan, _)) => plan_page(&session, reference, &req, &plan, false, 0),
-        Err(e @ (AppError::BadRequest(_) | AppError::Conflict(_) | AppError::PvAlreadyDecided)) => {
-            form_page(
-                &app,
-                &session,
-                id,
-                reference,
-                Some(refusal(&e, Some(&req))?),
-            )
-            .await
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match refusal(&e) {
+            Some(words) => form_page(&app, &session, id, reference, Some(words)).await,
+            None => Err(e.into()),
+        },
     }
 }
 

@@ -12,8 +12,9 @@ mod review;
 
 use super::session::{csrf_matches, removal_cookie, session_cookie, StaffCookieSession};
 use super::AppState;
-use crate::error::AppError;
+use crate::accounts::AccountsError;
 use crate::identity::StaffIdentity;
+use crate::routes::error::AppError;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -56,6 +57,24 @@ impl From<AppError> for PageError {
         Self(e)
     }
 }
+
+/// Every use case's error reaches a page through its HTTP mapping (`errors.rs`).
+macro_rules! page_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for PageError {
+            fn from(e: $t) -> Self {
+                Self(e.into())
+            }
+        }
+    )*};
+}
+
+page_error_from!(
+    crate::failure::Failure,
+    crate::review::ReviewError,
+    crate::retention::RetentionError,
+    crate::accounts::AccountsError
+);
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
@@ -178,12 +197,14 @@ async fn login(
         }
         Err(e) => {
             let (status, error) = match &e {
-                AppError::Unauthorized | AppError::BadRequest(_) => {
+                AccountsError::BadCredentials | AccountsError::CredentialsTooLong => {
                     (StatusCode::UNAUTHORIZED, T.login_failed)
                 }
-                AppError::TotpRequired => (StatusCode::UNAUTHORIZED, T.totp_missing),
-                AppError::LoginLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, T.login_locked),
-                AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, T.login_busy),
+                AccountsError::TotpRequired => (StatusCode::UNAUTHORIZED, T.totp_missing),
+                AccountsError::LoginLocked { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, T.login_locked)
+                }
+                AccountsError::Busy => (StatusCode::SERVICE_UNAVAILABLE, T.login_busy),
                 _ => return Err(e.into()),
             };
             Ok((

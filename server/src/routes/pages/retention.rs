@@ -3,7 +3,7 @@
 //! erasure at once. Each action is audited under the admin's login.
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
-use crate::error::AppError;
+use crate::routes::error::AppError;
 use crate::routes::session::StaffSession;
 use crate::routes::{parse_id, AppState};
 use axum::extract::{Form, Path, State};
@@ -80,14 +80,24 @@ async fn action(
     check_csrf(&s, &f.csrf)?;
     let attempt = parse_id(&attempt, "attempt id")?;
     let actor = s.who.login.clone();
-    let result = match action.as_str() {
-        "hold" => app.retention.hold_attempt(&actor, attempt, &f.reason).await,
-        "lift" => app.retention.lift_hold(&actor, attempt).await.map(|_| ()),
+    let result: Result<(), AppError> = match action.as_str() {
+        "hold" => app
+            .retention
+            .hold_attempt(&actor, attempt, &f.reason)
+            .await
+            .map_err(AppError::from),
+        "lift" => app
+            .retention
+            .lift_hold(&actor, attempt)
+            .await
+            .map(|_| ())
+            .map_err(AppError::from),
         "erase" if f.confirm.as_deref() == Some("on") => app
             .retention
             .erase_attempt(&actor, attempt, &f.reason)
             .await
-            .map(|_| ()),
+            .map(|_| ())
+            .map_err(AppError::from),
         "erase" => Err(AppError::BadRequest("an erasure must be confirmed".into())),
         _ => return Err(AppError::NotFound("route").into()),
     };

@@ -1,8 +1,8 @@
 //! The reviewer's queue and player.
 
 use super::{render, time_fr, PageError, PageSession, T};
-use crate::error::AppError;
 use crate::identity::StaffIdentity;
+use crate::routes::error::AppError;
 use crate::routes::{parse_id, AppState};
 use axum::extract::{Path, State};
 use axum::response::Html;
@@ -67,7 +67,11 @@ async fn player(
     if !who.role.may_view_recordings() {
         return Err(AppError::Forbidden("this role may not view recordings".into()).into());
     }
-    let a = app.review.viewable_attempt(who, attempt).await?;
+    let assigned = app
+        .attempts
+        .for_staff(who, attempt, crate::attempts::Purpose::Watch)
+        .await?;
+    let a = crate::review::Review::viewable(&assigned)?;
     let sitting = app
         .review
         .sittings_of(who)
@@ -83,7 +87,7 @@ async fn player(
         login: &who.login,
         csrf: &csrf,
         attempt_id: a.id.to_string(),
-        candidate: a.reference,
+        candidate: a.reference.clone(),
         sitting,
         speeds: reviewer::SPEEDS,
         text_json: reviewer::script_json(T),

@@ -2,6 +2,10 @@
 //! reference is the key, so a retried call gets the same answer), launch tokens (derived,
 //! revocable, reissuable) and codes, the attempt's end and status.
 
+mod error;
+
+pub use error::EnrolmentError;
+
 use crate::attempts::Attempts;
 use crate::audit::Audit;
 use crate::clock::SharedClock;
@@ -9,7 +13,7 @@ use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::configuration::LimitSettings;
 use crate::db::*;
 use crate::domain::{hash_token, Reference};
-use crate::error::AppError;
+use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::lifecycle::{AttemptState, Transition};
 use crate::throttle::{Locked, LoginThrottle};
@@ -101,8 +105,8 @@ impl Enrolment {
         &self,
         reference: &str,
         actor: &str,
-    ) -> Result<Created<CreateSittingResponse>, AppError> {
-        let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
+    ) -> Result<Created<CreateSittingResponse>, EnrolmentError> {
+        let reference = Reference::parse(reference).map_err(EnrolmentError::InvalidReference)?;
         let id = Uuid::new_v4();
         match self
             .db
@@ -140,10 +144,10 @@ impl Enrolment {
         sitting: Uuid,
         reference: &str,
         actor: &str,
-    ) -> Result<Created<AddCandidateResponse>, AppError> {
-        let reference = Reference::parse(reference).map_err(AppError::BadRequest)?;
+    ) -> Result<Created<AddCandidateResponse>, EnrolmentError> {
+        let reference = Reference::parse(reference).map_err(EnrolmentError::InvalidReference)?;
         if !self.db.sitting_exists(sitting).await? {
-            return Err(AppError::NotFound("sitting"));
+            return Err(Failure::NotFound("sitting").into());
         }
         if let Ok(existing) = self.db.attempt_by_ref(sitting, reference.as_str()).await {
             return Ok(Created {
@@ -152,9 +156,7 @@ impl Enrolment {
             });
         }
         if self.db.pv_decision(sitting).await?.is_some() {
-            return Err(AppError::Conflict(
-                "the sitting's PV is decided: it takes no new candidate".into(),
-            ));
+            return Err(EnrolmentError::PvDecided);
         }
         let now = self.clock.now();
         let id = Uuid::new_v4();
@@ -206,15 +208,13 @@ impl Enrolment {
     }
 
     /// The answer `add_candidate` gave (or would give now) for an existing attempt.
-    async fn current_launch(&self, a: &Attempt) -> Result<AddCandidateResponse, AppError> {
+    async fn current_launch(&self, a: &Attempt) -> Result<AddCandidateResponse, EnrolmentError> {
         if a.state == AttemptState::Destroyed {
-            return Err(AppError::Gone);
+            return Err(Failure::Gone.into());
         }
         let issued = self.db.token_of(a.id, a.token_generation).await?;
         if issued.revoked_at_ms.is_some() {
-            return Err(AppError::Conflict(
-                "this candidate's launch token was revoked; issue a new one".into(),
-            ));
+            return Err(EnrolmentError::TokenRevoked);
         }
         let dek = self.keys.attempt_key(a)?;
         Ok(launch_response(
@@ -231,7 +231,7 @@ impl Enrolment {
         &self,
         attempt_id: Uuid,
         actor: &str,
-    ) -> Result<u64, AppError> {
+    ) -> Result<u64, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         let n = self.db.revoke_tokens(a.id, self.clock.now_ms()).await?;
         self.audit
@@ -250,21 +250,18 @@ impl Enrolment {
         &self,
         attempt_id: Uuid,
         actor: &str,
-    ) -> Result<AddCandidateResponse, AppError> {
+    ) -> Result<AddCandidateResponse, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         if !matches!(
             a.state,
             AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
         ) {
-            return Err(AppError::Conflict(format!(
-                "an attempt that is {} gets no new launch token",
-                a.state
-            )));
+            return Err(EnrolmentError::NoTokenInState(a.state));
         }
         let generation = a
             .token_generation
             .checked_add(1)
-            .ok_or_else(|| AppError::Conflict("no more launch tokens".into()))?;
+            .ok_or(EnrolmentError::TokensExhausted)?;
         let dek = self.keys.attempt_key(&a)?;
         let token = launch_token(&dek, &a.id, generation);
         let now = self.clock.now();
@@ -300,16 +297,13 @@ impl Enrolment {
         &self,
         attempt_id: Uuid,
         actor: &str,
-    ) -> Result<LaunchCodeResponse, AppError> {
+    ) -> Result<LaunchCodeResponse, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         if !matches!(
             a.state,
             AttemptState::Enrolled | AttemptState::Consented | AttemptState::Recording
         ) {
-            return Err(AppError::Conflict(format!(
-                "an attempt that is {} gets no launch code",
-                a.state
-            )));
+            return Err(EnrolmentError::NoCodeInState(a.state));
         }
         // The code buys the current token: none while it is revoked.
         self.current_launch(&a).await?;
@@ -344,11 +338,11 @@ impl Enrolment {
         &self,
         typed: &str,
         client_addr: &str,
-    ) -> Result<AddCandidateResponse, AppError> {
+    ) -> Result<AddCandidateResponse, EnrolmentError> {
         let now = self.clock.now_ms();
         let key = format!("code:{client_addr}");
         if let Err(Locked(s)) = self.code_throttle.check(&key, client_addr, now) {
-            return Err(AppError::CodeLocked { retry_after_s: s });
+            return Err(EnrolmentError::CodeLocked { retry_after_s: s });
         }
         let attempt = match protocol::launch_code::normalise(typed) {
             Some(plain) => self.db.redeem_launch_code(hash_token(&plain), now).await?,
@@ -356,7 +350,7 @@ impl Enrolment {
         };
         let Some(attempt) = attempt else {
             self.code_throttle.failed(&key, client_addr, now);
-            return Err(AppError::NotFound("launch code (unknown, used or expired)"));
+            return Err(Failure::NotFound("launch code (unknown, used or expired)").into());
         };
         let a = self.attempts.get(attempt).await?;
         self.audit
@@ -376,7 +370,7 @@ impl Enrolment {
         &self,
         attempt_id: Uuid,
         actor: &str,
-    ) -> Result<AttemptStatus, AppError> {
+    ) -> Result<AttemptStatus, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         if a.state != AttemptState::Ended {
             self.attempts
@@ -386,7 +380,7 @@ impl Enrolment {
         self.attempt_status(attempt_id).await
     }
 
-    pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, AppError> {
+    pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         let grace = self.limits.upload_grace;
         let silent = self

@@ -1,6 +1,7 @@
-//! Every failure the service reports, with its HTTP status, stable code and, where waiting
-//! helps, a `Retry-After`. The whole HTTP contract of errors is readable here. Messages
-//! never carry a key, a token or an address.
+//! The HTTP vocabulary of failures: every status, stable code and, where waiting helps,
+//! `Retry-After` the service answers with (the data channel's results carry the same).
+//! The use cases never see it: each has its own error enum, which `errors.rs` maps here.
+//! Messages never carry a key, a token or an address.
 
 use crate::lifecycle::InvalidTransition;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -191,63 +192,5 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
-    }
-}
-
-impl From<crate::db::DbError> for AppError {
-    fn from(e: crate::db::DbError) -> Self {
-        if matches!(
-            e,
-            crate::db::DbError::Unavailable(_) | crate::db::DbError::Backend(_)
-        ) {
-            crate::metrics::storage_error("database");
-        }
-        match e {
-            crate::db::DbError::Unavailable(why) => {
-                tracing::error!(why, "database unavailable");
-                AppError::StorageUnavailable
-            }
-            other => AppError::Internal(anyhow::anyhow!("database: {other}")),
-        }
-    }
-}
-
-impl From<crate::blobs::BlobError> for AppError {
-    fn from(e: crate::blobs::BlobError) -> Self {
-        Self::from(&e)
-    }
-}
-
-impl From<&crate::blobs::BlobError> for AppError {
-    fn from(e: &crate::blobs::BlobError) -> Self {
-        crate::metrics::storage_error("object_store");
-        if disk_full(e) {
-            tracing::error!(error = %e, "blob store full");
-            return AppError::StorageFull;
-        }
-        AppError::Internal(anyhow::anyhow!("blob store: {e}"))
-    }
-}
-
-/// ENOSPC anywhere in the error's chain (object_store wraps the I/O error of a local put).
-fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
-        }) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
-}
-
-impl From<crate::keys::KeyError> for AppError {
-    fn from(e: crate::keys::KeyError) -> Self {
-        match e {
-            crate::keys::KeyError::KekGone(_) => AppError::Gone,
-            other => AppError::Internal(anyhow::anyhow!("{other}")),
-        }
     }
 }

@@ -1,0 +1,205 @@
+//! Streams and their chunks (group commit) on PostgreSQL.
+
+use super::*;
+
+#[async_trait]
+impl MediaStore for PostgresDatabase {
+    async fn open_stream(
+        &self,
+        s: Stream,
+        connection: Vec<u8>,
+        max_streams: u64,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The attempt's row lock makes concurrent opens of one attempt take turns.
+        sqlx::query_scalar!(
+            r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#,
+            s.attempt_id
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let n: i64 = sqlx::query_scalar!(
+            r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#,
+            s.attempt_id
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if n as u64 >= max_streams {
+            return Ok(false);
+        }
+        let (salt, opening) = proctor_db::records::keying_columns(&s.keying);
+        let inserted = sqlx::query!(
+            // The clear connection columns of the first schema stay empty: it is sealed.
+            "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection) VALUES ($1, $2, $3, $4, $5, '', '', '', $6)
+             ON CONFLICT (id) DO NOTHING",
+            s.id,
+            s.attempt_id,
+            salt,
+            opening,
+            s.opened_at_ms,
+            connection
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(backend)?;
+        Ok(inserted)
+    }
+    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+        parse(
+            sqlx::query_as!(StreamRecord, "SELECT id, attempt_id, salt, opening, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?,
+        )
+    }
+    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+        let rows = sqlx::query!(
+            r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!" FROM chunks c JOIN streams s ON s.id = c.stream_id
+               WHERE s.attempt_id = $1 GROUP BY c.transport ORDER BY c.transport"#,
+            attempt
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
+    }
+    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+        parse_all(
+            sqlx::query_as!(
+                StreamRecord,
+                "SELECT id, attempt_id, salt, opening, opened_at, ended_at, final_index FROM streams WHERE attempt_id = $1 ORDER BY opened_at, id",
+                attempt
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+        let final_index = final_index as i64;
+        sqlx::query!(
+            "UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)",
+            id,
+            final_index,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        // Rows are locked in one order on every instance (chunks by attempt, stream and
+        // index, then attempts by id), so that two instances' batches wait for each other
+        // instead of deadlocking.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| (batch[i].attempt, batch[i].row.stream_id, batch[i].row.index));
+        let mut outcomes = vec![ChunkInsert::Conflict; batch.len()];
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for i in order {
+            let NewChunk {
+                attempt,
+                row,
+                transport,
+            } = &batch[i];
+            // The primary key arbitrates between concurrent uploads, on any instance.
+            let (index, size, start, end) = (
+                row.index as i64,
+                row.size as i64,
+                row.media_start_us as i64,
+                row.media_end_us as i64,
+            );
+            let (digest, prev, sha, transport) = (
+                row.digest.as_slice(),
+                row.prev_digest.as_slice(),
+                row.content_sha256.as_slice(),
+                transport.as_str(),
+            );
+            let inserted = sqlx::query!(
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (stream_id, idx) DO NOTHING",
+                row.stream_id,
+                index,
+                digest,
+                prev,
+                size,
+                start,
+                end,
+                row.last,
+                sha,
+                at_ms,
+                transport
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+                == 1;
+            outcomes[i] = if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let index = row.index as i64;
+                let stored: Vec<u8> = sqlx::query_scalar!(
+                    "SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2",
+                    row.stream_id,
+                    index
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            };
+        }
+        // Attempts last, in order too: one update each, however many of its chunks came.
+        for (attempt, bytes) in added {
+            let bytes = bytes as i64;
+            sqlx::query!(
+                "UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1",
+                attempt,
+                bytes
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+        let index = index as i64;
+        parse(
+            sqlx::query_as!(
+                ChunkRecord,
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 AND idx = $2",
+                stream,
+                index
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+        parse_all(
+            sqlx::query_as!(
+                ChunkRecord,
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256 FROM chunks WHERE stream_id = $1 ORDER BY idx",
+                stream
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+}

@@ -1,0 +1,171 @@
+//! Streams and their chunks (group commit) on SQLite.
+
+use super::*;
+
+#[async_trait]
+impl MediaStore for SqliteDatabase {
+    async fn open_stream(
+        &self,
+        s: Stream,
+        connection: Vec<u8>,
+        max_streams: u64,
+    ) -> DbResult<bool> {
+        // One statement on the single writer: the count and the insert cannot interleave.
+        // The clear connection columns of the first schema stay empty: it is sealed.
+        let (id, attempt_id, max_streams) = (
+            s.id.to_string(),
+            s.attempt_id.to_string(),
+            max_streams as i64,
+        );
+        let (salt, opening) = keying_columns(&s.keying);
+        let done = sqlx::query!(
+            "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection)
+             SELECT ?1, ?2, ?3, ?4, ?5, '', '', '', ?6 WHERE (SELECT COUNT(*) FROM streams WHERE attempt_id = ?2) < ?7
+             ON CONFLICT (id) DO NOTHING",
+            id,
+            attempt_id,
+            salt,
+            opening,
+            s.opened_at_ms,
+            connection,
+            max_streams
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+        let id = id.to_string();
+        parse(
+            sqlx::query_as!(
+                StreamRecord,
+                r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opening, opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE id = ?1"#,
+                id
+            )
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+        let attempt = attempt.to_string();
+        let rows = sqlx::query!(
+            r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!: i64" FROM chunks c JOIN streams s ON s.id = c.stream_id
+               WHERE s.attempt_id = ?1 GROUP BY c.transport ORDER BY c.transport"#,
+            attempt
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
+    }
+    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+        let attempt = attempt.to_string();
+        parse_all(sqlx::query_as!(StreamRecord, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opening, opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+        let (id, final_index) = (id.to_string(), final_index as i64);
+        sqlx::query!(
+            "UPDATE streams SET ended_at = COALESCE(ended_at, ?3), final_index = ?2 WHERE id = ?1 AND (final_index IS NULL OR final_index = ?2)",
+            id,
+            final_index,
+            at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+    async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // One statement per new chunk and one per attempt: statements, not the commit, are
+        // what a batch costs here.
+        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        for NewChunk {
+            attempt,
+            row,
+            transport,
+        } in batch
+        {
+            let (stream, index, size, start, end) = (
+                row.stream_id.to_string(),
+                row.index as i64,
+                row.size as i64,
+                row.media_start_us as i64,
+                row.media_end_us as i64,
+            );
+            let (digest, prev, sha, transport) = (
+                row.digest.as_slice(),
+                row.prev_digest.as_slice(),
+                row.content_sha256.as_slice(),
+                transport.as_str(),
+            );
+            let inserted = sqlx::query!(
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+                stream,
+                index,
+                digest,
+                prev,
+                size,
+                start,
+                end,
+                row.last,
+                sha,
+                at_ms,
+                transport
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+                == 1;
+            outcomes.push(if inserted {
+                *added.entry(*attempt).or_default() += row.size;
+                ChunkInsert::Created
+            } else {
+                let (stream_id, index) = (row.stream_id.to_string(), row.index as i64);
+                let stored: Vec<u8> = sqlx::query_scalar!(
+                    "SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2",
+                    stream_id,
+                    index
+                )
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if stored == row.digest {
+                    ChunkInsert::Duplicate
+                } else {
+                    ChunkInsert::Conflict
+                }
+            });
+        }
+        for (attempt, bytes) in added {
+            let (attempt, bytes) = (attempt.to_string(), bytes as i64);
+            sqlx::query!(
+                "UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1",
+                attempt,
+                bytes
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+        let (stream, index) = (stream.to_string(), index as i64);
+        parse(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+        let stream = stream.to_string();
+        parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+}

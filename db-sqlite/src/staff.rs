@@ -1,0 +1,203 @@
+//! Staff accounts, their sessions, TOTP, sitting assignments and settings on SQLite.
+
+use super::*;
+
+/// A session's last-seen time is written at most this often (idle expiry's resolution).
+const SESSION_TOUCH_MS: i64 = 60_000;
+
+#[async_trait]
+impl StaffStore for SqliteDatabase {
+    async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()> {
+        let (id, login, role, password_hash) = (
+            s.id.to_string(),
+            &s.login,
+            s.role.as_str(),
+            &s.password_hash,
+        );
+        let must_change = s.must_change_password as i64;
+        sqlx::query!(
+            "INSERT INTO staff (id, login, role, password_hash, created_at, must_change_password, password_changed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            id,
+            login,
+            role,
+            password_hash,
+            at_ms,
+            must_change,
+            s.password_changed_at_ms
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+    async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount> {
+        parse(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff WHERE login = ?1"#, login).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+    async fn staff_by_id(&self, id: StaffId) -> DbResult<StaffAccount> {
+        let id = id.to_string();
+        parse(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff WHERE id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+    }
+    async fn list_staff(&self) -> DbResult<Vec<StaffAccount>> {
+        parse_all(sqlx::query_as!(StaffRecord, r#"SELECT id AS "id!", login AS "login!", role AS "role!", password_hash AS "password_hash!", disabled_at, must_change_password AS "must_change_password!", password_changed_at AS "password_changed_at!", totp_secret FROM staff ORDER BY login"#).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+    async fn set_password(
+        &self,
+        staff: StaffId,
+        password_hash: &str,
+        must_change: bool,
+        at_ms: i64,
+    ) -> DbResult<()> {
+        let (staff, must_change) = (staff.to_string(), must_change as i64);
+        let done = sqlx::query!("UPDATE staff SET password_hash = ?1, must_change_password = ?2, password_changed_at = ?3 WHERE id = ?4", password_hash, must_change, at_ms, staff)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        found(done.rows_affected())
+    }
+    async fn set_disabled(&self, staff: StaffId, disabled_at_ms: Option<i64>) -> DbResult<()> {
+        let staff = staff.to_string();
+        let done = sqlx::query!(
+            "UPDATE staff SET disabled_at = ?1 WHERE id = ?2",
+            disabled_at_ms,
+            staff
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        found(done.rows_affected())
+    }
+    async fn set_totp(&self, staff: StaffId, sealed_secret: Option<Vec<u8>>) -> DbResult<()> {
+        let staff = staff.to_string();
+        let done = sqlx::query!(
+            "UPDATE staff SET totp_secret = ?1, totp_last_step = NULL WHERE id = ?2",
+            sealed_secret,
+            staff
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        found(done.rows_affected())
+    }
+    async fn use_totp_step(&self, staff: StaffId, step: i64) -> DbResult<bool> {
+        let staff = staff.to_string();
+        let done = sqlx::query!("UPDATE staff SET totp_last_step = ?1 WHERE id = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?1)", step, staff)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+    async fn end_sessions_of(&self, staff: StaffId, keep: Option<[u8; 32]>) -> DbResult<()> {
+        let (staff, keep) = (staff.to_string(), keep.unwrap_or([0; 32]).to_vec());
+        sqlx::query!(
+            "DELETE FROM staff_sessions WHERE staff_id = ?1 AND token_hash <> ?2",
+            staff,
+            keep
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+    async fn setting(&self, key: &str) -> DbResult<Option<String>> {
+        sqlx::query_scalar!(
+            r#"SELECT value AS "value!" FROM settings WHERE key = ?1"#,
+            key
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend)
+    }
+    async fn set_setting(&self, key: &str, value: &str) -> DbResult<()> {
+        sqlx::query!("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+    async fn assign_sitting(&self, staff: StaffId, sitting: Uuid, at_ms: i64) -> DbResult<()> {
+        let (staff, sitting) = (staff.to_string(), sitting.to_string());
+        sqlx::query!("INSERT INTO sitting_assignments (staff_id, sitting_id, assigned_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", staff, sitting, at_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+    async fn is_assigned(&self, staff: StaffId, sitting: Uuid) -> DbResult<bool> {
+        let (staff, sitting) = (staff.to_string(), sitting.to_string());
+        let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sitting_assignments WHERE staff_id = ?1 AND sitting_id = ?2"#, staff, sitting)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend)?;
+        Ok(found.is_some())
+    }
+    async fn create_staff_session(
+        &self,
+        token_hash: [u8; 32],
+        staff: StaffId,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> DbResult<()> {
+        let (token_hash, staff) = (token_hash.as_slice(), staff.to_string());
+        sqlx::query!("INSERT INTO staff_sessions (token_hash, staff_id, expires_at, last_seen_at) VALUES (?1, ?2, ?3, ?4)", token_hash, staff, expires_at_ms, now_ms)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+    async fn staff_by_session(
+        &self,
+        token_hash: [u8; 32],
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> DbResult<StaffAccount> {
+        let hash = token_hash.as_slice();
+        let idle_since = now_ms - idle_ms;
+        let r = sqlx::query!(
+            r#"SELECT staff_id AS "staff_id!", last_seen_at AS "last_seen_at!" FROM staff_sessions WHERE token_hash = ?1 AND expires_at > ?2 AND last_seen_at > ?3"#,
+            hash,
+            now_ms,
+            idle_since
+        )
+        .fetch_one(&self.readers)
+        .await
+        .map_err(backend)?;
+        if r.last_seen_at < now_ms - SESSION_TOUCH_MS {
+            sqlx::query!(
+                "UPDATE staff_sessions SET last_seen_at = ?1 WHERE token_hash = ?2",
+                now_ms,
+                hash
+            )
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        }
+        self.staff_by_id(
+            r.staff_id
+                .into_uuid("staff_id")
+                .map_err(DbError::from)?
+                .into(),
+        )
+        .await
+    }
+    async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
+        let hash = token_hash.as_slice();
+        sqlx::query!("DELETE FROM staff_sessions WHERE token_hash = ?1", hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(Uuid, String)>> {
+        let staff = staff.to_string();
+        let rows = sqlx::query!(
+            r#"SELECT s.id AS "id!", s.ref AS "reference!" FROM sitting_assignments a JOIN sittings s ON s.id = a.sitting_id WHERE a.staff_id = ?1 ORDER BY s.ref"#,
+            staff
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.reference)))
+            .collect()
+    }
+}
