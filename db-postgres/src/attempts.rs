@@ -4,7 +4,8 @@ use super::*;
 
 #[async_trait]
 impl AttemptStore for PostgresDatabase {
-    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
+    async fn create_sitting(&self, id: SittingId, reference: &str, at_ms: i64) -> DbResult<()> {
+        let id = id.as_uuid();
         sqlx::query!(
             "INSERT INTO sittings (id, ref, created_at) VALUES ($1, $2, $3)",
             id,
@@ -16,7 +17,8 @@ impl AttemptStore for PostgresDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
+    async fn sitting_exists(&self, id: SittingId) -> DbResult<bool> {
+        let id = id.as_uuid();
         Ok(
             sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sittings WHERE id = $1"#, id)
                 .fetch_optional(&self.pool)
@@ -30,8 +32,8 @@ impl AttemptStore for PostgresDatabase {
         sqlx::query!(
             "INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            a.id,
-            a.sitting_id,
+            a.id.as_uuid(),
+            a.sitting_id.as_uuid(),
             &a.reference,
             &a.kek_epoch,
             &a.wrapped_dek,
@@ -45,7 +47,7 @@ impl AttemptStore for PostgresDatabase {
         sqlx::query!(
             "INSERT INTO launch_tokens (token_hash, attempt_id, generation, issued_at, expires_at) VALUES ($1, $2, 0, $3, $4)",
             token_hash,
-            a.id,
+            a.id.as_uuid(),
             a.created_at_ms,
             a.token_expires_at_ms
         )
@@ -54,24 +56,28 @@ impl AttemptStore for PostgresDatabase {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
-    async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
+    async fn attempt(&self, id: AttemptId) -> DbResult<Attempt> {
+        let id = id.as_uuid();
         parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
     }
-    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId> {
         sqlx::query_scalar!("SELECT id FROM sittings WHERE ref = $1", reference)
             .fetch_one(&self.pool)
             .await
+            .map(SittingId::from)
             .map_err(backend)
     }
-    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
+    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
+        let sitting = sitting.as_uuid();
         parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         notice_version: &str,
         at_ms: i64,
     ) -> DbResult<()> {
+        let attempt = attempt.as_uuid();
         sqlx::query!(
             "UPDATE attempts SET consent_notice = $2, consent_at = $3 WHERE id = $1",
             attempt,
@@ -83,17 +89,19 @@ impl AttemptStore for PostgresDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>> {
+    async fn attempts_of_sitting(&self, sitting: SittingId) -> DbResult<Vec<Attempt>> {
+        let sitting = sitting.as_uuid();
         parse_all(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 ORDER BY a.ref", sitting).fetch_all(&self.pool).await.map_err(backend)?)
     }
     async fn set_state_audited(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         from: AttemptState,
         to: AttemptState,
         at_ms: i64,
         event: AuditEvent,
     ) -> DbResult<Option<AuditEntry>> {
+        let attempt = attempt.as_uuid();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if !compare_and_set_state(&mut *tx, attempt, from, to, at_ms).await? {
             return Ok(None);

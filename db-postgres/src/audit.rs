@@ -13,7 +13,8 @@ impl AuditStore for PostgresDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(entry)
     }
-    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>> {
+    async fn audit_of(&self, attempt: AttemptId) -> DbResult<Vec<AuditEntry>> {
+        let attempt = attempt.as_uuid();
         parse_all(
             sqlx::query_as!(AuditRecord, "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit WHERE attempt_id = $1 ORDER BY seq", attempt)
                 .fetch_all(&self.pool)
@@ -66,7 +67,10 @@ pub(crate) async fn append_audits_in(
     let ats: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
     let actors: Vec<String> = entries.iter().map(|e| e.actor.clone()).collect();
     let actions: Vec<String> = entries.iter().map(|e| e.action.clone()).collect();
-    let attempts: Vec<Option<Uuid>> = entries.iter().map(|e| e.attempt_id).collect();
+    let attempts: Vec<Option<Uuid>> = entries
+        .iter()
+        .map(|e| e.attempt_id.map(Uuid::from))
+        .collect();
     let details: Vec<String> = entries.iter().map(|e| e.detail.clone()).collect();
     let prevs: Vec<Vec<u8>> = entries.iter().map(|e| e.prev_hash.to_vec()).collect();
     let hashes: Vec<Vec<u8>> = entries.iter().map(|e| e.hash.to_vec()).collect();

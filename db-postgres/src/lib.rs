@@ -66,3 +66,13 @@ mod retention;
 mod reviews;
 mod staff;
 mod tokens;
+
+/// PostgreSQL binds an array of native UUIDs: the ids as one.
+fn uuids<T: Copy + Into<Uuid>>(ids: &[T]) -> Vec<Uuid> {
+    ids.iter().map(|&id| id.into()).collect()
+}
+
+/// Native UUIDs read back as the ids they are.
+fn ids_of<T: From<Uuid>>(ids: Vec<Uuid>) -> Vec<T> {
+    ids.into_iter().map(T::from).collect()
+}

@@ -4,7 +4,8 @@ use super::*;
 
 #[async_trait]
 impl LivenessStore for PostgresDatabase {
-    async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>> {
+    async fn agent_heard(&self, attempt: AttemptId, at_ms: i64) -> DbResult<Option<i64>> {
+        let attempt = attempt.as_uuid();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let silent: Option<i64> = sqlx::query_scalar!(
             "SELECT silent_since FROM attempts WHERE id = $1 FOR UPDATE",
@@ -27,7 +28,7 @@ impl LivenessStore for PostgresDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(silent)
     }
-    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>> {
+    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(AttemptId, i64)>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let rows = sqlx::query!(
             r#"UPDATE attempts SET silent_since = COALESCE(last_heard_at, consent_at)
@@ -48,9 +49,10 @@ impl LivenessStore for PostgresDatabase {
         .await
         .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(ids.into_iter().zip(froms).collect())
+        Ok(ids_of(ids).into_iter().zip(froms).collect())
     }
-    async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>> {
+    async fn agent_silences(&self, attempt: AttemptId) -> DbResult<Vec<(i64, Option<i64>)>> {
+        let attempt = attempt.as_uuid();
         let rows = sqlx::query!(
             "SELECT from_ms, to_ms FROM agent_silences WHERE attempt_id = $1 ORDER BY from_ms",
             attempt

@@ -14,14 +14,14 @@ impl MediaStore for PostgresDatabase {
         // The attempt's row lock makes concurrent opens of one attempt take turns.
         sqlx::query_scalar!(
             r#"SELECT 1 AS "one!" FROM attempts WHERE id = $1 FOR UPDATE"#,
-            s.attempt_id
+            s.attempt_id.as_uuid()
         )
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
         let n: i64 = sqlx::query_scalar!(
             r#"SELECT COUNT(*) AS "n!" FROM streams WHERE attempt_id = $1"#,
-            s.attempt_id
+            s.attempt_id.as_uuid()
         )
         .fetch_one(&mut *tx)
         .await
@@ -34,8 +34,8 @@ impl MediaStore for PostgresDatabase {
             // The clear connection columns of the first schema stay empty: it is sealed.
             "INSERT INTO streams (id, attempt_id, salt, opening, opened_at, client_ip, agent_version, os, connection) VALUES ($1, $2, $3, $4, $5, '', '', '', $6)
              ON CONFLICT (id) DO NOTHING",
-            s.id,
-            s.attempt_id,
+            s.id.as_uuid(),
+            s.attempt_id.as_uuid(),
             salt,
             opening,
             s.opened_at_ms,
@@ -49,7 +49,8 @@ impl MediaStore for PostgresDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(inserted)
     }
-    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+    async fn stream(&self, id: StreamId) -> DbResult<Stream> {
+        let id = id.as_uuid();
         parse(
             sqlx::query_as!(StreamRecord, "SELECT id, attempt_id, salt, opening, opened_at, ended_at, final_index FROM streams WHERE id = $1", id)
                 .fetch_one(&self.pool)
@@ -57,7 +58,8 @@ impl MediaStore for PostgresDatabase {
                 .map_err(backend)?,
         )
     }
-    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+    async fn chunks_by_transport(&self, attempt: AttemptId) -> DbResult<Vec<(Transport, u64)>> {
+        let attempt = attempt.as_uuid();
         let rows = sqlx::query!(
             r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!" FROM chunks c JOIN streams s ON s.id = c.stream_id
                WHERE s.attempt_id = $1 GROUP BY c.transport ORDER BY c.transport"#,
@@ -68,7 +70,8 @@ impl MediaStore for PostgresDatabase {
         .map_err(backend)?;
         transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
     }
-    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+    async fn streams_of(&self, attempt: AttemptId) -> DbResult<Vec<Stream>> {
+        let attempt = attempt.as_uuid();
         parse_all(
             sqlx::query_as!(
                 StreamRecord,
@@ -80,7 +83,8 @@ impl MediaStore for PostgresDatabase {
             .map_err(backend)?,
         )
     }
-    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+    async fn end_stream(&self, id: StreamId, final_index: u32, at_ms: i64) -> DbResult<()> {
+        let id = id.as_uuid();
         let final_index = final_index as i64;
         sqlx::query!(
             "UPDATE streams SET ended_at = COALESCE(ended_at, $3), final_index = $2 WHERE id = $1 AND (final_index IS NULL OR final_index = $2)",
@@ -100,7 +104,7 @@ impl MediaStore for PostgresDatabase {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by_key(|&i| (batch[i].attempt, batch[i].row.stream_id, batch[i].row.index));
         let mut outcomes = vec![ChunkInsert::Conflict; batch.len()];
-        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        let mut added: std::collections::BTreeMap<AttemptId, u64> = Default::default();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         for i in order {
             let NewChunk {
@@ -124,7 +128,7 @@ impl MediaStore for PostgresDatabase {
             let inserted = sqlx::query!(
                 "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (stream_id, idx) DO NOTHING",
-                row.stream_id,
+                row.stream_id.as_uuid(),
                 index,
                 digest,
                 prev,
@@ -148,7 +152,7 @@ impl MediaStore for PostgresDatabase {
                 let index = row.index as i64;
                 let stored: Vec<u8> = sqlx::query_scalar!(
                     "SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2",
-                    row.stream_id,
+                    row.stream_id.as_uuid(),
                     index
                 )
                 .fetch_one(&mut *tx)
@@ -166,7 +170,7 @@ impl MediaStore for PostgresDatabase {
             let bytes = bytes as i64;
             sqlx::query!(
                 "UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1",
-                attempt,
+                attempt.as_uuid(),
                 bytes
             )
             .execute(&mut *tx)
@@ -176,7 +180,8 @@ impl MediaStore for PostgresDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
     }
-    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+    async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow> {
+        let stream = stream.as_uuid();
         let index = index as i64;
         parse(
             sqlx::query_as!(
@@ -190,7 +195,8 @@ impl MediaStore for PostgresDatabase {
             .map_err(backend)?,
         )
     }
-    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+    async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>> {
+        let stream = stream.as_uuid();
         parse_all(
             sqlx::query_as!(
                 ChunkRecord,

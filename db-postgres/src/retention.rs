@@ -18,7 +18,7 @@ impl RetentionStore for PostgresDatabase {
         let inserted = sqlx::query!(
             "INSERT INTO pv_decisions (sitting_id, outcome, decided_at, decided_by, override_unsubmitted) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (sitting_id) DO NOTHING",
-            d.sitting_id,
+            d.sitting_id.as_uuid(),
             d.outcome.as_str(),
             d.decided_at_ms,
             d.decided_by,
@@ -36,21 +36,22 @@ impl RetentionStore for PostgresDatabase {
             let still = if u.from == u.to {
                 let state = sqlx::query_scalar!(
                     "SELECT state FROM attempts WHERE id = $1 FOR UPDATE",
-                    u.attempt
+                    u.attempt.as_uuid()
                 )
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(backend)?;
                 state == u.from.as_str()
             } else {
-                compare_and_set_state(&mut *tx, u.attempt, u.from, u.to, d.decided_at_ms).await?
+                compare_and_set_state(&mut *tx, u.attempt.into(), u.from, u.to, d.decided_at_ms)
+                    .await?
             };
             if !still {
                 return Ok(PvRecorded::Raced);
             }
             sqlx::query!(
                 "UPDATE attempts SET contested = $2, due_at = COALESCE($3, due_at) WHERE id = $1",
-                u.attempt,
+                u.attempt.as_uuid(),
                 u.contested,
                 u.due_at_ms
             )
@@ -68,7 +69,8 @@ impl RetentionStore for PostgresDatabase {
         Ok(PvRecorded::Recorded(entries))
     }
 
-    async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>> {
+    async fn pv_decision(&self, sitting: SittingId) -> DbResult<Option<PvDecision>> {
+        let sitting = sitting.as_uuid();
         let row = sqlx::query_as!(PvRecord, "SELECT sitting_id, outcome, decided_at, decided_by, override_unsubmitted FROM pv_decisions WHERE sitting_id = $1", sitting)
             .fetch_optional(&self.pool)
             .await
@@ -76,7 +78,8 @@ impl RetentionStore for PostgresDatabase {
         row.map(parse).transpose()
     }
 
-    async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>> {
+    async fn retention_facts(&self, ids: &[AttemptId]) -> DbResult<Vec<RetentionFacts>> {
+        let ids = uuids(ids);
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
@@ -87,7 +90,7 @@ impl RetentionStore for PostgresDatabase {
                      a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
                    FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
                    WHERE a.id = ANY($1)"#,
-                ids
+                &ids
             )
             .fetch_all(&self.pool)
             .await
@@ -102,15 +105,16 @@ impl RetentionStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        self.retention_facts(&ids).await
+        self.retention_facts(&ids_of(ids)).await
     }
 
     async fn change_retention(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         change: RetentionChange,
         event: AuditEvent,
     ) -> DbResult<Option<AuditEntry>> {
+        let attempt = attempt.as_uuid();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = match &change {
             // While held, the erasure waits for the lift (which fixes the due time).
@@ -168,12 +172,12 @@ impl RetentionStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        self.retention_facts(&ids).await
+        self.retention_facts(&ids_of(ids)).await
     }
 
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
         // A few statements for the whole batch, whatever its size.
-        let ids: Vec<Uuid> = batch.iter().map(|d| d.attempt).collect();
+        let ids: Vec<Uuid> = batch.iter().map(|d| d.attempt.into()).collect();
         let ats: Vec<i64> = batch.iter().map(|d| d.at_ms).collect();
         let receipts: Vec<String> = batch.iter().map(|d| d.receipt_json.clone()).collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -208,7 +212,8 @@ impl RetentionStore for PostgresDatabase {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let destroyed: std::collections::HashSet<Uuid> = destroyed.into_iter().collect();
+        let destroyed: std::collections::HashSet<AttemptId> =
+            ids_of(destroyed).into_iter().collect();
         let events = batch
             .iter()
             .filter(|d| destroyed.contains(&d.attempt))
@@ -219,7 +224,7 @@ impl RetentionStore for PostgresDatabase {
         Ok(entries)
     }
 
-    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<AttemptId>> {
         sqlx::query_scalar!(
             "SELECT a.id FROM attempts a
              WHERE a.destroyed_at IS NOT NULL
@@ -231,15 +236,17 @@ impl RetentionStore for PostgresDatabase {
         )
         .fetch_all(&self.pool)
         .await
+        .map(ids_of)
         .map_err(backend)
     }
 
-    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
+    async fn finish_purge(&self, attempts: &[AttemptId], at_ms: i64) -> DbResult<()> {
+        let attempts = uuids(attempts);
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ANY($1))", attempts).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query!("DELETE FROM chunks WHERE stream_id IN (SELECT id FROM streams WHERE attempt_id = ANY($1))", &attempts).execute(&mut *tx).await.map_err(backend)?;
         sqlx::query!(
             "UPDATE attempts SET blobs_purged_at = $2 WHERE id = ANY($1)",
-            attempts,
+            &attempts,
             at_ms
         )
         .execute(&mut *tx)
@@ -259,15 +266,22 @@ impl RetentionStore for PostgresDatabase {
             .collect())
     }
 
-    async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+    async fn connections_of(&self, attempt: AttemptId) -> DbResult<Vec<(StreamId, Vec<u8>)>> {
+        let attempt = attempt.as_uuid();
         let rows = sqlx::query!(r#"SELECT id, connection AS "connection!" FROM streams WHERE attempt_id = $1 AND connection IS NOT NULL ORDER BY opened_at"#, attempt)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.id, r.connection)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id.into(), r.connection))
+            .collect())
     }
 
-    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, ConnectionInfo)>> {
+    async fn clear_connections(
+        &self,
+        limit: u32,
+    ) -> DbResult<Vec<(StreamId, AttemptId, ConnectionInfo)>> {
         let rows = sqlx::query!("SELECT id, attempt_id, client_ip, agent_version, os FROM streams WHERE connection IS NULL AND client_ip <> '' LIMIT $1", limit as i64)
             .fetch_all(&self.pool)
             .await
@@ -276,8 +290,8 @@ impl RetentionStore for PostgresDatabase {
             .into_iter()
             .map(|r| {
                 (
-                    r.id,
-                    r.attempt_id,
+                    r.id.into(),
+                    r.attempt_id.into(),
                     ConnectionInfo {
                         client_ip: r.client_ip,
                         agent_version: r.agent_version,
@@ -288,12 +302,13 @@ impl RetentionStore for PostgresDatabase {
             .collect())
     }
 
-    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()> {
+    async fn seal_connection(&self, stream: StreamId, sealed: Option<Vec<u8>>) -> DbResult<()> {
+        let stream = stream.as_uuid();
         sqlx::query!("UPDATE streams SET connection = $2, client_ip = '', agent_version = '', os = '' WHERE id = $1", stream, sealed).execute(&self.pool).await.map_err(backend)?;
         Ok(())
     }
 
-    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(AttemptId, Vec<u8>)>> {
         let rows = sqlx::query!(
             "SELECT id, wrapped_dek FROM attempts WHERE kek_epoch = $1 AND destroyed_at IS NULL",
             epoch
@@ -301,15 +316,19 @@ impl RetentionStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.id, r.wrapped_dek)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id.into(), r.wrapped_dek))
+            .collect())
     }
 
     async fn rewrap(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         old: (&str, &[u8]),
         new: (&str, &[u8]),
     ) -> DbResult<bool> {
+        let attempt = attempt.as_uuid();
         let done = sqlx::query!(
             "UPDATE attempts SET kek_epoch = $4, wrapped_dek = $5 WHERE id = $1 AND kek_epoch = $2 AND wrapped_dek = $3 AND destroyed_at IS NULL",
             attempt,
@@ -328,18 +347,19 @@ impl RetentionStore for PostgresDatabase {
         &self,
         sealed_prefix: &str,
         limit: u32,
-    ) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+    ) -> DbResult<Vec<(FlagId, AttemptId, String)>> {
         let rows = sqlx::query!("SELECT id, attempt_id, note FROM flags WHERE note <> '' AND left(note, length($1)) <> $1 LIMIT $2", sealed_prefix, limit as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|r| (r.id, r.attempt_id, r.note))
+            .map(|r| (r.id.into(), r.attempt_id.into(), r.note))
             .collect())
     }
 
-    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
+    async fn set_note(&self, flag: FlagId, note: &str) -> DbResult<()> {
+        let flag = flag.as_uuid();
         sqlx::query!("UPDATE flags SET note = $2 WHERE id = $1", flag, note)
             .execute(&self.pool)
             .await

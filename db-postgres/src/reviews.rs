@@ -4,7 +4,8 @@ use super::*;
 
 #[async_trait]
 impl ReviewStore for PostgresDatabase {
-    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>> {
+    async fn reviews_of(&self, attempt: AttemptId) -> DbResult<Vec<Review>> {
+        let attempt = attempt.as_uuid();
         parse_all(
             sqlx::query_as!(ReviewRecord, "SELECT id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome FROM reviews WHERE attempt_id = $1 ORDER BY round", attempt)
                 .fetch_all(&self.pool)
@@ -17,8 +18,8 @@ impl ReviewStore for PostgresDatabase {
         let outcome = r.outcome.map(|o| o.as_str());
         sqlx::query!(
             "INSERT INTO reviews (id, attempt_id, round, reviewer_id, started_at, submitted_at, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            r.id,
-            r.attempt_id,
+            r.id.as_uuid(),
+            r.attempt_id.as_uuid(),
             round,
             r.reviewer_id.as_uuid(),
             r.started_at_ms,
@@ -32,10 +33,11 @@ impl ReviewStore for PostgresDatabase {
     }
     async fn submit_review(
         &self,
-        review: Uuid,
+        review: ReviewId,
         outcome: ReviewOutcome,
         at_ms: i64,
     ) -> DbResult<Submit> {
+        let review = review.as_uuid();
         let outcome_text = outcome.as_str();
         // The review row locked first (flag writes lock it too), then the flags counted on
         // a fresh snapshot: nothing changes between the count and the update.
@@ -74,7 +76,8 @@ impl ReviewStore for PostgresDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(Submit::Submitted(flags as u32))
     }
-    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
+    async fn flags_of(&self, attempt: AttemptId) -> DbResult<Vec<Flag>> {
+        let attempt = attempt.as_uuid();
         parse_all(
             sqlx::query_as!(
                 FlagRecord,
@@ -96,9 +99,9 @@ impl ReviewStore for PostgresDatabase {
              ON CONFLICT (id) DO UPDATE SET start_at = excluded.start_at, end_at = excluded.end_at, category = excluded.category,
                  severity = excluded.severity, note = excluded.note, updated_at = excluded.updated_at
              WHERE flags.review_id = excluded.review_id",
-            f.id,
-            f.review_id,
-            f.attempt_id,
+            f.id.as_uuid(),
+            f.review_id.as_uuid(),
+            f.attempt_id.as_uuid(),
             f.start_ms,
             f.end_ms,
             category,
@@ -111,7 +114,9 @@ impl ReviewStore for PostgresDatabase {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
-    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool> {
+    async fn delete_flag(&self, review: ReviewId, flag: FlagId) -> DbResult<bool> {
+        let review = review.as_uuid();
+        let flag = flag.as_uuid();
         let done = sqlx::query!(
             "DELETE FROM flags WHERE id = $1 AND review_id = $2 AND EXISTS (SELECT 1 FROM reviews WHERE id = $2 AND submitted_at IS NULL FOR UPDATE)",
             flag,

@@ -106,7 +106,8 @@ impl StaffStore for PostgresDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn assign_sitting(&self, staff: StaffId, sitting: Uuid, at_ms: i64) -> DbResult<()> {
+    async fn assign_sitting(&self, staff: StaffId, sitting: SittingId, at_ms: i64) -> DbResult<()> {
+        let sitting = sitting.as_uuid();
         let staff = staff.as_uuid();
         sqlx::query!("INSERT INTO sitting_assignments (staff_id, sitting_id, assigned_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", staff, sitting, at_ms)
             .execute(&self.pool)
@@ -114,7 +115,8 @@ impl StaffStore for PostgresDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn is_assigned(&self, staff: StaffId, sitting: Uuid) -> DbResult<bool> {
+    async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
+        let sitting = sitting.as_uuid();
         let staff = staff.as_uuid();
         let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!" FROM sitting_assignments WHERE staff_id = $1 AND sitting_id = $2"#, staff, sitting)
             .fetch_optional(&self.pool)
@@ -169,12 +171,15 @@ impl StaffStore for PostgresDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(Uuid, String)>> {
+    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(SittingId, String)>> {
         let staff = staff.as_uuid();
         let rows = sqlx::query!("SELECT s.id, s.ref AS reference FROM sitting_assignments a JOIN sittings s ON s.id = a.sitting_id WHERE a.staff_id = $1 ORDER BY s.ref", staff)
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.id, r.reference)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.id.into(), r.reference))
+            .collect())
     }
 }

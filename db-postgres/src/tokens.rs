@@ -38,7 +38,8 @@ impl TokenStore for PostgresDatabase {
         })?;
         Ok((attempt, token))
     }
-    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
+    async fn token_of(&self, attempt: AttemptId, generation: u32) -> DbResult<LaunchToken> {
+        let attempt = attempt.as_uuid();
         let generation = generation as i32;
         parse(
             sqlx::query_as!(
@@ -54,12 +55,13 @@ impl TokenStore for PostgresDatabase {
     }
     async fn issue_token(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         generation: u32,
         token_hash: [u8; 32],
         issued_at_ms: i64,
         expires_at_ms: i64,
     ) -> DbResult<()> {
+        let attempt = attempt.as_uuid();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query!(
             "UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL",
@@ -92,7 +94,8 @@ impl TokenStore for PostgresDatabase {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
-    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
+    async fn revoke_tokens(&self, attempt: AttemptId, at_ms: i64) -> DbResult<u64> {
+        let attempt = attempt.as_uuid();
         let done = sqlx::query!(
             "UPDATE launch_tokens SET revoked_at = $2 WHERE attempt_id = $1 AND revoked_at IS NULL",
             attempt,
@@ -106,9 +109,10 @@ impl TokenStore for PostgresDatabase {
     async fn create_launch_code(
         &self,
         code_hash: [u8; 32],
-        attempt: Uuid,
+        attempt: AttemptId,
         expires_at_ms: i64,
     ) -> DbResult<()> {
+        let attempt = attempt.as_uuid();
         sqlx::query!(
             "INSERT INTO launch_codes (code_hash, attempt_id, expires_at) VALUES ($1, $2, $3)",
             code_hash.as_slice(),
@@ -120,7 +124,11 @@ impl TokenStore for PostgresDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>> {
+    async fn redeem_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+    ) -> DbResult<Option<AttemptId>> {
         sqlx::query_scalar!(
             "UPDATE launch_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING attempt_id",
             code_hash.as_slice(),
@@ -128,6 +136,7 @@ impl TokenStore for PostgresDatabase {
         )
         .fetch_optional(&self.pool)
         .await
+        .map(|a| a.map(AttemptId::from))
         .map_err(backend)
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 #[async_trait]
 impl AttemptStore for SqliteDatabase {
-    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()> {
+    async fn create_sitting(&self, id: SittingId, reference: &str, at_ms: i64) -> DbResult<()> {
         let id = id.to_string();
         sqlx::query!(
             "INSERT INTO sittings (id, ref, created_at) VALUES (?1, ?2, ?3)",
@@ -17,7 +17,7 @@ impl AttemptStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool> {
+    async fn sitting_exists(&self, id: SittingId) -> DbResult<bool> {
         let id = id.to_string();
         let found =
             sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sittings WHERE id = ?1"#, id)
@@ -70,11 +70,11 @@ impl AttemptStore for SqliteDatabase {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
-    async fn attempt(&self, id: Uuid) -> DbResult<Attempt> {
+    async fn attempt(&self, id: AttemptId) -> DbResult<Attempt> {
         let id = id.to_string();
         parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
     }
-    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid> {
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId> {
         let id = sqlx::query_scalar!(
             r#"SELECT id AS "id!" FROM sittings WHERE ref = ?1"#,
             reference
@@ -82,15 +82,15 @@ impl AttemptStore for SqliteDatabase {
         .fetch_one(&self.readers)
         .await
         .map_err(backend)?;
-        id.into_uuid("id").map_err(DbError::from)
+        id.into_id("id").map_err(DbError::from)
     }
-    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt> {
+    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
         let sitting = sitting.to_string();
         parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         notice_version: &str,
         at_ms: i64,
     ) -> DbResult<()> {
@@ -106,13 +106,13 @@ impl AttemptStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>> {
+    async fn attempts_of_sitting(&self, sitting: SittingId) -> DbResult<Vec<Attempt>> {
         let sitting = sitting.to_string();
         parse_all(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 ORDER BY a.ref"#, sitting).fetch_all(&self.readers).await.map_err(backend)?)
     }
     async fn set_state_audited(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         from: AttemptState,
         to: AttemptState,
         at_ms: i64,
@@ -136,7 +136,7 @@ impl AttemptStore for SqliteDatabase {
 /// is stamped when it becomes `ended`.
 pub(crate) async fn compare_and_set_state<'e, E: sqlx::Executor<'e, Database = sqlx::Sqlite>>(
     db: E,
-    attempt: Uuid,
+    attempt: AttemptId,
     from: AttemptState,
     to: AttemptState,
     at_ms: i64,

@@ -16,7 +16,7 @@ impl AuditStore for SqliteDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(entry)
     }
-    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>> {
+    async fn audit_of(&self, attempt: AttemptId) -> DbResult<Vec<AuditEntry>> {
         let attempt = attempt.to_string();
         parse_all(
             sqlx::query_as!(

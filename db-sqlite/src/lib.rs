@@ -15,7 +15,6 @@ use sqlx::sqlite::{
 };
 use std::path::Path;
 use std::str::FromStr;
-use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct SqliteDatabase {

@@ -4,7 +4,7 @@ use super::*;
 
 #[async_trait]
 impl LivenessStore for SqliteDatabase {
-    async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>> {
+    async fn agent_heard(&self, attempt: AttemptId, at_ms: i64) -> DbResult<Option<i64>> {
         let id = attempt.to_string();
         let mut tx = self
             .writer
@@ -30,7 +30,7 @@ impl LivenessStore for SqliteDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(silent)
     }
-    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>> {
+    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(AttemptId, i64)>> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -62,7 +62,7 @@ impl LivenessStore for SqliteDatabase {
             })
             .collect()
     }
-    async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>> {
+    async fn agent_silences(&self, attempt: AttemptId) -> DbResult<Vec<(i64, Option<i64>)>> {
         let id = attempt.to_string();
         let rows = sqlx::query!(r#"SELECT from_ms AS "from_ms!", to_ms FROM agent_silences WHERE attempt_id = ?1 ORDER BY from_ms"#, id)
             .fetch_all(&self.readers)

@@ -35,7 +35,7 @@ impl MediaStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
-    async fn stream(&self, id: Uuid) -> DbResult<Stream> {
+    async fn stream(&self, id: StreamId) -> DbResult<Stream> {
         let id = id.to_string();
         parse(
             sqlx::query_as!(
@@ -48,7 +48,7 @@ impl MediaStore for SqliteDatabase {
             .map_err(backend)?,
         )
     }
-    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>> {
+    async fn chunks_by_transport(&self, attempt: AttemptId) -> DbResult<Vec<(Transport, u64)>> {
         let attempt = attempt.to_string();
         let rows = sqlx::query!(
             r#"SELECT c.transport AS "transport!", COUNT(*) AS "n!: i64" FROM chunks c JOIN streams s ON s.id = c.stream_id
@@ -60,11 +60,11 @@ impl MediaStore for SqliteDatabase {
         .map_err(backend)?;
         transport_counts(rows.into_iter().map(|r| (r.transport, r.n)))
     }
-    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>> {
+    async fn streams_of(&self, attempt: AttemptId) -> DbResult<Vec<Stream>> {
         let attempt = attempt.to_string();
         parse_all(sqlx::query_as!(StreamRecord, r#"SELECT id AS "id!", attempt_id AS "attempt_id!", salt AS "salt!", opening, opened_at AS "opened_at!", ended_at, final_index FROM streams WHERE attempt_id = ?1 ORDER BY opened_at, id"#, attempt).fetch_all(&self.readers).await.map_err(backend)?)
     }
-    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()> {
+    async fn end_stream(&self, id: StreamId, final_index: u32, at_ms: i64) -> DbResult<()> {
         let (id, final_index) = (id.to_string(), final_index as i64);
         sqlx::query!(
             "UPDATE streams SET ended_at = COALESCE(ended_at, ?3), final_index = ?2 WHERE id = ?1 AND (final_index IS NULL OR final_index = ?2)",
@@ -86,7 +86,7 @@ impl MediaStore for SqliteDatabase {
         let mut outcomes = Vec::with_capacity(batch.len());
         // One statement per new chunk and one per attempt: statements, not the commit, are
         // what a batch costs here.
-        let mut added: std::collections::BTreeMap<Uuid, u64> = Default::default();
+        let mut added: std::collections::BTreeMap<AttemptId, u64> = Default::default();
         for NewChunk {
             attempt,
             row,
@@ -160,11 +160,11 @@ impl MediaStore for SqliteDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)
     }
-    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow> {
+    async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow> {
         let (stream, index) = (stream.to_string(), index as i64);
         parse(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
     }
-    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>> {
+    async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>> {
         let stream = stream.to_string();
         parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
     }

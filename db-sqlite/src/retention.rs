@@ -7,7 +7,7 @@ type RetentionRecord = RetentionRec<String, i64>;
 type PvRecord = PvRec<String, i64>;
 
 /// A list of ids as the JSON array `json_each` reads.
-fn json_ids(ids: &[Uuid]) -> String {
+fn json_ids(ids: &[AttemptId]) -> String {
     serde_json::to_string(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>())
         .expect("strings serialise")
 }
@@ -88,7 +88,7 @@ impl RetentionStore for SqliteDatabase {
         Ok(PvRecorded::Recorded(entries))
     }
 
-    async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>> {
+    async fn pv_decision(&self, sitting: SittingId) -> DbResult<Option<PvDecision>> {
         let sitting = sitting.to_string();
         let row = sqlx::query_as!(
             PvRecord,
@@ -102,7 +102,7 @@ impl RetentionStore for SqliteDatabase {
         row.map(parse).transpose()
     }
 
-    async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>> {
+    async fn retention_facts(&self, ids: &[AttemptId]) -> DbResult<Vec<RetentionFacts>> {
         let ids = json_ids(ids);
         parse_all(
             sqlx::query_as!(
@@ -129,16 +129,16 @@ impl RetentionStore for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        let ids: Vec<Uuid> = ids
+        let ids: Vec<AttemptId> = ids
             .into_iter()
-            .map(|i| i.into_uuid("id"))
+            .map(|i| i.into_id("id"))
             .collect::<Result<_, _>>()?;
         self.retention_facts(&ids).await
     }
 
     async fn change_retention(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         change: RetentionChange,
         event: AuditEvent,
     ) -> DbResult<Option<AuditEntry>> {
@@ -206,9 +206,9 @@ impl RetentionStore for SqliteDatabase {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let ids: Vec<Uuid> = ids
+        let ids: Vec<AttemptId> = ids
             .into_iter()
-            .map(|i| i.into_uuid("id"))
+            .map(|i| i.into_id("id"))
             .collect::<Result<_, _>>()?;
         let (list, until) = (json_ids(&ids), now_ms + lease_ms);
         sqlx::query!(
@@ -283,7 +283,7 @@ impl RetentionStore for SqliteDatabase {
         Ok(entries)
     }
 
-    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>> {
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<AttemptId>> {
         let limit = limit as i64;
         let ids = sqlx::query_scalar!(
             r#"SELECT a.id AS "id!" FROM attempts a
@@ -298,11 +298,11 @@ impl RetentionStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         ids.into_iter()
-            .map(|i| i.into_uuid("id").map_err(DbError::from))
+            .map(|i| i.into_id("id").map_err(DbError::from))
             .collect()
     }
 
-    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()> {
+    async fn finish_purge(&self, attempts: &[AttemptId], at_ms: i64) -> DbResult<()> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -327,18 +327,21 @@ impl RetentionStore for SqliteDatabase {
         Ok(rows.into_iter().map(|r| (r.epoch, r.live as u64)).collect())
     }
 
-    async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+    async fn connections_of(&self, attempt: AttemptId) -> DbResult<Vec<(StreamId, Vec<u8>)>> {
         let attempt = attempt.to_string();
         let rows = sqlx::query!(r#"SELECT id AS "id!", connection AS "connection!" FROM streams WHERE attempt_id = ?1 AND connection IS NOT NULL ORDER BY opened_at"#, attempt)
             .fetch_all(&self.readers)
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.connection)))
+            .map(|r| Ok((r.id.into_id("id").map_err(DbError::from)?, r.connection)))
             .collect()
     }
 
-    async fn clear_connections(&self, limit: u32) -> DbResult<Vec<(Uuid, Uuid, ConnectionInfo)>> {
+    async fn clear_connections(
+        &self,
+        limit: u32,
+    ) -> DbResult<Vec<(StreamId, AttemptId, ConnectionInfo)>> {
         let limit = limit as i64;
         let rows = sqlx::query!(
             r#"SELECT id AS "id!", attempt_id AS "attempt_id!", client_ip AS "client_ip!", agent_version AS "agent_version!", os AS "os!"
@@ -351,10 +354,8 @@ impl RetentionStore for SqliteDatabase {
         rows.into_iter()
             .map(|r| {
                 Ok((
-                    r.id.into_uuid("id").map_err(DbError::from)?,
-                    r.attempt_id
-                        .into_uuid("attempt_id")
-                        .map_err(DbError::from)?,
+                    r.id.into_id("id").map_err(DbError::from)?,
+                    r.attempt_id.into_id("attempt_id").map_err(DbError::from)?,
                     ConnectionInfo {
                         client_ip: r.client_ip,
                         agent_version: r.agent_version,
@@ -365,25 +366,25 @@ impl RetentionStore for SqliteDatabase {
             .collect()
     }
 
-    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()> {
+    async fn seal_connection(&self, stream: StreamId, sealed: Option<Vec<u8>>) -> DbResult<()> {
         let id = stream.to_string();
         sqlx::query!("UPDATE streams SET connection = ?2, client_ip = '', agent_version = '', os = '' WHERE id = ?1", id, sealed).execute(&self.writer).await.map_err(backend)?;
         Ok(())
     }
 
-    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>> {
+    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(AttemptId, Vec<u8>)>> {
         let rows = sqlx::query!(r#"SELECT id AS "id!", wrapped_dek AS "wrapped_dek!" FROM attempts WHERE kek_epoch = ?1 AND destroyed_at IS NULL"#, epoch)
             .fetch_all(&self.readers)
             .await
             .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.wrapped_dek)))
+            .map(|r| Ok((r.id.into_id("id").map_err(DbError::from)?, r.wrapped_dek)))
             .collect()
     }
 
     async fn rewrap(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         old: (&str, &[u8]),
         new: (&str, &[u8]),
     ) -> DbResult<bool> {
@@ -406,7 +407,7 @@ impl RetentionStore for SqliteDatabase {
         &self,
         sealed_prefix: &str,
         limit: u32,
-    ) -> DbResult<Vec<(Uuid, Uuid, String)>> {
+    ) -> DbResult<Vec<(FlagId, AttemptId, String)>> {
         let limit = limit as i64;
         let rows = sqlx::query!(
             r#"SELECT id AS "id!", attempt_id AS "attempt_id!", note AS "note!" FROM flags WHERE note <> '' AND substr(note, 1, length(?1)) <> ?1 LIMIT ?2"#,
@@ -419,17 +420,15 @@ impl RetentionStore for SqliteDatabase {
         rows.into_iter()
             .map(|r| {
                 Ok((
-                    r.id.into_uuid("id").map_err(DbError::from)?,
-                    r.attempt_id
-                        .into_uuid("attempt_id")
-                        .map_err(DbError::from)?,
+                    r.id.into_id("id").map_err(DbError::from)?,
+                    r.attempt_id.into_id("attempt_id").map_err(DbError::from)?,
                     r.note,
                 ))
             })
             .collect()
     }
 
-    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()> {
+    async fn set_note(&self, flag: FlagId, note: &str) -> DbResult<()> {
         let id = flag.to_string();
         sqlx::query!("UPDATE flags SET note = ?2 WHERE id = ?1", id, note)
             .execute(&self.writer)

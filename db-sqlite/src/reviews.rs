@@ -4,7 +4,7 @@ use super::*;
 
 #[async_trait]
 impl ReviewStore for SqliteDatabase {
-    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>> {
+    async fn reviews_of(&self, attempt: AttemptId) -> DbResult<Vec<Review>> {
         let attempt = attempt.to_string();
         parse_all(
             sqlx::query_as!(
@@ -43,7 +43,7 @@ impl ReviewStore for SqliteDatabase {
     }
     async fn submit_review(
         &self,
-        review: Uuid,
+        review: ReviewId,
         outcome: ReviewOutcome,
         at_ms: i64,
     ) -> DbResult<Submit> {
@@ -88,7 +88,7 @@ impl ReviewStore for SqliteDatabase {
         tx.commit().await.map_err(backend)?;
         Ok(Submit::Submitted(flags as u32))
     }
-    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>> {
+    async fn flags_of(&self, attempt: AttemptId) -> DbResult<Vec<Flag>> {
         let attempt = attempt.to_string();
         parse_all(
             sqlx::query_as!(
@@ -131,7 +131,7 @@ impl ReviewStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
-    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool> {
+    async fn delete_flag(&self, review: ReviewId, flag: FlagId) -> DbResult<bool> {
         let (review, flag) = (review.to_string(), flag.to_string());
         let done = sqlx::query!(
             "DELETE FROM flags WHERE id = ?1 AND review_id = ?2 AND EXISTS (SELECT 1 FROM reviews WHERE id = ?2 AND submitted_at IS NULL)",

@@ -114,7 +114,7 @@ impl StaffStore for SqliteDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn assign_sitting(&self, staff: StaffId, sitting: Uuid, at_ms: i64) -> DbResult<()> {
+    async fn assign_sitting(&self, staff: StaffId, sitting: SittingId, at_ms: i64) -> DbResult<()> {
         let (staff, sitting) = (staff.to_string(), sitting.to_string());
         sqlx::query!("INSERT INTO sitting_assignments (staff_id, sitting_id, assigned_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", staff, sitting, at_ms)
             .execute(&self.writer)
@@ -122,7 +122,7 @@ impl StaffStore for SqliteDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn is_assigned(&self, staff: StaffId, sitting: Uuid) -> DbResult<bool> {
+    async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
         let (staff, sitting) = (staff.to_string(), sitting.to_string());
         let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sitting_assignments WHERE staff_id = ?1 AND sitting_id = ?2"#, staff, sitting)
             .fetch_optional(&self.readers)
@@ -171,13 +171,8 @@ impl StaffStore for SqliteDatabase {
             .await
             .map_err(backend)?;
         }
-        self.staff_by_id(
-            r.staff_id
-                .into_uuid("staff_id")
-                .map_err(DbError::from)?
-                .into(),
-        )
-        .await
+        self.staff_by_id(r.staff_id.into_id("staff_id").map_err(DbError::from)?)
+            .await
     }
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()> {
         let hash = token_hash.as_slice();
@@ -187,7 +182,7 @@ impl StaffStore for SqliteDatabase {
             .map_err(backend)?;
         Ok(())
     }
-    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(Uuid, String)>> {
+    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(SittingId, String)>> {
         let staff = staff.to_string();
         let rows = sqlx::query!(
             r#"SELECT s.id AS "id!", s.ref AS "reference!" FROM sitting_assignments a JOIN sittings s ON s.id = a.sitting_id WHERE a.staff_id = ?1 ORDER BY s.ref"#,
@@ -197,7 +192,7 @@ impl StaffStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         rows.into_iter()
-            .map(|r| Ok((r.id.into_uuid("id").map_err(DbError::from)?, r.reference)))
+            .map(|r| Ok((r.id.into_id("id").map_err(DbError::from)?, r.reference)))
             .collect()
     }
 }

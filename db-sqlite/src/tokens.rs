@@ -40,13 +40,13 @@ impl TokenStore for SqliteDatabase {
         })?;
         Ok((attempt, token))
     }
-    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken> {
+    async fn token_of(&self, attempt: AttemptId, generation: u32) -> DbResult<LaunchToken> {
         let (attempt, generation) = (attempt.to_string(), generation as i64);
         parse(sqlx::query_as!(TokenRecord, r#"SELECT t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at FROM launch_tokens t WHERE t.attempt_id = ?1 AND t.generation = ?2"#, attempt, generation).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn issue_token(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         generation: u32,
         token_hash: [u8; 32],
         issued_at_ms: i64,
@@ -93,7 +93,7 @@ impl TokenStore for SqliteDatabase {
         .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
-    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64> {
+    async fn revoke_tokens(&self, attempt: AttemptId, at_ms: i64) -> DbResult<u64> {
         let attempt = attempt.to_string();
         let done = sqlx::query!(
             "UPDATE launch_tokens SET revoked_at = ?2 WHERE attempt_id = ?1 AND revoked_at IS NULL",
@@ -108,7 +108,7 @@ impl TokenStore for SqliteDatabase {
     async fn create_launch_code(
         &self,
         code_hash: [u8; 32],
-        attempt: Uuid,
+        attempt: AttemptId,
         expires_at_ms: i64,
     ) -> DbResult<()> {
         let (code_hash, attempt) = (code_hash.as_slice(), attempt.to_string());
@@ -123,7 +123,11 @@ impl TokenStore for SqliteDatabase {
         .map_err(backend)?;
         Ok(())
     }
-    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>> {
+    async fn redeem_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+    ) -> DbResult<Option<AttemptId>> {
         let code_hash = code_hash.as_slice();
         let row = sqlx::query_scalar!(
             "UPDATE launch_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING attempt_id",
@@ -134,7 +138,7 @@ impl TokenStore for SqliteDatabase {
         .await
         .map_err(backend)?;
         row.map(|a| {
-            a.parse::<Uuid>()
+            a.parse::<AttemptId>()
                 .map_err(|e| DbError::Backend(format!("launch code's attempt id: {e}")))
         })
         .transpose()

@@ -11,7 +11,7 @@ pub mod retention;
 pub mod review;
 mod role;
 mod stores;
-pub use ids::StaffId;
+pub use ids::{AttemptId, FlagId, ReviewId, SittingId, StaffId, StreamId};
 pub use retention::{
     Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts,
     RetentionStore,
@@ -24,7 +24,6 @@ pub use stores::{
 
 use crate::lifecycle::AttemptState;
 use std::time::Duration;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
@@ -52,8 +51,8 @@ pub type DbResult<T> = Result<T, DbError>;
 
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
-    pub id: Uuid,
-    pub sitting_id: Uuid,
+    pub id: AttemptId,
+    pub sitting_id: SittingId,
     pub reference: String,
     pub token_hash: [u8; 32],
     pub token_expires_at_ms: i64,
@@ -65,8 +64,8 @@ pub struct NewAttempt {
 
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub id: Uuid,
-    pub sitting_id: Uuid,
+    pub id: AttemptId,
+    pub sitting_id: SittingId,
     pub reference: String,
     pub kek_epoch: String,
     pub wrapped_dek: Vec<u8>,
@@ -82,7 +81,7 @@ pub struct Attempt {
 /// One issue of an attempt's launch token (only its hash is stored).
 #[derive(Debug, Clone)]
 pub struct LaunchToken {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub generation: u32,
     pub expires_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
@@ -90,8 +89,8 @@ pub struct LaunchToken {
 
 #[derive(Debug, Clone)]
 pub struct Stream {
-    pub id: Uuid,
-    pub attempt_id: Uuid,
+    pub id: StreamId,
+    pub attempt_id: AttemptId,
     pub keying: StreamKeying,
     pub opened_at_ms: i64,
     pub ended_at_ms: Option<i64>,
@@ -144,7 +143,7 @@ pub struct ConnectionInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRow {
-    pub stream_id: Uuid,
+    pub stream_id: StreamId,
     pub index: u32,
     /// The chain digest, SHA-256(header ‖ tag).
     pub digest: [u8; 32],
@@ -207,7 +206,7 @@ pub struct AuditEntry {
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
-    pub attempt_id: Option<Uuid>,
+    pub attempt_id: Option<AttemptId>,
     pub detail: String,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
@@ -219,14 +218,14 @@ pub struct AuditEvent {
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
-    pub attempt_id: Option<Uuid>,
+    pub attempt_id: Option<AttemptId>,
     pub detail: serde_json::Value,
 }
 
 /// A chunk row to record, with the attempt whose byte count it adds to.
 #[derive(Debug, Clone)]
 pub struct NewChunk {
-    pub attempt: Uuid,
+    pub attempt: AttemptId,
     pub row: ChunkRow,
     pub transport: Transport,
 }
@@ -290,7 +289,7 @@ pub fn audit_hash(
     at_ms: i64,
     actor: &str,
     action: &str,
-    attempt: Option<Uuid>,
+    attempt: Option<AttemptId>,
     detail: &str,
 ) -> [u8; 32] {
     use sha2::{Digest, Sha256};

@@ -5,6 +5,7 @@
 //! SQLite has only i64.
 
 use crate::*;
+use uuid::Uuid;
 
 /// A stored value the domain cannot take: a schema violation or a corrupt row, never
 /// the caller's fault. Each backend's driver errors are its own; this one is shared.
@@ -22,8 +23,13 @@ impl From<DecodeError> for DbError {
 }
 
 /// A UUID column, native or text.
-pub trait IdColumn {
+pub trait IdColumn: Sized {
     fn into_uuid(self, col: &str) -> Result<Uuid, DecodeError>;
+
+    /// The column as the id type the caller expects (`AttemptId`, `StreamId`, …).
+    fn into_id<T: From<Uuid>>(self, col: &str) -> Result<T, DecodeError> {
+        self.into_uuid(col).map(T::from)
+    }
 }
 
 impl IdColumn for Uuid {
@@ -77,8 +83,8 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<AttemptRec<Id, Int>> for Attempt {
     type Error = DecodeError;
     fn try_from(r: AttemptRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Attempt {
-            id: r.id.into_uuid("id")?,
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            id: r.id.into_uuid("id")?.into(),
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
             reference: r.reference,
             kek_epoch: r.kek_epoch,
             wrapped_dek: r.wrapped_dek,
@@ -104,7 +110,7 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<TokenRec<Id, Int>> for LaunchToken {
     type Error = DecodeError;
     fn try_from(r: TokenRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(LaunchToken {
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
             generation: r.generation.into() as u32,
             expires_at_ms: r.expires_at,
             revoked_at_ms: r.revoked_at,
@@ -147,8 +153,8 @@ impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
     type Error = DecodeError;
     fn try_from(r: StreamRec<Id>) -> Result<Self, DecodeError> {
         Ok(Stream {
-            id: r.id.into_uuid("id")?,
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            id: r.id.into_uuid("id")?.into(),
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
             keying: match r.opening {
                 Some(opening) => StreamKeying::Opening(opening),
                 None => StreamKeying::Derived {
@@ -178,7 +184,7 @@ impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
     type Error = DecodeError;
     fn try_from(r: ChunkRec<Id>) -> Result<Self, DecodeError> {
         Ok(ChunkRow {
-            stream_id: r.stream_id.into_uuid("stream_id")?,
+            stream_id: r.stream_id.into_uuid("stream_id")?.into(),
             index: r.idx as u32,
             digest: arr32("digest", r.digest)?,
             content_sha256: arr32("content_sha256", r.content_sha256)?,
@@ -239,7 +245,7 @@ impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
             action: r.action,
             attempt_id: r
                 .attempt_id
-                .map(|a| a.into_uuid("attempt_id"))
+                .map(|a| a.into_uuid("attempt_id").map(AttemptId::from))
                 .transpose()?,
             detail: r.detail,
             prev_hash: arr32("prev_hash", r.prev_hash)?,
@@ -262,8 +268,8 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<ReviewRec<Id, Int>> for Review {
     type Error = DecodeError;
     fn try_from(r: ReviewRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Review {
-            id: r.id.into_uuid("id")?,
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            id: r.id.into_uuid("id")?.into(),
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
             round: u32::try_from(r.round.into()).map_err(|e| decode_err("round", e.to_string()))?,
             reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?.into(),
             started_at_ms: r.started_at,
@@ -293,9 +299,9 @@ impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
     type Error = DecodeError;
     fn try_from(r: FlagRec<Id>) -> Result<Self, DecodeError> {
         Ok(Flag {
-            id: r.id.into_uuid("id")?,
-            review_id: r.review_id.into_uuid("review_id")?,
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
+            id: r.id.into_uuid("id")?.into(),
+            review_id: r.review_id.into_uuid("review_id")?.into(),
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
             start_ms: r.start_at,
             end_ms: r.end_at,
             category: FlagCategory::parse(&r.category).map_err(|e| decode_err("category", e))?,
@@ -339,8 +345,8 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for Retentio
             _ => None,
         };
         Ok(RetentionFacts {
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?,
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
             reference: r.reference,
             state: r.state.parse().map_err(|e| decode_err("state", e))?,
             created_at_ms: r.created_at,
@@ -373,7 +379,7 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<PvRec<Id, Bool>> for PvDecision {
     type Error = DecodeError;
     fn try_from(r: PvRec<Id, Bool>) -> Result<Self, DecodeError> {
         Ok(PvDecision {
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?,
+            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
             outcome: PvOutcome::parse(&r.outcome).map_err(|e| decode_err("outcome", e))?,
             decided_at_ms: r.decided_at,
             decided_by: r.decided_by,

@@ -3,9 +3,9 @@
 //! facts, the jury's decision, and the one-transaction steps of destruction.
 
 use crate::lifecycle::AttemptState;
+use crate::{AttemptId, FlagId, SittingId, StreamId};
 use crate::{AuditEntry, AuditEvent, DbResult};
 use async_trait::async_trait;
-use uuid::Uuid;
 
 crate::review::named_enum! {
     /// The jury's decision on a sitting's minutes (PV).
@@ -14,7 +14,7 @@ crate::review::named_enum! {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PvDecision {
-    pub sitting_id: Uuid,
+    pub sitting_id: SittingId,
     pub outcome: PvOutcome,
     pub decided_at_ms: i64,
     pub decided_by: String,
@@ -25,8 +25,8 @@ pub struct PvDecision {
 /// An attempt's retention facts, destruction state and receipt.
 #[derive(Debug, Clone)]
 pub struct RetentionFacts {
-    pub attempt_id: Uuid,
-    pub sitting_id: Uuid,
+    pub attempt_id: AttemptId,
+    pub sitting_id: SittingId,
     /// The platform's reference of the candidate.
     pub reference: String,
     pub state: AttemptState,
@@ -53,7 +53,7 @@ pub struct RetentionFacts {
 /// One attempt's part of a PV decision: its state change (compare-and-set) and its facts.
 #[derive(Debug, Clone)]
 pub struct PvUpdate {
-    pub attempt: Uuid,
+    pub attempt: AttemptId,
     pub from: AttemptState,
     pub to: AttemptState,
     pub contested: bool,
@@ -91,7 +91,7 @@ pub enum RetentionChange {
 /// One attempt to destroy: its signed receipt and the audit entry that says so.
 #[derive(Debug, Clone)]
 pub struct Destruction {
-    pub attempt: Uuid,
+    pub attempt: AttemptId,
     pub receipt_json: String,
     pub at_ms: i64,
     pub event: AuditEvent,
@@ -106,15 +106,15 @@ pub trait RetentionStore: Send + Sync {
         updates: &[PvUpdate],
         event: AuditEvent,
     ) -> DbResult<PvRecorded>;
-    async fn pv_decision(&self, sitting: Uuid) -> DbResult<Option<PvDecision>>;
+    async fn pv_decision(&self, sitting: SittingId) -> DbResult<Option<PvDecision>>;
     /// The facts of these attempts (unknown ids are left out), in no particular order.
-    async fn retention_facts(&self, ids: &[Uuid]) -> DbResult<Vec<RetentionFacts>>;
+    async fn retention_facts(&self, ids: &[AttemptId]) -> DbResult<Vec<RetentionFacts>>;
     /// Every attempt not destroyed yet (`retention status`), in no particular order.
     async fn pending_retention(&self) -> DbResult<Vec<RetentionFacts>>;
     /// `None` when nothing changed: the attempt is destroyed, or already (not) held.
     async fn change_retention(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         change: RetentionChange,
         event: AuditEvent,
     ) -> DbResult<Option<AuditEntry>>;
@@ -138,15 +138,19 @@ pub trait RetentionStore: Send + Sync {
     /// Destroyed attempts whose blobs are not all deleted yet, and those destroyed since
     /// `recent_since_ms` that have chunk rows again (an upload in flight at the moment of
     /// destruction that landed after the purge).
-    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<Uuid>>;
+    async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<AttemptId>>;
     /// Every blob of these attempts is deleted: their chunk rows go, they are purged.
-    async fn finish_purge(&self, attempts: &[Uuid], at_ms: i64) -> DbResult<()>;
+    async fn finish_purge(&self, attempts: &[AttemptId], at_ms: i64) -> DbResult<()>;
     /// The attempts of an epoch not destroyed yet, with their wrapped data keys.
-    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
+    async fn live_keys_of_epoch(&self, epoch: &str) -> DbResult<Vec<(AttemptId, Vec<u8>)>>;
     /// Moves an attempt's data key under another epoch's KEK, if it is still wrapped as
     /// read (`false` otherwise: destroyed or moved meanwhile).
-    async fn rewrap(&self, attempt: Uuid, old: (&str, &[u8]), new: (&str, &[u8]))
-        -> DbResult<bool>;
+    async fn rewrap(
+        &self,
+        attempt: AttemptId,
+        old: (&str, &[u8]),
+        new: (&str, &[u8]),
+    ) -> DbResult<bool>;
     /// Each key epoch with its number of attempts not destroyed.
     async fn epochs(&self) -> DbResult<Vec<(String, u64)>>;
     /// Streams whose connection data a version before sealing stored in clear:
@@ -154,17 +158,17 @@ pub trait RetentionStore: Send + Sync {
     async fn clear_connections(
         &self,
         limit: u32,
-    ) -> DbResult<Vec<(Uuid, Uuid, crate::ConnectionInfo)>>;
+    ) -> DbResult<Vec<(StreamId, AttemptId, crate::ConnectionInfo)>>;
     /// Replaces a stream's clear connection data by its sealed form (`None`: drops it).
-    async fn seal_connection(&self, stream: Uuid, sealed: Option<Vec<u8>>) -> DbResult<()>;
+    async fn seal_connection(&self, stream: StreamId, sealed: Option<Vec<u8>>) -> DbResult<()>;
     /// Flags whose note an earlier version stored in clear: (flag, attempt, note).
     async fn clear_notes(
         &self,
         sealed_prefix: &str,
         limit: u32,
-    ) -> DbResult<Vec<(Uuid, Uuid, String)>>;
+    ) -> DbResult<Vec<(FlagId, AttemptId, String)>>;
     /// Replaces a flag's note (its sealed form).
-    async fn set_note(&self, flag: Uuid, note: &str) -> DbResult<()>;
+    async fn set_note(&self, flag: FlagId, note: &str) -> DbResult<()>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).
-    async fn connections_of(&self, attempt: Uuid) -> DbResult<Vec<(Uuid, Vec<u8>)>>;
+    async fn connections_of(&self, attempt: AttemptId) -> DbResult<Vec<(StreamId, Vec<u8>)>>;
 }

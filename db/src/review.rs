@@ -1,8 +1,7 @@
 //! Reviews and flags as stored: the fixed lists (categories, severities, outcomes) are
 //! enums parsed when a row or a request comes in.
 
-use crate::StaffId;
-use uuid::Uuid;
+use crate::{AttemptId, FlagId, ReviewId, StaffId};
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -58,8 +57,8 @@ named_enum! {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
-    pub id: Uuid,
-    pub attempt_id: Uuid,
+    pub id: ReviewId,
+    pub attempt_id: AttemptId,
     /// 1 for the first review, 2 for a second one.
     pub round: u32,
     pub reviewer_id: StaffId,
@@ -70,9 +69,9 @@ pub struct Review {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flag {
-    pub id: Uuid,
-    pub review_id: Uuid,
-    pub attempt_id: Uuid,
+    pub id: FlagId,
+    pub review_id: ReviewId,
+    pub attempt_id: AttemptId,
     /// Wall-clock, unix milliseconds.
     pub start_ms: i64,
     pub end_ms: i64,

@@ -3,31 +3,34 @@
 
 use crate::*;
 use async_trait::async_trait;
-use uuid::Uuid;
 
 /// Sittings and their attempts, consent, and the audited state change.
 #[async_trait]
 pub trait AttemptStore: Send + Sync {
-    async fn create_sitting(&self, id: Uuid, reference: &str, at_ms: i64) -> DbResult<()>;
-    async fn sitting_exists(&self, id: Uuid) -> DbResult<bool>;
+    async fn create_sitting(&self, id: SittingId, reference: &str, at_ms: i64) -> DbResult<()>;
+    async fn sitting_exists(&self, id: SittingId) -> DbResult<bool>;
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
-    async fn attempt(&self, id: Uuid) -> DbResult<Attempt>;
-    async fn sitting_by_ref(&self, reference: &str) -> DbResult<Uuid>;
-    async fn attempt_by_ref(&self, sitting: Uuid, reference: &str) -> DbResult<Attempt>;
+    async fn attempt(&self, id: AttemptId) -> DbResult<Attempt>;
+    async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId>;
+    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt>;
     /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
     /// a refused change leaves no entry (`None`). The only way a state changes.
     async fn set_state_audited(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         from: AttemptState,
         to: AttemptState,
         at_ms: i64,
         event: AuditEvent,
     ) -> DbResult<Option<AuditEntry>>;
-    async fn record_consent(&self, attempt: Uuid, notice_version: &str, at_ms: i64)
-        -> DbResult<()>;
-    async fn attempts_of_sitting(&self, sitting: Uuid) -> DbResult<Vec<Attempt>>;
+    async fn record_consent(
+        &self,
+        attempt: AttemptId,
+        notice_version: &str,
+        at_ms: i64,
+    ) -> DbResult<()>;
+    async fn attempts_of_sitting(&self, sitting: SittingId) -> DbResult<Vec<Attempt>>;
 }
 
 /// Launch tokens (every issue, revocation) and short launch codes.
@@ -35,28 +38,32 @@ pub trait AttemptStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     /// The attempt a token was issued for, and that issue, whether expired or revoked.
     async fn attempt_by_token(&self, token_hash: [u8; 32]) -> DbResult<(Attempt, LaunchToken)>;
-    async fn token_of(&self, attempt: Uuid, generation: u32) -> DbResult<LaunchToken>;
+    async fn token_of(&self, attempt: AttemptId, generation: u32) -> DbResult<LaunchToken>;
     /// Revokes every earlier issue and records this one as the current token.
     async fn issue_token(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         generation: u32,
         token_hash: [u8; 32],
         issued_at_ms: i64,
         expires_at_ms: i64,
     ) -> DbResult<()>;
     /// Returns how many issues were still unrevoked.
-    async fn revoke_tokens(&self, attempt: Uuid, at_ms: i64) -> DbResult<u64>;
+    async fn revoke_tokens(&self, attempt: AttemptId, at_ms: i64) -> DbResult<u64>;
     /// Keeps a short launch code (its hash) for the attempt until `expires_at_ms`.
     async fn create_launch_code(
         &self,
         code_hash: [u8; 32],
-        attempt: Uuid,
+        attempt: AttemptId,
         expires_at_ms: i64,
     ) -> DbResult<()>;
     /// Uses a launch code, once: its attempt if it is known, unused and unexpired at
     /// `now_ms` (and marks it used in the same statement), `None` otherwise.
-    async fn redeem_launch_code(&self, code_hash: [u8; 32], now_ms: i64) -> DbResult<Option<Uuid>>;
+    async fn redeem_launch_code(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+    ) -> DbResult<Option<AttemptId>>;
 }
 
 /// Agents' signs of life and their silences.
@@ -64,13 +71,13 @@ pub trait TokenStore: Send + Sync {
 pub trait LivenessStore: Send + Sync {
     /// The attempt's agent was heard from at `at_ms` (a heartbeat, a chunk). If it had been
     /// marked silent, the silence is closed at `at_ms` and its start is returned.
-    async fn agent_heard(&self, attempt: Uuid, at_ms: i64) -> DbResult<Option<i64>>;
+    async fn agent_heard(&self, attempt: AttemptId, at_ms: i64) -> DbResult<Option<i64>>;
     /// Marks silent, from their last sign of life, the agents of exams in progress
     /// (consented or recording) not heard from since `before_ms` and not marked yet; each
     /// opens a silence on record. Returns (attempt, silent since).
-    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(Uuid, i64)>>;
+    async fn mark_silent_agents(&self, before_ms: i64) -> DbResult<Vec<(AttemptId, i64)>>;
     /// The attempt's silences, oldest first: (from, to; `None` while it lasts).
-    async fn agent_silences(&self, attempt: Uuid) -> DbResult<Vec<(i64, Option<i64>)>>;
+    async fn agent_silences(&self, attempt: AttemptId) -> DbResult<Vec<(i64, Option<i64>)>>;
 }
 
 /// Streams and their chunks (group commit).
@@ -85,17 +92,17 @@ pub trait MediaStore: Send + Sync {
     async fn open_stream(&self, s: Stream, connection: Vec<u8>, max_streams: u64)
         -> DbResult<bool>;
     /// How many of the attempt's stored chunks each transport carried.
-    async fn chunks_by_transport(&self, attempt: Uuid) -> DbResult<Vec<(Transport, u64)>>;
-    async fn stream(&self, id: Uuid) -> DbResult<Stream>;
-    async fn streams_of(&self, attempt: Uuid) -> DbResult<Vec<Stream>>;
-    async fn end_stream(&self, id: Uuid, final_index: u32, at_ms: i64) -> DbResult<()>;
+    async fn chunks_by_transport(&self, attempt: AttemptId) -> DbResult<Vec<(Transport, u64)>>;
+    async fn stream(&self, id: StreamId) -> DbResult<Stream>;
+    async fn streams_of(&self, attempt: AttemptId) -> DbResult<Vec<Stream>>;
+    async fn end_stream(&self, id: StreamId, final_index: u32, at_ms: i64) -> DbResult<()>;
     /// Records chunks and adds their sizes to their attempts' `bytes_stored`, all in one
     /// transaction (group commit: one durable commit covers many uploaders). Outcomes come
     /// back in the order of `batch`; a later chunk of the batch sees the earlier ones.
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>>;
     async fn insert_chunk(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         row: ChunkRow,
         at_ms: i64,
     ) -> DbResult<ChunkInsert> {
@@ -112,8 +119,8 @@ pub trait MediaStore: Send + Sync {
         out.pop()
             .ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
     }
-    async fn chunk(&self, stream: Uuid, index: u32) -> DbResult<ChunkRow>;
-    async fn chunks_of(&self, stream: Uuid) -> DbResult<Vec<ChunkRow>>;
+    async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow>;
+    async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>>;
 }
 
 /// Staff accounts, their sessions, TOTP, sitting assignments and settings.
@@ -144,8 +151,8 @@ pub trait StaffStore: Send + Sync {
     async fn setting(&self, key: &str) -> DbResult<Option<String>>;
     async fn set_setting(&self, key: &str, value: &str) -> DbResult<()>;
     /// Lets a staff member see a sitting; assigning twice changes nothing.
-    async fn assign_sitting(&self, staff: StaffId, sitting: Uuid, at_ms: i64) -> DbResult<()>;
-    async fn is_assigned(&self, staff: StaffId, sitting: Uuid) -> DbResult<bool>;
+    async fn assign_sitting(&self, staff: StaffId, sitting: SittingId, at_ms: i64) -> DbResult<()>;
+    async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool>;
     async fn create_staff_session(
         &self,
         token_hash: [u8; 32],
@@ -163,30 +170,30 @@ pub trait StaffStore: Send + Sync {
     ) -> DbResult<StaffAccount>;
     async fn end_staff_session(&self, token_hash: [u8; 32]) -> DbResult<()>;
     /// The sittings assigned to a staff member: (id, reference), by reference.
-    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(Uuid, String)>>;
+    async fn sittings_of_staff(&self, staff: StaffId) -> DbResult<Vec<(SittingId, String)>>;
 }
 
 /// Reviews, their outcomes and flags.
 #[async_trait]
 pub trait ReviewStore: Send + Sync {
     /// The attempt's reviews, by round.
-    async fn reviews_of(&self, attempt: Uuid) -> DbResult<Vec<Review>>;
+    async fn reviews_of(&self, attempt: AttemptId) -> DbResult<Vec<Review>>;
     /// `Conflict` when the attempt already has a review of that round.
     async fn create_review(&self, r: Review) -> DbResult<()>;
     /// Records the outcome if it agrees with the review's flags (irregularities ⇔ at least
     /// one), counted under the review's lock so that no flag change slips in between.
     async fn submit_review(
         &self,
-        review: Uuid,
+        review: ReviewId,
         outcome: ReviewOutcome,
         at_ms: i64,
     ) -> DbResult<Submit>;
-    async fn flags_of(&self, attempt: Uuid) -> DbResult<Vec<Flag>>;
+    async fn flags_of(&self, attempt: AttemptId) -> DbResult<Vec<Flag>>;
     /// Creates or replaces the flag, only while its review is unsubmitted (checked in the
     /// same statement, so a submit racing an edit leaves no edit after it); `false` then.
     async fn save_flag(&self, f: Flag) -> DbResult<bool>;
     /// Same rule as `save_flag`; `false` when nothing was deleted.
-    async fn delete_flag(&self, review: Uuid, flag: Uuid) -> DbResult<bool>;
+    async fn delete_flag(&self, review: ReviewId, flag: FlagId) -> DbResult<bool>;
 }
 
 /// The audit trail, append-only and hash-chained.
@@ -195,5 +202,5 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
     /// One attempt's entries, in order (the access report).
-    async fn audit_of(&self, attempt: Uuid) -> DbResult<Vec<AuditEntry>>;
+    async fn audit_of(&self, attempt: AttemptId) -> DbResult<Vec<AuditEntry>>;
 }

@@ -19,7 +19,9 @@ mod pg;
 use bytes::Bytes;
 use server::clock::{Clock, SystemClock};
 use server::configuration::Settings;
-use server::db::{ChunkRow, NewChunk, Stream, StreamKeying, Transport};
+use server::db::{
+    AttemptId, ChunkRow, NewChunk, SittingId, Stream, StreamId, StreamKeying, Transport,
+};
 use server::lifecycle::Transition;
 use server::retention::PvRequest;
 use server::state::AppState;
@@ -78,14 +80,15 @@ async fn open(s: Settings) -> Bench {
 }
 
 /// A sitting of `n` ended attempts, each with one stream of `fragments` stored blobs.
-async fn sitting(p: &Bench, plan: &Plan) -> (Uuid, Vec<Uuid>) {
+async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
     let sitting = p
         .enrolment
         .create_sitting(&format!("bench-{}", Uuid::new_v4()), "bench")
         .await
         .unwrap()
         .value
-        .sitting_id;
+        .sitting_id
+        .into();
     let mut attempts = Vec::with_capacity(plan.candidates);
     let payload = Bytes::from(vec![0x5a; plan.fragment_bytes]);
     for i in 0..plan.candidates {
@@ -95,9 +98,10 @@ async fn sitting(p: &Bench, plan: &Plan) -> (Uuid, Vec<Uuid>) {
             .await
             .unwrap()
             .value
-            .attempt_id;
+            .attempt_id
+            .into();
         let stream = Stream {
-            id: Uuid::new_v4(),
+            id: StreamId::random(),
             attempt_id: a,
             keying: StreamKeying::Derived { salt: [1; 32] },
             opened_at_ms: 0,
@@ -152,7 +156,7 @@ async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
         .retention
         .decide_pv(
             "bench-jury",
-            sitting,
+            sitting.into(),
             PvRequest {
                 outcome: server::db::PvOutcome::Validated,
                 contested: vec![],
@@ -195,7 +199,7 @@ async fn one_by_one(p: &Bench, plan: &Plan) -> Duration {
 
 /// `n` attempts that ended 100 days ago with no decision (due by the 2-month ceiling),
 /// written straight into the database (one statement: setting up is not what is measured).
-async fn due_attempts(s: &Settings, sitting: Uuid, n: i64) {
+async fn due_attempts(s: &Settings, sitting: SittingId, n: i64) {
     let ended = server::clock::unix_ms(time::OffsetDateTime::now_utc() - time::Duration::days(100));
     match &s.database.url {
         Some(url) => {
@@ -205,7 +209,7 @@ async fn due_attempts(s: &Settings, sitting: Uuid, n: i64) {
                  SELECT gen_random_uuid(), $1, 'swept-' || i, '2026-08', '\\x00'::bytea, 'fp', $2, 'ended', $2
                  FROM generate_series(1, $3) AS i",
             )
-            .bind(sitting)
+            .bind(sitting.as_uuid())
             .bind(ended)
             .bind(n)
             .execute(&pool)
@@ -243,7 +247,7 @@ async fn sweep(s: Settings, n: i64) -> (Duration, usize) {
         .unwrap()
         .value
         .sitting_id;
-    due_attempts(&s, sitting, n).await;
+    due_attempts(&s, sitting.into(), n).await;
     let t0 = Instant::now();
     let destroyed = p.retention.destroy_due().await.unwrap();
     (t0.elapsed(), destroyed.len())

@@ -3,13 +3,12 @@
 
 use crate::audit::Audit;
 use crate::clock::SharedClock;
-use crate::db::{Attempt, AuditEvent, Database, DbError};
+use crate::db::{Attempt, AttemptId, AuditEvent, Database, DbError, SittingId};
 use crate::domain::Role;
 use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::{AttemptState, Transition};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// What a staff member means to do with an attempt. The role is checked for it before
 /// the attempt is looked up, so that a role refused learns nothing of the attempt (403,
@@ -79,7 +78,7 @@ impl Attempts {
         Self { db, audit, clock }
     }
 
-    pub async fn get(&self, id: Uuid) -> Result<Attempt, Failure> {
+    pub async fn get(&self, id: AttemptId) -> Result<Attempt, Failure> {
         match self.db.attempt(id).await {
             Err(DbError::NotFound) => Err(Failure::NotFound("attempt")),
             other => Ok(other?),
@@ -92,7 +91,7 @@ impl Attempts {
     pub async fn for_staff(
         &self,
         staff: &StaffIdentity,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         purpose: Purpose,
     ) -> Result<AssignedAttempt, Failure> {
         purpose.check(staff.role)?;
@@ -117,7 +116,7 @@ impl Attempts {
     pub async fn assigned_to(
         &self,
         staff: &StaffIdentity,
-    ) -> Result<Vec<(Uuid, String, Vec<AssignedAttempt>)>, Failure> {
+    ) -> Result<Vec<(SittingId, String, Vec<AssignedAttempt>)>, Failure> {
         let mut out = Vec::new();
         for (sitting_id, reference) in self.db.sittings_of_staff(staff.id).await? {
             let attempts = self
@@ -140,7 +139,7 @@ impl Attempts {
     /// overwritten), and audited in the same transaction.
     pub async fn transition(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         t: Transition,
         actor: &str,
     ) -> Result<AttemptState, Failure> {

@@ -7,6 +7,7 @@
 //! directory, which lives outside the database and its backups. Verification wants every
 //! checkpointed entry present with the hash it had.
 
+use crate::db::AttemptId;
 use crate::db::{verify_audit_chain, AuditEntry};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -185,7 +186,7 @@ pub struct EntryView {
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
-    pub attempt_id: Option<uuid::Uuid>,
+    pub attempt_id: Option<AttemptId>,
     pub detail: serde_json::Value,
 }
 
@@ -245,7 +246,7 @@ impl Audit {
         &self,
         actor: &str,
         action: &str,
-        attempt: Option<uuid::Uuid>,
+        attempt: Option<AttemptId>,
         detail: serde_json::Value,
     ) -> Result<(), crate::failure::Failure> {
         let entry = self
@@ -279,7 +280,7 @@ impl Audit {
         &self,
         staff: &crate::identity::StaffIdentity,
         action: &str,
-        attempt: Option<uuid::Uuid>,
+        attempt: Option<AttemptId>,
         mut detail: serde_json::Value,
     ) -> Result<(), crate::failure::Failure> {
         if let (Some(t), Some(map)) = (&staff.terminal, detail.as_object_mut()) {

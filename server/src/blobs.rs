@@ -13,6 +13,7 @@
 //! ignore `If-None-Match`, so there the name alone keeps an object from being replaced by
 //! different bytes.
 
+use crate::db::{AttemptId, StreamId};
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -20,7 +21,6 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// Where the blobs go: `[object_store]` in the configuration.
 #[derive(Clone, Default, serde::Deserialize)]
@@ -89,8 +89,8 @@ struct Local {
 /// A chunk's object: its place, and the SHA-256 of its whole bytes, so that different bytes
 /// never share a name, even where the store cannot refuse an overwrite.
 pub fn chunk_path(
-    attempt: Uuid,
-    stream: Uuid,
+    attempt: AttemptId,
+    stream: StreamId,
     index: u32,
     content_sha256: &[u8; 32],
 ) -> ObjectPath {
@@ -230,7 +230,7 @@ impl BlobStore {
     }
 
     /// How many objects the store holds under an attempt (after its destruction: none).
-    pub async fn count_attempt_objects(&self, attempt: Uuid) -> Result<usize, BlobError> {
+    pub async fn count_attempt_objects(&self, attempt: AttemptId) -> Result<usize, BlobError> {
         use futures::TryStreamExt;
         let prefix = ObjectPath::from(format!("attempts/{attempt}"));
         Ok(self
@@ -246,7 +246,7 @@ impl BlobStore {
     /// Returns how many were deleted; running it again after a crash finishes the job.
     pub async fn delete_attempt(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         mut each: impl FnMut(),
     ) -> Result<u64, BlobError> {
         use futures::{StreamExt, TryStreamExt};
@@ -345,9 +345,9 @@ mod tests {
 
     #[test]
     fn fsync_stops_at_the_root_even_for_a_relative_data_dir() {
-        let rel = PathBuf::from(format!("target/blobs-test-{}", Uuid::new_v4()));
+        let rel = PathBuf::from(format!("target/blobs-test-{}", uuid::Uuid::new_v4()));
         let store = BlobStore::open_local(&rel.join("blobs")).unwrap();
-        let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 3, &[7; 32]);
+        let p = chunk_path(AttemptId::random(), StreamId::random(), 3, &[7; 32]);
         let local = store.local.unwrap();
         let file = local.fs.path_to_filesystem(&p).unwrap();
         let dirs = dirs_to_sync(&file, &local.root);
@@ -365,7 +365,7 @@ mod tests {
     async fn a_damaged_object_is_repaired_not_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open_local(dir.path()).unwrap();
-        let p = chunk_path(Uuid::new_v4(), Uuid::new_v4(), 1, &[1; 32]);
+        let p = chunk_path(AttemptId::random(), StreamId::random(), 1, &[1; 32]);
         // What a power cut between the link and the fsync can leave: the name, no bytes.
         let file = store
             .local
@@ -396,8 +396,8 @@ mod tests {
         let store = BlobStore::open_local(dir.path()).unwrap();
         let bytes = Bytes::from_static(b"first");
         let p = chunk_path(
-            Uuid::new_v4(),
-            Uuid::new_v4(),
+            AttemptId::random(),
+            StreamId::random(),
             1,
             &sha2::Sha256::digest(&bytes).into(),
         );

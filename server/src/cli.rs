@@ -2,13 +2,13 @@
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::configuration;
+use crate::db::{AttemptId, SittingId, StaffId};
 use crate::startup::Application;
 use crate::state::AppState;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
-use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(
@@ -78,7 +78,7 @@ enum Command {
     /// Lets a reviewer or jury member see a sitting's attempts (same as `staff assign`).
     Assign {
         #[arg(long)]
-        sitting: Uuid,
+        sitting: SittingId,
         #[arg(long)]
         login: String,
     },
@@ -121,7 +121,7 @@ enum SittingCommand {
 enum CandidateCommand {
     Add {
         #[arg(long)]
-        sitting: Uuid,
+        sitting: SittingId,
         #[arg(long = "ref")]
         reference: String,
     },
@@ -141,7 +141,7 @@ enum StaffCommand {
         #[arg(long)]
         login: String,
         #[arg(long)]
-        sitting: Uuid,
+        sitting: SittingId,
     },
     /// Every account, without secrets.
     List,
@@ -175,36 +175,36 @@ enum StaffCommand {
 #[derive(Subcommand)]
 enum AttemptCommand {
     /// State, streams, fragments, gaps, missing ranges and the integrity verdict.
-    Show { id: Uuid },
+    Show { id: AttemptId },
     /// End the attempt, as the exam platform's API does.
-    End { id: Uuid },
+    End { id: AttemptId },
     /// Revoke every launch token of the attempt (no new consent or stream).
-    RevokeToken { id: Uuid },
+    RevokeToken { id: AttemptId },
     /// Issue a new launch token, revoking the earlier ones.
-    ReissueToken { id: Uuid },
+    ReissueToken { id: AttemptId },
     /// A short code the candidate types instead of clicking the link (once, 15 minutes).
-    LaunchCode { id: Uuid },
+    LaunchCode { id: AttemptId },
     /// Destroys the recording now, whatever the PV says (the candidate's erasure request,
     /// or consent withdrawn), with a signed receipt. Waits for the lift of a legal hold.
     Erase {
-        id: Uuid,
+        id: AttemptId,
         #[arg(long)]
         reason: String,
     },
     /// Places a legal hold (a pending proceeding): nothing of the attempt is deleted.
     Hold {
-        id: Uuid,
+        id: AttemptId,
         #[arg(long)]
         reason: String,
     },
     /// Lifts the legal hold: the attempt is kept 2 more months from now.
-    Release { id: Uuid },
+    Release { id: AttemptId },
     /// Who accessed the attempt, when, and which part of the recording.
-    AccessReport { id: Uuid },
+    AccessReport { id: AttemptId },
     /// Writes the recording and its flags encrypted to an age recipient (the data
     /// protection officer's), for the candidate's right of access or portability.
     Export {
-        id: Uuid,
+        id: AttemptId,
         /// age public key (age1…).
         #[arg(long)]
         recipient: String,
@@ -219,12 +219,12 @@ enum PvCommand {
     /// `reservations` keeps the `--contested` attempts 2 months; `refused` keeps all 2 months.
     Decide {
         #[arg(long)]
-        sitting: Uuid,
+        sitting: SittingId,
         #[arg(long, value_parser = parse_outcome)]
         outcome: crate::db::PvOutcome,
         /// An attempt the PV contests (with `reservations`; repeat for each).
         #[arg(long, num_args = 1..)]
-        contested: Vec<Uuid>,
+        contested: Vec<AttemptId>,
         /// Decide although reviews are unsubmitted (recorded in the audit).
         #[arg(long)]
         override_unsubmitted: bool,
@@ -362,7 +362,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": true }))?
             }
             Command::Staff { command: StaffCommand::List } => {
-                let admin = crate::identity::StaffIdentity { id: Uuid::nil().into(), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
+                let admin = crate::identity::StaffIdentity { id: StaffId::from(uuid::Uuid::nil()), login: "admin-cli".into(), role: crate::domain::Role::Admin, pending: None, terminal: None };
                 print(app.accounts.list_staff(&admin).await?)?
             }
             Command::Staff { command: StaffCommand::Disable { login } } => {

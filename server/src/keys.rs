@@ -4,6 +4,7 @@
 //! Epoch = calendar month of the attempt's creation (DESIGN invariant 3): destroying an
 //! epoch's KEK shreds every wrapped DEK of that month, backups included.
 
+use crate::db::{AttemptId, FlagId, StreamId};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use protocol::AttemptKey;
@@ -38,7 +39,7 @@ pub fn epoch_of(t: OffsetDateTime) -> String {
     format!("{:04}-{:02}", t.year(), u8::from(t.month()))
 }
 
-fn aad(attempt: &Uuid) -> Vec<u8> {
+fn aad(attempt: &AttemptId) -> Vec<u8> {
     [b"cloe-connect/dek/v1".as_slice(), attempt.as_bytes()].concat()
 }
 
@@ -112,7 +113,7 @@ impl KeyStore {
     pub fn wrap(
         &self,
         dek: &AttemptKey,
-        attempt: &Uuid,
+        attempt: &AttemptId,
         now: OffsetDateTime,
     ) -> Result<WrappedKey, KeyError> {
         let epoch = epoch_of(now);
@@ -125,7 +126,7 @@ impl KeyStore {
     pub fn rewrap(
         &self,
         wrapped: &WrappedKey,
-        attempt: &Uuid,
+        attempt: &AttemptId,
         now: OffsetDateTime,
     ) -> Result<WrappedKey, KeyError> {
         self.wrap(&self.unwrap(wrapped, attempt)?, attempt, now)
@@ -168,7 +169,11 @@ impl KeyStore {
         Ok(sync_dir(&self.dir)?)
     }
 
-    pub fn unwrap(&self, wrapped: &WrappedKey, attempt: &Uuid) -> Result<AttemptKey, KeyError> {
+    pub fn unwrap(
+        &self,
+        wrapped: &WrappedKey,
+        attempt: &AttemptId,
+    ) -> Result<AttemptKey, KeyError> {
         if wrapped.blob.len() != 12 + 32 + 16 {
             return Err(KeyError::UnwrapFailed);
         }
@@ -221,21 +226,29 @@ impl KeyStore {
 /// stream): no copy of the database keeps it readable past the key's destruction.
 pub fn seal_connection(
     dek: &AttemptKey,
-    attempt: &Uuid,
-    stream: &Uuid,
+    attempt: &AttemptId,
+    stream: &StreamId,
     conn: &crate::db::ConnectionInfo,
 ) -> Result<Vec<u8>, KeyError> {
     let json = Zeroizing::new(serde_json::to_vec(conn).expect("three strings serialise"));
-    seal(&dek.connection_key(attempt), &json, stream.as_bytes())
+    seal(
+        &dek.connection_key(&attempt.as_uuid()),
+        &json,
+        stream.as_bytes(),
+    )
 }
 
 pub fn open_connection(
     dek: &AttemptKey,
-    attempt: &Uuid,
-    stream: &Uuid,
+    attempt: &AttemptId,
+    stream: &StreamId,
     sealed: &[u8],
 ) -> Result<crate::db::ConnectionInfo, KeyError> {
-    let json = open(&dek.connection_key(attempt), sealed, stream.as_bytes())?;
+    let json = open(
+        &dek.connection_key(&attempt.as_uuid()),
+        sealed,
+        stream.as_bytes(),
+    )?;
     serde_json::from_slice(&json).map_err(|_| KeyError::UnwrapFailed)
 }
 
@@ -246,15 +259,19 @@ pub const SEALED_NOTE: &str = "sealed:v1:";
 /// A flag's note sealed under a key derived from the attempt's data key (bound to the flag).
 pub fn seal_note(
     dek: &AttemptKey,
-    attempt: &Uuid,
-    flag: &Uuid,
+    attempt: &AttemptId,
+    flag: &FlagId,
     note: &str,
 ) -> Result<String, KeyError> {
     use base64::Engine;
     if note.is_empty() {
         return Ok(String::new());
     }
-    let sealed = seal(&dek.note_key(attempt), note.as_bytes(), flag.as_bytes())?;
+    let sealed = seal(
+        &dek.note_key(&attempt.as_uuid()),
+        note.as_bytes(),
+        flag.as_bytes(),
+    )?;
     Ok(format!(
         "{SEALED_NOTE}{}",
         base64::engine::general_purpose::STANDARD.encode(sealed)
@@ -263,8 +280,8 @@ pub fn seal_note(
 
 pub fn open_note(
     dek: &AttemptKey,
-    attempt: &Uuid,
-    flag: &Uuid,
+    attempt: &AttemptId,
+    flag: &FlagId,
     stored: &str,
 ) -> Result<String, KeyError> {
     use base64::Engine;
@@ -274,7 +291,7 @@ pub fn open_note(
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|_| KeyError::UnwrapFailed)?;
-    String::from_utf8(open(&dek.note_key(attempt), &sealed, flag.as_bytes())?.to_vec())
+    String::from_utf8(open(&dek.note_key(&attempt.as_uuid()), &sealed, flag.as_bytes())?.to_vec())
         .map_err(|_| KeyError::UnwrapFailed)
 }
 
@@ -317,12 +334,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ks = KeyStore::open(dir.path()).unwrap();
         let dek = AttemptKey::generate();
-        let a = Uuid::new_v4();
+        let a = AttemptId::random();
         let now = OffsetDateTime::now_utc();
         let w = ks.wrap(&dek, &a, now).unwrap();
         assert_eq!(ks.unwrap(&w, &a).unwrap().expose(), dek.expose());
         assert!(matches!(
-            ks.unwrap(&w, &Uuid::new_v4()),
+            ks.unwrap(&w, &AttemptId::random()),
             Err(KeyError::UnwrapFailed)
         ));
         // A second store on the same directory sees the same KEK.
@@ -337,18 +354,24 @@ mod tests {
 /// or opened from the stream's opening with the attempt's private key (agent-keyed ones).
 pub fn stream_key(
     dek: &AttemptKey,
-    attempt: &Uuid,
+    attempt: &AttemptId,
     stream: &crate::db::Stream,
 ) -> Result<protocol::StreamKey, KeyError> {
     match &stream.keying {
-        crate::db::StreamKeying::Derived { salt } => {
-            Ok(dek.derive_stream_key(&protocol::StreamSalt(*salt), attempt, &stream.id))
-        }
+        crate::db::StreamKeying::Derived { salt } => Ok(dek.derive_stream_key(
+            &protocol::StreamSalt(*salt),
+            &attempt.as_uuid(),
+            &stream.id.as_uuid(),
+        )),
         crate::db::StreamKeying::Opening(bytes) => {
             let opening =
                 protocol::StreamOpening::parse(bytes).map_err(|_| KeyError::UnwrapFailed)?;
             opening
-                .open(&dek.recipient(attempt).0, attempt, &stream.id)
+                .open(
+                    &dek.recipient(&attempt.as_uuid()).0,
+                    &attempt.as_uuid(),
+                    &stream.id.as_uuid(),
+                )
                 .map_err(|_| KeyError::UnwrapFailed)
         }
     }

@@ -11,6 +11,7 @@
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::clock::{from_unix_ms, rfc3339};
+use crate::db::AttemptId;
 use crate::db::Database;
 use crate::failure::Failure;
 use crate::identity::AgentIdentity;
@@ -18,7 +19,6 @@ use protocol::api::Heartbeat;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use uuid::Uuid;
 
 /// Hears agents and marks the silent ones.
 pub struct Liveness {
@@ -28,7 +28,7 @@ pub struct Liveness {
     silent_after: std::time::Duration,
     /// When this instance last wrote that it heard each attempt's agent (writes are
     /// spaced out).
-    heard: Mutex<HashMap<Uuid, i64>>,
+    heard: Mutex<HashMap<AttemptId, i64>>,
 }
 
 /// One silence of an attempt's agent.
@@ -61,7 +61,7 @@ impl Liveness {
     }
 
     /// The agent of `attempt` gave a sign of life now.
-    pub async fn agent_heard(&self, attempt: Uuid) -> Result<(), Failure> {
+    pub async fn agent_heard(&self, attempt: AttemptId) -> Result<(), Failure> {
         let now = self.clock.now_ms();
         {
             let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,7 +155,7 @@ pub enum LivenessError {
 }
 
 /// The attempt's silences; one still open when the exam ended ends there.
-pub async fn silences(db: &dyn Database, attempt: Uuid) -> Result<Vec<Silence>, Failure> {
+pub async fn silences(db: &dyn Database, attempt: AttemptId) -> Result<Vec<Silence>, Failure> {
     let ended = db.attempt(attempt).await.ok().and_then(|a| a.ended_at_ms);
     Ok(db
         .agent_silences(attempt)

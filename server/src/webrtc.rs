@@ -11,6 +11,7 @@
 //! few in ingest, a few results waiting for room in the send buffer; past that the peer is
 //! refused (429) or dropped.
 
+use crate::db::{AttemptId, StreamId};
 use crate::ingest::Ingest;
 use crate::ingest::Via;
 use crate::liveness::Liveness;
@@ -52,13 +53,13 @@ enum Command {
     Open(Box<NewPeer>, tokio::sync::oneshot::Sender<()>),
     Close {
         session: Uuid,
-        attempt: Uuid,
+        attempt: AttemptId,
     },
 }
 
 struct NewPeer {
     session: Uuid,
-    attempt: Uuid,
+    attempt: AttemptId,
     rtc: Rtc,
     /// The launch token's credential: every chunk re-reads the attempt, as every HTTPS
     /// request does (its state may have changed since the channel opened).
@@ -67,7 +68,7 @@ struct NewPeer {
 }
 
 struct Peer {
-    attempt: Uuid,
+    attempt: AttemptId,
     rtc: Rtc,
     credential: String,
     via: Via,
@@ -141,7 +142,7 @@ impl WebRtc {
     /// session (for `DELETE`) and the SDP answer.
     pub async fn answer(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         credential: String,
         via: Via,
         offer: &str,
@@ -178,7 +179,7 @@ impl WebRtc {
     }
 
     /// The agent ends its session (`DELETE`); only its own.
-    pub async fn close(&self, session: Uuid, attempt: Uuid) {
+    pub async fn close(&self, session: Uuid, attempt: AttemptId) {
         let _ = self
             .commands
             .send(Command::Close { session, attempt })
@@ -376,7 +377,7 @@ fn flush_results(p: &mut Peer) -> bool {
 /// HTTP upload gets (`routes/errors.rs`).
 fn result_of(
     of: Answered,
-    stream: Uuid,
+    stream: StreamId,
     index: u32,
     outcome: Result<u16, impl Into<AppError>>,
 ) -> Vec<u8> {
@@ -394,7 +395,7 @@ fn result_of(
     ResultMessage {
         of,
         status,
-        stream,
+        stream: stream.into(),
         index,
         retry_after_s,
         code,
@@ -430,6 +431,7 @@ fn on_message(
             else {
                 return Ok(());
             };
+            let stream = StreamId::from(stream);
             if p.in_flight >= MAX_IN_FLIGHT {
                 let _ = tx.send((
                     session,
@@ -476,6 +478,7 @@ fn on_message(
             stream,
             final_index,
         } if p.in_flight >= MAX_IN_FLIGHT => {
+            let stream = StreamId::from(stream);
             let _ = tx.send((
                 session,
                 result_of(
@@ -491,6 +494,7 @@ fn on_message(
             stream,
             final_index,
         } => {
+            let stream = StreamId::from(stream);
             p.in_flight += 1;
             tokio::spawn(async move {
                 let outcome = async {
@@ -535,7 +539,12 @@ fn on_message(
                 .await;
                 let _ = tx.send((
                     session,
-                    result_of(Answered::Heartbeat, Uuid::nil(), 0, outcome.map(|_| 204)),
+                    result_of(
+                        Answered::Heartbeat,
+                        StreamId::from(Uuid::nil()),
+                        0,
+                        outcome.map(|_| 204),
+                    ),
                     true,
                 ));
             });

@@ -22,7 +22,7 @@ struct Secrets {
     stream_keys: Vec<Vec<u8>>,
 }
 
-fn secrets(data: &Path, attempt: Uuid) -> Secrets {
+fn secrets(data: &Path, attempt: server::db::AttemptId) -> Secrets {
     let db = rusqlite::Connection::open_with_flags(
         data.join("proctor.sqlite"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -165,7 +165,7 @@ async fn the_shredding_proof_on_a_real_recording() {
         .to_owned();
     let media = staff_media(&server, &attempt.to_string(), &stream).await;
     assert!(media::decode(&media).is_ok(), "a real recording");
-    let s = secrets(&data, attempt);
+    let s = secrets(&data, attempt.into());
     assert!(
         !hits(&s.wrapped_dek, &[&data]).is_empty(),
         "the scan finds the wrapped key while it exists"

@@ -4,12 +4,12 @@
 use super::Accounts;
 use super::AccountsError;
 use crate::clock::unix_ms;
+use crate::db::SittingId;
 use crate::db::*;
 use crate::domain::{hash_token, verify_password, Password, Reference, Role, Secret};
 use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::throttle::sanitise_login;
-use uuid::Uuid;
 
 impl Accounts {
     pub async fn add_staff(
@@ -54,7 +54,7 @@ impl Accounts {
     pub async fn assign_sitting(
         &self,
         login: &str,
-        sitting: Uuid,
+        sitting: SittingId,
         actor: &str,
     ) -> Result<(), AccountsError> {
         let staff = match self.db.staff_by_login(login).await {

@@ -12,6 +12,7 @@ use crate::clock::SharedClock;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
 use crate::configuration::LimitSettings;
 use crate::db::*;
+use crate::db::{AttemptId, SittingId};
 use crate::domain::{hash_token, Reference};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
@@ -21,7 +22,6 @@ use base64::Engine;
 use protocol::api::*;
 use protocol::{AttemptKey, LaunchToken};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// The exam platform's use case: sittings, candidates, their launch tokens and codes, the
 /// attempt's end.
@@ -47,16 +47,16 @@ pub struct Created<T> {
 /// The launch token of one generation: derived from the attempt key, never stored (only
 /// the hash of its credential is). It carries the attempt's public key, so that the agent
 /// can record with the server unreachable from the first second.
-fn launch_token(dek: &AttemptKey, attempt: &Uuid, generation: u32) -> LaunchToken {
+fn launch_token(dek: &AttemptKey, attempt: &AttemptId, generation: u32) -> LaunchToken {
     LaunchToken::new(
-        &dek.launch_secret(attempt, generation),
-        *attempt,
-        dek.recipient(attempt).1,
+        &dek.launch_secret(&attempt.as_uuid(), generation),
+        attempt.as_uuid(),
+        dek.recipient(&attempt.as_uuid()).1,
     )
 }
 
 fn launch_response(
-    attempt_id: Uuid,
+    attempt_id: AttemptId,
     token: &LaunchToken,
     expires: time::OffsetDateTime,
     public_base: &str,
@@ -66,7 +66,7 @@ fn launch_response(
             .offline
             .is_some()
             .then(|| format!("{public_base}/launch#{}", token.expose())),
-        attempt_id,
+        attempt_id: attempt_id.into(),
         launch_token: token.expose(),
         attempt_public_key: token
             .offline
@@ -107,7 +107,7 @@ impl Enrolment {
         actor: &str,
     ) -> Result<Created<CreateSittingResponse>, EnrolmentError> {
         let reference = Reference::parse(reference).map_err(EnrolmentError::InvalidReference)?;
-        let id = Uuid::new_v4();
+        let id = SittingId::random();
         match self
             .db
             .create_sitting(id, reference.as_str(), self.clock.now_ms())
@@ -118,7 +118,7 @@ impl Enrolment {
                 let existing = self.db.sitting_by_ref(reference.as_str()).await?;
                 return Ok(Created {
                     value: CreateSittingResponse {
-                        sitting_id: existing,
+                        sitting_id: existing.into(),
                     },
                     replayed: true,
                 });
@@ -134,14 +134,16 @@ impl Enrolment {
             )
             .await?;
         Ok(Created {
-            value: CreateSittingResponse { sitting_id: id },
+            value: CreateSittingResponse {
+                sitting_id: id.into(),
+            },
             replayed: false,
         })
     }
 
     pub async fn add_candidate(
         &self,
-        sitting: Uuid,
+        sitting: SittingId,
         reference: &str,
         actor: &str,
     ) -> Result<Created<AddCandidateResponse>, EnrolmentError> {
@@ -159,7 +161,7 @@ impl Enrolment {
             return Err(EnrolmentError::PvDecided);
         }
         let now = self.clock.now();
-        let id = Uuid::new_v4();
+        let id = AttemptId::random();
         let dek = AttemptKey::generate();
         let wrapped = self.keys.wrap(&dek, &id, now)?;
         let token = launch_token(&dek, &id, 0);
@@ -191,12 +193,12 @@ impl Enrolment {
             .record(
                 actor,
                 "candidate_added",
-                Some(id),
+                Some(id.into()),
                 serde_json::json!({ "sitting_id": sitting }),
             )
             .await?;
         Ok(Created {
-            value: launch_response(id, &token, expires, &self.public_base.clone()),
+            value: launch_response(id.into(), &token, expires, &self.public_base.clone()),
             replayed: false,
         })
     }
@@ -229,7 +231,7 @@ impl Enrolment {
     /// stream. Chunks of streams already open still land (they are the recording).
     pub async fn revoke_launch_tokens(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         actor: &str,
     ) -> Result<u64, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
@@ -248,7 +250,7 @@ impl Enrolment {
     /// Issues the next generation of launch token, revoking the earlier ones.
     pub async fn reissue_launch_token(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         actor: &str,
     ) -> Result<AddCandidateResponse, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
@@ -295,7 +297,7 @@ impl Enrolment {
     /// (`protocol::launch_code`), usable once within `[limits] launch_code_ttl`.
     pub async fn issue_launch_code(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         actor: &str,
     ) -> Result<LaunchCodeResponse, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
@@ -326,7 +328,7 @@ impl Enrolment {
             )
             .await?;
         Ok(LaunchCodeResponse {
-            attempt_id: a.id,
+            attempt_id: a.id.into(),
             code,
             expires_at: rfc3339(expires),
         })
@@ -368,7 +370,7 @@ impl Enrolment {
     /// the same, so a retried call is harmless.
     pub async fn end_attempt(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         actor: &str,
     ) -> Result<AttemptStatus, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
@@ -380,7 +382,10 @@ impl Enrolment {
         self.attempt_status(attempt_id).await
     }
 
-    pub async fn attempt_status(&self, attempt_id: Uuid) -> Result<AttemptStatus, EnrolmentError> {
+    pub async fn attempt_status(
+        &self,
+        attempt_id: AttemptId,
+    ) -> Result<AttemptStatus, EnrolmentError> {
         let a = self.attempts.get(attempt_id).await?;
         let grace = self.limits.upload_grace;
         let silent = self
@@ -391,7 +396,7 @@ impl Enrolment {
             .rev()
             .find(|(_, to)| to.is_none());
         Ok(AttemptStatus {
-            attempt_id: a.id,
+            attempt_id: a.id.into(),
             state: a.state.as_str().to_owned(),
             ended_at: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             new_streams_until: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t) + grace)),

@@ -148,13 +148,13 @@ async fn commit_stage(
 mod tests {
     use super::*;
     use crate::db::{
-        ChunkRow, NewAttempt, PoolSettings, SqliteDatabase, Stream, StreamKeying, Transport,
+        AttemptId, ChunkRow, NewAttempt, PoolSettings, SittingId, SqliteDatabase, Stream, StreamId,
+        StreamKeying, Transport,
     };
     use bytes::Bytes;
     use std::time::Duration;
-    use uuid::Uuid;
 
-    fn row(stream: Uuid, index: u32) -> ChunkRow {
+    fn row(stream: StreamId, index: u32) -> ChunkRow {
         ChunkRow {
             stream_id: stream,
             index,
@@ -185,9 +185,9 @@ mod tests {
                 .unwrap(),
         );
         let blobs = BlobStore::open_local(&dir.path().join("blobs")).unwrap();
-        let sitting = Uuid::new_v4();
+        let sitting = SittingId::random();
         db.create_sitting(sitting, "s", 0).await.unwrap();
-        let attempt = Uuid::new_v4();
+        let attempt = AttemptId::random();
         let new = NewAttempt {
             id: attempt,
             sitting_id: sitting,
@@ -201,7 +201,7 @@ mod tests {
         };
         db.create_attempt(new).await.unwrap();
         let stream = Stream {
-            id: Uuid::new_v4(),
+            id: StreamId::random(),
             attempt_id: attempt,
             keying: StreamKeying::Derived { salt: [0; 32] },
             opened_at_ms: 0,
@@ -221,7 +221,7 @@ mod tests {
                 let (gc, blobs) = (gc.clone(), blobs.clone());
                 // Every ninth chunk names a stream that does not exist.
                 let s = if i % 9 == 4 {
-                    Uuid::new_v4()
+                    StreamId::random()
                 } else {
                     stream.id
                 };

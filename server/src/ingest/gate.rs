@@ -3,16 +3,16 @@
 //! that a flood gets a fast 503/429 instead of growing the server's memory.
 
 use super::IngestError;
+use crate::db::AttemptId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use uuid::Uuid;
 
 pub struct IngestGate {
     slots: Arc<Semaphore>,
     /// One permit per KiB of body, so the budget fits the semaphore's u32 acquisitions.
     kib: Arc<Semaphore>,
-    per_attempt: Mutex<HashMap<Uuid, usize>>,
+    per_attempt: Mutex<HashMap<AttemptId, usize>>,
     max_per_attempt: usize,
 }
 
@@ -21,7 +21,7 @@ pub struct IngestPermit {
     _slot: Option<OwnedSemaphorePermit>,
     _kib: Option<OwnedSemaphorePermit>,
     gate: Arc<IngestGate>,
-    attempt: Uuid,
+    attempt: AttemptId,
 }
 
 impl IngestGate {
@@ -39,7 +39,7 @@ impl IngestGate {
 
     pub fn admit(
         self: &Arc<Self>,
-        attempt: Uuid,
+        attempt: AttemptId,
         content_length: u64,
     ) -> Result<IngestPermit, IngestError> {
         {
@@ -74,7 +74,7 @@ impl IngestGate {
         Ok(permit)
     }
 
-    fn release(&self, attempt: Uuid) {
+    fn release(&self, attempt: AttemptId) {
         let mut map = self.per_attempt.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get_mut(&attempt) {
             *n -= 1;
@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn per_attempt_cap_byte_budget_and_release() {
         let gate = Arc::new(IngestGate::new(10, 1024 * 1024, 2));
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = (AttemptId::random(), AttemptId::random());
         let p1 = gate.admit(a, 1000).unwrap();
         let _p2 = gate.admit(a, 1000).unwrap();
         assert!(matches!(

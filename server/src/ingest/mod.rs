@@ -19,6 +19,7 @@ use crate::blobs::{chunk_path, Put};
 use crate::clock::SharedClock;
 use crate::configuration::{CaptureSettings, LimitSettings, NoticeSettings};
 use crate::db::*;
+use crate::db::{AttemptId, SittingId, StreamId};
 use crate::domain::hash_token;
 use crate::failure::Failure;
 use crate::identity::{AgentIdentity, TokenRefused};
@@ -33,7 +34,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Instant;
-use uuid::Uuid;
 
 /// The candidate's use case: everything an agent's token may do.
 pub struct Ingest {
@@ -54,7 +54,7 @@ pub struct Ingest {
     group_commit: commit::GroupCommit,
     /// When each (attempt, incident kind) was last written to the audit trail: a hostile
     /// agent repeating the same refused request must not flood the trail.
-    incidents: Mutex<HashMap<(Uuid, &'static str), i64>>,
+    incidents: Mutex<HashMap<(AttemptId, &'static str), i64>>,
 }
 
 /// What `Ingest` is built from besides the database and the blobs.
@@ -109,7 +109,7 @@ impl Ingest {
     pub async fn receive_chunk<F, R>(
         &self,
         who: &AgentIdentity,
-        stream: Uuid,
+        stream: StreamId,
         index: u32,
         length: u64,
         read: R,
@@ -169,7 +169,7 @@ impl Ingest {
     }
 
     /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
-    pub(crate) async fn require_undecided(&self, sitting: Uuid) -> Result<(), IngestError> {
+    pub(crate) async fn require_undecided(&self, sitting: SittingId) -> Result<(), IngestError> {
         match self.db.pv_decision(sitting).await? {
             Some(_) => Err(IngestError::AttemptEnded),
             None => Ok(()),
@@ -186,10 +186,10 @@ impl Ingest {
         let public = self
             .keys
             .attempt_key(&who.attempt)?
-            .recipient(&who.attempt.id)
+            .recipient(&who.attempt.id.as_uuid())
             .1;
         Ok(AttemptInfo {
-            attempt_id: who.attempt.id,
+            attempt_id: who.attempt.id.into(),
             public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.0),
             notice_version: NOTICE_VERSION.into(),
             fragment_ms: self.capture.fragment_ms,
@@ -376,7 +376,7 @@ impl Ingest {
         };
         let salt = StreamSalt::generate();
         let stream = Stream {
-            id: Uuid::new_v4(),
+            id: StreamId::random(),
             attempt_id: a.id,
             keying: StreamKeying::Derived { salt: salt.0 },
             opened_at_ms: now,
@@ -384,7 +384,7 @@ impl Ingest {
             final_index: None,
         };
         let dek = self.keys.attempt_key(a)?;
-        let key = dek.derive_stream_key(&salt, &a.id, &stream.id);
+        let key = dek.derive_stream_key(&salt, &a.id.as_uuid(), &stream.id.as_uuid());
         let sealed = crate::keys::seal_connection(&dek, &a.id, &stream.id, &conn)?;
         drop(dek);
         if !self
@@ -410,8 +410,8 @@ impl Ingest {
         crate::metrics::stream_opened();
         use base64::Engine;
         Ok(OpenStreamResponse {
-            attempt_id: a.id,
-            stream_id: stream.id,
+            attempt_id: a.id.into(),
+            stream_id: stream.id.into(),
             stream_key: base64::engine::general_purpose::STANDARD.encode(key.to_bytes().as_slice()),
             fragment_ms: self.capture.fragment_ms,
             max_chunk_bytes: self.limits.max_chunk_bytes,
@@ -421,7 +421,7 @@ impl Ingest {
     async fn own_stream(
         &self,
         who: &AgentIdentity,
-        stream_id: Uuid,
+        stream_id: StreamId,
     ) -> Result<Stream, IngestError> {
         match self.db.stream(stream_id).await {
             Ok(s) if s.attempt_id == who.attempt.id => Ok(s),
@@ -432,7 +432,7 @@ impl Ingest {
     }
 
     /// Writes an incident to the attempt's audit trail, at most once per kind per 10 min.
-    pub(crate) async fn incident(&self, attempt: Uuid, kind: &'static str) {
+    pub(crate) async fn incident(&self, attempt: AttemptId, kind: &'static str) {
         let now = self.clock.now_ms();
         {
             let mut seen = self.incidents.lock().unwrap_or_else(|p| p.into_inner());
@@ -522,7 +522,7 @@ impl Ingest {
     pub async fn ingest_chunk(
         &self,
         who: &AgentIdentity,
-        stream_id: Uuid,
+        stream_id: StreamId,
         index: u32,
         chunk: Bytes,
         via: &Via,
@@ -537,10 +537,10 @@ impl Ingest {
         }
         let started = Instant::now();
         let (header, _) = ChunkHeader::parse(&chunk).map_err(IngestError::MalformedChunk)?;
-        if header.attempt != who.attempt.id {
+        if header.attempt != who.attempt.id.as_uuid() {
             return Err(IngestError::SealedForAnotherAttempt);
         }
-        if header.stream != stream_id || header.index != index {
+        if header.stream != stream_id.as_uuid() || header.index != index {
             return Err(IngestError::HeaderMismatch);
         }
         let stream = match self.own_stream(who, stream_id).await {
@@ -562,7 +562,7 @@ impl Ingest {
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
         let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
             use sha2::Digest as _;
-            protocol::verify_chunk(&key, attempt_id, stream_id, &verify_input)
+            protocol::verify_chunk(&key, attempt_id.into(), stream_id.into(), &verify_input)
                 .map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
         })
         .await
@@ -604,7 +604,7 @@ impl Ingest {
         crate::metrics::ingest_stage("durable", started.elapsed());
         match inserted {
             ChunkInsert::Created => Ok(ChunkAck {
-                stream_id,
+                stream_id: stream_id.into(),
                 index,
                 digest: hex::encode(row.digest),
                 created: true,
@@ -617,7 +617,7 @@ impl Ingest {
                     self.blobs.delete(&path).await?;
                 }
                 Ok(ChunkAck {
-                    stream_id,
+                    stream_id: stream_id.into(),
                     index,
                     digest: hex::encode(row.digest),
                     created: false,
@@ -642,7 +642,7 @@ impl Ingest {
     ) -> Result<ChunkAck, IngestError> {
         if existing.digest == new.digest {
             return Ok(ChunkAck {
-                stream_id: new.stream_id,
+                stream_id: new.stream_id.into(),
                 index: new.index,
                 digest: hex::encode(new.digest),
                 created: false,
@@ -662,7 +662,7 @@ impl Ingest {
     pub async fn end_stream(
         &self,
         who: &AgentIdentity,
-        stream_id: Uuid,
+        stream_id: StreamId,
         req: EndStreamRequest,
     ) -> Result<(), IngestError> {
         if who.attempt.state == AttemptState::Destroyed {

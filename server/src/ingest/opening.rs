@@ -8,6 +8,7 @@
 
 use super::Ingest;
 use super::IngestError;
+use crate::db::StreamId;
 use crate::db::*;
 use crate::failure::Failure;
 use crate::identity::AgentIdentity;
@@ -15,7 +16,6 @@ use crate::identity::TokenRefused;
 use crate::lifecycle::{AttemptState, Transition};
 use protocol::api::{OfflineConsent, CONSENT_PURPOSE};
 use protocol::ChunkHeader;
-use uuid::Uuid;
 
 /// How a chunk reached the server: the transport, and what the connection says about the
 /// agent (kept sealed as the stream's connection data).
@@ -64,7 +64,7 @@ impl Ingest {
     pub(super) async fn open_agent_stream(
         &self,
         who: &AgentIdentity,
-        stream_id: Uuid,
+        stream_id: StreamId,
         header: &ChunkHeader,
         chunk: &bytes::Bytes,
         via: &Via,
@@ -110,11 +110,15 @@ impl Ingest {
 
         let dek = self.keys.attempt_key(a)?;
         let key = opening
-            .open(&dek.recipient(&a.id).0, &a.id, &stream_id)
+            .open(
+                &dek.recipient(&a.id.as_uuid()).0,
+                &a.id.as_uuid(),
+                &stream_id.as_uuid(),
+            )
             .map_err(IngestError::Unauthentic)?;
         let (attempt_id, input) = (a.id, chunk.clone());
         tokio::task::spawn_blocking(move || {
-            protocol::verify_chunk(&key, attempt_id, stream_id, &input)
+            protocol::verify_chunk(&key, attempt_id.into(), stream_id.into(), &input)
         })
         .await
         .map_err(|e| Failure::Internal(e.into()))?
@@ -187,8 +191,8 @@ impl Ingest {
             .map_err(|_| IngestError::ConsentNotBase64)?;
         let dek = self.keys.attempt_key(&who.attempt)?;
         let json = protocol::open_from_attempt(
-            &dek.recipient(&who.attempt.id).0,
-            &who.attempt.id,
+            &dek.recipient(&who.attempt.id.as_uuid()).0,
+            &who.attempt.id.as_uuid(),
             CONSENT_PURPOSE,
             &bytes,
         )

@@ -9,7 +9,7 @@
 use super::Retention;
 use super::RetentionError;
 use crate::clock::rfc3339;
-use crate::db::{AuditEvent, Destruction, RetentionFacts};
+use crate::db::{AttemptId, AuditEvent, Destruction, RetentionFacts};
 use crate::faults::crash_point;
 use protocol::{sign_receipt, Receipt, SignedReceipt};
 
@@ -48,8 +48,8 @@ impl Retention {
                 &key,
                 Receipt {
                     version: 1,
-                    attempt_id: f.attempt_id,
-                    sitting_id: f.sitting_id,
+                    attempt_id: f.attempt_id.into(),
+                    sitting_id: f.sitting_id.into(),
                     destroyed_at: rfc3339(now),
                     reason: reason.into(),
                     by: by.into(),
@@ -80,7 +80,7 @@ impl Retention {
         crash_point("after-key-delete");
         let done: std::collections::HashSet<_> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
-        receipts.retain(|r| done.contains(&r.receipt.attempt_id));
+        receipts.retain(|r| done.contains(&AttemptId::from(r.receipt.attempt_id)));
         Ok(receipts)
     }
 
@@ -90,7 +90,7 @@ impl Retention {
         let mut purged = 0;
         // An attempt whose deletion fails is left for the next sweep, not retried in a loop,
         // and does not hold the others back.
-        let mut failed: std::collections::HashSet<uuid::Uuid> = std::collections::HashSet::new();
+        let mut failed: std::collections::HashSet<AttemptId> = std::collections::HashSet::new();
         let mut first_error = None;
         loop {
             // An upload in flight when its attempt was destroyed may land after the purge

@@ -1,7 +1,6 @@
 //! What retention refuses, in its own words; `routes/errors.rs` gives each its HTTP answer.
 
 use crate::failure::Failure;
-use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
@@ -16,7 +15,7 @@ pub enum RetentionError {
     #[error("only a PV validated with reservations names contested candidates")]
     ContestedWithoutReservations,
     #[error("attempt {0} is not a candidate of this sitting")]
-    NotOfThisSitting(Uuid),
+    NotOfThisSitting(crate::db::AttemptId),
     #[error("{0} attempt(s) of the sitting are still in progress: end them first")]
     AttemptsInProgress(usize),
     #[error("{0} review(s) of the sitting are not submitted: decide anyway only by saying so (override_unsubmitted)")]

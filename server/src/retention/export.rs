@@ -12,27 +12,27 @@ use super::Retention;
 use super::RetentionError;
 use crate::blobs::chunk_path;
 use crate::db::matches_row;
+use crate::db::{AttemptId, StreamId};
 use crate::failure::Failure;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
-use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
 pub struct ExportSummary {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub file: String,
     pub streams: usize,
     pub fragments: usize,
     /// Fragments that failed their checks: listed in the manifest, not exported.
-    pub altered: Vec<(Uuid, u32)>,
+    pub altered: Vec<(StreamId, u32)>,
 }
 
 #[derive(Serialize)]
 struct StreamManifest {
     directory: String,
-    stream_id: Uuid,
+    stream_id: StreamId,
     opened_at: String,
     connection: Option<crate::db::ConnectionInfo>,
     fragments: usize,
@@ -42,7 +42,7 @@ impl Retention {
     pub async fn export_attempt(
         &self,
         actor: &str,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
         recipient: &str,
         out: &Path,
     ) -> Result<ExportSummary, RetentionError> {
@@ -65,7 +65,7 @@ impl Retention {
             .wrap_output(std::io::BufWriter::new(file))
             .map_err(|e| anyhow::anyhow!("age: {e}"))?;
         let mut tar = tar::Builder::new(sealed);
-        let connections: std::collections::HashMap<Uuid, Vec<u8>> = self
+        let connections: std::collections::HashMap<StreamId, Vec<u8>> = self
             .db
             .connections_of(attempt_id)
             .await?
@@ -92,13 +92,14 @@ impl Retention {
                         &row.content_sha256,
                     ))
                     .await?;
-                let media = match protocol::open_chunk(&key, attempt_id, stream.id, &blob) {
-                    Ok(o) if matches_row(&o, &row) => zeroize::Zeroizing::new(o.plaintext),
-                    _ => {
-                        altered.push((stream.id, row.index));
-                        continue;
-                    }
-                };
+                let media =
+                    match protocol::open_chunk(&key, attempt_id.into(), stream.id.into(), &blob) {
+                        Ok(o) if matches_row(&o, &row) => zeroize::Zeroizing::new(o.plaintext),
+                        _ => {
+                            altered.push((stream.id, row.index));
+                            continue;
+                        }
+                    };
                 let Ok(payload) = protocol::decode_payload(&media) else {
                     altered.push((stream.id, row.index));
                     continue;

@@ -22,6 +22,7 @@ pub use rights::AccessEntry;
 pub use worker::{spawn_worker, SweepReport};
 
 use crate::clock::from_unix_ms;
+use crate::db::{AttemptId, SittingId};
 use crate::db::{PvOutcome, RetentionFacts};
 use crate::failure::Failure;
 use policy::{Facts, Fate, PvDecision};
@@ -80,7 +81,7 @@ impl Retention {
     /// The sitting's PV decision, if any, and where each of its attempts stands.
     pub async fn pv_status(
         &self,
-        sitting: uuid::Uuid,
+        sitting: SittingId,
     ) -> Result<(Option<crate::db::PvDecision>, Vec<RetentionStatus>), RetentionError> {
         if !self.db.sitting_exists(sitting).await? {
             return Err(Failure::NotFound("sitting").into());
@@ -131,8 +132,8 @@ pub(crate) fn reason(f: &RetentionFacts) -> &'static str {
 /// Where an attempt stands: what `attempt show`, `retention status` and the pages say.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RetentionStatus {
-    pub attempt_id: uuid::Uuid,
-    pub sitting_id: uuid::Uuid,
+    pub attempt_id: AttemptId,
+    pub sitting_id: SittingId,
     pub reference: String,
     pub state: crate::lifecycle::AttemptState,
     /// The rule that decides (`pv_validated`, `dispute_period_ended`, `ceiling_reached`,
@@ -208,7 +209,7 @@ impl Policy {
         Ok(all)
     }
 
-    pub async fn attempt_retention(&self, attempt: uuid::Uuid) -> Result<RetentionStatus, Failure> {
+    pub async fn attempt_retention(&self, attempt: AttemptId) -> Result<RetentionStatus, Failure> {
         Ok(self.retention_status(&self.facts(attempt).await?))
     }
 
@@ -216,7 +217,7 @@ impl Policy {
         policy::retention(&policy_facts(f), self.ceiling)
     }
 
-    pub(crate) async fn facts(&self, attempt: uuid::Uuid) -> Result<RetentionFacts, Failure> {
+    pub(crate) async fn facts(&self, attempt: AttemptId) -> Result<RetentionFacts, Failure> {
         self.db
             .retention_facts(&[attempt])
             .await?

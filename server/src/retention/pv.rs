@@ -8,13 +8,13 @@ use super::policy::Fate;
 use super::Retention;
 use super::RetentionError;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::db::{AttemptId, SittingId};
 use crate::db::{AuditEvent, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionFacts};
 use crate::failure::Failure;
 use crate::lifecycle::{AttemptState, Transition};
 use protocol::SignedReceipt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +24,7 @@ pub struct PvRequest {
     pub outcome: PvOutcome,
     /// The attempts a PV validated with reservations contests (at least one; none otherwise).
     #[serde(default)]
-    pub contested: Vec<Uuid>,
+    pub contested: Vec<AttemptId>,
     /// Decide although reviews of the sitting are unsubmitted (recorded in the audit).
     #[serde(default)]
     pub override_unsubmitted: bool,
@@ -37,7 +37,7 @@ pub struct PvRequest {
 /// What a decision does to one attempt.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlannedAttempt {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub reference: String,
     pub contested: bool,
     /// `destroyed_now`, `kept` or `held` (a legal hold: nothing is deleted while it stands).
@@ -53,7 +53,7 @@ pub struct PlannedAttempt {
 /// What a decision would do, before it is confirmed (the jury page shows it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PvPlan {
-    pub sitting_id: Uuid,
+    pub sitting_id: SittingId,
     #[schema(value_type = String)]
     pub outcome: PvOutcome,
     pub attempts: Vec<PlannedAttempt>,
@@ -64,7 +64,7 @@ pub struct PvPlan {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PvResult {
-    pub sitting_id: Uuid,
+    pub sitting_id: SittingId,
     #[schema(value_type = String)]
     pub outcome: PvOutcome,
     pub decided_at: String,
@@ -84,7 +84,7 @@ impl Retention {
     pub async fn require_jury_of(
         &self,
         staff: &crate::identity::StaffIdentity,
-        sitting: Uuid,
+        sitting: SittingId,
     ) -> Result<(), RetentionError> {
         if staff.role != crate::domain::Role::Jury {
             return Err(RetentionError::NotTheJury);
@@ -98,7 +98,7 @@ impl Retention {
     /// The decision's effect on every attempt of the sitting, checked but not recorded.
     pub async fn pv_plan(
         &self,
-        sitting: Uuid,
+        sitting: SittingId,
         req: &PvRequest,
     ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), RetentionError> {
         self.plan_at(sitting, req, self.clock.now()).await
@@ -108,7 +108,7 @@ impl Retention {
     /// decision's own time, so the sweep finds them due exactly when the policy does.
     async fn plan_at(
         &self,
-        sitting: Uuid,
+        sitting: SittingId,
         req: &PvRequest,
         now: time::OffsetDateTime,
     ) -> Result<(PvPlan, Vec<(RetentionFacts, Fate)>), RetentionError> {
@@ -119,8 +119,8 @@ impl Retention {
             return Err(RetentionError::PvAlreadyDecided);
         }
         let attempts = self.db.attempts_of_sitting(sitting).await?;
-        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
-        let contested: HashSet<Uuid> = req.contested.iter().copied().collect();
+        let ids: Vec<AttemptId> = attempts.iter().map(|a| a.id).collect();
+        let contested: HashSet<AttemptId> = req.contested.iter().copied().collect();
         match req.outcome {
             PvOutcome::Reservations if contested.is_empty() => {
                 return Err(RetentionError::ReservationsNameNoOne)
@@ -137,7 +137,7 @@ impl Retention {
             .iter()
             .filter(|a| matches!(a.state, AttemptState::Consented | AttemptState::Recording))
             .count();
-        let mut facts: HashMap<Uuid, RetentionFacts> = self
+        let mut facts: HashMap<AttemptId, RetentionFacts> = self
             .db
             .retention_facts(&ids)
             .await?
@@ -192,7 +192,7 @@ impl Retention {
     pub async fn decide_pv(
         &self,
         actor: &str,
-        sitting: Uuid,
+        sitting: SittingId,
         req: PvRequest,
     ) -> Result<PvResult, RetentionError> {
         if let Some(d) = self.db.pv_decision(sitting).await? {
@@ -280,15 +280,15 @@ impl Retention {
     /// was recorded, so that a retry after a lost answer is harmless; another is refused.
     async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, RetentionError> {
         let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
-        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
-        let facts: HashMap<Uuid, RetentionFacts> = self
+        let ids: Vec<AttemptId> = attempts.iter().map(|a| a.id).collect();
+        let facts: HashMap<AttemptId, RetentionFacts> = self
             .db
             .retention_facts(&ids)
             .await?
             .into_iter()
             .map(|f| (f.attempt_id, f))
             .collect();
-        let contested: HashSet<Uuid> = facts
+        let contested: HashSet<AttemptId> = facts
             .values()
             .filter(|f| f.contested)
             .map(|f| f.attempt_id)

@@ -6,11 +6,11 @@ use super::policy::Fate;
 use super::Retention;
 use super::RetentionError;
 use crate::clock::{from_unix_ms, rfc3339, unix_ms};
+use crate::db::AttemptId;
 use crate::db::{AuditEvent, RetentionChange};
 use crate::failure::Failure;
 use protocol::SignedReceipt;
 use serde::Serialize;
-use uuid::Uuid;
 
 /// Consecutive views by one account closer than this make one line of the report.
 const VIEWING_SESSION_GAP_MS: i64 = 10 * 60 * 1000;
@@ -34,7 +34,7 @@ impl Retention {
     /// The reason an erasure or a hold states, for an attempt not destroyed yet.
     async fn stated_reason<'a>(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
         reason: &'a str,
         what: &str,
     ) -> Result<&'a str, RetentionError> {
@@ -52,7 +52,7 @@ impl Retention {
     pub async fn erase_attempt(
         &self,
         actor: &str,
-        attempt: Uuid,
+        attempt: AttemptId,
         reason: &str,
     ) -> Result<Option<SignedReceipt>, RetentionError> {
         let reason = self.stated_reason(attempt, reason, "an erasure").await?;
@@ -84,7 +84,7 @@ impl Retention {
     pub async fn hold_attempt(
         &self,
         actor: &str,
-        attempt: Uuid,
+        attempt: AttemptId,
         reason: &str,
     ) -> Result<(), RetentionError> {
         let reason = self.stated_reason(attempt, reason, "a legal hold").await?;
@@ -112,7 +112,11 @@ impl Retention {
     }
 
     /// Lifts the hold: the 2-month clock starts again from now. Returns the new due time.
-    pub async fn lift_hold(&self, actor: &str, attempt: Uuid) -> Result<String, RetentionError> {
+    pub async fn lift_hold(
+        &self,
+        actor: &str,
+        attempt: AttemptId,
+    ) -> Result<String, RetentionError> {
         let mut f = self.policy.facts(attempt).await?;
         if f.hold_reason.is_none() {
             return Err(RetentionError::NotOnHold);
@@ -154,7 +158,7 @@ impl Retention {
     pub async fn access_report(
         &self,
         actor: &str,
-        attempt: Uuid,
+        attempt: AttemptId,
     ) -> Result<Vec<AccessEntry>, RetentionError> {
         self.attempts.get(attempt).await?;
         // Asking who accessed is itself an access to the attempt's data.

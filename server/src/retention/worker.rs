@@ -8,10 +8,10 @@
 use super::Retention;
 use super::RetentionError;
 use crate::clock::{rfc3339, unix_ms};
+use crate::db::AttemptId;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// A claimed attempt is another worker's for this long.
 const LEASE: Duration = Duration::from_secs(600);
@@ -31,7 +31,7 @@ pub struct SweepReport {
 
 #[derive(Debug, Serialize)]
 pub struct DueAttempt {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub reason: &'static str,
 }
 
@@ -93,11 +93,11 @@ impl Retention {
                 .into_iter()
                 .filter(|f| self.policy.retention_of(f).is_due(now))
                 .collect();
-            let done: std::collections::HashSet<Uuid> = self
+            let done: std::collections::HashSet<AttemptId> = self
                 .destroy_keys(&due, WORKER)
                 .await?
                 .iter()
-                .map(|r| r.receipt.attempt_id)
+                .map(|r| AttemptId::from(r.receipt.attempt_id))
                 .collect();
             destroyed.extend(
                 due.iter()
@@ -114,7 +114,7 @@ impl Retention {
     /// gone: what was left in clear about it is then dropped, not sealed.
     async fn live_key(
         &self,
-        attempt: Uuid,
+        attempt: AttemptId,
     ) -> Result<Option<protocol::AttemptKey>, RetentionError> {
         let a = self.attempts.get(attempt).await?;
         Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {

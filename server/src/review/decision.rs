@@ -10,6 +10,7 @@ use crate::db::{
     Attempt, DbError, Flag, FlagCategory, Review as ReviewRow, ReviewOutcome, Severity, StaffId,
     Submit,
 };
+use crate::db::{AttemptId, FlagId, ReviewId};
 use crate::domain::Role;
 use crate::failure::Failure;
 use crate::identity::StaffIdentity;
@@ -89,7 +90,7 @@ impl ReviewStatus {
 /// The outcome as the exam platform and the jury read it.
 #[derive(Debug, Serialize)]
 pub struct ReviewOutcomeView {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub status: ReviewStatus,
     pub rounds: Vec<RoundView>,
 }
@@ -153,7 +154,7 @@ impl Review {
         let round_of = |id: Uuid| {
             reviews
                 .iter()
-                .find(|r| r.id == id)
+                .find(|r| r.id == id.into())
                 .map(|r| r.round)
                 .unwrap_or(0)
         };
@@ -165,8 +166,8 @@ impl Review {
                 .iter()
                 .map(|f| {
                     Ok(FlagView {
-                        id: f.id,
-                        round: round_of(f.review_id),
+                        id: f.id.into(),
+                        round: round_of(f.review_id.into()),
                         start_ms: f.start_ms,
                         end_ms: f.end_ms,
                         category: f.category,
@@ -196,7 +197,7 @@ impl Review {
             return Err(ReviewError::NotReviewableYet(attempt.state));
         }
         let review = ReviewRow {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             attempt_id: attempt.id,
             round: 1,
             reviewer_id: staff.id,
@@ -219,7 +220,7 @@ impl Review {
     pub async fn save_flag(
         &self,
         a: &AssignedAttempt,
-        flag_id: Option<Uuid>,
+        flag_id: Option<FlagId>,
         input: FlagInput,
     ) -> Result<Uuid, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
@@ -248,7 +249,7 @@ impl Review {
                 return Err(Failure::NotFound("flag").into());
             }
         }
-        let id = flag_id.unwrap_or_else(Uuid::new_v4);
+        let id = flag_id.unwrap_or_else(FlagId::random);
         let flag = Flag {
             id,
             review_id: review.id,
@@ -283,10 +284,14 @@ impl Review {
                 detail,
             )
             .await?;
-        Ok(id)
+        Ok(id.into())
     }
 
-    pub async fn delete_flag(&self, a: &AssignedAttempt, flag_id: Uuid) -> Result<(), ReviewError> {
+    pub async fn delete_flag(
+        &self,
+        a: &AssignedAttempt,
+        flag_id: FlagId,
+    ) -> Result<(), ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
         self.modifiable(a).await?;
         let reviews = self.db.reviews_of(attempt_id).await?;
@@ -369,7 +374,7 @@ impl Review {
             return Err(ReviewError::SameReviewer);
         }
         let review = ReviewRow {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             attempt_id,
             round: 2,
             reviewer_id: reviewer.id,
@@ -409,7 +414,7 @@ impl Review {
     /// sees every attempt): the one caller that names an attempt without a staff member.
     pub async fn outcome_for_platform(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
     ) -> Result<ReviewOutcomeView, ReviewError> {
         self.outcome_of(&self.attempts.get(attempt_id).await?).await
     }

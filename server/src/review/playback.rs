@@ -8,11 +8,11 @@ use super::ReviewError;
 use crate::attempts::{AssignedAttempt, Purpose};
 use crate::blobs::chunk_path;
 use crate::db::{Attempt, ChunkRow, DbError, Stream};
+use crate::db::{AttemptId, StreamId};
 use crate::failure::Failure;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use bytes::Bytes;
-use uuid::Uuid;
 
 impl Review {
     /// The attempt, if its staff member may watch it: a role that views recordings, the
@@ -33,7 +33,7 @@ impl Review {
     pub(crate) async fn viewable_stream<'a>(
         &self,
         a: &'a AssignedAttempt,
-        stream_id: Uuid,
+        stream_id: StreamId,
     ) -> Result<(&'a Attempt, Stream), ReviewError> {
         let attempt = Self::viewable(a)?;
         match self.db.stream(stream_id).await {
@@ -48,7 +48,7 @@ impl Review {
     pub async fn fragment(
         &self,
         a: &AssignedAttempt,
-        stream_id: Uuid,
+        stream_id: StreamId,
         index: u32,
     ) -> Result<Bytes, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
@@ -69,7 +69,7 @@ impl Review {
     pub async fn thumbnail(
         &self,
         a: &AssignedAttempt,
-        stream_id: Uuid,
+        stream_id: StreamId,
         index: u32,
     ) -> Result<Bytes, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
@@ -90,7 +90,7 @@ impl Review {
     pub(crate) async fn checked_plaintext(
         &self,
         a: &AssignedAttempt,
-        stream_id: Uuid,
+        stream_id: StreamId,
         index: u32,
     ) -> Result<(ChunkRow, Bytes), ReviewError> {
         let (attempt, stream) = self.viewable_stream(a, stream_id).await?;
@@ -146,7 +146,7 @@ impl Review {
                 &row.content_sha256,
             ))
             .await?;
-        let opened = match protocol::open_chunk(key, attempt_id, stream_id, &blob) {
+        let opened = match protocol::open_chunk(key, attempt_id.into(), stream_id.into(), &blob) {
             Ok(o) if crate::db::matches_row(&o, row) => o,
             Ok(_) => {
                 return Err(self
@@ -172,8 +172,8 @@ impl Review {
     async fn altered(
         &self,
         staff: &StaffIdentity,
-        attempt: Uuid,
-        stream: Uuid,
+        attempt: AttemptId,
+        stream: StreamId,
         index: u32,
         why: &'static str,
     ) -> ReviewError {

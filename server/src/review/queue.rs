@@ -3,15 +3,15 @@
 
 use super::Review;
 use super::ReviewError;
+use crate::db::{AttemptId, SittingId};
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
 use serde::Serialize;
-use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
 pub struct QueueRow {
-    pub attempt_id: Uuid,
-    pub sitting_id: Uuid,
+    pub attempt_id: AttemptId,
+    pub sitting_id: SittingId,
     pub sitting: String,
     pub candidate: String,
     pub state: AttemptState,

@@ -6,13 +6,13 @@ use super::ReviewError;
 use crate::attempts::AssignedAttempt;
 use crate::clock::{from_unix_ms, rfc3339};
 use crate::db::{Attempt, ChunkRow, Stream};
+use crate::db::{AttemptId, SittingId, StreamId};
 use crate::failure::Failure;
 use crate::lifecycle::AttemptState;
 use bytes::Bytes;
 use futures::{Stream as FutStream, StreamExt};
 use serde::Serialize;
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// The integrity verdict on an attempt's recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,8 +42,8 @@ impl Integrity {
 
 #[derive(Debug, Serialize)]
 pub struct AttemptReport {
-    pub attempt_id: Uuid,
-    pub sitting_id: Uuid,
+    pub attempt_id: AttemptId,
+    pub sitting_id: SittingId,
     pub reference: String,
     pub state: AttemptState,
     pub ended_at: Option<String>,
@@ -78,7 +78,7 @@ pub enum StreamStatus {
 
 #[derive(Debug, Serialize)]
 pub struct StreamReport {
-    pub stream_id: Uuid,
+    pub stream_id: StreamId,
     pub started_at: String,
     pub status: StreamStatus,
     pub fragments_stored: usize,
@@ -96,7 +96,7 @@ pub struct IndexRange {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StreamRange {
-    pub stream_id: Uuid,
+    pub stream_id: StreamId,
     pub from: u32,
     pub to: u32,
 }
@@ -141,7 +141,7 @@ impl Review {
     /// names an attempt without a staff member.
     pub async fn report_for_operator(
         &self,
-        attempt_id: Uuid,
+        attempt_id: AttemptId,
     ) -> Result<AttemptReport, ReviewError> {
         self.report_of(&self.attempts.get(attempt_id).await?).await
     }
@@ -230,7 +230,7 @@ impl Review {
     pub async fn read_media(
         self: Arc<Self>,
         a: &AssignedAttempt,
-        stream_id: Uuid,
+        stream_id: StreamId,
         from: u32,
         to: Option<u32>,
     ) -> Result<impl FutStream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ReviewError>

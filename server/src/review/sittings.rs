@@ -5,13 +5,13 @@ use super::Review;
 use super::ReviewError;
 use crate::attempts::AssignedAttempt;
 use crate::db::PvDecision;
+use crate::db::SittingId;
 use crate::identity::StaffIdentity;
 use crate::lifecycle::AttemptState;
-use uuid::Uuid;
 
 /// One of a jury member's sittings: the PV's decision, if taken, and each attempt's review.
 pub struct JurySitting {
-    pub id: Uuid,
+    pub id: SittingId,
     pub reference: String,
     pub pv: Option<PvDecision>,
     pub attempts: Vec<JuryAttempt>,
@@ -29,7 +29,7 @@ impl Review {
     pub async fn sittings_of(
         &self,
         who: &StaffIdentity,
-    ) -> Result<Vec<(Uuid, String)>, ReviewError> {
+    ) -> Result<Vec<(SittingId, String)>, ReviewError> {
         Ok(self.db.sittings_of_staff(who.id).await?)
     }
 

@@ -7,6 +7,7 @@ use super::Review;
 use super::ReviewError;
 use crate::attempts::AssignedAttempt;
 use crate::db::ChunkRow;
+use crate::db::{AttemptId, StreamId};
 use crate::lifecycle::AttemptState;
 use crate::review::recording::{missing_ranges, IndexRange, StreamStatus};
 use serde::Serialize;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 
 #[derive(Debug, Serialize)]
 pub struct Timeline {
-    pub attempt_id: Uuid,
+    pub attempt_id: AttemptId,
     pub reference: String,
     pub state: AttemptState,
     /// Wall-clock bounds of what was recorded, unix milliseconds.
@@ -27,7 +28,7 @@ pub struct Timeline {
 
 #[derive(Debug, Serialize)]
 pub struct StreamTimeline {
-    pub stream_id: Uuid,
+    pub stream_id: StreamId,
     /// Wall-clock time of the stream's media time 0: when the server opened the stream
     /// (the agent opens it as capture starts; the offset is the open request's latency).
     pub origin_ms: i64,
@@ -58,7 +59,7 @@ pub(crate) fn stream_timeline(
         .map(|w| w[1].index)
         .collect();
     StreamTimeline {
-        stream_id: id,
+        stream_id: id.into(),
         origin_ms,
         status,
         has_init: rows.first().is_some_and(|r| r.index == 0),
@@ -87,7 +88,7 @@ impl Review {
         for (n, s) in streams.iter().enumerate() {
             let rows = self.db.chunks_of(s.id).await?;
             let status = crate::review::recording::stream_status(s, &rows, n + 1 == streams.len());
-            out.push(stream_timeline(s.id, s.opened_at_ms, status, &rows));
+            out.push(stream_timeline(s.id.into(), s.opened_at_ms, status, &rows));
         }
         let span = |s: &StreamTimeline| {
             let end = s.fragments.iter().map(|f| f[2]).max().unwrap_or(0) as i64;

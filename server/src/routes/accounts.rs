@@ -4,6 +4,7 @@
 use super::session::AccountSession;
 use super::{read_json, AppState};
 use crate::accounts::StaffSummary;
+use crate::db::SittingId;
 use crate::identity::StaffIdentity;
 use crate::routes::error::AppError;
 use axum::body::Body;
@@ -12,7 +13,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -158,7 +158,7 @@ pub async fn staff_action(
 #[serde(deny_unknown_fields)]
 struct Assignment {
     login: String,
-    sitting: Uuid,
+    sitting: SittingId,
 }
 
 #[utoipa::path(post, path = "/api/staff/v1/admin/assignments", tag = "admin", responses((status = 204), (status = 401), (status = 403), (status = 404)))]

@@ -1,11 +1,13 @@
 //! Agent API: a candidate's launch token writes to its own attempt only, never reads.
 
+use super::path::Path;
 use super::{bearer, parse_id, read_body_exact, read_json, AppState};
+use crate::db::StreamId;
 use crate::identity::AgentIdentity;
 use crate::ingest::Via;
 use crate::routes::error::AppError;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -116,10 +118,9 @@ pub async fn webrtc_offer(
     responses((status = 204, description = "the session is closed"), (status = 400), (status = 401)))]
 pub async fn webrtc_close(
     State(app): State<AppState>,
-    Path(session): Path<String>,
+    Path(session): Path<uuid::Uuid>,
     who: AgentIdentity,
 ) -> Result<StatusCode, AppError> {
-    let session = parse_id(&session, "session")?;
     if let Some(t) = app.webrtc.as_deref() {
         t.close(session, who.attempt.id).await;
     }
@@ -302,7 +303,7 @@ fn chunk_address(
     stream_id: &str,
     index: &str,
     headers: &HeaderMap,
-) -> Result<(uuid::Uuid, u32, u64), AppError> {
+) -> Result<(StreamId, u32, u64), AppError> {
     let stream_id = parse_id(stream_id, "stream id")?;
     let index: u32 = index
         .parse()
@@ -319,11 +320,10 @@ fn chunk_address(
     responses((status = 204, description = "stream ended"), (status = 404), (status = 409)))]
 pub async fn end_stream(
     State(app): State<AppState>,
-    Path(stream_id): Path<String>,
+    Path(stream_id): Path<StreamId>,
     who: AgentIdentity,
     body: Body,
 ) -> Result<StatusCode, AppError> {
-    let stream_id = parse_id(&stream_id, "stream id")?;
     app.ingest
         .end_stream(&who, stream_id, read_json(body).await?)
         .await?;

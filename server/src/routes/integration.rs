@@ -2,11 +2,13 @@
 //! idempotent: the platform's reference is the key, so a retried call (after a lost
 //! answer) gets the same status and body, marked `Idempotent-Replayed: true`.
 
-use super::{bearer, parse_id, read_json, AppState};
+use super::path::Path;
+use super::{bearer, read_json, AppState};
+use crate::db::{AttemptId, SittingId};
 use crate::enrolment::Created;
 use crate::routes::error::AppError;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{request::Parts, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -115,10 +117,9 @@ pub async fn create_sitting(
 pub async fn add_candidate(
     State(app): State<AppState>,
     _: Platform,
-    Path(sitting): Path<String>,
+    Path(sitting): Path<SittingId>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let sitting = parse_id(&sitting, "sitting id")?;
     let req: AddCandidateRequest = read_json(body).await?;
     Ok(created(
         app.enrolment
@@ -132,13 +133,9 @@ pub async fn add_candidate(
 pub async fn attempt_status(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<AttemptStatus>, AppError> {
-    Ok(Json(
-        app.enrolment
-            .attempt_status(parse_id(&id, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.enrolment.attempt_status(id).await?))
 }
 
 #[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/end", tag = "integration",
@@ -147,13 +144,9 @@ pub async fn attempt_status(
 pub async fn end_attempt(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<AttemptStatus>, AppError> {
-    Ok(Json(
-        app.enrolment
-            .end_attempt(parse_id(&id, "attempt id")?, "platform")
-            .await?,
-    ))
+    Ok(Json(app.enrolment.end_attempt(id, "platform").await?))
 }
 
 #[utoipa::path(post, path = "/api/integration/v1/attempts/{attempt_id}/token", tag = "integration",
@@ -161,15 +154,11 @@ pub async fn end_attempt(
 pub async fn reissue_token(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<(StatusCode, Json<AddCandidateResponse>), AppError> {
     Ok((
         StatusCode::CREATED,
-        Json(
-            app.enrolment
-                .reissue_launch_token(parse_id(&id, "attempt id")?, "platform")
-                .await?,
-        ),
+        Json(app.enrolment.reissue_launch_token(id, "platform").await?),
     ))
 }
 
@@ -179,15 +168,11 @@ pub async fn reissue_token(
 pub async fn launch_code(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<(StatusCode, Json<LaunchCodeResponse>), AppError> {
     Ok((
         StatusCode::CREATED,
-        Json(
-            app.enrolment
-                .issue_launch_code(parse_id(&id, "attempt id")?, "platform")
-                .await?,
-        ),
+        Json(app.enrolment.issue_launch_code(id, "platform").await?),
     ))
 }
 
@@ -196,12 +181,9 @@ pub async fn launch_code(
 pub async fn revoke_token(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let n = app
-        .enrolment
-        .revoke_launch_tokens(parse_id(&id, "attempt id")?, "platform")
-        .await?;
+    let n = app.enrolment.revoke_launch_tokens(id, "platform").await?;
     Ok(Json(serde_json::json!({ "revoked": n })))
 }
 
@@ -210,13 +192,9 @@ pub async fn revoke_token(
 pub async fn review_outcome(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<crate::review::decision::ReviewOutcomeView>, AppError> {
-    Ok(Json(
-        app.review
-            .outcome_for_platform(parse_id(&id, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.review.outcome_for_platform(id).await?))
 }
 
 /// The key that signs destruction receipts: the platform publishes it to candidates, who
@@ -240,10 +218,9 @@ pub async fn receipt_public_key(
 pub async fn decide_pv(
     State(app): State<AppState>,
     _: Platform,
-    Path(sitting): Path<String>,
+    Path(sitting): Path<SittingId>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let sitting = parse_id(&sitting, "sitting id")?;
     let req: crate::retention::PvRequest = read_json(body).await?;
     let by = match req.decided_by.as_deref().map(str::trim) {
         Some(b) if !b.is_empty() && b.len() <= 100 && !b.chars().any(char::is_control) => {
@@ -270,9 +247,8 @@ pub async fn decide_pv(
 pub async fn pv_status(
     State(app): State<AppState>,
     _: Platform,
-    Path(sitting): Path<String>,
+    Path(sitting): Path<SittingId>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let sitting = parse_id(&sitting, "sitting id")?;
     let (decision, attempts) = app.retention.pv_status(sitting).await?;
     Ok(Json(serde_json::json!({
         "sitting_id": sitting,
@@ -287,13 +263,9 @@ pub async fn pv_status(
 pub async fn retention(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<crate::retention::RetentionStatus>, AppError> {
-    Ok(Json(
-        app.policy
-            .attempt_retention(parse_id(&id, "attempt id")?)
-            .await?,
-    ))
+    Ok(Json(app.policy.attempt_retention(id).await?))
 }
 
 /// The signed destruction receipt, to hand to the candidate: checked offline with the
@@ -303,14 +275,9 @@ pub async fn retention(
 pub async fn receipt(
     State(app): State<AppState>,
     _: Platform,
-    Path(id): Path<String>,
+    Path(id): Path<AttemptId>,
 ) -> Result<Json<protocol::SignedReceipt>, AppError> {
-    match app
-        .policy
-        .attempt_retention(parse_id(&id, "attempt id")?)
-        .await?
-        .receipt
-    {
+    match app.policy.attempt_retention(id).await?.receipt {
         Some(r) => Ok(Json(r)),
         None => Err(AppError::Conflict(
             "the attempt is not destroyed yet: its retention says when it will be".into(),

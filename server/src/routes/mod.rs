@@ -11,6 +11,7 @@ mod launch;
 pub mod openapi;
 mod overload;
 mod pages;
+pub mod path;
 mod pv;
 mod review;
 pub mod session;
@@ -21,7 +22,6 @@ use crate::routes::error::AppError;
 use axum::body::{Body, Bytes};
 use axum::http::{header, request::Parts};
 use axum::Router;
-use uuid::Uuid;
 
 pub use crate::state::AppState;
 
@@ -141,8 +141,11 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, 
         .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-pub fn parse_id(s: &str, what: &'static str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(s).map_err(|_| AppError::BadRequest(format!("{what} is not a valid id")))
+/// An id the caller names by its type (`AttemptId`, `SittingId`, …), from a form field or a
+/// path segment read by hand.
+pub fn parse_id<T: std::str::FromStr>(s: &str, what: &'static str) -> Result<T, AppError> {
+    s.parse()
+        .map_err(|_| AppError::BadRequest(format!("{what} is not a valid id")))
 }
 
 pub fn bearer(parts: &Parts) -> Result<&str, AppError> {

@@ -1,12 +1,14 @@
 //! The jury's PV decision as JSON (staff listener), the same use case as the jury pages:
 //! the plan (what would be deleted now, what kept until when) and the decision.
 
-use super::{parse_id, read_json, AppState};
+use super::path::Path;
+use super::{read_json, AppState};
+use crate::db::SittingId;
 use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest, PvResult};
 use crate::routes::error::AppError;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -20,10 +22,9 @@ pub fn router() -> Router<AppState> {
 async fn request(
     app: &AppState,
     staff: &StaffIdentity,
-    sitting: &str,
+    sitting: SittingId,
     body: Body,
-) -> Result<(uuid::Uuid, PvRequest), AppError> {
-    let sitting = parse_id(sitting, "sitting id")?;
+) -> Result<(SittingId, PvRequest), AppError> {
     app.retention.require_jury_of(staff, sitting).await?;
     let req: PvRequest = read_json(body).await?;
     if req.decided_by.is_some() {
@@ -40,10 +41,10 @@ async fn request(
 pub async fn plan(
     State(app): State<AppState>,
     staff: StaffIdentity,
-    Path(sitting): Path<String>,
+    Path(sitting): Path<SittingId>,
     body: Body,
 ) -> Result<Json<PvPlan>, AppError> {
-    let (sitting, req) = request(&app, &staff, &sitting, body).await?;
+    let (sitting, req) = request(&app, &staff, sitting, body).await?;
     Ok(Json(app.retention.pv_plan(sitting, &req).await?.0))
 }
 
@@ -54,10 +55,10 @@ pub async fn plan(
 pub async fn decide(
     State(app): State<AppState>,
     staff: StaffIdentity,
-    Path(sitting): Path<String>,
+    Path(sitting): Path<SittingId>,
     body: Body,
 ) -> Result<(StatusCode, Json<PvResult>), AppError> {
-    let (sitting, req) = request(&app, &staff, &sitting, body).await?;
+    let (sitting, req) = request(&app, &staff, sitting, body).await?;
     Ok((
         StatusCode::CREATED,
         Json(app.retention.decide_pv(&staff.login, sitting, req).await?),

@@ -3,16 +3,18 @@
 //! plus CSRF header (`session`). Media answers are never cached.
 
 use super::assigned::{Assigned, Reviewing, SecondReview, Watch};
+use super::path::Path;
 use super::session::AccountSession;
-use super::{parse_id, read_json, AppState};
+use super::{read_json, AppState};
 use crate::db::ReviewOutcome;
+use crate::db::{FlagId, StreamId};
 use crate::identity::StaffIdentity;
 use crate::review::decision::{FlagInput, ReviewOutcomeView, ReviewView};
 use crate::review::queue::QueueRow;
 use crate::review::timeline::Timeline;
 use crate::routes::error::AppError;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -90,15 +92,9 @@ pub async fn timeline(
 pub async fn fragment(
     State(app): State<AppState>,
     Assigned(a, _): Assigned<Watch>,
-    Path((_attempt_id, stream, index)): Path<(String, String, String)>,
+    Path((_attempt_id, stream, index)): Path<(String, StreamId, u32)>,
 ) -> Result<Response, AppError> {
-    let index: u32 = index
-        .parse()
-        .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
-    let bytes = app
-        .review
-        .fragment(&a, parse_id(&stream, "stream id")?, index)
-        .await?;
+    let bytes = app.review.fragment(&a, stream, index).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "video/mp4"),
@@ -114,15 +110,9 @@ pub async fn fragment(
 pub async fn thumbnail(
     State(app): State<AppState>,
     Assigned(a, _): Assigned<Watch>,
-    Path((_attempt_id, stream, index)): Path<(String, String, String)>,
+    Path((_attempt_id, stream, index)): Path<(String, StreamId, u32)>,
 ) -> Result<Response, AppError> {
-    let index: u32 = index
-        .parse()
-        .map_err(|_| AppError::BadRequest("fragment index is not a non-negative integer".into()))?;
-    let bytes = app
-        .review
-        .thumbnail(&a, parse_id(&stream, "stream id")?, index)
-        .await?;
+    let bytes = app.review.thumbnail(&a, stream, index).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
@@ -207,10 +197,9 @@ pub async fn create_flag(
 pub async fn update_flag(
     State(app): State<AppState>,
     Assigned(a, _): Assigned<Reviewing>,
-    Path((_attempt_id, flag)): Path<(String, String)>,
+    Path((_attempt_id, flag)): Path<(String, FlagId)>,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let flag = parse_id(&flag, "flag id")?;
     let input: FlagInput = read_json(body).await?;
     let id = app.review.save_flag(&a, Some(flag), input).await?;
     Ok(Json(serde_json::json!({ "id": id })))
@@ -220,10 +209,8 @@ pub async fn update_flag(
 pub async fn delete_flag(
     State(app): State<AppState>,
     Assigned(a, _): Assigned<Reviewing>,
-    Path((_attempt_id, flag)): Path<(String, String)>,
+    Path((_attempt_id, flag)): Path<(String, FlagId)>,
 ) -> Result<StatusCode, AppError> {
-    app.review
-        .delete_flag(&a, parse_id(&flag, "flag id")?)
-        .await?;
+    app.review.delete_flag(&a, flag).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,11 +1,13 @@
 //! Staff API (staff listener only): login, attempt report, decrypted media.
 
 use super::assigned::{Assigned, Watch};
-use super::{parse_id, read_json, AppState};
+use super::path::Path;
+use super::{read_json, AppState};
+use crate::db::StreamId;
 use crate::review::recording::AttemptReport;
 use crate::routes::error::AppError;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -75,12 +77,11 @@ pub struct Range {
 pub async fn media(
     State(app): State<AppState>,
     Assigned(a, _): Assigned<Watch>,
-    Path((_attempt_id, stream_id)): Path<(String, String)>,
+    Path((_attempt_id, stream_id)): Path<(String, StreamId)>,
     range: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(range) = range
         .map_err(|_| AppError::BadRequest("from and to must be non-negative integers".into()))?;
-    let stream_id = parse_id(&stream_id, "stream id")?;
     let body = app
         .review
         .clone()

@@ -49,13 +49,13 @@ async fn every_role_against_every_staff_route() {
     let proctor = app.state().await;
     proctor
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let sitting = app
         .db()
         .await
-        .attempt(c.attempt_id)
+        .attempt(c.attempt_id.into())
         .await
         .unwrap()
         .sitting_id;
@@ -206,7 +206,7 @@ async fn a_cookie_session_needs_the_csrf_token_for_every_change() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
@@ -254,7 +254,12 @@ async fn a_cookie_session_needs_the_csrf_token_for_every_change() {
     assert_eq!(r.status(), 201);
     // Nothing was stored from the refused attempts.
     assert_eq!(
-        app.db().await.flags_of(c.attempt_id).await.unwrap().len(),
+        app.db()
+            .await
+            .flags_of(c.attempt_id.into())
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }

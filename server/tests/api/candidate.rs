@@ -108,7 +108,7 @@ async fn a_refusal_is_recorded_alone_and_closes_the_attempt() {
     let trail = app.db().await.audit_trail().await.unwrap();
     let actions: Vec<_> = trail
         .iter()
-        .filter(|e| e.attempt_id == Some(c.attempt_id))
+        .filter(|e| e.attempt_id == Some(c.attempt_id.into()))
         .map(|e| e.action.as_str())
         .collect();
     assert_eq!(
@@ -296,7 +296,7 @@ async fn a_launch_code_buys_the_token_once_and_guessing_is_locked_out() {
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(trail
         .iter()
-        .any(|e| e.action == "launch_code_used" && e.attempt_id == Some(c.attempt_id)));
+        .any(|e| e.action == "launch_code_used" && e.attempt_id == Some(c.attempt_id.into())));
 
     // Guessing: past the per-address limit, even a right code waits.
     let fresh: LaunchCodeResponse = app

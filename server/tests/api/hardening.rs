@@ -139,8 +139,18 @@ async fn conflicting_puts(app: Option<TestApp>) {
             "{statuses:?}"
         );
         // What is stored is, bit for bit, the chunk that was acknowledged.
-        let row = app.db().await.chunk(s.stream_id, round).await.unwrap();
-        let path = server::blobs::chunk_path(s.attempt_id, s.stream_id, round, &row.content_sha256);
+        let row = app
+            .db()
+            .await
+            .chunk(s.stream_id.into(), round)
+            .await
+            .unwrap();
+        let path = server::blobs::chunk_path(
+            s.attempt_id.into(),
+            s.stream_id.into(),
+            round,
+            &row.content_sha256,
+        );
         assert_eq!(
             blobs.get(&path).await.unwrap().as_ref(),
             candidates[winners[0]].as_slice(),
@@ -154,8 +164,8 @@ async fn conflicting_puts(app: Option<TestApp>) {
         {
             use sha2::Digest as _;
             let loser = server::blobs::chunk_path(
-                s.attempt_id,
-                s.stream_id,
+                s.attempt_id.into(),
+                s.stream_id.into(),
                 round,
                 &sha2::Sha256::digest(c).into(),
             );
@@ -369,7 +379,11 @@ async fn a_destroyed_attempt_answers_gone() {
     app.state()
         .await
         .attempts
-        .transition(c.attempt_id, server::lifecycle::Transition::Destroy, "test")
+        .transition(
+            c.attempt_id.into(),
+            server::lifecycle::Transition::Destroy,
+            "test",
+        )
         .await
         .unwrap();
     assert_eq!(

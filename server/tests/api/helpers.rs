@@ -90,9 +90,10 @@ impl TestApp {
 
     /// Flips one bit of a stored chunk's blob, as an attacker on the storage would.
     pub async fn alter_blob(&self, attempt: Uuid, stream: Uuid, index: u32) {
-        let row = self.db().await.chunk(stream, index).await.unwrap();
+        let row = self.db().await.chunk(stream.into(), index).await.unwrap();
         let path = self.data.path().join("blobs").join(
-            server::blobs::chunk_path(attempt, stream, index, &row.content_sha256).to_string(),
+            server::blobs::chunk_path(attempt.into(), stream.into(), index, &row.content_sha256)
+                .to_string(),
         );
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
@@ -256,7 +257,12 @@ impl TestApp {
     }
 
     pub async fn chunk_rows(&self, stream: Uuid) -> usize {
-        self.db().await.chunks_of(stream).await.unwrap().len()
+        self.db()
+            .await
+            .chunks_of(stream.into())
+            .await
+            .unwrap()
+            .len()
     }
 }
 
@@ -338,7 +344,13 @@ pub async fn staff_login(app: &TestApp, login: &str, password: &str) -> String {
 /// A reviewer assigned to the sitting of `attempt`; returns their session token.
 pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
     let token = add_staff(app, login, "reviewer").await;
-    let sitting = app.db().await.attempt(attempt).await.unwrap().sitting_id;
+    let sitting = app
+        .db()
+        .await
+        .attempt(attempt.into())
+        .await
+        .unwrap()
+        .sitting_id;
     app.state()
         .await
         .accounts

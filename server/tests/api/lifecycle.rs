@@ -83,7 +83,7 @@ async fn an_attempt_walks_enrolled_consented_recording_ended() {
         assert_eq!(
             trail
                 .iter()
-                .filter(|e| e.action == action && e.attempt_id == Some(c.attempt_id))
+                .filter(|e| e.action == action && e.attempt_id == Some(c.attempt_id.into()))
                 .count(),
             1,
             "{action}"
@@ -247,7 +247,7 @@ async fn once_under_review_the_recording_takes_no_more_chunks() {
         .await
         .attempts
         .transition(
-            c.attempt_id,
+            c.attempt_id.into(),
             server::lifecycle::Transition::StartReview,
             "relectrice",
         )

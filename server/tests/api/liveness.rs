@@ -52,17 +52,21 @@ async fn a_silent_agent_is_marked_and_its_silence_kept_as_a_gap() {
     // Heard again (a heartbeat saying 12 chunks wait): the silence closes, 25 s long.
     app.clock.advance(std::time::Duration::from_secs(10));
     assert_eq!(app.heartbeat(&c.token, 12).await.status(), 204);
-    let report = p.review.report_for_operator(c.attempt_id).await.unwrap();
+    let report = p
+        .review
+        .report_for_operator(c.attempt_id.into())
+        .await
+        .unwrap();
     assert_eq!(report.agent_silences.len(), 1);
     let seconds = report.agent_silences[0].seconds.unwrap();
     assert!((34.0..=36.0).contains(&seconds), "{seconds}");
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(trail
         .iter()
-        .any(|e| e.action == "agent_silent" && e.attempt_id == Some(c.attempt_id)));
+        .any(|e| e.action == "agent_silent" && e.attempt_id == Some(c.attempt_id.into())));
     assert!(trail
         .iter()
-        .any(|e| e.action == "agent_back" && e.attempt_id == Some(c.attempt_id)));
+        .any(|e| e.action == "agent_back" && e.attempt_id == Some(c.attempt_id.into())));
 
     // Nonsense and strangers are refused.
     let r = app

@@ -116,7 +116,10 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
     // The jury validates: the key goes before the answer, then every object in the bucket.
     let blobs = app.blobs();
     assert_eq!(
-        blobs.count_attempt_objects(first.attempt_id).await.unwrap(),
+        blobs
+            .count_attempt_objects(first.attempt_id.into())
+            .await
+            .unwrap(),
         4
     );
     let pv = app
@@ -130,7 +133,7 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
     assert_eq!(
         app.db()
             .await
-            .attempt(first.attempt_id)
+            .attempt(first.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -138,13 +141,21 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
         "destroyed"
     );
     for _ in 0..100 {
-        if blobs.count_attempt_objects(first.attempt_id).await.unwrap() == 0 {
+        if blobs
+            .count_attempt_objects(first.attempt_id.into())
+            .await
+            .unwrap()
+            == 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        blobs.count_attempt_objects(first.attempt_id).await.unwrap(),
+        blobs
+            .count_attempt_objects(first.attempt_id.into())
+            .await
+            .unwrap(),
         0,
         "every object deleted from the bucket"
     );

@@ -13,7 +13,7 @@ async fn jury_of(app: &TestApp, login: &str, sitting: Uuid) -> String {
     app.state()
         .await
         .accounts
-        .assign_sitting(login, sitting, "test")
+        .assign_sitting(login, sitting.into(), "test")
         .await
         .unwrap();
     token
@@ -69,7 +69,12 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
         (409, "reviews_unsubmitted".into())
     );
     assert!(
-        app.db().await.pv_decision(sitting).await.unwrap().is_none(),
+        app.db()
+            .await
+            .pv_decision(sitting.into())
+            .await
+            .unwrap()
+            .is_none(),
         "a refused decision records nothing"
     );
     let before = app.blob_count();
@@ -80,7 +85,7 @@ async fn a_validated_pv_destroys_every_recording_before_it_answers() {
     let result: serde_json::Value = r.json().await.unwrap();
     // When the answer arrives, every key is destroyed.
     for (c, _) in &candidates {
-        let a = app.db().await.attempt(c.attempt_id).await.unwrap();
+        let a = app.db().await.attempt(c.attempt_id.into()).await.unwrap();
         assert_eq!((a.state.as_str(), a.wrapped_dek.len()), ("destroyed", 0));
     }
     let receipts = result["receipts"].as_array().unwrap();
@@ -247,7 +252,7 @@ async fn disputed_recordings_are_kept_two_calendar_months_to_the_second() {
     let state = async |id: Uuid| {
         app.db()
             .await
-            .attempt(id)
+            .attempt(id.into())
             .await
             .unwrap()
             .state
@@ -379,11 +384,17 @@ async fn bad_pv_requests_get_precise_errors_and_change_nothing() {
         post(pv("validated", &[], true)).await,
         (409, "conflict".into())
     );
-    assert!(app.db().await.pv_decision(sitting).await.unwrap().is_none());
+    assert!(app
+        .db()
+        .await
+        .pv_decision(sitting.into())
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         app.db()
             .await
-            .attempt(candidates[0].0.attempt_id)
+            .attempt(candidates[0].0.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -401,11 +412,14 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
     let reviewer = reviewer_of(&app, "relectrice", a).await;
     proctor
         .retention
-        .hold_attempt("dpo", a, "recours devant le tribunal administratif")
+        .hold_attempt("dpo", a.into(), "recours devant le tribunal administratif")
         .await
         .unwrap();
     assert!(matches!(
-        proctor.retention.hold_attempt("dpo", a, "encore").await,
+        proctor
+            .retention
+            .hold_attempt("dpo", a.into(), "encore")
+            .await,
         Err(RetentionError::AlreadyOnHold)
     ));
     // Nothing of it is modified while held: no flag, no review submitted.
@@ -438,11 +452,17 @@ async fn a_legal_hold_stops_everything_and_its_lift_restarts_the_clock() {
         .destroyed
         .is_empty());
     assert_eq!(
-        app.db().await.attempt(a).await.unwrap().state.as_str(),
+        app.db()
+            .await
+            .attempt(a.into())
+            .await
+            .unwrap()
+            .state
+            .as_str(),
         "decided"
     );
     // Lifted: kept two more months from the lift, then destroyed.
-    let due = proctor.retention.lift_hold("dpo", a).await.unwrap();
+    let due = proctor.retention.lift_hold("dpo", a.into()).await.unwrap();
     assert_eq!(
         due,
         server::clock::rfc3339(server::retention::policy::add_months(
@@ -478,7 +498,12 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     let out = app.data.path().join("export.age");
     let summary = proctor
         .retention
-        .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
+        .export_attempt(
+            "dpo",
+            c.attempt_id.into(),
+            &dpo.to_public().to_string(),
+            &out,
+        )
         .await
         .unwrap();
     assert_eq!(summary.fragments, 4);
@@ -509,7 +534,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
             .retention
             .export_attempt(
                 "dpo",
-                c.attempt_id,
+                c.attempt_id.into(),
                 "age1notakey",
                 &app.data.path().join("x.age")
             )
@@ -520,7 +545,11 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     // Erasure, whatever the PV: destroyed at once with its receipt.
     let receipt = proctor
         .retention
-        .erase_attempt("dpo", c.attempt_id, "demande d'effacement du candidat")
+        .erase_attempt(
+            "dpo",
+            c.attempt_id.into(),
+            "demande d'effacement du candidat",
+        )
         .await
         .unwrap()
         .expect("destroyed now");
@@ -529,7 +558,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -539,7 +568,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     assert!(matches!(
         proctor
             .retention
-            .erase_attempt("dpo", c.attempt_id, "encore")
+            .erase_attempt("dpo", c.attempt_id.into(), "encore")
             .await,
         Err(RetentionError::Failure(Failure::Gone))
     ));
@@ -548,7 +577,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
             .retention
             .export_attempt(
                 "dpo",
-                c.attempt_id,
+                c.attempt_id.into(),
                 &dpo.to_public().to_string(),
                 &app.data.path().join("y.age")
             )
@@ -558,7 +587,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
     // The access report names the export.
     let report = proctor
         .retention
-        .access_report("dpo", c.attempt_id)
+        .access_report("dpo", c.attempt_id.into())
         .await
         .unwrap();
     assert!(
@@ -604,7 +633,12 @@ async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     let out = app.data.path().join("export.age");
     proctor
         .retention
-        .export_attempt("dpo", c.attempt_id, &dpo.to_public().to_string(), &out)
+        .export_attempt(
+            "dpo",
+            c.attempt_id.into(),
+            &dpo.to_public().to_string(),
+            &out,
+        )
         .await
         .unwrap();
     let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
@@ -686,15 +720,15 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     let (_, candidates) = app.ended_sitting(2, 1).await;
     let (held, erased) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
     let proctor = app.state_on_clock().await;
-    let month = app.db().await.attempt(held).await.unwrap().kek_epoch;
+    let month = app.db().await.attempt(held.into()).await.unwrap().kek_epoch;
     proctor
         .retention
-        .hold_attempt("dpo", held, "procédure disciplinaire")
+        .hold_attempt("dpo", held.into(), "procédure disciplinaire")
         .await
         .unwrap();
     proctor
         .retention
-        .erase_attempt("dpo", erased, "demande du candidat")
+        .erase_attempt("dpo", erased.into(), "demande du candidat")
         .await
         .unwrap();
     // Two months on, the month of both is over: the held one moves, the month's KEK goes.
@@ -707,7 +741,7 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
         .join("keys")
         .join(format!("kek-{month}.key"))
         .exists());
-    let moved = app.db().await.attempt(held).await.unwrap();
+    let moved = app.db().await.attempt(held.into()).await.unwrap();
     assert_ne!(moved.kek_epoch, month);
     // Still readable: the export opens it.
     let dpo = age::x25519::Identity::generate();
@@ -715,7 +749,7 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
         .retention
         .export_attempt(
             "dpo",
-            held,
+            held.into(),
             &dpo.to_public().to_string(),
             &app.data.path().join("held.age"),
         )
@@ -881,9 +915,11 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
         .status(),
         200
     );
-    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0]
-        .hold_reason
-        .is_some());
+    assert!(
+        app.db().await.retention_facts(&[a.into()]).await.unwrap()[0]
+            .hold_reason
+            .is_some()
+    );
     assert_eq!(
         act("lift", vec![("csrf", csrf.clone())])
             .await
@@ -891,9 +927,11 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
             .status(),
         200
     );
-    assert!(app.db().await.retention_facts(&[a]).await.unwrap()[0]
-        .hold_reason
-        .is_none());
+    assert!(
+        app.db().await.retention_facts(&[a.into()]).await.unwrap()[0]
+            .hold_reason
+            .is_none()
+    );
     // Erasure asks for its confirmation, then destroys at once under the admin's name.
     assert_eq!(
         act(
@@ -909,7 +947,13 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
         400
     );
     assert_eq!(
-        app.db().await.attempt(a).await.unwrap().state.as_str(),
+        app.db()
+            .await
+            .attempt(a.into())
+            .await
+            .unwrap()
+            .state
+            .as_str(),
         "ended"
     );
     assert_eq!(
@@ -929,7 +973,7 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
     let f = app
         .db()
         .await
-        .retention_facts(&[a])
+        .retention_facts(&[a.into()])
         .await
         .unwrap()
         .pop()

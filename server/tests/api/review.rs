@@ -16,7 +16,7 @@ async fn ended_recording(app: &TestApp, fragments: u32) -> (Candidate, OpenStrea
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     (c, s)
@@ -113,7 +113,7 @@ async fn the_media_endpoint_no_longer_plays_across_a_hole() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
@@ -192,7 +192,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
 
@@ -211,7 +211,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -247,7 +247,12 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
         200
     );
     assert_eq!(
-        app.db().await.flags_of(c.attempt_id).await.unwrap().len(),
+        app.db()
+            .await
+            .flags_of(c.attempt_id.into())
+            .await
+            .unwrap()
+            .len(),
         1,
         "refused input stored nothing"
     );
@@ -257,7 +262,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     let sitting = app
         .db()
         .await
-        .attempt(c.attempt_id)
+        .attempt(c.attempt_id.into())
         .await
         .unwrap()
         .sitting_id;
@@ -322,7 +327,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -378,7 +383,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .state

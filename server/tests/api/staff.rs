@@ -50,7 +50,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let r = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
@@ -69,7 +69,7 @@ async fn reviewer_reads_decrypted_media_and_the_read_is_audited() {
         .find(|e| e.action == "recording_viewed")
         .expect("the read is audited");
     assert_eq!(read.actor, "relectrice");
-    assert_eq!(read.attempt_id, Some(c.attempt_id));
+    assert_eq!(read.attempt_id, Some(c.attempt_id.into()));
     assert!(read.detail.contains("\"from_index\":2") && read.detail.contains("\"to_index\":3"));
     server::db::verify_audit_chain(&trail).expect("audit chain intact");
 
@@ -107,7 +107,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
     app.state()
         .await
         .enrolment
-        .end_attempt(theirs.attempt_id, "test")
+        .end_attempt(theirs.attempt_id.into(), "test")
         .await
         .unwrap();
     let mine = app.candidate().await;
@@ -145,13 +145,14 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
     }
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(!trail.iter().any(|e| e.action == "recording_viewed"
-        || (e.action == "attempt_report_viewed" && e.attempt_id == Some(theirs.attempt_id))));
+        || (e.action == "attempt_report_viewed"
+            && e.attempt_id == Some(theirs.attempt_id.into()))));
 
     // Assigned to that sitting too, they see it.
     let sitting = app
         .db()
         .await
-        .attempt(theirs.attempt_id)
+        .attempt(theirs.attempt_id.into())
         .await
         .unwrap()
         .sitting_id;
@@ -294,7 +295,7 @@ async fn the_whole_range_media_stops_at_an_altered_fragment_and_audits_it() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     app.alter_blob(c.attempt_id, s.stream_id, 2).await;
@@ -322,4 +323,52 @@ async fn the_whole_range_media_stops_at_an_altered_fragment_and_audits_it() {
         "{}",
         altered.detail
     );
+}
+
+/// Ids in a path are parsed by their type before any handler runs: a malformed stream id,
+/// flag id or fragment index is a 400 with the JSON error body, after the assignment check
+/// (someone not assigned learns nothing more from a malformed path than from a good one).
+#[tokio::test]
+async fn malformed_ids_in_staff_paths_are_refused_as_json() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let token = reviewer_of(&app, "relecteur-ids", c.attempt_id).await;
+    let base = format!("{}/api/staff/v1/attempts/{}", app.staff, c.attempt_id);
+    for path in [
+        "/streams/not-a-uuid/media".to_string(),
+        "/streams/not-a-uuid/fragments/1".to_string(),
+        format!("/streams/{}/fragments/minus-one", s.stream_id),
+        format!("/streams/{}/fragments/-1/thumbnail", s.stream_id),
+    ] {
+        let r = app
+            .http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(r).await, (400, "bad_request".into()), "{path}");
+    }
+    let r = app
+        .http
+        .delete(format!("{base}/flags/not-a-uuid"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (400, "bad_request".into()));
+    // Another attempt's path answers as an unknown one, malformed tail or not.
+    let stranger = format!(
+        "{}/api/staff/v1/attempts/{}/streams/not-a-uuid/media",
+        app.staff,
+        Uuid::new_v4()
+    );
+    let r = app
+        .http
+        .get(stranger)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, (404, "not_found".into()));
 }

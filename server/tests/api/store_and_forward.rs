@@ -142,7 +142,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
         .state()
         .await
         .review
-        .report_for_operator(c.attempt_id)
+        .report_for_operator(c.attempt_id.into())
         .await
         .unwrap();
     assert_eq!(
@@ -152,7 +152,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
         )))
     );
     assert_eq!(report.streams.len(), 1);
-    assert_eq!(report.streams[0].stream_id, stream);
+    assert_eq!(report.streams[0].stream_id, stream.into());
     assert_eq!(
         report.streams[0].started_at,
         server::clock::rfc3339(server::clock::from_unix_ms(consented + 1_000)),
@@ -172,7 +172,7 @@ async fn a_recording_made_offline_lands_whole_with_its_own_times() {
     app.state()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
@@ -239,7 +239,7 @@ async fn forged_or_damaged_openings_create_nothing() {
     assert!(app
         .db()
         .await
-        .streams_of(c.attempt_id)
+        .streams_of(c.attempt_id.into())
         .await
         .unwrap()
         .is_empty());
@@ -314,7 +314,7 @@ async fn sealed_consent_is_checked_and_the_same_first_chunk_twice_opens_one_stre
     assert!(app
         .db()
         .await
-        .attempt(c.attempt_id)
+        .attempt(c.attempt_id.into())
         .await
         .unwrap()
         .consent_at_ms
@@ -333,7 +333,7 @@ async fn sealed_consent_is_checked_and_the_same_first_chunk_twice_opens_one_stre
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .consent_at_ms,
@@ -350,7 +350,12 @@ async fn sealed_consent_is_checked_and_the_same_first_chunk_twice_opens_one_stre
     statuses.sort();
     assert_eq!(statuses, [200, 201]);
     assert_eq!(
-        app.db().await.streams_of(c.attempt_id).await.unwrap().len(),
+        app.db()
+            .await
+            .streams_of(c.attempt_id.into())
+            .await
+            .unwrap()
+            .len(),
         1
     );
     // The same stream id with another opening (another key) is a conflict, not a second stream.
@@ -372,7 +377,12 @@ async fn sealed_consent_is_checked_and_the_same_first_chunk_twice_opens_one_stre
         (422, "authentication_failed".into())
     );
     assert_eq!(
-        app.db().await.streams_of(c.attempt_id).await.unwrap().len(),
+        app.db()
+            .await
+            .streams_of(c.attempt_id.into())
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -388,7 +398,7 @@ async fn a_stream_recorded_before_the_end_lands_after_it_one_started_after_does_
     app.state_on_clock()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     // Two hours after the end: the outage lasted.
@@ -419,7 +429,12 @@ async fn a_stream_recorded_before_the_end_lands_after_it_one_started_after_does_
         (409, "attempt_ended".into())
     );
     assert_eq!(
-        app.db().await.streams_of(c.attempt_id).await.unwrap().len(),
+        app.db()
+            .await
+            .streams_of(c.attempt_id.into())
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -449,7 +464,7 @@ async fn agent_times_are_held_to_max_offline_and_consent_comes_first() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .consent_at_ms,
@@ -463,7 +478,7 @@ async fn agent_times_are_held_to_max_offline_and_consent_comes_first() {
         201
     );
     assert_eq!(
-        app.db().await.stream(s).await.unwrap().opened_at_ms,
+        app.db().await.stream(s.into()).await.unwrap().opened_at_ms,
         floor,
         "the quota and windows count from max_offline ago at most"
     );
@@ -493,7 +508,7 @@ async fn agent_times_are_held_to_max_offline_and_consent_comes_first() {
         (422, "media_time_out_of_window".into())
     );
     assert!(
-        app.db().await.stream(late).await.is_err(),
+        app.db().await.stream(late.into()).await.is_err(),
         "no stream row from a refused first chunk"
     );
 }
@@ -509,7 +524,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     app.state_on_clock()
         .await
         .enrolment
-        .end_attempt(c.attempt_id, "test")
+        .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
     let (s, chunks) = agent_stream(&o, before_end as u64 - 60_000, 2);
@@ -520,7 +535,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     assert!(app
         .db()
         .await
-        .streams_of(c.attempt_id)
+        .streams_of(c.attempt_id.into())
         .await
         .unwrap()
         .is_empty());
@@ -546,7 +561,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     assert_eq!(
         app.db()
             .await
-            .attempt(c.attempt_id)
+            .attempt(c.attempt_id.into())
             .await
             .unwrap()
             .state
@@ -560,7 +575,7 @@ async fn an_exam_spent_offline_lands_after_its_end_but_never_without_consent() {
     app.state_on_clock()
         .await
         .enrolment
-        .end_attempt(late.attempt_id, "test")
+        .end_attempt(late.attempt_id.into(), "test")
         .await
         .unwrap();
     app.clock.advance(std::time::Duration::from_secs(60));

@@ -10,8 +10,8 @@ use uuid::Uuid;
 fn named(bytes: &Bytes, index: u32) -> object_store::path::Path {
     use sha2::Digest as _;
     chunk_path(
-        Uuid::new_v4(),
-        Uuid::new_v4(),
+        Uuid::new_v4().into(),
+        Uuid::new_v4().into(),
         index,
         &sha2::Sha256::digest(bytes).into(),
     )

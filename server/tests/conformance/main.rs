@@ -70,7 +70,7 @@ impl Backend {
 /// A state change as `Attempts::transition` makes it (with its audit entry).
 async fn set_state(
     db: &dyn Database,
-    attempt: Uuid,
+    attempt: AttemptId,
     from: AttemptState,
     to: AttemptState,
     at_ms: i64,
@@ -88,16 +88,16 @@ async fn set_state(
         .is_some()
 }
 
-async fn sitting(db: &dyn Database) -> Uuid {
-    let id = Uuid::new_v4();
+async fn sitting(db: &dyn Database) -> SittingId {
+    let id = SittingId::random();
     db.create_sitting(id, &format!("S-{id}"), 1_000)
         .await
         .unwrap();
     id
 }
 
-fn new_attempt(sitting: Uuid, reference: &str) -> NewAttempt {
-    let id = Uuid::new_v4();
+fn new_attempt(sitting: SittingId, reference: &str) -> NewAttempt {
+    let id = AttemptId::random();
     NewAttempt {
         id,
         sitting_id: sitting,
@@ -115,7 +115,7 @@ fn new_attempt(sitting: Uuid, reference: &str) -> NewAttempt {
     }
 }
 
-fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
+fn chunk(stream: StreamId, index: u32, tag: u8) -> ChunkRow {
     ChunkRow {
         stream_id: stream,
         index,
@@ -129,9 +129,9 @@ fn chunk(stream: Uuid, index: u32, tag: u8) -> ChunkRow {
     }
 }
 
-async fn stream_of(db: &dyn Database, attempt: Uuid, opened_at_ms: i64) -> Uuid {
+async fn stream_of(db: &dyn Database, attempt: AttemptId, opened_at_ms: i64) -> StreamId {
     let s = Stream {
-        id: Uuid::new_v4(),
+        id: StreamId::random(),
         attempt_id: attempt,
         keying: StreamKeying::Derived { salt: [3; 32] },
         opened_at_ms,
@@ -151,11 +151,11 @@ async fn sittings_attempts_and_tokens() {
         let db = &*b.db;
         let s = sitting(db).await;
         assert!(db.sitting_exists(s).await.unwrap(), "{}", b.name);
-        assert!(!db.sitting_exists(Uuid::new_v4()).await.unwrap());
+        assert!(!db.sitting_exists(SittingId::random()).await.unwrap());
         assert_eq!(db.sitting_by_ref(&format!("S-{s}")).await.unwrap(), s);
         assert!(
             matches!(
-                db.create_sitting(Uuid::new_v4(), &format!("S-{s}"), 1)
+                db.create_sitting(SittingId::random(), &format!("S-{s}"), 1)
                     .await,
                 Err(DbError::Conflict)
             ),
@@ -186,7 +186,7 @@ async fn sittings_attempts_and_tokens() {
         assert_eq!(got.wrapped_dek, a.wrapped_dek);
         assert_eq!(db.attempt_by_ref(s, "c-1").await.unwrap().id, a.id);
         assert!(matches!(
-            db.attempt(Uuid::new_v4()).await,
+            db.attempt(AttemptId::random()).await,
             Err(DbError::NotFound)
         ));
 
@@ -345,7 +345,7 @@ async fn streams_and_chunks() {
         let late = stream_of(db, a.id, 5_000).await;
         let early = stream_of(db, a.id, 1_000).await;
         assert_eq!(db.streams_of(a.id).await.unwrap().len(), 2);
-        let ids: Vec<Uuid> = db
+        let ids: Vec<StreamId> = db
             .streams_of(a.id)
             .await
             .unwrap()
@@ -422,7 +422,7 @@ async fn agent_keyed_streams_and_transports() {
         db.create_attempt(a.clone()).await.unwrap();
         let keying = StreamKeying::Opening(vec![9; 95]);
         let s = Stream {
-            id: Uuid::new_v4(),
+            id: StreamId::random(),
             attempt_id: a.id,
             keying: keying.clone(),
             opened_at_ms: 2_000,
@@ -932,7 +932,7 @@ async fn staff_and_sessions() {
 async fn the_audit_chain_holds_under_concurrent_appends_and_refuses_edits() {
     for b in backends().await {
         let db = b.db.clone();
-        let attempt = Some(Uuid::new_v4());
+        let attempt = Some(AttemptId::random());
         futures::future::join_all((0..40).map(|i| {
             let db = db.clone();
             tokio::spawn(async move {
@@ -1046,7 +1046,7 @@ async fn concurrent_claims_share_the_work_without_overlap() {
             })
         }))
         .await;
-        let all: Vec<uuid::Uuid> = rounds.into_iter().flat_map(|r| r.unwrap()).collect();
+        let all: Vec<AttemptId> = rounds.into_iter().flat_map(|r| r.unwrap()).collect();
         let unique: std::collections::HashSet<_> = all.iter().copied().collect();
         assert_eq!(
             all.len(),
@@ -1083,7 +1083,7 @@ async fn the_stream_quota_holds_under_a_concurrent_flood() {
             let db = b.db.clone();
             tokio::spawn(async move {
                 let s = Stream {
-                    id: Uuid::new_v4(),
+                    id: StreamId::random(),
                     attempt_id: a.id,
                     keying: StreamKeying::Derived { salt: [1; 32] },
                     opened_at_ms: i,
@@ -1191,7 +1191,7 @@ async fn reviews_and_flags() {
         );
 
         let review = Review {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             attempt_id: a.id,
             round: 1,
             reviewer_id: reviewer.id,
@@ -1201,7 +1201,7 @@ async fn reviews_and_flags() {
         };
         db.create_review(review.clone()).await.unwrap();
         let again = Review {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             ..review.clone()
         };
         assert!(
@@ -1217,7 +1217,7 @@ async fn reviews_and_flags() {
         );
 
         let flag = Flag {
-            id: Uuid::new_v4(),
+            id: FlagId::random(),
             review_id: review.id,
             attempt_id: a.id,
             start_ms: 1_000,
@@ -1247,7 +1247,7 @@ async fn reviews_and_flags() {
         );
         // A flag of another review cannot be taken over by id.
         let other = Review {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             round: 2,
             ..review.clone()
         };
@@ -1305,7 +1305,7 @@ async fn reviews_and_flags() {
         );
         assert!(
             !db.save_flag(Flag {
-                id: Uuid::new_v4(),
+                id: FlagId::random(),
                 ..edited.clone()
             })
             .await
@@ -1330,7 +1330,7 @@ async fn reviews_and_flags() {
     }
 }
 
-fn event(attempt: Option<Uuid>, action: &str, at_ms: i64) -> AuditEvent {
+fn event(attempt: Option<AttemptId>, action: &str, at_ms: i64) -> AuditEvent {
     AuditEvent {
         at_ms,
         actor: "jury".into(),
@@ -1341,7 +1341,7 @@ fn event(attempt: Option<Uuid>, action: &str, at_ms: i64) -> AuditEvent {
 }
 
 fn pv_update(
-    a: Uuid,
+    a: AttemptId,
     from: AttemptState,
     to: AttemptState,
     contested: bool,
@@ -1404,7 +1404,7 @@ async fn pv_decisions_holds_and_destruction() {
         );
         db.create_staff(reviewer.clone(), 1).await.unwrap();
         let review = Review {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             attempt_id: a1.id,
             round: 1,
             reviewer_id: reviewer.id,
@@ -1414,7 +1414,7 @@ async fn pv_decisions_holds_and_destruction() {
         };
         db.create_review(review.clone()).await.unwrap();
         let flag = Flag {
-            id: Uuid::new_v4(),
+            id: FlagId::random(),
             review_id: review.id,
             attempt_id: a1.id,
             start_ms: 1,
@@ -1522,7 +1522,7 @@ async fn pv_decisions_holds_and_destruction() {
             b.name
         );
         let facts = db
-            .retention_facts(&[a1.id, a2.id, a3.id, Uuid::new_v4()])
+            .retention_facts(&[a1.id, a2.id, a3.id, AttemptId::random()])
             .await
             .unwrap();
         assert_eq!(facts.len(), 3, "{}: unknown ids are left out", b.name);
@@ -1588,7 +1588,7 @@ async fn pv_decisions_holds_and_destruction() {
             .await
             .unwrap()
             .is_none());
-        let claimed: std::collections::HashSet<Uuid> = db
+        let claimed: std::collections::HashSet<AttemptId> = db
             .claim_due(10_000, 0, 60_000, 100)
             .await
             .unwrap()
@@ -1620,7 +1620,7 @@ async fn pv_decisions_holds_and_destruction() {
             "{}",
             b.name
         );
-        let destroy = |a: Uuid| Destruction {
+        let destroy = |a: AttemptId| Destruction {
             attempt: a,
             receipt_json: format!("receipt of {a}"),
             at_ms: 8_000,
@@ -1756,7 +1756,7 @@ async fn pv_decisions_holds_and_destruction() {
         assert!(db.unpurged(0, 10).await.unwrap().is_empty(), "{}", b.name);
 
         // A month's survivors move under a newer KEK, once (compare-and-set on the old key).
-        let live: std::collections::HashSet<Uuid> = db
+        let live: std::collections::HashSet<AttemptId> = db
             .live_keys_of_epoch("2026-11")
             .await
             .unwrap()
@@ -1805,7 +1805,7 @@ async fn pv_decisions_holds_and_destruction() {
             b.name
         );
         let review2 = Review {
-            id: Uuid::new_v4(),
+            id: ReviewId::random(),
             attempt_id: a2.id,
             round: 1,
             reviewer_id: reviewer.id,
@@ -1815,14 +1815,14 @@ async fn pv_decisions_holds_and_destruction() {
         };
         db.create_review(review2.clone()).await.unwrap();
         let clear = Flag {
-            id: Uuid::new_v4(),
+            id: FlagId::random(),
             review_id: review2.id,
             attempt_id: a2.id,
             note: "en clair".into(),
             ..db.flags_of(a1.id).await.unwrap()[0].clone()
         };
         let sealed = Flag {
-            id: Uuid::new_v4(),
+            id: FlagId::random(),
             note: "sealed:v1:AAAA".into(),
             ..clear.clone()
         };
@@ -1843,7 +1843,7 @@ async fn pv_decisions_holds_and_destruction() {
         );
 
         // Connection data an earlier version stored in clear is found, then sealed.
-        let legacy = Uuid::new_v4();
+        let legacy = StreamId::random();
         let salt = if b.name == "sqlite" {
             "x'00'"
         } else {
@@ -1860,7 +1860,7 @@ async fn pv_decisions_holds_and_destruction() {
             "{}",
             b.name
         );
-        db.seal_connection(legacy, Some(b"sealed".to_vec()))
+        db.seal_connection(legacy.into(), Some(b"sealed".to_vec()))
             .await
             .unwrap();
         assert!(
@@ -1872,7 +1872,7 @@ async fn pv_decisions_holds_and_destruction() {
             db.connections_of(a2.id)
                 .await
                 .unwrap()
-                .contains(&(legacy, b"sealed".to_vec())),
+                .contains(&(legacy.into(), b"sealed".to_vec())),
             "{}",
             b.name
         );
@@ -1896,7 +1896,7 @@ async fn pv_decisions_holds_and_destruction() {
             b.name
         );
         assert!(
-            db.audit_of(Uuid::new_v4()).await.unwrap().is_empty(),
+            db.audit_of(AttemptId::random()).await.unwrap().is_empty(),
             "{}",
             b.name
         );

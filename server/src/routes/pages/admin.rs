@@ -204,7 +204,7 @@ async fn assign(
 ) -> Result<Response, PageError> {
     admin_only(&s)?;
     check_csrf(&s, &f.csrf)?;
-    let result = match parse_id(f.sitting.trim(), "sitting id") {
+    let result = match parse_id::<crate::db::SittingId>(f.sitting.trim(), "sitting id") {
         Ok(sitting) => app
             .accounts
             .assign_sitting(&f.login, sitting, &s.who.login)

@@ -5,7 +5,7 @@
 
 use super::{check_csrf, render, time_fr, PageError, PageSession, T};
 use crate::attempts::Purpose;
-use crate::db::PvOutcome;
+use crate::db::{PvOutcome, SittingId};
 use crate::identity::StaffIdentity;
 use crate::retention::{PvPlan, PvRequest, RetentionError};
 use crate::routes::error::AppError;
@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use reviewer::text::Text;
 use std::collections::HashMap;
-use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -140,7 +139,7 @@ async fn jury_sitting(
     app: &AppState,
     who: &StaffIdentity,
     sitting: &str,
-) -> Result<(Uuid, String), PageError> {
+) -> Result<(SittingId, String), PageError> {
     require_jury(who)?;
     let id = parse_id(sitting, "sitting id")?;
     app.review
@@ -164,7 +163,7 @@ async fn pv_form(
 async fn form_page(
     app: &AppState,
     session: &crate::routes::session::StaffSession,
-    id: Uuid,
+    id: SittingId,
     reference: String,
     error: Option<String>,
 ) -> Result<Html<String>, PageError> {
@@ -310,7 +309,7 @@ async fn pv_confirm(
         Ok(r) => r,
         Err(_) => return form_page(&app, &session, id, reference, Some(T.pv_choose.into())).await,
     };
-    match app.retention.pv_plan(id, &req).await {
+    match app.retention.pv_plan(id.into(), &req).await {
         Ok((plan, _)) if plan.in_progress > 0 => {
             form_page(&app, &session, id, reference, Some(T.pv_in_progress.into())).await
         }
@@ -347,10 +346,10 @@ async fn pv_decide(
     let req = request_of(&form)?;
     let result = app
         .retention
-        .decide_pv(&session.who.login, id, req.clone())
+        .decide_pv(&session.who.login, id.into(), req.clone())
         .await?;
     let plan = PvPlan {
-        sitting_id: id,
+        sitting_id: id.into(),
         outcome: result.outcome,
         attempts: result.attempts.clone(),
         unsubmitted: 0,

@@ -78,7 +78,7 @@ async fn action(
 ) -> Result<Response, PageError> {
     s.who.require_admin()?;
     check_csrf(&s, &f.csrf)?;
-    let attempt = parse_id(&attempt, "attempt id")?;
+    let attempt: crate::db::AttemptId = parse_id(&attempt, "attempt id")?;
     let actor = s.who.login.clone();
     let result: Result<(), AppError> = match action.as_str() {
         "hold" => app

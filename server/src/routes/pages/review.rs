@@ -62,7 +62,7 @@ async fn player(
     PageSession(session): PageSession,
     Path(attempt): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let attempt = parse_id(&attempt, "attempt id")?;
+    let attempt: crate::db::AttemptId = parse_id(&attempt, "attempt id")?;
     let who: &StaffIdentity = &session.who;
     if !who.role.may_view_recordings() {
         return Err(AppError::Forbidden("this role may not view recordings".into()).into());
