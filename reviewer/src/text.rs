@@ -341,7 +341,7 @@ pub const FR: Text = Text {
     pv_in_progress: "Des candidats de cette session sont encore en cours d’épreuve : l’épreuve doit d’abord être terminée.",
     pv_already: "Le PV de cette session est déjà décidé ; la décision est irréversible.",
     admin_retention: "Conservation et effacement",
-    admin_retention_help: "Enregistrements non encore détruits, du plus proche de sa suppression au plus lointain. Le gel suspend toute suppression et toute modification pendant une procédure ; sa levée relance un délai de 2 mois. L’effacement détruit l’enregistrement immédiatement, quelle que soit la décision du jury.",
+    admin_retention_help: "Enregistrements non encore détruits, du plus proche de sa suppression au plus lointain. Le gel suspend toute suppression et toute modification pendant une procédure ; sa levée relance un délai de 2 mois, sauf si plus rien ne retient l’enregistrement (PV validé sans le contester, effacement demandé) : il est alors détruit aussitôt. L’effacement détruit l’enregistrement immédiatement, quelle que soit la décision du jury.",
     col_rule: "Règle",
     col_destroy_at: "Suppression prévue",
     col_hold: "Gel",

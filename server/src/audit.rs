@@ -136,15 +136,36 @@ pub enum AuditBroken {
     Missing(i64),
     #[error("audit entry {0} differs from its checkpoint outside the database (trail rewritten)")]
     Rewritten(i64),
+    #[error("audit entry {0} is dated before an earlier entry by more than the clock's tolerance (time set back, or an entry back-dated)")]
+    TimeReversed(i64),
     #[error("audit checkpoints unreadable: {0}")]
     Checkpoints(String),
+}
+
+/// How far an entry may be dated before one appended earlier: writers stamp an entry when
+/// they make it and append it a moment later, so two concurrent ones can land out of
+/// order by the time a commit takes. Beyond this, time was set back.
+pub const CLOCK_TOLERANCE_MS: i64 = 60_000;
+
+/// The first entry dated more than the tolerance before the latest time seen so far.
+fn first_time_reversal(trail: &[AuditEntry]) -> Option<i64> {
+    let mut latest = i64::MIN;
+    for e in trail {
+        if e.at_ms < latest.saturating_sub(CLOCK_TOLERANCE_MS) {
+            return Some(e.seq);
+        }
+        latest = latest.max(e.at_ms);
+    }
+    None
 }
 
 impl AuditBroken {
     /// The first bad entry, when one is named.
     pub fn seq(&self) -> Option<i64> {
         match self {
-            Self::Chain(s) | Self::Missing(s) | Self::Rewritten(s) => Some(*s),
+            Self::Chain(s) | Self::Missing(s) | Self::Rewritten(s) | Self::TimeReversed(s) => {
+                Some(*s)
+            }
             Self::Checkpoints(_) => None,
         }
     }
@@ -160,6 +181,15 @@ pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(
         ));
     }
     let mut first: Option<AuditBroken> = verify_audit_chain(trail).err().map(AuditBroken::Chain);
+    if let Some(seq) = first_time_reversal(trail) {
+        if first
+            .as_ref()
+            .and_then(AuditBroken::seq)
+            .is_none_or(|s| seq < s)
+        {
+            first = Some(AuditBroken::TimeReversed(seq));
+        }
+    }
     let head = trail.last().map(|e| e.seq).unwrap_or(0);
     for &(seq, hash) in checkpoints {
         let problem = match usize::try_from(seq - 1).ok().and_then(|i| trail.get(i)) {
@@ -345,13 +375,19 @@ mod tests {
     use crate::db::audit_hash;
 
     fn trail(n: i64) -> Vec<AuditEntry> {
+        trail_at(&(1..=n).collect::<Vec<_>>())
+    }
+
+    /// A well-chained trail whose entries are dated as given.
+    fn trail_at(times: &[i64]) -> Vec<AuditEntry> {
         let mut prev = [0u8; 32];
-        (1..=n)
-            .map(|seq| {
-                let hash = audit_hash(&prev, seq, seq, "a", "x", None, "{}");
+        (1..=times.len() as i64)
+            .zip(times.iter().copied())
+            .map(|(seq, at_ms)| {
+                let hash = audit_hash(&prev, seq, at_ms, "a", "x", None, "{}");
                 let e = AuditEntry {
                     seq,
-                    at_ms: seq,
+                    at_ms,
                     actor: "a".into(),
                     action: "x".into(),
                     attempt_id: None,
@@ -363,6 +399,20 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    /// A trail whose chain holds but whose time goes back (a clock set back, an entry
+    /// back-dated) fails; the jitter of concurrent writers does not.
+    #[test]
+    fn time_that_goes_back_breaks_the_trail() {
+        let minute = CLOCK_TOLERANCE_MS;
+        let ok = trail_at(&[0, 10 * minute, 10 * minute - 500, 10 * minute + 1]);
+        let cps: Vec<_> = ok.iter().map(|e| (e.seq, e.hash)).collect();
+        assert_eq!(verify(&ok, &cps), Ok(()));
+        let back = trail_at(&[0, 10 * minute, 5 * minute, 11 * minute]);
+        let cps: Vec<_> = back.iter().map(|e| (e.seq, e.hash)).collect();
+        assert_eq!(verify_audit_chain(&back), Ok(()));
+        assert_eq!(verify(&back, &cps), Err(AuditBroken::TimeReversed(3)));
     }
 
     #[test]

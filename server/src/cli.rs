@@ -197,7 +197,8 @@ enum AttemptCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Lifts the legal hold: the attempt is kept 2 more months from now.
+    /// Lifts the legal hold: kept 2 more months from now, or destroyed at once when nothing
+    /// else keeps it (a PV validated without contesting it, an erasure asked meanwhile).
     Release { id: AttemptId },
     /// Who accessed the attempt, when, and which part of the recording.
     AccessReport { id: AttemptId },
@@ -301,7 +302,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         settings.server.key_dir = Some(k);
     }
     let clock: SharedClock = match cli.now {
-        Some(t) => Arc::new(crate::clock::ShiftedClock::starting_at(t)),
+        Some(t) => {
+            settings.server.check_clock_override()?;
+            Arc::new(crate::clock::ShiftedClock::starting_at(t))
+        }
         None => Arc::new(SystemClock),
     };
     if let Command::Receipt {

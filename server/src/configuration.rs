@@ -101,6 +101,9 @@ pub struct ServerSettings {
     #[serde(default)]
     pub production: bool,
     pub allow_insecure_public: bool,
+    /// `--now` is accepted only when this is true and `production` is not.
+    #[serde(default)]
+    pub allow_clock_override: bool,
     /// The public listener's address as candidates reach it (`https://exam.example.fr`):
     /// browser launch links point there. Unset: `http(s)://` + `listen`.
     #[serde(default)]
@@ -203,9 +206,23 @@ pub struct RetentionSettings {
     #[serde(deserialize_with = "ceiling")]
     pub ceiling: crate::retention::policy::Ceiling,
     /// The retention worker runs at start-up, then this often (and at once after a PV
-    /// validation).
-    #[serde(with = "humantime_serde_compat")]
+    /// validation); between a second and an hour, so that it cannot be switched off.
+    #[serde(deserialize_with = "sweep_interval")]
     pub sweep_interval: Duration,
+}
+
+/// The longest wait between two sweeps: a due recording outlives its date by at most this.
+pub const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+fn sweep_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let every = humantime_serde_compat::deserialize(d)?;
+    if every < Duration::from_secs(1) || every > MAX_SWEEP_INTERVAL {
+        return Err(serde::de::Error::custom(format!(
+            "retention.sweep_interval must be between 1s and 1h (a due recording waits for the next sweep), not {}",
+            humantime::format_duration(every)
+        )));
+    }
+    Ok(every)
 }
 
 fn ceiling<'de, D: serde::Deserializer<'de>>(
@@ -257,6 +274,16 @@ mod humantime_serde_compat {
 }
 
 impl ServerSettings {
+    /// Whether `--now` may replace the clock: only where the configuration says so, and
+    /// never in production (back-dated receipts, contested evidence destroyed early).
+    pub fn check_clock_override(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.allow_clock_override && !self.production,
+            "--now is refused: it rewrites the time of receipts and destructions; it runs only with server.allow_clock_override = true (PROCTOR_SERVER__ALLOW_CLOCK_OVERRIDE=true) in a configuration that is not a production one"
+        );
+        Ok(())
+    }
+
     pub fn key_dir(&self) -> PathBuf {
         self.key_dir
             .clone()

@@ -8,7 +8,7 @@ use support::*;
 
 /// A command run at the moment given.
 fn at(data: &Path, now: &str, args: &[&str]) -> serde_json::Value {
-    cli(data, &[&["--now", now], args].concat(), &[])
+    cli(data, &[&["--now", now], args].concat(), &[CLOCK_OVERRIDE])
 }
 
 #[test]
@@ -54,6 +54,49 @@ fn every_command_runs_at_the_moment_given() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }
 
+/// `--now` rewrites receipts' times and brings destruction forward: with the default
+/// configuration it is refused, in production too even where allowed, before anything is
+/// opened or written.
+#[test]
+fn the_clock_override_is_refused_by_default_and_in_production() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keys = tmp.path().join("keys");
+    let run = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(bin("proctor-server"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--now",
+                "2027-02-01T00:00:00Z",
+                "sitting",
+                "create",
+                "--ref",
+                "HORLOGE",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--now ran with {env:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let default = run(&[]);
+    assert!(default.contains("allow_clock_override"), "{default}");
+    let production = run(&[
+        CLOCK_OVERRIDE,
+        ("PROCTOR_SERVER__PRODUCTION", "true"),
+        ("PROCTOR_SERVER__KEY_DIR", keys.to_str().unwrap()),
+    ]);
+    assert!(production.contains("production"), "{production}");
+    assert!(
+        !data.join("proctor.sqlite").exists(),
+        "a refused --now opened the database"
+    );
+    // The same command without --now runs: the refusal is the clock's alone.
+    let created = cli(&data, &["sitting", "create", "--ref", "HORLOGE"], &[]);
+    assert!(created["sitting_id"].is_string(), "{created}");
+}
+
 /// The retention contract: `pv decide`, `retention status`, `retention run [--dry-run]`,
 /// `attempt show` once destroyed, one second either side of the 2-month deadline.
 #[test]
@@ -91,6 +134,7 @@ fn the_retention_contract_on_the_command_line() {
     let refused = std::process::Command::new(bin("proctor-server"))
         .arg("--data-dir")
         .arg(data)
+        .env(CLOCK_OVERRIDE.0, CLOCK_OVERRIDE.1)
         .args([
             "--now",
             "2027-01-11T00:00:00Z",

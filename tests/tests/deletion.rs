@@ -384,7 +384,13 @@ fn backup_restore(
     backup: impl FnOnce(),
     restore: impl FnOnce() -> Vec<String>,
 ) {
-    let at = |now: &str, rest: &[&str]| cli(data, &[flags, &["--now", now], rest].concat(), &[]);
+    let at = |now: &str, rest: &[&str]| {
+        cli(
+            data,
+            &[flags, &["--now", now], rest].concat(),
+            &[CLOCK_OVERRIDE],
+        )
+    };
     let sitting = at(
         "2027-01-10T09:00:00Z",
         &["sitting", "create", "--ref", "S-BACKUP"],
@@ -427,8 +433,13 @@ fn backup_restore(
     assert!(!keys.join("kek-2027-01.key").exists());
     let restored_flags = restore();
     let flags: Vec<&str> = restored_flags.iter().map(String::as_str).collect();
-    let at =
-        |now: &str, rest: &[&str]| cli(data, &[&flags[..], &["--now", now], rest].concat(), &[]);
+    let at = |now: &str, rest: &[&str]| {
+        cli(
+            data,
+            &[&flags[..], &["--now", now], rest].concat(),
+            &[CLOCK_OVERRIDE],
+        )
+    };
     let restored = at("2027-03-02T00:00:00Z", &["attempt", "show", &attempt]);
     assert_eq!(
         restored["state"], "enrolled",
@@ -452,7 +463,7 @@ fn backup_restore(
             ],
         ]
         .concat(),
-        &[],
+        &[CLOCK_OVERRIDE],
     );
     assert!(
         err.contains("destroyed"),

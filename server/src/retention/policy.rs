@@ -153,9 +153,19 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Fate {
             None => ceiling.after(f.ended_at.unwrap_or(f.last_active_at)),
         }
     };
-    // A hold lifted restarts the clock; an erasure asked while held happens at the lift.
+    // A hold lifted restarts the clock, unless nothing but the hold kept the recording: an
+    // erasure asked while held, or a PV validated without contesting it, happen at the lift.
+    let nothing_else_keeps_it = f.erasure_requested_at.is_some()
+        || matches!(
+            f.decision,
+            Some((
+                PvDecision::ValidatedWithoutReservation
+                    | PvDecision::ValidatedWithReservations { contested: false },
+                _
+            ))
+        );
     let after_hold = f.hold_lifted_at.map(|lifted| {
-        if f.erasure_requested_at.is_some() {
+        if nothing_else_keeps_it {
             lifted
         } else {
             add_months(lifted, KEPT_AFTER_DISPUTE_MONTHS)
@@ -312,9 +322,30 @@ mod tests {
                 None,
             ),
             (
-                "hold lifted after a validation: lift + 2 months",
+                "hold lifted after a validation: at the lift",
                 Facts {
                     decision: Some((PvDecision::ValidatedWithoutReservation, decided)),
+                    hold_lifted_at: Some(datetime!(2027-06-30 12:00 UTC)),
+                    ..facts(end)
+                },
+                Some(datetime!(2027-06-30 12:00 UTC)),
+            ),
+            (
+                "hold lifted after a validation that contests no one here: at the lift",
+                Facts {
+                    decision: Some((
+                        PvDecision::ValidatedWithReservations { contested: false },
+                        decided,
+                    )),
+                    hold_lifted_at: Some(datetime!(2027-06-30 12:00 UTC)),
+                    ..facts(end)
+                },
+                Some(datetime!(2027-06-30 12:00 UTC)),
+            ),
+            (
+                "hold lifted late after a refusal: lift + 2 months",
+                Facts {
+                    decision: Some((PvDecision::Refused, decided)),
                     hold_lifted_at: Some(datetime!(2027-06-30 12:00 UTC)),
                     ..facts(end)
                 },

@@ -111,7 +111,9 @@ impl Retention {
         }
     }
 
-    /// Lifts the hold: the 2-month clock starts again from now. Returns the new due time.
+    /// Lifts the hold: the 2-month clock starts again from now, unless nothing else keeps
+    /// the recording (a PV validated without contesting it, an erasure asked meanwhile),
+    /// which then goes at once. Returns the due time.
     pub async fn lift_hold(
         &self,
         actor: &str,

@@ -118,6 +118,9 @@ impl Drop for Server {
     }
 }
 
+/// `--now` runs only where the configuration allows it (never in production).
+pub const CLOCK_OVERRIDE: (&str, &str) = ("PROCTOR_SERVER__ALLOW_CLOCK_OVERRIDE", "true");
+
 pub fn cli(data: &Path, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let out = Command::new(bin("proctor-server"))
         .arg("--data-dir")
