@@ -28,7 +28,10 @@ pub use opening::{
     StreamOpening, OPENING_LEN,
 };
 pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
-pub use receipt::{public_key_text, sign_receipt, verify_receipt, Receipt, SignedReceipt};
+pub use receipt::{
+    public_key_text, receipt_key_id, sign_receipt, verify_receipt, verify_receipt_pinned, Receipt,
+    SignedReceipt,
+};
 pub use seal::{
     chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer,
     TAG_LEN,

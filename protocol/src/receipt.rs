@@ -63,6 +63,32 @@ pub fn public_key_text(key: &SigningKey) -> String {
     B64.encode(key.verifying_key().as_bytes())
 }
 
+/// A short name for a signing key (base64 of its 32 bytes): the first 8 bytes of SHA-256
+/// of the key, hex. What a person compares by eye between a receipt and the published key.
+pub fn receipt_key_id(public_key: &str) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    let key: [u8; 32] = B64
+        .decode(public_key.trim())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or(Error::InvalidReceipt("malformed public key"))?;
+    Ok(hex::encode(&Sha256::digest(key)[..8]))
+}
+
+/// Checks a receipt against a key the verifier trusts (the published one): same key id,
+/// then the signature. A receipt names its signer, but a forger names theirs too, so the
+/// key inside it is never trusted by itself.
+pub fn verify_receipt_pinned(r: &SignedReceipt, trusted: &str) -> Result<String, Error> {
+    let id = receipt_key_id(trusted)?;
+    if receipt_key_id(&r.public_key)? != id {
+        return Err(Error::InvalidReceipt(
+            "signed by another key than the one published",
+        ));
+    }
+    verify_receipt(r, Some(trusted))?;
+    Ok(id)
+}
+
 /// Checks the signature, and that the signer is `expected` (base64) when given.
 pub fn verify_receipt(r: &SignedReceipt, expected: Option<&str>) -> Result<(), Error> {
     if let Some(expected) = expected {

@@ -264,8 +264,9 @@ enum TerminalCommand {
 enum ReceiptCommand {
     /// Prints the public key that signs destruction receipts (base64), to publish.
     PublicKey,
-    /// Checks a receipt offline: its signature, and that its signer is the published key
-    /// when `--public-key` is given. Needs no database.
+    /// Checks a receipt offline against the published key (`--public-key`, as `receipt
+    /// public-key` prints it or `GET /api/public/v1/receipts/public-key` serves it): the
+    /// key id, then the signature. Needs no database.
     Verify {
         file: PathBuf,
         #[arg(long)]
@@ -316,9 +317,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         let receipt: protocol::SignedReceipt =
             serde_json::from_str(&text).context("not a destruction receipt")?;
-        protocol::verify_receipt(&receipt, public_key.as_deref())?;
+        // The key inside a receipt is the forger's own in a forgery: only a key the
+        // verifier already trusts can tell.
+        let trusted = public_key.as_deref().context(
+            "a trusted public key is needed: --public-key KEY, the server's published key (`receipt public-key`, or GET /api/public/v1/receipts/public-key)",
+        )?;
+        let key_id = protocol::verify_receipt_pinned(&receipt, trusted)?;
         return print(
-            serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key }),
+            serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key, "key_id": key_id }),
         );
     }
     if let Command::Serve {
@@ -424,7 +430,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Retention { command: RetentionCommand::Status } => print(app.policy.retention_overview().await?)?,
             Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.retention.sweep(dry_run).await?)?,
             Command::Receipt { command: ReceiptCommand::PublicKey } => {
-                print(serde_json::json!({ "public_key": app.retention.receipt_public_key()? }))?
+                let key = app.retention.receipt_public_key()?;
+                print(serde_json::json!({ "key_id": protocol::receipt_key_id(&key)?, "public_key": key }))?
             }
             Command::Receipt { command: ReceiptCommand::Verify { .. } } => unreachable!("handled above"),
             Command::Terminal { command: TerminalCommand::Issue { name, out } } => {

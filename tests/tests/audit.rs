@@ -181,12 +181,28 @@ fn receipts_verify_offline_against_the_published_key() {
             .output()
             .unwrap()
     };
-    let ok = verify(&[]);
+    // Without a trusted key nothing is vouched for: the key inside a receipt is whoever
+    // signed it, a forger included.
+    let unpinned = verify(&[]);
+    assert!(!unpinned.status.success());
+    assert!(
+        String::from_utf8_lossy(&unpinned.stderr).contains("a trusted public key is needed"),
+        "{}",
+        String::from_utf8_lossy(&unpinned.stderr)
+    );
+    let signer_key = protocol::public_key_text(&signer);
+    let ok = verify(&["--public-key", &signer_key]);
     assert!(
         ok.status.success(),
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    let shown: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(
+        shown["key_id"],
+        protocol::receipt_key_id(&signer_key).unwrap().as_str()
+    );
+    // A receipt signed by any key but the published one is refused, however well signed.
     let other = verify(&["--public-key", &published]);
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("another key than the one published"));
@@ -198,7 +214,7 @@ fn receipts_verify_offline_against_the_published_key() {
         .unwrap()
         .replace("pv_validated", "erasure_requested");
     std::fs::write(&file, text).unwrap();
-    let edited = verify(&[]);
+    let edited = verify(&["--public-key", &signer_key]);
     assert!(!edited.status.success());
     assert!(
         String::from_utf8_lossy(&edited.stderr).contains("does not match"),

@@ -204,9 +204,7 @@ pub async fn receipt_public_key(
     State(app): State<AppState>,
     _: Platform,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    Ok(Json(
-        serde_json::json!({ "algorithm": "Ed25519", "public_key": app.retention.receipt_public_key()? }),
-    ))
+    Ok(Json(super::public::published_key(&app)?))
 }
 
 /// The jury's decision on the sitting's minutes, as the jury pages record it:

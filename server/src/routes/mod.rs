@@ -12,6 +12,7 @@ pub mod openapi;
 mod overload;
 mod pages;
 pub mod path;
+pub(crate) mod public;
 mod pv;
 mod review;
 pub mod session;
@@ -34,6 +35,7 @@ pub fn public_router(state: AppState) -> Router {
         .merge(agent::router())
         .merge(launch::router())
         .merge(integration::router())
+        .merge(public::router())
         .merge(common())
         .with_state(state)
         .layer(overload::layer(limit))

@@ -1,4 +1,4 @@
-use super::{accounts, agent, integration, pv, review, staff};
+use super::{accounts, agent, integration, public, pv, review, staff};
 use axum::Json;
 use utoipa::OpenApi;
 
@@ -31,6 +31,7 @@ use utoipa::OpenApi;
         integration::launch_code,
         integration::review_outcome,
         integration::receipt_public_key,
+        public::receipt_public_key,
         integration::decide_pv,
         integration::pv_status,
         integration::retention,

@@ -213,3 +213,31 @@ async fn production_refuses_keys_inside_the_data_directory() {
         .expect("keys on their own directory");
     assert!(dir.path().join("keys").is_dir() && !dir.path().join("data/keys").exists());
 }
+
+/// The key that signs receipts is served on the public listener without a credential, the
+/// same as the integration API gives the platform, with its key id.
+#[tokio::test]
+async fn the_receipt_key_is_public_and_is_the_platforms() {
+    let app = spawn_app().await;
+    let open: serde_json::Value = app
+        .http
+        .get(format!("{}/api/public/v1/receipts/public-key", app.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = open["public_key"].as_str().expect("a key").to_owned();
+    assert_eq!(
+        open["key_id"],
+        protocol::receipt_key_id(&key).unwrap().as_str()
+    );
+    let platform: serde_json::Value = app
+        .platform_json(reqwest::Method::GET, "receipts/public-key", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(platform, open);
+}
