@@ -162,9 +162,19 @@ impl KeyStore {
     /// Destroys an epoch's KEK: every DEK it wrapped, in this database and in every
     /// backup of it, can no longer be unwrapped.
     pub fn destroy_epoch(&self, epoch: &str) -> Result<(), KeyError> {
-        match std::fs::remove_file(self.kek_path(epoch)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+        // Every name the KEK may have: its file, and the temporary link `kek_for` leaves
+        // when it crashes between the link and the unlink (the same bytes, another name).
+        let stray = format!(".kek-{epoch}.");
+        let mut names = vec![self.kek_path(epoch)];
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&stray) && name.ends_with(".tmp") {
+                names.push(self.dir.join(&*name));
+            }
+        }
+        for name in &names {
+            shred(name)?;
         }
         Ok(sync_dir(&self.dir)?)
     }
@@ -187,6 +197,27 @@ impl KeyStore {
             .try_into()
             .map_err(|_| KeyError::UnwrapFailed)?;
         Ok(AttemptKey::from_bytes(arr))
+    }
+}
+
+/// Overwrites a key file's bytes with zeros on the disk, then unlinks it: an unlink alone
+/// frees the block with the key still in it. In-place overwrite holds on ext4 and xfs over
+/// a plain disk; a copy-on-write or log-structured file system, an SSD's remapping and a
+/// snapshot keep old blocks whatever is written (docs/dpia.md), hence keys on a small
+/// volume of their own, outside every snapshot, and an HSM in production.
+fn shred(path: &Path) -> std::io::Result<()> {
+    let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len() as usize;
+    f.write_all(&vec![0u8; len])?;
+    f.sync_all()?;
+    drop(f);
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -328,6 +359,32 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Destroying an epoch overwrites its key's bytes before unlinking, under every name
+    /// the key had (a crash's temporary link included). A third link, which destruction
+    /// does not know of, reads the block as a raw scan of the disk would.
+    #[test]
+    fn destroying_an_epoch_overwrites_its_key_under_every_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = KeyStore::open(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let epoch = epoch_of(now);
+        ks.wrap(&AttemptKey::generate(), &AttemptId::random(), now)
+            .unwrap();
+        let key = dir.path().join(format!("kek-{epoch}.key"));
+        let stray = dir.path().join(format!(".kek-{epoch}.crashed.tmp"));
+        let witness = dir.path().join("witness");
+        std::fs::hard_link(&key, &stray).unwrap();
+        std::fs::hard_link(&key, &witness).unwrap();
+        assert_ne!(std::fs::read(&witness).unwrap(), vec![0u8; 32]);
+        ks.destroy_epoch(&epoch).unwrap();
+        assert!(!key.exists() && !stray.exists());
+        assert_eq!(
+            std::fs::read(&witness).unwrap(),
+            vec![0u8; 32],
+            "the key's bytes are overwritten on the disk, not only unlinked"
+        );
+    }
 
     #[test]
     fn wrap_unwrap_roundtrip_and_binding() {
