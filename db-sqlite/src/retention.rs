@@ -274,13 +274,16 @@ impl RetentionStore for SqliteDatabase {
             .collect();
         let entries = append_audits_in(&mut tx, events).await?;
         tx.commit().await.map_err(backend)?;
-        // Move the new pages into the database file and empty the WAL, so that the old
-        // pages (with the wrapped keys) leave it now. Best effort: a reader may hold it;
-        // the next destruction or SQLite's own checkpoint does it then.
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await;
         Ok(entries)
+    }
+
+    async fn flush_destroyed(&self) -> DbResult<bool> {
+        // (busy, frames in the log, frames moved): busy means a reader kept the log.
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(busy == 0)
     }
 
     async fn unpurged(&self, recent_since_ms: i64, limit: u32) -> DbResult<Vec<AttemptId>> {

@@ -169,6 +169,12 @@ pub trait RetentionStore: Send + Sync {
     ) -> DbResult<Vec<(FlagId, AttemptId, String)>>;
     /// Replaces a flag's note (its sealed form).
     async fn set_note(&self, flag: FlagId, note: &str) -> DbResult<()>;
+    /// Moves what destruction overwrote out of the write-ahead log into the database file,
+    /// where it is overwritten (SQLite: a truncating checkpoint, `secure_delete` zeroing
+    /// freed pages). `false` when a reader held the log and it must be tried again.
+    /// PostgreSQL keeps old row versions until vacuum and its WAL as archived: only the
+    /// KEK's destruction covers those (docs/dpia.md), so there it has nothing to do.
+    async fn flush_destroyed(&self) -> DbResult<bool>;
     /// The sealed connection data of an attempt's streams (stream, sealed bytes).
     async fn connections_of(&self, attempt: AttemptId) -> DbResult<Vec<(StreamId, Vec<u8>)>>;
 }

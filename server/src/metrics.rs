@@ -53,6 +53,11 @@ pub fn attempts_destroyed(n: u64) {
     metrics::counter!("proctor_attempts_destroyed_total").increment(n);
 }
 
+/// 1 while a destruction's overwritten pages still wait in SQLite's log (retried each sweep).
+pub fn destroyed_pages_unflushed(pending: bool) {
+    metrics::gauge!("proctor_destroyed_pages_unflushed").set(if pending { 1.0 } else { 0.0 });
+}
+
 pub fn storage_error(store: &'static str) {
     metrics::counter!("proctor_storage_errors_total", "store" => store).increment(1);
 }

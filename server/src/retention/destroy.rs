@@ -77,11 +77,38 @@ impl Retention {
             self.audit.checkpoint(last).await?;
         }
         crate::metrics::attempts_destroyed(entries.len() as u64);
+        if !entries.is_empty() {
+            self.flush_destroyed().await;
+        }
         crash_point("after-key-delete");
         let done: std::collections::HashSet<_> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
         receipts.retain(|r| done.contains(&AttemptId::from(r.receipt.attempt_id)));
         Ok(receipts)
+    }
+
+    /// Moves destroyed keys' old pages out of the database's log; on failure (a reader held
+    /// it, an error) says so, in the log and the metric, and leaves it to the next sweep.
+    pub(super) async fn flush_destroyed(&self) {
+        use std::sync::atomic::Ordering;
+        let flushed = match self.db.flush_destroyed().await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!("destroyed keys' old pages are still in the database's log (a reader held it); retried at the next sweep");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "flushing destroyed keys' old pages failed; retried at the next sweep");
+                false
+            }
+        };
+        self.unflushed.store(!flushed, Ordering::Relaxed);
+        crate::metrics::destroyed_pages_unflushed(!flushed);
+    }
+
+    /// Whether a destruction's old pages still wait in the database's log.
+    pub fn destroyed_pages_unflushed(&self) -> bool {
+        self.unflushed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Deletes the blobs of every destroyed attempt not purged yet; returns how many

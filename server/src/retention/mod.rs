@@ -42,6 +42,9 @@ pub struct Retention {
     upload_grace: std::time::Duration,
     /// Wakes the worker (a PV validated: its blobs go now, not at the next sweep).
     wake: tokio::sync::Notify,
+    /// A destruction whose overwritten pages are still in the database's log: flushed
+    /// again at every sweep until it succeeds (`proctor_destroyed_pages_unflushed`).
+    unflushed: std::sync::atomic::AtomicBool,
 }
 
 /// What `Retention` is built from besides the settings.
@@ -68,6 +71,7 @@ impl Retention {
             settings: settings.retention.clone(),
             upload_grace: settings.limits.upload_grace,
             wake: tokio::sync::Notify::new(),
+            unflushed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct SweepReport {
     pub destroyed: Vec<DueAttempt>,
     pub blobs_purged: u64,
     pub epochs_destroyed: Vec<String>,
+    /// A destruction's old pages still in the database's log after this sweep (retried).
+    pub destroyed_pages_unflushed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +63,9 @@ impl Retention {
             e => e,
         };
         let destroyed = self.destroy_due().await;
+        if self.destroyed_pages_unflushed() {
+            self.flush_destroyed().await;
+        }
         let purged = self.purge_destroyed().await;
         let epochs = if destroyed.is_ok() {
             self.destroy_spent_epochs().await
@@ -71,6 +76,7 @@ impl Retention {
         report.destroyed = destroyed?;
         report.blobs_purged = purged?;
         report.epochs_destroyed = epochs?;
+        report.destroyed_pages_unflushed = self.destroyed_pages_unflushed();
         Ok(report)
     }
 

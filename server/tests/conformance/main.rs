@@ -1686,6 +1686,8 @@ async fn pv_decisions_holds_and_destruction() {
             "{}",
             b.name
         );
+        // With no reader holding it, the destroyed pages leave the log at once.
+        assert!(db.flush_destroyed().await.unwrap(), "{}", b.name);
         let gone = db.attempt(a1.id).await.unwrap();
         assert_eq!(
             (gone.state, gone.wrapped_dek.len()),
