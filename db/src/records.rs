@@ -83,8 +83,8 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<AttemptRec<Id, Int>> for Attempt {
     type Error = DecodeError;
     fn try_from(r: AttemptRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Attempt {
-            id: r.id.into_uuid("id")?.into(),
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
+            id: r.id.into_id("id")?,
+            sitting_id: r.sitting_id.into_id("sitting_id")?,
             reference: r.reference,
             kek_epoch: r.kek_epoch,
             wrapped_dek: r.wrapped_dek,
@@ -110,7 +110,7 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<TokenRec<Id, Int>> for LaunchToken {
     type Error = DecodeError;
     fn try_from(r: TokenRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(LaunchToken {
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
+            attempt_id: r.attempt_id.into_id("attempt_id")?,
             generation: r.generation.into() as u32,
             expires_at_ms: r.expires_at,
             revoked_at_ms: r.revoked_at,
@@ -153,8 +153,8 @@ impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
     type Error = DecodeError;
     fn try_from(r: StreamRec<Id>) -> Result<Self, DecodeError> {
         Ok(Stream {
-            id: r.id.into_uuid("id")?.into(),
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
+            id: r.id.into_id("id")?,
+            attempt_id: r.attempt_id.into_id("attempt_id")?,
             keying: match r.opening {
                 Some(opening) => StreamKeying::Opening(opening),
                 None => StreamKeying::Derived {
@@ -184,7 +184,7 @@ impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
     type Error = DecodeError;
     fn try_from(r: ChunkRec<Id>) -> Result<Self, DecodeError> {
         Ok(ChunkRow {
-            stream_id: r.stream_id.into_uuid("stream_id")?.into(),
+            stream_id: r.stream_id.into_id("stream_id")?,
             index: r.idx as u32,
             digest: arr32("digest", r.digest)?,
             content_sha256: arr32("content_sha256", r.content_sha256)?,
@@ -212,7 +212,7 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<StaffRec<Id, Bool>> for StaffAccount
     type Error = DecodeError;
     fn try_from(r: StaffRec<Id, Bool>) -> Result<Self, DecodeError> {
         Ok(StaffAccount {
-            id: r.id.into_uuid("id")?.into(),
+            id: r.id.into_id("id")?,
             login: r.login,
             role: Role::parse(&r.role).map_err(|e| decode_err("role", e))?,
             password_hash: r.password_hash,
@@ -243,10 +243,7 @@ impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
             at_ms: r.at,
             actor: r.actor,
             action: r.action,
-            attempt_id: r
-                .attempt_id
-                .map(|a| a.into_uuid("attempt_id").map(AttemptId::from))
-                .transpose()?,
+            attempt_id: r.attempt_id.map(|a| a.into_id("attempt_id")).transpose()?,
             detail: r.detail,
             prev_hash: arr32("prev_hash", r.prev_hash)?,
             hash: arr32("hash", r.hash)?,
@@ -268,10 +265,10 @@ impl<Id: IdColumn, Int: Into<i64>> TryFrom<ReviewRec<Id, Int>> for Review {
     type Error = DecodeError;
     fn try_from(r: ReviewRec<Id, Int>) -> Result<Self, DecodeError> {
         Ok(Review {
-            id: r.id.into_uuid("id")?.into(),
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
+            id: r.id.into_id("id")?,
+            attempt_id: r.attempt_id.into_id("attempt_id")?,
             round: u32::try_from(r.round.into()).map_err(|e| decode_err("round", e.to_string()))?,
-            reviewer_id: r.reviewer_id.into_uuid("reviewer_id")?.into(),
+            reviewer_id: r.reviewer_id.into_id("reviewer_id")?,
             started_at_ms: r.started_at,
             submitted_at_ms: r.submitted_at,
             outcome: r
@@ -299,9 +296,9 @@ impl<Id: IdColumn> TryFrom<FlagRec<Id>> for Flag {
     type Error = DecodeError;
     fn try_from(r: FlagRec<Id>) -> Result<Self, DecodeError> {
         Ok(Flag {
-            id: r.id.into_uuid("id")?.into(),
-            review_id: r.review_id.into_uuid("review_id")?.into(),
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
+            id: r.id.into_id("id")?,
+            review_id: r.review_id.into_id("review_id")?,
+            attempt_id: r.attempt_id.into_id("attempt_id")?,
             start_ms: r.start_at,
             end_ms: r.end_at,
             category: FlagCategory::parse(&r.category).map_err(|e| decode_err("category", e))?,
@@ -345,8 +342,8 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for Retentio
             _ => None,
         };
         Ok(RetentionFacts {
-            attempt_id: r.attempt_id.into_uuid("attempt_id")?.into(),
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
+            attempt_id: r.attempt_id.into_id("attempt_id")?,
+            sitting_id: r.sitting_id.into_id("sitting_id")?,
             reference: r.reference,
             state: r.state.parse().map_err(|e| decode_err("state", e))?,
             created_at_ms: r.created_at,
@@ -379,7 +376,7 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<PvRec<Id, Bool>> for PvDecision {
     type Error = DecodeError;
     fn try_from(r: PvRec<Id, Bool>) -> Result<Self, DecodeError> {
         Ok(PvDecision {
-            sitting_id: r.sitting_id.into_uuid("sitting_id")?.into(),
+            sitting_id: r.sitting_id.into_id("sitting_id")?,
             outcome: PvOutcome::parse(&r.outcome).map_err(|e| decode_err("outcome", e))?,
             decided_at_ms: r.decided_at,
             decided_by: r.decided_by,

@@ -87,18 +87,18 @@ impl Retention {
         Ok(receipts)
     }
 
-    /// Moves destroyed keys' old pages out of the database's log; on failure (a reader held
+    /// Moves a destruction's overwritten pages out of the database's log; on failure (a reader held
     /// it, an error) says so, in the log and the metric, and leaves it to the next sweep.
     pub(super) async fn flush_destroyed(&self) {
         use std::sync::atomic::Ordering;
         let flushed = match self.db.flush_destroyed().await {
             Ok(true) => true,
             Ok(false) => {
-                tracing::warn!("destroyed keys' old pages are still in the database's log (a reader held it); retried at the next sweep");
+                tracing::warn!("a destruction's overwritten pages are still in the database's log (a reader held it); retried at the next sweep");
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %e, "flushing destroyed keys' old pages failed; retried at the next sweep");
+                tracing::warn!(error = %e, "flushing a destruction's overwritten pages failed; retried at the next sweep");
                 false
             }
         };
