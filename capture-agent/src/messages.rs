@@ -58,7 +58,7 @@ pub const FR: Messages = Messages {
     no_microphone: "Aucun microphone trouvé : branchez un micro puis relancez l'application. L'épreuve ne peut pas commencer sans micro.",
     candidate_page: "Ouvrez cette adresse dans votre navigateur si elle ne s'est pas ouverte :",
     page_reopened: "La page de l'épreuve a été fermée : l'enregistrement continue. Nouvelle adresse de la page :",
-    withdrawn: "Consentement retiré : l'enregistrement est arrêté et le retrait enregistré. Votre épreuve à distance ne pourra pas être validée ; contactez votre centre d'examen.",
+    withdrawn: "Consentement retiré : l'enregistrement est arrêté, le retrait enregistré et ce qui avait été enregistré effacé (sur le serveur et sur cet ordinateur). Votre épreuve à distance ne pourra pas être validée ; contactez votre centre d'examen.",
     ended_by_platform: "La plateforme d'examen a mis fin à l'épreuve : fin de l'enregistrement.",
     device_lost: "La caméra ou le micro ne répond plus (débranché ?) : rebranchez-le ; l'enregistrement reprendra tout seul. L'interruption est notée.",
     code_needs_server: "Pour un code de lancement, indiquez le serveur de l'épreuve (--server) : aucun n'est configuré sur cet ordinateur.",

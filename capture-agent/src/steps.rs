@@ -50,12 +50,18 @@ pub async fn notice(api: &Api, report: &dyn Report) -> Notice {
         Ok(n) if n.is_plausible() => n,
         Ok(_) => {
             tracing::warn!("the server sent an implausible notice; showing the agent's copy");
-            protocol::notice::current(protocol::notice::DEFAULT_DPO_CONTACT)
+            protocol::notice::current(
+                protocol::notice::DEFAULT_DPO_CONTACT,
+                protocol::notice::Ceiling::DEFAULT,
+            )
         }
         Err(f) => {
             tracing::warn!(failure = %f, "notice not fetched");
             report.report(&Event::NoticeUnavailable);
-            protocol::notice::current(protocol::notice::DEFAULT_DPO_CONTACT)
+            protocol::notice::current(
+                protocol::notice::DEFAULT_DPO_CONTACT,
+                protocol::notice::Ceiling::DEFAULT,
+            )
         }
     }
 }

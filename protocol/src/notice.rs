@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of the information notice; bump it whenever the text below changes.
-pub const NOTICE_VERSION: &str = "2026-12-v3";
+pub const NOTICE_VERSION: &str = "2026-12-v4";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
@@ -26,6 +26,26 @@ pub struct NoticeSection {
 
 /// Who answers the candidate's requests, named by the deployment (`[notice] dpo_contact`).
 pub const DEFAULT_DPO_CONTACT: &str = "le délégué à la protection des données (DPO) de CCI France";
+
+/// How long a recording no decision covers is kept at most, as a deployment configures it
+/// (`[retention] ceiling`); the agent's own copy states the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ceiling {
+    Months(u32),
+    Days(u32),
+}
+
+impl Ceiling {
+    pub const DEFAULT: Ceiling = Ceiling::Months(2);
+
+    fn words(self) -> String {
+        match self {
+            Ceiling::Months(n) => format!("{n} mois"),
+            Ceiling::Days(1) => "1 jour".into(),
+            Ceiling::Days(n) => format!("{n} jours"),
+        }
+    }
+}
 
 const FR: [(&str, &str); 7] = [
     (
@@ -48,9 +68,10 @@ const FR: [(&str, &str); 7] = [
     (
         "Combien de temps",
         "L'enregistrement est supprimé dès la validation sans réserve du procès-verbal de la session. En cas de \
-         contestation ou de refus, il est conservé 2 mois au plus à compter de la décision, puis supprimé. Seule une \
-         procédure disciplinaire ou judiciaire en cours peut suspendre la suppression. Chaque suppression donne lieu à \
-         un reçu signé.",
+         contestation ou de refus, il est conservé 2 mois au plus à compter de la décision, puis supprimé. Sans décision du jury, il est \
+         supprimé au plus tard {ceiling} après la fin de l'épreuve. Si vous retirez votre consentement, il est \
+         supprimé aussitôt. Seule une procédure disciplinaire ou judiciaire en cours peut suspendre la suppression. \
+         Chaque suppression donne lieu à un reçu signé.",
     ),
     (
         "Sécurité",
@@ -60,7 +81,7 @@ const FR: [(&str, &str); 7] = [
         "Vos droits",
         "Vous disposez des droits d'accès, de rectification, d'effacement, de limitation, d'opposition et de \
          portabilité, et vous pouvez retirer votre consentement à tout moment pendant l'épreuve (l'enregistrement \
-         s'arrête alors ; votre épreuve à distance ne pourra pas être validée).",
+         s'arrête alors et ce qui a été enregistré est supprimé ; votre épreuve à distance ne pourra pas être validée).",
     ),
     (
         "À qui vous adresser",
@@ -68,8 +89,9 @@ const FR: [(&str, &str); 7] = [
     ),
 ];
 
-/// The current notice, in French, naming the deployment's data protection officer.
-pub fn current(dpo_contact: &str) -> Notice {
+/// The current notice, in French, naming the deployment's data protection officer and
+/// retention ceiling.
+pub fn current(dpo_contact: &str, ceiling: Ceiling) -> Notice {
     Notice {
         version: NOTICE_VERSION.into(),
         language: "fr".into(),
@@ -78,7 +100,9 @@ pub fn current(dpo_contact: &str) -> Notice {
             .iter()
             .map(|(h, b)| NoticeSection {
                 heading: (*h).into(),
-                body: b.replace("{dpo}", dpo_contact),
+                body: b
+                    .replace("{dpo}", dpo_contact)
+                    .replace("{ceiling}", &ceiling.words()),
             })
             .collect(),
     }
@@ -117,7 +141,7 @@ mod tests {
     /// ask, the complaint to the CNIL.
     #[test]
     fn the_notice_says_what_the_law_asks() {
-        let n = current("dpo@example.org");
+        let n = current("dpo@example.org", Ceiling::Days(30));
         let text = n.to_text().to_lowercase();
         for needle in [
             "webcam",
@@ -128,6 +152,9 @@ mod tests {
             "jury",
             "validation sans réserve",
             "2 mois",
+            "sans décision du jury",
+            "au plus tard 30 jours après la fin",
+            "supprimé aussitôt",
             "accès",
             "rectification",
             "effacement",
@@ -149,13 +176,13 @@ mod tests {
 
     #[test]
     fn implausible_notices_are_refused() {
-        let mut n = current(DEFAULT_DPO_CONTACT);
+        let mut n = current(DEFAULT_DPO_CONTACT, Ceiling::DEFAULT);
         n.sections.clear();
         assert!(!n.is_plausible());
-        let mut n = current(DEFAULT_DPO_CONTACT);
+        let mut n = current(DEFAULT_DPO_CONTACT, Ceiling::DEFAULT);
         n.sections[0].body = "x".repeat(5000);
         assert!(!n.is_plausible());
-        let mut n = current(DEFAULT_DPO_CONTACT);
+        let mut n = current(DEFAULT_DPO_CONTACT, Ceiling::DEFAULT);
         n.version = " ".into();
         assert!(!n.is_plausible());
     }

@@ -463,7 +463,13 @@ async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
     b.until("the withdrawal sent", Duration::from_secs(30), "return document.getElementById('withdrawn-body').textContent.startsWith('L\\'enregistrement est arrêté et votre retrait')").await;
     shot(&b, "withdrawn").await;
     accessible(&b, "the withdrawal").await;
-    assert_eq!(report(&server, &attempt)["state"], "withdrawn");
+    // Withdrawn means erased: the server destroyed the recording at once, with a receipt.
+    let r = report(&server, &attempt);
+    assert_eq!(
+        (r["state"].as_str(), r["retention"]["receipt"]["receipt"]["reason"].as_str()),
+        (Some("destroyed"), Some("consent_withdrawn")),
+        "{r}"
+    );
     assert_eq!(
         spooled_files(&b).await,
         Vec::<String>::new(),
@@ -1034,7 +1040,7 @@ async fn firefox_withdrawal_leaves_nothing_and_another_tab_in_front_stops_nothin
         ),
         "{page}"
     );
-    assert_eq!(report(&server, &withdrawn)["state"], "withdrawn");
+    assert_eq!(report(&server, &withdrawn)["state"], "destroyed");
 
     let (attempt, _, link) = enrol_browser(&server).await;
     let page = in_firefox(move |s| firefox(&["hidden", &link, "30"], s)).await;

@@ -160,3 +160,38 @@ async fn an_unsendable_leftover_is_dropped_with_its_reason_not_kept_forever() {
         "ok"
     );
 }
+
+/// Issue 19 (#13): the server destroyed the recording (erasure, a PV) while chunks still
+/// waited on the candidate's computer: the agent erases them and says so, rather than
+/// keeping the last copy of a destroyed recording in its spool.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destroyed_recording_is_erased_from_the_spool_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
+    let server = Server::start(&data, 0);
+    let (attempt, token) = enrol(&server).await;
+    // A first run leaves chunks behind (killed before it could send them all)…
+    let leftover = spool.join(&attempt).join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("0000000000.chunk"), b"sealed bytes").unwrap();
+    // …then the recording is destroyed on the server.
+    let erased = server.cli(&["attempt", "erase", &attempt, "--reason", "demande du candidat"]);
+    assert_eq!(erased["destroyed"], true, "{erased}");
+    let out = tokio::task::spawn_blocking({
+        let cmd = agent(&server.public, &token, "10s", &spool);
+        move || { cmd }.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ce qui en restait sur cet ordinateur est effacé"),
+        "{stderr}"
+    );
+    assert!(
+        !spool.join(&attempt).exists(),
+        "the destroyed attempt's spool is gone: {:?}",
+        files_under(&spool)
+    );
+}

@@ -24,6 +24,6 @@ for (const [i, data] of plaintexts.entries()) {
   const { chunk } = await sealer.seal({ data, mediaStartUs: i * 2_000_000, mediaEndUs: last ? i * 2_000_000 : (i + 1) * 2_000_000, last });
   chunks.push({ plaintext: hex(data), chunk: hex(chunk) });
 }
-const consent = JSON.stringify({ notice_version: "2026-12-v3", given_at_ms: Date.now() });
+const consent = JSON.stringify({ notice_version: "2026-12-v4", given_at_ms: Date.now() });
 const sealedConsent = await sealToAttempt(publicKey, attempt, "consent", new TextEncoder().encode(consent));
 console.log(JSON.stringify({ stream, chunks, consent, sealed_consent: hex(sealedConsent) }));

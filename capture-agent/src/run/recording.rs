@@ -129,6 +129,16 @@ pub(super) async fn record(
         report.report(&Event::CaptureFailed(e));
     }
     let stopped_by = *stopped.borrow();
+    // The server destroyed the recording: what waits here can never be sent, and is the
+    // last copy of it anywhere.
+    let spool_erased = stopped_by == Some(crate::refusal::StopReason::RecordingDestroyed)
+        && match spool.discard() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "erasing the spool of a destroyed recording failed");
+                false
+            }
+        };
     let head = Summary {
         attempt_id,
         stream_id: first_id,
@@ -141,6 +151,7 @@ pub(super) async fn record(
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
         consent: consent_state,
+        spool_erased,
         ..Summary::default()
     };
     let summary = Summary::recorded(head, sealed, &progress, stopped_by, why);

@@ -31,6 +31,8 @@ pub struct Summary {
     /// Chunks kept in the spool, unsent, because the run was stopped.
     pub chunks_unsent: u64,
     pub stopped: Option<StopReason>,
+    /// The server had destroyed the recording: what the spool still held of it was erased.
+    pub spool_erased: bool,
     /// From sealing a fragment to the server's durable acknowledgement.
     pub ack_latency: Option<Latency>,
     pub media_seconds: f64,
@@ -90,7 +92,11 @@ impl Summary {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
-            chunks_unsent: progress.unsent.load(Ordering::SeqCst),
+            chunks_unsent: if head.spool_erased {
+                0
+            } else {
+                progress.unsent.load(Ordering::SeqCst)
+            },
             stopped,
             ack_latency: latency(std::mem::take(
                 &mut *progress

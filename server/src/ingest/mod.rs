@@ -47,6 +47,8 @@ pub struct Ingest {
     capture: CaptureSettings,
     limits: LimitSettings,
     notice: NoticeSettings,
+    /// The retention ceiling, which the notice states.
+    ceiling: crate::retention::policy::Ceiling,
     /// Chunks in flight: memory, concurrency, each attempt's share.
     gate: Arc<IngestGate>,
     /// Upload tests served at once (`gate::UPLOAD_TEST_SLOTS`).
@@ -99,6 +101,7 @@ impl Ingest {
             capture: settings.capture.clone(),
             limits: settings.limits.clone(),
             notice: settings.notice.clone(),
+            ceiling: settings.retention.ceiling,
         }
     }
 
@@ -201,7 +204,7 @@ impl Ingest {
     /// The information notice the candidate reads before consenting, as this deployment
     /// words it.
     pub fn notice(&self) -> protocol::notice::Notice {
-        protocol::notice::current(&self.notice.dpo_contact)
+        protocol::notice::current(&self.notice.dpo_contact, self.ceiling.into())
     }
 
     /// The candidate refused the notice: recorded (state withdrawn, audited as a refusal)
@@ -236,6 +239,10 @@ impl Ingest {
         who: &AgentIdentity,
         req: ConsentRequest,
     ) -> Result<(), IngestError> {
+        // Its key is gone: a kept consent cannot be opened, and nothing may start.
+        if who.attempt.state == AttemptState::Destroyed {
+            return Err(Failure::Gone.into());
+        }
         let (notice_version, given_at) = match &req.sealed {
             None => {
                 who.require_live(self.clock.now_ms())?;
@@ -325,10 +332,16 @@ impl Ingest {
         }
     }
 
-    /// The candidate withdraws consent: no stream opens any more; what was recorded stays
-    /// under the attempt's retention.
+    /// The candidate withdraws consent: no stream opens any more (the caller then has the
+    /// recording erased). Sent again after a lost answer, the same answer: the erasure
+    /// that may not have followed the first one is then asked again.
     pub async fn withdraw_consent(&self, who: &AgentIdentity) -> Result<AttemptState, IngestError> {
         who.require_live(self.clock.now_ms())?;
+        match who.attempt.state {
+            AttemptState::Withdrawn => return Ok(AttemptState::Withdrawn),
+            AttemptState::Destroyed => return Err(Failure::Gone.into()),
+            _ => {}
+        }
         self.attempts
             .transition(who.attempt.id, Transition::Withdraw, "candidate")
             .await

@@ -123,6 +123,9 @@ pub(crate) fn policy_facts(f: &RetentionFacts) -> Facts {
 /// Why an attempt is destroyed, as its receipt says.
 pub(crate) fn reason(f: &RetentionFacts) -> &'static str {
     if f.erasure_requested_at_ms.is_some() {
+        if f.state == crate::lifecycle::AttemptState::Withdrawn {
+            return rights::WITHDRAWAL;
+        }
         return "erasure_requested";
     }
     match f.pv {
@@ -141,7 +144,7 @@ pub struct RetentionStatus {
     pub reference: String,
     pub state: crate::lifecycle::AttemptState,
     /// The rule that decides (`pv_validated`, `dispute_period_ended`, `ceiling_reached`,
-    /// `erasure_requested`).
+    /// `erasure_requested`, `consent_withdrawn`).
     pub rule: &'static str,
     pub pv_outcome: Option<PvOutcome>,
     pub pv_decided_at: Option<String>,

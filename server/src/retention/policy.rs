@@ -105,6 +105,16 @@ impl Ceiling {
     }
 }
 
+/// The notice states the ceiling.
+impl From<Ceiling> for protocol::notice::Ceiling {
+    fn from(c: Ceiling) -> Self {
+        match c {
+            Ceiling::Months(n) => Self::Months(n),
+            Ceiling::Days(n) => Self::Days(n),
+        }
+    }
+}
+
 /// What is known about one attempt, for retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {

@@ -12,6 +12,9 @@ use crate::failure::Failure;
 use protocol::SignedReceipt;
 use serde::Serialize;
 
+/// The reason an erasure on withdrawal states, in the audit trail and the receipt.
+pub(crate) const WITHDRAWAL: &str = "consent_withdrawn";
+
 /// Consecutive views by one account closer than this make one line of the report.
 const VIEWING_SESSION_GAP_MS: i64 = 10 * 60 * 1000;
 
@@ -78,6 +81,16 @@ impl Retention {
             .pop();
         self.wake.notify_one();
         Ok(receipt)
+    }
+
+    /// The candidate withdrew consent: the recording goes at once, as an erasure does (a
+    /// legal hold still wins: then at its lift). The erasure is recorded before the keys
+    /// go, so that a crash in between leaves it due for the next sweep.
+    pub async fn erase_withdrawn(
+        &self,
+        attempt: AttemptId,
+    ) -> Result<Option<SignedReceipt>, RetentionError> {
+        self.erase_attempt("candidate", attempt, WITHDRAWAL).await
     }
 
     /// Places a legal hold: the worker skips the attempt, nothing of it is deleted.

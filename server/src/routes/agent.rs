@@ -229,14 +229,17 @@ pub async fn upload_test(
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/withdraw", tag = "agent",
-    responses((status = 200, description = "consent withdrawn; no stream opens any more"), (status = 401), (status = 409, description = "not consented, or already ended")))]
+    responses((status = 200, description = "consent withdrawn; no stream opens any more, and the recording is destroyed at once: `state` is `destroyed` and `receipt` the signed destruction receipt (`withdrawn` and no receipt while a legal hold stands: destroyed at its lift)"),
+        (status = 401), (status = 409, description = "not consented, or already ended"), (status = 410, description = "recording already destroyed")))]
 pub async fn withdraw(
     State(app): State<AppState>,
     who: AgentIdentity,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let state = app.ingest.withdraw_consent(&who).await?;
+    app.ingest.withdraw_consent(&who).await?;
+    let receipt = app.retention.erase_withdrawn(who.attempt.id).await?;
+    let state = app.policy.attempt_retention(who.attempt.id).await?.state;
     Ok(Json(
-        serde_json::json!({ "attempt_id": who.attempt.id, "state": state }),
+        serde_json::json!({ "attempt_id": who.attempt.id, "state": state, "receipt": receipt }),
     ))
 }
 

@@ -107,9 +107,19 @@ async fn forbidden_transitions_get_a_precise_409() {
         error_code(w(&c.token).await.unwrap()).await,
         (409, "invalid_transition".into())
     );
-    app.consent(&c.token).await;
-    assert_eq!(w(&c.token).await.unwrap().status(), 200);
-    // Withdrawn: no stream, no new consent, no end.
+    // Refused (the attempt is withdrawn with nothing recorded): no stream, no consent,
+    // no end. (A withdrawal after consent destroys the attempt: `retention.rs`.)
+    let refused = app
+        .http
+        .post(format!("{}/api/agent/v1/refuse", app.public))
+        .bearer_auth(c.token.clone())
+        .json(&RefusalRequest {
+            notice_version: protocol::notice::NOTICE_VERSION.into(),
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 200);
     assert_eq!(
         error_code(app.open_stream_raw(&c.token).await).await,
         (409, "invalid_transition".into())

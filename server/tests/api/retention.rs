@@ -983,3 +983,69 @@ async fn the_admin_holds_lifts_and_erases_from_the_retention_page() {
     .iter()
     .all(|a| trail.iter().any(|e| e.action == *a && e.actor == "dpo")));
 }
+
+/// Defect: withdrawing consent erased nothing, though the policy and the notice say "at
+/// once". A legal hold still wins.
+#[tokio::test]
+async fn withdrawing_consent_destroys_the_recording_at_once_with_a_receipt() {
+    let app = spawn_app().await;
+    let withdraw = |token: String| {
+        app.http
+            .post(format!("{}/api/agent/v1/withdraw", app.public))
+            .bearer_auth(token)
+            .send()
+    };
+    let (c, s) = app.recording_candidate().await;
+    for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
+        assert_eq!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status(), 201);
+    }
+    let r = withdraw(c.token.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["state"], "destroyed", "{answer}");
+    let receipt: protocol::SignedReceipt =
+        serde_json::from_value(answer["receipt"].clone()).unwrap();
+    let state = app.state_on_clock().await;
+    let public_key = state.retention.receipt_public_key().unwrap();
+    protocol::verify_receipt(&receipt, Some(&public_key)).unwrap();
+    assert_eq!(
+        (receipt.receipt.reason.as_str(), receipt.receipt.by.as_str()),
+        ("consent_withdrawn", "candidate")
+    );
+    let a = app.db().await.attempt(c.attempt_id.into()).await.unwrap();
+    assert_eq!((a.state.as_str(), a.wrapped_dek.len()), ("destroyed", 0));
+    // The status keeps the same receipt; the agent's next request is told it is gone.
+    let status = state.policy.attempt_retention(c.attempt_id.into()).await.unwrap();
+    assert_eq!(status.receipt.unwrap().signature, receipt.signature);
+    assert_eq!(error_code(withdraw(c.token.clone()).await.unwrap()).await.0, 410);
+    assert_eq!(
+        error_code(app.put_chunk(&c.token, s.stream_id, 3, seal_stream(&s, 4)[3].clone()).await)
+            .await
+            .0,
+        410
+    );
+    eventually(
+        async || app.chunk_rows(s.stream_id).await == 0,
+        "the withdrawn attempt's blobs purged",
+    )
+    .await;
+
+    // Under a legal hold: the withdrawal is recorded, the recording kept until the lift,
+    // which destroys it at once.
+    let (h, _) = app.recording_candidate().await;
+    state
+        .retention
+        .hold_attempt("dpo", h.attempt_id.into(), "procédure en cours")
+        .await
+        .unwrap();
+    let answer: serde_json::Value = withdraw(h.token.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!((&answer["state"], &answer["receipt"]), (&"withdrawn".into(), &serde_json::Value::Null), "{answer}");
+    state.retention.lift_hold("dpo", h.attempt_id.into()).await.unwrap();
+    state.retention.sweep(false).await.unwrap();
+    assert_eq!(
+        app.db().await.attempt(h.attempt_id.into()).await.unwrap().state.as_str(),
+        "destroyed"
+    );
+    let status = state.policy.attempt_retention(h.attempt_id.into()).await.unwrap();
+    assert_eq!(status.receipt.unwrap().receipt.reason, "consent_withdrawn");
+}
