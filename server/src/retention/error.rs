@@ -20,6 +20,8 @@ pub enum RetentionError {
     AttemptsInProgress(usize),
     #[error("{0} review(s) of the sitting are not submitted: decide anyway only by saying so (override_unsubmitted)")]
     ReviewsUnsubmitted(usize),
+    #[error("the decision is recorded, but {0} recording(s) it makes due are not destroyed yet: the server retries; ask again for the result")]
+    DestructionPending(usize),
     #[error("the sitting's attempts kept changing; try again")]
     SittingKeptChanging,
     /// A legal hold, a lift or an erasure says why (`what` names the act).

@@ -34,13 +34,19 @@ pub struct PvRequest {
     pub decided_by: Option<String>,
 }
 
+/// The fate of an attempt the decision made due whose destruction has not happened yet.
+const DUE: &str = "due";
+
 /// What a decision does to one attempt.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PlannedAttempt {
     pub attempt_id: AttemptId,
     pub reference: String,
     pub contested: bool,
-    /// `destroyed_now`, `kept` or `held` (a legal hold: nothing is deleted while it stands).
+    /// `destroyed_now`, `kept` or `held` (a legal hold: nothing is deleted while it stands);
+    /// in a decision's answer, read back from what is stored, also `destroyed` (since the
+    /// decision, for another reason: an erasure, the dispute period's end) and `due` (not
+    /// destroyed yet: the worker retries).
     pub fate: &'static str,
     /// RFC 3339: when a kept attempt is destroyed.
     pub kept_until: Option<String>,
@@ -71,7 +77,7 @@ pub struct PvResult {
     pub decided_by: String,
     pub override_unsubmitted: bool,
     pub attempts: Vec<PlannedAttempt>,
-    /// The signed destruction receipts of the attempts destroyed by this decision.
+    /// The signed destruction receipts of the attempts destroyed since this decision.
     #[schema(value_type = Vec<Object>)]
     pub receipts: Vec<SignedReceipt>,
     /// The same decision asked again (a retry after a lost answer): what was recorded.
@@ -256,22 +262,29 @@ impl Retention {
                 .filter(|(_, r)| r.is_due(now))
                 .map(|(f, _)| f)
                 .collect();
-            let receipts = self.destroy_keys(&due, actor).await;
+            let destroyed = self.destroy_keys(&due, actor).await;
             // The blobs go in the background (the worker is woken; the CLI purges itself).
             // Should the keys' transaction have failed, the decision stands and its attempts
             // are due now: the worker destroys them within seconds.
             self.wake.notify_one();
-            let receipts = receipts?;
-            return Ok(PvResult {
-                sitting_id: sitting,
-                outcome: req.outcome,
-                decided_at: rfc3339(now),
-                decided_by: actor.into(),
-                override_unsubmitted: req.override_unsubmitted,
-                attempts: plan.attempts,
-                receipts,
-                replayed: false,
-            });
+            destroyed?;
+            // The answer says what was destroyed, read back with its receipts, not what the
+            // plan expected: an attempt held or destroyed by another meanwhile says so.
+            let mut result = self.pv_result(&decision, false).await?;
+            let unsubmitted: HashSet<AttemptId> = plan
+                .attempts
+                .iter()
+                .filter(|p| p.review_unsubmitted)
+                .map(|p| p.attempt_id)
+                .collect();
+            for p in &mut result.attempts {
+                p.review_unsubmitted = unsubmitted.contains(&p.attempt_id);
+            }
+            let pending = result.attempts.iter().filter(|p| p.fate == DUE).count();
+            if pending > 0 {
+                return Err(RetentionError::DestructionPending(pending));
+            }
+            return Ok(result);
         }
         Err(RetentionError::SittingKeptChanging)
     }
@@ -296,18 +309,36 @@ impl Retention {
         if d.outcome != req.outcome || contested != req.contested.iter().copied().collect() {
             return Err(RetentionError::PvAlreadyDecided);
         }
+        self.pv_result(d, true).await
+    }
+
+    /// What a recorded decision did to each attempt of its sitting, from what is stored:
+    /// destroyed (with the receipt) by it, destroyed since for another reason, kept until
+    /// a time, held, or due and not destroyed yet (a failed destruction the worker
+    /// retries). Attempts destroyed before the decision are not its business.
+    async fn pv_result(&self, d: &PvDecision, replayed: bool) -> Result<PvResult, RetentionError> {
+        let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
+        let ids: Vec<AttemptId> = attempts.iter().map(|a| a.id).collect();
+        let facts: HashMap<AttemptId, RetentionFacts> = self
+            .db
+            .retention_facts(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.attempt_id, f))
+            .collect();
+        let now = self.clock.now();
         let (mut planned, mut receipts) = (Vec::new(), Vec::new());
         for a in &attempts {
             let Some(f) = facts.get(&a.id) else { continue };
-            let destroyed_by_it = f.destroyed_at_ms.is_some_and(|t| t >= d.decided_at_ms)
-                && super::reason(f) == "pv_validated";
-            let (fate, until) = match (destroyed_by_it, self.policy.retention_of(f)) {
-                (true, _) => ("destroyed_now", None),
-                (false, _) if f.destroyed_at_ms.is_some() => continue,
-                (false, Fate::Held) => ("held", None),
-                (false, Fate::DestroyAt(t)) => ("kept", Some(t)),
+            let (fate, until) = match (f.destroyed_at_ms, self.policy.retention_of(f)) {
+                (Some(t), _) if t < d.decided_at_ms => continue,
+                (Some(_), _) if super::reason(f) == "pv_validated" => ("destroyed_now", None),
+                (Some(_), _) => ("destroyed", None),
+                (None, Fate::Held) => ("held", None),
+                (None, Fate::DestroyAt(t)) if t <= now => (DUE, None),
+                (None, Fate::DestroyAt(t)) => ("kept", Some(t)),
             };
-            if destroyed_by_it {
+            if f.destroyed_at_ms.is_some() {
                 receipts.extend(
                     f.receipt
                         .as_deref()
@@ -332,7 +363,7 @@ impl Retention {
             override_unsubmitted: d.override_unsubmitted,
             attempts: planned,
             receipts,
-            replayed: true,
+            replayed,
         })
     }
 }

@@ -71,6 +71,8 @@ pub enum AppError {
     Overloaded,
     #[error("storage is unavailable; retry later")]
     StorageUnavailable,
+    #[error("the decision is recorded, but {0} recording(s) it makes due are not destroyed yet: the server retries; ask again for the result")]
+    DestructionPending(usize),
     #[error("the server's storage is full: nothing was stored; keep the chunk and retry later")]
     StorageFull,
     #[error("chunk failed authentication: {0}")]
@@ -134,6 +136,7 @@ impl AppError {
             CodeLocked { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            DestructionPending(_) => (StatusCode::SERVICE_UNAVAILABLE, "destruction_pending"),
             StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Unauthentic(_) => (StatusCode::UNPROCESSABLE_ENTITY, "authentication_failed"),
             Gone => (StatusCode::GONE, "gone"),
@@ -159,7 +162,7 @@ impl AppError {
     pub fn retry_after_s(&self) -> Option<u64> {
         match self {
             AppError::Overloaded => Some(2),
-            AppError::StorageUnavailable => Some(5),
+            AppError::StorageUnavailable | AppError::DestructionPending(_) => Some(5),
             AppError::StorageFull => Some(30),
             AppError::TooManyUploads => Some(1),
             AppError::ByteQuota => Some(600),

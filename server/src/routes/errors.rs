@@ -59,6 +59,7 @@ impl From<crate::retention::RetentionError> for AppError {
             | ReasonMissing(_)
             | NotAnAgeRecipient(_)
             | ExportTarget(_) => AppError::BadRequest(message),
+            DestructionPending(n) => AppError::DestructionPending(n),
             AttemptsInProgress(_) | SittingKeptChanging | AlreadyOnHold | NotOnHold => {
                 AppError::Conflict(message)
             }

@@ -1049,3 +1049,68 @@ async fn withdrawing_consent_destroys_the_recording_at_once_with_a_receipt() {
     let status = state.policy.attempt_retention(h.attempt_id.into()).await.unwrap();
     assert_eq!(status.receipt.unwrap().receipt.reason, "consent_withdrawn");
 }
+
+/// Issue 19 (#12): the PV's answer said what the plan expected, not what was destroyed.
+/// Now it is read back from what is stored: a replay tells an erasure since the decision,
+/// and a destruction that failed is an error the caller sees, then `due` until done.
+#[tokio::test]
+async fn the_pv_answer_reports_what_was_destroyed_not_what_was_planned() {
+    use server::db::PvOutcome;
+    use server::retention::PvRequest;
+    let app = spawn_app().await;
+    let state = app.state_on_clock().await;
+    let fate = |r: &server::retention::PvResult, who: Uuid| {
+        r.attempts
+            .iter()
+            .find(|p| p.attempt_id == who.into())
+            .map(|p| p.fate)
+            .unwrap()
+    };
+    let (sitting, candidates) = app.ended_sitting(2, 2).await;
+    let (kept, gone) = (candidates[0].0.attempt_id, candidates[1].0.attempt_id);
+    let req = || PvRequest {
+        outcome: PvOutcome::Reservations,
+        contested: vec![kept.into()],
+        override_unsubmitted: true,
+        decided_by: None,
+    };
+    let first = state.retention.decide_pv("jury", sitting.into(), req()).await.unwrap();
+    assert_eq!((fate(&first, kept), fate(&first, gone)), ("kept", "destroyed_now"));
+    assert_eq!(first.receipts.len(), 1);
+    // The contested one is erased since: the replay says so, with its receipt.
+    state
+        .retention
+        .erase_attempt("dpo", kept.into(), "demande du candidat")
+        .await
+        .unwrap()
+        .unwrap();
+    let again = state.retention.decide_pv("jury", sitting.into(), req()).await.unwrap();
+    assert!(again.replayed);
+    assert_eq!((fate(&again, kept), fate(&again, gone)), ("destroyed", "destroyed_now"));
+    let mut reasons: Vec<_> = again.receipts.iter().map(|r| r.receipt.reason.clone()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["erasure_requested", "pv_validated"]);
+
+    // The receipts cannot be signed (the signing key unreadable): the decision is
+    // recorded, the caller is told the destruction failed, the replay says `due`.
+    let (sitting, candidates) = app.ended_sitting(1, 2).await;
+    let attempt = candidates[0].0.attempt_id;
+    let key = app.data.path().join("keys").join("kek-receipt-signing.key");
+    let aside = app.data.path().join("receipt-signing.aside");
+    std::fs::rename(&key, &aside).unwrap();
+    std::fs::create_dir(&key).unwrap();
+    let validated = || PvRequest {
+        outcome: PvOutcome::Validated,
+        contested: vec![],
+        override_unsubmitted: true,
+        decided_by: None,
+    };
+    assert!(state.retention.decide_pv("jury", sitting.into(), validated()).await.is_err());
+    let replay = state.retention.decide_pv("jury", sitting.into(), validated()).await.unwrap();
+    assert_eq!((fate(&replay, attempt), replay.receipts.len()), ("due", 0));
+    std::fs::remove_dir(&key).unwrap();
+    std::fs::rename(&aside, &key).unwrap();
+    state.retention.sweep(false).await.unwrap();
+    let replay = state.retention.decide_pv("jury", sitting.into(), validated()).await.unwrap();
+    assert_eq!((fate(&replay, attempt), replay.receipts.len()), ("destroyed_now", 1));
+}

@@ -253,6 +253,8 @@ fn plan_page(
             fate: match (p.fate, p.kept_until_ms) {
                 ("destroyed_now", _) => T.fate_destroyed_now.into(),
                 ("kept", Some(until)) => format!("{} {}", T.fate_kept, time_fr(until)),
+                ("destroyed", _) => T.fate_destroyed.into(),
+                ("due", _) => T.fate_due.into(),
                 _ => T.fate_held.into(),
             },
         })
