@@ -58,6 +58,12 @@ pub fn destroyed_pages_unflushed(pending: bool) {
     metrics::gauge!("proctor_destroyed_pages_unflushed").set(if pending { 1.0 } else { 0.0 });
 }
 
+/// Survivors of a spent key epoch whose re-wrap failed at the last sweep: each keeps its
+/// epoch's KEK alive (retried each sweep).
+pub fn rewrap_failed(count: u32) {
+    metrics::gauge!("proctor_rewrap_failed").set(f64::from(count));
+}
+
 pub fn storage_error(store: &'static str) {
     metrics::counter!("proctor_storage_errors_total", "store" => store).increment(1);
 }

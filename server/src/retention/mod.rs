@@ -158,6 +158,9 @@ pub struct RetentionStatus {
     pub destroy_at_ms: Option<i64>,
     pub destroyed_at: Option<String>,
     pub blobs_purged: bool,
+    /// The key epoch its data key is wrapped under (none once destroyed): one older than
+    /// the previous month names a survivor whose re-wrap failed, keeping that KEK alive.
+    pub kek_epoch: Option<String>,
     /// The signed destruction receipt, once destroyed.
     pub receipt: Option<protocol::SignedReceipt>,
 }
@@ -196,6 +199,7 @@ impl Policy {
             destroy_at_ms: destroy_at.map(crate::clock::unix_ms),
             destroyed_at: f.destroyed_at_ms.map(when),
             blobs_purged: f.blobs_purged,
+            kek_epoch: f.destroyed_at_ms.is_none().then(|| f.kek_epoch.clone()),
             receipt: f
                 .receipt
                 .as_deref()

@@ -29,6 +29,9 @@ pub struct SweepReport {
     pub epochs_destroyed: Vec<String>,
     /// A destruction's old pages still in the database's log after this sweep (retried).
     pub destroyed_pages_unflushed: bool,
+    /// Survivors of a spent key epoch whose re-wrap failed: each keeps its whole epoch's
+    /// KEK (and so every backup of that epoch readable) until a later sweep moves it.
+    pub rewrap_failed: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,12 +73,13 @@ impl Retention {
         let epochs = if destroyed.is_ok() {
             self.destroy_spent_epochs().await
         } else {
-            Ok(Vec::new())
+            Ok((Vec::new(), 0))
         };
         sealed?;
         report.destroyed = destroyed?;
         report.blobs_purged = purged?;
-        report.epochs_destroyed = epochs?;
+        (report.epochs_destroyed, report.rewrap_failed) = epochs?;
+        crate::metrics::rewrap_failed(report.rewrap_failed);
         report.destroyed_pages_unflushed = self.destroyed_pages_unflushed();
         Ok(report)
     }
@@ -171,8 +175,9 @@ impl Retention {
     /// Destroys the KEK of every month before the previous one. The attempts of that month
     /// still alive (held, disputed, enrolled long before their exam) first move under the
     /// current month's KEK: one survivor must not keep a whole month's destroyed attempts
-    /// readable in the backups taken before their destruction.
-    async fn destroy_spent_epochs(&self) -> Result<Vec<String>, RetentionError> {
+    /// readable in the backups taken before their destruction. Returns the epochs destroyed
+    /// and how many survivors failed to move (retried at every sweep).
+    async fn destroy_spent_epochs(&self) -> Result<(Vec<String>, u32), RetentionError> {
         // Only months before the previous one: an instance whose clock lags, or an attempt
         // created at a month's turn, may still wrap a key under last month's KEK.
         let now = self.clock.now();
@@ -184,8 +189,9 @@ impl Retention {
             .into_iter()
             .filter(|e| *e < previous)
             .collect();
+        let mut failed = 0;
         for epoch in &past {
-            self.move_survivors(epoch, now).await?;
+            failed += self.move_survivors(epoch, now).await?;
         }
         let live: std::collections::HashMap<String, u64> =
             self.db.epochs().await?.into_iter().collect();
@@ -206,20 +212,21 @@ impl Retention {
             self.keys.destroy_epoch(&epoch)?;
             destroyed.push(epoch);
         }
-        Ok(destroyed)
+        Ok((destroyed, failed))
     }
 
-    /// Re-wraps the live attempts of `epoch` under the current KEK, audited.
+    /// Re-wraps the live attempts of `epoch` under the current KEK, audited (a failure
+    /// too); returns how many could not move.
     async fn move_survivors(
         &self,
         epoch: &str,
         now: time::OffsetDateTime,
-    ) -> Result<(), RetentionError> {
+    ) -> Result<u32, RetentionError> {
         let survivors = self.db.live_keys_of_epoch(epoch).await?;
         if survivors.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let mut moved = 0;
+        let (mut moved, mut failed) = (0, Vec::new());
         for (attempt, blob) in survivors {
             let old = crate::keys::WrappedKey {
                 epoch: epoch.to_owned(),
@@ -229,7 +236,8 @@ impl Retention {
                 Ok(new) => new,
                 // Kept where it is: its epoch then stays too, and the error is seen.
                 Err(e) => {
-                    tracing::error!(%attempt, error = %e, "re-wrapping a data key failed");
+                    tracing::error!(%attempt, epoch, error = %e, "re-wrapping a data key failed: its epoch's KEK stays; retried at the next sweep");
+                    failed.push(attempt);
                     continue;
                 }
             };
@@ -240,7 +248,8 @@ impl Retention {
                     .await?,
             );
         }
-        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved })).await.map_err(Into::into)
+        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved, "failed": failed })).await?;
+        Ok(failed.len() as u32)
     }
 }
 

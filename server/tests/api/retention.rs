@@ -757,6 +757,58 @@ async fn a_survivor_moves_to_a_newer_kek_so_that_its_month_can_be_shredded() {
     assert!(trail.iter().any(|e| e.action == "kek_destroyed"));
 }
 
+/// Issue 19 (#3): a survivor that cannot be re-wrapped kept its whole month's KEK with
+/// only a log line. Now the sweep's report, the metric and `retention status` show it,
+/// and every sweep retries it.
+#[tokio::test]
+async fn a_failed_rewrap_is_seen_and_retried_not_just_logged() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(1, 1).await;
+    let held = candidates[0].0.attempt_id;
+    let proctor = app.state_on_clock().await;
+    proctor
+        .retention
+        .hold_attempt("dpo", held.into(), "procédure disciplinaire")
+        .await
+        .unwrap();
+    let month = app.db().await.attempt(held.into()).await.unwrap().kek_epoch;
+    // Its wrapped key damaged (a bad disk, a bad restore): it cannot move.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data.path().join("proctor.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let original: Vec<u8> = sqlx::query_scalar("SELECT wrapped_dek FROM attempts WHERE id = ?1")
+        .bind(held.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut damaged = original.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    let set = |blob: Vec<u8>| {
+        sqlx::query("UPDATE attempts SET wrapped_dek = ?1 WHERE id = ?2")
+            .bind(blob)
+            .bind(held.to_string())
+            .execute(&pool)
+    };
+    set(damaged).await.unwrap();
+    app.clock.advance(Duration::from_secs(62 * 86_400));
+    let swept = proctor.retention.sweep(false).await.unwrap();
+    assert_eq!((swept.rewrap_failed, swept.epochs_destroyed.len()), (1, 0));
+    let status = proctor.policy.retention_overview().await.unwrap();
+    let shown = status.iter().find(|s| s.attempt_id == held.into()).unwrap();
+    assert_eq!(shown.kek_epoch.as_deref(), Some(month.as_str()));
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let rewrapped = trail.iter().rfind(|e| e.action == "keys_rewrapped").unwrap();
+    assert!(rewrapped.detail.contains(&held.to_string()), "{}", rewrapped.detail);
+    // Repaired: the next sweep moves it and the month's KEK goes.
+    set(original).await.unwrap();
+    let swept = proctor.retention.sweep(false).await.unwrap();
+    assert_eq!((swept.rewrap_failed, swept.epochs_destroyed), (0, vec![month.clone()]));
+    assert_ne!(app.db().await.attempt(held.into()).await.unwrap().kek_epoch, month);
+}
+
 #[tokio::test]
 async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
     let app = spawn_app().await;
