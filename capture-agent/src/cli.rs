@@ -54,6 +54,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Destruction receipts: the candidate checks their own, offline.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReceiptCommand {
+    /// Checks a destruction receipt against the server's published key: the key given
+    /// (`--public-key`), or the one this computer was installed with
+    /// (/etc/cloe-connect/receipt-key.pub). Never the key inside the receipt, which a forger
+    /// would have put there. Exits 0 only for a valid receipt.
+    Verify {
+        file: PathBuf,
+        /// The server's public key (base64), as GET /api/public/v1/receipts/public-key serves it.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// The result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]

@@ -11,6 +11,7 @@ pub mod launch;
 pub mod messages;
 pub mod monitor;
 pub mod page;
+pub mod receipt;
 pub mod recorder;
 pub mod refusal;
 pub mod report;

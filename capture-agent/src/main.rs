@@ -8,6 +8,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Check { server, source, spool, ca_file, json }) => check(&server, source, spool, ca_file, json).await,
+        Some(Command::Receipt { command: capture_agent::cli::ReceiptCommand::Verify { file, public_key, json } }) => {
+            capture_agent::receipt::verify(&file, public_key.as_deref(), json)
+        }
         Some(Command::Launch { link, server, run }) => {
             let launch = if capture_agent::launch::is_code(&link) {
                 capture_agent::launch::redeem(&link, server.as_deref(), run.ca_file.as_deref()).await

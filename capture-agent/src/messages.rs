@@ -90,6 +90,25 @@ pub fn current() -> &'static Messages {
     &FR
 }
 
+/// `capture-agent receipt verify`.
+pub struct ReceiptText {
+    pub valid: &'static str,
+    pub invalid: &'static str,
+    pub key_needed: &'static str,
+    pub unreadable: &'static str,
+}
+
+const RECEIPT_FR: ReceiptText = ReceiptText {
+    valid: "Reçu valide : l'enregistrement de l'épreuve {attempt} a été détruit le {date} (motif : {reason}). Signé par la clé du serveur d'examen {key_id}.",
+    invalid: "Reçu NON valide : il n'a pas été signé par la clé du serveur d'examen, ou il a été modifié depuis.",
+    key_needed: "Pour vérifier un reçu, il faut la clé publique du serveur d'examen : --public-key CLÉ (le serveur la publie à l'adresse /api/public/v1/receipts/public-key). La clé écrite dans le reçu ne suffit pas : un faussaire y mettrait la sienne.",
+    unreadable: "Ce fichier n'est pas un reçu de destruction lisible",
+};
+
+pub fn receipt_text() -> &'static ReceiptText {
+    &RECEIPT_FR
+}
+
 /// `capture-agent check`'s report.
 pub struct CheckText {
     pub title: &'static str,

@@ -29,7 +29,14 @@ pub struct Receipt {
     pub by: String,
     /// SHA-256 of the destroyed data key (hex): names the key, reveals nothing of it.
     pub key_fingerprint: String,
+    /// The signing key's id ([`receipt_key_id`]), from version 2 on: which published key
+    /// a verifier needs, and what it compares with the one it pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
+
+/// Receipts signed now; version 1 (no key id) still verifies against a pinned key.
+pub const RECEIPT_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +56,11 @@ fn signed_bytes(r: &Receipt) -> Vec<u8> {
     .concat()
 }
 
-pub fn sign_receipt(key: &SigningKey, receipt: Receipt) -> SignedReceipt {
+/// Signs the receipt as the current version, naming the signing key's id.
+pub fn sign_receipt(key: &SigningKey, mut receipt: Receipt) -> SignedReceipt {
+    let public = public_key_text(key);
+    receipt.version = RECEIPT_VERSION;
+    receipt.key_id = Some(receipt_key_id(&public).expect("a key's own text parses"));
     let signature = key.sign(&signed_bytes(&receipt));
     SignedReceipt {
         public_key: B64.encode(key.verifying_key().as_bytes()),
@@ -80,7 +91,13 @@ pub fn receipt_key_id(public_key: &str) -> Result<String, Error> {
 /// names theirs too, so the key inside it is never trusted by itself.
 pub fn verify_receipt_pinned(r: &SignedReceipt, trusted: &str) -> Result<String, Error> {
     verify_receipt(r, Some(trusted))?;
-    receipt_key_id(trusted)
+    let id = receipt_key_id(trusted)?;
+    if r.receipt.version >= 2 && r.receipt.key_id.as_deref() != Some(id.as_str()) {
+        return Err(Error::InvalidReceipt(
+            "the receipt names another signing key id than the trusted key's",
+        ));
+    }
+    Ok(id)
 }
 
 /// Checks the signature, and that the signer is `expected` (base64) when given.
@@ -121,7 +138,34 @@ mod tests {
             reason: "pv_validated".into(),
             by: "jury:jure".into(),
             key_fingerprint: "ab".repeat(32),
+            key_id: None,
         }
+    }
+
+    #[test]
+    fn a_receipt_names_its_key_and_the_pinned_check_compares_it() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let public = public_key_text(&key);
+        let signed = sign_receipt(&key, receipt());
+        assert_eq!(signed.receipt.version, RECEIPT_VERSION);
+        let id = receipt_key_id(&public).unwrap();
+        assert_eq!(signed.receipt.key_id.as_deref(), Some(id.as_str()));
+        assert_eq!(verify_receipt_pinned(&signed, &public).unwrap(), id);
+        // The id is signed: changing it breaks the signature, dropping it is refused.
+        let mut renamed = signed.clone();
+        renamed.receipt.key_id = Some("0".repeat(16));
+        assert!(verify_receipt_pinned(&renamed, &public).is_err());
+        let mut unnamed = signed.clone();
+        unnamed.receipt.key_id = None;
+        assert!(verify_receipt_pinned(&unnamed, &public).is_err());
+        // A version 1 receipt (no id), as stored before, still verifies.
+        let v1 = SignedReceipt {
+            signature: B64.encode(key.sign(&signed_bytes(&receipt())).to_bytes()),
+            public_key: public.clone(),
+            receipt: receipt(),
+        };
+        assert_eq!(verify_receipt_pinned(&v1, &public).unwrap(), id);
+        assert!(!serde_json::to_string(&v1).unwrap().contains("key_id"));
     }
 
     #[test]

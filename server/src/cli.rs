@@ -264,6 +264,9 @@ enum TerminalCommand {
 enum ReceiptCommand {
     /// Prints the public key that signs destruction receipts (base64), to publish.
     PublicKey,
+    /// Creates the receipt signing key in the key directory, once, before a production
+    /// server starts (production never creates it on use); keeps one already there.
+    InitKey,
     /// Checks a receipt offline against the published key (`--public-key`, as `receipt
     /// public-key` prints it or `GET /api/public/v1/receipts/public-key` serves it): the
     /// key id, then the signature. Needs no database.
@@ -325,6 +328,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let key_id = protocol::verify_receipt_pinned(&receipt, trusted)?;
         return print(
             serde_json::json!({ "valid": true, "receipt": receipt.receipt, "signer": receipt.public_key, "key_id": key_id }),
+        );
+    }
+    if let Command::Receipt {
+        command: ReceiptCommand::InitKey,
+    } = &cli.command
+    {
+        let keys = crate::keys::KeyStore::open(&settings.server.key_dir())?;
+        let (key, created) = keys.init_receipt_signing_key()?;
+        let public = protocol::public_key_text(&key);
+        return print(
+            serde_json::json!({ "created": created, "key_id": protocol::receipt_key_id(&public)?, "public_key": public }),
         );
     }
     if let Command::Serve {
@@ -433,7 +447,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let key = app.retention.receipt_public_key()?;
                 print(serde_json::json!({ "key_id": protocol::receipt_key_id(&key)?, "public_key": key }))?
             }
-            Command::Receipt { command: ReceiptCommand::Verify { .. } } => unreachable!("handled above"),
+            Command::Receipt { command: ReceiptCommand::Verify { .. } | ReceiptCommand::InitKey } => unreachable!("handled above"),
             Command::Terminal { command: TerminalCommand::Issue { name, out } } => {
                 let issued = crate::terminals::issue(&key_dir, &name, &out)?;
                 app.audit.record("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;

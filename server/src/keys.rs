@@ -23,11 +23,15 @@ pub enum KeyError {
     UnwrapFailed,
     #[error("key store I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("the receipt signing key is missing from the key directory: production never creates it silently (every verifier pins it); create it once with `proctor-server receipt init-key`, then publish its public key")]
+    SigningKeyMissing,
 }
 
 #[derive(Clone)]
 pub struct KeyStore {
     dir: PathBuf,
+    /// Outside production, the receipt signing key is created on first use.
+    create_signing_key: bool,
 }
 
 pub struct WrappedKey {
@@ -57,7 +61,16 @@ impl KeyStore {
         restrict(dir, 0o700)?;
         Ok(Self {
             dir: dir.to_owned(),
+            create_signing_key: true,
         })
+    }
+
+    /// Production: the receipt signing key must already exist and is never created on
+    /// use, since a new key silently makes every receipt fail against the pinned one.
+    pub fn requiring_signing_key(mut self) -> Result<Self, KeyError> {
+        self.create_signing_key = false;
+        self.receipt_signing_key()?;
+        Ok(self)
     }
 
     fn kek_path(&self, epoch: &str) -> PathBuf {
@@ -245,11 +258,28 @@ impl KeyStore {
         open(&*self.load_kek(STAFF_SECRETS)?, sealed, &staff_aad(staff))
     }
 
-    /// The server's destruction-receipt signing key, created on first use. Its public half
-    /// is published (`receipt public-key`, the integration API).
+    /// The server's destruction-receipt signing key, created on first use outside
+    /// production. Its public half is published (`receipt public-key`, the public API).
     pub fn receipt_signing_key(&self) -> Result<protocol::ReceiptSigningKey, KeyError> {
-        let seed = self.kek_for(RECEIPT_SIGNING)?;
+        let seed = if self.create_signing_key {
+            self.kek_for(RECEIPT_SIGNING)?
+        } else {
+            self.load_kek(RECEIPT_SIGNING).map_err(|e| match e {
+                KeyError::KekGone(_) => KeyError::SigningKeyMissing,
+                e => e,
+            })?
+        };
         Ok(protocol::ReceiptSigningKey::from_bytes(&seed))
+    }
+
+    /// Creates the receipt signing key (`receipt init-key`), or keeps the one there; says
+    /// which.
+    pub fn init_receipt_signing_key(
+        &self,
+    ) -> Result<(protocol::ReceiptSigningKey, bool), KeyError> {
+        let existed = self.kek_path(RECEIPT_SIGNING).exists();
+        let seed = self.kek_for(RECEIPT_SIGNING)?;
+        Ok((protocol::ReceiptSigningKey::from_bytes(&seed), !existed))
     }
 }
 

@@ -71,7 +71,10 @@ impl AppState {
         );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
         let attempts = Attempts::new(db.clone(), audit.clone(), clock.clone());
-        let keys = KeyStore::open(&settings.server.key_dir())?;
+        let mut keys = KeyStore::open(&settings.server.key_dir())?;
+        if settings.server.production {
+            keys = keys.requiring_signing_key()?;
+        }
         let liveness = Arc::new(Liveness::new(
             db.clone(),
             audit.clone(),

@@ -156,6 +156,12 @@ fn receipts_verify_offline_against_the_published_key() {
         published.as_str(),
         "one key, kept"
     );
+    let init = cli(tmp.path(), &["receipt", "init-key"], &[]);
+    assert_eq!(
+        (&init["created"], init["public_key"].as_str()),
+        (&serde_json::Value::Bool(false), Some(published.as_str())),
+        "init-key keeps the key there: {init}"
+    );
     let signer = protocol::ReceiptSigningKey::from_bytes(&[9; 32]);
     let receipt = protocol::Receipt {
         version: 1,
@@ -165,6 +171,7 @@ fn receipts_verify_offline_against_the_published_key() {
         reason: "pv_validated".into(),
         by: "jury:jure".into(),
         key_fingerprint: "cd".repeat(32),
+        key_id: None,
     };
     let file = tmp.path().join("recu.json");
     std::fs::write(
@@ -210,6 +217,28 @@ fn receipts_verify_offline_against_the_published_key() {
         !tmp.path().join("nowhere").exists(),
         "verifying touches no data directory"
     );
+    // The candidate checks theirs with the agent, in French, against the published key.
+    let agent = |extra: &[&str]| {
+        Command::new(bin("capture-agent"))
+            .args(["receipt", "verify"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let no_key = agent(&[]);
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("il faut la clé publique du serveur"));
+    let valid = agent(&["--public-key", &signer_key]);
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    assert!(String::from_utf8_lossy(&valid.stdout).starts_with("Reçu valide"));
+    let forged = agent(&["--public-key", &published]);
+    assert_eq!(forged.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("Reçu NON valide"));
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("pv_validated", "erasure_requested");
@@ -221,4 +250,8 @@ fn receipts_verify_offline_against_the_published_key() {
         "{}",
         String::from_utf8_lossy(&edited.stderr)
     );
+    let edited = agent(&["--public-key", &signer_key, "--json"]);
+    assert_eq!(edited.status.code(), Some(1));
+    let shown: serde_json::Value = serde_json::from_slice(&edited.stdout).unwrap();
+    assert_eq!(shown["valid"], false, "{shown}");
 }

@@ -466,7 +466,10 @@ async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
     // Withdrawn means erased: the server destroyed the recording at once, with a receipt.
     let r = report(&server, &attempt);
     assert_eq!(
-        (r["state"].as_str(), r["retention"]["receipt"]["receipt"]["reason"].as_str()),
+        (
+            r["state"].as_str(),
+            r["retention"]["receipt"]["receipt"]["reason"].as_str()
+        ),
         (Some("destroyed"), Some("consent_withdrawn")),
         "{r}"
     );

@@ -485,11 +485,22 @@ async fn the_platform_ending_the_exam_stops_the_recording_and_withdrawal_is_reco
     let r = report(&server, &attempt);
     let receipt = &r["retention"]["receipt"]["receipt"];
     assert_eq!(
-        (r["state"].as_str(), receipt["reason"].as_str(), &r["streams"]),
-        (Some("destroyed"), Some("consent_withdrawn"), &serde_json::json!([])),
+        (
+            r["state"].as_str(),
+            receipt["reason"].as_str(),
+            &r["streams"]
+        ),
+        (
+            Some("destroyed"),
+            Some("consent_withdrawn"),
+            &serde_json::json!([])
+        ),
         "{r}"
     );
-    assert!(unix_ms(&receipt["destroyed_at"]) >= withdrawn_at - 1000, "{r}");
+    assert!(
+        unix_ms(&receipt["destroyed_at"]) >= withdrawn_at - 1000,
+        "{r}"
+    );
     assert!(
         !spool.join(&attempt).exists(),
         "the withdrawn attempt's spool is gone"

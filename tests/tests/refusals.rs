@@ -175,7 +175,13 @@ async fn a_destroyed_recording_is_erased_from_the_spool_too() {
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("0000000000.chunk"), b"sealed bytes").unwrap();
     // …then the recording is destroyed on the server.
-    let erased = server.cli(&["attempt", "erase", &attempt, "--reason", "demande du candidat"]);
+    let erased = server.cli(&[
+        "attempt",
+        "erase",
+        &attempt,
+        "--reason",
+        "demande du candidat",
+    ]);
     assert_eq!(erased["destroyed"], true, "{erased}");
     let out = tokio::task::spawn_blocking({
         let cmd = agent(&server.public, &token, "10s", &spool);

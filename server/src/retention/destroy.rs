@@ -47,13 +47,14 @@ impl Retention {
             let receipt = sign_receipt(
                 &key,
                 Receipt {
-                    version: 1,
+                    version: protocol::RECEIPT_VERSION,
                     attempt_id: f.attempt_id.into(),
                     sitting_id: f.sitting_id.into(),
                     destroyed_at: rfc3339(now),
                     reason: reason.into(),
                     by: by.into(),
                     key_fingerprint: f.dek_fingerprint.clone(),
+                    key_id: None,
                 },
             );
             let event = AuditEvent {

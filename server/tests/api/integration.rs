@@ -208,6 +208,16 @@ async fn production_refuses_keys_inside_the_data_directory() {
         "a path that walks back in is still inside"
     );
     settings.server.key_dir = Some(dir.path().join("data/../keys"));
+    // Issue 19 (#4): nor does it create the receipt signing key silently.
+    let err = server::startup::Application::build(settings.clone(), clock.clone())
+        .await
+        .err()
+        .expect("must refuse without a signing key");
+    assert!(err.to_string().contains("receipt init-key"), "{err}");
+    let keys = server::keys::KeyStore::open(&dir.path().join("keys")).unwrap();
+    let (_, created) = keys.init_receipt_signing_key().unwrap();
+    let (_, again) = keys.init_receipt_signing_key().unwrap();
+    assert_eq!((created, again), (true, false), "created once, then kept");
     server::startup::Application::build(settings, clock)
         .await
         .expect("keys on their own directory");

@@ -800,13 +800,26 @@ async fn a_failed_rewrap_is_seen_and_retried_not_just_logged() {
     let shown = status.iter().find(|s| s.attempt_id == held.into()).unwrap();
     assert_eq!(shown.kek_epoch.as_deref(), Some(month.as_str()));
     let trail = app.db().await.audit_trail().await.unwrap();
-    let rewrapped = trail.iter().rfind(|e| e.action == "keys_rewrapped").unwrap();
-    assert!(rewrapped.detail.contains(&held.to_string()), "{}", rewrapped.detail);
+    let rewrapped = trail
+        .iter()
+        .rfind(|e| e.action == "keys_rewrapped")
+        .unwrap();
+    assert!(
+        rewrapped.detail.contains(&held.to_string()),
+        "{}",
+        rewrapped.detail
+    );
     // Repaired: the next sweep moves it and the month's KEK goes.
     set(original).await.unwrap();
     let swept = proctor.retention.sweep(false).await.unwrap();
-    assert_eq!((swept.rewrap_failed, swept.epochs_destroyed), (0, vec![month.clone()]));
-    assert_ne!(app.db().await.attempt(held.into()).await.unwrap().kek_epoch, month);
+    assert_eq!(
+        (swept.rewrap_failed, swept.epochs_destroyed),
+        (0, vec![month.clone()])
+    );
+    assert_ne!(
+        app.db().await.attempt(held.into()).await.unwrap().kek_epoch,
+        month
+    );
 }
 
 #[tokio::test]
@@ -1049,7 +1062,12 @@ async fn withdrawing_consent_destroys_the_recording_at_once_with_a_receipt() {
     };
     let (c, s) = app.recording_candidate().await;
     for (i, chunk) in seal_stream(&s, 3).into_iter().enumerate() {
-        assert_eq!(app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await.status(), 201);
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i as u32, chunk)
+                .await
+                .status(),
+            201
+        );
     }
     let r = withdraw(c.token.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -1067,13 +1085,23 @@ async fn withdrawing_consent_destroys_the_recording_at_once_with_a_receipt() {
     let a = app.db().await.attempt(c.attempt_id.into()).await.unwrap();
     assert_eq!((a.state.as_str(), a.wrapped_dek.len()), ("destroyed", 0));
     // The status keeps the same receipt; the agent's next request is told it is gone.
-    let status = state.policy.attempt_retention(c.attempt_id.into()).await.unwrap();
+    let status = state
+        .policy
+        .attempt_retention(c.attempt_id.into())
+        .await
+        .unwrap();
     assert_eq!(status.receipt.unwrap().signature, receipt.signature);
-    assert_eq!(error_code(withdraw(c.token.clone()).await.unwrap()).await.0, 410);
     assert_eq!(
-        error_code(app.put_chunk(&c.token, s.stream_id, 3, seal_stream(&s, 4)[3].clone()).await)
-            .await
-            .0,
+        error_code(withdraw(c.token.clone()).await.unwrap()).await.0,
+        410
+    );
+    assert_eq!(
+        error_code(
+            app.put_chunk(&c.token, s.stream_id, 3, seal_stream(&s, 4)[3].clone())
+                .await
+        )
+        .await
+        .0,
         410
     );
     eventually(
@@ -1090,15 +1118,38 @@ async fn withdrawing_consent_destroys_the_recording_at_once_with_a_receipt() {
         .hold_attempt("dpo", h.attempt_id.into(), "procédure en cours")
         .await
         .unwrap();
-    let answer: serde_json::Value = withdraw(h.token.clone()).await.unwrap().json().await.unwrap();
-    assert_eq!((&answer["state"], &answer["receipt"]), (&"withdrawn".into(), &serde_json::Value::Null), "{answer}");
-    state.retention.lift_hold("dpo", h.attempt_id.into()).await.unwrap();
+    let answer: serde_json::Value = withdraw(h.token.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&answer["state"], &answer["receipt"]),
+        (&"withdrawn".into(), &serde_json::Value::Null),
+        "{answer}"
+    );
+    state
+        .retention
+        .lift_hold("dpo", h.attempt_id.into())
+        .await
+        .unwrap();
     state.retention.sweep(false).await.unwrap();
     assert_eq!(
-        app.db().await.attempt(h.attempt_id.into()).await.unwrap().state.as_str(),
+        app.db()
+            .await
+            .attempt(h.attempt_id.into())
+            .await
+            .unwrap()
+            .state
+            .as_str(),
         "destroyed"
     );
-    let status = state.policy.attempt_retention(h.attempt_id.into()).await.unwrap();
+    let status = state
+        .policy
+        .attempt_retention(h.attempt_id.into())
+        .await
+        .unwrap();
     assert_eq!(status.receipt.unwrap().receipt.reason, "consent_withdrawn");
 }
 
@@ -1126,8 +1177,15 @@ async fn the_pv_answer_reports_what_was_destroyed_not_what_was_planned() {
         override_unsubmitted: true,
         decided_by: None,
     };
-    let first = state.retention.decide_pv("jury", sitting.into(), req()).await.unwrap();
-    assert_eq!((fate(&first, kept), fate(&first, gone)), ("kept", "destroyed_now"));
+    let first = state
+        .retention
+        .decide_pv("jury", sitting.into(), req())
+        .await
+        .unwrap();
+    assert_eq!(
+        (fate(&first, kept), fate(&first, gone)),
+        ("kept", "destroyed_now")
+    );
     assert_eq!(first.receipts.len(), 1);
     // The contested one is erased since: the replay says so, with its receipt.
     state
@@ -1136,10 +1194,21 @@ async fn the_pv_answer_reports_what_was_destroyed_not_what_was_planned() {
         .await
         .unwrap()
         .unwrap();
-    let again = state.retention.decide_pv("jury", sitting.into(), req()).await.unwrap();
+    let again = state
+        .retention
+        .decide_pv("jury", sitting.into(), req())
+        .await
+        .unwrap();
     assert!(again.replayed);
-    assert_eq!((fate(&again, kept), fate(&again, gone)), ("destroyed", "destroyed_now"));
-    let mut reasons: Vec<_> = again.receipts.iter().map(|r| r.receipt.reason.clone()).collect();
+    assert_eq!(
+        (fate(&again, kept), fate(&again, gone)),
+        ("destroyed", "destroyed_now")
+    );
+    let mut reasons: Vec<_> = again
+        .receipts
+        .iter()
+        .map(|r| r.receipt.reason.clone())
+        .collect();
     reasons.sort();
     assert_eq!(reasons, ["erasure_requested", "pv_validated"]);
 
@@ -1157,12 +1226,27 @@ async fn the_pv_answer_reports_what_was_destroyed_not_what_was_planned() {
         override_unsubmitted: true,
         decided_by: None,
     };
-    assert!(state.retention.decide_pv("jury", sitting.into(), validated()).await.is_err());
-    let replay = state.retention.decide_pv("jury", sitting.into(), validated()).await.unwrap();
+    assert!(state
+        .retention
+        .decide_pv("jury", sitting.into(), validated())
+        .await
+        .is_err());
+    let replay = state
+        .retention
+        .decide_pv("jury", sitting.into(), validated())
+        .await
+        .unwrap();
     assert_eq!((fate(&replay, attempt), replay.receipts.len()), ("due", 0));
     std::fs::remove_dir(&key).unwrap();
     std::fs::rename(&aside, &key).unwrap();
     state.retention.sweep(false).await.unwrap();
-    let replay = state.retention.decide_pv("jury", sitting.into(), validated()).await.unwrap();
-    assert_eq!((fate(&replay, attempt), replay.receipts.len()), ("destroyed_now", 1));
+    let replay = state
+        .retention
+        .decide_pv("jury", sitting.into(), validated())
+        .await
+        .unwrap();
+    assert_eq!(
+        (fate(&replay, attempt), replay.receipts.len()),
+        ("destroyed_now", 1)
+    );
 }
