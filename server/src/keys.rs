@@ -65,6 +65,11 @@ impl KeyStore {
         })
     }
 
+    /// The destruction tombstones, beside the keys (`tombstones/`).
+    pub fn tombstones(&self) -> std::io::Result<crate::tombstones::Tombstones> {
+        crate::tombstones::Tombstones::open(&self.dir.join("tombstones"))
+    }
+
     /// Production: the receipt signing key must already exist and is never created on
     /// use, since a new key silently makes every receipt fail against the pinned one.
     pub fn requiring_signing_key(mut self) -> Result<Self, KeyError> {

@@ -27,4 +27,5 @@ pub mod state;
 pub mod telemetry;
 pub mod terminals;
 pub mod throttle;
+pub mod tombstones;
 pub mod webrtc;

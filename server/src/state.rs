@@ -82,7 +82,7 @@ impl AppState {
             &settings.liveness,
         ));
         let policy = Policy::new(db.clone(), settings.retention.ceiling);
-        Ok(Self {
+        let state = Self {
             audit: audit.clone(),
             attempts: attempts.clone(),
             accounts: Arc::new(Accounts::new(
@@ -111,7 +111,7 @@ impl AppState {
                     policy: policy.clone(),
                 },
                 &settings,
-            )),
+            )?),
             review: Arc::new(Review::new(
                 crate::review::Parts {
                     db: db.clone(),
@@ -143,6 +143,10 @@ impl AppState {
                 max_concurrent_requests: l.max_concurrent_requests,
                 integration_token: settings.integration.token.clone(),
             },
-        })
+        };
+        // Before anything is served or answered: a database restored from before a
+        // destruction must not bring the attempt back.
+        state.retention.reapply_tombstones().await?;
+        Ok(state)
     }
 }

@@ -410,7 +410,7 @@ fn backup_restore(
     backup();
     // Erased in January. In February January's KEK stays (a month's margin for late
     // clocks); once February is over too, nothing of January lives: its KEK is destroyed.
-    at(
+    let erased = at(
         "2027-01-20T09:00:00Z",
         &[
             "attempt",
@@ -440,10 +440,22 @@ fn backup_restore(
             &[CLOCK_OVERRIDE],
         )
     };
+    // The backup predates the destruction, but the tombstone beside the keys does not: the
+    // first command on the restored database destroys the attempt again, with the same
+    // receipt (never a second one), and says so in the audit.
     let restored = at("2027-03-02T00:00:00Z", &["attempt", "show", &attempt]);
+    assert_eq!(restored["state"], "destroyed", "{restored}");
     assert_eq!(
-        restored["state"], "enrolled",
-        "the backup predates the destruction: {restored}"
+        restored["retention"]["receipt"], erased["receipt"],
+        "the same receipt: {restored}"
+    );
+    let trail = at(
+        "2027-03-02T00:00:00Z",
+        &["attempt", "access-report", &attempt],
+    );
+    assert!(
+        trail.to_string().contains("destruction_reapplied"),
+        "{trail}"
     );
     let out = data.join("export.age");
     let err = cli_fails(
@@ -563,4 +575,107 @@ async fn a_restored_postgres_backup_cannot_unwrap_a_shredded_key() {
             vec!["--database-url".into(), restored.clone()]
         },
     );
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Issue 19 (#2): the database and the blobs are backed up (not the key directory, as the
+/// deployment guide says), the PV is validated, then both are restored and the server
+/// started again: the attempt is destroyed again before any byte of it can be read, with
+/// the receipt it already had, and its restored blobs go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_after_a_validated_pv_does_not_bring_the_recording_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, spool, backup) = (
+        tmp.path().join("data"),
+        tmp.path().join("spool"),
+        tmp.path().join("backup"),
+    );
+    let mut server = Server::start(&data, 0);
+    let (attempt, sitting) = ended_recording(&server, &spool, "4s").await;
+    let stream = server.cli(&["attempt", "show", &attempt.to_string()])["streams"][0]["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reviewer = reviewer_token(&server, &sitting).await;
+    let fragment = |server: &Server| {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/api/staff/v1/attempts/{attempt}/streams/{stream}/fragments/1",
+                server.staff
+            ))
+            .bearer_auth(&reviewer)
+            .send()
+    };
+    assert_eq!(fragment(&server).await.unwrap().status(), 200);
+    // The backup: the database and the blobs, taken with the server stopped.
+    server.kill();
+    std::fs::create_dir_all(&backup).unwrap();
+    for f in ["proctor.sqlite", "proctor.sqlite-wal", "proctor.sqlite-shm"] {
+        if data.join(f).exists() {
+            std::fs::copy(data.join(f), backup.join(f)).unwrap();
+        }
+    }
+    copy_tree(&data.join("blobs"), &backup.join("blobs"));
+    let backed_up_blobs = files_under(&backup.join("blobs")).len();
+    assert!(backed_up_blobs > 0);
+
+    let mut server = Server::start(&data, 0);
+    let decided = server.cli(&[
+        "pv",
+        "decide",
+        "--sitting",
+        &sitting,
+        "--outcome",
+        "validated",
+        "--override-unsubmitted",
+    ]);
+    let receipt = decided["receipts"][0].clone();
+    assert_eq!(receipt["receipt"]["reason"], "pv_validated", "{decided}");
+    server.kill();
+
+    // The restore: both put back as they were.
+    for f in ["proctor.sqlite", "proctor.sqlite-wal", "proctor.sqlite-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+        if backup.join(f).exists() {
+            std::fs::copy(backup.join(f), data.join(f)).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(data.join("blobs"));
+    copy_tree(&backup.join("blobs"), &data.join("blobs"));
+    assert_eq!(files_under(&data.join("blobs")).len(), backed_up_blobs);
+
+    let server = Server::start(&data, 0);
+    // The first request already finds it destroyed.
+    assert_eq!(fragment(&server).await.unwrap().status(), 410);
+    let shown = server.cli(&["attempt", "show", &attempt.to_string()]);
+    assert_eq!(shown["state"], "destroyed", "{shown:#}");
+    assert_eq!(
+        shown["retention"]["receipt"], receipt,
+        "the same receipt, not a second one"
+    );
+    let report = server.cli(&["attempt", "access-report", &attempt.to_string()]);
+    assert!(
+        report.to_string().contains("destruction_reapplied"),
+        "{report}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !files_under(&data.join("blobs")).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restored blobs were never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

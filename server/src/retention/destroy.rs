@@ -72,7 +72,21 @@ impl Retention {
             });
             receipts.push(receipt);
         }
+        // The receipts beside the keys first, as intents: a database restored from before
+        // this transaction must not bring these attempts back (`restore.rs`).
+        for d in &batch {
+            self.tombstones
+                .intend(d.attempt, &d.receipt_json)
+                .map_err(anyhow::Error::from)?;
+        }
         let entries = self.db.destroy_attempts(&batch).await?;
+        let done: std::collections::HashSet<AttemptId> =
+            entries.iter().filter_map(|e| e.attempt_id).collect();
+        for d in &batch {
+            self.tombstones
+                .settle(d.attempt, done.contains(&d.attempt))
+                .map_err(anyhow::Error::from)?;
+        }
         // The chain covers every entry before it: one checkpoint vouches for the batch.
         if let Some(last) = entries.last() {
             self.audit.checkpoint(last).await?;
@@ -82,8 +96,6 @@ impl Retention {
             self.flush_destroyed().await;
         }
         crash_point("after-key-delete");
-        let done: std::collections::HashSet<_> =
-            entries.iter().filter_map(|e| e.attempt_id).collect();
         receipts.retain(|r| done.contains(&AttemptId::from(r.receipt.attempt_id)));
         Ok(receipts)
     }

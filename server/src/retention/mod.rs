@@ -13,6 +13,7 @@ pub mod error;
 mod export;
 pub mod policy;
 mod pv;
+mod restore;
 mod rights;
 mod worker;
 
@@ -33,6 +34,8 @@ pub struct Retention {
     db: std::sync::Arc<dyn crate::db::Database>,
     blobs: crate::blobs::BlobStore,
     keys: crate::keys::KeyStore,
+    /// Each destruction's receipt beside the keys, re-applied after a restore.
+    tombstones: crate::tombstones::Tombstones,
     clock: crate::clock::SharedClock,
     audit: crate::audit::Audit,
     attempts: crate::attempts::Attempts,
@@ -59,10 +62,11 @@ pub struct Parts {
 }
 
 impl Retention {
-    pub fn new(p: Parts, settings: &crate::configuration::Settings) -> Self {
-        Self {
+    pub fn new(p: Parts, settings: &crate::configuration::Settings) -> std::io::Result<Self> {
+        Ok(Self {
             db: p.db,
             blobs: p.blobs,
+            tombstones: p.keys.tombstones()?,
             keys: p.keys,
             clock: p.clock,
             audit: p.audit,
@@ -72,7 +76,7 @@ impl Retention {
             upload_grace: settings.limits.upload_grace,
             wake: tokio::sync::Notify::new(),
             unflushed: std::sync::atomic::AtomicBool::new(false),
-        }
+        })
     }
 }
 

@@ -1,0 +1,85 @@
+//! After a restore: the database may come from before destructions that happened since.
+//! The tombstones beside the keys say which; every start re-applies them, with their own
+//! receipts, before anything is served (`AppState::open`).
+
+use super::worker::WORKER;
+use super::Retention;
+use super::RetentionError;
+use crate::db::{AttemptId, AuditEvent, Destruction};
+
+/// What a start found and did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Reapplied {
+    /// Attempts the database had alive although a tombstone says they were destroyed.
+    pub destroyed_again: Vec<AttemptId>,
+    /// Of those, the ones a legal hold in the restored database still keeps (reported,
+    /// not destroyed: the DPO decides).
+    pub held: Vec<AttemptId>,
+}
+
+impl Retention {
+    /// Settles the intents a crash left, then destroys again every attempt a tombstone
+    /// names and the database does not know as destroyed.
+    pub async fn reapply_tombstones(&self) -> Result<Reapplied, RetentionError> {
+        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
+        let pending = self.tombstones.pending().map_err(io)?;
+        for f in self.db.retention_facts(&pending).await? {
+            self.tombstones
+                .settle(f.attempt_id, f.destroyed_at_ms.is_some())
+                .map_err(io)?;
+        }
+        let mut report = Reapplied::default();
+        let ids = self.tombstones.attempts().map_err(io)?;
+        let alive: Vec<_> = self
+            .db
+            .retention_facts(&ids)
+            .await?
+            .into_iter()
+            .filter(|f| f.destroyed_at_ms.is_none())
+            .collect();
+        if alive.is_empty() {
+            return Ok(report);
+        }
+        let at_ms = self.clock.now_ms();
+        let mut batch = Vec::with_capacity(alive.len());
+        for f in &alive {
+            let receipt_json = self.tombstones.receipt(f.attempt_id).map_err(io)?;
+            let destroyed_at = serde_json::from_str::<protocol::SignedReceipt>(&receipt_json)
+                .map(|r| r.receipt.destroyed_at)
+                .unwrap_or_default();
+            batch.push(Destruction {
+                attempt: f.attempt_id,
+                receipt_json,
+                at_ms,
+                event: AuditEvent {
+                    at_ms,
+                    actor: WORKER.into(),
+                    action: "destruction_reapplied".into(),
+                    attempt_id: Some(f.attempt_id),
+                    detail: serde_json::json!({ "why": "the database did not know a destruction its tombstone records (restored from a backup?)", "destroyed_at": destroyed_at, "key_fingerprint": f.dek_fingerprint }),
+                },
+            });
+        }
+        let entries = self.db.destroy_attempts(&batch).await?;
+        if let Some(last) = entries.last() {
+            self.audit.checkpoint(last).await?;
+        }
+        let done: std::collections::HashSet<AttemptId> =
+            entries.iter().filter_map(|e| e.attempt_id).collect();
+        for f in &alive {
+            if done.contains(&f.attempt_id) {
+                report.destroyed_again.push(f.attempt_id);
+            } else {
+                tracing::error!(attempt = %f.attempt_id, "a tombstone says this attempt was destroyed, but the restored database holds it on legal hold: not destroyed again; the DPO decides");
+                report.held.push(f.attempt_id);
+            }
+        }
+        if !done.is_empty() {
+            tracing::warn!(count = done.len(), "destructions re-applied from their tombstones (a database restored from before them?)");
+            crate::metrics::attempts_destroyed(done.len() as u64);
+            self.flush_destroyed().await;
+            self.wake.notify_one();
+        }
+        Ok(report)
+    }
+}
