@@ -33,6 +33,10 @@ pub struct Receipt {
     /// a verifier needs, and what it compares with the one it pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// RFC 3339, from version 2 on: by when every backup taken before the destruction can no
+    /// longer be decrypted (the key-encryption key that wrapped the data key is destroyed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups_unreadable_by: Option<String>,
 }
 
 /// Receipts signed now; version 1 (no key id) still verifies against a pinned key.
@@ -139,6 +143,7 @@ mod tests {
             by: "jury:jure".into(),
             key_fingerprint: "ab".repeat(32),
             key_id: None,
+            backups_unreadable_by: None,
         }
     }
 

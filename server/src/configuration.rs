@@ -209,6 +209,9 @@ pub struct RetentionSettings {
     /// validation); between a second and an hour, so that it cannot be switched off.
     #[serde(deserialize_with = "sweep_interval")]
     pub sweep_interval: Duration,
+    /// How long one key-encryption key wraps new data keys: "1 day" (default) or "1 month".
+    /// A backup taken before a destruction stays decryptable about two of these.
+    pub kek_epoch: crate::keys::EpochLength,
 }
 
 /// The longest wait between two sweeps: a due recording outlives its date by at most this.

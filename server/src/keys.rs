@@ -30,6 +30,7 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct KeyStore {
     dir: PathBuf,
+    epoch_length: EpochLength,
     /// Outside production, the receipt signing key is created on first use.
     create_signing_key: bool,
 }
@@ -39,8 +40,70 @@ pub struct WrappedKey {
     pub blob: Vec<u8>,
 }
 
-pub fn epoch_of(t: OffsetDateTime) -> String {
-    format!("{:04}-{:02}", t.year(), u8::from(t.month()))
+/// How long one KEK wraps new data keys (`[retention] kek_epoch`). A backup taken before a
+/// destruction stays decryptable until its epoch's KEK goes: at the start of the second
+/// epoch after it (the one between is a margin for instances whose clocks lag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum EpochLength {
+    #[serde(rename = "1 day")]
+    Day,
+    #[serde(rename = "1 month")]
+    Month,
+}
+
+impl EpochLength {
+    /// The epoch's id: `2027-01-20` for a day, `2027-01` for a month (ids of both kinds sort
+    /// in time order together, so a change of length destroys nothing early).
+    pub fn epoch_of(self, t: OffsetDateTime) -> String {
+        match self {
+            Self::Day => format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day()),
+            Self::Month => format!("{:04}-{:02}", t.year(), u8::from(t.month())),
+        }
+    }
+
+    fn start_of(self, t: OffsetDateTime) -> OffsetDateTime {
+        let day = t.replace_time(time::Time::MIDNIGHT);
+        match self {
+            Self::Day => day,
+            Self::Month => day.replace_day(1).expect("day 1 exists"),
+        }
+    }
+
+    /// The oldest epoch still kept at `now`: the previous one. Every epoch before it is
+    /// spent (its KEK goes once no live key needs it).
+    pub fn oldest_kept(self, now: OffsetDateTime) -> String {
+        self.epoch_of(self.start_of(now) - time::Duration::SECOND)
+    }
+
+    /// When the KEK of the epoch `now` falls in becomes spent: the start of the second
+    /// epoch after it.
+    pub fn spent_from(self, now: OffsetDateTime) -> OffsetDateTime {
+        let next = |t: OffsetDateTime| match self {
+            Self::Day => self.start_of(t) + time::Duration::DAY,
+            Self::Month => self.start_of(self.start_of(t) + time::Duration::days(31)),
+        };
+        next(next(now))
+    }
+
+    /// The start of the epoch an id names, if it is one.
+    pub fn start_of_id(id: &str) -> Option<OffsetDateTime> {
+        let mut parts = id.split('-').map(str::parse::<u16>);
+        let (y, m) = (parts.next()?.ok()?, parts.next()?.ok()?);
+        let d = match parts.next() {
+            Some(d) => d.ok()?,
+            None => 1,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let date = time::Date::from_calendar_date(
+            i32::from(y),
+            time::Month::try_from(u8::try_from(m).ok()?).ok()?,
+            u8::try_from(d).ok()?,
+        )
+        .ok()?;
+        Some(date.midnight().assume_utc())
+    }
 }
 
 fn aad(attempt: &AttemptId) -> Vec<u8> {
@@ -61,8 +124,19 @@ impl KeyStore {
         restrict(dir, 0o700)?;
         Ok(Self {
             dir: dir.to_owned(),
+            epoch_length: EpochLength::Day,
             create_signing_key: true,
         })
+    }
+
+    /// New data keys go under KEKs of this length (a day unless configured).
+    pub fn with_epoch_length(mut self, length: EpochLength) -> Self {
+        self.epoch_length = length;
+        self
+    }
+
+    pub fn epoch_length(&self) -> EpochLength {
+        self.epoch_length
     }
 
     /// The destruction tombstones, beside the keys (`tombstones/`).
@@ -134,7 +208,7 @@ impl KeyStore {
         attempt: &AttemptId,
         now: OffsetDateTime,
     ) -> Result<WrappedKey, KeyError> {
-        let epoch = epoch_of(now);
+        let epoch = self.epoch_length.epoch_of(now);
         let blob = seal(&*self.kek_for(&epoch)?, dek.expose(), &aad(attempt))?;
         Ok(WrappedKey { epoch, blob })
     }
@@ -150,7 +224,7 @@ impl KeyStore {
         self.wrap(&self.unwrap(wrapped, attempt)?, attempt, now)
     }
 
-    /// The month epochs whose KEK is on disk.
+    /// The epochs (days or months) whose KEK is on disk.
     pub fn epochs(&self) -> Result<Vec<String>, KeyError> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
@@ -162,14 +236,8 @@ impl KeyStore {
             else {
                 continue;
             };
-            // Only months: the staff-secret and receipt keys are never destroyed here.
-            let b = epoch.as_bytes();
-            if b.len() == 7
-                && b[4] == b'-'
-                && b.iter()
-                    .enumerate()
-                    .all(|(i, c)| i == 4 || c.is_ascii_digit())
-            {
+            // Only epochs: the staff-secret and receipt keys are never destroyed here.
+            if EpochLength::start_of_id(epoch).is_some() {
                 out.push(epoch.to_owned());
             }
         }
@@ -395,6 +463,51 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn epochs_are_days_or_months_and_spend_two_epochs_later() {
+        use time::macros::datetime;
+        let t = datetime!(2027-01-31 22:00 UTC);
+        assert_eq!(EpochLength::Day.epoch_of(t), "2027-01-31");
+        assert_eq!(EpochLength::Month.epoch_of(t), "2027-01");
+        assert_eq!(EpochLength::Day.oldest_kept(t), "2027-01-30");
+        assert_eq!(EpochLength::Month.oldest_kept(t), "2026-12");
+        assert_eq!(
+            EpochLength::Day.spent_from(t),
+            datetime!(2027-02-02 00:00 UTC)
+        );
+        assert_eq!(
+            EpochLength::Month.spent_from(t),
+            datetime!(2027-03-01 00:00 UTC)
+        );
+        assert_eq!(
+            EpochLength::start_of_id("2027-01-31"),
+            Some(datetime!(2027-01-31 00:00 UTC))
+        );
+        assert_eq!(
+            EpochLength::start_of_id("2027-01"),
+            Some(datetime!(2027-01-01 00:00 UTC))
+        );
+        for not_an_epoch in [
+            "receipt-signing",
+            "staff-secrets",
+            "2027-13",
+            "2027-01-32",
+            "2027",
+        ] {
+            assert_eq!(
+                EpochLength::start_of_id(not_an_epoch),
+                None,
+                "{not_an_epoch}"
+            );
+        }
+        // After switching from months to days, the month epochs are spent at once (their
+        // survivors move to today's first), and yesterday's day is kept.
+        let now = datetime!(2027-02-10 12:00 UTC);
+        let kept = EpochLength::Day.oldest_kept(now);
+        assert!(String::from("2027-01") < kept && String::from("2027-02") < kept);
+        assert!(String::from("2027-02-09") >= kept);
+    }
+
     /// Destroying an epoch overwrites its key's bytes before unlinking, under every name
     /// the key had (a crash's temporary link included). A third link, which destruction
     /// does not know of, reads the block as a raw scan of the disk would.
@@ -403,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ks = KeyStore::open(dir.path()).unwrap();
         let now = OffsetDateTime::now_utc();
-        let epoch = epoch_of(now);
+        let epoch = EpochLength::Day.epoch_of(now);
         ks.wrap(&AttemptKey::generate(), &AttemptId::random(), now)
             .unwrap();
         let key = dir.path().join(format!("kek-{epoch}.key"));
@@ -437,7 +550,11 @@ mod tests {
         // A second store on the same directory sees the same KEK.
         let ks2 = KeyStore::open(dir.path()).unwrap();
         assert_eq!(ks2.unwrap(&w, &a).unwrap().expose(), dek.expose());
-        std::fs::remove_file(dir.path().join(format!("kek-{}.key", epoch_of(now)))).unwrap();
+        std::fs::remove_file(
+            dir.path()
+                .join(format!("kek-{}.key", EpochLength::Day.epoch_of(now))),
+        )
+        .unwrap();
         assert!(matches!(ks.unwrap(&w, &a), Err(KeyError::KekGone(_))));
     }
 }

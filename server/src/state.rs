@@ -71,7 +71,8 @@ impl AppState {
         );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
         let attempts = Attempts::new(db.clone(), audit.clone(), clock.clone());
-        let mut keys = KeyStore::open(&settings.server.key_dir())?;
+        let mut keys = KeyStore::open(&settings.server.key_dir())?
+            .with_epoch_length(settings.retention.kek_epoch);
         if settings.server.production {
             keys = keys.requiring_signing_key()?;
         }

@@ -172,6 +172,7 @@ fn receipts_verify_offline_against_the_published_key() {
         by: "jury:jure".into(),
         key_fingerprint: "cd".repeat(32),
         key_id: None,
+        backups_unreadable_by: None,
     };
     let file = tmp.path().join("recu.json");
     std::fs::write(

@@ -375,9 +375,9 @@ fn cli_fails(data: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A backup taken before an attempt's destruction is restored after its month's KEK was
-/// destroyed: the attempt looks alive in the restored database, and its key cannot be
-/// unwrapped. `restore` puts the backup back and returns the flags that name it.
+/// A backup taken before an attempt's destruction is restored after its day's KEK was
+/// destroyed (measured against the time the receipt states): the attempt is destroyed again
+/// from its tombstone, with the same receipt, and its key could not be unwrapped anyway. `restore` puts the backup back and returns the flags that name it.
 fn backup_restore(
     data: &Path,
     flags: &[&str],
@@ -406,12 +406,12 @@ fn backup_restore(
         .unwrap()
         .to_owned();
     let keys = data.join("keys");
-    assert!(keys.join("kek-2027-01.key").exists());
+    assert!(keys.join("kek-2027-01-10.key").exists());
     backup();
-    // Erased in January. In February January's KEK stays (a month's margin for late
-    // clocks); once February is over too, nothing of January lives: its KEK is destroyed.
+    // Erased the day it was created. Its day's KEK stays through the next day (a margin for
+    // late clocks) and goes at the first sweep of the day after: what the receipt states.
     let erased = at(
-        "2027-01-20T09:00:00Z",
+        "2027-01-10T10:00:00Z",
         &[
             "attempt",
             "erase",
@@ -421,16 +421,21 @@ fn backup_restore(
         ],
     );
     assert_eq!(
-        at("2027-02-15T00:00:00Z", &["retention", "run"])["epochs_destroyed"],
+        erased["receipt"]["receipt"]["backups_unreadable_by"], "2027-01-12T00:05:00Z",
+        "the next day's end plus one sweep interval: {erased}"
+    );
+    assert_eq!(
+        at("2027-01-11T23:59:59Z", &["retention", "run"])["epochs_destroyed"],
         serde_json::json!([])
     );
-    let swept = at("2027-03-01T00:00:01Z", &["retention", "run"]);
+    assert!(keys.join("kek-2027-01-10.key").exists());
+    let swept = at("2027-01-12T00:00:01Z", &["retention", "run"]);
     assert_eq!(
         swept["epochs_destroyed"],
-        serde_json::json!(["2027-01"]),
+        serde_json::json!(["2027-01-10"]),
         "{swept}"
     );
-    assert!(!keys.join("kek-2027-01.key").exists());
+    assert!(!keys.join("kek-2027-01-10.key").exists());
     let restored_flags = restore();
     let flags: Vec<&str> = restored_flags.iter().map(String::as_str).collect();
     let at = |now: &str, rest: &[&str]| {
@@ -443,14 +448,14 @@ fn backup_restore(
     // The backup predates the destruction, but the tombstone beside the keys does not: the
     // first command on the restored database destroys the attempt again, with the same
     // receipt (never a second one), and says so in the audit.
-    let restored = at("2027-03-02T00:00:00Z", &["attempt", "show", &attempt]);
+    let restored = at("2027-01-12T00:00:02Z", &["attempt", "show", &attempt]);
     assert_eq!(restored["state"], "destroyed", "{restored}");
     assert_eq!(
         restored["retention"]["receipt"], erased["receipt"],
         "the same receipt: {restored}"
     );
     let trail = at(
-        "2027-03-02T00:00:00Z",
+        "2027-01-12T00:00:02Z",
         &["attempt", "access-report", &attempt],
     );
     assert!(
@@ -464,7 +469,7 @@ fn backup_restore(
             &flags[..],
             &[
                 "--now",
-                "2027-03-02T00:00:00Z",
+                "2027-01-12T00:00:02Z",
                 "attempt",
                 "export",
                 &attempt,

@@ -55,6 +55,7 @@ impl Retention {
                     by: by.into(),
                     key_fingerprint: f.dek_fingerprint.clone(),
                     key_id: None,
+                    backups_unreadable_by: Some(rfc3339(self.backups_unreadable_by(f, now))),
                 },
             );
             let event = AuditEvent {
@@ -98,6 +99,19 @@ impl Retention {
         crash_point("after-key-delete");
         receipts.retain(|r| done.contains(&AttemptId::from(r.receipt.attempt_id)));
         Ok(receipts)
+    }
+
+    /// By when a backup taken now stops holding a readable copy of this attempt's key: its
+    /// epoch's KEK is spent then, and the sweep after destroys it (survivors moved first).
+    fn backups_unreadable_by(
+        &self,
+        f: &RetentionFacts,
+        now: time::OffsetDateTime,
+    ) -> time::OffsetDateTime {
+        let length = self.keys.epoch_length();
+        let spent = crate::keys::EpochLength::start_of_id(&f.kek_epoch)
+            .map_or(now, |start| length.spent_from(start));
+        spent.max(now) + self.settings.sweep_interval
     }
 
     /// Moves a destruction's overwritten pages out of the database's log; on failure (a reader held

@@ -172,17 +172,16 @@ impl Retention {
         }
     }
 
-    /// Destroys the KEK of every month before the previous one. The attempts of that month
-    /// still alive (held, disputed, enrolled long before their exam) first move under the
-    /// current month's KEK: one survivor must not keep a whole month's destroyed attempts
-    /// readable in the backups taken before their destruction. Returns the epochs destroyed
+    /// Destroys the KEK of every epoch (a day by default) before the previous one. The
+    /// attempts of that epoch still alive (held, disputed, enrolled long before their exam)
+    /// first move under the current epoch's KEK: one survivor must not keep a whole
+    /// epoch's destroyed attempts readable in the backups taken before their destruction. Returns the epochs destroyed
     /// and how many survivors failed to move (retried at every sweep).
     async fn destroy_spent_epochs(&self) -> Result<(Vec<String>, u32), RetentionError> {
-        // Only months before the previous one: an instance whose clock lags, or an attempt
-        // created at a month's turn, may still wrap a key under last month's KEK.
+        // Only epochs before the previous one: an instance whose clock lags, or an attempt
+        // created at an epoch's turn, may still wrap a key under the previous epoch's KEK.
         let now = self.clock.now();
-        let previous =
-            crate::keys::epoch_of(now.replace_day(1).expect("day 1 exists") - time::Duration::DAY);
+        let previous = self.keys.epoch_length().oldest_kept(now);
         let past: Vec<String> = self
             .keys
             .epochs()?
@@ -248,7 +247,7 @@ impl Retention {
                     .await?,
             );
         }
-        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": crate::keys::epoch_of(now), "attempts": moved, "failed": failed })).await?;
+        self.audit.record(WORKER, "keys_rewrapped", None, serde_json::json!({ "from": epoch, "to": self.keys.epoch_length().epoch_of(now), "attempts": moved, "failed": failed })).await?;
         Ok(failed.len() as u32)
     }
 }
