@@ -111,7 +111,8 @@ impl RetentionStore for SqliteDatabase {
                      MAX(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!: i64",
                      a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
-                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!"
+                     a.hold_lifted_at, a.due_at, a.destroyed_at, a.receipt, a.blobs_purged_at, a.kek_epoch AS "kek_epoch!", a.dek_fingerprint AS "dek_fingerprint!",
+                     (SELECT COUNT(*) FROM audit x WHERE x.attempt_id = a.id AND x.action = 'attempt_exported') AS "exports!: i64"
                    FROM attempts a LEFT JOIN pv_decisions p ON p.sitting_id = a.sitting_id
                    WHERE a.id IN (SELECT value FROM json_each(?1))"#,
                 ids

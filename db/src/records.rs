@@ -329,6 +329,7 @@ pub struct RetentionRec<Id, Bool> {
     pub blobs_purged_at: Option<i64>,
     pub kek_epoch: String,
     pub dek_fingerprint: String,
+    pub exports: i64,
 }
 
 impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for RetentionFacts {
@@ -360,6 +361,7 @@ impl<Id: IdColumn, Bool: Into<i64>> TryFrom<RetentionRec<Id, Bool>> for Retentio
             blobs_purged: r.blobs_purged_at.is_some(),
             kek_epoch: r.kek_epoch,
             dek_fingerprint: r.dek_fingerprint,
+            exports: u32::try_from(r.exports).unwrap_or(u32::MAX),
         })
     }
 }

@@ -48,6 +48,8 @@ pub struct RetentionFacts {
     pub blobs_purged: bool,
     pub kek_epoch: String,
     pub dek_fingerprint: String,
+    /// Exports of the recording (to the DPO, for the candidate's right of access) so far.
+    pub exports: u32,
 }
 
 /// One attempt's part of a PV decision: its state change (compare-and-set) and its facts.

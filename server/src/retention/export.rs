@@ -5,8 +5,13 @@
 //!
 //! Inside: `manifest.json` (the attempt, its streams with their connection data, the
 //! flags with their notes, the retention status, the access report) and, per stream,
-//! `stream-N/NNNNNN.mp4`, its fragments in order; `cat stream-1/*.mp4 > stream-1.mp4`
-//! gives a file any player reads.
+//! `stream-N/NNNNNN.mp4`, its fragments in order (`cat stream-1/*.mp4 > stream-1.mp4`
+//! gives a file any player reads), each fragment's thumbnail `stream-N/NNNNNN.jpg` and the
+//! activity strip `stream-N/activity.json` (motion and sound per second, by fragment): all
+//! the agent derived from the candidate, so that the right of access is complete.
+//!
+//! Every export is audited before its file is written (a failure is audited too, and the
+//! partial file removed), named in the access report, and counted in the retention status.
 
 use super::Retention;
 use super::RetentionError;
@@ -58,8 +63,52 @@ impl Retention {
             .create_new(true)
             .open(out)
             .map_err(|e| RetentionError::ExportTarget(format!("{}: {e}", out.display())))?;
+        // Audited before a byte of it is written: no export the trail does not name.
+        if let Err(e) = self
+            .audit
+            .record(
+                actor,
+                "attempt_exported",
+                Some(attempt_id),
+                serde_json::json!({ "recipient": recipient.to_string(), "file": out.display().to_string() }),
+            )
+            .await
+        {
+            let _ = std::fs::remove_file(out);
+            return Err(e.into());
+        }
+        match self
+            .write_export(actor, &attempt, &dek, &recipient, file, out)
+            .await
+        {
+            Ok(summary) => Ok(summary),
+            Err(e) => {
+                let _ = std::fs::remove_file(out);
+                self.audit
+                    .record(
+                        actor,
+                        "attempt_export_failed",
+                        Some(attempt_id),
+                        serde_json::json!({ "file": out.display().to_string() }),
+                    )
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_export(
+        &self,
+        actor: &str,
+        attempt: &crate::db::Attempt,
+        dek: &protocol::AttemptKey,
+        recipient: &age::x25519::Recipient,
+        file: std::fs::File,
+        out: &Path,
+    ) -> Result<ExportSummary, RetentionError> {
+        let attempt_id = attempt.id;
         let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
                 .map_err(|e| anyhow::anyhow!("age: {e}"))?;
         let sealed = encryptor
             .wrap_output(std::io::BufWriter::new(file))
@@ -80,8 +129,8 @@ impl Retention {
             .enumerate()
         {
             let dir = format!("stream-{}", n + 1);
-            let key = crate::keys::stream_key(&dek, &attempt_id, &stream)?;
-            let mut count = 0;
+            let key = crate::keys::stream_key(dek, &attempt_id, &stream)?;
+            let (mut count, mut activity) = (0, Vec::new());
             for row in self.db.chunks_of(stream.id).await? {
                 let blob = self
                     .blobs
@@ -109,12 +158,26 @@ impl Retention {
                     &format!("{dir}/{:06}.mp4", row.index),
                     payload.media,
                 )?;
+                if let Some(jpeg) = payload.thumbnail {
+                    append(&mut tar, &format!("{dir}/{:06}.jpg", row.index), jpeg)?;
+                }
+                if let Some(a) = payload
+                    .activity
+                    .and_then(|a| serde_json::from_slice::<serde_json::Value>(a).ok())
+                {
+                    activity.push(serde_json::json!({ "fragment": row.index, "activity": a }));
+                }
                 count += 1;
             }
+            append(
+                &mut tar,
+                &format!("{dir}/activity.json"),
+                &serde_json::to_vec(&activity).map_err(anyhow::Error::from)?,
+            )?;
             fragments += count;
             let connection = connections
                 .get(&stream.id)
-                .and_then(|c| crate::keys::open_connection(&dek, &attempt_id, &stream.id, c).ok());
+                .and_then(|c| crate::keys::open_connection(dek, &attempt_id, &stream.id, c).ok());
             streams.push(StreamManifest {
                 directory: dir,
                 stream_id: stream.id,
@@ -129,7 +192,7 @@ impl Retention {
             .await?
             .into_iter()
             .map(|f| {
-                let note = crate::keys::open_note(&dek, &attempt_id, &f.id, &f.note)?;
+                let note = crate::keys::open_note(dek, &attempt_id, &f.id, &f.note)?;
                 Ok(serde_json::json!({ "start_ms": f.start_ms, "end_ms": f.end_ms, "category": f.category, "severity": f.severity, "note": note }))
             })
             .collect::<Result<_, RetentionError>>()?;
@@ -148,14 +211,6 @@ impl Retention {
         let mut file = sealed.finish().map_err(io)?;
         file.flush().map_err(io)?;
         file.get_ref().sync_all().map_err(io)?;
-        self.audit
-            .record(
-                actor,
-                "attempt_exported",
-                Some(attempt_id),
-                serde_json::json!({ "recipient": recipient.to_string(), "fragments": fragments }),
-            )
-            .await?;
         Ok(ExportSummary {
             attempt_id,
             file: out.display().to_string(),

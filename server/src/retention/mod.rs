@@ -165,6 +165,8 @@ pub struct RetentionStatus {
     /// The key epoch its data key is wrapped under (none once destroyed): one older than
     /// the previous month names a survivor whose re-wrap failed, keeping that KEK alive.
     pub kek_epoch: Option<String>,
+    /// How many times the recording was exported (each one named in the access report).
+    pub exports: u32,
     /// The signed destruction receipt, once destroyed.
     pub receipt: Option<protocol::SignedReceipt>,
 }
@@ -204,6 +206,7 @@ impl Policy {
             destroyed_at: f.destroyed_at_ms.map(when),
             blobs_purged: f.blobs_purged,
             kek_epoch: f.destroyed_at_ms.is_none().then(|| f.kek_epoch.clone()),
+            exports: f.exports,
             receipt: f
                 .receipt
                 .as_deref()

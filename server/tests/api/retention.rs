@@ -1250,3 +1250,127 @@ async fn the_pv_answer_reports_what_was_destroyed_not_what_was_planned() {
         ("destroyed_now", 1)
     );
 }
+
+/// Issue 19 (#11): an export is audited before its file is written (a failure too, its
+/// partial file removed), counted in the retention status, and carries everything the
+/// agent derived from the candidate: the thumbnails and the activity strip too.
+#[tokio::test]
+async fn every_export_is_audited_first_counted_and_complete() {
+    use protocol::{Activity, Fragment, StreamSealer};
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let jpeg = b"\xff\xd8\xff\xe0 thumbnail of fragment 1".to_vec();
+    let activity = Activity {
+        first_s: 0,
+        motion: vec![3, 200],
+        audio: vec![17, 99],
+    };
+    let mut sealer = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
+    for i in 0..=2u32 {
+        let plain = if i == 0 {
+            b"init segment".to_vec()
+        } else {
+            protocol::encode_payload(format!("media {i}").as_bytes(), &activity, &jpeg)
+        };
+        let chunk = sealer
+            .seal(Fragment {
+                data: &plain,
+                media_start_us: u64::from(i.saturating_sub(1)) * 2_000_000,
+                media_end_us: u64::from(i) * 2_000_000,
+                last: i == 2,
+            })
+            .unwrap()
+            .1;
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i, chunk)
+                .await
+                .status(),
+            201
+        );
+    }
+    let state = app.state_on_clock().await;
+    let dpo = age::x25519::Identity::generate();
+    let out = app.data.path().join("complete.age");
+    state
+        .retention
+        .export_attempt(
+            "dpo",
+            c.attempt_id.into(),
+            &dpo.to_public().to_string(),
+            &out,
+        )
+        .await
+        .unwrap();
+    let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
+    let mut files = std::collections::HashMap::new();
+    for entry in tar::Archive::new(plain.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(entry.path().unwrap().display().to_string(), data);
+    }
+    assert_eq!(files["stream-1/000001.mp4"], b"media 1");
+    assert_eq!(files["stream-1/000002.jpg"], jpeg);
+    let strip: serde_json::Value =
+        serde_json::from_slice(&files["stream-1/activity.json"]).unwrap();
+    assert_eq!(strip[1]["fragment"], 2, "{strip}");
+    assert_eq!(
+        strip[1]["activity"]["motion"],
+        serde_json::json!([3, 200]),
+        "{strip}"
+    );
+
+    // A blob gone missing: the export fails, but the trail already names it, and the
+    // partial file is gone.
+    let row = app.db().await.chunk(s.stream_id.into(), 1).await.unwrap();
+    std::fs::remove_file(
+        app.data.path().join("blobs").join(
+            server::blobs::chunk_path(
+                c.attempt_id.into(),
+                s.stream_id.into(),
+                1,
+                &row.content_sha256,
+            )
+            .to_string(),
+        ),
+    )
+    .unwrap();
+    let failed = app.data.path().join("failed.age");
+    assert!(state
+        .retention
+        .export_attempt(
+            "dpo",
+            c.attempt_id.into(),
+            &dpo.to_public().to_string(),
+            &failed
+        )
+        .await
+        .is_err());
+    assert!(!failed.exists(), "the partial export is removed");
+    let actions: Vec<String> = app
+        .db()
+        .await
+        .audit_of(c.attempt_id.into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a.starts_with("attempt_export"))
+            .collect::<Vec<_>>(),
+        [
+            "attempt_exported",
+            "attempt_exported",
+            "attempt_export_failed"
+        ]
+    );
+    let status = state
+        .policy
+        .attempt_retention(c.attempt_id.into())
+        .await
+        .unwrap();
+    assert_eq!(status.exports, 2);
+}
