@@ -29,8 +29,8 @@ pub use opening::{
 };
 pub use payload::{decode_payload, encode_payload, Activity, Payload, PAYLOAD_MAGIC};
 pub use receipt::{
-    public_key_text, receipt_key_id, sign_receipt, verify_receipt, verify_receipt_pinned, Receipt,
-    SignedReceipt, RECEIPT_VERSION,
+    check_chain, public_key_text, receipt_hash, receipt_key_id, sign_receipt, verify_receipt,
+    verify_receipt_pinned, ChainReport, Receipt, SignedReceipt, RECEIPT_VERSION,
 };
 pub use seal::{
     chunk_digest, open_chunk, seal_chunk, Fragment, OpenedChunk, StreamOpener, StreamSealer,

@@ -37,6 +37,10 @@ pub struct Receipt {
     /// longer be decrypted (the key-encryption key that wrapped the data key is destroyed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups_unreadable_by: Option<String>,
+    /// From version 2 on: the [`receipt_hash`] of the receipt the server signed just before
+    /// this one (none for the first), so that the log of receipts shows any gap or fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 /// Receipts signed now; version 1 (no key id) still verifies against a pinned key.
@@ -61,6 +65,77 @@ fn signed_bytes(r: &Receipt) -> Vec<u8> {
 }
 
 /// Signs the receipt as the current version, naming the signing key's id.
+/// The hash that names a signed receipt in the chain: SHA-256 of its JSON as serialised
+/// here, hex.
+pub fn receipt_hash(r: &SignedReceipt) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(
+        serde_json::to_vec(r).expect("a receipt serialises"),
+    ))
+}
+
+/// What a log of receipts (the server's tombstones) says about its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Receipts that chain (version 2 on).
+    pub chained: usize,
+    /// The receipt no other one follows: the latest.
+    pub tips: Vec<String>,
+    /// Hashes some receipt names as its previous one that the log does not hold.
+    pub gaps: Vec<String>,
+    /// Receipts that name the same previous one (two chains from one point).
+    pub forks: Vec<String>,
+    /// Receipts that start a chain (at most one in a whole log).
+    pub starts: usize,
+}
+
+impl ChainReport {
+    pub fn is_whole(&self) -> bool {
+        self.gaps.is_empty() && self.forks.is_empty() && self.starts <= 1 && self.tips.len() <= 1
+    }
+}
+
+/// Checks that the version-2 receipts of a log form one chain, without gaps or forks.
+/// Signatures are checked apart (`verify_receipt_pinned`).
+pub fn check_chain(log: &[SignedReceipt]) -> ChainReport {
+    use std::collections::{HashMap, HashSet};
+    let chained: Vec<&SignedReceipt> = log.iter().filter(|r| r.receipt.version >= 2).collect();
+    let hashes: HashSet<String> = chained.iter().map(|r| receipt_hash(r)).collect();
+    let mut followers: HashMap<&str, usize> = HashMap::new();
+    let (mut gaps, mut starts) = (Vec::new(), 0);
+    for r in &chained {
+        match r.receipt.previous.as_deref() {
+            None => starts += 1,
+            Some(p) => {
+                *followers.entry(p).or_default() += 1;
+                if !hashes.contains(p) {
+                    gaps.push(p.to_owned());
+                }
+            }
+        }
+    }
+    let mut forks: Vec<String> = followers
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(p, _)| (*p).to_owned())
+        .collect();
+    forks.sort();
+    let mut tips: Vec<String> = hashes
+        .iter()
+        .filter(|h| !followers.contains_key(h.as_str()))
+        .cloned()
+        .collect();
+    tips.sort();
+    gaps.sort();
+    ChainReport {
+        chained: chained.len(),
+        tips,
+        gaps,
+        forks,
+        starts,
+    }
+}
+
 pub fn sign_receipt(key: &SigningKey, mut receipt: Receipt) -> SignedReceipt {
     let public = public_key_text(key);
     receipt.version = RECEIPT_VERSION;
@@ -144,7 +219,40 @@ mod tests {
             key_fingerprint: "ab".repeat(32),
             key_id: None,
             backups_unreadable_by: None,
+            previous: None,
         }
+    }
+
+    #[test]
+    fn a_log_of_chained_receipts_shows_its_gaps_and_forks() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let mut log = Vec::new();
+        let mut previous = None;
+        for i in 0..4u128 {
+            let mut r = receipt();
+            r.attempt_id = uuid::Uuid::from_u128(i);
+            r.previous = previous.clone();
+            let signed = sign_receipt(&key, r);
+            previous = Some(receipt_hash(&signed));
+            log.push(signed);
+        }
+        let whole = check_chain(&log);
+        assert!(whole.is_whole(), "{whole:?}");
+        assert_eq!((whole.chained, whole.starts, whole.tips.len()), (4, 1, 1));
+        assert_eq!(whole.tips[0], receipt_hash(&log[3]));
+        // One receipt removed from the log (a restore, a deletion): a gap, two tips.
+        let mut holed = log.clone();
+        let lost = holed.remove(1);
+        let report = check_chain(&holed);
+        assert_eq!(report.gaps, vec![receipt_hash(&lost)]);
+        assert!(!report.is_whole());
+        // Two receipts after the same one: a fork.
+        let mut forked = log.clone();
+        let mut other = receipt();
+        other.attempt_id = uuid::Uuid::from_u128(9);
+        other.previous = Some(receipt_hash(&log[1]));
+        forked.push(sign_receipt(&key, other));
+        assert_eq!(check_chain(&forked).forks, vec![receipt_hash(&log[1])]);
     }
 
     #[test]

@@ -264,6 +264,9 @@ enum TerminalCommand {
 enum ReceiptCommand {
     /// Prints the public key that signs destruction receipts (base64), to publish.
     PublicKey,
+    /// Checks the log of receipts kept beside the keys: every signature, one chain without
+    /// gap or fork, its tip where the head says. Exits non-zero otherwise.
+    Log,
     /// Creates the receipt signing key in the key directory, once, before a production
     /// server starts (production never creates it on use); keeps one already there.
     InitKey,
@@ -443,6 +446,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Retention { command: RetentionCommand::Status } => print(app.policy.retention_overview().await?)?,
             Command::Retention { command: RetentionCommand::Run { dry_run } } => print(app.retention.sweep(dry_run).await?)?,
+            Command::Receipt { command: ReceiptCommand::Log } => {
+                let log = app.retention.receipt_log()?;
+                let whole = log.whole;
+                print(log)?;
+                anyhow::ensure!(whole, "the receipt log is not whole: see invalid, gaps, forks and head above");
+            }
             Command::Receipt { command: ReceiptCommand::PublicKey } => {
                 let key = app.retention.receipt_public_key()?;
                 print(serde_json::json!({ "key_id": protocol::receipt_key_id(&key)?, "public_key": key }))?

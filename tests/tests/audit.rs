@@ -173,6 +173,7 @@ fn receipts_verify_offline_against_the_published_key() {
         key_fingerprint: "cd".repeat(32),
         key_id: None,
         backups_unreadable_by: None,
+        previous: None,
     };
     let file = tmp.path().join("recu.json");
     std::fs::write(

@@ -462,6 +462,13 @@ fn backup_restore(
         trail.to_string().contains("destruction_reapplied"),
         "{trail}"
     );
+    // The receipt log beside the keys is whole: the restore added no second receipt.
+    let log = at("2027-01-12T00:00:02Z", &["receipt", "log"]);
+    assert_eq!(
+        (&log["whole"], &log["receipts"]),
+        (&serde_json::json!(true), &serde_json::json!(1)),
+        "{log}"
+    );
     let out = data.join("export.age");
     let err = cli_fails(
         data,

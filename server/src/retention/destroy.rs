@@ -38,6 +38,11 @@ impl Retention {
             return Ok(Vec::new());
         }
         let key = self.keys.receipt_signing_key()?;
+        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
+        // One signer at a time on the receipt chain (every instance and command sharing the
+        // key volume), from signing to the head's move.
+        let turn = self.tombstones.lock_chain().await.map_err(io)?;
+        let mut previous = self.tombstones.head().map_err(io)?;
         let now = self.clock.now();
         let at_ms = crate::clock::unix_ms(now);
         let mut batch = Vec::with_capacity(targets.len());
@@ -56,8 +61,10 @@ impl Retention {
                     key_fingerprint: f.dek_fingerprint.clone(),
                     key_id: None,
                     backups_unreadable_by: Some(rfc3339(self.backups_unreadable_by(f, now))),
+                    previous: previous.take(),
                 },
             );
+            previous = Some(protocol::receipt_hash(&receipt));
             let event = AuditEvent {
                 at_ms,
                 actor: by.into(),
@@ -75,18 +82,27 @@ impl Retention {
         }
         // The receipts beside the keys first, as intents: a database restored from before
         // this transaction must not bring these attempts back (`restore.rs`).
+        // The head moves once every receipt it covers is durable in the log: whatever the
+        // transaction does, each becomes a tombstone or a void one, never a gap.
+        let mut intents = Vec::with_capacity(batch.len());
         for d in &batch {
-            self.tombstones
-                .intend(d.attempt, &d.receipt_json)
-                .map_err(anyhow::Error::from)?;
+            intents.push(
+                self.tombstones
+                    .intend(d.attempt, &d.receipt_json)
+                    .map_err(io)?,
+            );
         }
+        if let Some(head) = &previous {
+            self.tombstones.set_head(head).map_err(io)?;
+        }
+        drop(turn);
         let entries = self.db.destroy_attempts(&batch).await?;
         let done: std::collections::HashSet<AttemptId> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
-        for d in &batch {
+        for intent in &intents {
             self.tombstones
-                .settle(d.attempt, done.contains(&d.attempt))
-                .map_err(anyhow::Error::from)?;
+                .settle(intent, done.contains(&intent.attempt))
+                .map_err(io)?;
         }
         // The chain covers every entry before it: one checkpoint vouches for the batch.
         if let Some(last) = entries.last() {

@@ -23,10 +23,21 @@ impl Retention {
     pub async fn reapply_tombstones(&self) -> Result<Reapplied, RetentionError> {
         let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
         let pending = self.tombstones.pending().map_err(io)?;
-        for f in self.db.retention_facts(&pending).await? {
-            self.tombstones
-                .settle(f.attempt_id, f.destroyed_at_ms.is_some())
-                .map_err(io)?;
+        let ids: Vec<AttemptId> = pending.iter().map(|i| i.attempt).collect();
+        let stored: std::collections::HashMap<AttemptId, Option<String>> = self
+            .db
+            .retention_facts(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.attempt_id, f.receipt))
+            .collect();
+        for intent in &pending {
+            // Destroyed with this very receipt (a racing signer's may have won instead).
+            let receipt = self.tombstones.intended(intent).map_err(io)?;
+            let won = stored
+                .get(&intent.attempt)
+                .is_some_and(|r| r.as_deref() == Some(&receipt));
+            self.tombstones.settle(intent, won).map_err(io)?;
         }
         let mut report = Reapplied::default();
         let ids = self.tombstones.attempts().map_err(io)?;
@@ -81,5 +92,53 @@ impl Retention {
             self.wake.notify_one();
         }
         Ok(report)
+    }
+}
+
+/// The log of receipts beside the keys, checked: every signature against the server's
+/// key, one chain without gap or fork, its tip where the head says.
+#[derive(Debug, serde::Serialize)]
+pub struct ReceiptLog {
+    pub receipts: usize,
+    /// Receipts signed for a destruction a hold stopped (kept so the chain has no gap).
+    pub void: usize,
+    /// Files whose receipt is unreadable or not signed by the server's key.
+    pub invalid: Vec<String>,
+    pub chain: protocol::ChainReport,
+    pub head: Option<String>,
+    pub whole: bool,
+}
+
+impl Retention {
+    pub fn receipt_log(&self) -> Result<ReceiptLog, RetentionError> {
+        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
+        let public = self.receipt_public_key()?;
+        let (mut receipts, mut invalid, mut void) = (Vec::new(), Vec::new(), 0);
+        for (name, text) in self.tombstones.log().map_err(io)? {
+            match serde_json::from_str::<protocol::SignedReceipt>(&text)
+                .ok()
+                .filter(|r| protocol::verify_receipt_pinned(r, &public).is_ok())
+            {
+                Some(r) => {
+                    void += usize::from(name.ends_with(".void"));
+                    receipts.push(r);
+                }
+                None => invalid.push(name),
+            }
+        }
+        let chain = protocol::check_chain(&receipts);
+        let head = self.tombstones.head().map_err(io)?;
+        let whole = invalid.is_empty()
+            && chain.is_whole()
+            && chain.tips.first() == head.as_ref()
+            && (chain.chained == 0) == head.is_none();
+        Ok(ReceiptLog {
+            receipts: receipts.len(),
+            void,
+            invalid,
+            chain,
+            head,
+            whole,
+        })
     }
 }

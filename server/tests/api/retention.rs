@@ -1374,3 +1374,69 @@ async fn every_export_is_audited_first_counted_and_complete() {
         .unwrap();
     assert_eq!(status.exports, 2);
 }
+
+/// Issue 19 (#4): receipts are chained, each naming the one signed before it; the log kept
+/// beside the keys shows a receipt gone missing.
+#[tokio::test]
+async fn receipts_chain_and_the_log_shows_a_missing_one() {
+    use server::db::PvOutcome;
+    use server::retention::PvRequest;
+    let app = spawn_app().await;
+    let state = app.state_on_clock().await;
+    let (sitting, candidates) = app.ended_sitting(3, 1).await;
+    let decided = state
+        .retention
+        .decide_pv(
+            "jury",
+            sitting.into(),
+            PvRequest {
+                outcome: PvOutcome::Validated,
+                contested: vec![],
+                override_unsubmitted: true,
+                decided_by: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (c, _) = app.recording_candidate().await;
+    let erased = state
+        .retention
+        .erase_attempt("dpo", c.attempt_id.into(), "demande du candidat")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut receipts = decided.receipts.clone();
+    receipts.push(erased);
+    assert_eq!(receipts.len(), 4);
+    assert_eq!(
+        receipts[0].receipt.previous, None,
+        "the first of this server"
+    );
+    for pair in receipts.windows(2) {
+        assert_eq!(
+            pair[1].receipt.previous.as_deref(),
+            Some(protocol::receipt_hash(&pair[0]).as_str())
+        );
+    }
+    let log = state.retention.receipt_log().unwrap();
+    assert!(log.whole, "{log:?}");
+    assert_eq!((log.receipts, log.chain.chained, log.void), (4, 4, 0));
+    assert_eq!(
+        log.head.as_deref(),
+        Some(protocol::receipt_hash(&receipts[3]).as_str())
+    );
+    // One tombstone removed (a deleted file, a key volume restored from a backup): the
+    // log is no longer whole, and says where.
+    let lost = candidates[1].0.attempt_id;
+    let tombstone = app
+        .data
+        .path()
+        .join("keys/tombstones")
+        .join(format!("{lost}.json"));
+    let removed: protocol::SignedReceipt =
+        serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
+    std::fs::remove_file(&tombstone).unwrap();
+    let log = state.retention.receipt_log().unwrap();
+    assert!(!log.whole);
+    assert_eq!(log.chain.gaps, vec![protocol::receipt_hash(&removed)]);
+}
