@@ -140,8 +140,25 @@ fn vectors() -> Value {
         retry_after_s: 3,
         code: "rate_limited".into(),
     };
+    let signer = ReceiptSigningKey::from_bytes(&[7; 32]);
+    let receipt = sign_receipt(
+        &signer,
+        Receipt {
+            version: RECEIPT_VERSION,
+            attempt_id: attempt,
+            sitting_id: Uuid::from_u128(0x5171),
+            destroyed_at: "2027-01-20T10:00:00Z".into(),
+            reason: "consent_withdrawn".into(),
+            by: "jury:hélène « dupré »".into(),
+            key_fingerprint: "ab".repeat(32),
+            key_id: None,
+            backups_unreadable_by: Some("2027-01-22T00:05:00Z".into()),
+            previous: Some("cd".repeat(32)),
+        },
+    );
     json!({
         "about": "protocol/tests/browser_vectors.rs writes this file; web-agent/test/vectors.test.js reproduces it byte for byte",
+        "receipt": { "signed": receipt, "public_key": public_key_text(&signer) },
         "attempt": attempt, "stream": stream,
         "attempt_public_key": hex(&public.0),
         "stream_key": hex(&key_bytes),

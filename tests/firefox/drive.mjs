@@ -101,6 +101,8 @@ try {
         await page.click("#withdraw-yes");
         await phase("withdrawn");
         await page.waitForFunction(() => document.getElementById("withdrawn-body").textContent.startsWith("L'enregistrement est arrêté et votre retrait"), { timeout: 30_000 });
+        await page.waitForFunction(() => !document.getElementById("withdrawn-receipt").hidden, { timeout: 30_000 });
+        out.receipt = await page.evaluate(() => document.getElementById("withdrawn-receipt").textContent);
         out.spooled = await page.evaluate(async () => {
           const names = [];
           const walk = async (d, p) => {

@@ -461,6 +461,13 @@ async fn a_withdrawal_stops_the_recording_and_leaves_nothing_in_the_browser() {
     click(&b, "withdraw-yes").await;
     phase(&b, "withdrawn", "withdrawn", Duration::from_secs(10)).await;
     b.until("the withdrawal sent", Duration::from_secs(30), "return document.getElementById('withdrawn-body').textContent.startsWith('L\\'enregistrement est arrêté et votre retrait')").await;
+    // The receipt the withdrawal brought back, checked in the page against the published
+    // key, and offered as a file.
+    b.until("the receipt checked", Duration::from_secs(20), "return document.getElementById('withdrawn-receipt').textContent.startsWith('Reçu de destruction vérifié')").await;
+    let file = b
+        .js("return document.getElementById('withdrawn-receipt-file').download")
+        .await;
+    assert_eq!(file, format!("recu-destruction-{attempt}.json").as_str());
     shot(&b, "withdrawn").await;
     accessible(&b, "the withdrawal").await;
     // Withdrawn means erased: the server destroyed the recording at once, with a receipt.
@@ -1044,6 +1051,12 @@ async fn firefox_withdrawal_leaves_nothing_and_another_tab_in_front_stops_nothin
         "{page}"
     );
     assert_eq!(report(&server, &withdrawn)["state"], "destroyed");
+    assert!(
+        page["receipt"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Reçu de destruction vérifié")),
+        "Firefox checks the receipt with the published key: {page}"
+    );
 
     let (attempt, _, link) = enrol_browser(&server).await;
     let page = in_firefox(move |s| firefox(&["hidden", &link, "30"], s)).await;

@@ -8,6 +8,7 @@ import { Api } from "./api.js";
 import { encoderKind, missingFeatures, needsGesture, openDevices, primeAudio } from "./capture.js";
 import { CLOSED_STATES, Session } from "./session.js";
 import { parseLaunchToken } from "./token.js";
+import { verifyReceipt } from "./receipt.js";
 
 let T = {};
 let phase = null;
@@ -226,6 +227,30 @@ function recordingView(session) {
 }
 
 /** The upload's progress, as the finishing and done steps show it. */
+/**
+ * The destruction receipt the withdrawal brought back: checked against the key the server
+ * publishes (not the one inside it), and offered as a file to keep.
+ */
+async function showReceipt(signed) {
+  let text = T.receipt_unchecked;
+  try {
+    const r = await fetch("/api/public/v1/receipts/public-key", { cache: "no-store", credentials: "omit" });
+    const checked = await verifyReceipt(signed, (await r.json()).public_key);
+    if (checked.valid) {
+      const when = new Date(signed.receipt.destroyed_at).toLocaleString("fr-FR", { timeZone: "UTC", timeZoneName: "short" });
+      text = T.receipt_checked.replace("{date}", when).replace("{key_id}", checked.keyId);
+    }
+  } catch (e) {
+    console.error("the receipt could not be checked", e);
+  }
+  say("withdrawn-receipt", text);
+  show("withdrawn-receipt", true);
+  const file = $("withdrawn-receipt-file");
+  file.href = URL.createObjectURL(new Blob([JSON.stringify(signed, null, 2)], { type: "application/json" }));
+  file.download = `recu-destruction-${signed.receipt.attempt_id}.json`;
+  show("withdrawn-receipt-file", true);
+}
+
 function showProgress(session) {
   const total = session.sealed;
   const sent = session.acked;
@@ -300,6 +325,7 @@ async function main() {
       if (p === "withdrawn") {
         go("withdrawn");
         say("withdrawn-body", detail.sent ? T.withdrawn_body : detail.sent === false ? T.withdrawn_unsent : T.withdrawn_sending);
+        if (detail.receipt) showReceipt(detail.receipt);
       } else if (p === "finishing") progressView(session, detail.byPlatform);
       else if (p === "done") {
         showProgress(session);

@@ -333,9 +333,11 @@ export class Session {
     await this.#stopCapture().catch(() => {});
     await this.#chain.catch(() => {});
     let sent = false;
+    let receipt = null;
     for (let n = 0; n < 6 && !sent; n++) {
       try {
-        await this.#api.call("POST", "/api/agent/v1/withdraw", { timeoutMs: 10_000 });
+        const answer = await this.#api.call("POST", "/api/agent/v1/withdraw", { timeoutMs: 10_000 });
+        receipt = answer?.receipt ?? null;
         sent = true;
       } catch (f) {
         if (f.status === 409) sent = true;
@@ -345,7 +347,8 @@ export class Session {
     }
     // Nothing of a withdrawn recording stays in the browser, sent or not.
     await this.#spool.wipe().catch((e) => console.error("the spool could not be wiped", e));
-    this.#events.onPhase("withdrawn", { sent });
+    // The server destroyed the recording at once: its signed receipt, for the candidate.
+    this.#events.onPhase("withdrawn", { sent, receipt });
   }
 
   async #stopped(reason) {

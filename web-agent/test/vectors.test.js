@@ -71,3 +71,15 @@ test("the data channel's messages are the same bytes", async () => {
   assert.deepEqual(parseResult(fromHex(c.result)), { of: 1, status: 429, stream: v.stream, index: 7, retryAfterS: 3, code: "rate_limited" });
   assert.equal(parseResult(fromHex(c.result).subarray(0, 20)), null);
 });
+
+test("a destruction receipt signed by the server verifies here, and any change breaks it", async () => {
+  const { verifyReceipt, keyId } = await import("../src/receipt.js");
+  const { signed, public_key } = v.receipt;
+  const ok = await verifyReceipt(structuredClone(signed), public_key);
+  assert.deepEqual(ok, { valid: true, keyId: await keyId(public_key), why: null });
+  const edited = structuredClone(signed);
+  edited.receipt.reason = "pv_validated";
+  assert.equal((await verifyReceipt(edited, public_key)).valid, false);
+  const other = "A".repeat(43) + "=";
+  assert.equal((await verifyReceipt(structuredClone(signed), other)).why, "another key");
+});
