@@ -3,28 +3,48 @@
 //! does not bring the attempt back: every start re-applies them before anything is
 //! served, with the same receipt (one attempt never gets a second, different one).
 //!
-//! An intent (`ID.pending`) is written before the destruction's transaction and settled
-//! after it (renamed to `ID.json` if the attempt was destroyed, to `ID.HASH.void` if a hold
-//! placed meanwhile kept it): a crash in between leaves an intent the next start settles
-//! against the database.
+//! One file per destruction batch, so that a PV of a thousand candidates costs a few
+//! fsyncs, not thousands: an intent (`B.pending`, every receipt of the batch) is written
+//! before the transaction and settled after it (`B.json`, each receipt marked destroyed,
+//! or void when a hold placed meanwhile kept its attempt): a crash in between leaves an
+//! intent the next start settles against the database.
 //!
 //! The directory is also the log of the receipt chain: each receipt names the one signed
 //! before it (`previous`), `head` names the latest, and `chain.lock` makes every signer (any
 //! instance, any command, sharing the key volume) take its turn.
 
 use crate::db::AttemptId;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// A receipt written before its destruction's transaction, not settled yet.
-pub struct Intent {
-    pub attempt: AttemptId,
-    stem: String,
-}
 
 #[derive(Clone)]
 pub struct Tombstones {
     dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    attempt: AttemptId,
+    /// The signed receipt, JSON, as the database stores it.
+    receipt: String,
+    /// Settled: destroyed with this receipt (false: void).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destroyed: Option<bool>,
+}
+
+/// A batch's receipts written before its transaction, not settled yet.
+pub struct Intent {
+    stem: String,
+    entries: Vec<Entry>,
+}
+
+impl Intent {
+    /// The attempts and receipts it names.
+    pub fn receipts(&self) -> impl Iterator<Item = (AttemptId, &str)> {
+        self.entries.iter().map(|e| (e.attempt, e.receipt.as_str()))
+    }
 }
 
 impl Tombstones {
@@ -37,39 +57,101 @@ impl Tombstones {
         })
     }
 
-    fn path(&self, attempt: AttemptId, ext: &str) -> PathBuf {
-        self.dir.join(format!("{attempt}.{ext}"))
-    }
-
-    /// Before the transaction: the receipt that will be the attempt's, durable. Each
-    /// intent has a name of its own (two signers racing on one attempt lose no receipt).
-    pub fn intend(&self, attempt: AttemptId, receipt_json: &str) -> std::io::Result<Intent> {
-        let hash = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(receipt_json)[..8]);
-        let intent = Intent {
-            attempt,
-            stem: format!("{attempt}.{hash}"),
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.dir.join(format!("{}.pending", intent.stem)))?;
-        f.write_all(receipt_json.as_bytes())?;
+    fn write_durably(&self, name: &str, entries: &[Entry]) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(entries).map_err(std::io::Error::other)?)?;
         f.sync_all()?;
-        sync_dir(&self.dir)?;
-        Ok(intent)
+        std::fs::rename(&tmp, self.dir.join(name))
     }
 
-    /// After it: a tombstone for an attempt destroyed; for one a hold kept, the receipt
-    /// stays in the log as void (it was signed and chained; the chain must show no gap).
-    pub fn settle(&self, intent: &Intent, destroyed: bool) -> std::io::Result<()> {
-        let pending = self.dir.join(format!("{}.pending", intent.stem));
-        let target = if destroyed {
-            self.path(intent.attempt, "json")
-        } else {
-            self.dir.join(format!("{}.void", intent.stem))
-        };
-        std::fs::rename(&pending, target)?;
+    fn read(&self, name: &str) -> std::io::Result<Vec<Entry>> {
+        serde_json::from_slice(&std::fs::read(self.dir.join(name))?).map_err(std::io::Error::other)
+    }
+
+    /// Before the transaction: the receipts that will be the batch's attempts', durable.
+    pub fn intend<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (AttemptId, &'a str)>,
+    ) -> std::io::Result<Intent> {
+        let entries: Vec<Entry> = batch
+            .into_iter()
+            .map(|(attempt, receipt)| Entry {
+                attempt,
+                receipt: receipt.to_owned(),
+                destroyed: None,
+            })
+            .collect();
+        // Time first, so that the files list in the order they were written.
+        let stem = format!("{:020}-{}", unix_ms(), uuid::Uuid::new_v4());
+        self.write_durably(&format!("{stem}.pending"), &entries)?;
+        sync_dir(&self.dir)?;
+        Ok(Intent { stem, entries })
+    }
+
+    /// After it: each receipt marked destroyed (a tombstone) or void (a hold kept the
+    /// attempt; the receipt stays so that the chain shows no gap).
+    pub fn settle(&self, intent: Intent, destroyed: &HashSet<AttemptId>) -> std::io::Result<()> {
+        let entries: Vec<Entry> = intent
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                destroyed: Some(destroyed.contains(&e.attempt)),
+                ..e
+            })
+            .collect();
+        self.write_durably(&format!("{}.json", intent.stem), &entries)?;
+        std::fs::remove_file(self.dir.join(format!("{}.pending", intent.stem)))?;
         sync_dir(&self.dir)
+    }
+
+    fn names(&self, ext: &str) -> std::io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.ends_with(ext) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Intents a crash left unsettled.
+    pub fn pending(&self) -> std::io::Result<Vec<Intent>> {
+        self.names(".pending")?
+            .into_iter()
+            .map(|name| {
+                Ok(Intent {
+                    entries: self.read(&name)?,
+                    stem: name.trim_end_matches(".pending").to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every attempt a tombstone says was destroyed, with its receipt.
+    pub fn destroyed(&self) -> std::io::Result<HashMap<AttemptId, String>> {
+        let mut out = HashMap::new();
+        for name in self.names(".json")? {
+            for e in self.read(&name)? {
+                if e.destroyed == Some(true) {
+                    out.insert(e.attempt, e.receipt);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every receipt of the log, in the order the batches were written: (void, JSON).
+    pub fn log(&self) -> std::io::Result<Vec<(bool, String)>> {
+        let mut out = Vec::new();
+        for name in self.names(".json")? {
+            for e in self.read(&name)? {
+                out.push((e.destroyed == Some(false), e.receipt));
+            }
+        }
+        Ok(out)
     }
 
     /// Waits for this signer's turn on the chain (every process sharing the volume).
@@ -107,72 +189,12 @@ impl Tombstones {
         std::fs::rename(&tmp, self.dir.join("head"))?;
         sync_dir(&self.dir)
     }
+}
 
-    /// Every receipt of the log: tombstones and void ones, as stored (file name, JSON).
-    pub fn log(&self) -> std::io::Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".json") || name.ends_with(".void") {
-                out.push((name, std::fs::read_to_string(entry.path())?));
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    fn listed(&self, ext: &str) -> std::io::Result<Vec<AttemptId>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name
-                .strip_suffix(&format!(".{ext}"))
-                .and_then(|s| s.parse::<uuid::Uuid>().ok())
-            {
-                out.push(AttemptId::from(id));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The receipt an intent holds.
-    pub fn intended(&self, intent: &Intent) -> std::io::Result<String> {
-        std::fs::read_to_string(self.dir.join(format!("{}.pending", intent.stem)))
-    }
-
-    /// Intents a crash left unsettled.
-    pub fn pending(&self) -> std::io::Result<Vec<Intent>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".pending") else {
-                continue;
-            };
-            if let Some(id) = stem
-                .split('.')
-                .next()
-                .and_then(|s| s.parse::<uuid::Uuid>().ok())
-            {
-                out.push(Intent {
-                    attempt: AttemptId::from(id),
-                    stem: stem.to_owned(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every tombstone's attempt.
-    pub fn attempts(&self) -> std::io::Result<Vec<AttemptId>> {
-        self.listed("json")
-    }
-
-    /// The receipt a tombstone holds.
-    pub fn receipt(&self, attempt: AttemptId) -> std::io::Result<String> {
-        std::fs::read_to_string(self.path(attempt, "json"))
-    }
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -84,14 +84,10 @@ impl Retention {
         // this transaction must not bring these attempts back (`restore.rs`).
         // The head moves once every receipt it covers is durable in the log: whatever the
         // transaction does, each becomes a tombstone or a void one, never a gap.
-        let mut intents = Vec::with_capacity(batch.len());
-        for d in &batch {
-            intents.push(
-                self.tombstones
-                    .intend(d.attempt, &d.receipt_json)
-                    .map_err(io)?,
-            );
-        }
+        let intent = self
+            .tombstones
+            .intend(batch.iter().map(|d| (d.attempt, d.receipt_json.as_str())))
+            .map_err(io)?;
         if let Some(head) = &previous {
             self.tombstones.set_head(head).map_err(io)?;
         }
@@ -99,11 +95,7 @@ impl Retention {
         let entries = self.db.destroy_attempts(&batch).await?;
         let done: std::collections::HashSet<AttemptId> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
-        for intent in &intents {
-            self.tombstones
-                .settle(intent, done.contains(&intent.attempt))
-                .map_err(io)?;
-        }
+        self.tombstones.settle(intent, &done).map_err(io)?;
         // The chain covers every entry before it: one checkpoint vouches for the batch.
         if let Some(last) = entries.last() {
             self.audit.checkpoint(last).await?;

@@ -22,25 +22,26 @@ impl Retention {
     /// names and the database does not know as destroyed.
     pub async fn reapply_tombstones(&self) -> Result<Reapplied, RetentionError> {
         let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
-        let pending = self.tombstones.pending().map_err(io)?;
-        let ids: Vec<AttemptId> = pending.iter().map(|i| i.attempt).collect();
-        let stored: std::collections::HashMap<AttemptId, Option<String>> = self
-            .db
-            .retention_facts(&ids)
-            .await?
-            .into_iter()
-            .map(|f| (f.attempt_id, f.receipt))
-            .collect();
-        for intent in &pending {
+        for intent in self.tombstones.pending().map_err(io)? {
+            let ids: Vec<AttemptId> = intent.receipts().map(|(a, _)| a).collect();
+            let stored: std::collections::HashMap<AttemptId, Option<String>> = self
+                .db
+                .retention_facts(&ids)
+                .await?
+                .into_iter()
+                .map(|f| (f.attempt_id, f.receipt))
+                .collect();
             // Destroyed with this very receipt (a racing signer's may have won instead).
-            let receipt = self.tombstones.intended(intent).map_err(io)?;
-            let won = stored
-                .get(&intent.attempt)
-                .is_some_and(|r| r.as_deref() == Some(&receipt));
-            self.tombstones.settle(intent, won).map_err(io)?;
+            let won = intent
+                .receipts()
+                .filter(|(a, r)| stored.get(a).is_some_and(|s| s.as_deref() == Some(*r)))
+                .map(|(a, _)| a)
+                .collect();
+            self.tombstones.settle(intent, &won).map_err(io)?;
         }
         let mut report = Reapplied::default();
-        let ids = self.tombstones.attempts().map_err(io)?;
+        let tombstones = self.tombstones.destroyed().map_err(io)?;
+        let ids: Vec<AttemptId> = tombstones.keys().copied().collect();
         let alive: Vec<_> = self
             .db
             .retention_facts(&ids)
@@ -54,7 +55,7 @@ impl Retention {
         let at_ms = self.clock.now_ms();
         let mut batch = Vec::with_capacity(alive.len());
         for f in &alive {
-            let receipt_json = self.tombstones.receipt(f.attempt_id).map_err(io)?;
+            let receipt_json = tombstones[&f.attempt_id].clone();
             let destroyed_at = serde_json::from_str::<protocol::SignedReceipt>(&receipt_json)
                 .map(|r| r.receipt.destroyed_at)
                 .unwrap_or_default();
@@ -102,7 +103,7 @@ pub struct ReceiptLog {
     pub receipts: usize,
     /// Receipts signed for a destruction a hold stopped (kept so the chain has no gap).
     pub void: usize,
-    /// Files whose receipt is unreadable or not signed by the server's key.
+    /// Receipts unreadable or not signed by the server's key, as stored.
     pub invalid: Vec<String>,
     pub chain: protocol::ChainReport,
     pub head: Option<String>,
@@ -114,16 +115,16 @@ impl Retention {
         let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
         let public = self.receipt_public_key()?;
         let (mut receipts, mut invalid, mut void) = (Vec::new(), Vec::new(), 0);
-        for (name, text) in self.tombstones.log().map_err(io)? {
+        for (is_void, text) in self.tombstones.log().map_err(io)? {
             match serde_json::from_str::<protocol::SignedReceipt>(&text)
                 .ok()
                 .filter(|r| protocol::verify_receipt_pinned(r, &public).is_ok())
             {
                 Some(r) => {
-                    void += usize::from(name.ends_with(".void"));
+                    void += usize::from(is_void);
                     receipts.push(r);
                 }
-                None => invalid.push(name),
+                None => invalid.push(text),
             }
         }
         let chain = protocol::check_chain(&receipts);

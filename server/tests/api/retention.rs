@@ -1425,18 +1425,53 @@ async fn receipts_chain_and_the_log_shows_a_missing_one() {
         log.head.as_deref(),
         Some(protocol::receipt_hash(&receipts[3]).as_str())
     );
-    // One tombstone removed (a deleted file, a key volume restored from a backup): the
-    // log is no longer whole, and says where.
-    let lost = candidates[1].0.attempt_id;
-    let tombstone = app
-        .data
-        .path()
-        .join("keys/tombstones")
-        .join(format!("{lost}.json"));
-    let removed: protocol::SignedReceipt =
-        serde_json::from_str(&std::fs::read_to_string(&tombstone).unwrap()).unwrap();
-    std::fs::remove_file(&tombstone).unwrap();
+    // The PV's tombstones removed (a deleted file, a key volume restored from a backup):
+    // the log is no longer whole, and says where.
+    let lost = candidates[1].0.attempt_id.to_string();
+    let dir = app.data.path().join("keys/tombstones");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&lost)))
+        .unwrap();
+    std::fs::remove_file(file).unwrap();
     let log = state.retention.receipt_log().unwrap();
     assert!(!log.whole);
+    let removed = &receipts[2];
     assert_eq!(log.chain.gaps, vec![protocol::receipt_hash(&removed)]);
+}
+
+/// A crash between a batch's intent and its transaction: the next start settles the
+/// intent against the database (here nothing was destroyed, so nothing is re-applied).
+#[tokio::test]
+async fn an_intent_a_crash_left_is_settled_at_the_next_start() {
+    let app = spawn_app().await;
+    let (c, _) = app.recording_candidate().await;
+    let tombstones = server::keys::KeyStore::open(&app.data.path().join("keys"))
+        .unwrap()
+        .tombstones()
+        .unwrap();
+    tombstones
+        .intend([(
+            server::db::AttemptId::from(c.attempt_id),
+            "{\"receipt\":\"never stored\"}",
+        )])
+        .unwrap();
+    assert_eq!(tombstones.pending().unwrap().len(), 1);
+    app.state_on_clock().await;
+    assert!(tombstones.pending().unwrap().is_empty());
+    assert!(
+        tombstones.destroyed().unwrap().is_empty(),
+        "void, not a tombstone"
+    );
+    assert_eq!(
+        app.db()
+            .await
+            .attempt(c.attempt_id.into())
+            .await
+            .unwrap()
+            .state
+            .as_str(),
+        "recording"
+    );
 }
