@@ -92,7 +92,16 @@ impl Retention {
             self.tombstones.set_head(head).map_err(io)?;
         }
         drop(turn);
-        let entries = self.db.destroy_attempts(&batch).await?;
+        let entries = match self.db.destroy_attempts(&batch).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Nothing destroyed: the receipts stay in the log as void.
+                self.tombstones
+                    .settle(intent, &Default::default())
+                    .map_err(io)?;
+                return Err(e.into());
+            }
+        };
         let done: std::collections::HashSet<AttemptId> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
         self.tombstones.settle(intent, &done).map_err(io)?;
