@@ -107,6 +107,12 @@ macro_rules! meets_failures {
                 Self::Failure(e.into())
             }
         }
+        /// Files beside the keys (tombstones, the receipt chain): an internal failure.
+        impl From<std::io::Error> for $t {
+            fn from(e: std::io::Error) -> Self {
+                Self::Failure(anyhow::Error::from(e).into())
+            }
+        }
         impl From<$crate::lifecycle::InvalidTransition> for $t {
             fn from(e: $crate::lifecycle::InvalidTransition) -> Self {
                 Self::Failure(e.into())

@@ -38,11 +38,10 @@ impl Retention {
             return Ok(Vec::new());
         }
         let key = self.keys.receipt_signing_key()?;
-        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
         // One signer at a time on the receipt chain (every instance and command sharing the
         // key volume), from signing to the head's move.
-        let turn = self.tombstones.lock_chain().await.map_err(io)?;
-        let mut previous = self.tombstones.head().map_err(io)?;
+        let turn = self.tombstones.lock_chain().await?;
+        let mut previous = self.tombstones.head()?;
         let now = self.clock.now();
         let at_ms = crate::clock::unix_ms(now);
         let mut batch = Vec::with_capacity(targets.len());
@@ -86,25 +85,22 @@ impl Retention {
         // transaction does, each becomes a tombstone or a void one, never a gap.
         let intent = self
             .tombstones
-            .intend(batch.iter().map(|d| (d.attempt, d.receipt_json.as_str())))
-            .map_err(io)?;
+            .intend(batch.iter().map(|d| (d.attempt, d.receipt_json.as_str())))?;
         if let Some(head) = &previous {
-            self.tombstones.set_head(head).map_err(io)?;
+            self.tombstones.set_head(head)?;
         }
         drop(turn);
         let entries = match self.db.destroy_attempts(&batch).await {
             Ok(entries) => entries,
             Err(e) => {
                 // Nothing destroyed: the receipts stay in the log as void.
-                self.tombstones
-                    .settle(intent, &Default::default())
-                    .map_err(io)?;
+                self.tombstones.settle(intent, &Default::default())?;
                 return Err(e.into());
             }
         };
         let done: std::collections::HashSet<AttemptId> =
             entries.iter().filter_map(|e| e.attempt_id).collect();
-        self.tombstones.settle(intent, &done).map_err(io)?;
+        self.tombstones.settle(intent, &done)?;
         // The chain covers every entry before it: one checkpoint vouches for the batch.
         if let Some(last) = entries.last() {
             self.audit.checkpoint(last).await?;

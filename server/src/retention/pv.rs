@@ -270,7 +270,8 @@ impl Retention {
             destroyed?;
             // The answer says what was destroyed, read back with its receipts, not what the
             // plan expected: an attempt held or destroyed by another meanwhile says so.
-            let mut result = self.pv_result(&decision, false).await?;
+            let (attempts, facts) = self.sitting_facts(sitting).await?;
+            let mut result = self.pv_answer(&decision, &attempts, &facts, false);
             let unsubmitted: HashSet<AttemptId> = plan
                 .attempts
                 .iter()
@@ -292,15 +293,7 @@ impl Retention {
     /// A decision asked again: the same one (outcome and contested candidates) answers what
     /// was recorded, so that a retry after a lost answer is harmless; another is refused.
     async fn replay_pv(&self, d: &PvDecision, req: &PvRequest) -> Result<PvResult, RetentionError> {
-        let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
-        let ids: Vec<AttemptId> = attempts.iter().map(|a| a.id).collect();
-        let facts: HashMap<AttemptId, RetentionFacts> = self
-            .db
-            .retention_facts(&ids)
-            .await?
-            .into_iter()
-            .map(|f| (f.attempt_id, f))
-            .collect();
+        let (attempts, facts) = self.sitting_facts(d.sitting_id).await?;
         let contested: HashSet<AttemptId> = facts
             .values()
             .filter(|f| f.contested)
@@ -309,26 +302,40 @@ impl Retention {
         if d.outcome != req.outcome || contested != req.contested.iter().copied().collect() {
             return Err(RetentionError::PvAlreadyDecided);
         }
-        self.pv_result(d, true).await
+        Ok(self.pv_answer(d, &attempts, &facts, true))
     }
 
-    /// What a recorded decision did to each attempt of its sitting, from what is stored:
-    /// destroyed (with the receipt) by it, destroyed since for another reason, kept until
-    /// a time, held, or due and not destroyed yet (a failed destruction the worker
-    /// retries). Attempts destroyed before the decision are not its business.
-    async fn pv_result(&self, d: &PvDecision, replayed: bool) -> Result<PvResult, RetentionError> {
-        let attempts = self.db.attempts_of_sitting(d.sitting_id).await?;
+    /// The attempts of a sitting and what retention knows of each.
+    async fn sitting_facts(
+        &self,
+        sitting: SittingId,
+    ) -> Result<(Vec<crate::db::Attempt>, HashMap<AttemptId, RetentionFacts>), RetentionError> {
+        let attempts = self.db.attempts_of_sitting(sitting).await?;
         let ids: Vec<AttemptId> = attempts.iter().map(|a| a.id).collect();
-        let facts: HashMap<AttemptId, RetentionFacts> = self
+        let facts = self
             .db
             .retention_facts(&ids)
             .await?
             .into_iter()
             .map(|f| (f.attempt_id, f))
             .collect();
+        Ok((attempts, facts))
+    }
+
+    /// What a recorded decision did to each attempt of its sitting, from what is stored:
+    /// destroyed (with the receipt) by it, destroyed since for another reason, kept until
+    /// a time, held, or due and not destroyed yet (a failed destruction the worker
+    /// retries). Attempts destroyed before the decision are not its business.
+    fn pv_answer(
+        &self,
+        d: &PvDecision,
+        attempts: &[crate::db::Attempt],
+        facts: &HashMap<AttemptId, RetentionFacts>,
+        replayed: bool,
+    ) -> PvResult {
         let now = self.clock.now();
         let (mut planned, mut receipts) = (Vec::new(), Vec::new());
-        for a in &attempts {
+        for a in attempts {
             let Some(f) = facts.get(&a.id) else { continue };
             let (fate, until) = match (f.destroyed_at_ms, self.policy.retention_of(f)) {
                 (Some(t), _) if t < d.decided_at_ms => continue,
@@ -355,7 +362,7 @@ impl Retention {
                 review_unsubmitted: false,
             });
         }
-        Ok(PvResult {
+        PvResult {
             sitting_id: d.sitting_id,
             outcome: d.outcome,
             decided_at: rfc3339(from_unix_ms(d.decided_at_ms)),
@@ -364,6 +371,6 @@ impl Retention {
             attempts: planned,
             receipts,
             replayed,
-        })
+        }
     }
 }

@@ -21,8 +21,7 @@ impl Retention {
     /// Settles the intents a crash left, then destroys again every attempt a tombstone
     /// names and the database does not know as destroyed.
     pub async fn reapply_tombstones(&self) -> Result<Reapplied, RetentionError> {
-        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
-        for intent in self.tombstones.pending().map_err(io)? {
+        for intent in self.tombstones.pending()? {
             let ids: Vec<AttemptId> = intent.receipts().map(|(a, _)| a).collect();
             let stored: std::collections::HashMap<AttemptId, Option<String>> = self
                 .db
@@ -37,10 +36,10 @@ impl Retention {
                 .filter(|(a, r)| stored.get(a).is_some_and(|s| s.as_deref() == Some(*r)))
                 .map(|(a, _)| a)
                 .collect();
-            self.tombstones.settle(intent, &won).map_err(io)?;
+            self.tombstones.settle(intent, &won)?;
         }
         let mut report = Reapplied::default();
-        let tombstones = self.tombstones.destroyed().map_err(io)?;
+        let tombstones = self.tombstones.destroyed()?;
         let ids: Vec<AttemptId> = tombstones.keys().copied().collect();
         let alive: Vec<_> = self
             .db
@@ -112,10 +111,9 @@ pub struct ReceiptLog {
 
 impl Retention {
     pub fn receipt_log(&self) -> Result<ReceiptLog, RetentionError> {
-        let io = |e: std::io::Error| RetentionError::from(anyhow::Error::from(e));
         let public = self.receipt_public_key()?;
         let (mut receipts, mut invalid, mut void) = (Vec::new(), Vec::new(), 0);
-        for (is_void, text) in self.tombstones.log().map_err(io)? {
+        for (is_void, text) in self.tombstones.log()? {
             match serde_json::from_str::<protocol::SignedReceipt>(&text)
                 .ok()
                 .filter(|r| protocol::verify_receipt_pinned(r, &public).is_ok())
@@ -128,7 +126,7 @@ impl Retention {
             }
         }
         let chain = protocol::check_chain(&receipts);
-        let head = self.tombstones.head().map_err(io)?;
+        let head = self.tombstones.head()?;
         let whole = invalid.is_empty()
             && chain.is_whole()
             && chain.tips.first() == head.as_ref()

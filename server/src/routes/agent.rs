@@ -237,7 +237,12 @@ pub async fn withdraw(
 ) -> Result<Json<serde_json::Value>, AppError> {
     app.ingest.withdraw_consent(&who).await?;
     let receipt = app.retention.erase_withdrawn(who.attempt.id).await?;
-    let state = app.policy.attempt_retention(who.attempt.id).await?.state;
+    // No receipt: a legal hold keeps the withdrawn attempt until its lift.
+    let state = if receipt.is_some() {
+        crate::lifecycle::AttemptState::Destroyed
+    } else {
+        crate::lifecycle::AttemptState::Withdrawn
+    };
     Ok(Json(
         serde_json::json!({ "attempt_id": who.attempt.id, "state": state, "receipt": receipt }),
     ))

@@ -23,6 +23,29 @@ fn pv(outcome: &str, contested: &[Uuid], override_unsubmitted: bool) -> serde_js
     serde_json::json!({ "outcome": outcome, "contested": contested, "override_unsubmitted": override_unsubmitted })
 }
 
+/// The files of an export's tar archive, once decrypted.
+fn unpacked(plain: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut files = std::collections::HashMap::new();
+    for entry in tar::Archive::new(plain).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        files.insert(entry.path().unwrap().display().to_string(), data);
+    }
+    files
+}
+
+/// The server's SQLite file, opened beside it (to write what an earlier version or a bad
+/// disk left).
+async fn sqlite(app: &TestApp) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data.path().join("proctor.sqlite").display()
+    ))
+    .await
+    .unwrap()
+}
+
 /// Polls until `done` holds (the worker runs in the background), at most 20 s.
 async fn eventually(mut done: impl AsyncFnMut() -> bool, what: &str) {
     for _ in 0..200 {
@@ -503,13 +526,7 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
         "the export is encrypted on disk"
     );
     let plain = age::decrypt(&dpo, &sealed).unwrap();
-    let mut files = std::collections::HashMap::new();
-    for entry in tar::Archive::new(plain.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        files.insert(entry.path().unwrap().display().to_string(), data);
-    }
+    let files = unpacked(&plain);
     assert_eq!(
         files["stream-1/000002.mp4"],
         format!("fragment 2 of stream {}", s.stream_id).into_bytes()
@@ -592,11 +609,8 @@ async fn erasure_is_at_once_and_the_export_before_it_is_for_the_dpo_only() {
 async fn connection_data_stored_in_clear_by_an_earlier_version_is_sealed() {
     let app = spawn_app().await;
     let (c, s) = app.recording_candidate().await;
-    let db_path = app.data.path().join("proctor.sqlite");
     // What a version before sealing left: the address in clear, nothing sealed.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
-        .await
-        .unwrap();
+    let pool = sqlite(&app).await;
     sqlx::query("UPDATE streams SET connection = NULL, client_ip = '198.51.100.4', agent_version = '0.9', os = 'linux' WHERE id = ?1")
         .bind(s.stream_id.to_string())
         .execute(&pool)
@@ -773,12 +787,7 @@ async fn a_failed_rewrap_is_seen_and_retried_not_just_logged() {
         .unwrap();
     let month = app.db().await.attempt(held.into()).await.unwrap().kek_epoch;
     // Its wrapped key damaged (a bad disk, a bad restore): it cannot move.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data.path().join("proctor.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let pool = sqlite(&app).await;
     let original: Vec<u8> = sqlx::query_scalar("SELECT wrapped_dek FROM attempts WHERE id = ?1")
         .bind(held.to_string())
         .fetch_one(&pool)
@@ -867,12 +876,7 @@ async fn flag_notes_are_sealed_at_rest_and_earlier_clear_ones_get_sealed() {
     };
     assert!(!in_clear(note), "the note is in the database in clear");
     // A note an earlier version stored in clear is sealed by the worker.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data.path().join("proctor.sqlite").display()
-    ))
-    .await
-    .unwrap();
+    let pool = sqlite(&app).await;
     let legacy = "ancienne note en clair";
     sqlx::query("UPDATE flags SET note = ?1 WHERE attempt_id = ?2")
         .bind(legacy)
@@ -1302,13 +1306,7 @@ async fn every_export_is_audited_first_counted_and_complete() {
         .await
         .unwrap();
     let plain = age::decrypt(&dpo, &std::fs::read(&out).unwrap()).unwrap();
-    let mut files = std::collections::HashMap::new();
-    for entry in tar::Archive::new(plain.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
-        files.insert(entry.path().unwrap().display().to_string(), data);
-    }
+    let files = unpacked(&plain);
     assert_eq!(files["stream-1/000001.mp4"], b"media 1");
     assert_eq!(files["stream-1/000002.jpg"], jpeg);
     let strip: serde_json::Value =
