@@ -337,7 +337,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command: ReceiptCommand::InitKey,
     } = &cli.command
     {
-        let keys = crate::keys::KeyStore::open(&settings.server.key_dir())?;
+        let keys = settings.keys.open(&settings.server.key_dir())?;
         let (key, created) = keys.init_receipt_signing_key()?;
         let public = protocol::public_key_text(&key);
         return print(

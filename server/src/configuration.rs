@@ -16,6 +16,8 @@ pub struct Settings {
     pub capture: CaptureSettings,
     pub review: ReviewSettings,
     pub retention: RetentionSettings,
+    #[serde(default)]
+    pub keys: KeySettings,
     pub liveness: LivenessSettings,
     pub webrtc: WebRtcSettings,
     #[serde(default)]
@@ -233,6 +235,49 @@ fn ceiling<'de, D: serde::Deserializer<'de>>(
 ) -> Result<crate::retention::policy::Ceiling, D::Error> {
     let s = String::deserialize(d)?;
     crate::retention::policy::Ceiling::parse(&s).map_err(serde::de::Error::custom)
+}
+
+/// Where the key-encryption keys live (`[keys] store`): files in the key directory
+/// (`"file"`, the default), or a PKCS#11 token (`"pkcs11"`: an HSM, or a cloud KMS that
+/// speaks PKCS#11), where destroying a key is the token's own operation and its bytes never
+/// reach this process. Chosen at installation: keys do not move from one store to another.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "store", rename_all = "lowercase")]
+pub enum KeySettings {
+    #[default]
+    File,
+    Pkcs11 {
+        /// The module: `/usr/lib/softhsm/libsofthsm2.so`, a vendor's library.
+        module: PathBuf,
+        /// The token's label.
+        token: String,
+        /// A file holding the user PIN (never the PIN itself in the configuration).
+        pin_file: PathBuf,
+    },
+}
+
+impl KeySettings {
+    /// The key store these settings name, its files (receipt key, tombstones) in `dir`.
+    pub fn open(&self, dir: &std::path::Path) -> anyhow::Result<crate::keys::KeyStore> {
+        use anyhow::Context;
+        Ok(match self {
+            Self::File => crate::keys::KeyStore::open(dir)?,
+            Self::Pkcs11 {
+                module,
+                token,
+                pin_file,
+            } => {
+                let pin = std::fs::read_to_string(pin_file)
+                    .with_context(|| format!("reading the PKCS#11 PIN file {}", pin_file.display()))?;
+                let token = crate::keys::Pkcs11Keks::open(
+                    module,
+                    token,
+                    cryptoki::types::AuthPin::from(pin.trim_end().to_owned()),
+                )?;
+                crate::keys::KeyStore::open_pkcs11(dir, token)?
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

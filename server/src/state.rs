@@ -12,7 +12,6 @@ use crate::configuration::Settings;
 use crate::db::{Database, SqliteDatabase};
 use crate::enrolment::Enrolment;
 use crate::ingest::Ingest;
-use crate::keys::KeyStore;
 use crate::liveness::Liveness;
 use crate::retention::{Policy, Retention};
 use crate::review::Review;
@@ -71,11 +70,17 @@ impl AppState {
         );
         let blobs = BlobStore::open(&settings.object_store, dir)?;
         let attempts = Attempts::new(db.clone(), audit.clone(), clock.clone());
-        let mut keys = KeyStore::open(&settings.server.key_dir())?
+        let mut keys = settings
+            .keys
+            .open(&settings.server.key_dir())?
             .with_epoch_length(settings.retention.kek_epoch);
         if settings.server.production {
             keys = keys.requiring_signing_key()?;
+            if matches!(settings.keys, crate::configuration::KeySettings::File) {
+                tracing::warn!("production with key-encryption keys in files: a destroyed key is overwritten in place, which an SSD's remapping or a snapshot of the key volume can defeat; a PKCS#11 token ([keys] store = \"pkcs11\") destroys keys itself");
+            }
         }
+        tracing::debug!(store = %keys.describe(), "key-encryption keys");
         let liveness = Arc::new(Liveness::new(
             db.clone(),
             audit.clone(),

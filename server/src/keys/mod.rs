@@ -6,11 +6,13 @@
 
 mod epoch;
 mod file;
+mod pkcs11;
 mod sealed;
 mod store;
 
 pub use epoch::EpochLength;
 pub use file::{sync_dir, FileKeks};
+pub use pkcs11::Pkcs11Keks;
 pub use sealed::{open_connection, open_note, seal_connection, seal_note, stream_key, SEALED_NOTE};
 pub use store::KekStore;
 
@@ -31,6 +33,9 @@ pub enum KeyError {
     Io(#[from] std::io::Error),
     #[error("the receipt signing key is missing from the key directory: production never creates it silently (every verifier pins it); create it once with `proctor-server receipt init-key`, then publish its public key")]
     SigningKeyMissing,
+    /// What the PKCS#11 token answered (a return code, never key material).
+    #[error("key store token: {0}")]
+    Token(String),
 }
 
 #[derive(Clone)]
@@ -72,6 +77,12 @@ impl KeyStore {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         let files = FileKeks::open(dir)?;
         Ok(Self::with_store(dir, files.clone(), Arc::new(files)))
+    }
+
+    /// KEKs on a PKCS#11 token; the receipt signing key and the tombstones in `dir`.
+    pub fn open_pkcs11(dir: &Path, keks: Pkcs11Keks) -> std::io::Result<Self> {
+        let files = FileKeks::open(dir)?;
+        Ok(Self::with_store(dir, files, Arc::new(keks)))
     }
 
     fn with_store(dir: &Path, files: FileKeks, keks: Arc<dyn KekStore>) -> Self {

@@ -3,6 +3,7 @@
 //! throwaway cluster per test, see `pg.rs`).
 
 mod blobs;
+mod key_stores;
 #[path = "../support/pg.rs"]
 mod pg;
 
