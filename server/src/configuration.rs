@@ -267,8 +267,9 @@ impl KeySettings {
                 token,
                 pin_file,
             } => {
-                let pin = std::fs::read_to_string(pin_file)
-                    .with_context(|| format!("reading the PKCS#11 PIN file {}", pin_file.display()))?;
+                let pin = std::fs::read_to_string(pin_file).with_context(|| {
+                    format!("reading the PKCS#11 PIN file {}", pin_file.display())
+                })?;
                 let token = crate::keys::Pkcs11Keks::open(
                     module,
                     token,

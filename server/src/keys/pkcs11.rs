@@ -136,7 +136,9 @@ impl KekStore for Pkcs11Keks {
             create(&s, name)?;
             keys = keys_named(&s, name)?;
         }
-        let key = *keys.first().ok_or_else(|| KeyError::KekGone(name.to_owned()))?;
+        let key = *keys
+            .first()
+            .ok_or_else(|| KeyError::KekGone(name.to_owned()))?;
         let mut iv = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut iv);
         let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(token_error)?;
@@ -146,12 +148,7 @@ impl KekStore for Pkcs11Keks {
         Ok([iv.as_slice(), &ct].concat())
     }
 
-    fn open(
-        &self,
-        name: &str,
-        sealed: &[u8],
-        aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    fn open(&self, name: &str, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         if sealed.len() < 12 + 16 {
             return Err(KeyError::UnwrapFailed);
         }

@@ -39,8 +39,19 @@ fn pkcs11_store(label: &str) -> Pair {
 }
 
 fn check_seal_open_and_binding(s: &dyn KekStore) {
-    let sealed = s.seal("2027-01-20", b"a data key of 32 bytes, exactly.", b"attempt A").unwrap();
-    assert_eq!(sealed.len(), 12 + 32 + 16, "{}: nonce, ciphertext, tag", s.describe());
+    let sealed = s
+        .seal(
+            "2027-01-20",
+            b"a data key of 32 bytes, exactly.",
+            b"attempt A",
+        )
+        .unwrap();
+    assert_eq!(
+        sealed.len(),
+        12 + 32 + 16,
+        "{}: nonce, ciphertext, tag",
+        s.describe()
+    );
     assert_eq!(
         &s.open("2027-01-20", &sealed, b"attempt A").unwrap()[..],
         b"a data key of 32 bytes, exactly."
@@ -66,7 +77,12 @@ fn check_seal_open_and_binding(s: &dyn KekStore) {
     // Two seals of one message differ (a fresh nonce each time).
     assert_ne!(
         sealed,
-        s.seal("2027-01-20", b"a data key of 32 bytes, exactly.", b"attempt A").unwrap()
+        s.seal(
+            "2027-01-20",
+            b"a data key of 32 bytes, exactly.",
+            b"attempt A"
+        )
+        .unwrap()
     );
 }
 
@@ -83,7 +99,10 @@ fn check_names_and_destruction((a, b): &Pair) {
     assert!(b.contains("2027-01-20").unwrap() && !b.contains("2027-01-22").unwrap());
     // Destroyed through one handle: gone for the other at once (nothing cached).
     b.destroy("2027-01-20").unwrap();
-    assert!(matches!(a.open("2027-01-20", &day1, b""), Err(KeyError::KekGone(_))));
+    assert!(matches!(
+        a.open("2027-01-20", &day1, b""),
+        Err(KeyError::KekGone(_))
+    ));
     assert!(!a.contains("2027-01-20").unwrap());
     assert_eq!(a.names().unwrap(), ["2027-01-21", "staff-secrets"]);
     assert_eq!(&a.open("2027-01-21", &day2, b"").unwrap()[..], b"two");
@@ -91,7 +110,10 @@ fn check_names_and_destruction((a, b): &Pair) {
     // A key of the same name made later is a new key: the old seal stays unreadable.
     a.seal("2027-01-20", b"new", b"").unwrap();
     let reopened = a.open("2027-01-20", &day1, b"");
-    assert!(matches!(reopened, Err(KeyError::UnwrapFailed)), "{reopened:?}");
+    assert!(
+        matches!(reopened, Err(KeyError::UnwrapFailed)),
+        "{reopened:?}"
+    );
 }
 
 /// Handles creating the same key at once each open what the other sealed, before and
@@ -108,12 +130,18 @@ fn check_racing_creation((a, b): &Pair) {
     });
     for (i, s) in &sealed {
         for h in [a, b] {
-            assert_eq!(&h.open("2027-02-01", s, b"race").unwrap()[..], &[*i as u8; 32]);
+            assert_eq!(
+                &h.open("2027-02-01", s, b"race").unwrap()[..],
+                &[*i as u8; 32]
+            );
         }
     }
     a.destroy("2027-02-01").unwrap();
     for (_, s) in &sealed {
-        assert!(matches!(b.open("2027-02-01", s, b"race"), Err(KeyError::KekGone(_))));
+        assert!(matches!(
+            b.open("2027-02-01", s, b"race"),
+            Err(KeyError::KekGone(_))
+        ));
     }
     assert!(!b.names().unwrap().contains(&"2027-02-01".to_owned()));
 }
@@ -168,7 +196,10 @@ fn pkcs11_keys_never_leave_the_token() {
         .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "conformance-sensitive")
         .unwrap();
     let session = ctx.open_ro_session(slot).unwrap();
-    let _ = session.login(cryptoki::session::UserType::User, Some(&softhsm::PIN.to_owned().into()));
+    let _ = session.login(
+        cryptoki::session::UserType::User,
+        Some(&softhsm::PIN.to_owned().into()),
+    );
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::SECRET_KEY)])
         .unwrap();
@@ -176,7 +207,11 @@ fn pkcs11_keys_never_leave_the_token() {
     let attrs = session
         .get_attributes(
             keys[0],
-            &[AttributeType::Sensitive, AttributeType::Extractable, AttributeType::Value],
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::Value,
+            ],
         )
         .unwrap_or_default();
     assert!(attrs.contains(&Attribute::Sensitive(true)), "{attrs:?}");
@@ -186,7 +221,11 @@ fn pkcs11_keys_never_leave_the_token() {
         "the key's value is never readable: {attrs:?}"
     );
     assert!(matches!(
-        Pkcs11Keks::open(softhsm::MODULE.as_ref(), "no-such-token", softhsm::PIN.to_owned().into()),
+        Pkcs11Keks::open(
+            softhsm::MODULE.as_ref(),
+            "no-such-token",
+            softhsm::PIN.to_owned().into()
+        ),
         Err(KeyError::Token(_))
     ));
 }
