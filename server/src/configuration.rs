@@ -267,14 +267,10 @@ impl KeySettings {
                 token,
                 pin_file,
             } => {
-                let pin = std::fs::read_to_string(pin_file).with_context(|| {
-                    format!("reading the PKCS#11 PIN file {}", pin_file.display())
-                })?;
-                let token = crate::keys::Pkcs11Keks::open(
-                    module,
-                    token,
-                    cryptoki::types::AuthPin::from(pin.trim_end().to_owned()),
-                )?;
+                let pin = zeroize::Zeroizing::new(std::fs::read_to_string(pin_file).with_context(
+                    || format!("reading the PKCS#11 PIN file {}", pin_file.display()),
+                )?);
+                let token = crate::keys::Pkcs11Keks::open(module, token, pin.trim_end())?;
                 crate::keys::KeyStore::open_pkcs11(dir, token)?
             }
         })

@@ -31,7 +31,8 @@ fn token_error(e: Error) -> KeyError {
 
 impl Pkcs11Keks {
     /// Logs in to the token labelled `token` of the module at `module` with the user PIN.
-    pub fn open(module: &Path, token: &str, pin: AuthPin) -> Result<Self, KeyError> {
+    pub fn open(module: &Path, token: &str, pin: &str) -> Result<Self, KeyError> {
+        let pin = AuthPin::from(pin.to_owned());
         let ctx = context(module)?;
         let slot = ctx
             .get_slots_with_initialized_token()

@@ -27,14 +27,7 @@ const TOKENS: &[&str] = &[
 
 fn pkcs11_store(label: &str) -> Pair {
     let token = softhsm::in_process(TOKENS, label);
-    let open = || {
-        Pkcs11Keks::open(
-            softhsm::MODULE.as_ref(),
-            &token.label,
-            softhsm::PIN.to_owned().into(),
-        )
-        .unwrap()
-    };
+    let open = || Pkcs11Keks::open(softhsm::MODULE.as_ref(), &token.label, softhsm::PIN).unwrap();
     (Arc::new(open()), Arc::new(open()))
 }
 
@@ -221,11 +214,7 @@ fn pkcs11_keys_never_leave_the_token() {
         "the key's value is never readable: {attrs:?}"
     );
     assert!(matches!(
-        Pkcs11Keks::open(
-            softhsm::MODULE.as_ref(),
-            "no-such-token",
-            softhsm::PIN.to_owned().into()
-        ),
+        Pkcs11Keks::open(softhsm::MODULE.as_ref(), "no-such-token", softhsm::PIN),
         Err(KeyError::Token(_))
     ));
 }
