@@ -28,17 +28,20 @@ impl AttemptStore for PostgresDatabase {
         )
     }
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()> {
+        let (reference, ref_sealed, ref_is_pseudonym) = a.reference.columns();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query!(
-            "INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO attempts (id, sitting_id, ref, kek_epoch, wrapped_dek, dek_fingerprint, created_at, ref_sealed, ref_is_pseudonym)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             a.id.as_uuid(),
             a.sitting_id.as_uuid(),
-            &a.reference,
+            reference,
             &a.kek_epoch,
             &a.wrapped_dek,
             &a.dek_fingerprint,
-            a.created_at_ms
+            a.created_at_ms,
+            ref_sealed,
+            ref_is_pseudonym
         )
         .execute(&mut *tx)
         .await
@@ -58,7 +61,7 @@ impl AttemptStore for PostgresDatabase {
     }
     async fn attempt(&self, id: AttemptId) -> DbResult<Attempt> {
         let id = id.as_uuid();
-        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.id = $1", id).fetch_one(&self.pool).await.map_err(backend)?)
     }
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId> {
         sqlx::query_scalar!("SELECT id FROM sittings WHERE ref = $1", reference)
@@ -69,7 +72,7 @@ impl AttemptStore for PostgresDatabase {
     }
     async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
         let sitting = sitting.as_uuid();
-        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,
@@ -91,7 +94,7 @@ impl AttemptStore for PostgresDatabase {
     }
     async fn attempts_of_sitting(&self, sitting: SittingId) -> DbResult<Vec<Attempt>> {
         let sitting = sitting.as_uuid();
-        parse_all(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 ORDER BY a.ref", sitting).fetch_all(&self.pool).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 ORDER BY a.ref", sitting).fetch_all(&self.pool).await.map_err(backend)?)
     }
     async fn set_state_audited(
         &self,

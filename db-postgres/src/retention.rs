@@ -83,7 +83,7 @@ impl RetentionStore for PostgresDatabase {
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.state AS "state!", a.created_at AS "created_at!",
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!", a.wrapped_dek AS "wrapped_dek!", a.state AS "state!", a.created_at AS "created_at!",
                      GREATEST(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!",
                      a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
@@ -181,16 +181,18 @@ impl RetentionStore for PostgresDatabase {
         let ids: Vec<Uuid> = batch.iter().map(|d| d.attempt.into()).collect();
         let ats: Vec<i64> = batch.iter().map(|d| d.at_ms).collect();
         let receipts: Vec<String> = batch.iter().map(|d| d.receipt_json.clone()).collect();
+        let pseudonyms: Vec<String> = batch.iter().map(|d| d.pseudonym.clone()).collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let destroyed: Vec<Uuid> = sqlx::query_scalar!(
             "UPDATE attempts a SET wrapped_dek = ''::BYTEA, state = 'destroyed', state_changed_at = d.at, destroyed_at = d.at, receipt = d.receipt, claimed_until = NULL,
-                 last_heard_at = NULL, silent_since = NULL
-             FROM UNNEST($1::UUID[], $2::BIGINT[], $3::TEXT[]) AS d(id, at, receipt)
+                 last_heard_at = NULL, silent_since = NULL, ref = d.pseudonym, ref_sealed = NULL, ref_is_pseudonym = TRUE
+             FROM UNNEST($1::UUID[], $2::BIGINT[], $3::TEXT[], $4::TEXT[]) AS d(id, at, receipt, pseudonym)
              WHERE a.id = d.id AND a.destroyed_at IS NULL AND a.hold_reason IS NULL AND (a.due_at IS NULL OR a.due_at <= d.at)
              RETURNING a.id",
             &ids,
             &ats,
-            &receipts
+            &receipts,
+            &pseudonyms
         )
         .fetch_all(&mut *tx)
         .await
@@ -199,8 +201,14 @@ impl RetentionStore for PostgresDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // What was found dies with the recording: the flags (category, range, note) and the
+        // reviews' outcomes. Who reviewed, and when, stays.
+        sqlx::query!("DELETE FROM flags WHERE attempt_id = ANY($1)", &destroyed)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query!(
-            "UPDATE flags SET note = '' WHERE attempt_id = ANY($1)",
+            "UPDATE reviews SET outcome = NULL WHERE attempt_id = ANY($1)",
             &destroyed
         )
         .execute(&mut *tx)
@@ -281,6 +289,32 @@ impl RetentionStore for PostgresDatabase {
             .into_iter()
             .map(|r| (r.id.into(), r.connection))
             .collect())
+    }
+
+    async fn clear_references(&self, limit: u32) -> DbResult<Vec<AttemptId>> {
+        let ids = sqlx::query_scalar!(
+            "SELECT id FROM attempts WHERE NOT ref_is_pseudonym LIMIT $1",
+            limit as i64
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(AttemptId::from).collect())
+    }
+
+    async fn set_reference(&self, attempt: AttemptId, r: &StoredReference) -> DbResult<()> {
+        let (stored, sealed, pseudonymous) = r.columns();
+        sqlx::query!(
+            "UPDATE attempts SET ref = $2, ref_sealed = $3, ref_is_pseudonym = $4 WHERE id = $1",
+            attempt.as_uuid(),
+            stored,
+            sealed,
+            pseudonymous
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn clear_connections(

@@ -8,7 +8,7 @@ impl TokenStore for PostgresDatabase {
         let hash = token_hash.as_slice();
         // Every authenticated request asks this: one statement, not two.
         let r = sqlx::query!(
-            "SELECT a.id, a.sitting_id, a.ref AS reference, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at,
+            "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at,
                     a.token_generation, a.bytes_stored, t.attempt_id, t.generation, t.expires_at, t.revoked_at
              FROM launch_tokens t JOIN attempts a ON a.id = t.attempt_id WHERE t.token_hash = $1",
             hash
@@ -26,6 +26,8 @@ impl TokenStore for PostgresDatabase {
             id: r.id,
             sitting_id: r.sitting_id,
             reference: r.reference,
+            ref_sealed: r.ref_sealed,
+            ref_is_pseudonym: r.ref_is_pseudonym,
             kek_epoch: r.kek_epoch,
             wrapped_dek: r.wrapped_dek,
             consent_notice: r.consent_notice,

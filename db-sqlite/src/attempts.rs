@@ -32,18 +32,18 @@ impl AttemptStore for SqliteDatabase {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)?;
-        let (id, sitting_id, reference, token_hash, kek_epoch, wrapped_dek, dek_fingerprint) = (
+        let (reference, ref_sealed, ref_is_pseudonym) = a.reference.columns();
+        let (id, sitting_id, token_hash, kek_epoch, wrapped_dek, dek_fingerprint) = (
             a.id.to_string(),
             a.sitting_id.to_string(),
-            &a.reference,
             a.token_hash.as_slice(),
             &a.kek_epoch,
             &a.wrapped_dek,
             &a.dek_fingerprint,
         );
         sqlx::query!(
-            "INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO attempts (id, sitting_id, ref, token_hash, token_expires_at, kek_epoch, wrapped_dek, dek_fingerprint, created_at, ref_sealed, ref_is_pseudonym)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             id,
             sitting_id,
             reference,
@@ -52,7 +52,9 @@ impl AttemptStore for SqliteDatabase {
             kek_epoch,
             wrapped_dek,
             dek_fingerprint,
-            a.created_at_ms
+            a.created_at_ms,
+            ref_sealed,
+            ref_is_pseudonym
         )
         .execute(&mut *tx)
         .await
@@ -72,7 +74,7 @@ impl AttemptStore for SqliteDatabase {
     }
     async fn attempt(&self, id: AttemptId) -> DbResult<Attempt> {
         let id = id.to_string();
-        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.id = ?1"#, id).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId> {
         let id = sqlx::query_scalar!(
@@ -86,7 +88,7 @@ impl AttemptStore for SqliteDatabase {
     }
     async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
         let sitting = sitting.to_string();
-        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,
@@ -108,7 +110,7 @@ impl AttemptStore for SqliteDatabase {
     }
     async fn attempts_of_sitting(&self, sitting: SittingId) -> DbResult<Vec<Attempt>> {
         let sitting = sitting.to_string();
-        parse_all(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 ORDER BY a.ref"#, sitting).fetch_all(&self.readers).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 ORDER BY a.ref"#, sitting).fetch_all(&self.readers).await.map_err(backend)?)
     }
     async fn set_state_audited(
         &self,

@@ -107,7 +107,7 @@ impl RetentionStore for SqliteDatabase {
         parse_all(
             sqlx::query_as!(
                 RetentionRecord,
-                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.state AS "state!", a.created_at AS "created_at!",
+                r#"SELECT a.id AS "attempt_id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.wrapped_dek AS "wrapped_dek!", a.state AS "state!", a.created_at AS "created_at!",
                      MAX(a.created_at, COALESCE(a.state_changed_at, 0), COALESCE((SELECT MAX(t.issued_at) FROM launch_tokens t WHERE t.attempt_id = a.id), 0)) AS "last_active_at!: i64",
                      a.ended_at,
                      p.outcome AS "pv_outcome?", p.decided_at AS "pv_decided_at?", a.contested AS "contested!", a.erasure_requested_at, a.hold_reason,
@@ -227,7 +227,7 @@ impl RetentionStore for SqliteDatabase {
     async fn destroy_attempts(&self, batch: &[Destruction]) -> DbResult<Vec<AuditEntry>> {
         // A few statements for the whole batch, whatever its size: a sweep of 100,000
         // attempts is 100 transactions, not 500,000 statements.
-        let items: Vec<serde_json::Value> = batch.iter().map(|d| serde_json::json!({ "id": d.attempt.to_string(), "at": d.at_ms, "receipt": d.receipt_json })).collect();
+        let items: Vec<serde_json::Value> = batch.iter().map(|d| serde_json::json!({ "id": d.attempt.to_string(), "at": d.at_ms, "receipt": d.receipt_json, "ref": d.pseudonym })).collect();
         let items = serde_json::Value::Array(items).to_string();
         let mut tx = self
             .writer
@@ -238,7 +238,8 @@ impl RetentionStore for SqliteDatabase {
         let destroyed: Vec<String> = sqlx::query_scalar!(
             r#"UPDATE attempts SET wrapped_dek = X'', state = 'destroyed', state_changed_at = json_extract(d.value, '$.at'), destroyed_at = json_extract(d.value, '$.at'),
                  receipt = json_extract(d.value, '$.receipt'), claimed_until = NULL,
-                 last_heard_at = NULL, silent_since = NULL
+                 last_heard_at = NULL, silent_since = NULL,
+                 ref = json_extract(d.value, '$.ref'), ref_sealed = NULL, ref_is_pseudonym = 1
                FROM json_each(?1) AS d
                WHERE attempts.id = json_extract(d.value, '$.id') AND attempts.destroyed_at IS NULL AND attempts.hold_reason IS NULL
                  AND (attempts.due_at IS NULL OR attempts.due_at <= json_extract(d.value, '$.at'))
@@ -253,8 +254,17 @@ impl RetentionStore for SqliteDatabase {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        // What was found dies with the recording: the flags (category, range, note) and the
+        // reviews' outcomes. Who reviewed, and when, stays.
         sqlx::query!(
-            "UPDATE flags SET note = '' WHERE attempt_id IN (SELECT value FROM json_each(?1))",
+            "DELETE FROM flags WHERE attempt_id IN (SELECT value FROM json_each(?1))",
+            ids
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query!(
+            "UPDATE reviews SET outcome = NULL WHERE attempt_id IN (SELECT value FROM json_each(?1))",
             ids
         )
         .execute(&mut *tx)
@@ -340,6 +350,35 @@ impl RetentionStore for SqliteDatabase {
         rows.into_iter()
             .map(|r| Ok((r.id.into_id("id").map_err(DbError::from)?, r.connection)))
             .collect()
+    }
+
+    async fn clear_references(&self, limit: u32) -> DbResult<Vec<AttemptId>> {
+        let limit = limit as i64;
+        let ids = sqlx::query_scalar!(
+            r#"SELECT id AS "id!" FROM attempts WHERE ref_is_pseudonym = 0 LIMIT ?1"#,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        ids.into_iter()
+            .map(|i| i.into_id("id").map_err(DbError::from))
+            .collect()
+    }
+
+    async fn set_reference(&self, attempt: AttemptId, r: &StoredReference) -> DbResult<()> {
+        let (id, (stored, sealed, pseudonymous)) = (attempt.to_string(), r.columns());
+        sqlx::query!(
+            "UPDATE attempts SET ref = ?2, ref_sealed = ?3, ref_is_pseudonym = ?4 WHERE id = ?1",
+            id,
+            stored,
+            sealed,
+            pseudonymous
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn clear_connections(

@@ -8,7 +8,7 @@ impl TokenStore for SqliteDatabase {
         let hash = token_hash.as_slice();
         // Every authenticated request asks this: one statement, not two.
         let r = sqlx::query!(
-            r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!",
+            r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!",
                       a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at,
                       a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!",
                       t.attempt_id AS "attempt_id!", t.generation AS "generation!", t.expires_at AS "expires_at!", t.revoked_at
@@ -28,6 +28,8 @@ impl TokenStore for SqliteDatabase {
             id: r.id,
             sitting_id: r.sitting_id,
             reference: r.reference,
+            ref_sealed: r.ref_sealed,
+            ref_is_pseudonym: r.ref_is_pseudonym,
             kek_epoch: r.kek_epoch,
             wrapped_dek: r.wrapped_dek,
             consent_notice: r.consent_notice,

@@ -49,11 +49,45 @@ pub struct PoolSettings {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// The platform's reference of a candidate as the database keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredReference {
+    /// A keyed pseudonym (unique in its sitting, what look-ups match) and the reference
+    /// itself sealed under the attempt's data key (`None` once destroyed).
+    Pseudonymous {
+        pseudonym: String,
+        sealed: Option<Vec<u8>>,
+    },
+    /// An earlier version's row, until the server seals it.
+    Clear(String),
+}
+
+impl StoredReference {
+    /// `(ref, ref_sealed, ref_is_pseudonym)`, the columns.
+    pub fn columns(&self) -> (&str, Option<&[u8]>, bool) {
+        match self {
+            Self::Pseudonymous { pseudonym, sealed } => (pseudonym, sealed.as_deref(), true),
+            Self::Clear(r) => (r, None, false),
+        }
+    }
+
+    pub fn from_columns(stored: String, sealed: Option<Vec<u8>>, pseudonymous: bool) -> Self {
+        if pseudonymous {
+            Self::Pseudonymous {
+                pseudonym: stored,
+                sealed,
+            }
+        } else {
+            Self::Clear(stored)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
     pub id: AttemptId,
     pub sitting_id: SittingId,
-    pub reference: String,
+    pub reference: StoredReference,
     pub token_hash: [u8; 32],
     pub token_expires_at_ms: i64,
     pub kek_epoch: String,
@@ -66,7 +100,7 @@ pub struct NewAttempt {
 pub struct Attempt {
     pub id: AttemptId,
     pub sitting_id: SittingId,
-    pub reference: String,
+    pub reference: StoredReference,
     pub kek_epoch: String,
     pub wrapped_dek: Vec<u8>,
     pub consent_notice: Option<String>,

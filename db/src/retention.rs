@@ -27,8 +27,10 @@ pub struct PvDecision {
 pub struct RetentionFacts {
     pub attempt_id: AttemptId,
     pub sitting_id: SittingId,
-    /// The platform's reference of the candidate.
-    pub reference: String,
+    /// The platform's reference of the candidate, as stored.
+    pub reference: crate::StoredReference,
+    /// The data key, wrapped (empty once destroyed): what opens the sealed reference.
+    pub wrapped_dek: Vec<u8>,
     pub state: AttemptState,
     pub created_at_ms: i64,
     /// The latest of creation, a launch token issued, a state change.
@@ -94,6 +96,8 @@ pub enum RetentionChange {
 #[derive(Debug, Clone)]
 pub struct Destruction {
     pub attempt: AttemptId,
+    /// What the reference becomes: its keyed pseudonym, with nothing sealed beside it.
+    pub pseudonym: String,
     pub receipt_json: String,
     pub at_ms: i64,
     pub event: AuditEvent,
@@ -163,6 +167,10 @@ pub trait RetentionStore: Send + Sync {
     ) -> DbResult<Vec<(StreamId, AttemptId, crate::ConnectionInfo)>>;
     /// Replaces a stream's clear connection data by its sealed form (`None`: drops it).
     async fn seal_connection(&self, stream: StreamId, sealed: Option<Vec<u8>>) -> DbResult<()>;
+    /// Attempts whose reference an earlier version stored in clear.
+    async fn clear_references(&self, limit: u32) -> DbResult<Vec<AttemptId>>;
+    /// Replaces an attempt's stored reference (its clear form by the pseudonymous one).
+    async fn set_reference(&self, attempt: AttemptId, r: &crate::StoredReference) -> DbResult<()>;
     /// Flags whose note an earlier version stored in clear: (flag, attempt, note).
     async fn clear_notes(
         &self,

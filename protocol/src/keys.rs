@@ -75,6 +75,11 @@ impl AttemptKey {
     pub fn note_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
         self.subkey(b"cloe-connect/flag-note/v1", attempt)
     }
+    /// The key that seals the platform's reference of the candidate at rest: a database
+    /// copy names nobody once the attempt key is destroyed.
+    pub fn reference_key(&self, attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
+        self.subkey(b"cloe-connect/reference/v1", attempt)
+    }
     pub(crate) fn subkey(&self, tag: &[u8], attempt: &uuid::Uuid) -> zeroize::Zeroizing<[u8; 32]> {
         let hk = Hkdf::<Sha256>::new(None, &self.0);
         let info = [tag, attempt.as_bytes()].concat();

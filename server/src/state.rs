@@ -87,7 +87,7 @@ impl AppState {
             clock.clone(),
             &settings.liveness,
         ));
-        let policy = Policy::new(db.clone(), settings.retention.ceiling);
+        let policy = Policy::new(db.clone(), settings.retention.ceiling, keys.clone());
         let state = Self {
             audit: audit.clone(),
             attempts: attempts.clone(),

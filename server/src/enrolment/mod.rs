@@ -151,7 +151,13 @@ impl Enrolment {
         if !self.db.sitting_exists(sitting).await? {
             return Err(Failure::NotFound("sitting").into());
         }
-        if let Ok(existing) = self.db.attempt_by_ref(sitting, reference.as_str()).await {
+        let pseudonym = self.keys.reference_pseudonym(sitting, reference.as_str())?;
+        // By its pseudonym; an earlier version's row by the clear reference until sealed.
+        let existing = match self.db.attempt_by_ref(sitting, &pseudonym).await {
+            Err(DbError::NotFound) => self.db.attempt_by_ref(sitting, reference.as_str()).await,
+            found => found,
+        };
+        if let Ok(existing) = existing {
             return Ok(Created {
                 value: self.current_launch(&existing).await?,
                 replayed: true,
@@ -169,7 +175,9 @@ impl Enrolment {
         let row = NewAttempt {
             id,
             sitting_id: sitting,
-            reference: reference.as_str().to_owned(),
+            reference: self
+                .keys
+                .store_reference(&dek, id, sitting, reference.as_str())?,
             token_hash: hash_token(token.credential()),
             token_expires_at_ms: unix_ms(expires),
             kek_epoch: wrapped.epoch,
@@ -181,7 +189,7 @@ impl Enrolment {
             Ok(()) => {}
             // A concurrent retry won the race: answer what it answered.
             Err(DbError::Conflict) => {
-                let existing = self.db.attempt_by_ref(sitting, reference.as_str()).await?;
+                let existing = self.db.attempt_by_ref(sitting, &pseudonym).await?;
                 return Ok(Created {
                     value: self.current_launch(&existing).await?,
                     replayed: true,

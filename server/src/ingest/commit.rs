@@ -191,7 +191,7 @@ mod tests {
         let new = NewAttempt {
             id: attempt,
             sitting_id: sitting,
-            reference: "c".into(),
+            reference: crate::db::StoredReference::Clear("c".into()),
             token_hash: [9; 32],
             token_expires_at_ms: i64::MAX,
             kek_epoch: "e".into(),

@@ -7,13 +7,17 @@
 mod epoch;
 mod file;
 mod pkcs11;
+mod references;
 mod sealed;
 mod store;
 
 pub use epoch::EpochLength;
 pub use file::{sync_dir, FileKeks};
 pub use pkcs11::Pkcs11Keks;
-pub use sealed::{open_connection, open_note, seal_connection, seal_note, stream_key, SEALED_NOTE};
+pub use sealed::{
+    open_connection, open_note, open_reference, seal_connection, seal_note, seal_reference,
+    stream_key, SEALED_NOTE,
+};
 pub use store::KekStore;
 
 use crate::db::AttemptId;
@@ -71,6 +75,9 @@ fn staff_aad(staff: &crate::db::StaffId) -> Vec<u8> {
 const STAFF_SECRETS: &str = "staff-secrets";
 /// The seed of the server's receipt signing key (Ed25519): not an epoch KEK either.
 const RECEIPT_SIGNING: &str = "receipt-signing";
+/// The key of the pseudonyms (keyed hashes) that stand for clear text in the database and
+/// the audit trail: never destroyed, never in a database backup.
+const PSEUDONYMS: &str = "pseudonyms";
 
 impl KeyStore {
     /// KEKs as files in `dir`.
@@ -220,6 +227,21 @@ impl KeyStore {
         let existed = self.files.contains(RECEIPT_SIGNING)?;
         let seed = self.files.load_or_create(RECEIPT_SIGNING)?;
         Ok((protocol::ReceiptSigningKey::from_bytes(&seed), !existed))
+    }
+
+    /// A keyed hash standing for `text` (a reference, a free-text reason, an export's
+    /// recipient): the same text gives the same pseudonym (look-ups, and anyone holding the
+    /// text can check an entry), while without the key, kept beside the KEKs, a copy of the
+    /// database or of the audit trail cannot guess it back from a short or usual text.
+    /// `purpose` separates the uses.
+    pub fn pseudonym(&self, purpose: &str, text: &str) -> Result<String, KeyError> {
+        use hmac::Mac;
+        let key = self.files.load_or_create(PSEUDONYMS)?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&*key).expect("any key length");
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(text.as_bytes());
+        Ok(hex::encode(&mac.finalize().into_bytes()[..16]))
     }
 
     /// The attempt's data key, unwrapped from its KEK epoch.

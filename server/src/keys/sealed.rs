@@ -82,6 +82,28 @@ pub fn open_note(
         .map_err(|_| KeyError::UnwrapFailed)
 }
 
+/// The platform's reference sealed under a key derived from the attempt's data key.
+pub fn seal_reference(
+    dek: &AttemptKey,
+    attempt: &AttemptId,
+    reference: &str,
+) -> Result<Vec<u8>, KeyError> {
+    seal(
+        &dek.reference_key(&attempt.as_uuid()),
+        reference.as_bytes(),
+        attempt.as_bytes(),
+    )
+}
+
+pub fn open_reference(
+    dek: &AttemptKey,
+    attempt: &AttemptId,
+    sealed: &[u8],
+) -> Result<String, KeyError> {
+    let clear = open(&dek.reference_key(&attempt.as_uuid()), sealed, attempt.as_bytes())?;
+    String::from_utf8(clear.to_vec()).map_err(|_| KeyError::UnwrapFailed)
+}
+
 /// AES-256-GCM under a key of the store: a random nonce, then the ciphertext and tag.
 pub(super) fn seal(key: &[u8; 32], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; 12];

@@ -73,6 +73,7 @@ impl Retention {
             };
             batch.push(Destruction {
                 attempt: f.attempt_id,
+                pseudonym: self.keys.pseudonym_of(f.sitting_id, &f.reference)?,
                 receipt_json: serde_json::to_string(&receipt).map_err(anyhow::Error::from)?,
                 at_ms,
                 event,

@@ -70,7 +70,8 @@ impl Retention {
                 actor,
                 "attempt_exported",
                 Some(attempt_id),
-                serde_json::json!({ "recipient": recipient.to_string(), "file": out.display().to_string() }),
+                // Pseudonymous: a path or a recipient may name the person.
+                serde_json::json!({ "recipient_pseudonym": self.keys.pseudonym("recipient", &recipient.to_string())?, "file_pseudonym": self.keys.pseudonym("file", &out.display().to_string())? }),
             )
             .await
         {
@@ -89,7 +90,7 @@ impl Retention {
                         actor,
                         "attempt_export_failed",
                         Some(attempt_id),
-                        serde_json::json!({ "file": out.display().to_string() }),
+                        serde_json::json!({ "file_pseudonym": self.keys.pseudonym("file", &out.display().to_string())? }),
                     )
                     .await?;
                 Err(e)
@@ -197,7 +198,7 @@ impl Retention {
             })
             .collect::<Result<_, RetentionError>>()?;
         let manifest = serde_json::json!({
-            "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": attempt.reference,
+            "attempt_id": attempt_id, "sitting_id": attempt.sitting_id, "reference": self.keys.reference_of(&attempt),
             "consent_notice": attempt.consent_notice, "streams": streams, "flags": flags, "altered_fragments": altered,
             "retention": self.policy.attempt_retention(attempt_id).await?, "access_report": self.access_report(actor, attempt_id).await?,
             "how_to_play": "cat stream-1/*.mp4 > stream-1.mp4, for each stream",

@@ -177,11 +177,17 @@ pub struct RetentionStatus {
 pub struct Policy {
     db: std::sync::Arc<dyn crate::db::Database>,
     ceiling: policy::Ceiling,
+    /// Opens the sealed references the statuses show.
+    keys: crate::keys::KeyStore,
 }
 
 impl Policy {
-    pub fn new(db: std::sync::Arc<dyn crate::db::Database>, ceiling: policy::Ceiling) -> Self {
-        Self { db, ceiling }
+    pub fn new(
+        db: std::sync::Arc<dyn crate::db::Database>,
+        ceiling: policy::Ceiling,
+        keys: crate::keys::KeyStore,
+    ) -> Self {
+        Self { db, ceiling, keys }
     }
 
     pub(crate) fn retention_status(&self, f: &RetentionFacts) -> RetentionStatus {
@@ -193,7 +199,7 @@ impl Policy {
         RetentionStatus {
             attempt_id: f.attempt_id,
             sitting_id: f.sitting_id,
-            reference: f.reference.clone(),
+            reference: self.keys.reference_in(f),
             state: f.state,
             rule: reason(f),
             pv_outcome: f.pv.map(|p| p.0),

@@ -172,7 +172,7 @@ impl Retention {
                 matches!(a.state, AttemptState::Ended | AttemptState::InReview);
             planned.push(PlannedAttempt {
                 attempt_id: a.id,
-                reference: a.reference.clone(),
+                reference: self.keys.reference_of(&a),
                 contested: f.contested,
                 fate,
                 kept_until: kept_until.map(rfc3339),
@@ -354,7 +354,7 @@ impl Retention {
             }
             planned.push(PlannedAttempt {
                 attempt_id: a.id,
-                reference: a.reference.clone(),
+                reference: self.keys.reference_of(&a),
                 contested: f.contested,
                 fate,
                 kept_until: until.map(rfc3339),

@@ -60,6 +60,7 @@ impl Retention {
                 .unwrap_or_default();
             batch.push(Destruction {
                 attempt: f.attempt_id,
+                pseudonym: self.keys.pseudonym_of(f.sitting_id, &f.reference)?,
                 receipt_json,
                 at_ms,
                 event: AuditEvent {

@@ -65,7 +65,8 @@ impl Retention {
             actor: actor.into(),
             action: "erasure_requested".into(),
             attempt_id: Some(attempt),
-            detail: serde_json::json!({ "reason": reason }),
+            // Pseudonymous: the text stays with whoever wrote it; the trail can check it.
+            detail: serde_json::json!({ "reason_pseudonym": self.keys.pseudonym("reason", reason)? }),
         };
         if let Some(entry) = self
             .db
@@ -106,7 +107,8 @@ impl Retention {
             actor: actor.into(),
             action: "legal_hold_placed".into(),
             attempt_id: Some(attempt),
-            detail: serde_json::json!({ "reason": reason }),
+            // Pseudonymous: the text stays with whoever wrote it; the trail can check it.
+            detail: serde_json::json!({ "reason_pseudonym": self.keys.pseudonym("reason", reason)? }),
         };
         match self
             .db

@@ -62,7 +62,10 @@ impl Retention {
         // Each phase runs whatever the others met: a blob that cannot be deleted must not
         // keep keys alive, nor the other way round. The first error is reported.
         let sealed = match self.seal_clear_connections().await {
-            Ok(()) => self.seal_clear_notes().await,
+            Ok(()) => match self.seal_clear_notes().await {
+                Ok(()) => self.seal_clear_references().await,
+                e => e,
+            },
             e => e,
         };
         let destroyed = self.destroy_due().await;
@@ -150,6 +153,32 @@ impl Retention {
                     None => None,
                 };
                 self.db.seal_connection(stream, sealed).await?;
+            }
+        }
+    }
+
+    /// Replaces the references that versions before pseudonyms stored in clear by their
+    /// pseudonym and sealed form (once, after an upgrade); a destroyed attempt's keeps only
+    /// its pseudonym.
+    async fn seal_clear_references(&self) -> Result<(), RetentionError> {
+        loop {
+            let clear = self.db.clear_references(500).await?;
+            if clear.is_empty() {
+                return Ok(());
+            }
+            for id in clear {
+                let a = self.db.attempt(id).await?;
+                let crate::db::StoredReference::Clear(reference) = &a.reference else {
+                    continue;
+                };
+                let stored = match self.live_key(id).await? {
+                    Some(dek) => self.keys.store_reference(&dek, id, a.sitting_id, reference)?,
+                    None => crate::db::StoredReference::Pseudonymous {
+                        pseudonym: self.keys.reference_pseudonym(a.sitting_id, reference)?,
+                        sealed: None,
+                    },
+                };
+                self.db.set_reference(id, &stored).await?;
             }
         }
     }

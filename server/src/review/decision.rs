@@ -267,8 +267,9 @@ impl Review {
             )?,
             updated_at_ms: self.clock.now_ms(),
         };
-        let detail = serde_json::json!({ "flag_id": id, "round": review.round, "category": flag.category, "severity": flag.severity,
-            "start_ms": flag.start_ms, "end_ms": flag.end_ms });
+        // What was found stays in the flag, which dies with the recording; the trail keeps
+        // who touched which flag.
+        let detail = serde_json::json!({ "flag_id": id, "round": review.round });
         if !self.db.save_flag(flag).await? {
             return Err(Failure::NotFound("flag").into());
         }
@@ -318,12 +319,12 @@ impl Review {
         let (staff, attempt_id) = (a.staff(), a.id);
         let attempt = self.modifiable(a).await?;
         let review = self.my_review(staff, &attempt).await?;
-        let flags = match self
+        match self
             .db
             .submit_review(review.id, outcome, self.clock.now_ms())
             .await?
         {
-            Submit::Submitted(flags) => flags,
+            Submit::Submitted(_) => {}
             Submit::AlreadySubmitted => return Err(ReviewError::AlreadySubmitted),
             Submit::Disagrees(0) => return Err(ReviewError::IrregularitiesWithoutFlag),
             Submit::Disagrees(n) => return Err(ReviewError::FlagsDisagree(n)),
@@ -333,7 +334,7 @@ impl Review {
                 staff,
                 "review_submitted",
                 Some(attempt_id),
-                serde_json::json!({ "round": review.round, "outcome": outcome, "flags": flags }),
+                serde_json::json!({ "round": review.round }),
             )
             .await?;
         if self.attempts.get(attempt_id).await?.state == AttemptState::InReview {

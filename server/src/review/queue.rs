@@ -53,7 +53,7 @@ impl Review {
                     attempt_id: a.id,
                     sitting_id,
                     sitting: sitting.clone(),
-                    candidate: a.reference.clone(),
+                    candidate: self.keys.reference_of(&a),
                     state: a.state,
                     recorded_seconds: report.recorded_seconds,
                     gaps: report.gaps.len() + report.missing.len(),

@@ -208,7 +208,7 @@ impl Review {
         Ok(AttemptReport {
             attempt_id,
             sitting_id: attempt.sitting_id,
-            reference: attempt.reference.clone(),
+            reference: self.keys.reference_of(&attempt),
             state: attempt.state,
             ended_at: attempt.ended_at_ms.map(|t| rfc3339(from_unix_ms(t))),
             missing,

@@ -19,12 +19,19 @@ pub struct JurySitting {
 
 pub struct JuryAttempt {
     pub attempt: AssignedAttempt,
+    /// The candidate's reference as it reads (its pseudonym once destroyed).
+    pub reference: String,
     pub outcome: ReviewOutcomeView,
     /// One review, submitted, and the recording still there to review again.
     pub second_review_possible: bool,
 }
 
 impl Review {
+    /// The candidate's reference as a page shows it (its pseudonym once destroyed).
+    pub fn reference_of(&self, a: &crate::db::Attempt) -> String {
+        self.keys.reference_of(a)
+    }
+
     /// The sittings assigned to this staff member: (id, reference).
     pub async fn sittings_of(
         &self,
@@ -48,6 +55,7 @@ impl Review {
                     && outcome.status == ReviewStatus::Submitted
                     && attempt.state != AttemptState::Destroyed;
                 rows.push(JuryAttempt {
+                    reference: self.keys.reference_of(&attempt),
                     attempt,
                     outcome,
                     second_review_possible,

@@ -120,7 +120,7 @@ impl Review {
             .await?;
         Ok(Timeline {
             attempt_id,
-            reference: attempt.reference.clone(),
+            reference: self.keys.reference_of(&attempt),
             state: attempt.state,
             start_ms,
             end_ms,

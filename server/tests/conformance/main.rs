@@ -102,7 +102,10 @@ fn new_attempt(sitting: SittingId, reference: &str) -> NewAttempt {
     NewAttempt {
         id,
         sitting_id: sitting,
-        reference: reference.into(),
+        reference: StoredReference::Pseudonymous {
+            pseudonym: reference.into(),
+            sealed: Some(format!("sealed {reference}").into_bytes()),
+        },
         token_hash: *Uuid::new_v4()
             .as_bytes()
             .repeat(2)
@@ -177,12 +180,21 @@ async fn sittings_attempts_and_tokens() {
         assert_eq!(
             (
                 got.sitting_id,
-                got.reference.as_str(),
+                got.reference.clone(),
                 got.state,
                 got.token_generation,
                 got.bytes_stored
             ),
-            (s, "c-1", AttemptState::Enrolled, 0, 0)
+            (
+                s,
+                StoredReference::Pseudonymous {
+                    pseudonym: "c-1".into(),
+                    sealed: Some(b"sealed c-1".to_vec())
+                },
+                AttemptState::Enrolled,
+                0,
+                0
+            )
         );
         assert_eq!(got.wrapped_dek, a.wrapped_dek);
         assert_eq!(db.attempt_by_ref(s, "c-1").await.unwrap().id, a.id);
@@ -552,6 +564,7 @@ async fn agent_silences_open_close_and_die_with_the_attempt() {
 
         let destroy = Destruction {
             attempt: live.id,
+            pseudonym: "p:live".into(),
             receipt_json: "receipt".into(),
             at_ms: 40_000,
             event: event(Some(live.id), "attempt_destroyed", 40_000),
@@ -1426,6 +1439,12 @@ async fn pv_decisions_holds_and_destruction() {
             updated_at_ms: 1,
         };
         assert!(db.save_flag(flag).await.unwrap());
+        assert!(matches!(
+            db.submit_review(review.id, ReviewOutcome::Irregularities, 20)
+                .await
+                .unwrap(),
+            Submit::Submitted(1)
+        ));
 
         // A decision whose attempts changed meanwhile records nothing.
         let decision = PvDecision {
@@ -1623,6 +1642,7 @@ async fn pv_decisions_holds_and_destruction() {
         );
         let destroy = |a: AttemptId| Destruction {
             attempt: a,
+            pseudonym: format!("p:{a}"),
             receipt_json: format!("receipt of {a}"),
             at_ms: 8_000,
             event: event(Some(a), "attempt_destroyed", 8_000),
@@ -1708,15 +1728,29 @@ async fn pv_decisions_holds_and_destruction() {
             "{}",
             b.name
         );
-        assert_eq!(
-            db.flags_of(a1.id).await.unwrap()[0].note,
-            "",
-            "{}: notes purged, categories kept",
+        // What was found goes with the recording (flags: category, range, note; the
+        // reviews' outcomes), and the reference leaves only its pseudonym.
+        assert!(
+            db.flags_of(a1.id).await.unwrap().is_empty(),
+            "{}: flags purged",
             b.name
         );
+        assert!(
+            db.reviews_of(a1.id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|r| r.outcome.is_none()),
+            "{}: outcomes purged",
+            b.name
+        );
+        assert_eq!(db.reviews_of(a1.id).await.unwrap().len(), 1, "{}: who reviewed stays", b.name);
         assert_eq!(
-            db.flags_of(a1.id).await.unwrap()[0].category,
-            FlagCategory::Talking,
+            gone.reference,
+            StoredReference::Pseudonymous {
+                pseudonym: format!("p:{}", a1.id),
+                sealed: None
+            },
             "{}",
             b.name
         );
@@ -1821,8 +1855,12 @@ async fn pv_decisions_holds_and_destruction() {
             id: FlagId::random(),
             review_id: review2.id,
             attempt_id: a2.id,
+            start_ms: 1,
+            end_ms: 2,
+            category: FlagCategory::Talking,
+            severity: Severity::Low,
             note: "en clair".into(),
-            ..db.flags_of(a1.id).await.unwrap()[0].clone()
+            updated_at_ms: 1,
         };
         let sealed = Flag {
             id: FlagId::random(),
@@ -1844,6 +1882,25 @@ async fn pv_decisions_holds_and_destruction() {
             "{}",
             b.name
         );
+
+        // A reference an earlier version stored in clear is found, then replaced.
+        let flag = if b.name == "sqlite" { "0" } else { "FALSE" };
+        b.raw(&format!("UPDATE attempts SET ref = 'C-EN-CLAIR', ref_sealed = NULL, ref_is_pseudonym = {flag} WHERE id = '{}'", a2.id)).await.unwrap();
+        assert_eq!(db.clear_references(10).await.unwrap(), vec![a2.id], "{}", b.name);
+        assert_eq!(
+            db.attempt(a2.id).await.unwrap().reference,
+            StoredReference::Clear("C-EN-CLAIR".into()),
+            "{}",
+            b.name
+        );
+        let pseudonymous = StoredReference::Pseudonymous {
+            pseudonym: "p:c2".into(),
+            sealed: Some(b"sealed c2".to_vec()),
+        };
+        db.set_reference(a2.id, &pseudonymous).await.unwrap();
+        assert!(db.clear_references(10).await.unwrap().is_empty(), "{}", b.name);
+        assert_eq!(db.attempt(a2.id).await.unwrap().reference, pseudonymous, "{}", b.name);
+        assert_eq!(db.attempt_by_ref(s, "p:c2").await.unwrap().id, a2.id, "{}", b.name);
 
         // Connection data an earlier version stored in clear is found, then sealed.
         let legacy = StreamId::random();
@@ -1958,10 +2015,11 @@ async fn a_postgres_database_of_the_old_numbering_opens() {
             .fetch_all(&admin)
             .await
             .unwrap();
-    assert_eq!(rows.len(), 11, "{rows:?}");
+    assert_eq!(rows.len(), 12, "{rows:?}");
     assert_eq!(rows[1], (2, "lifecycle and tokens".to_string()));
     assert_eq!(rows[2], (3, "chunk content hash".to_string()));
     assert_eq!(rows[10], (11, "launch codes".to_string()));
+    assert_eq!(rows[11], (12, "pseudonymous references".to_string()));
     // Opening again changes nothing.
     drop(db);
     connect(&cluster.url, &pool()).await.unwrap();
@@ -1969,5 +2027,5 @@ async fn a_postgres_database_of_the_old_numbering_opens() {
         .fetch_one(&admin)
         .await
         .unwrap();
-    assert_eq!(again, 11);
+    assert_eq!(again, 12);
 }

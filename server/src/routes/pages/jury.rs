@@ -78,7 +78,7 @@ async fn jury(
                 attempt_id: a.id.to_string(),
                 second_review_possible: row.second_review_possible,
                 sitting: sitting.reference.clone(),
-                candidate: a.reference.clone(),
+                candidate: row.reference.clone(),
                 state: Text::label(T.states, a.state.as_str()).into(),
                 review: Text::label(T.review_statuses, outcome.status.as_str()).into(),
                 outcome: last

@@ -87,7 +87,7 @@ async fn player(
         login: &who.login,
         csrf: &csrf,
         attempt_id: a.id.to_string(),
-        candidate: a.reference.clone(),
+        candidate: app.review.reference_of(a),
         sitting,
         speeds: reviewer::SPEEDS,
         text_json: reviewer::script_json(T),
