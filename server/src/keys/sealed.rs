@@ -100,7 +100,11 @@ pub fn open_reference(
     attempt: &AttemptId,
     sealed: &[u8],
 ) -> Result<String, KeyError> {
-    let clear = open(&dek.reference_key(&attempt.as_uuid()), sealed, attempt.as_bytes())?;
+    let clear = open(
+        &dek.reference_key(&attempt.as_uuid()),
+        sealed,
+        attempt.as_bytes(),
+    )?;
     String::from_utf8(clear.to_vec()).map_err(|_| KeyError::UnwrapFailed)
 }
 

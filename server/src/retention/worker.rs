@@ -172,7 +172,9 @@ impl Retention {
                     continue;
                 };
                 let stored = match self.live_key(id).await? {
-                    Some(dek) => self.keys.store_reference(&dek, id, a.sitting_id, reference)?,
+                    Some(dek) => self
+                        .keys
+                        .store_reference(&dek, id, a.sitting_id, reference)?,
                     None => crate::db::StoredReference::Pseudonymous {
                         pseudonym: self.keys.reference_pseudonym(a.sitting_id, reference)?,
                         sealed: None,

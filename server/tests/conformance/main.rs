@@ -1744,7 +1744,12 @@ async fn pv_decisions_holds_and_destruction() {
             "{}: outcomes purged",
             b.name
         );
-        assert_eq!(db.reviews_of(a1.id).await.unwrap().len(), 1, "{}: who reviewed stays", b.name);
+        assert_eq!(
+            db.reviews_of(a1.id).await.unwrap().len(),
+            1,
+            "{}: who reviewed stays",
+            b.name
+        );
         assert_eq!(
             gone.reference,
             StoredReference::Pseudonymous {
@@ -1886,7 +1891,12 @@ async fn pv_decisions_holds_and_destruction() {
         // A reference an earlier version stored in clear is found, then replaced.
         let flag = if b.name == "sqlite" { "0" } else { "FALSE" };
         b.raw(&format!("UPDATE attempts SET ref = 'C-EN-CLAIR', ref_sealed = NULL, ref_is_pseudonym = {flag} WHERE id = '{}'", a2.id)).await.unwrap();
-        assert_eq!(db.clear_references(10).await.unwrap(), vec![a2.id], "{}", b.name);
+        assert_eq!(
+            db.clear_references(10).await.unwrap(),
+            vec![a2.id],
+            "{}",
+            b.name
+        );
         assert_eq!(
             db.attempt(a2.id).await.unwrap().reference,
             StoredReference::Clear("C-EN-CLAIR".into()),
@@ -1898,9 +1908,23 @@ async fn pv_decisions_holds_and_destruction() {
             sealed: Some(b"sealed c2".to_vec()),
         };
         db.set_reference(a2.id, &pseudonymous).await.unwrap();
-        assert!(db.clear_references(10).await.unwrap().is_empty(), "{}", b.name);
-        assert_eq!(db.attempt(a2.id).await.unwrap().reference, pseudonymous, "{}", b.name);
-        assert_eq!(db.attempt_by_ref(s, "p:c2").await.unwrap().id, a2.id, "{}", b.name);
+        assert!(
+            db.clear_references(10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            db.attempt(a2.id).await.unwrap().reference,
+            pseudonymous,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            db.attempt_by_ref(s, "p:c2").await.unwrap().id,
+            a2.id,
+            "{}",
+            b.name
+        );
 
         // Connection data an earlier version stored in clear is found, then sealed.
         let legacy = StreamId::random();

@@ -65,13 +65,29 @@ impl Server {
         global_args: &[&str],
         env: &[(String, String)],
     ) -> Server {
-        let mut child = Command::new(bin("proctor-server"))
+        let mut cmd = Command::new(bin("proctor-server"));
+        cmd.env("PROCTOR_LOG", "warn")
             .args(global_args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--data-dir", data.to_str().unwrap(), "serve"])
-            .args(["--listen", listen, "--staff-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--staff-listen", "127.0.0.1:0"]);
+        Self::spawn(data, cmd)
+    }
+
+    /// Starts `serve` on `data` logging at `debug` into `log` (what an operator's log
+    /// collector would keep).
+    pub fn start_logging(data: &Path, log: &Path) -> Server {
+        let mut cmd = Command::new(bin("proctor-server"));
+        cmd.args(["--data-dir", data.to_str().unwrap(), "serve"])
+            .args(["--listen", "127.0.0.1:0", "--staff-listen", "127.0.0.1:0"])
+            .env("PROCTOR_LOG", "debug")
+            .stderr(std::fs::File::create(log).unwrap());
+        Self::spawn(data, cmd)
+    }
+
+    fn spawn(data: &Path, mut cmd: Command) -> Server {
+        let mut child = cmd
             .env("PROCTOR_INTEGRATION__TOKEN", PLATFORM_TOKEN)
-            .env("PROCTOR_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .expect("start proctor-server");
