@@ -30,6 +30,63 @@ impl AuditStore for PostgresDatabase {
                 .map_err(backend)?,
         )
     }
+
+    async fn audit_segments(&self) -> DbResult<Vec<RetiredSegment>> {
+        let rows = sqlx::query!(
+            "SELECT from_seq, up_to_seq, last_hash, signed FROM audit_segments ORDER BY up_to_seq"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RetiredSegment {
+                    from_seq: r.from_seq,
+                    up_to_seq: r.up_to_seq,
+                    last_hash: arr32("last_hash", r.last_hash)?,
+                    signed: r.signed,
+                })
+            })
+            .collect()
+    }
+
+    async fn last_audit_before(&self, at_ms: i64) -> DbResult<Option<AuditEntry>> {
+        sqlx::query_as!(
+            AuditRecord,
+            "SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit WHERE at < $1 ORDER BY seq DESC LIMIT 1",
+            at_ms
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .map(parse)
+        .transpose()
+    }
+
+    async fn retire_audit(
+        &self,
+        segment: RetiredSegment,
+        event: AuditEvent,
+    ) -> DbResult<AuditEntry> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query!(
+            "INSERT INTO audit_segments (up_to_seq, from_seq, last_hash, signed) VALUES ($1, $2, $3, $4)",
+            segment.up_to_seq,
+            segment.from_seq,
+            segment.last_hash.as_slice(),
+            segment.signed
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let entry = append_audit_in(&mut tx, event).await?;
+        sqlx::query!("DELETE FROM audit WHERE seq <= $1", segment.up_to_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(entry)
+    }
 }
 
 pub(crate) async fn append_audit_in(

@@ -246,6 +246,17 @@ pub struct AuditEntry {
     pub hash: [u8; 32],
 }
 
+/// Entries that left the trail at the end of their retention: the first and the last, the
+/// last one's chained hash (what the first kept entry chains onto), and the server's
+/// signed statement of it (`protocol::SignedSegment`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredSegment {
+    pub from_seq: i64,
+    pub up_to_seq: i64,
+    pub last_hash: [u8; 32],
+    pub signed: String,
+}
+
 /// What an append to the audit trail says; the database chains it.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
@@ -379,9 +390,17 @@ pub fn chain_events(last: Option<(i64, [u8; 32])>, events: Vec<AuditEvent>) -> V
 
 /// Verifies the chain; returns the seq of the first entry that does not chain.
 pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), i64> {
-    let mut prev = [0u8; 32];
-    let mut expected_seq = 1;
-    for e in entries {
+    verify_audit_chain_from(entries, 1, [0u8; 32])
+}
+
+/// The chain from a retired segment on: the first entry is `first_seq` and chains onto
+/// `prev` (the segment's last hash).
+pub fn verify_audit_chain_from(
+    entries: &[AuditEntry],
+    first_seq: i64,
+    mut prev: [u8; 32],
+) -> Result<(), i64> {
+    for (expected_seq, e) in (first_seq..).zip(entries) {
         let h = audit_hash(
             &prev,
             e.seq,
@@ -395,7 +414,6 @@ pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<(), i64> {
             return Err(e.seq);
         }
         prev = e.hash;
-        expected_seq += 1;
     }
     Ok(())
 }

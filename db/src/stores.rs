@@ -203,4 +203,16 @@ pub trait AuditStore: Send + Sync {
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
     /// One attempt's entries, in order (the access report).
     async fn audit_of(&self, attempt: AttemptId) -> DbResult<Vec<AuditEntry>>;
+    /// The segments retired so far, oldest first.
+    async fn audit_segments(&self) -> DbResult<Vec<RetiredSegment>>;
+    /// The newest entry dated before `at_ms` (what retention may retire up to).
+    async fn last_audit_before(&self, at_ms: i64) -> DbResult<Option<AuditEntry>>;
+    /// Records the segment and deletes the entries it covers, in one transaction with the
+    /// event that says so (appended first: the newest entry always stays, and the chain
+    /// goes on from it). Returns that event's entry.
+    async fn retire_audit(
+        &self,
+        segment: RetiredSegment,
+        event: AuditEvent,
+    ) -> DbResult<AuditEntry>;
 }

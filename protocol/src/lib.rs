@@ -5,6 +5,7 @@
 //! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
 
 pub mod api;
+mod audit_segment;
 pub mod channel;
 mod error;
 mod header;
@@ -18,6 +19,7 @@ mod receipt;
 mod seal;
 mod verify;
 
+pub use audit_segment::{sign_segment, verify_segment, AuditSegment, SignedSegment};
 pub use ed25519_dalek::SigningKey as ReceiptSigningKey;
 pub use error::Error;
 pub use header::{ChunkHeader, Digest, HEADER_LEN, MAGIC, VERSION};

@@ -467,9 +467,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let trail = app.audit.trail().await?;
                 match command {
                     AuditCommand::Verify => {
+                        let trusted = app.retention.receipt_public_key()?;
+                        let anchor = app.audit.anchor(&trusted).await??;
                         let checkpoints = app.audit.checkpoints().read()?;
-                        crate::audit::verify(&trail, &checkpoints)?;
-                        print(serde_json::json!({ "entries": trail.len(), "checkpoints": checkpoints.len(), "chain": "intact" }))?
+                        crate::audit::verify_from(&trail, &checkpoints, &anchor)?;
+                        print(serde_json::json!({ "entries": trail.len(), "checkpoints": checkpoints.len(), "chain": "intact",
+                            "retired_up_to": anchor.up_to_seq }))?
                     }
                     AuditCommand::List => {
                         for e in &trail {

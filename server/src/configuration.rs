@@ -214,6 +214,26 @@ pub struct RetentionSettings {
     /// How long one key-encryption key wraps new data keys: "1 day" (default) or "1 month".
     /// A backup taken before a destruction stays decryptable about two of these.
     pub kek_epoch: crate::keys::EpochLength,
+    /// How long the audit trail keeps an entry: "12 months" (default), 1 to 120 months.
+    /// Older entries leave in signed segments at the sweep (`audit verify` still proves the
+    /// rest untouched).
+    #[serde(rename = "audit_retention", deserialize_with = "audit_retention")]
+    pub audit_retention_months: u32,
+}
+
+fn audit_retention<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    let mut words = s.split_whitespace();
+    match (
+        words.next().and_then(|n| n.parse::<u32>().ok()),
+        words.next(),
+        words.next(),
+    ) {
+        (Some(n @ 1..=120), Some("month" | "months"), None) => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "retention.audit_retention must be \"N months\" with N from 1 to 120, not {s:?}"
+        ))),
+    }
 }
 
 /// The longest wait between two sweeps: a due recording outlives its date by at most this.

@@ -257,3 +257,103 @@ fn receipts_verify_offline_against_the_published_key() {
     let shown: serde_json::Value = serde_json::from_slice(&edited.stdout).unwrap();
     assert_eq!(shown["valid"], false, "{shown}");
 }
+
+/// Issue 19 (#8): the audit trail keeps an entry `[retention] audit_retention` (12 months
+/// by default). Older entries leave at the sweep in one segment the server signs; `audit
+/// verify` still passes, and names a forged segment or a kept entry removed.
+#[test]
+fn old_entries_leave_in_a_signed_segment_and_the_rest_still_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let at =
+        |now: &str, args: &[&str]| cli(&data, &[&["--now", now], args].concat(), &[CLOCK_OVERRIDE]);
+    let sitting = at(
+        "2027-01-10T09:00:00Z",
+        &["sitting", "create", "--ref", "S-OLD"],
+    );
+    let sitting = sitting["sitting_id"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        at(
+            "2027-01-10T09:00:00Z",
+            &[
+                "candidate",
+                "add",
+                "--sitting",
+                &sitting,
+                "--ref",
+                &format!("C-{n}"),
+            ],
+        );
+    }
+    at(
+        "2027-06-01T09:00:00Z",
+        &["sitting", "create", "--ref", "S-KEPT"],
+    );
+    let before = at("2027-06-01T09:00:01Z", &["audit", "verify"]);
+    assert_eq!(before["retired_up_to"], 0, "{before}");
+
+    // Thirteen months after the first entries: January's go, June's stay.
+    let swept = at("2028-02-10T00:00:00Z", &["retention", "run"]);
+    let retired = &swept["audit_retired"];
+    let up_to = retired[1].as_i64().unwrap();
+    assert_eq!(retired[0], 1, "{swept}");
+    assert!(
+        up_to >= 4,
+        "the sitting and its three candidates at least: {swept}"
+    );
+    let after = at("2028-02-10T00:00:01Z", &["audit", "verify"]);
+    assert_eq!(
+        (&after["chain"], &after["retired_up_to"]),
+        (&serde_json::json!("intact"), &serde_json::json!(up_to)),
+        "{after}"
+    );
+    let db = intruder(&data);
+    let oldest: i64 = db
+        .query_row("SELECT MIN(seq) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(oldest, up_to + 1, "the retired entries left the database");
+    let kept: String = db
+        .query_row("SELECT group_concat(action) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert!(!kept.contains("candidate_added"), "{kept}");
+    // A sweep with nothing more to retire retires nothing.
+    let again = at("2028-02-10T00:05:00Z", &["retention", "run"]);
+    assert!(again.get("audit_retired").is_none(), "{again}");
+
+    // A segment made up by someone without the signing key is named.
+    db.execute_batch(
+        "DROP TRIGGER audit_segments_no_update;
+         UPDATE audit_segments SET signed = replace(signed, '\"from_seq\":1', '\"from_seq\":2');",
+    )
+    .unwrap();
+    let err = verify_fails(&data);
+    assert!(err.contains("segment"), "{err}");
+}
+
+/// A kept entry removed behind the segment (the trigger dropped) breaks the chain from it.
+#[test]
+fn a_kept_entry_removed_after_a_retirement_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let at =
+        |now: &str, args: &[&str]| cli(&data, &[&["--now", now], args].concat(), &[CLOCK_OVERRIDE]);
+    at(
+        "2027-01-10T09:00:00Z",
+        &["sitting", "create", "--ref", "S-OLD"],
+    );
+    at(
+        "2027-06-01T09:00:00Z",
+        &["sitting", "create", "--ref", "S-KEPT-1"],
+    );
+    at(
+        "2027-06-02T09:00:00Z",
+        &["sitting", "create", "--ref", "S-KEPT-2"],
+    );
+    let swept = at("2028-02-10T00:00:00Z", &["retention", "run"]);
+    let up_to = swept["audit_retired"][1].as_i64().unwrap();
+    let db = intruder(&data);
+    db.execute("DELETE FROM audit WHERE seq = ?1", [up_to + 1])
+        .unwrap();
+    let err = verify_fails(&data);
+    assert!(err.contains(&format!("{}", up_to + 1)), "{err}");
+}

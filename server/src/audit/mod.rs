@@ -7,8 +7,12 @@
 //! directory, which lives outside the database and its backups. Verification wants every
 //! checkpointed entry present with the hash it had.
 
+mod segments;
+
+pub use segments::{check_segments, Anchor};
+
 use crate::db::AttemptId;
-use crate::db::{verify_audit_chain, AuditEntry};
+use crate::db::{verify_audit_chain_from, AuditEntry};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -140,6 +144,8 @@ pub enum AuditBroken {
     TimeReversed(i64),
     #[error("audit checkpoints unreadable: {0}")]
     Checkpoints(String),
+    #[error("retired audit segment ending at entry {0}: {1}")]
+    Segment(i64, String),
 }
 
 /// How far an entry may be dated before one appended earlier: writers stamp an entry when
@@ -166,6 +172,7 @@ impl AuditBroken {
             Self::Chain(s) | Self::Missing(s) | Self::Rewritten(s) | Self::TimeReversed(s) => {
                 Some(*s)
             }
+            Self::Segment(s, _) => Some(*s),
             Self::Checkpoints(_) => None,
         }
     }
@@ -174,13 +181,27 @@ impl AuditBroken {
 /// Checks the chain, then every checkpoint against it. Reports the first bad entry
 /// (lowest sequence number) whichever check finds it.
 pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(), AuditBroken> {
+    verify_from(trail, checkpoints, &Anchor::START)
+}
+
+/// The same, for a trail whose oldest entries were retired up to `anchor` (checked by
+/// [`check_segments`]): the first kept entry chains onto the segment's last hash, and the
+/// checkpoint of that last entry, outside the database, must say the same hash.
+pub fn verify_from(
+    trail: &[AuditEntry],
+    checkpoints: &[(i64, [u8; 32])],
+    anchor: &Anchor,
+) -> Result<(), AuditBroken> {
     if checkpoints.is_empty() && !trail.is_empty() {
         return Err(AuditBroken::Checkpoints(
             "no checkpoint outside the database (wrong key directory, or the file was removed)"
                 .into(),
         ));
     }
-    let mut first: Option<AuditBroken> = verify_audit_chain(trail).err().map(AuditBroken::Chain);
+    let mut first: Option<AuditBroken> =
+        verify_audit_chain_from(trail, anchor.up_to_seq + 1, anchor.last_hash)
+            .err()
+            .map(AuditBroken::Chain);
     if let Some(seq) = first_time_reversal(trail) {
         if first
             .as_ref()
@@ -190,9 +211,22 @@ pub fn verify(trail: &[AuditEntry], checkpoints: &[(i64, [u8; 32])]) -> Result<(
             first = Some(AuditBroken::TimeReversed(seq));
         }
     }
-    let head = trail.last().map(|e| e.seq).unwrap_or(0);
+    let head = trail.last().map(|e| e.seq).unwrap_or(anchor.up_to_seq);
     for &(seq, hash) in checkpoints {
-        let problem = match usize::try_from(seq - 1).ok().and_then(|i| trail.get(i)) {
+        if seq < anchor.up_to_seq {
+            continue;
+        }
+        if seq == anchor.up_to_seq {
+            if hash != anchor.last_hash {
+                first = Some(AuditBroken::Segment(
+                    seq,
+                    "its last hash is not the one checkpointed outside the database".into(),
+                ));
+            }
+            continue;
+        }
+        let index = usize::try_from(seq - anchor.up_to_seq - 1).ok();
+        let problem = match index.and_then(|i| trail.get(i)) {
             Some(e) if e.seq == seq && e.hash == hash => continue,
             Some(_) => AuditBroken::Rewritten(seq),
             None if seq > head => AuditBroken::Missing(head + 1),
@@ -324,6 +358,22 @@ impl Audit {
         Ok(self.db.audit_trail().await?)
     }
 
+    /// Checks the kept trail: the retired segments against `trusted` (the receipts' public
+    /// key), then the chain from the last of them, then every checkpoint.
+    pub async fn verify_kept(
+        &self,
+        trail: &[AuditEntry],
+        trusted: &str,
+    ) -> Result<Result<(), AuditBroken>, crate::failure::Failure> {
+        Ok(match self.anchor(trusted).await? {
+            Ok(anchor) => self
+                .checkpoints
+                .read()
+                .and_then(|c| verify_from(trail, &c, &anchor)),
+            Err(e) => Err(e),
+        })
+    }
+
     /// The checkpoints as written (`audit verify`).
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.checkpoints
@@ -335,6 +385,7 @@ impl Audit {
         &self,
         actor: &str,
         limit: usize,
+        trusted: &str,
     ) -> Result<AuditReport, crate::failure::Failure> {
         self.record(
             actor,
@@ -344,7 +395,7 @@ impl Audit {
         )
         .await?;
         let trail = self.db.audit_trail().await?;
-        let verification = match self.checkpoints.read().and_then(|c| verify(&trail, &c)) {
+        let verification = match self.verify_kept(&trail, trusted).await? {
             Ok(()) => Verification {
                 intact: true,
                 first_bad_entry: None,
@@ -372,7 +423,7 @@ impl Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::audit_hash;
+    use crate::db::{audit_hash, verify_audit_chain};
 
     fn trail(n: i64) -> Vec<AuditEntry> {
         trail_at(&(1..=n).collect::<Vec<_>>())

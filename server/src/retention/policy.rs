@@ -186,8 +186,17 @@ pub fn retention(f: &Facts, ceiling: Ceiling) -> Fate {
 
 /// `t` plus `months` calendar months, UTC, clamped to the end of a shorter month.
 pub fn add_months(t: OffsetDateTime, months: u32) -> OffsetDateTime {
+    shift_months(t, months as i32)
+}
+
+/// `t` that many calendar months before (the day clamped to the month's length).
+pub fn sub_months(t: OffsetDateTime, months: u32) -> OffsetDateTime {
+    shift_months(t, -(months as i32))
+}
+
+fn shift_months(t: OffsetDateTime, months: i32) -> OffsetDateTime {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let total = t.year() * 12 + (u8::from(t.month()) as i32 - 1) + months as i32;
+    let total = t.year() * 12 + (u8::from(t.month()) as i32 - 1) + months;
     let (year, month) = (
         total.div_euclid(12),
         Month::try_from((total.rem_euclid(12) + 1) as u8).expect("1..=12"),

@@ -32,6 +32,9 @@ pub struct SweepReport {
     /// Survivors of a spent key epoch whose re-wrap failed: each keeps its whole epoch's
     /// KEK (and so every backup of that epoch readable) until a later sweep moves it.
     pub rewrap_failed: u32,
+    /// Audit entries retired past their retention by this sweep: (first, last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_retired: Option<(i64, i64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,13 +81,25 @@ impl Retention {
         } else {
             Ok((Vec::new(), 0))
         };
+        let retired = self.retire_audit(now).await;
         sealed?;
+        report.audit_retired = retired?;
         report.destroyed = destroyed?;
         report.blobs_purged = purged?;
         (report.epochs_destroyed, report.rewrap_failed) = epochs?;
         crate::metrics::rewrap_failed(report.rewrap_failed);
         report.destroyed_pages_unflushed = self.destroyed_pages_unflushed();
         Ok(report)
+    }
+
+    /// The audit entries older than the audit retention, retired in one signed segment.
+    async fn retire_audit(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<(i64, i64)>, RetentionError> {
+        let cutoff = super::policy::sub_months(now, self.settings.audit_retention_months);
+        let key = self.keys.receipt_signing_key()?;
+        Ok(self.audit.retire_before(WORKER, &key, cutoff).await?)
     }
 
     /// The keys of every attempt due now, destroyed in batches (a transaction each).

@@ -212,7 +212,11 @@ pub async fn audit(
         q.map_err(|_| AppError::BadRequest("limit must be a non-negative integer".into()))?;
     let report = app
         .audit
-        .report(&who.login, q.limit.unwrap_or(200).min(5_000))
+        .report(
+            &who.login,
+            q.limit.unwrap_or(200).min(5_000),
+            &app.retention.receipt_public_key()?,
+        )
         .await?;
     Ok(Json(report))
 }

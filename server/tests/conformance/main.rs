@@ -987,6 +987,73 @@ async fn the_audit_chain_holds_under_concurrent_appends_and_refuses_edits() {
     }
 }
 
+/// Audit retention: only entries a recorded segment covers may leave, in the same
+/// transaction as the segment and the entry that says so; segments never change.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_segments_retire_only_what_they_cover() {
+    for b in backends().await {
+        let db = b.db.clone();
+        for i in 1..=5 {
+            db.append_audit(event(None, "old", i * 1_000))
+                .await
+                .unwrap();
+        }
+        assert!(
+            b.raw("DELETE FROM audit WHERE seq = 1").await.is_err(),
+            "{}: nothing retired yet",
+            b.name
+        );
+        let last = db.last_audit_before(3_000).await.unwrap().unwrap();
+        assert_eq!(last.seq, 2, "{}", b.name);
+        assert!(db.last_audit_before(1_000).await.unwrap().is_none());
+        let segment = RetiredSegment {
+            from_seq: 1,
+            up_to_seq: 2,
+            last_hash: last.hash,
+            signed: "{\"signed\":true}".into(),
+        };
+        let said = db
+            .retire_audit(segment.clone(), event(None, "audit_segment_retired", 9_000))
+            .await
+            .unwrap();
+        assert_eq!(said.seq, 6, "{}: the chain goes on", b.name);
+        let kept = db.audit_trail().await.unwrap();
+        assert_eq!(
+            kept.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5, 6],
+            "{}",
+            b.name
+        );
+        verify_audit_chain_from(&kept, 3, last.hash)
+            .unwrap_or_else(|seq| panic!("{}: chain broken at {seq}", b.name));
+        assert_eq!(
+            db.audit_segments().await.unwrap(),
+            vec![segment],
+            "{}",
+            b.name
+        );
+        assert!(
+            b.raw("DELETE FROM audit WHERE seq = 3").await.is_err(),
+            "{}: a kept entry stays",
+            b.name
+        );
+        for sql in [
+            "UPDATE audit_segments SET up_to_seq = 5",
+            "DELETE FROM audit_segments",
+        ] {
+            assert!(b.raw(sql).await.is_err(), "{}: {sql}", b.name);
+        }
+        // The next entry chains on the newest kept one.
+        assert_eq!(
+            db.append_audit(event(None, "new", 10_000))
+                .await
+                .unwrap()
+                .seq,
+            7
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_idempotent_and_the_schema_survives_a_reconnect() {
     for b in backends().await {
@@ -2039,11 +2106,19 @@ async fn a_postgres_database_of_the_old_numbering_opens() {
             .fetch_all(&admin)
             .await
             .unwrap();
-    assert_eq!(rows.len(), 12, "{rows:?}");
+    // Every migration there is, whatever their number.
+    let migrations = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../db-postgres/migrations"
+    ))
+    .unwrap()
+    .count() as i64;
+    assert_eq!(rows.len() as i64, migrations, "{rows:?}");
     assert_eq!(rows[1], (2, "lifecycle and tokens".to_string()));
     assert_eq!(rows[2], (3, "chunk content hash".to_string()));
     assert_eq!(rows[10], (11, "launch codes".to_string()));
     assert_eq!(rows[11], (12, "pseudonymous references".to_string()));
+    assert_eq!(rows[12], (13, "audit retention".to_string()));
     // Opening again changes nothing.
     drop(db);
     connect(&cluster.url, &pool()).await.unwrap();
@@ -2051,5 +2126,5 @@ async fn a_postgres_database_of_the_old_numbering_opens() {
         .fetch_one(&admin)
         .await
         .unwrap();
-    assert_eq!(again, 12);
+    assert_eq!(again, migrations);
 }

@@ -240,7 +240,8 @@ async fn audit_page(
     PageSession(s): PageSession,
 ) -> Result<Response, PageError> {
     admin_only(&s)?;
-    let report = app.audit.report(&s.who.login, 500).await?;
+    let trusted = app.retention.receipt_public_key().map_err(AppError::from)?;
+    let report = app.audit.report(&s.who.login, 500, &trusted).await?;
     let entries = report
         .entries
         .into_iter()
