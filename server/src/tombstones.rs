@@ -7,7 +7,9 @@
 //! fsyncs, not thousands: an intent (`B.pending`, every receipt of the batch) is written
 //! before the transaction and settled after it (`B.json`, each receipt marked destroyed,
 //! or void when a hold placed meanwhile kept its attempt): a crash in between leaves an
-//! intent the next start settles against the database.
+//! intent the next start settles against the database. The signer holds a lock on its
+//! intent until it settles it (the kernel drops it if the signer dies), so a start beside a
+//! live signer (a command while the server destroys) leaves that intent alone.
 //!
 //! The directory is also the log of the receipt chain: each receipt names the one signed
 //! before it (`previous`), `head` names the latest, and `chain.lock` makes every signer (any
@@ -38,6 +40,8 @@ struct Entry {
 pub struct Intent {
     stem: String,
     entries: Vec<Entry>,
+    /// The intent's file, locked while its holder may still settle it.
+    _held: std::fs::File,
 }
 
 impl Intent {
@@ -57,16 +61,25 @@ impl Tombstones {
         })
     }
 
-    fn write_durably(&self, name: &str, entries: &[Entry]) -> std::io::Result<()> {
+    /// Writes the file whole under its name, locked (the lock follows the file through
+    /// the rename); returns it open.
+    fn write_durably(&self, name: &str, entries: &[Entry]) -> std::io::Result<std::fs::File> {
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec(entries).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(name))
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.lock()?;
+            f.write_all(&serde_json::to_vec(entries).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.dir.join(name))?;
+            Ok(f)
+        })();
+        written.map_err(|e| naming(e, &tmp))
     }
 
     fn read(&self, name: &str) -> std::io::Result<Vec<Entry>> {
-        serde_json::from_slice(&std::fs::read(self.dir.join(name))?).map_err(std::io::Error::other)
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| naming(e, &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| naming(std::io::Error::other(e), &path))
     }
 
     /// Before the transaction: the receipts that will be the batch's attempts', durable.
@@ -84,24 +97,34 @@ impl Tombstones {
             .collect();
         // Time first, so that the files list in the order they were written.
         let stem = format!("{:020}-{}", unix_ms(), uuid::Uuid::new_v4());
-        self.write_durably(&format!("{stem}.pending"), &entries)?;
+        let held = self.write_durably(&format!("{stem}.pending"), &entries)?;
         sync_dir(&self.dir)?;
-        Ok(Intent { stem, entries })
+        Ok(Intent {
+            stem,
+            entries,
+            _held: held,
+        })
     }
 
     /// After it: each receipt marked destroyed (a tombstone) or void (a hold kept the
     /// attempt; the receipt stays so that the chain shows no gap).
     pub fn settle(&self, intent: Intent, destroyed: &HashSet<AttemptId>) -> std::io::Result<()> {
-        let entries: Vec<Entry> = intent
-            .entries
+        let Intent {
+            stem,
+            entries,
+            _held,
+        } = intent;
+        let entries: Vec<Entry> = entries
             .into_iter()
             .map(|e| Entry {
                 destroyed: Some(destroyed.contains(&e.attempt)),
                 ..e
             })
             .collect();
-        self.write_durably(&format!("{}.json", intent.stem), &entries)?;
-        std::fs::remove_file(self.dir.join(format!("{}.pending", intent.stem)))?;
+        self.write_durably(&format!("{stem}.json"), &entries)?;
+        let pending = self.dir.join(format!("{stem}.pending"));
+        std::fs::remove_file(&pending).map_err(|e| naming(e, &pending))?;
+        // Unlocked once settled, not before.
         sync_dir(&self.dir)
     }
 
@@ -117,17 +140,34 @@ impl Tombstones {
         Ok(out)
     }
 
-    /// Intents a crash left unsettled.
+    /// Intents a crash left unsettled: those whose signer no longer holds them (a live
+    /// one, in this or another process, settles its own).
     pub fn pending(&self) -> std::io::Result<Vec<Intent>> {
-        self.names(".pending")?
-            .into_iter()
-            .map(|name| {
-                Ok(Intent {
-                    entries: self.read(&name)?,
-                    stem: name.trim_end_matches(".pending").to_owned(),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for name in self.names(".pending")? {
+            let path = self.dir.join(&name);
+            let held = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                // Settled since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(naming(e, &path)),
+            };
+            match held.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => continue,
+                Err(std::fs::TryLockError::Error(e)) => return Err(naming(e, &path)),
+            }
+            // Settled between the open and the lock: its holder let go after the removal.
+            if !path.try_exists()? {
+                continue;
+            }
+            out.push(Intent {
+                entries: self.read(&name)?,
+                stem: name.trim_end_matches(".pending").to_owned(),
+                _held: held,
+            });
+        }
+        Ok(out)
     }
 
     /// Every attempt a tombstone says was destroyed, with its receipt.
@@ -199,4 +239,41 @@ fn unix_ms() -> u128 {
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// The error with the file it is about (an operator must find it).
+fn naming(e: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An intent its signer still holds is not another start's to settle (it would mark
+    /// the receipts void while the transaction commits them, then the signer's own settle
+    /// would fail); once the signer is gone (dropped without settling, as a crash does), it
+    /// is.
+    #[test]
+    fn a_start_settles_only_the_intents_nobody_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Tombstones::open(dir.path()).unwrap();
+        let other = Tombstones::open(dir.path()).unwrap();
+        let a = AttemptId::random();
+        let live = signer.intend([(a, "receipt")]).unwrap();
+        assert!(other.pending().unwrap().is_empty(), "held by a live signer");
+        signer.settle(live, &[a].into()).unwrap();
+        assert!(other.pending().unwrap().is_empty());
+        assert_eq!(other.destroyed().unwrap()[&a], "receipt");
+
+        let b = AttemptId::random();
+        drop(signer.intend([(b, "receipt b")]).unwrap());
+        let abandoned = other.pending().unwrap();
+        assert_eq!(abandoned.len(), 1, "the dead signer's intent");
+        other
+            .settle(abandoned.into_iter().next().unwrap(), &HashSet::new())
+            .unwrap();
+        assert!(other.pending().unwrap().is_empty());
+        assert_eq!(other.log().unwrap().len(), 2);
+    }
 }
