@@ -181,6 +181,8 @@ impl Retention {
             });
             effects.push((f, r));
         }
+        // By reference as it reads (the database orders by pseudonym).
+        planned.sort_by(|a, b| a.reference.cmp(&b.reference));
         let unsubmitted = planned.iter().filter(|p| p.review_unsubmitted).count();
         Ok((
             PvPlan {
@@ -362,6 +364,7 @@ impl Retention {
                 review_unsubmitted: false,
             });
         }
+        planned.sort_by(|a, b| a.reference.cmp(&b.reference));
         PvResult {
             sitting_id: d.sitting_id,
             outcome: d.outcome,

@@ -65,6 +65,8 @@ impl Review {
                 });
             }
         }
+        // By sitting, then reference as it reads (the database orders by pseudonym).
+        rows.sort_by(|a, b| (&a.sitting, &a.candidate).cmp(&(&b.sitting, &b.candidate)));
         Ok(rows)
     }
 }

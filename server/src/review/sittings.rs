@@ -61,6 +61,8 @@ impl Review {
                     second_review_possible,
                 });
             }
+            // By reference as it reads (the database orders by pseudonym).
+            rows.sort_by(|a, b| a.reference.cmp(&b.reference));
             out.push(JurySitting {
                 id,
                 reference,

@@ -452,3 +452,29 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
         assert!(actions.iter().any(|x| x == a), "{a} audited");
     }
 }
+
+/// References are stored as pseudonyms (issue 19): the queue still lists a sitting's
+/// candidates by their reference as it reads, not in the database's pseudonym order.
+#[tokio::test]
+async fn the_queue_lists_candidates_by_reference() {
+    let app = spawn_app().await;
+    let (_, candidates) = app.ended_sitting(4, 1).await;
+    let reviewer = reviewer_of(&app, "ordre", candidates[0].0.attempt_id).await;
+    let queue: serde_json::Value = app
+        .http
+        .get(format!("{}/api/staff/v1/queue", app.staff))
+        .bearer_auth(&reviewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = queue
+        .as_array()
+        .unwrap_or_else(|| queue["attempts"].as_array().unwrap())
+        .iter()
+        .map(|r| r["candidate"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["C-0", "C-1", "C-2", "C-3"], "{queue}");
+}
