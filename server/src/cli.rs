@@ -267,8 +267,9 @@ enum ReceiptCommand {
     /// Checks the log of receipts kept beside the keys: every signature, one chain without
     /// gap or fork, its tip where the head says. Exits non-zero otherwise.
     Log,
-    /// Creates the receipt signing key in the key directory, once, before a production
-    /// server starts (production never creates it on use); keeps one already there.
+    /// Creates the receipt signing key and the pseudonym key in the key directory, once,
+    /// before a production server starts (production never creates them on use); keeps
+    /// those already there.
     InitKey,
     /// Checks a receipt offline against the published key (`--public-key`, as `receipt
     /// public-key` prints it or `GET /api/public/v1/receipts/public-key` serves it): the
@@ -339,9 +340,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         let keys = settings.keys.open(&settings.server.key_dir())?;
         let (key, created) = keys.init_receipt_signing_key()?;
+        let pseudonyms = keys.init_pseudonym_key()?;
         let public = protocol::public_key_text(&key);
         return print(
-            serde_json::json!({ "created": created, "key_id": protocol::receipt_key_id(&public)?, "public_key": public }),
+            serde_json::json!({ "created": created, "key_id": protocol::receipt_key_id(&public)?, "public_key": public,
+                "pseudonym_key_created": pseudonyms }),
         );
     }
     if let Command::Serve {

@@ -37,6 +37,8 @@ pub enum KeyError {
     Io(#[from] std::io::Error),
     #[error("the receipt signing key is missing from the key directory: production never creates it silently (every verifier pins it); create it once with `proctor-server receipt init-key`, then publish its public key")]
     SigningKeyMissing,
+    #[error("the pseudonym key is missing from the key directory: production never creates it silently (a new one would make every stored reference unfindable, and a retried enrolment would make a second attempt); create it once with `proctor-server receipt init-key`")]
+    PseudonymKeyMissing,
     /// What the PKCS#11 token answered (a return code, never key material).
     #[error("key store token: {0}")]
     Token(String),
@@ -124,9 +126,13 @@ impl KeyStore {
 
     /// Production: the receipt signing key must already exist and is never created on
     /// use, since a new key silently makes every receipt fail against the pinned one.
+    /// The same for the pseudonym key: a new one would lose every stored reference.
     pub fn requiring_signing_key(mut self) -> Result<Self, KeyError> {
         self.create_signing_key = false;
         self.receipt_signing_key()?;
+        if !self.files.contains(PSEUDONYMS)? {
+            return Err(KeyError::PseudonymKeyMissing);
+        }
         Ok(self)
     }
 
@@ -236,12 +242,26 @@ impl KeyStore {
     /// `purpose` separates the uses.
     pub fn pseudonym(&self, purpose: &str, text: &str) -> Result<String, KeyError> {
         use hmac::Mac;
-        let key = self.files.load_or_create(PSEUDONYMS)?;
+        let key = if self.create_signing_key {
+            self.files.load_or_create(PSEUDONYMS)?
+        } else {
+            self.files.load(PSEUDONYMS).map_err(|e| match e {
+                KeyError::KekGone(_) => KeyError::PseudonymKeyMissing,
+                e => e,
+            })?
+        };
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&*key).expect("any key length");
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
         mac.update(text.as_bytes());
         Ok(hex::encode(&mac.finalize().into_bytes()[..16]))
+    }
+
+    /// Creates the pseudonym key (`receipt init-key`), or keeps the one there; says which.
+    pub fn init_pseudonym_key(&self) -> Result<bool, KeyError> {
+        let existed = self.files.contains(PSEUDONYMS)?;
+        self.files.load_or_create(PSEUDONYMS)?;
+        Ok(!existed)
     }
 
     /// The attempt's data key, unwrapped from its KEK epoch.

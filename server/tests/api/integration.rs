@@ -218,6 +218,19 @@ async fn production_refuses_keys_inside_the_data_directory() {
     let (_, created) = keys.init_receipt_signing_key().unwrap();
     let (_, again) = keys.init_receipt_signing_key().unwrap();
     assert_eq!((created, again), (true, false), "created once, then kept");
+    // Nor the pseudonym key, which a new one would make every stored reference unfindable.
+    let err = server::startup::Application::build(settings.clone(), clock.clone())
+        .await
+        .err()
+        .expect("must refuse without a pseudonym key");
+    assert!(err.to_string().contains("pseudonym key"), "{err}");
+    assert_eq!(
+        (
+            keys.init_pseudonym_key().unwrap(),
+            keys.init_pseudonym_key().unwrap()
+        ),
+        (true, false)
+    );
     server::startup::Application::build(settings, clock)
         .await
         .expect("keys on their own directory");
