@@ -152,9 +152,17 @@ impl Enrolment {
             return Err(Failure::NotFound("sitting").into());
         }
         let pseudonym = self.keys.reference_pseudonym(sitting, reference.as_str())?;
-        // By its pseudonym; an earlier version's row by the clear reference until sealed.
+        // By its pseudonym; an earlier version's row by the clear reference until sealed
+        // (only such a row: a reference spelt like another's pseudonym finds nothing).
         let existing = match self.db.attempt_by_ref(sitting, &pseudonym).await {
-            Err(DbError::NotFound) => self.db.attempt_by_ref(sitting, reference.as_str()).await,
+            Err(DbError::NotFound) => self
+                .db
+                .attempt_by_ref(sitting, reference.as_str())
+                .await
+                .and_then(|a| match a.reference {
+                    crate::db::StoredReference::Clear(_) => Ok(a),
+                    _ => Err(DbError::NotFound),
+                }),
             found => found,
         };
         if let Ok(existing) = existing {

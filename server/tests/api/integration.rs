@@ -15,6 +15,37 @@ async fn platform_creates_sittings_and_candidates() {
     assert!(c.launch_token.starts_with("clt_") && c.launch_token.len() > 40);
 }
 
+/// References are kept as keyed pseudonyms (issue 19): a reference spelt like another
+/// candidate's pseudonym is a new candidate, never that one; the stored row names nobody.
+#[tokio::test]
+async fn a_reference_spelt_like_a_pseudonym_finds_nobody_else() {
+    let app = spawn_app().await;
+    let s: CreateSittingResponse = app.create_sitting("S-PSEUDO").await.json().await.unwrap();
+    let first: AddCandidateResponse = app
+        .add_candidate(s.sitting_id, "DUPONT-Jeanne")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored = app
+        .db()
+        .await
+        .attempt(first.attempt_id.into())
+        .await
+        .unwrap()
+        .reference;
+    let server::db::StoredReference::Pseudonymous { pseudonym, sealed } = stored else {
+        panic!("stored in clear: {stored:?}")
+    };
+    assert!(pseudonym.starts_with("p:") && !pseudonym.contains("DUPONT"));
+    assert!(!String::from_utf8_lossy(&sealed.unwrap()).contains("DUPONT"));
+    let r = app.add_candidate(s.sitting_id, &pseudonym).await;
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("idempotent-replayed").is_none());
+    let other: AddCandidateResponse = r.json().await.unwrap();
+    assert_ne!(other.attempt_id, first.attempt_id);
+}
+
 /// Defect: a platform that retried `candidate add` after a lost answer got 409 and could
 /// never get the launch token again.
 #[tokio::test]
