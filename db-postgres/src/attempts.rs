@@ -70,9 +70,14 @@ impl AttemptStore for PostgresDatabase {
             .map(SittingId::from)
             .map_err(backend)
     }
-    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
+    async fn attempt_by_ref(
+        &self,
+        sitting: SittingId,
+        reference: &str,
+        pseudonymous: bool,
+    ) -> DbResult<Attempt> {
         let sitting = sitting.as_uuid();
-        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2", sitting, reference).fetch_one(&self.pool).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, "SELECT a.id, a.sitting_id, a.ref AS reference, a.ref_sealed, a.ref_is_pseudonym, a.kek_epoch, a.wrapped_dek, a.consent_notice, a.consent_at, a.created_at, a.state, a.ended_at, a.token_generation, a.bytes_stored FROM attempts a WHERE a.sitting_id = $1 AND a.ref = $2 AND a.ref_is_pseudonym = $3", sitting, reference, pseudonymous).fetch_one(&self.pool).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,

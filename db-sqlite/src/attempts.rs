@@ -86,9 +86,14 @@ impl AttemptStore for SqliteDatabase {
         .map_err(backend)?;
         id.into_id("id").map_err(DbError::from)
     }
-    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt> {
+    async fn attempt_by_ref(
+        &self,
+        sitting: SittingId,
+        reference: &str,
+        pseudonymous: bool,
+    ) -> DbResult<Attempt> {
         let sitting = sitting.to_string();
-        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2"#, sitting, reference).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(AttemptRecord, r#"SELECT a.id AS "id!", a.sitting_id AS "sitting_id!", a.ref AS "reference!", a.ref_sealed, a.ref_is_pseudonym AS "ref_is_pseudonym!: bool", a.kek_epoch AS "kek_epoch!", a.wrapped_dek AS "wrapped_dek!", a.consent_notice, a.consent_at, a.created_at AS "created_at!", a.state AS "state!", a.ended_at, a.token_generation AS "token_generation!", a.bytes_stored AS "bytes_stored!" FROM attempts a WHERE a.sitting_id = ?1 AND a.ref = ?2 AND a.ref_is_pseudonym = ?3"#, sitting, reference, pseudonymous).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn record_consent(
         &self,

@@ -12,7 +12,14 @@ pub trait AttemptStore: Send + Sync {
     async fn create_attempt(&self, a: NewAttempt) -> DbResult<()>;
     async fn attempt(&self, id: AttemptId) -> DbResult<Attempt>;
     async fn sitting_by_ref(&self, reference: &str) -> DbResult<SittingId>;
-    async fn attempt_by_ref(&self, sitting: SittingId, reference: &str) -> DbResult<Attempt>;
+    /// By the stored reference: a pseudonym among pseudonymous rows, or an earlier
+    /// version's clear reference among rows still in clear.
+    async fn attempt_by_ref(
+        &self,
+        sitting: SittingId,
+        stored: &str,
+        pseudonymous: bool,
+    ) -> DbResult<Attempt>;
     /// Compare-and-set of the attempt's state (`false` when it was no longer `from`) and the
     /// audit entry that records it, in one transaction: a state never changes unaudited, and
     /// a refused change leaves no entry (`None`). The only way a state changes.

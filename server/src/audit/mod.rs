@@ -425,7 +425,7 @@ mod tests {
     use super::*;
     use crate::db::{audit_hash, verify_audit_chain};
 
-    fn trail(n: i64) -> Vec<AuditEntry> {
+    pub(super) fn trail(n: i64) -> Vec<AuditEntry> {
         trail_at(&(1..=n).collect::<Vec<_>>())
     }
 

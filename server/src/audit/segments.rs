@@ -110,30 +110,10 @@ impl Audit {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::trail;
     use super::super::verify_from;
     use super::*;
-    use crate::db::{audit_hash, AuditEntry};
-
-    fn chain(n: i64) -> Vec<AuditEntry> {
-        let mut prev = [0u8; 32];
-        (1..=n)
-            .map(|seq| {
-                let hash = audit_hash(&prev, seq, seq, "a", "x", None, "{}");
-                let e = AuditEntry {
-                    seq,
-                    at_ms: seq,
-                    actor: "a".into(),
-                    action: "x".into(),
-                    attempt_id: None,
-                    detail: "{}".into(),
-                    prev_hash: prev,
-                    hash,
-                };
-                prev = hash;
-                e
-            })
-            .collect()
-    }
+    use crate::db::AuditEntry;
 
     fn segment(key: &protocol::ReceiptSigningKey, from: i64, e: &AuditEntry) -> RetiredSegment {
         let signed = sign_segment(
@@ -162,7 +142,7 @@ mod tests {
     fn retired_segments_anchor_the_kept_trail() {
         let key = protocol::ReceiptSigningKey::from_bytes(&[3; 32]);
         let trusted = protocol::public_key_text(&key);
-        let all = chain(10);
+        let all = trail(10);
         let checkpoints: Vec<(i64, [u8; 32])> = all.iter().map(|e| (e.seq, e.hash)).collect();
         let segments = vec![segment(&key, 1, &all[1]), segment(&key, 3, &all[3])];
         let anchor = check_segments(&segments, &trusted).unwrap();

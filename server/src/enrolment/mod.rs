@@ -153,16 +153,13 @@ impl Enrolment {
         }
         let pseudonym = self.keys.reference_pseudonym(sitting, reference.as_str())?;
         // By its pseudonym; an earlier version's row by the clear reference until sealed
-        // (only such a row: a reference spelt like another's pseudonym finds nothing).
-        let existing = match self.db.attempt_by_ref(sitting, &pseudonym).await {
-            Err(DbError::NotFound) => self
-                .db
-                .attempt_by_ref(sitting, reference.as_str())
-                .await
-                .and_then(|a| match a.reference {
-                    crate::db::StoredReference::Clear(_) => Ok(a),
-                    _ => Err(DbError::NotFound),
-                }),
+        // (a reference spelt like another's pseudonym finds nothing).
+        let existing = match self.db.attempt_by_ref(sitting, &pseudonym, true).await {
+            Err(DbError::NotFound) => {
+                self.db
+                    .attempt_by_ref(sitting, reference.as_str(), false)
+                    .await
+            }
             found => found,
         };
         if let Ok(existing) = existing {
@@ -197,7 +194,7 @@ impl Enrolment {
             Ok(()) => {}
             // A concurrent retry won the race: answer what it answered.
             Err(DbError::Conflict) => {
-                let existing = self.db.attempt_by_ref(sitting, &pseudonym).await?;
+                let existing = self.db.attempt_by_ref(sitting, &pseudonym, true).await?;
                 return Ok(Created {
                     value: self.current_launch(&existing).await?,
                     replayed: true,

@@ -214,15 +214,26 @@ impl KeyStore {
     /// The server's destruction-receipt signing key, created on first use outside
     /// production. Its public half is published (`receipt public-key`, the public API).
     pub fn receipt_signing_key(&self) -> Result<protocol::ReceiptSigningKey, KeyError> {
-        let seed = if self.create_signing_key {
-            self.files.load_or_create(RECEIPT_SIGNING)?
-        } else {
-            self.files.load(RECEIPT_SIGNING).map_err(|e| match e {
-                KeyError::KekGone(_) => KeyError::SigningKeyMissing,
-                e => e,
-            })?
-        };
+        let seed = self.root_key(RECEIPT_SIGNING, KeyError::SigningKeyMissing)?;
         Ok(protocol::ReceiptSigningKey::from_bytes(&seed))
+    }
+
+    /// A key of the server's own, never destroyed (the receipt signing seed, the pseudonym
+    /// key): created on first use outside production, `missing` in production.
+    fn root_key(&self, name: &str, missing: KeyError) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        if self.create_signing_key {
+            return self.files.load_or_create(name);
+        }
+        self.files.load(name).map_err(|e| match e {
+            KeyError::KekGone(_) => missing,
+            e => e,
+        })
+    }
+
+    /// Creates a root key (`receipt init-key`), or keeps the one there; says which.
+    fn init_root_key(&self, name: &str) -> Result<(Zeroizing<[u8; 32]>, bool), KeyError> {
+        let existed = self.files.contains(name)?;
+        Ok((self.files.load_or_create(name)?, !existed))
     }
 
     /// Creates the receipt signing key (`receipt init-key`), or keeps the one there; says
@@ -230,9 +241,8 @@ impl KeyStore {
     pub fn init_receipt_signing_key(
         &self,
     ) -> Result<(protocol::ReceiptSigningKey, bool), KeyError> {
-        let existed = self.files.contains(RECEIPT_SIGNING)?;
-        let seed = self.files.load_or_create(RECEIPT_SIGNING)?;
-        Ok((protocol::ReceiptSigningKey::from_bytes(&seed), !existed))
+        let (seed, created) = self.init_root_key(RECEIPT_SIGNING)?;
+        Ok((protocol::ReceiptSigningKey::from_bytes(&seed), created))
     }
 
     /// A keyed hash standing for `text` (a reference, a free-text reason, an export's
@@ -242,14 +252,7 @@ impl KeyStore {
     /// `purpose` separates the uses.
     pub fn pseudonym(&self, purpose: &str, text: &str) -> Result<String, KeyError> {
         use hmac::Mac;
-        let key = if self.create_signing_key {
-            self.files.load_or_create(PSEUDONYMS)?
-        } else {
-            self.files.load(PSEUDONYMS).map_err(|e| match e {
-                KeyError::KekGone(_) => KeyError::PseudonymKeyMissing,
-                e => e,
-            })?
-        };
+        let key = self.root_key(PSEUDONYMS, KeyError::PseudonymKeyMissing)?;
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&*key).expect("any key length");
         mac.update(purpose.as_bytes());
         mac.update(&[0]);
@@ -259,18 +262,26 @@ impl KeyStore {
 
     /// Creates the pseudonym key (`receipt init-key`), or keeps the one there; says which.
     pub fn init_pseudonym_key(&self) -> Result<bool, KeyError> {
-        let existed = self.files.contains(PSEUDONYMS)?;
-        self.files.load_or_create(PSEUDONYMS)?;
-        Ok(!existed)
+        Ok(self.init_root_key(PSEUDONYMS)?.1)
     }
 
     /// The attempt's data key, unwrapped from its KEK epoch.
     pub fn attempt_key(&self, attempt: &crate::db::Attempt) -> Result<AttemptKey, KeyError> {
+        self.data_key(attempt.id, &attempt.kek_epoch, &attempt.wrapped_dek)
+    }
+
+    /// A data key from the columns that hold it (a row other than the attempt's own).
+    pub fn data_key(
+        &self,
+        attempt: AttemptId,
+        kek_epoch: &str,
+        wrapped_dek: &[u8],
+    ) -> Result<AttemptKey, KeyError> {
         let wrapped = WrappedKey {
-            epoch: attempt.kek_epoch.clone(),
-            blob: attempt.wrapped_dek.clone(),
+            epoch: kek_epoch.to_owned(),
+            blob: wrapped_dek.to_vec(),
         };
-        self.unwrap(&wrapped, &attempt.id)
+        self.unwrap(&wrapped, &attempt)
     }
 
     /// One stream's key, derived from the attempt's.

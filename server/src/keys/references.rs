@@ -2,7 +2,7 @@
 //! sitting: look-ups and destruction use it) and the reference sealed under the attempt's
 //! data key, so that once the key is destroyed nothing left names the person.
 
-use super::{open_reference, seal_reference, KeyError, KeyStore, WrappedKey};
+use super::{open_reference, seal_reference, KeyError, KeyStore};
 use crate::db::{AttemptId, SittingId, StoredReference};
 use protocol::AttemptKey;
 
@@ -48,11 +48,7 @@ impl KeyStore {
             StoredReference::Pseudonymous { pseudonym, sealed } => sealed
                 .as_deref()
                 .and_then(|sealed| {
-                    let wrapped = WrappedKey {
-                        epoch: kek_epoch.to_owned(),
-                        blob: wrapped_dek.to_vec(),
-                    };
-                    let dek = self.unwrap(&wrapped, &attempt).ok()?;
+                    let dek = self.data_key(attempt, kek_epoch, wrapped_dek).ok()?;
                     open_reference(&dek, &attempt, sealed).ok()
                 })
                 .unwrap_or_else(|| pseudonym.clone()),

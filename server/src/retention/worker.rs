@@ -144,12 +144,15 @@ impl Retention {
         &self,
         attempt: AttemptId,
     ) -> Result<Option<protocol::AttemptKey>, RetentionError> {
-        let a = self.attempts.get(attempt).await?;
-        Ok(if a.state == crate::lifecycle::AttemptState::Destroyed {
+        Ok(self.live_key_of(&self.attempts.get(attempt).await?))
+    }
+
+    fn live_key_of(&self, a: &crate::db::Attempt) -> Option<protocol::AttemptKey> {
+        if a.state == crate::lifecycle::AttemptState::Destroyed {
             None
         } else {
-            self.keys.attempt_key(&a).ok()
-        })
+            self.keys.attempt_key(a).ok()
+        }
     }
 
     /// Seals the connection data that versions before sealing stored in clear (once, after
@@ -186,7 +189,7 @@ impl Retention {
                 let crate::db::StoredReference::Clear(reference) = &a.reference else {
                     continue;
                 };
-                let stored = match self.live_key(id).await? {
+                let stored = match self.live_key_of(&a) {
                     Some(dek) => self
                         .keys
                         .store_reference(&dek, id, a.sitting_id, reference)?,

@@ -197,7 +197,7 @@ async fn sittings_attempts_and_tokens() {
             )
         );
         assert_eq!(got.wrapped_dek, a.wrapped_dek);
-        assert_eq!(db.attempt_by_ref(s, "c-1").await.unwrap().id, a.id);
+        assert_eq!(db.attempt_by_ref(s, "c-1", true).await.unwrap().id, a.id);
         assert!(matches!(
             db.attempt(AttemptId::random()).await,
             Err(DbError::NotFound)
@@ -1987,7 +1987,7 @@ async fn pv_decisions_holds_and_destruction() {
             b.name
         );
         assert_eq!(
-            db.attempt_by_ref(s, "p:c2").await.unwrap().id,
+            db.attempt_by_ref(s, "p:c2", true).await.unwrap().id,
             a2.id,
             "{}",
             b.name
