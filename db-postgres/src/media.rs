@@ -111,6 +111,7 @@ impl MediaStore for PostgresDatabase {
                 attempt,
                 row,
                 transport,
+                activity,
             } = &batch[i];
             // The primary key arbitrates between concurrent uploads, on any instance.
             let (index, size, start, end) = (
@@ -126,8 +127,8 @@ impl MediaStore for PostgresDatabase {
                 transport.as_str(),
             );
             let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (stream_id, idx) DO NOTHING",
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (stream_id, idx) DO NOTHING",
                 row.stream_id.as_uuid(),
                 index,
                 digest,
@@ -138,7 +139,8 @@ impl MediaStore for PostgresDatabase {
                 row.last,
                 sha,
                 at_ms,
-                transport
+                transport,
+                activity.as_deref()
             )
             .execute(&mut *tx)
             .await
@@ -207,5 +209,34 @@ impl MediaStore for PostgresDatabase {
             .await
             .map_err(backend)?,
         )
+    }
+
+    async fn activity_of(
+        &self,
+        stream: StreamId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> DbResult<Vec<StoredActivity>> {
+        let (after, limit) = (after.map_or(0, i64::from), i64::from(limit));
+        let rows = sqlx::query!(
+            "SELECT idx, media_start_us, activity FROM chunks
+             WHERE stream_id = $1 AND idx > $2 AND NOT last ORDER BY idx LIMIT $3",
+            stream.as_uuid(),
+            after,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredActivity {
+                    index: u32::try_from(r.idx)
+                        .map_err(|_| DbError::Backend("chunk index out of range".into()))?,
+                    media_start_us: r.media_start_us as u64,
+                    sealed: r.activity,
+                })
+            })
+            .collect()
     }
 }

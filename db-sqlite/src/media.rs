@@ -91,6 +91,7 @@ impl MediaStore for SqliteDatabase {
             attempt,
             row,
             transport,
+            activity,
         } in batch
         {
             let (stream, index, size, start, end) = (
@@ -106,9 +107,10 @@ impl MediaStore for SqliteDatabase {
                 row.content_sha256.as_slice(),
                 transport.as_str(),
             );
+            let activity = activity.as_deref();
             let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
+                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
                 stream,
                 index,
                 digest,
@@ -119,7 +121,8 @@ impl MediaStore for SqliteDatabase {
                 row.last,
                 sha,
                 at_ms,
-                transport
+                transport,
+                activity
             )
             .execute(&mut *tx)
             .await
@@ -167,5 +170,38 @@ impl MediaStore for SqliteDatabase {
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>> {
         let stream = stream.to_string();
         parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!" FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
+    }
+
+    async fn activity_of(
+        &self,
+        stream: StreamId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> DbResult<Vec<StoredActivity>> {
+        let (stream, after, limit) = (
+            stream.to_string(),
+            after.map_or(0, i64::from),
+            i64::from(limit),
+        );
+        let rows = sqlx::query!(
+            r#"SELECT idx AS "idx!", media_start_us AS "media_start_us!", activity FROM chunks
+               WHERE stream_id = ?1 AND idx > ?2 AND last = 0 ORDER BY idx LIMIT ?3"#,
+            stream,
+            after,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredActivity {
+                    index: u32::try_from(r.idx)
+                        .map_err(|_| DbError::Backend("chunk index out of range".into()))?,
+                    media_start_us: r.media_start_us as u64,
+                    sealed: r.activity,
+                })
+            })
+            .collect()
     }
 }

@@ -273,6 +273,17 @@ pub struct NewChunk {
     pub attempt: AttemptId,
     pub row: ChunkRow,
     pub transport: Transport,
+    /// The fragment's activity, taken out at ingest and sealed on its own (`None`: the
+    /// fragment carried none, or one longer than itself).
+    pub activity: Option<Vec<u8>>,
+}
+
+/// A media fragment's sealed activity, as the strip reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredActivity {
+    pub index: u32,
+    pub media_start_us: u64,
+    pub sealed: Option<Vec<u8>>,
 }
 
 /// Outcome of submitting a review.

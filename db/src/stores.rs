@@ -119,6 +119,7 @@ pub trait MediaStore: Send + Sync {
                     attempt,
                     row,
                     transport: Transport::Https,
+                    activity: None,
                 }],
                 at_ms,
             )
@@ -128,6 +129,15 @@ pub trait MediaStore: Send + Sync {
     }
     async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>>;
+    /// The activity of the stream's media fragments (neither the initialisation segment
+    /// nor the final marker) with an index above `after`, in order, at most `limit`: the
+    /// strip reads a recording page by page, never every row at once.
+    async fn activity_of(
+        &self,
+        stream: StreamId,
+        after: Option<u32>,
+        limit: u32,
+    ) -> DbResult<Vec<StoredActivity>>;
 }
 
 /// Staff accounts, their sessions, TOTP, sitting assignments and settings.

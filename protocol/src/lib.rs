@@ -4,6 +4,7 @@
 //! included: signed and checked here, the key kept by the server). No I/O, no async,
 //! no GStreamer, no SQL. Keys are zeroized on drop and never printed.
 
+mod activity;
 pub mod api;
 mod audit_segment;
 pub mod channel;
@@ -19,6 +20,9 @@ mod receipt;
 mod seal;
 mod verify;
 
+pub use activity::{
+    activity_points_allowed, open_activity, read_activity, seal_activity, MAX_ACTIVITY_POINTS,
+};
 pub use audit_segment::{sign_segment, verify_segment, AuditSegment, SignedSegment};
 pub use ed25519_dalek::SigningKey as ReceiptSigningKey;
 pub use error::Error;

@@ -133,6 +133,7 @@ async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
                 attempt: a,
                 row,
                 transport: Transport::Https,
+                activity: None,
             });
         }
         futures::future::try_join_all(paths.iter().map(|path| p.blobs.put(path, payload.clone())))

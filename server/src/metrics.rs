@@ -75,6 +75,11 @@ pub fn ingest_stage(stage: &'static str, took: Duration) {
         .record(took.as_secs_f64());
 }
 
+/// A fragment stored without its activity: one longer than the fragment, or malformed.
+pub fn activity_dropped() {
+    metrics::counter!("proctor_activity_dropped_total").increment(1);
+}
+
 /// One batch of the group commit: how many chunks, and how long its stage took.
 pub fn group_stage(stage: &'static str, chunks: usize, took: Duration) {
     metrics::histogram!("proctor_group_commit_seconds", "stage" => stage)

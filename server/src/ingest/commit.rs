@@ -238,6 +238,7 @@ mod tests {
                                 attempt,
                                 row: row(s, i),
                                 transport: Transport::Https,
+                                activity: None,
                             },
                             path,
                         )

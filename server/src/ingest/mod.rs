@@ -573,10 +573,12 @@ impl Ingest {
         let started = Instant::now();
         let key = self.keys.stream_key(&who.attempt, &stream)?;
         let (attempt_id, verify_input) = (who.attempt.id, chunk.clone());
-        let (verified, content_sha256) = tokio::task::spawn_blocking(move || {
+        let (verified, content_sha256, activity) = tokio::task::spawn_blocking(move || {
             use sha2::Digest as _;
-            protocol::verify_chunk(&key, attempt_id.into(), stream_id.into(), &verify_input)
-                .map(|v| (v, <[u8; 32]>::from(sha2::Sha256::digest(&verify_input))))
+            let v =
+                protocol::verify_chunk(&key, attempt_id.into(), stream_id.into(), &verify_input)?;
+            let sha = <[u8; 32]>::from(sha2::Sha256::digest(&verify_input));
+            Ok((v.clone(), sha, side_activity(&key, &v, &verify_input)))
         })
         .await
         .map_err(|e| Failure::Internal(e.into()))?
@@ -610,6 +612,7 @@ impl Ingest {
                     attempt: who.attempt.id,
                     row: row.clone(),
                     transport: via.transport,
+                    activity,
                 },
                 path.clone(),
             )
@@ -701,5 +704,25 @@ impl Ingest {
         crate::metrics::stream_ended();
         tracing::info!(attempt = %who.attempt.id, stream = %stream_id, "stream ended");
         Ok(())
+    }
+}
+
+/// A media fragment's activity, sealed on its own for the strip. One longer than its
+/// fragment (or malformed) is dropped and counted: the media is the recording and stays.
+fn side_activity(
+    key: &protocol::StreamKey,
+    verified: &protocol::VerifiedChunk,
+    chunk: &[u8],
+) -> Option<Vec<u8>> {
+    let h = &verified.header;
+    if h.index == 0 || h.last {
+        return None;
+    }
+    match protocol::read_activity(key, verified, chunk) {
+        Ok(activity) => activity.map(|a| protocol::seal_activity(key, h.index, &a)),
+        Err(_) => {
+            crate::metrics::activity_dropped();
+            None
+        }
     }
 }

@@ -1,70 +1,70 @@
 //! The activity strip of an attempt: per second, motion and audio level as the agent
-//! measured them before encoding and sealed with each fragment. Reading it opens every
-//! fragment of the attempt in memory (2.3 CPU-s per recorded hour, `docs/benchmarks.md`);
-//! nothing decoded, nothing kept.
+//! measured them before encoding. Ingest took each fragment's activity out of its chunk,
+//! bounded by the fragment's duration, and sealed it on its own (`protocol::activity`):
+//! the strip reads those few bytes per fragment from the database, page by page, and
+//! never opens a fragment nor fetches a blob. Its size is bounded whatever the agent sent.
 
 use super::Review;
 use super::ReviewError;
 use crate::attempts::AssignedAttempt;
-use futures::StreamExt;
 use serde::Serialize;
 
-/// Fragments opened at once while building the strip.
-const PARALLEL_OPENS: usize = 8;
+/// Rows read at once.
+const PAGE: u32 = 2_000;
+/// The most seconds one strip holds: two days of recording, ~2.6 MB of JSON.
+pub const MAX_STRIP_POINTS: usize = 172_800;
 
 #[derive(Debug, Serialize)]
 pub struct ActivityStrip {
     /// `[wall-clock ms, motion 0–100, audio 0–100]`, one per recorded second, in order.
     pub points: Vec<[i64; 3]>,
-    /// Fragments that carried no activity (recorded by an older agent, or unreadable).
+    /// Fragments that carried no activity (an older agent, or one refused at ingest as
+    /// longer than its fragment, or unreadable).
     pub fragments_without: u32,
+    /// The strip stopped at `MAX_STRIP_POINTS`: what follows is not drawn.
+    pub truncated: bool,
 }
 
 impl Review {
     pub async fn activity(&self, a: &AssignedAttempt) -> Result<ActivityStrip, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
         let attempt = Self::viewable(a)?;
-        let mut points = Vec::new();
-        let mut without = 0u32;
-        for stream in self.db.streams_of(attempt_id).await? {
+        let mut points: Vec<[i64; 3]> = Vec::new();
+        let (mut without, mut truncated) = (0u32, false);
+        'streams: for stream in self.db.streams_of(attempt_id).await? {
             let key = self.keys.stream_key(&attempt, &stream)?;
-            let all = self.db.chunks_of(stream.id).await?;
-            let prevs = super::playback::predecessors(&all);
-            let rows: Vec<_> = all.into_iter().filter(|r| r.index > 0 && !r.last).collect();
-            let opened: Vec<_> = futures::stream::iter(rows)
-                .map(|row| {
-                    let (key, prev) = (key.clone(), prevs.get(&row.index).copied());
-                    async move {
-                        // The player's checks, and an altered fragment audited as such.
-                        let plaintext = self.open_checked(a, &key, &row, prev).await.ok()?;
-                        let activity = protocol::decode_payload(&plaintext).ok()?.activity?;
-                        let activity: protocol::Activity = serde_json::from_slice(activity).ok()?;
-                        Some((row.media_start_us / 1000, activity))
+            let mut after = None;
+            loop {
+                let page = self.db.activity_of(stream.id, after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.index);
+                for row in page {
+                    let opened = row
+                        .sealed
+                        .as_deref()
+                        .and_then(|s| protocol::open_activity(&key, row.index, s).ok());
+                    let Some(activity) = opened else {
+                        without += 1;
+                        continue;
+                    };
+                    // The first value covers the second the fragment starts in.
+                    let base = stream.opened_at_ms + (row.media_start_us / 1_000_000) as i64 * 1000;
+                    for (k, (m, s)) in activity.motion.iter().zip(&activity.audio).enumerate() {
+                        let point = [base + k as i64 * 1000, i64::from(*m), i64::from(*s)];
+                        // Neighbouring fragments both report the second they share: keep
+                        // the later one.
+                        if let Some(prev) = points.last_mut().filter(|p| p[0] == point[0]) {
+                            *prev = point;
+                        } else if points.len() == MAX_STRIP_POINTS {
+                            truncated = true;
+                            break 'streams;
+                        } else {
+                            points.push(point);
+                        }
                     }
-                })
-                .buffered(PARALLEL_OPENS)
-                .collect()
-                .await;
-            for item in opened {
-                let Some((start_ms, a)) = item else {
-                    without += 1;
-                    continue;
-                };
-                // The first value covers the second the fragment starts in.
-                let base = stream.opened_at_ms + (start_ms as i64 / 1000) * 1000;
-                for (k, (m, s)) in a.motion.iter().zip(&a.audio).enumerate() {
-                    points.push([base + k as i64 * 1000, i64::from(*m), i64::from(*s)]);
                 }
             }
         }
-        // Neighbouring fragments both report the second they share: keep the later one.
-        points.dedup_by(|later, earlier| {
-            let same = later[0] == earlier[0];
-            if same {
-                *earlier = *later;
-            }
-            same
-        });
         self.audit
             .access(
                 staff,
@@ -76,6 +76,7 @@ impl Review {
         Ok(ActivityStrip {
             points,
             fragments_without: without,
+            truncated,
         })
     }
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod integration;
 mod lifecycle;
 mod liveness;
+mod own_key;
 #[path = "../support/pg.rs"]
 mod pg;
 mod production_storage;

@@ -470,22 +470,26 @@ async fn agent_keyed_streams_and_transports() {
                 attempt: a.id,
                 row: chunk(s.id, 0, 1),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: a.id,
                 row: chunk(s.id, 1, 1),
                 transport: Transport::Webrtc,
+                activity: None,
             },
             NewChunk {
                 attempt: a.id,
                 row: chunk(s.id, 2, 1),
                 transport: Transport::Webrtc,
+                activity: Some(b"sealed activity".to_vec()),
             },
             // A duplicate by the other transport counts once, under the first.
             NewChunk {
                 attempt: a.id,
                 row: chunk(s.id, 1, 1),
                 transport: Transport::Https,
+                activity: None,
             },
         ];
         db.insert_chunks(&batch, 10).await.unwrap();
@@ -495,6 +499,18 @@ async fn agent_keyed_streams_and_transports() {
             "{}",
             b.name
         );
+        // The strip's pages: media fragments only (not the init segment), in order.
+        let page = db.activity_of(s.id, None, 10).await.unwrap();
+        let got: Vec<_> = page.iter().map(|r| (r.index, r.sealed.clone())).collect();
+        assert_eq!(
+            got,
+            vec![(1, None), (2, Some(b"sealed activity".to_vec()))],
+            "{}",
+            b.name
+        );
+        assert_eq!(db.activity_of(s.id, None, 1).await.unwrap().len(), 1);
+        assert_eq!(db.activity_of(s.id, Some(1), 10).await.unwrap()[0].index, 2);
+        assert!(db.activity_of(s.id, Some(2), 10).await.unwrap().is_empty());
         assert!(
             b.raw(&format!(
                 "UPDATE chunks SET transport = 'carrier-pigeon' WHERE idx = 0 AND stream_id = '{}'",
@@ -629,37 +645,44 @@ async fn a_batch_commits_together_and_answers_in_order() {
                 attempt: y.id,
                 row: chunk(sy, 5, 1),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: x.id,
                 row: chunk(sx, 0, 1),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: x.id,
                 row: chunk(sx, 0, 2),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: x.id,
                 row: chunk(sx, 1, 3),
                 transport: Transport::Https,
+                activity: None,
             },
             // Later in the batch, the same index again: it sees the row just above.
             NewChunk {
                 attempt: x.id,
                 row: chunk(sx, 1, 3),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: x.id,
                 row: chunk(sx, 1, 4),
                 transport: Transport::Https,
+                activity: None,
             },
             NewChunk {
                 attempt: y.id,
                 row: chunk(sy, 2, 1),
                 transport: Transport::Https,
+                activity: None,
             },
         ];
         use ChunkInsert::*;
@@ -698,11 +721,13 @@ async fn a_batch_commits_together_and_answers_in_order() {
                         attempt: x.id,
                         row: chunk(sx, i, 5),
                         transport: Transport::Https,
+                        activity: None,
                     },
                     NewChunk {
                         attempt: y.id,
                         row: chunk(sy, i, 5),
                         transport: Transport::Https,
+                        activity: None,
                     },
                 ]
             })
@@ -714,6 +739,7 @@ async fn a_batch_commits_together_and_answers_in_order() {
                 attempt: c.attempt,
                 row: chunk(c.row.stream_id, c.row.index, 6),
                 transport: Transport::Https,
+                activity: None,
             })
             .collect();
         let (d1, d2) = (db.clone(), db.clone());

@@ -1,0 +1,104 @@
+//! Issue 20: what one candidate's own launch token and stream key can do. Every byte
+//! inside a sealed fragment and every time the agent claims are theirs to choose; each
+//! test here is an attack that worked before its fix.
+
+use crate::helpers::*;
+use protocol::{Activity, Fragment, StreamSealer};
+
+/// A stream whose fragments carry the given activity (`None`: a version 1 payload).
+fn with_activity(s: &OpenStream, fragments: &[Option<Activity>]) -> Vec<Vec<u8>> {
+    let mut sealer = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
+    let n = fragments.len() as u32 + 1;
+    (0..=n)
+        .map(|i| {
+            let plain = match fragments.get(i.wrapping_sub(1) as usize) {
+                _ if i == 0 => b"init segment".to_vec(),
+                Some(Some(a)) => protocol::encode_payload(b"media", a, b""),
+                _ => b"media, version 1".to_vec(),
+            };
+            let frag = Fragment {
+                data: &plain,
+                media_start_us: u64::from(i.saturating_sub(1)) * 2_000_000,
+                media_end_us: u64::from(i) * 2_000_000,
+                last: i == n,
+            };
+            sealer.seal(frag).unwrap().1
+        })
+        .collect()
+}
+
+fn seconds(first_s: u32, motion: Vec<u8>) -> Activity {
+    Activity {
+        first_s,
+        audio: motion.iter().map(|m| 100 - m).collect(),
+        motion,
+    }
+}
+
+async fn strip(app: &TestApp, reviewer: &str, attempt: uuid::Uuid) -> serde_json::Value {
+    let r = app
+        .http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{attempt}/activity",
+            app.staff
+        ))
+        .bearer_auth(reviewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// #1, the activity bomb: a fragment of two seconds carrying hours of activity
+/// used to be decrypted and expanded into the strip, every time the attempt was opened.
+/// Ingest now keeps the media and drops an activity longer than its fragment, and the
+/// strip is built from what ingest kept: no fragment opened, no blob read.
+#[tokio::test]
+async fn an_activity_longer_than_its_fragment_never_reaches_the_strip() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    // As much as the chunk limit of these tests allows (64 KiB; 8 MiB holds ~2 million).
+    let bomb = seconds(2, vec![50; 10_000]);
+    let chunks = with_activity(
+        &s,
+        &[
+            Some(seconds(0, vec![10, 20])),
+            Some(bomb),
+            None,
+            Some(seconds(6, vec![30, 40])),
+        ],
+    );
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let r = app.put_chunk(&c.token, s.stream_id, i as u32, chunk).await;
+        assert_eq!(r.status(), 201, "fragment {i}: the media is the recording");
+    }
+    let ended = app
+        .platform_post(&format!("attempts/{}/end", c.attempt_id))
+        .await;
+    assert_eq!(ended.status(), 200);
+    let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    // Every blob gone: the strip does not need them.
+    std::fs::remove_dir_all(app.data.path().join("blobs")).unwrap();
+    let strip = strip(&app, &reviewer, c.attempt_id).await;
+    let levels: Vec<i64> = strip["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_i64().unwrap())
+        .collect();
+    assert_eq!(levels, [10, 20, 30, 40], "{strip}");
+    let times: Vec<i64> = strip["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_i64().unwrap())
+        .collect();
+    assert_eq!(times[1] - times[0], 1000);
+    assert_eq!(times[2] - times[0], 6000, "fragment 4 starts at 6 s");
+    assert_eq!(
+        strip["fragments_without"], 2,
+        "the bomb and the version 1 fragment"
+    );
+    assert_eq!(strip["truncated"], false);
+}
