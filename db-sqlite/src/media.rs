@@ -204,4 +204,58 @@ impl MediaStore for SqliteDatabase {
             })
             .collect()
     }
+    async fn chunk_summary(&self, stream: StreamId, limit: u32) -> DbResult<ChunkSummary> {
+        let (stream, limit) = (stream.to_string(), i64::from(limit));
+        let totals = sqlx::query!(
+            r#"SELECT COUNT(*) AS "stored!: i64", MIN(idx) AS "min_idx: i64", MAX(idx) AS "max_idx: i64",
+                      MAX(CASE WHEN last THEN idx END) AS "final_idx: i64",
+                      MIN(CASE WHEN idx > 0 THEN media_start_us END) AS "media_start: i64",
+                      MAX(media_end_us) AS "media_end: i64"
+               FROM chunks WHERE stream_id = ?1"#,
+            stream
+        )
+        .fetch_one(&self.readers)
+        .await
+        .map_err(backend)?;
+        let missing = sqlx::query!(
+            r#"SELECT prev + 1 AS "from_idx!: i64", idx - 1 AS "to_idx!: i64" FROM (
+                   SELECT idx, LAG(idx, 1, -1) OVER (ORDER BY idx) AS prev FROM chunks WHERE stream_id = ?1
+               ) WHERE idx > prev + 1 ORDER BY idx LIMIT ?2"#,
+            stream,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        let broken = sqlx::query_scalar!(
+            r#"SELECT idx AS "idx!: i64" FROM (
+                   SELECT idx, prev_digest, LAG(idx) OVER (ORDER BY idx) AS p_idx,
+                          LAG(digest) OVER (ORDER BY idx) AS p_digest
+                   FROM chunks WHERE stream_id = ?1
+               ) WHERE idx = p_idx + 1 AND prev_digest <> p_digest ORDER BY idx LIMIT ?2"#,
+            stream,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?;
+        let index = |i: i64| {
+            u32::try_from(i).map_err(|_| DbError::Backend("chunk index out of range".into()))
+        };
+        let max_index = totals.max_idx.map(index).transpose()?;
+        Ok(ChunkSummary {
+            stored: totals.stored as u64,
+            has_init: totals.min_idx == Some(0),
+            final_stored: max_index.is_some()
+                && totals.final_idx.map(index).transpose()? == max_index,
+            max_index,
+            media_start_us: totals.media_start.map(|v| v as u64),
+            media_end_us: totals.media_end.map(|v| v as u64),
+            missing: missing
+                .into_iter()
+                .map(|r| Ok((index(r.from_idx)?, index(r.to_idx)?)))
+                .collect::<DbResult<_>>()?,
+            broken: broken.into_iter().map(index).collect::<DbResult<_>>()?,
+        })
+    }
 }

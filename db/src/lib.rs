@@ -278,6 +278,26 @@ pub struct NewChunk {
     pub activity: Option<Vec<u8>>,
 }
 
+/// What the database computes of a stream's chunks for the report and the queue, without
+/// handing over its rows (up to hundreds of thousands): counts, bounds, and the first
+/// holes and broken chain links, at most as many as asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChunkSummary {
+    pub stored: u64,
+    pub has_init: bool,
+    /// The highest stored index.
+    pub max_index: Option<u32>,
+    /// The highest stored index is the stream's final chunk.
+    pub final_stored: bool,
+    /// Media span of the media fragments: earliest start, latest end.
+    pub media_start_us: Option<u64>,
+    pub media_end_us: Option<u64>,
+    /// Missing index ranges `(from, to)` below the highest stored index, in order.
+    pub missing: Vec<(u32, u32)>,
+    /// Indices whose recorded link does not match their predecessor's digest, in order.
+    pub broken: Vec<u32>,
+}
+
 /// A media fragment's sealed activity, as the strip reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredActivity {

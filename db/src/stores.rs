@@ -129,6 +129,8 @@ pub trait MediaStore: Send + Sync {
     }
     async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>>;
+    /// The stream's chunks summed up in the database; `limit` bounds each list.
+    async fn chunk_summary(&self, stream: StreamId, limit: u32) -> DbResult<ChunkSummary>;
     /// The activity of the stream's media fragments (neither the initialisation segment
     /// nor the final marker) with an index above `after`, in order, at most `limit`: the
     /// strip reads a recording page by page, never every row at once.

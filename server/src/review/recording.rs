@@ -5,7 +5,7 @@ use super::Review;
 use super::ReviewError;
 use crate::attempts::AssignedAttempt;
 use crate::clock::{from_unix_ms, rfc3339};
-use crate::db::{Attempt, ChunkRow, Stream};
+use crate::db::{Attempt, ChunkRow, ChunkSummary, Stream};
 use crate::db::{AttemptId, SittingId, StreamId};
 use crate::failure::Failure;
 use crate::lifecycle::AttemptState;
@@ -108,14 +108,12 @@ pub struct Gap {
     pub seconds: f64,
 }
 
-fn media_span_us(chunks: &[ChunkRow]) -> u64 {
-    let start = chunks
-        .iter()
-        .filter(|c| c.index > 0)
-        .map(|c| c.media_start_us)
-        .min();
-    let end = chunks.iter().map(|c| c.media_end_us).max();
-    match (start, end) {
+/// Holes and broken links listed per stream, at most: the report stays small whatever
+/// indices an agent sent.
+pub(crate) const MAX_LISTED: u32 = 1_000;
+
+fn media_span_us(sum: &ChunkSummary) -> u64 {
+    match (sum.media_start_us, sum.media_end_us) {
         (Some(s), Some(e)) => e.saturating_sub(s),
         _ => 0,
     }
@@ -159,10 +157,10 @@ impl Review {
         let mut reports = Vec::new();
         let mut spans = Vec::new();
         for (n, s) in streams.iter().enumerate() {
-            let chunks = self.db.chunks_of(s.id).await?;
-            let (report, chain_ok) = stream_report(s, &chunks, n + 1 == streams.len(), &mut issues);
+            let sum = self.db.chunk_summary(s.id, MAX_LISTED).await?;
+            let (report, chain_ok) = stream_report(s, &sum, n + 1 == streams.len(), &mut issues);
             broken |= !chain_ok;
-            spans.push((s.opened_at_ms, media_span_us(&chunks)));
+            spans.push((s.opened_at_ms, media_span_us(&sum)));
             reports.push(report);
         }
         let gaps = spans
@@ -316,13 +314,8 @@ pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<Inde
 }
 
 /// Complete, still open (the newest stream, not ended), or ended abruptly.
-pub(crate) fn stream_status(s: &Stream, chunks: &[ChunkRow], newest: bool) -> StreamStatus {
-    let has_final = chunks.last().is_some_and(|c| c.last);
-    let gapless = chunks
-        .iter()
-        .enumerate()
-        .all(|(i, c)| c.index as usize == i);
-    if has_final && gapless {
+pub(crate) fn stream_status(s: &Stream, sum: &ChunkSummary, newest: bool) -> StreamStatus {
+    if sum.final_stored && sum.missing.is_empty() {
         StreamStatus::Complete
     } else if newest && s.ended_at_ms.is_none() {
         StreamStatus::Open
@@ -334,23 +327,23 @@ pub(crate) fn stream_status(s: &Stream, chunks: &[ChunkRow], newest: bool) -> St
 /// Returns the stream's report and whether its digest chain holds.
 fn stream_report(
     s: &Stream,
-    chunks: &[ChunkRow],
+    sum: &ChunkSummary,
     newest: bool,
     issues: &mut Vec<String>,
 ) -> (StreamReport, bool) {
-    let missing = missing_ranges(chunks.iter().map(|c| c.index));
-    let mut chain_ok = true;
-    for w in chunks.windows(2) {
-        if w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest {
-            chain_ok = false;
-            issues.push(format!(
-                "stream {}: fragment {} does not chain to fragment {}",
-                s.id, w[1].index, w[0].index
-            ));
-        }
+    let missing: Vec<IndexRange> = sum
+        .missing
+        .iter()
+        .map(|&(from, to)| IndexRange { from, to })
+        .collect();
+    for index in &sum.broken {
+        issues.push(format!(
+            "stream {}: fragment {index} does not chain to fragment {}",
+            s.id,
+            index - 1
+        ));
     }
-    let has_final = chunks.last().is_some_and(|c| c.last);
-    let status = stream_status(s, chunks, newest);
+    let status = stream_status(s, sum, newest);
     if !missing.is_empty() {
         let ranges: Vec<String> = missing
             .iter()
@@ -368,7 +361,7 @@ fn stream_report(
             ranges.join(", ")
         ));
     }
-    if !has_final {
+    if !sum.final_stored {
         issues.push(format!(
             "stream {}: no final fragment ({})",
             s.id,
@@ -384,11 +377,11 @@ fn stream_report(
             stream_id: s.id,
             started_at: rfc3339(from_unix_ms(s.opened_at_ms)),
             status,
-            fragments_stored: chunks.len(),
-            recorded_seconds: media_span_us(chunks) as f64 / 1e6,
+            fragments_stored: sum.stored as usize,
+            recorded_seconds: media_span_us(sum) as f64 / 1e6,
             missing,
         },
-        chain_ok,
+        sum.broken.is_empty(),
     )
 }
 

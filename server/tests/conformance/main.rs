@@ -425,6 +425,53 @@ async fn streams_and_chunks() {
     }
 }
 
+/// The report's figures come from the database, not from every chunk row: counts, the
+/// media span, holes (from index 0 on) and broken links, the lists bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn chunk_summaries_are_computed_in_the_database() {
+    for b in backends().await {
+        let db = &*b.db;
+        let a = new_attempt(sitting(db).await, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        let s = stream_of(db, a.id, 1_000).await;
+        assert_eq!(db.chunk_summary(s, 10).await.unwrap(), ChunkSummary::default());
+        // Stored: 1, 2 (linked to 1), 3 (not linked to 2), 6, 9 (final). Missing: 0, 4-5, 7-8.
+        let link = |index: u32, tag: u8, prev: u8| ChunkRow {
+            prev_digest: [prev; 32],
+            media_start_us: u64::from(index) * 2_000_000,
+            media_end_us: u64::from(index + 1) * 2_000_000,
+            ..chunk(s, index, tag)
+        };
+        for row in [link(1, 1, 0), link(2, 2, 1), link(3, 3, 9), link(6, 6, 5)] {
+            db.insert_chunk(a.id, row, 10).await.unwrap();
+        }
+        let mut last = link(9, 9, 8);
+        last.last = true;
+        db.insert_chunk(a.id, last, 10).await.unwrap();
+        let sum = db.chunk_summary(s, 10).await.unwrap();
+        assert_eq!(
+            sum,
+            ChunkSummary {
+                stored: 5,
+                has_init: false,
+                max_index: Some(9),
+                final_stored: true,
+                media_start_us: Some(2_000_000),
+                media_end_us: Some(20_000_000),
+                missing: vec![(0, 0), (4, 5), (7, 8)],
+                broken: vec![3],
+            },
+            "{}",
+            b.name
+        );
+        let bounded = db.chunk_summary(s, 1).await.unwrap();
+        assert_eq!((bounded.missing, bounded.broken), (vec![(0, 0)], vec![3]), "{}", b.name);
+        // A final marker below a later chunk does not make the stream final.
+        db.insert_chunk(a.id, link(10, 10, 9), 10).await.unwrap();
+        assert!(!db.chunk_summary(s, 10).await.unwrap().final_stored, "{}", b.name);
+    }
+}
+
 /// Store-and-forward: an agent draws its stream ids and keys; the same first chunk may come
 /// by two transports, and each chunk says which carried it.
 #[tokio::test(flavor = "multi_thread")]
