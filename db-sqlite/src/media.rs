@@ -258,4 +258,21 @@ impl MediaStore for SqliteDatabase {
             broken: broken.into_iter().map(index).collect::<DbResult<_>>()?,
         })
     }
+    async fn fragment_spans(&self, stream: StreamId, limit: u32) -> DbResult<Vec<(u32, u64, u64)>> {
+        let (stream, limit) = (stream.to_string(), i64::from(limit));
+        sqlx::query!(
+            r#"SELECT idx AS "idx!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!" FROM chunks WHERE stream_id = ?1 AND idx > 0 ORDER BY idx LIMIT ?2"#,
+            stream,
+            limit
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(|r| {
+            let index = u32::try_from(r.idx).map_err(|_| DbError::Backend("chunk index out of range".into()))?;
+            Ok((index, r.media_start_us as u64, r.media_end_us as u64))
+        })
+        .collect()
+    }
 }

@@ -6,12 +6,14 @@
 use super::Review;
 use super::ReviewError;
 use crate::attempts::AssignedAttempt;
-use crate::db::ChunkRow;
 use crate::db::{AttemptId, StreamId};
 use crate::lifecycle::AttemptState;
-use crate::review::recording::{missing_ranges, IndexRange, StreamStatus};
+use crate::review::recording::{stream_status, IndexRange, StreamStatus, MAX_LISTED};
 use serde::Serialize;
-use uuid::Uuid;
+
+/// Fragments listed per stream: 55 hours of 2-second fragments. The index window allows a
+/// hostile agent about twice a real recording's count; this bounds what one page loads.
+const MAX_FRAGMENTS: u32 = 100_000;
 
 #[derive(Debug, Serialize)]
 pub struct Timeline {
@@ -34,8 +36,11 @@ pub struct StreamTimeline {
     pub origin_ms: i64,
     pub status: StreamStatus,
     pub has_init: bool,
-    /// Stored media fragments: `[index, media start ms, media end ms]`.
+    /// Stored media fragments: `[index, media start ms, media end ms]`, the first
+    /// `MAX_FRAGMENTS`.
     pub fragments: Vec<[u64; 3]>,
+    /// More fragments are stored than listed (no real recording has that many).
+    pub fragments_truncated: bool,
     pub missing: Vec<IndexRange>,
     /// Fragments whose recorded link to their predecessor does not match it.
     pub broken: Vec<u32>,
@@ -47,38 +52,6 @@ pub struct WallGap {
     pub to_ms: i64,
 }
 
-pub(crate) fn stream_timeline(
-    id: Uuid,
-    origin_ms: i64,
-    status: StreamStatus,
-    rows: &[ChunkRow],
-) -> StreamTimeline {
-    let broken = rows
-        .windows(2)
-        .filter(|w| w[1].index == w[0].index + 1 && w[1].prev_digest != w[0].digest)
-        .map(|w| w[1].index)
-        .collect();
-    StreamTimeline {
-        stream_id: id.into(),
-        origin_ms,
-        status,
-        has_init: rows.first().is_some_and(|r| r.index == 0),
-        fragments: rows
-            .iter()
-            .filter(|r| r.index > 0)
-            .map(|r| {
-                [
-                    r.index as u64,
-                    r.media_start_us / 1000,
-                    r.media_end_us / 1000,
-                ]
-            })
-            .collect(),
-        missing: missing_ranges(rows.iter().map(|r| r.index)),
-        broken,
-    }
-}
-
 impl Review {
     pub async fn timeline(&self, a: &AssignedAttempt) -> Result<Timeline, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
@@ -86,11 +59,28 @@ impl Review {
         let streams = self.db.streams_of(attempt_id).await?;
         let mut out = Vec::with_capacity(streams.len());
         for (n, s) in streams.iter().enumerate() {
-            let rows = self.db.chunks_of(s.id).await?;
-            // One hole is enough to tell the status.
-            let sum = self.db.chunk_summary(s.id, 1).await?;
-            let status = crate::review::recording::stream_status(s, &sum, n + 1 == streams.len());
-            out.push(stream_timeline(s.id.into(), s.opened_at_ms, status, &rows));
+            let sum = self.db.chunk_summary(s.id, MAX_LISTED).await?;
+            let fragments: Vec<[u64; 3]> = self
+                .db
+                .fragment_spans(s.id, MAX_FRAGMENTS + 1)
+                .await?
+                .into_iter()
+                .map(|(i, start, end)| [u64::from(i), start / 1000, end / 1000])
+                .collect();
+            out.push(StreamTimeline {
+                stream_id: s.id,
+                origin_ms: s.opened_at_ms,
+                status: stream_status(s, &sum, n + 1 == streams.len()),
+                has_init: sum.has_init,
+                fragments_truncated: fragments.len() > MAX_FRAGMENTS as usize,
+                fragments: fragments.into_iter().take(MAX_FRAGMENTS as usize).collect(),
+                missing: sum
+                    .missing
+                    .iter()
+                    .map(|&(from, to)| IndexRange { from, to })
+                    .collect(),
+                broken: sum.broken,
+            });
         }
         let span = |s: &StreamTimeline| {
             let end = s.fragments.iter().map(|f| f[2]).max().unwrap_or(0) as i64;

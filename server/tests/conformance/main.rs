@@ -434,7 +434,10 @@ async fn chunk_summaries_are_computed_in_the_database() {
         let a = new_attempt(sitting(db).await, "c");
         db.create_attempt(a.clone()).await.unwrap();
         let s = stream_of(db, a.id, 1_000).await;
-        assert_eq!(db.chunk_summary(s, 10).await.unwrap(), ChunkSummary::default());
+        assert_eq!(
+            db.chunk_summary(s, 10).await.unwrap(),
+            ChunkSummary::default()
+        );
         // Stored: 1, 2 (linked to 1), 3 (not linked to 2), 6, 9 (final). Missing: 0, 4-5, 7-8.
         let link = |index: u32, tag: u8, prev: u8| ChunkRow {
             prev_digest: [prev; 32],
@@ -464,11 +467,26 @@ async fn chunk_summaries_are_computed_in_the_database() {
             "{}",
             b.name
         );
+        assert_eq!(
+            db.fragment_spans(s, 2).await.unwrap(),
+            vec![(1, 2_000_000, 4_000_000), (2, 4_000_000, 6_000_000)],
+            "{}",
+            b.name
+        );
         let bounded = db.chunk_summary(s, 1).await.unwrap();
-        assert_eq!((bounded.missing, bounded.broken), (vec![(0, 0)], vec![3]), "{}", b.name);
+        assert_eq!(
+            (bounded.missing, bounded.broken),
+            (vec![(0, 0)], vec![3]),
+            "{}",
+            b.name
+        );
         // A final marker below a later chunk does not make the stream final.
         db.insert_chunk(a.id, link(10, 10, 9), 10).await.unwrap();
-        assert!(!db.chunk_summary(s, 10).await.unwrap().final_stored, "{}", b.name);
+        assert!(
+            !db.chunk_summary(s, 10).await.unwrap().final_stored,
+            "{}",
+            b.name
+        );
     }
 }
 
