@@ -31,6 +31,43 @@ impl AuditStore for PostgresDatabase {
         )
     }
 
+    async fn audit_page(&self, after: i64, limit: u32) -> DbResult<Vec<AuditEntry>> {
+        let limit = i64::from(limit);
+        parse_all(
+            sqlx::query_as!(
+                AuditRecord,
+                r#"SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"#,
+                after,
+                limit
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn audit_newest(&self, limit: u32) -> DbResult<Vec<AuditEntry>> {
+        let limit = i64::from(limit);
+        parse_all(
+            sqlx::query_as!(
+                AuditRecord,
+                r#"SELECT seq, at, actor, action, attempt_id, detail, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT $1"#,
+                limit
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn audit_count(&self) -> DbResult<u64> {
+        let n = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!" FROM audit"#)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     async fn audit_segments(&self) -> DbResult<Vec<RetiredSegment>> {
         let rows = sqlx::query!(
             "SELECT from_seq, up_to_seq, last_hash, signed FROM audit_segments ORDER BY up_to_seq"

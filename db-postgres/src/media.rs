@@ -310,4 +310,17 @@ impl MediaStore for PostgresDatabase {
         })
         .collect()
     }
+
+    async fn charge_bytes(&self, attempt: AttemptId, bytes: u64) -> DbResult<()> {
+        let (attempt, bytes) = (attempt.as_uuid(), bytes as i64);
+        sqlx::query!(
+            "UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1",
+            attempt,
+            bytes
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
 }

@@ -41,6 +41,43 @@ impl AuditStore for SqliteDatabase {
         )
     }
 
+    async fn audit_page(&self, after: i64, limit: u32) -> DbResult<Vec<AuditEntry>> {
+        let limit = i64::from(limit);
+        parse_all(
+            sqlx::query_as!(
+                AuditRecord,
+                r#"SELECT seq AS "seq!", at AS "at!", actor AS "actor!", action AS "action!", attempt_id, detail AS "detail!", prev_hash AS "prev_hash!", hash AS "hash!" FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"#,
+                after,
+                limit
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn audit_newest(&self, limit: u32) -> DbResult<Vec<AuditEntry>> {
+        let limit = i64::from(limit);
+        parse_all(
+            sqlx::query_as!(
+                AuditRecord,
+                r#"SELECT seq AS "seq!", at AS "at!", actor AS "actor!", action AS "action!", attempt_id, detail AS "detail!", prev_hash AS "prev_hash!", hash AS "hash!" FROM audit ORDER BY seq DESC LIMIT ?1"#,
+                limit
+            )
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend)?,
+        )
+    }
+
+    async fn audit_count(&self) -> DbResult<u64> {
+        let n = sqlx::query_scalar!(r#"SELECT COUNT(*) AS "n!: i64" FROM audit"#)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     async fn audit_segments(&self) -> DbResult<Vec<RetiredSegment>> {
         let rows = sqlx::query!(
             r#"SELECT from_seq AS "from_seq!", up_to_seq AS "up_to_seq!", last_hash AS "last_hash!", signed AS "signed!" FROM audit_segments ORDER BY up_to_seq"#

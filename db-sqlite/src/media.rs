@@ -275,4 +275,17 @@ impl MediaStore for SqliteDatabase {
         })
         .collect()
     }
+
+    async fn charge_bytes(&self, attempt: AttemptId, bytes: u64) -> DbResult<()> {
+        let (attempt, bytes) = (attempt.to_string(), bytes as i64);
+        sqlx::query!(
+            "UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1",
+            attempt,
+            bytes
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
 }

@@ -109,6 +109,8 @@ pub struct Attempt {
     pub state: AttemptState,
     pub ended_at_ms: Option<i64>,
     pub token_generation: u32,
+    /// Bytes charged to the attempt's quota: its stored chunks, and the conflicting chunks
+    /// refused after their tag was checked.
     pub bytes_stored: u64,
 }
 

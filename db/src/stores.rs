@@ -127,6 +127,9 @@ pub trait MediaStore: Send + Sync {
         out.pop()
             .ok_or_else(|| DbError::Backend("no outcome for a one-chunk batch".into()))
     }
+    /// Charges `bytes` to the attempt's quota without storing them: a conflicting chunk
+    /// refused after its tag was checked cost what a stored one costs.
+    async fn charge_bytes(&self, attempt: AttemptId, bytes: u64) -> DbResult<()>;
     async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>>;
     /// The stream's media fragments (index above 0) as `(index, media start µs, media end
@@ -223,6 +226,11 @@ pub trait ReviewStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, e: AuditEvent) -> DbResult<AuditEntry>;
     async fn audit_trail(&self) -> DbResult<Vec<AuditEntry>>;
+    /// The kept entries after `after`, oldest first, at most `limit`.
+    async fn audit_page(&self, after: i64, limit: u32) -> DbResult<Vec<AuditEntry>>;
+    /// The newest `limit` entries, newest first.
+    async fn audit_newest(&self, limit: u32) -> DbResult<Vec<AuditEntry>>;
+    async fn audit_count(&self) -> DbResult<u64>;
     /// One attempt's entries, in order (the access report).
     async fn audit_of(&self, attempt: AttemptId) -> DbResult<Vec<AuditEntry>>;
     /// The segments retired so far, oldest first.

@@ -466,24 +466,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "name": name, "certificate": issued.cert_path, "key": issued.key_path, "fingerprint": issued.fingerprint,
                     "ca": key_dir.join(crate::terminals::CA_CERT) }))?
             }
-            Command::Audit { command } => {
-                let trail = app.audit.trail().await?;
-                match command {
-                    AuditCommand::Verify => {
-                        let trusted = app.retention.receipt_public_key()?;
-                        let anchor = app.audit.anchor(&trusted).await??;
-                        let checkpoints = app.audit.checkpoints().read()?;
-                        crate::audit::verify_from(&trail, &checkpoints, &anchor)?;
-                        print(serde_json::json!({ "entries": trail.len(), "checkpoints": checkpoints.len(), "chain": "intact",
-                            "retired_up_to": anchor.up_to_seq }))?
-                    }
-                    AuditCommand::List => {
-                        for e in &trail {
+            Command::Audit { command } => match command {
+                AuditCommand::Verify => {
+                    let trusted = app.retention.receipt_public_key()?;
+                    let v = app.audit.verify_kept(&trusted).await??;
+                    print(serde_json::json!({ "entries": v.entries, "checkpoints": v.checkpoints, "chain": "intact",
+                        "retired_up_to": v.retired_up_to }))?
+                }
+                AuditCommand::List => {
+                    // Page by page: a long trail is printed, never held.
+                    let mut after = 0;
+                    loop {
+                        let page = app.audit.page(after, 5_000).await?;
+                        let Some(last) = page.last() else { break };
+                        after = last.seq;
+                        for e in &page {
                             println!("{}", serde_json::to_string(&crate::audit::EntryView::from(e))?);
                         }
                     }
                 }
-            }
+            },
         }
         Ok(())
     }

@@ -8,11 +8,13 @@
 //! checkpointed entry present with the hash it had.
 
 mod segments;
+mod walk;
 
 pub use segments::{check_segments, Anchor};
+pub use walk::Walk;
 
 use crate::db::AttemptId;
-use crate::db::{verify_audit_chain_from, AuditEntry};
+use crate::db::AuditEntry;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -153,18 +155,6 @@ pub enum AuditBroken {
 /// order by the time a commit takes. Beyond this, time was set back.
 pub const CLOCK_TOLERANCE_MS: i64 = 60_000;
 
-/// The first entry dated more than the tolerance before the latest time seen so far.
-fn first_time_reversal(trail: &[AuditEntry]) -> Option<i64> {
-    let mut latest = i64::MIN;
-    for e in trail {
-        if e.at_ms < latest.saturating_sub(CLOCK_TOLERANCE_MS) {
-            return Some(e.seq);
-        }
-        latest = latest.max(e.at_ms);
-    }
-    None
-}
-
 impl AuditBroken {
     /// The first bad entry, when one is named.
     pub fn seq(&self) -> Option<i64> {
@@ -192,55 +182,9 @@ pub fn verify_from(
     checkpoints: &[(i64, [u8; 32])],
     anchor: &Anchor,
 ) -> Result<(), AuditBroken> {
-    if checkpoints.is_empty() && !trail.is_empty() {
-        return Err(AuditBroken::Checkpoints(
-            "no checkpoint outside the database (wrong key directory, or the file was removed)"
-                .into(),
-        ));
-    }
-    let mut first: Option<AuditBroken> =
-        verify_audit_chain_from(trail, anchor.up_to_seq + 1, anchor.last_hash)
-            .err()
-            .map(AuditBroken::Chain);
-    if let Some(seq) = first_time_reversal(trail) {
-        if first
-            .as_ref()
-            .and_then(AuditBroken::seq)
-            .is_none_or(|s| seq < s)
-        {
-            first = Some(AuditBroken::TimeReversed(seq));
-        }
-    }
-    let head = trail.last().map(|e| e.seq).unwrap_or(anchor.up_to_seq);
-    for &(seq, hash) in checkpoints {
-        if seq < anchor.up_to_seq {
-            continue;
-        }
-        if seq == anchor.up_to_seq {
-            if hash != anchor.last_hash {
-                first = Some(AuditBroken::Segment(
-                    seq,
-                    "its last hash is not the one checkpointed outside the database".into(),
-                ));
-            }
-            continue;
-        }
-        let index = usize::try_from(seq - anchor.up_to_seq - 1).ok();
-        let problem = match index.and_then(|i| trail.get(i)) {
-            Some(e) if e.seq == seq && e.hash == hash => continue,
-            Some(_) => AuditBroken::Rewritten(seq),
-            None if seq > head => AuditBroken::Missing(head + 1),
-            None => AuditBroken::Missing(seq),
-        };
-        if first
-            .as_ref()
-            .and_then(AuditBroken::seq)
-            .is_none_or(|s| problem.seq().is_some_and(|p| p < s))
-        {
-            first = Some(problem);
-        }
-    }
-    first.map_or(Ok(()), Err)
+    let mut walk = Walk::new(checkpoints, anchor);
+    walk.page(trail);
+    walk.finish()
 }
 
 /// An entry as it is shown (admin page, API, `audit list`): the detail as JSON.
@@ -274,6 +218,17 @@ pub struct Verification {
     pub first_bad_entry: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// Entries read at once by `verify_kept`.
+const VERIFY_PAGE: u32 = 5_000;
+
+/// What a verification that passed went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: i64,
+    pub checkpoints: usize,
+    pub retired_up_to: i64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -353,25 +308,44 @@ impl Audit {
         self.record(&staff.login, action, attempt, detail).await
     }
 
-    /// The whole trail, oldest first (`audit verify`, `audit list`).
-    pub async fn trail(&self) -> Result<Vec<AuditEntry>, crate::failure::Failure> {
-        Ok(self.db.audit_trail().await?)
+    /// The trail after entry `after`, oldest first, at most `limit` entries (`audit list`
+    /// reads it page by page).
+    pub async fn page(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, crate::failure::Failure> {
+        Ok(self.db.audit_page(after, limit).await?)
     }
 
-    /// Checks the kept trail: the retired segments against `trusted` (the receipts' public
-    /// key), then the chain from the last of them, then every checkpoint.
+    /// Checks the kept trail page by page: the retired segments against `trusted` (the
+    /// receipts' public key), then the chain from the last of them, then every checkpoint.
     pub async fn verify_kept(
         &self,
-        trail: &[AuditEntry],
         trusted: &str,
-    ) -> Result<Result<(), AuditBroken>, crate::failure::Failure> {
-        Ok(match self.anchor(trusted).await? {
-            Ok(anchor) => self
-                .checkpoints
-                .read()
-                .and_then(|c| verify_from(trail, &c, &anchor)),
-            Err(e) => Err(e),
-        })
+    ) -> Result<Result<Verified, AuditBroken>, crate::failure::Failure> {
+        let anchor = match self.anchor(trusted).await? {
+            Ok(anchor) => anchor,
+            Err(e) => return Ok(Err(e)),
+        };
+        let checkpoints = match self.checkpoints.read() {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut walk = Walk::new(&checkpoints, &anchor);
+        let mut after = anchor.up_to_seq;
+        loop {
+            let page = self.db.audit_page(after, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            walk.page(&page);
+        }
+        let entries = walk.entries();
+        Ok(walk.finish().map(|()| Verified {
+            entries,
+            checkpoints: checkpoints.len(),
+            retired_up_to: anchor.up_to_seq,
+        }))
     }
 
     /// The checkpoints as written (`audit verify`).
@@ -394,9 +368,8 @@ impl Audit {
             serde_json::json!({ "limit": limit }),
         )
         .await?;
-        let trail = self.db.audit_trail().await?;
-        let verification = match self.verify_kept(&trail, trusted).await? {
-            Ok(()) => Verification {
+        let verification = match self.verify_kept(trusted).await? {
+            Ok(_) => Verification {
                 intact: true,
                 first_bad_entry: None,
                 reason: None,
@@ -408,12 +381,13 @@ impl Audit {
             },
         };
         Ok(AuditReport {
-            total: trail.len(),
+            total: self.db.audit_count().await? as usize,
             verification,
-            entries: trail
+            entries: self
+                .db
+                .audit_newest(limit as u32)
+                .await?
                 .iter()
-                .rev()
-                .take(limit)
                 .map(EntryView::from)
                 .collect(),
         })

@@ -664,14 +664,11 @@ impl Ingest {
                 created: false,
             });
         }
-        tracing::warn!(attempt = %who.attempt.id, stream = %new.stream_id, index = new.index, "conflicting chunk refused");
-        self.audit.record(
-            "candidate",
-            "chunk_conflict",
-            Some(who.attempt.id),
-            serde_json::json!({ "stream_id": new.stream_id, "index": new.index, "stored_digest": hex::encode(existing.digest), "refused_digest": hex::encode(new.digest) }),
-        )
-        .await?;
+        // Charged like a stored chunk (its tag was checked, its bytes read), and audited
+        // like any other incident: at most once per attempt per ten minutes, not once per
+        // chunk with a checkpoint written each time.
+        self.db.charge_bytes(who.attempt.id, new.size).await?;
+        self.incident(who.attempt.id, "chunk_conflict").await;
         Err(IngestError::ConflictingChunk(new.index))
     }
 

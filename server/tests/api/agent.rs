@@ -259,7 +259,9 @@ async fn every_bad_chunk_gets_its_4xx_and_stores_nothing() {
     assert_eq!(app.end_stream(&c.token, s.stream_id, 2).await.status(), 204);
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(
-        trail.iter().any(|e| e.action == "chunk_conflict"),
+        trail
+            .iter()
+            .any(|e| e.action == "agent_incident" && e.detail.contains("chunk_conflict")),
         "conflicts are logged in the audit trail"
     );
 }

@@ -102,3 +102,60 @@ async fn an_activity_longer_than_its_fragment_never_reaches_the_strip() {
     );
     assert_eq!(strip["truncated"], false);
 }
+
+/// #2, the audit flood: every conflicting chunk (another chunk sealed at an index already
+/// stored) wrote an audit entry and its checkpoint, and cost the attempt nothing. Now it is
+/// an incident like the others (one entry per attempt per ten minutes), and its bytes are
+/// charged to the attempt's quota.
+#[tokio::test]
+async fn conflicting_chunks_are_charged_and_audited_once() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let honest = seal_stream(&s, 1);
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 0, honest[0].clone())
+            .await
+            .status(),
+        201
+    );
+    let db = app.db().await;
+    let charged = || async { db.attempt(c.attempt_id.into()).await.unwrap().bytes_stored };
+    let (before, entries) = (charged().await, db.audit_count().await.unwrap());
+    let mut refused = 0;
+    for n in 0..40u32 {
+        let other = protocol::seal_chunk(
+            &s.key,
+            s.attempt_id,
+            s.stream_id,
+            0,
+            [0; 32],
+            Fragment {
+                data: format!("another init segment {n}").as_bytes(),
+                media_start_us: 0,
+                media_end_us: 0,
+                last: false,
+            },
+        );
+        refused += other.len() as u64;
+        assert_eq!(
+            error_code(app.put_chunk(&c.token, s.stream_id, 0, other).await).await,
+            (409, "conflicting_chunk".into())
+        );
+    }
+    assert_eq!(
+        charged().await,
+        before + refused,
+        "every refused byte charged"
+    );
+    let trail = db.audit_page(entries as i64, 1_000).await.unwrap();
+    let conflicts: Vec<_> = trail
+        .iter()
+        .filter(|e| e.detail.contains("chunk_conflict"))
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{trail:?}");
+    assert_eq!(conflicts[0].action, "agent_incident");
+    assert!(
+        trail.len() <= 2,
+        "forty conflicts, not forty entries: {trail:?}"
+    );
+}
