@@ -115,6 +115,18 @@ impl StaffStore for PostgresDatabase {
             .map_err(backend)?;
         Ok(())
     }
+    async fn unassign_sitting(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
+        let (staff, sitting) = (staff.as_uuid(), sitting.as_uuid());
+        let done = sqlx::query!(
+            "DELETE FROM sitting_assignments WHERE staff_id = $1 AND sitting_id = $2",
+            staff,
+            sitting
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
     async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
         let sitting = sitting.as_uuid();
         let staff = staff.as_uuid();

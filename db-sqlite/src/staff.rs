@@ -122,6 +122,18 @@ impl StaffStore for SqliteDatabase {
             .map_err(backend)?;
         Ok(())
     }
+    async fn unassign_sitting(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
+        let (staff, sitting) = (staff.to_string(), sitting.to_string());
+        let done = sqlx::query!(
+            "DELETE FROM sitting_assignments WHERE staff_id = ?1 AND sitting_id = ?2",
+            staff,
+            sitting
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
     async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool> {
         let (staff, sitting) = (staff.to_string(), sitting.to_string());
         let found = sqlx::query_scalar!(r#"SELECT 1 AS "one!: i64" FROM sitting_assignments WHERE staff_id = ?1 AND sitting_id = ?2"#, staff, sitting)

@@ -177,6 +177,8 @@ pub trait StaffStore: Send + Sync {
     async fn set_setting(&self, key: &str, value: &str) -> DbResult<()>;
     /// Lets a staff member see a sitting; assigning twice changes nothing.
     async fn assign_sitting(&self, staff: StaffId, sitting: SittingId, at_ms: i64) -> DbResult<()>;
+    /// Removes an assignment; `false` when there was none.
+    async fn unassign_sitting(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool>;
     async fn is_assigned(&self, staff: StaffId, sitting: SittingId) -> DbResult<bool>;
     async fn create_staff_session(
         &self,

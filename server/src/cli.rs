@@ -82,6 +82,13 @@ enum Command {
         #[arg(long)]
         login: String,
     },
+    /// Takes a sitting away from a reviewer or jury member (same as `staff unassign`).
+    Unassign {
+        #[arg(long)]
+        sitting: SittingId,
+        #[arg(long)]
+        login: String,
+    },
     /// Dedicated review terminals (mutual TLS on the staff listener).
     Terminal {
         #[command(subcommand)]
@@ -138,6 +145,13 @@ enum StaffCommand {
     },
     /// Lets a reviewer or jury member see a sitting's attempts.
     Assign {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        sitting: SittingId,
+    },
+    /// Takes a sitting away from a reviewer or jury member, effective at their next request.
+    Unassign {
         #[arg(long)]
         login: String,
         #[arg(long)]
@@ -386,6 +400,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let id = app.accounts.add_staff(&login, &role, &password).await?;
                 print(serde_json::json!({ "staff_id": id, "login": login, "role": role }))?
+            }
+            Command::Staff { command: StaffCommand::Unassign { login, sitting } } | Command::Unassign { login, sitting } => {
+                app.accounts.unassign_sitting(&login, sitting, "admin-cli").await?;
+                print(serde_json::json!({ "login": login, "sitting_id": sitting, "assigned": false }))?
             }
             Command::Staff { command: StaffCommand::Assign { login, sitting } } | Command::Assign { login, sitting } => {
                 app.accounts.assign_sitting(&login, sitting, "admin-cli").await?;

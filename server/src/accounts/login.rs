@@ -78,6 +78,32 @@ impl Accounts {
         Ok(())
     }
 
+    /// Takes a sitting away from a staff member: their next request already cannot see it
+    /// (assignments are read at each request, never cached in a session).
+    pub async fn unassign_sitting(
+        &self,
+        login: &str,
+        sitting: SittingId,
+        actor: &str,
+    ) -> Result<(), AccountsError> {
+        let staff = match self.db.staff_by_login(login).await {
+            Err(DbError::NotFound) => return Err(Failure::NotFound("staff member").into()),
+            other => other?,
+        };
+        if !self.db.unassign_sitting(staff.id, sitting).await? {
+            return Err(Failure::NotFound("assignment").into());
+        }
+        self.audit
+            .record(
+                actor,
+                "sitting_unassigned",
+                None,
+                serde_json::json!({ "login": staff.login, "sitting_id": sitting }),
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn staff_login(
         &self,
         login: &str,

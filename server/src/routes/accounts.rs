@@ -2,7 +2,7 @@
 //! admin's account management, assignments and audit reading.
 
 use super::session::AccountSession;
-use super::{read_json, AppState};
+use super::{parse_id, read_json, AppState};
 use crate::accounts::StaffSummary;
 use crate::db::SittingId;
 use crate::identity::StaffIdentity;
@@ -10,7 +10,7 @@ use crate::routes::error::AppError;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
             post(staff_action),
         )
         .route("/api/staff/v1/admin/assignments", post(assign))
+        .route(
+            "/api/staff/v1/admin/assignments/{sitting}/{login}",
+            delete(unassign),
+        )
         .route("/api/staff/v1/admin/totp-required", post(totp_required))
         .route("/api/staff/v1/admin/audit", get(audit))
 }
@@ -171,6 +175,21 @@ pub async fn assign(
     let req: Assignment = read_json(body).await?;
     app.accounts
         .assign_sitting(&req.login, req.sitting, &who.login)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes the sitting away from the staff member at once (their next request).
+#[utoipa::path(delete, path = "/api/staff/v1/admin/assignments/{sitting}/{login}", tag = "admin", responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+pub async fn unassign(
+    State(app): State<AppState>,
+    who: StaffIdentity,
+    Path((sitting, login)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    who.require_admin()?;
+    let sitting = parse_id::<SittingId>(&sitting, "sitting id")?;
+    app.accounts
+        .unassign_sitting(&login, sitting, &who.login)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

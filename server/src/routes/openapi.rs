@@ -61,6 +61,7 @@ use utoipa::OpenApi;
         accounts::create_staff,
         accounts::staff_action,
         accounts::assign,
+        accounts::unassign,
         accounts::totp_required,
         accounts::audit
     )

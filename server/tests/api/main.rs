@@ -16,4 +16,5 @@ mod production_storage;
 mod retention;
 mod review;
 mod staff;
+mod staff_powers;
 mod store_and_forward;

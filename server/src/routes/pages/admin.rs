@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/staff", post(create))
         .route("/admin/staff/{login}/{action}", post(action))
         .route("/admin/assign", post(assign))
+        .route("/admin/unassign", post(unassign))
         .route("/admin/totp-required", post(totp_required))
         .route("/admin/audit", get(audit_page))
 }
@@ -202,17 +203,39 @@ async fn assign(
     PageSession(s): PageSession,
     Form(f): Form<AssignForm>,
 ) -> Result<Response, PageError> {
-    admin_only(&s)?;
-    check_csrf(&s, &f.csrf)?;
+    change_assignment(&app, &s, f, true).await
+}
+
+async fn unassign(
+    State(app): State<AppState>,
+    PageSession(s): PageSession,
+    Form(f): Form<AssignForm>,
+) -> Result<Response, PageError> {
+    change_assignment(&app, &s, f, false).await
+}
+
+async fn change_assignment(
+    app: &AppState,
+    s: &StaffSession,
+    f: AssignForm,
+    assign: bool,
+) -> Result<Response, PageError> {
+    admin_only(s)?;
+    check_csrf(s, &f.csrf)?;
     let result = match parse_id::<crate::db::SittingId>(f.sitting.trim(), "sitting id") {
-        Ok(sitting) => app
+        Ok(sitting) if assign => app
             .accounts
             .assign_sitting(&f.login, sitting, &s.who.login)
             .await
             .map_err(AppError::from),
+        Ok(sitting) => app
+            .accounts
+            .unassign_sitting(&f.login, sitting, &s.who.login)
+            .await
+            .map_err(AppError::from),
         Err(e) => Err(e),
     };
-    outcome_page(&app, &s, result, |_| Outcome::default()).await
+    outcome_page(app, s, result, |_| Outcome::default()).await
 }
 
 #[derive(Deserialize)]
