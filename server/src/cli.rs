@@ -272,6 +272,15 @@ enum TerminalCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Revokes one terminal's certificate: refused at its next TLS handshake and at the
+    /// next request of a connection it already holds.
+    Revoke {
+        #[arg(long)]
+        name: String,
+        /// A terminal issued before the list of issued terminals existed.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -483,6 +492,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 app.audit.record("admin-cli", "terminal_issued", None, serde_json::json!({ "name": name, "fingerprint": issued.fingerprint })).await?;
                 print(serde_json::json!({ "name": name, "certificate": issued.cert_path, "key": issued.key_path, "fingerprint": issued.fingerprint,
                     "ca": key_dir.join(crate::terminals::CA_CERT) }))?
+            }
+            Command::Terminal { command: TerminalCommand::Revoke { name, force } } => {
+                let newly = crate::terminals::revoke(&key_dir, &name, force)?;
+                if newly {
+                    app.audit.record("admin-cli", "terminal_revoked", None, serde_json::json!({ "name": name })).await?;
+                }
+                print(serde_json::json!({ "name": name, "revoked": true, "already": !newly }))?
             }
             Command::Audit { command } => match command {
                 AuditCommand::Verify => {

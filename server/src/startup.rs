@@ -26,7 +26,10 @@ pub struct Application {
     staff: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     /// The staff listener's TLS when it requires terminal certificates.
-    staff_terminal_tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    staff_terminal_tls: Option<(
+        axum_server::tls_rustls::RustlsConfig,
+        Arc<crate::terminals::Revocations>,
+    )>,
     /// The data channel transport's UDP socket, and the address agents are told.
     udp: Option<(std::net::UdpSocket, SocketAddr)>,
 }
@@ -90,9 +93,18 @@ impl Application {
                 if !ca.exists() {
                     anyhow::bail!("require_terminal is set but the terminal CA {} does not exist: issue a terminal first (proctor-server terminal issue --name NAME)", ca.display());
                 }
-                let cfg = crate::terminals::server_config(&t.cert_path, &t.key_path, &ca)?;
-                Some(axum_server::tls_rustls::RustlsConfig::from_config(
-                    Arc::new(cfg),
+                let revoked = Arc::new(crate::terminals::Revocations::new(
+                    &settings.server.key_dir(),
+                ));
+                let cfg = crate::terminals::server_config(
+                    &t.cert_path,
+                    &t.key_path,
+                    &ca,
+                    revoked.clone(),
+                )?;
+                Some((
+                    axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(cfg)),
+                    revoked,
                 ))
             }
             _ => None,
@@ -194,8 +206,28 @@ impl Application {
             header_timeout,
         );
         let staff = match self.staff_terminal_tls {
-            Some(cfg) => {
-                serve_terminals(self.staff, staff_router(state), cfg, header_timeout).boxed()
+            Some((cfg, revoked)) => {
+                let router = staff_router(state).layer(axum::middleware::from_fn(
+                    move |req: axum::extract::Request, next: axum::middleware::Next| {
+                        let revoked = revoked.clone();
+                        async move {
+                            // A connection opened before its terminal was revoked.
+                            let terminal =
+                                req.extensions().get::<Option<crate::terminals::Terminal>>();
+                            if terminal
+                                .cloned()
+                                .flatten()
+                                .is_none_or(|t| revoked.is_revoked(&t.name))
+                            {
+                                return axum::response::IntoResponse::into_response(
+                                    crate::routes::error::AppError::TerminalRevoked,
+                                );
+                            }
+                            next.run(req).await
+                        }
+                    },
+                ));
+                serve_terminals(self.staff, router, cfg, header_timeout).boxed()
             }
             None => serve(self.staff, staff_router(state), self.tls, header_timeout).boxed(),
         };

@@ -1,7 +1,8 @@
 //! Dedicated review terminals: with `require_terminal`, the staff listener completes a
 //! TLS handshake only with a client certificate from the institution's terminal CA
 //! (issued by `proctor-server terminal issue`), and each recording access is audited with
-//! that terminal's fingerprint. The public listener (agents) is unaffected.
+//! that terminal's fingerprint. The public listener (agents) is unaffected. A terminal is
+//! revoked by name (`terminal revoke`), effective at its next request.
 
 mod support;
 
@@ -144,4 +145,89 @@ async fn only_issued_terminals_reach_the_staff_listener_and_accesses_name_them()
     assert!(trail
         .lines()
         .any(|l| l.contains("terminal_issued") && l.contains(&fingerprint)));
+
+    // Issue 20 #12: revoked one by one. A name never issued is refused (a typo would leave
+    // the real terminal working); the revoked terminal's open connection is refused at its
+    // next request, a new handshake fails, and another terminal goes on.
+    let other = cli(
+        &data,
+        &[
+            "terminal",
+            "issue",
+            "--name",
+            "poste-2",
+            "--out",
+            tmp.path().join("terminals").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let second = client(
+        &ca,
+        Some((
+            &std::fs::read(other["certificate"].as_str().unwrap()).unwrap(),
+            &std::fs::read(other["key"].as_str().unwrap()).unwrap(),
+        )),
+    );
+    let typo = std::process::Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["terminal", "revoke", "--name", "poste-01"])
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("no terminal named poste-01"));
+    let revoked = server.cli(&["terminal", "revoke", "--name", "poste-1"]);
+    assert_eq!(revoked["revoked"], true);
+    let r = terminal
+        .get(format!("{}/api/staff/v1/attempts/{attempt}", server.staff))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "the connection opened before the revocation"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "terminal_revoked");
+    let fresh = client(&ca, Some((&t_cert, &t_key)));
+    assert!(
+        fresh
+            .get(format!("{}/", server.staff))
+            .send()
+            .await
+            .is_err(),
+        "a new handshake with the revoked certificate fails"
+    );
+    assert_eq!(
+        second
+            .get(format!("{}/", server.staff))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "the other terminal goes on"
+    );
+
+    // Issue 20 #6, the contract's spelling: the assignment taken away, then nothing left.
+    let unassigned = server.cli(&["unassign", "--sitting", &sitting, "--login", "relectrice"]);
+    assert_eq!(unassigned["assigned"], false);
+    let again = std::process::Command::new(bin("proctor-server"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "staff",
+            "unassign",
+            "--login",
+            "relectrice",
+            "--sitting",
+            &sitting,
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "nothing left to unassign");
+    let trail = cli(&data, &["audit", "verify"], &[]);
+    assert_eq!(trail["chain"], "intact");
 }

@@ -25,6 +25,8 @@ pub enum AppError {
     Forbidden(String),
     #[error("consent to the information notice has not been recorded")]
     ConsentRequired,
+    #[error("this terminal's certificate has been revoked")]
+    TerminalRevoked,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -114,6 +116,7 @@ impl AppError {
             TokenRevoked => (StatusCode::UNAUTHORIZED, "token_revoked"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ConsentRequired => (StatusCode::FORBIDDEN, "consent_required"),
+            TerminalRevoked => (StatusCode::FORBIDDEN, "terminal_revoked"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ConflictingChunk(_) => (StatusCode::CONFLICT, "conflicting_chunk"),

@@ -90,7 +90,7 @@ impl FromRequestParts<AppState> for StaffCookieSession {
             .get::<Option<crate::terminals::Terminal>>()
             .cloned()
             .flatten()
-            .map(|t| t.0);
+            .map(|t| t.fingerprint);
         Ok(Self(StaffSession {
             who,
             token,

@@ -5,6 +5,10 @@
 //! clients holding such a certificate (mutual TLS, rustls), and every recording access is
 //! audited with the terminal's certificate fingerprint.
 
+mod revoked;
+
+pub use revoked::{revoke, RevocationChecking, Revocations};
+
 use anyhow::Context;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -17,14 +21,52 @@ use std::path::{Path, PathBuf};
 pub const CA_CERT: &str = "terminal-ca.pem";
 const CA_KEY: &str = "terminal-ca.key";
 
-/// The terminal a request came through: the SHA-256 of its client certificate (DER), hex.
+/// The terminal a request came through: the SHA-256 of its client certificate (DER), hex,
+/// and the name it was issued under.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Terminal(pub String);
+pub struct Terminal {
+    pub fingerprint: String,
+    pub name: String,
+}
+
+/// The name a terminal certificate was issued under (its common name).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(name.to_owned())
+}
+
+fn valid_name(name: &str) -> anyhow::Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        anyhow::bail!("a terminal name is 1 to 64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+/// Appends one line to a list of the key directory, durably.
+fn write_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{line}")?;
+    f.sync_all()?;
+    Ok(())
+}
 
 pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
+#[derive(Debug)]
 pub struct IssuedTerminal {
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
@@ -72,13 +114,9 @@ fn ca(key_dir: &Path) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
 
 /// Signs a client certificate for one terminal into `out_dir` (NAME.pem, NAME.key).
 pub fn issue(key_dir: &Path, name: &str, out_dir: &Path) -> anyhow::Result<IssuedTerminal> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        anyhow::bail!("a terminal name is 1 to 64 letters, digits, '-' or '_'");
+    valid_name(name)?;
+    if Revocations::new(key_dir).is_revoked(name) {
+        anyhow::bail!("terminal {name} was revoked: issue the new one under another name");
     }
     let (ca_cert, ca_key) = ca(key_dir)?;
     let key = KeyPair::generate()?;
@@ -95,18 +133,25 @@ pub fn issue(key_dir: &Path, name: &str, out_dir: &Path) -> anyhow::Result<Issue
     );
     write_private(&key_path, &key.serialize_pem())?;
     write_private(&cert_path, &cert.pem())?;
+    let fingerprint = fingerprint(cert.der());
+    write_line(
+        &key_dir.join(revoked::ISSUED),
+        &format!("{name} {fingerprint}"),
+    )?;
     Ok(IssuedTerminal {
         cert_path,
         key_path,
-        fingerprint: fingerprint(cert.der()),
+        fingerprint,
     })
 }
 
-/// The staff listener's TLS with client certificates required and checked against `ca`.
+/// The staff listener's TLS with client certificates required, checked against `ca` and
+/// the revoked list.
 pub fn server_config(
     cert_path: &Path,
     key_path: &Path,
     ca: &Path,
+    revoked: std::sync::Arc<Revocations>,
 ) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -116,8 +161,10 @@ pub fn server_config(
     {
         roots.add(c?)?;
     }
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots)).build()?;
+    let verifier = std::sync::Arc::new(RevocationChecking {
+        inner: rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots)).build()?,
+        revoked,
+    });
     let chain = CertificateDer::pem_file_iter(cert_path)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key_path)?;
     let mut cfg = rustls::ServerConfig::builder()
@@ -161,7 +208,10 @@ where
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|c| Terminal(fingerprint(c)));
+                .map(|c| Terminal {
+                    fingerprint: fingerprint(c),
+                    name: common_name(c).unwrap_or_default(),
+                });
             Ok((stream, axum::Extension(terminal).layer(service)))
         })
     }
@@ -185,7 +235,8 @@ mod tests {
         assert!(issue(&dir.path().join("keys"), "../x", &dir.path().join("out")).is_err());
         // Both verify against the CA.
         let ca = dir.path().join("keys").join(CA_CERT);
-        let cfg = server_config(&a.cert_path, &a.key_path, &ca);
+        let revoked = std::sync::Arc::new(Revocations::new(&dir.path().join("keys")));
+        let cfg = server_config(&a.cert_path, &a.key_path, &ca, revoked);
         assert!(cfg.is_ok(), "{:?}", cfg.err());
     }
 }
