@@ -138,6 +138,9 @@ pub struct TotpPage<'a> {
     pub secret: &'a str,
     pub otpauth_url: &'a str,
     pub error: Option<&'a str>,
+    /// The account has a second factor already: replacing it asks for the password and a
+    /// code of the current one.
+    pub replacing: bool,
 }
 
 pub struct StaffRow {

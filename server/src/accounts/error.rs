@@ -35,6 +35,11 @@ pub enum AccountsError {
     TotpSecretNotBase32,
     #[error("the code does not match: check the phone's clock and type the current code")]
     TotpCodeMismatch,
+    /// Replacing a second factor takes the password and a code of the one in place.
+    #[error(
+        "replacing the second factor needs the password and a current code of the one in place"
+    )]
+    ReplacementNotProven,
     /// Every password hashing slot stayed busy: the server is overloaded.
     #[error("the server is busy; retry later")]
     Busy,

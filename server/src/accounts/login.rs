@@ -151,19 +151,30 @@ impl Accounts {
                 return Err(AccountsError::BadCredentials);
             }
         };
-        // The password was right: a missing code says so (the form asks for it); a wrong or
-        // replayed one counts as a failure.
-        if !self.check_totp(&account, totp).await? {
+        // The password was right: a missing code says so (the form asks for it); a missing,
+        // wrong or replayed one counts as a failure.
+        // A missing code counts too: otherwise "code required" would confirm a guessed
+        // password for free.
+        let checked = self.check_totp(&account, totp).await;
+        if !matches!(checked, Ok(true)) {
+            let missing = matches!(checked, Err(AccountsError::TotpRequired));
+            if !missing {
+                checked?;
+            }
             let locked = self.login_throttle.failed(login, client_addr, now);
             self.audit
                 .record(
                     &account.login,
                     "staff_login_failed",
                     None,
-                    serde_json::json!({ "locked_out": locked, "totp": "wrong" }),
+                    serde_json::json!({ "locked_out": locked, "totp": if missing { "missing" } else { "wrong" } }),
                 )
                 .await?;
-            return Err(AccountsError::BadCredentials);
+            return Err(if missing {
+                AccountsError::TotpRequired
+            } else {
+                AccountsError::BadCredentials
+            });
         }
         // Guesses checked in parallel all passed the first look; one that succeeds after the
         // lock-out began is refused like the others.

@@ -286,6 +286,11 @@ impl Accounts {
             .collect())
     }
 
+    /// Whether the account has a second factor (replacing it asks for more).
+    pub async fn has_totp(&self, who: &StaffIdentity) -> Result<bool, AccountsError> {
+        Ok(self.db.staff_by_id(who.id).await?.totp_secret.is_some())
+    }
+
     /// Starts a TOTP enrolment: a fresh secret, not stored until a code confirms it.
     pub fn begin_totp(&self, who: &StaffIdentity) -> Result<TotpEnrolment, AccountsError> {
         use rand::RngCore;
@@ -298,13 +303,21 @@ impl Accounts {
         })
     }
 
-    /// Confirms an enrolment with a first code and stores the secret, sealed.
+    /// Confirms an enrolment with a first code and stores the secret, sealed. Replacing a
+    /// second factor in place takes the password and a current code of that one: a session
+    /// alone (left open, or stolen) cannot swap the factor. A failed proof counts against
+    /// the account like a failed login.
     pub async fn confirm_totp(
         &self,
         who: &StaffIdentity,
         secret_base32: &str,
         code: &str,
+        replacing: Option<(&str, &str)>,
     ) -> Result<(), AccountsError> {
+        let account = self.db.staff_by_id(who.id).await?;
+        if account.totp_secret.is_some() {
+            self.prove_replacement(&account, replacing).await?;
+        }
         let secret = Zeroizing::new(
             totp_rs::Secret::Encoded(secret_base32.trim().to_owned())
                 .to_bytes()
@@ -319,9 +332,52 @@ impl Accounts {
             .await?;
         self.db.use_totp_step(who.id, step).await?;
         self.audit
-            .record(&who.login, "totp_enrolled", None, serde_json::json!({}))
+            .record(
+                &who.login,
+                "totp_enrolled",
+                None,
+                serde_json::json!({ "replaced": account.totp_secret.is_some() }),
+            )
             .await
             .map_err(Into::into)
+    }
+
+    async fn prove_replacement(
+        &self,
+        account: &StaffAccount,
+        proof: Option<(&str, &str)>,
+    ) -> Result<(), AccountsError> {
+        const WHERE: &str = "second-factor replacement";
+        let now = self.clock.now_ms();
+        if let Err(locked) = self.login_throttle.check(&account.login, WHERE, now) {
+            return Err(AccountsError::LoginLocked {
+                retry_after_s: locked.0,
+            });
+        }
+        let proven = match proof {
+            Some((password, code)) if password.len() <= 1024 && code.len() <= 16 => {
+                let (pw, hash) = (
+                    Zeroizing::new(password.to_owned()),
+                    account.password_hash.clone(),
+                );
+                self.argon2(move || verify_password(&pw, &hash)).await?
+                    && self.check_totp(account, Some(code)).await?
+            }
+            _ => false,
+        };
+        if !proven {
+            let locked = self.login_throttle.failed(&account.login, WHERE, now);
+            self.audit
+                .record(
+                    &account.login,
+                    "totp_replacement_refused",
+                    None,
+                    serde_json::json!({ "locked_out": locked }),
+                )
+                .await?;
+            return Err(AccountsError::ReplacementNotProven);
+        }
+        Ok(())
     }
 
     /// An admin removes a lost second factor; the person enrols again at next login if

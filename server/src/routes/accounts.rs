@@ -74,9 +74,12 @@ pub async fn begin_totp(
 struct TotpConfirm {
     secret: String,
     code: String,
+    /// Replacing a second factor in place: the password and a code of the current one.
+    password: Option<String>,
+    current_code: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 204), (status = 400), (status = 401)))]
+#[utoipa::path(post, path = "/api/staff/v1/account/totp", tag = "admin", responses((status = 204), (status = 400), (status = 401), (status = 403, description = "replacing a second factor without the password and a current code")))]
 pub async fn confirm_totp(
     State(app): State<AppState>,
     AccountSession(s): AccountSession,
@@ -84,7 +87,12 @@ pub async fn confirm_totp(
 ) -> Result<StatusCode, AppError> {
     let req: TotpConfirm = read_json(body).await?;
     app.accounts
-        .confirm_totp(&s.who, &req.secret, &req.code)
+        .confirm_totp(
+            &s.who,
+            &req.secret,
+            &req.code,
+            req.password.as_deref().zip(req.current_code.as_deref()),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -77,7 +77,7 @@ impl From<crate::accounts::AccountsError> for AppError {
             LoginLocked { retry_after_s } => AppError::LoginLocked { retry_after_s },
             TotpRequired => AppError::TotpRequired,
             PasswordRejected(why) => AppError::PasswordRejected(why),
-            WrongCurrentPassword => AppError::Forbidden(message),
+            WrongCurrentPassword | ReplacementNotProven => AppError::Forbidden(message),
             LoginTaken => AppError::Conflict(message),
             Busy => AppError::Overloaded,
             InvalidField(_) | CredentialsTooLong | SamePassword | InvalidTotpSecret(_)

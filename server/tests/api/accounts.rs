@@ -363,3 +363,90 @@ async fn an_admin_requires_totp_disables_and_resets() {
         );
     }
 }
+
+/// Issue 20 #10: a session alone cannot swap the second factor (the password and a current
+/// code of the one in place are asked), and a login without its code counts as a failure:
+/// "code required" no longer confirms a guessed password for free.
+#[tokio::test]
+async fn replacing_a_second_factor_takes_its_proof_and_a_missing_code_counts() {
+    let app = spawn_app().await;
+    let token = add_staff(&app, "relectrice", "reviewer").await;
+    let (secret, old) = begin_totp(&app, &token).await;
+    let code = old.generate(now_s(&app));
+    let enrol = |secret: &str, code: &str, proof: Option<(&str, String)>| {
+        let mut body = serde_json::json!({ "secret": secret, "code": code });
+        if let Some((password, current)) = proof {
+            body["password"] = password.into();
+            body["current_code"] = current.into();
+        }
+        post(&app, &token, "/account/totp", body)
+    };
+    assert_eq!(
+        enrol(&secret, &code, None).await.status(),
+        204,
+        "the first one"
+    );
+
+    app.clock.advance(Duration::from_secs(30));
+    let (secret2, new) = begin_totp(&app, &token).await;
+    let new_code = new.generate(now_s(&app));
+    for proof in [
+        None,
+        Some(("not-the-password", old.generate(now_s(&app)))),
+        Some((STAFF_PASSWORD, "000000".to_owned())),
+    ] {
+        let r = enrol(&secret2, &new_code, proof).await;
+        assert_eq!(r.status(), 403);
+    }
+    let r = enrol(
+        &secret2,
+        &new_code,
+        Some((STAFF_PASSWORD, old.generate(now_s(&app)))),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        204,
+        "the password and a current code replace it"
+    );
+    let trail = app.db().await.audit_trail().await.unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|e| e.action == "totp_replacement_refused")
+            .count(),
+        3
+    );
+    app.clock.advance(Duration::from_secs(30));
+    assert_eq!(
+        login(
+            &app,
+            "relectrice",
+            STAFF_PASSWORD,
+            Some(old.generate(now_s(&app)))
+        )
+        .await
+        .status(),
+        401,
+        "the replaced factor is gone"
+    );
+
+    // The right password without a code, again and again: locked out like wrong guesses.
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        answers.push(error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await);
+    }
+    assert_eq!(answers[0], (401, "totp_required".into()));
+    assert!(
+        answers.contains(&(429, "login_locked".into())),
+        "{answers:?}"
+    );
+    let r = login(
+        &app,
+        "relectrice",
+        STAFF_PASSWORD,
+        Some(new.generate(now_s(&app))),
+    )
+    .await;
+    assert_eq!(error_code(r).await, (429, "login_locked".into()));
+}

@@ -99,6 +99,7 @@ async fn totp_page(
         secret: &e.secret_base32,
         otpauth_url: &e.otpauth_url,
         error: None,
+        replacing: app.accounts.has_totp(&s.who).await?,
     })?
     .into_response())
 }
@@ -108,6 +109,8 @@ struct TotpForm {
     csrf: String,
     secret: String,
     code: String,
+    password: Option<String>,
+    current_code: Option<String>,
 }
 
 async fn confirm_totp(
@@ -116,24 +119,40 @@ async fn confirm_totp(
     Form(f): Form<TotpForm>,
 ) -> Result<Response, PageError> {
     check_csrf(&s, &f.csrf)?;
-    match app.accounts.confirm_totp(&s.who, &f.secret, &f.code).await {
+    let replacing = f.password.as_deref().zip(f.current_code.as_deref());
+    match app
+        .accounts
+        .confirm_totp(&s.who, &f.secret, &f.code, replacing)
+        .await
+    {
         Ok(()) => Ok(Redirect::to(home_of(&s.who)).into_response()),
         Err(
-            AccountsError::TotpSecretNotBase32
+            e @ (AccountsError::TotpSecretNotBase32
             | AccountsError::TotpCodeMismatch
-            | AccountsError::InvalidTotpSecret(_),
+            | AccountsError::InvalidTotpSecret(_)
+            | AccountsError::ReplacementNotProven),
         ) => {
             let csrf = s.csrf();
+            let refused = matches!(e, AccountsError::ReplacementNotProven);
             // The same secret again, so the entry already made in the person's app stays valid.
             Ok((
-                StatusCode::BAD_REQUEST,
+                if refused {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
                 render(reviewer::TotpPage {
                     t: T,
                     login: &s.who.login,
                     csrf: &csrf,
                     secret: &f.secret,
                     otpauth_url: "",
-                    error: Some(T.totp_wrong),
+                    error: Some(if refused {
+                        T.totp_replacement_refused
+                    } else {
+                        T.totp_wrong
+                    }),
+                    replacing: app.accounts.has_totp(&s.who).await?,
                 })?,
             )
                 .into_response())
