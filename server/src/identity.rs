@@ -1,7 +1,7 @@
 //! Who is asking: a candidate by their launch token, or an authenticated staff member.
 //! Built only by the use cases that authenticate (`ingest`, `accounts`).
 
-use crate::db::{Attempt, LaunchToken, StaffId};
+use crate::db::{Attempt, LaunchToken, StaffId, Stream};
 use crate::domain::{Pending, Role};
 use crate::failure::Failure;
 
@@ -46,6 +46,31 @@ impl AgentIdentity {
             return Err(TokenRefused::Expired);
         }
         Ok(())
+    }
+
+    /// The token may keep a recording going (heartbeats, signalling, what the agent reads
+    /// of its attempt): live, or no longer live but with a stream still open that was
+    /// opened while it was. The rule chunks follow: a token revoked or expired cannot
+    /// start anything, nor pass for an agent that never recorded under it.
+    pub fn may_carry_on(&self, now_ms: i64, streams: &[Stream]) -> Result<(), TokenRefused> {
+        let refused = match self.require_live(now_ms) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let until = self
+            .token
+            .revoked_at_ms
+            .map_or(self.token.expires_at_ms, |r| {
+                r.min(self.token.expires_at_ms)
+            });
+        let recording = streams
+            .iter()
+            .any(|s| s.ended_at_ms.is_none() && s.final_index.is_none() && s.opened_at_ms <= until);
+        if recording {
+            Ok(())
+        } else {
+            Err(refused)
+        }
     }
 }
 

@@ -104,6 +104,14 @@ impl Liveness {
         if beat.backlog_chunks > 1_000_000 || beat.backlog_bytes > 1 << 40 {
             return Err(LivenessError::BacklogOutOfRange);
         }
+        if who.require_live(self.clock.now_ms()).is_err() {
+            let streams = self
+                .db
+                .streams_of(who.attempt.id)
+                .await
+                .map_err(Failure::from)?;
+            who.may_carry_on(self.clock.now_ms(), &streams)?;
+        }
         crate::metrics::agent_backlog(beat.backlog_bytes);
         Ok(self.agent_heard(who.attempt.id).await?)
     }
@@ -152,6 +160,8 @@ pub enum LivenessError {
     Failure(#[from] Failure),
     #[error("backlog out of range")]
     BacklogOutOfRange,
+    #[error(transparent)]
+    Token(#[from] crate::identity::TokenRefused),
 }
 
 /// The attempt's silences; one still open when the exam ended ends there.

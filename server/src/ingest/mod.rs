@@ -171,6 +171,16 @@ impl Ingest {
         }
     }
 
+    /// `AgentIdentity::may_carry_on`, reading the streams only for a token no longer live.
+    pub async fn require_carry_on(&self, who: &AgentIdentity) -> Result<(), IngestError> {
+        let now = self.clock.now_ms();
+        if who.require_live(now).is_ok() {
+            return Ok(());
+        }
+        let streams = self.db.streams_of(who.attempt.id).await?;
+        Ok(who.may_carry_on(now, &streams)?)
+    }
+
     /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
     pub(crate) async fn require_undecided(&self, sitting: SittingId) -> Result<(), IngestError> {
         match self.db.pv_decision(sitting).await? {
@@ -181,10 +191,11 @@ impl Ingest {
 
     /// What an agent needs to record without the server (a token issued before
     /// store-and-forward does not carry it).
-    pub fn attempt_info(&self, who: &AgentIdentity) -> Result<AttemptInfo, IngestError> {
+    pub async fn attempt_info(&self, who: &AgentIdentity) -> Result<AttemptInfo, IngestError> {
         if who.attempt.state == AttemptState::Destroyed {
             return Err(Failure::Gone.into());
         }
+        self.require_carry_on(who).await?;
         use base64::Engine;
         let public = self
             .keys

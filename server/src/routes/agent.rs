@@ -51,7 +51,7 @@ pub async fn attempt_info(
     State(app): State<AppState>,
     who: AgentIdentity,
 ) -> Result<Json<AttemptInfo>, AppError> {
-    Ok(Json(app.ingest.attempt_info(&who)?))
+    Ok(Json(app.ingest.attempt_info(&who).await?))
 }
 
 #[utoipa::path(post, path = "/api/agent/v1/webrtc", tag = "agent",
@@ -77,6 +77,9 @@ pub async fn webrtc_offer(
         | crate::lifecycle::AttemptState::Decided => return Err(AppError::RecordingClosed),
         _ => {}
     }
+    // A token no longer live opens no session (it would drop the real agent's), unless a
+    // stream it opened while live is still recording.
+    app.ingest.require_carry_on(&who).await?;
     let offer = super::read_body(body, 64 * 1024, std::time::Duration::from_secs(10)).await?;
     let offer = std::str::from_utf8(&offer)
         .map_err(|_| AppError::BadRequest("the SDP offer is not UTF-8".into()))?;

@@ -107,6 +107,7 @@ impl From<crate::liveness::LivenessError> for AppError {
         match e {
             Failure(f) => f.into(),
             BacklogOutOfRange => AppError::BadRequest(e.to_string()),
+            Token(t) => t.into(),
         }
     }
 }

@@ -159,3 +159,74 @@ async fn conflicting_chunks_are_charged_and_audited_once() {
         "forty conflicts, not forty entries: {trail:?}"
     );
 }
+
+/// #11: a revoked (or expired) token kept sending heartbeats, reading its attempt and
+/// opening data-channel sessions (dropping the real agent's). Now these follow the chunks'
+/// rule: only while a stream opened under the live token is still recording.
+#[tokio::test]
+async fn a_revoked_token_carries_on_only_the_stream_it_opened_while_live() {
+    let app = spawn_app_with(|s| s.webrtc.enabled = true).await;
+    let (c, s) = app.recording_candidate().await;
+    let chunks = seal_stream(&s, 1);
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone())
+            .await
+            .status(),
+        201
+    );
+    let revoked = app
+        .platform_post(&format!("attempts/{}/token/revoke", c.attempt_id))
+        .await;
+    assert_eq!(revoked.status(), 200);
+    let heartbeat = || {
+        app.http
+            .post(format!("{}/api/agent/v1/heartbeat", app.public))
+            .bearer_auth(&c.token)
+            .json(&serde_json::json!({ "backlog_chunks": 0, "backlog_bytes": 0 }))
+            .send()
+    };
+    let info = || {
+        app.http
+            .get(format!("{}/api/agent/v1/attempt", app.public))
+            .bearer_auth(&c.token)
+            .send()
+    };
+    let offer = || {
+        app.http
+            .post(format!("{}/api/agent/v1/webrtc", app.public))
+            .bearer_auth(&c.token)
+            .header("content-type", "application/sdp")
+            .body("v=0\r\n")
+            .send()
+    };
+    // The stream opened while the token was live is still recording: it carries on.
+    assert_eq!(heartbeat().await.unwrap().status(), 204);
+    assert_eq!(info().await.unwrap().status(), 200);
+    assert_eq!(
+        error_code(offer().await.unwrap()).await.0,
+        400,
+        "signalling reaches the offer's parsing"
+    );
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 1, chunks[1].clone())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.end_stream(&c.token, s.stream_id, 1).await.status(), 204);
+    // Nothing of it records any more: the revoked token is refused everywhere.
+    for r in [
+        heartbeat().await.unwrap(),
+        info().await.unwrap(),
+        offer().await.unwrap(),
+    ] {
+        assert_eq!(error_code(r).await, (401, "token_revoked".into()));
+    }
+    let silences = app
+        .db()
+        .await
+        .agent_silences(c.attempt_id.into())
+        .await
+        .unwrap();
+    assert!(silences.is_empty());
+}
