@@ -9,9 +9,11 @@
 //!   once for the token at the server named by `--server` or listed first below.
 //!
 //! Any web page can open such a link, so the server it names must be one this computer
-//! knows: a loopback server (the demo), or one listed in `/etc/cloe-connect/servers` (the
-//! package's, one origin per line) or `CLOE_ALLOWED_SERVERS` (comma-separated). Otherwise a
-//! phishing link would have the agent send the webcam to anyone.
+//! knows: one listed in `/etc/cloe-connect/servers` (the package's, one origin per line) or
+//! `CLOE_ALLOWED_SERVERS` (comma-separated), named by its origin alone (no path: a path
+//! after a listed origin could reach another service on it). A loopback server (the demo)
+//! only in a development build or with `CLOE_ALLOW_LOOPBACK=1`: any local program could
+//! listen there. Otherwise a phishing link would have the agent send the webcam to anyone.
 
 use crate::client::check_server_url;
 use anyhow::{bail, Context};
@@ -36,7 +38,7 @@ pub fn parse(link: &str) -> anyhow::Result<Launch> {
             };
             let server = query("server").context("the launch link names no server")?;
             (
-                check_server_url(&server)?,
+                origin_only(check_server_url(&server)?)?,
                 query("token").context("the launch link carries no token")?,
             )
         }
@@ -53,7 +55,7 @@ pub fn parse(link: &str) -> anyhow::Result<Launch> {
     };
     protocol::LaunchToken::parse(&token)
         .map_err(|e| anyhow::anyhow!("{} ({e})", crate::messages::current().token_malformed))?;
-    if !allowed(&server, &listed_servers()) {
+    if !allowed(&server, &listed_servers(), loopback_allowed()) {
         bail!(
             "{} ({})",
             crate::messages::current().unknown_server,
@@ -111,9 +113,30 @@ fn listed_servers() -> Vec<String> {
         .collect()
 }
 
-/// A loopback server, or one whose origin (scheme, host, port) is listed.
-fn allowed(server: &Url, listed: &[String]) -> bool {
-    crate::client::is_loopback(server)
+/// A server named by its origin alone: a path, a query or credentials are refused.
+fn origin_only(server: Url) -> anyhow::Result<Url> {
+    if !matches!(server.path(), "" | "/")
+        || server.query().is_some()
+        || server.fragment().is_some()
+        || !server.username().is_empty()
+        || server.password().is_some()
+    {
+        bail!(
+            "the launch link's server must be an origin alone ({}), not {server}",
+            server.origin().ascii_serialization()
+        );
+    }
+    Ok(server)
+}
+
+/// Loopback servers: in a development build, or when asked for explicitly.
+fn loopback_allowed() -> bool {
+    cfg!(debug_assertions) || std::env::var("CLOE_ALLOW_LOOPBACK").is_ok_and(|v| v == "1")
+}
+
+/// A listed origin (scheme, host, port), or a loopback server when those are allowed.
+fn allowed(server: &Url, listed: &[String], loopback: bool) -> bool {
+    (loopback && crate::client::is_loopback(server))
         || listed
             .iter()
             .filter_map(|l| Url::parse(l).ok())
@@ -157,17 +180,45 @@ mod tests {
         let listed = vec!["https://proctor.example.fr:8443".to_owned()];
         assert!(allowed(
             &Url::parse("https://proctor.example.fr:8443/").unwrap(),
-            &listed
+            &listed,
+            false
         ));
         assert!(
-            !allowed(&Url::parse("https://proctor.example.fr/").unwrap(), &listed),
+            !allowed(
+                &Url::parse("https://proctor.example.fr/").unwrap(),
+                &listed,
+                false
+            ),
             "another port is another server"
         );
         assert!(!allowed(
             &Url::parse("https://evil.example/").unwrap(),
-            &listed
+            &listed,
+            false
         ));
-        assert!(allowed(&Url::parse("http://127.0.0.1:9/").unwrap(), &[]));
+        // Loopback (any local program may listen there): only when allowed.
+        for local in [
+            "http://127.0.0.1:9/",
+            "http://127.8.9.10/",
+            "http://localhost:8443/",
+        ] {
+            let local = Url::parse(local).unwrap();
+            assert!(!allowed(&local, &[], false), "{local}");
+            assert!(allowed(&local, &[], true), "{local}");
+        }
+        // A path after a listed origin is refused, not kept.
+        let t = token();
+        for server in [
+            "https%3A%2F%2Fproctor.example.fr%3A8443%2Fother%2Fservice",
+            "https%3A%2F%2Fproctor.example.fr%3A8443%2F%3Fx%3D1",
+            "https%3A%2F%2Fuser%40proctor.example.fr%3A8443",
+        ] {
+            let e = format!(
+                "{:#}",
+                parse(&format!("cloeconnect://launch?server={server}&token={t}")).unwrap_err()
+            );
+            assert!(e.contains("origin alone"), "{e}");
+        }
         let t = token();
         let e = format!(
             "{:#}",
