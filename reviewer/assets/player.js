@@ -50,7 +50,8 @@
       return { id: s.stream_id, origin: s.origin_ms, status: s.status, hasInit: s.has_init, frags, wallStart, wallEnd };
     }).filter((s) => s.frags.length && s.hasInit);
   }
-  const playable = (f) => f.state !== 'altered';
+  // Neither altered (refused by the server's checks) nor missing (gone from the store).
+  const playable = (f) => f.state !== 'altered' && f.state !== 'missing';
   const fragAt = (st, m) => st.frags.find((f) => playable(f) && m >= f.s && m < f.e);
   const nextPlayable = (st, m) => st.frags.find((f) => playable(f) && f.s >= m - 1);
   const wallNow = () => (cur ? cur.st.origin + video.currentTime * 1000 : (streams[0] ? streams[0].wallStart : 0));
@@ -109,7 +110,7 @@
     if (r.ok) return r.arrayBuffer();
     const f = st.frags.find((x) => x.i === i);
     if (r.status === 422 && f) { f.state = 'altered'; drawTimeline(); }
-    if (r.status === 404 && f) { f.state = 'altered'; drawTimeline(); }
+    if (r.status === 404 && f) { f.state = 'missing'; drawTimeline(); }
     if (r.status === 410) fail(T.altered_fragment);
     return null;
   }
@@ -131,8 +132,10 @@
     const ms = new MediaSource();
     const c = { si, st, ms, sb: null, chain: Promise.resolve() };
     cur = c;
-    for (const f of st.frags) if (f.state !== 'altered') f.state = 'idle';
+    for (const f of st.frags) if (playable(f)) f.state = 'idle';
+    // A new source resets the rate to the default one: the reviewer's choice is kept there.
     video.src = URL.createObjectURL(ms);
+    video.playbackRate = video.defaultPlaybackRate;
     const [init] = await Promise.all([fragment(st, 0), new Promise((r) => ms.addEventListener('sourceopen', r, { once: true }))]);
     const mime = (init && codecsOf(init)) || DEFAULT_MIME;
     c.mime = mime;
@@ -262,6 +265,7 @@
       for (const f of st.frags) {
         if (prev && f.i !== prev.i + 1) seg('missing', st.origin + prev.e, st.origin + f.s, `${T.missing_fragments} (${prev.i + 1}–${f.i - 1})`);
         if (f.state === 'altered') seg('altered', st.origin + f.s, st.origin + f.e, `${T.altered_fragment} (${f.i})`);
+        if (f.state === 'missing') seg('missing', st.origin + f.s, st.origin + f.e, `${T.missing_fragments} (${f.i})`);
         prev = f;
       }
       if (st.status === 'ended_abruptly') seg('abrupt', st.wallEnd, null, T.ended_abruptly);
@@ -440,7 +444,10 @@
   // ---- Controls -------------------------------------------------------------------------
   const toggle = () => { if (video.paused) video.play().catch(() => {}); else video.pause(); };
   $('play').addEventListener('click', toggle);
-  $('speed').addEventListener('change', () => { video.playbackRate = Number($('speed').value); ensure(); });
+  $('speed').addEventListener('change', () => {
+    video.defaultPlaybackRate = video.playbackRate = Number($('speed').value);
+    ensure();
+  });
   video.addEventListener('ratechange', () => { $('speed').value = String(video.playbackRate); });
   $('timeline').addEventListener('click', (e) => {
     const box = e.currentTarget.getBoundingClientRect();

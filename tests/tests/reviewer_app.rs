@@ -318,7 +318,18 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
         "{outcome}"
     );
 
-    // The cut recording: 4× from the start, the gap between the streams jumped.
+    // The cut recording: 4× from the start, the gap between the streams jumped. One of its
+    // fragments lost from the store: the player says missing, not altered (issue 20 #13).
+    let first = server.cli(&["attempt", "show", &cut])["streams"][0]["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lost = std::fs::read_dir(data.join("blobs").join("attempts").join(&cut).join(&first))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("0000000002-"))
+        .expect("fragment 2 of the first stream");
+    std::fs::remove_file(lost.path()).unwrap();
     c.goto(&format!("{staff}/attempts/{cut}")).await.unwrap();
     b.until(
         "the player to load",
@@ -331,7 +342,16 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
         .await;
     assert_eq!(gaps, 1, "the gap is drawn");
     b.js("document.getElementById('speed').value = '4'; document.getElementById('speed').dispatchEvent(new Event('change')); document.getElementById('video').play();").await;
-    b.until("the second stream playing", Duration::from_secs(30), "const p = window.__player(); return p.stream === 1 && p.t > 1 && !p.paused && p.jumps >= 1").await;
+    // Issue 20 #13: still at 4× in the second stream (a new source used to reset it to 1×).
+    b.until("the second stream playing at 4×", Duration::from_secs(30), "const p = window.__player(); return p.stream === 1 && p.t > 1 && !p.paused && p.jumps >= 1 && p.rate === 4 && document.getElementById('speed').value === '4'").await;
+    let (missing, altered) = (
+        b.js("return document.querySelectorAll('#timeline .missing').length")
+            .await,
+        b.js("return document.querySelectorAll('#timeline .altered').length")
+            .await,
+    );
+    assert_eq!(missing, 1, "the lost fragment is drawn as missing");
+    assert_eq!(altered, 0, "and not as altered");
 
     // Quiet stretches skipped: with the box ticked, playback leaves the still, silent first
     // 6 s at once instead of playing them.

@@ -137,7 +137,7 @@ impl Review {
                 )
                 .await);
         }
-        let blob = self
+        let blob = match self
             .blobs
             .get(&chunk_path(
                 attempt_id,
@@ -145,7 +145,17 @@ impl Review {
                 index,
                 &row.content_sha256,
             ))
-            .await?;
+            .await
+        {
+            Ok(blob) => blob,
+            // Acknowledged, then lost from the store: missing, which the player says as such
+            // (not altered: nobody changed it, it is not there).
+            Err(crate::blobs::BlobError::NotFound) => {
+                tracing::error!(attempt = %attempt_id, stream = %stream_id, index, "an acknowledged fragment is missing from the store");
+                return Err(Failure::NotFound("fragment").into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let opened = match protocol::open_chunk(key, attempt_id.into(), stream_id.into(), &blob) {
             Ok(o) if crate::db::matches_row(&o, row) => o,
             Ok(_) => {
