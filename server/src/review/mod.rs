@@ -10,6 +10,7 @@ pub mod error;
 pub mod playback;
 pub mod queue;
 pub mod recording;
+mod served;
 mod sittings;
 pub mod timeline;
 

@@ -75,6 +75,9 @@ impl Review {
         let (staff, attempt_id) = (a.staff(), a.id);
         let (row, plaintext) = self.checked_plaintext(a, stream_id, index).await?;
         let jpeg = part(&plaintext, |p| p.thumbnail, index)?;
+        if let Err(why) = super::served::check_thumbnail(&jpeg) {
+            return Err(self.altered(staff, attempt_id, stream_id, index, why).await);
+        }
         self.audit.access(
             staff,
             "thumbnail_viewed",
@@ -175,7 +178,16 @@ impl Review {
                     .await)
             }
         };
-        Ok(Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext)))
+        let plaintext = Bytes::from_owner(zeroize::Zeroizing::new(opened.plaintext));
+        // The initialisation segment configures the reviewer's decoders: only what the
+        // agents write goes there.
+        if index == 0 {
+            let media = part(&plaintext, |p| Some(p.media), index)?;
+            if let Err(why) = super::served::check_init_segment(&media) {
+                return Err(self.altered(staff, attempt_id, stream_id, index, why).await);
+            }
+        }
+        Ok(plaintext)
     }
 
     /// Records that a reviewer met an altered fragment (never played) and says why.

@@ -266,12 +266,32 @@ impl TestApp {
     }
 }
 
+/// What these tests record as fragment `i` of a stream: for 0, an initialisation segment
+/// the server serves (`ftyp`, then a `moov` whose one track is H.264), naming the stream;
+/// then a text naming the fragment and the stream.
+pub fn fragment_data(i: u32, stream: Uuid) -> Vec<u8> {
+    fn mp4(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        [&(payload.len() as u32 + 8).to_be_bytes()[..], kind, payload].concat()
+    }
+    if i > 0 {
+        return format!("fragment {i} of stream {stream}").into_bytes();
+    }
+    let stsd = mp4(
+        b"stsd",
+        &[[0u8; 8].as_slice(), &mp4(b"avc1", &[0; 16])].concat(),
+    );
+    let trak = [b"stbl", b"minf", b"mdia", b"trak"]
+        .iter()
+        .fold(stsd, |inner, kind| mp4(kind, &inner));
+    [mp4(b"ftyp", stream.as_bytes()), mp4(b"moov", &trak)].concat()
+}
+
 /// A recorded stream of `n` fragments (plus init), the last one final.
 pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
     let mut sealer = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
     (0..=n)
         .map(|i| {
-            let data = format!("fragment {i} of stream {}", s.stream_id).into_bytes();
+            let data = fragment_data(i, s.stream_id);
             let frag = Fragment {
                 data: &data,
                 media_start_us: i.saturating_sub(1) as u64 * 2_000_000,

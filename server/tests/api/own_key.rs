@@ -230,3 +230,88 @@ async fn a_revoked_token_carries_on_only_the_stream_it_opened_while_live() {
         .unwrap();
     assert!(silences.is_empty());
 }
+
+/// #8: the candidate's bytes reached the reviewer's decoders as they were sealed. Now an
+/// initialisation segment must carry only the agents' codecs, and a thumbnail must be a
+/// small JPEG; anything else is refused and audited as altered.
+#[tokio::test]
+async fn only_what_agents_make_reaches_the_reviewers_decoders() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    // HEVC where the agents write H.264: a decoder the reviewer's browser was never meant
+    // to be handed candidate bytes for.
+    let mut hevc = fragment_data(0, s.stream_id);
+    let at = hevc.windows(4).position(|w| w == b"avc1").unwrap();
+    hevc[at..at + 4].copy_from_slice(b"hvc1");
+    let png = b"\x89PNG\r\n\x1a\n not a thumbnail".to_vec();
+    let jpeg = {
+        let mut j = vec![
+            0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0, 120, 0, 160, 1, 1, 0x11, 0,
+        ];
+        j.extend([0xFF, 0xDA, 0, 2, 0x12, 0x34, 0xFF, 0xD9]);
+        j
+    };
+    let mut sealer = StreamSealer::new(s.key.clone(), s.attempt_id, s.stream_id);
+    for (i, plain) in [
+        hevc,
+        protocol::encode_payload(b"media 1", &seconds(0, vec![1, 2]), &png),
+        protocol::encode_payload(b"media 2", &seconds(2, vec![1, 2]), &jpeg),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let i = i as u32;
+        let frag = Fragment {
+            data: plain,
+            media_start_us: u64::from(i.saturating_sub(1)) * 2_000_000,
+            media_end_us: u64::from(i) * 2_000_000,
+            last: i == 2,
+        };
+        let chunk = sealer.seal(frag).unwrap().1;
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i, chunk)
+                .await
+                .status(),
+            201
+        );
+    }
+    app.platform_post(&format!("attempts/{}/end", c.attempt_id))
+        .await;
+    let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    let get = |path: String| {
+        app.http
+            .get(format!(
+                "{}/api/staff/v1/attempts/{}/streams/{}/{path}",
+                app.staff, c.attempt_id, s.stream_id
+            ))
+            .bearer_auth(&reviewer)
+            .send()
+    };
+    assert_eq!(
+        error_code(get("fragments/0".into()).await.unwrap()).await,
+        (422, "fragment_altered".into())
+    );
+    // The whole-range stream is cut where its first part is refused: nothing of it sent.
+    let sent = get("media".into()).await.unwrap().bytes().await;
+    assert!(sent.as_deref().map_or(true, |b| b.is_empty()), "{sent:?}");
+    let r = get("fragments/1/thumbnail".into()).await.unwrap();
+    assert_eq!(error_code(r).await, (422, "fragment_altered".into()));
+    let r = get("fragments/2/thumbnail".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), jpeg.as_slice());
+    let trail = app.db().await.audit_trail().await.unwrap();
+    let altered: Vec<_> = trail
+        .iter()
+        .filter(|e| e.action == "fragment_altered")
+        .collect();
+    assert!(
+        altered
+            .iter()
+            .any(|e| e.detail.contains("codec no agent uses")),
+        "{altered:?}"
+    );
+    assert!(
+        altered.iter().any(|e| e.detail.contains("not a JPEG")),
+        "{altered:?}"
+    );
+}

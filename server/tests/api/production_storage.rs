@@ -82,11 +82,8 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let expected: String = [0, 1, 2, 3]
-        .iter()
-        .map(|i| format!("fragment {i} of stream {}", s.stream_id))
-        .collect();
-    assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_bytes());
+    let expected = [0, 1, 2, 3].map(|i| fragment_data(i, s.stream_id)).concat();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
     let report: serde_json::Value = app
         .http
         .get(format!(

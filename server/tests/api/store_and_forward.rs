@@ -35,7 +35,7 @@ fn agent_stream(o: &Offline, started_ms: u64, n: u32) -> (Uuid, Vec<Vec<u8>>) {
     let mut sealer = StreamSealer::with_opening(key, o.attempt, id, opening);
     let chunks = (0..=n)
         .map(|i| {
-            let data = format!("fragment {i} of stream {id}").into_bytes();
+            let data = fragment_data(i, id);
             let frag = Fragment {
                 data: &data,
                 media_start_us: i.saturating_sub(1) as u64 * 2_000_000,
