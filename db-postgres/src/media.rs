@@ -245,7 +245,8 @@ impl MediaStore for PostgresDatabase {
             r#"SELECT COUNT(*) AS "stored!", MIN(idx) AS min_idx, MAX(idx) AS max_idx,
                       MAX(CASE WHEN last THEN idx END) AS final_idx,
                       MIN(CASE WHEN idx > 0 THEN media_start_us END) AS media_start,
-                      MAX(media_end_us) AS media_end
+                      MAX(media_end_us) AS media_end,
+                      MIN(stored_at) AS first_stored, MAX(stored_at) AS last_stored
                FROM chunks WHERE stream_id = $1"#,
             stream
         )
@@ -291,6 +292,8 @@ impl MediaStore for PostgresDatabase {
                 .map(|r| Ok((index(r.from_idx)?, index(r.to_idx)?)))
                 .collect::<DbResult<_>>()?,
             broken: broken.into_iter().map(index).collect::<DbResult<_>>()?,
+            first_stored_ms: totals.first_stored,
+            last_stored_ms: totals.last_stored,
         })
     }
     async fn fragment_spans(&self, stream: StreamId, limit: u32) -> DbResult<Vec<(u32, u64, u64)>> {

@@ -210,7 +210,8 @@ impl MediaStore for SqliteDatabase {
             r#"SELECT COUNT(*) AS "stored!: i64", MIN(idx) AS "min_idx: i64", MAX(idx) AS "max_idx: i64",
                       MAX(CASE WHEN last THEN idx END) AS "final_idx: i64",
                       MIN(CASE WHEN idx > 0 THEN media_start_us END) AS "media_start: i64",
-                      MAX(media_end_us) AS "media_end: i64"
+                      MAX(media_end_us) AS "media_end: i64",
+                      MIN(stored_at) AS "first_stored: i64", MAX(stored_at) AS "last_stored: i64"
                FROM chunks WHERE stream_id = ?1"#,
             stream
         )
@@ -256,6 +257,8 @@ impl MediaStore for SqliteDatabase {
                 .map(|r| Ok((index(r.from_idx)?, index(r.to_idx)?)))
                 .collect::<DbResult<_>>()?,
             broken: broken.into_iter().map(index).collect::<DbResult<_>>()?,
+            first_stored_ms: totals.first_stored,
+            last_stored_ms: totals.last_stored,
         })
     }
     async fn fragment_spans(&self, stream: StreamId, limit: u32) -> DbResult<Vec<(u32, u64, u64)>> {

@@ -298,6 +298,10 @@ pub struct ChunkSummary {
     pub missing: Vec<(u32, u32)>,
     /// Indices whose recorded link does not match their predecessor's digest, in order.
     pub broken: Vec<u32>,
+    /// When the server stored the stream's first and last chunk (server clock): what
+    /// arrived when, whatever times the agent claims.
+    pub first_stored_ms: Option<i64>,
+    pub last_stored_ms: Option<i64>,
 }
 
 /// A media fragment's sealed activity, as the strip reads it.

@@ -47,7 +47,7 @@
       const frags = s.fragments.map(([i, fs, fe]) => ({ i, s: fs, e: fe, state: broken.has(i) ? 'altered' : 'idle' }));
       const wallStart = s.origin_ms + (frags.length ? frags[0].s : 0);
       const wallEnd = s.origin_ms + (frags.length ? Math.max(...frags.map((f) => f.e)) : 0);
-      return { id: s.stream_id, origin: s.origin_ms, status: s.status, hasInit: s.has_init, frags, wallStart, wallEnd };
+      return { id: s.stream_id, origin: s.origin_ms, status: s.status, hasInit: s.has_init, frags, wallStart, wallEnd, late: s.received_after_end_ms || 0 };
     }).filter((s) => s.frags.length && s.hasInit);
   }
   // Neither altered (refused by the server's checks) nor missing (gone from the store).
@@ -269,6 +269,8 @@
         prev = f;
       }
       if (st.status === 'ended_abruptly') seg('abrupt', st.wallEnd, null, T.ended_abruptly);
+      // Provenance: media that reached the server after the exam's end, and how late.
+      if (st.late > 0) seg('late', st.wallStart, st.wallEnd, `${T.late_upload} (+${Math.ceil(st.late / 60000)} min)`);
     }
     for (const fl of (review ? review.flags : [])) {
       const d = document.createElement('div');

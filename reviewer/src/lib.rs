@@ -32,6 +32,8 @@ pub struct QueueItem {
     pub gaps: usize,
     pub integrity: String,
     pub integrity_label: String,
+    /// Streams received after the exam's end.
+    pub late_streams: usize,
     pub flags: usize,
     pub ended_ms: i64,
     pub ended: String,

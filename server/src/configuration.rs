@@ -160,6 +160,11 @@ pub struct ReviewSettings {
     /// A review is due this long after its attempt ended; the queue shows overdue ones.
     #[serde(with = "humantime_serde_compat")]
     pub deadline: Duration,
+    /// Media that reached the server this long after the exam's end makes the integrity
+    /// verdict `late_upload` instead of `ok` (store-and-forward stays allowed; provenance
+    /// is shown, never hidden).
+    #[serde(with = "humantime_serde_compat")]
+    pub late_upload_after: Duration,
 }
 
 /// The WebRTC data channel transport: one UDP socket for every agent.

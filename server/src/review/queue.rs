@@ -18,6 +18,8 @@ pub struct QueueRow {
     pub recorded_seconds: f64,
     pub gaps: usize,
     pub integrity: super::recording::Integrity,
+    /// Streams whose media reached the server after the exam's end.
+    pub late_streams: usize,
     pub flags: usize,
     pub ended_at_ms: Option<i64>,
     /// When the review is due (the attempt's end + the configured deadline).
@@ -58,6 +60,7 @@ impl Review {
                     recorded_seconds: report.recorded_seconds,
                     gaps: report.gaps.len() + report.missing.len(),
                     integrity: report.integrity,
+                    late_streams: report.late_streams,
                     flags,
                     ended_at_ms: a.ended_at_ms,
                     overdue: pending && due_at_ms.is_some_and(|d| d < now),

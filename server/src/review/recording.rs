@@ -24,6 +24,9 @@ pub enum Integrity {
     Incomplete,
     /// A chunk that does not chain to its predecessor.
     Broken,
+    /// Whole, but media reached the server longer than `[review] late_upload_after` after
+    /// the exam's end: recorded offline and sent late, or made up after the fact.
+    LateUpload,
     /// The recording has been destroyed.
     Destroyed,
 }
@@ -35,6 +38,7 @@ impl Integrity {
             Integrity::Ok => "ok",
             Integrity::Incomplete => "incomplete",
             Integrity::Broken => "broken",
+            Integrity::LateUpload => "late_upload",
             Integrity::Destroyed => "destroyed",
         }
     }
@@ -59,6 +63,8 @@ pub struct AttemptReport {
     pub gaps: Vec<Gap>,
     pub integrity: Integrity,
     pub integrity_issues: Vec<String>,
+    /// Streams whose media arrived after the exam's end, however late.
+    pub late_streams: usize,
     /// Every stream's missing fragments, as inclusive index ranges.
     pub missing: Vec<StreamRange>,
     /// The PV decision, holds, when it is destroyed, and the receipt once it is.
@@ -86,6 +92,12 @@ pub struct StreamReport {
     /// Missing fragments as inclusive index ranges: a stream's report stays small
     /// whatever indices it was sent.
     pub missing: Vec<IndexRange>,
+    /// When the server received the stream's first and last chunk (its own clock).
+    pub received_from: Option<String>,
+    pub received_until: Option<String>,
+    /// How long after the exam's end its last chunk arrived; 0 when on time (or the exam
+    /// has not ended).
+    pub received_after_end_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -158,7 +170,13 @@ impl Review {
         let mut spans = Vec::new();
         for (n, s) in streams.iter().enumerate() {
             let sum = self.db.chunk_summary(s.id, MAX_LISTED).await?;
-            let (report, chain_ok) = stream_report(s, &sum, n + 1 == streams.len(), &mut issues);
+            let (report, chain_ok) = stream_report(
+                s,
+                &sum,
+                n + 1 == streams.len(),
+                attempt.ended_at_ms,
+                &mut issues,
+            );
             broken |= !chain_ok;
             spans.push((s.opened_at_ms, media_span_us(&sum)));
             reports.push(report);
@@ -194,15 +212,26 @@ impl Review {
             .into_iter()
             .map(|(t, n)| (t.as_str(), n))
             .collect();
+        let late_after = self.settings.late_upload_after.as_secs_f64();
+        let latest = reports
+            .iter()
+            .map(|r| r.received_after_end_s)
+            .fold(0.0, f64::max);
         let integrity = if attempt.state == AttemptState::Destroyed {
             Integrity::Destroyed
         } else if broken {
             Integrity::Broken
-        } else if issues.is_empty() {
-            Integrity::Ok
-        } else {
+        } else if !issues.is_empty() {
             Integrity::Incomplete
+        } else if latest > late_after {
+            Integrity::LateUpload
+        } else {
+            Integrity::Ok
         };
+        let late_streams = reports
+            .iter()
+            .filter(|r| r.received_after_end_s > 0.0)
+            .count();
         Ok(AttemptReport {
             attempt_id,
             sitting_id: attempt.sitting_id,
@@ -219,6 +248,7 @@ impl Review {
             gaps,
             integrity,
             integrity_issues: issues,
+            late_streams,
             retention,
         })
     }
@@ -313,6 +343,14 @@ pub fn missing_ranges(sorted_indices: impl IntoIterator<Item = u32>) -> Vec<Inde
     out
 }
 
+/// How long after the exam's end the stream's last chunk reached the server; 0 when on time.
+pub(crate) fn received_after_end_ms(sum: &ChunkSummary, ended_at_ms: Option<i64>) -> i64 {
+    match (sum.last_stored_ms, ended_at_ms) {
+        (Some(last), Some(end)) => (last - end).max(0),
+        _ => 0,
+    }
+}
+
 /// Complete, still open (the newest stream, not ended), or ended abruptly.
 pub(crate) fn stream_status(s: &Stream, sum: &ChunkSummary, newest: bool) -> StreamStatus {
     if sum.final_stored && sum.missing.is_empty() {
@@ -329,6 +367,7 @@ fn stream_report(
     s: &Stream,
     sum: &ChunkSummary,
     newest: bool,
+    ended_at_ms: Option<i64>,
     issues: &mut Vec<String>,
 ) -> (StreamReport, bool) {
     let missing: Vec<IndexRange> = sum
@@ -380,6 +419,9 @@ fn stream_report(
             fragments_stored: sum.stored as usize,
             recorded_seconds: media_span_us(sum) as f64 / 1e6,
             missing,
+            received_from: sum.first_stored_ms.map(|t| rfc3339(from_unix_ms(t))),
+            received_until: sum.last_stored_ms.map(|t| rfc3339(from_unix_ms(t))),
+            received_after_end_s: received_after_end_ms(sum, ended_at_ms) as f64 / 1000.0,
         },
         sum.broken.is_empty(),
     )
@@ -429,6 +471,7 @@ mod integrity_tests {
             Integrity::Ok,
             Integrity::Incomplete,
             Integrity::Broken,
+            Integrity::LateUpload,
             Integrity::Destroyed,
         ] {
             assert_eq!(serde_json::to_value(i).unwrap(), i.as_str());

@@ -8,7 +8,9 @@ use super::ReviewError;
 use crate::attempts::AssignedAttempt;
 use crate::db::{AttemptId, StreamId};
 use crate::lifecycle::AttemptState;
-use crate::review::recording::{stream_status, IndexRange, StreamStatus, MAX_LISTED};
+use crate::review::recording::{
+    received_after_end_ms, stream_status, IndexRange, StreamStatus, MAX_LISTED,
+};
 use serde::Serialize;
 
 /// Fragments listed per stream: 55 hours of 2-second fragments. The index window allows a
@@ -44,6 +46,9 @@ pub struct StreamTimeline {
     pub missing: Vec<IndexRange>,
     /// Fragments whose recorded link to their predecessor does not match it.
     pub broken: Vec<u32>,
+    /// How long after the exam's end the stream's last chunk reached the server (0: on
+    /// time): provenance the agent's claimed times cannot hide.
+    pub received_after_end_ms: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +84,7 @@ impl Review {
                     .iter()
                     .map(|&(from, to)| IndexRange { from, to })
                     .collect(),
+                received_after_end_ms: received_after_end_ms(&sum, attempt.ended_at_ms),
                 broken: sum.broken,
             });
         }

@@ -315,3 +315,85 @@ async fn only_what_agents_make_reaches_the_reviewers_decoders() {
         "{altered:?}"
     );
 }
+
+/// #3: media sent after the exam's end (store-and-forward, or made up afterwards with the
+/// candidate's own keys) used to look like any other: "ok", no mark. Every stream now says
+/// when it reached the server; the report, the timeline and the queue show how late, and
+/// past `[review] late_upload_after` the verdict is `late_upload`.
+#[tokio::test]
+async fn media_received_after_the_end_is_shown_as_such() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let chunks = seal_stream(&s, 3);
+    for i in 0..2 {
+        let r = app
+            .put_chunk(&c.token, s.stream_id, i, chunks[i as usize].clone())
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    assert_eq!(
+        app.platform_post(&format!("attempts/{}/end", c.attempt_id))
+            .await
+            .status(),
+        200
+    );
+    // Two hours after the end, the rest of the stream arrives.
+    app.clock.advance(std::time::Duration::from_secs(2 * 3600));
+    for i in 2..4 {
+        let r = app
+            .put_chunk(&c.token, s.stream_id, i, chunks[i as usize].clone())
+            .await;
+        assert_eq!(r.status(), 201, "store-and-forward stays allowed");
+    }
+    let r = operator_report(&app, c.attempt_id).await;
+    assert_eq!(r["integrity"], "late_upload", "{r}");
+    assert_eq!(r["late_streams"], 1);
+    assert_eq!(r["streams"][0]["received_after_end_s"], 7200.0, "{r}");
+    assert!(r["streams"][0]["received_until"].as_str().is_some());
+
+    let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    let get = |path: &str| {
+        app.http
+            .get(format!("{}/api/staff/v1{path}", app.staff))
+            .bearer_auth(&reviewer)
+            .send()
+    };
+    let timeline: serde_json::Value = get(&format!("/attempts/{}/timeline", c.attempt_id))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(timeline["streams"][0]["received_after_end_ms"], 7_200_000);
+    let queue: serde_json::Value = get("/queue").await.unwrap().json().await.unwrap();
+    assert_eq!(queue[0]["late_streams"], 1, "{queue}");
+    assert_eq!(queue[0]["integrity"], "late_upload");
+
+    // On time: nothing to show.
+    let (c2, s2) = app.recording_candidate().await;
+    for (i, chunk) in seal_stream(&s2, 1).into_iter().enumerate() {
+        assert_eq!(
+            app.put_chunk(&c2.token, s2.stream_id, i as u32, chunk)
+                .await
+                .status(),
+            201
+        );
+    }
+    app.platform_post(&format!("attempts/{}/end", c2.attempt_id))
+        .await;
+    let r = operator_report(&app, c2.attempt_id).await;
+    assert_eq!(r["integrity"], "ok", "{r}");
+    assert_eq!(r["streams"][0]["received_after_end_s"], 0.0);
+    assert_eq!(r["late_streams"], 0);
+}
+
+/// What `attempt show` prints.
+async fn operator_report(app: &TestApp, attempt: uuid::Uuid) -> serde_json::Value {
+    let state = app.state().await;
+    let report = state
+        .review
+        .report_for_operator(attempt.into())
+        .await
+        .unwrap();
+    serde_json::to_value(report).unwrap()
+}

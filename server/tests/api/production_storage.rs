@@ -103,9 +103,11 @@ async fn a_recording_lives_its_lifecycle_on_postgres_and_s3() {
             report["integrity"].as_str(),
             report["fragments_stored"].as_u64()
         ),
-        (Some("ended"), Some("ok"), Some(4)),
+        // Whole, but its last fragment arrived 25 h after the end: said, not hidden.
+        (Some("ended"), Some("late_upload"), Some(4)),
         "{report:#}"
     );
+    assert_eq!(report["streams"][0]["received_after_end_s"], 90_000.0);
     let trail = app.db().await.audit_trail().await.unwrap();
     assert!(trail.iter().any(|e| e.action == "recording_viewed"));
     server::db::verify_audit_chain(&trail).unwrap();

@@ -463,6 +463,8 @@ async fn chunk_summaries_are_computed_in_the_database() {
                 media_end_us: Some(20_000_000),
                 missing: vec![(0, 0), (4, 5), (7, 8)],
                 broken: vec![3],
+                first_stored_ms: Some(10),
+                last_stored_ms: Some(10),
             },
             "{}",
             b.name

@@ -38,6 +38,7 @@ async fn queue(
                 gaps: r.gaps,
                 integrity: r.integrity.as_str().into(),
                 integrity_label: Text::label(T.integrity, r.integrity.as_str()).into(),
+                late_streams: r.late_streams,
                 flags: r.flags,
                 ended_ms: r.ended_at_ms.unwrap_or(0),
                 ended: r.ended_at_ms.map(time_fr).unwrap_or_default(),
