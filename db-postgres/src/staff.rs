@@ -194,4 +194,106 @@ impl StaffStore for PostgresDatabase {
             .map(|r| (r.id.into(), r.reference))
             .collect())
     }
+    async fn record_account_event(&self, e: &AccountEvent) -> DbResult<()> {
+        let (id, staff) = (e.id, e.staff_id.as_uuid());
+        sqlx::query!(
+            "INSERT INTO account_events (id, staff_id, action, requested_by, requested_at, approved_by, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            id,
+            staff,
+            e.action,
+            e.requested_by,
+            e.requested_at_ms,
+            e.approved_by,
+            e.done_at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_account_event(
+        &self,
+        staff: StaffId,
+        action: &str,
+        since_ms: i64,
+    ) -> DbResult<Option<AccountEvent>> {
+        let staff = staff.as_uuid();
+        let row = sqlx::query!(
+            r#"SELECT id, staff_id, action, requested_by, requested_at, approved_by, done_at FROM account_events
+               WHERE staff_id = $1 AND action = $2 AND done_at IS NULL AND requested_at >= $3
+               ORDER BY requested_at DESC LIMIT 1"#,
+            staff,
+            action,
+            since_ms
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|r| -> DbResult<AccountEvent> {
+            Ok(AccountEvent {
+                id: r.id,
+                staff_id: r.staff_id.into(),
+                action: r.action,
+                requested_by: r.requested_by,
+                requested_at_ms: r.requested_at,
+                approved_by: r.approved_by,
+                done_at_ms: r.done_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn complete_account_event(
+        &self,
+        id: uuid::Uuid,
+        approved_by: &str,
+        at_ms: i64,
+    ) -> DbResult<bool> {
+        let id = id;
+        let done = sqlx::query!(
+            "UPDATE account_events SET approved_by = $2, done_at = $3 WHERE id = $1 AND done_at IS NULL",
+            id,
+            approved_by,
+            at_ms
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_account_notices(
+        &self,
+        staff: StaffId,
+        at_ms: i64,
+    ) -> DbResult<Vec<AccountEvent>> {
+        let staff = staff.as_uuid();
+        let rows = sqlx::query!(
+            r#"UPDATE account_events SET seen_at = $2
+               WHERE staff_id = $1 AND done_at IS NOT NULL AND seen_at IS NULL
+               RETURNING id, staff_id, action, requested_by, requested_at, approved_by, done_at"#,
+            staff,
+            at_ms
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut events = rows
+            .into_iter()
+            .map(|r| -> DbResult<AccountEvent> {
+                Ok(AccountEvent {
+                    id: r.id,
+                    staff_id: r.staff_id.into(),
+                    action: r.action,
+                    requested_by: r.requested_by,
+                    requested_at_ms: r.requested_at,
+                    approved_by: r.approved_by,
+                    done_at_ms: r.done_at,
+                })
+            })
+            .collect::<DbResult<Vec<_>>>()?;
+        events.sort_by_key(|e| e.done_at_ms);
+        Ok(events)
+    }
 }

@@ -304,6 +304,20 @@ pub struct ChunkSummary {
     pub last_stored_ms: Option<i64>,
 }
 
+/// Something an admin did (or asked to do) to a staff account: its owner reads it at their
+/// next login; a password reset waits here for a second admin (`done_at_ms` unset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountEvent {
+    pub id: uuid::Uuid,
+    pub staff_id: StaffId,
+    /// `password_reset` or `totp_removed`.
+    pub action: String,
+    pub requested_by: String,
+    pub requested_at_ms: i64,
+    pub approved_by: Option<String>,
+    pub done_at_ms: Option<i64>,
+}
+
 /// A media fragment's sealed activity, as the strip reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredActivity {

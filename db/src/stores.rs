@@ -154,6 +154,25 @@ pub trait StaffStore: Send + Sync {
     async fn create_staff(&self, s: StaffAccount, at_ms: i64) -> DbResult<()>;
     async fn staff_by_login(&self, login: &str) -> DbResult<StaffAccount>;
     async fn staff_by_id(&self, id: StaffId) -> DbResult<StaffAccount>;
+    async fn record_account_event(&self, e: &AccountEvent) -> DbResult<()>;
+    /// The newest request of `action` on the account not done yet, made since `since_ms`.
+    async fn pending_account_event(
+        &self,
+        staff: StaffId,
+        action: &str,
+        since_ms: i64,
+    ) -> DbResult<Option<AccountEvent>>;
+    /// Marks a pending request done; `false` if it was done already (another instance).
+    async fn complete_account_event(
+        &self,
+        id: uuid::Uuid,
+        approved_by: &str,
+        at_ms: i64,
+    ) -> DbResult<bool>;
+    /// The events done on the account that its owner has not seen, oldest first, marked
+    /// seen at `at_ms`.
+    async fn take_account_notices(&self, staff: StaffId, at_ms: i64)
+        -> DbResult<Vec<AccountEvent>>;
     async fn list_staff(&self) -> DbResult<Vec<StaffAccount>>;
     /// A new password hash; `must_change` forces a change at the next login (a reset).
     async fn set_password(

@@ -115,6 +115,14 @@ mod tests {
 }
 
 #[derive(Template)]
+#[template(path = "account_notices.html")]
+pub struct AccountNoticesPage<'a> {
+    pub t: &'a Text,
+    pub notices: &'a [String],
+    pub next: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
     pub t: &'a Text,

@@ -431,7 +431,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print(serde_json::json!({ "login": login, "disabled": false }))?
             }
             Command::Staff { command: StaffCommand::ResetPassword { login } } => {
-                let p = app.accounts.reset_password("admin-cli", &login).await?;
+                let p = app.accounts.reset_password_by_operator(&login).await?;
                 print(serde_json::json!({ "login": login, "temporary_password": p }))?
             }
             Command::Staff { command: StaffCommand::RemoveTotp { login } } => {

@@ -110,7 +110,7 @@ impl Accounts {
         password: &str,
         totp: Option<&str>,
         client_addr: &str,
-    ) -> Result<String, AccountsError> {
+    ) -> Result<super::Login, AccountsError> {
         let now = self.clock.now_ms();
         if let Err(locked) = self.login_throttle.check(login, client_addr, now) {
             return Err(AccountsError::LoginLocked {
@@ -205,7 +205,23 @@ impl Accounts {
                 serde_json::json!({ "totp": account.totp_secret.is_some() }),
             )
             .await?;
-        Ok(token.reveal())
+        let notices = self
+            .db
+            .take_account_notices(account.id, self.clock.now_ms())
+            .await?
+            .into_iter()
+            .map(|e| super::AccountNotice {
+                action: e.action,
+                by: std::iter::once(e.requested_by)
+                    .chain(e.approved_by)
+                    .collect(),
+                at_ms: e.done_at_ms.unwrap_or(e.requested_at_ms),
+            })
+            .collect();
+        Ok(super::Login {
+            token: token.reveal(),
+            notices,
+        })
     }
 
     pub async fn authenticate_staff(&self, token: &str) -> Result<StaffIdentity, AccountsError> {

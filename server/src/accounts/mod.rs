@@ -11,7 +11,7 @@ pub use error::AccountsError;
 use crate::audit::Audit;
 use crate::clock::SharedClock;
 use crate::configuration::LimitSettings;
-use crate::db::{Database, DbError, StaffAccount, StaffId};
+use crate::db::{AccountEvent, Database, DbError, StaffAccount, StaffId};
 use crate::domain::Pending;
 use crate::domain::{verify_password, Password};
 use crate::failure::Failure;
@@ -40,6 +40,37 @@ pub struct Accounts {
 }
 
 const TOTP_REQUIRED: &str = "totp_required";
+const PASSWORD_RESET: &str = "password_reset";
+const TOTP_REMOVED: &str = "totp_removed";
+/// How long a password reset one admin asked for waits for a second admin.
+const SECOND_ADMIN_WITHIN_MS: i64 = 24 * 3600 * 1000;
+/// Who acts from the server's command line.
+pub const OPERATOR: &str = "admin-cli";
+
+/// What was done to an account since its owner last logged in, told at the next login.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountNotice {
+    /// `password_reset` or `totp_removed`.
+    pub action: String,
+    /// The admin(s) who did it: the one who asked, then the one who confirmed.
+    pub by: Vec<String>,
+    pub at_ms: i64,
+}
+
+/// A successful login: the session, and what the owner must be told.
+#[derive(Debug)]
+pub struct Login {
+    pub token: String,
+    pub notices: Vec<AccountNotice>,
+}
+
+/// An admin's password reset: waiting for a second admin, or done (the temporary password,
+/// shown to the second admin only).
+#[derive(Debug)]
+pub enum Reset {
+    Pending,
+    Done(String),
+}
 const ISSUER: &str = "CLOE Connect";
 
 /// What an admin sees of an account (never its hash or secret).
@@ -198,23 +229,118 @@ impl Accounts {
 
     /// Sets a one-time password, shown once to the admin; the next login must change it.
     /// Every session of the account ends.
-    pub async fn reset_password(&self, actor: &str, login: &str) -> Result<String, AccountsError> {
+    /// An admin's password reset: no single admin may both reset a password and read the
+    /// temporary one (then log in as its owner). The first admin's request waits for a
+    /// second admin (24 hours at most); that one's confirmation resets it and is the only
+    /// answer carrying the temporary password. The owner is told at their next login.
+    pub async fn reset_password(
+        &self,
+        admin: &StaffIdentity,
+        login: &str,
+    ) -> Result<Reset, AccountsError> {
+        admin.require_admin()?;
         let account = self.account(login).await?;
-        let (password, shown) = Password::generate();
-        let hash = self.argon2(move || password.hash()).await?;
-        self.db
-            .set_password(account.id, &hash, true, self.clock.now_ms())
+        let now = self.clock.now_ms();
+        let pending = self
+            .db
+            .pending_account_event(account.id, PASSWORD_RESET, now - SECOND_ADMIN_WITHIN_MS)
             .await?;
-        self.db.end_sessions_of(account.id, None).await?;
+        match pending {
+            Some(asked) if asked.requested_by != admin.login => {
+                if !self
+                    .db
+                    .complete_account_event(asked.id, &admin.login, now)
+                    .await?
+                {
+                    return Ok(Reset::Pending);
+                }
+                let shown = self.set_temporary_password(&account).await?;
+                self.audit
+                    .record(
+                        &admin.login,
+                        "password_reset",
+                        None,
+                        serde_json::json!({ "login": account.login, "requested_by": asked.requested_by }),
+                    )
+                    .await?;
+                Ok(Reset::Done(shown))
+            }
+            Some(_) => Ok(Reset::Pending),
+            None => {
+                self.db
+                    .record_account_event(&AccountEvent {
+                        id: uuid::Uuid::new_v4(),
+                        staff_id: account.id,
+                        action: PASSWORD_RESET.into(),
+                        requested_by: admin.login.clone(),
+                        requested_at_ms: now,
+                        approved_by: None,
+                        done_at_ms: None,
+                    })
+                    .await?;
+                self.audit
+                    .record(
+                        &admin.login,
+                        "password_reset_requested",
+                        None,
+                        serde_json::json!({ "login": account.login }),
+                    )
+                    .await?;
+                Ok(Reset::Pending)
+            }
+        }
+    }
+
+    /// The operator's reset on the server (`staff reset-password`): whoever runs it holds
+    /// the server's keys already. The owner is told at their next login all the same.
+    pub async fn reset_password_by_operator(&self, login: &str) -> Result<String, AccountsError> {
+        let account = self.account(login).await?;
+        let shown = self.set_temporary_password(&account).await?;
+        self.notice_done(&account, PASSWORD_RESET, OPERATOR).await?;
         self.audit
             .record(
-                actor,
+                OPERATOR,
                 "password_reset",
                 None,
                 serde_json::json!({ "login": account.login }),
             )
             .await?;
         Ok(shown)
+    }
+
+    async fn set_temporary_password(
+        &self,
+        account: &StaffAccount,
+    ) -> Result<String, AccountsError> {
+        let (password, shown) = Password::generate();
+        let hash = self.argon2(move || password.hash()).await?;
+        self.db
+            .set_password(account.id, &hash, true, self.clock.now_ms())
+            .await?;
+        self.db.end_sessions_of(account.id, None).await?;
+        Ok(shown)
+    }
+
+    /// Records an action done at once, for the owner to read at their next login.
+    async fn notice_done(
+        &self,
+        account: &StaffAccount,
+        action: &str,
+        by: &str,
+    ) -> Result<(), AccountsError> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .db
+            .record_account_event(&AccountEvent {
+                id: uuid::Uuid::new_v4(),
+                staff_id: account.id,
+                action: action.into(),
+                requested_by: by.into(),
+                requested_at_ms: now,
+                approved_by: None,
+                done_at_ms: Some(now),
+            })
+            .await?)
     }
 
     /// Disables (or re-enables) an account; disabling ends its sessions at once.
@@ -386,6 +512,7 @@ impl Accounts {
         let account = self.account(login).await?;
         self.db.set_totp(account.id, None).await?;
         self.db.end_sessions_of(account.id, None).await?;
+        self.notice_done(&account, TOTP_REMOVED, actor).await?;
         self.audit
             .record(
                 actor,

@@ -151,11 +151,14 @@ pub async fn staff_action(
             .set_staff_disabled(&who.login, &login, false)
             .await
             .map(|_| serde_json::json!({ "login": login, "disabled": false })),
-        "reset-password" => app
-            .accounts
-            .reset_password(&who.login, &login)
-            .await
-            .map(|p| serde_json::json!({ "login": login, "temporary_password": p })),
+        "reset-password" => app.accounts.reset_password(&who, &login).await.map(|r| match r {
+            crate::accounts::Reset::Done(p) => {
+                serde_json::json!({ "login": login, "temporary_password": p })
+            }
+            crate::accounts::Reset::Pending => {
+                serde_json::json!({ "login": login, "pending": "a second admin must confirm the reset" })
+            }
+        }),
         "remove-totp" => app
             .accounts
             .remove_totp(&who.login, &login)

@@ -43,7 +43,7 @@ pub async fn login(
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
-    let token = app
+    let login = app
         .accounts
         .staff_login(
             &req.login,
@@ -52,7 +52,10 @@ pub async fn login(
             &peer.ip().to_string(),
         )
         .await?;
-    Ok(Json(serde_json::json!({ "token": token })))
+    // What admins did to the account since its last login: the owner is told.
+    Ok(Json(
+        serde_json::json!({ "token": login.token, "account_notices": login.notices }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/staff/v1/attempts/{attempt_id}", tag = "staff",

@@ -75,3 +75,52 @@ async fn an_unassigned_reviewer_loses_the_sitting_at_the_next_request() {
     assert_eq!(entry.actor, "admin2");
     assert!(entry.detail.contains("relectrice") && entry.detail.contains(&sitting.to_string()));
 }
+
+/// #7: what admins did to an account is told to its owner at the next login, on the page
+/// (before anything else) as in the API, once: a second factor removed, a password reset
+/// by the operator on the server.
+#[tokio::test]
+async fn the_owner_is_told_what_admins_did_to_the_account() {
+    let app = spawn_app().await;
+    let _reviewer = add_staff(&app, "relectrice", "reviewer").await;
+    let admin = add_staff(&app, "admin1", "admin").await;
+    let r = app
+        .http
+        .post(format!(
+            "{}/api/staff/v1/admin/staff/relectrice/remove-totp",
+            app.staff
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let temporary = app
+        .state()
+        .await
+        .accounts
+        .reset_password_by_operator("relectrice")
+        .await
+        .unwrap();
+    let page = |password: String| {
+        app.http
+            .post(format!("{}/login", app.staff))
+            .form(&[("login", "relectrice"), ("password", password.as_str())])
+            .send()
+    };
+    let r = page(temporary.clone()).await.unwrap();
+    assert_eq!(r.status(), 200, "the notices come before anything else");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("second facteur retiré") && body.contains("admin1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("mot de passe réinitialisé") && body.contains("admin-cli"),
+        "{body}"
+    );
+    let r = page(temporary).await.unwrap();
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("account-notices"), "told once: {body}");
+}

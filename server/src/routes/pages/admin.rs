@@ -175,11 +175,18 @@ async fn action(
             outcome_page(&app, &s, r, |_| Outcome::default()).await
         }
         "reset-password" => {
-            let r = app.accounts.reset_password(&actor, &login).await;
-            outcome_page(&app, &s, r, |p| Outcome {
-                message: Some(T.admin_reset_done),
-                password: Some(p),
-                error: None,
+            let r = app.accounts.reset_password(&s.who, &login).await;
+            outcome_page(&app, &s, r, |r| match r {
+                crate::accounts::Reset::Done(p) => Outcome {
+                    message: Some(T.admin_reset_done),
+                    password: Some(p),
+                    error: None,
+                },
+                crate::accounts::Reset::Pending => Outcome {
+                    message: Some(T.admin_reset_pending),
+                    password: None,
+                    error: None,
+                },
             })
             .await
         }

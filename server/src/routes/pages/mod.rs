@@ -190,10 +190,32 @@ async fn login(
         .staff_login(&form.login, &form.password, totp, &peer.ip().to_string())
         .await
     {
-        Ok(token) => {
-            let who = app.accounts.authenticate_staff(&token).await?;
+        Ok(login) => {
+            let who = app.accounts.authenticate_staff(&login.token).await?;
             let to = who.pending.map_or(home_of(&who), |p| p.page());
-            Ok((jar.add(session_cookie(token)), Redirect::to(to)).into_response())
+            let jar = jar.add(session_cookie(login.token));
+            if login.notices.is_empty() {
+                return Ok((jar, Redirect::to(to)).into_response());
+            }
+            // What admins did to the account since the last login, before anything else.
+            let notices: Vec<String> = login
+                .notices
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{} — {} ({})",
+                        time_fr(n.at_ms),
+                        Text::label(T.account_actions, &n.action),
+                        n.by.join(", ")
+                    )
+                })
+                .collect();
+            let page = render(reviewer::AccountNoticesPage {
+                t: T,
+                notices: &notices,
+                next: to,
+            })?;
+            Ok((jar, page).into_response())
         }
         Err(e) => {
             let (status, error) = match &e {
