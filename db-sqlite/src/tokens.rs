@@ -145,4 +145,69 @@ impl TokenStore for SqliteDatabase {
         })
         .transpose()
     }
+    async fn code_guess_lock(&self, key: &str, now_ms: i64) -> DbResult<Option<i64>> {
+        let until = sqlx::query_scalar!(
+            "SELECT locked_until FROM code_guesses WHERE key = ?1 AND locked_until > ?2",
+            key,
+            now_ms
+        )
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend)?;
+        Ok(until)
+    }
+
+    async fn code_guess_failed(
+        &self,
+        key: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max: u32,
+        lockout_ms: i64,
+    ) -> DbResult<bool> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let since = now_ms - window_ms;
+        // Only entries neither counting nor locking any more: a locked one stays.
+        sqlx::query!(
+            "DELETE FROM code_guesses WHERE window_start < ?1 AND locked_until <= ?2 AND key <> ?3",
+            since,
+            now_ms,
+            key
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let failures = sqlx::query_scalar!(
+            r#"INSERT INTO code_guesses (key, window_start, failures, locked_until) VALUES (?1, ?2, 1, 0)
+               ON CONFLICT (key) DO UPDATE SET
+                 failures = CASE WHEN code_guesses.window_start < ?3 THEN 1 ELSE code_guesses.failures + 1 END,
+                 window_start = CASE WHEN code_guesses.window_start < ?3 THEN ?2 ELSE code_guesses.window_start END
+               RETURNING failures AS "failures!: i64""#,
+            key,
+            now_ms,
+            since
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let locked = failures >= i64::from(max);
+        if locked {
+            let until = now_ms + lockout_ms;
+            sqlx::query!(
+                "UPDATE code_guesses SET locked_until = ?2, failures = 0, window_start = ?3 WHERE key = ?1",
+                key,
+                until,
+                now_ms
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(locked)
+    }
 }

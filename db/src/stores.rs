@@ -71,6 +71,20 @@ pub trait TokenStore: Send + Sync {
         code_hash: [u8; 32],
         now_ms: i64,
     ) -> DbResult<Option<AttemptId>>;
+    /// When `key`'s lock-out ends, if it is locked at `now_ms`.
+    async fn code_guess_lock(&self, key: &str, now_ms: i64) -> DbResult<Option<i64>>;
+    /// Counts a wrong code against `key` within a window of `window_ms` (a new window once
+    /// it is over); at `max` failures the key is locked until `now_ms + lockout_ms`.
+    /// Entries whose window and lock-out are both over are evicted. Returns whether the key
+    /// is locked now.
+    async fn code_guess_failed(
+        &self,
+        key: &str,
+        now_ms: i64,
+        window_ms: i64,
+        max: u32,
+        lockout_ms: i64,
+    ) -> DbResult<bool>;
 }
 
 /// Agents' signs of life and their silences.

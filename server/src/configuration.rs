@@ -110,6 +110,11 @@ pub struct ServerSettings {
     /// browser launch links point there. Unset: `http(s)://` + `listen`.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// The load balancers in front of the listeners: from these peers (and only these),
+    /// the client is the last address of `X-Forwarded-For` that is not one of them. Limits
+    /// per address (launch codes, logins) then count candidates, not the load balancer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Every limit the listeners enforce; the defaults and their reasons are in
@@ -148,6 +153,9 @@ pub struct LimitSettings {
     pub index_window_margin: Duration,
     pub login_max_failures: u32,
     pub login_max_failures_per_address: u32,
+    /// Wrong launch codes from every address together within `login_failure_window`,
+    /// beyond which redeeming codes pauses for `login_lockout` (a guessing ceiling).
+    pub launch_code_max_failures: u32,
     #[serde(with = "humantime_serde_compat")]
     pub login_failure_window: Duration,
     #[serde(with = "humantime_serde_compat")]

@@ -41,6 +41,8 @@ pub struct Http {
     /// The exam platform's bearer token (`[integration] token`); unset, the integration
     /// API answers 401 to everyone.
     pub integration_token: Option<String>,
+    /// Peers whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The database the settings name: `[database] url`, or SQLite in the data directory.
@@ -148,6 +150,7 @@ impl AppState {
             http: Http {
                 max_concurrent_requests: l.max_concurrent_requests,
                 integration_token: settings.integration.token.clone(),
+                trusted_proxies: settings.server.trusted_proxies.clone(),
             },
         };
         // Before anything is served or answered: a database restored from before a

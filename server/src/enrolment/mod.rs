@@ -17,7 +17,6 @@ use crate::domain::{hash_token, Reference};
 use crate::failure::Failure;
 use crate::keys::KeyStore;
 use crate::lifecycle::{AttemptState, Transition};
-use crate::throttle::{Locked, LoginThrottle};
 use base64::Engine;
 use protocol::api::*;
 use protocol::{AttemptKey, LaunchToken};
@@ -34,8 +33,6 @@ pub struct Enrolment {
     limits: LimitSettings,
     /// Where the links handed out point (`Settings::public_base`).
     public_base: String,
-    /// Wrong launch codes, per address (both of its keys are the address).
-    code_throttle: LoginThrottle,
 }
 
 /// A created resource, or the same one again for a retried request.
@@ -92,10 +89,6 @@ impl Enrolment {
             clock,
             audit,
             attempts,
-            code_throttle: LoginThrottle::new(&LimitSettings {
-                login_max_failures: l.login_max_failures_per_address,
-                ..l.clone()
-            }),
             limits: l.clone(),
             public_base: settings.public_base(),
         }
@@ -355,16 +348,31 @@ impl Enrolment {
         client_addr: &str,
     ) -> Result<AddCandidateResponse, EnrolmentError> {
         let now = self.clock.now_ms();
-        let key = format!("code:{client_addr}");
-        if let Err(Locked(s)) = self.code_throttle.check(&key, client_addr, now) {
-            return Err(EnrolmentError::CodeLocked { retry_after_s: s });
+        let l = &self.limits;
+        // Per network (an IPv6 candidate has a whole /64 to draw addresses from) and for
+        // everyone, in the database every instance shares.
+        let keys = [format!("net:{}", network_of(client_addr)), "all".to_owned()];
+        for key in &keys {
+            if let Some(until) = self.db.code_guess_lock(key, now).await? {
+                let retry_after_s = ((until - now).max(0) as u64).div_ceil(1000).max(1);
+                return Err(EnrolmentError::CodeLocked { retry_after_s });
+            }
         }
         let attempt = match protocol::launch_code::normalise(typed) {
             Some(plain) => self.db.redeem_launch_code(hash_token(&plain), now).await?,
             None => None,
         };
         let Some(attempt) = attempt else {
-            self.code_throttle.failed(&key, client_addr, now);
+            let (window, lockout) = (
+                l.login_failure_window.as_millis() as i64,
+                l.login_lockout.as_millis() as i64,
+            );
+            let maxima = [l.login_max_failures_per_address, l.launch_code_max_failures];
+            for (key, max) in keys.iter().zip(maxima) {
+                self.db
+                    .code_guess_failed(key, now, window, max, lockout)
+                    .await?;
+            }
             return Err(Failure::NotFound("launch code (unknown, used or expired)").into());
         };
         let a = self.attempts.get(attempt).await?;
@@ -415,5 +423,32 @@ impl Enrolment {
             new_streams_until: a.ended_at_ms.map(|t| rfc3339(from_unix_ms(t) + grace)),
             agent_silent_since: silent.map(|(from, _)| rfc3339(from_unix_ms(from))),
         })
+    }
+}
+
+/// The network a client address stands for: itself for IPv4, its /64 for IPv6 (one
+/// household or one device's whole range), the text itself if it is no address.
+pub fn network_of(client_addr: &str) -> String {
+    match client_addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().expect("checked").to_string(),
+        Ok(v4) => v4.to_string(),
+        Err(_) => client_addr.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        use super::network_of;
+        assert_eq!(network_of("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(network_of("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64");
+        assert_ne!(network_of("2001:db8:1:3::1"), network_of("2001:db8:1:2::1"));
+        assert_eq!(network_of("192.0.2.7"), "192.0.2.7");
+        assert_eq!(network_of("::ffff:192.0.2.7"), "192.0.2.7");
     }
 }

@@ -167,13 +167,13 @@ pub async fn notice(State(app): State<AppState>) -> Json<protocol::notice::Notic
 pub async fn redeem_launch_code(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<AddCandidateResponse>, AppError> {
     let req: RedeemCodeRequest = read_json(body).await?;
+    let client = super::client_addr(&app, peer, &headers);
     Ok(Json(
-        app.enrolment
-            .redeem_launch_code(&req.code, &peer.ip().to_string())
-            .await?,
+        app.enrolment.redeem_launch_code(&req.code, &client).await?,
     ))
 }
 

@@ -145,6 +145,34 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, 
 
 /// An id the caller names by its type (`AttemptId`, `SittingId`, …), from a form field or a
 /// path segment read by hand.
+/// The client's address: the peer's, or behind a trusted proxy the last address of
+/// `X-Forwarded-For` that is not a trusted proxy (earlier ones are whatever the client
+/// wrote). A malformed header counts as the proxy itself.
+pub fn client_addr(
+    app: &AppState,
+    peer: std::net::SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    let trusted = &app.http.trusted_proxies;
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip().to_string();
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer.ip())
+        .to_string()
+}
+
 pub fn parse_id<T: std::str::FromStr>(s: &str, what: &'static str) -> Result<T, AppError> {
     s.parse()
         .map_err(|_| AppError::BadRequest(format!("{what} is not a valid id")))

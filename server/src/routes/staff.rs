@@ -40,6 +40,7 @@ struct LoginRequest {
 pub async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let req: LoginRequest = read_json(body).await?;
@@ -49,7 +50,7 @@ pub async fn login(
             &req.login,
             &req.password,
             req.totp.as_deref(),
-            &peer.ip().to_string(),
+            &super::client_addr(&app, peer, &headers),
         )
         .await?;
     // What admins did to the account since its last login: the owner is told.

@@ -397,3 +397,96 @@ async fn operator_report(app: &TestApp, attempt: uuid::Uuid) -> serde_json::Valu
         .unwrap();
     serde_json::to_value(report).unwrap()
 }
+
+/// #5: wrong launch codes were limited per exact address and per instance: each IPv6
+/// address of a /64 was a fresh key, and behind the load balancer everyone shared one. Now
+/// they count per network (an IPv4 address, an IPv6 /64) and for everyone, in the shared
+/// database, with the client taken from `X-Forwarded-For` only when a trusted proxy says so.
+#[tokio::test]
+async fn launch_code_guesses_count_per_network_and_for_everyone() {
+    let app = spawn_app_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.limits.launch_code_max_failures = 45;
+    })
+    .await;
+    let guess = |from: String| {
+        app.http
+            .post(format!("{}/api/agent/v1/launch-code", app.public))
+            .header("x-forwarded-for", format!("198.51.100.9, {from}"))
+            .json(&serde_json::json!({ "code": "ZZZZ-ZZZZ" }))
+            .send()
+    };
+    let per_network = app.settings.limits.login_max_failures_per_address;
+    // Every guess from its own address of one /64: the /64 is locked all the same.
+    for n in 0..per_network {
+        let r = guess(format!("2001:db8:7:1::{n:x}")).await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = guess("2001:db8:7:1:ffff::1".into()).await.unwrap();
+    assert_eq!(error_code(r).await, (429, "too_many_attempts".into()));
+    // Another network (and the address the client itself wrote first) is not.
+    assert_eq!(guess("2001:db8:7:2::1".into()).await.unwrap().status(), 404);
+    // From many networks, the ceiling for everyone: 45 failures in all.
+    let mut answers = Vec::new();
+    for n in 0..30u32 {
+        answers.push(
+            guess(format!("2001:db8:{n:x}:9::1"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(answers.contains(&429), "{answers:?}");
+    let real = app.candidate().await;
+    let code: serde_json::Value = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("attempts/{}/launch-code", real.attempt_id),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .post(format!("{}/api/agent/v1/launch-code", app.public))
+        .header("x-forwarded-for", "203.0.113.5")
+        .json(&serde_json::json!({ "code": code["code"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "codes pause for everyone past the ceiling (links still work)"
+    );
+}
+
+/// The header is believed only from a trusted proxy: a client writing it gains nothing.
+#[tokio::test]
+async fn a_forwarded_header_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_app().await;
+    let per_network = app.settings.limits.login_max_failures_per_address;
+    for n in 0..per_network {
+        let r = app
+            .http
+            .post(format!("{}/api/agent/v1/launch-code", app.public))
+            .header("x-forwarded-for", format!("2001:db8:{n:x}::1"))
+            .json(&serde_json::json!({ "code": "ZZZZ-ZZZZ" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = app
+        .http
+        .post(format!("{}/api/agent/v1/launch-code", app.public))
+        .header("x-forwarded-for", "2001:db8:ffff::1")
+        .json(&serde_json::json!({ "code": "ZZZZ-ZZZZ" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "every guess counted against the real peer");
+}

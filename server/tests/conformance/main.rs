@@ -492,6 +492,67 @@ async fn chunk_summaries_are_computed_in_the_database() {
     }
 }
 
+/// Wrong launch codes are counted in the database every instance shares: a key locks at
+/// its maximum, stays locked whatever else is evicted, and counts again after its window.
+#[tokio::test(flavor = "multi_thread")]
+async fn launch_code_guesses_lock_and_eviction_cannot_unlock() {
+    for b in backends().await {
+        let db = &*b.db;
+        let (window, lockout) = (60_000, 900_000);
+        for n in 1..=3 {
+            let locked = db
+                .code_guess_failed("net:a", 1_000, window, 3, lockout)
+                .await
+                .unwrap();
+            assert_eq!(locked, n == 3, "{}: failure {n}", b.name);
+        }
+        assert_eq!(
+            db.code_guess_lock("net:a", 2_000).await.unwrap(),
+            Some(901_000),
+            "{}",
+            b.name
+        );
+        assert_eq!(db.code_guess_lock("net:b", 2_000).await.unwrap(), None);
+        // Much later, other keys' failures evict what is over, never a lock still running.
+        for k in 0..50 {
+            db.code_guess_failed(&format!("net:x{k}"), 500_000, window, 3, lockout)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            db.code_guess_lock("net:a", 500_000).await.unwrap(),
+            Some(901_000),
+            "{}",
+            b.name
+        );
+        // After its lock-out and window, the key counts from one again.
+        assert!(!db
+            .code_guess_failed("net:a", 902_000, window, 3, lockout)
+            .await
+            .unwrap());
+        assert_eq!(
+            db.code_guess_lock("net:a", 902_000).await.unwrap(),
+            None,
+            "{}",
+            b.name
+        );
+        // Over its window, an unlocked key starts a new one.
+        db.code_guess_failed("net:c", 0, window, 3, lockout)
+            .await
+            .unwrap();
+        db.code_guess_failed("net:c", 1, window, 3, lockout)
+            .await
+            .unwrap();
+        assert!(
+            !db.code_guess_failed("net:c", 70_000, window, 3, lockout)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+    }
+}
+
 /// Store-and-forward: an agent draws its stream ids and keys; the same first chunk may come
 /// by two transports, and each chunk says which carried it.
 #[tokio::test(flavor = "multi_thread")]

@@ -181,13 +181,15 @@ struct LoginForm {
 async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     let totp = Some(form.totp.as_str()).filter(|t| !t.is_empty());
+    let client = crate::routes::client_addr(&app, peer, &headers);
     match app
         .accounts
-        .staff_login(&form.login, &form.password, totp, &peer.ip().to_string())
+        .staff_login(&form.login, &form.password, totp, &client)
         .await
     {
         Ok(login) => {
