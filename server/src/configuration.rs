@@ -143,6 +143,10 @@ pub struct LimitSettings {
     #[serde(with = "humantime_serde_compat")]
     pub body_read_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// Requests in progress on the routes that need no credential (launch page, notice,
+    /// launch codes, the receipts' key), part of `max_concurrent_requests`, and per network.
+    pub max_unauthenticated_requests: usize,
+    pub max_unauthenticated_per_address: usize,
     pub max_concurrent_ingests: usize,
     pub ingest_buffer_bytes: u64,
     pub max_ingests_per_attempt: usize,

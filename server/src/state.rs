@@ -43,6 +43,9 @@ pub struct Http {
     pub integration_token: Option<String>,
     /// Peers whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The anonymous routes' budget (in progress at once) and cap per network.
+    pub max_unauthenticated_requests: usize,
+    pub max_unauthenticated_per_address: usize,
 }
 
 /// The database the settings name: `[database] url`, or SQLite in the data directory.
@@ -151,6 +154,8 @@ impl AppState {
                 max_concurrent_requests: l.max_concurrent_requests,
                 integration_token: settings.integration.token.clone(),
                 trusted_proxies: settings.server.trusted_proxies.clone(),
+                max_unauthenticated_requests: l.max_unauthenticated_requests,
+                max_unauthenticated_per_address: l.max_unauthenticated_per_address,
             },
         };
         // Before anything is served or answered: a database restored from before a

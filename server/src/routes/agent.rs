@@ -14,14 +14,19 @@ use axum::{Json, Router};
 use protocol::api::*;
 use std::net::SocketAddr;
 
+/// The agent's routes that need no token (`open::guarded` wraps them).
+pub fn open_router() -> Router<AppState> {
+    Router::new()
+        .route("/api/agent/v1/notice", get(notice))
+        .route("/api/agent/v1/launch-code", post(redeem_launch_code))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/agent/v1/attempt", get(attempt_info))
-        .route("/api/agent/v1/notice", get(notice))
         .route("/api/agent/v1/upload-test", post(upload_test))
         .route("/api/agent/v1/consent", post(consent))
         .route("/api/agent/v1/refuse", post(refuse))
-        .route("/api/agent/v1/launch-code", post(redeem_launch_code))
         .route("/api/agent/v1/heartbeat", post(heartbeat))
         .route("/api/agent/v1/withdraw", post(withdraw))
         .route("/api/agent/v1/streams", post(open_stream))
@@ -170,7 +175,9 @@ pub async fn redeem_launch_code(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<AddCandidateResponse>, AppError> {
-    let req: RedeemCodeRequest = read_json(body).await?;
+    let body = super::read_body(body, 1024, super::open::OPEN_BODY_TIMEOUT).await?;
+    let req: RedeemCodeRequest = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))?;
     let client = super::client_addr(&app, peer, &headers);
     Ok(Json(
         app.enrolment.redeem_launch_code(&req.code, &client).await?,

@@ -47,6 +47,8 @@ pub enum AppError {
     LengthRequired,
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    #[error("too many requests in progress from this network; retry later")]
+    TooManyRequests,
     #[error("the request body was cut off")]
     BodyIncomplete,
     #[error("the attempt is under review or decided: its recording is closed")]
@@ -127,6 +129,7 @@ impl AppError {
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             LengthRequired => (StatusCode::LENGTH_REQUIRED, "length_required"),
             BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             BodyIncomplete => (StatusCode::REQUEST_TIMEOUT, "body_incomplete"),
             RecordingClosed => (StatusCode::CONFLICT, "recording_closed"),
             IndexOutOfWindow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "index_out_of_window"),
@@ -167,7 +170,7 @@ impl AppError {
             AppError::Overloaded => Some(2),
             AppError::StorageUnavailable | AppError::DestructionPending(_) => Some(5),
             AppError::StorageFull => Some(30),
-            AppError::TooManyUploads => Some(1),
+            AppError::TooManyUploads | AppError::TooManyRequests => Some(1),
             AppError::ByteQuota => Some(600),
             AppError::IndexOutOfWindow { .. } | AppError::MediaTimeOutOfWindow => Some(30),
             AppError::LoginLocked { retry_after_s } | AppError::CodeLocked { retry_after_s } => {

@@ -8,6 +8,7 @@ pub mod error;
 mod errors;
 mod integration;
 mod launch;
+mod open;
 pub mod openapi;
 mod overload;
 mod pages;
@@ -31,11 +32,14 @@ const JSON_LIMIT: usize = 64 * 1024;
 
 pub fn public_router(state: AppState) -> Router {
     let limit = state.http.max_concurrent_requests;
+    let anonymous = Router::new()
+        .merge(agent::open_router())
+        .merge(launch::router())
+        .merge(public::router());
     Router::new()
         .merge(agent::router())
-        .merge(launch::router())
         .merge(integration::router())
-        .merge(public::router())
+        .merge(open::guarded(anonymous, &state))
         .merge(common())
         .with_state(state)
         .layer(overload::layer(limit))
@@ -143,8 +147,6 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, 
         .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// An id the caller names by its type (`AttemptId`, `SittingId`, …), from a form field or a
-/// path segment read by hand.
 /// The client's address: the peer's, or behind a trusted proxy the last address of
 /// `X-Forwarded-For` that is not a trusted proxy (earlier ones are whatever the client
 /// wrote). A malformed header counts as the proxy itself.
@@ -173,6 +175,8 @@ pub fn client_addr(
         .to_string()
 }
 
+/// An id the caller names by its type (`AttemptId`, `SittingId`, …), from a form field or a
+/// path segment read by hand.
 pub fn parse_id<T: std::str::FromStr>(s: &str, what: &'static str) -> Result<T, AppError> {
     s.parse()
         .map_err(|_| AppError::BadRequest(format!("{what} is not a valid id")))

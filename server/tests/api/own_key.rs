@@ -490,3 +490,79 @@ async fn a_forwarded_header_from_an_untrusted_peer_is_ignored() {
         .unwrap();
     assert_eq!(r.status(), 429, "every guess counted against the real peer");
 }
+
+/// #4: anonymous requests held the whole listener. Slow launch-code bodies (no token
+/// needed) from many networks now hold at most the anonymous budget, one network at most
+/// its cap, each for two seconds; uploads and the exam platform's calls go on meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_anonymous_requests_hold_only_their_own_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| {
+        s.limits.max_concurrent_requests = 12;
+        s.limits.max_unauthenticated_requests = 4;
+        s.limits.max_unauthenticated_per_address = 2;
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let (c, s) = app.recording_candidate().await;
+    let addr = app.public.trim_start_matches("http://").to_owned();
+    // A body announced, three bytes sent, the rest never.
+    let stall = |network: &str| {
+        let (addr, network) = (addr.clone(), network.to_owned());
+        async move {
+            let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = format!(
+                "POST /api/agent/v1/launch-code HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {network}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"c"
+            );
+            tcp.write_all(head.as_bytes()).await.unwrap();
+            tcp
+        }
+    };
+    let answer = |mut tcp: tokio::net::TcpStream| async move {
+        let mut out = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut out))
+            .await
+            .expect("an answer")
+            .unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    };
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    for n in 0..16 {
+        held.push(stall(&format!("2001:db8:{:x}::1", n / 2)).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The listener's 12 places minus the 4 anonymous ones are the agents' and the
+    // platform's: both are served while 16 slow anonymous requests wait.
+    let chunks = seal_stream(&s, 1);
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 0, chunks[0].clone())
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(app.create_sitting("PENDANT-L-ATTAQUE").await.status(), 201);
+    // Of the 16, 4 held their place and were cut at the body deadline (408); the others
+    // were answered at once (503 past the budget, or 429 past their network's cap).
+    let mut statuses = Vec::new();
+    for tcp in held {
+        let out = answer(tcp).await;
+        statuses.push(out.split_whitespace().nth(1).unwrap_or("none").to_owned());
+    }
+    let count = |code: &str| statuses.iter().filter(|s| *s == code).count();
+    assert_eq!(count("408"), 4, "{statuses:?}");
+    assert_eq!(count("503") + count("429"), 12, "{statuses:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "cut at 2 s"
+    );
+    // One network alone: its third request is refused while two wait.
+    let mut same = vec![stall("192.0.2.44").await, stall("192.0.2.44").await];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    same.push(stall("192.0.2.44").await);
+    let third = answer(same.pop().unwrap()).await;
+    assert!(
+        third.starts_with("HTTP/1.1 429") && third.contains("too_many_requests"),
+        "{third}"
+    );
+}
