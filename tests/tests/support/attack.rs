@@ -25,6 +25,8 @@ fn recording() -> String {
 pub struct Target {
     pub public: String,
     pub staff: String,
+    /// The server's data directory, for the command line (staff accounts, assignments).
+    pub data: std::path::PathBuf,
     pub http: reqwest::Client,
     pub stop: Arc<AtomicBool>,
     /// Requests the attack made, and how many of them the server answered at all.
@@ -119,13 +121,25 @@ where
     F: FnOnce(Arc<Target>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    scenario_with(name, "", attack).await
+}
+
+/// The same, the server started with `config` (TOML) over its defaults.
+pub async fn scenario_with<F, Fut>(name: &str, config: &str, attack: F) -> Figures
+where
+    F: FnOnce(Arc<Target>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let tmp = tempfile::tempdir().unwrap();
     let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
-    let server = Server::start(&data, 0);
+    let config_file = tmp.path().join("attack.toml");
+    std::fs::write(&config_file, config).unwrap();
+    let server = Server::start_with(&data, 0, &["--config", config_file.to_str().unwrap()]);
     let (attempt, token) = enrol(&server).await;
     let target = Arc::new(Target {
         public: server.public.clone(),
         staff: server.staff.clone(),
+        data: data.clone(),
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(30))
@@ -145,7 +159,12 @@ where
     .await
     .unwrap();
     target.stop.store(true, Ordering::SeqCst);
-    let _ = tokio::time::timeout(Duration::from_secs(30), attack).await;
+    // An assertion the attack itself makes fails the scenario.
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(30), attack).await {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
     let rss = peak_rss_mib(server.child.id());
 
     let stderr = String::from_utf8_lossy(&out.stderr);
