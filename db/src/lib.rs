@@ -275,8 +275,8 @@ pub struct NewChunk {
     pub attempt: AttemptId,
     pub row: ChunkRow,
     pub transport: Transport,
-    /// The fragment's activity, taken out at ingest and sealed on its own (`None`: the
-    /// fragment carried none, or one longer than itself).
+    /// The fragment's activity, taken out at ingest and sealed on its own (empty: it
+    /// carried none, or one longer than itself; `None`: not a media fragment).
     pub activity: Option<Vec<u8>>,
 }
 
@@ -323,6 +323,8 @@ pub struct AccountEvent {
 pub struct StoredActivity {
     pub index: u32,
     pub media_start_us: u64,
+    /// Sealed; empty when the fragment had none; `None` when it was stored before ingest
+    /// took activity out (migration 0014).
     pub sealed: Option<Vec<u8>>,
 }
 

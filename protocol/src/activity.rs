@@ -71,13 +71,28 @@ pub fn read_activity(
     let media_len = u32::from_be_bytes(head[prefix..].try_into().expect("4 bytes")) as usize;
     let at = prefix + 4 + media_len;
     let len = u32::from_be_bytes(read(at, 4)?[..].try_into().expect("4 bytes")) as usize;
-    let allowed = activity_points_allowed(header.media_start_us, header.media_end_us);
-    if len > max_json_len(allowed) {
+    if len
+        > max_json_len(activity_points_allowed(
+            header.media_start_us,
+            header.media_end_us,
+        ))
+    {
         return Err(Error::InvalidPayload("activity longer than its fragment"));
     }
     let json = read(at + 4, len)?;
+    parse_activity(&json, header.media_start_us, header.media_end_us).map(Some)
+}
+
+/// A fragment's activity JSON, held to the fragment's duration (one value per second it
+/// starts in, each 0–100) before anything of it is kept: for chunks read at ingest, and
+/// for fragments stored before ingest took activity out.
+pub fn parse_activity(json: &[u8], start_us: u64, end_us: u64) -> Result<Activity, Error> {
+    let allowed = activity_points_allowed(start_us, end_us);
+    if json.len() > max_json_len(allowed) {
+        return Err(Error::InvalidPayload("activity longer than its fragment"));
+    }
     let activity: Activity =
-        serde_json::from_slice(&json).map_err(|_| Error::InvalidPayload("activity is not JSON"))?;
+        serde_json::from_slice(json).map_err(|_| Error::InvalidPayload("activity is not JSON"))?;
     if activity.motion.len() != activity.audio.len() {
         return Err(Error::InvalidPayload("activity series of unequal lengths"));
     }
@@ -90,7 +105,7 @@ pub fn read_activity(
     {
         return Err(Error::InvalidPayload("activity longer than its fragment"));
     }
-    Ok(Some(activity))
+    Ok(activity)
 }
 
 fn activity_cipher(key: &StreamKey) -> Aes256Gcm {

@@ -21,7 +21,8 @@ mod seal;
 mod verify;
 
 pub use activity::{
-    activity_points_allowed, open_activity, read_activity, seal_activity, MAX_ACTIVITY_POINTS,
+    activity_points_allowed, open_activity, parse_activity, read_activity, seal_activity,
+    MAX_ACTIVITY_POINTS,
 };
 pub use audit_segment::{sign_segment, verify_segment, AuditSegment, SignedSegment};
 pub use ed25519_dalek::SigningKey as ReceiptSigningKey;

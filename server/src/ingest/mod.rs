@@ -715,8 +715,10 @@ impl Ingest {
     }
 }
 
-/// A media fragment's activity, sealed on its own for the strip. One longer than its
-/// fragment (or malformed) is dropped and counted: the media is the recording and stays.
+/// A media fragment's activity, sealed on its own for the strip; empty when it carried
+/// none, or one longer than itself (dropped and counted: the media is the recording and
+/// stays). `None` only for what the strip never shows (the initialisation segment, the
+/// final chunk); a media fragment's `None` means stored before ingest took activity out.
 fn side_activity(
     key: &protocol::StreamKey,
     verified: &protocol::VerifiedChunk,
@@ -726,11 +728,12 @@ fn side_activity(
     if h.index == 0 || h.last {
         return None;
     }
-    match protocol::read_activity(key, verified, chunk) {
-        Ok(activity) => activity.map(|a| protocol::seal_activity(key, h.index, &a)),
+    Some(match protocol::read_activity(key, verified, chunk) {
+        Ok(Some(a)) => protocol::seal_activity(key, h.index, &a),
+        Ok(None) => Vec::new(),
         Err(_) => {
             crate::metrics::activity_dropped();
-            None
+            Vec::new()
         }
-    }
+    })
 }

@@ -2,7 +2,8 @@
 //! measured them before encoding. Ingest took each fragment's activity out of its chunk,
 //! bounded by the fragment's duration, and sealed it on its own (`protocol::activity`):
 //! the strip reads those few bytes per fragment from the database, page by page, and
-//! never opens a fragment nor fetches a blob. Its size is bounded whatever the agent sent.
+//! opens no fragment (but those stored before this, one at a time) nor fetches a blob.
+//! Its size is bounded whatever the agent sent.
 
 use super::Review;
 use super::ReviewError;
@@ -26,6 +27,21 @@ pub struct ActivityStrip {
 }
 
 impl Review {
+    /// A fragment stored before ingest took activity out: opened once, one at a time,
+    /// its activity held to the fragment's duration like any other.
+    async fn stored_before(
+        &self,
+        a: &AssignedAttempt,
+        key: &protocol::StreamKey,
+        stream: crate::db::StreamId,
+        index: u32,
+    ) -> Option<protocol::Activity> {
+        let row = self.db.chunk(stream, index).await.ok()?;
+        let plaintext = self.open_checked(a, key, &row, None).await.ok()?;
+        let json = protocol::decode_payload(&plaintext).ok()?.activity?;
+        protocol::parse_activity(json, row.media_start_us, row.media_end_us).ok()
+    }
+
     pub async fn activity(&self, a: &AssignedAttempt) -> Result<ActivityStrip, ReviewError> {
         let (staff, attempt_id) = (a.staff(), a.id);
         let attempt = Self::viewable(a)?;
@@ -39,10 +55,11 @@ impl Review {
                 let Some(last) = page.last() else { break };
                 after = Some(last.index);
                 for row in page {
-                    let opened = row
-                        .sealed
-                        .as_deref()
-                        .and_then(|s| protocol::open_activity(&key, row.index, s).ok());
+                    let opened = match row.sealed.as_deref() {
+                        Some([]) => None,
+                        Some(sealed) => protocol::open_activity(&key, row.index, sealed).ok(),
+                        None => self.stored_before(a, &key, stream.id, row.index).await,
+                    };
                     let Some(activity) = opened else {
                         without += 1;
                         continue;

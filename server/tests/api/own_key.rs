@@ -566,3 +566,47 @@ async fn slow_anonymous_requests_hold_only_their_own_budget() {
         "{third}"
     );
 }
+
+/// Fragments stored before ingest took activity out (an earlier version's rows) still
+/// draw their strip: each is opened once, its activity held to its duration like any.
+#[tokio::test]
+async fn fragments_stored_before_still_draw_their_activity() {
+    let app = spawn_app().await;
+    let (c, s) = app.recording_candidate().await;
+    let chunks = with_activity(
+        &s,
+        &[
+            Some(seconds(0, vec![10, 20])),
+            Some(seconds(2, vec![30, 40])),
+        ],
+    );
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i as u32, chunk)
+                .await
+                .status(),
+            201
+        );
+    }
+    app.platform_post(&format!("attempts/{}/end", c.attempt_id))
+        .await;
+    // As an earlier version stored them: no activity taken out.
+    let db = app.data.path().join("proctor.sqlite");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chunks SET activity = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    let strip = strip(&app, &reviewer, c.attempt_id).await;
+    let levels: Vec<i64> = strip["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_i64().unwrap())
+        .collect();
+    assert_eq!(levels, [10, 20, 30, 40], "{strip}");
+    assert_eq!(strip["fragments_without"], 0);
+}
