@@ -250,7 +250,6 @@ impl StaffStore for PostgresDatabase {
         approved_by: &str,
         at_ms: i64,
     ) -> DbResult<bool> {
-        let id = id;
         let done = sqlx::query!(
             "UPDATE account_events SET approved_by = $2, done_at = $3 WHERE id = $1 AND done_at IS NULL",
             id,
