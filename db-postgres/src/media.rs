@@ -296,10 +296,14 @@ impl MediaStore for PostgresDatabase {
             last_stored_ms: totals.last_stored,
         })
     }
-    async fn fragment_spans(&self, stream: StreamId, limit: u32) -> DbResult<Vec<(u32, u64, u64)>> {
+    async fn fragment_spans(
+        &self,
+        stream: StreamId,
+        limit: u32,
+    ) -> DbResult<Vec<(u32, u64, u64, i64)>> {
         let (stream, limit) = (stream.as_uuid(), i64::from(limit));
         sqlx::query!(
-            "SELECT idx, media_start_us, media_end_us FROM chunks WHERE stream_id = $1 AND idx > 0 ORDER BY idx LIMIT $2",
+            "SELECT idx, media_start_us, media_end_us, stored_at FROM chunks WHERE stream_id = $1 AND idx > 0 ORDER BY idx LIMIT $2",
             stream,
             limit
         )
@@ -309,7 +313,12 @@ impl MediaStore for PostgresDatabase {
         .into_iter()
         .map(|r| {
             let index = u32::try_from(r.idx).map_err(|_| DbError::Backend("chunk index out of range".into()))?;
-            Ok((index, r.media_start_us as u64, r.media_end_us as u64))
+            Ok((
+                index,
+                r.media_start_us as u64,
+                r.media_end_us as u64,
+                r.stored_at,
+            ))
         })
         .collect()
     }

@@ -147,8 +147,13 @@ pub trait MediaStore: Send + Sync {
     async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow>;
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>>;
     /// The stream's media fragments (index above 0) as `(index, media start µs, media end
-    /// µs)`, in order, at most `limit`: what the timeline draws, without digests.
-    async fn fragment_spans(&self, stream: StreamId, limit: u32) -> DbResult<Vec<(u32, u64, u64)>>;
+    /// µs, when the server stored it ms)`, in order, at most `limit`: what the timeline
+    /// draws, without digests.
+    async fn fragment_spans(
+        &self,
+        stream: StreamId,
+        limit: u32,
+    ) -> DbResult<Vec<(u32, u64, u64, i64)>>;
     /// The stream's chunks summed up in the database; `limit` bounds each list.
     async fn chunk_summary(&self, stream: StreamId, limit: u32) -> DbResult<ChunkSummary>;
     /// The activity of the stream's media fragments (neither the initialisation segment

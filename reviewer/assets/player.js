@@ -44,7 +44,7 @@
   function build(t) {
     streams = t.streams.map((s) => {
       const broken = new Set(s.broken);
-      const frags = s.fragments.map(([i, fs, fe]) => ({ i, s: fs, e: fe, state: broken.has(i) ? 'altered' : 'idle' }));
+      const frags = s.fragments.map(([i, fs, fe, got]) => ({ i, s: fs, e: fe, got, state: broken.has(i) ? 'altered' : 'idle' }));
       const wallStart = s.origin_ms + (frags.length ? frags[0].s : 0);
       const wallEnd = s.origin_ms + (frags.length ? Math.max(...frags.map((f) => f.e)) : 0);
       return { id: s.stream_id, origin: s.origin_ms, status: s.status, hasInit: s.has_init, frags, wallStart, wallEnd, late: s.received_after_end_ms || 0 };
@@ -269,8 +269,17 @@
         prev = f;
       }
       if (st.status === 'ended_abruptly') seg('abrupt', st.wallEnd, null, T.ended_abruptly);
-      // Provenance: media that reached the server after the exam's end, and how late.
-      if (st.late > 0) seg('late', st.wallStart, st.wallEnd, `${T.late_upload} (+${Math.ceil(st.late / 60000)} min)`);
+      // Provenance: the runs of fragments that reached the server after the exam's end,
+      // each with how late its last one arrived.
+      if (st.late > 0 && tl.ended_ms) {
+        let run = null;
+        const close = () => { if (run) seg('late', st.origin + run.s, st.origin + run.e, `${T.late_upload} (+${Math.ceil((run.got - tl.ended_ms) / 60000)} min)`); run = null; };
+        for (const f of st.frags) {
+          if (f.got > tl.ended_ms) run = run ? { s: run.s, e: f.e, got: Math.max(run.got, f.got) } : { s: f.s, e: f.e, got: f.got };
+          else close();
+        }
+        close();
+      }
     }
     for (const fl of (review ? review.flags : [])) {
       const d = document.createElement('div');

@@ -25,6 +25,8 @@ pub struct Timeline {
     /// Wall-clock bounds of what was recorded, unix milliseconds.
     pub start_ms: i64,
     pub end_ms: i64,
+    /// When the exam ended (unix ms): media received after it is marked as such.
+    pub ended_ms: Option<i64>,
     pub streams: Vec<StreamTimeline>,
     /// Wall-clock stretches with no stream recording, between two streams.
     pub gaps: Vec<WallGap>,
@@ -38,9 +40,9 @@ pub struct StreamTimeline {
     pub origin_ms: i64,
     pub status: StreamStatus,
     pub has_init: bool,
-    /// Stored media fragments: `[index, media start ms, media end ms]`, the first
-    /// `MAX_FRAGMENTS`.
-    pub fragments: Vec<[u64; 3]>,
+    /// Stored media fragments: `[index, media start ms, media end ms, when the server
+    /// received it (unix ms)]`, the first `MAX_FRAGMENTS`.
+    pub fragments: Vec<[u64; 4]>,
     /// More fragments are stored than listed (no real recording has that many).
     pub fragments_truncated: bool,
     pub missing: Vec<IndexRange>,
@@ -65,12 +67,19 @@ impl Review {
         let mut out = Vec::with_capacity(streams.len());
         for (n, s) in streams.iter().enumerate() {
             let sum = self.db.chunk_summary(s.id, MAX_LISTED).await?;
-            let fragments: Vec<[u64; 3]> = self
+            let fragments: Vec<[u64; 4]> = self
                 .db
                 .fragment_spans(s.id, MAX_FRAGMENTS + 1)
                 .await?
                 .into_iter()
-                .map(|(i, start, end)| [u64::from(i), start / 1000, end / 1000])
+                .map(|(i, start, end, received)| {
+                    [
+                        u64::from(i),
+                        start / 1000,
+                        end / 1000,
+                        received.max(0) as u64,
+                    ]
+                })
                 .collect();
             out.push(StreamTimeline {
                 stream_id: s.id,
@@ -122,6 +131,7 @@ impl Review {
             state: attempt.state,
             start_ms,
             end_ms,
+            ended_ms: attempt.ended_at_ms,
             streams: out,
             gaps,
         })

@@ -365,6 +365,22 @@ async fn media_received_after_the_end_is_shown_as_such() {
         .await
         .unwrap();
     assert_eq!(timeline["streams"][0]["received_after_end_ms"], 7_200_000);
+    // Fragment by fragment: when each reached the server, beside the exam's end.
+    let ended = timeline["ended_ms"].as_u64().unwrap();
+    let received: Vec<u64> = timeline["streams"][0]["fragments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[3].as_u64().unwrap())
+        .collect();
+    assert_eq!(received.len(), 3, "{timeline}");
+    assert!(received[0] <= ended, "fragment 1 on time");
+    assert_eq!(
+        received[1] - ended,
+        7_200_000,
+        "fragments 2 and 3 two hours late"
+    );
+    assert_eq!(received[2] - ended, 7_200_000);
     let queue: serde_json::Value = get("/queue").await.unwrap().json().await.unwrap();
     assert_eq!(queue[0]["late_streams"], 1, "{queue}");
     assert_eq!(queue[0]["integrity"], "late_upload");

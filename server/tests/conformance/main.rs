@@ -471,7 +471,7 @@ async fn chunk_summaries_are_computed_in_the_database() {
         );
         assert_eq!(
             db.fragment_spans(s, 2).await.unwrap(),
-            vec![(1, 2_000_000, 4_000_000), (2, 4_000_000, 6_000_000)],
+            vec![(1, 2_000_000, 4_000_000, 10), (2, 4_000_000, 6_000_000, 10)],
             "{}",
             b.name
         );
