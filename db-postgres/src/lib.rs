@@ -44,6 +44,7 @@ type StreamRecord = StreamRec<Uuid>;
 type ChunkRecord = ChunkRec<Uuid>;
 type StaffRecord = StaffRec<Uuid, bool>;
 type AuditRecord = AuditRec<Uuid>;
+type AccountEventRecord = AccountEventRec<Uuid>;
 type ReviewRecord = ReviewRec<Uuid, i32>;
 type FlagRecord = FlagRec<Uuid>;
 

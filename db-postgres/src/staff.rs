@@ -219,7 +219,8 @@ impl StaffStore for PostgresDatabase {
         since_ms: i64,
     ) -> DbResult<Option<AccountEvent>> {
         let staff = staff.as_uuid();
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            AccountEventRecord,
             r#"SELECT id, staff_id, action, requested_by, requested_at, approved_by, done_at FROM account_events
                WHERE staff_id = $1 AND action = $2 AND done_at IS NULL AND requested_at >= $3
                ORDER BY requested_at DESC LIMIT 1"#,
@@ -230,18 +231,7 @@ impl StaffStore for PostgresDatabase {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        row.map(|r| -> DbResult<AccountEvent> {
-            Ok(AccountEvent {
-                id: r.id,
-                staff_id: r.staff_id.into(),
-                action: r.action,
-                requested_by: r.requested_by,
-                requested_at_ms: r.requested_at,
-                approved_by: r.approved_by,
-                done_at_ms: r.done_at,
-            })
-        })
-        .transpose()
+        row.map(parse).transpose()
     }
 
     async fn complete_account_event(
@@ -268,7 +258,8 @@ impl StaffStore for PostgresDatabase {
         at_ms: i64,
     ) -> DbResult<Vec<AccountEvent>> {
         let staff = staff.as_uuid();
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            AccountEventRecord,
             r#"UPDATE account_events SET seen_at = $2
                WHERE staff_id = $1 AND done_at IS NOT NULL AND seen_at IS NULL
                RETURNING id, staff_id, action, requested_by, requested_at, approved_by, done_at"#,
@@ -278,20 +269,7 @@ impl StaffStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut events = rows
-            .into_iter()
-            .map(|r| -> DbResult<AccountEvent> {
-                Ok(AccountEvent {
-                    id: r.id,
-                    staff_id: r.staff_id.into(),
-                    action: r.action,
-                    requested_by: r.requested_by,
-                    requested_at_ms: r.requested_at,
-                    approved_by: r.approved_by,
-                    done_at_ms: r.done_at,
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
+        let mut events: Vec<AccountEvent> = parse_all(rows)?;
         events.sort_by_key(|e| e.done_at_ms);
         Ok(events)
     }

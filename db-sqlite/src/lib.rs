@@ -64,6 +64,7 @@ type StreamRecord = StreamRec<String>;
 type ChunkRecord = ChunkRec<String>;
 type StaffRecord = StaffRec<String, i64>;
 type AuditRecord = AuditRec<String>;
+type AccountEventRecord = AccountEventRec<String>;
 type ReviewRecord = ReviewRec<String, i64>;
 type FlagRecord = FlagRec<String>;
 

@@ -232,7 +232,8 @@ impl StaffStore for SqliteDatabase {
         since_ms: i64,
     ) -> DbResult<Option<AccountEvent>> {
         let staff = staff.to_string();
-        let row = sqlx::query!(
+        let row = sqlx::query_as!(
+            AccountEventRecord,
             r#"SELECT id AS "id!", staff_id AS "staff_id!", action AS "action!", requested_by AS "requested_by!", requested_at AS "requested_at!", approved_by, done_at FROM account_events
                WHERE staff_id = ?1 AND action = ?2 AND done_at IS NULL AND requested_at >= ?3
                ORDER BY requested_at DESC LIMIT 1"#,
@@ -243,24 +244,7 @@ impl StaffStore for SqliteDatabase {
         .fetch_optional(&self.readers)
         .await
         .map_err(backend)?;
-        row.map(|r| -> DbResult<AccountEvent> {
-            Ok(AccountEvent {
-                id: r
-                    .id
-                    .parse()
-                    .map_err(|_| DbError::Backend("malformed account event id".into()))?,
-                staff_id: r
-                    .staff_id
-                    .parse()
-                    .map_err(|_| DbError::Backend("malformed staff id".into()))?,
-                action: r.action,
-                requested_by: r.requested_by,
-                requested_at_ms: r.requested_at,
-                approved_by: r.approved_by,
-                done_at_ms: r.done_at,
-            })
-        })
-        .transpose()
+        row.map(parse).transpose()
     }
 
     async fn complete_account_event(
@@ -288,7 +272,8 @@ impl StaffStore for SqliteDatabase {
         at_ms: i64,
     ) -> DbResult<Vec<AccountEvent>> {
         let staff = staff.to_string();
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            AccountEventRecord,
             r#"UPDATE account_events SET seen_at = ?2
                WHERE staff_id = ?1 AND done_at IS NOT NULL AND seen_at IS NULL
                RETURNING id AS "id!", staff_id AS "staff_id!", action AS "action!", requested_by AS "requested_by!", requested_at AS "requested_at!", approved_by, done_at"#,
@@ -298,26 +283,7 @@ impl StaffStore for SqliteDatabase {
         .fetch_all(&self.writer)
         .await
         .map_err(backend)?;
-        let mut events = rows
-            .into_iter()
-            .map(|r| -> DbResult<AccountEvent> {
-                Ok(AccountEvent {
-                    id: r
-                        .id
-                        .parse()
-                        .map_err(|_| DbError::Backend("malformed account event id".into()))?,
-                    staff_id: r
-                        .staff_id
-                        .parse()
-                        .map_err(|_| DbError::Backend("malformed staff id".into()))?,
-                    action: r.action,
-                    requested_by: r.requested_by,
-                    requested_at_ms: r.requested_at,
-                    approved_by: r.approved_by,
-                    done_at_ms: r.done_at,
-                })
-            })
-            .collect::<DbResult<Vec<_>>>()?;
+        let mut events: Vec<AccountEvent> = parse_all(rows)?;
         events.sort_by_key(|e| e.done_at_ms);
         Ok(events)
     }

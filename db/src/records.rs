@@ -253,6 +253,31 @@ impl<Id: IdColumn> TryFrom<AuditRec<Id>> for AuditEntry {
     }
 }
 
+pub struct AccountEventRec<Id> {
+    pub id: Id,
+    pub staff_id: Id,
+    pub action: String,
+    pub requested_by: String,
+    pub requested_at: i64,
+    pub approved_by: Option<String>,
+    pub done_at: Option<i64>,
+}
+
+impl<Id: IdColumn> TryFrom<AccountEventRec<Id>> for AccountEvent {
+    type Error = DecodeError;
+    fn try_from(r: AccountEventRec<Id>) -> Result<Self, DecodeError> {
+        Ok(AccountEvent {
+            id: r.id.into_uuid("id")?,
+            staff_id: r.staff_id.into_id("staff_id")?,
+            action: r.action,
+            requested_by: r.requested_by,
+            requested_at_ms: r.requested_at,
+            approved_by: r.approved_by,
+            done_at_ms: r.done_at,
+        })
+    }
+}
+
 pub struct ReviewRec<Id, Int> {
     pub id: Id,
     pub attempt_id: Id,

@@ -915,6 +915,90 @@ async fn sitting_assignments() {
     }
 }
 
+/// What admins do to an account: a reset waits for a second admin (done once, whichever
+/// instance confirms), and the owner reads what was done once.
+#[tokio::test(flavor = "multi_thread")]
+async fn account_events_wait_complete_once_and_are_told_once() {
+    for b in backends().await {
+        let db = &*b.db;
+        let id = StaffId::random();
+        let account = StaffAccount::new(
+            id,
+            "relectrice".into(),
+            server::domain::Role::Reviewer,
+            "$argon2id$x".into(),
+            1,
+        );
+        db.create_staff(account, 1).await.unwrap();
+        let asked = AccountEvent {
+            id: Uuid::new_v4(),
+            staff_id: id,
+            action: "password_reset".into(),
+            requested_by: "admin1".into(),
+            requested_at_ms: 100,
+            approved_by: None,
+            done_at_ms: None,
+        };
+        db.record_account_event(&asked).await.unwrap();
+        assert_eq!(
+            db.pending_account_event(id, "password_reset", 50)
+                .await
+                .unwrap(),
+            Some(asked.clone()),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            db.pending_account_event(id, "password_reset", 101)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            db.pending_account_event(id, "totp_removed", 0)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            db.take_account_notices(id, 150).await.unwrap().is_empty(),
+            "not done yet"
+        );
+        assert!(db
+            .complete_account_event(asked.id, "admin2", 200)
+            .await
+            .unwrap());
+        assert!(
+            !db.complete_account_event(asked.id, "admin3", 201)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            db.pending_account_event(id, "password_reset", 0)
+                .await
+                .unwrap(),
+            None
+        );
+        let told = db.take_account_notices(id, 300).await.unwrap();
+        assert_eq!(
+            told,
+            vec![AccountEvent {
+                approved_by: Some("admin2".into()),
+                done_at_ms: Some(200),
+                ..asked
+            }],
+            "{}",
+            b.name
+        );
+        assert!(
+            db.take_account_notices(id, 400).await.unwrap().is_empty(),
+            "told once"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn staff_and_sessions() {
     for b in backends().await {
