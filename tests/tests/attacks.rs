@@ -1,6 +1,7 @@
 //! The attack suite against the real server binary on loopback: during each attack a
 //! well-behaved agent records the test source and must keep every fragment, and the
-//! server's peak RSS must stay under `PEAK_RSS_BOUND_MIB`. Figures: `scripts/attack-report`.
+//! server's peak RSS must stay under `PEAK_RSS_BOUND_MIB`. Figures: `scripts/attack-report`
+//! (the newer scenarios run a quarter of their workers in the test suite: `workers`).
 
 mod support;
 
@@ -346,7 +347,7 @@ async fn audit_flood_of_conflicting_chunks() {
                 .count() as u64
         };
         let before = conflicts();
-        let tasks: Vec<_> = (0..8u64)
+        let tasks: Vec<_> = (0..workers(8))
             .map(|k| {
                 let (t, a) = (t.clone(), a.clone());
                 tokio::spawn(async move {
@@ -410,7 +411,7 @@ async fn slow_anonymous_bodies_at_100_per_second() {
     scenario("slow_bodies_100_per_s", |t: Arc<Target>| async move {
         let addr = t.public.trim_start_matches("http://").to_owned();
         let mut held = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / workers(100)));
         while t.running() {
             tick.tick().await;
             let (t2, addr) = (t.clone(), addr.clone());
@@ -447,7 +448,7 @@ async fn launch_code_guessing_from_many_ipv6_addresses() {
     scenario_with("code_guessing_ipv6", config, |t: Arc<Target>| async move {
         let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let found = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let tasks: Vec<_> = (0..16)
+        let tasks: Vec<_> = (0..workers(16))
             .map(|_| {
                 let (t, next, found) = (t.clone(), next.clone(), found.clone());
                 tokio::spawn(async move {

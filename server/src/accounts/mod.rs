@@ -40,6 +40,7 @@ pub struct Accounts {
 }
 
 const TOTP_REQUIRED: &str = "totp_required";
+const ISSUER: &str = "CLOE Connect";
 const PASSWORD_RESET: &str = "password_reset";
 const TOTP_REMOVED: &str = "totp_removed";
 /// How long a password reset one admin asked for waits for a second admin.
@@ -71,7 +72,6 @@ pub enum Reset {
     Pending,
     Done(String),
 }
-const ISSUER: &str = "CLOE Connect";
 
 /// What an admin sees of an account (never its hash or secret).
 #[derive(Debug, serde::Serialize)]
@@ -227,8 +227,6 @@ impl Accounts {
         }
     }
 
-    /// Sets a one-time password, shown once to the admin; the next login must change it.
-    /// Every session of the account ends.
     /// An admin's password reset: no single admin may both reset a password and read the
     /// temporary one (then log in as its owner). The first admin's request waits for a
     /// second admin (24 hours at most); that one's confirmation resets it and is the only
@@ -308,6 +306,7 @@ impl Accounts {
         Ok(shown)
     }
 
+    /// A one-time password (the next login must change it); every session ends.
     async fn set_temporary_password(
         &self,
         account: &StaffAccount,

@@ -22,6 +22,16 @@ fn recording() -> String {
     std::env::var("ATTACK_RECORDING").unwrap_or_else(|_| "20s".into())
 }
 
+/// How many concurrent workers an attack runs: all of them for the report, a quarter in
+/// the test suite, where the fault scenarios' browsers share the same two cores.
+pub fn workers(full: u64) -> u64 {
+    if std::env::var_os("ATTACK_RECORDING").is_some() {
+        full
+    } else {
+        (full / 4).max(1)
+    }
+}
+
 pub struct Target {
     pub public: String,
     pub staff: String,
