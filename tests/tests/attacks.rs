@@ -241,6 +241,7 @@ async fn activity_bomb_opened_again_and_again() {
         }
         let reviewer = reviewer_session(&t, &a.attempt.to_string()).await;
         while t.running() {
+            pace().await;
             t.sent.fetch_add(1, Ordering::Relaxed);
             let r = t
                 .http
@@ -353,6 +354,7 @@ async fn audit_flood_of_conflicting_chunks() {
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while t.running() {
+                        pace().await;
                         n += 1;
                         let other = protocol::seal_chunk(
                             &a.key,
@@ -453,6 +455,7 @@ async fn launch_code_guessing_from_many_ipv6_addresses() {
                 let (t, next, found) = (t.clone(), next.clone(), found.clone());
                 tokio::spawn(async move {
                     while t.running() {
+                        pace().await;
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let from = format!("2001:db8:{:x}:{:x}::{:x}", n % 300, n % 7, n);
                         t.sent.fetch_add(1, Ordering::Relaxed);

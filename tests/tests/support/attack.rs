@@ -23,12 +23,20 @@ fn recording() -> String {
 }
 
 /// How many concurrent workers an attack runs: all of them for the report, a quarter in
-/// the test suite, where the fault scenarios' browsers share the same two cores.
+/// the test suite, where the fault scenarios' browsers share the same two cores (at full
+/// rate beside them, Firefox's audio fell seconds behind).
 pub fn workers(full: u64) -> u64 {
     if std::env::var_os("ATTACK_RECORDING").is_some() {
         full
     } else {
         (full / 4).max(1)
+    }
+}
+
+/// Between two requests of one worker: nothing for the report, 20 ms in the test suite.
+pub async fn pace() {
+    if std::env::var_os("ATTACK_RECORDING").is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
