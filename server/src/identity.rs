@@ -51,10 +51,15 @@ impl AgentIdentity {
     /// The token may keep a recording going (heartbeats, signalling, what the agent reads
     /// of its attempt): live, or no longer live but with a stream still open that was
     /// opened while it was. The rule chunks follow: a token revoked or expired cannot
-    /// start anything, nor pass for an agent that never recorded under it.
-    pub fn may_carry_on(&self, now_ms: i64, streams: &[Stream]) -> Result<(), TokenRefused> {
+    /// start anything, nor pass for an agent that never recorded under it. The streams are
+    /// read only for a token no longer live.
+    pub async fn may_carry_on(
+        &self,
+        db: &dyn crate::db::Database,
+        now_ms: i64,
+    ) -> Result<Result<(), TokenRefused>, crate::db::DbError> {
         let refused = match self.require_live(now_ms) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Ok(())),
             Err(e) => e,
         };
         let until = self
@@ -63,14 +68,14 @@ impl AgentIdentity {
             .map_or(self.token.expires_at_ms, |r| {
                 r.min(self.token.expires_at_ms)
             });
-        let recording = streams
+        let recording = db
+            .streams_of(self.attempt.id)
+            .await?
             .iter()
-            .any(|s| s.ended_at_ms.is_none() && s.final_index.is_none() && s.opened_at_ms <= until);
-        if recording {
-            Ok(())
-        } else {
-            Err(refused)
-        }
+            .any(|s: &Stream| {
+                s.ended_at_ms.is_none() && s.final_index.is_none() && s.opened_at_ms <= until
+            });
+        Ok(if recording { Ok(()) } else { Err(refused) })
     }
 }
 

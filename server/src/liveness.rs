@@ -104,14 +104,9 @@ impl Liveness {
         if beat.backlog_chunks > 1_000_000 || beat.backlog_bytes > 1 << 40 {
             return Err(LivenessError::BacklogOutOfRange);
         }
-        if who.require_live(self.clock.now_ms()).is_err() {
-            let streams = self
-                .db
-                .streams_of(who.attempt.id)
-                .await
-                .map_err(Failure::from)?;
-            who.may_carry_on(self.clock.now_ms(), &streams)?;
-        }
+        who.may_carry_on(self.db.as_ref(), self.clock.now_ms())
+            .await
+            .map_err(Failure::from)??;
         crate::metrics::agent_backlog(beat.backlog_bytes);
         Ok(self.agent_heard(who.attempt.id).await?)
     }

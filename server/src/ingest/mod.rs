@@ -171,14 +171,11 @@ impl Ingest {
         }
     }
 
-    /// `AgentIdentity::may_carry_on`, reading the streams only for a token no longer live.
+    /// `AgentIdentity::may_carry_on`, as an ingest error.
     pub async fn require_carry_on(&self, who: &AgentIdentity) -> Result<(), IngestError> {
-        let now = self.clock.now_ms();
-        if who.require_live(now).is_ok() {
-            return Ok(());
-        }
-        let streams = self.db.streams_of(who.attempt.id).await?;
-        Ok(who.may_carry_on(now, &streams)?)
+        Ok(who
+            .may_carry_on(self.db.as_ref(), self.clock.now_ms())
+            .await??)
     }
 
     /// Once the jury has decided the sitting's PV, no exam of it starts or goes on.
@@ -589,7 +586,8 @@ impl Ingest {
             let v =
                 protocol::verify_chunk(&key, attempt_id.into(), stream_id.into(), &verify_input)?;
             let sha = <[u8; 32]>::from(sha2::Sha256::digest(&verify_input));
-            Ok((v.clone(), sha, side_activity(&key, &v, &verify_input)))
+            let activity = side_activity(&key, &v, &verify_input);
+            Ok((v, sha, activity))
         })
         .await
         .map_err(|e| Failure::Internal(e.into()))?

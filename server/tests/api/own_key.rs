@@ -50,6 +50,16 @@ async fn strip(app: &TestApp, reviewer: &str, attempt: uuid::Uuid) -> serde_json
     r.json().await.unwrap()
 }
 
+/// One column of the strip's points (0: time, 1: motion, 2: audio).
+fn column(strip: &serde_json::Value, k: usize) -> Vec<i64> {
+    strip["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[k].as_i64().unwrap())
+        .collect()
+}
+
 /// #1, the activity bomb: a fragment of two seconds carrying hours of activity
 /// used to be decrypted and expanded into the strip, every time the attempt was opened.
 /// Ingest now keeps the media and drops an activity longer than its fragment, and the
@@ -81,19 +91,9 @@ async fn an_activity_longer_than_its_fragment_never_reaches_the_strip() {
     // Every blob gone: the strip does not need them.
     std::fs::remove_dir_all(app.data.path().join("blobs")).unwrap();
     let strip = strip(&app, &reviewer, c.attempt_id).await;
-    let levels: Vec<i64> = strip["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_i64().unwrap())
-        .collect();
+    let levels = column(&strip, 1);
     assert_eq!(levels, [10, 20, 30, 40], "{strip}");
-    let times: Vec<i64> = strip["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_i64().unwrap())
-        .collect();
+    let times = column(&strip, 0);
     assert_eq!(times[1] - times[0], 1000);
     assert_eq!(times[2] - times[0], 6000, "fragment 4 starts at 6 s");
     assert_eq!(
@@ -617,12 +617,7 @@ async fn fragments_stored_before_still_draw_their_activity() {
         .unwrap();
     let reviewer = reviewer_of(&app, "relectrice", c.attempt_id).await;
     let strip = strip(&app, &reviewer, c.attempt_id).await;
-    let levels: Vec<i64> = strip["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_i64().unwrap())
-        .collect();
+    let levels = column(&strip, 1);
     assert_eq!(levels, [10, 20, 30, 40], "{strip}");
     assert_eq!(strip["fragments_without"], 0);
 }
