@@ -5,6 +5,11 @@
 //!
 //! The agents share one HTTP client, so idle agents hold no connection of their own: the
 //! figure is for requests, not for thousands of idle keep-alive sockets.
+//!
+//! With `unrelated`, each step runs on a file system another program has just written
+//! that many bytes to, never synced (`crate::dirty`): written right before the step
+//! (untimed, so that the copy's CPU is not what is measured), dirty during it, removed
+//! after it. The step records the most dirty data the kernel held meanwhile.
 
 use crate::target::{Agent, Target};
 use rand::Rng;
@@ -22,6 +27,8 @@ pub struct Step {
     pub refusals: std::collections::BTreeMap<String, usize>,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The most dirty or under write-back data (MiB) sampled during the step.
+    pub dirty_peak_mib: u64,
 }
 
 impl Step {
@@ -88,7 +95,12 @@ async fn run_step(
 }
 
 /// Grows N through `steps` until one does not hold; returns every step run.
-pub async fn held(target: &Target, steps: &[usize], fragments: u32) -> Vec<Step> {
+pub async fn held(
+    target: &Target,
+    steps: &[usize],
+    fragments: u32,
+    unrelated: Option<(&std::path::Path, u64)>,
+) -> Vec<Step> {
     let mut agents: Vec<Agent> = Vec::new();
     let mut out = Vec::new();
     for &n in steps {
@@ -97,7 +109,20 @@ pub async fn held(target: &Target, steps: &[usize], fragments: u32) -> Vec<Step>
             agents.extend(target.enrol(have, n).await);
         }
         crate::target::settle();
+        let writer = unrelated.map(|(dir, bytes)| crate::dirty::Unrelated::write(dir, bytes));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(crate::dirty::mib()));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    peak.fetch_max(crate::dirty::mib(), std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
         let (back, mut lat, refused) = run_step(&target.http, agents, fragments).await;
+        sampler.abort();
+        drop(writer);
         agents = back;
         lat.sort_by(|a, b| a.total_cmp(b));
         let mut refusals = std::collections::BTreeMap::new();
@@ -116,11 +141,12 @@ pub async fn held(target: &Target, steps: &[usize], fragments: u32) -> Vec<Step>
             refusals,
             p50_ms,
             p99_ms,
+            dirty_peak_mib: peak.load(std::sync::atomic::Ordering::Relaxed),
         };
         let held = step.held();
         eprintln!(
-            "  {n} agents: {} chunks, refused {:?}, p50 {:.1} ms, p99 {:.1} ms",
-            step.chunks, step.refusals, step.p50_ms, step.p99_ms
+            "  {n} agents: {} chunks, refused {:?}, p50 {:.1} ms, p99 {:.1} ms, dirty up to {} MiB",
+            step.chunks, step.refusals, step.p50_ms, step.p99_ms, step.dirty_peak_mib
         );
         out.push(step);
         if !held {

@@ -7,9 +7,15 @@
 //!   into a directory (WebDAV PUT, no fsync). Rounds alternate ours and nginx.
 //! - where the time goes: the server's per-stage timings over the saturation run;
 //! - agents held: N agents each sending one ~100 KiB fragment every 2 s, N growing until
-//!   the 99th percentile acknowledgement latency passes 250 ms.
+//!   the 99th percentile acknowledgement latency passes 250 ms; on SQLite + local, beside
+//!   1 GiB of another program's unsynced writes to the same file system in each step.
+//!
+//! It says how much dirty data the kernel held when it started: the blob sync must not
+//! depend on it, and a figure taken on a quiet file system should say so.
 //!
 //! `scripts/bench-ingest` (installs nginx if missing) or `cargo bench -p server --bench ingest`.
+//! For a profile of one part: `INGEST_BENCH_ONLY=sqlite+local` (or `postgres+garage`)
+//! runs one storage, `INGEST_BENCH_PHASE=saturation` (or `agents`) one phase.
 //! Without `--bench` (as `cargo test --benches` runs it) a tiny pass checks it still works.
 
 #[path = "../../tests/support/garage.rs"]
@@ -18,6 +24,7 @@ mod garage;
 mod pg;
 
 mod agents;
+mod dirty;
 mod nginx;
 mod saturation;
 mod stages;
@@ -31,6 +38,8 @@ struct Plan {
     per_round: u32,
     steps: &'static [usize],
     fragments: u32,
+    /// Unrelated bytes written to the blobs' file system in each step (SQLite + local).
+    unrelated: u64,
 }
 
 const FULL: Plan = Plan {
@@ -40,12 +49,14 @@ const FULL: Plan = Plan {
         250, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000,
     ],
     fragments: 5,
+    unrelated: 1 << 30,
 };
 const SMOKE: Plan = Plan {
     rounds: 1,
     per_round: 1,
     steps: &[4],
     fragments: 1,
+    unrelated: 16 << 20,
 };
 
 async fn setup_rows(
@@ -54,7 +65,12 @@ async fn setup_rows(
     plan: &Plan,
     ng: &nginx::Nginx,
 ) -> Vec<agents::Step> {
-    for size in [64 * 1024, 512 * 1024] {
+    let phase = std::env::var("INGEST_BENCH_PHASE").ok();
+    let sizes: &[usize] = match phase.as_deref() {
+        Some("agents") => &[],
+        _ => &[64 * 1024, 512 * 1024],
+    };
+    for &size in sizes {
         let (s, _dir) = settings();
         // Only S3 gets a store-alone figure: a local put is nginx's job without the fsync.
         let store = s
@@ -80,10 +96,16 @@ async fn setup_rows(
             row.stages
         );
     }
-    let (s, _dir) = settings();
+    if phase.as_deref() == Some("saturation") {
+        return Vec::new();
+    }
+    let (s, dir) = settings();
+    let local = s.object_store.url.is_none();
     let target = Target::start(s).await;
     eprintln!("agents held, {setup}:");
-    agents::held(&target, plan.steps, plan.fragments).await
+    // Unrelated writes land beside the blobs: the data directory's own file system.
+    let unrelated = local.then(|| (dir.path(), plan.unrelated));
+    agents::held(&target, plan.steps, plan.fragments, unrelated).await
 }
 
 fn main() {
@@ -95,14 +117,27 @@ fn main() {
     let plan = if full { FULL } else { SMOKE };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let ng = nginx::start();
+    println!(
+        "Dirty or under write-back when the run started: {} MiB (/proc/meminfo).",
+        dirty::mib()
+    );
+    println!();
     println!("| storage | chunk | rounds × chunks | ours chunks/s | ours MB/s | nginx chunks/s | nginx MB/s | ours / nginx (min–max) | S3 store alone chunks/s |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("INGEST_BENCH_ONLY").ok();
+    let runs = |setup: &str| only.as_deref().is_none_or(|o| o == setup);
     let held = rt.block_on(async {
         let local = || {
             let dir = tempfile::tempdir().unwrap();
             (target::settings(dir.path()), dir)
         };
-        let sqlite = setup_rows("sqlite+local", local, &plan, &ng).await;
+        let mut held = Vec::new();
+        if runs("sqlite+local") {
+            held.push(("sqlite+local", setup_rows("sqlite+local", local, &plan, &ng).await));
+        }
+        if !runs("postgres+garage") {
+            return held;
+        }
         let cluster = pg::Cluster::start().await;
         let bucket = garage::Garage::start();
         let remote = || {
@@ -113,21 +148,32 @@ fn main() {
             s.object_store = bucket.settings.clone();
             (s, dir)
         };
-        let postgres = setup_rows("postgres+garage", remote, &plan, &ng).await;
-        [("sqlite+local", sqlite), ("postgres+garage", postgres)]
+        held.push((
+            "postgres+garage",
+            setup_rows("postgres+garage", remote, &plan, &ng).await,
+        ));
+        held
     });
     println!();
     println!(
-        "| storage | agents held (p99 ≤ {} ms) | at that step: chunks, p50, p99 | next step |",
+        "| storage | unrelated writes per step | agents held (p99 ≤ {} ms) | at that step: chunks, p50, p99, dirty peak | next step |",
         agents::P99_LIMIT_MS
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (setup, steps) in held {
         let ok = steps.iter().rev().find(|s| s.held());
         let next = steps.iter().find(|s| !s.held());
         let at = ok.map_or("–".into(), |s| {
-            format!("{}, {:.0} ms, {:.0} ms", s.chunks, s.p50_ms, s.p99_ms)
+            format!(
+                "{}, {:.0} ms, {:.0} ms, {} MiB",
+                s.chunks, s.p50_ms, s.p99_ms, s.dirty_peak_mib
+            )
         });
+        let unrelated = if setup == "sqlite+local" {
+            format!("{} MiB, never synced", plan.unrelated >> 20)
+        } else {
+            "none".to_owned()
+        };
         let next = next.map_or("not reached".into(), |s| {
             format!(
                 "{}: p99 {:.0} ms, refused {:?}",
@@ -135,7 +181,7 @@ fn main() {
             )
         });
         println!(
-            "| {setup} | {} | {at} | {next} |",
+            "| {setup} | {unrelated} | {} | {at} | {next} |",
             ok.map_or(0, |s| s.agents)
         );
         if !full {

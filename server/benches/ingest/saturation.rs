@@ -155,10 +155,7 @@ pub async fn run(
         let tokens = agents.iter().map(|a| a.token.clone()).collect();
         crate::target::settle();
         ours.push(put_all(&target.http, to_us, Some(tokens), &[201]).await);
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .build()
-            .unwrap();
+        let http = crate::target::client();
         crate::target::settle();
         theirs.push(put_all(&http, to_nginx, None, &[201, 204]).await);
         if let (Some(store), Some(lists)) = (store, to_store) {

@@ -63,6 +63,42 @@ pub fn settings(dir: &std::path::Path) -> server::configuration::Settings {
     s
 }
 
+/// The load generator's client. Like the agent's: it drops a connection idle for 5 s,
+/// before the server would (`header_read_timeout`, 10 s), and sends again, once, a PUT
+/// that a connection closed under it left unanswered (a chunk PUT is idempotent).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .retry(
+            reqwest::retry::for_host("127.0.0.1")
+                .max_retries_per_request(1)
+                .classify_fn(|r| {
+                    if r.method() == reqwest::Method::PUT && r.error().is_some_and(unanswered) {
+                        r.retryable()
+                    } else {
+                        r.success()
+                    }
+                }),
+        )
+        .build()
+        .unwrap()
+}
+
+/// A request the server never answered: its connection closed before a response began.
+fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 impl Target {
     pub async fn start(settings: server::configuration::Settings) -> Self {
         let app = Application::build(settings, Arc::new(SystemClock) as Arc<dyn Clock>)
@@ -70,10 +106,7 @@ impl Target {
             .unwrap();
         let public = format!("http://{}", app.public_addr());
         tokio::spawn(app.run_until_stopped());
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .build()
-            .unwrap();
+        let http = client();
         let sitting: CreateSittingResponse = post(
             &http,
             format!("{public}/api/integration/v1/sittings"),
