@@ -87,7 +87,11 @@ impl Api {
                 std::env::consts::ARCH
             ))
             // A redirect could lead a loopback-only plain-HTTP session anywhere: never follow.
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            // The server closes a connection idle for `header_read_timeout` (10 s by
+            // default): drop ours first, so a request is not sent on a socket being closed.
+            .pool_idle_timeout(POOL_IDLE)
+            .retry(unanswered_requests_again(&base));
         if let Some(ca) = ca_file {
             let pem =
                 std::fs::read(ca).with_context(|| format!("reading CA file {}", ca.display()))?;
@@ -326,6 +330,40 @@ impl Api {
     }
 }
 
+/// How long an idle connection is kept for the next request: under the server's 10 s.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
+/// Sends again, at once and once, an idempotent request (a chunk PUT, a GET) that a
+/// connection closing under it left without any answer. Everything else goes back to the
+/// caller (the uploader's spool and its backoff).
+fn unanswered_requests_again(base: &Url) -> reqwest::retry::Builder {
+    reqwest::retry::for_host(base.host_str().unwrap_or_default().to_owned())
+        .max_retries_per_request(1)
+        .classify_fn(|r| {
+            let idempotent = [reqwest::Method::PUT, reqwest::Method::GET].contains(r.method());
+            if idempotent && r.error().is_some_and(never_answered) {
+                r.retryable()
+            } else {
+                r.success()
+            }
+        })
+}
+
+/// The connection closed before a response began (hyper's "incomplete message"), or the
+/// request was cancelled because its pooled connection was already gone.
+fn never_answered(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
@@ -390,6 +428,67 @@ mod tests {
             target.accept().is_err(),
             "the redirect target was contacted"
         );
+    }
+
+    /// Reads one request whole (headers and `Content-Length` body); returns its first line.
+    fn read_request(c: &mut std::net::TcpStream) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed mid-request");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return text.lines().next().unwrap().to_owned();
+                }
+            }
+        }
+    }
+
+    /// Defect (issue 22): a connection the server closed as a request went out (its idle
+    /// timeout) failed the upload. A PUT left without any answer is sent again, once; a
+    /// POST is not (it is not idempotent): it fails back to the caller's own retry.
+    #[tokio::test]
+    async fn a_put_left_unanswered_by_a_closing_connection_is_sent_again() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = Url::parse(&format!("http://{}/", server.local_addr().unwrap())).unwrap();
+        let serve = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            // The PUT: closed unanswered, then answered on a new connection.
+            let (mut c, _) = server.accept().unwrap();
+            seen.push(read_request(&mut c));
+            drop(c);
+            let (mut c, _) = server.accept().unwrap();
+            seen.push(read_request(&mut c));
+            let body = r#"{"stream_id":"00000000-0000-0000-0000-000000000001","index":3,"digest":"d","created":true}"#;
+            write!(c, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+            drop(c);
+            // The POST: closed unanswered, and no second one may come.
+            let (mut c, _) = server.accept().unwrap();
+            seen.push(read_request(&mut c));
+            drop(c);
+            server.set_nonblocking(true).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(server.accept().is_err(), "a POST was sent twice");
+            seen
+        });
+        let api = Api::new(base, "clt_x".into(), None).unwrap();
+        let ack = api
+            .put_chunk(Uuid::from_u128(1), 3, vec![7; 100_000])
+            .await
+            .expect("the PUT is sent again and answered");
+        assert_eq!((ack.index, ack.created), (3, true));
+        let failure = api.heartbeat(&Heartbeat::default()).await.unwrap_err();
+        assert_eq!(failure.code, "network");
+        let seen = serve.join().unwrap();
+        assert!(seen[0].starts_with("PUT ") && seen[1] == seen[0], "{seen:?}");
+        assert!(seen[2].starts_with("POST "), "{seen:?}");
     }
 
     #[test]
