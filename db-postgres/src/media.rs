@@ -1,6 +1,8 @@
 //! Streams and their chunks (group commit) on PostgreSQL.
 
 use super::*;
+use proctor_db::batch::ChunkKey;
+use std::collections::{HashMap, HashSet};
 
 #[async_trait]
 impl MediaStore for PostgresDatabase {
@@ -98,82 +100,99 @@ impl MediaStore for PostgresDatabase {
         Ok(())
     }
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
-        // Rows are locked in one order on every instance (chunks by attempt, stream and
-        // index, then attempts by id), so that two instances' batches wait for each other
-        // instead of deadlocking.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| (batch[i].attempt, batch[i].row.stream_id, batch[i].row.index));
-        let mut outcomes = vec![ChunkInsert::Conflict; batch.len()];
-        let mut added: std::collections::BTreeMap<AttemptId, u64> = Default::default();
+        // A fixed number of round trips, whatever the batch's size: one multi-row insert,
+        // one read of what the rows it did not insert hold (if any), one lock and one
+        // update of the attempts' byte counts. Rows are written in `insert_order` and
+        // attempts locked by id, the same on every instance.
+        let order = proctor_db::batch::insert_order(batch);
+        let rows = || order.iter().map(|&i| &batch[i]);
+        let num = |f: fn(&NewChunk) -> i64| -> Vec<i64> { rows().map(f).collect() };
+        let bytes = |f: fn(&ChunkRow) -> &[u8; 32]| -> Vec<Vec<u8>> {
+            rows().map(|c| f(&c.row).to_vec()).collect()
+        };
+        let stream: Vec<uuid::Uuid> = rows().map(|c| c.row.stream_id.as_uuid()).collect();
+        let idx = num(|c| i64::from(c.row.index));
+        let size = num(|c| c.row.size as i64);
+        let start = num(|c| c.row.media_start_us as i64);
+        let end = num(|c| c.row.media_end_us as i64);
+        let (digest, prev, sha) = (
+            bytes(|r| &r.digest),
+            bytes(|r| &r.prev_digest),
+            bytes(|r| &r.content_sha256),
+        );
+        let last: Vec<bool> = rows().map(|c| c.row.last).collect();
+        let transport: Vec<String> = rows().map(|c| c.transport.as_str().to_owned()).collect();
+        let activity: Vec<Option<Vec<u8>>> = rows().map(|c| c.activity.clone()).collect();
+        let key = |s: uuid::Uuid, i: i64| -> DbResult<ChunkKey> {
+            Ok((
+                StreamId::from(s),
+                u32::try_from(i).map_err(|_| DbError::Backend("chunk index out of range".into()))?,
+            ))
+        };
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        for i in order {
-            let NewChunk {
-                attempt,
-                row,
-                transport,
-                activity,
-            } = &batch[i];
-            // The primary key arbitrates between concurrent uploads, on any instance.
-            let (index, size, start, end) = (
-                row.index as i64,
-                row.size as i64,
-                row.media_start_us as i64,
-                row.media_end_us as i64,
-            );
-            let (digest, prev, sha, transport) = (
-                row.digest.as_slice(),
-                row.prev_digest.as_slice(),
-                row.content_sha256.as_slice(),
-                transport.as_str(),
-            );
-            let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (stream_id, idx) DO NOTHING",
-                row.stream_id.as_uuid(),
-                index,
-                digest,
-                prev,
-                size,
-                start,
-                end,
-                row.last,
-                sha,
-                at_ms,
-                transport,
-                activity.as_deref()
+        // The primary key arbitrates between concurrent uploads, on any instance.
+        let inserted = sqlx::query!(
+            r#"INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
+               SELECT r.stream_id, r.idx, r.digest, r.prev_digest, r.size, r.media_start_us, r.media_end_us, r.last, r.content_sha256, $12, r.transport, r.activity
+               FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bool[], $9::bytea[], $10::text[], $11::bytea[])
+                    WITH ORDINALITY AS r(stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, transport, activity, n)
+               ORDER BY r.n
+               ON CONFLICT (stream_id, idx) DO NOTHING
+               RETURNING stream_id, idx"#,
+            &stream,
+            &idx,
+            &digest,
+            &prev,
+            &size,
+            &start,
+            &end,
+            &last,
+            &sha,
+            &transport,
+            &activity as &[Option<Vec<u8>>],
+            at_ms
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(|r| key(r.stream_id, r.idx))
+        .collect::<DbResult<HashSet<ChunkKey>>>()?;
+        let mut stored = HashMap::new();
+        if inserted.len() < batch.len() {
+            stored = sqlx::query!(
+                "SELECT c.stream_id, c.idx, c.digest FROM chunks c
+                 JOIN UNNEST($1::uuid[], $2::bigint[]) AS k(stream_id, idx)
+                   ON c.stream_id = k.stream_id AND c.idx = k.idx",
+                &stream,
+                &idx
             )
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(backend)?
-            .rows_affected()
-                == 1;
-            outcomes[i] = if inserted {
-                *added.entry(*attempt).or_default() += row.size;
-                ChunkInsert::Created
-            } else {
-                let index = row.index as i64;
-                let stored: Vec<u8> = sqlx::query_scalar!(
-                    "SELECT digest FROM chunks WHERE stream_id = $1 AND idx = $2",
-                    row.stream_id.as_uuid(),
-                    index
-                )
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if stored == row.digest {
-                    ChunkInsert::Duplicate
-                } else {
-                    ChunkInsert::Conflict
-                }
-            };
+            .into_iter()
+            .map(|r| Ok((key(r.stream_id, r.idx)?, r.digest)))
+            .collect::<DbResult<HashMap<ChunkKey, Vec<u8>>>>()?;
         }
-        // Attempts last, in order too: one update each, however many of its chunks came.
-        for (attempt, bytes) in added {
-            let bytes = bytes as i64;
+        let (outcomes, added) = proctor_db::batch::outcomes(batch, &order, &inserted, &stored);
+        if !added.is_empty() {
+            let (ids, bytes): (Vec<uuid::Uuid>, Vec<i64>) = added
+                .into_iter()
+                .map(|(a, b)| (a.as_uuid(), b as i64))
+                .unzip();
+            // Locked in id order first: the update's join has no order to rely on.
             sqlx::query!(
-                "UPDATE attempts SET bytes_stored = bytes_stored + $2 WHERE id = $1",
-                attempt.as_uuid(),
-                bytes
+                "SELECT id FROM attempts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &ids
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query!(
+                "UPDATE attempts a SET bytes_stored = a.bytes_stored + d.bytes
+                 FROM UNNEST($1::uuid[], $2::bigint[]) AS d(id, bytes) WHERE a.id = d.id",
+                &ids,
+                &bytes
             )
             .execute(&mut *tx)
             .await

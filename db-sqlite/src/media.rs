@@ -1,6 +1,16 @@
 //! Streams and their chunks (group commit) on SQLite.
 
 use super::*;
+use proctor_db::batch::ChunkKey;
+use std::collections::{HashMap, HashSet};
+
+/// A chunk's key as a row returns it.
+fn chunk_key(stream: &str, index: i64) -> DbResult<ChunkKey> {
+    let stream = uuid::Uuid::parse_str(stream).map_err(|_| DbError::Backend("bad stream id".into()))?;
+    let index =
+        u32::try_from(index).map_err(|_| DbError::Backend("chunk index out of range".into()))?;
+    Ok((StreamId::from(stream), index))
+}
 
 #[async_trait]
 impl MediaStore for SqliteDatabase {
@@ -78,87 +88,74 @@ impl MediaStore for SqliteDatabase {
         Ok(())
     }
     async fn insert_chunks(&self, batch: &[NewChunk], at_ms: i64) -> DbResult<Vec<ChunkInsert>> {
+        // Each statement is a round trip to sqlx's SQLite thread, which is what a batch
+        // costs here: one multi-row insert for all the chunks, one read of what the rows
+        // it did not insert hold (if any), one update of the attempts' byte counts.
+        let order = proctor_db::batch::insert_order(batch);
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        // One statement per new chunk and one per attempt: statements, not the commit, are
-        // what a batch costs here.
-        let mut added: std::collections::BTreeMap<AttemptId, u64> = Default::default();
-        for NewChunk {
-            attempt,
-            row,
-            transport,
-            activity,
-        } in batch
-        {
-            let (stream, index, size, start, end) = (
-                row.stream_id.to_string(),
-                row.index as i64,
-                row.size as i64,
-                row.media_start_us as i64,
-                row.media_end_us as i64,
-            );
-            let (digest, prev, sha, transport) = (
-                row.digest.as_slice(),
-                row.prev_digest.as_slice(),
-                row.content_sha256.as_slice(),
-                transport.as_str(),
-            );
-            let activity = activity.as_deref();
-            let inserted = sqlx::query!(
-                "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-                stream,
-                index,
-                digest,
-                prev,
-                size,
-                start,
-                end,
-                row.last,
-                sha,
-                at_ms,
-                transport,
-                activity
-            )
-            .execute(&mut *tx)
+        let mut insert = sqlx::QueryBuilder::new(
+            "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity) ",
+        );
+        insert.push_values(order.iter().map(|&i| &batch[i]), |mut v, c| {
+            let r = &c.row;
+            v.push_bind(r.stream_id.to_string())
+                .push_bind(i64::from(r.index))
+                .push_bind(r.digest.to_vec())
+                .push_bind(r.prev_digest.to_vec())
+                .push_bind(r.size as i64)
+                .push_bind(r.media_start_us as i64)
+                .push_bind(r.media_end_us as i64)
+                .push_bind(r.last)
+                .push_bind(r.content_sha256.to_vec())
+                .push_bind(at_ms)
+                .push_bind(c.transport.as_str())
+                .push_bind(c.activity.clone());
+        });
+        insert.push(" ON CONFLICT DO NOTHING RETURNING stream_id, idx");
+        let inserted = insert
+            .build_query_as::<(String, i64)>()
+            .fetch_all(&mut *tx)
             .await
             .map_err(backend)?
-            .rows_affected()
-                == 1;
-            outcomes.push(if inserted {
-                *added.entry(*attempt).or_default() += row.size;
-                ChunkInsert::Created
-            } else {
-                let (stream_id, index) = (row.stream_id.to_string(), row.index as i64);
-                let stored: Vec<u8> = sqlx::query_scalar!(
-                    "SELECT digest FROM chunks WHERE stream_id = ?1 AND idx = ?2",
-                    stream_id,
-                    index
-                )
-                .fetch_one(&mut *tx)
+            .into_iter()
+            .map(|(s, i)| chunk_key(&s, i))
+            .collect::<DbResult<HashSet<ChunkKey>>>()?;
+        let mut stored = HashMap::new();
+        if inserted.len() < batch.len() {
+            let mut select =
+                sqlx::QueryBuilder::new("SELECT stream_id, idx, digest FROM chunks WHERE (stream_id, idx) IN (");
+            let mut keys = select.separated(", ");
+            for c in batch {
+                keys.push("(")
+                    .push_bind_unseparated(c.row.stream_id.to_string())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(i64::from(c.row.index))
+                    .push_unseparated(")");
+            }
+            select.push(")");
+            stored = select
+                .build_query_as::<(String, i64, Vec<u8>)>()
+                .fetch_all(&mut *tx)
                 .await
-                .map_err(backend)?;
-                if stored == row.digest {
-                    ChunkInsert::Duplicate
-                } else {
-                    ChunkInsert::Conflict
-                }
-            });
+                .map_err(backend)?
+                .into_iter()
+                .map(|(s, i, d)| Ok((chunk_key(&s, i)?, d)))
+                .collect::<DbResult<HashMap<ChunkKey, Vec<u8>>>>()?;
         }
-        for (attempt, bytes) in added {
-            let (attempt, bytes) = (attempt.to_string(), bytes as i64);
-            sqlx::query!(
-                "UPDATE attempts SET bytes_stored = bytes_stored + ?2 WHERE id = ?1",
-                attempt,
-                bytes
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let (outcomes, added) = proctor_db::batch::outcomes(batch, &order, &inserted, &stored);
+        if !added.is_empty() {
+            let mut update = sqlx::QueryBuilder::new(
+                "UPDATE attempts SET bytes_stored = bytes_stored + d.column2 FROM (",
+            );
+            update.push_values(added, |mut v, (attempt, bytes)| {
+                v.push_bind(attempt.to_string()).push_bind(bytes as i64);
+            });
+            update.push(") AS d WHERE attempts.id = d.column1");
+            update.build().execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(outcomes)

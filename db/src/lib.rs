@@ -4,6 +4,7 @@
 //! alike), the mapping of its driver's errors to `DbError`, and passes the same
 //! conformance suite (`server/tests/conformance`).
 
+pub mod batch;
 mod ids;
 pub mod lifecycle;
 pub mod records;
