@@ -49,10 +49,12 @@ impl Garage {
             .map(|_| format!("{:02x}", rand::random::<u8>()))
             .collect();
         let config = dir.path().join("garage.toml");
+        // Chunks are ciphertext: zstd over them costs the store CPU for nothing (as in
+        // production, docs/deployment.md).
         std::fs::write(
             &config,
             format!(
-                "metadata_dir = {meta:?}\ndata_dir = {data:?}\ndb_engine = \"sqlite\"\nreplication_factor = 1\n\
+                "metadata_dir = {meta:?}\ndata_dir = {data:?}\ndb_engine = \"sqlite\"\nreplication_factor = 1\ncompression_level = \"none\"\n\
                  rpc_bind_addr = \"127.0.0.1:{rpc}\"\nrpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\n\
                  [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\nroot_domain = \".s3.garage.localhost\"\n",
                 meta = dir.path().join("meta"),
