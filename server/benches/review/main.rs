@@ -6,8 +6,14 @@
 //!   first) and, as a floor, reading the sealed object from the blob directory;
 //! - CPU: the server process's CPU time (from /proc) to serve every fragment of the
 //!   recording once, which is what playing it at any speed costs, per hour of recording.
-//! The server is the release binary in its own process (`scripts/bench-review` builds it).
-//! Run: `scripts/bench-review` (about 3 minutes here).
+//! The server is the release binary in its own process (`scripts/bench-review` builds it),
+//! on SQLite + local blobs and then on PostgreSQL + Garage (throwaway servers, as the
+//! tests start them). Run: `scripts/bench-review` (about 6 minutes here).
+
+#[path = "../../tests/support/garage.rs"]
+mod garage;
+#[path = "../../tests/support/pg.rs"]
+mod pg;
 
 use base64::Engine;
 use protocol::api::*;
@@ -48,9 +54,10 @@ fn binary() -> std::path::PathBuf {
     bin
 }
 
-fn start() -> Server {
+fn start(env: &[(String, String)]) -> Server {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(binary())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--data-dir")
         .arg(data.path())
         .args([
@@ -142,7 +149,28 @@ fn summary(label: &str, mut ms: Vec<f64>) -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = start();
+    println!("\n## SQLite + local blobs");
+    let server = start(&[]);
+    let local = server::blobs::BlobStore::open_local(&server.data.path().join("blobs")).unwrap();
+    run(server, local).await;
+
+    println!("\n## PostgreSQL + Garage");
+    let cluster = pg::Cluster::start().await;
+    let bucket = garage::Garage::start();
+    let mut env = bucket.env();
+    env.push((
+        "PROCTOR_OBJECT_STORE__URL".into(),
+        bucket.settings.url.clone().unwrap(),
+    ));
+    env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
+    let server = start(&env);
+    let store = server::blobs::BlobStore::open(&bucket.settings, server.data.path()).unwrap();
+    run(server, store).await;
+}
+
+/// Records the 2-hour recording, then times the seeks against the whole-range endpoint
+/// and against reading the sealed object straight from `blobs` (the floor), then the CPU.
+async fn run(server: Server, blobs: server::blobs::BlobStore) {
     let http = reqwest::Client::new();
     let (public, staff) = (server.public.clone(), server.staff.clone());
 
@@ -206,6 +234,8 @@ async fn main() {
     let started = Instant::now();
     let chunks_url = format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id);
     let mut uploads = futures::stream::FuturesUnordered::new();
+    // Each sealed chunk's SHA-256, which names its object: the floor reads it by name.
+    let mut names = Vec::new();
     for i in 0..=FRAGMENTS {
         let (start_us, data) = if i == 0 {
             (0, &payload[..1024])
@@ -221,6 +251,13 @@ async fn main() {
                 last: i == FRAGMENTS,
             })
             .unwrap();
+        use sha2::Digest as _;
+        names.push(server::blobs::chunk_path(
+            s.attempt_id.into(),
+            s.stream_id.into(),
+            i,
+            &sha2::Sha256::digest(&chunk).into(),
+        ));
         let req = http
             .put(format!("{chunks_url}/{i}"))
             .bearer_auth(&c.launch_token)
@@ -332,7 +369,6 @@ async fn main() {
     let mut ours = Vec::new();
     let mut old = Vec::new();
     let mut floor = Vec::new();
-    let blobs = server.data.path().join("blobs");
     for &i in &positions {
         // Ours: the fragment's first decrypted byte.
         let t = Instant::now();
@@ -362,20 +398,9 @@ async fn main() {
         }
         old.push(t.elapsed().as_secs_f64() * 1e3);
         while r.chunk().await.unwrap().is_some() {}
-        // Floor: the sealed object read from the blob directory, no HTTP, no decryption.
-        let dir = blobs.join(format!("attempts/{}/{}", c.attempt_id, s.stream_id));
-        let name = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with(&format!("{i:010}-"))
-            })
-            .unwrap();
+        // Floor: the sealed object read from the store, no HTTP to us, no decryption.
         let t = Instant::now();
-        let bytes = std::fs::read(&name).unwrap();
+        let bytes = blobs.get(&names[i as usize]).await.unwrap();
         floor.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(bytes.len() > FRAGMENT_BYTES);
     }
@@ -383,7 +408,7 @@ async fn main() {
     println!("| path | p50 | p95 | max |\n|---|---|---|---|");
     let (_, p95) = summary("per-fragment endpoint (the player's)", ours);
     let (old50, _) = summary("baseline: /media?from=i&to=i", old);
-    summary("floor: read the sealed object from disk", floor);
+    summary("floor: read the sealed object from the store", floor);
     println!(
         "\ngoal p95 ≤ 50 ms: {}",
         if p95 <= 50.0 { "met" } else { "NOT met" }
