@@ -91,22 +91,45 @@ fn keys_named(s: &Session, name: &str) -> Result<Vec<ObjectHandle>, KeyError> {
         .map_err(token_error)?;
     let mut with_ids = Vec::with_capacity(found.len());
     for h in found {
-        let id = s
-            .get_attributes(h, &[AttributeType::Id])
-            .map_err(token_error)?
-            .into_iter()
-            .find_map(|a| match a {
-                Attribute::Id(id) => Some(id),
-                _ => None,
-            })
-            .unwrap_or_default();
-        with_ids.push((id, h));
+        // Every key we create has an id. An object without one, or whose attributes cannot
+        // be read yet, is another session's key still being written (SoftHSM2 lists it
+        // before its attributes are set): not one to seal with yet.
+        let Ok(attributes) = s.get_attributes(h, &[AttributeType::Id]) else {
+            continue;
+        };
+        let id = attributes.into_iter().find_map(|a| match a {
+            Attribute::Id(id) if !id.is_empty() => Some(id),
+            _ => None,
+        });
+        if let Some(id) = id {
+            with_ids.push((id, h));
+        }
     }
     with_ids.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(with_ids.into_iter().map(|(_, h)| h).collect())
 }
 
-fn create(s: &Session, name: &str) -> Result<(), KeyError> {
+/// Creates the key `name` unless another session (another instance) has just done so.
+/// Two sessions creating token objects at the same moment can make SoftHSM2 answer one
+/// of them `CKR_GENERAL_ERROR` (its object files are written under a lock it does not
+/// always win): look again, and try again a few times, before giving up.
+fn create_once(s: &Session, name: &str) -> Result<(), KeyError> {
+    const TRIES: u32 = 5;
+    for n in 1.. {
+        match create(s, name) {
+            Err(Error::Pkcs11(RvError::GeneralError, _)) if n < TRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(n)));
+                if !keys_named(s, name)?.is_empty() {
+                    return Ok(());
+                }
+            }
+            other => return other.map_err(token_error),
+        }
+    }
+    unreachable!("the loop returns by its last try")
+}
+
+fn create(s: &Session, name: &str) -> Result<(), Error> {
     let mut id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
     s.generate_key(
@@ -124,9 +147,17 @@ fn create(s: &Session, name: &str) -> Result<(), KeyError> {
             Attribute::Label(label(name)),
             Attribute::Id(id.to_vec()),
         ],
-    )
-    .map_err(token_error)?;
+    )?;
     Ok(())
+}
+
+/// The token's AES-GCM under `key`, with a fresh IV in front.
+fn seal_with(s: &Session, key: ObjectHandle, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut iv = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut iv);
+    let params = GcmParams::new(&mut iv, aad, 128.into())?;
+    let ct = s.encrypt(&Mechanism::AesGcm(params), key, msg)?;
+    Ok([iv.as_slice(), &ct].concat())
 }
 
 impl KekStore for Pkcs11Keks {
@@ -134,19 +165,25 @@ impl KekStore for Pkcs11Keks {
         let s = self.session();
         let mut keys = keys_named(&s, name)?;
         if keys.is_empty() {
-            create(&s, name)?;
+            create_once(&s, name)?;
             keys = keys_named(&s, name)?;
         }
         let key = *keys
             .first()
             .ok_or_else(|| KeyError::KekGone(name.to_owned()))?;
-        let mut iv = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut iv);
-        let params = GcmParams::new(&mut iv, aad, 128.into()).map_err(token_error)?;
-        let ct = s
-            .encrypt(&Mechanism::AesGcm(params), key, msg)
-            .map_err(token_error)?;
-        Ok([iv.as_slice(), &ct].concat())
+        match seal_with(&s, key, msg, aad) {
+            // During a creation race, the first key listed may be another session's still
+            // being written (SoftHSM2 shows it before its attributes): once more, with the
+            // keys listed again.
+            Err(Error::Pkcs11(RvError::MechanismInvalid | RvError::KeyHandleInvalid, _)) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let key = *keys_named(&s, name)?
+                    .first()
+                    .ok_or_else(|| KeyError::KekGone(name.to_owned()))?;
+                seal_with(&s, key, msg, aad).map_err(token_error)
+            }
+            other => other.map_err(token_error),
+        }
     }
 
     fn open(&self, name: &str, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
