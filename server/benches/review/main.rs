@@ -32,6 +32,7 @@ struct Server {
     public: String,
     staff: String,
     data: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Server {
@@ -89,7 +90,22 @@ fn start(env: &[(String, String)]) -> Server {
         public: v["public"].as_str().unwrap().into(),
         staff: v["staff"].as_str().unwrap().into(),
         data,
+        env: env.to_vec(),
     }
+}
+
+/// A structurally valid initialisation segment (`ftyp`, then `moov` with one `avc1`
+/// track), padded to 1 KiB: the server checks one before serving it.
+fn init_segment() -> Vec<u8> {
+    fn mp4(kind: &[u8], payload: &[u8]) -> Vec<u8> {
+        [&(payload.len() as u32 + 8).to_be_bytes()[..], kind, payload].concat()
+    }
+    let stsd = mp4(b"stsd", &[[0u8; 8].as_slice(), &mp4(b"avc1", &[0; 16])].concat());
+    let trak = [b"stbl", b"minf", b"mdia", b"trak"]
+        .iter()
+        .fold(stsd, |inner, k| mp4(*k, &inner));
+    let boxes = [mp4(b"ftyp", b"isom"), mp4(b"moov", &trak)].concat();
+    [boxes.clone(), mp4(b"free", &vec![0; 1024 - 8 - boxes.len()])].concat()
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -122,6 +138,8 @@ fn cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
         .arg("--data-dir")
         .arg(s.data.path())
         .args(args)
+        // The server's own storage settings, then the command's.
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -231,6 +249,7 @@ async fn run(server: Server, blobs: server::blobs::BlobStore) {
     let payload: Vec<u8> = (0..FRAGMENT_BYTES)
         .map(|i| (i * 7 + i / 251) as u8)
         .collect();
+    let init = init_segment();
     let started = Instant::now();
     let chunks_url = format!("{public}/api/agent/v1/streams/{}/chunks", s.stream_id);
     let mut uploads = futures::stream::FuturesUnordered::new();
@@ -238,7 +257,7 @@ async fn run(server: Server, blobs: server::blobs::BlobStore) {
     let mut names = Vec::new();
     for i in 0..=FRAGMENTS {
         let (start_us, data) = if i == 0 {
-            (0, &payload[..1024])
+            (0, &init[..])
         } else {
             (u64::from(i - 1) * 2_000_000, &payload[..])
         };
