@@ -104,6 +104,10 @@ impl MediaStore for PostgresDatabase {
         // one read of what the rows it did not insert hold (if any), one lock and one
         // update of the attempts' byte counts. Rows are written in `insert_order` and
         // attempts locked by id, the same on every instance.
+        if batch.is_empty() {
+            // No statement: a multi-row insert of no rows is not SQL.
+            return Ok(Vec::new());
+        }
         let order = proctor_db::batch::insert_order(batch);
         let rows = || order.iter().map(|&i| &batch[i]);
         let num = |f: fn(&NewChunk) -> i64| -> Vec<i64> { rows().map(f).collect() };

@@ -91,6 +91,10 @@ impl MediaStore for SqliteDatabase {
         // Each statement is a round trip to sqlx's SQLite thread, which is what a batch
         // costs here: one multi-row insert for all the chunks, one read of what the rows
         // it did not insert hold (if any), one update of the attempts' byte counts.
+        if batch.is_empty() {
+            // No statement: a multi-row insert of no rows is not SQL.
+            return Ok(Vec::new());
+        }
         let order = proctor_db::batch::insert_order(batch);
         let mut tx = self
             .writer
