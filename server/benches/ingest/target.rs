@@ -64,8 +64,9 @@ pub fn settings(dir: &std::path::Path) -> server::configuration::Settings {
 }
 
 /// The load generator's client. Like the agent's: it drops a connection idle for 5 s,
-/// before the server would (`header_read_timeout`, 10 s), and sends again, once, a PUT
-/// that a connection closed under it left unanswered (a chunk PUT is idempotent).
+/// before the server would (`header_read_timeout`, 10 s), and sends a PUT again, once, when
+/// sending it failed (on loopback to a live server: a keep-alive connection closed under
+/// it; a chunk PUT is idempotent).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
@@ -74,7 +75,11 @@ pub fn client() -> reqwest::Client {
             reqwest::retry::for_host("127.0.0.1")
                 .max_retries_per_request(1)
                 .classify_fn(|r| {
-                    if r.method() == reqwest::Method::PUT && r.error().is_some_and(unanswered) {
+                    let unsent = r
+                        .error()
+                        .and_then(|e| e.downcast_ref::<reqwest::Error>())
+                        .is_some_and(reqwest::Error::is_request);
+                    if r.method() == reqwest::Method::PUT && unsent {
                         r.retryable()
                     } else {
                         r.success()
@@ -83,20 +88,6 @@ pub fn client() -> reqwest::Client {
         )
         .build()
         .unwrap()
-}
-
-/// A request the server never answered: its connection closed before a response began.
-fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(e) = cause {
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(|h| h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
 
 impl Target {
