@@ -1,7 +1,7 @@
 //! Streams and their chunks (group commit) on PostgreSQL.
 
 use super::*;
-use proctor_db::batch::ChunkKey;
+use proctor_db::batch::{chunk_key, ChunkKey};
 use std::collections::{HashMap, HashSet};
 
 #[async_trait]
@@ -127,12 +127,6 @@ impl MediaStore for PostgresDatabase {
         let last: Vec<bool> = rows().map(|c| c.row.last).collect();
         let transport: Vec<String> = rows().map(|c| c.transport.as_str().to_owned()).collect();
         let activity: Vec<Option<Vec<u8>>> = rows().map(|c| c.activity.clone()).collect();
-        let key = |s: uuid::Uuid, i: i64| -> DbResult<ChunkKey> {
-            Ok((
-                StreamId::from(s),
-                u32::try_from(i).map_err(|_| DbError::Backend("chunk index out of range".into()))?,
-            ))
-        };
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The primary key arbitrates between concurrent uploads, on any instance.
         let inserted = sqlx::query!(
@@ -160,8 +154,8 @@ impl MediaStore for PostgresDatabase {
         .await
         .map_err(backend)?
         .into_iter()
-        .map(|r| key(r.stream_id, r.idx))
-        .collect::<DbResult<HashSet<ChunkKey>>>()?;
+        .map(|r| chunk_key(r.stream_id, r.idx))
+        .collect::<Result<HashSet<ChunkKey>, _>>()?;
         let mut stored = HashMap::new();
         if inserted.len() < batch.len() {
             stored = sqlx::query!(
@@ -175,8 +169,8 @@ impl MediaStore for PostgresDatabase {
             .await
             .map_err(backend)?
             .into_iter()
-            .map(|r| Ok((key(r.stream_id, r.idx)?, r.digest)))
-            .collect::<DbResult<HashMap<ChunkKey, Vec<u8>>>>()?;
+            .map(|r| Ok((chunk_key(r.stream_id, r.idx)?, r.digest)))
+            .collect::<Result<HashMap<ChunkKey, Vec<u8>>, DecodeError>>()?;
         }
         let (outcomes, added) = proctor_db::batch::outcomes(batch, &order, &inserted, &stored);
         if !added.is_empty() {

@@ -1,16 +1,8 @@
 //! Streams and their chunks (group commit) on SQLite.
 
 use super::*;
-use proctor_db::batch::ChunkKey;
+use proctor_db::batch::{chunk_key, ChunkKey};
 use std::collections::{HashMap, HashSet};
-
-/// A chunk's key as a row returns it.
-fn chunk_key(stream: &str, index: i64) -> DbResult<ChunkKey> {
-    let stream = uuid::Uuid::parse_str(stream).map_err(|_| DbError::Backend("bad stream id".into()))?;
-    let index =
-        u32::try_from(index).map_err(|_| DbError::Backend("chunk index out of range".into()))?;
-    Ok((StreamId::from(stream), index))
-}
 
 #[async_trait]
 impl MediaStore for SqliteDatabase {
@@ -126,8 +118,8 @@ impl MediaStore for SqliteDatabase {
             .await
             .map_err(backend)?
             .into_iter()
-            .map(|(s, i)| chunk_key(&s, i))
-            .collect::<DbResult<HashSet<ChunkKey>>>()?;
+            .map(|(s, i)| chunk_key(s, i))
+            .collect::<Result<HashSet<ChunkKey>, _>>()?;
         let mut stored = HashMap::new();
         if inserted.len() < batch.len() {
             let mut select =
@@ -147,8 +139,8 @@ impl MediaStore for SqliteDatabase {
                 .await
                 .map_err(backend)?
                 .into_iter()
-                .map(|(s, i, d)| Ok((chunk_key(&s, i)?, d)))
-                .collect::<DbResult<HashMap<ChunkKey, Vec<u8>>>>()?;
+                .map(|(s, i, d)| Ok((chunk_key(s, i)?, d)))
+                .collect::<Result<HashMap<ChunkKey, Vec<u8>>, DecodeError>>()?;
         }
         let (outcomes, added) = proctor_db::batch::outcomes(batch, &order, &inserted, &stored);
         if !added.is_empty() {

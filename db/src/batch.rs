@@ -2,11 +2,18 @@
 //! in one order, then each chunk's outcome from what that insert created and what the
 //! table held for the rest.
 
+use crate::records::{DecodeError, IdColumn};
 use crate::{AttemptId, ChunkInsert, NewChunk, StreamId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A row's key: its stream and index.
 pub type ChunkKey = (StreamId, u32);
+
+/// A key as a backend's row returns it (`stream_id`, `idx`).
+pub fn chunk_key(stream: impl IdColumn, idx: i64) -> Result<ChunkKey, DecodeError> {
+    let index = u32::try_from(idx).map_err(|e| DecodeError::new("idx", e.to_string()))?;
+    Ok((stream.into_id("stream_id")?, index))
+}
 
 /// The order a batch's rows are written (and so locked) in: by stream and index, then by
 /// place in the batch. The same on every instance, so that two instances' batches wait

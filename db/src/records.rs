@@ -16,6 +16,12 @@ pub struct DecodeError {
     reason: String,
 }
 
+impl DecodeError {
+    pub fn new(column: &str, reason: String) -> Self {
+        decode_err(column, reason)
+    }
+}
+
 impl From<DecodeError> for DbError {
     fn from(e: DecodeError) -> Self {
         DbError::Backend(e.to_string())

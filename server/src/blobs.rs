@@ -225,21 +225,14 @@ impl BlobStore {
         dirs.sort_unstable();
         dirs.dedup();
         use futures::{StreamExt, TryStreamExt};
-        let syncs = files
-            .into_iter()
-            .map(|f| (f, false))
-            .chain(dirs.into_iter().map(|d| (d, true)));
+        type Sync = fn(&std::fs::File) -> std::io::Result<()>;
+        let syncs = (files.into_iter().map(|f| (f, std::fs::File::sync_data as Sync)))
+            .chain(dirs.into_iter().map(|d| (d, std::fs::File::sync_all as Sync)));
         futures::stream::iter(syncs)
-            .map(|(path, dir)| async move {
-                tokio::task::spawn_blocking(move || {
-                    if dir {
-                        crate::keys::sync_dir(&path)
-                    } else {
-                        std::fs::File::open(&path)?.sync_data()
-                    }
-                })
-                .await
-                .expect("sync task does not panic")
+            .map(|(path, sync)| async move {
+                tokio::task::spawn_blocking(move || sync(&std::fs::File::open(&path)?))
+                    .await
+                    .expect("sync task does not panic")
             })
             .buffer_unordered(SYNCS_AT_ONCE)
             .try_collect::<()>()

@@ -133,6 +133,17 @@ fn chunk(stream: StreamId, index: u32, tag: u8) -> ChunkRow {
     }
 }
 
+/// A reviewer's account (an id of its own, a placeholder hash), not yet stored.
+fn reviewer(login: &str) -> StaffAccount {
+    StaffAccount::new(
+        StaffId::random(),
+        login.into(),
+        server::domain::Role::Reviewer,
+        "$argon2id$x".into(),
+        1,
+    )
+}
+
 async fn stream_of(db: &dyn Database, attempt: AttemptId, opened_at_ms: i64) -> StreamId {
     let s = Stream {
         id: StreamId::random(),
@@ -891,13 +902,7 @@ async fn sitting_assignments() {
     for b in backends().await {
         let db = &*b.db;
         let (x, y) = (sitting(db).await, sitting(db).await);
-        let staff = StaffAccount::new(
-            StaffId::random(),
-            "relecteur".into(),
-            server::domain::Role::Reviewer,
-            "$argon2id$x".into(),
-            1,
-        );
+        let staff = reviewer("relecteur");
         db.create_staff(staff.clone(), 1).await.unwrap();
         assert!(!db.is_assigned(staff.id, x).await.unwrap(), "{}", b.name);
         db.assign_sitting(staff.id, x, 2).await.unwrap();
@@ -922,14 +927,8 @@ async fn sitting_assignments() {
 async fn account_events_wait_complete_once_and_are_told_once() {
     for b in backends().await {
         let db = &*b.db;
-        let id = StaffId::random();
-        let account = StaffAccount::new(
-            id,
-            "relectrice".into(),
-            server::domain::Role::Reviewer,
-            "$argon2id$x".into(),
-            1,
-        );
+        let account = reviewer("relectrice");
+        let id = account.id;
         db.create_staff(account, 1).await.unwrap();
         let asked = AccountEvent {
             id: Uuid::new_v4(),
@@ -1004,14 +1003,8 @@ async fn account_events_wait_complete_once_and_are_told_once() {
 async fn staff_and_sessions() {
     for b in backends().await {
         let db = &*b.db;
-        let id = StaffId::random();
-        let account = StaffAccount::new(
-            id,
-            "relectrice".into(),
-            server::domain::Role::Reviewer,
-            "$argon2id$x".into(),
-            1,
-        );
+        let account = reviewer("relectrice");
+        let id = account.id;
         db.create_staff(account.clone(), 1).await.unwrap();
         assert!(
             matches!(
@@ -1483,13 +1476,7 @@ async fn reviews_and_flags() {
         let s = sitting(db).await;
         let a = new_attempt(s, "candidat-1");
         db.create_attempt(a.clone()).await.unwrap();
-        let reviewer = StaffAccount::new(
-            StaffId::random(),
-            "relecteur".into(),
-            server::domain::Role::Reviewer,
-            "$argon2id$x".into(),
-            1,
-        );
+        let reviewer = reviewer("relecteur");
         db.create_staff(reviewer.clone(), 1).await.unwrap();
         db.assign_sitting(reviewer.id, s, 1).await.unwrap();
         assert_eq!(
@@ -1715,13 +1702,7 @@ async fn pv_decisions_holds_and_destruction() {
                 .unwrap(),
             ChunkInsert::Created
         );
-        let reviewer = StaffAccount::new(
-            StaffId::random(),
-            "relecteur".into(),
-            server::domain::Role::Reviewer,
-            "$argon2id$x".into(),
-            1,
-        );
+        let reviewer = reviewer("relecteur");
         db.create_staff(reviewer.clone(), 1).await.unwrap();
         let review = Review {
             id: ReviewId::random(),
