@@ -442,7 +442,11 @@ mod tests {
             if let Some(end) = text.find("\r\n\r\n") {
                 let len: usize = text[..end]
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
                     .unwrap_or(0);
                 if got.len() >= end + 4 + len {
                     return text.lines().next().unwrap().to_owned();
@@ -487,7 +491,10 @@ mod tests {
         let failure = api.heartbeat(&Heartbeat::default()).await.unwrap_err();
         assert_eq!(failure.code, "network");
         let seen = serve.join().unwrap();
-        assert!(seen[0].starts_with("PUT ") && seen[1] == seen[0], "{seen:?}");
+        assert!(
+            seen[0].starts_with("PUT ") && seen[1] == seen[0],
+            "{seen:?}"
+        );
         assert!(seen[2].starts_with("POST "), "{seen:?}");
     }
 

@@ -122,8 +122,9 @@ impl MediaStore for SqliteDatabase {
             .collect::<Result<HashSet<ChunkKey>, _>>()?;
         let mut stored = HashMap::new();
         if inserted.len() < batch.len() {
-            let mut select =
-                sqlx::QueryBuilder::new("SELECT stream_id, idx, digest FROM chunks WHERE (stream_id, idx) IN (");
+            let mut select = sqlx::QueryBuilder::new(
+                "SELECT stream_id, idx, digest FROM chunks WHERE (stream_id, idx) IN (",
+            );
             let mut keys = select.separated(", ");
             for c in batch {
                 keys.push("(")

@@ -226,8 +226,13 @@ impl BlobStore {
         dirs.dedup();
         use futures::{StreamExt, TryStreamExt};
         type Sync = fn(&std::fs::File) -> std::io::Result<()>;
-        let syncs = (files.into_iter().map(|f| (f, std::fs::File::sync_data as Sync)))
-            .chain(dirs.into_iter().map(|d| (d, std::fs::File::sync_all as Sync)));
+        let syncs = (files
+            .into_iter()
+            .map(|f| (f, std::fs::File::sync_data as Sync)))
+        .chain(
+            dirs.into_iter()
+                .map(|d| (d, std::fs::File::sync_all as Sync)),
+        );
         futures::stream::iter(syncs)
             .map(|(path, sync)| async move {
                 tokio::task::spawn_blocking(move || sync(&std::fs::File::open(&path)?))
@@ -394,7 +399,13 @@ mod tests {
             store.put(p, Bytes::from_static(b"chunk")).await.unwrap();
         }
         store.sync(&paths).await.unwrap();
-        let gone = store.local.as_ref().unwrap().fs.path_to_filesystem(&paths[42]).unwrap();
+        let gone = store
+            .local
+            .as_ref()
+            .unwrap()
+            .fs
+            .path_to_filesystem(&paths[42])
+            .unwrap();
         std::fs::remove_file(gone).unwrap();
         let e = store.sync(&paths).await.unwrap_err();
         assert!(

@@ -133,7 +133,10 @@ fn main() {
         };
         let mut held = Vec::new();
         if runs("sqlite+local") {
-            held.push(("sqlite+local", setup_rows("sqlite+local", local, &plan, &ng).await));
+            held.push((
+                "sqlite+local",
+                setup_rows("sqlite+local", local, &plan, &ng).await,
+            ));
         }
         if !runs("postgres+garage") {
             return held;

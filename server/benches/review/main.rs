@@ -100,12 +100,19 @@ fn init_segment() -> Vec<u8> {
     fn mp4(kind: &[u8], payload: &[u8]) -> Vec<u8> {
         [&(payload.len() as u32 + 8).to_be_bytes()[..], kind, payload].concat()
     }
-    let stsd = mp4(b"stsd", &[[0u8; 8].as_slice(), &mp4(b"avc1", &[0; 16])].concat());
+    let stsd = mp4(
+        b"stsd",
+        &[[0u8; 8].as_slice(), &mp4(b"avc1", &[0; 16])].concat(),
+    );
     let trak = [b"stbl", b"minf", b"mdia", b"trak"]
         .iter()
         .fold(stsd, |inner, k| mp4(*k, &inner));
     let boxes = [mp4(b"ftyp", b"isom"), mp4(b"moov", &trak)].concat();
-    [boxes.clone(), mp4(b"free", &vec![0; 1024 - 8 - boxes.len()])].concat()
+    [
+        boxes.clone(),
+        mp4(b"free", &vec![0; 1024 - 8 - boxes.len()]),
+    ]
+    .concat()
 }
 
 fn cpu_seconds(pid: u32) -> f64 {

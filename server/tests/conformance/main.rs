@@ -825,7 +825,12 @@ async fn a_batch_commits_together_and_answers_in_order() {
             },
         ];
         use ChunkInsert::*;
-        assert_eq!(db.insert_chunks(&[], 2).await.unwrap(), vec![], "{}", b.name);
+        assert_eq!(
+            db.insert_chunks(&[], 2).await.unwrap(),
+            vec![],
+            "{}",
+            b.name
+        );
         let got = db.insert_chunks(&batch, 2).await.unwrap();
         assert_eq!(
             got,
