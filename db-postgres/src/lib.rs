@@ -63,6 +63,7 @@ mod error;
 mod liveness;
 mod media;
 mod migrations;
+mod packs;
 mod retention;
 mod reviews;
 mod staff;

@@ -83,6 +83,7 @@ mod error;
 mod liveness;
 mod media;
 mod migrations;
+mod packs;
 mod retention;
 mod reviews;
 mod staff;

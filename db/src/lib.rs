@@ -7,12 +7,14 @@
 pub mod batch;
 mod ids;
 pub mod lifecycle;
+pub mod packs;
 pub mod records;
 pub mod retention;
 pub mod review;
 mod role;
 mod stores;
 pub use ids::{AttemptId, FlagId, ReviewId, SittingId, StaffId, StreamId};
+pub use packs::{PackPlace, PackStore, Packed};
 pub use retention::{
     Destruction, PvDecision, PvOutcome, PvRecorded, PvUpdate, RetentionChange, RetentionFacts,
     RetentionStore,
@@ -191,6 +193,8 @@ pub struct ChunkRow {
     pub media_start_us: u64,
     pub media_end_us: u64,
     pub last: bool,
+    /// Set once its stream is packed: the chunk's bytes are in a pack, not on their own.
+    pub pack: Option<PackPlace>,
 }
 
 #[derive(Clone)]
@@ -355,6 +359,7 @@ pub trait Database:
     + TokenStore
     + LivenessStore
     + MediaStore
+    + PackStore
     + StaffStore
     + ReviewStore
     + AuditStore
@@ -370,6 +375,7 @@ impl<T> Database for T where
         + TokenStore
         + LivenessStore
         + MediaStore
+        + PackStore
         + StaffStore
         + ReviewStore
         + AuditStore

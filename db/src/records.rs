@@ -186,6 +186,9 @@ pub struct ChunkRec<Id> {
     pub media_end_us: i64,
     pub last: bool,
     pub content_sha256: Vec<u8>,
+    pub pack_tag: Option<i64>,
+    pub pack_first: Option<i64>,
+    pub pack_offset: Option<i64>,
 }
 
 impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
@@ -201,6 +204,14 @@ impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
             media_start_us: r.media_start_us as u64,
             media_end_us: r.media_end_us as u64,
             last: r.last,
+            pack: match (r.pack_tag, r.pack_first, r.pack_offset) {
+                (Some(tag), Some(first), Some(offset)) => Some(crate::PackPlace {
+                    tag: tag as u64,
+                    first: first as u32,
+                    offset: offset as u64,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -128,6 +128,7 @@ async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
                 media_start_us: 0,
                 media_end_us: 1,
                 last: false,
+                pack: None,
             };
             rows.push(NewChunk {
                 attempt: a,

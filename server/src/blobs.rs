@@ -13,7 +13,7 @@
 //! ignore `If-None-Match`, so there the name alone keeps an object from being replaced by
 //! different bytes.
 
-use crate::db::{AttemptId, StreamId};
+use crate::db::{AttemptId, ChunkRow, StreamId};
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -99,6 +99,33 @@ pub fn chunk_path(
         "attempts/{attempt}/{stream}/{index:010}-{}.chunk",
         hex::encode(content_sha256)
     ))
+}
+
+/// A pack's object: the stream's chunks from index `first` on, end to end (issue 22),
+/// under the tag its packer drew, so that two instances packing one stream at once never
+/// write one name (the loser deletes its own). Each chunk read from it is still checked by
+/// its GCM tag and its chain against its row.
+pub fn pack_path(attempt: AttemptId, stream: StreamId, tag: u64, first: u32) -> ObjectPath {
+    ObjectPath::from(format!(
+        "attempts/{attempt}/{stream}/pack-{tag:016x}-{first:010}.pack"
+    ))
+}
+
+/// Where a chunk's bytes are: its own object, or its range of a pack.
+pub fn chunk_location(
+    attempt: AttemptId,
+    row: &ChunkRow,
+) -> (ObjectPath, Option<std::ops::Range<usize>>) {
+    match row.pack {
+        None => (
+            chunk_path(attempt, row.stream_id, row.index, &row.content_sha256),
+            None,
+        ),
+        Some(p) => (
+            pack_path(attempt, row.stream_id, p.tag, p.first),
+            Some(p.offset as usize..(p.offset + row.size) as usize),
+        ),
+    }
 }
 
 /// Whether a put wrote the object or found it already there (locally; on S3 a put always
@@ -250,6 +277,18 @@ impl BlobStore {
             Ok(r) => Ok(r.bytes().await?),
             Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A chunk's bytes, from its own object or its pack's range.
+    pub async fn read_chunk(&self, attempt: AttemptId, row: &ChunkRow) -> Result<Bytes, BlobError> {
+        match chunk_location(attempt, row) {
+            (path, None) => self.get(&path).await,
+            (path, Some(range)) => match self.store.get_range(&path, range).await {
+                Ok(b) => Ok(b),
+                Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 

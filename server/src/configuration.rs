@@ -29,6 +29,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     #[serde(default)]
     pub object_store: crate::blobs::ObjectStoreSettings,
+    pub packing: PackingSettings,
 }
 
 impl Settings {
@@ -193,6 +194,19 @@ pub struct WebRtcSettings {
     pub announce: Option<String>,
     /// Connected agents at most; beyond, signalling answers 503 and agents use HTTPS.
     pub max_peers: usize,
+}
+
+/// `[packing]`: a complete stream's fragments copied into a few larger objects.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PackingSettings {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde_compat")]
+    pub after: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub loose_grace: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub interval: Duration,
+    pub max_pack_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

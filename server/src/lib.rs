@@ -19,6 +19,7 @@ pub mod liveness;
 pub use proctor_db::lifecycle;
 pub mod memory;
 pub mod metrics;
+pub mod packing;
 pub mod retention;
 pub mod review;
 pub mod routes;

@@ -49,6 +49,12 @@ pub fn stream_ended() {
     metrics::counter!("proctor_streams_ended_total").increment(1);
 }
 
+/// A stream's fragments copied into packs (how many fragments, how many packs).
+pub fn stream_packed(fragments: usize, packs: usize) {
+    metrics::counter!("proctor_fragments_packed_total").increment(fragments as u64);
+    metrics::counter!("proctor_packs_written_total").increment(packs as u64);
+}
+
 pub fn attempts_destroyed(n: u64) {
     metrics::counter!("proctor_attempts_destroyed_total").increment(n);
 }

@@ -188,6 +188,7 @@ impl Application {
         let header_timeout = self.run.header_timeout;
         let _worker = crate::retention::spawn_worker(self.state.retention.clone());
         let _liveness = crate::liveness::spawn_watch(self.state.liveness.clone());
+        let _packer = crate::packing::spawn(self.state.packer.clone());
         let agents = self.webrtc_agents();
         let webrtc = match self.udp {
             Some((socket, announce)) => Some(Arc::new(crate::webrtc::WebRtc::start(

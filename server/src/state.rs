@@ -13,6 +13,7 @@ use crate::db::{Database, SqliteDatabase};
 use crate::enrolment::Enrolment;
 use crate::ingest::Ingest;
 use crate::liveness::Liveness;
+use crate::packing::Packer;
 use crate::retention::{Policy, Retention};
 use crate::review::Review;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub review: Arc<Review>,
     pub retention: Arc<Retention>,
+    /// Complete streams' fragments into packs (`[packing]`).
+    pub packer: Arc<Packer>,
     pub policy: Policy,
     pub attempts: Attempts,
     pub audit: Audit,
@@ -134,6 +137,12 @@ impl AppState {
                     policy: policy.clone(),
                 },
                 &settings.review,
+            )),
+            packer: Arc::new(Packer::new(
+                db.clone(),
+                blobs.clone(),
+                clock.clone(),
+                settings.packing.clone(),
             )),
             policy: policy.clone(),
             liveness: liveness.clone(),

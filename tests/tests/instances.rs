@@ -172,3 +172,92 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     let decoded = media::decode(&media).expect("decodes");
     assert!(decoded.video_seconds >= 22.0, "{decoded:?}");
 }
+
+/// Issue 22: both instances pack the stream the real agent finished, at the same moment:
+/// one set of packs stays in the bucket, the loose objects go, and the recording reads
+/// back byte for byte the same, through either instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_pack_a_finished_recording_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = pg::Cluster::start().await;
+    let bucket = garage::Garage::start();
+    let mut env = bucket.env();
+    env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
+    env.push((
+        "PROCTOR_OBJECT_STORE__URL".into(),
+        bucket.settings.url.clone().unwrap(),
+    ));
+    // Packed 20 s after the end (time to read it loose first), every second, the loose
+    // objects deleted at the next pass.
+    for (k, v) in [
+        ("ENABLED", "true"),
+        ("AFTER", "20s"),
+        ("INTERVAL", "1s"),
+        ("LOOSE_GRACE", "0s"),
+    ] {
+        env.push((format!("PROCTOR_PACKING__{k}"), v.into()));
+    }
+    let keys = tmp.path().join("keys");
+    let key_arg = ["--key-dir", keys.to_str().unwrap()];
+    let a = Server::start_with_env(&tmp.path().join("a"), 0, &key_arg, &env);
+    let b = Server::start_with_env(&tmp.path().join("b"), 0, &key_arg, &env);
+    let (attempt, token) = enrol(&a).await;
+    let mut cmd = agent(&a.public, &token, "10s", &tmp.path().join("spool"));
+    cmd.args(["--transport", "https"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sealed = summary["fragments_sealed"].as_u64().unwrap() as usize;
+
+    let mut cli_env: Vec<(&str, &str)> =
+        env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    cli_env.push(("PROCTOR_LOG", "warn"));
+    let report = cli(
+        &tmp.path().join("b"),
+        &[
+            "--key-dir",
+            keys.to_str().unwrap(),
+            "attempt",
+            "show",
+            &attempt,
+        ],
+        &cli_env,
+    );
+    let stream = report["streams"][0]["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let loose = staff_media_env(&b, &attempt, &stream, &cli_env).await;
+    let blobs = server::blobs::BlobStore::open(&bucket.settings, tmp.path()).unwrap();
+    let id = uuid::Uuid::parse_str(&attempt).unwrap().into();
+    assert_eq!(blobs.count_attempt_objects(id).await.unwrap(), sealed);
+
+    let mut left = sealed;
+    for _ in 0..120 {
+        left = blobs.count_attempt_objects(id).await.unwrap();
+        if left <= sealed / 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        (1..=sealed / 2).contains(&left),
+        "{sealed} loose objects became a few packs: {left}"
+    );
+    assert_eq!(
+        staff_media_env(&a, &attempt, &stream, &cli_env).await,
+        loose
+    );
+    assert_eq!(
+        staff_media_env(&b, &attempt, &stream, &cli_env).await,
+        loose
+    );
+    let decoded = media::decode(&loose).expect("decodes");
+    assert!(decoded.video_seconds >= 8.0, "{decoded:?}");
+}

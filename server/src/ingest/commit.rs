@@ -165,6 +165,7 @@ mod tests {
             media_start_us: 0,
             media_end_us: 1,
             last: false,
+            pack: None,
         }
     }
 

@@ -603,6 +603,7 @@ impl Ingest {
             media_start_us: header.media_start_us,
             media_end_us: header.media_end_us,
             last: header.last,
+            pack: None,
         };
         // A replay or a conflict needs no blob write.
         if let Ok(existing) = self.db.chunk(stream_id, index).await {

@@ -15,7 +15,6 @@
 
 use super::Retention;
 use super::RetentionError;
-use crate::blobs::chunk_path;
 use crate::db::matches_row;
 use crate::db::{AttemptId, StreamId};
 use crate::failure::Failure;
@@ -133,15 +132,7 @@ impl Retention {
             let key = crate::keys::stream_key(dek, &attempt_id, &stream)?;
             let (mut count, mut activity) = (0, Vec::new());
             for row in self.db.chunks_of(stream.id).await? {
-                let blob = self
-                    .blobs
-                    .get(&chunk_path(
-                        attempt_id,
-                        stream.id,
-                        row.index,
-                        &row.content_sha256,
-                    ))
-                    .await?;
+                let blob = self.blobs.read_chunk(attempt_id, &row).await?;
                 let media =
                     match protocol::open_chunk(&key, attempt_id.into(), stream.id.into(), &blob) {
                         Ok(o) if matches_row(&o, &row) => zeroize::Zeroizing::new(o.plaintext),

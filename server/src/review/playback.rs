@@ -6,7 +6,6 @@
 use super::Review;
 use super::ReviewError;
 use crate::attempts::{AssignedAttempt, Purpose};
-use crate::blobs::chunk_path;
 use crate::db::{Attempt, ChunkRow, DbError, Stream};
 use crate::db::{AttemptId, StreamId};
 use crate::failure::Failure;
@@ -140,16 +139,7 @@ impl Review {
                 )
                 .await);
         }
-        let blob = match self
-            .blobs
-            .get(&chunk_path(
-                attempt_id,
-                stream_id,
-                index,
-                &row.content_sha256,
-            ))
-            .await
-        {
+        let blob = match self.blobs.read_chunk(attempt_id, row).await {
             Ok(blob) => blob,
             // Acknowledged, then lost from the store: missing, which the player says as such
             // (not altered: nobody changed it, it is not there).

@@ -63,6 +63,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut server::configuration::Sett
     settings.server.staff_listen = "127.0.0.1:0".parse().unwrap();
     settings.limits.max_chunk_bytes = 64 * 1024;
     settings.integration.token = Some(PLATFORM_TOKEN.into());
+    // The packer's loop runs on wall-clock time beside the tests' manual clock: off, so
+    // that what a test counts in the store is what it did; `packing.rs` runs its passes.
+    settings.packing.enabled = false;
     adjust(&mut settings);
     let clock = Arc::new(ManualClock::at(time::OffsetDateTime::now_utc()));
     let app = Application::build(settings.clone(), clock.clone() as Arc<dyn Clock>)

@@ -10,6 +10,7 @@ mod integration;
 mod lifecycle;
 mod liveness;
 mod own_key;
+mod packing;
 #[path = "../support/pg.rs"]
 mod pg;
 mod production_storage;

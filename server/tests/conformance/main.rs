@@ -130,6 +130,7 @@ fn chunk(stream: StreamId, index: u32, tag: u8) -> ChunkRow {
         media_start_us: 0,
         media_end_us: 2_000_000,
         last: false,
+        pack: None,
     }
 }
 
@@ -2352,4 +2353,132 @@ async fn a_postgres_database_of_the_old_numbering_opens() {
         .await
         .unwrap();
     assert_eq!(again, migrations);
+}
+
+/// Issue 22: only a complete, ended, settled stream of a living attempt is to pack; its
+/// rows switch once; the loose objects are listed after the switch until finished.
+#[tokio::test]
+async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
+    for b in backends().await {
+        let db = &*b.db;
+        let a = new_attempt(sitting(db).await, "c");
+        db.create_attempt(a.clone()).await.unwrap();
+        // Stream `whole`: 0..=2, ended at 5,000. `holed`: 0 and 2 (final), ended.
+        // `open`: 0..=1, never ended.
+        let (whole, holed, open) = (
+            stream_of(db, a.id, 1_000).await,
+            stream_of(db, a.id, 1_000).await,
+            stream_of(db, a.id, 1_000).await,
+        );
+        for (s, indices) in [
+            (whole, vec![0, 1, 2]),
+            (holed, vec![0, 2]),
+            (open, vec![0, 1]),
+        ] {
+            for i in indices {
+                let mut row = chunk(s, i, i as u8);
+                row.last = i == 2;
+                db.insert_chunk(a.id, row, 2_000).await.unwrap();
+            }
+        }
+        db.end_stream(whole, 2, 5_000).await.unwrap();
+        db.end_stream(holed, 2, 5_000).await.unwrap();
+        assert!(
+            db.streams_to_pack(5_000, 10).await.unwrap().is_empty(),
+            "{}: not settled",
+            b.name
+        );
+        assert_eq!(
+            db.streams_to_pack(5_001, 10).await.unwrap(),
+            vec![(a.id, whole)],
+            "{}: only the whole ended stream",
+            b.name
+        );
+
+        let places = [(0, 0, 0), (1, 0, 10), (2, 2, 0)];
+        assert_eq!(
+            db.set_packed(whole, 7, &places, 6_000).await.unwrap(),
+            Packed::Done
+        );
+        assert_eq!(
+            db.set_packed(whole, 8, &places, 6_001).await.unwrap(),
+            Packed::AlreadyPacked,
+            "{}",
+            b.name
+        );
+        let rows = db.chunks_of(whole).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.pack).collect::<Vec<_>>(),
+            [(0, 0), (0, 10), (2, 0)]
+                .map(|(first, offset)| Some(PackPlace {
+                    tag: 7,
+                    first,
+                    offset
+                }))
+                .to_vec(),
+            "{}: the winner's tag",
+            b.name
+        );
+        assert_eq!(db.chunk(whole, 1).await.unwrap().pack, rows[1].pack);
+        assert!(db
+            .chunks_of(open)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.pack.is_none()));
+        assert!(
+            db.streams_to_pack(9_000, 10).await.unwrap().is_empty(),
+            "{}: packed once",
+            b.name
+        );
+
+        assert!(
+            db.loose_to_delete(6_000, 10).await.unwrap().is_empty(),
+            "{}: grace",
+            b.name
+        );
+        assert_eq!(
+            db.loose_to_delete(6_001, 10).await.unwrap(),
+            vec![(a.id, whole)]
+        );
+        db.finish_loose(whole, 7_000).await.unwrap();
+        assert!(
+            db.loose_to_delete(9_000, 10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+
+        // A destroyed attempt's streams are neither listed nor switched.
+        let other = new_attempt(sitting(db).await, "d");
+        db.create_attempt(other.clone()).await.unwrap();
+        let s = stream_of(db, other.id, 1_000).await;
+        let mut row = chunk(s, 0, 1);
+        row.last = true;
+        db.insert_chunk(other.id, row, 2_000).await.unwrap();
+        db.end_stream(s, 0, 2_000).await.unwrap();
+        assert_eq!(
+            db.streams_to_pack(9_000, 10).await.unwrap(),
+            vec![(other.id, s)]
+        );
+        db.destroy_attempts(&[Destruction {
+            attempt: other.id,
+            pseudonym: "p:other".into(),
+            receipt_json: "receipt".into(),
+            at_ms: 8_000,
+            event: event(Some(other.id), "attempt_destroyed", 8_000),
+        }])
+        .await
+        .unwrap();
+        assert!(
+            db.streams_to_pack(9_000, 10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            db.set_packed(s, 1, &[(0, 0, 0)], 9_000).await.unwrap(),
+            Packed::Destroyed,
+            "{}",
+            b.name
+        );
+    }
 }

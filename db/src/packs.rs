@@ -1,0 +1,56 @@
+//! A finished stream's fragments packed into a few larger objects, as stored: which
+//! streams are ready, where each chunk now lives, and when the loose objects went. The
+//! packing itself is the server's (`server/src/packing.rs`).
+
+use crate::{AttemptId, DbResult, StreamId};
+use async_trait::async_trait;
+
+/// Where a packed chunk's bytes are: the pack of its stream drawn with `tag` that starts
+/// at index `first`, from `offset` on, for the row's `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackPlace {
+    pub tag: u64,
+    pub first: u32,
+    pub offset: u64,
+}
+
+/// What `set_packed` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    /// The rows point into the packs now.
+    Done,
+    /// Another instance packed the stream first: its packs hold the same bytes.
+    AlreadyPacked,
+    /// The attempt was destroyed meanwhile: the packs just written are to be deleted.
+    Destroyed,
+}
+
+#[async_trait]
+pub trait PackStore: Send + Sync {
+    /// Streams whose every chunk is stored (the agent ended them: `final_index`, every
+    /// index up to it present), ended before `settled_before_ms`, not packed yet, of an
+    /// attempt not destroyed; oldest first, at most `limit`.
+    async fn streams_to_pack(
+        &self,
+        settled_before_ms: i64,
+        limit: u32,
+    ) -> DbResult<Vec<(AttemptId, StreamId)>>;
+    /// Points each listed chunk (index, pack's first index, offset) at its pack and marks
+    /// the stream packed under `tag`, in one transaction, unless it was packed already or
+    /// its attempt destroyed.
+    async fn set_packed(
+        &self,
+        stream: StreamId,
+        tag: u64,
+        places: &[(u32, u32, u64)],
+        at_ms: i64,
+    ) -> DbResult<Packed>;
+    /// Streams packed before `packed_before_ms` whose loose objects are still to delete.
+    async fn loose_to_delete(
+        &self,
+        packed_before_ms: i64,
+        limit: u32,
+    ) -> DbResult<Vec<(AttemptId, StreamId)>>;
+    /// The stream's loose objects are deleted.
+    async fn finish_loose(&self, stream: StreamId, at_ms: i64) -> DbResult<()>;
+}

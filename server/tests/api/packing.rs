@@ -1,0 +1,256 @@
+//! Issue 22: a complete stream's fragments packed into a few objects, on both storages.
+//! Every read gives the same bytes before, during and after; the loose objects go after
+//! their grace; a pack's damage is caught like a chunk's; a purge leaves nothing; two
+//! packers at once write one set of packs.
+
+use crate::helpers::*;
+use protocol::api::*;
+use server::packing::PackReport;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Fragments recorded per stream (plus the initialisation segment).
+const FRAGMENTS: u32 = 6;
+
+/// Small packs, so that a stream makes several: two to four of these fragments each.
+fn small_packs(s: &mut server::configuration::Settings) {
+    s.packing.max_pack_bytes = 700;
+}
+
+/// A reviewer's reads of the whole stream: the media range and each fragment.
+async fn reads(app: &TestApp, token: &str, c: &Candidate, stream: Uuid) -> Vec<(u16, Vec<u8>)> {
+    let mut urls = vec![format!(
+        "{}/api/staff/v1/attempts/{}/streams/{}/media?from=1&to={FRAGMENTS}",
+        app.staff, c.attempt_id, stream
+    )];
+    urls.extend((0..=FRAGMENTS).map(|i| {
+        format!(
+            "{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
+            app.staff, c.attempt_id, stream
+        )
+    }));
+    let mut out = Vec::new();
+    for url in urls {
+        let r = app.http.get(url).bearer_auth(token).send().await.unwrap();
+        out.push((r.status().as_u16(), r.bytes().await.unwrap().to_vec()));
+    }
+    out
+}
+
+/// A candidate who recorded one whole stream and ended it.
+async fn recorded(app: &TestApp) -> (Candidate, OpenStream) {
+    let (c, s) = app.recording_candidate().await;
+    for (i, chunk) in seal_stream(&s, FRAGMENTS).into_iter().enumerate() {
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i as u32, chunk)
+                .await
+                .status(),
+            201
+        );
+    }
+    assert_eq!(
+        app.end_stream(&c.token, s.stream_id, FRAGMENTS)
+            .await
+            .status(),
+        204
+    );
+    // Reviewed once the exam has ended.
+    assert_eq!(
+        app.platform_post(&format!("attempts/{}/end", c.attempt_id))
+            .await
+            .status(),
+        200
+    );
+    (c, s)
+}
+
+async fn objects(app: &TestApp, c: &Candidate) -> usize {
+    app.blobs()
+        .count_attempt_objects(c.attempt_id.into())
+        .await
+        .unwrap()
+}
+
+async fn pass(app: &TestApp) -> PackReport {
+    app.state_on_clock().await.packer.run_once().await.unwrap()
+}
+
+async fn a_packed_recording_reads_the_same_and_purges_whole(app: TestApp) {
+    let (c, s) = recorded(&app).await;
+    let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
+    let before = reads(&app, &token, &c, s.stream_id).await;
+    assert!(
+        before.iter().all(|(status, _)| *status == 200),
+        "{:?}",
+        before.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let loose = (FRAGMENTS + 1) as usize;
+    assert_eq!(objects(&app, &c).await, loose);
+
+    // Not yet: the stream ended less than `[packing] after` ago.
+    assert_eq!(pass(&app).await, PackReport::default());
+    app.clock.advance(Duration::from_secs(3 * 60));
+    let packed = pass(&app).await;
+    assert_eq!(
+        (packed.streams_packed, packed.fragments_packed),
+        (1, loose),
+        "{packed:?}"
+    );
+    assert!(packed.packs_written >= 2, "small packs: several {packed:?}");
+    assert!(packed.packs_written < loose, "{packed:?}");
+    // The loose objects outlive the switch by their grace: a reader that had the old row
+    // still finds its object.
+    assert_eq!(objects(&app, &c).await, loose + packed.packs_written);
+    assert_eq!(reads(&app, &token, &c, s.stream_id).await, before);
+
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let swept = pass(&app).await;
+    assert_eq!(swept.loose_deleted, loose, "{swept:?}");
+    assert_eq!(swept.streams_packed, 0, "packed once");
+    assert_eq!(objects(&app, &c).await, packed.packs_written);
+    assert_eq!(reads(&app, &token, &c, s.stream_id).await, before);
+    assert_eq!(
+        pass(&app).await,
+        PackReport::default(),
+        "nothing left to do"
+    );
+    let report: serde_json::Value = app
+        .http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{}",
+            app.staff, c.attempt_id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["integrity"], "ok", "{report:#}");
+    assert_eq!(report["fragments_stored"], FRAGMENTS + 1, "{report:#}");
+
+    // The jury validates: the packs go with the attempt's purge.
+    let sitting = app
+        .db()
+        .await
+        .attempt(c.attempt_id.into())
+        .await
+        .unwrap()
+        .sitting_id;
+    let pv = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true })),
+        )
+        .await;
+    assert_eq!(pv.status(), 201);
+    app.state_on_clock()
+        .await
+        .retention
+        .purge_destroyed()
+        .await
+        .unwrap();
+    assert_eq!(objects(&app, &c).await, 0, "nothing left in the store");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_packed_recording_reads_the_same_and_purges_whole_on_sqlite_and_a_directory() {
+    a_packed_recording_reads_the_same_and_purges_whole(spawn_app_with(small_packs).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_packed_recording_reads_the_same_and_purges_whole_on_postgres_and_s3() {
+    a_packed_recording_reads_the_same_and_purges_whole(
+        spawn_app_on_postgres_and_s3(small_packs).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
+    let app = spawn_app_with(small_packs).await;
+    let (c, s) = recorded(&app).await;
+    let token = reviewer_of(&app, "relectrice", c.attempt_id).await;
+    // Fragment 5 lost from the store before packing: left out, still read as missing.
+    let row = app.db().await.chunk(s.stream_id.into(), 5).await.unwrap();
+    app.blobs()
+        .delete(&server::blobs::chunk_path(
+            c.attempt_id.into(),
+            s.stream_id.into(),
+            5,
+            &row.content_sha256,
+        ))
+        .await
+        .unwrap();
+    app.clock.advance(Duration::from_secs(3 * 60));
+    let packed = pass(&app).await;
+    assert_eq!(packed.fragments_packed, FRAGMENTS as usize, "{packed:?}");
+    let db = app.db().await;
+    assert!(db
+        .chunk(s.stream_id.into(), 5)
+        .await
+        .unwrap()
+        .pack
+        .is_none());
+    let fragment = |i: u32| {
+        app.http
+            .get(format!(
+                "{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
+                app.staff, c.attempt_id, s.stream_id
+            ))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(
+        error_code(fragment(5).await.unwrap()).await,
+        (404, "not_found".into())
+    );
+    assert_eq!(fragment(2).await.unwrap().status(), 200);
+
+    // One bit of fragment 2 flipped inside its pack: refused as altered, its neighbours
+    // in the same pack still served.
+    let row = db.chunk(s.stream_id.into(), 2).await.unwrap();
+    let place = row.pack.expect("packed");
+    let path = app.data.path().join("blobs").join(
+        server::blobs::pack_path(
+            c.attempt_id.into(),
+            s.stream_id.into(),
+            place.tag,
+            place.first,
+        )
+        .to_string(),
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(place.offset + row.size - 1) as usize] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(
+        error_code(fragment(2).await.unwrap()).await,
+        (422, "fragment_altered".into())
+    );
+    let neighbour = if place.first == 2 { 3 } else { place.first };
+    assert_eq!(fragment(neighbour).await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_packers_at_once_leave_one_set_of_packs() {
+    let app = spawn_app_with(small_packs).await;
+    let (c, s) = recorded(&app).await;
+    let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
+    let before = reads(&app, &token, &c, s.stream_id).await;
+    app.clock.advance(Duration::from_secs(3 * 60));
+    let (one, two) = (app.state_on_clock().await, app.state_on_clock().await);
+    let (a, b) = tokio::join!(one.packer.run_once(), two.packer.run_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.streams_packed + b.streams_packed, 1, "{a:?} {b:?}");
+    let packs = a.packs_written + b.packs_written;
+    app.clock.advance(Duration::from_secs(11 * 60));
+    pass(&app).await;
+    assert_eq!(
+        objects(&app, &c).await,
+        packs,
+        "the loser deleted its own packs"
+    );
+    assert_eq!(reads(&app, &token, &c, s.stream_id).await, before);
+}
