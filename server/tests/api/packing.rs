@@ -4,7 +4,6 @@
 //! packers at once write one set of packs.
 
 use crate::helpers::*;
-use protocol::api::*;
 use server::packing::PackReport;
 use std::time::Duration;
 use uuid::Uuid;
