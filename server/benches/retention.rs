@@ -5,6 +5,10 @@
 //!   time until the decision answers (every key destroyed by then; goal ≤ 1 s) and until
 //!   every blob is gone (goal ≤ 60 s). Baseline in the same run: the same keys destroyed
 //!   one transaction per attempt.
+//! - The same PV validation once every recording is packed (issue 22): 1,000 candidates
+//!   with 9 packs each, as many objects as a sitting of 1,000 one-hour recordings has
+//!   once packed (~285 MiB each at the agent's highest bitrate, 32 MiB packs); with the
+//!   packing's own cost (fragments per second, paid once in the background).
 //! - The retention sweep of 100,000 due attempts: the time until every key is destroyed
 //!   (goal ≤ 10 s).
 //!
@@ -29,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+#[derive(Clone, Copy)]
 struct Plan {
     candidates: usize,
     fragments: u32,
@@ -48,6 +53,9 @@ const SMOKE: Plan = Plan {
     fragment_bytes: 1024,
     swept: 500,
 };
+/// Packs per recording in the packed round: a one-hour recording at the agent's highest
+/// bitrate (600 + 64 kbit/s, ~285 MiB) in packs of 32 MiB.
+const PACKS_PER_RECORDING: u32 = 9;
 
 fn settings(dir: &std::path::Path) -> Settings {
     let mut s = server::configuration::load(None).unwrap();
@@ -127,7 +135,7 @@ async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
                 size: payload.len() as u64,
                 media_start_us: 0,
                 media_end_us: 1,
-                last: false,
+                last: index + 1 == plan.fragments,
                 pack: None,
             };
             rows.push(NewChunk {
@@ -141,6 +149,10 @@ async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
             .await
             .unwrap();
         p.db.insert_chunks(&rows, 0).await.unwrap();
+        // Ended by its agent: ready to pack (the packed round packs it).
+        if let Some(last) = plan.fragments.checked_sub(1) {
+            p.db.end_stream(stream.id, last, 0).await.unwrap();
+        }
         p.attempts
             .transition(a, Transition::End, "bench")
             .await
@@ -176,6 +188,21 @@ async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
         assert!(f.destroyed_at_ms.is_some() && f.blobs_purged);
     }
     (keys, blobs)
+}
+
+/// Every stream of a sitting packed and its loose objects deleted, as the packer does in
+/// the background: (time, fragments packed, packs written).
+async fn pack_all(p: &Bench) -> (Duration, usize, usize) {
+    let t0 = Instant::now();
+    let (mut fragments, mut packs) = (0, 0);
+    loop {
+        let r = p.packer.run_once().await.unwrap();
+        if r == Default::default() {
+            return (t0.elapsed(), fragments, packs);
+        }
+        fragments += r.fragments_packed;
+        packs += r.packs_written;
+    }
 }
 
 /// Baseline: the same number of keys destroyed one transaction per attempt.
@@ -279,6 +306,7 @@ fn main() {
         println!("| storage | candidates × fragments | keys destroyed (answer) | goal | every blob gone | goal | blobs/s | baseline: one transaction per key | batch / baseline |");
         println!("|---|---|---|---|---|---|---|---|---|");
         let mut sweeps = Vec::new();
+        let mut packed_rounds = Vec::new();
         for (name, make) in &setups {
             let (s, _dir) = make();
             let p = open(s.clone()).await;
@@ -296,8 +324,58 @@ fn main() {
                 baseline.as_secs_f64() / keys.as_secs_f64()
             );
             drop(p);
+
+            // Packed: two fragments a pack, so that each recording is nine objects.
+            let packed_plan = Plan {
+                fragments: 2 * PACKS_PER_RECORDING,
+                ..plan
+            };
+            let (mut s, _dir3) = make();
+            s.packing.after = Duration::ZERO;
+            s.packing.loose_grace = Duration::ZERO;
+            s.packing.max_pack_bytes = 2 * plan.fragment_bytes as u64;
+            let p = open(s).await;
+            let (sitting_id, attempts) = sitting(&p, &packed_plan).await;
+            let (packing, fragments, packs) = pack_all(&p).await;
+            assert_eq!(fragments, attempts.len() * packed_plan.fragments as usize);
+            assert_eq!(packs, attempts.len() * PACKS_PER_RECORDING as usize);
+            let t0 = Instant::now();
+            p.retention
+                .decide_pv(
+                    "bench-jury",
+                    sitting_id.into(),
+                    PvRequest {
+                        outcome: server::db::PvOutcome::Validated,
+                        contested: vec![],
+                        override_unsubmitted: true,
+                        decided_by: None,
+                    },
+                )
+                .await
+                .unwrap();
+            let keys = t0.elapsed();
+            p.retention.purge_destroyed().await.unwrap();
+            let gone = t0.elapsed();
+            for a in &attempts {
+                assert_eq!(p.blobs.count_attempt_objects(*a).await.unwrap(), 0);
+            }
+            packed_rounds.push((name, attempts.len(), fragments, packs, packing, keys, gone));
+            drop(p);
             let (s, _dir2) = make();
             sweeps.push((name, sweep(s, plan.swept).await));
+        }
+        println!();
+        println!("| storage | recordings × packs (fragments packed) | packing: fragments/s | keys destroyed (answer) | every object gone | goal | objects/s |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, n, fragments, packs, packing, keys, gone) in packed_rounds {
+            println!(
+                "| {name} | {n} × {} ({fragments}) | {:.0} | {:.0} ms | {:.1} s | ≤ 60 s | {:.0} |",
+                packs / n,
+                fragments as f64 / packing.as_secs_f64(),
+                keys.as_secs_f64() * 1e3,
+                gone.as_secs_f64(),
+                packs as f64 / (gone - keys).as_secs_f64()
+            );
         }
         println!();
         println!("| storage | due attempts | keys destroyed in | goal |");

@@ -25,6 +25,9 @@ use std::sync::Arc;
 const BATCH: u32 = 100;
 /// Fragments read or deleted at once for one stream.
 const AT_ONCE: usize = 8;
+/// Streams packed at once: a sitting's end makes hundreds ready together, and one stream
+/// alone waits on the store's latency more than it uses it.
+const STREAMS_AT_ONCE: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackingError {
@@ -72,8 +75,14 @@ impl Packer {
         let mut report = PackReport::default();
         let now = self.clock.now_ms();
         let settled = now - self.settings.after.as_millis() as i64;
-        for (attempt, stream) in self.db.streams_to_pack(settled, BATCH).await? {
-            match self.pack_stream(attempt, stream).await {
+        let ready = self.db.streams_to_pack(settled, BATCH).await?;
+        let mut packed = futures::stream::iter(ready)
+            .map(|(attempt, stream)| async move {
+                (attempt, stream, self.pack_stream(attempt, stream).await)
+            })
+            .buffer_unordered(STREAMS_AT_ONCE);
+        while let Some((attempt, stream, outcome)) = packed.next().await {
+            match outcome {
                 Ok(Some((fragments, packs))) => {
                     report.streams_packed += 1;
                     report.fragments_packed += fragments;
@@ -85,6 +94,7 @@ impl Packer {
                 }
             }
         }
+        drop(packed);
         let packed_before = now - self.settings.loose_grace.as_millis() as i64;
         for (attempt, stream) in self.db.loose_to_delete(packed_before, BATCH).await? {
             match self.delete_loose(attempt, stream).await {
