@@ -355,6 +355,29 @@ impl BlobStore {
         Ok(n)
     }
 
+    /// Deletes objects no row references any more (a packed stream's loose ones, packs
+    /// abandoned): on S3 up to 1,000 keys per request, locally one unlink after another.
+    /// An object already gone counts as deleted.
+    pub async fn delete_many(&self, paths: Vec<ObjectPath>) -> Result<(), BlobError> {
+        use futures::StreamExt;
+        if self.local.is_some() {
+            for p in &paths {
+                self.delete(p).await?;
+            }
+            return Ok(());
+        }
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
+        while let Some(r) = deleted.next().await {
+            match r {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes an object that no row references (a refused duplicate).
     pub async fn delete(&self, path: &ObjectPath) -> Result<(), BlobError> {
         match self.store.delete(path).await {

@@ -18,12 +18,12 @@ use crate::clock::SharedClock;
 use crate::configuration::PackingSettings;
 use crate::db::{AttemptId, Database, DbError, Packed, StreamId};
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use std::sync::Arc;
 
 /// Streams handled per pass (a pass with a full batch is followed by another at once).
 const BATCH: u32 = 100;
-/// Fragments read or deleted at once for one stream.
+/// Fragments read at once for one stream.
 const AT_ONCE: usize = 8;
 /// Streams packed at once: a sitting's end makes hundreds ready together, and one stream
 /// alone waits on the store's latency more than it uses it.
@@ -214,15 +214,7 @@ impl Packer {
     }
 
     async fn delete_all(&self, paths: &[object_store::path::Path]) -> Result<(), BlobError> {
-        let store = self.blobs.clone();
-        futures::stream::iter(paths.to_vec())
-            .map(move |p| {
-                let store = store.clone();
-                async move { store.delete(&p).await }
-            })
-            .buffer_unordered(AT_ONCE)
-            .try_collect::<()>()
-            .await
+        self.blobs.delete_many(paths.to_vec()).await
     }
 
     /// Deletes the loose objects of a packed stream's packed chunks (a chunk left out of
