@@ -12,5 +12,5 @@ ALTER TABLE streams ADD COLUMN packed_at BIGINT;
 -- Drawn by the packer that won: two instances packing one stream never write one name.
 ALTER TABLE streams ADD COLUMN pack_tag BIGINT;
 ALTER TABLE streams ADD COLUMN loose_deleted_at BIGINT;
-CREATE INDEX streams_to_pack ON streams(ended_at) WHERE packed_at IS NULL AND final_index IS NOT NULL;
+CREATE INDEX streams_unpacked ON streams(opened_at) WHERE packed_at IS NULL;
 CREATE INDEX streams_with_loose ON streams(packed_at) WHERE packed_at IS NOT NULL AND loose_deleted_at IS NULL;

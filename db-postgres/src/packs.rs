@@ -7,15 +7,18 @@ impl PackStore for PostgresDatabase {
     async fn streams_to_pack(
         &self,
         settled_before_ms: i64,
+        incomplete_before_ms: i64,
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>> {
         let rows = sqlx::query!(
             r#"SELECT s.attempt_id, s.id FROM streams s JOIN attempts a ON a.id = s.attempt_id
-               WHERE s.packed_at IS NULL AND s.final_index IS NOT NULL AND s.ended_at < $1
-                 AND a.destroyed_at IS NULL
-                 AND (SELECT COUNT(*) FROM chunks c WHERE c.stream_id = s.id) = s.final_index + 1
-               ORDER BY s.ended_at LIMIT $2"#,
+               WHERE s.packed_at IS NULL AND a.destroyed_at IS NULL
+                 AND ((s.final_index IS NOT NULL AND s.ended_at < $1
+                       AND (SELECT COUNT(*) FROM chunks c WHERE c.stream_id = s.id) = s.final_index + 1)
+                      OR (a.ended_at < $2 AND EXISTS (SELECT 1 FROM chunks c WHERE c.stream_id = s.id)))
+               ORDER BY s.opened_at LIMIT $3"#,
             settled_before_ms,
+            incomplete_before_ms,
             i64::from(limit)
         )
         .fetch_all(&self.pool)

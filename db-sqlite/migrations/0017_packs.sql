@@ -12,5 +12,5 @@ ALTER TABLE streams ADD COLUMN packed_at INTEGER;
 -- Drawn by the packer that won: two instances packing one stream never write one name.
 ALTER TABLE streams ADD COLUMN pack_tag INTEGER;
 ALTER TABLE streams ADD COLUMN loose_deleted_at INTEGER;
-CREATE INDEX streams_to_pack ON streams(ended_at) WHERE packed_at IS NULL AND final_index IS NOT NULL;
+CREATE INDEX streams_unpacked ON streams(opened_at) WHERE packed_at IS NULL;
 CREATE INDEX streams_with_loose ON streams(packed_at) WHERE packed_at IS NOT NULL AND loose_deleted_at IS NULL;

@@ -27,12 +27,15 @@ pub enum Packed {
 
 #[async_trait]
 pub trait PackStore: Send + Sync {
-    /// Streams whose every chunk is stored (the agent ended them: `final_index`, every
-    /// index up to it present), ended before `settled_before_ms`, not packed yet, of an
-    /// attempt not destroyed; oldest first, at most `limit`.
+    /// Streams not packed yet, of an attempt not destroyed, that are either complete (the
+    /// agent ended them: `final_index`, every index up to it present) and ended before
+    /// `settled_before_ms`, or, complete or not, of an attempt that ended before
+    /// `incomplete_before_ms` (a crash, a lost device, a fragment never sent); oldest
+    /// first, at most `limit`.
     async fn streams_to_pack(
         &self,
         settled_before_ms: i64,
+        incomplete_before_ms: i64,
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>>;
     /// Points each listed chunk (index, pack's first index, offset) at its pack and marks

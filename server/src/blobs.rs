@@ -83,6 +83,11 @@ struct Local {
     root: PathBuf,
 }
 
+/// A large object goes up in parts of this size (S3's smallest but the last is 5 MiB)...
+pub const PART_BYTES: usize = 5 << 20;
+/// ...at most this many at once: what a writer holds in memory is about one part more.
+const PARTS_AT_ONCE: usize = 2;
+
 /// The syncs of one batch in flight at once: enough for the journal to commit them
 /// together, few enough not to grow the blocking pool by a thread per chunk.
 const SYNCS_AT_ONCE: usize = 64;
@@ -355,6 +360,17 @@ impl BlobStore {
         Ok(n)
     }
 
+    /// A write-once object written part by part as its bytes come (a pack): its memory
+    /// stays a few parts whatever its size; durable once `finish` answers.
+    pub async fn write_in_parts(&self, path: &ObjectPath) -> Result<PartWriter, BlobError> {
+        let upload = self.store.put_multipart(path).await?;
+        Ok(PartWriter {
+            store: self.clone(),
+            path: path.clone(),
+            upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+        })
+    }
+
     /// Deletes objects no row references any more (a packed stream's loose ones, packs
     /// abandoned): on S3 up to 1,000 keys per request, locally one unlink after another.
     /// An object already gone counts as deleted.
@@ -383,6 +399,35 @@ impl BlobStore {
         match self.store.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// An object being written in parts (`BlobStore::write_in_parts`).
+pub struct PartWriter {
+    store: BlobStore,
+    path: ObjectPath,
+    upload: object_store::WriteMultipart,
+}
+
+impl PartWriter {
+    /// Appends `bytes`, first waiting while `PARTS_AT_ONCE` parts are still going up.
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), BlobError> {
+        self.upload.wait_for_capacity(PARTS_AT_ONCE).await?;
+        self.upload.put(bytes);
+        Ok(())
+    }
+
+    /// The last part, the object put together, and (locally) synced.
+    pub async fn finish(self) -> Result<(), BlobError> {
+        self.upload.finish().await?;
+        self.store.sync(std::slice::from_ref(&self.path)).await
+    }
+
+    /// Gives the object up: the parts sent are discarded, nothing appears under its name.
+    pub async fn abort(self) {
+        if let Err(e) = self.upload.abort().await {
+            tracing::warn!(error = %e, "aborting a multipart upload failed; its parts are the store's to expire");
         }
     }
 }

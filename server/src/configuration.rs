@@ -203,6 +203,8 @@ pub struct PackingSettings {
     #[serde(with = "humantime_serde_compat")]
     pub after: Duration,
     #[serde(with = "humantime_serde_compat")]
+    pub incomplete_after: Duration,
+    #[serde(with = "humantime_serde_compat")]
     pub loose_grace: Duration,
     #[serde(with = "humantime_serde_compat")]
     pub interval: Duration,

@@ -12,11 +12,15 @@
 //! objects go `loose_grace` later, so a reader that fetched a row before the switch still
 //! finds its object; a crash in between leaves them to the next pass. Whatever is left
 //! under the attempt's prefix, packs included, goes with its purge.
+//!
+//! A stream its agent never ended (a crash, a lost device) or that misses a fragment is
+//! packed as it is once its attempt ended `incomplete_after` ago: a fragment arriving
+//! later still is stored on its own, and read so.
 
-use crate::blobs::{chunk_path, pack_path, BlobError, BlobStore};
+use crate::blobs::{chunk_path, pack_path, BlobError, BlobStore, PartWriter, PART_BYTES};
 use crate::clock::SharedClock;
 use crate::configuration::PackingSettings;
-use crate::db::{AttemptId, Database, DbError, Packed, StreamId};
+use crate::db::{AttemptId, ChunkRow, Database, DbError, Packed, StreamId};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -75,7 +79,8 @@ impl Packer {
         let mut report = PackReport::default();
         let now = self.clock.now_ms();
         let settled = now - self.settings.after.as_millis() as i64;
-        let ready = self.db.streams_to_pack(settled, BATCH).await?;
+        let incomplete = now - self.settings.incomplete_after.as_millis() as i64;
+        let ready = self.db.streams_to_pack(settled, incomplete, BATCH).await?;
         let mut packed = futures::stream::iter(ready)
             .map(|(attempt, stream)| async move {
                 (attempt, stream, self.pack_stream(attempt, stream).await)
@@ -117,48 +122,15 @@ impl Packer {
     ) -> Result<Option<(usize, usize)>, PackingError> {
         let rows = self.db.chunks_of(stream).await?;
         let tag: u64 = rand::random();
-        let max = self.settings.max_pack_bytes.max(1);
         let (mut places, mut written) = (Vec::with_capacity(rows.len()), Vec::new());
-        let mut pack = Pack::default();
-        // Owned futures: a spawned task cannot hold a stream of futures borrowing `self`.
-        let store = self.blobs.clone();
-        let mut blobs = futures::stream::iter(rows)
-            .map(move |row| {
-                let store = store.clone();
-                async move {
-                    let blob = store.read_chunk(attempt, &row).await;
-                    (row, blob)
-                }
-            })
-            .buffered(AT_ONCE);
-        while let Some((row, blob)) = blobs.next().await {
-            let blob = match blob {
-                Ok(b) if b.len() as u64 == row.size => b,
-                // Acknowledged, then lost or damaged in the store: left as it is, so that
-                // a read says missing or altered exactly as before.
-                Ok(_) | Err(BlobError::NotFound) => {
-                    tracing::error!(attempt = %attempt, stream = %stream, index = row.index, "a fragment to pack is missing or damaged in the store; left out of its pack");
-                    continue;
-                }
-                Err(e) => return Err(self.abandon(written, e.into()).await),
-            };
-            if !pack.is_empty() && pack.bytes.len() as u64 + row.size > max {
-                if let Err(e) = self
-                    .write(attempt, stream, tag, &mut pack, &mut places, &mut written)
-                    .await
-                {
-                    return Err(self.abandon(written, e).await);
-                }
-            }
-            pack.push(row.index, blob);
-        }
-        drop(blobs);
-        if !pack.is_empty() {
-            if let Err(e) = self
-                .write(attempt, stream, tag, &mut pack, &mut places, &mut written)
-                .await
-            {
-                return Err(self.abandon(written, e).await);
+        for group in groups(rows, self.settings.max_pack_bytes) {
+            let path = pack_path(attempt, stream, tag, group[0].index);
+            // Listed before it is written: a failure half-way deletes whatever landed.
+            written.push(path.clone());
+            match self.write_pack(attempt, &path, group).await {
+                Ok(in_pack) if in_pack.is_empty() => drop(written.pop()),
+                Ok(in_pack) => places.extend(in_pack),
+                Err(e) => return Err(self.abandon(written, e).await),
             }
         }
         let outcome = match self
@@ -182,22 +154,65 @@ impl Packer {
         }
     }
 
-    async fn write(
+    /// Writes one pack of `group` at `path`, in parts when it is large: each chunk's
+    /// (index, pack's first index, offset); nothing written when every chunk is missing.
+    async fn write_pack(
         &self,
         attempt: AttemptId,
-        stream: StreamId,
-        tag: u64,
-        pack: &mut Pack,
-        places: &mut Vec<(u32, u32, u64)>,
-        written: &mut Vec<object_store::path::Path>,
-    ) -> Result<(), PackingError> {
-        let Pack { bytes, chunks } = std::mem::take(pack);
-        let first = chunks[0].0;
-        let path = pack_path(attempt, stream, tag, first);
-        written.push(path.clone());
-        self.blobs.put_durable(&path, bytes.freeze()).await?;
-        places.extend(chunks.into_iter().map(|(i, off)| (i, first, off)));
-        Ok(())
+        path: &object_store::path::Path,
+        group: Vec<ChunkRow>,
+    ) -> Result<Vec<(u32, u32, u64)>, PackingError> {
+        let first = group[0].index;
+        let planned: u64 = group.iter().map(|r| r.size).sum();
+        let mut out = if planned > PART_BYTES as u64 {
+            Out::Parts(self.blobs.write_in_parts(path).await?)
+        } else {
+            Out::Whole(BytesMut::with_capacity(planned as usize))
+        };
+        let (mut places, mut offset) = (Vec::with_capacity(group.len()), 0u64);
+        // Owned futures: a spawned task cannot hold a stream of futures borrowing `self`.
+        let store = self.blobs.clone();
+        let mut blobs = futures::stream::iter(group)
+            .map(move |row| {
+                let store = store.clone();
+                async move {
+                    let blob = store.read_chunk(attempt, &row).await;
+                    (row, blob)
+                }
+            })
+            .buffered(AT_ONCE);
+        while let Some((row, blob)) = blobs.next().await {
+            let blob = match blob {
+                Ok(b) if b.len() as u64 == row.size => b,
+                // Acknowledged, then lost or damaged in the store: left as it is, so that
+                // a read says missing or altered exactly as before.
+                Ok(_) | Err(BlobError::NotFound) => {
+                    tracing::error!(attempt = %attempt, stream = %row.stream_id, index = row.index, "a fragment to pack is missing or damaged in the store; left out of its pack");
+                    continue;
+                }
+                Err(e) => {
+                    out.abort().await;
+                    return Err(e.into());
+                }
+            };
+            places.push((row.index, first, offset));
+            offset += row.size;
+            if let Err(e) = out.write(blob).await {
+                out.abort().await;
+                return Err(e.into());
+            }
+        }
+        if places.is_empty() {
+            out.abort().await;
+            return Ok(places);
+        }
+        match out {
+            Out::Whole(bytes) => {
+                self.blobs.put_durable(path, bytes.freeze()).await?;
+            }
+            Out::Parts(w) => w.finish().await?,
+        }
+        Ok(places)
     }
 
     /// A packing that failed half-way deletes what it wrote (a crash leaves it to the
@@ -238,22 +253,49 @@ impl Packer {
     }
 }
 
-/// The pack being filled: its bytes, and each chunk's (index, offset).
-#[derive(Default)]
-struct Pack {
-    bytes: BytesMut,
-    chunks: Vec<(u32, u64)>,
+/// Where a pack's bytes go: kept whole and put at once when small, sent in parts as they
+/// come when large.
+enum Out {
+    Whole(BytesMut),
+    Parts(PartWriter),
 }
 
-impl Pack {
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+impl Out {
+    async fn write(&mut self, blob: Bytes) -> Result<(), BlobError> {
+        match self {
+            Out::Whole(b) => {
+                b.extend_from_slice(&blob);
+                Ok(())
+            }
+            Out::Parts(w) => w.write(blob).await,
+        }
     }
 
-    fn push(&mut self, index: u32, blob: Bytes) {
-        self.chunks.push((index, self.bytes.len() as u64));
-        self.bytes.extend_from_slice(&blob);
+    async fn abort(self) {
+        if let Out::Parts(w) = self {
+            w.abort().await;
+        }
     }
+}
+
+/// The stream's rows in index order, cut into packs of at most `max` bytes by their sizes
+/// (a chunk larger than `max` is a pack of its own).
+fn groups(rows: Vec<ChunkRow>, max: u64) -> Vec<Vec<ChunkRow>> {
+    let mut groups: Vec<Vec<ChunkRow>> = Vec::new();
+    let mut size = 0;
+    for row in rows {
+        match groups.last_mut() {
+            Some(g) if size + row.size <= max => {
+                size += row.size;
+                g.push(row);
+            }
+            _ => {
+                size = row.size;
+                groups.push(vec![row]);
+            }
+        }
+    }
+    groups
 }
 
 /// The packer's loop: a pass every `interval` (at once again after a full batch); none
@@ -273,4 +315,42 @@ pub fn spawn(packer: Arc<Packer>) -> Option<tokio::task::JoinHandle<()>> {
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(index: u32, size: u64) -> ChunkRow {
+        ChunkRow {
+            stream_id: StreamId::random(),
+            index,
+            digest: [0; 32],
+            content_sha256: [0; 32],
+            prev_digest: [0; 32],
+            size,
+            media_start_us: 0,
+            media_end_us: 0,
+            last: false,
+            pack: None,
+        }
+    }
+
+    #[test]
+    fn packs_are_cut_by_size_in_index_order() {
+        let sizes = [40, 50, 20, 90, 200, 10, 10];
+        let rows = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| row(i as u32, *s))
+            .collect();
+        let cut: Vec<Vec<u32>> = groups(rows, 100)
+            .iter()
+            .map(|g| g.iter().map(|r| r.index).collect())
+            .collect();
+        // 40+50 fits, +20 does not; 20 then 90 does not fit with it; 200 alone (too big
+        // for any pack); 10+10.
+        assert_eq!(cut, vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5, 6]]);
+        assert!(groups(Vec::new(), 100).is_empty());
+    }
 }

@@ -253,3 +253,73 @@ async fn two_packers_at_once_leave_one_set_of_packs() {
     );
     assert_eq!(reads(&app, &token, &c, s.stream_id).await, before);
 }
+
+/// A stream its agent never ended is packed as it is a day after its attempt ended; a
+/// fragment the agent's backlog brings later still is stored, on its own, and read.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unended_stream_is_packed_as_it_is_once_its_attempt_is_long_over() {
+    let app = spawn_app_with(small_packs).await;
+    let (c, s) = app.recording_candidate().await;
+    let chunks = seal_stream(&s, FRAGMENTS);
+    for (i, chunk) in chunks.iter().enumerate().take(4) {
+        assert_eq!(
+            app.put_chunk(&c.token, s.stream_id, i as u32, chunk.clone())
+                .await
+                .status(),
+            201
+        );
+    }
+    assert_eq!(
+        app.platform_post(&format!("attempts/{}/end", c.attempt_id))
+            .await
+            .status(),
+        200
+    );
+    app.clock.advance(Duration::from_secs(3 * 60));
+    assert_eq!(pass(&app).await.streams_packed, 0, "not ended by its agent");
+    app.clock.advance(Duration::from_secs(24 * 3600));
+    let packed = pass(&app).await;
+    assert_eq!(
+        (packed.streams_packed, packed.fragments_packed),
+        (1, 4),
+        "{packed:?}"
+    );
+    // The backlog's next fragment, later still.
+    assert_eq!(
+        app.put_chunk(&c.token, s.stream_id, 4, chunks[4].clone())
+            .await
+            .status(),
+        201
+    );
+    let db = app.db().await;
+    assert!(db
+        .chunk(s.stream_id.into(), 4)
+        .await
+        .unwrap()
+        .pack
+        .is_none());
+    assert!(db
+        .chunk(s.stream_id.into(), 3)
+        .await
+        .unwrap()
+        .pack
+        .is_some());
+    let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
+    let r = app
+        .http
+        .get(format!(
+            "{}/api/staff/v1/attempts/{}/streams/{}/media?from=1&to=4",
+            app.staff, c.attempt_id, s.stream_id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The initialisation segment first, then the fragments asked for.
+    let expected = [0, 1, 2, 3, 4]
+        .map(|i| fragment_data(i, s.stream_id))
+        .concat();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), expected.as_slice());
+    assert_eq!(pass(&app).await.streams_packed, 0, "packed once");
+}

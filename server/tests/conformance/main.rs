@@ -2384,12 +2384,12 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
         db.end_stream(whole, 2, 5_000).await.unwrap();
         db.end_stream(holed, 2, 5_000).await.unwrap();
         assert!(
-            db.streams_to_pack(5_000, 10).await.unwrap().is_empty(),
+            db.streams_to_pack(5_000, 0, 10).await.unwrap().is_empty(),
             "{}: not settled",
             b.name
         );
         assert_eq!(
-            db.streams_to_pack(5_001, 10).await.unwrap(),
+            db.streams_to_pack(5_001, 0, 10).await.unwrap(),
             vec![(a.id, whole)],
             "{}: only the whole ended stream",
             b.name
@@ -2427,8 +2427,38 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
             .iter()
             .all(|r| r.pack.is_none()));
         assert!(
-            db.streams_to_pack(9_000, 10).await.unwrap().is_empty(),
+            db.streams_to_pack(9_000, 0, 10).await.unwrap().is_empty(),
             "{}: packed once",
+            b.name
+        );
+
+        // Once the attempt ended long enough ago, the holed and the unended streams are
+        // packed as they are.
+        assert!(
+            set_state(
+                db,
+                a.id,
+                AttemptState::Enrolled,
+                AttemptState::Ended,
+                20_000
+            )
+            .await
+        );
+        assert!(
+            db.streams_to_pack(9_000, 20_000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            b.name
+        );
+        let mut late = db.streams_to_pack(9_000, 20_001, 10).await.unwrap();
+        late.sort();
+        let mut expected = vec![(a.id, holed), (a.id, open)];
+        expected.sort();
+        assert_eq!(
+            late, expected,
+            "{}: incomplete streams of an ended attempt",
             b.name
         );
 
@@ -2457,7 +2487,7 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
         db.insert_chunk(other.id, row, 2_000).await.unwrap();
         db.end_stream(s, 0, 2_000).await.unwrap();
         assert_eq!(
-            db.streams_to_pack(9_000, 10).await.unwrap(),
+            db.streams_to_pack(9_000, 0, 10).await.unwrap(),
             vec![(other.id, s)]
         );
         db.destroy_attempts(&[Destruction {
@@ -2470,7 +2500,7 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
         .await
         .unwrap();
         assert!(
-            db.streams_to_pack(9_000, 10).await.unwrap().is_empty(),
+            db.streams_to_pack(9_000, 0, 10).await.unwrap().is_empty(),
             "{}",
             b.name
         );
