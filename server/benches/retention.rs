@@ -162,15 +162,13 @@ async fn sitting(p: &Bench, plan: &Plan) -> (SittingId, Vec<AttemptId>) {
     (sitting, attempts)
 }
 
-/// PV validation: (keys destroyed when it answers, every blob gone).
-async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
-    let (sitting, attempts) = sitting(p, plan).await;
-    let t0 = Instant::now();
-    let result = p
-        .retention
+/// The jury validates the sitting's PV without reservation (unsubmitted reviews
+/// overridden): every key destroyed when it answers.
+async fn validate(p: &Bench, sitting: SittingId) -> server::retention::PvResult {
+    p.retention
         .decide_pv(
             "bench-jury",
-            sitting.into(),
+            sitting,
             PvRequest {
                 outcome: server::db::PvOutcome::Validated,
                 contested: vec![],
@@ -179,7 +177,14 @@ async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// PV validation: (keys destroyed when it answers, every blob gone).
+async fn pv_validation(p: &Bench, plan: &Plan) -> (Duration, Duration) {
+    let (sitting, attempts) = sitting(p, plan).await;
+    let t0 = Instant::now();
+    let result = validate(p, sitting).await;
     let keys = t0.elapsed();
     p.retention.purge_destroyed().await.unwrap();
     let blobs = t0.elapsed();
@@ -228,19 +233,7 @@ async fn purge_full_size_packs(p: &Bench, n: usize, pack_bytes: usize) -> (usize
             p.blobs.put(&path, pack.clone()).await.unwrap();
         }
     }
-    p.retention
-        .decide_pv(
-            "bench-jury",
-            sitting_id.into(),
-            PvRequest {
-                outcome: server::db::PvOutcome::Validated,
-                contested: vec![],
-                override_unsubmitted: true,
-                decided_by: None,
-            },
-        )
-        .await
-        .unwrap();
+    validate(p, sitting_id).await;
     let t0 = Instant::now();
     p.retention.purge_destroyed().await.unwrap();
     let took = t0.elapsed();
@@ -385,19 +378,7 @@ fn main() {
             assert_eq!(fragments, attempts.len() * packed_plan.fragments as usize);
             assert_eq!(packs, attempts.len() * PACKS_PER_RECORDING as usize);
             let t0 = Instant::now();
-            p.retention
-                .decide_pv(
-                    "bench-jury",
-                    sitting_id.into(),
-                    PvRequest {
-                        outcome: server::db::PvOutcome::Validated,
-                        contested: vec![],
-                        override_unsubmitted: true,
-                        decided_by: None,
-                    },
-                )
-                .await
-                .unwrap();
+            validate(&p, sitting_id).await;
             let keys = t0.elapsed();
             p.retention.purge_destroyed().await.unwrap();
             let gone = t0.elapsed();

@@ -94,17 +94,43 @@ async fn pipe(client: TcpStream, upstream: TcpStream) {
     tokio::select! { _ = up => {}, _ = down => {} }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_instances_share_one_agent_and_survive_losing_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cluster = pg::Cluster::start().await;
-    let bucket = garage::Garage::start();
+/// What every instance is given: the shared database and bucket.
+fn production_env(cluster: &pg::Cluster, bucket: &garage::Garage) -> Vec<(String, String)> {
     let mut env = bucket.env();
     env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
     env.push((
         "PROCTOR_OBJECT_STORE__URL".into(),
         bucket.settings.url.clone().unwrap(),
     ));
+    env
+}
+
+/// `attempt show` through the command line beside the instance on `data`.
+fn attempt_show(
+    data: &std::path::Path,
+    keys: &std::path::Path,
+    attempt: &str,
+    env: &[(&str, &str)],
+) -> serde_json::Value {
+    cli(
+        data,
+        &[
+            "--key-dir",
+            keys.to_str().unwrap(),
+            "attempt",
+            "show",
+            attempt,
+        ],
+        env,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_share_one_agent_and_survive_losing_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = pg::Cluster::start().await;
+    let bucket = garage::Garage::start();
+    let env = production_env(&cluster, &bucket);
     let keys = tmp.path().join("keys");
     let key_arg = ["--key-dir", keys.to_str().unwrap()];
     let mut a = Server::start_with_env(&tmp.path().join("a"), 0, &key_arg, &env);
@@ -144,17 +170,7 @@ async fn two_instances_share_one_agent_and_survive_losing_one() {
     let mut cli_env: Vec<(&str, &str)> =
         env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     cli_env.push(("PROCTOR_LOG", "warn"));
-    let report = cli(
-        &tmp.path().join("b"),
-        &[
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "attempt",
-            "show",
-            &attempt,
-        ],
-        &cli_env,
-    );
+    let report = attempt_show(&tmp.path().join("b"), &keys, &attempt, &cli_env);
     assert_eq!(
         report["fragments_stored"], summary["fragments_sealed"],
         "{report:#}\n{summary:#}"
@@ -181,12 +197,7 @@ async fn two_instances_pack_a_finished_recording_once() {
     let tmp = tempfile::tempdir().unwrap();
     let cluster = pg::Cluster::start().await;
     let bucket = garage::Garage::start();
-    let mut env = bucket.env();
-    env.push(("PROCTOR_DATABASE__URL".into(), cluster.url.clone()));
-    env.push((
-        "PROCTOR_OBJECT_STORE__URL".into(),
-        bucket.settings.url.clone().unwrap(),
-    ));
+    let mut env = production_env(&cluster, &bucket);
     // Packed 20 s after the end (time to read it loose first), every second, the loose
     // objects deleted at the next pass.
     for (k, v) in [
@@ -218,17 +229,7 @@ async fn two_instances_pack_a_finished_recording_once() {
     let mut cli_env: Vec<(&str, &str)> =
         env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     cli_env.push(("PROCTOR_LOG", "warn"));
-    let report = cli(
-        &tmp.path().join("b"),
-        &[
-            "--key-dir",
-            keys.to_str().unwrap(),
-            "attempt",
-            "show",
-            &attempt,
-        ],
-        &cli_env,
-    );
+    let report = attempt_show(&tmp.path().join("b"), &keys, &attempt, &cli_env);
     let stream = report["streams"][0]["stream_id"]
         .as_str()
         .unwrap()
