@@ -158,6 +158,17 @@ fn cli(s: &Server, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Milliseconds from asking for `url` to its first byte of body (the rest is read too).
+async fn first_byte_ms(http: &reqwest::Client, url: &str, token: &str) -> f64 {
+    let t = Instant::now();
+    let mut r = http.get(url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.chunk().await.unwrap().unwrap().is_empty());
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    while r.chunk().await.unwrap().is_some() {}
+    ms
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -412,18 +423,7 @@ async fn run(
     let mut floor = Vec::new();
     for &i in &positions {
         // Ours: the fragment's first decrypted byte.
-        let t = Instant::now();
-        let mut r = http
-            .get(fragment_url(i))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let first = r.chunk().await.unwrap().unwrap();
-        ours.push(t.elapsed().as_secs_f64() * 1e3);
-        assert!(!first.is_empty());
-        while r.chunk().await.unwrap().is_some() {}
+        ours.push(first_byte_ms(&http, &fragment_url(i), &token).await);
         // Baseline: the whole-range endpoint, which sends the init segment first.
         let t = Instant::now();
         let mut r = http
@@ -518,17 +518,7 @@ async fn run(
     println!("| path | p50 | p95 | max |\n|---|---|---|---|");
     let (mut ours, mut floor) = (Vec::new(), Vec::new());
     for &i in &positions {
-        let t = Instant::now();
-        let mut r = http
-            .get(fragment_url(i))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert!(!r.chunk().await.unwrap().unwrap().is_empty());
-        ours.push(t.elapsed().as_secs_f64() * 1e3);
-        while r.chunk().await.unwrap().is_some() {}
+        ours.push(first_byte_ms(&http, &fragment_url(i), &token).await);
         let row = db.chunk(s.stream_id.into(), i).await.unwrap();
         assert!(row.pack.is_some());
         let t = Instant::now();
