@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// A stream and its attempt, as the packer's lists read them.
+struct StreamOf {
+    attempt_id: Uuid,
+    id: Uuid,
+}
+
+fn streams_of(rows: Vec<StreamOf>) -> Vec<(AttemptId, StreamId)> {
+    rows.into_iter()
+        .map(|r| (r.attempt_id.into(), r.id.into()))
+        .collect()
+}
+
 #[async_trait]
 impl PackStore for PostgresDatabase {
     async fn streams_to_pack(
@@ -10,7 +22,8 @@ impl PackStore for PostgresDatabase {
         incomplete_before_ms: i64,
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            StreamOf,
             r#"SELECT s.attempt_id, s.id FROM streams s JOIN attempts a ON a.id = s.attempt_id
                WHERE s.packed_at IS NULL AND a.destroyed_at IS NULL
                  AND ((s.final_index IS NOT NULL AND s.ended_at < $1
@@ -24,10 +37,7 @@ impl PackStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.attempt_id.into(), r.id.into()))
-            .collect())
+        Ok(streams_of(rows))
     }
 
     async fn set_packed(
@@ -93,7 +103,8 @@ impl PackStore for PostgresDatabase {
         packed_before_ms: i64,
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>> {
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            StreamOf,
             "SELECT attempt_id, id FROM streams
              WHERE packed_at IS NOT NULL AND loose_deleted_at IS NULL AND packed_at < $1
              ORDER BY packed_at LIMIT $2",
@@ -103,10 +114,7 @@ impl PackStore for PostgresDatabase {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.attempt_id.into(), r.id.into()))
-            .collect())
+        Ok(streams_of(rows))
     }
 
     async fn finish_loose(&self, stream: StreamId, at_ms: i64) -> DbResult<()> {

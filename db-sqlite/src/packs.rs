@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// A stream and its attempt, as the packer's lists read them.
+struct StreamOf {
+    attempt_id: String,
+    id: String,
+}
+
+fn streams_of(rows: Vec<StreamOf>) -> DbResult<Vec<(AttemptId, StreamId)>> {
+    rows.into_iter()
+        .map(|r| Ok((r.attempt_id.into_id("attempt_id")?, r.id.into_id("id")?)))
+        .collect::<Result<_, DecodeError>>()
+        .map_err(DbError::from)
+}
+
 #[async_trait]
 impl PackStore for SqliteDatabase {
     async fn streams_to_pack(
@@ -11,7 +24,8 @@ impl PackStore for SqliteDatabase {
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>> {
         let limit = i64::from(limit);
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            StreamOf,
             r#"SELECT s.attempt_id AS "attempt_id!", s.id AS "id!" FROM streams s JOIN attempts a ON a.id = s.attempt_id
                WHERE s.packed_at IS NULL AND a.destroyed_at IS NULL
                  AND ((s.final_index IS NOT NULL AND s.ended_at < ?1
@@ -25,10 +39,7 @@ impl PackStore for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        rows.into_iter()
-            .map(|r| Ok((r.attempt_id.into_id("attempt_id")?, r.id.into_id("id")?)))
-            .collect::<Result<_, DecodeError>>()
-            .map_err(DbError::from)
+        streams_of(rows)
     }
 
     async fn set_packed(
@@ -88,7 +99,8 @@ impl PackStore for SqliteDatabase {
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>> {
         let limit = i64::from(limit);
-        let rows = sqlx::query!(
+        let rows = sqlx::query_as!(
+            StreamOf,
             r#"SELECT attempt_id AS "attempt_id!", id AS "id!" FROM streams
                WHERE packed_at IS NOT NULL AND loose_deleted_at IS NULL AND packed_at < ?1
                ORDER BY packed_at LIMIT ?2"#,
@@ -98,10 +110,7 @@ impl PackStore for SqliteDatabase {
         .fetch_all(&self.readers)
         .await
         .map_err(backend)?;
-        rows.into_iter()
-            .map(|r| Ok((r.attempt_id.into_id("attempt_id")?, r.id.into_id("id")?)))
-            .collect::<Result<_, DecodeError>>()
-            .map_err(DbError::from)
+        streams_of(rows)
     }
 
     async fn finish_loose(&self, stream: StreamId, at_ms: i64) -> DbResult<()> {
