@@ -205,7 +205,7 @@ impl MediaStore for PostgresDatabase {
         parse(
             sqlx::query_as!(
                 ChunkRecord,
-                "SELECT c.stream_id, c.idx, c.digest, c.prev_digest, c.size, c.media_start_us, c.media_end_us, c.last, c.content_sha256, s.pack_tag, c.pack_first, c.pack_offset FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE c.stream_id = $1 AND c.idx = $2",
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, pack_tag, pack_first, pack_offset FROM chunks WHERE stream_id = $1 AND idx = $2",
                 stream,
                 index
             )
@@ -219,7 +219,7 @@ impl MediaStore for PostgresDatabase {
         parse_all(
             sqlx::query_as!(
                 ChunkRecord,
-                "SELECT c.stream_id, c.idx, c.digest, c.prev_digest, c.size, c.media_start_us, c.media_end_us, c.last, c.content_sha256, s.pack_tag, c.pack_first, c.pack_offset FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE c.stream_id = $1 ORDER BY c.idx",
+                "SELECT stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, pack_tag, pack_first, pack_offset FROM chunks WHERE stream_id = $1 ORDER BY idx",
                 stream
             )
             .fetch_all(&self.pool)

@@ -43,8 +43,7 @@ impl PackStore for PostgresDatabase {
     async fn set_packed(
         &self,
         stream: StreamId,
-        tag: u64,
-        places: &[(u32, u32, u64)],
+        places: &[(u32, PackPlace)],
         at_ms: i64,
     ) -> DbResult<Packed> {
         let id = stream.as_uuid();
@@ -64,36 +63,26 @@ impl PackStore for PostgresDatabase {
         if state.packed_at.is_some() {
             return Ok(Packed::AlreadyPacked);
         }
-        let (idx, first, offset): (Vec<i64>, Vec<i64>, Vec<i64>) = places
-            .iter()
-            .map(|&(i, first, offset)| (i64::from(i), i64::from(first), offset as i64))
-            .fold(Default::default(), |(mut a, mut b, mut c), (x, y, z)| {
-                a.push(x);
-                b.push(y);
-                c.push(z);
-                (a, b, c)
-            });
+        // One array per column; the tag as signed, the column's type.
+        let column =
+            |f: fn(&(u32, PackPlace)) -> i64| -> Vec<i64> { places.iter().map(f).collect() };
         sqlx::query!(
-            "UPDATE chunks SET pack_first = p.first, pack_offset = p.off
-             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS p(idx, first, off)
+            "UPDATE chunks SET pack_tag = p.tag, pack_first = p.first, pack_offset = p.off
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[]) AS p(idx, tag, first, off)
              WHERE chunks.stream_id = $1 AND chunks.idx = p.idx",
             id,
-            &idx,
-            &first,
-            &offset
+            &column(|(i, _)| i64::from(*i)),
+            &column(|(_, p)| p.tag as i64),
+            &column(|(_, p)| i64::from(p.first)),
+            &column(|(_, p)| p.offset as i64)
         )
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query!(
-            "UPDATE streams SET packed_at = $2, pack_tag = $3 WHERE id = $1",
-            id,
-            at_ms,
-            tag as i64
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query!("UPDATE streams SET packed_at = $2 WHERE id = $1", id, at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Packed::Done)
     }

@@ -159,11 +159,11 @@ impl MediaStore for SqliteDatabase {
     }
     async fn chunk(&self, stream: StreamId, index: u32) -> DbResult<ChunkRow> {
         let (stream, index) = (stream.to_string(), index as i64);
-        parse(sqlx::query_as!(ChunkRecord, r#"SELECT c.stream_id AS "stream_id!", c.idx AS "idx!", c.digest AS "digest!", c.prev_digest AS "prev_digest!", c.size AS "size!", c.media_start_us AS "media_start_us!", c.media_end_us AS "media_end_us!", c.last AS "last!: bool", c.content_sha256 AS "content_sha256!", s.pack_tag, c.pack_first, c.pack_offset FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE c.stream_id = ?1 AND c.idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
+        parse(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!", pack_tag, pack_first, pack_offset FROM chunks WHERE stream_id = ?1 AND idx = ?2"#, stream, index).fetch_one(&self.readers).await.map_err(backend)?)
     }
     async fn chunks_of(&self, stream: StreamId) -> DbResult<Vec<ChunkRow>> {
         let stream = stream.to_string();
-        parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT c.stream_id AS "stream_id!", c.idx AS "idx!", c.digest AS "digest!", c.prev_digest AS "prev_digest!", c.size AS "size!", c.media_start_us AS "media_start_us!", c.media_end_us AS "media_end_us!", c.last AS "last!: bool", c.content_sha256 AS "content_sha256!", s.pack_tag, c.pack_first, c.pack_offset FROM chunks c JOIN streams s ON s.id = c.stream_id WHERE c.stream_id = ?1 ORDER BY c.idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
+        parse_all(sqlx::query_as!(ChunkRecord, r#"SELECT stream_id AS "stream_id!", idx AS "idx!", digest AS "digest!", prev_digest AS "prev_digest!", size AS "size!", media_start_us AS "media_start_us!", media_end_us AS "media_end_us!", last AS "last!: bool", content_sha256 AS "content_sha256!", pack_tag, pack_first, pack_offset FROM chunks WHERE stream_id = ?1 ORDER BY idx"#, stream).fetch_all(&self.readers).await.map_err(backend)?)
     }
 
     async fn activity_of(

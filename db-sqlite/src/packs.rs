@@ -45,8 +45,7 @@ impl PackStore for SqliteDatabase {
     async fn set_packed(
         &self,
         stream: StreamId,
-        tag: u64,
-        places: &[(u32, u32, u64)],
+        places: &[(u32, PackPlace)],
         at_ms: i64,
     ) -> DbResult<Packed> {
         let id = stream.to_string();
@@ -69,10 +68,16 @@ impl PackStore for SqliteDatabase {
         if state.packed_at.is_some() {
             return Ok(Packed::AlreadyPacked);
         }
-        let places = serde_json::to_string(places).expect("numbers serialise");
-        let tag = tag as i64;
+        // (index, tag, first, offset); the tag as signed, the column's type.
+        let places = serde_json::to_string(
+            &places
+                .iter()
+                .map(|(i, p)| (i, p.tag as i64, p.first, p.offset))
+                .collect::<Vec<_>>(),
+        )
+        .expect("numbers serialise");
         sqlx::query!(
-            "UPDATE chunks SET pack_first = p.value ->> 1, pack_offset = p.value ->> 2
+            "UPDATE chunks SET pack_tag = p.value ->> 1, pack_first = p.value ->> 2, pack_offset = p.value ->> 3
              FROM json_each(?2) AS p WHERE chunks.stream_id = ?1 AND chunks.idx = p.value ->> 0",
             id,
             places
@@ -80,15 +85,10 @@ impl PackStore for SqliteDatabase {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        sqlx::query!(
-            "UPDATE streams SET packed_at = ?2, pack_tag = ?3 WHERE id = ?1",
-            id,
-            at_ms,
-            tag
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query!("UPDATE streams SET packed_at = ?2 WHERE id = ?1", id, at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(Packed::Done)
     }

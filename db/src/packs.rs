@@ -19,7 +19,7 @@ pub struct PackPlace {
 pub enum Packed {
     /// The rows point into the packs now.
     Done,
-    /// Another instance packed the stream first: its packs hold the same bytes.
+    /// Another instance packed the stream first: the packs just written are to be deleted.
     AlreadyPacked,
     /// The attempt was destroyed meanwhile: the packs just written are to be deleted.
     Destroyed,
@@ -38,14 +38,12 @@ pub trait PackStore: Send + Sync {
         incomplete_before_ms: i64,
         limit: u32,
     ) -> DbResult<Vec<(AttemptId, StreamId)>>;
-    /// Points each listed chunk (index, pack's first index, offset) at its pack and marks
-    /// the stream packed under `tag`, in one transaction, unless it was packed already or
-    /// its attempt destroyed.
+    /// Points each listed chunk (by index) at its place in a pack and marks the stream
+    /// packed, in one transaction, unless it was packed already or its attempt destroyed.
     async fn set_packed(
         &self,
         stream: StreamId,
-        tag: u64,
-        places: &[(u32, u32, u64)],
+        places: &[(u32, PackPlace)],
         at_ms: i64,
     ) -> DbResult<Packed>;
     /// Streams packed before `packed_before_ms` whose loose objects are still to delete.

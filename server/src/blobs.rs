@@ -116,23 +116,6 @@ pub fn pack_path(attempt: AttemptId, stream: StreamId, tag: u64, first: u32) -> 
     ))
 }
 
-/// Where a chunk's bytes are: its own object, or its range of a pack.
-pub fn chunk_location(
-    attempt: AttemptId,
-    row: &ChunkRow,
-) -> (ObjectPath, Option<std::ops::Range<usize>>) {
-    match row.pack {
-        None => (
-            chunk_path(attempt, row.stream_id, row.index, &row.content_sha256),
-            None,
-        ),
-        Some(p) => (
-            pack_path(attempt, row.stream_id, p.tag, p.first),
-            Some(p.offset as usize..(p.offset + row.size) as usize),
-        ),
-    }
-}
-
 /// Whether a put wrote the object or found it already there (locally; on S3 a put always
 /// writes, over the same bytes if the object was there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,13 +270,22 @@ impl BlobStore {
 
     /// A chunk's bytes, from its own object or its pack's range.
     pub async fn read_chunk(&self, attempt: AttemptId, row: &ChunkRow) -> Result<Bytes, BlobError> {
-        match chunk_location(attempt, row) {
-            (path, None) => self.get(&path).await,
-            (path, Some(range)) => match self.store.get_range(&path, range).await {
-                Ok(b) => Ok(b),
-                Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
-                Err(e) => Err(e.into()),
-            },
+        let Some(p) = row.pack else {
+            return self
+                .get(&chunk_path(
+                    attempt,
+                    row.stream_id,
+                    row.index,
+                    &row.content_sha256,
+                ))
+                .await;
+        };
+        let pack = pack_path(attempt, row.stream_id, p.tag, p.first);
+        let range = p.offset as usize..(p.offset + row.size) as usize;
+        match self.store.get_range(&pack, range).await {
+            Ok(b) => Ok(b),
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::NotFound),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -315,10 +307,42 @@ impl BlobStore {
     pub async fn delete_attempt(
         &self,
         attempt: AttemptId,
-        mut each: impl FnMut(),
+        each: impl FnMut(),
     ) -> Result<u64, BlobError> {
         use futures::{StreamExt, TryStreamExt};
         let prefix = ObjectPath::from(format!("attempts/{attempt}"));
+        let listed = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .boxed();
+        let n = self.delete_each(listed, each).await?;
+        if let Some(local) = &self.local {
+            match std::fs::remove_dir_all(local.root.join("attempts").join(attempt.to_string())) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes objects no row references any more (a packed stream's loose ones, packs
+    /// abandoned). An object already gone counts as deleted.
+    pub async fn delete_many(&self, paths: &[ObjectPath]) -> Result<(), BlobError> {
+        use futures::StreamExt;
+        let paths = futures::stream::iter(paths.iter().cloned().map(Ok)).boxed();
+        self.delete_each(paths, || ()).await.map(drop)
+    }
+
+    /// Deletes each object `paths` yields, `each` after each one (an object already gone
+    /// counts), and returns how many. A directory: one unlink after another, once the
+    /// listing is read (concurrency buys nothing there); S3: up to 1,000 keys per request.
+    async fn delete_each(
+        &self,
+        paths: futures::stream::BoxStream<'_, object_store::Result<ObjectPath>>,
+        mut each: impl FnMut(),
+    ) -> Result<u64, BlobError> {
+        use futures::{StreamExt, TryStreamExt};
         let mut n = 0;
         let mut done = |r: object_store::Result<ObjectPath>| match r {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {
@@ -329,32 +353,14 @@ impl BlobStore {
             Err(e) => Err(BlobError::from(e)),
         };
         if self.local.is_some() {
-            // A directory: one unlink after another (concurrency buys nothing here).
-            let paths: Vec<ObjectPath> = self
-                .store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .try_collect()
-                .await?;
+            let paths: Vec<ObjectPath> = paths.try_collect().await?;
             for p in paths {
                 done(self.store.delete(&p).await.map(|()| p))?;
             }
         } else {
-            // S3: batches of up to 1,000 keys per request.
-            let locations = self
-                .store
-                .list(Some(&prefix))
-                .map_ok(|m| m.location)
-                .boxed();
-            let mut deleted = self.store.delete_stream(locations);
+            let mut deleted = self.store.delete_stream(paths);
             while let Some(r) = deleted.next().await {
                 done(r)?;
-            }
-        }
-        if let Some(local) = &self.local {
-            match std::fs::remove_dir_all(local.root.join("attempts").join(attempt.to_string())) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
             }
         }
         Ok(n)
@@ -369,29 +375,6 @@ impl BlobStore {
             path: path.clone(),
             upload: object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
         })
-    }
-
-    /// Deletes objects no row references any more (a packed stream's loose ones, packs
-    /// abandoned): on S3 up to 1,000 keys per request, locally one unlink after another.
-    /// An object already gone counts as deleted.
-    pub async fn delete_many(&self, paths: Vec<ObjectPath>) -> Result<(), BlobError> {
-        use futures::StreamExt;
-        if self.local.is_some() {
-            for p in &paths {
-                self.delete(p).await?;
-            }
-            return Ok(());
-        }
-        let mut deleted = self
-            .store
-            .delete_stream(futures::stream::iter(paths.into_iter().map(Ok)).boxed());
-        while let Some(r) = deleted.next().await {
-            match r {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
     }
 
     /// Deletes an object that no row references (a refused duplicate).

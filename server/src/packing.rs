@@ -20,7 +20,7 @@
 use crate::blobs::{chunk_path, pack_path, BlobError, BlobStore, PartWriter, PART_BYTES};
 use crate::clock::SharedClock;
 use crate::configuration::PackingSettings;
-use crate::db::{AttemptId, ChunkRow, Database, DbError, Packed, StreamId};
+use crate::db::{AttemptId, ChunkRow, Database, DbError, PackPlace, Packed, StreamId};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -99,7 +99,6 @@ impl Packer {
                 }
             }
         }
-        drop(packed);
         let packed_before = now - self.settings.loose_grace.as_millis() as i64;
         for (attempt, stream) in self.db.loose_to_delete(packed_before, BATCH).await? {
             match self.delete_loose(attempt, stream).await {
@@ -127,7 +126,7 @@ impl Packer {
             let path = pack_path(attempt, stream, tag, group[0].index);
             // Listed before it is written: a failure half-way deletes whatever landed.
             written.push(path.clone());
-            match self.write_pack(attempt, &path, group).await {
+            match self.write_pack(attempt, tag, &path, group).await {
                 Ok(in_pack) if in_pack.is_empty() => drop(written.pop()),
                 Ok(in_pack) => places.extend(in_pack),
                 Err(e) => return Err(self.abandon(written, e).await),
@@ -135,7 +134,7 @@ impl Packer {
         }
         let outcome = match self
             .db
-            .set_packed(stream, tag, &places, self.clock.now_ms())
+            .set_packed(stream, &places, self.clock.now_ms())
             .await
         {
             Ok(o) => o,
@@ -148,20 +147,21 @@ impl Packer {
                 Ok(Some((places.len(), written.len())))
             }
             Packed::AlreadyPacked | Packed::Destroyed => {
-                self.delete_all(&written).await?;
+                self.blobs.delete_many(&written).await?;
                 Ok(None)
             }
         }
     }
 
     /// Writes one pack of `group` at `path`, in parts when it is large: each chunk's
-    /// (index, pack's first index, offset); nothing written when every chunk is missing.
+    /// index and place in it; nothing written when every chunk is missing.
     async fn write_pack(
         &self,
         attempt: AttemptId,
+        tag: u64,
         path: &object_store::path::Path,
         group: Vec<ChunkRow>,
-    ) -> Result<Vec<(u32, u32, u64)>, PackingError> {
+    ) -> Result<Vec<(u32, PackPlace)>, PackingError> {
         let first = group[0].index;
         let planned: u64 = group.iter().map(|r| r.size).sum();
         let mut out = if planned > PART_BYTES as u64 {
@@ -195,7 +195,7 @@ impl Packer {
                     return Err(e.into());
                 }
             };
-            places.push((row.index, first, offset));
+            places.push((row.index, PackPlace { tag, first, offset }));
             offset += row.size;
             if let Err(e) = out.write(blob).await {
                 out.abort().await;
@@ -222,14 +222,10 @@ impl Packer {
         written: Vec<object_store::path::Path>,
         e: PackingError,
     ) -> PackingError {
-        if let Err(d) = self.delete_all(&written).await {
+        if let Err(d) = self.blobs.delete_many(&written).await {
             tracing::warn!(error = %d, "deleting an abandoned pack failed; it goes with the attempt's purge");
         }
         e
-    }
-
-    async fn delete_all(&self, paths: &[object_store::path::Path]) -> Result<(), BlobError> {
-        self.blobs.delete_many(paths.to_vec()).await
     }
 
     /// Deletes the loose objects of a packed stream's packed chunks (a chunk left out of
@@ -247,7 +243,7 @@ impl Packer {
             .filter(|r| r.pack.is_some())
             .map(|r| chunk_path(attempt, stream, r.index, &r.content_sha256))
             .collect();
-        self.delete_all(&loose).await?;
+        self.blobs.delete_many(&loose).await?;
         self.db.finish_loose(stream, self.clock.now_ms()).await?;
         Ok(loose.len())
     }

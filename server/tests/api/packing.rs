@@ -16,21 +16,24 @@ fn small_packs(s: &mut server::configuration::Settings) {
     s.packing.max_pack_bytes = 700;
 }
 
+/// A staff member's GET of `path` under the staff API.
+async fn staff_get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}/api/staff/v1/{path}", app.staff))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A reviewer's reads of the whole stream: the media range and each fragment.
 async fn reads(app: &TestApp, token: &str, c: &Candidate, stream: Uuid) -> Vec<(u16, Vec<u8>)> {
-    let mut urls = vec![format!(
-        "{}/api/staff/v1/attempts/{}/streams/{}/media?from=1&to={FRAGMENTS}",
-        app.staff, c.attempt_id, stream
-    )];
-    urls.extend((0..=FRAGMENTS).map(|i| {
-        format!(
-            "{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
-            app.staff, c.attempt_id, stream
-        )
-    }));
+    let base = format!("attempts/{}/streams/{stream}", c.attempt_id);
+    let mut paths = vec![format!("{base}/media?from=1&to={FRAGMENTS}")];
+    paths.extend((0..=FRAGMENTS).map(|i| format!("{base}/fragments/{i}")));
     let mut out = Vec::new();
-    for url in urls {
-        let r = app.http.get(url).bearer_auth(token).send().await.unwrap();
+    for path in paths {
+        let r = staff_get(app, token, &path).await;
         out.push((r.status().as_u16(), r.bytes().await.unwrap().to_vec()));
     }
     out
@@ -113,16 +116,8 @@ async fn a_packed_recording_reads_the_same_and_purges_whole(app: TestApp) {
         PackReport::default(),
         "nothing left to do"
     );
-    let report: serde_json::Value = app
-        .http
-        .get(format!(
-            "{}/api/staff/v1/attempts/{}",
-            app.staff, c.attempt_id
-        ))
-        .bearer_auth(&token)
-        .send()
+    let report: serde_json::Value = staff_get(&app, &token, &format!("attempts/{}", c.attempt_id))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -193,20 +188,17 @@ async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
         .unwrap()
         .pack
         .is_none());
+    let base = format!("attempts/{}/streams/{}", c.attempt_id, s.stream_id);
     let fragment = |i: u32| {
-        app.http
-            .get(format!(
-                "{}/api/staff/v1/attempts/{}/streams/{}/fragments/{i}",
-                app.staff, c.attempt_id, s.stream_id
-            ))
-            .bearer_auth(&token)
-            .send()
+        let path = format!("{base}/fragments/{i}");
+        let (app, token) = (&app, &token);
+        async move { staff_get(app, token, &path).await }
     };
     assert_eq!(
-        error_code(fragment(5).await.unwrap()).await,
+        error_code(fragment(5).await).await,
         (404, "not_found".into())
     );
-    assert_eq!(fragment(2).await.unwrap().status(), 200);
+    assert_eq!(fragment(2).await.status(), 200);
 
     // One bit of fragment 2 flipped inside its pack: refused as altered, its neighbours
     // in the same pack still served.
@@ -225,11 +217,11 @@ async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
     bytes[(place.offset + row.size - 1) as usize] ^= 1;
     std::fs::write(&path, bytes).unwrap();
     assert_eq!(
-        error_code(fragment(2).await.unwrap()).await,
+        error_code(fragment(2).await).await,
         (422, "fragment_altered".into())
     );
     let neighbour = if place.first == 2 { 3 } else { place.first };
-    assert_eq!(fragment(neighbour).await.unwrap().status(), 200);
+    assert_eq!(fragment(neighbour).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,16 +297,15 @@ async fn an_unended_stream_is_packed_as_it_is_once_its_attempt_is_long_over() {
         .pack
         .is_some());
     let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
-    let r = app
-        .http
-        .get(format!(
-            "{}/api/staff/v1/attempts/{}/streams/{}/media?from=1&to=4",
-            app.staff, c.attempt_id, s.stream_id
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = staff_get(
+        &app,
+        &token,
+        &format!(
+            "attempts/{}/streams/{}/media?from=1&to=4",
+            c.attempt_id, s.stream_id
+        ),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     // The initialisation segment first, then the fragments asked for.
     let expected = [0, 1, 2, 3, 4]

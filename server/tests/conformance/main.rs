@@ -2395,13 +2395,16 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
             b.name
         );
 
-        let places = [(0, 0, 0), (1, 0, 10), (2, 2, 0)];
+        let places = |tag: u64| {
+            [(0, 0, 0), (1, 0, 10), (2, 2, 0)]
+                .map(|(i, first, offset)| (i, PackPlace { tag, first, offset }))
+        };
         assert_eq!(
-            db.set_packed(whole, 7, &places, 6_000).await.unwrap(),
+            db.set_packed(whole, &places(7), 6_000).await.unwrap(),
             Packed::Done
         );
         assert_eq!(
-            db.set_packed(whole, 8, &places, 6_001).await.unwrap(),
+            db.set_packed(whole, &places(8), 6_001).await.unwrap(),
             Packed::AlreadyPacked,
             "{}",
             b.name
@@ -2505,7 +2508,20 @@ async fn packing_lists_complete_settled_streams_and_switches_rows_once() {
             b.name
         );
         assert_eq!(
-            db.set_packed(s, 1, &[(0, 0, 0)], 9_000).await.unwrap(),
+            db.set_packed(
+                s,
+                &[(
+                    0,
+                    PackPlace {
+                        tag: 1,
+                        first: 0,
+                        offset: 0
+                    }
+                )],
+                9_000
+            )
+            .await
+            .unwrap(),
             Packed::Destroyed,
             "{}",
             b.name
