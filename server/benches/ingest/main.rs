@@ -5,7 +5,8 @@
 //!   server on loopback, which verifies each tag, writes the blob, syncs it and commits
 //!   the row (group commit) before answering; then the same bytes to nginx writing them
 //!   into a directory (WebDAV PUT, no fsync). Rounds alternate ours and nginx.
-//! - where the time goes: the server's per-stage timings over the saturation run;
+//! - where the time goes: the server's per-stage timings over the saturation run, and the
+//!   whole machine's CPU per chunk in our rounds and in nginx's (`/proc/stat`);
 //! - agents held: N agents each sending one ~100 KiB fragment every 2 s, N growing until
 //!   the 99th percentile acknowledgement latency passes 250 ms; on SQLite + local, beside
 //!   1 GiB of another program's unsynced writes to the same file system in each step.
@@ -15,7 +16,8 @@
 //!
 //! `scripts/bench-ingest` (installs nginx if missing) or `cargo bench -p server --bench ingest`.
 //! For a profile of one part: `INGEST_BENCH_ONLY=sqlite+local` (or `postgres+garage`)
-//! runs one storage, `INGEST_BENCH_PHASE=saturation` (or `agents`) one phase.
+//! runs one storage, `INGEST_BENCH_PHASE=saturation` (or `agents`) one phase,
+//! `INGEST_BENCH_CHUNK_KIB=64` (or `512`) one chunk size of the saturation phase.
 //! Without `--bench` (as `cargo test --benches` runs it) a tiny pass checks it still works.
 
 #[path = "../../tests/support/garage.rs"]
@@ -24,6 +26,7 @@ mod garage;
 mod pg;
 
 mod agents;
+mod cpu;
 mod dirty;
 mod nginx;
 mod saturation;
@@ -68,7 +71,11 @@ async fn setup_rows(
     let phase = std::env::var("INGEST_BENCH_PHASE").ok();
     let sizes: &[usize] = match phase.as_deref() {
         Some("agents") => &[],
-        _ => &[64 * 1024, 512 * 1024],
+        _ => match std::env::var("INGEST_BENCH_CHUNK_KIB").as_deref() {
+            Ok("64") => &[64 * 1024],
+            Ok("512") => &[512 * 1024],
+            _ => &[64 * 1024, 512 * 1024],
+        },
     };
     for &size in sizes {
         let (s, _dir) = settings();
@@ -94,6 +101,11 @@ async fn setup_rows(
             "  where the time goes ({setup}, {} KiB): {}",
             size / 1024,
             row.stages
+        );
+        eprintln!(
+            "  the machine's CPU ({setup}, {} KiB): {}",
+            size / 1024,
+            row.cpu()
         );
     }
     if phase.as_deref() == Some("saturation") {

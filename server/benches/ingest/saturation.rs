@@ -2,6 +2,7 @@
 //! same round, the same bytes against nginx. Rounds alternate the two so that the
 //! machine's drift hits both; the table gives the median round.
 
+use crate::cpu;
 use crate::nginx::Nginx;
 use crate::stages;
 use crate::target::{Agent, Target};
@@ -20,6 +21,9 @@ pub struct Row {
     pub chunk_bytes: usize,
     pub chunks_per_round: usize,
     pub stages: String,
+    /// The machine's CPU over each round, ours and nginx's.
+    pub ours_cpu: Vec<cpu::Round>,
+    pub nginx_cpu: Vec<cpu::Round>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -29,6 +33,20 @@ fn median(v: &[f64]) -> f64 {
 }
 
 impl Row {
+    /// Median CPU per chunk and idle share, ours then nginx's.
+    pub fn cpu(&self) -> String {
+        let m = |rounds: &[cpu::Round]| {
+            let per: Vec<f64> = rounds.iter().map(|r| r.ms_per_chunk).collect();
+            let idle: Vec<f64> = rounds.iter().map(|r| r.idle * 100.0).collect();
+            format!(
+                "{:.2} ms of CPU per chunk, {:.0} % idle",
+                median(&per),
+                median(&idle)
+            )
+        };
+        format!("ours {} · nginx {}", m(&self.ours_cpu), m(&self.nginx_cpu))
+    }
+
     pub fn print(&self, setup: &str) {
         let (o, n) = (median(&self.ours), median(&self.nginx));
         let ratios: Vec<f64> = self
@@ -123,6 +141,8 @@ pub async fn run(
 ) -> Row {
     let mut agents: Vec<Agent> = target.enrol(0, UPLOADERS).await;
     let (mut ours, mut theirs, mut alone) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours_cpu, mut nginx_cpu) = (Vec::new(), Vec::new());
+    let chunks = UPLOADERS * per_round as usize;
     let before = stages::snapshot();
     for round in 0..rounds {
         // Sealed before the clock starts: only ingest is timed.
@@ -154,10 +174,14 @@ pub async fn run(
             .collect();
         let tokens = agents.iter().map(|a| a.token.clone()).collect();
         crate::target::settle();
+        let before = cpu::now();
         ours.push(put_all(&target.http, to_us, Some(tokens), &[201]).await);
+        ours_cpu.push(cpu::Round::since(before, chunks));
         let http = crate::target::client();
         crate::target::settle();
+        let before = cpu::now();
         theirs.push(put_all(&http, to_nginx, None, &[201, 204]).await);
+        nginx_cpu.push(cpu::Round::since(before, chunks));
         if let (Some(store), Some(lists)) = (store, to_store) {
             crate::target::settle();
             alone.push(put_store(store, &format!("{label}/r{round}"), lists).await);
@@ -169,7 +193,9 @@ pub async fn run(
         nginx: theirs,
         store: alone,
         chunk_bytes,
-        chunks_per_round: UPLOADERS * per_round as usize,
+        chunks_per_round: chunks,
         stages,
+        ours_cpu,
+        nginx_cpu,
     }
 }
