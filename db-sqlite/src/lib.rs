@@ -39,8 +39,12 @@ impl SqliteDatabase {
             .pragma("secure_delete", "ON")
             .foreign_keys(true)
             .busy_timeout(pool.statement_timeout);
+        // No ping before each use: the database is in this process, a ping tests nothing
+        // a query would not, and it was one more hand-off to the connection's thread per
+        // statement (issue 22).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(opts.clone())
             .await
@@ -48,6 +52,7 @@ impl SqliteDatabase {
         migrations::run(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(pool.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(opts.read_only(true))
             .await
