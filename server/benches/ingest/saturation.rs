@@ -24,6 +24,7 @@ pub struct Row {
     /// The machine's CPU over each round, ours and nginx's.
     pub ours_cpu: Vec<cpu::Round>,
     pub nginx_cpu: Vec<cpu::Round>,
+    pub store_cpu: Vec<cpu::Round>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -44,7 +45,11 @@ impl Row {
                 median(&idle)
             )
         };
-        format!("ours {} · nginx {}", m(&self.ours_cpu), m(&self.nginx_cpu))
+        let mut line = format!("ours {} · nginx {}", m(&self.ours_cpu), m(&self.nginx_cpu));
+        if !self.store_cpu.is_empty() {
+            line += &format!(" · store alone {}", m(&self.store_cpu));
+        }
+        line
     }
 
     pub fn print(&self, setup: &str) {
@@ -141,7 +146,7 @@ pub async fn run(
 ) -> Row {
     let mut agents: Vec<Agent> = target.enrol(0, UPLOADERS).await;
     let (mut ours, mut theirs, mut alone) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ours_cpu, mut nginx_cpu) = (Vec::new(), Vec::new());
+    let (mut ours_cpu, mut nginx_cpu, mut store_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let chunks = UPLOADERS * per_round as usize;
     let before = stages::snapshot();
     for round in 0..rounds {
@@ -184,7 +189,9 @@ pub async fn run(
         nginx_cpu.push(cpu::Round::since(before, chunks));
         if let (Some(store), Some(lists)) = (store, to_store) {
             crate::target::settle();
+            let before = cpu::now();
             alone.push(put_store(store, &format!("{label}/r{round}"), lists).await);
+            store_cpu.push(cpu::Round::since(before, chunks));
         }
     }
     let stages = stages::snapshot().summary_since(&before);
@@ -197,5 +204,6 @@ pub async fn run(
         stages,
         ours_cpu,
         nginx_cpu,
+        store_cpu,
     }
 }
