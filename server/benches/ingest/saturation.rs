@@ -39,9 +39,11 @@ impl Row {
         let m = |rounds: &[cpu::Round]| {
             let per: Vec<f64> = rounds.iter().map(|r| r.ms_per_chunk).collect();
             let idle: Vec<f64> = rounds.iter().map(|r| r.idle * 100.0).collect();
+            let switches: Vec<f64> = rounds.iter().map(|r| r.switches_per_chunk).collect();
             format!(
-                "{:.2} ms of CPU per chunk, {:.0} % idle",
+                "{:.2} ms of CPU and {:.0} context switches per chunk, {:.0} % idle",
                 median(&per),
+                median(&switches),
                 median(&idle)
             )
         };
