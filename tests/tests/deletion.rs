@@ -307,10 +307,17 @@ async fn crash_at(step: &str) {
             );
         }
         _ => {
+            // The worker is woken once the keys are destroyed and the answer is being
+            // written: on a loaded machine it can reach the blobs (and the kill) before the
+            // answer's bytes leave. Either way the decision was durable before the kill.
+            match r {
+                Ok(r) => assert_eq!(r.status(), 201, "{step}: the answer came"),
+                Err(e) => assert!(e.is_request(), "{step}: {e}"),
+            }
             assert_eq!(
-                r.unwrap().status(),
-                201,
-                "{step}: the answer came, then the worker died"
+                show()["state"],
+                "destroyed",
+                "{step}: the keys went before the blobs"
             );
             let left = files_under(&data.join("blobs")).len();
             assert!(
