@@ -19,15 +19,6 @@ async fn post(
         .unwrap()
 }
 
-async fn get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.http
-        .get(format!("{}/api/staff/v1{path}", app.staff))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn login(
     app: &TestApp,
     login: &str,
@@ -58,7 +49,7 @@ async fn the_first_login_must_change_the_password_and_common_ones_are_refused() 
         .unwrap();
     let token = staff_login(&app, "relectrice", "Kilo-Tango-2026").await;
     assert_eq!(
-        error_code(get(&app, &token, "/queue").await).await,
+        error_code(app.staff_get(&token, "/queue").await).await,
         (403, "password_change_required".into())
     );
     for (new, code) in [
@@ -104,7 +95,7 @@ async fn the_first_login_must_change_the_password_and_common_ones_are_refused() 
     .await;
     assert_eq!(r.status(), 204);
     assert_eq!(
-        get(&app, &token, "/queue").await.status(),
+        app.staff_get(&token, "/queue").await.status(),
         200,
         "the same session goes on"
     );
@@ -124,14 +115,19 @@ async fn the_first_login_must_change_the_password_and_common_ones_are_refused() 
     app.clock.advance(Duration::from_secs(366 * 24 * 3600));
     let token = staff_login(&app, "relectrice", "Quatre-Chevaux-Bleus-9").await;
     assert_eq!(
-        error_code(get(&app, &token, "/queue").await).await,
+        error_code(app.staff_get(&token, "/queue").await).await,
         (403, "password_change_required".into())
     );
 }
 
 /// Starts an enrolment; returns the secret and a generator for its codes.
 async fn begin_totp(app: &TestApp, token: &str) -> (String, totp_rs::TOTP) {
-    let begin: serde_json::Value = get(app, token, "/account/totp").await.json().await.unwrap();
+    let begin: serde_json::Value = app
+        .staff_get(token, "/account/totp")
+        .await
+        .json()
+        .await
+        .unwrap();
     let secret = begin["secret"].as_str().unwrap().to_owned();
     assert!(begin["otpauth_url"]
         .as_str()
@@ -255,11 +251,11 @@ async fn an_admin_requires_totp_disables_and_resets() {
         204
     );
     assert_eq!(
-        error_code(get(&app, &reviewer, "/queue").await).await,
+        error_code(app.staff_get(&reviewer, "/queue").await).await,
         (403, "totp_enrolment_required".into())
     );
     assert_eq!(
-        get(&app, &reviewer, "/account/totp").await.status(),
+        app.staff_get(&reviewer, "/account/totp").await.status(),
         200,
         "the enrolment page stays open"
     );
@@ -274,7 +270,7 @@ async fn an_admin_requires_totp_disables_and_resets() {
         .status(),
         204
     );
-    assert_eq!(get(&app, &reviewer, "/queue").await.status(), 200);
+    assert_eq!(app.staff_get(&reviewer, "/queue").await.status(), 200);
 
     // Disabling ends the sessions at once and refuses the login like a wrong password.
     assert_eq!(
@@ -288,7 +284,7 @@ async fn an_admin_requires_totp_disables_and_resets() {
         .status(),
         200
     );
-    assert_eq!(get(&app, &reviewer, "/queue").await.status(), 401);
+    assert_eq!(app.staff_get(&reviewer, "/queue").await.status(), 401);
     assert_eq!(
         error_code(login(&app, "relectrice", STAFF_PASSWORD, None).await).await,
         (401, "unauthorized".into())
@@ -355,7 +351,7 @@ async fn an_admin_requires_totp_disables_and_resets() {
     assert_eq!(notices[0]["by"], serde_json::json!(["admin", "admin2"]));
     let token = staff_login(&app, "relectrice", temporary).await;
     assert_eq!(
-        error_code(get(&app, &token, "/queue").await).await,
+        error_code(app.staff_get(&token, "/queue").await).await,
         (403, "password_change_required".into())
     );
     let again: serde_json::Value = login(&app, "relectrice", temporary, None)
@@ -376,7 +372,8 @@ async fn an_admin_requires_totp_disables_and_resets() {
     assert_eq!(created.status(), 201);
     let created: serde_json::Value = created.json().await.unwrap();
     assert!(created["temporary_password"].as_str().unwrap().len() >= 12);
-    let list: serde_json::Value = get(&app, &admin, "/admin/staff")
+    let list: serde_json::Value = app
+        .staff_get(&admin, "/admin/staff")
         .await
         .json()
         .await

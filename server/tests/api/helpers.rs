@@ -307,6 +307,16 @@ pub fn seal_stream(s: &OpenStream, n: u32) -> Vec<Vec<u8>> {
 }
 
 impl TestApp {
+    /// A staff member's GET of `path` (from its leading `/`) under the staff API.
+    pub async fn staff_get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/api/staff/v1{path}", self.staff))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn platform_post(&self, path: &str) -> reqwest::Response {
         self.http
             .post(format!("{}/api/integration/v1/{path}", self.public))

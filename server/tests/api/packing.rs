@@ -16,24 +16,14 @@ fn small_packs(s: &mut server::configuration::Settings) {
     s.packing.max_pack_bytes = 700;
 }
 
-/// A staff member's GET of `path` under the staff API.
-async fn staff_get(app: &TestApp, token: &str, path: &str) -> reqwest::Response {
-    app.http
-        .get(format!("{}/api/staff/v1/{path}", app.staff))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// A reviewer's reads of the whole stream: the media range and each fragment.
 async fn reads(app: &TestApp, token: &str, c: &Candidate, stream: Uuid) -> Vec<(u16, Vec<u8>)> {
-    let base = format!("attempts/{}/streams/{stream}", c.attempt_id);
+    let base = format!("/attempts/{}/streams/{stream}", c.attempt_id);
     let mut paths = vec![format!("{base}/media?from=1&to={FRAGMENTS}")];
     paths.extend((0..=FRAGMENTS).map(|i| format!("{base}/fragments/{i}")));
     let mut out = Vec::new();
     for path in paths {
-        let r = staff_get(app, token, &path).await;
+        let r = app.staff_get(token, &path).await;
         out.push((r.status().as_u16(), r.bytes().await.unwrap().to_vec()));
     }
     out
@@ -116,7 +106,8 @@ async fn a_packed_recording_reads_the_same_and_purges_whole(app: TestApp) {
         PackReport::default(),
         "nothing left to do"
     );
-    let report: serde_json::Value = staff_get(&app, &token, &format!("attempts/{}", c.attempt_id))
+    let report: serde_json::Value = app
+        .staff_get(&token, &format!("/attempts/{}", c.attempt_id))
         .await
         .json()
         .await
@@ -188,11 +179,11 @@ async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
         .unwrap()
         .pack
         .is_none());
-    let base = format!("attempts/{}/streams/{}", c.attempt_id, s.stream_id);
+    let base = format!("/attempts/{}/streams/{}", c.attempt_id, s.stream_id);
     let fragment = |i: u32| {
         let path = format!("{base}/fragments/{i}");
         let (app, token) = (&app, &token);
-        async move { staff_get(app, token, &path).await }
+        async move { app.staff_get(token, &path).await }
     };
     assert_eq!(
         error_code(fragment(5).await).await,
@@ -297,15 +288,15 @@ async fn an_unended_stream_is_packed_as_it_is_once_its_attempt_is_long_over() {
         .pack
         .is_some());
     let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
-    let r = staff_get(
-        &app,
-        &token,
-        &format!(
-            "attempts/{}/streams/{}/media?from=1&to=4",
-            c.attempt_id, s.stream_id
-        ),
-    )
-    .await;
+    let r = app
+        .staff_get(
+            &token,
+            &format!(
+                "/attempts/{}/streams/{}/media?from=1&to=4",
+                c.attempt_id, s.stream_id
+            ),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     // The initialisation segment first, then the fragments asked for.
     let expected = [0, 1, 2, 3, 4]
