@@ -311,12 +311,15 @@
   const QUIET_MOTION = 8;
   const QUIET_AUDIO = 20;
   let activity = [];
+  let activityWithout = 0; // fragments that carried none (for the tests)
   const quiet = (p) => p[1] < QUIET_MOTION && p[2] < QUIET_AUDIO;
 
   async function loadActivity() {
     const r = await call('GET', '/activity');
     if (!r.ok) return;
-    activity = (await r.json()).points;
+    const strip = await r.json();
+    activity = strip.points;
+    activityWithout = strip.fragments_without;
     drawActivity();
   }
 
@@ -491,7 +494,7 @@
     loadActivity();
     if (streams.length) await seekWall(streams[0].wallStart, 'start');
     // For the browser tests: where the player is, read-only.
-    window.__player = () => ({ stream: cur ? cur.si : null, mime: cur ? cur.mime : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, activity: activity.length, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
+    window.__player = () => ({ stream: cur ? cur.si : null, mime: cur ? cur.mime : null, t: video.currentTime, wall: wallNow(), paused: video.paused, rate: video.playbackRate, notice: $('notice').textContent, jumps, activity: activity.length, activityWithout, moving: activity.filter((p) => p[1] > 0).length, sounding: activity.filter((p) => p[2] > 0).length, seeking: video.seeking, jumping, ready: video.readyState,
       frags: cur ? cur.st.frags.map((f) => [f.i, f.s, f.e, f.state]) : [],
       buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]) });
     setInterval(tick, 200);

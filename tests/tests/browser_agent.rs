@@ -392,6 +392,9 @@ async fn reviewer_plays(server: &Server, attempt: &str) {
         "the moving white square is drawn: {frame}"
     );
     b.until("the activity strip", Duration::from_secs(10), "const p = window.__player(); return p.activity >= 50 && p.moving >= 40 && p.sounding >= 20").await;
+    // Every fragment's activity was taken: none longer than its header's range.
+    let without = b.js("return window.__player().activityWithout").await;
+    assert_eq!(without, 0, "fragments without activity");
     b.js("const t = document.getElementById('timeline'); const r = t.getBoundingClientRect();
           t.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.3, clientY: r.top + 5, bubbles: true }));")
         .await;
@@ -712,7 +715,14 @@ async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
         b,
         ..
     } = recording(&[]).await;
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    // Counted on what the page sealed, not on wall time: a starved page seals late.
+    b.until(
+        "four fragments sealed",
+        Duration::from_secs(60),
+        "return window.__agent().sealed >= 5",
+    )
+    .await;
+    let sealed = agent_status(&b).await["sealed"].as_u64().unwrap();
     // The candidate reloads the page (F5): the address has no token any more.
     b.client.refresh().await.unwrap();
     phase(
@@ -723,7 +733,12 @@ async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
     )
     .await;
     b.until("the resumption said", Duration::from_secs(5), "return document.getElementById('message').textContent.startsWith('L\\'enregistrement a repris')").await;
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    b.until(
+        "fragments sealed in the new stream",
+        Duration::from_secs(60),
+        "return window.__agent().sealed >= 4",
+    )
+    .await;
     finish(&b).await;
     let left = spooled_files(&b).await;
     assert!(
@@ -740,7 +755,11 @@ async fn a_reload_in_the_middle_resumes_and_loses_nothing_that_was_sealed() {
         (serde_json::json!([]), serde_json::json!([])),
         "{r}"
     );
-    assert!(streams[0]["fragments_stored"].as_u64().unwrap() >= 4, "{r}");
+    // The init segment and every fragment the page had sealed (and spooled) by the reload.
+    assert!(
+        streams[0]["fragments_stored"].as_u64().unwrap() >= sealed,
+        "{sealed} sealed before the reload: {r}"
+    );
     assert_eq!(streams[1]["status"], "complete", "{r}");
     assert_ne!(streams[0]["status"], "complete", "{r}");
     assert!(

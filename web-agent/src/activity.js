@@ -2,8 +2,12 @@
 // before encoding, as the native agent's `capture/activity.rs` (same scales, same rules):
 // per second, motion (mean absolute difference between consecutive 64x48 grey frames)
 // and audio level (RMS); per fragment, one 160x120 JPEG. No biometrics.
-
-const THUMBS_KEPT = 8;
+//
+// Frames and samples are kept with their capture time (the packets' own time, which the
+// fragments' ranges use) and put into seconds only when a fragment asks, counted from its
+// stream's origin: the seconds a fragment carries are then exactly those of the range its
+// header says (the server refuses an activity longer than that), whatever the delay before
+// the first frame and whenever a new stream starts.
 
 /** 0–100 from a mean absolute difference of 0–255, square-root scale. */
 export function motionLevel(mad) {
@@ -17,61 +21,67 @@ export function audioLevel(rms) {
 }
 
 export class Analysis {
-  #firstVideoUs = null;
-  #firstAudioUs = null;
   #previous = null;
-  #motion = new Map(); // second → [sum of mean differences, frames]
-  #audio = new Map(); // second → [sum of squares, samples]
-  #thumbs = []; // [µs since the first frame, JPEG]
+  #motion = []; // [µs, mean absolute difference from the frame before]
+  #audio = []; // [µs, sum of squares, samples]
+  #thumbs = []; // [µs, JPEG]
 
   /** `gray`: a Uint8Array of luma, the same size every frame. */
   videoFrame(ptsUs, gray) {
-    this.#firstVideoUs ??= ptsUs;
-    const second = Math.floor(Math.max(0, ptsUs - this.#firstVideoUs) / 1e6);
     const prev = this.#previous;
     if (prev && prev.length === gray.length && gray.length > 0) {
       let sum = 0;
       for (let i = 0; i < gray.length; i++) sum += Math.abs(prev[i] - gray[i]);
-      const e = this.#motion.get(second) ?? [0, 0];
-      e[0] += sum / gray.length;
-      e[1] += 1;
-      this.#motion.set(second, e);
+      this.#motion.push([ptsUs, sum / gray.length]);
     }
     this.#previous = gray;
   }
 
   /** `samples`: Float32Array, -1..1, mono. */
   audioSamples(ptsUs, samples) {
-    this.#firstAudioUs ??= ptsUs;
-    const second = Math.floor(Math.max(0, ptsUs - this.#firstAudioUs) / 1e6);
-    const e = this.#audio.get(second) ?? [0, 0];
-    for (const v of samples) e[0] += v * v;
-    e[1] += samples.length;
-    this.#audio.set(second, e);
+    let sum = 0;
+    for (const v of samples) sum += v * v;
+    this.#audio.push([ptsUs, sum, samples.length]);
   }
 
   thumbnail(ptsUs, jpeg) {
-    this.#firstVideoUs ??= ptsUs;
-    this.#thumbs.push([ptsUs - this.#firstVideoUs, jpeg]);
-    while (this.#thumbs.length > THUMBS_KEPT) this.#thumbs.shift();
+    this.#thumbs.push([ptsUs, jpeg]);
   }
 
-  /** The activity of the seconds starting within [start, end) and the fragment's thumbnail. */
-  sideFor(startUs, endUs) {
-    const firstS = Math.floor(startUs / 1e6);
-    const lastS = Math.floor(Math.max(0, endUs - 1) / 1e6);
-    const motion = [];
-    const audio = [];
-    for (let s = firstS; s <= Math.max(lastS, firstS); s++) {
-      const m = this.#motion.get(s);
-      motion.push(m ? motionLevel(m[0] / Math.max(1, m[1])) : 0);
-      const a = this.#audio.get(s);
-      audio.push(a ? audioLevel(Math.sqrt(a[0] / Math.max(1, a[1]))) : 0);
+  /**
+   * The fragment `[startUs, endUs)` of capture time, in a stream whose media time 0 is
+   * `originUs` of capture time: the activity of each second (of media time) starting
+   * within the range, and the fragment's thumbnail. Asked in order; what is older than the
+   * fragment is dropped then, so memory stays bounded over hours however late it asks.
+   */
+  sideFor(startUs, endUs, originUs = 0) {
+    const second = (t) => Math.floor((t - originUs) / 1e6);
+    const firstS = Math.max(0, second(startUs));
+    const lastS = Math.max(firstS, second(Math.max(startUs, endUs - 1)));
+    const motion = new Array(lastS - firstS + 1).fill(null).map(() => [0, 0]);
+    const audio = new Array(lastS - firstS + 1).fill(null).map(() => [0, 0]);
+    for (const [t, mad] of this.#motion) {
+      const e = motion[second(t) - firstS];
+      if (e) (e[0] += mad), (e[1] += 1);
     }
-    for (const map of [this.#motion, this.#audio]) for (const s of map.keys()) if (s + 1 < firstS) map.delete(s);
+    for (const [t, sum, n] of this.#audio) {
+      const e = audio[second(t) - firstS];
+      if (e) (e[0] += sum), (e[1] += n);
+    }
+    // Neighbouring fragments share the second one ends and the next starts in.
+    const keepFrom = originUs + firstS * 1e6;
+    this.#motion = this.#motion.filter(([t]) => t >= keepFrom);
+    this.#audio = this.#audio.filter(([t]) => t >= keepFrom);
     const thumb =
       this.#thumbs.find(([t]) => t + 100_000 >= startUs && t < endUs) ?? [...this.#thumbs].reverse().find(([t]) => t < startUs);
     this.#thumbs = this.#thumbs.filter(([t]) => t + 2_000_000 >= startUs);
-    return { activity: { firstS, motion, audio }, thumbnail: thumb ? thumb[1] : new Uint8Array(0) };
+    return {
+      activity: {
+        firstS,
+        motion: motion.map(([sum, n]) => (n ? motionLevel(sum / n) : 0)),
+        audio: audio.map(([sum, n]) => (n ? audioLevel(Math.sqrt(sum / n)) : 0)),
+      },
+      thumbnail: thumb ? thumb[1] : new Uint8Array(0),
+    };
   }
 }

@@ -154,8 +154,9 @@ function readDevices(stream, onFrame, onSamples, signal) {
 
 /**
  * One recording: a stream's fragments from the devices. `onFragment(fragment)` gets
- * `{ data, mediaStartUs, mediaEndUs, last, init, side }` in order, where `side` is the
- * fragment's activity and thumbnail.
+ * `{ data, mediaStartUs, mediaEndUs, last, init, side }` in order, the range in capture
+ * time, where `side(originUs)` gives the fragment's activity and thumbnail in a stream
+ * whose media time starts at `originUs` (asked in order, once per fragment).
  */
 export class Recording {
   #stream;
@@ -198,7 +199,7 @@ export class Recording {
 
   async start() {
     this.#fragmenter = new Fragmenter({
-      onFragment: (f) => this.#onFragment({ ...f, side: f.init ? null : this.#analysis.sideFor(f.mediaStartUs, f.mediaEndUs) }),
+      onFragment: (f) => this.#onFragment({ ...f, side: f.init ? null : (originUs) => this.#analysis.sideFor(f.mediaStartUs, f.mediaEndUs, originUs) }),
     });
     await this.#fragmenter.start();
     this.#video = new VideoEncoder({ output: (c, m) => (this.stats.videoChunks++, this.#then(() => this.#fragmenter.addVideo(c, m))), error: (e) => this.#fail(e) });

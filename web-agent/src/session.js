@@ -268,7 +268,8 @@ export class Session {
       }
       const origin = (this.#originUs ??= f.mediaStartUs);
       this.#mediaEndUs = Math.max(this.#mediaEndUs, f.mediaEndUs - origin);
-      await this.#sealNow(encodePayload(f.data, f.side.activity, f.side.thumbnail), f.mediaStartUs - origin, f.mediaEndUs - origin, false);
+      const { activity, thumbnail } = f.side(origin);
+      await this.#sealNow(encodePayload(f.data, activity, thumbnail), f.mediaStartUs - origin, f.mediaEndUs - origin, false);
     });
     return this.#chain;
   }
