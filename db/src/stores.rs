@@ -115,6 +115,9 @@ pub trait MediaStore: Send + Sync {
     /// How many of the attempt's stored chunks each transport carried.
     async fn chunks_by_transport(&self, attempt: AttemptId) -> DbResult<Vec<(Transport, u64)>>;
     async fn stream(&self, id: StreamId) -> DbResult<Stream>;
+    /// The stream and, when stored, its chunk at `index`: what ingest reads before each
+    /// chunk, in one statement (one round trip, one hand-off to the database's thread).
+    async fn stream_at(&self, id: StreamId, index: u32) -> DbResult<(Stream, Option<ChunkRow>)>;
     async fn streams_of(&self, attempt: AttemptId) -> DbResult<Vec<Stream>>;
     async fn end_stream(&self, id: StreamId, final_index: u32, at_ms: i64) -> DbResult<()>;
     /// Records chunks and adds their sizes to their attempts' `bytes_stored`, all in one

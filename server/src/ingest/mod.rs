@@ -564,13 +564,16 @@ impl Ingest {
         if header.stream != stream_id.as_uuid() || header.index != index {
             return Err(IngestError::HeaderMismatch);
         }
-        let stream = match self.own_stream(who, stream_id).await {
-            Ok(s) => s,
-            Err(IngestError::Failure(Failure::NotFound(_))) => {
+        // The stream and any chunk already at this index, in one read.
+        let (stream, existing) = match self.db.stream_at(stream_id, index).await {
+            Ok((s, existing)) if s.attempt_id == who.attempt.id => (s, existing),
+            // Another attempt's stream looks exactly like an unknown one: no probing.
+            Ok(_) | Err(DbError::NotFound) => (
                 self.open_agent_stream(who, stream_id, &header, &chunk, via)
-                    .await?
-            }
-            Err(e) => return Err(e),
+                    .await?,
+                None,
+            ),
+            Err(e) => return Err(e.into()),
         };
         if let Some(f) = stream.final_index.filter(|f| index > *f) {
             return Err(IngestError::StreamEnded(f));
@@ -606,7 +609,7 @@ impl Ingest {
             pack: None,
         };
         // A replay or a conflict needs no blob write.
-        if let Ok(existing) = self.db.chunk(stream_id, index).await {
+        if let Some(existing) = existing {
             return self.replay_or_conflict(who, existing, row).await;
         }
         let path = chunk_path(who.attempt.id, stream_id, index, &row.content_sha256);

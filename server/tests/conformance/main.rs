@@ -407,6 +407,32 @@ async fn streams_and_chunks() {
         );
         assert_eq!(db.chunk(early, 1).await.unwrap(), chunk(early, 1, 1));
         assert!(matches!(db.chunk(early, 7).await, Err(DbError::NotFound)));
+        // Ingest's one read: the stream, and the chunk at the index when there is one.
+        let (s, at) = db.stream_at(early, 1).await.unwrap();
+        assert_eq!(
+            (s.id, s.attempt_id, s.opened_at_ms, s.keying, at),
+            (
+                early,
+                a.id,
+                1_000,
+                StreamKeying::Derived { salt: [3; 32] },
+                Some(chunk(early, 1, 1))
+            ),
+            "{}",
+            b.name
+        );
+        let (s, at) = db.stream_at(early, 7).await.unwrap();
+        assert_eq!((s.id, at), (early, None), "{}", b.name);
+        let (_, at) = db.stream_at(late, 1).await.unwrap();
+        assert_eq!(
+            at, None,
+            "{}: another stream's chunk is not this one's",
+            b.name
+        );
+        assert!(matches!(
+            db.stream_at(StreamId::random(), 1).await,
+            Err(DbError::NotFound)
+        ));
         let idx: Vec<u32> = db
             .chunks_of(early)
             .await
