@@ -42,6 +42,7 @@ type AttemptRecord = AttemptRec<Uuid, i32>;
 type TokenRecord = TokenRec<Uuid, i32>;
 type StreamRecord = StreamRec<Uuid>;
 type ChunkRecord = ChunkRec<Uuid>;
+type StreamAtRecord = StreamAtRec<Uuid>;
 type StaffRecord = StaffRec<Uuid, bool>;
 type AuditRecord = AuditRec<Uuid>;
 type AccountEventRecord = AccountEventRec<Uuid>;

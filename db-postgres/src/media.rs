@@ -62,62 +62,20 @@ impl MediaStore for PostgresDatabase {
     }
     async fn stream_at(&self, id: StreamId, index: u32) -> DbResult<(Stream, Option<ChunkRow>)> {
         let (id, index) = (id.as_uuid(), index as i64);
-        let r = sqlx::query!(
-            r#"SELECT s.id, s.attempt_id, s.salt, s.opening, s.opened_at, s.ended_at, s.final_index,
+        parse(
+            sqlx::query_as!(
+                StreamAtRecord,
+                r#"SELECT s.id, s.attempt_id, s.salt, s.opening, s.opened_at, s.ended_at, s.final_index,
                       c.idx AS "idx?", c.digest AS "digest?", c.prev_digest AS "prev_digest?", c.size AS "size?", c.media_start_us AS "media_start_us?",
                       c.media_end_us AS "media_end_us?", c.last AS "last?", c.content_sha256 AS "content_sha256?", c.pack_tag, c.pack_first, c.pack_offset
                FROM streams s LEFT JOIN chunks c ON c.stream_id = s.id AND c.idx = $2 WHERE s.id = $1"#,
-            id,
-            index
+                id,
+                index
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?,
         )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let chunk = match (
-            r.idx,
-            r.digest,
-            r.prev_digest,
-            r.size,
-            r.media_start_us,
-            r.media_end_us,
-            r.last,
-            r.content_sha256,
-        ) {
-            (
-                Some(idx),
-                Some(digest),
-                Some(prev_digest),
-                Some(size),
-                Some(media_start_us),
-                Some(media_end_us),
-                Some(last),
-                Some(content_sha256),
-            ) => Some(parse(ChunkRecord {
-                stream_id: r.id,
-                idx,
-                digest,
-                prev_digest,
-                size,
-                media_start_us,
-                media_end_us,
-                last,
-                content_sha256,
-                pack_tag: r.pack_tag,
-                pack_first: r.pack_first,
-                pack_offset: r.pack_offset,
-            })?),
-            _ => None,
-        };
-        let stream = parse(StreamRecord {
-            id: r.id,
-            attempt_id: r.attempt_id,
-            salt: r.salt,
-            opening: r.opening,
-            opened_at: r.opened_at,
-            ended_at: r.ended_at,
-            final_index: r.final_index,
-        })?;
-        Ok((stream, chunk))
     }
     async fn chunks_by_transport(&self, attempt: AttemptId) -> DbResult<Vec<(Transport, u64)>> {
         let attempt = attempt.as_uuid();

@@ -67,6 +67,7 @@ type AttemptRecord = AttemptRec<String, i64>;
 type TokenRecord = TokenRec<String, i64>;
 type StreamRecord = StreamRec<String>;
 type ChunkRecord = ChunkRec<String>;
+type StreamAtRecord = StreamAtRec<String>;
 type StaffRecord = StaffRec<String, i64>;
 type AuditRecord = AuditRec<String>;
 type AccountEventRecord = AccountEventRec<String>;

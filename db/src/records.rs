@@ -176,6 +176,80 @@ impl<Id: IdColumn> TryFrom<StreamRec<Id>> for Stream {
     }
 }
 
+/// A stream and the chunk at one index through a `LEFT JOIN` (`MediaStore::stream_at`):
+/// the chunk's columns are all absent when no chunk holds the index.
+pub struct StreamAtRec<Id> {
+    pub id: Id,
+    pub attempt_id: Id,
+    pub salt: Vec<u8>,
+    pub opening: Option<Vec<u8>>,
+    pub opened_at: i64,
+    pub ended_at: Option<i64>,
+    pub final_index: Option<i64>,
+    pub idx: Option<i64>,
+    pub digest: Option<Vec<u8>>,
+    pub prev_digest: Option<Vec<u8>>,
+    pub size: Option<i64>,
+    pub media_start_us: Option<i64>,
+    pub media_end_us: Option<i64>,
+    pub last: Option<bool>,
+    pub content_sha256: Option<Vec<u8>>,
+    pub pack_tag: Option<i64>,
+    pub pack_first: Option<i64>,
+    pub pack_offset: Option<i64>,
+}
+
+impl<Id: IdColumn + Clone> TryFrom<StreamAtRec<Id>> for (Stream, Option<ChunkRow>) {
+    type Error = DecodeError;
+    fn try_from(r: StreamAtRec<Id>) -> Result<Self, DecodeError> {
+        let chunk = match (
+            r.idx,
+            r.digest,
+            r.prev_digest,
+            r.size,
+            r.media_start_us,
+            r.media_end_us,
+            r.last,
+            r.content_sha256,
+        ) {
+            (
+                Some(idx),
+                Some(digest),
+                Some(prev_digest),
+                Some(size),
+                Some(start),
+                Some(end),
+                Some(last),
+                Some(sha),
+            ) => Some(ChunkRow::try_from(ChunkRec {
+                stream_id: r.id.clone(),
+                idx,
+                digest,
+                prev_digest,
+                size,
+                media_start_us: start,
+                media_end_us: end,
+                last,
+                content_sha256: sha,
+                pack_tag: r.pack_tag,
+                pack_first: r.pack_first,
+                pack_offset: r.pack_offset,
+            })?),
+            _ => None,
+        };
+        let stream = Stream::try_from(StreamRec {
+            id: r.id,
+            attempt_id: r.attempt_id,
+            salt: r.salt,
+            opening: r.opening,
+            opened_at: r.opened_at,
+            ended_at: r.ended_at,
+            final_index: r.final_index,
+        })?;
+        Ok((stream, chunk))
+    }
+}
+
 pub struct ChunkRec<Id> {
     pub stream_id: Id,
     pub idx: i64,
