@@ -77,7 +77,18 @@ async fn run_step(
                             lat.push(sent.elapsed().as_secs_f64() * 1e3)
                         }
                         Ok(r) => failed.push(r.status().as_u16().to_string()),
-                        Err(_) => failed.push("error".to_owned()),
+                        // Which kind: refused at connect, cut while sent (after the one
+                        // retry), or another.
+                        Err(e) => failed.push(
+                            if e.is_connect() {
+                                "connect"
+                            } else if e.is_request() {
+                                "cut"
+                            } else {
+                                "error"
+                            }
+                            .to_owned(),
+                        ),
                     }
                 }
                 (a, lat, failed)
