@@ -1341,6 +1341,42 @@ async fn an_unreachable_database_is_unavailable_not_a_crash() {
     assert!(matches!(err, DbError::Unavailable(_)), "{err:?}");
 }
 
+/// PostgreSQL restarted under a running server (an upgrade, a failover): every pooled
+/// connection is dead, and the next calls, several at once, all succeed on new ones
+/// without the server restarting: the pool tests a connection before handing it out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgresql_restart_costs_no_request() {
+    let cluster = pg::Cluster::start().await;
+    let db = connect(&cluster.url, &pool()).await.unwrap();
+    // Fill the pool: eight connections open and idle.
+    let calls = |db: std::sync::Arc<dyn Database>| async move {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let id = SittingId::random();
+                    db.create_sitting(id, &format!("R-{id}"), 1_000).await?;
+                    db.sitting_exists(id).await.map(|_| ())
+                })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                failed.push(format!("{e:?}"));
+            }
+        }
+        failed
+    };
+    assert_eq!(calls(db.clone()).await, Vec::<String>::new());
+    cluster.restart();
+    assert_eq!(
+        calls(db.clone()).await,
+        Vec::<String>::new(),
+        "no call fails after the restart"
+    );
+}
+
 /// Background work on several instances: claimers running at once never get the same
 /// attempt, together they get every due one, and a lapsed claim is claimable again.
 #[tokio::test(flavor = "multi_thread")]

@@ -149,6 +149,34 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Restarts the server (`pg_ctl restart -m fast`: every client's connection is closed),
+    /// as an upgrade or a failover would. Only a cluster of the test's own can be.
+    pub fn restart(&self) {
+        let dir = self.dir.as_ref().expect(
+            "restarting PostgreSQL needs a cluster of the test's own: unset PROCTOR_TEST_DATABASE_URL",
+        );
+        let (data, log) = (dir.path().join("data"), dir.path().join("log"));
+        // With its log file again: the server would otherwise keep this call's output open.
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "30",
+                "restart",
+            ],
+        );
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {
