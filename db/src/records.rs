@@ -202,40 +202,26 @@ pub struct StreamAtRec<Id> {
 impl<Id: IdColumn + Clone> TryFrom<StreamAtRec<Id>> for (Stream, Option<ChunkRow>) {
     type Error = DecodeError;
     fn try_from(r: StreamAtRec<Id>) -> Result<Self, DecodeError> {
-        let chunk = match (
-            r.idx,
-            r.digest,
-            r.prev_digest,
-            r.size,
-            r.media_start_us,
-            r.media_end_us,
-            r.last,
-            r.content_sha256,
-        ) {
-            (
-                Some(idx),
-                Some(digest),
-                Some(prev_digest),
-                Some(size),
-                Some(start),
-                Some(end),
-                Some(last),
-                Some(sha),
-            ) => Some(ChunkRow::try_from(ChunkRec {
+        // The chunk's columns are NOT NULL: present together when a chunk matched.
+        fn joined<T>(col: &str, v: Option<T>) -> Result<T, DecodeError> {
+            v.ok_or_else(|| decode_err(col, "absent beside the chunk's index".into()))
+        }
+        let chunk = match r.idx {
+            None => None,
+            Some(idx) => Some(ChunkRow::try_from(ChunkRec {
                 stream_id: r.id.clone(),
                 idx,
-                digest,
-                prev_digest,
-                size,
-                media_start_us: start,
-                media_end_us: end,
-                last,
-                content_sha256: sha,
+                digest: joined("digest", r.digest)?,
+                prev_digest: joined("prev_digest", r.prev_digest)?,
+                size: joined("size", r.size)?,
+                media_start_us: joined("media_start_us", r.media_start_us)?,
+                media_end_us: joined("media_end_us", r.media_end_us)?,
+                last: joined("last", r.last)?,
+                content_sha256: joined("content_sha256", r.content_sha256)?,
                 pack_tag: r.pack_tag,
                 pack_first: r.pack_first,
                 pack_offset: r.pack_offset,
             })?),
-            _ => None,
         };
         let stream = Stream::try_from(StreamRec {
             id: r.id,

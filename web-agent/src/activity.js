@@ -58,8 +58,8 @@ export class Analysis {
     const second = (t) => Math.floor((t - originUs) / 1e6);
     const firstS = Math.max(0, second(startUs));
     const lastS = Math.max(firstS, second(Math.max(startUs, endUs - 1)));
-    const motion = new Array(lastS - firstS + 1).fill(null).map(() => [0, 0]);
-    const audio = new Array(lastS - firstS + 1).fill(null).map(() => [0, 0]);
+    const motion = Array.from({ length: lastS - firstS + 1 }, () => [0, 0]);
+    const audio = Array.from({ length: lastS - firstS + 1 }, () => [0, 0]);
     for (const [t, mad] of this.#motion) {
       const e = motion[second(t) - firstS];
       if (e) (e[0] += mad), (e[1] += 1);
