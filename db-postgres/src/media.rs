@@ -144,13 +144,23 @@ impl MediaStore for PostgresDatabase {
         let last: Vec<bool> = rows().map(|c| c.row.last).collect();
         let transport: Vec<String> = rows().map(|c| c.transport.as_str().to_owned()).collect();
         let activity: Vec<Option<Vec<u8>>> = rows().map(|c| c.activity.clone()).collect();
+        // A chunk appended to its stream's file is packed from the start; the tag as
+        // signed, the column's type.
+        let place = |f: fn(&PackPlace) -> i64| -> Vec<Option<i64>> {
+            rows().map(|c| c.row.pack.as_ref().map(f)).collect()
+        };
+        let (tag, first, offset) = (
+            place(|p| p.tag as i64),
+            place(|p| i64::from(p.first)),
+            place(|p| p.offset as i64),
+        );
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The primary key arbitrates between concurrent uploads, on any instance.
         let inserted = sqlx::query!(
-            r#"INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity)
-               SELECT r.stream_id, r.idx, r.digest, r.prev_digest, r.size, r.media_start_us, r.media_end_us, r.last, r.content_sha256, $12, r.transport, r.activity
-               FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bool[], $9::bytea[], $10::text[], $11::bytea[])
-                    WITH ORDINALITY AS r(stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, transport, activity, n)
+            r#"INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity, pack_tag, pack_first, pack_offset)
+               SELECT r.stream_id, r.idx, r.digest, r.prev_digest, r.size, r.media_start_us, r.media_end_us, r.last, r.content_sha256, $12, r.transport, r.activity, r.pack_tag, r.pack_first, r.pack_offset
+               FROM UNNEST($1::uuid[], $2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bool[], $9::bytea[], $10::text[], $11::bytea[], $13::bigint[], $14::bigint[], $15::bigint[])
+                    WITH ORDINALITY AS r(stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, transport, activity, pack_tag, pack_first, pack_offset, n)
                ORDER BY r.n
                ON CONFLICT (stream_id, idx) DO NOTHING
                RETURNING stream_id, idx"#,
@@ -165,7 +175,10 @@ impl MediaStore for PostgresDatabase {
             &sha,
             &transport,
             &activity as &[Option<Vec<u8>>],
-            at_ms
+            at_ms,
+            &tag as &[Option<i64>],
+            &first as &[Option<i64>],
+            &offset as &[Option<i64>]
         )
         .fetch_all(&mut *tx)
         .await

@@ -109,7 +109,7 @@ impl MediaStore for SqliteDatabase {
         }
         let order = proctor_db::batch::insert_order(batch);
         let mut insert = sqlx::QueryBuilder::new(
-            "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity) ",
+            "INSERT INTO chunks (stream_id, idx, digest, prev_digest, size, media_start_us, media_end_us, last, content_sha256, stored_at, transport, activity, pack_tag, pack_first, pack_offset) ",
         );
         insert.push_values(order.iter().map(|&i| &batch[i]), |mut v, c| {
             let r = &c.row;
@@ -124,7 +124,12 @@ impl MediaStore for SqliteDatabase {
                 .push_bind(r.content_sha256.to_vec())
                 .push_bind(at_ms)
                 .push_bind(c.transport.as_str())
-                .push_bind(c.activity.clone());
+                .push_bind(c.activity.clone())
+                // A chunk appended to its stream's file is packed from the start; the tag
+                // as signed, the column's type.
+                .push_bind(r.pack.map(|p| p.tag as i64))
+                .push_bind(r.pack.map(|p| i64::from(p.first)))
+                .push_bind(r.pack.map(|p| p.offset as i64));
         });
         insert.push(" ON CONFLICT DO NOTHING RETURNING stream_id, idx");
         let inserted = insert

@@ -61,6 +61,10 @@ fn settings(dir: &std::path::Path) -> Settings {
     let mut s = server::configuration::load(None).unwrap();
     s.server.data_dir = dir.to_owned();
     s.database.max_connections = 16;
+    // The sitting is seeded as loose objects, a file per chunk, as on S3 (and packed in
+    // the packed round); a directory's default, a file per stream, is one object per
+    // recording from the start.
+    s.object_store.local_files = server::blobs::LocalFiles::PerChunk;
     s
 }
 

@@ -12,8 +12,14 @@
 //! store answers a PUT only once the object is durable; some S3 servers (Garage 2.5)
 //! ignore `If-None-Match`, so there the name alone keeps an object from being replaced by
 //! different bytes.
+//!
+//! Locally, a chunk is by default appended to its stream's file (`stream_files`) rather
+//! than written as an object of its own: its row then points at its place, as a packed
+//! chunk's does.
 
-use crate::db::{AttemptId, ChunkRow, StreamId};
+mod stream_files;
+
+use crate::db::{AttemptId, ChunkRow, PackPlace, StreamId};
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -39,6 +45,21 @@ pub struct ObjectStoreSettings {
     pub access_key_id: Option<String>,
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// How a local store keeps chunks (S3 ignores it).
+    #[serde(default)]
+    pub local_files: LocalFiles,
+}
+
+/// How a local store keeps a stream's chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalFiles {
+    /// Appended to one file per stream: no file created per chunk (issue 22). Packing has
+    /// nothing left to do for them.
+    #[default]
+    PerStream,
+    /// One file per chunk, as on S3 (and as every chunk stored before issue 22 is).
+    PerChunk,
 }
 
 impl std::fmt::Debug for ObjectStoreSettings {
@@ -53,6 +74,7 @@ impl std::fmt::Debug for ObjectStoreSettings {
                 "secret_access_key",
                 &self.secret_access_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("local_files", &self.local_files)
             .finish()
     }
 }
@@ -81,6 +103,8 @@ struct Local {
     fs: Arc<LocalFileSystem>,
     /// Absolute and canonical, so that walking up from a blob meets it.
     root: PathBuf,
+    /// Set for `LocalFiles::PerStream`.
+    streams: Option<Arc<stream_files::StreamFiles>>,
 }
 
 /// A large object goes up in parts of this size (S3's smallest but the last is 5 MiB)...
@@ -124,22 +148,73 @@ pub enum Put {
     AlreadyThere,
 }
 
+/// A chunk written and not yet durable (`BlobStore::put_chunk`), until `sync_chunks`.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    /// Its object: its own, or its stream's file.
+    pub path: ObjectPath,
+    /// Its place in its stream's file, for its row; `None` for an object of its own.
+    pub place: Option<PackPlace>,
+    /// An object of its own this call created, to delete if its row is refused.
+    pub created_alone: bool,
+}
+
 impl BlobStore {
     /// The store the settings name: S3 for an `s3://` URL, else `data_dir/blobs`.
     pub fn open(settings: &ObjectStoreSettings, data_dir: &Path) -> Result<Self, BlobError> {
         match settings.url.as_deref() {
-            None | Some("") => Self::open_local(&data_dir.join("blobs")),
+            None | Some("") => Self::open_local_with(&data_dir.join("blobs"), settings.local_files),
             Some(url) => Self::open_s3(url, settings),
         }
     }
 
+    /// A local store with the default layout (`LocalFiles::PerStream`).
     pub fn open_local(root: &Path) -> Result<Self, BlobError> {
+        Self::open_local_with(root, LocalFiles::default())
+    }
+
+    pub fn open_local_with(root: &Path, files: LocalFiles) -> Result<Self, BlobError> {
         std::fs::create_dir_all(root)?;
         let root = std::fs::canonicalize(root)?;
         let fs = Arc::new(LocalFileSystem::new_with_prefix(&root)?);
+        let streams = (files == LocalFiles::PerStream)
+            .then(|| Arc::new(stream_files::StreamFiles::new(root.clone())));
         Ok(Self {
             store: fs.clone(),
-            local: Some(Local { fs, root }),
+            local: Some(Local { fs, root, streams }),
+        })
+    }
+
+    /// Whether chunks go to their stream's file, packed as they arrive: the packer then
+    /// has nothing to do.
+    pub fn appends_to_stream_files(&self) -> bool {
+        self.local.as_ref().is_some_and(|l| l.streams.is_some())
+    }
+
+    /// Writes a chunk, not yet durable: appended to its stream's file, or as an object of
+    /// its own named by `chunk_path`. `sync_chunks` makes a batch of them durable.
+    pub async fn put_chunk(
+        &self,
+        attempt: AttemptId,
+        row: &ChunkRow,
+        bytes: Bytes,
+    ) -> Result<StoredChunk, BlobError> {
+        if let Some(streams) = self.local.as_ref().and_then(|l| l.streams.as_ref()) {
+            let a = streams
+                .append(attempt, row.stream_id, row.index, row.last, bytes)
+                .await?;
+            return Ok(StoredChunk {
+                path: a.path,
+                place: Some(a.place),
+                created_alone: false,
+            });
+        }
+        let path = chunk_path(attempt, row.stream_id, row.index, &row.content_sha256);
+        let put = self.put(&path, bytes).await?;
+        Ok(StoredChunk {
+            path,
+            place: None,
+            created_alone: put == Put::Created,
         })
     }
 
@@ -217,47 +292,40 @@ impl BlobStore {
     }
 
     /// Makes the objects `put` wrote survive a power cut. An S3 store answers a PUT only
-    /// once the object is durable: nothing to do. Locally: an `fdatasync` of each file and
-    /// an `fsync` of each distinct directory up to the root, all at once on the blocking
-    /// pool, so that the file system's journal commits them together. Only this batch's
-    /// files are written back: what other programs left dirty on the same file system
-    /// (a build, a backup, logs) is not this batch's to wait for, as it was with `syncfs`.
+    /// once the object is durable: nothing to do. Locally: each file and each distinct
+    /// directory up to the root (`sync_all`).
     pub async fn sync(&self, paths: &[ObjectPath]) -> Result<(), BlobError> {
         let Some(local) = &self.local else {
             return Ok(());
         };
-        if paths.is_empty() {
-            return Ok(());
-        }
         let files = paths
             .iter()
             .map(|p| local.fs.path_to_filesystem(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut dirs: Vec<PathBuf> = files
+        let dirs = local.dirs_of(&files);
+        sync_all(files, dirs).await
+    }
+
+    /// Makes a batch of `put_chunk`'s writes durable: each stream file once (its name was
+    /// made durable when it was created), each object of its own with its directories.
+    pub async fn sync_chunks(&self, chunks: &[&StoredChunk]) -> Result<(), BlobError> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        let (appended, alone): (Vec<&StoredChunk>, Vec<&StoredChunk>) =
+            chunks.iter().partition(|c| c.place.is_some());
+        let alone = alone
             .iter()
-            .flat_map(|f| dirs_to_sync(f, &local.root))
-            .collect();
-        dirs.sort_unstable();
-        dirs.dedup();
-        use futures::{StreamExt, TryStreamExt};
-        type Sync = fn(&std::fs::File) -> std::io::Result<()>;
-        let syncs = (files
-            .into_iter()
-            .map(|f| (f, std::fs::File::sync_data as Sync)))
-        .chain(
-            dirs.into_iter()
-                .map(|d| (d, std::fs::File::sync_all as Sync)),
-        );
-        futures::stream::iter(syncs)
-            .map(|(path, sync)| async move {
-                tokio::task::spawn_blocking(move || sync(&std::fs::File::open(&path)?))
-                    .await
-                    .expect("sync task does not panic")
-            })
-            .buffer_unordered(SYNCS_AT_ONCE)
-            .try_collect::<()>()
-            .await?;
-        Ok(())
+            .map(|c| local.fs.path_to_filesystem(&c.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let appended = appended
+            .iter()
+            .map(|c| local.fs.path_to_filesystem(&c.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dirs = local.dirs_of(&alone);
+        let mut files = stream_files::files_of(appended.iter().map(PathBuf::as_path));
+        files.extend(alone);
+        sync_all(files, dirs).await
     }
 
     pub async fn get(&self, path: &ObjectPath) -> Result<Bytes, BlobError> {
@@ -413,6 +481,45 @@ impl PartWriter {
             tracing::warn!(error = %e, "aborting a multipart upload failed; its parts are the store's to expire");
         }
     }
+}
+
+impl Local {
+    /// The distinct directories, up to the root, of `files`.
+    fn dirs_of(&self, files: &[PathBuf]) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = files
+            .iter()
+            .flat_map(|f| dirs_to_sync(f, &self.root))
+            .collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        dirs
+    }
+}
+
+/// An `fdatasync` of each file and an `fsync` of each directory, all at once on the
+/// blocking pool, so that the file system's journal commits them together. Only these
+/// files are written back: what other programs left dirty on the same file system (a
+/// build, a backup, logs) is not theirs to wait for, as it was with `syncfs`.
+async fn sync_all(files: Vec<PathBuf>, dirs: Vec<PathBuf>) -> Result<(), BlobError> {
+    use futures::{StreamExt, TryStreamExt};
+    type Sync = fn(&std::fs::File) -> std::io::Result<()>;
+    let syncs = (files
+        .into_iter()
+        .map(|f| (f, std::fs::File::sync_data as Sync)))
+    .chain(
+        dirs.into_iter()
+            .map(|d| (d, std::fs::File::sync_all as Sync)),
+    );
+    futures::stream::iter(syncs)
+        .map(|(path, sync)| async move {
+            tokio::task::spawn_blocking(move || sync(&std::fs::File::open(&path)?))
+                .await
+                .expect("sync task does not panic")
+        })
+        .buffer_unordered(SYNCS_AT_ONCE)
+        .try_collect::<()>()
+        .await?;
+    Ok(())
 }
 
 /// The directories whose entries must be synced for `file` to survive: its parent and each

@@ -16,6 +16,9 @@
 //! A stream its agent never ended (a crash, a lost device) or that misses a fragment is
 //! packed as it is once its attempt ended `incomplete_after` ago: a fragment arriving
 //! later still is stored on its own, and read so.
+//!
+//! A local store appending each stream's chunks to a file of its own (the default,
+//! `blobs::LocalFiles`) needs no packing: those files are packs already.
 
 use crate::blobs::{chunk_path, pack_path, BlobError, BlobStore, PartWriter, PART_BYTES};
 use crate::clock::SharedClock;
@@ -80,7 +83,13 @@ impl Packer {
         let now = self.clock.now_ms();
         let settled = now - self.settings.after.as_millis() as i64;
         let incomplete = now - self.settings.incomplete_after.as_millis() as i64;
-        let ready = self.db.streams_to_pack(settled, incomplete, BATCH).await?;
+        // Chunks appended to their stream's file are packed as they arrive; streams stored
+        // loose before (a store switched to stream files) stay loose, read and purged so.
+        let ready = if self.blobs.appends_to_stream_files() {
+            Vec::new()
+        } else {
+            self.db.streams_to_pack(settled, incomplete, BATCH).await?
+        };
         let mut packed = futures::stream::iter(ready)
             .map(|(attempt, stream)| async move {
                 (attempt, stream, self.pack_stream(attempt, stream).await)

@@ -259,8 +259,20 @@ async fn the_shredding_proof_on_a_real_recording() {
 async fn crash_at(step: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (data, spool) = (tmp.path().join("data"), tmp.path().join("spool"));
-    let mut server =
-        Server::start_with_env(&data, 0, &[], &[("PROCTOR_CRASH_AT".into(), step.into())]);
+    // One file per chunk: a kill half-way through the blobs' deletion needs several of
+    // them, which a short recording's stream file is not.
+    let mut server = Server::start_with_env(
+        &data,
+        0,
+        &[],
+        &[
+            ("PROCTOR_CRASH_AT".into(), step.into()),
+            (
+                "PROCTOR_OBJECT_STORE__LOCAL_FILES".into(),
+                "per_chunk".into(),
+            ),
+        ],
+    );
     let port = server.public_port();
     let (attempt, sitting) = ended_recording(&server, &spool, "4s").await;
     let blobs = files_under(&data.join("blobs")).len();

@@ -18,6 +18,8 @@
 //! For a profile of one part: `INGEST_BENCH_ONLY=sqlite+local` (or `postgres+garage`)
 //! runs one storage, `INGEST_BENCH_PHASE=saturation` (or `agents`) one phase,
 //! `INGEST_BENCH_CHUNK_KIB=64` (or `512`) one chunk size of the saturation phase.
+//! The server's settings take the `PROCTOR_*` environment as it does: e.g.
+//! `PROCTOR_OBJECT_STORE__LOCAL_FILES=per_chunk` for the local layout before stream files.
 //! Without `--bench` (as `cargo test --benches` runs it) a tiny pass checks it still works.
 
 #[path = "../../tests/support/garage.rs"]

@@ -186,9 +186,21 @@ fn summary(label: &str, mut ms: Vec<f64>) -> (f64, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     println!("\n## SQLite + local blobs");
-    let server = start(&[]);
-    let local = server::blobs::BlobStore::open_local(&server.data.path().join("blobs")).unwrap();
-    let settings = beside(&server);
+    // A file per chunk, then packed, as on S3: the same two reads compared on both
+    // storages. (By default a directory appends each stream to one file, which reads as
+    // the packed round does.)
+    let per_chunk = [(
+        "PROCTOR_OBJECT_STORE__LOCAL_FILES".to_owned(),
+        "per_chunk".to_owned(),
+    )];
+    let server = start(&per_chunk);
+    let local = server::blobs::BlobStore::open_local_with(
+        &server.data.path().join("blobs"),
+        server::blobs::LocalFiles::PerChunk,
+    )
+    .unwrap();
+    let mut settings = beside(&server);
+    settings.object_store.local_files = server::blobs::LocalFiles::PerChunk;
     run(server, local, settings).await;
 
     println!("\n## PostgreSQL + Garage");

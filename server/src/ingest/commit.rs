@@ -8,11 +8,10 @@
 //! blobs, and chunks arriving meanwhile queue for the batch after. An idle server makes
 //! batches of one, so nothing waits for a timer.
 
-use crate::blobs::{BlobError, BlobStore};
+use crate::blobs::{BlobError, BlobStore, StoredChunk};
 use crate::clock::SharedClock;
 use crate::db::{ChunkInsert, Database, DbError, NewChunk};
 use crate::failure::Failure;
-use object_store::path::Path as ObjectPath;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,7 +29,7 @@ type Outcome = Result<ChunkInsert, BatchFailure>;
 
 struct Pending {
     chunk: NewChunk,
-    path: ObjectPath,
+    stored: StoredChunk,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -49,13 +48,21 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Makes a chunk whose blob was `put` at `path` durable, blob then row; answers once
+    /// Makes a chunk whose blob `put_chunk` wrote durable, blob then row; answers once
     /// both are on disk.
-    pub async fn commit(&self, chunk: NewChunk, path: ObjectPath) -> Result<ChunkInsert, Failure> {
+    pub async fn commit(
+        &self,
+        chunk: NewChunk,
+        stored: StoredChunk,
+    ) -> Result<ChunkInsert, Failure> {
         let (done, outcome) = oneshot::channel();
         let stopped = || Failure::Internal(anyhow::anyhow!("group commit stopped"));
         self.queue
-            .send(Pending { chunk, path, done })
+            .send(Pending {
+                chunk,
+                stored,
+                done,
+            })
             .await
             .map_err(|_| stopped())?;
         match outcome.await.map_err(|_| stopped())? {
@@ -84,9 +91,9 @@ async fn sync_stage(
     synced: mpsc::Sender<Vec<Pending>>,
 ) {
     while let Some(batch) = next_batch(&mut incoming).await {
-        let paths: Vec<ObjectPath> = batch.iter().map(|p| p.path.clone()).collect();
+        let stored: Vec<&StoredChunk> = batch.iter().map(|p| &p.stored).collect();
         let started = std::time::Instant::now();
-        match blobs.sync(&paths).await {
+        match blobs.sync_chunks(&stored).await {
             Ok(()) => {
                 crate::metrics::group_stage("blob_sync", batch.len(), started.elapsed());
                 if synced.send(batch).await.is_err() {
@@ -227,21 +234,22 @@ mod tests {
                     stream.id
                 };
                 tokio::spawn(async move {
-                    let path = crate::blobs::chunk_path(attempt, s, i, &[i as u8; 32]);
-                    blobs
-                        .put(&path, Bytes::from(vec![i as u8; 10]))
+                    let mut row = row(s, i);
+                    let stored = blobs
+                        .put_chunk(attempt, &row, Bytes::from(vec![i as u8; 10]))
                         .await
                         .unwrap();
+                    row.pack = stored.place;
                     (
                         i,
                         gc.commit(
                             NewChunk {
                                 attempt,
-                                row: row(s, i),
+                                row,
                                 transport: Transport::Https,
                                 activity: None,
                             },
-                            path,
+                            stored,
                         )
                         .await,
                     )

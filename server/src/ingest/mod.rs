@@ -15,7 +15,6 @@ pub use opening::Via;
 use crate::attempts::Attempts;
 use crate::audit::Audit;
 use crate::blobs::BlobStore;
-use crate::blobs::{chunk_path, Put};
 use crate::clock::SharedClock;
 use crate::configuration::{CaptureSettings, LimitSettings, NoticeSettings};
 use crate::db::*;
@@ -612,10 +611,13 @@ impl Ingest {
         if let Some(existing) = existing {
             return self.replay_or_conflict(who, existing, row).await;
         }
-        let path = chunk_path(who.attempt.id, stream_id, index, &row.content_sha256);
         let started = Instant::now();
-        let put = self.blobs.put(&path, chunk).await?;
+        let stored = self.blobs.put_chunk(who.attempt.id, &row, chunk).await?;
         crate::metrics::ingest_stage("blob_put", started.elapsed());
+        let row = ChunkRow {
+            pack: stored.place,
+            ..row
+        };
         self.liveness.agent_heard(who.attempt.id).await?;
         let started = Instant::now();
         let inserted = self
@@ -627,7 +629,7 @@ impl Ingest {
                     transport: via.transport,
                     activity,
                 },
-                path.clone(),
+                stored.clone(),
             )
             .await?;
         crate::metrics::ingest_stage("durable", started.elapsed());
@@ -639,11 +641,13 @@ impl Ingest {
                 created: true,
             }),
             ChunkInsert::Duplicate => {
-                // Same chain digest, other bytes (forged to collide): the row keeps the first.
-                if put == Put::Created
+                // Same chain digest, other bytes (forged to collide): the row keeps the
+                // first. An object of its own is deleted; bytes appended to the stream's
+                // file stay there unreferenced until the attempt's purge.
+                if stored.created_alone
                     && self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256
                 {
-                    self.blobs.delete(&path).await?;
+                    self.blobs.delete(&stored.path).await?;
                 }
                 Ok(ChunkAck {
                     stream_id: stream_id.into(),
@@ -653,9 +657,9 @@ impl Ingest {
                 })
             }
             ChunkInsert::Conflict => {
-                // The row of a concurrent upload won; this object is referenced by nothing.
-                if put == Put::Created {
-                    self.blobs.delete(&path).await?;
+                // The row of a concurrent upload won; these bytes are referenced by nothing.
+                if stored.created_alone {
+                    self.blobs.delete(&stored.path).await?;
                 }
                 let existing = self.db.chunk(stream_id, index).await?;
                 self.replay_or_conflict(who, existing, row).await

@@ -91,16 +91,38 @@ impl TestApp {
         server::state::open_database(&self.on_disk()).await.unwrap()
     }
 
+    /// The file holding a stored chunk's bytes (its own, or its stream's) and their range.
+    pub async fn blob_file(
+        &self,
+        attempt: Uuid,
+        stream: Uuid,
+        index: u32,
+    ) -> (std::path::PathBuf, std::ops::Range<usize>) {
+        let row = self.db().await.chunk(stream.into(), index).await.unwrap();
+        let (path, start) = match row.pack {
+            Some(p) => (
+                server::blobs::pack_path(attempt.into(), stream.into(), p.tag, p.first),
+                p.offset as usize,
+            ),
+            None => (
+                server::blobs::chunk_path(
+                    attempt.into(),
+                    stream.into(),
+                    index,
+                    &row.content_sha256,
+                ),
+                0,
+            ),
+        };
+        let file = self.data.path().join("blobs").join(path.to_string());
+        (file, start..start + row.size as usize)
+    }
+
     /// Flips one bit of a stored chunk's blob, as an attacker on the storage would.
     pub async fn alter_blob(&self, attempt: Uuid, stream: Uuid, index: u32) {
-        let row = self.db().await.chunk(stream.into(), index).await.unwrap();
-        let path = self.data.path().join("blobs").join(
-            server::blobs::chunk_path(attempt.into(), stream.into(), index, &row.content_sha256)
-                .to_string(),
-        );
+        let (path, range) = self.blob_file(attempt, stream, index).await;
         let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
+        bytes[range.end - 1] ^= 1;
         std::fs::write(&path, bytes).unwrap();
     }
 
@@ -241,22 +263,28 @@ impl TestApp {
 
     /// Blob files stored under the data directory.
     pub fn blob_count(&self) -> usize {
-        fn walk(p: &std::path::Path) -> usize {
-            std::fs::read_dir(p)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| {
-                            if e.path().is_dir() {
-                                walk(&e.path())
-                            } else {
-                                1
-                            }
-                        })
-                        .sum()
-                })
-                .unwrap_or(0)
+        self.blob_sizes().len()
+    }
+
+    /// The bytes of every blob file under the data directory: whatever the layout (a file
+    /// per chunk, or a file per stream), what chunks were written there.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blob_sizes().iter().sum()
+    }
+
+    fn blob_sizes(&self) -> Vec<u64> {
+        fn walk(p: &std::path::Path, out: &mut Vec<u64>) {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), out)
+                } else {
+                    out.push(e.metadata().unwrap().len())
+                }
+            }
         }
-        walk(&self.data.path().join("blobs"))
+        let mut out = Vec::new();
+        walk(&self.data.path().join("blobs"), &mut out);
+        out
     }
 
     pub async fn chunk_rows(&self, stream: Uuid) -> usize {

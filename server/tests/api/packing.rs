@@ -11,9 +11,12 @@ use uuid::Uuid;
 /// Fragments recorded per stream (plus the initialisation segment).
 const FRAGMENTS: u32 = 6;
 
-/// Small packs, so that a stream makes several: two to four of these fragments each.
+/// Small packs, so that a stream makes several: two to four of these fragments each. On
+/// a directory, one file per chunk: appended to stream files, there is nothing to pack
+/// (`stream_files.rs`).
 fn small_packs(s: &mut server::configuration::Settings) {
     s.packing.max_pack_bytes = 700;
+    s.object_store.local_files = server::blobs::LocalFiles::PerChunk;
 }
 
 /// A reviewer's reads of the whole stream: the media range and each fragment.
@@ -153,6 +156,93 @@ async fn a_packed_recording_reads_the_same_and_purges_whole_on_postgres_and_s3()
     .await;
 }
 
+/// On a directory's default layout a stream's chunks are appended to one file as they
+/// arrive: the recording is one object from its first chunk on, reads whole, the packer
+/// has nothing to do, and the purge deletes the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_file_is_a_pack_from_the_start() {
+    let app = spawn_app_with(|s| s.packing.max_pack_bytes = 700).await;
+    let (c, s) = recorded(&app).await;
+    assert_eq!(objects(&app, &c).await, 1, "one file for the stream");
+    let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
+    let before = reads(&app, &token, &c, s.stream_id).await;
+    assert!(
+        before.iter().all(|(status, _)| *status == 200),
+        "{:?}",
+        before.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    let rows = app.db().await.chunks_of(s.stream_id.into()).await.unwrap();
+    assert_eq!(rows.len(), (FRAGMENTS + 1) as usize);
+    assert!(
+        rows.windows(2).all(|w| {
+            let (a, b) = (w[0].pack.unwrap(), w[1].pack.unwrap());
+            (a.tag, a.first) == (b.tag, b.first) && a.offset + w[0].size == b.offset
+        }),
+        "end to end in one file, in the order they came"
+    );
+    // Past the packing's delay and the loose objects' grace (within the session's life).
+    app.clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(pass(&app).await, PackReport::default());
+    assert_eq!(objects(&app, &c).await, 1);
+    assert_eq!(reads(&app, &token, &c, s.stream_id).await, before);
+
+    let (file, range) = app.blob_file(c.attempt_id, s.stream_id, 3).await;
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[range.start + 40] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    let r = app
+        .staff_get(
+            &token,
+            &format!(
+                "/attempts/{}/streams/{}/fragments/3",
+                c.attempt_id, s.stream_id
+            ),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (422, "fragment_altered".into()),
+        "a damaged range is caught like a damaged object"
+    );
+    assert_eq!(
+        app.staff_get(
+            &token,
+            &format!(
+                "/attempts/{}/streams/{}/fragments/4",
+                c.attempt_id, s.stream_id
+            ),
+        )
+        .await
+        .status(),
+        200,
+        "its neighbours read as before"
+    );
+
+    let sitting = app
+        .db()
+        .await
+        .attempt(c.attempt_id.into())
+        .await
+        .unwrap()
+        .sitting_id;
+    let pv = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true })),
+        )
+        .await;
+    assert_eq!(pv.status(), 201);
+    app.state_on_clock()
+        .await
+        .retention
+        .purge_destroyed()
+        .await
+        .unwrap();
+    assert_eq!(objects(&app, &c).await, 0, "nothing left in the store");
+    assert_eq!(app.blob_count(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
     let app = spawn_app_with(small_packs).await;
@@ -193,20 +283,13 @@ async fn a_damaged_pack_is_caught_and_a_lost_fragment_stays_missing() {
 
     // One bit of fragment 2 flipped inside its pack: refused as altered, its neighbours
     // in the same pack still served.
-    let row = db.chunk(s.stream_id.into(), 2).await.unwrap();
-    let place = row.pack.expect("packed");
-    let path = app.data.path().join("blobs").join(
-        server::blobs::pack_path(
-            c.attempt_id.into(),
-            s.stream_id.into(),
-            place.tag,
-            place.first,
-        )
-        .to_string(),
-    );
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[(place.offset + row.size - 1) as usize] ^= 1;
-    std::fs::write(&path, bytes).unwrap();
+    let place = db
+        .chunk(s.stream_id.into(), 2)
+        .await
+        .unwrap()
+        .pack
+        .expect("packed");
+    app.alter_blob(c.attempt_id, s.stream_id, 2).await;
     assert_eq!(
         error_code(fragment(2).await).await,
         (422, "fragment_altered".into())

@@ -433,6 +433,31 @@ async fn streams_and_chunks() {
             db.stream_at(StreamId::random(), 1).await,
             Err(DbError::NotFound)
         ));
+        // A chunk appended to its stream's file is inserted with its place (the tag's high
+        // bit set: stored as signed), and read back with it by every read.
+        let appended = ChunkRow {
+            pack: Some(server::db::PackPlace {
+                tag: u64::MAX - 6,
+                first: 4,
+                offset: 7 << 33,
+            }),
+            ..chunk(late, 5, 5)
+        };
+        assert_eq!(
+            db.insert_chunk(a.id, appended.clone(), 12).await.unwrap(),
+            ChunkInsert::Created
+        );
+        assert_eq!(db.chunk(late, 5).await.unwrap(), appended, "{}", b.name);
+        assert_eq!(
+            db.stream_at(late, 5).await.unwrap().1,
+            Some(appended.clone())
+        );
+        assert_eq!(
+            db.chunks_of(late).await.unwrap(),
+            vec![appended],
+            "{}",
+            b.name
+        );
         let idx: Vec<u32> = db
             .chunks_of(early)
             .await

@@ -133,6 +133,7 @@ impl Garage {
             allow_http: true,
             access_key_id: Some(key_id),
             secret_access_key: Some(secret_key),
+            local_files: Default::default(),
         };
         Garage {
             child,

@@ -197,11 +197,23 @@ impl Scene {
             },
             "{report:#}"
         );
-        let blobs = files_under(&self.server.data.join("blobs"))
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "chunk"))
-            .count() as u64;
-        assert_eq!(blobs, sealed, "one blob per stored chunk");
+        // Appended to their streams' files: none alone, a file per stream at least (a
+        // restart or a late chunk after the last one opens another), never one per chunk.
+        let files = files_under(&self.server.data.join("blobs"));
+        let of = |ext: &str| {
+            files
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .count()
+        };
+        assert_eq!(of("chunk"), 0, "{files:?}");
+        assert_eq!(of("pack"), files.len(), "{files:?}");
+        assert!(
+            (streams.len()..=sealed as usize).contains(&files.len()),
+            "{} stream files for {} chunks: {files:?}",
+            files.len(),
+            sealed
+        );
         for s in &streams {
             let id = s["stream_id"].as_str().unwrap();
             let media =
