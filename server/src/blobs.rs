@@ -349,6 +349,10 @@ impl BlobStore {
                 .await;
         };
         let pack = pack_path(attempt, row.stream_id, p.tag, p.first);
+        if let Some(local) = &self.local {
+            let file = local.fs.path_to_filesystem(&pack)?;
+            return read_range(file, p.offset, row.size as usize).await;
+        }
         let range = p.offset as usize..(p.offset + row.size) as usize;
         match self.store.get_range(&pack, range).await {
             Ok(b) => Ok(b),
@@ -481,6 +485,30 @@ impl PartWriter {
             tracing::warn!(error = %e, "aborting a multipart upload failed; its parts are the store's to expire");
         }
     }
+}
+
+/// `len` bytes at `offset` of a local file. Bytes the file does not hold (a stream file
+/// whose tail a disk lost, or someone cut) are missing, as an object gone is: `NotFound`,
+/// not a storage failure.
+async fn read_range(file: PathBuf, offset: u64, len: usize) -> Result<Bytes, BlobError> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = vec![0; len];
+        match std::fs::File::open(&file).and_then(|f| f.read_exact_at(&mut buf, offset)) {
+            Ok(()) => Ok(Bytes::from(buf)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Err(BlobError::NotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+    .expect("a read task does not panic")
 }
 
 impl Local {

@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 use support::browser::{Firefox, Sound};
 use support::netns::Tmpfs;
@@ -346,20 +345,11 @@ async fn scenario_10_replayed_reordered_and_foreign_chunks_change_nothing() {
     let other_token = other["launch_token"].as_str().unwrap().to_owned();
     let agent = start(scene.agent("20s"));
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let stored: Vec<PathBuf> = files_under(
-        &scene
-            .server
-            .data
-            .join("blobs")
-            .join("attempts")
-            .join(&scene.attempt),
-    );
-    let blob = stored
-        .iter()
-        .find(|p| p.to_string_lossy().contains("/0000000002-"))
-        .expect("chunk 2 is stored")
-        .clone();
-    let chunk = std::fs::read(&blob).unwrap();
+    let stream = scene.show()["streams"][0]["stream_id"]
+        .as_str()
+        .expect("a stream is open")
+        .to_owned();
+    let chunk = sealed_chunk(&scene.server.data, &scene.attempt, &stream, 2).await;
     let h = protocol::ChunkHeader::parse(&chunk).unwrap().0;
     let http = scene.staff_client();
     let put = |token: &str, index: u32, body: Vec<u8>| {

@@ -37,7 +37,15 @@ async fn a_reviewer_watches_flags_and_submits_in_chromium() {
         &data,
         0,
         &[],
-        &[("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "24h".into())],
+        &[
+            ("PROCTOR_LIMITS__INDEX_WINDOW_MARGIN".into(), "24h".into()),
+            // A file per chunk, as on S3: one fragment is lost below, alone (in a stream's
+            // file a loss takes the file's tail; `packing.rs` in the API tests).
+            (
+                "PROCTOR_OBJECT_STORE__LOCAL_FILES".into(),
+                "per_chunk".into(),
+            ),
+        ],
     );
     let (whole, whole_token) = enrol(&server).await;
     let (cut, cut_token) = enrol(&server).await;

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Streams with a file open for appending, at most: past it every entry is dropped and
+/// Streams whose current file is remembered, at most: past it every entry is dropped and
 /// the streams still recording start new files (an agent that vanished never ends its
 /// stream, and its entry would stay otherwise).
 const OPEN_STREAMS: usize = 16_384;
@@ -69,7 +69,7 @@ impl StreamFiles {
         last: bool,
         bytes: Bytes,
     ) -> Result<Appended, BlobError> {
-        let entry = self.entry(attempt, stream, index)?;
+        let entry = self.entry(attempt, stream, index);
         entry
             .created
             .get_or_try_init(|| create(entry.file.clone(), self.root.clone()))
@@ -100,15 +100,10 @@ impl StreamFiles {
         })
     }
 
-    fn entry(
-        &self,
-        attempt: AttemptId,
-        stream: StreamId,
-        index: u32,
-    ) -> Result<Arc<StreamFile>, BlobError> {
+    fn entry(&self, attempt: AttemptId, stream: StreamId, index: u32) -> Arc<StreamFile> {
         let mut open = self.open.lock().expect("not poisoned");
         if let Some(e) = open.get(&stream) {
-            return Ok(e.clone());
+            return e.clone();
         }
         if open.len() >= OPEN_STREAMS {
             open.clear();
@@ -126,7 +121,7 @@ impl StreamFiles {
             created: tokio::sync::OnceCell::new(),
         });
         open.insert(stream, e.clone());
-        Ok(e)
+        e
     }
 }
 

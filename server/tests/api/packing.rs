@@ -217,6 +217,27 @@ async fn a_stream_file_is_a_pack_from_the_start() {
         200,
         "its neighbours read as before"
     );
+    // The file's tail lost (a disk's damage, a hand): the chunks it held are missing, as
+    // lost objects are, not a storage failure; those before the cut still read.
+    let (file, range) = app.blob_file(c.attempt_id, s.stream_id, 5).await;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(range.start as u64 + 10)
+        .unwrap();
+    for (i, want) in [(4, 200), (5, 404), (6, 404)] {
+        let r = app
+            .staff_get(
+                &token,
+                &format!(
+                    "/attempts/{}/streams/{}/fragments/{i}",
+                    c.attempt_id, s.stream_id
+                ),
+            )
+            .await;
+        assert_eq!(r.status(), want, "fragment {i}");
+    }
 
     let sitting = app
         .db()

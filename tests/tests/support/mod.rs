@@ -371,3 +371,21 @@ pub fn assert_no_plaintext(plaintext: &[u8], dirs: &[&Path]) {
         }
     }
 }
+
+/// A stored chunk's sealed bytes, found as the server finds them (its row, then its own
+/// object or its range of its stream's file), in the data directory of a server on the
+/// embedded database and a local directory.
+pub async fn sealed_chunk(data: &Path, attempt: &str, stream: &str, index: u32) -> Vec<u8> {
+    let mut s = server::configuration::load(None).unwrap();
+    s.server.data_dir = data.to_owned();
+    let db = server::state::open_database(&s).await.unwrap();
+    let stream: uuid::Uuid = stream.parse().unwrap();
+    let attempt: uuid::Uuid = attempt.parse().unwrap();
+    let row = db.chunk(stream.into(), index).await.unwrap();
+    server::blobs::BlobStore::open(&s.object_store, data)
+        .unwrap()
+        .read_chunk(attempt.into(), &row)
+        .await
+        .unwrap()
+        .to_vec()
+}
