@@ -152,6 +152,7 @@ impl Cluster {
 impl Cluster {
     /// Restarts the server (`pg_ctl restart -m fast`: every client's connection is closed),
     /// as an upgrade or a failover would. Only a cluster of the test's own can be.
+    #[allow(dead_code)] // the conformance tests' alone of the crates sharing this file
     pub fn restart(&self) {
         let dir = self.dir.as_ref().expect(
             "restarting PostgreSQL needs a cluster of the test's own: unset PROCTOR_TEST_DATABASE_URL",
