@@ -52,13 +52,7 @@ async fn every_role_against_every_staff_route() {
         .end_attempt(c.attempt_id.into(), "test")
         .await
         .unwrap();
-    let sitting = app
-        .db()
-        .await
-        .attempt(c.attempt_id.into())
-        .await
-        .unwrap()
-        .sitting_id;
+    let sitting = app.sitting_of(c.attempt_id).await;
 
     // The expired session idles past the limit before the others log in.
     let expired = add_staff(&app, "endormie", "reviewer").await;

@@ -126,6 +126,16 @@ impl TestApp {
         std::fs::write(&path, bytes).unwrap();
     }
 
+    /// The sitting an attempt belongs to.
+    pub async fn sitting_of(&self, attempt: Uuid) -> server::db::SittingId {
+        self.db()
+            .await
+            .attempt(attempt.into())
+            .await
+            .unwrap()
+            .sitting_id
+    }
+
     /// The server's blob store, opened beside it.
     pub fn blobs(&self) -> server::blobs::BlobStore {
         let st = self.on_disk();
@@ -405,13 +415,7 @@ pub async fn staff_login(app: &TestApp, login: &str, password: &str) -> String {
 /// A reviewer assigned to the sitting of `attempt`; returns their session token.
 pub async fn reviewer_of(app: &TestApp, login: &str, attempt: Uuid) -> String {
     let token = add_staff(app, login, "reviewer").await;
-    let sitting = app
-        .db()
-        .await
-        .attempt(attempt.into())
-        .await
-        .unwrap()
-        .sitting_id;
+    let sitting = app.sitting_of(attempt).await;
     app.state()
         .await
         .accounts

@@ -32,6 +32,11 @@ async fn reads(app: &TestApp, token: &str, c: &Candidate, stream: Uuid) -> Vec<(
     out
 }
 
+fn all_served(reads: &[(u16, Vec<u8>)]) {
+    let statuses: Vec<u16> = reads.iter().map(|r| r.0).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
 /// A candidate who recorded one whole stream and ended it.
 async fn recorded(app: &TestApp) -> (Candidate, OpenStream) {
     let (c, s) = app.recording_candidate().await;
@@ -70,15 +75,45 @@ async fn pass(app: &TestApp) -> PackReport {
     app.state_on_clock().await.packer.run_once().await.unwrap()
 }
 
+/// The jury validates the candidate's sitting, and the purge that follows has run.
+async fn validated_and_purged(app: &TestApp, c: &Candidate) {
+    let sitting = app.sitting_of(c.attempt_id).await;
+    let pv = app
+        .platform_json(
+            reqwest::Method::POST,
+            &format!("sittings/{sitting}/pv"),
+            Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true })),
+        )
+        .await;
+    assert_eq!(pv.status(), 201);
+    app.state_on_clock()
+        .await
+        .retention
+        .purge_destroyed()
+        .await
+        .unwrap();
+}
+
+/// One fragment, as the reviewer's player asks for it.
+async fn fragment(
+    app: &TestApp,
+    token: &str,
+    c: &Candidate,
+    stream: Uuid,
+    i: u32,
+) -> reqwest::Response {
+    app.staff_get(
+        token,
+        &format!("/attempts/{}/streams/{stream}/fragments/{i}", c.attempt_id),
+    )
+    .await
+}
+
 async fn a_packed_recording_reads_the_same_and_purges_whole(app: TestApp) {
     let (c, s) = recorded(&app).await;
     let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
     let before = reads(&app, &token, &c, s.stream_id).await;
-    assert!(
-        before.iter().all(|(status, _)| *status == 200),
-        "{:?}",
-        before.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    all_served(&before);
     let loose = (FRAGMENTS + 1) as usize;
     assert_eq!(objects(&app, &c).await, loose);
 
@@ -119,27 +154,7 @@ async fn a_packed_recording_reads_the_same_and_purges_whole(app: TestApp) {
     assert_eq!(report["fragments_stored"], FRAGMENTS + 1, "{report:#}");
 
     // The jury validates: the packs go with the attempt's purge.
-    let sitting = app
-        .db()
-        .await
-        .attempt(c.attempt_id.into())
-        .await
-        .unwrap()
-        .sitting_id;
-    let pv = app
-        .platform_json(
-            reqwest::Method::POST,
-            &format!("sittings/{sitting}/pv"),
-            Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true })),
-        )
-        .await;
-    assert_eq!(pv.status(), 201);
-    app.state_on_clock()
-        .await
-        .retention
-        .purge_destroyed()
-        .await
-        .unwrap();
+    validated_and_purged(&app, &c).await;
     assert_eq!(objects(&app, &c).await, 0, "nothing left in the store");
 }
 
@@ -166,11 +181,7 @@ async fn a_stream_file_is_a_pack_from_the_start() {
     assert_eq!(objects(&app, &c).await, 1, "one file for the stream");
     let token = reviewer_of(&app, "relecteur", c.attempt_id).await;
     let before = reads(&app, &token, &c, s.stream_id).await;
-    assert!(
-        before.iter().all(|(status, _)| *status == 200),
-        "{:?}",
-        before.iter().map(|r| r.0).collect::<Vec<_>>()
-    );
+    all_served(&before);
     let rows = app.db().await.chunks_of(s.stream_id.into()).await.unwrap();
     assert_eq!(rows.len(), (FRAGMENTS + 1) as usize);
     assert!(
@@ -190,30 +201,13 @@ async fn a_stream_file_is_a_pack_from_the_start() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[range.start + 40] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
-    let r = app
-        .staff_get(
-            &token,
-            &format!(
-                "/attempts/{}/streams/{}/fragments/3",
-                c.attempt_id, s.stream_id
-            ),
-        )
-        .await;
     assert_eq!(
-        error_code(r).await,
+        error_code(fragment(&app, &token, &c, s.stream_id, 3).await).await,
         (422, "fragment_altered".into()),
         "a damaged range is caught like a damaged object"
     );
     assert_eq!(
-        app.staff_get(
-            &token,
-            &format!(
-                "/attempts/{}/streams/{}/fragments/4",
-                c.attempt_id, s.stream_id
-            ),
-        )
-        .await
-        .status(),
+        fragment(&app, &token, &c, s.stream_id, 4).await.status(),
         200,
         "its neighbours read as before"
     );
@@ -227,39 +221,11 @@ async fn a_stream_file_is_a_pack_from_the_start() {
         .set_len(range.start as u64 + 10)
         .unwrap();
     for (i, want) in [(4, 200), (5, 404), (6, 404)] {
-        let r = app
-            .staff_get(
-                &token,
-                &format!(
-                    "/attempts/{}/streams/{}/fragments/{i}",
-                    c.attempt_id, s.stream_id
-                ),
-            )
-            .await;
-        assert_eq!(r.status(), want, "fragment {i}");
+        let status = fragment(&app, &token, &c, s.stream_id, i).await.status();
+        assert_eq!(status, want, "fragment {i}");
     }
 
-    let sitting = app
-        .db()
-        .await
-        .attempt(c.attempt_id.into())
-        .await
-        .unwrap()
-        .sitting_id;
-    let pv = app
-        .platform_json(
-            reqwest::Method::POST,
-            &format!("sittings/{sitting}/pv"),
-            Some(serde_json::json!({ "outcome": "validated", "override_unsubmitted": true })),
-        )
-        .await;
-    assert_eq!(pv.status(), 201);
-    app.state_on_clock()
-        .await
-        .retention
-        .purge_destroyed()
-        .await
-        .unwrap();
+    validated_and_purged(&app, &c).await;
     assert_eq!(objects(&app, &c).await, 0, "nothing left in the store");
     assert_eq!(app.blob_count(), 0);
 }

@@ -259,13 +259,7 @@ async fn flags_follow_the_review_and_the_outcome_must_agree() {
 
     // Another reviewer of the sitting cannot write into this review.
     let other = add_staff(&app, "autre", "reviewer").await;
-    let sitting = app
-        .db()
-        .await
-        .attempt(c.attempt_id.into())
-        .await
-        .unwrap()
-        .sitting_id;
+    let sitting = app.sitting_of(c.attempt_id).await;
     app.state()
         .await
         .accounts

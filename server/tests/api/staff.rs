@@ -146,13 +146,7 @@ async fn a_reviewer_sees_only_the_sittings_assigned_to_them() {
             && e.attempt_id == Some(theirs.attempt_id.into()))));
 
     // Assigned to that sitting too, they see it.
-    let sitting = app
-        .db()
-        .await
-        .attempt(theirs.attempt_id.into())
-        .await
-        .unwrap()
-        .sitting_id;
+    let sitting = app.sitting_of(theirs.attempt_id).await;
     app.state()
         .await
         .accounts
