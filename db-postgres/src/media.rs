@@ -144,16 +144,11 @@ impl MediaStore for PostgresDatabase {
         let last: Vec<bool> = rows().map(|c| c.row.last).collect();
         let transport: Vec<String> = rows().map(|c| c.transport.as_str().to_owned()).collect();
         let activity: Vec<Option<Vec<u8>>> = rows().map(|c| c.activity.clone()).collect();
-        // A chunk appended to its stream's file is packed from the start; the tag as
-        // signed, the column's type.
-        let place = |f: fn(&PackPlace) -> i64| -> Vec<Option<i64>> {
-            rows().map(|c| c.row.pack.as_ref().map(f)).collect()
+        // A chunk appended to its stream's file is packed from the start.
+        let place = |i: usize| -> Vec<Option<i64>> {
+            rows().map(|c| c.row.pack.map(|p| p.columns()[i])).collect()
         };
-        let (tag, first, offset) = (
-            place(|p| p.tag as i64),
-            place(|p| i64::from(p.first)),
-            place(|p| p.offset as i64),
-        );
+        let (tag, first, offset) = (place(0), place(1), place(2));
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The primary key arbitrates between concurrent uploads, on any instance.
         let inserted = sqlx::query!(

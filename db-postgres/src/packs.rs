@@ -63,7 +63,7 @@ impl PackStore for PostgresDatabase {
         if state.packed_at.is_some() {
             return Ok(Packed::AlreadyPacked);
         }
-        // One array per column; the tag as signed, the column's type.
+        // One array per column, as the columns hold them.
         let column =
             |f: fn(&(u32, PackPlace)) -> i64| -> Vec<i64> { places.iter().map(f).collect() };
         sqlx::query!(
@@ -72,9 +72,9 @@ impl PackStore for PostgresDatabase {
              WHERE chunks.stream_id = $1 AND chunks.idx = p.idx",
             id,
             &column(|(i, _)| i64::from(*i)),
-            &column(|(_, p)| p.tag as i64),
-            &column(|(_, p)| i64::from(p.first)),
-            &column(|(_, p)| p.offset as i64)
+            &column(|(_, p)| p.columns()[0]),
+            &column(|(_, p)| p.columns()[1]),
+            &column(|(_, p)| p.columns()[2])
         )
         .execute(&mut *tx)
         .await

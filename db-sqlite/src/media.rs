@@ -124,12 +124,12 @@ impl MediaStore for SqliteDatabase {
                 .push_bind(r.content_sha256.to_vec())
                 .push_bind(at_ms)
                 .push_bind(c.transport.as_str())
-                .push_bind(c.activity.clone())
-                // A chunk appended to its stream's file is packed from the start; the tag
-                // as signed, the column's type.
-                .push_bind(r.pack.map(|p| p.tag as i64))
-                .push_bind(r.pack.map(|p| i64::from(p.first)))
-                .push_bind(r.pack.map(|p| p.offset as i64));
+                .push_bind(c.activity.clone());
+            // A chunk appended to its stream's file is packed from the start.
+            let place = r.pack.map(|p| p.columns());
+            for i in 0..3 {
+                v.push_bind(place.map(|c| c[i]));
+            }
         });
         insert.push(" ON CONFLICT DO NOTHING RETURNING stream_id, idx");
         let inserted = insert

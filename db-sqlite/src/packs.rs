@@ -68,11 +68,14 @@ impl PackStore for SqliteDatabase {
         if state.packed_at.is_some() {
             return Ok(Packed::AlreadyPacked);
         }
-        // (index, tag, first, offset); the tag as signed, the column's type.
+        // (index, tag, first, offset), as the columns hold them.
         let places = serde_json::to_string(
             &places
                 .iter()
-                .map(|(i, p)| (i, p.tag as i64, p.first, p.offset))
+                .map(|(i, p)| {
+                    let [tag, first, offset] = p.columns();
+                    (i, tag, first, offset)
+                })
                 .collect::<Vec<_>>(),
         )
         .expect("numbers serialise");

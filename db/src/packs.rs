@@ -14,6 +14,23 @@ pub struct PackPlace {
     pub offset: u64,
 }
 
+impl PackPlace {
+    /// As stored: `pack_tag`, `pack_first`, `pack_offset`, each the column's signed 64-bit
+    /// integer (the tag's high bit as its sign).
+    pub fn columns(&self) -> [i64; 3] {
+        [self.tag as i64, i64::from(self.first), self.offset as i64]
+    }
+
+    /// Read back from `columns`.
+    pub fn from_columns([tag, first, offset]: [i64; 3]) -> Self {
+        Self {
+            tag: tag as u64,
+            first: first as u32,
+            offset: offset as u64,
+        }
+    }
+}
+
 /// What `set_packed` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packed {

@@ -265,11 +265,9 @@ impl<Id: IdColumn> TryFrom<ChunkRec<Id>> for ChunkRow {
             media_end_us: r.media_end_us as u64,
             last: r.last,
             pack: match (r.pack_tag, r.pack_first, r.pack_offset) {
-                (Some(tag), Some(first), Some(offset)) => Some(crate::PackPlace {
-                    tag: tag as u64,
-                    first: first as u32,
-                    offset: offset as u64,
-                }),
+                (Some(tag), Some(first), Some(offset)) => {
+                    Some(crate::PackPlace::from_columns([tag, first, offset]))
+                }
                 _ => None,
             },
         })

@@ -200,14 +200,9 @@ impl BlobStore {
         bytes: Bytes,
     ) -> Result<StoredChunk, BlobError> {
         if let Some(streams) = self.local.as_ref().and_then(|l| l.streams.as_ref()) {
-            let a = streams
+            return streams
                 .append(attempt, row.stream_id, row.index, row.last, bytes)
-                .await?;
-            return Ok(StoredChunk {
-                path: a.path,
-                place: Some(a.place),
-                created_alone: false,
-            });
+                .await;
         }
         let path = chunk_path(attempt, row.stream_id, row.index, &row.content_sha256);
         let put = self.put(&path, bytes).await?;
@@ -312,19 +307,18 @@ impl BlobStore {
         let Some(local) = &self.local else {
             return Ok(());
         };
-        let (appended, alone): (Vec<&StoredChunk>, Vec<&StoredChunk>) =
-            chunks.iter().partition(|c| c.place.is_some());
-        let alone = alone
-            .iter()
-            .map(|c| local.fs.path_to_filesystem(&c.path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let appended = appended
-            .iter()
-            .map(|c| local.fs.path_to_filesystem(&c.path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (mut files, mut alone) = (Vec::new(), Vec::new());
+        for c in chunks {
+            let file = local.fs.path_to_filesystem(&c.path)?;
+            match c.place {
+                Some(_) => files.push(file),
+                None => alone.push(file),
+            }
+        }
         let dirs = local.dirs_of(&alone);
-        let mut files = stream_files::files_of(appended.iter().map(PathBuf::as_path));
-        files.extend(alone);
+        files.append(&mut alone);
+        files.sort_unstable();
+        files.dedup();
         sync_all(files, dirs).await
     }
 

@@ -14,12 +14,12 @@
 //! loser of two uploads of one index, a tail a crash cut) stays unread ciphertext until the
 //! attempt's purge deletes the file.
 
-use super::{dirs_to_sync, pack_path, BlobError};
+use super::{dirs_to_sync, pack_path, BlobError, StoredChunk};
 use crate::db::{AttemptId, PackPlace, StreamId};
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +30,9 @@ const OPEN_STREAMS: usize = 16_384;
 
 /// One stream's current file.
 struct StreamFile {
-    place: (u64, u32),
+    tag: u64,
+    /// The index of the chunk that opened it.
+    first: u32,
     path: ObjectPath,
     file: PathBuf,
     /// Where the next chunk goes.
@@ -43,12 +45,6 @@ struct StreamFile {
 pub(super) struct StreamFiles {
     root: PathBuf,
     open: Mutex<HashMap<StreamId, Arc<StreamFile>>>,
-}
-
-/// Where an appended chunk went.
-pub(super) struct Appended {
-    pub path: ObjectPath,
-    pub place: PackPlace,
 }
 
 impl StreamFiles {
@@ -68,7 +64,7 @@ impl StreamFiles {
         index: u32,
         last: bool,
         bytes: Bytes,
-    ) -> Result<Appended, BlobError> {
+    ) -> Result<StoredChunk, BlobError> {
         let entry = self.entry(attempt, stream, index);
         entry
             .created
@@ -76,6 +72,8 @@ impl StreamFiles {
             .await?;
         let offset = entry.next.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let file = entry.file.clone();
+        // Opened for each write, not kept open: a descriptor per recording stream would
+        // count against the process's limit beside its connections.
         tokio::task::spawn_blocking(move || {
             use std::os::unix::fs::FileExt as _;
             std::fs::OpenOptions::new()
@@ -90,13 +88,14 @@ impl StreamFiles {
             // order): they start a file of their own.
             self.open.lock().expect("not poisoned").remove(&stream);
         }
-        Ok(Appended {
+        Ok(StoredChunk {
             path: entry.path.clone(),
-            place: PackPlace {
-                tag: entry.place.0,
-                first: entry.place.1,
+            place: Some(PackPlace {
+                tag: entry.tag,
+                first: entry.first,
                 offset,
-            },
+            }),
+            created_alone: false,
         })
     }
 
@@ -114,7 +113,8 @@ impl StreamFiles {
         let path = pack_path(attempt, stream, tag, index);
         let file = self.root.join(path.as_ref());
         let e = Arc::new(StreamFile {
-            place: (tag, index),
+            tag,
+            first: index,
             path,
             file,
             next: AtomicU64::new(0),
@@ -145,14 +145,6 @@ async fn create(file: PathBuf, root: PathBuf) -> Result<(), BlobError> {
     .await
     .expect("a create task does not panic")?;
     Ok(())
-}
-
-/// The files of `appended` (each once), to be `fdatasync`ed.
-pub(super) fn files_of<'a>(appended: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = appended.map(Path::to_path_buf).collect();
-    files.sort_unstable();
-    files.dedup();
-    files
 }
 
 #[cfg(test)]

@@ -618,6 +618,8 @@ impl Ingest {
             pack: stored.place,
             ..row
         };
+        // What to delete if the row is refused: an object of its own this upload created.
+        let own_object = stored.created_alone.then(|| stored.path.clone());
         self.liveness.agent_heard(who.attempt.id).await?;
         let started = Instant::now();
         let inserted = self
@@ -629,7 +631,7 @@ impl Ingest {
                     transport: via.transport,
                     activity,
                 },
-                stored.clone(),
+                stored,
             )
             .await?;
         crate::metrics::ingest_stage("durable", started.elapsed());
@@ -644,10 +646,10 @@ impl Ingest {
                 // Same chain digest, other bytes (forged to collide): the row keeps the
                 // first. An object of its own is deleted; bytes appended to the stream's
                 // file stay there unreferenced until the attempt's purge.
-                if stored.created_alone
-                    && self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256
-                {
-                    self.blobs.delete(&stored.path).await?;
+                if let Some(path) = &own_object {
+                    if self.db.chunk(stream_id, index).await?.content_sha256 != row.content_sha256 {
+                        self.blobs.delete(path).await?;
+                    }
                 }
                 Ok(ChunkAck {
                     stream_id: stream_id.into(),
@@ -658,8 +660,8 @@ impl Ingest {
             }
             ChunkInsert::Conflict => {
                 // The row of a concurrent upload won; these bytes are referenced by nothing.
-                if stored.created_alone {
-                    self.blobs.delete(&stored.path).await?;
+                if let Some(path) = &own_object {
+                    self.blobs.delete(path).await?;
                 }
                 let existing = self.db.chunk(stream_id, index).await?;
                 self.replay_or_conflict(who, existing, row).await
